@@ -1,0 +1,73 @@
+"""Audio encoding with ffmpeg (mono MP3 for speech) and the content-addressed media store."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class AudioError(RuntimeError):
+    """Audio that could not be decoded or encoded."""
+
+
+def _ffmpeg() -> str:
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise AudioError("ffmpeg is not installed")
+    return exe
+
+
+def encode_speech_mp3(audio: bytes, bitrate_kbps: int = 48) -> bytes:
+    """Any audio ffmpeg reads -> mono 24 kHz MP3 at ``bitrate_kbps`` (speech quality)."""
+    run = subprocess.run([_ffmpeg(), "-hide_banner", "-loglevel", "error", "-i", "pipe:0",
+                          "-ac", "1", "-ar", "24000", "-b:a", f"{bitrate_kbps}k",
+                          "-map_metadata", "-1", "-f", "mp3", "pipe:1"],
+                         input=audio, capture_output=True, timeout=300)
+    if run.returncode != 0 or not run.stdout:
+        raise AudioError(f"ffmpeg could not encode: {run.stderr.decode(errors='replace')[:300]}")
+    return run.stdout
+
+
+def probe_duration_ms(path: str | os.PathLike) -> int:
+    """The duration ffprobe reads from a file, in milliseconds."""
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        raise AudioError("ffprobe is not installed")
+    run = subprocess.run([exe, "-v", "error", "-show_entries", "format=duration", "-of", "json",
+                          str(path)], capture_output=True, timeout=60)
+    try:
+        return int(round(float(json.loads(run.stdout)["format"]["duration"]) * 1000))
+    except (ValueError, KeyError, TypeError):
+        raise AudioError(f"ffprobe could not read {path}") from None
+
+
+@dataclass(frozen=True)
+class Stored:
+    sha256: str
+    ext: str
+    bytes: int
+    path: Path
+
+
+class MediaStore:
+    """Immutable files named by their sha256, fanned out into two-character folders."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def path(self, sha256: str, ext: str) -> Path:
+        return self.root / sha256[:2] / f"{sha256}.{ext}"
+
+    def put(self, data: bytes, ext: str) -> Stored:
+        sha = hashlib.sha256(data).hexdigest()
+        dest = self.path(sha, ext)
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, dest)
+        return Stored(sha, ext, len(data), dest)

@@ -1,0 +1,266 @@
+"""The server <-> speaker node wire protocol, version 1: topics, signed envelopes, events.
+
+This module is the single implementation both sides import (the agent must stand alone, so it
+lives here and depends only on the standard library, ``cryptography`` and ``jsonschema``).
+Everything in it is a pure function; docs/protocol.md is generated from the schemas below.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from . import schemas
+
+VERSION = 1
+DEFAULT_PREFIX = "loa/v1"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+FUTURE_TOLERANCE_MS = 5 * 60 * 1000
+LATE_SLOT_MS = 60 * 1000
+
+PRIORITY_NAMES = {"normal": 3, "priority": 5, "live": 7, "emergency": 9}
+EMERGENCY = PRIORITY_NAMES["emergency"]
+
+COMMAND_TYPES = ("play", "stop", "set_volume", "amp", "test", "reboot", "keys")
+ACK_STATUSES = ("received", "rejected", "started", "finished", "failed", "preempted", "stopped",
+                "skipped")
+PLAY_RESULTS = ("completed", "preempted", "stopped", "failed", "skipped")
+REJECT_REASONS = ("malformed", "bad_signature", "unknown_kid", "expired", "future", "wrong_target",
+                  "replayed")
+
+
+class ProtocolError(ValueError):
+    """An envelope that a node must reject; ``reason`` is one of REJECT_REASONS."""
+
+    def __init__(self, reason: str, detail: str = "", cmd_id: str | None = None):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.cmd_id = cmd_id
+
+
+# --- topics ---------------------------------------------------------------------------------
+
+def valid_name(name: str) -> bool:
+    """True when ``name`` may stand for ``{node}`` or ``{group}`` in a topic."""
+    return isinstance(name, str) and bool(NAME_RE.match(name))
+
+
+def node_topic(prefix: str, node: str, kind: str) -> str:
+    """``{prefix}/nodes/{node}/{kind}``; kind is desired, cmd, state, telemetry or events."""
+    if kind not in ("desired", "cmd", "state", "telemetry", "events"):
+        raise ValueError(f"unknown node topic kind {kind!r}")
+    if not valid_name(node):
+        raise ValueError(f"invalid node id {node!r}")
+    return f"{prefix}/nodes/{node}/{kind}"
+
+
+def group_topic(prefix: str, group: str) -> str:
+    """``{prefix}/groups/{group}/cmd``."""
+    if not valid_name(group):
+        raise ValueError(f"invalid group name {group!r}")
+    return f"{prefix}/groups/{group}/cmd"
+
+
+@dataclass(frozen=True)
+class Topic:
+    scope: str  # "node" or "group"
+    name: str
+    kind: str   # desired, cmd, state, telemetry, events
+
+
+def parse_topic(prefix: str, topic: str) -> Topic | None:
+    """Split a topic under ``prefix``; None when it is not one of the protocol's topics."""
+    if not topic.startswith(prefix + "/"):
+        return None
+    parts = topic[len(prefix) + 1:].split("/")
+    if len(parts) != 3 or not valid_name(parts[1]):
+        return None
+    scope, name, kind = parts
+    if scope == "nodes" and kind in ("desired", "cmd", "state", "telemetry", "events"):
+        return Topic("node", name, kind)
+    if scope == "groups" and kind == "cmd":
+        return Topic("group", name, kind)
+    return None
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The raw 32-byte Ed25519 public key in standard base64."""
+    pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode("ascii")
+
+
+def load_public_key(b64: str) -> Ed25519PublicKey:
+    """Parse a base64 raw public key; ValueError when it is not 32 bytes of base64."""
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, TypeError) as err:
+        raise ValueError(f"public key is not base64: {err}") from None
+    if len(raw) != 32:
+        raise ValueError(f"public key must be 32 bytes, got {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def private_key_b64(key: Ed25519PrivateKey) -> str:
+    raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                            serialization.NoEncryption())
+    return base64.b64encode(raw).decode("ascii")
+
+
+def load_private_key(b64: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(base64.b64decode(b64, validate=True))
+
+
+# --- envelopes ------------------------------------------------------------------------------
+
+def canonical_bytes(envelope: Mapping[str, Any]) -> bytes:
+    """The exact bytes that are signed: the envelope without ``sig``, as PROTOCOL.md fixes."""
+    unsigned = {k: v for k, v in envelope.items() if k != "sig"}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+
+
+def _no_floats(value: Any, path: str = "") -> None:
+    if isinstance(value, float):
+        raise ProtocolError("malformed", f"floating-point number at {path or '/'}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _no_floats(v, f"{path}/{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _no_floats(v, f"{path}/{i}")
+
+
+def sign_envelope(key: Ed25519PrivateKey, kid: str, type_: str, to: str, body: Mapping[str, Any],
+                  now_ms: int, ttl_ms: int, msg_id: str | None = None) -> dict:
+    """Build and sign an envelope. Raises ProtocolError if the content holds a float."""
+    env = {"v": VERSION, "id": msg_id or str(uuid.uuid4()), "type": type_, "to": to,
+           "ts": int(now_ms), "exp": int(now_ms) + int(ttl_ms), "kid": kid, "body": dict(body)}
+    _no_floats(env)
+    env["sig"] = base64.b64encode(key.sign(canonical_bytes(env))).decode("ascii")
+    return env
+
+
+def envelope_json(envelope: Mapping[str, Any]) -> str:
+    """Serialise an envelope for the wire (any key order verifies: the signature is canonical)."""
+    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
+
+
+def _reject_float(text: str) -> float:
+    raise ProtocolError("malformed", f"floating-point number {text}")
+
+
+def parse_json_no_floats(raw: bytes | str) -> Any:
+    """json.loads that refuses floats, NaN and Infinity (signed content holds none)."""
+    try:
+        return json.loads(raw, parse_float=_reject_float, parse_constant=_reject_float)
+    except ProtocolError:
+        raise
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ProtocolError("malformed", f"not JSON: {err}") from None
+
+
+def _readable_id(raw: bytes | str) -> str | None:
+    """The envelope id of content that failed the strict parse, when it can still be read."""
+    try:
+        env = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    value = env.get("id") if isinstance(env, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def verify_envelope(raw: bytes | str, topic: str, *, prefix: str, node_id: str,
+                    groups: Iterable[str], keys: Mapping[str, Ed25519PublicKey],
+                    now_ms: int) -> dict:
+    """Check an envelope received on ``topic`` by node ``node_id``; return it when it is good.
+
+    Raises ProtocolError with the reason a node reports. Replays are not checked here (that
+    needs the node's memory); the body of a known type is checked against its schema, and an
+    unknown type passes (the node answers it with ``unsupported_type``).
+    """
+    cmd_id = None
+    try:
+        env = parse_json_no_floats(raw)
+    except ProtocolError as err:
+        raise ProtocolError(err.reason, err.detail, _readable_id(raw)) from None
+    if isinstance(env, dict) and isinstance(env.get("id"), str):
+        cmd_id = env["id"]
+    problem = schemas.first_error(schemas.ENVELOPE, env)
+    if problem:
+        raise ProtocolError("malformed", problem, cmd_id)
+    if "sig" not in env:
+        raise ProtocolError("bad_signature", "no signature", cmd_id)
+    key = keys.get(env["kid"])
+    if key is None:
+        raise ProtocolError("unknown_kid", f"kid {env['kid']!r} is not trusted", cmd_id)
+    try:
+        sig = base64.b64decode(env["sig"], validate=True)
+        key.verify(sig, canonical_bytes(env))
+    except (binascii.Error, InvalidSignature, ValueError):
+        raise ProtocolError("bad_signature", "signature does not verify", cmd_id) from None
+    where = parse_topic(prefix, topic)
+    if where is None:
+        raise ProtocolError("wrong_target", f"not a command topic: {topic}", cmd_id)
+    if where.scope == "node":
+        fits = where.name == node_id and env["to"] == f"node:{node_id}"
+    else:
+        fits = env["to"] == f"group:{where.name}" and (where.name == "all"
+                                                        or where.name in set(groups))
+    if not fits:
+        raise ProtocolError("wrong_target", f"to={env['to']} on {topic}", cmd_id)
+    if (env["type"] == "desired") != (where.kind == "desired"):
+        raise ProtocolError("wrong_target", f"type {env['type']} on {where.kind} topic", cmd_id)
+    if now_ms > env["exp"]:
+        raise ProtocolError("expired", f"expired {now_ms - env['exp']} ms ago", cmd_id)
+    if env["ts"] > now_ms + FUTURE_TOLERANCE_MS:
+        raise ProtocolError("future", f"ts is {env['ts'] - now_ms} ms ahead", cmd_id)
+    body_schema = schemas.BODIES.get(env["type"])
+    if body_schema is not None:
+        problem = schemas.first_error(body_schema, env["body"])
+        if problem:
+            raise ProtocolError("malformed", f"body: {problem}", cmd_id)
+    return env
+
+
+# --- events (node -> server) ----------------------------------------------------------------
+
+def make_event(type_: str, now_ms: int, event_id: str | None = None, **fields: Any) -> dict:
+    """An event as a node sends it; ``fields`` whose value is None are left out."""
+    event = {"v": VERSION, "id": event_id or str(uuid.uuid4()), "type": type_, "ts": int(now_ms)}
+    event.update({k: v for k, v in fields.items() if v is not None})
+    return event
+
+
+def parse_event(raw: bytes | str) -> dict:
+    """Parse and check an event from a node (floats allowed: events are not signed)."""
+    try:
+        event = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ProtocolError("malformed", f"not JSON: {err}") from None
+    problem = schemas.first_error(schemas.EVENT, event)
+    if problem:
+        raise ProtocolError("malformed", problem)
+    return event
+
+
+def priority_value(priority: int | str) -> int:
+    """Map a named level or 0-9 to the integer priority; ValueError otherwise."""
+    if isinstance(priority, bool):
+        raise ValueError("priority must be a name or 0-9")
+    if isinstance(priority, int) and 0 <= priority <= 9:
+        return priority
+    if isinstance(priority, str) and priority in PRIORITY_NAMES:
+        return PRIORITY_NAMES[priority]
+    raise ValueError(f"priority must be one of {sorted(PRIORITY_NAMES)} or 0-9, not {priority!r}")

@@ -1,0 +1,188 @@
+"""JSON Schemas (draft 2020-12) of every protocol v1 message.
+
+They are the single source: the agent and the server validate with them, and docs/protocol.md
+prints them (``python -m device_agent.schemas`` writes the docs' schema section).
+Receivers ignore unknown fields, so objects allow additional properties.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{1,62}$"}
+MS = {"type": "integer", "minimum": 0}
+PRIORITY = {"type": "integer", "minimum": 0, "maximum": 9}
+VOLUME = {"type": "integer", "minimum": 0, "maximum": 100}
+SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+HHMM = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
+
+MEDIA = {
+    "type": "object",
+    "required": ["sha256", "url", "bytes", "duration_ms"],
+    "properties": {"sha256": SHA256, "url": {"type": "string", "minLength": 1},
+                   "bytes": {"type": "integer", "minimum": 1}, "duration_ms": MS},
+}
+ITEM = {
+    "type": "object",
+    "required": ["id", "media"],
+    "properties": {"id": {"type": "string", "minLength": 1}, "title": {"type": "string"},
+                   "media": MEDIA},
+}
+
+ENVELOPE = {
+    "$id": "envelope",
+    "title": "Signed envelope (every server -> node message)",
+    "type": "object",
+    "required": ["v", "id", "type", "to", "ts", "exp", "kid", "body"],
+    "properties": {
+        "v": {"const": 1},
+        "id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "type": {"type": "string", "minLength": 1},
+        "to": {"type": "string", "pattern": "^(node|group):[a-z0-9][a-z0-9-]{1,62}$"},
+        "ts": MS, "exp": MS,
+        "kid": {"type": "string", "minLength": 1},
+        "body": {"type": "object"},
+        "sig": {"type": "string", "description": "standard base64 Ed25519 signature"},
+    },
+}
+
+PLAY = {
+    "$id": "play", "title": "body of type play", "type": "object",
+    "required": ["item", "priority"],
+    "properties": {"item": ITEM, "priority": PRIORITY,
+                   "start_at": {"oneOf": [MS, {"type": "null"}]},
+                   "volume": {"oneOf": [VOLUME, {"type": "null"}]},
+                   "repeat": {"type": "integer", "minimum": 1, "maximum": 100}},
+}
+STOP = {
+    "$id": "stop", "title": "body of type stop", "type": "object",
+    "properties": {"item_id": {"oneOf": [{"type": "string", "minLength": 1}, {"type": "null"}]},
+                   "max_priority": PRIORITY},
+    "anyOf": [{"required": ["item_id"], "properties": {"item_id": {"type": "string"}}},
+              {"required": ["max_priority"]}],
+}
+SET_VOLUME = {"$id": "set_volume", "title": "body of type set_volume", "type": "object",
+              "required": ["volume"], "properties": {"volume": VOLUME}}
+AMP = {"$id": "amp", "title": "body of type amp", "type": "object", "required": ["on"],
+       "properties": {"on": {"type": "boolean"}}}
+TEST = {"$id": "test", "title": "body of type test", "type": "object", "required": ["kind"],
+        "properties": {"kind": {"enum": ["tone"]}}}
+REBOOT = {"$id": "reboot", "title": "body of type reboot", "type": "object"}
+KEYS = {
+    "$id": "keys", "title": "body of type keys", "type": "object",
+    "properties": {
+        "keys": {"type": "array", "items": {
+            "type": "object", "required": ["kid", "public_key"],
+            "properties": {"kid": {"type": "string", "minLength": 1},
+                           "public_key": {"type": "string", "minLength": 44, "maxLength": 44}}}},
+        "revoke": {"type": "array", "items": {"type": "string", "minLength": 1}},
+    },
+}
+DESIRED = {
+    "$id": "desired", "title": "body of type desired (retained on the desired topic)",
+    "type": "object", "required": ["version"],
+    "properties": {
+        "version": {"type": "integer", "minimum": 1},
+        "tz": {"type": "string", "minLength": 1},
+        "volume": VOLUME,
+        "quiet_hours": {"type": "array", "items": {
+            "type": "object", "required": ["from", "to"],
+            "properties": {"from": HHMM, "to": HHMM}}},
+        "groups": {"type": "array", "items": NAME},
+        "schedule": {"type": "array", "items": {
+            "type": "object", "required": ["slot_id", "start_at", "priority", "item"],
+            "properties": {"slot_id": {"type": "string", "minLength": 1}, "start_at": MS,
+                           "priority": PRIORITY, "item": ITEM,
+                           "volume": {"oneOf": [VOLUME, {"type": "null"}]}}}},
+        "prefetch": {"type": "array", "items": MEDIA},
+    },
+}
+BODIES = {"play": PLAY, "stop": STOP, "set_volume": SET_VOLUME, "amp": AMP, "test": TEST,
+          "reboot": REBOOT, "keys": KEYS, "desired": DESIRED}
+
+_EVENT_BASE = {"v": {"const": 1}, "id": {"type": "string", "minLength": 1, "maxLength": 128},
+               "ts": MS}
+EVENT = {
+    "$id": "event", "title": "Event (node -> server, on the events topic)", "type": "object",
+    "required": ["v", "id", "type", "ts"],
+    "properties": dict(_EVENT_BASE, type={"enum": ["ack", "played", "desired_applied", "alarm"]}),
+    "allOf": [
+        {"if": {"properties": {"type": {"const": "ack"}}},
+         "then": {"required": ["cmd_id", "status"], "properties": {
+             "cmd_id": {"type": "string"},
+             "status": {"enum": ["received", "rejected", "started", "finished", "failed",
+                                 "preempted", "stopped", "skipped"]},
+             "reason": {"type": "string"}}}},
+        {"if": {"properties": {"type": {"const": "played"}}},
+         "then": {"required": ["item_id", "result"], "properties": {
+             "item_id": {"type": "string"}, "slot_id": {"type": ["string", "null"]},
+             "cmd_id": {"type": ["string", "null"]}, "sha256": {"type": ["string", "null"]},
+             "scheduled_at": {"type": ["integer", "null"]},
+             "started_at": {"type": ["integer", "null"]},
+             "ended_at": {"type": ["integer", "null"]},
+             "result": {"enum": ["completed", "preempted", "stopped", "failed", "skipped"]},
+             "reason": {"type": ["string", "null"]}}}},
+        {"if": {"properties": {"type": {"const": "desired_applied"}}},
+         "then": {"required": ["version"], "properties": {"version": {"type": "integer"}}}},
+        {"if": {"properties": {"type": {"const": "alarm"}}},
+         "then": {"required": ["code"], "properties": {
+             "code": {"type": "string", "minLength": 1}, "detail": {"type": ["string", "null"]},
+             "cmd_id": {"type": ["string", "null"]}, "reason": {"type": ["string", "null"]}}}},
+    ],
+}
+NUM_OR_NULL = {"type": ["number", "null"]}
+INT_OR_NULL = {"type": ["integer", "null"]}
+TELEMETRY = {
+    "$id": "telemetry", "title": "Telemetry (node -> server, every telemetry_s seconds)",
+    "type": "object", "required": ["v", "ts"],
+    "properties": {
+        "v": {"const": 1}, "ts": MS, "uptime_s": NUM_OR_NULL,
+        "agent_version": {"type": ["string", "null"]}, "cpu_temp_c": NUM_OR_NULL,
+        "load1": NUM_OR_NULL, "mem_used_pct": NUM_OR_NULL, "disk_free_mb": NUM_OR_NULL,
+        "volume": INT_OR_NULL, "amp_on": {"type": ["boolean", "null"]},
+        "playing": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
+            "item_id": {"type": "string"}, "priority": PRIORITY, "since": MS}}]},
+        "net": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
+            "type": {"enum": ["ethernet", "wifi", "4g", None]}, "signal_dbm": NUM_OR_NULL,
+            "operator": {"type": ["string", "null"]}}}]},
+        "clock_offset_ms": INT_OR_NULL, "desired_version": INT_OR_NULL,
+        "cache_bytes": INT_OR_NULL,
+    },
+}
+STATE = {
+    "$id": "state", "title": "State (node -> server, retained; the Last Will sets online false)",
+    "type": "object", "required": ["v", "online"],
+    "properties": {"v": {"const": 1}, "online": {"type": "boolean"}, "ts": MS,
+                   "agent_version": {"type": "string"}},
+}
+
+ALL = {"envelope": ENVELOPE, **{f"body.{k}": v for k, v in BODIES.items()}, "event": EVENT,
+       "telemetry": TELEMETRY, "state": STATE}
+_VALIDATORS: dict[int, Draft202012Validator] = {}
+
+
+def first_error(schema: dict, instance: Any) -> str | None:
+    """The first way ``instance`` breaks ``schema``, as a short sentence; None when it fits."""
+    validator = _VALIDATORS.get(id(schema))
+    if validator is None:
+        validator = _VALIDATORS[id(schema)] = Draft202012Validator(schema)
+    error = next(iter(validator.iter_errors(instance)), None)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+    return f"{where}: {error.message}"
+
+
+def markdown() -> str:
+    """The schema section of docs/protocol.md."""
+    out = []
+    for name, schema in ALL.items():
+        out.append(f"### `{name}`\n\n```json\n{json.dumps(schema, indent=2)}\n```\n")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown())

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the system packages LoaPhuong needs when they are missing (Debian/Ubuntu):
+# ffmpeg, espeak-ng, mosquitto, and python3-venv when venv cannot bootstrap pip.
+# Uses sudo only when not root. Does nothing when everything is there.
+set -euo pipefail
+need=()
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+if [ "${WITH_CHROMIUM:-0}" = 1 ]; then
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v chromedriver >/dev/null || need+=(chromium-driver)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+if ! command -v apt-get >/dev/null; then
+  echo "install these with your package manager: ${need[*]}" >&2
+  exit 1
+fi
+echo "installing system packages: ${need[*]}"
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"

@@ -1,0 +1,210 @@
+"""``make run``: the whole system on one machine, for trying it out.
+
+Creates (first run) or reuses (later runs) everything under var/: the database, signing key and
+admin account; a Mosquitto config with per-node passwords and the ACL; demo areas and three
+demo speaker nodes provisioned through the API. Starts Mosquitto on its own port, the web server,
+one dispatcher and the three agents (their file-sink players write what they play under
+var/agents/*/played/), prints the URL and the login, and stops all of it on Ctrl-C.
+Honours LOA_PORT (web port, default 8080) and LOA_ADMIN_PASSWORD; LOA_VAR moves var/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from server.cli import init_instance  # noqa: E402
+from server.mosquitto import MosquittoProcess, free_port, port_open  # noqa: E402
+
+VAR = Path(os.environ.get("LOA_VAR", ROOT / "var")).resolve()
+INSTANCE = VAR / "instance"
+MOSQUITTO = VAR / "mosquitto"
+AGENTS = VAR / "agents"
+STATE = VAR / "run.json"
+DEMO_NODES = ("Loa chợ Cột Đèn", "Loa nhà văn hoá khu phố 3", "Loa trường THCS Lê Lợi")
+
+
+def say(msg: str) -> None:
+    print(f"[loa] {msg}", flush=True)
+
+
+def load_state() -> dict:
+    return json.loads(STATE.read_text()) if STATE.exists() else {}
+
+
+def save_state(state: dict) -> None:
+    STATE.write_text(json.dumps(state, indent=2, ensure_ascii=False))
+    STATE.chmod(0o600)
+
+
+def write_config(state: dict, web_port: int) -> None:
+    """instance/config.toml: the broker account and ports; rewritten each run (ports may move)."""
+    INSTANCE.mkdir(parents=True, exist_ok=True)
+    (INSTANCE / "config.toml").write_text("\n".join([
+        "# Written by scripts/run.py (make run) on every start.",
+        'mqtt_host = "127.0.0.1"',
+        f"mqtt_port = {state['mqtt_port']}",
+        'mqtt_username = "loa-server"',
+        f'mqtt_password = "{state["mqtt_password"]}"',
+        f'mosquitto_dir = "{MOSQUITTO}"',
+        f'public_url = "http://127.0.0.1:{web_port}"',
+        "",
+    ]), encoding="utf-8")
+    (INSTANCE / "config.toml").chmod(0o600)
+
+
+def spawn(name: str, args: list[str], log: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(args, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {timeout}s (see {VAR}/logs/)")
+
+
+def provision_demo(base: str, password: str, state: dict) -> None:
+    """Demo areas and three nodes, through the API as any integration would."""
+    http = requests.Session()
+    token = http.post(f"{base}/api/v1/auth/token",
+                      json={"username": "admin", "password": password}, timeout=10).json()["token"]
+    http.headers["Authorization"] = f"Bearer {token}"
+
+    def post(path, payload):
+        r = http.post(f"{base}{path}", json=payload, timeout=30)
+        r.raise_for_status()
+        return r.json()
+    province = post("/api/v1/areas", {"name": "Thành phố Hải Phòng", "code": "HP",
+                                      "kind": "province"})
+    ward = post("/api/v1/areas", {"name": "Phường Lê Chân", "code": "HP-LECHAN", "kind": "ward",
+                                  "parent_id": province["id"]})
+    cluster = post("/api/v1/areas", {"name": "Cụm loa khu phố 3", "code": "HP-LECHAN-KP3",
+                                     "kind": "cluster", "parent_id": ward["id"]})
+    other_ward = post("/api/v1/areas", {"name": "Phường Ngô Quyền", "code": "HP-NGOQUYEN",
+                                        "kind": "ward", "parent_id": province["id"]})
+    post("/api/v1/areas", {"name": "Cụm loa chợ Cát Bi", "code": "HP-NGOQUYEN-CB",
+                           "kind": "cluster", "parent_id": other_ward["id"]})
+    nodes = []
+    for i, name in enumerate(DEMO_NODES, start=1):
+        answer = post("/api/v1/nodes", {"cluster_id": cluster["id"], "name": name,
+                                        "id": f"hp-lechan-{i:02d}"})
+        d = AGENTS / answer["id"]
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "agent.toml").write_text(answer["config"], encoding="utf-8")
+        (d / "agent.toml").chmod(0o600)
+        nodes.append(answer["id"])
+    state.update(demo_nodes=nodes, demo_ward=ward["id"])
+    save_state(state)
+
+
+def fix_agent_port(config: Path, port: int) -> None:
+    """The broker port may have moved since the agent was provisioned."""
+    text = config.read_text(encoding="utf-8")
+    config.write_text(re.sub(r"(?m)^port = \d+$", f"port = {port}", text), encoding="utf-8")
+
+
+def main() -> int:
+    web_port = int(os.environ.get("LOA_PORT", "8080"))
+    if port_open("127.0.0.1", web_port):
+        say(f"port {web_port} is taken: set LOA_PORT to a free port")
+        return 2
+    VAR.mkdir(parents=True, exist_ok=True)
+    state = load_state()
+    if not state.get("mqtt_password"):
+        state["mqtt_password"] = secrets.token_urlsafe(24)
+    if not state.get("mqtt_port") or port_open("127.0.0.1", state["mqtt_port"]):
+        state["mqtt_port"] = free_port()
+    save_state(state)
+    write_config(state, web_port)
+
+    admin_password = os.environ.get("LOA_ADMIN_PASSWORD")
+    password, created = init_instance(INSTANCE, admin_password)
+    if password:
+        state["admin_password"] = password
+        save_state(state)
+    password = state.get("admin_password", "")
+
+    procs: list[tuple[str, subprocess.Popen]] = []
+    broker = MosquittoProcess(MOSQUITTO, state["mqtt_port"])
+
+    def stop_all(*_):
+        for name, proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in reversed(procs):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        broker.stop()
+
+    py = sys.executable
+    logs = VAR / "logs"
+    try:
+        # the broker's files come from the registry before it starts
+        subprocess.run([py, "-m", "server.cli", "--instance", str(INSTANCE), "sync-broker"],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        broker.start()
+        say(f"mosquitto on 127.0.0.1:{state['mqtt_port']} (pid {broker.proc.pid})")
+        procs.append(("web", spawn("web", [py, "-m", "server", "--instance", str(INSTANCE),
+                                           "--port", str(web_port)], logs / "web.log")))
+        procs.append(("dispatcher", spawn("dispatcher", [py, "-m", "schedules", "--instance",
+                                                         str(INSTANCE)], logs / "dispatcher.log")))
+        base = f"http://127.0.0.1:{web_port}"
+        wait_http(f"{base}/api/v1/openapi.json")
+        if not state.get("demo_nodes"):
+            provision_demo(base, password, state)
+        for node_id in state["demo_nodes"]:
+            d = AGENTS / node_id
+            fix_agent_port(d / "agent.toml", state["mqtt_port"])
+            procs.append((node_id, spawn(node_id, [
+                py, "-m", "device_agent", "--config", str(d / "agent.toml"),
+                "--state-dir", str(d / "state"), "--player", "file",
+                "--sink-dir", str(d / "played")], logs / f"{node_id}.log")))
+        say(f"LoaPhuong is running: {base}/")
+        say(f"login: admin / {password or '(set LOA_ADMIN_PASSWORD to reset it)'}")
+        say(f"demo nodes: {', '.join(state['demo_nodes'])} in ward id {state['demo_ward']}; "
+            f"what they play lands in {AGENTS}/<node>/played/")
+        say(f"logs: {logs}/  —  Ctrl-C stops everything")
+    except Exception as err:
+        say(f"start failed: {err}")
+        stop_all()
+        return 1
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while True:
+            for name, proc in procs:
+                if proc.poll() is not None:
+                    say(f"{name} exited with {proc.returncode}; see {logs}/{name}.log")
+                    raise KeyboardInterrupt
+            time.sleep(1)
+    except KeyboardInterrupt:
+        say("stopping…")
+    finally:
+        stop_all()
+    say("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""LoaPhuong server: ``create_app()`` builds the Flask app (web pages, REST API, media)."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask, g, jsonify, send_file
+from sqlalchemy import select, text
+
+from .config import Settings, load_settings
+from .models import Media, WorkerStatus, init_db, make_engine, make_sessionmaker, utcnow
+
+
+def create_app(test_config: Mapping[str, Any] | None = None,
+               instance_path: str | os.PathLike | None = None) -> Flask:
+    """Build the app. Settings: defaults < instance/config.toml < LOA_* env < ``test_config``."""
+    instance = Path(instance_path or os.environ.get("LOA_INSTANCE") or "instance").resolve()
+    instance.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
+    settings = load_settings(instance, test_config)
+    app.config["SETTINGS"] = settings
+    app.config["SECRET_KEY"] = settings.secret_key or _instance_secret(instance)
+    app.config["MAX_CONTENT_LENGTH"] = 60 * 1024 * 1024
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    app.extensions["db_engine"] = engine
+    app.extensions["db_sessions"] = make_sessionmaker(engine)
+
+    @app.before_request
+    def _open_session():
+        g.db = app.extensions["db_sessions"]()
+
+    @app.teardown_request
+    def _close_session(_exc):
+        db = g.pop("db", None)
+        if db is not None:
+            db.close()
+
+    from . import api, errors, web
+    errors.register(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(web.bp)
+
+    @app.get("/healthz")
+    def healthz():
+        return _health(app, settings)
+
+    @app.get("/media/<sha256>.<ext>")
+    def media(sha256: str, ext: str):
+        row = g.db.get(Media, sha256) if len(sha256) == 64 else None
+        if row is None or row.ext != ext:
+            from .errors import not_found
+            raise not_found("thing.media")
+        from audio.store import MediaStore
+        resp = send_file(MediaStore(settings.media_dir).path(sha256, ext),
+                         mimetype="audio/mpeg" if ext == "mp3" else f"audio/{ext}",
+                         conditional=True, etag=sha256, max_age=31536000)
+        resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return resp
+
+    return app
+
+
+def _instance_secret(instance: Path) -> str:
+    path = instance / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex())
+    return path.read_text().strip()
+
+
+def _health(app: Flask, settings: Settings):
+    checks: dict[str, Any] = {}
+    try:
+        g.db.execute(text("SELECT 1"))
+        checks["database"] = {"ok": True}
+    except Exception as err:  # any driver error means the database is not usable
+        checks["database"] = {"ok": False, "detail": str(err)[:200]}
+    try:
+        status = g.db.get(WorkerStatus, "dispatcher")
+    except Exception:
+        status = None
+    if status is None:
+        checks["broker"] = {"ok": False, "detail": "no dispatcher has reported"}
+    else:
+        fresh = utcnow() - status.heartbeat_at < dt.timedelta(seconds=settings.worker_stale_s)
+        checks["broker"] = {"ok": bool(fresh and status.mqtt_connected),
+                            "detail": None if fresh else "dispatcher heartbeat is stale",
+                            "connected": status.mqtt_connected}
+    ok = all(c["ok"] for c in checks.values())
+    return jsonify({"ok": ok, "checks": checks}), 200 if ok else 503

@@ -1,0 +1,270 @@
+"""REST API /api/v1 (JSON): thin routes over server.services."""
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy import select
+
+from . import auth, services
+from .errors import ApiError, bad_request, not_found
+from .models import Area, Broadcast, Bulletin, Command, Event, Node, PlayLog, User, from_ms, to_ms
+from .openapi import OPENAPI
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise bad_request("err.not_json", "not_json")
+    return data
+
+
+def created(payload: dict, status: int = 201):
+    g.db.commit()
+    return jsonify(payload), status
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(OPENAPI)
+
+
+@bp.post("/auth/token")
+def token():
+    data = body()
+    username = services.need(data, "username", max_len=80)
+    password = services.need(data, "password", max_len=200)
+    user = g.db.scalar(select(User).where(User.username == username))
+    if not auth.verify_password(user, password):
+        raise ApiError(401, "bad_credentials", "err.bad_credentials")
+    tok = auth.issue_token(g.db, user, services.settings().token_ttl_h)
+    g.db.commit()
+    return jsonify({"token": tok, "user": {"username": user.username, "role": user.role,
+                                           "area_id": user.area_id}})
+
+
+# --- areas -------------------------------------------------------------------------------------
+
+@bp.get("/areas")
+@auth.login_required
+def list_areas():
+    allowed = auth.user_area_ids(g.db, g.user)
+    areas = g.db.scalars(select(Area).order_by(Area.id))
+    return jsonify({"areas": [services.area_json(a) for a in areas
+                              if allowed is None or a.id in allowed]})
+
+
+@bp.post("/areas")
+def create_area():
+    user = auth.require("area.write")
+    area = services.create_area(g.db, user, body())
+    return created(services.area_json(area))
+
+
+@bp.get("/areas/<int:area_id>")
+@auth.login_required
+def get_area(area_id: int):
+    area = g.db.get(Area, area_id)
+    if area is None:
+        raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+    return jsonify(services.area_json(area))
+
+
+# --- nodes -------------------------------------------------------------------------------------
+
+def _alarms(node_ids: list[str], limit: int = 5) -> dict[str, list]:
+    out: dict[str, list] = {n: [] for n in node_ids}
+    if not node_ids:
+        return out
+    rows = g.db.scalars(select(Event).where(Event.type == "alarm", Event.node_id.in_(node_ids))
+                        .order_by(Event.id.desc()).limit(limit * len(node_ids)))
+    for e in rows:
+        if len(out[e.node_id]) < limit:
+            out[e.node_id].append({"code": e.payload.get("code"), "detail": e.payload.get("detail"),
+                                   "reason": e.payload.get("reason"), "ts": e.ts_ms})
+    return out
+
+
+@bp.post("/nodes")
+def provision_node():
+    user = auth.require("node.write")
+    answer = services.provision_node(g.db, user, body())
+    return created(answer)
+
+
+@bp.get("/nodes")
+@auth.login_required
+def list_nodes():
+    allowed = auth.user_area_ids(g.db, g.user)
+    q = select(Node).order_by(Node.id)
+    if allowed is not None:
+        q = q.where(Node.cluster_id.in_(allowed))
+    area = request.args.get("area", type=int)
+    if area is not None:
+        q = q.where(Node.cluster_id.in_(services.area_subtree_ids(g.db, [area])))
+    nodes = list(g.db.scalars(q))
+    alarms = _alarms([n.id for n in nodes])
+    return jsonify({"nodes": [services.node_json(g.db, n, alarms[n.id]) for n in nodes]})
+
+
+def _node(node_id: str) -> Node:
+    node = g.db.get(Node, node_id)
+    allowed = auth.user_area_ids(g.db, g.user)
+    if node is None or (allowed is not None and node.cluster_id not in allowed):
+        raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+    return node
+
+
+@bp.get("/nodes/<node_id>")
+@auth.login_required
+def get_node(node_id: str):
+    node = _node(node_id)
+    return jsonify(services.node_json(g.db, node, _alarms([node.id], 20)[node.id]))
+
+
+@bp.post("/nodes/<node_id>/commands")
+def node_command(node_id: str):
+    user = auth.require("node.command")
+    cmd = services.node_command(g.db, user, node_id, body())
+    return created(services.command_json(cmd), 202)
+
+
+@bp.get("/commands/<command_id>")
+@auth.login_required
+def get_command(command_id: str):
+    cmd = g.db.get(Command, command_id)
+    if cmd is None or cmd.type == "desired":
+        raise not_found("thing.node")
+    return jsonify(services.command_json(cmd))
+
+
+# --- bulletins ---------------------------------------------------------------------------------
+
+@bp.post("/bulletins")
+def create_bulletin():
+    user = auth.require("bulletin.write")
+    if request.mimetype == "multipart/form-data":
+        raise ApiError(415, "upload_not_supported", "err.invalid_field", field="file",
+                       detail="audio upload comes with the audio pipeline")
+    b = services.create_text_bulletin(g.db, user, body())
+    return created(services.bulletin_json(b))
+
+
+@bp.get("/bulletins")
+@auth.login_required
+def list_bulletins():
+    allowed = auth.user_area_ids(g.db, g.user)
+    q = select(Bulletin).order_by(Bulletin.id.desc()).limit(200)
+    status = request.args.get("status")
+    if status:
+        q = q.where(Bulletin.status == status)
+    rows = [b for b in g.db.scalars(q)
+            if allowed is None or b.area_id is None or b.area_id in allowed]
+    return jsonify({"bulletins": [services.bulletin_json(b) for b in rows]})
+
+
+@bp.get("/bulletins/<int:bulletin_id>")
+@auth.login_required
+def get_bulletin(bulletin_id: int):
+    return jsonify(services.bulletin_json(services.get_bulletin(g.db, g.user, bulletin_id)))
+
+
+@bp.post("/bulletins/<int:bulletin_id>/<action>")
+def bulletin_action(bulletin_id: int, action: str):
+    if action not in services.TRANSITIONS:
+        raise ApiError(404, "not_found", "err.route")
+    user = auth.require("bulletin.approve" if action in ("approve", "reject")
+                        else "bulletin.write")
+    b = services.get_bulletin(g.db, user, bulletin_id)
+    data = request.get_json(silent=True) or {}
+    comment = data.get("comment") if isinstance(data, dict) else None
+    if comment is not None and not isinstance(comment, str):
+        raise bad_request("err.invalid_field", field="comment", detail="text")
+    services.transition(g.db, user, b, action, comment)
+    g.db.commit()
+    return jsonify(services.bulletin_json(b))
+
+
+# --- broadcasts --------------------------------------------------------------------------------
+
+@bp.post("/broadcasts")
+def create_broadcast():
+    user = auth.require("broadcast.write")
+    bc = services.create_broadcast(g.db, user, body())
+    return created(services.broadcast_json(g.db, bc))
+
+
+@bp.get("/broadcasts")
+@auth.login_required
+def list_broadcasts():
+    rows = g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(100))
+    return jsonify({"broadcasts": [services.broadcast_json(g.db, b) for b in rows]})
+
+
+def _broadcast(broadcast_id: int) -> Broadcast:
+    bc = g.db.get(Broadcast, broadcast_id)
+    if bc is None:
+        raise not_found("thing.broadcast")
+    return bc
+
+
+@bp.get("/broadcasts/<int:broadcast_id>")
+@auth.login_required
+def get_broadcast(broadcast_id: int):
+    return jsonify(services.broadcast_json(g.db, _broadcast(broadcast_id)))
+
+
+@bp.post("/broadcasts/<int:broadcast_id>/cancel")
+def cancel_broadcast(broadcast_id: int):
+    user = auth.require("broadcast.write")
+    bc = _broadcast(broadcast_id)
+    services.cancel_broadcast(g.db, user, bc)
+    g.db.commit()
+    return jsonify(services.broadcast_json(g.db, bc))
+
+
+# --- play logs ---------------------------------------------------------------------------------
+
+PLAYLOG_FIELDS = ("node_id", "broadcast_id", "bulletin_id", "item_id", "cmd_id", "slot_id",
+                  "sha256", "scheduled_at", "started_at", "ended_at", "result", "reason")
+
+
+@bp.get("/playlogs")
+@auth.login_required
+def playlogs():
+    q = select(PlayLog).order_by(PlayLog.started_at_ms.desc(), PlayLog.id.desc()).limit(
+        min(request.args.get("limit", 1000, type=int), 10000))
+    if request.args.get("node"):
+        q = q.where(PlayLog.node_id == request.args["node"])
+    area = request.args.get("area", type=int)
+    allowed = auth.user_area_ids(g.db, g.user)
+    if area is not None or allowed is not None:
+        areas = services.area_subtree_ids(g.db, [area]) if area is not None else allowed
+        if allowed is not None:
+            areas = areas & allowed
+        q = q.where(PlayLog.node_id.in_(select(Node.id).where(Node.cluster_id.in_(areas))))
+    for arg, op in (("from", "__ge__"), ("to", "__lt__")):
+        if request.args.get(arg):
+            when = services.parse_time(request.args[arg], arg)
+            q = q.where(getattr(PlayLog.started_at_ms, op)(to_ms(when)))
+    rows = [_playlog_json(p) for p in g.db.scalars(q)]
+    if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=PLAYLOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        return Response(out.getvalue(), mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=playlogs.csv"})
+    return jsonify({"playlogs": rows})
+
+
+def _playlog_json(p: PlayLog) -> dict:
+    def t(ms):
+        return services.iso(from_ms(ms)) if ms is not None else None
+    return {"node_id": p.node_id, "broadcast_id": p.broadcast_id, "bulletin_id": p.bulletin_id,
+            "item_id": p.item_id, "cmd_id": p.cmd_id, "slot_id": p.slot_id, "sha256": p.sha256,
+            "scheduled_at": t(p.scheduled_at_ms), "started_at": t(p.started_at_ms),
+            "ended_at": t(p.ended_at_ms), "result": p.result, "reason": p.reason}

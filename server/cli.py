@@ -1,0 +1,98 @@
+"""``python -m server.cli``: set up an instance (database, signing key, admin), make accounts
+and long-lived API tokens, and regenerate the broker's password file and ACL."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from sqlalchemy import select
+
+from .auth import ROLES, hash_password, issue_token
+from .config import ConfigError, load_settings
+from .keys import create_signing_key, register_public_key
+from .models import User, init_db, make_engine, make_sessionmaker
+
+
+def init_instance(instance: Path, admin_password: str | None) -> tuple[str, bool]:
+    """Create the database, signing key and admin account unless they exist.
+
+    Returns (admin password or "" when the account already existed, created flag)."""
+    instance.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(instance)
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    create_signing_key(settings.signing_key_file, settings.signing_kid)
+    with make_sessionmaker(engine)() as db:
+        register_public_key(db, settings.signing_key_file)
+        admin = db.scalar(select(User).where(User.username == "admin"))
+        created = admin is None
+        if created:
+            password = admin_password or os.urandom(9).hex()
+            db.add(User(username="admin", password_hash=hash_password(password), role="admin"))
+        elif admin_password:
+            admin.password_hash = hash_password(admin_password)
+            password = admin_password
+        else:
+            password = ""
+        db.commit()
+    engine.dispose()
+    return password, created
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m server.cli")
+    ap.add_argument("--instance", default=os.environ.get("LOA_INSTANCE", "instance"))
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("init", help="create the database, signing key and admin account")
+    p.add_argument("--admin-password", default=os.environ.get("LOA_ADMIN_PASSWORD"))
+    p = sub.add_parser("user", help="create or update a user")
+    p.add_argument("username")
+    p.add_argument("--role", choices=ROLES, required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--area-id", type=int)
+    p = sub.add_parser("token", help="make a long-lived API token for an integration")
+    p.add_argument("username")
+    p.add_argument("--name", default="integration")
+    p.add_argument("--days", type=int, default=0, help="0: never expires")
+    sub.add_parser("sync-broker", help="rewrite the broker's password file and ACL, reload it")
+    args = ap.parse_args(argv)
+    instance = Path(args.instance)
+    try:
+        if args.cmd == "init":
+            password, created = init_instance(instance, args.admin_password)
+            print(f"admin password: {password}" if password else "admin account exists")
+            return 0
+        settings = load_settings(instance)
+    except ConfigError as err:
+        print(f"config: {err}", file=sys.stderr)
+        return 2
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine)() as db:
+        if args.cmd == "user":
+            user = db.scalar(select(User).where(User.username == args.username))
+            if user is None:
+                user = User(username=args.username, password_hash="", role=args.role)
+                db.add(user)
+            user.password_hash = hash_password(args.password)
+            user.role, user.area_id = args.role, args.area_id
+            db.commit()
+            print(f"user {user.username}: {user.role}")
+        elif args.cmd == "token":
+            user = db.scalar(select(User).where(User.username == args.username))
+            if user is None:
+                print(f"no user {args.username}", file=sys.stderr)
+                return 1
+            print(issue_token(db, user, args.days * 24 or None, name=args.name))
+            db.commit()
+        elif args.cmd == "sync-broker":
+            from . import create_app, services
+            app = create_app(instance_path=instance)
+            with app.app_context():
+                print("reloaded" if services.sync_broker_accounts(db) else "written (no broker pid)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The server's one typed configuration object: defaults, then instance/config.toml, then LOA_*
+environment variables, then a test's mapping; validated at start with an error naming the key."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the key."""
+
+
+@dataclass
+class Settings:
+    instance_path: str = "instance"
+    secret_key: str = ""
+    database_url: str = ""                 # default: sqlite in the instance folder
+    media_dir: str = ""                    # default: instance/media
+    public_url: str = "http://127.0.0.1:8080"  # how nodes reach /media/
+    language: str = "vi"
+    timezone: str = "Asia/Ho_Chi_Minh"
+    # broker
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str = "loa-server"
+    mqtt_password: str = ""
+    mqtt_tls: bool = False
+    topic_prefix: str = "loa/v1"
+    node_mqtt_host: str = ""               # what provisioned nodes are told; default mqtt_host
+    node_mqtt_port: int = 0                # default mqtt_port
+    mosquitto_dir: str = ""                # where passwd/acl live; empty: broker not managed
+    node_telemetry_s: int = 30             # what provisioned agents are told
+    # signing
+    signing_key_file: str = ""             # default: instance/signing_key.json
+    signing_kid: str = "srv-2026-1"
+    command_ttl_s: int = 600               # how long an immediate command stays valid
+    desired_window_h: int = 48
+    schedule_lead_s: int = 120             # a timed broadcast is sent this long before its start
+    # speech
+    tts_engines: list = field(default_factory=lambda: ["gtts", "espeak"])
+    gtts_timeout_s: float = 4.0
+    default_voice: str = "vi"
+    token_ttl_h: int = 24 * 7
+    worker_stale_s: int = 20               # /healthz: the dispatcher's broker report is this fresh
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def validate(self) -> "Settings":
+        if self.language not in ("vi", "en"):
+            raise ConfigError(f"language: must be vi or en, not {self.language!r}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"timezone: unknown time zone {self.timezone!r}") from None
+        if not 0 < int(self.mqtt_port) < 65536:
+            raise ConfigError(f"mqtt_port: {self.mqtt_port} is not a port")
+        unknown = set(self.tts_engines) - {"gtts", "espeak"}
+        if unknown or not self.tts_engines:
+            raise ConfigError(f"tts_engines: unknown engines {sorted(unknown)}")
+        if self.command_ttl_s < 10:
+            raise ConfigError("command_ttl_s: must be at least 10 seconds")
+        if not self.topic_prefix or self.topic_prefix.endswith("/"):
+            raise ConfigError(f"topic_prefix: {self.topic_prefix!r} is not a topic prefix")
+        return self
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, list):
+            return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) \
+                else list(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {value!r} is not a valid {type(default).__name__}") from None
+
+
+def load_settings(instance_path: str | os.PathLike,
+                  overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the sources in order; raise ConfigError naming a bad or unknown key."""
+    environ = os.environ if environ is None else environ
+    base = Settings()
+    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    file = Path(instance_path) / "config.toml"
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{file}: {err}") from None
+        values.update(data)
+    for name in fields:
+        env = environ.get("LOA_" + name.upper())
+        if env is not None:
+            values[name] = env
+    values.update(overrides or {})
+    for key in values:
+        if key not in fields:
+            raise ConfigError(f"{key}: unknown setting")
+    kwargs = {k: _coerce(k, v, fields[k]) for k, v in values.items()}
+    kwargs["instance_path"] = str(Path(instance_path).resolve())
+    settings = Settings(**kwargs)
+    inst = Path(settings.instance_path)
+    if not settings.database_url:
+        settings.database_url = f"sqlite:///{inst / 'loa.db'}"
+    settings.media_dir = settings.media_dir or str(inst / "media")
+    settings.signing_key_file = settings.signing_key_file or str(inst / "signing_key.json")
+    settings.node_mqtt_host = settings.node_mqtt_host or settings.mqtt_host
+    settings.node_mqtt_port = settings.node_mqtt_port or settings.mqtt_port
+    return settings.validate()

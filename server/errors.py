@@ -1,0 +1,59 @@
+"""API errors as JSON ``{"error": {"code", "message"}}`` with a fitting 4xx status."""
+from __future__ import annotations
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .i18n import t
+
+
+class ApiError(Exception):
+    """An error a client caused; ``key`` is the catalogue entry of its message."""
+
+    def __init__(self, http_status: int, code: str, key: str, /, **params):
+        super().__init__(code)
+        self.status, self.code, self.key, self.params = http_status, code, key, params
+
+    def message(self) -> str:
+        params = {k: (t(v) if isinstance(v, str) and v.startswith("thing.") else v)
+                  for k, v in self.params.items()}
+        return t(self.key, **params)
+
+
+def bad_request(key: str, code: str = "invalid", **params) -> ApiError:
+    return ApiError(400, code, key, **params)
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", "err.not_found", what=what)
+
+
+def error_body(code: str, message: str, status: int):
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/healthz" or \
+        request.accept_mimetypes.best == "application/json"
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(err: ApiError):
+        return error_body(err.code, err.message(), err.status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException):
+        if not wants_json():
+            return err
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
+                400: "bad_request"}.get(err.code or 400, "http_error")
+        key = {404: "err.route", 405: "err.method"}.get(err.code or 400)
+        return error_body(code, t(key) if key else (err.description or code), err.code or 400)
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        if not wants_json():
+            return t("err.server"), 500
+        return error_body("server_error", t("err.server"), 500)

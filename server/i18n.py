@@ -1,0 +1,175 @@
+"""The one translation catalogue: every text a user reads (pages, API error messages), in
+Vietnamese (the default) and English. Keys are stable identifiers used in code and templates."""
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from flask import current_app, g, has_request_context, request, session
+
+LANGUAGES = ("vi", "en")
+
+CATALOGUE: dict[str, dict[str, str]] = {
+    # errors (API and pages)
+    "err.unauthorized": {"vi": "Cần đăng nhập hoặc mã truy cập hợp lệ.",
+                         "en": "A valid login or access token is required."},
+    "err.bad_credentials": {"vi": "Sai tên đăng nhập hoặc mật khẩu.",
+                            "en": "Wrong username or password."},
+    "err.forbidden": {"vi": "Bạn không có quyền thực hiện thao tác này.",
+                      "en": "You are not allowed to do this."},
+    "err.forbidden_area": {"vi": "Bạn không có quyền với địa bàn {area}.",
+                           "en": "You have no rights over area {area}."},
+    "err.not_found": {"vi": "Không tìm thấy {what}.", "en": "{what} not found."},
+    "err.not_json": {"vi": "Nội dung gửi lên phải là JSON (một đối tượng).",
+                     "en": "The request body must be a JSON object."},
+    "err.missing_field": {"vi": "Thiếu trường bắt buộc: {field}.",
+                          "en": "Missing required field: {field}."},
+    "err.invalid_field": {"vi": "Trường {field} không hợp lệ: {detail}.",
+                          "en": "Invalid field {field}: {detail}."},
+    "err.unknown_area": {"vi": "Không có địa bàn mã số {id}.", "en": "There is no area {id}."},
+    "err.unknown_node": {"vi": "Không có cụm loa/thiết bị {id}.", "en": "There is no node {id}."},
+    "err.not_cluster": {"vi": "Địa bàn {id} không phải là cụm loa.",
+                        "en": "Area {id} is not a cluster."},
+    "err.duplicate": {"vi": "{what} đã tồn tại.", "en": "{what} already exists."},
+    "err.bulletin_not_approved": {
+        "vi": "Bản tin {id} chưa được duyệt (trạng thái: {status}); chỉ phát bản tin đã duyệt.",
+        "en": "Bulletin {id} is not approved (status: {status}); only approved bulletins can be "
+              "broadcast."},
+    "err.bad_transition": {"vi": "Không thể {action} bản tin ở trạng thái {status}.",
+                           "en": "Cannot {action} a bulletin that is {status}."},
+    "err.no_targets": {"vi": "Chưa chọn địa bàn hoặc thiết bị nhận.",
+                       "en": "No target areas or nodes given."},
+    "err.no_nodes": {"vi": "Địa bàn được chọn chưa có thiết bị nào.",
+                     "en": "The chosen targets hold no nodes."},
+    "err.speech_failed": {"vi": "Không tạo được giọng đọc: {detail}.",
+                          "en": "Speech could not be made: {detail}."},
+    "err.cannot_cancel": {"vi": "Không thể huỷ lượt phát ở trạng thái {status}.",
+                          "en": "Cannot cancel a broadcast that is {status}."},
+    "err.server": {"vi": "Lỗi máy chủ; đã ghi nhật ký.", "en": "Server error; it was logged."},
+    "err.method": {"vi": "Phương thức không được hỗ trợ.", "en": "Method not allowed."},
+    "err.route": {"vi": "Không có đường dẫn này.", "en": "No such route."},
+    # things
+    "thing.bulletin": {"vi": "bản tin", "en": "bulletin"},
+    "thing.broadcast": {"vi": "lượt phát", "en": "broadcast"},
+    "thing.area": {"vi": "địa bàn", "en": "area"},
+    "thing.node": {"vi": "thiết bị", "en": "node"},
+    "thing.media": {"vi": "tệp âm thanh", "en": "audio file"},
+    "thing.area_code": {"vi": "Mã địa bàn", "en": "Area code"},
+    "thing.node_id": {"vi": "Mã thiết bị", "en": "Node id"},
+    # pages
+    "app.name": {"vi": "Loa Phường", "en": "LoaPhuong"},
+    "app.tagline": {"vi": "Hệ thống truyền thanh cơ sở ứng dụng CNTT-VT",
+                    "en": "Ward IT/4G public loudspeaker system"},
+    "nav.dashboard": {"vi": "Thiết bị", "en": "Nodes"},
+    "nav.bulletins": {"vi": "Bản tin", "en": "Bulletins"},
+    "nav.new_bulletin": {"vi": "Soạn bản tin", "en": "Write a bulletin"},
+    "nav.logout": {"vi": "Đăng xuất", "en": "Log out"},
+    "login.title": {"vi": "Đăng nhập", "en": "Log in"},
+    "login.username": {"vi": "Tên đăng nhập", "en": "Username"},
+    "login.password": {"vi": "Mật khẩu", "en": "Password"},
+    "login.submit": {"vi": "Đăng nhập", "en": "Log in"},
+    "dash.title": {"vi": "Tình trạng thiết bị", "en": "Node status"},
+    "dash.none": {"vi": "Chưa có thiết bị nào.", "en": "No nodes yet."},
+    "dash.summary": {"vi": "{online}/{total} thiết bị trực tuyến",
+                     "en": "{online}/{total} nodes online"},
+    "col.node": {"vi": "Thiết bị", "en": "Node"},
+    "col.cluster": {"vi": "Cụm loa", "en": "Cluster"},
+    "col.status": {"vi": "Trạng thái", "en": "Status"},
+    "col.last_seen": {"vi": "Lần cuối", "en": "Last seen"},
+    "col.volume": {"vi": "Âm lượng", "en": "Volume"},
+    "col.playing": {"vi": "Đang phát", "en": "Playing"},
+    "col.temp": {"vi": "Nhiệt độ", "en": "Temperature"},
+    "col.alarms": {"vi": "Cảnh báo", "en": "Alarms"},
+    "col.result": {"vi": "Kết quả", "en": "Result"},
+    "col.reason": {"vi": "Lý do", "en": "Reason"},
+    "col.title": {"vi": "Tiêu đề", "en": "Title"},
+    "col.created": {"vi": "Tạo lúc", "en": "Created"},
+    "state.online": {"vi": "Trực tuyến", "en": "Online"},
+    "state.offline": {"vi": "Mất kết nối", "en": "Offline"},
+    "form.title": {"vi": "Tiêu đề", "en": "Title"},
+    "form.text": {"vi": "Nội dung bản tin", "en": "Bulletin text"},
+    "form.category": {"vi": "Lĩnh vực", "en": "Category"},
+    "form.area": {"vi": "Phát tới địa bàn", "en": "Broadcast to area"},
+    "form.priority": {"vi": "Mức ưu tiên", "en": "Priority"},
+    "form.broadcast_now": {"vi": "Lưu, duyệt và phát ngay", "en": "Save, approve and broadcast now"},
+    "form.save_submit": {"vi": "Lưu và gửi duyệt", "en": "Save and send for approval"},
+    "form.approve_note": {
+        "vi": "Chỉ lãnh đạo (người duyệt) mới được duyệt và phát ngay.",
+        "en": "Only an approver may approve and broadcast at once."},
+    "bc.title": {"vi": "Lượt phát #{id}", "en": "Broadcast #{id}"},
+    "bc.summary": {"vi": "{played}/{total} thiết bị đã phát xong",
+                   "en": "{played}/{total} nodes played it"},
+    "bc.bulletin": {"vi": "Bản tin", "en": "Bulletin"},
+    "bc.listen": {"vi": "Nghe lại", "en": "Listen"},
+    "bulletins.title": {"vi": "Bản tin", "en": "Bulletins"},
+    "bulletins.none": {"vi": "Chưa có bản tin.", "en": "No bulletins yet."},
+    "bulletin.created": {"vi": "Đã gửi bản tin đi phát.", "en": "The bulletin was sent out."},
+    "bulletin.submitted": {"vi": "Đã gửi bản tin chờ duyệt.",
+                           "en": "The bulletin was sent for approval."},
+    # statuses
+    "status.draft": {"vi": "Nháp", "en": "Draft"},
+    "status.pending": {"vi": "Chờ duyệt", "en": "Pending"},
+    "status.approved": {"vi": "Đã duyệt", "en": "Approved"},
+    "status.rejected": {"vi": "Bị từ chối", "en": "Rejected"},
+    "status.archived": {"vi": "Lưu trữ", "en": "Archived"},
+    "delivery.pending": {"vi": "Chờ gửi", "en": "Waiting to send"},
+    "delivery.sent": {"vi": "Đã gửi", "en": "Sent"},
+    "delivery.received": {"vi": "Đã nhận", "en": "Received"},
+    "delivery.started": {"vi": "Đang phát", "en": "Playing"},
+    "delivery.finished": {"vi": "Đã phát xong", "en": "Played"},
+    "delivery.failed": {"vi": "Lỗi", "en": "Failed"},
+    "delivery.rejected": {"vi": "Bị từ chối", "en": "Rejected"},
+    "delivery.preempted": {"vi": "Bị ngắt bởi tin ưu tiên", "en": "Preempted"},
+    "delivery.stopped": {"vi": "Đã dừng", "en": "Stopped"},
+    "delivery.skipped": {"vi": "Bỏ qua", "en": "Skipped"},
+    "delivery.cancelled": {"vi": "Đã huỷ", "en": "Cancelled"},
+    "priority.normal": {"vi": "Thường", "en": "Normal"},
+    "priority.priority": {"vi": "Ưu tiên", "en": "Priority"},
+    "priority.emergency": {"vi": "Khẩn cấp", "en": "Emergency"},
+    # categories (the seven priority fields of the city plans, plus emergency and other)
+    "cat.admin_reform": {"vi": "Cải cách hành chính, chính quyền số",
+                         "en": "Administrative reform and e-government"},
+    "cat.traffic": {"vi": "Giao thông", "en": "Traffic"},
+    "cat.flooding": {"vi": "Chống ngập", "en": "Flooding"},
+    "cat.environment": {"vi": "Môi trường", "en": "Environment"},
+    "cat.health": {"vi": "Y tế, an toàn thực phẩm", "en": "Health, food safety"},
+    "cat.security": {"vi": "An ninh trật tự", "en": "Security and order"},
+    "cat.urban": {"vi": "Chỉnh trang đô thị", "en": "Urban improvement"},
+    "cat.emergency": {"vi": "Khẩn cấp", "en": "Emergency"},
+    "cat.other": {"vi": "Khác", "en": "Other"},
+}
+
+CATEGORIES = ("admin_reform", "traffic", "flooding", "environment", "health", "security", "urban",
+              "emergency", "other")
+
+
+def current_language() -> str:
+    """?lang=, then the logged-in user's choice, then Accept-Language, then the configured one."""
+    if has_request_context():
+        lang = request.args.get("lang") or session.get("lang") or getattr(g, "user_lang", None)
+        if lang in LANGUAGES:
+            return lang
+        best = request.accept_languages.best_match(LANGUAGES)
+        if best and request.accept_languages and request.accept_languages[0][0] != "*":
+            return best
+    try:
+        return current_app.config["SETTINGS"].language
+    except (RuntimeError, KeyError):
+        return "vi"
+
+
+def t(key: str, lang: str | None = None, **params) -> str:
+    """The text for ``key`` in the current language, with ``params`` filled in."""
+    entry = CATALOGUE.get(key)
+    if entry is None:
+        return key
+    text = entry.get(lang or current_language()) or entry["vi"]
+    return text.format(**params) if params else text
+
+
+def local_time(value: dt.datetime | None, fmt: str = "%H:%M:%S %d/%m/%Y") -> str:
+    """A naive-UTC datetime shown in the configured time zone (Asia/Ho_Chi_Minh by default)."""
+    if value is None:
+        return "—"
+    tz = ZoneInfo(current_app.config["SETTINGS"].timezone)
+    return value.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime(fmt)

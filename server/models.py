@@ -1,0 +1,302 @@
+"""The database: areas, nodes, users, bulletins, media, broadcasts and their per-node deliveries,
+the outbox of commands, events, telemetry and play logs (SQLAlchemy 2; SQLite or PostgreSQL).
+
+All datetimes are naive UTC; protocol timestamps stay integer milliseconds as on the wire.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String,
+                        Text, UniqueConstraint, create_engine, event, select)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def now_ms() -> int:
+    return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+
+
+def to_ms(value: dt.datetime) -> int:
+    return int(value.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+def from_ms(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Area(Base):
+    """A node of the area tree: province > ward/commune > cluster, or any older/deeper shape."""
+    __tablename__ = "areas"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("areas.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    group: Mapped[str] = mapped_column("mqtt_group", String(63), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    parent: Mapped[Optional["Area"]] = relationship(remote_side="Area.id")
+
+
+class Node(Base):
+    """A speaker node: a Pi agent with its own broker account, in one cluster."""
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    lat: Mapped[Optional[float]] = mapped_column(Float)
+    lon: Mapped[Optional[float]] = mapped_column(Float)
+    mqtt_password_hash: Mapped[str] = mapped_column(String(255))
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    last_state: Mapped[Optional[dict]] = mapped_column(JSON)
+    last_telemetry: Mapped[Optional[dict]] = mapped_column(JSON)
+    desired_version: Mapped[int] = mapped_column(Integer, default=0)
+    desired_applied_version: Mapped[Optional[int]] = mapped_column(Integer)
+    desired_exp_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
+    desired_dirty: Mapped[bool] = mapped_column(Boolean, default=True)
+    volume: Mapped[int] = mapped_column(Integer, default=80)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    cluster: Mapped[Area] = relationship()
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))  # admin, approver, staff, technician, operator
+    area_id: Mapped[Optional[int]] = mapped_column(ForeignKey("areas.id"))  # None: every area
+    language: Mapped[str] = mapped_column(String(5), default="vi")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100), default="login")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    user: Mapped[User] = relationship()
+
+
+class Media(Base):
+    """An immutable audio file, stored and served by its sha256."""
+    __tablename__ = "media"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ext: Mapped[str] = mapped_column(String(8))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Bulletin(Base):
+    __tablename__ = "bulletins"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    text: Mapped[Optional[str]] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(40))
+    voice: Mapped[Optional[str]] = mapped_column(String(40))
+    engine: Mapped[Optional[str]] = mapped_column(String(20))  # which engine spoke
+    engine_note: Mapped[Optional[str]] = mapped_column(Text)   # why a fallback spoke
+    media_sha256: Mapped[Optional[str]] = mapped_column(ForeignKey("media.sha256"))
+    area_id: Mapped[Optional[int]] = mapped_column(ForeignKey("areas.id"))
+    status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    submitted_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    submitted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    reviewed_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    reviewed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    review_comment: Mapped[Optional[str]] = mapped_column(Text)
+    media: Mapped[Optional[Media]] = relationship()
+
+
+class Broadcast(Base):
+    """An approved bulletin sent to areas and/or nodes, now or at a time."""
+    __tablename__ = "broadcasts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletins.id"), index=True)
+    priority: Mapped[int] = mapped_column(Integer)
+    start_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)  # None: now
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)  # when to dispatch
+    target_areas: Mapped[list] = mapped_column(JSON, default=list)
+    target_nodes: Mapped[list] = mapped_column(JSON, default=list)
+    volume: Mapped[Optional[int]] = mapped_column(Integer)
+    repeat: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(20), default="scheduled", index=True)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    dispatched_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    cancelled_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    bulletin: Mapped[Bulletin] = relationship()
+    deliveries: Mapped[list["Delivery"]] = relationship(back_populates="broadcast",
+                                                         order_by="Delivery.node_id")
+
+
+class Delivery(Base):
+    """One node's part of a broadcast: what the server sent and what the node reported."""
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("broadcast_id", "node_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    command_id: Mapped[Optional[str]] = mapped_column(ForeignKey("commands.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    reason: Mapped[Optional[str]] = mapped_column(String(100))
+    played_result: Mapped[Optional[str]] = mapped_column(String(20))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    broadcast: Mapped[Broadcast] = relationship(back_populates="deliveries")
+
+
+class Command(Base):
+    """The outbox: every signed envelope is written here first, then published and marked."""
+    __tablename__ = "commands"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the envelope id
+    type: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str] = mapped_column(String(80))                 # node:x or group:y
+    topic: Mapped[str] = mapped_column(String(255))
+    body: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[Optional[str]] = mapped_column(Text)              # the signed envelope
+    signed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    retain: Mapped[bool] = mapped_column(Boolean, default=False)
+    broadcast_id: Mapped[Optional[int]] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    node_id: Mapped[Optional[str]] = mapped_column(ForeignKey("nodes.id"), index=True)
+    ttl_ms: Mapped[int] = mapped_column(BigInteger)
+    exp_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
+    created_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    published_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    status: Mapped[Optional[str]] = mapped_column(String(20))      # for node commands: last ack
+    reason: Mapped[Optional[str]] = mapped_column(String(100))
+    result: Mapped[Optional[dict]] = mapped_column(JSON)
+
+
+class Event(Base):
+    """Every event a node sent, stored once per (node, event id)."""
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("node_id", "event_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    event_id: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(30), index=True)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[dict] = mapped_column(JSON)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Telemetry(Base):
+    __tablename__ = "telemetry"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[dict] = mapped_column(JSON)
+
+
+class PlayLog(Base):
+    """Proof of play: one row per `played` event (the as-run log)."""
+    __tablename__ = "playlogs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    broadcast_id: Mapped[Optional[int]] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    bulletin_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bulletins.id"))
+    item_id: Mapped[str] = mapped_column(String(128))
+    cmd_id: Mapped[Optional[str]] = mapped_column(String(64))
+    slot_id: Mapped[Optional[str]] = mapped_column(String(128))
+    sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    scheduled_at_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
+    started_at_ms: Mapped[Optional[int]] = mapped_column(BigInteger, index=True)
+    ended_at_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
+    result: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[Optional[str]] = mapped_column(String(100))
+
+
+class ServerKey(Base):
+    """A public key nodes trust; the private half lives only with the dispatcher."""
+    __tablename__ = "server_keys"
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WorkerStatus(Base):
+    """The dispatcher's heartbeat: /healthz reads the broker connection from it."""
+    __tablename__ = "worker_status"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    mqtt_connected: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[Optional[Any]] = mapped_column(JSON)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine; SQLite gets WAL and a busy timeout so web and dispatcher share the file."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return create_engine(url, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def init_db(engine: Engine) -> None:
+    Base.metadata.create_all(engine)
+
+
+def area_subtree_ids(session: Session, root_ids: list[int]) -> set[int]:
+    """The ids of the given areas and every area below them."""
+    rows = session.execute(select(Area.id, Area.parent_id)).all()
+    children: dict[int | None, list[int]] = {}
+    for aid, pid in rows:
+        children.setdefault(pid, []).append(aid)
+    seen: set[int] = set()
+    stack = list(root_ids)
+    while stack:
+        aid = stack.pop()
+        if aid in seen:
+            continue
+        seen.add(aid)
+        stack.extend(children.get(aid, []))
+    return seen
+
+
+def area_ancestors(session: Session, area_id: int) -> list[Area]:
+    """The area and its ancestors, nearest first."""
+    chain = []
+    area = session.get(Area, area_id)
+    while area is not None and area not in chain:
+        chain.append(area)
+        area = session.get(Area, area.parent_id) if area.parent_id else None
+    return chain
+
+
+def node_groups(session: Session, node: Node) -> list[str]:
+    """The MQTT groups of a node: its cluster's and every ancestor area's, nearest first."""
+    return [a.group for a in area_ancestors(session, node.cluster_id)]

@@ -1,0 +1,213 @@
+"""The OpenAPI 3.1 document of /api/v1, served at /api/v1/openapi.json (a test keeps it true
+to the registered routes)."""
+from __future__ import annotations
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict) -> dict:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+ERRORS = {code: {"description": text, **_json(_ref("Error"))} for code, text in (
+    ("400", "bad input: the message says which field"), ("401", "no valid token or login"),
+    ("403", "the caller's role or area does not allow it"), ("404", "not found"),
+    ("409", "conflicts with the current state"), ("422", "the content could not be processed"))}
+
+
+def _op(summary: str, ok: dict, *, body: dict | None = None, params: list | None = None,
+        status: str = "200", secure: bool = True, errors=("400", "401", "403", "404")) -> dict:
+    op: dict = {"summary": summary, "responses": {status: ok, **{c: ERRORS[c] for c in errors}}}
+    if body is not None:
+        op["requestBody"] = {"required": True, **_json(body)}
+    if params:
+        op["parameters"] = params
+    if not secure:
+        op["security"] = []
+    return op
+
+
+def _path_param(name: str, type_: str = "integer") -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": type_}}
+
+
+def _query(name: str, type_: str = "string", description: str = "") -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": {"type": type_},
+            "description": description}
+
+
+def _ok(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, **_json(schema)}
+
+
+NULLABLE_STR = {"type": ["string", "null"]}
+SCHEMAS = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+    "Area": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "parent_id": {"type": ["integer", "null"]},
+        "kind": {"type": "string", "enum": ["province", "city", "district", "ward", "commune",
+                                           "town", "cluster", "zone"]},
+        "name": {"type": "string"}, "code": {"type": "string"},
+        "group": {"type": "string", "description": "the MQTT group name of the area"}}},
+    "AreaCreate": {"type": "object", "required": ["name", "code", "kind"], "properties": {
+        "parent_id": {"type": ["integer", "null"]}, "kind": {"type": "string"},
+        "name": {"type": "string"}, "code": {"type": "string"}}},
+    "NodeCreate": {"type": "object", "required": ["cluster_id", "name"], "properties": {
+        "cluster_id": {"type": "integer"}, "name": {"type": "string"},
+        "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{1,62}$"},
+        "lat": {"type": "number"}, "lon": {"type": "number"}}},
+    "Provisioned": {"type": "object", "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "cluster_id": {"type": "integer"},
+        "mqtt": {"type": "object", "properties": {
+            "host": {"type": "string"}, "port": {"type": "integer"},
+            "username": {"type": "string"}, "password": {"type": "string"},
+            "tls": {"type": "boolean"}}},
+        "topic_prefix": {"type": "string"}, "groups": {"type": "array", "items": {"type": "string"}},
+        "server_keys": {"type": "array", "items": {"type": "object", "properties": {
+            "kid": {"type": "string"},
+            "public_key": {"type": "string", "description": "raw 32-byte Ed25519, base64"}}}},
+        "config": {"type": "string", "description": "the agent's TOML config file"}}},
+    "Node": {"type": "object", "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "cluster_id": {"type": "integer"},
+        "lat": {"type": ["number", "null"]}, "lon": {"type": ["number", "null"]},
+        "online": {"type": "boolean"}, "last_seen": NULLABLE_STR,
+        "telemetry": {"type": ["object", "null"]}, "groups": {"type": "array"},
+        "desired_version": {"type": "integer"},
+        "desired_applied_version": {"type": ["integer", "null"]},
+        "alarms": {"type": "array", "items": {"type": "object"}}}},
+    "CommandCreate": {"type": "object", "required": ["type"], "properties": {
+        "type": {"type": "string", "enum": ["set_volume", "amp", "test", "stop", "reboot"]},
+        "body": {"type": "object", "description": "as in docs/protocol.md for the type"}}},
+    "Command": {"type": "object", "properties": {
+        "id": {"type": "string"}, "type": {"type": "string"}, "target": {"type": "string"},
+        "body": {"type": "object"}, "created_at": {"type": "string"},
+        "published_at": NULLABLE_STR, "status": NULLABLE_STR, "reason": NULLABLE_STR,
+        "result": {"type": ["object", "null"]}}},
+    "BulletinCreate": {"type": "object", "required": ["title", "text", "category"], "properties": {
+        "title": {"type": "string"}, "text": {"type": "string"},
+        "category": {"type": "string", "enum": ["admin_reform", "traffic", "flooding",
+                                               "environment", "health", "security", "urban",
+                                               "emergency", "other"]},
+        "voice": {"type": "string", "enum": ["vi", "vi-north", "vi-central", "vi-south"]},
+        "area_id": {"type": "integer"}}},
+    "Bulletin": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "title": {"type": "string"}, "text": NULLABLE_STR,
+        "category": {"type": "string"},
+        "status": {"type": "string", "enum": ["draft", "pending", "approved", "rejected",
+                                             "archived"]},
+        "audio_url": NULLABLE_STR, "sha256": NULLABLE_STR,
+        "duration_ms": {"type": ["integer", "null"]}, "engine": NULLABLE_STR,
+        "engine_note": NULLABLE_STR, "review_comment": NULLABLE_STR}},
+    "BroadcastCreate": {"type": "object", "required": ["bulletin_id", "targets"], "properties": {
+        "bulletin_id": {"type": "integer"},
+        "targets": {"type": "object", "properties": {
+            "areas": {"type": "array", "items": {"type": "integer"}},
+            "nodes": {"type": "array", "items": {"type": "string"}}}},
+        "priority": {"oneOf": [{"type": "string", "enum": ["normal", "priority", "live",
+                                                          "emergency"]},
+                               {"type": "integer", "minimum": 0, "maximum": 9}]},
+        "start_at": {"description": "ISO 8601 (no zone: the configured zone) or epoch ms; "
+                                    "absent = now", "type": ["string", "integer"]},
+        "volume": {"type": "integer", "minimum": 0, "maximum": 100},
+        "repeat": {"type": "integer", "minimum": 1, "maximum": 20}}},
+    "Broadcast": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "bulletin_id": {"type": "integer"},
+        "priority": {"type": "integer"}, "status": {"type": "string",
+                                                    "enum": ["scheduled", "dispatched",
+                                                             "cancelled"]},
+        "start_at": NULLABLE_STR,
+        "summary": {"type": "object", "properties": {k: {"type": "integer"} for k in (
+            "total", "sent", "acked", "played", "failed")}},
+        "nodes": {"type": "array", "items": {"type": "object", "properties": {
+            "node_id": {"type": "string"}, "status": {"type": "string"},
+            "reason": NULLABLE_STR, "played": NULLABLE_STR}}}}},
+    "PlayLog": {"type": "object", "properties": {k: NULLABLE_STR for k in (
+        "node_id", "item_id", "cmd_id", "slot_id", "sha256", "scheduled_at", "started_at",
+        "ended_at", "result", "reason")}},
+}
+
+_LIST = {"type": "object"}
+PATHS = {
+    "/api/v1/openapi.json": {"get": _op("This document", _ok({"type": "object"}), secure=False,
+                                        errors=())},
+    "/api/v1/auth/token": {"post": _op(
+        "Exchange a username and password for a bearer token",
+        _ok({"type": "object", "properties": {"token": {"type": "string"}}}),
+        body={"type": "object", "required": ["username", "password"], "properties": {
+            "username": {"type": "string"}, "password": {"type": "string"}}},
+        secure=False, errors=("400", "401"))},
+    "/api/v1/areas": {
+        "get": _op("The area tree as a flat list with parent ids", _ok(_LIST)),
+        "post": _op("Create an area", _ok(_ref("Area"), "Created"), body=_ref("AreaCreate"),
+                    status="201", errors=("400", "401", "403", "404", "409"))},
+    "/api/v1/areas/{area_id}": {"get": _op("One area", _ok(_ref("Area")),
+                                           params=[_path_param("area_id")])},
+    "/api/v1/nodes": {
+        "get": _op("Nodes with online state, last telemetry, last seen, alarms",
+                   _ok({"type": "object", "properties": {"nodes": {
+                       "type": "array", "items": _ref("Node")}}}),
+                   params=[_query("area", "integer", "only nodes under this area")]),
+        "post": _op("Provision a node: broker account, ACL, keys and the agent's config",
+                    _ok(_ref("Provisioned"), "Created"), body=_ref("NodeCreate"), status="201",
+                    errors=("400", "401", "403", "404", "409"))},
+    "/api/v1/nodes/{node_id}": {"get": _op("One node", _ok(_ref("Node")),
+                                           params=[_path_param("node_id", "string")])},
+    "/api/v1/nodes/{node_id}/commands": {"post": _op(
+        "Send an immediate command to a node", _ok(_ref("Command"), "Queued"),
+        body=_ref("CommandCreate"), status="202", params=[_path_param("node_id", "string")])},
+    "/api/v1/commands/{command_id}": {"get": _op(
+        "A command and the node's last ack", _ok(_ref("Command")),
+        params=[_path_param("command_id", "string")])},
+    "/api/v1/bulletins": {
+        "get": _op("Bulletins, newest first", _ok(_LIST),
+                   params=[_query("status", "string")]),
+        "post": _op("Write a text bulletin; its speech is made at once",
+                    _ok(_ref("Bulletin"), "Created"), body=_ref("BulletinCreate"), status="201",
+                    errors=("400", "401", "403", "404", "422"))},
+    "/api/v1/bulletins/{bulletin_id}": {"get": _op(
+        "A bulletin: status, audio URL, duration, sha256", _ok(_ref("Bulletin")),
+        params=[_path_param("bulletin_id")])},
+    "/api/v1/bulletins/{bulletin_id}/{action}": {"post": _op(
+        "Approval workflow: submit, approve, reject (needs comment), archive",
+        _ok(_ref("Bulletin")), params=[_path_param("bulletin_id"), {
+            "name": "action", "in": "path", "required": True,
+            "schema": {"type": "string", "enum": ["submit", "approve", "reject", "archive"]}}],
+        errors=("400", "401", "403", "404", "409"))},
+    "/api/v1/broadcasts": {
+        "get": _op("Recent broadcasts", _ok(_LIST)),
+        "post": _op("Broadcast an approved bulletin now or at a time",
+                    _ok(_ref("Broadcast"), "Created"), body=_ref("BroadcastCreate"),
+                    status="201", errors=("400", "401", "403", "404", "409"))},
+    "/api/v1/broadcasts/{broadcast_id}": {"get": _op(
+        "Per node: sent, acked, played, failed, with reasons", _ok(_ref("Broadcast")),
+        params=[_path_param("broadcast_id")])},
+    "/api/v1/broadcasts/{broadcast_id}/cancel": {"post": _op(
+        "Cancel what has not played, stop what plays", _ok(_ref("Broadcast")),
+        params=[_path_param("broadcast_id")], errors=("401", "403", "404", "409"))},
+    "/api/v1/playlogs": {"get": _op(
+        "Proof of play (as-run log); Accept: text/csv gives CSV",
+        {"description": "OK", "content": {
+            "application/json": {"schema": {"type": "object", "properties": {
+                "playlogs": {"type": "array", "items": _ref("PlayLog")}}}},
+            "text/csv": {"schema": {"type": "string"}}}},
+        params=[_query("node"), _query("area", "integer"),
+                _query("from", "string", "ISO 8601"), _query("to", "string", "ISO 8601"),
+                _query("limit", "integer")])},
+}
+
+OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {"title": "LoaPhuong API", "version": "1",
+             "description": "REST core of the ward loudspeaker system. Errors are "
+                            "{\"error\": {\"code\", \"message\"}}; messages are Vietnamese by "
+                            "default (Accept-Language: en or ?lang=en for English)."},
+    "servers": [{"url": "/"}],
+    "security": [{"bearer": []}],
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                   "schemas": SCHEMAS},
+    "paths": PATHS,
+}

@@ -1,0 +1,481 @@
+"""What the API and the pages do, in one place: areas, node provisioning, bulletins and their
+approval, broadcasts and their reports, immediate node commands. Each function validates its
+input fully before it writes anything, and leaves committing to the caller."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import unicodedata
+from typing import Any, Mapping
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from audio.store import MediaStore, encode_speech_mp3, probe_duration_ms
+from audio.tts import TTSError, build_chain
+from device_agent.protocol import PRIORITY_NAMES, group_topic, node_topic, priority_value, valid_name
+
+from . import auth
+from .config import Settings
+from .errors import ApiError, bad_request, not_found
+from .i18n import CATEGORIES
+from .models import (Area, Broadcast, Bulletin, Command, Delivery, Media, Node, ServerKey, User,
+                     area_subtree_ids, node_groups, utcnow)
+from .mosquitto import MosquittoFiles, password_hash
+
+AREA_KINDS = ("province", "city", "district", "ward", "commune", "town", "cluster", "zone")
+NODE_COMMANDS = ("set_volume", "amp", "test", "stop", "reboot")
+DELIVERY_RANK = {"pending": 0, "sent": 1, "received": 2, "started": 3}
+TERMINAL = ("finished", "failed", "rejected", "preempted", "stopped", "skipped", "cancelled")
+
+
+def settings() -> Settings:
+    return current_app.config["SETTINGS"]
+
+
+# --- field checks -----------------------------------------------------------------------------
+
+def need(data: Mapping[str, Any], name: str, kind: type | tuple = str, *, max_len: int = 0):
+    """A required field of the given type (strings stripped and non-empty)."""
+    if name not in data or data[name] is None or (isinstance(data[name], str)
+                                                  and not data[name].strip()):
+        raise bad_request("err.missing_field", "missing_field", field=name)
+    return check(data, name, kind, max_len=max_len)
+
+
+def check(data: Mapping[str, Any], name: str, kind: type | tuple = str, *, max_len: int = 0):
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise bad_request("err.invalid_field", field=name, detail="bool")
+    if kind is float and isinstance(value, int):
+        value = float(value)
+    if not isinstance(value, kind):
+        expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise bad_request("err.invalid_field", field=name, detail=f"expected {expected}")
+    if isinstance(value, str):
+        value = value.strip()
+        if max_len and len(value) > max_len:
+            raise bad_request("err.invalid_field", field=name, detail=f"longer than {max_len}")
+    return value
+
+
+def slug(text: str) -> str:
+    """ASCII lowercase slug for MQTT names (Vietnamese letters lose their marks, đ -> d)."""
+    text = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:60]
+
+
+# --- areas --------------------------------------------------------------------------------------
+
+def area_json(a: Area) -> dict:
+    return {"id": a.id, "parent_id": a.parent_id, "kind": a.kind, "name": a.name, "code": a.code,
+            "group": a.group}
+
+
+def create_area(db: Session, user: User, data: Mapping[str, Any]) -> Area:
+    name = need(data, "name", max_len=200)
+    code = need(data, "code", max_len=64)
+    kind = need(data, "kind", max_len=32)
+    if kind not in AREA_KINDS:
+        raise bad_request("err.invalid_field", field="kind", detail=f"one of {', '.join(AREA_KINDS)}")
+    parent_id = check(data, "parent_id", int)
+    if parent_id is not None:
+        if db.get(Area, parent_id) is None:
+            raise ApiError(404, "unknown_area", "err.unknown_area", id=parent_id)
+        auth.check_area(db, user, parent_id)
+    elif user.area_id is not None:
+        raise ApiError(403, "forbidden", "err.forbidden")
+    if db.scalar(select(Area).where(Area.code == code)):
+        raise ApiError(409, "duplicate", "err.duplicate", what="thing.area_code")
+    group = slug(code)
+    if not valid_name(group) or db.scalar(select(Area).where(Area.group == group)):
+        group = None  # filled from the id below
+    area = Area(parent_id=parent_id, kind=kind, name=name, code=code, group=group or "pending")
+    db.add(area)
+    db.flush()
+    if group is None:
+        area.group = f"area-{area.id}"
+    return area
+
+
+# --- nodes --------------------------------------------------------------------------------------
+
+def node_json(db: Session, n: Node, alarms: list | None = None) -> dict:
+    return {"id": n.id, "name": n.name, "cluster_id": n.cluster_id, "lat": n.lat, "lon": n.lon,
+            "online": n.online, "last_seen": iso(n.last_seen), "telemetry": n.last_telemetry,
+            "desired_version": n.desired_version,
+            "desired_applied_version": n.desired_applied_version,
+            "groups": node_groups(db, n), "alarms": alarms or []}
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    return value.replace(tzinfo=dt.timezone.utc).isoformat().replace("+00:00", "Z") \
+        if value else None
+
+
+def sync_broker_accounts(db: Session) -> bool:
+    """Rewrite Mosquitto's password file and ACL from the registry and SIGHUP the broker."""
+    s = settings()
+    if not s.mosquitto_dir:
+        return False
+    accounts = {s.mqtt_username: password_hash(s.mqtt_password)}
+    nodes = {}
+    for node in db.scalars(select(Node)):
+        accounts[node.id] = node.mqtt_password_hash
+        nodes[node.id] = node_groups(db, node)
+    return MosquittoFiles(s.mosquitto_dir, s.topic_prefix).apply(accounts, s.mqtt_username, nodes)
+
+
+def agent_config(node: Node, password: str, groups: list[str], keys: list[dict]) -> str:
+    """The agent's config file (TOML) for a newly provisioned node."""
+    s = settings()
+
+    def q(v: str) -> str:
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    lines = [
+        f"# LoaPhuong speaker node agent: {node.name}",
+        f"node_id = {q(node.id)}",
+        f"topic_prefix = {q(s.topic_prefix)}",
+        "groups = [" + ", ".join(q(g) for g in groups) + "]",
+        'state_dir = "/var/lib/loa-agent"',
+        f"telemetry_s = {s.node_telemetry_s}",
+        f"tz = {q(s.timezone)}",
+        "",
+        "[mqtt]",
+        f"host = {q(s.node_mqtt_host)}",
+        f"port = {s.node_mqtt_port}",
+        f"username = {q(node.id)}",
+        f"password = {q(password)}",
+        f"tls = {'true' if s.mqtt_tls else 'false'}",
+        'ca_file = ""',
+    ]
+    for key in keys:
+        lines += ["", "[[server_keys]]", f"kid = {q(key['kid'])}",
+                  f"public_key = {q(key['public_key'])}"]
+    lines += ["", "[player]", 'kind = "auto"', 'sink_dir = ""', "realtime = true",
+              "", "[amp]", 'kind = "none"', "gpio_pin = 17",
+              "", "[system]", 'reboot_command = "systemctl reboot"', ""]
+    return "\n".join(lines)
+
+
+def provision_node(db: Session, user: User, data: Mapping[str, Any]) -> dict:
+    """Register a node in a cluster, give it broker credentials; returns the provisioning answer."""
+    cluster_id = need(data, "cluster_id", int)
+    name = need(data, "name", max_len=200)
+    lat = check(data, "lat", float)
+    lon = check(data, "lon", float)
+    if lat is not None and not -90 <= lat <= 90:
+        raise bad_request("err.invalid_field", field="lat", detail="-90..90")
+    if lon is not None and not -180 <= lon <= 180:
+        raise bad_request("err.invalid_field", field="lon", detail="-180..180")
+    cluster = db.get(Area, cluster_id)
+    if cluster is None:
+        raise ApiError(404, "unknown_area", "err.unknown_area", id=cluster_id)
+    if cluster.kind != "cluster":
+        raise bad_request("err.not_cluster", "not_cluster", id=cluster_id)
+    auth.check_area(db, user, cluster_id)
+    node_id = check(data, "id", str, max_len=63)
+    if node_id is not None:
+        if not valid_name(node_id):
+            raise bad_request("err.invalid_field", field="id", detail="[a-z0-9][a-z0-9-]{1,62}")
+        if db.get(Node, node_id):
+            raise ApiError(409, "duplicate", "err.duplicate", what="thing.node_id")
+    else:
+        base = slug(f"{cluster.group}-{name}")[:56] or cluster.group
+        node_id, n = base, 1
+        while db.get(Node, node_id) is not None or not valid_name(node_id):
+            n += 1
+            node_id = f"{base}-{n}"
+    if node_id == settings().mqtt_username:
+        raise ApiError(409, "duplicate", "err.duplicate", what="thing.node_id")
+    password = secrets.token_urlsafe(24)
+    node = Node(id=node_id, cluster_id=cluster_id, name=name, lat=lat, lon=lon,
+                mqtt_password_hash=password_hash(password), desired_dirty=True)
+    db.add(node)
+    db.flush()
+    groups = node_groups(db, node)
+    keys = [{"kid": k.kid, "public_key": k.public_key}
+            for k in db.scalars(select(ServerKey).where(ServerKey.active.is_(True)))]
+    sync_broker_accounts(db)
+    s = settings()
+    return {"id": node.id, "name": node.name, "cluster_id": cluster_id,
+            "mqtt": {"host": s.node_mqtt_host, "port": s.node_mqtt_port, "username": node.id,
+                     "password": password, "tls": s.mqtt_tls},
+            "topic_prefix": s.topic_prefix, "groups": groups, "server_keys": keys,
+            "config": agent_config(node, password, groups, keys)}
+
+
+def queue_command(db: Session, user: User | None, type_: str, target: str, body: dict, *,
+                  ttl_ms: int, broadcast_id: int | None = None, node_id: str | None = None,
+                  retain: bool = False) -> Command:
+    """Put a command in the outbox; the dispatcher signs and publishes it."""
+    import uuid
+    s = settings()
+    scope, name = target.split(":", 1)
+    topic = group_topic(s.topic_prefix, name) if scope == "group" else node_topic(
+        s.topic_prefix, name, "desired" if type_ == "desired" else "cmd")
+    cmd = Command(id=str(uuid.uuid4()), type=type_, target=target, topic=topic, body=body,
+                  retain=retain, broadcast_id=broadcast_id, node_id=node_id, ttl_ms=ttl_ms,
+                  created_by=user.id if user else None)
+    db.add(cmd)
+    return cmd
+
+
+def node_command(db: Session, user: User, node_id: str, data: Mapping[str, Any]) -> Command:
+    """An immediate command to one node, checked before it is queued."""
+    node = db.get(Node, node_id)
+    if node is None:
+        raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+    auth.check_area(db, user, node.cluster_id)
+    type_ = need(data, "type")
+    if type_ not in NODE_COMMANDS:
+        raise bad_request("err.invalid_field", field="type", detail=", ".join(NODE_COMMANDS))
+    body = check(data, "body", dict) or {}
+    from device_agent import schemas
+    problem = schemas.first_error(schemas.BODIES[type_], body)
+    if problem is None and any(isinstance(v, float) for v in body.values()):
+        problem = "no floating-point numbers"
+    if problem:
+        raise bad_request("err.invalid_field", field="body", detail=problem)
+    return queue_command(db, user, type_, f"node:{node.id}", body, node_id=node.id,
+                         ttl_ms=settings().command_ttl_s * 1000)
+
+
+def command_json(c: Command) -> dict:
+    return {"id": c.id, "type": c.type, "target": c.target, "body": c.body,
+            "created_at": iso(c.created_at), "published_at": iso(c.published_at),
+            "status": c.status, "reason": c.reason, "result": c.result}
+
+
+# --- bulletins ----------------------------------------------------------------------------------
+
+def bulletin_json(b: Bulletin) -> dict:
+    media = b.media
+    return {"id": b.id, "title": b.title, "text": b.text, "category": b.category,
+            "voice": b.voice, "status": b.status, "area_id": b.area_id,
+            "engine": b.engine, "engine_note": b.engine_note,
+            "audio_url": f"/media/{media.sha256}.{media.ext}" if media else None,
+            "sha256": media.sha256 if media else None,
+            "duration_ms": media.duration_ms if media else None,
+            "bytes": media.bytes if media else None,
+            "created_at": iso(b.created_at), "submitted_at": iso(b.submitted_at),
+            "reviewed_at": iso(b.reviewed_at), "review_comment": b.review_comment}
+
+
+def store_media(db: Session, data: bytes, ext: str) -> Media:
+    stored = MediaStore(settings().media_dir).put(data, ext)
+    media = db.get(Media, stored.sha256)
+    if media is None:
+        media = Media(sha256=stored.sha256, ext=ext, bytes=stored.bytes,
+                      duration_ms=probe_duration_ms(stored.path))
+        db.add(media)
+        db.flush()
+    return media
+
+
+def speak_to_media(db: Session, text: str, voice: str | None) -> tuple[Media, str, str | None]:
+    """Text -> speech (the configured engine chain) -> mono MP3 -> media store."""
+    s = settings()
+    try:
+        speech = build_chain(s.tts_engines, s.gtts_timeout_s).speak(text, voice)
+        mp3 = encode_speech_mp3(speech.audio)
+    except (TTSError, RuntimeError) as err:
+        raise ApiError(422, "speech_failed", "err.speech_failed", detail=str(err)) from None
+    return store_media(db, mp3, "mp3"), speech.engine, "; ".join(speech.notes) or None
+
+
+def create_text_bulletin(db: Session, user: User, data: Mapping[str, Any]) -> Bulletin:
+    title = need(data, "title", max_len=300)
+    text = need(data, "text", max_len=20000)
+    category = need(data, "category", max_len=40)
+    if category not in CATEGORIES:
+        raise bad_request("err.invalid_field", field="category", detail=", ".join(CATEGORIES))
+    voice = check(data, "voice", max_len=40)
+    area_id = check(data, "area_id", int)
+    if area_id is not None:
+        if db.get(Area, area_id) is None:
+            raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+        auth.check_area(db, user, area_id)
+    else:
+        area_id = user.area_id
+    media, engine, note = speak_to_media(db, text, voice or settings().default_voice)
+    b = Bulletin(title=title, text=text, category=category, voice=voice, engine=engine,
+                 engine_note=note, media_sha256=media.sha256, area_id=area_id, status="draft",
+                 created_by=user.id)
+    db.add(b)
+    db.flush()
+    return b
+
+
+def get_bulletin(db: Session, user: User, bulletin_id: int) -> Bulletin:
+    b = db.get(Bulletin, bulletin_id)
+    if b is None:
+        raise not_found("thing.bulletin")
+    if b.area_id is not None:
+        allowed = auth.user_area_ids(db, user)
+        if allowed is not None and b.area_id not in allowed:
+            raise not_found("thing.bulletin")
+    return b
+
+
+TRANSITIONS = {"submit": ({"draft", "rejected"}, "pending"),
+               "approve": ({"pending"}, "approved"),
+               "reject": ({"pending"}, "rejected"),
+               "archive": ({"draft", "approved", "rejected"}, "archived")}
+
+
+def transition(db: Session, user: User, b: Bulletin, action: str, comment: str | None = None):
+    allowed_from, to = TRANSITIONS[action]
+    if b.status not in allowed_from:
+        raise ApiError(409, "bad_transition", "err.bad_transition", action=action, status=b.status)
+    now = utcnow()
+    if action == "submit":
+        b.submitted_by, b.submitted_at = user.id, now
+    elif action in ("approve", "reject"):
+        if action == "reject" and not comment:
+            raise bad_request("err.missing_field", "missing_field", field="comment")
+        b.reviewed_by, b.reviewed_at, b.review_comment = user.id, now, comment
+    b.status, b.updated_at = to, now
+
+
+# --- broadcasts ---------------------------------------------------------------------------------
+
+def parse_time(value: Any, field: str) -> dt.datetime | None:
+    """ISO 8601 (a time without zone is in the configured zone) or epoch ms -> naive UTC."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value / 1000, dt.timezone.utc).replace(tzinfo=None)
+    if not isinstance(value, str):
+        raise bad_request("err.invalid_field", field=field, detail="ISO 8601 or epoch ms")
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request("err.invalid_field", field=field, detail="ISO 8601") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=settings().tz)
+    return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def create_broadcast(db: Session, user: User, data: Mapping[str, Any]) -> Broadcast:
+    bulletin_id = need(data, "bulletin_id", int)
+    targets = need(data, "targets", dict)
+    areas = targets.get("areas") or []
+    nodes = targets.get("nodes") or []
+    if not isinstance(areas, list) or not all(isinstance(a, int) and not isinstance(a, bool)
+                                              for a in areas):
+        raise bad_request("err.invalid_field", field="targets.areas", detail="list of area ids")
+    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+        raise bad_request("err.invalid_field", field="targets.nodes", detail="list of node ids")
+    if not areas and not nodes:
+        raise bad_request("err.no_targets", "no_targets")
+    try:
+        priority = priority_value(data.get("priority", "normal"))
+    except ValueError:
+        raise bad_request("err.invalid_field", field="priority",
+                          detail=", ".join(PRIORITY_NAMES) + " or 0-9") from None
+    volume = check(data, "volume", int)
+    if volume is not None and not 0 <= volume <= 100:
+        raise bad_request("err.invalid_field", field="volume", detail="0-100")
+    repeat = check(data, "repeat", int) or 1
+    if not 1 <= repeat <= 20:
+        raise bad_request("err.invalid_field", field="repeat", detail="1-20")
+    if data.get("recurrence") is not None:
+        raise bad_request("err.invalid_field", field="recurrence", detail="not supported yet")
+    start_at = parse_time(data.get("start_at"), "start_at")
+    b = db.get(Bulletin, bulletin_id)
+    if b is None:
+        raise not_found("thing.bulletin")
+    for area_id in areas:
+        if db.get(Area, area_id) is None:
+            raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+        auth.check_area(db, user, area_id)
+    for node_id in nodes:
+        node = db.get(Node, node_id)
+        if node is None:
+            raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+        auth.check_area(db, user, node.cluster_id)
+    if b.status != "approved":
+        raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=b.id, status=b.status)
+    if not target_node_ids(db, areas, nodes):
+        raise bad_request("err.no_nodes", "no_nodes")
+    now = utcnow()
+    if start_at is not None and start_at <= now:
+        start_at = None  # a time already past means now
+    due = now if start_at is None else max(now, start_at - dt.timedelta(
+        seconds=settings().schedule_lead_s))
+    bc = Broadcast(bulletin_id=b.id, priority=priority, start_at=start_at, due_at=due,
+                   target_areas=sorted(set(areas)), target_nodes=sorted(set(nodes)),
+                   volume=volume, repeat=repeat, status="scheduled", created_by=user.id)
+    db.add(bc)
+    db.flush()
+    return bc
+
+
+def target_node_ids(db: Session, areas: list[int], nodes: list[str]) -> set[str]:
+    ids = set(nodes)
+    if areas:
+        subtree = area_subtree_ids(db, areas)
+        ids |= set(db.scalars(select(Node.id).where(Node.cluster_id.in_(subtree))))
+    return ids
+
+
+def broadcast_json(db: Session, bc: Broadcast) -> dict:
+    counts = {"total": 0, "sent": 0, "acked": 0, "played": 0, "failed": 0}
+    nodes = []
+    for d in bc.deliveries:
+        counts["total"] += 1
+        counts["sent"] += d.status != "pending"
+        counts["acked"] += d.status not in ("pending", "sent")
+        counts["played"] += d.played_result == "completed"
+        counts["failed"] += d.status in ("failed", "rejected", "skipped", "cancelled") or \
+            d.played_result in ("failed", "skipped")
+        nodes.append({"node_id": d.node_id, "status": d.status, "reason": d.reason,
+                      "played": d.played_result, "command_id": d.command_id,
+                      "updated_at": iso(d.updated_at)})
+    return {"id": bc.id, "bulletin_id": bc.bulletin_id, "priority": bc.priority,
+            "status": bc.status, "start_at": iso(bc.start_at), "created_at": iso(bc.created_at),
+            "dispatched_at": iso(bc.dispatched_at), "cancelled_at": iso(bc.cancelled_at),
+            "targets": {"areas": bc.target_areas, "nodes": bc.target_nodes},
+            "volume": bc.volume, "repeat": bc.repeat, "summary": counts, "nodes": nodes}
+
+
+def cancel_broadcast(db: Session, user: User, bc: Broadcast) -> None:
+    """Not yet dispatched: cancelled outright. Dispatched: a stop for its item to every node."""
+    if bc.status in ("cancelled",):
+        raise ApiError(409, "cannot_cancel", "err.cannot_cancel", status=bc.status)
+    now = utcnow()
+    if bc.status == "scheduled":
+        for d in bc.deliveries:
+            d.status, d.updated_at = "cancelled", now
+    else:
+        for node_id in sorted({d.node_id for d in bc.deliveries if d.played_result is None}):
+            queue_command(db, user, "stop", f"node:{node_id}", {"item_id": item_id(bc)},
+                          node_id=node_id, broadcast_id=None,
+                          ttl_ms=settings().command_ttl_s * 1000)
+    bc.status, bc.cancelled_at = "cancelled", now
+
+
+def item_id(bc: Broadcast) -> str:
+    return f"bc-{bc.id}"
+
+
+def advance_delivery(d: Delivery, status: str, reason: str | None) -> bool:
+    """Move a delivery forward; a status never moves backward, a terminal one never changes."""
+    if d.status in TERMINAL:
+        return False
+    if status not in TERMINAL and DELIVERY_RANK.get(status, 0) <= DELIVERY_RANK.get(d.status, 0):
+        return False
+    d.status, d.reason, d.updated_at = status, reason, utcnow()
+    return True
+
+
+def count_online(db: Session) -> tuple[int, int]:
+    total = db.scalar(select(func.count()).select_from(Node)) or 0
+    online = db.scalar(select(func.count()).select_from(Node).where(Node.online.is_(True))) or 0
+    return online, total

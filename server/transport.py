@@ -1,0 +1,103 @@
+"""The server's broker connection behind a small interface (publish, subscribe, stop); the rest
+of the server never touches paho directly."""
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from abc import ABC, abstractmethod
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+log = logging.getLogger(__name__)
+Handler = Callable[[str, bytes], None]
+
+
+class Transport(ABC):
+    @property
+    @abstractmethod
+    def connected(self) -> bool: ...
+
+    @abstractmethod
+    def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False,
+                timeout: float = 10.0) -> bool:
+        """Publish and wait for the broker's acknowledgement; False when it did not come."""
+
+    @abstractmethod
+    def subscribe(self, topic: str, handler: Handler, qos: int = 1) -> None:
+        """Call ``handler(topic, payload)`` for every message on ``topic`` (kept on reconnect)."""
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+
+class MqttTransport(Transport):
+    """paho-mqtt 2 client with a persistent session, resubscribing in on_connect."""
+
+    def __init__(self, host: str, port: int, username: str, password: str, client_id: str,
+                 tls: bool = False, ca_file: str | None = None):
+        self._subs: dict[str, tuple[int, Handler]] = {}
+        self._connected = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  clean_session=False)
+        self.client.username_pw_set(username, password)
+        if tls:
+            self.client.tls_set(ca_certs=ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        self.client.max_inflight_messages_set(100)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(1, 30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.connect_async(host, port, keepalive=30)
+        self.client.loop_start()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        self._connected.set()
+        for topic, (qos, _) in self._subs.items():
+            client.subscribe(topic, qos)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self._connected.clear()
+        log.warning("disconnected from broker: %s", reason_code)
+
+    def _on_message(self, client, userdata, msg):
+        for pattern, (_, handler) in list(self._subs.items()):
+            if mqtt.topic_matches_sub(pattern, msg.topic):
+                try:
+                    handler(msg.topic, msg.payload)
+                except Exception:  # a bad message must not kill the network thread
+                    log.exception("handler for %s failed", msg.topic)
+
+    def publish(self, topic, payload, qos=1, retain=False, timeout=10.0):
+        if not self.connected:
+            return False
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
+
+    def subscribe(self, topic, handler, qos=1):
+        self._subs[topic] = (qos, handler)
+        if self.connected:
+            self.client.subscribe(topic, qos)
+
+    def stop(self):
+        self.client.disconnect()
+        self.client.loop_stop()

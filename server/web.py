@@ -1,0 +1,171 @@
+"""Web pages (Jinja + htmx, Vietnamese by default): login, node dashboard, bulletin form that can
+approve and broadcast at once, and a broadcast's per-node status. Thin over server.services."""
+from __future__ import annotations
+
+import functools
+import secrets
+
+from flask import (Blueprint, abort, flash, g, redirect, render_template, request, session,
+                   url_for)
+from sqlalchemy import select
+
+from . import auth, services
+from .errors import ApiError
+from .i18n import CATEGORIES, LANGUAGES, local_time, t
+from .models import Area, Broadcast, Bulletin, Node, User
+
+bp = Blueprint("web", __name__)
+
+
+@bp.app_context_processor
+def _globals():
+    return {"t": t, "local_time": local_time, "user": auth.current_user() if g.get("db") else None,
+            "csrf_token": _csrf_token, "languages": LANGUAGES}
+
+
+def _csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return session["csrf"]
+
+
+def _check_csrf() -> None:
+    sent = request.form.get("csrf", "")
+    if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
+        abort(400, "CSRF token missing or wrong")
+
+
+def page_login_required(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if auth.current_user() is None:
+            return redirect(url_for("web.login", next=request.path))
+        return view(*args, **kwargs)
+    return wrapper
+
+
+@bp.route("/lang/<code>")
+def set_language(code: str):
+    if code in LANGUAGES:
+        session["lang"] = code
+    return redirect(request.referrer or url_for("web.dashboard"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        _check_csrf()
+        user = g.db.scalar(select(User).where(User.username == request.form.get("username", "")))
+        if auth.verify_password(user, request.form.get("password", "")):
+            session.clear()
+            session["user_id"] = user.id
+            nxt = request.args.get("next", "")
+            return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//")
+                            else url_for("web.dashboard"))
+        error = t("err.bad_credentials")
+    return render_template("login.html", error=error), 401 if error else 200
+
+
+@bp.post("/logout")
+def logout():
+    _check_csrf()
+    session.clear()
+    return redirect(url_for("web.login"))
+
+
+def _visible_nodes() -> list[Node]:
+    allowed = auth.user_area_ids(g.db, g.user)
+    q = select(Node).order_by(Node.cluster_id, Node.id)
+    if allowed is not None:
+        q = q.where(Node.cluster_id.in_(allowed))
+    return list(g.db.scalars(q))
+
+
+@bp.get("/")
+@page_login_required
+def dashboard():
+    return render_template("dashboard.html", **_dashboard_data())
+
+
+@bp.get("/partials/nodes")
+@page_login_required
+def nodes_partial():
+    return render_template("_nodes.html", **_dashboard_data())
+
+
+def _dashboard_data() -> dict:
+    nodes = _visible_nodes()
+    clusters = {a.id: a for a in g.db.scalars(select(Area))}
+    return {"nodes": nodes, "clusters": clusters,
+            "online": sum(1 for n in nodes if n.online), "total": len(nodes)}
+
+
+@bp.get("/bulletins")
+@page_login_required
+def bulletins():
+    rows = g.db.scalars(select(Bulletin).order_by(Bulletin.id.desc()).limit(100)).all()
+    broadcasts = g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(50)).all()
+    return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts)
+
+
+@bp.route("/bulletins/new", methods=["GET", "POST"])
+@page_login_required
+def new_bulletin():
+    user = g.user
+    allowed = auth.user_area_ids(g.db, user)
+    areas = [a for a in g.db.scalars(select(Area).order_by(Area.id))
+             if a.kind != "cluster" and (allowed is None or a.id in allowed)]
+    can_approve = auth.can(user, "bulletin.approve") and auth.can(user, "broadcast.write")
+    error, form = None, {}
+    if request.method == "POST":
+        _check_csrf()
+        form = request.form.to_dict()
+        try:
+            if not auth.can(user, "bulletin.write"):
+                raise ApiError(403, "forbidden", "err.forbidden")
+            area_id = int(form["area_id"]) if form.get("area_id", "").isdigit() else None
+            b = services.create_text_bulletin(g.db, user, {
+                "title": form.get("title"), "text": form.get("text"),
+                "category": form.get("category"), "area_id": area_id})
+            services.transition(g.db, user, b, "submit")
+            if form.get("action") == "broadcast_now":
+                if not can_approve:
+                    raise ApiError(403, "forbidden", "err.forbidden")
+                services.transition(g.db, user, b, "approve")
+                if area_id is None:
+                    raise ApiError(400, "no_targets", "err.no_targets")
+                bc = services.create_broadcast(g.db, user, {
+                    "bulletin_id": b.id, "targets": {"areas": [area_id]},
+                    "priority": form.get("priority", "normal")})
+                g.db.commit()
+                flash(t("bulletin.created"))
+                return redirect(url_for("web.broadcast", broadcast_id=bc.id))
+            g.db.commit()
+            flash(t("bulletin.submitted"))
+            return redirect(url_for("web.bulletins"))
+        except ApiError as err:
+            g.db.rollback()
+            error = err.message()
+    return render_template("bulletin_form.html", areas=areas, categories=CATEGORIES,
+                           can_approve=can_approve, error=error, form=form), 400 if error else 200
+
+
+def _broadcast_data(broadcast_id: int) -> dict:
+    bc = g.db.get(Broadcast, broadcast_id)
+    if bc is None:
+        abort(404)
+    report = services.broadcast_json(g.db, bc)
+    return {"bc": bc, "report": report, "bulletin": bc.bulletin}
+
+
+@bp.get("/broadcasts/<int:broadcast_id>")
+@page_login_required
+def broadcast(broadcast_id: int):
+    return render_template("broadcast.html", **_broadcast_data(broadcast_id))
+
+
+@bp.get("/partials/broadcasts/<int:broadcast_id>")
+@page_login_required
+def broadcast_partial(broadcast_id: int):
+    return render_template("_broadcast.html", **_broadcast_data(broadcast_id))

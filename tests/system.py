@@ -1,0 +1,139 @@
+"""A whole LoaPhuong server for tests: app served over real HTTP on loopback, the dispatcher and
+bridge connected to the test's Mosquitto, and helpers to call the API and run agents."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+from werkzeug.serving import make_server
+
+from schedules.dispatcher import Dispatcher
+from server import create_app
+from server.bridge import Bridge
+from server.cli import init_instance
+from server.keys import load_signing_key
+from server.mosquitto import free_port
+from server.transport import MqttTransport
+
+ADMIN_PASSWORD = "admin-test-password"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class System:
+    def __init__(self, tmp_path: Path, broker, start_dispatcher: bool = True, **overrides):
+        self.tmp = tmp_path
+        self.broker = broker
+        self.instance = tmp_path / "instance"
+        init_instance(self.instance, ADMIN_PASSWORD)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = {"mqtt_host": "127.0.0.1", "mqtt_port": broker.port,
+                  "mqtt_username": broker.server_user, "mqtt_password": broker.server_password,
+                  "mosquitto_dir": str(broker.files.directory), "public_url": self.url,
+                  "tts_engines": ["espeak"], "worker_stale_s": 20, "node_telemetry_s": 2}
+        config.update(overrides)
+        self.app = create_app(config, instance_path=self.instance)
+        self.settings = self.app.config["SETTINGS"]
+        self.server = make_server("127.0.0.1", self.port, self.app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.http = requests.Session()
+        self.token = self.login("admin", ADMIN_PASSWORD)
+        self.dispatcher = None
+        self.transport = None
+        self.agents: list[subprocess.Popen] = []
+        if start_dispatcher:
+            self.start_dispatcher()
+
+    def start_dispatcher(self) -> None:
+        s = self.settings
+        sessions = self.app.extensions["db_sessions"]
+        self.transport = MqttTransport(s.mqtt_host, s.mqtt_port, s.mqtt_username, s.mqtt_password,
+                                       client_id=f"loa-test-dispatcher-{self.port}")
+        assert self.transport.wait_connected(10), "dispatcher could not connect to the broker"
+        Bridge(sessions, self.transport, s.topic_prefix).start()
+        kid, key = load_signing_key(s.signing_key_file)
+        self.dispatcher = Dispatcher(s, sessions, self.transport, key, kid)
+        self.dispatcher.start(interval_s=0.2)
+
+    # --- API -----------------------------------------------------------------------------------
+
+    def login(self, username: str, password: str) -> str:
+        r = self.http.post(f"{self.url}/api/v1/auth/token",
+                           json={"username": username, "password": password}, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["token"]
+
+    def call(self, method: str, path: str, token: str | None = "default", **kw):
+        headers = kw.pop("headers", {})
+        tok = self.token if token == "default" else token
+        if tok:
+            headers["Authorization"] = f"Bearer {tok}"
+        return self.http.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kw)
+
+    def ok(self, method: str, path: str, **kw) -> dict:
+        r = self.call(method, path, **kw)
+        assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json()
+
+    def area(self, name, code, kind, parent_id=None) -> dict:
+        return self.ok("POST", "/api/v1/areas", json={"name": name, "code": code, "kind": kind,
+                                                      "parent_id": parent_id})
+
+    def approved_bulletin(self, title="Thông báo", text="Ủy ban nhân dân phường thông báo.") -> dict:
+        b = self.ok("POST", "/api/v1/bulletins", json={"title": title, "text": text,
+                                                       "category": "other"})
+        self.ok("POST", f"/api/v1/bulletins/{b['id']}/submit")
+        return self.ok("POST", f"/api/v1/bulletins/{b['id']}/approve")
+
+    def wait(self, predicate, timeout=15.0, what="condition"):
+        """Poll an API-reading predicate until it returns a truthy value (bounded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(0.1)
+
+    # --- agents --------------------------------------------------------------------------------
+
+    def start_agent(self, provisioned: dict, name: str | None = None) -> tuple[subprocess.Popen, Path]:
+        """Run the real agent process with the config provisioning returned and a file sink."""
+        base = self.tmp / "agents" / (name or provisioned["id"])
+        base.mkdir(parents=True, exist_ok=True)
+        config = base / "agent.toml"
+        config.write_text(provisioned["config"], encoding="utf-8")
+        sink = base / "sink"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "device_agent", "--config", str(config), "--state-dir",
+             str(base / "state"), "--player", "file", "--sink-dir", str(sink)],
+            cwd=ROOT, stdout=open(base / "agent.log", "wb"), stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self.agents.append(proc)
+        return proc, sink
+
+    def stop(self) -> None:
+        for proc in self.agents:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.agents:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if self.dispatcher:
+            self.dispatcher.stop()
+        if self.transport:
+            self.transport.stop()
+        self.server.shutdown()
+        self.http.close()
+        self.app.extensions["db_engine"].dispose()

@@ -1,0 +1,30 @@
+"""The published OpenAPI document describes exactly the API routes the server has."""
+import re
+
+from server import create_app
+
+
+def _flask_api_routes(app) -> set[tuple[str, str]]:
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1"):
+            continue
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            routes.add((method.lower(), path))
+    return routes
+
+
+def test_openapi_document_lists_every_route_and_no_other(tmp_path):
+    app = create_app({"tts_engines": ["espeak"]}, instance_path=tmp_path)
+    doc = app.test_client().get("/api/v1/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.")
+    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    assert documented == _flask_api_routes(app)
+
+
+def test_openapi_references_resolve(tmp_path):
+    app = create_app({"tts_engines": ["espeak"]}, instance_path=tmp_path)
+    doc = app.test_client().get("/api/v1/openapi.json").get_json()
+    refs = set(re.findall(r'"#/components/schemas/([A-Za-z]+)"', str(doc).replace("'", '"')))
+    assert refs and refs <= set(doc["components"]["schemas"])
