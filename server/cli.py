@@ -15,12 +15,13 @@ from .keys import create_signing_key, register_public_key
 from .models import User, init_db, make_engine, make_sessionmaker
 
 
-def init_instance(instance: Path, admin_password: str | None) -> tuple[str, bool]:
+def init_instance(instance: Path, admin_password: str | None,
+                  overrides: dict | None = None) -> tuple[str, bool]:
     """Create the database, signing key and admin account unless they exist.
 
     Returns (admin password or "" when the account already existed, created flag)."""
     instance.mkdir(parents=True, exist_ok=True)
-    settings = load_settings(instance)
+    settings = load_settings(instance, overrides)
     engine = make_engine(settings.database_url)
     init_db(engine)
     create_signing_key(settings.signing_key_file, settings.signing_kid)

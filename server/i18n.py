@@ -144,14 +144,17 @@ CATEGORIES = ("admin_reform", "traffic", "flooding", "environment", "health", "s
 
 
 def current_language() -> str:
-    """?lang=, then the logged-in user's choice, then Accept-Language, then the configured one."""
+    """?lang=, the session's or user's choice, Accept-Language (API only), then the configured one."""
     if has_request_context():
         lang = request.args.get("lang") or session.get("lang") or getattr(g, "user_lang", None)
         if lang in LANGUAGES:
             return lang
-        best = request.accept_languages.best_match(LANGUAGES)
-        if best and request.accept_languages and request.accept_languages[0][0] != "*":
-            return best
+        # Scripts may ask by header; pages stay Vietnamese unless the user picks English,
+        # whatever language the ward office's browser happens to be set to.
+        if request.path.startswith("/api/"):
+            best = request.accept_languages.best_match(LANGUAGES)
+            if best and request.accept_languages[0][0] != "*":
+                return best
     try:
         return current_app.config["SETTINGS"].language
     except (RuntimeError, KeyError):

@@ -30,7 +30,6 @@ class System:
         self.tmp = tmp_path
         self.broker = broker
         self.instance = tmp_path / "instance"
-        init_instance(self.instance, ADMIN_PASSWORD)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {"mqtt_host": "127.0.0.1", "mqtt_port": broker.port,
@@ -38,6 +37,7 @@ class System:
                   "mosquitto_dir": str(broker.files.directory), "public_url": self.url,
                   "tts_engines": ["espeak"], "worker_stale_s": 20, "node_telemetry_s": 2}
         config.update(overrides)
+        init_instance(self.instance, ADMIN_PASSWORD, config)
         self.app = create_app(config, instance_path=self.instance)
         self.settings = self.app.config["SETTINGS"]
         self.server = make_server("127.0.0.1", self.port, self.app, threaded=True)

@@ -1,0 +1,57 @@
+"""``python -m device_agent --config FILE`` (the ``loa-agent`` console script): run the speaker
+node agent until SIGINT or SIGTERM, then stop cleanly (``online: false`` before disconnecting).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from . import __version__
+from .config import PLAYER_KINDS, ConfigError, load_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="loa-agent", description="LoaPhuong speaker node agent")
+    p.add_argument("--config", required=True, help="the agent's TOML config file")
+    p.add_argument("--state-dir", help="override state_dir (replay memory, outbox, media cache)")
+    p.add_argument("--player", choices=PLAYER_KINDS, help="override player.kind")
+    p.add_argument("--sink-dir", help="override player.sink_dir (for --player file)")
+    p.add_argument("--log-level", default="INFO",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .agent import Agent  # after logging is set up
+
+    try:
+        config = load_config(args.config, state_dir=args.state_dir, player=args.player,
+                             sink_dir=args.sink_dir)
+        agent = Agent(config)
+        agent.start()
+    except ConfigError as err:
+        print(f"loa-agent: {err}", file=sys.stderr)
+        return 2
+    done = threading.Event()
+
+    def _on_signal(signum, frame):  # noqa: ARG001
+        logging.getLogger(__name__).info("signal %s: stopping", signal.Signals(signum).name)
+        done.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    while not done.wait(1.0):
+        pass
+    agent.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

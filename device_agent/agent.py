@@ -1,0 +1,756 @@
+"""The speaker node agent: the imperative shell around rules.py (PROTOCOL.md, node side).
+
+Threads: paho's network loop (transport.py) only hands messages over; one worker thread owns all
+state (the waiting line, volume, keys, desired state) and does every check, decision and report;
+a player thread per play, a media fetcher, and a telemetry timer post their results back to the
+worker's inbox. Everything that must outlive a restart is in state_dir (store.py, media cache).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import shlex
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from . import __version__
+from .amp import Amplifier, AmpError, make_amplifier
+from .config import AgentConfig, ConfigError
+from .media import Fetcher, MediaCache, MediaError
+from .player import Cancel, NoPlayerError, PlayOutcome, Player, PlayRequest, make_player, make_tone
+from .protocol import (ProtocolError, envelope_json, group_topic, load_public_key, make_event,
+                       node_topic, parse_topic, verify_envelope)
+from .rules import (KeyChangeRefused, KeyState, QueueItem, apply_key_change, command_ready_at,
+                    effective_volume, in_quiet_hours, plan, stop_targets, trusted_keys)
+from .store import StateStore
+from .telemetry import MachineProbe, health_alarms
+from .transport import Incoming, MqttTransport
+
+log = logging.getLogger(__name__)
+
+AGENT_VERSION = __version__
+DEFAULT_VOLUME = 80
+TEST_PRIORITY = 3             # a test tone waits like a normal bulletin, it never preempts one
+TONE_HZ, TONE_S = 1000, 1.5
+MEDIA_RETRY_MS = 60_000       # a slot's media that could not be downloaded is tried again
+REBOOT_GRACE_MS = 10_000      # time for the reboot's `received` ack to reach the broker
+PURGE_EVERY_MS = 60_000
+SLOT_MEMORY_MS = 7 * 24 * 3600 * 1000
+PLAYER_JOIN_S = 5.0
+MAX_WAIT_S = 1.0
+
+ACK_FOR_RESULT = {"completed": "finished", "preempted": "preempted", "stopped": "stopped",
+                  "failed": "failed", "skipped": "skipped"}
+
+
+@dataclass
+class _MediaFailure:
+    reason: str
+    detail: str
+    at: int
+
+
+@dataclass
+class _Playing:
+    item: QueueItem
+    token: int
+    cancel: Cancel
+    since: int                      # first repetition's start
+    rep_started: int
+    reps_done: int = 0
+    thread: threading.Thread | None = None
+    outcome: PlayOutcome | None = None
+    ended_at: int | None = None
+
+
+@dataclass
+class _Reboot:
+    cmd_id: str
+    deadline: int
+
+
+class Agent:
+    """One speaker node. ``start()`` returns once the threads run (the broker may still be
+    unreachable: the node then plays its schedule alone); ``stop()`` ends playback, flushes
+    events for a moment, publishes ``online: false`` and disconnects.
+
+    ``player`` and ``amplifier`` default to what the config names; tests pass doubles.
+    ``clock`` returns Unix seconds (``time.time``).
+    """
+
+    def __init__(self, config: AgentConfig, *, player: Player | None = None,
+                 amplifier: Amplifier | None = None, clock: Callable[[], float] = time.time,
+                 probe: MachineProbe | None = None):
+        self.config = config
+        self._clock = clock
+        self.player = player
+        self.amplifier = amplifier
+        self._probe = probe
+        self._inbox: queue.Queue = queue.Queue()
+        self._stopping = threading.Event()
+        self._started = False
+        self._prefix = config.topic_prefix
+        node = config.node_id
+        self.topics = {kind: node_topic(self._prefix, node, kind)
+                       for kind in ("desired", "cmd", "state", "telemetry", "events")}
+        # worker-owned state
+        self._waiting: list[QueueItem] = []
+        self._playing: _Playing | None = None
+        self._media: dict[str, str | _MediaFailure] = {}
+        self._seq = 0
+        self._token = 0
+        self._wake_at: int | None = None
+        self._last_purge = 0
+        self._reboot: _Reboot | None = None
+        self._handed: dict[str, int] = {}       # event id -> paho mid, for this process
+        self._mid_event: dict[int, str] = {}
+        self._groups: tuple[str, ...] = tuple(config.groups)
+        self._volume = DEFAULT_VOLUME
+        self._desired: dict | None = None
+        self._quiet: list[Mapping[str, str]] = []
+        self._tz = ZoneInfo(config.tz)
+        self._key_state = KeyState()
+        self._keys: dict = {}
+        self._active_alarms: frozenset[str] = frozenset()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def start(self) -> None:
+        """Open the state, restore what was pending, start the threads and connect."""
+        if self._started:
+            raise RuntimeError("agent already started")
+        cfg = self.config
+        state_dir = Path(cfg.state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        if self.player is None:
+            try:
+                self.player = make_player(cfg.player.kind, cfg.player.sink_dir,
+                                          cfg.player.realtime)
+            except NoPlayerError as err:
+                raise ConfigError("player.kind", str(err)) from None
+        if self.amplifier is None:
+            self.amplifier = make_amplifier(cfg.amp.kind, cfg.amp.gpio_pin, cfg.amp.active_high)
+        self._store = StateStore(state_dir / "agent.sqlite")
+        self.cache = MediaCache(state_dir / "media", cfg.fetch_timeout_s)
+        self._tone = state_dir / "test-tone.wav"
+        if not self._tone.exists():
+            make_tone(self._tone, freq_hz=TONE_HZ, seconds=TONE_S)
+        self._probe = self._probe or MachineProbe(state_dir)
+        self._fetcher = Fetcher(self.cache, lambda sha, err: self._inbox.put(("fetched",
+                                                                                (sha, err))))
+        self._transport = MqttTransport(
+            cfg.mqtt, cfg.node_id, will_topic=self.topics["state"],
+            will_payload=json.dumps({"v": 1, "online": False}, separators=(",", ":")),
+            on_connect=self._on_connect, on_message=lambda m: self._inbox.put(("mqtt", m)),
+            on_published=lambda mid: self._inbox.put(("published", mid)))
+        self._restore()
+        self._started = True
+        self._fetcher.start()
+        self._worker = threading.Thread(target=self._run, name="loa-agent", daemon=True)
+        self._worker.start()
+        self._telemetry = threading.Thread(target=self._telemetry_loop, name="loa-telemetry",
+                                           daemon=True)
+        self._telemetry.start()
+        self._transport.start()
+        log.info("agent %s for node %s started (player %s, amp %s)", AGENT_VERSION,
+                 cfg.node_id, self.player.name, self.amplifier.kind)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop cleanly: end playback, give queued events ``timeout``/2 to reach the broker,
+        publish ``{"v":1,"online":false}`` (retained) and disconnect."""
+        if not self._started:
+            return
+        self._started = False
+        self._stopping.set()
+        self._inbox.put(("stop", None))
+        self._worker.join(timeout + PLAYER_JOIN_S)
+        deadline = time.monotonic() + timeout / 2
+        while self._store.outbox_size() and self._transport.connected \
+                and time.monotonic() < deadline:
+            try:
+                kind, data = self._inbox.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if kind in ("published", "connected"):
+                self._handle(kind, data)
+        if self._transport.connected:
+            self._transport.publish_and_wait(
+                self.topics["state"], {"v": 1, "online": False, "ts": self.now_ms()},
+                timeout / 2, retain=True)
+        self._transport.stop()
+        self._telemetry.join(2)
+        self._fetcher.stop(2)
+        self.amplifier.close()
+        self._store.close()
+        log.info("agent stopped")
+
+    @property
+    def connected(self) -> bool:
+        return self._started and self._transport.connected
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._transport.wait_connected(timeout)
+
+    def status(self) -> dict:
+        """A snapshot for telemetry and tests (read from other threads: copies only)."""
+        playing = self._playing
+        desired = self._desired
+        return {
+            "connected": self._transport.connected if hasattr(self, "_transport") else False,
+            "volume": self._volume,
+            "amp_on": self.amplifier.state() if self.amplifier else None,
+            "playing": None if playing is None else {
+                "item_id": playing.item.item_id, "priority": playing.item.priority,
+                "since": playing.since},
+            "waiting": [i.item_id for i in list(self._waiting)],
+            "desired_version": desired["version"] if desired else None,
+            "groups": list(self._groups),
+            "trusted_kids": sorted(self._keys),
+        }
+
+    # --- restoring state --------------------------------------------------------------------------
+    def _restore(self) -> None:
+        store, now = self._store, self.now_ms()
+        self._key_state = KeyState.from_json(store.get("keys"))
+        self._keys = self._load_keys(trusted_keys(self.config.provisioned_keys, self._key_state))
+        self._volume = store.get("volume", DEFAULT_VOLUME)
+        self._groups = tuple(store.get("groups", list(self.config.groups)))
+        for key, env_json, received_at, seq, started in store.pending():
+            env = json.loads(env_json)
+            self._seq = max(self._seq, seq)
+            item = self._command_item(env, received_at, seq)
+            if started:
+                self._end(item, "failed", "interrupted",
+                          detail="the agent restarted while this played")
+            else:
+                self._waiting.append(item)
+        self._desired = store.get("desired")
+        if self._desired:
+            self._use_desired(self._desired["body"], now, fresh=False)
+        amp_on = store.get("amp_on")
+        if amp_on is None and self.amplifier.kind == "gpio":
+            amp_on = True  # a relay nobody switched yet: a speaker node is there to be heard
+        if amp_on is not None:
+            try:
+                self.amplifier.switch(amp_on)
+            except AmpError as err:
+                self._emit("alarm", code="amp_fault", detail=str(err))
+
+    @staticmethod
+    def _load_keys(keys: Mapping[str, str]) -> dict:
+        out = {}
+        for kid, pub in keys.items():
+            try:
+                out[kid] = load_public_key(pub)
+            except ValueError as err:
+                log.error("trusted key %s is unusable: %s", kid, err)
+        return out
+
+    # --- paho thread ------------------------------------------------------------------------------
+    def _on_connect(self) -> None:
+        # The session is persistent, so the broker still holds the group subscriptions of the
+        # last run: drop those no longer in the list (a desired state or a new config changed it).
+        groups = [g for g in self._groups if g != "all"]
+        stale = set(self._store.get("subscribed_groups", [])) - set(groups) - {"all"}
+        self._transport.unsubscribe(group_topic(self._prefix, g) for g in sorted(stale))
+        self._transport.subscribe([self.topics["desired"], self.topics["cmd"],
+                                   group_topic(self._prefix, "all")]
+                                  + [group_topic(self._prefix, g) for g in groups])
+        self._store.put("subscribed_groups", groups)
+        self._transport.publish(self.topics["state"], {"v": 1, "online": True,
+                                                       "ts": self.now_ms(),
+                                                       "agent_version": AGENT_VERSION},
+                                qos=1, retain=True)
+        self._inbox.put(("connected", None))
+
+    # --- the worker -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            timeout = MAX_WAIT_S
+            if self._wake_at is not None:
+                timeout = min(MAX_WAIT_S, max(0.01, (self._wake_at - self.now_ms()) / 1000))
+            try:
+                kind, data = self._inbox.get(timeout=timeout)
+            except queue.Empty:
+                kind, data = "tick", None
+            if kind == "stop":
+                break
+            try:
+                self._handle(kind, data)
+                self._tick()
+            except Exception:  # noqa: BLE001 - the agent must outlive any one bad message
+                log.exception("error while handling %s", kind)
+        try:
+            self._interrupt("shutdown")
+        except Exception:  # noqa: BLE001
+            log.exception("error while stopping playback")
+
+    def _handle(self, kind: str, data: Any) -> None:
+        if kind == "mqtt":
+            try:
+                self._on_incoming(data)
+            finally:
+                self._transport.ack(data.mid, data.qos)
+        elif kind == "published":
+            event_id = self._mid_event.pop(data, None)
+            if event_id:
+                self._handed.pop(event_id, None)
+                self._store.outbox_remove(event_id)
+        elif kind == "connected":
+            for event_id, payload in self._store.outbox():
+                if event_id not in self._handed:
+                    self._hand(event_id, payload)
+        elif kind == "fetched":
+            self._on_fetched(*data)
+        elif kind == "play_done":
+            self._on_play_done(data)
+        elif kind == "alarms":
+            for code, detail in data:
+                self._emit("alarm", code=code, detail=detail)
+
+    # --- events and the outbox --------------------------------------------------------------------
+    def _emit(self, type_: str, **fields: Any) -> dict:
+        """Store an event in the outbox, then hand it to the broker connection if there is one
+        (otherwise the next connection does it). It leaves the outbox on the broker's PUBACK."""
+        event = make_event(type_, self.now_ms(), **fields)
+        payload = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        self._store.outbox_add(event["id"], payload)
+        if self._transport.connected:
+            self._hand(event["id"], payload)
+        return event
+
+    def _hand(self, event_id: str, payload: str) -> None:
+        mid = self._transport.publish(self.topics["events"], payload, qos=1)
+        self._handed[event_id] = mid
+        self._mid_event[mid] = event_id
+
+    def _ack(self, cmd_id: str, status: str, reason: str | None = None, **extra: Any) -> None:
+        self._emit("ack", cmd_id=cmd_id, status=status, reason=reason, **extra)
+
+    # --- incoming envelopes -----------------------------------------------------------------------
+    def _on_incoming(self, msg: Incoming) -> None:
+        now = self.now_ms()
+        where = parse_topic(self._prefix, msg.topic)
+        on_desired = where is not None and where.kind == "desired"
+        try:
+            env = verify_envelope(msg.payload, msg.topic, prefix=self._prefix,
+                                  node_id=self.config.node_id, groups=self._groups,
+                                  keys=self._keys, now_ms=now)
+        except ProtocolError as err:
+            held = self._desired["id"] if self._desired else None
+            if on_desired and err.reason == "expired" and err.cmd_id and err.cmd_id == held:
+                return  # the retained copy of the desired state we hold, re-delivered
+            self._reject(err.cmd_id, err.reason, err.detail, msg.topic)
+            return
+        if self._store.seen(env["id"]):
+            if not on_desired:  # a retained desired state re-delivered on reconnect is silent
+                self._reject(env["id"], "replayed", "id already accepted", msg.topic, ack=False)
+            return
+        self._store.remember(env["id"], env["exp"])
+        self._dispatch(env, now)
+
+    def _reject(self, cmd_id: str | None, reason: str, detail: str, topic: str,
+                ack: bool = True) -> None:
+        log.warning("rejected %s on %s: %s %s", cmd_id, topic, reason, detail)
+        if cmd_id and ack:
+            self._ack(cmd_id, "rejected", reason)
+        self._emit("alarm", code="rejected_command", cmd_id=cmd_id, reason=reason, detail=detail,
+                   topic=topic)
+
+    def _dispatch(self, env: dict, now: int) -> None:
+        type_, cmd_id, body = env["type"], env["id"], env["body"]
+        if type_ == "desired":
+            self._apply_desired(env, now)
+        elif type_ in ("play", "test"):
+            item = self._command_item(env, now, self._next_seq())
+            self._store.pending_put(item.key, envelope_json(env), now, item.seq)
+            self._ack(cmd_id, "received")
+            self._waiting.append(item)
+            self._want_media(item.media)
+        elif type_ == "stop":
+            self._ack(cmd_id, "received")
+            self._stop_items(body.get("item_id"), body.get("max_priority"))
+            self._ack(cmd_id, "finished")
+        elif type_ == "set_volume":
+            self._ack(cmd_id, "received")
+            self._volume = body["volume"]
+            self._store.put("volume", self._volume)
+            self._ack(cmd_id, "finished")
+        elif type_ == "amp":
+            self._ack(cmd_id, "received")
+            self._switch_amp(cmd_id, body["on"])
+        elif type_ == "reboot":
+            self._ack(cmd_id, "received")
+            self._reboot = _Reboot(cmd_id, now + REBOOT_GRACE_MS)
+        elif type_ == "keys":
+            self._ack(cmd_id, "received")
+            self._change_keys(cmd_id, body)
+        else:
+            self._ack(cmd_id, "failed", "unsupported_type")
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _command_item(self, env: Mapping, received_at: int, seq: int) -> QueueItem:
+        key = f"cmd:{env['id']}"
+        if env["type"] == "test":
+            return QueueItem(key=key, kind="test", item_id="test-tone", priority=TEST_PRIORITY,
+                             seq=seq, ready_at=received_at, scheduled_at=received_at,
+                             exp=env["exp"], cmd_id=env["id"])
+        body = env["body"]
+        item, start_at = body["item"], body.get("start_at")
+        return QueueItem(key=key, kind="play", item_id=item["id"], priority=body["priority"],
+                         seq=seq, ready_at=command_ready_at(start_at, received_at),
+                         scheduled_at=start_at if start_at is not None else received_at,
+                         exp=env["exp"], cmd_id=env["id"], sha256=item["media"]["sha256"],
+                         volume=body.get("volume"), repeat=body.get("repeat", 1),
+                         media=item["media"])
+
+    # --- simple commands --------------------------------------------------------------------------
+    def _switch_amp(self, cmd_id: str, on: bool) -> None:
+        try:
+            self.amplifier.switch(on)
+        except AmpError as err:
+            self._ack(cmd_id, "failed", "amp_fault", detail=str(err))
+            self._emit("alarm", code="amp_fault", detail=str(err), cmd_id=cmd_id)
+            return
+        self._store.put("amp_on", bool(on))
+        self._ack(cmd_id, "finished")
+
+    def _change_keys(self, cmd_id: str, body: Mapping) -> None:
+        add = body.get("keys", [])
+        try:
+            for key in add:
+                try:
+                    load_public_key(key["public_key"])
+                except ValueError as err:
+                    raise KeyChangeRefused("bad_key", f"{key['kid']}: {err}") from None
+            state = apply_key_change(self.config.provisioned_keys, self._key_state, add,
+                                     body.get("revoke", []))
+        except KeyChangeRefused as err:
+            self._ack(cmd_id, "failed", err.reason, detail=err.detail)
+            return
+        self._key_state = state
+        self._store.put("keys", state.to_json())
+        self._keys = self._load_keys(trusted_keys(self.config.provisioned_keys, state))
+        log.info("trusted keys now %s", sorted(self._keys))
+        self._ack(cmd_id, "finished")
+
+    def _stop_items(self, item_id: str | None, max_priority: int | None) -> None:
+        playing = self._playing.item if self._playing else None
+        for target in stop_targets(playing, self._waiting, item_id, max_priority):
+            if playing is not None and target.key == playing.key:
+                self._interrupt("stopped")
+            else:
+                self._waiting.remove(target)
+                self._end(target, "stopped")
+
+    def _run_reboot(self) -> None:
+        reboot, self._reboot = self._reboot, None
+        command = self.config.system.reboot_command
+        log.warning("rebooting: %s", command)
+        try:
+            subprocess.run(shlex.split(command), check=True, timeout=60, capture_output=True)
+        except (OSError, subprocess.SubprocessError) as err:
+            self._ack(reboot.cmd_id, "failed", "reboot_failed", detail=str(err)[:300])
+
+    # --- desired state ----------------------------------------------------------------------------
+    def _apply_desired(self, env: dict, now: int) -> None:
+        body = env["body"]
+        version = body["version"]
+        if self._desired and version <= self._desired["version"]:
+            log.info("desired version %s ignored: holding %s", version, self._desired["version"])
+            return
+        self._desired = {"id": env["id"], "version": version, "exp": env["exp"], "body": body}
+        self._store.put("desired", self._desired)
+        self._use_desired(body, now, fresh=True)
+        self._emit("desired_applied", version=version)
+
+    def _use_desired(self, body: Mapping, now: int, fresh: bool) -> None:
+        tz_name = body.get("tz") or self.config.tz
+        try:
+            self._tz = ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            log.error("desired tz %r unknown; using %s", tz_name, self.config.tz)
+            self._tz = ZoneInfo(self.config.tz)
+        self._quiet = list(body.get("quiet_hours", []))
+        if fresh and "volume" in body:
+            self._volume = body["volume"]
+            self._store.put("volume", self._volume)
+        if fresh and "groups" in body:
+            self._replace_groups(body["groups"])
+        self._load_schedule(body.get("schedule", []))
+        for media in body.get("prefetch", []):
+            self._want_media(media)
+        if fresh:
+            self._prune_cache(body)
+
+    def _replace_groups(self, groups: list[str]) -> None:
+        old, new = set(self._groups), set(groups) - {"all"}
+        self._groups = tuple(sorted(new))
+        self._store.put("groups", list(self._groups))
+        if self._transport.connected:
+            # if the connection drops meanwhile, the next on_connect finishes the job
+            self._transport.unsubscribe(group_topic(self._prefix, g) for g in sorted(old - new))
+            self._transport.subscribe(group_topic(self._prefix, g) for g in sorted(new - old))
+            self._store.put("subscribed_groups", list(self._groups))
+        log.info("groups now %s", list(self._groups))
+
+    def _load_schedule(self, slots: list[Mapping]) -> None:
+        done = self._store.slots_done()
+        playing_key = self._playing.item.key if self._playing else None
+        existing = {i.key: i for i in self._waiting if i.is_slot}
+        fresh: list[QueueItem] = []
+        for slot in slots:
+            key = f"slot:{slot['slot_id']}"
+            if slot["slot_id"] in done or key == playing_key:
+                continue
+            media = slot["item"]["media"]
+            seq = existing[key].seq if key in existing else self._next_seq()
+            fresh.append(QueueItem(key=key, kind="slot", item_id=slot["item"]["id"],
+                                   priority=slot["priority"], seq=seq,
+                                   ready_at=slot["start_at"], scheduled_at=slot["start_at"],
+                                   slot_id=slot["slot_id"], sha256=media["sha256"],
+                                   volume=slot.get("volume"), media=media))
+        self._waiting = [i for i in self._waiting if not i.is_slot] + fresh
+        for item in fresh:
+            self._want_media(item.media)
+
+    def _prune_cache(self, body: Mapping) -> None:
+        keep = {i.sha256 for i in self._waiting if i.sha256}
+        keep |= {s["item"]["media"]["sha256"] for s in body.get("schedule", [])}
+        keep |= {m["sha256"] for m in body.get("prefetch", [])}
+        if self._playing and self._playing.item.sha256:
+            keep.add(self._playing.item.sha256)
+        removed = self.cache.prune(keep, self.config.cache_max_mb * 1024 * 1024)
+        for sha in removed:
+            self._media.pop(sha, None)
+
+    # --- media ------------------------------------------------------------------------------------
+    def _want_media(self, media: Mapping | None) -> None:
+        if not media:
+            return
+        sha = media["sha256"]
+        if self._media.get(sha) in ("ready", "fetching"):
+            return
+        if self.cache.has(sha):
+            self._media[sha] = "ready"
+            return
+        self._media[sha] = "fetching"
+        self._fetcher.request(media)
+
+    def _ready(self, item: QueueItem) -> bool:
+        return item.sha256 is None or self._media.get(item.sha256) == "ready"
+
+    def _on_fetched(self, sha: str, error: MediaError | None) -> None:
+        if error is None:
+            self._media[sha] = "ready"
+            return
+        self._media[sha] = _MediaFailure(error.reason, error.detail, self.now_ms())
+        affected = [i for i in self._waiting if i.sha256 == sha and not i.is_slot]
+        if error.reason == "media_mismatch":
+            for cmd_id in [i.cmd_id for i in affected] or [None]:
+                self._emit("alarm", code="media_mismatch", detail=error.detail, cmd_id=cmd_id,
+                           reason="media_mismatch", sha256=sha)
+        for item in affected:
+            self._waiting.remove(item)
+            self._end(item, "failed", error.reason, detail=error.detail)
+
+    def _retry_media(self, now: int) -> None:
+        for item in list(self._waiting):
+            if item.sha256 is None or self._ready(item):
+                continue
+            state = self._media.get(item.sha256)
+            if state is None:
+                self._want_media(item.media)
+            elif isinstance(state, _MediaFailure):
+                due = item.ready_at <= now
+                retry = state.reason == "media_unavailable" and (
+                    state.at < item.ready_at if due else now - state.at >= MEDIA_RETRY_MS)
+                if retry or not item.is_slot:
+                    self._media.pop(item.sha256, None)
+                    self._want_media(item.media)
+                elif due:
+                    self._waiting.remove(item)
+                    self._end(item, "failed", state.reason, detail=state.detail)
+
+    # --- the waiting line -------------------------------------------------------------------------
+    def _tick(self) -> None:
+        now = self.now_ms()
+        if now - self._last_purge >= PURGE_EVERY_MS:
+            self._last_purge = now
+            self._store.forget_expired(now)
+            self._store.forget_slots_before(now - SLOT_MEMORY_MS)
+        self._retry_media(now)
+        for _ in range(100):
+            now = self.now_ms()
+            playing = self._playing.item if self._playing else None
+            quiet = in_quiet_hours(now, self._quiet, self._tz)
+            step = plan(now, playing, self._waiting, quiet=quiet, ready=self._ready)
+            for item, reason in step.skip:
+                self._waiting.remove(item)
+                self._end(item, "skipped", reason)
+            if step.start is not None:
+                if step.preempt:
+                    self._interrupt("preempted")
+                self._waiting.remove(step.start)
+                self._start(step.start)
+            self._wake_at = step.wake_at
+            if not step.skip and step.start is None:
+                break
+        if self._reboot and (self._store.outbox_size() == 0 or now >= self._reboot.deadline):
+            self._run_reboot()
+
+    def _start(self, item: QueueItem, rep: int = 0, since: int | None = None) -> None:
+        now = self.now_ms()
+        if rep == 0 and item.cmd_id:
+            self._store.pending_started(item.key)
+            self._ack(item.cmd_id, "started")
+        if item.kind == "test":
+            path, duration = self._tone, int(TONE_S * 1000)
+        else:
+            path = self.cache.path(item.sha256)
+            duration = (item.media or {}).get("duration_ms")
+        if path is None:
+            self._media.pop(item.sha256, None)
+            self._end(item, "failed", "media_unavailable", detail="cached file disappeared")
+            return
+        request = PlayRequest(path, item.item_id, item.sha256,
+                              effective_volume(item.priority, item.volume, self._volume),
+                              duration)
+        self._token += 1
+        playing = _Playing(item, self._token, Cancel(), since if since is not None else now, now,
+                           reps_done=rep)
+        playing.thread = threading.Thread(target=self._play_thread, args=(playing, request),
+                                          name="loa-play", daemon=True)
+        self._playing = playing
+        log.info("playing %s (priority %s, volume %s)", item.item_id, item.priority,
+                 request.volume)
+        playing.thread.start()
+
+    def _play_thread(self, playing: _Playing, request: PlayRequest) -> None:
+        try:
+            outcome = self.player.play(request, playing.cancel)
+        except Exception as err:  # noqa: BLE001 - a player bug is a failed play, not a dead agent
+            log.exception("player failed")
+            outcome = PlayOutcome("failed", f"{type(err).__name__}: {err}")
+        playing.ended_at = self.now_ms()
+        playing.outcome = outcome
+        self._inbox.put(("play_done", playing.token))
+
+    def _on_play_done(self, token: int) -> None:
+        playing = self._playing
+        if playing is None or playing.token != token:
+            return  # a play we already ended (preempted, stopped)
+        self._playing = None
+        self._after_play(playing, playing.outcome or PlayOutcome("failed", "no outcome"))
+
+    def _after_play(self, playing: _Playing, outcome: PlayOutcome,
+                    interrupted: str | None = None) -> None:
+        item = playing.item
+        ended = playing.ended_at or self.now_ms()
+        if outcome.result == "completed":
+            self._report_play(item, "completed", started_at=playing.rep_started, ended_at=ended)
+            if playing.reps_done + 1 < item.repeat and item.kind != "test":
+                if interrupted is None:
+                    self._start(item, playing.reps_done + 1, playing.since)
+                    return
+                # the remaining repetitions are what the interruption cut
+                self._end(item, *self._cut_result(interrupted), report=False)
+                return
+            self._end(item, "completed", report=False)
+        elif outcome.result == "stopped" or interrupted:
+            self._end(item, *self._cut_result(interrupted or outcome.detail or "stopped"),
+                      started_at=playing.rep_started, ended_at=ended)
+        else:
+            self._end(item, "failed", "player_error", started_at=playing.rep_started,
+                      ended_at=ended, detail=outcome.detail)
+
+    @staticmethod
+    def _cut_result(why: str) -> tuple[str, str | None]:
+        """(result, reason) of an item cut short: preempted, stopped, or failed at shutdown."""
+        return ("failed", "shutdown") if why == "shutdown" else (why, None)
+
+    def _interrupt(self, why: str) -> None:
+        """End what plays now: ``preempted``, ``stopped`` or ``shutdown``; waits for the player."""
+        playing = self._playing
+        if playing is None:
+            return
+        self._playing = None
+        playing.cancel.set(why)
+        if playing.thread is not None:
+            playing.thread.join(PLAYER_JOIN_S)
+            if playing.thread.is_alive():
+                log.error("player did not stop within %s s", PLAYER_JOIN_S)
+        playing.ended_at = playing.ended_at or self.now_ms()
+        self._after_play(playing, playing.outcome or PlayOutcome("stopped", why), interrupted=why)
+
+    def _report_play(self, item: QueueItem, result: str, reason: str | None = None,
+                     started_at: int | None = None, ended_at: int | None = None) -> None:
+        if item.kind == "test":
+            return
+        self._emit("played", item_id=item.item_id, cmd_id=item.cmd_id, slot_id=item.slot_id,
+                   sha256=item.sha256, scheduled_at=item.scheduled_at, started_at=started_at,
+                   ended_at=ended_at, result=result, reason=reason)
+
+    def _end(self, item: QueueItem, result: str, reason: str | None = None, *,
+             started_at: int | None = None, ended_at: int | None = None,
+             detail: str | None = None, report: bool = True) -> None:
+        """The final word on an item: its ``played`` event (unless already sent per repetition),
+        then the command's last ack, or the slot marked done so a restart does not replay it."""
+        if report:
+            self._report_play(item, result, reason, started_at, ended_at)
+        if item.kind == "slot":
+            self._store.slot_done(item.slot_id, self.now_ms())
+            return
+        if item.kind == "test":
+            amp = self.amplifier.state()
+            ok = result == "completed" and amp is not False
+            if result == "completed":
+                detail = (f"{TONE_S:g} s {TONE_HZ} Hz tone played through {self.player.name}; "
+                          f"amplifier {'unknown' if amp is None else 'on' if amp else 'off'}")
+            else:
+                detail = detail or reason or result
+            self._ack(item.cmd_id, "finished", None if ok else (reason or result),
+                      result="ok" if ok else "fail", detail=detail)
+        else:
+            self._ack(item.cmd_id, ACK_FOR_RESULT[result], reason, detail=detail)
+        self._store.pending_remove(item.key)
+
+    # --- telemetry --------------------------------------------------------------------------------
+    def telemetry(self) -> dict:
+        """One telemetry message from the machine's real readings (None where unreadable)."""
+        sample = self._probe.sample()
+        unsynced = sample.pop("_clock_unsynced", False)
+        self._active_alarms, raised = health_alarms({**sample, "_clock_unsynced": unsynced},
+                                                    self._active_alarms)
+        if raised:
+            self._inbox.put(("alarms", raised))
+        status = self.status()
+        try:
+            cache_bytes = self.cache.total_bytes()
+        except OSError:
+            cache_bytes = None
+        return {"v": 1, "ts": self.now_ms(), "agent_version": AGENT_VERSION, **sample,
+                "volume": status["volume"], "amp_on": status["amp_on"],
+                "playing": status["playing"], "desired_version": status["desired_version"],
+                "cache_bytes": cache_bytes}
+
+    def _telemetry_loop(self) -> None:
+        period = self.config.telemetry_s
+        while not self._stopping.is_set():
+            if self._transport.wait_connected(min(period, 1.0)):
+                try:
+                    self._transport.publish(self.topics["telemetry"], self.telemetry(), qos=0)
+                except Exception:  # noqa: BLE001
+                    log.exception("telemetry failed")
+                self._stopping.wait(period)

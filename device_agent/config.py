@@ -1,0 +1,274 @@
+"""The agent's configuration: one typed object read from the TOML file that provisioning writes,
+checked at start with an error that names the bad key (``ConfigError.key``).
+
+Optional keys beyond the provisioned file (with their defaults): ``fetch_timeout_s`` (30),
+``cache_max_mb`` (2048), ``mqtt.keepalive_s`` (30), ``mqtt.reconnect_min_s`` (1),
+``mqtt.reconnect_max_s`` (60), ``amp.active_high`` (true).
+"""
+from __future__ import annotations
+
+import logging
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .protocol import DEFAULT_PREFIX, load_public_key, valid_name
+
+log = logging.getLogger(__name__)
+
+PLAYER_KINDS = ("auto", "file", "mpv", "ffplay", "aplay")
+AMP_KINDS = ("none", "gpio")
+
+
+class ConfigError(ValueError):
+    """A configuration value the agent cannot start with; ``key`` is its dotted name."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"config key {key!r}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class ServerKey:
+    kid: str
+    public_key: str  # raw 32-byte Ed25519 key, standard base64
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str = ""
+    password: str = field(default="", repr=False)
+    tls: bool = False
+    ca_file: str = ""
+    keepalive_s: int = 30
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class PlayerConfig:
+    kind: str = "auto"
+    sink_dir: str = ""
+    realtime: bool = True
+
+
+@dataclass(frozen=True)
+class AmpConfig:
+    kind: str = "none"
+    gpio_pin: int = 17
+    active_high: bool = True
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    reboot_command: str = "systemctl reboot"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node_id: str
+    mqtt: MqttConfig
+    server_keys: tuple[ServerKey, ...]
+    topic_prefix: str = DEFAULT_PREFIX
+    groups: tuple[str, ...] = ()
+    state_dir: Path = Path("/var/lib/loa-agent")
+    telemetry_s: int = 30
+    tz: str = "Asia/Ho_Chi_Minh"
+    player: PlayerConfig = PlayerConfig()
+    amp: AmpConfig = AmpConfig()
+    system: SystemConfig = SystemConfig()
+    fetch_timeout_s: float = 30.0
+    cache_max_mb: int = 2048
+
+    @property
+    def provisioned_keys(self) -> dict[str, str]:
+        return {k.kid: k.public_key for k in self.server_keys}
+
+
+# --- checking values ------------------------------------------------------------------------
+
+def _get(table: Mapping[str, Any], name: str, key: str, kind: type | tuple, default: Any = ...,
+         ) -> Any:
+    if name not in table:
+        if default is ...:
+            raise ConfigError(key, "is required")
+        return default
+    value = table[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise ConfigError(key, f"must be {_kind_name(kinds)}, not {value!r}")
+    if not isinstance(value, kinds):
+        raise ConfigError(key, f"must be {_kind_name(kinds)}, not {value!r}")
+    return value
+
+
+def _kind_name(kinds: tuple) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             list: "a list", dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _table(data: Mapping[str, Any], name: str, known: set[str]) -> Mapping[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(name, "must be a table")
+    _warn_unknown(table, known, f"{name}.")
+    return table
+
+
+def _warn_unknown(table: Mapping[str, Any], known: set[str], prefix: str = "") -> None:
+    # Unknown keys are logged, not fatal: a newer server may provision keys an older agent lacks.
+    for name in table:
+        if name not in known:
+            log.warning("config key %r is unknown and ignored", prefix + name)
+
+
+def _positive(value: float, key: str) -> float:
+    if value <= 0:
+        raise ConfigError(key, f"must be greater than 0, not {value!r}")
+    return value
+
+
+def parse_config(data: Mapping[str, Any]) -> AgentConfig:
+    """Build and check the config from the parsed TOML mapping. Raises ConfigError."""
+    _warn_unknown(data, {"node_id", "topic_prefix", "groups", "state_dir", "telemetry_s", "tz",
+                         "mqtt", "server_keys", "player", "amp", "system", "fetch_timeout_s",
+                         "cache_max_mb"})
+    node_id = _get(data, "node_id", "node_id", str)
+    if not valid_name(node_id):
+        raise ConfigError("node_id", f"{node_id!r} must match [a-z0-9][a-z0-9-]{{1,62}}")
+    prefix = _get(data, "topic_prefix", "topic_prefix", str, DEFAULT_PREFIX)
+    if not prefix or prefix.endswith("/") or any(c in prefix for c in "+#"):
+        raise ConfigError("topic_prefix", f"{prefix!r} is not a usable topic prefix")
+    groups = _get(data, "groups", "groups", list, [])
+    for i, group in enumerate(groups):
+        if not valid_name(group):
+            raise ConfigError(f"groups[{i}]", f"{group!r} is not a valid group name")
+    state_dir = _get(data, "state_dir", "state_dir", str, "/var/lib/loa-agent")
+    if not state_dir:
+        raise ConfigError("state_dir", "must not be empty")
+    telemetry_s = _get(data, "telemetry_s", "telemetry_s", int, 30)
+    if telemetry_s < 1:
+        raise ConfigError("telemetry_s", f"must be at least 1, not {telemetry_s}")
+    tz = _get(data, "tz", "tz", str, "Asia/Ho_Chi_Minh")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("tz", f"{tz!r} is not a known time zone") from None
+    fetch_timeout_s = _positive(float(_get(data, "fetch_timeout_s", "fetch_timeout_s",
+                                           (int, float), 30)), "fetch_timeout_s")
+    cache_max_mb = int(_positive(_get(data, "cache_max_mb", "cache_max_mb", int, 2048),
+                                 "cache_max_mb"))
+
+    m = _table(data, "mqtt", {"host", "port", "username", "password", "tls", "ca_file",
+                              "keepalive_s", "reconnect_min_s", "reconnect_max_s"})
+    if "mqtt" not in data:
+        raise ConfigError("mqtt", "is required")
+    port = _get(m, "port", "mqtt.port", int, 1883)
+    if not 1 <= port <= 65535:
+        raise ConfigError("mqtt.port", f"must be 1-65535, not {port}")
+    mqtt = MqttConfig(
+        host=_get(m, "host", "mqtt.host", str),
+        port=port,
+        username=_get(m, "username", "mqtt.username", str, node_id),
+        password=_get(m, "password", "mqtt.password", str),
+        tls=_get(m, "tls", "mqtt.tls", bool, False),
+        ca_file=_get(m, "ca_file", "mqtt.ca_file", str, ""),
+        keepalive_s=int(_positive(_get(m, "keepalive_s", "mqtt.keepalive_s", int, 30),
+                                  "mqtt.keepalive_s")),
+        reconnect_min_s=_positive(float(_get(m, "reconnect_min_s", "mqtt.reconnect_min_s",
+                                             (int, float), 1)), "mqtt.reconnect_min_s"),
+        reconnect_max_s=_positive(float(_get(m, "reconnect_max_s", "mqtt.reconnect_max_s",
+                                             (int, float), 60)), "mqtt.reconnect_max_s"),
+    )
+    if not mqtt.host:
+        raise ConfigError("mqtt.host", "must not be empty")
+    if mqtt.ca_file and not Path(mqtt.ca_file).is_file():
+        raise ConfigError("mqtt.ca_file", f"{mqtt.ca_file} is not a file")
+
+    raw_keys = _get(data, "server_keys", "server_keys", list)
+    if not raw_keys:
+        raise ConfigError("server_keys", "needs at least one key")
+    keys = []
+    for i, entry in enumerate(raw_keys):
+        where = f"server_keys[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(where, "must be a table with kid and public_key")
+        kid = _get(entry, "kid", f"{where}.kid", str)
+        pub = _get(entry, "public_key", f"{where}.public_key", str)
+        if not kid:
+            raise ConfigError(f"{where}.kid", "must not be empty")
+        if any(k.kid == kid for k in keys):
+            raise ConfigError(f"{where}.kid", f"{kid!r} appears twice")
+        try:
+            load_public_key(pub)
+        except ValueError as err:
+            raise ConfigError(f"{where}.public_key", str(err)) from None
+        keys.append(ServerKey(kid, pub))
+
+    p = _table(data, "player", {"kind", "sink_dir", "realtime"})
+    player = PlayerConfig(kind=_get(p, "kind", "player.kind", str, "auto"),
+                          sink_dir=_get(p, "sink_dir", "player.sink_dir", str, ""),
+                          realtime=_get(p, "realtime", "player.realtime", bool, True))
+    a = _table(data, "amp", {"kind", "gpio_pin", "active_high"})
+    amp = AmpConfig(kind=_get(a, "kind", "amp.kind", str, "none"),
+                    gpio_pin=_get(a, "gpio_pin", "amp.gpio_pin", int, 17),
+                    active_high=_get(a, "active_high", "amp.active_high", bool, True))
+    s = _table(data, "system", {"reboot_command"})
+    system = SystemConfig(reboot_command=_get(s, "reboot_command", "system.reboot_command", str,
+                                              "systemctl reboot"))
+    config = AgentConfig(node_id=node_id, mqtt=mqtt, server_keys=tuple(keys),
+                         topic_prefix=prefix, groups=tuple(groups), state_dir=Path(state_dir),
+                         telemetry_s=telemetry_s, tz=tz, player=player, amp=amp, system=system,
+                         fetch_timeout_s=fetch_timeout_s, cache_max_mb=cache_max_mb)
+    check(config)
+    return config
+
+
+def check(config: AgentConfig) -> None:
+    """The checks that also apply after command-line overrides."""
+    if config.player.kind not in PLAYER_KINDS:
+        raise ConfigError("player.kind", f"must be one of {', '.join(PLAYER_KINDS)}, "
+                                         f"not {config.player.kind!r}")
+    if config.player.kind == "file" and not config.player.sink_dir:
+        raise ConfigError("player.sink_dir", "is required when player.kind is \"file\"")
+    if config.amp.kind not in AMP_KINDS:
+        raise ConfigError("amp.kind", f"must be one of {', '.join(AMP_KINDS)}, "
+                                      f"not {config.amp.kind!r}")
+    if not 0 <= config.amp.gpio_pin <= 53:
+        raise ConfigError("amp.gpio_pin", f"must be a BCM GPIO number 0-53, "
+                                          f"not {config.amp.gpio_pin}")
+    if not config.system.reboot_command.strip():
+        raise ConfigError("system.reboot_command", "must not be empty")
+
+
+def load_config(path: str | Path, *, state_dir: str | Path | None = None,
+                player: str | None = None, sink_dir: str | Path | None = None) -> AgentConfig:
+    """Read the TOML file at ``path``; the keyword arguments (command-line flags) override it."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as err:
+        raise ConfigError("--config", f"cannot read {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError("--config", f"{path} is not valid TOML: {err}") from None
+    config = parse_config(data)
+    return with_overrides(config, state_dir=state_dir, player=player, sink_dir=sink_dir)
+
+
+def with_overrides(config: AgentConfig, *, state_dir: str | Path | None = None,
+                   player: str | None = None, sink_dir: str | Path | None = None) -> AgentConfig:
+    """``config`` with the command-line flags applied, checked again."""
+    if state_dir:
+        config = replace(config, state_dir=Path(state_dir))
+    if player or sink_dir:
+        config = replace(config, player=replace(
+            config.player, kind=player or config.player.kind,
+            sink_dir=str(sink_dir) if sink_dir else config.player.sink_dir))
+    check(config)
+    return config

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Install the LoaPhuong speaker node agent on a Raspberry Pi (Raspberry Pi OS Lite, Debian 12+).
+#
+#   sudo hardware/install-pi.sh --config /path/to/agent.toml [--source DIR] [--player mpv]
+#
+# --config  the agent.toml from the server's provisioning answer (POST /api/v1/nodes -> "config")
+# --source  the LoaPhuong source tree to install from (default: the tree this script is in)
+# --player  rewrite player.kind in the installed config (default: keep it; "auto" picks
+#           mpv, then ffplay, then ffmpeg+aplay)
+#
+# Installs: system packages, a `loa` system user (groups audio, gpio), a virtualenv in
+# /opt/loa-agent with only the agent's dependencies, the config in /etc/loa-agent, a polkit rule
+# so the agent's `systemctl reboot` works, and the systemd unit; then starts the agent.
+# Re-running it upgrades in place and keeps /var/lib/loa-agent (replay memory, outbox, cache).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SOURCE="$(cd "$HERE/.." && pwd)"
+CONFIG=""
+PLAYER=""
+PREFIX=/opt/loa-agent
+ETC=/etc/loa-agent
+USER_NAME=loa
+
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --config) CONFIG="$2"; shift 2 ;;
+        --source) SOURCE="$(cd "$2" && pwd)"; shift 2 ;;
+        --player) PLAYER="$2"; shift 2 ;;
+        -h|--help) usage 0 ;;
+        *) echo "unknown argument: $1" >&2; usage 2 ;;
+    esac
+done
+
+[ "$(id -u)" -eq 0 ] || { echo "run as root (sudo)" >&2; exit 1; }
+[ -f "$SOURCE/pyproject.toml" ] && [ -d "$SOURCE/device_agent" ] \
+    || { echo "$SOURCE is not a LoaPhuong source tree" >&2; exit 1; }
+if [ -z "$CONFIG" ] && [ ! -f "$ETC/agent.toml" ]; then
+    echo "--config is required on the first install" >&2; exit 1
+fi
+
+echo "== system packages"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q python3 python3-venv python3-pip ffmpeg mpv alsa-utils chrony gpiod
+# ModemManager only where a 4G modem is used; telemetry reports null for signal without it.
+apt-get install -y -q modemmanager || echo "(modemmanager not installed: no 4G signal readings)"
+
+echo "== user $USER_NAME"
+if ! id "$USER_NAME" >/dev/null 2>&1; then
+    useradd --system --home-dir /var/lib/loa-agent --no-create-home --shell /usr/sbin/nologin \
+        "$USER_NAME"
+fi
+getent group gpio >/dev/null || groupadd --system gpio
+usermod -a -G audio,gpio "$USER_NAME"
+
+echo "== virtualenv in $PREFIX"
+python3 -m venv "$PREFIX/venv"
+"$PREFIX/venv/bin/pip" install -q --upgrade pip
+# The agent's dependencies are pyproject's `agent` extra; the server's are not installed.
+mapfile -t AGENT_DEPS < <(python3 - "$SOURCE/pyproject.toml" <<'EOF'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["agent"]))
+EOF
+)
+"$PREFIX/venv/bin/pip" install -q "${AGENT_DEPS[@]}"
+"$PREFIX/venv/bin/pip" install -q --no-deps --force-reinstall "$SOURCE"
+"$PREFIX/venv/bin/python" -c "import device_agent.agent" # fails loudly if something is missing
+
+echo "== config in $ETC"
+install -d -m 0750 -o root -g "$USER_NAME" "$ETC"
+if [ -n "$CONFIG" ]; then
+    install -m 0640 -o root -g "$USER_NAME" "$CONFIG" "$ETC/agent.toml"
+fi
+if [ -n "$PLAYER" ]; then
+    sed -i "/^\[player\]/,/^\[/ s/^kind = .*/kind = \"$PLAYER\"/" "$ETC/agent.toml"
+fi
+# Refuse a config the agent would refuse (the error names the bad key).
+"$PREFIX/venv/bin/python" -c "
+import sys
+from device_agent.config import load_config, ConfigError
+try:
+    load_config('$ETC/agent.toml')
+except ConfigError as err:
+    sys.exit(f'config: {err}')
+"
+
+echo "== reboot permission (polkit)"
+install -d -m 0755 /etc/polkit-1/rules.d
+cat > /etc/polkit-1/rules.d/50-loa-agent.rules <<EOF
+// The LoaPhuong agent may reboot the node when a signed reboot command asks it to.
+polkit.addRule(function(action, subject) {
+    if ((action.id == "org.freedesktop.login1.reboot" ||
+         action.id == "org.freedesktop.login1.reboot-multiple-sessions") &&
+        subject.user == "$USER_NAME") {
+        return polkit.Result.YES;
+    }
+});
+EOF
+
+echo "== systemd unit"
+install -m 0644 "$HERE/systemd/loa-agent.service" /etc/systemd/system/loa-agent.service
+systemctl daemon-reload
+systemctl enable chrony >/dev/null 2>&1 || true
+systemctl enable loa-agent
+systemctl restart loa-agent
+sleep 2
+systemctl --no-pager --lines=15 status loa-agent || true
+echo "done: follow it with   journalctl -u loa-agent -f"

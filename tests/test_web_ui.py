@@ -1,0 +1,79 @@
+"""The pages in a real browser (Debian's Chromium, headless): log in, see the nodes live, write a
+bulletin, approve and broadcast it at once, and watch it reach every node."""
+import shutil
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from tests.system import ADMIN_PASSWORD
+
+
+@pytest.fixture
+def browser(tmp_path):
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.fail("Debian's chromium and chromium-driver are needed: run `make test-deps`")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chrome'}",
+                "--lang=vi", "--window-size=1200,900"):
+        opts.add_argument(arg)
+    b = webdriver.Chrome(service=Service(driver), options=opts)
+    b.set_page_load_timeout(30)
+    yield b
+    b.quit()
+
+
+def _text(browser, css):
+    return browser.find_element(By.CSS_SELECTOR, css).text
+
+
+def test_staff_logs_in_sees_nodes_and_broadcasts_a_bulletin_to_the_ward(system, browser):
+    province = system.area("Thành phố Hải Phòng", "HP", "province")
+    ward = system.area("Phường Lê Chân", "HP-LC", "ward", province["id"])
+    cluster = system.area("Cụm loa 1", "HP-LC-1", "cluster", ward["id"])
+    for i in (1, 2, 3):
+        system.start_agent(system.ok("POST", "/api/v1/nodes",
+                                     json={"cluster_id": cluster["id"], "name": f"Loa {i}"}))
+    wait = WebDriverWait(browser, 20, poll_frequency=0.2)
+
+    browser.get(f"{system.url}/")
+    assert "/login" in browser.current_url
+    assert "Đăng nhập" in browser.page_source
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("wrong password")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    assert "Sai tên đăng nhập hoặc mật khẩu" in _text(browser, ".error")
+    browser.find_element(By.NAME, "username").clear()
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+    # the dashboard refreshes itself (htmx) until the three agents show as online
+    wait.until(lambda b: b.find_element(By.CSS_SELECTOR, ".summary").get_attribute("data-online") == "3")
+    assert "3/3 thiết bị trực tuyến" in _text(browser, ".summary")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tr.online")) == 3
+
+    browser.get(f"{system.url}/bulletins/new")
+    browser.find_element(By.NAME, "title").send_keys("Thông báo tiêm chủng")
+    browser.find_element(By.NAME, "text").send_keys(
+        "Trạm y tế phường tổ chức tiêm chủng cho trẻ em vào sáng thứ bảy.")
+    Select(browser.find_element(By.NAME, "category")).select_by_value("health")
+    Select(browser.find_element(By.NAME, "area_id")).select_by_value(str(ward["id"]))
+    browser.find_element(By.CSS_SELECTOR, "button[value=broadcast_now]").click()
+
+    wait.until(lambda b: "/broadcasts/" in b.current_url)
+    wait.until(lambda b: b.find_element(By.CSS_SELECTOR, ".summary").get_attribute("data-played") == "3")
+    assert "3/3 thiết bị đã phát xong" in _text(browser, ".summary")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tr.d-finished")) == 3
+
+
+def test_pages_switch_to_english(system, browser):
+    browser.get(f"{system.url}/lang/en")
+    browser.get(f"{system.url}/login")
+    assert "Log in" in browser.page_source and "Đăng nhập" not in browser.page_source
