@@ -4,21 +4,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from audio.ff import AudioError, binary
 
-class AudioError(RuntimeError):
-    """Audio that could not be decoded or encoded."""
+__all__ = ["AudioError", "MediaStore", "Stored", "encode_speech_mp3", "probe_duration_ms"]
 
 
 def _ffmpeg() -> str:
-    exe = shutil.which("ffmpeg")
-    if exe is None:
-        raise AudioError("ffmpeg is not installed")
-    return exe
+    return binary("ffmpeg")
 
 
 def encode_speech_mp3(audio: bytes, bitrate_kbps: int = 48) -> bytes:
@@ -34,11 +30,9 @@ def encode_speech_mp3(audio: bytes, bitrate_kbps: int = 48) -> bytes:
 
 def probe_duration_ms(path: str | os.PathLike) -> int:
     """The duration ffprobe reads from a file, in milliseconds."""
-    exe = shutil.which("ffprobe")
-    if exe is None:
-        raise AudioError("ffprobe is not installed")
-    run = subprocess.run([exe, "-v", "error", "-show_entries", "format=duration", "-of", "json",
-                          str(path)], capture_output=True, timeout=60)
+    run = subprocess.run([binary("ffprobe"), "-v", "error", "-show_entries", "format=duration",
+                          "-of", "json", str(path)], capture_output=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
     try:
         return int(round(float(json.loads(run.stdout)["format"]["duration"]) * 1000))
     except (ValueError, KeyError, TypeError):

@@ -1,16 +1,26 @@
-"""Text-to-speech engines behind one small interface, and the chain that falls back from one
-to the next (gTTS online, espeak-ng offline) recording which engine spoke and why."""
+"""Text-to-speech engines behind one small interface, a registry that names them (so a user can
+add one, e.g. a local neural voice), and the chain that falls back from one to the next, caching
+what each said and recording which engine spoke and why the others did not."""
 from __future__ import annotations
 
 import io
+import re
 import shutil
+import struct
 import subprocess
+import tempfile
+import threading
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from audio.cache import SpeechCache
 
 
 class TTSError(RuntimeError):
-    """An engine could not speak the text."""
+    """An engine (or every engine of a chain) could not speak the text."""
 
 
 @dataclass(frozen=True)
@@ -18,89 +28,391 @@ class Speech:
     audio: bytes
     fmt: str                 # container of ``audio``: "mp3" or "wav"
     engine: str              # the engine that spoke
-    voice: str
+    voice: str               # the voice it spoke with (canonical name)
     notes: tuple[str, ...] = ()  # why earlier engines did not speak
+    cached: bool = False     # True when the audio came from the speech cache
+    key: str = ""            # sha256 of (engine, voice, text): the speech cache key
+
+
+# Canonical Vietnamese voice names, and the aliases users may give.
+VOICE_ALIASES = {"vi": "vi-north", "vi-north": "vi-north", "vi-central": "vi-central",
+                 "vi-south": "vi-south", "north": "vi-north", "central": "vi-central",
+                 "south": "vi-south"}
+DEFAULT_VOICE = "vi-north"
+
+
+def canonical_voice(voice: str | None) -> str:
+    """"vi" and friends -> "vi-north"; names this module does not know are kept as given."""
+    if not voice:
+        return DEFAULT_VOICE
+    return VOICE_ALIASES.get(voice.strip().lower(), voice.strip())
 
 
 class TTSEngine(ABC):
+    """One speech engine. Subclasses set ``name`` and ``voices`` and implement ``synthesize``."""
+
     name: str = ""
+    voices: tuple[str, ...] = (DEFAULT_VOICE,)
+    # After a failure the chain skips this engine for this long (online engines: no point
+    # waiting for the same timeout on every bulletin while the 4G link is down).
+    cooldown_s: float = 0.0
+
+    def resolve_voice(self, voice: str | None) -> str:
+        """The voice this engine will speak for a requested one; TTSError if it has none."""
+        v = canonical_voice(voice)
+        if v not in self.voices:
+            raise TTSError(f"no voice {voice!r} (has {', '.join(self.voices)})")
+        return v
+
+    @property
+    def fingerprint(self) -> str:
+        """What distinguishes this engine's output in cache keys (name plus output settings)."""
+        return self.name
 
     @abstractmethod
     def synthesize(self, text: str, voice: str | None = None) -> tuple[bytes, str]:
-        """Speak ``text``; return (audio bytes, container). Raise TTSError on failure."""
+        """Speak ``text``; return (audio bytes, container: "wav" or "mp3"). Raise TTSError."""
+
+
+# --- gTTS ---------------------------------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…;])\s+|\s*\n+\s*")
+
+
+def split_sentences(text: str, max_chars: int = 100) -> list[str]:
+    """Sentences of ``text``, short neighbours packed together up to ``max_chars``.
+
+    A sentence longer than ``max_chars`` stays whole here; gTTS cuts it further at commas.
+    """
+    chunks: list[str] = []
+    for sentence in (s.strip() for s in _SENTENCE_END.split(text)):
+        if not sentence:
+            continue
+        if chunks and len(chunks[-1]) + 1 + len(sentence) <= max_chars:
+            chunks[-1] = f"{chunks[-1]} {sentence}"
+        else:
+            chunks.append(sentence)
+    return chunks
+
+
+def _gtts_class():
+    from gtts import gTTS
+
+    class EndpointGTTS(gTTS):
+        """gTTS aimed at another endpoint (a mirror, or a local stand-in in tests)."""
+
+        def __init__(self, *args, endpoint: str | None = None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.endpoint = endpoint
+
+        def _prepare_requests(self):
+            requests_ = super()._prepare_requests()
+            if self.endpoint:
+                for prepared in requests_:
+                    prepared.prepare_url(self.endpoint, None)
+            return requests_
+
+    return EndpointGTTS
+
+
+def _gtts_reason(err: BaseException, timeout_s: float) -> str:
+    """One line on why gTTS failed, looking through gTTS's generic message at the cause."""
+    import requests
+    cause = err.__context__ or err.__cause__
+    if isinstance(cause, requests.exceptions.Timeout):
+        return f"no answer within {timeout_s:g} s"
+    if isinstance(cause, requests.exceptions.ConnectionError):
+        return "cannot connect to the gTTS endpoint (offline?)"
+    return str(err).strip() or type(err).__name__
 
 
 class GTTSEngine(TTSEngine):
-    """Google Translate's speech (online). Fails fast when the network does not answer."""
+    """Google Translate's speech (online). Long text is sent sentence by sentence and the
+    parts joined into one audio; a request that does not answer within ``timeout_s`` fails."""
 
     name = "gtts"
+    voices = ("vi-north", "vi-central", "vi-south")   # Google has one Vietnamese voice
+    cooldown_s = 60.0
 
-    def __init__(self, timeout_s: float = 4.0, tld: str = "com"):
+    def __init__(self, timeout_s: float = 4.0, tld: str = "com", endpoint: str | None = None,
+                 cooldown_s: float | None = None):
         self.timeout_s = timeout_s
         self.tld = tld
+        self.endpoint = endpoint
+        if cooldown_s is not None:
+            self.cooldown_s = cooldown_s
+
+    def resolve_voice(self, voice):
+        super().resolve_voice(voice)
+        return "vi"
+
+    @property
+    def fingerprint(self) -> str:
+        return f"gtts/{self.tld}"
 
     def synthesize(self, text, voice=None):
-        from gtts import gTTS, gTTSError
-        buf = io.BytesIO()
+        from gtts import gTTSError
+        cls = _gtts_class()
+        parts: list[bytes] = []
+        for chunk in split_sentences(text, cls.GOOGLE_TTS_MAX_CHARS):
+            buf = io.BytesIO()
+            try:
+                cls(chunk, lang="vi", tld=self.tld, lang_check=False, timeout=self.timeout_s,
+                    endpoint=self.endpoint).write_to_fp(buf)
+            except gTTSError as err:
+                raise TTSError(_gtts_reason(err, self.timeout_s)) from None
+            except (AssertionError, ValueError) as err:
+                raise TTSError(f"gTTS refused the text: {err}") from None
+            except Exception as err:  # requests raises its own hierarchy; never let it escape
+                raise TTSError(f"{type(err).__name__}: {err}") from None
+            if not buf.getvalue():
+                raise TTSError("gTTS returned no audio")
+            parts.append(buf.getvalue())
+        if not parts:
+            raise TTSError("no text to speak")
+        if len(parts) == 1:
+            return parts[0], "mp3"
+        return join_audio(parts, "mp3"), "wav"
+
+
+def join_audio(parts: Sequence[bytes], fmt: str, rate: int = 24000) -> bytes:
+    """Decode ``parts`` (each a whole file in ``fmt``) and join them into one mono WAV."""
+    from audio import ff
+    with tempfile.TemporaryDirectory(prefix="loa-join-") as tmp:
+        listing = []
+        for i, part in enumerate(parts):
+            p = Path(tmp) / f"{i:04d}.{fmt}"
+            p.write_bytes(part)
+            listing.append(f"file '{p}'")
+        (Path(tmp) / "list.txt").write_text("\n".join(listing) + "\n")
         try:
-            gTTS(text, lang="vi", tld=self.tld, lang_check=False,
-                 timeout=self.timeout_s).write_to_fp(buf)
-        except (gTTSError, OSError, ValueError, AssertionError) as err:
-            raise TTSError(f"gtts: {err}") from None
-        except Exception as err:  # requests raises its own hierarchy; never let it escape
-            raise TTSError(f"gtts: {type(err).__name__}: {err}") from None
-        if not buf.getvalue():
-            raise TTSError("gtts: empty audio")
-        return buf.getvalue(), "mp3"
+            done = ff.run(ff.ffmpeg_args("-loglevel", "error", "-f", "concat", "-safe", "0",
+                                         "-i", str(Path(tmp) / "list.txt"), "-ac", "1",
+                                         "-ar", str(rate), "-c:a", "pcm_s16le", "-f", "wav",
+                                         "pipe:1"), timeout=300, what="ffmpeg (join)")
+        except ff.AudioError as err:
+            raise TTSError(f"could not join the spoken parts: {err}") from None
+    return fix_wav_sizes(done.stdout)      # written to a pipe: the header's sizes are guesses
 
 
-ESPEAK_VOICES = {"vi": "vi", "vi-north": "vi", "vi-central": "vi-vn-x-central",
-                 "vi-south": "vi-vn-x-south"}
+# --- espeak-ng ----------------------------------------------------------------------------------
+
+ESPEAK_VOICES = {"vi-north": "vi", "vi-central": "vi-vn-x-central", "vi-south": "vi-vn-x-south"}
+
+
+def fix_wav_sizes(wav: bytes) -> bytes:
+    """espeak-ng writing to a pipe cannot seek back, so its RIFF and data sizes are
+    placeholders; put the real ones in so every reader agrees on the length."""
+    if len(wav) < 44 or wav[:4] != b"RIFF" or wav[8:12] != b"WAVE":
+        return wav
+    pos = 12
+    while pos + 8 <= len(wav):
+        chunk, size = wav[pos:pos + 4], struct.unpack_from("<I", wav, pos + 4)[0]
+        if chunk == b"data":
+            data_len = len(wav) - pos - 8
+            data_len -= data_len % 2
+            out = bytearray(wav[:pos + 8 + data_len])
+            struct.pack_into("<I", out, 4, len(out) - 8)
+            struct.pack_into("<I", out, pos + 4, data_len)
+            return bytes(out)
+        pos += 8 + size + (size & 1)
+    return wav
 
 
 class EspeakEngine(TTSEngine):
-    """espeak-ng's Vietnamese voices (offline, always there)."""
+    """espeak-ng's Vietnamese voices (offline, always there): Northern, Central, Southern.
+
+    espeak's speed counts English-length words: 110 gives about 150 Vietnamese syllables a
+    minute, the pace of a read bulletin (and slow enough to carry over outdoor horns).
+    """
 
     name = "espeak"
+    voices = tuple(ESPEAK_VOICES)
 
-    def __init__(self, binary: str = "espeak-ng", speed_wpm: int = 150):
+    def __init__(self, binary: str = "espeak-ng", speed_wpm: int = 110, timeout_s: float = 120):
         self.binary = binary
         self.speed_wpm = speed_wpm
+        self.timeout_s = timeout_s
+
+    @property
+    def fingerprint(self) -> str:
+        return f"espeak/{self.speed_wpm}"
 
     def synthesize(self, text, voice=None):
         exe = shutil.which(self.binary)
         if exe is None:
-            raise TTSError("espeak: espeak-ng is not installed")
-        v = ESPEAK_VOICES.get(voice or "vi", "vi")
-        run = subprocess.run([exe, "-v", v, "-s", str(self.speed_wpm), "--stdout"],
-                             input=text.encode("utf-8"), capture_output=True, timeout=120)
-        if run.returncode != 0 or len(run.stdout) < 100:
-            raise TTSError(f"espeak: exit {run.returncode}: "
-                           f"{run.stderr.decode(errors='replace')[:200]}")
-        return run.stdout, "wav"
+            raise TTSError("espeak-ng is not installed")
+        v = ESPEAK_VOICES[self.resolve_voice(voice)]
+        try:
+            run = subprocess.run([exe, "-v", v, "-s", str(self.speed_wpm), "--stdout"],
+                                 input=text.encode("utf-8"), capture_output=True,
+                                 timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            raise TTSError(f"espeak-ng took longer than {self.timeout_s:g} s") from None
+        if run.returncode != 0 or len(run.stdout) <= 44:
+            raise TTSError(f"exit {run.returncode}: {run.stderr.decode(errors='replace')[:200]}")
+        return fix_wav_sizes(run.stdout), "wav"
 
+
+# --- any local program (e.g. a neural voice such as Piper) ------------------------------------
+
+class CommandEngine(TTSEngine):
+    """A program that reads text on stdin and writes audio on stdout. ``argv`` may hold
+    ``{voice}``, replaced by ``voice_args[voice]`` (or the voice name itself)."""
+
+    def __init__(self, name: str, argv: Sequence[str], fmt: str = "wav",
+                 voices: Mapping[str, str] | None = None, timeout_s: float = 300):
+        self.name = name
+        self.argv = list(argv)
+        self.fmt = fmt
+        self.voice_args = dict(voices or {DEFAULT_VOICE: DEFAULT_VOICE})
+        self.voices = tuple(self.voice_args)
+        self.timeout_s = timeout_s
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.name}/" + " ".join(self.argv)
+
+    def synthesize(self, text, voice=None):
+        v = self.voice_args[self.resolve_voice(voice)]
+        argv = [a.replace("{voice}", v) for a in self.argv]
+        try:
+            run = subprocess.run(argv, input=text.encode("utf-8"), capture_output=True,
+                                 timeout=self.timeout_s)
+        except FileNotFoundError:
+            raise TTSError(f"{argv[0]} is not installed") from None
+        except subprocess.TimeoutExpired:
+            raise TTSError(f"took longer than {self.timeout_s:g} s") from None
+        if run.returncode != 0 or not run.stdout:
+            raise TTSError(f"exit {run.returncode}: {run.stderr.decode(errors='replace')[:200]}")
+        audio = fix_wav_sizes(run.stdout) if self.fmt == "wav" else run.stdout
+        return audio, self.fmt
+
+
+# --- registry -----------------------------------------------------------------------------------
+
+EngineFactory = Callable[..., TTSEngine]
+_REGISTRY: dict[str, EngineFactory] = {"gtts": GTTSEngine, "espeak": EspeakEngine}
+ENTRY_POINT_GROUP = "loaphuong.tts_engines"
+
+
+def register_engine(name: str, factory: EngineFactory) -> None:
+    """Make ``name`` usable in engine lists; ``factory(**options)`` builds the engine.
+    Installed packages can do the same through the ``loaphuong.tts_engines`` entry points."""
+    _REGISTRY[name] = factory
+
+
+def engine_names() -> list[str]:
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def _load_entry_points() -> None:
+    from importlib.metadata import entry_points
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _REGISTRY.setdefault(ep.name, ep.load())
+
+
+def create_engine(name: str, **options) -> TTSEngine:
+    """The engine registered as ``name``; ValueError naming the known ones if there is none."""
+    if name not in _REGISTRY:
+        _load_entry_points()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown TTS engine {name!r}; known: {', '.join(engine_names())}")
+    return _REGISTRY[name](**options)
+
+
+# --- the chain ----------------------------------------------------------------------------------
 
 @dataclass
 class EngineChain:
-    """Tries each engine in order; the first that speaks wins."""
+    """Tries each engine in order, each first through the speech cache; the first that speaks
+    wins, and the Speech it returns notes why each engine before it did not."""
 
     engines: list[TTSEngine] = field(default_factory=list)
+    cache: SpeechCache | None = None
+    clock: Callable[[], float] = time.monotonic
+    _failed: dict[str, tuple[float, str]] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def speak(self, text: str, voice: str | None = None) -> Speech:
-        if not text.strip():
+    def order(self, engine: str | None = None) -> list[TTSEngine]:
+        """The engines in the order they will be tried; ``engine`` (a bulletin's choice) first."""
+        if engine is None:
+            return list(self.engines)
+        chosen = [e for e in self.engines if e.name == engine]
+        if not chosen:
+            raise TTSError(f"engine {engine!r} is not configured "
+                           f"(configured: {', '.join(e.name for e in self.engines)})")
+        return chosen + [e for e in self.engines if e.name != engine]
+
+    def first_ready(self, engine: str | None = None) -> TTSEngine | None:
+        """The engine the chain would try first now (one cooling down after a failure is not)."""
+        for e in self.order(engine):
+            if self._cooling(e) is None:
+                return e
+        return None
+
+    def key(self, engine: TTSEngine, voice: str | None, text: str) -> str:
+        return SpeechCache.key(engine.fingerprint, engine.resolve_voice(voice), text)
+
+    def _cooling(self, engine: TTSEngine) -> str | None:
+        failed = self._failed.get(engine.name)
+        if failed is None or engine.cooldown_s <= 0:
+            return None
+        ago = self.clock() - failed[0]
+        if ago >= engine.cooldown_s:
+            return None
+        return f"skipped: failed {ago:.0f} s ago ({failed[1]})"
+
+    def speak(self, text: str, voice: str | None = None, engine: str | None = None) -> Speech:
+        """Speak ``text`` (already normalised); TTSError with every reason if no engine can."""
+        text = text.strip()
+        if not text:
             raise TTSError("no text to speak")
-        notes = []
-        for engine in self.engines:
+        notes: list[str] = []
+        for eng in self.order(engine):
             try:
-                audio, fmt = engine.synthesize(text, voice)
+                resolved = eng.resolve_voice(voice)
             except TTSError as err:
-                notes.append(str(err))
+                notes.append(f"{eng.name}: {err}")
                 continue
-            return Speech(audio, fmt, engine.name, voice or "vi", tuple(notes))
+            key = SpeechCache.key(eng.fingerprint, resolved, text)
+            if self.cache is not None:
+                hit = self.cache.get(key)
+                if hit is not None:
+                    return Speech(hit.audio, hit.fmt, eng.name, resolved, tuple(notes), True, key)
+            skipped = self._cooling(eng)
+            if skipped:
+                notes.append(f"{eng.name}: {skipped}")
+                continue
+            try:
+                audio, fmt = eng.synthesize(text, voice)
+            except TTSError as err:
+                reason = str(err)
+                with self._lock:
+                    self._failed[eng.name] = (self.clock(), reason)
+                notes.append(f"{eng.name}: {reason}")
+                continue
+            with self._lock:
+                self._failed.pop(eng.name, None)
+            if self.cache is not None:
+                self.cache.put(key, audio, fmt)
+            return Speech(audio, fmt, eng.name, resolved, tuple(notes), False, key)
         raise TTSError("; ".join(notes) or "no engine configured")
 
 
-def build_chain(names: list[str], gtts_timeout_s: float = 4.0) -> EngineChain:
-    """The chain for configured engine names, in order."""
-    known = {"gtts": lambda: GTTSEngine(gtts_timeout_s), "espeak": EspeakEngine}
-    return EngineChain([known[n]() for n in names])
+def build_chain(names: Sequence[str], gtts_timeout_s: float = 4.0, *,
+                cache_dir: str | Path | None = None, gtts_endpoint: str | None = None,
+                options: Mapping[str, Mapping] | None = None) -> EngineChain:
+    """The chain for configured engine names, in order (ValueError for an unknown name).
+
+    ``options`` maps an engine name to keyword arguments for its factory; ``cache_dir``
+    turns the speech cache on.
+    """
+    options = dict(options or {})
+    gtts_opts = {"timeout_s": gtts_timeout_s, "endpoint": gtts_endpoint,
+                 **options.get("gtts", {})}
+    options["gtts"] = gtts_opts
+    engines = [create_engine(n, **options.get(n, {})) for n in names]
+    cache = SpeechCache(cache_dir) if cache_dir is not None else None
+    return EngineChain(engines, cache)
