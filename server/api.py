@@ -7,9 +7,10 @@ import io
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
-from . import auth, services
+from . import auth, bulletins, services
 from .errors import ApiError, bad_request, not_found
-from .models import Area, Broadcast, Bulletin, Command, Event, Node, PlayLog, User, from_ms, to_ms
+from .models import (Area, Broadcast, Bulletin, Command, Event, LexiconEntry, Node, PlayLog, User,
+                     from_ms, to_ms)
 from .openapi import OPENAPI
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -147,10 +148,22 @@ def get_command(command_id: str):
 def create_bulletin():
     user = auth.require("bulletin.write")
     if request.mimetype == "multipart/form-data":
-        raise ApiError(415, "upload_not_supported", "err.invalid_field", field="file",
-                       detail="audio upload comes with the audio pipeline")
-    b = services.create_text_bulletin(g.db, user, body())
-    return created(services.bulletin_json(b))
+        upload = request.files.get("file")
+        if upload is None:
+            raise bad_request("err.missing_field", "missing_field", field="file")
+        form = request.form.to_dict()
+        if "area_id" in form:
+            form["area_id"] = _int_field(form["area_id"], "area_id")
+        b = bulletins.create_upload_bulletin(g.db, user, form, upload.read())
+    else:
+        b = bulletins.create_text_bulletin(g.db, user, body())
+    return created(bulletins.bulletin_json(b))
+
+
+def _int_field(value: str, name: str) -> int:
+    if not value.strip().isdigit():
+        raise bad_request("err.invalid_field", field=name, detail="a number")
+    return int(value)
 
 
 @bp.get("/bulletins")
@@ -163,29 +176,96 @@ def list_bulletins():
         q = q.where(Bulletin.status == status)
     rows = [b for b in g.db.scalars(q)
             if allowed is None or b.area_id is None or b.area_id in allowed]
-    return jsonify({"bulletins": [services.bulletin_json(b) for b in rows]})
+    return jsonify({"bulletins": [bulletins.bulletin_json(b) for b in rows]})
 
 
 @bp.get("/bulletins/<int:bulletin_id>")
 @auth.login_required
 def get_bulletin(bulletin_id: int):
-    return jsonify(services.bulletin_json(services.get_bulletin(g.db, g.user, bulletin_id)))
+    return jsonify(bulletins.bulletin_json(bulletins.get_bulletin(g.db, g.user, bulletin_id)))
+
+
+@bp.patch("/bulletins/<int:bulletin_id>")
+def edit_bulletin(bulletin_id: int):
+    user = auth.require("bulletin.write")
+    b = bulletins.get_bulletin(g.db, user, bulletin_id)
+    bulletins.edit_bulletin(g.db, user, b, body())
+    g.db.commit()
+    return jsonify(bulletins.bulletin_json(b))
 
 
 @bp.post("/bulletins/<int:bulletin_id>/<action>")
 def bulletin_action(bulletin_id: int, action: str):
-    if action not in services.TRANSITIONS:
+    if action not in bulletins.TRANSITIONS:
         raise ApiError(404, "not_found", "err.route")
     user = auth.require("bulletin.approve" if action in ("approve", "reject")
                         else "bulletin.write")
-    b = services.get_bulletin(g.db, user, bulletin_id)
+    b = bulletins.get_bulletin(g.db, user, bulletin_id)
     data = request.get_json(silent=True) or {}
     comment = data.get("comment") if isinstance(data, dict) else None
     if comment is not None and not isinstance(comment, str):
         raise bad_request("err.invalid_field", field="comment", detail="text")
-    services.transition(g.db, user, b, action, comment)
+    bulletins.transition(g.db, user, b, action, comment)
     g.db.commit()
-    return jsonify(services.bulletin_json(b))
+    return jsonify(bulletins.bulletin_json(b))
+
+
+@bp.post("/normalize")
+@auth.login_required
+def normalize():
+    data = body()
+    text = services.need(data, "text", max_len=20000)
+    area_id = services.check(data, "area_id", int)
+    if area_id is not None:
+        bulletins._area(g.db, g.user, area_id)
+    return jsonify({"normalized": bulletins.normalized_text(g.db, text, area_id)})
+
+
+@bp.post("/previews")
+def preview():
+    user = auth.require("bulletin.write")
+    answer = bulletins.preview(g.db, user, body())
+    g.db.commit()
+    return jsonify(answer)
+
+
+# --- ward speech settings and lexicon ------------------------------------------------------------
+
+@bp.patch("/areas/<int:area_id>")
+def update_area(area_id: int):
+    user = auth.require("area.write")
+    area = bulletins.update_area_speech(g.db, user, area_id, body())
+    g.db.commit()
+    return jsonify(services.area_json(area))
+
+
+@bp.get("/areas/<int:area_id>/lexicon")
+@auth.login_required
+def list_lexicon(area_id: int):
+    bulletins._area(g.db, g.user, area_id)
+    rows = g.db.scalars(select(LexiconEntry).where(LexiconEntry.area_id == area_id)
+                        .order_by(LexiconEntry.term))
+    return jsonify({"entries": [bulletins.lexicon_json(e) for e in rows],
+                    "effective": bulletins.lexicon_for(g.db, area_id)})
+
+
+@bp.post("/areas/<int:area_id>/lexicon")
+def add_lexicon(area_id: int):
+    user = auth.require("bulletin.write")
+    entry = bulletins.add_lexicon_entry(g.db, user, area_id, body())
+    return created(bulletins.lexicon_json(entry))
+
+
+@bp.delete("/areas/<int:area_id>/lexicon/<int:entry_id>")
+def delete_lexicon(area_id: int, entry_id: int):
+    user = auth.require("bulletin.write")
+    bulletins._area(g.db, user, area_id)
+    entry = g.db.get(LexiconEntry, entry_id)
+    if entry is None or entry.area_id != area_id:
+        raise not_found("thing.lexicon")
+    g.db.delete(entry)
+    g.db.commit()
+    return "", 204
 
 
 # --- broadcasts --------------------------------------------------------------------------------

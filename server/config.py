@@ -44,9 +44,27 @@ class Settings:
     # speech
     tts_engines: list = field(default_factory=lambda: ["gtts", "espeak"])
     gtts_timeout_s: float = 4.0
-    default_voice: str = "vi"
+    gtts_endpoint: str = ""                # another base URL for gTTS (a proxy; tests)
+    default_voice: str = "vi-north"
+    speech_cache_dir: str = ""             # default: instance/cache
+    # broadcast-ready audio
+    audio_target_lufs: float = -16.0
+    audio_true_peak_dbtp: float = -1.0
+    audio_format: str = "mp3"              # mp3 or opus
+    audio_bitrate_kbps: int = 0            # 0: 48 for mp3, 32 for opus
+    max_upload_mb: float = 50.0
+    max_upload_minutes: float = 30.0
     token_ttl_h: int = 24 * 7
     worker_stale_s: int = 20               # /healthz: the dispatcher's broker report is this fresh
+
+    def audio_settings(self, chime: str | None = None):
+        """The pipeline's settings from this config (and a ward's chime choice)."""
+        from audio.pipeline import AudioSettings
+        return AudioSettings(target_lufs=self.audio_target_lufs,
+                             true_peak_dbtp=self.audio_true_peak_dbtp, fmt=self.audio_format,
+                             bitrate_kbps=self.audio_bitrate_kbps or None,
+                             chime=chime or "none", max_upload_mb=self.max_upload_mb,
+                             max_upload_minutes=self.max_upload_minutes)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -61,9 +79,14 @@ class Settings:
             raise ConfigError(f"timezone: unknown time zone {self.timezone!r}") from None
         if not 0 < int(self.mqtt_port) < 65536:
             raise ConfigError(f"mqtt_port: {self.mqtt_port} is not a port")
-        unknown = set(self.tts_engines) - {"gtts", "espeak"}
+        from audio.tts import engine_names
+        unknown = set(self.tts_engines) - set(engine_names())
         if unknown or not self.tts_engines:
             raise ConfigError(f"tts_engines: unknown engines {sorted(unknown)}")
+        try:
+            self.audio_settings()
+        except ValueError as err:
+            raise ConfigError(f"audio: {err}") from None
         if self.command_ttl_s < 10:
             raise ConfigError("command_ttl_s: must be at least 10 seconds")
         if not self.topic_prefix or self.topic_prefix.endswith("/"):
@@ -124,6 +147,7 @@ def load_settings(instance_path: str | os.PathLike,
         settings.database_url = f"sqlite:///{inst / 'loa.db'}"
     settings.media_dir = settings.media_dir or str(inst / "media")
     settings.signing_key_file = settings.signing_key_file or str(inst / "signing_key.json")
+    settings.speech_cache_dir = settings.speech_cache_dir or str(inst / "cache")
     settings.node_mqtt_host = settings.node_mqtt_host or settings.mqtt_host
     settings.node_mqtt_port = settings.node_mqtt_port or settings.mqtt_port
     return settings.validate()

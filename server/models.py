@@ -43,8 +43,24 @@ class Area(Base):
     name: Mapped[str] = mapped_column(String(200))
     code: Mapped[str] = mapped_column(String(64), unique=True)
     group: Mapped[str] = mapped_column("mqtt_group", String(63), unique=True)
+    # speech defaults for bulletins of this area and below (None: inherit from the parent)
+    tts_engine: Mapped[Optional[str]] = mapped_column(String(20))
+    tts_voice: Mapped[Optional[str]] = mapped_column(String(20))
+    chime: Mapped[Optional[str]] = mapped_column(String(10))  # none, intro, outro, both
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     parent: Mapped[Optional["Area"]] = relationship(remote_side="Area.id")
+
+
+class LexiconEntry(Base):
+    """A ward's own reading of a term (place name, local abbreviation) for its bulletins."""
+    __tablename__ = "lexicon_entries"
+    __table_args__ = (UniqueConstraint("area_id", "term"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    term: Mapped[str] = mapped_column(String(100))
+    spoken: Mapped[str] = mapped_column(String(300))
+    created_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Node(Base):
@@ -108,9 +124,15 @@ class Bulletin(Base):
     title: Mapped[str] = mapped_column(String(300))
     text: Mapped[Optional[str]] = mapped_column(Text)
     category: Mapped[str] = mapped_column(String(40))
+    spoken_text: Mapped[Optional[str]] = mapped_column(Text)   # the normalised text spoken
+    spoken_text_edited: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(10), default="text")  # text or upload
     voice: Mapped[Optional[str]] = mapped_column(String(40))
+    engine_requested: Mapped[Optional[str]] = mapped_column(String(20))
     engine: Mapped[Optional[str]] = mapped_column(String(20))  # which engine spoke
     engine_note: Mapped[Optional[str]] = mapped_column(Text)   # why a fallback spoke
+    lufs: Mapped[Optional[float]] = mapped_column(Float)
+    true_peak: Mapped[Optional[float]] = mapped_column(Float)
     media_sha256: Mapped[Optional[str]] = mapped_column(ForeignKey("media.sha256"))
     area_id: Mapped[Optional[int]] = mapped_column(ForeignKey("areas.id"))
     status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
@@ -123,6 +145,20 @@ class Bulletin(Base):
     reviewed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     review_comment: Mapped[Optional[str]] = mapped_column(Text)
     media: Mapped[Optional[Media]] = relationship()
+    history: Mapped[list["BulletinEvent"]] = relationship(order_by="BulletinEvent.id")
+
+
+class BulletinEvent(Base):
+    """Who did what to a bulletin, and when: its lifecycle, step by step."""
+    __tablename__ = "bulletin_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletins.id"), index=True)
+    action: Mapped[str] = mapped_column(String(20))  # created, edited, submit, approve, ...
+    status: Mapped[str] = mapped_column(String(20))  # the status after the step
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    comment: Mapped[Optional[str]] = mapped_column(Text)
+    user: Mapped[User] = relationship()
 
 
 class Broadcast(Base):

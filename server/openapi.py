@@ -93,7 +93,40 @@ SCHEMAS = {
                                                "environment", "health", "security", "urban",
                                                "emergency", "other"]},
         "voice": {"type": "string", "enum": ["vi", "vi-north", "vi-central", "vi-south"]},
+        "engine": {"type": "string", "description": "tried first; the next engine speaks when "
+                                                    "it fails"},
+        "spoken_text": {"type": "string", "description": "the author's corrected spoken form"},
         "area_id": {"type": "integer"}}},
+    "AreaUpdate": {"type": "object", "properties": {
+        "name": {"type": "string"},
+        "tts_engine": {"type": ["string", "null"], "description": "gtts, espeak, …"},
+        "tts_voice": {"type": ["string", "null"], "enum": ["vi-north", "vi-central", "vi-south",
+                                                           None]},
+        "chime": {"type": ["string", "null"], "enum": ["none", "intro", "outro", "both", None]}}},
+    "LexiconEntry": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "area_id": {"type": "integer"}, "term": {"type": "string"},
+        "spoken": {"type": "string"}}},
+    "PreviewCreate": {"type": "object", "required": ["text"], "properties": {
+        "text": {"type": "string"}, "spoken_text": {"type": "string"},
+        "voice": {"type": "string"}, "engine": {"type": "string"},
+        "area_id": {"type": "integer"}, "audio": {"type": "boolean", "default": True}}},
+    "Preview": {"type": "object", "properties": {
+        "normalized": {"type": "string"}, "audio_url": {"type": "string"},
+        "sha256": {"type": "string"}, "duration_ms": {"type": "integer"},
+        "engine": {"type": "string"}, "engine_note": NULLABLE_STR, "voice": {"type": "string"}}},
+    "BulletinUpload": {"type": "object", "required": ["file", "title", "category"],
+                       "properties": {"file": {"type": "string", "format": "binary"},
+                                      "title": {"type": "string"},
+                                      "category": {"type": "string"},
+                                      "area_id": {"type": "integer"},
+                                      "text": {"type": "string"}}},
+    "BulletinUpdate": {"type": "object", "properties": {
+        "title": {"type": "string"}, "text": {"type": "string"},
+        "spoken_text": {"type": ["string", "null"],
+                        "description": "the author's corrected spoken form; null: normalise "
+                                       "the text again"},
+        "category": {"type": "string"}, "voice": {"type": "string"},
+        "engine": {"type": "string"}}},
     "Bulletin": {"type": "object", "properties": {
         "id": {"type": "integer"}, "title": {"type": "string"}, "text": NULLABLE_STR,
         "category": {"type": "string"},
@@ -101,7 +134,13 @@ SCHEMAS = {
                                              "archived"]},
         "audio_url": NULLABLE_STR, "sha256": NULLABLE_STR,
         "duration_ms": {"type": ["integer", "null"]}, "engine": NULLABLE_STR,
-        "engine_note": NULLABLE_STR, "review_comment": NULLABLE_STR}},
+        "engine_note": NULLABLE_STR, "review_comment": NULLABLE_STR,
+        "spoken_text": NULLABLE_STR, "source": {"type": "string", "enum": ["text", "upload"]},
+        "lufs": {"type": ["number", "null"]}, "true_peak": {"type": ["number", "null"]},
+        "history": {"type": "array", "items": {"type": "object", "properties": {
+            "action": {"type": "string"}, "status": {"type": "string"},
+            "by": {"type": "string"}, "at": {"type": "string"},
+            "comment": NULLABLE_STR}}}}},
     "BroadcastCreate": {"type": "object", "required": ["bulletin_id", "targets"], "properties": {
         "bulletin_id": {"type": "integer"},
         "targets": {"type": "object", "properties": {
@@ -144,8 +183,32 @@ PATHS = {
         "get": _op("The area tree as a flat list with parent ids", _ok(_LIST)),
         "post": _op("Create an area", _ok(_ref("Area"), "Created"), body=_ref("AreaCreate"),
                     status="201", errors=("400", "401", "403", "404", "409"))},
-    "/api/v1/areas/{area_id}": {"get": _op("One area", _ok(_ref("Area")),
-                                           params=[_path_param("area_id")])},
+    "/api/v1/areas/{area_id}": {
+        "get": _op("One area", _ok(_ref("Area")), params=[_path_param("area_id")]),
+        "patch": _op("Rename an area or set its speech defaults for bulletins below it",
+                     _ok(_ref("Area")), body=_ref("AreaUpdate"), params=[_path_param("area_id")])},
+    "/api/v1/areas/{area_id}/lexicon": {
+        "get": _op("The area's own lexicon entries, and the effective lexicon (with those of "
+                   "areas above it)", _ok({"type": "object", "properties": {
+                       "entries": {"type": "array", "items": _ref("LexiconEntry")},
+                       "effective": {"type": "object"}}}), params=[_path_param("area_id")]),
+        "post": _op("Add or change how a term is read in this area's bulletins",
+                    _ok(_ref("LexiconEntry"), "Created"), status="201",
+                    body={"type": "object", "required": ["term", "spoken"], "properties": {
+                        "term": {"type": "string"}, "spoken": {"type": "string"}}},
+                    params=[_path_param("area_id")])},
+    "/api/v1/areas/{area_id}/lexicon/{entry_id}": {"delete": _op(
+        "Remove a lexicon entry", {"description": "Removed"}, status="204",
+        params=[_path_param("area_id"), _path_param("entry_id")])},
+    "/api/v1/normalize": {"post": _op(
+        "The spoken form of a text (with the area's lexicon), before any speech is made",
+        _ok({"type": "object", "properties": {"normalized": {"type": "string"}}}),
+        body={"type": "object", "required": ["text"], "properties": {
+            "text": {"type": "string"}, "area_id": {"type": "integer"}}})},
+    "/api/v1/previews": {"post": _op(
+        "Hear a text before it is saved: normalised text plus broadcast-ready audio",
+        _ok(_ref("Preview")), body=_ref("PreviewCreate"),
+        errors=("400", "401", "403", "404", "422"))},
     "/api/v1/nodes": {
         "get": _op("Nodes with online state, last telemetry, last seen, alarms",
                    _ok({"type": "object", "properties": {"nodes": {
@@ -165,12 +228,20 @@ PATHS = {
     "/api/v1/bulletins": {
         "get": _op("Bulletins, newest first", _ok(_LIST),
                    params=[_query("status", "string")]),
-        "post": _op("Write a text bulletin; its speech is made at once",
-                    _ok(_ref("Bulletin"), "Created"), body=_ref("BulletinCreate"), status="201",
-                    errors=("400", "401", "403", "404", "422"))},
-    "/api/v1/bulletins/{bulletin_id}": {"get": _op(
-        "A bulletin: status, audio URL, duration, sha256", _ok(_ref("Bulletin")),
-        params=[_path_param("bulletin_id")])},
+        "post": {**_op("Write a text bulletin (its speech is made at once) or upload a "
+                       "recording (multipart: file, title, category, area_id?, text?)",
+                       _ok(_ref("Bulletin"), "Created"), body=_ref("BulletinCreate"),
+                       status="201", errors=("400", "401", "403", "404", "409", "422")),
+                 "requestBody": {"required": True, "content": {
+                     "application/json": {"schema": _ref("BulletinCreate")},
+                     "multipart/form-data": {"schema": _ref("BulletinUpload")}}}}},
+    "/api/v1/bulletins/{bulletin_id}": {
+        "get": _op("A bulletin: status, audio URL, duration, sha256, history",
+                   _ok(_ref("Bulletin")), params=[_path_param("bulletin_id")]),
+        "patch": _op("Edit a bulletin; speech is remade when what is spoken changed; an "
+                     "approved bulletin goes back to pending", _ok(_ref("Bulletin")),
+                     body=_ref("BulletinUpdate"), params=[_path_param("bulletin_id")],
+                     errors=("400", "401", "403", "404", "409", "422"))},
     "/api/v1/bulletins/{bulletin_id}/{action}": {"post": _op(
         "Approval workflow: submit, approve, reject (needs comment), archive",
         _ok(_ref("Bulletin")), params=[_path_param("bulletin_id"), {

@@ -13,14 +13,11 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from audio.store import MediaStore, encode_speech_mp3, probe_duration_ms
-from audio.tts import TTSError, build_chain
 from device_agent.protocol import PRIORITY_NAMES, group_topic, node_topic, priority_value, valid_name
 
 from . import auth
 from .config import Settings
 from .errors import ApiError, bad_request, not_found
-from .i18n import CATEGORIES
 from .models import (Area, Broadcast, Bulletin, Command, Delivery, Media, Node, ServerKey, User,
                      area_subtree_ids, node_groups, utcnow)
 from .mosquitto import MosquittoFiles, password_hash
@@ -74,7 +71,8 @@ def slug(text: str) -> str:
 
 def area_json(a: Area) -> dict:
     return {"id": a.id, "parent_id": a.parent_id, "kind": a.kind, "name": a.name, "code": a.code,
-            "group": a.group}
+            "group": a.group, "tts_engine": a.tts_engine, "tts_voice": a.tts_voice,
+            "chime": a.chime}
 
 
 def create_area(db: Session, user: User, data: Mapping[str, Any]) -> Area:
@@ -250,97 +248,6 @@ def command_json(c: Command) -> dict:
     return {"id": c.id, "type": c.type, "target": c.target, "body": c.body,
             "created_at": iso(c.created_at), "published_at": iso(c.published_at),
             "status": c.status, "reason": c.reason, "result": c.result}
-
-
-# --- bulletins ----------------------------------------------------------------------------------
-
-def bulletin_json(b: Bulletin) -> dict:
-    media = b.media
-    return {"id": b.id, "title": b.title, "text": b.text, "category": b.category,
-            "voice": b.voice, "status": b.status, "area_id": b.area_id,
-            "engine": b.engine, "engine_note": b.engine_note,
-            "audio_url": f"/media/{media.sha256}.{media.ext}" if media else None,
-            "sha256": media.sha256 if media else None,
-            "duration_ms": media.duration_ms if media else None,
-            "bytes": media.bytes if media else None,
-            "created_at": iso(b.created_at), "submitted_at": iso(b.submitted_at),
-            "reviewed_at": iso(b.reviewed_at), "review_comment": b.review_comment}
-
-
-def store_media(db: Session, data: bytes, ext: str) -> Media:
-    stored = MediaStore(settings().media_dir).put(data, ext)
-    media = db.get(Media, stored.sha256)
-    if media is None:
-        media = Media(sha256=stored.sha256, ext=ext, bytes=stored.bytes,
-                      duration_ms=probe_duration_ms(stored.path))
-        db.add(media)
-        db.flush()
-    return media
-
-
-def speak_to_media(db: Session, text: str, voice: str | None) -> tuple[Media, str, str | None]:
-    """Text -> speech (the configured engine chain) -> mono MP3 -> media store."""
-    s = settings()
-    try:
-        speech = build_chain(s.tts_engines, s.gtts_timeout_s).speak(text, voice)
-        mp3 = encode_speech_mp3(speech.audio)
-    except (TTSError, RuntimeError) as err:
-        raise ApiError(422, "speech_failed", "err.speech_failed", detail=str(err)) from None
-    return store_media(db, mp3, "mp3"), speech.engine, "; ".join(speech.notes) or None
-
-
-def create_text_bulletin(db: Session, user: User, data: Mapping[str, Any]) -> Bulletin:
-    title = need(data, "title", max_len=300)
-    text = need(data, "text", max_len=20000)
-    category = need(data, "category", max_len=40)
-    if category not in CATEGORIES:
-        raise bad_request("err.invalid_field", field="category", detail=", ".join(CATEGORIES))
-    voice = check(data, "voice", max_len=40)
-    area_id = check(data, "area_id", int)
-    if area_id is not None:
-        if db.get(Area, area_id) is None:
-            raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
-        auth.check_area(db, user, area_id)
-    else:
-        area_id = user.area_id
-    media, engine, note = speak_to_media(db, text, voice or settings().default_voice)
-    b = Bulletin(title=title, text=text, category=category, voice=voice, engine=engine,
-                 engine_note=note, media_sha256=media.sha256, area_id=area_id, status="draft",
-                 created_by=user.id)
-    db.add(b)
-    db.flush()
-    return b
-
-
-def get_bulletin(db: Session, user: User, bulletin_id: int) -> Bulletin:
-    b = db.get(Bulletin, bulletin_id)
-    if b is None:
-        raise not_found("thing.bulletin")
-    if b.area_id is not None:
-        allowed = auth.user_area_ids(db, user)
-        if allowed is not None and b.area_id not in allowed:
-            raise not_found("thing.bulletin")
-    return b
-
-
-TRANSITIONS = {"submit": ({"draft", "rejected"}, "pending"),
-               "approve": ({"pending"}, "approved"),
-               "reject": ({"pending"}, "rejected"),
-               "archive": ({"draft", "approved", "rejected"}, "archived")}
-
-
-def transition(db: Session, user: User, b: Bulletin, action: str, comment: str | None = None):
-    allowed_from, to = TRANSITIONS[action]
-    if b.status not in allowed_from:
-        raise ApiError(409, "bad_transition", "err.bad_transition", action=action, status=b.status)
-    now = utcnow()
-    if action == "submit":
-        b.submitted_by, b.submitted_at = user.id, now
-    elif action in ("approve", "reject"):
-        if action == "reject" and not comment:
-            raise bad_request("err.missing_field", "missing_field", field="comment")
-        b.reviewed_by, b.reviewed_at, b.review_comment = user.id, now, comment
-    b.status, b.updated_at = to, now
 
 
 # --- broadcasts ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from flask import (Blueprint, abort, flash, g, redirect, render_template, reques
 from sqlalchemy import select
 
 from . import auth, services
+from . import bulletins as bulletin_service
 from .errors import ApiError
 from .i18n import CATEGORIES, LANGUAGES, local_time, t
 from .models import Area, Broadcast, Bulletin, Node, User
@@ -106,7 +107,8 @@ def _dashboard_data() -> dict:
 def bulletins():
     rows = g.db.scalars(select(Bulletin).order_by(Bulletin.id.desc()).limit(100)).all()
     broadcasts = g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(50)).all()
-    return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts)
+    return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts,
+                           can_approve=auth.can(g.user, "bulletin.approve"))
 
 
 @bp.route("/bulletins/new", methods=["GET", "POST"])
@@ -125,14 +127,22 @@ def new_bulletin():
             if not auth.can(user, "bulletin.write"):
                 raise ApiError(403, "forbidden", "err.forbidden")
             area_id = int(form["area_id"]) if form.get("area_id", "").isdigit() else None
-            b = services.create_text_bulletin(g.db, user, {
-                "title": form.get("title"), "text": form.get("text"),
-                "category": form.get("category"), "area_id": area_id})
-            services.transition(g.db, user, b, "submit")
+            upload = request.files.get("file")
+            if form.get("source") == "upload":
+                b = bulletin_service.create_upload_bulletin(g.db, user, {
+                    "title": form.get("title"), "category": form.get("category"),
+                    "area_id": area_id}, upload.read() if upload else None)
+            else:
+                b = bulletin_service.create_text_bulletin(g.db, user, {
+                    "title": form.get("title"), "text": form.get("text"),
+                    "category": form.get("category"), "area_id": area_id,
+                    "voice": form.get("voice") or None,
+                    "spoken_text": _edited_spoken_text(form, area_id)})
+            bulletin_service.transition(g.db, user, b, "submit")
             if form.get("action") == "broadcast_now":
                 if not can_approve:
                     raise ApiError(403, "forbidden", "err.forbidden")
-                services.transition(g.db, user, b, "approve")
+                bulletin_service.transition(g.db, user, b, "approve")
                 if area_id is None:
                     raise ApiError(400, "no_targets", "err.no_targets")
                 bc = services.create_broadcast(g.db, user, {
@@ -148,7 +158,51 @@ def new_bulletin():
             g.db.rollback()
             error = err.message()
     return render_template("bulletin_form.html", areas=areas, categories=CATEGORIES,
-                           can_approve=can_approve, error=error, form=form), 400 if error else 200
+                           voices=bulletin_service.VOICES, can_approve=can_approve, error=error,
+                           form=form), 400 if error else 200
+
+
+def _edited_spoken_text(form: dict, area_id: int | None) -> str | None:
+    """The spoken form the author corrected in the preview; None when it was left as made."""
+    spoken = (form.get("spoken_text") or "").strip()
+    if not spoken or not (form.get("text") or "").strip():
+        return None
+    return None if spoken == bulletin_service.normalized_text(g.db, form["text"], area_id) else spoken
+
+
+@bp.post("/partials/preview")
+@page_login_required
+def preview_partial():
+    _check_csrf()
+    form = request.form.to_dict()
+    area_id = int(form["area_id"]) if form.get("area_id", "").isdigit() else None
+    try:
+        answer = bulletin_service.preview(g.db, g.user, {
+            "text": form.get("text"), "area_id": area_id, "voice": form.get("voice") or None,
+            "spoken_text": _edited_spoken_text(form, area_id)})
+        g.db.commit()
+        return render_template("_preview.html", preview=answer, error=None)
+    except ApiError as err:
+        g.db.rollback()
+        return render_template("_preview.html", preview=None, error=err.message())
+
+
+@bp.post("/bulletins/<int:bulletin_id>/review")
+@page_login_required
+def review_bulletin(bulletin_id: int):
+    _check_csrf()
+    action = request.form.get("action")
+    try:
+        if action not in ("approve", "reject") or not auth.can(g.user, "bulletin.approve"):
+            raise ApiError(403, "forbidden", "err.forbidden")
+        b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id)
+        bulletin_service.transition(g.db, g.user, b, action, request.form.get("comment") or None)
+        g.db.commit()
+        flash(t({"approve": "bulletin.approved", "reject": "bulletin.rejected"}[action]))
+    except ApiError as err:
+        g.db.rollback()
+        flash(err.message())
+    return redirect(url_for("web.bulletins"))
 
 
 def _broadcast_data(broadcast_id: int) -> dict:

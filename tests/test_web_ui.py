@@ -5,6 +5,7 @@ import shutil
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -40,7 +41,8 @@ def test_staff_logs_in_sees_nodes_and_broadcasts_a_bulletin_to_the_ward(system, 
     for i in (1, 2, 3):
         system.start_agent(system.ok("POST", "/api/v1/nodes",
                                      json={"cluster_id": cluster["id"], "name": f"Loa {i}"}))
-    wait = WebDriverWait(browser, 20, poll_frequency=0.2)
+    wait = WebDriverWait(browser, 20, poll_frequency=0.2,
+                         ignored_exceptions=[StaleElementReferenceException])
 
     browser.get(f"{system.url}/")
     assert "/login" in browser.current_url
@@ -56,7 +58,7 @@ def test_staff_logs_in_sees_nodes_and_broadcasts_a_bulletin_to_the_ward(system, 
 
     # the dashboard refreshes itself (htmx) until the three agents show as online
     wait.until(lambda b: b.find_element(By.CSS_SELECTOR, ".summary").get_attribute("data-online") == "3")
-    assert "3/3 thiết bị trực tuyến" in _text(browser, ".summary")
+    assert wait.until(lambda b: "3/3 thiết bị trực tuyến" in _text(b, ".summary"))
     assert len(browser.find_elements(By.CSS_SELECTOR, "tr.online")) == 3
 
     browser.get(f"{system.url}/bulletins/new")
@@ -69,7 +71,7 @@ def test_staff_logs_in_sees_nodes_and_broadcasts_a_bulletin_to_the_ward(system, 
 
     wait.until(lambda b: "/broadcasts/" in b.current_url)
     wait.until(lambda b: b.find_element(By.CSS_SELECTOR, ".summary").get_attribute("data-played") == "3")
-    assert "3/3 thiết bị đã phát xong" in _text(browser, ".summary")
+    assert wait.until(lambda b: "3/3 thiết bị đã phát xong" in _text(b, ".summary"))
     assert len(browser.find_elements(By.CSS_SELECTOR, "tr.d-finished")) == 3
 
 
@@ -77,3 +79,37 @@ def test_pages_switch_to_english(system, browser):
     browser.get(f"{system.url}/lang/en")
     browser.get(f"{system.url}/login")
     assert "Log in" in browser.page_source and "Đăng nhập" not in browser.page_source
+
+
+def _login(system, browser):
+    browser.get(f"{system.url}/login")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 10).until(lambda b: "/login" not in b.current_url)
+
+
+def test_author_previews_the_reading_fixes_it_and_an_approver_approves(system, browser):
+    province = system.area("Thành phố Hồ Chí Minh", "HCM", "province")
+    system.area("Phường Tân Sơn Nhì", "HCM-TSN", "ward", province["id"])
+    wait = WebDriverWait(browser, 20, poll_frequency=0.2,
+                         ignored_exceptions=[StaleElementReferenceException])
+    _login(system, browser)
+    browser.get(f"{system.url}/bulletins/new")
+    browser.find_element(By.NAME, "title").send_keys("Họp tổ dân phố")
+    browser.find_element(By.NAME, "text").send_keys("UBND phường họp lúc 7h30.")
+    browser.find_element(By.CSS_SELECTOR, "[hx-post$='/partials/preview']").click()
+    spoken = wait.until(lambda b: b.find_elements(By.NAME, "spoken_text"))[0]
+    assert "ủy ban nhân dân" in spoken.get_attribute("value")
+    assert "bảy giờ ba mươi" in spoken.get_attribute("value")
+    assert browser.find_element(By.CSS_SELECTOR, "#preview audio").get_attribute("src").endswith(".mp3")
+    spoken.clear()
+    spoken.send_keys("ủy ban nhân dân phường họp lúc bảy rưỡi sáng.")
+    browser.find_element(By.CSS_SELECTOR, "button[value=submit]").click()
+    wait.until(lambda b: b.current_url.endswith("/bulletins"))
+    b = system.ok("GET", "/api/v1/bulletins")["bulletins"][0]
+    assert b["status"] == "pending" and b["spoken_text"] == "ủy ban nhân dân phường họp lúc bảy rưỡi sáng."
+
+    browser.find_element(By.CSS_SELECTOR, "form.review button[value=approve]").click()
+    wait.until(lambda b: "Đã duyệt bản tin" in b.page_source)
+    assert system.ok("GET", f"/api/v1/bulletins/{b['id']}")["status"] == "approved"

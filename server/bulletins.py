@@ -1,0 +1,337 @@
+"""Bulletins: text spoken through the ward's speech settings and lexicon, or an uploaded
+recording, made broadcast-ready by audio.pipeline; previews; the approval lifecycle with who
+and when for every step. Input is checked in full before anything is written."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Mapping
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audio.pipeline import Pipeline, Rendered
+from audio.probe import UploadError
+from audio.store import AudioError, MediaStore
+from audio.tts import TTSError, build_chain, engine_names
+
+from . import auth
+from .errors import ApiError, bad_request, not_found
+from .i18n import CATEGORIES
+from .models import (Area, Bulletin, BulletinEvent, LexiconEntry, Media, User, area_ancestors,
+                     utcnow)
+from .services import check, iso, need, settings
+
+VOICES = ("vi-north", "vi-central", "vi-south")
+CHIMES = ("none", "intro", "outro", "both")
+UPLOAD_STATUS = {"too_large": 413, "unsupported_format": 415, "not_audio": 415}
+_pipeline_lock = threading.Lock()
+
+
+def pipeline() -> Pipeline:
+    """One pipeline per app: its engine chain remembers when gTTS last failed."""
+    app = current_app._get_current_object()
+    with _pipeline_lock:
+        p = app.extensions.get("audio_pipeline")
+        if p is None:
+            s = settings()
+            chain = build_chain(s.tts_engines, s.gtts_timeout_s, cache_dir=s.speech_cache_dir,
+                                gtts_endpoint=s.gtts_endpoint or None)
+            p = Pipeline(MediaStore(s.media_dir), chain, s.audio_settings(),
+                         cache_dir=s.speech_cache_dir)
+            app.extensions["audio_pipeline"] = p
+        return p
+
+
+# --- ward speech settings and lexicon ------------------------------------------------------------
+
+def speech_defaults(db: Session, area_id: int | None) -> dict:
+    """Engine, voice and chime for an area: its own, else the nearest ancestor's, else config."""
+    out = {"engine": None, "voice": None, "chime": None}
+    for area in area_ancestors(db, area_id) if area_id else []:
+        for key, value in (("engine", area.tts_engine), ("voice", area.tts_voice),
+                           ("chime", area.chime)):
+            if out[key] is None and value:
+                out[key] = value
+    out["voice"] = out["voice"] or settings().default_voice
+    out["chime"] = out["chime"] or "none"
+    return out
+
+
+def lexicon_for(db: Session, area_id: int | None) -> dict[str, str]:
+    """The lexicon entries of an area and those above it; the nearest area's entry wins."""
+    merged: dict[str, str] = {}
+    for area in reversed(area_ancestors(db, area_id)) if area_id else []:
+        for e in db.scalars(select(LexiconEntry).where(LexiconEntry.area_id == area.id)):
+            merged[e.term] = e.spoken
+    return merged
+
+
+def lexicon_json(e: LexiconEntry) -> dict:
+    return {"id": e.id, "area_id": e.area_id, "term": e.term, "spoken": e.spoken}
+
+
+def add_lexicon_entry(db: Session, user: User, area_id: int, data: Mapping[str, Any]):
+    area = _area(db, user, area_id)
+    term = need(data, "term", max_len=100)
+    spoken = need(data, "spoken", max_len=300)
+    if any(c in term for c in "\t\n"):
+        raise bad_request("err.invalid_field", field="term", detail="one line")
+    row = db.scalar(select(LexiconEntry).where(LexiconEntry.area_id == area.id,
+                                               LexiconEntry.term == term))
+    if row is None:
+        row = LexiconEntry(area_id=area.id, term=term, spoken=spoken, created_by=user.id)
+        db.add(row)
+    else:
+        row.spoken = spoken
+    db.flush()
+    return row
+
+
+def update_area_speech(db: Session, user: User, area_id: int, data: Mapping[str, Any]) -> Area:
+    area = _area(db, user, area_id)
+    engine = check(data, "tts_engine", max_len=20)
+    voice = check(data, "tts_voice", max_len=20)
+    chime = check(data, "chime", max_len=10)
+    if engine and engine not in engine_names():
+        raise bad_request("err.invalid_field", field="tts_engine", detail=", ".join(engine_names()))
+    if voice and voice not in VOICES:
+        raise bad_request("err.invalid_field", field="tts_voice", detail=", ".join(VOICES))
+    if chime and chime not in CHIMES:
+        raise bad_request("err.invalid_field", field="chime", detail=", ".join(CHIMES))
+    name = check(data, "name", max_len=200)
+    for key, value in (("tts_engine", engine), ("tts_voice", voice), ("chime", chime),
+                       ("name", name)):
+        if key in data:
+            if key == "name" and not value:
+                raise bad_request("err.missing_field", "missing_field", field="name")
+            setattr(area, key, value or None)
+    return area
+
+
+def _area(db: Session, user: User, area_id: int) -> Area:
+    area = db.get(Area, area_id)
+    if area is None:
+        raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+    auth.check_area(db, user, area_id)
+    return area
+
+
+# --- speech and uploads -----------------------------------------------------------------------
+
+def _speech_choice(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    voice = check(data, "voice", max_len=40)
+    engine = check(data, "engine", max_len=20)
+    if voice is not None and voice not in VOICES + ("vi",):
+        raise bad_request("err.invalid_field", field="voice", detail=", ".join(VOICES))
+    if engine is not None and engine not in engine_names():
+        raise bad_request("err.invalid_field", field="engine", detail=", ".join(engine_names()))
+    return voice, engine
+
+
+def normalized_text(db: Session, text: str, area_id: int | None) -> str:
+    from audio.pipeline import normalise_text
+    return normalise_text(text, lexicon_for(db, area_id) or None)
+
+
+def speak(db: Session, area_id: int | None, text: str, spoken_text: str | None,
+          voice: str | None, engine: str | None) -> Rendered:
+    """Text (or the author's corrected spoken form) -> stored broadcast-ready audio."""
+    d = speech_defaults(db, area_id)
+    try:
+        if spoken_text:
+            return pipeline().render_text(spoken_text, voice or d["voice"], engine or d["engine"],
+                                          settings=settings().audio_settings(d["chime"]),
+                                          normalised=True)
+        return pipeline().render_text(text, voice or d["voice"], engine or d["engine"],
+                                      settings=settings().audio_settings(d["chime"]),
+                                      lexicon=lexicon_for(db, area_id) or None)
+    except (TTSError, AudioError) as err:
+        raise ApiError(422, "speech_failed", "err.speech_failed", detail=str(err)) from None
+
+
+def render_upload(db: Session, area_id: int | None, data: bytes) -> Rendered:
+    d = speech_defaults(db, area_id)
+    try:
+        return pipeline().render_upload(data, settings=settings().audio_settings(d["chime"]))
+    except UploadError as err:
+        raise ApiError(UPLOAD_STATUS.get(err.code, 400), err.code, f"err.upload.{err.code}",
+                       detail=err.message) from None
+    except AudioError as err:
+        raise ApiError(422, "audio_failed", "err.upload.corrupt", detail=str(err)) from None
+
+
+def media_for(db: Session, r: Rendered) -> Media:
+    media = db.get(Media, r.sha256)
+    if media is None:
+        media = Media(sha256=r.sha256, ext=r.ext, bytes=len(r.audio), duration_ms=r.duration_ms)
+        db.add(media)
+        db.flush()
+    return media
+
+
+def _apply_render(db: Session, b: Bulletin, r: Rendered) -> None:
+    b.media_sha256 = media_for(db, r).sha256
+    b.engine, b.engine_note = r.engine, "; ".join(r.notes) or None
+    b.lufs, b.true_peak = round(r.lufs, 2), round(r.true_peak, 2)
+    if r.text is not None and not b.spoken_text_edited:
+        b.spoken_text = r.text
+
+
+def preview(db: Session, user: User, data: Mapping[str, Any]) -> dict:
+    """The normalised text and its audio, before anything is saved as a bulletin."""
+    text = need(data, "text", max_len=20000)
+    spoken_text = check(data, "spoken_text", max_len=40000)
+    voice, engine = _speech_choice(data)
+    area_id = _bulletin_area(db, user, data)
+    normalized = spoken_text or normalized_text(db, text, area_id)
+    if not data.get("audio", True):
+        return {"normalized": normalized}
+    r = speak(db, area_id, text, spoken_text, voice, engine)
+    media = media_for(db, r)
+    return {"normalized": r.text or normalized, "audio_url": f"/media/{media.sha256}.{media.ext}",
+            "sha256": media.sha256, "duration_ms": media.duration_ms, "engine": r.engine,
+            "engine_note": "; ".join(r.notes) or None, "voice": r.voice}
+
+
+# --- bulletins --------------------------------------------------------------------------------
+
+def bulletin_json(b: Bulletin) -> dict:
+    media = b.media
+    return {"id": b.id, "title": b.title, "text": b.text, "spoken_text": b.spoken_text,
+            "spoken_text_edited": b.spoken_text_edited, "source": b.source,
+            "category": b.category, "voice": b.voice, "engine_requested": b.engine_requested,
+            "status": b.status, "area_id": b.area_id, "engine": b.engine,
+            "engine_note": b.engine_note, "lufs": b.lufs, "true_peak": b.true_peak,
+            "audio_url": f"/media/{media.sha256}.{media.ext}" if media else None,
+            "sha256": media.sha256 if media else None,
+            "duration_ms": media.duration_ms if media else None,
+            "bytes": media.bytes if media else None,
+            "created_at": iso(b.created_at), "updated_at": iso(b.updated_at),
+            "submitted_at": iso(b.submitted_at), "reviewed_at": iso(b.reviewed_at),
+            "review_comment": b.review_comment,
+            "history": [{"action": e.action, "status": e.status, "by": e.user.username,
+                         "at": iso(e.at), "comment": e.comment} for e in b.history]}
+
+
+def _bulletin_area(db: Session, user: User, data: Mapping[str, Any]) -> int | None:
+    area_id = check(data, "area_id", int)
+    if area_id is None:
+        return user.area_id
+    _area(db, user, area_id)
+    return area_id
+
+
+def _common_fields(data: Mapping[str, Any], partial: bool = False) -> dict:
+    """Title and category: required on create, checked when present on edit."""
+    out: dict[str, Any] = {}
+    for name, max_len in (("title", 300), ("category", 40)):
+        if not partial or name in data:
+            out[name] = need(data, name, max_len=max_len)
+    if "category" in out and out["category"] not in CATEGORIES:
+        raise bad_request("err.invalid_field", field="category", detail=", ".join(CATEGORIES))
+    return out
+
+
+def _log(db: Session, b: Bulletin, user: User, action: str, comment: str | None = None):
+    db.add(BulletinEvent(bulletin_id=b.id, action=action, status=b.status, user_id=user.id,
+                         comment=comment))
+
+
+def create_text_bulletin(db: Session, user: User, data: Mapping[str, Any]) -> Bulletin:
+    fields = _common_fields(data)
+    text = need(data, "text", max_len=20000)
+    spoken_text = check(data, "spoken_text", max_len=40000)
+    voice, engine = _speech_choice(data)
+    area_id = _bulletin_area(db, user, data)
+    r = speak(db, area_id, text, spoken_text, voice, engine)
+    b = Bulletin(**fields, text=text, spoken_text=spoken_text, spoken_text_edited=bool(spoken_text),
+                 voice=voice, engine_requested=engine, area_id=area_id, status="draft",
+                 source="text", created_by=user.id)
+    db.add(b)
+    db.flush()
+    _apply_render(db, b, r)
+    _log(db, b, user, "created")
+    return b
+
+
+def create_upload_bulletin(db: Session, user: User, form: Mapping[str, Any],
+                           data: bytes | None) -> Bulletin:
+    fields = _common_fields(form)
+    if not data:
+        raise ApiError(400, "empty", "err.upload.empty", detail="")
+    area_id = _bulletin_area(db, user, form)
+    r = render_upload(db, area_id, data)
+    b = Bulletin(**fields, text=check(form, "text", max_len=20000), area_id=area_id,
+                 status="draft", source="upload", created_by=user.id)
+    db.add(b)
+    db.flush()
+    _apply_render(db, b, r)
+    _log(db, b, user, "created")
+    return b
+
+
+def edit_bulletin(db: Session, user: User, b: Bulletin, data: Mapping[str, Any]) -> Bulletin:
+    """Change a bulletin; its speech is made again when what is spoken changed. An approved
+    bulletin that is edited goes back to pending: what airs is always what was approved."""
+    if b.status == "archived":
+        raise ApiError(409, "bad_transition", "err.bad_transition", action="edit", status=b.status)
+    if not (auth.can(user, "bulletin.write") and (b.created_by == user.id or auth.can(
+            user, "bulletin.approve"))):
+        raise ApiError(403, "forbidden", "err.forbidden")
+    fields = _common_fields(data, partial=True)
+    text = check(data, "text", max_len=20000) if "text" in data else b.text
+    if "text" in data and not text:
+        raise bad_request("err.missing_field", "missing_field", field="text")
+    spoken_text = check(data, "spoken_text", max_len=40000) if "spoken_text" in data else (
+        b.spoken_text if b.spoken_text_edited else None)
+    voice, engine = _speech_choice({"voice": data.get("voice", b.voice),
+                                    "engine": data.get("engine", b.engine_requested)})
+    respeak = b.source == "text" and (text != b.text or voice != b.voice
+                                      or engine != b.engine_requested or "spoken_text" in data)
+    r = speak(db, b.area_id, text, spoken_text, voice, engine) if respeak else None
+    for key, value in fields.items():
+        setattr(b, key, value)
+    b.text, b.voice, b.engine_requested = text, voice, engine
+    if "spoken_text" in data:
+        b.spoken_text, b.spoken_text_edited = spoken_text, bool(spoken_text)
+    if r is not None:
+        _apply_render(db, b, r)
+    if b.status == "approved":
+        b.status = "pending"
+        b.reviewed_by = b.reviewed_at = None
+    b.updated_at = utcnow()
+    _log(db, b, user, "edited")
+    return b
+
+
+def get_bulletin(db: Session, user: User, bulletin_id: int) -> Bulletin:
+    b = db.get(Bulletin, bulletin_id)
+    if b is None:
+        raise not_found("thing.bulletin")
+    if b.area_id is not None:
+        allowed = auth.user_area_ids(db, user)
+        if allowed is not None and b.area_id not in allowed:
+            raise not_found("thing.bulletin")
+    return b
+
+
+TRANSITIONS = {"submit": ({"draft", "rejected"}, "pending"),
+               "approve": ({"pending"}, "approved"),
+               "reject": ({"pending"}, "rejected"),
+               "archive": ({"draft", "pending", "approved", "rejected"}, "archived")}
+
+
+def transition(db: Session, user: User, b: Bulletin, action: str, comment: str | None = None):
+    allowed_from, to = TRANSITIONS[action]
+    if b.status not in allowed_from:
+        raise ApiError(409, "bad_transition", "err.bad_transition", action=action, status=b.status)
+    if action == "reject" and not (comment and comment.strip()):
+        raise bad_request("err.missing_field", "missing_field", field="comment")
+    now = utcnow()
+    if action == "submit":
+        b.submitted_by, b.submitted_at = user.id, now
+    elif action in ("approve", "reject"):
+        b.reviewed_by, b.reviewed_at, b.review_comment = user.id, now, comment
+    b.status, b.updated_at = to, now
+    _log(db, b, user, action, comment)
