@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 
 from . import auth, bulletins, services
@@ -93,7 +93,9 @@ def _alarms(node_ids: list[str], limit: int = 5) -> dict[str, list]:
 def provision_node():
     user = auth.require("node.write")
     answer = services.provision_node(g.db, user, body())
-    return created(answer)
+    g.db.commit()
+    services.sync_broker_accounts(current_app.extensions["db_sessions"])
+    return jsonify(answer), 201
 
 
 @bp.get("/nodes")

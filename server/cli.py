@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             from . import create_app, services
             app = create_app(instance_path=instance)
             with app.app_context():
-                print("reloaded" if services.sync_broker_accounts(db) else "written (no broker pid)")
+                reloaded = services.sync_broker_accounts(app.extensions["db_sessions"])
+                print("reloaded" if reloaded else "written (no broker running)")
     return 0
 
 

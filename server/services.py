@@ -4,6 +4,7 @@ input fully before it writes anything, and leaves committing to the caller."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import secrets
 import unicodedata
@@ -116,17 +117,26 @@ def iso(value: dt.datetime | None) -> str | None:
         if value else None
 
 
-def sync_broker_accounts(db: Session) -> bool:
-    """Rewrite Mosquitto's password file and ACL from the registry and SIGHUP the broker."""
+def sync_broker_accounts(sessions) -> bool:
+    """Rewrite Mosquitto's password file and ACL from the committed registry, then SIGHUP it.
+
+    Call it after committing. A file lock makes read-and-write one step, so two web processes
+    provisioning at once cannot write a file that misses the other's node."""
+    import fcntl
     s = settings()
     if not s.mosquitto_dir:
         return False
-    accounts = {s.mqtt_username: password_hash(s.mqtt_password)}
-    nodes = {}
-    for node in db.scalars(select(Node)):
-        accounts[node.id] = node.mqtt_password_hash
-        nodes[node.id] = node_groups(db, node)
-    return MosquittoFiles(s.mosquitto_dir, s.topic_prefix).apply(accounts, s.mqtt_username, nodes)
+    files = MosquittoFiles(s.mosquitto_dir, s.topic_prefix)
+    os.makedirs(s.mosquitto_dir, exist_ok=True)
+    with open(os.path.join(s.mosquitto_dir, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with sessions() as db:
+            accounts = {s.mqtt_username: password_hash(s.mqtt_password)}
+            nodes = {}
+            for node in db.scalars(select(Node)):
+                accounts[node.id] = node.mqtt_password_hash
+                nodes[node.id] = node_groups(db, node)
+        return files.apply(accounts, s.mqtt_username, nodes)
 
 
 def agent_config(node: Node, password: str, groups: list[str], keys: list[dict]) -> str:
@@ -162,7 +172,8 @@ def agent_config(node: Node, password: str, groups: list[str], keys: list[dict])
 
 
 def provision_node(db: Session, user: User, data: Mapping[str, Any]) -> dict:
-    """Register a node in a cluster, give it broker credentials; returns the provisioning answer."""
+    """Register a node in a cluster with broker credentials; returns the provisioning answer.
+    The caller commits, then calls sync_broker_accounts so the broker accepts the node."""
     cluster_id = need(data, "cluster_id", int)
     name = need(data, "name", max_len=200)
     lat = check(data, "lat", float)
@@ -199,7 +210,6 @@ def provision_node(db: Session, user: User, data: Mapping[str, Any]) -> dict:
     groups = node_groups(db, node)
     keys = [{"kid": k.kid, "public_key": k.public_key}
             for k in db.scalars(select(ServerKey).where(ServerKey.active.is_(True)))]
-    sync_broker_accounts(db)
     s = settings()
     return {"id": node.id, "name": node.name, "cluster_id": cluster_id,
             "mqtt": {"host": s.node_mqtt_host, "port": s.node_mqtt_port, "username": node.id,
