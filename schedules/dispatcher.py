@@ -7,7 +7,6 @@ scheduler only calls them on intervals.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Callable

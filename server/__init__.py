@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from flask import Flask, g, jsonify, send_file
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from .config import Settings, load_settings
 from .models import Media, WorkerStatus, init_db, make_engine, make_sessionmaker, utcnow

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from . import auth, bulletins, services
 from .errors import ApiError, bad_request, not_found
-from .models import (Area, Broadcast, Bulletin, Command, Event, LexiconEntry, Node, PlayLog, User,
+from .models import (Area, Broadcast, Command, Event, LexiconEntry, Node, PlayLog, User,
                      from_ms, to_ms)
 from .openapi import OPENAPI
 
@@ -139,8 +139,9 @@ def node_command(node_id: str):
 @auth.login_required
 def get_command(command_id: str):
     cmd = g.db.get(Command, command_id)
-    if cmd is None or cmd.type == "desired":
-        raise not_found("thing.node")
+    if cmd is None or cmd.type == "desired" or cmd.node_id is None:
+        raise not_found("thing.command")
+    _node(cmd.node_id)  # 404 unless the caller may see that node
     return jsonify(services.command_json(cmd))
 
 
@@ -171,13 +172,7 @@ def _int_field(value: str, name: str) -> int:
 @bp.get("/bulletins")
 @auth.login_required
 def list_bulletins():
-    allowed = auth.user_area_ids(g.db, g.user)
-    q = select(Bulletin).order_by(Bulletin.id.desc()).limit(200)
-    status = request.args.get("status")
-    if status:
-        q = q.where(Bulletin.status == status)
-    rows = [b for b in g.db.scalars(q)
-            if allowed is None or b.area_id is None or b.area_id in allowed]
+    rows = bulletins.visible_bulletins(g.db, g.user, request.args.get("status"))
     return jsonify({"bulletins": [bulletins.bulletin_json(b) for b in rows]})
 
 
@@ -283,12 +278,17 @@ def create_broadcast():
 @auth.login_required
 def list_broadcasts():
     rows = g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(100))
-    return jsonify({"broadcasts": [services.broadcast_json(g.db, b) for b in rows]})
+    return jsonify({"broadcasts": [services.broadcast_json(g.db, b) for b in rows
+                                   if _visible(b)]})
+
+
+def _visible(bc: Broadcast) -> bool:
+    return services.broadcast_visible(g.db, g.user, bc)
 
 
 def _broadcast(broadcast_id: int) -> Broadcast:
     bc = g.db.get(Broadcast, broadcast_id)
-    if bc is None:
+    if bc is None or not _visible(bc):
         raise not_found("thing.broadcast")
     return bc
 

@@ -305,6 +305,18 @@ def edit_bulletin(db: Session, user: User, b: Bulletin, data: Mapping[str, Any])
     return b
 
 
+def visible_bulletins(db: Session, user: User, status: str | None = None,
+                      limit: int = 200) -> list[Bulletin]:
+    """Newest first; a user scoped to an area sees that area's bulletins and unscoped ones."""
+    allowed = auth.user_area_ids(db, user)
+    q = select(Bulletin).order_by(Bulletin.id.desc()).limit(limit)
+    if status:
+        q = q.where(Bulletin.status == status)
+    if allowed is not None:
+        q = q.where(Bulletin.area_id.is_(None) | Bulletin.area_id.in_(allowed))
+    return list(db.scalars(q))
+
+
 def get_bulletin(db: Session, user: User, bulletin_id: int) -> Bulletin:
     b = db.get(Bulletin, bulletin_id)
     if b is None:

@@ -66,6 +66,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "thing.area": {"vi": "địa bàn", "en": "area"},
     "thing.node": {"vi": "thiết bị", "en": "node"},
     "thing.media": {"vi": "tệp âm thanh", "en": "audio file"},
+    "thing.command": {"vi": "lệnh", "en": "command"},
     "thing.lexicon": {"vi": "mục từ điển", "en": "lexicon entry"},
     "thing.area_code": {"vi": "Mã địa bàn", "en": "Area code"},
     "thing.node_id": {"vi": "Mã thiết bị", "en": "Node id"},

@@ -19,7 +19,7 @@ from device_agent.protocol import PRIORITY_NAMES, group_topic, node_topic, prior
 from . import auth
 from .config import Settings
 from .errors import ApiError, bad_request, not_found
-from .models import (Area, Broadcast, Bulletin, Command, Delivery, Media, Node, ServerKey, User,
+from .models import (Area, Broadcast, Bulletin, Command, Delivery, Node, ServerKey, User,
                      area_subtree_ids, node_groups, utcnow)
 from .mosquitto import MosquittoFiles, password_hash
 
@@ -362,10 +362,26 @@ def broadcast_json(db: Session, bc: Broadcast) -> dict:
             "volume": bc.volume, "repeat": bc.repeat, "summary": counts, "nodes": nodes}
 
 
+def broadcast_visible(db: Session, user: User, bc: Broadcast) -> bool:
+    """A user scoped to an area sees the broadcasts that reach into it."""
+    allowed = auth.user_area_ids(db, user)
+    if allowed is None or set(bc.target_areas) & allowed:
+        return True
+    clusters = set(db.scalars(select(Node.cluster_id).where(
+        Node.id.in_(bc.target_nodes or [""]))))
+    return bool(clusters & allowed)
+
+
 def cancel_broadcast(db: Session, user: User, bc: Broadcast) -> None:
     """Not yet dispatched: cancelled outright. Dispatched: a stop for its item to every node."""
     if bc.status in ("cancelled",):
         raise ApiError(409, "cannot_cancel", "err.cannot_cancel", status=bc.status)
+    for area_id in bc.target_areas:
+        auth.check_area(db, user, area_id)
+    for node_id in bc.target_nodes:
+        node = db.get(Node, node_id)
+        if node is not None:
+            auth.check_area(db, user, node.cluster_id)
     now = utcnow()
     if bc.status == "scheduled":
         for d in bc.deliveries:

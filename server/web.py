@@ -13,7 +13,7 @@ from . import auth, services
 from . import bulletins as bulletin_service
 from .errors import ApiError
 from .i18n import CATEGORIES, LANGUAGES, local_time, t
-from .models import Area, Broadcast, Bulletin, Node, User
+from .models import Area, Broadcast, Node, User
 
 bp = Blueprint("web", __name__)
 
@@ -105,8 +105,10 @@ def _dashboard_data() -> dict:
 @bp.get("/bulletins")
 @page_login_required
 def bulletins():
-    rows = g.db.scalars(select(Bulletin).order_by(Bulletin.id.desc()).limit(100)).all()
-    broadcasts = g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(50)).all()
+    rows = bulletin_service.visible_bulletins(g.db, g.user, limit=100)
+    broadcasts = [bc for bc in g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc())
+                                            .limit(50))
+                  if services.broadcast_visible(g.db, g.user, bc)]
     return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts,
                            can_approve=auth.can(g.user, "bulletin.approve"))
 
@@ -207,7 +209,7 @@ def review_bulletin(bulletin_id: int):
 
 def _broadcast_data(broadcast_id: int) -> dict:
     bc = g.db.get(Broadcast, broadcast_id)
-    if bc is None:
+    if bc is None or not services.broadcast_visible(g.db, g.user, bc):
         abort(404)
     report = services.broadcast_json(g.db, bc)
     return {"bc": bc, "report": report, "bulletin": bc.bulletin}

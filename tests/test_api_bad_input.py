@@ -2,7 +2,7 @@
 import pytest
 from sqlalchemy import func, select
 
-from server.models import Area, Base, Broadcast, Bulletin, Command, Delivery, Media, Node
+from server.models import Base
 
 
 def _row_counts(system) -> dict:
