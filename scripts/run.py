@@ -66,8 +66,10 @@ def write_config(state: dict, web_port: int) -> None:
 
 def spawn(name: str, args: list[str], log: Path) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
+    # Its own session: Ctrl-C reaches only this script, which then stops the children in
+    # order (agents first, so they can say they go offline while the broker still runs).
     return subprocess.Popen(args, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:

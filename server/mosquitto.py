@@ -164,7 +164,8 @@ class MosquittoProcess:
                 _write_atomic(d / name, "")
         self.conf_path.write_text(render_conf(port=self.port, directory=d), encoding="utf-8")
         self.proc = subprocess.Popen([self.binary or mosquitto_binary(), "-c", str(self.conf_path)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

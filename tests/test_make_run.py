@@ -57,21 +57,21 @@ def test_make_run_plays_a_bulletin_on_three_demo_nodes_and_stops_cleanly(tmp_pat
         assert len(nodes) == 3
         areas = requests.get(f"{base}/api/v1/areas", headers=h, timeout=10).json()["areas"]
         ward = next(a for a in areas if a["kind"] == "ward" and a["code"] == "HP-LECHAN")
+        created = time.monotonic()
         b = requests.post(f"{base}/api/v1/bulletins", headers=h, timeout=30, json={
             "title": "Thử hệ thống", "text": "Đài truyền thanh phường thử hệ thống loa.",
             "category": "other"}).json()
         for step in ("submit", "approve"):
             assert requests.post(f"{base}/api/v1/bulletins/{b['id']}/{step}", headers=h,
                                  timeout=10).status_code == 200
-        sent = time.monotonic()
         bc = requests.post(f"{base}/api/v1/broadcasts", headers=h, timeout=10, json={
             "bulletin_id": b["id"], "targets": {"areas": [ward["id"]]}}).json()
         played = 0
-        while time.monotonic() - sent < 10 and played < 3:
+        while time.monotonic() - created < 10 and played < 3:
             played = requests.get(f"{base}/api/v1/broadcasts/{bc['id']}", headers=h,
                                   timeout=10).json()["summary"]["played"]
             time.sleep(0.2)
-        assert played == 3, "the three demo nodes did not all play within 10 seconds"
+        assert played == 3, "the three demo nodes did not all play it within 10 s of its writing"
         sinks = sorted((var / "agents").glob(f"*/played/*{b['sha256']}.mp3"))
         assert len(sinks) == 3
         assert all(hashlib.sha256(p.read_bytes()).hexdigest() == b["sha256"] for p in sinks)
