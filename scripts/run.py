@@ -124,7 +124,15 @@ def fix_agent_port(config: Path, port: int) -> None:
     config.write_text(re.sub(r"(?m)^port = \d+$", f"port = {port}", text), encoding="utf-8")
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Ctrl-C and SIGTERM stop everything, also when started from a shell that ignores SIGINT
+    # for background jobs (Python then would not turn it into KeyboardInterrupt by itself).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     web_port = int(os.environ.get("LOA_PORT", "8080"))
     if port_open("127.0.0.1", web_port):
         say(f"port {web_port} is taken: set LOA_PORT to a free port")
@@ -149,6 +157,8 @@ def main() -> int:
     broker = MosquittoProcess(MOSQUITTO, state["mqtt_port"])
 
     def stop_all(*_):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut this short
+            signal.signal(sig, signal.SIG_IGN)
         for name, proc in reversed(procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -187,12 +197,11 @@ def main() -> int:
         say(f"demo nodes: {', '.join(state['demo_nodes'])} in ward id {state['demo_ward']}; "
             f"what they play lands in {AGENTS}/<node>/played/")
         say(f"logs: {logs}/  —  Ctrl-C stops everything")
-    except Exception as err:
-        say(f"start failed: {err}")
+    except (Exception, KeyboardInterrupt) as err:
+        say(f"start failed: {err!r}" if not isinstance(err, KeyboardInterrupt) else "stopping…")
         stop_all()
         return 1
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while True:
             for name, proc in procs:

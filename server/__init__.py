@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from flask import Flask, g, jsonify, send_file
+from werkzeug.routing import IntegerConverter
 from sqlalchemy import text
 
 from .config import Settings, load_settings
-from .models import Media, WorkerStatus, init_db, make_engine, make_sessionmaker, utcnow
+from .models import (MAX_DB_INT, Media, WorkerStatus, init_db, make_engine, make_sessionmaker,
+                     utcnow)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None,
@@ -19,6 +21,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     instance = Path(instance_path or os.environ.get("LOA_INSTANCE") or "instance").resolve()
     instance.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
+    app.url_map.converters["int"] = _DatabaseInt
     settings = load_settings(instance, test_config)
     app.config["SETTINGS"] = settings
     app.config["SECRET_KEY"] = settings.secret_key or _instance_secret(instance)
@@ -61,6 +64,13 @@ def create_app(test_config: Mapping[str, Any] | None = None,
         return resp
 
     return app
+
+
+class _DatabaseInt(IntegerConverter):
+    """Ids in paths: only what a database integer can hold matches (a larger one is a 404)."""
+
+    def __init__(self, url_map, fixed_digits=0, min=None, max=MAX_DB_INT, signed=False):
+        super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 def _instance_secret(instance: Path) -> str:

@@ -105,12 +105,21 @@ def list_nodes():
     q = select(Node).order_by(Node.id)
     if allowed is not None:
         q = q.where(Node.cluster_id.in_(allowed))
-    area = request.args.get("area", type=int)
+    area = _query_id("area")
     if area is not None:
         q = q.where(Node.cluster_id.in_(services.area_subtree_ids(g.db, [area])))
     nodes = list(g.db.scalars(q))
     alarms = _alarms([n.id for n in nodes])
     return jsonify({"nodes": [services.node_json(g.db, n, alarms[n.id]) for n in nodes]})
+
+
+def _query_id(name: str) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or int(raw) > services.MAX_DB_INT:
+        raise bad_request("err.invalid_field", field=name, detail="an id")
+    return int(raw)
 
 
 def _node(node_id: str) -> Node:
@@ -317,11 +326,11 @@ PLAYLOG_FIELDS = ("node_id", "broadcast_id", "bulletin_id", "item_id", "cmd_id",
 @bp.get("/playlogs")
 @auth.login_required
 def playlogs():
-    q = select(PlayLog).order_by(PlayLog.started_at_ms.desc(), PlayLog.id.desc()).limit(
-        min(request.args.get("limit", 1000, type=int), 10000))
+    limit = max(1, min(request.args.get("limit", 1000, type=int), 10000))
+    q = select(PlayLog).order_by(PlayLog.started_at_ms.desc(), PlayLog.id.desc()).limit(limit)
     if request.args.get("node"):
         q = q.where(PlayLog.node_id == request.args["node"])
-    area = request.args.get("area", type=int)
+    area = _query_id("area")
     allowed = auth.user_area_ids(g.db, g.user)
     if area is not None or allowed is not None:
         areas = services.area_subtree_ids(g.db, [area]) if area is not None else allowed

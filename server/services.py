@@ -19,8 +19,8 @@ from device_agent.protocol import PRIORITY_NAMES, group_topic, node_topic, prior
 from . import auth
 from .config import Settings
 from .errors import ApiError, bad_request, not_found
-from .models import (Area, Broadcast, Bulletin, Command, Delivery, Node, ServerKey, User,
-                     area_subtree_ids, node_groups, utcnow)
+from .models import (MAX_DB_INT, Area, Broadcast, Bulletin, Command, Delivery, Node, ServerKey,
+                     User, area_subtree_ids, node_groups, utcnow)
 from .mosquitto import MosquittoFiles, password_hash
 
 AREA_KINDS = ("province", "city", "district", "ward", "commune", "town", "cluster", "zone")
@@ -54,6 +54,8 @@ def check(data: Mapping[str, Any], name: str, kind: type | tuple = str, *, max_l
     if not isinstance(value, kind):
         expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise bad_request("err.invalid_field", field=name, detail=f"expected {expected}")
+    if isinstance(value, int) and not -MAX_DB_INT <= value <= MAX_DB_INT:
+        raise bad_request("err.invalid_field", field=name, detail="number out of range")
     if isinstance(value, str):
         value = value.strip()
         if max_len and len(value) > max_len:
@@ -284,8 +286,8 @@ def create_broadcast(db: Session, user: User, data: Mapping[str, Any]) -> Broadc
     targets = need(data, "targets", dict)
     areas = targets.get("areas") or []
     nodes = targets.get("nodes") or []
-    if not isinstance(areas, list) or not all(isinstance(a, int) and not isinstance(a, bool)
-                                              for a in areas):
+    if not isinstance(areas, list) or not all(
+            isinstance(a, int) and not isinstance(a, bool) and 0 < a <= MAX_DB_INT for a in areas):
         raise bad_request("err.invalid_field", field="targets.areas", detail="list of area ids")
     if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
         raise bad_request("err.invalid_field", field="targets.nodes", detail="list of node ids")
