@@ -42,9 +42,10 @@ def test_bulletin_broadcast_to_a_ward_is_played_by_its_three_nodes_and_reported(
     bc = system.ok("POST", "/api/v1/broadcasts",
                    json={"bulletin_id": b["id"], "targets": {"areas": [two_wards["ward"]["id"]]},
                          "priority": "normal"})
+    # a node sends its `played` event, then its `finished` ack: wait for both
     report = system.wait(
         lambda: (r := system.ok("GET", f"/api/v1/broadcasts/{bc['id']}"))["summary"]["played"] == 3
-        and r, what="3/3 played")
+        and all(n["status"] == "finished" for n in r["nodes"]) and r, what="3/3 played")
     assert report["summary"] == {"total": 3, "sent": 3, "acked": 3, "played": 3, "failed": 0}
     assert sorted(n["node_id"] for n in report["nodes"]) == sorted(two_wards["nodes"])
     assert {n["status"] for n in report["nodes"]} == {"finished"}

@@ -72,7 +72,8 @@ def test_staff_logs_in_sees_nodes_and_broadcasts_a_bulletin_to_the_ward(system, 
     wait.until(lambda b: "/broadcasts/" in b.current_url)
     wait.until(lambda b: b.find_element(By.CSS_SELECTOR, ".summary").get_attribute("data-played") == "3")
     assert wait.until(lambda b: "3/3 thiết bị đã phát xong" in _text(b, ".summary"))
-    assert len(browser.find_elements(By.CSS_SELECTOR, "tr.d-finished")) == 3
+    # each node sends its `played` event, then its `finished` ack
+    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "tr.d-finished")) == 3)
 
 
 def test_pages_switch_to_english(system, browser):
