@@ -403,16 +403,20 @@ class EngineChain:
 
 def build_chain(names: Sequence[str], gtts_timeout_s: float = 4.0, *,
                 cache_dir: str | Path | None = None, gtts_endpoint: str | None = None,
-                options: Mapping[str, Mapping] | None = None) -> EngineChain:
+                options: Mapping[str, Mapping] | None = None,
+                commands: Mapping[str, Mapping] | None = None) -> EngineChain:
     """The chain for configured engine names, in order (ValueError for an unknown name).
 
-    ``options`` maps an engine name to keyword arguments for its factory; ``cache_dir``
-    turns the speech cache on.
+    ``options`` maps an engine name to keyword arguments for its factory; ``commands`` names
+    local programs (CommandEngine keyword arguments: argv, fmt, voices, timeout_s) usable as
+    engines; ``cache_dir`` turns the speech cache on.
     """
     options = dict(options or {})
     gtts_opts = {"timeout_s": gtts_timeout_s, "endpoint": gtts_endpoint,
                  **options.get("gtts", {})}
     options["gtts"] = gtts_opts
-    engines = [create_engine(n, **options.get(n, {})) for n in names]
+    commands = commands or {}
+    engines = [CommandEngine(n, **commands[n]) if n in commands
+               else create_engine(n, **options.get(n, {})) for n in names]
     cache = SpeechCache(cache_dir) if cache_dir is not None else None
     return EngineChain(engines, cache)

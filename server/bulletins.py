@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from audio.pipeline import Pipeline, Rendered
 from audio.probe import UploadError
 from audio.store import AudioError, MediaStore
-from audio.tts import TTSError, build_chain, engine_names
+from audio.tts import TTSError, build_chain
 
 from . import auth
 from .errors import ApiError, bad_request, not_found
@@ -36,7 +36,7 @@ def pipeline() -> Pipeline:
         if p is None:
             s = settings()
             chain = build_chain(s.tts_engines, s.gtts_timeout_s, cache_dir=s.speech_cache_dir,
-                                gtts_endpoint=s.gtts_endpoint or None)
+                                gtts_endpoint=s.gtts_endpoint or None, commands=s.tts_commands)
             p = Pipeline(MediaStore(s.media_dir), chain, s.audio_settings(),
                          cache_dir=s.speech_cache_dir)
             app.extensions["audio_pipeline"] = p
@@ -93,8 +93,9 @@ def update_area_speech(db: Session, user: User, area_id: int, data: Mapping[str,
     engine = check(data, "tts_engine", max_len=20)
     voice = check(data, "tts_voice", max_len=20)
     chime = check(data, "chime", max_len=10)
-    if engine and engine not in engine_names():
-        raise bad_request("err.invalid_field", field="tts_engine", detail=", ".join(engine_names()))
+    known = settings().tts_engines
+    if engine and engine not in known:
+        raise bad_request("err.invalid_field", field="tts_engine", detail=", ".join(known))
     if voice and voice not in VOICES:
         raise bad_request("err.invalid_field", field="tts_voice", detail=", ".join(VOICES))
     if chime and chime not in CHIMES:
@@ -124,8 +125,9 @@ def _speech_choice(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
     engine = check(data, "engine", max_len=20)
     if voice is not None and voice not in VOICES + ("vi",):
         raise bad_request("err.invalid_field", field="voice", detail=", ".join(VOICES))
-    if engine is not None and engine not in engine_names():
-        raise bad_request("err.invalid_field", field="engine", detail=", ".join(engine_names()))
+    known = settings().tts_engines
+    if engine is not None and engine not in known:
+        raise bad_request("err.invalid_field", field="engine", detail=", ".join(known))
     return voice, engine
 
 

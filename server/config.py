@@ -45,6 +45,9 @@ class Settings:
     tts_engines: list = field(default_factory=lambda: ["gtts", "espeak"])
     gtts_timeout_s: float = 4.0
     gtts_endpoint: str = ""                # another base URL for gTTS (a proxy; tests)
+    # local speech programs usable as engines, e.g. a neural voice the user installs:
+    # [tts_commands.piper] argv = ["piper", "--model", "vi.onnx", "--output_file", "-"]
+    tts_commands: dict = field(default_factory=dict)
     default_voice: str = "vi-north"
     speech_cache_dir: str = ""             # default: instance/cache
     # broadcast-ready audio
@@ -80,7 +83,16 @@ class Settings:
         if not 0 < int(self.mqtt_port) < 65536:
             raise ConfigError(f"mqtt_port: {self.mqtt_port} is not a port")
         from audio.tts import engine_names
-        unknown = set(self.tts_engines) - set(engine_names())
+        for name, spec in self.tts_commands.items():
+            argv = spec.get("argv") if isinstance(spec, dict) else None
+            if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+                raise ConfigError(f"tts_commands.{name}.argv: a list of program and arguments")
+            extra = set(spec) - {"argv", "fmt", "voices", "timeout_s"}
+            if extra:
+                raise ConfigError(f"tts_commands.{name}: unknown keys {sorted(extra)}")
+            if spec.get("fmt", "wav") not in ("wav", "mp3"):
+                raise ConfigError(f"tts_commands.{name}.fmt: wav or mp3")
+        unknown = set(self.tts_engines) - set(engine_names()) - set(self.tts_commands)
         if unknown or not self.tts_engines:
             raise ConfigError(f"tts_engines: unknown engines {sorted(unknown)}")
         try:
@@ -108,6 +120,10 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             return int(value)
         if isinstance(default, float):
             return float(value)
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return dict(value)
         if isinstance(default, list):
             return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) \
                 else list(value)

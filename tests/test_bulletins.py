@@ -210,3 +210,23 @@ def test_upload_over_the_size_limit_is_refused(tmp_path, broker):
         assert _media_files(s) == []
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("argv,engine", [
+    (["espeak-ng", "-v", "vi-vn-x-south", "--stdout"], "local"),  # the installed program speaks
+    (["false"], "espeak"),                                         # it fails: the next speaks
+])
+def test_a_local_speech_program_can_be_configured_as_an_engine(tmp_path, broker, argv, engine):
+    from tests.system import System
+    s = System(tmp_path, broker, start_dispatcher=False, tts_engines=["local", "espeak"],
+               tts_commands={"local": {"argv": argv, "voices": {"vi-north": "vi-north"}}})
+    try:
+        b = _new(s)
+        assert b["engine"] == engine
+        if engine == "espeak":
+            assert "local" in b["engine_note"]
+        r = s.call("POST", "/api/v1/bulletins", json={"title": "T", "text": "x",
+                                                      "category": "other", "engine": "gtts"})
+        assert r.status_code == 400 and "local" in r.json()["error"]["message"]
+    finally:
+        s.stop()
