@@ -1,4 +1,4 @@
-"""Audio encoding with ffmpeg (mono MP3 for speech) and the content-addressed media store."""
+"""The content-addressed media store, and the duration of a stored file."""
 from __future__ import annotations
 
 import hashlib
@@ -10,22 +10,7 @@ from pathlib import Path
 
 from audio.ff import AudioError, binary
 
-__all__ = ["AudioError", "MediaStore", "Stored", "encode_speech_mp3", "probe_duration_ms"]
-
-
-def _ffmpeg() -> str:
-    return binary("ffmpeg")
-
-
-def encode_speech_mp3(audio: bytes, bitrate_kbps: int = 48) -> bytes:
-    """Any audio ffmpeg reads -> mono 24 kHz MP3 at ``bitrate_kbps`` (speech quality)."""
-    run = subprocess.run([_ffmpeg(), "-hide_banner", "-loglevel", "error", "-i", "pipe:0",
-                          "-ac", "1", "-ar", "24000", "-b:a", f"{bitrate_kbps}k",
-                          "-map_metadata", "-1", "-f", "mp3", "pipe:1"],
-                         input=audio, capture_output=True, timeout=300)
-    if run.returncode != 0 or not run.stdout:
-        raise AudioError(f"ffmpeg could not encode: {run.stderr.decode(errors='replace')[:300]}")
-    return run.stdout
+__all__ = ["AudioError", "MediaStore", "Stored", "probe_duration_ms"]
 
 
 def probe_duration_ms(path: str | os.PathLike) -> int:
