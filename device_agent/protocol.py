@@ -70,6 +70,17 @@ def group_topic(prefix: str, group: str) -> str:
     return f"{prefix}/groups/{group}/cmd"
 
 
+def command_topic(prefix: str, type_: str, target: str) -> str:
+    """Where an envelope of ``type_`` for ``target`` (``node:x`` or ``group:y``) is published:
+    a group's cmd topic, a node's desired topic for ``desired``, else the node's cmd topic."""
+    scope, _, name = target.partition(":")
+    if scope == "group":
+        return group_topic(prefix, name)
+    if scope == "node":
+        return node_topic(prefix, name, "desired" if type_ == "desired" else "cmd")
+    raise ValueError(f"target must be node:NAME or group:NAME, not {target!r}")
+
+
 @dataclass(frozen=True)
 class Topic:
     scope: str  # "node" or "group"

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from device_agent.protocol import envelope_json, group_topic, node_topic, sign_envelope
+from device_agent.protocol import command_topic, envelope_json, sign_envelope
 from server.config import Settings
 from server.models import (Area, Broadcast, Command, Delivery, Media, Node, WorkerStatus,
                            area_ancestors, area_subtree_ids, from_ms, node_groups, now_ms,
@@ -112,10 +112,7 @@ class Dispatcher:
                  broadcast_id: int | None, node_id: str | None, now: int,
                  retain: bool = False) -> Command:
         """A signed command, written to the outbox."""
-        scope, name = target.split(":", 1)
-        prefix = self.settings.topic_prefix
-        topic = group_topic(prefix, name) if scope == "group" else node_topic(
-            prefix, name, "desired" if type_ == "desired" else "cmd")
+        topic = command_topic(self.settings.topic_prefix, type_, target)
         env = sign_envelope(self.key, self.kid, type_, target, body, now, ttl_ms)
         cmd = Command(id=env["id"], type=type_, target=target, topic=topic, body=body,
                       payload=envelope_json(env), signed_at=from_ms(now), ttl_ms=ttl_ms,

@@ -223,7 +223,7 @@ def normalize():
     text = services.need(data, "text", max_len=20000)
     area_id = services.check(data, "area_id", int)
     if area_id is not None:
-        bulletins._area(g.db, g.user, area_id)
+        bulletins.scoped_area(g.db, g.user, area_id)
     return jsonify({"normalized": bulletins.normalized_text(g.db, text, area_id)})
 
 
@@ -248,7 +248,7 @@ def update_area(area_id: int):
 @bp.get("/areas/<int:area_id>/lexicon")
 @auth.login_required
 def list_lexicon(area_id: int):
-    bulletins._area(g.db, g.user, area_id)
+    bulletins.scoped_area(g.db, g.user, area_id)
     rows = g.db.scalars(select(LexiconEntry).where(LexiconEntry.area_id == area_id)
                         .order_by(LexiconEntry.term))
     return jsonify({"entries": [bulletins.lexicon_json(e) for e in rows],
@@ -265,7 +265,7 @@ def add_lexicon(area_id: int):
 @bp.delete("/areas/<int:area_id>/lexicon/<int:entry_id>")
 def delete_lexicon(area_id: int, entry_id: int):
     user = auth.require("bulletin.write")
-    bulletins._area(g.db, user, area_id)
+    bulletins.scoped_area(g.db, user, area_id)
     entry = g.db.get(LexiconEntry, entry_id)
     if entry is None or entry.area_id != area_id:
         raise not_found("thing.lexicon")

@@ -72,7 +72,7 @@ def lexicon_json(e: LexiconEntry) -> dict:
 
 
 def add_lexicon_entry(db: Session, user: User, area_id: int, data: Mapping[str, Any]):
-    area = _area(db, user, area_id)
+    area = scoped_area(db, user, area_id)
     term = need(data, "term", max_len=100)
     spoken = need(data, "spoken", max_len=300)
     if any(c in term for c in "\t\n"):
@@ -89,7 +89,7 @@ def add_lexicon_entry(db: Session, user: User, area_id: int, data: Mapping[str, 
 
 
 def update_area_speech(db: Session, user: User, area_id: int, data: Mapping[str, Any]) -> Area:
-    area = _area(db, user, area_id)
+    area = scoped_area(db, user, area_id)
     engine = check(data, "tts_engine", max_len=20)
     voice = check(data, "tts_voice", max_len=20)
     chime = check(data, "chime", max_len=10)
@@ -110,7 +110,8 @@ def update_area_speech(db: Session, user: User, area_id: int, data: Mapping[str,
     return area
 
 
-def _area(db: Session, user: User, area_id: int) -> Area:
+def scoped_area(db: Session, user: User, area_id: int) -> Area:
+    """The area, when it exists and the user may act on it (404 or 403 otherwise)."""
     area = db.get(Area, area_id)
     if area is None:
         raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
@@ -220,7 +221,7 @@ def _bulletin_area(db: Session, user: User, data: Mapping[str, Any]) -> int | No
     area_id = check(data, "area_id", int)
     if area_id is None:
         return user.area_id
-    _area(db, user, area_id)
+    scoped_area(db, user, area_id)
     return area_id
 
 

@@ -9,6 +9,7 @@ import base64
 import getpass
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -122,7 +123,6 @@ class MosquittoFiles:
 
 def mosquitto_binary() -> str:
     """Mosquitto's path: on PATH, or /usr/sbin where Debian puts it (not on a user's PATH)."""
-    import shutil
     found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
     if not found:
         raise RuntimeError("mosquitto is not installed (run `make deps`)")

@@ -4,17 +4,20 @@ input fully before it writes anything, and leaves committing to the caller."""
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import re
 import secrets
 import unicodedata
+import uuid
 from typing import Any, Mapping
 
 from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from device_agent.protocol import PRIORITY_NAMES, group_topic, node_topic, priority_value, valid_name
+from device_agent import schemas
+from device_agent.protocol import PRIORITY_NAMES, command_topic, priority_value, valid_name
 
 from . import auth
 from .config import Settings
@@ -124,7 +127,6 @@ def sync_broker_accounts(sessions) -> bool:
 
     Call it after committing. A file lock makes read-and-write one step, so two web processes
     provisioning at once cannot write a file that misses the other's node."""
-    import fcntl
     s = settings()
     if not s.mosquitto_dir:
         return False
@@ -224,11 +226,7 @@ def queue_command(db: Session, user: User | None, type_: str, target: str, body:
                   ttl_ms: int, broadcast_id: int | None = None, node_id: str | None = None,
                   retain: bool = False) -> Command:
     """Put a command in the outbox; the dispatcher signs and publishes it."""
-    import uuid
-    s = settings()
-    scope, name = target.split(":", 1)
-    topic = group_topic(s.topic_prefix, name) if scope == "group" else node_topic(
-        s.topic_prefix, name, "desired" if type_ == "desired" else "cmd")
+    topic = command_topic(settings().topic_prefix, type_, target)
     cmd = Command(id=str(uuid.uuid4()), type=type_, target=target, topic=topic, body=body,
                   retain=retain, broadcast_id=broadcast_id, node_id=node_id, ttl_ms=ttl_ms,
                   created_by=user.id if user else None)
@@ -246,7 +244,6 @@ def node_command(db: Session, user: User, node_id: str, data: Mapping[str, Any])
     if type_ not in NODE_COMMANDS:
         raise bad_request("err.invalid_field", field="type", detail=", ".join(NODE_COMMANDS))
     body = check(data, "body", dict) or {}
-    from device_agent import schemas
     problem = schemas.first_error(schemas.BODIES[type_], body)
     if problem is None and any(isinstance(v, float) for v in body.values()):
         problem = "no floating-point numbers"
