@@ -153,6 +153,36 @@ def _no_floats(value: Any, path: str = "") -> None:
             _no_floats(v, f"{path}/{i}")
 
 
+MAX_BODY_BYTES = 256 * 1024  # a signed body larger than this is refused before it is queued
+
+
+def body_problem(type_: str, body: Any) -> str | None:
+    """Why ``body`` cannot be signed and sent as a ``type_`` command, or None when it can.
+
+    The server asks this before it queues anything, so a row it cannot sign never reaches the
+    outbox: the body fits its type's schema, holds no float anywhere, encodes as UTF-8 (no lone
+    surrogates) and is not larger than MAX_BODY_BYTES."""
+    if not isinstance(body, dict):
+        return "the body must be an object"
+    schema = schemas.BODIES.get(type_)
+    if schema is not None:
+        problem = schemas.first_error(schema, body)
+        if problem:
+            return problem
+    try:
+        _no_floats(body)
+    except ProtocolError as err:
+        return err.detail
+    try:
+        size = len(json.dumps(body, sort_keys=True, separators=(",", ":"),
+                              ensure_ascii=False).encode("utf-8"))
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as err:
+        return f"cannot be encoded: {err}"
+    if size > MAX_BODY_BYTES:
+        return f"larger than {MAX_BODY_BYTES} bytes"
+    return None
+
+
 def sign_envelope(key: Ed25519PrivateKey, kid: str, type_: str, to: str, body: Mapping[str, Any],
                   now_ms: int, ttl_ms: int, msg_id: str | None = None) -> dict:
     """Build and sign an envelope. Raises ProtocolError if the content holds a float."""

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--instance", default=os.environ.get("LOA_INSTANCE", "instance"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dispatcher %(levelname)s %(message)s")
+    # APScheduler logs every run of a job at INFO: twice a second, 60+ MiB a day at idle
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         settings = load_settings(Path(args.instance))
         kid, key = load_signing_key(settings.signing_key_file)

@@ -82,6 +82,25 @@ def _instance_secret(instance: Path) -> str:
     return path.read_text().strip()
 
 
+def _outbox_check(status: WorkerStatus | None, settings: Settings) -> dict:
+    """The outbox as the dispatcher last measured it, and as the database shows it now: a
+    command waiting longer than outbox_stale_s means nothing is going out."""
+    from sqlalchemy import func, select
+
+    from .models import Command
+    try:
+        oldest = g.db.scalar(select(func.min(Command.created_at)).where(
+            Command.published_at.is_(None), Command.failed_at.is_(None)))
+        failed = g.db.scalar(select(func.count()).select_from(Command).where(
+            Command.failed_at >= utcnow() - dt.timedelta(hours=1))) or 0
+    except Exception as err:  # the database check above reports the cause
+        return {"ok": False, "detail": str(err)[:200]}
+    age = (utcnow() - oldest).total_seconds() if oldest else 0.0
+    stuck = age > settings.outbox_stale_s
+    return {"ok": not stuck, "oldest_unsent_age_s": round(age, 1), "failed_last_hour": failed,
+            "detail": f"the oldest unsent command is {age:.0f} s old" if stuck else None}
+
+
 def _health(app: Flask, settings: Settings):
     checks: dict[str, Any] = {}
     try:
@@ -100,5 +119,6 @@ def _health(app: Flask, settings: Settings):
         checks["broker"] = {"ok": bool(fresh and status.mqtt_connected),
                             "detail": None if fresh else "dispatcher heartbeat is stale",
                             "connected": status.mqtt_connected}
+    checks["outbox"] = _outbox_check(status, settings)
     ok = all(c["ok"] for c in checks.values())
     return jsonify({"ok": ok, "checks": checks}), 200 if ok else 503

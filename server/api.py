@@ -194,7 +194,7 @@ def get_bulletin(bulletin_id: int):
 @bp.patch("/bulletins/<int:bulletin_id>")
 def edit_bulletin(bulletin_id: int):
     user = auth.require("bulletin.write")
-    b = bulletins.get_bulletin(g.db, user, bulletin_id)
+    b = bulletins.get_bulletin(g.db, user, bulletin_id, manage=True)
     bulletins.edit_bulletin(g.db, user, b, body())
     g.db.commit()
     return jsonify(bulletins.bulletin_json(b))
@@ -206,12 +206,13 @@ def bulletin_action(bulletin_id: int, action: str):
         raise ApiError(404, "not_found", "err.route")
     user = auth.require("bulletin.approve" if action in ("approve", "reject")
                         else "bulletin.write")
-    b = bulletins.get_bulletin(g.db, user, bulletin_id)
+    b = bulletins.get_bulletin(g.db, user, bulletin_id, manage=True)
     data = request.get_json(silent=True) or {}
-    comment = data.get("comment") if isinstance(data, dict) else None
-    if comment is not None and not isinstance(comment, str):
-        raise bad_request("err.invalid_field", field="comment", detail="text")
-    bulletins.transition(g.db, user, b, action, comment)
+    if not isinstance(data, dict):
+        raise bad_request("err.not_json", "not_json")
+    comment = services.check(data, "comment", max_len=2000)
+    seen = services.check(data, "sha256", max_len=64)
+    bulletins.transition(g.db, user, b, action, comment, seen_sha256=seen)
     g.db.commit()
     return jsonify(bulletins.bulletin_json(b))
 
@@ -306,6 +307,15 @@ def _broadcast(broadcast_id: int) -> Broadcast:
 @auth.login_required
 def get_broadcast(broadcast_id: int):
     return jsonify(services.broadcast_json(g.db, _broadcast(broadcast_id)))
+
+
+@bp.post("/broadcasts/<int:broadcast_id>/confirm")
+def confirm_broadcast(broadcast_id: int):
+    user = auth.require("broadcast.emergency")
+    bc = _broadcast(broadcast_id)
+    services.confirm_broadcast(g.db, user, bc)
+    g.db.commit()
+    return jsonify(services.broadcast_json(g.db, bc))
 
 
 @bp.post("/broadcasts/<int:broadcast_id>/cancel")

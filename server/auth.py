@@ -19,6 +19,8 @@ PERMISSIONS = {
     "bulletin.write": {"approver", "staff", "operator"},
     "bulletin.approve": {"approver", "operator"},
     "broadcast.write": {"approver", "staff", "operator"},
+    # live and emergency priority (they preempt everything): not for staff alone
+    "broadcast.emergency": {"approver", "operator"},
     "node.write": {"technician"},
     "node.command": {"technician", "approver", "operator"},
     "area.write": {"operator"},

@@ -18,9 +18,9 @@ from audio.tts import TTSError, build_chain
 from . import auth
 from .errors import ApiError, bad_request, not_found
 from .i18n import CATEGORIES
-from .models import (Area, Bulletin, BulletinEvent, LexiconEntry, Media, User, area_ancestors,
-                     utcnow)
-from .services import check, iso, need, settings
+from .models import (Area, Bulletin, BulletinApproval, BulletinEvent, LexiconEntry, Media, User,
+                     area_ancestors, utcnow)
+from .services import check, iso, need, settings, visible_bulletin
 
 VOICES = ("vi-north", "vi-central", "vi-south")
 CHIMES = ("none", "intro", "outro", "both")
@@ -100,6 +100,12 @@ def update_area_speech(db: Session, user: User, area_id: int, data: Mapping[str,
         raise bad_request("err.invalid_field", field="tts_voice", detail=", ".join(VOICES))
     if chime and chime not in CHIMES:
         raise bad_request("err.invalid_field", field="chime", detail=", ".join(CHIMES))
+    if "emergency_confirm" in data:
+        confirm = data["emergency_confirm"]
+        if confirm is not None and not isinstance(confirm, bool):
+            raise bad_request("err.invalid_field", field="emergency_confirm",
+                              detail="true, false or null")
+        area.emergency_confirm = confirm
     name = check(data, "name", max_len=200)
     for key, value in (("tts_engine", engine), ("tts_voice", voice), ("chime", chime),
                        ("name", name)):
@@ -212,9 +218,13 @@ def bulletin_json(b: Bulletin) -> dict:
             "bytes": media.bytes if media else None,
             "created_at": iso(b.created_at), "updated_at": iso(b.updated_at),
             "submitted_at": iso(b.submitted_at), "reviewed_at": iso(b.reviewed_at),
-            "review_comment": b.review_comment,
+            "review_comment": b.review_comment, "revision": b.revision,
+            "approved_sha256": next((a.media_sha256 for a in reversed(b.approvals)
+                                     if a.revoked_at is None and a.revision == b.revision),
+                                    None) if b.status == "approved" else None,
             "history": [{"action": e.action, "status": e.status, "by": e.user.username,
-                         "at": iso(e.at), "comment": e.comment} for e in b.history]}
+                         "at": iso(e.at), "comment": e.comment, "revision": e.revision,
+                         "sha256": e.media_sha256} for e in b.history]}
 
 
 def _bulletin_area(db: Session, user: User, data: Mapping[str, Any]) -> int | None:
@@ -238,7 +248,7 @@ def _common_fields(data: Mapping[str, Any], partial: bool = False) -> dict:
 
 def _log(db: Session, b: Bulletin, user: User, action: str, comment: str | None = None):
     db.add(BulletinEvent(bulletin_id=b.id, action=action, status=b.status, user_id=user.id,
-                         comment=comment))
+                         comment=comment, revision=b.revision, media_sha256=b.media_sha256))
 
 
 def create_text_bulletin(db: Session, user: User, data: Mapping[str, Any]) -> Bulletin:
@@ -303,6 +313,9 @@ def edit_bulletin(db: Session, user: User, b: Bulletin, data: Mapping[str, Any])
     if b.status == "approved":
         b.status = "pending"
         b.reviewed_by = b.reviewed_at = None
+    # a new revision: its own approval is needed before it airs; broadcasts already made keep
+    # the approved revision they name (BulletinApproval), never this one
+    b.revision = (b.revision or 1) + 1
     b.updated_at = utcnow()
     _log(db, b, user, "edited")
     return b
@@ -320,15 +333,8 @@ def visible_bulletins(db: Session, user: User, status: str | None = None,
     return list(db.scalars(q))
 
 
-def get_bulletin(db: Session, user: User, bulletin_id: int) -> Bulletin:
-    b = db.get(Bulletin, bulletin_id)
-    if b is None:
-        raise not_found("thing.bulletin")
-    if b.area_id is not None:
-        allowed = auth.user_area_ids(db, user)
-        if allowed is not None and b.area_id not in allowed:
-            raise not_found("thing.bulletin")
-    return b
+def get_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool = False) -> Bulletin:
+    return visible_bulletin(db, user, bulletin_id, manage=manage)
 
 
 TRANSITIONS = {"submit": ({"draft", "rejected"}, "pending"),
@@ -337,10 +343,15 @@ TRANSITIONS = {"submit": ({"draft", "rejected"}, "pending"),
                "archive": ({"draft", "pending", "approved", "rejected"}, "archived")}
 
 
-def transition(db: Session, user: User, b: Bulletin, action: str, comment: str | None = None):
+def transition(db: Session, user: User, b: Bulletin, action: str, comment: str | None = None,
+               seen_sha256: str | None = None):
+    """One lifecycle step. ``seen_sha256``: the audio the reviewer heard; when it is not the
+    bulletin's audio any more (edited meanwhile) the approval is refused, never given blind."""
     allowed_from, to = TRANSITIONS[action]
     if b.status not in allowed_from:
         raise ApiError(409, "bad_transition", "err.bad_transition", action=action, status=b.status)
+    if seen_sha256 is not None and seen_sha256 != b.media_sha256:
+        raise ApiError(409, "stale_revision", "err.stale_revision", id=b.id)
     if action == "reject" and not (comment and comment.strip()):
         raise bad_request("err.missing_field", "missing_field", field="comment")
     now = utcnow()
@@ -349,4 +360,15 @@ def transition(db: Session, user: User, b: Bulletin, action: str, comment: str |
     elif action in ("approve", "reject"):
         b.reviewed_by, b.reviewed_at, b.review_comment = user.id, now, comment
     b.status, b.updated_at = to, now
+    if action == "approve":
+        if b.media_sha256 is None:
+            raise ApiError(409, "bad_transition", "err.bad_transition", action=action,
+                           status=b.status)
+        db.add(BulletinApproval(bulletin_id=b.id, revision=b.revision or 1,
+                                media_sha256=b.media_sha256, title=b.title, approved_by=user.id,
+                                approved_at=now))
+    elif action == "archive":
+        for a in b.approvals:  # nothing of an archived bulletin airs any more
+            if a.revoked_at is None:
+                a.revoked_at, a.revoked_reason = now, "bulletin_archived"
     _log(db, b, user, action, comment)

@@ -59,6 +59,8 @@ class Settings:
     max_upload_minutes: float = 30.0
     token_ttl_h: int = 24 * 7
     worker_stale_s: int = 20               # /healthz: the dispatcher's broker report is this fresh
+    outbox_stale_s: int = 30               # /healthz alarms when an unsent command is this old
+    max_message_bytes: int = 1024 * 1024   # the largest MQTT message the broker takes
 
     def audio_settings(self, chime: str | None = None):
         """The pipeline's settings from this config (and a ward's chime choice)."""

@@ -50,6 +50,8 @@ class Area(Base):
     tts_engine: Mapped[Optional[str]] = mapped_column(String(20))
     tts_voice: Mapped[Optional[str]] = mapped_column(String(20))
     chime: Mapped[Optional[str]] = mapped_column(String(10))  # none, intro, outro, both
+    # an emergency broadcast here waits for a second person's confirmation (None: inherit)
+    emergency_confirm: Mapped[Optional[bool]] = mapped_column(Boolean)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     parent: Mapped[Optional["Area"]] = relationship(remote_side="Area.id")
 
@@ -139,6 +141,7 @@ class Bulletin(Base):
     media_sha256: Mapped[Optional[str]] = mapped_column(ForeignKey("media.sha256"))
     area_id: Mapped[Optional[int]] = mapped_column(ForeignKey("areas.id"))
     status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    revision: Mapped[int] = mapped_column(Integer, default=1)  # +1 on every change of content
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -149,6 +152,7 @@ class Bulletin(Base):
     review_comment: Mapped[Optional[str]] = mapped_column(Text)
     media: Mapped[Optional[Media]] = relationship()
     history: Mapped[list["BulletinEvent"]] = relationship(order_by="BulletinEvent.id")
+    approvals: Mapped[list["BulletinApproval"]] = relationship(order_by="BulletinApproval.id")
 
 
 class BulletinEvent(Base):
@@ -161,7 +165,26 @@ class BulletinEvent(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     comment: Mapped[Optional[str]] = mapped_column(Text)
+    revision: Mapped[Optional[int]] = mapped_column(Integer)
+    media_sha256: Mapped[Optional[str]] = mapped_column(String(64))  # the audio at this step
     user: Mapped[User] = relationship()
+
+
+class BulletinApproval(Base):
+    """An approver's yes to one revision of a bulletin: exactly this audio and title may air.
+
+    Rows are never changed but to revoke them (the bulletin archived); a broadcast names the
+    approval it airs, so editing the bulletin afterwards cannot change what it plays."""
+    __tablename__ = "bulletin_approvals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletins.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    media_sha256: Mapped[str] = mapped_column(ForeignKey("media.sha256"))
+    title: Mapped[str] = mapped_column(String(300))
+    approved_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    approved_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    revoked_reason: Mapped[Optional[str]] = mapped_column(String(100))
 
 
 class Broadcast(Base):
@@ -169,6 +192,9 @@ class Broadcast(Base):
     __tablename__ = "broadcasts"
     id: Mapped[int] = mapped_column(primary_key=True)
     bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletins.id"), index=True)
+    # what airs: the approved revision, fixed when the broadcast is made
+    approval_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bulletin_approvals.id"))
+    media_sha256: Mapped[Optional[str]] = mapped_column(String(64))
     priority: Mapped[int] = mapped_column(Integer)
     start_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)  # None: now
     due_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)  # when to dispatch
@@ -176,12 +202,17 @@ class Broadcast(Base):
     target_nodes: Mapped[list] = mapped_column(JSON, default=list)
     volume: Mapped[Optional[int]] = mapped_column(Integer)
     repeat: Mapped[int] = mapped_column(Integer, default=1)
+    # scheduled, awaiting_confirmation, dispatched, held, skipped, cancelled
     status: Mapped[str] = mapped_column(String(20), default="scheduled", index=True)
+    reason: Mapped[Optional[str]] = mapped_column(String(100))  # why held or skipped
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    confirmed_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    confirmed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     dispatched_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     cancelled_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     bulletin: Mapped[Bulletin] = relationship()
+    approval: Mapped[Optional[BulletinApproval]] = relationship()
     deliveries: Mapped[list["Delivery"]] = relationship(back_populates="broadcast",
                                                          order_by="Delivery.node_id")
 
@@ -212,6 +243,7 @@ class Command(Base):
     payload: Mapped[Optional[str]] = mapped_column(Text)              # the signed envelope
     signed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     retain: Mapped[bool] = mapped_column(Boolean, default=False)
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # the outbox sends higher first
     broadcast_id: Mapped[Optional[int]] = mapped_column(ForeignKey("broadcasts.id"), index=True)
     node_id: Mapped[Optional[str]] = mapped_column(ForeignKey("nodes.id"), index=True)
     ttl_ms: Mapped[int] = mapped_column(BigInteger)
@@ -220,6 +252,7 @@ class Command(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     published_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, index=True)  # given up
     last_error: Mapped[Optional[str]] = mapped_column(Text)
     status: Mapped[Optional[str]] = mapped_column(String(20))      # for node commands: last ack
     reason: Mapped[Optional[str]] = mapped_column(String(100))

@@ -102,7 +102,10 @@ SCHEMAS = {
         "tts_engine": {"type": ["string", "null"], "description": "gtts, espeak, …"},
         "tts_voice": {"type": ["string", "null"], "enum": ["vi-north", "vi-central", "vi-south",
                                                            None]},
-        "chime": {"type": ["string", "null"], "enum": ["none", "intro", "outro", "both", None]}}},
+        "chime": {"type": ["string", "null"], "enum": ["none", "intro", "outro", "both", None]},
+        "emergency_confirm": {"type": ["boolean", "null"],
+                              "description": "live and emergency broadcasts here wait for a "
+                                             "second person's confirmation; null: inherit"}}},
     "LexiconEntry": {"type": "object", "properties": {
         "id": {"type": "integer"}, "area_id": {"type": "integer"}, "term": {"type": "string"},
         "spoken": {"type": "string"}}},
@@ -137,10 +140,18 @@ SCHEMAS = {
         "engine_note": NULLABLE_STR, "review_comment": NULLABLE_STR,
         "spoken_text": NULLABLE_STR, "source": {"type": "string", "enum": ["text", "upload"]},
         "lufs": {"type": ["number", "null"]}, "true_peak": {"type": ["number", "null"]},
+        "revision": {"type": "integer", "description": "+1 on every edit; each revision needs "
+                                                       "its own approval"},
+        "approved_sha256": {**NULLABLE_STR, "description": "the audio the approval covers"},
         "history": {"type": "array", "items": {"type": "object", "properties": {
             "action": {"type": "string"}, "status": {"type": "string"},
             "by": {"type": "string"}, "at": {"type": "string"},
-            "comment": NULLABLE_STR}}}}},
+            "comment": NULLABLE_STR, "revision": {"type": ["integer", "null"]},
+            "sha256": NULLABLE_STR}}}}},
+    "BulletinAction": {"type": "object", "properties": {
+        "comment": {"type": "string", "description": "required to reject"},
+        "sha256": {"type": "string", "description": "approve: the audio the approver heard; "
+                                                    "409 stale_revision when it changed since"}}},
     "BroadcastCreate": {"type": "object", "required": ["bulletin_id", "targets"], "properties": {
         "bulletin_id": {"type": "integer"},
         "targets": {"type": "object", "properties": {
@@ -155,10 +166,15 @@ SCHEMAS = {
         "repeat": {"type": "integer", "minimum": 1, "maximum": 20}}},
     "Broadcast": {"type": "object", "properties": {
         "id": {"type": "integer"}, "bulletin_id": {"type": "integer"},
-        "priority": {"type": "integer"}, "status": {"type": "string",
-                                                    "enum": ["scheduled", "dispatched",
-                                                             "cancelled"]},
-        "start_at": NULLABLE_STR,
+        "priority": {"type": "integer"}, "status": {"type": "string", "enum": [
+            "scheduled", "awaiting_confirmation", "dispatched", "held", "skipped", "cancelled"]},
+        "reason": {**NULLABLE_STR, "description": "why held or skipped: approval_revoked, "
+                                                  "approval_missing, media_missing, late, "
+                                                  "expired, dispatch_failed"},
+        "approval": {"type": "object", "description": "the approved revision that airs",
+                     "properties": {"id": {"type": ["integer", "null"]}, "sha256": NULLABLE_STR,
+                                    "revision": {"type": ["integer", "null"]}}},
+        "confirmed_at": NULLABLE_STR, "start_at": NULLABLE_STR,
         "summary": {"type": "object", "properties": {k: {"type": "integer"} for k in (
             "total", "sent", "acked", "played", "failed")}},
         "nodes": {"type": "array", "items": {"type": "object", "properties": {
@@ -247,15 +263,23 @@ PATHS = {
         _ok(_ref("Bulletin")), params=[_path_param("bulletin_id"), {
             "name": "action", "in": "path", "required": True,
             "schema": {"type": "string", "enum": ["submit", "approve", "reject", "archive"]}}],
-        errors=("400", "401", "403", "404", "409"))},
+        errors=("400", "401", "403", "404", "409")) | {"requestBody": {
+            "required": False, **_json(_ref("BulletinAction"))}}},
     "/api/v1/broadcasts": {
         "get": _op("Recent broadcasts", _ok(_LIST)),
-        "post": _op("Broadcast an approved bulletin now or at a time",
+        "post": _op("Broadcast an approved bulletin now or at a time; live and emergency "
+                    "priority need the approver role, or wait for a second person where the "
+                    "area asks for one (status awaiting_confirmation)",
                     _ok(_ref("Broadcast"), "Created"), body=_ref("BroadcastCreate"),
                     status="201", errors=("400", "401", "403", "404", "409"))},
     "/api/v1/broadcasts/{broadcast_id}": {"get": _op(
         "Per node: sent, acked, played, failed, with reasons", _ok(_ref("Broadcast")),
         params=[_path_param("broadcast_id")])},
+    "/api/v1/broadcasts/{broadcast_id}/confirm": {"post": _op(
+        "The second person confirms a live or emergency broadcast held for confirmation "
+        "(another user than its creator, with the approver role over every target)",
+        _ok(_ref("Broadcast")), params=[_path_param("broadcast_id")],
+        errors=("401", "403", "404", "409"))},
     "/api/v1/broadcasts/{broadcast_id}/cancel": {"post": _op(
         "Cancel what has not played, stop what plays", _ok(_ref("Broadcast")),
         params=[_path_param("broadcast_id")], errors=("401", "403", "404", "409"))},

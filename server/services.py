@@ -16,14 +16,14 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from device_agent import schemas
+from device_agent import protocol
 from device_agent.protocol import PRIORITY_NAMES, command_topic, priority_value, valid_name
 
 from . import auth
 from .config import Settings
 from .errors import ApiError, bad_request, not_found
-from .models import (MAX_DB_INT, Area, Broadcast, Bulletin, Command, Delivery, Node, ServerKey,
-                     User, area_subtree_ids, node_groups, utcnow)
+from .models import (MAX_DB_INT, Area, Broadcast, Bulletin, BulletinApproval, Command, Delivery,
+                     Node, ServerKey, User, area_ancestors, area_subtree_ids, node_groups, utcnow)
 from .mosquitto import MosquittoFiles, password_hash
 
 AREA_KINDS = ("province", "city", "district", "ward", "commune", "town", "cluster", "zone")
@@ -78,7 +78,7 @@ def slug(text: str) -> str:
 def area_json(a: Area) -> dict:
     return {"id": a.id, "parent_id": a.parent_id, "kind": a.kind, "name": a.name, "code": a.code,
             "group": a.group, "tts_engine": a.tts_engine, "tts_voice": a.tts_voice,
-            "chime": a.chime}
+            "chime": a.chime, "emergency_confirm": a.emergency_confirm}
 
 
 def create_area(db: Session, user: User, data: Mapping[str, Any]) -> Area:
@@ -224,12 +224,18 @@ def provision_node(db: Session, user: User, data: Mapping[str, Any]) -> dict:
 
 def queue_command(db: Session, user: User | None, type_: str, target: str, body: dict, *,
                   ttl_ms: int, broadcast_id: int | None = None, node_id: str | None = None,
-                  retain: bool = False) -> Command:
-    """Put a command in the outbox; the dispatcher signs and publishes it."""
+                  retain: bool = False, priority: int = 0) -> Command:
+    """Put a command in the outbox; the dispatcher signs and publishes it.
+
+    Nothing reaches the outbox that cannot be signed: the body is checked against the protocol
+    here (a 400 naming the problem), so one bad row can never hold up the others."""
+    problem = protocol.body_problem(type_, body)
+    if problem:
+        raise bad_request("err.invalid_field", field="body", detail=problem)
     topic = command_topic(settings().topic_prefix, type_, target)
     cmd = Command(id=str(uuid.uuid4()), type=type_, target=target, topic=topic, body=body,
                   retain=retain, broadcast_id=broadcast_id, node_id=node_id, ttl_ms=ttl_ms,
-                  created_by=user.id if user else None)
+                  priority=priority, created_by=user.id if user else None, created_at=utcnow())
     db.add(cmd)
     return cmd
 
@@ -244,13 +250,9 @@ def node_command(db: Session, user: User, node_id: str, data: Mapping[str, Any])
     if type_ not in NODE_COMMANDS:
         raise bad_request("err.invalid_field", field="type", detail=", ".join(NODE_COMMANDS))
     body = check(data, "body", dict) or {}
-    problem = schemas.first_error(schemas.BODIES[type_], body)
-    if problem is None and any(isinstance(v, float) for v in body.values()):
-        problem = "no floating-point numbers"
-    if problem:
-        raise bad_request("err.invalid_field", field="body", detail=problem)
     return queue_command(db, user, type_, f"node:{node.id}", body, node_id=node.id,
-                         ttl_ms=settings().command_ttl_s * 1000)
+                         ttl_ms=settings().command_ttl_s * 1000,
+                         priority=body.get("max_priority", 0) if type_ == "stop" else 0)
 
 
 def command_json(c: Command) -> dict:
@@ -276,6 +278,48 @@ def parse_time(value: Any, field: str) -> dt.datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=settings().tz)
     return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+CONFIRM_PRIORITY = PRIORITY_NAMES["live"]  # live and emergency preempt everything below them
+
+
+def visible_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool = False
+                     ) -> Bulletin:
+    """The bulletin when the user may see it (404 otherwise). A user scoped to an area sees
+    that area's bulletins and unscoped ones; ``manage`` (edit, submit, approve, archive) needs
+    the bulletin's own area inside the user's: an unscoped bulletin is only for unscoped users."""
+    b = db.get(Bulletin, bulletin_id)
+    allowed = auth.user_area_ids(db, user)
+    if b is None or (allowed is not None and b.area_id is not None
+                     and b.area_id not in allowed):
+        raise not_found("thing.bulletin")
+    if manage and allowed is not None and b.area_id is None:
+        raise ApiError(403, "forbidden_area", "err.forbidden_area", area="-")
+    return b
+
+
+def current_approval(b: Bulletin) -> BulletinApproval | None:
+    """The approval of the bulletin's current revision, when it is approved as it stands."""
+    if b.status != "approved":
+        return None
+    for a in reversed(b.approvals):
+        if a.revoked_at is None and a.revision == b.revision \
+                and a.media_sha256 == b.media_sha256:
+            return a
+    return None
+
+
+def needs_confirmation(db: Session, areas: list[int], nodes: list[str]) -> bool:
+    """Whether any target lies in an area whose nearest setting asks for a second person."""
+    starts = list(areas) + [n.cluster_id for n in db.scalars(
+        select(Node).where(Node.id.in_(nodes or [""])))]
+    for area_id in starts:
+        for area in area_ancestors(db, area_id):
+            if area.emergency_confirm is not None:
+                if area.emergency_confirm:
+                    return True
+                break
+    return False
 
 
 def create_broadcast(db: Session, user: User, data: Mapping[str, Any]) -> Broadcast:
@@ -304,9 +348,7 @@ def create_broadcast(db: Session, user: User, data: Mapping[str, Any]) -> Broadc
     if data.get("recurrence") is not None:
         raise bad_request("err.invalid_field", field="recurrence", detail="not supported yet")
     start_at = parse_time(data.get("start_at"), "start_at")
-    b = db.get(Bulletin, bulletin_id)
-    if b is None:
-        raise not_found("thing.bulletin")
+    b = visible_bulletin(db, user, bulletin_id)
     for area_id in areas:
         if db.get(Area, area_id) is None:
             raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
@@ -316,21 +358,61 @@ def create_broadcast(db: Session, user: User, data: Mapping[str, Any]) -> Broadc
         if node is None:
             raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
         auth.check_area(db, user, node.cluster_id)
-    if b.status != "approved":
+    approval = current_approval(b)
+    if approval is None:
         raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=b.id, status=b.status)
     if not target_node_ids(db, areas, nodes):
         raise bad_request("err.no_nodes", "no_nodes")
+    status = "scheduled"
+    if priority >= CONFIRM_PRIORITY:
+        if needs_confirmation(db, areas, nodes):
+            status = "awaiting_confirmation"  # nothing airs until a second person confirms
+        elif not auth.can(user, "broadcast.emergency"):
+            raise ApiError(403, "emergency_forbidden", "err.emergency_forbidden")
     now = utcnow()
     if start_at is not None and start_at <= now:
         start_at = None  # a time already past means now
-    due = now if start_at is None else max(now, start_at - dt.timedelta(
-        seconds=settings().schedule_lead_s))
-    bc = Broadcast(bulletin_id=b.id, priority=priority, start_at=start_at, due_at=due,
+    bc = Broadcast(bulletin_id=b.id, approval_id=approval.id, media_sha256=approval.media_sha256,
+                   priority=priority, start_at=start_at, due_at=due_time(start_at, now),
                    target_areas=sorted(set(areas)), target_nodes=sorted(set(nodes)),
-                   volume=volume, repeat=repeat, status="scheduled", created_by=user.id)
+                   volume=volume, repeat=repeat, status=status, created_by=user.id,
+                   created_at=now)
     db.add(bc)
     db.flush()
     return bc
+
+
+def due_time(start_at: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+    """When the dispatcher sends a broadcast: now, or schedule_lead_s before its start."""
+    if start_at is None:
+        return now
+    return max(now, start_at - dt.timedelta(seconds=settings().schedule_lead_s))
+
+
+def check_broadcast_targets(db: Session, user: User, bc: Broadcast) -> None:
+    """403 unless the user may act on every target of the broadcast."""
+    for area_id in bc.target_areas:
+        auth.check_area(db, user, area_id)
+    for node_id in bc.target_nodes:
+        node = db.get(Node, node_id)
+        if node is not None:
+            auth.check_area(db, user, node.cluster_id)
+
+
+def confirm_broadcast(db: Session, user: User, bc: Broadcast) -> None:
+    """The second person's yes to an emergency broadcast: only then is it sent."""
+    if bc.status != "awaiting_confirmation":
+        raise ApiError(409, "cannot_confirm", "err.cannot_confirm", status=bc.status)
+    if not auth.can(user, "broadcast.emergency"):
+        raise ApiError(403, "forbidden", "err.forbidden")
+    if bc.created_by == user.id:
+        raise ApiError(403, "second_person", "err.second_person")
+    check_broadcast_targets(db, user, bc)
+    now = utcnow()
+    if bc.start_at is not None and bc.start_at <= now:
+        bc.start_at = None
+    bc.status, bc.confirmed_by, bc.confirmed_at = "scheduled", user.id, now
+    bc.due_at = due_time(bc.start_at, now)
 
 
 def target_node_ids(db: Session, areas: list[int], nodes: list[str]) -> set[str]:
@@ -355,7 +437,10 @@ def broadcast_json(db: Session, bc: Broadcast) -> dict:
                       "played": d.played_result, "command_id": d.command_id,
                       "updated_at": iso(d.updated_at)})
     return {"id": bc.id, "bulletin_id": bc.bulletin_id, "priority": bc.priority,
-            "status": bc.status, "start_at": iso(bc.start_at), "created_at": iso(bc.created_at),
+            "status": bc.status, "reason": bc.reason,
+            "approval": {"id": bc.approval_id, "sha256": bc.media_sha256,
+                         "revision": bc.approval.revision if bc.approval else None},
+            "confirmed_at": iso(bc.confirmed_at), "start_at": iso(bc.start_at), "created_at": iso(bc.created_at),
             "dispatched_at": iso(bc.dispatched_at), "cancelled_at": iso(bc.cancelled_at),
             "targets": {"areas": bc.target_areas, "nodes": bc.target_nodes},
             "volume": bc.volume, "repeat": bc.repeat, "summary": counts, "nodes": nodes}
@@ -373,22 +458,17 @@ def broadcast_visible(db: Session, user: User, bc: Broadcast) -> bool:
 
 def cancel_broadcast(db: Session, user: User, bc: Broadcast) -> None:
     """Not yet dispatched: cancelled outright. Dispatched: a stop for its item to every node."""
-    if bc.status in ("cancelled",):
+    if bc.status in ("cancelled", "skipped"):
         raise ApiError(409, "cannot_cancel", "err.cannot_cancel", status=bc.status)
-    for area_id in bc.target_areas:
-        auth.check_area(db, user, area_id)
-    for node_id in bc.target_nodes:
-        node = db.get(Node, node_id)
-        if node is not None:
-            auth.check_area(db, user, node.cluster_id)
+    check_broadcast_targets(db, user, bc)
     now = utcnow()
-    if bc.status == "scheduled":
+    if bc.status != "dispatched":
         for d in bc.deliveries:
             d.status, d.updated_at = "cancelled", now
     else:
         for node_id in sorted({d.node_id for d in bc.deliveries if d.played_result is None}):
             queue_command(db, user, "stop", f"node:{node_id}", {"item_id": item_id(bc)},
-                          node_id=node_id, broadcast_id=None,
+                          node_id=node_id, broadcast_id=None, priority=bc.priority,
                           ttl_ms=settings().command_ttl_s * 1000)
     bc.status, bc.cancelled_at = "cancelled", now
 

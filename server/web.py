@@ -197,8 +197,9 @@ def review_bulletin(bulletin_id: int):
     try:
         if action not in ("approve", "reject") or not auth.can(g.user, "bulletin.approve"):
             raise ApiError(403, "forbidden", "err.forbidden")
-        b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id)
-        bulletin_service.transition(g.db, g.user, b, action, request.form.get("comment") or None)
+        b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id, manage=True)
+        bulletin_service.transition(g.db, g.user, b, action, request.form.get("comment") or None,
+                                    seen_sha256=request.form.get("sha256") or None)
         g.db.commit()
         flash(t({"approve": "bulletin.approved", "reject": "bulletin.rejected"}[action]))
     except ApiError as err:
