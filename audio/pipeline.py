@@ -42,6 +42,7 @@ FORMATS = {
 }
 CHIME_MODES = ("none", "intro", "outro", "both")
 MAX_RENDERS = 3
+DECODE_MARGIN_S = 1.0       # decoded past a limit by this much, to tell "over" from "at" it
 _TEE_UNSAFE = re.compile(r"[|\[\]:=\\',;]")   # characters ffmpeg's tee muxer would need escaped
 
 
@@ -64,6 +65,7 @@ class AudioSettings:
     trim_keep_ms: int = 150            # silence kept at each end so onsets are not clipped
     max_upload_mb: float = 50.0
     max_upload_minutes: float = 30.0
+    max_speech_minutes: float = 120.0  # what an engine said is decoded no further than this
 
     def __post_init__(self):
         checks = {
@@ -79,6 +81,7 @@ class AudioSettings:
             "trim_keep_ms": 0 <= self.trim_keep_ms <= 5000,
             "max_upload_mb": self.max_upload_mb > 0,
             "max_upload_minutes": self.max_upload_minutes > 0,
+            "max_speech_minutes": self.max_speech_minutes > 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -126,7 +129,8 @@ class AudioSettings:
     def render_fields(self) -> dict:
         """What changes the rendered audio (for cache keys); chimes by their content."""
         out = {k: v for k, v in asdict(self).items()
-               if k not in ("max_upload_mb", "max_upload_minutes", "chime_intro", "chime_outro")}
+               if k not in ("max_upload_mb", "max_upload_minutes", "max_speech_minutes",
+                            "chime_intro", "chime_outro")}
         out["chimes"] = [_file_digest(p) if p else None for p in self.chime_paths()]
         out["kbps"] = self.kbps
         return out
@@ -267,11 +271,15 @@ class Pipeline:
             tmp = Path(tmp)
             try:
                 pcm = _wav_pcm(speech.audio, tmp) if speech.fmt == "wav" else None
+                limit_s = s.max_speech_minutes * 60
                 if pcm is None:
                     src = tmp / f"speech.{speech.fmt}"
                     src.write_bytes(speech.audio)
-                    pcm, _, _ = _decode(src, tmp, s.sample_rate)
+                    pcm, _, _ = _decode(src, tmp, s.sample_rate, limit_s)
                     t = timer.add("decode", t)
+                if pcm.samples / pcm.rate > limit_s:
+                    raise ff.AudioError(f"the speech lasts longer than the limit of "
+                                        f"{s.max_speech_minutes:g} min")
                 out = self._process(pcm, s, tmp, timer)
             except UploadError as err:     # the checks speak of uploads; this is speech
                 raise ff.AudioError(f"the speech is unusable: {err.message}") from None
@@ -296,7 +304,7 @@ class Pipeline:
             else:
                 src = Path(upload)
             info = inspect(src, s.limits)
-            pcm, stderr, decoded_s = _decode(src, tmp, s.sample_rate)
+            pcm, stderr, decoded_s = _decode(src, tmp, s.sample_rate, s.limits.max_duration_s)
             check_decode(info, stderr, decoded_s, s.limits)
             t = timer.add("decode", t)
             out = self._process(pcm, s, tmp, timer)
@@ -407,12 +415,18 @@ def _wav_pcm(wav: bytes, tmp: Path) -> _Pcm | None:
     return None
 
 
-def _decode(src: Path, tmp: Path, rate: int) -> tuple[_Pcm, bytes, float]:
-    """Any audio -> mono 32-bit PCM at ``rate``; (pcm, decoder stderr, decoded seconds)."""
+def _decode(src: Path, tmp: Path, rate: int, max_s: float) -> tuple[_Pcm, bytes, float]:
+    """Any audio -> mono 32-bit PCM at ``rate``; (pcm, decoder stderr, decoded seconds).
+
+    Decoding stops just past ``max_s`` (by time and by output bytes): a container's declared
+    length proves nothing, and a small file may hold hours, so the caller finds the result
+    longer than ``max_s`` and refuses it without the temporary disk ever holding more."""
     path = tmp / "decoded.s32"
+    cap_s = max_s + DECODE_MARGIN_S
     argv = ff.ffmpeg_args("-loglevel", "error", "-i", str(src), "-map", "0:a:0", "-vn",
-                          "-ac", "1", "-ar", str(rate), "-c:a", "pcm_s32le", "-f", "s32le",
-                          str(path))
+                          "-ac", "1", "-ar", str(rate), "-c:a", "pcm_s32le",
+                          "-t", f"{cap_s:.3f}", "-fs", str(math.ceil(cap_s * rate) * 4 + 4096),
+                          "-f", "s32le", str(path))
     try:
         done = subprocess.run(argv, capture_output=True, timeout=900, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:

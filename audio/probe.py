@@ -150,6 +150,8 @@ def check_decode(info: ProbeInfo, stderr: bytes, decoded_s: float,
                           "it declares", errors=errors, decoded_s=decoded_s,
                           declared_s=info.duration_s)
     if decoded_s > limits.max_duration_s:
-        raise UploadError("too_long", f"the recording lasts {decoded_s / 60:.1f} min; the limit "
-                          f"is {limits.max_duration_s / 60:.1f} min", duration_s=decoded_s,
+        # the decode stopped just past the limit: the recording lasts at least this long
+        raise UploadError("too_long", f"the recording lasts more than "
+                          f"{limits.max_duration_s / 60:.1f} min, the limit (its header "
+                          f"declares {info.duration_s / 60:.1f} min)", duration_s=decoded_s,
                           limit_s=limits.max_duration_s)

@@ -4,7 +4,9 @@ what each said and recording which engine spoke and why the others did not."""
 from __future__ import annotations
 
 import io
+import os
 import re
+import select
 import shutil
 import struct
 import subprocess
@@ -21,6 +23,63 @@ from audio.cache import SpeechCache
 
 class TTSError(RuntimeError):
     """An engine (or every engine of a chain) could not speak the text."""
+
+
+MAX_SPEECH_BYTES = 256 * 1024 * 1024   # more audio than this from an engine is refused
+MAX_SPEECH_S = 2 * 3600                 # joined speech is decoded no further than this
+
+
+def run_capped(argv: Sequence[str], text: str, timeout_s: float,
+               max_bytes: int = MAX_SPEECH_BYTES) -> tuple[int, bytes, bytes]:
+    """Run a speech program with ``text`` on stdin; (exit code, stdout, end of stderr).
+
+    Its output is read as it comes and the program killed once it passes ``max_bytes`` or
+    ``timeout_s``, so a program gone wrong cannot fill the memory (TTSError then)."""
+    proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    err = bytearray()
+
+    def feed():
+        try:
+            proc.stdin.write(text.encode("utf-8"))
+            proc.stdin.close()
+        except OSError:
+            pass
+
+    def drain():
+        for chunk in iter(lambda: proc.stderr.read(4096), b""):
+            err.extend(chunk)
+            del err[:-4096]
+    threads = [threading.Thread(target=f, daemon=True) for f in (feed, drain)]
+    for th in threads:
+        th.start()
+    out = bytearray()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TTSError(f"took longer than {timeout_s:g} s")
+            ready, _, _ = select.select([proc.stdout], [], [], min(left, 1.0))
+            if not ready:
+                continue
+            chunk = os.read(proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                break
+            out.extend(chunk)
+            if len(out) > max_bytes:
+                raise TTSError(f"wrote more than {max_bytes // (1024 * 1024)} MB of audio")
+        proc.wait(max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise TTSError(f"took longer than {timeout_s:g} s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        for th in threads:
+            th.join(1.0)
+    return proc.returncode, bytes(out), bytes(err)
 
 
 @dataclass(frozen=True)
@@ -188,8 +247,9 @@ def join_audio(parts: Sequence[bytes], fmt: str, rate: int = 24000) -> bytes:
         try:
             done = ff.run(ff.ffmpeg_args("-loglevel", "error", "-f", "concat", "-safe", "0",
                                          "-i", str(Path(tmp) / "list.txt"), "-ac", "1",
-                                         "-ar", str(rate), "-c:a", "pcm_s16le", "-f", "wav",
-                                         "pipe:1"), timeout=300, what="ffmpeg (join)")
+                                         "-ar", str(rate), "-c:a", "pcm_s16le",
+                                         "-t", str(MAX_SPEECH_S), "-f", "wav", "pipe:1"),
+                               timeout=300, what="ffmpeg (join)")
         except ff.AudioError as err:
             raise TTSError(f"could not join the spoken parts: {err}") from None
     return fix_wav_sizes(done.stdout)      # written to a pipe: the header's sizes are guesses
@@ -244,14 +304,13 @@ class EspeakEngine(TTSEngine):
             raise TTSError("espeak-ng is not installed")
         v = ESPEAK_VOICES[self.resolve_voice(voice)]
         try:
-            run = subprocess.run([exe, "-v", v, "-s", str(self.speed_wpm), "--stdout"],
-                                 input=text.encode("utf-8"), capture_output=True,
-                                 timeout=self.timeout_s)
-        except subprocess.TimeoutExpired:
-            raise TTSError(f"espeak-ng took longer than {self.timeout_s:g} s") from None
-        if run.returncode != 0 or len(run.stdout) <= 44:
-            raise TTSError(f"exit {run.returncode}: {run.stderr.decode(errors='replace')[:200]}")
-        return fix_wav_sizes(run.stdout), "wav"
+            code, out, err = run_capped([exe, "-v", v, "-s", str(self.speed_wpm), "--stdout"],
+                                        text, self.timeout_s)
+        except TTSError as why:
+            raise TTSError(f"espeak-ng {why}") from None
+        if code != 0 or len(out) <= 44:
+            raise TTSError(f"exit {code}: {err.decode(errors='replace')[:200]}")
+        return fix_wav_sizes(out), "wav"
 
 
 # --- any local program (e.g. a neural voice such as Piper) ------------------------------------
@@ -261,8 +320,10 @@ class CommandEngine(TTSEngine):
     ``{voice}``, replaced by ``voice_args[voice]`` (or the voice name itself)."""
 
     def __init__(self, name: str, argv: Sequence[str], fmt: str = "wav",
-                 voices: Mapping[str, str] | None = None, timeout_s: float = 300):
+                 voices: Mapping[str, str] | None = None, timeout_s: float = 300,
+                 max_bytes: int = MAX_SPEECH_BYTES):
         self.name = name
+        self.max_bytes = max_bytes
         self.argv = list(argv)
         self.fmt = fmt
         self.voice_args = dict(voices or {DEFAULT_VOICE: DEFAULT_VOICE})
@@ -277,15 +338,12 @@ class CommandEngine(TTSEngine):
         v = self.voice_args[self.resolve_voice(voice)]
         argv = [a.replace("{voice}", v) for a in self.argv]
         try:
-            run = subprocess.run(argv, input=text.encode("utf-8"), capture_output=True,
-                                 timeout=self.timeout_s)
+            code, out, err = run_capped(argv, text, self.timeout_s, self.max_bytes)
         except FileNotFoundError:
             raise TTSError(f"{argv[0]} is not installed") from None
-        except subprocess.TimeoutExpired:
-            raise TTSError(f"took longer than {self.timeout_s:g} s") from None
-        if run.returncode != 0 or not run.stdout:
-            raise TTSError(f"exit {run.returncode}: {run.stderr.decode(errors='replace')[:200]}")
-        audio = fix_wav_sizes(run.stdout) if self.fmt == "wav" else run.stdout
+        if code != 0 or not out:
+            raise TTSError(f"exit {code}: {err.decode(errors='replace')[:200]}")
+        audio = fix_wav_sizes(out) if self.fmt == "wav" else out
         return audio, self.fmt
 
 

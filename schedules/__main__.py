@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from server.bridge import Bridge
+from server.bridge import Bridge, BridgeLimits
 from server.config import ConfigError, load_settings
 from server.keys import load_signing_key
 from server.models import init_db, make_engine, make_sessionmaker
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     transport = MqttTransport(settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
                               settings.mqtt_password, client_id="loa-server-dispatcher",
                               tls=settings.mqtt_tls)
-    bridge = Bridge(sessions, transport, settings.topic_prefix)
+    bridge = Bridge(sessions, transport, settings.topic_prefix,
+                    limits=BridgeLimits.from_settings(settings))
     bridge.start()
     dispatcher = Dispatcher(settings, sessions, transport, key, kid)
     dispatcher.start()

@@ -2,117 +2,361 @@
 
 Events are stored once per (node, event id), so a node may resend after a reconnect; acks and
 `played` events move the per-node delivery of a broadcast forward, never backward.
+
+Nothing a node sends is trusted beyond what the broker vouches for (which node sent it):
+every payload is size-checked before it is parsed, only the fields the protocol names are
+kept, numbers and strings are bounded so the database takes them, and an ack or `played`
+counts only for a command (or schedule slot) that was addressed to that node. What the bridge
+cannot accept it counts on the node (`rejected_messages`, with the last reason) and logs,
+at most once a minute per node and reason, so one bad node cannot flood the log.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent import schemas
-from device_agent.protocol import ProtocolError, parse_event, parse_topic
+from device_agent.protocol import parse_topic
 
-from .models import Broadcast, Command, Delivery, Event, Node, PlayLog, Telemetry, utcnow
+from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, Telemetry, node_groups,
+                     utcnow)
 from .services import advance_delivery
 from .transport import Transport
 
 log = logging.getLogger(__name__)
 
+MAX_MS = 253402300799999        # 9999-12-31T23:59:59.999Z: the last instant a date can show
+MAX_JSON_INT = 2**53            # beyond this a browser's JSON reader loses digits
+MAX_COUNT = 2**31 - 1           # what the Integer counter column holds everywhere
+MAX_ID = 128                    # ids (event, command, item, slot): longer is refused
+# Free text is cut to these lengths (with "…"), never refused: it only informs a person.
+TEXT_LIMITS = {"reason": 100, "detail": 1000, "code": 64, "result": 20, "agent_version": 64,
+               "operator": 64}
+ID_FIELDS = ("id", "cmd_id", "item_id", "slot_id")
+MS_FIELDS = ("ts", "scheduled_at", "started_at", "ended_at", "since")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# PROTOCOL.md names `result` and `detail` on the `finished` ack of a test command.
+ACK_EXTRA = {"result": {"type": ["string", "null"]}, "detail": {"type": ["string", "null"]}}
+LOG_EVERY_S = 60.0
+
+
+@dataclass(frozen=True)
+class BridgeLimits:
+    """The largest payload, in bytes, taken from a node per topic kind (checked before parsing)."""
+
+    state_bytes: int = 4096
+    telemetry_bytes: int = 16384
+    event_bytes: int = 16384
+
+    def __post_init__(self):
+        for name in ("state_bytes", "telemetry_bytes", "event_bytes"):
+            if getattr(self, name) < 256:
+                raise ValueError(f"{name}: at least 256 bytes")
+
+    @classmethod
+    def from_settings(cls, settings) -> "BridgeLimits":
+        return cls(settings.node_max_state_bytes, settings.node_max_telemetry_bytes,
+                   settings.node_max_event_bytes)
+
+    def for_kind(self, kind: str) -> int:
+        return {"state": self.state_bytes, "telemetry": self.telemetry_bytes,
+                "events": self.event_bytes}[kind]
+
+
+class Refused(Exception):
+    """A message from a node the bridge does not accept; ``reason`` is counted on the node."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# --- the pure part: from bytes to the fields the protocol names ---------------------------------
+
+def _reject_constant(text: str):
+    raise Refused("malformed", f"{text} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise Refused("out_of_range", f"number {text[:40]} is too large")
+    return value
+
+
+def decode(payload: bytes) -> Any:
+    """UTF-8 JSON without NaN, Infinity or overflowing floats; Refused otherwise."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused("not_utf8", "the payload is not UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise Refused("malformed", "JSON nested too deeply") from None
+    except ValueError as err:
+        raise Refused("malformed", f"not JSON: {err}") from None
+
+
+def _object_schema(schema: dict, value: Any) -> dict | None:
+    """The object branch of ``schema`` that applies to ``value`` (a dict), if any."""
+    if not isinstance(value, dict):
+        return None
+    if "properties" in schema and schema.get("type") in ("object", None):
+        return schema
+    for branch in schema.get("oneOf", ()):
+        if branch.get("type") == "object":
+            return branch
+    return None
+
+
+def known_fields(value: Any, properties: dict) -> dict:
+    """Only the fields ``properties`` names, nested objects likewise (PROTOCOL.md: a receiver
+    ignores fields it does not know, so they are not stored either)."""
+    out = {}
+    for key, sub in properties.items():
+        if key in value:
+            item = value[key]
+            inner = _object_schema(sub, item)
+            out[key] = known_fields(item, inner["properties"]) if inner else item
+    return out
+
+
+def event_properties(type_: Any) -> dict:
+    """The fields an event of ``type_`` may carry: the common ones and its type's own."""
+    props = dict(schemas.EVENT["properties"])
+    for rule in schemas.EVENT.get("allOf", ()):
+        if rule["if"]["properties"]["type"].get("const") == type_:
+            props.update(rule["then"].get("properties", {}))
+    if type_ == "ack":
+        props.update(ACK_EXTRA)
+    return props
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _bound(value: Any, key: str = "", depth: int = 0) -> Any:
+    """Check numbers and strings so every database takes them; long free text is cut."""
+    if depth > 4:
+        raise Refused("malformed", "nested too deeply")
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if key in MS_FIELDS and not 0 <= value <= MAX_MS:
+            raise Refused("out_of_range", f"{key} {value} is not a time in ms")
+        if not -MAX_JSON_INT <= value <= MAX_JSON_INT:
+            raise Refused("out_of_range", f"{key or 'a number'} is out of range")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value) or abs(value) > MAX_JSON_INT:
+            raise Refused("out_of_range", f"{key or 'a number'} is out of range")
+        return value
+    if isinstance(value, str):
+        if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+            raise Refused("malformed", f"{key or 'a string'} holds NUL or a lone surrogate")
+        if key in ID_FIELDS and len(value) > MAX_ID:
+            raise Refused("malformed", f"{key} is longer than {MAX_ID}")
+        if key == "sha256" and not SHA256_RE.match(value):
+            raise Refused("malformed", "sha256 is not 64 lowercase hex digits")
+        return _truncate(value, TEXT_LIMITS.get(key, 200))
+    if isinstance(value, dict):
+        return {k: _bound(v, k, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):  # no field of a node message is a list: the schema refuses it
+        return value
+    raise Refused("malformed", f"unexpected value for {key}")
+
+
+def read_message(kind: str, payload: bytes) -> dict:
+    """A node's state, telemetry or event reduced to the fields the protocol names, checked
+    against its schema and bounded; Refused (with the reason counted) otherwise."""
+    data = decode(payload)
+    if not isinstance(data, dict):
+        raise Refused("malformed", "not a JSON object")
+    if kind == "events":
+        schema, props = schemas.EVENT, event_properties(data.get("type"))
+    else:
+        schema = schemas.STATE if kind == "state" else schemas.TELEMETRY
+        props = schema["properties"]
+    data = known_fields(data, props)
+    problem = schemas.first_error(schema, data)
+    if problem:
+        raise Refused("malformed", problem)
+    return _bound(data)
+
+
+# --- rate-limited log ---------------------------------------------------------------------------
+
+class _QuietLog:
+    """At most one line per key every ``every_s``; the next line says how many were held back."""
+
+    def __init__(self, every_s: float = LOG_EVERY_S, clock=time.monotonic):
+        self.every_s = every_s
+        self.clock = clock
+        self._last: dict[tuple, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def warning(self, key: tuple, msg: str, *args, exc_info: bool = False) -> bool:
+        now = self.clock()
+        with self._lock:
+            last, held = self._last.get(key, (None, 0))
+            if last is not None and now - last < self.every_s:
+                self._last[key] = (last, held + 1)
+                return False
+            if len(self._last) > 10000:  # a key per node and reason: bounded anyway
+                self._last.clear()
+            self._last[key] = (now, 0)
+        suffix = f" ({held} more like it held back)" if held else ""
+        log.warning(msg + suffix, *args, exc_info=exc_info)
+        return True
+
+
+# --- the bridge ---------------------------------------------------------------------------------
 
 class Bridge:
     def __init__(self, sessions: sessionmaker[Session], transport: Transport, prefix: str,
-                 keep_telemetry: bool = True):
+                 keep_telemetry: bool = True, limits: BridgeLimits | None = None):
         self.sessions = sessions
         self.transport = transport
         self.prefix = prefix
         self.keep_telemetry = keep_telemetry
+        self.limits = limits or BridgeLimits()
+        self.quiet = _QuietLog()
 
     def start(self) -> None:
         for kind in ("state", "telemetry", "events"):
             self.transport.subscribe(f"{self.prefix}/nodes/+/{kind}", self.handle)
 
     def handle(self, topic: str, payload: bytes) -> None:
+        """Record one message from a node. Never raises: whatever arrives leaves the database
+        consistent, and what is refused is counted on the node and logged."""
+        try:
+            self._handle(topic, bytes(payload or b""))
+        except Exception:  # the last line of defence: a callback must not die
+            self.quiet.warning(("bridge", topic[:200]), "message on %s could not be handled",
+                               topic[:200], exc_info=True)
+
+    def _handle(self, topic: str, payload: bytes) -> None:
         where = parse_topic(self.prefix, topic)
-        if where is None or where.scope != "node":
+        if where is None or where.scope != "node" or where.kind not in (
+                "state", "telemetry", "events"):
             return
         with self.sessions() as db:
             node = db.get(Node, where.name)
-            if node is None:
-                log.warning("message from unknown node %s ignored", where.name)
+            if node is None or not _accepts(node):
+                self.quiet.warning(("unknown", where.name), "message from unknown or revoked "
+                                   "node %s ignored", where.name)
                 return
+            node_id = node.id
             try:
-                if where.kind == "state":
-                    self._state(db, node, payload)
-                elif where.kind == "telemetry":
-                    self._telemetry(db, node, payload)
-                elif where.kind == "events":
-                    self._event(db, node, payload)
+                if len(payload) > self.limits.for_kind(where.kind):
+                    raise Refused("too_large", f"{len(payload)} bytes, limit "
+                                  f"{self.limits.for_kind(where.kind)}")
+                if where.kind == "state" and not payload:
+                    return  # a cleared retained message
+                message = read_message(where.kind, payload)
+                refused = {"state": self._state, "telemetry": self._telemetry,
+                           "events": self._event}[where.kind](db, node, message)
+                if refused is not None:  # stored for the record, but not accepted as proof
+                    self._count(db, node_id, where.kind, refused)
                 db.commit()
-            except ProtocolError as err:
+            except Refused as err:
                 db.rollback()
-                log.warning("bad %s from %s: %s", where.kind, node.id, err)
+                self._count(db, node_id, where.kind, err)
+                db.commit()
             except IntegrityError:
-                db.rollback()  # the same event twice: stored once already
+                db.rollback()  # the same event twice, stored once already by a racing write
+            except Exception as err:
+                db.rollback()
+                self._count(db, node_id, where.kind, Refused("internal_error", str(err)[:200]),
+                            exc_info=True)
+                db.commit()
 
-    def _json(self, payload: bytes, schema: dict) -> dict:
-        try:
-            data = json.loads(payload)
-        except ValueError as err:
-            raise ProtocolError("malformed", str(err)) from None
-        problem = schemas.first_error(schema, data)
-        if problem:
-            raise ProtocolError("malformed", problem)
-        return data
+    def _count(self, db: Session, node_id: str, kind: str, err: Refused,
+               exc_info: bool = False) -> None:
+        """One more refused message on the node, with why and when; logged, but quietly."""
+        node = db.get(Node, node_id)
+        if node is None:
+            return
+        node.rejected_messages = case((Node.rejected_messages >= MAX_COUNT, MAX_COUNT),
+                                      else_=Node.rejected_messages + 1)
+        node.last_rejected_reason = err.reason
+        node.last_rejected_at = utcnow()
+        self.quiet.warning((node_id, err.reason), "refused %s from %s: %s", kind, node_id,
+                           _truncate(str(err), 300), exc_info=exc_info)
 
-    def _state(self, db: Session, node: Node, payload: bytes) -> None:
-        if not payload:
-            return  # a cleared retained message
-        state = self._json(payload, schemas.STATE)
+    # --- the three topics -----------------------------------------------------------------------
+
+    def _state(self, db: Session, node: Node, state: dict) -> None:
         node.online = bool(state["online"])
         node.last_state = state
         node.last_seen = utcnow()
 
-    def _telemetry(self, db: Session, node: Node, payload: bytes) -> None:
-        data = self._json(payload, schemas.TELEMETRY)
+    def _telemetry(self, db: Session, node: Node, data: dict) -> None:
         node.last_telemetry = data
         node.last_seen = utcnow()
         node.online = True
         if self.keep_telemetry:
             db.add(Telemetry(node_id=node.id, ts_ms=data["ts"], payload=data))
 
-    def _event(self, db: Session, node: Node, payload: bytes) -> None:
-        event = parse_event(payload)
+    def _event(self, db: Session, node: Node, event: dict) -> Refused | None:
         exists = db.scalar(select(Event.id).where(Event.node_id == node.id,
                                                   Event.event_id == event["id"]))
         if exists:
-            return
+            return None
         db.add(Event(node_id=node.id, event_id=event["id"], type=event["type"],
                      ts_ms=event["ts"], payload=event))
         node.last_seen = utcnow()
         kind = event["type"]
         if kind == "ack":
-            self._ack(db, node, event)
-        elif kind == "played":
-            self._played(db, node, event)
-        elif kind == "desired_applied":
+            return self._ack(db, node, event)
+        if kind == "played":
+            return self._played(db, node, event)
+        if kind == "desired_applied":
+            if event["version"] < 0 or event["version"] > (node.desired_version or 0):
+                return Refused("unknown_version", f"version {event['version']} was never sent")
             node.desired_applied_version = max(event["version"], node.desired_applied_version or 0)
+        return None
 
-    def _command(self, db: Session, cmd_id: str | None) -> Command | None:
-        return db.get(Command, cmd_id) if cmd_id else None
+    def _addressed(self, db: Session, cmd_id: str | None, node: Node) -> Command | None:
+        """The command ``cmd_id`` when it was addressed to ``node``: through a delivery of its
+        broadcast to the node, its own topic, or a group the node belongs to."""
+        cmd = db.get(Command, cmd_id) if cmd_id else None
+        if cmd is None:
+            return None
+        if cmd.target == f"node:{node.id}":
+            return cmd
+        if cmd.broadcast_id is not None and db.scalar(select(Delivery.id).where(
+                Delivery.broadcast_id == cmd.broadcast_id, Delivery.node_id == node.id,
+                Delivery.command_id == cmd.id)):
+            return cmd
+        scope, _, name = cmd.target.partition(":")
+        if scope == "group" and (name == "all" or name in node_groups(db, node)):
+            return cmd
+        return None
 
-    def _delivery(self, db: Session, cmd: Command | None, node: Node) -> Delivery | None:
-        if cmd is None or cmd.broadcast_id is None:
+    def _delivery(self, db: Session, cmd: Command, node: Node) -> Delivery | None:
+        if cmd.broadcast_id is None:
             return None
         return db.scalar(select(Delivery).where(Delivery.broadcast_id == cmd.broadcast_id,
                                                 Delivery.node_id == node.id))
 
-    def _ack(self, db: Session, node: Node, event: dict) -> None:
-        cmd = self._command(db, event.get("cmd_id"))
+    def _ack(self, db: Session, node: Node, event: dict) -> Refused | None:
+        cmd = self._addressed(db, event["cmd_id"], node)
         if cmd is None:
-            return
+            return Refused("unknown_command", f"ack for {event['cmd_id']!r}, never sent to it")
         status, reason = event["status"], event.get("reason")
         delivery = self._delivery(db, cmd, node)
         if delivery is not None:
@@ -124,24 +368,57 @@ class Bridge:
                 cmd.status, cmd.reason = status, reason
                 if "result" in event or "detail" in event:
                     cmd.result = {"result": event.get("result"), "detail": event.get("detail")}
+        return None
 
-    def _played(self, db: Session, node: Node, event: dict) -> None:
-        cmd = self._command(db, event.get("cmd_id"))
-        broadcast_id = cmd.broadcast_id if cmd else None
+    def _slot(self, db: Session, node: Node, slot_id: str) -> dict | None:
+        """The schedule slot ``slot_id`` of a recent desired state sent to ``node``."""
+        recent = db.scalars(select(Command.body).where(
+            Command.type == "desired", Command.target == f"node:{node.id}")
+            .order_by(Command.created_at.desc()).limit(20))
+        for body in recent:
+            for slot in (body or {}).get("schedule") or []:
+                if isinstance(slot, dict) and slot.get("slot_id") == slot_id:
+                    return slot
+        return None
+
+    def _played(self, db: Session, node: Node, event: dict) -> Refused | None:
+        cmd_id, slot_id = event.get("cmd_id"), event.get("slot_id")
+        cmd = self._addressed(db, cmd_id, node) if cmd_id else None
+        if cmd is not None:
+            item = (cmd.body or {}).get("item") if cmd.type == "play" else None
+        else:
+            slot = self._slot(db, node, slot_id) if slot_id and not cmd_id else None
+            if slot is None:
+                return Refused("unknown_command", f"played for {cmd_id or slot_id!r}, never "
+                               "sent to it")
+            item = slot.get("item")
+        expected = ((item or {}).get("media") or {}).get("sha256")
+        result, reason, refused = event["result"], event.get("reason"), None
+        sha = event.get("sha256")
+        if expected and (sha is not None and sha != expected
+                         or sha is None and result == "completed"):
+            # not proof that this broadcast played: what played was other audio (or unnamed)
+            result, reason = "failed", "sha256_mismatch"
+            refused = Refused("sha256_mismatch", f"played {sha} for {expected}")
+        broadcast_id = cmd.broadcast_id if cmd is not None else None
         bulletin_id = None
         if broadcast_id is not None:
             bc = db.get(Broadcast, broadcast_id)
             bulletin_id = bc.bulletin_id if bc else None
         db.add(PlayLog(node_id=node.id, broadcast_id=broadcast_id, bulletin_id=bulletin_id,
-                       item_id=event["item_id"], cmd_id=event.get("cmd_id"),
-                       slot_id=event.get("slot_id"), sha256=event.get("sha256"),
+                       item_id=event["item_id"], cmd_id=cmd_id, slot_id=slot_id, sha256=sha,
                        scheduled_at_ms=event.get("scheduled_at"),
                        started_at_ms=event.get("started_at") or event["ts"],
-                       ended_at_ms=event.get("ended_at"), result=event["result"],
-                       reason=event.get("reason")))
-        delivery = self._delivery(db, cmd, node)
+                       ended_at_ms=event.get("ended_at"), result=result, reason=reason))
+        delivery = self._delivery(db, cmd, node) if cmd is not None else None
         if delivery is not None and delivery.played_result != "completed":
-            delivery.played_result = event["result"]
-            if event["result"] != "completed" and delivery.reason is None:
-                delivery.reason = event.get("reason")
+            delivery.played_result = result
+            if result != "completed" and delivery.reason is None:
+                delivery.reason = reason
             delivery.updated_at = utcnow()
+        return refused
+
+
+def _accepts(node: Node) -> bool:
+    """False for a node whose access was withdrawn (when the registry records that)."""
+    return getattr(node, "revoked_at", None) is None and getattr(node, "active", True) is not False

@@ -24,7 +24,7 @@ from .services import check, iso, need, settings, visible_bulletin
 
 VOICES = ("vi-north", "vi-central", "vi-south")
 CHIMES = ("none", "intro", "outro", "both")
-UPLOAD_STATUS = {"too_large": 413, "unsupported_format": 415, "not_audio": 415}
+UPLOAD_STATUS = {"too_large": 413, "too_long": 413, "unsupported_format": 415, "not_audio": 415}
 _pipeline_lock = threading.Lock()
 
 

@@ -35,6 +35,10 @@ class Settings:
     node_mqtt_port: int = 0                # default mqtt_port
     mosquitto_dir: str = ""                # where passwd/acl live; empty: broker not managed
     node_telemetry_s: int = 30             # what provisioned agents are told
+    # the largest message the bridge takes from a node, per topic (bytes; larger is refused)
+    node_max_state_bytes: int = 4096
+    node_max_telemetry_bytes: int = 16384
+    node_max_event_bytes: int = 16384
     # signing
     signing_key_file: str = ""             # default: instance/signing_key.json
     signing_kid: str = "srv-2026-1"
@@ -101,6 +105,11 @@ class Settings:
             self.audio_settings()
         except ValueError as err:
             raise ConfigError(f"audio: {err}") from None
+        from server.bridge import BridgeLimits
+        try:
+            BridgeLimits.from_settings(self)
+        except ValueError as err:
+            raise ConfigError(f"node_max_{err}") from None
         if self.command_ttl_s < 10:
             raise ConfigError("command_ttl_s: must be at least 10 seconds")
         if not self.topic_prefix or self.topic_prefix.endswith("/"):

@@ -86,6 +86,10 @@ class Node(Base):
     desired_exp_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
     desired_dirty: Mapped[bool] = mapped_column(Boolean, default=True)
     volume: Mapped[int] = mapped_column(Integer, default=80)
+    # messages from the node the bridge refused (too large, malformed, unknown command ...)
+    rejected_messages: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_rejected_reason: Mapped[Optional[str]] = mapped_column(String(40))
+    last_rejected_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     cluster: Mapped[Area] = relationship()
 

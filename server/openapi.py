@@ -78,7 +78,11 @@ SCHEMAS = {
         "telemetry": {"type": ["object", "null"]}, "groups": {"type": "array"},
         "desired_version": {"type": "integer"},
         "desired_applied_version": {"type": ["integer", "null"]},
-        "alarms": {"type": "array", "items": {"type": "object"}}}},
+        "alarms": {"type": "array", "items": {"type": "object"}},
+        "rejected": {"type": "object", "description": "messages from the node the server "
+                     "refused (too large, malformed, for a command never sent to it)",
+                     "properties": {"messages": {"type": "integer"},
+                                    "last_reason": NULLABLE_STR, "last_at": NULLABLE_STR}}}},
     "CommandCreate": {"type": "object", "required": ["type"], "properties": {
         "type": {"type": "string", "enum": ["set_volume", "amp", "test", "stop", "reboot"]},
         "body": {"type": "object", "description": "as in docs/protocol.md for the type"}}},

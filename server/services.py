@@ -114,7 +114,10 @@ def node_json(db: Session, n: Node, alarms: list | None = None) -> dict:
             "online": n.online, "last_seen": iso(n.last_seen), "telemetry": n.last_telemetry,
             "desired_version": n.desired_version,
             "desired_applied_version": n.desired_applied_version,
-            "groups": node_groups(db, n), "alarms": alarms or []}
+            "groups": node_groups(db, n), "alarms": alarms or [],
+            "rejected": {"messages": n.rejected_messages or 0,
+                         "last_reason": n.last_rejected_reason,
+                         "last_at": iso(n.last_rejected_at)}}
 
 
 def iso(value: dt.datetime | None) -> str | None:

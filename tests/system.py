@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 
 from schedules.dispatcher import Dispatcher
 from server import create_app
-from server.bridge import Bridge
+from server.bridge import Bridge, BridgeLimits
 from server.cli import init_instance
 from server.keys import load_signing_key
 from server.mosquitto import free_port
@@ -57,7 +57,8 @@ class System:
         self.transport = MqttTransport(s.mqtt_host, s.mqtt_port, s.mqtt_username, s.mqtt_password,
                                        client_id=f"loa-test-dispatcher-{self.port}")
         assert self.transport.wait_connected(10), "dispatcher could not connect to the broker"
-        Bridge(sessions, self.transport, s.topic_prefix).start()
+        Bridge(sessions, self.transport, s.topic_prefix,
+               limits=BridgeLimits.from_settings(s)).start()
         kid, key = load_signing_key(s.signing_key_file)
         self.dispatcher = Dispatcher(s, sessions, self.transport, key, kid)
         self.dispatcher.start(interval_s=0.2)
