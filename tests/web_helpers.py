@@ -1,0 +1,50 @@
+"""Helpers for tests that act as a browser would without one: log in through the login page and
+keep its cookie and the CSRF token the pages carry."""
+from __future__ import annotations
+
+import re
+
+import requests
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    match = CSRF_FIELD.search(html)
+    assert match, "the page carries no CSRF token"
+    return match.group(1)
+
+
+class PageUser:
+    """A logged-in browser: its own cookie jar and the CSRF token of the last page read."""
+
+    def __init__(self, system, username: str, password: str):
+        self.url = system.url
+        self.http = requests.Session()
+        self.csrf = csrf_from(self.get("/login").text)
+        r = self.post("/login", data={"username": username, "password": password})
+        assert r.status_code == 302, r.text
+        self.csrf = csrf_from(self.get("/bulletins").text)
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return self.http.get(self.url + path, timeout=30, allow_redirects=False, **kw)
+
+    def post(self, path: str, with_token: bool = True, **kw) -> requests.Response:
+        data = dict(kw.pop("data", {}))
+        if with_token:
+            data["csrf_token"] = self.csrf
+        return self.http.post(self.url + path, data=data, timeout=30, allow_redirects=False, **kw)
+
+    def cookies(self) -> dict:
+        return self.http.cookies.get_dict()
+
+    def logged_in(self) -> bool:
+        return self.get("/").status_code == 200
+
+
+def cookie_session(system, cookies: dict) -> requests.Session:
+    """Another client presenting a copy of a browser's cookies (a stolen or saved cookie)."""
+    http = requests.Session()
+    for name, value in cookies.items():
+        http.cookies.set(name, value)
+    return http
