@@ -15,14 +15,21 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
+def login_form(http: requests.Session, url: str, username: str, password: str,
+               **params) -> requests.Response:
+    """Fill in and send the login page's form, as a person at the browser does."""
+    token = csrf_from(http.get(f"{url}/login", timeout=10).text)
+    return http.post(f"{url}/login", params=params, timeout=10, allow_redirects=False,
+                     data={"username": username, "password": password, "csrf_token": token})
+
+
 class PageUser:
     """A logged-in browser: its own cookie jar and the CSRF token of the last page read."""
 
     def __init__(self, system, username: str, password: str):
         self.url = system.url
         self.http = requests.Session()
-        self.csrf = csrf_from(self.get("/login").text)
-        r = self.post("/login", data={"username": username, "password": password})
+        r = login_form(self.http, self.url, username, password)
         assert r.status_code == 302, r.text
         self.csrf = csrf_from(self.get("/bulletins").text)
 
