@@ -70,22 +70,20 @@ def start_web_session(db, user: User) -> None:
     Whatever the cookie held before (a session id, a CSRF token) is dropped."""
     settings = current_app.config["SETTINGS"]
     now = utcnow()
+    end_web_session(db)  # the browser's earlier login, if any, ends here too
     db.execute(delete(WebSession).where(WebSession.user_id == user.id,
                                         WebSession.expires_at <= now))
     sid = secrets.token_urlsafe(32)
     db.add(WebSession(token_hash=token_hash(sid), user_id=user.id, created_at=now, last_seen=now,
                       expires_at=now + dt.timedelta(hours=settings.session_ttl_h)))
-    lang = session.get("lang")
-    session.clear()
     session["sid"] = sid
-    if lang:
-        session["lang"] = lang
 
 
 def end_web_session(db) -> None:
-    """Log the browser out: its session row is deleted, so a copy of the cookie is worthless."""
+    """Log the browser out: its session row is deleted, so a copy of the cookie is worthless.
+    The cookie keeps only the chosen language."""
     sid = session.get("sid")
-    if sid:
+    if isinstance(sid, str) and sid:
         db.execute(delete(WebSession).where(WebSession.token_hash == token_hash(sid)))
     lang = session.get("lang")
     session.clear()

@@ -7,7 +7,7 @@ from sqlalchemy import update
 from server.cli import main as cli
 from server.models import WebSession
 from tests.system import ADMIN_PASSWORD
-from tests.web_helpers import PageUser, cookie_session
+from tests.web_helpers import PageUser, cookie_session, login_form
 
 PASSWORD = "mat-khau-cu-123"
 NEW_PASSWORD = "mat-khau-moi-456"
@@ -102,9 +102,12 @@ def test_a_session_unused_for_too_long_is_refused(app_only):
     assert not browser.logged_in()
 
 
-def test_logging_in_again_gives_a_new_session_id(app_only):
+def test_two_browsers_have_their_own_sessions_and_a_new_login_ends_the_old_one(app_only):
     s = app_only
-    first = PageUser(s, "admin", ADMIN_PASSWORD).cookies()
-    second = PageUser(s, "admin", ADMIN_PASSWORD).cookies()
-    assert first["session"] != second["session"]
-    assert not _refused_with_cookie(s, first) and not _refused_with_cookie(s, second)
+    office, home = PageUser(s, "admin", ADMIN_PASSWORD), PageUser(s, "admin", ADMIN_PASSWORD)
+    before = office.cookies()
+    assert not _refused_with_cookie(s, before) and not _refused_with_cookie(s, home.cookies())
+    r = login_form(office.http, s.url, "admin", ADMIN_PASSWORD)  # the same browser again
+    assert r.status_code == 302 and office.logged_in()
+    assert _refused_with_cookie(s, before)
+    assert home.logged_in()

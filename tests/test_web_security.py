@@ -189,3 +189,9 @@ def test_a_copied_cookie_does_not_outlive_the_csrf_token_of_another_session(app_
                    data={"action": "approve", "csrf_token": first.csrf})
     assert r.status_code == 400
     assert app_only.ok("GET", f"/api/v1/bulletins/{b['id']}")["status"] == "pending"
+
+
+def test_a_bad_login_limit_setting_stops_the_server_naming_the_key(tmp_path):
+    from server.config import ConfigError, load_settings
+    with pytest.raises(ConfigError, match="login_limit_user"):
+        load_settings(tmp_path, {"login_limit_user": "many"})
