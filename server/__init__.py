@@ -41,10 +41,11 @@ def create_app(test_config: Mapping[str, Any] | None = None,
         if db is not None:
             db.close()
 
-    from . import api, errors, web
+    from . import api, errors, web, websec
     errors.register(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
+    websec.init_app(app, settings)  # cookie flags, CSRF, login limits, security headers
 
     @app.get("/healthz")
     def healthz():

@@ -7,7 +7,7 @@ import io
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 
-from . import auth, bulletins, services
+from . import auth, bulletins, services, users
 from .errors import ApiError, bad_request, not_found
 from .models import (Area, Broadcast, Command, Event, LexiconEntry, Node, PlayLog, User,
                      from_ms, to_ms)
@@ -45,6 +45,49 @@ def token():
     g.db.commit()
     return jsonify({"token": tok, "user": {"username": user.username, "role": user.role,
                                            "area_id": user.area_id}})
+
+
+@bp.post("/auth/logout")
+@auth.login_required
+def logout():
+    """Revoke the bearer token of this request (or end the cookie's browser session)."""
+    if g.get("api_token") is not None:
+        g.db.delete(g.api_token)
+    else:
+        auth.end_web_session(g.db)
+    g.db.commit()
+    return "", 204
+
+
+# --- users -------------------------------------------------------------------------------------
+
+@bp.get("/users")
+def list_users():
+    user = auth.require("user.write")
+    return jsonify({"users": [users.user_json(u) for u in users.visible_users(g.db, user)]})
+
+
+@bp.post("/users")
+def create_user():
+    user = auth.require("user.write")
+    new = users.save_user(g.db, user, None, body(),
+                          password_min=services.settings().password_min_length)
+    return created(users.user_json(new))
+
+
+@bp.get("/users/<int:user_id>")
+def get_user(user_id: int):
+    user = auth.require("user.write")
+    return jsonify(users.user_json(users.get_user(g.db, user, user_id)))
+
+
+@bp.patch("/users/<int:user_id>")
+def update_user(user_id: int):
+    actor = auth.require("user.write")
+    user = users.save_user(g.db, actor, users.get_user(g.db, actor, user_id), body(),
+                           password_min=services.settings().password_min_length)
+    g.db.commit()
+    return jsonify(users.user_json(user))
 
 
 # --- areas -------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Who is calling: bearer tokens for scripts, a session cookie for the pages; roles and areas."""
+"""Who is calling: bearer tokens for scripts, a server-side session (its id in the cookie) for the
+pages; roles and areas. A request that carries ``Authorization: Bearer`` is judged by that token
+alone, never by a cookie it also carries."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,14 +8,16 @@ import functools
 import hashlib
 import secrets
 
-from flask import g, request, session
-from sqlalchemy import select
+from flask import current_app, g, request, session
+from sqlalchemy import delete, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import ApiError
-from .models import ApiToken, User, area_subtree_ids, utcnow
+from .models import ApiToken, User, WebSession, area_subtree_ids, utcnow
 
-ROLES = ("admin", "approver", "staff", "technician", "operator")
+# viewer: reads what its area holds, changes nothing
+ROLES = ("admin", "approver", "staff", "technician", "operator", "viewer")
+LOGIN_TOKEN = "login"  # the name of tokens /auth/token issues (a password change revokes them)
 # what each role may do; admin may do everything
 PERMISSIONS = {
     "bulletin.write": {"approver", "staff", "operator"},
@@ -24,6 +28,7 @@ PERMISSIONS = {
     "node.write": {"technician"},
     "node.command": {"technician", "approver", "operator"},
     "area.write": {"operator"},
+    "user.write": {"operator"},  # within its own area, roles no stronger than its own
 }
 
 
@@ -31,15 +36,24 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password)
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
 def verify_password(user: User | None, password: str) -> bool:
-    return bool(user and user.active and check_password_hash(user.password_hash, password))
+    """True when ``password`` is the active user's. An unknown or inactive user costs one hash
+    check all the same, so the answer's timing does not tell which usernames exist."""
+    stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
+    matches = check_password_hash(stored, password)
+    return bool(matches and user is not None and user.active)
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def issue_token(db, user: User, ttl_h: int | None, name: str = "login") -> str:
+def issue_token(db, user: User, ttl_h: int | None, name: str = LOGIN_TOKEN) -> str:
     """A new random token for ``user``; only its hash is stored. ttl_h None: no expiry."""
     token = secrets.token_urlsafe(32)
     expires = utcnow() + dt.timedelta(hours=ttl_h) if ttl_h else None
@@ -47,20 +61,79 @@ def issue_token(db, user: User, ttl_h: int | None, name: str = "login") -> str:
     return token
 
 
+def bearer_token() -> str | None:
+    """The token of an ``Authorization: Bearer`` header ("" when empty); None without one."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def start_web_session(db, user: User) -> None:
+    """Log the browser in: a new random session id in the cookie, only its hash in the database.
+    Whatever the cookie held before (a session id, a CSRF token) is dropped."""
+    settings = current_app.config["SETTINGS"]
+    now = utcnow()
+    end_web_session(db)  # the browser's earlier login, if any, ends here too
+    db.execute(delete(WebSession).where(WebSession.user_id == user.id,
+                                        WebSession.expires_at <= now))
+    sid = secrets.token_urlsafe(32)
+    db.add(WebSession(token_hash=token_hash(sid), user_id=user.id, created_at=now, last_seen=now,
+                      expires_at=now + dt.timedelta(hours=settings.session_ttl_h)))
+    session["sid"] = sid
+
+
+def end_web_session(db) -> None:
+    """Log the browser out: its session row is deleted, so a copy of the cookie is worthless.
+    The cookie keeps only the chosen language."""
+    sid = session.get("sid")
+    if isinstance(sid, str) and sid:
+        db.execute(delete(WebSession).where(WebSession.token_hash == token_hash(sid)))
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+
+
+def revoke_logins(db, user: User) -> None:
+    """End every browser session and every login token of ``user`` (after a password change or
+    deactivation). Integration tokens made with ``cli token`` are kept: they do not come from
+    the password; ``cli revoke-tokens`` or deactivating the user ends them."""
+    db.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    db.execute(delete(ApiToken).where(ApiToken.user_id == user.id, ApiToken.name == LOGIN_TOKEN))
+
+
+def _session_user(db) -> User | None:
+    sid = session.get("sid")
+    if not isinstance(sid, str) or not sid:
+        return None
+    row = db.scalar(select(WebSession).where(WebSession.token_hash == token_hash(sid)))
+    now = utcnow()
+    idle = dt.timedelta(minutes=current_app.config["SETTINGS"].session_idle_min)
+    if row is None or row.expires_at <= now or row.last_seen + idle <= now:
+        return None
+    if now - row.last_seen > dt.timedelta(seconds=60):  # not a write for every poll
+        with current_app.extensions["db_sessions"]() as own:  # leaves the request's untouched
+            own.execute(update(WebSession).where(WebSession.id == row.id).values(last_seen=now))
+            own.commit()
+    g.web_session = row
+    return row.user
+
+
 def current_user() -> User | None:
     """The caller: a bearer token's user, else the logged-in session's; cached per request."""
     if "user" in g:
         return g.user
     user = None
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        row = g.db.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(header[7:])))
-        if row and (row.expires_at is None or row.expires_at > utcnow()) and row.user.active:
+    token = bearer_token()
+    if token is not None:
+        row = g.db.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token))) \
+            if token else None
+        if row and (row.expires_at is None or row.expires_at > utcnow()):
             user = row.user
-    elif session.get("user_id"):
-        user = g.db.get(User, session["user_id"])
-        if user and not user.active:
-            user = None
+            g.api_token = row
+    else:
+        user = _session_user(g.db)
+    if user is not None and not user.active:
+        user = None
     g.user = user
     if user:
         g.user_lang = user.language

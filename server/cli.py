@@ -7,12 +7,15 @@ import os
 import sys
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from .auth import ROLES, hash_password, issue_token
+from .auth import ROLES, issue_token
 from .config import ConfigError, load_settings
+from .errors import ApiError
+from .i18n import LANGUAGES
 from .keys import create_signing_key, register_public_key
-from .models import User, init_db, make_engine, make_sessionmaker
+from .models import ApiToken, User, init_db, make_engine, make_sessionmaker
+from .users import save_user
 
 
 def init_instance(instance: Path, admin_password: str | None,
@@ -29,14 +32,11 @@ def init_instance(instance: Path, admin_password: str | None,
         register_public_key(db, settings.signing_key_file)
         admin = db.scalar(select(User).where(User.username == "admin"))
         created = admin is None
-        if created:
-            password = admin_password or os.urandom(9).hex()
-            db.add(User(username="admin", password_hash=hash_password(password), role="admin"))
-        elif admin_password:
-            admin.password_hash = hash_password(admin_password)
-            password = admin_password
-        else:
-            password = ""
+        password = admin_password or (os.urandom(9).hex() if created else "")
+        if password:
+            save_user(db, None, admin, {"username": "admin", "role": "admin", "password": password}
+                      if created else {"password": password},
+                      password_min=settings.password_min_length)
         db.commit()
     engine.dispose()
     return password, created
@@ -48,15 +48,25 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("init", help="create the database, signing key and admin account")
     p.add_argument("--admin-password", default=os.environ.get("LOA_ADMIN_PASSWORD"))
-    p = sub.add_parser("user", help="create or update a user")
+    p = sub.add_parser("user", help="create a user, or change only the given fields of one")
     p.add_argument("username")
-    p.add_argument("--role", choices=ROLES, required=True)
-    p.add_argument("--password", required=True)
-    p.add_argument("--area-id", type=int)
+    p.add_argument("--role", choices=ROLES, help="required for a new user")
+    p.add_argument("--password", help="required for a new user; a new one logs the user out")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--area-id", type=int, help="limit the user to this area and below")
+    scope.add_argument("--all-areas", action="store_true", help="no area limit")
+    p.add_argument("--language", choices=LANGUAGES)
+    active = p.add_mutually_exclusive_group()
+    active.add_argument("--activate", dest="active", action="store_const", const=True)
+    active.add_argument("--deactivate", dest="active", action="store_const", const=False,
+                        help="refuse the user's logins and tokens")
     p = sub.add_parser("token", help="make a long-lived API token for an integration")
     p.add_argument("username")
     p.add_argument("--name", default="integration")
     p.add_argument("--days", type=int, default=0, help="0: never expires")
+    p = sub.add_parser("revoke-tokens", help="delete a user's API tokens (all, or by name)")
+    p.add_argument("username")
+    p.add_argument("--name", help="only tokens of this name (e.g. integration, login)")
     sub.add_parser("sync-broker", help="rewrite the broker's password file and ACL, reload it")
     args = ap.parse_args(argv)
     instance = Path(args.instance)
@@ -69,17 +79,22 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"config: {err}", file=sys.stderr)
         return 2
+    except ApiError as err:
+        print(err.message(), file=sys.stderr)
+        return 1
     engine = make_engine(settings.database_url)
     with make_sessionmaker(engine)() as db:
         if args.cmd == "user":
+            return _user_command(db, args, settings.password_min_length)
+        elif args.cmd == "revoke-tokens":
             user = db.scalar(select(User).where(User.username == args.username))
             if user is None:
-                user = User(username=args.username, password_hash="", role=args.role)
-                db.add(user)
-            user.password_hash = hash_password(args.password)
-            user.role, user.area_id = args.role, args.area_id
+                print(f"no user {args.username}", file=sys.stderr)
+                return 1
+            q = delete(ApiToken).where(ApiToken.user_id == user.id)
+            n = db.execute(q.where(ApiToken.name == args.name) if args.name else q).rowcount
             db.commit()
-            print(f"user {user.username}: {user.role}")
+            print(f"{n} token(s) revoked")
         elif args.cmd == "token":
             user = db.scalar(select(User).where(User.username == args.username))
             if user is None:
@@ -93,6 +108,27 @@ def main(argv: list[str] | None = None) -> int:
             with app.app_context():
                 reloaded = services.sync_broker_accounts(app.extensions["db_sessions"])
                 print("reloaded" if reloaded else "written (no broker running)")
+    return 0
+
+
+def _user_command(db, args, password_min: int) -> int:
+    """``user``: only what is given changes; --all-areas (not a missing --area-id) unscopes."""
+    user = db.scalar(select(User).where(User.username == args.username))
+    data = {name: value for name, value in (("role", args.role), ("password", args.password),
+                                            ("language", args.language), ("active", args.active),
+                                            ("area_id", args.area_id)) if value is not None}
+    if args.all_areas:
+        data["area_id"] = None
+    if user is None:
+        data["username"] = args.username
+    try:
+        user = save_user(db, None, user, data, password_min=password_min)
+    except ApiError as err:
+        print(err.message(), file=sys.stderr)
+        return 1
+    db.commit()
+    scope = f"area {user.area_id}" if user.area_id is not None else "all areas"
+    print(f"user {user.username}: {user.role}, {scope}{'' if user.active else ', inactive'}")
     return 0
 
 

@@ -62,6 +62,13 @@ class Settings:
     max_upload_mb: float = 50.0
     max_upload_minutes: float = 30.0
     token_ttl_h: int = 24 * 7
+    # web and login security
+    cookie_secure: bool = False            # Secure cookie; on anyway when public_url is https
+    session_ttl_h: int = 12                # a browser login lasts at most this long
+    session_idle_min: int = 120            # and ends after this long unused
+    login_limit_ip: str = "20/minute"      # failed logins allowed per client address
+    login_limit_user: str = "5/minute"     # failed logins allowed per username
+    password_min_length: int = 10
     worker_stale_s: int = 20               # /healthz: the dispatcher's broker report is this fresh
     outbox_stale_s: int = 30               # /healthz alarms when an unsent command is this old
     max_message_bytes: int = 1024 * 1024   # the largest MQTT message the broker takes
@@ -112,6 +119,15 @@ class Settings:
             raise ConfigError(f"node_max_{err}") from None
         if self.command_ttl_s < 10:
             raise ConfigError("command_ttl_s: must be at least 10 seconds")
+        from limits import parse_many
+        for name in ("login_limit_ip", "login_limit_user"):
+            try:
+                parse_many(getattr(self, name))
+            except ValueError:
+                raise ConfigError(f"{name}: {getattr(self, name)!r} is not a rate like 5/minute") \
+                    from None
+        if min(self.session_ttl_h, self.session_idle_min, self.password_min_length) < 1:
+            raise ConfigError("session_ttl_h, session_idle_min, password_min_length: at least 1")
         if not self.topic_prefix or self.topic_prefix.endswith("/"):
             raise ConfigError(f"topic_prefix: {self.topic_prefix!r} is not a topic prefix")
         return self

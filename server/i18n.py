@@ -73,6 +73,21 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "err.server": {"vi": "Lỗi máy chủ; đã ghi nhật ký.", "en": "Server error; it was logged."},
     "err.method": {"vi": "Phương thức không được hỗ trợ.", "en": "Method not allowed."},
     "err.route": {"vi": "Không có đường dẫn này.", "en": "No such route."},
+    "err.csrf": {"vi": "Yêu cầu không hợp lệ hoặc phiên làm việc đã hết hạn; hãy tải lại trang "
+                       "rồi thử lại.",
+                 "en": "The request was refused (missing or stale form token); reload the page "
+                       "and try again."},
+    "err.rate_limited": {"vi": "Đăng nhập sai quá nhiều lần; vui lòng đợi một phút rồi thử lại.",
+                         "en": "Too many failed logins; wait a minute and try again."},
+    "err.password_short": {"vi": "Mật khẩu phải có ít nhất {min} ký tự.",
+                           "en": "The password must have at least {min} characters."},
+    "err.grant_role": {"vi": "Bạn không thể cấp hoặc sửa tài khoản có vai trò {role}.",
+                       "en": "You cannot grant or edit the role {role}."},
+    "err.unscoped_user": {
+        "vi": "Chỉ tài khoản không giới hạn địa bàn mới được tạo tài khoản không giới hạn địa bàn.",
+        "en": "Only a user with every area may make a user with every area."},
+    "err.last_admin": {"vi": "Không thể bỏ quyền hay khoá quản trị viên cuối cùng.",
+                       "en": "The last active admin cannot be demoted or deactivated."},
     # things
     "thing.bulletin": {"vi": "bản tin", "en": "bulletin"},
     "thing.broadcast": {"vi": "lượt phát", "en": "broadcast"},
@@ -81,6 +96,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "thing.media": {"vi": "tệp âm thanh", "en": "audio file"},
     "thing.command": {"vi": "lệnh", "en": "command"},
     "thing.lexicon": {"vi": "mục từ điển", "en": "lexicon entry"},
+    "thing.user": {"vi": "tài khoản", "en": "user"},
     "thing.area_code": {"vi": "Mã địa bàn", "en": "Area code"},
     "thing.node_id": {"vi": "Mã thiết bị", "en": "Node id"},
     # pages

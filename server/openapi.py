@@ -2,6 +2,8 @@
 to the registered routes)."""
 from __future__ import annotations
 
+from .auth import ROLES
+
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -14,7 +16,8 @@ def _json(schema: dict) -> dict:
 ERRORS = {code: {"description": text, **_json(_ref("Error"))} for code, text in (
     ("400", "bad input: the message says which field"), ("401", "no valid token or login"),
     ("403", "the caller's role or area does not allow it"), ("404", "not found"),
-    ("409", "conflicts with the current state"), ("422", "the content could not be processed"))}
+    ("409", "conflicts with the current state"), ("422", "the content could not be processed"),
+    ("429", "too many failed logins: wait and retry"))}
 
 
 def _op(summary: str, ok: dict, *, body: dict | None = None, params: list | None = None,
@@ -184,6 +187,19 @@ SCHEMAS = {
         "nodes": {"type": "array", "items": {"type": "object", "properties": {
             "node_id": {"type": "string"}, "status": {"type": "string"},
             "reason": NULLABLE_STR, "played": NULLABLE_STR}}}}},
+    "User": {"type": "object", "description": "never includes the password", "properties": {
+        "id": {"type": "integer"}, "username": {"type": "string"}, "role": {"type": "string"},
+        "area_id": {"type": ["integer", "null"], "description": "null: every area"},
+        "language": {"type": "string"}, "active": {"type": "boolean"},
+        "created_at": NULLABLE_STR}},
+    "UserWrite": {"type": "object", "description": "to create: username, role, password; to "
+                  "change: only the fields given (a new password ends the user's sessions and "
+                  "login tokens)", "properties": {
+        "username": {"type": "string"}, "role": {"type": "string", "enum": list(ROLES)},
+        "password": {"type": "string",
+                     "description": "at least password_min_length (default 10) characters"},
+        "area_id": {"type": ["integer", "null"], "description": "null: every area"},
+        "language": {"type": "string", "enum": ["vi", "en"]}, "active": {"type": "boolean"}}},
     "PlayLog": {"type": "object", "properties": {k: NULLABLE_STR for k in (
         "node_id", "item_id", "cmd_id", "slot_id", "sha256", "scheduled_at", "started_at",
         "ended_at", "result", "reason")}},
@@ -198,7 +214,22 @@ PATHS = {
         _ok({"type": "object", "properties": {"token": {"type": "string"}}}),
         body={"type": "object", "required": ["username", "password"], "properties": {
             "username": {"type": "string"}, "password": {"type": "string"}}},
-        secure=False, errors=("400", "401"))},
+        secure=False, errors=("400", "401", "429"))},
+    "/api/v1/auth/logout": {"post": _op(
+        "Revoke the bearer token of this request (or end the cookie's session)",
+        {"description": "Revoked"}, status="204", errors=("401",))},
+    "/api/v1/users": {
+        "get": _op("Users the caller may manage (admin, or user.write within its own area)",
+                   _ok({"type": "object", "properties": {"users": {
+                       "type": "array", "items": _ref("User")}}}), errors=("401", "403")),
+        "post": _op("Create a user: only inside the caller's area, with a role no stronger "
+                    "than the caller's", _ok(_ref("User"), "Created"), body=_ref("UserWrite"),
+                    status="201", errors=("400", "401", "403", "404", "409"))},
+    "/api/v1/users/{user_id}": {
+        "get": _op("One user", _ok(_ref("User")), params=[_path_param("user_id")]),
+        "patch": _op("Change the given fields of a user", _ok(_ref("User")),
+                     body=_ref("UserWrite"), params=[_path_param("user_id")],
+                     errors=("400", "401", "403", "404", "409"))},
     "/api/v1/areas": {
         "get": _op("The area tree as a flat list with parent ids", _ok(_LIST)),
         "post": _op("Create an area", _ok(_ref("Area"), "Created"), body=_ref("AreaCreate"),

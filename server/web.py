@@ -3,7 +3,7 @@ approve and broadcast at once, and a broadcast's per-node status. Thin over serv
 from __future__ import annotations
 
 import functools
-import secrets
+from urllib.parse import urlsplit
 
 from flask import (Blueprint, abort, flash, g, redirect, render_template, request, session,
                    url_for)
@@ -20,20 +20,23 @@ bp = Blueprint("web", __name__)
 
 @bp.app_context_processor
 def _globals():
+    # csrf_token() comes from Flask-WTF (server/websec.py)
     return {"t": t, "local_time": local_time, "user": auth.current_user() if g.get("db") else None,
-            "csrf_token": _csrf_token, "languages": LANGUAGES}
+            "languages": LANGUAGES}
 
 
-def _csrf_token() -> str:
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(24)
-    return session["csrf"]
-
-
-def _check_csrf() -> None:
-    sent = request.form.get("csrf", "")
-    if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
-        abort(400, "CSRF token missing or wrong")
+def local_path(target: str | None) -> str | None:
+    """``target`` as a path on this site ("/x?y"), or None when it leads anywhere else: another
+    host, a scheme-relative "//host", a backslash or a control character browsers read as one."""
+    if not target or any(c == "\\" or ord(c) < 33 or ord(c) == 127 for c in target):
+        return None
+    parts = urlsplit(target)
+    if (parts.scheme or parts.netloc) and (parts.scheme not in ("http", "https")
+                                           or parts.netloc != request.host):
+        return None
+    if not parts.path.startswith("/") or parts.path.startswith("//"):
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def page_login_required(view):
@@ -49,29 +52,26 @@ def page_login_required(view):
 def set_language(code: str):
     if code in LANGUAGES:
         session["lang"] = code
-    return redirect(request.referrer or url_for("web.dashboard"))
+    return redirect(local_path(request.referrer) or url_for("web.dashboard"))
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     error = None
     if request.method == "POST":
-        _check_csrf()
         user = g.db.scalar(select(User).where(User.username == request.form.get("username", "")))
         if auth.verify_password(user, request.form.get("password", "")):
-            session.clear()
-            session["user_id"] = user.id
-            nxt = request.args.get("next", "")
-            return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//")
-                            else url_for("web.dashboard"))
+            auth.start_web_session(g.db, user)
+            g.db.commit()
+            return redirect(local_path(request.args.get("next")) or url_for("web.dashboard"))
         error = t("err.bad_credentials")
     return render_template("login.html", error=error), 401 if error else 200
 
 
 @bp.post("/logout")
 def logout():
-    _check_csrf()
-    session.clear()
+    auth.end_web_session(g.db)
+    g.db.commit()
     return redirect(url_for("web.login"))
 
 
@@ -123,7 +123,6 @@ def new_bulletin():
     can_approve = auth.can(user, "bulletin.approve") and auth.can(user, "broadcast.write")
     error, form = None, {}
     if request.method == "POST":
-        _check_csrf()
         form = request.form.to_dict()
         try:
             if not auth.can(user, "bulletin.write"):
@@ -175,7 +174,6 @@ def _edited_spoken_text(form: dict, area_id: int | None) -> str | None:
 @bp.post("/partials/preview")
 @page_login_required
 def preview_partial():
-    _check_csrf()
     form = request.form.to_dict()
     area_id = int(form["area_id"]) if form.get("area_id", "").isdigit() else None
     try:
@@ -192,7 +190,6 @@ def preview_partial():
 @bp.post("/bulletins/<int:bulletin_id>/review")
 @page_login_required
 def review_bulletin(bulletin_id: int):
-    _check_csrf()
     action = request.form.get("action")
     try:
         if action not in ("approve", "reject") or not auth.can(g.user, "bulletin.approve"):

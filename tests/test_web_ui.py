@@ -90,18 +90,24 @@ def _login(system, browser):
     WebDriverWait(browser, 10).until(lambda b: "/login" not in b.current_url)
 
 
-def test_author_previews_the_reading_fixes_it_and_an_approver_approves(system, browser):
-    province = system.area("Thành phố Hồ Chí Minh", "HCM", "province")
-    system.area("Phường Tân Sơn Nhì", "HCM-TSN", "ward", province["id"])
-    wait = WebDriverWait(browser, 20, poll_frequency=0.2,
-                         ignored_exceptions=[StaleElementReferenceException])
-    _login(system, browser)
+def preview_reading(system, browser, wait):
+    """Write a bulletin's title and text, ask for the preview; its spoken-text box."""
     browser.get(f"{system.url}/bulletins/new")
     browser.find_element(By.NAME, "title").send_keys("Họp tổ dân phố")
     browser.find_element(By.NAME, "text").send_keys("UBND phường họp lúc 7h30.")
     browser.find_element(By.CSS_SELECTOR, "[hx-post$='/partials/preview']").click()
     spoken = wait.until(lambda b: b.find_elements(By.NAME, "spoken_text"))[0]
     assert "ủy ban nhân dân" in spoken.get_attribute("value")
+    return spoken
+
+
+def test_author_previews_the_reading_fixes_it_and_an_approver_approves(system, browser):
+    province = system.area("Thành phố Hồ Chí Minh", "HCM", "province")
+    system.area("Phường Tân Sơn Nhì", "HCM-TSN", "ward", province["id"])
+    wait = WebDriverWait(browser, 20, poll_frequency=0.2,
+                         ignored_exceptions=[StaleElementReferenceException])
+    _login(system, browser)
+    spoken = preview_reading(system, browser, wait)
     assert "bảy giờ ba mươi" in spoken.get_attribute("value")
     assert browser.find_element(By.CSS_SELECTOR, "#preview audio").get_attribute("src").endswith(".mp3")
     spoken.clear()

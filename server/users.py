@@ -1,0 +1,149 @@
+"""Accounts: the one set of rules for making and changing users, used by ``python -m server.cli
+user`` and by /api/v1/users.
+
+The CLI acts as the station's owner (``actor`` None). Through the API an admin may do anything;
+a user with the ``user.write`` permission only inside its own area subtree, never granting a role
+that can do what it cannot (so never admin), and never making a user unscoped (every area) unless
+it is unscoped itself. An update changes only the fields given. A new password or deactivation
+ends the user's browser sessions and login tokens."""
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash
+
+from .auth import PERMISSIONS, ROLES, hash_password, revoke_logins, user_area_ids
+from .errors import ApiError, bad_request, not_found
+from .i18n import LANGUAGES
+from .models import Area, User
+from .services import iso
+
+FIELDS = ("username", "role", "password", "area_id", "language", "active")
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,79}$")
+
+
+def user_json(u: User) -> dict:
+    """What the API shows of a user: never the password or its hash."""
+    return {"id": u.id, "username": u.username, "role": u.role, "area_id": u.area_id,
+            "language": u.language, "active": u.active,
+            "created_at": iso(u.created_at)}
+
+
+def role_permissions(role: str) -> set[str]:
+    if role == "admin":
+        return set(PERMISSIONS) | {"admin"}
+    return {p for p, roles in PERMISSIONS.items() if role in roles}
+
+
+def may_grant(actor: User | None, role: str) -> bool:
+    """Whether ``actor`` may give (or manage a user holding) ``role``: only what it can do itself."""
+    return actor is None or actor.role == "admin" or \
+        role_permissions(role) <= role_permissions(actor.role)
+
+
+def visible_users(db: Session, actor: User) -> list[User]:
+    allowed = user_area_ids(db, actor)
+    q = select(User).order_by(User.id)
+    if allowed is not None:
+        q = q.where(User.area_id.in_(allowed))
+    return list(db.scalars(q))
+
+
+def get_user(db: Session, actor: User, user_id: int) -> User:
+    """A user the actor may see (its area subtree); others are a 404 as if they did not exist."""
+    user = db.get(User, user_id)
+    allowed = user_area_ids(db, actor)
+    if user is None or (allowed is not None and user.area_id not in allowed):
+        raise not_found("thing.user")
+    return user
+
+
+def save_user(db: Session, actor: User | None, user: User | None, data: Mapping[str, Any], *,
+              password_min: int) -> User:
+    """Create a user (``user`` None: username, role, password required) or change the given
+    fields of ``user``; ``area_id`` None means every area. Raises ApiError for what is refused."""
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise bad_request("err.invalid_field", field=unknown[0], detail="unknown field")
+    creating = user is None
+    if creating:
+        for name in ("username", "role", "password"):
+            if data.get(name) in (None, ""):
+                raise bad_request("err.missing_field", "missing_field", field=name)
+    elif not may_grant(actor, user.role):
+        raise ApiError(403, "forbidden_role", "err.grant_role", role=user.role)
+    allowed = user_area_ids(db, actor) if actor is not None else None
+    if creating:
+        user = User(username="", password_hash="", role="",
+                    area_id=actor.area_id if actor is not None else None)
+    was_admin = not creating and user.role == "admin" and user.active
+    if "username" in data:
+        _set_username(db, user, data["username"])
+    if "role" in data:
+        role = data["role"]
+        if role not in ROLES:
+            raise bad_request("err.invalid_field", field="role", detail=" | ".join(ROLES))
+        if not may_grant(actor, role):
+            raise ApiError(403, "forbidden_role", "err.grant_role", role=role)
+        user.role = role
+    if "area_id" in data:
+        user.area_id = _area_id(db, data["area_id"], allowed)
+    if "language" in data:
+        if data["language"] not in LANGUAGES:
+            raise bad_request("err.invalid_field", field="language", detail=" | ".join(LANGUAGES))
+        user.language = data["language"]
+    revoke = False
+    if "active" in data:
+        if not isinstance(data["active"], bool):
+            raise bad_request("err.invalid_field", field="active", detail="true or false")
+        revoke = user.active and not data["active"]
+        user.active = data["active"]
+    if "password" in data:
+        password = data["password"]
+        if not isinstance(password, str) or len(password) > 200:
+            raise bad_request("err.invalid_field", field="password", detail="text")
+        if len(password) < password_min:
+            raise bad_request("err.password_short", "invalid", min=password_min)
+        if creating or not check_password_hash(user.password_hash, password):
+            user.password_hash = hash_password(password)
+            revoke = True  # setting the same password again is no change
+    if was_admin and not (user.role == "admin" and user.active) and _other_admins(db, user) == 0:
+        raise ApiError(409, "last_admin", "err.last_admin")
+    if creating:
+        db.add(user)
+    elif revoke:
+        revoke_logins(db, user)
+    db.flush()
+    return user
+
+
+def _set_username(db: Session, user: User, value: Any) -> None:
+    if not isinstance(value, str) or not USERNAME.match(value):
+        raise bad_request("err.invalid_field", field="username",
+                          detail="1-80 letters, digits, . _ @ -")
+    if value != user.username:
+        if db.scalar(select(User.id).where(User.username == value)) is not None:
+            raise ApiError(409, "duplicate", "err.duplicate", what="thing.user")
+        user.username = value
+
+
+def _area_id(db: Session, value: Any, allowed: set[int] | None) -> int | None:
+    if value is None:
+        if allowed is not None:
+            raise ApiError(403, "forbidden_unscoped", "err.unscoped_user")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request("err.invalid_field", field="area_id", detail="an area id or null")
+    if db.get(Area, value) is None:
+        raise ApiError(404, "unknown_area", "err.unknown_area", id=value)
+    if allowed is not None and value not in allowed:
+        raise ApiError(403, "forbidden_area", "err.forbidden_area", area=value)
+    return value
+
+
+def _other_admins(db: Session, user: User) -> int:
+    return db.scalar(select(func.count()).select_from(User).where(
+        User.role == "admin", User.active.is_(True), User.id != user.id)) or 0
