@@ -97,10 +97,12 @@ class Dispatcher:
             area = db.get(Area, area_id)
             cmd = self._command(db, "play", f"group:{area.group}", body, ttl, bc.id, None, now)
             subtree = area_subtree_ids(db, [area_id])
-            for node_id in db.scalars(select(Node.id).where(Node.cluster_id.in_(subtree))):
+            for node_id in db.scalars(select(Node.id).where(Node.cluster_id.in_(subtree),
+                                                            Node.revoked_at.is_(None))):
                 covered.setdefault(node_id, cmd.id)
         for node_id in bc.target_nodes:
-            if node_id not in covered and db.get(Node, node_id) is not None:
+            node = db.get(Node, node_id)
+            if node_id not in covered and node is not None and node.revoked_at is None:
                 cmd = self._command(db, "play", f"node:{node_id}", body, ttl, bc.id, node_id, now)
                 covered[node_id] = cmd.id
         for node_id, cmd_id in sorted(covered.items()):
@@ -128,7 +130,7 @@ class Dispatcher:
         window = self.settings.desired_window_h * 3600 * 1000
         done = 0
         with self.sessions() as db:
-            nodes = db.scalars(select(Node).where(
+            nodes = db.scalars(select(Node).where(Node.revoked_at.is_(None)).where(
                 Node.desired_dirty.is_(True) | (Node.desired_exp_ms < now + window // 2))).all()
             for node in nodes:
                 node.desired_version += 1

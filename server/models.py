@@ -85,6 +85,8 @@ class Node(Base):
     desired_dirty: Mapped[bool] = mapped_column(Boolean, default=True)
     volume: Mapped[int] = mapped_column(Integer, default=80)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # set by POST /nodes/{id}/revoke: no broker account, no ACL, no desired state, no broadcasts
+    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     cluster: Mapped[Area] = relationship()
 
 
