@@ -317,3 +317,24 @@ class MosquittoProcess:
         if self.proc and self.proc.stderr:
             self.proc.stderr.close()
         self.proc = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m server.mosquitto tls DIR HOST…``: make or reuse the project CA and the
+    broker's certificate for HOSTs (the names and addresses nodes use) in DIR."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m server.mosquitto")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("tls", help="project CA and broker certificate (keys 0600)")
+    p.add_argument("directory")
+    p.add_argument("hosts", nargs="+")
+    args = ap.parse_args(argv)
+    files = ensure_tls_files(Path(args.directory), args.hosts)
+    print(f"CA certificate (nodes trust it; the server's ca_file): {files.ca_cert}\n"
+          f"broker certificate and key (certfile, keyfile): {files.cert} {files.key}\n"
+          f"keep {files.ca_key} offline or at least private: it can sign a broker")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
