@@ -157,7 +157,7 @@ def main() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     VAR.chmod(0o700)
     state = load_state()
-    state.pop("admin_password", None)  # older runs kept it here in clear
+    kept_password = state.pop("admin_password", None)  # older runs kept it here in clear
     if not state.get("mqtt_password"):
         state["mqtt_password"] = secrets.token_urlsafe(24)
     for key in ("mqtt_port", "mqtt_tls_port"):
@@ -169,6 +169,7 @@ def main() -> int:
 
     admin_password = os.environ.get("LOA_ADMIN_PASSWORD")
     password, _ = init_instance(INSTANCE, admin_password)
+    password = password or kept_password or ""  # shown this once more, then forgotten
     if not password and not state.get("demo_nodes"):
         # a first run stopped before it provisioned the demo: it needs the (unstored) password
         password, _ = init_instance(INSTANCE, secrets.token_urlsafe(12))

@@ -42,3 +42,16 @@ def test_two_codes_that_slug_alike_get_different_groups(app_only):
     # an area coded after another's fallback name does not take it either
     fourth = _cluster(s, operator, ward, second["group"])
     assert fourth["group"] not in (first["group"], second["group"], third["group"])
+
+
+def test_node_ids_never_take_a_server_accounts_name(app_only):
+    s = app_only
+    province, ward, operator = _ward_operator(s)
+    cluster = _cluster(s, operator, ward, "LOA")           # group "loa", node ids from it
+    for node_id in (s.settings.mqtt_username, "loa-dispatcher", "loa-1"):
+        r = s.call("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa",
+                                                   "id": node_id})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid", r.text
+    generated = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa"})
+    assert not generated["id"].startswith("loa-") and generated["mqtt"]["username"] == \
+        generated["id"]

@@ -129,3 +129,15 @@ def test_tls_listener_serves_a_client_that_trusts_the_project_ca_only(tls_broker
         return "connected" if ok else "no connack"
     assert connect(tls_broker.ca_file) == "connected"
     assert connect(other_ca).startswith("refused")
+
+
+def test_a_server_account_outside_the_reserved_prefix_is_refused_at_start(tmp_path):
+    import pytest
+
+    from server.config import ConfigError, load_settings
+    with pytest.raises(ConfigError, match="mqtt_username"):
+        load_settings(tmp_path, {"mqtt_username": "hp-01"}, environ={})
+    with pytest.raises(ConfigError, match="ca_file"):
+        load_settings(tmp_path, {"mqtt_tls_port": 8883}, environ={})
+    s = load_settings(tmp_path, {"mqtt_tls_port": 8883, "ca_file": __file__}, environ={})
+    assert s.node_mqtt_port == 8883     # nodes are told the TLS listener
