@@ -77,5 +77,6 @@ def test_a_reboot_command_to_a_test_agent_never_runs_systemctl(system, tmp_path)
     cmd = s.ok("POST", f"/api/v1/nodes/{answer['id']}/commands", json={"type": "reboot"})
     marker = s.tmp / "agents" / answer["id"] / "rebooted"
     s.wait(lambda: marker.exists(), 20, what="the agent's harmless reboot command")
-    assert s.ok("GET", f"/api/v1/commands/{cmd['id']}")["status"] in ("received", "finished")
+    s.wait(lambda: s.ok("GET", f"/api/v1/commands/{cmd['id']}")["status"]
+           in ("received", "finished"), what="the reboot's received ack")
     assert not ran.exists(), f"the agent ran systemctl {ran.read_text()}"
