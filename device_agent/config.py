@@ -272,3 +272,22 @@ def with_overrides(config: AgentConfig, *, state_dir: str | Path | None = None,
             sink_dir=str(sink_dir) if sink_dir else config.player.sink_dir))
     check(config)
     return config
+
+
+def local_copy(provisioned_config: str, folder: str | Path, ca_pem: str | None = None) -> str:
+    """A provisioned config made fit for an agent that runs on a development machine or in a
+    test (``make run``'s demo nodes): ``reboot`` writes ``folder/rebooted`` instead of
+    rebooting the host, and the CA certificate, when given, is saved as ``folder/ca.pem``."""
+    import json
+    import re
+    import shlex
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = json.dumps(f"touch {shlex.quote(str(folder / 'rebooted'))}")
+    text = re.sub(r"(?m)^reboot_command = .*$", lambda _: f"reboot_command = {marker}",
+                  provisioned_config)
+    if ca_pem:
+        (folder / "ca.pem").write_text(ca_pem, encoding="ascii")
+        text = re.sub(r"(?m)^ca_file = .*$",
+                      lambda _: f"ca_file = {json.dumps(str(folder / 'ca.pem'))}", text)
+    return text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -52,11 +53,15 @@ class MqttTransport:
                         protocol=mqtt.MQTTv311, manual_ack=True)
         c.username_pw_set(cfg.username, cfg.password)
         if cfg.tls:
+            # verifies the broker's certificate and its name against ca_file (system CAs when
+            # empty); paho never connects to a broker it cannot verify
             c.tls_set(ca_certs=cfg.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
         c.will_set(will_topic, will_payload, qos=1, retain=True)
         c.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
         c.max_queued_messages_set(0)  # unlimited: the outbox on disk bounds what we queue
+        self._last_failure = ""
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
@@ -70,10 +75,20 @@ class MqttTransport:
         log.info("connected to %s:%s (session present: %s)", self.cfg.host, self.cfg.port,
                  flags.session_present)
         self._connected.set()
+        self._last_failure = ""
         try:
             self._on_connect_cb()
         except Exception:  # noqa: BLE001 - paho would swallow it; log it instead
             log.exception("on_connect handler failed")
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this inside its `except OSError`: say why (e.g. a broker certificate the
+        # CA does not vouch for), once per streak of the same failure
+        err = sys.exc_info()[1]
+        text = f"{type(err).__name__}: {err}" if err else "unknown error"
+        if text != self._last_failure:
+            log.warning("cannot connect to %s:%s: %s", self.cfg.host, self.cfg.port, text)
+            self._last_failure = text
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set():

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Install the LoaPhuong speaker node agent on a Raspberry Pi (Raspberry Pi OS Lite, Debian 12+).
 #
-#   sudo hardware/install-pi.sh --config /path/to/agent.toml [--source DIR] [--player mpv]
+#   sudo hardware/install-pi.sh --config /path/to/agent.toml [--ca ca.pem] [--source DIR]
+#                               [--player mpv]
 #
 # --config  the agent.toml from the server's provisioning answer (POST /api/v1/nodes -> "config")
+# --ca      the CA certificate from the same answer ("mqtt" -> "ca_pem"), when the broker uses
+#           TLS: installed as /etc/loa-agent/ca.pem, the config's mqtt.ca_file
 # --source  the LoaPhuong source tree to install from (default: the tree this script is in)
 # --player  rewrite player.kind in the installed config (default: keep it; "auto" picks
 #           mpv, then ffplay, then ffmpeg+aplay)
@@ -17,16 +20,18 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SOURCE="$(cd "$HERE/.." && pwd)"
 CONFIG=""
+CA=""
 PLAYER=""
 PREFIX=/opt/loa-agent
 ETC=/etc/loa-agent
 USER_NAME=loa
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --config) CONFIG="$2"; shift 2 ;;
+        --ca) CA="$2"; shift 2 ;;
         --source) SOURCE="$(cd "$2" && pwd)"; shift 2 ;;
         --player) PLAYER="$2"; shift 2 ;;
         -h|--help) usage 0 ;;
@@ -74,6 +79,9 @@ echo "== config in $ETC"
 install -d -m 0750 -o root -g "$USER_NAME" "$ETC"
 if [ -n "$CONFIG" ]; then
     install -m 0640 -o root -g "$USER_NAME" "$CONFIG" "$ETC/agent.toml"
+fi
+if [ -n "$CA" ]; then
+    install -m 0644 -o root -g root "$CA" "$ETC/ca.pem"
 fi
 if [ -n "$PLAYER" ]; then
     sed -i "/^\[player\]/,/^\[/ s/^kind = .*/kind = \"$PLAYER\"/" "$ETC/agent.toml"

@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     init_db(engine)
     sessions = make_sessionmaker(engine)
     transport = MqttTransport(settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
-                              settings.mqtt_password, client_id="loa-server-dispatcher",
-                              tls=settings.mqtt_tls)
+                              settings.mqtt_password, client_id=settings.mqtt_username,
+                              tls=settings.mqtt_tls, ca_file=settings.ca_file or None)
     bridge = Bridge(sessions, transport, settings.topic_prefix,
                     limits=BridgeLimits.from_settings(settings))
     bridge.start()

@@ -149,7 +149,7 @@ class Dispatcher:
             for node_id in by_area[area_id]:
                 covered.setdefault(node_id, cmd.id)
         for node_id in bc.target_nodes:
-            if node_id not in covered and db.get(Node, node_id) is not None:
+            if node_id not in covered and node_id in targets:
                 cmd = self._command(db, "play", f"node:{node_id}", body, ttl, bc.id, node_id, now,
                                     priority=bc.priority)
                 covered[node_id] = cmd.id
@@ -164,9 +164,12 @@ class Dispatcher:
         for area_id in covering_areas(db, bc.target_areas):
             subtree = area_subtree_ids(db, [area_id])
             by_area[area_id] = list(db.scalars(select(Node.id).where(
-                Node.cluster_id.in_(subtree))))
+                Node.cluster_id.in_(subtree), Node.revoked_at.is_(None))))
         nodes = {n for ids in by_area.values() for n in ids}
-        nodes |= {n for n in bc.target_nodes if db.get(Node, n) is not None}
+        for node_id in bc.target_nodes:
+            node = db.get(Node, node_id)
+            if node is not None and node.revoked_at is None:
+                nodes.add(node_id)
         return nodes, by_area
 
     def _command(self, db: Session, type_: str, target: str, body: dict, ttl_ms: int,
@@ -189,7 +192,7 @@ class Dispatcher:
         window = self.settings.desired_window_h * 3600 * 1000
         done = 0
         with self.sessions() as db:
-            nodes = db.scalars(select(Node).where(
+            nodes = db.scalars(select(Node).where(Node.revoked_at.is_(None)).where(
                 Node.desired_dirty.is_(True) | (Node.desired_exp_ms < now + window // 2))).all()
             for node in nodes:
                 node.desired_version += 1
@@ -264,7 +267,10 @@ class Dispatcher:
                     self._fail(db, cmd, "expired", "expired unsent")
                     db.commit()
                     continue
-                if len(cmd.payload.encode("utf-8")) > self.settings.max_message_bytes:
+                # the broker drops the connection of a client that sends more than its
+                # max_packet_size: such a row would cut us off on every try
+                packet = len(cmd.payload.encode("utf-8")) + len(cmd.topic.encode("utf-8")) + 16
+                if packet > self.settings.mqtt_max_packet_bytes:
                     self._fail(db, cmd, "failed", "larger than the broker's message limit")
                     db.commit()
                     continue

@@ -6,6 +6,11 @@ demo speaker nodes provisioned through the API. Starts Mosquitto on its own port
 one dispatcher and the three agents (their file-sink players write what they play under
 var/agents/*/played/), prints the URL and the login, and stops all of it on Ctrl-C.
 Honours LOA_PORT (web port, default 8080) and LOA_ADMIN_PASSWORD; LOA_VAR moves var/.
+
+The broker has a loopback plain listener for the server's own processes and a TLS listener for
+the nodes, with a project CA made on the first run (var/tls/; keys 0600); the demo agents
+verify the broker with that CA. var/ and the instance folder are 0700, the database 0600, and
+the admin password is printed only on the run that created or reset it, never stored.
 """
 from __future__ import annotations
 
@@ -25,12 +30,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from server.cli import init_instance  # noqa: E402
-from server.mosquitto import MosquittoProcess, free_port, port_open  # noqa: E402
+from device_agent.config import local_copy  # noqa: E402
+from server.config import load_settings  # noqa: E402
+from server.mosquitto import (MosquittoProcess, TlsListener, ensure_tls_files,  # noqa: E402
+                              free_port, port_open)
 
 VAR = Path(os.environ.get("LOA_VAR", ROOT / "var")).resolve()
 INSTANCE = VAR / "instance"
 MOSQUITTO = VAR / "mosquitto"
 AGENTS = VAR / "agents"
+TLS = VAR / "tls"
 STATE = VAR / "run.json"
 DEMO_NODES = ("Loa chợ Cột Đèn", "Loa nhà văn hoá khu phố 3", "Loa trường THCS Lê Lợi")
 
@@ -50,12 +59,14 @@ def save_state(state: dict) -> None:
 
 def write_config(state: dict, web_port: int) -> None:
     """instance/config.toml: the broker account and ports; rewritten each run (ports may move)."""
-    INSTANCE.mkdir(parents=True, exist_ok=True)
+    INSTANCE.mkdir(mode=0o700, parents=True, exist_ok=True)
     (INSTANCE / "config.toml").write_text("\n".join([
         "# Written by scripts/run.py (make run) on every start.",
         'mqtt_host = "127.0.0.1"',
         f"mqtt_port = {state['mqtt_port']}",
-        'mqtt_username = "loa-server"',
+        f"mqtt_tls_port = {state['mqtt_tls_port']}",
+        f'ca_file = "{TLS / "ca.pem"}"',
+        'mqtt_username = "loa-dispatcher"',
         f'mqtt_password = "{state["mqtt_password"]}"',
         f'mosquitto_dir = "{MOSQUITTO}"',
         f'public_url = "http://127.0.0.1:{web_port}"',
@@ -118,10 +129,16 @@ def provision_demo(base: str, password: str, state: dict) -> None:
     save_state(state)
 
 
-def fix_agent_port(config: Path, port: int) -> None:
-    """The broker port may have moved since the agent was provisioned."""
+def fix_agent_config(config: Path, state: dict) -> None:
+    """Each start: the broker's ports may have moved since the agent was provisioned; a demo
+    agent connects over TLS with the project CA beside its config (an agent provisioned by an
+    older run is moved over), and its reboot command only writes a marker file there."""
     text = config.read_text(encoding="utf-8")
-    config.write_text(re.sub(r"(?m)^port = \d+$", f"port = {port}", text), encoding="utf-8")
+    text = re.sub(r"(?m)^tls = .*$", "tls = true", text)
+    text = re.sub(r"(?m)^port = \d+$", f"port = {state['mqtt_tls_port']}", text)
+    text = local_copy(text, config.parent, (TLS / "ca.pem").read_text(encoding="ascii"))
+    config.write_text(text, encoding="utf-8")
+    config.chmod(0o600)
 
 
 def _interrupt(*_):
@@ -138,23 +155,30 @@ def main() -> int:
         say(f"port {web_port} is taken: set LOA_PORT to a free port")
         return 2
     VAR.mkdir(parents=True, exist_ok=True)
+    VAR.chmod(0o700)
     state = load_state()
+    kept_password = state.pop("admin_password", None)  # older runs kept it here in clear
     if not state.get("mqtt_password"):
         state["mqtt_password"] = secrets.token_urlsafe(24)
-    if not state.get("mqtt_port") or port_open("127.0.0.1", state["mqtt_port"]):
-        state["mqtt_port"] = free_port()
+    for key in ("mqtt_port", "mqtt_tls_port"):
+        if not state.get(key) or port_open("127.0.0.1", state[key]):
+            state[key] = free_port()
     save_state(state)
+    tls = ensure_tls_files(TLS, ["127.0.0.1", "localhost"])
     write_config(state, web_port)
 
     admin_password = os.environ.get("LOA_ADMIN_PASSWORD")
-    password, created = init_instance(INSTANCE, admin_password)
-    if password:
-        state["admin_password"] = password
-        save_state(state)
-    password = state.get("admin_password", "")
+    password, _ = init_instance(INSTANCE, admin_password)
+    password = password or kept_password or ""  # shown this once more, then forgotten
+    if not password and not state.get("demo_nodes"):
+        # a first run stopped before it provisioned the demo: it needs the (unstored) password
+        password, _ = init_instance(INSTANCE, secrets.token_urlsafe(12))
 
     procs: list[tuple[str, subprocess.Popen]] = []
-    broker = MosquittoProcess(MOSQUITTO, state["mqtt_port"])
+    broker = MosquittoProcess(MOSQUITTO, state["mqtt_port"],
+                              max_packet_size=load_settings(INSTANCE).mqtt_max_packet_bytes,
+                              tls=TlsListener(state["mqtt_tls_port"], tls.cert, tls.key,
+                                              bind="127.0.0.1"))
 
     def stop_all(*_):
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut this short
@@ -176,7 +200,8 @@ def main() -> int:
         subprocess.run([py, "-m", "server.cli", "--instance", str(INSTANCE), "sync-broker"],
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         broker.start()
-        say(f"mosquitto on 127.0.0.1:{state['mqtt_port']} (pid {broker.proc.pid})")
+        say(f"mosquitto on 127.0.0.1:{state['mqtt_port']}, TLS for nodes on "
+            f"127.0.0.1:{state['mqtt_tls_port']} (CA {tls.ca_cert}; pid {broker.proc.pid})")
         procs.append(("web", spawn("web", [py, "-m", "server", "--instance", str(INSTANCE),
                                            "--port", str(web_port)], logs / "web.log")))
         procs.append(("dispatcher", spawn("dispatcher", [py, "-m", "schedules", "--instance",
@@ -187,13 +212,17 @@ def main() -> int:
             provision_demo(base, password, state)
         for node_id in state["demo_nodes"]:
             d = AGENTS / node_id
-            fix_agent_port(d / "agent.toml", state["mqtt_port"])
+            fix_agent_config(d / "agent.toml", state)
             procs.append((node_id, spawn(node_id, [
                 py, "-m", "device_agent", "--config", str(d / "agent.toml"),
                 "--state-dir", str(d / "state"), "--player", "file",
                 "--sink-dir", str(d / "played")], logs / f"{node_id}.log")))
         say(f"LoaPhuong is running: {base}/")
-        say(f"login: admin / {password or '(set LOA_ADMIN_PASSWORD to reset it)'}")
+        if password:
+            say(f"login: admin / {password}   (shown only now: it is not stored anywhere)")
+        else:
+            say("login: admin (its password was shown by the run that set it; to reset it: "
+                "LOA_ADMIN_PASSWORD=… make run)")
         say(f"demo nodes: {', '.join(state['demo_nodes'])} in ward id {state['demo_ward']}; "
             f"what they play lands in {AGENTS}/<node>/played/")
         say(f"logs: {logs}/  —  Ctrl-C stops everything")

@@ -180,6 +180,15 @@ def get_node(node_id: str):
     return jsonify(services.node_json(g.db, node, _alarms([node.id], 20)[node.id]))
 
 
+@bp.post("/nodes/<node_id>/revoke")
+def revoke_node(node_id: str):
+    user = auth.require("node.write")
+    node = services.revoke_node(g.db, user, node_id)
+    g.db.commit()
+    services.sync_broker_accounts(current_app.extensions["db_sessions"])
+    return jsonify({"id": node.id, "revoked_at": services.iso(node.revoked_at)})
+
+
 @bp.post("/nodes/<node_id>/commands")
 def node_command(node_id: str):
     user = auth.require("node.command")

@@ -24,7 +24,14 @@ def init_instance(instance: Path, admin_password: str | None,
 
     Returns (admin password or "" when the account already existed, created flag)."""
     instance.mkdir(parents=True, exist_ok=True)
+    instance.chmod(0o700)  # the database, signing key and broker password live here
     settings = load_settings(instance, overrides)
+    if settings.database_url.startswith("sqlite:///"):
+        db_file = Path(settings.database_url[len("sqlite:///"):].partition("?")[0])
+        if db_file.name not in ("", ":memory:") and db_file.parent.is_dir():
+            # made 0600 before SQLite opens it (its -wal and -shm files take the same mode)
+            os.close(os.open(db_file, os.O_RDWR | os.O_CREAT, 0o600))
+            db_file.chmod(0o600)
     engine = make_engine(settings.database_url)
     init_db(engine)
     create_signing_key(settings.signing_key_file, settings.signing_kid)

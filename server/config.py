@@ -29,10 +29,13 @@ class Settings:
     mqtt_port: int = 1883
     mqtt_username: str = "loa-server"
     mqtt_password: str = ""
-    mqtt_tls: bool = False
+    mqtt_tls: bool = False                 # the server's own connection uses TLS
+    mqtt_tls_port: int = 0                 # the broker's TLS listener for nodes; 0: none
+    ca_file: str = ""                      # PEM of the CA that signed the broker's certificate
+    mqtt_max_packet_bytes: int = 1048576   # the broker's max_packet_size (make run renders it)
     topic_prefix: str = "loa/v1"
     node_mqtt_host: str = ""               # what provisioned nodes are told; default mqtt_host
-    node_mqtt_port: int = 0                # default mqtt_port
+    node_mqtt_port: int = 0                # default mqtt_tls_port, else mqtt_port
     mosquitto_dir: str = ""                # where passwd/acl live; empty: broker not managed
     node_telemetry_s: int = 30             # what provisioned agents are told
     # the largest message the bridge takes from a node, per topic (bytes; larger is refused)
@@ -71,7 +74,6 @@ class Settings:
     password_min_length: int = 10
     worker_stale_s: int = 20               # /healthz: the dispatcher's broker report is this fresh
     outbox_stale_s: int = 30               # /healthz alarms when an unsent command is this old
-    max_message_bytes: int = 1024 * 1024   # the largest MQTT message the broker takes
 
     def audio_settings(self, chime: str | None = None):
         """The pipeline's settings from this config (and a ward's chime choice)."""
@@ -95,6 +97,17 @@ class Settings:
             raise ConfigError(f"timezone: unknown time zone {self.timezone!r}") from None
         if not 0 < int(self.mqtt_port) < 65536:
             raise ConfigError(f"mqtt_port: {self.mqtt_port} is not a port")
+        from .mosquitto import SERVER_ACCOUNT_PREFIX
+        if not self.mqtt_username.startswith(SERVER_ACCOUNT_PREFIX):
+            raise ConfigError(f"mqtt_username: a server account starts with "
+                              f"{SERVER_ACCOUNT_PREFIX!r} (node ids never do)")
+        if not 0 <= int(self.mqtt_tls_port) < 65536:
+            raise ConfigError(f"mqtt_tls_port: {self.mqtt_tls_port} is not a port")
+        if self.mqtt_tls_port and not os.path.isfile(self.ca_file):
+            raise ConfigError(f"ca_file: {self.ca_file!r} is not a file (mqtt_tls_port needs "
+                              "the CA nodes verify the broker with)")
+        if self.mqtt_max_packet_bytes < 65536:
+            raise ConfigError("mqtt_max_packet_bytes: at least 65536")
         from audio.tts import engine_names
         for name, spec in self.tts_commands.items():
             argv = spec.get("argv") if isinstance(spec, dict) else None
@@ -192,5 +205,6 @@ def load_settings(instance_path: str | os.PathLike,
     settings.signing_key_file = settings.signing_key_file or str(inst / "signing_key.json")
     settings.speech_cache_dir = settings.speech_cache_dir or str(inst / "cache")
     settings.node_mqtt_host = settings.node_mqtt_host or settings.mqtt_host
-    settings.node_mqtt_port = settings.node_mqtt_port or settings.mqtt_port
+    settings.node_mqtt_port = settings.node_mqtt_port or settings.mqtt_tls_port or \
+        settings.mqtt_port
     return settings.validate()

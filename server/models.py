@@ -91,6 +91,8 @@ class Node(Base):
     last_rejected_reason: Mapped[Optional[str]] = mapped_column(String(40))
     last_rejected_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # set by POST /nodes/{id}/revoke: no broker account, no ACL, no desired state, no broadcasts
+    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     cluster: Mapped[Area] = relationship()
 
 

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+# Broker accounts of the server's own processes start with this; node ids never do, so no node
+# can ever hold a server account's name (which is also its client id, use_username_as_clientid).
+SERVER_ACCOUNT_PREFIX = "loa-"
 PBKDF2_ITERATIONS = 101  # Mosquitto 2's own default for mosquitto_passwd
 
 
@@ -53,16 +56,49 @@ def render_acl(prefix: str, server_user: str, nodes: Mapping[str, Iterable[str]]
     return "\n\n".join("\n".join(b) for b in blocks) + "\n"
 
 
-def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1") -> str:
-    """A mosquitto.conf that keeps everything under ``directory``."""
+DEFAULT_MAX_PACKET = 1024 * 1024  # bytes; a desired state with a full schedule window fits
+
+
+@dataclass(frozen=True)
+class TlsListener:
+    """The broker's TLS listener for nodes: its port and bind address, its certificate and key."""
+
+    port: int
+    certfile: Path
+    keyfile: Path
+    bind: str = ""  # empty: every interface
+
+
+def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
+                max_packet_size: int = DEFAULT_MAX_PACKET, tls: TlsListener | None = None) -> str:
+    """A mosquitto.conf that keeps everything under ``directory``.
+
+    Every listener replaces the client id a client asks for by its username
+    (``use_username_as_clientid``), so one account cannot take over another's session: a node
+    always connects as its own id, each server process as its own account. ``max_packet_size``
+    disconnects a client that sends a bigger packet before the broker stores or forwards it."""
     d = Path(directory).resolve()
-    return "\n".join([
+    lines = [
         "# Written by LoaPhuong; regenerated at start. Passwords and ACL are in files beside it.",
         "per_listener_settings false",
-        f"listener {port} {bind}",
         "allow_anonymous false",
         f"password_file {d / 'passwd'}",
         f"acl_file {d / 'acl'}",
+        f"max_packet_size {int(max_packet_size)}",
+        "# the server's own processes (and, without TLS, nodes)",
+        f"listener {port} {bind}",
+        "use_username_as_clientid true",
+    ]
+    if tls is not None:
+        lines += [
+            "# nodes, over TLS",
+            f"listener {tls.port} {tls.bind}".rstrip(),
+            f"certfile {Path(tls.certfile).resolve()}",
+            f"keyfile {Path(tls.keyfile).resolve()}",
+            "tls_version tlsv1.2",
+            "use_username_as_clientid true",
+        ]
+    lines += [
         "persistence true",
         f"persistence_location {d / 'data'}/",
         "autosave_interval 30",
@@ -75,7 +111,8 @@ def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1") -> str:
         "persistent_client_expiration 14d",
         f"user {getpass.getuser()}",
         "",
-    ])
+    ]
+    return "\n".join(lines)
 
 
 def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
@@ -121,6 +158,91 @@ class MosquittoFiles:
         return self.reload()
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A project CA (its certificate is what nodes trust) and the broker's key and certificate."""
+
+    ca_cert: Path
+    ca_key: Path
+    cert: Path
+    key: Path
+
+
+def ensure_tls_files(directory: Path, hosts: Iterable[str], days: int = 3650) -> TlsFiles:
+    """Make (first call) or reuse a project CA and a broker certificate for ``hosts`` (names or
+    IP addresses) under ``directory``; private keys are written 0600. A broker certificate that
+    does not name every host is made again from the same CA."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    files = TlsFiles(d / "ca.pem", d / "ca.key", d / "broker.crt", d / "broker.key")
+    hosts = sorted(set(hosts))
+
+    def write_key(path: Path, key) -> None:
+        _write_atomic(path, key.private_bytes(serialization.Encoding.PEM,
+                                              serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()).decode())
+
+    def sans() -> list:
+        out = []
+        for h in hosts:
+            try:
+                out.append(x509.IPAddress(ipaddress.ip_address(h)))
+            except ValueError:
+                out.append(x509.DNSName(h))
+        return out
+
+    now = dt.datetime.now(dt.timezone.utc)
+    if files.ca_cert.exists() and files.ca_key.exists():
+        ca_cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+        ca_key = serialization.load_pem_private_key(files.ca_key.read_bytes(), None)
+    else:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "LoaPhuong broker CA")])
+        ca_cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5))
+                   .not_valid_after(now + dt.timedelta(days=days))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                   .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
+                                                False, False), critical=True)
+                   .sign(ca_key, hashes.SHA256()))
+        write_key(files.ca_key, ca_key)
+        _write_atomic(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM).decode(),
+                      mode=0o644)
+        files.cert.unlink(missing_ok=True)
+    if files.cert.exists() and files.key.exists():
+        cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+        try:
+            named = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            named = []
+        if cert.issuer == ca_cert.subject and set(named) >= set(sans()):
+            return files
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName(sans()), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    write_key(files.key, key)
+    _write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM).decode(), mode=0o644)
+    return files
+
+
 def mosquitto_binary() -> str:
     """Mosquitto's path: on PATH, or /usr/sbin where Debian puts it (not on a user's PATH)."""
     found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
@@ -150,6 +272,8 @@ class MosquittoProcess:
     directory: Path
     port: int
     binary: str = ""
+    max_packet_size: int = DEFAULT_MAX_PACKET
+    tls: TlsListener | None = None
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -162,7 +286,9 @@ class MosquittoProcess:
         for name in ("passwd", "acl"):
             if not (d / name).exists():
                 _write_atomic(d / name, "")
-        self.conf_path.write_text(render_conf(port=self.port, directory=d), encoding="utf-8")
+        self.conf_path.write_text(render_conf(port=self.port, directory=d, tls=self.tls,
+                                              max_packet_size=self.max_packet_size),
+                                  encoding="utf-8")
         self.proc = subprocess.Popen([self.binary or mosquitto_binary(), "-c", str(self.conf_path)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      start_new_session=True)
@@ -173,7 +299,8 @@ class MosquittoProcess:
                 log = d / "mosquitto.log"
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
                 raise RuntimeError(f"mosquitto exited ({self.proc.returncode}): {err}{tail}")
-            if port_open("127.0.0.1", self.port):
+            if port_open("127.0.0.1", self.port) and (
+                    self.tls is None or port_open("127.0.0.1", self.tls.port)):
                 return
             time.sleep(0.05)
         self.stop()
@@ -190,3 +317,24 @@ class MosquittoProcess:
         if self.proc and self.proc.stderr:
             self.proc.stderr.close()
         self.proc = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m server.mosquitto tls DIR HOST…``: make or reuse the project CA and the
+    broker's certificate for HOSTs (the names and addresses nodes use) in DIR."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m server.mosquitto")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("tls", help="project CA and broker certificate (keys 0600)")
+    p.add_argument("directory")
+    p.add_argument("hosts", nargs="+")
+    args = ap.parse_args(argv)
+    files = ensure_tls_files(Path(args.directory), args.hosts)
+    print(f"CA certificate (nodes trust it; the server's ca_file): {files.ca_cert}\n"
+          f"broker certificate and key (certfile, keyfile): {files.cert} {files.key}\n"
+          f"keep {files.ca_key} offline or at least private: it can sign a broker")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -68,7 +68,9 @@ SCHEMAS = {
         "mqtt": {"type": "object", "properties": {
             "host": {"type": "string"}, "port": {"type": "integer"},
             "username": {"type": "string"}, "password": {"type": "string"},
-            "tls": {"type": "boolean"}}},
+            "tls": {"type": "boolean"},
+            "ca_pem": {"type": "string", "description": "when tls: the CA certificate (PEM) "
+                       "the node verifies the broker with; the config expects it in ca_file"}}},
         "topic_prefix": {"type": "string"}, "groups": {"type": "array", "items": {"type": "string"}},
         "server_keys": {"type": "array", "items": {"type": "object", "properties": {
             "kid": {"type": "string"},
@@ -270,6 +272,12 @@ PATHS = {
                     errors=("400", "401", "403", "404", "409"))},
     "/api/v1/nodes/{node_id}": {"get": _op("One node", _ok(_ref("Node")),
                                            params=[_path_param("node_id", "string")])},
+    "/api/v1/nodes/{node_id}/revoke": {"post": _op(
+        "Revoke a node: its broker account and ACL go, its session is cut, its retained "
+        "desired state is cleared and broadcasts no longer count it (technician, admin)",
+        _ok({"type": "object", "properties": {"id": {"type": "string"},
+                                              "revoked_at": {"type": "string"}}}),
+        params=[_path_param("node_id", "string")])},
     "/api/v1/nodes/{node_id}/commands": {"post": _op(
         "Send an immediate command to a node", _ok(_ref("Command"), "Queued"),
         body=_ref("CommandCreate"), status="202", params=[_path_param("node_id", "string")])},

@@ -24,7 +24,7 @@ from .config import Settings
 from .errors import ApiError, bad_request, not_found
 from .models import (MAX_DB_INT, Area, Broadcast, Bulletin, BulletinApproval, Command, Delivery,
                      Node, ServerKey, User, area_ancestors, area_subtree_ids, node_groups, utcnow)
-from .mosquitto import MosquittoFiles, password_hash
+from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, password_hash
 
 AREA_KINDS = ("province", "city", "district", "ward", "commune", "town", "cluster", "zone")
 NODE_COMMANDS = ("set_volume", "amp", "test", "stop", "reboot")
@@ -97,14 +97,33 @@ def create_area(db: Session, user: User, data: Mapping[str, Any]) -> Area:
     if db.scalar(select(Area).where(Area.code == code)):
         raise ApiError(409, "duplicate", "err.duplicate", what="thing.area_code")
     group = slug(code)
-    if not valid_name(group) or db.scalar(select(Area).where(Area.group == group)):
+    if not group_name_free(db, group):
         group = None  # filled from the id below
-    area = Area(parent_id=parent_id, kind=kind, name=name, code=code, group=group or "pending")
+    area = Area(parent_id=parent_id, kind=kind, name=name, code=code,
+                group=group or f"{FALLBACK_GROUP_PREFIX}pending-{uuid.uuid4().hex}")
     db.add(area)
     db.flush()
     if group is None:
-        area.group = f"area-{area.id}"
+        group, n = f"{FALLBACK_GROUP_PREFIX}{area.id}", 1
+        while db.scalar(select(Area).where(Area.group == group, Area.id != area.id)):
+            n += 1  # only an area made before these names were reserved can hold it
+            group = f"{FALLBACK_GROUP_PREFIX}{area.id}-{n}"
+        area.group = group
     return area
+
+
+# The protocol's every-node group, and the prefix of the names the server makes up itself.
+RESERVED_GROUPS = frozenset({"all"})
+FALLBACK_GROUP_PREFIX = "area-"
+
+
+def group_name_free(db: Session, group: str) -> bool:
+    """Whether an area may take ``group`` as its MQTT group: a valid name, not reserved by the
+    protocol or the fallback scheme, and no other area's group (names are compared as slugs,
+    so case and spelling of the code cannot make two areas share a group)."""
+    return (valid_name(group) and group not in RESERVED_GROUPS
+            and not group.startswith(FALLBACK_GROUP_PREFIX)
+            and db.scalar(select(Area.id).where(func.lower(Area.group) == group)) is None)
 
 
 # --- nodes --------------------------------------------------------------------------------------
@@ -140,10 +159,18 @@ def sync_broker_accounts(sessions) -> bool:
         with sessions() as db:
             accounts = {s.mqtt_username: password_hash(s.mqtt_password)}
             nodes = {}
-            for node in db.scalars(select(Node)):
+            for node in db.scalars(select(Node).where(Node.revoked_at.is_(None))):
                 accounts[node.id] = node.mqtt_password_hash
                 nodes[node.id] = node_groups(db, node)
         return files.apply(accounts, s.mqtt_username, nodes)
+
+
+AGENT_CA_FILE = "/etc/loa-agent/ca.pem"  # where hardware/install-pi.sh puts mqtt.ca_pem
+
+
+def node_tls(s: Settings) -> bool:
+    """Whether provisioned nodes connect over TLS (the broker has a TLS listener for them)."""
+    return bool(s.mqtt_tls_port) or s.mqtt_tls
 
 
 def agent_config(node: Node, password: str, groups: list[str], keys: list[dict]) -> str:
@@ -166,8 +193,9 @@ def agent_config(node: Node, password: str, groups: list[str], keys: list[dict])
         f"port = {s.node_mqtt_port}",
         f"username = {q(node.id)}",
         f"password = {q(password)}",
-        f"tls = {'true' if s.mqtt_tls else 'false'}",
-        'ca_file = ""',
+        f"tls = {'true' if node_tls(s) else 'false'}",
+        # the CA certificate of the provisioning answer's mqtt.ca_pem, saved on the node
+        f"ca_file = {q(AGENT_CA_FILE if node_tls(s) and s.ca_file else '')}",
     ]
     for key in keys:
         lines += ["", "[[server_keys]]", f"kid = {q(key['kid'])}",
@@ -199,10 +227,15 @@ def provision_node(db: Session, user: User, data: Mapping[str, Any]) -> dict:
     if node_id is not None:
         if not valid_name(node_id):
             raise bad_request("err.invalid_field", field="id", detail="[a-z0-9][a-z0-9-]{1,62}")
+        if node_id.startswith(SERVER_ACCOUNT_PREFIX):
+            raise bad_request("err.invalid_field", field="id",
+                              detail=f"{SERVER_ACCOUNT_PREFIX}… is kept for the server's accounts")
         if db.get(Node, node_id):
             raise ApiError(409, "duplicate", "err.duplicate", what="thing.node_id")
     else:
         base = slug(f"{cluster.group}-{name}")[:56] or cluster.group
+        if base.startswith(SERVER_ACCOUNT_PREFIX):
+            base = "n-" + base[:54]
         node_id, n = base, 1
         while db.get(Node, node_id) is not None or not valid_name(node_id):
             n += 1
@@ -218,11 +251,34 @@ def provision_node(db: Session, user: User, data: Mapping[str, Any]) -> dict:
     keys = [{"kid": k.kid, "public_key": k.public_key}
             for k in db.scalars(select(ServerKey).where(ServerKey.active.is_(True)))]
     s = settings()
-    return {"id": node.id, "name": node.name, "cluster_id": cluster_id,
-            "mqtt": {"host": s.node_mqtt_host, "port": s.node_mqtt_port, "username": node.id,
-                     "password": password, "tls": s.mqtt_tls},
+    mqtt = {"host": s.node_mqtt_host, "port": s.node_mqtt_port, "username": node.id,
+            "password": password, "tls": node_tls(s)}
+    if node_tls(s) and s.ca_file:
+        with open(s.ca_file, encoding="ascii") as f:
+            mqtt["ca_pem"] = f.read()
+    return {"id": node.id, "name": node.name, "cluster_id": cluster_id, "mqtt": mqtt,
             "topic_prefix": s.topic_prefix, "groups": groups, "server_keys": keys,
             "config": agent_config(node, password, groups, keys)}
+
+
+def revoke_node(db: Session, user: User, node_id: str) -> Node:
+    """Take a node out of service for good (a stolen or retired Pi): the caller commits, then
+    calls sync_broker_accounts, which drops its account and ACL; Mosquitto's reload then
+    disconnects its live session. Its retained desired state is cleared through the outbox
+    (an empty retained message, unsigned: it carries no command). Revoking twice is a no-op."""
+    node = db.get(Node, node_id)
+    if node is None:
+        raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+    auth.check_area(db, user, node.cluster_id)
+    if node.revoked_at is not None:
+        return node
+    node.revoked_at, node.online, node.desired_dirty = utcnow(), False, False
+    node.mqtt_password_hash = "!revoked"
+    db.add(Command(id=str(uuid.uuid4()), type="desired", target=f"node:{node.id}",
+                   topic=command_topic(settings().topic_prefix, "desired", f"node:{node.id}"),
+                   body={}, payload="", retain=True, node_id=node.id, ttl_ms=0,
+                   created_by=user.id))
+    return node
 
 
 def queue_command(db: Session, user: User | None, type_: str, target: str, body: dict, *,
@@ -423,7 +479,9 @@ def target_node_ids(db: Session, areas: list[int], nodes: list[str]) -> set[str]
     if areas:
         subtree = area_subtree_ids(db, areas)
         ids |= set(db.scalars(select(Node.id).where(Node.cluster_id.in_(subtree))))
-    return ids
+    revoked = set(db.scalars(select(Node.id).where(Node.id.in_(ids),
+                                                   Node.revoked_at.is_not(None))))
+    return ids - revoked
 
 
 def broadcast_json(db: Session, bc: Broadcast) -> dict:

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from server.mosquitto import (MosquittoFiles, MosquittoProcess, free_port, mosquitto_binary,
-                              password_hash)
+from server.mosquitto import (MosquittoFiles, MosquittoProcess, TlsListener, ensure_tls_files,
+                              free_port, mosquitto_binary, password_hash)
 
 
 @dataclass
@@ -21,10 +21,15 @@ class TestBroker:
     accounts: dict = field(default_factory=dict)
     nodes: dict = field(default_factory=dict)
     host: str = "127.0.0.1"
+    ca_file: str = ""  # the test CA, when the broker has a TLS listener
 
     @property
     def port(self) -> int:
         return self.process.port
+
+    @property
+    def tls_port(self) -> int:
+        return self.process.tls.port if self.process.tls else 0
 
     @property
     def prefix(self) -> str:
@@ -43,20 +48,38 @@ class TestBroker:
         assert self.files.reload()
 
 
-@pytest.fixture
-def broker(tmp_path):
+def _broker(tmp_path, tls: bool):
     try:
         mosquitto_binary()
     except RuntimeError as err:
         pytest.fail(str(err))
     directory = tmp_path / "mosquitto"
     files = MosquittoFiles(directory)
-    process = MosquittoProcess(directory, free_port())
-    tb = TestBroker(process, files)
+    listener, ca_file = None, ""
+    if tls:
+        made = ensure_tls_files(tmp_path / "tls", ["127.0.0.1", "localhost"])
+        listener, ca_file = TlsListener(free_port(), made.cert, made.key, "127.0.0.1"), \
+            str(made.ca_cert)
+    process = MosquittoProcess(directory, free_port(), tls=listener)
+    tb = TestBroker(process, files, ca_file=ca_file)
     tb.write()
     process.start()
+    return tb
+
+
+@pytest.fixture
+def broker(tmp_path):
+    tb = _broker(tmp_path, tls=False)
     yield tb
-    process.stop()
+    tb.process.stop()
+
+
+@pytest.fixture
+def tls_broker(tmp_path):
+    """The project's broker with its TLS listener for nodes too, on a test CA (tmp_path/tls)."""
+    tb = _broker(tmp_path, tls=True)
+    yield tb
+    tb.process.stop()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 import requests
 from werkzeug.serving import make_server
 
+from device_agent.config import local_copy
 from schedules.dispatcher import Dispatcher
 from server import create_app
 from server.bridge import Bridge, BridgeLimits
@@ -55,7 +56,7 @@ class System:
         s = self.settings
         sessions = self.app.extensions["db_sessions"]
         self.transport = MqttTransport(s.mqtt_host, s.mqtt_port, s.mqtt_username, s.mqtt_password,
-                                       client_id=f"loa-test-dispatcher-{self.port}")
+                                       client_id=s.mqtt_username)  # the broker forces it
         assert self.transport.wait_connected(10), "dispatcher could not connect to the broker"
         Bridge(sessions, self.transport, s.topic_prefix,
                limits=BridgeLimits.from_settings(s)).start()
@@ -106,18 +107,22 @@ class System:
 
     # --- agents --------------------------------------------------------------------------------
 
-    def start_agent(self, provisioned: dict, name: str | None = None) -> tuple[subprocess.Popen, Path]:
-        """Run the real agent process with the config provisioning returned and a file sink."""
+    def start_agent(self, provisioned: dict, name: str | None = None,
+                    env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+        """Run the real agent process with the config provisioning returned and a file sink;
+        its reboot command only touches ``rebooted`` in the agent's folder."""
         base = self.tmp / "agents" / (name or provisioned["id"])
         base.mkdir(parents=True, exist_ok=True)
         config = base / "agent.toml"
-        config.write_text(provisioned["config"], encoding="utf-8")
+        # never the provisioned `systemctl reboot` on the test host: a marker file instead
+        config.write_text(local_copy(provisioned["config"], base,
+                                     provisioned["mqtt"].get("ca_pem")), encoding="utf-8")
         sink = base / "sink"
         proc = subprocess.Popen(
             [sys.executable, "-m", "device_agent", "--config", str(config), "--state-dir",
              str(base / "state"), "--player", "file", "--sink-dir", str(sink)],
             cwd=ROOT, stdout=open(base / "agent.log", "wb"), stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)})
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
         self.agents.append(proc)
         return proc, sink
 

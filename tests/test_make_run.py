@@ -80,10 +80,18 @@ def test_make_run_plays_a_bulletin_on_three_demo_nodes_and_stops_cleanly(tmp_pat
     assert proc.returncode == 0, out
     assert not port_open("127.0.0.1", port)
 
-    # The second run reuses the database, nodes and password it made the first time.
+    # Secrets at rest: only the owner reads var/, the database; the password is nowhere in clear.
+    assert (var.stat().st_mode & 0o777) == 0o700
+    assert (var / "instance").stat().st_mode & 0o777 == 0o700
+    assert (var / "instance" / "loa.db").stat().st_mode & 0o777 == 0o600
+    assert "mat-khau-demo" not in (var / "run.json").read_text()
+
+    # The second run reuses the database, nodes and password it made the first time; it does
+    # not print the password again (it is not stored), only how to reset it.
     proc, lines = _start(var, port, {})
     try:
-        assert any("admin / mat-khau-demo" in line for line in lines)
+        assert not any("mat-khau-demo" in line for line in lines)
+        assert any("LOA_ADMIN_PASSWORD" in line for line in lines)
         h = _token(base, "mat-khau-demo")
         nodes = requests.get(f"{base}/api/v1/nodes", headers=h, timeout=10).json()["nodes"]
         assert sorted(n["id"] for n in nodes) == ["hp-lechan-01", "hp-lechan-02", "hp-lechan-03"]
