@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="integration")
     p.add_argument("--days", type=int, default=0, help="0: never expires")
     sub.add_parser("sync-broker", help="rewrite the broker's password file and ACL, reload it")
+    p = sub.add_parser("audit-verify", help="check the audit log's hash chain; print its head")
+    p.add_argument("--anchor", action="append", default=[], metavar="ID:HASH",
+                   help="a head printed earlier: the log must still hold that row unchanged")
     args = ap.parse_args(argv)
     instance = Path(args.instance)
     try:
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config: {err}", file=sys.stderr)
         return 2
     engine = make_engine(settings.database_url)
+    if args.cmd == "audit-verify":
+        return audit_verify(make_sessionmaker(engine), args.anchor)
     with make_sessionmaker(engine)() as db:
         if args.cmd == "user":
             user = db.scalar(select(User).where(User.username == args.username))
@@ -93,6 +98,26 @@ def main(argv: list[str] | None = None) -> int:
             with app.app_context():
                 reloaded = services.sync_broker_accounts(app.extensions["db_sessions"])
                 print("reloaded" if reloaded else "written (no broker running)")
+    return 0
+
+
+def audit_verify(sessions, anchors: list[str]) -> int:
+    """Exit 0 and print the head when the chain holds; 1 naming the first bad row."""
+    from . import audit
+    try:
+        pairs = [(int(a.split(":", 1)[0]), a.split(":", 1)[1]) for a in anchors]
+    except (ValueError, IndexError):
+        print("--anchor takes ID:HASH", file=sys.stderr)
+        return 2
+    with sessions() as db:
+        try:
+            count, last_id, last_hash = audit.verify(db, pairs)
+        except audit.AuditBroken as err:
+            print(f"audit log BROKEN: {err}", file=sys.stderr)
+            return 1
+    print(f"audit log OK: {count} entries")
+    print(f"head: {last_id}:{last_hash}")
+    print("write the head down or send it off-site; check it later with --anchor")
     return 0
 
 
