@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import command_topic, envelope_json, sign_envelope
 from server.config import Settings
+from server.keys import KeyRing
 from server.models import (Area, Broadcast, Command, Delivery, Media, Node, WorkerStatus,
                            area_ancestors, area_subtree_ids, from_ms, node_groups, now_ms,
                            to_ms, utcnow)
@@ -43,8 +44,8 @@ class Dispatcher:
         self.settings = settings
         self.sessions = sessions
         self.transport = transport
-        self.key = key
-        self.kid = kid
+        self.keyring = KeyRing(settings.signing_key_file, default=(kid, key))  # signs with the
+        # key the database names active, re-read on every signing (a rotation needs no restart)
         self.clock = clock
         self.scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
@@ -113,7 +114,8 @@ class Dispatcher:
                  retain: bool = False) -> Command:
         """A signed command, written to the outbox."""
         topic = command_topic(self.settings.topic_prefix, type_, target)
-        env = sign_envelope(self.key, self.kid, type_, target, body, now, ttl_ms)
+        kid, key = self.keyring.active(db)
+        env = sign_envelope(key, kid, type_, target, body, now, ttl_ms)
         cmd = Command(id=env["id"], type=type_, target=target, topic=topic, body=body,
                       payload=envelope_json(env), signed_at=from_ms(now), ttl_ms=ttl_ms,
                       exp_ms=env["exp"], retain=retain, broadcast_id=broadcast_id,
@@ -148,8 +150,9 @@ class Dispatcher:
         with self.sessions() as db:
             rows = db.scalars(select(Command).where(Command.payload.is_(None))
                               .order_by(Command.created_at).limit(500)).all()
+            kid, key = self.keyring.active(db) if rows else (None, None)
             for cmd in rows:
-                env = sign_envelope(self.key, self.kid, cmd.type, cmd.target, cmd.body, now,
+                env = sign_envelope(key, kid, cmd.type, cmd.target, cmd.body, now,
                                     cmd.ttl_ms, msg_id=cmd.id)
                 cmd.payload, cmd.exp_ms, cmd.signed_at = envelope_json(env), env["exp"], from_ms(now)
             db.commit()

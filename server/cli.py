@@ -61,6 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("audit-verify", help="check the audit log's hash chain; print its head")
     p.add_argument("--anchor", action="append", default=[], metavar="ID:HASH",
                    help="a head printed earlier: the log must still hold that row unchanged")
+    p = sub.add_parser("keys", help="signing keys: list, rotate, activate KID, revoke KID")
+    keys_sub = p.add_subparsers(dest="keys_cmd", required=True)
+    keys_sub.add_parser("list", help="every key, its state, and how many nodes trust a next key")
+    keys_sub.add_parser("rotate", help="make a next key and send it to every node")
+    kp = keys_sub.add_parser("activate", help="sign with KID from now on")
+    kp.add_argument("kid")
+    kp.add_argument("--force", action="store_true", help="even if some nodes have not acked it")
+    kp = keys_sub.add_parser("revoke", help="tell every node to drop KID")
+    kp.add_argument("kid")
     args = ap.parse_args(argv)
     instance = Path(args.instance)
     try:
@@ -75,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     engine = make_engine(settings.database_url)
     if args.cmd == "audit-verify":
         return audit_verify(make_sessionmaker(engine), args.anchor)
+    if args.cmd == "keys":
+        return keys_command(settings, make_sessionmaker(engine), args)
     with make_sessionmaker(engine)() as db:
         if args.cmd == "user":
             user = db.scalar(select(User).where(User.username == args.username))
@@ -98,6 +109,36 @@ def main(argv: list[str] | None = None) -> int:
             with app.app_context():
                 reloaded = services.sync_broker_accounts(app.extensions["db_sessions"])
                 print("reloaded" if reloaded else "written (no broker running)")
+    return 0
+
+
+def keys_command(settings, sessions, args) -> int:
+    """The signing key lifecycle (server/keys.py): list, rotate, activate, revoke."""
+    from . import keys
+    with sessions() as db:
+        try:
+            if args.keys_cmd == "list":
+                for k in keys.key_list(db):
+                    print(f"{k['kid']:24} {k['state']:8} created {k['created']}  activated "
+                          f"{k['activated']}  retired {k['retired']}  revoked {k['revoked']}"
+                          + (f"  nodes trusting it: {k['nodes']}" if k["nodes"] else ""))
+            elif args.keys_cmd == "rotate":
+                row, cmd = keys.rotate(db, settings)
+                db.commit()
+                print(f"new key {row.kid} (next); keys command {cmd.id} queued to every node")
+                print(f"when the nodes acked it: python -m server.cli keys activate {row.kid}")
+            elif args.keys_cmd == "activate":
+                ready, total = keys.activate(db, settings, args.kid, args.force)
+                db.commit()
+                print(f"{args.kid} is active: {ready} of {total} nodes acked it")
+            elif args.keys_cmd == "revoke":
+                cmd = keys.revoke(db, settings, args.kid)
+                db.commit()
+                keys.forget_private_key(settings, args.kid)
+                print(f"{args.kid} revoked; keys command {cmd.id} queued to every node")
+        except (keys.KeyLifecycleError, RuntimeError) as err:
+            print(f"keys: {err}", file=sys.stderr)
+            return 1
     return 0
 
 
