@@ -45,6 +45,7 @@ def token():
         g.db.commit()
         raise ApiError(401, "bad_credentials", "err.bad_credentials")
     audit.record(g.db, "auth.login", ("user", user.id), {"ip": request.remote_addr}, actor=user)
+    g.db.info["audit_actor"] = user  # the token row it issues is the user's doing
     tok = auth.issue_token(g.db, user, services.settings().token_ttl_h)
     g.db.commit()
     return jsonify({"token": tok, "user": {"username": user.username, "role": user.role,

@@ -135,7 +135,7 @@ def _append(db: Session, rows: list[tuple]) -> None:
 
 def _actor(db: Session, actor: Any = None) -> tuple[int | None, str]:
     """(user id, name) of who acts: the given user or name, else the request's user, else the
-    session's own (``info["audit_actor"]``, e.g. "dispatcher"), else "system"."""
+    session's own (``info["audit_actor"]``: a User, or a name such as "dispatcher")."""
     if isinstance(actor, User):
         return actor.id, actor.username
     if isinstance(actor, str):
@@ -147,7 +147,8 @@ def _actor(db: Session, actor: Any = None) -> tuple[int | None, str]:
         user = None
     if user is not None:
         return user.id, user.username
-    return None, db.info.get("audit_actor", "system")
+    own = db.info.get("audit_actor", "system")
+    return (own.id, own.username) if isinstance(own, User) else (None, own)
 
 
 def record(db: Session, action: str, target: tuple[str, Any] | None = None,

@@ -61,10 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("audit-verify", help="check the audit log's hash chain; print its head")
     p.add_argument("--anchor", action="append", default=[], metavar="ID:HASH",
                    help="a head printed earlier: the log must still hold that row unchanged")
-    p = sub.add_parser("keys", help="signing keys: list, rotate, activate KID, revoke KID")
+    p = sub.add_parser("keys", help="signing keys: list, rotate, resend KID, activate KID, "
+                                    "revoke KID")
     keys_sub = p.add_subparsers(dest="keys_cmd", required=True)
     keys_sub.add_parser("list", help="every key, its state, and how many nodes trust a next key")
     keys_sub.add_parser("rotate", help="make a next key and send it to every node")
+    kp = keys_sub.add_parser("resend", help="send KID again to the nodes that have not acked it")
+    kp.add_argument("kid")
     kp = keys_sub.add_parser("activate", help="sign with KID from now on")
     kp.add_argument("kid")
     kp.add_argument("--force", action="store_true", help="even if some nodes have not acked it")
@@ -127,6 +130,10 @@ def keys_command(settings, sessions, args) -> int:
                 db.commit()
                 print(f"new key {row.kid} (next); keys command {cmd.id} queued to every node")
                 print(f"when the nodes acked it: python -m server.cli keys activate {row.kid}")
+            elif args.keys_cmd == "resend":
+                nodes = keys.resend(db, settings, args.kid)
+                db.commit()
+                print(f"{args.kid} sent again to {len(nodes)} nodes: {', '.join(nodes) or '-'}")
             elif args.keys_cmd == "activate":
                 ready, total = keys.activate(db, settings, args.kid, args.force)
                 db.commit()

@@ -168,15 +168,16 @@ def _key(db: Session, kid: str) -> ServerKey:
     return row
 
 
-def _keys_command(db: Session, settings, body: dict) -> Command:
-    """A ``keys`` command to every node, signed now by the active key, into the outbox."""
+def _keys_command(db: Session, settings, body: dict, node_id: str | None = None) -> Command:
+    """A ``keys`` command to every node (or one), signed now by the active key, into the
+    outbox."""
     kid, key = KeyRing(settings.signing_key_file).active(db)
-    now, target = now_ms(), "group:all"
+    now, target = now_ms(), f"node:{node_id}" if node_id else "group:all"
     env = sign_envelope(key, kid, "keys", target, body, now, KEYS_TTL_MS)
     cmd = Command(id=env["id"], type="keys", target=target,
                   topic=command_topic(settings.topic_prefix, "keys", target), body=body,
                   payload=envelope_json(env), signed_at=from_ms(now), ttl_ms=KEYS_TTL_MS,
-                  exp_ms=env["exp"])
+                  exp_ms=env["exp"], node_id=node_id)
     db.add(cmd)
     return cmd
 
@@ -214,6 +215,20 @@ def readiness(db: Session, kid: str) -> tuple[int, int, list[str]]:
     nodes = db.scalars(select(Node).order_by(Node.id)).all()
     missing = [n.id for n in nodes if n.id not in acked and n.created_at < row.created_at]
     return len(nodes) - len(missing), len(nodes), missing
+
+
+def resend(db: Session, settings, kid: str) -> list[str]:
+    """Send the key again, to each node that does not trust it yet (say it was never online
+    when the key was announced); the ids of those nodes."""
+    row = _key(db, kid)
+    if row.state == "revoked":
+        raise KeyLifecycleError(f"{kid} is revoked")
+    _, _, missing = readiness(db, kid)
+    for node_id in missing:
+        _keys_command(db, settings, {"keys": [{"kid": kid, "public_key": row.public_key}],
+                                     "revoke": []}, node_id)
+    audit.record(db, "keys.resend", ("server_key", kid), {"nodes": missing[:100]})
+    return missing
 
 
 def activate(db: Session, settings, kid: str, force: bool = False) -> tuple[int, int]:

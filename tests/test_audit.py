@@ -63,6 +63,7 @@ def test_create_approve_and_broadcast_through_the_api_are_logged_with_who_did_it
     assert {e["actor"] for e in _entries(s, action="auth.login")} >= {"admin", "nhanvien", "duyet"}
     assert {e["actor"] for e in _entries(s, actor="duyet")} == {"duyet"}
     assert all(e["actor"] == "admin" for e in _entries(s, action="nodes.insert"))
+    assert "nhanvien" in {e["actor"] for e in _entries(s, action="api_tokens.insert")}
 
     r = s.call("GET", "/api/v1/audit", token=approver)
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"

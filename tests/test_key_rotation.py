@@ -133,3 +133,31 @@ def test_activation_waits_for_every_node_and_the_active_key_cannot_be_revoked(ap
     actions = [e["action"] for e in s.ok("GET", "/api/v1/audit", params={"action": "keys"})
                ["entries"]]
     assert actions == ["keys.activate", "keys.rotate"]
+
+
+def test_a_node_first_online_after_the_rotation_gets_the_key_when_it_is_resent(system, capsys):
+    s = system
+    node = _node(s, _cluster(s))  # provisioned before the rotation, powered on only after it
+    assert _cli(s, capsys, "keys", "rotate")[0] == 0
+    with _db(s) as db:
+        new_kid = db.scalar(select(ServerKey.kid).where(ServerKey.state == "next"))
+        announce = db.scalar(select(Command.id).where(Command.type == "keys"))
+    s.wait(lambda: _published(s, announce), what="the announcement is published")
+    s.start_agent(node)
+    s.wait(lambda: s.ok("GET", f"/api/v1/nodes/{node['id']}")["online"], what="agent online")
+    code, _, err = _cli(s, capsys, "keys", "activate", new_kid)
+    assert code == 1 and node["id"] in err
+
+    code, out, err = _cli(s, capsys, "keys", "resend", new_kid)
+    assert code == 0 and node["id"] in out, err
+    with _db(s) as db:
+        again = db.scalar(select(Command.id).where(Command.node_id == node["id"],
+                                                   Command.type == "keys"))
+    assert s.wait(lambda: _ack(s, again), what="the resent key is acked")["status"] == "finished"
+    code, out, err = _cli(s, capsys, "keys", "activate", new_kid)
+    assert code == 0 and "1 of 1 nodes" in out, err
+
+
+def _published(system, cmd_id: str) -> bool:
+    with _db(system) as db:
+        return db.get(Command, cmd_id).published_at is not None
