@@ -11,7 +11,7 @@ from pathlib import Path
 
 from server.bridge import Bridge, BridgeLimits
 from server.config import ConfigError, load_settings
-from server.keys import load_signing_key
+from server.keys import active_signing_key
 from server.models import init_db, make_engine, make_sessionmaker
 from server.transport import MqttTransport
 
@@ -27,13 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         settings = load_settings(Path(args.instance))
-        kid, key = load_signing_key(settings.signing_key_file)
+        engine = make_engine(settings.database_url)
+        init_db(engine)
+        sessions = make_sessionmaker(engine, actor="dispatcher")
+        kid, key = active_signing_key(sessions, settings.signing_key_file)
     except (ConfigError, RuntimeError) as err:
         print(f"dispatcher: {err}", file=sys.stderr)
         return 2
-    engine = make_engine(settings.database_url)
-    init_db(engine)
-    sessions = make_sessionmaker(engine)
     transport = MqttTransport(settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
                               settings.mqtt_password, client_id=settings.mqtt_username,
                               tls=settings.mqtt_tls, ca_file=settings.ca_file or None)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from device_agent.protocol import (LATE_SLOT_MS, ProtocolError, body_problem, command_topic,
                                    envelope_json, sign_envelope)
 from server.config import Settings
+from server.keys import KeyRing
 from server.models import (Area, Broadcast, BulletinApproval, Command, Delivery, Media, Node,
                            WorkerStatus,
                            area_ancestors, area_subtree_ids, from_ms, node_groups, now_ms,
@@ -47,8 +48,8 @@ class Dispatcher:
         self.settings = settings
         self.sessions = sessions
         self.transport = transport
-        self.key = key
-        self.kid = kid
+        self.keyring = KeyRing(settings.signing_key_file, default=(kid, key))  # signs with the
+        # key the database names active, re-read on every signing (a rotation needs no restart)
         self.clock = clock
         self.scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
@@ -177,7 +178,8 @@ class Dispatcher:
                  retain: bool = False, priority: int = 0) -> Command:
         """A signed command, written to the outbox."""
         topic = command_topic(self.settings.topic_prefix, type_, target)
-        env = sign_envelope(self.key, self.kid, type_, target, body, now, ttl_ms)
+        kid, key = self.keyring.active(db)
+        env = sign_envelope(key, kid, type_, target, body, now, ttl_ms)
         cmd = Command(id=env["id"], type=type_, target=target, topic=topic, body=body,
                       payload=envelope_json(env), signed_at=from_ms(now), ttl_ms=ttl_ms,
                       exp_ms=env["exp"], retain=retain, broadcast_id=broadcast_id,
@@ -218,6 +220,7 @@ class Dispatcher:
                                                     Command.failed_at.is_(None))
                               .order_by(Command.priority.desc(), Command.created_at)
                               .limit(500)).all()
+            kid, key = self.keyring.active(db) if rows else (None, None)
             for cmd in rows:
                 queued = to_ms(cmd.created_at) if cmd.created_at else now
                 ttl = queued + cmd.ttl_ms - now
@@ -228,7 +231,7 @@ class Dispatcher:
                 try:
                     if problem:
                         raise ProtocolError("malformed", problem)
-                    env = sign_envelope(self.key, self.kid, cmd.type, cmd.target, cmd.body, now,
+                    env = sign_envelope(key, kid, cmd.type, cmd.target, cmd.body, now,
                                         ttl, msg_id=cmd.id)
                     payload = envelope_json(env)
                 except Exception as err:  # any row we cannot sign is failed, not retried forever

@@ -7,10 +7,10 @@ import io
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 
-from . import auth, bulletins, services, users
+from . import audit, auth, bulletins, services, users
 from .errors import ApiError, bad_request, not_found
-from .models import (Area, Broadcast, Command, Event, LexiconEntry, Node, PlayLog, User,
-                     from_ms, to_ms)
+from .models import (Area, AuditEntry, Broadcast, Command, Event, LexiconEntry, Node, PlayLog,
+                     User, from_ms, to_ms)
 from .openapi import OPENAPI
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -40,7 +40,12 @@ def token():
     password = services.need(data, "password", max_len=200)
     user = g.db.scalar(select(User).where(User.username == username))
     if not auth.verify_password(user, password):
+        audit.record(g.db, "auth.login_failed", ("user", user.id if user else None),
+                     {"username": username, "ip": request.remote_addr}, actor="anonymous")
+        g.db.commit()
         raise ApiError(401, "bad_credentials", "err.bad_credentials")
+    audit.record(g.db, "auth.login", ("user", user.id), {"ip": request.remote_addr}, actor=user)
+    g.db.info["audit_actor"] = user  # the token row it issues is the user's doing
     tok = auth.issue_token(g.db, user, services.settings().token_ttl_h)
     g.db.commit()
     return jsonify({"token": tok, "user": {"username": user.username, "role": user.role,
@@ -421,3 +426,21 @@ def _playlog_json(p: PlayLog) -> dict:
             "item_id": p.item_id, "cmd_id": p.cmd_id, "slot_id": p.slot_id, "sha256": p.sha256,
             "scheduled_at": t(p.scheduled_at_ms), "started_at": t(p.started_at_ms),
             "ended_at": t(p.ended_at_ms), "result": p.result, "reason": p.reason}
+
+
+# --- audit log ---------------------------------------------------------------------------------
+
+@bp.get("/audit")
+def audit_log():
+    auth.require("audit.read")  # no role but admin has it
+    limit = max(1, min(request.args.get("limit", 1000, type=int), 10000))
+    q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    for arg, op in (("from", "__ge__"), ("to", "__lt__")):
+        if request.args.get(arg):
+            q = q.where(getattr(AuditEntry.at, op)(services.parse_time(request.args[arg], arg)))
+    if request.args.get("actor"):
+        q = q.where(AuditEntry.actor == request.args["actor"])
+    action = request.args.get("action")
+    if action:
+        q = q.where((AuditEntry.action == action) | AuditEntry.action.startswith(action + "."))
+    return jsonify({"entries": [audit.entry_json(e) for e in g.db.scalars(q)]})

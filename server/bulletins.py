@@ -16,7 +16,7 @@ from audio.store import AudioError, MediaStore
 from audio.tts import TTSError, build_chain
 
 from . import auth
-from .errors import ApiError, bad_request, not_found
+from .errors import ApiError, bad_request
 from .i18n import CATEGORIES
 from .models import (Area, Bulletin, BulletinApproval, BulletinEvent, LexiconEntry, Media, User,
                      area_ancestors, utcnow)

@@ -75,6 +75,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("username")
     p.add_argument("--name", help="only tokens of this name (e.g. integration, login)")
     sub.add_parser("sync-broker", help="rewrite the broker's password file and ACL, reload it")
+    p = sub.add_parser("audit-verify", help="check the audit log's hash chain; print its head")
+    p.add_argument("--anchor", action="append", default=[], metavar="ID:HASH",
+                   help="a head printed earlier: the log must still hold that row unchanged")
+    p = sub.add_parser("keys", help="signing keys: list, rotate, resend KID, activate KID, "
+                                    "revoke KID")
+    keys_sub = p.add_subparsers(dest="keys_cmd", required=True)
+    keys_sub.add_parser("list", help="every key, its state, and how many nodes trust a next key")
+    keys_sub.add_parser("rotate", help="make a next key and send it to every node")
+    kp = keys_sub.add_parser("resend", help="send KID again to the nodes that have not acked it")
+    kp.add_argument("kid")
+    kp = keys_sub.add_parser("activate", help="sign with KID from now on")
+    kp.add_argument("kid")
+    kp.add_argument("--force", action="store_true", help="even if some nodes have not acked it")
+    kp = keys_sub.add_parser("revoke", help="tell every node to drop KID")
+    kp.add_argument("kid")
     args = ap.parse_args(argv)
     instance = Path(args.instance)
     try:
@@ -90,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         print(err.message(), file=sys.stderr)
         return 1
     engine = make_engine(settings.database_url)
+    if args.cmd == "audit-verify":
+        return audit_verify(make_sessionmaker(engine), args.anchor)
+    if args.cmd == "keys":
+        return keys_command(settings, make_sessionmaker(engine), args)
     with make_sessionmaker(engine)() as db:
         if args.cmd == "user":
             return _user_command(db, args, settings.password_min_length)
@@ -136,6 +155,60 @@ def _user_command(db, args, password_min: int) -> int:
     db.commit()
     scope = f"area {user.area_id}" if user.area_id is not None else "all areas"
     print(f"user {user.username}: {user.role}, {scope}{'' if user.active else ', inactive'}")
+    return 0
+
+
+def keys_command(settings, sessions, args) -> int:
+    """The signing key lifecycle (server/keys.py): list, rotate, activate, revoke."""
+    from . import keys
+    with sessions() as db:
+        try:
+            if args.keys_cmd == "list":
+                for k in keys.key_list(db):
+                    print(f"{k['kid']:24} {k['state']:8} created {k['created']}  activated "
+                          f"{k['activated']}  retired {k['retired']}  revoked {k['revoked']}"
+                          + (f"  nodes trusting it: {k['nodes']}" if k["nodes"] else ""))
+            elif args.keys_cmd == "rotate":
+                row, cmd = keys.rotate(db, settings)
+                db.commit()
+                print(f"new key {row.kid} (next); keys command {cmd.id} queued to every node")
+                print(f"when the nodes acked it: python -m server.cli keys activate {row.kid}")
+            elif args.keys_cmd == "resend":
+                nodes = keys.resend(db, settings, args.kid)
+                db.commit()
+                print(f"{args.kid} sent again to {len(nodes)} nodes: {', '.join(nodes) or '-'}")
+            elif args.keys_cmd == "activate":
+                ready, total = keys.activate(db, settings, args.kid, args.force)
+                db.commit()
+                print(f"{args.kid} is active: {ready} of {total} nodes acked it")
+            elif args.keys_cmd == "revoke":
+                cmd = keys.revoke(db, settings, args.kid)
+                db.commit()
+                keys.forget_private_key(settings, args.kid)
+                print(f"{args.kid} revoked; keys command {cmd.id} queued to every node")
+        except (keys.KeyLifecycleError, RuntimeError) as err:
+            print(f"keys: {err}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def audit_verify(sessions, anchors: list[str]) -> int:
+    """Exit 0 and print the head when the chain holds; 1 naming the first bad row."""
+    from . import audit
+    try:
+        pairs = [(int(a.split(":", 1)[0]), a.split(":", 1)[1]) for a in anchors]
+    except (ValueError, IndexError):
+        print("--anchor takes ID:HASH", file=sys.stderr)
+        return 2
+    with sessions() as db:
+        try:
+            count, last_id, last_hash = audit.verify(db, pairs)
+        except audit.AuditBroken as err:
+            print(f"audit log BROKEN: {err}", file=sys.stderr)
+            return 1
+    print(f"audit log OK: {count} entries")
+    print(f"head: {last_id}:{last_hash}")
+    print("write the head down or send it off-site; check it later with --anchor")
     return 0
 
 

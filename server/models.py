@@ -318,12 +318,20 @@ class PlayLog(Base):
 
 
 class ServerKey(Base):
-    """A public key nodes trust; the private half lives only with the dispatcher."""
+    """A public key nodes trust; the private half lives only with the dispatcher.
+
+    Lifecycle (server/keys.py): next (handed to nodes, not signing) -> active (the one key the
+    dispatcher signs with) -> retired (still trusted, not signing) -> revoked (nodes told to drop
+    it). ``active`` means trusted: every state but revoked."""
     __tablename__ = "server_keys"
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     public_key: Mapped[str] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    state: Mapped[str] = mapped_column(String(10), default="active", index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    activated_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    retired_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
 
 
 class WorkerStatus(Base):
@@ -333,6 +341,35 @@ class WorkerStatus(Base):
     heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime)
     mqtt_connected: Mapped[bool] = mapped_column(Boolean)
     detail: Mapped[Optional[Any]] = mapped_column(JSON)
+
+
+class AuditEntry(Base):
+    """One entry of the append-only, hash-chained audit log (server/audit.py)."""
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    actor_id: Mapped[Optional[int]] = mapped_column(Integer)  # no FK: the log outlives users
+    actor: Mapped[str] = mapped_column(String(80), index=True)  # username, "system", "dispatcher"
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    target_type: Mapped[Optional[str]] = mapped_column(String(40))
+    target_id: Mapped[Optional[str]] = mapped_column(String(80))
+    detail: Mapped[dict] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The audit chain's head: one row with the last entry's id and hash, updated with it."""
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+@event.listens_for(AuditHead.__table__, "after_create")
+def _audit_head_row(table, connection, **_kw):
+    connection.execute(table.insert().values(id=1, last_id=0, last_hash="0" * 64))
 
 
 def make_engine(url: str) -> Engine:
@@ -353,8 +390,13 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, actor: str = "system") -> sessionmaker[Session]:
+    """Sessions whose changes to what people edit are written to the audit log; ``actor``
+    names who acts outside a web request (e.g. "dispatcher")."""
+    from . import audit
+    maker = sessionmaker(engine, expire_on_commit=False, info={"audit_actor": actor})
+    audit.install(maker)
+    return maker
 
 
 def init_db(engine: Engine) -> None:

@@ -335,6 +335,23 @@ PATHS = {
         params=[_query("node"), _query("area", "integer"),
                 _query("from", "string", "ISO 8601"), _query("to", "string", "ISO 8601"),
                 _query("limit", "integer")])},
+    "/api/v1/audit": {"get": _op(
+        "The audit log, newest first (admins only): every change, login, approval, broadcast",
+        _ok({"type": "object", "properties": {"entries": {"type": "array", "items": {
+            "type": "object", "properties": {
+                "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
+                "actor_id": {"type": ["integer", "null"]}, "actor": {"type": "string"},
+                "action": {"type": "string", "description": "table.insert|update|delete, "
+                                                            "auth.login, auth.login_failed, keys.*"},
+                "target": {"type": "object", "properties": {"type": NULLABLE_STR,
+                                                            "id": NULLABLE_STR}},
+                "detail": {"type": "object", "description": "new/old values or changed "
+                           "[old, new]; secret_fields names secrets that changed, never values"},
+                "hash": {"type": "string"}}}}}}),
+        params=[_query("from", "string", "ISO 8601"), _query("to", "string", "ISO 8601"),
+                _query("actor", "string", "username, system or dispatcher"),
+                _query("action", "string", "an action, or its prefix (bulletins)"),
+                _query("limit", "integer")], errors=("400", "401", "403"))},
 }
 
 OPENAPI = {

@@ -249,7 +249,8 @@ def provision_node(db: Session, user: User, data: Mapping[str, Any]) -> dict:
     db.flush()
     groups = node_groups(db, node)
     keys = [{"kid": k.kid, "public_key": k.public_key}
-            for k in db.scalars(select(ServerKey).where(ServerKey.active.is_(True)))]
+            for k in db.scalars(select(ServerKey).where(ServerKey.state != "revoked")
+                                .order_by(ServerKey.created_at))]
     s = settings()
     mqtt = {"host": s.node_mqtt_host, "port": s.node_mqtt_port, "username": node.id,
             "password": password, "tls": node_tls(s)}

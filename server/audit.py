@@ -1,0 +1,271 @@
+"""The audit log: every change people make, every login, approval and broadcast, in one
+append-only, tamper-evident table (a hash chain).
+
+Each entry's ``hash`` is sha256 over a canonical JSON of its fields and the previous entry's
+hash; ids are consecutive from 1. A single-row chain head (``audit_head``) holds the last id and
+hash and is updated in the same transaction as every append. ``verify`` then finds an edited row
+(its hash no longer fits), a deleted row (a gap, and the next row's ``prev_hash`` no longer fits)
+and deleted last rows (the head points past the end).
+
+What it cannot find: someone with write access to the database who rewrites every hash after
+their change and the head too. Against that, write the head hash down (``audit-verify`` prints
+it) or send it off-site now and then; ``audit-verify --anchor ID:HASH`` then proves the log still
+holds that exact prefix.
+
+Row changes are recorded by a session event (``install`` hooks every sessionmaker the project
+makes), not by each call site. Secrets are never recorded: for a password, token or MQTT
+password hash only the field's name is.
+
+Concurrency: every append first takes the chain head's lock (PostgreSQL: SELECT … FOR UPDATE;
+SQLite: a write to the head row, which takes the database's one write lock) and only then reads
+the head, inside the writing transaction, so two writers append one after the other and the
+chain never forks. The explicit consecutive ids are a second guard: a fork would be a duplicate
+primary key.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any, Iterable
+
+from sqlalchemy import event, inspect, insert, select, update
+from sqlalchemy.orm import Session
+
+from .models import AuditEntry, AuditHead, User, utcnow
+
+GENESIS = "0" * 64
+HEAD_ID = 1
+
+# tables whose changes are recorded; per table the columns whose changes are not worth an entry
+AUDITED: dict[str, frozenset[str]] = {
+    "users": frozenset(), "areas": frozenset(), "bulletins": frozenset(),
+    "bulletin_events": frozenset(), "broadcasts": frozenset(), "lexicon_entries": frozenset(),
+    "server_keys": frozenset(), "api_tokens": frozenset(), "commands": frozenset(),
+    "nodes": frozenset({"online", "last_seen", "last_state", "last_telemetry", "desired_version",
+                        "desired_applied_version", "desired_exp_ms", "desired_dirty"}),
+}
+SECRETS = frozenset({"password_hash", "token_hash", "mqtt_password_hash"})
+
+
+class AuditBroken(Exception):
+    """The chain does not hold; ``row`` is the first entry that does not fit (None: the head)."""
+
+    def __init__(self, row: int | None, message: str):
+        super().__init__(message)
+        self.row = row
+
+
+# --- hashing ------------------------------------------------------------------------------------
+
+def _plain(value: Any) -> Any:
+    """A JSON-native copy of a column value (datetimes as ISO text)."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def entry_hash(row: dict) -> str:
+    """sha256 of the canonical JSON of an entry's fields and its prev_hash."""
+    fields = {k: row[k] for k in ("id", "actor_id", "actor", "action", "target_type",
+                                  "target_id", "detail", "prev_hash")}
+    fields["at"] = row["at"].isoformat()
+    return hashlib.sha256(canonical(fields).encode("utf-8")).hexdigest()
+
+
+# --- appending ----------------------------------------------------------------------------------
+
+def _lock_head(db: Session) -> tuple[int, str]:
+    """Take the chain head's lock and read it; (last id, last hash)."""
+    conn = db.connection()
+    table = AuditHead.__table__
+    if conn.dialect.name == "sqlite":
+        conn.execute(update(table).where(table.c.id == HEAD_ID).values(last_id=table.c.last_id))
+    head = conn.execute(select(table.c.last_id, table.c.last_hash)
+                        .where(table.c.id == HEAD_ID).with_for_update()).first()
+    if head is not None:
+        return head.last_id, head.last_hash
+    # the head row is gone: continue after the last entry, and say so in the log itself
+    entries = AuditEntry.__table__
+    last = conn.execute(select(entries.c.id, entries.c.hash)
+                        .order_by(entries.c.id.desc()).limit(1)).first()
+    last_id, last_hash = (last.id, last.hash) if last else (0, GENESIS)
+    conn.execute(insert(table).values(id=HEAD_ID, last_id=last_id, last_hash=last_hash))
+    if last is not None:
+        last_id, last_hash = _append_rows(db, last_id, last_hash, [(
+            None, "system", "audit.head_restored", "audit_head", str(HEAD_ID),
+            {"last_id": last_id})])
+    return last_id, last_hash
+
+
+def _append_rows(db: Session, last_id: int, last_hash: str,
+                 rows: Iterable[tuple]) -> tuple[int, str]:
+    conn = db.connection()
+    at = utcnow()
+    for actor_id, actor, action, target_type, target_id, detail in rows:
+        row = {"id": last_id + 1, "at": at, "actor_id": actor_id, "actor": actor,
+               "action": action, "target_type": target_type, "target_id": target_id,
+               "detail": json.loads(canonical(_plain(detail))), "prev_hash": last_hash}
+        row["hash"] = entry_hash(row)
+        conn.execute(insert(AuditEntry.__table__).values(**row))
+        last_id, last_hash = row["id"], row["hash"]
+    head = AuditHead.__table__
+    conn.execute(update(head).where(head.c.id == HEAD_ID)
+                 .values(last_id=last_id, last_hash=last_hash))
+    return last_id, last_hash
+
+
+def _append(db: Session, rows: list[tuple]) -> None:
+    if rows:
+        last_id, last_hash = _lock_head(db)
+        _append_rows(db, last_id, last_hash, rows)
+
+
+def _actor(db: Session, actor: Any = None) -> tuple[int | None, str]:
+    """(user id, name) of who acts: the given user or name, else the request's user, else the
+    session's own (``info["audit_actor"]``: a User, or a name such as "dispatcher")."""
+    if isinstance(actor, User):
+        return actor.id, actor.username
+    if isinstance(actor, str):
+        return None, actor
+    try:
+        from flask import g, has_request_context
+        user = g.get("user") if has_request_context() else None
+    except ImportError:  # pragma: no cover - flask is a server dependency
+        user = None
+    if user is not None:
+        return user.id, user.username
+    own = db.info.get("audit_actor", "system")
+    return (own.id, own.username) if isinstance(own, User) else (None, own)
+
+
+def record(db: Session, action: str, target: tuple[str, Any] | None = None,
+           detail: dict | None = None, actor: Any = None) -> None:
+    """Append an entry for something that is not a row change (a login, a key rotation).
+    It is written in ``db``'s transaction: the caller commits."""
+    actor_id, name = _actor(db, actor)
+    target_type, target_id = target if target else (None, None)
+    _append(db, [(actor_id, name, action, target_type,
+                  None if target_id is None else str(target_id), detail or {})])
+
+
+# --- recording row changes ------------------------------------------------------------------------
+
+def _columns(obj) -> list[tuple[str, Any]]:
+    return [(attr.key, attr) for attr in inspect(obj).mapper.column_attrs]
+
+
+def _change(obj, kind: str) -> tuple[str, str, dict] | None:
+    table = obj.__table__.name
+    if table not in AUDITED:
+        return None
+    if table == "commands" and (obj.created_by is None or kind == "update"):
+        return None  # the dispatcher's own commands, and signing/publishing/acks
+    ignored = AUDITED[table]
+    state = inspect(obj)
+    pk = ",".join(str(v) for v in state.mapper.primary_key_from_instance(obj))
+    secret: list[str] = []
+    if kind == "update":
+        changed = {}
+        for key, _attr in _columns(obj):
+            hist = state.attrs[key].history
+            if not hist.has_changes() or key in ignored:
+                continue
+            if key in SECRETS:
+                secret.append(key)
+                continue
+            old = hist.deleted[0] if hist.deleted else None
+            new = hist.added[0] if hist.added else None
+            if old != new:
+                changed[key] = [old, new]
+        if not changed and not secret:
+            return None
+        detail: dict = {"changed": changed}
+    else:
+        values = {}
+        for key, _attr in _columns(obj):
+            if key in SECRETS:
+                secret.append(key)
+            elif key not in ignored:
+                values[key] = state.dict.get(key)  # no lazy load (a deleted row is gone)
+        detail = {"new" if kind == "insert" else "old": values}
+    if secret:
+        detail["secret_fields"] = sorted(secret)
+    return f"{table}.{kind}", pk, detail
+
+
+def _after_flush(db: Session, _context) -> None:
+    rows = []
+    actor_id, actor = _actor(db)
+    for kind, objs in (("insert", db.new), ("update", db.dirty), ("delete", db.deleted)):
+        for obj in list(objs):
+            found = _change(obj, kind)
+            if found:
+                action, pk, detail = found
+                rows.append((actor_id, actor, action, obj.__table__.name, pk, detail))
+    _append(db, rows)
+
+
+def install(maker) -> None:
+    """Record row changes of every session ``maker`` makes."""
+    if not event.contains(maker, "after_flush", _after_flush):
+        event.listen(maker, "after_flush", _after_flush)
+
+
+# --- verifying ------------------------------------------------------------------------------------
+
+def verify(db: Session, anchors: Iterable[tuple[int, str]] = ()) -> tuple[int, int, str]:
+    """Check the whole chain; (entries, head id, head hash), or AuditBroken naming the first
+    entry that does not fit. ``anchors``: (id, hash) pairs written down earlier."""
+    table = AuditEntry.__table__
+    expected_id, prev = 1, GENESIS
+    count = 0
+    hashes: dict[int, str] = {}
+    wanted = dict(anchors)
+    for row in db.connection().execute(select(table).order_by(table.c.id)).mappings():
+        row = dict(row)
+        if row["id"] != expected_id:
+            raise AuditBroken(row["id"], f"row {row['id']}: expected row {expected_id} before it "
+                                         f"(rows {expected_id}..{row['id'] - 1} were deleted)")
+        if row["prev_hash"] != prev:
+            raise AuditBroken(row["id"], f"row {row['id']}: prev_hash does not match row "
+                                         f"{row['id'] - 1} (a row before it was altered)")
+        if entry_hash(row) != row["hash"]:
+            raise AuditBroken(row["id"], f"row {row['id']}: its content does not match its hash "
+                                         "(the row was edited)")
+        if row["id"] in wanted:
+            hashes[row["id"]] = row["hash"]
+        prev, expected_id, count = row["hash"], expected_id + 1, count + 1
+    last_id = expected_id - 1
+    head = db.get(AuditHead, HEAD_ID)
+    if head is None:
+        if count:
+            raise AuditBroken(None, "the chain head is missing")
+    elif head.last_id != last_id or head.last_hash != prev:
+        first_missing = last_id + 1 if head.last_id > last_id else head.last_id
+        raise AuditBroken(first_missing, f"row {first_missing}: the chain head says the log ends "
+                                         f"at row {head.last_id}, but it ends at row {last_id} "
+                                         "(the last rows were deleted or the head altered)")
+    for aid, ahash in wanted.items():
+        if hashes.get(aid) != ahash:
+            raise AuditBroken(aid, f"row {aid}: does not match the anchor written down earlier")
+    return count, last_id, prev
+
+
+def entry_json(e: AuditEntry) -> dict:
+    return {"id": e.id, "at": e.at.replace(tzinfo=dt.timezone.utc).isoformat()
+            .replace("+00:00", "Z"), "actor_id": e.actor_id, "actor": e.actor,
+            "action": e.action, "target": {"type": e.target_type, "id": e.target_id},
+            "detail": e.detail, "hash": e.hash}
