@@ -10,7 +10,7 @@ from sqlalchemy import select
 from . import audit, auth, bulletins, services, users
 from .errors import ApiError, bad_request, not_found
 from .models import (Area, AuditEntry, Broadcast, Command, Event, LexiconEntry, Node, PlayLog,
-                     User, from_ms, to_ms)
+                     from_ms, to_ms)
 from .openapi import OPENAPI
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -38,14 +38,9 @@ def token():
     data = body()
     username = services.need(data, "username", max_len=80)
     password = services.need(data, "password", max_len=200)
-    user = g.db.scalar(select(User).where(User.username == username))
-    if not auth.verify_password(user, password):
-        audit.record(g.db, "auth.login_failed", ("user", user.id if user else None),
-                     {"username": username, "ip": request.remote_addr}, actor="anonymous")
-        g.db.commit()
+    user = auth.login_attempt(g.db, username, password, via="api")
+    if user is None:
         raise ApiError(401, "bad_credentials", "err.bad_credentials")
-    audit.record(g.db, "auth.login", ("user", user.id), {"ip": request.remote_addr}, actor=user)
-    g.db.info["audit_actor"] = user  # the token row it issues is the user's doing
     tok = auth.issue_token(g.db, user, services.settings().token_ttl_h)
     g.db.commit()
     return jsonify({"token": tok, "user": {"username": user.username, "role": user.role,

@@ -49,6 +49,23 @@ def verify_password(user: User | None, password: str) -> bool:
     return bool(matches and user is not None and user.active)
 
 
+def login_attempt(db, username: str, password: str, via: str) -> User | None:
+    """The user when the password is theirs, else None; either way an audit entry says who
+    tried, from where and through what (``api`` or ``page``). A failure is committed at once so
+    it stays on record whatever the caller does next."""
+    from . import audit
+    user = db.scalar(select(User).where(User.username == username))
+    where = {"ip": request.remote_addr, "via": via}
+    if not verify_password(user, password):
+        audit.record(db, "auth.login_failed", ("user", user.id if user else None),
+                     {"username": username, **where}, actor="anonymous")
+        db.commit()
+        return None
+    audit.record(db, "auth.login", ("user", user.id), where, actor=user)
+    db.info["audit_actor"] = user  # what the login writes (its token or session) is the user's
+    return user
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 

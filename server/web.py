@@ -13,7 +13,7 @@ from . import auth, services
 from . import bulletins as bulletin_service
 from .errors import ApiError
 from .i18n import CATEGORIES, LANGUAGES, local_time, t
-from .models import Area, Broadcast, Node, User
+from .models import Area, Broadcast, Node
 
 bp = Blueprint("web", __name__)
 
@@ -59,8 +59,9 @@ def set_language(code: str):
 def login():
     error = None
     if request.method == "POST":
-        user = g.db.scalar(select(User).where(User.username == request.form.get("username", "")))
-        if auth.verify_password(user, request.form.get("password", "")):
+        user = auth.login_attempt(g.db, request.form.get("username", ""),
+                                  request.form.get("password", ""), via="page")
+        if user is not None:
             auth.start_web_session(g.db, user)
             g.db.commit()
             return redirect(local_path(request.args.get("next")) or url_for("web.dashboard"))

@@ -9,11 +9,13 @@ import threading
 import uuid
 
 import pytest
+import requests
 from sqlalchemy import create_engine, select, text
 
 from server import audit
 from server.cli import init_instance, main as cli
 from server.models import Area, AuditEntry, init_db, make_engine, make_sessionmaker
+from tests.web_helpers import login_form
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
@@ -224,3 +226,13 @@ def test_init_leaves_a_verifiable_log(tmp_path, capsys):
     init_instance(tmp_path / "inst", "pw-for-admin", {"tts_engines": ["espeak"]})
     code, out, _ = _verify(tmp_path / "inst", capsys)
     assert code == 0 and "entries" in out
+
+
+def test_page_logins_are_logged_like_api_logins(app_only):
+    with requests.Session() as http:
+        login_form(http, app_only.url, "admin", "not-the-password")
+        login_form(http, app_only.url, "admin", "admin-test-password")
+    failed = _entries(app_only, action="auth.login_failed")
+    assert [(e["detail"]["username"], e["detail"]["via"]) for e in failed] == [("admin", "page")]
+    ok = [e for e in _entries(app_only, action="auth.login") if e["detail"].get("via") == "page"]
+    assert [e["actor"] for e in ok] == ["admin"]
