@@ -148,7 +148,7 @@ SCHEMAS = {
         "sha256": {"type": "string"}, "duration_ms": {"type": "integer"},
         "engine": {"type": "string"}, "engine_note": NULLABLE_STR, "voice": {"type": "string"}}},
     "BulletinUpload": {"type": "object", "required": ["file", "title", "category"],
-                       "properties": {"file": {"type": "string", "format": "binary"},
+                       "properties": {"file": {"type": "string", "format": "binary", "minLength": 1},
                                       "title": _text(300),
                                       "category": {"type": "string", "enum": CATEGORIES},
                                       "area_id": ID,
