@@ -208,7 +208,7 @@ def parse_json_no_floats(raw: bytes | str) -> Any:
         return json.loads(raw, parse_float=_reject_float, parse_constant=_reject_float)
     except ProtocolError:
         raise
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise ProtocolError("malformed", f"not JSON: {err}") from None
 
 
@@ -216,7 +216,7 @@ def _readable_id(raw: bytes | str) -> str | None:
     """The envelope id of content that failed the strict parse, when it can still be read."""
     try:
         env = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     value = env.get("id") if isinstance(env, dict) else None
     return value if isinstance(value, str) and value else None
@@ -288,7 +288,7 @@ def parse_event(raw: bytes | str) -> dict:
     """Parse and check an event from a node (floats allowed: events are not signed)."""
     try:
         event = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:  # nesting too deep: malformed
         raise ProtocolError("malformed", f"not JSON: {err}") from None
     problem = schemas.first_error(schemas.EVENT, event)
     if problem:

@@ -6,12 +6,14 @@ import io
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from . import audit, auth, bulletins, services, users
-from .errors import ApiError, bad_request, not_found
+from .errors import ApiError, bad_request, error_body, not_found, wants_json
+from .i18n import t
 from .models import (Area, AuditEntry, Broadcast, Command, Event, LexiconEntry, Node, PlayLog,
                      from_ms, to_ms)
-from .openapi import OPENAPI
+from .openapi import document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -28,9 +30,27 @@ def created(payload: dict, status: int = 201):
     return jsonify(payload), status
 
 
+@bp.app_errorhandler(MethodNotAllowed)
+def method_not_allowed(err: MethodNotAllowed):
+    """An id too large for the database is not found whatever the method: the router answers
+    405 only because another method's route matched the path before its converter refused."""
+    try:
+        adapter = current_app.url_map.bind_to_environ(request.environ)
+        adapter.match(method=sorted(err.valid_methods or ["GET"])[0])
+    except NotFound:
+        if not wants_json():
+            return NotFound()
+        return error_body("not_found", t("err.route"), 404)
+    except Exception:  # any other routing answer: keep the 405
+        pass
+    if not wants_json():
+        return err
+    return error_body("method_not_allowed", t("err.method"), 405)
+
+
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(OPENAPI)
+    return jsonify(document(services.settings().tts_engines))
 
 
 @bp.post("/auth/token")
@@ -160,7 +180,7 @@ def _query_id(name: str) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or int(raw) > services.MAX_DB_INT:
+    if not raw.isdecimal() or int(raw) > services.MAX_DB_INT:
         raise bad_request("err.invalid_field", field=name, detail="an id")
     return int(raw)
 
@@ -225,7 +245,7 @@ def create_bulletin():
 
 
 def _int_field(value: str, name: str) -> int:
-    if not value.strip().isdigit():
+    if not value.strip().isdecimal():
         raise bad_request("err.invalid_field", field=name, detail="a number")
     return int(value)
 
@@ -388,7 +408,10 @@ PLAYLOG_FIELDS = ("node_id", "broadcast_id", "bulletin_id", "item_id", "cmd_id",
 @bp.get("/playlogs")
 @auth.login_required
 def playlogs():
-    limit = max(1, min(request.args.get("limit", 1000, type=int), 10000))
+    try:
+        limit = max(1, min(int(request.args.get("limit", "1000")), 10000))
+    except ValueError:
+        raise bad_request("err.invalid_field", field="limit", detail="a number") from None
     q = select(PlayLog).order_by(PlayLog.started_at_ms.desc(), PlayLog.id.desc()).limit(limit)
     if request.args.get("node"):
         q = q.where(PlayLog.node_id == request.args["node"])

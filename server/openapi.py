@@ -2,7 +2,12 @@
 to the registered routes)."""
 from __future__ import annotations
 
+import copy
+
+from device_agent.schemas import BODIES
+
 from .auth import ROLES
+from .models import MAX_DB_INT
 
 
 def _ref(name: str) -> dict:
@@ -16,7 +21,9 @@ def _json(schema: dict) -> dict:
 ERRORS = {code: {"description": text, **_json(_ref("Error"))} for code, text in (
     ("400", "bad input: the message says which field"), ("401", "no valid token or login"),
     ("403", "the caller's role or area does not allow it"), ("404", "not found"),
-    ("409", "conflicts with the current state"), ("422", "the content could not be processed"),
+    ("409", "conflicts with the current state"), ("413", "the upload is too large"),
+    ("415", "the upload is not a supported audio format"),
+    ("422", "the content could not be processed"),
     ("429", "too many failed logins: wait and retry"))}
 
 
@@ -32,13 +39,33 @@ def _op(summary: str, ok: dict, *, body: dict | None = None, params: list | None
     return op
 
 
-def _path_param(name: str, type_: str = "integer") -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": type_}}
+def _text(max_len: int) -> dict:
+    """A required text field: not blank (the server strips spaces), at most max_len long."""
+    return {"type": "string", "minLength": 1, "maxLength": max_len, "pattern": r"\S"}
 
 
-def _query(name: str, type_: str = "string", description: str = "") -> dict:
-    return {"name": name, "in": "query", "required": False, "schema": {"type": type_},
-            "description": description}
+# What a database integer column holds; ids are never negative.
+DB_INT = {"type": "integer", "minimum": -MAX_DB_INT, "maximum": MAX_DB_INT}
+ID = {"type": "integer", "minimum": 0, "maximum": MAX_DB_INT}
+NODE_ID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{1,62}$"}
+TIME = {"type": "string", "format": "date-time",
+        "description": "ISO 8601 (no zone: the configured zone)"}
+TIME_OR_EMPTY = {"anyOf": [TIME, {"const": ""}], "description": "ISO 8601; empty: no bound"}
+VOICES = ["vi", "vi-north", "vi-central", "vi-south"]
+CATEGORIES = ["admin_reform", "traffic", "flooding", "environment", "health", "security", "urban",
+              "emergency", "other"]
+# The speech engines this server is configured with; document() fills in their names.
+ENGINE_FIELDS = (("AreaUpdate", "tts_engine"), ("PreviewCreate", "engine"),
+                 ("BulletinCreate", "engine"), ("BulletinUpdate", "engine"))
+
+
+def _path_param(name: str, schema: dict | None = None) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": schema or ID}
+
+
+def _query(name: str, schema: dict | None = None, description: str = "") -> dict:
+    return {"name": name, "in": "query", "required": False,
+            "schema": schema or {"type": "string"}, "description": description}
 
 
 def _ok(schema: dict, description: str = "OK") -> dict:
@@ -57,12 +84,14 @@ SCHEMAS = {
         "name": {"type": "string"}, "code": {"type": "string"},
         "group": {"type": "string", "description": "the MQTT group name of the area"}}},
     "AreaCreate": {"type": "object", "required": ["name", "code", "kind"], "properties": {
-        "parent_id": {"type": ["integer", "null"]}, "kind": {"type": "string"},
-        "name": {"type": "string"}, "code": {"type": "string"}}},
+        "parent_id": {"oneOf": [DB_INT, {"type": "null"}]},
+        "kind": {"type": "string", "enum": ["province", "city", "district", "ward", "commune",
+                                           "town", "cluster", "zone"]},
+        "name": _text(200), "code": _text(64)}},
     "NodeCreate": {"type": "object", "required": ["cluster_id", "name"], "properties": {
-        "cluster_id": {"type": "integer"}, "name": {"type": "string"},
-        "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{1,62}$"},
-        "lat": {"type": "number"}, "lon": {"type": "number"}}},
+        "cluster_id": DB_INT, "name": _text(200), "id": NODE_ID,
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180}}},
     "Provisioned": {"type": "object", "properties": {
         "id": {"type": "string"}, "name": {"type": "string"}, "cluster_id": {"type": "integer"},
         "mqtt": {"type": "object", "properties": {
@@ -90,24 +119,27 @@ SCHEMAS = {
                                     "last_reason": NULLABLE_STR, "last_at": NULLABLE_STR}}}},
     "CommandCreate": {"type": "object", "required": ["type"], "properties": {
         "type": {"type": "string", "enum": ["set_volume", "amp", "test", "stop", "reboot"]},
-        "body": {"type": "object", "description": "as in docs/protocol.md for the type"}}},
+        "body": {"type": "object", "description": "as in docs/protocol.md for the type"}},
+        "oneOf": [{"properties": {"type": {"const": t}, "body": {
+            k: v for k, v in BODIES[t].items() if k not in ("$id", "title")}},
+            **({"required": ["body"]} if "required" in BODIES[t] or "anyOf" in BODIES[t]
+               else {})} for t in ("set_volume", "amp", "test", "stop", "reboot")]},
     "Command": {"type": "object", "properties": {
         "id": {"type": "string"}, "type": {"type": "string"}, "target": {"type": "string"},
         "body": {"type": "object"}, "created_at": {"type": "string"},
         "published_at": NULLABLE_STR, "status": NULLABLE_STR, "reason": NULLABLE_STR,
         "result": {"type": ["object", "null"]}}},
     "BulletinCreate": {"type": "object", "required": ["title", "text", "category"], "properties": {
-        "title": {"type": "string"}, "text": {"type": "string"},
-        "category": {"type": "string", "enum": ["admin_reform", "traffic", "flooding",
-                                               "environment", "health", "security", "urban",
-                                               "emergency", "other"]},
-        "voice": {"type": "string", "enum": ["vi", "vi-north", "vi-central", "vi-south"]},
+        "title": _text(300), "text": _text(20000),
+        "category": {"type": "string", "enum": CATEGORIES},
+        "voice": {"type": "string", "enum": VOICES},
         "engine": {"type": "string", "description": "tried first; the next engine speaks when "
                                                     "it fails"},
-        "spoken_text": {"type": "string", "description": "the author's corrected spoken form"},
-        "area_id": {"type": "integer"}}},
+        "spoken_text": {"type": "string", "maxLength": 40000,
+                        "description": "the author's corrected spoken form"},
+        "area_id": DB_INT}},
     "AreaUpdate": {"type": "object", "properties": {
-        "name": {"type": "string"},
+        "name": _text(200),
         "tts_engine": {"type": ["string", "null"], "description": "gtts, espeak, …"},
         "tts_voice": {"type": ["string", "null"], "enum": ["vi-north", "vi-central", "vi-south",
                                                            None]},
@@ -119,26 +151,26 @@ SCHEMAS = {
         "id": {"type": "integer"}, "area_id": {"type": "integer"}, "term": {"type": "string"},
         "spoken": {"type": "string"}}},
     "PreviewCreate": {"type": "object", "required": ["text"], "properties": {
-        "text": {"type": "string"}, "spoken_text": {"type": "string"},
-        "voice": {"type": "string"}, "engine": {"type": "string"},
-        "area_id": {"type": "integer"}, "audio": {"type": "boolean", "default": True}}},
+        "text": _text(20000), "spoken_text": {"type": "string", "maxLength": 40000},
+        "voice": {"type": "string", "enum": VOICES}, "engine": {"type": "string"},
+        "area_id": DB_INT, "audio": {"type": "boolean", "default": True}}},
     "Preview": {"type": "object", "properties": {
         "normalized": {"type": "string"}, "audio_url": {"type": "string"},
         "sha256": {"type": "string"}, "duration_ms": {"type": "integer"},
         "engine": {"type": "string"}, "engine_note": NULLABLE_STR, "voice": {"type": "string"}}},
     "BulletinUpload": {"type": "object", "required": ["file", "title", "category"],
-                       "properties": {"file": {"type": "string", "format": "binary"},
-                                      "title": {"type": "string"},
-                                      "category": {"type": "string"},
-                                      "area_id": {"type": "integer"},
-                                      "text": {"type": "string"}}},
+                       "properties": {"file": {"type": "string", "format": "binary", "minLength": 1},
+                                      "title": _text(300),
+                                      "category": {"type": "string", "enum": CATEGORIES},
+                                      "area_id": ID,
+                                      "text": {"type": "string", "maxLength": 20000}}},
     "BulletinUpdate": {"type": "object", "properties": {
-        "title": {"type": "string"}, "text": {"type": "string"},
-        "spoken_text": {"type": ["string", "null"],
+        "title": _text(300), "text": _text(20000),
+        "spoken_text": {"type": ["string", "null"], "maxLength": 40000,
                         "description": "the author's corrected spoken form; null: normalise "
                                        "the text again"},
-        "category": {"type": "string"}, "voice": {"type": "string"},
-        "engine": {"type": "string"}}},
+        "category": {"type": "string", "enum": CATEGORIES},
+        "voice": {"type": "string", "enum": VOICES}, "engine": {"type": "string"}}},
     "Bulletin": {"type": "object", "properties": {
         "id": {"type": "integer"}, "title": {"type": "string"}, "text": NULLABLE_STR,
         "category": {"type": "string"},
@@ -162,15 +194,20 @@ SCHEMAS = {
         "sha256": {"type": "string", "description": "approve: the audio the approver heard; "
                                                     "409 stale_revision when it changed since"}}},
     "BroadcastCreate": {"type": "object", "required": ["bulletin_id", "targets"], "properties": {
-        "bulletin_id": {"type": "integer"},
-        "targets": {"type": "object", "properties": {
-            "areas": {"type": "array", "items": {"type": "integer"}},
-            "nodes": {"type": "array", "items": {"type": "string"}}}},
+        "bulletin_id": DB_INT,
+        "targets": {"type": "object", "description": "at least one area or node", "properties": {
+            "areas": {"type": "array", "items": {"type": "integer", "minimum": 1,
+                                                 "maximum": MAX_DB_INT}},
+            "nodes": {"type": "array", "items": {"type": "string"}}},
+            "anyOf": [{"required": ["areas"], "properties": {"areas": {"minItems": 1}}},
+                      {"required": ["nodes"], "properties": {"nodes": {"minItems": 1}}}]},
         "priority": {"oneOf": [{"type": "string", "enum": ["normal", "priority", "live",
                                                           "emergency"]},
                                {"type": "integer", "minimum": 0, "maximum": 9}]},
         "start_at": {"description": "ISO 8601 (no zone: the configured zone) or epoch ms; "
-                                    "absent = now", "type": ["string", "integer"]},
+                                    "absent or past = now",
+                     "oneOf": [TIME, {"type": "integer", "minimum": 0,
+                                      "maximum": 253402300799999}]},
         "volume": {"type": "integer", "minimum": 0, "maximum": 100},
         "repeat": {"type": "integer", "minimum": 1, "maximum": 20}}},
     "Broadcast": {"type": "object", "properties": {
@@ -215,7 +252,7 @@ PATHS = {
         "Exchange a username and password for a bearer token",
         _ok({"type": "object", "properties": {"token": {"type": "string"}}}),
         body={"type": "object", "required": ["username", "password"], "properties": {
-            "username": {"type": "string"}, "password": {"type": "string"}}},
+            "username": _text(80), "password": _text(200)}},
         secure=False, errors=("400", "401", "429"))},
     "/api/v1/auth/logout": {"post": _op(
         "Revoke the bearer token of this request (or end the cookie's session)",
@@ -248,7 +285,8 @@ PATHS = {
         "post": _op("Add or change how a term is read in this area's bulletins",
                     _ok(_ref("LexiconEntry"), "Created"), status="201",
                     body={"type": "object", "required": ["term", "spoken"], "properties": {
-                        "term": {"type": "string"}, "spoken": {"type": "string"}}},
+                        "term": {**_text(100), "pattern": r"^[^\t\n]*\S[^\t\n]*$"},
+                        "spoken": _text(300)}},
                     params=[_path_param("area_id")])},
     "/api/v1/areas/{area_id}/lexicon/{entry_id}": {"delete": _op(
         "Remove a lexicon entry", {"description": "Removed"}, status="204",
@@ -257,7 +295,7 @@ PATHS = {
         "The spoken form of a text (with the area's lexicon), before any speech is made",
         _ok({"type": "object", "properties": {"normalized": {"type": "string"}}}),
         body={"type": "object", "required": ["text"], "properties": {
-            "text": {"type": "string"}, "area_id": {"type": "integer"}}})},
+            "text": _text(20000), "area_id": DB_INT}})},
     "/api/v1/previews": {"post": _op(
         "Hear a text before it is saved: normalised text plus broadcast-ready audio",
         _ok(_ref("Preview")), body=_ref("PreviewCreate"),
@@ -266,31 +304,32 @@ PATHS = {
         "get": _op("Nodes with online state, last telemetry, last seen, alarms",
                    _ok({"type": "object", "properties": {"nodes": {
                        "type": "array", "items": _ref("Node")}}}),
-                   params=[_query("area", "integer", "only nodes under this area")]),
+                   params=[_query("area", ID, "only nodes under this area")]),
         "post": _op("Provision a node: broker account, ACL, keys and the agent's config",
                     _ok(_ref("Provisioned"), "Created"), body=_ref("NodeCreate"), status="201",
                     errors=("400", "401", "403", "404", "409"))},
     "/api/v1/nodes/{node_id}": {"get": _op("One node", _ok(_ref("Node")),
-                                           params=[_path_param("node_id", "string")])},
+                                           params=[_path_param("node_id", NODE_ID)])},
     "/api/v1/nodes/{node_id}/revoke": {"post": _op(
         "Revoke a node: its broker account and ACL go, its session is cut, its retained "
         "desired state is cleared and broadcasts no longer count it (technician, admin)",
         _ok({"type": "object", "properties": {"id": {"type": "string"},
                                               "revoked_at": {"type": "string"}}}),
-        params=[_path_param("node_id", "string")])},
+        params=[_path_param("node_id", NODE_ID)])},
     "/api/v1/nodes/{node_id}/commands": {"post": _op(
         "Send an immediate command to a node", _ok(_ref("Command"), "Queued"),
-        body=_ref("CommandCreate"), status="202", params=[_path_param("node_id", "string")])},
+        body=_ref("CommandCreate"), status="202", params=[_path_param("node_id", NODE_ID)])},
     "/api/v1/commands/{command_id}": {"get": _op(
         "A command and the node's last ack", _ok(_ref("Command")),
-        params=[_path_param("command_id", "string")])},
+        params=[_path_param("command_id", {"type": "string"})])},
     "/api/v1/bulletins": {
         "get": _op("Bulletins, newest first", _ok(_LIST),
-                   params=[_query("status", "string")]),
+                   params=[_query("status")]),
         "post": {**_op("Write a text bulletin (its speech is made at once) or upload a "
                        "recording (multipart: file, title, category, area_id?, text?)",
                        _ok(_ref("Bulletin"), "Created"), body=_ref("BulletinCreate"),
-                       status="201", errors=("400", "401", "403", "404", "409", "422")),
+                       status="201", errors=("400", "401", "403", "404", "409", "413", "415",
+                                             "422")),
                  "requestBody": {"required": True, "content": {
                      "application/json": {"schema": _ref("BulletinCreate")},
                      "multipart/form-data": {"schema": _ref("BulletinUpload")}}}}},
@@ -332,9 +371,9 @@ PATHS = {
             "application/json": {"schema": {"type": "object", "properties": {
                 "playlogs": {"type": "array", "items": _ref("PlayLog")}}}},
             "text/csv": {"schema": {"type": "string"}}}},
-        params=[_query("node"), _query("area", "integer"),
-                _query("from", "string", "ISO 8601"), _query("to", "string", "ISO 8601"),
-                _query("limit", "integer")])},
+        params=[_query("node"), _query("area", ID), _query("from", TIME_OR_EMPTY),
+                _query("to", TIME_OR_EMPTY),
+                _query("limit", {"type": "integer"}, "at most this many (1-10000)")])},
     "/api/v1/audit": {"get": _op(
         "The audit log, newest first (admins only): every change, login, approval, broadcast",
         _ok({"type": "object", "properties": {"entries": {"type": "array", "items": {
@@ -348,10 +387,10 @@ PATHS = {
                 "detail": {"type": "object", "description": "new/old values or changed "
                            "[old, new]; secret_fields names secrets that changed, never values"},
                 "hash": {"type": "string"}}}}}}),
-        params=[_query("from", "string", "ISO 8601"), _query("to", "string", "ISO 8601"),
-                _query("actor", "string", "username, system or dispatcher"),
-                _query("action", "string", "an action, or its prefix (bulletins)"),
-                _query("limit", "integer")], errors=("400", "401", "403"))},
+        params=[_query("from", TIME_OR_EMPTY), _query("to", TIME_OR_EMPTY),
+                _query("actor", None, "username, system or dispatcher"),
+                _query("action", None, "an action, or its prefix (bulletins)"),
+                _query("limit", {"type": "integer"}, "at most this many (1-10000)")], errors=("400", "401", "403"))},
 }
 
 OPENAPI = {
@@ -366,3 +405,12 @@ OPENAPI = {
                    "schemas": SCHEMAS},
     "paths": PATHS,
 }
+
+
+def document(engines: list[str]) -> dict:
+    """The document as this server serves it: engine fields name the configured engines."""
+    doc = copy.deepcopy(OPENAPI)
+    for schema, field in ENGINE_FIELDS:
+        prop = doc["components"]["schemas"][schema]["properties"][field]
+        prop["enum"] = list(engines) + ([None] if "null" in prop["type"] else [])
+    return doc

@@ -29,6 +29,7 @@ from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, password_hash
 AREA_KINDS = ("province", "city", "district", "ward", "commune", "town", "cluster", "zone")
 NODE_COMMANDS = ("set_volume", "amp", "test", "stop", "reboot")
 DELIVERY_RANK = {"pending": 0, "sent": 1, "received": 2, "started": 3}
+MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 TERMINAL = ("finished", "failed", "rejected", "preempted", "stopped", "skipped", "cancelled")
 
 
@@ -52,8 +53,14 @@ def check(data: Mapping[str, Any], name: str, kind: type | tuple = str, *, max_l
         return None
     if isinstance(value, bool) and kind in (int, float, (int, float)):
         raise bad_request("err.invalid_field", field=name, detail="bool")
+    if kind is int:
+        value = whole(value)
     if kind is float and isinstance(value, int):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise bad_request("err.invalid_field", field=name,
+                              detail="number out of range") from None
     if not isinstance(value, kind):
         expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise bad_request("err.invalid_field", field=name, detail=f"expected {expected}")
@@ -63,6 +70,18 @@ def check(data: Mapping[str, Any], name: str, kind: type | tuple = str, *, max_l
         value = value.strip()
         if max_len and len(value) > max_len:
             raise bad_request("err.invalid_field", field=name, detail=f"longer than {max_len}")
+    return value
+
+
+def whole(value: Any) -> Any:
+    """JSON's 5.0 is the integer 5 (as JSON Schema reads it): give it as an int, recursively;
+    any other value is returned as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [whole(v) for v in value]
+    if isinstance(value, dict):
+        return {k: whole(v) for k, v in value.items()}
     return value
 
 
@@ -309,7 +328,7 @@ def node_command(db: Session, user: User, node_id: str, data: Mapping[str, Any])
     type_ = need(data, "type")
     if type_ not in NODE_COMMANDS:
         raise bad_request("err.invalid_field", field="type", detail=", ".join(NODE_COMMANDS))
-    body = check(data, "body", dict) or {}
+    body = whole(check(data, "body", dict) or {})
     return queue_command(db, user, type_, f"node:{node.id}", body, node_id=node.id,
                          ttl_ms=settings().command_ttl_s * 1000,
                          priority=body.get("max_priority", 0) if type_ == "stop" else 0)
@@ -327,17 +346,21 @@ def parse_time(value: Any, field: str) -> dt.datetime | None:
     """ISO 8601 (a time without zone is in the configured zone) or epoch ms -> naive UTC."""
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value / 1000, dt.timezone.utc).replace(tzinfo=None)
-    if not isinstance(value, str):
-        raise bad_request("err.invalid_field", field=field, detail="ISO 8601 or epoch ms")
+    value = whole(value)
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 0 <= value <= MAX_EPOCH_MS:
+                raise ValueError("epoch ms out of range")
+            return dt.datetime.fromtimestamp(value / 1000, dt.timezone.utc).replace(tzinfo=None)
+        if not isinstance(value, str):
+            raise bad_request("err.invalid_field", field=field, detail="ISO 8601 or epoch ms")
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=settings().tz)
+        return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError, OSError):
+        # not a time, or one out of the range a clock or a database column holds
         raise bad_request("err.invalid_field", field=field, detail="ISO 8601") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=settings().tz)
-    return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
 CONFIRM_PRIORITY = PRIORITY_NAMES["live"]  # live and emergency preempt everything below them
@@ -384,7 +407,7 @@ def needs_confirmation(db: Session, areas: list[int], nodes: list[str]) -> bool:
 
 def create_broadcast(db: Session, user: User, data: Mapping[str, Any]) -> Broadcast:
     bulletin_id = need(data, "bulletin_id", int)
-    targets = need(data, "targets", dict)
+    targets = whole(need(data, "targets", dict))
     areas = targets.get("areas") or []
     nodes = targets.get("nodes") or []
     if not isinstance(areas, list) or not all(
@@ -395,7 +418,7 @@ def create_broadcast(db: Session, user: User, data: Mapping[str, Any]) -> Broadc
     if not areas and not nodes:
         raise bad_request("err.no_targets", "no_targets")
     try:
-        priority = priority_value(data.get("priority", "normal"))
+        priority = priority_value(whole(data.get("priority", "normal")))
     except ValueError:
         raise bad_request("err.invalid_field", field="priority",
                           detail=", ".join(PRIORITY_NAMES) + " or 0-9") from None
