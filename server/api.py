@@ -50,7 +50,8 @@ def method_not_allowed(err: MethodNotAllowed):
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(document(services.settings().tts_engines))
+    settings = services.settings()
+    return jsonify(document(settings.tts_engines, settings.password_min_length))
 
 
 @bp.post("/auth/token")
@@ -178,11 +179,22 @@ def list_nodes():
 
 def _query_id(name: str) -> int | None:
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     if not raw.isdecimal() or int(raw) > services.MAX_DB_INT:
         raise bad_request("err.invalid_field", field=name, detail="an id")
     return int(raw)
+
+
+def _query_limit(default: int = 1000, most: int = 10000) -> int:
+    """``?limit=``: a whole number, held to 1..most; anything else is a 400, not the default."""
+    raw = request.args.get("limit")
+    if raw is None:
+        return default
+    raw = raw.strip()
+    if not (raw.isascii() and raw.lstrip("-").isdigit()):
+        raise bad_request("err.invalid_field", field="limit", detail="a number")
+    return max(1, min(int(raw), most))
 
 
 def _node(node_id: str) -> Node:
@@ -408,10 +420,7 @@ PLAYLOG_FIELDS = ("node_id", "broadcast_id", "bulletin_id", "item_id", "cmd_id",
 @bp.get("/playlogs")
 @auth.login_required
 def playlogs():
-    try:
-        limit = max(1, min(int(request.args.get("limit", "1000")), 10000))
-    except ValueError:
-        raise bad_request("err.invalid_field", field="limit", detail="a number") from None
+    limit = _query_limit()
     q = select(PlayLog).order_by(PlayLog.started_at_ms.desc(), PlayLog.id.desc()).limit(limit)
     if request.args.get("node"):
         q = q.where(PlayLog.node_id == request.args["node"])
@@ -451,7 +460,7 @@ def _playlog_json(p: PlayLog) -> dict:
 @bp.get("/audit")
 def audit_log():
     auth.require("audit.read")  # no role but admin has it
-    limit = max(1, min(request.args.get("limit", 1000, type=int), 10000))
+    limit = _query_limit()
     q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
     for arg, op in (("from", "__ge__"), ("to", "__lt__")):
         if request.args.get(arg):

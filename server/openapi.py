@@ -41,12 +41,15 @@ def _op(summary: str, ok: dict, *, body: dict | None = None, params: list | None
 
 def _text(max_len: int) -> dict:
     """A required text field: not blank (the server strips spaces), at most max_len long."""
-    return {"type": "string", "minLength": 1, "maxLength": max_len, "pattern": r"\S"}
+    # Python's strip() also takes U+001C-U+001F and U+0085 for spaces; ECMA's \s does not.
+    return {"type": "string", "minLength": 1, "maxLength": max_len,
+            "pattern": r"[^\s\u001c-\u001f\u0085]"}
 
 
 # What a database integer column holds; ids are never negative.
 DB_INT = {"type": "integer", "minimum": -MAX_DB_INT, "maximum": MAX_DB_INT}
 ID = {"type": "integer", "minimum": 0, "maximum": MAX_DB_INT}
+# A query filter from a page's form: an empty value is no filter.
 NODE_ID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{1,62}$"}
 TIME = {"type": "string", "format": "date-time",
         "description": "ISO 8601 (no zone: the configured zone)"}
@@ -231,10 +234,14 @@ SCHEMAS = {
         "area_id": {"type": ["integer", "null"], "description": "null: every area"},
         "language": {"type": "string"}, "active": {"type": "boolean"},
         "created_at": NULLABLE_STR}},
-    "UserWrite": {"type": "object", "description": "to create: username, role, password; to "
+    "UserCreate": {"type": "object", "required": ["username", "role", "password"],
+                   "additionalProperties": False,
+                   "properties": {}},  # the properties of UserWrite, filled in below
+    "UserWrite": {"type": "object", "additionalProperties": False, "description": "to create: username, role, password; to "
                   "change: only the fields given (a new password ends the user's sessions and "
                   "login tokens)", "properties": {
-        "username": {"type": "string"}, "role": {"type": "string", "enum": list(ROLES)},
+        "username": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@-]{0,79}$"},
+        "role": {"type": "string", "enum": list(ROLES)},
         "password": {"type": "string",
                      "description": "at least password_min_length (default 10) characters"},
         "area_id": {"type": ["integer", "null"], "description": "null: every area"},
@@ -262,7 +269,7 @@ PATHS = {
                    _ok({"type": "object", "properties": {"users": {
                        "type": "array", "items": _ref("User")}}}), errors=("401", "403")),
         "post": _op("Create a user: only inside the caller's area, with a role no stronger "
-                    "than the caller's", _ok(_ref("User"), "Created"), body=_ref("UserWrite"),
+                    "than the caller's", _ok(_ref("User"), "Created"), body=_ref("UserCreate"),
                     status="201", errors=("400", "401", "403", "404", "409"))},
     "/api/v1/users/{user_id}": {
         "get": _op("One user", _ok(_ref("User")), params=[_path_param("user_id")]),
@@ -393,6 +400,40 @@ PATHS = {
                 _query("limit", {"type": "integer"}, "at most this many (1-10000)")], errors=("400", "401", "403"))},
 }
 
+SCHEMAS["UserCreate"]["properties"] = {
+    k: v for k, v in SCHEMAS["UserWrite"]["properties"].items()}
+SCHEMAS["UserCreate"]["properties"].update(
+    username={"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@-]{0,79}$"},
+    password={**_text(200), "minLength": 10,
+                                  "description": "at least password_min_length characters"})
+
+
+def _null_means_absent(schema: dict) -> None:
+    """The server reads null in an optional request field as the field not given: say so."""
+    for name, prop in schema.get("properties", {}).items():
+        if name in schema.get("required", ()) or "$ref" in prop or "anyOf" in prop:
+            continue
+        types = prop.get("type")
+        if types is None or types == "null" or (isinstance(types, list) and "null" in types):
+            continue
+        prop = schema["properties"][name] = copy.deepcopy(prop)  # constants are shared
+        prop["type"] = [types, "null"] if isinstance(types, str) else [*types, "null"]
+        if "enum" in prop and None not in prop["enum"]:
+            prop["enum"] = [*prop["enum"], None]
+
+
+def _request_bodies(paths: dict):
+    for ops in paths.values():
+        for op in ops.values():
+            json_body = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if json_body:  # a form field is text: it has no null
+                yield json_body["schema"]
+
+
+for _body in _request_bodies(PATHS):
+    _ref_name = _body.get("$ref", "").rpartition("/")[2]
+    _null_means_absent(SCHEMAS[_ref_name] if _ref_name else _body)
+
 OPENAPI = {
     "openapi": "3.1.0",
     "info": {"title": "LoaPhuong API", "version": "1",
@@ -407,9 +448,11 @@ OPENAPI = {
 }
 
 
-def document(engines: list[str]) -> dict:
-    """The document as this server serves it: engine fields name the configured engines."""
+def document(engines: list[str], password_min: int = 10) -> dict:
+    """The document as this server serves it: engine fields name the configured engines, a new
+    user's password the configured shortest length."""
     doc = copy.deepcopy(OPENAPI)
+    doc["components"]["schemas"]["UserCreate"]["properties"]["password"]["minLength"] = password_min
     for schema, field in ENGINE_FIELDS:
         prop = doc["components"]["schemas"][schema]["properties"][field]
         prop["enum"] = list(engines) + ([None] if "null" in prop["type"] else [])

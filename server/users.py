@@ -22,7 +22,7 @@ from .models import Area, User
 from .services import iso
 
 FIELDS = ("username", "role", "password", "area_id", "language", "active")
-USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,79}$")
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,79}")  # fullmatch: no trailing newline
 
 
 def user_json(u: User) -> dict:
@@ -68,6 +68,8 @@ def save_user(db: Session, actor: User | None, user: User | None, data: Mapping[
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise bad_request("err.invalid_field", field=unknown[0], detail="unknown field")
+    # As everywhere in the API, null is a field not given; only area_id's null has a meaning.
+    data = {k: v for k, v in data.items() if v is not None or k == "area_id"}
     creating = user is None
     if creating:
         for name in ("username", "role", "password"):
@@ -121,7 +123,7 @@ def save_user(db: Session, actor: User | None, user: User | None, data: Mapping[
 
 
 def _set_username(db: Session, user: User, value: Any) -> None:
-    if not isinstance(value, str) or not USERNAME.match(value):
+    if not isinstance(value, str) or not USERNAME.fullmatch(value):
         raise bad_request("err.invalid_field", field="username",
                           detail="1-80 letters, digits, . _ @ -")
     if value != user.username:
