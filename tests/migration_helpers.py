@@ -1,0 +1,43 @@
+"""Helpers for the schema migration tests, on SQLite and PostgreSQL alike: run the revisions
+themselves (not create_all), compare a database with the models, read its revision."""
+from __future__ import annotations
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+
+from server.migrations import alembic_config, migration_connection
+from server.models import Base
+
+
+def head() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def upgrade_from_empty(engine: Engine) -> None:
+    """Every revision from the first, as a database made today would never see them: the real
+    ``upgrade head`` path, not init_db's create_all shortcut."""
+    with migration_connection(engine) as conn, conn.begin():
+        assert not inspect(conn).get_table_names(), "the database is not empty"
+        command.upgrade(alembic_config(conn), "head")
+
+
+def schema_differences(engine: Engine) -> list:
+    """What ``alembic revision --autogenerate`` would write: the models against the database."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                         "compare_server_default": True})
+        return compare_metadata(context, Base.metadata)
+
+
+def revisions(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.scalars(text("SELECT version_num FROM alembic_version")))
+
+
+def audit_head_row(engine: Engine) -> tuple:
+    with engine.connect() as conn:
+        return tuple(conn.execute(text("SELECT id, last_id, last_hash FROM audit_head")).one())
