@@ -2,6 +2,11 @@
 themselves (not create_all), compare a database with the models, read its revision."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -41,3 +46,25 @@ def revisions(engine: Engine) -> list[str]:
 def audit_head_row(engine: Engine) -> tuple:
     with engine.connect() as conn:
         return tuple(conn.execute(text("SELECT id, last_id, last_hash FROM audit_head")).one())
+
+
+# each process imports first, then waits for the go file, so their init_db calls overlap
+_STARTER = """
+import os, sys, time
+from server.models import init_db, make_engine
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.005)
+init_db(make_engine(sys.argv[1]))
+"""
+
+
+def init_at_once(url: str, folder: Path, processes: int = 3) -> list[tuple[int, str]]:
+    """Run init_db on ``url`` in several processes at the same moment, as the web server and
+    the dispatcher do when started together; each process's (exit code, stderr)."""
+    go = folder / "go"
+    starters = [subprocess.Popen([sys.executable, "-c", _STARTER, url, str(go)],
+                                 cwd=Path(__file__).resolve().parents[1],
+                                 stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    time.sleep(0.5)
+    go.touch()
+    return [(p.wait(60), p.stderr.read()) for p in starters]

@@ -3,18 +3,14 @@ declare, a database made before migrations is adopted with its rows, a second st
 nothing, and two programs starting at once migrate once. PostgreSQL: tests/test_postgres.py."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 from sqlalchemy import func, select, text
 
 from server import audit
 from server.models import Area, AuditEntry, Base, init_db, make_engine, make_sessionmaker
-from tests.migration_helpers import (audit_head_row, head, revisions, schema_differences,
-                                     upgrade_from_empty)
+from tests.migration_helpers import (audit_head_row, head, init_at_once, revisions,
+                                     schema_differences, upgrade_from_empty)
 
 GENESIS_HEAD = (1, 0, "0" * 64)
 
@@ -81,25 +77,8 @@ def test_a_second_init_changes_nothing(tmp_path):
     engine.dispose()
 
 
-# each process imports first, then waits for the go file, so their init_db calls overlap
-_STARTER = """
-import os, sys, time
-from server.models import init_db, make_engine
-while not os.path.exists(sys.argv[2]):
-    time.sleep(0.005)
-init_db(make_engine(sys.argv[1]))
-"""
-
-
 def test_web_server_and_dispatcher_starting_at_once_on_one_file_migrate_once(tmp_path):
-    go = tmp_path / "go"
-    starters = [subprocess.Popen([sys.executable, "-c", _STARTER, f"sqlite:///{tmp_path}/loa.db",
-                                  str(go)], cwd=Path(__file__).resolve().parents[1],
-                                 stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    time.sleep(0.5)
-    go.touch()
-    results = [(p.wait(60), p.stderr.read()) for p in starters]
-    assert results == [(0, "")] * 3
+    assert init_at_once(f"sqlite:///{tmp_path}/loa.db", tmp_path) == [(0, "")] * 3
     engine = _engine(tmp_path)
     assert revisions(engine) == [head()]
     assert schema_differences(engine) == []
