@@ -2,6 +2,7 @@
 themselves (not create_all), compare a database with the models, read its revision."""
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
-from server.migrations import alembic_config, migration_connection
+from server.migrations import BASELINE, alembic_config, migration_connection
 from server.models import Base
 
 
@@ -28,6 +29,18 @@ def upgrade_from_empty(engine: Engine) -> None:
     with migration_connection(engine) as conn, conn.begin():
         assert not inspect(conn).get_table_names(), "the database is not empty"
         command.upgrade(alembic_config(conn), "head")
+
+
+def made_before_migrations(engine: Engine) -> None:
+    """A database as init_db left it before migrations: the tables create_all made then (which
+    the baseline revision builds; create_all of today's models would be ahead once a second
+    revision exists), an area in them, and no ``alembic_version``."""
+    with migration_connection(engine) as conn, conn.begin():
+        command.upgrade(alembic_config(conn), BASELINE)
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("INSERT INTO areas (kind, name, code, mqtt_group, created_at) "
+                          "VALUES ('ward', 'Phường Lê Chân', 'HP-LC', 'hp-lc', :at)"),
+                     {"at": dt.datetime(2026, 1, 1)})
 
 
 def schema_differences(engine: Engine) -> list:

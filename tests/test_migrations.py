@@ -8,9 +8,10 @@ import threading
 from sqlalchemy import func, select, text
 
 from server import audit
-from server.models import Area, AuditEntry, Base, init_db, make_engine, make_sessionmaker
-from tests.migration_helpers import (audit_head_row, head, init_at_once, revisions,
-                                     schema_differences, upgrade_from_empty)
+from server.models import Area, AuditEntry, init_db, make_engine, make_sessionmaker
+from tests.migration_helpers import (audit_head_row, head, init_at_once,
+                                     made_before_migrations, revisions, schema_differences,
+                                     upgrade_from_empty)
 
 GENESIS_HEAD = (1, 0, "0" * 64)
 
@@ -49,17 +50,15 @@ def test_init_db_on_an_empty_database_builds_the_models_at_head(tmp_path):
 
 def test_a_database_made_before_migrations_is_stamped_and_keeps_its_rows(tmp_path):
     engine = _engine(tmp_path)
-    Base.metadata.create_all(engine)  # what init_db did before migrations
-    sessions = make_sessionmaker(engine)
-    with sessions() as db:
-        db.add(Area(kind="ward", name="Phường Lê Chân", code="HP-LC", group="hp-lc"))
-        db.commit()
-    assert "alembic_version" not in {r[1] for r in _schema_sql(engine)}
+    made_before_migrations(engine)
     init_db(engine)
+    sessions = make_sessionmaker(engine)
     assert revisions(engine) == [head()]
     assert schema_differences(engine) == []
     with sessions() as db:
         assert db.scalars(select(Area.code)).all() == ["HP-LC"]
+        db.add(Area(kind="cluster", name="Cụm 1", code="HP-LC-1", group="hp-lc-1"))
+        db.commit()
         assert db.scalar(select(func.count()).select_from(AuditEntry)) == 1
         assert audit.verify(db)[0] == 1  # the audit chain goes on unbroken
     engine.dispose()

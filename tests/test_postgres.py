@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from server import audit
-from server.models import Area, AuditEntry, Base, init_db, make_engine, make_sessionmaker
-from tests.migration_helpers import (audit_head_row, head, init_at_once, revisions,
-                                     schema_differences, upgrade_from_empty)
+from server.models import Area, AuditEntry, init_db, make_engine, make_sessionmaker
+from tests.migration_helpers import (audit_head_row, head, init_at_once,
+                                     made_before_migrations, revisions, schema_differences,
+                                     upgrade_from_empty)
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 pytestmark = pytest.mark.skipif(not DATABASE_URL.startswith("postgresql"),
@@ -57,16 +58,15 @@ def test_init_db_on_an_empty_postgresql_database_builds_the_models_at_head(pg_en
 
 
 def test_a_postgresql_database_made_before_migrations_is_stamped_and_keeps_its_rows(pg_engine):
-    Base.metadata.create_all(pg_engine)  # what init_db did before migrations
-    sessions = make_sessionmaker(pg_engine)
-    with sessions() as db:
-        db.add(Area(kind="ward", name="Phường Lê Chân", code="HP-LC", group="hp-lc"))
-        db.commit()
+    made_before_migrations(pg_engine)
     init_db(pg_engine)
+    sessions = make_sessionmaker(pg_engine)
     assert revisions(pg_engine) == [head()]
     assert schema_differences(pg_engine) == []
     with sessions() as db:
         assert db.scalars(select(Area.code)).all() == ["HP-LC"]
+        db.add(Area(kind="cluster", name="Cụm 1", code="HP-LC-1", group="hp-lc-1"))
+        db.commit()
         assert db.scalar(select(func.count()).select_from(AuditEntry)) == 1
         assert audit.verify(db)[0] == 1
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
@@ -17,6 +18,8 @@ HERE = Path(__file__).resolve().parent
 BASELINE = "0001"  # the schema as create_all made it before migrations existed
 # one number for every LoaPhuong database on a PostgreSQL server (session-level advisory lock)
 _PG_LOCK_KEY = 0x4C6F615068756F6E  # "LoaPhuon"
+# Alembic's ``context`` and ``op`` are module globals: one migration at a time in a process
+_IN_PROCESS = threading.Lock()
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -35,8 +38,10 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
     PostgreSQL: a session-level ``pg_advisory_lock``. SQLite: an exclusive ``flock`` on the file
     ``<database>.migrate-lock`` beside the database (an in-memory database has one user), and the
     foreign keys off while the revisions run, since a batch ALTER copies the table and a
-    cascade would follow the copy. Other processes wait until the holder is done."""
+    cascade would follow the copy. Other processes wait until the holder is done, and so do
+    other threads of this one (Alembic keeps its state in module globals)."""
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_IN_PROCESS)
         if engine.dialect.name == "sqlite":
             path = engine.url.database or ""
             if path and path != ":memory:" and not path.startswith("file:"):
