@@ -14,6 +14,8 @@ from alembic.config import Config
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
+from ..models import Base
+
 HERE = Path(__file__).resolve().parent
 BASELINE = "0001"  # the schema as create_all made it before migrations existed
 # one number for every LoaPhuong database on a PostgreSQL server (session-level advisory lock)
@@ -73,16 +75,16 @@ def _sqlite_foreign_keys_on(conn: Connection) -> None:
 
 
 def upgrade_to_head(engine: Engine) -> None:
-    """Bring the database's schema to the newest revision; safe when the web server and the
-    dispatcher start on the same database at once (``migration_connection`` serialises them,
-    and the second finds the work done).
+    """Bring the database's schema to the newest revision. Safe when the web server and the
+    dispatcher start on the same database at once: all of it runs under a lock
+    (``migration_connection``: a file lock beside a SQLite file, ``pg_advisory_lock`` on
+    PostgreSQL), so the second to start finds the work done.
 
     - empty: ``create_all`` then stamp head (Alembic's cookbook; one step, fast for tests);
     - has ``alembic_version``: ``upgrade head`` (a no-op when already there);
     - has the project's tables but no ``alembic_version`` (made before migrations): stamp the
       baseline, then ``upgrade head``. Its rows stay as they are.
     """
-    from ..models import Base
     with migration_connection(engine) as conn:
         cfg = alembic_config(conn)
         with conn.begin():
