@@ -400,7 +400,10 @@ def make_sessionmaker(engine: Engine, actor: str = "system") -> sessionmaker[Ses
 
 
 def init_db(engine: Engine) -> None:
-    Base.metadata.create_all(engine)
+    """Bring the schema to the newest migration: create an empty database, upgrade an older one
+    (server/migrations; safe when the web server and the dispatcher start at once)."""
+    from .migrations import upgrade_to_head
+    upgrade_to_head(engine)
 
 
 def area_subtree_ids(session: Session, root_ids: list[int]) -> set[int]:

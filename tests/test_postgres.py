@@ -1,10 +1,17 @@
-"""The same walking skeleton on PostgreSQL, when DATABASE_URL points at one (each test gets its
-own schema, dropped afterwards)."""
+"""The same walking skeleton on PostgreSQL, on a schema the migrations built, and the migrations
+themselves there, when DATABASE_URL points at one (each test gets its own schema, dropped
+afterwards)."""
 import os
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
+
+from server import audit
+from server.models import Area, AuditEntry, init_db, make_engine, make_sessionmaker
+from tests.migration_helpers import (audit_head_row, head, init_at_once,
+                                     made_before_migrations, revisions, schema_differences,
+                                     upgrade_from_empty)
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 pytestmark = pytest.mark.skipif(not DATABASE_URL.startswith("postgresql"),
@@ -28,8 +35,51 @@ def pg_url():
     admin.dispose()
 
 
-def test_broadcast_on_postgresql_is_played_and_reported(tmp_path, broker, pg_url):
+@pytest.fixture
+def pg_engine(pg_url):
+    engine = make_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+def test_the_revisions_on_postgresql_build_exactly_the_models(pg_engine):
+    upgrade_from_empty(pg_engine)
+    assert schema_differences(pg_engine) == []
+    assert revisions(pg_engine) == [head()]
+    assert audit_head_row(pg_engine) == (1, 0, "0" * 64)
+
+
+def test_init_db_on_an_empty_postgresql_database_builds_the_models_at_head(pg_engine):
+    init_db(pg_engine)
+    assert schema_differences(pg_engine) == []
+    assert revisions(pg_engine) == [head()]
+    init_db(pg_engine)  # the second start changes nothing
+    assert revisions(pg_engine) == [head()]
+
+
+def test_a_postgresql_database_made_before_migrations_is_stamped_and_keeps_its_rows(pg_engine):
+    made_before_migrations(pg_engine)
+    init_db(pg_engine)
+    sessions = make_sessionmaker(pg_engine)
+    assert revisions(pg_engine) == [head()]
+    assert schema_differences(pg_engine) == []
+    with sessions() as db:
+        assert db.scalars(select(Area.code)).all() == ["HP-LC"]
+        db.add(Area(kind="cluster", name="Cụm 1", code="HP-LC-1", group="hp-lc-1"))
+        db.commit()
+        assert db.scalar(select(func.count()).select_from(AuditEntry)) == 1
+        assert audit.verify(db)[0] == 1
+
+
+def test_programs_starting_at_once_on_postgresql_migrate_once(tmp_path, pg_engine, pg_url):
+    assert init_at_once(pg_url, tmp_path) == [(0, "")] * 3
+    assert revisions(pg_engine) == [head()]
+    assert schema_differences(pg_engine) == []
+
+
+def test_broadcast_on_postgresql_is_played_and_reported(tmp_path, broker, pg_engine, pg_url):
     from tests.system import System
+    upgrade_from_empty(pg_engine)  # the skeleton runs on what the revisions built
     system = System(tmp_path, broker, database_url=pg_url)
     try:
         assert system.settings.database_url.startswith("postgresql")

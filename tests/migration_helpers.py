@@ -1,0 +1,83 @@
+"""Helpers for the schema migration tests, on SQLite and PostgreSQL alike: run the revisions
+themselves (not create_all), compare a database with the models, read its revision."""
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+
+from server.migrations import BASELINE, alembic_config, migration_connection
+from server.models import Base
+
+
+def head() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def upgrade_from_empty(engine: Engine) -> None:
+    """Every revision from the first, as a database made today would never see them: the real
+    ``upgrade head`` path, not init_db's create_all shortcut."""
+    with migration_connection(engine) as conn, conn.begin():
+        assert not inspect(conn).get_table_names(), "the database is not empty"
+        command.upgrade(alembic_config(conn), "head")
+
+
+def made_before_migrations(engine: Engine) -> None:
+    """A database as init_db left it before migrations: the tables create_all made then (which
+    the baseline revision builds; create_all of today's models would be ahead once a second
+    revision exists), an area in them, and no ``alembic_version``."""
+    with migration_connection(engine) as conn, conn.begin():
+        command.upgrade(alembic_config(conn), BASELINE)
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("INSERT INTO areas (kind, name, code, mqtt_group, created_at) "
+                          "VALUES ('ward', 'Phường Lê Chân', 'HP-LC', 'hp-lc', :at)"),
+                     {"at": dt.datetime(2026, 1, 1)})
+
+
+def schema_differences(engine: Engine) -> list:
+    """What ``alembic revision --autogenerate`` would write: the models against the database."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                         "compare_server_default": True})
+        return compare_metadata(context, Base.metadata)
+
+
+def revisions(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.scalars(text("SELECT version_num FROM alembic_version")))
+
+
+def audit_head_row(engine: Engine) -> tuple:
+    with engine.connect() as conn:
+        return tuple(conn.execute(text("SELECT id, last_id, last_hash FROM audit_head")).one())
+
+
+# each process imports first, then waits for the go file, so their init_db calls overlap
+_STARTER = """
+import os, sys, time
+from server.models import init_db, make_engine
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.005)
+init_db(make_engine(sys.argv[1]))
+"""
+
+
+def init_at_once(url: str, folder: Path, processes: int = 3) -> list[tuple[int, str]]:
+    """Run init_db on ``url`` in several processes at the same moment, as the web server and
+    the dispatcher do when started together; each process's (exit code, stderr)."""
+    go = folder / "go"
+    starters = [subprocess.Popen([sys.executable, "-c", _STARTER, url, str(go)],
+                                 cwd=Path(__file__).resolve().parents[1],
+                                 stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    time.sleep(0.5)
+    go.touch()
+    return [(p.wait(60), p.stderr.read()) for p in starters]
