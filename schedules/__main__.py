@@ -18,13 +18,19 @@ from server.transport import MqttTransport
 from .dispatcher import Dispatcher
 
 
+def configure_logging() -> None:
+    """The worker's log: its own lines at INFO, nothing per scheduler tick."""
+    logging.basicConfig(format="%(asctime)s dispatcher %(levelname)s %(message)s")
+    logging.getLogger().setLevel(logging.INFO)  # also where handlers were already set up
+    # APScheduler logs every run of a job at INFO: twice a second, 60+ MiB a day at idle
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m schedules", description=__doc__)
     ap.add_argument("--instance", default=os.environ.get("LOA_INSTANCE", "instance"))
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s dispatcher %(levelname)s %(message)s")
-    # APScheduler logs every run of a job at INFO: twice a second, 60+ MiB a day at idle
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    configure_logging()
     try:
         settings = load_settings(Path(args.instance))
         engine = make_engine(settings.database_url)
