@@ -110,6 +110,9 @@ class Agent:
     unreachable: the node then plays its schedule alone); ``stop()`` ends playback, flushes
     events for a moment, publishes ``online: false`` and disconnects.
 
+    The constructor builds every collaborator (player, amplifier, state store, media cache,
+    fetcher, broker connection, threads; ConfigError when the configured player is missing);
+    ``start()`` only restores the state and sets them running, once per Agent.
     ``player`` and ``amplifier`` default to what the config names; tests pass doubles.
     ``clock`` returns Unix seconds (``time.time``).
     """
