@@ -11,19 +11,20 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from audio.files import TEMP_SUFFIX, write_atomic
 
 
-def digest(*parts) -> str:
+def digest(*parts: Any) -> str:
     """sha256 over a JSON list of ``parts`` (unambiguous: no separator can collide)."""
     blob = json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_entry(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomic(path, data)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class CachedSpeech:
 class SpeechCache:
     """Engine output by key; ``key(engine, voice, text)`` makes the key."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
 
     @staticmethod
@@ -50,7 +51,7 @@ class SpeechCache:
         folder = self._dir(key)
         try:
             names = [n for n in os.listdir(folder) if n.startswith(key + ".")
-                     and not n.endswith(".tmp")]
+                     and not n.endswith(TEMP_SUFFIX)]
         except FileNotFoundError:
             return None
         if not names:
@@ -62,23 +63,24 @@ class SpeechCache:
             return None
 
     def put(self, key: str, audio: bytes, fmt: str) -> None:
-        _write_atomic(self._dir(key) / f"{key}.{fmt}", audio)
+        _write_entry(self._dir(key) / f"{key}.{fmt}", audio)
 
 
 class RenderCache:
     """The summary (a JSON object) of a finished render, by key."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
 
     def _path(self, key: str) -> Path:
         return self.root / "render" / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str) -> dict[str, Any] | None:
         try:
-            return json.loads(self._path(key).read_text("utf-8"))
+            summary = json.loads(self._path(key).read_text("utf-8"))
         except (FileNotFoundError, ValueError):
             return None
+        return summary if isinstance(summary, dict) else None
 
-    def put(self, key: str, summary: dict) -> None:
-        _write_atomic(self._path(key), json.dumps(summary, ensure_ascii=False).encode("utf-8"))
+    def put(self, key: str, summary: dict[str, Any]) -> None:
+        _write_entry(self._path(key), json.dumps(summary, ensure_ascii=False).encode("utf-8"))

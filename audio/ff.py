@@ -25,7 +25,7 @@ def ffmpeg_args(*args: str) -> list[str]:
 
 
 def run(argv: Sequence[str], *, input: bytes | None = None, timeout: float = 600,
-        what: str = "ffmpeg") -> subprocess.CompletedProcess:
+        what: str = "ffmpeg") -> subprocess.CompletedProcess[bytes]:
     """Run a command to completion; AudioError (with the end of stderr) on a non-zero exit."""
     try:
         done = subprocess.run(list(argv), input=input, capture_output=True, timeout=timeout,

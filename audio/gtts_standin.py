@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from audio import ff
 
@@ -43,7 +44,7 @@ def response_body(audio: bytes) -> bytes:
     payload = json.dumps([base64.b64encode(audio).decode("ascii")])
     envelope = json.dumps([["wrb.fr", "jQ1olc", payload, None, None, None, "generic"]],
                           separators=(",", ":"))
-    return f")]}}'\n\n{len(envelope)}\n{envelope}\n".encode("utf-8")
+    return f")]}}'\n\n{len(envelope)}\n{envelope}\n".encode()
 
 
 class StandIn:
@@ -59,7 +60,7 @@ class StandIn:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
                     text, lang = parse_request(body)
@@ -81,7 +82,7 @@ class StandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args):
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer((host, port), Handler)
@@ -92,9 +93,11 @@ class StandIn:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
+        if not isinstance(host, str):
+            host = bytes(host).decode()
         return f"http://{host}:{port}/_/TranslateWebserverUi/data/batchexecute"
 
-    def start(self) -> "StandIn":
+    def start(self) -> StandIn:
         self._thread.start()
         return self
 
@@ -103,10 +106,10 @@ class StandIn:
         self.server.shutdown()
         self.server.server_close()
 
-    def __enter__(self) -> "StandIn":
+    def __enter__(self) -> StandIn:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 

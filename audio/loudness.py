@@ -53,7 +53,7 @@ class GainPlan:
 
 
 def db_to_linear(db: float) -> float:
-    return 10.0 ** (db / 20.0)
+    return float(10.0 ** (db / 20.0))
 
 
 # --- pure arithmetic ----------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def meter(label: str, true_peak: bool = True) -> str:
     return f"ebur128@{label}=peak={'true' if true_peak else 'none'}:framelog=verbose"
 
 
-def input_args(path: str | os.PathLike, duration_s: float | None = None,
+def input_args(path: str | os.PathLike[str], duration_s: float | None = None,
                raw: tuple[str, int] | None = None) -> list[str]:
     """ffmpeg input options for ``path``; short clips loop so the gated meter has enough blocks.
 
@@ -164,7 +164,7 @@ def input_args(path: str | os.PathLike, duration_s: float | None = None,
     return args + ["-i", str(path)]
 
 
-def measure(path: str | os.PathLike, duration_s: float | None = None,
+def measure(path: str | os.PathLike[str], duration_s: float | None = None,
             raw: tuple[str, int] | None = None, timeout: float = 600) -> Loudness:
     """Integrated loudness and true peak of a file, by ffmpeg's ebur128 meter."""
     argv = ff.ffmpeg_args(*input_args(path, duration_s, raw), "-map", "0:a:0",
@@ -176,7 +176,7 @@ def measure(path: str | os.PathLike, duration_s: float | None = None,
     return found["m"]
 
 
-def measure_loudness(path: str | os.PathLike) -> tuple[float, float]:
+def measure_loudness(path: str | os.PathLike[str]) -> tuple[float, float]:
     """(integrated LUFS, true peak dBTP) of an audio file, ITU-R BS.1770 as ffmpeg meters it."""
     from audio.store import probe_duration_ms
     try:

@@ -24,9 +24,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from audio import ff, loudness
 from audio.cache import RenderCache, digest
+from audio.files import write_atomic
 from audio.chime import INTRO, OUTRO
 from audio.probe import UploadError, UploadLimits, check_decode, inspect
 from audio.store import MediaStore, Stored, probe_duration_ms
@@ -67,7 +69,7 @@ class AudioSettings:
     max_upload_minutes: float = 30.0
     max_speech_minutes: float = 120.0  # what an engine said is decoded no further than this
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         checks = {
             "target_lufs": -40.0 <= self.target_lufs <= -5.0,
             "true_peak_dbtp": -12.0 <= self.true_peak_dbtp <= 0.0,
@@ -92,7 +94,7 @@ class AudioSettings:
                 raise ValueError(f"{name}: no such file {path!r}")
 
     @classmethod
-    def from_mapping(cls, data: Mapping, prefix: str = "") -> "AudioSettings":
+    def from_mapping(cls, data: Mapping[str, Any], prefix: str = "") -> AudioSettings:
         """Settings from a config mapping; ValueError naming the bad key (``prefix`` + key)."""
         known = {f.name: f for f in fields(cls)}
         kwargs = {}
@@ -126,7 +128,7 @@ class AudioSettings:
         outro = Path(self.chime_outro or OUTRO) if self.chime in ("outro", "both") else None
         return intro, outro
 
-    def render_fields(self) -> dict:
+    def render_fields(self) -> dict[str, Any]:
         """What changes the rendered audio (for cache keys); chimes by their content."""
         out = {k: v for k, v in asdict(self).items()
                if k not in ("max_upload_mb", "max_upload_minutes", "max_speech_minutes",
@@ -163,7 +165,7 @@ class Rendered:
     def sha256(self) -> str | None:
         return self.stored.sha256 if self.stored else None
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """A JSON-ready description (what ``python -m audio.render`` prints)."""
         return {"engine": self.engine, "voice": self.voice, "notes": list(self.notes),
                 "format": self.fmt, "duration_ms": self.duration_ms,
@@ -174,7 +176,7 @@ class Rendered:
                 "timings": {k: round(v, 4) for k, v in self.timings.items()}}
 
 
-def normalise_text(text: str, lexicon=None) -> str:
+def normalise_text(text: str, lexicon: Mapping[str, str] | None = None) -> str:
     """Text in its spoken form, by audio.normalize when that module is installed."""
     try:
         from audio.normalize import normalize
@@ -186,7 +188,7 @@ def normalise_text(text: str, lexicon=None) -> str:
 
 
 class _Timer:
-    def __init__(self):
+    def __init__(self) -> None:
         self.spent: dict[str, float] = {}
 
     def add(self, stage: str, since: float) -> float:
@@ -217,8 +219,9 @@ class Pipeline:
     """
 
     def __init__(self, store: MediaStore | None = None, chain: EngineChain | None = None,
-                 settings: AudioSettings | None = None, cache_dir: str | os.PathLike | None = None,
-                 tmp_dir: str | os.PathLike | None = None):
+                 settings: AudioSettings | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None,
+                 tmp_dir: str | os.PathLike[str] | None = None):
         self.settings = settings or AudioSettings()
         self.cache = RenderCache(cache_dir) if cache_dir is not None else None
         if store is None and cache_dir is not None:
@@ -232,7 +235,7 @@ class Pipeline:
 
     def render_text(self, text: str, voice: str | None = None, engine: str | None = None, *,
                     settings: AudioSettings | None = None, normalised: bool = False,
-                    lexicon=None) -> Rendered:
+                    lexicon: Mapping[str, str] | None = None) -> Rendered:
         """Speak ``text`` (normalised first unless ``normalised``) and render it.
 
         Raises TTSError when no engine can speak, AudioError when processing fails.
@@ -267,8 +270,8 @@ class Pipeline:
         hit = self._from_cache(key, timer, t) if key else None
         if hit is not None:
             return replace(hit, engine=speech.engine, voice=speech.voice, notes=speech.notes)
-        with tempfile.TemporaryDirectory(prefix="loa-audio-", dir=self.tmp_dir) as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory(prefix="loa-audio-", dir=self.tmp_dir) as tmp_name:
+            tmp = Path(tmp_name)
             try:
                 pcm = _wav_pcm(speech.audio, tmp) if speech.fmt == "wav" else None
                 limit_s = s.max_speech_minutes * 60
@@ -285,19 +288,19 @@ class Pipeline:
                 raise ff.AudioError(f"the speech is unusable: {err.message}") from None
         out = replace(out, engine=speech.engine, voice=speech.voice, notes=speech.notes)
         out = self._store(out, timer)
-        if key:
+        if key and self.cache is not None:
             self.cache.put(key, out.summary() | {"ext": out.ext})
         return replace(out, timings=timer.spent)
 
-    def render_upload(self, upload: str | os.PathLike | bytes, *,
+    def render_upload(self, upload: str | os.PathLike[str] | bytes, *,
                       settings: AudioSettings | None = None) -> Rendered:
         """Check an uploaded recording and render it. UploadError (with ``.code``) when it is
         refused; nothing is stored then."""
         s = settings or self.settings
         timer = _Timer()
         t = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="loa-upload-", dir=self.tmp_dir) as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory(prefix="loa-upload-", dir=self.tmp_dir) as tmp_name:
+            tmp = Path(tmp_name)
             if isinstance(upload, (bytes, bytearray)):
                 src = tmp / "upload.bin"
                 src.write_bytes(upload)
@@ -354,6 +357,8 @@ class Pipeline:
             plan = loudness.correct(plan, result, s.target_lufs, s.true_peak_dbtp,
                                     slope if plan.limit_dbfs is not None else 1.0)
             limited = limited or not plan.linear
+        if result.true_peak_dbtp is None:  # the meter runs with peak=true: it always has one
+            raise ff.AudioError("ffmpeg (meter) reported no true peak")
         data = out_path.read_bytes()
         duration_ms = probe_duration_ms(out_path)
         t = timer.add("encode", t)
@@ -573,6 +578,7 @@ def _render(work: Path, s: AudioSettings, plan: loudness.GainPlan,
         enc = subprocess.Popen([*encode, "-f", "tee", f"[f={muxer}]{out}|[f={muxer}]pipe:1"],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=encode_err)
+        assert enc.stdout is not None  # stdout=PIPE
         try:
             met = subprocess.Popen(meter, stdin=enc.stdout, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE)
@@ -634,13 +640,9 @@ def _file_digest(path: Path) -> str:
     return _digest_cached(str(path), st.st_mtime, st.st_size)
 
 
-def render_to_file(rendered: Rendered, dest: str | os.PathLike) -> Path:
+def render_to_file(rendered: Rendered, dest: str | os.PathLike[str]) -> Path:
     """Write rendered audio to ``dest`` whole (temp file, then rename)."""
-    dest = Path(dest)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(rendered.audio)
-    os.replace(tmp, dest)
-    return dest
+    return write_atomic(dest, rendered.audio)
 
 
 __all__ = ["AudioSettings", "Pipeline", "Rendered", "UploadError", "find_sound",

@@ -8,6 +8,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from audio import ff
 
@@ -34,14 +35,14 @@ CODES = ("empty", "too_large", "not_audio", "unsupported_format", "corrupt", "to
 class UploadError(ff.AudioError):
     """A recording refused before storing; ``code`` is one of CODES."""
 
-    def __init__(self, code: str, message: str, **details):
+    def __init__(self, code: str, message: str, **details: Any):
         super().__init__(f"{code}: {message}")
         assert code in CODES, code
         self.code = code
         self.message = message
         self.details = details
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, **self.details}
 
 
@@ -50,7 +51,7 @@ class UploadLimits:
     max_bytes: int = 50 * MB
     max_duration_s: float = 30 * 60.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.max_bytes <= 0:
             raise ValueError("max_bytes: must be positive")
         if self.max_duration_s <= 0:
@@ -70,7 +71,7 @@ class ProbeInfo:
     channels: int
 
 
-def _ffprobe(path: Path) -> dict | None:
+def _ffprobe(path: Path) -> dict[str, Any] | None:
     argv = [ff.binary("ffprobe"), "-v", "error", "-show_entries",
             "format=format_name,duration:stream=index,codec_type,codec_name,sample_rate,"
             "channels,duration:stream_disposition=attached_pic", "-of", "json", str(path)]
@@ -81,12 +82,13 @@ def _ffprobe(path: Path) -> dict | None:
     if done.returncode != 0:
         return None
     try:
-        return json.loads(done.stdout or b"{}")
+        info = json.loads(done.stdout or b"{}")
     except ValueError:
         return None
+    return info if isinstance(info, dict) else None
 
 
-def inspect(path: str | os.PathLike, limits: UploadLimits = UploadLimits()) -> ProbeInfo:
+def inspect(path: str | os.PathLike[str], limits: UploadLimits = UploadLimits()) -> ProbeInfo:
     """The checks ffprobe can make without decoding; UploadError when one fails."""
     path = Path(path)
     try:
@@ -124,7 +126,7 @@ def inspect(path: str | os.PathLike, limits: UploadLimits = UploadLimits()) -> P
                      int(_float(stream.get("sample_rate")) or 0), int(stream.get("channels") or 0))
 
 
-def _float(value) -> float | None:
+def _float(value: Any) -> float | None:
     try:
         out = float(value)
     except (TypeError, ValueError):

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audio.ff import AudioError, binary
+from audio.files import write_atomic
 
 __all__ = ["AudioError", "MediaStore", "Stored", "probe_duration_ms"]
 
 
-def probe_duration_ms(path: str | os.PathLike) -> int:
+def probe_duration_ms(path: str | os.PathLike[str]) -> int:
     """The duration ffprobe reads from a file, in milliseconds."""
     run = subprocess.run([binary("ffprobe"), "-v", "error", "-show_entries", "format=duration",
                           "-of", "json", str(path)], capture_output=True, timeout=60,
@@ -35,7 +36,7 @@ class Stored:
 class MediaStore:
     """Immutable files named by their sha256, fanned out into two-character folders."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
 
     def path(self, sha256: str, ext: str) -> Path:
@@ -46,7 +47,5 @@ class MediaStore:
         dest = self.path(sha, ext)
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, dest)
+            write_atomic(dest, data)
         return Stored(sha, ext, len(data), dest)

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 from audio.cache import SpeechCache
 
@@ -37,38 +38,15 @@ def run_capped(argv: Sequence[str], text: str, timeout_s: float,
     ``timeout_s``, so a program gone wrong cannot fill the memory (TTSError then)."""
     proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     err = bytearray()
-
-    def feed():
-        try:
-            proc.stdin.write(text.encode("utf-8"))
-            proc.stdin.close()
-        except OSError:
-            pass
-
-    def drain():
-        for chunk in iter(lambda: proc.stderr.read(4096), b""):
-            err.extend(chunk)
-            del err[:-4096]
-    threads = [threading.Thread(target=f, daemon=True) for f in (feed, drain)]
+    threads = [threading.Thread(target=_feed, args=(proc.stdin, text), daemon=True),
+               threading.Thread(target=_drain_tail, args=(proc.stderr, err), daemon=True)]
     for th in threads:
         th.start()
-    out = bytearray()
     deadline = time.monotonic() + timeout_s
     try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TTSError(f"took longer than {timeout_s:g} s")
-            ready, _, _ = select.select([proc.stdout], [], [], min(left, 1.0))
-            if not ready:
-                continue
-            chunk = os.read(proc.stdout.fileno(), 1 << 16)
-            if not chunk:
-                break
-            out.extend(chunk)
-            if len(out) > max_bytes:
-                raise TTSError(f"wrote more than {max_bytes // (1024 * 1024)} MB of audio")
+        out = _read_capped(proc.stdout, deadline, timeout_s, max_bytes)
         proc.wait(max(0.1, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         raise TTSError(f"took longer than {timeout_s:g} s") from None
@@ -80,6 +58,40 @@ def run_capped(argv: Sequence[str], text: str, timeout_s: float,
         for th in threads:
             th.join(1.0)
     return proc.returncode, bytes(out), bytes(err)
+
+
+def _feed(stdin: IO[bytes], text: str) -> None:
+    try:
+        stdin.write(text.encode("utf-8"))
+        stdin.close()
+    except OSError:
+        pass
+
+
+def _drain_tail(stderr: IO[bytes], tail: bytearray) -> None:
+    """Read ``stderr`` to its end, keeping only its last 4 KiB in ``tail``."""
+    for chunk in iter(lambda: stderr.read(4096), b""):
+        tail.extend(chunk)
+        del tail[:-4096]
+
+
+def _read_capped(stdout: IO[bytes], deadline: float, timeout_s: float,
+                 max_bytes: int) -> bytearray:
+    """All of ``stdout`` until its end; TTSError past ``deadline`` or ``max_bytes``."""
+    out = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TTSError(f"took longer than {timeout_s:g} s")
+        ready, _, _ = select.select([stdout], [], [], min(left, 1.0))
+        if not ready:
+            continue
+        chunk = os.read(stdout.fileno(), 1 << 16)
+        if not chunk:
+            return out
+        out.extend(chunk)
+        if len(out) > max_bytes:
+            raise TTSError(f"wrote more than {max_bytes // (1024 * 1024)} MB of audio")
 
 
 @dataclass(frozen=True)
@@ -154,17 +166,17 @@ def split_sentences(text: str, max_chars: int = 100) -> list[str]:
     return chunks
 
 
-def _gtts_class():
+def _gtts_class() -> Any:
     from gtts import gTTS
 
-    class EndpointGTTS(gTTS):
+    class EndpointGTTS(gTTS):  # type: ignore[misc]  # gTTS ships no type information
         """gTTS aimed at another endpoint (a mirror, or a local stand-in in tests)."""
 
-        def __init__(self, *args, endpoint: str | None = None, **kwargs):
+        def __init__(self, *args: Any, endpoint: str | None = None, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self.endpoint = endpoint
 
-        def _prepare_requests(self):
+        def _prepare_requests(self) -> Any:
             requests_ = super()._prepare_requests()
             if self.endpoint:
                 for prepared in requests_:
@@ -201,7 +213,7 @@ class GTTSEngine(TTSEngine):
         if cooldown_s is not None:
             self.cooldown_s = cooldown_s
 
-    def resolve_voice(self, voice):
+    def resolve_voice(self, voice: str | None) -> str:
         super().resolve_voice(voice)
         return "vi"
 
@@ -209,7 +221,7 @@ class GTTSEngine(TTSEngine):
     def fingerprint(self) -> str:
         return f"gtts/{self.tld}"
 
-    def synthesize(self, text, voice=None):
+    def synthesize(self, text: str, voice: str | None = None) -> tuple[bytes, str]:
         from gtts import gTTSError
         cls = _gtts_class()
         parts: list[bytes] = []
@@ -298,7 +310,7 @@ class EspeakEngine(TTSEngine):
     def fingerprint(self) -> str:
         return f"espeak/{self.speed_wpm}"
 
-    def synthesize(self, text, voice=None):
+    def synthesize(self, text: str, voice: str | None = None) -> tuple[bytes, str]:
         exe = shutil.which(self.binary)
         if exe is None:
             raise TTSError("espeak-ng is not installed")
@@ -334,7 +346,7 @@ class CommandEngine(TTSEngine):
     def fingerprint(self) -> str:
         return f"{self.name}/" + " ".join(self.argv)
 
-    def synthesize(self, text, voice=None):
+    def synthesize(self, text: str, voice: str | None = None) -> tuple[bytes, str]:
         v = self.voice_args[self.resolve_voice(voice)]
         argv = [a.replace("{voice}", v) for a in self.argv]
         try:
@@ -371,7 +383,7 @@ def _load_entry_points() -> None:
         _REGISTRY.setdefault(ep.name, ep.load())
 
 
-def create_engine(name: str, **options) -> TTSEngine:
+def create_engine(name: str, **options: Any) -> TTSEngine:
     """The engine registered as ``name``; ValueError naming the known ones if there is none."""
     if name not in _REGISTRY:
         _load_entry_points()
@@ -460,9 +472,9 @@ class EngineChain:
 
 
 def build_chain(names: Sequence[str], gtts_timeout_s: float = 4.0, *,
-                cache_dir: str | Path | None = None, gtts_endpoint: str | None = None,
-                options: Mapping[str, Mapping] | None = None,
-                commands: Mapping[str, Mapping] | None = None) -> EngineChain:
+                cache_dir: str | os.PathLike[str] | None = None, gtts_endpoint: str | None = None,
+                options: Mapping[str, Mapping[str, Any]] | None = None,
+                commands: Mapping[str, Mapping[str, Any]] | None = None) -> EngineChain:
     """The chain for configured engine names, in order (ValueError for an unknown name).
 
     ``options`` maps an engine name to keyword arguments for its factory; ``commands`` names

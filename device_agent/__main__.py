@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+from types import FrameType
 
 from . import __version__
 from .config import PLAYER_KINDS, ConfigError, load_config
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     done = threading.Event()
 
-    def _on_signal(signum, frame):  # noqa: ARG001
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
         logging.getLogger(__name__).info("signal %s: stopping", signal.Signals(signum).name)
         done.set()
 

@@ -14,25 +14,48 @@ import shlex
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from . import __version__
-from .amp import Amplifier, AmpError, make_amplifier
+from .amp import AmpError, Amplifier, make_amplifier
 from .config import AgentConfig, ConfigError
 from .media import Fetcher, MediaCache, MediaError
-from .player import Cancel, NoPlayerError, PlayOutcome, Player, PlayRequest, make_player, make_tone
-from .protocol import (ProtocolError, envelope_json, group_topic, load_public_key, make_event,
-                       node_topic, parse_topic, verify_envelope)
-from .rules import (KeyChangeRefused, KeyState, QueueItem, apply_key_change, command_ready_at,
-                    effective_volume, in_quiet_hours, plan, stop_targets, trusted_keys)
+from .player import Cancel, NoPlayerError, Player, PlayOutcome, PlayRequest, make_player, make_tone
+from .protocol import (
+    ProtocolError,
+    envelope_json,
+    group_topic,
+    load_public_key,
+    make_event,
+    node_topic,
+    parse_topic,
+    verify_envelope,
+)
+from .rules import (
+    KeyChangeRefused,
+    KeyState,
+    QueueItem,
+    apply_key_change,
+    command_ready_at,
+    effective_volume,
+    in_quiet_hours,
+    plan,
+    stop_targets,
+    trusted_keys,
+)
 from .store import StateStore
 from .telemetry import MachineProbe, health_alarms
 from .transport import Incoming, MqttTransport
 
 log = logging.getLogger(__name__)
+
+Envelope = dict[str, Any]   # a verified envelope (protocol.verify_envelope)
 
 AGENT_VERSION = __version__
 DEFAULT_VOLUME = 80
@@ -75,11 +98,21 @@ class _Reboot:
     deadline: int
 
 
+def _configured_player(config: AgentConfig) -> Player:
+    try:
+        return make_player(config.player.kind, config.player.sink_dir, config.player.realtime)
+    except NoPlayerError as err:
+        raise ConfigError("player.kind", str(err)) from None
+
+
 class Agent:
     """One speaker node. ``start()`` returns once the threads run (the broker may still be
     unreachable: the node then plays its schedule alone); ``stop()`` ends playback, flushes
     events for a moment, publishes ``online: false`` and disconnects.
 
+    The constructor builds every collaborator (player, amplifier, state store, media cache,
+    fetcher, broker connection, threads; ConfigError when the configured player is missing);
+    ``start()`` only restores the state and sets them running, once per Agent.
     ``player`` and ``amplifier`` default to what the config names; tests pass doubles.
     ``clock`` returns Unix seconds (``time.time``).
     """
@@ -89,16 +122,46 @@ class Agent:
                  probe: MachineProbe | None = None):
         self.config = config
         self._clock = clock
-        self.player = player
-        self.amplifier = amplifier
-        self._probe = probe
-        self._inbox: queue.Queue = queue.Queue()
-        self._stopping = threading.Event()
-        self._started = False
         self._prefix = config.topic_prefix
         node = config.node_id
         self.topics = {kind: node_topic(self._prefix, node, kind)
                        for kind in ("desired", "cmd", "state", "telemetry", "events")}
+        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._stopping = threading.Event()
+        self._started = False
+        self._ran = False
+        # collaborators: everything the threads use exists before start()
+        state_dir = Path(config.state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.player: Player = player if player is not None else _configured_player(config)
+        self.amplifier: Amplifier = amplifier if amplifier is not None else make_amplifier(
+            config.amp.kind, config.amp.gpio_pin, config.amp.active_high)
+        self._probe: MachineProbe = probe or MachineProbe(state_dir)
+        self._store = StateStore(state_dir / "agent.sqlite")
+        self.cache = MediaCache(state_dir / "media", config.fetch_timeout_s)
+        self._tone = state_dir / "test-tone.wav"
+        self._fetcher = Fetcher(self.cache, lambda sha, err: self._inbox.put(("fetched",
+                                                                                (sha, err))))
+        self._transport = MqttTransport(
+            config.mqtt, node, will_topic=self.topics["state"],
+            will_payload=json.dumps({"v": 1, "online": False}, separators=(",", ":")),
+            on_connect=self._on_connect, on_message=lambda m: self._inbox.put(("mqtt", m)),
+            on_published=lambda mid: self._inbox.put(("published", mid)))
+        self._worker = threading.Thread(target=self._run, name="loa-agent", daemon=True)
+        self._telemetry = threading.Thread(target=self._telemetry_loop, name="loa-telemetry",
+                                           daemon=True)
+        # what the worker does with each kind of inbox message, and with each envelope type
+        self._inbox_handlers: dict[str, Callable[[Any], None]] = {
+            "mqtt": self._on_mqtt, "published": self._on_published,
+            "connected": self._on_connected, "fetched": self._on_fetched,
+            "play_done": self._on_play_done, "alarms": self._on_alarms,
+        }
+        self._commands: dict[str, Callable[[Envelope, int], None]] = {
+            "desired": self._apply_desired, "play": self._queue_command,
+            "test": self._queue_command, "stop": self._stop_command,
+            "set_volume": self._set_volume, "amp": self._amp_command,
+            "reboot": self._reboot_command, "keys": self._keys_command,
+        }
         # worker-owned state
         self._waiting: list[QueueItem] = []
         self._playing: _Playing | None = None
@@ -112,11 +175,11 @@ class Agent:
         self._mid_event: dict[int, str] = {}
         self._groups: tuple[str, ...] = tuple(config.groups)
         self._volume = DEFAULT_VOLUME
-        self._desired: dict | None = None
+        self._desired: dict[str, Any] | None = None
         self._quiet: list[Mapping[str, str]] = []
         self._tz = ZoneInfo(config.tz)
         self._key_state = KeyState()
-        self._keys: dict = {}
+        self._keys: dict[str, Ed25519PublicKey] = {}
         self._active_alarms: frozenset[str] = frozenset()
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -124,44 +187,20 @@ class Agent:
         return int(self._clock() * 1000)
 
     def start(self) -> None:
-        """Open the state, restore what was pending, start the threads and connect."""
-        if self._started:
+        """Restore what was pending, start the threads and connect. An agent runs once."""
+        if self._ran:
             raise RuntimeError("agent already started")
-        cfg = self.config
-        state_dir = Path(cfg.state_dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        if self.player is None:
-            try:
-                self.player = make_player(cfg.player.kind, cfg.player.sink_dir,
-                                          cfg.player.realtime)
-            except NoPlayerError as err:
-                raise ConfigError("player.kind", str(err)) from None
-        if self.amplifier is None:
-            self.amplifier = make_amplifier(cfg.amp.kind, cfg.amp.gpio_pin, cfg.amp.active_high)
-        self._store = StateStore(state_dir / "agent.sqlite")
-        self.cache = MediaCache(state_dir / "media", cfg.fetch_timeout_s)
-        self._tone = state_dir / "test-tone.wav"
+        self._ran = True
         if not self._tone.exists():
             make_tone(self._tone, freq_hz=TONE_HZ, seconds=TONE_S)
-        self._probe = self._probe or MachineProbe(state_dir)
-        self._fetcher = Fetcher(self.cache, lambda sha, err: self._inbox.put(("fetched",
-                                                                                (sha, err))))
-        self._transport = MqttTransport(
-            cfg.mqtt, cfg.node_id, will_topic=self.topics["state"],
-            will_payload=json.dumps({"v": 1, "online": False}, separators=(",", ":")),
-            on_connect=self._on_connect, on_message=lambda m: self._inbox.put(("mqtt", m)),
-            on_published=lambda mid: self._inbox.put(("published", mid)))
         self._restore()
         self._started = True
         self._fetcher.start()
-        self._worker = threading.Thread(target=self._run, name="loa-agent", daemon=True)
         self._worker.start()
-        self._telemetry = threading.Thread(target=self._telemetry_loop, name="loa-telemetry",
-                                           daemon=True)
         self._telemetry.start()
         self._transport.start()
         log.info("agent %s for node %s started (player %s, amp %s)", AGENT_VERSION,
-                 cfg.node_id, self.player.name, self.amplifier.kind)
+                 self.config.node_id, self.player.name, self.amplifier.kind)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop cleanly: end playback, give queued events ``timeout``/2 to reach the broker,
@@ -199,14 +238,14 @@ class Agent:
     def wait_connected(self, timeout: float) -> bool:
         return self._transport.wait_connected(timeout)
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """A snapshot for telemetry and tests (read from other threads: copies only)."""
         playing = self._playing
         desired = self._desired
         return {
-            "connected": self._transport.connected if hasattr(self, "_transport") else False,
+            "connected": self._transport.connected,
             "volume": self._volume,
-            "amp_on": self.amplifier.state() if self.amplifier else None,
+            "amp_on": self.amplifier.state(),
             "playing": None if playing is None else {
                 "item_id": playing.item.item_id, "priority": playing.item.priority,
                 "since": playing.since},
@@ -223,7 +262,7 @@ class Agent:
         self._keys = self._load_keys(trusted_keys(self.config.provisioned_keys, self._key_state))
         self._volume = store.get("volume", DEFAULT_VOLUME)
         self._groups = tuple(store.get("groups", list(self.config.groups)))
-        for key, env_json, received_at, seq, started in store.pending():
+        for _key, env_json, received_at, seq, started in store.pending():
             env = json.loads(env_json)
             self._seq = max(self._seq, seq)
             item = self._command_item(env, received_at, seq)
@@ -245,7 +284,7 @@ class Agent:
                 self._emit("alarm", code="amp_fault", detail=str(err))
 
     @staticmethod
-    def _load_keys(keys: Mapping[str, str]) -> dict:
+    def _load_keys(keys: Mapping[str, str]) -> dict[str, Ed25519PublicKey]:
         out = {}
         for kid, pub in keys.items():
             try:
@@ -294,30 +333,33 @@ class Agent:
             log.exception("error while stopping playback")
 
     def _handle(self, kind: str, data: Any) -> None:
-        if kind == "mqtt":
-            try:
-                self._on_incoming(data)
-            finally:
-                self._transport.ack(data.mid, data.qos)
-        elif kind == "published":
-            event_id = self._mid_event.pop(data, None)
-            if event_id:
-                self._handed.pop(event_id, None)
-                self._store.outbox_remove(event_id)
-        elif kind == "connected":
-            for event_id, payload in self._store.outbox():
-                if event_id not in self._handed:
-                    self._hand(event_id, payload)
-        elif kind == "fetched":
-            self._on_fetched(*data)
-        elif kind == "play_done":
-            self._on_play_done(data)
-        elif kind == "alarms":
-            for code, detail in data:
-                self._emit("alarm", code=code, detail=detail)
+        handler = self._inbox_handlers.get(kind)
+        if handler is not None:
+            handler(data)
+
+    def _on_mqtt(self, msg: Incoming) -> None:
+        try:
+            self._on_incoming(msg)
+        finally:
+            self._transport.ack(msg.mid, msg.qos)
+
+    def _on_published(self, mid: int) -> None:
+        event_id = self._mid_event.pop(mid, None)
+        if event_id:
+            self._handed.pop(event_id, None)
+            self._store.outbox_remove(event_id)
+
+    def _on_connected(self, _: None) -> None:
+        for event_id, payload in self._store.outbox():
+            if event_id not in self._handed:
+                self._hand(event_id, payload)
+
+    def _on_alarms(self, alarms: list[tuple[str, str]]) -> None:
+        for code, detail in alarms:
+            self._emit("alarm", code=code, detail=detail)
 
     # --- events and the outbox --------------------------------------------------------------------
-    def _emit(self, type_: str, **fields: Any) -> dict:
+    def _emit(self, type_: str, **fields: Any) -> dict[str, Any]:
         """Store an event in the outbox, then hand it to the broker connection if there is one
         (otherwise the next connection does it). It leaves the outbox on the broker's PUBACK."""
         event = make_event(type_, self.now_ms(), **fields)
@@ -365,42 +407,51 @@ class Agent:
         self._emit("alarm", code="rejected_command", cmd_id=cmd_id, reason=reason, detail=detail,
                    topic=topic)
 
-    def _dispatch(self, env: dict, now: int) -> None:
-        type_, cmd_id, body = env["type"], env["id"], env["body"]
-        if type_ == "desired":
-            self._apply_desired(env, now)
-        elif type_ in ("play", "test"):
-            item = self._command_item(env, now, self._next_seq())
-            self._store.pending_put(item.key, envelope_json(env), now, item.seq)
-            self._ack(cmd_id, "received")
-            self._waiting.append(item)
-            self._want_media(item.media)
-        elif type_ == "stop":
-            self._ack(cmd_id, "received")
-            self._stop_items(body.get("item_id"), body.get("max_priority"))
-            self._ack(cmd_id, "finished")
-        elif type_ == "set_volume":
-            self._ack(cmd_id, "received")
-            self._volume = body["volume"]
-            self._store.put("volume", self._volume)
-            self._ack(cmd_id, "finished")
-        elif type_ == "amp":
-            self._ack(cmd_id, "received")
-            self._switch_amp(cmd_id, body["on"])
-        elif type_ == "reboot":
-            self._ack(cmd_id, "received")
-            self._reboot = _Reboot(cmd_id, now + REBOOT_GRACE_MS)
-        elif type_ == "keys":
-            self._ack(cmd_id, "received")
-            self._change_keys(cmd_id, body)
-        else:
-            self._ack(cmd_id, "failed", "unsupported_type")
+    def _dispatch(self, env: Envelope, now: int) -> None:
+        handler = self._commands.get(env["type"])
+        if handler is None:
+            self._ack(env["id"], "failed", "unsupported_type")
+            return
+        handler(env, now)
+
+    # --- commands (one handler per envelope type) -----------------------------------------------
+    def _queue_command(self, env: Envelope, now: int) -> None:
+        """``play`` and ``test``: remembered until they end, then they wait their turn."""
+        item = self._command_item(env, now, self._next_seq())
+        self._store.pending_put(item.key, envelope_json(env), now, item.seq)
+        self._ack(env["id"], "received")
+        self._waiting.append(item)
+        self._want_media(item.media)
+
+    def _stop_command(self, env: Envelope, now: int) -> None:
+        body = env["body"]
+        self._ack(env["id"], "received")
+        self._stop_items(body.get("item_id"), body.get("max_priority"))
+        self._ack(env["id"], "finished")
+
+    def _set_volume(self, env: Envelope, now: int) -> None:
+        self._ack(env["id"], "received")
+        self._volume = env["body"]["volume"]
+        self._store.put("volume", self._volume)
+        self._ack(env["id"], "finished")
+
+    def _amp_command(self, env: Envelope, now: int) -> None:
+        self._ack(env["id"], "received")
+        self._switch_amp(env["id"], env["body"]["on"])
+
+    def _reboot_command(self, env: Envelope, now: int) -> None:
+        self._ack(env["id"], "received")
+        self._reboot = _Reboot(env["id"], now + REBOOT_GRACE_MS)
+
+    def _keys_command(self, env: Envelope, now: int) -> None:
+        self._ack(env["id"], "received")
+        self._change_keys(env["id"], env["body"])
 
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
 
-    def _command_item(self, env: Mapping, received_at: int, seq: int) -> QueueItem:
+    def _command_item(self, env: Mapping[str, Any], received_at: int, seq: int) -> QueueItem:
         key = f"cmd:{env['id']}"
         if env["type"] == "test":
             return QueueItem(key=key, kind="test", item_id="test-tone", priority=TEST_PRIORITY,
@@ -426,7 +477,7 @@ class Agent:
         self._store.put("amp_on", bool(on))
         self._ack(cmd_id, "finished")
 
-    def _change_keys(self, cmd_id: str, body: Mapping) -> None:
+    def _change_keys(self, cmd_id: str, body: Mapping[str, Any]) -> None:
         add = body.get("keys", [])
         try:
             for key in add:
@@ -454,8 +505,8 @@ class Agent:
                 self._waiting.remove(target)
                 self._end(target, "stopped")
 
-    def _run_reboot(self) -> None:
-        reboot, self._reboot = self._reboot, None
+    def _run_reboot(self, reboot: _Reboot) -> None:
+        self._reboot = None
         command = self.config.system.reboot_command
         log.warning("rebooting: %s", command)
         try:
@@ -464,7 +515,7 @@ class Agent:
             self._ack(reboot.cmd_id, "failed", "reboot_failed", detail=str(err)[:300])
 
     # --- desired state ----------------------------------------------------------------------------
-    def _apply_desired(self, env: dict, now: int) -> None:
+    def _apply_desired(self, env: Envelope, now: int) -> None:
         body = env["body"]
         version = body["version"]
         if self._desired and version <= self._desired["version"]:
@@ -475,7 +526,7 @@ class Agent:
         self._use_desired(body, now, fresh=True)
         self._emit("desired_applied", version=version)
 
-    def _use_desired(self, body: Mapping, now: int, fresh: bool) -> None:
+    def _use_desired(self, body: Mapping[str, Any], now: int, fresh: bool) -> None:
         tz_name = body.get("tz") or self.config.tz
         try:
             self._tz = ZoneInfo(tz_name)
@@ -505,7 +556,7 @@ class Agent:
             self._store.put("subscribed_groups", list(self._groups))
         log.info("groups now %s", list(self._groups))
 
-    def _load_schedule(self, slots: list[Mapping]) -> None:
+    def _load_schedule(self, slots: list[Mapping[str, Any]]) -> None:
         done = self._store.slots_done()
         playing_key = self._playing.item.key if self._playing else None
         existing = {i.key: i for i in self._waiting if i.is_slot}
@@ -525,7 +576,7 @@ class Agent:
         for item in fresh:
             self._want_media(item.media)
 
-    def _prune_cache(self, body: Mapping) -> None:
+    def _prune_cache(self, body: Mapping[str, Any]) -> None:
         keep = {i.sha256 for i in self._waiting if i.sha256}
         keep |= {s["item"]["media"]["sha256"] for s in body.get("schedule", [])}
         keep |= {m["sha256"] for m in body.get("prefetch", [])}
@@ -536,7 +587,7 @@ class Agent:
             self._media.pop(sha, None)
 
     # --- media ------------------------------------------------------------------------------------
-    def _want_media(self, media: Mapping | None) -> None:
+    def _want_media(self, media: Mapping[str, Any] | None) -> None:
         if not media:
             return
         sha = media["sha256"]
@@ -551,7 +602,8 @@ class Agent:
     def _ready(self, item: QueueItem) -> bool:
         return item.sha256 is None or self._media.get(item.sha256) == "ready"
 
-    def _on_fetched(self, sha: str, error: MediaError | None) -> None:
+    def _on_fetched(self, result: tuple[str, MediaError | None]) -> None:
+        sha, error = result
         if error is None:
             self._media[sha] = "ready"
             return
@@ -608,20 +660,23 @@ class Agent:
             if not step.skip and step.start is None:
                 break
         if self._reboot and (self._store.outbox_size() == 0 or now >= self._reboot.deadline):
-            self._run_reboot()
+            self._run_reboot(self._reboot)
 
     def _start(self, item: QueueItem, rep: int = 0, since: int | None = None) -> None:
         now = self.now_ms()
         if rep == 0 and item.cmd_id:
             self._store.pending_started(item.key)
             self._ack(item.cmd_id, "started")
+        path: Path | None
+        duration: int | None
         if item.kind == "test":
             path, duration = self._tone, int(TONE_S * 1000)
         else:
-            path = self.cache.path(item.sha256)
+            path = self.cache.path(item.sha256) if item.sha256 else None
             duration = (item.media or {}).get("duration_ms")
         if path is None:
-            self._media.pop(item.sha256, None)
+            if item.sha256:
+                self._media.pop(item.sha256, None)
             self._end(item, "failed", "media_unavailable", detail="cached file disappeared")
             return
         request = PlayRequest(path, item.item_id, item.sha256,
@@ -710,8 +765,10 @@ class Agent:
         if report:
             self._report_play(item, result, reason, started_at, ended_at)
         if item.kind == "slot":
+            assert item.slot_id is not None, "a slot item has its slot_id"
             self._store.slot_done(item.slot_id, self.now_ms())
             return
+        assert item.cmd_id is not None, "a command item has its envelope id"
         if item.kind == "test":
             amp = self.amplifier.state()
             ok = result == "completed" and amp is not False
@@ -727,7 +784,7 @@ class Agent:
         self._store.pending_remove(item.key)
 
     # --- telemetry --------------------------------------------------------------------------------
-    def telemetry(self) -> dict:
+    def telemetry(self) -> dict[str, Any]:
         """One telemetry message from the machine's real readings (None where unreadable)."""
         sample = self._probe.sample()
         unsynced = sample.pop("_clock_unsynced", False)

@@ -33,7 +33,7 @@ class Amplifier(ABC):
     def state(self) -> bool | None:
         """Whether the amplifier is on; None when it cannot be known."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most amplifiers hold nothing
         """Release what the implementation holds (the relay keeps its state where it can)."""
 
 
@@ -71,7 +71,7 @@ class GpioAmplifier(Amplifier):
         self.active_high = active_high
         self.sysfs = Path(sysfs)
         self.chip = chip
-        self._held: subprocess.Popen | None = None
+        self._held: subprocess.Popen[bytes] | None = None
         self._on: bool | None = None
         self._lock = threading.Lock()
 
@@ -141,9 +141,9 @@ class GpioAmplifier(Amplifier):
             self._held.wait(0.3)
         except subprocess.TimeoutExpired:
             return  # still running: it holds the line
-        err = self._held.stderr.read().decode(errors="replace") if self._held.stderr else ""
+        said = self._held.stderr.read().decode(errors="replace") if self._held.stderr else ""
         self._held = None
-        raise AmpError(f"gpioset exited: {err.strip()[:200]}")
+        raise AmpError(f"gpioset exited: {said.strip()[:200]}")
 
     def _release(self) -> None:
         if self._held and self._held.poll() is None:

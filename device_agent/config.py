@@ -8,12 +8,17 @@ Optional keys beyond the provisioned file (with their defaults): ``fetch_timeout
 from __future__ import annotations
 
 import logging
+import shlex
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import tomli_w
+
+from .files import write_atomic
 from .protocol import DEFAULT_PREFIX, load_public_key, valid_name
 
 log = logging.getLogger(__name__)
@@ -92,8 +97,8 @@ class AgentConfig:
 
 # --- checking values ------------------------------------------------------------------------
 
-def _get(table: Mapping[str, Any], name: str, key: str, kind: type | tuple, default: Any = ...,
-         ) -> Any:
+def _get(table: Mapping[str, Any], name: str, key: str, kind: type | tuple[type, ...],
+         default: Any = ...) -> Any:
     if name not in table:
         if default is ...:
             raise ConfigError(key, "is required")
@@ -107,7 +112,7 @@ def _get(table: Mapping[str, Any], name: str, key: str, kind: type | tuple, defa
     return value
 
 
-def _kind_name(kinds: tuple) -> str:
+def _kind_name(kinds: tuple[type, ...]) -> str:
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
              list: "a list", dict: "a table"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
@@ -134,37 +139,70 @@ def _positive(value: float, key: str) -> float:
     return value
 
 
+TOP_KEYS = {"node_id", "topic_prefix", "groups", "state_dir", "telemetry_s", "tz", "mqtt",
+            "server_keys", "player", "amp", "system", "fetch_timeout_s", "cache_max_mb"}
+
+
 def parse_config(data: Mapping[str, Any]) -> AgentConfig:
     """Build and check the config from the parsed TOML mapping. Raises ConfigError."""
-    _warn_unknown(data, {"node_id", "topic_prefix", "groups", "state_dir", "telemetry_s", "tz",
-                         "mqtt", "server_keys", "player", "amp", "system", "fetch_timeout_s",
-                         "cache_max_mb"})
-    node_id = _get(data, "node_id", "node_id", str)
-    if not valid_name(node_id):
-        raise ConfigError("node_id", f"{node_id!r} must match [a-z0-9][a-z0-9-]{{1,62}}")
-    prefix = _get(data, "topic_prefix", "topic_prefix", str, DEFAULT_PREFIX)
-    if not prefix or prefix.endswith("/") or any(c in prefix for c in "+#"):
-        raise ConfigError("topic_prefix", f"{prefix!r} is not a usable topic prefix")
-    groups = _get(data, "groups", "groups", list, [])
-    for i, group in enumerate(groups):
-        if not valid_name(group):
-            raise ConfigError(f"groups[{i}]", f"{group!r} is not a valid group name")
+    _warn_unknown(data, TOP_KEYS)
+    node_id = _node_id(data)
+    prefix = _topic_prefix(data)
+    groups = _groups(data)
     state_dir = _get(data, "state_dir", "state_dir", str, "/var/lib/loa-agent")
     if not state_dir:
         raise ConfigError("state_dir", "must not be empty")
     telemetry_s = _get(data, "telemetry_s", "telemetry_s", int, 30)
     if telemetry_s < 1:
         raise ConfigError("telemetry_s", f"must be at least 1, not {telemetry_s}")
-    tz = _get(data, "tz", "tz", str, "Asia/Ho_Chi_Minh")
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError("tz", f"{tz!r} is not a known time zone") from None
+    tz = _time_zone(data)
     fetch_timeout_s = _positive(float(_get(data, "fetch_timeout_s", "fetch_timeout_s",
                                            (int, float), 30)), "fetch_timeout_s")
     cache_max_mb = int(_positive(_get(data, "cache_max_mb", "cache_max_mb", int, 2048),
                                  "cache_max_mb"))
+    mqtt = _mqtt(data, node_id)
+    keys = _server_keys(data)
+    config = AgentConfig(node_id=node_id, mqtt=mqtt, server_keys=keys,
+                         topic_prefix=prefix, groups=groups, state_dir=Path(state_dir),
+                         telemetry_s=telemetry_s, tz=tz, player=_player(data), amp=_amp(data),
+                         system=_system(data), fetch_timeout_s=fetch_timeout_s,
+                         cache_max_mb=cache_max_mb)
+    check(config)
+    return config
 
+
+def _node_id(data: Mapping[str, Any]) -> str:
+    node_id: str = _get(data, "node_id", "node_id", str)
+    if not valid_name(node_id):
+        raise ConfigError("node_id", f"{node_id!r} must match [a-z0-9][a-z0-9-]{{1,62}}")
+    return node_id
+
+
+def _topic_prefix(data: Mapping[str, Any]) -> str:
+    prefix: str = _get(data, "topic_prefix", "topic_prefix", str, DEFAULT_PREFIX)
+    if not prefix or prefix.endswith("/") or any(c in prefix for c in "+#"):
+        raise ConfigError("topic_prefix", f"{prefix!r} is not a usable topic prefix")
+    return prefix
+
+
+def _groups(data: Mapping[str, Any]) -> tuple[str, ...]:
+    groups: list[str] = _get(data, "groups", "groups", list, [])
+    for i, group in enumerate(groups):
+        if not valid_name(group):
+            raise ConfigError(f"groups[{i}]", f"{group!r} is not a valid group name")
+    return tuple(groups)
+
+
+def _time_zone(data: Mapping[str, Any]) -> str:
+    tz: str = _get(data, "tz", "tz", str, "Asia/Ho_Chi_Minh")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("tz", f"{tz!r} is not a known time zone") from None
+    return tz
+
+
+def _mqtt(data: Mapping[str, Any], node_id: str) -> MqttConfig:
     m = _table(data, "mqtt", {"host", "port", "username", "password", "tls", "ca_file",
                               "keepalive_s", "reconnect_min_s", "reconnect_max_s"})
     if "mqtt" not in data:
@@ -190,11 +228,14 @@ def parse_config(data: Mapping[str, Any]) -> AgentConfig:
         raise ConfigError("mqtt.host", "must not be empty")
     if mqtt.ca_file and not Path(mqtt.ca_file).is_file():
         raise ConfigError("mqtt.ca_file", f"{mqtt.ca_file} is not a file")
+    return mqtt
 
+
+def _server_keys(data: Mapping[str, Any]) -> tuple[ServerKey, ...]:
     raw_keys = _get(data, "server_keys", "server_keys", list)
     if not raw_keys:
         raise ConfigError("server_keys", "needs at least one key")
-    keys = []
+    keys: list[ServerKey] = []
     for i, entry in enumerate(raw_keys):
         where = f"server_keys[{i}]"
         if not isinstance(entry, dict):
@@ -210,24 +251,27 @@ def parse_config(data: Mapping[str, Any]) -> AgentConfig:
         except ValueError as err:
             raise ConfigError(f"{where}.public_key", str(err)) from None
         keys.append(ServerKey(kid, pub))
+    return tuple(keys)
 
+
+def _player(data: Mapping[str, Any]) -> PlayerConfig:
     p = _table(data, "player", {"kind", "sink_dir", "realtime"})
-    player = PlayerConfig(kind=_get(p, "kind", "player.kind", str, "auto"),
-                          sink_dir=_get(p, "sink_dir", "player.sink_dir", str, ""),
-                          realtime=_get(p, "realtime", "player.realtime", bool, True))
+    return PlayerConfig(kind=_get(p, "kind", "player.kind", str, "auto"),
+                        sink_dir=_get(p, "sink_dir", "player.sink_dir", str, ""),
+                        realtime=_get(p, "realtime", "player.realtime", bool, True))
+
+
+def _amp(data: Mapping[str, Any]) -> AmpConfig:
     a = _table(data, "amp", {"kind", "gpio_pin", "active_high"})
-    amp = AmpConfig(kind=_get(a, "kind", "amp.kind", str, "none"),
-                    gpio_pin=_get(a, "gpio_pin", "amp.gpio_pin", int, 17),
-                    active_high=_get(a, "active_high", "amp.active_high", bool, True))
+    return AmpConfig(kind=_get(a, "kind", "amp.kind", str, "none"),
+                     gpio_pin=_get(a, "gpio_pin", "amp.gpio_pin", int, 17),
+                     active_high=_get(a, "active_high", "amp.active_high", bool, True))
+
+
+def _system(data: Mapping[str, Any]) -> SystemConfig:
     s = _table(data, "system", {"reboot_command"})
-    system = SystemConfig(reboot_command=_get(s, "reboot_command", "system.reboot_command", str,
-                                              "systemctl reboot"))
-    config = AgentConfig(node_id=node_id, mqtt=mqtt, server_keys=tuple(keys),
-                         topic_prefix=prefix, groups=tuple(groups), state_dir=Path(state_dir),
-                         telemetry_s=telemetry_s, tz=tz, player=player, amp=amp, system=system,
-                         fetch_timeout_s=fetch_timeout_s, cache_max_mb=cache_max_mb)
-    check(config)
-    return config
+    return SystemConfig(reboot_command=_get(s, "reboot_command", "system.reboot_command", str,
+                                            "systemctl reboot"))
 
 
 def check(config: AgentConfig) -> None:
@@ -278,16 +322,12 @@ def local_copy(provisioned_config: str, folder: str | Path, ca_pem: str | None =
     """A provisioned config made fit for an agent that runs on a development machine or in a
     test (``make run``'s demo nodes): ``reboot`` writes ``folder/rebooted`` instead of
     rebooting the host, and the CA certificate, when given, is saved as ``folder/ca.pem``."""
-    import json
-    import re
-    import shlex
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    marker = json.dumps(f"touch {shlex.quote(str(folder / 'rebooted'))}")
-    text = re.sub(r"(?m)^reboot_command = .*$", lambda _: f"reboot_command = {marker}",
-                  provisioned_config)
+    data = tomllib.loads(provisioned_config)
+    data.setdefault("system", {})["reboot_command"] = \
+        f"touch {shlex.quote(str(folder / 'rebooted'))}"
     if ca_pem:
-        (folder / "ca.pem").write_text(ca_pem, encoding="ascii")
-        text = re.sub(r"(?m)^ca_file = .*$",
-                      lambda _: f"ca_file = {json.dumps(str(folder / 'ca.pem'))}", text)
-    return text
+        write_atomic(folder / "ca.pem", ca_pem.encode("ascii"))
+        data.setdefault("mqtt", {})["ca_file"] = str(folder / "ca.pem")
+    return tomli_w.dumps(data)

@@ -6,17 +6,20 @@ re-hashed once per run before its first play (SD cards do rot).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-import os
 import queue
 import re
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
+
+from .files import TEMP_SUFFIX, atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,25 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _copy_checked(source: BinaryIO, dest: BinaryIO, url: str, sha: str, limit: int) -> None:
+    """Copy a download into ``dest``; MediaError ``media_mismatch`` when it is larger than
+    ``limit`` bytes (0: no limit) or its sha256 is not ``sha`` (nothing is kept then)."""
+    h = hashlib.sha256()
+    size = 0
+    while True:
+        chunk = source.read(CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        if limit and size > limit:
+            raise MediaError("media_mismatch", f"{url} is larger than the {limit} bytes named")
+        h.update(chunk)
+        dest.write(chunk)
+    digest = h.hexdigest()
+    if digest != sha:
+        raise MediaError("media_mismatch", f"{url} has sha256 {digest}, expected {sha}")
+
+
 class MediaCache:
     """Content-addressed files ``<sha256><suffix>`` in ``directory``."""
 
@@ -60,7 +82,7 @@ class MediaCache:
     def path(self, sha256: str) -> Path | None:
         """The cached file for ``sha256``, or None (a file that no longer matches is removed)."""
         for candidate in self.directory.glob(f"{sha256}.*"):
-            if candidate.name.endswith(".part"):
+            if candidate.name.endswith(TEMP_SUFFIX):
                 continue
             with self._lock:
                 known = sha256 in self._verified
@@ -92,34 +114,14 @@ class MediaCache:
             raise MediaError("media_unavailable", f"not an http(s) URL: {url}")
         limit = int(media.get("bytes") or 0)
         final = self.directory / f"{sha}{suffix_for(url)}"
-        part = final.with_name(f"{final.name}.{threading.get_ident()}.part")
-        h = hashlib.sha256()
-        size = 0
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp, open(part, "wb") as f:
-                while True:
-                    chunk = resp.read(CHUNK)
-                    if not chunk:
-                        break
-                    size += len(chunk)
-                    if limit and size > limit:
-                        raise MediaError("media_mismatch",
-                                         f"{url} is larger than the {limit} bytes named")
-                    h.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
+            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp, \
+                    atomic_file(final) as f:
+                _copy_checked(resp, f, url, sha, limit)
         except MediaError:
-            part.unlink(missing_ok=True)
             raise
         except (urllib.error.URLError, OSError, ValueError) as err:
-            part.unlink(missing_ok=True)
             raise MediaError("media_unavailable", f"{url}: {err}") from None
-        digest = h.hexdigest()
-        if digest != sha:
-            part.unlink(missing_ok=True)
-            raise MediaError("media_mismatch", f"{url} has sha256 {digest}, expected {sha}")
-        os.replace(part, final)
         with self._lock:
             self._verified.add(sha)
         return final
@@ -127,10 +129,8 @@ class MediaCache:
     def total_bytes(self) -> int:
         total = 0
         for p in self.directory.iterdir():
-            try:
+            with contextlib.suppress(OSError):
                 total += p.stat().st_size
-            except OSError:
-                pass
         return total
 
     def prune(self, keep: Iterable[str], max_bytes: int) -> list[str]:
@@ -139,7 +139,7 @@ class MediaCache:
         keep = set(keep)
         files = []
         for p in self.directory.iterdir():
-            if p.name.endswith(".part"):
+            if p.name.endswith(TEMP_SUFFIX):
                 continue
             try:
                 st = p.stat()
@@ -169,7 +169,7 @@ class Fetcher:
     def __init__(self, cache: MediaCache, on_done: Callable[[str, MediaError | None], None]):
         self.cache = cache
         self._on_done = on_done
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._inflight: set[str] = set()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="loa-fetch", daemon=True)

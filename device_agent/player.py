@@ -22,6 +22,9 @@ import wave
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+from .files import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +87,9 @@ class SubprocessPlayer(Player):
         """The commands, each reading the previous one's stdout."""
 
     def play(self, request: PlayRequest, cancel: Cancel) -> PlayOutcome:
-        procs: list[subprocess.Popen] = []
+        procs: list[subprocess.Popen[bytes]] = []
         try:
-            stdin = subprocess.DEVNULL
+            stdin: int | IO[bytes] | None = subprocess.DEVNULL
             for argv in self.pipeline(request):
                 proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, env=self.env())
@@ -124,7 +127,7 @@ class SubprocessPlayer(Player):
         return dict(os.environ)
 
     @staticmethod
-    def _kill(procs: list[subprocess.Popen]) -> None:
+    def _kill(procs: list[subprocess.Popen[bytes]]) -> None:
         for p in procs:
             if p.poll() is None:
                 p.terminate()
@@ -276,11 +279,9 @@ def make_tone(path: str | Path, *, freq_hz: int = 1000, seconds: float = 1.5,
         samples.append(int(32767 * level * envelope * math.sin(2 * math.pi * freq_hz * n / rate)))
     if sys.byteorder == "big":
         samples.byteswap()  # WAV is little-endian
-    tmp = path.with_name(path.name + ".tmp")
-    with wave.open(str(tmp), "wb") as w:
+    with atomic_file(path) as f, wave.open(f, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(samples.tobytes())
-    os.replace(tmp, path)
     return path

@@ -11,8 +11,9 @@ import binascii
 import json
 import re
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -184,9 +185,9 @@ def body_problem(type_: str, body: Any) -> str | None:
 
 
 def sign_envelope(key: Ed25519PrivateKey, kid: str, type_: str, to: str, body: Mapping[str, Any],
-                  now_ms: int, ttl_ms: int, msg_id: str | None = None) -> dict:
+                  now_ms: int, ttl_ms: int, msg_id: str | None = None) -> dict[str, Any]:
     """Build and sign an envelope. Raises ProtocolError if the content holds a float."""
-    env = {"v": VERSION, "id": msg_id or str(uuid.uuid4()), "type": type_, "to": to,
+    env: dict[str, Any] = {"v": VERSION, "id": msg_id or str(uuid.uuid4()), "type": type_, "to": to,
            "ts": int(now_ms), "exp": int(now_ms) + int(ttl_ms), "kid": kid, "body": dict(body)}
     _no_floats(env)
     env["sig"] = base64.b64encode(key.sign(canonical_bytes(env))).decode("ascii")
@@ -224,45 +225,16 @@ def _readable_id(raw: bytes | str) -> str | None:
 
 def verify_envelope(raw: bytes | str, topic: str, *, prefix: str, node_id: str,
                     groups: Iterable[str], keys: Mapping[str, Ed25519PublicKey],
-                    now_ms: int) -> dict:
+                    now_ms: int) -> dict[str, Any]:
     """Check an envelope received on ``topic`` by node ``node_id``; return it when it is good.
 
     Raises ProtocolError with the reason a node reports. Replays are not checked here (that
     needs the node's memory); the body of a known type is checked against its schema, and an
     unknown type passes (the node answers it with ``unsupported_type``).
     """
-    cmd_id = None
-    try:
-        env = parse_json_no_floats(raw)
-    except ProtocolError as err:
-        raise ProtocolError(err.reason, err.detail, _readable_id(raw)) from None
-    if isinstance(env, dict) and isinstance(env.get("id"), str):
-        cmd_id = env["id"]
-    problem = schemas.first_error(schemas.ENVELOPE, env)
-    if problem:
-        raise ProtocolError("malformed", problem, cmd_id)
-    if "sig" not in env:
-        raise ProtocolError("bad_signature", "no signature", cmd_id)
-    key = keys.get(env["kid"])
-    if key is None:
-        raise ProtocolError("unknown_kid", f"kid {env['kid']!r} is not trusted", cmd_id)
-    try:
-        sig = base64.b64decode(env["sig"], validate=True)
-        key.verify(sig, canonical_bytes(env))
-    except (binascii.Error, InvalidSignature, ValueError):
-        raise ProtocolError("bad_signature", "signature does not verify", cmd_id) from None
-    where = parse_topic(prefix, topic)
-    if where is None:
-        raise ProtocolError("wrong_target", f"not a command topic: {topic}", cmd_id)
-    if where.scope == "node":
-        fits = where.name == node_id and env["to"] == f"node:{node_id}"
-    else:
-        fits = env["to"] == f"group:{where.name}" and (where.name == "all"
-                                                        or where.name in set(groups))
-    if not fits:
-        raise ProtocolError("wrong_target", f"to={env['to']} on {topic}", cmd_id)
-    if (env["type"] == "desired") != (where.kind == "desired"):
-        raise ProtocolError("wrong_target", f"type {env['type']} on {where.kind} topic", cmd_id)
+    env, cmd_id = _parse_envelope(raw)
+    _check_signature(env, keys, cmd_id)
+    _check_target(env, topic, prefix=prefix, node_id=node_id, groups=groups, cmd_id=cmd_id)
     if now_ms > env["exp"]:
         raise ProtocolError("expired", f"expired {now_ms - env['exp']} ms ago", cmd_id)
     if env["ts"] > now_ms + FUTURE_TOLERANCE_MS:
@@ -275,16 +247,66 @@ def verify_envelope(raw: bytes | str, topic: str, *, prefix: str, node_id: str,
     return env
 
 
+def _parse_envelope(raw: bytes | str) -> tuple[dict[str, Any], str | None]:
+    """The envelope that fits the envelope schema, and its id; ProtocolError ``malformed``."""
+    cmd_id = None
+    try:
+        env = parse_json_no_floats(raw)
+    except ProtocolError as err:
+        raise ProtocolError(err.reason, err.detail, _readable_id(raw)) from None
+    if isinstance(env, dict) and isinstance(env.get("id"), str):
+        cmd_id = env["id"]
+    problem = schemas.first_error(schemas.ENVELOPE, env)
+    if problem:
+        raise ProtocolError("malformed", problem, cmd_id)
+    envelope: dict[str, Any] = env
+    return envelope, cmd_id
+
+
+def _check_signature(env: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey],
+                     cmd_id: str | None) -> None:
+    if "sig" not in env:
+        raise ProtocolError("bad_signature", "no signature", cmd_id)
+    key = keys.get(env["kid"])
+    if key is None:
+        raise ProtocolError("unknown_kid", f"kid {env['kid']!r} is not trusted", cmd_id)
+    try:
+        sig = base64.b64decode(env["sig"], validate=True)
+        key.verify(sig, canonical_bytes(env))
+    except (binascii.Error, InvalidSignature, ValueError):
+        raise ProtocolError("bad_signature", "signature does not verify", cmd_id) from None
+
+
+def _check_target(env: Mapping[str, Any], topic: str, *, prefix: str, node_id: str,
+                  groups: Iterable[str], cmd_id: str | None) -> None:
+    """The envelope is addressed to this node (or one of its groups) and came on the topic its
+    type belongs on; ProtocolError ``wrong_target`` otherwise."""
+    where = parse_topic(prefix, topic)
+    if where is None:
+        raise ProtocolError("wrong_target", f"not a command topic: {topic}", cmd_id)
+    if where.scope == "node":
+        fits = where.name == node_id and env["to"] == f"node:{node_id}"
+    else:
+        fits = env["to"] == f"group:{where.name}" and (where.name == "all"
+                                                        or where.name in set(groups))
+    if not fits:
+        raise ProtocolError("wrong_target", f"to={env['to']} on {topic}", cmd_id)
+    if (env["type"] == "desired") != (where.kind == "desired"):
+        raise ProtocolError("wrong_target", f"type {env['type']} on {where.kind} topic", cmd_id)
+
+
 # --- events (node -> server) ----------------------------------------------------------------
 
-def make_event(type_: str, now_ms: int, event_id: str | None = None, **fields: Any) -> dict:
+def make_event(type_: str, now_ms: int, event_id: str | None = None,
+               **fields: Any) -> dict[str, Any]:
     """An event as a node sends it; ``fields`` whose value is None are left out."""
-    event = {"v": VERSION, "id": event_id or str(uuid.uuid4()), "type": type_, "ts": int(now_ms)}
+    event: dict[str, Any] = {"v": VERSION, "id": event_id or str(uuid.uuid4()), "type": type_,
+                             "ts": int(now_ms)}
     event.update({k: v for k, v in fields.items() if v is not None})
     return event
 
 
-def parse_event(raw: bytes | str) -> dict:
+def parse_event(raw: bytes | str) -> dict[str, Any]:
     """Parse and check an event from a node (floats allowed: events are not signed)."""
     try:
         event = json.loads(raw)
@@ -293,7 +315,8 @@ def parse_event(raw: bytes | str) -> dict:
     problem = schemas.first_error(schemas.EVENT, event)
     if problem:
         raise ProtocolError("malformed", problem)
-    return event
+    checked: dict[str, Any] = event
+    return checked
 
 
 def priority_value(priority: int | str) -> int:

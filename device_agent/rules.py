@@ -6,9 +6,10 @@ so every rule is tested directly (tests/test_agent_rules.py).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from .protocol import EMERGENCY, LATE_SLOT_MS
 
@@ -188,11 +189,11 @@ class KeyState:
     added: Mapping[str, str] = field(default_factory=dict)
     revoked: frozenset[str] = frozenset()
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"added": dict(self.added), "revoked": sorted(self.revoked)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> "KeyState":
+    def from_json(cls, data: Mapping[str, Any] | None) -> KeyState:
         data = data or {}
         return cls(dict(data.get("added", {})), frozenset(data.get("revoked", ())))
 

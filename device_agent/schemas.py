@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -100,8 +101,9 @@ DESIRED = {
         "prefetch": {"type": "array", "items": MEDIA},
     },
 }
-BODIES = {"play": PLAY, "stop": STOP, "set_volume": SET_VOLUME, "amp": AMP, "test": TEST,
-          "reboot": REBOOT, "keys": KEYS, "desired": DESIRED}
+BODIES: dict[str, dict[str, Any]] = {
+    "play": PLAY, "stop": STOP, "set_volume": SET_VOLUME, "amp": AMP, "test": TEST,
+    "reboot": REBOOT, "keys": KEYS, "desired": DESIRED}
 
 _EVENT_BASE = {"v": {"const": 1}, "id": {"type": "string", "minLength": 1, "maxLength": 128},
                "ts": MS}
@@ -164,7 +166,7 @@ ALL = {"envelope": ENVELOPE, **{f"body.{k}": v for k, v in BODIES.items()}, "eve
 _VALIDATORS: dict[int, Draft202012Validator] = {}
 
 
-def first_error(schema: dict, instance: Any) -> str | None:
+def first_error(schema: Mapping[str, Any], instance: Any) -> str | None:
     """The first way ``instance`` breaks ``schema``, as a short sentence; None when it fits."""
     validator = _VALIDATORS.get(id(schema))
     if validator is None:

@@ -40,7 +40,7 @@ class StateStore:
         with self._lock:
             self._db.close()
 
-    def _exec(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
@@ -65,7 +65,8 @@ class StateStore:
         return [(r[0], r[1]) for r in self._exec("SELECT id, payload FROM outbox ORDER BY seq")]
 
     def outbox_size(self) -> int:
-        return self._exec("SELECT COUNT(*) FROM outbox")[0][0]
+        count: int = self._exec("SELECT COUNT(*) FROM outbox")[0][0]
+        return count
 
     # --- commands accepted but not finished ---------------------------------------------------
     def pending_put(self, key: str, envelope: str, received_at: int, seq: int) -> None:

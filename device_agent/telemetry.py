@@ -11,8 +11,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any
 
 TOOL_TIMEOUT_S = 3
 DISK_LOW_MB = 200
@@ -101,7 +102,7 @@ def mmcli_signal_dbm(values: Mapping[str, str]) -> float | None:
     return None
 
 
-def health_alarms(sample: Mapping, active: frozenset[str],
+def health_alarms(sample: Mapping[str, Any], active: frozenset[str],
                   ) -> tuple[frozenset[str], list[tuple[str, str]]]:
     """Alarm codes that hold for ``sample``, and the (code, detail) pairs newly raised since
     ``active`` (an alarm is raised once when its condition starts, again only after it ended)."""
@@ -205,7 +206,7 @@ class MachineProbe:
             return None, False
         return parse_chronyc_tracking(text), chronyc_unsynced(text)
 
-    def sample(self) -> dict:
+    def sample(self) -> dict[str, Any]:
         """The machine part of a telemetry message (``_clock_unsynced`` is for alarms only)."""
         net_type = self.net_type()
         dbm, operator = self.modem()

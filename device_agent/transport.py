@@ -11,11 +11,14 @@ import logging
 import ssl
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from .config import MqttConfig
 
@@ -57,7 +60,8 @@ class MqttTransport:
             # empty); paho never connects to a broker it cannot verify
             c.tls_set(ca_certs=cfg.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
         c.will_set(will_topic, will_payload, qos=1, retain=True)
-        c.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        # paho sleeps float seconds although its stubs say int
+        c.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
         c.max_queued_messages_set(0)  # unlimited: the outbox on disk bounds what we queue
         self._last_failure = ""
         c.on_connect = self._on_connect
@@ -68,7 +72,8 @@ class MqttTransport:
         self._client = c
 
     # --- paho callbacks ---------------------------------------------------------------------
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
             log.warning("broker refused the connection: %s", reason_code)
             return
@@ -81,7 +86,7 @@ class MqttTransport:
         except Exception:  # noqa: BLE001 - paho would swallow it; log it instead
             log.exception("on_connect handler failed")
 
-    def _on_connect_fail(self, client, userdata) -> None:
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its `except OSError`: say why (e.g. a broker certificate the
         # CA does not vouch for), once per streak of the same failure
         err = sys.exc_info()[1]
@@ -90,17 +95,20 @@ class MqttTransport:
             log.warning("cannot connect to %s:%s: %s", self.cfg.host, self.cfg.port, text)
             self._last_failure = text
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
         if self._connected.is_set():
             log.warning("disconnected from the broker: %s", reason_code)
         self._connected.clear()
         if self._on_disconnect_cb:
             self._on_disconnect_cb()
 
-    def _on_message(self, client, userdata, msg) -> None:
-        self._on_message_cb(Incoming(msg.topic, msg.payload, bool(msg.retain), msg.mid, msg.qos))
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._on_message_cb(Incoming(msg.topic, bytes(msg.payload), bool(msg.retain), msg.mid,
+                                     msg.qos))
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int,
+                    reason_code: ReasonCode, properties: Properties) -> None:
         self._on_published_cb(mid)
 
     # --- the interface ----------------------------------------------------------------------
@@ -115,14 +123,15 @@ class MqttTransport:
         self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
         self._client.loop_start()
 
-    def publish(self, topic: str, payload: dict | str, qos: int = 1, retain: bool = False) -> int:
+    def publish(self, topic: str, payload: dict[str, Any] | str, qos: int = 1,
+                retain: bool = False) -> int:
         """Queue a message (paho keeps QoS 1 messages across reconnects); return its mid."""
         if not isinstance(payload, str):
             payload = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         return self._client.publish(topic, payload, qos=qos, retain=retain).mid
 
-    def publish_and_wait(self, topic: str, payload: dict | str, timeout: float, qos: int = 1,
-                         retain: bool = False) -> bool:
+    def publish_and_wait(self, topic: str, payload: dict[str, Any] | str, timeout: float,
+                         qos: int = 1, retain: bool = False) -> bool:
         """Publish and wait for the broker's PUBACK; False when it did not come in time."""
         if not isinstance(payload, str):
             payload = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))

@@ -64,7 +64,8 @@ usermod -a -G audio,gpio "$USER_NAME"
 echo "== virtualenv in $PREFIX"
 python3 -m venv "$PREFIX/venv"
 "$PREFIX/venv/bin/pip" install -q --upgrade pip
-# The agent's dependencies are pyproject's `agent` extra; the server's are not installed.
+# The agent's dependencies are pyproject's `agent` extra (paho-mqtt, cryptography, jsonschema,
+# tomli-w); the server's are not installed.
 mapfile -t AGENT_DEPS < <(python3 - "$SOURCE/pyproject.toml" <<'EOF'
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:

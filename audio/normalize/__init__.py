@@ -44,8 +44,13 @@ from functools import lru_cache, wraps
 
 from . import rules
 from .lexicon import ABBREVIATIONS, DOC_TYPES, UNITS, Lexicon, load_lexicon
-from .numbers import (digits_to_words, number_to_words, ordinal_to_words, read_number_string,
-                      roman_to_int)
+from .numbers import (
+    digits_to_words,
+    number_to_words,
+    ordinal_to_words,
+    read_number_string,
+    roman_to_int,
+)
 from .rules import say_phone, say_time
 from .text import canonical_unicode, lowercase_caps_words
 

@@ -22,18 +22,19 @@ def main(argv: list[str] | None = None) -> int:
         lexicon = Lexicon.build(load_lexicon(args.lexicon) if args.lexicon else None)
     except (OSError, UnicodeDecodeError) as err:
         parser.error(f"cannot read the lexicon {args.lexicon}: {err}")
-    stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", newline=None,
-                 closefd=False)
-    stdout = open(sys.stdout.fileno(), "w", encoding="utf-8", newline="\n", closefd=False)
-    for raw in stdin:
-        line = raw.rstrip("\r\n")
-        try:
-            spoken = normalize_line(line, lexicon) if line.strip() else ""
-        except Exception as err:  # never lose a line of a bulletin
-            print(f"audio.normalize: {err!r} on {line!r}", file=sys.stderr)
-            spoken = line
-        stdout.write(spoken.replace("\n", " ") + "\n")
-        stdout.flush()
+    with open(sys.stdin.fileno(), encoding="utf-8", errors="replace", newline=None,
+              closefd=False) as stdin, \
+            open(sys.stdout.fileno(), "w", encoding="utf-8", newline="\n",
+                 closefd=False) as stdout:
+        for raw in stdin:
+            line = raw.rstrip("\r\n")
+            try:
+                spoken = normalize_line(line, lexicon) if line.strip() else ""
+            except Exception as err:  # never lose a line of a bulletin
+                print(f"audio.normalize: {err!r} on {line!r}", file=sys.stderr)
+                spoken = line
+            stdout.write(spoken.replace("\n", " ") + "\n")
+            stdout.flush()
     return 0
 
 

@@ -7,6 +7,7 @@ here but in ``rules.expand_contextual_abbreviation``.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,10 +331,10 @@ class Lexicon:
     user_exact: dict[str, str] = field(default_factory=dict)
     user_folded: dict[str, str] = field(default_factory=dict)
     #: compiled patterns built from the keys, filled by the rules on first use
-    compiled: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+    compiled: dict[str, re.Pattern[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def build(cls, extra: Mapping[str, str] | None = None) -> "Lexicon":
+    def build(cls, extra: Mapping[str, str] | None = None) -> Lexicon:
         lex = cls()
         for key, value in ABBREVIATIONS.items():
             lex._add(key, value, user=False)
@@ -374,7 +375,8 @@ class Lexicon:
 
 
 def load_lexicon(path: str | Path) -> dict[str, str]:
-    """Read a ward lexicon: UTF-8 TSV lines ``key<TAB>spoken``; blank lines and # comments skipped."""
+    """Read a ward lexicon: UTF-8 TSV lines ``key<TAB>spoken``; blank lines and # comments
+    skipped."""
     entries: dict[str, str] = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if not line.strip() or line.lstrip().startswith("#") or "\t" not in line:

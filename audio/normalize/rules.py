@@ -8,11 +8,17 @@ a fixed order (see ``PIPELINE`` there).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from .lexicon import CURRENCIES, LETTER_NAMES, PER_UNITS, UNITS, Lexicon
-from .numbers import (digits_to_words, number_to_words, ordinal_to_words,
-                      read_integer_string, read_number_string, roman_to_int)
+from .numbers import (
+    digits_to_words,
+    number_to_words,
+    ordinal_to_words,
+    read_integer_string,
+    read_number_string,
+    roman_to_int,
+)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -75,7 +81,7 @@ def protect_urls(text: str) -> tuple[str, list[str]]:
     """Replace URLs, e-mail addresses and domain names by placeholders (left as written)."""
     kept: list[str] = []
 
-    def hide(m: re.Match) -> str:
+    def hide(m: re.Match[str]) -> str:
         kept.append(m.group(0))
         return f"\ue000{chr(0xE100 + len(kept) - 1)}\ue001"
 
@@ -134,7 +140,7 @@ def expand_document_numbers(text: str, lexicon: Lexicon) -> str:
     documents "03-NQ/TU" read "ba, nghị quyết thành ủy"; a blank number "/KH-UBND" reads the
     code alone.
     """
-    def doc(m: re.Match) -> str:
+    def doc(m: re.Match[str]) -> str:
         code = m.group("code")
         if not _is_code(code):
             return m.group(0)
@@ -143,13 +149,13 @@ def expand_document_numbers(text: str, lexicon: Lexicon) -> str:
             words += " năm " + _say_year(m.group("year"))
         return f"{words}, {say_document_code(code, lexicon)}"
 
-    def party(m: re.Match) -> str:
+    def party(m: re.Match[str]) -> str:
         code = m.group("kind") + "-" + m.group("code")
         if not _is_code(code):
             return m.group(0)
         return f"{read_integer_string(m.group('num'))}, {say_document_code(code, lexicon)}"
 
-    def blank(m: re.Match) -> str:
+    def blank(m: re.Match[str]) -> str:
         return say_document_code(m.group("code"), lexicon)
 
     text = _PARTY_DOC_NUMBER.sub(party, text)
@@ -190,53 +196,79 @@ def expand_contextual_abbreviation(key: str, text: str, start: int, end: int,
     CA → "công an" before an administrative unit; ĐT → "điện thoại" before a number;
     P./Q. → "phường"/"quận" before a name or number; TX. → "thị xã"; TT → "thường trực"
     before HĐND/UBND, "thông tư" before a number, "thị trấn" with a dot before a name,
-    "trung tâm" before a capitalised word; BCH → "ban chấp hành" before Đảng/Đoàn/Hội..., else "ban chỉ huy"; CP →
-    "cổ phần" after "công ty", "chính phủ" after "văn phòng"/"nghị định"; KT./TM./TL./TUQ.
-    → signature formulas.
+    "trung tâm" before a capitalised word; BCH → "ban chấp hành" before Đảng/Đoàn/Hội...,
+    else "ban chỉ huy"; CP → "cổ phần" after "công ty", "chính phủ" after
+    "văn phòng"/"nghị định"; KT./TM./TL./TUQ. → signature formulas.
     """
-    after = text[end:]
-    nxt = _next_word(text, end)
-    if key == "CA":
-        return "công an" if nxt.lower() in _ADMIN_UNITS else None
-    if key == "ĐT":
-        # "ĐT: 0909…", "ĐT (028)…", "ĐT liên hệ: 0909…"
-        phone = r"\s*[:.]?\s*(?:[(+]|0|\d{5})"
-        return "điện thoại" if re.match(rf"(?:\s+[^\W\d]+){{0,2}}{phone}", after) else None
-    if key in ("P", "Q"):
-        spoken = "phường" if key == "P" else "quận"
-        if dotted or re.match(r"\d{1,2}(?!\w)", after):
-            return spoken
-        return None
-    if key == "TX":
-        return "thị xã" if (dotted or (nxt[:1].isupper())) else None
-    if key == "TT":
-        if nxt in ("HĐND", "UBND", "Thành", "Tỉnh", "Quận", "Huyện", "Đảng", "MTTQ"):
-            return "thường trực"
-        if nxt[:1].isdigit():
-            return "thông tư"
-        if dotted:
-            return "thị trấn"
-        if nxt[:1].isupper() and not (nxt.isupper() and len(nxt) > 1):
-            return "trung tâm"
-        return None
-    if key == "BCH":
-        if nxt.lower() in ("đoàn", "đảng", "công", "hội", "chi", "trung", "tw", "liên"):
-            return "ban chấp hành"
-        return "ban chỉ huy"
-    if key == "CP":
-        if _prev_text_ends_with(text, start, ("công ty", "cty", "ty", "ngân hàng")):
-            return "cổ phần"
-        if _prev_text_ends_with(text, start, ("văn phòng", "nghị định", "nghị quyết", "thủ tướng")):
-            return "chính phủ"
-        return None
+    reader = _CONTEXT_READERS.get(key)
+    if reader is not None:
+        return reader(key, text, start, end, dotted)
     if key in _SIGNATURES:
         return _SIGNATURES[key] if dotted else None
     return None
 
 
+def _read_ca(key: str, text: str, start: int, end: int, dotted: bool) -> str | None:
+    return "công an" if _next_word(text, end).lower() in _ADMIN_UNITS else None
+
+
+def _read_dt(key: str, text: str, start: int, end: int, dotted: bool) -> str | None:
+    # "ĐT: 0909…", "ĐT (028)…", "ĐT liên hệ: 0909…"
+    phone = r"\s*[:.]?\s*(?:[(+]|0|\d{5})"
+    return "điện thoại" if re.match(rf"(?:\s+[^\W\d]+){{0,2}}{phone}", text[end:]) else None
+
+
+def _read_ward_or_district(key: str, text: str, start: int, end: int,
+                           dotted: bool) -> str | None:
+    spoken = "phường" if key == "P" else "quận"
+    if dotted or re.match(r"\d{1,2}(?!\w)", text[end:]):
+        return spoken
+    return None
+
+
+def _read_tx(key: str, text: str, start: int, end: int, dotted: bool) -> str | None:
+    return "thị xã" if (dotted or (_next_word(text, end)[:1].isupper())) else None
+
+
+def _read_tt(key: str, text: str, start: int, end: int, dotted: bool) -> str | None:
+    nxt = _next_word(text, end)
+    if nxt in ("HĐND", "UBND", "Thành", "Tỉnh", "Quận", "Huyện", "Đảng", "MTTQ"):
+        return "thường trực"
+    if nxt[:1].isdigit():
+        return "thông tư"
+    if dotted:
+        return "thị trấn"
+    if nxt[:1].isupper() and not (nxt.isupper() and len(nxt) > 1):
+        return "trung tâm"
+    return None
+
+
+def _read_bch(key: str, text: str, start: int, end: int, dotted: bool) -> str | None:
+    if _next_word(text, end).lower() in ("đoàn", "đảng", "công", "hội", "chi", "trung", "tw",
+                                         "liên"):
+        return "ban chấp hành"
+    return "ban chỉ huy"
+
+
+def _read_cp(key: str, text: str, start: int, end: int, dotted: bool) -> str | None:
+    if _prev_text_ends_with(text, start, ("công ty", "cty", "ty", "ngân hàng")):
+        return "cổ phần"
+    if _prev_text_ends_with(text, start, ("văn phòng", "nghị định", "nghị quyết",
+                                          "thủ tướng")):
+        return "chính phủ"
+    return None
+
+
+_ContextReader = Callable[[str, str, int, int, bool], str | None]
+_CONTEXT_READERS: dict[str, _ContextReader] = {
+    "CA": _read_ca, "ĐT": _read_dt, "P": _read_ward_or_district, "Q": _read_ward_or_district,
+    "TX": _read_tx, "TT": _read_tt, "BCH": _read_bch, "CP": _read_cp,
+}
+
+
 def split_ampersand_abbreviations(text: str, lexicon: Lexicon) -> str:
     """"PCCC&CNCH" → "PCCC và CNCH" when both halves are known and the whole is not."""
-    def split(m: re.Match) -> str:
+    def split(m: re.Match[str]) -> str:
         whole, a, b = m.group(0), m.group(1), m.group(2)
         if lexicon.lookup(whole) is None and lexicon.lookup(a) and lexicon.lookup(b):
             return f"{a} và {b}"
@@ -250,7 +282,7 @@ def _key_pattern(key: str) -> str:
     return escaped if not any(ch.islower() for ch in key) else f"(?i:{escaped})"
 
 
-def _lexicon_regex(lexicon: Lexicon) -> re.Pattern:
+def _lexicon_regex(lexicon: Lexicon) -> re.Pattern[str]:
     keys = set(lexicon.keys()) | set(_CONTEXTUAL)
     ordered = sorted(keys, key=lambda k: (-len(k), k))
     return re.compile(r"(?<![\w&])(?P<key>" + "|".join(_key_pattern(k) for k in ordered)
@@ -267,7 +299,7 @@ def expand_abbreviations(text: str, lexicon: Lexicon) -> str:
     if regex is None:
         regex = lexicon.compiled["abbreviations"] = _lexicon_regex(lexicon)
 
-    def expand(m: re.Match) -> str:
+    def expand(m: re.Match[str]) -> str:
         key, dot = m.group("key"), m.group("dot")
         end_key = m.end("key")
         after_dot = text[m.end():]
@@ -315,7 +347,8 @@ _ROMAN_AFTER_KEYWORD = re.compile(
     r"(?P<sp>\s+)(?P<list>" + _ROMAN + r"(?:\s*[,\-–]\s*" + _ROMAN + r"|\s+và\s+" + _ROMAN
     + r")*)(?P<year>\s?/\s?\d{4})?(?![\w])"
 )
-_ROMAN_HEADING = re.compile(r"^(?P<lead>\s*(?:[*#>]+\s*)?)(?P<num>[IVXL]+)(?P<tail>\s*[.):]|\s+[-–])",
+_ROMAN_HEADING = re.compile(r"^(?P<lead>\s*(?:[*#>]+\s*)?)(?P<num>[IVXL]+)"
+                            r"(?P<tail>\s*[.):]|\s+[-–])",
                             re.M)
 
 
@@ -331,7 +364,7 @@ def expand_roman_numerals(text: str) -> str:
     "Quý IV" → "quý bốn", "lần thứ IV" → "lần thứ tư", "Quý III, IV" → "quý ba, bốn",
     "II. NỘI DUNG" → "hai. NỘI DUNG". A lone "I" or an ordinary word is never touched.
     """
-    def after_keyword(m: re.Match) -> str:
+    def after_keyword(m: re.Match[str]) -> str:
         parts = re.split(r"(\s*[,\-–]\s*|\s+và\s+)", m.group("list"))
         ordinal = m.group("kw").lower().endswith("thứ")
         out = []
@@ -349,7 +382,7 @@ def expand_roman_numerals(text: str) -> str:
             out.append(" năm " + _say_year(year.strip(" /")))
         return m.group("kw") + m.group("sp") + "".join(out)
 
-    def heading(m: re.Match) -> str:
+    def heading(m: re.Match[str]) -> str:
         value = _roman_value(m.group("num"))
         if value is None:
             return m.group(0)
@@ -374,7 +407,8 @@ def expand_special_terms(text: str) -> str:
 # --------------------------------------------------------------------------- phones
 
 _SEP = r"[ .\-]"
-_PHONE_INTL = re.compile(rf"(?<![\w+])\+84{_SEP}?\(?0?\)?\d{{1,3}}(?:{_SEP}?\d{{2,4}}){{2,3}}(?![\w])")
+_PHONE_INTL = re.compile(rf"(?<![\w+])\+84{_SEP}?\(?0?\)?\d{{1,3}}"
+                         rf"(?:{_SEP}?\d{{2,4}}){{2,3}}(?![\w])")
 _PHONE = re.compile(
     rf"(?<![\w.,/+:])(?:\(0\d{{1,4}}\)\s?|0\d{{1,4}}{_SEP}?)\d{{2,4}}(?:{_SEP}?\d{{2,4}}){{0,4}}"
     rf"(?![\w])(?![.,]\d)"
@@ -383,14 +417,16 @@ _SERVICE_NUMBER = re.compile(
     rf"(?<![\w.,/])1[89]00{_SEP}?(?:\d{{4}}|\d{{2}}{_SEP}\d{{2}}{_SEP}\d{{2}}|\d{{3}}{_SEP}\d{{3}}|\d{{6}})"
     rf"(?![\w])(?![.,]\d)"
 )
-_PHONE_CUES = (r"đường dây nóng|hotline|tổng đài|điện thoại|số máy|fax|gọi(?: điện)?(?: ngay)?(?: cho)?"
+_PHONE_CUES = (r"đường dây nóng|hotline|tổng đài|điện thoại|số máy|fax|"
+               r"gọi(?: điện)?(?: ngay)?(?: cho)?"
                r"(?: số)?|liên hệ(?: số)?|nhắn tin|zalo")
 _HOTLINE_CUES = r"cấp cứu|báo cháy|cứu hỏa|chữa cháy|cứu nạn|cứu hộ|công an|cảnh sát|khẩn cấp"
 _CUED_NUMBER = re.compile(
     rf"(?i:(?P<cue>{_PHONE_CUES}))(?P<gap>\s*(?:số|là|theo số)?\s*[:：]?\s*)"
     rf"(?P<num>\d{{3,5}}(?:[ .]\d{{2,4}}){{0,3}})(?![\w])(?![.,]\d)"
 )
-_HOTLINE_CHAIN = re.compile(r"(?<![\w.,])(?:11[1-6])(?:\s*[-–/,;]\s*(?:11[1-6]))+(?![\w])(?![.,]\d)")
+_HOTLINE_CHAIN = re.compile(r"(?<![\w.,])(?:11[1-6])(?:\s*[-–/,;]\s*(?:11[1-6]))+"
+                            r"(?![\w])(?![.,]\d)")
 _HOTLINE = re.compile(
     rf"(?i:(?P<cue>{_HOTLINE_CUES}))(?P<gap>[^\d.;]{{0,20}}?)(?P<num>11[1-6]|1022|1080)(?![\w])(?![.,]\d)"
 )
@@ -424,7 +460,7 @@ def expand_phone_numbers(text: str) -> str:
     nóng/tổng đài/gọi", and the emergency numbers 111–116 after "công an/cấp cứu/báo cháy…"
     ("gọi 114" → "gọi một một bốn"). Elsewhere "113" stays a number.
     """
-    def domestic(m: re.Match) -> str:
+    def domestic(m: re.Match[str]) -> str:
         whole = m.group(0)
         pieces = re.split(rf"({_SEP}|\s)", whole)
         # longest prefix of groups holding 10 or 11 digits
@@ -440,7 +476,8 @@ def expand_phone_numbers(text: str) -> str:
     text = _HOTLINE_CHAIN.sub(lambda m: say_phone(m.group(0)), text)
     text = _PHONE.sub(domestic, text)
     text = _SERVICE_NUMBER.sub(lambda m: say_phone(m.group(0)), text)
-    text = _CUED_NUMBER.sub(lambda m: m.group("cue") + m.group("gap") + say_phone(m.group("num")), text)
+    text = _CUED_NUMBER.sub(lambda m: m.group("cue") + m.group("gap") + say_phone(m.group("num")),
+                            text)
     return _HOTLINE.sub(lambda m: m.group("cue") + m.group("gap") + say_phone(m.group("num")), text)
 
 
@@ -461,7 +498,7 @@ def expand_ranges(text: str) -> str:
     "ngày 30-4" or a descending "8-3" (a date written with a dash) becomes "30/4" for the
     date rule instead.
     """
-    def rng(m: re.Match) -> str:
+    def rng(m: re.Match[str]) -> str:
         a, b = m.group("a"), m.group("b")
         if (m.group("dash") == "-" and not m.group("s1") and a.isdigit() and b.isdigit()
                 and _valid_day_month(int(a), int(b))
@@ -513,7 +550,7 @@ def expand_dates(text: str) -> str:
     an address word ("số 12/3", "hẻm 5/2") is read "mười hai xuyệt ba", and after
     "chiếm/khoảng/hơn…" or before "số/dân số…" as a fraction ("hai phần ba").
     """
-    def dmy(m: re.Match) -> str:
+    def dmy(m: re.Match[str]) -> str:
         day, month = int(m.group(1)), int(m.group(3))
         if not _valid_day_month(day, month):
             return m.group(0)
@@ -522,7 +559,7 @@ def expand_dates(text: str) -> str:
 
     text = _DMY.sub(dmy, text)
 
-    def my(m: re.Match) -> str:
+    def my(m: re.Match[str]) -> str:
         first, year = m.group(1), m.group(2)
         prev = _prev_word(text, m.start())
         if prev in _NOT_MONTH_BEFORE or _prev_text_ends_with(text, m.start(), _DOC_WORDS):
@@ -534,7 +571,7 @@ def expand_dates(text: str) -> str:
 
     text = _MY.sub(my, text)
 
-    def dm(m: re.Match) -> str:
+    def dm(m: re.Match[str]) -> str:
         a, b = int(m.group(1)), int(m.group(2))
         prev = _prev_word(text, m.start())
         if _prev_text_ends_with(text, m.start(), _ADDRESS_WORDS):
@@ -574,13 +611,13 @@ def expand_times(text: str) -> str:
     """Clock times: "7h", "7h30", "17h05", "7g30", "7:30", "07:30:15", "7 giờ 30" → "… giờ … phút".
 
     Zero minutes are not read ("14 giờ 00" → "mười bốn giờ")."""
-    def hm(m: re.Match) -> str:
+    def hm(m: re.Match[str]) -> str:
         hour, minute = int(m.group(1)), int(m.group(2) or 0)
         if hour > 24 or minute > 59:
             return m.group(0)
         return say_time(hour, minute)
 
-    def colon(m: re.Match) -> str:
+    def colon(m: re.Match[str]) -> str:
         hour, minute, second = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
         if hour > 24 or minute > 59 or second > 59:
             return m.group(0)
@@ -593,20 +630,23 @@ def expand_times(text: str) -> str:
 
 # --------------------------------------------------------------------------- money and units
 
-def _alternation(keys) -> str:
+def _alternation(keys: Iterable[str]) -> str:
     return "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True))
 
 
 _NO_SPACE_UNITS = {"k", "tr", "g", "l", "V", "W"}
-_MONEY = re.compile(rf"(?<![\w.,])(?P<num>{NUM})(?P<sp>\s?)(?P<cur>{_alternation(CURRENCIES)})(?![\w])")
-_MONEY_AFTER_WORD = re.compile(r"(?<=\b)(triệu|tỷ|tỉ|nghìn|ngàn|trăm)\s?(đ|Đ|VNĐ|VND|vnđ|vnd)(?![\w])")
+_MONEY = re.compile(rf"(?<![\w.,])(?P<num>{NUM})(?P<sp>\s?)"
+                    rf"(?P<cur>{_alternation(CURRENCIES)})(?![\w])")
+_MONEY_AFTER_WORD = re.compile(r"(?<=\b)(triệu|tỷ|tỉ|nghìn|ngàn|trăm)\s?"
+                               r"(đ|Đ|VNĐ|VND|vnđ|vnd)(?![\w])")
 _DOLLAR = re.compile(rf"\$\s?(?P<num>{NUM})")
-_UNIT = re.compile(rf"(?<![\w.,])(?P<num>{NUM})(?P<sp>\s?)(?P<unit>{_alternation(UNITS)})(?![\w²³])")
+_UNIT = re.compile(rf"(?<![\w.,])(?P<num>{NUM})(?P<sp>\s?)"
+                   rf"(?P<unit>{_alternation(UNITS)})(?![\w²³])")
 
 
 def expand_money(text: str) -> str:
     """Money: "50.000đ", "50.000 VNĐ", "1.250.000 đồng" → "… đồng"; "5 triệu đ"; "$20"."""
-    def money(m: re.Match) -> str:
+    def money(m: re.Match[str]) -> str:
         cur = m.group("cur")
         return f"{read_number_string(m.group('num'), 'phẩy')} {CURRENCIES[cur]}"
 
@@ -617,7 +657,7 @@ def expand_money(text: str) -> str:
 
 def expand_units(text: str) -> str:
     """Units after numbers: "1,5m" → "một phẩy năm mét", "38°C" → "… độ xê", "2,5%", "10.000m2"."""
-    def unit(m: re.Match) -> str:
+    def unit(m: re.Match[str]) -> str:
         name = m.group("unit")
         if name in _NO_SPACE_UNITS and m.group("sp"):
             return m.group(0)
@@ -629,7 +669,8 @@ def expand_units(text: str) -> str:
 _PER_LEFT = (r"đồng|đô la(?: mỹ)?|nghìn|ngàn|triệu|tỷ|người|hộ|lượt|lần|suất|con|xe|chiếc|cái|"
              r"bộ|gam|mét|mét vuông|mét khối|lít|tấn|héc ta|giờ|phút|ngày|tuần|ki lô mét|"
              r"ki lô gam|phần trăm|hồ sơ|trường hợp|ca|cây|km|kg|m|ha")
-_PER_UNIT = re.compile(rf"(?<![\w])(?P<left>{_PER_LEFT})\s?/\s?(?P<unit>{_alternation(PER_UNITS)})(?![\w²³])")
+_PER_UNIT = re.compile(rf"(?<![\w])(?P<left>{_PER_LEFT})\s?/\s?"
+                       rf"(?P<unit>{_alternation(PER_UNITS)})(?![\w²³])")
 _STANDALONE_UNITS = re.compile(r"(?<![\w])(km2|km²|m2|m²|m3|m³)(?![\w])")
 
 
@@ -648,7 +689,7 @@ _MIXED = re.compile(r"(?<![\w&])(?=[\w&]*\d)(?=[\w&]*[^\W\d_])[\w&]+(?![\w])")
 def expand_mixed_tokens(text: str, lexicon: Lexicon) -> str:
     """Tokens mixing letters and digits: "F0" → "ép không", "B2" → "bê hai", "4G" → "bốn gờ",
     "QH13" → "quốc hội mười ba". Unknown letter runs of two or more are left as written."""
-    def mixed(m: re.Match) -> str:
+    def mixed(m: re.Match[str]) -> str:
         out = []
         for run in re.findall(r"\d+|[^\d]+", m.group(0)):
             if run[0] in "0123456789":
@@ -675,7 +716,7 @@ _DECIMAL_CONTEXT = re.compile(r"\s?(triệu|tỷ|tỉ|nghìn|ngàn|lần|độ|p
 def expand_number_pairs(text: str) -> str:
     """Leftover "a/b" and "a:b" between numbers: "123/4" after an address word → "xuyệt",
     otherwise "trên" ("24/7" → "hai mươi bốn trên bảy", "1:500" → "một trên năm trăm")."""
-    def slash(m: re.Match) -> str:
+    def slash(m: re.Match[str]) -> str:
         word = "xuyệt" if _prev_text_ends_with(text, m.start(), _ADDRESS_WORDS) else "trên"
         return f"{read_integer_string(m.group(1))} {word} {read_integer_string(m.group(2))}"
 
@@ -695,7 +736,7 @@ def expand_numbers(text: str) -> str:
     After "thứ" 1 and 4 read "nhất" and "tư"; after "tháng" 4 reads "tư"; "ngày 5 tháng 6"
     reads "ngày mùng năm tháng sáu".
     """
-    def number(m: re.Match) -> str:
+    def number(m: re.Match[str]) -> str:
         token = m.group(0)
         prev = _prev_word(text, m.start())
         if token.isdigit() and len(token) <= 3:
@@ -716,7 +757,7 @@ def expand_numbers(text: str) -> str:
 
 # --------------------------------------------------------------------------- symbols
 
-_SYMBOLS: tuple[tuple[re.Pattern, str], ...] = (
+_SYMBOLS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\s&\s"), " và "),
     (re.compile(r"%"), " phần trăm"),
     (re.compile(r"°C\b"), " độ xê"),

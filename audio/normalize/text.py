@@ -1,6 +1,7 @@
 """Unicode clean-up and letter-case helpers (pure functions)."""
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 
@@ -29,7 +30,8 @@ _TONE_RE = re.compile(
 )
 
 # tabs, odd spaces and the characters str.splitlines() would break a line at
-_SPACES = re.compile(r"[\u00a0\u2000-\u200a\u202f\u205f\u3000\t\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+_SPACES = re.compile(r"[\u00a0\u2000-\u200a\u202f\u205f\u3000\t\r\x0b\x0c\x1c-\x1e\x85"
+                     r"\u2028\u2029]")
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200d\ufeff]")
 _DASHES = {"\u2010": "-", "\u2011": "-", "\u2212": "-"}
 
@@ -87,10 +89,10 @@ def lowercase_caps_words(text: str) -> str:
     """
     tokens = [m for m in _CAPS_WORD.finditer(text) if _is_caps_token(m.group(0))]
     syllable = [is_vietnamese_syllable(m.group(0)) for m in tokens]
-    lower = [ok and not m.group(0).isascii() for m, ok in zip(tokens, syllable)]
+    lower = [ok and not m.group(0).isascii() for m, ok in zip(tokens, syllable, strict=True)]
     joined = [
         not re.search(r"\w", text[a.end():b.start()]) and len(text[a.end():b.start()]) <= 3
-        for a, b in zip(tokens, tokens[1:])
+        for a, b in itertools.pairwise(tokens)
     ]
     changed = True
     while changed:
@@ -102,7 +104,7 @@ def lowercase_caps_words(text: str) -> str:
             ):
                 lower[i] = changed = True
     out, last = [], 0
-    for m, low in zip(tokens, lower):
+    for m, low in zip(tokens, lower, strict=True):
         if low:
             out += [text[last:m.start()], m.group(0).lower()]
             last = m.end()
