@@ -295,8 +295,69 @@ def _wall(instant: dt.datetime, tzinfo: dt.tzinfo) -> dt.datetime:
     return instant.astimezone(tzinfo).replace(tzinfo=None)
 
 
-def _rrule(rec: Recurrence, wall_start: dt.datetime, until_wall: dt.datetime | None) -> rrule:
-    text = ";".join(f"{n}={v}" for n, v in rec.parts if n != "UNTIL")
+def _add_months(day: dt.date, months: int) -> dt.date:
+    years, month = divmod(day.month - 1 + months, 12)
+    return dt.date(day.year + years, month + 1, 1)
+
+
+def _period_start(freq: str, wall_start: dt.datetime, periods: int, wkst: int) -> dt.datetime:
+    """The start of the period `periods` whole periods after the one holding `wall_start`."""
+    day = wall_start.date()
+    if freq == "HOURLY":
+        return wall_start.replace(minute=0, second=0) + dt.timedelta(hours=periods)
+    if freq == "DAILY":
+        day += dt.timedelta(days=periods)
+    elif freq == "WEEKLY":
+        day += dt.timedelta(days=7 * periods - (day.weekday() - wkst) % 7)
+    elif freq == "MONTHLY":
+        day = _add_months(day, periods)
+    else:
+        day = dt.date(day.year + periods, 1, 1)
+    return dt.datetime.combine(day, dt.time())
+
+
+# The longest each period can be, so that the count of whole periods is never overestimated.
+_PERIOD = {"HOURLY": dt.timedelta(hours=1), "DAILY": dt.timedelta(days=1),
+           "WEEKLY": dt.timedelta(days=7), "MONTHLY": dt.timedelta(days=31),
+           "YEARLY": dt.timedelta(days=366)}
+
+
+def _fast_forward(rec: Recurrence, wall_start: dt.datetime,
+                  wall_from: dt.datetime) -> tuple[list[tuple[str, str]], dt.datetime]:
+    """The same rule re-anchored at a period start shortly before `wall_from`.
+
+    dateutil always iterates from its anchor, so an hourly rule anchored years ago costs a
+    second per window. Without COUNT the occurrences after the anchor's period depend only on
+    the period grid and on the fields the rule takes from its anchor; moving the anchor by
+    whole INTERVALs of periods, with those fields written out as dateutil would default them,
+    gives the same occurrences from the new anchor on (a property test checks it).
+    """
+    parts = [(n, v) for n, v in rec.parts if n != "UNTIL"]
+    interval = int(rec.part("INTERVAL") or 1)
+    periods = (wall_from - wall_start) // (_PERIOD[rec.freq] * interval) - 2
+    if rec.part("COUNT") or periods < 1:
+        return parts, wall_start
+    explicit = dict(parts)
+    defaults = {"BYMINUTE": str(wall_start.minute), "BYSECOND": str(wall_start.second)}
+    if rec.freq != "HOURLY":
+        defaults["BYHOUR"] = str(wall_start.hour)
+    if not any(n in explicit for n in ("BYWEEKNO", "BYYEARDAY", "BYMONTHDAY", "BYDAY")):
+        if rec.freq == "WEEKLY":
+            defaults["BYDAY"] = _WEEKDAYS[wall_start.weekday()]
+        elif rec.freq in ("MONTHLY", "YEARLY"):
+            defaults["BYMONTHDAY"] = str(wall_start.day)
+        if rec.freq == "YEARLY":
+            defaults["BYMONTH"] = str(wall_start.month)
+    parts += [(n, v) for n, v in defaults.items() if n not in explicit]
+    wkst = _WEEKDAYS.index(rec.part("WKST") or "MO")
+    return parts, _period_start(rec.freq, wall_start, periods * interval, wkst)
+
+
+def _rrule(rec: Recurrence, wall_start: dt.datetime, until_wall: dt.datetime | None,
+           wall_from: dt.datetime | None = None) -> rrule:
+    parts, wall_start = (_fast_forward(rec, wall_start, wall_from) if wall_from is not None
+                         else ([(n, v) for n, v in rec.parts if n != "UNTIL"], wall_start))
+    text = ";".join(f"{n}={v}" for n, v in parts)
     try:
         built = rrulestr(text, dtstart=wall_start)
     except ValueError as err:  # dateutil finds sets no start can reach (HOURLY;INTERVAL=4;BYHOUR=6)
@@ -333,9 +394,11 @@ def _utc_key(value: dt.datetime) -> dt.datetime:
 
 
 def _occurrences(rec: Recurrence, start_at: dt.datetime, tzinfo: dt.tzinfo,
-                 wall_from: dt.datetime) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+                 wall_from: dt.datetime, fast_forward: bool = True,
+                 ) -> Iterator[tuple[dt.datetime, dt.datetime]]:
     """(wall clock, UTC instant) of every occurrence from `wall_from` on, within UNTIL."""
-    built = _rrule(rec, _wall(start_at, tzinfo), _until_wall(rec, tzinfo))
+    built = _rrule(rec, _wall(start_at, tzinfo), _until_wall(rec, tzinfo),
+                   wall_from if fast_forward else None)
     for wall in built.xafter(wall_from, inc=True):
         instant = localize(wall, tzinfo)
         if not _within_until(rec, wall, instant):

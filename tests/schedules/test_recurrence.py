@@ -6,7 +6,10 @@ import time
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from schedules import recurrence
 from schedules.recurrence import (DEFAULT_TZ, RecurrenceError, RecurrenceErrorCode, check_rule,
                                   expand, first_occurrence, parse_rule)
 
@@ -91,6 +94,10 @@ def test_a_window_years_after_the_anchor_is_still_right_and_fast():
     got = expand("FREQ=DAILY;INTERVAL=3", start, vn(2030, 1, 1), vn(2030, 1, 10))
     assert time.perf_counter() - began < 1.0
     assert local(got) == ["2030-01-02 06:00", "2030-01-05 06:00", "2030-01-08 06:00"]
+    began = time.perf_counter()
+    hourly = expand("FREQ=HOURLY;INTERVAL=5", start, vn(2030, 1, 1), vn(2030, 1, 2))
+    assert time.perf_counter() - began < 0.2
+    assert local(hourly)[:2] == ["2030-01-01 04:00", "2030-01-01 09:00"]
 
 
 def test_count_counts_from_the_anchor_not_from_the_window():
@@ -271,3 +278,70 @@ def test_too_many_occurrences_in_one_window_are_refused():
     with pytest.raises(RecurrenceError) as raised:
         expand("FREQ=HOURLY", start, start, vn(2027, 1, 1), max_occurrences=1000)
     assert raised.value.code == RecurrenceErrorCode.TOO_MANY
+
+
+def _rules() -> st.SearchStrategy[str]:
+    """Random rules within what parse_rule accepts: every FREQ, INTERVAL, BY… parts, UNTIL."""
+    freq = st.sampled_from(["HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"])
+    days = st.lists(st.sampled_from(["MO", "TU", "WE", "TH", "FR", "SA", "SU"]), min_size=1,
+                    max_size=3, unique=True)
+
+    def build(f: str, interval: int, hours: list[int], minutes: list[int], monthdays: list[int],
+              months: list[int], byday: list[str], setpos: int | None, wkst: str,
+              until: str | None) -> str:
+        parts = [f"FREQ={f}", f"INTERVAL={interval}"]
+        if hours and f != "HOURLY":
+            parts.append("BYHOUR=" + ",".join(map(str, hours)))
+        if minutes:
+            parts.append("BYMINUTE=" + ",".join(map(str, minutes)))
+        if monthdays and f in ("MONTHLY", "YEARLY"):
+            parts.append("BYMONTHDAY=" + ",".join(map(str, monthdays)))
+        elif byday and f != "HOURLY":
+            parts.append("BYDAY=" + ",".join(byday))
+        if months and f == "YEARLY":
+            parts.append("BYMONTH=" + ",".join(map(str, months)))
+        if setpos is not None and len(parts) > 2:
+            parts.append(f"BYSETPOS={setpos}")
+        parts.append(f"WKST={wkst}")
+        if until:
+            parts.append(f"UNTIL={until}")
+        return ";".join(parts)
+
+    return st.builds(
+        build, freq, st.integers(1, 5),
+        st.lists(st.integers(0, 23), max_size=2, unique=True),
+        st.lists(st.integers(0, 59), max_size=2, unique=True),
+        st.lists(st.sampled_from([1, 15, 28, -1]), max_size=2, unique=True),
+        st.lists(st.integers(1, 12), max_size=2, unique=True), days,
+        st.sampled_from([None, 1, -1]), st.sampled_from(["MO", "SU"]),
+        st.sampled_from([None, "20331231", "20320615T120000Z"]))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(rule=_rules(),
+       anchor=st.datetimes(dt.datetime(2020, 1, 1), dt.datetime(2024, 12, 31)),
+       offset_days=st.integers(0, 3000),
+       tz=st.sampled_from(["Asia/Ho_Chi_Minh", "America/New_York", "Europe/Berlin"]))
+def test_re_anchoring_far_windows_gives_the_same_occurrences(rule, anchor, offset_days, tz):
+    zone = ZoneInfo(tz)
+    start = anchor.replace(microsecond=0, tzinfo=zone)
+    window_from = start + dt.timedelta(days=offset_days)
+    window_to = window_from + dt.timedelta(days=40)
+    try:
+        rec = parse_rule(rule)
+    except RecurrenceError:
+        return
+    wall_from = window_from.astimezone(zone).replace(tzinfo=None)
+
+    def listed(fast: bool) -> list[dt.datetime]:
+        found = []
+        try:
+            for _wall, instant in recurrence._occurrences(rec, start, zone, wall_from, fast):
+                if instant >= window_to:
+                    break
+                found.append(instant)
+        except RecurrenceError as err:
+            return [err.code]  # type: ignore[list-item]
+        return found
+
+    assert listed(True) == listed(False)
