@@ -288,9 +288,9 @@ def _rules() -> st.SearchStrategy[str]:
 
     def build(f: str, interval: int, hours: list[int], minutes: list[int], monthdays: list[int],
               months: list[int], byday: list[str], setpos: int | None, wkst: str,
-              until: str | None) -> str:
+              until: str | None, yearly: str | None) -> str:
         parts = [f"FREQ={f}", f"INTERVAL={interval}"]
-        if hours and f != "HOURLY":
+        if hours:
             parts.append("BYHOUR=" + ",".join(map(str, hours)))
         if minutes:
             parts.append("BYMINUTE=" + ",".join(map(str, minutes)))
@@ -300,6 +300,8 @@ def _rules() -> st.SearchStrategy[str]:
             parts.append("BYDAY=" + ",".join(byday))
         if months and f == "YEARLY":
             parts.append("BYMONTH=" + ",".join(map(str, months)))
+        if yearly and f == "YEARLY":
+            parts.append(yearly)
         if setpos is not None and len(parts) > 2:
             parts.append(f"BYSETPOS={setpos}")
         parts.append(f"WKST={wkst}")
@@ -314,7 +316,8 @@ def _rules() -> st.SearchStrategy[str]:
         st.lists(st.sampled_from([1, 15, 28, -1]), max_size=2, unique=True),
         st.lists(st.integers(1, 12), max_size=2, unique=True), days,
         st.sampled_from([None, 1, -1]), st.sampled_from(["MO", "SU"]),
-        st.sampled_from([None, "20331231", "20320615T120000Z"]))
+        st.sampled_from([None, "20331231", "20320615T120000Z"]),
+        st.sampled_from([None, "BYWEEKNO=1", "BYWEEKNO=-1", "BYYEARDAY=100", "BYYEARDAY=-1"]))
 
 
 @settings(max_examples=150, deadline=None, derandomize=True)
