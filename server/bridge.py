@@ -30,7 +30,7 @@ from device_agent.protocol import parse_topic
 
 from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, Telemetry, node_groups,
                      utcnow)
-from .services import advance_delivery
+from .deliveries import advance_delivery
 from .transport import Transport
 
 log = logging.getLogger(__name__)

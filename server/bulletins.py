@@ -16,16 +16,44 @@ from audio.store import AudioError, MediaStore
 from audio.tts import TTSError, build_chain
 
 from . import auth
-from .errors import ApiError, bad_request
+from .context import settings
+from .errors import ApiError, bad_request, not_found
 from .i18n import CATEGORIES
 from .models import (Area, Bulletin, BulletinApproval, BulletinEvent, LexiconEntry, Media, User,
                      area_ancestors, utcnow)
-from .services import check, iso, need, settings, visible_bulletin
+from .times import iso
+from .validate import check, need
 
 VOICES = ("vi-north", "vi-central", "vi-south")
 CHIMES = ("none", "intro", "outro", "both")
 UPLOAD_STATUS = {"too_large": 413, "too_long": 413, "unsupported_format": 415, "not_audio": 415}
 _pipeline_lock = threading.Lock()
+
+
+def visible_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool = False
+                     ) -> Bulletin:
+    """The bulletin when the user may see it (404 otherwise). A user scoped to an area sees
+    that area's bulletins and unscoped ones; ``manage`` (edit, submit, approve, archive) needs
+    the bulletin's own area inside the user's: an unscoped bulletin is only for unscoped users."""
+    b = db.get(Bulletin, bulletin_id)
+    allowed = auth.user_area_ids(db, user)
+    if b is None or (allowed is not None and b.area_id is not None
+                     and b.area_id not in allowed):
+        raise not_found("thing.bulletin")
+    if manage and allowed is not None and b.area_id is None:
+        raise ApiError(403, "forbidden_area", "err.forbidden_area", area="-")
+    return b
+
+
+def current_approval(b: Bulletin) -> BulletinApproval | None:
+    """The approval of the bulletin's current revision, when it is approved as it stands."""
+    if b.status != "approved":
+        return None
+    for a in reversed(b.approvals):
+        if a.revoked_at is None and a.revision == b.revision \
+                and a.media_sha256 == b.media_sha256:
+            return a
+    return None
 
 
 def pipeline() -> Pipeline:

@@ -1,5 +1,5 @@
 """Web pages (Jinja + htmx, Vietnamese by default): login, node dashboard, bulletin form that can
-approve and broadcast at once, and a broadcast's per-node status. Thin over server.services."""
+approve and broadcast at once, and a broadcast's per-node status. Thin over the domain modules."""
 from __future__ import annotations
 
 import functools
@@ -9,11 +9,13 @@ from flask import (Blueprint, abort, flash, g, redirect, render_template, reques
                    url_for)
 from sqlalchemy import select
 
-from . import auth, services
+from . import auth
 from . import bulletins as bulletin_service
+from .broadcasts import broadcast_visible, create_broadcast
 from .errors import ApiError
 from .i18n import CATEGORIES, LANGUAGES, local_time, t
 from .models import Area, Broadcast, Node
+from .serializers import broadcast_json
 
 bp = Blueprint("web", __name__)
 
@@ -109,7 +111,7 @@ def bulletins():
     rows = bulletin_service.visible_bulletins(g.db, g.user, limit=100)
     broadcasts = [bc for bc in g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc())
                                             .limit(50))
-                  if services.broadcast_visible(g.db, g.user, bc)]
+                  if broadcast_visible(g.db, g.user, bc)]
     return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts,
                            can_approve=auth.can(g.user, "bulletin.approve"))
 
@@ -147,7 +149,7 @@ def new_bulletin():
                 bulletin_service.transition(g.db, user, b, "approve")
                 if area_id is None:
                     raise ApiError(400, "no_targets", "err.no_targets")
-                bc = services.create_broadcast(g.db, user, {
+                bc = create_broadcast(g.db, user, {
                     "bulletin_id": b.id, "targets": {"areas": [area_id]},
                     "priority": form.get("priority", "normal")})
                 g.db.commit()
@@ -208,9 +210,9 @@ def review_bulletin(bulletin_id: int):
 
 def _broadcast_data(broadcast_id: int) -> dict:
     bc = g.db.get(Broadcast, broadcast_id)
-    if bc is None or not services.broadcast_visible(g.db, g.user, bc):
+    if bc is None or not broadcast_visible(g.db, g.user, bc):
         abort(404)
-    report = services.broadcast_json(g.db, bc)
+    report = broadcast_json(g.db, bc)
     return {"bc": bc, "report": report, "bulletin": bc.bulletin}
 
 
