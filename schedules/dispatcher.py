@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import (LATE_SLOT_MS, ProtocolError, body_problem, command_topic,
                                    envelope_json, sign_envelope)
+from server import deliveries
+from server.broadcasts import BroadcastStatus
 from server.config import Settings
 from server.keys import KeyRing
-from server.models import (Area, Broadcast, BulletinApproval, Command, Delivery, Media, Node,
+from server.models import (Area, Broadcast, BulletinApproval, Command, Media, Node,
                            WorkerStatus,
                            area_ancestors, area_subtree_ids, from_ms, node_groups, now_ms,
                            to_ms, utcnow)
@@ -69,7 +71,7 @@ class Dispatcher:
         """Turn every broadcast whose time has come into deliveries and play commands."""
         done = 0
         with self.sessions() as db:
-            due = db.scalars(select(Broadcast).where(Broadcast.status == "scheduled",
+            due = db.scalars(select(Broadcast).where(Broadcast.status == BroadcastStatus.SCHEDULED,
                                                      Broadcast.due_at <= utcnow())
                              .order_by(Broadcast.priority.desc(), Broadcast.due_at, Broadcast.id)
                              ).all()
@@ -88,7 +90,7 @@ class Dispatcher:
         """A broadcast that cannot be sent is held with a reason, so it never blocks the rest."""
         try:
             bc = db.get(Broadcast, bc.id)
-            bc.status, bc.reason = "held", reason
+            bc.status, bc.reason = BroadcastStatus.HELD, reason
             db.commit()
         except Exception:
             db.rollback()
@@ -105,33 +107,33 @@ class Dispatcher:
                 "volume": bc.volume, "repeat": bc.repeat}
 
     def _why_not(self, db: Session, bc: Broadcast, now: int
-                 ) -> tuple[str, str | None, BulletinApproval | None, Media | None]:
+                 ) -> tuple[BroadcastStatus, str | None, BulletinApproval | None, Media | None]:
         """(status, reason, approval, media): what may be sent, or why nothing is."""
         approval = db.get(BulletinApproval, bc.approval_id) if bc.approval_id else None
         if approval is None or approval.bulletin_id != bc.bulletin_id \
                 or approval.media_sha256 != bc.media_sha256:
-            return "held", "approval_missing", None, None
+            return BroadcastStatus.HELD, "approval_missing", None, None
         if approval.revoked_at is not None:
-            return "held", "approval_revoked", None, None
+            return BroadcastStatus.HELD, "approval_revoked", None, None
         media = db.get(Media, approval.media_sha256)
         if media is None:
-            return "held", "media_missing", None, None
+            return BroadcastStatus.HELD, "media_missing", None, None
         if bc.start_at is not None:
             if now - to_ms(bc.start_at) > LATE_SLOT_MS:
-                return "skipped", "late", None, None
+                return BroadcastStatus.SKIPPED, "late", None, None
         elif now - to_ms(bc.confirmed_at or bc.created_at) > self.settings.command_ttl_s * 1000:
-            return "skipped", "expired", None, None
-        return "dispatched", None, approval, media
+            return BroadcastStatus.SKIPPED, "expired", None, None
+        return BroadcastStatus.DISPATCHED, None, approval, media
 
     def _dispatch(self, db: Session, bc: Broadcast) -> None:
         now = self.clock()
         status, reason, approval, media = self._why_not(db, bc, now)
         targets, by_area = self._targets(db, bc)
-        if status != "dispatched":
+        if status != BroadcastStatus.DISPATCHED:
             # nothing is sent; every node it would have reached is reported with the reason
             for node_id in sorted(targets):
-                db.add(Delivery(broadcast_id=bc.id, node_id=node_id, status=status
-                                if status == "skipped" else "failed", reason=reason))
+                db.add(deliveries.not_sent(bc.id, node_id, status == BroadcastStatus.SKIPPED,
+                                           reason))
             bc.status, bc.reason = status, reason
             log.warning("broadcast %s %s: %s", bc.id, status, reason)
             return
@@ -155,9 +157,8 @@ class Dispatcher:
                                     priority=bc.priority)
                 covered[node_id] = cmd.id
         for node_id, cmd_id in sorted(covered.items()):
-            db.add(Delivery(broadcast_id=bc.id, node_id=node_id, command_id=cmd_id,
-                            status="pending"))
-        bc.status, bc.dispatched_at = "dispatched", from_ms(now)
+            db.add(deliveries.planned(bc.id, node_id, cmd_id))
+        bc.status, bc.dispatched_at = BroadcastStatus.DISPATCHED, from_ms(now)
 
     def _targets(self, db: Session, bc: Broadcast) -> tuple[set[str], dict[int, list[str]]]:
         """Every node the broadcast reaches, and the nodes of each covering area."""
@@ -246,9 +247,7 @@ class Dispatcher:
         """Give up on an outbox row: it is kept, with why, and its deliveries say so."""
         cmd.failed_at, cmd.status, cmd.last_error = utcnow(), status, error[:500]
         cmd.reason = "expired_unsent" if status == "expired" else "unsendable"
-        for d in db.scalars(select(Delivery).where(Delivery.command_id == cmd.id)):
-            if d.status == "pending":
-                d.status, d.reason, d.updated_at = "failed", cmd.reason, utcnow()
+        deliveries.command_failed(db, cmd.id, cmd.reason)
         log.error("outbox: command %s (%s to %s) %s: %s", cmd.id, cmd.type, cmd.target, status,
                   error)
 
@@ -290,9 +289,7 @@ class Dispatcher:
                     db.commit()
                     continue
                 cmd.published_at = utcnow()
-                for d in db.scalars(select(Delivery).where(Delivery.command_id == cmd.id,
-                                                           Delivery.status == "pending")):
-                    d.status, d.updated_at = "sent", utcnow()
+                deliveries.command_published(db, cmd.id)
                 db.commit()
                 sent += 1
         return sent

@@ -30,7 +30,8 @@ from device_agent.protocol import parse_topic
 
 from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, Telemetry, node_groups,
                      utcnow)
-from .deliveries import advance_delivery
+from . import deliveries
+from .outbox import command_acked
 from .transport import Transport
 
 log = logging.getLogger(__name__)
@@ -360,14 +361,9 @@ class Bridge:
         status, reason = event["status"], event.get("reason")
         delivery = self._delivery(db, cmd, node)
         if delivery is not None:
-            advance_delivery(delivery, status, reason)
+            deliveries.advance(delivery, status, reason)
         elif cmd.node_id == node.id:
-            rank = ("received", "started")
-            if cmd.status is None or cmd.status in rank and (
-                    status not in rank or rank.index(status) > rank.index(cmd.status)):
-                cmd.status, cmd.reason = status, reason
-                if "result" in event or "detail" in event:
-                    cmd.result = {"result": event.get("result"), "detail": event.get("detail")}
+            command_acked(cmd, status, reason, event)
         return None
 
     def _slot(self, db: Session, node: Node, slot_id: str) -> dict | None:
@@ -396,7 +392,7 @@ class Bridge:
         result, reason, refused = event["result"], event.get("reason"), None
         sha = event.get("sha256")
         if expected and (sha is not None and sha != expected
-                         or sha is None and result == "completed"):
+                         or sha is None and result == deliveries.PLAYED_COMPLETED):
             # not proof that this broadcast played: what played was other audio (or unnamed)
             result, reason = "failed", "sha256_mismatch"
             refused = Refused("sha256_mismatch", f"played {sha} for {expected}")
@@ -411,11 +407,8 @@ class Bridge:
                        started_at_ms=event.get("started_at") or event["ts"],
                        ended_at_ms=event.get("ended_at"), result=result, reason=reason))
         delivery = self._delivery(db, cmd, node) if cmd is not None else None
-        if delivery is not None and delivery.played_result != "completed":
-            delivery.played_result = result
-            if result != "completed" and delivery.reason is None:
-                delivery.reason = reason
-            delivery.updated_at = utcnow()
+        if delivery is not None:
+            deliveries.played(delivery, result, reason)
         return refused
 
 

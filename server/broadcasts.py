@@ -2,6 +2,7 @@
 second person's confirmation of an emergency, and cancelling."""
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Mapping
 
 from sqlalchemy import select
@@ -9,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from device_agent.protocol import PRIORITY_NAMES, priority_value
 
-from . import auth
+from . import auth, deliveries
 from .bulletins import current_approval, visible_bulletin
 from .context import settings
 from .errors import ApiError, bad_request
@@ -17,6 +18,20 @@ from .models import MAX_DB_INT, Area, Broadcast, Node, User, area_ancestors, are
 from .outbox import queue_command
 from .times import due_time, parse_time
 from .validate import check, need, whole
+
+
+
+class BroadcastStatus(StrEnum):
+    """Where a broadcast stands. The dispatcher moves a scheduled one to dispatched (its
+    commands in the outbox), held (cannot be sent: the reason says why) or skipped (too late);
+    an emergency that needs a second person waits in awaiting_confirmation."""
+    SCHEDULED = "scheduled"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    DISPATCHED = "dispatched"
+    HELD = "held"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
 
 CONFIRM_PRIORITY = PRIORITY_NAMES["live"]  # live and emergency preempt everything below them
 
@@ -75,10 +90,10 @@ def create_broadcast(db: Session, user: User, data: Mapping[str, Any]) -> Broadc
         raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=b.id, status=b.status)
     if not target_node_ids(db, areas, nodes):
         raise bad_request("err.no_nodes", "no_nodes")
-    status = "scheduled"
+    status = BroadcastStatus.SCHEDULED
     if priority >= CONFIRM_PRIORITY:
         if needs_confirmation(db, areas, nodes):
-            status = "awaiting_confirmation"  # nothing airs until a second person confirms
+            status = BroadcastStatus.AWAITING_CONFIRMATION  # nothing airs until a second person confirms
         elif not auth.can(user, "broadcast.emergency"):
             raise ApiError(403, "emergency_forbidden", "err.emergency_forbidden")
     now = utcnow()
@@ -106,7 +121,7 @@ def check_broadcast_targets(db: Session, user: User, bc: Broadcast) -> None:
 
 def confirm_broadcast(db: Session, user: User, bc: Broadcast) -> None:
     """The second person's yes to an emergency broadcast: only then is it sent."""
-    if bc.status != "awaiting_confirmation":
+    if bc.status != BroadcastStatus.AWAITING_CONFIRMATION:
         raise ApiError(409, "cannot_confirm", "err.cannot_confirm", status=bc.status)
     if not auth.can(user, "broadcast.emergency"):
         raise ApiError(403, "forbidden", "err.forbidden")
@@ -116,7 +131,7 @@ def confirm_broadcast(db: Session, user: User, bc: Broadcast) -> None:
     now = utcnow()
     if bc.start_at is not None and bc.start_at <= now:
         bc.start_at = None
-    bc.status, bc.confirmed_by, bc.confirmed_at = "scheduled", user.id, now
+    bc.status, bc.confirmed_by, bc.confirmed_at = BroadcastStatus.SCHEDULED, user.id, now
     bc.due_at = due_time(bc.start_at, now)
 
 
@@ -142,19 +157,18 @@ def broadcast_visible(db: Session, user: User, bc: Broadcast) -> bool:
 
 def cancel_broadcast(db: Session, user: User, bc: Broadcast) -> None:
     """Not yet dispatched: cancelled outright. Dispatched: a stop for its item to every node."""
-    if bc.status in ("cancelled", "skipped"):
+    if bc.status in (BroadcastStatus.CANCELLED, BroadcastStatus.SKIPPED):
         raise ApiError(409, "cannot_cancel", "err.cannot_cancel", status=bc.status)
     check_broadcast_targets(db, user, bc)
     now = utcnow()
-    if bc.status != "dispatched":
-        for d in bc.deliveries:
-            d.status, d.updated_at = "cancelled", now
+    if bc.status != BroadcastStatus.DISPATCHED:
+        deliveries.cancel(bc.deliveries, now)
     else:
         for node_id in sorted({d.node_id for d in bc.deliveries if d.played_result is None}):
             queue_command(db, user, "stop", f"node:{node_id}", {"item_id": item_id(bc)},
                           node_id=node_id, broadcast_id=None, priority=bc.priority,
                           ttl_ms=settings().command_ttl_s * 1000)
-    bc.status, bc.cancelled_at = "cancelled", now
+    bc.status, bc.cancelled_at = BroadcastStatus.CANCELLED, now
 
 
 def item_id(bc: Broadcast) -> str:

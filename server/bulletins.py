@@ -4,6 +4,7 @@ and when for every step. Input is checked in full before anything is written."""
 from __future__ import annotations
 
 import threading
+from enum import StrEnum
 from typing import Any, Mapping
 
 from flask import current_app
@@ -23,6 +24,18 @@ from .models import (Area, Bulletin, BulletinApproval, BulletinEvent, LexiconEnt
                      area_ancestors, utcnow)
 from .times import iso
 from .validate import check, need
+
+
+
+class BulletinStatus(StrEnum):
+    """A bulletin's lifecycle (TRANSITIONS below): drafted, submitted for review (pending),
+    approved or rejected, archived."""
+    DRAFT = "draft"
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    ARCHIVED = "archived"
+
 
 VOICES = ("vi-north", "vi-central", "vi-south")
 CHIMES = ("none", "intro", "outro", "both")
@@ -47,7 +60,7 @@ def visible_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool 
 
 def current_approval(b: Bulletin) -> BulletinApproval | None:
     """The approval of the bulletin's current revision, when it is approved as it stands."""
-    if b.status != "approved":
+    if b.status != BulletinStatus.APPROVED:
         return None
     for a in reversed(b.approvals):
         if a.revoked_at is None and a.revision == b.revision \
@@ -249,7 +262,7 @@ def bulletin_json(b: Bulletin) -> dict:
             "review_comment": b.review_comment, "revision": b.revision,
             "approved_sha256": next((a.media_sha256 for a in reversed(b.approvals)
                                      if a.revoked_at is None and a.revision == b.revision),
-                                    None) if b.status == "approved" else None,
+                                    None) if b.status == BulletinStatus.APPROVED else None,
             "history": [{"action": e.action, "status": e.status, "by": e.user.username,
                          "at": iso(e.at), "comment": e.comment, "revision": e.revision,
                          "sha256": e.media_sha256} for e in b.history]}
@@ -287,7 +300,7 @@ def create_text_bulletin(db: Session, user: User, data: Mapping[str, Any]) -> Bu
     area_id = _bulletin_area(db, user, data)
     r = speak(db, area_id, text, spoken_text, voice, engine)
     b = Bulletin(**fields, text=text, spoken_text=spoken_text, spoken_text_edited=bool(spoken_text),
-                 voice=voice, engine_requested=engine, area_id=area_id, status="draft",
+                 voice=voice, engine_requested=engine, area_id=area_id, status=BulletinStatus.DRAFT,
                  source="text", created_by=user.id)
     db.add(b)
     db.flush()
@@ -304,7 +317,7 @@ def create_upload_bulletin(db: Session, user: User, form: Mapping[str, Any],
     area_id = _bulletin_area(db, user, form)
     r = render_upload(db, area_id, data)
     b = Bulletin(**fields, text=check(form, "text", max_len=20000), area_id=area_id,
-                 status="draft", source="upload", created_by=user.id)
+                 status=BulletinStatus.DRAFT, source="upload", created_by=user.id)
     db.add(b)
     db.flush()
     _apply_render(db, b, r)
@@ -315,7 +328,7 @@ def create_upload_bulletin(db: Session, user: User, form: Mapping[str, Any],
 def edit_bulletin(db: Session, user: User, b: Bulletin, data: Mapping[str, Any]) -> Bulletin:
     """Change a bulletin; its speech is made again when what is spoken changed. An approved
     bulletin that is edited goes back to pending: what airs is always what was approved."""
-    if b.status == "archived":
+    if b.status == BulletinStatus.ARCHIVED:
         raise ApiError(409, "bad_transition", "err.bad_transition", action="edit", status=b.status)
     if not (auth.can(user, "bulletin.write") and (b.created_by == user.id or auth.can(
             user, "bulletin.approve"))):
@@ -338,8 +351,8 @@ def edit_bulletin(db: Session, user: User, b: Bulletin, data: Mapping[str, Any])
         b.spoken_text, b.spoken_text_edited = spoken_text, bool(spoken_text)
     if r is not None:
         _apply_render(db, b, r)
-    if b.status == "approved":
-        b.status = "pending"
+    if b.status == BulletinStatus.APPROVED:
+        b.status = BulletinStatus.PENDING
         b.reviewed_by = b.reviewed_at = None
     # a new revision: its own approval is needed before it airs; broadcasts already made keep
     # the approved revision they name (BulletinApproval), never this one
@@ -365,10 +378,11 @@ def get_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool = Fa
     return visible_bulletin(db, user, bulletin_id, manage=manage)
 
 
-TRANSITIONS = {"submit": ({"draft", "rejected"}, "pending"),
-               "approve": ({"pending"}, "approved"),
-               "reject": ({"pending"}, "rejected"),
-               "archive": ({"draft", "pending", "approved", "rejected"}, "archived")}
+_S = BulletinStatus
+TRANSITIONS = {"submit": ({_S.DRAFT, _S.REJECTED}, _S.PENDING),
+               "approve": ({_S.PENDING}, _S.APPROVED),
+               "reject": ({_S.PENDING}, _S.REJECTED),
+               "archive": ({_S.DRAFT, _S.PENDING, _S.APPROVED, _S.REJECTED}, _S.ARCHIVED)}
 
 
 def transition(db: Session, user: User, b: Bulletin, action: str, comment: str | None = None,

@@ -3,6 +3,7 @@ publishes them."""
 from __future__ import annotations
 
 import uuid
+from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
@@ -10,8 +11,22 @@ from device_agent import protocol
 from device_agent.protocol import command_topic
 
 from .context import settings
+from .deliveries import ack_moves
 from .errors import bad_request
 from .models import Command, User, utcnow
+
+
+class CommandStatus(StrEnum):
+    """A node command's last ack (PROTOCOL.md), or why the outbox gave up on it."""
+    RECEIVED = "received"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"          # the node's ack, or: the outbox could not send it
+    REJECTED = "rejected"
+    PREEMPTED = "preempted"
+    STOPPED = "stopped"
+    SKIPPED = "skipped"
+    EXPIRED = "expired"        # the outbox: it expired before it went out
 
 
 def queue_command(db: Session, user: User | None, type_: str, target: str, body: dict, *,
@@ -30,3 +45,11 @@ def queue_command(db: Session, user: User | None, type_: str, target: str, body:
                   priority=priority, created_by=user.id if user else None, created_at=utcnow())
     db.add(cmd)
     return cmd
+
+
+def command_acked(cmd: Command, status: str, reason: str | None, event: dict) -> None:
+    """A node's ack of a command addressed to it alone: its status moves forward only."""
+    if ack_moves(cmd.status, status):
+        cmd.status, cmd.reason = CommandStatus(status), reason
+        if "result" in event or "detail" in event:
+            cmd.result = {"result": event.get("result"), "detail": event.get("detail")}

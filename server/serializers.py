@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from . import deliveries
 from .models import Area, Broadcast, Command, Node, node_groups
 from .times import iso
 
@@ -31,15 +32,9 @@ def command_json(c: Command) -> dict:
 
 
 def broadcast_json(db: Session, bc: Broadcast) -> dict:
-    counts = {"total": 0, "sent": 0, "acked": 0, "played": 0, "failed": 0}
+    counts = deliveries.summary(bc.deliveries)
     nodes = []
     for d in bc.deliveries:
-        counts["total"] += 1
-        counts["sent"] += d.status != "pending"
-        counts["acked"] += d.status not in ("pending", "sent")
-        counts["played"] += d.played_result == "completed"
-        counts["failed"] += d.status in ("failed", "rejected", "skipped", "cancelled") or \
-            d.played_result in ("failed", "skipped")
         nodes.append({"node_id": d.node_id, "status": d.status, "reason": d.reason,
                       "played": d.played_result, "command_id": d.command_id,
                       "updated_at": iso(d.updated_at)})
