@@ -14,7 +14,8 @@ from . import auth, deliveries
 from .bulletins import current_approval, visible_bulletin
 from .context import settings
 from .errors import ApiError, bad_request
-from .models import MAX_DB_INT, Area, Broadcast, Node, User, area_ancestors, area_subtree_ids, utcnow
+from .models import (MAX_DB_INT, Area, Broadcast, Node, User, area_ancestors, area_subtree_ids,
+                     utcnow)
 from .outbox import queue_command
 from .times import due_time, parse_time
 from .validate import check, need, whole
@@ -93,7 +94,8 @@ def create_broadcast(db: Session, user: User, data: Mapping[str, Any]) -> Broadc
     status = BroadcastStatus.SCHEDULED
     if priority >= CONFIRM_PRIORITY:
         if needs_confirmation(db, areas, nodes):
-            status = BroadcastStatus.AWAITING_CONFIRMATION  # nothing airs until a second person confirms
+            # nothing airs until a second person confirms
+            status = BroadcastStatus.AWAITING_CONFIRMATION
         elif not auth.can(user, "broadcast.emergency"):
             raise ApiError(403, "emergency_forbidden", "err.emergency_forbidden")
     now = utcnow()
@@ -165,8 +167,9 @@ def cancel_broadcast(db: Session, user: User, bc: Broadcast) -> None:
         deliveries.cancel(bc.deliveries, now)
     else:
         for node_id in sorted({d.node_id for d in bc.deliveries if d.played_result is None}):
-            queue_command(db, user, "stop", f"node:{node_id}", {"item_id": item_id(bc)},
-                          node_id=node_id, broadcast_id=None, priority=bc.priority,
+            queue_command(db, settings(), user, "stop", f"node:{node_id}",
+                          {"item_id": item_id(bc)}, node_id=node_id, broadcast_id=None,
+                          priority=bc.priority,
                           ttl_ms=settings().command_ttl_s * 1000)
     bc.status, bc.cancelled_at = BroadcastStatus.CANCELLED, now
 

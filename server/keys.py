@@ -26,11 +26,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from device_agent.protocol import (command_topic, envelope_json, load_private_key,
-                                   private_key_b64, public_key_b64, sign_envelope)
+from device_agent.protocol import (load_private_key,
+                                   private_key_b64, public_key_b64)
 
-from . import audit
-from .models import Command, Event, Node, ServerKey, from_ms, now_ms, utcnow
+from . import audit, outbox
+from .models import Command, Event, Node, ServerKey, now_ms, utcnow
 
 TRUSTED = ("next", "active", "retired")   # the states nodes trust
 KEYS_TTL_MS = 7 * 24 * 3600 * 1000        # a node offline up to a week still gets the change
@@ -171,15 +171,10 @@ def _key(db: Session, kid: str) -> ServerKey:
 def _keys_command(db: Session, settings, body: dict, node_id: str | None = None) -> Command:
     """A ``keys`` command to every node (or one), signed now by the active key, into the
     outbox."""
-    kid, key = KeyRing(settings.signing_key_file).active(db)
-    now, target = now_ms(), f"node:{node_id}" if node_id else "group:all"
-    env = sign_envelope(key, kid, "keys", target, body, now, KEYS_TTL_MS)
-    cmd = Command(id=env["id"], type="keys", target=target,
-                  topic=command_topic(settings.topic_prefix, "keys", target), body=body,
-                  payload=envelope_json(env), signed_at=from_ms(now), ttl_ms=KEYS_TTL_MS,
-                  exp_ms=env["exp"], node_id=node_id)
-    db.add(cmd)
-    return cmd
+    target = f"node:{node_id}" if node_id else "group:all"
+    signer = KeyRing(settings.signing_key_file).active(db)
+    return outbox.add_signed(db, settings.topic_prefix, signer, "keys", target, body, now_ms(),
+                             KEYS_TTL_MS, node_id=node_id)
 
 
 def rotate(db: Session, settings) -> tuple[ServerKey, Command]:

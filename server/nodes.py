@@ -5,13 +5,12 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
-import uuid
 from typing import Any, Mapping
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from device_agent.protocol import command_topic, valid_name
+from device_agent.protocol import valid_name
 
 from . import auth
 from .areas import slug
@@ -20,7 +19,7 @@ from .context import settings
 from .errors import ApiError, bad_request
 from .models import Area, Command, Node, ServerKey, User, node_groups, utcnow
 from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, password_hash
-from .outbox import queue_command
+from .outbox import queue_clear_desired, queue_command
 from .validate import check, need, whole
 
 NODE_COMMANDS = ("set_volume", "amp", "test", "stop", "reboot")
@@ -155,10 +154,7 @@ def revoke_node(db: Session, user: User, node_id: str) -> Node:
         return node
     node.revoked_at, node.online, node.desired_dirty = utcnow(), False, False
     node.mqtt_password_hash = "!revoked"
-    db.add(Command(id=str(uuid.uuid4()), type="desired", target=f"node:{node.id}",
-                   topic=command_topic(settings().topic_prefix, "desired", f"node:{node.id}"),
-                   body={}, payload="", retain=True, node_id=node.id, ttl_ms=0,
-                   created_by=user.id))
+    queue_clear_desired(db, settings(), user, node.id)
     return node
 
 
@@ -172,8 +168,8 @@ def node_command(db: Session, user: User, node_id: str, data: Mapping[str, Any])
     if type_ not in NODE_COMMANDS:
         raise bad_request("err.invalid_field", field="type", detail=", ".join(NODE_COMMANDS))
     body = whole(check(data, "body", dict) or {})
-    return queue_command(db, user, type_, f"node:{node.id}", body, node_id=node.id,
-                         ttl_ms=settings().command_ttl_s * 1000,
+    return queue_command(db, settings(), user, type_, f"node:{node.id}", body,
+                         node_id=node.id, ttl_ms=settings().command_ttl_s * 1000,
                          priority=body.get("max_priority", 0) if type_ == "stop" else 0)
 
 
