@@ -13,7 +13,9 @@ from . import audit, auth, bulletins, users
 from . import areas as area_service
 from . import broadcasts as broadcast_service
 from . import nodes as node_service
+from .context import sessions as app_sessions
 from .context import settings as app_settings
+from .context import speech
 from .errors import ApiError, bad_request, error_body, not_found, wants_json
 from .i18n import t
 from .models import (MAX_DB_INT, Area, AuditEntry, Broadcast, Command, Event, LexiconEntry, Node,
@@ -164,9 +166,9 @@ def _alarms(node_ids: list[str], limit: int = 5) -> dict[str, list]:
 @bp.post("/nodes")
 def provision_node():
     user = auth.require("node.write")
-    answer = node_service.provision_node(g.db, user, body())
+    answer = node_service.provision_node(g.db, app_settings(), user, body())
     g.db.commit()
-    node_service.sync_broker_accounts(current_app.extensions["db_sessions"])
+    node_service.sync_broker_accounts(app_settings(), app_sessions())
     return jsonify(answer), 201
 
 
@@ -223,16 +225,16 @@ def get_node(node_id: str):
 @bp.post("/nodes/<node_id>/revoke")
 def revoke_node(node_id: str):
     user = auth.require("node.write")
-    node = node_service.revoke_node(g.db, user, node_id)
+    node = node_service.revoke_node(g.db, app_settings(), user, node_id)
     g.db.commit()
-    node_service.sync_broker_accounts(current_app.extensions["db_sessions"])
+    node_service.sync_broker_accounts(app_settings(), app_sessions())
     return jsonify({"id": node.id, "revoked_at": iso(node.revoked_at)})
 
 
 @bp.post("/nodes/<node_id>/commands")
 def node_command(node_id: str):
     user = auth.require("node.command")
-    cmd = node_service.node_command(g.db, user, node_id, body())
+    cmd = node_service.node_command(g.db, app_settings(), user, node_id, body())
     return created(command_json(cmd), 202)
 
 
@@ -258,9 +260,9 @@ def create_bulletin():
         form = request.form.to_dict()
         if "area_id" in form:
             form["area_id"] = _int_field(form["area_id"], "area_id")
-        b = bulletins.create_upload_bulletin(g.db, user, form, upload.read())
+        b = bulletins.create_upload_bulletin(g.db, speech(), user, form, upload.read())
     else:
-        b = bulletins.create_text_bulletin(g.db, user, body())
+        b = bulletins.create_text_bulletin(g.db, speech(), user, body())
     return created(bulletins.bulletin_json(b))
 
 
@@ -287,7 +289,7 @@ def get_bulletin(bulletin_id: int):
 def edit_bulletin(bulletin_id: int):
     user = auth.require("bulletin.write")
     b = bulletins.get_bulletin(g.db, user, bulletin_id, manage=True)
-    bulletins.edit_bulletin(g.db, user, b, body())
+    bulletins.edit_bulletin(g.db, speech(), user, b, body())
     g.db.commit()
     return jsonify(bulletins.bulletin_json(b))
 
@@ -323,7 +325,7 @@ def normalize():
 @bp.post("/previews")
 def preview():
     user = auth.require("bulletin.write")
-    answer = bulletins.preview(g.db, user, body())
+    answer = bulletins.preview(g.db, speech(), user, body())
     g.db.commit()
     return jsonify(answer)
 
@@ -333,7 +335,7 @@ def preview():
 @bp.patch("/areas/<int:area_id>")
 def update_area(area_id: int):
     user = auth.require("area.write")
-    area = bulletins.update_area_speech(g.db, user, area_id, body())
+    area = bulletins.update_area_speech(g.db, app_settings(), user, area_id, body())
     g.db.commit()
     return jsonify(area_json(area))
 
@@ -372,7 +374,7 @@ def delete_lexicon(area_id: int, entry_id: int):
 @bp.post("/broadcasts")
 def create_broadcast():
     user = auth.require("broadcast.write")
-    bc = broadcast_service.create_broadcast(g.db, user, body())
+    bc = broadcast_service.create_broadcast(g.db, app_settings(), user, body())
     return created(broadcast_json(g.db, bc))
 
 
@@ -405,7 +407,7 @@ def get_broadcast(broadcast_id: int):
 def confirm_broadcast(broadcast_id: int):
     user = auth.require("broadcast.emergency")
     bc = _broadcast(broadcast_id)
-    broadcast_service.confirm_broadcast(g.db, user, bc)
+    broadcast_service.confirm_broadcast(g.db, app_settings(), user, bc)
     g.db.commit()
     return jsonify(broadcast_json(g.db, bc))
 
@@ -414,7 +416,7 @@ def confirm_broadcast(broadcast_id: int):
 def cancel_broadcast(broadcast_id: int):
     user = auth.require("broadcast.write")
     bc = _broadcast(broadcast_id)
-    broadcast_service.cancel_broadcast(g.db, user, bc)
+    broadcast_service.cancel_broadcast(g.db, app_settings(), user, bc)
     g.db.commit()
     return jsonify(broadcast_json(g.db, bc))
 
@@ -441,7 +443,7 @@ def playlogs():
         q = q.where(PlayLog.node_id.in_(select(Node.id).where(Node.cluster_id.in_(areas))))
     for arg, op in (("from", "__ge__"), ("to", "__lt__")):
         if request.args.get(arg):
-            when = parse_time(request.args[arg], arg)
+            when = parse_time(request.args[arg], arg, app_settings().tz)
             q = q.where(getattr(PlayLog.started_at_ms, op)(to_ms(when)))
     rows = [_playlog_json(p) for p in g.db.scalars(q)]
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
@@ -472,7 +474,8 @@ def audit_log():
     q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
     for arg, op in (("from", "__ge__"), ("to", "__lt__")):
         if request.args.get(arg):
-            q = q.where(getattr(AuditEntry.at, op)(parse_time(request.args[arg], arg)))
+            when = parse_time(request.args[arg], arg, app_settings().tz)
+            q = q.where(getattr(AuditEntry.at, op)(when))
     if request.args.get("actor"):
         q = q.where(AuditEntry.actor == request.args["actor"])
     action = request.args.get("action")

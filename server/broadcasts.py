@@ -12,7 +12,7 @@ from device_agent.protocol import PRIORITY_NAMES, priority_value
 
 from . import auth, deliveries
 from .bulletins import current_approval, visible_bulletin
-from .context import settings
+from .config import Settings
 from .errors import ApiError, bad_request
 from .models import (MAX_DB_INT, Area, Broadcast, Node, User, area_ancestors, area_subtree_ids,
                      utcnow)
@@ -50,7 +50,8 @@ def needs_confirmation(db: Session, areas: list[int], nodes: list[str]) -> bool:
     return False
 
 
-def create_broadcast(db: Session, user: User, data: Mapping[str, Any]) -> Broadcast:
+def create_broadcast(db: Session, s: Settings, user: User, data: Mapping[str, Any]
+                     ) -> Broadcast:
     bulletin_id = need(data, "bulletin_id", int)
     targets = whole(need(data, "targets", dict))
     areas = targets.get("areas") or []
@@ -75,7 +76,7 @@ def create_broadcast(db: Session, user: User, data: Mapping[str, Any]) -> Broadc
         raise bad_request("err.invalid_field", field="repeat", detail="1-20")
     if data.get("recurrence") is not None:
         raise bad_request("err.invalid_field", field="recurrence", detail="not supported yet")
-    start_at = parse_time(data.get("start_at"), "start_at")
+    start_at = parse_time(data.get("start_at"), "start_at", s.tz)
     b = visible_bulletin(db, user, bulletin_id)
     for area_id in areas:
         if db.get(Area, area_id) is None:
@@ -102,7 +103,8 @@ def create_broadcast(db: Session, user: User, data: Mapping[str, Any]) -> Broadc
     if start_at is not None and start_at <= now:
         start_at = None  # a time already past means now
     bc = Broadcast(bulletin_id=b.id, approval_id=approval.id, media_sha256=approval.media_sha256,
-                   priority=priority, start_at=start_at, due_at=due_time(start_at, now),
+                   priority=priority, start_at=start_at,
+                   due_at=due_time(start_at, now, s.schedule_lead_s),
                    target_areas=sorted(set(areas)), target_nodes=sorted(set(nodes)),
                    volume=volume, repeat=repeat, status=status, created_by=user.id,
                    created_at=now)
@@ -121,7 +123,7 @@ def check_broadcast_targets(db: Session, user: User, bc: Broadcast) -> None:
             auth.check_area(db, user, node.cluster_id)
 
 
-def confirm_broadcast(db: Session, user: User, bc: Broadcast) -> None:
+def confirm_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> None:
     """The second person's yes to an emergency broadcast: only then is it sent."""
     if bc.status != BroadcastStatus.AWAITING_CONFIRMATION:
         raise ApiError(409, "cannot_confirm", "err.cannot_confirm", status=bc.status)
@@ -134,7 +136,7 @@ def confirm_broadcast(db: Session, user: User, bc: Broadcast) -> None:
     if bc.start_at is not None and bc.start_at <= now:
         bc.start_at = None
     bc.status, bc.confirmed_by, bc.confirmed_at = BroadcastStatus.SCHEDULED, user.id, now
-    bc.due_at = due_time(bc.start_at, now)
+    bc.due_at = due_time(bc.start_at, now, s.schedule_lead_s)
 
 
 def target_node_ids(db: Session, areas: list[int], nodes: list[str]) -> set[str]:
@@ -157,7 +159,7 @@ def broadcast_visible(db: Session, user: User, bc: Broadcast) -> bool:
     return bool(clusters & allowed)
 
 
-def cancel_broadcast(db: Session, user: User, bc: Broadcast) -> None:
+def cancel_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> None:
     """Not yet dispatched: cancelled outright. Dispatched: a stop for its item to every node."""
     if bc.status in (BroadcastStatus.CANCELLED, BroadcastStatus.SKIPPED):
         raise ApiError(409, "cannot_cancel", "err.cannot_cancel", status=bc.status)
@@ -167,10 +169,10 @@ def cancel_broadcast(db: Session, user: User, bc: Broadcast) -> None:
         deliveries.cancel(bc.deliveries, now)
     else:
         for node_id in sorted({d.node_id for d in bc.deliveries if d.played_result is None}):
-            queue_command(db, settings(), user, "stop", f"node:{node_id}",
+            queue_command(db, s, user, "stop", f"node:{node_id}",
                           {"item_id": item_id(bc)}, node_id=node_id, broadcast_id=None,
                           priority=bc.priority,
-                          ttl_ms=settings().command_ttl_s * 1000)
+                          ttl_ms=s.command_ttl_s * 1000)
     bc.status, bc.cancelled_at = BroadcastStatus.CANCELLED, now
 
 

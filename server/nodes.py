@@ -15,7 +15,6 @@ from device_agent.protocol import valid_name
 from . import auth
 from .areas import slug
 from .config import Settings
-from .context import settings
 from .errors import ApiError, bad_request
 from .models import Area, Command, Node, ServerKey, User, node_groups, utcnow
 from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, password_hash
@@ -26,12 +25,11 @@ NODE_COMMANDS = ("set_volume", "amp", "test", "stop", "reboot")
 AGENT_CA_FILE = "/etc/loa-agent/ca.pem"  # where hardware/install-pi.sh puts mqtt.ca_pem
 
 
-def sync_broker_accounts(sessions) -> bool:
+def sync_broker_accounts(s: Settings, sessions) -> bool:
     """Rewrite Mosquitto's password file and ACL from the committed registry, then SIGHUP it.
 
     Call it after committing. A file lock makes read-and-write one step, so two web processes
     provisioning at once cannot write a file that misses the other's node."""
-    s = settings()
     if not s.mosquitto_dir:
         return False
     files = MosquittoFiles(s.mosquitto_dir, s.topic_prefix)
@@ -52,9 +50,9 @@ def node_tls(s: Settings) -> bool:
     return bool(s.mqtt_tls_port) or s.mqtt_tls
 
 
-def agent_config(node: Node, password: str, groups: list[str], keys: list[dict]) -> str:
+def agent_config(s: Settings, node: Node, password: str, groups: list[str],
+                 keys: list[dict]) -> str:
     """The agent's config file (TOML) for a newly provisioned node."""
-    s = settings()
 
     def q(v: str) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -85,7 +83,7 @@ def agent_config(node: Node, password: str, groups: list[str], keys: list[dict])
     return "\n".join(lines)
 
 
-def provision_node(db: Session, user: User, data: Mapping[str, Any]) -> dict:
+def provision_node(db: Session, s: Settings, user: User, data: Mapping[str, Any]) -> dict:
     """Register a node in a cluster with broker credentials; returns the provisioning answer.
     The caller commits, then calls sync_broker_accounts so the broker accepts the node."""
     cluster_id = need(data, "cluster_id", int)
@@ -119,7 +117,7 @@ def provision_node(db: Session, user: User, data: Mapping[str, Any]) -> dict:
         while db.get(Node, node_id) is not None or not valid_name(node_id):
             n += 1
             node_id = f"{base}-{n}"
-    if node_id == settings().mqtt_username:
+    if node_id == s.mqtt_username:
         raise ApiError(409, "duplicate", "err.duplicate", what="thing.node_id")
     password = secrets.token_urlsafe(24)
     node = Node(id=node_id, cluster_id=cluster_id, name=name, lat=lat, lon=lon,
@@ -130,7 +128,6 @@ def provision_node(db: Session, user: User, data: Mapping[str, Any]) -> dict:
     keys = [{"kid": k.kid, "public_key": k.public_key}
             for k in db.scalars(select(ServerKey).where(ServerKey.state != "revoked")
                                 .order_by(ServerKey.created_at))]
-    s = settings()
     mqtt = {"host": s.node_mqtt_host, "port": s.node_mqtt_port, "username": node.id,
             "password": password, "tls": node_tls(s)}
     if node_tls(s) and s.ca_file:
@@ -138,10 +135,10 @@ def provision_node(db: Session, user: User, data: Mapping[str, Any]) -> dict:
             mqtt["ca_pem"] = f.read()
     return {"id": node.id, "name": node.name, "cluster_id": cluster_id, "mqtt": mqtt,
             "topic_prefix": s.topic_prefix, "groups": groups, "server_keys": keys,
-            "config": agent_config(node, password, groups, keys)}
+            "config": agent_config(s, node, password, groups, keys)}
 
 
-def revoke_node(db: Session, user: User, node_id: str) -> Node:
+def revoke_node(db: Session, s: Settings, user: User, node_id: str) -> Node:
     """Take a node out of service for good (a stolen or retired Pi): the caller commits, then
     calls sync_broker_accounts, which drops its account and ACL; Mosquitto's reload then
     disconnects its live session. Its retained desired state is cleared through the outbox
@@ -154,11 +151,12 @@ def revoke_node(db: Session, user: User, node_id: str) -> Node:
         return node
     node.revoked_at, node.online, node.desired_dirty = utcnow(), False, False
     node.mqtt_password_hash = "!revoked"
-    queue_clear_desired(db, settings(), user, node.id)
+    queue_clear_desired(db, s, user, node.id)
     return node
 
 
-def node_command(db: Session, user: User, node_id: str, data: Mapping[str, Any]) -> Command:
+def node_command(db: Session, s: Settings, user: User, node_id: str,
+                 data: Mapping[str, Any]) -> Command:
     """An immediate command to one node, checked before it is queued."""
     node = db.get(Node, node_id)
     if node is None:
@@ -168,8 +166,8 @@ def node_command(db: Session, user: User, node_id: str, data: Mapping[str, Any])
     if type_ not in NODE_COMMANDS:
         raise bad_request("err.invalid_field", field="type", detail=", ".join(NODE_COMMANDS))
     body = whole(check(data, "body", dict) or {})
-    return queue_command(db, settings(), user, type_, f"node:{node.id}", body,
-                         node_id=node.id, ttl_ms=settings().command_ttl_s * 1000,
+    return queue_command(db, s, user, type_, f"node:{node.id}", body,
+                         node_id=node.id, ttl_ms=s.command_ttl_s * 1000,
                          priority=body.get("max_priority", 0) if type_ == "stop" else 0)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .context import settings
 from .errors import bad_request
 from .validate import whole
 
@@ -17,8 +16,9 @@ def iso(value: dt.datetime | None) -> str | None:
         if value else None
 
 
-def parse_time(value: Any, field: str) -> dt.datetime | None:
-    """ISO 8601 (a time without zone is in the configured zone) or epoch ms -> naive UTC."""
+def parse_time(value: Any, field: str, tz: dt.tzinfo) -> dt.datetime | None:
+    """ISO 8601 (a time without zone is in ``tz``, the configured zone) or epoch ms -> naive
+    UTC."""
     if value is None:
         return None
     value = whole(value)
@@ -31,15 +31,16 @@ def parse_time(value: Any, field: str) -> dt.datetime | None:
             raise bad_request("err.invalid_field", field=field, detail="ISO 8601 or epoch ms")
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=settings().tz)
+            parsed = parsed.replace(tzinfo=tz)
         return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
     except (ValueError, OverflowError, OSError):
         # not a time, or one out of the range a clock or a database column holds
         raise bad_request("err.invalid_field", field=field, detail="ISO 8601") from None
 
 
-def due_time(start_at: dt.datetime | None, now: dt.datetime) -> dt.datetime:
-    """When the dispatcher sends a broadcast: now, or schedule_lead_s before its start."""
+def due_time(start_at: dt.datetime | None, now: dt.datetime, lead_s: int) -> dt.datetime:
+    """When the dispatcher sends a broadcast: now, or ``lead_s`` (schedule_lead_s) before its
+    start."""
     if start_at is None:
         return now
-    return max(now, start_at - dt.timedelta(seconds=settings().schedule_lead_s))
+    return max(now, start_at - dt.timedelta(seconds=lead_s))

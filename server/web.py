@@ -12,6 +12,7 @@ from sqlalchemy import select
 from . import auth
 from . import bulletins as bulletin_service
 from .broadcasts import broadcast_visible, create_broadcast
+from .context import settings, speech
 from .errors import ApiError
 from .i18n import CATEGORIES, LANGUAGES, local_time, t
 from .models import Area, Broadcast, Node
@@ -133,11 +134,11 @@ def new_bulletin():
             area_id = int(form["area_id"]) if form.get("area_id", "").isdigit() else None
             upload = request.files.get("file")
             if form.get("source") == "upload":
-                b = bulletin_service.create_upload_bulletin(g.db, user, {
+                b = bulletin_service.create_upload_bulletin(g.db, speech(), user, {
                     "title": form.get("title"), "category": form.get("category"),
                     "area_id": area_id}, upload.read() if upload else None)
             else:
-                b = bulletin_service.create_text_bulletin(g.db, user, {
+                b = bulletin_service.create_text_bulletin(g.db, speech(), user, {
                     "title": form.get("title"), "text": form.get("text"),
                     "category": form.get("category"), "area_id": area_id,
                     "voice": form.get("voice") or None,
@@ -149,7 +150,7 @@ def new_bulletin():
                 bulletin_service.transition(g.db, user, b, "approve")
                 if area_id is None:
                     raise ApiError(400, "no_targets", "err.no_targets")
-                bc = create_broadcast(g.db, user, {
+                bc = create_broadcast(g.db, settings(), user, {
                     "bulletin_id": b.id, "targets": {"areas": [area_id]},
                     "priority": form.get("priority", "normal")})
                 g.db.commit()
@@ -180,7 +181,7 @@ def preview_partial():
     form = request.form.to_dict()
     area_id = int(form["area_id"]) if form.get("area_id", "").isdigit() else None
     try:
-        answer = bulletin_service.preview(g.db, g.user, {
+        answer = bulletin_service.preview(g.db, speech(), g.user, {
             "text": form.get("text"), "area_id": area_id, "voice": form.get("voice") or None,
             "spoken_text": _edited_spoken_text(form, area_id)})
         g.db.commit()
