@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import case, select
 from sqlalchemy.exc import IntegrityError
@@ -235,9 +235,15 @@ class Bridge:
         self.keep_telemetry = keep_telemetry
         self.limits = limits or BridgeLimits()
         self.quiet = _QuietLog()
+        # what a node publishes, by topic kind; what it reports, by event type. A handler
+        # returns a Refused when the message is stored for the record but not accepted.
+        self.topics: dict[str, Callable[[Session, Node, dict], Refused | None]] = {
+            "state": self._state, "telemetry": self._telemetry, "events": self._event}
+        self.events: dict[str, Callable[[Session, Node, dict], Refused | None]] = {
+            "ack": self._ack, "played": self._played, "desired_applied": self._desired_applied}
 
     def start(self) -> None:
-        for kind in ("state", "telemetry", "events"):
+        for kind in self.topics:
             self.transport.subscribe(f"{self.prefix}/nodes/+/{kind}", self.handle)
 
     def handle(self, topic: str, payload: bytes) -> None:
@@ -251,9 +257,9 @@ class Bridge:
 
     def _handle(self, topic: str, payload: bytes) -> None:
         where = parse_topic(self.prefix, topic)
-        if where is None or where.scope != "node" or where.kind not in (
-                "state", "telemetry", "events"):
+        if where is None or where.scope != "node" or where.kind not in self.topics:
             return
+        handler = self.topics[where.kind]
         with self.sessions() as db:
             node = db.get(Node, where.name)
             if node is None or not _accepts(node):
@@ -267,9 +273,7 @@ class Bridge:
                                   f"{self.limits.for_kind(where.kind)}")
                 if where.kind == "state" and not payload:
                     return  # a cleared retained message
-                message = read_message(where.kind, payload)
-                refused = {"state": self._state, "telemetry": self._telemetry,
-                           "events": self._event}[where.kind](db, node, message)
+                refused = handler(db, node, read_message(where.kind, payload))
                 if refused is not None:  # stored for the record, but not accepted as proof
                     self._count(db, node_id, where.kind, refused)
                 db.commit()
@@ -320,15 +324,13 @@ class Bridge:
         db.add(Event(node_id=node.id, event_id=event["id"], type=event["type"],
                      ts_ms=event["ts"], payload=event))
         node.last_seen = utcnow()
-        kind = event["type"]
-        if kind == "ack":
-            return self._ack(db, node, event)
-        if kind == "played":
-            return self._played(db, node, event)
-        if kind == "desired_applied":
-            if event["version"] < 0 or event["version"] > (node.desired_version or 0):
-                return Refused("unknown_version", f"version {event['version']} was never sent")
-            node.desired_applied_version = max(event["version"], node.desired_applied_version or 0)
+        handler = self.events.get(event["type"])
+        return handler(db, node, event) if handler is not None else None
+
+    def _desired_applied(self, db: Session, node: Node, event: dict) -> Refused | None:
+        if event["version"] < 0 or event["version"] > (node.desired_version or 0):
+            return Refused("unknown_version", f"version {event['version']} was never sent")
+        node.desired_applied_version = max(event["version"], node.desired_applied_version or 0)
         return None
 
     def _addressed(self, db: Session, cmd_id: str | None, node: Node) -> Command | None:
