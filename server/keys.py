@@ -30,6 +30,7 @@ from device_agent.protocol import (load_private_key,
                                    private_key_b64, public_key_b64)
 
 from . import audit, outbox
+from .files import write_atomic
 from .models import Command, Event, Node, ServerKey, now_ms, utcnow
 
 TRUSTED = ("next", "active", "retired")   # the states nodes trust
@@ -62,13 +63,7 @@ def read_key_file(path: str | os.PathLike) -> dict[str, str]:
 
 def _write_key_file(path: Path, keys: dict[str, str]) -> None:
     """Replace the key file at once (a temporary 0600 file renamed over it)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"keys": keys}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"keys": keys}), 0o600)
 
 
 class _FileLock:

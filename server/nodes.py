@@ -7,6 +7,7 @@ import os
 import secrets
 from typing import Any, Mapping
 
+import tomli_w
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -53,34 +54,21 @@ def node_tls(s: Settings) -> bool:
 def agent_config(s: Settings, node: Node, password: str, groups: list[str],
                  keys: list[dict]) -> str:
     """The agent's config file (TOML) for a newly provisioned node."""
-
-    def q(v: str) -> str:
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    lines = [
-        f"# LoaPhuong speaker node agent: {node.name}",
-        f"node_id = {q(node.id)}",
-        f"topic_prefix = {q(s.topic_prefix)}",
-        "groups = [" + ", ".join(q(g) for g in groups) + "]",
-        'state_dir = "/var/lib/loa-agent"',
-        f"telemetry_s = {s.node_telemetry_s}",
-        f"tz = {q(s.timezone)}",
-        "",
-        "[mqtt]",
-        f"host = {q(s.node_mqtt_host)}",
-        f"port = {s.node_mqtt_port}",
-        f"username = {q(node.id)}",
-        f"password = {q(password)}",
-        f"tls = {'true' if node_tls(s) else 'false'}",
-        # the CA certificate of the provisioning answer's mqtt.ca_pem, saved on the node
-        f"ca_file = {q(AGENT_CA_FILE if node_tls(s) and s.ca_file else '')}",
-    ]
-    for key in keys:
-        lines += ["", "[[server_keys]]", f"kid = {q(key['kid'])}",
-                  f"public_key = {q(key['public_key'])}"]
-    lines += ["", "[player]", 'kind = "auto"', 'sink_dir = ""', "realtime = true",
-              "", "[amp]", 'kind = "none"', "gpio_pin = 17",
-              "", "[system]", 'reboot_command = "systemctl reboot"', ""]
-    return "\n".join(lines)
+    config = {
+        "node_id": node.id, "topic_prefix": s.topic_prefix, "groups": list(groups),
+        "state_dir": "/var/lib/loa-agent", "telemetry_s": s.node_telemetry_s, "tz": s.timezone,
+        "mqtt": {"host": s.node_mqtt_host, "port": s.node_mqtt_port, "username": node.id,
+                 "password": password, "tls": node_tls(s),
+                 # the CA certificate of the provisioning answer's mqtt.ca_pem, saved on the node
+                 "ca_file": AGENT_CA_FILE if node_tls(s) and s.ca_file else ""},
+        "player": {"kind": "auto", "sink_dir": "", "realtime": True},
+        "amp": {"kind": "none", "gpio_pin": 17},
+        "system": {"reboot_command": "systemctl reboot"},
+    }
+    if keys:
+        config["server_keys"] = [{"kid": k["kid"], "public_key": k["public_key"]} for k in keys]
+    name = " ".join(node.name.splitlines())  # a comment is one line
+    return f"# LoaPhuong speaker node agent: {name}\n" + tomli_w.dumps(config)
 
 
 def provision_node(db: Session, s: Settings, user: User, data: Mapping[str, Any]) -> dict:
