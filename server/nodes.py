@@ -17,6 +17,7 @@ from . import auth
 from .areas import slug
 from .config import Settings
 from .errors import ApiError, bad_request
+from .keys import KeyState
 from .models import Area, Command, Node, ServerKey, User, node_groups, utcnow
 from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, password_hash
 from .outbox import queue_clear_desired, queue_command
@@ -114,7 +115,7 @@ def provision_node(db: Session, s: Settings, user: User, data: Mapping[str, Any]
     db.flush()
     groups = node_groups(db, node)
     keys = [{"kid": k.kid, "public_key": k.public_key}
-            for k in db.scalars(select(ServerKey).where(ServerKey.state != "revoked")
+            for k in db.scalars(select(ServerKey).where(ServerKey.state != KeyState.REVOKED)
                                 .order_by(ServerKey.created_at))]
     mqtt = {"host": s.node_mqtt_host, "port": s.node_mqtt_port, "username": node.id,
             "password": password, "tls": node_tls(s)}
