@@ -213,7 +213,8 @@ def readiness(db: Session, kid: str) -> tuple[int, int, list[str]]:
                if any(k.get("kid") == kid for k in (c.body or {}).get("keys", []))}
     acked = {e.node_id for e in db.scalars(select(Event).where(
                  Event.type == "ack", Event.received_at >= row.created_at))
-             if e.payload.get("cmd_id") in cmd_ids and e.payload.get("status") == "finished"}
+             if e.payload.get("cmd_id") in cmd_ids
+             and e.payload.get("status") == outbox.CommandStatus.FINISHED}
     nodes = db.scalars(select(Node).order_by(Node.id)).all()
     missing = [n.id for n in nodes if n.id not in acked and n.created_at < row.created_at]
     return len(nodes) - len(missing), len(nodes), missing
