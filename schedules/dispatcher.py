@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import LATE_SLOT_MS
 from server import deliveries, outbox
-from server.broadcasts import BroadcastStatus
+from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
 from server.keys import KeyRing
 from server.models import (Area, Broadcast, BulletinApproval, Command, Media, Node, WorkerStatus,
@@ -68,8 +68,8 @@ class Dispatcher:
         """Turn every broadcast whose time has come into deliveries and play commands."""
         done = 0
         with self.sessions() as db:
-            due = db.scalars(select(Broadcast).where(Broadcast.status == BroadcastStatus.SCHEDULED,
-                                                     Broadcast.due_at <= utcnow())
+            due = db.scalars(select(Broadcast).where(
+                Broadcast.status == BroadcastStatus.SCHEDULED, Broadcast.due_at <= utcnow())
                              .order_by(Broadcast.priority.desc(), Broadcast.due_at, Broadcast.id)
                              ).all()
             for bc in due:
@@ -96,7 +96,7 @@ class Dispatcher:
     def _play_body(self, db: Session, bc: Broadcast, approval: BulletinApproval,
                    media: Media) -> dict:
         url = f"{self.settings.public_url.rstrip('/')}/media/{media.sha256}.{media.ext}"
-        return {"item": {"id": f"bc-{bc.id}", "title": approval.title,
+        return {"item": {"id": item_id(bc), "title": approval.title,
                          "media": {"sha256": media.sha256, "url": url, "bytes": media.bytes,
                                    "duration_ms": media.duration_ms}},
                 "priority": bc.priority,
