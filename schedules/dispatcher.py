@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import LATE_SLOT_MS
-from server import deliveries, outbox
+from server import broadcasts, deliveries, outbox
 from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
 from server.keys import KeyRing
@@ -87,7 +87,7 @@ class Dispatcher:
         """A broadcast that cannot be sent is held with a reason, so it never blocks the rest."""
         try:
             bc = db.get(Broadcast, bc.id)
-            bc.status, bc.reason = BroadcastStatus.HELD, reason
+            broadcasts.mark_not_sent(bc, BroadcastStatus.HELD, reason)
             db.commit()
         except Exception:
             db.rollback()
@@ -131,7 +131,7 @@ class Dispatcher:
             for node_id in sorted(targets):
                 db.add(deliveries.not_sent(bc.id, node_id, status == BroadcastStatus.SKIPPED,
                                            reason))
-            bc.status, bc.reason = status, reason
+            broadcasts.mark_not_sent(bc, status, reason)
             log.warning("broadcast %s %s: %s", bc.id, status, reason)
             return
         body = self._play_body(db, bc, approval, media)
@@ -155,7 +155,7 @@ class Dispatcher:
                 covered[node_id] = cmd.id
         for node_id, cmd_id in sorted(covered.items()):
             db.add(deliveries.planned(bc.id, node_id, cmd_id))
-        bc.status, bc.dispatched_at = BroadcastStatus.DISPATCHED, from_ms(now)
+        broadcasts.mark_dispatched(bc, from_ms(now))
 
     def _targets(self, db: Session, bc: Broadcast) -> tuple[set[str], dict[int, list[str]]]:
         """Every node the broadcast reaches, and the nodes of each covering area."""

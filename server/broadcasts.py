@@ -1,7 +1,9 @@
 """Broadcasts: a bulletin's approved recording sent to areas and nodes, now or at a time; the
-second person's confirmation of an emergency, and cancelling."""
+second person's confirmation of an emergency, and cancelling. This module alone assigns a
+broadcast's status; the dispatcher calls mark_dispatched and mark_not_sent."""
 from __future__ import annotations
 
+import datetime as dt
 from enum import StrEnum
 from typing import Any, Mapping
 
@@ -178,3 +180,14 @@ def cancel_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> Non
 
 def item_id(bc: Broadcast) -> str:
     return f"bc-{bc.id}"
+
+
+def mark_dispatched(bc: Broadcast, at: dt.datetime) -> None:
+    """The dispatcher wrote its commands to the outbox."""
+    bc.status, bc.dispatched_at = BroadcastStatus.DISPATCHED, at
+
+
+def mark_not_sent(bc: Broadcast, status: BroadcastStatus, reason: str) -> None:
+    """The dispatcher sends nothing: ``held`` (it cannot be sent) or ``skipped`` (too late),
+    with the reason."""
+    bc.status, bc.reason = status, reason
