@@ -1,34 +1,33 @@
 """The dispatcher: the only process that runs APScheduler. It turns due broadcasts into signed
-envelopes written to the outbox, signs queued commands, publishes the outbox in order, keeps
-every node's retained desired state fresh, and reports its broker connection for /healthz.
+envelopes written to the outbox, keeps every node's retained desired state fresh, has the
+outbox (server.outbox) sign and publish what waits, and reports its broker connection for
+/healthz.
 
 Every step is a method that does one pass and returns, so tests can drive it directly; the
 scheduler only calls them on intervals.
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from device_agent.protocol import (LATE_SLOT_MS, ProtocolError, body_problem, command_topic,
-                                   envelope_json, sign_envelope)
+from device_agent.protocol import LATE_SLOT_MS
+from server import broadcasts, deliveries, outbox
+from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
 from server.keys import KeyRing
-from server.models import (Area, Broadcast, BulletinApproval, Command, Delivery, Media, Node,
-                           WorkerStatus,
+from server.models import (Area, Broadcast, BulletinApproval, Command, Media, Node, WorkerStatus,
                            area_ancestors, area_subtree_ids, from_ms, node_groups, now_ms,
                            to_ms, utcnow)
 from server.transport import Transport
 
 log = logging.getLogger(__name__)
-PUBLISH_ATTEMPTS = 3  # a row the connected broker refuses this often is failed, not retried
 
 
 def covering_areas(db: Session, area_ids: list[int]) -> list[int]:
@@ -69,8 +68,8 @@ class Dispatcher:
         """Turn every broadcast whose time has come into deliveries and play commands."""
         done = 0
         with self.sessions() as db:
-            due = db.scalars(select(Broadcast).where(Broadcast.status == "scheduled",
-                                                     Broadcast.due_at <= utcnow())
+            due = db.scalars(select(Broadcast).where(
+                Broadcast.status == BroadcastStatus.SCHEDULED, Broadcast.due_at <= utcnow())
                              .order_by(Broadcast.priority.desc(), Broadcast.due_at, Broadcast.id)
                              ).all()
             for bc in due:
@@ -88,7 +87,7 @@ class Dispatcher:
         """A broadcast that cannot be sent is held with a reason, so it never blocks the rest."""
         try:
             bc = db.get(Broadcast, bc.id)
-            bc.status, bc.reason = "held", reason
+            broadcasts.mark_not_sent(bc, BroadcastStatus.HELD, reason)
             db.commit()
         except Exception:
             db.rollback()
@@ -97,7 +96,7 @@ class Dispatcher:
     def _play_body(self, db: Session, bc: Broadcast, approval: BulletinApproval,
                    media: Media) -> dict:
         url = f"{self.settings.public_url.rstrip('/')}/media/{media.sha256}.{media.ext}"
-        return {"item": {"id": f"bc-{bc.id}", "title": approval.title,
+        return {"item": {"id": item_id(bc), "title": approval.title,
                          "media": {"sha256": media.sha256, "url": url, "bytes": media.bytes,
                                    "duration_ms": media.duration_ms}},
                 "priority": bc.priority,
@@ -105,34 +104,34 @@ class Dispatcher:
                 "volume": bc.volume, "repeat": bc.repeat}
 
     def _why_not(self, db: Session, bc: Broadcast, now: int
-                 ) -> tuple[str, str | None, BulletinApproval | None, Media | None]:
+                 ) -> tuple[BroadcastStatus, str | None, BulletinApproval | None, Media | None]:
         """(status, reason, approval, media): what may be sent, or why nothing is."""
         approval = db.get(BulletinApproval, bc.approval_id) if bc.approval_id else None
         if approval is None or approval.bulletin_id != bc.bulletin_id \
                 or approval.media_sha256 != bc.media_sha256:
-            return "held", "approval_missing", None, None
+            return BroadcastStatus.HELD, "approval_missing", None, None
         if approval.revoked_at is not None:
-            return "held", "approval_revoked", None, None
+            return BroadcastStatus.HELD, "approval_revoked", None, None
         media = db.get(Media, approval.media_sha256)
         if media is None:
-            return "held", "media_missing", None, None
+            return BroadcastStatus.HELD, "media_missing", None, None
         if bc.start_at is not None:
             if now - to_ms(bc.start_at) > LATE_SLOT_MS:
-                return "skipped", "late", None, None
+                return BroadcastStatus.SKIPPED, "late", None, None
         elif now - to_ms(bc.confirmed_at or bc.created_at) > self.settings.command_ttl_s * 1000:
-            return "skipped", "expired", None, None
-        return "dispatched", None, approval, media
+            return BroadcastStatus.SKIPPED, "expired", None, None
+        return BroadcastStatus.DISPATCHED, None, approval, media
 
     def _dispatch(self, db: Session, bc: Broadcast) -> None:
         now = self.clock()
         status, reason, approval, media = self._why_not(db, bc, now)
         targets, by_area = self._targets(db, bc)
-        if status != "dispatched":
+        if status != BroadcastStatus.DISPATCHED:
             # nothing is sent; every node it would have reached is reported with the reason
             for node_id in sorted(targets):
-                db.add(Delivery(broadcast_id=bc.id, node_id=node_id, status=status
-                                if status == "skipped" else "failed", reason=reason))
-            bc.status, bc.reason = status, reason
+                db.add(deliveries.not_sent(bc.id, node_id, status == BroadcastStatus.SKIPPED,
+                                           reason))
+            broadcasts.mark_not_sent(bc, status, reason)
             log.warning("broadcast %s %s: %s", bc.id, status, reason)
             return
         body = self._play_body(db, bc, approval, media)
@@ -155,9 +154,8 @@ class Dispatcher:
                                     priority=bc.priority)
                 covered[node_id] = cmd.id
         for node_id, cmd_id in sorted(covered.items()):
-            db.add(Delivery(broadcast_id=bc.id, node_id=node_id, command_id=cmd_id,
-                            status="pending"))
-        bc.status, bc.dispatched_at = "dispatched", from_ms(now)
+            db.add(deliveries.planned(bc.id, node_id, cmd_id))
+        broadcasts.mark_dispatched(bc, from_ms(now))
 
     def _targets(self, db: Session, bc: Broadcast) -> tuple[set[str], dict[int, list[str]]]:
         """Every node the broadcast reaches, and the nodes of each covering area."""
@@ -177,14 +175,10 @@ class Dispatcher:
                  broadcast_id: int | None, node_id: str | None, now: int,
                  retain: bool = False, priority: int = 0) -> Command:
         """A signed command, written to the outbox."""
-        topic = command_topic(self.settings.topic_prefix, type_, target)
-        kid, key = self.keyring.active(db)
-        env = sign_envelope(key, kid, type_, target, body, now, ttl_ms)
-        cmd = Command(id=env["id"], type=type_, target=target, topic=topic, body=body,
-                      payload=envelope_json(env), signed_at=from_ms(now), ttl_ms=ttl_ms,
-                      exp_ms=env["exp"], retain=retain, broadcast_id=broadcast_id,
-                      node_id=node_id, priority=priority, created_at=from_ms(now))
-        db.add(cmd)
+        cmd = outbox.add_signed(db, self.settings.topic_prefix, self.keyring.active(db), type_,
+                                target, body, now, ttl_ms, broadcast_id=broadcast_id,
+                                node_id=node_id, retain=retain, priority=priority,
+                                created_at=from_ms(now))
         db.flush()
         return cmd
 
@@ -209,106 +203,17 @@ class Dispatcher:
         return done
 
     def sign_pending(self) -> int:
-        """Sign the commands the web queued (it holds no key). A command is valid for its ttl
-        from when it was queued, not from when the dispatcher got to it: one queued while the
-        dispatcher was down expires unsent instead of going out stale. A row that cannot be
-        signed is marked failed with the reason; it never holds up the rest."""
-        now = self.clock()
-        done = 0
+        """Sign the commands the web queued (it holds no key): server.outbox.sign_pending."""
         with self.sessions() as db:
-            rows = db.scalars(select(Command).where(Command.payload.is_(None),
-                                                    Command.failed_at.is_(None))
-                              .order_by(Command.priority.desc(), Command.created_at)
-                              .limit(500)).all()
-            kid, key = self.keyring.active(db) if rows else (None, None)
-            for cmd in rows:
-                queued = to_ms(cmd.created_at) if cmd.created_at else now
-                ttl = queued + cmd.ttl_ms - now
-                if ttl <= 0:
-                    self._fail(db, cmd, "expired", "expired before it could be signed")
-                    continue
-                problem = body_problem(cmd.type, cmd.body)
-                try:
-                    if problem:
-                        raise ProtocolError("malformed", problem)
-                    env = sign_envelope(key, kid, cmd.type, cmd.target, cmd.body, now,
-                                        ttl, msg_id=cmd.id)
-                    payload = envelope_json(env)
-                except Exception as err:  # any row we cannot sign is failed, not retried forever
-                    self._fail(db, cmd, "failed", f"cannot be signed: {err}")
-                    continue
-                cmd.payload, cmd.exp_ms, cmd.signed_at = payload, env["exp"], from_ms(now)
-                done += 1
+            done = outbox.sign_pending(db, self.keyring.active, self.clock())
             db.commit()
         return done
 
-    def _fail(self, db: Session, cmd: Command, status: str, error: str) -> None:
-        """Give up on an outbox row: it is kept, with why, and its deliveries say so."""
-        cmd.failed_at, cmd.status, cmd.last_error = utcnow(), status, error[:500]
-        cmd.reason = "expired_unsent" if status == "expired" else "unsendable"
-        for d in db.scalars(select(Delivery).where(Delivery.command_id == cmd.id)):
-            if d.status == "pending":
-                d.status, d.reason, d.updated_at = "failed", cmd.reason, utcnow()
-        log.error("outbox: command %s (%s to %s) %s: %s", cmd.id, cmd.type, cmd.target, status,
-                  error)
-
     def publish_outbox(self, limit: int = 500) -> int:
-        """Publish signed, unpublished commands, highest priority first; each is marked once the
-        broker has it. A row the broker will not take is failed after a few tries and the others
-        go on; when the connection is gone, the pass stops and starts again on reconnect."""
-        if not self.transport.connected:
-            return 0
-        sent = 0
+        """Publish what is signed and unsent: server.outbox.publish_pending."""
         with self.sessions() as db:
-            rows = db.scalars(select(Command).where(Command.payload.is_not(None),
-                                                    Command.published_at.is_(None),
-                                                    Command.failed_at.is_(None))
-                              .order_by(Command.priority.desc(), Command.created_at, Command.id)
-                              .limit(limit)).all()
-            for cmd in rows:
-                if cmd.exp_ms is not None and cmd.exp_ms < self.clock():
-                    self._fail(db, cmd, "expired", "expired unsent")
-                    db.commit()
-                    continue
-                # the broker drops the connection of a client that sends more than its
-                # max_packet_size: such a row would cut us off on every try
-                packet = len(cmd.payload.encode("utf-8")) + len(cmd.topic.encode("utf-8")) + 16
-                if packet > self.settings.mqtt_max_packet_bytes:
-                    self._fail(db, cmd, "failed", "larger than the broker's message limit")
-                    db.commit()
-                    continue
-                cmd.attempts += 1
-                ok = self.transport.publish(cmd.topic, cmd.payload, qos=1, retain=cmd.retain)
-                if not ok:
-                    cmd.last_error = "no acknowledgement from the broker"
-                    if not self.transport.connected:
-                        db.commit()
-                        break  # the broker is gone: everything waits for the reconnect
-                    if cmd.attempts >= PUBLISH_ATTEMPTS:
-                        self._fail(db, cmd, "failed", f"not accepted by the broker after "
-                                                      f"{cmd.attempts} attempts")
-                    db.commit()
-                    continue
-                cmd.published_at = utcnow()
-                for d in db.scalars(select(Delivery).where(Delivery.command_id == cmd.id,
-                                                           Delivery.status == "pending")):
-                    d.status, d.updated_at = "sent", utcnow()
-                db.commit()
-                sent += 1
-        return sent
-
-    def outbox_health(self, db: Session) -> dict:
-        """How the outbox stands: unsent rows, the age of the oldest, rows failed lately."""
-        now = utcnow()
-        waiting = select(Command).where(Command.published_at.is_(None),
-                                        Command.failed_at.is_(None))
-        oldest = db.scalar(select(func.min(Command.created_at)).where(
-            Command.published_at.is_(None), Command.failed_at.is_(None)))
-        pending = db.scalar(select(func.count()).select_from(waiting.subquery())) or 0
-        failed = db.scalar(select(func.count()).select_from(Command).where(
-            Command.failed_at >= now - dt.timedelta(hours=1))) or 0
-        age = (now - oldest).total_seconds() if oldest else 0.0
-        return {"pending": pending, "oldest_age_s": round(age, 1), "failed_last_hour": failed}
+            return outbox.publish_pending(db, self.transport,
+                                          self.settings.mqtt_max_packet_bytes, self.clock, limit)
 
     def heartbeat(self) -> None:
         with self.sessions() as db:
@@ -317,15 +222,15 @@ class Dispatcher:
                 row = WorkerStatus(name="dispatcher", heartbeat_at=utcnow(), mqtt_connected=False)
                 db.add(row)
             row.heartbeat_at, row.mqtt_connected = utcnow(), self.transport.connected
-            outbox = self.outbox_health(db)
-            stuck = outbox["oldest_age_s"] > self.settings.outbox_stale_s
+            health = outbox.health(db)
+            stuck = health["oldest_age_s"] > self.settings.outbox_stale_s
             if stuck and not self._outbox_alarm:
                 log.error("ALARM outbox stuck: %s commands unsent, the oldest %.0f s old",
-                          outbox["pending"], outbox["oldest_age_s"])
+                          health["pending"], health["oldest_age_s"])
             elif self._outbox_alarm and not stuck:
                 log.warning("outbox flows again")
             self._outbox_alarm = stuck
-            row.detail = {"outbox": outbox}
+            row.detail = {"outbox": health}
             db.commit()
 
     # --- the scheduler -----------------------------------------------------------------------

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import requests
+import tomli_w
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from server.cli import init_instance  # noqa: E402
 from device_agent.config import local_copy  # noqa: E402
 from server.config import load_settings  # noqa: E402
+from server.files import write_atomic  # noqa: E402
 from server.mosquitto import (MosquittoProcess, TlsListener, ensure_tls_files,  # noqa: E402
                               free_port, port_open)
 
@@ -53,26 +55,18 @@ def load_state() -> dict:
 
 
 def save_state(state: dict) -> None:
-    STATE.write_text(json.dumps(state, indent=2, ensure_ascii=False))
-    STATE.chmod(0o600)
+    write_atomic(STATE, json.dumps(state, indent=2, ensure_ascii=False), 0o600)
 
 
 def write_config(state: dict, web_port: int) -> None:
     """instance/config.toml: the broker account and ports; rewritten each run (ports may move)."""
     INSTANCE.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (INSTANCE / "config.toml").write_text("\n".join([
-        "# Written by scripts/run.py (make run) on every start.",
-        'mqtt_host = "127.0.0.1"',
-        f"mqtt_port = {state['mqtt_port']}",
-        f"mqtt_tls_port = {state['mqtt_tls_port']}",
-        f'ca_file = "{TLS / "ca.pem"}"',
-        'mqtt_username = "loa-dispatcher"',
-        f'mqtt_password = "{state["mqtt_password"]}"',
-        f'mosquitto_dir = "{MOSQUITTO}"',
-        f'public_url = "http://127.0.0.1:{web_port}"',
-        "",
-    ]), encoding="utf-8")
-    (INSTANCE / "config.toml").chmod(0o600)
+    config = {"mqtt_host": "127.0.0.1", "mqtt_port": state["mqtt_port"],
+              "mqtt_tls_port": state["mqtt_tls_port"], "ca_file": str(TLS / "ca.pem"),
+              "mqtt_username": "loa-dispatcher", "mqtt_password": state["mqtt_password"],
+              "mosquitto_dir": str(MOSQUITTO), "public_url": f"http://127.0.0.1:{web_port}"}
+    write_atomic(INSTANCE / "config.toml", "# Written by scripts/run.py (make run) on every "
+                 "start.\n" + tomli_w.dumps(config), 0o600)
 
 
 def spawn(name: str, args: list[str], log: Path) -> subprocess.Popen:
@@ -122,8 +116,7 @@ def provision_demo(base: str, password: str, state: dict) -> None:
                                         "id": f"hp-lechan-{i:02d}"})
         d = AGENTS / answer["id"]
         d.mkdir(parents=True, exist_ok=True)
-        (d / "agent.toml").write_text(answer["config"], encoding="utf-8")
-        (d / "agent.toml").chmod(0o600)
+        write_atomic(d / "agent.toml", answer["config"], 0o600)
         nodes.append(answer["id"])
     state.update(demo_nodes=nodes, demo_ward=ward["id"])
     save_state(state)
@@ -133,12 +126,11 @@ def fix_agent_config(config: Path, state: dict) -> None:
     """Each start: the broker's ports may have moved since the agent was provisioned; a demo
     agent connects over TLS with the project CA beside its config (an agent provisioned by an
     older run is moved over), and its reboot command only writes a marker file there."""
-    text = config.read_text(encoding="utf-8")
-    text = re.sub(r"(?m)^tls = .*$", "tls = true", text)
-    text = re.sub(r"(?m)^port = \d+$", f"port = {state['mqtt_tls_port']}", text)
-    text = local_copy(text, config.parent, (TLS / "ca.pem").read_text(encoding="ascii"))
-    config.write_text(text, encoding="utf-8")
-    config.chmod(0o600)
+    data = tomllib.loads(config.read_text(encoding="utf-8"))
+    data["mqtt"].update(tls=True, port=state["mqtt_tls_port"])
+    text = local_copy(tomli_w.dumps(data), config.parent,
+                      (TLS / "ca.pem").read_text(encoding="ascii"))
+    write_atomic(config, text, 0o600)
 
 
 def _interrupt(*_):

@@ -1,4 +1,5 @@
-"""REST API /api/v1 (JSON): thin routes over server.services."""
+"""REST API /api/v1 (JSON): thin routes over the domain modules (areas, nodes, bulletins,
+broadcasts)."""
 from __future__ import annotations
 
 import csv
@@ -8,12 +9,21 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from . import audit, auth, bulletins, services, users
+from . import audit, auth, bulletins, users
+from . import areas as area_service
+from . import broadcasts as broadcast_service
+from . import nodes as node_service
+from .context import sessions as app_sessions
+from .context import settings as app_settings
+from .context import speech
 from .errors import ApiError, bad_request, error_body, not_found, wants_json
 from .i18n import t
-from .models import (Area, AuditEntry, Broadcast, Command, Event, LexiconEntry, Node, PlayLog,
-                     from_ms, to_ms)
+from .models import (MAX_DB_INT, Area, AuditEntry, Broadcast, Command, Event, LexiconEntry, Node,
+                     PlayLog, area_subtree_ids, from_ms, to_ms)
 from .openapi import document
+from .serializers import area_json, broadcast_json, command_json, node_json
+from .times import iso, parse_time
+from .validate import check, need
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -50,19 +60,19 @@ def method_not_allowed(err: MethodNotAllowed):
 
 @bp.get("/openapi.json")
 def openapi():
-    settings = services.settings()
+    settings = app_settings()
     return jsonify(document(settings.tts_engines, settings.password_min_length))
 
 
 @bp.post("/auth/token")
 def token():
     data = body()
-    username = services.need(data, "username", max_len=80)
-    password = services.need(data, "password", max_len=200)
+    username = need(data, "username", max_len=80)
+    password = need(data, "password", max_len=200)
     user = auth.login_attempt(g.db, username, password, via="api")
     if user is None:
         raise ApiError(401, "bad_credentials", "err.bad_credentials")
-    tok = auth.issue_token(g.db, user, services.settings().token_ttl_h)
+    tok = auth.issue_token(g.db, user, app_settings().token_ttl_h)
     g.db.commit()
     return jsonify({"token": tok, "user": {"username": user.username, "role": user.role,
                                            "area_id": user.area_id}})
@@ -92,7 +102,7 @@ def list_users():
 def create_user():
     user = auth.require("user.write")
     new = users.save_user(g.db, user, None, body(),
-                          password_min=services.settings().password_min_length)
+                          password_min=app_settings().password_min_length)
     return created(users.user_json(new))
 
 
@@ -106,7 +116,7 @@ def get_user(user_id: int):
 def update_user(user_id: int):
     actor = auth.require("user.write")
     user = users.save_user(g.db, actor, users.get_user(g.db, actor, user_id), body(),
-                           password_min=services.settings().password_min_length)
+                           password_min=app_settings().password_min_length)
     g.db.commit()
     return jsonify(users.user_json(user))
 
@@ -118,15 +128,15 @@ def update_user(user_id: int):
 def list_areas():
     allowed = auth.user_area_ids(g.db, g.user)
     areas = g.db.scalars(select(Area).order_by(Area.id))
-    return jsonify({"areas": [services.area_json(a) for a in areas
+    return jsonify({"areas": [area_json(a) for a in areas
                               if allowed is None or a.id in allowed]})
 
 
 @bp.post("/areas")
 def create_area():
     user = auth.require("area.write")
-    area = services.create_area(g.db, user, body())
-    return created(services.area_json(area))
+    area = area_service.create_area(g.db, user, body())
+    return created(area_json(area))
 
 
 @bp.get("/areas/<int:area_id>")
@@ -135,7 +145,7 @@ def get_area(area_id: int):
     area = g.db.get(Area, area_id)
     if area is None:
         raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
-    return jsonify(services.area_json(area))
+    return jsonify(area_json(area))
 
 
 # --- nodes -------------------------------------------------------------------------------------
@@ -156,9 +166,9 @@ def _alarms(node_ids: list[str], limit: int = 5) -> dict[str, list]:
 @bp.post("/nodes")
 def provision_node():
     user = auth.require("node.write")
-    answer = services.provision_node(g.db, user, body())
+    answer = node_service.provision_node(g.db, app_settings(), user, body())
     g.db.commit()
-    services.sync_broker_accounts(current_app.extensions["db_sessions"])
+    node_service.sync_broker_accounts(app_settings(), app_sessions())
     return jsonify(answer), 201
 
 
@@ -171,17 +181,17 @@ def list_nodes():
         q = q.where(Node.cluster_id.in_(allowed))
     area = _query_id("area")
     if area is not None:
-        q = q.where(Node.cluster_id.in_(services.area_subtree_ids(g.db, [area])))
+        q = q.where(Node.cluster_id.in_(area_subtree_ids(g.db, [area])))
     nodes = list(g.db.scalars(q))
     alarms = _alarms([n.id for n in nodes])
-    return jsonify({"nodes": [services.node_json(g.db, n, alarms[n.id]) for n in nodes]})
+    return jsonify({"nodes": [node_json(g.db, n, alarms[n.id]) for n in nodes]})
 
 
 def _query_id(name: str) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return None
-    if not raw.isdecimal() or int(raw) > services.MAX_DB_INT:
+    if not raw.isdecimal() or int(raw) > MAX_DB_INT:
         raise bad_request("err.invalid_field", field=name, detail="an id")
     return int(raw)
 
@@ -209,23 +219,23 @@ def _node(node_id: str) -> Node:
 @auth.login_required
 def get_node(node_id: str):
     node = _node(node_id)
-    return jsonify(services.node_json(g.db, node, _alarms([node.id], 20)[node.id]))
+    return jsonify(node_json(g.db, node, _alarms([node.id], 20)[node.id]))
 
 
 @bp.post("/nodes/<node_id>/revoke")
 def revoke_node(node_id: str):
     user = auth.require("node.write")
-    node = services.revoke_node(g.db, user, node_id)
+    node = node_service.revoke_node(g.db, app_settings(), user, node_id)
     g.db.commit()
-    services.sync_broker_accounts(current_app.extensions["db_sessions"])
-    return jsonify({"id": node.id, "revoked_at": services.iso(node.revoked_at)})
+    node_service.sync_broker_accounts(app_settings(), app_sessions())
+    return jsonify({"id": node.id, "revoked_at": iso(node.revoked_at)})
 
 
 @bp.post("/nodes/<node_id>/commands")
 def node_command(node_id: str):
     user = auth.require("node.command")
-    cmd = services.node_command(g.db, user, node_id, body())
-    return created(services.command_json(cmd), 202)
+    cmd = node_service.node_command(g.db, app_settings(), user, node_id, body())
+    return created(command_json(cmd), 202)
 
 
 @bp.get("/commands/<command_id>")
@@ -235,7 +245,7 @@ def get_command(command_id: str):
     if cmd is None or cmd.type == "desired" or cmd.node_id is None:
         raise not_found("thing.command")
     _node(cmd.node_id)  # 404 unless the caller may see that node
-    return jsonify(services.command_json(cmd))
+    return jsonify(command_json(cmd))
 
 
 # --- bulletins ---------------------------------------------------------------------------------
@@ -250,9 +260,9 @@ def create_bulletin():
         form = request.form.to_dict()
         if "area_id" in form:
             form["area_id"] = _int_field(form["area_id"], "area_id")
-        b = bulletins.create_upload_bulletin(g.db, user, form, upload.read())
+        b = bulletins.create_upload_bulletin(g.db, speech(), user, form, upload.read())
     else:
-        b = bulletins.create_text_bulletin(g.db, user, body())
+        b = bulletins.create_text_bulletin(g.db, speech(), user, body())
     return created(bulletins.bulletin_json(b))
 
 
@@ -279,7 +289,7 @@ def get_bulletin(bulletin_id: int):
 def edit_bulletin(bulletin_id: int):
     user = auth.require("bulletin.write")
     b = bulletins.get_bulletin(g.db, user, bulletin_id, manage=True)
-    bulletins.edit_bulletin(g.db, user, b, body())
+    bulletins.edit_bulletin(g.db, speech(), user, b, body())
     g.db.commit()
     return jsonify(bulletins.bulletin_json(b))
 
@@ -294,8 +304,8 @@ def bulletin_action(bulletin_id: int, action: str):
     data = request.get_json(silent=True) or {}
     if not isinstance(data, dict):
         raise bad_request("err.not_json", "not_json")
-    comment = services.check(data, "comment", max_len=2000)
-    seen = services.check(data, "sha256", max_len=64)
+    comment = check(data, "comment", max_len=2000)
+    seen = check(data, "sha256", max_len=64)
     bulletins.transition(g.db, user, b, action, comment, seen_sha256=seen)
     g.db.commit()
     return jsonify(bulletins.bulletin_json(b))
@@ -305,8 +315,8 @@ def bulletin_action(bulletin_id: int, action: str):
 @auth.login_required
 def normalize():
     data = body()
-    text = services.need(data, "text", max_len=20000)
-    area_id = services.check(data, "area_id", int)
+    text = need(data, "text", max_len=20000)
+    area_id = check(data, "area_id", int)
     if area_id is not None:
         bulletins.scoped_area(g.db, g.user, area_id)
     return jsonify({"normalized": bulletins.normalized_text(g.db, text, area_id)})
@@ -315,7 +325,7 @@ def normalize():
 @bp.post("/previews")
 def preview():
     user = auth.require("bulletin.write")
-    answer = bulletins.preview(g.db, user, body())
+    answer = bulletins.preview(g.db, speech(), user, body())
     g.db.commit()
     return jsonify(answer)
 
@@ -325,9 +335,9 @@ def preview():
 @bp.patch("/areas/<int:area_id>")
 def update_area(area_id: int):
     user = auth.require("area.write")
-    area = bulletins.update_area_speech(g.db, user, area_id, body())
+    area = bulletins.update_area_speech(g.db, app_settings(), user, area_id, body())
     g.db.commit()
-    return jsonify(services.area_json(area))
+    return jsonify(area_json(area))
 
 
 @bp.get("/areas/<int:area_id>/lexicon")
@@ -364,20 +374,20 @@ def delete_lexicon(area_id: int, entry_id: int):
 @bp.post("/broadcasts")
 def create_broadcast():
     user = auth.require("broadcast.write")
-    bc = services.create_broadcast(g.db, user, body())
-    return created(services.broadcast_json(g.db, bc))
+    bc = broadcast_service.create_broadcast(g.db, app_settings(), user, body())
+    return created(broadcast_json(g.db, bc))
 
 
 @bp.get("/broadcasts")
 @auth.login_required
 def list_broadcasts():
     rows = g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(100))
-    return jsonify({"broadcasts": [services.broadcast_json(g.db, b) for b in rows
+    return jsonify({"broadcasts": [broadcast_json(g.db, b) for b in rows
                                    if _visible(b)]})
 
 
 def _visible(bc: Broadcast) -> bool:
-    return services.broadcast_visible(g.db, g.user, bc)
+    return broadcast_service.broadcast_visible(g.db, g.user, bc)
 
 
 def _broadcast(broadcast_id: int) -> Broadcast:
@@ -390,25 +400,25 @@ def _broadcast(broadcast_id: int) -> Broadcast:
 @bp.get("/broadcasts/<int:broadcast_id>")
 @auth.login_required
 def get_broadcast(broadcast_id: int):
-    return jsonify(services.broadcast_json(g.db, _broadcast(broadcast_id)))
+    return jsonify(broadcast_json(g.db, _broadcast(broadcast_id)))
 
 
 @bp.post("/broadcasts/<int:broadcast_id>/confirm")
 def confirm_broadcast(broadcast_id: int):
     user = auth.require("broadcast.emergency")
     bc = _broadcast(broadcast_id)
-    services.confirm_broadcast(g.db, user, bc)
+    broadcast_service.confirm_broadcast(g.db, app_settings(), user, bc)
     g.db.commit()
-    return jsonify(services.broadcast_json(g.db, bc))
+    return jsonify(broadcast_json(g.db, bc))
 
 
 @bp.post("/broadcasts/<int:broadcast_id>/cancel")
 def cancel_broadcast(broadcast_id: int):
     user = auth.require("broadcast.write")
     bc = _broadcast(broadcast_id)
-    services.cancel_broadcast(g.db, user, bc)
+    broadcast_service.cancel_broadcast(g.db, app_settings(), user, bc)
     g.db.commit()
-    return jsonify(services.broadcast_json(g.db, bc))
+    return jsonify(broadcast_json(g.db, bc))
 
 
 # --- play logs ---------------------------------------------------------------------------------
@@ -427,13 +437,13 @@ def playlogs():
     area = _query_id("area")
     allowed = auth.user_area_ids(g.db, g.user)
     if area is not None or allowed is not None:
-        areas = services.area_subtree_ids(g.db, [area]) if area is not None else allowed
+        areas = area_subtree_ids(g.db, [area]) if area is not None else allowed
         if allowed is not None:
             areas = areas & allowed
         q = q.where(PlayLog.node_id.in_(select(Node.id).where(Node.cluster_id.in_(areas))))
     for arg, op in (("from", "__ge__"), ("to", "__lt__")):
         if request.args.get(arg):
-            when = services.parse_time(request.args[arg], arg)
+            when = parse_time(request.args[arg], arg, app_settings().tz)
             q = q.where(getattr(PlayLog.started_at_ms, op)(to_ms(when)))
     rows = [_playlog_json(p) for p in g.db.scalars(q)]
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
@@ -448,7 +458,7 @@ def playlogs():
 
 def _playlog_json(p: PlayLog) -> dict:
     def t(ms):
-        return services.iso(from_ms(ms)) if ms is not None else None
+        return iso(from_ms(ms)) if ms is not None else None
     return {"node_id": p.node_id, "broadcast_id": p.broadcast_id, "bulletin_id": p.bulletin_id,
             "item_id": p.item_id, "cmd_id": p.cmd_id, "slot_id": p.slot_id, "sha256": p.sha256,
             "scheduled_at": t(p.scheduled_at_ms), "started_at": t(p.started_at_ms),
@@ -464,7 +474,8 @@ def audit_log():
     q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
     for arg, op in (("from", "__ge__"), ("to", "__lt__")):
         if request.args.get(arg):
-            q = q.where(getattr(AuditEntry.at, op)(services.parse_time(request.args[arg], arg)))
+            when = parse_time(request.args[arg], arg, app_settings().tz)
+            q = q.where(getattr(AuditEntry.at, op)(when))
     if request.args.get("actor"):
         q = q.where(AuditEntry.actor == request.args["actor"])
     action = request.args.get("action")

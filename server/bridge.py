@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import case, select
 from sqlalchemy.exc import IntegrityError
@@ -30,7 +30,8 @@ from device_agent.protocol import parse_topic
 
 from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, Telemetry, node_groups,
                      utcnow)
-from .services import advance_delivery
+from . import deliveries
+from .outbox import command_acked
 from .transport import Transport
 
 log = logging.getLogger(__name__)
@@ -234,9 +235,15 @@ class Bridge:
         self.keep_telemetry = keep_telemetry
         self.limits = limits or BridgeLimits()
         self.quiet = _QuietLog()
+        # what a node publishes, by topic kind; what it reports, by event type. A handler
+        # returns a Refused when the message is stored for the record but not accepted.
+        self.topics: dict[str, Callable[[Session, Node, dict], Refused | None]] = {
+            "state": self._state, "telemetry": self._telemetry, "events": self._event}
+        self.events: dict[str, Callable[[Session, Node, dict], Refused | None]] = {
+            "ack": self._ack, "played": self._played, "desired_applied": self._desired_applied}
 
     def start(self) -> None:
-        for kind in ("state", "telemetry", "events"):
+        for kind in self.topics:
             self.transport.subscribe(f"{self.prefix}/nodes/+/{kind}", self.handle)
 
     def handle(self, topic: str, payload: bytes) -> None:
@@ -250,9 +257,9 @@ class Bridge:
 
     def _handle(self, topic: str, payload: bytes) -> None:
         where = parse_topic(self.prefix, topic)
-        if where is None or where.scope != "node" or where.kind not in (
-                "state", "telemetry", "events"):
+        if where is None or where.scope != "node" or where.kind not in self.topics:
             return
+        handler = self.topics[where.kind]
         with self.sessions() as db:
             node = db.get(Node, where.name)
             if node is None or not _accepts(node):
@@ -266,9 +273,7 @@ class Bridge:
                                   f"{self.limits.for_kind(where.kind)}")
                 if where.kind == "state" and not payload:
                     return  # a cleared retained message
-                message = read_message(where.kind, payload)
-                refused = {"state": self._state, "telemetry": self._telemetry,
-                           "events": self._event}[where.kind](db, node, message)
+                refused = handler(db, node, read_message(where.kind, payload))
                 if refused is not None:  # stored for the record, but not accepted as proof
                     self._count(db, node_id, where.kind, refused)
                 db.commit()
@@ -319,15 +324,13 @@ class Bridge:
         db.add(Event(node_id=node.id, event_id=event["id"], type=event["type"],
                      ts_ms=event["ts"], payload=event))
         node.last_seen = utcnow()
-        kind = event["type"]
-        if kind == "ack":
-            return self._ack(db, node, event)
-        if kind == "played":
-            return self._played(db, node, event)
-        if kind == "desired_applied":
-            if event["version"] < 0 or event["version"] > (node.desired_version or 0):
-                return Refused("unknown_version", f"version {event['version']} was never sent")
-            node.desired_applied_version = max(event["version"], node.desired_applied_version or 0)
+        handler = self.events.get(event["type"])
+        return handler(db, node, event) if handler is not None else None
+
+    def _desired_applied(self, db: Session, node: Node, event: dict) -> Refused | None:
+        if event["version"] < 0 or event["version"] > (node.desired_version or 0):
+            return Refused("unknown_version", f"version {event['version']} was never sent")
+        node.desired_applied_version = max(event["version"], node.desired_applied_version or 0)
         return None
 
     def _addressed(self, db: Session, cmd_id: str | None, node: Node) -> Command | None:
@@ -360,14 +363,9 @@ class Bridge:
         status, reason = event["status"], event.get("reason")
         delivery = self._delivery(db, cmd, node)
         if delivery is not None:
-            advance_delivery(delivery, status, reason)
+            deliveries.advance(delivery, status, reason)
         elif cmd.node_id == node.id:
-            rank = ("received", "started")
-            if cmd.status is None or cmd.status in rank and (
-                    status not in rank or rank.index(status) > rank.index(cmd.status)):
-                cmd.status, cmd.reason = status, reason
-                if "result" in event or "detail" in event:
-                    cmd.result = {"result": event.get("result"), "detail": event.get("detail")}
+            command_acked(cmd, status, reason, event)
         return None
 
     def _slot(self, db: Session, node: Node, slot_id: str) -> dict | None:
@@ -396,7 +394,7 @@ class Bridge:
         result, reason, refused = event["result"], event.get("reason"), None
         sha = event.get("sha256")
         if expected and (sha is not None and sha != expected
-                         or sha is None and result == "completed"):
+                         or sha is None and result == deliveries.PLAYED_COMPLETED):
             # not proof that this broadcast played: what played was other audio (or unnamed)
             result, reason = "failed", "sha256_mismatch"
             refused = Refused("sha256_mismatch", f"played {sha} for {expected}")
@@ -411,11 +409,8 @@ class Bridge:
                        started_at_ms=event.get("started_at") or event["ts"],
                        ended_at_ms=event.get("ended_at"), result=result, reason=reason))
         delivery = self._delivery(db, cmd, node) if cmd is not None else None
-        if delivery is not None and delivery.played_result != "completed":
-            delivery.played_result = result
-            if result != "completed" and delivery.reason is None:
-                delivery.reason = reason
-            delivery.updated_at = utcnow()
+        if delivery is not None:
+            deliveries.played(delivery, result, reason)
         return refused
 
 

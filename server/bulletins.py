@@ -3,10 +3,10 @@ recording, made broadcast-ready by audio.pipeline; previews; the approval lifecy
 and when for every step. Input is checked in full before anything is written."""
 from __future__ import annotations
 
-import threading
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Mapping
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,36 +16,76 @@ from audio.store import AudioError, MediaStore
 from audio.tts import TTSError, build_chain
 
 from . import auth
-from .errors import ApiError, bad_request
+from .config import Settings
+from .errors import ApiError, bad_request, not_found
 from .i18n import CATEGORIES
 from .models import (Area, Bulletin, BulletinApproval, BulletinEvent, LexiconEntry, Media, User,
                      area_ancestors, utcnow)
-from .services import check, iso, need, settings, visible_bulletin
+from .times import iso
+from .validate import check, need
+
+
+
+class BulletinStatus(StrEnum):
+    """A bulletin's lifecycle (TRANSITIONS below): drafted, submitted for review (pending),
+    approved or rejected, archived."""
+    DRAFT = "draft"
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    ARCHIVED = "archived"
+
 
 VOICES = ("vi-north", "vi-central", "vi-south")
 CHIMES = ("none", "intro", "outro", "both")
 UPLOAD_STATUS = {"too_large": 413, "too_long": 413, "unsupported_format": 415, "not_audio": 415}
-_pipeline_lock = threading.Lock()
 
 
-def pipeline() -> Pipeline:
-    """One pipeline per app: its engine chain remembers when gTTS last failed."""
-    app = current_app._get_current_object()
-    with _pipeline_lock:
-        p = app.extensions.get("audio_pipeline")
-        if p is None:
-            s = settings()
-            chain = build_chain(s.tts_engines, s.gtts_timeout_s, cache_dir=s.speech_cache_dir,
-                                gtts_endpoint=s.gtts_endpoint or None, commands=s.tts_commands)
-            p = Pipeline(MediaStore(s.media_dir), chain, s.audio_settings(),
-                         cache_dir=s.speech_cache_dir)
-            app.extensions["audio_pipeline"] = p
-        return p
+def visible_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool = False
+                     ) -> Bulletin:
+    """The bulletin when the user may see it (404 otherwise). A user scoped to an area sees
+    that area's bulletins and unscoped ones; ``manage`` (edit, submit, approve, archive) needs
+    the bulletin's own area inside the user's: an unscoped bulletin is only for unscoped users."""
+    b = db.get(Bulletin, bulletin_id)
+    allowed = auth.user_area_ids(db, user)
+    if b is None or (allowed is not None and b.area_id is not None
+                     and b.area_id not in allowed):
+        raise not_found("thing.bulletin")
+    if manage and allowed is not None and b.area_id is None:
+        raise ApiError(403, "forbidden_area", "err.forbidden_area", area="-")
+    return b
+
+
+def current_approval(b: Bulletin) -> BulletinApproval | None:
+    """The approval of the bulletin's current revision, when it is approved as it stands."""
+    if b.status != BulletinStatus.APPROVED:
+        return None
+    for a in reversed(b.approvals):
+        if a.revoked_at is None and a.revision == b.revision \
+                and a.media_sha256 == b.media_sha256:
+            return a
+    return None
+
+
+def make_pipeline(s: Settings) -> Pipeline:
+    """The audio pipeline the settings describe. Keep one per process: its engine chain
+    remembers when gTTS last failed."""
+    chain = build_chain(s.tts_engines, s.gtts_timeout_s, cache_dir=s.speech_cache_dir,
+                        gtts_endpoint=s.gtts_endpoint or None, commands=s.tts_commands)
+    return Pipeline(MediaStore(s.media_dir), chain, s.audio_settings(),
+                    cache_dir=s.speech_cache_dir)
+
+
+@dataclass(frozen=True)
+class Speech:
+    """What a bulletin's audio is made with: the server's settings and its pipeline."""
+    settings: Settings
+    pipeline: Pipeline
 
 
 # --- ward speech settings and lexicon ------------------------------------------------------------
 
-def speech_defaults(db: Session, area_id: int | None) -> dict:
+def speech_defaults(db: Session, s: Settings, area_id: int | None) -> dict:
     """Engine, voice and chime for an area: its own, else the nearest ancestor's, else config."""
     out = {"engine": None, "voice": None, "chime": None}
     for area in area_ancestors(db, area_id) if area_id else []:
@@ -53,7 +93,7 @@ def speech_defaults(db: Session, area_id: int | None) -> dict:
                            ("chime", area.chime)):
             if out[key] is None and value:
                 out[key] = value
-    out["voice"] = out["voice"] or settings().default_voice
+    out["voice"] = out["voice"] or s.default_voice
     out["chime"] = out["chime"] or "none"
     return out
 
@@ -88,12 +128,13 @@ def add_lexicon_entry(db: Session, user: User, area_id: int, data: Mapping[str, 
     return row
 
 
-def update_area_speech(db: Session, user: User, area_id: int, data: Mapping[str, Any]) -> Area:
+def update_area_speech(db: Session, s: Settings, user: User, area_id: int,
+                       data: Mapping[str, Any]) -> Area:
     area = scoped_area(db, user, area_id)
     engine = check(data, "tts_engine", max_len=20)
     voice = check(data, "tts_voice", max_len=20)
     chime = check(data, "chime", max_len=10)
-    known = settings().tts_engines
+    known = s.tts_engines
     if engine and engine not in known:
         raise bad_request("err.invalid_field", field="tts_engine", detail=", ".join(known))
     if voice and voice not in VOICES:
@@ -127,12 +168,12 @@ def scoped_area(db: Session, user: User, area_id: int) -> Area:
 
 # --- speech and uploads -----------------------------------------------------------------------
 
-def _speech_choice(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
+def _speech_choice(s: Settings, data: Mapping[str, Any]) -> tuple[str | None, str | None]:
     voice = check(data, "voice", max_len=40)
     engine = check(data, "engine", max_len=20)
     if voice is not None and voice not in VOICES + ("vi",):
         raise bad_request("err.invalid_field", field="voice", detail=", ".join(VOICES))
-    known = settings().tts_engines
+    known = s.tts_engines
     if engine is not None and engine not in known:
         raise bad_request("err.invalid_field", field="engine", detail=", ".join(known))
     return voice, engine
@@ -143,26 +184,29 @@ def normalized_text(db: Session, text: str, area_id: int | None) -> str:
     return normalise_text(text, lexicon_for(db, area_id) or None)
 
 
-def speak(db: Session, area_id: int | None, text: str, spoken_text: str | None,
-          voice: str | None, engine: str | None) -> Rendered:
+def speak(db: Session, speech: Speech, area_id: int | None, text: str,
+          spoken_text: str | None, voice: str | None, engine: str | None) -> Rendered:
     """Text (or the author's corrected spoken form) -> stored broadcast-ready audio."""
-    d = speech_defaults(db, area_id)
+    s = speech.settings
+    d = speech_defaults(db, s, area_id)
     try:
         if spoken_text:
-            return pipeline().render_text(spoken_text, voice or d["voice"], engine or d["engine"],
-                                          settings=settings().audio_settings(d["chime"]),
-                                          normalised=True)
-        return pipeline().render_text(text, voice or d["voice"], engine or d["engine"],
-                                      settings=settings().audio_settings(d["chime"]),
-                                      lexicon=lexicon_for(db, area_id) or None)
+            return speech.pipeline.render_text(spoken_text, voice or d["voice"],
+                                               engine or d["engine"],
+                                               settings=s.audio_settings(d["chime"]),
+                                               normalised=True)
+        return speech.pipeline.render_text(text, voice or d["voice"], engine or d["engine"],
+                                           settings=s.audio_settings(d["chime"]),
+                                           lexicon=lexicon_for(db, area_id) or None)
     except (TTSError, AudioError) as err:
         raise ApiError(422, "speech_failed", "err.speech_failed", detail=str(err)) from None
 
 
-def render_upload(db: Session, area_id: int | None, data: bytes) -> Rendered:
-    d = speech_defaults(db, area_id)
+def render_upload(db: Session, speech: Speech, area_id: int | None, data: bytes) -> Rendered:
+    d = speech_defaults(db, speech.settings, area_id)
     try:
-        return pipeline().render_upload(data, settings=settings().audio_settings(d["chime"]))
+        return speech.pipeline.render_upload(
+            data, settings=speech.settings.audio_settings(d["chime"]))
     except UploadError as err:
         raise ApiError(UPLOAD_STATUS.get(err.code, 400), err.code, f"err.upload.{err.code}",
                        detail=err.message) from None
@@ -187,16 +231,16 @@ def _apply_render(db: Session, b: Bulletin, r: Rendered) -> None:
         b.spoken_text = r.text
 
 
-def preview(db: Session, user: User, data: Mapping[str, Any]) -> dict:
+def preview(db: Session, speech: Speech, user: User, data: Mapping[str, Any]) -> dict:
     """The normalised text and its audio, before anything is saved as a bulletin."""
     text = need(data, "text", max_len=20000)
     spoken_text = check(data, "spoken_text", max_len=40000)
-    voice, engine = _speech_choice(data)
+    voice, engine = _speech_choice(speech.settings, data)
     area_id = _bulletin_area(db, user, data)
     normalized = spoken_text or normalized_text(db, text, area_id)
     if not data.get("audio", True):
         return {"normalized": normalized}
-    r = speak(db, area_id, text, spoken_text, voice, engine)
+    r = speak(db, speech, area_id, text, spoken_text, voice, engine)
     media = media_for(db, r)
     return {"normalized": r.text or normalized, "audio_url": f"/media/{media.sha256}.{media.ext}",
             "sha256": media.sha256, "duration_ms": media.duration_ms, "engine": r.engine,
@@ -221,7 +265,7 @@ def bulletin_json(b: Bulletin) -> dict:
             "review_comment": b.review_comment, "revision": b.revision,
             "approved_sha256": next((a.media_sha256 for a in reversed(b.approvals)
                                      if a.revoked_at is None and a.revision == b.revision),
-                                    None) if b.status == "approved" else None,
+                                    None) if b.status == BulletinStatus.APPROVED else None,
             "history": [{"action": e.action, "status": e.status, "by": e.user.username,
                          "at": iso(e.at), "comment": e.comment, "revision": e.revision,
                          "sha256": e.media_sha256} for e in b.history]}
@@ -251,15 +295,16 @@ def _log(db: Session, b: Bulletin, user: User, action: str, comment: str | None 
                          comment=comment, revision=b.revision, media_sha256=b.media_sha256))
 
 
-def create_text_bulletin(db: Session, user: User, data: Mapping[str, Any]) -> Bulletin:
+def create_text_bulletin(db: Session, speech: Speech, user: User, data: Mapping[str, Any]
+                         ) -> Bulletin:
     fields = _common_fields(data)
     text = need(data, "text", max_len=20000)
     spoken_text = check(data, "spoken_text", max_len=40000)
-    voice, engine = _speech_choice(data)
+    voice, engine = _speech_choice(speech.settings, data)
     area_id = _bulletin_area(db, user, data)
-    r = speak(db, area_id, text, spoken_text, voice, engine)
+    r = speak(db, speech, area_id, text, spoken_text, voice, engine)
     b = Bulletin(**fields, text=text, spoken_text=spoken_text, spoken_text_edited=bool(spoken_text),
-                 voice=voice, engine_requested=engine, area_id=area_id, status="draft",
+                 voice=voice, engine_requested=engine, area_id=area_id, status=BulletinStatus.DRAFT,
                  source="text", created_by=user.id)
     db.add(b)
     db.flush()
@@ -268,15 +313,15 @@ def create_text_bulletin(db: Session, user: User, data: Mapping[str, Any]) -> Bu
     return b
 
 
-def create_upload_bulletin(db: Session, user: User, form: Mapping[str, Any],
+def create_upload_bulletin(db: Session, speech: Speech, user: User, form: Mapping[str, Any],
                            data: bytes | None) -> Bulletin:
     fields = _common_fields(form)
     if not data:
         raise ApiError(400, "empty", "err.upload.empty", detail="")
     area_id = _bulletin_area(db, user, form)
-    r = render_upload(db, area_id, data)
+    r = render_upload(db, speech, area_id, data)
     b = Bulletin(**fields, text=check(form, "text", max_len=20000), area_id=area_id,
-                 status="draft", source="upload", created_by=user.id)
+                 status=BulletinStatus.DRAFT, source="upload", created_by=user.id)
     db.add(b)
     db.flush()
     _apply_render(db, b, r)
@@ -284,10 +329,11 @@ def create_upload_bulletin(db: Session, user: User, form: Mapping[str, Any],
     return b
 
 
-def edit_bulletin(db: Session, user: User, b: Bulletin, data: Mapping[str, Any]) -> Bulletin:
+def edit_bulletin(db: Session, speech: Speech, user: User, b: Bulletin,
+                  data: Mapping[str, Any]) -> Bulletin:
     """Change a bulletin; its speech is made again when what is spoken changed. An approved
     bulletin that is edited goes back to pending: what airs is always what was approved."""
-    if b.status == "archived":
+    if b.status == BulletinStatus.ARCHIVED:
         raise ApiError(409, "bad_transition", "err.bad_transition", action="edit", status=b.status)
     if not (auth.can(user, "bulletin.write") and (b.created_by == user.id or auth.can(
             user, "bulletin.approve"))):
@@ -298,11 +344,12 @@ def edit_bulletin(db: Session, user: User, b: Bulletin, data: Mapping[str, Any])
         raise bad_request("err.missing_field", "missing_field", field="text")
     spoken_text = check(data, "spoken_text", max_len=40000) if "spoken_text" in data else (
         b.spoken_text if b.spoken_text_edited else None)
-    voice, engine = _speech_choice({"voice": data.get("voice", b.voice),
+    voice, engine = _speech_choice(speech.settings,
+                                   {"voice": data.get("voice", b.voice),
                                     "engine": data.get("engine", b.engine_requested)})
     respeak = b.source == "text" and (text != b.text or voice != b.voice
                                       or engine != b.engine_requested or "spoken_text" in data)
-    r = speak(db, b.area_id, text, spoken_text, voice, engine) if respeak else None
+    r = speak(db, speech, b.area_id, text, spoken_text, voice, engine) if respeak else None
     for key, value in fields.items():
         setattr(b, key, value)
     b.text, b.voice, b.engine_requested = text, voice, engine
@@ -310,8 +357,8 @@ def edit_bulletin(db: Session, user: User, b: Bulletin, data: Mapping[str, Any])
         b.spoken_text, b.spoken_text_edited = spoken_text, bool(spoken_text)
     if r is not None:
         _apply_render(db, b, r)
-    if b.status == "approved":
-        b.status = "pending"
+    if b.status == BulletinStatus.APPROVED:
+        b.status = BulletinStatus.PENDING
         b.reviewed_by = b.reviewed_at = None
     # a new revision: its own approval is needed before it airs; broadcasts already made keep
     # the approved revision they name (BulletinApproval), never this one
@@ -337,10 +384,11 @@ def get_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool = Fa
     return visible_bulletin(db, user, bulletin_id, manage=manage)
 
 
-TRANSITIONS = {"submit": ({"draft", "rejected"}, "pending"),
-               "approve": ({"pending"}, "approved"),
-               "reject": ({"pending"}, "rejected"),
-               "archive": ({"draft", "pending", "approved", "rejected"}, "archived")}
+_S = BulletinStatus
+TRANSITIONS = {"submit": ({_S.DRAFT, _S.REJECTED}, _S.PENDING),
+               "approve": ({_S.PENDING}, _S.APPROVED),
+               "reject": ({_S.PENDING}, _S.REJECTED),
+               "archive": ({_S.DRAFT, _S.PENDING, _S.APPROVED, _S.REJECTED}, _S.ARCHIVED)}
 
 
 def transition(db: Session, user: User, b: Bulletin, action: str, comment: str | None = None,

@@ -129,11 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             print(issue_token(db, user, args.days * 24 or None, name=args.name))
             db.commit()
         elif args.cmd == "sync-broker":
-            from . import create_app, services
-            app = create_app(instance_path=instance)
-            with app.app_context():
-                reloaded = services.sync_broker_accounts(app.extensions["db_sessions"])
-                print("reloaded" if reloaded else "written (no broker running)")
+            from .nodes import sync_broker_accounts
+            init_db(engine)  # as the app would at start: a fresh instance has no tables yet
+            reloaded = sync_broker_accounts(settings, make_sessionmaker(engine))
+            print("reloaded" if reloaded else "written (no broker running)")
     return 0
 
 

@@ -20,19 +20,31 @@ import fcntl
 import json
 import os
 import secrets
+from enum import StrEnum
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from device_agent.protocol import (command_topic, envelope_json, load_private_key,
-                                   private_key_b64, public_key_b64, sign_envelope)
+from device_agent.protocol import (load_private_key,
+                                   private_key_b64, public_key_b64)
 
-from . import audit
-from .models import Command, Event, Node, ServerKey, from_ms, now_ms, utcnow
+from . import audit, outbox
+from .files import write_atomic
+from .models import Command, Event, Node, ServerKey, now_ms, utcnow
 
-TRUSTED = ("next", "active", "retired")   # the states nodes trust
+
+
+class KeyState(StrEnum):
+    """A server key's lifecycle (see the module's docstring)."""
+    NEXT = "next"
+    ACTIVE = "active"
+    RETIRED = "retired"
+    REVOKED = "revoked"
+
+
+TRUSTED = (KeyState.NEXT, KeyState.ACTIVE, KeyState.RETIRED)   # the states nodes trust
 KEYS_TTL_MS = 7 * 24 * 3600 * 1000        # a node offline up to a week still gets the change
                                           # (persistent session, QoS 1)
 
@@ -62,13 +74,7 @@ def read_key_file(path: str | os.PathLike) -> dict[str, str]:
 
 def _write_key_file(path: Path, keys: dict[str, str]) -> None:
     """Replace the key file at once (a temporary 0600 file renamed over it)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"keys": keys}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"keys": keys}), 0o600)
 
 
 class _FileLock:
@@ -111,12 +117,13 @@ def register_public_key(db: Session, path: str | os.PathLike) -> str:
     """Put the key file's keys in ``server_keys`` (the first one active); the active kid."""
     for kid, priv in read_key_file(path).items():
         if db.get(ServerKey, kid) is None:
-            first = db.scalar(select(ServerKey.kid).where(ServerKey.state == "active")) is None
+            first = db.scalar(select(ServerKey.kid).where(
+                ServerKey.state == KeyState.ACTIVE)) is None
             db.add(ServerKey(kid=kid, public_key=public_key_b64(load_private_key(priv)),
-                             state="active" if first else "next",
+                             state=KeyState.ACTIVE if first else KeyState.NEXT,
                              activated_at=utcnow() if first else None))
             db.flush()
-    return db.scalar(select(ServerKey.kid).where(ServerKey.state == "active"))
+    return db.scalar(select(ServerKey.kid).where(ServerKey.state == KeyState.ACTIVE))
 
 
 # --- the signer ---------------------------------------------------------------------------------
@@ -140,7 +147,7 @@ class KeyRing:
             self._stamp = stamp
 
     def active(self, db: Session) -> tuple[str, Ed25519PrivateKey]:
-        kid = db.scalar(select(ServerKey.kid).where(ServerKey.state == "active"))
+        kid = db.scalar(select(ServerKey.kid).where(ServerKey.state == KeyState.ACTIVE))
         if kid is None:
             if self.default is None:
                 raise RuntimeError("no active signing key in the database")
@@ -171,20 +178,15 @@ def _key(db: Session, kid: str) -> ServerKey:
 def _keys_command(db: Session, settings, body: dict, node_id: str | None = None) -> Command:
     """A ``keys`` command to every node (or one), signed now by the active key, into the
     outbox."""
-    kid, key = KeyRing(settings.signing_key_file).active(db)
-    now, target = now_ms(), f"node:{node_id}" if node_id else "group:all"
-    env = sign_envelope(key, kid, "keys", target, body, now, KEYS_TTL_MS)
-    cmd = Command(id=env["id"], type="keys", target=target,
-                  topic=command_topic(settings.topic_prefix, "keys", target), body=body,
-                  payload=envelope_json(env), signed_at=from_ms(now), ttl_ms=KEYS_TTL_MS,
-                  exp_ms=env["exp"], node_id=node_id)
-    db.add(cmd)
-    return cmd
+    target = f"node:{node_id}" if node_id else "group:all"
+    signer = KeyRing(settings.signing_key_file).active(db)
+    return outbox.add_signed(db, settings.topic_prefix, signer, "keys", target, body, now_ms(),
+                             KEYS_TTL_MS, node_id=node_id)
 
 
 def rotate(db: Session, settings) -> tuple[ServerKey, Command]:
     """A new key in state ``next``, and the command that makes every node trust it."""
-    if db.scalar(select(ServerKey.kid).where(ServerKey.state == "next")):
+    if db.scalar(select(ServerKey.kid).where(ServerKey.state == KeyState.NEXT)):
         raise KeyLifecycleError("a rotation is under way: activate or revoke the next key first")
     new = Ed25519PrivateKey.generate()
     kid = f"srv-{utcnow():%Y%m%d}-{secrets.token_hex(3)}"
@@ -193,7 +195,7 @@ def rotate(db: Session, settings) -> tuple[ServerKey, Command]:
         keys = read_key_file(path)
         keys[kid] = private_key_b64(new)
         _write_key_file(path, keys)
-    row = ServerKey(kid=kid, public_key=public_key_b64(new), state="next", active=True)
+    row = ServerKey(kid=kid, public_key=public_key_b64(new), state=KeyState.NEXT, active=True)
     db.add(row)
     cmd = _keys_command(db, settings, {"keys": [{"kid": kid, "public_key": row.public_key}],
                                        "revoke": []})
@@ -211,7 +213,8 @@ def readiness(db: Session, kid: str) -> tuple[int, int, list[str]]:
                if any(k.get("kid") == kid for k in (c.body or {}).get("keys", []))}
     acked = {e.node_id for e in db.scalars(select(Event).where(
                  Event.type == "ack", Event.received_at >= row.created_at))
-             if e.payload.get("cmd_id") in cmd_ids and e.payload.get("status") == "finished"}
+             if e.payload.get("cmd_id") in cmd_ids
+             and e.payload.get("status") == outbox.CommandStatus.FINISHED}
     nodes = db.scalars(select(Node).order_by(Node.id)).all()
     missing = [n.id for n in nodes if n.id not in acked and n.created_at < row.created_at]
     return len(nodes) - len(missing), len(nodes), missing
@@ -221,7 +224,7 @@ def resend(db: Session, settings, kid: str) -> list[str]:
     """Send the key again, to each node that does not trust it yet (say it was never online
     when the key was announced); the ids of those nodes."""
     row = _key(db, kid)
-    if row.state == "revoked":
+    if row.state == KeyState.REVOKED:
         raise KeyLifecycleError(f"{kid} is revoked")
     _, _, missing = readiness(db, kid)
     for node_id in missing:
@@ -235,7 +238,7 @@ def activate(db: Session, settings, kid: str, force: bool = False) -> tuple[int,
     """Sign with ``kid`` from now on (the active key becomes retired); (ready, total nodes).
     Refused while some node has not acked the key, unless ``force``."""
     row = _key(db, kid)
-    if row.state not in ("next", "retired"):
+    if row.state not in (KeyState.NEXT, KeyState.RETIRED):
         raise KeyLifecycleError(f"key {kid} is {row.state}: only a next or retired key can "
                                 "become active")
     if kid not in read_key_file(settings.signing_key_file):
@@ -247,10 +250,10 @@ def activate(db: Session, settings, kid: str, force: bool = False) -> tuple[int,
             f"{' …' if len(missing) > 20 else ''}. Wait, or --force (those nodes will reject "
             "everything signed by it)")
     now = utcnow()
-    for old in db.scalars(select(ServerKey).where(ServerKey.state == "active")):
-        old.state, old.retired_at = "retired", now
+    for old in db.scalars(select(ServerKey).where(ServerKey.state == KeyState.ACTIVE)):
+        old.state, old.retired_at = KeyState.RETIRED, now
     db.flush()
-    row.state, row.active, row.activated_at = "active", True, now
+    row.state, row.active, row.activated_at = KeyState.ACTIVE, True, now
     for node in db.scalars(select(Node)):
         node.desired_dirty = True  # re-sign every retained desired state with the new key
     audit.record(db, "keys.activate", ("server_key", kid), {"ready": ready, "total": total,
@@ -261,12 +264,12 @@ def activate(db: Session, settings, kid: str, force: bool = False) -> tuple[int,
 def revoke(db: Session, settings, kid: str) -> Command:
     """Tell every node to drop ``kid`` (signed by the active key); the active key cannot be."""
     row = _key(db, kid)
-    if row.state == "active":
+    if row.state == KeyState.ACTIVE:
         raise KeyLifecycleError(f"{kid} is the active key: activate another one first")
-    if row.state == "revoked":
+    if row.state == KeyState.REVOKED:
         raise KeyLifecycleError(f"{kid} is already revoked")
     cmd = _keys_command(db, settings, {"keys": [], "revoke": [kid]})
-    row.state, row.active, row.revoked_at = "revoked", False, utcnow()
+    row.state, row.active, row.revoked_at = KeyState.REVOKED, False, utcnow()
     audit.record(db, "keys.revoke", ("server_key", kid), {"command_id": cmd.id})
     return cmd
 
@@ -286,7 +289,7 @@ def key_list(db: Session) -> list[dict]:
         return f"{value:%Y-%m-%d %H:%M}" if value else "-"
     out = []
     for k in db.scalars(select(ServerKey).order_by(ServerKey.created_at)):
-        ready, total, _ = readiness(db, k.kid) if k.state == "next" else (None, None, None)
+        ready, total, _ = readiness(db, k.kid) if k.state == KeyState.NEXT else (None, None, None)
         out.append({"kid": k.kid, "state": k.state, "created": t(k.created_at),
                     "activated": t(k.activated_at), "retired": t(k.retired_at),
                     "revoked": t(k.revoked_at),

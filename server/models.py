@@ -244,7 +244,7 @@ class Delivery(Base):
     broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id"), index=True)
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
     command_id: Mapped[Optional[str]] = mapped_column(ForeignKey("commands.id"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[str] = mapped_column(String(20))  # assigned by server.deliveries alone
     reason: Mapped[Optional[str]] = mapped_column(String(100))
     played_result: Mapped[Optional[str]] = mapped_column(String(20))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

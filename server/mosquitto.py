@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from .files import write_atomic
+
 # Broker accounts of the server's own processes start with this; node ids never do, so no node
 # can ever hold a server account's name (which is also its client id, use_username_as_clientid).
 SERVER_ACCOUNT_PREFIX = "loa-"
@@ -115,16 +117,6 @@ def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 @dataclass
 class MosquittoFiles:
     """The password file and ACL in ``directory``; ``apply`` writes them and tells the broker."""
@@ -140,8 +132,8 @@ class MosquittoFiles:
               nodes: Mapping[str, Iterable[str]]) -> None:
         d = Path(self.directory)
         d.mkdir(parents=True, exist_ok=True)
-        _write_atomic(d / "passwd", render_passwd(accounts))
-        _write_atomic(d / "acl", render_acl(self.prefix, server_user, nodes))
+        write_atomic(d / "passwd", render_passwd(accounts))
+        write_atomic(d / "acl", render_acl(self.prefix, server_user, nodes))
 
     def reload(self) -> bool:
         """SIGHUP the running broker so it re-reads both files; False when none runs."""
@@ -186,7 +178,7 @@ def ensure_tls_files(directory: Path, hosts: Iterable[str], days: int = 3650) ->
     hosts = sorted(set(hosts))
 
     def write_key(path: Path, key) -> None:
-        _write_atomic(path, key.private_bytes(serialization.Encoding.PEM,
+        write_atomic(path, key.private_bytes(serialization.Encoding.PEM,
                                               serialization.PrivateFormat.PKCS8,
                                               serialization.NoEncryption()).decode())
 
@@ -215,7 +207,7 @@ def ensure_tls_files(directory: Path, hosts: Iterable[str], days: int = 3650) ->
                                                 False, False), critical=True)
                    .sign(ca_key, hashes.SHA256()))
         write_key(files.ca_key, ca_key)
-        _write_atomic(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM).decode(),
+        write_atomic(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM).decode(),
                       mode=0o644)
         files.cert.unlink(missing_ok=True)
     if files.cert.exists() and files.key.exists():
@@ -239,7 +231,7 @@ def ensure_tls_files(directory: Path, hosts: Iterable[str], days: int = 3650) ->
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
     write_key(files.key, key)
-    _write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM).decode(), mode=0o644)
+    write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM).decode(), mode=0o644)
     return files
 
 
@@ -285,7 +277,7 @@ class MosquittoProcess:
         (d / "data").mkdir(parents=True, exist_ok=True)
         for name in ("passwd", "acl"):
             if not (d / name).exists():
-                _write_atomic(d / name, "")
+                write_atomic(d / name, "")
         self.conf_path.write_text(render_conf(port=self.port, directory=d, tls=self.tls,
                                               max_packet_size=self.max_packet_size),
                                   encoding="utf-8")

@@ -7,6 +7,8 @@ import copy
 from device_agent.schemas import BODIES
 
 from .auth import ROLES
+from .broadcasts import BroadcastStatus
+from .bulletins import BulletinStatus
 from .models import MAX_DB_INT
 
 
@@ -177,8 +179,7 @@ SCHEMAS = {
     "Bulletin": {"type": "object", "properties": {
         "id": {"type": "integer"}, "title": {"type": "string"}, "text": NULLABLE_STR,
         "category": {"type": "string"},
-        "status": {"type": "string", "enum": ["draft", "pending", "approved", "rejected",
-                                             "archived"]},
+        "status": {"type": "string", "enum": [s.value for s in BulletinStatus]},
         "audio_url": NULLABLE_STR, "sha256": NULLABLE_STR,
         "duration_ms": {"type": ["integer", "null"]}, "engine": NULLABLE_STR,
         "engine_note": NULLABLE_STR, "review_comment": NULLABLE_STR,
@@ -216,7 +217,7 @@ SCHEMAS = {
     "Broadcast": {"type": "object", "properties": {
         "id": {"type": "integer"}, "bulletin_id": {"type": "integer"},
         "priority": {"type": "integer"}, "status": {"type": "string", "enum": [
-            "scheduled", "awaiting_confirmation", "dispatched", "held", "skipped", "cancelled"]},
+            s.value for s in BroadcastStatus]},
         "reason": {**NULLABLE_STR, "description": "why held or skipped: approval_revoked, "
                                                   "approval_missing, media_missing, late, "
                                                   "expired, dispatch_failed"},

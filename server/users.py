@@ -19,7 +19,7 @@ from .auth import PERMISSIONS, ROLES, hash_password, revoke_logins, user_area_id
 from .errors import ApiError, bad_request, not_found
 from .i18n import LANGUAGES
 from .models import Area, User
-from .services import iso
+from .times import iso
 
 FIELDS = ("username", "role", "password", "area_id", "language", "active")
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,79}")  # fullmatch: no trailing newline

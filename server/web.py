@@ -1,5 +1,5 @@
 """Web pages (Jinja + htmx, Vietnamese by default): login, node dashboard, bulletin form that can
-approve and broadcast at once, and a broadcast's per-node status. Thin over server.services."""
+approve and broadcast at once, and a broadcast's per-node status. Thin over the domain modules."""
 from __future__ import annotations
 
 import functools
@@ -9,11 +9,14 @@ from flask import (Blueprint, abort, flash, g, redirect, render_template, reques
                    url_for)
 from sqlalchemy import select
 
-from . import auth, services
+from . import auth
 from . import bulletins as bulletin_service
+from .broadcasts import broadcast_visible, create_broadcast
+from .context import settings, speech
 from .errors import ApiError
 from .i18n import CATEGORIES, LANGUAGES, local_time, t
 from .models import Area, Broadcast, Node
+from .serializers import broadcast_json
 
 bp = Blueprint("web", __name__)
 
@@ -109,7 +112,7 @@ def bulletins():
     rows = bulletin_service.visible_bulletins(g.db, g.user, limit=100)
     broadcasts = [bc for bc in g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc())
                                             .limit(50))
-                  if services.broadcast_visible(g.db, g.user, bc)]
+                  if broadcast_visible(g.db, g.user, bc)]
     return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts,
                            can_approve=auth.can(g.user, "bulletin.approve"))
 
@@ -131,11 +134,11 @@ def new_bulletin():
             area_id = int(form["area_id"]) if form.get("area_id", "").isdigit() else None
             upload = request.files.get("file")
             if form.get("source") == "upload":
-                b = bulletin_service.create_upload_bulletin(g.db, user, {
+                b = bulletin_service.create_upload_bulletin(g.db, speech(), user, {
                     "title": form.get("title"), "category": form.get("category"),
                     "area_id": area_id}, upload.read() if upload else None)
             else:
-                b = bulletin_service.create_text_bulletin(g.db, user, {
+                b = bulletin_service.create_text_bulletin(g.db, speech(), user, {
                     "title": form.get("title"), "text": form.get("text"),
                     "category": form.get("category"), "area_id": area_id,
                     "voice": form.get("voice") or None,
@@ -147,7 +150,7 @@ def new_bulletin():
                 bulletin_service.transition(g.db, user, b, "approve")
                 if area_id is None:
                     raise ApiError(400, "no_targets", "err.no_targets")
-                bc = services.create_broadcast(g.db, user, {
+                bc = create_broadcast(g.db, settings(), user, {
                     "bulletin_id": b.id, "targets": {"areas": [area_id]},
                     "priority": form.get("priority", "normal")})
                 g.db.commit()
@@ -178,7 +181,7 @@ def preview_partial():
     form = request.form.to_dict()
     area_id = int(form["area_id"]) if form.get("area_id", "").isdigit() else None
     try:
-        answer = bulletin_service.preview(g.db, g.user, {
+        answer = bulletin_service.preview(g.db, speech(), g.user, {
             "text": form.get("text"), "area_id": area_id, "voice": form.get("voice") or None,
             "spoken_text": _edited_spoken_text(form, area_id)})
         g.db.commit()
@@ -208,9 +211,9 @@ def review_bulletin(bulletin_id: int):
 
 def _broadcast_data(broadcast_id: int) -> dict:
     bc = g.db.get(Broadcast, broadcast_id)
-    if bc is None or not services.broadcast_visible(g.db, g.user, bc):
+    if bc is None or not broadcast_visible(g.db, g.user, bc):
         abort(404)
-    report = services.broadcast_json(g.db, bc)
+    report = broadcast_json(g.db, bc)
     return {"bc": bc, "report": report, "bulletin": bc.bulletin}
 
 

@@ -1,0 +1,69 @@
+"""Areas: the ward's tree (province down to cluster and zone), each with its MQTT group."""
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from typing import Any, Mapping
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from device_agent.protocol import valid_name
+
+from . import auth
+from .errors import ApiError, bad_request
+from .models import Area, User
+from .validate import check, need
+
+AREA_KINDS = ("province", "city", "district", "ward", "commune", "town", "cluster", "zone")
+# The protocol's every-node group, and the prefix of the names the server makes up itself.
+RESERVED_GROUPS = frozenset({"all"})
+FALLBACK_GROUP_PREFIX = "area-"
+
+
+def slug(text: str) -> str:
+    """ASCII lowercase slug for MQTT names (Vietnamese letters lose their marks, đ -> d)."""
+    text = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:60]
+
+
+def create_area(db: Session, user: User, data: Mapping[str, Any]) -> Area:
+    name = need(data, "name", max_len=200)
+    code = need(data, "code", max_len=64)
+    kind = need(data, "kind", max_len=32)
+    if kind not in AREA_KINDS:
+        raise bad_request("err.invalid_field", field="kind", detail=f"one of {', '.join(AREA_KINDS)}")
+    parent_id = check(data, "parent_id", int)
+    if parent_id is not None:
+        if db.get(Area, parent_id) is None:
+            raise ApiError(404, "unknown_area", "err.unknown_area", id=parent_id)
+        auth.check_area(db, user, parent_id)
+    elif user.area_id is not None:
+        raise ApiError(403, "forbidden", "err.forbidden")
+    if db.scalar(select(Area).where(Area.code == code)):
+        raise ApiError(409, "duplicate", "err.duplicate", what="thing.area_code")
+    group = slug(code)
+    if not group_name_free(db, group):
+        group = None  # filled from the id below
+    area = Area(parent_id=parent_id, kind=kind, name=name, code=code,
+                group=group or f"{FALLBACK_GROUP_PREFIX}pending-{uuid.uuid4().hex}")
+    db.add(area)
+    db.flush()
+    if group is None:
+        group, n = f"{FALLBACK_GROUP_PREFIX}{area.id}", 1
+        while db.scalar(select(Area).where(Area.group == group, Area.id != area.id)):
+            n += 1  # only an area made before these names were reserved can hold it
+            group = f"{FALLBACK_GROUP_PREFIX}{area.id}-{n}"
+        area.group = group
+    return area
+
+
+def group_name_free(db: Session, group: str) -> bool:
+    """Whether an area may take ``group`` as its MQTT group: a valid name, not reserved by the
+    protocol or the fallback scheme, and no other area's group (names are compared as slugs,
+    so case and spelling of the code cannot make two areas share a group)."""
+    return (valid_name(group) and group not in RESERVED_GROUPS
+            and not group.startswith(FALLBACK_GROUP_PREFIX)
+            and db.scalar(select(Area.id).where(func.lower(Area.group) == group)) is None)

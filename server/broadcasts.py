@@ -1,0 +1,193 @@
+"""Broadcasts: a bulletin's approved recording sent to areas and nodes, now or at a time; the
+second person's confirmation of an emergency, and cancelling. This module alone assigns a
+broadcast's status; the dispatcher calls mark_dispatched and mark_not_sent."""
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from device_agent.protocol import PRIORITY_NAMES, priority_value
+
+from . import auth, deliveries
+from .bulletins import current_approval, visible_bulletin
+from .config import Settings
+from .errors import ApiError, bad_request
+from .models import (MAX_DB_INT, Area, Broadcast, Node, User, area_ancestors, area_subtree_ids,
+                     utcnow)
+from .outbox import queue_command
+from .times import due_time, parse_time
+from .validate import check, need, whole
+
+
+
+class BroadcastStatus(StrEnum):
+    """Where a broadcast stands. The dispatcher moves a scheduled one to dispatched (its
+    commands in the outbox), held (cannot be sent: the reason says why) or skipped (too late);
+    an emergency that needs a second person waits in awaiting_confirmation."""
+    SCHEDULED = "scheduled"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    DISPATCHED = "dispatched"
+    HELD = "held"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+CONFIRM_PRIORITY = PRIORITY_NAMES["live"]  # live and emergency preempt everything below them
+
+
+def needs_confirmation(db: Session, areas: list[int], nodes: list[str]) -> bool:
+    """Whether any target lies in an area whose nearest setting asks for a second person."""
+    starts = list(areas) + [n.cluster_id for n in db.scalars(
+        select(Node).where(Node.id.in_(nodes or [""])))]
+    for area_id in starts:
+        for area in area_ancestors(db, area_id):
+            if area.emergency_confirm is not None:
+                if area.emergency_confirm:
+                    return True
+                break
+    return False
+
+
+def create_broadcast(db: Session, s: Settings, user: User, data: Mapping[str, Any]
+                     ) -> Broadcast:
+    bulletin_id = need(data, "bulletin_id", int)
+    targets = whole(need(data, "targets", dict))
+    areas = targets.get("areas") or []
+    nodes = targets.get("nodes") or []
+    if not isinstance(areas, list) or not all(
+            isinstance(a, int) and not isinstance(a, bool) and 0 < a <= MAX_DB_INT for a in areas):
+        raise bad_request("err.invalid_field", field="targets.areas", detail="list of area ids")
+    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+        raise bad_request("err.invalid_field", field="targets.nodes", detail="list of node ids")
+    if not areas and not nodes:
+        raise bad_request("err.no_targets", "no_targets")
+    try:
+        priority = priority_value(whole(data.get("priority", "normal")))
+    except ValueError:
+        raise bad_request("err.invalid_field", field="priority",
+                          detail=", ".join(PRIORITY_NAMES) + " or 0-9") from None
+    volume = check(data, "volume", int)
+    if volume is not None and not 0 <= volume <= 100:
+        raise bad_request("err.invalid_field", field="volume", detail="0-100")
+    repeat = check(data, "repeat", int) or 1
+    if not 1 <= repeat <= 20:
+        raise bad_request("err.invalid_field", field="repeat", detail="1-20")
+    if data.get("recurrence") is not None:
+        raise bad_request("err.invalid_field", field="recurrence", detail="not supported yet")
+    start_at = parse_time(data.get("start_at"), "start_at", s.tz)
+    b = visible_bulletin(db, user, bulletin_id)
+    for area_id in areas:
+        if db.get(Area, area_id) is None:
+            raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+        auth.check_area(db, user, area_id)
+    for node_id in nodes:
+        node = db.get(Node, node_id)
+        if node is None:
+            raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+        auth.check_area(db, user, node.cluster_id)
+    approval = current_approval(b)
+    if approval is None:
+        raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=b.id, status=b.status)
+    if not target_node_ids(db, areas, nodes):
+        raise bad_request("err.no_nodes", "no_nodes")
+    status = BroadcastStatus.SCHEDULED
+    if priority >= CONFIRM_PRIORITY:
+        if needs_confirmation(db, areas, nodes):
+            # nothing airs until a second person confirms
+            status = BroadcastStatus.AWAITING_CONFIRMATION
+        elif not auth.can(user, "broadcast.emergency"):
+            raise ApiError(403, "emergency_forbidden", "err.emergency_forbidden")
+    now = utcnow()
+    if start_at is not None and start_at <= now:
+        start_at = None  # a time already past means now
+    bc = Broadcast(bulletin_id=b.id, approval_id=approval.id, media_sha256=approval.media_sha256,
+                   priority=priority, start_at=start_at,
+                   due_at=due_time(start_at, now, s.schedule_lead_s),
+                   target_areas=sorted(set(areas)), target_nodes=sorted(set(nodes)),
+                   volume=volume, repeat=repeat, status=status, created_by=user.id,
+                   created_at=now)
+    db.add(bc)
+    db.flush()
+    return bc
+
+
+def check_broadcast_targets(db: Session, user: User, bc: Broadcast) -> None:
+    """403 unless the user may act on every target of the broadcast."""
+    for area_id in bc.target_areas:
+        auth.check_area(db, user, area_id)
+    for node_id in bc.target_nodes:
+        node = db.get(Node, node_id)
+        if node is not None:
+            auth.check_area(db, user, node.cluster_id)
+
+
+def confirm_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> None:
+    """The second person's yes to an emergency broadcast: only then is it sent."""
+    if bc.status != BroadcastStatus.AWAITING_CONFIRMATION:
+        raise ApiError(409, "cannot_confirm", "err.cannot_confirm", status=bc.status)
+    if not auth.can(user, "broadcast.emergency"):
+        raise ApiError(403, "forbidden", "err.forbidden")
+    if bc.created_by == user.id:
+        raise ApiError(403, "second_person", "err.second_person")
+    check_broadcast_targets(db, user, bc)
+    now = utcnow()
+    if bc.start_at is not None and bc.start_at <= now:
+        bc.start_at = None
+    bc.status, bc.confirmed_by, bc.confirmed_at = BroadcastStatus.SCHEDULED, user.id, now
+    bc.due_at = due_time(bc.start_at, now, s.schedule_lead_s)
+
+
+def target_node_ids(db: Session, areas: list[int], nodes: list[str]) -> set[str]:
+    ids = set(nodes)
+    if areas:
+        subtree = area_subtree_ids(db, areas)
+        ids |= set(db.scalars(select(Node.id).where(Node.cluster_id.in_(subtree))))
+    revoked = set(db.scalars(select(Node.id).where(Node.id.in_(ids),
+                                                   Node.revoked_at.is_not(None))))
+    return ids - revoked
+
+
+def broadcast_visible(db: Session, user: User, bc: Broadcast) -> bool:
+    """A user scoped to an area sees the broadcasts that reach into it."""
+    allowed = auth.user_area_ids(db, user)
+    if allowed is None or set(bc.target_areas) & allowed:
+        return True
+    clusters = set(db.scalars(select(Node.cluster_id).where(
+        Node.id.in_(bc.target_nodes or [""]))))
+    return bool(clusters & allowed)
+
+
+def cancel_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> None:
+    """Not yet dispatched: cancelled outright. Dispatched: a stop for its item to every node."""
+    if bc.status in (BroadcastStatus.CANCELLED, BroadcastStatus.SKIPPED):
+        raise ApiError(409, "cannot_cancel", "err.cannot_cancel", status=bc.status)
+    check_broadcast_targets(db, user, bc)
+    now = utcnow()
+    if bc.status != BroadcastStatus.DISPATCHED:
+        deliveries.cancel(bc.deliveries, now)
+    else:
+        for node_id in sorted({d.node_id for d in bc.deliveries if d.played_result is None}):
+            queue_command(db, s, user, "stop", f"node:{node_id}",
+                          {"item_id": item_id(bc)}, node_id=node_id, broadcast_id=None,
+                          priority=bc.priority,
+                          ttl_ms=s.command_ttl_s * 1000)
+    bc.status, bc.cancelled_at = BroadcastStatus.CANCELLED, now
+
+
+def item_id(bc: Broadcast) -> str:
+    return f"bc-{bc.id}"
+
+
+def mark_dispatched(bc: Broadcast, at: dt.datetime) -> None:
+    """The dispatcher wrote its commands to the outbox."""
+    bc.status, bc.dispatched_at = BroadcastStatus.DISPATCHED, at
+
+
+def mark_not_sent(bc: Broadcast, status: BroadcastStatus, reason: str) -> None:
+    """The dispatcher sends nothing: ``held`` (it cannot be sent) or ``skipped`` (too late),
+    with the reason."""
+    bc.status, bc.reason = status, reason

@@ -1,0 +1,211 @@
+"""The outbox of commands to nodes, from queueing to the broker: the web queues commands here
+unsigned (it holds no key), the dispatcher's pass signs them, publishes them in priority order
+and gives up on what cannot go out (expired, unsignable, refused by the broker). Every step is
+a function over a session; the dispatcher only decides when to call them."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from enum import StrEnum
+from typing import Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from device_agent import protocol
+from device_agent.protocol import ProtocolError, command_topic, envelope_json, sign_envelope
+
+from . import deliveries
+from .config import Settings
+from .deliveries import ack_moves
+from .errors import bad_request
+from .models import Command, User, from_ms, to_ms, utcnow
+from .transport import Transport
+
+log = logging.getLogger(__name__)
+PUBLISH_ATTEMPTS = 3  # a row the connected broker refuses this often is failed, not retried
+SIGN_BATCH = 500      # rows signed or published in one pass
+
+
+class CommandStatus(StrEnum):
+    """A node command's last ack (PROTOCOL.md), or why the outbox gave up on it."""
+    RECEIVED = "received"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"          # the node's ack, or: the outbox could not send it
+    REJECTED = "rejected"
+    PREEMPTED = "preempted"
+    STOPPED = "stopped"
+    SKIPPED = "skipped"
+    EXPIRED = "expired"        # the outbox: it expired before it went out
+
+
+# --- enqueue ------------------------------------------------------------------------------------
+
+def queue_command(db: Session, settings: Settings, user: User | None, type_: str, target: str,
+                  body: dict, *, ttl_ms: int, broadcast_id: int | None = None,
+                  node_id: str | None = None, retain: bool = False,
+                  priority: int = 0) -> Command:
+    """Put a command in the outbox; the dispatcher signs and publishes it.
+
+    Nothing reaches the outbox that cannot be signed: the body is checked against the protocol
+    here (a 400 naming the problem), so one bad row can never hold up the others."""
+    problem = protocol.body_problem(type_, body)
+    if problem:
+        raise bad_request("err.invalid_field", field="body", detail=problem)
+    topic = command_topic(settings.topic_prefix, type_, target)
+    cmd = Command(id=str(uuid.uuid4()), type=type_, target=target, topic=topic, body=body,
+                  retain=retain, broadcast_id=broadcast_id, node_id=node_id, ttl_ms=ttl_ms,
+                  priority=priority, created_by=user.id if user else None, created_at=utcnow())
+    db.add(cmd)
+    return cmd
+
+
+def queue_clear_desired(db: Session, settings: Settings, user: User, node_id: str) -> Command:
+    """Clear a node's retained desired state: an empty retained message, unsigned (it carries
+    no command), published like any other row."""
+    target = f"node:{node_id}"
+    cmd = Command(id=str(uuid.uuid4()), type="desired", target=target,
+                  topic=command_topic(settings.topic_prefix, "desired", target),
+                  body={}, payload="", retain=True, node_id=node_id, ttl_ms=0,
+                  created_by=user.id)
+    db.add(cmd)
+    return cmd
+
+
+def add_signed(db: Session, prefix: str, signer: tuple[str, Ed25519PrivateKey], type_: str,
+               target: str, body: dict, now: int, ttl_ms: int, *,
+               broadcast_id: int | None = None, node_id: str | None = None,
+               retain: bool = False, priority: int = 0,
+               created_at: dt.datetime | None = None) -> Command:
+    """A command signed now by ``signer`` (kid, key), written to the outbox ready to publish."""
+    kid, key = signer
+    env = sign_envelope(key, kid, type_, target, body, now, ttl_ms)
+    when = {"created_at": created_at} if created_at is not None else {}  # else: the default
+    cmd = Command(id=env["id"], type=type_, target=target,
+                  topic=command_topic(prefix, type_, target), body=body,
+                  payload=envelope_json(env), signed_at=from_ms(now), ttl_ms=ttl_ms,
+                  exp_ms=env["exp"], retain=retain, broadcast_id=broadcast_id,
+                  node_id=node_id, priority=priority, **when)
+    db.add(cmd)
+    return cmd
+
+
+# --- sign -------------------------------------------------------------------------------------
+
+def sign_pending(db: Session, signer: Callable[[Session], tuple[str, Ed25519PrivateKey]],
+                 now: int) -> int:
+    """Sign the commands the web queued. A command is valid for its ttl from when it was
+    queued, not from when the dispatcher got to it: one queued while the dispatcher was down
+    expires unsent instead of going out stale. A row that cannot be signed is marked failed
+    with the reason; it never holds up the rest. ``signer(db)`` gives the active (kid, key)."""
+    done = 0
+    rows = db.scalars(select(Command).where(Command.payload.is_(None),
+                                            Command.failed_at.is_(None))
+                      .order_by(Command.priority.desc(), Command.created_at)
+                      .limit(SIGN_BATCH)).all()
+    kid, key = signer(db) if rows else (None, None)
+    for cmd in rows:
+        queued = to_ms(cmd.created_at) if cmd.created_at else now
+        ttl = queued + cmd.ttl_ms - now
+        if ttl <= 0:
+            give_up(db, cmd, CommandStatus.EXPIRED, "expired before it could be signed")
+            continue
+        problem = protocol.body_problem(cmd.type, cmd.body)
+        try:
+            if problem:
+                raise ProtocolError("malformed", problem)
+            env = sign_envelope(key, kid, cmd.type, cmd.target, cmd.body, now,
+                                ttl, msg_id=cmd.id)
+            payload = envelope_json(env)
+        except Exception as err:  # any row we cannot sign is failed, not retried forever
+            give_up(db, cmd, CommandStatus.FAILED, f"cannot be signed: {err}")
+            continue
+        cmd.payload, cmd.exp_ms, cmd.signed_at = payload, env["exp"], from_ms(now)
+        done += 1
+    return done
+
+
+# --- expire and fail ------------------------------------------------------------------------------
+
+def give_up(db: Session, cmd: Command, status: CommandStatus, error: str) -> None:
+    """Give up on an outbox row (expired, or failed): it is kept, with why, and its
+    deliveries say so."""
+    cmd.failed_at, cmd.status, cmd.last_error = utcnow(), status, error[:500]
+    cmd.reason = "expired_unsent" if status == CommandStatus.EXPIRED else "unsendable"
+    deliveries.command_failed(db, cmd.id, cmd.reason)
+    log.error("outbox: command %s (%s to %s) %s: %s", cmd.id, cmd.type, cmd.target, status,
+              error)
+
+
+# --- publish ----------------------------------------------------------------------------------
+
+def publish_pending(db: Session, transport: Transport, max_packet_bytes: int,
+                    clock: Callable[[], int], limit: int = SIGN_BATCH) -> int:
+    """Publish signed, unpublished commands, highest priority first; each is marked (and
+    committed) once the broker has it. A row the broker will not take is failed after a few
+    tries and the others go on; when the connection is gone, the pass stops and starts again
+    on reconnect."""
+    if not transport.connected:
+        return 0
+    sent = 0
+    rows = db.scalars(select(Command).where(Command.payload.is_not(None),
+                                            Command.published_at.is_(None),
+                                            Command.failed_at.is_(None))
+                      .order_by(Command.priority.desc(), Command.created_at, Command.id)
+                      .limit(limit)).all()
+    for cmd in rows:
+        if cmd.exp_ms is not None and cmd.exp_ms < clock():
+            give_up(db, cmd, CommandStatus.EXPIRED, "expired unsent")
+            db.commit()
+            continue
+        # the broker drops the connection of a client that sends more than its
+        # max_packet_size: such a row would cut us off on every try
+        packet = len(cmd.payload.encode("utf-8")) + len(cmd.topic.encode("utf-8")) + 16
+        if packet > max_packet_bytes:
+            give_up(db, cmd, CommandStatus.FAILED, "larger than the broker's message limit")
+            db.commit()
+            continue
+        cmd.attempts += 1
+        ok = transport.publish(cmd.topic, cmd.payload, qos=1, retain=cmd.retain)
+        if not ok:
+            cmd.last_error = "no acknowledgement from the broker"
+            if not transport.connected:
+                db.commit()
+                break  # the broker is gone: everything waits for the reconnect
+            if cmd.attempts >= PUBLISH_ATTEMPTS:
+                give_up(db, cmd, CommandStatus.FAILED, f"not accepted by the broker after "
+                                                       f"{cmd.attempts} attempts")
+            db.commit()
+            continue
+        cmd.published_at = utcnow()
+        deliveries.command_published(db, cmd.id)
+        db.commit()
+        sent += 1
+    return sent
+
+
+def health(db: Session) -> dict:
+    """How the outbox stands: unsent rows, the age of the oldest, rows failed lately."""
+    now = utcnow()
+    waiting = select(Command).where(Command.published_at.is_(None),
+                                    Command.failed_at.is_(None))
+    oldest = db.scalar(select(func.min(Command.created_at)).where(
+        Command.published_at.is_(None), Command.failed_at.is_(None)))
+    pending = db.scalar(select(func.count()).select_from(waiting.subquery())) or 0
+    failed = db.scalar(select(func.count()).select_from(Command).where(
+        Command.failed_at >= now - dt.timedelta(hours=1))) or 0
+    age = (now - oldest).total_seconds() if oldest else 0.0
+    return {"pending": pending, "oldest_age_s": round(age, 1), "failed_last_hour": failed}
+
+
+# --- what nodes report ------------------------------------------------------------------------
+
+def command_acked(cmd: Command, status: str, reason: str | None, event: dict) -> None:
+    """A node's ack of a command addressed to it alone: its status moves forward only."""
+    if ack_moves(cmd.status, status):
+        cmd.status, cmd.reason = CommandStatus(status), reason
+        if "result" in event or "detail" in event:
+            cmd.result = {"result": event.get("result"), "detail": event.get("detail")}

@@ -1,0 +1,48 @@
+"""How areas, nodes, commands and broadcasts appear in the API's JSON answers."""
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from . import deliveries
+from .models import Area, Broadcast, Command, Node, node_groups
+from .times import iso
+
+
+def area_json(a: Area) -> dict:
+    return {"id": a.id, "parent_id": a.parent_id, "kind": a.kind, "name": a.name, "code": a.code,
+            "group": a.group, "tts_engine": a.tts_engine, "tts_voice": a.tts_voice,
+            "chime": a.chime, "emergency_confirm": a.emergency_confirm}
+
+
+def node_json(db: Session, n: Node, alarms: list | None = None) -> dict:
+    return {"id": n.id, "name": n.name, "cluster_id": n.cluster_id, "lat": n.lat, "lon": n.lon,
+            "online": n.online, "last_seen": iso(n.last_seen), "telemetry": n.last_telemetry,
+            "desired_version": n.desired_version,
+            "desired_applied_version": n.desired_applied_version,
+            "groups": node_groups(db, n), "alarms": alarms or [],
+            "rejected": {"messages": n.rejected_messages or 0,
+                         "last_reason": n.last_rejected_reason,
+                         "last_at": iso(n.last_rejected_at)}}
+
+
+def command_json(c: Command) -> dict:
+    return {"id": c.id, "type": c.type, "target": c.target, "body": c.body,
+            "created_at": iso(c.created_at), "published_at": iso(c.published_at),
+            "status": c.status, "reason": c.reason, "result": c.result}
+
+
+def broadcast_json(db: Session, bc: Broadcast) -> dict:
+    counts = deliveries.summary(bc.deliveries)
+    nodes = []
+    for d in bc.deliveries:
+        nodes.append({"node_id": d.node_id, "status": d.status, "reason": d.reason,
+                      "played": d.played_result, "command_id": d.command_id,
+                      "updated_at": iso(d.updated_at)})
+    return {"id": bc.id, "bulletin_id": bc.bulletin_id, "priority": bc.priority,
+            "status": bc.status, "reason": bc.reason,
+            "approval": {"id": bc.approval_id, "sha256": bc.media_sha256,
+                         "revision": bc.approval.revision if bc.approval else None},
+            "confirmed_at": iso(bc.confirmed_at), "start_at": iso(bc.start_at), "created_at": iso(bc.created_at),
+            "dispatched_at": iso(bc.dispatched_at), "cancelled_at": iso(bc.cancelled_at),
+            "targets": {"areas": bc.target_areas, "nodes": bc.target_nodes},
+            "volume": bc.volume, "repeat": bc.repeat, "summary": counts, "nodes": nodes}
