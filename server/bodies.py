@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any, Callable, Mapping, TypeVar, get_args
+from typing import Annotated, Any, Callable, Mapping, TypeVar, get_args, get_origin
 
 from pydantic import (BaseModel, ConfigDict, PlainValidator, ValidationError, ValidationInfo,
                       WithJsonSchema, field_validator, model_validator)
@@ -504,7 +504,12 @@ MODELS: tuple[type[Body], ...] = (
 # --- forms -----------------------------------------------------------------------------------------
 
 def _takes_int(annotation: Any) -> bool:
-    return annotation is int or int in get_args(annotation)
+    """Whether a field's type is a whole number (under Annotated, or one of a union's)."""
+    if annotation is int:
+        return True
+    if get_origin(annotation) is Annotated:
+        return _takes_int(get_args(annotation)[0])
+    return any(_takes_int(a) for a in get_args(annotation))
 
 
 def from_form(model: type[Body], form: Mapping[str, str], *, blank_is_absent: bool = False
