@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any, Callable, Mapping, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Callable, ClassVar, Mapping, TypeVar, get_args, get_origin
 
 from pydantic import (BaseModel, ConfigDict, PlainValidator, ValidationError, ValidationInfo,
                       WithJsonSchema, field_validator, model_validator)
@@ -53,6 +53,7 @@ ERRORS: dict[str, tuple[str, str, str | None]] = {
     "missing_field": ("missing_field", "err.missing_field", None),
     "no_targets": ("no_targets", "err.no_targets", None),
     "invalid_field": ("invalid", "err.invalid_field", None),
+    "invalid_null": ("invalid", "err.invalid_field", None),  # a null not read as "not given"
     "extra_forbidden": ("invalid", "err.invalid_field", "unknown field"),
     "model_type": ("invalid", "err.invalid_field", "expected dict"),
     "model_attributes_type": ("invalid", "err.invalid_field", "expected dict"),
@@ -70,7 +71,7 @@ def parse(model: type[M], data: Any, *, tz: dt.tzinfo | None = None) -> M:
         raise api_error(model, err) from None
 
 
-def api_error(model: type[BaseModel], err: ValidationError) -> ApiError:
+def api_error(model: type["Body"], err: ValidationError) -> ApiError:
     errors = err.errors()
     # An unknown field is named before anything else (the lowest name first), as it always was.
     unknown = sorted((e for e in errors if e["type"] == "extra_forbidden"),
@@ -80,10 +81,11 @@ def api_error(model: type[BaseModel], err: ValidationError) -> ApiError:
     ctx = first.get("ctx") or {}
     field = ctx.get("field") or ".".join(loc) or "-"
     code, key, detail = ERRORS.get(first["type"], ("invalid", "err.invalid_field", None))
-    # A field given as null, or a required one given as "", is a missing field.
+    # A field given as null, or a required one given as blank text, is a missing field.
     top = len(first["loc"]) == 1 and loc[0] in model.model_fields
-    if top and (first["input"] is None or (
-            first["input"] == "" and model.model_fields[loc[0]].is_required())):
+    if top and first["type"] != "invalid_null" and (first["input"] is None or (
+            model.blank_is_missing and isinstance(first["input"], str)
+            and not first["input"].strip() and model.model_fields[loc[0]].is_required())):
         code, key = "missing_field", "err.missing_field"
     if key == "err.invalid_field":
         return ApiError(400, code, key, field=field,
@@ -113,13 +115,16 @@ def _typed(kind: type, read: Callable, schema: dict) -> Any:
 
 def Int(lo: int, hi: int, detail: str = "number out of range", *, type_detail: str = "expected int",
         bool_detail: str = "bool", schema: dict | None = None) -> Any:
-    """A whole number lo..hi (5.0 is 5; a bool is no number)."""
+    """A whole number lo..hi (5.0 is 5; a bool is no number); one a database column cannot
+    hold is "out of range" whatever the field's own range."""
     def read(value: Any) -> int:
         value = whole(value)
         if isinstance(value, bool):
             raise _invalid(bool_detail)
         if not isinstance(value, int):
             raise _invalid(type_detail)
+        if not -MAX_DB_INT <= value <= MAX_DB_INT:
+            raise _invalid("number out of range")
         if not lo <= value <= hi:
             raise _invalid(detail)
         return value
@@ -147,14 +152,14 @@ def Float(lo: float, hi: float, detail: str) -> Any:
 NOT_BLANK = r"[^\s\u001c-\u001f\u0085]"
 
 
-def _text_reader(max_len: int, blank: bool, one_line: bool = False) -> Callable[[Any], str]:
+def _text_reader(max_len: int | None, blank: bool, one_line: bool = False) -> Callable[[Any], str]:
     def read(value: Any) -> str:
         if not isinstance(value, str):
             raise _invalid("expected str")
         value = value.strip()
         if not value and not blank:
             raise _missing()
-        if len(value) > max_len:
+        if max_len is not None and len(value) > max_len:
             raise _invalid(f"longer than {max_len}")
         if one_line and any(c in value for c in "\t\n"):
             raise _invalid("one line")
@@ -173,8 +178,10 @@ def Text(max_len: int, *, blank: bool = False, one_line: bool = False, **extra) 
     return _typed(str, _text_reader(max_len, blank, one_line), schema | extra)
 
 
-def Choice(values: tuple[str, ...], max_len: int, detail: str, *, blank: bool = False) -> Any:
-    """One of ``values`` (spaces stripped); with ``blank``, "" too (a setting cleared)."""
+def Choice(values: tuple[str, ...], max_len: int | None, detail: str, *, blank: bool = False
+           ) -> Any:
+    """One of ``values`` (spaces stripped; longer than max_len is refused as such); with
+    ``blank``, "" too (a setting cleared)."""
     text = _text_reader(max_len, blank)
 
     def read(value: Any) -> str:
@@ -183,6 +190,15 @@ def Choice(values: tuple[str, ...], max_len: int, detail: str, *, blank: bool = 
             raise _invalid(detail)
         return value
     return _typed(str, read, {"type": "string", "enum": list(values) + ([""] if blank else [])})
+
+
+def OneOf(values: tuple[str, ...], detail: str) -> Any:
+    """Exactly one of ``values``; anything else, of any type, is refused with ``detail``."""
+    def read(value: Any) -> str:
+        if value not in values or not isinstance(value, str):
+            raise _invalid(detail)
+        return value
+    return _typed(str, read, {"type": "string", "enum": list(values)})
 
 
 def Flag(detail: str) -> Any:
@@ -202,15 +218,22 @@ def Pattern(regex: re.Pattern, detail: str, **extra) -> Any:
     return _typed(str, read, {"type": "string", "pattern": f"^{regex.pattern}$", **extra})
 
 
-DbId = Int(0, MAX_DB_INT)
+# A row's id in a body. Ids are never negative, but a negative one has always been looked up and
+# not found (404) rather than refused as malformed: that stays.
+DbId = Int(-MAX_DB_INT, MAX_DB_INT)
+# A form writes a number in digits only: no sign (server.bodies.from_form).
+FormId = Int(0, MAX_DB_INT)
 Volume = Int(0, 100, "0-100")
 
 
 def _priority(value: Any) -> int:
+    detail = ", ".join(PRIORITY_NAMES) + " or 0-9"
+    if value is None:  # refused, never the default
+        raise PydanticCustomError("invalid_null", "{detail}", {"detail": detail})
     try:
         return priority_value(whole(value))
     except ValueError:
-        raise _invalid(", ".join(PRIORITY_NAMES) + " or 0-9") from None
+        raise _invalid(detail) from None
 
 
 Priority = _typed(int, _priority, {"oneOf": [{"type": "string", "enum": list(PRIORITY_NAMES)},
@@ -283,7 +306,7 @@ CommandBody = _typed(dict, _command_body, {"type": "object",
 
 
 def _area_ids(value: Any) -> list[int]:
-    value = whole(value)
+    value = whole(value) or []  # any empty or false value is no areas
     if not isinstance(value, list) or not all(
             isinstance(a, int) and not isinstance(a, bool) and 0 < a <= MAX_DB_INT for a in value):
         raise _invalid("list of area ids")
@@ -291,14 +314,18 @@ def _area_ids(value: Any) -> list[int]:
 
 
 def _node_ids(value: Any) -> list[str]:
+    value = value or []
     if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
         raise _invalid("list of node ids")
     return value
 
 
-AreaIds = _typed(list, _area_ids, {"type": "array", "items": {
-    "type": "integer", "minimum": 1, "maximum": MAX_DB_INT}})
-NodeIds = _typed(list, _node_ids, {"type": "array", "items": {"type": "string"}})
+# JSON's empty and false values all mean "none" here.
+NONE_GIVEN = [{"enum": [None, False, 0, ""]}, {"type": "object", "maxProperties": 0}]
+AreaIds = _typed(list, _area_ids, {"anyOf": [{"type": "array", "items": {
+    "type": "integer", "minimum": 1, "maximum": MAX_DB_INT}}, *NONE_GIVEN]})
+NodeIds = _typed(list, _node_ids, {"anyOf": [{"type": "array", "items": {"type": "string"}},
+                                             *NONE_GIVEN]})
 
 
 # --- the bodies ------------------------------------------------------------------------------------
@@ -307,6 +334,8 @@ class Body(BaseModel):
     """A request body: strict types; a field the server does not know is ignored; null in an
     optional field is the field not given."""
     model_config = ConfigDict(strict=True, extra="ignore")
+    # Whether a required field given as blank text (of whatever type) is a missing field.
+    blank_is_missing: ClassVar[bool] = True
 
     def given(self, name: str) -> bool:
         return name in self.model_fields_set
@@ -351,7 +380,7 @@ def _command_variants(schema: dict) -> None:
 class CommandCreate(Body):
     """An immediate command; its body is checked against the protocol when it is queued."""
     model_config = ConfigDict(json_schema_extra=_command_variants)
-    type: Choice(NODE_COMMANDS, 200, ", ".join(NODE_COMMANDS))
+    type: Choice(NODE_COMMANDS, None, ", ".join(NODE_COMMANDS))
     body: CommandBody | None = None
 
 
@@ -381,7 +410,7 @@ class BulletinUpload(Body):
     model_config = ConfigDict(json_schema_extra=_upload_file)
     title: Text(300)
     category: Choice(CATEGORIES, 40, ", ".join(CATEGORIES))
-    area_id: DbId = None
+    area_id: FormId = None
     text: Text(20000, blank=True) = None
 
 
@@ -404,7 +433,9 @@ class PreviewCreate(SpeechChoice):
     text: Text(20000)
     spoken_text: Text(40000, blank=True) | None = None
     area_id: DbId | None = None
-    audio: Flag("true or false") | None = True  # null: the text only, no audio
+    # Read as JSON's truth: false, null, 0, "", [] or {} is the text only, no audio.
+    audio: Annotated[Any, WithJsonSchema({"description": "a false value (false, null, 0, "
+                                                         "\"\"): the text only, no audio"})] = True
 
 
 class NormalizeRequest(Body):
@@ -422,12 +453,11 @@ class Targets(Body):
     model_config = ConfigDict(json_schema_extra={"anyOf": [
         {"required": ["areas"], "properties": {"areas": {"type": "array", "minItems": 1}}},
         {"required": ["nodes"], "properties": {"nodes": {"type": "array", "minItems": 1}}}]})
-    areas: AreaIds | None = []
-    nodes: NodeIds | None = []
+    areas: AreaIds = []
+    nodes: NodeIds = []
 
     @model_validator(mode="after")
     def _some(self):
-        self.areas, self.nodes = self.areas or [], self.nodes or []  # null: none
         if not self.areas and not self.nodes:
             raise PydanticCustomError("no_targets", "no targets")
         return self
@@ -473,11 +503,12 @@ class UserWrite(Body):
     """To change a user: only the fields given (a new password ends the user's sessions and
     login tokens); null is a field not given, but area_id null is every area."""
     model_config = ConfigDict(extra="forbid")
+    blank_is_missing: ClassVar[bool] = False  # only null or "" (UserCreate)
     username: Pattern(USERNAME, "1-80 letters, digits, . _ @ -") | None = None
-    role: Choice(ROLES, 1000, " | ".join(ROLES)) | None = None
-    area_id: Int(0, MAX_DB_INT, type_detail="an area id or null",
+    role: OneOf(ROLES, " | ".join(ROLES)) | None = None
+    area_id: Int(-MAX_DB_INT, MAX_DB_INT, type_detail="an area id or null",
                  bool_detail="an area id or null") | None = None
-    language: Choice(LANGUAGES, 1000, " | ".join(LANGUAGES)) | None = None
+    language: OneOf(LANGUAGES, " | ".join(LANGUAGES)) | None = None
     active: Flag("true or false") | None = None
     password: Password | None = None
 
@@ -490,8 +521,19 @@ class UserWrite(Body):
 class UserCreate(UserWrite):
     """A new user: username, role and password required."""
     username: Pattern(USERNAME, "1-80 letters, digits, . _ @ -")
-    role: Choice(ROLES, 1000, " | ".join(ROLES))
+    role: OneOf(ROLES, " | ".join(ROLES))
     password: _typed(str, _password, {**PASSWORD_SCHEMA, CONFIGURED: "password_min_length"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required_first(cls, data: Any) -> Any:
+        """The three required fields are named before any other problem (after an unknown
+        field, which the model itself refuses first); null or "" is not given."""
+        if isinstance(data, dict) and not set(data) - set(cls.model_fields):
+            for name in ("username", "role", "password"):
+                if data.get(name) in (None, ""):
+                    raise _missing(name)
+        return data
 
 
 # Every body the API reads, by the name the OpenAPI document gives its schema.
@@ -515,14 +557,16 @@ def _takes_int(annotation: Any) -> bool:
 def from_form(model: type[Body], form: Mapping[str, str], *, blank_is_absent: bool = False
               ) -> dict[str, Any]:
     """A form's text fields as the JSON body ``model`` reads: whole numbers where the model
-    takes a number (anything else is left for the model to refuse); with ``blank_is_absent``
-    an empty field is a field not given, as a page's empty select or text box means."""
+    takes a number (other text there is a 400); with ``blank_is_absent`` an empty field is a
+    field not given, as a page's empty select or text box means."""
     out: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         value = form.get(name)
         if value is None or (blank_is_absent and not value.strip()):
             continue
-        if _takes_int(field.annotation) and value.strip().isdecimal():
+        if _takes_int(field.annotation):
+            if not value.strip().isdecimal():
+                raise ApiError(400, "invalid", "err.invalid_field", field=name, detail="a number")
             value = int(value)
         out[name] = value
     return out
