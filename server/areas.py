@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from device_agent.protocol import valid_name
 
 from . import auth
-from .bodies import AREA_KINDS, AreaCreate
+from .bodies import AreaCreate
 from .errors import ApiError
 from .models import Area, User
 

@@ -25,7 +25,7 @@ from .i18n import CATEGORIES, LANGUAGES
 from .models import MAX_DB_INT
 from .mosquitto import SERVER_ACCOUNT_PREFIX
 
-# --- vocabularies a request may name ---------------------------------------------------------------
+# --- vocabularies a request may name --------------------------------------------------------------
 
 AREA_KINDS = ("province", "city", "district", "ward", "commune", "town", "cluster", "zone")
 NODE_COMMANDS = ("set_volume", "amp", "test", "stop", "reboot")
@@ -37,7 +37,7 @@ MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 CONFIGURED = "x-configured"
 
 
-# --- errors ----------------------------------------------------------------------------------------
+# --- errors ---------------------------------------------------------------------------------------
 
 def _invalid(detail: str) -> PydanticCustomError:
     return PydanticCustomError("invalid_field", "{detail}", {"detail": detail})
@@ -47,7 +47,9 @@ def _missing(field: str | None = None) -> PydanticCustomError:
     return PydanticCustomError("missing_field", "missing", {"field": field} if field else None)
 
 
-# pydantic error type -> (error code, catalogue key, detail when the error carries none)
+# pydantic error type -> (error code, catalogue key, detail when the error carries none). The
+# field types below raise invalid_field with their own detail, so their messages read as the
+# hand-written checks' did; the rest are pydantic's own.
 ERRORS: dict[str, tuple[str, str, str | None]] = {
     "missing": ("missing_field", "err.missing_field", None),
     "missing_field": ("missing_field", "err.missing_field", None),
@@ -56,7 +58,6 @@ ERRORS: dict[str, tuple[str, str, str | None]] = {
     "invalid_null": ("invalid", "err.invalid_field", None),  # a null not read as "not given"
     "extra_forbidden": ("invalid", "err.invalid_field", "unknown field"),
     "model_type": ("invalid", "err.invalid_field", "expected dict"),
-    "model_attributes_type": ("invalid", "err.invalid_field", "expected dict"),
 }
 
 M = TypeVar("M", bound=BaseModel)
@@ -71,7 +72,9 @@ def parse(model: type[M], data: Any, *, tz: dt.tzinfo | None = None) -> M:
         raise api_error(model, err) from None
 
 
-def api_error(model: type["Body"], err: ValidationError) -> ApiError:
+def api_error(model: type[Body], err: ValidationError) -> ApiError:
+    """The first problem of ``err`` as the API has always named it: its code, catalogue entry,
+    field (dotted when nested) and detail."""
     errors = err.errors()
     # An unknown field is named before anything else (the lowest name first), as it always was.
     unknown = sorted((e for e in errors if e["type"] == "extra_forbidden"),
@@ -95,7 +98,7 @@ def api_error(model: type["Body"], err: ValidationError) -> ApiError:
     return ApiError(400, code, key)
 
 
-# --- reusable field types --------------------------------------------------------------------------
+# --- reusable field types -------------------------------------------------------------------------
 
 def whole(value: Any) -> Any:
     """JSON's 5.0 is the integer 5 (as JSON Schema reads it): give it as an int, recursively;
@@ -113,8 +116,9 @@ def _typed(kind: type, read: Callable, schema: dict) -> Any:
     return Annotated[kind, PlainValidator(read), WithJsonSchema(schema)]
 
 
-def Int(lo: int, hi: int, detail: str = "number out of range", *, type_detail: str = "expected int",
-        bool_detail: str = "bool", schema: dict | None = None) -> Any:
+def Int(lo: int, hi: int, detail: str = "number out of range", *,
+        type_detail: str = "expected int", bool_detail: str = "bool",
+        schema: dict | None = None) -> Any:
     """A whole number lo..hi (5.0 is 5; a bool is no number); one a database column cannot
     hold is "out of range" whatever the field's own range."""
     def read(value: Any) -> int:
@@ -287,10 +291,14 @@ def _node_name(value: Any) -> str:
 
 
 NodeName = _typed(str, _node_name, {"type": "string", "pattern": NAME_RE.pattern})
-# A speech engine: the served document lists the engines this server is configured with.
+# A speech engine: the served document lists the engines this server is configured with (the
+# domain checks the name against them); an area's setting is cleared with "".
 Engine = Text(20, blank=True, **{CONFIGURED: "tts_engines",
                                  "description": "tried first; the next engine speaks when it "
                                                 "fails"})
+EngineSetting = Text(20, blank=True, **{CONFIGURED: "tts_engines_or_blank",
+                                        "description": "gtts, espeak, …; \"\" or null: "
+                                                       "inherit"})
 
 
 def _command_body(value: Any) -> dict:
@@ -328,7 +336,7 @@ NodeIds = _typed(list, _node_ids, {"anyOf": [{"type": "array", "items": {"type":
                                              *NONE_GIVEN]})
 
 
-# --- the bodies ------------------------------------------------------------------------------------
+# --- the bodies -----------------------------------------------------------------------------------
 
 class Body(BaseModel):
     """A request body: strict types; a field the server does not know is ignored; null in an
@@ -355,7 +363,7 @@ class AreaCreate(Body):
 
 class AreaUpdate(Body):
     """Only the fields given change; "" or null clears a speech setting."""
-    tts_engine: Engine | None = None
+    tts_engine: EngineSetting | None = None
     tts_voice: Choice(VOICES, 20, ", ".join(VOICES), blank=True) | None = None
     chime: Choice(CHIMES, 10, ", ".join(CHIMES), blank=True) | None = None
     emergency_confirm: Flag("true, false or null") | None = None
@@ -543,7 +551,7 @@ MODELS: tuple[type[Body], ...] = (
     LexiconEntryCreate, BroadcastCreate, UserCreate, UserWrite)
 
 
-# --- forms -----------------------------------------------------------------------------------------
+# --- forms ----------------------------------------------------------------------------------------
 
 def _takes_int(annotation: Any) -> bool:
     """Whether a field's type is a whole number (under Annotated, or one of a union's)."""

@@ -15,7 +15,7 @@ from audio.store import AudioError, MediaStore
 from audio.tts import TTSError, build_chain
 
 from . import auth
-from .bodies import (VOICES, AreaUpdate, BulletinCreate, BulletinUpdate, BulletinUpload,
+from .bodies import (AreaUpdate, BulletinCreate, BulletinUpdate, BulletinUpload,
                      LexiconEntryCreate, PreviewCreate)
 from .context import settings
 from .errors import ApiError, bad_request, not_found

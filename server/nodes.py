@@ -13,7 +13,7 @@ from device_agent.protocol import command_topic, valid_name
 
 from . import auth
 from .areas import slug
-from .bodies import NODE_COMMANDS, CommandCreate, NodeCreate
+from .bodies import CommandCreate, NodeCreate
 from .config import Settings
 from .context import settings
 from .errors import ApiError, bad_request

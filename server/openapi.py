@@ -355,8 +355,9 @@ def document(engines: list[str], password_min: int = 10) -> dict:
                 configure(item)
         elif isinstance(node, dict):
             setting = node.pop(CONFIGURED, None)
-            if setting == "tts_engines":
-                node["enum"] = list(engines) + ([None] if "null" in node["type"] else [])
+            if setting in ("tts_engines", "tts_engines_or_blank"):
+                node["enum"] = list(engines) + [""] * (setting == "tts_engines_or_blank") + (
+                    [None] if "null" in node["type"] else [])
             elif setting == "password_min_length":
                 node["minLength"] = password_min
             for value in node.values():

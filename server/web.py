@@ -169,7 +169,7 @@ def new_bulletin():
             g.db.rollback()
             error = err.message()
     return render_template("bulletin_form.html", areas=areas, categories=CATEGORIES,
-                           voices=bulletin_service.VOICES, can_approve=can_approve, error=error,
+                           voices=B.VOICES, can_approve=can_approve, error=error,
                            form=form), 400 if error else 200
 
 
