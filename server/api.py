@@ -10,6 +10,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from . import audit, auth, bulletins, users
+from . import bodies as B
 from . import areas as area_service
 from . import broadcasts as broadcast_service
 from . import nodes as node_service
@@ -23,7 +24,6 @@ from .models import (MAX_DB_INT, Area, AuditEntry, Broadcast, Command, Event, Le
 from .openapi import document
 from .serializers import area_json, broadcast_json, command_json, node_json
 from .times import iso, parse_time
-from .validate import check, need
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -33,6 +33,11 @@ def body() -> dict:
     if not isinstance(data, dict):
         raise bad_request("err.not_json", "not_json")
     return data
+
+
+def read(model: type[B.M], data: dict | None = None) -> B.M:
+    """The request's JSON body (or ``data``) as ``model``; a 400 naming its first problem."""
+    return B.parse(model, body() if data is None else data, tz=app_settings().tz)
 
 
 def created(payload: dict, status: int = 201):
@@ -66,10 +71,8 @@ def openapi():
 
 @bp.post("/auth/token")
 def token():
-    data = body()
-    username = need(data, "username", max_len=80)
-    password = need(data, "password", max_len=200)
-    user = auth.login_attempt(g.db, username, password, via="api")
+    login = read(B.TokenRequest)
+    user = auth.login_attempt(g.db, login.username, login.password, via="api")
     if user is None:
         raise ApiError(401, "bad_credentials", "err.bad_credentials")
     tok = auth.issue_token(g.db, user, app_settings().token_ttl_h)
@@ -101,7 +104,7 @@ def list_users():
 @bp.post("/users")
 def create_user():
     user = auth.require("user.write")
-    new = users.save_user(g.db, user, None, body(),
+    new = users.save_user(g.db, user, None, read(B.UserCreate),
                           password_min=app_settings().password_min_length)
     return created(users.user_json(new))
 
@@ -115,7 +118,7 @@ def get_user(user_id: int):
 @bp.patch("/users/<int:user_id>")
 def update_user(user_id: int):
     actor = auth.require("user.write")
-    user = users.save_user(g.db, actor, users.get_user(g.db, actor, user_id), body(),
+    user = users.save_user(g.db, actor, users.get_user(g.db, actor, user_id), read(B.UserWrite),
                            password_min=app_settings().password_min_length)
     g.db.commit()
     return jsonify(users.user_json(user))
@@ -135,7 +138,7 @@ def list_areas():
 @bp.post("/areas")
 def create_area():
     user = auth.require("area.write")
-    area = area_service.create_area(g.db, user, body())
+    area = area_service.create_area(g.db, user, read(B.AreaCreate))
     return created(area_json(area))
 
 
@@ -166,7 +169,7 @@ def _alarms(node_ids: list[str], limit: int = 5) -> dict[str, list]:
 @bp.post("/nodes")
 def provision_node():
     user = auth.require("node.write")
-    answer = node_service.provision_node(g.db, app_settings(), user, body())
+    answer = node_service.provision_node(g.db, app_settings(), user, read(B.NodeCreate))
     g.db.commit()
     node_service.sync_broker_accounts(app_settings(), app_sessions())
     return jsonify(answer), 201
@@ -234,7 +237,7 @@ def revoke_node(node_id: str):
 @bp.post("/nodes/<node_id>/commands")
 def node_command(node_id: str):
     user = auth.require("node.command")
-    cmd = node_service.node_command(g.db, app_settings(), user, node_id, body())
+    cmd = node_service.node_command(g.db, app_settings(), user, node_id, read(B.CommandCreate))
     return created(command_json(cmd), 202)
 
 
@@ -257,19 +260,11 @@ def create_bulletin():
         upload = request.files.get("file")
         if upload is None:
             raise bad_request("err.missing_field", "missing_field", field="file")
-        form = request.form.to_dict()
-        if "area_id" in form:
-            form["area_id"] = _int_field(form["area_id"], "area_id")
+        form = read(B.BulletinUpload, B.from_form(B.BulletinUpload, request.form))
         b = bulletins.create_upload_bulletin(g.db, speech(), user, form, upload.read())
     else:
-        b = bulletins.create_text_bulletin(g.db, speech(), user, body())
+        b = bulletins.create_text_bulletin(g.db, speech(), user, read(B.BulletinCreate))
     return created(bulletins.bulletin_json(b))
-
-
-def _int_field(value: str, name: str) -> int:
-    if not value.strip().isdecimal():
-        raise bad_request("err.invalid_field", field=name, detail="a number")
-    return int(value)
 
 
 @bp.get("/bulletins")
@@ -289,7 +284,7 @@ def get_bulletin(bulletin_id: int):
 def edit_bulletin(bulletin_id: int):
     user = auth.require("bulletin.write")
     b = bulletins.get_bulletin(g.db, user, bulletin_id, manage=True)
-    bulletins.edit_bulletin(g.db, speech(), user, b, body())
+    bulletins.edit_bulletin(g.db, speech(), user, b, read(B.BulletinUpdate))
     g.db.commit()
     return jsonify(bulletins.bulletin_json(b))
 
@@ -304,9 +299,8 @@ def bulletin_action(bulletin_id: int, action: str):
     data = request.get_json(silent=True) or {}
     if not isinstance(data, dict):
         raise bad_request("err.not_json", "not_json")
-    comment = check(data, "comment", max_len=2000)
-    seen = check(data, "sha256", max_len=64)
-    bulletins.transition(g.db, user, b, action, comment, seen_sha256=seen)
+    step = read(B.BulletinAction, data)
+    bulletins.transition(g.db, user, b, action, step.comment, seen_sha256=step.sha256)
     g.db.commit()
     return jsonify(bulletins.bulletin_json(b))
 
@@ -314,18 +308,16 @@ def bulletin_action(bulletin_id: int, action: str):
 @bp.post("/normalize")
 @auth.login_required
 def normalize():
-    data = body()
-    text = need(data, "text", max_len=20000)
-    area_id = check(data, "area_id", int)
-    if area_id is not None:
-        bulletins.scoped_area(g.db, g.user, area_id)
-    return jsonify({"normalized": bulletins.normalized_text(g.db, text, area_id)})
+    req = read(B.NormalizeRequest)
+    if req.area_id is not None:
+        bulletins.scoped_area(g.db, g.user, req.area_id)
+    return jsonify({"normalized": bulletins.normalized_text(g.db, req.text, req.area_id)})
 
 
 @bp.post("/previews")
 def preview():
     user = auth.require("bulletin.write")
-    answer = bulletins.preview(g.db, speech(), user, body())
+    answer = bulletins.preview(g.db, speech(), user, read(B.PreviewCreate))
     g.db.commit()
     return jsonify(answer)
 
@@ -335,7 +327,7 @@ def preview():
 @bp.patch("/areas/<int:area_id>")
 def update_area(area_id: int):
     user = auth.require("area.write")
-    area = bulletins.update_area_speech(g.db, app_settings(), user, area_id, body())
+    area = bulletins.update_area_speech(g.db, app_settings(), user, area_id, read(B.AreaUpdate))
     g.db.commit()
     return jsonify(area_json(area))
 
@@ -353,7 +345,7 @@ def list_lexicon(area_id: int):
 @bp.post("/areas/<int:area_id>/lexicon")
 def add_lexicon(area_id: int):
     user = auth.require("bulletin.write")
-    entry = bulletins.add_lexicon_entry(g.db, user, area_id, body())
+    entry = bulletins.add_lexicon_entry(g.db, user, area_id, read(B.LexiconEntryCreate))
     return created(bulletins.lexicon_json(entry))
 
 
@@ -374,7 +366,7 @@ def delete_lexicon(area_id: int, entry_id: int):
 @bp.post("/broadcasts")
 def create_broadcast():
     user = auth.require("broadcast.write")
-    bc = broadcast_service.create_broadcast(g.db, app_settings(), user, body())
+    bc = broadcast_service.create_broadcast(g.db, app_settings(), user, read(B.BroadcastCreate))
     return created(broadcast_json(g.db, bc))
 
 

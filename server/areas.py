@@ -4,19 +4,16 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from typing import Any, Mapping
-
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from device_agent.protocol import valid_name
 
 from . import auth
-from .errors import ApiError, bad_request
+from .bodies import AreaCreate
+from .errors import ApiError
 from .models import Area, User
-from .validate import check, need
 
-AREA_KINDS = ("province", "city", "district", "ward", "commune", "town", "cluster", "zone")
 # The protocol's every-node group, and the prefix of the names the server makes up itself.
 RESERVED_GROUPS = frozenset({"all"})
 FALLBACK_GROUP_PREFIX = "area-"
@@ -29,13 +26,8 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:60]
 
 
-def create_area(db: Session, user: User, data: Mapping[str, Any]) -> Area:
-    name = need(data, "name", max_len=200)
-    code = need(data, "code", max_len=64)
-    kind = need(data, "kind", max_len=32)
-    if kind not in AREA_KINDS:
-        raise bad_request("err.invalid_field", field="kind", detail=f"one of {', '.join(AREA_KINDS)}")
-    parent_id = check(data, "parent_id", int)
+def create_area(db: Session, user: User, body: AreaCreate) -> Area:
+    name, code, kind, parent_id = body.name, body.code, body.kind, body.parent_id
     if parent_id is not None:
         if db.get(Area, parent_id) is None:
             raise ApiError(404, "unknown_area", "err.unknown_area", id=parent_id)

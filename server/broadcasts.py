@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from device_agent.protocol import PRIORITY_NAMES, priority_value
+from device_agent.protocol import PRIORITY_NAMES
 
 from . import auth, deliveries
+from .bodies import BroadcastCreate
 from .bulletins import current_approval, visible_bulletin
 from .config import Settings
 from .errors import ApiError, bad_request
-from .models import (MAX_DB_INT, Area, Broadcast, Node, User, area_ancestors, area_subtree_ids,
-                     utcnow)
+from .models import Area, Broadcast, Node, User, area_ancestors, area_subtree_ids, utcnow
 from .outbox import queue_command
-from .times import due_time, parse_time
-from .validate import check, need, whole
-
+from .times import due_time
 
 
 class BroadcastStatus(StrEnum):
@@ -52,33 +49,9 @@ def needs_confirmation(db: Session, areas: list[int], nodes: list[str]) -> bool:
     return False
 
 
-def create_broadcast(db: Session, s: Settings, user: User, data: Mapping[str, Any]
-                     ) -> Broadcast:
-    bulletin_id = need(data, "bulletin_id", int)
-    targets = whole(need(data, "targets", dict))
-    areas = targets.get("areas") or []
-    nodes = targets.get("nodes") or []
-    if not isinstance(areas, list) or not all(
-            isinstance(a, int) and not isinstance(a, bool) and 0 < a <= MAX_DB_INT for a in areas):
-        raise bad_request("err.invalid_field", field="targets.areas", detail="list of area ids")
-    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
-        raise bad_request("err.invalid_field", field="targets.nodes", detail="list of node ids")
-    if not areas and not nodes:
-        raise bad_request("err.no_targets", "no_targets")
-    try:
-        priority = priority_value(whole(data.get("priority", "normal")))
-    except ValueError:
-        raise bad_request("err.invalid_field", field="priority",
-                          detail=", ".join(PRIORITY_NAMES) + " or 0-9") from None
-    volume = check(data, "volume", int)
-    if volume is not None and not 0 <= volume <= 100:
-        raise bad_request("err.invalid_field", field="volume", detail="0-100")
-    repeat = check(data, "repeat", int) or 1
-    if not 1 <= repeat <= 20:
-        raise bad_request("err.invalid_field", field="repeat", detail="1-20")
-    if data.get("recurrence") is not None:
-        raise bad_request("err.invalid_field", field="recurrence", detail="not supported yet")
-    start_at = parse_time(data.get("start_at"), "start_at", s.tz)
+def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate) -> Broadcast:
+    bulletin_id, areas, nodes = body.bulletin_id, body.targets.areas, body.targets.nodes
+    priority, volume, repeat, start_at = body.priority, body.volume, body.repeat, body.start_at
     b = visible_bulletin(db, user, bulletin_id)
     for area_id in areas:
         if db.get(Area, area_id) is None:

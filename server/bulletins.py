@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,14 +15,13 @@ from audio.store import AudioError, MediaStore
 from audio.tts import TTSError, build_chain
 
 from . import auth
+from .bodies import (AreaUpdate, BulletinCreate, BulletinUpdate, BulletinUpload,
+                     LexiconEntryCreate, PreviewCreate)
 from .config import Settings
 from .errors import ApiError, bad_request, not_found
-from .i18n import CATEGORIES
 from .models import (Area, Bulletin, BulletinApproval, BulletinEvent, LexiconEntry, Media, User,
                      area_ancestors, utcnow)
 from .times import iso
-from .validate import check, need
-
 
 
 class BulletinStatus(StrEnum):
@@ -36,8 +34,6 @@ class BulletinStatus(StrEnum):
     ARCHIVED = "archived"
 
 
-VOICES = ("vi-north", "vi-central", "vi-south")
-CHIMES = ("none", "intro", "outro", "both")
 UPLOAD_STATUS = {"too_large": 413, "too_long": 413, "unsupported_format": 415, "not_audio": 415}
 
 
@@ -111,12 +107,9 @@ def lexicon_json(e: LexiconEntry) -> dict:
     return {"id": e.id, "area_id": e.area_id, "term": e.term, "spoken": e.spoken}
 
 
-def add_lexicon_entry(db: Session, user: User, area_id: int, data: Mapping[str, Any]):
+def add_lexicon_entry(db: Session, user: User, area_id: int, body: LexiconEntryCreate):
     area = scoped_area(db, user, area_id)
-    term = need(data, "term", max_len=100)
-    spoken = need(data, "spoken", max_len=300)
-    if any(c in term for c in "\t\n"):
-        raise bad_request("err.invalid_field", field="term", detail="one line")
+    term, spoken = body.term, body.spoken
     row = db.scalar(select(LexiconEntry).where(LexiconEntry.area_id == area.id,
                                                LexiconEntry.term == term))
     if row is None:
@@ -129,31 +122,13 @@ def add_lexicon_entry(db: Session, user: User, area_id: int, data: Mapping[str, 
 
 
 def update_area_speech(db: Session, s: Settings, user: User, area_id: int,
-                       data: Mapping[str, Any]) -> Area:
+                       body: AreaUpdate) -> Area:
     area = scoped_area(db, user, area_id)
-    engine = check(data, "tts_engine", max_len=20)
-    voice = check(data, "tts_voice", max_len=20)
-    chime = check(data, "chime", max_len=10)
-    known = s.tts_engines
-    if engine and engine not in known:
-        raise bad_request("err.invalid_field", field="tts_engine", detail=", ".join(known))
-    if voice and voice not in VOICES:
-        raise bad_request("err.invalid_field", field="tts_voice", detail=", ".join(VOICES))
-    if chime and chime not in CHIMES:
-        raise bad_request("err.invalid_field", field="chime", detail=", ".join(CHIMES))
-    if "emergency_confirm" in data:
-        confirm = data["emergency_confirm"]
-        if confirm is not None and not isinstance(confirm, bool):
-            raise bad_request("err.invalid_field", field="emergency_confirm",
-                              detail="true, false or null")
-        area.emergency_confirm = confirm
-    name = check(data, "name", max_len=200)
-    for key, value in (("tts_engine", engine), ("tts_voice", voice), ("chime", chime),
-                       ("name", name)):
-        if key in data:
-            if key == "name" and not value:
-                raise bad_request("err.missing_field", "missing_field", field="name")
-            setattr(area, key, value or None)
+    _check_engine(s, "tts_engine", body.tts_engine or None)
+    for key in ("tts_engine", "tts_voice", "chime", "emergency_confirm", "name"):
+        if body.given(key):
+            value = getattr(body, key)
+            setattr(area, key, value if key == "emergency_confirm" else value or None)
     return area
 
 
@@ -168,15 +143,11 @@ def scoped_area(db: Session, user: User, area_id: int) -> Area:
 
 # --- speech and uploads -----------------------------------------------------------------------
 
-def _speech_choice(s: Settings, data: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    voice = check(data, "voice", max_len=40)
-    engine = check(data, "engine", max_len=20)
-    if voice is not None and voice not in VOICES + ("vi",):
-        raise bad_request("err.invalid_field", field="voice", detail=", ".join(VOICES))
+def _check_engine(s: Settings, field: str, engine: str | None) -> None:
+    """A speech engine must be one this server is configured with."""
     known = s.tts_engines
     if engine is not None and engine not in known:
-        raise bad_request("err.invalid_field", field="engine", detail=", ".join(known))
-    return voice, engine
+        raise bad_request("err.invalid_field", field=field, detail=", ".join(known))
 
 
 def normalized_text(db: Session, text: str, area_id: int | None) -> str:
@@ -231,14 +202,13 @@ def _apply_render(db: Session, b: Bulletin, r: Rendered) -> None:
         b.spoken_text = r.text
 
 
-def preview(db: Session, speech: Speech, user: User, data: Mapping[str, Any]) -> dict:
+def preview(db: Session, speech: Speech, user: User, body: PreviewCreate) -> dict:
     """The normalised text and its audio, before anything is saved as a bulletin."""
-    text = need(data, "text", max_len=20000)
-    spoken_text = check(data, "spoken_text", max_len=40000)
-    voice, engine = _speech_choice(speech.settings, data)
-    area_id = _bulletin_area(db, user, data)
+    text, spoken_text, voice, engine = body.text, body.spoken_text, body.voice, body.engine
+    _check_engine(speech.settings, "engine", engine)
+    area_id = _bulletin_area(db, user, body.area_id)
     normalized = spoken_text or normalized_text(db, text, area_id)
-    if not data.get("audio", True):
+    if not body.audio:
         return {"normalized": normalized}
     r = speak(db, speech, area_id, text, spoken_text, voice, engine)
     media = media_for(db, r)
@@ -271,23 +241,12 @@ def bulletin_json(b: Bulletin) -> dict:
                          "sha256": e.media_sha256} for e in b.history]}
 
 
-def _bulletin_area(db: Session, user: User, data: Mapping[str, Any]) -> int | None:
-    area_id = check(data, "area_id", int)
+def _bulletin_area(db: Session, user: User, area_id: int | None) -> int | None:
+    """The area a bulletin is for: the one given when the user may act on it, else the user's."""
     if area_id is None:
         return user.area_id
     scoped_area(db, user, area_id)
     return area_id
-
-
-def _common_fields(data: Mapping[str, Any], partial: bool = False) -> dict:
-    """Title and category: required on create, checked when present on edit."""
-    out: dict[str, Any] = {}
-    for name, max_len in (("title", 300), ("category", 40)):
-        if not partial or name in data:
-            out[name] = need(data, name, max_len=max_len)
-    if "category" in out and out["category"] not in CATEGORIES:
-        raise bad_request("err.invalid_field", field="category", detail=", ".join(CATEGORIES))
-    return out
 
 
 def _log(db: Session, b: Bulletin, user: User, action: str, comment: str | None = None):
@@ -295,15 +254,14 @@ def _log(db: Session, b: Bulletin, user: User, action: str, comment: str | None 
                          comment=comment, revision=b.revision, media_sha256=b.media_sha256))
 
 
-def create_text_bulletin(db: Session, speech: Speech, user: User, data: Mapping[str, Any]
+def create_text_bulletin(db: Session, speech: Speech, user: User, body: BulletinCreate
                          ) -> Bulletin:
-    fields = _common_fields(data)
-    text = need(data, "text", max_len=20000)
-    spoken_text = check(data, "spoken_text", max_len=40000)
-    voice, engine = _speech_choice(speech.settings, data)
-    area_id = _bulletin_area(db, user, data)
+    text, spoken_text, voice, engine = body.text, body.spoken_text, body.voice, body.engine
+    _check_engine(speech.settings, "engine", engine)
+    area_id = _bulletin_area(db, user, body.area_id)
     r = speak(db, speech, area_id, text, spoken_text, voice, engine)
-    b = Bulletin(**fields, text=text, spoken_text=spoken_text, spoken_text_edited=bool(spoken_text),
+    b = Bulletin(title=body.title, category=body.category, text=text, spoken_text=spoken_text,
+                 spoken_text_edited=bool(spoken_text),
                  voice=voice, engine_requested=engine, area_id=area_id, status=BulletinStatus.DRAFT,
                  source="text", created_by=user.id)
     db.add(b)
@@ -313,14 +271,13 @@ def create_text_bulletin(db: Session, speech: Speech, user: User, data: Mapping[
     return b
 
 
-def create_upload_bulletin(db: Session, speech: Speech, user: User, form: Mapping[str, Any],
+def create_upload_bulletin(db: Session, speech: Speech, user: User, form: BulletinUpload,
                            data: bytes | None) -> Bulletin:
-    fields = _common_fields(form)
     if not data:
         raise ApiError(400, "empty", "err.upload.empty", detail="")
-    area_id = _bulletin_area(db, user, form)
+    area_id = _bulletin_area(db, user, form.area_id)
     r = render_upload(db, speech, area_id, data)
-    b = Bulletin(**fields, text=check(form, "text", max_len=20000), area_id=area_id,
+    b = Bulletin(title=form.title, category=form.category, text=form.text, area_id=area_id,
                  status=BulletinStatus.DRAFT, source="upload", created_by=user.id)
     db.add(b)
     db.flush()
@@ -330,7 +287,7 @@ def create_upload_bulletin(db: Session, speech: Speech, user: User, form: Mappin
 
 
 def edit_bulletin(db: Session, speech: Speech, user: User, b: Bulletin,
-                  data: Mapping[str, Any]) -> Bulletin:
+                  body: BulletinUpdate) -> Bulletin:
     """Change a bulletin; its speech is made again when what is spoken changed. An approved
     bulletin that is edited goes back to pending: what airs is always what was approved."""
     if b.status == BulletinStatus.ARCHIVED:
@@ -338,22 +295,20 @@ def edit_bulletin(db: Session, speech: Speech, user: User, b: Bulletin,
     if not (auth.can(user, "bulletin.write") and (b.created_by == user.id or auth.can(
             user, "bulletin.approve"))):
         raise ApiError(403, "forbidden", "err.forbidden")
-    fields = _common_fields(data, partial=True)
-    text = check(data, "text", max_len=20000) if "text" in data else b.text
-    if "text" in data and not text:
-        raise bad_request("err.missing_field", "missing_field", field="text")
-    spoken_text = check(data, "spoken_text", max_len=40000) if "spoken_text" in data else (
+    text = body.text if body.given("text") else b.text
+    spoken_text = body.spoken_text if body.given("spoken_text") else (
         b.spoken_text if b.spoken_text_edited else None)
-    voice, engine = _speech_choice(speech.settings,
-                                   {"voice": data.get("voice", b.voice),
-                                    "engine": data.get("engine", b.engine_requested)})
+    voice = body.voice if body.given("voice") else b.voice
+    engine = body.engine if body.given("engine") else b.engine_requested
+    _check_engine(speech.settings, "engine", engine)
     respeak = b.source == "text" and (text != b.text or voice != b.voice
-                                      or engine != b.engine_requested or "spoken_text" in data)
+                                      or engine != b.engine_requested or body.given("spoken_text"))
     r = speak(db, speech, b.area_id, text, spoken_text, voice, engine) if respeak else None
-    for key, value in fields.items():
-        setattr(b, key, value)
+    for key in ("title", "category"):
+        if body.given(key):
+            setattr(b, key, getattr(body, key))
     b.text, b.voice, b.engine_requested = text, voice, engine
-    if "spoken_text" in data:
+    if body.given("spoken_text"):
         b.spoken_text, b.spoken_text_edited = spoken_text, bool(spoken_text)
     if r is not None:
         _apply_render(db, b, r)

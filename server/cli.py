@@ -15,6 +15,7 @@ from .errors import ApiError
 from .i18n import LANGUAGES
 from .keys import create_signing_key, register_public_key
 from .models import ApiToken, User, init_db, make_engine, make_sessionmaker
+from .bodies import UserCreate, UserWrite, parse
 from .users import save_user
 
 
@@ -41,9 +42,10 @@ def init_instance(instance: Path, admin_password: str | None,
         created = admin is None
         password = admin_password or (os.urandom(9).hex() if created else "")
         if password:
-            save_user(db, None, admin, {"username": "admin", "role": "admin", "password": password}
-                      if created else {"password": password},
-                      password_min=settings.password_min_length)
+            save_user(db, None, admin, parse(UserCreate, {
+                "username": "admin", "role": "admin", "password": password}) if created
+                else parse(UserWrite, {"password": password}),
+                password_min=settings.password_min_length)
         db.commit()
     engine.dispose()
     return password, created
@@ -147,7 +149,8 @@ def _user_command(db, args, password_min: int) -> int:
     if user is None:
         data["username"] = args.username
     try:
-        user = save_user(db, None, user, data, password_min=password_min)
+        body = parse(UserCreate if user is None else UserWrite, data)
+        user = save_user(db, None, user, body, password_min=password_min)
     except ApiError as err:
         print(err.message(), file=sys.stderr)
         return 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
-from typing import Any, Mapping
 
 import tomli_w
 from sqlalchemy import func, select
@@ -15,15 +14,14 @@ from device_agent.protocol import valid_name
 
 from . import auth
 from .areas import slug
+from .bodies import CommandCreate, NodeCreate
 from .config import Settings
 from .errors import ApiError, bad_request
 from .keys import KeyState
 from .models import Area, Command, Node, ServerKey, User, node_groups, utcnow
 from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, password_hash
 from .outbox import queue_clear_desired, queue_command
-from .validate import check, need, whole
 
-NODE_COMMANDS = ("set_volume", "amp", "test", "stop", "reboot")
 AGENT_CA_FILE = "/etc/loa-agent/ca.pem"  # where hardware/install-pi.sh puts mqtt.ca_pem
 
 
@@ -72,30 +70,17 @@ def agent_config(s: Settings, node: Node, password: str, groups: list[str],
     return f"# LoaPhuong speaker node agent: {name}\n" + tomli_w.dumps(config)
 
 
-def provision_node(db: Session, s: Settings, user: User, data: Mapping[str, Any]) -> dict:
+def provision_node(db: Session, s: Settings, user: User, body: NodeCreate) -> dict:
     """Register a node in a cluster with broker credentials; returns the provisioning answer.
     The caller commits, then calls sync_broker_accounts so the broker accepts the node."""
-    cluster_id = need(data, "cluster_id", int)
-    name = need(data, "name", max_len=200)
-    lat = check(data, "lat", float)
-    lon = check(data, "lon", float)
-    if lat is not None and not -90 <= lat <= 90:
-        raise bad_request("err.invalid_field", field="lat", detail="-90..90")
-    if lon is not None and not -180 <= lon <= 180:
-        raise bad_request("err.invalid_field", field="lon", detail="-180..180")
+    cluster_id, name, lat, lon, node_id = body.cluster_id, body.name, body.lat, body.lon, body.id
     cluster = db.get(Area, cluster_id)
     if cluster is None:
         raise ApiError(404, "unknown_area", "err.unknown_area", id=cluster_id)
     if cluster.kind != "cluster":
         raise bad_request("err.not_cluster", "not_cluster", id=cluster_id)
     auth.check_area(db, user, cluster_id)
-    node_id = check(data, "id", str, max_len=63)
     if node_id is not None:
-        if not valid_name(node_id):
-            raise bad_request("err.invalid_field", field="id", detail="[a-z0-9][a-z0-9-]{1,62}")
-        if node_id.startswith(SERVER_ACCOUNT_PREFIX):
-            raise bad_request("err.invalid_field", field="id",
-                              detail=f"{SERVER_ACCOUNT_PREFIX}… is kept for the server's accounts")
         if db.get(Node, node_id):
             raise ApiError(409, "duplicate", "err.duplicate", what="thing.node_id")
     else:
@@ -145,16 +130,13 @@ def revoke_node(db: Session, s: Settings, user: User, node_id: str) -> Node:
 
 
 def node_command(db: Session, s: Settings, user: User, node_id: str,
-                 data: Mapping[str, Any]) -> Command:
-    """An immediate command to one node, checked before it is queued."""
+                 command: CommandCreate) -> Command:
+    """An immediate command to one node; queue_command checks its body against the protocol."""
     node = db.get(Node, node_id)
     if node is None:
         raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
     auth.check_area(db, user, node.cluster_id)
-    type_ = need(data, "type")
-    if type_ not in NODE_COMMANDS:
-        raise bad_request("err.invalid_field", field="type", detail=", ".join(NODE_COMMANDS))
-    body = whole(check(data, "body", dict) or {})
+    type_, body = command.type, command.body or {}
     return queue_command(db, s, user, type_, f"node:{node.id}", body,
                          node_id=node.id, ttl_ms=s.command_ttl_s * 1000,
                          priority=body.get("max_priority", 0) if type_ == "stop" else 0)

@@ -1,15 +1,20 @@
 """The OpenAPI 3.1 document of /api/v1, served at /api/v1/openapi.json (a test keeps it true
-to the registered routes)."""
+to the registered routes). Its request schemas are generated from the request models in
+server/bodies.py (OpenAPI 3.1's schemas are JSON Schema 2020-12); the answers are described
+here."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
-from device_agent.schemas import BODIES
+from device_agent.protocol import NAME_RE
 
-from .auth import ROLES
+from .bodies import CONFIGURED, MODELS, TIME
 from .broadcasts import BroadcastStatus
 from .bulletins import BulletinStatus
 from .models import MAX_DB_INT
+
+REF = "#/components/schemas/{model}"
 
 
 def _ref(name: str) -> dict:
@@ -41,29 +46,11 @@ def _op(summary: str, ok: dict, *, body: dict | None = None, params: list | None
     return op
 
 
-def _text(max_len: int) -> dict:
-    """A required text field: not blank (the server strips spaces), at most max_len long."""
-    # Python's strip() also takes U+001C-U+001F and U+0085 for spaces; ECMA's \s does not.
-    return {"type": "string", "minLength": 1, "maxLength": max_len,
-            "pattern": r"[^\s\u001c-\u001f\u0085]"}
-
-
 # What a database integer column holds; ids are never negative.
-DB_INT = {"type": "integer", "minimum": -MAX_DB_INT, "maximum": MAX_DB_INT}
 ID = {"type": "integer", "minimum": 0, "maximum": MAX_DB_INT}
+NODE_ID = {"type": "string", "pattern": NAME_RE.pattern}
 # A query filter from a page's form: an empty value is no filter.
-NODE_ID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{1,62}$"}
-TIME = {"type": "string", "format": "date-time",
-        "description": "ISO 8601 (no zone: the configured zone)"}
 TIME_OR_EMPTY = {"anyOf": [TIME, {"const": ""}], "description": "ISO 8601; empty: no bound"}
-VOICES = ["vi", "vi-north", "vi-central", "vi-south"]
-CATEGORIES = ["admin_reform", "traffic", "flooding", "environment", "health", "security", "urban",
-              "emergency", "other"]
-# The speech engines this server is configured with; document() fills in their names.
-ENGINE_FIELDS = (("AreaUpdate", "tts_engine"), ("PreviewCreate", "engine"),
-                 ("BulletinCreate", "engine"), ("BulletinUpdate", "engine"))
-
-
 def _path_param(name: str, schema: dict | None = None) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": schema or ID}
 
@@ -88,15 +75,6 @@ SCHEMAS = {
                                            "town", "cluster", "zone"]},
         "name": {"type": "string"}, "code": {"type": "string"},
         "group": {"type": "string", "description": "the MQTT group name of the area"}}},
-    "AreaCreate": {"type": "object", "required": ["name", "code", "kind"], "properties": {
-        "parent_id": {"oneOf": [DB_INT, {"type": "null"}]},
-        "kind": {"type": "string", "enum": ["province", "city", "district", "ward", "commune",
-                                           "town", "cluster", "zone"]},
-        "name": _text(200), "code": _text(64)}},
-    "NodeCreate": {"type": "object", "required": ["cluster_id", "name"], "properties": {
-        "cluster_id": DB_INT, "name": _text(200), "id": NODE_ID,
-        "lat": {"type": "number", "minimum": -90, "maximum": 90},
-        "lon": {"type": "number", "minimum": -180, "maximum": 180}}},
     "Provisioned": {"type": "object", "properties": {
         "id": {"type": "string"}, "name": {"type": "string"}, "cluster_id": {"type": "integer"},
         "mqtt": {"type": "object", "properties": {
@@ -122,60 +100,18 @@ SCHEMAS = {
                      "refused (too large, malformed, for a command never sent to it)",
                      "properties": {"messages": {"type": "integer"},
                                     "last_reason": NULLABLE_STR, "last_at": NULLABLE_STR}}}},
-    "CommandCreate": {"type": "object", "required": ["type"], "properties": {
-        "type": {"type": "string", "enum": ["set_volume", "amp", "test", "stop", "reboot"]},
-        "body": {"type": "object", "description": "as in docs/protocol.md for the type"}},
-        "oneOf": [{"properties": {"type": {"const": t}, "body": {
-            k: v for k, v in BODIES[t].items() if k not in ("$id", "title")}},
-            **({"required": ["body"]} if "required" in BODIES[t] or "anyOf" in BODIES[t]
-               else {})} for t in ("set_volume", "amp", "test", "stop", "reboot")]},
     "Command": {"type": "object", "properties": {
         "id": {"type": "string"}, "type": {"type": "string"}, "target": {"type": "string"},
         "body": {"type": "object"}, "created_at": {"type": "string"},
         "published_at": NULLABLE_STR, "status": NULLABLE_STR, "reason": NULLABLE_STR,
         "result": {"type": ["object", "null"]}}},
-    "BulletinCreate": {"type": "object", "required": ["title", "text", "category"], "properties": {
-        "title": _text(300), "text": _text(20000),
-        "category": {"type": "string", "enum": CATEGORIES},
-        "voice": {"type": "string", "enum": VOICES},
-        "engine": {"type": "string", "description": "tried first; the next engine speaks when "
-                                                    "it fails"},
-        "spoken_text": {"type": "string", "maxLength": 40000,
-                        "description": "the author's corrected spoken form"},
-        "area_id": DB_INT}},
-    "AreaUpdate": {"type": "object", "properties": {
-        "name": _text(200),
-        "tts_engine": {"type": ["string", "null"], "description": "gtts, espeak, …"},
-        "tts_voice": {"type": ["string", "null"], "enum": ["vi-north", "vi-central", "vi-south",
-                                                           None]},
-        "chime": {"type": ["string", "null"], "enum": ["none", "intro", "outro", "both", None]},
-        "emergency_confirm": {"type": ["boolean", "null"],
-                              "description": "live and emergency broadcasts here wait for a "
-                                             "second person's confirmation; null: inherit"}}},
     "LexiconEntry": {"type": "object", "properties": {
         "id": {"type": "integer"}, "area_id": {"type": "integer"}, "term": {"type": "string"},
         "spoken": {"type": "string"}}},
-    "PreviewCreate": {"type": "object", "required": ["text"], "properties": {
-        "text": _text(20000), "spoken_text": {"type": "string", "maxLength": 40000},
-        "voice": {"type": "string", "enum": VOICES}, "engine": {"type": "string"},
-        "area_id": DB_INT, "audio": {"type": "boolean", "default": True}}},
     "Preview": {"type": "object", "properties": {
         "normalized": {"type": "string"}, "audio_url": {"type": "string"},
         "sha256": {"type": "string"}, "duration_ms": {"type": "integer"},
         "engine": {"type": "string"}, "engine_note": NULLABLE_STR, "voice": {"type": "string"}}},
-    "BulletinUpload": {"type": "object", "required": ["file", "title", "category"],
-                       "properties": {"file": {"type": "string", "format": "binary", "minLength": 1},
-                                      "title": _text(300),
-                                      "category": {"type": "string", "enum": CATEGORIES},
-                                      "area_id": ID,
-                                      "text": {"type": "string", "maxLength": 20000}}},
-    "BulletinUpdate": {"type": "object", "properties": {
-        "title": _text(300), "text": _text(20000),
-        "spoken_text": {"type": ["string", "null"], "maxLength": 40000,
-                        "description": "the author's corrected spoken form; null: normalise "
-                                       "the text again"},
-        "category": {"type": "string", "enum": CATEGORIES},
-        "voice": {"type": "string", "enum": VOICES}, "engine": {"type": "string"}}},
     "Bulletin": {"type": "object", "properties": {
         "id": {"type": "integer"}, "title": {"type": "string"}, "text": NULLABLE_STR,
         "category": {"type": "string"},
@@ -193,27 +129,6 @@ SCHEMAS = {
             "by": {"type": "string"}, "at": {"type": "string"},
             "comment": NULLABLE_STR, "revision": {"type": ["integer", "null"]},
             "sha256": NULLABLE_STR}}}}},
-    "BulletinAction": {"type": "object", "properties": {
-        "comment": {"type": "string", "description": "required to reject"},
-        "sha256": {"type": "string", "description": "approve: the audio the approver heard; "
-                                                    "409 stale_revision when it changed since"}}},
-    "BroadcastCreate": {"type": "object", "required": ["bulletin_id", "targets"], "properties": {
-        "bulletin_id": DB_INT,
-        "targets": {"type": "object", "description": "at least one area or node", "properties": {
-            "areas": {"type": "array", "items": {"type": "integer", "minimum": 1,
-                                                 "maximum": MAX_DB_INT}},
-            "nodes": {"type": "array", "items": {"type": "string"}}},
-            "anyOf": [{"required": ["areas"], "properties": {"areas": {"minItems": 1}}},
-                      {"required": ["nodes"], "properties": {"nodes": {"minItems": 1}}}]},
-        "priority": {"oneOf": [{"type": "string", "enum": ["normal", "priority", "live",
-                                                          "emergency"]},
-                               {"type": "integer", "minimum": 0, "maximum": 9}]},
-        "start_at": {"description": "ISO 8601 (no zone: the configured zone) or epoch ms; "
-                                    "absent or past = now",
-                     "oneOf": [TIME, {"type": "integer", "minimum": 0,
-                                      "maximum": 253402300799999}]},
-        "volume": {"type": "integer", "minimum": 0, "maximum": 100},
-        "repeat": {"type": "integer", "minimum": 1, "maximum": 20}}},
     "Broadcast": {"type": "object", "properties": {
         "id": {"type": "integer"}, "bulletin_id": {"type": "integer"},
         "priority": {"type": "integer"}, "status": {"type": "string", "enum": [
@@ -235,18 +150,6 @@ SCHEMAS = {
         "area_id": {"type": ["integer", "null"], "description": "null: every area"},
         "language": {"type": "string"}, "active": {"type": "boolean"},
         "created_at": NULLABLE_STR}},
-    "UserCreate": {"type": "object", "required": ["username", "role", "password"],
-                   "additionalProperties": False,
-                   "properties": {}},  # the properties of UserWrite, filled in below
-    "UserWrite": {"type": "object", "additionalProperties": False, "description": "to create: username, role, password; to "
-                  "change: only the fields given (a new password ends the user's sessions and "
-                  "login tokens)", "properties": {
-        "username": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@-]{0,79}$"},
-        "role": {"type": "string", "enum": list(ROLES)},
-        "password": {"type": "string",
-                     "description": "at least password_min_length (default 10) characters"},
-        "area_id": {"type": ["integer", "null"], "description": "null: every area"},
-        "language": {"type": "string", "enum": ["vi", "en"]}, "active": {"type": "boolean"}}},
     "PlayLog": {"type": "object", "properties": {k: NULLABLE_STR for k in (
         "node_id", "item_id", "cmd_id", "slot_id", "sha256", "scheduled_at", "started_at",
         "ended_at", "result", "reason")}},
@@ -259,8 +162,7 @@ PATHS = {
     "/api/v1/auth/token": {"post": _op(
         "Exchange a username and password for a bearer token",
         _ok({"type": "object", "properties": {"token": {"type": "string"}}}),
-        body={"type": "object", "required": ["username", "password"], "properties": {
-            "username": _text(80), "password": _text(200)}},
+        body=_ref("TokenRequest"),
         secure=False, errors=("400", "401", "429"))},
     "/api/v1/auth/logout": {"post": _op(
         "Revoke the bearer token of this request (or end the cookie's session)",
@@ -292,9 +194,7 @@ PATHS = {
                        "effective": {"type": "object"}}}), params=[_path_param("area_id")]),
         "post": _op("Add or change how a term is read in this area's bulletins",
                     _ok(_ref("LexiconEntry"), "Created"), status="201",
-                    body={"type": "object", "required": ["term", "spoken"], "properties": {
-                        "term": {**_text(100), "pattern": r"^[^\t\n]*\S[^\t\n]*$"},
-                        "spoken": _text(300)}},
+                    body=_ref("LexiconEntryCreate"),
                     params=[_path_param("area_id")])},
     "/api/v1/areas/{area_id}/lexicon/{entry_id}": {"delete": _op(
         "Remove a lexicon entry", {"description": "Removed"}, status="204",
@@ -302,8 +202,7 @@ PATHS = {
     "/api/v1/normalize": {"post": _op(
         "The spoken form of a text (with the area's lexicon), before any speech is made",
         _ok({"type": "object", "properties": {"normalized": {"type": "string"}}}),
-        body={"type": "object", "required": ["text"], "properties": {
-            "text": _text(20000), "area_id": DB_INT}})},
+        body=_ref("NormalizeRequest"))},
     "/api/v1/previews": {"post": _op(
         "Hear a text before it is saved: normalised text plus broadcast-ready audio",
         _ok(_ref("Preview")), body=_ref("PreviewCreate"),
@@ -401,39 +300,36 @@ PATHS = {
                 _query("limit", {"type": "integer"}, "at most this many (1-10000)")], errors=("400", "401", "403"))},
 }
 
-SCHEMAS["UserCreate"]["properties"] = {
-    k: v for k, v in SCHEMAS["UserWrite"]["properties"].items()}
-SCHEMAS["UserCreate"]["properties"].update(
-    username={"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@-]{0,79}$"},
-    password={**_text(200), "minLength": 10,
-                                  "description": "at least password_min_length characters"})
+def _tidy(schema: Any) -> Any:
+    """pydantic's ``anyOf: [X, null]`` of an optional field as ``type: [x, "null"]`` where X is
+    one simple type (the form the document had by hand); a null default says nothing."""
+    if isinstance(schema, list):
+        return [_tidy(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    schema = {k: _tidy(v) for k, v in schema.items() if not (k == "default" and v is None)}
+    branches = schema.get("anyOf")
+    if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches:
+        (inner,) = [b for b in branches if b != {"type": "null"}]
+        if isinstance(inner.get("type"), str) and "anyOf" not in inner:
+            del schema["anyOf"]
+            schema = {**inner, **schema, "type": [inner["type"], "null"]}
+            if "enum" in schema:
+                schema["enum"] = [*schema["enum"], None]
+    return schema
 
 
-def _null_means_absent(schema: dict) -> None:
-    """The server reads null in an optional request field as the field not given: say so."""
-    for name, prop in schema.get("properties", {}).items():
-        if name in schema.get("required", ()) or "$ref" in prop or "anyOf" in prop:
-            continue
-        types = prop.get("type")
-        if types is None or types == "null" or (isinstance(types, list) and "null" in types):
-            continue
-        prop = schema["properties"][name] = copy.deepcopy(prop)  # constants are shared
-        prop["type"] = [types, "null"] if isinstance(types, str) else [*types, "null"]
-        if "enum" in prop and None not in prop["enum"]:
-            prop["enum"] = [*prop["enum"], None]
+def request_schemas() -> dict[str, dict]:
+    """The JSON Schemas of the request models, by model name (nested models by theirs)."""
+    out: dict[str, dict] = {}
+    for model in MODELS:
+        schema = model.model_json_schema(ref_template=REF)
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    return {name: _tidy(schema) for name, schema in out.items()}
 
 
-def _request_bodies(paths: dict):
-    for ops in paths.values():
-        for op in ops.values():
-            json_body = op.get("requestBody", {}).get("content", {}).get("application/json")
-            if json_body:  # a form field is text: it has no null
-                yield json_body["schema"]
-
-
-for _body in _request_bodies(PATHS):
-    _ref_name = _body.get("$ref", "").rpartition("/")[2]
-    _null_means_absent(SCHEMAS[_ref_name] if _ref_name else _body)
+SCHEMAS.update(request_schemas())
 
 OPENAPI = {
     "openapi": "3.1.0",
@@ -453,8 +349,19 @@ def document(engines: list[str], password_min: int = 10) -> dict:
     """The document as this server serves it: engine fields name the configured engines, a new
     user's password the configured shortest length."""
     doc = copy.deepcopy(OPENAPI)
-    doc["components"]["schemas"]["UserCreate"]["properties"]["password"]["minLength"] = password_min
-    for schema, field in ENGINE_FIELDS:
-        prop = doc["components"]["schemas"][schema]["properties"][field]
-        prop["enum"] = list(engines) + ([None] if "null" in prop["type"] else [])
+
+    def configure(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                configure(item)
+        elif isinstance(node, dict):
+            setting = node.pop(CONFIGURED, None)
+            if setting in ("tts_engines", "tts_engines_or_blank"):
+                node["enum"] = list(engines) + [""] * (setting == "tts_engines_or_blank") + (
+                    [None] if "null" in node["type"] else [])
+            elif setting == "password_min_length":
+                node["minLength"] = password_min
+            for value in node.values():
+                configure(value)
+    configure(doc["components"]["schemas"])
     return doc

@@ -8,21 +8,16 @@ it is unscoped itself. An update changes only the fields given. A new password o
 ends the user's browser sessions and login tokens."""
 from __future__ import annotations
 
-import re
-from typing import Any, Mapping
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
-from .auth import PERMISSIONS, ROLES, hash_password, revoke_logins, user_area_ids
+from .auth import PERMISSIONS, hash_password, revoke_logins, user_area_ids
+from .bodies import UserWrite
 from .errors import ApiError, bad_request, not_found
-from .i18n import LANGUAGES
 from .models import Area, User
 from .times import iso
-
-FIELDS = ("username", "role", "password", "area_id", "language", "active")
-USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,79}")  # fullmatch: no trailing newline
 
 
 def user_json(u: User) -> dict:
@@ -61,52 +56,37 @@ def get_user(db: Session, actor: User, user_id: int) -> User:
     return user
 
 
-def save_user(db: Session, actor: User | None, user: User | None, data: Mapping[str, Any], *,
+def save_user(db: Session, actor: User | None, user: User | None, body: UserWrite, *,
               password_min: int) -> User:
-    """Create a user (``user`` None: username, role, password required) or change the given
-    fields of ``user``; ``area_id`` None means every area. Raises ApiError for what is refused."""
-    unknown = sorted(set(data) - set(FIELDS))
-    if unknown:
-        raise bad_request("err.invalid_field", field=unknown[0], detail="unknown field")
-    # As everywhere in the API, null is a field not given; only area_id's null has a meaning.
-    data = {k: v for k, v in data.items() if v is not None or k == "area_id"}
+    """Create a user (``user`` None: ``body`` is a UserCreate) or change the given fields of
+    ``user``; ``area_id`` None means every area. Raises ApiError for what is refused."""
+    data = body.changes()
     creating = user is None
-    if creating:
-        for name in ("username", "role", "password"):
-            if data.get(name) in (None, ""):
-                raise bad_request("err.missing_field", "missing_field", field=name)
-    elif not may_grant(actor, user.role):
+    if not creating and not may_grant(actor, user.role):
         raise ApiError(403, "forbidden_role", "err.grant_role", role=user.role)
     allowed = user_area_ids(db, actor) if actor is not None else None
     if creating:
         user = User(username="", password_hash="", role="",
                     area_id=actor.area_id if actor is not None else None)
     was_admin = not creating and user.role == "admin" and user.active
-    if "username" in data:
-        _set_username(db, user, data["username"])
+    if "username" in data and data["username"] != user.username:
+        if db.scalar(select(User.id).where(User.username == data["username"])) is not None:
+            raise ApiError(409, "duplicate", "err.duplicate", what="thing.user")
+        user.username = data["username"]
     if "role" in data:
-        role = data["role"]
-        if role not in ROLES:
-            raise bad_request("err.invalid_field", field="role", detail=" | ".join(ROLES))
-        if not may_grant(actor, role):
-            raise ApiError(403, "forbidden_role", "err.grant_role", role=role)
-        user.role = role
+        if not may_grant(actor, data["role"]):
+            raise ApiError(403, "forbidden_role", "err.grant_role", role=data["role"])
+        user.role = data["role"]
     if "area_id" in data:
         user.area_id = _area_id(db, data["area_id"], allowed)
     if "language" in data:
-        if data["language"] not in LANGUAGES:
-            raise bad_request("err.invalid_field", field="language", detail=" | ".join(LANGUAGES))
         user.language = data["language"]
     revoke = False
     if "active" in data:
-        if not isinstance(data["active"], bool):
-            raise bad_request("err.invalid_field", field="active", detail="true or false")
         revoke = user.active and not data["active"]
         user.active = data["active"]
     if "password" in data:
         password = data["password"]
-        if not isinstance(password, str) or len(password) > 200:
-            raise bad_request("err.invalid_field", field="password", detail="text")
         if len(password) < password_min:
             raise bad_request("err.password_short", "invalid", min=password_min)
         if creating or not check_password_hash(user.password_hash, password):
@@ -122,23 +102,11 @@ def save_user(db: Session, actor: User | None, user: User | None, data: Mapping[
     return user
 
 
-def _set_username(db: Session, user: User, value: Any) -> None:
-    if not isinstance(value, str) or not USERNAME.fullmatch(value):
-        raise bad_request("err.invalid_field", field="username",
-                          detail="1-80 letters, digits, . _ @ -")
-    if value != user.username:
-        if db.scalar(select(User.id).where(User.username == value)) is not None:
-            raise ApiError(409, "duplicate", "err.duplicate", what="thing.user")
-        user.username = value
-
-
-def _area_id(db: Session, value: Any, allowed: set[int] | None) -> int | None:
+def _area_id(db: Session, value: int | None, allowed: set[int] | None) -> int | None:
     if value is None:
         if allowed is not None:
             raise ApiError(403, "forbidden_unscoped", "err.unscoped_user")
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request("err.invalid_field", field="area_id", detail="an area id or null")
     if db.get(Area, value) is None:
         raise ApiError(404, "unknown_area", "err.unknown_area", id=value)
     if allowed is not None and value not in allowed:

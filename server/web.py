@@ -10,6 +10,7 @@ from flask import (Blueprint, abort, flash, g, redirect, render_template, reques
 from sqlalchemy import select
 
 from . import auth
+from . import bodies as B
 from . import bulletins as bulletin_service
 from .broadcasts import broadcast_visible, create_broadcast
 from .context import settings, speech
@@ -19,6 +20,12 @@ from .models import Area, Broadcast, Node
 from .serializers import broadcast_json
 
 bp = Blueprint("web", __name__)
+
+
+def read_form(model: type[B.M], form: dict) -> B.M:
+    """A page's form as ``model`` reads it: an empty field is one not given, numbers as numbers
+    (server.bodies.from_form)."""
+    return B.parse(model, B.from_form(model, form, blank_is_absent=True), tz=settings().tz)
 
 
 @bp.app_context_processor
@@ -131,18 +138,17 @@ def new_bulletin():
         try:
             if not auth.can(user, "bulletin.write"):
                 raise ApiError(403, "forbidden", "err.forbidden")
-            area_id = int(form["area_id"]) if form.get("area_id", "").isdigit() else None
             upload = request.files.get("file")
             if form.get("source") == "upload":
-                b = bulletin_service.create_upload_bulletin(g.db, speech(), user, {
-                    "title": form.get("title"), "category": form.get("category"),
-                    "area_id": area_id}, upload.read() if upload else None)
+                req = read_form(B.BulletinUpload, {k: v for k, v in form.items()
+                                                   if k in ("title", "category", "area_id")})
+                b = bulletin_service.create_upload_bulletin(g.db, speech(), user, req,
+                                                            upload.read() if upload else None)
             else:
-                b = bulletin_service.create_text_bulletin(g.db, speech(), user, {
-                    "title": form.get("title"), "text": form.get("text"),
-                    "category": form.get("category"), "area_id": area_id,
-                    "voice": form.get("voice") or None,
-                    "spoken_text": _edited_spoken_text(form, area_id)})
+                req = read_form(B.BulletinCreate, form)
+                req.spoken_text = _edited_spoken_text(form, req.area_id)
+                b = bulletin_service.create_text_bulletin(g.db, speech(), user, req)
+            area_id = req.area_id
             bulletin_service.transition(g.db, user, b, "submit")
             if form.get("action") == "broadcast_now":
                 if not can_approve:
@@ -150,9 +156,9 @@ def new_bulletin():
                 bulletin_service.transition(g.db, user, b, "approve")
                 if area_id is None:
                     raise ApiError(400, "no_targets", "err.no_targets")
-                bc = create_broadcast(g.db, settings(), user, {
+                bc = create_broadcast(g.db, settings(), user, B.parse(B.BroadcastCreate, {
                     "bulletin_id": b.id, "targets": {"areas": [area_id]},
-                    "priority": form.get("priority", "normal")})
+                    "priority": form.get("priority", "normal")}))
                 g.db.commit()
                 flash(t("bulletin.created"))
                 return redirect(url_for("web.broadcast", broadcast_id=bc.id))
@@ -163,7 +169,7 @@ def new_bulletin():
             g.db.rollback()
             error = err.message()
     return render_template("bulletin_form.html", areas=areas, categories=CATEGORIES,
-                           voices=bulletin_service.VOICES, can_approve=can_approve, error=error,
+                           voices=B.VOICES, can_approve=can_approve, error=error,
                            form=form), 400 if error else 200
 
 
@@ -179,11 +185,10 @@ def _edited_spoken_text(form: dict, area_id: int | None) -> str | None:
 @page_login_required
 def preview_partial():
     form = request.form.to_dict()
-    area_id = int(form["area_id"]) if form.get("area_id", "").isdigit() else None
     try:
-        answer = bulletin_service.preview(g.db, speech(), g.user, {
-            "text": form.get("text"), "area_id": area_id, "voice": form.get("voice") or None,
-            "spoken_text": _edited_spoken_text(form, area_id)})
+        req = read_form(B.PreviewCreate, form)
+        req.spoken_text = _edited_spoken_text(form, req.area_id)
+        answer = bulletin_service.preview(g.db, speech(), g.user, req)
         g.db.commit()
         return render_template("_preview.html", preview=answer, error=None)
     except ApiError as err:
@@ -199,8 +204,9 @@ def review_bulletin(bulletin_id: int):
         if action not in ("approve", "reject") or not auth.can(g.user, "bulletin.approve"):
             raise ApiError(403, "forbidden", "err.forbidden")
         b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id, manage=True)
-        bulletin_service.transition(g.db, g.user, b, action, request.form.get("comment") or None,
-                                    seen_sha256=request.form.get("sha256") or None)
+        step = read_form(B.BulletinAction, request.form.to_dict())
+        bulletin_service.transition(g.db, g.user, b, action, step.comment,
+                                    seen_sha256=step.sha256)
         g.db.commit()
         flash(t({"approve": "bulletin.approved", "reject": "bulletin.rejected"}[action]))
     except ApiError as err:

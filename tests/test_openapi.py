@@ -28,3 +28,20 @@ def test_openapi_references_resolve(tmp_path):
     doc = app.test_client().get("/api/v1/openapi.json").get_json()
     refs = set(re.findall(r'"#/components/schemas/([A-Za-z]+)"', str(doc).replace("'", '"')))
     assert refs and refs <= set(doc["components"]["schemas"])
+
+
+def test_every_json_request_body_is_one_of_the_request_models(tmp_path):
+    """Request rules are declared once, in server/bodies.py: the document names those models."""
+    from server.bodies import MODELS
+    app = create_app({"tts_engines": ["espeak"]}, instance_path=tmp_path)
+    doc = app.test_client().get("/api/v1/openapi.json").get_json()
+    models = {m.__name__ for m in MODELS}
+    bodies = {}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for mime, content in op.get("requestBody", {}).get("content", {}).items():
+                bodies[(method, path, mime)] = content["schema"]
+    assert any(mime == "application/json" for _, _, mime in bodies)
+    for where, schema in bodies.items():
+        assert set(schema) == {"$ref"}, where
+        assert schema["$ref"].rpartition("/")[2] in models, where

@@ -1,0 +1,581 @@
+"""Every request body the API takes, declared once (pydantic, strict mode): the routes parse with
+these models, the pages validate their forms through them, and the OpenAPI document's request
+schemas are generated from them. ``parse`` turns the first validation error into the API's error
+codes and catalogue messages (the table ``ERRORS``), so the error JSON reads as it always has.
+
+What needs the database, the user or the configuration (scoping, duplicates, whether an area is
+a cluster, the configured speech engines, the shortest password) stays in the domain modules,
+which receive the parsed model."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Callable, ClassVar, Mapping, TypeVar, get_args, get_origin
+
+from pydantic import (BaseModel, ConfigDict, PlainValidator, ValidationError, ValidationInfo,
+                      WithJsonSchema, field_validator, model_validator)
+from pydantic_core import PydanticCustomError
+
+from device_agent.protocol import NAME_RE, PRIORITY_NAMES, priority_value, valid_name
+from device_agent.schemas import BODIES
+
+from .auth import ROLES
+from .errors import ApiError
+from .i18n import CATEGORIES, LANGUAGES
+from .models import MAX_DB_INT
+from .mosquitto import SERVER_ACCOUNT_PREFIX
+
+# --- vocabularies a request may name --------------------------------------------------------------
+
+AREA_KINDS = ("province", "city", "district", "ward", "commune", "town", "cluster", "zone")
+NODE_COMMANDS = ("set_volume", "amp", "test", "stop", "reboot")
+VOICES = ("vi-north", "vi-central", "vi-south")
+CHIMES = ("none", "intro", "outro", "both")
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,79}")  # fullmatch: no trailing newline
+MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+# Markers the served document replaces with this server's configuration (server/openapi.py).
+CONFIGURED = "x-configured"
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+def _invalid(detail: str) -> PydanticCustomError:
+    return PydanticCustomError("invalid_field", "{detail}", {"detail": detail})
+
+
+def _missing(field: str | None = None) -> PydanticCustomError:
+    return PydanticCustomError("missing_field", "missing", {"field": field} if field else None)
+
+
+# pydantic error type -> (error code, catalogue key, detail when the error carries none). The
+# field types below raise invalid_field with their own detail, so their messages read as the
+# hand-written checks' did; the rest are pydantic's own.
+ERRORS: dict[str, tuple[str, str, str | None]] = {
+    "missing": ("missing_field", "err.missing_field", None),
+    "missing_field": ("missing_field", "err.missing_field", None),
+    "no_targets": ("no_targets", "err.no_targets", None),
+    "invalid_field": ("invalid", "err.invalid_field", None),
+    "invalid_null": ("invalid", "err.invalid_field", None),  # a null not read as "not given"
+    "extra_forbidden": ("invalid", "err.invalid_field", "unknown field"),
+    "model_type": ("invalid", "err.invalid_field", "expected dict"),
+}
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: Any, *, tz: dt.tzinfo | None = None) -> M:
+    """``data`` as ``model``, or the ApiError (400) of its first problem. ``tz``: the zone of a
+    time written without one."""
+    try:
+        return model.model_validate(data, strict=True, context={"tz": tz or dt.timezone.utc})
+    except ValidationError as err:
+        raise api_error(model, err) from None
+
+
+def api_error(model: type[Body], err: ValidationError) -> ApiError:
+    """The first problem of ``err`` as the API has always named it: its code, catalogue entry,
+    field (dotted when nested) and detail."""
+    errors = err.errors()
+    # An unknown field is named before anything else (the lowest name first), as it always was.
+    unknown = sorted((e for e in errors if e["type"] == "extra_forbidden"),
+                     key=lambda e: str(e["loc"]))
+    first = (unknown or errors)[0]
+    loc = [str(p) for p in first["loc"] if not isinstance(p, int)]
+    ctx = first.get("ctx") or {}
+    field = ctx.get("field") or ".".join(loc) or "-"
+    code, key, detail = ERRORS.get(first["type"], ("invalid", "err.invalid_field", None))
+    # A field given as null, or a required one given as blank text, is a missing field.
+    top = len(first["loc"]) == 1 and loc[0] in model.model_fields
+    if top and first["type"] != "invalid_null" and (first["input"] is None or (
+            model.blank_is_missing and isinstance(first["input"], str)
+            and not first["input"].strip() and model.model_fields[loc[0]].is_required())):
+        code, key = "missing_field", "err.missing_field"
+    if key == "err.invalid_field":
+        return ApiError(400, code, key, field=field,
+                        detail=ctx.get("detail") or detail or first["msg"])
+    if key == "err.missing_field":
+        return ApiError(400, code, key, field=field)
+    return ApiError(400, code, key)
+
+
+# --- reusable field types -------------------------------------------------------------------------
+
+def whole(value: Any) -> Any:
+    """JSON's 5.0 is the integer 5 (as JSON Schema reads it): give it as an int, recursively;
+    any other value is returned as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [whole(v) for v in value]
+    if isinstance(value, dict):
+        return {k: whole(v) for k, v in value.items()}
+    return value
+
+
+def _typed(kind: type, read: Callable, schema: dict) -> Any:
+    return Annotated[kind, PlainValidator(read), WithJsonSchema(schema)]
+
+
+def Int(lo: int, hi: int, detail: str = "number out of range", *,
+        type_detail: str = "expected int", bool_detail: str = "bool",
+        schema: dict | None = None) -> Any:
+    """A whole number lo..hi (5.0 is 5; a bool is no number); one a database column cannot
+    hold is "out of range" whatever the field's own range."""
+    def read(value: Any) -> int:
+        value = whole(value)
+        if isinstance(value, bool):
+            raise _invalid(bool_detail)
+        if not isinstance(value, int):
+            raise _invalid(type_detail)
+        if not -MAX_DB_INT <= value <= MAX_DB_INT:
+            raise _invalid("number out of range")
+        if not lo <= value <= hi:
+            raise _invalid(detail)
+        return value
+    return _typed(int, read, schema or {"type": "integer", "minimum": lo, "maximum": hi})
+
+
+def Float(lo: float, hi: float, detail: str) -> Any:
+    def read(value: Any) -> float:
+        if isinstance(value, bool):
+            raise _invalid("bool")
+        if isinstance(value, int):
+            try:
+                value = float(value)
+            except OverflowError:
+                raise _invalid("number out of range") from None
+        if not isinstance(value, float):
+            raise _invalid("expected float")
+        if not lo <= value <= hi:
+            raise _invalid(detail)
+        return value
+    return _typed(float, read, {"type": "number", "minimum": lo, "maximum": hi})
+
+
+# Python's strip() also takes U+001C-U+001F and U+0085 for spaces; ECMA's \s does not.
+NOT_BLANK = r"[^\s\u001c-\u001f\u0085]"
+
+
+def _text_reader(max_len: int | None, blank: bool, one_line: bool = False) -> Callable[[Any], str]:
+    def read(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _invalid("expected str")
+        value = value.strip()
+        if not value and not blank:
+            raise _missing()
+        if max_len is not None and len(value) > max_len:
+            raise _invalid(f"longer than {max_len}")
+        if one_line and any(c in value for c in "\t\n"):
+            raise _invalid("one line")
+        return value
+    return read
+
+
+def Text(max_len: int, *, blank: bool = False, one_line: bool = False, **extra) -> Any:
+    """Text with spaces stripped, at most max_len long; blank is a missing field unless
+    ``blank`` (then it is "")."""
+    schema: dict = {"type": "string", "maxLength": max_len}
+    if not blank:
+        schema |= {"minLength": 1, "pattern": NOT_BLANK}
+    if one_line:
+        schema["pattern"] = r"^[^\t\n]*\S[^\t\n]*$"
+    return _typed(str, _text_reader(max_len, blank, one_line), schema | extra)
+
+
+def Choice(values: tuple[str, ...], max_len: int | None, detail: str, *, blank: bool = False
+           ) -> Any:
+    """One of ``values`` (spaces stripped; longer than max_len is refused as such); with
+    ``blank``, "" too (a setting cleared)."""
+    text = _text_reader(max_len, blank)
+
+    def read(value: Any) -> str:
+        value = text(value)
+        if value not in values and not (blank and value == ""):
+            raise _invalid(detail)
+        return value
+    return _typed(str, read, {"type": "string", "enum": list(values) + ([""] if blank else [])})
+
+
+def OneOf(values: tuple[str, ...], detail: str) -> Any:
+    """Exactly one of ``values``; anything else, of any type, is refused with ``detail``."""
+    def read(value: Any) -> str:
+        if value not in values or not isinstance(value, str):
+            raise _invalid(detail)
+        return value
+    return _typed(str, read, {"type": "string", "enum": list(values)})
+
+
+def Flag(detail: str) -> Any:
+    def read(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise _invalid(detail)
+        return value
+    return _typed(bool, read, {"type": "boolean"})
+
+
+def Pattern(regex: re.Pattern, detail: str, **extra) -> Any:
+    """Text that matches ``regex`` in full, as it is (no stripping)."""
+    def read(value: Any) -> str:
+        if not isinstance(value, str) or not regex.fullmatch(value):
+            raise _invalid(detail)
+        return value
+    return _typed(str, read, {"type": "string", "pattern": f"^{regex.pattern}$", **extra})
+
+
+# A row's id in a body. Ids are never negative, but a negative one has always been looked up and
+# not found (404) rather than refused as malformed: that stays.
+DbId = Int(-MAX_DB_INT, MAX_DB_INT)
+# A form writes a number in digits only: no sign (server.bodies.from_form).
+FormId = Int(0, MAX_DB_INT)
+Volume = Int(0, 100, "0-100")
+
+
+def _priority(value: Any) -> int:
+    detail = ", ".join(PRIORITY_NAMES) + " or 0-9"
+    if value is None:  # refused, never the default
+        raise PydanticCustomError("invalid_null", "{detail}", {"detail": detail})
+    try:
+        return priority_value(whole(value))
+    except ValueError:
+        raise _invalid(detail) from None
+
+
+Priority = _typed(int, _priority, {"oneOf": [{"type": "string", "enum": list(PRIORITY_NAMES)},
+                                             {"type": "integer", "minimum": 0, "maximum": 9}]})
+
+TIME = {"type": "string", "format": "date-time",
+        "description": "ISO 8601 (no zone: the configured zone)"}
+
+
+def read_time(value: Any, tz: dt.tzinfo) -> dt.datetime:
+    """ISO 8601 (a time without zone is in ``tz``) or epoch ms -> naive UTC; ValueError with
+    the detail to show otherwise."""
+    value = whole(value)
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 0 <= value <= MAX_EPOCH_MS:
+                raise ValueError("epoch ms out of range")
+            return dt.datetime.fromtimestamp(value / 1000, dt.timezone.utc).replace(tzinfo=None)
+        if not isinstance(value, str):
+            raise TypeError
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=tz)
+        return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    except TypeError:
+        raise ValueError("ISO 8601 or epoch ms") from None
+    except (ValueError, OverflowError, OSError):
+        # not a time, or one out of the range a clock or a database column holds
+        raise ValueError("ISO 8601") from None
+
+
+def _api_time(value: Any, info: ValidationInfo) -> dt.datetime:
+    try:
+        return read_time(value, (info.context or {}).get("tz") or dt.timezone.utc)
+    except ValueError as err:
+        raise _invalid(str(err)) from None
+
+
+ApiTime = _typed(dt.datetime, _api_time, {
+    "description": "ISO 8601 (no zone: the configured zone) or epoch ms",
+    "oneOf": [TIME, {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS}]})
+
+
+def _node_name(value: Any) -> str:
+    value = _text_reader(63, blank=True)(value)
+    if not valid_name(value):
+        raise _invalid(NAME_RE.pattern.strip("^$"))
+    if value.startswith(SERVER_ACCOUNT_PREFIX):
+        raise _invalid(f"{SERVER_ACCOUNT_PREFIX}… is kept for the server's accounts")
+    return value
+
+
+NodeName = _typed(str, _node_name, {"type": "string", "pattern": NAME_RE.pattern})
+# A speech engine: the served document lists the engines this server is configured with (the
+# domain checks the name against them); an area's setting is cleared with "".
+Engine = Text(20, blank=True, **{CONFIGURED: "tts_engines",
+                                 "description": "tried first; the next engine speaks when it "
+                                                "fails"})
+EngineSetting = Text(20, blank=True, **{CONFIGURED: "tts_engines_or_blank",
+                                        "description": "gtts, espeak, …; \"\" or null: "
+                                                       "inherit"})
+
+
+def _command_body(value: Any) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _invalid("expected dict")
+    return whole(value)
+
+
+CommandBody = _typed(dict, _command_body, {"type": "object",
+                                           "description": "as in docs/protocol.md for the type"})
+
+
+def _area_ids(value: Any) -> list[int]:
+    value = whole(value) or []  # any empty or false value is no areas
+    if not isinstance(value, list) or not all(
+            isinstance(a, int) and not isinstance(a, bool) and 0 < a <= MAX_DB_INT for a in value):
+        raise _invalid("list of area ids")
+    return value
+
+
+def _node_ids(value: Any) -> list[str]:
+    value = value or []
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise _invalid("list of node ids")
+    return value
+
+
+# JSON's empty and false values all mean "none" here.
+NONE_GIVEN = [{"enum": [None, False, 0, ""]}, {"type": "object", "maxProperties": 0}]
+AreaIds = _typed(list, _area_ids, {"anyOf": [{"type": "array", "items": {
+    "type": "integer", "minimum": 1, "maximum": MAX_DB_INT}}, *NONE_GIVEN]})
+NodeIds = _typed(list, _node_ids, {"anyOf": [{"type": "array", "items": {"type": "string"}},
+                                             *NONE_GIVEN]})
+
+
+# --- the bodies -----------------------------------------------------------------------------------
+
+class Body(BaseModel):
+    """A request body: strict types; a field the server does not know is ignored; null in an
+    optional field is the field not given."""
+    model_config = ConfigDict(strict=True, extra="ignore")
+    # Whether a required field given as blank text (of whatever type) is a missing field.
+    blank_is_missing: ClassVar[bool] = True
+
+    def given(self, name: str) -> bool:
+        return name in self.model_fields_set
+
+
+class TokenRequest(Body):
+    username: Text(80)
+    password: Text(200)
+
+
+class AreaCreate(Body):
+    name: Text(200)
+    code: Text(64)
+    kind: Choice(AREA_KINDS, 32, f"one of {', '.join(AREA_KINDS)}")
+    parent_id: DbId | None = None
+
+
+class AreaUpdate(Body):
+    """Only the fields given change; "" or null clears a speech setting."""
+    tts_engine: EngineSetting | None = None
+    tts_voice: Choice(VOICES, 20, ", ".join(VOICES), blank=True) | None = None
+    chime: Choice(CHIMES, 10, ", ".join(CHIMES), blank=True) | None = None
+    emergency_confirm: Flag("true, false or null") | None = None
+    name: Text(200) = None  # not null: an area keeps a name
+
+
+class NodeCreate(Body):
+    cluster_id: DbId
+    name: Text(200)
+    lat: Float(-90, 90, "-90..90") | None = None
+    lon: Float(-180, 180, "-180..180") | None = None
+    id: NodeName | None = None
+
+
+def _command_variants(schema: dict) -> None:
+    schema["oneOf"] = [{"properties": {"type": {"const": t}, "body": {
+        k: v for k, v in BODIES[t].items() if k not in ("$id", "title")}},
+        **({"required": ["body"]} if "required" in BODIES[t] or "anyOf" in BODIES[t] else {})}
+        for t in NODE_COMMANDS]
+
+
+class CommandCreate(Body):
+    """An immediate command; its body is checked against the protocol when it is queued."""
+    model_config = ConfigDict(json_schema_extra=_command_variants)
+    type: Choice(NODE_COMMANDS, None, ", ".join(NODE_COMMANDS))
+    body: CommandBody | None = None
+
+
+class SpeechChoice(Body):
+    voice: Choice(VOICES + ("vi",), 40, ", ".join(VOICES)) | None = None
+    engine: Engine | None = None
+
+
+class BulletinCreate(SpeechChoice):
+    title: Text(300)
+    category: Choice(CATEGORIES, 40, ", ".join(CATEGORIES))
+    text: Text(20000)
+    spoken_text: Text(40000, blank=True, description="the author's corrected spoken form") \
+        | None = None
+    area_id: DbId | None = None
+
+
+def _upload_file(schema: dict) -> None:
+    schema["properties"] = {"file": {"type": "string", "format": "binary", "minLength": 1},
+                            **schema["properties"]}
+    schema["required"] = ["file", *schema.get("required", [])]
+
+
+class BulletinUpload(Body):
+    """The form fields of an uploaded recording (multipart, beside its ``file``): a form field
+    is text, so it has no null."""
+    model_config = ConfigDict(json_schema_extra=_upload_file)
+    title: Text(300)
+    category: Choice(CATEGORIES, 40, ", ".join(CATEGORIES))
+    area_id: FormId = None
+    text: Text(20000, blank=True) = None
+
+
+class BulletinUpdate(SpeechChoice):
+    """Only the fields given change; null voice or engine: the area's default again."""
+    title: Text(300) = None
+    category: Choice(CATEGORIES, 40, ", ".join(CATEGORIES)) = None
+    text: Text(20000) = None
+    spoken_text: Text(40000, blank=True, description="the author's corrected spoken form; "
+                      "null: normalise the text again") | None = None
+
+
+class BulletinAction(Body):
+    comment: Text(2000, blank=True, description="required to reject") | None = None
+    sha256: Text(64, blank=True, description="approve: the audio the approver heard; 409 "
+                 "stale_revision when it changed since") | None = None
+
+
+class PreviewCreate(SpeechChoice):
+    text: Text(20000)
+    spoken_text: Text(40000, blank=True) | None = None
+    area_id: DbId | None = None
+    # Read as JSON's truth: false, null, 0, "", [] or {} is the text only, no audio.
+    audio: Annotated[Any, WithJsonSchema({"description": "a false value (false, null, 0, "
+                                                         "\"\"): the text only, no audio"})] = True
+
+
+class NormalizeRequest(Body):
+    text: Text(20000)
+    area_id: DbId | None = None
+
+
+class LexiconEntryCreate(Body):
+    term: Text(100, one_line=True)
+    spoken: Text(300)
+
+
+class Targets(Body):
+    """At least one area or node."""
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["areas"], "properties": {"areas": {"type": "array", "minItems": 1}}},
+        {"required": ["nodes"], "properties": {"nodes": {"type": "array", "minItems": 1}}}]})
+    areas: AreaIds = []
+    nodes: NodeIds = []
+
+    @model_validator(mode="after")
+    def _some(self):
+        if not self.areas and not self.nodes:
+            raise PydanticCustomError("no_targets", "no targets")
+        return self
+
+
+def _unsupported(value: Any) -> None:
+    if value is not None:
+        raise _invalid("not supported yet")
+
+
+Unsupported = _typed(type(None), _unsupported, {"type": "null", "description": "not supported yet"})
+
+
+class BroadcastCreate(Body):
+    bulletin_id: DbId
+    targets: Targets
+    priority: Priority = PRIORITY_NAMES["normal"]
+    volume: Volume | None = None
+    repeat: Int(0, 20, "1-20", schema={"type": "integer", "minimum": 0, "maximum": 20,
+                                        "description": "0 or absent: once"}) | None = 1
+    recurrence: Unsupported = None
+    start_at: ApiTime | None = None
+
+    @field_validator("repeat", mode="after")
+    @classmethod
+    def _once(cls, value):
+        return value or 1
+
+
+def _password(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 200:
+        raise _invalid("text")
+    return value
+
+
+# Not stripped: spaces are characters of a password. Its shortest length is the configuration's.
+PASSWORD_SCHEMA = {"type": "string", "maxLength": 200,
+                   "description": "at least password_min_length characters"}
+Password = _typed(str, _password, PASSWORD_SCHEMA)
+
+
+class UserWrite(Body):
+    """To change a user: only the fields given (a new password ends the user's sessions and
+    login tokens); null is a field not given, but area_id null is every area."""
+    model_config = ConfigDict(extra="forbid")
+    blank_is_missing: ClassVar[bool] = False  # only null or "" (UserCreate)
+    username: Pattern(USERNAME, "1-80 letters, digits, . _ @ -") | None = None
+    role: OneOf(ROLES, " | ".join(ROLES)) | None = None
+    area_id: Int(-MAX_DB_INT, MAX_DB_INT, type_detail="an area id or null",
+                 bool_detail="an area id or null") | None = None
+    language: OneOf(LANGUAGES, " | ".join(LANGUAGES)) | None = None
+    active: Flag("true or false") | None = None
+    password: Password | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given: a null is no change, except area_id's (every area)."""
+        return {k: getattr(self, k) for k in self.model_fields_set
+                if getattr(self, k) is not None or k == "area_id"}
+
+
+class UserCreate(UserWrite):
+    """A new user: username, role and password required."""
+    username: Pattern(USERNAME, "1-80 letters, digits, . _ @ -")
+    role: OneOf(ROLES, " | ".join(ROLES))
+    password: _typed(str, _password, {**PASSWORD_SCHEMA, CONFIGURED: "password_min_length"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required_first(cls, data: Any) -> Any:
+        """The three required fields are named before any other problem (after an unknown
+        field, which the model itself refuses first); null or "" is not given."""
+        if isinstance(data, dict) and not set(data) - set(cls.model_fields):
+            for name in ("username", "role", "password"):
+                if data.get(name) in (None, ""):
+                    raise _missing(name)
+        return data
+
+
+# Every body the API reads, by the name the OpenAPI document gives its schema.
+MODELS: tuple[type[Body], ...] = (
+    TokenRequest, AreaCreate, AreaUpdate, NodeCreate, CommandCreate, BulletinCreate,
+    BulletinUpload, BulletinUpdate, BulletinAction, PreviewCreate, NormalizeRequest,
+    LexiconEntryCreate, BroadcastCreate, UserCreate, UserWrite)
+
+
+# --- forms ----------------------------------------------------------------------------------------
+
+def _takes_int(annotation: Any) -> bool:
+    """Whether a field's type is a whole number (under Annotated, or one of a union's)."""
+    if annotation is int:
+        return True
+    if get_origin(annotation) is Annotated:
+        return _takes_int(get_args(annotation)[0])
+    return any(_takes_int(a) for a in get_args(annotation))
+
+
+def from_form(model: type[Body], form: Mapping[str, str], *, blank_is_absent: bool = False
+              ) -> dict[str, Any]:
+    """A form's text fields as the JSON body ``model`` reads: whole numbers where the model
+    takes a number (other text there is a 400); with ``blank_is_absent`` an empty field is a
+    field not given, as a page's empty select or text box means."""
+    out: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        value = form.get(name)
+        if value is None or (blank_is_absent and not value.strip()):
+            continue
+        if _takes_int(field.annotation):
+            if not value.strip().isdecimal():
+                raise ApiError(400, "invalid", "err.invalid_field", field=name, detail="a number")
+            value = int(value)
+        out[name] = value
+    return out
+
