@@ -15,10 +15,10 @@ run: deps $(STAMP)
 	$(PY) scripts/run.py
 
 test: test-deps $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: deps $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) -m "not e2e"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not e2e"
 
 deps:
 	@scripts/install-deps.sh

@@ -1,7 +1,6 @@
-"""Helpers for the agent tests (their fixtures are in tests/conftest.py and tests/agent/conftest.py):
-a local HTTP media server, a signing key, and ``NodeHarness``:
-one in-process Agent with a file-sink player on the ``broker`` fixture's Mosquitto, watched by a
-client on the server account.
+"""Helpers for the agent tests (their fixtures: tests/conftest.py, tests/agent/conftest.py): a
+local HTTP media server, a signing key, and ``NodeHarness``: one in-process Agent with a
+file-sink player on the ``broker`` fixture's Mosquitto, watched by a client on the server account.
 """
 from __future__ import annotations
 

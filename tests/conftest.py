@@ -21,6 +21,17 @@ from server.mosquitto import (MosquittoFiles, MosquittoProcess, TlsListener, ens
                               free_port, mosquitto_binary, password_hash)
 
 
+E2E_FIXTURES = {"system", "tls_broker"}  # the whole running system, or the broker's TLS set-up
+
+
+def pytest_collection_modifyitems(items):
+    """A test on the whole running system is end-to-end wherever it lives (tests/e2e marks all
+    of its own)."""
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def cheap_password_hashes():
     """Users' password hashes at a lower scrypt work factor (N=2^10, not werkzeug's 2^15): the
@@ -115,7 +126,7 @@ def system(tmp_path, broker):
 
 @pytest.fixture
 def make_app(tmp_path):
-    """Factory: ``make_app(**settings)`` is the server without broker, dispatcher or socket
+    """Factory: ``make_app(**settings)`` is the server without a broker, dispatcher or socket
     (Flask's test client behind its URL, the fake speech engine unless ``tts_engines`` says
     otherwise), stopped after the test."""
     from tests.system import System
@@ -131,10 +142,13 @@ def make_app(tmp_path):
 
 
 @pytest.fixture
-def app_only(make_app):
-    """The server without its dispatcher or broker: for tests of what the API accepts and
-    refuses (tests/e2e overrides it with the server over HTTP on a real broker)."""
-    return make_app()
+def app_only(tmp_path, broker):
+    """The server without its dispatcher, over real HTTP on the test's broker. The server and
+    worker tests (tests/server, tests/schedules) have their own: in-process, without a broker."""
+    from tests.system import System
+    s = System(tmp_path, broker, start_dispatcher=False)
+    yield s
+    s.stop()
 
 
 # --- media for the agents ------------------------------------------------------------------------

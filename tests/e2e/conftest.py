@@ -1,5 +1,6 @@
 """End-to-end tests: the real stack (Mosquitto, the server over HTTP, the dispatcher and bridge,
-agent processes, Chromium, PostgreSQL, ``make run``). Every test here is marked ``e2e``."""
+agent processes, Chromium, PostgreSQL, ``make run``). Every test here is marked ``e2e``; the
+shared fixtures (``broker``, ``system``, ``app_only`` over HTTP) are in tests/conftest.py."""
 from __future__ import annotations
 
 import shutil
@@ -16,15 +17,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if HERE in Path(item.fspath).parents:
             item.add_marker(pytest.mark.e2e)
-
-
-@pytest.fixture
-def app_only(tmp_path, broker):
-    """The server without its dispatcher, over real HTTP on the test's broker."""
-    from tests.system import System
-    s = System(tmp_path, broker, start_dispatcher=False)
-    yield s
-    s.stop()
 
 
 @pytest.fixture

@@ -1,10 +1,17 @@
-"""Server tests: the app through Flask's test client, no broker and no socket (``app_only`` and
+"""Server tests: the app through Flask's test client, no broker and no socket (``app_only`` here,
 ``make_app`` in tests/conftest.py), with the fake speech engine unless a test names another."""
 from __future__ import annotations
 
 import pytest
 
 from server.cli import main as cli
+
+
+@pytest.fixture
+def app_only(make_app):
+    """The server without its dispatcher, broker or socket: Flask's test client behind its URL
+    and the fake speech engine (tests/conftest.py ``make_app``)."""
+    return make_app()
 
 
 @pytest.fixture
@@ -36,3 +43,17 @@ def _two_wards(s) -> dict:
             "approver": s.login("canbo-lc", "mat-khau-123"),
             "technician": s.login("kythuat-lc", "mat-khau-123")}
 
+
+
+FUZZ_API = "test_fuzz_api.py"
+FUZZ_API_WORKERS = 2
+
+
+def pytest_collection_modifyitems(items):
+    """Under ``--dist loadgroup`` the OpenAPI fuzzing runs on two workers, not on every one:
+    each worker that runs any of it builds the module's app and schema (seconds of espeak and
+    schema compilation), and two share its half-minute of work."""
+    fuzz = [item for item in items if item.path.name == FUZZ_API
+            and item.path.parent.name == "server"]
+    for i, item in enumerate(fuzz):
+        item.add_marker(pytest.mark.xdist_group(f"fuzz-api-{i % FUZZ_API_WORKERS}"))
