@@ -124,8 +124,19 @@ def system(tmp_path, broker):
     s.stop()
 
 
+@pytest.fixture(scope="session")
+def instance_template(tmp_path_factory) -> Path:
+    """One instance (database, signing key, admin) per test process, copied by ``make_app``:
+    making one costs a schema, a key and a hash each time."""
+    from server.cli import init_instance
+    from tests.system import ADMIN_PASSWORD
+    instance = tmp_path_factory.mktemp("template") / "instance"
+    init_instance(instance, ADMIN_PASSWORD, {"mqtt_password": "no-broker"})
+    return instance
+
+
 @pytest.fixture
-def make_app(tmp_path):
+def make_app(tmp_path, instance_template):
     """Factory: ``make_app(**settings)`` is the server without a broker, dispatcher or socket
     (Flask's test client behind its URL, the fake speech engine unless ``tts_engines`` says
     otherwise), stopped after the test."""
@@ -133,7 +144,8 @@ def make_app(tmp_path):
     made = []
 
     def factory(**overrides):
-        made.append(System(tmp_path, None, start_dispatcher=False, **overrides))
+        made.append(System(tmp_path, None, start_dispatcher=False, template=instance_template,
+                           **overrides))
         return made[-1]
 
     yield factory

@@ -7,6 +7,7 @@ and speech comes from the fake engine (tests/fake_tts), for tests of what the AP
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,11 +29,16 @@ from server.transport import MqttTransport
 from tests import fake_tts, wsgi_transport
 
 ADMIN_PASSWORD = "admin-test-password"
+# what init_instance reads from the settings to make an instance
+INSTANCE_SETTINGS = {"database_url", "signing_key_file", "signing_kid", "password_min_length"}
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class System:
-    def __init__(self, tmp_path: Path, broker=None, start_dispatcher: bool = True, **overrides):
+    def __init__(self, tmp_path: Path, broker=None, start_dispatcher: bool = True,
+                 template: Path | None = None, **overrides):
+        """``template``: an instance folder made by ``init_instance`` to copy instead of making
+        one (its database, signing key and admin), when the overrides do not change those."""
         self.tmp = tmp_path
         self.broker = broker
         self.instance = tmp_path / "instance"
@@ -48,7 +54,11 @@ class System:
                       "mosquitto_dir": str(broker.files.directory), "tts_engines": ["espeak"]}
         config.update({"public_url": self.url, "worker_stale_s": 20, "node_telemetry_s": 2})
         config.update(overrides)
-        init_instance(self.instance, ADMIN_PASSWORD, config)
+        if template is not None and not INSTANCE_SETTINGS & set(overrides) \
+                and not self.instance.exists():
+            shutil.copytree(template, self.instance)
+        else:
+            init_instance(self.instance, ADMIN_PASSWORD, config)
         self.app = create_app(config, instance_path=self.instance)
         self.settings = self.app.config["SETTINGS"]
         self.server = None
