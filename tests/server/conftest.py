@@ -52,8 +52,13 @@ FUZZ_API_WORKERS = 2
 def pytest_collection_modifyitems(items):
     """Under ``--dist loadgroup`` the OpenAPI fuzzing runs on two workers, not on every one:
     each worker that runs any of it builds the module's app and schema (seconds of espeak and
-    schema compilation), and two share its half-minute of work."""
-    fuzz = [item for item in items if item.path.name == FUZZ_API
-            and item.path.parent.name == "server"]
-    for i, item in enumerate(fuzz):
-        item.add_marker(pytest.mark.xdist_group(f"fuzz-api-{i % FUZZ_API_WORKERS}"))
+    schema compilation), and two share its half-minute of work. Both generation modes of an
+    operation go to the same worker, which compiles that operation's schemas once."""
+    operations: dict[str, int] = {}
+    for item in items:
+        if item.path.name != FUZZ_API or item.path.parent.name != "server":
+            continue
+        params = getattr(item, "callspec", None)
+        key = f"{params.params.get('method')} {params.params.get('path')}" if params else item.name
+        group = operations.setdefault(key, len(operations) % FUZZ_API_WORKERS)
+        item.add_marker(pytest.mark.xdist_group(f"fuzz-api-{group}"))
