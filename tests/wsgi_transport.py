@@ -83,7 +83,7 @@ def mount(base_url: str, app) -> None:
     """Route every requests call (any session, also ``requests.get``) under ``base_url`` to
     ``app`` in this process."""
     with _lock:
-        requests.Session.get_adapter = _get_adapter
+        requests.Session.get_adapter = _get_adapter  # type: ignore[method-assign]
         _mounted[base_url.rstrip("/")] = WsgiAdapter(app)
 
 
