@@ -1,16 +1,26 @@
-# LoaPhuong: `make run` brings the whole system up locally; `make test` runs every test.
+# LoaPhuong: `make run` brings the whole system up locally; `make test` runs every test in
+# parallel; `make test-fast` all but the end-to-end ones (tests/e2e).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test deps test-deps venv bench clean docs
+# pytest-xdist workers, measured on the 2-core machine (README, Tests): the end-to-end tests
+# wait on agents, the broker and Chromium, so the whole suite gains from a third worker; the
+# rest mostly computes (ffmpeg, hypothesis), and two are best for it.
+TEST_WORKERS ?= 3
+FAST_WORKERS ?= 2
+
+.PHONY: run test test-fast deps test-deps venv bench clean docs
 
 run: deps $(STAMP)
 	$(PY) scripts/run.py
 
 test: test-deps $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+test-fast: deps $(STAMP)
+	$(PY) -m pytest -n $(FAST_WORKERS) --dist loadgroup -m "not e2e"
 
 deps:
 	@scripts/install-deps.sh

@@ -2,7 +2,7 @@
 late/expired rules, stop targets and trust-key arithmetic, as pure functions (PROTOCOL.md).
 
 No I/O and no clock here: the shell (agent.py) passes ``now_ms`` in and acts on what comes back,
-so every rule is tested directly (tests/test_agent_rules.py).
+so every rule is tested directly (tests/agent/test_agent_rules.py).
 """
 from __future__ import annotations
 

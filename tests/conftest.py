@@ -1,13 +1,46 @@
-"""Shared fixtures: a real Mosquitto on a free loopback port, started and stopped by each test."""
+"""Shared fixtures: a real Mosquitto on a free loopback port, started and stopped by each test;
+the server with and without its broker; the short MP3s the agent tests play.
+
+Each part has its own conftest.py beside its tests (server, schedules, agent, audio, e2e); the
+end-to-end tests (tests/e2e) carry the ``e2e`` marker, so ``-m "not e2e"`` is the fast tier."""
 from __future__ import annotations
 
+import functools
 import secrets
+import shutil
+import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from werkzeug.security import generate_password_hash
+
+import server.auth
 
 from server.mosquitto import (MosquittoFiles, MosquittoProcess, TlsListener, ensure_tls_files,
                               free_port, mosquitto_binary, password_hash)
+
+
+E2E_FIXTURES = {"system", "tls_broker"}  # the whole running system, or the broker's TLS set-up
+
+
+def pytest_collection_modifyitems(items):
+    """A test on the whole running system is end-to-end wherever it lives (tests/e2e marks all
+    of its own)."""
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashes():
+    """Users' password hashes at a lower scrypt work factor (N=2^10, not werkzeug's 2^15): the
+    tests log in and make users hundreds of times, at 70 ms a hash otherwise. The same kind of
+    hash, checked the same way; only the servers these tests start in-process are affected."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(server.auth, "generate_password_hash",
+                   functools.partial(generate_password_hash, method="scrypt:1024:8:1"))
+        yield
 
 
 @dataclass
@@ -91,10 +124,63 @@ def system(tmp_path, broker):
     s.stop()
 
 
+@pytest.fixture(scope="session")
+def instance_template(tmp_path_factory) -> Path:
+    """One instance (database, signing key, admin) per test process, copied by ``make_app``:
+    making one costs a schema, a key and a hash each time."""
+    from server.cli import init_instance
+    from tests.system import ADMIN_PASSWORD
+    instance = tmp_path_factory.mktemp("template") / "instance"
+    init_instance(instance, ADMIN_PASSWORD, {"mqtt_password": "no-broker"})
+    return instance
+
+
+@pytest.fixture
+def make_app(tmp_path, instance_template):
+    """Factory: ``make_app(**settings)`` is the server without a broker, dispatcher or socket
+    (Flask's test client behind its URL, the fake speech engine unless ``tts_engines`` says
+    otherwise), stopped after the test."""
+    from tests.system import System
+    made = []
+
+    def factory(**overrides):
+        made.append(System(tmp_path, None, start_dispatcher=False, template=instance_template,
+                           **overrides))
+        return made[-1]
+
+    yield factory
+    for s in made:
+        s.stop()
+
+
 @pytest.fixture
 def app_only(tmp_path, broker):
-    """The server without its dispatcher: for tests of what the API accepts and refuses."""
+    """The server without its dispatcher, over real HTTP on the test's broker. The server and
+    worker tests (tests/server, tests/schedules) have their own: in-process, without a broker."""
     from tests.system import System
     s = System(tmp_path, broker, start_dispatcher=False)
     yield s
     s.stop()
+
+
+# --- media for the agents ------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    """Short mono MP3s: ``short`` (1 s), ``other`` (1 s, another tone), ``long`` (3 s)."""
+    if not shutil.which("ffmpeg"):
+        pytest.fail("ffmpeg is not installed")
+    d = tmp_path_factory.mktemp("media")
+    for name, freq, seconds in (("short", 440, 1), ("other", 880, 1), ("long", 330, 3)):
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                        f"sine=frequency={freq}:duration={seconds}", "-ac", "1", "-b:a", "32k",
+                        str(d / f"{name}.mp3")], check=True)
+    return d
+
+
+@pytest.fixture(scope="session")
+def media_server(media_dir):
+    from tests.agent_harness import MediaServer
+    server = MediaServer(media_dir)
+    yield server
+    server.close()

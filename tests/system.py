@@ -1,8 +1,13 @@
 """A whole LoaPhuong server for tests: app served over real HTTP on loopback, the dispatcher and
-bridge connected to the test's Mosquitto, and helpers to call the API and run agents."""
+bridge connected to the test's Mosquitto, and helpers to call the API and run agents.
+
+``System(tmp_path, None, start_dispatcher=False)`` is the same server without a broker or a
+socket: requests to its URL are served in-process by Flask's test client (tests/wsgi_transport)
+and speech comes from the fake engine (tests/fake_tts), for tests of what the API accepts."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,29 +26,49 @@ from server.cli import init_instance
 from server.keys import load_signing_key
 from server.mosquitto import free_port
 from server.transport import MqttTransport
+from tests import fake_tts, wsgi_transport
 
 ADMIN_PASSWORD = "admin-test-password"
+# what init_instance reads from the settings to make an instance
+INSTANCE_SETTINGS = {"database_url", "signing_key_file", "signing_kid", "password_min_length"}
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class System:
-    def __init__(self, tmp_path: Path, broker, start_dispatcher: bool = True, **overrides):
+    def __init__(self, tmp_path: Path, broker=None, start_dispatcher: bool = True,
+                 template: Path | None = None, **overrides):
+        """``template``: an instance folder made by ``init_instance`` to copy instead of making
+        one (its database, signing key and admin), when the overrides do not change those."""
         self.tmp = tmp_path
         self.broker = broker
         self.instance = tmp_path / "instance"
-        self.port = free_port()
+        self.port = free_port()  # in-process: never bound, only names this server's URL
         self.url = f"http://127.0.0.1:{self.port}"
-        config = {"mqtt_host": "127.0.0.1", "mqtt_port": broker.port,
-                  "mqtt_username": broker.server_user, "mqtt_password": broker.server_password,
-                  "mosquitto_dir": str(broker.files.directory), "public_url": self.url,
-                  "tts_engines": ["espeak"], "worker_stale_s": 20, "node_telemetry_s": 2}
+        if broker is None:
+            assert not start_dispatcher, "the dispatcher needs a broker"
+            config = {"mqtt_host": "127.0.0.1", "mqtt_port": 1, "mqtt_password": "no-broker",
+                      "mosquitto_dir": str(tmp_path / "mosquitto"), "tts_engines": [fake_tts.NAME]}
+        else:
+            config = {"mqtt_host": "127.0.0.1", "mqtt_port": broker.port,
+                      "mqtt_username": broker.server_user, "mqtt_password": broker.server_password,
+                      "mosquitto_dir": str(broker.files.directory), "tts_engines": ["espeak"]}
+        config.update({"public_url": self.url, "worker_stale_s": 20, "node_telemetry_s": 2})
         config.update(overrides)
-        init_instance(self.instance, ADMIN_PASSWORD, config)
+        if template is not None and not INSTANCE_SETTINGS & set(overrides) \
+                and not self.instance.exists():
+            shutil.copytree(template, self.instance)
+        else:
+            init_instance(self.instance, ADMIN_PASSWORD, config)
         self.app = create_app(config, instance_path=self.instance)
         self.settings = self.app.config["SETTINGS"]
-        self.server = make_server("127.0.0.1", self.port, self.app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = None
+        if broker is None:
+            wsgi_transport.mount(self.url, self.app)
+        else:
+            self.server = make_server("127.0.0.1", self.port, self.app, threaded=True)
+            self.thread = threading.Thread(target=self.server.serve_forever,
+                                           kwargs={"poll_interval": 0.05}, daemon=True)
+            self.thread.start()
         self.http = requests.Session()
         self.token = self.login("admin", ADMIN_PASSWORD)
         self.dispatcher = None
@@ -140,6 +165,9 @@ class System:
             self.dispatcher.stop()
         if self.transport:
             self.transport.stop()
-        self.server.shutdown()
+        if self.server:
+            self.server.shutdown()
+        else:
+            wsgi_transport.unmount(self.url)
         self.http.close()
         self.app.extensions["db_engine"].dispose()
