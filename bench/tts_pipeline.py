@@ -95,7 +95,7 @@ def machine() -> dict:
             "python": platform.python_version(),
             "ffmpeg": first_line(["ffmpeg", "-version"]).split(" Copyright")[0],
             "espeak": first_line(["espeak-ng", "--version"]).split("  Data")[0],
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def run(repeats: int) -> dict:

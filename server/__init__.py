@@ -4,7 +4,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from flask import Flask, g, jsonify, send_file
 from werkzeug.routing import IntegerConverter

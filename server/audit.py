@@ -27,7 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from sqlalchemy import event, inspect, insert, select, update
 from sqlalchemy.orm import Session
@@ -268,7 +269,7 @@ def verify(db: Session, anchors: Iterable[tuple[int, str]] = ()) -> tuple[int, i
 
 
 def entry_json(e: AuditEntry) -> dict:
-    return {"id": e.id, "at": e.at.replace(tzinfo=dt.timezone.utc).isoformat()
+    return {"id": e.id, "at": e.at.replace(tzinfo=dt.UTC).isoformat()
             .replace("+00:00", "Z"), "actor_id": e.actor_id, "actor": e.actor,
             "action": e.action, "target": {"type": e.target_type, "id": e.target_id},
             "detail": e.detail, "hash": e.hash}

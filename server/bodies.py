@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any, Callable, ClassVar, Mapping, TypeVar, get_args, get_origin
+from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin
+from collections.abc import Callable, Mapping
 
 from pydantic import (BaseModel, ConfigDict, PlainValidator, ValidationError, ValidationInfo,
                       WithJsonSchema, field_validator, model_validator)
@@ -67,7 +68,7 @@ def parse(model: type[M], data: Any, *, tz: dt.tzinfo | None = None) -> M:
     """``data`` as ``model``, or the ApiError (400) of its first problem. ``tz``: the zone of a
     time written without one."""
     try:
-        return model.model_validate(data, strict=True, context={"tz": tz or dt.timezone.utc})
+        return model.model_validate(data, strict=True, context={"tz": tz or dt.UTC})
     except ValidationError as err:
         raise api_error(model, err) from None
 
@@ -255,13 +256,13 @@ def read_time(value: Any, tz: dt.tzinfo) -> dt.datetime:
         if isinstance(value, int) and not isinstance(value, bool):
             if not 0 <= value <= MAX_EPOCH_MS:
                 raise ValueError("epoch ms out of range")
-            return dt.datetime.fromtimestamp(value / 1000, dt.timezone.utc).replace(tzinfo=None)
+            return dt.datetime.fromtimestamp(value / 1000, dt.UTC).replace(tzinfo=None)
         if not isinstance(value, str):
             raise TypeError
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=tz)
-        return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return parsed.astimezone(dt.UTC).replace(tzinfo=None)
     except TypeError:
         raise ValueError("ISO 8601 or epoch ms") from None
     except (ValueError, OverflowError, OSError):
@@ -271,7 +272,7 @@ def read_time(value: Any, tz: dt.tzinfo) -> dt.datetime:
 
 def _api_time(value: Any, info: ValidationInfo) -> dt.datetime:
     try:
-        return read_time(value, (info.context or {}).get("tz") or dt.timezone.utc)
+        return read_time(value, (info.context or {}).get("tz") or dt.UTC)
     except ValueError as err:
         raise _invalid(str(err)) from None
 

@@ -19,7 +19,8 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from sqlalchemy import case, select
 from sqlalchemy.exc import IntegrityError
@@ -65,7 +66,7 @@ class BridgeLimits:
                 raise ValueError(f"{name}: at least 256 bytes")
 
     @classmethod
-    def from_settings(cls, settings) -> "BridgeLimits":
+    def from_settings(cls, settings) -> BridgeLimits:
         return cls(settings.node_max_state_bytes, settings.node_max_telemetry_bytes,
                    settings.node_max_event_bytes)
 

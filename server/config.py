@@ -7,7 +7,8 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -88,7 +89,7 @@ class Settings:
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def validate(self) -> "Settings":
+    def validate(self) -> Settings:
         if self.language not in ("vi", "en"):
             raise ConfigError(f"language: must be vi or en, not {self.language!r}")
         try:

@@ -254,4 +254,4 @@ def local_time(value: dt.datetime | None, fmt: str = "%H:%M:%S %d/%m/%Y") -> str
     if value is None:
         return "—"
     tz = ZoneInfo(current_app.config["SETTINGS"].timezone)
-    return value.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime(fmt)
+    return value.replace(tzinfo=dt.UTC).astimezone(tz).strftime(fmt)

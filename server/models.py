@@ -6,7 +6,7 @@ All datetimes are naive UTC; protocol timestamps stay integer milliseconds as on
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String,
                         Text, UniqueConstraint, create_engine, event, select)
@@ -18,19 +18,19 @@ MAX_DB_INT = 2**63 - 1  # the largest id or number a database integer column hol
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def now_ms() -> int:
-    return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+    return int(dt.datetime.now(dt.UTC).timestamp() * 1000)
 
 
 def to_ms(value: dt.datetime) -> int:
-    return int(value.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+    return int(value.replace(tzinfo=dt.UTC).timestamp() * 1000)
 
 
 def from_ms(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -41,19 +41,19 @@ class Area(Base):
     """A node of the area tree: province > ward/commune > cluster, or any older/deeper shape."""
     __tablename__ = "areas"
     id: Mapped[int] = mapped_column(primary_key=True)
-    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("areas.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(200))
     code: Mapped[str] = mapped_column(String(64), unique=True)
     group: Mapped[str] = mapped_column("mqtt_group", String(63), unique=True)
     # speech defaults for bulletins of this area and below (None: inherit from the parent)
-    tts_engine: Mapped[Optional[str]] = mapped_column(String(20))
-    tts_voice: Mapped[Optional[str]] = mapped_column(String(20))
-    chime: Mapped[Optional[str]] = mapped_column(String(10))  # none, intro, outro, both
+    tts_engine: Mapped[str | None] = mapped_column(String(20))
+    tts_voice: Mapped[str | None] = mapped_column(String(20))
+    chime: Mapped[str | None] = mapped_column(String(10))  # none, intro, outro, both
     # an emergency broadcast here waits for a second person's confirmation (None: inherit)
-    emergency_confirm: Mapped[Optional[bool]] = mapped_column(Boolean)
+    emergency_confirm: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    parent: Mapped[Optional["Area"]] = relationship(remote_side="Area.id")
+    parent: Mapped[Area | None] = relationship(remote_side="Area.id")
 
 
 class LexiconEntry(Base):
@@ -64,7 +64,7 @@ class LexiconEntry(Base):
     area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
     term: Mapped[str] = mapped_column(String(100))
     spoken: Mapped[str] = mapped_column(String(300))
-    created_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -74,25 +74,25 @@ class Node(Base):
     id: Mapped[str] = mapped_column(String(63), primary_key=True)
     cluster_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
-    lat: Mapped[Optional[float]] = mapped_column(Float)
-    lon: Mapped[Optional[float]] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
     mqtt_password_hash: Mapped[str] = mapped_column(String(255))
     online: Mapped[bool] = mapped_column(Boolean, default=False)
-    last_seen: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
-    last_state: Mapped[Optional[dict]] = mapped_column(JSON)
-    last_telemetry: Mapped[Optional[dict]] = mapped_column(JSON)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_state: Mapped[dict | None] = mapped_column(JSON)
+    last_telemetry: Mapped[dict | None] = mapped_column(JSON)
     desired_version: Mapped[int] = mapped_column(Integer, default=0)
-    desired_applied_version: Mapped[Optional[int]] = mapped_column(Integer)
-    desired_exp_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
+    desired_applied_version: Mapped[int | None] = mapped_column(Integer)
+    desired_exp_ms: Mapped[int | None] = mapped_column(BigInteger)
     desired_dirty: Mapped[bool] = mapped_column(Boolean, default=True)
     volume: Mapped[int] = mapped_column(Integer, default=80)
     # messages from the node the bridge refused (too large, malformed, unknown command ...)
     rejected_messages: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    last_rejected_reason: Mapped[Optional[str]] = mapped_column(String(40))
-    last_rejected_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    last_rejected_reason: Mapped[str | None] = mapped_column(String(40))
+    last_rejected_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     # set by POST /nodes/{id}/revoke: no broker account, no ACL, no desired state, no broadcasts
-    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     cluster: Mapped[Area] = relationship()
 
 
@@ -102,7 +102,7 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(80), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20))  # admin, approver, staff, technician, operator
-    area_id: Mapped[Optional[int]] = mapped_column(ForeignKey("areas.id"))  # None: every area
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))  # None: every area
     language: Mapped[str] = mapped_column(String(5), default="vi")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -115,7 +115,7 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(100), default="login")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     user: Mapped[User] = relationship()
 
 
@@ -146,32 +146,32 @@ class Bulletin(Base):
     __tablename__ = "bulletins"
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(300))
-    text: Mapped[Optional[str]] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
     category: Mapped[str] = mapped_column(String(40))
-    spoken_text: Mapped[Optional[str]] = mapped_column(Text)   # the normalised text spoken
+    spoken_text: Mapped[str | None] = mapped_column(Text)   # the normalised text spoken
     spoken_text_edited: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(10), default="text")  # text or upload
-    voice: Mapped[Optional[str]] = mapped_column(String(40))
-    engine_requested: Mapped[Optional[str]] = mapped_column(String(20))
-    engine: Mapped[Optional[str]] = mapped_column(String(20))  # which engine spoke
-    engine_note: Mapped[Optional[str]] = mapped_column(Text)   # why a fallback spoke
-    lufs: Mapped[Optional[float]] = mapped_column(Float)
-    true_peak: Mapped[Optional[float]] = mapped_column(Float)
-    media_sha256: Mapped[Optional[str]] = mapped_column(ForeignKey("media.sha256"))
-    area_id: Mapped[Optional[int]] = mapped_column(ForeignKey("areas.id"))
+    voice: Mapped[str | None] = mapped_column(String(40))
+    engine_requested: Mapped[str | None] = mapped_column(String(20))
+    engine: Mapped[str | None] = mapped_column(String(20))  # which engine spoke
+    engine_note: Mapped[str | None] = mapped_column(Text)   # why a fallback spoke
+    lufs: Mapped[float | None] = mapped_column(Float)
+    true_peak: Mapped[float | None] = mapped_column(Float)
+    media_sha256: Mapped[str | None] = mapped_column(ForeignKey("media.sha256"))
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
     status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
     revision: Mapped[int] = mapped_column(Integer, default=1)  # +1 on every change of content
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    submitted_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
-    submitted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
-    reviewed_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
-    reviewed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
-    review_comment: Mapped[Optional[str]] = mapped_column(Text)
-    media: Mapped[Optional[Media]] = relationship()
-    history: Mapped[list["BulletinEvent"]] = relationship(order_by="BulletinEvent.id")
-    approvals: Mapped[list["BulletinApproval"]] = relationship(order_by="BulletinApproval.id")
+    submitted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    submitted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    review_comment: Mapped[str | None] = mapped_column(Text)
+    media: Mapped[Media | None] = relationship()
+    history: Mapped[list[BulletinEvent]] = relationship(order_by="BulletinEvent.id")
+    approvals: Mapped[list[BulletinApproval]] = relationship(order_by="BulletinApproval.id")
 
 
 class BulletinEvent(Base):
@@ -183,9 +183,9 @@ class BulletinEvent(Base):
     status: Mapped[str] = mapped_column(String(20))  # the status after the step
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    comment: Mapped[Optional[str]] = mapped_column(Text)
-    revision: Mapped[Optional[int]] = mapped_column(Integer)
-    media_sha256: Mapped[Optional[str]] = mapped_column(String(64))  # the audio at this step
+    comment: Mapped[str | None] = mapped_column(Text)
+    revision: Mapped[int | None] = mapped_column(Integer)
+    media_sha256: Mapped[str | None] = mapped_column(String(64))  # the audio at this step
     user: Mapped[User] = relationship()
 
 
@@ -202,8 +202,8 @@ class BulletinApproval(Base):
     title: Mapped[str] = mapped_column(String(300))
     approved_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     approved_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
-    revoked_reason: Mapped[Optional[str]] = mapped_column(String(100))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(String(100))
 
 
 class Broadcast(Base):
@@ -212,27 +212,27 @@ class Broadcast(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletins.id"), index=True)
     # what airs: the approved revision, fixed when the broadcast is made
-    approval_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bulletin_approvals.id"))
-    media_sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    approval_id: Mapped[int | None] = mapped_column(ForeignKey("bulletin_approvals.id"))
+    media_sha256: Mapped[str | None] = mapped_column(String(64))
     priority: Mapped[int] = mapped_column(Integer)
-    start_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)  # None: now
+    start_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # None: now
     due_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)  # when to dispatch
     target_areas: Mapped[list] = mapped_column(JSON, default=list)
     target_nodes: Mapped[list] = mapped_column(JSON, default=list)
-    volume: Mapped[Optional[int]] = mapped_column(Integer)
+    volume: Mapped[int | None] = mapped_column(Integer)
     repeat: Mapped[int] = mapped_column(Integer, default=1)
     # scheduled, awaiting_confirmation, dispatched, held, skipped, cancelled
     status: Mapped[str] = mapped_column(String(20), default="scheduled", index=True)
-    reason: Mapped[Optional[str]] = mapped_column(String(100))  # why held or skipped
+    reason: Mapped[str | None] = mapped_column(String(100))  # why held or skipped
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    confirmed_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
-    confirmed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    confirmed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    dispatched_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
-    cancelled_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     bulletin: Mapped[Bulletin] = relationship()
-    approval: Mapped[Optional[BulletinApproval]] = relationship()
-    deliveries: Mapped[list["Delivery"]] = relationship(back_populates="broadcast",
+    approval: Mapped[BulletinApproval | None] = relationship()
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="broadcast",
                                                          order_by="Delivery.node_id")
 
 
@@ -243,10 +243,10 @@ class Delivery(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id"), index=True)
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
-    command_id: Mapped[Optional[str]] = mapped_column(ForeignKey("commands.id"), index=True)
+    command_id: Mapped[str | None] = mapped_column(ForeignKey("commands.id"), index=True)
     status: Mapped[str] = mapped_column(String(20))  # assigned by server.deliveries alone
-    reason: Mapped[Optional[str]] = mapped_column(String(100))
-    played_result: Mapped[Optional[str]] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(100))
+    played_result: Mapped[str | None] = mapped_column(String(20))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     broadcast: Mapped[Broadcast] = relationship(back_populates="deliveries")
 
@@ -259,23 +259,23 @@ class Command(Base):
     target: Mapped[str] = mapped_column(String(80))                 # node:x or group:y
     topic: Mapped[str] = mapped_column(String(255))
     body: Mapped[dict] = mapped_column(JSON)
-    payload: Mapped[Optional[str]] = mapped_column(Text)              # the signed envelope
-    signed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    payload: Mapped[str | None] = mapped_column(Text)              # the signed envelope
+    signed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     retain: Mapped[bool] = mapped_column(Boolean, default=False)
     priority: Mapped[int] = mapped_column(Integer, default=0)  # the outbox sends higher first
-    broadcast_id: Mapped[Optional[int]] = mapped_column(ForeignKey("broadcasts.id"), index=True)
-    node_id: Mapped[Optional[str]] = mapped_column(ForeignKey("nodes.id"), index=True)
+    broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    node_id: Mapped[str | None] = mapped_column(ForeignKey("nodes.id"), index=True)
     ttl_ms: Mapped[int] = mapped_column(BigInteger)
-    exp_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
-    created_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    exp_ms: Mapped[int | None] = mapped_column(BigInteger)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
-    published_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, index=True)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    failed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, index=True)  # given up
-    last_error: Mapped[Optional[str]] = mapped_column(Text)
-    status: Mapped[Optional[str]] = mapped_column(String(20))      # for node commands: last ack
-    reason: Mapped[Optional[str]] = mapped_column(String(100))
-    result: Mapped[Optional[dict]] = mapped_column(JSON)
+    failed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)  # given up
+    last_error: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(String(20))      # for node commands: last ack
+    reason: Mapped[str | None] = mapped_column(String(100))
+    result: Mapped[dict | None] = mapped_column(JSON)
 
 
 class Event(Base):
@@ -304,17 +304,17 @@ class PlayLog(Base):
     __tablename__ = "playlogs"
     id: Mapped[int] = mapped_column(primary_key=True)
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
-    broadcast_id: Mapped[Optional[int]] = mapped_column(ForeignKey("broadcasts.id"), index=True)
-    bulletin_id: Mapped[Optional[int]] = mapped_column(ForeignKey("bulletins.id"))
+    broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    bulletin_id: Mapped[int | None] = mapped_column(ForeignKey("bulletins.id"))
     item_id: Mapped[str] = mapped_column(String(128))
-    cmd_id: Mapped[Optional[str]] = mapped_column(String(64))
-    slot_id: Mapped[Optional[str]] = mapped_column(String(128))
-    sha256: Mapped[Optional[str]] = mapped_column(String(64))
-    scheduled_at_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
-    started_at_ms: Mapped[Optional[int]] = mapped_column(BigInteger, index=True)
-    ended_at_ms: Mapped[Optional[int]] = mapped_column(BigInteger)
+    cmd_id: Mapped[str | None] = mapped_column(String(64))
+    slot_id: Mapped[str | None] = mapped_column(String(128))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    scheduled_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    started_at_ms: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    ended_at_ms: Mapped[int | None] = mapped_column(BigInteger)
     result: Mapped[str] = mapped_column(String(20))
-    reason: Mapped[Optional[str]] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(String(100))
 
 
 class ServerKey(Base):
@@ -329,9 +329,9 @@ class ServerKey(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     state: Mapped[str] = mapped_column(String(10), default="active", index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    activated_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
-    retired_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
-    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    activated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class WorkerStatus(Base):
@@ -340,7 +340,7 @@ class WorkerStatus(Base):
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime)
     mqtt_connected: Mapped[bool] = mapped_column(Boolean)
-    detail: Mapped[Optional[Any]] = mapped_column(JSON)
+    detail: Mapped[Any | None] = mapped_column(JSON)
 
 
 class AuditEntry(Base):
@@ -349,11 +349,11 @@ class AuditEntry(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                     autoincrement=False)
     at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
-    actor_id: Mapped[Optional[int]] = mapped_column(Integer)  # no FK: the log outlives users
+    actor_id: Mapped[int | None] = mapped_column(Integer)  # no FK: the log outlives users
     actor: Mapped[str] = mapped_column(String(80), index=True)  # username, "system", "dispatcher"
     action: Mapped[str] = mapped_column(String(60), index=True)
-    target_type: Mapped[Optional[str]] = mapped_column(String(40))
-    target_id: Mapped[Optional[str]] = mapped_column(String(80))
+    target_type: Mapped[str | None] = mapped_column(String(40))
+    target_id: Mapped[str | None] = mapped_column(String(80))
     detail: Mapped[dict] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))

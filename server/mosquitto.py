@@ -16,7 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from .files import write_atomic
 
@@ -31,8 +31,7 @@ def password_hash(password: str, salt: bytes | None = None,
     """A password-file hash in Mosquitto 2's PBKDF2-SHA512 format (``$7$``)."""
     salt = salt if salt is not None else os.urandom(12)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
-    return "$7${}${}${}".format(iterations, base64.b64encode(salt).decode(),
-                                base64.b64encode(digest).decode())
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def render_passwd(accounts: Mapping[str, str]) -> str:
@@ -191,7 +190,7 @@ def ensure_tls_files(directory: Path, hosts: Iterable[str], days: int = 3650) ->
                 out.append(x509.DNSName(h))
         return out
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     if files.ca_cert.exists() and files.ca_key.exists():
         ca_cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
         ca_key = serialization.load_pem_private_key(files.ca_key.read_bytes(), None)

@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import uuid
 from enum import StrEnum
-from typing import Callable
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select

@@ -10,7 +10,7 @@ from .errors import bad_request
 
 
 def iso(value: dt.datetime | None) -> str | None:
-    return value.replace(tzinfo=dt.timezone.utc).isoformat().replace("+00:00", "Z") \
+    return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z") \
         if value else None
 
 

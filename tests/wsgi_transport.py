@@ -14,7 +14,7 @@ from requests.cookies import extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
-_mounted: dict[str, "WsgiAdapter"] = {}
+_mounted: dict[str, WsgiAdapter] = {}
 _lock = threading.Lock()
 _original_get_adapter = requests.Session.get_adapter
 

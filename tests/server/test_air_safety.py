@@ -85,7 +85,7 @@ def approved(s, token=None, area_id=None, text="Ủy ban nhân dân phường th
 
 
 def later(seconds: int) -> str:
-    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)).isoformat()
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat()
 
 
 # --- approval is bound to the audio ------------------------------------------------------------
@@ -194,7 +194,7 @@ def test_a_timed_play_command_expires_60s_after_its_start(app_only, ward):
     with db(s) as session:
         row = session.get(Broadcast, bc["id"])
         cmd = session.scalars(select(Command).where(Command.broadcast_id == bc["id"])).one()
-        start_ms = int(row.start_at.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+        start_ms = int(row.start_at.replace(tzinfo=dt.UTC).timestamp() * 1000)
         assert cmd.exp_ms == start_ms + 60_000
         assert json.loads(cmd.payload)["exp"] == start_ms + 60_000
 

@@ -97,7 +97,7 @@ def test_a_session_unused_for_too_long_is_refused(app_only):
     idle = dt.timedelta(minutes=s.settings.session_idle_min + 1)
     with s.app.extensions["db_sessions"]() as db:
         db.execute(update(WebSession).values(
-            last_seen=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - idle))
+            last_seen=dt.datetime.now(dt.UTC).replace(tzinfo=None) - idle))
         db.commit()
     assert not browser.logged_in()
 

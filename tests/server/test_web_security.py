@@ -23,7 +23,7 @@ def _scheduled_emergency(s) -> dict:
     cluster = s.area("Cụm 1", "HP-1", "cluster", province["id"])
     s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
     b = s.approved_bulletin()
-    start = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)).isoformat()
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).isoformat()
     bc = s.ok("POST", "/api/v1/broadcasts", json={
         "bulletin_id": b["id"], "targets": {"areas": [province["id"]]},
         "priority": "emergency", "start_at": start})
