@@ -175,10 +175,10 @@ def main() -> int:
     def stop_all(*_):
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut this short
             signal.signal(sig, signal.SIG_IGN)
-        for name, proc in reversed(procs):
+        for _name, proc in reversed(procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for name, proc in reversed(procs):
+        for _name, proc in reversed(procs):
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:

@@ -59,11 +59,8 @@ def read_key_file(path: str | os.PathLike) -> dict[str, str]:
     """kid -> base64 private key; a clear error when the file is missing or damaged."""
     try:
         data = json.loads(Path(path).read_text())
-        if "keys" in data:
-            keys = dict(data["keys"])
-        else:
-            keys = {data["kid"]: data["private_key"]}
-        for kid, priv in keys.items():
+        keys = dict(data["keys"]) if "keys" in data else {data["kid"]: data["private_key"]}
+        for priv in keys.values():
             load_private_key(priv)
         return keys
     except FileNotFoundError:

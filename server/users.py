@@ -34,7 +34,8 @@ def role_permissions(role: str) -> set[str]:
 
 
 def may_grant(actor: User | None, role: str) -> bool:
-    """Whether ``actor`` may give (or manage a user holding) ``role``: only what it can do itself."""
+    """Whether ``actor`` may give (or manage a user holding) ``role``: only what it can do
+    itself."""
     return actor is None or actor.role == "admin" or \
         role_permissions(role) <= role_permissions(actor.role)
 

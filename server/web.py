@@ -178,7 +178,8 @@ def _edited_spoken_text(form: dict, area_id: int | None) -> str | None:
     spoken = (form.get("spoken_text") or "").strip()
     if not spoken or not (form.get("text") or "").strip():
         return None
-    return None if spoken == bulletin_service.normalized_text(g.db, form["text"], area_id) else spoken
+    made = bulletin_service.normalized_text(g.db, form["text"], area_id)
+    return None if spoken == made else spoken
 
 
 @bp.post("/partials/preview")
