@@ -171,6 +171,36 @@ def _columns(obj) -> list[tuple[str, Any]]:
     return [(attr.key, attr) for attr in inspect(obj).mapper.column_attrs]
 
 
+def _changed_values(obj, ignored, secret: list[str]) -> dict[str, list]:
+    """An updated row's changed columns as key -> [old, new]; changed secrets go to ``secret``."""
+    state = inspect(obj)
+    changed = {}
+    for key, _attr in _columns(obj):
+        hist = state.attrs[key].history
+        if not hist.has_changes() or key in ignored:
+            continue
+        if key in SECRETS:
+            secret.append(key)
+            continue
+        old = hist.deleted[0] if hist.deleted else None
+        new = hist.added[0] if hist.added else None
+        if old != new:
+            changed[key] = [old, new]
+    return changed
+
+
+def _row_values(obj, ignored, secret: list[str]) -> dict[str, Any]:
+    """An inserted or deleted row's columns; its secret columns' names go to ``secret``."""
+    state = inspect(obj)
+    values = {}
+    for key, _attr in _columns(obj):
+        if key in SECRETS:
+            secret.append(key)
+        elif key not in ignored:
+            values[key] = state.dict.get(key)  # no lazy load (a deleted row is gone)
+    return values
+
+
 def _change(obj, kind: str) -> tuple[str, str, dict] | None:
     table = obj.__table__.name
     if table not in AUDITED:
@@ -178,33 +208,16 @@ def _change(obj, kind: str) -> tuple[str, str, dict] | None:
     if table == "commands" and (obj.created_by is None or kind == "update"):
         return None  # the dispatcher's own commands, and signing/publishing/acks
     ignored = AUDITED[table]
-    state = inspect(obj)
-    pk = ",".join(str(v) for v in state.mapper.primary_key_from_instance(obj))
+    pk = ",".join(str(v) for v in inspect(obj).mapper.primary_key_from_instance(obj))
     secret: list[str] = []
+    detail: dict
     if kind == "update":
-        changed = {}
-        for key, _attr in _columns(obj):
-            hist = state.attrs[key].history
-            if not hist.has_changes() or key in ignored:
-                continue
-            if key in SECRETS:
-                secret.append(key)
-                continue
-            old = hist.deleted[0] if hist.deleted else None
-            new = hist.added[0] if hist.added else None
-            if old != new:
-                changed[key] = [old, new]
+        changed = _changed_values(obj, ignored, secret)
         if not changed and not secret:
             return None
-        detail: dict = {"changed": changed}
+        detail = {"changed": changed}
     else:
-        values = {}
-        for key, _attr in _columns(obj):
-            if key in SECRETS:
-                secret.append(key)
-            elif key not in ignored:
-                values[key] = state.dict.get(key)  # no lazy load (a deleted row is gone)
-        detail = {"new" if kind == "insert" else "old": values}
+        detail = {"new" if kind == "insert" else "old": _row_values(obj, ignored, secret)}
     if secret:
         detail["secret_fields"] = sorted(secret)
     return f"{table}.{kind}", pk, detail
