@@ -110,7 +110,7 @@ def load_signing_key(path: str | os.PathLike, kid: str | None = None
     return kid, load_private_key(keys[kid])
 
 
-def register_public_key(db: Session, path: str | os.PathLike) -> str:
+def register_public_key(db: Session, path: str | os.PathLike) -> str | None:
     """Put the key file's keys in ``server_keys`` (the first one active); the active kid."""
     for kid, priv in read_key_file(path).items():
         if db.get(ServerKey, kid) is None:

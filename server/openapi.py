@@ -333,7 +333,7 @@ def request_schemas() -> dict[str, dict]:
 
 SCHEMAS.update(request_schemas())
 
-OPENAPI = {
+OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "LoaPhuong API", "version": "1",
              "description": "REST core of the ward loudspeaker system. Errors are "

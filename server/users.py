@@ -63,10 +63,10 @@ def save_user(db: Session, actor: User | None, user: User | None, body: UserWrit
     ``user``; ``area_id`` None means every area. Raises ApiError for what is refused."""
     data = body.changes()
     creating = user is None
-    if not creating and not may_grant(actor, user.role):
+    if user is not None and not may_grant(actor, user.role):
         raise ApiError(403, "forbidden_role", "err.grant_role", role=user.role)
     allowed = user_area_ids(db, actor) if actor is not None else None
-    if creating:
+    if user is None:
         user = User(username="", password_hash="", role="",
                     area_id=actor.area_id if actor is not None else None)
     was_admin = not creating and user.role == "admin" and user.active
