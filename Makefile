@@ -1,5 +1,6 @@
 # LoaPhuong: `make run` brings the whole system up locally; `make test` runs every test in
-# parallel; `make test-fast` all but the end-to-end ones (tests/e2e).
+# parallel; `make test-fast` all but the end-to-end ones (tests/e2e); `make lint` checks the
+# code (ruff, mypy: settings in pyproject.toml).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed
 TEST_WORKERS ?= 3
 FAST_WORKERS ?= 2
 
-.PHONY: run test test-fast deps test-deps venv bench clean docs
+.PHONY: run test test-fast lint deps test-deps venv bench clean docs
 
 run: deps $(STAMP)
 	$(PY) scripts/run.py
@@ -21,6 +22,11 @@ test: test-deps $(STAMP)
 
 test-fast: deps $(STAMP)
 	$(PY) -m pytest -n $(FAST_WORKERS) --dist loadgroup -m "not e2e"
+
+# fails on any finding; .ci/run runs it before the tests
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 deps:
 	@scripts/install-deps.sh

@@ -107,7 +107,7 @@ BODIES: dict[str, dict[str, Any]] = {
 
 _EVENT_BASE = {"v": {"const": 1}, "id": {"type": "string", "minLength": 1, "maxLength": 128},
                "ts": MS}
-EVENT = {
+EVENT: dict[str, Any] = {
     "$id": "event", "title": "Event (node -> server, on the events topic)", "type": "object",
     "required": ["v", "id", "type", "ts"],
     "properties": dict(_EVENT_BASE, type={"enum": ["ack", "played", "desired_applied", "alarm"]}),
@@ -137,7 +137,7 @@ EVENT = {
 }
 NUM_OR_NULL = {"type": ["number", "null"]}
 INT_OR_NULL = {"type": ["integer", "null"]}
-TELEMETRY = {
+TELEMETRY: dict[str, Any] = {
     "$id": "telemetry", "title": "Telemetry (node -> server, every telemetry_s seconds)",
     "type": "object", "required": ["v", "ts"],
     "properties": {
@@ -154,7 +154,7 @@ TELEMETRY = {
         "cache_bytes": INT_OR_NULL,
     },
 }
-STATE = {
+STATE: dict[str, Any] = {
     "$id": "state", "title": "State (node -> server, retained; the Last Will sets online false)",
     "type": "object", "required": ["v", "online"],
     "properties": {"v": {"const": 1}, "online": {"type": "boolean"}, "ts": MS,

@@ -86,8 +86,10 @@ class Dispatcher:
     def _give_up(self, db: Session, bc: Broadcast, reason: str, detail: str = "") -> None:
         """A broadcast that cannot be sent is held with a reason, so it never blocks the rest."""
         try:
-            bc = db.get(Broadcast, bc.id)
-            broadcasts.mark_not_sent(bc, BroadcastStatus.HELD, reason)
+            fresh = db.get(Broadcast, bc.id)
+            if fresh is None:
+                raise LookupError(f"broadcast {bc.id} is gone")
+            broadcasts.mark_not_sent(fresh, BroadcastStatus.HELD, reason)
             db.commit()
         except Exception:
             db.rollback()
@@ -126,7 +128,7 @@ class Dispatcher:
         now = self.clock()
         status, reason, approval, media = self._why_not(db, bc, now)
         targets, by_area = self._targets(db, bc)
-        if status != BroadcastStatus.DISPATCHED:
+        if reason is not None:  # not DISPATCHED: _why_not says why
             # nothing is sent; every node it would have reached is reported with the reason
             for node_id in sorted(targets):
                 db.add(deliveries.not_sent(bc.id, node_id, status == BroadcastStatus.SKIPPED,
@@ -134,6 +136,7 @@ class Dispatcher:
             broadcasts.mark_not_sent(bc, status, reason)
             log.warning("broadcast %s %s: %s", bc.id, status, reason)
             return
+        assert approval is not None and media is not None  # DISPATCHED comes with both
         body = self._play_body(db, bc, approval, media)
         if bc.start_at is not None:
             # a timed slot may start at most LATE_SLOT_MS late (PROTOCOL's late rule): the
@@ -143,7 +146,7 @@ class Dispatcher:
             ttl = self.settings.command_ttl_s * 1000
         covered: dict[str, str] = {}
         for area_id in covering_areas(db, bc.target_areas):
-            area = db.get(Area, area_id)
+            area = db.get_one(Area, area_id)
             cmd = self._command(db, "play", f"group:{area.group}", body, ttl, bc.id, None, now,
                                 priority=bc.priority)
             for node_id in by_area[area_id]:

@@ -137,15 +137,8 @@ def _interrupt(*_):
     raise KeyboardInterrupt
 
 
-def main() -> int:
-    # Ctrl-C and SIGTERM stop everything, also when started from a shell that ignores SIGINT
-    # for background jobs (Python then would not turn it into KeyboardInterrupt by itself).
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    web_port = int(os.environ.get("LOA_PORT", "8080"))
-    if port_open("127.0.0.1", web_port):
-        say(f"port {web_port} is taken: set LOA_PORT to a free port")
-        return 2
+def _prepare_state() -> tuple[dict, str | None]:
+    """The run's saved state with fresh secrets and free ports; also a password older runs kept."""
     VAR.mkdir(parents=True, exist_ok=True)
     VAR.chmod(0o700)
     state = load_state()
@@ -156,73 +149,75 @@ def main() -> int:
         if not state.get(key) or port_open("127.0.0.1", state[key]):
             state[key] = free_port()
     save_state(state)
-    tls = ensure_tls_files(TLS, ["127.0.0.1", "localhost"])
-    write_config(state, web_port)
+    return state, kept_password
 
-    admin_password = os.environ.get("LOA_ADMIN_PASSWORD")
-    password, _ = init_instance(INSTANCE, admin_password)
+
+def _admin_password(state: dict, kept_password: str | None) -> str:
+    """The admin password to show once: a new one, one older runs kept, or "" (known already)."""
+    password, _ = init_instance(INSTANCE, os.environ.get("LOA_ADMIN_PASSWORD"))
     password = password or kept_password or ""  # shown this once more, then forgotten
     if not password and not state.get("demo_nodes"):
         # a first run stopped before it provisioned the demo: it needs the (unstored) password
         password, _ = init_instance(INSTANCE, secrets.token_urlsafe(12))
+    return password
 
-    procs: list[tuple[str, subprocess.Popen]] = []
-    broker = MosquittoProcess(MOSQUITTO, state["mqtt_port"],
-                              max_packet_size=load_settings(INSTANCE).mqtt_max_packet_bytes,
-                              tls=TlsListener(state["mqtt_tls_port"], tls.cert, tls.key,
-                                              bind="127.0.0.1"))
 
-    def stop_all(*_):
-        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut this short
-            signal.signal(sig, signal.SIG_IGN)
-        for name, proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for name, proc in reversed(procs):
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        broker.stop()
+def _stop_all(procs: list[tuple[str, subprocess.Popen]], broker: MosquittoProcess) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut this short
+        signal.signal(sig, signal.SIG_IGN)
+    for _name, proc in reversed(procs):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for _name, proc in reversed(procs):
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    broker.stop()
 
+
+def _start_all(procs: list[tuple[str, subprocess.Popen]], broker: MosquittoProcess, tls,
+               state: dict, password: str, web_port: int, logs: Path) -> str:
+    """Broker, web, dispatcher and the demo agents, appended to ``procs``; the web's base URL."""
     py = sys.executable
-    logs = VAR / "logs"
-    try:
-        # the broker's files come from the registry before it starts
-        subprocess.run([py, "-m", "server.cli", "--instance", str(INSTANCE), "sync-broker"],
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        broker.start()
-        say(f"mosquitto on 127.0.0.1:{state['mqtt_port']}, TLS for nodes on "
-            f"127.0.0.1:{state['mqtt_tls_port']} (CA {tls.ca_cert}; pid {broker.proc.pid})")
-        procs.append(("web", spawn("web", [py, "-m", "server", "--instance", str(INSTANCE),
-                                           "--port", str(web_port)], logs / "web.log")))
-        procs.append(("dispatcher", spawn("dispatcher", [py, "-m", "schedules", "--instance",
-                                                         str(INSTANCE)], logs / "dispatcher.log")))
-        base = f"http://127.0.0.1:{web_port}"
-        wait_http(f"{base}/api/v1/openapi.json")
-        if not state.get("demo_nodes"):
-            provision_demo(base, password, state)
-        for node_id in state["demo_nodes"]:
-            d = AGENTS / node_id
-            fix_agent_config(d / "agent.toml", state)
-            procs.append((node_id, spawn(node_id, [
-                py, "-m", "device_agent", "--config", str(d / "agent.toml"),
-                "--state-dir", str(d / "state"), "--player", "file",
-                "--sink-dir", str(d / "played")], logs / f"{node_id}.log")))
-        say(f"LoaPhuong is running: {base}/")
-        if password:
-            say(f"login: admin / {password}   (shown only now: it is not stored anywhere)")
-        else:
-            say("login: admin (its password was shown by the run that set it; to reset it: "
-                "LOA_ADMIN_PASSWORD=… make run)")
-        say(f"demo nodes: {', '.join(state['demo_nodes'])} in ward id {state['demo_ward']}; "
-            f"what they play lands in {AGENTS}/<node>/played/")
-        say(f"logs: {logs}/  —  Ctrl-C stops everything")
-    except (Exception, KeyboardInterrupt) as err:
-        say(f"start failed: {err!r}" if not isinstance(err, KeyboardInterrupt) else "stopping…")
-        stop_all()
-        return 1
+    # the broker's files come from the registry before it starts
+    subprocess.run([py, "-m", "server.cli", "--instance", str(INSTANCE), "sync-broker"],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    broker.start()
+    say(f"mosquitto on 127.0.0.1:{state['mqtt_port']}, TLS for nodes on "
+        f"127.0.0.1:{state['mqtt_tls_port']} (CA {tls.ca_cert}; pid {broker.proc.pid})")
+    procs.append(("web", spawn("web", [py, "-m", "server", "--instance", str(INSTANCE),
+                                       "--port", str(web_port)], logs / "web.log")))
+    procs.append(("dispatcher", spawn("dispatcher", [py, "-m", "schedules", "--instance",
+                                                     str(INSTANCE)], logs / "dispatcher.log")))
+    base = f"http://127.0.0.1:{web_port}"
+    wait_http(f"{base}/api/v1/openapi.json")
+    if not state.get("demo_nodes"):
+        provision_demo(base, password, state)
+    for node_id in state["demo_nodes"]:
+        d = AGENTS / node_id
+        fix_agent_config(d / "agent.toml", state)
+        procs.append((node_id, spawn(node_id, [
+            py, "-m", "device_agent", "--config", str(d / "agent.toml"),
+            "--state-dir", str(d / "state"), "--player", "file",
+            "--sink-dir", str(d / "played")], logs / f"{node_id}.log")))
+    return base
 
+
+def _announce(base: str, password: str, state: dict, logs: Path) -> None:
+    say(f"LoaPhuong is running: {base}/")
+    if password:
+        say(f"login: admin / {password}   (shown only now: it is not stored anywhere)")
+    else:
+        say("login: admin (its password was shown by the run that set it; to reset it: "
+            "LOA_ADMIN_PASSWORD=… make run)")
+    say(f"demo nodes: {', '.join(state['demo_nodes'])} in ward id {state['demo_ward']}; "
+        f"what they play lands in {AGENTS}/<node>/played/")
+    say(f"logs: {logs}/  —  Ctrl-C stops everything")
+
+
+def _watch(procs: list[tuple[str, subprocess.Popen]], logs: Path) -> None:
+    """Until Ctrl-C, SIGTERM or one of the processes exits."""
     try:
         while True:
             for name, proc in procs:
@@ -232,8 +227,40 @@ def main() -> int:
             time.sleep(1)
     except KeyboardInterrupt:
         say("stopping…")
+
+
+def main() -> int:
+    # Ctrl-C and SIGTERM stop everything, also when started from a shell that ignores SIGINT
+    # for background jobs (Python then would not turn it into KeyboardInterrupt by itself).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    web_port = int(os.environ.get("LOA_PORT", "8080"))
+    if port_open("127.0.0.1", web_port):
+        say(f"port {web_port} is taken: set LOA_PORT to a free port")
+        return 2
+    state, kept_password = _prepare_state()
+    tls = ensure_tls_files(TLS, ["127.0.0.1", "localhost"])
+    write_config(state, web_port)
+    password = _admin_password(state, kept_password)
+
+    procs: list[tuple[str, subprocess.Popen]] = []
+    broker = MosquittoProcess(MOSQUITTO, state["mqtt_port"],
+                              max_packet_size=load_settings(INSTANCE).mqtt_max_packet_bytes,
+                              tls=TlsListener(state["mqtt_tls_port"], tls.cert, tls.key,
+                                              bind="127.0.0.1"))
+    logs = VAR / "logs"
+    try:
+        base = _start_all(procs, broker, tls, state, password, web_port, logs)
+        _announce(base, password, state, logs)
+    except (Exception, KeyboardInterrupt) as err:
+        say(f"start failed: {err!r}" if not isinstance(err, KeyboardInterrupt) else "stopping…")
+        _stop_all(procs, broker)
+        return 1
+
+    try:
+        _watch(procs, logs)
     finally:
-        stop_all()
+        _stop_all(procs, broker)
     say("stopped")
     return 0
 

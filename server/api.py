@@ -428,14 +428,17 @@ def playlogs():
         q = q.where(PlayLog.node_id == request.args["node"])
     area = _query_id("area")
     allowed = auth.user_area_ids(g.db, g.user)
-    if area is not None or allowed is not None:
-        areas = area_subtree_ids(g.db, [area]) if area is not None else allowed
+    areas = allowed
+    if area is not None:
+        areas = area_subtree_ids(g.db, [area])
         if allowed is not None:
             areas = areas & allowed
+    if areas is not None:
         q = q.where(PlayLog.node_id.in_(select(Node.id).where(Node.cluster_id.in_(areas))))
     for arg, op in (("from", "__ge__"), ("to", "__lt__")):
-        if request.args.get(arg):
-            when = parse_time(request.args[arg], arg, app_settings().tz)
+        value = request.args.get(arg)
+        when = parse_time(value, arg, app_settings().tz) if value else None
+        if when is not None:
             q = q.where(getattr(PlayLog.started_at_ms, op)(to_ms(when)))
     rows = [_playlog_json(p) for p in g.db.scalars(q)]
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":

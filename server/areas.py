@@ -36,9 +36,8 @@ def create_area(db: Session, user: User, body: AreaCreate) -> Area:
         raise ApiError(403, "forbidden", "err.forbidden")
     if db.scalar(select(Area).where(Area.code == code)):
         raise ApiError(409, "duplicate", "err.duplicate", what="thing.area_code")
-    group = slug(code)
-    if not group_name_free(db, group):
-        group = None  # filled from the id below
+    wanted = slug(code)
+    group = wanted if group_name_free(db, wanted) else None  # None: filled from the id below
     area = Area(parent_id=parent_id, kind=kind, name=name, code=code,
                 group=group or f"{FALLBACK_GROUP_PREFIX}pending-{uuid.uuid4().hex}")
     db.add(area)

@@ -27,10 +27,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from typing import Any
+from typing import Any, cast
 from collections.abc import Iterable
 
-from sqlalchemy import event, inspect, insert, select, update
+from sqlalchemy import Table, event, inspect, insert, select, update
 from sqlalchemy.orm import Session
 
 from .models import AuditEntry, AuditHead, User, utcnow
@@ -94,7 +94,7 @@ def entry_hash(row: dict) -> str:
 def _lock_head(db: Session) -> tuple[int, str]:
     """Take the chain head's lock and read it; (last id, last hash)."""
     conn = db.connection()
-    table = AuditHead.__table__
+    table = cast(Table, AuditHead.__table__)  # declarative: always a Table
     if conn.dialect.name == "sqlite":
         conn.execute(update(table).where(table.c.id == HEAD_ID).values(last_id=table.c.last_id))
     head = conn.execute(select(table.c.last_id, table.c.last_hash)
@@ -123,9 +123,9 @@ def _append_rows(db: Session, last_id: int, last_hash: str,
                "action": action, "target_type": target_type, "target_id": target_id,
                "detail": json.loads(canonical(_plain(detail))), "prev_hash": last_hash}
         row["hash"] = entry_hash(row)
-        conn.execute(insert(AuditEntry.__table__).values(**row))
+        conn.execute(insert(cast(Table, AuditEntry.__table__)).values(**row))
         last_id, last_hash = row["id"], row["hash"]
-    head = AuditHead.__table__
+    head = cast(Table, AuditHead.__table__)
     conn.execute(update(head).where(head.c.id == HEAD_ID)
                  .values(last_id=last_id, last_hash=last_hash))
     return last_id, last_hash
@@ -171,6 +171,36 @@ def _columns(obj) -> list[tuple[str, Any]]:
     return [(attr.key, attr) for attr in inspect(obj).mapper.column_attrs]
 
 
+def _changed_values(obj, ignored, secret: list[str]) -> dict[str, list]:
+    """An updated row's changed columns as key -> [old, new]; changed secrets go to ``secret``."""
+    state = inspect(obj)
+    changed = {}
+    for key, _attr in _columns(obj):
+        hist = state.attrs[key].history
+        if not hist.has_changes() or key in ignored:
+            continue
+        if key in SECRETS:
+            secret.append(key)
+            continue
+        old = hist.deleted[0] if hist.deleted else None
+        new = hist.added[0] if hist.added else None
+        if old != new:
+            changed[key] = [old, new]
+    return changed
+
+
+def _row_values(obj, ignored, secret: list[str]) -> dict[str, Any]:
+    """An inserted or deleted row's columns; its secret columns' names go to ``secret``."""
+    state = inspect(obj)
+    values = {}
+    for key, _attr in _columns(obj):
+        if key in SECRETS:
+            secret.append(key)
+        elif key not in ignored:
+            values[key] = state.dict.get(key)  # no lazy load (a deleted row is gone)
+    return values
+
+
 def _change(obj, kind: str) -> tuple[str, str, dict] | None:
     table = obj.__table__.name
     if table not in AUDITED:
@@ -178,33 +208,16 @@ def _change(obj, kind: str) -> tuple[str, str, dict] | None:
     if table == "commands" and (obj.created_by is None or kind == "update"):
         return None  # the dispatcher's own commands, and signing/publishing/acks
     ignored = AUDITED[table]
-    state = inspect(obj)
-    pk = ",".join(str(v) for v in state.mapper.primary_key_from_instance(obj))
+    pk = ",".join(str(v) for v in inspect(obj).mapper.primary_key_from_instance(obj))
     secret: list[str] = []
+    detail: dict
     if kind == "update":
-        changed = {}
-        for key, _attr in _columns(obj):
-            hist = state.attrs[key].history
-            if not hist.has_changes() or key in ignored:
-                continue
-            if key in SECRETS:
-                secret.append(key)
-                continue
-            old = hist.deleted[0] if hist.deleted else None
-            new = hist.added[0] if hist.added else None
-            if old != new:
-                changed[key] = [old, new]
+        changed = _changed_values(obj, ignored, secret)
         if not changed and not secret:
             return None
-        detail: dict = {"changed": changed}
+        detail = {"changed": changed}
     else:
-        values = {}
-        for key, _attr in _columns(obj):
-            if key in SECRETS:
-                secret.append(key)
-            elif key not in ignored:
-                values[key] = state.dict.get(key)  # no lazy load (a deleted row is gone)
-        detail = {"new" if kind == "insert" else "old": values}
+        detail = {"new" if kind == "insert" else "old": _row_values(obj, ignored, secret)}
     if secret:
         detail["secret_fields"] = sorted(secret)
     return f"{table}.{kind}", pk, detail
@@ -238,8 +251,8 @@ def verify(db: Session, anchors: Iterable[tuple[int, str]] = ()) -> tuple[int, i
     count = 0
     hashes: dict[int, str] = {}
     wanted = dict(anchors)
-    for row in db.connection().execute(select(table).order_by(table.c.id)).mappings():
-        row = dict(row)
+    for mapping in db.connection().execute(select(table).order_by(table.c.id)).mappings():
+        row = dict(mapping)
         if row["id"] != expected_id:
             raise AuditBroken(row["id"], f"row {row['id']}: expected row {expected_id} before it "
                                          f"(rows {expected_id}..{row['id'] - 1} were deleted)")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+
+import annotated_types as at
 
 from pydantic import (BaseModel, ConfigDict, PlainValidator, ValidationError, ValidationInfo,
                       WithJsonSchema, field_validator, model_validator)
@@ -61,7 +63,7 @@ ERRORS: dict[str, tuple[str, str, str | None]] = {
     "model_type": ("invalid", "err.invalid_field", "expected dict"),
 }
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="Body")
 
 
 def parse(model: type[M], data: Any, *, tz: dt.tzinfo | None = None) -> M:
@@ -113,13 +115,21 @@ def whole(value: Any) -> Any:
     return value
 
 
-def _typed(kind: type, read: Callable, schema: dict) -> Any:
-    return Annotated[kind, PlainValidator(read), WithJsonSchema(schema)]
+class _Check(at.GroupedMetadata):
+    """A field's validator and JSON schema as one piece of ``Annotated`` metadata (pydantic
+    unpacks it): a model declares ``name: Annotated[str, Text(200)]``, a type a checker reads."""
+
+    def __init__(self, read: Callable[..., Any], schema: dict[str, Any]) -> None:
+        self.read, self.schema = read, schema
+
+    def __iter__(self) -> Iterator[object]:
+        yield PlainValidator(self.read)
+        yield WithJsonSchema(self.schema)
 
 
 def Int(lo: int, hi: int, detail: str = "number out of range", *,
         type_detail: str = "expected int", bool_detail: str = "bool",
-        schema: dict | None = None) -> Any:
+        schema: dict | None = None) -> _Check:
     """A whole number lo..hi (5.0 is 5; a bool is no number); one a database column cannot
     hold is "out of range" whatever the field's own range."""
     def read(value: Any) -> int:
@@ -133,10 +143,10 @@ def Int(lo: int, hi: int, detail: str = "number out of range", *,
         if not lo <= value <= hi:
             raise _invalid(detail)
         return value
-    return _typed(int, read, schema or {"type": "integer", "minimum": lo, "maximum": hi})
+    return _Check(read, schema or {"type": "integer", "minimum": lo, "maximum": hi})
 
 
-def Float(lo: float, hi: float, detail: str) -> Any:
+def Float(lo: float, hi: float, detail: str) -> _Check:
     def read(value: Any) -> float:
         if isinstance(value, bool):
             raise _invalid("bool")
@@ -150,7 +160,7 @@ def Float(lo: float, hi: float, detail: str) -> Any:
         if not lo <= value <= hi:
             raise _invalid(detail)
         return value
-    return _typed(float, read, {"type": "number", "minimum": lo, "maximum": hi})
+    return _Check(read, {"type": "number", "minimum": lo, "maximum": hi})
 
 
 # Python's strip() also takes U+001C-U+001F and U+0085 for spaces; ECMA's \s does not.
@@ -172,19 +182,23 @@ def _text_reader(max_len: int | None, blank: bool, one_line: bool = False) -> Ca
     return read
 
 
-def Text(max_len: int, *, blank: bool = False, one_line: bool = False, **extra) -> Any:
+def Text(max_len: int, *, blank: bool = False, one_line: bool = False,
+         configured: str | None = None, **extra: Any) -> _Check:
     """Text with spaces stripped, at most max_len long; blank is a missing field unless
-    ``blank`` (then it is "")."""
+    ``blank`` (then it is ""). ``configured``: the setting the served document fills in
+    (server.openapi.document)."""
     schema: dict = {"type": "string", "maxLength": max_len}
     if not blank:
         schema |= {"minLength": 1, "pattern": NOT_BLANK}
     if one_line:
         schema["pattern"] = r"^[^\t\n]*\S[^\t\n]*$"
-    return _typed(str, _text_reader(max_len, blank, one_line), schema | extra)
+    if configured:
+        extra = {CONFIGURED: configured, **extra}
+    return _Check(_text_reader(max_len, blank, one_line), schema | extra)
 
 
 def Choice(values: tuple[str, ...], max_len: int | None, detail: str, *, blank: bool = False
-           ) -> Any:
+           ) -> _Check:
     """One of ``values`` (spaces stripped; longer than max_len is refused as such); with
     ``blank``, "" too (a setting cleared)."""
     text = _text_reader(max_len, blank)
@@ -194,41 +208,42 @@ def Choice(values: tuple[str, ...], max_len: int | None, detail: str, *, blank: 
         if value not in values and not (blank and value == ""):
             raise _invalid(detail)
         return value
-    return _typed(str, read, {"type": "string", "enum": list(values) + ([""] if blank else [])})
+    return _Check(read, {"type": "string", "enum": list(values) + ([""] if blank else [])})
 
 
-def OneOf(values: tuple[str, ...], detail: str) -> Any:
+def OneOf(values: tuple[str, ...], detail: str) -> _Check:
     """Exactly one of ``values``; anything else, of any type, is refused with ``detail``."""
     def read(value: Any) -> str:
         if value not in values or not isinstance(value, str):
             raise _invalid(detail)
         return value
-    return _typed(str, read, {"type": "string", "enum": list(values)})
+    return _Check(read, {"type": "string", "enum": list(values)})
 
 
-def Flag(detail: str) -> Any:
+def Flag(detail: str) -> _Check:
     def read(value: Any) -> bool:
         if not isinstance(value, bool):
             raise _invalid(detail)
         return value
-    return _typed(bool, read, {"type": "boolean"})
+    return _Check(read, {"type": "boolean"})
 
 
-def Pattern(regex: re.Pattern, detail: str, **extra) -> Any:
+def Pattern(regex: re.Pattern, detail: str, **extra: Any) -> _Check:
     """Text that matches ``regex`` in full, as it is (no stripping)."""
     def read(value: Any) -> str:
         if not isinstance(value, str) or not regex.fullmatch(value):
             raise _invalid(detail)
         return value
-    return _typed(str, read, {"type": "string", "pattern": f"^{regex.pattern}$", **extra})
+    return _Check(read, {"type": "string", "pattern": f"^{regex.pattern}$", **extra})
 
 
 # A row's id in a body. Ids are never negative, but a negative one has always been looked up and
 # not found (404) rather than refused as malformed: that stays.
-DbId = Int(-MAX_DB_INT, MAX_DB_INT)
-# A form writes a number in digits only: no sign (server.bodies.from_form).
-FormId = Int(0, MAX_DB_INT)
-Volume = Int(0, 100, "0-100")
+DbId = Annotated[int, Int(-MAX_DB_INT, MAX_DB_INT)]
+# A form writes a number in digits only: no sign (server.bodies.from_form). A field declared
+# ``Annotated[str | None, ...] = None`` below is None when not given, yet refuses a null.
+FormId = Annotated[int | None, Int(0, MAX_DB_INT)]  # None: not given (a form has no null)
+Volume = Annotated[int, Int(0, 100, "0-100")]
 
 
 def _priority(value: Any) -> int:
@@ -241,8 +256,9 @@ def _priority(value: Any) -> int:
         raise _invalid(detail) from None
 
 
-Priority = _typed(int, _priority, {"oneOf": [{"type": "string", "enum": list(PRIORITY_NAMES)},
-                                             {"type": "integer", "minimum": 0, "maximum": 9}]})
+Priority = Annotated[int, _Check(_priority, {"oneOf": [
+    {"type": "string", "enum": list(PRIORITY_NAMES)},
+    {"type": "integer", "minimum": 0, "maximum": 9}]})]
 
 TIME = {"type": "string", "format": "date-time",
         "description": "ISO 8601 (no zone: the configured zone)"}
@@ -277,9 +293,9 @@ def _api_time(value: Any, info: ValidationInfo) -> dt.datetime:
         raise _invalid(str(err)) from None
 
 
-ApiTime = _typed(dt.datetime, _api_time, {
+ApiTime = Annotated[dt.datetime, _Check(_api_time, {
     "description": "ISO 8601 (no zone: the configured zone) or epoch ms",
-    "oneOf": [TIME, {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS}]})
+    "oneOf": [TIME, {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS}]})]
 
 
 def _node_name(value: Any) -> str:
@@ -291,15 +307,13 @@ def _node_name(value: Any) -> str:
     return value
 
 
-NodeName = _typed(str, _node_name, {"type": "string", "pattern": NAME_RE.pattern})
+NodeName = Annotated[str, _Check(_node_name, {"type": "string", "pattern": NAME_RE.pattern})]
 # A speech engine: the served document lists the engines this server is configured with (the
 # domain checks the name against them); an area's setting is cleared with "".
-Engine = Text(20, blank=True, **{CONFIGURED: "tts_engines",
-                                 "description": "tried first; the next engine speaks when it "
-                                                "fails"})
-EngineSetting = Text(20, blank=True, **{CONFIGURED: "tts_engines_or_blank",
-                                        "description": "gtts, espeak, …; \"\" or null: "
-                                                       "inherit"})
+Engine = Annotated[str, Text(20, blank=True, configured="tts_engines",
+                             description="tried first; the next engine speaks when it fails")]
+EngineSetting = Annotated[str, Text(20, blank=True, configured="tts_engines_or_blank",
+                                    description="gtts, espeak, …; \"\" or null: inherit")]
 
 
 def _command_body(value: Any) -> dict:
@@ -310,8 +324,8 @@ def _command_body(value: Any) -> dict:
     return whole(value)
 
 
-CommandBody = _typed(dict, _command_body, {"type": "object",
-                                           "description": "as in docs/protocol.md for the type"})
+CommandBody = Annotated[dict, _Check(_command_body, {
+    "type": "object", "description": "as in docs/protocol.md for the type"})]
 
 
 def _area_ids(value: Any) -> list[int]:
@@ -331,10 +345,10 @@ def _node_ids(value: Any) -> list[str]:
 
 # JSON's empty and false values all mean "none" here.
 NONE_GIVEN = [{"enum": [None, False, 0, ""]}, {"type": "object", "maxProperties": 0}]
-AreaIds = _typed(list, _area_ids, {"anyOf": [{"type": "array", "items": {
-    "type": "integer", "minimum": 1, "maximum": MAX_DB_INT}}, *NONE_GIVEN]})
-NodeIds = _typed(list, _node_ids, {"anyOf": [{"type": "array", "items": {"type": "string"}},
-                                             *NONE_GIVEN]})
+AreaIds = Annotated[list, _Check(_area_ids, {"anyOf": [{"type": "array", "items": {
+    "type": "integer", "minimum": 1, "maximum": MAX_DB_INT}}, *NONE_GIVEN]})]
+NodeIds = Annotated[list, _Check(_node_ids, {"anyOf": [
+    {"type": "array", "items": {"type": "string"}}, *NONE_GIVEN]})]
 
 
 # --- the bodies -----------------------------------------------------------------------------------
@@ -351,31 +365,31 @@ class Body(BaseModel):
 
 
 class TokenRequest(Body):
-    username: Text(80)
-    password: Text(200)
+    username: Annotated[str, Text(80)]
+    password: Annotated[str, Text(200)]
 
 
 class AreaCreate(Body):
-    name: Text(200)
-    code: Text(64)
-    kind: Choice(AREA_KINDS, 32, f"one of {', '.join(AREA_KINDS)}")
+    name: Annotated[str, Text(200)]
+    code: Annotated[str, Text(64)]
+    kind: Annotated[str, Choice(AREA_KINDS, 32, f"one of {', '.join(AREA_KINDS)}")]
     parent_id: DbId | None = None
 
 
 class AreaUpdate(Body):
     """Only the fields given change; "" or null clears a speech setting."""
     tts_engine: EngineSetting | None = None
-    tts_voice: Choice(VOICES, 20, ", ".join(VOICES), blank=True) | None = None
-    chime: Choice(CHIMES, 10, ", ".join(CHIMES), blank=True) | None = None
-    emergency_confirm: Flag("true, false or null") | None = None
-    name: Text(200) = None  # not null: an area keeps a name
+    tts_voice: Annotated[str, Choice(VOICES, 20, ", ".join(VOICES), blank=True)] | None = None
+    chime: Annotated[str, Choice(CHIMES, 10, ", ".join(CHIMES), blank=True)] | None = None
+    emergency_confirm: Annotated[bool, Flag("true, false or null")] | None = None
+    name: Annotated[str | None, Text(200)] = None  # not null: an area keeps a name
 
 
 class NodeCreate(Body):
     cluster_id: DbId
-    name: Text(200)
-    lat: Float(-90, 90, "-90..90") | None = None
-    lon: Float(-180, 180, "-180..180") | None = None
+    name: Annotated[str, Text(200)]
+    lat: Annotated[float, Float(-90, 90, "-90..90")] | None = None
+    lon: Annotated[float, Float(-180, 180, "-180..180")] | None = None
     id: NodeName | None = None
 
 
@@ -389,20 +403,21 @@ def _command_variants(schema: dict) -> None:
 class CommandCreate(Body):
     """An immediate command; its body is checked against the protocol when it is queued."""
     model_config = ConfigDict(json_schema_extra=_command_variants)
-    type: Choice(NODE_COMMANDS, None, ", ".join(NODE_COMMANDS))
+    type: Annotated[str, Choice(NODE_COMMANDS, None, ", ".join(NODE_COMMANDS))]
     body: CommandBody | None = None
 
 
 class SpeechChoice(Body):
-    voice: Choice(VOICES + ("vi",), 40, ", ".join(VOICES)) | None = None
+    voice: Annotated[str, Choice(VOICES + ("vi",), 40, ", ".join(VOICES))] | None = None
     engine: Engine | None = None
 
 
 class BulletinCreate(SpeechChoice):
-    title: Text(300)
-    category: Choice(CATEGORIES, 40, ", ".join(CATEGORIES))
-    text: Text(20000)
-    spoken_text: Text(40000, blank=True, description="the author's corrected spoken form") \
+    title: Annotated[str, Text(300)]
+    category: Annotated[str, Choice(CATEGORIES, 40, ", ".join(CATEGORIES))]
+    text: Annotated[str, Text(20000)]
+    spoken_text: Annotated[str, Text(40000, blank=True,
+                                     description="the author's corrected spoken form")] \
         | None = None
     area_id: DbId | None = None
 
@@ -417,30 +432,32 @@ class BulletinUpload(Body):
     """The form fields of an uploaded recording (multipart, beside its ``file``): a form field
     is text, so it has no null."""
     model_config = ConfigDict(json_schema_extra=_upload_file)
-    title: Text(300)
-    category: Choice(CATEGORIES, 40, ", ".join(CATEGORIES))
+    title: Annotated[str, Text(300)]
+    category: Annotated[str, Choice(CATEGORIES, 40, ", ".join(CATEGORIES))]
     area_id: FormId = None
-    text: Text(20000, blank=True) = None
+    text: Annotated[str | None, Text(20000, blank=True)] = None
 
 
 class BulletinUpdate(SpeechChoice):
     """Only the fields given change; null voice or engine: the area's default again."""
-    title: Text(300) = None
-    category: Choice(CATEGORIES, 40, ", ".join(CATEGORIES)) = None
-    text: Text(20000) = None
-    spoken_text: Text(40000, blank=True, description="the author's corrected spoken form; "
-                      "null: normalise the text again") | None = None
+    title: Annotated[str | None, Text(300)] = None
+    category: Annotated[str | None, Choice(CATEGORIES, 40, ", ".join(CATEGORIES))] = None
+    text: Annotated[str | None, Text(20000)] = None
+    spoken_text: Annotated[str, Text(40000, blank=True,
+                                     description="the author's corrected spoken form; "
+                                                 "null: normalise the text again")] | None = None
 
 
 class BulletinAction(Body):
-    comment: Text(2000, blank=True, description="required to reject") | None = None
-    sha256: Text(64, blank=True, description="approve: the audio the approver heard; 409 "
-                 "stale_revision when it changed since") | None = None
+    comment: Annotated[str, Text(2000, blank=True, description="required to reject")] | None = None
+    sha256: Annotated[str, Text(64, blank=True, description="approve: the audio the approver "
+                                                            "heard; 409 stale_revision when it "
+                                                            "changed since")] | None = None
 
 
 class PreviewCreate(SpeechChoice):
-    text: Text(20000)
-    spoken_text: Text(40000, blank=True) | None = None
+    text: Annotated[str, Text(20000)]
+    spoken_text: Annotated[str, Text(40000, blank=True)] | None = None
     area_id: DbId | None = None
     # Read as JSON's truth: false, null, 0, "", [] or {} is the text only, no audio.
     audio: Annotated[Any, WithJsonSchema({"description": "a false value (false, null, 0, "
@@ -448,13 +465,13 @@ class PreviewCreate(SpeechChoice):
 
 
 class NormalizeRequest(Body):
-    text: Text(20000)
+    text: Annotated[str, Text(20000)]
     area_id: DbId | None = None
 
 
 class LexiconEntryCreate(Body):
-    term: Text(100, one_line=True)
-    spoken: Text(300)
+    term: Annotated[str, Text(100, one_line=True)]
+    spoken: Annotated[str, Text(300)]
 
 
 class Targets(Body):
@@ -477,7 +494,8 @@ def _unsupported(value: Any) -> None:
         raise _invalid("not supported yet")
 
 
-Unsupported = _typed(type(None), _unsupported, {"type": "null", "description": "not supported yet"})
+Unsupported = Annotated[None, _Check(_unsupported, {"type": "null",
+                                                     "description": "not supported yet"})]
 
 
 class BroadcastCreate(Body):
@@ -485,8 +503,9 @@ class BroadcastCreate(Body):
     targets: Targets
     priority: Priority = PRIORITY_NAMES["normal"]
     volume: Volume | None = None
-    repeat: Int(0, 20, "1-20", schema={"type": "integer", "minimum": 0, "maximum": 20,
-                                        "description": "0 or absent: once"}) | None = 1
+    repeat: Annotated[int, Int(0, 20, "1-20", schema={
+        "type": "integer", "minimum": 0, "maximum": 20,
+        "description": "0 or absent: once"})] | None = 1
     recurrence: Unsupported = None
     start_at: ApiTime | None = None
 
@@ -505,7 +524,7 @@ def _password(value: Any) -> str:
 # Not stripped: spaces are characters of a password. Its shortest length is the configuration's.
 PASSWORD_SCHEMA = {"type": "string", "maxLength": 200,
                    "description": "at least password_min_length characters"}
-Password = _typed(str, _password, PASSWORD_SCHEMA)
+Password = Annotated[str, _Check(_password, PASSWORD_SCHEMA)]
 
 
 class UserWrite(Body):
@@ -513,12 +532,12 @@ class UserWrite(Body):
     login tokens); null is a field not given, but area_id null is every area."""
     model_config = ConfigDict(extra="forbid")
     blank_is_missing: ClassVar[bool] = False  # only null or "" (UserCreate)
-    username: Pattern(USERNAME, "1-80 letters, digits, . _ @ -") | None = None
-    role: OneOf(ROLES, " | ".join(ROLES)) | None = None
-    area_id: Int(-MAX_DB_INT, MAX_DB_INT, type_detail="an area id or null",
-                 bool_detail="an area id or null") | None = None
-    language: OneOf(LANGUAGES, " | ".join(LANGUAGES)) | None = None
-    active: Flag("true or false") | None = None
+    username: Annotated[str, Pattern(USERNAME, "1-80 letters, digits, . _ @ -")] | None = None
+    role: Annotated[str, OneOf(ROLES, " | ".join(ROLES))] | None = None
+    area_id: Annotated[int, Int(-MAX_DB_INT, MAX_DB_INT, type_detail="an area id or null",
+                                bool_detail="an area id or null")] | None = None
+    language: Annotated[str, OneOf(LANGUAGES, " | ".join(LANGUAGES))] | None = None
+    active: Annotated[bool, Flag("true or false")] | None = None
     password: Password | None = None
 
     def changes(self) -> dict[str, Any]:
@@ -529,9 +548,10 @@ class UserWrite(Body):
 
 class UserCreate(UserWrite):
     """A new user: username, role and password required."""
-    username: Pattern(USERNAME, "1-80 letters, digits, . _ @ -")
-    role: OneOf(ROLES, " | ".join(ROLES))
-    password: _typed(str, _password, {**PASSWORD_SCHEMA, CONFIGURED: "password_min_length"})
+    username: Annotated[str, Pattern(USERNAME, "1-80 letters, digits, . _ @ -")]
+    role: Annotated[str, OneOf(ROLES, " | ".join(ROLES))]
+    password: Annotated[str, _Check(_password, {**PASSWORD_SCHEMA,
+                                                CONFIGURED: "password_min_length"})]
 
     @model_validator(mode="before")
     @classmethod
@@ -573,10 +593,11 @@ def from_form(model: type[Body], form: Mapping[str, str], *, blank_is_absent: bo
         value = form.get(name)
         if value is None or (blank_is_absent and not value.strip()):
             continue
-        if _takes_int(field.annotation):
-            if not value.strip().isdecimal():
-                raise ApiError(400, "invalid", "err.invalid_field", field=name, detail="a number")
-            value = int(value)
-        out[name] = value
+        if not _takes_int(field.annotation):
+            out[name] = value
+        elif value.strip().isdecimal():
+            out[name] = int(value)
+        else:
+            raise ApiError(400, "invalid", "err.invalid_field", field=name, detail="a number")
     return out
 

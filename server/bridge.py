@@ -150,6 +150,30 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _bound_int(value: int, key: str) -> int:
+    if key in MS_FIELDS and not 0 <= value <= MAX_MS:
+        raise Refused("out_of_range", f"{key} {value} is not a time in ms")
+    if not -MAX_JSON_INT <= value <= MAX_JSON_INT:
+        raise Refused("out_of_range", f"{key or 'a number'} is out of range")
+    return value
+
+
+def _bound_float(value: float, key: str) -> float:
+    if not math.isfinite(value) or abs(value) > MAX_JSON_INT:
+        raise Refused("out_of_range", f"{key or 'a number'} is out of range")
+    return value
+
+
+def _bound_str(value: str, key: str) -> str:
+    if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise Refused("malformed", f"{key or 'a string'} holds NUL or a lone surrogate")
+    if key in ID_FIELDS and len(value) > MAX_ID:
+        raise Refused("malformed", f"{key} is longer than {MAX_ID}")
+    if key == "sha256" and not SHA256_RE.match(value):
+        raise Refused("malformed", "sha256 is not 64 lowercase hex digits")
+    return _truncate(value, TEXT_LIMITS.get(key, 200))
+
+
 def _bound(value: Any, key: str = "", depth: int = 0) -> Any:
     """Check numbers and strings so every database takes them; long free text is cut."""
     if depth > 4:
@@ -157,23 +181,11 @@ def _bound(value: Any, key: str = "", depth: int = 0) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
-        if key in MS_FIELDS and not 0 <= value <= MAX_MS:
-            raise Refused("out_of_range", f"{key} {value} is not a time in ms")
-        if not -MAX_JSON_INT <= value <= MAX_JSON_INT:
-            raise Refused("out_of_range", f"{key or 'a number'} is out of range")
-        return value
+        return _bound_int(value, key)
     if isinstance(value, float):
-        if not math.isfinite(value) or abs(value) > MAX_JSON_INT:
-            raise Refused("out_of_range", f"{key or 'a number'} is out of range")
-        return value
+        return _bound_float(value, key)
     if isinstance(value, str):
-        if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
-            raise Refused("malformed", f"{key or 'a string'} holds NUL or a lone surrogate")
-        if key in ID_FIELDS and len(value) > MAX_ID:
-            raise Refused("malformed", f"{key} is longer than {MAX_ID}")
-        if key == "sha256" and not SHA256_RE.match(value):
-            raise Refused("malformed", "sha256 is not 64 lowercase hex digits")
-        return _truncate(value, TEXT_LIMITS.get(key, 200))
+        return _bound_str(value, key)
     if isinstance(value, dict):
         return {k: _bound(v, k, depth + 1) for k, v in value.items()}
     if isinstance(value, list):  # no field of a node message is a list: the schema refuses it

@@ -83,7 +83,7 @@ class Speech:
 
 def speech_defaults(db: Session, s: Settings, area_id: int | None) -> dict:
     """Engine, voice and chime for an area: its own, else the nearest ancestor's, else config."""
-    out = {"engine": None, "voice": None, "chime": None}
+    out: dict[str, str | None] = {"engine": None, "voice": None, "chime": None}
     for area in area_ancestors(db, area_id) if area_id else []:
         for key, value in (("engine", area.tts_engine), ("voice", area.tts_voice),
                            ("chime", area.chime)):
@@ -303,7 +303,9 @@ def edit_bulletin(db: Session, speech: Speech, user: User, b: Bulletin,
     _check_engine(speech.settings, "engine", engine)
     respeak = b.source == "text" and (text != b.text or voice != b.voice
                                       or engine != b.engine_requested or body.given("spoken_text"))
-    r = speak(db, speech, b.area_id, text, spoken_text, voice, engine) if respeak else None
+    # a text bulletin always has text: the None test is for the type only
+    r = speak(db, speech, b.area_id, text, spoken_text, voice, engine) \
+        if respeak and text is not None else None
     for key in ("title", "category"):
         if body.given(key):
             setattr(b, key, getattr(body, key))

@@ -6,8 +6,9 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 
 from .auth import ROLES, issue_token
 from .config import ConfigError, load_settings
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"no user {args.username}", file=sys.stderr)
                 return 1
             q = delete(ApiToken).where(ApiToken.user_id == user.id)
-            n = db.execute(q.where(ApiToken.name == args.name) if args.name else q).rowcount
+            result = db.execute(q.where(ApiToken.name == args.name) if args.name else q)
+            n = cast(CursorResult, result).rowcount  # a DELETE's result is a cursor's
             db.commit()
             print(f"{n} token(s) revoked")
         elif args.cmd == "token":

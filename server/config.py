@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -90,61 +90,110 @@ class Settings:
         return ZoneInfo(self.timezone)
 
     def validate(self) -> Settings:
-        if self.language not in ("vi", "en"):
-            raise ConfigError(f"language: must be vi or en, not {self.language!r}")
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"timezone: unknown time zone {self.timezone!r}") from None
-        if not 0 < int(self.mqtt_port) < 65536:
-            raise ConfigError(f"mqtt_port: {self.mqtt_port} is not a port")
-        from .mosquitto import SERVER_ACCOUNT_PREFIX
-        if not self.mqtt_username.startswith(SERVER_ACCOUNT_PREFIX):
-            raise ConfigError(f"mqtt_username: a server account starts with "
-                              f"{SERVER_ACCOUNT_PREFIX!r} (node ids never do)")
-        if not 0 <= int(self.mqtt_tls_port) < 65536:
-            raise ConfigError(f"mqtt_tls_port: {self.mqtt_tls_port} is not a port")
-        if self.mqtt_tls_port and not os.path.isfile(self.ca_file):
-            raise ConfigError(f"ca_file: {self.ca_file!r} is not a file (mqtt_tls_port needs "
-                              "the CA nodes verify the broker with)")
-        if self.mqtt_max_packet_bytes < 65536:
-            raise ConfigError("mqtt_max_packet_bytes: at least 65536")
-        from audio.tts import engine_names
-        for name, spec in self.tts_commands.items():
-            argv = spec.get("argv") if isinstance(spec, dict) else None
-            if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
-                raise ConfigError(f"tts_commands.{name}.argv: a list of program and arguments")
-            extra = set(spec) - {"argv", "fmt", "voices", "timeout_s"}
-            if extra:
-                raise ConfigError(f"tts_commands.{name}: unknown keys {sorted(extra)}")
-            if spec.get("fmt", "wav") not in ("wav", "mp3"):
-                raise ConfigError(f"tts_commands.{name}.fmt: wav or mp3")
-        unknown = set(self.tts_engines) - set(engine_names()) - set(self.tts_commands)
-        if unknown or not self.tts_engines:
-            raise ConfigError(f"tts_engines: unknown engines {sorted(unknown)}")
-        try:
-            self.audio_settings()
-        except ValueError as err:
-            raise ConfigError(f"audio: {err}") from None
-        from server.bridge import BridgeLimits
-        try:
-            BridgeLimits.from_settings(self)
-        except ValueError as err:
-            raise ConfigError(f"node_max_{err}") from None
-        if self.command_ttl_s < 10:
-            raise ConfigError("command_ttl_s: must be at least 10 seconds")
-        from limits import parse_many
-        for name in ("login_limit_ip", "login_limit_user"):
-            try:
-                parse_many(getattr(self, name))
-            except ValueError:
-                raise ConfigError(f"{name}: {getattr(self, name)!r} is not a rate like 5/minute") \
-                    from None
-        if min(self.session_ttl_h, self.session_idle_min, self.password_min_length) < 1:
-            raise ConfigError("session_ttl_h, session_idle_min, password_min_length: at least 1")
-        if not self.topic_prefix or self.topic_prefix.endswith("/"):
-            raise ConfigError(f"topic_prefix: {self.topic_prefix!r} is not a topic prefix")
+        """This, when every value can be used; otherwise ConfigError naming the first bad key."""
+        for check in _CHECKS:
+            problem = check(self)
+            if problem:
+                raise ConfigError(problem)
         return self
+
+
+# --- validation: one check per line, in this order; each gives the problem or None ------------
+
+Check = Callable[[Settings], str | None]
+
+
+def _rule(ok: Callable[[Settings], bool], message: str) -> Check:
+    """A check from a condition and its message (str.format'ed with s=the settings)."""
+    return lambda s: None if ok(s) else message.format(s=s)
+
+
+def _timezone(s: Settings) -> str | None:
+    try:
+        ZoneInfo(s.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"timezone: unknown time zone {s.timezone!r}"
+    return None
+
+
+def _mqtt_username(s: Settings) -> str | None:
+    from .mosquitto import SERVER_ACCOUNT_PREFIX
+    if s.mqtt_username.startswith(SERVER_ACCOUNT_PREFIX):
+        return None
+    return (f"mqtt_username: a server account starts with {SERVER_ACCOUNT_PREFIX!r} "
+            "(node ids never do)")
+
+
+def _tts_commands(s: Settings) -> str | None:
+    for name, spec in s.tts_commands.items():
+        argv = spec.get("argv") if isinstance(spec, dict) else None
+        if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+            return f"tts_commands.{name}.argv: a list of program and arguments"
+        extra = set(spec) - {"argv", "fmt", "voices", "timeout_s"}
+        if extra:
+            return f"tts_commands.{name}: unknown keys {sorted(extra)}"
+        if spec.get("fmt", "wav") not in ("wav", "mp3"):
+            return f"tts_commands.{name}.fmt: wav or mp3"
+    return None
+
+
+def _tts_engines(s: Settings) -> str | None:
+    from audio.tts import engine_names
+    unknown = set(s.tts_engines) - set(engine_names()) - set(s.tts_commands)
+    if unknown or not s.tts_engines:
+        return f"tts_engines: unknown engines {sorted(unknown)}"
+    return None
+
+
+def _audio(s: Settings) -> str | None:
+    try:
+        s.audio_settings()
+    except ValueError as err:
+        return f"audio: {err}"
+    return None
+
+
+def _bridge_limits(s: Settings) -> str | None:
+    from server.bridge import BridgeLimits
+    try:
+        BridgeLimits.from_settings(s)
+    except ValueError as err:
+        return f"node_max_{err}"
+    return None
+
+
+def _login_limits(s: Settings) -> str | None:
+    from limits import parse_many
+    for name in ("login_limit_ip", "login_limit_user"):
+        try:
+            parse_many(getattr(s, name))
+        except ValueError:
+            return f"{name}: {getattr(s, name)!r} is not a rate like 5/minute"
+    return None
+
+
+_CHECKS: tuple[Check, ...] = (
+    _rule(lambda s: s.language in ("vi", "en"), "language: must be vi or en, not {s.language!r}"),
+    _timezone,
+    _rule(lambda s: 0 < int(s.mqtt_port) < 65536, "mqtt_port: {s.mqtt_port} is not a port"),
+    _mqtt_username,
+    _rule(lambda s: 0 <= int(s.mqtt_tls_port) < 65536,
+          "mqtt_tls_port: {s.mqtt_tls_port} is not a port"),
+    _rule(lambda s: not s.mqtt_tls_port or os.path.isfile(s.ca_file),
+          "ca_file: {s.ca_file!r} is not a file (mqtt_tls_port needs the CA nodes verify the "
+          "broker with)"),
+    _rule(lambda s: s.mqtt_max_packet_bytes >= 65536, "mqtt_max_packet_bytes: at least 65536"),
+    _tts_commands,
+    _tts_engines,
+    _audio,
+    _bridge_limits,
+    _rule(lambda s: s.command_ttl_s >= 10, "command_ttl_s: must be at least 10 seconds"),
+    _login_limits,
+    _rule(lambda s: min(s.session_ttl_h, s.session_idle_min, s.password_min_length) >= 1,
+          "session_ttl_h, session_idle_min, password_min_length: at least 1"),
+    _rule(lambda s: bool(s.topic_prefix) and not s.topic_prefix.endswith("/"),
+          "topic_prefix: {s.topic_prefix!r} is not a topic prefix"),
+)
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:

@@ -25,7 +25,7 @@ def sessions() -> sessionmaker[Session]:
 def speech() -> Speech:
     """The app's settings and its one audio pipeline (made on first use; its engine chain
     remembers when gTTS last failed)."""
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
     with _pipeline_lock:
         p = app.extensions.get("audio_pipeline")
         if p is None:

@@ -33,7 +33,7 @@ class DeliveryStatus(StrEnum):
 # The order of the states that may still move: a delivery never moves back down this list.
 ORDER = (DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.RECEIVED,
          DeliveryStatus.STARTED)
-RANK = {status: n for n, status in enumerate(ORDER)}
+RANK: dict[str, int] = {status: n for n, status in enumerate(ORDER)}
 # Final states: once there, a delivery never changes again (but for cancelling, below).
 TERMINAL = frozenset({DeliveryStatus.FINISHED, DeliveryStatus.FAILED, DeliveryStatus.REJECTED,
                       DeliveryStatus.PREEMPTED, DeliveryStatus.STOPPED, DeliveryStatus.SKIPPED,

@@ -44,14 +44,17 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "err.speech_failed": {"vi": "Không tạo được giọng đọc: {detail}.",
                           "en": "Speech could not be made: {detail}."},
     "err.upload.empty": {"vi": "Tệp tải lên rỗng.", "en": "The uploaded file is empty."},
-    "err.upload.too_large": {"vi": "Tệp quá lớn: {detail}.", "en": "The file is too large: {detail}."},
+    "err.upload.too_large": {"vi": "Tệp quá lớn: {detail}.",
+                             "en": "The file is too large: {detail}."},
     "err.upload.too_long": {"vi": "Bản ghi quá dài: {detail}.",
                             "en": "The recording is too long: {detail}."},
     "err.upload.not_audio": {"vi": "Tệp không phải là âm thanh: {detail}.",
                              "en": "The file is not audio: {detail}."},
     "err.upload.unsupported_format": {
-        "vi": "Định dạng âm thanh không được hỗ trợ (nhận mp3, wav, m4a/aac, ogg/opus, flac): {detail}.",
-        "en": "Unsupported audio format (mp3, wav, m4a/aac, ogg/opus, flac are accepted): {detail}."},
+        "vi": "Định dạng âm thanh không được hỗ trợ (nhận mp3, wav, m4a/aac, ogg/opus, flac): "
+              "{detail}.",
+        "en": "Unsupported audio format (mp3, wav, m4a/aac, ogg/opus, flac are accepted): "
+              "{detail}."},
     "err.upload.corrupt": {"vi": "Tệp âm thanh bị hỏng: {detail}.",
                            "en": "The audio file is damaged: {detail}."},
     "err.upload.silent": {"vi": "Bản ghi chỉ có im lặng.", "en": "The recording is silent."},
@@ -134,7 +137,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "form.category": {"vi": "Lĩnh vực", "en": "Category"},
     "form.area": {"vi": "Phát tới địa bàn", "en": "Broadcast to area"},
     "form.priority": {"vi": "Mức ưu tiên", "en": "Priority"},
-    "form.broadcast_now": {"vi": "Lưu, duyệt và phát ngay", "en": "Save, approve and broadcast now"},
+    "form.broadcast_now": {"vi": "Lưu, duyệt và phát ngay",
+                           "en": "Save, approve and broadcast now"},
     "form.save_submit": {"vi": "Lưu và gửi duyệt", "en": "Save and send for approval"},
     "form.approve_note": {
         "vi": "Chỉ lãnh đạo (người duyệt) mới được duyệt và phát ngay.",
@@ -151,7 +155,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "voice.vi-north": {"vi": "Miền Bắc", "en": "Northern"},
     "voice.vi-central": {"vi": "Miền Trung", "en": "Central"},
     "voice.vi-south": {"vi": "Miền Nam", "en": "Southern"},
-    "form.preview": {"vi": "Xem trước cách đọc và nghe thử", "en": "Preview the reading and listen"},
+    "form.preview": {"vi": "Xem trước cách đọc và nghe thử",
+                     "en": "Preview the reading and listen"},
     "form.spoken_text": {"vi": "Máy sẽ đọc như sau (có thể sửa nếu đọc sai)",
                          "en": "It will be read like this (fix it if a reading is wrong)"},
     "form.engine_used": {"vi": "Giọng đọc tạo bởi: {engine}", "en": "Spoken by: {engine}"},
@@ -223,7 +228,8 @@ CATEGORIES = ("admin_reform", "traffic", "flooding", "environment", "health", "s
 
 
 def current_language() -> str:
-    """?lang=, the session's or user's choice, Accept-Language (API only), then the configured one."""
+    """?lang=, the session's or user's choice, Accept-Language (API only), then the configured
+    one."""
     if has_request_context():
         lang = request.args.get("lang") or session.get("lang") or getattr(g, "user_lang", None)
         if lang in LANGUAGES:

@@ -59,11 +59,8 @@ def read_key_file(path: str | os.PathLike) -> dict[str, str]:
     """kid -> base64 private key; a clear error when the file is missing or damaged."""
     try:
         data = json.loads(Path(path).read_text())
-        if "keys" in data:
-            keys = dict(data["keys"])
-        else:
-            keys = {data["kid"]: data["private_key"]}
-        for kid, priv in keys.items():
+        keys = dict(data["keys"]) if "keys" in data else {data["kid"]: data["private_key"]}
+        for priv in keys.values():
             load_private_key(priv)
         return keys
     except FileNotFoundError:
@@ -113,7 +110,7 @@ def load_signing_key(path: str | os.PathLike, kid: str | None = None
     return kid, load_private_key(keys[kid])
 
 
-def register_public_key(db: Session, path: str | os.PathLike) -> str:
+def register_public_key(db: Session, path: str | os.PathLike) -> str | None:
     """Put the key file's keys in ``server_keys`` (the first one active); the active kid."""
     for kid, priv in read_key_file(path).items():
         if db.get(ServerKey, kid) is None:

@@ -181,8 +181,8 @@ def ensure_tls_files(directory: Path, hosts: Iterable[str], days: int = 3650) ->
                                               serialization.PrivateFormat.PKCS8,
                                               serialization.NoEncryption()).decode())
 
-    def sans() -> list:
-        out = []
+    def sans() -> list[x509.GeneralName]:
+        out: list[x509.GeneralName] = []
         for h in hosts:
             try:
                 out.append(x509.IPAddress(ipaddress.ip_address(h)))
@@ -193,7 +193,10 @@ def ensure_tls_files(directory: Path, hosts: Iterable[str], days: int = 3650) ->
     now = dt.datetime.now(dt.UTC)
     if files.ca_cert.exists() and files.ca_key.exists():
         ca_cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
-        ca_key = serialization.load_pem_private_key(files.ca_key.read_bytes(), None)
+        loaded = serialization.load_pem_private_key(files.ca_key.read_bytes(), None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):  # what this function writes
+            raise RuntimeError(f"{files.ca_key} is not an EC private key")
+        ca_key = loaded
     else:
         ca_key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "LoaPhuong broker CA")])
@@ -212,7 +215,8 @@ def ensure_tls_files(directory: Path, hosts: Iterable[str], days: int = 3650) ->
     if files.cert.exists() and files.key.exists():
         cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
         try:
-            named = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            named = list(
+                cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
         except x509.ExtensionNotFound:
             named = []
         if cert.issuer == ca_cert.subject and set(named) >= set(sans()):

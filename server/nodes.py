@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+from pathlib import Path
 
 import tomli_w
 from sqlalchemy import func, select
@@ -32,7 +33,7 @@ def sync_broker_accounts(s: Settings, sessions) -> bool:
     provisioning at once cannot write a file that misses the other's node."""
     if not s.mosquitto_dir:
         return False
-    files = MosquittoFiles(s.mosquitto_dir, s.topic_prefix)
+    files = MosquittoFiles(Path(s.mosquitto_dir), s.topic_prefix)
     os.makedirs(s.mosquitto_dir, exist_ok=True)
     with open(os.path.join(s.mosquitto_dir, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -136,7 +137,8 @@ def node_command(db: Session, s: Settings, user: User, node_id: str,
     if node is None:
         raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
     auth.check_area(db, user, node.cluster_id)
-    type_, body = command.type, command.body or {}
+    type_ = command.type
+    body: dict = command.body or {}
     return queue_command(db, s, user, type_, f"node:{node.id}", body,
                          node_id=node.id, ttl_ms=s.command_ttl_s * 1000,
                          priority=body.get("max_priority", 0) if type_ == "stop" else 0)

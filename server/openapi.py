@@ -83,7 +83,8 @@ SCHEMAS = {
             "tls": {"type": "boolean"},
             "ca_pem": {"type": "string", "description": "when tls: the CA certificate (PEM) "
                        "the node verifies the broker with; the config expects it in ca_file"}}},
-        "topic_prefix": {"type": "string"}, "groups": {"type": "array", "items": {"type": "string"}},
+        "topic_prefix": {"type": "string"},
+        "groups": {"type": "array", "items": {"type": "string"}},
         "server_keys": {"type": "array", "items": {"type": "object", "properties": {
             "kid": {"type": "string"},
             "public_key": {"type": "string", "description": "raw 32-byte Ed25519, base64"}}}},
@@ -288,7 +289,7 @@ PATHS = {
                 "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
                 "actor_id": {"type": ["integer", "null"]}, "actor": {"type": "string"},
                 "action": {"type": "string", "description": "table.insert|update|delete, "
-                                                            "auth.login, auth.login_failed, keys.*"},
+                           "auth.login, auth.login_failed, keys.*"},
                 "target": {"type": "object", "properties": {"type": NULLABLE_STR,
                                                             "id": NULLABLE_STR}},
                 "detail": {"type": "object", "description": "new/old values or changed "
@@ -297,7 +298,8 @@ PATHS = {
         params=[_query("from", TIME_OR_EMPTY), _query("to", TIME_OR_EMPTY),
                 _query("actor", None, "username, system or dispatcher"),
                 _query("action", None, "an action, or its prefix (bulletins)"),
-                _query("limit", {"type": "integer"}, "at most this many (1-10000)")], errors=("400", "401", "403"))},
+                _query("limit", {"type": "integer"}, "at most this many (1-10000)")],
+        errors=("400", "401", "403"))},
 }
 
 def _tidy(schema: Any) -> Any:
@@ -331,7 +333,7 @@ def request_schemas() -> dict[str, dict]:
 
 SCHEMAS.update(request_schemas())
 
-OPENAPI = {
+OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "LoaPhuong API", "version": "1",
              "description": "REST core of the ward loudspeaker system. Errors are "

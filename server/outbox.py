@@ -106,7 +106,9 @@ def sign_pending(db: Session, signer: Callable[[Session], tuple[str, Ed25519Priv
                                             Command.failed_at.is_(None))
                       .order_by(Command.priority.desc(), Command.created_at)
                       .limit(SIGN_BATCH)).all()
-    kid, key = signer(db) if rows else (None, None)
+    if not rows:
+        return 0
+    kid, key = signer(db)
     for cmd in rows:
         queued = to_ms(cmd.created_at) if cmd.created_at else now
         ttl = queued + cmd.ttl_ms - now
@@ -157,6 +159,7 @@ def publish_pending(db: Session, transport: Transport, max_packet_bytes: int,
                       .order_by(Command.priority.desc(), Command.created_at, Command.id)
                       .limit(limit)).all()
     for cmd in rows:
+        assert cmd.payload is not None  # selected as signed
         if cmd.exp_ms is not None and cmd.exp_ms < clock():
             give_up(db, cmd, CommandStatus.EXPIRED, "expired unsent")
             db.commit()

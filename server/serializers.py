@@ -42,7 +42,8 @@ def broadcast_json(db: Session, bc: Broadcast) -> dict:
             "status": bc.status, "reason": bc.reason,
             "approval": {"id": bc.approval_id, "sha256": bc.media_sha256,
                          "revision": bc.approval.revision if bc.approval else None},
-            "confirmed_at": iso(bc.confirmed_at), "start_at": iso(bc.start_at), "created_at": iso(bc.created_at),
+            "confirmed_at": iso(bc.confirmed_at), "start_at": iso(bc.start_at),
+            "created_at": iso(bc.created_at),
             "dispatched_at": iso(bc.dispatched_at), "cancelled_at": iso(bc.cancelled_at),
             "targets": {"areas": bc.target_areas, "nodes": bc.target_nodes},
             "volume": bc.volume, "repeat": bc.repeat, "summary": counts, "nodes": nodes}

@@ -34,7 +34,8 @@ def role_permissions(role: str) -> set[str]:
 
 
 def may_grant(actor: User | None, role: str) -> bool:
-    """Whether ``actor`` may give (or manage a user holding) ``role``: only what it can do itself."""
+    """Whether ``actor`` may give (or manage a user holding) ``role``: only what it can do
+    itself."""
     return actor is None or actor.role == "admin" or \
         role_permissions(role) <= role_permissions(actor.role)
 
@@ -62,13 +63,28 @@ def save_user(db: Session, actor: User | None, user: User | None, body: UserWrit
     ``user``; ``area_id`` None means every area. Raises ApiError for what is refused."""
     data = body.changes()
     creating = user is None
-    if not creating and not may_grant(actor, user.role):
+    if user is not None and not may_grant(actor, user.role):
         raise ApiError(403, "forbidden_role", "err.grant_role", role=user.role)
     allowed = user_area_ids(db, actor) if actor is not None else None
-    if creating:
+    if user is None:
         user = User(username="", password_hash="", role="",
                     area_id=actor.area_id if actor is not None else None)
     was_admin = not creating and user.role == "admin" and user.active
+    _set_profile(db, actor, user, data, allowed)
+    revoke = _set_access(user, data, creating, password_min)
+    if was_admin and not (user.role == "admin" and user.active) and _other_admins(db, user) == 0:
+        raise ApiError(409, "last_admin", "err.last_admin")
+    if creating:
+        db.add(user)
+    elif revoke:
+        revoke_logins(db, user)
+    db.flush()
+    return user
+
+
+def _set_profile(db: Session, actor: User | None, user: User, data: dict,
+                 allowed: set[int] | None) -> None:
+    """Username, role, area and language from ``data``, each checked."""
     if "username" in data and data["username"] != user.username:
         if db.scalar(select(User.id).where(User.username == data["username"])) is not None:
             raise ApiError(409, "duplicate", "err.duplicate", what="thing.user")
@@ -81,6 +97,10 @@ def save_user(db: Session, actor: User | None, user: User | None, body: UserWrit
         user.area_id = _area_id(db, data["area_id"], allowed)
     if "language" in data:
         user.language = data["language"]
+
+
+def _set_access(user: User, data: dict, creating: bool, password_min: int) -> bool:
+    """Active flag and password from ``data``; whether the user's logins must end."""
     revoke = False
     if "active" in data:
         revoke = user.active and not data["active"]
@@ -92,14 +112,7 @@ def save_user(db: Session, actor: User | None, user: User | None, body: UserWrit
         if creating or not check_password_hash(user.password_hash, password):
             user.password_hash = hash_password(password)
             revoke = True  # setting the same password again is no change
-    if was_admin and not (user.role == "admin" and user.active) and _other_admins(db, user) == 0:
-        raise ApiError(409, "last_admin", "err.last_admin")
-    if creating:
-        db.add(user)
-    elif revoke:
-        revoke_logins(db, user)
-    db.flush()
-    return user
+    return revoke
 
 
 def _area_id(db: Session, value: int | None, allowed: set[int] | None) -> int | None:

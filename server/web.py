@@ -140,15 +140,16 @@ def new_bulletin():
                 raise ApiError(403, "forbidden", "err.forbidden")
             upload = request.files.get("file")
             if form.get("source") == "upload":
-                req = read_form(B.BulletinUpload, {k: v for k, v in form.items()
-                                                   if k in ("title", "category", "area_id")})
-                b = bulletin_service.create_upload_bulletin(g.db, speech(), user, req,
+                upload_req = read_form(B.BulletinUpload, {
+                    k: v for k, v in form.items() if k in ("title", "category", "area_id")})
+                b = bulletin_service.create_upload_bulletin(g.db, speech(), user, upload_req,
                                                             upload.read() if upload else None)
+                area_id = upload_req.area_id
             else:
                 req = read_form(B.BulletinCreate, form)
                 req.spoken_text = _edited_spoken_text(form, req.area_id)
                 b = bulletin_service.create_text_bulletin(g.db, speech(), user, req)
-            area_id = req.area_id
+                area_id = req.area_id
             bulletin_service.transition(g.db, user, b, "submit")
             if form.get("action") == "broadcast_now":
                 if not can_approve:
@@ -178,7 +179,8 @@ def _edited_spoken_text(form: dict, area_id: int | None) -> str | None:
     spoken = (form.get("spoken_text") or "").strip()
     if not spoken or not (form.get("text") or "").strip():
         return None
-    return None if spoken == bulletin_service.normalized_text(g.db, form["text"], area_id) else spoken
+    made = bulletin_service.normalized_text(g.db, form["text"], area_id)
+    return None if spoken == made else spoken
 
 
 @bp.post("/partials/preview")

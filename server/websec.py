@@ -3,6 +3,8 @@ the session cookie's flags, CSRF tokens (Flask-WTF) on every cookie-authenticate
 rate limits (Flask-Limiter) and the security headers of every response."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flask import Flask, render_template, request, session
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
@@ -66,7 +68,7 @@ def _init_csrf(app: Flask) -> None:
 
 def _username_key() -> str:
     data = request.get_json(silent=True) if request.is_json else request.form
-    name = data.get("username") if hasattr(data, "get") else None
+    name = data.get("username") if isinstance(data, Mapping) else None
     return "user:" + (name.strip().lower()[:80] if isinstance(name, str) else "")
 
 
@@ -84,7 +86,9 @@ def _init_login_limits(app: Flask, settings: Settings) -> None:
     per_user = limiter.shared_limit(settings.login_limit_user, scope="login-user",
                                     key_func=_username_key, methods=["POST"], deduct_when=_failed)
     for endpoint in LOGIN_ENDPOINTS:
-        app.view_functions[endpoint] = per_ip(per_user(app.view_functions[endpoint]))
+        # flask-limiter types its wrapper as maybe async; these views are plain functions
+        app.view_functions[endpoint] = per_ip(  # type: ignore[assignment]
+            per_user(app.view_functions[endpoint]))
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(_err):

@@ -113,7 +113,8 @@ class System:
         return self.ok("POST", "/api/v1/areas", json={"name": name, "code": code, "kind": kind,
                                                       "parent_id": parent_id})
 
-    def approved_bulletin(self, title="Thông báo", text="Ủy ban nhân dân phường thông báo.") -> dict:
+    def approved_bulletin(self, title="Thông báo",
+                          text="Ủy ban nhân dân phường thông báo.") -> dict:
         b = self.ok("POST", "/api/v1/bulletins", json={"title": title, "text": text,
                                                        "category": "other"})
         self.ok("POST", f"/api/v1/bulletins/{b['id']}/submit")
@@ -143,11 +144,12 @@ class System:
         config.write_text(local_copy(provisioned["config"], base,
                                      provisioned["mqtt"].get("ca_pem")), encoding="utf-8")
         sink = base / "sink"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "device_agent", "--config", str(config), "--state-dir",
-             str(base / "state"), "--player", "file", "--sink-dir", str(sink)],
-            cwd=ROOT, stdout=open(base / "agent.log", "wb"), stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+        with open(base / "agent.log", "wb") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "device_agent", "--config", str(config), "--state-dir",
+                 str(base / "state"), "--player", "file", "--sink-dir", str(sink)],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
         self.agents.append(proc)
         return proc, sink
 

@@ -27,15 +27,16 @@ class ThirdPartyNode:
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.node, clean_session=False)
         m = provisioned["mqtt"]
         self.c.username_pw_set(m["username"], m["password"])
-        self.c.will_set(f"{self.prefix}/nodes/{self.node}/state", json.dumps({"v": 1, "online": False}),
-                        qos=1, retain=True)
+        self.c.will_set(f"{self.prefix}/nodes/{self.node}/state",
+                        json.dumps({"v": 1, "online": False}), qos=1, retain=True)
         self.c.on_connect = self._on_connect
         self.c.on_message = self._on_message
         self.c.connect(m["host"], m["port"])
         self.c.loop_start()
 
     def _on_connect(self, client, userdata, flags, rc, props):
-        for t in (f"{self.prefix}/nodes/{self.node}/desired", f"{self.prefix}/nodes/{self.node}/cmd",
+        for t in (f"{self.prefix}/nodes/{self.node}/desired",
+                  f"{self.prefix}/nodes/{self.node}/cmd",
                   f"{self.prefix}/groups/all/cmd",
                   *[f"{self.prefix}/groups/{g}/cmd" for g in self.p["groups"]]):
             client.subscribe(t, 1)

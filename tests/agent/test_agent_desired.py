@@ -67,7 +67,7 @@ def test_offline_node_plays_schedule_from_cache_and_reports_after_reconnect(node
 
     node.server.close()
     broker.process.stop()
-    line = node.wait_sink(lambda l: l["item_id"] == "item-s-0600")
+    line = node.wait_sink(lambda line: line["item_id"] == "item-s-0600")
     assert line["result"] == "completed" and line["started_at"] >= start_at
     assert not node.agent.connected
 
@@ -87,7 +87,7 @@ def test_outbox_survives_agent_restart_and_played_slot_is_not_replayed(node, bro
 
     node.server.close()
     broker.process.stop()
-    node.wait_sink(lambda l: l["item_id"] == "item-s-1700")
+    node.wait_sink(lambda line: line["item_id"] == "item-s-1700")
     node.stop_agent()                                   # the played event is only on disk now
 
     broker.process.start()

@@ -37,7 +37,7 @@ def test_file_sink_copies_media_and_appends_a_json_line(tmp_path, media_dir):
     [copy] = list((tmp_path / "sink").glob("*.mp3"))
     assert copy.read_bytes() == (media_dir / "short.mp3").read_bytes()
     assert copy.name.endswith(f"-b_n_tin_1-{req.sha256}.mp3")
-    [line] = [json.loads(l) for l in sink.log_path.read_text().splitlines()]
+    [line] = [json.loads(raw) for raw in sink.log_path.read_text().splitlines()]
     assert line["item_id"] == "bản tin/1" and line["volume"] == 70
     assert line["result"] == "completed" and line["started_at"] <= line["ended_at"]
 

@@ -81,7 +81,7 @@ def test_higher_priority_preempts_and_preempted_item_does_not_resume(make_node):
     assert played["result"] == "preempted" and played["ended_at"] - played["started_at"] < 3000
     assert ack_index(h, low["id"], "preempted") < ack_index(h, high["id"], "started")
     h.marker()
-    assert [(l["item_id"], l["result"]) for l in h.sink_lines()] == [("low", "preempted"),
+    assert [(e["item_id"], e["result"]) for e in h.sink_lines()] == [("low", "preempted"),
                                                                       ("high", "completed")]
     assert h.acks(low["id"]) == ["received", "started", "preempted"]
 
@@ -94,7 +94,7 @@ def test_equal_priority_waits_its_turn_in_arrival_order(make_node):
     h.wait_ack(third["id"], "finished")
     assert ack_index(h, first["id"], "finished") < ack_index(h, second["id"], "started")
     assert ack_index(h, second["id"], "finished") < ack_index(h, third["id"], "started")
-    assert [l["item_id"] for l in h.sink_lines()] == ["first", "second", "third"]
+    assert [e["item_id"] for e in h.sink_lines()] == ["first", "second", "third"]
     assert not h.events("ack", status="preempted")
 
 
@@ -122,7 +122,7 @@ def test_stop_by_item_then_by_max_priority(make_node):
     assert h.acks(high["id"]) == ["received"]                 # above max_priority: untouched
     assert h.agent.status()["playing"] is None
     assert h.agent.status()["waiting"] == ["high"]
-    assert h.wait_sink(lambda l: l["item_id"] == "playing")["result"] == "stopped"
+    assert h.wait_sink(lambda line: line["item_id"] == "playing")["result"] == "stopped"
 
 
 def _quiet_now():
@@ -141,7 +141,7 @@ def test_quiet_hours_skip_normal_play_but_emergency_plays_at_full_volume(node):
     emergency = node.play("short", priority=9, item_id="flood", volume=30)
     node.wait_ack(emergency["id"], "finished")
     assert node.acks(normal["id"]) == ["received", "skipped"]
-    assert [(l["item_id"], l["volume"]) for l in node.sink_lines()] == [("flood", 100)]
+    assert [(e["item_id"], e["volume"]) for e in node.sink_lines()] == [("flood", 100)]
 
 
 def test_waiting_command_whose_exp_passes_is_skipped_expired(make_node):
@@ -166,7 +166,7 @@ def test_set_volume_applies_to_next_play_and_item_volume_overrides(node):
     node.wait_ack(node.send("set_volume", {"volume": 35})["id"], "finished")
     node.wait_ack(node.play("short", item_id="a")["id"], "finished")
     node.wait_ack(node.play("short", item_id="b", volume=60)["id"], "finished")
-    assert [(l["item_id"], l["volume"]) for l in node.sink_lines()] == [("a", 35), ("b", 60)]
+    assert [(e["item_id"], e["volume"]) for e in node.sink_lines()] == [("a", 35), ("b", 60)]
 
 
 def test_amp_command_switches_relay_through_amplifier_interface(make_node):

@@ -171,7 +171,7 @@ def test_a_float_anywhere_in_signed_content_is_refused(path, number, in_list):
 @given(st.sampled_from(["NaN", "Infinity", "-Infinity", "1.0", "1e5", "-0.0", "2E-3"]))
 def test_float_spellings_are_refused_by_the_strict_parser(spelling):
     with pytest.raises(ProtocolError) as err:
-        parse_json_no_floats('{"a": [%s]}' % spelling)
+        parse_json_no_floats(f'{{"a": [{spelling}]}}')
     assert err.value.reason == "malformed"
 
 

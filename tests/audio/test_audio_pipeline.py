@@ -159,7 +159,7 @@ def test_chime_frames_the_bulletin_and_lengthens_it(pipeline, tmp_path):
 
 def test_shipped_chime_is_what_the_generator_makes(tmp_path):
     made = generate_all(tmp_path)
-    for shipped, fresh in zip((INTRO, OUTRO), made):
+    for shipped, fresh in zip((INTRO, OUTRO), made, strict=True):
         assert abs(probe_duration_ms(shipped) - probe_duration_ms(fresh)) <= 5
         a, b = measure_loudness(shipped), measure_loudness(fresh)
         assert abs(a[0] - b[0]) <= 0.2 and abs(a[1] - b[1]) <= 0.2

@@ -27,7 +27,8 @@ def said(text: str) -> str:
     ("Mức phạt từ 2.000.000đ đến 3.000.000đ.",
      "mức phạt từ hai triệu đồng đến ba triệu đồng."),
     ("Dự báo mưa 100-150mm, gió cấp 8, nhiệt độ 24°C.",
-     "dự báo mưa một trăm đến một trăm năm mươi mi li mét, gió cấp tám, nhiệt độ hai mươi tư độ xê."),
+     "dự báo mưa một trăm đến một trăm năm mươi mi li mét, gió cấp tám, "
+     "nhiệt độ hai mươi tư độ xê."),
     ("Liên hệ Công an phường, ĐT: 0283.816.1234 hoặc gọi 113.",
      "liên hệ công an phường, điện thoại: không hai tám ba, tám một sáu, một hai ba bốn hoặc gọi "
      "một một ba."),
@@ -183,7 +184,8 @@ def test_cli_answers_each_line_before_the_next_arrives():
     proc = subprocess.Popen([sys.executable, "-m", "audio.normalize"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, encoding="utf-8", cwd=ROOT)
     try:
-        for line, expected in (("Có 21 hộ", "Có hai mươi mốt hộ"), ("", ""), ("15 km", "mười lăm ki lô mét")):
+        for line, expected in (("Có 21 hộ", "Có hai mươi mốt hộ"), ("", ""),
+                               ("15 km", "mười lăm ki lô mét")):
             proc.stdin.write(line + "\n")
             proc.stdin.flush()
             assert proc.stdout.readline() == expected + "\n"

@@ -80,7 +80,8 @@ def test_reads_units_after_numbers(text, spoken):
     ("gọi cấp cứu 115", "gọi cấp cứu một một năm"),
     ("báo cháy 114", "báo cháy một một bốn"),
     ("tổng đài 1022", "tổng đài một không hai hai"),
-    ("Đường dây nóng: 0283.816.1234.", "đường dây nóng không hai tám ba tám một sáu một hai ba bốn"),
+    ("Đường dây nóng: 0283.816.1234.",
+     "đường dây nóng không hai tám ba tám một sáu một hai ba bốn"),
 ])
 def test_reads_phone_numbers_digit_by_digit(text, spoken):
     assert said(normalize(text)) == said(spoken)

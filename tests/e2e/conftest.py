@@ -28,7 +28,8 @@ def browser(tmp_path):
     opts.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chrome'}",
+                "--disable-sync", "--disable-dev-shm-usage",
+                f"--user-data-dir={tmp_path / 'chrome'}",
                 "--lang=vi", "--window-size=1200,900"):
         opts.add_argument(arg)
     b = webdriver.Chrome(service=Service(driver), options=opts)

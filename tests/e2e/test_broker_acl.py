@@ -32,7 +32,8 @@ def test_node_cannot_publish_to_another_nodes_topics(broker):
     server.subscribe(f"{broker.prefix}/#")
     for kind in ("events", "state", "telemetry", "cmd", "desired"):
         a.publish(f"{broker.prefix}/nodes/node-b/{kind}", {"forged": kind})
-    # A write the ACL allows, sent after the forged ones: once it arrives, the others had their chance.
+    # A write the ACL allows, sent after the forged ones: once it arrives, the others had their
+    # chance.
     a.publish(f"{broker.prefix}/nodes/node-a/events", {"marker": True})
     assert server.wait_for(lambda t, v: t.endswith("node-a/events"), 5)
     assert not [m for m in server.messages if "/node-b/" in m[0]]

@@ -15,7 +15,7 @@ def worker_logging():
     levels = [lg.level for lg in loggers]
     configure_logging()
     yield
-    for lg, level in zip(loggers, levels):
+    for lg, level in zip(loggers, levels, strict=True):
         lg.setLevel(level)
 
 

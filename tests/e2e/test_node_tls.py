@@ -42,7 +42,8 @@ def test_agent_verifies_the_broker_with_the_provisioned_ca_and_plays_over_tls(tl
         answer["config"]
     s.start_agent(answer)
     _online(s, answer["id"])
-    cmd = s.ok("POST", f"/api/v1/nodes/{answer['id']}/commands", json={"type": "test", "body": {"kind": "tone"}})
+    cmd = s.ok("POST", f"/api/v1/nodes/{answer['id']}/commands",
+               json={"type": "test", "body": {"kind": "tone"}})
     done = s.wait(lambda: (c := s.ok("GET", f"/api/v1/commands/{cmd['id']}"))["status"]
                   in ("finished", "failed") and c, what="the test tone's ack")
     assert done["status"] == "finished", done

@@ -93,8 +93,8 @@ def test_broadcast_on_postgresql_is_played_and_reported(tmp_path, broker, pg_eng
         b = system.approved_bulletin()
         bc = system.ok("POST", "/api/v1/broadcasts",
                        json={"bulletin_id": b["id"], "targets": {"areas": [ward["id"]]}})
-        system.wait(lambda: system.ok("GET", f"/api/v1/broadcasts/{bc['id']}")["summary"]["played"] == 1,
-                    what="played on PostgreSQL")
+        system.wait(lambda: system.ok("GET", f"/api/v1/broadcasts/{bc['id']}")["summary"]
+                    ["played"] == 1, what="played on PostgreSQL")
         r = system.call("POST", "/api/v1/broadcasts",
                         json={"bulletin_id": 999, "targets": {"areas": [ward["id"]]}})
         assert r.status_code == 404

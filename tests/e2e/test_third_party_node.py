@@ -8,7 +8,8 @@ from tests.third_party_node import ThirdPartyNode
 
 def test_third_party_node_imports_nothing_of_ours():
     tree = ast.parse(Path(__file__).parent.parent.joinpath("third_party_node.py").read_text())
-    roots = {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    roots = {(n.module or "").split(".")[0] for n in ast.walk(tree)
+             if isinstance(n, ast.ImportFrom)}
     roots |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
               for a in n.names}
     assert not roots & {"server", "schedules", "audio", "device_agent", "tests"}
@@ -30,8 +31,8 @@ def test_provisioned_third_party_node_verifies_desired_state_and_commands(system
         got = node.wait_verified("amp")
         assert got and got["id"] == cmd["id"] and got["body"] == {"on": True}
         assert node.refused == []
-        system.wait(lambda: system.ok("GET", f"/api/v1/commands/{cmd['id']}")["status"] == "finished",
-                    what="the third-party ack recorded")
+        system.wait(lambda: system.ok("GET", f"/api/v1/commands/{cmd['id']}")["status"]
+                    == "finished", what="the third-party ack recorded")
         system.wait(lambda: system.ok("GET", f"/api/v1/nodes/{provisioned['id']}")["online"],
                     what="online state recorded")
     finally:

@@ -69,9 +69,10 @@ def test_bulletin_broadcast_to_a_ward_is_played_by_its_three_nodes_and_reported(
     # only thing it ever played.
     b2 = system.approved_bulletin("Thông báo phường Ngô Quyền", "Phường Ngô Quyền thông báo.")
     bc2 = system.ok("POST", "/api/v1/broadcasts",
-                    json={"bulletin_id": b2["id"], "targets": {"areas": [two_wards["other"]["id"]]}})
-    system.wait(lambda: system.ok("GET", f"/api/v1/broadcasts/{bc2['id']}")["summary"]["played"] == 1,
-                what="the other ward's broadcast")
+                    json={"bulletin_id": b2["id"],
+                          "targets": {"areas": [two_wards["other"]["id"]]}})
+    system.wait(lambda: system.ok("GET", f"/api/v1/broadcasts/{bc2['id']}")["summary"]
+                ["played"] == 1, what="the other ward's broadcast")
     outsider_sink = two_wards["sinks"][two_wards["outsider"]]
     assert [p["sha256"] for p in _played(outsider_sink)] == [b2["sha256"]]
     assert not _sink_files(outsider_sink, b["sha256"])

@@ -34,7 +34,8 @@ def test_staff_logs_in_sees_nodes_and_broadcasts_a_bulletin_to_the_ward(system, 
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
     # the dashboard refreshes itself (htmx) until the three agents show as online
-    wait.until(lambda b: b.find_element(By.CSS_SELECTOR, ".summary").get_attribute("data-online") == "3")
+    wait.until(lambda b: b.find_element(By.CSS_SELECTOR, ".summary")
+               .get_attribute("data-online") == "3")
     assert wait.until(lambda b: "3/3 thiết bị trực tuyến" in _text(b, ".summary"))
     assert len(browser.find_elements(By.CSS_SELECTOR, "tr.online")) == 3
 
@@ -47,7 +48,8 @@ def test_staff_logs_in_sees_nodes_and_broadcasts_a_bulletin_to_the_ward(system, 
     browser.find_element(By.CSS_SELECTOR, "button[value=broadcast_now]").click()
 
     wait.until(lambda b: "/broadcasts/" in b.current_url)
-    wait.until(lambda b: b.find_element(By.CSS_SELECTOR, ".summary").get_attribute("data-played") == "3")
+    wait.until(lambda b: b.find_element(By.CSS_SELECTOR, ".summary")
+               .get_attribute("data-played") == "3")
     assert wait.until(lambda b: "3/3 thiết bị đã phát xong" in _text(b, ".summary"))
     # each node sends its `played` event, then its `finished` ack
     wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "tr.d-finished")) == 3)
@@ -86,13 +88,15 @@ def test_author_previews_the_reading_fixes_it_and_an_approver_approves(system, b
     _login(system, browser)
     spoken = preview_reading(system, browser, wait)
     assert "bảy giờ ba mươi" in spoken.get_attribute("value")
-    assert browser.find_element(By.CSS_SELECTOR, "#preview audio").get_attribute("src").endswith(".mp3")
+    assert browser.find_element(By.CSS_SELECTOR, "#preview audio") \
+        .get_attribute("src").endswith(".mp3")
     spoken.clear()
     spoken.send_keys("ủy ban nhân dân phường họp lúc bảy rưỡi sáng.")
     browser.find_element(By.CSS_SELECTOR, "button[value=submit]").click()
     wait.until(lambda b: b.current_url.endswith("/bulletins"))
     b = system.ok("GET", "/api/v1/bulletins")["bulletins"][0]
-    assert b["status"] == "pending" and b["spoken_text"] == "ủy ban nhân dân phường họp lúc bảy rưỡi sáng."
+    assert b["status"] == "pending" and \
+        b["spoken_text"] == "ủy ban nhân dân phường họp lúc bảy rưỡi sáng."
 
     browser.find_element(By.CSS_SELECTOR, "form.review button[value=approve]").click()
     wait.until(lambda b: "Đã duyệt bản tin" in b.page_source)

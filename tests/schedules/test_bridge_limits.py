@@ -60,7 +60,8 @@ def test_oversized_event_and_state_are_refused_before_parsing(setup):
 def test_unknown_fields_are_dropped_not_stored(setup):
     system, bridge, node_id = setup
     send(bridge, node_id, "telemetry", telemetry(
-        cpu_temp_c=48.5, junk="j" * 3000, net={"type": "wifi", "signal_dbm": -60, "extra": [1] * 99},
+        cpu_temp_c=48.5, junk="j" * 3000,
+        net={"type": "wifi", "signal_dbm": -60, "extra": [1] * 99},
         playing={"item_id": "bc-1", "priority": 3, "since": TS, "blob": {"a": "b"}}))
     send(bridge, node_id, "state", {"v": 1, "online": True, "agent_version": "1.0",
                                     "secret": "x" * 100})

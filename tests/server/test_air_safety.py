@@ -34,7 +34,8 @@ class NoBroker(Transport):
 
 def dispatcher(s, transport=None) -> Dispatcher:
     kid, key = load_signing_key(s.settings.signing_key_file)
-    return Dispatcher(s.settings, s.app.extensions["db_sessions"], transport or NoBroker(), key, kid)
+    return Dispatcher(s.settings, s.app.extensions["db_sessions"], transport or NoBroker(),
+                      key, kid)
 
 
 def db(s):

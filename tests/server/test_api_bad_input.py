@@ -9,7 +9,8 @@ def _row_counts(system) -> dict:
     with system.app.extensions["db_sessions"]() as db:
         return {t.name: db.scalar(select(func.count()).select_from(t))
                 for t in Base.metadata.sorted_tables
-                if t.name not in ("api_tokens", "audit_log", "audit_head")}  # a failed login is audited
+                # a failed login is audited
+                if t.name not in ("api_tokens", "audit_log", "audit_head")}
 
 
 def _ward_with_cluster(system):
@@ -77,7 +78,8 @@ def test_broadcasting_an_unapproved_bulletin_is_refused(app_only):
     ward, cluster = _ward_with_cluster(app_only)
     app_only.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa chợ"})
     b = app_only.ok("POST", "/api/v1/bulletins",
-                    json={"title": "Chưa duyệt", "text": "Bản tin chưa duyệt.", "category": "other"})
+                    json={"title": "Chưa duyệt", "text": "Bản tin chưa duyệt.",
+                          "category": "other"})
     for step in (None, "submit"):
         if step:
             app_only.ok("POST", f"/api/v1/bulletins/{b['id']}/{step}")
@@ -136,7 +138,8 @@ def test_invalid_values_are_refused_with_the_field_named(app_only):
 
 def test_duplicate_area_code_is_a_conflict(app_only):
     _ward_with_cluster(app_only)
-    r = app_only.call("POST", "/api/v1/areas", json={"name": "Khác", "code": "HP", "kind": "province"})
+    r = app_only.call("POST", "/api/v1/areas",
+                      json={"name": "Khác", "code": "HP", "kind": "province"})
     _assert_error(r, 409, "duplicate")
 
 

@@ -110,7 +110,8 @@ def test_audit_verify_passes_on_an_untouched_log_and_prints_its_head(app_only, c
     code, out, _ = _verify(app_only.instance, capsys)
     assert code == 0
     with _db(app_only) as conn:
-        last_id, last_hash = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC").fetchone()
+        last_id, last_hash = conn.execute(
+            "SELECT id, hash FROM audit_log ORDER BY id DESC").fetchone()
     assert f"head: {last_id}:{last_hash}" in out
 
 

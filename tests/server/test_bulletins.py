@@ -43,7 +43,8 @@ def test_lifecycle_records_who_and_when_and_only_approved_is_broadcast(app_only,
     b = _new(s)
     assert b["status"] == "draft"
     target = {"targets": {"areas": [ward["ward"]["id"]]}}
-    assert s.call("POST", "/api/v1/broadcasts", json={"bulletin_id": b["id"], **target}).status_code == 409
+    assert s.call("POST", "/api/v1/broadcasts",
+                  json={"bulletin_id": b["id"], **target}).status_code == 409
     assert s.ok("POST", f"/api/v1/bulletins/{b['id']}/submit")["status"] == "pending"
     r = s.call("POST", f"/api/v1/bulletins/{b['id']}/reject", json={})
     assert r.status_code == 400 and "comment" in r.json()["error"]["message"]
@@ -59,13 +60,15 @@ def test_lifecycle_records_who_and_when_and_only_approved_is_broadcast(app_only,
         ("approve", "approved", "admin")]
     assert all(h["at"] for h in approved["history"])
     assert approved["history"][2]["comment"] == "Sai giờ cắt điện"
-    assert s.call("POST", "/api/v1/broadcasts", json={"bulletin_id": b["id"], **target}).status_code == 201
+    assert s.call("POST", "/api/v1/broadcasts",
+                  json={"bulletin_id": b["id"], **target}).status_code == 201
 
     # editing an approved bulletin sends it back to pending, with new speech
     edited = s.ok("PATCH", f"/api/v1/bulletins/{b['id']}",
                   json={"text": "Ủy ban nhân dân phường thông báo lịch tiêm chủng."})
     assert edited["status"] == "pending" and edited["sha256"] != approved["sha256"]
-    assert s.call("POST", "/api/v1/broadcasts", json={"bulletin_id": b["id"], **target}).status_code == 409
+    assert s.call("POST", "/api/v1/broadcasts",
+                  json={"bulletin_id": b["id"], **target}).status_code == 409
     archived = s.ok("POST", f"/api/v1/bulletins/{b['id']}/archive")
     assert archived["status"] == "archived"
     assert s.call("PATCH", f"/api/v1/bulletins/{b['id']}", json={"title": "x"}).status_code == 409

@@ -32,7 +32,8 @@ def test_other_wards_broadcasts_are_invisible_to_a_ward_user(app_only, wards):
     tok = wards["approver"]
     assert s.call("GET", f"/api/v1/broadcasts/{theirs['id']}", token=tok).status_code == 404
     assert s.call("POST", f"/api/v1/broadcasts/{theirs['id']}/cancel", token=tok).status_code == 404
-    assert theirs["id"] not in [x["id"] for x in s.ok("GET", "/api/v1/broadcasts", token=tok)["broadcasts"]]
+    assert theirs["id"] not in [x["id"] for x in
+                                s.ok("GET", "/api/v1/broadcasts", token=tok)["broadcasts"]]
     assert s.ok("GET", f"/api/v1/broadcasts/{theirs['id']}")["status"] != "cancelled"
 
 

@@ -45,7 +45,8 @@ def test_a_password_change_by_the_cli_ends_sessions_and_login_tokens(app_only):
     assert cli(["--instance", str(s.instance), "user", "canbo", "--password", NEW_PASSWORD]) == 0
     assert s.call("GET", "/api/v1/bulletins", token=token).status_code == 401
     assert _refused_with_cookie(s, saved)
-    assert s.call("GET", "/api/v1/bulletins", token=s.login("canbo", NEW_PASSWORD)).status_code == 200
+    assert s.call("GET", "/api/v1/bulletins",
+                  token=s.login("canbo", NEW_PASSWORD)).status_code == 200
 
 
 def test_a_password_change_through_the_api_ends_sessions_and_login_tokens(app_only):
