@@ -68,8 +68,10 @@ class Dispatcher:
         """Turn every broadcast whose time has come into deliveries and play commands."""
         done = 0
         with self.sessions() as db:
+            # a series never goes out as a command: its slots travel in desired states
             due = db.scalars(select(Broadcast).where(
-                Broadcast.status == BroadcastStatus.SCHEDULED, Broadcast.due_at <= utcnow())
+                Broadcast.status == BroadcastStatus.SCHEDULED, Broadcast.due_at <= utcnow(),
+                Broadcast.recurrence.is_(None))
                              .order_by(Broadcast.priority.desc(), Broadcast.due_at, Broadcast.id)
                              ).all()
             for bc in due:

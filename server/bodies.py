@@ -277,9 +277,9 @@ def _api_time(value: Any, info: ValidationInfo) -> dt.datetime:
         raise _invalid(str(err)) from None
 
 
-ApiTime = _typed(dt.datetime, _api_time, {
-    "description": "ISO 8601 (no zone: the configured zone) or epoch ms",
-    "oneOf": [TIME, {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS}]})
+API_TIME = {"description": "ISO 8601 (no zone: the configured zone) or epoch ms",
+            "oneOf": [TIME, {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS}]}
+ApiTime = _typed(dt.datetime, _api_time, API_TIME)
 
 
 def _node_name(value: Any) -> str:
@@ -472,12 +472,23 @@ class Targets(Body):
         return self
 
 
-def _unsupported(value: Any) -> None:
-    if value is not None:
-        raise _invalid("not supported yet")
+def _api_times(value: Any, info: ValidationInfo) -> list[dt.datetime]:
+    if not isinstance(value, list):
+        raise _invalid("list of times")
+    if len(value) > MAX_EXDATES:
+        raise _invalid(f"at most {MAX_EXDATES}")
+    return [_api_time(v, info) for v in value]
 
 
-Unsupported = _typed(type(None), _unsupported, {"type": "null", "description": "not supported yet"})
+MAX_EXDATES = 1000
+ApiTimes = _typed(list, _api_times, {"type": "array", "maxItems": MAX_EXDATES,
+                                     "items": API_TIME,
+                                     "description": "skipped occurrences (their start)"})
+# The rule itself is checked against start_at and the zone by the domain (schedules.slots).
+Recurrence = Text(500, one_line=True, description=(
+    "an RFC 5545 RRULE (FREQ=DAILY;BYHOUR=6,17;BYMINUTE=0) or a lunar rule "
+    "(FREQ=LUNARMONTHLY;BYMONTHDAY=1,15;BYHOUR=6), anchored at start_at in the configured "
+    "time zone"))
 
 
 class BroadcastCreate(Body):
@@ -487,13 +498,24 @@ class BroadcastCreate(Body):
     volume: Volume | None = None
     repeat: Int(0, 20, "1-20", schema={"type": "integer", "minimum": 0, "maximum": 20,
                                         "description": "0 or absent: once"}) | None = 1
-    recurrence: Unsupported = None
+    recurrence: Recurrence | None = None
+    exdates: ApiTimes | None = None
     start_at: ApiTime | None = None
+    override: Flag("true or false") | None = None
 
     @field_validator("repeat", mode="after")
     @classmethod
     def _once(cls, value):
         return value or 1
+
+    @model_validator(mode="after")
+    def _series(self):
+        if self.recurrence is not None and self.start_at is None:
+            raise _missing("start_at")  # a series is anchored at its start
+        if self.exdates and self.recurrence is None:
+            raise PydanticCustomError("invalid_field", "{detail}", {
+                "detail": "only with recurrence", "field": "exdates"})
+        return self
 
 
 def _password(value: Any) -> str:

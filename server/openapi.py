@@ -68,7 +68,24 @@ NULLABLE_STR = {"type": ["string", "null"]}
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message"],
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                       "problem": {"type": "string", "description": "invalid_recurrence: "
+                                   "what is wrong with the rule (too_frequent, never_occurs, …)"},
+                       "part": {**NULLABLE_STR, "description": "invalid_recurrence: the rule's "
+                                "part at fault"},
+                       "clashes": {"type": "array", "description": "schedule_conflict: the new "
+                                   "slots that overlap others on the same node",
+                                   "items": _ref("Clash")}}}}},
+    "Slot": {"type": "object", "properties": {
+        "slot_id": {"type": "string"}, "broadcast_id": {"type": "integer"},
+        "bulletin_id": {"type": "integer"},
+        "start_at": {"type": "string", "format": "date-time"},
+        "end_at": {"type": "string", "format": "date-time"}, "priority": {"type": "integer"},
+        "targets": {"type": "object", "properties": {
+            "areas": {"type": "array", "items": {"type": "integer"}},
+            "nodes": {"type": "array", "items": {"type": "string"}}}}}},
+    "Clash": {"type": "object", "properties": {
+        "node_id": {"type": "string"}, "slot": _ref("Slot"), "existing": _ref("Slot")}},
     "Area": {"type": "object", "properties": {
         "id": {"type": "integer"}, "parent_id": {"type": ["integer", "null"]},
         "kind": {"type": "string", "enum": ["province", "city", "district", "ward", "commune",
@@ -139,7 +156,11 @@ SCHEMAS = {
         "approval": {"type": "object", "description": "the approved revision that airs",
                      "properties": {"id": {"type": ["integer", "null"]}, "sha256": NULLABLE_STR,
                                     "revision": {"type": ["integer", "null"]}}},
-        "confirmed_at": NULLABLE_STR, "start_at": NULLABLE_STR,
+        "confirmed_at": NULLABLE_STR,
+        "start_at": {**NULLABLE_STR, "description": "a series: its anchor"},
+        "recurrence": {**NULLABLE_STR, "description": "a series' rule; null: a one-off"},
+        "exdates": {"type": "array", "items": {"type": "string"},
+                    "description": "the series' skipped occurrences"},
         "summary": {"type": "object", "properties": {k: {"type": "integer"} for k in (
             "total", "sent", "acked", "played", "failed")}},
         "nodes": {"type": "array", "items": {"type": "object", "properties": {

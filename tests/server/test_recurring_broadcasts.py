@@ -1,0 +1,148 @@
+"""Recurring broadcasts through the API: a series is stored with its rule, a bad rule is a 400
+naming the problem, overlapping slots on one node are a 409 unless outranked or overridden, and
+the expanded schedule of an area lists them."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from schedules.slots import slot_id
+from server.models import Broadcast
+
+TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
+
+
+@pytest.fixture
+def ward(app_only):
+    s = app_only
+    ward = s.area("Phường Lê Chân", "LC", "ward")
+    cluster = s.area("Cụm 1", "LC-1", "cluster", ward["id"])
+    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
+    return {"s": s, "ward": ward, "cluster": cluster, "node": node,
+            "bulletin": s.approved_bulletin()}
+
+
+def tomorrow_at(hour: int, minute: int = 0) -> dt.datetime:
+    day = dt.datetime.now(TZ).date() + dt.timedelta(days=1)
+    return dt.datetime.combine(day, dt.time(hour, minute), TZ)
+
+
+def series(w, rule="FREQ=DAILY;BYHOUR=6;BYMINUTE=0", start=None, **extra):
+    start = start or tomorrow_at(6)
+    return w["s"].call("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": w["bulletin"]["id"], "targets": {"areas": [w["ward"]["id"]]},
+        "recurrence": rule, "start_at": start.isoformat(), **extra})
+
+
+def test_a_daily_series_is_stored_with_its_rule_and_skipped_days(ward):
+    start = tomorrow_at(6)
+    skipped = start + dt.timedelta(days=2)
+    r = series(ward, exdates=[skipped.isoformat()])
+    assert r.status_code == 201, r.text
+    bc = r.json()
+    assert bc["recurrence"] == "FREQ=DAILY;BYHOUR=6;BYMINUTE=0"
+    assert bc["status"] == "scheduled"
+    assert bc["exdates"] == [skipped.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
+    assert bc["start_at"] == start.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert ward["s"].ok("GET", f"/api/v1/broadcasts/{bc['id']}")["recurrence"] == bc["recurrence"]
+
+
+def test_a_lunar_series_is_accepted(ward):
+    r = series(ward, rule="FREQ=LUNARMONTHLY;BYMONTHDAY=1,15;BYHOUR=6;BYMINUTE=0")
+    assert r.status_code == 201, r.text
+
+
+def test_a_series_is_never_dispatched_as_a_play_command(ward):
+    """Its start already past is its anchor, not "now": no due play command is made of it."""
+    s = ward["s"]
+    start = dt.datetime.now(TZ).replace(microsecond=0) - dt.timedelta(hours=1)
+    bc = series(ward, rule="FREQ=DAILY", start=start).json()
+    assert bc["start_at"] is not None
+    with s.app.extensions["db_sessions"]() as db:
+        row = db.get(Broadcast, bc["id"])
+        assert row.recurrence == "FREQ=DAILY" and row.status == "scheduled"
+
+
+def test_a_series_needs_its_start(ward):
+    s = ward["s"]
+    r = s.call("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": ward["bulletin"]["id"], "targets": {"areas": [ward["ward"]["id"]]},
+        "recurrence": "FREQ=DAILY"})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "missing_field"
+    assert "start_at" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("rule, problem, part", [
+    ("FREQ=MINUTELY", "too_frequent", "FREQ"),
+    ("FREQ=DAILY;BYHOUR=25", "invalid_value", "BYHOUR"),
+    ("every day at six", "unparsable", None),
+    ("BYHOUR=6", "missing_freq", "FREQ"),
+    ("FREQ=DAILY;COUNT=3;UNTIL=20300101", "count_and_until", None),
+    ("FREQ=DAILY;UNTIL=20200101T000000Z", "never_occurs", None),
+    ("FREQ=DAILY;RDATE=20300101", "unsupported_part", "RDATE"),
+    ("FREQ=LUNARMONTHLY;BYMONTHDAY=31", "invalid_value", "BYMONTHDAY"),
+])
+def test_a_bad_rule_is_refused_naming_the_problem(ward, rule, problem, part):
+    r = series(ward, rule=rule)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == "invalid_recurrence"
+    assert error["problem"] == problem
+    if part is not None:
+        assert error["part"] == part
+
+
+def test_the_refusal_reads_in_both_languages(ward):
+    s = ward["s"]
+    start = tomorrow_at(6).isoformat()
+    body = {"bulletin_id": ward["bulletin"]["id"], "targets": {"areas": [ward["ward"]["id"]]},
+            "recurrence": "FREQ=MINUTELY", "start_at": start}
+    vi = s.call("POST", "/api/v1/broadcasts", json=body).json()["error"]["message"]
+    en = s.call("POST", "/api/v1/broadcasts?lang=en", json=body).json()["error"]["message"]
+    assert "quá dày" in vi
+    assert "too frequent" in en
+
+
+def test_overlapping_series_on_one_node_is_a_conflict(ward):
+    first = series(ward).json()
+    r = series(ward)
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert error["code"] == "schedule_conflict"
+    clash = error["clashes"][0]
+    assert clash["node_id"] == ward["node"]["id"]
+    assert clash["existing"]["broadcast_id"] == first["id"]
+    assert clash["existing"]["slot_id"] == slot_id(first["id"], tomorrow_at(6))
+    assert clash["slot"]["start_at"] == clash["existing"]["start_at"]
+
+
+def test_a_one_off_in_a_series_slot_is_a_conflict_too(ward):
+    s = ward["s"]
+    series(ward)
+    r = s.call("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": ward["bulletin"]["id"], "targets": {"nodes": [ward["node"]["id"]]},
+        "start_at": tomorrow_at(6).isoformat()})
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["code"] == "schedule_conflict"
+
+
+def test_override_or_a_higher_priority_allows_the_overlap(ward):
+    series(ward)
+    assert series(ward, override=True).status_code == 201
+    assert series(ward, priority="priority").status_code == 201
+
+
+def test_series_at_other_times_do_not_conflict(ward):
+    series(ward)
+    assert series(ward, rule="FREQ=DAILY;BYHOUR=17;BYMINUTE=0",
+                  start=tomorrow_at(17)).status_code == 201
+
+
+def test_one_offs_at_the_same_time_still_do_not_conflict(ward):
+    s = ward["s"]
+    body = {"bulletin_id": ward["bulletin"]["id"], "targets": {"areas": [ward["ward"]["id"]]},
+            "start_at": tomorrow_at(9).isoformat()}
+    assert s.call("POST", "/api/v1/broadcasts", json=body).status_code == 201
+    assert s.call("POST", "/api/v1/broadcasts", json=body).status_code == 201
