@@ -492,6 +492,13 @@ Recurrence = Text(500, one_line=True, description=(
 
 
 class BroadcastCreate(Body):
+    """A one-off (now, or at start_at) or a series (recurrence, anchored at start_at). Whether
+    the rule itself holds (in range, not too frequent, occurring at all) is checked against
+    start_at and the zone: a 422 invalid_recurrence naming the problem."""
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"recurrence": {"type": "null"}, "exdates": {"type": "null"}}},
+        {"required": ["recurrence", "start_at"],
+         "properties": {"recurrence": {"type": "string"}, "start_at": {"not": {"type": "null"}}}}]})
     bulletin_id: DbId
     targets: Targets
     priority: Priority = PRIORITY_NAMES["normal"]

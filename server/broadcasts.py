@@ -108,7 +108,7 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
 
 
 def check_series(rule: str, start_at: dt.datetime, tz: str) -> None:
-    """A 400 naming what is wrong with a series' rule anchored at ``start_at`` (naive UTC)."""
+    """A 422 naming what is wrong with a series' rule anchored at ``start_at`` (naive UTC)."""
     try:
         check_recurrence(rule, schedule.aware(start_at), tz=tz)
     except RecurrenceError as err:
@@ -118,7 +118,9 @@ def check_series(rule: str, start_at: dt.datetime, tz: str) -> None:
 
 
 def recurrence_error(code: RecurrenceErrorCode, part: str | None) -> ApiError:
-    return ApiError(400, "invalid_recurrence", f"err.recurrence.{code}",
+    # 422, not 400: the body is as the document describes it, the rule's meaning is refused
+    # (the API answers 400 only for what its schema already refuses)
+    return ApiError(422, "invalid_recurrence", f"err.recurrence.{code}",
                     part=part or "recurrence").with_extra(problem=str(code), part=part)
 
 

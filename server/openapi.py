@@ -277,11 +277,15 @@ PATHS = {
             "required": False, **_json(_ref("BulletinAction"))}}},
     "/api/v1/broadcasts": {
         "get": _op("Recent broadcasts", _ok(_LIST)),
-        "post": _op("Broadcast an approved bulletin now or at a time; live and emergency "
+        "post": _op("Broadcast an approved bulletin now, at a time or as a series "
+                    "(recurrence: 422 invalid_recurrence names what is wrong with the rule); "
+                    "slots overlapping another broadcast's on the same node are a 409 "
+                    "schedule_conflict with the clashes, unless of higher priority or with "
+                    "override; live and emergency "
                     "priority need the approver role, or wait for a second person where the "
                     "area asks for one (status awaiting_confirmation)",
                     _ok(_ref("Broadcast"), "Created"), body=_ref("BroadcastCreate"),
-                    status="201", errors=("400", "401", "403", "404", "409"))},
+                    status="201", errors=("400", "401", "403", "404", "409", "422"))},
     "/api/v1/broadcasts/{broadcast_id}": {"get": _op(
         "Per node: sent, acked, played, failed, with reasons", _ok(_ref("Broadcast")),
         params=[_path_param("broadcast_id")])},

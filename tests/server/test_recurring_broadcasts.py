@@ -1,6 +1,7 @@
 """Recurring broadcasts through the API: a series is stored with its rule, a bad rule is a 400
 naming the problem, overlapping slots on one node are a 409 unless outranked or overridden, and
-the expanded schedule of an area lists them."""
+the expanded schedule of an area lists them. A rule the body carries well-formed but that cannot
+be accepted (out of range, too frequent, never occurring) is a 422 naming the problem."""
 from __future__ import annotations
 
 import datetime as dt
@@ -86,7 +87,7 @@ def test_a_series_needs_its_start(ward):
 ])
 def test_a_bad_rule_is_refused_naming_the_problem(ward, rule, problem, part):
     r = series(ward, rule=rule)
-    assert r.status_code == 400, r.text
+    assert r.status_code == 422, r.text
     error = r.json()["error"]
     assert error["code"] == "invalid_recurrence"
     assert error["problem"] == problem
