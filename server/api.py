@@ -225,6 +225,25 @@ def get_node(node_id: str):
     return jsonify(node_json(g.db, node, _alarms([node.id], 20)[node.id]))
 
 
+@bp.get("/nodes/<node_id>/desired")
+@auth.login_required
+def node_desired(node_id: str):
+    """What the node should hold now: the body of its newest desired state, and the version it
+    reported applying."""
+    node = _node(node_id)
+    recent = g.db.scalars(select(Command).where(
+        Command.type == "desired", Command.node_id == node.id, Command.signed_at.is_not(None))
+        .order_by(Command.created_at.desc()).limit(20)).all()
+    # the newest is the highest version (several may share their creation time)
+    newest = max(recent, key=lambda c: (c.created_at, (c.body or {}).get("version") or 0),
+                 default=None)
+    body = newest.body if newest is not None and newest.body else None
+    return jsonify({"node_id": node.id, "version": (body or {}).get("version"),
+                    "desired_applied": node.desired_applied_version,
+                    "sent_at": iso(newest.published_at) if newest is not None else None,
+                    "body": body})
+
+
 @bp.post("/nodes/<node_id>/revoke")
 def revoke_node(node_id: str):
     user = auth.require("node.write")

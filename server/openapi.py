@@ -238,6 +238,14 @@ PATHS = {
                     errors=("400", "401", "403", "404", "409"))},
     "/api/v1/nodes/{node_id}": {"get": _op("One node", _ok(_ref("Node")),
                                            params=[_path_param("node_id", NODE_ID)])},
+    "/api/v1/nodes/{node_id}/desired": {"get": _op(
+        "What the node should hold now: the body of its newest desired state (version, tz, "
+        "volume, groups, schedule of slots, prefetch; docs/protocol.md) and the version the "
+        "node reported applying", _ok({"type": "object", "properties": {
+            "node_id": {"type": "string"}, "version": {"type": ["integer", "null"]},
+            "desired_applied": {"type": ["integer", "null"]}, "sent_at": NULLABLE_STR,
+            "body": {"type": ["object", "null"]}}}),
+        params=[_path_param("node_id", NODE_ID)])},
     "/api/v1/nodes/{node_id}/revoke": {"post": _op(
         "Revoke a node: its broker account and ACL go, its session is cut, its retained "
         "desired state is cleared and broadcasts no longer count it (technician, admin)",

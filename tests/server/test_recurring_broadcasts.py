@@ -147,3 +147,76 @@ def test_one_offs_at_the_same_time_still_do_not_conflict(ward):
             "start_at": tomorrow_at(9).isoformat()}
     assert s.call("POST", "/api/v1/broadcasts", json=body).status_code == 201
     assert s.call("POST", "/api/v1/broadcasts", json=body).status_code == 201
+
+
+# --- desired states ------------------------------------------------------------------------------
+
+def dispatcher(s, at: dt.datetime):
+    """The dispatcher over the app's database, its clock at ``at``; only its desired-state pass
+    runs here (nothing is published: there is no broker)."""
+    from schedules.dispatcher import Dispatcher
+    from server.keys import load_signing_key
+    kid, key = load_signing_key(s.settings.signing_key_file)
+    return Dispatcher(s.settings, s.app.extensions["db_sessions"], None, key, kid,
+                      clock=lambda: int(at.timestamp() * 1000))
+
+
+def desired(s, node_id):
+    return s.ok("GET", f"/api/v1/nodes/{node_id}/desired")
+
+
+def test_a_series_fills_the_desired_state_of_every_node_it_reaches(ward):
+    s, node = ward["s"], ward["node"]
+    start = tomorrow_at(6)
+    bc = series(ward).json()
+    now = start - dt.timedelta(hours=1)
+    dispatcher(s, now).refresh_desired()
+    held = desired(s, node["id"])
+    assert held["node_id"] == node["id"] and held["desired_applied"] is None
+    body = held["body"]
+    assert body["version"] == held["version"] >= 1
+    # a 48 h window from an hour before the first: tomorrow's and the day after's
+    assert [e["slot_id"] for e in body["schedule"]] == [
+        slot_id(bc["id"], start), slot_id(bc["id"], start + dt.timedelta(days=1))]
+    entry = body["schedule"][0]
+    assert entry["start_at"] == int(start.timestamp() * 1000)
+    assert entry["priority"] == 3
+    media = entry["item"]["media"]
+    assert media["sha256"] == bc["approval"]["sha256"] == ward["bulletin"]["sha256"]
+    assert media["url"].endswith(f"/media/{media['sha256']}.mp3")
+    assert entry["item"]["id"] == f"bc-{bc['id']}"
+    assert body["prefetch"] == [media]
+
+
+def test_a_node_added_to_the_ward_later_gets_its_future_slots(ward):
+    s = ward["s"]
+    bc = series(ward).json()
+    now = tomorrow_at(5)
+    dispatcher(s, now).refresh_desired()
+    late = s.ok("POST", "/api/v1/nodes", json={"cluster_id": ward["cluster"]["id"],
+                                               "name": "Loa mới"})
+    dispatcher(s, now).refresh_desired()
+    assert [e["slot_id"] for e in desired(s, late["id"])["body"]["schedule"]][0] == \
+        slot_id(bc["id"], tomorrow_at(6))
+
+
+def test_a_cancelled_series_leaves_the_desired_states(ward):
+    s, node = ward["s"], ward["node"]
+    bc = series(ward).json()
+    now = tomorrow_at(5)
+    dispatcher(s, now).refresh_desired()
+    assert desired(s, node["id"])["body"]["schedule"]
+    s.ok("POST", f"/api/v1/broadcasts/{bc['id']}/cancel")
+    dispatcher(s, now).refresh_desired()
+    held = desired(s, node["id"])
+    assert held["body"]["schedule"] == [] and held["body"]["prefetch"] == []
+
+
+def test_a_node_outside_the_targets_gets_no_slot(ward):
+    s = ward["s"]
+    other = s.area("Phường Khác", "PK", "ward")
+    cluster = s.area("Cụm 9", "PK-1", "cluster", other["id"])
+    stranger = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa"})
+    series(ward)
+    dispatcher(s, tomorrow_at(5)).refresh_desired()
+    assert desired(s, stranger["id"])["body"]["schedule"] == []
