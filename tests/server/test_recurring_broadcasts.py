@@ -220,3 +220,63 @@ def test_a_node_outside_the_targets_gets_no_slot(ward):
     series(ward)
     dispatcher(s, tomorrow_at(5)).refresh_desired()
     assert desired(s, stranger["id"])["body"]["schedule"] == []
+
+
+# --- proof of play for slots ---------------------------------------------------------------------
+
+def played(s, node_id, slot, sha256, result="completed"):
+    """A node's ``played`` event for a desired-state slot, through the bridge."""
+    import json
+    import uuid
+    from server.bridge import Bridge
+    bridge = Bridge(s.app.extensions["db_sessions"], None, s.settings.topic_prefix,
+                    tz=s.settings.timezone)
+    ms = int(tomorrow_at(6).timestamp() * 1000)
+    bridge.handle(f"{s.settings.topic_prefix}/nodes/{node_id}/events", json.dumps({
+        "v": 1, "id": str(uuid.uuid4()), "type": "played", "ts": ms, "item_id": "bc-x",
+        "slot_id": slot, "sha256": sha256, "scheduled_at": ms, "started_at": ms,
+        "ended_at": ms + 1000, "result": result}).encode())
+
+
+def playlogs(s, node_id):
+    return s.ok("GET", f"/api/v1/playlogs?node={node_id}")["playlogs"]
+
+
+def test_a_played_slot_of_a_series_targeting_the_node_is_proof_of_play(ward):
+    s, node = ward["s"], ward["node"]
+    bc = series(ward).json()
+    slot = slot_id(bc["id"], tomorrow_at(6))
+    played(s, node["id"], slot, bc["approval"]["sha256"])
+    (log,) = playlogs(s, node["id"])
+    assert log["slot_id"] == slot and log["broadcast_id"] == bc["id"]
+    assert log["bulletin_id"] == bc["bulletin_id"] and log["result"] == "completed"
+    assert s.ok("GET", f"/api/v1/nodes/{node['id']}")["rejected"]["messages"] == 0
+
+
+@pytest.mark.parametrize("which", ["not_an_occurrence", "unknown_broadcast", "not_a_slot_id",
+                                   "other_node"])
+def test_a_played_slot_that_is_not_the_nodes_is_refused(ward, which):
+    s, node = ward["s"], ward["node"]
+    bc = series(ward).json()
+    slot = {"not_an_occurrence": slot_id(bc["id"], tomorrow_at(7)),
+            "unknown_broadcast": slot_id(bc["id"] + 100, tomorrow_at(6)),
+            "not_a_slot_id": "s-0600",
+            "other_node": slot_id(bc["id"], tomorrow_at(6))}[which]
+    target = node["id"]
+    if which == "other_node":
+        other = s.area("Phường Khác", "PK", "ward")
+        cluster = s.area("Cụm 9", "PK-1", "cluster", other["id"])
+        target = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"],
+                                                     "name": "Loa"})["id"]
+    played(s, target, slot, bc["approval"]["sha256"])
+    assert playlogs(s, target) == []
+    rejected = s.ok("GET", f"/api/v1/nodes/{target}")["rejected"]
+    assert rejected["messages"] == 1 and rejected["last_reason"] == "unknown_command"
+
+
+def test_a_slot_played_with_other_audio_is_no_proof(ward):
+    s, node = ward["s"], ward["node"]
+    bc = series(ward).json()
+    played(s, node["id"], slot_id(bc["id"], tomorrow_at(6)), "0" * 64)
+    (log,) = playlogs(s, node["id"])
+    assert log["result"] == "failed" and log["reason"] == "sha256_mismatch"
