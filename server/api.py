@@ -3,13 +3,16 @@ broadcasts)."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from . import audit, auth, bulletins, users
+from schedules.ical import slots_to_ics
+
+from . import audit, auth, bulletins, schedule, users
 from . import bodies as B
 from . import areas as area_service
 from . import broadcasts as broadcast_service
@@ -20,7 +23,7 @@ from .context import speech
 from .errors import ApiError, bad_request, error_body, not_found, wants_json
 from .i18n import t
 from .models import (MAX_DB_INT, Area, AuditEntry, Broadcast, Command, Event, LexiconEntry, Node,
-                     PlayLog, area_subtree_ids, from_ms, to_ms)
+                     PlayLog, area_subtree_ids, from_ms, to_ms, utcnow)
 from .openapi import document
 from .serializers import area_json, broadcast_json, command_json, node_json
 from .times import iso, parse_time
@@ -149,6 +152,43 @@ def get_area(area_id: int):
     if area is None:
         raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
     return jsonify(area_json(area))
+
+
+def _schedule(area_id: int) -> tuple[Area, dt.datetime, list]:
+    """The area (404 when the caller may not see it), now, and its slots in ?from=&to= (aware;
+    from defaults to now, to to a week after from; a longer span is cut to MAX_LISTING)."""
+    area = g.db.get(Area, area_id)
+    allowed = auth.user_area_ids(g.db, g.user)
+    if area is None or (allowed is not None and area.id not in allowed):
+        raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+    tz = app_settings().tz
+    now = utcnow().replace(tzinfo=dt.UTC)
+    bounds = {arg: parse_time(request.args.get(arg) or None, arg, tz) for arg in ("from", "to")}
+    start = bounds["from"].replace(tzinfo=dt.UTC) if bounds["from"] else now
+    end = bounds["to"].replace(tzinfo=dt.UTC) if bounds["to"] else \
+        start + dt.timedelta(days=7)
+    start, end = schedule.listing_window(start, end)
+    return area, now, schedule.area_slots(g.db, app_settings().timezone, area.id, start, end)
+
+
+@bp.get("/areas/<int:area_id>/schedule")
+@auth.login_required
+def area_schedule(area_id: int):
+    area, _now, slots = _schedule(area_id)
+    return jsonify({"area_id": area.id, "slots": [schedule.slot_json(slot, bc)
+                                                  for slot, bc in slots]})
+
+
+@bp.get("/areas/<int:area_id>/schedule.ics")
+@auth.login_required
+def area_schedule_ics(area_id: int):
+    area, now, slots = _schedule(area_id)
+    titles = {bc.id: bc.approval.title if bc.approval else bc.bulletin.title for _s, bc in slots}
+    text = slots_to_ics([slot for slot, _bc in slots], now=now, calendar_name=area.name,
+                        title=lambda slot: titles[slot.broadcast_id])
+    return Response(text, mimetype="text/calendar",
+                    headers={"Content-Disposition":
+                             f"attachment; filename=schedule-{area.id}.ics"})
 
 
 # --- nodes -------------------------------------------------------------------------------------

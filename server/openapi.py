@@ -177,6 +177,9 @@ SCHEMAS = {
 }
 
 _LIST = {"type": "object"}
+SCHEDULE_WINDOW = [
+    _query("from", TIME_OR_EMPTY, "the window's start (default: now)"),
+    _query("to", TIME_OR_EMPTY, "its end (default: a week after from; at most 92 days after)")]
 PATHS = {
     "/api/v1/openapi.json": {"get": _op("This document", _ok({"type": "object"}), secure=False,
                                         errors=())},
@@ -208,6 +211,17 @@ PATHS = {
         "get": _op("One area", _ok(_ref("Area")), params=[_path_param("area_id")]),
         "patch": _op("Rename an area or set its speech defaults for bulletins below it",
                      _ok(_ref("Area")), body=_ref("AreaUpdate"), params=[_path_param("area_id")])},
+    "/api/v1/areas/{area_id}/schedule": {"get": _op(
+        "The expanded slots of the area and every area below it, from every planned broadcast "
+        "(series and timed one-offs) reaching it, in start order",
+        _ok({"type": "object", "properties": {"area_id": {"type": "integer"}, "slots": {
+            "type": "array", "items": _ref("Slot")}}}),
+        params=[_path_param("area_id"), *SCHEDULE_WINDOW])},
+    "/api/v1/areas/{area_id}/schedule.ics": {"get": _op(
+        "The same slots as an iCalendar document for staff calendars (one event per slot, "
+        "its slot id as UID)",
+        {"description": "OK", "content": {"text/calendar": {"schema": {"type": "string"}}}},
+        params=[_path_param("area_id"), *SCHEDULE_WINDOW])},
     "/api/v1/areas/{area_id}/lexicon": {
         "get": _op("The area's own lexicon entries, and the effective lexicon (with those of "
                    "areas above it)", _ok({"type": "object", "properties": {

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from schedules.lunar import FIRST_YEAR, LAST_YEAR
 from schedules.slots import (BroadcastSpec, ConflictReport, Content, ContentKind, Slot,
                              broadcast_slots, find_conflicts, is_occurrence)
 
@@ -58,10 +59,23 @@ def spec(db: Session, bc: Broadcast, tz: str) -> BroadcastSpec:
         tz=tz)
 
 
+# Windows are expanded this much at a time: a rule may play once a minute, and one expansion
+# stops at schedules.recurrence.MAX_OCCURRENCES.
+CHUNK = dt.timedelta(days=3)
+
+
 def slots(db: Session, bc: Broadcast, tz: str, window_from: dt.datetime,
           window_to: dt.datetime) -> list[Slot]:
     """The broadcast's slots that share time with [window_from, window_to) (aware times)."""
-    return broadcast_slots(spec(db, bc, tz), window_from, window_to)
+    plan = spec(db, bc, tz)
+    found: dict[str, Slot] = {}
+    start = window_from
+    while start < window_to:
+        end = min(start + CHUNK, window_to)
+        for slot in broadcast_slots(plan, start, end):
+            found.setdefault(slot.slot_id, slot)  # one spanning two chunks comes twice
+        start = end
+    return sorted(found.values())
 
 
 def slot_broadcast_id(slot_id: str) -> int | None:
@@ -183,10 +197,25 @@ def clashes_json(report: ConflictReport) -> list[dict]:
             for c in report.clashes[:MAX_CLASHES]]
 
 
+# A listing's window is held to the years the lunar calendar covers (and every clock can hold).
+EARLIEST = dt.datetime(FIRST_YEAR + 1, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(LAST_YEAR - 1, 12, 1, tzinfo=dt.UTC)
+
+
+def listing_window(window_from: dt.datetime, window_to: dt.datetime
+                   ) -> tuple[dt.datetime, dt.datetime]:
+    """A requested window (aware) held to at most MAX_LISTING long and to the years covered;
+    an empty window (to before from) stays empty."""
+    start = min(max(window_from, EARLIEST), LATEST)
+    return start, max(start, min(window_to, start + MAX_LISTING, LATEST))
+
+
 def area_slots(db: Session, tz: str, area_id: int, window_from: dt.datetime,
                window_to: dt.datetime) -> list[tuple[Slot, Broadcast]]:
     """The slots in [window_from, window_to) of every planned broadcast that reaches the area or
     below: one of its nodes, the area itself or an area above it, or one inside it."""
+    if window_to <= window_from:
+        return []
     reach = Reach(db)
     below = reach.subtree([area_id])
     nodes_below = set().union(*(reach.by_cluster.get(a, set()) for a in below))

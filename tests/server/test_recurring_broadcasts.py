@@ -280,3 +280,49 @@ def test_a_slot_played_with_other_audio_is_no_proof(ward):
     played(s, node["id"], slot_id(bc["id"], tomorrow_at(6)), "0" * 64)
     (log,) = playlogs(s, node["id"])
     assert log["result"] == "failed" and log["reason"] == "sha256_mismatch"
+
+
+# --- the schedule of an area ---------------------------------------------------------------------
+
+def test_the_schedule_of_an_area_lists_the_slots_of_it_and_below(ward):
+    s = ward["s"]
+    daily = series(ward).json()
+    evening = series(ward, rule="FREQ=DAILY;BYHOUR=17;BYMINUTE=0", start=tomorrow_at(17),
+                     priority="priority").json()
+    start, end = tomorrow_at(0), tomorrow_at(0) + dt.timedelta(days=2)
+    got = s.ok("GET", f"/api/v1/areas/{ward['cluster']['id']}/schedule",
+               params={"from": start.isoformat(), "to": end.isoformat()})
+    assert [(x["broadcast_id"], x["slot_id"]) for x in got["slots"]] == [
+        (daily["id"], slot_id(daily["id"], tomorrow_at(6))),
+        (evening["id"], slot_id(evening["id"], tomorrow_at(17))),
+        (daily["id"], slot_id(daily["id"], tomorrow_at(6) + dt.timedelta(days=1))),
+        (evening["id"], slot_id(evening["id"], tomorrow_at(17) + dt.timedelta(days=1)))]
+    first = got["slots"][0]
+    assert first["start_at"] == tomorrow_at(6).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert first["end_at"] > first["start_at"] and first["priority"] == 3
+    assert first["targets"] == {"areas": [ward["ward"]["id"]], "nodes": []}
+    assert got["slots"][1]["priority"] == 5
+
+
+def test_the_schedule_leaves_out_other_areas_and_cancelled_series(ward):
+    s = ward["s"]
+    other = s.area("Phường Khác", "PK", "ward")
+    s.area("Cụm 9", "PK-1", "cluster", other["id"])
+    bc = series(ward).json()
+    assert s.ok("GET", f"/api/v1/areas/{other['id']}/schedule")["slots"] == []
+    assert s.ok("GET", f"/api/v1/areas/{ward['ward']['id']}/schedule")["slots"]
+    s.ok("POST", f"/api/v1/broadcasts/{bc['id']}/cancel")
+    assert s.ok("GET", f"/api/v1/areas/{ward['ward']['id']}/schedule")["slots"] == []
+
+
+def test_the_schedule_as_icalendar(ward):
+    s = ward["s"]
+    bc = series(ward).json()
+    r = s.call("GET", f"/api/v1/areas/{ward['ward']['id']}/schedule.ics",
+               params={"from": tomorrow_at(0).isoformat()})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/calendar")
+    text = r.text
+    assert text.startswith("BEGIN:VCALENDAR\r\n")
+    assert f"UID:{slot_id(bc['id'], tomorrow_at(6))}@loaphuong" in text
+    assert "SUMMARY:Thông báo" in text
+    assert text.count("BEGIN:VEVENT") == 7  # a week from ``from``: one a day
