@@ -83,8 +83,8 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
     series = body.recurrence is not None
     if series:
         check_series(body.recurrence, start_at, s.timezone)
-    elif start_at is not None and start_at <= now:
-        start_at = None  # a time already past means now
+    start_at = start_at if series or start_at is None or start_at > now else None
+    # (a one-off's time already past means now; a series' is its anchor)
     bc = Broadcast(bulletin_id=b.id, approval_id=approval.id, media_sha256=approval.media_sha256,
                    priority=priority, start_at=start_at,
                    # a series is never dispatched as a command: due_at only records its anchor
@@ -96,15 +96,21 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
                    created_at=now)
     db.add(bc)
     db.flush()
-    report = schedule.conflicts(db, s.timezone, bc, now=schedule.aware(now),
-                                override=bool(body.override))
+    check_conflicts(db, s, bc, now, bool(body.override))
+    if series and status == BroadcastStatus.SCHEDULED:
+        mark_desired_dirty(db, bc)
+    return bc
+
+
+def check_conflicts(db: Session, s: Settings, bc: Broadcast, now: dt.datetime,
+                    override: bool) -> None:
+    """409 schedule_conflict, with the clashing slots, when the new broadcast's slots overlap
+    another's on the same node and neither a higher priority nor ``override`` allows it."""
+    report = schedule.conflicts(db, s.timezone, bc, now=schedule.aware(now), override=override)
     if not report.ok:
         raise ApiError(409, "schedule_conflict", "err.schedule_conflict",
                        count=len(report.clashes)).with_extra(
             clashes=schedule.clashes_json(report))
-    if series and status == BroadcastStatus.SCHEDULED:
-        mark_desired_dirty(db, bc)
-    return bc
 
 
 def check_series(rule: str, start_at: dt.datetime, tz: str) -> None:

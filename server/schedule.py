@@ -158,6 +158,10 @@ def conflicts(db: Session, tz: str, bc: Broadcast, *, now: dt.datetime,
     """How the new broadcast ``bc`` (flushed, so it has an id) meets the others' slots on the
     same nodes over the next CONFLICT_HORIZON. One-offs never clashed with one-offs and still do
     not: a clash needs a series on at least one side."""
+    others = [o for o in planned(db)
+              if o.id != bc.id and (is_series(bc) or is_series(o))]
+    if not others:
+        return ConflictReport()
     reach = Reach(db)
     targets = reach.nodes(bc)
     window_to = now + CONFLICT_HORIZON
@@ -165,9 +169,7 @@ def conflicts(db: Session, tz: str, bc: Broadcast, *, now: dt.datetime,
     if not new or not targets:
         return ConflictReport()
     existing: dict[str, list[Slot]] = {}
-    for other in planned(db):
-        if other.id == bc.id or not (is_series(bc) or is_series(other)):
-            continue
+    for other in others:
         shared = reach.nodes(other) & targets
         if not shared:
             continue

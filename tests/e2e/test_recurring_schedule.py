@@ -42,10 +42,13 @@ def test_daily_rule_reaches_the_agents_and_plays_at_its_time_also_on_a_node_adde
     later = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 2"})
     sinks[later["id"]] = s.start_agent(later)[1]
 
+    def holds_slot(node_id):
+        d = s.ok("GET", f"/api/v1/nodes/{node_id}/desired")
+        return d["body"] and any(e["slot_id"] == slot for e in d["body"]["schedule"]) \
+            and d["desired_applied"] == d["version"] and d
+
     for node_id in sinks:
-        held = s.wait(lambda: (d := s.ok("GET", f"/api/v1/nodes/{node_id}/desired"))["body"]
-                      and any(e["slot_id"] == slot for e in d["body"]["schedule"])
-                      and d["desired_applied"] == d["version"] and d, timeout=15,
+        held = s.wait(lambda n=node_id: holds_slot(n), timeout=15,
                       what=f"{node_id} holds the slot")
         entry = next(e for e in held["body"]["schedule"] if e["slot_id"] == slot)
         assert entry["start_at"] == int(start.timestamp() * 1000)

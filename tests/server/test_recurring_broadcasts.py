@@ -326,3 +326,14 @@ def test_the_schedule_as_icalendar(ward):
     assert f"UID:{slot_id(bc['id'], tomorrow_at(6))}@loaphuong" in text
     assert "SUMMARY:Thông báo" in text
     assert text.count("BEGIN:VEVENT") == 7  # a week from ``from``: one a day
+
+
+def test_an_archived_bulletins_series_leaves_the_desired_states(ward):
+    s, node = ward["s"], ward["node"]
+    series(ward)
+    now = tomorrow_at(5)
+    dispatcher(s, now).refresh_desired()
+    assert desired(s, node["id"])["body"]["schedule"]
+    s.ok("POST", f"/api/v1/bulletins/{ward['bulletin']['id']}/archive")
+    dispatcher(s, now).refresh_desired()
+    assert desired(s, node["id"])["body"]["schedule"] == []
