@@ -337,3 +337,33 @@ def test_an_archived_bulletins_series_leaves_the_desired_states(ward):
     s.ok("POST", f"/api/v1/bulletins/{ward['bulletin']['id']}/archive")
     dispatcher(s, now).refresh_desired()
     assert desired(s, node["id"])["body"]["schedule"] == []
+
+
+def test_a_skipped_day_has_no_slot_anywhere(ward):
+    s, node = ward["s"], ward["node"]
+    skipped = tomorrow_at(6) + dt.timedelta(days=1)
+    bc = series(ward, exdates=[skipped.isoformat()]).json()
+    listed = s.ok("GET", f"/api/v1/areas/{ward['ward']['id']}/schedule",
+                  params={"from": tomorrow_at(0).isoformat()})["slots"]
+    starts = [x["slot_id"] for x in listed]
+    assert slot_id(bc["id"], tomorrow_at(6)) in starts
+    assert slot_id(bc["id"], skipped) not in starts
+    assert slot_id(bc["id"], skipped + dt.timedelta(days=1)) in starts
+    dispatcher(s, tomorrow_at(5)).refresh_desired()
+    assert [e["slot_id"] for e in desired(s, node["id"])["body"]["schedule"]] == [
+        slot_id(bc["id"], tomorrow_at(6))]  # the 48 h window: the next day is skipped
+
+
+def test_a_lunar_series_lists_mung_1_and_ram(ward):
+    s = ward["s"]
+    from schedules.lunar import to_lunar
+    bc = series(ward, rule="FREQ=LUNARMONTHLY;BYMONTHDAY=1,15;BYHOUR=6;BYMINUTE=0").json()
+    listed = s.ok("GET", f"/api/v1/areas/{ward['ward']['id']}/schedule",
+                  params={"from": tomorrow_at(0).isoformat(),
+                          "to": (tomorrow_at(0) + dt.timedelta(days=60)).isoformat()})["slots"]
+    assert len(listed) in (3, 4, 5)
+    for x in listed:
+        assert x["broadcast_id"] == bc["id"]
+        local = dt.datetime.fromisoformat(x["start_at"].replace("Z", "+00:00")).astimezone(TZ)
+        assert local.time() == dt.time(6, 0)
+        assert to_lunar(local.date()).day in (1, 15)
