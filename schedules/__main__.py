@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                               settings.mqtt_password, client_id=settings.mqtt_username,
                               tls=settings.mqtt_tls, ca_file=settings.ca_file or None)
     bridge = Bridge(sessions, transport, settings.topic_prefix,
-                    limits=BridgeLimits.from_settings(settings))
+                    limits=BridgeLimits.from_settings(settings), tz=settings.timezone)
     bridge.start()
     dispatcher = Dispatcher(settings, sessions, transport, key, kid)
     dispatcher.start()

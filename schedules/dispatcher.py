@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import LATE_SLOT_MS
-from server import broadcasts, deliveries, outbox
+from server import broadcasts, deliveries, outbox, schedule
 from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
 from server.keys import KeyRing
@@ -68,8 +68,10 @@ class Dispatcher:
         """Turn every broadcast whose time has come into deliveries and play commands."""
         done = 0
         with self.sessions() as db:
+            # a series never goes out as a command: its slots travel in desired states
             due = db.scalars(select(Broadcast).where(
-                Broadcast.status == BroadcastStatus.SCHEDULED, Broadcast.due_at <= utcnow())
+                Broadcast.status == BroadcastStatus.SCHEDULED, Broadcast.due_at <= utcnow(),
+                Broadcast.recurrence.is_(None))
                              .order_by(Broadcast.priority.desc(), Broadcast.due_at, Broadcast.id)
                              ).all()
             for bc in due:
@@ -97,17 +99,16 @@ class Dispatcher:
 
     def _play_body(self, db: Session, bc: Broadcast, approval: BulletinApproval,
                    media: Media) -> dict:
-        url = f"{self.settings.public_url.rstrip('/')}/media/{media.sha256}.{media.ext}"
         return {"item": {"id": item_id(bc), "title": approval.title,
-                         "media": {"sha256": media.sha256, "url": url, "bytes": media.bytes,
-                                   "duration_ms": media.duration_ms}},
+                         "media": self._media_json(media)},
                 "priority": bc.priority,
                 "start_at": to_ms(bc.start_at) if bc.start_at else None,
                 "volume": bc.volume, "repeat": bc.repeat}
 
-    def _why_not(self, db: Session, bc: Broadcast, now: int
+    def _why_not(self, db: Session, bc: Broadcast, now: int, series: bool = False
                  ) -> tuple[BroadcastStatus, str | None, BulletinApproval | None, Media | None]:
-        """(status, reason, approval, media): what may be sent, or why nothing is."""
+        """(status, reason, approval, media): what may be sent, or why nothing is. A
+        ``series`` is never late: its slots are each judged by the node."""
         approval = db.get(BulletinApproval, bc.approval_id) if bc.approval_id else None
         if approval is None or approval.bulletin_id != bc.bulletin_id \
                 or approval.media_sha256 != bc.media_sha256:
@@ -117,11 +118,13 @@ class Dispatcher:
         media = db.get(Media, approval.media_sha256)
         if media is None:
             return BroadcastStatus.HELD, "media_missing", None, None
-        if bc.start_at is not None:
-            if now - to_ms(bc.start_at) > LATE_SLOT_MS:
-                return BroadcastStatus.SKIPPED, "late", None, None
-        elif now - to_ms(bc.confirmed_at or bc.created_at) > self.settings.command_ttl_s * 1000:
-            return BroadcastStatus.SKIPPED, "expired", None, None
+        if not series:
+            if bc.start_at is not None:
+                if now - to_ms(bc.start_at) > LATE_SLOT_MS:
+                    return BroadcastStatus.SKIPPED, "late", None, None
+            elif now - to_ms(bc.confirmed_at or bc.created_at) > \
+                    self.settings.command_ttl_s * 1000:
+                return BroadcastStatus.SKIPPED, "expired", None, None
         return BroadcastStatus.DISPATCHED, None, approval, media
 
     def _dispatch(self, db: Session, bc: Broadcast) -> None:
@@ -185,19 +188,61 @@ class Dispatcher:
         db.flush()
         return cmd
 
+    def _media_json(self, media: Media) -> dict:
+        url = f"{self.settings.public_url.rstrip('/')}/media/{media.sha256}.{media.ext}"
+        return {"sha256": media.sha256, "url": url, "bytes": media.bytes,
+                "duration_ms": media.duration_ms}
+
+    def _slots_by_node(self, db: Session, now: int, window: int
+                       ) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+        """Every node's schedule entries in [now - LATE_SLOT_MS, now + window) from the series
+        on air, their targets resolved as the area tree is now; and the media by sha256. A
+        series whose approval or media is gone plays nothing (one-offs are held the same way)."""
+        window_from, window_to = from_ms(now - LATE_SLOT_MS), from_ms(now + window)
+        reach = schedule.Reach(db)
+        entries: dict[str, list[dict]] = {}
+        media_by_sha: dict[str, dict] = {}
+        for bc in schedule.series_on_air(db):
+            status, _reason, approval, media = self._why_not(db, bc, now, series=True)
+            if status != BroadcastStatus.DISPATCHED or approval is None or media is None:
+                continue
+            targets = reach.nodes(bc)
+            if not targets:
+                continue
+            media_json = media_by_sha.setdefault(media.sha256, self._media_json(media))
+            item = {"id": item_id(bc), "title": approval.title, "media": media_json}
+            for slot in schedule.slots(db, bc, self.settings.timezone,
+                                       schedule.aware(window_from), schedule.aware(window_to)):
+                if slot.start_at < schedule.aware(window_from):
+                    continue  # began before the window: a node that holds it plays it already
+                entry = {"slot_id": slot.slot_id, "start_at": slot.start_ms,
+                         "priority": slot.priority, "item": item}
+                if bc.volume is not None:
+                    entry["volume"] = bc.volume
+                for node_id in targets:
+                    entries.setdefault(node_id, []).append(entry)
+        return entries, media_by_sha
+
     def refresh_desired(self) -> int:
-        """A new retained desired state for nodes that changed or whose window runs short."""
+        """A new retained desired state for nodes that changed or whose window runs short: its
+        schedule is the node's slots of every series on air, its prefetch their media."""
         now = self.clock()
         window = self.settings.desired_window_h * 3600 * 1000
         done = 0
         with self.sessions() as db:
             nodes = db.scalars(select(Node).where(Node.revoked_at.is_(None)).where(
                 Node.desired_dirty.is_(True) | (Node.desired_exp_ms < now + window // 2))).all()
+            if nodes:
+                slots, media = self._slots_by_node(db, now, window)
             for node in nodes:
                 node.desired_version += 1
+                entries = sorted(slots.get(node.id, []),
+                                 key=lambda e: (e["start_at"], e["slot_id"]))
+                shas = dict.fromkeys(e["item"]["media"]["sha256"] for e in entries)
                 body = {"version": node.desired_version, "tz": self.settings.timezone,
                         "volume": node.volume, "quiet_hours": [],
-                        "groups": node_groups(db, node), "schedule": [], "prefetch": []}
+                        "groups": node_groups(db, node), "schedule": entries,
+                        "prefetch": [media[sha] for sha in shas]}
                 self._command(db, "desired", f"node:{node.id}", body, window, None, node.id,
                               now, retain=True)
                 node.desired_dirty, node.desired_exp_ms = False, now + window

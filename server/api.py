@@ -3,13 +3,16 @@ broadcasts)."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from . import audit, auth, bulletins, users
+from schedules.ical import slots_to_ics
+
+from . import audit, auth, bulletins, schedule, users
 from . import bodies as B
 from . import areas as area_service
 from . import broadcasts as broadcast_service
@@ -20,7 +23,7 @@ from .context import speech
 from .errors import ApiError, bad_request, error_body, not_found, wants_json
 from .i18n import t
 from .models import (MAX_DB_INT, Area, AuditEntry, Broadcast, Command, Event, LexiconEntry, Node,
-                     PlayLog, area_subtree_ids, from_ms, to_ms)
+                     PlayLog, area_subtree_ids, from_ms, to_ms, utcnow)
 from .openapi import document
 from .serializers import area_json, broadcast_json, command_json, node_json
 from .times import iso, parse_time
@@ -151,6 +154,43 @@ def get_area(area_id: int):
     return jsonify(area_json(area))
 
 
+def _schedule(area_id: int) -> tuple[Area, dt.datetime, list]:
+    """The area (404 when the caller may not see it), now, and its slots in ?from=&to= (aware;
+    from defaults to now, to to a week after from; a longer span is cut to MAX_LISTING)."""
+    area = g.db.get(Area, area_id)
+    allowed = auth.user_area_ids(g.db, g.user)
+    if area is None or (allowed is not None and area.id not in allowed):
+        raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+    tz = app_settings().tz
+    now = utcnow().replace(tzinfo=dt.UTC)
+    bounds = {arg: parse_time(request.args.get(arg) or None, arg, tz) for arg in ("from", "to")}
+    start = bounds["from"].replace(tzinfo=dt.UTC) if bounds["from"] else now
+    end = bounds["to"].replace(tzinfo=dt.UTC) if bounds["to"] else \
+        start + dt.timedelta(days=7)
+    start, end = schedule.listing_window(start, end)
+    return area, now, schedule.area_slots(g.db, app_settings().timezone, area.id, start, end)
+
+
+@bp.get("/areas/<int:area_id>/schedule")
+@auth.login_required
+def area_schedule(area_id: int):
+    area, _now, slots = _schedule(area_id)
+    return jsonify({"area_id": area.id, "slots": [schedule.slot_json(slot, bc)
+                                                  for slot, bc in slots]})
+
+
+@bp.get("/areas/<int:area_id>/schedule.ics")
+@auth.login_required
+def area_schedule_ics(area_id: int):
+    area, now, slots = _schedule(area_id)
+    titles = {bc.id: bc.approval.title if bc.approval else bc.bulletin.title for _s, bc in slots}
+    text = slots_to_ics([slot for slot, _bc in slots], now=now, calendar_name=area.name,
+                        title=lambda slot: titles[slot.broadcast_id])
+    return Response(text, mimetype="text/calendar",
+                    headers={"Content-Disposition":
+                             f"attachment; filename=schedule-{area.id}.ics"})
+
+
 # --- nodes -------------------------------------------------------------------------------------
 
 def _alarms(node_ids: list[str], limit: int = 5) -> dict[str, list]:
@@ -223,6 +263,25 @@ def _node(node_id: str) -> Node:
 def get_node(node_id: str):
     node = _node(node_id)
     return jsonify(node_json(g.db, node, _alarms([node.id], 20)[node.id]))
+
+
+@bp.get("/nodes/<node_id>/desired")
+@auth.login_required
+def node_desired(node_id: str):
+    """What the node should hold now: the body of its newest desired state, and the version it
+    reported applying."""
+    node = _node(node_id)
+    recent = g.db.scalars(select(Command).where(
+        Command.type == "desired", Command.node_id == node.id, Command.signed_at.is_not(None))
+        .order_by(Command.created_at.desc()).limit(20)).all()
+    # the newest is the highest version (several may share their creation time)
+    newest = max(recent, key=lambda c: (c.created_at, (c.body or {}).get("version") or 0),
+                 default=None)
+    body = newest.body if newest is not None and newest.body else None
+    return jsonify({"node_id": node.id, "version": (body or {}).get("version"),
+                    "desired_applied": node.desired_applied_version,
+                    "sent_at": iso(newest.published_at) if newest is not None else None,
+                    "body": body})
 
 
 @bp.post("/nodes/<node_id>/revoke")

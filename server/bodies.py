@@ -293,9 +293,9 @@ def _api_time(value: Any, info: ValidationInfo) -> dt.datetime:
         raise _invalid(str(err)) from None
 
 
-ApiTime = Annotated[dt.datetime, _Check(_api_time, {
-    "description": "ISO 8601 (no zone: the configured zone) or epoch ms",
-    "oneOf": [TIME, {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS}]})]
+API_TIME = {"description": "ISO 8601 (no zone: the configured zone) or epoch ms",
+            "oneOf": [TIME, {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS}]}
+ApiTime = Annotated[dt.datetime, _Check(_api_time, API_TIME)]
 
 
 def _node_name(value: Any) -> str:
@@ -489,16 +489,33 @@ class Targets(Body):
         return self
 
 
-def _unsupported(value: Any) -> None:
-    if value is not None:
-        raise _invalid("not supported yet")
+def _api_times(value: Any, info: ValidationInfo) -> list[dt.datetime]:
+    if not isinstance(value, list):
+        raise _invalid("list of times")
+    if len(value) > MAX_EXDATES:
+        raise _invalid(f"at most {MAX_EXDATES}")
+    return [_api_time(v, info) for v in value]
 
 
-Unsupported = Annotated[None, _Check(_unsupported, {"type": "null",
-                                                     "description": "not supported yet"})]
+MAX_EXDATES = 1000
+ApiTimes = Annotated[list[dt.datetime], _Check(_api_times, {
+    "type": "array", "maxItems": MAX_EXDATES, "items": API_TIME,
+    "description": "skipped occurrences (their start)"})]
+# The rule itself is checked against start_at and the zone by the domain (schedules.slots).
+Recurrence = Annotated[str, Text(500, one_line=True, description=(
+    "an RFC 5545 RRULE (FREQ=DAILY;BYHOUR=6,17;BYMINUTE=0) or a lunar rule "
+    "(FREQ=LUNARMONTHLY;BYMONTHDAY=1,15;BYHOUR=6), anchored at start_at in the configured "
+    "time zone"))]
 
 
 class BroadcastCreate(Body):
+    """A one-off (now, or at start_at) or a series (recurrence, anchored at start_at). Whether
+    the rule itself holds (in range, not too frequent, occurring at all) is checked against
+    start_at and the zone: a 422 invalid_recurrence naming the problem."""
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"recurrence": {"type": "null"}, "exdates": {"type": "null"}}},
+        {"required": ["recurrence", "start_at"],
+         "properties": {"recurrence": {"type": "string"}, "start_at": {"not": {"type": "null"}}}}]})
     bulletin_id: DbId
     targets: Targets
     priority: Priority = PRIORITY_NAMES["normal"]
@@ -506,13 +523,24 @@ class BroadcastCreate(Body):
     repeat: Annotated[int, Int(0, 20, "1-20", schema={
         "type": "integer", "minimum": 0, "maximum": 20,
         "description": "0 or absent: once"})] | None = 1
-    recurrence: Unsupported = None
+    recurrence: Recurrence | None = None
+    exdates: ApiTimes | None = None
     start_at: ApiTime | None = None
+    override: Annotated[bool, Flag("true or false")] | None = None
 
     @field_validator("repeat", mode="after")
     @classmethod
     def _once(cls, value):
         return value or 1
+
+    @model_validator(mode="after")
+    def _series(self):
+        if self.recurrence is not None and self.start_at is None:
+            raise _missing("start_at")  # a series is anchored at its start
+        if self.exdates and self.recurrence is None:
+            raise PydanticCustomError("invalid_field", "{detail}", {
+                "detail": "only with recurrence", "field": "exdates"})
+        return self
 
 
 def _password(value: Any) -> str:

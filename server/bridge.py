@@ -28,10 +28,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent import schemas
 from device_agent.protocol import parse_topic
+from schedules.recurrence import DEFAULT_TZ
 
-from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, Telemetry, node_groups,
-                     utcnow)
-from . import deliveries
+from . import deliveries, schedule
+from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, Telemetry,
+                     area_ancestors, node_groups, utcnow)
 from .outbox import command_acked
 from .transport import Transport
 
@@ -241,8 +242,10 @@ class _QuietLog:
 
 class Bridge:
     def __init__(self, sessions: sessionmaker[Session], transport: Transport, prefix: str,
-                 keep_telemetry: bool = True, limits: BridgeLimits | None = None):
+                 keep_telemetry: bool = True, limits: BridgeLimits | None = None,
+                 tz: str = DEFAULT_TZ):
         self.sessions = sessions
+        self.tz = tz  # the zone series are expanded in (settings.timezone)
         self.transport = transport
         self.prefix = prefix
         self.keep_telemetry = keep_telemetry
@@ -381,29 +384,31 @@ class Bridge:
             command_acked(cmd, status, reason, event)
         return None
 
-    def _slot(self, db: Session, node: Node, slot_id: str) -> dict | None:
-        """The schedule slot ``slot_id`` of a recent desired state sent to ``node``."""
-        recent = db.scalars(select(Command.body).where(
-            Command.type == "desired", Command.target == f"node:{node.id}")
-            .order_by(Command.created_at.desc()).limit(20))
-        for body in recent:
-            for slot in (body or {}).get("schedule") or []:
-                if isinstance(slot, dict) and slot.get("slot_id") == slot_id:
-                    return slot
-        return None
+    def _slot_broadcast(self, db: Session, node: Node, slot_id: str) -> Broadcast | None:
+        """The series whose occurrence ``slot_id`` is, when that series targets ``node`` (one
+        of its areas holds the node's cluster, or it names the node); None otherwise."""
+        broadcast_id = schedule.slot_broadcast_id(slot_id)
+        bc = db.get(Broadcast, broadcast_id) if broadcast_id is not None else None
+        if bc is None or bc.recurrence is None:
+            return None
+        areas = {a.id for a in area_ancestors(db, node.cluster_id)}
+        if node.id not in (bc.target_nodes or ()) and not areas & set(bc.target_areas or ()):
+            return None
+        return bc if schedule.is_slot_of(db, bc, slot_id, self.tz) else None
 
     def _played(self, db: Session, node: Node, event: dict) -> Refused | None:
         cmd_id, slot_id = event.get("cmd_id"), event.get("slot_id")
         cmd = self._addressed(db, cmd_id, node) if cmd_id else None
+        series = None
         if cmd is not None:
             item = (cmd.body or {}).get("item") if cmd.type == "play" else None
+            expected = ((item or {}).get("media") or {}).get("sha256")
         else:
-            slot = self._slot(db, node, slot_id) if slot_id and not cmd_id else None
-            if slot is None:
+            series = self._slot_broadcast(db, node, slot_id) if slot_id and not cmd_id else None
+            if series is None:
                 return Refused("unknown_command", f"played for {cmd_id or slot_id!r}, never "
                                "sent to it")
-            item = slot.get("item")
-        expected = ((item or {}).get("media") or {}).get("sha256")
+            expected = series.media_sha256
         result, reason, refused = event["result"], event.get("reason"), None
         sha = event.get("sha256")
         if expected and (sha is not None and sha != expected
@@ -411,7 +416,7 @@ class Bridge:
             # not proof that this broadcast played: what played was other audio (or unnamed)
             result, reason = "failed", "sha256_mismatch"
             refused = Refused("sha256_mismatch", f"played {sha} for {expected}")
-        broadcast_id = cmd.broadcast_id if cmd is not None else None
+        broadcast_id = cmd.broadcast_id if cmd is not None else series.id if series else None
         bulletin_id = None
         if broadcast_id is not None:
             bc = db.get(Broadcast, broadcast_id)

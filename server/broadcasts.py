@@ -1,22 +1,27 @@
-"""Broadcasts: a bulletin's approved recording sent to areas and nodes, now or at a time; the
-second person's confirmation of an emergency, and cancelling. This module alone assigns a
-broadcast's status; the dispatcher calls mark_dispatched and mark_not_sent."""
+"""Broadcasts: a bulletin's approved recording sent to areas and nodes, now, at a time or as a
+series (a recurrence rule: its slots reach the nodes in their desired states, never as play
+commands); the second person's confirmation of an emergency, and cancelling. This module alone
+assigns a broadcast's status; the dispatcher calls mark_dispatched and mark_not_sent."""
 from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from device_agent.protocol import PRIORITY_NAMES
+from schedules.lunar import LunarError
+from schedules.recurrence import RecurrenceError, RecurrenceErrorCode
+from schedules.slots import check_recurrence
 
-from . import auth, deliveries
+from . import auth, deliveries, schedule
 from .bodies import BroadcastCreate
 from .bulletins import current_approval, visible_bulletin
 from .config import Settings
 from .errors import ApiError, bad_request
-from .models import Area, Broadcast, Node, User, area_ancestors, area_subtree_ids, utcnow
+from .models import (Area, Broadcast, Node, User, area_ancestors, area_subtree_ids, to_ms,
+                     utcnow)
 from .outbox import queue_command
 from .times import due_time
 
@@ -75,17 +80,61 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
         elif not auth.can(user, "broadcast.emergency"):
             raise ApiError(403, "emergency_forbidden", "err.emergency_forbidden")
     now = utcnow()
-    if start_at is not None and start_at <= now:
-        start_at = None  # a time already past means now
+    series = body.recurrence is not None
+    if body.recurrence is not None and start_at is not None:  # the model requires start_at
+        check_series(body.recurrence, start_at, s.timezone)
+    start_at = start_at if series or start_at is None or start_at > now else None
+    # (a one-off's time already past means now; a series' is its anchor)
     bc = Broadcast(bulletin_id=b.id, approval_id=approval.id, media_sha256=approval.media_sha256,
                    priority=priority, start_at=start_at,
-                   due_at=due_time(start_at, now, s.schedule_lead_s),
+                   # a series is never dispatched as a command: due_at only records its anchor
+                   due_at=start_at if series else due_time(start_at, now, s.schedule_lead_s),
+                   recurrence=body.recurrence,
+                   exdates=sorted({to_ms(x) for x in body.exdates or ()}) if series else None,
                    target_areas=sorted(set(areas)), target_nodes=sorted(set(nodes)),
                    volume=volume, repeat=repeat, status=status, created_by=user.id,
                    created_at=now)
     db.add(bc)
     db.flush()
+    check_conflicts(db, s, bc, now, bool(body.override))
+    if series and status == BroadcastStatus.SCHEDULED:
+        mark_desired_dirty(db, bc)
     return bc
+
+
+def check_conflicts(db: Session, s: Settings, bc: Broadcast, now: dt.datetime,
+                    override: bool) -> None:
+    """409 schedule_conflict, with the clashing slots, when the new broadcast's slots overlap
+    another's on the same node and neither a higher priority nor ``override`` allows it."""
+    report = schedule.conflicts(db, s.timezone, bc, now=schedule.aware(now), override=override)
+    if not report.ok:
+        raise ApiError(409, "schedule_conflict", "err.schedule_conflict",
+                       count=len(report.clashes)).with_extra(
+            clashes=schedule.clashes_json(report))
+
+
+def check_series(rule: str, start_at: dt.datetime, tz: str) -> None:
+    """A 422 naming what is wrong with a series' rule anchored at ``start_at`` (naive UTC)."""
+    try:
+        check_recurrence(rule, schedule.aware(start_at), tz=tz)
+    except RecurrenceError as err:
+        raise recurrence_error(err.code, err.part) from None
+    except LunarError:
+        raise recurrence_error(RecurrenceErrorCode.INVALID_VALUE, None) from None
+
+
+def recurrence_error(code: RecurrenceErrorCode, part: str | None) -> ApiError:
+    # 422, not 400: the body is as the document describes it, the rule's meaning is refused
+    # (the API answers 400 only for what its schema already refuses)
+    return ApiError(422, "invalid_recurrence", f"err.recurrence.{code}",
+                    part=part or "recurrence").with_extra(problem=str(code), part=part)
+
+
+def mark_desired_dirty(db: Session, bc: Broadcast) -> None:
+    """The nodes a series reaches get a new desired state on the dispatcher's next pass."""
+    ids = target_node_ids(db, bc.target_areas, bc.target_nodes)
+    if ids:
+        db.execute(update(Node).where(Node.id.in_(ids)).values(desired_dirty=True))
 
 
 def check_broadcast_targets(db: Session, user: User, bc: Broadcast) -> None:
@@ -108,9 +157,12 @@ def confirm_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> No
         raise ApiError(403, "second_person", "err.second_person")
     check_broadcast_targets(db, user, bc)
     now = utcnow()
+    bc.status, bc.confirmed_by, bc.confirmed_at = BroadcastStatus.SCHEDULED, user.id, now
+    if bc.recurrence is not None:
+        mark_desired_dirty(db, bc)  # a series keeps its anchor; its slots go out from now on
+        return
     if bc.start_at is not None and bc.start_at <= now:
         bc.start_at = None
-    bc.status, bc.confirmed_by, bc.confirmed_at = BroadcastStatus.SCHEDULED, user.id, now
     bc.due_at = due_time(bc.start_at, now, s.schedule_lead_s)
 
 
@@ -140,6 +192,8 @@ def cancel_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> Non
         raise ApiError(409, "cannot_cancel", "err.cannot_cancel", status=bc.status)
     check_broadcast_targets(db, user, bc)
     now = utcnow()
+    if bc.recurrence is not None:
+        mark_desired_dirty(db, bc)  # its slots leave every desired state
     if bc.status != BroadcastStatus.DISPATCHED:
         deliveries.cancel(bc.deliveries, now)
     else:

@@ -19,8 +19,8 @@ from .bodies import (AreaUpdate, BulletinCreate, BulletinUpdate, BulletinUpload,
                      LexiconEntryCreate, PreviewCreate)
 from .config import Settings
 from .errors import ApiError, bad_request, not_found
-from .models import (Area, Bulletin, BulletinApproval, BulletinEvent, LexiconEntry, Media, User,
-                     area_ancestors, utcnow)
+from .models import (Area, Broadcast, Bulletin, BulletinApproval, BulletinEvent, LexiconEntry,
+                     Media, User, area_ancestors, utcnow)
 from .times import iso
 
 
@@ -376,4 +376,8 @@ def transition(db: Session, user: User, b: Bulletin, action: str, comment: str |
         for a in b.approvals:  # nothing of an archived bulletin airs any more
             if a.revoked_at is None:
                 a.revoked_at, a.revoked_reason = now, "bulletin_archived"
+        from .broadcasts import mark_desired_dirty  # broadcasts imports this module
+        for bc in db.scalars(select(Broadcast).where(Broadcast.bulletin_id == b.id,
+                                                     Broadcast.recurrence.is_not(None))):
+            mark_desired_dirty(db, bc)  # its slots leave the nodes' desired states
     _log(db, b, user, action, comment)

@@ -13,6 +13,11 @@ class ApiError(Exception):
     def __init__(self, http_status: int, code: str, key: str, /, **params):
         super().__init__(code)
         self.status, self.code, self.key, self.params = http_status, code, key, params
+        self.extra: dict = {}  # more members of the error object (e.g. a conflict's slots)
+
+    def with_extra(self, **extra) -> ApiError:
+        self.extra.update(extra)
+        return self
 
     def message(self) -> str:
         params = {k: (t(v) if isinstance(v, str) and v.startswith("thing.") else v)
@@ -28,8 +33,8 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", "err.not_found", what=what)
 
 
-def error_body(code: str, message: str, status: int):
-    return jsonify({"error": {"code": code, "message": message}}), status
+def error_body(code: str, message: str, status: int, extra: dict | None = None):
+    return jsonify({"error": {**(extra or {}), "code": code, "message": message}}), status
 
 
 def wants_json() -> bool:
@@ -40,7 +45,7 @@ def wants_json() -> bool:
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(err: ApiError):
-        return error_body(err.code, err.message(), err.status)
+        return error_body(err.code, err.message(), err.status, err.extra)
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):

@@ -41,6 +41,47 @@ CATALOGUE: dict[str, dict[str, str]] = {
                        "en": "No target areas or nodes given."},
     "err.no_nodes": {"vi": "Địa bàn được chọn chưa có thiết bị nào.",
                      "en": "The chosen targets hold no nodes."},
+    "err.schedule_conflict": {
+        "vi": "Lịch phát trùng giờ với {count} lượt phát khác trên cùng thiết bị; chọn mức ưu "
+              "tiên cao hơn hoặc gửi \"override\": true để vẫn phát.",
+        "en": "The schedule overlaps {count} other slots on the same nodes; give it a higher "
+              "priority or send \"override\": true to allow the overlap."},
+    # a broadcast's recurrence refused, one entry per schedules.recurrence.RecurrenceErrorCode
+    "err.recurrence.empty": {"vi": "Lịch lặp (recurrence) đang trống.",
+                             "en": "The recurrence rule is empty."},
+    "err.recurrence.unparsable": {
+        "vi": "Lịch lặp không đọc được: cần dạng TÊN=GIÁ_TRỊ;TÊN=GIÁ_TRỊ (RRULE).",
+        "en": "The recurrence rule cannot be read: it must be NAME=VALUE;NAME=VALUE (RRULE)."},
+    "err.recurrence.unsupported_part": {
+        "vi": "Lịch lặp có phần {part} không được hỗ trợ.",
+        "en": "The recurrence rule's part {part} is not supported."},
+    "err.recurrence.duplicate_part": {
+        "vi": "Lịch lặp có phần {part} xuất hiện hai lần.",
+        "en": "The recurrence rule gives {part} twice."},
+    "err.recurrence.missing_freq": {
+        "vi": "Lịch lặp thiếu FREQ (DAILY, WEEKLY, MONTHLY, YEARLY, HOURLY hoặc LUNARMONTHLY).",
+        "en": "The recurrence rule lacks FREQ (DAILY, WEEKLY, MONTHLY, YEARLY, HOURLY or "
+              "LUNARMONTHLY)."},
+    "err.recurrence.invalid_value": {
+        "vi": "Lịch lặp có giá trị {part} sai dạng hoặc ngoài phạm vi.",
+        "en": "The recurrence rule's {part} is malformed or out of range."},
+    "err.recurrence.too_frequent": {
+        "vi": "Lịch lặp quá dày ({part}): nhiều nhất một lần mỗi phút.",
+        "en": "The recurrence rule is too frequent ({part}): at most once a minute."},
+    "err.recurrence.count_and_until": {
+        "vi": "Lịch lặp không được có cả COUNT và UNTIL.",
+        "en": "The recurrence rule may not have both COUNT and UNTIL."},
+    "err.recurrence.never_occurs": {
+        "vi": "Lịch lặp không có lần phát nào kể từ thời điểm bắt đầu (start_at).",
+        "en": "The recurrence rule has no occurrence from its start (start_at) on."},
+    "err.recurrence.too_many": {
+        "vi": "Lịch lặp sinh quá nhiều lần phát.",
+        "en": "The recurrence rule yields too many occurrences."},
+    "err.recurrence.bad_timezone": {"vi": "Múi giờ của lịch lặp không hợp lệ.",
+                                    "en": "The recurrence's time zone is not valid."},
+    "err.recurrence.naive_datetime": {
+        "vi": "Thời điểm của lịch lặp thiếu múi giờ.",
+        "en": "A time of the recurrence lacks its time zone."},
     "err.speech_failed": {"vi": "Không tạo được giọng đọc: {detail}.",
                           "en": "Speech could not be made: {detail}."},
     "err.upload.empty": {"vi": "Tệp tải lên rỗng.", "en": "The uploaded file is empty."},

@@ -216,7 +216,11 @@ class Broadcast(Base):
     approval_id: Mapped[int | None] = mapped_column(ForeignKey("bulletin_approvals.id"))
     media_sha256: Mapped[str | None] = mapped_column(String(64))
     priority: Mapped[int] = mapped_column(Integer)
-    start_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # None: now
+    start_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # None: now; a series' anchor
+    # a series: an RRULE or a lunar rule (schedules.slots), anchored at start_at in the
+    # configured zone; None: a one-off. exdates: the skipped occurrences, epoch ms.
+    recurrence: Mapped[str | None] = mapped_column(String(500))
+    exdates: Mapped[list | None] = mapped_column(JSON)
     due_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)  # when to dispatch
     target_areas: Mapped[list] = mapped_column(JSON, default=list)
     target_nodes: Mapped[list] = mapped_column(JSON, default=list)

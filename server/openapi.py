@@ -68,7 +68,24 @@ NULLABLE_STR = {"type": ["string", "null"]}
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message"],
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                       "problem": {"type": "string", "description": "invalid_recurrence: "
+                                   "what is wrong with the rule (too_frequent, never_occurs, …)"},
+                       "part": {**NULLABLE_STR, "description": "invalid_recurrence: the rule's "
+                                "part at fault"},
+                       "clashes": {"type": "array", "description": "schedule_conflict: the new "
+                                   "slots that overlap others on the same node",
+                                   "items": _ref("Clash")}}}}},
+    "Slot": {"type": "object", "properties": {
+        "slot_id": {"type": "string"}, "broadcast_id": {"type": "integer"},
+        "bulletin_id": {"type": "integer"},
+        "start_at": {"type": "string", "format": "date-time"},
+        "end_at": {"type": "string", "format": "date-time"}, "priority": {"type": "integer"},
+        "targets": {"type": "object", "properties": {
+            "areas": {"type": "array", "items": {"type": "integer"}},
+            "nodes": {"type": "array", "items": {"type": "string"}}}}}},
+    "Clash": {"type": "object", "properties": {
+        "node_id": {"type": "string"}, "slot": _ref("Slot"), "existing": _ref("Slot")}},
     "Area": {"type": "object", "properties": {
         "id": {"type": "integer"}, "parent_id": {"type": ["integer", "null"]},
         "kind": {"type": "string", "enum": ["province", "city", "district", "ward", "commune",
@@ -140,7 +157,11 @@ SCHEMAS = {
         "approval": {"type": "object", "description": "the approved revision that airs",
                      "properties": {"id": {"type": ["integer", "null"]}, "sha256": NULLABLE_STR,
                                     "revision": {"type": ["integer", "null"]}}},
-        "confirmed_at": NULLABLE_STR, "start_at": NULLABLE_STR,
+        "confirmed_at": NULLABLE_STR,
+        "start_at": {**NULLABLE_STR, "description": "a series: its anchor"},
+        "recurrence": {**NULLABLE_STR, "description": "a series' rule; null: a one-off"},
+        "exdates": {"type": "array", "items": {"type": "string"},
+                    "description": "the series' skipped occurrences"},
         "summary": {"type": "object", "properties": {k: {"type": "integer"} for k in (
             "total", "sent", "acked", "played", "failed")}},
         "nodes": {"type": "array", "items": {"type": "object", "properties": {
@@ -157,6 +178,9 @@ SCHEMAS = {
 }
 
 _LIST = {"type": "object"}
+SCHEDULE_WINDOW = [
+    _query("from", TIME_OR_EMPTY, "the window's start (default: now)"),
+    _query("to", TIME_OR_EMPTY, "its end (default: a week after from; at most 92 days after)")]
 PATHS = {
     "/api/v1/openapi.json": {"get": _op("This document", _ok({"type": "object"}), secure=False,
                                         errors=())},
@@ -188,6 +212,17 @@ PATHS = {
         "get": _op("One area", _ok(_ref("Area")), params=[_path_param("area_id")]),
         "patch": _op("Rename an area or set its speech defaults for bulletins below it",
                      _ok(_ref("Area")), body=_ref("AreaUpdate"), params=[_path_param("area_id")])},
+    "/api/v1/areas/{area_id}/schedule": {"get": _op(
+        "The expanded slots of the area and every area below it, from every planned broadcast "
+        "(series and timed one-offs) reaching it, in start order",
+        _ok({"type": "object", "properties": {"area_id": {"type": "integer"}, "slots": {
+            "type": "array", "items": _ref("Slot")}}}),
+        params=[_path_param("area_id"), *SCHEDULE_WINDOW])},
+    "/api/v1/areas/{area_id}/schedule.ics": {"get": _op(
+        "The same slots as an iCalendar document for staff calendars (one event per slot, "
+        "its slot id as UID)",
+        {"description": "OK", "content": {"text/calendar": {"schema": {"type": "string"}}}},
+        params=[_path_param("area_id"), *SCHEDULE_WINDOW])},
     "/api/v1/areas/{area_id}/lexicon": {
         "get": _op("The area's own lexicon entries, and the effective lexicon (with those of "
                    "areas above it)", _ok({"type": "object", "properties": {
@@ -218,6 +253,14 @@ PATHS = {
                     errors=("400", "401", "403", "404", "409"))},
     "/api/v1/nodes/{node_id}": {"get": _op("One node", _ok(_ref("Node")),
                                            params=[_path_param("node_id", NODE_ID)])},
+    "/api/v1/nodes/{node_id}/desired": {"get": _op(
+        "What the node should hold now: the body of its newest desired state (version, tz, "
+        "volume, groups, schedule of slots, prefetch; docs/protocol.md) and the version the "
+        "node reported applying", _ok({"type": "object", "properties": {
+            "node_id": {"type": "string"}, "version": {"type": ["integer", "null"]},
+            "desired_applied": {"type": ["integer", "null"]}, "sent_at": NULLABLE_STR,
+            "body": {"type": ["object", "null"]}}}),
+        params=[_path_param("node_id", NODE_ID)])},
     "/api/v1/nodes/{node_id}/revoke": {"post": _op(
         "Revoke a node: its broker account and ACL go, its session is cut, its retained "
         "desired state is cleared and broadcasts no longer count it (technician, admin)",
@@ -257,11 +300,15 @@ PATHS = {
             "required": False, **_json(_ref("BulletinAction"))}}},
     "/api/v1/broadcasts": {
         "get": _op("Recent broadcasts", _ok(_LIST)),
-        "post": _op("Broadcast an approved bulletin now or at a time; live and emergency "
+        "post": _op("Broadcast an approved bulletin now, at a time or as a series "
+                    "(recurrence: 422 invalid_recurrence names what is wrong with the rule); "
+                    "slots overlapping another broadcast's on the same node are a 409 "
+                    "schedule_conflict with the clashes, unless of higher priority or with "
+                    "override; live and emergency "
                     "priority need the approver role, or wait for a second person where the "
                     "area asks for one (status awaiting_confirmation)",
                     _ok(_ref("Broadcast"), "Created"), body=_ref("BroadcastCreate"),
-                    status="201", errors=("400", "401", "403", "404", "409"))},
+                    status="201", errors=("400", "401", "403", "404", "409", "422"))},
     "/api/v1/broadcasts/{broadcast_id}": {"get": _op(
         "Per node: sent, acked, played, failed, with reasons", _ok(_ref("Broadcast")),
         params=[_path_param("broadcast_id")])},

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from . import deliveries
-from .models import Area, Broadcast, Command, Node, node_groups
+from .models import Area, Broadcast, Command, Node, from_ms, node_groups
 from .times import iso
 
 
@@ -46,4 +46,7 @@ def broadcast_json(db: Session, bc: Broadcast) -> dict:
             "created_at": iso(bc.created_at),
             "dispatched_at": iso(bc.dispatched_at), "cancelled_at": iso(bc.cancelled_at),
             "targets": {"areas": bc.target_areas, "nodes": bc.target_nodes},
-            "volume": bc.volume, "repeat": bc.repeat, "summary": counts, "nodes": nodes}
+            "volume": bc.volume, "repeat": bc.repeat,
+            "recurrence": bc.recurrence,
+            "exdates": [iso(from_ms(ms)) for ms in bc.exdates or ()],
+            "summary": counts, "nodes": nodes}

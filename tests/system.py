@@ -84,7 +84,7 @@ class System:
                                        client_id=s.mqtt_username)  # the broker forces it
         assert self.transport.wait_connected(10), "dispatcher could not connect to the broker"
         Bridge(sessions, self.transport, s.topic_prefix,
-               limits=BridgeLimits.from_settings(s)).start()
+               limits=BridgeLimits.from_settings(s), tz=s.timezone).start()
         kid, key = load_signing_key(s.signing_key_file)
         self.dispatcher = Dispatcher(s, sessions, self.transport, key, kid)
         self.dispatcher.start(interval_s=0.2)

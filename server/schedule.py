@@ -1,0 +1,231 @@
+"""The schedule as stored: each broadcast's slots (schedules.slots over the database's rows), the
+nodes a broadcast reaches when a window is built, and the conflict check a new broadcast passes.
+The API, the dispatcher's desired states and the bridge's proof of play all read slots here."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from schedules.lunar import FIRST_YEAR, LAST_YEAR
+from schedules.slots import (BroadcastSpec, ConflictReport, Content, ContentKind, Slot,
+                             broadcast_slots, find_conflicts, is_occurrence)
+
+from . import broadcasts
+from .models import Area, Broadcast, Media, Node
+
+# A new broadcast is checked against the others over this much of the future.
+CONFLICT_HORIZON = dt.timedelta(days=30)
+# The longest span one schedule listing expands.
+MAX_LISTING = dt.timedelta(days=92)
+# A slot whose media is unknown still takes this long in conflicts and listings.
+MIN_SLOT = dt.timedelta(seconds=1)
+# How many clashing slots a 409 names.
+MAX_CLASHES = 50
+
+
+def aware(naive_utc: dt.datetime) -> dt.datetime:
+    """A stored (naive UTC) time as the schedule domain takes it."""
+    return naive_utc.replace(tzinfo=dt.UTC)
+
+
+def naive(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def from_ms_aware(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
+def is_series(bc: Broadcast) -> bool:
+    return bc.recurrence is not None
+
+
+def duration(db: Session, bc: Broadcast) -> dt.timedelta:
+    """How long one slot of the broadcast plays: its approved media, once per repeat."""
+    media = db.get(Media, bc.media_sha256) if bc.media_sha256 else None
+    played = dt.timedelta(milliseconds=(media.duration_ms if media else 0) * (bc.repeat or 1))
+    return max(played, MIN_SLOT)
+
+
+def spec(db: Session, bc: Broadcast, tz: str) -> BroadcastSpec:
+    start = bc.start_at or bc.due_at or bc.created_at
+    return BroadcastSpec(
+        broadcast_id=bc.id, start_at=aware(start), duration=duration(db, bc),
+        priority=bc.priority, content=Content(ContentKind.BULLETIN, bc.bulletin_id),
+        recurrence=bc.recurrence, exdates=tuple(from_ms_aware(ms) for ms in bc.exdates or ()),
+        tz=tz)
+
+
+# Windows are expanded this much at a time: a rule may play once a minute, and one expansion
+# stops at schedules.recurrence.MAX_OCCURRENCES.
+CHUNK = dt.timedelta(days=3)
+
+
+def slots(db: Session, bc: Broadcast, tz: str, window_from: dt.datetime,
+          window_to: dt.datetime) -> list[Slot]:
+    """The broadcast's slots that share time with [window_from, window_to) (aware times)."""
+    plan = spec(db, bc, tz)
+    found: dict[str, Slot] = {}
+    start = window_from
+    while start < window_to:
+        end = min(start + CHUNK, window_to)
+        for slot in broadcast_slots(plan, start, end):
+            found.setdefault(slot.slot_id, slot)  # one spanning two chunks comes twice
+        start = end
+    return sorted(found.values())
+
+
+def slot_broadcast_id(slot_id: str) -> int | None:
+    """The broadcast a slot id names ("b42-20260101T230000Z" -> 42), or None."""
+    head, sep, stamp = slot_id.partition("-")
+    if not sep or not head.startswith("b") or not head[1:].isdecimal() or len(head) > 20:
+        return None
+    return int(head[1:])
+
+
+def slot_start(slot_id: str) -> dt.datetime | None:
+    """The original start a slot id names, aware UTC, or None."""
+    _head, _sep, stamp = slot_id.partition("-")
+    try:
+        return dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def is_slot_of(db: Session, bc: Broadcast, slot_id: str, tz: str) -> bool:
+    """Whether ``slot_id`` is one of the broadcast's occurrences (exdates applied)."""
+    start = slot_start(slot_id)
+    return (start is not None and slot_broadcast_id(slot_id) == bc.id
+            and is_occurrence(spec(db, bc, tz), start))
+
+
+def planned(db: Session) -> list[Broadcast]:
+    """The broadcasts that still plan slots: every series not cancelled, and the timed one-offs
+    not yet done with."""
+    live = (broadcasts.BroadcastStatus.SCHEDULED, broadcasts.BroadcastStatus.AWAITING_CONFIRMATION,
+            broadcasts.BroadcastStatus.DISPATCHED)
+    return list(db.scalars(select(Broadcast).where(
+        Broadcast.status.in_(live),
+        Broadcast.recurrence.is_not(None) | Broadcast.start_at.is_not(None))
+        .order_by(Broadcast.id)))
+
+
+def series_on_air(db: Session) -> list[Broadcast]:
+    """The series whose slots go into desired states: scheduled (a cancelled one leaves no
+    slot anywhere; one awaiting confirmation airs nothing yet)."""
+    return list(db.scalars(select(Broadcast).where(
+        Broadcast.status == broadcasts.BroadcastStatus.SCHEDULED,
+        Broadcast.recurrence.is_not(None)).order_by(Broadcast.id)))
+
+
+class Reach:
+    """Which nodes a broadcast's targets reach, read once for a whole pass: areas at any depth
+    through the area tree as it is now, plus single nodes; revoked nodes never."""
+
+    def __init__(self, db: Session):
+        self.children: dict[int | None, list[int]] = {}
+        for area_id, parent_id in db.execute(select(Area.id, Area.parent_id)):
+            self.children.setdefault(parent_id, []).append(area_id)
+        self.by_cluster: dict[int, set[str]] = {}
+        self.live: set[str] = set()
+        for node_id, cluster_id in db.execute(select(Node.id, Node.cluster_id).where(
+                Node.revoked_at.is_(None))):
+            self.by_cluster.setdefault(cluster_id, set()).add(node_id)
+            self.live.add(node_id)
+
+    def subtree(self, roots: Iterable[int]) -> set[int]:
+        seen: set[int] = set()
+        stack = list(roots)
+        while stack:
+            area_id = stack.pop()
+            if area_id not in seen:
+                seen.add(area_id)
+                stack.extend(self.children.get(area_id, ()))
+        return seen
+
+    def nodes(self, bc: Broadcast) -> set[str]:
+        found = {n for n in bc.target_nodes or () if n in self.live}
+        for area_id in self.subtree(bc.target_areas or ()):
+            found |= self.by_cluster.get(area_id, set())
+        return found
+
+
+def conflicts(db: Session, tz: str, bc: Broadcast, *, now: dt.datetime,
+              override: bool) -> ConflictReport:
+    """How the new broadcast ``bc`` (flushed, so it has an id) meets the others' slots on the
+    same nodes over the next CONFLICT_HORIZON. One-offs never clashed with one-offs and still do
+    not: a clash needs a series on at least one side."""
+    others = [o for o in planned(db)
+              if o.id != bc.id and (is_series(bc) or is_series(o))]
+    if not others:
+        return ConflictReport()
+    reach = Reach(db)
+    targets = reach.nodes(bc)
+    window_to = now + CONFLICT_HORIZON
+    new = slots(db, bc, tz, now, window_to)
+    if not new or not targets:
+        return ConflictReport()
+    existing: dict[str, list[Slot]] = {}
+    for other in others:
+        shared = reach.nodes(other) & targets
+        if not shared:
+            continue
+        theirs = slots(db, other, tz, now, window_to)
+        for node_id in shared:
+            existing.setdefault(node_id, []).extend(theirs)
+    return find_conflicts(existing, {n: new for n in sorted(targets)}, now=now,
+                          override=override)
+
+
+def iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def slot_json(slot: Slot, bc: Broadcast | None = None) -> dict:
+    out = {"slot_id": slot.slot_id, "broadcast_id": slot.broadcast_id,
+           "start_at": iso(slot.start_at), "end_at": iso(slot.end_at),
+           "priority": slot.priority}
+    if bc is not None:
+        out |= {"bulletin_id": bc.bulletin_id,
+                "targets": {"areas": bc.target_areas, "nodes": bc.target_nodes}}
+    return out
+
+
+def clashes_json(report: ConflictReport) -> list[dict]:
+    return [{"node_id": c.node_id, "slot": slot_json(c.new), "existing": slot_json(c.existing)}
+            for c in report.clashes[:MAX_CLASHES]]
+
+
+# A listing's window is held to the years the lunar calendar covers (and every clock can hold).
+EARLIEST = dt.datetime(FIRST_YEAR + 1, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(LAST_YEAR - 1, 12, 1, tzinfo=dt.UTC)
+
+
+def listing_window(window_from: dt.datetime, window_to: dt.datetime
+                   ) -> tuple[dt.datetime, dt.datetime]:
+    """A requested window (aware) held to at most MAX_LISTING long and to the years covered;
+    an empty window (to before from) stays empty."""
+    start = min(max(window_from, EARLIEST), LATEST)
+    return start, max(start, min(window_to, start + MAX_LISTING, LATEST))
+
+
+def area_slots(db: Session, tz: str, area_id: int, window_from: dt.datetime,
+               window_to: dt.datetime) -> list[tuple[Slot, Broadcast]]:
+    """The slots in [window_from, window_to) of every planned broadcast that reaches the area or
+    below: one of its nodes, the area itself or an area above it, or one inside it."""
+    if window_to <= window_from:
+        return []
+    reach = Reach(db)
+    below = reach.subtree([area_id])
+    nodes_below = set().union(*(reach.by_cluster.get(a, set()) for a in below))
+    out: list[tuple[Slot, Broadcast]] = []
+    for bc in planned(db):
+        above_or_below = reach.subtree(bc.target_areas or ())
+        if not (area_id in above_or_below or below & set(bc.target_areas or ())
+                or nodes_below & set(bc.target_nodes or ())):
+            continue
+        out += [(s, bc) for s in slots(db, bc, tz, window_from, window_to)]
+    return sorted(out, key=lambda pair: pair[0])

@@ -1,0 +1,75 @@
+"""A recurring broadcast over the real stack: its daily rule reaches the ward's agents in their
+desired states and plays at its time on each, from the approved audio, with a play log naming the
+slot; a node provisioned into the ward after the broadcast was created gets the slot too."""
+import datetime as dt
+import hashlib
+import json
+
+from schedules.slots import slot_id
+
+TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
+LEAD = dt.timedelta(seconds=15)  # time for a late agent to start, connect and prefetch
+
+
+def _played(sink) -> list[dict]:
+    log = sink / "played.jsonl"
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def _sink_files(sink, sha):
+    return [p for p in sink.glob(f"*{sha}*") if p.suffix != ".jsonl"] if sink.exists() else []
+
+
+def test_daily_rule_reaches_the_agents_and_plays_at_its_time_also_on_a_node_added_later(system):
+    s = system
+    ward = s.area("Phường Lê Chân", "HP-LC", "ward")
+    cluster = s.area("Cụm loa khu phố 3", "HP-LC-3", "cluster", ward["id"])
+    first = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
+    sinks = {first["id"]: s.start_agent(first)[1]}
+    s.wait(lambda: s.ok("GET", f"/api/v1/nodes/{first['id']}")["online"], what="agent online")
+    b = s.approved_bulletin("Bản tin buổi sáng", "Phường Lê Chân thông báo lịch tiêm chủng.")
+
+    start = (dt.datetime.now(TZ) + LEAD).replace(microsecond=0)
+    bc = s.ok("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": b["id"], "targets": {"areas": [ward["id"]]},
+        "recurrence": "FREQ=DAILY", "start_at": start.isoformat()})
+    assert bc["status"] == "scheduled" and bc["recurrence"] == "FREQ=DAILY"
+    slot = slot_id(bc["id"], start)
+
+    # provisioned into the ward after the broadcast was made
+    later = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 2"})
+    sinks[later["id"]] = s.start_agent(later)[1]
+
+    def holds_slot(node_id):
+        d = s.ok("GET", f"/api/v1/nodes/{node_id}/desired")
+        return d["body"] and any(e["slot_id"] == slot for e in d["body"]["schedule"]) \
+            and d["desired_applied"] == d["version"] and d
+
+    for node_id in sinks:
+        held = s.wait(lambda n=node_id: holds_slot(n), timeout=15,
+                      what=f"{node_id} holds the slot")
+        entry = next(e for e in held["body"]["schedule"] if e["slot_id"] == slot)
+        assert entry["start_at"] == int(start.timestamp() * 1000)
+        assert entry["item"]["media"]["sha256"] == b["sha256"]
+        # tomorrow's occurrence is in the window too
+        assert slot_id(bc["id"], start + dt.timedelta(days=1)) in \
+            [e["slot_id"] for e in held["body"]["schedule"]]
+
+    logs = s.wait(lambda: len(r := [p for p in s.ok("GET", "/api/v1/playlogs")["playlogs"]
+                                    if p["slot_id"] == slot]) == 2 and r,
+                  timeout=LEAD.total_seconds() + 30, what="both nodes played the slot")
+    assert sorted(p["node_id"] for p in logs) == sorted(sinks)
+    for log in logs:
+        assert log["broadcast_id"] == bc["id"] and log["bulletin_id"] == b["id"]
+        assert log["result"] == "completed" and log["sha256"] == b["sha256"]
+        started = dt.datetime.fromisoformat(log["started_at"].replace("Z", "+00:00"))
+        assert abs(started - start) < dt.timedelta(seconds=2), (started, start)
+    for node_id, sink in sinks.items():
+        assert [p["sha256"] for p in _played(sink)] == [b["sha256"]]
+        (played_file,) = _sink_files(sink, b["sha256"])
+        assert hashlib.sha256(played_file.read_bytes()).hexdigest() == b["sha256"]
+        assert s.ok("GET", f"/api/v1/nodes/{node_id}")["rejected"]["messages"] == 0
+    # a series stays scheduled: it was never dispatched as a play command
+    assert s.ok("GET", f"/api/v1/broadcasts/{bc['id']}")["status"] == "scheduled"
