@@ -389,8 +389,8 @@ def line_json(line: Line) -> dict:
 
 def report_json(db: Session, report: Report, start: dt.datetime, end: dt.datetime,
                 now: dt.datetime, grace: dt.timedelta) -> dict:
-    names = dict(db.execute(select(Area.id, Area.name).where(
-        Area.id.in_(list(report.by_area) or [-1]))).tuples())
+    names = {area_id: name for area_id, name in db.execute(select(Area.id, Area.name).where(
+        Area.id.in_(list(report.by_area) or [-1])))}
     return {"from": _iso(start), "to": _iso(end), "generated_at": _iso(now),
             "grace_s": int(grace.total_seconds()),
             "items": [line_json(line) for line in report.lines],
