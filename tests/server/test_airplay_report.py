@@ -182,3 +182,9 @@ def test_csv_has_one_row_per_item_and_no_totals():
     assert len(rows) == 3
     assert rows[1].endswith(",aired,") or rows[2].endswith(",aired,")
     assert any(r.endswith(",missed,no_report") for r in rows[1:])
+
+
+def test_every_status_and_reason_reads_in_both_languages():
+    from server.i18n import CATALOGUE
+    for key in [f"airstatus.{s}" for s in AirStatus] + [f"airreason.{r}" for r in MissReason]:
+        assert set(CATALOGUE[key]) == {"vi", "en"} and all(CATALOGUE[key].values()), key
