@@ -275,6 +275,27 @@ def _one_offs(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.d
             node_id=d.node_id, area_id=nodes[d.node_id].cluster_id, broadcast_id=bc.id,
             scheduled_at=at, end_at=at + dt.timedelta(milliseconds=ms * (bc.repeat or 1)),
             media_ms=ms, repeat=bc.repeat or 1, cmd_id=d.command_id, server_reason=server))
+    return out + _not_yet_sent(db, nodes, start, end, media)
+
+
+def _not_yet_sent(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.datetime,
+                  media: dict[str, int]) -> list[PlannedItem]:
+    """A timed one-off the dispatcher has not sent yet (it has no deliveries): planned for the
+    nodes its targets reach now, so it is pending, and missed if it never goes out."""
+    reach = None
+    out = []
+    for bc in db.scalars(select(Broadcast).where(
+            Broadcast.recurrence.is_(None), Broadcast.status == BroadcastStatus.SCHEDULED,
+            Broadcast.start_at >= schedule.naive(start), Broadcast.start_at < schedule.naive(end),
+            ~Broadcast.deliveries.any()).order_by(Broadcast.id)):
+        reach = reach or schedule.Reach(db)
+        assert bc.start_at is not None  # the query asks for it
+        at, ms = schedule.aware(bc.start_at), _media_ms(db, bc, media)
+        for node_id in sorted(reach.nodes(bc) & set(nodes)):
+            out.append(PlannedItem(
+                node_id=node_id, area_id=nodes[node_id].cluster_id, broadcast_id=bc.id,
+                scheduled_at=at, end_at=at + dt.timedelta(milliseconds=ms * (bc.repeat or 1)),
+                media_ms=ms, repeat=bc.repeat or 1))
     return out
 
 

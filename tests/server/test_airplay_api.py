@@ -173,3 +173,14 @@ def test_the_report_is_scoped_to_the_callers_area(ward):
 def test_a_bad_query_is_a_400_naming_the_field(ward, query):
     r = ward["s"].call("GET", f"/api/v1/reports/airplay{query}")
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid"
+
+
+def test_a_timed_one_off_not_yet_sent_is_pending_for_every_node_it_targets(ward):
+    s = ward["s"]
+    later = NOW + dt.timedelta(days=2)
+    bc = s.ok("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": ward["bulletin"]["id"], "targets": {"areas": [ward["ward"]["id"]]},
+        "start_at": later.isoformat(), "override": True})
+    got = report(s, window(later - dt.timedelta(minutes=1), later + dt.timedelta(minutes=1)))
+    assert [(i["broadcast_id"], i["node_id"], i["cmd_id"], i["status"])
+            for i in got["items"]] == [(bc["id"], ward["node"]["id"], None, "pending")]
