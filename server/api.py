@@ -12,7 +12,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from schedules.ical import slots_to_ics
 
-from . import audit, auth, bulletins, schedule, users
+from . import audit, auth, bulletins, reports, schedule, users
 from . import bodies as B
 from . import areas as area_service
 from . import broadcasts as broadcast_service
@@ -517,6 +517,42 @@ def _playlog_json(p: PlayLog) -> dict:
             "item_id": p.item_id, "cmd_id": p.cmd_id, "slot_id": p.slot_id, "sha256": p.sha256,
             "scheduled_at": t(p.scheduled_at_ms), "started_at": t(p.started_at_ms),
             "ended_at": t(p.ended_at_ms), "result": p.result, "reason": p.reason}
+
+
+# --- airplay report ----------------------------------------------------------------------------
+
+@bp.get("/reports/airplay")
+@auth.login_required
+def airplay_report():
+    """Proof of play: every planned slot or command of the nodes in scope (the caller's area,
+    ?area= below it, ?node=) in [from, to) against what the nodes reported (server/reports.py).
+    to defaults to now, from to a day before to; a longer span is cut to 92 days."""
+    allowed = auth.user_area_ids(g.db, g.user)
+    areas = allowed
+    area_id = _query_id("area")
+    if area_id is not None:
+        area = g.db.get(Area, area_id)
+        if area is None or (allowed is not None and area_id not in allowed):
+            raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+        below = area_subtree_ids(g.db, [area_id])
+        areas = below if allowed is None else below & allowed
+    node_id = request.args.get("node") or None
+    if node_id is not None:
+        _node(node_id)
+    s = app_settings()
+    now = utcnow().replace(tzinfo=dt.UTC)
+    bounds = {arg: parse_time(request.args.get(arg) or None, arg, s.tz) for arg in ("from", "to")}
+    end = bounds["to"].replace(tzinfo=dt.UTC) if bounds["to"] else now
+    start = bounds["from"].replace(tzinfo=dt.UTC) if bounds["from"] else \
+        end - dt.timedelta(days=1)
+    start, end = schedule.listing_window(start, end)
+    grace = dt.timedelta(seconds=s.airplay_grace_s)
+    report = reports.build(g.db, s.timezone, areas=areas, node_id=node_id, start=start,
+                           end=end, now=now, grace=grace)
+    if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
+        return Response(reports.report_csv(report), mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=airplay.csv"})
+    return jsonify(reports.report_json(g.db, report, start, end, now, grace))
 
 
 # --- audit log ---------------------------------------------------------------------------------

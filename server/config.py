@@ -49,6 +49,9 @@ class Settings:
     command_ttl_s: int = 600               # how long an immediate command stays valid
     desired_window_h: int = 48
     schedule_lead_s: int = 120             # a timed broadcast is sent this long before its start
+    # the airplay report waits this long after a planned item's end for the node's report
+    # before it calls the item missed (no_report); until then it is pending
+    airplay_grace_s: int = 300
     # speech
     tts_engines: list = field(default_factory=lambda: ["gtts", "espeak"])
     gtts_timeout_s: float = 4.0
@@ -188,6 +191,7 @@ _CHECKS: tuple[Check, ...] = (
     _audio,
     _bridge_limits,
     _rule(lambda s: s.command_ttl_s >= 10, "command_ttl_s: must be at least 10 seconds"),
+    _rule(lambda s: s.airplay_grace_s >= 0, "airplay_grace_s: must be 0 or more seconds"),
     _login_limits,
     _rule(lambda s: min(s.session_ttl_h, s.session_idle_min, s.password_min_length) >= 1,
           "session_ttl_h, session_idle_min, password_min_length: at least 1"),

@@ -13,6 +13,8 @@ from .bodies import CONFIGURED, MODELS, TIME
 from .broadcasts import BroadcastStatus
 from .bulletins import BulletinStatus
 from .models import MAX_DB_INT
+from .reports import FIELDS as AIRPLAY_FIELDS
+from .reports import AirStatus, MissReason
 
 REF = "#/components/schemas/{model}"
 
@@ -172,6 +174,24 @@ SCHEMAS = {
         "area_id": {"type": ["integer", "null"], "description": "null: every area"},
         "language": {"type": "string"}, "active": {"type": "boolean"},
         "created_at": NULLABLE_STR}},
+    "AirplayItem": {"type": "object", "required": list(AIRPLAY_FIELDS), "properties": {
+        "node_id": {"type": "string"}, "area_id": {"type": "integer",
+                                                   "description": "the node's cluster"},
+        "broadcast_id": {"type": "integer"},
+        "slot_id": {**NULLABLE_STR, "description": "a series' slot; null for a one-off"},
+        "cmd_id": {**NULLABLE_STR, "description": "a one-off's play command; null for a "
+                   "series slot, or a one-off never sent (held, skipped, cancelled)"},
+        "scheduled_at": {"type": "string", "format": "date-time"},
+        "planned_end_at": {"type": "string", "format": "date-time",
+                           "description": "scheduled_at + the media's length x repeat"},
+        "started_at": {**NULLABLE_STR, "description": "as the node reported it"},
+        "ended_at": {**NULLABLE_STR, "description": "as the node reported it"},
+        "status": {"type": "string", "enum": [x.value for x in AirStatus]},
+        "reason": {"type": ["string", "null"], "enum": [*(x.value for x in MissReason), None],
+                   "description": "why it was missed or cut (partial); null when aired, "
+                   "pending, or a partial play shorter than its media"}}},
+    "AirplayTotals": {"type": "object", "properties": {
+        k: {"type": "integer"} for k in ("planned", *(x.value for x in AirStatus))}},
     "PlayLog": {"type": "object", "properties": {k: NULLABLE_STR for k in (
         "node_id", "item_id", "cmd_id", "slot_id", "sha256", "scheduled_at", "started_at",
         "ended_at", "result", "reason")}},
@@ -329,6 +349,28 @@ PATHS = {
         params=[_query("node"), _query("area", ID), _query("from", TIME_OR_EMPTY),
                 _query("to", TIME_OR_EMPTY),
                 _query("limit", {"type": "integer"}, "at most this many (1-10000)")])},
+    "/api/v1/reports/airplay": {"get": _op(
+        "Proof of play: every planned series slot and one-off delivery of the nodes in scope "
+        "(the caller's area; area and node narrow it) in the period, against what the nodes "
+        "reported playing (never what the server sent): aired, partial, missed with a reason, "
+        "or pending until its end plus the grace (airplay_grace_s) has passed; totals per area "
+        "(the node's cluster) and overall. Accept: text/csv gives one row per item, the item "
+        "fields as columns, without the totals",
+        {"description": "OK", "content": {
+            "application/json": {"schema": {"type": "object", "properties": {
+                "from": {"type": "string"}, "to": {"type": "string"},
+                "generated_at": {"type": "string"}, "grace_s": {"type": "integer"},
+                "items": {"type": "array", "items": _ref("AirplayItem")},
+                "totals": {"type": "array", "items": {"allOf": [_ref("AirplayTotals"), {
+                    "type": "object", "properties": {"area_id": {"type": "integer"},
+                                                     "area_name": NULLABLE_STR}}]}},
+                "total": _ref("AirplayTotals")}}},
+            "text/csv": {"schema": {"type": "string"}}}},
+        params=[_query("area", ID, "only nodes under this area"),
+                _query("node", NODE_ID, "only this node"),
+                _query("from", TIME_OR_EMPTY, "the period's start (default: a day before to)"),
+                _query("to", TIME_OR_EMPTY, "its end (default: now; at most 92 days after "
+                       "from)")])},
     "/api/v1/audit": {"get": _op(
         "The audit log, newest first (admins only): every change, login, approval, broadcast",
         _ok({"type": "object", "properties": {"entries": {"type": "array", "items": {

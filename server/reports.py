@@ -1,0 +1,430 @@
+"""The airplay report (proof of play): for every node and every planned slot or command in a
+period, what was planned against what the node said it aired.
+
+Built from what nodes reported (`played` events as PlayLog rows, and their acks as they stand on
+the deliveries), never from what the server believes it sent: a planned item nobody reported on
+is `missed` with reason `no_report` once its end and a grace period (settings.airplay_grace_s)
+have passed, `pending` before.
+
+``airplay`` is the pure part (rows in, report out, tested directly); ``planned_items`` and
+``play_rows`` read those rows from the database; ``build`` does both. Series slots come from
+server.schedule.slots (occurrence overrides, cancelled occurrences, exdates applied there).
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from . import schedule
+from .broadcasts import BroadcastStatus
+from .deliveries import DeliveryStatus
+from .models import Area, Broadcast, Delivery, Media, Node, PlayLog
+
+
+class AirStatus(StrEnum):
+    AIRED = "aired"          # played to its end, every repetition
+    PARTIAL = "partial"      # played, but cut (preempted, stopped) or shorter than its media
+    MISSED = "missed"        # not played: the reason says why
+    PENDING = "pending"      # not reported yet, and its end (plus the grace) not yet past
+
+
+class MissReason(StrEnum):
+    OFFLINE = "offline"
+    MEDIA_MISSING = "media_missing"
+    PREEMPTED = "preempted"
+    STOPPED = "stopped"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    QUIET_HOURS = "quiet_hours"
+    LATE = "late"
+    CLOCK_UNSYNCED = "clock_unsynced"
+    NO_REPORT = "no_report"
+
+
+# A node's (or the server's) own reason, as the report names it; anything else is `failed`.
+REASONS: dict[str, MissReason] = {
+    "quiet_hours": MissReason.QUIET_HOURS, "late": MissReason.LATE,
+    "expired": MissReason.LATE,  # its time (the command's exp) passed before it could start
+    "clock_unsynced": MissReason.CLOCK_UNSYNCED,
+    "media_unavailable": MissReason.MEDIA_MISSING, "media_missing": MissReason.MEDIA_MISSING,
+    "preempted": MissReason.PREEMPTED, "stopped": MissReason.STOPPED,
+    "cancelled": MissReason.CANCELLED,
+    "media_mismatch": MissReason.FAILED, "sha256_mismatch": MissReason.FAILED,
+}
+# Results and ack statuses that say on their own why nothing (more) aired.
+RESULTS: dict[str, MissReason] = {
+    "preempted": MissReason.PREEMPTED, "stopped": MissReason.STOPPED,
+    "cancelled": MissReason.CANCELLED}
+# A node's acks that end a command without a play.
+ACK_FINAL = frozenset({DeliveryStatus.REJECTED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED,
+                       DeliveryStatus.PREEMPTED, DeliveryStatus.STOPPED,
+                       DeliveryStatus.CANCELLED})
+# Acks that say the node holds the command (so being offline does not explain a miss).
+ACK_HELD = frozenset({DeliveryStatus.RECEIVED, DeliveryStatus.STARTED, DeliveryStatus.FINISHED})
+# A completed play this much shorter than its media (or 5 % of it, if more) is partial.
+SHORT_TOLERANCE_MS = 1000
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    """One thing a node should have aired: a series slot (slot_id) or its part of a one-off
+    broadcast (cmd_id, None when the command was never made: held, skipped, cancelled)."""
+
+    node_id: str
+    area_id: int                  # the node's cluster
+    broadcast_id: int
+    scheduled_at: dt.datetime     # aware UTC
+    end_at: dt.datetime           # scheduled_at + the media's length x repeat
+    media_ms: int = 0             # one repetition; 0: unknown
+    repeat: int = 1
+    slot_id: str | None = None
+    cmd_id: str | None = None
+    server_reason: str | None = None   # the server's own: the delivery held/skipped/cancelled
+
+
+@dataclass(frozen=True)
+class Play:
+    """A `played` event as stored (one per repetition)."""
+
+    node_id: str
+    result: str
+    cmd_id: str | None = None
+    slot_id: str | None = None
+    started_at_ms: int | None = None
+    ended_at_ms: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Where a node's acks left its command (a delivery's status and reason)."""
+
+    node_id: str
+    cmd_id: str
+    status: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Presence:
+    """What the server knows of a node's connection: now, and when it was last heard from."""
+
+    online: bool
+    last_seen: dt.datetime | None  # aware UTC
+
+
+@dataclass(frozen=True)
+class Line:
+    item: PlannedItem
+    status: AirStatus
+    reason: MissReason | None = None
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+
+
+def _zero() -> dict[str, int]:
+    return {"planned": 0, **{s.value: 0 for s in AirStatus}}
+
+
+@dataclass
+class Report:
+    lines: list[Line] = field(default_factory=list)
+    by_area: dict[int, dict[str, int]] = field(default_factory=dict)
+    total: dict[str, int] = field(default_factory=_zero)
+
+
+def reason_for(result: str, reason: str | None) -> MissReason:
+    """The report's reason for a node's result or ack status and its own reason."""
+    if reason in REASONS:
+        return REASONS[reason]
+    return RESULTS.get(result, MissReason.FAILED)
+
+
+def _at(ms: int | None) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC) if ms is not None else None
+
+
+def _played(p: Play) -> bool:
+    """The play actually ran (a skipped or failed one reports no end)."""
+    return p.started_at_ms is not None and p.ended_at_ms is not None \
+        and p.ended_at_ms >= p.started_at_ms
+
+
+def _short(item: PlannedItem, p: Play) -> bool:
+    if not item.media_ms or not _played(p):
+        return False
+    assert p.started_at_ms is not None and p.ended_at_ms is not None
+    slack = max(SHORT_TOLERANCE_MS, item.media_ms // 20)
+    return p.ended_at_ms - p.started_at_ms < item.media_ms - slack
+
+
+def _offline(item: PlannedItem, ack: Ack | None, presence: Presence | None) -> bool:
+    """A one-off command the node never acknowledged, while it has not been heard from since
+    before the item was due: it cannot have played. A series slot is never `offline`: the node
+    plays its desired schedule from its cache without a connection, and reports later."""
+    if item.cmd_id is None or presence is None or presence.online:
+        return False
+    if ack is not None and ack.status in ACK_HELD:
+        return False
+    return presence.last_seen is None or presence.last_seen < item.scheduled_at
+
+
+def judge(item: PlannedItem, plays: list[Play], ack: Ack | None, presence: Presence | None,
+          now: dt.datetime, grace: dt.timedelta) -> Line:
+    """One planned item against what its node reported."""
+    ran = [p for p in plays if _played(p)]
+    started = _at(min((p.started_at_ms for p in ran if p.started_at_ms is not None),
+                      default=None))
+    ended = _at(max((p.ended_at_ms for p in ran if p.ended_at_ms is not None), default=None))
+
+    def line(status: AirStatus, reason: MissReason | None = None) -> Line:
+        return Line(item, status, reason, started, ended)
+
+    completed = [p for p in ran if p.result == "completed"]
+    cut = [p for p in ran if p.result != "completed"]
+    ack_cut = ack is not None and ack.status in (DeliveryStatus.PREEMPTED,
+                                                 DeliveryStatus.STOPPED)
+    if completed or cut:
+        if cut:
+            return line(AirStatus.PARTIAL, reason_for(cut[-1].result, cut[-1].reason))
+        if ack_cut:
+            assert ack is not None
+            return line(AirStatus.PARTIAL, reason_for(ack.status, ack.reason))
+        if len(completed) < max(item.repeat, 1) or any(_short(item, p) for p in completed):
+            return line(AirStatus.PARTIAL)
+        return line(AirStatus.AIRED)
+    if plays:  # reported, but never ran: skipped, failed, preempted or stopped while waiting
+        last = plays[-1]
+        return line(AirStatus.MISSED, reason_for(last.result, last.reason))
+    if item.server_reason is not None:
+        return line(AirStatus.MISSED, reason_for(item.server_reason, item.server_reason))
+    if ack is not None and ack.status in ACK_FINAL:
+        return line(AirStatus.MISSED, reason_for(ack.status, ack.reason))
+    if now < item.end_at + grace:
+        return line(AirStatus.PENDING)
+    if _offline(item, ack, presence):
+        return line(AirStatus.MISSED, MissReason.OFFLINE)
+    return line(AirStatus.MISSED, MissReason.NO_REPORT)
+
+
+def airplay(items: Iterable[PlannedItem], plays: Iterable[Play], acks: Iterable[Ack], *,
+            now: dt.datetime, grace: dt.timedelta,
+            presence: dict[str, Presence] | None = None) -> Report:
+    """The report: each planned item judged against the plays and acks of its node (matched by
+    command id for a one-off, by slot id for a series), and the totals per area and overall."""
+    by_cmd: dict[tuple[str, str], list[Play]] = {}
+    by_slot: dict[tuple[str, str], list[Play]] = {}
+    for p in sorted(plays, key=lambda p: (p.started_at_ms or 0)):
+        if p.cmd_id:
+            by_cmd.setdefault((p.node_id, p.cmd_id), []).append(p)
+        elif p.slot_id:
+            by_slot.setdefault((p.node_id, p.slot_id), []).append(p)
+    ack_of = {(a.node_id, a.cmd_id): a for a in acks}
+    report = Report()
+    for item in sorted(items, key=lambda i: (i.scheduled_at, i.node_id, i.broadcast_id,
+                                             i.slot_id or i.cmd_id or "")):
+        if item.cmd_id is not None:
+            key = (item.node_id, item.cmd_id)
+            got, ack = by_cmd.get(key, []), ack_of.get(key)
+        else:
+            got, ack = by_slot.get((item.node_id, item.slot_id or ""), []), None
+        found = judge(item, got, ack, (presence or {}).get(item.node_id), now, grace)
+        report.lines.append(found)
+        for counts in (report.by_area.setdefault(item.area_id, _zero()), report.total):
+            counts["planned"] += 1
+            counts[found.status.value] += 1
+    return report
+
+
+# --- the rows, from the database ---------------------------------------------------------------
+
+def _media_ms(db: Session, bc: Broadcast, cache: dict[str, int]) -> int:
+    sha = bc.media_sha256
+    if not sha:
+        return 0
+    if sha not in cache:
+        media = db.get(Media, sha)
+        cache[sha] = media.duration_ms if media else 0
+    return cache[sha]
+
+
+def _one_offs(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.datetime,
+              media: dict[str, int]) -> list[PlannedItem]:
+    """Every node's delivery of a one-off broadcast due in [start, end) (whether or not the node
+    was online); one cancelled before it was dispatched has no delivery and plans nothing."""
+    when = func.coalesce(Broadcast.start_at, Broadcast.dispatched_at, Broadcast.due_at)
+    rows = db.execute(select(Delivery, Broadcast).join(Broadcast).where(
+        Broadcast.recurrence.is_(None), when >= schedule.naive(start),
+        when < schedule.naive(end), Delivery.node_id.in_(list(nodes))))
+    out = []
+    for d, bc in rows:
+        at = schedule.aware(bc.start_at or bc.dispatched_at or bc.due_at)
+        ms = _media_ms(db, bc, media)
+        server = None
+        if d.command_id is None or d.status == DeliveryStatus.CANCELLED:
+            server = d.status if d.status == DeliveryStatus.CANCELLED else \
+                (d.reason or d.status)
+        out.append(PlannedItem(
+            node_id=d.node_id, area_id=nodes[d.node_id].cluster_id, broadcast_id=bc.id,
+            scheduled_at=at, end_at=at + dt.timedelta(milliseconds=ms * (bc.repeat or 1)),
+            media_ms=ms, repeat=bc.repeat or 1, cmd_id=d.command_id, server_reason=server))
+    return out + _not_yet_sent(db, nodes, start, end, media)
+
+
+def _not_yet_sent(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.datetime,
+                  media: dict[str, int]) -> list[PlannedItem]:
+    """A timed one-off the dispatcher has not sent yet (it has no deliveries): planned for the
+    nodes its targets reach now, so it is pending, and missed if it never goes out."""
+    reach = None
+    out = []
+    for bc in db.scalars(select(Broadcast).where(
+            Broadcast.recurrence.is_(None), Broadcast.status == BroadcastStatus.SCHEDULED,
+            Broadcast.start_at >= schedule.naive(start), Broadcast.start_at < schedule.naive(end),
+            ~Broadcast.deliveries.any()).order_by(Broadcast.id)):
+        reach = reach or schedule.Reach(db)
+        assert bc.start_at is not None  # the query asks for it
+        at, ms = schedule.aware(bc.start_at), _media_ms(db, bc, media)
+        for node_id in sorted(reach.nodes(bc) & set(nodes)):
+            out.append(PlannedItem(
+                node_id=node_id, area_id=nodes[node_id].cluster_id, broadcast_id=bc.id,
+                scheduled_at=at, end_at=at + dt.timedelta(milliseconds=ms * (bc.repeat or 1)),
+                media_ms=ms, repeat=bc.repeat or 1))
+    return out
+
+
+def _series(db: Session, tz: str, nodes: dict[str, Node], start: dt.datetime,
+            end: dt.datetime, media: dict[str, int]) -> list[PlannedItem]:
+    """Every slot in [start, end) of every series, for each node it reaches, from the series'
+    creation (or confirmation) until it was cancelled, and from the node's own provisioning."""
+    reach = schedule.Reach(db)
+    out = []
+    for bc in db.scalars(select(Broadcast).where(
+            Broadcast.recurrence.is_not(None),
+            Broadcast.status.in_((BroadcastStatus.SCHEDULED, BroadcastStatus.CANCELLED)))
+            .order_by(Broadcast.id)):
+        targets = sorted(reach.nodes(bc) & set(nodes))
+        since = max(bc.created_at, bc.confirmed_at or bc.created_at)
+        if bc.status == BroadcastStatus.CANCELLED and bc.cancelled_at is None:
+            continue
+        until = bc.cancelled_at if bc.status == BroadcastStatus.CANCELLED else None
+        lo = max(start, schedule.aware(since))
+        hi = min(end, schedule.aware(until)) if until else end
+        if not targets or lo >= hi:
+            continue
+        ms = _media_ms(db, bc, media)
+        for slot in schedule.slots(db, bc, tz, lo, hi):
+            if not lo <= slot.start_at < hi:
+                continue
+            for node_id in targets:
+                if schedule.aware(nodes[node_id].created_at) > slot.start_at:
+                    continue
+                out.append(PlannedItem(
+                    node_id=node_id, area_id=nodes[node_id].cluster_id, broadcast_id=bc.id,
+                    scheduled_at=slot.start_at, end_at=slot.end_at, media_ms=ms,
+                    repeat=bc.repeat or 1, slot_id=slot.slot_id))
+    return out
+
+
+def scoped_nodes(db: Session, areas: set[int] | None, node_id: str | None) -> dict[str, Node]:
+    """The nodes a report covers: within ``areas`` (None: all), only ``node_id`` if given."""
+    q = select(Node)
+    if areas is not None:
+        q = q.where(Node.cluster_id.in_(areas))
+    if node_id is not None:
+        q = q.where(Node.id == node_id)
+    return {n.id: n for n in db.scalars(q)}
+
+
+def planned_items(db: Session, tz: str, nodes: dict[str, Node], start: dt.datetime,
+                  end: dt.datetime) -> list[PlannedItem]:
+    media: dict[str, int] = {}
+    return _one_offs(db, nodes, start, end, media) + _series(db, tz, nodes, start, end, media)
+
+
+def reported_rows(db: Session, items: list[PlannedItem]) -> tuple[list[Play], list[Ack]]:
+    """The plays and acks of the planned items' nodes for their commands and slots."""
+    cmds = {i.cmd_id for i in items if i.cmd_id}
+    slots = {i.slot_id for i in items if i.slot_id}
+    node_ids = {i.node_id for i in items}
+    plays: list[Play] = []
+    for chunk in _chunks(sorted(cmds)):
+        plays += _plays(db, node_ids, PlayLog.cmd_id.in_(chunk))
+    for chunk in _chunks(sorted(slots)):
+        plays += _plays(db, node_ids, PlayLog.slot_id.in_(chunk) & PlayLog.cmd_id.is_(None))
+    acks = []
+    for chunk in _chunks(sorted(cmds)):
+        acks += [Ack(d.node_id, d.command_id, d.status, d.reason) for d in db.scalars(
+            select(Delivery).where(Delivery.command_id.in_(chunk)))
+            if d.node_id in node_ids and d.command_id]
+    return plays, acks
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
+    for n in range(0, len(values), size):
+        yield values[n:n + size]
+
+
+def _plays(db: Session, node_ids: set[str], where) -> list[Play]:
+    return [Play(p.node_id, p.result, p.cmd_id, p.slot_id, p.started_at_ms, p.ended_at_ms,
+                 p.reason) for p in db.scalars(select(PlayLog).where(where))
+            if p.node_id in node_ids]
+
+
+def build(db: Session, tz: str, *, areas: set[int] | None, node_id: str | None,
+          start: dt.datetime, end: dt.datetime, now: dt.datetime,
+          grace: dt.timedelta) -> Report:
+    """The report over the database's rows for the nodes in scope and [start, end) (aware)."""
+    nodes = scoped_nodes(db, areas, node_id)
+    items = planned_items(db, tz, nodes, start, end)
+    plays, acks = reported_rows(db, items)
+    presence = {n.id: Presence(bool(n.online), schedule.aware(n.last_seen) if n.last_seen
+                               else None) for n in nodes.values()}
+    return airplay(items, plays, acks, now=now, grace=grace, presence=presence)
+
+
+# --- as the API answers it ---------------------------------------------------------------------
+
+FIELDS = ("node_id", "area_id", "broadcast_id", "slot_id", "cmd_id", "scheduled_at",
+          "planned_end_at", "started_at", "ended_at", "status", "reason")
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return schedule.iso(value) if value is not None else None
+
+
+def line_json(line: Line) -> dict:
+    i = line.item
+    return {"node_id": i.node_id, "area_id": i.area_id, "broadcast_id": i.broadcast_id,
+            "slot_id": i.slot_id, "cmd_id": i.cmd_id, "scheduled_at": _iso(i.scheduled_at),
+            "planned_end_at": _iso(i.end_at), "started_at": _iso(line.started_at),
+            "ended_at": _iso(line.ended_at), "status": line.status.value,
+            "reason": line.reason.value if line.reason else None}
+
+
+def report_json(db: Session, report: Report, start: dt.datetime, end: dt.datetime,
+                now: dt.datetime, grace: dt.timedelta) -> dict:
+    names = {area_id: name for area_id, name in db.execute(select(Area.id, Area.name).where(
+        Area.id.in_(list(report.by_area) or [-1])))}
+    return {"from": _iso(start), "to": _iso(end), "generated_at": _iso(now),
+            "grace_s": int(grace.total_seconds()),
+            "items": [line_json(line) for line in report.lines],
+            "totals": [{"area_id": a, "area_name": names.get(a), **counts}
+                       for a, counts in sorted(report.by_area.items())],
+            "total": report.total}
+
+
+def report_csv(report: Report) -> str:
+    """One row per planned item, the JSON's item fields as columns; the totals are not in the
+    CSV (a spreadsheet sums the status column; the JSON answer carries them)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FIELDS)
+    writer.writeheader()
+    writer.writerows(line_json(line) for line in report.lines)
+    return out.getvalue()

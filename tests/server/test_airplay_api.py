@@ -1,0 +1,186 @@
+"""GET /api/v1/reports/airplay in-process: a series' slots and a one-off's deliveries in the
+period, judged against the `played` events the bridge stored; scoped to the caller's area; CSV
+on Accept: text/csv."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import uuid
+
+import pytest
+
+from schedules.slots import slot_id
+from server.bridge import Bridge
+from server.models import Broadcast, Delivery, Node
+
+TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
+NOW = dt.datetime.now(TZ).replace(microsecond=0)
+SIX = dt.datetime.combine(NOW.date() - dt.timedelta(days=3), dt.time(6), TZ)  # 3 days ago
+
+
+def ms(value: dt.datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _back_date(s, model, key, days=5):
+    """Test set-up: the row made ``days`` ago, so the report plans what fell after it."""
+    with s.app.extensions["db_sessions"]() as db:
+        row = db.get(model, key)
+        row.created_at -= dt.timedelta(days=days)
+        db.commit()
+
+
+@pytest.fixture
+def ward(make_app):
+    s = make_app(airplay_grace_s=60)
+    ward = s.area("Phường Lê Chân", "LC", "ward")
+    cluster = s.area("Cụm 1", "LC-1", "cluster", ward["id"])
+    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
+    _back_date(s, Node, node["id"])
+    b = s.approved_bulletin()
+    bc = s.ok("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": b["id"], "targets": {"areas": [ward["id"]]},
+        "recurrence": "FREQ=DAILY", "start_at": SIX.isoformat()})
+    _back_date(s, Broadcast, bc["id"])
+    return {"s": s, "ward": ward, "cluster": cluster, "node": node, "bulletin": b, "bc": bc}
+
+
+def report(s, query="", **kw):
+    return s.ok("GET", f"/api/v1/reports/airplay{query}", **kw)
+
+
+def event(s, node_id, **fields):
+    bridge = Bridge(s.app.extensions["db_sessions"], None, s.settings.topic_prefix,
+                    tz=s.settings.timezone)
+    bridge.handle(f"{s.settings.topic_prefix}/nodes/{node_id}/events", json.dumps({
+        "v": 1, "id": str(uuid.uuid4()), "ts": ms(NOW), **fields}).encode())
+
+
+def played(s, node_id, sha256, at, length_ms, result="completed", reason=None, **ids):
+    event(s, node_id, type="played", item_id="bc-x", sha256=sha256, scheduled_at=ms(at),
+          started_at=ms(at) if length_ms is not None else None,
+          ended_at=ms(at) + length_ms if length_ms is not None else None, result=result,
+          reason=reason, **ids)
+
+
+def window(start, end):
+    return f"?from={start.isoformat().replace('+', '%2B')}&to={end.isoformat().replace('+', '%2B')}"
+
+
+def test_slots_of_the_period_aired_skipped_or_unreported(ward):
+    s, node, b, bc = ward["s"], ward["node"], ward["bulletin"], ward["bc"]
+    days = [SIX + dt.timedelta(days=n) for n in range(3)]
+    slots = [slot_id(bc["id"], d) for d in days]
+    played(s, node["id"], b["sha256"], days[0], b["duration_ms"], slot_id=slots[0])
+    played(s, node["id"], b["sha256"], days[1], None, result="skipped", reason="quiet_hours",
+           slot_id=slots[1])
+    got = report(s, window(SIX - dt.timedelta(hours=1), SIX + dt.timedelta(days=2, hours=1)))
+    lines = [(i["slot_id"], i["status"], i["reason"]) for i in got["items"]]
+    assert lines == [(slots[0], "aired", None), (slots[1], "missed", "quiet_hours"),
+                     (slots[2], "missed", "no_report")]
+    first = got["items"][0]
+    assert first["node_id"] == node["id"] and first["broadcast_id"] == bc["id"]
+    assert first["cmd_id"] is None and first["area_id"] == ward["cluster"]["id"]
+    assert first["scheduled_at"] == days[0].astimezone(dt.UTC).isoformat().replace(
+        "+00:00", "Z")
+    assert first["started_at"] == first["scheduled_at"] and first["ended_at"]
+    assert got["grace_s"] == 60
+    assert got["totals"] == [{"area_id": ward["cluster"]["id"], "area_name": "Cụm 1",
+                              "planned": 3, "aired": 1, "partial": 0, "missed": 2,
+                              "pending": 0}]
+    assert got["total"]["planned"] == 3
+
+
+def test_a_slot_still_to_come_is_pending_and_a_slot_before_the_series_is_not_planned(ward):
+    s, bc = ward["s"], ward["bc"]
+    tomorrow = SIX + dt.timedelta(days=4)
+    got = report(s, window(tomorrow - dt.timedelta(hours=1), tomorrow + dt.timedelta(hours=1)))
+    assert [(i["slot_id"], i["status"]) for i in got["items"]] == [
+        (slot_id(bc["id"], tomorrow), "pending")]
+    long_ago = SIX - dt.timedelta(days=10)
+    assert report(s, window(long_ago, long_ago + dt.timedelta(days=2)))["items"] == []
+
+
+def test_a_cancelled_series_plans_nothing_after_it_was_cancelled(ward):
+    s, bc = ward["s"], ward["bc"]
+    s.ok("POST", f"/api/v1/broadcasts/{bc['id']}/cancel")
+    got = report(s, window(SIX - dt.timedelta(hours=1), SIX + dt.timedelta(days=6)))
+    assert got["items"] and all(i["scheduled_at"] < dt.datetime.now(dt.UTC).isoformat()
+                                for i in got["items"])
+
+
+def _one_off(ward):
+    """A "now" broadcast to the node, dispatched (its command in the outbox, no broker)."""
+    from schedules.dispatcher import Dispatcher
+    from server.keys import load_signing_key
+    s = ward["s"]
+    bc = s.ok("POST", "/api/v1/broadcasts", json={"bulletin_id": ward["bulletin"]["id"],
+                                                  "targets": {"nodes": [ward["node"]["id"]]},
+                                                  "override": True})
+    kid, key = load_signing_key(s.settings.signing_key_file)
+    Dispatcher(s.settings, s.app.extensions["db_sessions"], None, key, kid).dispatch_due()
+    with s.app.extensions["db_sessions"]() as db:
+        (d,) = db.query(Delivery).filter_by(broadcast_id=bc["id"]).all()
+        return bc, d.command_id
+
+
+def test_a_one_off_is_pending_then_aired_when_the_node_reports_its_play(ward):
+    s, node, b = ward["s"], ward["node"], ward["bulletin"]
+    bc, cmd_id = _one_off(ward)
+    assert cmd_id
+    span = window(NOW - dt.timedelta(minutes=5), NOW + dt.timedelta(minutes=5))
+    (item,) = report(s, span)["items"]
+    assert (item["broadcast_id"], item["cmd_id"], item["slot_id"], item["status"]) == \
+        (bc["id"], cmd_id, None, "pending")
+    played(s, node["id"], b["sha256"], NOW, b["duration_ms"], cmd_id=cmd_id)
+    (item,) = report(s, span)["items"]
+    assert (item["status"], item["reason"]) == ("aired", None)
+
+
+def test_csv_one_row_per_item(ward):
+    s = ward["s"]
+    r = s.call("GET", "/api/v1/reports/airplay" + window(SIX - dt.timedelta(hours=1),
+                                                         SIX + dt.timedelta(days=1, hours=1)),
+               headers={"Accept": "text/csv"})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert [(row["status"], row["reason"]) for row in rows] == [("missed", "no_report")] * 2
+    assert rows[0]["node_id"] == ward["node"]["id"] and rows[0]["cmd_id"] == ""
+
+
+def test_the_report_is_scoped_to_the_callers_area(ward):
+    s = ward["s"]
+    from server.cli import main as cli
+    other = s.area("Phường Khác", "PK", "ward")
+    assert cli(["--instance", str(s.instance), "user", "canbo-pk", "--role", "approver",
+                "--password", "mat-khau-123", "--area-id", str(other["id"])]) == 0
+    token = s.login("canbo-pk", "mat-khau-123")
+    span = window(SIX - dt.timedelta(hours=1), SIX + dt.timedelta(days=1, hours=1))
+    mine = report(s, span)
+    assert len(mine["items"]) == 2
+    theirs = report(s, span, token=token)
+    assert theirs["items"] == [] and theirs["totals"] == [] and theirs["total"]["planned"] == 0
+    for query in (f"&area={ward['ward']['id']}", f"&node={ward['node']['id']}"):
+        assert s.call("GET", f"/api/v1/reports/airplay{span}{query}",
+                      token=token).status_code == 404
+    assert report(s, span + f"&area={other['id']}")["items"] == []
+    assert len(report(s, span + f"&node={ward['node']['id']}")["items"]) == 2
+
+
+@pytest.mark.parametrize("query", ["?from=yesterday", "?to=soon", "?area=x"])
+def test_a_bad_query_is_a_400_naming_the_field(ward, query):
+    r = ward["s"].call("GET", f"/api/v1/reports/airplay{query}")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid"
+
+
+def test_a_timed_one_off_not_yet_sent_is_pending_for_every_node_it_targets(ward):
+    s = ward["s"]
+    later = NOW + dt.timedelta(days=2)
+    bc = s.ok("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": ward["bulletin"]["id"], "targets": {"areas": [ward["ward"]["id"]]},
+        "start_at": later.isoformat(), "override": True})
+    got = report(s, window(later - dt.timedelta(minutes=1), later + dt.timedelta(minutes=1)))
+    assert [(i["broadcast_id"], i["node_id"], i["cmd_id"], i["status"])
+            for i in got["items"]] == [(bc["id"], ward["node"]["id"], None, "pending")]
