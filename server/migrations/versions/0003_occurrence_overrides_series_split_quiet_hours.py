@@ -40,7 +40,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('broadcast_id', 'original_start')
     )
     with op.batch_alter_table('occurrence_overrides', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_occurrence_overrides_broadcast_id'), ['broadcast_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_occurrence_overrides_broadcast_id'),
+                              ['broadcast_id'], unique=False)
 
     with op.batch_alter_table('areas', schema=None) as batch_op:
         batch_op.add_column(sa.Column('quiet_hours', sa.JSON(), nullable=True))
@@ -49,8 +50,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('ends_at', sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column('begins_at', sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column('previous_id', sa.Integer(), nullable=True))
-        batch_op.create_index(batch_op.f('ix_broadcasts_previous_id'), ['previous_id'], unique=False)
-        batch_op.create_foreign_key('fk_broadcasts_previous_id', 'broadcasts', ['previous_id'], ['id'])
+        batch_op.create_index(batch_op.f('ix_broadcasts_previous_id'), ['previous_id'],
+                              unique=False)
+        batch_op.create_foreign_key('fk_broadcasts_previous_id', 'broadcasts',
+                                    ['previous_id'], ['id'])
 
 
 
