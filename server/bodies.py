@@ -583,6 +583,14 @@ class BroadcastEdit(Body):
     exdates: ApiTimes | None = None
     override: Annotated[bool, Flag("true or false")] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _same_bulletin(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "bulletin_id" in data:
+            raise PydanticCustomError("invalid_field", "{detail}", {
+                "detail": "another bulletin is a new broadcast", "field": "bulletin_id"})
+        return data
+
 
 class OccurrenceChange(Body):
     """One occurrence of a series, named by its original start: cancelled, moved (start_at) or
