@@ -161,7 +161,12 @@ def change_occurrence(db: Session, s: Settings, user: User, bc: Broadcast,
     occurrence back to its series (None). Its nodes get a new desired state at once."""
     _editable_series(db, user, bc)
     original = schedule.aware(body.original_start)
-    if not schedule.in_bounds(bc, original) or not is_occurrence(
+    if body.start_at is not None and not (
+            schedule.EARLIEST <= schedule.aware(body.start_at) <= schedule.LATEST):
+        raise bad_request("err.invalid_field", field="start_at",
+                          detail=f"{schedule.EARLIEST.year + 1}-{schedule.LATEST.year - 1}")
+    if not schedule.EARLIEST <= original <= schedule.LATEST \
+            or not schedule.in_bounds(bc, original) or not is_occurrence(
             schedule.spec(db, bc, s.timezone), original):
         raise ApiError(422, "not_an_occurrence", "err.not_an_occurrence",
                        at=schedule.iso(original))

@@ -309,3 +309,14 @@ def test_bad_quiet_hours_are_refused(ward):
         r = s.call("PATCH", f"/api/v1/areas/{ward['ward']['id']}", json={"quiet_hours": bad})
         assert r.status_code == 400, bad
         assert "quiet_hours" in r.json()["error"]["message"], bad
+
+
+def test_times_no_calendar_holds_are_refused_not_crashed_on(ward):
+    bc = series(ward).json()
+    far = dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.UTC)
+    r = change(ward, bc, original_start=far, cancelled=True)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "not_an_occurrence"
+    r = change(ward, bc, original_start=tomorrow_at(6), start_at=far)
+    assert r.status_code == 400 and "start_at" in r.json()["error"]["message"]
+    r = change(ward, bc, original_start=dt.datetime(1, 1, 1, tzinfo=dt.UTC), cancelled=True)
+    assert r.status_code == 422
