@@ -576,6 +576,7 @@ class BroadcastCreate(Body):
 class BroadcastEdit(Body):
     """A series edited from now on: only the fields given change (the bulletin never: that is a
     new approval and a new broadcast). The series is split at now: past slots stay as they were."""
+    model_config = ConfigDict(json_schema_extra={"not": {"required": ["bulletin_id"]}})
     targets: Targets | None = None
     priority: Priority | None = None
     volume: Volume | None = None
@@ -596,6 +597,10 @@ class OccurrenceChange(Body):
     """One occurrence of a series, named by its original start: cancelled, moved (start_at) or
     airing another approved bulletin; a later change to the same occurrence replaces this one,
     and one that changes nothing gives the occurrence back to its series."""
+    model_config = ConfigDict(json_schema_extra={"not": {  # cancelled: nothing else
+        "required": ["cancelled"], "properties": {"cancelled": {"const": True}}, "anyOf": [
+            {"required": [k], "properties": {k: {"not": {"type": "null"}}}}
+            for k in ("start_at", "bulletin_id")]}})
     original_start: ApiTime
     cancelled: Annotated[bool, Flag("true or false")] | None = None
     start_at: ApiTime | None = None

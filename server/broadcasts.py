@@ -163,8 +163,8 @@ def change_occurrence(db: Session, s: Settings, user: User, bc: Broadcast,
     original = schedule.aware(body.original_start)
     if body.start_at is not None and not (
             schedule.EARLIEST <= schedule.aware(body.start_at) <= schedule.LATEST):
-        raise bad_request("err.invalid_field", field="start_at",
-                          detail=f"{schedule.EARLIEST.year + 1}-{schedule.LATEST.year - 1}")
+        raise ApiError(422, "invalid", "err.invalid_field", field="start_at",
+                       detail=f"{schedule.EARLIEST.year}-{schedule.LATEST.year}")
     if not schedule.EARLIEST <= original <= schedule.LATEST \
             or not schedule.in_bounds(bc, original) or not is_occurrence(
             schedule.spec(db, bc, s.timezone), original):
