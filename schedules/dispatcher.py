@@ -261,10 +261,12 @@ class Dispatcher:
         series slot one of them covers with an equal or higher priority is left out of that
         node's desired state (the one-off interrupts the series for that day)."""
         out: dict[str, list[Slot]] = {}
-        for bc in schedule.planned(db):
-            if bc.recurrence is not None or bc.start_at is None or bc.status not in (
-                    BroadcastStatus.SCHEDULED, BroadcastStatus.DISPATCHED):
-                continue
+        for bc in db.scalars(select(Broadcast).where(
+                Broadcast.recurrence.is_(None),
+                Broadcast.status.in_((BroadcastStatus.SCHEDULED, BroadcastStatus.DISPATCHED)),
+                # a slot lasts far less than a day: older one-offs are history
+                Broadcast.start_at >= window_from - dt.timedelta(days=1),
+                Broadcast.start_at < window_to).order_by(Broadcast.id)):
             found = schedule.slots(db, bc, self.settings.timezone, schedule.aware(window_from),
                                    schedule.aware(window_to))
             if found:
