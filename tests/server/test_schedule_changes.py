@@ -71,6 +71,13 @@ def test_a_cancelled_occurrence_leaves_no_ghost(ward):
     assert ics.count("BEGIN:VEVENT") == 6
 
 
+def test_a_cancelled_occurrence_frees_its_time_for_another_broadcast(ward):
+    bc = series(ward).json()
+    assert series(ward, rule="FREQ=DAILY;COUNT=1").status_code == 409
+    change(ward, bc, original_start=tomorrow_at(6), cancelled=True)
+    assert series(ward, rule="FREQ=DAILY;COUNT=1").status_code == 201
+
+
 def test_an_empty_change_gives_the_occurrence_back(ward):
     bc = series(ward).json()
     change(ward, bc, original_start=tomorrow_at(6), cancelled=True)
@@ -170,6 +177,11 @@ def test_changing_an_occurrence_is_scoped_as_creating_a_broadcast(app_only, ward
     r = s.call("POST", f"/api/v1/broadcasts/{both['id']}/occurrences", token=wards["approver"],
                json=body)
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_area"
+    r = s.call("PATCH", f"/api/v1/broadcasts/{both['id']}", token=wards["approver"],
+               json={"volume": 20})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_area"
+    assert s.call("PATCH", f"/api/v1/broadcasts/{theirs['id']}", token=wards["approver"],
+                  json={"volume": 20}).status_code == 404
     assert s.call("POST", f"/api/v1/broadcasts/{both['id']}/occurrences",
                   token=wards["technician"], json=body).status_code == 403
     emergency = make([wards["mine"]["id"]], priority="emergency")
