@@ -8,9 +8,10 @@ scheduler only calls them on intervals.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,11 +19,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import LATE_SLOT_MS
-from server import broadcasts, deliveries, outbox, schedule
+from schedules.slots import Slot
+from server import broadcasts, bulletins, deliveries, outbox, schedule
 from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
 from server.keys import KeyRing
-from server.models import (Area, Broadcast, BulletinApproval, Command, Media, Node, WorkerStatus,
+from server.models import (Area, Broadcast, BulletinApproval, Command, Media, Node,
+                           OccurrenceOverride, WorkerStatus,
                            area_ancestors, area_subtree_ids, from_ms, node_groups, now_ms,
                            to_ms, utcnow)
 from server.transport import Transport
@@ -39,6 +42,11 @@ def covering_areas(db: Session, area_ids: list[int]) -> list[int]:
         if not ancestors & chosen:
             keep.append(area_id)
     return keep
+
+
+def _interrupted(slot: Slot, one_offs: Iterable[Slot]) -> bool:
+    """Whether a one-off of equal or higher priority covers part of a series' slot."""
+    return any(o.priority >= slot.priority and o.overlaps(slot) for o in one_offs)
 
 
 class Dispatcher:
@@ -202,6 +210,7 @@ class Dispatcher:
         reach = schedule.Reach(db)
         entries: dict[str, list[dict]] = {}
         media_by_sha: dict[str, dict] = {}
+        one_offs = self._one_off_slots(db, reach, window_from, window_to)
         for bc in schedule.series_on_air(db):
             status, _reason, approval, media = self._why_not(db, bc, now, series=True)
             if status != BroadcastStatus.DISPATCHED or approval is None or media is None:
@@ -209,19 +218,61 @@ class Dispatcher:
             targets = reach.nodes(bc)
             if not targets:
                 continue
-            media_json = media_by_sha.setdefault(media.sha256, self._media_json(media))
-            item = {"id": item_id(bc), "title": approval.title, "media": media_json}
+            items: dict[str | None, dict] = {}  # by the media an occurrence airs
+            others = {row.media_sha256: row for row in schedule.override_rows(db, bc)
+                      if row.media_sha256}
             for slot in schedule.slots(db, bc, self.settings.timezone,
                                        schedule.aware(window_from), schedule.aware(window_to)):
                 if slot.start_at < schedule.aware(window_from):
                     continue  # began before the window: a node that holds it plays it already
+                sha = schedule.slot_media(db, bc, slot.slot_id) if others else bc.media_sha256
+                item = items.get(sha) or self._series_item(db, bc, approval, media, others.get(
+                    sha or ""), media_by_sha)
+                if item is None:
+                    continue  # the occurrence's other bulletin lost its approval or media
+                items[sha] = item
                 entry = {"slot_id": slot.slot_id, "start_at": slot.start_ms,
                          "priority": slot.priority, "item": item}
                 if bc.volume is not None:
                     entry["volume"] = bc.volume
                 for node_id in targets:
-                    entries.setdefault(node_id, []).append(entry)
+                    if not _interrupted(slot, one_offs.get(node_id, ())):
+                        entries.setdefault(node_id, []).append(entry)
         return entries, media_by_sha
+
+    def _series_item(self, db: Session, bc: Broadcast, approval: BulletinApproval, media: Media,
+                     other: OccurrenceOverride | None, media_by_sha: dict[str, dict]
+                     ) -> dict | None:
+        """What a series' slot plays: its own approved media, or the approved media of the
+        other bulletin one occurrence was given (None when that approval or media is gone)."""
+        if other is not None:
+            approval_row = db.get(BulletinApproval, other.approval_id) if other.approval_id \
+                else None
+            media_row = db.get(Media, other.media_sha256) if other.media_sha256 else None
+            if approval_row is None or approval_row.revoked_at is not None or media_row is None:
+                return None
+            approval, media = approval_row, media_row
+        media_json = media_by_sha.setdefault(media.sha256, self._media_json(media))
+        return {"id": item_id(bc), "title": approval.title, "media": media_json}
+
+    def _one_off_slots(self, db: Session, reach: schedule.Reach, window_from: dt.datetime,
+                       window_to: dt.datetime) -> dict[str, list[Slot]]:
+        """The timed one-offs (scheduled or sent) sharing time with the window, by node: a
+        series slot one of them covers with an equal or higher priority is left out of that
+        node's desired state (the one-off interrupts the series for that day)."""
+        out: dict[str, list[Slot]] = {}
+        for bc in db.scalars(select(Broadcast).where(
+                Broadcast.recurrence.is_(None),
+                Broadcast.status.in_((BroadcastStatus.SCHEDULED, BroadcastStatus.DISPATCHED)),
+                # a slot lasts far less than a day: older one-offs are history
+                Broadcast.start_at >= window_from - dt.timedelta(days=1),
+                Broadcast.start_at < window_to).order_by(Broadcast.id)):
+            found = schedule.slots(db, bc, self.settings.timezone, schedule.aware(window_from),
+                                   schedule.aware(window_to))
+            if found:
+                for node_id in reach.nodes(bc):
+                    out.setdefault(node_id, []).extend(found)
+        return out
 
     def refresh_desired(self) -> int:
         """A new retained desired state for nodes that changed or whose window runs short: its
@@ -240,7 +291,8 @@ class Dispatcher:
                                  key=lambda e: (e["start_at"], e["slot_id"]))
                 shas = dict.fromkeys(e["item"]["media"]["sha256"] for e in entries)
                 body = {"version": node.desired_version, "tz": self.settings.timezone,
-                        "volume": node.volume, "quiet_hours": [],
+                        "volume": node.volume,
+                        "quiet_hours": bulletins.quiet_hours(db, node.cluster_id),
                         "groups": node_groups(db, node), "schedule": entries,
                         "prefetch": [media[sha] for sha in shas]}
                 self._command(db, "desired", f"node:{node.id}", body, window, None, node.id,

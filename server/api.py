@@ -454,6 +454,27 @@ def get_broadcast(broadcast_id: int):
     return jsonify(broadcast_json(g.db, _broadcast(broadcast_id)))
 
 
+@bp.patch("/broadcasts/<int:broadcast_id>")
+def edit_broadcast(broadcast_id: int):
+    """A series edited from now on: it ends now, and the answer is the new series (201) whose
+    previous_id names it."""
+    user = auth.require("broadcast.write")
+    bc = _broadcast(broadcast_id)
+    new = broadcast_service.edit_series(g.db, app_settings(), user, bc, read(B.BroadcastEdit))
+    return created(broadcast_json(g.db, new))
+
+
+@bp.post("/broadcasts/<int:broadcast_id>/occurrences")
+def change_occurrence(broadcast_id: int):
+    """One occurrence cancelled, moved or airing another bulletin; the answer is the series."""
+    user = auth.require("broadcast.write")
+    bc = _broadcast(broadcast_id)
+    broadcast_service.change_occurrence(g.db, app_settings(), user, bc,
+                                        read(B.OccurrenceChange))
+    g.db.commit()
+    return jsonify(broadcast_json(g.db, bc))
+
+
 @bp.post("/broadcasts/<int:broadcast_id>/confirm")
 def confirm_broadcast(broadcast_id: int):
     user = auth.require("broadcast.emergency")

@@ -376,12 +376,42 @@ class AreaCreate(Body):
     parent_id: DbId | None = None
 
 
+HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+MAX_QUIET = 8
+
+
+def _quiet_hours(value: Any) -> list[dict[str, str]]:
+    """PROTOCOL.md's quiet hours: [{"from": "HH:MM", "to": "HH:MM"}], each [from, to) in the
+    configured zone, crossing midnight when to < from."""
+    if not isinstance(value, list):
+        raise _invalid('list of {"from": "HH:MM", "to": "HH:MM"}')
+    if len(value) > MAX_QUIET:
+        raise _invalid(f"at most {MAX_QUIET}")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"from", "to"} or not all(
+                isinstance(item[k], str) and HHMM.fullmatch(item[k]) for k in ("from", "to")):
+            raise _invalid('list of {"from": "HH:MM", "to": "HH:MM"}')
+        out.append({"from": item["from"], "to": item["to"]})
+    return out
+
+
+QuietHours = Annotated[list[dict[str, str]], _Check(_quiet_hours, {
+    "type": "array", "maxItems": MAX_QUIET, "description": (
+        "[from, to) in the configured zone, crossing midnight when to < from (22:00-05:00); "
+        "[]: none here; null: as the area above"),
+    "items": {"type": "object", "additionalProperties": False, "required": ["from", "to"],
+              "properties": {k: {"type": "string", "pattern": f"^{HHMM.pattern}$"}
+                             for k in ("from", "to")}}})]
+
+
 class AreaUpdate(Body):
     """Only the fields given change; "" or null clears a speech setting."""
     tts_engine: EngineSetting | None = None
     tts_voice: Annotated[str, Choice(VOICES, 20, ", ".join(VOICES), blank=True)] | None = None
     chime: Annotated[str, Choice(CHIMES, 10, ", ".join(CHIMES), blank=True)] | None = None
     emergency_confirm: Annotated[bool, Flag("true, false or null")] | None = None
+    quiet_hours: QuietHours | None = None
     name: Annotated[str | None, Text(200)] = None  # not null: an area keeps a name
 
 
@@ -543,6 +573,48 @@ class BroadcastCreate(Body):
         return self
 
 
+class BroadcastEdit(Body):
+    """A series edited from now on: only the fields given change (the bulletin never: that is a
+    new approval and a new broadcast). The series is split at now: past slots stay as they were."""
+    model_config = ConfigDict(json_schema_extra={"not": {"required": ["bulletin_id"]}})
+    targets: Targets | None = None
+    priority: Priority | None = None
+    volume: Volume | None = None
+    recurrence: Recurrence | None = None
+    exdates: ApiTimes | None = None
+    override: Annotated[bool, Flag("true or false")] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _same_bulletin(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "bulletin_id" in data:
+            raise PydanticCustomError("invalid_field", "{detail}", {
+                "detail": "another bulletin is a new broadcast", "field": "bulletin_id"})
+        return data
+
+
+class OccurrenceChange(Body):
+    """One occurrence of a series, named by its original start: cancelled, moved (start_at) or
+    airing another approved bulletin; a later change to the same occurrence replaces this one,
+    and one that changes nothing gives the occurrence back to its series."""
+    model_config = ConfigDict(json_schema_extra={"not": {  # cancelled: nothing else
+        "required": ["cancelled"], "properties": {"cancelled": {"const": True}}, "anyOf": [
+            {"required": [k], "properties": {k: {"not": {"type": "null"}}}}
+            for k in ("start_at", "bulletin_id")]}})
+    original_start: ApiTime
+    cancelled: Annotated[bool, Flag("true or false")] | None = None
+    start_at: ApiTime | None = None
+    bulletin_id: DbId | None = None
+    override: Annotated[bool, Flag("true or false")] | None = None
+
+    @model_validator(mode="after")
+    def _cancel_alone(self):
+        if self.cancelled and (self.start_at is not None or self.bulletin_id is not None):
+            raise PydanticCustomError("invalid_field", "{detail}", {
+                "detail": "cancelled: nothing else", "field": "cancelled"})
+        return self
+
+
 def _password(value: Any) -> str:
     if not isinstance(value, str) or len(value) > 200:
         raise _invalid("text")
@@ -597,7 +669,7 @@ class UserCreate(UserWrite):
 MODELS: tuple[type[Body], ...] = (
     TokenRequest, AreaCreate, AreaUpdate, NodeCreate, CommandCreate, BulletinCreate,
     BulletinUpload, BulletinUpdate, BulletinAction, PreviewCreate, NormalizeRequest,
-    LexiconEntryCreate, BroadcastCreate, UserCreate, UserWrite)
+    LexiconEntryCreate, BroadcastCreate, BroadcastEdit, OccurrenceChange, UserCreate, UserWrite)
 
 
 # --- forms ----------------------------------------------------------------------------------------

@@ -408,7 +408,8 @@ class Bridge:
             if series is None:
                 return Refused("unknown_command", f"played for {cmd_id or slot_id!r}, never "
                                "sent to it")
-            expected = series.media_sha256
+            # the occurrence may air another bulletin's media
+            expected = schedule.slot_media(db, series, slot_id or "")
         result, reason, refused = event["result"], event.get("reason"), None
         sha = event.get("sha256")
         if expected and (sha is not None and sha != expected

@@ -13,15 +13,15 @@ from sqlalchemy.orm import Session
 from device_agent.protocol import PRIORITY_NAMES
 from schedules.lunar import LunarError
 from schedules.recurrence import RecurrenceError, RecurrenceErrorCode
-from schedules.slots import check_recurrence
+from schedules.slots import ConflictReport, check_recurrence, is_occurrence, slot_id
 
 from . import auth, deliveries, schedule
-from .bodies import BroadcastCreate
+from .bodies import BroadcastCreate, BroadcastEdit, OccurrenceChange
 from .bulletins import current_approval, visible_bulletin
 from .config import Settings
 from .errors import ApiError, bad_request
-from .models import (Area, Broadcast, Node, User, area_ancestors, area_subtree_ids, to_ms,
-                     utcnow)
+from .models import (Area, Broadcast, Bulletin, BulletinApproval, Node, OccurrenceOverride, User,
+                     area_ancestors, area_subtree_ids, to_ms, utcnow)
 from .outbox import queue_command
 from .times import due_time
 
@@ -58,27 +58,11 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
     bulletin_id, areas, nodes = body.bulletin_id, body.targets.areas, body.targets.nodes
     priority, volume, repeat, start_at = body.priority, body.volume, body.repeat, body.start_at
     b = visible_bulletin(db, user, bulletin_id)
-    for area_id in areas:
-        if db.get(Area, area_id) is None:
-            raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
-        auth.check_area(db, user, area_id)
-    for node_id in nodes:
-        node = db.get(Node, node_id)
-        if node is None:
-            raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
-        auth.check_area(db, user, node.cluster_id)
-    approval = current_approval(b)
-    if approval is None:
-        raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=b.id, status=b.status)
+    check_targets(db, user, areas, nodes)
+    approval = approved(b)
     if not target_node_ids(db, areas, nodes):
         raise bad_request("err.no_nodes", "no_nodes")
-    status = BroadcastStatus.SCHEDULED
-    if priority >= CONFIRM_PRIORITY:
-        if needs_confirmation(db, areas, nodes):
-            # nothing airs until a second person confirms
-            status = BroadcastStatus.AWAITING_CONFIRMATION
-        elif not auth.can(user, "broadcast.emergency"):
-            raise ApiError(403, "emergency_forbidden", "err.emergency_forbidden")
+    status = initial_status(db, user, priority, areas, nodes)
     now = utcnow()
     series = body.recurrence is not None
     if body.recurrence is not None and start_at is not None:  # the model requires start_at
@@ -96,21 +80,165 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
                    created_at=now)
     db.add(bc)
     db.flush()
-    check_conflicts(db, s, bc, now, bool(body.override))
+    report = check_conflicts(db, s, bc, now, bool(body.override))
     if series and status == BroadcastStatus.SCHEDULED:
         mark_desired_dirty(db, bc)
+    elif report.preempts or report.overridden:
+        mark_desired_dirty(db, bc)  # a one-off over a series' slot: it leaves the desired state
     return bc
 
 
+def check_targets(db: Session, user: User, areas: list[int], nodes: list[str]) -> None:
+    """404 for an unknown area or node, 403 for one outside the user's scope."""
+    for area_id in areas:
+        if db.get(Area, area_id) is None:
+            raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+        auth.check_area(db, user, area_id)
+    for node_id in nodes:
+        node = db.get(Node, node_id)
+        if node is None:
+            raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+        auth.check_area(db, user, node.cluster_id)
+
+
+def approved(b: Bulletin) -> BulletinApproval:
+    """The bulletin's current approval (what airs), or 409 not_approved."""
+    approval = current_approval(b)
+    if approval is None:
+        raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=b.id, status=b.status)
+    return approval
+
+
+def initial_status(db: Session, user: User, priority: int, areas: list[int],
+                   nodes: list[str]) -> BroadcastStatus:
+    """Scheduled, or awaiting a second person's confirmation for a live or emergency priority
+    where an area asks for one; 403 for such a priority without the permission otherwise."""
+    if priority >= CONFIRM_PRIORITY:
+        if needs_confirmation(db, areas, nodes):
+            # nothing airs until a second person confirms
+            return BroadcastStatus.AWAITING_CONFIRMATION
+        if not auth.can(user, "broadcast.emergency"):
+            raise ApiError(403, "emergency_forbidden", "err.emergency_forbidden")
+    return BroadcastStatus.SCHEDULED
+
+
 def check_conflicts(db: Session, s: Settings, bc: Broadcast, now: dt.datetime,
-                    override: bool) -> None:
-    """409 schedule_conflict, with the clashing slots, when the new broadcast's slots overlap
-    another's on the same node and neither a higher priority nor ``override`` allows it."""
-    report = schedule.conflicts(db, s.timezone, bc, now=schedule.aware(now), override=override)
+                    override: bool, only: set[str] | None = None) -> ConflictReport:
+    """409 schedule_conflict, with the clashing slots, when the new broadcast's slots (or only
+    those named) overlap another's on the same node and neither a higher priority nor
+    ``override`` allows it; otherwise how the overlaps resolved."""
+    report = schedule.conflicts(db, s.timezone, bc, now=schedule.aware(now), override=override,
+                                only=only)
     if not report.ok:
         raise ApiError(409, "schedule_conflict", "err.schedule_conflict",
                        count=len(report.clashes)).with_extra(
             clashes=schedule.clashes_json(report))
+    return report
+
+
+# --- one occurrence, and a series edited from now on ---------------------------------------------
+
+EDITABLE = (BroadcastStatus.SCHEDULED, BroadcastStatus.AWAITING_CONFIRMATION)
+
+
+def _editable_series(db: Session, user: User, bc: Broadcast) -> None:
+    """409 unless ``bc`` is a series still planning (not cancelled, not ended by an edit); 403
+    unless the user may act on all its targets, and on its priority (live, emergency)."""
+    if bc.recurrence is None:
+        raise ApiError(409, "not_a_series", "err.not_a_series")
+    if bc.status not in EDITABLE or bc.ends_at is not None:
+        raise ApiError(409, "cannot_edit", "err.cannot_edit",
+                       status="ended" if bc.ends_at is not None else bc.status)
+    check_broadcast_targets(db, user, bc)
+    if bc.priority >= CONFIRM_PRIORITY and not auth.can(user, "broadcast.emergency"):
+        raise ApiError(403, "emergency_forbidden", "err.emergency_forbidden")
+
+
+def change_occurrence(db: Session, s: Settings, user: User, bc: Broadcast,
+                      body: OccurrenceChange) -> OccurrenceOverride | None:
+    """Cancel, move or give another approved bulletin to one occurrence of a series (named by
+    its original start, so its slot keeps its id); a change that changes nothing gives the
+    occurrence back to its series (None). Its nodes get a new desired state at once."""
+    _editable_series(db, user, bc)
+    original = schedule.aware(body.original_start)
+    if body.start_at is not None and not (
+            schedule.EARLIEST <= schedule.aware(body.start_at) <= schedule.LATEST):
+        raise ApiError(422, "invalid", "err.invalid_field", field="start_at",
+                       detail=f"{schedule.EARLIEST.year}-{schedule.LATEST.year}")
+    if not schedule.EARLIEST <= original <= schedule.LATEST \
+            or not schedule.in_bounds(bc, original) or not is_occurrence(
+            schedule.spec(db, bc, s.timezone), original):
+        raise ApiError(422, "not_an_occurrence", "err.not_an_occurrence",
+                       at=schedule.iso(original))
+    approval = None
+    if body.bulletin_id is not None:
+        approval = approved(visible_bulletin(db, user, body.bulletin_id))
+    row = schedule.override_row(db, bc, original)
+    if not body.cancelled and body.start_at is None and approval is None:
+        if row is not None:
+            db.delete(row)
+        row = None
+    else:
+        if row is None:
+            row = OccurrenceOverride(broadcast_id=bc.id, original_start=body.original_start)
+            db.add(row)
+        row.cancelled = bool(body.cancelled)
+        row.start_at = body.start_at
+        row.bulletin_id = approval.bulletin_id if approval else None
+        row.approval_id = approval.id if approval else None
+        row.media_sha256 = approval.media_sha256 if approval else None
+        row.created_by, row.created_at = user.id, utcnow()
+    db.flush()
+    if row is None or not row.cancelled:
+        check_conflicts(db, s, bc, utcnow(), bool(body.override),
+                        only={slot_id(bc.id, original)})
+    if bc.status == BroadcastStatus.SCHEDULED:
+        mark_desired_dirty(db, bc)
+    return row
+
+
+def edit_series(db: Session, s: Settings, user: User, bc: Broadcast,
+                body: BroadcastEdit) -> Broadcast:
+    """A series changed from now on: it ends now (its past slots stay as they were) and a new
+    series, naming it in previous_id, plans from now with the edit; its changed occurrences
+    still to come go with it. Checked as a new broadcast is (scope, priority, rule, conflicts)."""
+    _editable_series(db, user, bc)
+    areas = body.targets.areas if body.targets else bc.target_areas
+    nodes = body.targets.nodes if body.targets else bc.target_nodes
+    check_targets(db, user, areas, nodes)
+    if not target_node_ids(db, areas, nodes):
+        raise bad_request("err.no_nodes", "no_nodes")
+    priority = body.priority if body.priority is not None else bc.priority
+    status = initial_status(db, user, priority, areas, nodes)
+    rule = body.recurrence or bc.recurrence
+    assert bc.start_at is not None and rule is not None  # a series has both
+    check_series(rule, bc.start_at, s.timezone)
+    exdates = (sorted({to_ms(x) for x in body.exdates}) if body.given("exdates")
+               and body.exdates is not None else bc.exdates)
+    now = utcnow()
+    new = Broadcast(bulletin_id=bc.bulletin_id, approval_id=bc.approval_id,
+                    media_sha256=bc.media_sha256, priority=priority, start_at=bc.start_at,
+                    due_at=bc.due_at, recurrence=rule, exdates=exdates,
+                    target_areas=sorted(set(areas)), target_nodes=sorted(set(nodes)),
+                    volume=body.volume if body.given("volume") else bc.volume,
+                    repeat=bc.repeat, status=status, created_by=user.id, created_at=now,
+                    begins_at=now, previous_id=bc.id)
+    mark_desired_dirty(db, bc)  # before it ends: the nodes it reached lose its slots
+    bc.ends_at = now
+    db.add(new)
+    db.flush()
+    for row in schedule.override_rows(db, bc):
+        if row.original_start >= now:
+            db.add(OccurrenceOverride(
+                broadcast_id=new.id, original_start=row.original_start, cancelled=row.cancelled,
+                start_at=row.start_at, bulletin_id=row.bulletin_id, approval_id=row.approval_id,
+                media_sha256=row.media_sha256, created_by=row.created_by,
+                created_at=row.created_at))
+    db.flush()
+    check_conflicts(db, s, new, now, bool(body.override))
+    if status == BroadcastStatus.SCHEDULED:
+        mark_desired_dirty(db, new)
+    return new
 
 
 def check_series(rule: str, start_at: dt.datetime, tz: str) -> None:
@@ -192,8 +320,10 @@ def cancel_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> Non
         raise ApiError(409, "cannot_cancel", "err.cannot_cancel", status=bc.status)
     check_broadcast_targets(db, user, bc)
     now = utcnow()
-    if bc.recurrence is not None:
-        mark_desired_dirty(db, bc)  # its slots leave every desired state
+    if bc.recurrence is not None or bc.start_at is not None:
+        # a series' slots leave every desired state; a timed one-off gives back the series
+        # slots it interrupted
+        mark_desired_dirty(db, bc)
     if bc.status != BroadcastStatus.DISPATCHED:
         deliveries.cancel(bc.deliveries, now)
     else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from audio.pipeline import Pipeline, Rendered
@@ -20,7 +20,7 @@ from .bodies import (AreaUpdate, BulletinCreate, BulletinUpdate, BulletinUpload,
 from .config import Settings
 from .errors import ApiError, bad_request, not_found
 from .models import (Area, Broadcast, Bulletin, BulletinApproval, BulletinEvent, LexiconEntry,
-                     Media, User, area_ancestors, utcnow)
+                     Media, Node, User, area_ancestors, area_subtree_ids, utcnow)
 from .times import iso
 
 
@@ -129,7 +129,25 @@ def update_area_speech(db: Session, s: Settings, user: User, area_id: int,
         if body.given(key):
             value = getattr(body, key)
             setattr(area, key, value if key == "emergency_confirm" else value or None)
+    if body.given("quiet_hours") and body.quiet_hours != area.quiet_hours:
+        area.quiet_hours = body.quiet_hours  # None: as the area above; []: none here
+        mark_area_dirty(db, area.id)  # its nodes' desired states carry the quiet hours
     return area
+
+
+def mark_area_dirty(db: Session, area_id: int) -> None:
+    """Every node in the area and below gets a new desired state on the dispatcher's next pass."""
+    subtree = area_subtree_ids(db, [area_id])
+    db.execute(update(Node).where(Node.cluster_id.in_(subtree)).values(desired_dirty=True))
+
+
+def quiet_hours(db: Session, area_id: int) -> list[dict[str, str]]:
+    """A node's quiet hours: its cluster's setting, else the nearest area's above it that has
+    one; none when no area up the tree sets them."""
+    for area in area_ancestors(db, area_id):
+        if area.quiet_hours is not None:
+            return list(area.quiet_hours)
+    return []
 
 
 def scoped_area(db: Session, user: User, area_id: int) -> Area:

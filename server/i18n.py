@@ -99,6 +99,12 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "err.upload.corrupt": {"vi": "Tệp âm thanh bị hỏng: {detail}.",
                            "en": "The audio file is damaged: {detail}."},
     "err.upload.silent": {"vi": "Bản ghi chỉ có im lặng.", "en": "The recording is silent."},
+    "err.not_a_series": {"vi": "Lượt phát này không phải lịch phát định kỳ.",
+                         "en": "This broadcast is not a series."},
+    "err.cannot_edit": {"vi": "Không thể sửa lịch phát ở trạng thái {status}.",
+                        "en": "A series cannot be edited while {status}."},
+    "err.not_an_occurrence": {"vi": "Lịch phát không có lượt nào bắt đầu lúc {at}.",
+                              "en": "The series has no occurrence starting at {at}."},
     "err.cannot_cancel": {"vi": "Không thể huỷ lượt phát ở trạng thái {status}.",
                           "en": "Cannot cancel a broadcast that is {status}."},
     "err.emergency_forbidden": {

@@ -53,6 +53,9 @@ class Area(Base):
     chime: Mapped[str | None] = mapped_column(String(10))  # none, intro, outro, both
     # an emergency broadcast here waits for a second person's confirmation (None: inherit)
     emergency_confirm: Mapped[bool | None] = mapped_column(Boolean)
+    # quiet hours of the nodes here and below: [{"from": "HH:MM", "to": "HH:MM"}] in the
+    # configured zone ([]: none; None: inherit from the parent)
+    quiet_hours: Mapped[list | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     parent: Mapped[Area | None] = relationship(remote_side="Area.id")
 
@@ -235,10 +238,34 @@ class Broadcast(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # an edited series is split at the edit: the old one ends (its occurrences from ends_at on
+    # are gone), the new one names it in previous_id and plans from begins_at on
+    ends_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    begins_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id"), index=True)
     bulletin: Mapped[Bulletin] = relationship()
     approval: Mapped[BulletinApproval | None] = relationship()
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="broadcast",
                                                          order_by="Delivery.node_id")
+
+
+class OccurrenceOverride(Base):
+    """One occurrence of a series changed without breaking the series: cancelled, moved to
+    another start, or airing another approved bulletin. Keyed by the occurrence's original start
+    (so its slot keeps its id); a later change to the same occurrence replaces the row."""
+    __tablename__ = "occurrence_overrides"
+    __table_args__ = (UniqueConstraint("broadcast_id", "original_start"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    original_start: Mapped[dt.datetime] = mapped_column(DateTime)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    start_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # None: not moved
+    # another bulletin for this occurrence: its approval (and media) fixed when it was made
+    bulletin_id: Mapped[int | None] = mapped_column(ForeignKey("bulletins.id"))
+    approval_id: Mapped[int | None] = mapped_column(ForeignKey("bulletin_approvals.id"))
+    media_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Delivery(Base):

@@ -93,7 +93,10 @@ SCHEMAS = {
         "kind": {"type": "string", "enum": ["province", "city", "district", "ward", "commune",
                                            "town", "cluster", "zone"]},
         "name": {"type": "string"}, "code": {"type": "string"},
-        "group": {"type": "string", "description": "the MQTT group name of the area"}}},
+        "group": {"type": "string", "description": "the MQTT group name of the area"},
+        "quiet_hours": {"type": ["array", "null"], "items": {"type": "object", "properties": {
+            "from": {"type": "string"}, "to": {"type": "string"}}},
+            "description": "HH:MM intervals in the configured zone; null: as the area above"}}},
     "Provisioned": {"type": "object", "properties": {
         "id": {"type": "string"}, "name": {"type": "string"}, "cluster_id": {"type": "integer"},
         "mqtt": {"type": "object", "properties": {
@@ -164,6 +167,20 @@ SCHEMAS = {
         "recurrence": {**NULLABLE_STR, "description": "a series' rule; null: a one-off"},
         "exdates": {"type": "array", "items": {"type": "string"},
                     "description": "the series' skipped occurrences"},
+        "begins_at": {**NULLABLE_STR, "description": "a series made by an edit: it plans "
+                                                     "occurrences from here on"},
+        "ends_at": {**NULLABLE_STR, "description": "a series ended by an edit: its "
+                                                   "occurrences from here on are gone"},
+        "previous_id": {"type": ["integer", "null"], "description": "the series this edit "
+                                                                    "replaced from begins_at"},
+        "next_id": {"type": ["integer", "null"], "description": "the series that replaced "
+                                                                "this one from ends_at"},
+        "occurrences": {"type": "array", "description": "a series' changed occurrences",
+                        "items": {"type": "object", "properties": {
+                            "original_start": {"type": "string"},
+                            "cancelled": {"type": "boolean"}, "start_at": NULLABLE_STR,
+                            "bulletin_id": {"type": ["integer", "null"]},
+                            "sha256": NULLABLE_STR}}},
         "summary": {"type": "object", "properties": {k: {"type": "integer"} for k in (
             "total", "sent", "acked", "played", "failed")}},
         "nodes": {"type": "array", "items": {"type": "object", "properties": {
@@ -230,7 +247,9 @@ PATHS = {
                     status="201", errors=("400", "401", "403", "404", "409"))},
     "/api/v1/areas/{area_id}": {
         "get": _op("One area", _ok(_ref("Area")), params=[_path_param("area_id")]),
-        "patch": _op("Rename an area or set its speech defaults for bulletins below it",
+        "patch": _op("Rename an area or set its speech defaults for bulletins below it, or "
+                     "its quiet hours (the nearest area up the tree that sets them wins; they "
+                     "reach its nodes' desired states at once; emergency ignores them)",
                      _ok(_ref("Area")), body=_ref("AreaUpdate"), params=[_path_param("area_id")])},
     "/api/v1/areas/{area_id}/schedule": {"get": _op(
         "The expanded slots of the area and every area below it, from every planned broadcast "
@@ -329,9 +348,31 @@ PATHS = {
                     "area asks for one (status awaiting_confirmation)",
                     _ok(_ref("Broadcast"), "Created"), body=_ref("BroadcastCreate"),
                     status="201", errors=("400", "401", "403", "404", "409", "422"))},
-    "/api/v1/broadcasts/{broadcast_id}": {"get": _op(
-        "Per node: sent, acked, played, failed, with reasons", _ok(_ref("Broadcast")),
-        params=[_path_param("broadcast_id")])},
+    "/api/v1/broadcasts/{broadcast_id}": {
+        "get": _op("Per node: sent, acked, played, failed, with reasons", _ok(_ref("Broadcast")),
+                   params=[_path_param("broadcast_id")]),
+        "patch": _op(
+            "Edit a series from now on (rule, skipped dates, priority, volume, targets; not the "
+            "bulletin): the series ends now, its past slots unchanged, and a new series naming "
+            "it in previous_id plans from now with the edit and its changed occurrences still "
+            "to come; the answer is the new series. Checked as a new broadcast is (scope, "
+            "approver rules, 422 invalid_recurrence, 409 schedule_conflict); 409 not_a_series, "
+            "409 cannot_edit for a cancelled or already ended series",
+            _ok(_ref("Broadcast"), "Created"), body=_ref("BroadcastEdit"), status="201",
+            params=[_path_param("broadcast_id")],
+            errors=("400", "401", "403", "404", "409", "422"))},
+    "/api/v1/broadcasts/{broadcast_id}/occurrences": {"post": _op(
+        "Change one occurrence of a series, named by its original start (422 "
+        "not_an_occurrence otherwise): cancelled (it leaves every desired state, listing and "
+        "calendar), moved (start_at; its slot keeps its id) or airing another approved "
+        "bulletin; a later change to the same occurrence replaces this one, one that changes "
+        "nothing gives it back to the series. Its nodes get a new desired state at once. "
+        "Scope and approver rules as for a new broadcast; a moved or changed occurrence "
+        "overlapping another's slot is a 409 schedule_conflict unless of higher priority or "
+        "with override",
+        _ok(_ref("Broadcast")), body=_ref("OccurrenceChange"),
+        params=[_path_param("broadcast_id")],
+        errors=("400", "401", "403", "404", "409", "422"))},
     "/api/v1/broadcasts/{broadcast_id}/confirm": {"post": _op(
         "The second person confirms a live or emergency broadcast held for confirmation "
         "(another user than its creator, with the approver role over every target)",

@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from schedules.lunar import FIRST_YEAR, LAST_YEAR
-from schedules.slots import (BroadcastSpec, ConflictReport, Content, ContentKind, Slot,
+from schedules.slots import (BroadcastSpec, ConflictReport, Content, ContentKind, Override, Slot,
                              broadcast_slots, find_conflicts, is_occurrence)
 
 from . import broadcasts
-from .models import Area, Broadcast, Media, Node
+from .models import Area, Broadcast, Media, Node, OccurrenceOverride
 
 # A new broadcast is checked against the others over this much of the future.
 CONFLICT_HORIZON = dt.timedelta(days=30)
@@ -43,11 +43,50 @@ def is_series(bc: Broadcast) -> bool:
     return bc.recurrence is not None
 
 
-def duration(db: Session, bc: Broadcast) -> dt.timedelta:
-    """How long one slot of the broadcast plays: its approved media, once per repeat."""
-    media = db.get(Media, bc.media_sha256) if bc.media_sha256 else None
+def duration(db: Session, bc: Broadcast, media_sha256: str | None = None) -> dt.timedelta:
+    """How long one slot of the broadcast plays: its approved media (or ``media_sha256``, an
+    occurrence's other bulletin), once per repeat."""
+    sha = media_sha256 or bc.media_sha256
+    media = db.get(Media, sha) if sha else None
     played = dt.timedelta(milliseconds=(media.duration_ms if media else 0) * (bc.repeat or 1))
     return max(played, MIN_SLOT)
+
+
+def override_rows(db: Session, bc: Broadcast) -> list[OccurrenceOverride]:
+    """The broadcast's changed occurrences as stored (none for a one-off)."""
+    if bc.recurrence is None:
+        return []
+    return list(db.scalars(select(OccurrenceOverride).where(
+        OccurrenceOverride.broadcast_id == bc.id).order_by(OccurrenceOverride.original_start)))
+
+
+def overrides(db: Session, bc: Broadcast) -> list[Override]:
+    """The stored changes as schedules.slots applies them when it builds slots."""
+    out = []
+    for row in override_rows(db, bc):
+        other = row.bulletin_id
+        out.append(Override(
+            original_start=aware(row.original_start), cancelled=row.cancelled,
+            start_at=aware(row.start_at) if row.start_at else None,
+            duration=duration(db, bc, row.media_sha256) if other is not None else None,
+            content=Content(ContentKind.BULLETIN, other) if other is not None else None))
+    return out
+
+
+def override_row(db: Session, bc: Broadcast, original_start: dt.datetime
+                 ) -> OccurrenceOverride | None:
+    """The stored change of the occurrence at ``original_start`` (aware), or None."""
+    return db.scalar(select(OccurrenceOverride).where(
+        OccurrenceOverride.broadcast_id == bc.id,
+        OccurrenceOverride.original_start == naive(original_start)))
+
+
+def in_bounds(bc: Broadcast, original_start: dt.datetime) -> bool:
+    """Whether an occurrence (aware) lies within the part of the series this broadcast plans:
+    an edited series ended at ``ends_at``, its successor plans from ``begins_at``."""
+    if bc.ends_at is not None and original_start >= aware(bc.ends_at):
+        return False
+    return bc.begins_at is None or original_start >= aware(bc.begins_at)
 
 
 def spec(db: Session, bc: Broadcast, tz: str) -> BroadcastSpec:
@@ -68,14 +107,15 @@ def slots(db: Session, bc: Broadcast, tz: str, window_from: dt.datetime,
           window_to: dt.datetime) -> list[Slot]:
     """The broadcast's slots that share time with [window_from, window_to) (aware times)."""
     plan = spec(db, bc, tz)
+    changes = overrides(db, bc)
     found: dict[str, Slot] = {}
     start = window_from
     while start < window_to:
         end = min(start + CHUNK, window_to)
-        for slot in broadcast_slots(plan, start, end):
+        for slot in broadcast_slots(plan, start, end, changes):
             found.setdefault(slot.slot_id, slot)  # one spanning two chunks comes twice
         start = end
-    return sorted(found.values())
+    return sorted(s for s in found.values() if in_bounds(bc, s.original_start))
 
 
 def slot_broadcast_id(slot_id: str) -> int | None:
@@ -99,7 +139,15 @@ def is_slot_of(db: Session, bc: Broadcast, slot_id: str, tz: str) -> bool:
     """Whether ``slot_id`` is one of the broadcast's occurrences (exdates applied)."""
     start = slot_start(slot_id)
     return (start is not None and slot_broadcast_id(slot_id) == bc.id
-            and is_occurrence(spec(db, bc, tz), start))
+            and in_bounds(bc, start) and is_occurrence(spec(db, bc, tz), start))
+
+
+def slot_media(db: Session, bc: Broadcast, slot_id: str) -> str | None:
+    """The media the occurrence ``slot_id`` of the series airs: another bulletin's when it was
+    given one, else the series' own."""
+    start = slot_start(slot_id)
+    row = override_row(db, bc, start) if start is not None else None
+    return row.media_sha256 if row is not None and row.media_sha256 else bc.media_sha256
 
 
 def planned(db: Session) -> list[Broadcast]:
@@ -154,18 +202,19 @@ class Reach:
 
 
 def conflicts(db: Session, tz: str, bc: Broadcast, *, now: dt.datetime,
-              override: bool) -> ConflictReport:
+              override: bool, only: set[str] | None = None) -> ConflictReport:
     """How the new broadcast ``bc`` (flushed, so it has an id) meets the others' slots on the
     same nodes over the next CONFLICT_HORIZON. One-offs never clashed with one-offs and still do
-    not: a clash needs a series on at least one side."""
+    not: a clash needs a series on at least one side. ``only``: check these slots of ``bc``
+    alone (one changed occurrence). The series an edit split ``bc`` from is not another."""
     others = [o for o in planned(db)
-              if o.id != bc.id and (is_series(bc) or is_series(o))]
+              if o.id not in (bc.id, bc.previous_id) and (is_series(bc) or is_series(o))]
     if not others:
         return ConflictReport()
     reach = Reach(db)
     targets = reach.nodes(bc)
     window_to = now + CONFLICT_HORIZON
-    new = slots(db, bc, tz, now, window_to)
+    new = [s for s in slots(db, bc, tz, now, window_to) if only is None or s.slot_id in only]
     if not new or not targets:
         return ConflictReport()
     existing: dict[str, list[Slot]] = {}

@@ -1,17 +1,20 @@
 """How areas, nodes, commands and broadcasts appear in the API's JSON answers."""
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import deliveries
-from .models import Area, Broadcast, Command, Node, from_ms, node_groups
+from .models import (Area, Broadcast, Command, Node, OccurrenceOverride, from_ms,
+                     node_groups)
 from .times import iso
 
 
 def area_json(a: Area) -> dict:
     return {"id": a.id, "parent_id": a.parent_id, "kind": a.kind, "name": a.name, "code": a.code,
             "group": a.group, "tts_engine": a.tts_engine, "tts_voice": a.tts_voice,
-            "chime": a.chime, "emergency_confirm": a.emergency_confirm}
+            "chime": a.chime, "emergency_confirm": a.emergency_confirm,
+            "quiet_hours": a.quiet_hours}
 
 
 def node_json(db: Session, n: Node, alarms: list | None = None) -> dict:
@@ -49,4 +52,17 @@ def broadcast_json(db: Session, bc: Broadcast) -> dict:
             "volume": bc.volume, "repeat": bc.repeat,
             "recurrence": bc.recurrence,
             "exdates": [iso(from_ms(ms)) for ms in bc.exdates or ()],
+            "begins_at": iso(bc.begins_at), "ends_at": iso(bc.ends_at),
+            "previous_id": bc.previous_id,
+            "next_id": db.scalar(select(Broadcast.id).where(Broadcast.previous_id == bc.id)),
+            "occurrences": [occurrence_json(o) for o in db.scalars(
+                select(OccurrenceOverride).where(OccurrenceOverride.broadcast_id == bc.id)
+                .order_by(OccurrenceOverride.original_start))] if bc.recurrence else [],
             "summary": counts, "nodes": nodes}
+
+
+def occurrence_json(o: OccurrenceOverride) -> dict:
+    """One changed occurrence of a series."""
+    return {"original_start": iso(o.original_start), "cancelled": o.cancelled,
+            "start_at": iso(o.start_at), "bulletin_id": o.bulletin_id,
+            "sha256": o.media_sha256}
