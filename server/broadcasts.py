@@ -1,4 +1,4 @@
-"""Broadcasts: a bulletin's approved recording sent to areas and nodes, now, at a time or as a
+"""Broadcasts: a bulletin's approved recording (or a programme's media) sent to areas and nodes, now, at a time or as a
 series (a recurrence rule: its slots reach the nodes in their desired states, never as play
 commands); the second person's confirmation of an emergency, and cancelling. This module alone
 assigns a broadcast's status; the dispatcher calls mark_dispatched and mark_not_sent."""
@@ -23,6 +23,7 @@ from .errors import ApiError, bad_request
 from .models import (Area, Broadcast, Node, User, area_ancestors, area_subtree_ids, to_ms,
                      utcnow)
 from .outbox import queue_command
+from .programmes import revision_problem, visible_programme
 from .times import due_time
 
 
@@ -55,9 +56,13 @@ def needs_confirmation(db: Session, areas: list[int], nodes: list[str]) -> bool:
 
 
 def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate) -> Broadcast:
-    bulletin_id, areas, nodes = body.bulletin_id, body.targets.areas, body.targets.nodes
+    areas, nodes = body.targets.areas, body.targets.nodes
     priority, volume, repeat, start_at = body.priority, body.volume, body.repeat, body.start_at
-    b = visible_bulletin(db, user, bulletin_id)
+    if body.bulletin_id is not None:
+        b = visible_bulletin(db, user, body.bulletin_id)
+    else:  # the body holds exactly one of them
+        assert body.programme_id is not None
+        p = visible_programme(db, user, body.programme_id)
     for area_id in areas:
         if db.get(Area, area_id) is None:
             raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
@@ -67,9 +72,20 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
         if node is None:
             raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
         auth.check_area(db, user, node.cluster_id)
-    approval = current_approval(b)
-    if approval is None:
-        raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=b.id, status=b.status)
+    if body.bulletin_id is not None:
+        approval = current_approval(b)
+        if approval is None:
+            raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=b.id,
+                           status=b.status)
+        what = {"bulletin_id": b.id, "approval_id": approval.id,
+                "media_sha256": approval.media_sha256}
+    else:
+        reason, rev = revision_problem(db, p.id, p.current.id, p.current.media_sha256)
+        if rev is None:
+            raise ApiError(409, "not_approved", "err.programme_not_approved", id=p.id,
+                           reason=reason)
+        what = {"programme_id": p.id, "programme_revision_id": rev.id,
+                "media_sha256": rev.media_sha256}
     if not target_node_ids(db, areas, nodes):
         raise bad_request("err.no_nodes", "no_nodes")
     status = BroadcastStatus.SCHEDULED
@@ -85,8 +101,7 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
         check_series(body.recurrence, start_at, s.timezone)
     start_at = start_at if series or start_at is None or start_at > now else None
     # (a one-off's time already past means now; a series' is its anchor)
-    bc = Broadcast(bulletin_id=b.id, approval_id=approval.id, media_sha256=approval.media_sha256,
-                   priority=priority, start_at=start_at,
+    bc = Broadcast(**what, priority=priority, start_at=start_at,
                    # a series is never dispatched as a command: due_at only records its anchor
                    due_at=start_at if series else due_time(start_at, now, s.schedule_lead_s),
                    recurrence=body.recurrence,
