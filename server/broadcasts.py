@@ -1,7 +1,8 @@
-"""Broadcasts: a bulletin's approved recording (or a programme's media) sent to areas and nodes, now, at a time or as a
-series (a recurrence rule: its slots reach the nodes in their desired states, never as play
-commands); the second person's confirmation of an emergency, and cancelling. This module alone
-assigns a broadcast's status; the dispatcher calls mark_dispatched and mark_not_sent."""
+"""Broadcasts: a bulletin's approved recording (or a programme's media) sent to areas and
+nodes, now, at a time or as a series (a recurrence rule: its slots reach the nodes in their
+desired states, never as play commands); the second person's confirmation of an emergency,
+and cancelling. This module alone assigns a broadcast's status; the dispatcher calls
+mark_dispatched and mark_not_sent."""
 from __future__ import annotations
 
 import datetime as dt
@@ -20,8 +21,8 @@ from .bodies import BroadcastCreate
 from .bulletins import current_approval, visible_bulletin
 from .config import Settings
 from .errors import ApiError, bad_request
-from .models import (Area, Broadcast, Node, User, area_ancestors, area_subtree_ids, to_ms,
-                     utcnow)
+from .models import (Area, Broadcast, Bulletin, Node, Programme, User, area_ancestors,
+                     area_subtree_ids, to_ms, utcnow)
 from .outbox import queue_command
 from .programmes import revision_problem, visible_programme
 from .times import due_time
@@ -58,11 +59,7 @@ def needs_confirmation(db: Session, areas: list[int], nodes: list[str]) -> bool:
 def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate) -> Broadcast:
     areas, nodes = body.targets.areas, body.targets.nodes
     priority, volume, repeat, start_at = body.priority, body.volume, body.repeat, body.start_at
-    if body.bulletin_id is not None:
-        b = visible_bulletin(db, user, body.bulletin_id)
-    else:  # the body holds exactly one of them
-        assert body.programme_id is not None
-        p = visible_programme(db, user, body.programme_id)
+    content = _content(db, user, body)
     for area_id in areas:
         if db.get(Area, area_id) is None:
             raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
@@ -72,20 +69,7 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
         if node is None:
             raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
         auth.check_area(db, user, node.cluster_id)
-    if body.bulletin_id is not None:
-        approval = current_approval(b)
-        if approval is None:
-            raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=b.id,
-                           status=b.status)
-        what = {"bulletin_id": b.id, "approval_id": approval.id,
-                "media_sha256": approval.media_sha256}
-    else:
-        reason, rev = revision_problem(db, p.id, p.current.id, p.current.media_sha256)
-        if rev is None:
-            raise ApiError(409, "not_approved", "err.programme_not_approved", id=p.id,
-                           reason=reason)
-        what = {"programme_id": p.id, "programme_revision_id": rev.id,
-                "media_sha256": rev.media_sha256}
+    what = _airs(db, content)
     if not target_node_ids(db, areas, nodes):
         raise bad_request("err.no_nodes", "no_nodes")
     status = BroadcastStatus.SCHEDULED
@@ -115,6 +99,33 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
     if series and status == BroadcastStatus.SCHEDULED:
         mark_desired_dirty(db, bc)
     return bc
+
+
+def _content(db: Session, user: User, body: BroadcastCreate) -> Bulletin | Programme:
+    """What the body names to air, when the user may see it (404 otherwise)."""
+    if body.bulletin_id is not None:
+        return visible_bulletin(db, user, body.bulletin_id)
+    assert body.programme_id is not None  # the body holds exactly one of them
+    return visible_programme(db, user, body.programme_id)
+
+
+def _airs(db: Session, content: Bulletin | Programme) -> dict:
+    """The broadcast's columns fixing what airs: the bulletin's approval, or the programme's
+    current revision; 409 not_approved when it may not air as it stands."""
+    if isinstance(content, Programme):
+        rev = content.current
+        reason, ok = revision_problem(db, content.id, rev.id, rev.media_sha256)
+        if ok is None:
+            raise ApiError(409, "not_approved", "err.programme_not_approved", id=content.id,
+                           reason=reason)
+        return {"programme_id": content.id, "programme_revision_id": rev.id,
+                "media_sha256": rev.media_sha256}
+    approval = current_approval(content)
+    if approval is None:
+        raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=content.id,
+                       status=content.status)
+    return {"bulletin_id": content.id, "approval_id": approval.id,
+            "media_sha256": approval.media_sha256}
 
 
 def check_conflicts(db: Session, s: Settings, bc: Broadcast, now: dt.datetime,
