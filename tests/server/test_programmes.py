@@ -197,3 +197,15 @@ def test_archiving_an_item_takes_the_programmes_series_off_air(ward):
     r = s.call("POST", "/api/v1/broadcasts", json={
         "programme_id": p["id"], "targets": {"areas": [ward["ward"]["id"]]}})
     assert r.status_code == 409 and r.json()["error"]["code"] == "not_approved"
+
+
+def test_the_broadcast_page_shows_the_programme(ward):
+    from tests.system import ADMIN_PASSWORD
+    from tests.web_helpers import PageUser
+    s = ward["s"]
+    p = programme(ward, [ward["one"]["id"], ward["two"]["id"]]).json()
+    bc = s.ok("POST", "/api/v1/broadcasts", json={
+        "programme_id": p["id"], "targets": {"areas": [ward["ward"]["id"]]}})
+    page = PageUser(s, "admin", ADMIN_PASSWORD).get(f"/broadcasts/{bc['id']}")
+    assert page.status_code == 200
+    assert p["title"] in page.text and p["audio_url"] in page.text
