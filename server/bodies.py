@@ -516,8 +516,10 @@ class BroadcastCreate(Body):
         {"properties": {"recurrence": {"type": "null"}, "exdates": {"type": "null"}}},
         {"required": ["recurrence", "start_at"],
          "properties": {"recurrence": {"type": "string"}, "start_at": {"not": {"type": "null"}}}}],
-        "oneOf": [{"required": ["bulletin_id"], "properties": {"programme_id": {"type": "null"}}},
-                  {"required": ["programme_id"], "properties": {"bulletin_id": {"type": "null"}}}]})
+        "oneOf": [{"required": ["bulletin_id"], "properties": {
+            "bulletin_id": {"type": "integer"}, "programme_id": {"type": "null"}}},
+                  {"required": ["programme_id"], "properties": {
+                      "programme_id": {"type": "integer"}, "bulletin_id": {"type": "null"}}}]})
     # what airs: exactly one of a bulletin and a programme
     bulletin_id: DbId | None = None
     programme_id: DbId | None = None
@@ -583,7 +585,7 @@ def _bulletin_ids(value: Any) -> list[int]:
 
 BulletinIds = Annotated[list[int], _Check(_bulletin_ids, {
     "type": "array", "minItems": 1, "maxItems": MAX_PROGRAMME_ITEMS,
-    "items": {"type": "integer"},
+    "items": {"type": "integer", "minimum": -MAX_DB_INT, "maximum": MAX_DB_INT},
     "description": "approved bulletins, in playing order (one may come more than once)"})]
 
 
