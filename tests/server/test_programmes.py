@@ -206,6 +206,9 @@ def test_the_broadcast_page_shows_the_programme(ward):
     p = programme(ward, [ward["one"]["id"], ward["two"]["id"]]).json()
     bc = s.ok("POST", "/api/v1/broadcasts", json={
         "programme_id": p["id"], "targets": {"areas": [ward["ward"]["id"]]}})
-    page = PageUser(s, "admin", ADMIN_PASSWORD).get(f"/broadcasts/{bc['id']}")
+    browser = PageUser(s, "admin", ADMIN_PASSWORD)
+    page = browser.get(f"/broadcasts/{bc['id']}")
     assert page.status_code == 200
     assert p["title"] in page.text and p["audio_url"] in page.text
+    listing = browser.get("/bulletins")
+    assert listing.status_code == 200 and p["title"] in listing.text
