@@ -189,11 +189,16 @@ def test_archiving_an_item_takes_the_programmes_series_off_air(ward):
     s, node = ward["s"], ward["node"]
     p = programme(ward, [ward["one"]["id"], ward["two"]["id"]]).json()
     series(ward, p)
+    now = s.ok("POST", "/api/v1/broadcasts", json={
+        "programme_id": p["id"], "targets": {"areas": [ward["ward"]["id"]]}})
     dispatcher(s, tomorrow_at(5)).refresh_desired()
     assert desired(s, node["id"])["body"]["schedule"]
     s.ok("POST", f"/api/v1/bulletins/{ward['two']['id']}/archive")
     dispatcher(s, tomorrow_at(5)).refresh_desired()
     assert desired(s, node["id"])["body"]["schedule"] == []
+    assert dispatcher(s, dt.datetime.now(dt.UTC)).dispatch_due() == 1
+    held = s.ok("GET", f"/api/v1/broadcasts/{now['id']}")
+    assert (held["status"], held["reason"]) == ("held", "approval_revoked")
     r = s.call("POST", "/api/v1/broadcasts", json={
         "programme_id": p["id"], "targets": {"areas": [ward["ward"]["id"]]}})
     assert r.status_code == 409 and r.json()["error"]["code"] == "not_approved"
