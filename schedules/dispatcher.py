@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import LATE_SLOT_MS
 from schedules.slots import Slot
-from server import broadcasts, bulletins, deliveries, outbox, schedule
+from server import broadcasts, bulletins, deliveries, outbox, programmes, schedule
 from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
 from server.keys import KeyRing
 from server.models import (Area, Broadcast, BulletinApproval, Command, Media, Node,
-                           OccurrenceOverride, WorkerStatus,
+                           OccurrenceOverride, ProgrammeRevision, WorkerStatus,
                            area_ancestors, area_subtree_ids, from_ms, node_groups, now_ms,
                            to_ms, utcnow)
 from server.transport import Transport
@@ -105,8 +105,8 @@ class Dispatcher:
             db.rollback()
             log.exception("broadcast %s could not be marked held (%s)", bc.id, detail)
 
-    def _play_body(self, db: Session, bc: Broadcast, approval: BulletinApproval,
-                   media: Media) -> dict:
+    def _play_body(self, db: Session, bc: Broadcast,
+                   approval: BulletinApproval | ProgrammeRevision, media: Media) -> dict:
         return {"item": {"id": item_id(bc), "title": approval.title,
                          "media": self._media_json(media)},
                 "priority": bc.priority,
@@ -114,15 +114,24 @@ class Dispatcher:
                 "volume": bc.volume, "repeat": bc.repeat}
 
     def _why_not(self, db: Session, bc: Broadcast, now: int, series: bool = False
-                 ) -> tuple[BroadcastStatus, str | None, BulletinApproval | None, Media | None]:
-        """(status, reason, approval, media): what may be sent, or why nothing is. A
+                 ) -> tuple[BroadcastStatus, str | None,
+                            BulletinApproval | ProgrammeRevision | None, Media | None]:
+        """(status, reason, approval, media): what may be sent, or why nothing is (for a
+        programme the approval is its revision: its title and media). A
         ``series`` is never late: its slots are each judged by the node."""
-        approval = db.get(BulletinApproval, bc.approval_id) if bc.approval_id else None
-        if approval is None or approval.bulletin_id != bc.bulletin_id \
-                or approval.media_sha256 != bc.media_sha256:
-            return BroadcastStatus.HELD, "approval_missing", None, None
-        if approval.revoked_at is not None:
-            return BroadcastStatus.HELD, "approval_revoked", None, None
+        approval: BulletinApproval | ProgrammeRevision | None
+        if bc.programme_id is not None:  # a programme: its revision, every item approved
+            problem, approval = programmes.revision_problem(
+                db, bc.programme_id, bc.programme_revision_id, bc.media_sha256)
+            if approval is None:
+                return BroadcastStatus.HELD, problem, None, None
+        else:
+            approval = db.get(BulletinApproval, bc.approval_id) if bc.approval_id else None
+            if approval is None or approval.bulletin_id != bc.bulletin_id \
+                    or approval.media_sha256 != bc.media_sha256:
+                return BroadcastStatus.HELD, "approval_missing", None, None
+            if approval.revoked_at is not None:
+                return BroadcastStatus.HELD, "approval_revoked", None, None
         media = db.get(Media, approval.media_sha256)
         if media is None:
             return BroadcastStatus.HELD, "media_missing", None, None
@@ -240,7 +249,8 @@ class Dispatcher:
                         entries.setdefault(node_id, []).append(entry)
         return entries, media_by_sha
 
-    def _series_item(self, db: Session, bc: Broadcast, approval: BulletinApproval, media: Media,
+    def _series_item(self, db: Session, bc: Broadcast,
+                     approval: BulletinApproval | ProgrammeRevision, media: Media,
                      other: OccurrenceOverride | None, media_by_sha: dict[str, dict]
                      ) -> dict | None:
         """What a series' slot plays: its own approved media, or the approved media of the

@@ -12,7 +12,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from schedules.ical import slots_to_ics
 
-from . import audit, auth, bulletins, reports, schedule, users
+from . import audit, auth, bulletins, programmes, reports, schedule, users
 from . import bodies as B
 from . import areas as area_service
 from . import broadcasts as broadcast_service
@@ -183,7 +183,7 @@ def area_schedule(area_id: int):
 @auth.login_required
 def area_schedule_ics(area_id: int):
     area, now, slots = _schedule(area_id)
-    titles = {bc.id: bc.approval.title if bc.approval else bc.bulletin.title for _s, bc in slots}
+    titles = {bc.id: schedule.title(bc) for _s, bc in slots}
     text = slots_to_ics([slot for slot, _bc in slots], now=now, calendar_name=area.name,
                         title=lambda slot: titles[slot.broadcast_id])
     return Response(text, mimetype="text/calendar",
@@ -418,6 +418,38 @@ def delete_lexicon(area_id: int, entry_id: int):
     g.db.delete(entry)
     g.db.commit()
     return "", 204
+
+
+# --- programmes --------------------------------------------------------------------------------
+
+@bp.post("/programmes")
+def create_programme():
+    user = auth.require("broadcast.write")
+    p = programmes.create_programme(g.db, app_settings(), user, read(B.ProgrammeCreate))
+    return created(programmes.programme_json(p))
+
+
+@bp.get("/programmes")
+@auth.login_required
+def list_programmes():
+    return jsonify({"programmes": [programmes.programme_json(p)
+                                   for p in programmes.visible_programmes(g.db, g.user)]})
+
+
+@bp.get("/programmes/<int:programme_id>")
+@auth.login_required
+def get_programme(programme_id: int):
+    return jsonify(programmes.programme_json(
+        programmes.visible_programme(g.db, g.user, programme_id)))
+
+
+@bp.patch("/programmes/<int:programme_id>")
+def edit_programme(programme_id: int):
+    user = auth.require("broadcast.write")
+    p = programmes.visible_programme(g.db, user, programme_id)
+    programmes.edit_programme(g.db, app_settings(), user, p, read(B.ProgrammeUpdate))
+    g.db.commit()
+    return jsonify(programmes.programme_json(p))
 
 
 # --- broadcasts --------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ AUDITED: dict[str, frozenset[str]] = {
     "bulletin_events": frozenset(), "broadcasts": frozenset(), "lexicon_entries": frozenset(),
     "server_keys": frozenset(), "api_tokens": frozenset(), "commands": frozenset(),
     "bulletin_approvals": frozenset(), "occurrence_overrides": frozenset(),
+    "programmes": frozenset(), "programme_revisions": frozenset(),
     # what nodes report and the dispatcher counts is not a person's change
     "nodes": frozenset({"online", "last_seen", "last_state", "last_telemetry", "desired_version",
                         "desired_applied_version", "desired_exp_ms", "desired_dirty",

@@ -545,8 +545,14 @@ class BroadcastCreate(Body):
     model_config = ConfigDict(json_schema_extra={"anyOf": [
         {"properties": {"recurrence": {"type": "null"}, "exdates": {"type": "null"}}},
         {"required": ["recurrence", "start_at"],
-         "properties": {"recurrence": {"type": "string"}, "start_at": {"not": {"type": "null"}}}}]})
-    bulletin_id: DbId
+         "properties": {"recurrence": {"type": "string"}, "start_at": {"not": {"type": "null"}}}}],
+        "oneOf": [{"required": ["bulletin_id"], "properties": {
+            "bulletin_id": {"type": "integer"}, "programme_id": {"type": "null"}}},
+                  {"required": ["programme_id"], "properties": {
+                      "programme_id": {"type": "integer"}, "bulletin_id": {"type": "null"}}}]})
+    # what airs: exactly one of a bulletin and a programme
+    bulletin_id: DbId | None = None
+    programme_id: DbId | None = None
     targets: Targets
     priority: Priority = PRIORITY_NAMES["normal"]
     volume: Volume | None = None
@@ -562,6 +568,20 @@ class BroadcastCreate(Body):
     @classmethod
     def _once(cls, value):
         return value or 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _content(cls, data: Any) -> Any:
+        # checked before the fields, so a body without either names bulletin_id first, as it
+        # always did
+        if isinstance(data, dict):
+            given = [k for k in ("bulletin_id", "programme_id") if not _absent(data.get(k))]
+            if not given:
+                raise _missing("bulletin_id")
+            if len(given) == 2:
+                raise PydanticCustomError("invalid_field", "{detail}", {
+                    "detail": "bulletin_id or programme_id, not both", "field": "programme_id"})
+        return data
 
     @model_validator(mode="after")
     def _series(self):
@@ -613,6 +633,43 @@ class OccurrenceChange(Body):
             raise PydanticCustomError("invalid_field", "{detail}", {
                 "detail": "cancelled: nothing else", "field": "cancelled"})
         return self
+def _absent(value: Any) -> bool:
+    return value is None or isinstance(value, str) and not value.strip()
+
+
+MAX_PROGRAMME_ITEMS = 50
+
+
+def _bulletin_ids(value: Any) -> list[int]:
+    value = whole(value)
+    if not isinstance(value, list) or not all(
+            isinstance(b, int) and not isinstance(b, bool) and -MAX_DB_INT <= b <= MAX_DB_INT
+            for b in value):
+        raise _invalid("list of bulletin ids")
+    if not value:
+        raise _invalid("at least one bulletin")
+    if len(value) > MAX_PROGRAMME_ITEMS:
+        raise _invalid(f"at most {MAX_PROGRAMME_ITEMS} bulletins")
+    return value
+
+
+BulletinIds = Annotated[list[int], _Check(_bulletin_ids, {
+    "type": "array", "minItems": 1, "maxItems": MAX_PROGRAMME_ITEMS,
+    "items": {"type": "integer", "minimum": -MAX_DB_INT, "maximum": MAX_DB_INT},
+    "description": "approved bulletins, in playing order (one may come more than once)"})]
+
+
+class ProgrammeCreate(Body):
+    """A programme: approved bulletins the user may see, played back to back as one slot."""
+    title: Annotated[str, Text(300)]
+    items: BulletinIds
+    area_id: DbId | None = None
+
+
+class ProgrammeUpdate(Body):
+    """Only the fields given change; new items make a new revision of the programme's media."""
+    title: Annotated[str | None, Text(300)] = None
+    items: BulletinIds | None = None
 
 
 def _password(value: Any) -> str:
@@ -669,7 +726,8 @@ class UserCreate(UserWrite):
 MODELS: tuple[type[Body], ...] = (
     TokenRequest, AreaCreate, AreaUpdate, NodeCreate, CommandCreate, BulletinCreate,
     BulletinUpload, BulletinUpdate, BulletinAction, PreviewCreate, NormalizeRequest,
-    LexiconEntryCreate, BroadcastCreate, BroadcastEdit, OccurrenceChange, UserCreate, UserWrite)
+    LexiconEntryCreate, BroadcastCreate, BroadcastEdit, OccurrenceChange, ProgrammeCreate,
+    ProgrammeUpdate, UserCreate, UserWrite)
 
 
 # --- forms ----------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from device_agent import schemas
 from device_agent.protocol import parse_topic
 from schedules.recurrence import DEFAULT_TZ
 
-from . import deliveries, schedule
+from . import deliveries, programmes, schedule
 from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, Telemetry,
                      area_ancestors, node_groups, utcnow)
 from .outbox import command_acked
@@ -412,6 +412,9 @@ class Bridge:
             expected = schedule.slot_media(db, series, slot_id or "")
         result, reason, refused = event["result"], event.get("reason"), None
         sha = event.get("sha256")
+        if series is not None and series.programme_id is not None and sha is not None \
+                and sha in programmes.series_shas(db, series):
+            expected = sha  # a programme's older revision, held from before its last edit
         if expected and (sha is not None and sha != expected
                          or sha is None and result == deliveries.PLAYED_COMPLETED):
             # not proof that this broadcast played: what played was other audio (or unnamed)

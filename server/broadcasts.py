@@ -1,7 +1,8 @@
-"""Broadcasts: a bulletin's approved recording sent to areas and nodes, now, at a time or as a
-series (a recurrence rule: its slots reach the nodes in their desired states, never as play
-commands); the second person's confirmation of an emergency, and cancelling. This module alone
-assigns a broadcast's status; the dispatcher calls mark_dispatched and mark_not_sent."""
+"""Broadcasts: a bulletin's approved recording (or a programme's media) sent to areas and
+nodes, now, at a time or as a series (a recurrence rule: its slots reach the nodes in their
+desired states, never as play commands); the second person's confirmation of an emergency,
+and cancelling. This module alone assigns a broadcast's status; the dispatcher calls
+mark_dispatched and mark_not_sent."""
 from __future__ import annotations
 
 import datetime as dt
@@ -20,9 +21,10 @@ from .bodies import BroadcastCreate, BroadcastEdit, OccurrenceChange
 from .bulletins import current_approval, visible_bulletin
 from .config import Settings
 from .errors import ApiError, bad_request
-from .models import (Area, Broadcast, Bulletin, BulletinApproval, Node, OccurrenceOverride, User,
-                     area_ancestors, area_subtree_ids, to_ms, utcnow)
+from .models import (Area, Broadcast, Bulletin, BulletinApproval, Node, OccurrenceOverride,
+                     Programme, User, area_ancestors, area_subtree_ids, to_ms, utcnow)
 from .outbox import queue_command
+from .programmes import revision_problem, visible_programme
 from .times import due_time
 
 
@@ -55,11 +57,11 @@ def needs_confirmation(db: Session, areas: list[int], nodes: list[str]) -> bool:
 
 
 def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate) -> Broadcast:
-    bulletin_id, areas, nodes = body.bulletin_id, body.targets.areas, body.targets.nodes
+    areas, nodes = body.targets.areas, body.targets.nodes
     priority, volume, repeat, start_at = body.priority, body.volume, body.repeat, body.start_at
-    b = visible_bulletin(db, user, bulletin_id)
+    content = _content(db, user, body)
     check_targets(db, user, areas, nodes)
-    approval = approved(b)
+    what = _airs(db, content)
     if not target_node_ids(db, areas, nodes):
         raise bad_request("err.no_nodes", "no_nodes")
     status = initial_status(db, user, priority, areas, nodes)
@@ -69,8 +71,7 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
         check_series(body.recurrence, start_at, s.timezone)
     start_at = start_at if series or start_at is None or start_at > now else None
     # (a one-off's time already past means now; a series' is its anchor)
-    bc = Broadcast(bulletin_id=b.id, approval_id=approval.id, media_sha256=approval.media_sha256,
-                   priority=priority, start_at=start_at,
+    bc = Broadcast(**what, priority=priority, start_at=start_at,
                    # a series is never dispatched as a command: due_at only records its anchor
                    due_at=start_at if series else due_time(start_at, now, s.schedule_lead_s),
                    recurrence=body.recurrence,
@@ -120,6 +121,31 @@ def initial_status(db: Session, user: User, priority: int, areas: list[int],
         if not auth.can(user, "broadcast.emergency"):
             raise ApiError(403, "emergency_forbidden", "err.emergency_forbidden")
     return BroadcastStatus.SCHEDULED
+def _content(db: Session, user: User, body: BroadcastCreate) -> Bulletin | Programme:
+    """What the body names to air, when the user may see it (404 otherwise)."""
+    if body.bulletin_id is not None:
+        return visible_bulletin(db, user, body.bulletin_id)
+    assert body.programme_id is not None  # the body holds exactly one of them
+    return visible_programme(db, user, body.programme_id)
+
+
+def _airs(db: Session, content: Bulletin | Programme) -> dict:
+    """The broadcast's columns fixing what airs: the bulletin's approval, or the programme's
+    current revision; 409 not_approved when it may not air as it stands."""
+    if isinstance(content, Programme):
+        rev = content.current
+        reason, ok = revision_problem(db, content.id, rev.id, rev.media_sha256)
+        if ok is None:
+            raise ApiError(409, "not_approved", "err.programme_not_approved", id=content.id,
+                           reason=reason)
+        return {"programme_id": content.id, "programme_revision_id": rev.id,
+                "media_sha256": rev.media_sha256}
+    approval = current_approval(content)
+    if approval is None:
+        raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=content.id,
+                       status=content.status)
+    return {"bulletin_id": content.id, "approval_id": approval.id,
+            "media_sha256": approval.media_sha256}
 
 
 def check_conflicts(db: Session, s: Settings, bc: Broadcast, now: dt.datetime,

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from audio.pipeline import Pipeline, Rendered
 from audio.probe import UploadError
-from audio.store import AudioError, MediaStore
+from audio.store import AudioError, MediaStore, Stored
 from audio.tts import TTSError, build_chain
 
 from . import auth
@@ -212,6 +212,17 @@ def media_for(db: Session, r: Rendered) -> Media:
     return media
 
 
+def media_for_stored(db: Session, stored: Stored, duration_ms: int) -> Media:
+    """The media row of a file in the store (made when it is new)."""
+    media = db.get(Media, stored.sha256)
+    if media is None:
+        media = Media(sha256=stored.sha256, ext=stored.ext, bytes=stored.bytes,
+                      duration_ms=duration_ms)
+        db.add(media)
+        db.flush()
+    return media
+
+
 def _apply_render(db: Session, b: Bulletin, r: Rendered) -> None:
     b.media_sha256 = media_for(db, r).sha256
     b.engine, b.engine_note = r.engine, "; ".join(r.notes) or None
@@ -395,7 +406,10 @@ def transition(db: Session, user: User, b: Bulletin, action: str, comment: str |
             if a.revoked_at is None:
                 a.revoked_at, a.revoked_reason = now, "bulletin_archived"
         from .broadcasts import mark_desired_dirty  # broadcasts imports this module
-        for bc in db.scalars(select(Broadcast).where(Broadcast.bulletin_id == b.id,
-                                                     Broadcast.recurrence.is_not(None))):
+        from .programmes import programmes_with
+        for bc in db.scalars(select(Broadcast).where(
+                (Broadcast.bulletin_id == b.id)
+                | Broadcast.programme_id.in_(programmes_with(db, b.id)),
+                Broadcast.recurrence.is_not(None))):
             mark_desired_dirty(db, bc)  # its slots leave the nodes' desired states
     _log(db, b, user, action, comment)

@@ -35,6 +35,16 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "vi": "Bản tin {id} chưa được duyệt (trạng thái: {status}); chỉ phát bản tin đã duyệt.",
         "en": "Bulletin {id} is not approved (status: {status}); only approved bulletins can be "
               "broadcast."},
+    "err.programme_not_approved": {
+        "vi": "Chương trình {id} có bản tin không còn được duyệt ({reason}); hãy sửa chương "
+              "trình trước khi phát.",
+        "en": "Programme {id} holds a bulletin that is no longer approved ({reason}); edit the "
+              "programme before broadcasting it."},
+    "err.programme_media_missing": {
+        "vi": "Không tìm thấy tệp âm thanh đã duyệt của bản tin {id}.",
+        "en": "The approved audio of bulletin {id} is missing."},
+    "err.programme_render": {"vi": "Không ghép được âm thanh của chương trình: {detail}",
+                             "en": "The programme's audio could not be joined: {detail}"},
     "err.bad_transition": {"vi": "Không thể {action} bản tin ở trạng thái {status}.",
                            "en": "Cannot {action} a bulletin that is {status}."},
     "err.no_targets": {"vi": "Chưa chọn địa bàn hoặc thiết bị nhận.",
@@ -140,6 +150,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
                        "en": "The last active admin cannot be demoted or deactivated."},
     # things
     "thing.bulletin": {"vi": "bản tin", "en": "bulletin"},
+    "thing.programme": {"vi": "chương trình", "en": "programme"},
     "thing.broadcast": {"vi": "lượt phát", "en": "broadcast"},
     "thing.area": {"vi": "địa bàn", "en": "area"},
     "thing.node": {"vi": "thiết bị", "en": "node"},
@@ -194,6 +205,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "bc.summary": {"vi": "{played}/{total} thiết bị đã phát xong",
                    "en": "{played}/{total} nodes played it"},
     "bc.bulletin": {"vi": "Bản tin", "en": "Bulletin"},
+    "bc.programme": {"vi": "Chương trình", "en": "Programme"},
     "bc.listen": {"vi": "Nghe lại", "en": "Listen"},
     "bulletin.approved": {"vi": "Đã duyệt bản tin.", "en": "The bulletin was approved."},
     "bulletin.rejected": {"vi": "Đã từ chối bản tin.", "en": "The bulletin was rejected."},

@@ -210,13 +210,53 @@ class BulletinApproval(Base):
     revoked_reason: Mapped[str | None] = mapped_column(String(100))
 
 
+class Programme(Base):
+    """A programme (chương trình): approved bulletins played back to back as one slot, rendered
+    into one media file. Every edit makes a new ProgrammeRevision with its own media."""
+    __tablename__ = "programmes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    revisions: Mapped[list[ProgrammeRevision]] = relationship(
+        order_by="ProgrammeRevision.revision")
+
+    @property
+    def current(self) -> ProgrammeRevision:
+        """The newest revision (a programme is made with its first)."""
+        return self.revisions[-1]
+
+
+class ProgrammeRevision(Base):
+    """One revision of a programme: its items (each bulletin's approval, in order) and the media
+    they were rendered into. Never changed; a broadcast names the revision it airs."""
+    __tablename__ = "programme_revisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("programmes.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(300))
+    # [{"bulletin_id": ..., "approval_id": ..., "sha256": ...}, ...] in playing order
+    items: Mapped[list] = mapped_column(JSON)
+    media_sha256: Mapped[str] = mapped_column(ForeignKey("media.sha256"))
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    media: Mapped[Media] = relationship()
+
+
 class Broadcast(Base):
-    """An approved bulletin sent to areas and/or nodes, now or at a time."""
+    """An approved bulletin, or a programme, sent to areas and/or nodes, now or at a time."""
     __tablename__ = "broadcasts"
     id: Mapped[int] = mapped_column(primary_key=True)
-    bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletins.id"), index=True)
-    # what airs: the approved revision, fixed when the broadcast is made
+    # exactly one of bulletin_id and programme_id
+    bulletin_id: Mapped[int | None] = mapped_column(ForeignKey("bulletins.id"), index=True)
+    programme_id: Mapped[int | None] = mapped_column(ForeignKey("programmes.id"), index=True)
+    # what airs: the approved revision (or the programme's revision), fixed when the broadcast
+    # is made; a series of a programme follows the programme's edits for its future slots
     approval_id: Mapped[int | None] = mapped_column(ForeignKey("bulletin_approvals.id"))
+    programme_revision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("programme_revisions.id"))
     media_sha256: Mapped[str | None] = mapped_column(String(64))
     priority: Mapped[int] = mapped_column(Integer)
     start_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # None: now; a series' anchor
@@ -243,8 +283,10 @@ class Broadcast(Base):
     ends_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     begins_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     previous_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id"), index=True)
-    bulletin: Mapped[Bulletin] = relationship()
+    bulletin: Mapped[Bulletin | None] = relationship()
     approval: Mapped[BulletinApproval | None] = relationship()
+    programme: Mapped[Programme | None] = relationship()
+    programme_revision: Mapped[ProgrammeRevision | None] = relationship()
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="broadcast",
                                                          order_by="Delivery.node_id")
 

@@ -80,7 +80,8 @@ SCHEMAS = {
                                    "items": _ref("Clash")}}}}},
     "Slot": {"type": "object", "properties": {
         "slot_id": {"type": "string"}, "broadcast_id": {"type": "integer"},
-        "bulletin_id": {"type": "integer"},
+        "bulletin_id": {"type": ["integer", "null"]},
+        "programme_id": {"type": ["integer", "null"]},
         "start_at": {"type": "string", "format": "date-time"},
         "end_at": {"type": "string", "format": "date-time"}, "priority": {"type": "integer"},
         "targets": {"type": "object", "properties": {
@@ -152,8 +153,30 @@ SCHEMAS = {
             "by": {"type": "string"}, "at": {"type": "string"},
             "comment": NULLABLE_STR, "revision": {"type": ["integer", "null"]},
             "sha256": NULLABLE_STR}}}}},
+    "Programme": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "title": {"type": "string"},
+        "area_id": {"type": ["integer", "null"]},
+        "revision": {"type": "integer", "description": "+1 on every edit; each revision has "
+                                                       "its own media"},
+        "items": {"type": "array", "description": "in playing order", "items": {
+            "type": "object", "properties": {
+                "bulletin_id": {"type": "integer"},
+                "approval_id": {"type": "integer", "description": "the approval that airs"},
+                "sha256": {"type": "string"}, "title": NULLABLE_STR,
+                "duration_ms": {"type": ["integer", "null"]}}}},
+        "sha256": {"type": "string", "description": "the items' approved media joined into "
+                                                    "one file"},
+        "audio_url": {"type": "string"}, "duration_ms": {"type": "integer"},
+        "bytes": {"type": "integer"}, "created_at": {"type": "string"},
+        "updated_at": {"type": "string"}}},
     "Broadcast": {"type": "object", "properties": {
-        "id": {"type": "integer"}, "bulletin_id": {"type": "integer"},
+        "id": {"type": "integer"}, "bulletin_id": {"type": ["integer", "null"]},
+        "programme_id": {"type": ["integer", "null"]},
+        "programme_revision": {"type": ["object", "null"], "description": "a programme's "
+                               "revision that airs (a series: the newest, for future slots)",
+                               "properties": {"id": {"type": "integer"},
+                                              "revision": {"type": "integer"},
+                                              "sha256": {"type": "string"}}},
         "priority": {"type": "integer"}, "status": {"type": "string", "enum": [
             s.value for s in BroadcastStatus]},
         "reason": {**NULLABLE_STR, "description": "why held or skipped: approval_revoked, "
@@ -337,9 +360,27 @@ PATHS = {
             "schema": {"type": "string", "enum": ["submit", "approve", "reject", "archive"]}}],
         errors=("400", "401", "403", "404", "409")) | {"requestBody": {
             "required": False, **_json(_ref("BulletinAction"))}}},
+    "/api/v1/programmes": {
+        "get": _op("The programmes the user may see, newest first", _ok({
+            "type": "object", "properties": {
+                "programmes": {"type": "array", "items": _ref("Programme")}}})),
+        "post": _op("A programme: approved bulletins (each visible to the user; 409 "
+                    "not_approved otherwise) played back to back as one slot, their media "
+                    "joined into one file (the same items give the same sha256)",
+                    _ok(_ref("Programme"), "Created"), body=_ref("ProgrammeCreate"),
+                    status="201", errors=("400", "401", "403", "404", "409", "422"))},
+    "/api/v1/programmes/{programme_id}": {
+        "get": _op("A programme: items, media, total duration", _ok(_ref("Programme")),
+                   params=[_path_param("programme_id")]),
+        "patch": _op("Edit a programme: new items make a new revision of its media; series "
+                     "airing it take it for their future slots, one-offs keep theirs",
+                     _ok(_ref("Programme")), body=_ref("ProgrammeUpdate"),
+                     params=[_path_param("programme_id")],
+                     errors=("400", "401", "403", "404", "409", "422"))},
     "/api/v1/broadcasts": {
         "get": _op("Recent broadcasts", _ok(_LIST)),
-        "post": _op("Broadcast an approved bulletin now, at a time or as a series "
+        "post": _op("Broadcast an approved bulletin or a programme (exactly one of bulletin_id "
+                    "and programme_id) now, at a time or as a series "
                     "(recurrence: 422 invalid_recurrence names what is wrong with the rule); "
                     "slots overlapping another broadcast's on the same node are a 409 "
                     "schedule_conflict with the clashes, unless of higher priority or with "

@@ -87,13 +87,27 @@ def in_bounds(bc: Broadcast, original_start: dt.datetime) -> bool:
     if bc.ends_at is not None and original_start >= aware(bc.ends_at):
         return False
     return bc.begins_at is None or original_start >= aware(bc.begins_at)
+def content(bc: Broadcast) -> Content:
+    if bc.programme_id is not None:
+        return Content(ContentKind.PROGRAMME, bc.programme_id)
+    assert bc.bulletin_id is not None  # a broadcast airs a bulletin or a programme
+    return Content(ContentKind.BULLETIN, bc.bulletin_id)
+
+
+def title(bc: Broadcast) -> str:
+    """What a broadcast airs, as its approval (or the programme's revision) names it."""
+    if bc.programme_revision is not None:
+        return bc.programme_revision.title
+    if bc.approval is not None:
+        return bc.approval.title
+    return bc.bulletin.title if bc.bulletin else ""
 
 
 def spec(db: Session, bc: Broadcast, tz: str) -> BroadcastSpec:
     start = bc.start_at or bc.due_at or bc.created_at
     return BroadcastSpec(
         broadcast_id=bc.id, start_at=aware(start), duration=duration(db, bc),
-        priority=bc.priority, content=Content(ContentKind.BULLETIN, bc.bulletin_id),
+        priority=bc.priority, content=content(bc),
         recurrence=bc.recurrence, exdates=tuple(from_ms_aware(ms) for ms in bc.exdates or ()),
         tz=tz)
 
@@ -238,7 +252,7 @@ def slot_json(slot: Slot, bc: Broadcast | None = None) -> dict:
            "start_at": iso(slot.start_at), "end_at": iso(slot.end_at),
            "priority": slot.priority}
     if bc is not None:
-        out |= {"bulletin_id": bc.bulletin_id,
+        out |= {"bulletin_id": bc.bulletin_id, "programme_id": bc.programme_id,
                 "targets": {"areas": bc.target_areas, "nodes": bc.target_nodes}}
     return out
 

@@ -45,6 +45,11 @@ def broadcast_json(db: Session, bc: Broadcast) -> dict:
             "status": bc.status, "reason": bc.reason,
             "approval": {"id": bc.approval_id, "sha256": bc.media_sha256,
                          "revision": bc.approval.revision if bc.approval else None},
+            "programme_id": bc.programme_id,
+            "programme_revision": {"id": bc.programme_revision_id,
+                                   "revision": bc.programme_revision.revision,
+                                   "sha256": bc.programme_revision.media_sha256}
+            if bc.programme_revision else None,
             "confirmed_at": iso(bc.confirmed_at), "start_at": iso(bc.start_at),
             "created_at": iso(bc.created_at),
             "dispatched_at": iso(bc.dispatched_at), "cancelled_at": iso(bc.cancelled_at),
