@@ -20,7 +20,7 @@ test: test-deps $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: deps $(STAMP)
-	$(PY) -m pytest -n $(FAST_WORKERS) --dist loadgroup -m "not e2e"
+	$(PY) -m pytest -n $(FAST_WORKERS) --dist loadgroup -m "not e2e" --hypothesis-profile=fast
 
 deps:
 	@scripts/install-deps.sh

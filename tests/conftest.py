@@ -13,12 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from werkzeug.security import generate_password_hash
 
 import server.auth
 
 from server.mosquitto import (MosquittoFiles, MosquittoProcess, TlsListener, ensure_tls_files,
                               free_port, mosquitto_binary, password_hash)
+from tests.fuzz_budget import FAST_EXAMPLES, FAST_PROFILE
+
+# `make test-fast` runs ``--hypothesis-profile=fast``: the property tests and the fuzzing run a
+# fifth of their examples (tests/fuzz_budget.py); `make test` and a bare pytest run them all.
+settings.register_profile(FAST_PROFILE, max_examples=FAST_EXAMPLES)
 
 
 E2E_FIXTURES = {"system", "tls_broker"}  # the whole running system, or the broker's TLS set-up
