@@ -8,7 +8,6 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.agent_harness import Signer
-from tests.fuzz_budget import examples
 
 CORPUS = Path(__file__).parent.parent / "corpus"
 JSON = st.recursive(
@@ -33,7 +32,7 @@ def test_hostile_payloads_never_crash_the_agent_nor_play(node):
               node.group_topic("all")]
     sent = 0
 
-    @settings(max_examples=examples(60), deadline=None, derandomize=True, database=None,
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(st.sampled_from(topics),
            st.binary(max_size=200) | JSON.map(lambda v: json.dumps(v).encode()))
