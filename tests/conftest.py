@@ -6,6 +6,7 @@ end-to-end tests (tests/e2e) carry the ``e2e`` marker, so ``-m "not e2e"`` is th
 from __future__ import annotations
 
 import functools
+import hashlib
 import secrets
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from werkzeug.security import generate_password_hash
 
 import server.auth
 
+from audio.pipeline import Pipeline
 from server.mosquitto import (MosquittoFiles, MosquittoProcess, TlsListener, ensure_tls_files,
                               free_port, mosquitto_binary, password_hash)
 from tests.fuzz_budget import FAST_EXAMPLES, FAST_PROFILE
@@ -47,6 +49,32 @@ def cheap_password_hashes():
         mp.setattr(server.auth, "generate_password_hash",
                    functools.partial(generate_password_hash, method="scrypt:1024:8:1"))
         yield
+
+
+@pytest.fixture(scope="session")
+def _renders() -> dict:
+    """What the audio pipeline made, by its input (the samples and the render settings), for
+    ``render_each_input_once``."""
+    return {}
+
+
+@pytest.fixture
+def render_each_input_once(_renders, monkeypatch):
+    """The audio pipeline's work (trim, loudness, chimes, encoding: ffmpeg) done once per test
+    process for each input, then handed out again: the server tests speak the same sentences
+    with the same settings hundreds of times, and the pipeline makes the same file from them
+    each time (its own tests, tests/audio, always run it). What is stored, cached and answered
+    around it runs as before. The server and worker tests use it (their conftest.py)."""
+    process = Pipeline._process
+
+    def once(self, pcm, settings, tmp, timer):
+        key = (hashlib.sha256(pcm.path.read_bytes()).hexdigest(), pcm.sample_fmt, pcm.width,
+               pcm.rate, repr(sorted(settings.render_fields().items())))
+        if key not in _renders:
+            _renders[key] = process(self, pcm, settings, tmp, timer)
+        return _renders[key]
+
+    monkeypatch.setattr(Pipeline, "_process", once)
 
 
 @dataclass
