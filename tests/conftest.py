@@ -134,19 +134,37 @@ def _broker(tmp_path, tls: bool):
     return tb
 
 
+@pytest.fixture(scope="session")
+def _stopping_brokers():
+    """Brokers told to stop (SIGTERM) at the end of their test, waited for at the end of the
+    run: Mosquitto takes a tenth of a second to exit, and the next test need not wait for it
+    (each broker has its own port and folder)."""
+    stopping: list[MosquittoProcess] = []
+    yield stopping
+    for process in stopping:
+        process.stop()
+
+
+def _stop_later(tb: TestBroker, stopping: list[MosquittoProcess]) -> None:
+    proc = tb.process.proc
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+    stopping.append(tb.process)
+
+
 @pytest.fixture
-def broker(tmp_path):
+def broker(tmp_path, _stopping_brokers):
     tb = _broker(tmp_path, tls=False)
     yield tb
-    tb.process.stop()
+    _stop_later(tb, _stopping_brokers)
 
 
 @pytest.fixture
-def tls_broker(tmp_path):
+def tls_broker(tmp_path, _stopping_brokers):
     """The project's broker with its TLS listener for nodes too, on a test CA (tmp_path/tls)."""
     tb = _broker(tmp_path, tls=True)
     yield tb
-    tb.process.stop()
+    _stop_later(tb, _stopping_brokers)
 
 
 @pytest.fixture
