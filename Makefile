@@ -21,7 +21,7 @@ test: test-deps $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: deps $(STAMP)
-	$(PY) -m pytest -n $(FAST_WORKERS) --dist loadgroup -m "not e2e"
+	$(PY) -m pytest -n $(FAST_WORKERS) --dist loadgroup -m "not e2e" --hypothesis-profile=fast
 
 # fails on any finding; .ci/run runs it before the tests
 lint: $(STAMP)

@@ -6,6 +6,7 @@ end-to-end tests (tests/e2e) carry the ``e2e`` marker, so ``-m "not e2e"`` is th
 from __future__ import annotations
 
 import functools
+import hashlib
 import secrets
 import shutil
 import subprocess
@@ -13,12 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from werkzeug.security import generate_password_hash
 
 import server.auth
 
+from audio.pipeline import Pipeline
 from server.mosquitto import (MosquittoFiles, MosquittoProcess, TlsListener, ensure_tls_files,
                               free_port, mosquitto_binary, password_hash)
+from tests.fuzz_budget import FAST_EXAMPLES, FAST_PROFILE
+
+# `make test-fast` runs ``--hypothesis-profile=fast``: the property tests and the fuzzing run a
+# fifth of their examples (tests/fuzz_budget.py); `make test` and a bare pytest run them all.
+settings.register_profile(FAST_PROFILE, max_examples=FAST_EXAMPLES)
 
 
 E2E_FIXTURES = {"system", "tls_broker"}  # the whole running system, or the broker's TLS set-up
@@ -41,6 +49,32 @@ def cheap_password_hashes():
         mp.setattr(server.auth, "generate_password_hash",
                    functools.partial(generate_password_hash, method="scrypt:1024:8:1"))
         yield
+
+
+@pytest.fixture(scope="session")
+def _renders() -> dict:
+    """What the audio pipeline made, by its input (the samples and the render settings), for
+    ``render_each_input_once``."""
+    return {}
+
+
+@pytest.fixture
+def render_each_input_once(_renders, monkeypatch):
+    """The audio pipeline's work (trim, loudness, chimes, encoding: ffmpeg) done once per test
+    process for each input, then handed out again: the server tests speak the same sentences
+    with the same settings hundreds of times, and the pipeline makes the same file from them
+    each time (its own tests, tests/audio, always run it). What is stored, cached and answered
+    around it runs as before. The server and worker tests use it (their conftest.py)."""
+    process = Pipeline._process
+
+    def once(self, pcm, settings, tmp, timer):
+        key = (hashlib.sha256(pcm.path.read_bytes()).hexdigest(), pcm.sample_fmt, pcm.width,
+               pcm.rate, repr(sorted(settings.render_fields().items())))
+        if key not in _renders:
+            _renders[key] = process(self, pcm, settings, tmp, timer)
+        return _renders[key]
+
+    monkeypatch.setattr(Pipeline, "_process", once)
 
 
 @dataclass
@@ -100,19 +134,37 @@ def _broker(tmp_path, tls: bool):
     return tb
 
 
+@pytest.fixture(scope="session")
+def _stopping_brokers():
+    """Brokers told to stop (SIGTERM) at the end of their test, waited for at the end of the
+    run: Mosquitto takes a tenth of a second to exit, and the next test need not wait for it
+    (each broker has its own port and folder)."""
+    stopping: list[MosquittoProcess] = []
+    yield stopping
+    for process in stopping:
+        process.stop()
+
+
+def _stop_later(tb: TestBroker, stopping: list[MosquittoProcess]) -> None:
+    proc = tb.process.proc
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+    stopping.append(tb.process)
+
+
 @pytest.fixture
-def broker(tmp_path):
+def broker(tmp_path, _stopping_brokers):
     tb = _broker(tmp_path, tls=False)
     yield tb
-    tb.process.stop()
+    _stop_later(tb, _stopping_brokers)
 
 
 @pytest.fixture
-def tls_broker(tmp_path):
+def tls_broker(tmp_path, _stopping_brokers):
     """The project's broker with its TLS listener for nodes too, on a test CA (tmp_path/tls)."""
     tb = _broker(tmp_path, tls=True)
     yield tb
-    tb.process.stop()
+    _stop_later(tb, _stopping_brokers)
 
 
 @pytest.fixture

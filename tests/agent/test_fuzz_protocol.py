@@ -18,6 +18,7 @@ from device_agent import schemas
 from device_agent.protocol import (REJECT_REASONS, ProtocolError, canonical_bytes, command_topic,
                                    parse_event, parse_json_no_floats, sign_envelope,
                                    verify_envelope)
+from tests.fuzz_budget import examples
 
 PREFIX = "loa/v1"
 NODE = "loa-cho"
@@ -27,7 +28,7 @@ KEY = Ed25519PrivateKey.generate()
 KID = "srv-1"
 TRUSTED = {KID: KEY.public_key()}
 
-FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=examples(100), deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 JSON = st.recursive(

@@ -3,6 +3,12 @@ database through an in-process ``app_only``, without a broker."""
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _render_once(render_each_input_once):
+    """The same speech with the same settings goes through ffmpeg once per test process
+    (tests/conftest.py)."""
+
+
 @pytest.fixture
 def app_only(make_app):
     """The server without its dispatcher, broker or socket: Flask's test client behind its URL

@@ -13,11 +13,12 @@ from sqlalchemy import func, select
 from device_agent.protocol import make_event
 from server.bridge import Bridge
 from server.models import (Area, Base, Event, Node, init_db, make_engine, make_sessionmaker)
+from tests.fuzz_budget import examples
 
 PREFIX = "loa/v1"
 NODE = "loa-cho"
 KINDS = ("state", "telemetry", "events")
-FUZZ = settings(max_examples=80, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=examples(80), deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
 
 JSON = st.recursive(

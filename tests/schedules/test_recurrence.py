@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from schedules import recurrence
 from schedules.recurrence import (DEFAULT_TZ, RecurrenceError, RecurrenceErrorCode, check_rule,
                                   expand, first_occurrence, parse_rule)
+from tests.fuzz_budget import examples
 
 UTC = dt.UTC
 VN = ZoneInfo(DEFAULT_TZ)
@@ -320,7 +321,7 @@ def _rules() -> st.SearchStrategy[str]:
         st.sampled_from([None, "BYWEEKNO=1", "BYWEEKNO=-1", "BYYEARDAY=100", "BYYEARDAY=-1"]))
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
+@settings(max_examples=examples(150), deadline=None, derandomize=True)
 @given(rule=_rules(),
        anchor=st.datetimes(dt.datetime(2020, 1, 1), dt.datetime(2024, 12, 31)),
        offset_days=st.integers(0, 3000),

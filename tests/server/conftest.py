@@ -7,6 +7,12 @@ import pytest
 from server.cli import main as cli
 
 
+@pytest.fixture(autouse=True)
+def _render_once(render_each_input_once):
+    """The same speech with the same settings goes through ffmpeg once per test process
+    (tests/conftest.py)."""
+
+
 @pytest.fixture
 def app_only(make_app):
     """The server without its dispatcher, broker or socket: Flask's test client behind its URL

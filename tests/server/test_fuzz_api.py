@@ -20,6 +20,7 @@ from server import auth, create_app
 from server.cli import init_instance
 from server.models import User
 from server.openapi import OPENAPI
+from tests.fuzz_budget import examples
 
 ADMIN_PASSWORD = "admin-fuzz-password"
 MAX_EXAMPLES = 25
@@ -110,9 +111,9 @@ def test_every_operation_keeps_to_its_document(api_schema, fuzz_app, method, pat
         pytest.skip("nothing in this operation can be made invalid")
     operation = api_schema[path][method]
     token = fuzz_app[1]
-    examples = SPEECH_EXAMPLES if f"{method} {path}" in SPEECH_OPERATIONS else MAX_EXAMPLES
+    count = examples(SPEECH_EXAMPLES if f"{method} {path}" in SPEECH_OPERATIONS else MAX_EXAMPLES)
 
-    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=count, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck), print_blob=True)
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case):
