@@ -43,6 +43,7 @@ class Settings:
     node_max_state_bytes: int = 4096
     node_max_telemetry_bytes: int = 16384
     node_max_event_bytes: int = 16384
+    node_max_clock_offset_ms: int = 100    # a node's clock further off NTP raises clock_off
     # signing
     signing_key_file: str = ""             # default: instance/signing_key.json
     signing_kid: str = "srv-2026-1"
