@@ -48,6 +48,7 @@ class Settings:
     signing_key_file: str = ""             # default: instance/signing_key.json
     signing_kid: str = "srv-2026-1"
     command_ttl_s: int = 600               # how long an immediate command stays valid
+    command_resend_s: int = 30             # re-send a command an online node has not acked
     desired_window_h: int = 48
     schedule_lead_s: int = 120             # a timed broadcast is sent this long before its start
     # speech

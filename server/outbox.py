@@ -21,7 +21,7 @@ from . import deliveries
 from .config import Settings
 from .deliveries import ack_moves
 from .errors import bad_request
-from .models import Command, User, from_ms, to_ms, utcnow
+from .models import Command, Delivery, Node, User, from_ms, to_ms, utcnow
 from .transport import Transport
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,48 @@ def publish_pending(db: Session, transport: Transport, max_packet_bytes: int,
         cmd.published_at = utcnow()
         deliveries.command_published(db, cmd.id)
         db.commit()
+        sent += 1
+    return sent
+
+
+def resend_unreceived(db: Session, transport: Transport, clock: Callable[[], int],
+                      after_ms: int, limit: int = SIGN_BATCH) -> int:
+    """Publish again, unchanged, each unexpired command that the broker took more than
+    ``after_ms`` ago but that a node it is for, online now, has not acknowledged at all.
+
+    The broker's PUBACK only says the broker has it: a broker that dies before its next
+    autosave loses what it held for a node that was away, and that node would never hear of
+    the command. The same envelope (same id) goes out again, so a node that did get it drops
+    the copy (PROTOCOL.md: an id seen again is dropped); nothing plays twice."""
+    if not transport.connected or after_ms <= 0:
+        return 0
+    now = clock()
+    cutoff = from_ms(now - after_ms)
+    waiting = (Command.payload.is_not(None), Command.published_at < cutoff,
+               Command.failed_at.is_(None), Command.retain.is_(False), Command.exp_ms > now)
+    of_broadcasts = select(Command.id).join(Delivery, Delivery.command_id == Command.id).join(
+        Node, Node.id == Delivery.node_id).where(
+        *waiting, Delivery.status == deliveries.DeliveryStatus.SENT, Node.online.is_(True))
+    of_nodes = select(Command.id).join(Node, Node.id == Command.node_id).where(
+        *waiting, Command.broadcast_id.is_(None), Command.status.is_(None),
+        Node.online.is_(True))
+    rows = db.scalars(select(Command).where(Command.id.in_(of_broadcasts.union(of_nodes)))
+                      .order_by(Command.priority.desc(), Command.created_at, Command.id)
+                      .limit(limit)).all()
+    sent = 0
+    for cmd in rows:
+        assert cmd.payload is not None  # selected as signed
+        cmd.attempts += 1
+        if not transport.publish(cmd.topic, cmd.payload, qos=1, retain=False):
+            cmd.last_error = "no acknowledgement from the broker (re-send)"
+            db.commit()
+            if not transport.connected:
+                break
+            continue
+        cmd.published_at = from_ms(clock())
+        db.commit()
+        log.info("outbox: command %s (%s to %s) re-sent: a node it is for has not acked it",
+                 cmd.id, cmd.type, cmd.target)
         sent += 1
     return sent
 

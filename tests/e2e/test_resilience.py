@@ -41,11 +41,15 @@ def _db_rows(s, query):
         return db.scalars(query).all()
 
 
-def _ward_with_nodes(s, count: int):
+def _ward_with_nodes(s, count: int, provisioned: dict | None = None):
+    """A ward with ``count`` nodes whose agents run; ``provisioned`` gets what provisioning
+    answered for each (to start an agent again)."""
     ward = s.area("Phường Lê Chân", "HP-LC", "ward")
     cluster = s.area("Cụm loa khu phố 3", "HP-LC-3", "cluster", ward["id"])
     nodes = [s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"],
                                                   "name": f"Loa {i}"}) for i in range(count)]
+    if provisioned is not None:
+        provisioned.update((n["id"], n) for n in nodes)
     sinks = {n["id"]: s.start_agent(n)[1] for n in nodes}
     s.wait(lambda: all(s.ok("GET", f"/api/v1/nodes/{n}")["online"] for n in sinks),
            what="agents online")
@@ -76,8 +80,8 @@ def test_node_without_broker_plays_two_slots_from_cache_and_reports_each_once(sy
     (node_id, sink), = sinks.items()
     b = s.approved_bulletin("Bản tin buổi sáng", SHORT)
     # two series whose first occurrences are a few seconds apart stand for two slots of a day
-    first = (dt.datetime.now(TZ) + dt.timedelta(seconds=10)).replace(microsecond=0)
-    second = first + dt.timedelta(seconds=6)
+    first = (dt.datetime.now(TZ) + dt.timedelta(seconds=12)).replace(microsecond=0)
+    second = first + dt.timedelta(seconds=5)
     series = [_broadcast(s, b, ward, recurrence="FREQ=DAILY", start_at=at.isoformat())
               for at in (first, second)]
     slots = [slot_id(bc["id"], at) for bc, at in zip(series, (first, second), strict=True)]
@@ -86,15 +90,17 @@ def test_node_without_broker_plays_two_slots_from_cache_and_reports_each_once(sy
         d = s.ok("GET", f"/api/v1/nodes/{node_id}/desired")
         held = {e["slot_id"] for e in (d["body"] or {}).get("schedule", [])}
         return set(slots) <= held and d["desired_applied"] == d["version"]
-    s.wait(holds_both, timeout=first.timestamp() - time.time() - 1, what="node holds both slots")
-
-    broker.process.stop()  # the 4G link is down across both slots
+    s.wait(holds_both, timeout=first.timestamp() - time.time() - 3, what="node holds both slots")
+    # the link goes down just before the first slot (so the agent's reconnect backoff, which
+    # doubles while the broker is away, stays short) and comes back after the second
+    s.wait(lambda: time.time() > first.timestamp() - 2, timeout=15, what="just before the slot")
+    broker.process.stop()
     for bc, at in zip(series, (first, second), strict=True):
         (play,) = s.wait(lambda bc=bc: _plays(sink, bc),
                          timeout=at.timestamp() - time.time() + 10,
                          what=f"slot at {at} played offline")
         assert play["result"] == "completed" and play["sha256"] == b["sha256"]
-        assert abs(play["started_at"] - _ms(at)) < 1000, (play, at)
+        assert abs(play["started_at"] - _ms(at)) < 1500, (play, at)
     assert _playlogs(s, node_id=node_id) == []  # the server could not have heard of it yet
 
     broker.process.start()
@@ -104,7 +110,7 @@ def test_node_without_broker_plays_two_slots_from_cache_and_reports_each_once(sy
     for log, at in zip(sorted(logs, key=lambda p: p["started_at"]), (first, second), strict=True):
         assert log["result"] == "completed" and log["sha256"] == b["sha256"]
         started = dt.datetime.fromisoformat(log["started_at"].replace("Z", "+00:00"))
-        assert abs(started - at) < dt.timedelta(seconds=1), (started, at)
+        assert abs(started - at) < dt.timedelta(seconds=1.5), (started, at)
     assert [len(_plays(sink, bc)) for bc in series] == [1, 1]
     assert s.ok("GET", f"/api/v1/nodes/{node_id}")["rejected"]["messages"] == 0
 
@@ -187,3 +193,30 @@ def test_emergency_preempts_a_normal_broadcast_that_plays(system):
     # the emergency began while the normal one played, and the normal one did not resume
     (cut,), (alarm,) = _plays(sink, normal), _plays(sink, urgent)
     assert cut["started_at"] < alarm["started_at"] and cut["ended_at"] <= alarm["started_at"] + 1000
+
+
+def test_command_queued_for_an_offline_node_survives_a_broker_crash(system, broker):
+    """The broker keeps a command for a node that is away in memory; a crash before its next
+    autosave loses it. The command still reaches the node when it comes back."""
+    s = system
+    s.settings.command_resend_s = 3  # 30 by default: what a node has not acked goes again
+    provisioned: dict = {}
+    ward, sinks = _ward_with_nodes(s, 2, provisioned)
+    away = sorted(sinks)[0]
+    agents = dict(zip(sinks, s.agents, strict=True))
+    agents[away].terminate()  # a clean stop: its session (and queue) stay at the broker
+    agents[away].wait(10)
+    s.wait(lambda: not s.ok("GET", f"/api/v1/nodes/{away}")["online"], what="node away")
+    b = s.approved_bulletin("Thông báo", SHORT)
+    bc = _broadcast(s, b, ward, priority="normal")
+    s.wait(lambda: sorted(_statuses(s, bc)) == ["finished", "sent"], timeout=30,
+           what="played where online, queued for the node away")
+
+    broker.process.kill()
+    broker.process.start()
+    s.start_agent(provisioned[away])
+    report = s.wait(lambda: (r := _report(s, bc))["summary"]["played"] == 2 and r, timeout=40,
+                    what="the node back plays it too")
+    assert _statuses(s, bc) == ["finished", "finished"], report
+    for sink in sinks.values():
+        assert [p["result"] for p in _plays(sink, bc)] == ["completed"]

@@ -1,0 +1,83 @@
+"""A command the broker took can still be lost (a broker that dies before its autosave loses
+what it held for a node that was away): the dispatcher sends the same envelope again to a node
+that is online but has not acked it, after ``command_resend_s``, until it is acked or expires."""
+from __future__ import annotations
+
+from sqlalchemy import select, update
+
+from schedules.dispatcher import Dispatcher
+from server.keys import load_signing_key
+from server.models import Command, Delivery, Node, now_ms
+from server.transport import Transport
+
+
+class Recorder(Transport):
+    connected = True
+
+    def __init__(self):
+        self.sent: list[tuple[str, str]] = []
+
+    def publish(self, topic, payload, qos=1, retain=False):
+        self.sent.append((topic, payload))
+        return True
+
+    def subscribe(self, *a, **kw):
+        pass
+
+    def stop(self):
+        pass
+
+
+def test_unacked_command_goes_again_to_an_online_node_until_acked_or_expired(app_only):
+    s = app_only
+    ward = s.area("Phường Lê Chân", "HP-LC", "ward")
+    cluster = s.area("Cụm 1", "HP-LC-1", "cluster", ward["id"])
+    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
+    sessions = s.app.extensions["db_sessions"]
+
+    def set_node(**values):
+        with sessions() as db:
+            db.execute(update(Node).where(Node.id == node["id"]).values(**values))
+            db.commit()
+
+    b = s.approved_bulletin()
+    bc = s.ok("POST", "/api/v1/broadcasts", json={"bulletin_id": b["id"],
+                                                  "targets": {"areas": [ward["id"]]}})
+    offset = [0]
+    kid, key = load_signing_key(s.settings.signing_key_file)
+    transport = Recorder()
+    d = Dispatcher(s.settings, sessions, transport, key, kid,
+                   clock=lambda: now_ms() + offset[0])
+    d.tick()
+    [(topic, payload)] = [m for m in transport.sent if "/cmd" in m[0]]
+    transport.sent.clear()
+
+    offset[0] = 20_000  # not yet command_resend_s (30 s)
+    assert d.resend_unreceived() == 0
+    offset[0] = 40_000  # the node is away: its broker session holds it
+    assert d.resend_unreceived() == 0
+
+    set_node(online=True)
+    assert d.resend_unreceived() == 0  # looked for once a second at most
+    offset[0] = 41_000
+    assert d.resend_unreceived() == 1
+    assert transport.sent == [(topic, payload)]  # the same envelope, same id
+    offset[0] = 42_000
+    assert d.resend_unreceived() == 0  # it just went: wait command_resend_s again
+    offset[0] = 80_000
+    assert d.resend_unreceived() == 1
+
+    with sessions() as db:
+        cmd = db.scalar(select(Command).where(Command.broadcast_id == bc["id"]))
+        assert cmd.attempts == 3
+        db.execute(update(Delivery).where(Delivery.broadcast_id == bc["id"])
+                   .values(status="received"))
+        db.commit()
+    offset[0] = 200_000
+    assert d.resend_unreceived() == 0  # acked: never again
+
+    with sessions() as db:
+        db.execute(update(Delivery).where(Delivery.broadcast_id == bc["id"]).values(status="sent"))
+        db.commit()
+    offset[0] = (s.settings.command_ttl_s + 10) * 1000
+    assert d.resend_unreceived() == 0  # expired: never again
