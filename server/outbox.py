@@ -193,29 +193,35 @@ def publish_pending(db: Session, transport: Transport, max_packet_bytes: int,
 def resend_unreceived(db: Session, transport: Transport, clock: Callable[[], int],
                       after_ms: int, limit: int = SIGN_BATCH) -> int:
     """Publish again, unchanged, each unexpired command that the broker took more than
-    ``after_ms`` ago but that a node it is for, online now, has not acknowledged at all.
+    ``after_ms`` ago but that a node it is for has not acknowledged at all although that node
+    connected again after it went out (its state message is newer).
 
     The broker's PUBACK only says the broker has it: a broker that dies before its next
     autosave loses what it held for a node that was away, and that node would never hear of
     the command. The same envelope (same id) goes out again, so a node that did get it drops
-    the copy (PROTOCOL.md: an id seen again is dropped); nothing plays twice."""
+    the copy (PROTOCOL.md: an id seen again is dropped, with a ``replayed`` alarm); nothing
+    plays twice. A node that stayed connected and is only slow to ack is left alone."""
     if not transport.connected or after_ms <= 0:
         return 0
     now = clock()
     cutoff = from_ms(now - after_ms)
     waiting = (Command.payload.is_not(None), Command.published_at < cutoff,
                Command.failed_at.is_(None), Command.retain.is_(False), Command.exp_ms > now)
-    of_broadcasts = select(Command.id).join(Delivery, Delivery.command_id == Command.id).join(
+    of_broadcasts = select(Command, Node).join(Delivery, Delivery.command_id == Command.id).join(
         Node, Node.id == Delivery.node_id).where(
         *waiting, Delivery.status == deliveries.DeliveryStatus.SENT, Node.online.is_(True))
-    of_nodes = select(Command.id).join(Node, Node.id == Command.node_id).where(
+    of_nodes = select(Command, Node).join(Node, Node.id == Command.node_id).where(
         *waiting, Command.broadcast_id.is_(None), Command.status.is_(None),
         Node.online.is_(True))
-    rows = db.scalars(select(Command).where(Command.id.in_(of_broadcasts.union(of_nodes)))
-                      .order_by(Command.priority.desc(), Command.created_at, Command.id)
-                      .limit(limit)).all()
+    rows: dict[str, Command] = {}
+    for query in (of_broadcasts, of_nodes):
+        for cmd, node in db.execute(query.limit(limit * 20)).all():
+            connected_at = (node.last_state or {}).get("ts")
+            assert cmd.published_at is not None  # selected as published
+            if isinstance(connected_at, int) and connected_at > to_ms(cmd.published_at):
+                rows[cmd.id] = cmd
     sent = 0
-    for cmd in rows:
+    for cmd in sorted(rows.values(), key=lambda c: (-c.priority, c.created_at, c.id))[:limit]:
         assert cmd.payload is not None  # selected as signed
         cmd.attempts += 1
         if not transport.publish(cmd.topic, cmd.payload, qos=1, retain=False):
@@ -226,8 +232,8 @@ def resend_unreceived(db: Session, transport: Transport, clock: Callable[[], int
             continue
         cmd.published_at = from_ms(clock())
         db.commit()
-        log.info("outbox: command %s (%s to %s) re-sent: a node it is for has not acked it",
-                 cmd.id, cmd.type, cmd.target)
+        log.info("outbox: command %s (%s to %s) re-sent: a node it is for came back without "
+                 "acking it", cmd.id, cmd.type, cmd.target)
         sent += 1
     return sent
 

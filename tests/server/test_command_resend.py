@@ -1,6 +1,7 @@
 """A command the broker took can still be lost (a broker that dies before its autosave loses
 what it held for a node that was away): the dispatcher sends the same envelope again to a node
-that is online but has not acked it, after ``command_resend_s``, until it is acked or expires."""
+that came back after it went out and has not acked it, after ``command_resend_s``, until it is
+acked or expires."""
 from __future__ import annotations
 
 from sqlalchemy import select, update
@@ -52,19 +53,28 @@ def test_unacked_command_goes_again_to_an_online_node_until_acked_or_expired(app
     [(topic, payload)] = [m for m in transport.sent if "/cmd" in m[0]]
     transport.sent.clear()
 
-    offset[0] = 20_000  # not yet command_resend_s (30 s)
-    assert d.resend_unreceived() == 0
+    t0 = now_ms()
+
+    def connected(at_offset):
+        set_node(online=True, last_state={"v": 1, "online": True, "ts": t0 + at_offset})
+
     offset[0] = 40_000  # the node is away: its broker session holds it
     assert d.resend_unreceived() == 0
-
-    set_node(online=True)
-    assert d.resend_unreceived() == 0  # looked for once a second at most
     offset[0] = 41_000
+    connected(-5_000)  # online all along, only slow to ack: left alone
+    assert d.resend_unreceived() == 0
+
+    offset[0] = 50_000
+    connected(45_000)  # back after the command went out, and no ack
+    offset[0] = 51_000
     assert d.resend_unreceived() == 1
     assert transport.sent == [(topic, payload)]  # the same envelope, same id
-    offset[0] = 42_000
-    assert d.resend_unreceived() == 0  # it just went: wait command_resend_s again
-    offset[0] = 80_000
+    offset[0] = 51_500
+    assert d.resend_unreceived() == 0  # looked for once a second at most
+    offset[0] = 90_000
+    assert d.resend_unreceived() == 0  # not connected again since: once is enough
+    connected(91_000)
+    offset[0] = 130_000
     assert d.resend_unreceived() == 1
 
     with sessions() as db:
