@@ -200,7 +200,8 @@ def resend_unreceived(db: Session, transport: Transport, clock: Callable[[], int
     autosave loses what it held for a node that was away, and that node would never hear of
     the command. The same envelope (same id) goes out again, so a node that did get it drops
     the copy (PROTOCOL.md: an id seen again is dropped, with a ``replayed`` alarm); nothing
-    plays twice. A node that stayed connected and is only slow to ack is left alone."""
+    plays twice. A node that stayed connected and is only slow to ack is left alone. A node's
+    retained desired state that it has not applied goes again the same way (retained)."""
     if not transport.connected or after_ms <= 0:
         return 0
     now = clock()
@@ -213,9 +214,18 @@ def resend_unreceived(db: Session, transport: Transport, clock: Callable[[], int
     of_nodes = select(Command, Node).join(Node, Node.id == Command.node_id).where(
         *waiting, Command.broadcast_id.is_(None), Command.status.is_(None),
         Node.online.is_(True))
+    # a node's retained desired state (lost the same way), while it has not applied it: only
+    # the one it should hold now, the version the node row names
+    of_desired = select(Command, Node).join(Node, Node.id == Command.node_id).where(
+        Command.payload.is_not(None), Command.published_at < cutoff,
+        Command.failed_at.is_(None), Command.exp_ms > now, Command.type == "desired",
+        Node.online.is_(True), Node.revoked_at.is_(None),
+        func.coalesce(Node.desired_applied_version, 0) < Node.desired_version)
     rows: dict[str, Command] = {}
-    for query in (of_broadcasts, of_nodes):
+    for query in (of_broadcasts, of_nodes, of_desired):
         for cmd, node in db.execute(query.limit(limit * 20)).all():
+            if cmd.type == "desired" and (cmd.body or {}).get("version") != node.desired_version:
+                continue  # superseded: the node ignores an older version anyway
             connected_at = (node.last_state or {}).get("ts")
             assert cmd.published_at is not None  # selected as published
             if isinstance(connected_at, int) and connected_at > to_ms(cmd.published_at):
@@ -224,7 +234,7 @@ def resend_unreceived(db: Session, transport: Transport, clock: Callable[[], int
     for cmd in sorted(rows.values(), key=lambda c: (-c.priority, c.created_at, c.id))[:limit]:
         assert cmd.payload is not None  # selected as signed
         cmd.attempts += 1
-        if not transport.publish(cmd.topic, cmd.payload, qos=1, retain=False):
+        if not transport.publish(cmd.topic, cmd.payload, qos=1, retain=cmd.retain):
             cmd.last_error = "no acknowledgement from the broker (re-send)"
             db.commit()
             if not transport.connected:

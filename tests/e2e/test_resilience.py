@@ -220,3 +220,24 @@ def test_command_queued_for_an_offline_node_survives_a_broker_crash(system, brok
     assert _statuses(s, bc) == ["finished", "finished"], report
     for sink in sinks.values():
         assert [p["result"] for p in _plays(sink, bc)] == ["completed"]
+
+
+def test_desired_state_lost_in_a_broker_crash_reaches_a_node_that_connects_later(system, broker):
+    """A node's desired state is a retained message: a broker crash before its autosave loses
+    it. A node first powered on after that still gets its schedule."""
+    s = system
+    s.settings.command_resend_s = 3
+    ward = s.area("Phường Lê Chân", "HP-LC", "ward")
+    cluster = s.area("Cụm loa khu phố 3", "HP-LC-3", "cluster", ward["id"])
+    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa mới"})
+    s.wait(lambda: _db_rows(s, select(Command).where(
+        Command.node_id == node["id"], Command.type == "desired",
+        Command.published_at.is_not(None))), what="its desired state published")
+
+    broker.process.kill()
+    broker.process.start()
+    s.start_agent(node)
+    d = s.wait(lambda: (r := s.ok("GET", f"/api/v1/nodes/{node['id']}/desired"))
+               ["desired_applied"] == r["version"] and r, timeout=30,
+               what="the node applied its desired state")
+    assert d["version"] >= 1

@@ -17,9 +17,11 @@ class Recorder(Transport):
 
     def __init__(self):
         self.sent: list[tuple[str, str]] = []
+        self.published: list[tuple[str, str, bool]] = []
 
     def publish(self, topic, payload, qos=1, retain=False):
         self.sent.append((topic, payload))
+        self.published.append((topic, payload, retain))
         return True
 
     def subscribe(self, *a, **kw):
@@ -52,6 +54,7 @@ def test_unacked_command_goes_again_to_an_online_node_until_acked_or_expired(app
     d.tick()
     [(topic, payload)] = [m for m in transport.sent if "/cmd" in m[0]]
     transport.sent.clear()
+    set_node(desired_applied_version=Node.desired_version)  # it holds its desired state
 
     t0 = now_ms()
 
@@ -91,3 +94,34 @@ def test_unacked_command_goes_again_to_an_online_node_until_acked_or_expired(app
         db.commit()
     offset[0] = (s.settings.command_ttl_s + 10) * 1000
     assert d.resend_unreceived() == 0  # expired: never again
+
+
+def test_desired_state_not_applied_goes_again_retained_to_a_node_back(app_only):
+    s = app_only
+    ward = s.area("Phường Lê Chân", "HP-LC", "ward")
+    cluster = s.area("Cụm 1", "HP-LC-1", "cluster", ward["id"])
+    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
+    sessions = s.app.extensions["db_sessions"]
+    offset = [0]
+    kid, key = load_signing_key(s.settings.signing_key_file)
+    transport = Recorder()
+    d = Dispatcher(s.settings, sessions, transport, key, kid,
+                   clock=lambda: now_ms() + offset[0])
+    d.tick()
+    [(topic, payload, retain)] = [m for m in transport.published if "/desired" in m[0]]
+    assert retain
+    transport.sent.clear()
+    with sessions() as db:
+        db.execute(update(Node).where(Node.id == node["id"]).values(
+            online=True, last_state={"v": 1, "online": True, "ts": now_ms() + 10_000}))
+        db.commit()
+    offset[0] = 40_000
+    assert d.resend_unreceived() == 1
+    assert transport.published[-1] == (topic, payload, True)
+    with sessions() as db:
+        db.execute(update(Node).where(Node.id == node["id"]).values(
+            desired_applied_version=Node.desired_version,
+            last_state={"v": 1, "online": True, "ts": now_ms() + 50_000}))
+        db.commit()
+    offset[0] = 80_000
+    assert d.resend_unreceived() == 0  # applied: nothing to send
