@@ -193,9 +193,11 @@ class SystemClock:
     def read(self) -> ClockReading:
         text = self.run(["chronyc", "-c", "tracking"])
         if text is not None:
+            if chronyc_unsynced(text):  # no source: its offset measures nothing (null)
+                return ClockReading(None, False)
             offset = parse_chronyc_tracking(text)
-            if offset is not None or chronyc_unsynced(text):
-                return ClockReading(offset, not chronyc_unsynced(text))
+            if offset is not None:
+                return ClockReading(offset, True)
         text = self.run(["timedatectl", "show"])
         if text is not None:
             return ClockReading(None, parse_timedatectl_show(text))
