@@ -1,7 +1,8 @@
 """What a ward's programme survives, over the real stack (Mosquitto, dispatcher and bridge, real
 agent processes with a file sink): the broker gone across two slots, the broker killed during a
-broadcast, the dispatcher stopped across a due time, and an emergency cutting into a normal
-broadcast. Each ends with every node playing once, and the server told once, on time.
+broadcast, the dispatcher stopped across a due time, an emergency cutting into a normal
+broadcast, and a broker crash losing what it held for a node that was away (a command, a
+retained desired state). Each ends with every node playing once, and the server told once.
 
 Every wait is on a condition with a deadline."""
 import datetime as dt
