@@ -32,6 +32,15 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .agent import Agent  # after logging is set up
 
+    done = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        logging.getLogger(__name__).info("signal %s: stopping", signal.Signals(signum).name)
+        done.set()
+
+    # before start(): the agent is online (and may be told to stop) as soon as it connects
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         config = load_config(args.config, state_dir=args.state_dir, player=args.player,
                              sink_dir=args.sink_dir)
@@ -40,14 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"loa-agent: {err}", file=sys.stderr)
         return 2
-    done = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        logging.getLogger(__name__).info("signal %s: stopping", signal.Signals(signum).name)
-        done.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
     while not done.wait(1.0):
         pass
     agent.stop()

@@ -1,9 +1,10 @@
 """Health readings from the machine itself for the telemetry message: uptime, CPU temperature,
-load, memory, disk, network type, 4G signal (mmcli), clock offset (chronyc). A value that cannot
-be read is None (null on the wire), never made up.
+load, memory, disk, network type, 4G signal (mmcli), clock offset and sync state (chrony, else
+systemd's timedatectl). A value that cannot be read is None (null on the wire), never made up.
 
-The parsers are pure functions; ``MachineProbe`` reads /proc, /sys and the two tools, with the
-roots overridable so tests can point it at a fake tree.
+The parsers are pure functions; ``MachineProbe`` reads /proc, /sys and the tools, with the
+roots overridable so tests can point it at a fake tree. The clock is read through a
+``ClockSource`` (``SystemClock`` on a real machine, ``FixedClock`` in tests).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import shutil
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 TOOL_TIMEOUT_S = 3
 DISK_LOW_MB = 200
@@ -67,8 +69,29 @@ def default_route_interface(route_table: str) -> str | None:
     return best[1] if best else None
 
 
+# fields of ``chronyc -c tracking`` (one CSV line): 4 is the system time offset in seconds,
+# positive when the local clock is slow of NTP time; the last is the leap status
+CHRONY_CSV_OFFSET, CHRONY_CSV_FIELDS = 4, 14
+
+
+def _chronyc_csv(text: str) -> list[str] | None:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
+        return None
+    fields = lines[0].split(",")
+    return fields if len(fields) >= CHRONY_CSV_FIELDS else None
+
+
 def parse_chronyc_tracking(text: str) -> int | None:
-    """Local clock minus NTP time in ms from ``chronyc tracking`` ("x seconds fast/slow")."""
+    """Local clock minus NTP time in ms from ``chronyc -c tracking`` (CSV) or ``chronyc
+    tracking`` ("x seconds fast/slow of NTP time"); None when the text holds neither."""
+    fields = _chronyc_csv(text)
+    if fields is not None:
+        try:
+            slow_s = float(fields[CHRONY_CSV_OFFSET])
+        except ValueError:
+            return None
+        return round(-slow_s * 1000) if abs(slow_s) < 1e9 else None
     m = re.search(r"^System time\s*:\s*([0-9.]+) seconds (fast|slow)", text, re.MULTILINE)
     if not m:
         return None
@@ -77,7 +100,21 @@ def parse_chronyc_tracking(text: str) -> int | None:
 
 
 def chronyc_unsynced(text: str) -> bool:
+    """chrony's leap status says the clock is not synchronised (CSV or plain output)."""
+    fields = _chronyc_csv(text)
+    if fields is not None:
+        return fields[-1].strip() == "Not synchronised"
     return bool(re.search(r"^Leap status\s*:\s*Not synchronised", text, re.MULTILINE))
+
+
+def parse_timedatectl_show(text: str) -> bool | None:
+    """Whether systemd says the clock is NTP-synchronised (``timedatectl show``:
+    ``NTPSynchronized=yes|no``); None when the text does not say."""
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "NTPSynchronized":
+            return {"yes": True, "no": False}.get(value.strip())
+    return None
 
 
 def parse_mmcli_keyvalue(text: str) -> dict[str, str]:
@@ -114,7 +151,7 @@ def health_alarms(sample: Mapping[str, Any], active: frozenset[str],
     if temp is not None and temp >= OVERHEAT_C:
         now["overheat"] = f"CPU at {temp} °C"
     if sample.get("_clock_unsynced"):
-        now["clock_unsynced"] = "chrony reports the clock is not synchronised"
+        now["clock_unsynced"] = "the clock is not synchronised (chrony or timedatectl)"
     raised = [(code, detail) for code, detail in now.items() if code not in active]
     return frozenset(now), raised
 
@@ -133,15 +170,61 @@ def run_tool(argv: list[str]) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
+@dataclass(frozen=True)
+class ClockReading:
+    """The local clock against NTP time: ``offset_ms`` (local minus NTP, None when no tool
+    measures it) and ``synced`` (None when nothing says)."""
+
+    offset_ms: int | None = None
+    synced: bool | None = None
+
+
+class ClockSource(Protocol):
+    def read(self) -> ClockReading: ...
+
+
+class SystemClock:
+    """chrony (``chronyc -c tracking``) where it answers, else systemd (``timedatectl show``,
+    which gives the sync state but no offset), else nothing known."""
+
+    def __init__(self, run: Runner = run_tool):
+        self.run = run
+
+    def read(self) -> ClockReading:
+        text = self.run(["chronyc", "-c", "tracking"])
+        if text is not None:
+            if chronyc_unsynced(text):  # no source: its offset measures nothing (null)
+                return ClockReading(None, False)
+            offset = parse_chronyc_tracking(text)
+            if offset is not None:
+                return ClockReading(offset, True)
+        text = self.run(["timedatectl", "show"])
+        if text is not None:
+            return ClockReading(None, parse_timedatectl_show(text))
+        return ClockReading()
+
+
+@dataclass
+class FixedClock:
+    """A clock source that says what a test tells it (change ``reading`` at will)."""
+
+    reading: ClockReading = ClockReading()
+
+    def read(self) -> ClockReading:
+        return self.reading
+
+
 class MachineProbe:
     """Reads the machine's health; every method returns None for what it cannot read."""
 
     def __init__(self, state_dir: str | Path, proc: str | Path = "/proc",
-                 sys: str | Path = "/sys", run: Runner = run_tool):
+                 sys: str | Path = "/sys", run: Runner = run_tool,
+                 clock: ClockSource | None = None):
         self.state_dir = Path(state_dir)
         self.proc = Path(proc)
         self.sys = Path(sys)
         self.run = run
+        self.clock: ClockSource = clock if clock is not None else SystemClock(run)
 
     def _read(self, path: Path) -> str | None:
         try:
@@ -201,10 +284,9 @@ class MachineProbe:
         return dbm, operator
 
     def chrony(self) -> tuple[int | None, bool]:
-        text = self.run(["chronyc", "tracking"])
-        if text is None:
-            return None, False
-        return parse_chronyc_tracking(text), chronyc_unsynced(text)
+        """Clock offset in ms (None when unknown) and whether the clock is known unsynced."""
+        reading = self.clock.read()
+        return reading.offset_ms, reading.synced is False
 
     def sample(self) -> dict[str, Any]:
         """The machine part of a telemetry message (``_clock_unsynced`` is for alarms only)."""

@@ -61,6 +61,7 @@ class Dispatcher:
         self.scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
         self._outbox_alarm = False
+        self._last_resend_ms = 0
 
     # --- one pass of each duty ---------------------------------------------------------------
 
@@ -71,6 +72,7 @@ class Dispatcher:
             self.refresh_desired()
             self.sign_pending()
             self.publish_outbox()
+            self.resend_unreceived()
 
     def dispatch_due(self) -> int:
         """Turn every broadcast whose time has come into deliveries and play commands."""
@@ -324,6 +326,17 @@ class Dispatcher:
         with self.sessions() as db:
             return outbox.publish_pending(db, self.transport,
                                           self.settings.mqtt_max_packet_bytes, self.clock, limit)
+
+    def resend_unreceived(self) -> int:
+        """Send again what an online node has not acked: server.outbox.resend_unreceived
+        (looked for once a second at most, not on every tick)."""
+        now = self.clock()
+        if now - self._last_resend_ms < 1000:
+            return 0
+        self._last_resend_ms = now
+        with self.sessions() as db:
+            return outbox.resend_unreceived(db, self.transport, self.clock,
+                                            self.settings.command_resend_s * 1000)
 
     def heartbeat(self) -> None:
         with self.sessions() as db:

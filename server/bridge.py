@@ -55,21 +55,25 @@ LOG_EVERY_S = 60.0
 
 @dataclass(frozen=True)
 class BridgeLimits:
-    """The largest payload, in bytes, taken from a node per topic kind (checked before parsing)."""
+    """The largest payload, in bytes, taken from a node per topic kind (checked before parsing),
+    and the clock offset past which a node gets a ``clock_off`` alarm."""
 
     state_bytes: int = 4096
     telemetry_bytes: int = 16384
     event_bytes: int = 16384
+    clock_offset_ms: int = 100
 
     def __post_init__(self):
         for name in ("state_bytes", "telemetry_bytes", "event_bytes"):
             if getattr(self, name) < 256:
                 raise ValueError(f"{name}: at least 256 bytes")
+        if self.clock_offset_ms < 1:
+            raise ValueError("clock_offset_ms: at least 1 ms")
 
     @classmethod
     def from_settings(cls, settings) -> BridgeLimits:
         return cls(settings.node_max_state_bytes, settings.node_max_telemetry_bytes,
-                   settings.node_max_event_bytes)
+                   settings.node_max_event_bytes, settings.node_max_clock_offset_ms)
 
     def for_kind(self, kind: str) -> int:
         return {"state": self.state_bytes, "telemetry": self.telemetry_bytes,
@@ -325,7 +329,29 @@ class Bridge:
         node.last_state = state
         node.last_seen = utcnow()
 
+    def _clock_off(self, telemetry: dict | None) -> int | None:
+        """The clock offset of a telemetry message when it is past the limit, else None."""
+        offset = (telemetry or {}).get("clock_offset_ms")
+        if isinstance(offset, int) and abs(offset) > self.limits.clock_offset_ms:
+            return offset
+        return None
+
+    def _raise_clock_off(self, db: Session, node: Node, ts: int, detail: str) -> None:
+        """The server's own ``clock_off`` alarm on the node, listed with the node's alarms: a
+        node that starts broadcasts on its own clock plays out of step with its neighbours."""
+        event_id = f"server:clock_off:{ts}"
+        if db.scalar(select(Event.id).where(Event.node_id == node.id,
+                                            Event.event_id == event_id)):
+            return
+        db.add(Event(node_id=node.id, event_id=event_id, type="alarm", ts_ms=ts,
+                     payload={"type": "alarm", "id": event_id, "ts": ts, "code": "clock_off",
+                              "detail": detail}))
+
     def _telemetry(self, db: Session, node: Node, data: dict) -> None:
+        offset = self._clock_off(data)
+        if offset is not None and self._clock_off(node.last_telemetry) is None:
+            self._raise_clock_off(db, node, data["ts"], f"clock {offset} ms off NTP time "
+                                  f"(limit {self.limits.clock_offset_ms} ms)")
         node.last_telemetry = data
         node.last_seen = utcnow()
         node.online = True
@@ -340,6 +366,9 @@ class Bridge:
         db.add(Event(node_id=node.id, event_id=event["id"], type=event["type"],
                      ts_ms=event["ts"], payload=event))
         node.last_seen = utcnow()
+        if event["type"] == "alarm" and event.get("code") == "clock_unsynced":
+            self._raise_clock_off(db, node, event["ts"], "the node says its clock is not "
+                                  "synchronised")
         handler = self.events.get(event["type"])
         return handler(db, node, event) if handler is not None else None
 

@@ -43,10 +43,12 @@ class Settings:
     node_max_state_bytes: int = 4096
     node_max_telemetry_bytes: int = 16384
     node_max_event_bytes: int = 16384
+    node_max_clock_offset_ms: int = 100    # a node's clock further off NTP raises clock_off
     # signing
     signing_key_file: str = ""             # default: instance/signing_key.json
     signing_kid: str = "srv-2026-1"
     command_ttl_s: int = 600               # how long an immediate command stays valid
+    command_resend_s: int = 30             # re-send a command an online node has not acked
     desired_window_h: int = 48
     schedule_lead_s: int = 120             # a timed broadcast is sent this long before its start
     # the airplay report waits this long after a planned item's end for the node's report

@@ -21,7 +21,7 @@ from . import deliveries
 from .config import Settings
 from .deliveries import ack_moves
 from .errors import bad_request
-from .models import Command, User, from_ms, to_ms, utcnow
+from .models import Command, Delivery, Node, User, from_ms, to_ms, utcnow
 from .transport import Transport
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,64 @@ def publish_pending(db: Session, transport: Transport, max_packet_bytes: int,
         cmd.published_at = utcnow()
         deliveries.command_published(db, cmd.id)
         db.commit()
+        sent += 1
+    return sent
+
+
+def resend_unreceived(db: Session, transport: Transport, clock: Callable[[], int],
+                      after_ms: int, limit: int = SIGN_BATCH) -> int:
+    """Publish again, unchanged, each unexpired command that the broker took more than
+    ``after_ms`` ago but that a node it is for has not acknowledged at all although that node
+    connected again after it went out (its state message is newer).
+
+    The broker's PUBACK only says the broker has it: a broker that dies before its next
+    autosave loses what it held for a node that was away, and that node would never hear of
+    the command. The same envelope (same id) goes out again, so a node that did get it drops
+    the copy (PROTOCOL.md: an id seen again is dropped, with a ``replayed`` alarm); nothing
+    plays twice. A node that stayed connected and is only slow to ack is left alone. A node's
+    retained desired state that it has not applied goes again the same way (retained)."""
+    if not transport.connected or after_ms <= 0:
+        return 0
+    now = clock()
+    cutoff = from_ms(now - after_ms)
+    waiting = (Command.payload.is_not(None), Command.published_at < cutoff,
+               Command.failed_at.is_(None), Command.retain.is_(False), Command.exp_ms > now)
+    of_broadcasts = select(Command, Node).join(Delivery, Delivery.command_id == Command.id).join(
+        Node, Node.id == Delivery.node_id).where(
+        *waiting, Delivery.status == deliveries.DeliveryStatus.SENT, Node.online.is_(True))
+    of_nodes = select(Command, Node).join(Node, Node.id == Command.node_id).where(
+        *waiting, Command.broadcast_id.is_(None), Command.status.is_(None),
+        Node.online.is_(True))
+    # a node's retained desired state (lost the same way), while it has not applied it: only
+    # the one it should hold now, the version the node row names
+    of_desired = select(Command, Node).join(Node, Node.id == Command.node_id).where(
+        Command.payload.is_not(None), Command.published_at < cutoff,
+        Command.failed_at.is_(None), Command.exp_ms > now, Command.type == "desired",
+        Node.online.is_(True), Node.revoked_at.is_(None),
+        func.coalesce(Node.desired_applied_version, 0) < Node.desired_version)
+    rows: dict[str, Command] = {}
+    for query in (of_broadcasts, of_nodes, of_desired):
+        for cmd, node in db.execute(query.limit(limit * 20)).all():
+            if cmd.type == "desired" and (cmd.body or {}).get("version") != node.desired_version:
+                continue  # superseded: the node ignores an older version anyway
+            connected_at = (node.last_state or {}).get("ts")
+            assert cmd.published_at is not None  # selected as published
+            if isinstance(connected_at, int) and connected_at > to_ms(cmd.published_at):
+                rows[cmd.id] = cmd
+    sent = 0
+    for cmd in sorted(rows.values(), key=lambda c: (-c.priority, c.created_at, c.id))[:limit]:
+        assert cmd.payload is not None  # selected as signed
+        cmd.attempts += 1
+        if not transport.publish(cmd.topic, cmd.payload, qos=1, retain=cmd.retain):
+            cmd.last_error = "no acknowledgement from the broker (re-send)"
+            db.commit()
+            if not transport.connected:
+                break
+            continue
+        cmd.published_at = from_ms(clock())
+        db.commit()
+        log.info("outbox: command %s (%s to %s) re-sent: a node it is for came back without "
+                 "acking it", cmd.id, cmd.type, cmd.target)
         sent += 1
     return sent
 

@@ -89,6 +89,16 @@ class System:
         self.dispatcher = Dispatcher(s, sessions, self.transport, key, kid)
         self.dispatcher.start(interval_s=0.2)
 
+    def stop_dispatcher(self) -> None:
+        """End the dispatcher and its bridge as a stopped ``python -m schedules`` would: the
+        scheduler, then the broker connection (its persistent session keeps what comes)."""
+        if self.dispatcher:
+            self.dispatcher.stop()
+            self.dispatcher = None
+        if self.transport:
+            self.transport.stop()
+            self.transport = None
+
     # --- API -----------------------------------------------------------------------------------
 
     def login(self, username: str, password: str) -> str:
