@@ -117,7 +117,7 @@ EVENT: dict[str, Any] = {
              "cmd_id": {"type": "string"},
              "status": {"enum": ["received", "rejected", "started", "finished", "failed",
                                  "preempted", "stopped", "skipped"]},
-             "reason": {"type": "string"}}}},
+             "reason": {"type": ["string", "null"]}}}},
         {"if": {"properties": {"type": {"const": "played"}}},
          "then": {"required": ["item_id", "result"], "properties": {
              "item_id": {"type": "string"}, "slot_id": {"type": ["string", "null"]},
@@ -157,8 +157,9 @@ TELEMETRY: dict[str, Any] = {
 STATE: dict[str, Any] = {
     "$id": "state", "title": "State (node -> server, retained; the Last Will sets online false)",
     "type": "object", "required": ["v", "online"],
-    "properties": {"v": {"const": 1}, "online": {"type": "boolean"}, "ts": MS,
-                   "agent_version": {"type": "string"}},
+    "properties": {"v": {"const": 1}, "online": {"type": "boolean"},
+                   "ts": {"oneOf": [{"type": "null"}, MS]},
+                   "agent_version": {"type": ["string", "null"]}},
 }
 
 ALL = {"envelope": ENVELOPE, **{f"body.{k}": v for k, v in BODIES.items()}, "event": EVENT,

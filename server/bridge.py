@@ -198,6 +198,21 @@ def _bound(value: Any, key: str = "", depth: int = 0) -> Any:
     raise Refused("malformed", f"unexpected value for {key}")
 
 
+def _required(schema: dict, type_: Any) -> set[str]:
+    """The fields a message must carry: the schema's, and for an event its type's own."""
+    required = set(schema.get("required", ()))
+    for rule in schema.get("allOf", ()):
+        if rule["if"]["properties"]["type"].get("const") == type_:
+            required |= set(rule["then"].get("required", ()))
+    return required
+
+
+def _null_is_absent(data: dict, required: set[str]) -> dict:
+    """An optional field sent as null means what its absence means (PROTOCOL.md, edge cases):
+    a node written from the protocol alone may send either, and neither may cost its message."""
+    return {k: v for k, v in data.items() if v is not None or k in required}
+
+
 def read_message(kind: str, payload: bytes) -> dict:
     """A node's state, telemetry or event reduced to the fields the protocol names, checked
     against its schema and bounded; Refused (with the reason counted) otherwise."""
@@ -209,7 +224,7 @@ def read_message(kind: str, payload: bytes) -> dict:
     else:
         schema = schemas.STATE if kind == "state" else schemas.TELEMETRY
         props = schema["properties"]
-    data = known_fields(data, props)
+    data = _null_is_absent(known_fields(data, props), _required(schema, data.get("type")))
     problem = schemas.first_error(schema, data)
     if problem:
         raise Refused("malformed", problem)
