@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import LATE_SLOT_MS
-from server import broadcasts, deliveries, outbox, schedule
+from server import broadcasts, deliveries, outbox, schedule, wake
 from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
 from server.keys import KeyRing
@@ -53,6 +53,7 @@ class Dispatcher:
         self.scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
         self._outbox_alarm = False
+        self._wake: wake.Listener | None = None
 
     # --- one pass of each duty ---------------------------------------------------------------
 
@@ -284,15 +285,21 @@ class Dispatcher:
     # --- the scheduler -----------------------------------------------------------------------
 
     def start(self, interval_s: float = 0.5) -> None:
+        """Tick every ``interval_s``, and at once whenever the web wakes us (server.wake)."""
         self.scheduler = BackgroundScheduler(timezone=self.settings.timezone)
         self.scheduler.add_job(self.tick, "interval", seconds=interval_s, id="tick",
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self.heartbeat, "interval", seconds=5, id="heartbeat",
                                max_instances=1, coalesce=True)
         self.scheduler.start()
+        self._wake = wake.Listener(self.settings.instance_path, self.tick)
+        self._wake.start()
         self.heartbeat()
 
     def stop(self) -> None:
+        if self._wake is not None:
+            self._wake.stop()
+            self._wake = None
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
