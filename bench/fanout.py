@@ -36,6 +36,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -332,6 +333,7 @@ class System:
                 raise RuntimeError(f"the web did not start; see {base}/web.log")
             time.sleep(0.2)
         self.http.headers["Authorization"] = f"Bearer {r.json()['token']}"
+        self.local = threading.local()
 
     def bench_account(self) -> tuple[str, str]:
         """An account of the bench's own that may publish to the group topics (the broker
@@ -349,7 +351,11 @@ class System:
         return user, password
 
     def post(self, path: str, body: dict | None) -> dict:
-        r = self.http.post(f"{self.url}{path}", json=body, timeout=120)
+        http = getattr(self.local, "http", None)
+        if http is None:  # one session per thread: provisioning runs a few at once
+            http = self.local.http = requests.Session()
+            http.headers.update(self.http.headers)
+        r = http.post(f"{self.url}{path}", json=body, timeout=120)
         if r.status_code >= 300:
             raise RuntimeError(f"POST {path}: {r.status_code} {r.text}")
         return r.json()
@@ -467,6 +473,7 @@ async def bench(args) -> dict:
         province = sysm.post("/api/v1/areas", {"name": "Tỉnh thử", "code": "BENCH",
                                                "kind": "province"})
         wards = {}
+        gate = asyncio.Semaphore(4)
         for n in sizes:
             ward = sysm.post("/api/v1/areas", {"name": f"Phường {n}", "code": f"BENCH-W{n}",
                                                "kind": "ward", "parent_id": province["id"]})
@@ -474,12 +481,14 @@ async def bench(args) -> dict:
                                                   "kind": "cluster", "parent_id": ward["id"]})
             wards[n] = ward
             t = time.monotonic()
-            for i in range(n):
-                answer = await in_thread(sysm.post, "/api/v1/nodes", {
-                    "cluster_id": cluster["id"], "name": f"Loa {i}", "id": f"w{n}-n{i:04d}"})
-                nodes.append(SimNode(answer, rec))
-                if i == 0:
-                    ward["group"] = answer["groups"][1]  # nearest first: cluster, ward, …
+
+            async def provision(i: int, cluster_id: int = cluster["id"], n: int = n) -> dict:
+                async with gate:
+                    return await in_thread(sysm.post, "/api/v1/nodes", {
+                        "cluster_id": cluster_id, "name": f"Loa {i}", "id": f"w{n}-n{i:04d}"})
+            answers = await asyncio.gather(*(provision(i) for i in range(n)))
+            nodes += [SimNode(answer, rec) for answer in answers]
+            ward["group"] = answers[0]["groups"][1]  # nearest first: cluster, ward, …
             print(f"provisioned {n} nodes in {time.monotonic() - t:.1f} s", flush=True)
         for i in range(0, len(nodes), 100):
             await asyncio.gather(*(node.start() for node in nodes[i:i + 100]))

@@ -57,13 +57,19 @@ class Dispatcher:
 
     # --- one pass of each duty ---------------------------------------------------------------
 
-    def tick(self) -> None:
-        """Everything due now, in order: broadcasts -> desired states -> signing -> publishing."""
-        with self._lock:
+    def tick(self, wait: bool = True) -> None:
+        """Everything due now, in order: broadcasts -> desired states -> signing -> publishing.
+        ``wait=False`` (the polling tick): return at once when a pass runs already (a wake-up's),
+        so the scheduler's job never waits behind it."""
+        if not self._lock.acquire(blocking=wait):
+            return
+        try:
             self.dispatch_due()
             self.refresh_desired()
             self.sign_pending()
             self.publish_outbox()
+        finally:
+            self._lock.release()
 
     def dispatch_due(self) -> int:
         """Turn every broadcast whose time has come into deliveries and play commands."""
@@ -288,7 +294,7 @@ class Dispatcher:
         """Tick every ``interval_s``, and at once whenever the web wakes us (server.wake)."""
         self.scheduler = BackgroundScheduler(timezone=self.settings.timezone)
         self.scheduler.add_job(self.tick, "interval", seconds=interval_s, id="tick",
-                               max_instances=1, coalesce=True)
+                               kwargs={"wait": False}, max_instances=1, coalesce=True)
         self.scheduler.add_job(self.heartbeat, "interval", seconds=5, id="heartbeat",
                                max_instances=1, coalesce=True)
         self.scheduler.start()

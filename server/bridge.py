@@ -310,14 +310,40 @@ class Bridge:
         if len(messages) > 1:
             try:
                 with self.sessions() as db:
-                    for topic, payload in messages:
-                        self._record(db, topic, payload)
+                    # what the batch looks up again and again is read once (see _delivery_of)
+                    names = {where.name for where in (parse_topic(self.prefix, topic)
+                                                      for topic, _ in messages) if where}
+                    db.info["batch"] = {"deliveries": {}, "events": set(), "commands": {},
+                                        "nodes": db.scalars(select(Node).where(
+                                            Node.id.in_(names))).all(),  # held: db.get finds them
+                                        "stored": self._stored_events(db, messages)}
+                    with db.no_autoflush:  # one flush at the commit, not one per query
+                        for topic, payload in messages:
+                            self._record(db, topic, payload)
                     db.commit()
                 return
             except Exception:
                 log.debug("batch of %d rolled back; one by one", len(messages), exc_info=True)
         for topic, payload in messages:
             self.handle(topic, payload)
+
+    def _stored_events(self, db: Session, messages: list[tuple[str, bytes]]
+                       ) -> set[tuple[str, str]]:
+        """(node, event id) of the batch's events stored already, in one query (a peek at the
+        ids only: each message is read and checked properly when it is recorded)."""
+        ids = set()
+        for topic, payload in messages:
+            if topic.endswith("/events"):
+                try:
+                    event_id = json.loads(payload).get("id")
+                except (ValueError, AttributeError, RecursionError):
+                    continue
+                if isinstance(event_id, str):
+                    ids.add(event_id)
+        if not ids:
+            return set()
+        return {(n, e) for n, e in db.execute(select(Event.node_id, Event.event_id).where(
+            Event.event_id.in_(ids)))}
 
     def handle(self, topic: str, payload: bytes) -> None:
         """Record one message from a node. Never raises: whatever arrives leaves the database
@@ -399,8 +425,15 @@ class Bridge:
             db.add(Telemetry(node_id=node.id, ts_ms=data["ts"], payload=data))
 
     def _event(self, db: Session, node: Node, event: dict) -> Refused | None:
-        exists = db.scalar(select(Event.id).where(Event.node_id == node.id,
-                                                  Event.event_id == event["id"]))
+        batch = db.info.get("batch")
+        if batch is not None:
+            if (node.id, event["id"]) in batch["events"]:
+                return None  # the same event twice in one batch
+            batch["events"].add((node.id, event["id"]))
+            exists = (node.id, event["id"]) in batch["stored"]
+        else:
+            exists = db.scalar(select(Event.id).where(Event.node_id == node.id,
+                                                      Event.event_id == event["id"])) is not None
         if exists:
             return None
         db.add(Event(node_id=node.id, event_id=event["id"], type=event["type"],
@@ -418,15 +451,21 @@ class Bridge:
     def _addressed(self, db: Session, cmd_id: str | None, node: Node) -> Command | None:
         """The command ``cmd_id`` when it was addressed to ``node``: through a delivery of its
         broadcast to the node, its own topic, or a group the node belongs to."""
-        cmd = db.get(Command, cmd_id) if cmd_id else None
+        batch = db.info.get("batch")
+        if batch is not None and cmd_id:
+            if cmd_id not in batch["commands"]:  # held for the batch, not looked up per ack
+                batch["commands"][cmd_id] = db.get(Command, cmd_id)
+            cmd = batch["commands"][cmd_id]
+        else:
+            cmd = db.get(Command, cmd_id) if cmd_id else None
         if cmd is None:
             return None
         if cmd.target == f"node:{node.id}":
             return cmd
-        if cmd.broadcast_id is not None and db.scalar(select(Delivery.id).where(
-                Delivery.broadcast_id == cmd.broadcast_id, Delivery.node_id == node.id,
-                Delivery.command_id == cmd.id)):
-            return cmd
+        if cmd.broadcast_id is not None:
+            delivery = self._delivery_of(db, cmd.broadcast_id, node.id)
+            if delivery is not None and delivery.command_id == cmd.id:
+                return cmd
         scope, _, name = cmd.target.partition(":")
         if scope == "group" and (name == "all" or name in node_groups(db, node)):
             return cmd
@@ -435,8 +474,21 @@ class Bridge:
     def _delivery(self, db: Session, cmd: Command, node: Node) -> Delivery | None:
         if cmd.broadcast_id is None:
             return None
-        return db.scalar(select(Delivery).where(Delivery.broadcast_id == cmd.broadcast_id,
-                                                Delivery.node_id == node.id))
+        return self._delivery_of(db, cmd.broadcast_id, node.id)
+
+    def _delivery_of(self, db: Session, broadcast_id: int, node_id: str) -> Delivery | None:
+        """The node's delivery of the broadcast. In a batch, all the broadcast's deliveries
+        are read at the first ack for it: the acks of one broadcast arrive together."""
+        batch = db.info.get("batch")
+        if batch is None:
+            return db.scalar(select(Delivery).where(Delivery.broadcast_id == broadcast_id,
+                                                    Delivery.node_id == node_id))
+        by_node = batch["deliveries"].get(broadcast_id)
+        if by_node is None:
+            by_node = batch["deliveries"][broadcast_id] = {
+                d.node_id: d for d in db.scalars(select(Delivery).where(
+                    Delivery.broadcast_id == broadcast_id))}
+        return by_node.get(node_id)
 
     def _ack(self, db: Session, node: Node, event: dict) -> Refused | None:
         cmd = self._addressed(db, event["cmd_id"], node)
