@@ -166,8 +166,7 @@ class Dispatcher:
                 cmd = self._command(db, "play", f"node:{node_id}", body, ttl, bc.id, node_id, now,
                                     priority=bc.priority)
                 covered[node_id] = cmd.id
-        for node_id, cmd_id in sorted(covered.items()):
-            db.add(deliveries.planned(bc.id, node_id, cmd_id))
+        deliveries.plan_all(db, bc.id, covered)
         broadcasts.mark_dispatched(bc, from_ms(now))
 
     def _targets(self, db: Session, bc: Broadcast) -> tuple[set[str], dict[int, list[str]]]:
@@ -241,14 +240,17 @@ class Dispatcher:
                 Node.desired_dirty.is_(True) | (Node.desired_exp_ms < now + window // 2))).all()
             if nodes:
                 slots, media = self._slots_by_node(db, now, window)
+            groups: dict[int, list[str]] = {}  # a ward's nodes share their groups
             for node in nodes:
+                if node.cluster_id not in groups:
+                    groups[node.cluster_id] = node_groups(db, node)
                 node.desired_version += 1
                 entries = sorted(slots.get(node.id, []),
                                  key=lambda e: (e["start_at"], e["slot_id"]))
                 shas = dict.fromkeys(e["item"]["media"]["sha256"] for e in entries)
                 body = {"version": node.desired_version, "tz": self.settings.timezone,
                         "volume": node.volume, "quiet_hours": [],
-                        "groups": node_groups(db, node), "schedule": entries,
+                        "groups": groups[node.cluster_id], "schedule": entries,
                         "prefetch": [media[sha] for sha in shas]}
                 self._command(db, "desired", f"node:{node.id}", body, window, None, node.id,
                               now, retain=True)
@@ -265,10 +267,18 @@ class Dispatcher:
         return done
 
     def publish_outbox(self, limit: int = 500) -> int:
-        """Publish what is signed and unsent: server.outbox.publish_pending."""
-        with self.sessions() as db:
-            return outbox.publish_pending(db, self.transport,
-                                          self.settings.mqtt_max_packet_bytes, self.clock, limit)
+        """Publish what is signed and unsent: server.outbox.publish_pending, again while
+        whole batches went out (a ward's thousand desired states leave in one pass)."""
+        sent = 0
+        for _ in range(20):
+            with self.sessions() as db:
+                done = outbox.publish_pending(db, self.transport,
+                                              self.settings.mqtt_max_packet_bytes, self.clock,
+                                              limit)
+            sent += done
+            if done < limit:
+                break
+        return sent
 
     def heartbeat(self) -> None:
         with self.sessions() as db:

@@ -27,6 +27,7 @@ from .transport import Transport
 log = logging.getLogger(__name__)
 PUBLISH_ATTEMPTS = 3  # a row the connected broker refuses this often is failed, not retried
 SIGN_BATCH = 500      # rows signed or published in one pass
+COMMIT_EVERY = 100    # published rows marked in one transaction
 
 
 class CommandStatus(StrEnum):
@@ -146,8 +147,10 @@ def give_up(db: Session, cmd: Command, status: CommandStatus, error: str) -> Non
 
 def publish_pending(db: Session, transport: Transport, max_packet_bytes: int,
                     clock: Callable[[], int], limit: int = SIGN_BATCH) -> int:
-    """Publish signed, unpublished commands, highest priority first; each is marked (and
-    committed) once the broker has it. A row the broker will not take is failed after a few
+    """Publish signed, unpublished commands, highest priority first; each is marked once the
+    broker has it, committed COMMIT_EVERY at a time (a thousand desired states are not a
+    thousand transactions; a crash in between re-sends at most those, which QoS 1 allows and
+    nodes drop by id). A row the broker will not take is failed after a few
     tries and the others go on; when the connection is gone, the pass stops and starts again
     on reconnect."""
     if not transport.connected:
@@ -184,9 +187,12 @@ def publish_pending(db: Session, transport: Transport, max_packet_bytes: int,
             db.commit()
             continue
         cmd.published_at = utcnow()
-        deliveries.command_published(db, cmd.id)
-        db.commit()
+        if cmd.broadcast_id is not None:
+            deliveries.command_published(db, cmd.id)
         sent += 1
+        if sent % COMMIT_EVERY == 0:
+            db.commit()
+    db.commit()
     return sent
 
 
