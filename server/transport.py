@@ -29,6 +29,14 @@ class Transport(ABC):
         reconnect of the persistent session), so the caller must not send it again. False
         only when the message could not be handed to the connection."""
 
+    def send(self, topic: str, payload: str | bytes, qos: int = 1,
+             retain: bool = False) -> Callable[[float], bool]:
+        """Hand a message over without waiting; the answer, ``confirm(timeout)``, says what
+        ``publish`` would have. Many messages in flight at once cost one round trip, not one
+        each. (This default waits at once.)"""
+        ok = self.publish(topic, payload, qos=qos, retain=retain)
+        return lambda timeout: ok
+
     @abstractmethod
     def subscribe(self, topic: str, handler: Handler, qos: int = 1) -> None:
         """Call ``handler(topic, payload)`` for every message on ``topic`` (kept on reconnect)."""
@@ -86,11 +94,17 @@ class MqttTransport(Transport):
                     log.exception("handler for %s failed", msg.topic)
 
     def publish(self, topic, payload, qos=1, retain=False, timeout=10.0):
+        return self.send(topic, payload, qos=qos, retain=retain)(timeout)
+
+    def send(self, topic, payload, qos=1, retain=False):
         if not self.connected:
-            return False
+            return lambda timeout: False
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            return False
+            return lambda timeout: False
+        return lambda timeout: self._confirmed(info, topic, timeout)
+
+    def _confirmed(self, info: mqtt.MQTTMessageInfo, topic: str, timeout: float) -> bool:
         try:
             info.wait_for_publish(timeout)
         except (RuntimeError, ValueError):
