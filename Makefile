@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 TEST_WORKERS ?= 3
 FAST_WORKERS ?= 2
 
-.PHONY: run test test-fast lint deps test-deps venv bench clean docs
+.PHONY: run test test-fast lint deps test-deps venv bench bench-fanout clean docs
 
 run: deps $(STAMP)
 	$(PY) scripts/run.py
@@ -47,6 +47,10 @@ docs: $(STAMP)
 
 bench: deps $(STAMP)
 	$(PY) bench/run.py
+
+# only the fan-out benchmark (docs/benchmarks.md): a whole system and 1,100 simulated nodes
+bench-fanout: deps $(STAMP)
+	$(PY) bench/fanout.py --write-docs
 
 clean:
 	rm -rf $(VENV) var instance .pytest_cache

@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.info("dispatcher running (broker %s:%s)", settings.mqtt_host, settings.mqtt_port)
     stop.wait()
     dispatcher.stop()
+    bridge.stop()
     transport.stop()
     return 0
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import LATE_SLOT_MS
 from schedules.slots import Slot
-from server import broadcasts, bulletins, deliveries, outbox, programmes, schedule
+from server import broadcasts, bulletins, deliveries, outbox, programmes, schedule, wake
 from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
 from server.keys import KeyRing
@@ -62,17 +62,24 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._outbox_alarm = False
         self._last_resend_ms = 0
+        self._wake: wake.Listener | None = None
 
     # --- one pass of each duty ---------------------------------------------------------------
 
-    def tick(self) -> None:
-        """Everything due now, in order: broadcasts -> desired states -> signing -> publishing."""
-        with self._lock:
+    def tick(self, wait: bool = True) -> None:
+        """Everything due now, in order: broadcasts -> desired states -> signing -> publishing.
+        ``wait=False`` (the polling tick): return at once when a pass runs already (a wake-up's),
+        so the scheduler's job never waits behind it."""
+        if not self._lock.acquire(blocking=wait):
+            return
+        try:
             self.dispatch_due()
             self.refresh_desired()
             self.sign_pending()
             self.publish_outbox()
             self.resend_unreceived()
+        finally:
+            self._lock.release()
 
     def dispatch_due(self) -> int:
         """Turn every broadcast whose time has come into deliveries and play commands."""
@@ -178,8 +185,7 @@ class Dispatcher:
                 cmd = self._command(db, "play", f"node:{node_id}", body, ttl, bc.id, node_id, now,
                                     priority=bc.priority)
                 covered[node_id] = cmd.id
-        for node_id, cmd_id in sorted(covered.items()):
-            db.add(deliveries.planned(bc.id, node_id, cmd_id))
+        deliveries.plan_all(db, bc.id, covered)
         broadcasts.mark_dispatched(bc, from_ms(now))
 
     def _targets(self, db: Session, bc: Broadcast) -> tuple[set[str], dict[int, list[str]]]:
@@ -297,7 +303,10 @@ class Dispatcher:
                 Node.desired_dirty.is_(True) | (Node.desired_exp_ms < now + window // 2))).all()
             if nodes:
                 slots, media = self._slots_by_node(db, now, window)
+            groups: dict[int, list[str]] = {}  # a ward's nodes share their groups
             for node in nodes:
+                if node.cluster_id not in groups:
+                    groups[node.cluster_id] = node_groups(db, node)
                 node.desired_version += 1
                 entries = sorted(slots.get(node.id, []),
                                  key=lambda e: (e["start_at"], e["slot_id"]))
@@ -305,7 +314,7 @@ class Dispatcher:
                 body = {"version": node.desired_version, "tz": self.settings.timezone,
                         "volume": node.volume,
                         "quiet_hours": bulletins.quiet_hours(db, node.cluster_id),
-                        "groups": node_groups(db, node), "schedule": entries,
+                        "groups": groups[node.cluster_id], "schedule": entries,
                         "prefetch": [media[sha] for sha in shas]}
                 self._command(db, "desired", f"node:{node.id}", body, window, None, node.id,
                               now, retain=True)
@@ -322,10 +331,18 @@ class Dispatcher:
         return done
 
     def publish_outbox(self, limit: int = 500) -> int:
-        """Publish what is signed and unsent: server.outbox.publish_pending."""
-        with self.sessions() as db:
-            return outbox.publish_pending(db, self.transport,
-                                          self.settings.mqtt_max_packet_bytes, self.clock, limit)
+        """Publish what is signed and unsent: server.outbox.publish_pending, again while
+        whole batches went out (a ward's thousand desired states leave in one pass)."""
+        sent = 0
+        for _ in range(20):
+            with self.sessions() as db:
+                done = outbox.publish_pending(db, self.transport,
+                                              self.settings.mqtt_max_packet_bytes, self.clock,
+                                              limit)
+            sent += done
+            if done < limit:
+                break
+        return sent
 
     def resend_unreceived(self) -> int:
         """Send again what an online node has not acked: server.outbox.resend_unreceived
@@ -359,15 +376,21 @@ class Dispatcher:
     # --- the scheduler -----------------------------------------------------------------------
 
     def start(self, interval_s: float = 0.5) -> None:
+        """Tick every ``interval_s``, and at once whenever the web wakes us (server.wake)."""
         self.scheduler = BackgroundScheduler(timezone=self.settings.timezone)
         self.scheduler.add_job(self.tick, "interval", seconds=interval_s, id="tick",
-                               max_instances=1, coalesce=True)
+                               kwargs={"wait": False}, max_instances=1, coalesce=True)
         self.scheduler.add_job(self.heartbeat, "interval", seconds=5, id="heartbeat",
                                max_instances=1, coalesce=True)
         self.scheduler.start()
+        self._wake = wake.Listener(self.settings.instance_path, self.tick)
+        self._wake.start()
         self.heartbeat()
 
     def stop(self) -> None:
+        if self._wake is not None:
+            self._wake.stop()
+            self._wake = None
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None

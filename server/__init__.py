@@ -31,6 +31,8 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     init_db(engine)
     app.extensions["db_engine"] = engine
     app.extensions["db_sessions"] = make_sessionmaker(engine)
+    from . import wake
+    wake.install(app.extensions["db_sessions"], instance)  # "broadcast now" leaves at once
 
     @app.before_request
     def _open_session():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import queue
 import re
 import threading
 import time
@@ -51,6 +52,8 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # PROTOCOL.md names `result` and `detail` on the `finished` ack of a test command.
 ACK_EXTRA = {"result": {"type": ["string", "null"]}, "detail": {"type": ["string", "null"]}}
 LOG_EVERY_S = 60.0
+INGEST_BATCH = 500         # node messages written in one transaction
+INGEST_QUEUE = 100_000     # messages waiting for the worker before the network thread waits
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,8 @@ class Bridge:
         self.keep_telemetry = keep_telemetry
         self.limits = limits or BridgeLimits()
         self.quiet = _QuietLog()
+        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(INGEST_QUEUE)
+        self._worker: threading.Thread | None = None
         # what a node publishes, by topic kind; what it reports, by event type. A handler
         # returns a Refused when the message is stored for the record but not accepted.
         self.topics: dict[str, Callable[[Session, Node, dict], Refused | None]] = {
@@ -278,8 +283,86 @@ class Bridge:
             "ack": self._ack, "played": self._played, "desired_applied": self._desired_applied}
 
     def start(self) -> None:
+        """Subscribe to what nodes publish. Messages are queued on the transport's network
+        thread and written by the bridge's own worker, many per transaction, so ingest never
+        holds up the network thread that confirms the dispatcher's publishes."""
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._drain, name="bridge-ingest",
+                                            daemon=True)
+            self._worker.start()
         for kind in self.topics:
-            self.transport.subscribe(f"{self.prefix}/nodes/+/{kind}", self.handle)
+            self.transport.subscribe(f"{self.prefix}/nodes/+/{kind}", self.enqueue)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then end the worker."""
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join(timeout)
+            self._worker = None
+
+    def enqueue(self, topic: str, payload: bytes) -> None:
+        """Hand one message to the worker (blocks only when INGEST_QUEUE messages wait)."""
+        self._queue.put((topic, bytes(payload or b"")))
+
+    def _drain(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, stop = [first], False
+            while len(batch) < INGEST_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self.handle_batch(batch)
+            if stop:
+                return
+
+    def handle_batch(self, messages: list[tuple[str, bytes]]) -> None:
+        """Record many messages in one transaction; when any of them fails in a way that needs
+        a rollback, the batch is undone and every message recorded on its own instead."""
+        if len(messages) > 1:
+            try:
+                with self.sessions() as db:
+                    # what the batch looks up again and again is read once (see _delivery_of)
+                    names = {where.name for where in (parse_topic(self.prefix, topic)
+                                                      for topic, _ in messages) if where}
+                    db.info["batch"] = {"deliveries": {}, "events": set(), "commands": {},
+                                        "nodes": db.scalars(select(Node).where(
+                                            Node.id.in_(names))).all(),  # held: db.get finds them
+                                        "stored": self._stored_events(db, messages)}
+                    with db.no_autoflush:  # one flush at the commit, not one per query
+                        for topic, payload in messages:
+                            self._record(db, topic, payload)
+                    db.commit()
+                return
+            except Exception:
+                log.debug("batch of %d rolled back; one by one", len(messages), exc_info=True)
+        for topic, payload in messages:
+            self.handle(topic, payload)
+
+    def _stored_events(self, db: Session, messages: list[tuple[str, bytes]]
+                       ) -> set[tuple[str, str]]:
+        """(node, event id) of the batch's events stored already, in one query (a peek at the
+        ids only: each message is read and checked properly when it is recorded)."""
+        ids = set()
+        for topic, payload in messages:
+            if topic.endswith("/events"):
+                try:
+                    event_id = json.loads(payload).get("id")
+                except (ValueError, AttributeError, RecursionError):
+                    continue
+                if isinstance(event_id, str):
+                    ids.add(event_id)
+        if not ids:
+            return set()
+        return {(n, e) for n, e in db.execute(select(Event.node_id, Event.event_id).where(
+            Event.event_id.in_(ids)))}
 
     def handle(self, topic: str, payload: bytes) -> None:
         """Record one message from a node. Never raises: whatever arrives leaves the database
@@ -291,38 +374,46 @@ class Bridge:
                                topic[:200], exc_info=True)
 
     def _handle(self, topic: str, payload: bytes) -> None:
-        where = parse_topic(self.prefix, topic)
-        if where is None or where.scope != "node" or where.kind not in self.topics:
-            return
-        handler = self.topics[where.kind]
         with self.sessions() as db:
-            node = db.get(Node, where.name)
-            if node is None or not _accepts(node):
-                self.quiet.warning(("unknown", where.name), "message from unknown or revoked "
-                                   "node %s ignored", where.name)
-                return
-            node_id = node.id
             try:
-                if len(payload) > self.limits.for_kind(where.kind):
-                    raise Refused("too_large", f"{len(payload)} bytes, limit "
-                                  f"{self.limits.for_kind(where.kind)}")
-                if where.kind == "state" and not payload:
-                    return  # a cleared retained message
-                refused = handler(db, node, read_message(where.kind, payload))
-                if refused is not None:  # stored for the record, but not accepted as proof
-                    self._count(db, node_id, where.kind, refused)
-                db.commit()
-            except Refused as err:
-                db.rollback()
-                self._count(db, node_id, where.kind, err)
+                self._record(db, topic, payload)
                 db.commit()
             except IntegrityError:
                 db.rollback()  # the same event twice, stored once already by a racing write
             except Exception as err:
                 db.rollback()
-                self._count(db, node_id, where.kind, Refused("internal_error", str(err)[:200]),
-                            exc_info=True)
-                db.commit()
+                where = parse_topic(self.prefix, topic)
+                if where is not None and where.scope == "node":
+                    self._count(db, where.name, where.kind,
+                                Refused("internal_error", str(err)[:200]), exc_info=True)
+                    db.commit()
+
+    def _record(self, db: Session, topic: str, payload: bytes) -> None:
+        """One message into ``db``'s transaction (not committed). A Refused is counted on the
+        node: it is raised before the message wrote anything. Other errors propagate."""
+        where = parse_topic(self.prefix, topic)
+        if where is None or where.scope != "node" or where.kind not in self.topics:
+            return
+        handler = self.topics[where.kind]
+        node = db.get(Node, where.name)
+        if node is None or not _accepts(node):
+            self.quiet.warning(("unknown", where.name), "message from unknown or revoked "
+                               "node %s ignored", where.name)
+            return
+        node_id = node.id
+        try:
+            if len(payload) > self.limits.for_kind(where.kind):
+                raise Refused("too_large", f"{len(payload)} bytes, limit "
+                              f"{self.limits.for_kind(where.kind)}")
+            if where.kind == "state" and not payload:
+                return  # a cleared retained message
+            data = read_message(where.kind, payload)
+        except Refused as err:
+            self._count(db, node_id, where.kind, err)
+            return
+        refused = handler(db, node, data)
+        if refused is not None:  # stored for the record, but not accepted as proof
+            self._count(db, node_id, where.kind, refused)
 
     def _count(self, db: Session, node_id: str, kind: str, err: Refused,
                exc_info: bool = False) -> None:
@@ -334,6 +425,7 @@ class Bridge:
                                       else_=Node.rejected_messages + 1)
         node.last_rejected_reason = err.reason
         node.last_rejected_at = utcnow()
+        db.flush()  # a second refusal in the same batch counts on top of this one
         self.quiet.warning((node_id, err.reason), "refused %s from %s: %s", kind, node_id,
                            _truncate(str(err), 300), exc_info=exc_info)
 
@@ -374,8 +466,15 @@ class Bridge:
             db.add(Telemetry(node_id=node.id, ts_ms=data["ts"], payload=data))
 
     def _event(self, db: Session, node: Node, event: dict) -> Refused | None:
-        exists = db.scalar(select(Event.id).where(Event.node_id == node.id,
-                                                  Event.event_id == event["id"]))
+        batch = db.info.get("batch")
+        if batch is not None:
+            if (node.id, event["id"]) in batch["events"]:
+                return None  # the same event twice in one batch
+            batch["events"].add((node.id, event["id"]))
+            exists = (node.id, event["id"]) in batch["stored"]
+        else:
+            exists = db.scalar(select(Event.id).where(Event.node_id == node.id,
+                                                      Event.event_id == event["id"])) is not None
         if exists:
             return None
         db.add(Event(node_id=node.id, event_id=event["id"], type=event["type"],
@@ -396,15 +495,21 @@ class Bridge:
     def _addressed(self, db: Session, cmd_id: str | None, node: Node) -> Command | None:
         """The command ``cmd_id`` when it was addressed to ``node``: through a delivery of its
         broadcast to the node, its own topic, or a group the node belongs to."""
-        cmd = db.get(Command, cmd_id) if cmd_id else None
+        batch = db.info.get("batch")
+        if batch is not None and cmd_id:
+            if cmd_id not in batch["commands"]:  # held for the batch, not looked up per ack
+                batch["commands"][cmd_id] = db.get(Command, cmd_id)
+            cmd = batch["commands"][cmd_id]
+        else:
+            cmd = db.get(Command, cmd_id) if cmd_id else None
         if cmd is None:
             return None
         if cmd.target == f"node:{node.id}":
             return cmd
-        if cmd.broadcast_id is not None and db.scalar(select(Delivery.id).where(
-                Delivery.broadcast_id == cmd.broadcast_id, Delivery.node_id == node.id,
-                Delivery.command_id == cmd.id)):
-            return cmd
+        if cmd.broadcast_id is not None:
+            delivery = self._delivery_of(db, cmd.broadcast_id, node.id)
+            if delivery is not None and delivery.command_id == cmd.id:
+                return cmd
         scope, _, name = cmd.target.partition(":")
         if scope == "group" and (name == "all" or name in node_groups(db, node)):
             return cmd
@@ -413,8 +518,21 @@ class Bridge:
     def _delivery(self, db: Session, cmd: Command, node: Node) -> Delivery | None:
         if cmd.broadcast_id is None:
             return None
-        return db.scalar(select(Delivery).where(Delivery.broadcast_id == cmd.broadcast_id,
-                                                Delivery.node_id == node.id))
+        return self._delivery_of(db, cmd.broadcast_id, node.id)
+
+    def _delivery_of(self, db: Session, broadcast_id: int, node_id: str) -> Delivery | None:
+        """The node's delivery of the broadcast. In a batch, all the broadcast's deliveries
+        are read at the first ack for it: the acks of one broadcast arrive together."""
+        batch = db.info.get("batch")
+        if batch is None:
+            return db.scalar(select(Delivery).where(Delivery.broadcast_id == broadcast_id,
+                                                    Delivery.node_id == node_id))
+        by_node = batch["deliveries"].get(broadcast_id)
+        if by_node is None:
+            by_node = batch["deliveries"][broadcast_id] = {
+                d.node_id: d for d in db.scalars(select(Delivery).where(
+                    Delivery.broadcast_id == broadcast_id))}
+        return by_node.get(node_id)
 
     def _ack(self, db: Session, node: Node, event: dict) -> Refused | None:
         cmd = self._addressed(db, event["cmd_id"], node)

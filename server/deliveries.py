@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 from collections.abc import Iterable
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from .models import Delivery, utcnow
@@ -52,6 +53,19 @@ def planned(broadcast_id: int, node_id: str, command_id: str) -> Delivery:
                     status=DeliveryStatus.PENDING)
 
 
+def plan_all(db: Session, broadcast_id: int, commands: dict[str, str]) -> None:
+    """``planned`` for many nodes at once (node id -> command id), in one statement: a ward's
+    thousand deliveries are written before its one command goes out, so this is on the way
+    to every speaker."""
+    if commands:
+        now = utcnow()
+        table = cast(Table, Delivery.__table__)  # Core: no ORM bookkeeping per row
+        db.execute(insert(table), [
+            {"broadcast_id": broadcast_id, "node_id": node_id, "command_id": cmd_id,
+             "status": DeliveryStatus.PENDING, "updated_at": now}
+            for node_id, cmd_id in sorted(commands.items())])
+
+
 def not_sent(broadcast_id: int, node_id: str, skipped: bool, reason: str | None) -> Delivery:
     """A node's delivery of a broadcast that is not sent at all (too late: skipped; held:
     failed), so the report names every node it would have reached, with the reason."""
@@ -60,10 +74,12 @@ def not_sent(broadcast_id: int, node_id: str, skipped: bool, reason: str | None)
 
 
 def command_published(db: Session, command_id: str) -> None:
-    """The broker has the command: its pending deliveries are sent."""
-    for d in db.scalars(select(Delivery).where(Delivery.command_id == command_id,
-                                               Delivery.status == DeliveryStatus.PENDING)):
-        d.status, d.updated_at = DeliveryStatus.SENT, utcnow()
+    """The broker has the command: its pending deliveries are sent (one statement; an ack
+    that came first has moved its delivery on already and is left as it is)."""
+    db.execute(update(Delivery).where(Delivery.command_id == command_id,
+                                      Delivery.status == DeliveryStatus.PENDING)
+               .values(status=DeliveryStatus.SENT, updated_at=utcnow())
+               .execution_options(synchronize_session="fetch"))
 
 
 def command_failed(db: Session, command_id: str, reason: str) -> None:

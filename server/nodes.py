@@ -40,9 +40,12 @@ def sync_broker_accounts(s: Settings, sessions) -> bool:
         with sessions() as db:
             accounts = {s.mqtt_username: password_hash(s.mqtt_password)}
             nodes = {}
+            by_cluster: dict[int, list[str]] = {}  # a ward's nodes share their groups
             for node in db.scalars(select(Node).where(Node.revoked_at.is_(None))):
                 accounts[node.id] = node.mqtt_password_hash
-                nodes[node.id] = node_groups(db, node)
+                if node.cluster_id not in by_cluster:
+                    by_cluster[node.cluster_id] = node_groups(db, node)
+                nodes[node.id] = by_cluster[node.cluster_id]
         return files.apply(accounts, s.mqtt_username, nodes)
 
 

@@ -27,6 +27,8 @@ from .transport import Transport
 log = logging.getLogger(__name__)
 PUBLISH_ATTEMPTS = 3  # a row the connected broker refuses this often is failed, not retried
 SIGN_BATCH = 500      # rows signed or published in one pass
+COMMIT_EVERY = 100    # rows in flight at once, then marked in one transaction
+PUBLISH_TIMEOUT_S = 10.0  # the broker's PUBACK; later, QoS 1 still delivers (server.transport)
 
 
 class CommandStatus(StrEnum):
@@ -146,10 +148,12 @@ def give_up(db: Session, cmd: Command, status: CommandStatus, error: str) -> Non
 
 def publish_pending(db: Session, transport: Transport, max_packet_bytes: int,
                     clock: Callable[[], int], limit: int = SIGN_BATCH) -> int:
-    """Publish signed, unpublished commands, highest priority first; each is marked (and
-    committed) once the broker has it. A row the broker will not take is failed after a few
-    tries and the others go on; when the connection is gone, the pass stops and starts again
-    on reconnect."""
+    """Publish signed, unpublished commands, highest priority first, COMMIT_EVERY in flight at
+    once; each is marked once the broker has it, and committed with its group (a thousand
+    desired states are not a thousand round trips and transactions; a crash in between
+    re-sends at most a group, which QoS 1 allows and nodes drop by id). A row the broker will
+    not take is failed after a few tries and the others go on; when the connection is gone,
+    the pass stops and starts again on reconnect."""
     if not transport.connected:
         return 0
     sent = 0
@@ -158,6 +162,7 @@ def publish_pending(db: Session, transport: Transport, max_packet_bytes: int,
                                             Command.failed_at.is_(None))
                       .order_by(Command.priority.desc(), Command.created_at, Command.id)
                       .limit(limit)).all()
+    in_flight: list[tuple[Command, Callable[[float], bool]]] = []
     for cmd in rows:
         assert cmd.payload is not None  # selected as signed
         if cmd.exp_ms is not None and cmd.exp_ms < clock():
@@ -172,22 +177,37 @@ def publish_pending(db: Session, transport: Transport, max_packet_bytes: int,
             db.commit()
             continue
         cmd.attempts += 1
-        ok = transport.publish(cmd.topic, cmd.payload, qos=1, retain=cmd.retain)
-        if not ok:
+        in_flight.append((cmd, transport.send(cmd.topic, cmd.payload, qos=1,
+                                              retain=cmd.retain)))
+        if len(in_flight) >= COMMIT_EVERY:
+            done, gone = _settle(db, transport, in_flight)
+            sent, in_flight = sent + done, []
+            if gone:
+                return sent  # the broker is gone: everything waits for the reconnect
+    done, _gone = _settle(db, transport, in_flight)
+    return sent + done
+
+
+def _settle(db: Session, transport: Transport,
+            in_flight: list[tuple[Command, Callable[[float], bool]]]) -> tuple[int, bool]:
+    """Wait for the broker's word on the commands in flight (they were sent in priority
+    order), mark them and commit: (how many it has, whether the connection is gone)."""
+    sent, gone = 0, False
+    for cmd, confirm in in_flight:
+        if not confirm(PUBLISH_TIMEOUT_S):
             cmd.last_error = "no acknowledgement from the broker"
             if not transport.connected:
-                db.commit()
-                break  # the broker is gone: everything waits for the reconnect
-            if cmd.attempts >= PUBLISH_ATTEMPTS:
+                gone = True  # it waits for the reconnect, like every row behind it
+            elif cmd.attempts >= PUBLISH_ATTEMPTS:
                 give_up(db, cmd, CommandStatus.FAILED, f"not accepted by the broker after "
                                                        f"{cmd.attempts} attempts")
-            db.commit()
             continue
         cmd.published_at = utcnow()
-        deliveries.command_published(db, cmd.id)
-        db.commit()
+        if cmd.broadcast_id is not None:
+            deliveries.command_published(db, cmd.id)
         sent += 1
-    return sent
+    db.commit()
+    return sent, gone
 
 
 def resend_unreceived(db: Session, transport: Transport, clock: Callable[[], int],

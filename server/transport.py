@@ -23,7 +23,19 @@ class Transport(ABC):
     @abstractmethod
     def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False,
                 timeout: float = 10.0) -> bool:
-        """Publish and wait for the broker's acknowledgement; False when it did not come."""
+        """Publish and wait up to ``timeout`` for the broker's acknowledgement. True once the
+        broker has it, and also when it is slow to say so while the message is in flight on
+        a live connection: QoS 1 delivers it (the client resends it itself, also after a
+        reconnect of the persistent session), so the caller must not send it again. False
+        only when the message could not be handed to the connection."""
+
+    def send(self, topic: str, payload: str | bytes, qos: int = 1,
+             retain: bool = False) -> Callable[[float], bool]:
+        """Hand a message over without waiting; the answer, ``confirm(timeout)``, says what
+        ``publish`` would have. Many messages in flight at once cost one round trip, not one
+        each. (This default waits at once.)"""
+        ok = self.publish(topic, payload, qos=qos, retain=retain)
+        return lambda timeout: ok
 
     @abstractmethod
     def subscribe(self, topic: str, handler: Handler, qos: int = 1) -> None:
@@ -82,16 +94,28 @@ class MqttTransport(Transport):
                     log.exception("handler for %s failed", msg.topic)
 
     def publish(self, topic, payload, qos=1, retain=False, timeout=10.0):
+        return self.send(topic, payload, qos=qos, retain=retain)(timeout)
+
+    def send(self, topic, payload, qos=1, retain=False):
         if not self.connected:
-            return False
+            return lambda timeout: False
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            return False
+            return lambda timeout: False
+        return lambda timeout: self._confirmed(info, topic, timeout)
+
+    def _confirmed(self, info: mqtt.MQTTMessageInfo, topic: str, timeout: float) -> bool:
         try:
             info.wait_for_publish(timeout)
         except (RuntimeError, ValueError):
             return False
-        return info.is_published()
+        if info.is_published():
+            return True
+        if self.connected:  # a busy broker or machine: in flight, never a second copy
+            log.warning("no PUBACK for %s within %.1f s; left to QoS 1 to deliver", topic,
+                        timeout)
+            return True
+        return False
 
     def subscribe(self, topic, handler, qos=1):
         self._subs[topic] = (qos, handler)

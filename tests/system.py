@@ -72,6 +72,7 @@ class System:
         self.http = requests.Session()
         self.token = self.login("admin", ADMIN_PASSWORD)
         self.dispatcher = None
+        self.bridge = None
         self.transport = None
         self.agents: list[subprocess.Popen] = []
         if start_dispatcher:
@@ -83,8 +84,9 @@ class System:
         self.transport = MqttTransport(s.mqtt_host, s.mqtt_port, s.mqtt_username, s.mqtt_password,
                                        client_id=s.mqtt_username)  # the broker forces it
         assert self.transport.wait_connected(10), "dispatcher could not connect to the broker"
-        Bridge(sessions, self.transport, s.topic_prefix,
-               limits=BridgeLimits.from_settings(s), tz=s.timezone).start()
+        self.bridge = Bridge(sessions, self.transport, s.topic_prefix,
+                             limits=BridgeLimits.from_settings(s), tz=s.timezone)
+        self.bridge.start()
         kid, key = load_signing_key(s.signing_key_file)
         self.dispatcher = Dispatcher(s, sessions, self.transport, key, kid)
         self.dispatcher.start(interval_s=0.2)
@@ -175,6 +177,8 @@ class System:
                 proc.wait(5)
         if self.dispatcher:
             self.dispatcher.stop()
+        if self.bridge:
+            self.bridge.stop()
         if self.transport:
             self.transport.stop()
         if self.server:

@@ -1,0 +1,72 @@
+"""The bridge's worker writes many node messages in one transaction: what it records is the
+same as one message at a time (duplicates stored once, refusals counted each), and a batch
+that cannot be written whole is written message by message instead."""
+import json
+import uuid
+
+from sqlalchemy import select
+
+from server.bridge import Bridge, BridgeLimits
+from server.models import Event, Node
+
+TS = 1764000000000
+
+
+def _setup(app_only):
+    ward = app_only.area("Phường Phú Hội", "PH", "ward")
+    cluster = app_only.area("Cụm 1", "PH-1", "cluster", ward["id"])
+    ids = [app_only.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"],
+                                                      "name": f"Loa {n}"})["id"]
+           for n in "AB"]
+    bridge = Bridge(app_only.app.extensions["db_sessions"], None,
+                    app_only.settings.topic_prefix, limits=BridgeLimits())
+    return bridge, ids
+
+
+def _msg(bridge, node_id, kind, payload):
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return f"{bridge.prefix}/nodes/{node_id}/{kind}", raw
+
+
+def _alarm(event_id):
+    return {"v": 1, "id": event_id, "type": "alarm", "ts": TS, "code": "disk_low"}
+
+
+def test_a_batch_stores_each_event_once_and_counts_every_refusal(app_only):
+    bridge, (a, b) = _setup(app_only)
+    first = str(uuid.uuid4())
+    bridge.handle(*_msg(bridge, a, "events", _alarm(first)))  # stored before the batch
+    again = str(uuid.uuid4())
+    bridge.handle_batch([
+        _msg(bridge, a, "events", _alarm(first)),
+        _msg(bridge, a, "events", _alarm(again)),
+        _msg(bridge, a, "events", _alarm(again)),
+        _msg(bridge, b, "events", _alarm(again)),
+        _msg(bridge, b, "events", b"not json"),
+        _msg(bridge, b, "events", b"{"),
+        _msg(bridge, b, "state", {"v": 1, "online": True}),
+        _msg(bridge, "nobody", "state", {"v": 1, "online": True}),
+    ])
+    with app_only.app.extensions["db_sessions"]() as db:
+        stored = sorted((e.node_id, e.event_id) for e in db.scalars(select(Event)))
+        assert stored == sorted([(a, first), (a, again), (b, again)])
+        node_b = db.get(Node, b)
+        assert node_b.rejected_messages == 2 and node_b.last_rejected_reason == "malformed"
+        assert node_b.online is True
+        assert db.get(Node, a).rejected_messages == 0
+
+
+def test_the_worker_writes_what_the_transport_hands_it(app_only):
+    bridge, (a, _) = _setup(app_only)
+
+    class Transport:
+        def subscribe(self, topic, handler, qos=1):
+            self.handler = handler
+    bridge.transport = transport = Transport()
+    bridge.start()
+    ids = [str(uuid.uuid4()) for _ in range(50)]
+    for event_id in ids:
+        transport.handler(*_msg(bridge, a, "events", _alarm(event_id)))
+    bridge.stop()  # writes what is queued before it returns
+    with app_only.app.extensions["db_sessions"]() as db:
+        assert sorted(db.scalars(select(Event.event_id))) == sorted(ids)
