@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import LATE_SLOT_MS
@@ -294,34 +294,49 @@ class Dispatcher:
 
     def refresh_desired(self) -> int:
         """A new retained desired state for nodes that changed or whose window runs short: its
-        schedule is the node's slots of every series on air, its prefetch their media."""
+        schedule is the node's slots of every series on air, its prefetch their media.
+
+        The nodes are claimed (their dirty flag cleared) in a commit of its own before anything
+        is read for them: a change the web commits while this pass builds marks its nodes dirty
+        again, so it goes out on the next pass instead of being lost under this pass's write."""
         now = self.clock()
         window = self.settings.desired_window_h * 3600 * 1000
-        done = 0
         with self.sessions() as db:
-            nodes = db.scalars(select(Node).where(Node.revoked_at.is_(None)).where(
-                Node.desired_dirty.is_(True) | (Node.desired_exp_ms < now + window // 2))).all()
-            if nodes:
-                slots, media = self._slots_by_node(db, now, window)
-            groups: dict[int, list[str]] = {}  # a ward's nodes share their groups
-            for node in nodes:
-                if node.cluster_id not in groups:
-                    groups[node.cluster_id] = node_groups(db, node)
-                node.desired_version += 1
-                entries = sorted(slots.get(node.id, []),
-                                 key=lambda e: (e["start_at"], e["slot_id"]))
-                shas = dict.fromkeys(e["item"]["media"]["sha256"] for e in entries)
-                body = {"version": node.desired_version, "tz": self.settings.timezone,
-                        "volume": node.volume,
-                        "quiet_hours": bulletins.quiet_hours(db, node.cluster_id),
-                        "groups": groups[node.cluster_id], "schedule": entries,
-                        "prefetch": [media[sha] for sha in shas]}
-                self._command(db, "desired", f"node:{node.id}", body, window, None, node.id,
-                              now, retain=True)
-                node.desired_dirty, node.desired_exp_ms = False, now + window
-                done += 1
+            ids = list(db.scalars(select(Node.id).where(Node.revoked_at.is_(None)).where(
+                Node.desired_dirty.is_(True) | (Node.desired_exp_ms < now + window // 2))))
+            if not ids:
+                return 0
+            db.execute(update(Node).where(Node.id.in_(ids)).values(desired_dirty=False))
             db.commit()
+            try:
+                done = self._build_desired(db, ids, now, window)
+                db.commit()
+            except Exception:
+                db.rollback()  # nothing was sent: build them again on the next pass
+                db.execute(update(Node).where(Node.id.in_(ids)).values(desired_dirty=True))
+                db.commit()
+                raise
         return done
+
+    def _build_desired(self, db: Session, ids: list[str], now: int, window: int) -> int:
+        nodes = db.scalars(select(Node).where(Node.id.in_(ids))).all()
+        slots, media = self._slots_by_node(db, now, window)
+        groups: dict[int, list[str]] = {}  # a ward's nodes share their groups
+        for node in nodes:
+            if node.cluster_id not in groups:
+                groups[node.cluster_id] = node_groups(db, node)
+            node.desired_version += 1
+            entries = sorted(slots.get(node.id, []), key=lambda e: (e["start_at"], e["slot_id"]))
+            shas = dict.fromkeys(e["item"]["media"]["sha256"] for e in entries)
+            body = {"version": node.desired_version, "tz": self.settings.timezone,
+                    "volume": node.volume,
+                    "quiet_hours": bulletins.quiet_hours(db, node.cluster_id),
+                    "groups": groups[node.cluster_id], "schedule": entries,
+                    "prefetch": [media[sha] for sha in shas]}
+            self._command(db, "desired", f"node:{node.id}", body, window, None, node.id,
+                          now, retain=True)
+            node.desired_exp_ms = now + window
+        return len(nodes)
 
     def sign_pending(self) -> int:
         """Sign the commands the web queued (it holds no key): server.outbox.sign_pending."""

@@ -367,3 +367,27 @@ def test_a_lunar_series_lists_mung_1_and_ram(ward):
         local = dt.datetime.fromisoformat(x["start_at"].replace("Z", "+00:00")).astimezone(TZ)
         assert local.time() == dt.time(6, 0)
         assert to_lunar(local.date()).day in (1, 15)
+
+
+def test_a_series_created_while_the_desired_states_are_built_goes_out_on_the_next_pass(ward):
+    """Seen under load: the web committed a second series while the dispatcher built the node's
+    desired state from before it; the pass then cleared the node's dirty flag, so the second
+    series never reached the node."""
+    s, node = ward["s"], ward["node"]
+    first = series(ward).json()
+    d = dispatcher(s, tomorrow_at(5))
+    build, created = d._slots_by_node, []
+
+    def build_while_the_web_commits(*args):
+        out = build(*args)  # read before the second series exists
+        if not created:
+            created.append(series(ward, rule="FREQ=DAILY;BYHOUR=7;BYMINUTE=0",
+                                  start=tomorrow_at(7)).json())
+        return out
+    d._slots_by_node = build_while_the_web_commits
+    d.refresh_desired()
+    held = {e["slot_id"] for e in desired(s, node["id"])["body"]["schedule"]}
+    assert slot_id(first["id"], tomorrow_at(6)) in held
+    d.refresh_desired()
+    held = {e["slot_id"] for e in desired(s, node["id"])["body"]["schedule"]}
+    assert slot_id(created[0]["id"], tomorrow_at(7)) in held
