@@ -2,6 +2,8 @@
 database through an in-process ``app_only``, without a broker."""
 import pytest
 
+from server.bridge import Bridge, BridgeLimits
+
 
 @pytest.fixture(autouse=True)
 def _render_once(render_each_input_once):
@@ -14,3 +16,16 @@ def app_only(make_app):
     """The server without its dispatcher, broker or socket: Flask's test client behind its URL
     and the fake speech engine (tests/conftest.py ``make_app``)."""
     return make_app()
+
+
+@pytest.fixture
+def bridge_setup(app_only):
+    """A ward with one provisioned node and a bridge over the app's database, driven directly:
+    (the app, the bridge, the node's id)."""
+    ward = app_only.area("Phường Phú Hội", "PH", "ward")
+    cluster = app_only.area("Cụm 1", "PH-1", "cluster", ward["id"])
+    node = app_only.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"],
+                                                      "name": "Loa A"})
+    bridge = Bridge(app_only.app.extensions["db_sessions"], None,
+                    app_only.settings.topic_prefix, limits=BridgeLimits())
+    return app_only, bridge, node["id"]

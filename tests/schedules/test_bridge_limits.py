@@ -9,21 +9,10 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from server.bridge import Bridge, BridgeLimits
+from server.bridge import BridgeLimits
 from server.models import Event, Node, PlayLog, Telemetry
 
 TS = 1764000000000
-
-
-@pytest.fixture
-def setup(app_only):
-    ward = app_only.area("Phường Phú Hội", "PH", "ward")
-    cluster = app_only.area("Cụm 1", "PH-1", "cluster", ward["id"])
-    node = app_only.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"],
-                                                      "name": "Loa A"})
-    bridge = Bridge(app_only.app.extensions["db_sessions"], None,
-                    app_only.settings.topic_prefix, limits=BridgeLimits())
-    return app_only, bridge, node["id"]
 
 
 def send(bridge, node_id, kind, payload):
@@ -48,8 +37,8 @@ def event(type_, **fields):
     return {"v": 1, "id": str(uuid.uuid4()), "type": type_, "ts": TS, **fields}
 
 
-def test_oversized_event_and_state_are_refused_before_parsing(setup):
-    system, bridge, node_id = setup
+def test_oversized_event_and_state_are_refused_before_parsing(bridge_setup):
+    system, bridge, node_id = bridge_setup
     send(bridge, node_id, "events", b"{" + b" " * 20000 + b"}")
     send(bridge, node_id, "state", {"v": 1, "online": True, "agent_version": "a" * 5000})
     got = node_json(system, node_id)
@@ -57,8 +46,8 @@ def test_oversized_event_and_state_are_refused_before_parsing(setup):
     assert got["online"] is False and rows(system, Event, node_id) == []
 
 
-def test_unknown_fields_are_dropped_not_stored(setup):
-    system, bridge, node_id = setup
+def test_unknown_fields_are_dropped_not_stored(bridge_setup):
+    system, bridge, node_id = bridge_setup
     send(bridge, node_id, "telemetry", telemetry(
         cpu_temp_c=48.5, junk="j" * 3000,
         net={"type": "wifi", "signal_dbm": -60, "extra": [1] * 99},
@@ -79,8 +68,8 @@ def test_unknown_fields_are_dropped_not_stored(setup):
         assert db.get(Node, node_id).last_state == {"v": 1, "online": True, "agent_version": "1.0"}
 
 
-def test_long_free_text_is_cut_and_long_ids_are_refused(setup):
-    system, bridge, node_id = setup
+def test_long_free_text_is_cut_and_long_ids_are_refused(bridge_setup):
+    system, bridge, node_id = bridge_setup
     send(bridge, node_id, "events", event("alarm", code="c" * 500, detail="d" * 5000,
                                           reason="r" * 500))
     [alarm] = node_json(system, node_id)["alarms"]
@@ -111,8 +100,8 @@ def test_long_free_text_is_cut_and_long_ids_are_refused(setup):
     (b'{"v": 1, "ts": 1, "agent_version": "\\ud800"}', "malformed"),
     (b'{"v": 1, "ts": 1' + b"1" * 5000 + b"}", "malformed"),
 ])
-def test_bad_telemetry_is_counted_and_never_stored(setup, payload, reason):
-    system, bridge, node_id = setup
+def test_bad_telemetry_is_counted_and_never_stored(bridge_setup, payload, reason):
+    system, bridge, node_id = bridge_setup
     send(bridge, node_id, "telemetry", payload)
     got = node_json(system, node_id)
     assert got["rejected"] == {"messages": 1, "last_reason": reason,
@@ -124,8 +113,8 @@ def test_bad_telemetry_is_counted_and_never_stored(setup, payload, reason):
     {"started_at": 2**63}, {"ended_at": 2**64}, {"scheduled_at": -5},
     {"started_at": 253402300800000}, {"ts": 2**62},
 ])
-def test_played_times_out_of_range_leave_no_row_and_pages_work(setup, fields):
-    system, bridge, node_id = setup
+def test_played_times_out_of_range_leave_no_row_and_pages_work(bridge_setup, fields):
+    system, bridge, node_id = bridge_setup
     send(bridge, node_id, "events", {**event("played", item_id="x", result="completed"),
                                      **fields})
     assert node_json(system, node_id)["rejected"]["messages"] == 1
@@ -134,8 +123,8 @@ def test_played_times_out_of_range_leave_no_row_and_pages_work(setup, fields):
     assert system.call("GET", "/api/v1/nodes").status_code == 200
 
 
-def test_desired_applied_counts_only_for_a_version_the_server_sent(setup):
-    system, bridge, node_id = setup
+def test_desired_applied_counts_only_for_a_version_the_server_sent(bridge_setup):
+    system, bridge, node_id = bridge_setup
     for version in (2**31, 2**63, 10**6):
         send(bridge, node_id, "events", event("desired_applied", version=version))
     got = node_json(system, node_id)
@@ -144,8 +133,8 @@ def test_desired_applied_counts_only_for_a_version_the_server_sent(setup):
     assert got["rejected"]["last_reason"] == "unknown_version"
 
 
-def test_the_same_event_twice_is_stored_once_and_not_counted(setup):
-    system, bridge, node_id = setup
+def test_the_same_event_twice_is_stored_once_and_not_counted(bridge_setup):
+    system, bridge, node_id = bridge_setup
     alarm = event("alarm", code="disk_low")
     send(bridge, node_id, "events", alarm)
     send(bridge, node_id, "events", alarm)
@@ -153,15 +142,15 @@ def test_the_same_event_twice_is_stored_once_and_not_counted(setup):
     assert node_json(system, node_id)["rejected"]["messages"] == 0
 
 
-def test_messages_from_an_unknown_node_are_ignored(setup):
-    system, bridge, _ = setup
+def test_messages_from_an_unknown_node_are_ignored(bridge_setup):
+    system, bridge, _ = bridge_setup
     send(bridge, "no-such-node", "events", event("alarm", code="x"))
     with system.app.extensions["db_sessions"]() as db:
         assert db.scalar(select(func.count()).select_from(Event)) == 0
 
 
-def test_one_bad_node_cannot_flood_the_log(setup, caplog):
-    system, bridge, node_id = setup
+def test_one_bad_node_cannot_flood_the_log(bridge_setup, caplog):
+    system, bridge, node_id = bridge_setup
     with caplog.at_level(logging.WARNING, logger="server.bridge"):
         for _ in range(50):
             send(bridge, node_id, "telemetry", b"not json")
