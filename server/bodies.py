@@ -19,6 +19,8 @@ from pydantic import (BaseModel, ConfigDict, PlainValidator, ValidationError, Va
                       WithJsonSchema, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
+from schedules.lunar import LunarHoliday
+
 from device_agent.protocol import NAME_RE, PRIORITY_NAMES, priority_value, valid_name
 from device_agent.schemas import BODIES
 
@@ -531,6 +533,34 @@ MAX_EXDATES = 1000
 ApiTimes = Annotated[list[dt.datetime], _Check(_api_times, {
     "type": "array", "maxItems": MAX_EXDATES, "items": API_TIME,
     "description": "skipped occurrences (their start)"})]
+def _holidays(value: Any) -> list[LunarHoliday]:
+    if not isinstance(value, list):
+        raise _invalid("list of holidays")
+    known = {h.value for h in LunarHoliday}
+    for name in value:
+        if not isinstance(name, str) or name not in known:
+            raise _invalid(f"unknown holiday: {name}")
+    return [LunarHoliday(name) for name in dict.fromkeys(value)]
+
+
+SkipHolidays = Annotated[list[LunarHoliday], _Check(_holidays, {
+    "type": "array", "uniqueItems": True,
+    "items": {"type": "string", "enum": [h.value for h in LunarHoliday]},
+    "description": "lunar holidays whose days the series skips (tet: the days tet_days says)"})]
+MAX_TET_DAYS = 10
+
+
+class TetDays(Body):
+    """The days around mùng 1 Tết a series skips when it skips "tet"; absent: the day before
+    through mùng 3."""
+    before: Annotated[int, Int(0, MAX_TET_DAYS, f"0-{MAX_TET_DAYS}", schema={
+        "type": "integer", "minimum": 0, "maximum": MAX_TET_DAYS,
+        "description": "days of the old year"})] = 1
+    after: Annotated[int, Int(0, MAX_TET_DAYS, f"0-{MAX_TET_DAYS}", schema={
+        "type": "integer", "minimum": 0, "maximum": MAX_TET_DAYS,
+        "description": "days after mùng 1 (2: through mùng 3)"})] = 2
+
+
 # The rule itself is checked against start_at and the zone by the domain (schedules.slots).
 Recurrence = Annotated[str, Text(500, one_line=True, description=(
     "an RFC 5545 RRULE (FREQ=DAILY;BYHOUR=6,17;BYMINUTE=0) or a lunar rule "
@@ -543,7 +573,8 @@ class BroadcastCreate(Body):
     the rule itself holds (in range, not too frequent, occurring at all) is checked against
     start_at and the zone: a 422 invalid_recurrence naming the problem."""
     model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"properties": {"recurrence": {"type": "null"}, "exdates": {"type": "null"}}},
+        {"properties": {"recurrence": {"type": "null"}, "exdates": {"type": "null"},
+                        "skip_holidays": {"type": "null"}, "tet_days": {"type": "null"}}},
         {"required": ["recurrence", "start_at"],
          "properties": {"recurrence": {"type": "string"}, "start_at": {"not": {"type": "null"}}}}],
         "oneOf": [{"required": ["bulletin_id"], "properties": {
@@ -561,6 +592,8 @@ class BroadcastCreate(Body):
         "description": "0 or absent: once"})] | None = 1
     recurrence: Recurrence | None = None
     exdates: ApiTimes | None = None
+    skip_holidays: SkipHolidays | None = None
+    tet_days: TetDays | None = None
     start_at: ApiTime | None = None
     override: Annotated[bool, Flag("true or false")] | None = None
 
@@ -587,9 +620,10 @@ class BroadcastCreate(Body):
     def _series(self):
         if self.recurrence is not None and self.start_at is None:
             raise _missing("start_at")  # a series is anchored at its start
-        if self.exdates and self.recurrence is None:
-            raise PydanticCustomError("invalid_field", "{detail}", {
-                "detail": "only with recurrence", "field": "exdates"})
+        for name in ("exdates", "skip_holidays", "tet_days"):
+            if getattr(self, name) and self.recurrence is None:
+                raise PydanticCustomError("invalid_field", "{detail}", {
+                    "detail": "only with recurrence", "field": name})
         return self
 
 
@@ -602,6 +636,8 @@ class BroadcastEdit(Body):
     volume: Volume | None = None
     recurrence: Recurrence | None = None
     exdates: ApiTimes | None = None
+    skip_holidays: SkipHolidays | None = None
+    tet_days: TetDays | None = None
     override: Annotated[bool, Flag("true or false")] | None = None
 
     @model_validator(mode="before")

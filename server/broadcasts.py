@@ -17,7 +17,7 @@ from schedules.recurrence import RecurrenceError, RecurrenceErrorCode
 from schedules.slots import ConflictReport, check_recurrence, is_occurrence, slot_id
 
 from . import auth, deliveries, schedule
-from .bodies import BroadcastCreate, BroadcastEdit, OccurrenceChange
+from .bodies import BroadcastCreate, BroadcastEdit, OccurrenceChange, TetDays
 from .bulletins import current_approval, visible_bulletin
 from .config import Settings
 from .errors import ApiError, bad_request
@@ -76,6 +76,8 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
                    due_at=start_at if series else due_time(start_at, now, s.schedule_lead_s),
                    recurrence=body.recurrence,
                    exdates=sorted({to_ms(x) for x in body.exdates or ()}) if series else None,
+                   skip_holidays=holiday_skips(body.skip_holidays, body.tet_days)
+                   if series else None,
                    target_areas=sorted(set(areas)), target_nodes=sorted(set(nodes)),
                    volume=volume, repeat=repeat, status=status, created_by=user.id,
                    created_at=now)
@@ -87,6 +89,15 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
     elif report.preempts or report.overridden:
         mark_desired_dirty(db, bc)  # a one-off over a series' slot: it leaves the desired state
     return bc
+
+
+def holiday_skips(chosen: list | None, tet: TetDays | None,
+                  stored_tet: dict | None = None) -> dict | None:
+    """The lunar holidays a series skips as stored (Broadcast.skip_holidays); None: none."""
+    if not chosen:
+        return None
+    tet_days = {"before": tet.before, "after": tet.after} if tet is not None else stored_tet
+    return {"holidays": [str(h) for h in chosen], "tet_days": tet_days}
 
 
 def check_targets(db: Session, user: User, areas: list[int], nodes: list[str]) -> None:
@@ -193,7 +204,7 @@ def change_occurrence(db: Session, s: Settings, user: User, bc: Broadcast,
                        detail=f"{schedule.EARLIEST.year}-{schedule.LATEST.year}")
     if not schedule.EARLIEST <= original <= schedule.LATEST \
             or not schedule.in_bounds(bc, original) or not is_occurrence(
-            schedule.spec(db, bc, s.timezone), original):
+            schedule.spec(db, bc, s.timezone, original), original):
         raise ApiError(422, "not_an_occurrence", "err.not_an_occurrence",
                        at=schedule.iso(original))
     approval = None
@@ -241,10 +252,16 @@ def edit_series(db: Session, s: Settings, user: User, bc: Broadcast,
     check_series(rule, bc.start_at, s.timezone)
     exdates = (sorted({to_ms(x) for x in body.exdates}) if body.given("exdates")
                and body.exdates is not None else bc.exdates)
+    skips = bc.skip_holidays
+    if body.given("skip_holidays") or body.given("tet_days"):
+        old = bc.skip_holidays or {}
+        chosen = body.skip_holidays if body.given("skip_holidays") else old.get("holidays")
+        tet = body.tet_days if body.given("tet_days") else None
+        skips = holiday_skips(chosen, tet, None if body.given("tet_days") else old.get("tet_days"))
     now = utcnow()
     new = Broadcast(bulletin_id=bc.bulletin_id, approval_id=bc.approval_id,
                     media_sha256=bc.media_sha256, priority=priority, start_at=bc.start_at,
-                    due_at=bc.due_at, recurrence=rule, exdates=exdates,
+                    due_at=bc.due_at, recurrence=rule, exdates=exdates, skip_holidays=skips,
                     target_areas=sorted(set(areas)), target_nodes=sorted(set(nodes)),
                     volume=body.volume if body.given("volume") else bc.volume,
                     repeat=bc.repeat, status=status, created_by=user.id, created_at=now,

@@ -264,6 +264,9 @@ class Broadcast(Base):
     # configured zone; None: a one-off. exdates: the skipped occurrences, epoch ms.
     recurrence: Mapped[str | None] = mapped_column(String(500))
     exdates: Mapped[list | None] = mapped_column(JSON)
+    # a series' lunar holidays skipped: {"holidays": [names of schedules.lunar.LunarHoliday],
+    # "tet_days": {"before": n, "after": m} or null (the default span)}; None: none skipped
+    skip_holidays: Mapped[dict | None] = mapped_column(JSON)
     due_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)  # when to dispatch
     target_areas: Mapped[list] = mapped_column(JSON, default=list)
     target_nodes: Mapped[list] = mapped_column(JSON, default=list)

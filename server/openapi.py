@@ -190,6 +190,13 @@ SCHEMAS = {
         "recurrence": {**NULLABLE_STR, "description": "a series' rule; null: a one-off"},
         "exdates": {"type": "array", "items": {"type": "string"},
                     "description": "the series' skipped occurrences"},
+        "skip_holidays": {"type": "array", "items": {"type": "string"},
+                          "description": "the lunar holidays whose days the series skips"},
+        "tet_days": {"type": ["object", "null"], "description": "the days around mùng 1 Tết "
+                                                               "skipped; null: the default "
+                                                               "(1 before, 2 after)",
+                     "properties": {"before": {"type": "integer"},
+                                    "after": {"type": "integer"}}},
         "begins_at": {**NULLABLE_STR, "description": "a series made by an edit: it plans "
                                                      "occurrences from here on"},
         "ends_at": {**NULLABLE_STR, "description": "a series ended by an edit: its "

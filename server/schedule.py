@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schedules.lunar import FIRST_YEAR, LAST_YEAR
+from schedules.lunar import FIRST_YEAR, LAST_YEAR, LunarHoliday, TetSpan, holiday_skip_days
 from schedules.slots import (BroadcastSpec, ConflictReport, Content, ContentKind, Override, Slot,
                              broadcast_slots, find_conflicts, is_occurrence)
 
@@ -103,13 +103,40 @@ def title(bc: Broadcast) -> str:
     return bc.bulletin.title if bc.bulletin else ""
 
 
-def spec(db: Session, bc: Broadcast, tz: str) -> BroadcastSpec:
+def tet_span(tet_days: dict | None) -> TetSpan:
+    """The days around mùng 1 Tết as stored ({"before": n, "after": m}; None: the default)."""
+    if not tet_days:
+        return TetSpan()
+    return TetSpan(days_before=tet_days["before"], last_day=tet_days["after"] + 1)
+
+
+def skip_days(bc: Broadcast, window_from: dt.datetime, window_to: dt.datetime
+              ) -> frozenset[dt.date]:
+    """The local days of the series' skipped lunar holidays over the years the window (aware)
+    spans, a year either side for the zone's offset and a span around Tết crossing a year."""
+    stored = bc.skip_holidays or {}
+    chosen = stored.get("holidays") or []
+    if not chosen:
+        return frozenset()
+    first = max(window_from.year - 1, FIRST_YEAR)
+    last = min(window_to.year + 1, LAST_YEAR)
+    if first > last:
+        return frozenset()
+    return holiday_skip_days(first, last, [LunarHoliday(h) for h in chosen],
+                             tet=tet_span(stored.get("tet_days")))
+
+
+def spec(db: Session, bc: Broadcast, tz: str, window_from: dt.datetime | None = None,
+         window_to: dt.datetime | None = None) -> BroadcastSpec:
+    """The series as schedules.slots expands it; its skipped holidays are those of the years
+    [window_from, window_to] spans (aware; absent: the anchor's)."""
     start = bc.start_at or bc.due_at or bc.created_at
+    window_from = window_from or aware(start)
     return BroadcastSpec(
         broadcast_id=bc.id, start_at=aware(start), duration=duration(db, bc),
         priority=bc.priority, content=content(bc),
         recurrence=bc.recurrence, exdates=tuple(from_ms_aware(ms) for ms in bc.exdates or ()),
-        tz=tz)
+        tz=tz, skip_days=skip_days(bc, window_from, window_to or window_from))
 
 
 # Windows are expanded this much at a time: a rule may play once a minute, and one expansion
@@ -120,7 +147,7 @@ CHUNK = dt.timedelta(days=3)
 def slots(db: Session, bc: Broadcast, tz: str, window_from: dt.datetime,
           window_to: dt.datetime) -> list[Slot]:
     """The broadcast's slots that share time with [window_from, window_to) (aware times)."""
-    plan = spec(db, bc, tz)
+    plan = spec(db, bc, tz, window_from, window_to)
     changes = overrides(db, bc)
     found: dict[str, Slot] = {}
     start = window_from
@@ -153,7 +180,7 @@ def is_slot_of(db: Session, bc: Broadcast, slot_id: str, tz: str) -> bool:
     """Whether ``slot_id`` is one of the broadcast's occurrences (exdates applied)."""
     start = slot_start(slot_id)
     return (start is not None and slot_broadcast_id(slot_id) == bc.id
-            and in_bounds(bc, start) and is_occurrence(spec(db, bc, tz), start))
+            and in_bounds(bc, start) and is_occurrence(spec(db, bc, tz, start), start))
 
 
 def slot_media(db: Session, bc: Broadcast, slot_id: str) -> str | None:

@@ -57,6 +57,8 @@ def broadcast_json(db: Session, bc: Broadcast) -> dict:
             "volume": bc.volume, "repeat": bc.repeat,
             "recurrence": bc.recurrence,
             "exdates": [iso(from_ms(ms)) for ms in bc.exdates or ()],
+            "skip_holidays": (bc.skip_holidays or {}).get("holidays") or [],
+            "tet_days": (bc.skip_holidays or {}).get("tet_days"),
             "begins_at": iso(bc.begins_at), "ends_at": iso(bc.ends_at),
             "previous_id": bc.previous_id,
             "next_id": db.scalar(select(Broadcast.id).where(Broadcast.previous_id == bc.id)),
