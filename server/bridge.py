@@ -143,12 +143,18 @@ def known_fields(value: Any, properties: dict) -> dict:
     return out
 
 
+def _type_rule(schema: dict, type_: Any) -> dict:
+    """What the schema adds for a message of ``type_`` (an event's ``then``); {} for none."""
+    for rule in schema.get("allOf", ()):
+        if rule["if"]["properties"]["type"].get("const") == type_:
+            return rule["then"]
+    return {}
+
+
 def event_properties(type_: Any) -> dict:
     """The fields an event of ``type_`` may carry: the common ones and its type's own."""
     props = dict(schemas.EVENT["properties"])
-    for rule in schemas.EVENT.get("allOf", ()):
-        if rule["if"]["properties"]["type"].get("const") == type_:
-            props.update(rule["then"].get("properties", {}))
+    props.update(_type_rule(schemas.EVENT, type_).get("properties", {}))
     if type_ == "ack":
         props.update(ACK_EXTRA)
     return props
@@ -203,11 +209,7 @@ def _bound(value: Any, key: str = "", depth: int = 0) -> Any:
 
 def _required(schema: dict, type_: Any) -> set[str]:
     """The fields a message must carry: the schema's, and for an event its type's own."""
-    required = set(schema.get("required", ()))
-    for rule in schema.get("allOf", ()):
-        if rule["if"]["properties"]["type"].get("const") == type_:
-            required |= set(rule["then"].get("required", ()))
-    return required
+    return set(schema.get("required", ())) | set(_type_rule(schema, type_).get("required", ()))
 
 
 def _null_is_absent(data: dict, required: set[str]) -> dict:

@@ -6,6 +6,7 @@ socket: requests to its URL are served in-process by Flask's test client (tests/
 and speech comes from the fake engine (tests/fake_tts), for tests of what the API accepts."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -32,6 +33,19 @@ ADMIN_PASSWORD = "admin-test-password"
 # what init_instance reads from the settings to make an instance
 INSTANCE_SETTINGS = {"database_url", "signing_key_file", "signing_kid", "password_min_length"}
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def played_events(sink: Path) -> list[dict]:
+    """What a file-sink agent says it played (its ``played.jsonl``), oldest first."""
+    log = sink / "played.jsonl"
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def sink_files(sink: Path, sha: str) -> list[Path]:
+    """The audio files a file-sink agent played of the media ``sha``."""
+    return [p for p in sink.glob(f"*{sha}*") if p.suffix != ".jsonl"] if sink.exists() else []
 
 
 class System:

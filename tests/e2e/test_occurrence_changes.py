@@ -5,20 +5,13 @@ next occurrence (tomorrow's, moved to a few seconds after today's, keeping its s
 A rule may fire at most once a minute, so "the next occurrence" comes from a move: tomorrow's
 occurrence moved to today is the honest short way to have one right after the cancelled one."""
 import datetime as dt
-import json
 
 from schedules.slots import slot_id
+from tests.system import played_events
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 LEAD = dt.timedelta(seconds=15)  # time for the agent to hold the slot before it is cancelled
 GAP = dt.timedelta(seconds=8)    # the moved occurrence plays this long after the cancelled one
-
-
-def _played(sink) -> list[dict]:
-    log = sink / "played.jsonl"
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
 def test_a_cancelled_occurrence_does_not_play_and_the_next_one_does(system):
@@ -64,5 +57,5 @@ def test_a_cancelled_occurrence_does_not_play_and_the_next_one_does(system):
     # the cancelled occurrence, due before the moved one, never played
     assert [p for p in s.ok("GET", "/api/v1/playlogs")["playlogs"]
             if p["slot_id"] == cancelled_slot] == []
-    (sunk,) = _played(sink)  # the player played once: the moved occurrence
+    (sunk,) = played_events(sink)  # the player played once: the moved occurrence
     assert sunk["sha256"] == b["sha256"] and sunk["item_id"] == f"bc-{bc['id']}"

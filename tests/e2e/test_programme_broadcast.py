@@ -3,23 +3,12 @@ agent as one item, now (a play command) and at a series' slot (its desired state
 agent played is the programme's media, byte for byte, and the play logs name it."""
 import datetime as dt
 import hashlib
-import json
 
 from schedules.slots import slot_id
+from tests.system import played_events, sink_files
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 LEAD = dt.timedelta(seconds=20)  # time for the one-off to finish and the slot to be prefetched
-
-
-def _played(sink) -> list[dict]:
-    log = sink / "played.jsonl"
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-
-
-def _sink_files(sink, sha):
-    return [p for p in sink.glob(f"*{sha}*") if p.suffix != ".jsonl"] if sink.exists() else []
 
 
 def test_a_programme_plays_on_a_real_agent_as_its_one_media(system):
@@ -42,9 +31,9 @@ def test_a_programme_plays_on_a_real_agent_as_its_one_media(system):
                     ["played"] == 1 and r["nodes"][0]["status"] == "finished" and r,
                     timeout=30, what="the programme played")
     assert report["nodes"][0]["played"] == "completed"
-    (played_file,) = _sink_files(sink, p["sha256"])
+    (played_file,) = sink_files(sink, p["sha256"])
     assert hashlib.sha256(played_file.read_bytes()).hexdigest() == p["sha256"]
-    assert [e["sha256"] for e in _played(sink)] == [p["sha256"]]
+    assert [e["sha256"] for e in played_events(sink)] == [p["sha256"]]
 
     # a series: its slot in the desired state plays the same media at its time
     start = (dt.datetime.now(TZ) + LEAD).replace(microsecond=0)
@@ -58,5 +47,5 @@ def test_a_programme_plays_on_a_real_agent_as_its_one_media(system):
     (log,) = logs
     assert log["broadcast_id"] == daily["id"] and log["bulletin_id"] is None
     assert log["result"] == "completed" and log["sha256"] == p["sha256"]
-    assert [e["sha256"] for e in _played(sink)] == [p["sha256"], p["sha256"]]
+    assert [e["sha256"] for e in played_events(sink)] == [p["sha256"], p["sha256"]]
     assert s.ok("GET", f"/api/v1/nodes/{node['id']}")["rejected"]["messages"] == 0

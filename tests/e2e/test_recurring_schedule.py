@@ -3,23 +3,12 @@ desired states and plays at its time on each, from the approved audio, with a pl
 slot; a node provisioned into the ward after the broadcast was created gets the slot too."""
 import datetime as dt
 import hashlib
-import json
 
 from schedules.slots import slot_id
+from tests.system import played_events, sink_files
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 LEAD = dt.timedelta(seconds=15)  # time for a late agent to start, connect and prefetch
-
-
-def _played(sink) -> list[dict]:
-    log = sink / "played.jsonl"
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-
-
-def _sink_files(sink, sha):
-    return [p for p in sink.glob(f"*{sha}*") if p.suffix != ".jsonl"] if sink.exists() else []
 
 
 def test_daily_rule_reaches_the_agents_and_plays_at_its_time_also_on_a_node_added_later(system):
@@ -67,8 +56,8 @@ def test_daily_rule_reaches_the_agents_and_plays_at_its_time_also_on_a_node_adde
         started = dt.datetime.fromisoformat(log["started_at"].replace("Z", "+00:00"))
         assert abs(started - start) < dt.timedelta(seconds=2), (started, start)
     for node_id, sink in sinks.items():
-        assert [p["sha256"] for p in _played(sink)] == [b["sha256"]]
-        (played_file,) = _sink_files(sink, b["sha256"])
+        assert [p["sha256"] for p in played_events(sink)] == [b["sha256"]]
+        (played_file,) = sink_files(sink, b["sha256"])
         assert hashlib.sha256(played_file.read_bytes()).hexdigest() == b["sha256"]
         assert s.ok("GET", f"/api/v1/nodes/{node_id}")["rejected"]["messages"] == 0
     # a series stays scheduled: it was never dispatched as a play command

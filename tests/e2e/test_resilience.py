@@ -6,13 +6,13 @@ retained desired state). Each ends with every node playing once, and the server 
 
 Every wait is on a condition with a deadline."""
 import datetime as dt
-import json
 import time
 
 from sqlalchemy import select
 
 from schedules.slots import slot_id
 from server.models import Command, PlayLog
+from tests.system import played_events
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 SHORT = "Thông báo."
@@ -21,15 +21,8 @@ LONG = ("Ủy ban nhân dân phường Lê Chân thông báo: ngày mai, thứ b
         "sắp xếp công việc. Xin cảm ơn bà con đã lắng nghe.")
 
 
-def _played(sink) -> list[dict]:
-    log = sink / "played.jsonl"
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-
-
 def _plays(sink, bc) -> list[dict]:
-    return [p for p in _played(sink) if p["item_id"] == f"bc-{bc['id']}"]
+    return [p for p in played_events(sink) if p["item_id"] == f"bc-{bc['id']}"]
 
 
 def _playlogs(s, **where) -> list[dict]:

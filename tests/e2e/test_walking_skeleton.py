@@ -1,20 +1,9 @@
 """The whole path: a text bulletin, approved and broadcast now to a ward, is played by the real
 agent processes of that ward's nodes and reported back; other wards hear nothing."""
 import hashlib
-import json
 
 import pytest
-
-
-def _played(sink) -> list[dict]:
-    log = sink / "played.jsonl"
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-
-
-def _sink_files(sink, sha):
-    return [p for p in sink.glob(f"*{sha}*") if p.suffix != ".jsonl"] if sink.exists() else []
+from tests.system import played_events, sink_files
 
 
 @pytest.fixture
@@ -54,7 +43,7 @@ def test_bulletin_broadcast_to_a_ward_is_played_by_its_three_nodes_and_reported(
     assert hashlib.sha256(audio).hexdigest() == b["sha256"]
     for node_id in two_wards["nodes"]:
         sink = two_wards["sinks"][node_id]
-        files = _sink_files(sink, b["sha256"])
+        files = sink_files(sink, b["sha256"])
         assert len(files) == 1, f"{node_id} played {files}"
         assert hashlib.sha256(files[0].read_bytes()).hexdigest() == b["sha256"]
 
@@ -74,8 +63,8 @@ def test_bulletin_broadcast_to_a_ward_is_played_by_its_three_nodes_and_reported(
     system.wait(lambda: system.ok("GET", f"/api/v1/broadcasts/{bc2['id']}")["summary"]
                 ["played"] == 1, what="the other ward's broadcast")
     outsider_sink = two_wards["sinks"][two_wards["outsider"]]
-    assert [p["sha256"] for p in _played(outsider_sink)] == [b2["sha256"]]
-    assert not _sink_files(outsider_sink, b["sha256"])
+    assert [p["sha256"] for p in played_events(outsider_sink)] == [b2["sha256"]]
+    assert not sink_files(outsider_sink, b["sha256"])
 
 
 def test_node_command_reaches_the_agent_and_its_ack_is_recorded(system, two_wards):
