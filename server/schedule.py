@@ -243,11 +243,14 @@ class Reach:
 
 
 def conflicts(db: Session, tz: str, bc: Broadcast, *, now: dt.datetime,
-              override: bool, only: set[str] | None = None) -> ConflictReport:
+              override: bool, only: set[str] | None = None,
+              future_only: bool = False) -> ConflictReport:
     """How the new broadcast ``bc`` (flushed, so it has an id) meets the others' slots on the
     same nodes over the next CONFLICT_HORIZON. One-offs never clashed with one-offs and still do
     not: a clash needs a series on at least one side. ``only``: check these slots of ``bc``
-    alone (one changed occurrence). The series an edit split ``bc`` from is not another."""
+    alone (one changed occurrence); ``future_only``: its slots that start from ``now`` on (one
+    already playing keeps what it plays). The series an edit split ``bc`` from is not
+    another."""
     others = [o for o in planned(db)
               if o.id not in (bc.id, bc.previous_id) and (is_series(bc) or is_series(o))]
     if not others:
@@ -255,7 +258,8 @@ def conflicts(db: Session, tz: str, bc: Broadcast, *, now: dt.datetime,
     reach = Reach(db)
     targets = reach.nodes(bc)
     window_to = now + CONFLICT_HORIZON
-    new = [s for s in slots(db, bc, tz, now, window_to) if only is None or s.slot_id in only]
+    new = [s for s in slots(db, bc, tz, now, window_to) if (only is None or s.slot_id in only)
+           and (not future_only or s.start_at >= now)]
     if not new or not targets:
         return ConflictReport()
     existing: dict[str, list[Slot]] = {}
