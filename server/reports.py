@@ -281,17 +281,20 @@ def _one_offs(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.d
 def _not_yet_sent(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.datetime,
                   media: dict[str, int]) -> list[PlannedItem]:
     """A timed one-off the dispatcher has not sent yet (it has no deliveries): planned for the
-    nodes its targets reach now, so it is pending, and missed if it never goes out."""
+    nodes its targets reach now (a node revoked since its time: still), so it is pending, and
+    missed if it never goes out."""
     reach = None
     out = []
     for bc in db.scalars(select(Broadcast).where(
             Broadcast.recurrence.is_(None), Broadcast.status == BroadcastStatus.SCHEDULED,
             Broadcast.start_at >= schedule.naive(start), Broadcast.start_at < schedule.naive(end),
             ~Broadcast.deliveries.any()).order_by(Broadcast.id)):
-        reach = reach or schedule.Reach(db)
+        reach = reach or schedule.Reach(db, with_revoked=True)
         assert bc.start_at is not None  # the query asks for it
         at, ms = schedule.aware(bc.start_at), _media_ms(db, bc, media)
         for node_id in sorted(reach.nodes(bc) & set(nodes)):
+            if _revoked_by(nodes[node_id], at):
+                continue
             out.append(PlannedItem(
                 node_id=node_id, area_id=nodes[node_id].cluster_id, broadcast_id=bc.id,
                 scheduled_at=at, end_at=at + dt.timedelta(milliseconds=ms * (bc.repeat or 1)),
@@ -299,11 +302,17 @@ def _not_yet_sent(db: Session, nodes: dict[str, Node], start: dt.datetime, end: 
     return out
 
 
+def _revoked_by(node: Node, at: dt.datetime) -> bool:
+    """Whether the node had been revoked by ``at`` (aware): nothing is planned for it then."""
+    return node.revoked_at is not None and schedule.aware(node.revoked_at) <= at
+
+
 def _series(db: Session, tz: str, nodes: dict[str, Node], start: dt.datetime,
             end: dt.datetime, media: dict[str, int]) -> list[PlannedItem]:
     """Every slot in [start, end) of every series, for each node it reaches, from the series'
-    creation (or confirmation) until it was cancelled, and from the node's own provisioning."""
-    reach = schedule.Reach(db)
+    creation (or confirmation) until it was cancelled, and from the node's own provisioning
+    until its revocation (a revoked node was planned what its targets gave it before)."""
+    reach = schedule.Reach(db, with_revoked=True)
     out = []
     for bc in db.scalars(select(Broadcast).where(
             Broadcast.recurrence.is_not(None),
@@ -323,7 +332,9 @@ def _series(db: Session, tz: str, nodes: dict[str, Node], start: dt.datetime,
             if not lo <= slot.start_at < hi:
                 continue
             for node_id in targets:
-                if schedule.aware(nodes[node_id].created_at) > slot.start_at:
+                node = nodes[node_id]
+                if schedule.aware(node.created_at) > slot.start_at \
+                        or _revoked_by(node, slot.start_at):
                     continue
                 out.append(PlannedItem(
                     node_id=node_id, area_id=nodes[node_id].cluster_id, broadcast_id=bc.id,

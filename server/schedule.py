@@ -212,16 +212,19 @@ def series_on_air(db: Session) -> list[Broadcast]:
 
 class Reach:
     """Which nodes a broadcast's targets reach, read once for a whole pass: areas at any depth
-    through the area tree as it is now, plus single nodes; revoked nodes never."""
+    through the area tree as it is now, plus single nodes; revoked nodes never, unless
+    ``with_revoked`` (the airplay report: what they were planned before their revocation)."""
 
-    def __init__(self, db: Session):
+    def __init__(self, db: Session, *, with_revoked: bool = False):
         self.children: dict[int | None, list[int]] = {}
         for area_id, parent_id in db.execute(select(Area.id, Area.parent_id)):
             self.children.setdefault(parent_id, []).append(area_id)
         self.by_cluster: dict[int, set[str]] = {}
         self.live: set[str] = set()
-        for node_id, cluster_id in db.execute(select(Node.id, Node.cluster_id).where(
-                Node.revoked_at.is_(None))):
+        query = select(Node.id, Node.cluster_id)
+        if not with_revoked:
+            query = query.where(Node.revoked_at.is_(None))
+        for node_id, cluster_id in db.execute(query):
             self.by_cluster.setdefault(cluster_id, set()).add(node_id)
             self.live.add(node_id)
 
