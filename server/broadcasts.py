@@ -171,10 +171,10 @@ def check_conflicts(db: Session, s: Settings, bc: Broadcast, now: dt.datetime,
     return report
 
 
-def refuse_clashes(report: ConflictReport) -> None:
+def refuse_clashes(report: ConflictReport, message: str = "err.schedule_conflict") -> None:
     """409 schedule_conflict naming the clashing slots, when the report has any."""
     if not report.ok:
-        raise ApiError(409, "schedule_conflict", "err.schedule_conflict",
+        raise ApiError(409, "schedule_conflict", message,
                        count=len(report.clashes)).with_extra(
             clashes=schedule.clashes_json(report))
 
@@ -185,7 +185,7 @@ def _clash_key(c: Clash) -> tuple[str, frozenset[str]]:
 
 
 def check_changed_series(db: Session, s: Settings, series: list[Broadcast],
-                         change: Callable[[], None], override: bool) -> None:
+                         change: Callable[[], None], override: bool, message: str) -> None:
     """``change`` made to series already stored (a longer media, say), checked as creating them
     is, for their slots from now on: 409 schedule_conflict naming the clashes the change makes,
     unless ``override`` (a higher priority preempts, as ever). Overlaps they had before it (let
@@ -206,7 +206,7 @@ def check_changed_series(db: Session, s: Settings, series: list[Broadcast],
     for c in clashes():
         if _clash_key(c) not in before:
             made.setdefault(_clash_key(c), c)
-    refuse_clashes(ConflictReport(clashes=tuple(made.values())))
+    refuse_clashes(ConflictReport(clashes=tuple(made.values())), message)
 
 
 # --- one occurrence, and a series edited from now on ---------------------------------------------

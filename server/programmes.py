@@ -156,7 +156,7 @@ def follow(db: Session, s: Settings, p: Programme, rev: ProgrammeRevision, *,
     def air_it() -> None:
         for bc in series:
             bc.programme_revision_id, bc.media_sha256 = rev.id, rev.media_sha256
-    check_changed_series(db, s, series, air_it, override)
+    check_changed_series(db, s, series, air_it, override, "err.programme_conflict")
     for bc in series:
         mark_desired_dirty(db, bc)
 

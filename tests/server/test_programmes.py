@@ -203,7 +203,7 @@ def test_a_programme_made_longer_into_another_series_is_a_conflict_and_changes_n
     r = s.call("PATCH", f"/api/v1/programmes/{p['id']}", json=longer)
     assert r.status_code == 409, r.text
     error = r.json()["error"]
-    assert error["code"] == "schedule_conflict"
+    assert error["code"] == "schedule_conflict" and "override" in error["message"]
     clash = error["clashes"][0]
     assert clash["node_id"] == node["id"]
     assert clash["slot"]["slot_id"] == slot_id(bc["id"], tomorrow_at(6))
