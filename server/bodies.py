@@ -703,9 +703,12 @@ class ProgrammeCreate(Body):
 
 
 class ProgrammeUpdate(Body):
-    """Only the fields given change; new items make a new revision of the programme's media."""
+    """Only the fields given change; new items make a new revision of the programme's media.
+    A longer one that makes the series airing it overlap other broadcasts is a 409
+    schedule_conflict unless ``override`` is true."""
     title: Annotated[str | None, Text(300)] = None
     items: BulletinIds | None = None
+    override: Annotated[bool, Flag("true or false")] | None = None
 
 
 def _password(value: Any) -> str:

@@ -6,6 +6,7 @@ mark_dispatched and mark_not_sent."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from enum import StrEnum
 
 from sqlalchemy import select, update
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from device_agent.protocol import PRIORITY_NAMES
 from schedules.lunar import LunarError
 from schedules.recurrence import RecurrenceError, RecurrenceErrorCode
-from schedules.slots import ConflictReport, check_recurrence, is_occurrence, slot_id
+from schedules.slots import Clash, ConflictReport, check_recurrence, is_occurrence, slot_id
 
 from . import auth, deliveries, schedule
 from .bodies import BroadcastCreate, BroadcastEdit, OccurrenceChange, TetDays
@@ -166,11 +167,46 @@ def check_conflicts(db: Session, s: Settings, bc: Broadcast, now: dt.datetime,
     ``override`` allows it; otherwise how the overlaps resolved."""
     report = schedule.conflicts(db, s.timezone, bc, now=schedule.aware(now), override=override,
                                 only=only)
+    refuse_clashes(report)
+    return report
+
+
+def refuse_clashes(report: ConflictReport, message: str = "err.schedule_conflict") -> None:
+    """409 schedule_conflict naming the clashing slots, when the report has any."""
     if not report.ok:
-        raise ApiError(409, "schedule_conflict", "err.schedule_conflict",
+        raise ApiError(409, "schedule_conflict", message,
                        count=len(report.clashes)).with_extra(
             clashes=schedule.clashes_json(report))
-    return report
+
+
+def _clash_key(c: Clash) -> tuple[str, frozenset[str]]:
+    # two changed series clashing with each other: one clash, whichever side names it
+    return c.node_id, frozenset((c.new.slot_id, c.existing.slot_id))
+
+
+def check_changed_series(db: Session, s: Settings, series: list[Broadcast],
+                         change: Callable[[], None], override: bool, message: str) -> None:
+    """``change`` made to series already stored (a longer media, say), checked as creating them
+    is, for their slots from now on: 409 schedule_conflict naming the clashes the change makes,
+    unless ``override`` (a higher priority preempts, as ever). Overlaps they had before it (let
+    through then) are not asked about again. ``change`` is applied and flushed either way; on a
+    409 the caller's transaction is never committed, so nothing of it stays."""
+    now = schedule.aware(utcnow())
+    live = [bc for bc in series if bc.ends_at is None or schedule.aware(bc.ends_at) > now]
+
+    def clashes() -> list[Clash]:
+        return [c for bc in live for c in schedule.conflicts(
+            db, s.timezone, bc, now=now, override=False, future_only=True).clashes]
+    before = {_clash_key(c) for c in clashes()}
+    change()
+    db.flush()
+    if override:
+        return
+    made: dict[tuple[str, frozenset[str]], Clash] = {}
+    for c in clashes():
+        if _clash_key(c) not in before:
+            made.setdefault(_clash_key(c), c)
+    refuse_clashes(ConflictReport(clashes=tuple(made.values())), message)
 
 
 # --- one occurrence, and a series edited from now on ---------------------------------------------

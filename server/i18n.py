@@ -56,6 +56,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
               "tiên cao hơn hoặc gửi \"override\": true để vẫn phát.",
         "en": "The schedule overlaps {count} other slots on the same nodes; give it a higher "
               "priority or send \"override\": true to allow the overlap."},
+    "err.programme_conflict": {
+        "vi": "Chương trình dài hơn làm lịch phát của nó trùng giờ với {count} lượt phát khác "
+              "trên cùng thiết bị; gửi \"override\": true để vẫn lưu.",
+        "en": "The longer programme makes its schedule overlap {count} other slots on the same "
+              "nodes; send \"override\": true to save it anyway."},
     # a broadcast's recurrence refused, one entry per schedules.recurrence.RecurrenceErrorCode
     "err.recurrence.empty": {"vi": "Lịch lặp (recurrence) đang trống.",
                              "en": "The recurrence rule is empty."},

@@ -380,7 +380,10 @@ PATHS = {
         "get": _op("A programme: items, media, total duration", _ok(_ref("Programme")),
                    params=[_path_param("programme_id")]),
         "patch": _op("Edit a programme: new items make a new revision of its media; series "
-                     "airing it take it for their future slots, one-offs keep theirs",
+                     "airing it take it for their future slots, one-offs keep theirs. A longer "
+                     "revision that makes those slots overlap another broadcast's on the same "
+                     "node is a 409 schedule_conflict with the clashes (nothing of the edit "
+                     "kept), unless of higher priority or with override",
                      _ok(_ref("Programme")), body=_ref("ProgrammeUpdate"),
                      params=[_path_param("programme_id")],
                      errors=("400", "401", "403", "404", "409", "422"))},

@@ -136,19 +136,28 @@ def edit_programme(db: Session, s: Settings, user: User, p: Programme,
         return p
     p.title, p.updated_at = title, utcnow()
     rev = _revision(db, s, user, p, approvals, current.revision + 1)
-    follow(db, p, rev)
+    follow(db, s, p, rev, override=bool(body.override))
     return p
 
 
-def follow(db: Session, p: Programme, rev: ProgrammeRevision) -> None:
+def follow(db: Session, s: Settings, p: Programme, rev: ProgrammeRevision, *,
+           override: bool = False) -> None:
     """The series airing ``p`` air ``rev`` from now on: their nodes' desired states are rebuilt,
-    so only the slots not yet played change."""
-    from .broadcasts import BroadcastStatus, mark_desired_dirty  # broadcasts imports this module
-    for bc in db.scalars(select(Broadcast).where(
-            Broadcast.programme_id == p.id, Broadcast.recurrence.is_not(None),
-            Broadcast.status.in_((BroadcastStatus.SCHEDULED,
-                                  BroadcastStatus.AWAITING_CONFIRMATION)))):
-        bc.programme_revision_id, bc.media_sha256 = rev.id, rev.media_sha256
+    so only the slots not yet played change. A longer revision may make those slots overlap
+    other broadcasts on the same nodes: checked as a new broadcast is (409 schedule_conflict
+    with the clashes, unless ``override``), and on a 409 nothing of the edit is kept."""
+    # broadcasts imports this module
+    from .broadcasts import BroadcastStatus, check_changed_series, mark_desired_dirty
+    series = list(db.scalars(select(Broadcast).where(
+        Broadcast.programme_id == p.id, Broadcast.recurrence.is_not(None),
+        Broadcast.status.in_((BroadcastStatus.SCHEDULED,
+                              BroadcastStatus.AWAITING_CONFIRMATION)))))
+
+    def air_it() -> None:
+        for bc in series:
+            bc.programme_revision_id, bc.media_sha256 = rev.id, rev.media_sha256
+    check_changed_series(db, s, series, air_it, override, "err.programme_conflict")
+    for bc in series:
         mark_desired_dirty(db, bc)
 
 

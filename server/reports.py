@@ -100,6 +100,7 @@ class Play:
     started_at_ms: int | None = None
     ended_at_ms: int | None = None
     reason: str | None = None
+    media_ms: int | None = None   # the length of the media it says it played; None: unknown
 
 
 @dataclass(frozen=True)
@@ -158,11 +159,15 @@ def _played(p: Play) -> bool:
 
 
 def _short(item: PlannedItem, p: Play) -> bool:
-    if not item.media_ms or not _played(p):
+    """Shorter than the media it played (the item's when the play names none it knows): a
+    series' slot may have aired an older revision of its programme, or an occurrence's own
+    bulletin."""
+    media_ms = p.media_ms or item.media_ms
+    if not media_ms or not _played(p):
         return False
     assert p.started_at_ms is not None and p.ended_at_ms is not None
-    slack = max(SHORT_TOLERANCE_MS, item.media_ms // 20)
-    return p.ended_at_ms - p.started_at_ms < item.media_ms - slack
+    slack = max(SHORT_TOLERANCE_MS, media_ms // 20)
+    return p.ended_at_ms - p.started_at_ms < media_ms - slack
 
 
 def _offline(item: PlannedItem, ack: Ack | None, presence: Presence | None) -> bool:
@@ -246,7 +251,11 @@ def airplay(items: Iterable[PlannedItem], plays: Iterable[Play], acks: Iterable[
 # --- the rows, from the database ---------------------------------------------------------------
 
 def _media_ms(db: Session, bc: Broadcast, cache: dict[str, int]) -> int:
-    sha = bc.media_sha256
+    return _sha_ms(db, bc.media_sha256, cache)
+
+
+def _sha_ms(db: Session, sha: str | None, cache: dict[str, int]) -> int:
+    """The stored media's length in ms (0: unknown)."""
     if not sha:
         return 0
     if sha not in cache:
@@ -281,17 +290,20 @@ def _one_offs(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.d
 def _not_yet_sent(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.datetime,
                   media: dict[str, int]) -> list[PlannedItem]:
     """A timed one-off the dispatcher has not sent yet (it has no deliveries): planned for the
-    nodes its targets reach now, so it is pending, and missed if it never goes out."""
+    nodes its targets reach now (a node revoked since its time: still), so it is pending, and
+    missed if it never goes out."""
     reach = None
     out = []
     for bc in db.scalars(select(Broadcast).where(
             Broadcast.recurrence.is_(None), Broadcast.status == BroadcastStatus.SCHEDULED,
             Broadcast.start_at >= schedule.naive(start), Broadcast.start_at < schedule.naive(end),
             ~Broadcast.deliveries.any()).order_by(Broadcast.id)):
-        reach = reach or schedule.Reach(db)
+        reach = reach or schedule.Reach(db, with_revoked=True)
         assert bc.start_at is not None  # the query asks for it
         at, ms = schedule.aware(bc.start_at), _media_ms(db, bc, media)
         for node_id in sorted(reach.nodes(bc) & set(nodes)):
+            if _revoked_by(nodes[node_id], at):
+                continue
             out.append(PlannedItem(
                 node_id=node_id, area_id=nodes[node_id].cluster_id, broadcast_id=bc.id,
                 scheduled_at=at, end_at=at + dt.timedelta(milliseconds=ms * (bc.repeat or 1)),
@@ -299,11 +311,17 @@ def _not_yet_sent(db: Session, nodes: dict[str, Node], start: dt.datetime, end: 
     return out
 
 
+def _revoked_by(node: Node, at: dt.datetime) -> bool:
+    """Whether the node had been revoked by ``at`` (aware): nothing is planned for it then."""
+    return node.revoked_at is not None and schedule.aware(node.revoked_at) <= at
+
+
 def _series(db: Session, tz: str, nodes: dict[str, Node], start: dt.datetime,
             end: dt.datetime, media: dict[str, int]) -> list[PlannedItem]:
     """Every slot in [start, end) of every series, for each node it reaches, from the series'
-    creation (or confirmation) until it was cancelled, and from the node's own provisioning."""
-    reach = schedule.Reach(db)
+    creation (or confirmation) until it was cancelled, and from the node's own provisioning
+    until its revocation (a revoked node was planned what its targets gave it before)."""
+    reach = schedule.Reach(db, with_revoked=True)
     out = []
     for bc in db.scalars(select(Broadcast).where(
             Broadcast.recurrence.is_not(None),
@@ -323,7 +341,9 @@ def _series(db: Session, tz: str, nodes: dict[str, Node], start: dt.datetime,
             if not lo <= slot.start_at < hi:
                 continue
             for node_id in targets:
-                if schedule.aware(nodes[node_id].created_at) > slot.start_at:
+                node = nodes[node_id]
+                if schedule.aware(node.created_at) > slot.start_at \
+                        or _revoked_by(node, slot.start_at):
                     continue
                 out.append(PlannedItem(
                     node_id=node_id, area_id=nodes[node_id].cluster_id, broadcast_id=bc.id,
@@ -354,10 +374,12 @@ def reported_rows(db: Session, items: list[PlannedItem]) -> tuple[list[Play], li
     slots = {i.slot_id for i in items if i.slot_id}
     node_ids = {i.node_id for i in items}
     plays: list[Play] = []
+    media: dict[str, int] = {}
     for chunk in _chunks(sorted(cmds)):
-        plays += _plays(db, node_ids, PlayLog.cmd_id.in_(chunk))
+        plays += _plays(db, node_ids, PlayLog.cmd_id.in_(chunk), media)
     for chunk in _chunks(sorted(slots)):
-        plays += _plays(db, node_ids, PlayLog.slot_id.in_(chunk) & PlayLog.cmd_id.is_(None))
+        plays += _plays(db, node_ids, PlayLog.slot_id.in_(chunk) & PlayLog.cmd_id.is_(None),
+                        media)
     acks = []
     for chunk in _chunks(sorted(cmds)):
         acks += [Ack(d.node_id, d.command_id, d.status, d.reason) for d in db.scalars(
@@ -371,10 +393,10 @@ def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
         yield values[n:n + size]
 
 
-def _plays(db: Session, node_ids: set[str], where) -> list[Play]:
+def _plays(db: Session, node_ids: set[str], where, media: dict[str, int]) -> list[Play]:
     return [Play(p.node_id, p.result, p.cmd_id, p.slot_id, p.started_at_ms, p.ended_at_ms,
-                 p.reason) for p in db.scalars(select(PlayLog).where(where))
-            if p.node_id in node_ids]
+                 p.reason, _sha_ms(db, p.sha256, media) or None)
+            for p in db.scalars(select(PlayLog).where(where)) if p.node_id in node_ids]
 
 
 def build(db: Session, tz: str, *, areas: set[int] | None, node_id: str | None,

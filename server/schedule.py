@@ -212,16 +212,19 @@ def series_on_air(db: Session) -> list[Broadcast]:
 
 class Reach:
     """Which nodes a broadcast's targets reach, read once for a whole pass: areas at any depth
-    through the area tree as it is now, plus single nodes; revoked nodes never."""
+    through the area tree as it is now, plus single nodes; revoked nodes never, unless
+    ``with_revoked`` (the airplay report: what they were planned before their revocation)."""
 
-    def __init__(self, db: Session):
+    def __init__(self, db: Session, *, with_revoked: bool = False):
         self.children: dict[int | None, list[int]] = {}
         for area_id, parent_id in db.execute(select(Area.id, Area.parent_id)):
             self.children.setdefault(parent_id, []).append(area_id)
         self.by_cluster: dict[int, set[str]] = {}
         self.live: set[str] = set()
-        for node_id, cluster_id in db.execute(select(Node.id, Node.cluster_id).where(
-                Node.revoked_at.is_(None))):
+        query = select(Node.id, Node.cluster_id)
+        if not with_revoked:
+            query = query.where(Node.revoked_at.is_(None))
+        for node_id, cluster_id in db.execute(query):
             self.by_cluster.setdefault(cluster_id, set()).add(node_id)
             self.live.add(node_id)
 
@@ -243,11 +246,14 @@ class Reach:
 
 
 def conflicts(db: Session, tz: str, bc: Broadcast, *, now: dt.datetime,
-              override: bool, only: set[str] | None = None) -> ConflictReport:
+              override: bool, only: set[str] | None = None,
+              future_only: bool = False) -> ConflictReport:
     """How the new broadcast ``bc`` (flushed, so it has an id) meets the others' slots on the
     same nodes over the next CONFLICT_HORIZON. One-offs never clashed with one-offs and still do
     not: a clash needs a series on at least one side. ``only``: check these slots of ``bc``
-    alone (one changed occurrence). The series an edit split ``bc`` from is not another."""
+    alone (one changed occurrence); ``future_only``: its slots that start from ``now`` on (one
+    already playing keeps what it plays). The series an edit split ``bc`` from is not
+    another."""
     others = [o for o in planned(db)
               if o.id not in (bc.id, bc.previous_id) and (is_series(bc) or is_series(o))]
     if not others:
@@ -255,7 +261,8 @@ def conflicts(db: Session, tz: str, bc: Broadcast, *, now: dt.datetime,
     reach = Reach(db)
     targets = reach.nodes(bc)
     window_to = now + CONFLICT_HORIZON
-    new = [s for s in slots(db, bc, tz, now, window_to) if only is None or s.slot_id in only]
+    new = [s for s in slots(db, bc, tz, now, window_to) if (only is None or s.slot_id in only)
+           and (not future_only or s.start_at >= now)]
     if not new or not targets:
         return ConflictReport()
     existing: dict[str, list[Slot]] = {}

@@ -184,3 +184,43 @@ def test_a_timed_one_off_not_yet_sent_is_pending_for_every_node_it_targets(ward)
     got = report(s, window(later - dt.timedelta(minutes=1), later + dt.timedelta(minutes=1)))
     assert [(i["broadcast_id"], i["node_id"], i["cmd_id"], i["status"])
             for i in got["items"]] == [(bc["id"], ward["node"]["id"], None, "pending")]
+
+
+def test_a_revoked_node_keeps_the_slots_planned_before_its_revocation(ward):
+    s, node, b, bc = ward["s"], ward["node"], ward["bulletin"], ward["bc"]
+    days = [SIX + dt.timedelta(days=n) for n in range(3)]
+    slots = [slot_id(bc["id"], d) for d in days]
+    played(s, node["id"], b["sha256"], days[0], b["duration_ms"], slot_id=slots[0])
+    assert s.ok("POST", f"/api/v1/nodes/{node['id']}/revoke")["revoked_at"]
+    revoked = days[1] + dt.timedelta(hours=1)  # after the second day's slot, before the third
+    with s.app.extensions["db_sessions"]() as db:
+        db.get(Node, node["id"]).revoked_at = revoked.astimezone(dt.UTC).replace(tzinfo=None)
+        db.commit()
+    got = report(s, window(SIX - dt.timedelta(hours=1), SIX + dt.timedelta(days=2, hours=1)))
+    assert [(i["node_id"], i["slot_id"], i["status"], i["reason"]) for i in got["items"]] == [
+        (node["id"], slots[0], "aired", None), (node["id"], slots[1], "missed", "no_report")]
+    assert got["totals"][0]["area_id"] == ward["cluster"]["id"]
+    # nothing is planned for it after its revocation, now or later
+    later = report(s, window(NOW - dt.timedelta(hours=1), NOW + dt.timedelta(days=2)))
+    assert later["items"] == []
+
+
+def test_a_slot_aired_in_full_before_its_programme_got_longer_stays_aired(ward):
+    s, node = ward["s"], ward["node"]
+    s.ok("POST", f"/api/v1/broadcasts/{ward['bc']['id']}/cancel")  # the ward's 06:00 is free
+    one = s.approved_bulletin("Tin thứ nhất", "Ủy ban nhân dân phường thông báo lịch tiêm chủng.")
+    two = s.approved_bulletin("Tin thứ hai", "Nhắc nhở bà con giữ gìn vệ sinh môi trường.")
+    p = s.ok("POST", "/api/v1/programmes", json={"title": "Chương trình sáng",
+                                                 "items": [one["id"]]})
+    bc = s.ok("POST", "/api/v1/broadcasts", json={
+        "programme_id": p["id"], "targets": {"areas": [ward["ward"]["id"]]},
+        "recurrence": "FREQ=DAILY", "start_at": SIX.isoformat()})
+    _back_date(s, Broadcast, bc["id"])
+    first = slot_id(bc["id"], SIX)
+    played(s, node["id"], p["sha256"], SIX, p["duration_ms"], slot_id=first)
+    longer = s.ok("PATCH", f"/api/v1/programmes/{p['id']}",
+                  json={"items": [one["id"], two["id"]]})
+    assert longer["duration_ms"] > p["duration_ms"] + 2000
+    got = report(s, window(SIX - dt.timedelta(hours=1), SIX + dt.timedelta(hours=1)))
+    assert [(i["slot_id"], i["status"], i["reason"]) for i in got["items"]
+            if i["broadcast_id"] == bc["id"]] == [(first, "aired", None)]

@@ -71,6 +71,18 @@ def test_a_completed_play_shorter_than_its_media_is_partial():
     assert one(slot(), [played(length=MEDIA_MS - 500)]) == (AirStatus.AIRED, None)  # jitter
 
 
+def test_a_play_is_judged_against_the_media_it_played():
+    """A slot that aired an older, shorter revision of its programme (or an occurrence's own
+    bulletin) to its end aired; cut short of that media it is partial."""
+    older = MEDIA_MS // 2
+    full = Play("n1", "completed", slot_id="b1-20261201T230000Z", started_at_ms=ms(T0),
+                ended_at_ms=ms(T0) + older, media_ms=older)
+    assert one(slot(), [full]) == (AirStatus.AIRED, None)
+    cut = Play("n1", "completed", slot_id="b1-20261201T230000Z", started_at_ms=ms(T0),
+               ended_at_ms=ms(T0) + older // 2, media_ms=older)
+    assert one(slot(), [cut]) == (AirStatus.PARTIAL, None)
+
+
 def test_repetitions_all_reported_aired_some_cut_partial():
     two = [played(), played(offset=MEDIA_MS)]
     assert one(slot(repeat=2), two) == (AirStatus.AIRED, None)

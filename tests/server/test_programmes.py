@@ -185,6 +185,68 @@ def test_editing_a_programme_changes_its_series_future_slots_only(ward):
     assert report["programme_revision"]["sha256"] == edited["sha256"]
 
 
+def series_right_after(w, p, bulletin, gap_s=1):
+    """A daily series of ``bulletin`` starting ``gap_s`` seconds after the programme's 06:00
+    slot ends as the programme stands."""
+    start = tomorrow_at(6) + dt.timedelta(seconds=-(-p["duration_ms"] // 1000) + gap_s)
+    return w["s"].ok("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": bulletin["id"], "targets": {"areas": [w["ward"]["id"]]},
+        "recurrence": "FREQ=DAILY", "start_at": start.isoformat()})
+
+
+def test_a_programme_made_longer_into_another_series_is_a_conflict_and_changes_nothing(ward):
+    s, node = ward["s"], ward["node"]
+    p = programme(ward, [ward["one"]["id"]]).json()
+    bc = series(ward, p)
+    after = series_right_after(ward, p, ward["two"])
+    longer = {"items": [ward["one"]["id"], ward["two"]["id"]]}
+    r = s.call("PATCH", f"/api/v1/programmes/{p['id']}", json=longer)
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert error["code"] == "schedule_conflict" and "override" in error["message"]
+    clash = error["clashes"][0]
+    assert clash["node_id"] == node["id"]
+    assert clash["slot"]["slot_id"] == slot_id(bc["id"], tomorrow_at(6))
+    assert clash["existing"]["broadcast_id"] == after["id"]
+    # nothing of the edit was kept: no revision, the series still airs the old media
+    assert s.ok("GET", f"/api/v1/programmes/{p['id']}") == p
+    assert s.ok("GET", f"/api/v1/broadcasts/{bc['id']}")["programme_revision"]["sha256"] \
+        == p["sha256"]
+    dispatcher(s, tomorrow_at(5)).refresh_desired()
+    mine = [e for e in desired(s, node["id"])["body"]["schedule"]
+            if e["slot_id"].startswith(f"b{bc['id']}-")]
+    assert mine and all(e["item"]["media"]["sha256"] == p["sha256"] for e in mine)
+    # said on purpose, the edit goes through
+    edited = s.ok("PATCH", f"/api/v1/programmes/{p['id']}", json={**longer, "override": True})
+    assert edited["revision"] == 2 and edited["duration_ms"] > p["duration_ms"]
+    assert s.ok("GET", f"/api/v1/broadcasts/{bc['id']}")["programme_revision"]["sha256"] \
+        == edited["sha256"]
+
+
+def test_an_overlap_let_through_before_does_not_block_a_later_edit(ward):
+    s = ward["s"]
+    p = programme(ward, [ward["one"]["id"]]).json()
+    series(ward, p)
+    r = s.call("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": ward["two"]["id"], "targets": {"areas": [ward["ward"]["id"]]},
+        "recurrence": "FREQ=DAILY", "start_at": (tomorrow_at(6) + dt.timedelta(
+            seconds=1)).isoformat(), "override": True})
+    assert r.status_code == 201, r.text
+    renamed = s.ok("PATCH", f"/api/v1/programmes/{p['id']}", json={"title": "Bản tin sáng"})
+    assert renamed["title"] == "Bản tin sáng" and renamed["revision"] == 2
+
+
+def test_a_programme_made_longer_away_from_other_broadcasts_is_no_conflict(ward):
+    s = ward["s"]
+    p = programme(ward, [ward["one"]["id"]]).json()
+    bc = series(ward, p)
+    series_right_after(ward, p, ward["two"], gap_s=3600)
+    edited = s.ok("PATCH", f"/api/v1/programmes/{p['id']}",
+                  json={"items": [ward["one"]["id"], ward["two"]["id"]]})
+    assert s.ok("GET", f"/api/v1/broadcasts/{bc['id']}")["programme_revision"]["sha256"] \
+        == edited["sha256"]
+
+
 def test_archiving_an_item_takes_the_programmes_series_off_air(ward):
     s, node = ward["s"], ward["node"]
     p = programme(ward, [ward["one"]["id"], ward["two"]["id"]]).json()

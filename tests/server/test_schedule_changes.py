@@ -133,6 +133,23 @@ def test_an_occurrence_with_another_bulletin_airs_that_bulletins_media(ward):
     assert playlogs(s, ward["node"]["id"])[0]["result"] == "completed"
 
 
+def test_an_occurrence_given_a_longer_bulletin_into_another_series_is_a_conflict(ward):
+    s = ward["s"]
+    bc = series(ward).json()
+    short = ward["bulletin"]
+    after = series(ward, rule="FREQ=DAILY", start=tomorrow_at(6) + dt.timedelta(
+        seconds=-(-short["duration_ms"] // 1000) + 1)).json()
+    longer = s.approved_bulletin("Bản tin dài", "Ủy ban nhân dân phường thông báo lịch cắt "
+                                 "điện, lịch tiêm chủng và lịch thu gom rác của tuần tới.")
+    assert longer["duration_ms"] > short["duration_ms"] + 1000
+    r = change(ward, bc, original_start=tomorrow_at(6), bulletin_id=longer["id"])
+    assert r.status_code == 409 and r.json()["error"]["code"] == "schedule_conflict"
+    assert r.json()["error"]["clashes"][0]["existing"]["broadcast_id"] == after["id"]
+    assert s.ok("GET", f"/api/v1/broadcasts/{bc['id']}")["occurrences"] == []
+    assert change(ward, bc, original_start=tomorrow_at(6), bulletin_id=longer["id"],
+                  override=True).status_code == 200
+
+
 def test_an_unapproved_bulletin_for_an_occurrence_is_refused(ward):
     s = ward["s"]
     bc = series(ward).json()
