@@ -14,7 +14,7 @@
 # --player  rewrite player.kind in the installed config (default: keep it; "auto" picks
 #           mpv, then ffplay, then ffmpeg+aplay)
 #
-# Installs: system packages, a `loa` system user (groups audio, gpio), a virtualenv in
+# Installs: system packages, a `loa` system user (groups audio, gpio, video), a venv in
 # /opt/loa-agent with the agent distribution `loaphuong-agent` and its own dependencies only
 # (paho-mqtt, cryptography, jsonschema, tomli-w: none of the server's), the config in
 # /etc/loa-agent, a polkit rule so the agent's `systemctl reboot` works, and the systemd unit;
@@ -70,7 +70,9 @@ if ! id "$USER_NAME" >/dev/null 2>&1; then
         "$USER_NAME"
 fi
 getent group gpio >/dev/null || groupadd --system gpio
-usermod -a -G audio,gpio "$USER_NAME"
+# video: /dev/vchiq, which `vcgencmd get_throttled` (under-voltage in telemetry) needs
+getent group video >/dev/null || groupadd --system video
+usermod -a -G audio,gpio,video "$USER_NAME"
 
 echo "== virtualenv in $PREFIX"
 python3 -m venv "$PREFIX/venv"
