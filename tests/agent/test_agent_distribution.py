@@ -151,7 +151,7 @@ def test_installed_agent_checks_its_config_and_names_the_bad_key(agent_venv, tmp
 @GROUP
 def test_installed_agent_plays_a_signed_command_from_a_real_broker(agent_venv, broker, tmp_path,
                                                                     media_server):
-    h = NodeHarness(broker, tmp_path, media_server)
+    h = NodeHarness(broker, tmp_path, media_server, telemetry_s=1)
     proc = subprocess.Popen([str(agent_venv / "bin" / "loa-agent"), "--config",
                              str(h.config_path), "--player", "file", "--sink-dir", str(h.sink),
                              "--log-level", "WARNING"],
@@ -167,6 +167,12 @@ def test_installed_agent_plays_a_signed_command_from_a_real_broker(agent_venv, b
         assert line["result"] == "completed"
         assert line["sha256"] == env["body"]["item"]["media"]["sha256"]
         assert list(h.sink.glob(f"*-from-the-wheel-{line['sha256']}.mp3"))
+        # its health readings too (h.close() checks every message against the schemas)
+        found = h.wait_message(lambda t, v: t == h.topic("telemetry"))
+        assert found, "no telemetry from the installed agent"
+        assert found[1]["agent_version"] == __version__
+        assert {"registration", "rsrp_dbm"} <= set(found[1]["net"])
+        assert "under_voltage" in found[1]["power"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
