@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# wheels of the agent distribution's dependencies, for its offline install test (agent/)
+WHEELHOUSE := $(VENV)/wheelhouse
 
 # pytest-xdist workers, measured on the 2-core machine (README, Tests): the end-to-end tests
 # wait on agents, the broker and Chromium, so the whole suite gains from a third worker; the
@@ -12,7 +14,7 @@ STAMP := $(VENV)/.installed
 TEST_WORKERS ?= 3
 FAST_WORKERS ?= 2
 
-.PHONY: run test test-fast lint deps test-deps venv bench bench-fanout clean docs
+.PHONY: run test test-fast lint deps test-deps wheelhouse venv bench bench-fanout clean docs
 
 run: deps $(STAMP)
 	$(PY) scripts/run.py
@@ -31,8 +33,16 @@ lint: $(STAMP)
 deps:
 	@scripts/install-deps.sh
 
+# system packages first (python3-venv may be among them), then the venv and the wheelhouse
 test-deps:
 	@WITH_CHROMIUM=1 scripts/install-deps.sh
+	@$(MAKE) --no-print-directory wheelhouse
+
+wheelhouse: $(WHEELHOUSE)/.fetched
+
+$(WHEELHOUSE)/.fetched: agent/pyproject.toml $(STAMP)
+	$(PY) scripts/agent_wheelhouse.py --dest $(WHEELHOUSE)
+	touch $@
 
 venv: $(STAMP)
 

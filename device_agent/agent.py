@@ -66,6 +66,7 @@ REBOOT_GRACE_MS = 10_000      # time for the reboot's `received` ack to reach th
 PURGE_EVERY_MS = 60_000
 SLOT_MEMORY_MS = 7 * 24 * 3600 * 1000
 PLAYER_JOIN_S = 5.0
+PLAYER_FAILING_AFTER = 3      # plays failed in the player in a row that raise `player_failing`
 MAX_WAIT_S = 1.0
 
 ACK_FOR_RESULT = {"completed": "finished", "preempted": "preempted", "stopped": "stopped",
@@ -181,6 +182,7 @@ class Agent:
         self._key_state = KeyState()
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._active_alarms: frozenset[str] = frozenset()
+        self._player_failures = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -713,6 +715,7 @@ class Agent:
                     interrupted: str | None = None) -> None:
         item = playing.item
         ended = playing.ended_at or self.now_ms()
+        self._count_player_failures(outcome, interrupted)
         if outcome.result == "completed":
             self._report_play(item, "completed", started_at=playing.rep_started, ended_at=ended)
             if playing.reps_done + 1 < item.repeat and item.kind != "test":
@@ -729,6 +732,18 @@ class Agent:
         else:
             self._end(item, "failed", "player_error", started_at=playing.rep_started,
                       ended_at=ended, detail=outcome.detail)
+
+    def _count_player_failures(self, outcome: PlayOutcome, interrupted: str | None) -> None:
+        """``player_failing`` once when PLAYER_FAILING_AFTER plays in a row failed in the
+        player (a dead sound card, a broken player install); again only after one completed."""
+        if outcome.result == "completed":
+            self._player_failures = 0
+        elif outcome.result == "failed" and interrupted is None:
+            self._player_failures += 1
+            if self._player_failures == PLAYER_FAILING_AFTER:
+                self._emit("alarm", code="player_failing",
+                           detail=f"{PLAYER_FAILING_AFTER} plays in a row failed in player "
+                                  f"{self.player.name}; the last: {outcome.detail[:300]}")
 
     @staticmethod
     def _cut_result(why: str) -> tuple[str, str | None]:

@@ -137,6 +137,8 @@ EVENT: dict[str, Any] = {
 }
 NUM_OR_NULL = {"type": ["number", "null"]}
 INT_OR_NULL = {"type": ["integer", "null"]}
+BOOL_OR_NULL = {"type": ["boolean", "null"]}
+TEXT_OR_NULL = {"type": ["string", "null"]}
 TELEMETRY: dict[str, Any] = {
     "$id": "telemetry", "title": "Telemetry (node -> server, every telemetry_s seconds)",
     "type": "object", "required": ["v", "ts"],
@@ -147,9 +149,19 @@ TELEMETRY: dict[str, Any] = {
         "volume": INT_OR_NULL, "amp_on": {"type": ["boolean", "null"]},
         "playing": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
             "item_id": {"type": "string"}, "priority": PRIORITY, "since": MS}}]},
+        # each field below is optional: absent or null means the node could not read it
         "net": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
             "type": {"enum": ["ethernet", "wifi", "4g", None]}, "signal_dbm": NUM_OR_NULL,
-            "operator": {"type": ["string", "null"]}}}]},
+            "operator": TEXT_OR_NULL, "modem_state": TEXT_OR_NULL, "access_tech": TEXT_OR_NULL,
+            "registration": TEXT_OR_NULL,
+            "signal_pct": {"oneOf": [{"type": "null"},
+                                     {"type": "integer", "minimum": 0, "maximum": 100}]},
+            "rsrp_dbm": NUM_OR_NULL, "rsrq_db": NUM_OR_NULL, "sinr_db": NUM_OR_NULL}}]},
+        "power": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
+            name: BOOL_OR_NULL for name in (
+                "under_voltage", "freq_capped", "throttled", "soft_temp_limit",
+                "under_voltage_since_boot", "freq_capped_since_boot", "throttled_since_boot",
+                "soft_temp_limit_since_boot")}}]},
         "clock_offset_ms": INT_OR_NULL, "desired_version": INT_OR_NULL,
         "cache_bytes": INT_OR_NULL,
     },

@@ -1,6 +1,9 @@
 """Health readings from the machine itself for the telemetry message: uptime, CPU temperature,
-load, memory, disk, network type, 4G signal (mmcli), clock offset and sync state (chrony, else
-systemd's timedatectl). A value that cannot be read is None (null on the wire), never made up.
+load, memory, disk, network type, the 4G modem (ModemManager's ``mmcli -J``: state, access
+technology, registration, operator, signal quality, RSRP/RSRQ/SINR), under-voltage and
+throttling (``vcgencmd get_throttled`` on a Raspberry Pi), clock offset and sync state (chrony,
+else systemd's timedatectl). A value that cannot be read is None (null on the wire), never made
+up: a missing tool, a tool that fails, and output that does not parse all give None.
 
 The parsers are pure functions; ``MachineProbe`` reads /proc, /sys and the tools, with the
 roots overridable so tests can point it at a fake tree. The clock is read through a
@@ -8,6 +11,7 @@ roots overridable so tests can point it at a fake tree. The clock is read throug
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -117,32 +121,115 @@ def parse_timedatectl_show(text: str) -> bool | None:
     return None
 
 
-def parse_mmcli_keyvalue(text: str) -> dict[str, str]:
-    """``mmcli --output-keyvalue`` lines ``key : value`` ("--" means empty)."""
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        value = value.strip()
-        if sep and value and value != "--":
-            out[key.strip()] = value
-    return out
+# --- ModemManager --------------------------------------------------------------------------
+# ``mmcli -J`` (mmcli(8), --output-json) prints one object, {"modem": {...}}, the key-value
+# output's dotted keys nested; every leaf is a string and "--" stands for a value the modem does
+# not give. ``mmcli -J -m any`` holds modem.generic.state ("registered", "connected",
+# "searching", "disabled", ...), modem.generic.access-technologies (a list: ["lte"]),
+# modem.generic.signal-quality.value (percent), modem.3gpp.operator-name and
+# modem.3gpp.registration-state ("home", "roaming", "searching", "denied", "idle", ...).
+# ``mmcli -J -m any --signal-get`` holds modem.signal.<tech>.<measure> in dBm or dB, "--" until
+# polling is enabled with ``--signal-setup=SECONDS`` (the systemd unit does it at start).
+
+# 3GPP registration states in which the modem can carry data (ModemManager's
+# MMModem3gppRegistrationState); any other known state is a node cut off from its broker.
+REGISTERED = frozenset({"home", "roaming", "home-csfb-not-preferred",
+                        "roaming-csfb-not-preferred"})
+MODEM_FIELDS = ("modem_state", "access_tech", "registration", "operator", "signal_pct")
+SIGNAL_FIELDS = ("signal_dbm", "rsrp_dbm", "rsrq_db", "sinr_db")
 
 
-def mmcli_signal_dbm(values: Mapping[str, str]) -> float | None:
-    """Received power in dBm from ``mmcli --signal-get``: LTE RSRP/RSSI, else 5G, UMTS, GSM."""
-    for key in ("modem.signal.lte.rssi", "modem.signal.lte.rsrp", "modem.signal.5g.rsrp",
-                "modem.signal.umts.rssi", "modem.signal.gsm.rssi"):
-        try:
-            return float(values[key])
-        except (KeyError, ValueError):
-            continue
-    return None
+def _mmcli_json(text: str) -> dict[str, Any]:
+    """The ``modem`` object of mmcli's JSON output; {} for anything else."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    modem = data.get("modem") if isinstance(data, dict) else None
+    return modem if isinstance(modem, dict) else {}
+
+
+def _leaf(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _mm_text(value: Any) -> str | None:
+    if not isinstance(value, str) or value.strip() in ("", "--"):
+        return None
+    return value.strip()[:64]
+
+
+def _mm_technologies(value: Any) -> str | None:
+    """access-technologies, a list (["lte"]; ["lte", "5gnr"] on 5G NSA), comma-joined."""
+    if not isinstance(value, list):
+        return None
+    return ",".join(t for t in map(_mm_text, value) if t is not None)[:64] or None
+
+
+def _mm_number(value: Any) -> float | None:
+    try:
+        number = float(value) if isinstance(value, str) else None
+    except ValueError:  # "--", or garbage
+        return None
+    return number if number is not None and abs(number) < 1e6 else None  # also NaN, inf
+
+
+def parse_mmcli_modem(text: str) -> dict[str, Any]:
+    """The modem's state, access technology, 3GPP registration, operator and signal quality
+    (percent) from ``mmcli -J -m any``; each None where the output does not give it."""
+    modem = _mmcli_json(text)
+    quality = _mm_number(_leaf(modem, "generic", "signal-quality", "value"))
+    return {"modem_state": _mm_text(_leaf(modem, "generic", "state")),
+            "access_tech": _mm_technologies(_leaf(modem, "generic", "access-technologies")),
+            "registration": _mm_text(_leaf(modem, "3gpp", "registration-state")),
+            "operator": _mm_text(_leaf(modem, "3gpp", "operator-name")),
+            "signal_pct": round(quality) if quality is not None and 0 <= quality <= 100
+            else None}
+
+
+def parse_mmcli_signal(text: str) -> dict[str, float | None]:
+    """Received power in dBm (``signal_dbm``: LTE RSSI, else LTE RSRP, 5G RSRP, UMTS or GSM
+    RSSI) and LTE RSRP (dBm), RSRQ (dB) and SINR (dB, mmcli's ``snr``) from
+    ``mmcli -J -m any --signal-get``; each None where the output does not give it."""
+    signal = _leaf(_mmcli_json(text), "signal")
+    dbm = None
+    for tech, measure in (("lte", "rssi"), ("lte", "rsrp"), ("5g", "rsrp"), ("umts", "rssi"),
+                          ("gsm", "rssi")):
+        dbm = _mm_number(_leaf(signal, tech, measure))
+        if dbm is not None:
+            break
+    return {"signal_dbm": dbm, "rsrp_dbm": _mm_number(_leaf(signal, "lte", "rsrp")),
+            "rsrq_db": _mm_number(_leaf(signal, "lte", "rsrq")),
+            "sinr_db": _mm_number(_leaf(signal, "lte", "snr"))}
+
+
+# --- Raspberry Pi power ---------------------------------------------------------------------
+# ``vcgencmd get_throttled`` (Raspberry Pi documentation, "vcgencmd") prints
+# ``throttled=0x50005``: a bit field; bits 0-3 hold now, bits 16-19 have held since boot.
+THROTTLED_BITS = {"under_voltage": 0, "freq_capped": 1, "throttled": 2, "soft_temp_limit": 3,
+                  "under_voltage_since_boot": 16, "freq_capped_since_boot": 17,
+                  "throttled_since_boot": 18, "soft_temp_limit_since_boot": 19}
+
+
+def parse_get_throttled(text: str) -> dict[str, bool | None]:
+    """Under-voltage, frequency capping, throttling and the soft temperature limit, now and
+    since boot, from ``vcgencmd get_throttled``; all None when the text is not that line."""
+    m = re.fullmatch(r"\s*throttled=0x([0-9a-fA-F]{1,8})\s*", text)
+    if not m:
+        return dict.fromkeys(THROTTLED_BITS)
+    bits = int(m.group(1), 16)
+    return {name: bool(bits >> bit & 1) for name, bit in THROTTLED_BITS.items()}
 
 
 def health_alarms(sample: Mapping[str, Any], active: frozenset[str],
                   ) -> tuple[frozenset[str], list[tuple[str, str]]]:
     """Alarm codes that hold for ``sample``, and the (code, detail) pairs newly raised since
-    ``active`` (an alarm is raised once when its condition starts, again only after it ended)."""
+    ``active`` (an alarm is raised once when its condition starts, again only after it ended).
+    Nothing unknown raises one: a null reading is no evidence either way."""
     now: dict[str, str] = {}
     disk = sample.get("disk_free_mb")
     if disk is not None and disk < DISK_LOW_MB:
@@ -152,6 +239,14 @@ def health_alarms(sample: Mapping[str, Any], active: frozenset[str],
         now["overheat"] = f"CPU at {temp} °C"
     if sample.get("_clock_unsynced"):
         now["clock_unsynced"] = "the clock is not synchronised (chrony or timedatectl)"
+    power = sample.get("power") or {}
+    if power.get("under_voltage"):
+        now["under_voltage"] = "the supply voltage is too low now (vcgencmd get_throttled)"
+    net = sample.get("net") or {}
+    registration = net.get("registration")
+    if registration is not None and registration not in REGISTERED:
+        now["modem_unregistered"] = (f"the 4G modem is not registered: {registration} "
+                                     f"(modem {net.get('modem_state') or 'state unknown'})")
     raised = [(code, detail) for code, detail in now.items() if code not in active]
     return frozenset(now), raised
 
@@ -274,14 +369,21 @@ class MachineProbe:
                     break
         return interface_type(name) if name else None
 
-    def modem(self) -> tuple[float | None, str | None]:
-        status = self.run(["mmcli", "-m", "any", "--output-keyvalue"])
-        if status is None:
-            return None, None
-        operator = parse_mmcli_keyvalue(status).get("modem.3gpp.operator-name")
-        signal = self.run(["mmcli", "-m", "any", "--signal-get", "--output-keyvalue"])
-        dbm = mmcli_signal_dbm(parse_mmcli_keyvalue(signal)) if signal else None
-        return dbm, operator
+    def modem(self) -> dict[str, Any]:
+        """The modem's part of ``net`` (MODEM_FIELDS and SIGNAL_FIELDS), None where unknown."""
+        status = self.run(["mmcli", "-J", "-m", "any"])
+        out: dict[str, Any] = dict.fromkeys(MODEM_FIELDS + SIGNAL_FIELDS)
+        if status is None:  # no ModemManager, or no modem
+            return out
+        out.update(parse_mmcli_modem(status))
+        signal = self.run(["mmcli", "-J", "-m", "any", "--signal-get"])
+        if signal is not None:
+            out.update(parse_mmcli_signal(signal))
+        return out
+
+    def power(self) -> dict[str, bool | None]:
+        text = self.run(["vcgencmd", "get_throttled"])
+        return parse_get_throttled(text) if text is not None else dict.fromkeys(THROTTLED_BITS)
 
     def chrony(self) -> tuple[int | None, bool]:
         """Clock offset in ms (None when unknown) and whether the clock is known unsynced."""
@@ -291,10 +393,9 @@ class MachineProbe:
     def sample(self) -> dict[str, Any]:
         """The machine part of a telemetry message (``_clock_unsynced`` is for alarms only)."""
         net_type = self.net_type()
-        dbm, operator = self.modem()
         offset, unsynced = self.chrony()
         return {"uptime_s": self.uptime_s(), "cpu_temp_c": self.cpu_temp_c(),
                 "load1": self.load1(), "mem_used_pct": self.mem_used_pct(),
                 "disk_free_mb": self.disk_free_mb(),
-                "net": {"type": net_type, "signal_dbm": dbm, "operator": operator},
+                "net": {"type": net_type, **self.modem()}, "power": self.power(),
                 "clock_offset_ms": offset, "_clock_unsynced": unsynced}

@@ -2,18 +2,23 @@
 # Install the LoaPhuong speaker node agent on a Raspberry Pi (Raspberry Pi OS Lite, Debian 12+).
 #
 #   sudo hardware/install-pi.sh --config /path/to/agent.toml [--ca ca.pem] [--source DIR]
-#                               [--player mpv]
+#                               [--wheel FILE] [--player mpv]
 #
 # --config  the agent.toml from the server's provisioning answer (POST /api/v1/nodes -> "config")
 # --ca      the CA certificate from the same answer ("mqtt" -> "ca_pem"), when the broker uses
 #           TLS: installed as /etc/loa-agent/ca.pem, the config's mqtt.ca_file
-# --source  the LoaPhuong source tree to install from (default: the tree this script is in)
+# --source  the LoaPhuong source tree whose agent distribution (agent/) is built and installed
+#           (default: the tree this script is in)
+# --wheel   install this agent wheel instead (`pip wheel --no-deps -w dist ./agent` on any
+#           machine); then the Pi needs no source tree, only this script's hardware/ folder
 # --player  rewrite player.kind in the installed config (default: keep it; "auto" picks
 #           mpv, then ffplay, then ffmpeg+aplay)
 #
-# Installs: system packages, a `loa` system user (groups audio, gpio), a virtualenv in
-# /opt/loa-agent with only the agent's dependencies, the config in /etc/loa-agent, a polkit rule
-# so the agent's `systemctl reboot` works, and the systemd unit; then starts the agent.
+# Installs: system packages, a `loa` system user (groups audio, gpio, video), a venv in
+# /opt/loa-agent with the agent distribution `loaphuong-agent` and its own dependencies only
+# (paho-mqtt, cryptography, jsonschema, tomli-w: none of the server's), the config in
+# /etc/loa-agent, a polkit rule so the agent's `systemctl reboot` works, and the systemd unit;
+# then starts the agent.
 # Re-running it upgrades in place and keeps /var/lib/loa-agent (replay memory, outbox, cache).
 set -euo pipefail
 
@@ -22,17 +27,19 @@ SOURCE="$(cd "$HERE/.." && pwd)"
 CONFIG=""
 CA=""
 PLAYER=""
+WHEEL=""
 PREFIX=/opt/loa-agent
 ETC=/etc/loa-agent
 USER_NAME=loa
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --config) CONFIG="$2"; shift 2 ;;
         --ca) CA="$2"; shift 2 ;;
         --source) SOURCE="$(cd "$2" && pwd)"; shift 2 ;;
+        --wheel) WHEEL="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; shift 2 ;;
         --player) PLAYER="$2"; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "unknown argument: $1" >&2; usage 2 ;;
@@ -40,8 +47,12 @@ while [ $# -gt 0 ]; do
 done
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root (sudo)" >&2; exit 1; }
-[ -f "$SOURCE/pyproject.toml" ] && [ -d "$SOURCE/device_agent" ] \
-    || { echo "$SOURCE is not a LoaPhuong source tree" >&2; exit 1; }
+if [ -n "$WHEEL" ]; then
+    [ -f "$WHEEL" ] || { echo "no such wheel: $WHEEL" >&2; exit 1; }
+else
+    [ -f "$SOURCE/agent/pyproject.toml" ] && [ -d "$SOURCE/device_agent" ] \
+        || { echo "$SOURCE is not a LoaPhuong source tree (agent/, device_agent/)" >&2; exit 1; }
+fi
 if [ -z "$CONFIG" ] && [ ! -f "$ETC/agent.toml" ]; then
     echo "--config is required on the first install" >&2; exit 1
 fi
@@ -59,21 +70,27 @@ if ! id "$USER_NAME" >/dev/null 2>&1; then
         "$USER_NAME"
 fi
 getent group gpio >/dev/null || groupadd --system gpio
-usermod -a -G audio,gpio "$USER_NAME"
+# video: /dev/vchiq, which `vcgencmd get_throttled` (under-voltage in telemetry) needs
+getent group video >/dev/null || groupadd --system video
+usermod -a -G audio,gpio,video "$USER_NAME"
 
 echo "== virtualenv in $PREFIX"
 python3 -m venv "$PREFIX/venv"
 "$PREFIX/venv/bin/pip" install -q --upgrade pip
-# The agent's dependencies are pyproject's `agent` extra (paho-mqtt, cryptography, jsonschema,
-# tomli-w); the server's are not installed.
-mapfile -t AGENT_DEPS < <(python3 - "$SOURCE/pyproject.toml" <<'EOF'
-import sys, tomllib
-with open(sys.argv[1], "rb") as f:
-    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["agent"]))
-EOF
-)
-"$PREFIX/venv/bin/pip" install -q "${AGENT_DEPS[@]}"
-"$PREFIX/venv/bin/pip" install -q --no-deps --force-reinstall "$SOURCE"
+# An install made before the agent had its own distribution held the whole project.
+if "$PREFIX/venv/bin/pip" show -q loaphuong >/dev/null 2>&1; then
+    "$PREFIX/venv/bin/pip" uninstall -q -y loaphuong
+fi
+if [ -z "$WHEEL" ]; then
+    # Built from a copy of agent/ and device_agent/, so the source tree stays as it was.
+    BUILD="$(mktemp -d)"
+    trap 'rm -rf "$BUILD"' EXIT
+    cp -r "$SOURCE/agent" "$SOURCE/device_agent" "$BUILD/"
+    "$PREFIX/venv/bin/pip" wheel -q --no-deps --wheel-dir "$BUILD/dist" "$BUILD/agent"
+    WHEEL="$(ls "$BUILD"/dist/loaphuong_agent-*.whl)"
+fi
+"$PREFIX/venv/bin/pip" install -q --upgrade "$WHEEL"           # the agent and its dependencies
+"$PREFIX/venv/bin/pip" install -q --no-deps --force-reinstall "$WHEEL"  # new code, same version
 "$PREFIX/venv/bin/python" -c "import device_agent.agent" # fails loudly if something is missing
 
 echo "== config in $ETC"

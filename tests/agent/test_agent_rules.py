@@ -9,8 +9,8 @@ from device_agent.rules import (KeyChangeRefused, KeyState, QueueItem, apply_key
                                 command_ready_at, effective_volume, in_quiet_hours, plan,
                                 stop_targets, trusted_keys)
 from device_agent.telemetry import (default_route_interface, health_alarms, interface_type,
-                                    mmcli_signal_dbm, parse_chronyc_tracking, parse_meminfo,
-                                    parse_mmcli_keyvalue)
+                                    parse_chronyc_tracking, parse_meminfo, parse_mmcli_modem,
+                                    parse_mmcli_signal)
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 NOW = 1_800_000_000_000
@@ -190,12 +190,12 @@ def test_chronyc_offset_sign_and_sync_state():
 
 
 def test_mmcli_signal_and_operator():
-    values = parse_mmcli_keyvalue("modem.3gpp.operator-name : Viettel\n"
-                                  "modem.signal.lte.rssi : -71.00\n"
-                                  "modem.signal.lte.rsrp : --\n")
-    assert values["modem.3gpp.operator-name"] == "Viettel"
-    assert mmcli_signal_dbm(values) == -71.0
-    assert mmcli_signal_dbm({}) is None
+    status = parse_mmcli_modem('{"modem": {"3gpp": {"operator-name": "Viettel"}}}')
+    signal = parse_mmcli_signal('{"modem": {"signal": {"lte": {"rssi": "-71.00", '
+                                '"rsrp": "--"}}}}')
+    assert status["operator"] == "Viettel"
+    assert signal["signal_dbm"] == -71.0 and signal["rsrp_dbm"] is None
+    assert parse_mmcli_signal("{}")["signal_dbm"] is None
 
 
 def test_meminfo_used_percent():

@@ -28,6 +28,9 @@ def test_telemetry_fields_hold_real_values_or_null(make_node):
         assert t["clock_offset_ms"] is None
     if not shutil.which("mmcli"):
         assert t["net"]["signal_dbm"] is None and t["net"]["operator"] is None
+        assert t["net"]["registration"] is None and t["net"]["rsrp_dbm"] is None
+    if not shutil.which("vcgencmd"):
+        assert set(t["power"].values()) == {None}
     assert t["net"]["type"] in ("ethernet", "wifi", "4g", None)
 
     assert t["volume"] == 80 and t["amp_on"] is None and t["playing"] is None
@@ -64,8 +67,8 @@ def test_machine_probe_reads_a_fake_tree_and_tools(tmp_path):
     outputs = {
         "chronyc": "System time     : 0.002500000 seconds slow of NTP time\n"
                    "Leap status     : Normal\n",
-        "mmcli --signal-get": "modem.signal.lte.rssi : -67.00\n",
-        "mmcli": "modem.3gpp.operator-name : Vinaphone\n",
+        "mmcli --signal-get": '{"modem": {"signal": {"lte": {"rssi": "-67.00"}}}}',
+        "mmcli": '{"modem": {"3gpp": {"operator-name": "Vinaphone"}}}',
     }
 
     def run(argv):
@@ -75,7 +78,10 @@ def test_machine_probe_reads_a_fake_tree_and_tools(tmp_path):
     sample = MachineProbe(tmp_path, proc=proc, sys=sys_, run=run).sample()
     assert sample["uptime_s"] == 12345.7 and sample["mem_used_pct"] == 75.0
     assert sample["cpu_temp_c"] == 51.2
-    assert sample["net"] == {"type": "4g", "signal_dbm": -67.0, "operator": "Vinaphone"}
+    assert sample["net"] == {"type": "4g", "signal_dbm": -67.0, "operator": "Vinaphone",
+                             "modem_state": None, "access_tech": None, "registration": None,
+                             "signal_pct": None, "rsrp_dbm": None, "rsrq_db": None,
+                             "sinr_db": None}
     assert sample["clock_offset_ms"] == -2 and sample["_clock_unsynced"] is False
 
 
@@ -84,4 +90,11 @@ def test_machine_probe_gives_null_for_what_is_missing(tmp_path):
                           run=lambda argv: None).sample()
     assert sample["uptime_s"] is None and sample["cpu_temp_c"] is None
     assert sample["mem_used_pct"] is None and sample["clock_offset_ms"] is None
-    assert sample["net"] == {"type": None, "signal_dbm": None, "operator": None}
+    assert sample["net"] == {"type": None, "signal_dbm": None, "operator": None,
+                             "modem_state": None, "access_tech": None, "registration": None,
+                             "signal_pct": None, "rsrp_dbm": None, "rsrq_db": None,
+                             "sinr_db": None}
+    assert sample["power"] == {"under_voltage": None, "freq_capped": None, "throttled": None,
+                               "soft_temp_limit": None, "under_voltage_since_boot": None,
+                               "freq_capped_since_boot": None, "throttled_since_boot": None,
+                               "soft_temp_limit_since_boot": None}

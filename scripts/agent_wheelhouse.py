@@ -1,0 +1,47 @@
+"""Fetch the wheels a clean install of the agent distribution (agent/pyproject.toml) needs, its
+dependencies and its build backend, into a local folder: by default ``wheelhouse/`` in the
+virtualenv that runs this (``.venv/wheelhouse``; ``LOA_WHEELHOUSE`` or ``--dest`` moves it).
+
+``make test-deps`` runs it once (again when agent/pyproject.toml changes), so
+tests/agent/test_agent_distribution.py can build the agent's wheel and install it in a clean
+virtualenv with ``--no-index --find-links`` that folder, without the network.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENT_PROJECT = ROOT / "agent" / "pyproject.toml"
+
+
+def default_dest() -> Path:
+    return Path(os.environ.get("LOA_WHEELHOUSE") or Path(sys.prefix) / "wheelhouse")
+
+
+def requirements(pyproject: Path = AGENT_PROJECT) -> list[str]:
+    """What building and installing the agent takes: its build backend and its dependencies."""
+    with open(pyproject, "rb") as f:
+        data = tomllib.load(f)
+    return list(data["build-system"]["requires"]) + list(data["project"]["dependencies"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dest", type=Path, default=default_dest())
+    args = p.parse_args(argv)
+    args.dest.mkdir(parents=True, exist_ok=True)
+    # wheels only: the test installs them on this machine's Python without building anything
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary",
+                           ":all:", "--dest", str(args.dest), *requirements()])
+    if done.returncode == 0:
+        print(f"agent wheelhouse: {args.dest}")
+    return done.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""What a node reads of its own health reaches the technician: telemetry built by the agent's
+probe from recorded ``mmcli -J``, ``vcgencmd get_throttled`` and ``chronyc -c tracking`` output
+(tests/agent/fixtures) goes through the bridge and comes back, field for field, in the node's
+API answer; the alarms the node raised from it are listed on the node; and a node that sends
+none of the new fields (an older agent, a third-party node) is read as before."""
+import json
+import uuid
+from pathlib import Path
+
+from device_agent import __version__
+from device_agent.telemetry import MachineProbe, health_alarms
+
+FIXTURES = Path(__file__).resolve().parents[1] / "agent" / "fixtures"
+TS = 1764000000000
+
+
+def send(bridge, node_id, kind, payload):
+    bridge.handle(f"{bridge.prefix}/nodes/{node_id}/{kind}", json.dumps(payload).encode())
+
+
+def recorded_tools(argv):
+    """The tools of a Pi on 4G with a weak supply, as recorded (None: not installed)."""
+    if argv[0] == "mmcli":
+        name = "mmcli-signal-lte.json" if "--signal-get" in argv else "mmcli-modem-searching.json"
+    else:
+        name = {"vcgencmd": "vcgencmd-throttled-undervoltage.txt",
+                "chronyc": "chronyc-tracking-synced.csv"}.get(argv[0])
+    return (FIXTURES / name).read_text(encoding="utf-8") if name else None
+
+
+def test_recorded_modem_power_and_clock_readings_reach_the_nodes_api(bridge_setup, tmp_path):
+    system, bridge, node_id = bridge_setup
+    sample = MachineProbe(tmp_path, proc=tmp_path / "none", sys=tmp_path / "none",
+                          run=recorded_tools).sample()
+    telemetry = {"v": 1, "ts": TS, "agent_version": __version__,
+                 **{k: v for k, v in sample.items() if not k.startswith("_")}}
+    send(bridge, node_id, "telemetry", telemetry)
+    _, raised = health_alarms(sample, frozenset())
+    for code, detail in raised:
+        send(bridge, node_id, "events", {"v": 1, "id": str(uuid.uuid4()), "type": "alarm",
+                                         "ts": TS, "code": code, "detail": detail})
+
+    got = system.ok("GET", f"/api/v1/nodes/{node_id}")
+    assert got["rejected"]["messages"] == 0
+    shown = got["telemetry"]
+    assert shown["net"] == {"type": None, "modem_state": "searching", "access_tech": None,
+                            "registration": "searching", "operator": None, "signal_pct": 0,
+                            "signal_dbm": -67.0, "rsrp_dbm": -95.0, "rsrq_db": -11.0,
+                            "sinr_db": 10.2}
+    assert shown["power"]["under_voltage"] is True and shown["power"]["throttled"] is True
+    assert shown["power"]["freq_capped"] is False
+    assert shown["clock_offset_ms"] == -1 and shown["agent_version"] == __version__
+    assert sorted(a["code"] for a in got["alarms"]) == ["modem_unregistered", "under_voltage"]
+
+
+def test_telemetry_without_the_new_fields_or_with_them_null_is_read_as_before(bridge_setup):
+    system, bridge, node_id = bridge_setup
+    send(bridge, node_id, "telemetry", {"v": 1, "ts": TS, "cpu_temp_c": 51.5,
+                                        "net": {"type": "wifi", "signal_dbm": -60}})
+    got = system.ok("GET", f"/api/v1/nodes/{node_id}")
+    assert got["rejected"]["messages"] == 0
+    assert got["telemetry"] == {"v": 1, "ts": TS, "cpu_temp_c": 51.5,
+                                "net": {"type": "wifi", "signal_dbm": -60}}
+
+    send(bridge, node_id, "telemetry", {"v": 1, "ts": TS + 1, "power": None,
+                                        "net": {"type": "4g", "rsrp_dbm": None,
+                                                "registration": None}})
+    got = system.ok("GET", f"/api/v1/nodes/{node_id}")
+    assert got["rejected"]["messages"] == 0
+    assert got["telemetry"]["net"] == {"type": "4g", "rsrp_dbm": None, "registration": None}
+
+
+def test_telemetry_with_a_signal_quality_past_100_is_refused_and_counted(bridge_setup):
+    system, bridge, node_id = bridge_setup
+    send(bridge, node_id, "telemetry", {"v": 1, "ts": TS, "net": {"signal_pct": 150}})
+    got = system.ok("GET", f"/api/v1/nodes/{node_id}")
+    assert got["rejected"]["messages"] == 1 and got["rejected"]["last_reason"] == "malformed"
+    assert got["telemetry"] is None
