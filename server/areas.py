@@ -38,7 +38,7 @@ def create_area(db: Session, user: User, body: AreaCreate) -> Area:
         raise ApiError(409, "duplicate", "err.duplicate", what="thing.area_code")
     wanted = slug(code)
     group = wanted if group_name_free(db, wanted) else None  # None: filled from the id below
-    area = Area(parent_id=parent_id, kind=kind, name=name, code=code,
+    area = Area(parent_id=parent_id, kind=kind, name=name, code=code, tz=body.tz or None,
                 group=group or f"{FALLBACK_GROUP_PREFIX}pending-{uuid.uuid4().hex}")
     db.add(area)
     db.flush()

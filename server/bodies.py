@@ -9,7 +9,9 @@ which receive the parsed model."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
+import zoneinfo
 from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin
 from collections.abc import Callable, Iterator, Mapping
 
@@ -59,6 +61,7 @@ ERRORS: dict[str, tuple[str, str, str | None]] = {
     "missing": ("missing_field", "err.missing_field", None),
     "missing_field": ("missing_field", "err.missing_field", None),
     "no_targets": ("no_targets", "err.no_targets", None),
+    "unknown_time_zone": ("unknown_time_zone", "err.unknown_time_zone", None),
     "invalid_field": ("invalid", "err.invalid_field", None),
     "invalid_null": ("invalid", "err.invalid_field", None),  # a null not read as "not given"
     "extra_forbidden": ("invalid", "err.invalid_field", "unknown field"),
@@ -100,7 +103,7 @@ def api_error(model: type[Body], err: ValidationError) -> ApiError:
                         detail=ctx.get("detail") or detail or first["msg"])
     if key == "err.missing_field":
         return ApiError(400, code, key, field=field)
-    return ApiError(400, code, key)
+    return ApiError(400, code, key, **{**ctx, "field": field})
 
 
 # --- reusable field types -------------------------------------------------------------------------
@@ -371,11 +374,33 @@ class TokenRequest(Body):
     password: Annotated[str, Text(200)]
 
 
+@functools.cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _time_zone(value: Any) -> str:
+    """An IANA time zone name as the zoneinfo database knows it; "" (a setting cleared) too."""
+    value = _text_reader(64, blank=True)(value)
+    if value and value not in _known_zones():
+        raise PydanticCustomError("unknown_time_zone", "unknown time zone {zone}",
+                                  {"zone": value})
+    return value
+
+
+TimeZone = Annotated[str, _Check(_time_zone, {
+    "type": "string", "maxLength": 64, "examples": ["Asia/Ho_Chi_Minh", "Europe/Berlin"],
+    "description": "an IANA time zone: the area's series are expanded, its quiet hours judged "
+                   "and its times shown in it; \"\" or null: as the area above (at the top, "
+                   "the configured zone); an unknown name is a 400 unknown_time_zone"})]
+
+
 class AreaCreate(Body):
     name: Annotated[str, Text(200)]
     code: Annotated[str, Text(64)]
     kind: Annotated[str, Choice(AREA_KINDS, 32, f"one of {', '.join(AREA_KINDS)}")]
     parent_id: DbId | None = None
+    tz: TimeZone | None = None
 
 
 HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
@@ -384,7 +409,7 @@ MAX_QUIET = 8
 
 def _quiet_hours(value: Any) -> list[dict[str, str]]:
     """PROTOCOL.md's quiet hours: [{"from": "HH:MM", "to": "HH:MM"}], each [from, to) in the
-    configured zone, crossing midnight when to < from."""
+    area's zone, crossing midnight when to < from."""
     if not isinstance(value, list):
         raise _invalid('list of {"from": "HH:MM", "to": "HH:MM"}')
     if len(value) > MAX_QUIET:
@@ -400,7 +425,7 @@ def _quiet_hours(value: Any) -> list[dict[str, str]]:
 
 QuietHours = Annotated[list[dict[str, str]], _Check(_quiet_hours, {
     "type": "array", "maxItems": MAX_QUIET, "description": (
-        "[from, to) in the configured zone, crossing midnight when to < from (22:00-05:00); "
+        "[from, to) in the area's zone, crossing midnight when to < from (22:00-05:00); "
         "[]: none here; null: as the area above"),
     "items": {"type": "object", "additionalProperties": False, "required": ["from", "to"],
               "properties": {k: {"type": "string", "pattern": f"^{HHMM.pattern}$"}
@@ -414,6 +439,7 @@ class AreaUpdate(Body):
     chime: Annotated[str, Choice(CHIMES, 10, ", ".join(CHIMES), blank=True)] | None = None
     emergency_confirm: Annotated[bool, Flag("true, false or null")] | None = None
     quiet_hours: QuietHours | None = None
+    tz: TimeZone | None = None
     name: Annotated[str | None, Text(200)] = None  # not null: an area keeps a name
 
 
@@ -564,8 +590,8 @@ class TetDays(Body):
 # The rule itself is checked against start_at and the zone by the domain (schedules.slots).
 Recurrence = Annotated[str, Text(500, one_line=True, description=(
     "an RFC 5545 RRULE (FREQ=DAILY;BYHOUR=6,17;BYMINUTE=0) or a lunar rule "
-    "(FREQ=LUNARMONTHLY;BYMONTHDAY=1,15;BYHOUR=6), anchored at start_at in the configured "
-    "time zone"))]
+    "(FREQ=LUNARMONTHLY;BYMONTHDAY=1,15;BYHOUR=6), anchored at start_at in the zone of the "
+    "first target area (or of the first node's cluster)"))]
 
 
 class BroadcastCreate(Body):

@@ -5,16 +5,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import deliveries
-from .models import (Area, Broadcast, Command, Node, OccurrenceOverride, from_ms,
+from .models import (Area, Broadcast, Command, Node, OccurrenceOverride, area_zone, from_ms,
                      node_groups)
 from .times import iso
 
 
-def area_json(a: Area) -> dict:
+def area_json(db: Session, a: Area, default_tz: str) -> dict:
+    """An area; ``effective_tz``: its own zone, else the nearest above it, else ``default_tz``
+    (the configured zone)."""
     return {"id": a.id, "parent_id": a.parent_id, "kind": a.kind, "name": a.name, "code": a.code,
             "group": a.group, "tts_engine": a.tts_engine, "tts_voice": a.tts_voice,
             "chime": a.chime, "emergency_confirm": a.emergency_confirm,
-            "quiet_hours": a.quiet_hours}
+            "quiet_hours": a.quiet_hours, "tz": a.tz,
+            "effective_tz": area_zone(db, a.id, default_tz)}
 
 
 def node_json(db: Session, n: Node, alarms: list | None = None) -> dict:
