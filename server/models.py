@@ -263,8 +263,9 @@ class Broadcast(Base):
     media_sha256: Mapped[str | None] = mapped_column(String(64))
     priority: Mapped[int] = mapped_column(Integer)
     start_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # None: now; a series' anchor
-    # a series: an RRULE or a lunar rule (schedules.slots), anchored at start_at in the
-    # configured zone; None: a one-off. exdates: the skipped occurrences, epoch ms.
+    # a series: an RRULE or a lunar rule (schedules.slots), anchored at start_at, its hours in
+    # the zone of its targets (zone_area); None: a one-off. exdates: the skipped occurrences,
+    # epoch ms.
     recurrence: Mapped[str | None] = mapped_column(String(500))
     exdates: Mapped[list | None] = mapped_column(JSON)
     # a series' lunar holidays skipped: {"holidays": [names of schedules.lunar.LunarHoliday],
