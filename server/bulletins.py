@@ -15,6 +15,7 @@ from audio.store import AudioError, MediaStore, Stored
 from audio.tts import TTSError, build_chain
 
 from . import auth
+from .areas import check_zone
 from .bodies import (AreaUpdate, BulletinCreate, BulletinUpdate, BulletinUpload,
                      LexiconEntryCreate, PreviewCreate)
 from .config import Settings
@@ -126,6 +127,7 @@ def update_area_speech(db: Session, s: Settings, user: User, area_id: int,
                        body: AreaUpdate) -> Area:
     area = scoped_area(db, user, area_id)
     _check_engine(s, "tts_engine", body.tts_engine or None)
+    check_zone(body.tz)
     for key in ("tts_engine", "tts_voice", "chime", "emergency_confirm", "name"):
         if body.given(key):
             value = getattr(body, key)

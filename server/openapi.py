@@ -278,16 +278,19 @@ PATHS = {
                      errors=("400", "401", "403", "404", "409"))},
     "/api/v1/areas": {
         "get": _op("The area tree as a flat list with parent ids", _ok(_LIST)),
-        "post": _op("Create an area", _ok(_ref("Area"), "Created"), body=_ref("AreaCreate"),
-                    status="201", errors=("400", "401", "403", "404", "409"))},
+        "post": _op("Create an area (422 unknown_time_zone: a tz the zone database does not "
+                    "know)", _ok(_ref("Area"), "Created"), body=_ref("AreaCreate"),
+                    status="201", errors=("400", "401", "403", "404", "409", "422"))},
     "/api/v1/areas/{area_id}": {
         "get": _op("One area", _ok(_ref("Area")), params=[_path_param("area_id")]),
         "patch": _op("Rename an area or set its speech defaults for bulletins below it, or "
                      "its quiet hours (the nearest area up the tree that sets them wins; they "
                      "reach its nodes' desired states at once; emergency ignores them), or its "
                      "time zone (inherited the same way; its nodes get the new zone and the "
-                     "series expanded in it move their future slots to it at once)",
-                     _ok(_ref("Area")), body=_ref("AreaUpdate"), params=[_path_param("area_id")])},
+                     "series expanded in it move their future slots to it at once; 422 "
+                     "unknown_time_zone for a zone the zone database does not know)",
+                     _ok(_ref("Area")), body=_ref("AreaUpdate"), params=[_path_param("area_id")],
+                     errors=("400", "401", "403", "404", "422"))},
     "/api/v1/areas/{area_id}/schedule": {"get": _op(
         "The expanded slots of the area and every area below it, from every planned broadcast "
         "(series and timed one-offs) reaching it, in start order; each slot's times also local "
