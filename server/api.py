@@ -462,15 +462,15 @@ def edit_programme(programme_id: int):
 def create_broadcast():
     user = auth.require("broadcast.write")
     bc = broadcast_service.create_broadcast(g.db, app_settings(), user, read(B.BroadcastCreate))
-    return created(broadcast_json(g.db, bc))
+    return created(broadcast_json(g.db, bc, app_settings().timezone))
 
 
 @bp.get("/broadcasts")
 @auth.login_required
 def list_broadcasts():
     rows = g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(100))
-    return jsonify({"broadcasts": [broadcast_json(g.db, b) for b in rows
-                                   if _visible(b)]})
+    tz = app_settings().timezone
+    return jsonify({"broadcasts": [broadcast_json(g.db, b, tz) for b in rows if _visible(b)]})
 
 
 def _visible(bc: Broadcast) -> bool:
@@ -487,7 +487,7 @@ def _broadcast(broadcast_id: int) -> Broadcast:
 @bp.get("/broadcasts/<int:broadcast_id>")
 @auth.login_required
 def get_broadcast(broadcast_id: int):
-    return jsonify(broadcast_json(g.db, _broadcast(broadcast_id)))
+    return jsonify(broadcast_json(g.db, _broadcast(broadcast_id), app_settings().timezone))
 
 
 @bp.patch("/broadcasts/<int:broadcast_id>")
@@ -497,7 +497,7 @@ def edit_broadcast(broadcast_id: int):
     user = auth.require("broadcast.write")
     bc = _broadcast(broadcast_id)
     new = broadcast_service.edit_series(g.db, app_settings(), user, bc, read(B.BroadcastEdit))
-    return created(broadcast_json(g.db, new))
+    return created(broadcast_json(g.db, new, app_settings().timezone))
 
 
 @bp.post("/broadcasts/<int:broadcast_id>/occurrences")
@@ -508,7 +508,7 @@ def change_occurrence(broadcast_id: int):
     broadcast_service.change_occurrence(g.db, app_settings(), user, bc,
                                         read(B.OccurrenceChange))
     g.db.commit()
-    return jsonify(broadcast_json(g.db, bc))
+    return jsonify(broadcast_json(g.db, bc, app_settings().timezone))
 
 
 @bp.post("/broadcasts/<int:broadcast_id>/confirm")
@@ -517,7 +517,7 @@ def confirm_broadcast(broadcast_id: int):
     bc = _broadcast(broadcast_id)
     broadcast_service.confirm_broadcast(g.db, app_settings(), user, bc)
     g.db.commit()
-    return jsonify(broadcast_json(g.db, bc))
+    return jsonify(broadcast_json(g.db, bc, app_settings().timezone))
 
 
 @bp.post("/broadcasts/<int:broadcast_id>/cancel")
@@ -526,7 +526,7 @@ def cancel_broadcast(broadcast_id: int):
     bc = _broadcast(broadcast_id)
     broadcast_service.cancel_broadcast(g.db, app_settings(), user, bc)
     g.db.commit()
-    return jsonify(broadcast_json(g.db, bc))
+    return jsonify(broadcast_json(g.db, bc, app_settings().timezone))
 
 
 # --- play logs ---------------------------------------------------------------------------------

@@ -192,6 +192,9 @@ SCHEMAS = {
         "confirmed_at": NULLABLE_STR,
         "start_at": {**NULLABLE_STR, "description": "a series: its anchor"},
         "recurrence": {**NULLABLE_STR, "description": "a series' rule; null: a one-off"},
+        "tz": {"type": "string", "description": "the IANA zone a series' rule is expanded in: "
+               "that of its first target area (lowest id), or with single nodes only of the "
+               "first node's cluster, inherited down the area tree"},
         "exdates": {"type": "array", "items": {"type": "string"},
                     "description": "the series' skipped occurrences"},
         "skip_holidays": {"type": "array", "items": {"type": "string"},

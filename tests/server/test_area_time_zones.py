@@ -124,7 +124,7 @@ def test_a_node_provisioned_in_the_area_gets_its_zone_in_its_config(berlin):
 
 def test_a_series_to_single_nodes_is_expanded_in_their_cluster_zone(berlin):
     s, node = berlin["s"], berlin["node"]
-    series(berlin, {"nodes": [node["id"]]})
+    assert series(berlin, {"nodes": [node["id"]]})["tz"] == "Europe/Berlin"
     dispatcher(s, dt.datetime(2027, 3, 27, 0, 0, tzinfo=BERLIN)).refresh_desired()
     local = [dt.datetime.fromtimestamp(e["start_at"] / 1000, BERLIN).strftime("%d %H:%M")
              for e in desired(s, node["id"])["body"]["schedule"]]
@@ -186,7 +186,8 @@ def test_a_zone_changed_on_the_series_area_reaches_nodes_targeted_outside_it(ber
     other = s.area("Phường khác", "TM-KH", "ward", berlin["province"]["id"])
     cluster = s.area("Cụm 2", "TM-KH-1", "cluster", other["id"])
     far = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 2"})
-    series(berlin, {"areas": [berlin["ward"]["id"]], "nodes": [far["id"]]})
+    bc = series(berlin, {"areas": [berlin["ward"]["id"]], "nodes": [far["id"]]})
+    assert bc["tz"] == "Europe/Berlin"
     at = dt.datetime(2027, 3, 27, 0, 0, tzinfo=BERLIN)
     dispatcher(s, at).refresh_desired()
     body = desired(s, far["id"])["body"]
@@ -196,3 +197,4 @@ def test_a_zone_changed_on_the_series_area_reaches_nodes_targeted_outside_it(ber
     s.ok("PATCH", f"/api/v1/areas/{berlin['ward']['id']}", json={"tz": "America/New_York"})
     with s.app.extensions["db_sessions"]() as db:
         assert db.get(Node, far["id"]).desired_dirty
+    assert s.ok("GET", f"/api/v1/broadcasts/{bc['id']}")["tz"] == "America/New_York"
