@@ -26,8 +26,8 @@ from server.config import Settings
 from server.keys import KeyRing
 from server.models import (Area, Broadcast, BulletinApproval, Command, Media, Node,
                            OccurrenceOverride, ProgrammeRevision, WorkerStatus,
-                           area_ancestors, area_subtree_ids, from_ms, node_groups, now_ms,
-                           to_ms, utcnow)
+                           area_ancestors, area_subtree_ids, area_zone, from_ms, node_groups,
+                           now_ms, to_ms, utcnow)
 from server.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -321,14 +321,16 @@ class Dispatcher:
     def _build_desired(self, db: Session, ids: list[str], now: int, window: int) -> int:
         nodes = db.scalars(select(Node).where(Node.id.in_(ids))).all()
         slots, media = self._slots_by_node(db, now, window)
-        groups: dict[int, list[str]] = {}  # a ward's nodes share their groups
+        groups: dict[int, list[str]] = {}  # a ward's nodes share their groups and zone
+        zones: dict[int, str] = {}
         for node in nodes:
             if node.cluster_id not in groups:
                 groups[node.cluster_id] = node_groups(db, node)
+                zones[node.cluster_id] = area_zone(db, node.cluster_id, self.settings.timezone)
             node.desired_version += 1
             entries = sorted(slots.get(node.id, []), key=lambda e: (e["start_at"], e["slot_id"]))
             shas = dict.fromkeys(e["item"]["media"]["sha256"] for e in entries)
-            body = {"version": node.desired_version, "tz": self.settings.timezone,
+            body = {"version": node.desired_version, "tz": zones[node.cluster_id],
                     "volume": node.volume,
                     "quiet_hours": bulletins.quiet_hours(db, node.cluster_id),
                     "groups": groups[node.cluster_id], "schedule": entries,

@@ -1,7 +1,9 @@
 """Slots as an iCalendar (RFC 5545) document, for `GET /api/v1/areas/{id}/schedule.ics`.
 
 Pure text building: one VEVENT per slot, times in UTC, the slot id as the event's UID so that a
-staff calendar updates a moved occurrence instead of adding a second one.
+staff calendar updates a moved occurrence instead of adding a second one. UTC times are exact
+in every zone (no VTIMEZONE to keep in step with the zone database); the area's zone goes in
+X-WR-TIMEZONE, which calendar programs use to show the calendar in it.
 """
 from __future__ import annotations
 
@@ -42,14 +44,16 @@ def _stamp(value: dt.datetime) -> str:
 
 def slots_to_ics(slots: Iterable[Slot], *, now: dt.datetime, calendar_name: str,
                  title: Callable[[Slot], str], description: Callable[[Slot], str] | None = None,
-                 ) -> str:
+                 tz: str | None = None) -> str:
     """An iCalendar document (CRLF lines) with one event per slot, in start order.
 
     `title` (and `description`) give each slot's text, already translated; `now` is the
-    DTSTAMP every event carries.
+    DTSTAMP every event carries; `tz`, the IANA zone the calendar is shown in (X-WR-TIMEZONE).
     """
     lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}", "CALSCALE:GREGORIAN",
              "METHOD:PUBLISH", f"X-WR-CALNAME:{escape_text(calendar_name)}"]
+    if tz is not None:
+        lines.append(f"X-WR-TIMEZONE:{escape_text(tz)}")
     stamp = _stamp(now)
     for slot in sorted(slots):
         lines += ["BEGIN:VEVENT", f"UID:{slot.slot_id}@{UID_DOMAIN}", f"DTSTAMP:{stamp}",

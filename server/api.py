@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
@@ -23,7 +24,7 @@ from .context import speech
 from .errors import ApiError, bad_request, error_body, not_found, wants_json
 from .i18n import t
 from .models import (MAX_DB_INT, Area, AuditEntry, Broadcast, Command, Event, LexiconEntry, Node,
-                     PlayLog, area_subtree_ids, from_ms, to_ms, utcnow)
+                     PlayLog, area_subtree_ids, area_zone, from_ms, to_ms, utcnow)
 from .openapi import document
 from .serializers import area_json, broadcast_json, command_json, node_json
 from .times import iso, parse_time
@@ -134,7 +135,8 @@ def update_user(user_id: int):
 def list_areas():
     allowed = auth.user_area_ids(g.db, g.user)
     areas = g.db.scalars(select(Area).order_by(Area.id))
-    return jsonify({"areas": [area_json(a) for a in areas
+    tz = app_settings().timezone
+    return jsonify({"areas": [area_json(g.db, a, tz) for a in areas
                               if allowed is None or a.id in allowed]})
 
 
@@ -142,7 +144,7 @@ def list_areas():
 def create_area():
     user = auth.require("area.write")
     area = area_service.create_area(g.db, user, read(B.AreaCreate))
-    return created(area_json(area))
+    return created(area_json(g.db, area, app_settings().timezone))
 
 
 @bp.get("/areas/<int:area_id>")
@@ -151,41 +153,43 @@ def get_area(area_id: int):
     area = g.db.get(Area, area_id)
     if area is None:
         raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
-    return jsonify(area_json(area))
+    return jsonify(area_json(g.db, area, app_settings().timezone))
 
 
-def _schedule(area_id: int) -> tuple[Area, dt.datetime, list]:
-    """The area (404 when the caller may not see it), now, and its slots in ?from=&to= (aware;
-    from defaults to now, to to a week after from; a longer span is cut to MAX_LISTING)."""
+def _schedule(area_id: int) -> tuple[Area, str, dt.datetime, list]:
+    """The area (404 when the caller may not see it), its zone, now, and its slots in
+    ?from=&to= (a time without offset in the area's zone; from defaults to now, to to a week
+    after from; a longer span is cut to MAX_LISTING)."""
     area = g.db.get(Area, area_id)
     allowed = auth.user_area_ids(g.db, g.user)
     if area is None or (allowed is not None and area.id not in allowed):
         raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
-    tz = app_settings().tz
+    tz = area_zone(g.db, area.id, app_settings().timezone)
     now = utcnow().replace(tzinfo=dt.UTC)
-    bounds = {arg: parse_time(request.args.get(arg) or None, arg, tz) for arg in ("from", "to")}
+    bounds = {arg: parse_time(request.args.get(arg) or None, arg, ZoneInfo(tz))
+              for arg in ("from", "to")}
     start = bounds["from"].replace(tzinfo=dt.UTC) if bounds["from"] else now
     end = bounds["to"].replace(tzinfo=dt.UTC) if bounds["to"] else \
         start + dt.timedelta(days=7)
     start, end = schedule.listing_window(start, end)
-    return area, now, schedule.area_slots(g.db, app_settings().timezone, area.id, start, end)
+    return area, tz, now, schedule.area_slots(g.db, app_settings().timezone, area.id, start, end)
 
 
 @bp.get("/areas/<int:area_id>/schedule")
 @auth.login_required
 def area_schedule(area_id: int):
-    area, _now, slots = _schedule(area_id)
-    return jsonify({"area_id": area.id, "slots": [schedule.slot_json(slot, bc)
-                                                  for slot, bc in slots]})
+    area, tz, _now, slots = _schedule(area_id)
+    return jsonify({"area_id": area.id, "tz": tz,
+                    "slots": [schedule.slot_json(slot, bc, tz=tz) for slot, bc in slots]})
 
 
 @bp.get("/areas/<int:area_id>/schedule.ics")
 @auth.login_required
 def area_schedule_ics(area_id: int):
-    area, now, slots = _schedule(area_id)
+    area, tz, now, slots = _schedule(area_id)
     titles = {bc.id: schedule.title(bc) for _s, bc in slots}
     text = slots_to_ics([slot for slot, _bc in slots], now=now, calendar_name=area.name,
-                        title=lambda slot: titles[slot.broadcast_id])
+                        title=lambda slot: titles[slot.broadcast_id], tz=tz)
     return Response(text, mimetype="text/calendar",
                     headers={"Content-Disposition":
                              f"attachment; filename=schedule-{area.id}.ics"})
@@ -388,7 +392,7 @@ def update_area(area_id: int):
     user = auth.require("area.write")
     area = bulletins.update_area_speech(g.db, app_settings(), user, area_id, read(B.AreaUpdate))
     g.db.commit()
-    return jsonify(area_json(area))
+    return jsonify(area_json(g.db, area, app_settings().timezone))
 
 
 @bp.get("/areas/<int:area_id>/lexicon")
@@ -458,15 +462,15 @@ def edit_programme(programme_id: int):
 def create_broadcast():
     user = auth.require("broadcast.write")
     bc = broadcast_service.create_broadcast(g.db, app_settings(), user, read(B.BroadcastCreate))
-    return created(broadcast_json(g.db, bc))
+    return created(broadcast_json(g.db, bc, app_settings().timezone))
 
 
 @bp.get("/broadcasts")
 @auth.login_required
 def list_broadcasts():
     rows = g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(100))
-    return jsonify({"broadcasts": [broadcast_json(g.db, b) for b in rows
-                                   if _visible(b)]})
+    tz = app_settings().timezone
+    return jsonify({"broadcasts": [broadcast_json(g.db, b, tz) for b in rows if _visible(b)]})
 
 
 def _visible(bc: Broadcast) -> bool:
@@ -483,7 +487,7 @@ def _broadcast(broadcast_id: int) -> Broadcast:
 @bp.get("/broadcasts/<int:broadcast_id>")
 @auth.login_required
 def get_broadcast(broadcast_id: int):
-    return jsonify(broadcast_json(g.db, _broadcast(broadcast_id)))
+    return jsonify(broadcast_json(g.db, _broadcast(broadcast_id), app_settings().timezone))
 
 
 @bp.patch("/broadcasts/<int:broadcast_id>")
@@ -493,7 +497,7 @@ def edit_broadcast(broadcast_id: int):
     user = auth.require("broadcast.write")
     bc = _broadcast(broadcast_id)
     new = broadcast_service.edit_series(g.db, app_settings(), user, bc, read(B.BroadcastEdit))
-    return created(broadcast_json(g.db, new))
+    return created(broadcast_json(g.db, new, app_settings().timezone))
 
 
 @bp.post("/broadcasts/<int:broadcast_id>/occurrences")
@@ -504,7 +508,7 @@ def change_occurrence(broadcast_id: int):
     broadcast_service.change_occurrence(g.db, app_settings(), user, bc,
                                         read(B.OccurrenceChange))
     g.db.commit()
-    return jsonify(broadcast_json(g.db, bc))
+    return jsonify(broadcast_json(g.db, bc, app_settings().timezone))
 
 
 @bp.post("/broadcasts/<int:broadcast_id>/confirm")
@@ -513,7 +517,7 @@ def confirm_broadcast(broadcast_id: int):
     bc = _broadcast(broadcast_id)
     broadcast_service.confirm_broadcast(g.db, app_settings(), user, bc)
     g.db.commit()
-    return jsonify(broadcast_json(g.db, bc))
+    return jsonify(broadcast_json(g.db, bc, app_settings().timezone))
 
 
 @bp.post("/broadcasts/<int:broadcast_id>/cancel")
@@ -522,7 +526,7 @@ def cancel_broadcast(broadcast_id: int):
     bc = _broadcast(broadcast_id)
     broadcast_service.cancel_broadcast(g.db, app_settings(), user, bc)
     g.db.commit()
-    return jsonify(broadcast_json(g.db, bc))
+    return jsonify(broadcast_json(g.db, bc, app_settings().timezone))
 
 
 # --- play logs ---------------------------------------------------------------------------------
@@ -593,8 +597,12 @@ def airplay_report():
     if node_id is not None:
         _node(node_id)
     s = app_settings()
+    # a time without offset is read in the zone of ?area= (else the caller's area)
+    home = area_id if area_id is not None else g.user.area_id
+    tz = area_zone(g.db, home, s.timezone) if home is not None else s.timezone
     now = utcnow().replace(tzinfo=dt.UTC)
-    bounds = {arg: parse_time(request.args.get(arg) or None, arg, s.tz) for arg in ("from", "to")}
+    bounds = {arg: parse_time(request.args.get(arg) or None, arg, ZoneInfo(tz))
+              for arg in ("from", "to")}
     end = bounds["to"].replace(tzinfo=dt.UTC) if bounds["to"] else now
     start = bounds["from"].replace(tzinfo=dt.UTC) if bounds["from"] else \
         end - dt.timedelta(days=1)
@@ -605,7 +613,7 @@ def airplay_report():
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
         return Response(reports.report_csv(report), mimetype="text/csv",
                         headers={"Content-Disposition": "attachment; filename=airplay.csv"})
-    return jsonify(reports.report_json(g.db, report, start, end, now, grace))
+    return jsonify({**reports.report_json(g.db, report, start, end, now, grace), "tz": tz})
 
 
 # --- audit log ---------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 """Areas: the ward's tree (province down to cluster and zone), each with its MQTT group."""
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import uuid
+import zoneinfo
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -26,8 +29,21 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:60]
 
 
+@functools.cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def check_zone(name: str | None) -> None:
+    """A 422 unknown_time_zone naming ``name`` unless the zone database knows it (None or "":
+    no zone of its own, nothing to check)."""
+    if name and name not in _known_zones():
+        raise ApiError(422, "unknown_time_zone", "err.unknown_time_zone", zone=name, field="tz")
+
+
 def create_area(db: Session, user: User, body: AreaCreate) -> Area:
     name, code, kind, parent_id = body.name, body.code, body.kind, body.parent_id
+    check_zone(body.tz)
     if parent_id is not None:
         if db.get(Area, parent_id) is None:
             raise ApiError(404, "unknown_area", "err.unknown_area", id=parent_id)
@@ -38,7 +54,7 @@ def create_area(db: Session, user: User, body: AreaCreate) -> Area:
         raise ApiError(409, "duplicate", "err.duplicate", what="thing.area_code")
     wanted = slug(code)
     group = wanted if group_name_free(db, wanted) else None  # None: filled from the id below
-    area = Area(parent_id=parent_id, kind=kind, name=name, code=code,
+    area = Area(parent_id=parent_id, kind=kind, name=name, code=code, tz=body.tz or None,
                 group=group or f"{FALLBACK_GROUP_PREFIX}pending-{uuid.uuid4().hex}")
     db.add(area)
     db.flush()

@@ -371,11 +371,24 @@ class TokenRequest(Body):
     password: Annotated[str, Text(200)]
 
 
+# The shape of an IANA zone name (Asia/Ho_Chi_Minh, Etc/GMT+7); whether the zone database knows
+# it is the domain's check (server.areas.check_zone: a 422 unknown_time_zone naming it). "": none.
+ZONE_NAME = re.compile(r"(?:[A-Za-z0-9_+-]{1,20}(?:/[A-Za-z0-9_+-]{1,20}){0,2})?")
+TimeZone = Annotated[str, Pattern(
+    ZONE_NAME, "an IANA time zone name such as Asia/Ho_Chi_Minh",
+    examples=["Asia/Ho_Chi_Minh", "Europe/Berlin"],
+    description="an IANA time zone: the area's series are expanded, its quiet hours judged and "
+                "its times shown in it; \"\" or null: as the area above (at the top, the "
+                "configured zone); a name the zone database does not know is a 422 "
+                "unknown_time_zone")]
+
+
 class AreaCreate(Body):
     name: Annotated[str, Text(200)]
     code: Annotated[str, Text(64)]
     kind: Annotated[str, Choice(AREA_KINDS, 32, f"one of {', '.join(AREA_KINDS)}")]
     parent_id: DbId | None = None
+    tz: TimeZone | None = None
 
 
 HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
@@ -384,7 +397,7 @@ MAX_QUIET = 8
 
 def _quiet_hours(value: Any) -> list[dict[str, str]]:
     """PROTOCOL.md's quiet hours: [{"from": "HH:MM", "to": "HH:MM"}], each [from, to) in the
-    configured zone, crossing midnight when to < from."""
+    area's zone, crossing midnight when to < from."""
     if not isinstance(value, list):
         raise _invalid('list of {"from": "HH:MM", "to": "HH:MM"}')
     if len(value) > MAX_QUIET:
@@ -400,7 +413,7 @@ def _quiet_hours(value: Any) -> list[dict[str, str]]:
 
 QuietHours = Annotated[list[dict[str, str]], _Check(_quiet_hours, {
     "type": "array", "maxItems": MAX_QUIET, "description": (
-        "[from, to) in the configured zone, crossing midnight when to < from (22:00-05:00); "
+        "[from, to) in the area's zone, crossing midnight when to < from (22:00-05:00); "
         "[]: none here; null: as the area above"),
     "items": {"type": "object", "additionalProperties": False, "required": ["from", "to"],
               "properties": {k: {"type": "string", "pattern": f"^{HHMM.pattern}$"}
@@ -414,6 +427,7 @@ class AreaUpdate(Body):
     chime: Annotated[str, Choice(CHIMES, 10, ", ".join(CHIMES), blank=True)] | None = None
     emergency_confirm: Annotated[bool, Flag("true, false or null")] | None = None
     quiet_hours: QuietHours | None = None
+    tz: TimeZone | None = None
     name: Annotated[str | None, Text(200)] = None  # not null: an area keeps a name
 
 
@@ -564,8 +578,8 @@ class TetDays(Body):
 # The rule itself is checked against start_at and the zone by the domain (schedules.slots).
 Recurrence = Annotated[str, Text(500, one_line=True, description=(
     "an RFC 5545 RRULE (FREQ=DAILY;BYHOUR=6,17;BYMINUTE=0) or a lunar rule "
-    "(FREQ=LUNARMONTHLY;BYMONTHDAY=1,15;BYHOUR=6), anchored at start_at in the configured "
-    "time zone"))]
+    "(FREQ=LUNARMONTHLY;BYMONTHDAY=1,15;BYHOUR=6), anchored at start_at in the zone of the "
+    "first target area (or of the first node's cluster)"))]
 
 
 class BroadcastCreate(Body):

@@ -269,7 +269,8 @@ class Bridge:
                  keep_telemetry: bool = True, limits: BridgeLimits | None = None,
                  tz: str = DEFAULT_TZ):
         self.sessions = sessions
-        self.tz = tz  # the zone series are expanded in (settings.timezone)
+        self.tz = tz  # the configured zone (settings.timezone): series are expanded in their
+        # areas' zones, this one where no area sets one (server.schedule.zone)
         self.transport = transport
         self.prefix = prefix
         self.keep_telemetry = keep_telemetry

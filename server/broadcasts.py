@@ -23,7 +23,8 @@ from .bulletins import current_approval, visible_bulletin
 from .config import Settings
 from .errors import ApiError, bad_request
 from .models import (Area, Broadcast, Bulletin, BulletinApproval, Node, OccurrenceOverride,
-                     Programme, User, area_ancestors, area_subtree_ids, to_ms, utcnow)
+                     Programme, User, area_ancestors, area_subtree_ids, targets_zone, to_ms,
+                     utcnow)
 from .outbox import queue_command
 from .programmes import revision_problem, visible_programme
 from .times import due_time
@@ -69,7 +70,8 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
     now = utcnow()
     series = body.recurrence is not None
     if body.recurrence is not None and start_at is not None:  # the model requires start_at
-        check_series(body.recurrence, start_at, s.timezone)
+        check_series(body.recurrence, start_at,
+                     targets_zone(db, areas, nodes, s.timezone))
     start_at = start_at if series or start_at is None or start_at > now else None
     # (a one-off's time already past means now; a series' is its anchor)
     bc = Broadcast(**what, priority=priority, start_at=start_at,
@@ -285,7 +287,7 @@ def edit_series(db: Session, s: Settings, user: User, bc: Broadcast,
     status = initial_status(db, user, priority, areas, nodes)
     rule = body.recurrence or bc.recurrence
     assert bc.start_at is not None and rule is not None  # a series has both
-    check_series(rule, bc.start_at, s.timezone)
+    check_series(rule, bc.start_at, targets_zone(db, areas, nodes, s.timezone))
     exdates = (sorted({to_ms(x) for x in body.exdates}) if body.given("exdates")
                and body.exdates is not None else bc.exdates)
     skips = bc.skip_holidays
@@ -321,7 +323,8 @@ def edit_series(db: Session, s: Settings, user: User, bc: Broadcast,
 
 
 def check_series(rule: str, start_at: dt.datetime, tz: str) -> None:
-    """A 422 naming what is wrong with a series' rule anchored at ``start_at`` (naive UTC)."""
+    """A 422 naming what is wrong with a series' rule anchored at ``start_at`` (naive UTC) in
+    ``tz``, the zone of its targets."""
     try:
         check_recurrence(rule, schedule.aware(start_at), tz=tz)
     except RecurrenceError as err:

@@ -15,12 +15,14 @@ from audio.store import AudioError, MediaStore, Stored
 from audio.tts import TTSError, build_chain
 
 from . import auth
+from .areas import check_zone
 from .bodies import (AreaUpdate, BulletinCreate, BulletinUpdate, BulletinUpload,
                      LexiconEntryCreate, PreviewCreate)
 from .config import Settings
 from .errors import ApiError, bad_request, not_found
 from .models import (Area, Broadcast, Bulletin, BulletinApproval, BulletinEvent, LexiconEntry,
-                     Media, Node, User, area_ancestors, area_subtree_ids, utcnow)
+                     Media, Node, User, area_ancestors, area_subtree_ids, nearest_setting,
+                     utcnow, zone_area)
 from .times import iso
 
 
@@ -125,6 +127,7 @@ def update_area_speech(db: Session, s: Settings, user: User, area_id: int,
                        body: AreaUpdate) -> Area:
     area = scoped_area(db, user, area_id)
     _check_engine(s, "tts_engine", body.tts_engine or None)
+    check_zone(body.tz)
     for key in ("tts_engine", "tts_voice", "chime", "emergency_confirm", "name"):
         if body.given(key):
             value = getattr(body, key)
@@ -132,6 +135,9 @@ def update_area_speech(db: Session, s: Settings, user: User, area_id: int,
     if body.given("quiet_hours") and body.quiet_hours != area.quiet_hours:
         area.quiet_hours = body.quiet_hours  # None: as the area above; []: none here
         mark_area_dirty(db, area.id)  # its nodes' desired states carry the quiet hours
+    if body.given("tz") and (body.tz or None) != area.tz:
+        area.tz = body.tz or None  # None: as the area above
+        mark_zone_dirty(db, area.id)
     return area
 
 
@@ -141,13 +147,23 @@ def mark_area_dirty(db: Session, area_id: int) -> None:
     db.execute(update(Node).where(Node.cluster_id.in_(subtree)).values(desired_dirty=True))
 
 
+def mark_zone_dirty(db: Session, area_id: int) -> None:
+    """The zone of the area (and of those below that inherit it) changed: their nodes' desired
+    states carry it, and every series expanded in a zone from there moves its future slots on
+    every node it reaches (server.schedule.zone)."""
+    from .broadcasts import mark_desired_dirty  # broadcasts imports this module
+    from .schedule import series_on_air
+    mark_area_dirty(db, area_id)
+    subtree = area_subtree_ids(db, [area_id])
+    for bc in series_on_air(db):
+        if zone_area(db, bc.target_areas, bc.target_nodes) in subtree:
+            mark_desired_dirty(db, bc)
+
+
 def quiet_hours(db: Session, area_id: int) -> list[dict[str, str]]:
     """A node's quiet hours: its cluster's setting, else the nearest area's above it that has
     one; none when no area up the tree sets them."""
-    for area in area_ancestors(db, area_id):
-        if area.quiet_hours is not None:
-            return list(area.quiet_hours)
-    return []
+    return list(nearest_setting(db, area_id, "quiet_hours") or [])
 
 
 def scoped_area(db: Session, user: User, area_id: int) -> Area:

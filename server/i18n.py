@@ -27,6 +27,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "err.invalid_field": {"vi": "Trường {field} không hợp lệ: {detail}.",
                           "en": "Invalid field {field}: {detail}."},
     "err.unknown_area": {"vi": "Không có địa bàn mã số {id}.", "en": "There is no area {id}."},
+    "err.unknown_time_zone": {
+        "vi": "Không có múi giờ {zone} (trường {field}); hãy dùng tên IANA, ví dụ "
+              "Asia/Ho_Chi_Minh.",
+        "en": "Unknown time zone {zone} (field {field}); use an IANA name such as "
+              "Asia/Ho_Chi_Minh."},
     "err.unknown_node": {"vi": "Không có cụm loa/thiết bị {id}.", "en": "There is no node {id}."},
     "err.not_cluster": {"vi": "Địa bàn {id} không phải là cụm loa.",
                         "en": "Area {id} is not a cluster."},

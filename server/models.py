@@ -54,8 +54,11 @@ class Area(Base):
     # an emergency broadcast here waits for a second person's confirmation (None: inherit)
     emergency_confirm: Mapped[bool | None] = mapped_column(Boolean)
     # quiet hours of the nodes here and below: [{"from": "HH:MM", "to": "HH:MM"}] in the
-    # configured zone ([]: none; None: inherit from the parent)
+    # area's zone ([]: none; None: inherit from the parent)
     quiet_hours: Mapped[list | None] = mapped_column(JSON)
+    # the IANA time zone of the area and below (series expanded, quiet hours judged, times
+    # shown in it); None: the parent's, and at the root the configured zone
+    tz: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     parent: Mapped[Area | None] = relationship(remote_side="Area.id")
 
@@ -260,8 +263,9 @@ class Broadcast(Base):
     media_sha256: Mapped[str | None] = mapped_column(String(64))
     priority: Mapped[int] = mapped_column(Integer)
     start_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # None: now; a series' anchor
-    # a series: an RRULE or a lunar rule (schedules.slots), anchored at start_at in the
-    # configured zone; None: a one-off. exdates: the skipped occurrences, epoch ms.
+    # a series: an RRULE or a lunar rule (schedules.slots), anchored at start_at, its hours in
+    # the zone of its targets (zone_area); None: a one-off. exdates: the skipped occurrences,
+    # epoch ms.
     recurrence: Mapped[str | None] = mapped_column(String(500))
     exdates: Mapped[list | None] = mapped_column(JSON)
     # a series' lunar holidays skipped: {"holidays": [names of schedules.lunar.LunarHoliday],
@@ -508,6 +512,43 @@ def area_ancestors(session: Session, area_id: int) -> list[Area]:
         chain.append(area)
         area = session.get(Area, area.parent_id) if area.parent_id else None
     return chain
+
+
+def nearest_setting(session: Session, area_id: int, name: str) -> Any:
+    """An area's own setting ``name`` (a column of Area where None means "as the area above"),
+    else the nearest area's above it that sets one; None when no area up the tree does."""
+    for area in area_ancestors(session, area_id):
+        value = getattr(area, name)
+        if value is not None:
+            return value
+    return None
+
+
+def area_zone(session: Session, area_id: int, default: str) -> str:
+    """The IANA time zone an area lives in: its own, else the nearest one set above it, else
+    ``default`` (the configured zone)."""
+    return nearest_setting(session, area_id, "tz") or default
+
+
+def zone_area(session: Session, target_areas: list[int] | None,
+              target_nodes: list[str] | None) -> int | None:
+    """The area whose zone a broadcast lives in: its first target area (the lowest id), else
+    the cluster of its first target node (the lowest id); None when it names neither."""
+    for area_id in sorted(target_areas or ()):
+        if session.get(Area, area_id) is not None:
+            return area_id
+    for node_id in sorted(target_nodes or ()):
+        node = session.get(Node, node_id)
+        if node is not None:
+            return node.cluster_id
+    return None
+
+
+def targets_zone(session: Session, target_areas: list[int] | None,
+                 target_nodes: list[str] | None, default: str) -> str:
+    """The IANA time zone a broadcast to these targets is expanded in (zone_area's zone)."""
+    area_id = zone_area(session, target_areas, target_nodes)
+    return default if area_id is None else area_zone(session, area_id, default)
 
 
 def node_groups(session: Session, node: Node) -> list[str]:

@@ -19,7 +19,7 @@ from .bodies import CommandCreate, NodeCreate
 from .config import Settings
 from .errors import ApiError, bad_request
 from .keys import KeyState
-from .models import Area, Command, Node, ServerKey, User, node_groups, utcnow
+from .models import Area, Command, Node, ServerKey, User, area_zone, node_groups, utcnow
 from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, password_hash
 from .outbox import queue_clear_desired, queue_command
 
@@ -55,11 +55,12 @@ def node_tls(s: Settings) -> bool:
 
 
 def agent_config(s: Settings, node: Node, password: str, groups: list[str],
-                 keys: list[dict]) -> str:
-    """The agent's config file (TOML) for a newly provisioned node."""
+                 keys: list[dict], tz: str) -> str:
+    """The agent's config file (TOML) for a newly provisioned node; ``tz``: its cluster's zone
+    (its desired states carry the zone too, and that one wins)."""
     config = {
         "node_id": node.id, "topic_prefix": s.topic_prefix, "groups": list(groups),
-        "state_dir": "/var/lib/loa-agent", "telemetry_s": s.node_telemetry_s, "tz": s.timezone,
+        "state_dir": "/var/lib/loa-agent", "telemetry_s": s.node_telemetry_s, "tz": tz,
         "mqtt": {"host": s.node_mqtt_host, "port": s.node_mqtt_port, "username": node.id,
                  "password": password, "tls": node_tls(s),
                  # the CA certificate of the provisioning answer's mqtt.ca_pem, saved on the node
@@ -113,7 +114,8 @@ def provision_node(db: Session, s: Settings, user: User, body: NodeCreate) -> di
             mqtt["ca_pem"] = f.read()
     return {"id": node.id, "name": node.name, "cluster_id": cluster_id, "mqtt": mqtt,
             "topic_prefix": s.topic_prefix, "groups": groups, "server_keys": keys,
-            "config": agent_config(s, node, password, groups, keys)}
+            "config": agent_config(s, node, password, groups, keys,
+                                   area_zone(db, cluster_id, s.timezone))}
 
 
 def revoke_node(db: Session, s: Settings, user: User, node_id: str) -> Node:

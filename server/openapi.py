@@ -97,7 +97,11 @@ SCHEMAS = {
         "group": {"type": "string", "description": "the MQTT group name of the area"},
         "quiet_hours": {"type": ["array", "null"], "items": {"type": "object", "properties": {
             "from": {"type": "string"}, "to": {"type": "string"}}},
-            "description": "HH:MM intervals in the configured zone; null: as the area above"}}},
+            "description": "HH:MM intervals in the area's zone; null: as the area above"},
+        "tz": {"type": ["string", "null"], "description": "the area's own IANA time zone; "
+               "null: as the area above"},
+        "effective_tz": {"type": "string", "description": "the zone the area lives in: its "
+                         "own, else the nearest area's above it, else the configured zone"}}},
     "Provisioned": {"type": "object", "properties": {
         "id": {"type": "string"}, "name": {"type": "string"}, "cluster_id": {"type": "integer"},
         "mqtt": {"type": "object", "properties": {
@@ -188,6 +192,9 @@ SCHEMAS = {
         "confirmed_at": NULLABLE_STR,
         "start_at": {**NULLABLE_STR, "description": "a series: its anchor"},
         "recurrence": {**NULLABLE_STR, "description": "a series' rule; null: a one-off"},
+        "tz": {"type": "string", "description": "the IANA zone a series' rule is expanded in: "
+               "that of its first target area (lowest id), or with single nodes only of the "
+               "first node's cluster, inherited down the area tree"},
         "exdates": {"type": "array", "items": {"type": "string"},
                     "description": "the series' skipped occurrences"},
         "skip_holidays": {"type": "array", "items": {"type": "string"},
@@ -246,7 +253,8 @@ SCHEMAS = {
 
 _LIST = {"type": "object"}
 SCHEDULE_WINDOW = [
-    _query("from", TIME_OR_EMPTY, "the window's start (default: now)"),
+    _query("from", TIME_OR_EMPTY, "the window's start (default: now; without an offset: in "
+           "the area's zone)"),
     _query("to", TIME_OR_EMPTY, "its end (default: a week after from; at most 92 days after)")]
 PATHS = {
     "/api/v1/openapi.json": {"get": _op("This document", _ok({"type": "object"}), secure=False,
@@ -273,23 +281,34 @@ PATHS = {
                      errors=("400", "401", "403", "404", "409"))},
     "/api/v1/areas": {
         "get": _op("The area tree as a flat list with parent ids", _ok(_LIST)),
-        "post": _op("Create an area", _ok(_ref("Area"), "Created"), body=_ref("AreaCreate"),
-                    status="201", errors=("400", "401", "403", "404", "409"))},
+        "post": _op("Create an area (422 unknown_time_zone: a tz the zone database does not "
+                    "know)", _ok(_ref("Area"), "Created"), body=_ref("AreaCreate"),
+                    status="201", errors=("400", "401", "403", "404", "409", "422"))},
     "/api/v1/areas/{area_id}": {
         "get": _op("One area", _ok(_ref("Area")), params=[_path_param("area_id")]),
         "patch": _op("Rename an area or set its speech defaults for bulletins below it, or "
                      "its quiet hours (the nearest area up the tree that sets them wins; they "
-                     "reach its nodes' desired states at once; emergency ignores them)",
-                     _ok(_ref("Area")), body=_ref("AreaUpdate"), params=[_path_param("area_id")])},
+                     "reach its nodes' desired states at once; emergency ignores them), or its "
+                     "time zone (inherited the same way; its nodes get the new zone and the "
+                     "series expanded in it move their future slots to it at once; 422 "
+                     "unknown_time_zone for a zone the zone database does not know)",
+                     _ok(_ref("Area")), body=_ref("AreaUpdate"), params=[_path_param("area_id")],
+                     errors=("400", "401", "403", "404", "422"))},
     "/api/v1/areas/{area_id}/schedule": {"get": _op(
         "The expanded slots of the area and every area below it, from every planned broadcast "
-        "(series and timed one-offs) reaching it, in start order",
-        _ok({"type": "object", "properties": {"area_id": {"type": "integer"}, "slots": {
-            "type": "array", "items": _ref("Slot")}}}),
+        "(series and timed one-offs) reaching it, in start order; each slot's times also local "
+        "to the area's zone (tz). A series is expanded in the zone of its first target area "
+        "(or of its first node's cluster)",
+        _ok({"type": "object", "properties": {"area_id": {"type": "integer"},
+                                              "tz": {"type": "string"}, "slots": {
+            "type": "array", "items": {"allOf": [_ref("Slot"), {
+                "type": "object", "properties": {
+                    "local_start_at": {"type": "string", "format": "date-time"},
+                    "local_end_at": {"type": "string", "format": "date-time"}}}]}}}}),
         params=[_path_param("area_id"), *SCHEDULE_WINDOW])},
     "/api/v1/areas/{area_id}/schedule.ics": {"get": _op(
         "The same slots as an iCalendar document for staff calendars (one event per slot, "
-        "its slot id as UID)",
+        "its slot id as UID, times in UTC, the area's zone as X-WR-TIMEZONE)",
         {"description": "OK", "content": {"text/calendar": {"schema": {"type": "string"}}}},
         params=[_path_param("area_id"), *SCHEDULE_WINDOW])},
     "/api/v1/areas/{area_id}/lexicon": {
@@ -452,6 +471,8 @@ PATHS = {
             "application/json": {"schema": {"type": "object", "properties": {
                 "from": {"type": "string"}, "to": {"type": "string"},
                 "generated_at": {"type": "string"}, "grace_s": {"type": "integer"},
+                "tz": {"type": "string", "description": "the zone from and to without an "
+                       "offset were read in: the area's (area, else the caller's)"},
                 "items": {"type": "array", "items": _ref("AirplayItem")},
                 "totals": {"type": "array", "items": {"allOf": [_ref("AirplayTotals"), {
                     "type": "object", "properties": {"area_id": {"type": "integer"},

@@ -316,11 +316,12 @@ def _revoked_by(node: Node, at: dt.datetime) -> bool:
     return node.revoked_at is not None and schedule.aware(node.revoked_at) <= at
 
 
-def _series(db: Session, tz: str, nodes: dict[str, Node], start: dt.datetime,
+def _series(db: Session, default_tz: str, nodes: dict[str, Node], start: dt.datetime,
             end: dt.datetime, media: dict[str, int]) -> list[PlannedItem]:
     """Every slot in [start, end) of every series, for each node it reaches, from the series'
     creation (or confirmation) until it was cancelled, and from the node's own provisioning
-    until its revocation (a revoked node was planned what its targets gave it before)."""
+    until its revocation (a revoked node was planned what its targets gave it before); each
+    series expanded in its own zone (server.schedule.zone; ``default_tz``: the configured zone)."""
     reach = schedule.Reach(db, with_revoked=True)
     out = []
     for bc in db.scalars(select(Broadcast).where(
@@ -337,7 +338,7 @@ def _series(db: Session, tz: str, nodes: dict[str, Node], start: dt.datetime,
         if not targets or lo >= hi:
             continue
         ms = _media_ms(db, bc, media)
-        for slot in schedule.slots(db, bc, tz, lo, hi):
+        for slot in schedule.slots(db, bc, default_tz, lo, hi):
             if not lo <= slot.start_at < hi:
                 continue
             for node_id in targets:
@@ -362,10 +363,11 @@ def scoped_nodes(db: Session, areas: set[int] | None, node_id: str | None) -> di
     return {n.id: n for n in db.scalars(q)}
 
 
-def planned_items(db: Session, tz: str, nodes: dict[str, Node], start: dt.datetime,
+def planned_items(db: Session, default_tz: str, nodes: dict[str, Node], start: dt.datetime,
                   end: dt.datetime) -> list[PlannedItem]:
     media: dict[str, int] = {}
-    return _one_offs(db, nodes, start, end, media) + _series(db, tz, nodes, start, end, media)
+    return (_one_offs(db, nodes, start, end, media)
+            + _series(db, default_tz, nodes, start, end, media))
 
 
 def reported_rows(db: Session, items: list[PlannedItem]) -> tuple[list[Play], list[Ack]]:
@@ -399,12 +401,12 @@ def _plays(db: Session, node_ids: set[str], where, media: dict[str, int]) -> lis
             for p in db.scalars(select(PlayLog).where(where)) if p.node_id in node_ids]
 
 
-def build(db: Session, tz: str, *, areas: set[int] | None, node_id: str | None,
+def build(db: Session, default_tz: str, *, areas: set[int] | None, node_id: str | None,
           start: dt.datetime, end: dt.datetime, now: dt.datetime,
           grace: dt.timedelta) -> Report:
     """The report over the database's rows for the nodes in scope and [start, end) (aware)."""
     nodes = scoped_nodes(db, areas, node_id)
-    items = planned_items(db, tz, nodes, start, end)
+    items = planned_items(db, default_tz, nodes, start, end)
     plays, acks = reported_rows(db, items)
     presence = {n.id: Presence(bool(n.online), schedule.aware(n.last_seen) if n.last_seen
                                else None) for n in nodes.values()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,7 +15,7 @@ from schedules.slots import (BroadcastSpec, ConflictReport, Content, ContentKind
                              broadcast_slots, find_conflicts, is_occurrence)
 
 from . import broadcasts
-from .models import Area, Broadcast, Media, Node, OccurrenceOverride
+from .models import Area, Broadcast, Media, Node, OccurrenceOverride, targets_zone
 
 # A new broadcast is checked against the others over this much of the future.
 CONFLICT_HORIZON = dt.timedelta(days=30)
@@ -126,17 +127,24 @@ def skip_days(bc: Broadcast, window_from: dt.datetime, window_to: dt.datetime
                              tet=tet_span(stored.get("tet_days")))
 
 
-def spec(db: Session, bc: Broadcast, tz: str, window_from: dt.datetime | None = None,
+def zone(db: Session, bc: Broadcast, default_tz: str) -> str:
+    """The IANA time zone the broadcast is expanded in: that of its first target area (or, with
+    single nodes only, of its first node's cluster), inherited down the area tree; the
+    configured ``default_tz`` when no area up the tree sets one."""
+    return targets_zone(db, bc.target_areas, bc.target_nodes, default_tz)
+
+
+def spec(db: Session, bc: Broadcast, default_tz: str, window_from: dt.datetime | None = None,
          window_to: dt.datetime | None = None) -> BroadcastSpec:
-    """The series as schedules.slots expands it; its skipped holidays are those of the years
-    [window_from, window_to] spans (aware; absent: the anchor's)."""
+    """The series as schedules.slots expands it, in its zone (``zone``); its skipped holidays
+    are those of the years [window_from, window_to] spans (aware; absent: the anchor's)."""
     start = bc.start_at or bc.due_at or bc.created_at
     window_from = window_from or aware(start)
     return BroadcastSpec(
         broadcast_id=bc.id, start_at=aware(start), duration=duration(db, bc),
         priority=bc.priority, content=content(bc),
         recurrence=bc.recurrence, exdates=tuple(from_ms_aware(ms) for ms in bc.exdates or ()),
-        tz=tz, skip_days=skip_days(bc, window_from, window_to or window_from))
+        tz=zone(db, bc, default_tz), skip_days=skip_days(bc, window_from, window_to or window_from))
 
 
 # Windows are expanded this much at a time: a rule may play once a minute, and one expansion
@@ -144,10 +152,11 @@ def spec(db: Session, bc: Broadcast, tz: str, window_from: dt.datetime | None = 
 CHUNK = dt.timedelta(days=3)
 
 
-def slots(db: Session, bc: Broadcast, tz: str, window_from: dt.datetime,
+def slots(db: Session, bc: Broadcast, default_tz: str, window_from: dt.datetime,
           window_to: dt.datetime) -> list[Slot]:
-    """The broadcast's slots that share time with [window_from, window_to) (aware times)."""
-    plan = spec(db, bc, tz, window_from, window_to)
+    """The broadcast's slots that share time with [window_from, window_to) (aware times), in
+    its zone (``zone``; ``default_tz``: the configured zone)."""
+    plan = spec(db, bc, default_tz, window_from, window_to)
     changes = overrides(db, bc)
     found: dict[str, Slot] = {}
     start = window_from
@@ -176,11 +185,11 @@ def slot_start(slot_id: str) -> dt.datetime | None:
         return None
 
 
-def is_slot_of(db: Session, bc: Broadcast, slot_id: str, tz: str) -> bool:
+def is_slot_of(db: Session, bc: Broadcast, slot_id: str, default_tz: str) -> bool:
     """Whether ``slot_id`` is one of the broadcast's occurrences (exdates applied)."""
     start = slot_start(slot_id)
     return (start is not None and slot_broadcast_id(slot_id) == bc.id
-            and in_bounds(bc, start) and is_occurrence(spec(db, bc, tz, start), start))
+            and in_bounds(bc, start) and is_occurrence(spec(db, bc, default_tz, start), start))
 
 
 def slot_media(db: Session, bc: Broadcast, slot_id: str) -> str | None:
@@ -245,7 +254,7 @@ class Reach:
         return found
 
 
-def conflicts(db: Session, tz: str, bc: Broadcast, *, now: dt.datetime,
+def conflicts(db: Session, default_tz: str, bc: Broadcast, *, now: dt.datetime,
               override: bool, only: set[str] | None = None,
               future_only: bool = False) -> ConflictReport:
     """How the new broadcast ``bc`` (flushed, so it has an id) meets the others' slots on the
@@ -261,8 +270,8 @@ def conflicts(db: Session, tz: str, bc: Broadcast, *, now: dt.datetime,
     reach = Reach(db)
     targets = reach.nodes(bc)
     window_to = now + CONFLICT_HORIZON
-    new = [s for s in slots(db, bc, tz, now, window_to) if (only is None or s.slot_id in only)
-           and (not future_only or s.start_at >= now)]
+    new = [s for s in slots(db, bc, default_tz, now, window_to)
+           if (only is None or s.slot_id in only) and (not future_only or s.start_at >= now)]
     if not new or not targets:
         return ConflictReport()
     existing: dict[str, list[Slot]] = {}
@@ -270,7 +279,7 @@ def conflicts(db: Session, tz: str, bc: Broadcast, *, now: dt.datetime,
         shared = reach.nodes(other) & targets
         if not shared:
             continue
-        theirs = slots(db, other, tz, now, window_to)
+        theirs = slots(db, other, default_tz, now, window_to)
         for node_id in shared:
             existing.setdefault(node_id, []).extend(theirs)
     return find_conflicts(existing, {n: new for n in sorted(targets)}, now=now,
@@ -281,10 +290,15 @@ def iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def slot_json(slot: Slot, bc: Broadcast | None = None) -> dict:
+def slot_json(slot: Slot, bc: Broadcast | None = None, *, tz: str | None = None) -> dict:
+    """A slot (UTC times); with ``tz`` its start and end also as local times with their offset
+    in that zone (local_start_at, local_end_at)."""
     out = {"slot_id": slot.slot_id, "broadcast_id": slot.broadcast_id,
            "start_at": iso(slot.start_at), "end_at": iso(slot.end_at),
            "priority": slot.priority}
+    if tz is not None:
+        out |= {"local_start_at": slot.start_at.astimezone(ZoneInfo(tz)).isoformat(),
+                "local_end_at": slot.end_at.astimezone(ZoneInfo(tz)).isoformat()}
     if bc is not None:
         out |= {"bulletin_id": bc.bulletin_id, "programme_id": bc.programme_id,
                 "targets": {"areas": bc.target_areas, "nodes": bc.target_nodes}}
@@ -309,7 +323,7 @@ def listing_window(window_from: dt.datetime, window_to: dt.datetime
     return start, max(start, min(window_to, start + MAX_LISTING, LATEST))
 
 
-def area_slots(db: Session, tz: str, area_id: int, window_from: dt.datetime,
+def area_slots(db: Session, default_tz: str, area_id: int, window_from: dt.datetime,
                window_to: dt.datetime) -> list[tuple[Slot, Broadcast]]:
     """The slots in [window_from, window_to) of every planned broadcast that reaches the area or
     below: one of its nodes, the area itself or an area above it, or one inside it."""
@@ -324,5 +338,5 @@ def area_slots(db: Session, tz: str, area_id: int, window_from: dt.datetime,
         if not (area_id in above_or_below or below & set(bc.target_areas or ())
                 or nodes_below & set(bc.target_nodes or ())):
             continue
-        out += [(s, bc) for s in slots(db, bc, tz, window_from, window_to)]
+        out += [(s, bc) for s in slots(db, bc, default_tz, window_from, window_to)]
     return sorted(out, key=lambda pair: pair[0])

@@ -5,16 +5,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import deliveries
-from .models import (Area, Broadcast, Command, Node, OccurrenceOverride, from_ms,
-                     node_groups)
+from .models import (Area, Broadcast, Command, Node, OccurrenceOverride, area_zone, from_ms,
+                     node_groups, targets_zone)
 from .times import iso
 
 
-def area_json(a: Area) -> dict:
+def area_json(db: Session, a: Area, default_tz: str) -> dict:
+    """An area; ``effective_tz``: its own zone, else the nearest above it, else ``default_tz``
+    (the configured zone)."""
     return {"id": a.id, "parent_id": a.parent_id, "kind": a.kind, "name": a.name, "code": a.code,
             "group": a.group, "tts_engine": a.tts_engine, "tts_voice": a.tts_voice,
             "chime": a.chime, "emergency_confirm": a.emergency_confirm,
-            "quiet_hours": a.quiet_hours}
+            "quiet_hours": a.quiet_hours, "tz": a.tz,
+            "effective_tz": area_zone(db, a.id, default_tz)}
 
 
 def node_json(db: Session, n: Node, alarms: list | None = None) -> dict:
@@ -34,7 +37,9 @@ def command_json(c: Command) -> dict:
             "status": c.status, "reason": c.reason, "result": c.result}
 
 
-def broadcast_json(db: Session, bc: Broadcast) -> dict:
+def broadcast_json(db: Session, bc: Broadcast, default_tz: str) -> dict:
+    """A broadcast; ``tz``: the zone a series' rule is expanded in (its first target area's,
+    or its first node's cluster's; ``default_tz``, the configured zone, when no area sets one)."""
     counts = deliveries.summary(bc.deliveries)
     nodes = []
     for d in bc.deliveries:
@@ -56,6 +61,7 @@ def broadcast_json(db: Session, bc: Broadcast) -> dict:
             "targets": {"areas": bc.target_areas, "nodes": bc.target_nodes},
             "volume": bc.volume, "repeat": bc.repeat,
             "recurrence": bc.recurrence,
+            "tz": targets_zone(db, bc.target_areas, bc.target_nodes, default_tz),
             "exdates": [iso(from_ms(ms)) for ms in bc.exdates or ()],
             "skip_holidays": (bc.skip_holidays or {}).get("holidays") or [],
             "tet_days": (bc.skip_holidays or {}).get("tet_days"),

@@ -221,7 +221,7 @@ def _broadcast_data(broadcast_id: int) -> dict:
     bc = g.db.get(Broadcast, broadcast_id)
     if bc is None or not broadcast_visible(g.db, g.user, bc):
         abort(404)
-    report = broadcast_json(g.db, bc)
+    report = broadcast_json(g.db, bc, settings().timezone)
     return {"bc": bc, "report": report, "bulletin": bc.bulletin}
 
 
