@@ -69,15 +69,15 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
     status = initial_status(db, user, priority, areas, nodes)
     now = utcnow()
     series = body.recurrence is not None
+    tz = targets_zone(db, areas, nodes, s.timezone) if series else None
     if body.recurrence is not None and start_at is not None:  # the model requires start_at
-        check_series(body.recurrence, start_at,
-                     targets_zone(db, areas, nodes, s.timezone))
+        check_series(body.recurrence, start_at, tz or s.timezone)
     start_at = start_at if series or start_at is None or start_at > now else None
     # (a one-off's time already past means now; a series' is its anchor)
     bc = Broadcast(**what, priority=priority, start_at=start_at,
                    # a series is never dispatched as a command: due_at only records its anchor
                    due_at=start_at if series else due_time(start_at, now, s.schedule_lead_s),
-                   recurrence=body.recurrence,
+                   recurrence=body.recurrence, tz=tz,
                    exdates=sorted({to_ms(x) for x in body.exdates or ()}) if series else None,
                    skip_holidays=holiday_skips(body.skip_holidays, body.tet_days)
                    if series else None,
@@ -287,7 +287,8 @@ def edit_series(db: Session, s: Settings, user: User, bc: Broadcast,
     status = initial_status(db, user, priority, areas, nodes)
     rule = body.recurrence or bc.recurrence
     assert bc.start_at is not None and rule is not None  # a series has both
-    check_series(rule, bc.start_at, targets_zone(db, areas, nodes, s.timezone))
+    tz = targets_zone(db, areas, nodes, s.timezone)  # an area's zone changed since: the new one
+    check_series(rule, bc.start_at, tz)
     exdates = (sorted({to_ms(x) for x in body.exdates}) if body.given("exdates")
                and body.exdates is not None else bc.exdates)
     skips = bc.skip_holidays
@@ -297,13 +298,32 @@ def edit_series(db: Session, s: Settings, user: User, bc: Broadcast,
         tet = body.tet_days if body.given("tet_days") else None
         skips = holiday_skips(chosen, tet, None if body.given("tet_days") else old.get("tet_days"))
     now = utcnow()
-    new = Broadcast(bulletin_id=bc.bulletin_id, approval_id=bc.approval_id,
-                    media_sha256=bc.media_sha256, priority=priority, start_at=bc.start_at,
-                    due_at=bc.due_at, recurrence=rule, exdates=exdates, skip_holidays=skips,
-                    target_areas=sorted(set(areas)), target_nodes=sorted(set(nodes)),
-                    volume=body.volume if body.given("volume") else bc.volume,
-                    repeat=bc.repeat, status=status, created_by=user.id, created_at=now,
-                    begins_at=now, previous_id=bc.id)
+    new = continue_series(
+        db, bc, now, priority=priority, recurrence=rule, tz=tz, exdates=exdates,
+        skip_holidays=skips, target_areas=sorted(set(areas)), target_nodes=sorted(set(nodes)),
+        volume=body.volume if body.given("volume") else bc.volume, status=status,
+        created_by=user.id, confirmed_by=None, confirmed_at=None)
+    db.flush()
+    check_conflicts(db, s, new, now, bool(body.override))
+    if status == BroadcastStatus.SCHEDULED:
+        mark_desired_dirty(db, new)
+    return new
+
+
+def continue_series(db: Session, bc: Broadcast, now: dt.datetime, **changes) -> Broadcast:
+    """Split the series ``bc`` at ``now``: it ends then (its past slots, their ids and their
+    plays stay as they were) and a new series naming it in previous_id plans from then with
+    ``changes`` (Broadcast columns); its changed occurrences still to come go with it."""
+    fields = {"bulletin_id": bc.bulletin_id, "approval_id": bc.approval_id,
+              "media_sha256": bc.media_sha256, "priority": bc.priority,
+              "start_at": bc.start_at, "due_at": bc.due_at, "recurrence": bc.recurrence,
+              "tz": bc.tz, "exdates": bc.exdates, "skip_holidays": bc.skip_holidays,
+              "target_areas": bc.target_areas, "target_nodes": bc.target_nodes,
+              "volume": bc.volume, "repeat": bc.repeat, "status": bc.status,
+              "created_by": bc.created_by, "confirmed_by": bc.confirmed_by,
+              "confirmed_at": bc.confirmed_at, "programme_id": bc.programme_id,
+              "programme_revision_id": bc.programme_revision_id}
+    new = Broadcast(**{**fields, **changes}, created_at=now, begins_at=now, previous_id=bc.id)
     mark_desired_dirty(db, bc)  # before it ends: the nodes it reached lose its slots
     bc.ends_at = now
     db.add(new)
@@ -315,10 +335,6 @@ def edit_series(db: Session, s: Settings, user: User, bc: Broadcast,
                 start_at=row.start_at, bulletin_id=row.bulletin_id, approval_id=row.approval_id,
                 media_sha256=row.media_sha256, created_by=row.created_by,
                 created_at=row.created_at))
-    db.flush()
-    check_conflicts(db, s, new, now, bool(body.override))
-    if status == BroadcastStatus.SCHEDULED:
-        mark_desired_dirty(db, new)
     return new
 
 

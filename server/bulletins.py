@@ -22,7 +22,7 @@ from .config import Settings
 from .errors import ApiError, bad_request, not_found
 from .models import (Area, Broadcast, Bulletin, BulletinApproval, BulletinEvent, LexiconEntry,
                      Media, Node, User, area_ancestors, area_subtree_ids, nearest_setting,
-                     utcnow, zone_area)
+                     targets_zone, utcnow, zone_area)
 from .times import iso
 
 
@@ -136,8 +136,7 @@ def update_area_speech(db: Session, s: Settings, user: User, area_id: int,
         area.quiet_hours = body.quiet_hours  # None: as the area above; []: none here
         mark_area_dirty(db, area.id)  # its nodes' desired states carry the quiet hours
     if body.given("tz") and (body.tz or None) != area.tz:
-        area.tz = body.tz or None  # None: as the area above
-        mark_zone_dirty(db, area.id)
+        change_zone(db, s, area, body.tz or None)  # None: as the area above
     return area
 
 
@@ -147,17 +146,28 @@ def mark_area_dirty(db: Session, area_id: int) -> None:
     db.execute(update(Node).where(Node.cluster_id.in_(subtree)).values(desired_dirty=True))
 
 
-def mark_zone_dirty(db: Session, area_id: int) -> None:
-    """The zone of the area (and of those below that inherit it) changed: their nodes' desired
-    states carry it, and every series expanded in a zone from there moves its future slots on
-    every node it reaches (server.schedule.zone)."""
-    from .broadcasts import mark_desired_dirty  # broadcasts imports this module
-    from .schedule import series_on_air
-    mark_area_dirty(db, area_id)
-    subtree = area_subtree_ids(db, [area_id])
-    for bc in series_on_air(db):
-        if zone_area(db, bc.target_areas, bc.target_nodes) in subtree:
-            mark_desired_dirty(db, bc)
+def change_zone(db: Session, s: Settings, area: Area, tz: str | None) -> None:
+    """Set the area's zone (None: as the area above). The nodes below get it in their desired
+    states, and every series on air whose zone comes from there is split now
+    (broadcasts.continue_series): its past keeps the zone it aired in, with its slot ids and its
+    plays, and from now on it plans at the same local hours in the new zone, on every node it
+    reaches (server.schedule.zone). Changed occurrences still to come go with it, at the times
+    they were saved with."""
+    from .broadcasts import continue_series  # broadcasts imports this module
+    from .schedule import series_on_air, zone
+    subtree = area_subtree_ids(db, [area.id])
+    now = utcnow()
+    moved = [(bc, zone(db, bc, s.timezone)) for bc in series_on_air(db)
+             if (bc.ends_at is None or bc.ends_at > now)
+             and zone_area(db, bc.target_areas, bc.target_nodes) in subtree]
+    area.tz = tz
+    db.flush()
+    mark_area_dirty(db, area.id)
+    for bc, old in moved:
+        new = targets_zone(db, bc.target_areas, bc.target_nodes, s.timezone)
+        if new != old:
+            bc.tz = old  # a series from before revision 0007 followed its targets' zone
+            continue_series(db, bc, now, tz=new)
 
 
 def quiet_hours(db: Session, area_id: int) -> list[dict[str, str]]:

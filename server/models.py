@@ -268,6 +268,10 @@ class Broadcast(Base):
     # epoch ms.
     recurrence: Mapped[str | None] = mapped_column(String(500))
     exdates: Mapped[list | None] = mapped_column(JSON)
+    # a series' zone, fixed when it is created or edited (server.schedule.zone): an area's zone
+    # changed later moves no slot of it, so its slot ids and its past stay; None: a one-off, or
+    # a series from before revision 0007 (its targets' zone as it is now)
+    tz: Mapped[str | None] = mapped_column(String(64))
     # a series' lunar holidays skipped: {"holidays": [names of schedules.lunar.LunarHoliday],
     # "tet_days": {"before": n, "after": m} or null (the default span)}; None: none skipped
     skip_holidays: Mapped[dict | None] = mapped_column(JSON)

@@ -128,10 +128,12 @@ def skip_days(bc: Broadcast, window_from: dt.datetime, window_to: dt.datetime
 
 
 def zone(db: Session, bc: Broadcast, default_tz: str) -> str:
-    """The IANA time zone the broadcast is expanded in: that of its first target area (or, with
-    single nodes only, of its first node's cluster), inherited down the area tree; the
-    configured ``default_tz`` when no area up the tree sets one."""
-    return targets_zone(db, bc.target_areas, bc.target_nodes, default_tz)
+    """The IANA time zone the broadcast is expanded in: the one fixed on it when it was created
+    or edited (Broadcast.tz), which was that of its first target area (or, with single nodes
+    only, of its first node's cluster), inherited down the area tree, the configured
+    ``default_tz`` when no area up the tree set one. A series stored without one (before
+    revision 0007) takes its targets' zone as it is now."""
+    return bc.tz or targets_zone(db, bc.target_areas, bc.target_nodes, default_tz)
 
 
 def spec(db: Session, bc: Broadcast, default_tz: str, window_from: dt.datetime | None = None,

@@ -61,7 +61,7 @@ def broadcast_json(db: Session, bc: Broadcast, default_tz: str) -> dict:
             "targets": {"areas": bc.target_areas, "nodes": bc.target_nodes},
             "volume": bc.volume, "repeat": bc.repeat,
             "recurrence": bc.recurrence,
-            "tz": targets_zone(db, bc.target_areas, bc.target_nodes, default_tz),
+            "tz": bc.tz or targets_zone(db, bc.target_areas, bc.target_nodes, default_tz),
             "exdates": [iso(from_ms(ms)) for ms in bc.exdates or ()],
             "skip_holidays": (bc.skip_holidays or {}).get("holidays") or [],
             "tet_days": (bc.skip_holidays or {}).get("tet_days"),

@@ -224,3 +224,21 @@ def test_a_slot_aired_in_full_before_its_programme_got_longer_stays_aired(ward):
     got = report(s, window(SIX - dt.timedelta(hours=1), SIX + dt.timedelta(hours=1)))
     assert [(i["slot_id"], i["status"], i["reason"]) for i in got["items"]
             if i["broadcast_id"] == bc["id"]] == [(first, "aired", None)]
+
+
+def test_a_zone_changed_later_leaves_the_slots_that_aired_as_aired(ward):
+    """The ward's zone changed after its daily series aired: the past slots keep their ids and
+    their plays, and the series goes on from now in the new zone."""
+    s, node, b, bc = ward["s"], ward["node"], ward["bulletin"], ward["bc"]
+    days = [SIX + dt.timedelta(days=n) for n in range(2)]
+    for day in days:
+        played(s, node["id"], b["sha256"], day, b["duration_ms"], slot_id=slot_id(bc["id"], day))
+    s.ok("PATCH", f"/api/v1/areas/{ward['ward']['id']}", json={"tz": "Asia/Tokyo"})
+    got = report(s, window(SIX - dt.timedelta(hours=1), SIX + dt.timedelta(days=1, hours=1)))
+    assert [(i["slot_id"], i["status"]) for i in got["items"]] == [
+        (slot_id(bc["id"], day), "aired") for day in days]
+    later = NOW + dt.timedelta(days=1)
+    got = report(s, window(later - dt.timedelta(days=1), later + dt.timedelta(days=1)))
+    after = s.ok("GET", f"/api/v1/broadcasts/{bc['id']}")["next_id"]
+    pending = [i for i in got["items"] if i["status"] == "pending"]
+    assert pending and {i["broadcast_id"] for i in pending} == {after}  # it goes on, split

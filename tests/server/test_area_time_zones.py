@@ -197,4 +197,8 @@ def test_a_zone_changed_on_the_series_area_reaches_nodes_targeted_outside_it(ber
     s.ok("PATCH", f"/api/v1/areas/{berlin['ward']['id']}", json={"tz": "America/New_York"})
     with s.app.extensions["db_sessions"]() as db:
         assert db.get(Node, far["id"]).desired_dirty
-    assert s.ok("GET", f"/api/v1/broadcasts/{bc['id']}")["tz"] == "America/New_York"
+    before = s.ok("GET", f"/api/v1/broadcasts/{bc['id']}")
+    assert before["tz"] == "Europe/Berlin" and before["ends_at"]  # its past keeps its zone
+    after = s.ok("GET", f"/api/v1/broadcasts/{before['next_id']}")
+    assert after["tz"] == "America/New_York" and after["recurrence"] == DAILY_SIX
+    assert after["targets"] == before["targets"]
