@@ -279,3 +279,17 @@ def test_the_broadcast_page_shows_the_programme(ward):
     assert p["title"] in page.text and p["audio_url"] in page.text
     listing = browser.get("/bulletins")
     assert listing.status_code == 200 and p["title"] in listing.text
+
+
+def test_an_edited_series_of_a_programme_still_airs_the_programme(ward):
+    s, node = ward["s"], ward["node"]
+    p = programme(ward, [ward["one"]["id"], ward["two"]["id"]]).json()
+    bc = series(ward, p)
+    r = s.call("PATCH", f"/api/v1/broadcasts/{bc['id']}", json={"volume": 40})
+    assert r.status_code in (200, 201), r.text
+    new = r.json()
+    assert new["programme_id"] == p["id"] and new["volume"] == 40
+    dispatcher(s, tomorrow_at(5)).refresh_desired()
+    entry = desired(s, node["id"])["body"]["schedule"][0]
+    assert entry["slot_id"] == slot_id(new["id"], tomorrow_at(6))
+    assert entry["item"]["media"]["sha256"] == p["sha256"]
