@@ -114,10 +114,11 @@ class NodeHarness:
 
     def __init__(self, broker, tmp_path: Path, media: MediaServer, *, node: str = "hp-01-a",
                  groups=("area-1",), realtime: bool = False, telemetry_s: int = 30,
-                 amplifier=None, signer: Signer | None = None, **extra):
+                 amplifier=None, signer: Signer | None = None, recorder=None, **extra):
         self.broker, self.media, self.node = broker, media, node
         self.groups = list(groups)
         self.amplifier = amplifier
+        self.recorder = recorder  # a Recorder for the acoustic test instead of arecord
         self.signer = signer or Signer()
         self.password = uuid.uuid4().hex
         self.dir = tmp_path / f"node-{node}"
@@ -161,7 +162,8 @@ class NodeHarness:
 
     def start_agent(self, wait_online: bool = True) -> Agent:
         mark = len(self.server.messages)
-        self.agent = Agent(load_config(self.config_path), amplifier=self.amplifier)
+        self.agent = Agent(load_config(self.config_path), amplifier=self.amplifier,
+                           recorder=self.recorder)
         self.agent.start()
         if wait_online:
             assert self.wait_message(lambda t, v: t == self.topic("state")
