@@ -21,7 +21,7 @@ import time
 import wave
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -492,9 +492,8 @@ class AcousticSelfTest(Player):
     @staticmethod
     def _done(verdict: Verdict, request: PlayRequest) -> AcousticOutcome:
         log.info("acoustic test at volume %s: %s", request.volume, verdict.detail)
-        verdict = Verdict(verdict.reason, f"volume {request.volume}: {verdict.detail}",
-                          verdict.tones, verdict.clipped_pct)
-        return AcousticOutcome("completed", verdict=verdict)
+        return AcousticOutcome("completed", verdict=replace(
+            verdict, detail=f"volume {request.volume}: {verdict.detail}"))
 
 
 def verdict_of(outcome: PlayOutcome) -> Verdict | None:

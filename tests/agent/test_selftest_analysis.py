@@ -55,6 +55,12 @@ def test_a_clean_capture_passes_with_every_tones_level_wherever_the_sequence_sta
     assert verdict.clipped_pct == 0
 
 
+def test_a_microphone_that_records_at_48_khz_is_judged_alike(folder, played):
+    verdict = judge(folder, played, captures.CLEAN, rate=48000)
+    assert verdict.passed, verdict.detail
+    assert all(-19.0 <= t.level_dbfs <= -17.0 for t in verdict.tones)
+
+
 def test_a_capture_under_loud_traffic_noise_still_finds_the_tones(folder, played):
     verdict = judge(folder, played, captures.CLEAN, noise=0.3)
     assert verdict.passed, verdict.detail
