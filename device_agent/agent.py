@@ -49,6 +49,15 @@ from .rules import (
     stop_targets,
     trusted_keys,
 )
+from .selftest import (
+    ACOUSTIC_ITEM,
+    AcousticSelfTest,
+    Limits,
+    Recorder,
+    Verdict,
+    make_recorder,
+    verdict_of,
+)
 from .store import StateStore
 from .telemetry import MachineProbe, health_alarms
 from .transport import Incoming, MqttTransport
@@ -120,7 +129,7 @@ class Agent:
 
     def __init__(self, config: AgentConfig, *, player: Player | None = None,
                  amplifier: Amplifier | None = None, clock: Callable[[], float] = time.time,
-                 probe: MachineProbe | None = None):
+                 probe: MachineProbe | None = None, recorder: Recorder | None = None):
         self.config = config
         self._clock = clock
         self._prefix = config.topic_prefix
@@ -141,6 +150,9 @@ class Agent:
         self._store = StateStore(state_dir / "agent.sqlite")
         self.cache = MediaCache(state_dir / "media", config.fetch_timeout_s)
         self._tone = state_dir / "test-tone.wav"
+        self._acoustic = AcousticSelfTest(
+            self.player, recorder or make_recorder(config.mic.device), state_dir,
+            limits=Limits(min_level_dbfs=config.mic.min_level_dbfs))
         self._fetcher = Fetcher(self.cache, lambda sha, err: self._inbox.put(("fetched",
                                                                                 (sha, err))))
         self._transport = MqttTransport(
@@ -195,6 +207,7 @@ class Agent:
         self._ran = True
         if not self._tone.exists():
             make_tone(self._tone, freq_hz=TONE_HZ, seconds=TONE_S)
+        self._acoustic.prepare()
         self._restore()
         self._started = True
         self._fetcher.start()
@@ -456,7 +469,8 @@ class Agent:
     def _command_item(self, env: Mapping[str, Any], received_at: int, seq: int) -> QueueItem:
         key = f"cmd:{env['id']}"
         if env["type"] == "test":
-            return QueueItem(key=key, kind="test", item_id="test-tone", priority=TEST_PRIORITY,
+            item_id = ACOUSTIC_ITEM if env["body"].get("kind") == "acoustic" else "test-tone"
+            return QueueItem(key=key, kind="test", item_id=item_id, priority=TEST_PRIORITY,
                              seq=seq, ready_at=received_at, scheduled_at=received_at,
                              exp=env["exp"], cmd_id=env["id"])
         body = env["body"]
@@ -671,7 +685,11 @@ class Agent:
             self._ack(item.cmd_id, "started")
         path: Path | None
         duration: int | None
-        if item.kind == "test":
+        player = self.player
+        if item.item_id == ACOUSTIC_ITEM:
+            player, path, duration = (self._acoustic, self._acoustic.sequence,
+                                      self._acoustic.duration_ms)
+        elif item.kind == "test":
             path, duration = self._tone, int(TONE_S * 1000)
         else:
             path = self.cache.path(item.sha256) if item.sha256 else None
@@ -687,16 +705,17 @@ class Agent:
         self._token += 1
         playing = _Playing(item, self._token, Cancel(), since if since is not None else now, now,
                            reps_done=rep)
-        playing.thread = threading.Thread(target=self._play_thread, args=(playing, request),
+        playing.thread = threading.Thread(target=self._play_thread,
+                                          args=(playing, request, player),
                                           name="loa-play", daemon=True)
         self._playing = playing
         log.info("playing %s (priority %s, volume %s)", item.item_id, item.priority,
                  request.volume)
         playing.thread.start()
 
-    def _play_thread(self, playing: _Playing, request: PlayRequest) -> None:
+    def _play_thread(self, playing: _Playing, request: PlayRequest, player: Player) -> None:
         try:
-            outcome = self.player.play(request, playing.cancel)
+            outcome = player.play(request, playing.cancel)
         except Exception as err:  # noqa: BLE001 - a player bug is a failed play, not a dead agent
             log.exception("player failed")
             outcome = PlayOutcome("failed", f"{type(err).__name__}: {err}")
@@ -725,7 +744,7 @@ class Agent:
                 # the remaining repetitions are what the interruption cut
                 self._end(item, *self._cut_result(interrupted), report=False)
                 return
-            self._end(item, "completed", report=False)
+            self._end(item, "completed", report=False, verdict=verdict_of(outcome))
         elif outcome.result == "stopped" or interrupted:
             self._end(item, *self._cut_result(interrupted or outcome.detail or "stopped"),
                       started_at=playing.rep_started, ended_at=ended)
@@ -774,7 +793,8 @@ class Agent:
 
     def _end(self, item: QueueItem, result: str, reason: str | None = None, *,
              started_at: int | None = None, ended_at: int | None = None,
-             detail: str | None = None, report: bool = True) -> None:
+             detail: str | None = None, report: bool = True,
+             verdict: Verdict | None = None) -> None:
         """The final word on an item: its ``played`` event (unless already sent per repetition),
         then the command's last ack, or the slot marked done so a restart does not replay it."""
         if report:
@@ -787,7 +807,10 @@ class Agent:
         if item.kind == "test":
             amp = self.amplifier.state()
             ok = result == "completed" and amp is not False
-            if result == "completed":
+            if verdict is not None:  # an acoustic test that ran: what the microphone heard
+                ok, reason = verdict.passed, verdict.reason
+                detail = verdict.detail + ("; amplifier off" if amp is False else "")
+            elif result == "completed":
                 detail = (f"{TONE_S:g} s {TONE_HZ} Hz tone played through {self.player.name}; "
                           f"amplifier {'unknown' if amp is None else 'on' if amp else 'off'}")
             else:

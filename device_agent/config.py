@@ -3,7 +3,8 @@ checked at start with an error that names the bad key (``ConfigError.key``).
 
 Optional keys beyond the provisioned file (with their defaults): ``fetch_timeout_s`` (30),
 ``cache_max_mb`` (2048), ``mqtt.keepalive_s`` (30), ``mqtt.reconnect_min_s`` (1),
-``mqtt.reconnect_max_s`` (60), ``amp.active_high`` (true).
+``mqtt.reconnect_max_s`` (60), ``amp.active_high`` (true), ``mic.device`` (``"default"``: the
+ALSA capture device of the acoustic self-test; ``""``: none) and ``mic.min_level_dbfs`` (-50).
 """
 from __future__ import annotations
 
@@ -70,6 +71,13 @@ class AmpConfig:
 
 
 @dataclass(frozen=True)
+class MicConfig:
+    """The microphone of the acoustic self-test (device_agent/selftest.py)."""
+    device: str = "default"
+    min_level_dbfs: float = -50.0
+
+
+@dataclass(frozen=True)
 class SystemConfig:
     reboot_command: str = "systemctl reboot"
 
@@ -87,6 +95,7 @@ class AgentConfig:
     player: PlayerConfig = PlayerConfig()
     amp: AmpConfig = AmpConfig()
     system: SystemConfig = SystemConfig()
+    mic: MicConfig = MicConfig()
     fetch_timeout_s: float = 30.0
     cache_max_mb: int = 2048
 
@@ -140,7 +149,7 @@ def _positive(value: float, key: str) -> float:
 
 
 TOP_KEYS = {"node_id", "topic_prefix", "groups", "state_dir", "telemetry_s", "tz", "mqtt",
-            "server_keys", "player", "amp", "system", "fetch_timeout_s", "cache_max_mb"}
+            "server_keys", "player", "amp", "system", "mic", "fetch_timeout_s", "cache_max_mb"}
 
 
 def parse_config(data: Mapping[str, Any]) -> AgentConfig:
@@ -165,7 +174,7 @@ def parse_config(data: Mapping[str, Any]) -> AgentConfig:
     config = AgentConfig(node_id=node_id, mqtt=mqtt, server_keys=keys,
                          topic_prefix=prefix, groups=groups, state_dir=Path(state_dir),
                          telemetry_s=telemetry_s, tz=tz, player=_player(data), amp=_amp(data),
-                         system=_system(data), fetch_timeout_s=fetch_timeout_s,
+                         system=_system(data), mic=_mic(data), fetch_timeout_s=fetch_timeout_s,
                          cache_max_mb=cache_max_mb)
     check(config)
     return config
@@ -272,6 +281,15 @@ def _system(data: Mapping[str, Any]) -> SystemConfig:
     s = _table(data, "system", {"reboot_command"})
     return SystemConfig(reboot_command=_get(s, "reboot_command", "system.reboot_command", str,
                                             "systemctl reboot"))
+
+
+def _mic(data: Mapping[str, Any]) -> MicConfig:
+    m = _table(data, "mic", {"device", "min_level_dbfs"})
+    level = float(_get(m, "min_level_dbfs", "mic.min_level_dbfs", (int, float), -50.0))
+    if not -120 <= level <= 0:
+        raise ConfigError("mic.min_level_dbfs", f"must be -120 to 0 dBFS, not {level:g}")
+    return MicConfig(device=_get(m, "device", "mic.device", str, "default"),
+                     min_level_dbfs=level)
 
 
 def check(config: AgentConfig) -> None:

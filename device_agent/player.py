@@ -267,17 +267,23 @@ def make_player(kind: str, sink_dir: str | Path = "", realtime: bool = True) -> 
     return cls()
 
 
-def make_tone(path: str | Path, *, freq_hz: int = 1000, seconds: float = 1.5,
-              rate: int = 22050, level: float = 0.5) -> Path:
-    """Write a mono 16-bit sine tone WAV (the ``test`` command's tone) with short fades."""
-    path = Path(path)
+def tone_samples(freq_hz: float, seconds: float, rate: int, level: float = 0.5,
+                 fade_s: float = 0.02) -> array.array[int]:
+    """A 16-bit sine at ``level`` of full scale, faded in and out over ``fade_s`` (no clicks)."""
     frames = int(rate * seconds)
-    fade = int(rate * 0.02)
+    fade = int(rate * fade_s)
     samples = array.array("h")
     for n in range(frames):
         envelope = min(1.0, n / fade, (frames - n) / fade) if fade else 1.0
         samples.append(int(32767 * level * envelope * math.sin(2 * math.pi * freq_hz * n / rate)))
+    return samples
+
+
+def write_wav(path: str | Path, samples: array.array[int], rate: int) -> Path:
+    """Write mono 16-bit ``samples`` as a WAV file, atomically."""
+    path = Path(path)
     if sys.byteorder == "big":
+        samples = array.array("h", samples)
         samples.byteswap()  # WAV is little-endian
     with atomic_file(path) as f, wave.open(f, "wb") as w:
         w.setnchannels(1)
@@ -285,3 +291,9 @@ def make_tone(path: str | Path, *, freq_hz: int = 1000, seconds: float = 1.5,
         w.setframerate(rate)
         w.writeframes(samples.tobytes())
     return path
+
+
+def make_tone(path: str | Path, *, freq_hz: int = 1000, seconds: float = 1.5,
+              rate: int = 22050, level: float = 0.5) -> Path:
+    """Write a mono 16-bit sine tone WAV (the ``test`` command's tone) with short fades."""
+    return write_wav(path, tone_samples(freq_hz, seconds, rate, level), rate)

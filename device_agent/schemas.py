@@ -70,7 +70,7 @@ SET_VOLUME = {"$id": "set_volume", "title": "body of type set_volume", "type": "
 AMP = {"$id": "amp", "title": "body of type amp", "type": "object", "required": ["on"],
        "properties": {"on": {"type": "boolean"}}}
 TEST = {"$id": "test", "title": "body of type test", "type": "object", "required": ["kind"],
-        "properties": {"kind": {"enum": ["tone"]}}}
+        "properties": {"kind": {"enum": ["tone", "acoustic"]}}}
 REBOOT = {"$id": "reboot", "title": "body of type reboot", "type": "object"}
 KEYS = {
     "$id": "keys", "title": "body of type keys", "type": "object",

@@ -93,12 +93,21 @@ def test_file_player_needs_a_sink_dir(provisioned):
     (base(amp={"kind": "gpio", "gpio_pin": 99}), "amp.gpio_pin"),
     (base(amp={"kind": "relay"}), "amp.kind"),
     (base(system={"reboot_command": " "}), "system.reboot_command"),
+    (base(mic={"device": 1}), "mic.device"),
+    (base(mic={"min_level_dbfs": 6}), "mic.min_level_dbfs"),
     ({k: v for k, v in base().items() if k != "mqtt"}, "mqtt"),
 ])
 def test_bad_value_is_refused_naming_its_key(data, key):
     with pytest.raises(ConfigError) as err:
         parse_config(data)
     assert err.value.key == key and key in str(err.value)
+
+
+def test_the_acoustic_tests_microphone_is_alsas_default_unless_the_config_names_one():
+    assert (parse_config(base()).mic.device, parse_config(base()).mic.min_level_dbfs) == \
+        ("default", -50.0)
+    cfg = parse_config(base(mic={"device": "plughw:CARD=Device,DEV=0", "min_level_dbfs": -60}))
+    assert (cfg.mic.device, cfg.mic.min_level_dbfs) == ("plughw:CARD=Device,DEV=0", -60.0)
 
 
 def test_unreadable_or_invalid_toml_names_the_file(tmp_path):
