@@ -125,6 +125,8 @@ class AmpControl:
         """Whether ``item`` may start now as far as the amplifier goes."""
         if not self._auto or self.held_off or self._failed_at is not None or not self.lead_ms:
             return True
+        if item.key not in self._first_seen:
+            return True   # it will not play (quiet hours, late, expired): rules.plan skips it
         if self._on_since is None:
             return self.amplifier.state() is True  # on, but not switched by us: warm
         if now >= self._on_since + self.lead_ms:

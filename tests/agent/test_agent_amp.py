@@ -213,6 +213,33 @@ def test_scheduled_play_starts_on_time_with_the_relay_on_the_lead_time_before(ma
     assert start_at <= line["started_at"] < start_at + 400  # and the play was not delayed
 
 
+def test_desired_slot_starts_at_its_time_with_the_relay_on_the_lead_time_before(make_node, gpio,
+                                                                              media_server):
+    _, chip, _ = gpio
+    h = node_with_relay(make_node, gpio, lead_ms=800)
+    start_at = int(time.time() * 1000) + 2500
+    h.send("desired", {"version": 1, "schedule": [
+        {"slot_id": "s-6h", "start_at": start_at, "priority": 3,
+         "item": media_server.item("short", item_id="slot-item")}]})
+    played = h.wait_event("played", slot_id="s-6h")
+    [on_at] = relay_on_times(chip)
+    assert start_at - 800 <= on_at <= start_at - 400
+    assert start_at <= played["started_at"] < start_at + 400
+
+
+def test_a_slot_skipped_for_quiet_hours_does_not_power_the_amplifier(make_node, gpio,
+                                                                      media_server):
+    _, chip, _ = gpio
+    h = node_with_relay(make_node, gpio, lead_ms=300)
+    all_day = [{"from": "00:00", "to": "23:59"}, {"from": "23:59", "to": "00:00"}]
+    start_at = int(time.time() * 1000) + 800
+    h.send("desired", {"version": 1, "quiet_hours": all_day, "schedule": [
+        {"slot_id": "s-night", "start_at": start_at, "priority": 3,
+         "item": media_server.item("short", item_id="night")}]})
+    assert h.wait_event("played", slot_id="s-night")["reason"] == "quiet_hours"
+    assert relay_on_times(chip) == []
+
+
 def test_relay_goes_off_after_the_idle_time_and_not_before(make_node, gpio):
     _, chip, _ = gpio
     h = node_with_relay(make_node, gpio, lead_ms=100, idle_off_s=0.8)
@@ -349,8 +376,9 @@ def test_relay_and_fault_input_on_the_kernels_gpio_simulator():
             wait_for(lambda: faults == [False, True], what="fault asserted")
             sim.pull(5, up=True)
             wait_for(lambda: faults == [False, True, False], what="fault released")
+            amp.switch(False)
+            assert sim.value(3) == 1 and amp.state() is False
         finally:
             amp.close()
-        assert sim.value(3) in (0, 1)
     finally:
         sim.close()
