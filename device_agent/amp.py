@@ -105,16 +105,21 @@ def load_gpiod() -> Any:
     return gpiod
 
 
-def _describe(path: str, gpiod: Any) -> str:
+def _chip_info(path: str, gpiod: Any) -> Any:
+    """The chip's info (label, num_lines); OSError when it cannot be opened."""
+    chip = gpiod.Chip(path)
     try:
-        chip = gpiod.Chip(path)
-    except OSError as err:
-        return f"{path} ({err.strerror})"
-    try:
-        info = chip.get_info()
-        return f"{path} [{info.label}, {info.num_lines} lines]"
+        return chip.get_info()
     finally:
         chip.close()
+
+
+def _describe(path: str, gpiod: Any) -> str:
+    try:
+        info = _chip_info(path, gpiod)
+    except OSError as err:
+        return f"{path} ({err.strerror})"
+    return f"{path} [{info.label}, {info.num_lines} lines]"
 
 
 def find_chip(spec: str, gpiod: Any, dev: Path = Path("/dev")) -> str:
@@ -127,13 +132,12 @@ def find_chip(spec: str, gpiod: Any, dev: Path = Path("/dev")) -> str:
     else:
         candidates = []
         for path in chips:
-            chip = gpiod.Chip(path)
             try:
-                if chip.get_info().label == spec:
+                if _chip_info(path, gpiod).label == spec:
                     candidates = [path]
                     break
-            finally:
-                chip.close()
+            except OSError:
+                continue  # one this user may not open is not the one (the error lists it)
     if candidates and gpiod.is_gpiochip_device(candidates[0]):
         return candidates[0]
     here = ", ".join(_describe(p, gpiod) for p in chips) or "none"

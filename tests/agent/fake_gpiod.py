@@ -51,6 +51,7 @@ class FakeDevice:
         self.owners: dict[int, FakeRequest] = {}
         self.timeline: list[tuple[int, int, int]] = []   # (ms, offset, physical level)
         self.reads: dict[int, int] = {}               # offset -> get_value calls
+        self.denied = False                           # True: opening it is EACCES
 
     def level(self, offset: int) -> int:
         """The physical level of a line: what drives it, else its bias."""
@@ -225,6 +226,8 @@ class FakeGpiod:
     def Chip(self, path: str) -> FakeChip:  # noqa: N802 - the module's class name
         if path not in self.devices:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        if self.devices[path].denied:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
         return FakeChip(self.devices[path])
 
 

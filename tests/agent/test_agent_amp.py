@@ -125,6 +125,14 @@ def test_a_line_held_by_another_program_is_a_config_error_naming_it(gpio):
     assert err.value.key == "amp.relay_line" and "in use by gpioset" in str(err.value)
 
 
+def test_a_chip_the_agent_may_not_open_says_which_group_it_needs(gpio):
+    _, chip, _ = gpio
+    chip.denied = True
+    with pytest.raises(ConfigError) as err:
+        gpiod_amp(gpio, amp_table(chip="gpiochip0"))
+    assert err.value.key == "amp.chip" and "gpio group" in str(err.value)
+
+
 def test_gpio_without_the_gpiod_binding_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "gpiod", None)   # import gpiod fails
     with pytest.raises(ConfigError) as err:
