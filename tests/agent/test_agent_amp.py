@@ -269,6 +269,17 @@ def test_relay_stays_on_between_two_plays_closer_than_the_idle_time(make_node, g
     assert len(relay_on_times(chip)) == 1 and relay_off_times(chip)[1:] == []
 
 
+def test_amp_on_command_switches_on_now_and_the_idle_time_then_switches_off(make_node, gpio):
+    _, chip, _ = gpio
+    h = node_with_relay(make_node, gpio, idle_off_s=0.6)
+    env = h.send("amp", {"on": True})
+    finished = h.wait_ack(env["id"], "finished")
+    [on_at] = relay_on_times(chip)
+    assert on_at <= finished["ts"]
+    off_at = wait_for(lambda: [t for t in relay_off_times(chip) if t > on_at], what="off")[0]
+    assert off_at >= on_at + 600
+
+
 def test_amp_off_command_holds_the_amplifier_off_through_playback(make_node, gpio):
     _, chip, _ = gpio
     h = node_with_relay(make_node, gpio, lead_ms=100)
