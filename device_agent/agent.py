@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import __version__
 from .amp import AmpError, Amplifier, make_amplifier
+from .amp_control import AmpControl
 from .config import AgentConfig, ConfigError
 from .media import Fetcher, MediaCache, MediaError
 from .player import Cancel, NoPlayerError, Player, PlayOutcome, PlayRequest, make_player, make_tone
@@ -145,7 +146,11 @@ class Agent:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.player: Player = player if player is not None else _configured_player(config)
         self.amplifier: Amplifier = amplifier if amplifier is not None else make_amplifier(
-            config.amp.kind, config.amp.gpio_pin, config.amp.active_high)
+            config.amp)
+        self._amp = AmpControl(self.amplifier, lead_ms=config.amp.lead_ms,
+                               idle_off_s=config.amp.idle_off_s,
+                               alarm=lambda detail: self._inbox.put(
+                                   ("alarms", [("amp_fault", detail)])), clock=self.now_ms)
         self._probe: MachineProbe = probe or MachineProbe(state_dir)
         self._store = StateStore(state_dir / "agent.sqlite")
         self.cache = MediaCache(state_dir / "media", config.fetch_timeout_s)
@@ -289,14 +294,7 @@ class Agent:
         self._desired = store.get("desired")
         if self._desired:
             self._use_desired(self._desired["body"], now, fresh=False)
-        amp_on = store.get("amp_on")
-        if amp_on is None and self.amplifier.kind == "gpio":
-            amp_on = True  # a relay nobody switched yet: a speaker node is there to be heard
-        if amp_on is not None:
-            try:
-                self.amplifier.switch(amp_on)
-            except AmpError as err:
-                self._emit("alarm", code="amp_fault", detail=str(err))
+        self._amp.restore(store.get("amp_on"), now)
 
     @staticmethod
     def _load_keys(keys: Mapping[str, str]) -> dict[str, Ed25519PublicKey]:
@@ -485,7 +483,7 @@ class Agent:
     # --- simple commands --------------------------------------------------------------------------
     def _switch_amp(self, cmd_id: str, on: bool) -> None:
         try:
-            self.amplifier.switch(on)
+            self._amp.command(on, self.now_ms())
         except AmpError as err:
             self._ack(cmd_id, "failed", "amp_fault", detail=str(err))
             self._emit("alarm", code="amp_fault", detail=str(err), cmd_id=cmd_id)
@@ -663,7 +661,9 @@ class Agent:
             now = self.now_ms()
             playing = self._playing.item if self._playing else None
             quiet = in_quiet_hours(now, self._quiet, self._tz)
-            step = plan(now, playing, self._waiting, quiet=quiet, ready=self._ready)
+            self._amp.update(now, playing, self._waiting, quiet)
+            step = plan(now, playing, self._waiting, quiet=quiet,
+                        ready=self._amp.gate(self._ready, now))
             for item, reason in step.skip:
                 self._waiting.remove(item)
                 self._end(item, "skipped", reason)
@@ -672,7 +672,7 @@ class Agent:
                     self._interrupt("preempted")
                 self._waiting.remove(step.start)
                 self._start(step.start)
-            self._wake_at = step.wake_at
+            self._wake_at = self._amp.wake_at(step.wake_at)
             if not step.skip and step.start is None:
                 break
         if self._reboot and (self._store.outbox_size() == 0 or now >= self._reboot.deadline):
@@ -837,6 +837,7 @@ class Agent:
             cache_bytes = None
         return {"v": 1, "ts": self.now_ms(), "agent_version": AGENT_VERSION, **sample,
                 "volume": status["volume"], "amp_on": status["amp_on"],
+                "amp_fault": self._amp.fault,
                 "playing": status["playing"], "desired_version": status["desired_version"],
                 "cache_bytes": cache_bytes}
 

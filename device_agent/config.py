@@ -3,8 +3,9 @@ checked at start with an error that names the bad key (``ConfigError.key``).
 
 Optional keys beyond the provisioned file (with their defaults): ``fetch_timeout_s`` (30),
 ``cache_max_mb`` (2048), ``mqtt.keepalive_s`` (30), ``mqtt.reconnect_min_s`` (1),
-``mqtt.reconnect_max_s`` (60), ``amp.active_high`` (true), ``mic.device`` (``"default"``: the
-ALSA capture device of the acoustic self-test; ``""``: none) and ``mic.min_level_dbfs`` (-50).
+``mqtt.reconnect_max_s`` (60), the ``[amp]`` table's keys but ``kind`` (see AmpConfig),
+``mic.device`` (``"default"``: the ALSA capture device of the acoustic self-test; ``""``: none)
+and ``mic.min_level_dbfs`` (-50).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 PLAYER_KINDS = ("auto", "file", "mpv", "ffplay", "aplay")
 AMP_KINDS = ("none", "gpio")
+BIASES = ("as-is", "pull-up", "pull-down", "disabled")
 
 
 class ConfigError(ValueError):
@@ -65,9 +67,32 @@ class PlayerConfig:
 
 @dataclass(frozen=True)
 class AmpConfig:
+    """The amplifier's relay and fault input (``kind = "gpio"``: through libgpiod v2).
+
+    ``chip``: ``/dev/gpiochipN``, ``gpiochipN`` or the chip's label (``pinctrl-bcm2711``,
+    ``pinctrl-rp1``). A line is an offset on that chip (on a Raspberry Pi the BCM number) or a
+    line name (``GPIO17``). ``gpio_pin`` is the older name of ``relay_line`` (a BCM number).
+    ``fault_line`` (optional) is the amplifier's protect/thermal output; ``fault_active_high``
+    says which level means a fault, ``fault_bias`` the pin's pull. The relay goes on ``lead_ms``
+    before a play starts and off after ``idle_off_s`` with nothing playing or due.
+    """
+
     kind: str = "none"
     gpio_pin: int = 17
     active_high: bool = True
+    chip: str = "gpiochip0"
+    relay_line: int | str | None = None
+    fault_line: int | str | None = None
+    fault_active_high: bool = False
+    fault_bias: str = "pull-up"
+    fault_debounce_ms: int = 20
+    lead_ms: int = 500
+    idle_off_s: float = 60.0
+
+    @property
+    def relay(self) -> int | str:
+        """The relay's line: ``relay_line``, else ``gpio_pin``."""
+        return self.gpio_pin if self.relay_line is None else self.relay_line
 
 
 @dataclass(frozen=True)
@@ -270,11 +295,50 @@ def _player(data: Mapping[str, Any]) -> PlayerConfig:
                         realtime=_get(p, "realtime", "player.realtime", bool, True))
 
 
+AMP_KEYS = {"kind", "gpio_pin", "active_high", "chip", "relay_line", "fault_line",
+            "fault_active_high", "fault_bias", "fault_debounce_ms", "lead_ms", "idle_off_s"}
+
+
 def _amp(data: Mapping[str, Any]) -> AmpConfig:
-    a = _table(data, "amp", {"kind", "gpio_pin", "active_high"})
-    return AmpConfig(kind=_get(a, "kind", "amp.kind", str, "none"),
-                     gpio_pin=_get(a, "gpio_pin", "amp.gpio_pin", int, 17),
-                     active_high=_get(a, "active_high", "amp.active_high", bool, True))
+    a = _table(data, "amp", AMP_KEYS)
+    amp = AmpConfig(
+        kind=_get(a, "kind", "amp.kind", str, "none"),
+        gpio_pin=_get(a, "gpio_pin", "amp.gpio_pin", int, 17),
+        active_high=_get(a, "active_high", "amp.active_high", bool, True),
+        chip=_get(a, "chip", "amp.chip", str, "gpiochip0"),
+        relay_line=_line(a, "relay_line"),
+        fault_line=_line(a, "fault_line"),
+        fault_active_high=_get(a, "fault_active_high", "amp.fault_active_high", bool, False),
+        fault_bias=_get(a, "fault_bias", "amp.fault_bias", str, "pull-up"),
+        fault_debounce_ms=_get(a, "fault_debounce_ms", "amp.fault_debounce_ms", int, 20),
+        lead_ms=_get(a, "lead_ms", "amp.lead_ms", int, 500),
+        idle_off_s=float(_get(a, "idle_off_s", "amp.idle_off_s", (int, float), 60)))
+    if not amp.chip.strip():
+        raise ConfigError("amp.chip", "must not be empty")
+    if amp.fault_bias not in BIASES:
+        raise ConfigError("amp.fault_bias", f"must be one of {', '.join(BIASES)}, "
+                                            f"not {amp.fault_bias!r}")
+    if not 0 <= amp.fault_debounce_ms <= 1000:
+        raise ConfigError("amp.fault_debounce_ms", f"must be 0-1000, not {amp.fault_debounce_ms}")
+    if not 0 <= amp.lead_ms <= 10_000:
+        raise ConfigError("amp.lead_ms", f"must be 0-10000 ms, not {amp.lead_ms}")
+    _positive(amp.idle_off_s, "amp.idle_off_s")
+    if "gpio_pin" in a and amp.relay_line is not None and amp.relay_line != amp.gpio_pin:
+        raise ConfigError("amp.relay_line", f"{amp.relay_line!r} contradicts amp.gpio_pin "
+                                            f"{amp.gpio_pin} (its older name): keep one")
+    if amp.fault_line is not None and amp.fault_line == amp.relay:
+        raise ConfigError("amp.fault_line", "must not be the relay's line")
+    return amp
+
+
+def _line(table: Mapping[str, Any], name: str) -> int | str | None:
+    """A GPIO line: an offset on the chip (>= 0) or a line name."""
+    line: int | str | None = _get(table, name, f"amp.{name}", (int, str), None)
+    if isinstance(line, int) and line < 0:
+        raise ConfigError(f"amp.{name}", f"must be a line offset (0 or more) or a name, not {line}")
+    if isinstance(line, str) and not line.strip():
+        raise ConfigError(f"amp.{name}", "must not be empty")
+    return line
 
 
 def _system(data: Mapping[str, Any]) -> SystemConfig:

@@ -147,6 +147,7 @@ TELEMETRY: dict[str, Any] = {
         "agent_version": {"type": ["string", "null"]}, "cpu_temp_c": NUM_OR_NULL,
         "load1": NUM_OR_NULL, "mem_used_pct": NUM_OR_NULL, "disk_free_mb": NUM_OR_NULL,
         "volume": INT_OR_NULL, "amp_on": {"type": ["boolean", "null"]},
+        "amp_fault": {"type": ["boolean", "null"]},  # optional: only with a fault input
         "playing": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
             "item_id": {"type": "string"}, "priority": PRIORITY, "since": MS}}]},
         # each field below is optional: absent or null means the node could not read it

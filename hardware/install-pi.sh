@@ -114,6 +114,21 @@ except ConfigError as err:
     sys.exit(f'config: {err}')
 "
 
+echo "== GPIO (amplifier relay and fault input, hardware/WIRING.md)"
+# [amp] kind = "gpio" drives the relay through libgpiod v2's Python binding, in the agent's venv
+# (Debian's python3-libgpiod is v1). Where no wheel fits, pip builds it: that needs a compiler.
+GPIOD='gpiod>=2.1,<3'
+if ! "$PREFIX/venv/bin/pip" install -q "$GPIOD"; then
+    apt-get install -y -q gcc python3-dev && "$PREFIX/venv/bin/pip" install -q "$GPIOD" \
+        || echo "(gpiod binding not installed: an [amp] kind = \"gpio\" agent will not start)"
+fi
+# /dev/gpiochip* for the gpio group (Raspberry Pi OS has this rule; plain Debian does not).
+cat > /etc/udev/rules.d/60-loa-gpiochip.rules <<'EOF'
+SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"
+EOF
+udevadm control --reload-rules 2>/dev/null && udevadm trigger --subsystem-match=gpio 2>/dev/null \
+    || true
+
 echo "== reboot permission (polkit)"
 install -d -m 0755 /etc/polkit-1/rules.d
 cat > /etc/polkit-1/rules.d/50-loa-agent.rules <<EOF

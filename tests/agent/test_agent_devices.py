@@ -1,6 +1,6 @@
 """The agent's device interfaces on their own: players (the file sink and a real ffplay
-subprocess, both stoppable), the amplifier relay (GPIO through a fake sysfs tree, and the
-recording double), the generated test tone, and the media cache."""
+subprocess, both stoppable), the amplifier's recording double (the libgpiod relay has its own
+file, test_agent_amp.py), the generated test tone, and the media cache."""
 import hashlib
 import json
 import shutil
@@ -10,7 +10,7 @@ import wave
 
 import pytest
 
-from device_agent.amp import AmpError, GpioAmplifier, RecordingAmplifier
+from device_agent.amp import AmpError, RecordingAmplifier
 from device_agent.media import MediaCache, MediaError
 from device_agent.player import (AplayPlayer, Cancel, FfplayPlayer, FileSinkPlayer, MpvPlayer,
                                  PlayRequest, make_player, make_tone)
@@ -102,47 +102,6 @@ def test_test_tone_is_a_real_wav(tmp_path):
 
 
 # --- amplifier -----------------------------------------------------------------------------------
-
-def fake_sysfs(tmp_path, base=512, pin=17):
-    root = tmp_path / "gpio"
-    chip = root / f"gpiochip{base}"
-    chip.mkdir(parents=True)
-    (chip / "label").write_text("pinctrl-bcm2711\n")
-    (chip / "base").write_text(f"{base}\n")
-    (chip / "ngpio").write_text("58\n")
-    (root / "export").write_text("")
-    line = root / f"gpio{base + pin}"      # what the kernel creates on export
-    line.mkdir()
-    (line / "direction").write_text("in\n")
-    (line / "value").write_text("0\n")
-    return root, line
-
-
-def test_gpio_amplifier_drives_the_pin_through_sysfs_with_the_chip_base(tmp_path):
-    root, line = fake_sysfs(tmp_path)
-    amp = GpioAmplifier(17, sysfs=root)
-    assert amp.state() is None                      # an input pin: unknown
-    amp.switch(True)
-    assert (line / "direction").read_text() == "high"
-    (line / "direction").write_text("out")          # the kernel reports "out" afterwards
-    assert (line / "value").read_text() == "1" and amp.state() is True
-    amp.switch(False)
-    assert (line / "value").read_text() == "0" and amp.state() is False
-
-
-def test_gpio_amplifier_active_low_inverts_the_level(tmp_path):
-    root, line = fake_sysfs(tmp_path)
-    (line / "direction").write_text("out")
-    amp = GpioAmplifier(17, active_high=False, sysfs=root)
-    amp.switch(True)
-    assert (line / "value").read_text() == "0" and amp.state() is True
-
-
-def test_gpio_amplifier_without_sysfs_or_gpioset_raises_amp_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(shutil, "which", lambda cmd: None)
-    with pytest.raises(AmpError):
-        GpioAmplifier(17, sysfs=tmp_path / "absent").switch(True)
-
 
 def test_recording_amplifier_records_and_can_fail():
     amp = RecordingAmplifier()
