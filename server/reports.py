@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 
 from . import schedule
 from .broadcasts import BroadcastStatus
-from .deliveries import DeliveryStatus
-from .models import Area, Broadcast, Delivery, Media, Node, PlayLog
+from .deliveries import DeliveryStatus, slot_counts, slot_state
+from .models import Area, Broadcast, Delivery, Media, Node, PlayLog, SlotDelivery
 
 
 class AirStatus(StrEnum):
@@ -300,13 +300,16 @@ def _not_yet_sent(db: Session, nodes: dict[str, Node], start: dt.datetime, end: 
 
 
 def _series(db: Session, tz: str, nodes: dict[str, Node], start: dt.datetime,
-            end: dt.datetime, media: dict[str, int]) -> list[PlannedItem]:
-    """Every slot in [start, end) of every series, for each node it reaches, from the series'
-    creation (or confirmation) until it was cancelled, and from the node's own provisioning."""
+            end: dt.datetime, media: dict[str, int], only: int | None = None
+            ) -> list[PlannedItem]:
+    """Every slot in [start, end) of every series (``only``: of that one), for each node it
+    reaches, from the series' creation (or confirmation) until it was cancelled, and from the
+    node's own provisioning."""
     reach = schedule.Reach(db)
     out = []
+    chosen = (Broadcast.id == only,) if only is not None else ()
     for bc in db.scalars(select(Broadcast).where(
-            Broadcast.recurrence.is_not(None),
+            Broadcast.recurrence.is_not(None), *chosen,
             Broadcast.status.in_((BroadcastStatus.SCHEDULED, BroadcastStatus.CANCELLED)))
             .order_by(Broadcast.id)):
         targets = sorted(reach.nodes(bc) & set(nodes))
@@ -389,6 +392,18 @@ def build(db: Session, tz: str, *, areas: set[int] | None, node_id: str | None,
     return airplay(items, plays, acks, now=now, grace=grace, presence=presence)
 
 
+def series_lines(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime, end: dt.datetime,
+                 now: dt.datetime, grace: dt.timedelta) -> list[Line]:
+    """The report's lines for the slots of one series in [start, end) (aware), on every node
+    it reaches: what server.deliveries.slot_state shows staff once the report has judged."""
+    reached = sorted(schedule.Reach(db).nodes(bc))
+    nodes = {n.id: n for chunk in _chunks(reached) for n in db.scalars(
+        select(Node).where(Node.id.in_(chunk)))}
+    items = _series(db, tz, nodes, start, end, {}, only=bc.id)
+    plays, acks = reported_rows(db, items)
+    return airplay(items, plays, acks, now=now, grace=grace).lines
+
+
 # --- as the API answers it ---------------------------------------------------------------------
 
 FIELDS = ("node_id", "area_id", "broadcast_id", "slot_id", "cmd_id", "scheduled_at",
@@ -428,3 +443,49 @@ def report_csv(report: Report) -> str:
     writer.writeheader()
     writer.writerows(line_json(line) for line in report.lines)
     return out.getvalue()
+
+
+# A series' occurrences are listed from a day ago to two days on unless asked, a week at most.
+SLOTS_BEFORE, SLOTS_AFTER, SLOTS_MOST = (dt.timedelta(days=1), dt.timedelta(days=2),
+                                         dt.timedelta(days=7))
+
+
+def slot_window(now: dt.datetime, start: dt.datetime | None = None,
+                end: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """The window of a series' occurrences staff asked for (aware; None: the default)."""
+    start = start or now - SLOTS_BEFORE
+    end = end or max(start, now) + SLOTS_AFTER
+    return schedule.listing_window(start, min(end, start + SLOTS_MOST))
+
+
+def series_slots_json(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime,
+                      end: dt.datetime, now: dt.datetime, grace: dt.timedelta) -> dict:
+    """Per occurrence of the series in [start, end) (aware): its slot id, start, media and
+    each node's delivery state (server.deliveries.slot_state), with how many stand at each."""
+    lines = series_lines(db, tz, bc, start=start, end=end, now=now, grace=grace)
+    stored = {(r.node_id, r.slot_id): r.status for chunk in _chunks(sorted(
+        {line.item.slot_id or "" for line in lines})) for r in db.scalars(
+        select(SlotDelivery).where(SlotDelivery.broadcast_id == bc.id,
+                                   SlotDelivery.slot_id.in_(chunk)))}
+    occurrences: dict[str, dict] = {}
+    for line in lines:
+        item = line.item
+        slot_id = item.slot_id or ""
+        occurrence = occurrences.get(slot_id)
+        if occurrence is None:
+            occurrence = occurrences[slot_id] = {
+                "slot_id": slot_id, "start_at": _iso(item.scheduled_at),
+                "end_at": _iso(item.end_at), "sha256": schedule.slot_media(db, bc, slot_id),
+                "nodes": []}
+        state, reason = slot_state(stored.get((item.node_id, slot_id)), line.status.value,
+                                   line.reason.value if line.reason else None)
+        occurrence["nodes"].append({"node_id": item.node_id, "state": state.value,
+                                    "reason": reason})
+    for occurrence in occurrences.values():
+        occurrence["counts"] = slot_counts(n["state"] for n in occurrence["nodes"])
+    return {"broadcast_id": bc.id, "from": _iso(start), "to": _iso(end),
+            "generated_at": _iso(now), "grace_s": int(grace.total_seconds()),
+            "occurrences": list(occurrences.values()),
+            "counts": slot_counts(n["state"] for o in occurrences.values()
+                                  for n in o["nodes"])}
+
