@@ -55,7 +55,7 @@ ACK_EXTRA = {"result": {"type": ["string", "null"]}, "detail": {"type": ["string
 LOG_EVERY_S = 60.0
 INGEST_BATCH = 500         # node messages written in one transaction
 INGEST_QUEUE = 100_000     # messages waiting for the worker before the network thread waits
-SLOT_LOOKBACK = dt.timedelta(days=8)  # a node reports a slot it played offline up to a week on
+SLOT_LOOKBACK = dt.timedelta(hours=1)  # a slot begun longer ago is no more delivered or ready
 
 
 @dataclass(frozen=True)
@@ -338,7 +338,7 @@ class Bridge:
                     names = {where.name for where in (parse_topic(self.prefix, topic)
                                                       for topic, _ in messages) if where}
                     db.info["batch"] = {"deliveries": {}, "events": set(), "commands": {},
-                                        "slots": None,  # read at the first that needs them
+                                        "slots": {}, "slot": {},  # read when first needed
                                         "nodes": db.scalars(select(Node).where(
                                             Node.id.in_(names))).all(),  # held: db.get finds them
                                         "stored": self._stored_events(db, messages)}
@@ -496,36 +496,50 @@ class Bridge:
         if event["version"] < 0 or event["version"] > (node.desired_version or 0):
             return Refused("unknown_version", f"version {event['version']} was never sent")
         node.desired_applied_version = max(event["version"], node.desired_applied_version or 0)
-        deliveries.slots_applied(self._slot_rows(db, node.id), node.desired_applied_version)
+        deliveries.slots_applied(self._slot_rows(db, node.id, deliveries.SlotState.SCHEDULED),
+                                 node.desired_applied_version)
         return None
 
     def _media_ready(self, db: Session, node: Node, event: dict) -> Refused | None:
-        deliveries.slot_media_ready(self._slot_rows(db, node.id), event["sha256"])
+        # those delivered earlier in this transaction too (in a batch: not written yet)
+        rows = self._slot_rows(db, node.id, deliveries.SlotState.DELIVERED)
+        if db.info.get("batch") is not None:
+            rows = rows + self._slot_rows(db, node.id, deliveries.SlotState.SCHEDULED)
+        deliveries.slot_media_ready(rows, event["sha256"])
         return None
 
-    def _slot_rows(self, db: Session, node_id: str) -> list[SlotDelivery]:
-        """The node's slot deliveries of the last SLOT_LOOKBACK and to come. In a batch, those
-        of every node in it are read at the first event that needs them: a ward's nodes apply
-        a new desired state together."""
-        since = utcnow() - SLOT_LOOKBACK
+    def _slot_rows(self, db: Session, node_id: str, status: str) -> list[SlotDelivery]:
+        """The node's slot deliveries that stood at ``status`` (scheduled: what a
+        desired_applied moves; delivered: what a media_ready moves) when the transaction
+        began, of slots not begun long ago. In a batch, those of every node in it are read at
+        the first event that needs them: a ward's nodes apply a new desired state together."""
+        waiting = (SlotDelivery.status == status,
+                   SlotDelivery.start_at >= utcnow() - SLOT_LOOKBACK)
         batch = db.info.get("batch")
         if batch is None:
             return list(db.scalars(select(SlotDelivery).where(
-                SlotDelivery.node_id == node_id, SlotDelivery.start_at >= since)))
-        if batch["slots"] is None:
-            batch["slots"] = {}
+                SlotDelivery.node_id == node_id, *waiting)))
+        by_node = batch["slots"].get(status)
+        if by_node is None:
+            by_node = batch["slots"][status] = {}
             names = [n.id for n in batch["nodes"]]
             for row in db.scalars(select(SlotDelivery).where(SlotDelivery.node_id.in_(names),
-                                                             SlotDelivery.start_at >= since)):
-                batch["slots"].setdefault(row.node_id, []).append(row)
-        return batch["slots"].get(node_id, [])
+                                                             *waiting)):
+                by_node.setdefault(row.node_id, []).append(row)
+        return by_node.get(node_id, [])
 
     def _slot_row(self, db: Session, node_id: str, slot_id: str) -> SlotDelivery | None:
-        for row in self._slot_rows(db, node_id):
-            if row.slot_id == slot_id:
-                return row
-        return db.scalar(select(SlotDelivery).where(SlotDelivery.node_id == node_id,  # older
-                                                    SlotDelivery.slot_id == slot_id))
+        """The node's delivery of the slot. In a batch, every node's delivery of the slot is
+        read at the first `played` for it: the nodes of a ward play a slot together."""
+        batch = db.info.get("batch")
+        if batch is None:
+            return db.scalar(select(SlotDelivery).where(SlotDelivery.node_id == node_id,
+                                                        SlotDelivery.slot_id == slot_id))
+        by_node = batch["slot"].get(slot_id)
+        if by_node is None:
+            by_node = batch["slot"][slot_id] = {row.node_id: row for row in db.scalars(
+                select(SlotDelivery).where(SlotDelivery.slot_id == slot_id))}
+        return by_node.get(node_id)
 
     def _addressed(self, db: Session, cmd_id: str | None, node: Node) -> Command | None:
         """The command ``cmd_id`` when it was addressed to ``node``: through a delivery of its

@@ -332,9 +332,9 @@ class SlotDelivery(Base):
     """One node's part of one occurrence (slot) of a series, as its desired states carried it:
     the version that first carried it with its media, and how far the node got with it."""
     __tablename__ = "slot_deliveries"
-    __table_args__ = (UniqueConstraint("node_id", "slot_id"),)
+    __table_args__ = (UniqueConstraint("slot_id", "node_id"),)  # also: a slot's, by slot id
     id: Mapped[int] = mapped_column(primary_key=True)
-    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))  # the unique pair indexes it
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
     broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id"), index=True)
     slot_id: Mapped[str] = mapped_column(String(128))
     start_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)

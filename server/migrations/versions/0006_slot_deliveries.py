@@ -31,9 +31,11 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(['broadcast_id'], ['broadcasts.id'], ),
         sa.ForeignKeyConstraint(['node_id'], ['nodes.id'], ),
         sa.PrimaryKeyConstraint('id'),
-        sa.UniqueConstraint('node_id', 'slot_id'))
+        sa.UniqueConstraint('slot_id', 'node_id'))
     with op.batch_alter_table('slot_deliveries', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_slot_deliveries_broadcast_id'), ['broadcast_id'],
+                              unique=False)
+        batch_op.create_index(batch_op.f('ix_slot_deliveries_node_id'), ['node_id'],
                               unique=False)
         batch_op.create_index(batch_op.f('ix_slot_deliveries_start_at'), ['start_at'],
                               unique=False)
@@ -42,5 +44,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('slot_deliveries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_slot_deliveries_start_at'))
+        batch_op.drop_index(batch_op.f('ix_slot_deliveries_node_id'))
         batch_op.drop_index(batch_op.f('ix_slot_deliveries_broadcast_id'))
     op.drop_table('slot_deliveries')
