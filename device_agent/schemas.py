@@ -110,8 +110,8 @@ _EVENT_BASE = {"v": {"const": 1}, "id": {"type": "string", "minLength": 1, "maxL
 EVENT: dict[str, Any] = {
     "$id": "event", "title": "Event (node -> server, on the events topic)", "type": "object",
     "required": ["v", "id", "type", "ts"],
-    "properties": dict(_EVENT_BASE, type={"enum": ["ack", "played", "desired_applied", "media_ready",
-                                            "alarm"]}),
+    "properties": dict(_EVENT_BASE, type={"enum": ["ack", "played", "desired_applied",
+                                                   "media_ready", "alarm"]}),
     "allOf": [
         {"if": {"properties": {"type": {"const": "ack"}}},
          "then": {"required": ["cmd_id", "status"], "properties": {

@@ -494,9 +494,8 @@ def broadcast_slots(broadcast_id: int):
     s = app_settings()
     now = utcnow().replace(tzinfo=dt.UTC)
     bounds = {arg: parse_time(request.args.get(arg) or None, arg, s.tz) for arg in ("from", "to")}
-    start, end = reports.slot_window(
-        now, *(bounds[arg].replace(tzinfo=dt.UTC) if bounds[arg] else None
-               for arg in ("from", "to")))
+    start, end = reports.slot_window(now, *(when.replace(tzinfo=dt.UTC) if when else None
+                                            for when in (bounds["from"], bounds["to"])))
     return jsonify(reports.series_slots_json(g.db, s.timezone, bc, start=start, end=end, now=now,
                                              grace=dt.timedelta(seconds=s.airplay_grace_s)))
 

@@ -519,9 +519,10 @@ class Bridge:
         if batch is None:
             return list(db.scalars(select(SlotDelivery).where(
                 SlotDelivery.node_id == node_id, *waiting)))
-        by_node = batch["slots"].get(status)
+        by_node: dict[str, list[SlotDelivery]] | None = batch["slots"].get(status)
         if by_node is None:
-            by_node = batch["slots"][status] = {}
+            by_node = {}
+            batch["slots"][status] = by_node
             names = [n.id for n in batch["nodes"]]
             for row in db.scalars(select(SlotDelivery).where(SlotDelivery.node_id.in_(names),
                                                              *waiting)):
