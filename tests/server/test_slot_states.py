@@ -98,3 +98,10 @@ def test_staff_see_the_reports_judgement_once_it_has_one_else_what_is_stored(
 def test_counts_name_every_state():
     counts = deliveries.slot_counts(["ready", "ready", "played"])
     assert counts == {**dict.fromkeys((s.value for s in SlotState), 0), "ready": 2, "played": 1}
+
+
+def test_every_slot_state_reads_in_both_languages():
+    from server.i18n import CATALOGUE
+    for state in SlotState:
+        entry = CATALOGUE[f"slot.{state}"]
+        assert set(entry) == {"vi", "en"} and all(entry.values()), state
