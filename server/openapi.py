@@ -453,7 +453,8 @@ PATHS = {
         params=[_path_param("broadcast_id"),
                 _query("from", TIME_OR_EMPTY, "the window's start (default: a day ago)"),
                 _query("to", TIME_OR_EMPTY, "its end (default: two days from now, or from "
-                       "from; at most 7 days after from)")])},
+                       "from; at most 7 days after from, and before the 201st occurrence: "
+                       "the answer's to says where it ends)")])},
     "/api/v1/broadcasts/{broadcast_id}/confirm": {"post": _op(
         "The second person confirms a live or emergency broadcast held for confirmation "
         "(another user than its creator, with the approver role over every target)",

@@ -445,9 +445,11 @@ def report_csv(report: Report) -> str:
     return out.getvalue()
 
 
-# A series' occurrences are listed from a day ago to two days on unless asked, a week at most.
+# A series' occurrences are listed from a day ago to two days on unless asked, a week at most,
+# and no more than MOST_OCCURRENCES of them (a series may play every minute).
 SLOTS_BEFORE, SLOTS_AFTER, SLOTS_MOST = (dt.timedelta(days=1), dt.timedelta(days=2),
                                          dt.timedelta(days=7))
+MOST_OCCURRENCES = 200
 
 
 def slot_window(now: dt.datetime, start: dt.datetime | None = None,
@@ -461,7 +463,12 @@ def slot_window(now: dt.datetime, start: dt.datetime | None = None,
 def series_slots_json(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime,
                       end: dt.datetime, now: dt.datetime, grace: dt.timedelta) -> dict:
     """Per occurrence of the series in [start, end) (aware): its slot id, start, media and
-    each node's delivery state (server.deliveries.slot_state), with how many stand at each."""
+    each node's delivery state (server.deliveries.slot_state), with how many stand at each.
+    More than MOST_OCCURRENCES: the window ends before the next one (the answer's ``to``)."""
+    if bc.recurrence is not None:
+        found = schedule.slots(db, bc, tz, start, end)
+        if len(found) > MOST_OCCURRENCES:
+            end = found[MOST_OCCURRENCES].start_at
     lines = series_lines(db, tz, bc, start=start, end=end, now=now, grace=grace)
     stored = {(r.node_id, r.slot_id): r.status for chunk in _chunks(sorted(
         {line.item.slot_id or "" for line in lines})) for r in db.scalars(

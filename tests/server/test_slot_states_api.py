@@ -86,3 +86,19 @@ def test_the_broadcast_page_shows_each_occurrences_state_per_node(wards, app_onl
     html = page.text
     assert f'id="slot-{slot_id(bc["id"], at_local(1, 6))}"' in html
     assert 'data-state="scheduled"' in html and "Đã lên lịch" in html
+
+
+def test_a_dense_series_lists_at_most_200_occurrences_and_says_where_it_stopped(
+        wards, app_only):
+    s = app_only
+    b = s.approved_bulletin()
+    start = at_local(1, 6)
+    bc = s.ok("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": b["id"], "targets": {"areas": [wards["mine"]["id"]]},
+        "recurrence": "FREQ=HOURLY;BYMINUTE=" + ",".join(map(str, range(0, 60, 5))),
+        "start_at": start.isoformat()})  # every five minutes
+    answer = s.ok("GET", f"/api/v1/broadcasts/{bc['id']}/slots",
+                  params={"from": start.isoformat()})
+    assert len(answer["occurrences"]) == 200
+    assert answer["occurrences"][-1]["start_at"] < answer["to"]
+    assert dt.datetime.fromisoformat(answer["to"]) == start + dt.timedelta(minutes=5 * 200)
