@@ -194,6 +194,7 @@ class Agent:
         self._groups: tuple[str, ...] = tuple(config.groups)
         self._volume = DEFAULT_VOLUME
         self._desired: dict[str, Any] | None = None
+        self._unreported: set[str] = set()     # media of the desired state not yet reported
         self._quiet: list[Mapping[str, str]] = []
         self._tz = ZoneInfo(config.tz)
         self._key_state = KeyState()
@@ -292,8 +293,13 @@ class Agent:
             else:
                 self._waiting.append(item)
         self._desired = store.get("desired")
+        self._unreported = set(store.get("media_unreported", []))
         if self._desired:
             self._use_desired(self._desired["body"], now, fresh=False)
+            for sha in sorted(self._unreported):  # downloaded just before the agent stopped
+                if self._media.get(sha) == "ready":
+                    self._media_ready(sha)
+            self._store.put("media_unreported", sorted(self._unreported))
         self._amp.restore(store.get("amp_on"), now)
 
     @staticmethod
@@ -539,6 +545,25 @@ class Agent:
         self._store.put("desired", self._desired)
         self._use_desired(body, now, fresh=True)
         self._emit("desired_applied", version=version)
+        self._report_ready(body)
+
+    def _report_ready(self, body: Mapping[str, Any]) -> None:
+        """After a new desired version is applied: a ``media_ready`` for each of its media
+        (slots and prefetch) once it is verified in the cache, now for what is there already,
+        later (``_on_fetched``) for the rest; each once per version. What is still owed is
+        kept in the state store, so a restart before a download ends still reports it."""
+        shas = dict.fromkeys([s["item"]["media"]["sha256"] for s in body.get("schedule", [])]
+                             + [m["sha256"] for m in body.get("prefetch", [])])
+        self._unreported = set(shas)
+        for sha in shas:
+            if self._media.get(sha) == "ready":
+                self._media_ready(sha)
+        self._store.put("media_unreported", sorted(self._unreported))
+
+    def _media_ready(self, sha: str) -> None:
+        if sha in self._unreported:
+            self._unreported.discard(sha)
+            self._emit("media_ready", sha256=sha)
 
     def _use_desired(self, body: Mapping[str, Any], now: int, fresh: bool) -> None:
         tz_name = body.get("tz") or self.config.tz
@@ -620,6 +645,9 @@ class Agent:
         sha, error = result
         if error is None:
             self._media[sha] = "ready"
+            if sha in self._unreported:
+                self._media_ready(sha)
+                self._store.put("media_unreported", sorted(self._unreported))
             return
         self._media[sha] = _MediaFailure(error.reason, error.detail, self.now_ms())
         affected = [i for i in self._waiting if i.sha256 == sha and not i.is_slot]

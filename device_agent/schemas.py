@@ -110,7 +110,8 @@ _EVENT_BASE = {"v": {"const": 1}, "id": {"type": "string", "minLength": 1, "maxL
 EVENT: dict[str, Any] = {
     "$id": "event", "title": "Event (node -> server, on the events topic)", "type": "object",
     "required": ["v", "id", "type", "ts"],
-    "properties": dict(_EVENT_BASE, type={"enum": ["ack", "played", "desired_applied", "alarm"]}),
+    "properties": dict(_EVENT_BASE, type={"enum": ["ack", "played", "desired_applied",
+                                                   "media_ready", "alarm"]}),
     "allOf": [
         {"if": {"properties": {"type": {"const": "ack"}}},
          "then": {"required": ["cmd_id", "status"], "properties": {
@@ -129,6 +130,8 @@ EVENT: dict[str, Any] = {
              "reason": {"type": ["string", "null"]}}}},
         {"if": {"properties": {"type": {"const": "desired_applied"}}},
          "then": {"required": ["version"], "properties": {"version": {"type": "integer"}}}},
+        {"if": {"properties": {"type": {"const": "media_ready"}}},
+         "then": {"required": ["sha256"], "properties": {"sha256": SHA256}}},
         {"if": {"properties": {"type": {"const": "alarm"}}},
          "then": {"required": ["code"], "properties": {
              "code": {"type": "string", "minLength": 1}, "detail": {"type": ["string", "null"]},

@@ -49,6 +49,14 @@ def _interrupted(slot: Slot, one_offs: Iterable[Slot]) -> bool:
     return any(o.priority >= slot.priority and o.overlaps(slot) for o in one_offs)
 
 
+def _carried(entry: dict) -> deliveries.Carried:
+    """A desired state's schedule entry as its slot's delivery records it."""
+    broadcast_id = schedule.slot_broadcast_id(entry["slot_id"])
+    assert broadcast_id is not None  # schedules.slots.slot_id names its broadcast
+    return deliveries.Carried(entry["slot_id"], broadcast_id, from_ms(entry["start_at"]),
+                              entry["item"]["media"]["sha256"])
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], transport: Transport,
                  key: Ed25519PrivateKey, kid: str, clock: Callable[[], int] = now_ms):
@@ -323,6 +331,8 @@ class Dispatcher:
         slots, media = self._slots_by_node(db, now, window)
         groups: dict[int, list[str]] = {}  # a ward's nodes share their groups and zone
         zones: dict[int, str] = {}
+        carried: dict[str, list[deliveries.Carried]] = {}
+        as_carried: dict[int, deliveries.Carried] = {}  # entries are shared between nodes
         for node in nodes:
             if node.cluster_id not in groups:
                 groups[node.cluster_id] = node_groups(db, node)
@@ -338,6 +348,13 @@ class Dispatcher:
             self._command(db, "desired", f"node:{node.id}", body, window, None, node.id,
                           now, retain=True)
             node.desired_exp_ms = now + window
+            for e in entries:
+                if id(e) not in as_carried:
+                    as_carried[id(e)] = _carried(e)
+            carried[node.id] = [as_carried[id(e)] for e in entries]
+        # which version first carried each slot, for its delivery state (server.deliveries)
+        deliveries.slots_sent(db, {n.id: n.desired_version for n in nodes}, carried,
+                              from_ms(now - LATE_SLOT_MS))
         return len(nodes)
 
     def sign_pending(self) -> int:

@@ -490,6 +490,20 @@ def get_broadcast(broadcast_id: int):
     return jsonify(broadcast_json(g.db, _broadcast(broadcast_id), app_settings().timezone))
 
 
+@bp.get("/broadcasts/<int:broadcast_id>/slots")
+@auth.login_required
+def broadcast_slots(broadcast_id: int):
+    """Each occurrence of a series in [from, to) and each node's delivery state of it."""
+    bc = _broadcast(broadcast_id)
+    s = app_settings()
+    now = utcnow().replace(tzinfo=dt.UTC)
+    bounds = {arg: parse_time(request.args.get(arg) or None, arg, s.tz) for arg in ("from", "to")}
+    start, end = reports.slot_window(now, *(when.replace(tzinfo=dt.UTC) if when else None
+                                            for when in (bounds["from"], bounds["to"])))
+    return jsonify(reports.series_slots_json(g.db, s.timezone, bc, start=start, end=end, now=now,
+                                             grace=dt.timedelta(seconds=s.airplay_grace_s)))
+
+
 @bp.patch("/broadcasts/<int:broadcast_id>")
 def edit_broadcast(broadcast_id: int):
     """A series edited from now on: it ends now, and the answer is the new series (201) whose

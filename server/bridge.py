@@ -12,6 +12,7 @@ at most once a minute per node and reason, so one bad node cannot flood the log.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -32,8 +33,8 @@ from device_agent.protocol import parse_topic
 from schedules.recurrence import DEFAULT_TZ
 
 from . import deliveries, programmes, schedule
-from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, Telemetry,
-                     area_ancestors, node_groups, utcnow)
+from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, SlotDelivery,
+                     Telemetry, area_ancestors, node_groups, utcnow)
 from .outbox import command_acked
 from .transport import Transport
 
@@ -54,6 +55,7 @@ ACK_EXTRA = {"result": {"type": ["string", "null"]}, "detail": {"type": ["string
 LOG_EVERY_S = 60.0
 INGEST_BATCH = 500         # node messages written in one transaction
 INGEST_QUEUE = 100_000     # messages waiting for the worker before the network thread waits
+SLOT_LOOKBACK = dt.timedelta(hours=1)  # a slot begun longer ago is no more delivered or ready
 
 
 @dataclass(frozen=True)
@@ -283,7 +285,8 @@ class Bridge:
         self.topics: dict[str, Callable[[Session, Node, dict], Refused | None]] = {
             "state": self._state, "telemetry": self._telemetry, "events": self._event}
         self.events: dict[str, Callable[[Session, Node, dict], Refused | None]] = {
-            "ack": self._ack, "played": self._played, "desired_applied": self._desired_applied}
+            "ack": self._ack, "played": self._played, "desired_applied": self._desired_applied,
+            "media_ready": self._media_ready}
 
     def start(self) -> None:
         """Subscribe to what nodes publish. Messages are queued on the transport's network
@@ -336,6 +339,7 @@ class Bridge:
                     names = {where.name for where in (parse_topic(self.prefix, topic)
                                                       for topic, _ in messages) if where}
                     db.info["batch"] = {"deliveries": {}, "events": set(), "commands": {},
+                                        "slots": {}, "slot": {},  # read when first needed
                                         "nodes": db.scalars(select(Node).where(
                                             Node.id.in_(names))).all(),  # held: db.get finds them
                                         "stored": self._stored_events(db, messages)}
@@ -493,7 +497,51 @@ class Bridge:
         if event["version"] < 0 or event["version"] > (node.desired_version or 0):
             return Refused("unknown_version", f"version {event['version']} was never sent")
         node.desired_applied_version = max(event["version"], node.desired_applied_version or 0)
+        deliveries.slots_applied(self._slot_rows(db, node.id, deliveries.SlotState.SCHEDULED),
+                                 node.desired_applied_version)
         return None
+
+    def _media_ready(self, db: Session, node: Node, event: dict) -> Refused | None:
+        # those delivered earlier in this transaction too (in a batch: not written yet)
+        rows = self._slot_rows(db, node.id, deliveries.SlotState.DELIVERED)
+        if db.info.get("batch") is not None:
+            rows = rows + self._slot_rows(db, node.id, deliveries.SlotState.SCHEDULED)
+        deliveries.slot_media_ready(rows, event["sha256"])
+        return None
+
+    def _slot_rows(self, db: Session, node_id: str, status: str) -> list[SlotDelivery]:
+        """The node's slot deliveries that stood at ``status`` (scheduled: what a
+        desired_applied moves; delivered: what a media_ready moves) when the transaction
+        began, of slots not begun long ago. In a batch, those of every node in it are read at
+        the first event that needs them: a ward's nodes apply a new desired state together."""
+        waiting = (SlotDelivery.status == status,
+                   SlotDelivery.start_at >= utcnow() - SLOT_LOOKBACK)
+        batch = db.info.get("batch")
+        if batch is None:
+            return list(db.scalars(select(SlotDelivery).where(
+                SlotDelivery.node_id == node_id, *waiting)))
+        by_node: dict[str, list[SlotDelivery]] | None = batch["slots"].get(status)
+        if by_node is None:
+            by_node = {}
+            batch["slots"][status] = by_node
+            names = [n.id for n in batch["nodes"]]
+            for row in db.scalars(select(SlotDelivery).where(SlotDelivery.node_id.in_(names),
+                                                             *waiting)):
+                by_node.setdefault(row.node_id, []).append(row)
+        return by_node.get(node_id, [])
+
+    def _slot_row(self, db: Session, node_id: str, slot_id: str) -> SlotDelivery | None:
+        """The node's delivery of the slot. In a batch, every node's delivery of the slot is
+        read at the first `played` for it: the nodes of a ward play a slot together."""
+        batch = db.info.get("batch")
+        if batch is None:
+            return db.scalar(select(SlotDelivery).where(SlotDelivery.node_id == node_id,
+                                                        SlotDelivery.slot_id == slot_id))
+        by_node = batch["slot"].get(slot_id)
+        if by_node is None:
+            by_node = batch["slot"][slot_id] = {row.node_id: row for row in db.scalars(
+                select(SlotDelivery).where(SlotDelivery.slot_id == slot_id))}
+        return by_node.get(node_id)
 
     def _addressed(self, db: Session, cmd_id: str | None, node: Node) -> Command | None:
         """The command ``cmd_id`` when it was addressed to ``node``: through a delivery of its
@@ -598,6 +646,9 @@ class Bridge:
         delivery = self._delivery(db, cmd, node) if cmd is not None else None
         if delivery is not None:
             deliveries.played(delivery, result, reason)
+        slot_row = self._slot_row(db, node.id, slot_id) if series and slot_id else None
+        if slot_row is not None:
+            deliveries.slot_played(slot_row, result, reason)
         return refused
 
 

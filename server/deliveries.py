@@ -2,19 +2,22 @@
 
 This module alone assigns ``Delivery.status`` (and ``played_result``): the dispatcher, the
 outbox, cancelling and the MQTT bridge call the transitions below, and the broadcast report
-reads the states through ``summary``.
+reads the states through ``summary``. Likewise for a series' occurrences on each node
+(``SlotDelivery.status``, ``SlotState``): the dispatcher records what desired states carry,
+the bridge what nodes report, and ``slot_state`` is what staff see.
 """
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from enum import StrEnum
 from collections.abc import Iterable
 from typing import cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from .models import Delivery, utcnow
+from .models import Delivery, SlotDelivery, utcnow
 
 
 class DeliveryStatus(StrEnum):
@@ -134,4 +137,152 @@ def summary(deliveries: Iterable[Delivery]) -> dict:
         counts["acked"] += d.status not in (DeliveryStatus.PENDING, DeliveryStatus.SENT)
         counts["played"] += d.played_result == PLAYED_COMPLETED
         counts["failed"] += d.status in FAILED or d.played_result in PLAYED_FAILED
+    return counts
+
+
+# --- a series' occurrences (slots) on each node ---------------------------------------------------
+
+class SlotState(StrEnum):
+    """How far one node got with one occurrence of a series (a row of ``SlotDelivery``)."""
+    SCHEDULED = "scheduled"    # planned for the node; no desired state it applied carries it yet
+    DELIVERED = "delivered"    # the node applied a desired version that carries it, its media too
+    READY = "ready"            # and the node said that media is verified in its cache
+    # from here on: outcomes, as the node's `played` event (or the report, for missed) says
+    PLAYED = "played"
+    PREEMPTED = "preempted"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    SKIPPED = "skipped"        # quiet hours, late
+    CANCELLED = "cancelled"
+    MISSED = "missed"          # no report after its end and the grace (never stored: on read)
+
+
+# The order of the states that may still move: a slot never moves back down this list.
+SLOT_ORDER = (SlotState.SCHEDULED, SlotState.DELIVERED, SlotState.READY)
+SLOT_RANK: dict[str, int] = {state: n for n, state in enumerate(SLOT_ORDER)}
+SLOT_OUTCOMES = frozenset(SlotState) - frozenset(SLOT_ORDER)
+# A `played` event's result as the slot's outcome.
+PLAYED_STATE = {"completed": SlotState.PLAYED, "preempted": SlotState.PREEMPTED,
+                "stopped": SlotState.STOPPED, "failed": SlotState.FAILED,
+                "skipped": SlotState.SKIPPED}
+# The airplay report's reason for an item it judged (server.reports.MissReason) as an outcome.
+REPORT_REASON_STATE = {"preempted": SlotState.PREEMPTED, "stopped": SlotState.STOPPED,
+                       "cancelled": SlotState.CANCELLED, "quiet_hours": SlotState.SKIPPED,
+                       "late": SlotState.SKIPPED, "no_report": SlotState.MISSED,
+                       "offline": SlotState.MISSED}
+
+
+@dataclass(frozen=True)
+class Carried:
+    """A slot as one node's new desired state carries it."""
+
+    slot_id: str
+    broadcast_id: int
+    start_at: dt.datetime   # naive UTC, as stored
+    sha256: str
+
+
+def slot_moves(current: str, new: SlotState) -> bool:
+    """Whether a slot at ``current`` may move to ``new``: forward only, never from an
+    outcome."""
+    if current not in SLOT_RANK:
+        return False
+    return new in SLOT_OUTCOMES or SLOT_RANK[new] > SLOT_RANK[current]
+
+
+def _move(row: SlotDelivery, new: SlotState, reason: str | None = None) -> bool:
+    if not slot_moves(row.status, new):
+        return False
+    row.status, row.reason, row.updated_at = new, reason, utcnow()
+    return True
+
+
+def slots_sent(db: Session, versions: dict[str, int], carried: dict[str, list[Carried]],
+               window_from: dt.datetime) -> None:
+    """The dispatcher built new desired states (node id -> its new version) carrying these
+    slots (node id -> slots). A slot new to a node is scheduled with that version; one sent
+    before with the same media keeps its version and state; one whose media changed starts
+    over with this version (the node must fetch the other media). A slot from ``window_from``
+    (naive UTC) on that a node's new state no longer carries is forgotten unless it has an
+    outcome: the node drops it too, and sending it again later starts it over.
+    A few statements for a whole ward: the rows are read once, the new ones inserted at once."""
+    if not versions:
+        return
+    table = cast(Table, SlotDelivery.__table__)
+    existing: dict[tuple[str, str], tuple[int, str, str]] = {}
+    ids = sorted(versions)
+    for n in range(0, len(ids), 500):
+        for row_id, node_id, slot_id, sha, status in db.execute(
+                select(table.c.id, table.c.node_id, table.c.slot_id, table.c.sha256,
+                       table.c.status).where(table.c.node_id.in_(ids[n:n + 500]),
+                                             table.c.start_at >= window_from)):
+            existing[(node_id, slot_id)] = (row_id, sha, status)
+    now = utcnow()
+    new, changed, keep = [], [], set()
+    for node_id, slots in carried.items():
+        for slot in slots:
+            key = (node_id, slot.slot_id)
+            keep.add(key)
+            found = existing.get(key)
+            if found is None:
+                new.append({"node_id": node_id, "broadcast_id": slot.broadcast_id,
+                            "slot_id": slot.slot_id, "start_at": slot.start_at,
+                            "sha256": slot.sha256, "version": versions[node_id],
+                            "status": SlotState.SCHEDULED, "reason": None, "updated_at": now})
+            elif found[1] != slot.sha256 and found[2] in SLOT_RANK:
+                changed.append({"row_id": found[0], "new_sha": slot.sha256,
+                                "new_version": versions[node_id]})
+    gone = [row_id for key, (row_id, _sha, status) in existing.items()
+            if key not in keep and status in SLOT_RANK]
+    if new:
+        db.execute(insert(table), new)
+    if changed:
+        db.execute(update(table).where(table.c.id == bindparam("row_id")).values(
+            sha256=bindparam("new_sha"), version=bindparam("new_version"),
+            status=SlotState.SCHEDULED, reason=None, updated_at=now), changed)
+    for n in range(0, len(gone), 500):
+        db.execute(delete(table).where(table.c.id.in_(gone[n:n + 500])))
+
+
+def slots_applied(rows: Iterable[SlotDelivery], version: int) -> None:
+    """The node applied desired ``version``: its slots first sent in it or before are
+    delivered."""
+    for row in rows:
+        if row.version <= version:
+            _move(row, SlotState.DELIVERED)
+
+
+def slot_media_ready(rows: Iterable[SlotDelivery], sha256: str) -> None:
+    """The node verified ``sha256`` in its cache: its delivered slots airing it are ready (a
+    slot not delivered yet waits for the word that comes after it is)."""
+    for row in rows:
+        if row.sha256 == sha256 and row.status == SlotState.DELIVERED:
+            _move(row, SlotState.READY)
+
+
+def slot_played(row: SlotDelivery, result: str, reason: str | None) -> None:
+    """The node's `played` event for the slot: its outcome (the first one stands)."""
+    _move(row, PLAYED_STATE.get(result, SlotState.FAILED), reason)
+
+
+def slot_state(stored: str | None, air_status: str, air_reason: str | None
+               ) -> tuple[SlotState, str | None]:
+    """A node's state of a slot as staff see it: the airplay report's judgement once it has
+    one (so the two never disagree: missed with no report after the end and the grace, the
+    outcome of what the node reported), else what is stored (none yet: scheduled).
+    ``air_status``, ``air_reason``: server.reports' AirStatus and MissReason values."""
+    if air_status == "pending":
+        if stored in SLOT_RANK:
+            return SlotState(stored), None
+        return SlotState.SCHEDULED, None
+    if air_status == "aired" or (air_status == "partial" and air_reason is None):
+        return SlotState.PLAYED, None
+    return REPORT_REASON_STATE.get(air_reason or "", SlotState.FAILED), air_reason
+
+
+def slot_counts(states: Iterable[str]) -> dict[str, int]:
+    """How many nodes stand at each state (every state named, zeros too)."""
+    counts = dict.fromkeys((s.value for s in SlotState), 0)
+    for state in states:
+        counts[state] += 1
     return counts

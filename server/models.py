@@ -336,6 +336,23 @@ class Delivery(Base):
     broadcast: Mapped[Broadcast] = relationship(back_populates="deliveries")
 
 
+class SlotDelivery(Base):
+    """One node's part of one occurrence (slot) of a series, as its desired states carried it:
+    the version that first carried it with its media, and how far the node got with it."""
+    __tablename__ = "slot_deliveries"
+    __table_args__ = (UniqueConstraint("slot_id", "node_id"),)  # also: a slot's, by slot id
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    slot_id: Mapped[str] = mapped_column(String(128))
+    start_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)  # the desired version that first carried it
+    status: Mapped[str] = mapped_column(String(20))  # assigned by server.deliveries alone
+    reason: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Command(Base):
     """The outbox: every signed envelope is written here first, then published and marked."""
     __tablename__ = "commands"

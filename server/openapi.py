@@ -12,6 +12,7 @@ from device_agent.protocol import NAME_RE
 from .bodies import CONFIGURED, MODELS, TIME
 from .broadcasts import BroadcastStatus
 from .bulletins import BulletinStatus
+from .deliveries import SlotState
 from .models import MAX_DB_INT
 from .reports import FIELDS as AIRPLAY_FIELDS
 from .reports import AirStatus, MissReason
@@ -246,6 +247,25 @@ SCHEMAS = {
                    "pending, or a partial play shorter than its media"}}},
     "AirplayTotals": {"type": "object", "properties": {
         k: {"type": "integer"} for k in ("planned", *(x.value for x in AirStatus))}},
+    "SlotStates": {"type": "object", "properties": {
+        "broadcast_id": {"type": "integer"}, "from": {"type": "string"},
+        "to": {"type": "string"}, "generated_at": {"type": "string"},
+        "grace_s": {"type": "integer"},
+        "occurrences": {"type": "array", "items": {"type": "object", "properties": {
+            "slot_id": {"type": "string"},
+            "start_at": {"type": "string", "format": "date-time"},
+            "end_at": {"type": "string", "format": "date-time"},
+            "sha256": {**NULLABLE_STR, "description": "the media the occurrence airs"},
+            "nodes": {"type": "array", "items": {"type": "object", "properties": {
+                "node_id": {"type": "string"},
+                "state": {"type": "string", "enum": [x.value for x in SlotState]},
+                "reason": {"type": ["string", "null"],
+                           "enum": [*(x.value for x in MissReason), None],
+                           "description": "the airplay report's reason for an outcome"}}}},
+            "counts": _ref("SlotStateCounts")}}},
+        "counts": _ref("SlotStateCounts")}},
+    "SlotStateCounts": {"type": "object", "description": "nodes at each state",
+                        "properties": {x.value: {"type": "integer"} for x in SlotState}},
     "PlayLog": {"type": "object", "properties": {k: NULLABLE_STR for k in (
         "node_id", "item_id", "cmd_id", "slot_id", "sha256", "scheduled_at", "started_at",
         "ended_at", "result", "reason")}},
@@ -443,6 +463,20 @@ PATHS = {
         _ok(_ref("Broadcast")), body=_ref("OccurrenceChange"),
         params=[_path_param("broadcast_id")],
         errors=("400", "401", "403", "404", "409", "422"))},
+    "/api/v1/broadcasts/{broadcast_id}/slots": {"get": _op(
+        "A series' occurrences in the window and each targeted node's delivery state of each: "
+        "scheduled (no desired state the node applied carries it yet), delivered (it applied "
+        "one that does), ready (it verified the media in its cache, media_ready), then the "
+        "outcome as the airplay report judges it: played, preempted, stopped, failed, skipped "
+        "(quiet hours, late), cancelled, or missed (no report after its end plus the grace), "
+        "with the report's reason; counts per state per occurrence and overall. Visible as "
+        "the broadcast is; a one-off has no occurrences (its deliveries are in the broadcast)",
+        _ok(_ref("SlotStates")),
+        params=[_path_param("broadcast_id"),
+                _query("from", TIME_OR_EMPTY, "the window's start (default: a day ago)"),
+                _query("to", TIME_OR_EMPTY, "its end (default: two days from now, or from "
+                       "from; at most 7 days after from, and before the 201st occurrence: "
+                       "the answer's to says where it ends)")])},
     "/api/v1/broadcasts/{broadcast_id}/confirm": {"post": _op(
         "The second person confirms a live or emergency broadcast held for confirmation "
         "(another user than its creator, with the approver role over every target)",

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 
 from . import schedule
 from .broadcasts import BroadcastStatus
-from .deliveries import DeliveryStatus
-from .models import Area, Broadcast, Delivery, Media, Node, PlayLog
+from .deliveries import DeliveryStatus, slot_counts, slot_state
+from .models import Area, Broadcast, Delivery, Media, Node, PlayLog, SlotDelivery
 
 
 class AirStatus(StrEnum):
@@ -317,15 +317,18 @@ def _revoked_by(node: Node, at: dt.datetime) -> bool:
 
 
 def _series(db: Session, default_tz: str, nodes: dict[str, Node], start: dt.datetime,
-            end: dt.datetime, media: dict[str, int]) -> list[PlannedItem]:
-    """Every slot in [start, end) of every series, for each node it reaches, from the series'
-    creation (or confirmation) until it was cancelled, and from the node's own provisioning
-    until its revocation (a revoked node was planned what its targets gave it before); each
-    series expanded in its own zone (server.schedule.zone; ``default_tz``: the configured zone)."""
+            end: dt.datetime, media: dict[str, int], only: int | None = None
+            ) -> list[PlannedItem]:
+    """Every slot in [start, end) of every series (``only``: of that one), for each node it
+    reaches, from the series' creation (or confirmation) until it was cancelled, and from the
+    node's own provisioning until its revocation (a revoked node was planned what its targets
+    gave it before); each series expanded in its own zone (server.schedule.zone;
+    ``default_tz``: the configured zone)."""
     reach = schedule.Reach(db, with_revoked=True)
     out = []
+    chosen = (Broadcast.id == only,) if only is not None else ()
     for bc in db.scalars(select(Broadcast).where(
-            Broadcast.recurrence.is_not(None),
+            Broadcast.recurrence.is_not(None), *chosen,
             Broadcast.status.in_((BroadcastStatus.SCHEDULED, BroadcastStatus.CANCELLED)))
             .order_by(Broadcast.id)):
         targets = sorted(reach.nodes(bc) & set(nodes))
@@ -413,6 +416,18 @@ def build(db: Session, default_tz: str, *, areas: set[int] | None, node_id: str 
     return airplay(items, plays, acks, now=now, grace=grace, presence=presence)
 
 
+def series_lines(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime, end: dt.datetime,
+                 now: dt.datetime, grace: dt.timedelta) -> list[Line]:
+    """The report's lines for the slots of one series in [start, end) (aware), on every node
+    it reaches: what server.deliveries.slot_state shows staff once the report has judged."""
+    reached = sorted(schedule.Reach(db).nodes(bc))
+    nodes = {n.id: n for chunk in _chunks(reached) for n in db.scalars(
+        select(Node).where(Node.id.in_(chunk)))}
+    items = _series(db, tz, nodes, start, end, {}, only=bc.id)
+    plays, acks = reported_rows(db, items)
+    return airplay(items, plays, acks, now=now, grace=grace).lines
+
+
 # --- as the API answers it ---------------------------------------------------------------------
 
 FIELDS = ("node_id", "area_id", "broadcast_id", "slot_id", "cmd_id", "scheduled_at",
@@ -452,3 +467,56 @@ def report_csv(report: Report) -> str:
     writer.writeheader()
     writer.writerows(line_json(line) for line in report.lines)
     return out.getvalue()
+
+
+# A series' occurrences are listed from a day ago to two days on unless asked, a week at most,
+# and no more than MOST_OCCURRENCES of them (a series may play every minute).
+SLOTS_BEFORE, SLOTS_AFTER, SLOTS_MOST = (dt.timedelta(days=1), dt.timedelta(days=2),
+                                         dt.timedelta(days=7))
+MOST_OCCURRENCES = 200
+
+
+def slot_window(now: dt.datetime, start: dt.datetime | None = None,
+                end: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """The window of a series' occurrences staff asked for (aware; None: the default)."""
+    start = start or now - SLOTS_BEFORE
+    end = end or max(start, now) + SLOTS_AFTER
+    return schedule.listing_window(start, min(end, start + SLOTS_MOST))
+
+
+def series_slots_json(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime,
+                      end: dt.datetime, now: dt.datetime, grace: dt.timedelta) -> dict:
+    """Per occurrence of the series in [start, end) (aware): its slot id, start, media and
+    each node's delivery state (server.deliveries.slot_state), with how many stand at each.
+    More than MOST_OCCURRENCES: the window ends before the next one (the answer's ``to``)."""
+    if bc.recurrence is not None:
+        found = schedule.slots(db, bc, tz, start, end)
+        if len(found) > MOST_OCCURRENCES:
+            end = found[MOST_OCCURRENCES].start_at
+    lines = series_lines(db, tz, bc, start=start, end=end, now=now, grace=grace)
+    stored = {(r.node_id, r.slot_id): r.status for chunk in _chunks(sorted(
+        {line.item.slot_id or "" for line in lines})) for r in db.scalars(
+        select(SlotDelivery).where(SlotDelivery.broadcast_id == bc.id,
+                                   SlotDelivery.slot_id.in_(chunk)))}
+    occurrences: dict[str, dict] = {}
+    for line in lines:
+        item = line.item
+        slot_id = item.slot_id or ""
+        occurrence = occurrences.get(slot_id)
+        if occurrence is None:
+            occurrence = occurrences[slot_id] = {
+                "slot_id": slot_id, "start_at": _iso(item.scheduled_at),
+                "end_at": _iso(item.end_at), "sha256": schedule.slot_media(db, bc, slot_id),
+                "nodes": []}
+        state, reason = slot_state(stored.get((item.node_id, slot_id)), line.status.value,
+                                   line.reason.value if line.reason else None)
+        occurrence["nodes"].append({"node_id": item.node_id, "state": state.value,
+                                    "reason": reason})
+    for occurrence in occurrences.values():
+        occurrence["counts"] = slot_counts(n["state"] for n in occurrence["nodes"])
+    return {"broadcast_id": bc.id, "from": _iso(start), "to": _iso(end),
+            "generated_at": _iso(now), "grace_s": int(grace.total_seconds()),
+            "occurrences": list(occurrences.values()),
+            "counts": slot_counts(n["state"] for o in occurrences.values()
+                                  for n in o["nodes"])}
+

@@ -2,6 +2,7 @@
 approve and broadcast at once, and a broadcast's per-node status. Thin over the domain modules."""
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from urllib.parse import urlsplit
 
@@ -9,14 +10,15 @@ from flask import (Blueprint, abort, flash, g, redirect, render_template, reques
                    url_for)
 from sqlalchemy import select
 
-from . import auth
+from . import auth, reports
 from . import bodies as B
 from . import bulletins as bulletin_service
 from .broadcasts import broadcast_visible, create_broadcast
 from .context import settings, speech
 from .errors import ApiError
 from .i18n import CATEGORIES, LANGUAGES, local_time, t
-from .models import Area, Broadcast, Node
+from .deliveries import SlotState
+from .models import Area, Broadcast, Node, utcnow
 from .serializers import broadcast_json
 
 bp = Blueprint("web", __name__)
@@ -222,7 +224,17 @@ def _broadcast_data(broadcast_id: int) -> dict:
     if bc is None or not broadcast_visible(g.db, g.user, bc):
         abort(404)
     report = broadcast_json(g.db, bc, settings().timezone)
-    return {"bc": bc, "report": report, "bulletin": bc.bulletin}
+    slots = None
+    if bc.recurrence is not None:  # a series: each occurrence's state on each node
+        now = utcnow().replace(tzinfo=dt.UTC)
+        start, end = reports.slot_window(now)
+        slots = reports.series_slots_json(g.db, settings().timezone, bc, start=start, end=end,
+                                          now=now,
+                                          grace=dt.timedelta(seconds=settings().airplay_grace_s))
+        for o in slots["occurrences"]:  # shown in the configured zone (local_time)
+            o["start"] = dt.datetime.fromisoformat(o["start_at"]).replace(tzinfo=None)
+    return {"bc": bc, "report": report, "bulletin": bc.bulletin, "slots": slots,
+            "slot_states": list(SlotState)}
 
 
 @bp.get("/broadcasts/<int:broadcast_id>")

@@ -1,6 +1,8 @@
 """Desired state: applied only when newer, groups replaced, schedule played from the node's own
 clock and cache (also with the broker gone), events kept in the outbox until the broker has them
-(across a reconnect and across a restart), late slots skipped, played slots not replayed."""
+(across a reconnect and across a restart), late slots skipped, played slots not replayed, and a
+media_ready once per media of each new version, also when it is owed across a restart."""
+import shutil
 import time
 
 
@@ -128,3 +130,37 @@ def test_new_desired_state_drops_slots_it_no_longer_lists(node, media_server):
     node.send("desired", {"version": 2, "schedule": [slot(media_server, "s-b", later + 1)]})
     node.wait_event("desired_applied", version=2)
     assert node.agent.status()["waiting"] == ["item-s-b"]
+
+
+def test_media_ready_is_sent_once_per_media_of_each_new_desired_version(node, media_server):
+    later = now_ms() + 600_000
+    a, b = slot(media_server, "s-a", later), slot(media_server, "s-b", later + 60_000)
+    short, other = a["item"]["media"]["sha256"], media_server.media("other")
+    node.send("desired", {"version": 1, "schedule": [a, b], "prefetch": [other]})
+    node.wait_event("media_ready", sha256=short)       # downloaded and checked
+    node.wait_event("media_ready", sha256=other["sha256"])
+    node.send("desired", {"version": 1, "schedule": [a]})   # the same version again: nothing
+    node.marker()
+    assert sorted(e["sha256"] for e in node.events("media_ready")) == \
+        sorted([short, other["sha256"]])
+    kinds = [e["type"] for e in node.events() if e["type"] in ("desired_applied", "media_ready")]
+    assert kinds == ["desired_applied", "media_ready", "media_ready"]  # after it holds them
+
+    node.send("desired", {"version": 2, "schedule": [a]})   # cached already: said at once
+    node.wait_event("desired_applied", version=2)
+    node.marker()
+    assert [e["sha256"] for e in node.events("media_ready")].count(short) == 2
+    assert [e["sha256"] for e in node.events("media_ready")].count(other["sha256"]) == 1
+
+
+def test_a_media_ready_owed_when_the_agent_stopped_is_sent_after_it_restarts(node, media_server):
+    media = dict(media_server.media("short"), url=f"{media_server.base}/later.mp3")
+    node.send("desired", {"version": 1, "prefetch": [media]})
+    node.wait_event("desired_applied", version=1)
+    node.stop_agent()                                   # its media not downloadable yet
+    assert node.events("media_ready") == []
+    shutil.copy(media_server.directory / "short.mp3", media_server.directory / "later.mp3")
+    node.start_agent()
+    node.wait_event("media_ready", sha256=media["sha256"])
+    node.marker()
+    assert len(node.events("media_ready")) == 1

@@ -1,6 +1,7 @@
 """A recurring broadcast over the real stack: its daily rule reaches the ward's agents in their
 desired states and plays at its time on each, from the approved audio, with a play log naming the
-slot; a node provisioned into the ward after the broadcast was created gets the slot too."""
+slot; a node provisioned into the ward after the broadcast was created gets the slot too. Staff
+see the slot on each node go delivered, ready (before its time), then played."""
 import datetime as dt
 import hashlib
 
@@ -36,15 +37,30 @@ def test_daily_rule_reaches_the_agents_and_plays_at_its_time_also_on_a_node_adde
         return d["body"] and any(e["slot_id"] == slot for e in d["body"]["schedule"]) \
             and d["desired_applied"] == d["version"] and d
 
+    def slot_states():
+        """node id -> its delivery state of the slot, as staff see it."""
+        answer = s.ok("GET", f"/api/v1/broadcasts/{bc['id']}/slots")
+        (occurrence,) = [o for o in answer["occurrences"] if o["slot_id"] == slot]
+        return {n["node_id"]: n["state"] for n in occurrence["nodes"]}
+
     for node_id in sinks:
         held = s.wait(lambda n=node_id: holds_slot(n), timeout=15,
                       what=f"{node_id} holds the slot")
+        # it applied the version that carries the slot: delivered (ready once its media is)
+        assert slot_states()[node_id] in ("delivered", "ready")
         entry = next(e for e in held["body"]["schedule"] if e["slot_id"] == slot)
         assert entry["start_at"] == int(start.timestamp() * 1000)
         assert entry["item"]["media"]["sha256"] == b["sha256"]
         # tomorrow's occurrence is in the window too
         assert slot_id(bc["id"], start + dt.timedelta(days=1)) in \
             [e["slot_id"] for e in held["body"]["schedule"]]
+
+    # each node said the slot's media is in its cache before the slot's time
+    before_start = (start - dt.datetime.now(TZ)).total_seconds()
+    assert before_start > 0, "the nodes took the whole lead to take the slot"
+    s.wait(lambda: set(slot_states().values()) == {"ready"}, timeout=before_start,
+           what="both nodes ready before the slot")
+    assert dt.datetime.now(TZ) < start
 
     logs = s.wait(lambda: len(r := [p for p in s.ok("GET", "/api/v1/playlogs")["playlogs"]
                                     if p["slot_id"] == slot]) == 2 and r,
@@ -60,5 +76,6 @@ def test_daily_rule_reaches_the_agents_and_plays_at_its_time_also_on_a_node_adde
         (played_file,) = sink_files(sink, b["sha256"])
         assert hashlib.sha256(played_file.read_bytes()).hexdigest() == b["sha256"]
         assert s.ok("GET", f"/api/v1/nodes/{node_id}")["rejected"]["messages"] == 0
+    assert slot_states() == {node_id: "played" for node_id in sinks}
     # a series stays scheduled: it was never dispatched as a play command
     assert s.ok("GET", f"/api/v1/broadcasts/{bc['id']}")["status"] == "scheduled"

@@ -31,14 +31,15 @@ HOSTILE = (st.integers(min_value=2**63, max_value=2**70) | st.integers(max_value
 # Schema-shaped: the required fields there, each either right or hostile, plus unknown fields.
 EVENT_SHAPED = st.fixed_dictionaries(
     {"v": st.just(1) | HOSTILE, "id": st.uuids().map(str) | HOSTILE,
-     "type": st.sampled_from(["ack", "played", "desired_applied", "alarm"]),
+     "type": st.sampled_from(["ack", "played", "desired_applied", "media_ready", "alarm"]),
      "ts": st.integers(min_value=0, max_value=2**62) | HOSTILE},
     optional={"cmd_id": st.text(max_size=5) | HOSTILE,
               "status": st.sampled_from(["received", "finished"]) | HOSTILE,
               "item_id": st.text(max_size=5) | HOSTILE, "result": st.just("completed") | HOSTILE,
               "version": st.integers(min_value=0, max_value=2**62) | HOSTILE,
               "code": st.text(min_size=1, max_size=5) | HOSTILE, "started_at": HOSTILE,
-              "scheduled_at": HOSTILE, "unknown": JSON})
+              "scheduled_at": HOSTILE, "sha256": st.just("a" * 64) | HOSTILE,
+              "unknown": JSON})
 TELEMETRY_SHAPED = st.fixed_dictionaries(
     {"v": st.just(1) | HOSTILE, "ts": st.integers(min_value=0, max_value=2**62) | HOSTILE},
     optional={"uptime_s": HOSTILE, "volume": HOSTILE, "cpu_temp_c": HOSTILE, "playing": JSON,
