@@ -1,0 +1,107 @@
+"""The launcher's decisions (start the current release, or roll the pending update back) and the
+release store's install checks, without processes; the whole update over a broker is in
+tests/e2e/test_agent_update.py."""
+from __future__ import annotations
+
+import os
+import zipfile
+
+import pytest
+
+from device_agent.launcher import child_env, decide, overdue
+from device_agent.update import LAUNCHER_ENV, InstallError, Pending, Releases
+
+NOW = 1_800_000_000_000
+
+
+def pending(version="2.0", previous="1.0", since=NOW, attempts=0) -> Pending:
+    return Pending(version=version, previous=previous, cmd_id="c1", envelope={},
+                   topic="loa/v1/nodes/hp-01-a/cmd", since_ms=since, attempts=attempts)
+
+
+def test_without_a_pending_update_the_launcher_starts_the_current_release():
+    assert not decide("1.0", None, NOW, max_starts=3, confirm_s=60).rollback
+    assert not decide(None, None, NOW, max_starts=3, confirm_s=60).rollback
+
+
+def test_a_new_version_gets_its_starts_within_the_confirmation_window():
+    p = pending(attempts=2, since=NOW - 59_000)
+    assert not decide("2.0", p, NOW, max_starts=3, confirm_s=60).rollback
+
+
+def test_a_new_version_that_crashed_max_starts_times_is_rolled_back():
+    d = decide("2.0", pending(attempts=3), NOW, max_starts=3, confirm_s=60)
+    assert d.rollback and "3 starts" in d.reason
+
+
+def test_a_new_version_not_confirmed_in_time_is_rolled_back_even_when_it_runs():
+    late = pending(since=NOW - 60_000, attempts=1)
+    assert decide("2.0", late, NOW, max_starts=3, confirm_s=60).rollback
+    assert overdue(late, NOW, 60) and not overdue(pending(since=NOW - 1000), NOW, 60)
+    assert not overdue(None, NOW, 60)
+
+
+def test_a_switch_that_never_completed_is_rolled_back():
+    d = decide("1.0", pending(), NOW, max_starts=3, confirm_s=60)
+    assert d.rollback and "did not complete" in d.reason
+
+
+def test_rollback_restores_the_previous_version_and_leaves_the_outcome_to_report(tmp_path):
+    r = Releases(tmp_path)
+    for v in ("1.0", "2.0"):
+        r.path(v).mkdir()
+    r.set_current("2.0")
+    r.write_pending(pending())
+    r.rollback(r.pending(), "crashed")
+    assert r.current() == "1.0" and r.pending() is None
+    assert r.failed() == {"2.0"}
+    assert r.outcome() == {"cmd_id": "c1", "version": "2.0", "reason": "rolled_back",
+                           "detail": "crashed"}
+    # back to the installed package when there was no earlier release
+    r.write_pending(pending(version="3.0", previous=None))
+    r.rollback(r.pending(), "crashed")
+    assert r.current() is None
+
+
+def test_the_agent_started_by_the_launcher_imports_the_current_release_first(tmp_path):
+    r = Releases(tmp_path)
+    env = child_env(r, "2.0")
+    assert env["PYTHONPATH"].split(":")[0] == str(r.path("2.0"))
+    assert env[LAUNCHER_ENV] == str(r.root)
+    assert child_env(r, None).get("PYTHONPATH") == os.environ.get("PYTHONPATH")
+
+
+def wheel(path, files: dict[str, str]):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return path
+
+
+def test_install_unpacks_an_agent_wheel_of_the_signed_version(tmp_path):
+    r = Releases(tmp_path / "state")
+    w = wheel(tmp_path / "a.whl", {"device_agent/__init__.py": '__version__ = "2.0"\n',
+                                   "device_agent/agent.py": "X = 1\n"})
+    where = r.install(w, "2.0")
+    assert (where / "device_agent" / "agent.py").read_text() == "X = 1\n"
+
+
+@pytest.mark.parametrize("files, problem", [
+    ({"device_agent/__init__.py": '__version__ = "1.9"\n'}, "version 1.9, not 2.0"),
+    ({"other/__init__.py": ""}, "no device_agent"),
+    ({"device_agent/__init__.py": '__version__ = "2.0"\n', "../escape.py": ""}, "unsafe path"),
+])
+def test_install_refuses_a_wheel_that_is_not_the_agent_at_that_version(tmp_path, files,
+                                                                       problem):
+    r = Releases(tmp_path / "state")
+    with pytest.raises(InstallError, match=problem):
+        r.install(wheel(tmp_path / "a.whl", files), "2.0")
+    assert not r.path("2.0").exists()
+    assert not (tmp_path / "state" / "escape.py").exists()
+
+
+def test_install_refuses_a_file_that_is_not_a_wheel(tmp_path):
+    bad = tmp_path / "a.whl"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(InstallError, match="BadZipFile"):
+        Releases(tmp_path / "state").install(bad, "2.0")
