@@ -1,6 +1,7 @@
 """``loa-agent-launcher --config FILE [--confirm-s N] [--max-starts N] [agent options]``: the
 process systemd starts on a node. It starts the agent (``python -m device_agent``) from the
-release ``<state_dir>/releases/current`` names (absent: the installed package), starts it again
+release ``<state_dir>/releases/current`` names (absent: the installed package; the release's
+folder comes first on the agent's ``sys.path``), starts it again
 when it exits with ``RESTART_EXIT`` (an update switched versions), and restores the previous
 version by itself when a version just switched to crashes ``--max-starts`` times or does not
 confirm itself healthy within ``--confirm-s`` seconds of the switch (update.py). The restored
@@ -60,13 +61,23 @@ def overdue(pending: Pending | None, now_ms: int, confirm_s: float) -> bool:
     return pending is not None and now_ms - pending.since_ms >= confirm_s * 1000
 
 
+RELEASE_ENV = "LOA_AGENT_RELEASE"
+# The agent's entry point with the release first on sys.path: before the working directory
+# and PYTHONPATH, which `python -m` would put first (a checkout as the cwd would win).
+BOOT = ("import os, sys\n"
+        f"release = os.environ.pop({RELEASE_ENV!r}, '')\n"
+        "if release:\n"
+        "    sys.path.insert(0, release)\n"
+        "from device_agent.__main__ import main\n"
+        "sys.exit(main())\n")
+
+
 def child_env(releases: Releases, version: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env[LAUNCHER_ENV] = str(releases.root)
+    env.pop(RELEASE_ENV, None)
     if version is not None:
-        paths = [str(releases.path(version))] + [p for p in env.get("PYTHONPATH", "").split(
-            os.pathsep) if p]
-        env["PYTHONPATH"] = os.pathsep.join(paths)
+        env[RELEASE_ENV] = str(releases.path(version))
     return env
 
 
@@ -107,7 +118,7 @@ class Launcher:
             return code
 
     def _run_once(self, version: str | None) -> int:
-        argv = [sys.executable, "-m", "device_agent", *self.agent_argv]
+        argv = [sys.executable, "-c", BOOT, *self.agent_argv]
         log.info("starting agent %s", version or "(installed package)")
         self.child = subprocess.Popen(argv, env=child_env(self.releases, version))
         while True:

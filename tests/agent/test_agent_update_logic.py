@@ -3,13 +3,17 @@ release store's install checks, without processes; the whole update over a broke
 tests/e2e/test_agent_update.py."""
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
-from device_agent.launcher import child_env, decide, overdue
-from device_agent.update import LAUNCHER_ENV, InstallError, Pending, Releases
+from device_agent.launcher import BOOT, RELEASE_ENV, child_env, decide, overdue
+from device_agent.update import InstallError, Pending, Releases
+
+ROOT = Path(__file__).resolve().parents[2]
 
 NOW = 1_800_000_000_000
 
@@ -64,11 +68,22 @@ def test_rollback_restores_the_previous_version_and_leaves_the_outcome_to_report
 
 
 def test_the_agent_started_by_the_launcher_imports_the_current_release_first(tmp_path):
-    r = Releases(tmp_path)
+    """Even from a working directory holding another device_agent (a checkout)."""
+    r = Releases(tmp_path / "state")
+    pkg = r.path("2.0") / "device_agent"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text('__version__ = "2.0"\n')
+    (pkg / "__main__.py").write_text(
+        "import device_agent, os, sys\n"
+        "def main():\n"
+        "    print(device_agent.__version__, os.environ.get('LOA_AGENT_LAUNCHER'), sys.argv[1:])\n"
+        "    return 0\n")
     env = child_env(r, "2.0")
-    assert env["PYTHONPATH"].split(":")[0] == str(r.path("2.0"))
-    assert env[LAUNCHER_ENV] == str(r.root)
-    assert child_env(r, None).get("PYTHONPATH") == os.environ.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-c", BOOT, "--config", "x.toml"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.stdout.split() == ["2.0", str(r.root), "['--config',", "'x.toml']"]
+    assert RELEASE_ENV not in child_env(r, None)
 
 
 def wheel(path, files: dict[str, str]):
