@@ -118,6 +118,8 @@ SCHEMAS = {
         "lat": {"type": ["number", "null"]}, "lon": {"type": ["number", "null"]},
         "online": {"type": "boolean"}, "last_seen": NULLABLE_STR,
         "telemetry": {"type": ["object", "null"]}, "groups": {"type": "array"},
+        "agent_version": {**NULLABLE_STR, "description": "the agent version the node last "
+                          "reported (telemetry, else its online state)"},
         "desired_version": {"type": "integer"},
         "desired_applied_version": {"type": ["integer", "null"]},
         "alarms": {"type": "array", "items": {"type": "object"}},

@@ -4,7 +4,9 @@ distribution (agent/pyproject.toml) built from this checkout with a bumped ``__v
 served over HTTP like bulletin media. A good release is installed and reported; a wheel whose
 sha256 is not the signed one, or an envelope signed by an unknown key, changes nothing; a
 release that crashes on start is rolled back and reported; a node offline during the rollout
-updates when it returns.
+updates when it returns; and the whole path from the server: an admin uploads the wheel and
+rolls it out in two stages, the dispatcher sends the signed commands, and the API shows each
+node healthy on the new version.
 
 The wheels are built once per module (on one xdist worker: ``--dist loadgroup``)."""
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from device_agent import __version__
+from device_agent.config import local_copy
 from device_agent.update import Releases
 from tests.agent_harness import MediaServer, NodeHarness, Signer
 
@@ -73,6 +76,7 @@ def releases(tmp_path_factory):
         return {"sha256": hashlib.sha256(data).hexdigest(),
                 "url": f"{server.base}/{wheel.name}", "bytes": len(data)}
 
+    media.wheel = lambda version: next(served.glob(f"loaphuong_agent-{version}-*.whl"))
     yield media
     server.close()
 
@@ -195,3 +199,64 @@ def test_node_offline_during_the_rollout_updates_when_it_returns(node, releases)
     assert node.online_since(mark, GOOD)
     assert json.loads((node.h.state / "releases" / "current").read_text()) == GOOD
     node.stop()
+
+
+def start_launcher(system, provisioned: dict) -> subprocess.Popen:
+    """A provisioned node as systemd runs it: loa-agent-launcher, its state in the test's
+    folder, started from the checkout (whose device_agent the release must win over)."""
+    base = system.tmp / "agents" / provisioned["id"]
+    base.mkdir(parents=True, exist_ok=True)
+    config = base / "agent.toml"
+    config.write_text(local_copy(provisioned["config"], base, provisioned["mqtt"].get("ca_pem")),
+                      encoding="utf-8")
+    log = open(base / "agent.log", "wb")  # noqa: SIM115 - the child keeps its own copy
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "device_agent.launcher", "--config", str(config), "--state-dir",
+         str(base / "state"), "--confirm-s", "20", "--player", "file", "--sink-dir",
+         str(base / "sink")], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    log.close()
+    system.agents.append(proc)   # system.stop() ends it (SIGTERM)
+    return proc
+
+
+def test_server_rollout_updates_nodes_stage_by_stage_and_shows_their_versions(system,
+                                                                              releases):
+    s = system
+    ward = s.area("Phường Lê Chân", "HP-LC", "ward")
+    cluster = s.area("Cụm 1", "HP-LC-1", "cluster", ward["id"])
+    nodes = [s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": name,
+                                                 "id": node_id})
+             for name, node_id in (("Loa chợ", "lc-cho"), ("Loa đình", "lc-dinh"))]
+    for node in nodes:
+        start_launcher(s, node)
+
+    def versions():
+        listed = s.ok("GET", "/api/v1/nodes", params={"area": ward["id"]})["nodes"]
+        return {n["id"]: n["agent_version"] for n in listed}
+
+    s.wait(lambda: set(versions().values()) == {__version__}, 30, "both nodes online")
+    wheel = releases.wheel(GOOD)
+    r = s.call("POST", "/api/v1/releases", files={"file": (wheel.name, wheel.read_bytes())})
+    assert r.status_code == 201, r.text
+    rollout = s.ok("POST", "/api/v1/rollouts", json={
+        "release_id": r.json()["id"], "targets": {"areas": [ward["id"]]}, "stages": [1]})
+    assert [n["stage"] for n in rollout["nodes"]] == [1, 2]
+
+    def progress():
+        got = s.ok("GET", f"/api/v1/rollouts/{rollout['id']}")
+        return got, {n["node_id"]: n for n in got["nodes"]}
+
+    def healthy(node_id):
+        got, by_node = progress()
+        return by_node[node_id]["progress"] == "healthy" and got
+
+    first = s.wait(lambda: healthy("lc-cho"), UPDATE_WAIT_S, "the first stage healthy")
+    assert {n["node_id"]: n["progress"] for n in first["nodes"]}["lc-dinh"] in (
+        "pending", "sent", "downloading", "installed")   # it started only after the first
+    done = s.wait(lambda: healthy("lc-dinh") and progress()[0]["status"] == "completed" and
+                  progress()[0], UPDATE_WAIT_S, "the rollout completed")
+    assert done["stage"] == 2 and done["progress"]["healthy"] == 2
+    s.wait(lambda: all(n["running_version"] == GOOD for n in progress()[0]["nodes"]),
+           UPDATE_WAIT_S, "both nodes reporting the new version")
+    assert versions() == {"lc-cho": GOOD, "lc-dinh": GOOD}
