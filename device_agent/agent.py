@@ -154,7 +154,8 @@ class Agent:
             state_dir, running=AGENT_VERSION, node_id=node, prefix=self._prefix,
             ack=self._ack, post=lambda result: self._inbox.put(("update", result)),
             keys=lambda: self._keys, request_restart=lambda: self._request_exit(RESTART_EXIT),
-            clock_ms=self.now_ms, timeout_s=config.fetch_timeout_s)
+            clock_ms=self.now_ms, idle=lambda: self._playing is None,
+            timeout_s=config.fetch_timeout_s)
         self._worker = threading.Thread(target=self._run, name="loa-agent", daemon=True)
         self._telemetry = threading.Thread(target=self._telemetry_loop, name="loa-telemetry",
                                            daemon=True)
@@ -678,6 +679,7 @@ class Agent:
                 break
         if self._reboot and (self._store.outbox_size() == 0 or now >= self._reboot.deadline):
             self._run_reboot(self._reboot)
+        self._updater.switch_when_idle()
 
     def _start(self, item: QueueItem, rep: int = 0, since: int | None = None) -> None:
         now = self.now_ms()

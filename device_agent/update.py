@@ -3,20 +3,20 @@
 A signed ``update`` envelope names a release: ``{"version", "media": {"sha256", "url",
 "bytes"}}``; the server's Ed25519 signature over the envelope is what authenticates the wheel's
 sha256. The node downloads the wheel, checks its sha256 and size, unpacks it beside the running
-version in ``<state_dir>/releases/<version>/``, writes a pending marker, points ``current`` at
-it and exits with ``RESTART_EXIT``. The launcher (launcher.py, the process systemd starts)
-then starts the new version, which confirms itself healthy once it is connected to the broker
-and the update envelope verifies under its own code and the node's trusted keys; if it crashes
-on start or does not confirm in time, the launcher restores the previous version, which
-reports ``rolled_back``.
+version in ``<state_dir>/releases/<version>/`` and, once nothing plays, writes a pending marker,
+points ``current`` at it and exits with ``RESTART_EXIT`` (an update never cuts a bulletin). The
+launcher (launcher.py, the process systemd starts) then starts the new version, which confirms
+itself healthy once it is connected to the broker and the update envelope verifies under its own
+code and the node's trusted keys; if it crashes on start or does not confirm in time, the
+launcher restores the previous version, which reports ``rolled_back``.
 
-Acks of an ``update``: ``received`` (downloading), ``started`` (verified and installed, switching;
-``detail`` the version), ``finished`` (the new version passed its health check; ``detail`` the
-version), or ``failed`` with a reason: ``sha256_mismatch``, ``download_failed``,
-``install_failed``, ``rolled_back``, ``no_launcher`` (the agent was not started through the
-launcher, so it could not come back), ``busy`` (another update is under way).
-A version the node already runs is acked ``finished`` at once (nothing installs twice); one it
-rolled back before is refused ``rolled_back`` without another try.
+Acks of an ``update``: ``received`` (downloading), ``started`` (verified and installed; it
+switches once nothing plays; ``detail`` the version), ``finished`` (the new version passed its
+health check; ``detail`` the version), or ``failed`` with a reason: ``sha256_mismatch``,
+``download_failed``, ``install_failed``, ``rolled_back``, ``no_launcher`` (the agent was not
+started through the launcher, so it could not come back), ``busy`` (another update is under
+way). A version the node already runs is acked ``finished`` at once (nothing installs twice);
+one it rolled back before is refused ``rolled_back`` without another try.
 
 The release runs on the libraries of the installed agent's virtualenv (its wheel is unpacked
 without dependencies): a release that needs a new library is installed by install-pi.sh.
@@ -186,14 +186,15 @@ class Updater:
                  ack: Ack, post: Callable[[Any], None],
                  keys: Callable[[], Mapping[str, Ed25519PublicKey]],
                  request_restart: Callable[[], None], clock_ms: Callable[[], int],
-                 timeout_s: float = 60.0):
+                 idle: Callable[[], bool] = lambda: True, timeout_s: float = 60.0):
         self.releases = Releases(state_dir)
         self.running = running
         self._node, self._prefix = node_id, prefix
         self._ack, self._post, self._keys = ack, post, keys
-        self._request_restart, self._now = request_restart, clock_ms
+        self._request_restart, self._now, self._idle = request_restart, clock_ms, idle
         self._downloads = MediaCache(self.releases.root / "downloads", timeout_s)
-        self._busy: str | None = None
+        self._busy: str | None = None      # the version downloading or waiting to switch
+        self._ready: tuple[dict[str, Any], str] | None = None  # installed, switch when idle
         self.launched = bool(os.environ.get(LAUNCHER_ENV))
 
     # --- the command -------------------------------------------------------------------------
@@ -237,19 +238,31 @@ class Updater:
         self._post((env, topic, error))
 
     def installed(self, result: tuple[dict[str, Any], str, tuple[str, str] | None]) -> None:
-        """The download's end (worker thread): switch and restart, or report the failure."""
+        """The download's end (worker thread): report the failure, or ack ``started`` and
+        switch as soon as nothing plays (``switch_when_idle``)."""
         env, topic, error = result
         version = env["body"]["version"]
-        self._busy = None
         if error is not None:
+            self._busy = None
             log.error("update to %s failed: %s %s", version, *error)
             self._ack(env["id"], "failed", error[0], detail=error[1][:1000])
             return
+        self._ack(env["id"], "started", detail=version)
+        self._ready = (env, topic)
+        self.switch_when_idle()
+
+    def switch_when_idle(self) -> None:
+        """Called by the worker after each step: an installed version waits until nothing
+        plays (an update never cuts a bulletin), then the node switches and restarts."""
+        if self._ready is None or not self._idle():
+            return
+        env, topic = self._ready
+        self._ready = None
+        version = env["body"]["version"]
         self.releases.write_pending(Pending(
             version=version, previous=self.releases.current(), cmd_id=env["id"],
             envelope=env, topic=topic, since_ms=self._now()))
         self.releases.set_current(version)
-        self._ack(env["id"], "started", detail=version)
         log.warning("update to %s installed: restarting into it", version)
         self._request_restart()
 

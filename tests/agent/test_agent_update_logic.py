@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from device_agent.launcher import BOOT, RELEASE_ENV, child_env, decide, overdue
-from device_agent.update import InstallError, Pending, Releases
+from device_agent.update import InstallError, Pending, Releases, Updater
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,3 +120,27 @@ def test_install_refuses_a_file_that_is_not_a_wheel(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(InstallError, match="BadZipFile"):
         Releases(tmp_path / "state").install(bad, "2.0")
+
+
+def test_an_installed_update_waits_until_nothing_plays_then_switches_once(tmp_path):
+    playing, acks, restarts = [True], [], []
+    u = Updater(tmp_path, running="1.0", node_id="hp-01-a", prefix="loa/v1",
+                ack=lambda *a, **kw: acks.append((a, kw)), post=lambda result: None, keys=dict,
+                request_restart=lambda: restarts.append(True), clock_ms=lambda: NOW,
+                idle=lambda: not playing[0])
+    u.releases.path("2.0").mkdir()
+    env = {"id": "c1", "type": "update", "to": "node:hp-01-a", "ts": NOW, "exp": NOW + 1,
+           "body": {"version": "2.0", "media": {"sha256": "0" * 64, "url": "http://x/a.whl",
+                                                "bytes": 1}}}
+    u.installed((env, "loa/v1/nodes/hp-01-a/cmd", None))
+    assert acks == [(("c1", "started"), {"detail": "2.0"})]
+    u.switch_when_idle()
+    assert not restarts and u.releases.current() is None and u.releases.pending() is None
+    playing[0] = False                      # the bulletin ended
+    u.switch_when_idle()
+    assert restarts == [True] and u.releases.current() == "2.0"
+    assert u.releases.pending() == Pending(version="2.0", previous=None, cmd_id="c1",
+                                           envelope=env, topic="loa/v1/nodes/hp-01-a/cmd",
+                                           since_ms=NOW)
+    u.switch_when_idle()
+    assert restarts == [True]               # once
