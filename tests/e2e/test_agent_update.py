@@ -3,7 +3,8 @@ through ``loa-agent-launcher`` as systemd runs it, and the releases are wheels o
 distribution (agent/pyproject.toml) built from this checkout with a bumped ``__version__``,
 served over HTTP like bulletin media. A good release is installed and reported; a wheel whose
 sha256 is not the signed one, or an envelope signed by an unknown key, changes nothing; a
-release that crashes on start is rolled back and reported; a node offline during the rollout
+release that crashes on start, or runs but never confirms itself healthy, is rolled back and
+reported; a node offline during the rollout
 updates when it returns; and the whole path from the server: an admin uploads the wheel and
 rolls it out in two stages, the dispatcher sends the signed commands, and the API shows each
 node healthy on the new version.
@@ -32,42 +33,56 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from agent_wheelhouse import default_dest  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("agent-update")
-GOOD, BROKEN = "99.0.1", "99.0.2"
+GOOD, BROKEN, SILENT = "99.0.1", "99.0.2", "99.0.3"
 UPDATE_WAIT_S = 30.0
+NEVER_CONFIRMS = ("    def connected(self) -> None:\n",
+                  "    def connected(self) -> None:  # this release never confirms itself\n"
+                  "        return\n\n    def _connected(self) -> None:\n")
 
 
-def build_wheel(base: Path, version: str, broken: bool = False) -> Path:
-    """The agent's wheel from a copy of agent/ and device_agent/ at ``version``; a broken one
-    dies on start (its ``python -m device_agent`` raises)."""
+def agent_source(base: Path, version: str) -> Path:
+    """A copy of agent/ and device_agent/ at ``version``: a broken release dies on start (its
+    ``python -m device_agent`` raises), a silent one runs but never confirms itself healthy."""
     src = base / f"src-{version}"
     ignore = shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
     for part in ("agent", "device_agent"):
         shutil.copytree(ROOT / part, src / part, ignore=ignore)
     init = src / "device_agent" / "__init__.py"
     init.write_text(init.read_text().replace(f'"{__version__}"', f'"{version}"'))
-    if broken:
+    if version == BROKEN:
         main = src / "device_agent" / "__main__.py"
         main.write_text('raise RuntimeError("this release is broken")\n' + main.read_text())
+    if version == SILENT:
+        update = src / "device_agent" / "update.py"
+        text = update.read_text()
+        assert NEVER_CONFIRMS[0] in text
+        update.write_text(text.replace(*NEVER_CONFIRMS))
+    return src / "agent"
+
+
+def build_wheels(base: Path, versions: tuple[str, ...]) -> None:
+    """The agent's wheels into ``base/dist``, offline from the wheelhouse: one pip run per
+    version (pip builds one version of a project at a time), side by side."""
     wheelhouse = default_dest()
     if not any(wheelhouse.glob("*.whl")):
         pytest.fail(f"no wheelhouse at {wheelhouse}: run `make test-deps`")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index",
-                    "--find-links", str(wheelhouse), "--wheel-dir", str(base / "dist"),
-                    str(src / "agent")], check=True, capture_output=True, timeout=300)
-    (wheel,) = (base / "dist").glob(f"loaphuong_agent-{version}-*.whl")
-    return wheel
+    builds = [subprocess.Popen([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                                "--no-index", "--find-links", str(wheelhouse), "--wheel-dir",
+                                str(base / "dist"), str(agent_source(base, v))],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+              for v in versions]
+    for build in builds:
+        _, err = build.communicate(timeout=300)
+        assert build.returncode == 0, err.decode()[-3000:]
 
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory):
-    """The good and the broken release, served over HTTP: ``media(version)`` is the signed
-    body's ``media`` object."""
+    """The good, the broken and the silent release, served over HTTP: ``media(version)`` is
+    the signed body's ``media`` object."""
     base = tmp_path_factory.mktemp("releases")
-    served = base / "served"
-    served.mkdir()
-    for version, broken in ((GOOD, False), (BROKEN, True)):
-        wheel = build_wheel(base, version, broken)
-        shutil.copy(wheel, served / wheel.name)
+    build_wheels(base, (GOOD, BROKEN, SILENT))
+    served = base / "dist"
     server = MediaServer(served)
 
     def media(version: str) -> dict:
@@ -88,12 +103,12 @@ class Node:
         self.h = NodeHarness(broker, tmp_path, media_server)
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self, confirm_s: int = 20) -> None:
         mark = len(self.h.server.messages)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "device_agent.launcher", "--config", str(self.h.config_path),
-             "--confirm-s", "20", "--max-starts", "2", "--player", "file",
+             "--confirm-s", str(confirm_s), "--max-starts", "2", "--player", "file",
              "--sink-dir", str(self.h.sink), "--log-level", "WARNING"],
             cwd=self.h.dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert self.online_since(mark, __version__), self.why()
@@ -187,6 +202,24 @@ def test_release_that_crashes_on_start_is_rolled_back_and_reported(node, release
     assert node.wait_ack(again["id"], "failed")["reason"] == "rolled_back"
     assert "started" not in node.h.acks(again["id"])
     node.stop()
+
+
+def test_release_that_runs_but_never_confirms_itself_is_stopped_and_rolled_back(
+        broker, tmp_path, media_server, releases):
+    n = Node(broker, tmp_path, media_server)
+    try:
+        n.start(confirm_s=6)
+        mark = len(n.h.server.messages)
+        env = n.update(releases(SILENT), SILENT)
+        n.wait_ack(env["id"], "started")
+        assert n.online_since(mark, SILENT), "the silent release never came online"
+        failed = n.wait_ack(env["id"], "failed")
+        assert failed["reason"] == "rolled_back" and "within 6 s" in failed["detail"]
+        assert n.online_since(mark, __version__) and n.releases().current() is None
+        assert "finished" not in n.h.acks(env["id"])
+        n.stop()
+    finally:
+        n.close()
 
 
 def test_node_offline_during_the_rollout_updates_when_it_returns(node, releases):
