@@ -49,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"loa-agent: {err}", file=sys.stderr)
         return 2
-    while not done.wait(1.0):
+    while not done.wait(0.2) and agent.exit_code is None:
         pass
     agent.stop()
-    return 0
+    return agent.exit_code or 0
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ from .selftest import (
 from .store import StateStore
 from .telemetry import MachineProbe, health_alarms
 from .transport import Incoming, MqttTransport
+from .update import RESTART_EXIT, Updater
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,13 @@ class Agent:
             will_payload=json.dumps({"v": 1, "online": False}, separators=(",", ":")),
             on_connect=self._on_connect, on_message=lambda m: self._inbox.put(("mqtt", m)),
             on_published=lambda mid: self._inbox.put(("published", mid)))
+        self.exit_code: int | None = None  # set when the agent asks its process to end
+        self._updater = Updater(
+            state_dir, running=AGENT_VERSION, node_id=node, prefix=self._prefix,
+            ack=self._ack, post=lambda result: self._inbox.put(("update", result)),
+            keys=lambda: self._keys, request_restart=lambda: self._request_exit(RESTART_EXIT),
+            clock_ms=self.now_ms, idle=lambda: self._playing is None,
+            timeout_s=config.fetch_timeout_s)
         self._worker = threading.Thread(target=self._run, name="loa-agent", daemon=True)
         self._telemetry = threading.Thread(target=self._telemetry_loop, name="loa-telemetry",
                                            daemon=True)
@@ -173,12 +181,14 @@ class Agent:
             "mqtt": self._on_mqtt, "published": self._on_published,
             "connected": self._on_connected, "fetched": self._on_fetched,
             "play_done": self._on_play_done, "alarms": self._on_alarms,
+            "update": self._updater.installed,
         }
         self._commands: dict[str, Callable[[Envelope, int], None]] = {
             "desired": self._apply_desired, "play": self._queue_command,
             "test": self._queue_command, "stop": self._stop_command,
             "set_volume": self._set_volume, "amp": self._amp_command,
             "reboot": self._reboot_command, "keys": self._keys_command,
+            "update": self._updater.command,
         }
         # worker-owned state
         self._waiting: list[QueueItem] = []
@@ -215,6 +225,7 @@ class Agent:
             make_tone(self._tone, freq_hz=TONE_HZ, seconds=TONE_S)
         self._acoustic.prepare()
         self._restore()
+        self._updater.report_outcome()
         self._started = True
         self._fetcher.start()
         self._worker.start()
@@ -251,6 +262,10 @@ class Agent:
         self.amplifier.close()
         self._store.close()
         log.info("agent stopped")
+
+    def _request_exit(self, code: int) -> None:
+        """Ask the process to stop the agent and end with ``code`` (__main__ watches)."""
+        self.exit_code = code
 
     @property
     def connected(self) -> bool:
@@ -369,6 +384,7 @@ class Agent:
             self._store.outbox_remove(event_id)
 
     def _on_connected(self, _: None) -> None:
+        self._updater.connected()
         for event_id, payload in self._store.outbox():
             if event_id not in self._handed:
                 self._hand(event_id, payload)
@@ -705,6 +721,7 @@ class Agent:
                 break
         if self._reboot and (self._store.outbox_size() == 0 or now >= self._reboot.deadline):
             self._run_reboot(self._reboot)
+        self._updater.switch_when_idle()
 
     def _start(self, item: QueueItem, rep: int = 0, since: int | None = None) -> None:
         now = self.now_ms()

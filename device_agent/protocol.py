@@ -30,7 +30,7 @@ LATE_SLOT_MS = 60 * 1000
 PRIORITY_NAMES = {"normal": 3, "priority": 5, "live": 7, "emergency": 9}
 EMERGENCY = PRIORITY_NAMES["emergency"]
 
-COMMAND_TYPES = ("play", "stop", "set_volume", "amp", "test", "reboot", "keys")
+COMMAND_TYPES = ("play", "stop", "set_volume", "amp", "test", "reboot", "keys", "update")
 ACK_STATUSES = ("received", "rejected", "started", "finished", "failed", "preempted", "stopped",
                 "skipped")
 PLAY_RESULTS = ("completed", "preempted", "stopped", "failed", "skipped")

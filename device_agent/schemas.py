@@ -82,6 +82,16 @@ KEYS = {
         "revoke": {"type": "array", "items": {"type": "string", "minLength": 1}},
     },
 }
+UPDATE = {
+    "$id": "update", "title": "body of type update (an agent release to install)",
+    "type": "object", "required": ["version", "media"],
+    "properties": {
+        "version": {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}$"},
+        "media": {"type": "object", "required": ["sha256", "url", "bytes"],
+                  "properties": {"sha256": SHA256, "url": {"type": "string", "minLength": 1},
+                                 "bytes": {"type": "integer", "minimum": 1}}},
+    },
+}
 DESIRED = {
     "$id": "desired", "title": "body of type desired (retained on the desired topic)",
     "type": "object", "required": ["version"],
@@ -103,7 +113,7 @@ DESIRED = {
 }
 BODIES: dict[str, dict[str, Any]] = {
     "play": PLAY, "stop": STOP, "set_volume": SET_VOLUME, "amp": AMP, "test": TEST,
-    "reboot": REBOOT, "keys": KEYS, "desired": DESIRED}
+    "reboot": REBOOT, "keys": KEYS, "update": UPDATE, "desired": DESIRED}
 
 _EVENT_BASE = {"v": {"const": 1}, "id": {"type": "string", "minLength": 1, "maxLength": 128},
                "ts": MS}

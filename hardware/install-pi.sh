@@ -19,7 +19,9 @@
 # (paho-mqtt, cryptography, jsonschema, tomli-w: none of the server's), the config in
 # /etc/loa-agent, a polkit rule so the agent's `systemctl reboot` works, and the systemd unit;
 # then starts the agent.
-# Re-running it upgrades in place and keeps /var/lib/loa-agent (replay memory, outbox, cache).
+# Re-running it upgrades in place and keeps /var/lib/loa-agent (replay memory, outbox, cache);
+# the version it installs replaces any over-the-air release (releases/current is cleared).
+# systemd starts loa-agent-launcher, which runs the agent and applies and rolls back updates.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -92,6 +94,9 @@ fi
 "$PREFIX/venv/bin/pip" install -q --upgrade "$WHEEL"           # the agent and its dependencies
 "$PREFIX/venv/bin/pip" install -q --no-deps --force-reinstall "$WHEEL"  # new code, same version
 "$PREFIX/venv/bin/python" -c "import device_agent.agent" # fails loudly if something is missing
+# The version just installed is what runs: forget the over-the-air release pointer (and an
+# update half-way; the unpacked releases stay until the next update prunes them).
+rm -f /var/lib/loa-agent/releases/current /var/lib/loa-agent/releases/pending.json
 
 echo "== config in $ETC"
 install -d -m 0750 -o root -g "$USER_NAME" "$ETC"

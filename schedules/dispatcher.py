@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import LATE_SLOT_MS
 from schedules.slots import Slot
-from server import broadcasts, bulletins, deliveries, outbox, programmes, schedule, wake
+from server import (broadcasts, bulletins, deliveries, outbox, programmes, releases, schedule,
+                    wake)
 from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
 from server.keys import KeyRing
@@ -82,6 +83,7 @@ class Dispatcher:
             return
         try:
             self.dispatch_due()
+            self.advance_rollouts()
             self.refresh_desired()
             self.sign_pending()
             self.publish_outbox()
@@ -109,6 +111,14 @@ class Dispatcher:
                     log.exception("broadcast %s could not be dispatched", bc.id)
                     self._give_up(db, bc, "dispatch_failed", str(err))
         return done
+
+    def advance_rollouts(self) -> int:
+        """Start the next stage of rollouts whose current stage is all healthy, complete
+        those done (server.releases)."""
+        with self.sessions() as db:
+            moved = releases.advance_due(db, self.settings)
+            db.commit()
+        return moved
 
     def _give_up(self, db: Session, bc: Broadcast, reason: str, detail: str = "") -> None:
         """A broadcast that cannot be sent is held with a reason, so it never blocks the rest."""

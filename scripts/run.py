@@ -198,7 +198,8 @@ def _start_all(procs: list[tuple[str, subprocess.Popen]], broker: MosquittoProce
         d = AGENTS / node_id
         fix_agent_config(d / "agent.toml", state)
         procs.append((node_id, spawn(node_id, [
-            py, "-m", "device_agent", "--config", str(d / "agent.toml"),
+            # through the launcher, as systemd runs a node: it can take agent updates
+            py, "-m", "device_agent.launcher", "--config", str(d / "agent.toml"),
             "--state-dir", str(d / "state"), "--player", "file",
             "--sink-dir", str(d / "played")], logs / f"{node_id}.log")))
     return base

@@ -9,11 +9,11 @@ from collections.abc import Mapping
 
 from flask import Flask, g, jsonify, send_file
 from werkzeug.routing import IntegerConverter
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from .config import Settings, load_settings
-from .models import (MAX_DB_INT, Media, WorkerStatus, init_db, make_engine, make_sessionmaker,
-                     utcnow)
+from .models import (MAX_DB_INT, AgentRelease, Media, WorkerStatus, init_db, make_engine,
+                     make_sessionmaker, utcnow)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None,
@@ -67,6 +67,22 @@ def create_app(test_config: Mapping[str, Any] | None = None,
         resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return resp
 
+    @app.get("/agent-releases/<sha256>.whl")
+    def agent_release(sha256: str):
+        """An agent release's wheel (server/releases.py), without a token: nodes check the
+        sha256 their signed ``update`` command names."""
+        row = g.db.scalar(select(AgentRelease).where(AgentRelease.sha256 == sha256)) \
+            if len(sha256) == 64 else None
+        if row is None:
+            from .errors import not_found
+            raise not_found("thing.release")
+        from audio.store import MediaStore
+        resp = send_file(MediaStore(settings.media_dir).path(sha256, "whl"),
+                         mimetype="application/zip", conditional=True, etag=sha256,
+                         max_age=31536000)
+        resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return resp
+
     return app
 
 
@@ -89,7 +105,7 @@ def _instance_secret(instance: Path) -> str:
 def _outbox_check(status: WorkerStatus | None, settings: Settings) -> dict:
     """The outbox as the dispatcher last measured it, and as the database shows it now: a
     command waiting longer than outbox_stale_s means nothing is going out."""
-    from sqlalchemy import func, select
+    from sqlalchemy import func
 
     from .models import Command
     try:

@@ -13,7 +13,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from schedules.ical import slots_to_ics
 
-from . import audit, auth, bulletins, programmes, reports, schedule, users
+from . import audit, auth, bulletins, programmes, releases, reports, schedule, users
 from . import bodies as B
 from . import areas as area_service
 from . import broadcasts as broadcast_service
@@ -23,8 +23,9 @@ from .context import settings as app_settings
 from .context import speech
 from .errors import ApiError, bad_request, error_body, not_found, wants_json
 from .i18n import t
-from .models import (MAX_DB_INT, Area, AuditEntry, Broadcast, Command, Event, LexiconEntry, Node,
-                     PlayLog, area_subtree_ids, area_zone, from_ms, to_ms, utcnow)
+from .models import (MAX_DB_INT, AgentRelease, Area, AuditEntry, Broadcast, Command, Event,
+                     LexiconEntry, Node, PlayLog, area_subtree_ids, area_zone, from_ms, to_ms,
+                     utcnow)
 from .openapi import document
 from .serializers import area_json, broadcast_json, command_json, node_json
 from .times import iso, parse_time
@@ -312,6 +313,71 @@ def get_command(command_id: str):
         raise not_found("thing.command")
     _node(cmd.node_id)  # 404 unless the caller may see that node
     return jsonify(command_json(cmd))
+
+
+# --- agent releases and rollouts (updates over the air) ---------------------------------------
+
+@bp.post("/releases")
+def upload_release():
+    user = auth.require("release.write")
+    upload = request.files.get("file") if request.mimetype == "multipart/form-data" else None
+    if upload is None:
+        raise bad_request("err.missing_field", "missing_field", field="file")
+    form = read(B.ReleaseUpload, B.from_form(B.ReleaseUpload, request.form))
+    release = releases.store_release(g.db, app_settings(), user, upload.read(), form.notes)
+    return created(releases.release_json(app_settings(), release))
+
+
+@bp.get("/releases")
+def list_releases():
+    auth.require("rollout.read")
+    rows = g.db.scalars(select(AgentRelease).order_by(AgentRelease.id.desc()))
+    return jsonify({"releases": [releases.release_json(app_settings(), r) for r in rows]})
+
+
+@bp.get("/releases/<int:release_id>")
+def get_release(release_id: int):
+    auth.require("rollout.read")
+    return jsonify(releases.release_json(app_settings(),
+                                         releases.get_release(g.db, release_id)))
+
+
+@bp.post("/rollouts")
+def create_rollout():
+    user = auth.require("release.write")
+    rollout = releases.create_rollout(g.db, app_settings(), user, read(B.RolloutCreate))
+    return created(releases.rollout_json(g.db, app_settings(), user, rollout))
+
+
+@bp.get("/rollouts")
+def list_rollouts():
+    user = auth.require("rollout.read")
+    return jsonify({"rollouts": [releases.rollout_json(g.db, app_settings(), user, r)
+                                 for r in releases.visible_rollouts(g.db)]})
+
+
+@bp.get("/rollouts/<int:rollout_id>")
+def get_rollout(rollout_id: int):
+    user = auth.require("rollout.read")
+    return jsonify(releases.rollout_json(g.db, app_settings(), user,
+                                         releases.get_rollout(g.db, rollout_id)))
+
+
+@bp.post("/rollouts/<int:rollout_id>/advance")
+def advance_rollout(rollout_id: int):
+    user = auth.require("release.write")
+    rollout = releases.advance(g.db, app_settings(), user,
+                               releases.get_rollout(g.db, rollout_id))
+    g.db.commit()
+    return jsonify(releases.rollout_json(g.db, app_settings(), user, rollout))
+
+
+@bp.post("/rollouts/<int:rollout_id>/cancel")
+def cancel_rollout(rollout_id: int):
+    user = auth.require("release.write")
+    rollout = releases.cancel(g.db, releases.get_rollout(g.db, rollout_id))
+    g.db.commit()
+    return jsonify(releases.rollout_json(g.db, app_settings(), user, rollout))
 
 
 # --- bulletins ---------------------------------------------------------------------------------

@@ -29,6 +29,10 @@ PERMISSIONS = {
     "node.command": {"technician", "approver", "operator"},
     "area.write": {"operator"},
     "user.write": {"operator"},  # within its own area, roles no stronger than its own
+    # agent releases and their rollouts change every node's software: admin only; a
+    # technician follows a rollout's progress on the nodes of its area
+    "release.write": set(),
+    "rollout.read": {"technician"},
 }
 
 

@@ -709,6 +709,41 @@ BulletinIds = Annotated[list[int], _Check(_bulletin_ids, {
     "description": "approved bulletins, in playing order (one may come more than once)"})]
 
 
+MAX_STAGES = 10
+
+
+def _stage_sizes(value: Any) -> list[int]:
+    if not isinstance(value, list) or len(value) > MAX_STAGES:
+        raise _invalid(f"a list of at most {MAX_STAGES} stage sizes")
+    sizes = [whole(v) for v in value]
+    if any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100000
+           for v in sizes):
+        raise _invalid("each stage size is a whole number from 1")
+    return sizes
+
+
+StageSizes = Annotated[list[int], _Check(_stage_sizes, {
+    "type": "array", "maxItems": MAX_STAGES,
+    "items": {"type": "integer", "minimum": 1, "maximum": 100000},
+    "description": "the sizes of the first stages, nodes in id order; the last stage is every "
+                   "node left ([]: one stage)"})]
+
+
+class RolloutCreate(Body):
+    """An agent release offered to the nodes of areas and/or named nodes, in stages."""
+    release_id: DbId
+    targets: Targets
+    stages: StageSizes = []
+    auto_advance: Annotated[bool, Flag("true or false")] = True
+
+
+class ReleaseUpload(Body):
+    """The form fields of an uploaded agent release (multipart, beside its ``file``: the
+    ``loaphuong-agent`` wheel)."""
+    model_config = ConfigDict(json_schema_extra=_upload_file)
+    notes: Annotated[str | None, Text(2000, blank=True)] = None
+
+
 class ProgrammeCreate(Body):
     """A programme: approved bulletins the user may see, played back to back as one slot."""
     title: Annotated[str, Text(300)]
@@ -780,7 +815,7 @@ MODELS: tuple[type[Body], ...] = (
     TokenRequest, AreaCreate, AreaUpdate, NodeCreate, CommandCreate, BulletinCreate,
     BulletinUpload, BulletinUpdate, BulletinAction, PreviewCreate, NormalizeRequest,
     LexiconEntryCreate, BroadcastCreate, BroadcastEdit, OccurrenceChange, ProgrammeCreate,
-    ProgrammeUpdate, UserCreate, UserWrite)
+    ProgrammeUpdate, UserCreate, UserWrite, RolloutCreate, ReleaseUpload)
 
 
 # --- forms ----------------------------------------------------------------------------------------

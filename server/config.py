@@ -49,6 +49,7 @@ class Settings:
     signing_kid: str = "srv-2026-1"
     command_ttl_s: int = 600               # how long an immediate command stays valid
     command_resend_s: int = 30             # re-send a command an online node has not acked
+    update_ttl_s: int = 7 * 24 * 3600      # how long an agent update command stays valid
     desired_window_h: int = 48
     schedule_lead_s: int = 120             # a timed broadcast is sent this long before its start
     # the airplay report waits this long after a planned item's end for the node's report
@@ -193,6 +194,7 @@ _CHECKS: tuple[Check, ...] = (
     _audio,
     _bridge_limits,
     _rule(lambda s: s.command_ttl_s >= 10, "command_ttl_s: must be at least 10 seconds"),
+    _rule(lambda s: s.update_ttl_s >= 60, "update_ttl_s: must be at least 60 seconds"),
     _rule(lambda s: s.airplay_grace_s >= 0, "airplay_grace_s: must be 0 or more seconds"),
     _login_limits,
     _rule(lambda s: min(s.session_ttl_h, s.session_idle_min, s.password_min_length) >= 1,

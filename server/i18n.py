@@ -140,6 +140,16 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "vi": "Bản tin {id} đã được sửa sau khi bạn mở nó; hãy nghe lại bản mới rồi duyệt.",
         "en": "Bulletin {id} was edited after you opened it; listen to the new version, then "
               "approve."},
+    "err.release.not_agent_wheel": {
+        "vi": "Tệp không phải là gói phần mềm thiết bị loaphuong-agent (wheel): {detail}.",
+        "en": "The file is not a loaphuong-agent wheel: {detail}."},
+    "err.rollout.cannot_advance": {
+        "vi": "Không thể chuyển sang giai đoạn sau: đợt cập nhật đang ở trạng thái {status} "
+              "hoặc đã ở giai đoạn cuối.",
+        "en": "Cannot start the next stage: the rollout is {status} or at its last stage."},
+    "err.rollout.cannot_cancel": {
+        "vi": "Không thể huỷ đợt cập nhật ở trạng thái {status}.",
+        "en": "Cannot cancel a rollout that is {status}."},
     "err.server": {"vi": "Lỗi máy chủ; đã ghi nhật ký.", "en": "Server error; it was logged."},
     "err.method": {"vi": "Phương thức không được hỗ trợ.", "en": "Method not allowed."},
     "err.route": {"vi": "Không có đường dẫn này.", "en": "No such route."},
@@ -167,6 +177,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "thing.media": {"vi": "tệp âm thanh", "en": "audio file"},
     "thing.command": {"vi": "lệnh", "en": "command"},
     "thing.lexicon": {"vi": "mục từ điển", "en": "lexicon entry"},
+    "thing.release": {"vi": "bản phát hành phần mềm thiết bị", "en": "agent release"},
+    "thing.rollout": {"vi": "đợt cập nhật phần mềm", "en": "rollout"},
     "thing.user": {"vi": "tài khoản", "en": "user"},
     "thing.area_code": {"vi": "Mã địa bàn", "en": "Area code"},
     "thing.node_id": {"vi": "Mã thiết bị", "en": "Node id"},

@@ -380,6 +380,52 @@ class Command(Base):
     result: Mapped[dict | None] = mapped_column(JSON)
 
 
+class AgentRelease(Base):
+    """An agent release an admin uploaded: the ``loaphuong-agent`` wheel, stored by its sha256
+    in the media store and served at /agent-releases/{sha256}.whl (server/releases.py)."""
+    __tablename__ = "agent_releases"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    notes: Mapped[str | None] = mapped_column(Text)
+    uploaded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    uploaded_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Rollout(Base):
+    """A release offered to nodes in stages: ``stages`` are the sizes of the first stages (the
+    last stage is every node left); the next starts when an admin advances it, or by itself when
+    ``auto_advance`` and every node of the stage is healthy on the new version."""
+    __tablename__ = "rollouts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("agent_releases.id"), index=True)
+    target_areas: Mapped[list] = mapped_column(JSON, default=list)
+    target_nodes: Mapped[list] = mapped_column(JSON, default=list)
+    stages: Mapped[list] = mapped_column(JSON, default=list)
+    stage: Mapped[int] = mapped_column(Integer, default=0)  # the newest stage started (0-based)
+    auto_advance: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(20), default="running", index=True)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    release: Mapped[AgentRelease] = relationship()
+    nodes: Mapped[list[RolloutNode]] = relationship(order_by="RolloutNode.id")
+
+
+class RolloutNode(Base):
+    """One node of a rollout: its stage and the ``update`` command sent to it (its acks are
+    the node's progress)."""
+    __tablename__ = "rollout_nodes"
+    __table_args__ = (UniqueConstraint("rollout_id", "node_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"), index=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    stage: Mapped[int] = mapped_column(Integer)
+    command_id: Mapped[str | None] = mapped_column(ForeignKey("commands.id"))
+    command: Mapped[Command | None] = relationship()
+
+
 class Event(Base):
     """Every event a node sent, stored once per (node, event id)."""
     __tablename__ = "events"

@@ -14,6 +14,7 @@ from .broadcasts import BroadcastStatus
 from .bulletins import BulletinStatus
 from .deliveries import SlotState
 from .models import MAX_DB_INT
+from .releases import Progress, RolloutStatus
 from .reports import FIELDS as AIRPLAY_FIELDS
 from .reports import AirStatus, MissReason
 
@@ -122,6 +123,8 @@ SCHEMAS = {
         "lat": {"type": ["number", "null"]}, "lon": {"type": ["number", "null"]},
         "online": {"type": "boolean"}, "last_seen": NULLABLE_STR,
         "telemetry": {"type": ["object", "null"]}, "groups": {"type": "array"},
+        "agent_version": {**NULLABLE_STR, "description": "the agent version the node last "
+                          "reported (telemetry, else its online state)"},
         "desired_version": {"type": "integer"},
         "desired_applied_version": {"type": ["integer", "null"]},
         "alarms": {"type": "array", "items": {"type": "object"}},
@@ -266,6 +269,39 @@ SCHEMAS = {
         "counts": _ref("SlotStateCounts")}},
     "SlotStateCounts": {"type": "object", "description": "nodes at each state",
                         "properties": {x.value: {"type": "integer"} for x in SlotState}},
+    "Release": {"type": "object", "description": "an agent release: the loaphuong-agent "
+                "wheel nodes install", "properties": {
+                    "id": {"type": "integer"}, "version": {"type": "string"},
+                    "sha256": {"type": "string"}, "bytes": {"type": "integer"},
+                    "url": {"type": "string", "description": "where nodes download it"},
+                    "notes": NULLABLE_STR, "uploaded_by": {"type": "integer"},
+                    "uploaded_at": {"type": "string"}}},
+    "Rollout": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "release": _ref("Release"),
+        "targets": {"type": "object", "properties": {
+            "areas": {"type": "array", "items": {"type": "integer"}},
+            "nodes": {"type": "array", "items": {"type": "string"}}}},
+        "stages": {"type": "array", "items": {"type": "integer"},
+                   "description": "the sizes of the first stages; the last is every node left"},
+        "stage": {"type": "integer", "description": "the stage started last (from 1)"},
+        "stage_count": {"type": "integer"}, "auto_advance": {"type": "boolean"},
+        "status": {"type": "string", "enum": [x.value for x in RolloutStatus]},
+        "created_by": {"type": "integer"}, "created_at": {"type": "string"},
+        "finished_at": NULLABLE_STR,
+        "progress": {"type": "object", "description": "nodes by progress",
+                     "properties": {p.value: {"type": "integer"} for p in Progress}},
+        "nodes": {"type": "array", "description": "the nodes the caller may see",
+                  "items": {"type": "object", "properties": {
+                      "node_id": {"type": "string"}, "stage": {"type": "integer"},
+                      "progress": {"type": "string", "enum": [p.value for p in Progress]},
+                      "reason": {**NULLABLE_STR, "description": "the node's failure reason: "
+                                 "sha256_mismatch, download_failed, install_failed, "
+                                 "rolled_back, …"},
+                      "detail": NULLABLE_STR,
+                      "running_version": {**NULLABLE_STR, "description": "the agent version "
+                                          "the node last reported"},
+                      "online": {"type": "boolean"},
+                      "command_id": NULLABLE_STR}}}}},
     "PlayLog": {"type": "object", "properties": {k: NULLABLE_STR for k in (
         "node_id", "item_id", "cmd_id", "slot_id", "sha256", "scheduled_at", "started_at",
         "ended_at", "result", "reason")}},
@@ -381,6 +417,40 @@ PATHS = {
     "/api/v1/commands/{command_id}": {"get": _op(
         "A command and the node's last ack", _ok(_ref("Command")),
         params=[_path_param("command_id", {"type": "string"})])},
+    "/api/v1/releases": {
+        "get": _op("Agent releases, newest first (technician, admin)", _ok(
+            {"type": "object", "properties": {"releases": {"type": "array",
+                                                           "items": _ref("Release")}}})),
+        "post": {**_op("Upload an agent release (multipart: file, the loaphuong-agent wheel; "
+                       "notes?); stored by its sha256 (admin only)",
+                       _ok(_ref("Release"), "Created"), status="201",
+                       errors=("400", "401", "403", "409", "413", "422")),
+                 "requestBody": {"required": True, "content": {
+                     "multipart/form-data": {"schema": _ref("ReleaseUpload")}}}}},
+    "/api/v1/releases/{release_id}": {"get": _op(
+        "One agent release", _ok(_ref("Release")), params=[_path_param("release_id")])},
+    "/api/v1/rollouts": {
+        "get": _op("Rollouts, newest first, with each node's progress and running version "
+                   "(technician: the nodes of its area; admin)", _ok(
+                       {"type": "object", "properties": {"rollouts": {
+                           "type": "array", "items": _ref("Rollout")}}})),
+        "post": _op("Offer a release to areas and/or nodes in stages: the first stage's "
+                    "nodes get an update command now; the next stage starts when an admin "
+                    "advances it, or by itself (auto_advance) when every node of the stage is "
+                    "healthy on the new version (admin only)", _ok(_ref("Rollout"), "Created"),
+                    body=_ref("RolloutCreate"), status="201")},
+    "/api/v1/rollouts/{rollout_id}": {"get": _op(
+        "A rollout: its stages and each node's progress (pending, sent, downloading, "
+        "installed, healthy, rolled_back, failed) and running version", _ok(_ref("Rollout")),
+        params=[_path_param("rollout_id")])},
+    "/api/v1/rollouts/{rollout_id}/advance": {"post": _op(
+        "Start the next stage now, whatever the current one's state (admin only)",
+        _ok(_ref("Rollout")), params=[_path_param("rollout_id")],
+        errors=("401", "403", "404", "409"))},
+    "/api/v1/rollouts/{rollout_id}/cancel": {"post": _op(
+        "Cancel a rollout: no further stage; update commands not yet sent are dropped "
+        "(admin only)", _ok(_ref("Rollout")), params=[_path_param("rollout_id")],
+        errors=("401", "403", "404", "409"))},
     "/api/v1/bulletins": {
         "get": _op("Bulletins, newest first", _ok(_LIST),
                    params=[_query("status")]),

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from . import deliveries
 from .models import (Area, Broadcast, Command, Node, OccurrenceOverride, area_zone, from_ms,
                      node_groups, targets_zone)
+from .releases import running_version
 from .times import iso
 
 
@@ -23,6 +24,7 @@ def area_json(db: Session, a: Area, default_tz: str) -> dict:
 def node_json(db: Session, n: Node, alarms: list | None = None) -> dict:
     return {"id": n.id, "name": n.name, "cluster_id": n.cluster_id, "lat": n.lat, "lon": n.lon,
             "online": n.online, "last_seen": iso(n.last_seen), "telemetry": n.last_telemetry,
+            "agent_version": running_version(n),
             "desired_version": n.desired_version,
             "desired_applied_version": n.desired_applied_version,
             "groups": node_groups(db, n), "alarms": alarms or [],

@@ -135,6 +135,9 @@ def test_clean_virtualenv_holds_the_agent_and_nothing_of_the_server(agent_venv):
     assert version.stdout.strip() == f"loa-agent {__version__}"
     helped = run([agent_venv / "bin" / "loa-agent", "--help"], cwd=agent_venv)
     assert "--config" in helped.stdout and "--sink-dir" in helped.stdout
+    # and the launcher systemd starts (updates over the air, rollback)
+    launcher = run([agent_venv / "bin" / "loa-agent-launcher", "--help"], cwd=agent_venv)
+    assert "--confirm-s" in launcher.stdout and "--max-starts" in launcher.stdout
 
 
 @pytest.mark.e2e
