@@ -367,7 +367,7 @@ PATHS = {
                        "type": "array", "items": _ref("Node")}}}),
                    params=[_query("area", ID, "only nodes under this area"),
                            _query("status", {"type": "string", "enum": [
-                               "online", "offline", "never_connected", "maintenance"]},
+                               "online", "offline", "never_connected", "maintenance", ""]},
                                "never_connected: provisioned, never heard from (they raise "
                                "no offline alert); maintenance: in a maintenance window")]),
         "post": _op("Provision a node: broker account, ACL, keys and the agent's config",
@@ -388,7 +388,8 @@ PATHS = {
         params=[_query("state", None, "open, acknowledged, resolved; several comma-separated"),
                 _query("area", ID, "only alerts under this area"),
                 _query("node", NODE_ID, "only this node's"),
-                _query("kind", {"type": "string", "enum": [k.value for k in AlertKind]}),
+                _query("kind", {"type": "string", "enum": [k.value for k in AlertKind] + [""]},
+                       "empty: every kind"),
                 _query("limit", {"type": "integer"}, "at most this many (1-5000)")])},
     "/api/v1/alerts/{alert_id}": {"get": _op("One alert", _ok(_ref("Alert")),
                                              params=[_path_param("alert_id")])},
