@@ -236,3 +236,43 @@ def test_email_over_starttls_verified_against_the_configured_ca(make_app, tmp_pa
     finally:
         dispatcher.notifier.stop()
         controller.stop()
+
+
+def test_an_alert_resolved_by_hand_is_sent_with_who_resolved_it(make_app, hook):
+    s, wards, dispatcher, clock, bridge, node = station(make_app, alert_webhook_url=hook.url)
+    try:
+        state(bridge, node, False, clock)
+        clock.forward(minutes=6)
+        dispatcher.evaluate_alerts()
+        wait_for(lambda: len(hook.delivered()) == 1, what="the opened alert")
+        alert_id = hook.delivered()[0]["alert"]["id"]
+        s.ok("POST", f"/api/v1/alerts/{alert_id}/ack", token=wards["technician"])
+        clock.forward(minutes=1)
+        dispatcher.evaluate_alerts()  # acknowledging is not notified
+        s.ok("POST", f"/api/v1/alerts/{alert_id}/resolve", token=wards["technician"],
+             json={"comment": "Đã thay nguồn"})
+        dispatcher.evaluate_alerts()
+        wait_for(lambda: len(hook.delivered()) == 2, what="the resolved alert")
+        resolved = hook.delivered()[1]
+        assert resolved["event"] == "resolved"
+        assert resolved["alert"]["resolved"]["by"] == "kythuat-lc"
+        assert resolved["alert"]["resolved"]["comment"] == "Đã thay nguồn"
+        assert resolved["text"].endswith("Người xử lý: kythuat-lc")
+        assert [p["event"] for p in hook.delivered()] == ["opened", "resolved"]
+    finally:
+        dispatcher.notifier.stop()
+
+
+@pytest.mark.parametrize("setting,value", [
+    ("alert_webhook_url", "ftp://hook.example"),
+    ("alert_email_to", ["not an address"]),
+    ("alert_routes", {"HP-LC": {"email": ["a@b.example"]}}),
+    ("alert_routes", {"HP-LC": {"language": "fr"}}),
+    ("alert_language", "fr"),
+    ("smtp_port", 0),
+])
+def test_notification_settings_that_cannot_work_stop_the_start_naming_the_key(
+        tmp_path, setting, value):
+    from server.config import ConfigError, load_settings
+    with pytest.raises(ConfigError, match=setting):
+        load_settings(tmp_path, {setting: value}, environ={})
