@@ -42,7 +42,8 @@ from device_agent.telemetry import DISK_LOW_MB, OVERHEAT_C, REGISTERED
 from . import reports, schedule
 from .errors import ApiError
 from .i18n import t
-from .models import Alert, Area, Event, Node, PlayLog, User, area_ancestors, to_ms
+from .models import (Alert, Area, Event, Node, PlayLog, User, area_ancestors, area_zone,
+                     to_ms)
 
 
 class Kind(StrEnum):
@@ -612,6 +613,11 @@ def act(db: Session, alert: Alert, action: str, user: User, comment: str | None,
 def area_codes(db: Session, area_id: int | None) -> list[str]:
     """The codes of the alert's area and every area above it, nearest first."""
     return [a.code for a in area_ancestors(db, area_id)] if area_id is not None else []
+
+
+def zone(db: Session, alert: Alert, default: str) -> str:
+    """The zone the alert's times are shown in: its area's (``default``: the configured one)."""
+    return area_zone(db, alert.area_id, default) if alert.area_id is not None else default
 
 
 def area_name(db: Session, area_id: int | None) -> str | None:

@@ -371,8 +371,13 @@ def _alerts_scope() -> set[int] | None:
 def _alert_list_json(rows: list[Alert]) -> list[dict]:
     from .i18n import current_language
     names = alerts.usernames(g.db, rows)
-    return [alerts.alert_json(a, names, current_language(), app_settings().timezone)
-            for a in rows]
+    zones: dict[int | None, str] = {}  # times in the text: the alert's area's zone
+    out = []
+    for a in rows:
+        if a.area_id not in zones:
+            zones[a.area_id] = alerts.zone(g.db, a, app_settings().timezone)
+        out.append(alerts.alert_json(a, names, current_language(), zones[a.area_id]))
+    return out
 
 
 @bp.get("/alerts")

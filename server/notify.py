@@ -193,7 +193,7 @@ def event_of(alert: Alert) -> str:
 
 
 def message(db: Session, settings, alert: Alert, node: Node | None, to: Recipient) -> Message:
-    lang, tz = to.language, settings.timezone
+    lang, tz = to.language, alerts.zone(db, alert, settings.timezone)
     body = alerts.alert_json(alert, alerts.usernames(db, [alert]), lang, tz)
     event = event_of(alert)
     node_name = f"{node.name} ({node.id})" if node is not None else (alert.node_id or "-")

@@ -227,3 +227,15 @@ def test_a_viewer_reads_alerts_but_cannot_handle_them(app_only, wards):
     assert alert["node_id"] == mine
     r = s.call("POST", f"/api/v1/alerts/{alert['id']}/resolve", token=viewer)
     assert r.status_code == 403
+
+
+def test_an_alerts_text_gives_its_times_in_the_zone_of_its_area(app_only, wards):
+    from zoneinfo import ZoneInfo
+    s, _dispatcher, _clock, _bridge, _mine, _other = _setup(app_only, wards)
+    s.ok("PATCH", f"/api/v1/areas/{wards['mine']['id']}", json={"tz": "Europe/Berlin"})
+    [alert] = alerts_of(s, wards["technician"])
+    began = dt.datetime.fromisoformat(alert["first_seen"].replace("Z", "+00:00"))
+    assert alert["text"] == "Mất kết nối từ " + began.astimezone(
+        ZoneInfo("Europe/Berlin")).strftime("%H:%M %d/%m/%Y") + "."
+    other = next(a for a in alerts_of(s) if a["area_id"] == wards["other_cluster"]["id"])
+    assert began.astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%H:%M") in other["text"]
