@@ -108,15 +108,20 @@ class Policy:
     missed_lookback: dt.timedelta = dt.timedelta(hours=6)
     media_failures: int = 3
     media_window: dt.timedelta = dt.timedelta(hours=24)
+    # how long a node marked online may say nothing before it counts as offline: never less
+    # than three of its telemetry periods (None: offline_after)
+    silent_after: dt.timedelta | None = None
 
     @classmethod
     def from_settings(cls, s) -> Policy:
-        return cls(dt.timedelta(seconds=s.alert_offline_after_s),
+        offline_after = dt.timedelta(seconds=s.alert_offline_after_s)
+        return cls(offline_after,
                    dt.timedelta(seconds=s.alert_offline_critical_after_s)
                    if s.alert_offline_critical_after_s else None,
                    s.node_max_clock_offset_ms, dt.timedelta(hours=s.alert_alarm_lookback_h),
                    dt.timedelta(hours=s.alert_missed_lookback_h), s.alert_media_failures,
-                   dt.timedelta(hours=s.alert_media_window_h))
+                   dt.timedelta(hours=s.alert_media_window_h),
+                   max(offline_after, dt.timedelta(seconds=3 * s.node_telemetry_s)))
 
 
 @dataclass(frozen=True)
@@ -206,12 +211,13 @@ def _detail(key: str, **params) -> dict:
 def _offline(f: NodeFacts, now: dt.datetime, p: Policy,
              watch_since: dt.datetime | None) -> Condition | None:
     """Offline: its Last Will said so ``offline_after`` ago or more; or, still marked online,
-    nothing heard from it for as long (counted from when this dispatcher's broker connection
-    began, so its own outage is not the nodes')."""
+    nothing heard from it for as long (``silent_after``: at least three telemetry periods),
+    counted from when this dispatcher's broker connection began, so its own outage is not the
+    nodes'."""
     assert f.last_seen is not None
     if f.online:
         heard = max(f.last_seen, watch_since) if watch_since else f.last_seen
-        if now - heard < p.offline_after:
+        if now - heard < (p.silent_after or p.offline_after):
             return None
         key = "alertd.node_silent"
     else:

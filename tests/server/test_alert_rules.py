@@ -311,3 +311,16 @@ def test_missed_slots_of_a_node_that_is_offline_wait_for_its_late_reports():
     engine = Engine()
     engine.run(T0 + minutes(1), offline_since(T0, missed=(missed(1, T0 - minutes(30)),)))
     assert engine.of(Kind.SLOT_MISSED) == []
+
+
+def test_silence_is_never_judged_shorter_than_three_telemetry_periods():
+    engine = Engine(Policy(offline_after=dt.timedelta(seconds=20),
+                           silent_after=dt.timedelta(seconds=90)))
+    engine.run(T0 + dt.timedelta(seconds=60), node(last_seen=T0))  # two telemetry periods late
+    assert engine.alerts == []
+    engine.run(T0 + dt.timedelta(seconds=95), node(last_seen=T0))
+    assert [a.kind for a in engine.alerts] == ["node_offline"]
+    from server.config import load_settings
+    settings = load_settings("/nonexistent", {"alert_offline_after_s": 20,
+                                              "node_telemetry_s": 30}, environ={})
+    assert Policy.from_settings(settings).silent_after == dt.timedelta(seconds=90)
