@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import LATE_SLOT_MS
 from schedules.slots import Slot
-from server import (broadcasts, bulletins, deliveries, outbox, programmes, releases, schedule,
-                    wake)
+from server import (alerts, broadcasts, bulletins, deliveries, notify, outbox, programmes,
+                    releases, schedule, wake)
 from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
 from server.keys import KeyRing
@@ -72,6 +72,8 @@ class Dispatcher:
         self._outbox_alarm = False
         self._last_resend_ms = 0
         self._wake: wake.Listener | None = None
+        self.notifier = notify.Notifier(settings)
+        self._broker_since: dt.datetime | None = None  # since when the broker connection holds
 
     # --- one pass of each duty ---------------------------------------------------------------
 
@@ -399,6 +401,32 @@ class Dispatcher:
             return outbox.resend_unreceived(db, self.transport, self.clock,
                                             self.settings.command_resend_s * 1000)
 
+    def evaluate_alerts(self) -> int:
+        """One pass of the alerts (server.alerts) at the dispatcher's clock, and their
+        notifications handed to the notifier's worker (never sent from here). Whether nodes
+        are offline is judged only while this process holds its broker connection, and a node
+        still marked online is silent only counting from when that connection began."""
+        now = from_ms(self.clock())
+        connected = self.transport is not None and self.transport.connected
+        if not connected:
+            self._broker_since = None
+        elif self._broker_since is None:
+            self._broker_since = now
+        with self.sessions() as db:
+            new = alerts.evaluate(db, self.settings, now, broker_ok=connected,
+                                  watch_since=self._broker_since)
+            messages = notify.take(db, self.settings)
+            db.commit()
+        for message in messages:
+            self.notifier.submit(message)
+        return len(new)
+
+    def _alerts_job(self) -> None:
+        try:
+            self.evaluate_alerts()
+        except Exception:
+            log.exception("alert pass failed")
+
     def heartbeat(self) -> None:
         with self.sessions() as db:
             row = db.get(WorkerStatus, "dispatcher")
@@ -426,6 +454,9 @@ class Dispatcher:
                                kwargs={"wait": False}, max_instances=1, coalesce=True)
         self.scheduler.add_job(self.heartbeat, "interval", seconds=5, id="heartbeat",
                                max_instances=1, coalesce=True)
+        self.notifier.start()
+        self.scheduler.add_job(self._alerts_job, "interval", seconds=self.settings.alert_eval_s,
+                               id="alerts", max_instances=1, coalesce=True)
         self.scheduler.start()
         self._wake = wake.Listener(self.settings.instance_path, self.tick)
         self._wake.start()
@@ -438,3 +469,4 @@ class Dispatcher:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
+        self.notifier.stop()

@@ -13,7 +13,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from schedules.ical import slots_to_ics
 
-from . import audit, auth, bulletins, programmes, releases, reports, schedule, users
+from . import alerts, audit, auth, bulletins, programmes, releases, reports, schedule, users
 from . import bodies as B
 from . import areas as area_service
 from . import broadcasts as broadcast_service
@@ -23,7 +23,7 @@ from .context import settings as app_settings
 from .context import speech
 from .errors import ApiError, bad_request, error_body, not_found, wants_json
 from .i18n import t
-from .models import (MAX_DB_INT, AgentRelease, Area, AuditEntry, Broadcast, Command, Event,
+from .models import (MAX_DB_INT, AgentRelease, Alert, Area, AuditEntry, Broadcast, Command, Event,
                      LexiconEntry, Node, PlayLog, area_subtree_ids, area_zone, from_ms, to_ms,
                      utcnow)
 from .openapi import document
@@ -230,9 +230,30 @@ def list_nodes():
     area = _query_id("area")
     if area is not None:
         q = q.where(Node.cluster_id.in_(area_subtree_ids(g.db, [area])))
+    status = request.args.get("status") or None
+    if status is not None:
+        if status not in NODE_STATUSES:
+            raise bad_request("err.invalid_field", field="status",
+                              detail=" | ".join(NODE_STATUSES))
+        q = q.where(_node_status(status))
     nodes = list(g.db.scalars(q))
     alarms = _alarms([n.id for n in nodes])
     return jsonify({"nodes": [node_json(g.db, n, alarms[n.id]) for n in nodes]})
+
+
+# ?status= of the node list: never_connected are the nodes provisioned but never heard from
+# (listed apart: they raise no offline alert); maintenance: in their maintenance window now
+NODE_STATUSES = ("online", "offline", "never_connected", "maintenance")
+
+
+def _node_status(status: str):
+    if status == "online":
+        return Node.online.is_(True)
+    if status == "offline":
+        return Node.online.is_not(True) & Node.last_seen.is_not(None)
+    if status == "never_connected":
+        return Node.last_seen.is_(None) & Node.revoked_at.is_(None)
+    return Node.maintenance_until > utcnow()
 
 
 def _query_id(name: str) -> int | None:
@@ -267,6 +288,22 @@ def _node(node_id: str) -> Node:
 @auth.login_required
 def get_node(node_id: str):
     node = _node(node_id)
+    return jsonify(node_json(g.db, node, _alarms([node.id], 20)[node.id]))
+
+
+@bp.patch("/nodes/<node_id>")
+def update_node(node_id: str):
+    """A technician sets (or ends, with null) the node's maintenance window."""
+    auth.require("node.write")
+    node = _node(node_id)
+    change = read(B.NodeUpdate)
+    until = change.maintenance_until
+    if until is not None and until > utcnow() + dt.timedelta(days=B.MAX_MAINTENANCE_DAYS):
+        raise bad_request("err.invalid_field", field="maintenance_until",
+                          detail=f"at most {B.MAX_MAINTENANCE_DAYS} days ahead")
+    if change.given("maintenance_until"):
+        node.maintenance_until = until
+    g.db.commit()
     return jsonify(node_json(g.db, node, _alarms([node.id], 20)[node.id]))
 
 
@@ -378,6 +415,96 @@ def cancel_rollout(rollout_id: int):
     rollout = releases.cancel(g.db, releases.get_rollout(g.db, rollout_id))
     g.db.commit()
     return jsonify(releases.rollout_json(g.db, app_settings(), user, rollout))
+# --- alerts ------------------------------------------------------------------------------------
+
+ALERT_STATES = tuple(state.value for state in alerts.State)
+
+
+def _alerts_scope() -> set[int] | None:
+    """The areas whose alerts the caller sees (its own and below, narrowed by ?area=)."""
+    allowed = auth.user_area_ids(g.db, g.user)
+    area_id = _query_id("area")
+    if area_id is None:
+        return allowed
+    if g.db.get(Area, area_id) is None or (allowed is not None and area_id not in allowed):
+        raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+    below = area_subtree_ids(g.db, [area_id])
+    return below if allowed is None else below & allowed
+
+
+def _alert_list_json(rows: list[Alert]) -> list[dict]:
+    from .i18n import current_language
+    names = alerts.usernames(g.db, rows)
+    zones: dict[int | None, str] = {}  # times in the text: the alert's area's zone
+    out = []
+    for a in rows:
+        if a.area_id not in zones:
+            zones[a.area_id] = alerts.zone(g.db, a, app_settings().timezone)
+        out.append(alerts.alert_json(a, names, current_language(), zones[a.area_id]))
+    return out
+
+
+@bp.get("/alerts")
+@auth.login_required
+def list_alerts():
+    """Alerts in the caller's areas, newest first; ?state= (one or more, comma-separated),
+    ?area=, ?node=, ?kind=, ?limit=."""
+    q = select(Alert).order_by(Alert.id.desc()).limit(_query_limit(500, 5000))
+    areas = _alerts_scope()
+    if areas is not None:
+        q = q.where(Alert.area_id.in_(areas))
+    states = [x for x in (request.args.get("state") or "").split(",") if x]
+    if any(x not in ALERT_STATES for x in states):
+        raise bad_request("err.invalid_field", field="state", detail=" | ".join(ALERT_STATES))
+    if states:
+        q = q.where(Alert.state.in_(states))
+    kind = request.args.get("kind") or None
+    if kind is not None:
+        if kind not in {k.value for k in alerts.Kind}:
+            raise bad_request("err.invalid_field", field="kind",
+                              detail=" | ".join(k.value for k in alerts.Kind))
+        q = q.where(Alert.kind == kind)
+    if request.args.get("node"):
+        q = q.where(Alert.node_id == request.args["node"])
+    return jsonify({"alerts": _alert_list_json(list(g.db.scalars(q)))})
+
+
+def _alert(alert_id: int) -> Alert:
+    alert = g.db.get(Alert, alert_id)
+    if alert is None or not alerts.visible(g.db, alert, auth.user_area_ids(g.db, g.user)):
+        raise not_found("thing.alert")
+    return alert
+
+
+@bp.get("/alerts/<int:alert_id>")
+@auth.login_required
+def get_alert(alert_id: int):
+    return jsonify(_alert_list_json([_alert(alert_id)])[0])
+
+
+def _alert_action(alert_id: int, action: str):
+    user = auth.require("alert.write")
+    alert = _alert(alert_id)
+    data = request.get_json(silent=True) or {}
+    if not isinstance(data, dict):
+        raise bad_request("err.not_json", "not_json")
+    step = read(B.AlertAction, data)
+    alerts.act(g.db, alert, action, user, step.comment or None, utcnow())
+    audit.record(g.db, f"alerts.{action}", ("alert", alert.id),
+                 {"kind": alert.kind, "node_id": alert.node_id, "state": alert.state,
+                  "comment": step.comment or None})
+    g.db.commit()
+    return jsonify(_alert_list_json([alert])[0])
+
+
+@bp.post("/alerts/<int:alert_id>/ack")
+def ack_alert(alert_id: int):
+    return _alert_action(alert_id, "ack")
+
+
+@bp.post("/alerts/<int:alert_id>/resolve")
+def resolve_alert(alert_id: int):
+    return _alert_action(alert_id, "resolve")
 
 
 # --- bulletins ---------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ PERMISSIONS = {
     "broadcast.emergency": {"approver", "operator"},
     "node.write": {"technician"},
     "node.command": {"technician", "approver", "operator"},
+    "alert.write": {"technician", "operator"},  # acknowledge and resolve alerts
     "area.write": {"operator"},
     "user.write": {"operator"},  # within its own area, roles no stronger than its own
     # agent releases and their rollouts change every node's software: admin only; a

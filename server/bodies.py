@@ -439,6 +439,20 @@ class NodeCreate(Body):
     id: NodeName | None = None
 
 
+MAX_MAINTENANCE_DAYS = 90
+
+
+class NodeUpdate(Body):
+    """A technician's maintenance window: until then the node raises no alert (its alerts still
+    resolve when their conditions clear); null or a past time ends it."""
+    maintenance_until: ApiTime | None = None
+
+
+class AlertAction(Body):
+    """Acknowledging or resolving an alert, with an optional note."""
+    comment: Annotated[str, Text(2000, blank=True)] | None = None
+
+
 def _command_variants(schema: dict) -> None:
     schema["oneOf"] = [{"properties": {"type": {"const": t}, "body": {
         k: v for k, v in BODIES[t].items() if k not in ("$id", "title")}},
@@ -815,7 +829,7 @@ MODELS: tuple[type[Body], ...] = (
     TokenRequest, AreaCreate, AreaUpdate, NodeCreate, CommandCreate, BulletinCreate,
     BulletinUpload, BulletinUpdate, BulletinAction, PreviewCreate, NormalizeRequest,
     LexiconEntryCreate, BroadcastCreate, BroadcastEdit, OccurrenceChange, ProgrammeCreate,
-    ProgrammeUpdate, UserCreate, UserWrite, RolloutCreate, ReleaseUpload)
+    ProgrammeUpdate, UserCreate, UserWrite, RolloutCreate, ReleaseUpload, NodeUpdate, AlertAction)
 
 
 # --- forms ----------------------------------------------------------------------------------------

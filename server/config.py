@@ -80,6 +80,31 @@ class Settings:
     login_limit_user: str = "5/minute"     # failed logins allowed per username
     password_min_length: int = 10
     worker_stale_s: int = 20               # /healthz: the dispatcher's broker report is this fresh
+    # alerts (server/alerts.py), evaluated by the dispatcher every alert_eval_s
+    alert_eval_s: int = 30
+    alert_offline_after_s: int = 300       # offline (or silent) this long before an alert
+    alert_offline_critical_after_s: int = 3600  # offline this long: critical; 0: never
+    alert_alarm_lookback_h: int = 24       # node alarms read this far back
+    alert_missed_lookback_h: int = 6       # missed slots (the airplay report) this far back
+    alert_media_failures: int = 3          # failed media downloads that make media_failing
+    alert_media_window_h: int = 24         # ... within this many hours
+    # notifications: a webhook (JSON POST) and e-mail, for every alert (global) and per area
+    alert_language: str = ""               # vi or en; "": language
+    alert_webhook_url: str = ""
+    alert_webhook_secret: str = ""         # HMAC-SHA256 of the body in X-Loa-Signature
+    alert_email_to: list = field(default_factory=list)
+    # per area code, for alerts of that area and below: {webhook_url, email_to, language}
+    alert_routes: dict = field(default_factory=dict)
+    alert_notify_timeout_s: float = 10.0
+    alert_notify_retries: int = 3          # tries after the first, waiting backoff, 2x, 4x ...
+    alert_notify_backoff_s: float = 2.0
+    smtp_host: str = ""                    # "": no e-mail
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_user: str = ""                    # "": no login
+    smtp_password: str = ""
+    smtp_from: str = "loaphuong@localhost"
+    smtp_ca_file: str = ""                 # PEM to verify the SMTP server with; "": system CAs
     outbox_stale_s: int = 30               # /healthz alarms when an unsent command is this old
 
     def audio_settings(self, chime: str | None = None):
@@ -178,6 +203,24 @@ def _login_limits(s: Settings) -> str | None:
     return None
 
 
+ROUTE_KEYS = frozenset({"webhook_url", "email_to", "language"})
+
+
+def _alert_routes(s: Settings) -> str | None:
+    for code, route in s.alert_routes.items():
+        if not isinstance(route, dict) or set(route) - ROUTE_KEYS:
+            return f"alert_routes.{code}: a table of {', '.join(sorted(ROUTE_KEYS))}"
+        url = route.get("webhook_url", "")
+        if not isinstance(url, str) or url and not url.startswith(("http://", "https://")):
+            return f"alert_routes.{code}.webhook_url: an http(s) URL"
+        to = route.get("email_to", [])
+        if not isinstance(to, list) or not all(isinstance(a, str) and "@" in a for a in to):
+            return f"alert_routes.{code}.email_to: a list of e-mail addresses"
+        if route.get("language", "vi") not in ("vi", "en"):
+            return f"alert_routes.{code}.language: vi or en"
+    return None
+
+
 _CHECKS: tuple[Check, ...] = (
     _rule(lambda s: s.language in ("vi", "en"), "language: must be vi or en, not {s.language!r}"),
     _timezone,
@@ -197,6 +240,22 @@ _CHECKS: tuple[Check, ...] = (
     _rule(lambda s: s.update_ttl_s >= 60, "update_ttl_s: must be at least 60 seconds"),
     _rule(lambda s: s.airplay_grace_s >= 0, "airplay_grace_s: must be 0 or more seconds"),
     _login_limits,
+    _rule(lambda s: s.alert_eval_s >= 1 and min(
+        s.alert_offline_after_s, s.alert_offline_critical_after_s, s.alert_notify_retries) >= 0,
+        "alert_eval_s: at least 1; alert_offline_after_s, alert_offline_critical_after_s, "
+        "alert_notify_retries: 0 or more"),
+    _rule(lambda s: min(s.alert_alarm_lookback_h, s.alert_missed_lookback_h,
+                        s.alert_media_window_h, s.alert_media_failures) >= 1,
+          "alert_alarm_lookback_h, alert_missed_lookback_h, alert_media_window_h, "
+          "alert_media_failures: at least 1"),
+    _rule(lambda s: s.alert_language in ("", "vi", "en"),
+          "alert_language: vi, en or empty, not {s.alert_language!r}"),
+    _rule(lambda s: not s.alert_webhook_url or s.alert_webhook_url.startswith(
+        ("http://", "https://")), "alert_webhook_url: an http(s) URL"),
+    _rule(lambda s: all(isinstance(a, str) and "@" in a for a in s.alert_email_to),
+          "alert_email_to: a list of e-mail addresses"),
+    _alert_routes,
+    _rule(lambda s: 0 < int(s.smtp_port) < 65536, "smtp_port: {s.smtp_port} is not a port"),
     _rule(lambda s: min(s.session_ttl_h, s.session_idle_min, s.password_min_length) >= 1,
           "session_ttl_h, session_idle_min, password_min_length: at least 1"),
     _rule(lambda s: bool(s.topic_prefix) and not s.topic_prefix.endswith("/"),

@@ -100,6 +100,8 @@ class Node(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     # set by POST /nodes/{id}/revoke: no broker account, no ACL, no desired state, no broadcasts
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # a technician's maintenance window (PATCH /nodes/{id}): until then it raises no alert
+    maintenance_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
     cluster: Mapped[Area] = relationship()
 
 
@@ -463,6 +465,38 @@ class PlayLog(Base):
     ended_at_ms: Mapped[int | None] = mapped_column(BigInteger)
     result: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(String(100))
+
+
+class Alert(Base):
+    """Something wrong with a node that the server found (server/alerts.py): open ->
+    acknowledged -> resolved, by hand or automatically when its condition clears. One alert per
+    (node, kind) is active at a time; it repeats (``revision`` +1, notified again) only when its
+    severity or detail class changes."""
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30), index=True)
+    node_id: Mapped[str | None] = mapped_column(ForeignKey("nodes.id"), index=True)
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
+    severity: Mapped[str] = mapped_column(String(10))      # warning, critical
+    state: Mapped[str] = mapped_column(String(15), index=True)  # open, acknowledged, resolved
+    detail_class: Mapped[str] = mapped_column(String(100))  # a change of it is a repeat
+    detail: Mapped[dict] = mapped_column(JSON)              # the catalogue's parameters
+    # what the alert has counted (alarm event ids, missed slots, failed downloads), newest last
+    episodes: Mapped[list] = mapped_column(JSON, default=list)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen: Mapped[dt.datetime] = mapped_column(DateTime)  # when the condition began
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime)   # the last pass that found it
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    acknowledged_comment: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the server
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    resolved_comment: Mapped[str | None] = mapped_column(Text)
+    # resolved by hand while the condition held: no new alert until a pass sees it gone
+    cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+    revision: Mapped[int] = mapped_column(Integer, default=1)        # +1 on what is notified
+    notified_revision: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ServerKey(Base):

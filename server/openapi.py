@@ -17,6 +17,9 @@ from .models import MAX_DB_INT
 from .releases import Progress, RolloutStatus
 from .reports import FIELDS as AIRPLAY_FIELDS
 from .reports import AirStatus, MissReason
+from .alerts import Kind as AlertKind
+from .alerts import Severity as AlertSeverity
+from .alerts import State as AlertState
 
 REF = "#/components/schemas/{model}"
 
@@ -128,10 +131,37 @@ SCHEMAS = {
         "desired_version": {"type": "integer"},
         "desired_applied_version": {"type": ["integer", "null"]},
         "alarms": {"type": "array", "items": {"type": "object"}},
+        "never_connected": {"type": "boolean", "description": "provisioned, never heard from"},
+        "maintenance_until": {**NULLABLE_STR, "description": "its maintenance window: no "
+                              "alert until then"},
         "rejected": {"type": "object", "description": "messages from the node the server "
                      "refused (too large, malformed, for a command never sent to it)",
                      "properties": {"messages": {"type": "integer"},
                                     "last_reason": NULLABLE_STR, "last_at": NULLABLE_STR}}}},
+    "Alert": {"type": "object", "properties": {
+        "id": {"type": "integer"},
+        "kind": {"type": "string", "enum": [k.value for k in AlertKind]},
+        "kind_text": {"type": "string", "description": "the kind in the caller's language"},
+        "node_id": NULLABLE_STR, "area_id": {"type": ["integer", "null"],
+                                             "description": "the node's cluster"},
+        "severity": {"type": "string", "enum": [x.value for x in AlertSeverity]},
+        "state": {"type": "string", "enum": [x.value for x in AlertState]},
+        "detail_class": {"type": "string", "description": "a change of it (or of severity) "
+                         "notifies again"},
+        "detail": {"type": "object", "description": "the detail's values"},
+        "text": {"type": "string", "description": "the detail in the caller's language"},
+        "count": {"type": "integer", "description": "alarms, missed slots or failed downloads "
+                  "counted"},
+        "first_seen": {"type": "string", "format": "date-time",
+                       "description": "when the condition began"},
+        "last_seen": {"type": "string", "format": "date-time"},
+        "opened_at": {"type": "string", "format": "date-time"},
+        "acknowledged": {"type": ["object", "null"], "properties": {
+            "by": NULLABLE_STR, "at": NULLABLE_STR, "comment": NULLABLE_STR}},
+        "resolved": {"type": ["object", "null"], "properties": {
+            "by": {**NULLABLE_STR, "description": "null: resolved by the server"},
+            "at": NULLABLE_STR, "automatic": {"type": "boolean"},
+            "comment": NULLABLE_STR}}}},
     "Command": {"type": "object", "properties": {
         "id": {"type": "string"}, "type": {"type": "string"}, "target": {"type": "string"},
         "body": {"type": "object"}, "created_at": {"type": "string"},
@@ -391,12 +421,47 @@ PATHS = {
         "get": _op("Nodes with online state, last telemetry, last seen, alarms",
                    _ok({"type": "object", "properties": {"nodes": {
                        "type": "array", "items": _ref("Node")}}}),
-                   params=[_query("area", ID, "only nodes under this area")]),
+                   params=[_query("area", ID, "only nodes under this area"),
+                           _query("status", {"type": "string", "enum": [
+                               "online", "offline", "never_connected", "maintenance", ""]},
+                               "never_connected: provisioned, never heard from (they raise "
+                               "no offline alert); maintenance: in a maintenance window")]),
         "post": _op("Provision a node: broker account, ACL, keys and the agent's config",
                     _ok(_ref("Provisioned"), "Created"), body=_ref("NodeCreate"), status="201",
                     errors=("400", "401", "403", "404", "409"))},
-    "/api/v1/nodes/{node_id}": {"get": _op("One node", _ok(_ref("Node")),
-                                           params=[_path_param("node_id", NODE_ID)])},
+    "/api/v1/nodes/{node_id}": {
+        "get": _op("One node", _ok(_ref("Node")), params=[_path_param("node_id", NODE_ID)]),
+        "patch": _op("Set the node's maintenance window (technician, admin): until "
+                     "maintenance_until it raises no alert; null ends it; at most 90 days "
+                     "ahead", _ok(_ref("Node")), body=_ref("NodeUpdate"),
+                     params=[_path_param("node_id", NODE_ID)])},
+    "/api/v1/alerts": {"get": _op(
+        "Alerts the server raised in the caller's areas, newest first: a node offline longer "
+        "than alert_offline_after_s, its alarms (amplifier, disk, heat, clock, power, modem, "
+        "player), missed slots, media downloads that keep failing",
+        _ok({"type": "object", "properties": {"alerts": {"type": "array",
+                                                         "items": _ref("Alert")}}}),
+        params=[_query("state", None, "open, acknowledged, resolved; several comma-separated"),
+                _query("area", ID, "only alerts under this area"),
+                _query("node", NODE_ID, "only this node's"),
+                _query("kind", {"type": "string", "enum": [k.value for k in AlertKind] + [""]},
+                       "empty: every kind"),
+                _query("limit", {"type": "integer"}, "at most this many (1-5000)")])},
+    "/api/v1/alerts/{alert_id}": {"get": _op("One alert", _ok(_ref("Alert")),
+                                             params=[_path_param("alert_id")])},
+    "/api/v1/alerts/{alert_id}/ack": {"post": _op(
+        "Acknowledge an open alert (technician, operator, admin of its area): who and when are "
+        "kept; 409 alert_state when it is acknowledged or resolved already",
+        _ok(_ref("Alert")), params=[_path_param("alert_id")],
+        errors=("400", "401", "403", "404", "409")) | {"requestBody": {
+            "required": False, **_json(_ref("AlertAction"))}}},
+    "/api/v1/alerts/{alert_id}/resolve": {"post": _op(
+        "Resolve an alert by hand (technician, operator, admin of its area); while its "
+        "condition still holds no new alert is raised for it until the condition clears; "
+        "409 alert_state when it is resolved already",
+        _ok(_ref("Alert")), params=[_path_param("alert_id")],
+        errors=("400", "401", "403", "404", "409")) | {"requestBody": {
+            "required": False, **_json(_ref("AlertAction"))}}},
     "/api/v1/nodes/{node_id}/desired": {"get": _op(
         "What the node should hold now: the body of its newest desired state (version, tz, "
         "volume, groups, schedule of slots, prefetch; docs/protocol.md) and the version the "

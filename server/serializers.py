@@ -28,6 +28,8 @@ def node_json(db: Session, n: Node, alarms: list | None = None) -> dict:
             "desired_version": n.desired_version,
             "desired_applied_version": n.desired_applied_version,
             "groups": node_groups(db, n), "alarms": alarms or [],
+            "never_connected": n.last_seen is None,
+            "maintenance_until": iso(n.maintenance_until),
             "rejected": {"messages": n.rejected_messages or 0,
                          "last_reason": n.last_rejected_reason,
                          "last_at": iso(n.last_rejected_at)}}
