@@ -1,0 +1,94 @@
+"""The web app's frame and dashboard without a browser: the menu shows what a role may do and
+the page refuses the rest (the API's own checks), the dashboard counts the fleet of the user's
+areas only, and its live part answers 304 Not Modified until something it shows changes."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import update
+
+from server.cli import main as cli
+from server.models import Event, Node, utcnow
+from tests.system import ADMIN_PASSWORD
+from tests.web_helpers import PageUser
+
+PASSWORD = "mat-khau-123"
+
+
+def _user(s, name: str, role: str, area_id: int | None) -> PageUser:
+    args = ["--instance", str(s.instance), "user", name, "--role", role, "--password", PASSWORD]
+    assert cli(args + (["--area-id", str(area_id)] if area_id else [])) == 0
+    return PageUser(s, name, PASSWORD)
+
+
+def _set_nodes(s, **values) -> None:
+    with s.app.extensions["db_sessions"]() as db:
+        db.execute(update(Node).values(**values))
+        db.commit()
+
+
+def _alarm(s, node_id: str) -> None:
+    with s.app.extensions["db_sessions"]() as db:
+        now = utcnow()
+        db.add(Event(node_id=node_id, event_id="a1", type="alarm", ts_ms=0, received_at=now,
+                     payload={"type": "alarm", "id": "a1", "code": "amp_fault",
+                              "detail": "amplifier silent"}))
+        db.commit()
+
+
+def test_the_menu_shows_only_what_the_role_may_do_and_the_page_refuses_the_rest(app_only, wards):
+    s = app_only
+    viewer = _user(s, "xem-lc", "viewer", wards["mine"]["id"])
+    staff = _user(s, "bientap-lc", "staff", wards["mine"]["id"])
+    home = viewer.get("/").text
+    assert 'href="/bulletins"' in home and 'href="/bulletins/new"' not in home
+    assert viewer.get("/bulletins/new").status_code == 403
+    assert 'href="/bulletins/new"' not in viewer.get("/bulletins").text
+    assert 'href="/bulletins/new"' in staff.get("/").text
+    assert staff.get("/bulletins/new").status_code == 200
+
+
+def test_pages_say_who_is_logged_in_and_switch_language_in_one_click(app_only):
+    s = app_only
+    admin = PageUser(s, "admin", ADMIN_PASSWORD)
+    page = admin.get("/").text
+    assert '<html lang="vi">' in page and "Tổng quan" in page and "admin" in page
+    assert 'href="/lang/en"' in page and 'class="skip" href="#main"' in page
+    admin.get("/lang/en")
+    page = admin.get("/").text
+    assert '<html lang="en">' in page and "Dashboard" in page and "Log out" in page
+
+
+def test_the_dashboard_counts_only_the_nodes_of_the_users_area(app_only, wards):
+    s = app_only
+    _set_nodes(s, online=True)
+    ward_viewer = _user(s, "xem-lc", "viewer", wards["mine"]["id"])
+    admin = PageUser(s, "admin", ADMIN_PASSWORD)
+    assert 'data-online="1" data-offline="0" data-alarm="0" data-total="1"' in \
+        ward_viewer.get("/").text
+    assert 'data-online="2" data-offline="0" data-alarm="0" data-total="2"' in \
+        admin.get("/").text
+
+
+def test_the_live_part_answers_not_modified_until_a_node_goes_offline(app_only, wards):
+    s = app_only
+    _set_nodes(s, online=True, last_seen=utcnow() - dt.timedelta(seconds=5))
+    admin = PageUser(s, "admin", ADMIN_PASSWORD)
+    first = admin.get("/partials/dashboard")
+    assert first.status_code == 200 and 'data-online="2"' in first.text
+    etag = first.headers["ETag"]
+    again = admin.get("/partials/dashboard", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+
+    _set_nodes(s, online=False)
+    changed = admin.get("/partials/dashboard", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    assert 'data-online="0" data-offline="2"' in changed.text
+
+
+def test_a_node_alarm_shows_on_the_dashboard_and_in_the_fleet_count(app_only, wards):
+    s = app_only
+    node_id = s.ok("GET", "/api/v1/nodes")["nodes"][0]["id"]
+    _alarm(s, node_id)
+    page = PageUser(s, "admin", ADMIN_PASSWORD).get("/").text
+    assert 'data-alarm="1"' in page and "amp_fault" in page and "amplifier silent" in page
