@@ -105,7 +105,7 @@ class Web:
 
     def __init__(self, browser: Browser, name: str):
         self.browser = browser
-        self.name = re.sub(r"[^\w.-]+", "_", name)
+        self.name = re.sub(r"[^\w.-]+", "_", name).strip("_")
         self.watch = Watch()
         self.contexts: list[BrowserContext] = []
         self.sizes: dict[int, str] = {}

@@ -4,6 +4,7 @@ areas only, and its live part answers 304 Not Modified until something it shows 
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
 
@@ -92,3 +93,38 @@ def test_a_node_alarm_shows_on_the_dashboard_and_in_the_fleet_count(app_only, wa
     _alarm(s, node_id)
     page = PageUser(s, "admin", ADMIN_PASSWORD).get("/").text
     assert 'data-alarm="1"' in page and "amp_fault" in page and "amplifier silent" in page
+
+
+def _noon_zone() -> str:
+    """A zone where it is now about noon, so "later today" has hours left whenever this runs."""
+    offset = 12 - dt.datetime.now(dt.UTC).hour  # -11 .. +12 hours from UTC
+    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")  # Etc/GMT-5 is UTC+5
+
+
+def test_the_dashboard_says_what_plays_where_and_what_airs_later_today(make_app):
+    zone = _noon_zone()
+    s = make_app(timezone=zone)
+    province = s.area("Thành phố Hải Phòng", "HP", "province")
+    ward = s.area("Phường Lê Chân", "HP-LC", "ward", province["id"])
+    cluster = s.area("Cụm 1", "HP-LC-1", "cluster", ward["id"])
+    s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa chợ"})
+    now_on = s.approved_bulletin("Thông báo cắt điện")
+    later = s.approved_bulletin("Lịch tiêm chủng")
+    playing = s.ok("POST", "/api/v1/broadcasts", json={"bulletin_id": now_on["id"],
+                                                       "targets": {"areas": [ward["id"]]}})
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)
+    s.ok("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": later["id"], "targets": {"areas": [ward["id"]]},
+        "start_at": start.isoformat().replace("+00:00", "Z")})
+    _set_nodes(s, online=True, last_telemetry={
+        "volume": 80, "playing": {"item_id": f"bc-{playing['id']}", "priority": 3,
+                                  "since": 0}})
+
+    page = PageUser(s, "admin", ADMIN_PASSWORD).get("/").text
+    now_part = page[page.index('id="h-now"'):page.index('id="h-next"')]
+    assert "Thông báo cắt điện" in now_part and "Loa chợ" in now_part
+    assert f'href="/broadcasts/{playing["id"]}"' in now_part
+    next_part = page[page.index('id="h-next"'):page.index('id="h-alarms"')]
+    local = start.astimezone(ZoneInfo(zone))
+    assert "Lịch tiêm chủng" in next_part and local.strftime("%H:%M") in next_part
+    assert "Phường Lê Chân" in next_part
