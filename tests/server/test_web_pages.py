@@ -128,3 +128,16 @@ def test_the_dashboard_says_what_plays_where_and_what_airs_later_today(make_app)
     local = start.astimezone(ZoneInfo(zone))
     assert "Lịch tiêm chủng" in next_part and local.strftime("%H:%M") in next_part
     assert "Phường Lê Chân" in next_part
+
+
+def test_the_dashboard_lists_offline_nodes_first_with_when_they_were_last_seen(app_only, wards):
+    s = app_only
+    nodes = sorted(n["id"] for n in s.ok("GET", "/api/v1/nodes")["nodes"])
+    _set_nodes(s, online=True)
+    with s.app.extensions["db_sessions"]() as db:
+        db.execute(update(Node).where(Node.id == nodes[-1]).values(
+            online=False, last_seen=dt.datetime(2026, 3, 1, 1, 30)))
+        db.commit()
+    page = PageUser(s, "admin", ADMIN_PASSWORD).get("/").text
+    assert page.index(f'id="node-{nodes[-1]}"') < page.index(f'id="node-{nodes[0]}"')
+    assert "08:30 01/03/2026" in page  # Asia/Ho_Chi_Minh
