@@ -89,7 +89,4 @@ def page(permission: str | None = None):
     return decorate
 
 
-page_login_required = page()
-
-
 from . import auth, broadcasts, bulletins, dashboard  # noqa: E402,F401  (their routes on bp)

@@ -81,6 +81,11 @@ def test_the_live_part_answers_not_modified_until_a_node_goes_offline(app_only, 
     again = admin.get("/partials/dashboard", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
 
+    nodes = admin.get("/partials/nodes")  # the node table alone, as before the dashboard
+    assert 'data-online="2"' in nodes.text and nodes.text.count('class="online"') == 2
+    assert admin.get("/partials/nodes", headers={"If-None-Match": nodes.headers["ETag"]}) \
+        .status_code == 304
+
     _set_nodes(s, online=False)
     changed = admin.get("/partials/dashboard", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
