@@ -40,6 +40,10 @@ def test_every_menu_entry_of_every_role_opens_in_both_languages(web_system, web,
         user = SimpleNamespace(role=role)
         allowed = nav_for(user)
         page = web.page(web_system, role, size)
+        # the first Tab reaches the skip link, shown when focused
+        page.keyboard.press("Tab")
+        expect(page.locator("a.skip")).to_be_focused()
+        expect(page.locator("a.skip")).to_be_in_viewport()
         for lang in ("vi", "en"):
             if lang == "en":
                 page.click("a[hreflang=en]")  # one click, back on the same page

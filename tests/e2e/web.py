@@ -149,6 +149,8 @@ class Web:
             f"{path}: {response.status if response else 'no answer'}"
         page.wait_for_load_state("load")
         assert no_horizontal_scroll(page), f"{path} scrolls sideways at {page.viewport_size}"
+        assert unlabelled_fields(page) == [], f"{path}: form fields without a label"
+        assert page.locator("h1").count() == 1, f"{path}: not one <h1>"
         self.shot(page, label or (path.strip("/").replace("/", "_") or "home"))
 
     def check(self) -> None:
@@ -157,6 +159,15 @@ class Web:
     def close(self) -> None:
         for ctx in self.contexts:
             ctx.close()
+
+
+def unlabelled_fields(page: Page) -> list[str]:
+    """The visible form fields a screen reader could not name (no label, no aria-label)."""
+    return page.evaluate("""() => [...document.querySelectorAll(
+            'input:not([type=hidden]), select, textarea')]
+        .filter(el => el.offsetParent !== null && !el.labels.length
+                && !el.getAttribute('aria-label'))
+        .map(el => el.outerHTML)""")
 
 
 def no_horizontal_scroll(page: Page) -> bool:
