@@ -4,7 +4,9 @@ blueprint and what every page shares: the current user, the role checks (the API
 server.auth.PERMISSIONS and check_area), the form reader and the navigation.
 
 Adding a page: a view in its group's module, decorated ``@page(permission)``; a template that
-extends base.html; and, when it belongs in the menu, one ``NavEntry`` line in ``NAV``."""
+extends base.html (one <h1>; ``may("perm")`` hides what the role may not do); and, when it
+belongs in the menu, one ``NavEntry`` line in ``NAV``. An ApiError a domain module raises in a
+page's view becomes that page's error page, with the API's status and message."""
 from __future__ import annotations
 
 import functools
@@ -16,6 +18,7 @@ from flask import Blueprint, g, redirect, render_template, request, url_for
 from .. import auth as access
 from .. import bodies as B
 from ..context import settings
+from ..errors import ApiError
 from ..i18n import LANGUAGES, current_language, local_time, t
 
 bp = Blueprint("web", __name__)
@@ -50,13 +53,34 @@ def read_form(model: type[B.M], form: dict) -> B.M:
     return B.parse(model, B.from_form(model, form, blank_is_absent=True), tz=settings().tz)
 
 
+def may(permission: str) -> bool:
+    """Whether the logged-in user's role may do ``permission`` (the API's check); templates
+    use it to show only what the user may do."""
+    user = access.current_user() if g.get("db") else None
+    return user is not None and access.can(user, permission)
+
+
+def check_area(area_id: int) -> None:
+    """The API's area check for the logged-in user: an ApiError (403) outside their areas,
+    which a page shows as its error page."""
+    access.check_area(g.db, g.user, area_id)
+
+
 @bp.app_context_processor
 def _globals():
     # csrf_token() comes from Flask-WTF (server/websec.py)
     user = access.current_user() if g.get("db") else None
     return {"t": t, "local_time": local_time, "user": user, "languages": LANGUAGES,
             "lang": current_language(), "nav": nav_for(user) if user else [],
-            "endpoint": request.endpoint}
+            "endpoint": request.endpoint, "may": may}
+
+
+@bp.errorhandler(ApiError)
+def _page_error(err: ApiError):
+    """What a domain module refused (not found, forbidden, invalid) as a page, in the user's
+    language, with the API's status."""
+    g.db.rollback()
+    return render_template("error.html", message=err.message()), err.status
 
 
 def local_path(target: str | None) -> str | None:

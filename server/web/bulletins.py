@@ -24,8 +24,7 @@ def bulletins():
                                             .limit(50))
                   if broadcast_visible(g.db, g.user, bc)]
     return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts,
-                           can_approve=access.can(g.user, "bulletin.approve"),
-                           can_write=access.can(g.user, "bulletin.write"))
+                           can_approve=access.can(g.user, "bulletin.approve"))
 
 
 @bp.route("/bulletins/new", methods=["GET", "POST"])

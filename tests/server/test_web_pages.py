@@ -146,3 +146,18 @@ def test_the_dashboard_lists_offline_nodes_first_with_when_they_were_last_seen(a
     page = PageUser(s, "admin", ADMIN_PASSWORD).get("/").text
     assert page.index(f'id="node-{nodes[-1]}"') < page.index(f'id="node-{nodes[0]}"')
     assert "08:30 01/03/2026" in page  # Asia/Ho_Chi_Minh
+
+
+def test_a_broadcast_of_another_ward_is_a_page_saying_not_found_in_the_users_language(
+        app_only, wards):
+    s = app_only
+    b = s.approved_bulletin()
+    bc = s.ok("POST", "/api/v1/broadcasts", json={"bulletin_id": b["id"],
+                                                  "targets": {"areas": [wards["other"]["id"]]}})
+    viewer = _user(s, "xem-lc", "viewer", wards["mine"]["id"])
+    r = viewer.get(f"/broadcasts/{bc['id']}")
+    assert r.status_code == 404 and "text/html" in r.headers["Content-Type"]
+    assert "Không tìm thấy lượt phát." in r.text and 'class="skip"' in r.text
+    viewer.get("/lang/en")
+    assert "broadcast not found." in viewer.get("/broadcasts/999").text
+    assert PageUser(s, "admin", ADMIN_PASSWORD).get(f"/broadcasts/{bc['id']}").status_code == 200
