@@ -12,6 +12,8 @@ WHEELHOUSE := $(VENV)/wheelhouse
 # wait on agents, the broker and Chromium, so the whole suite gains from a third worker; the
 # rest mostly computes (ffmpeg, hypothesis), and two are best for it.
 TEST_WORKERS ?= 3
+# the browser tests drive Debian's chromium (make test-deps), never a downloaded one
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 FAST_WORKERS ?= 2
 
 .PHONY: run test test-fast lint deps test-deps wheelhouse venv bench bench-fanout clean docs

@@ -10,7 +10,6 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitt
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ "${WITH_CHROMIUM:-0}" = 1 ]; then
   command -v chromium >/dev/null || need+=(chromium)
-  command -v chromedriver >/dev/null || need+=(chromium-driver)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""

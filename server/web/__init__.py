@@ -1,0 +1,116 @@
+"""Web pages (Jinja + htmx, Vietnamese by default), one module per page group: ``auth`` (login,
+logout, language), ``dashboard``, ``bulletins``, ``broadcasts``. This module builds the one
+blueprint and what every page shares: the current user, the role checks (the API's own:
+server.auth.PERMISSIONS and check_area), the form reader and the navigation.
+
+Adding a page: a view in its group's module, decorated ``@page(permission)``; a template that
+extends base.html (one <h1>; ``may("perm")`` hides what the role may not do); and, when it
+belongs in the menu, one ``NavEntry`` line in ``NAV``. An ApiError a domain module raises in a
+page's view becomes that page's error page, with the API's status and message."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import Blueprint, g, redirect, render_template, request, url_for
+
+from .. import auth as access
+from .. import bodies as B
+from ..context import settings
+from ..errors import ApiError
+from ..i18n import LANGUAGES, current_language, local_time, t
+
+bp = Blueprint("web", __name__)
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    """A menu entry: the page's endpoint, its label's catalogue key, and the permission
+    (server.auth.PERMISSIONS) a user needs to see it; None: every logged-in user."""
+    endpoint: str
+    label: str
+    permission: str | None = None
+
+
+# The menu, in order. Only pages that exist are listed; a user sees the entries their role may
+# use, and the page itself refuses the others (``page``) all the same.
+NAV: list[NavEntry] = [
+    NavEntry("web.dashboard", "nav.dashboard"),
+    NavEntry("web.bulletins", "nav.bulletins"),
+    NavEntry("web.new_bulletin", "nav.new_bulletin", "bulletin.write"),
+]
+
+
+def nav_for(user) -> list[NavEntry]:
+    """The menu entries ``user`` may use."""
+    return [e for e in NAV if e.permission is None or access.can(user, e.permission)]
+
+
+def read_form(model: type[B.M], form: dict) -> B.M:
+    """A page's form as ``model`` reads it: an empty field is one not given, numbers as numbers
+    (server.bodies.from_form)."""
+    return B.parse(model, B.from_form(model, form, blank_is_absent=True), tz=settings().tz)
+
+
+def may(permission: str) -> bool:
+    """Whether the logged-in user's role may do ``permission`` (the API's check); templates
+    use it to show only what the user may do."""
+    user = access.current_user() if g.get("db") else None
+    return user is not None and access.can(user, permission)
+
+
+def check_area(area_id: int) -> None:
+    """The API's area check for the logged-in user: an ApiError (403) outside their areas,
+    which a page shows as its error page."""
+    access.check_area(g.db, g.user, area_id)
+
+
+@bp.app_context_processor
+def _globals():
+    # csrf_token() comes from Flask-WTF (server/websec.py)
+    user = access.current_user() if g.get("db") else None
+    return {"t": t, "local_time": local_time, "user": user, "languages": LANGUAGES,
+            "lang": current_language(), "nav": nav_for(user) if user else [],
+            "endpoint": request.endpoint, "may": may}
+
+
+@bp.errorhandler(ApiError)
+def _page_error(err: ApiError):
+    """What a domain module refused (not found, forbidden, invalid) as a page, in the user's
+    language, with the API's status."""
+    g.db.rollback()
+    return render_template("error.html", message=err.message()), err.status
+
+
+def local_path(target: str | None) -> str | None:
+    """``target`` as a path on this site ("/x?y"), or None when it leads anywhere else: another
+    host, a scheme-relative "//host", a backslash or a control character browsers read as one."""
+    if not target or any(c == "\\" or ord(c) < 33 or ord(c) == 127 for c in target):
+        return None
+    parts = urlsplit(target)
+    if (parts.scheme or parts.netloc) and (parts.scheme not in ("http", "https")
+                                           or parts.netloc != request.host):
+        return None
+    if not parts.path.startswith("/") or parts.path.startswith("//"):
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def page(permission: str | None = None):
+    """A page for logged-in users (the others go to the login page); with ``permission``, only
+    for the roles the API lets do that (403 otherwise), as the menu shows it."""
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            user = access.current_user()
+            if user is None:
+                return redirect(url_for("web.login", next=request.path))
+            if permission is not None and not access.can(user, permission):
+                return render_template("error.html", message=t("err.forbidden")), 403
+            return view(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
+from . import auth, broadcasts, bulletins, dashboard  # noqa: E402,F401  (their routes on bp)

@@ -1,0 +1,36 @@
+"""Logging in and out, and the language switch (Vietnamese by default, English one click away)."""
+from __future__ import annotations
+
+from flask import g, redirect, render_template, request, session, url_for
+
+from .. import auth as access
+from ..i18n import LANGUAGES, t
+from . import bp, local_path
+
+
+@bp.route("/lang/<code>")
+def set_language(code: str):
+    if code in LANGUAGES:
+        session["lang"] = code
+    return redirect(local_path(request.referrer) or url_for("web.dashboard"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        user = access.login_attempt(g.db, request.form.get("username", ""),
+                                    request.form.get("password", ""), via="page")
+        if user is not None:
+            access.start_web_session(g.db, user)
+            g.db.commit()
+            return redirect(local_path(request.args.get("next")) or url_for("web.dashboard"))
+        error = t("err.bad_credentials")
+    return render_template("login.html", error=error), 401 if error else 200
+
+
+@bp.post("/logout")
+def logout():
+    access.end_web_session(g.db)
+    g.db.commit()
+    return redirect(url_for("web.login"))

@@ -1,0 +1,118 @@
+"""Bulletins: the list with the approval queue, the form that writes one (text with a preview of
+its reading, or an uploaded recording) and may approve and broadcast it at once."""
+from __future__ import annotations
+
+from flask import flash, g, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from .. import auth as access
+from .. import bodies as B
+from .. import bulletins as bulletin_service
+from ..broadcasts import broadcast_visible, create_broadcast
+from ..context import settings, speech
+from ..errors import ApiError
+from ..i18n import CATEGORIES, t
+from ..models import Area, Broadcast
+from . import bp, page, read_form
+
+
+@bp.get("/bulletins")
+@page()
+def bulletins():
+    rows = bulletin_service.visible_bulletins(g.db, g.user, limit=100)
+    broadcasts = [bc for bc in g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc())
+                                            .limit(50))
+                  if broadcast_visible(g.db, g.user, bc)]
+    return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts,
+                           can_approve=access.can(g.user, "bulletin.approve"))
+
+
+@bp.route("/bulletins/new", methods=["GET", "POST"])
+@page("bulletin.write")
+def new_bulletin():
+    user = g.user
+    allowed = access.user_area_ids(g.db, user)
+    areas = [a for a in g.db.scalars(select(Area).order_by(Area.id))
+             if a.kind != "cluster" and (allowed is None or a.id in allowed)]
+    can_approve = access.can(user, "bulletin.approve") and access.can(user, "broadcast.write")
+    error, form = None, {}
+    if request.method == "POST":
+        form = request.form.to_dict()
+        try:
+            upload = request.files.get("file")
+            if form.get("source") == "upload":
+                upload_req = read_form(B.BulletinUpload, {
+                    k: v for k, v in form.items() if k in ("title", "category", "area_id")})
+                b = bulletin_service.create_upload_bulletin(g.db, speech(), user, upload_req,
+                                                            upload.read() if upload else None)
+                area_id = upload_req.area_id
+            else:
+                req = read_form(B.BulletinCreate, form)
+                req.spoken_text = _edited_spoken_text(form, req.area_id)
+                b = bulletin_service.create_text_bulletin(g.db, speech(), user, req)
+                area_id = req.area_id
+            bulletin_service.transition(g.db, user, b, "submit")
+            if form.get("action") == "broadcast_now":
+                if not can_approve:
+                    raise ApiError(403, "forbidden", "err.forbidden")
+                bulletin_service.transition(g.db, user, b, "approve")
+                if area_id is None:
+                    raise ApiError(400, "no_targets", "err.no_targets")
+                bc = create_broadcast(g.db, settings(), user, B.parse(B.BroadcastCreate, {
+                    "bulletin_id": b.id, "targets": {"areas": [area_id]},
+                    "priority": form.get("priority", "normal")}))
+                g.db.commit()
+                flash(t("bulletin.created"))
+                return redirect(url_for("web.broadcast", broadcast_id=bc.id))
+            g.db.commit()
+            flash(t("bulletin.submitted"))
+            return redirect(url_for("web.bulletins"))
+        except ApiError as err:
+            g.db.rollback()
+            error = err.message()
+    return render_template("bulletin_form.html", areas=areas, categories=CATEGORIES,
+                           voices=B.VOICES, can_approve=can_approve, error=error,
+                           form=form), 400 if error else 200
+
+
+def _edited_spoken_text(form: dict, area_id: int | None) -> str | None:
+    """The spoken form the author corrected in the preview; None when it was left as made."""
+    spoken = (form.get("spoken_text") or "").strip()
+    if not spoken or not (form.get("text") or "").strip():
+        return None
+    made = bulletin_service.normalized_text(g.db, form["text"], area_id)
+    return None if spoken == made else spoken
+
+
+@bp.post("/partials/preview")
+@page()
+def preview_partial():
+    form = request.form.to_dict()
+    try:
+        req = read_form(B.PreviewCreate, form)
+        req.spoken_text = _edited_spoken_text(form, req.area_id)
+        answer = bulletin_service.preview(g.db, speech(), g.user, req)
+        g.db.commit()
+        return render_template("_preview.html", preview=answer, error=None)
+    except ApiError as err:
+        g.db.rollback()
+        return render_template("_preview.html", preview=None, error=err.message())
+
+
+@bp.post("/bulletins/<int:bulletin_id>/review")
+@page()
+def review_bulletin(bulletin_id: int):
+    action = request.form.get("action")
+    try:
+        if action not in ("approve", "reject") or not access.can(g.user, "bulletin.approve"):
+            raise ApiError(403, "forbidden", "err.forbidden")
+        b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id, manage=True)
+        step = read_form(B.BulletinAction, request.form.to_dict())
+        bulletin_service.transition(g.db, g.user, b, action, step.comment,
+                                    seen_sha256=step.sha256)
+        g.db.commit()
+        flash(t({"approve": "bulletin.approved", "reject": "bulletin.rejected"}[action]))
+    except ApiError as err:
+        g.db.rollback()
+        flash(err.message())
+    return redirect(url_for("web.bulletins"))

@@ -1,0 +1,173 @@
+"""The home page: what plays now and where, the next slots of today, the fleet in one line, the
+open alarms and the nodes (offline first, at most MAX_NODES), all within the user's areas. Its
+live part is a small partial that the page polls; it answers 304 Not Modified (ETag) while
+nothing it shows has changed, so the live update costs a few hundred bytes on a slow link."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from flask import g, make_response, render_template, request
+from sqlalchemy import case, func, or_, select
+
+from device_agent.protocol import PRIORITY_NAMES
+
+from .. import auth as access
+from .. import schedule
+from ..context import settings
+from ..models import Area, Broadcast, Event, Node, utcnow
+from . import bp, page
+
+ALARM_WINDOW = dt.timedelta(hours=24)  # a node alarm (or a message refused) counts this long
+MAX_SLOTS = 8
+MAX_ALARMS = 10
+MAX_NODES = 50  # the dashboard's table; every node is the fleet page's
+# the page's live part: a 304 is about 500 bytes of headers (most of them the security
+# headers), so six a minute cost about 3 KB down while nothing changes
+POLL_S = 10
+
+
+def priority_name(priority: int) -> str:
+    """The name of a numeric priority (device_agent.protocol.PRIORITY_NAMES), rounded down."""
+    return max((n for n, v in PRIORITY_NAMES.items() if v <= priority),
+               key=PRIORITY_NAMES.__getitem__, default="normal")
+
+
+def _in_scope(query, allowed: set[int] | None):
+    return query if allowed is None else query.where(Node.cluster_id.in_(allowed))
+
+
+def _alarm_since() -> dt.datetime:
+    return utcnow() - ALARM_WINDOW
+
+
+def fleet_and_nodes(allowed: set[int] | None) -> tuple[dict, list[Node]]:
+    """Online, offline and in-alarm node counts in the user's areas, counted by the database,
+    and the first MAX_NODES of those nodes, offline first: one statement, so the line and the
+    table agree (the counts are window aggregates over every row, taken before the limit)."""
+    since = _alarm_since()
+    alarmed = select(Event.node_id).where(Event.type == "alarm", Event.received_at >= since)
+    in_alarm = or_(Node.id.in_(alarmed), Node.last_rejected_at >= since)
+    rows = g.db.execute(_in_scope(select(
+        Node, func.count().over(), func.sum(case((Node.online, 1), else_=0)).over(),
+        func.sum(case((in_alarm, 1), else_=0)).over())
+        .order_by(Node.online, Node.cluster_id, Node.id).limit(MAX_NODES), allowed)).all()
+    total, online, alarm = rows[0][1:] if rows else (0, 0, 0)
+    return ({"total": total, "online": online, "offline": total - online, "alarm": alarm},
+            [row[0] for row in rows])
+
+
+@dataclass
+class Playing:
+    """One item playing now and the nodes it plays on."""
+    title: str
+    priority: str
+    broadcast_id: int | None
+    nodes: list[Node] = field(default_factory=list)
+
+
+def playing_now(allowed: set[int] | None) -> list[Playing]:
+    """What the online nodes last said they play (their telemetry's ``playing``), by item."""
+    out: dict[str, Playing] = {}
+    for n in g.db.scalars(_in_scope(select(Node).where(Node.online).order_by(Node.id), allowed)):
+        playing = (n.last_telemetry or {}).get("playing")
+        if not isinstance(playing, dict) or not playing.get("item_id"):
+            continue
+        item = str(playing["item_id"])
+        if item not in out:
+            head, _, number = item.partition("-")
+            bc = g.db.get(Broadcast, int(number)) if head == "bc" and number.isdecimal() else None
+            out[item] = Playing(schedule.title(bc) if bc else item,
+                                priority_name(int(playing.get("priority") or 0)),
+                                bc.id if bc else None)
+        out[item].nodes.append(n)
+    return sorted(out.values(), key=lambda p: -PRIORITY_NAMES[p.priority])
+
+
+def _local_day_end(now: dt.datetime, tz: str) -> dt.datetime:
+    local = now.astimezone(ZoneInfo(tz))
+    midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(),
+                                   tzinfo=local.tzinfo)
+    return midnight.astimezone(dt.UTC)
+
+
+def next_slots_today(user) -> list[dict]:
+    """The slots still to come today (the configured zone) in the user's area and below; every
+    area's for a user of every area."""
+    tz = settings().timezone
+    now = utcnow().replace(tzinfo=dt.UTC)
+    end = _local_day_end(now, tz)
+    roots = [user.area_id] if user.area_id is not None else \
+        list(g.db.scalars(select(Area.id).where(Area.parent_id.is_(None))))
+    seen: dict[str, tuple] = {}
+    for area_id in roots:
+        for slot, bc in schedule.area_slots(g.db, tz, area_id, now, end):
+            seen.setdefault(slot.slot_id, (slot, bc))
+    names = {a.id: a.name for a in g.db.scalars(select(Area))}
+    zone = ZoneInfo(tz)
+    return [{"start": slot.start_at.astimezone(zone).strftime("%H:%M"),
+             "end": slot.end_at.astimezone(zone).strftime("%H:%M"),
+             "title": schedule.title(bc), "priority": priority_name(slot.priority),
+             "where": ", ".join([names.get(a, str(a)) for a in bc.target_areas or ()]
+                                + list(bc.target_nodes or ()))}
+            for slot, bc in sorted(seen.values(), key=lambda pair: pair[0])[:MAX_SLOTS]]
+
+
+def open_alarms(allowed: set[int] | None) -> list[dict]:
+    """The nodes' alarms of the last day, newest first, and the nodes whose messages the server
+    refused in that time."""
+    since = _alarm_since()
+    rows = g.db.execute(_in_scope(
+        select(Event, Node).join(Node, Node.id == Event.node_id)
+        .where(Event.type == "alarm", Event.received_at >= since)
+        .order_by(Event.id.desc()).limit(MAX_ALARMS), allowed)).all()
+    out = [{"node": node, "code": ev.payload.get("code") or "", "at": ev.received_at,
+            "detail": ev.payload.get("detail") or ev.payload.get("reason") or ""}
+           for ev, node in rows]
+    refused = g.db.scalars(_in_scope(select(Node).where(Node.last_rejected_at >= since)
+                                     .order_by(Node.last_rejected_at.desc()).limit(MAX_ALARMS),
+                                     allowed))
+    out += [{"node": n, "code": "rejected_messages", "at": n.last_rejected_at,
+             "detail": f"{n.rejected_messages} × {n.last_rejected_reason or ''}"} for n in refused]
+    return sorted(out, key=lambda a: a["at"], reverse=True)[:MAX_ALARMS]
+
+
+def dashboard_data() -> dict:
+    allowed = access.user_area_ids(g.db, g.user)
+    counts, nodes = fleet_and_nodes(allowed)
+    clusters = {a.id: a for a in g.db.scalars(select(Area))}
+    return {"nodes": nodes, "clusters": clusters, "fleet": counts,
+            "more_nodes": counts["total"] - len(nodes),
+            "playing": playing_now(allowed), "slots": next_slots_today(g.user),
+            "alarms": open_alarms(allowed), "poll_s": POLL_S}
+
+
+def conditional(html: str):
+    """``html`` with its ETag; 304 Not Modified when the browser already holds it. The browser
+    keeps it but asks again each time (no-cache), per user (Vary: Cookie)."""
+    resp = make_response(html)
+    resp.headers["Cache-Control"] = "no-cache, private"
+    resp.vary.add("Cookie")
+    resp.add_etag()
+    return resp.make_conditional(request)
+
+
+@bp.get("/")
+@page()
+def dashboard():
+    return render_template("dashboard.html", **dashboard_data())
+
+
+@bp.get("/partials/dashboard")
+@page()
+def dashboard_partial():
+    return conditional(render_template("_dashboard.html", **dashboard_data()))
+
+
+@bp.get("/partials/nodes")
+@page()
+def nodes_partial():
+    data = dashboard_data()
+    return conditional(render_template("_fleet.html", **data)
+                       + render_template("_nodes.html", **data))
