@@ -1,7 +1,8 @@
 """Mosquitto as the project runs it: its config, password file and ACL, and the process itself.
 
-The password file and ACL are rendered from the node registry and written atomically; Mosquitto
-re-reads both on SIGHUP, so provisioning a node changes the broker without restarting anything.
+The password file and ACL are rendered from the node registry and written atomically at start
+and on revocation; provisioning appends the new nodes' lines to both. Mosquitto re-reads both on
+SIGHUP, so provisioning a node changes the broker without restarting anything.
 """
 from __future__ import annotations
 
@@ -116,6 +117,17 @@ def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
     return "\n".join(lines)
 
 
+def _append(path: Path, text: str) -> None:
+    data = memoryview(text.encode("utf-8"))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class MosquittoFiles:
     """The password file and ACL in ``directory``; ``apply`` writes them and tells the broker."""
@@ -133,6 +145,24 @@ class MosquittoFiles:
         d.mkdir(parents=True, exist_ok=True)
         write_atomic(d / "passwd", render_passwd(accounts))
         write_atomic(d / "acl", render_acl(self.prefix, server_user, nodes))
+
+    def complete(self) -> bool:
+        """Whether both files were written whole (by ``write``) and may be appended to."""
+        d = Path(self.directory)
+        return (d / "passwd").is_file() and (d / "acl").is_file()
+
+    def append(self, accounts: Mapping[str, str], nodes: Mapping[str, Iterable[str]]) -> None:
+        """Add accounts (user -> hash) and node ACL blocks (node -> its groups) at the end of
+        the files, leaving every line already there: the cost is the new lines', not the
+        fleet's. Each file gets one write, flushed to disk before the caller signals the
+        broker; a user is never appended twice by the server (ids are unique)."""
+        d = Path(self.directory)
+        if not accounts and not nodes:
+            return
+        _append(d / "passwd", render_passwd(accounts))
+        _append(d / "acl", "".join(
+            "\n" + "\n".join(node_acl_lines(self.prefix, node, groups)) + "\n"
+            for node, groups in sorted(nodes.items())))
 
     def reload(self) -> bool:
         """SIGHUP the running broker so it re-reads both files; False when none runs."""
