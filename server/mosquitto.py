@@ -10,6 +10,7 @@ import base64
 import getpass
 import hashlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -60,6 +61,49 @@ def render_acl(prefix: str, server_user: str, nodes: Mapping[str, Iterable[str]]
 
 DEFAULT_MAX_PACKET = 1024 * 1024  # bytes; a desired state with a full schedule window fits
 
+# Open files. Each connected client holds one descriptor in the broker; besides them it needs a
+# few of its own (listeners, log, persistence, the password file and ACL read on reload).
+# Under the common default of 1,024 a broker fills up at about 1,012 nodes and refuses the rest
+# with a misleading "denied access by tcpd" log line, so the set-up raises the limit.
+BROKER_OWN_FILES = 64
+PROVINCE_NODES = 10_000  # what one server is sized for (issue 10)
+
+
+@dataclass(frozen=True)
+class OpenFiles:
+    """The open-files limit to give the broker, and how many nodes it lets connect."""
+
+    limit: int  # RLIMIT_NOFILE (soft) for the broker
+    hard: int
+    nodes: int  # connections left for nodes (and the server's own few) under ``limit``
+    wanted: int  # nodes asked for
+    message: str  # one line for the operator: the limit and the node count it allows
+
+    @property
+    def enough(self) -> bool:
+        return self.nodes >= self.wanted
+
+
+def broker_open_files(wanted: int, soft: int, hard: int) -> OpenFiles:
+    """The open-files limit for a broker that should take ``wanted`` nodes, given the limits
+    its parent has (``soft``, ``hard``; ``resource.RLIM_INFINITY`` for none): what it needs,
+    never below ``soft`` (nothing is lowered), never above ``hard`` (only root may raise that).
+    The message says the limit and the nodes it allows, and when that is too few, what to do."""
+    need = wanted + BROKER_OWN_FILES
+    top = hard if hard != resource.RLIM_INFINITY and hard >= 0 else max(need, soft)
+    limit = min(max(need, soft if soft != resource.RLIM_INFINITY else need), top)
+    nodes = max(limit - BROKER_OWN_FILES, 0)
+    if nodes >= wanted:
+        message = (f"broker open files limit {limit}: room for {nodes} node connections "
+                   f"({wanted} wanted)")
+    else:
+        message = (f"broker open files limit {limit} (the hard limit): only about {nodes} nodes "
+                   f"can connect, {wanted} wanted; the broker refuses the rest (its log may say "
+                   f"\"denied access by tcpd\"). Raise the hard limit to at least {need}: "
+                   f"LimitNOFILE={need} in its systemd unit, or `ulimit -Hn {need}` as root, or "
+                   f"nofile in /etc/security/limits.conf")
+    return OpenFiles(limit, hard, nodes, wanted, message)
+
 
 @dataclass(frozen=True)
 class TlsListener:
@@ -72,13 +116,17 @@ class TlsListener:
 
 
 def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
-                max_packet_size: int = DEFAULT_MAX_PACKET, tls: TlsListener | None = None) -> str:
+                max_packet_size: int = DEFAULT_MAX_PACKET, tls: TlsListener | None = None,
+                max_connections: int = -1) -> str:
     """A mosquitto.conf that keeps everything under ``directory``.
 
     Every listener replaces the client id a client asks for by its username
     (``use_username_as_clientid``), so one account cannot take over another's session: a node
     always connects as its own id, each server process as its own account. ``max_packet_size``
-    disconnects a client that sends a bigger packet before the broker stores or forwards it."""
+    disconnects a client that sends a bigger packet before the broker stores or forwards it.
+    ``max_connections`` (each listener's; -1: none) keeps the nodes' listener below the
+    broker's open-files limit, so a client past it is refused as such (the loopback listener
+    of the server's own few processes gets the same figure)."""
     d = Path(directory).resolve()
     lines = [
         "# Written by LoaPhuong; regenerated at start. Passwords and ACL are in files beside it.",
@@ -90,6 +138,7 @@ def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
         "# the server's own processes (and, without TLS, nodes)",
         f"listener {port} {bind}",
         "use_username_as_clientid true",
+        f"max_connections {int(max_connections)}",
     ]
     if tls is not None:
         lines += [
@@ -99,6 +148,7 @@ def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
             f"keyfile {Path(tls.keyfile).resolve()}",
             "tls_version tlsv1.2",
             "use_username_as_clientid true",
+            f"max_connections {int(max_connections)}",
         ]
     lines += [
         "persistence true",
@@ -299,7 +349,10 @@ class MosquittoProcess:
     binary: str = ""
     max_packet_size: int = DEFAULT_MAX_PACKET
     tls: TlsListener | None = None
+    # how many nodes it should take: its open-files limit is raised for them (``open_files``)
+    max_nodes: int = PROVINCE_NODES
     proc: subprocess.Popen | None = field(default=None, init=False)
+    open_files: OpenFiles | None = field(default=None, init=False)
 
     @property
     def conf_path(self) -> Path:
@@ -311,12 +364,21 @@ class MosquittoProcess:
         for name in ("passwd", "acl"):
             if not (d / name).exists():
                 write_atomic(d / name, "")
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        files = self.open_files = broker_open_files(self.max_nodes, soft, hard)
+        # below its open-files limit, so one listener's clients past it are refused cleanly
+        # (the TLS listener's, when there is one, are the nodes; the other is the server's)
         self.conf_path.write_text(render_conf(port=self.port, directory=d, tls=self.tls,
-                                              max_packet_size=self.max_packet_size),
+                                              max_packet_size=self.max_packet_size,
+                                              max_connections=files.nodes),
                                   encoding="utf-8")
+
+        def raise_open_files() -> None:  # in the child, before it runs Mosquitto
+            resource.setrlimit(resource.RLIMIT_NOFILE, (files.limit, hard))
+
         self.proc = subprocess.Popen([self.binary or mosquitto_binary(), "-c", str(self.conf_path)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=raise_open_files)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
