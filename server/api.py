@@ -242,7 +242,7 @@ def provision_nodes():
     data = request.get_json(silent=True)
     if not isinstance(data, list) or not data:
         raise bad_request("err.not_json_list", "not_json")
-    most = app_settings().bulk_max_nodes
+    most = app_settings().bulk_max_nodes  # B.NodeList documents the default
     if len(data) > most:
         raise bad_request("err.too_many_rows", "too_many", most=most)
     tz = app_settings().tz

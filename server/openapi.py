@@ -355,8 +355,7 @@ PATHS = {
         "status of the first bad row's error) lists every bad row: its number (1-based), "
         "field, code and message. The broker learns the nodes with one reload.",
         _ok(_ref("ProvisionedList"), "Created"), status="201",
-        body={"type": "array", "items": _ref("NodeCreate"), "minItems": 1,
-              "maxItems": 10000, "description": "at most bulk_max_nodes (10000) rows"},
+        body=_ref("NodeList"),
         errors=("400", "401", "403", "404", "409"))},
     "/api/v1/nodes/import": {"post": _op(
         "Provision nodes from a CSV file (UTF-8; a header row naming the columns name, "
@@ -365,9 +364,7 @@ PATHS = {
         "its line in the file (the header is line 1) and column.",
         _ok(_ref("ProvisionedList"), "Created"), status="201",
         errors=("400", "401", "403", "415", "422")) | {"requestBody": {
-            "required": True, "content": {"text/csv": {"schema": {
-                "type": "string", "example": "name,cluster,latitude,longitude\n"
-                "Loa chợ Cột Đèn,HP-LECHAN-KP3,20.8449,106.6881\n"}}}}}},
+            "required": True, "content": {"text/csv": {"schema": _ref("NodeCsv")}}}}},
     "/api/v1/nodes/{node_id}": {"get": _op("One node", _ok(_ref("Node")),
                                            params=[_path_param("node_id", NODE_ID)])},
     "/api/v1/nodes/{node_id}/desired": {"get": _op(
