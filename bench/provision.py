@@ -52,13 +52,13 @@ def accepted(port: int, username: str, password: str) -> bool:
         length += bytes([byte | (0x80 if n else 0)])
         if not n:
             break
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(b"\x10" + length + body)
         reply = sock.recv(4)
         return len(reply) == 4 and reply[0] == 0x20 and reply[3] == 0
 
 
-def wait_accepted(port: int, answer: dict, timeout: float = 30.0) -> float:
+def wait_accepted(port: int, answer: dict, timeout: float = 60.0) -> float:
     t = time.monotonic()
     while time.monotonic() - t < timeout:
         if accepted(port, answer["id"], answer["mqtt"]["password"]):
