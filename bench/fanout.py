@@ -286,7 +286,7 @@ class SimNode:
 class System:
     """Mosquitto, web (waitress) and dispatcher as `make run` starts them, in a temp folder."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, dispatcher: bool = True):
         sys.path.insert(0, str(ROOT))
         import tomli_w
         from server.cli import init_instance
@@ -316,7 +316,7 @@ class System:
         for name, args in (("web", ["-m", "server", "--instance", str(self.instance),
                                     "--port", str(self.web_port)]),
                            ("dispatcher", ["-m", "schedules", "--instance",
-                                           str(self.instance)])):
+                                           str(self.instance)]))[:2 if dispatcher else 1]:
             with open(base / f"{name}.log", "ab") as log:  # the child keeps its own copy
                 self.procs.append(subprocess.Popen([py, *args], cwd=ROOT, stdout=log,
                                                    stderr=subprocess.STDOUT, env=env))
@@ -638,11 +638,13 @@ def report(results: dict, args, load_before: str, load_after: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_docs(section: str) -> None:
+def write_docs(section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the section between ``begin`` and ``end`` (the markers it starts and ends
+    with) in docs/benchmarks.md, or add it at the end."""
     text = DOCS.read_text(encoding="utf-8")
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + section + tail
     else:
         text = text.rstrip("\n") + "\n\n" + section

@@ -183,9 +183,11 @@ def _start_all(procs: list[tuple[str, subprocess.Popen]], broker: MosquittoProce
     # the broker's files come from the registry before it starts
     subprocess.run([py, "-m", "server.cli", "--instance", str(INSTANCE), "sync-broker"],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    broker.start()
+    broker.start()  # with its open-files limit raised for a province's nodes
     say(f"mosquitto on 127.0.0.1:{state['mqtt_port']}, TLS for nodes on "
         f"127.0.0.1:{state['mqtt_tls_port']} (CA {tls.ca_cert}; pid {broker.proc.pid})")
+    if broker.open_files is not None:
+        say(("" if broker.open_files.enough else "WARNING: ") + broker.open_files.message)
     procs.append(("web", spawn("web", [py, "-m", "server", "--instance", str(INSTANCE),
                                        "--port", str(web_port)], logs / "web.log")))
     procs.append(("dispatcher", spawn("dispatcher", [py, "-m", "schedules", "--instance",

@@ -214,10 +214,57 @@ def _alarms(node_ids: list[str], limit: int = 5) -> dict[str, list]:
 @bp.post("/nodes")
 def provision_node():
     user = auth.require("node.write")
-    answer = node_service.provision_node(g.db, app_settings(), user, read(B.NodeCreate))
+    answer, accounts = node_service.provision_node(g.db, app_settings(), user,
+                                                   read(B.NodeCreate))
     g.db.commit()
-    node_service.sync_broker_accounts(app_settings(), app_sessions())
+    node_service.add_broker_accounts(app_settings(), app_sessions(), accounts)
     return jsonify(answer), 201
+
+
+def _provision_rows(user, rows: list, fields: dict[str, str] | None = None,
+                    status: int | None = None):
+    """Every row provisioned, or none and every bad row named (its number and field); the
+    status of a refusal is ``status``, else the first bad row's own."""
+    answers, accounts, errors = node_service.provision_nodes(g.db, app_settings(), user, rows)
+    if errors:
+        g.db.rollback()
+        raise ApiError(status or errors[0].error.status, "invalid_rows", "err.invalid_rows",
+                       count=len(errors), total=len(rows)).with_extra(
+            rows=[e.json(fields) for e in errors])
+    g.db.commit()
+    node_service.add_broker_accounts(app_settings(), app_sessions(), accounts)
+    return jsonify({"nodes": answers}), 201
+
+
+@bp.post("/nodes/bulk")
+def provision_nodes():
+    """A JSON list of nodes (each as POST /nodes takes it), all provisioned or none."""
+    user = auth.require("node.write")
+    data = request.get_json(silent=True)
+    if not isinstance(data, list) or not data:
+        raise bad_request("err.not_json_list", "not_json")
+    most = app_settings().bulk_max_nodes  # B.NodeList documents the default
+    if len(data) > most:
+        raise bad_request("err.too_many_rows", "too_many", most=most)
+    tz = app_settings().tz
+    rows: list = []
+    for i, item in enumerate(data, start=1):
+        try:
+            rows.append((i, B.parse(B.NodeCreate, item, tz=tz)))
+        except ApiError as err:
+            rows.append((i, node_service.row_error(i, err)))
+    return _provision_rows(user, rows)
+
+
+@bp.post("/nodes/import")
+def import_nodes():
+    """A CSV file (UTF-8; columns name, cluster, latitude, longitude, optionally id), all
+    provisioned or none; a bad row is named by its line in the file."""
+    user = auth.require("node.write")
+    if request.mimetype != "text/csv":
+        raise ApiError(415, "not_csv", "err.not_csv")
+    rows = node_service.read_node_csv(g.db, request.get_data(), app_settings().bulk_max_nodes)
+    return _provision_rows(user, rows, node_service.CSV_FIELDS, 422)
 
 
 @bp.get("/nodes")
@@ -331,7 +378,7 @@ def revoke_node(node_id: str):
     user = auth.require("node.write")
     node = node_service.revoke_node(g.db, app_settings(), user, node_id)
     g.db.commit()
-    node_service.sync_broker_accounts(app_settings(), app_sessions())
+    node_service.sync_broker_accounts(app_settings(), app_sessions())  # drops its lines
     return jsonify({"id": node.id, "revoked_at": iso(node.revoked_at)})
 
 

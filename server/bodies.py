@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 
 import annotated_types as at
 
-from pydantic import (BaseModel, ConfigDict, PlainValidator, ValidationError, ValidationInfo,
-                      WithJsonSchema, field_validator, model_validator)
+from pydantic import (BaseModel, ConfigDict, PlainValidator, RootModel, ValidationError,
+                      ValidationInfo, WithJsonSchema, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from schedules.lunar import LunarHoliday
@@ -453,6 +453,24 @@ class AlertAction(Body):
     comment: Annotated[str, Text(2000, blank=True)] | None = None
 
 
+BULK_MAX_NODES = 10000  # the default of the bulk_max_nodes setting
+
+
+class NodeList(RootModel[Annotated[list[NodeCreate], at.Len(1, BULK_MAX_NODES)]]):
+    """POST /api/v1/nodes/bulk: nodes as POST /api/v1/nodes takes them, all provisioned or
+    none (at most bulk_max_nodes, 10000 by default). Each row is read as a NodeCreate on its
+    own, so that every bad row is named."""
+
+
+class NodeCsv(RootModel[str]):
+    """POST /api/v1/nodes/import (text/csv, UTF-8): a header row naming the columns name,
+    cluster (its id or code), latitude, longitude and optionally id, in any order; then one
+    node a line. An empty coordinate is none; a decimal comma is read as a point."""
+    model_config = ConfigDict(json_schema_extra={
+        "example": "name,cluster,latitude,longitude\n"
+                   "Loa chợ Cột Đèn,HP-LECHAN-KP3,20.8449,106.6881\n"})
+
+
 def _command_variants(schema: dict) -> None:
     schema["oneOf"] = [{"properties": {"type": {"const": t}, "body": {
         k: v for k, v in BODIES[t].items() if k not in ("$id", "title")}},
@@ -825,8 +843,9 @@ class UserCreate(UserWrite):
 
 
 # Every body the API reads, by the name the OpenAPI document gives its schema.
-MODELS: tuple[type[Body], ...] = (
-    TokenRequest, AreaCreate, AreaUpdate, NodeCreate, CommandCreate, BulletinCreate,
+MODELS: tuple[type[BaseModel], ...] = (
+    TokenRequest, AreaCreate, AreaUpdate, NodeCreate, NodeList, NodeCsv, CommandCreate,
+    BulletinCreate,
     BulletinUpload, BulletinUpdate, BulletinAction, PreviewCreate, NormalizeRequest,
     LexiconEntryCreate, BroadcastCreate, BroadcastEdit, OccurrenceChange, ProgrammeCreate,
     ProgrammeUpdate, UserCreate, UserWrite, RolloutCreate, ReleaseUpload, NodeUpdate, AlertAction)

@@ -39,6 +39,7 @@ class Settings:
     node_mqtt_port: int = 0                # default mqtt_tls_port, else mqtt_port
     mosquitto_dir: str = ""                # where passwd/acl live; empty: broker not managed
     node_telemetry_s: int = 30             # what provisioned agents are told
+    bulk_max_nodes: int = 10000            # rows of one bulk provisioning or CSV import
     # the largest message the bridge takes from a node, per topic (bytes; larger is refused)
     node_max_state_bytes: int = 4096
     node_max_telemetry_bytes: int = 16384
@@ -236,6 +237,7 @@ _CHECKS: tuple[Check, ...] = (
     _tts_engines,
     _audio,
     _bridge_limits,
+    _rule(lambda s: s.bulk_max_nodes >= 1, "bulk_max_nodes: at least 1"),
     _rule(lambda s: s.command_ttl_s >= 10, "command_ttl_s: must be at least 10 seconds"),
     _rule(lambda s: s.update_ttl_s >= 60, "update_ttl_s: must be at least 60 seconds"),
     _rule(lambda s: s.airplay_grace_s >= 0, "airplay_grace_s: must be 0 or more seconds"),

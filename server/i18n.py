@@ -36,6 +36,27 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "err.not_cluster": {"vi": "Địa bàn {id} không phải là cụm loa.",
                         "en": "Area {id} is not a cluster."},
     "err.duplicate": {"vi": "{what} đã tồn tại.", "en": "{what} already exists."},
+    "err.not_json_list": {"vi": "Nội dung gửi lên phải là một danh sách JSON không rỗng.",
+                          "en": "The request body must be a non-empty JSON list."},
+    "err.too_many_rows": {"vi": "Quá nhiều dòng: tối đa {most} dòng mỗi lần.",
+                          "en": "Too many rows: at most {most} at a time."},
+    "err.invalid_rows": {"vi": "{count} trong {total} dòng không hợp lệ (xem từng dòng); "
+                               "không dòng nào được lưu.",
+                         "en": "{count} of {total} rows are invalid (see each row); nothing "
+                               "was saved."},
+    "err.not_csv": {"vi": "Tệp nhập phải là CSV (Content-Type: text/csv).",
+                    "en": "The import must be CSV (Content-Type: text/csv)."},
+    "err.csv_encoding": {"vi": "Tệp CSV phải mã hoá UTF-8 (byte {at} không hợp lệ).",
+                         "en": "The CSV file must be UTF-8 (byte {at} is not)."},
+    "err.csv_columns": {"vi": "Tệp CSV thiếu cột: {missing} (dòng đầu ghi tên các cột).",
+                        "en": "The CSV file lacks the columns: {missing} (the first line names "
+                              "the columns)."},
+    "err.csv_syntax": {"vi": "Tệp CSV sai cú pháp ở dòng {line}: {detail}.",
+                       "en": "The CSV file is malformed at line {line}: {detail}."},
+    "err.csv_empty": {"vi": "Tệp CSV không có dòng dữ liệu nào.",
+                      "en": "The CSV file has no data rows."},
+    "err.unknown_area_code": {"vi": "Không có địa bàn mã {code}.",
+                              "en": "There is no area with code {code}."},
     "err.bulletin_not_approved": {
         "vi": "Bản tin {id} chưa được duyệt (trạng thái: {status}); chỉ phát bản tin đã duyệt.",
         "en": "Bulletin {id} is not approved (status: {status}); only approved bulletins can be "

@@ -1,7 +1,8 @@
 """Mosquitto as the project runs it: its config, password file and ACL, and the process itself.
 
-The password file and ACL are rendered from the node registry and written atomically; Mosquitto
-re-reads both on SIGHUP, so provisioning a node changes the broker without restarting anything.
+The password file and ACL are rendered from the node registry and written atomically at start
+and on revocation; provisioning appends the new nodes' lines to both. Mosquitto re-reads both on
+SIGHUP, so provisioning a node changes the broker without restarting anything.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import base64
 import getpass
 import hashlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -39,25 +41,85 @@ def render_passwd(accounts: Mapping[str, str]) -> str:
     return "".join(f"{user}:{hashed}\n" for user, hashed in sorted(accounts.items()))
 
 
-def node_acl_lines(prefix: str, node: str, groups: Iterable[str]) -> list[str]:
-    """What PROTOCOL.md lets a node do: read its own and its groups' topics, write its own."""
-    lines = [f"user {node}"]
-    lines += [f"topic read {prefix}/nodes/{node}/{kind}" for kind in ("desired", "cmd")]
-    for group in sorted({"all", *groups}):
-        lines.append(f"topic read {prefix}/groups/{group}/cmd")
-    lines += [f"topic write {prefix}/nodes/{node}/{kind}"
+def acl_patterns(prefix: str) -> list[str]:
+    """What every node may do on topics named after itself (``%u``: its account, which is its
+    node id), and read the command topic of group ``all``: one set of lines for the whole
+    fleet. Mosquitto does not substitute a name holding ``+``, ``#`` or ``/`` (node ids never
+    do), and the server's accounts can do all of it anyway."""
+    lines = [f"pattern read {prefix}/nodes/%u/{kind}" for kind in ("desired", "cmd")]
+    lines.append(f"pattern read {prefix}/groups/all/cmd")
+    lines += [f"pattern write {prefix}/nodes/%u/{kind}"
               for kind in ("state", "telemetry", "events")]
     return lines
 
 
+def node_acl_lines(prefix: str, node: str, groups: Iterable[str]) -> list[str]:
+    """What a node may do beyond ``acl_patterns``: read its groups' command topics (its
+    cluster's and every area's above it). No lines when it has no group but ``all``.
+
+    Few lines a node, because Mosquitto 2.0 reads each ``topic`` line of an ACL file by
+    walking its list of users from the first: reading the file costs lines x users, and it
+    reads it at start and on every SIGHUP (with the node's own topics written out too, nine
+    lines a node, that was 1.7 s of the broker's CPU at 10,000 nodes, the broker answering
+    nothing meanwhile)."""
+    extra = sorted(set(groups) - {"all"})
+    if not extra:
+        return []
+    return [f"user {node}", *(f"topic read {prefix}/groups/{group}/cmd" for group in extra)]
+
+
 def render_acl(prefix: str, server_user: str, nodes: Mapping[str, Iterable[str]]) -> str:
-    """The whole ACL file: the server account, then one block per node (node -> its groups)."""
-    blocks = [[f"user {server_user}", f"topic readwrite {prefix}/#"]]
+    """The whole ACL file: the patterns every node shares, the server account, then one
+    block per node with a group of its own (node -> its groups)."""
+    blocks = [acl_patterns(prefix), [f"user {server_user}", f"topic readwrite {prefix}/#"]]
     blocks += [node_acl_lines(prefix, node, groups) for node, groups in sorted(nodes.items())]
-    return "\n\n".join("\n".join(b) for b in blocks) + "\n"
+    return "\n\n".join("\n".join(b) for b in blocks if b) + "\n"
 
 
 DEFAULT_MAX_PACKET = 1024 * 1024  # bytes; a desired state with a full schedule window fits
+
+# Open files. Each connected client holds one descriptor in the broker; besides them it needs a
+# few of its own (listeners, log, persistence, the password file and ACL read on reload).
+# Under the common default of 1,024 a broker fills up at about 1,012 nodes and refuses the rest
+# with a misleading "denied access by tcpd" log line, so the set-up raises the limit.
+BROKER_OWN_FILES = 64
+PROVINCE_NODES = 10_000  # what one server is sized for (issue 10)
+
+
+@dataclass(frozen=True)
+class OpenFiles:
+    """The open-files limit to give the broker, and how many nodes it lets connect."""
+
+    limit: int  # RLIMIT_NOFILE (soft) for the broker
+    hard: int
+    nodes: int  # connections left for nodes (and the server's own few) under ``limit``
+    wanted: int  # nodes asked for
+    message: str  # one line for the operator: the limit and the node count it allows
+
+    @property
+    def enough(self) -> bool:
+        return self.nodes >= self.wanted
+
+
+def broker_open_files(wanted: int, soft: int, hard: int) -> OpenFiles:
+    """The open-files limit for a broker that should take ``wanted`` nodes, given the limits
+    its parent has (``soft``, ``hard``; ``resource.RLIM_INFINITY`` for none): what it needs,
+    never below ``soft`` (nothing is lowered), never above ``hard`` (only root may raise that).
+    The message says the limit and the nodes it allows, and when that is too few, what to do."""
+    need = wanted + BROKER_OWN_FILES
+    top = hard if hard != resource.RLIM_INFINITY and hard >= 0 else max(need, soft)
+    limit = min(max(need, soft if soft != resource.RLIM_INFINITY else need), top)
+    nodes = max(limit - BROKER_OWN_FILES, 0)
+    if nodes >= wanted:
+        message = (f"broker open files limit {limit}: room for {nodes} node connections "
+                   f"({wanted} wanted)")
+    else:
+        message = (f"broker open files limit {limit} (the hard limit): only about {nodes} nodes "
+                   f"can connect, {wanted} wanted; the broker refuses the rest (its log may say "
+                   f"\"denied access by tcpd\"). Raise the hard limit to at least {need}: "
+                   f"LimitNOFILE={need} in its systemd unit, or `ulimit -Hn {need}` as root, or "
+                   f"nofile in /etc/security/limits.conf")
+    return OpenFiles(limit, hard, nodes, wanted, message)
 
 
 @dataclass(frozen=True)
@@ -71,13 +133,17 @@ class TlsListener:
 
 
 def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
-                max_packet_size: int = DEFAULT_MAX_PACKET, tls: TlsListener | None = None) -> str:
+                max_packet_size: int = DEFAULT_MAX_PACKET, tls: TlsListener | None = None,
+                max_connections: int = -1) -> str:
     """A mosquitto.conf that keeps everything under ``directory``.
 
     Every listener replaces the client id a client asks for by its username
     (``use_username_as_clientid``), so one account cannot take over another's session: a node
     always connects as its own id, each server process as its own account. ``max_packet_size``
-    disconnects a client that sends a bigger packet before the broker stores or forwards it."""
+    disconnects a client that sends a bigger packet before the broker stores or forwards it.
+    ``max_connections`` (each listener's; -1: none) keeps the nodes' listener below the
+    broker's open-files limit, so a client past it is refused as such (the loopback listener
+    of the server's own few processes gets the same figure)."""
     d = Path(directory).resolve()
     lines = [
         "# Written by LoaPhuong; regenerated at start. Passwords and ACL are in files beside it.",
@@ -89,6 +155,7 @@ def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
         "# the server's own processes (and, without TLS, nodes)",
         f"listener {port} {bind}",
         "use_username_as_clientid true",
+        f"max_connections {int(max_connections)}",
     ]
     if tls is not None:
         lines += [
@@ -98,6 +165,7 @@ def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
             f"keyfile {Path(tls.keyfile).resolve()}",
             "tls_version tlsv1.2",
             "use_username_as_clientid true",
+            f"max_connections {int(max_connections)}",
         ]
     lines += [
         "persistence true",
@@ -114,6 +182,17 @@ def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
         "",
     ]
     return "\n".join(lines)
+
+
+def _append(path: Path, text: str) -> None:
+    data = memoryview(text.encode("utf-8"))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -133,6 +212,24 @@ class MosquittoFiles:
         d.mkdir(parents=True, exist_ok=True)
         write_atomic(d / "passwd", render_passwd(accounts))
         write_atomic(d / "acl", render_acl(self.prefix, server_user, nodes))
+
+    def complete(self) -> bool:
+        """Whether both files were written whole (by ``write``) and may be appended to."""
+        d = Path(self.directory)
+        return (d / "passwd").is_file() and (d / "acl").is_file()
+
+    def append(self, accounts: Mapping[str, str], nodes: Mapping[str, Iterable[str]]) -> None:
+        """Add accounts (user -> hash) and node ACL blocks (node -> its groups) at the end of
+        the files, leaving every line already there: the cost is the new lines', not the
+        fleet's. Each file gets one write, flushed to disk before the caller signals the
+        broker; a user is never appended twice by the server (ids are unique)."""
+        d = Path(self.directory)
+        if not accounts and not nodes:
+            return
+        _append(d / "passwd", render_passwd(accounts))
+        blocks = [node_acl_lines(self.prefix, node, groups)
+                  for node, groups in sorted(nodes.items())]
+        _append(d / "acl", "".join("\n" + "\n".join(b) + "\n" for b in blocks if b))
 
     def reload(self) -> bool:
         """SIGHUP the running broker so it re-reads both files; False when none runs."""
@@ -269,7 +366,10 @@ class MosquittoProcess:
     binary: str = ""
     max_packet_size: int = DEFAULT_MAX_PACKET
     tls: TlsListener | None = None
+    # how many nodes it should take: its open-files limit is raised for them (``open_files``)
+    max_nodes: int = PROVINCE_NODES
     proc: subprocess.Popen | None = field(default=None, init=False)
+    open_files: OpenFiles | None = field(default=None, init=False)
 
     @property
     def conf_path(self) -> Path:
@@ -281,12 +381,21 @@ class MosquittoProcess:
         for name in ("passwd", "acl"):
             if not (d / name).exists():
                 write_atomic(d / name, "")
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        files = self.open_files = broker_open_files(self.max_nodes, soft, hard)
+        # below its open-files limit, so one listener's clients past it are refused cleanly
+        # (the TLS listener's, when there is one, are the nodes; the other is the server's)
         self.conf_path.write_text(render_conf(port=self.port, directory=d, tls=self.tls,
-                                              max_packet_size=self.max_packet_size),
+                                              max_packet_size=self.max_packet_size,
+                                              max_connections=files.nodes),
                                   encoding="utf-8")
+
+        def raise_open_files() -> None:  # in the child, before it runs Mosquitto
+            resource.setrlimit(resource.RLIMIT_NOFILE, (files.limit, hard))
+
         self.proc = subprocess.Popen([self.binary or mosquitto_binary(), "-c", str(self.conf_path)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=raise_open_files)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -2,9 +2,14 @@
 broker's accounts in step with the registry, revoking, and immediate commands to one node."""
 from __future__ import annotations
 
+import csv
 import fcntl
+import io
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
@@ -15,38 +20,67 @@ from device_agent.protocol import valid_name
 
 from . import auth
 from .areas import slug
-from .bodies import CommandCreate, NodeCreate
+from .bodies import CommandCreate, NodeCreate, parse
 from .config import Settings
 from .errors import ApiError, bad_request
 from .keys import KeyState
-from .models import Area, Command, Node, ServerKey, User, area_zone, node_groups, utcnow
+from .models import (Area, Command, Node, ServerKey, User, area_ancestors, area_zone,
+                     node_groups, utcnow)
 from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, password_hash
 from .outbox import queue_clear_desired, queue_command
 
 AGENT_CA_FILE = "/etc/loa-agent/ca.pem"  # where hardware/install-pi.sh puts mqtt.ca_pem
 
 
+@contextmanager
+def _broker_files(s: Settings) -> Iterator[MosquittoFiles]:
+    """The broker's files, held under a file lock: two web processes (or a web process and
+    ``sync-broker``) never interleave their reads and writes."""
+    files = MosquittoFiles(Path(s.mosquitto_dir), s.topic_prefix)
+    os.makedirs(s.mosquitto_dir, exist_ok=True)
+    with open(os.path.join(s.mosquitto_dir, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield files
+
+
+def _write_all(s: Settings, sessions, files: MosquittoFiles) -> bool:
+    with sessions() as db:
+        accounts = {s.mqtt_username: password_hash(s.mqtt_password)}
+        nodes = {}
+        by_cluster: dict[int, list[str]] = {}  # a ward's nodes share their groups
+        for node in db.scalars(select(Node).where(Node.revoked_at.is_(None))):
+            accounts[node.id] = node.mqtt_password_hash
+            if node.cluster_id not in by_cluster:
+                by_cluster[node.cluster_id] = node_groups(db, node)
+            nodes[node.id] = by_cluster[node.cluster_id]
+    return files.apply(accounts, s.mqtt_username, nodes)
+
+
 def sync_broker_accounts(s: Settings, sessions) -> bool:
-    """Rewrite Mosquitto's password file and ACL from the committed registry, then SIGHUP it.
+    """Rewrite Mosquitto's password file and ACL from the committed registry, then SIGHUP it:
+    at start (``sync-broker``) and after a revocation. Its cost grows with the fleet.
 
     Call it after committing. A file lock makes read-and-write one step, so two web processes
     provisioning at once cannot write a file that misses the other's node."""
     if not s.mosquitto_dir:
         return False
-    files = MosquittoFiles(Path(s.mosquitto_dir), s.topic_prefix)
-    os.makedirs(s.mosquitto_dir, exist_ok=True)
-    with open(os.path.join(s.mosquitto_dir, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        with sessions() as db:
-            accounts = {s.mqtt_username: password_hash(s.mqtt_password)}
-            nodes = {}
-            by_cluster: dict[int, list[str]] = {}  # a ward's nodes share their groups
-            for node in db.scalars(select(Node).where(Node.revoked_at.is_(None))):
-                accounts[node.id] = node.mqtt_password_hash
-                if node.cluster_id not in by_cluster:
-                    by_cluster[node.cluster_id] = node_groups(db, node)
-                nodes[node.id] = by_cluster[node.cluster_id]
-        return files.apply(accounts, s.mqtt_username, nodes)
+    with _broker_files(s) as files:
+        return _write_all(s, sessions, files)
+
+
+def add_broker_accounts(s: Settings, sessions, accounts: list[BrokerAccount]) -> bool:
+    """Give the broker newly provisioned nodes: their password lines and ACL blocks are
+    appended to the files (what is there stays as it is), then one SIGHUP. Call it after
+    committing. Its cost is that of the new nodes, whatever the fleet's size; when the files
+    were never written (no ``sync-broker`` yet) it writes them whole from the registry."""
+    if not s.mosquitto_dir or not accounts:
+        return False
+    with _broker_files(s) as files:
+        if not files.complete():
+            return _write_all(s, sessions, files)
+        files.append({a.node_id: a.password_hash for a in accounts},
+                     {a.node_id: a.groups for a in accounts})
+        return files.reload()
 
 
 def node_tls(s: Settings) -> bool:
@@ -75,47 +109,138 @@ def agent_config(s: Settings, node: Node, password: str, groups: list[str],
     return f"# LoaPhuong speaker node agent: {name}\n" + tomli_w.dumps(config)
 
 
-def provision_node(db: Session, s: Settings, user: User, body: NodeCreate) -> dict:
-    """Register a node in a cluster with broker credentials; returns the provisioning answer.
-    The caller commits, then calls sync_broker_accounts so the broker accepts the node."""
-    cluster_id, name, lat, lon, node_id = body.cluster_id, body.name, body.lat, body.lon, body.id
-    cluster = db.get(Area, cluster_id)
-    if cluster is None:
-        raise ApiError(404, "unknown_area", "err.unknown_area", id=cluster_id)
-    if cluster.kind != "cluster":
-        raise bad_request("err.not_cluster", "not_cluster", id=cluster_id)
-    auth.check_area(db, user, cluster_id)
-    if node_id is not None:
-        if db.get(Node, node_id):
-            raise ApiError(409, "duplicate", "err.duplicate", what="thing.node_id")
-    else:
+@dataclass(frozen=True)
+class BrokerAccount:
+    """What the broker must learn about a newly provisioned node."""
+
+    node_id: str
+    password_hash: str
+    groups: list[str]
+
+
+@dataclass
+class Provisioner:
+    """Provisions nodes in one session; what every node of a batch shares (the caller's areas,
+    the server keys, the CA, a cluster's groups and zone) is read once. The caller commits,
+    then calls add_broker_accounts with ``accounts`` so the broker accepts the nodes."""
+
+    db: Session
+    s: Settings
+    user: User
+    accounts: list[BrokerAccount] = field(default_factory=list)
+    _clusters: dict[int, tuple[Area, list[str], str]] = field(default_factory=dict)
+    _shared: tuple | None = None
+
+    def _common(self) -> tuple:
+        if self._shared is None:
+            keys = [{"kid": k.kid, "public_key": k.public_key} for k in self.db.scalars(
+                select(ServerKey).where(ServerKey.state != KeyState.REVOKED)
+                .order_by(ServerKey.created_at))]
+            ca_pem = None
+            if node_tls(self.s) and self.s.ca_file:
+                with open(self.s.ca_file, encoding="ascii") as f:
+                    ca_pem = f.read()
+            self._shared = (auth.user_area_ids(self.db, self.user), keys, ca_pem)
+        return self._shared
+
+    def _cluster(self, cluster_id: int) -> tuple[Area, list[str], str]:
+        if cluster_id not in self._clusters:
+            cluster = self.db.get(Area, cluster_id)
+            if cluster is None:
+                raise ApiError(404, "unknown_area", "err.unknown_area", id=cluster_id)
+            if cluster.kind != "cluster":
+                raise bad_request("err.not_cluster", "not_cluster", id=cluster_id)
+            groups = [a.group for a in area_ancestors(self.db, cluster_id)]
+            self._clusters[cluster_id] = (cluster, groups,
+                                          area_zone(self.db, cluster_id, self.s.timezone))
+        return self._clusters[cluster_id]
+
+    def _new_id(self, cluster: Area, name: str) -> str:
         base = slug(f"{cluster.group}-{name}")[:56] or cluster.group
         if base.startswith(SERVER_ACCOUNT_PREFIX):
             base = "n-" + base[:54]
         node_id, n = base, 1
-        while db.get(Node, node_id) is not None or not valid_name(node_id):
+        while self.db.get(Node, node_id) is not None or not valid_name(node_id):
             n += 1
             node_id = f"{base}-{n}"
-    if node_id == s.mqtt_username:
-        raise ApiError(409, "duplicate", "err.duplicate", what="thing.node_id")
-    password = secrets.token_urlsafe(24)
-    node = Node(id=node_id, cluster_id=cluster_id, name=name, lat=lat, lon=lon,
-                mqtt_password_hash=password_hash(password), desired_dirty=True)
-    db.add(node)
-    db.flush()
-    groups = node_groups(db, node)
-    keys = [{"kid": k.kid, "public_key": k.public_key}
-            for k in db.scalars(select(ServerKey).where(ServerKey.state != KeyState.REVOKED)
-                                .order_by(ServerKey.created_at))]
-    mqtt = {"host": s.node_mqtt_host, "port": s.node_mqtt_port, "username": node.id,
-            "password": password, "tls": node_tls(s)}
-    if node_tls(s) and s.ca_file:
-        with open(s.ca_file, encoding="ascii") as f:
-            mqtt["ca_pem"] = f.read()
-    return {"id": node.id, "name": node.name, "cluster_id": cluster_id, "mqtt": mqtt,
-            "topic_prefix": s.topic_prefix, "groups": groups, "server_keys": keys,
-            "config": agent_config(s, node, password, groups, keys,
-                                   area_zone(db, cluster_id, s.timezone))}
+        return node_id
+
+    def provision(self, body: NodeCreate) -> dict:
+        """Register one node in a cluster with broker credentials; the provisioning answer."""
+        s = self.s
+        cluster, groups, tz = self._cluster(body.cluster_id)
+        allowed, keys, ca_pem = self._common()
+        if allowed is not None and cluster.id not in allowed:
+            raise ApiError(403, "forbidden_area", "err.forbidden_area", area=cluster.id)
+        node_id = body.id
+        if node_id is None:
+            node_id = self._new_id(cluster, body.name)
+        elif node_id == s.mqtt_username or self.db.get(Node, node_id) is not None:
+            raise ApiError(409, "duplicate", "err.duplicate", what="thing.node_id")
+        password = secrets.token_urlsafe(24)
+        node = Node(id=node_id, cluster_id=cluster.id, name=body.name, lat=body.lat,
+                    lon=body.lon, mqtt_password_hash=password_hash(password), desired_dirty=True)
+        self.db.add(node)
+        self.db.flush()
+        self.accounts.append(BrokerAccount(node.id, node.mqtt_password_hash, groups))
+        mqtt = {"host": s.node_mqtt_host, "port": s.node_mqtt_port, "username": node.id,
+                "password": password, "tls": node_tls(s)}
+        if ca_pem is not None:
+            mqtt["ca_pem"] = ca_pem
+        return {"id": node.id, "name": node.name, "cluster_id": cluster.id, "mqtt": mqtt,
+                "topic_prefix": s.topic_prefix, "groups": list(groups), "server_keys": keys,
+                "config": agent_config(s, node, password, groups, keys, tz)}
+
+
+def provision_node(db: Session, s: Settings, user: User, body: NodeCreate
+                   ) -> tuple[dict, list[BrokerAccount]]:
+    """Register a node in a cluster with broker credentials: the provisioning answer and what
+    the caller gives add_broker_accounts once it has committed."""
+    p = Provisioner(db, s, user)
+    return p.provision(body), p.accounts
+
+
+@dataclass(frozen=True)
+class RowError:
+    """Why one row of a bulk provisioning or import was refused."""
+
+    row: int  # 1-based, in the order the rows were given
+    field: str
+    error: ApiError
+
+    def json(self, fields: dict[str, str] | None = None) -> dict:
+        return {"row": self.row, "field": (fields or {}).get(self.field, self.field),
+                "code": self.error.code, "message": self.error.message()}
+
+
+# The field an error without one is about, by its code.
+_ERROR_FIELD = {"unknown_area": "cluster_id", "not_cluster": "cluster_id",
+                "forbidden_area": "cluster_id", "duplicate": "id"}
+
+
+def row_error(row: int, err: ApiError) -> RowError:
+    field = err.params.get("field") or _ERROR_FIELD.get(err.code, "-")
+    return RowError(row, str(field), err)
+
+
+def provision_nodes(db: Session, s: Settings, user: User,
+                    rows: list[tuple[int, NodeCreate | RowError]]
+                    ) -> tuple[list[dict], list[BrokerAccount], list[RowError]]:
+    """Provision every row (its number, the node or the RowError it already is, e.g. from
+    parsing) or none: the answers and broker accounts when no row failed, else every failed
+    row. The caller commits only when there are no errors (and rolls back otherwise)."""
+    p = Provisioner(db, s, user)
+    answers: list[dict] = []
+    errors: list[RowError] = []
+    for i, row in rows:
+        if isinstance(row, RowError):
+            errors.append(row)
+            continue
+        try:
+            answers.append(p.provision(row))
+        except ApiError as err:
+            errors.append(row_error(i, err))
+    return answers, p.accounts, errors
 
 
 def revoke_node(db: Session, s: Settings, user: User, node_id: str) -> Node:
@@ -153,3 +278,74 @@ def count_online(db: Session) -> tuple[int, int]:
     total = db.scalar(select(func.count()).select_from(Node)) or 0
     online = db.scalar(select(func.count()).select_from(Node).where(Node.online.is_(True))) or 0
     return online, total
+
+
+# The CSV import's columns: the file's name of each NodeCreate field (errors use the file's).
+CSV_FIELDS = {"name": "name", "cluster_id": "cluster", "lat": "latitude", "lon": "longitude",
+              "id": "id"}
+CSV_REQUIRED = ("name", "cluster", "latitude", "longitude")
+
+
+def _csv_row(db: Session, line: int, rec: dict[str, str], codes: dict[str, int | None]
+             ) -> NodeCreate | RowError:
+    """One CSV record as a NodeCreate (cluster by id or code, coordinates as numbers; an empty
+    coordinate is none), or the RowError naming its first bad field."""
+    data: dict = {"name": (rec.get("name") or "").strip()}
+    cluster = (rec.get("cluster") or "").strip()
+    if cluster.isascii() and cluster.isdecimal():
+        data["cluster_id"] = int(cluster)
+    elif cluster:
+        if cluster not in codes:
+            codes[cluster] = db.scalar(select(Area.id).where(Area.code == cluster))
+        if codes[cluster] is None:
+            return RowError(line, "cluster_id", ApiError(
+                404, "unknown_area", "err.unknown_area_code", code=cluster))
+        data["cluster_id"] = codes[cluster]
+    for key, column in (("lat", "latitude"), ("lon", "longitude")):
+        raw = (rec.get(column) or "").strip()
+        if not raw:
+            continue
+        try:
+            data[key] = float(raw.replace(",", "."))  # 21,0285 as a Vietnamese sheet writes it
+        except ValueError:
+            return RowError(line, key, bad_request("err.invalid_field", field=column,
+                                                   detail="a number"))
+    if (rec.get("id") or "").strip():
+        data["id"] = rec["id"].strip()
+    try:
+        return parse(NodeCreate, data)
+    except ApiError as err:
+        return row_error(line, err)
+
+
+def read_node_csv(db: Session, raw: bytes, most: int
+                  ) -> list[tuple[int, NodeCreate | RowError]]:
+    """The rows of a CSV import (UTF-8, a byte order mark allowed; a header row naming the
+    columns name, cluster, latitude, longitude and optionally id, in any order), each a
+    NodeCreate or the RowError of its line (the header is line 1). A file that cannot be read
+    as such is an ApiError (422) for the whole file."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ApiError(422, "invalid_csv", "err.csv_encoding", at=err.start) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
+        missing = [c for c in CSV_REQUIRED if c not in header]
+        if missing:
+            raise ApiError(422, "invalid_csv", "err.csv_columns", missing=", ".join(missing))
+        rows: list[tuple[int, NodeCreate | RowError]] = []
+        codes: dict[str, int | None] = {}
+        for fields in reader:
+            if not any(f.strip() for f in fields):
+                continue  # a blank line (a sheet's trailing ones)
+            if len(rows) >= most:
+                raise bad_request("err.too_many_rows", "too_many", most=most)
+            record = dict(zip(header, fields, strict=False))
+            rows.append((reader.line_num, _csv_row(db, reader.line_num, record, codes)))
+    except csv.Error as err:
+        raise ApiError(422, "invalid_csv", "err.csv_syntax", line=reader.line_num,
+                       detail=str(err)) from None
+    if not rows:
+        raise ApiError(422, "invalid_csv", "err.csv_empty")
+    return rows

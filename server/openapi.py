@@ -82,7 +82,10 @@ SCHEMAS = {
                                 "part at fault"},
                        "clashes": {"type": "array", "description": "schedule_conflict: the new "
                                    "slots that overlap others on the same node",
-                                   "items": _ref("Clash")}}}}},
+                                   "items": _ref("Clash")},
+                       "rows": {"type": "array", "description": "invalid_rows: every bad row "
+                                "of a bulk provisioning or CSV import", "items":
+                                _ref("RowError")}}}}},
     "Slot": {"type": "object", "properties": {
         "slot_id": {"type": "string"}, "broadcast_id": {"type": "integer"},
         "bulletin_id": {"type": ["integer", "null"]},
@@ -107,6 +110,13 @@ SCHEMAS = {
                "null: as the area above"},
         "effective_tz": {"type": "string", "description": "the zone the area lives in: its "
                          "own, else the nearest area's above it, else the configured zone"}}},
+    "ProvisionedList": {"type": "object", "properties": {"nodes": {
+        "type": "array", "items": _ref("Provisioned")}}},
+    "RowError": {"type": "object", "required": ["row", "field", "code", "message"],
+                 "properties": {"row": {"type": "integer", "description": "1-based; in a CSV "
+                                        "import the line in the file"},
+                                "field": {"type": "string"}, "code": {"type": "string"},
+                                "message": {"type": "string"}}},
     "Provisioned": {"type": "object", "properties": {
         "id": {"type": "string"}, "name": {"type": "string"}, "cluster_id": {"type": "integer"},
         "mqtt": {"type": "object", "properties": {
@@ -429,6 +439,22 @@ PATHS = {
         "post": _op("Provision a node: broker account, ACL, keys and the agent's config",
                     _ok(_ref("Provisioned"), "Created"), body=_ref("NodeCreate"), status="201",
                     errors=("400", "401", "403", "404", "409"))},
+    "/api/v1/nodes/bulk": {"post": _op(
+        "Provision many nodes at once (a province's fleet): a JSON list of nodes as POST "
+        "/api/v1/nodes takes them, all provisioned or none. A refusal (code invalid_rows, the "
+        "status of the first bad row's error) lists every bad row: its number (1-based), "
+        "field, code and message. The broker learns the nodes with one reload.",
+        _ok(_ref("ProvisionedList"), "Created"), status="201",
+        body=_ref("NodeList"),
+        errors=("400", "401", "403", "404", "409"))},
+    "/api/v1/nodes/import": {"post": _op(
+        "Provision nodes from a CSV file (UTF-8; a header row naming the columns name, "
+        "cluster (its id or code), latitude, longitude, optionally id), all or none. A file "
+        "that cannot be read, or any bad row, is a 422; invalid_rows lists every bad row by "
+        "its line in the file (the header is line 1) and column.",
+        _ok(_ref("ProvisionedList"), "Created"), status="201",
+        errors=("400", "401", "403", "415", "422")) | {"requestBody": {
+            "required": True, "content": {"text/csv": {"schema": _ref("NodeCsv")}}}}},
     "/api/v1/nodes/{node_id}": {
         "get": _op("One node", _ok(_ref("Node")), params=[_path_param("node_id", NODE_ID)]),
         "patch": _op("Set the node's maintenance window (technician, admin): until "
