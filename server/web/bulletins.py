@@ -16,9 +16,9 @@ from ..context import settings, speech
 from ..errors import ApiError
 from ..i18n import CATEGORIES, t
 from ..models import Area, Broadcast
+from . import bp, local_path, page, read_form
 
 STATUSES = tuple(bulletin_service.BulletinStatus)
-from . import bp, local_path, page, read_form
 
 
 @bp.get("/bulletins")

@@ -127,8 +127,11 @@ def test_approving_is_refused_when_the_text_changed_since_the_approver_heard_it(
     assert "Đã duyệt bản tin." not in queue
     assert f"Bản tin {b['id']} đã được sửa sau khi bạn mở nó" in queue
     assert s.ok("GET", f"/api/v1/bulletins/{b['id']}")["status"] == "pending"
-    # a reject without a comment is refused too, and the bulletin still waits
-    approver.post(f"/bulletins/{b['id']}/review", data={"action": "reject", "sha256": heard})
+    # the page now carries the new audio; a reject of it without a comment is refused too
+    now = re.search(r'name="sha256" value="([0-9a-f]{64})"',
+                    approver.get("/bulletins/queue").text).group(1)
+    assert now != heard
+    approver.post(f"/bulletins/{b['id']}/review", data={"action": "reject", "sha256": now})
     assert "Thiếu trường bắt buộc: comment." in approver.get("/bulletins").text
     assert s.ok("GET", f"/api/v1/bulletins/{b['id']}")["status"] == "pending"
 
