@@ -81,6 +81,9 @@ def test_a_bulletins_page_shows_its_text_reading_audio_and_who_did_what(app_only
     assert steps == [("created", "bientap-lc", ""), ("submit", "bientap-lc", ""),
                      ("reject", "canbo-lc", "Ghi rõ địa điểm họp")]
     assert "Bị từ chối" in page and 'class="review"' not in page  # nothing left to review
+    staff.get("/lang/en")
+    page = staff.get(f"/bulletins/{b['id']}").text
+    assert "History" in page and "Sent for approval" in page and "Rejected" in page
     # another ward's bulletin is not shown at all
     other = _bulletin(s, "Tin phường khác", "Nội dung.", wards["other"]["id"])
     assert staff.get(f"/bulletins/{other['id']}").status_code == 404
@@ -108,6 +111,8 @@ def test_the_approval_queue_is_the_approvers_and_lists_what_waits_with_its_readi
     assert r.status_code == 302 and r.headers["Location"] == "/bulletins/queue"
     queue = approver.get("/bulletins/queue").text
     assert "Đã duyệt bản tin." in queue and "Không có bản tin nào chờ duyệt." in queue
+    approver.get("/lang/en")
+    assert "No bulletin is waiting for approval." in approver.get("/bulletins/queue").text
     assert s.ok("GET", f"/api/v1/bulletins/{waiting['id']}")["status"] == "approved"
 
 
