@@ -381,12 +381,20 @@ def edit_bulletin(db: Session, speech: Speech, user: User, b: Bulletin,
 
 
 def visible_bulletins(db: Session, user: User, status: str | None = None,
-                      limit: int = 200) -> list[Bulletin]:
-    """Newest first; a user scoped to an area sees that area's bulletins and unscoped ones."""
+                      limit: int = 200, *, category: str | None = None,
+                      search: str | None = None) -> list[Bulletin]:
+    """Newest first; a user scoped to an area sees that area's bulletins and unscoped ones.
+    ``search``: words found in the title or the text (case aside), every one of them."""
     allowed = auth.user_area_ids(db, user)
     q = select(Bulletin).order_by(Bulletin.id.desc()).limit(limit)
     if status:
         q = q.where(Bulletin.status == status)
+    if category:
+        q = q.where(Bulletin.category == category)
+    for word in (search or "").split():
+        pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        q = q.where(Bulletin.title.ilike(pattern, escape="\\")
+                    | Bulletin.text.ilike(pattern, escape="\\"))
     if allowed is not None:
         q = q.where(Bulletin.area_id.is_(None) | Bulletin.area_id.in_(allowed))
     return list(db.scalars(q))

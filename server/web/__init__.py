@@ -39,6 +39,7 @@ NAV: list[NavEntry] = [
     NavEntry("web.dashboard", "nav.dashboard"),
     NavEntry("web.bulletins", "nav.bulletins"),
     NavEntry("web.new_bulletin", "nav.new_bulletin", "bulletin.write"),
+    NavEntry("web.approval_queue", "nav.approval_queue", "bulletin.approve"),
 ]
 
 

@@ -1,5 +1,8 @@
-"""Bulletins: the list with the approval queue, the form that writes one (text with a preview of
-its reading, or an uploaded recording) and may approve and broadcast it at once."""
+"""Bulletins: the list (filtered by status, category and words), each bulletin's page (text,
+reading, audio, history), the approval queue, and the form that writes one (text with a preview
+of its reading, or an uploaded recording) and may approve and broadcast it at once. Reviews go
+through the API's own step (server.bulletins.transition): an approval names the audio the
+approver heard and is refused when the bulletin changed since."""
 from __future__ import annotations
 
 from flask import flash, g, redirect, render_template, request, url_for
@@ -13,18 +16,48 @@ from ..context import settings, speech
 from ..errors import ApiError
 from ..i18n import CATEGORIES, t
 from ..models import Area, Broadcast
-from . import bp, page, read_form
+from . import bp, local_path, page, read_form
+
+STATUSES = tuple(bulletin_service.BulletinStatus)
 
 
 @bp.get("/bulletins")
 @page()
 def bulletins():
-    rows = bulletin_service.visible_bulletins(g.db, g.user, limit=100)
+    """The bulletins the user may see, filtered by status, category and words of the title or
+    text (a GET form, so a filtered list is a link to share)."""
+    filters = {"status": request.args.get("status", ""),
+               "category": request.args.get("category", ""),
+               "q": request.args.get("q", "").strip()}
+    rows = bulletin_service.visible_bulletins(
+        g.db, g.user, filters["status"] if filters["status"] in STATUSES else None, limit=100,
+        category=filters["category"] if filters["category"] in CATEGORIES else None,
+        search=filters["q"][:100])
     broadcasts = [bc for bc in g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc())
                                             .limit(50))
                   if broadcast_visible(g.db, g.user, bc)]
     return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts,
+                           can_approve=access.can(g.user, "bulletin.approve"),
+                           filters=filters, statuses=STATUSES, categories=CATEGORIES)
+
+
+@bp.get("/bulletins/<int:bulletin_id>")
+@page()
+def bulletin(bulletin_id: int):
+    """One bulletin: its text, the reading that is spoken, its audio and its history (who did
+    what, when); an approver reviews it here too."""
+    b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id)
+    return render_template("bulletin.html", b=b,
                            can_approve=access.can(g.user, "bulletin.approve"))
+
+
+@bp.get("/bulletins/queue")
+@page("bulletin.approve")
+def approval_queue():
+    """The bulletins waiting for approval, oldest first (the first sent is the first heard), each
+    with its reading and its audio, to approve or reject with a comment, from a phone."""
+    rows = bulletin_service.visible_bulletins(g.db, g.user, "pending", limit=100)
+    return render_template("bulletin_queue.html", bulletins=rows[::-1])
 
 
 @bp.route("/bulletins/new", methods=["GET", "POST"])
@@ -115,4 +148,4 @@ def review_bulletin(bulletin_id: int):
     except ApiError as err:
         g.db.rollback()
         flash(err.message())
-    return redirect(url_for("web.bulletins"))
+    return redirect(local_path(request.form.get("next")) or url_for("web.bulletins"))
