@@ -87,6 +87,31 @@ def url_builders_compiled_once():
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def sql_compiled_once():
+    """The SQLite engines of the apps these tests make share one dialect and its compiled
+    statements: SQLAlchemy keeps what it compiled per engine (keyed by its dialect), so every
+    new app compiled each query it ran again, though all speak the same SQL to the same
+    SQLite library. What runs on each database is the same."""
+    import server
+    make_engine = server.make_engine
+    first: list = []
+
+    def shared(url):
+        engine = make_engine(url)
+        if engine.dialect.name == "sqlite":
+            if not first:
+                first.append(engine)
+            else:
+                engine.dialect = first[0].dialect
+                engine._compiled_cache = first[0]._compiled_cache
+        return engine
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(server, "make_engine", shared)
+        yield
+
+
 @pytest.fixture(scope="session")
 def _renders() -> dict:
     """What the audio pipeline made, by its input (the samples and the render settings), for
