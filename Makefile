@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 
 # pytest-xdist workers, measured on the 2-core machine (README, Tests): the end-to-end tests
 # wait on agents, the broker and Chromium, so the whole suite gains from a third worker; the
-# rest mostly computes (ffmpeg, hypothesis), and two are best for it.
+# rest mostly computes (ffmpeg, hypothesis), and two are best for it. test-fast took 109 s
+# wall and 100 s of CPU, against 201 s and 134 s just before the last round (back to back, load
+# average 5-8 from other jobs); 100 s of CPU cannot fit 30 s on two cores (README, Tests).
 TEST_WORKERS ?= 3
 FAST_WORKERS ?= 2
 
