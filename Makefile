@@ -10,7 +10,9 @@ WHEELHOUSE := $(VENV)/wheelhouse
 
 # pytest-xdist workers, measured on the 2-core machine (README, Tests): the end-to-end tests
 # wait on agents, the broker and Chromium, so the whole suite gains from a third worker; the
-# rest mostly computes (ffmpeg, hypothesis), and two are best for it.
+# rest mostly computes (ffmpeg, hypothesis), and two are best for it. test-fast took 109 s
+# wall and 100 s of CPU, against 201 s and 134 s just before the last round (back to back, load
+# average 5-8 from other jobs); 100 s of CPU cannot fit 30 s on two cores (README, Tests).
 TEST_WORKERS ?= 3
 # the browser tests drive Debian's chromium (make test-deps), never a downloaded one
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
@@ -21,11 +23,18 @@ FAST_WORKERS ?= 2
 run: deps $(STAMP)
 	$(PY) scripts/run.py
 
+# Python keeps the bytecode of what it compiles (__pycache__, ignored by git) even where the
+# environment says otherwise (PYTHONDONTWRITEBYTECODE): without it every test process, and
+# every agent or CLI process a test starts, compiles the project's modules and pytest rewrites
+# each test module again, about 2 s of CPU per process (README, Tests).
+TEST_ENV := PYTHONDONTWRITEBYTECODE=
+
 test: test-deps $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: deps $(STAMP)
-	$(PY) -m pytest -n $(FAST_WORKERS) --dist loadgroup -m "not e2e" --hypothesis-profile=fast
+	$(TEST_ENV) $(PY) -m pytest -n $(FAST_WORKERS) --dist loadgroup -m "not e2e" \
+		--hypothesis-profile=fast
 
 # fails on any finding; .ci/run runs it before the tests
 lint: $(STAMP)

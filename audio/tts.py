@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -375,6 +375,17 @@ def register_engine(name: str, factory: EngineFactory) -> None:
 def engine_names() -> list[str]:
     _load_entry_points()
     return sorted(_REGISTRY)
+
+
+def unknown_engines(names: Iterable[str]) -> set[str]:
+    """Those of ``names`` no engine is registered as. The installed packages' entry points are
+    read only when a name is not known yet (reading them costs milliseconds, at every start
+    and every settings check)."""
+    unknown = set(names) - set(_REGISTRY)
+    if unknown:
+        _load_entry_points()
+        unknown -= set(_REGISTRY)
+    return unknown
 
 
 def _load_entry_points() -> None:

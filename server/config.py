@@ -170,8 +170,8 @@ def _tts_commands(s: Settings) -> str | None:
 
 
 def _tts_engines(s: Settings) -> str | None:
-    from audio.tts import engine_names
-    unknown = set(s.tts_engines) - set(engine_names()) - set(s.tts_commands)
+    from audio.tts import unknown_engines
+    unknown = unknown_engines(s.tts_engines) - set(s.tts_commands)
     if unknown or not s.tts_engines:
         return f"tts_engines: unknown engines {sorted(unknown)}"
     return None

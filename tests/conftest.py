@@ -6,6 +6,7 @@ end-to-end tests (tests/e2e) carry the ``e2e`` marker, so ``-m "not e2e"`` is th
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import secrets
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from werkzeug.routing import Rule
 from werkzeug.security import generate_password_hash
 
 import server.auth
@@ -27,6 +29,15 @@ from tests.fuzz_budget import FAST_EXAMPLES, FAST_PROFILE
 # `make test-fast` runs ``--hypothesis-profile=fast``: the property tests and the fuzzing run a
 # fifth of their examples (tests/fuzz_budget.py); `make test` and a bare pytest run them all.
 settings.register_profile(FAST_PROFILE, max_examples=FAST_EXAMPLES)
+
+
+def pytest_collection_finish(session):
+    """What the test process holds once its tests are collected (the modules of flask,
+    sqlalchemy, hypothesis, schemathesis, ...: about a million objects) lives to its end:
+    Python's cyclic garbage collector need not walk it again at every full collection
+    while the tests run, nor at pytest's five collections when the process ends."""
+    gc.collect()
+    gc.freeze()
 
 
 E2E_FIXTURES = {"system", "tls_broker"}  # the whole running system, or the broker's TLS set-up
@@ -48,6 +59,56 @@ def cheap_password_hashes():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(server.auth, "generate_password_hash",
                    functools.partial(generate_password_hash, method="scrypt:1024:8:1"))
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def url_builders_compiled_once():
+    """Each URL rule's builders compiled once per test process, not at every app: werkzeug
+    writes and compiles two Python functions for each of the app's ~120 rules whenever an app
+    is made (a tenth of a second; the tests make hundreds of apps). A builder depends only on
+    its rule's text and parts (the converters are looked up when it runs), so the same rule
+    gets the same function; a rule whose default fills a part of the URL is compiled as
+    before. Only the apps these tests make in-process are affected."""
+    compile_builder = Rule._compile_builder
+    builders: dict = {}
+
+    def once(self, append_unknown=True):
+        defaults = self.defaults or {}
+        if any(dynamic and part in defaults for dynamic, part in self._trace):
+            return compile_builder(self, append_unknown)
+        key = (self.rule, tuple(self._trace), tuple(sorted(defaults)), append_unknown)
+        if key not in builders:
+            builders[key] = compile_builder(self, append_unknown)
+        return builders[key]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Rule, "_compile_builder", once)
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def sql_compiled_once():
+    """The SQLite engines of the apps these tests make share one dialect and its compiled
+    statements: SQLAlchemy keeps what it compiled per engine (keyed by its dialect), so every
+    new app compiled each query it ran again, though all speak the same SQL to the same
+    SQLite library. What runs on each database is the same."""
+    import server
+    make_engine = server.make_engine
+    first: list = []
+
+    def shared(url):
+        engine = make_engine(url)
+        if engine.dialect.name == "sqlite":
+            if not first:
+                first.append(engine)
+            else:
+                engine.dialect = first[0].dialect
+                engine._compiled_cache = first[0]._compiled_cache
+        return engine
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(server, "make_engine", shared)
         yield
 
 

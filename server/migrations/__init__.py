@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
@@ -74,6 +77,19 @@ def _sqlite_foreign_keys_on(conn: Connection) -> None:
     conn.commit()
 
 
+@functools.cache
+def _script_heads() -> frozenset[str]:
+    """The newest revisions in ``versions/`` (read once per process: Alembic loads every
+    revision file to find them)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def _at_head(conn: Connection) -> bool:
+    """Whether the database already has the newest revisions, so ``upgrade head`` would run
+    nothing (it would still load every revision file and the environment to find that out)."""
+    return set(MigrationContext.configure(conn).get_current_heads()) == _script_heads()
+
+
 def upgrade_to_head(engine: Engine) -> None:
     """Bring the database's schema to the newest revision. Safe when the web server and the
     dispatcher start on the same database at once: all of it runs under a lock
@@ -81,7 +97,7 @@ def upgrade_to_head(engine: Engine) -> None:
     PostgreSQL), so the second to start finds the work done.
 
     - empty: ``create_all`` then stamp head (Alembic's cookbook; one step, fast for tests);
-    - has ``alembic_version``: ``upgrade head`` (a no-op when already there);
+    - has ``alembic_version``: ``upgrade head``, unless it is there already;
     - has the project's tables but no ``alembic_version`` (made before migrations): stamp the
       baseline, then ``upgrade head``. Its rows stay as they are.
     """
@@ -90,7 +106,8 @@ def upgrade_to_head(engine: Engine) -> None:
         with conn.begin():
             tables = set(inspect(conn).get_table_names())
             if "alembic_version" in tables:
-                command.upgrade(cfg, "head")
+                if not _at_head(conn):
+                    command.upgrade(cfg, "head")
             elif tables & set(Base.metadata.tables):
                 command.stamp(cfg, BASELINE)
                 command.upgrade(cfg, "head")

@@ -2,9 +2,36 @@
 Mosquitto, playing the short MP3s of ``media_server`` (tests/conftest.py)."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
+import device_agent.agent
 from tests.agent_harness import NodeHarness
+
+
+@pytest.fixture(scope="session")
+def _tones(tmp_path_factory) -> dict:
+    """The test tones the agents made, by their settings, for ``_make_tone_once``."""
+    return {"dir": tmp_path_factory.mktemp("tones")}
+
+
+@pytest.fixture(autouse=True)
+def _make_tone_once(_tones, monkeypatch):
+    """Each agent writes its ``test`` command's tone into its new state folder when it starts,
+    computing it sample by sample (50 ms, at every start of every test); here it is computed
+    once per test process and the agent gets a copy of the same bytes. The tone itself is
+    tested in test_agent_devices.py."""
+    make_tone = device_agent.agent.make_tone
+
+    def once(path, **settings):
+        key = repr(sorted(settings.items()))
+        if key not in _tones:
+            _tones[key] = make_tone(_tones["dir"] / f"tone-{len(_tones)}.wav", **settings)
+        shutil.copyfile(_tones[key], path)
+        return path
+
+    monkeypatch.setattr(device_agent.agent, "make_tone", once)
 
 
 @pytest.fixture
