@@ -203,7 +203,7 @@ def fleet_map_data():
         area_id: int | None = n.cluster_id
         while area_id is not None and area_id in areas:
             if allowed is None or area_id in allowed:
-                by_area.setdefault(area_id, []).append((float(n.lat), float(n.lon)))  # type: ignore[arg-type]
+                by_area.setdefault(area_id, []).append((float(n.lat), float(n.lon)))
             area_id = areas[area_id].parent_id
     return jsonify({
         "nodes": [{"id": n.id, "name": n.name, "lat": n.lat, "lon": n.lon,
@@ -238,9 +238,13 @@ def charts(node: Node) -> list[Chart]:
             continue
         low = min(v for _, v in values)
         high = max(v for _, v in values)
-        span = (high - low) or 1.0
-        pts = " ".join(f"{b * CHART_W / CHART_POINTS:.1f},"
-                       f"{CHART_H - 4 - (v - low) / span * (CHART_H - 8):.1f}" for b, v in values)
+        span = high - low
+
+        def y(v: float, low: float = low, span: float = span) -> float:
+            # a flat series runs through the middle rather than along the bottom edge
+            return CHART_H / 2 if not span else CHART_H - 4 - (v - low) / span * (CHART_H - 8)
+
+        pts = " ".join(f"{b * CHART_W / CHART_POINTS:.1f},{y(v):.1f}" for b, v in values)
         out.append(Chart(key, unit, pts, low, high, values[-1][1]))
     return out
 

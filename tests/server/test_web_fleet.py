@@ -155,6 +155,25 @@ def test_a_node_page_charts_its_telemetry_and_lists_its_slots_plays_and_alerts(a
     assert 'name="action" value="tone"' in page
 
 
+def test_a_single_report_is_a_dot_and_a_flat_series_a_line_through_the_middle(app_only, wards):
+    s = app_only
+    node = _nodes(s, wards["mine_cluster"]["id"], ["Loa mới"])[0]
+    now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    with _db(s) as db:
+        db.add(Telemetry(node_id=node, ts_ms=now_ms, payload={"v": 1, "ts": now_ms,
+                                                              "volume": 60}))
+        db.add(Telemetry(node_id=node, ts_ms=now_ms - 3_600_000, payload={
+            "v": 1, "ts": now_ms, "disk_free_mb": 500}))
+        db.add(Telemetry(node_id=node, ts_ms=now_ms - 60_000, payload={
+            "v": 1, "ts": now_ms, "disk_free_mb": 500}))
+        db.commit()
+    page = PageUser(s, "admin", ADMIN_PASSWORD).get(f"/nodes/{node}").text
+    assert page.count("<circle") == 1 and page.count("<polyline") == 1
+    line = re.search(r'<polyline points="([^"]+)"', page).group(1)
+    assert {p.split(",")[1] for p in line.split()} == {"40.0"}  # half of the 80 px height
+    assert page.count("Chưa có số liệu.") == 3
+
+
 def test_a_viewer_sees_a_node_but_no_actions_and_cannot_send_one(app_only, wards):
     s = app_only
     viewer = _user(s, "xem-lc", "viewer", wards["mine"]["id"])
