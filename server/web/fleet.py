@@ -22,7 +22,7 @@ from ..models import (Alert, Area, Command, Node, PlayLog, Telemetry, area_subtr
                       utcnow)
 from ..websec import CSP
 from . import bp, page
-from .dashboard import alarm_condition
+from .dashboard import alarm_condition, conditional
 
 PAGE_SIZE = 50
 HISTORY = dt.timedelta(hours=24)   # the node page's charts
@@ -30,6 +30,7 @@ CHART_POINTS = 120                 # at most this many points a chart (bucket av
 DESIRED_WINDOW = dt.timedelta(hours=24)
 RECENT = 20                        # plays and alerts on the node page
 POLL_S = 2                         # a command's result, polled until final
+FACTS_POLL_S = 10                  # the node's state on its page (a 304 while unchanged)
 # an ack status after which nothing more comes (docs/protocol.md, events: ack)
 FINAL = {"finished", "failed", "rejected", "preempted", "stopped", "skipped"}
 ACTIONS = ("set_volume", "amp_on", "amp_off", "tone", "acoustic", "stop", "reboot")
@@ -271,10 +272,21 @@ def _node_data(node: Node) -> dict:
                               .order_by(PlayLog.id.desc()).limit(RECENT)))
     alerts = list(g.db.scalars(select(Alert).where(Alert.node_id == node.id)
                                .order_by(Alert.opened_at.desc()).limit(RECENT)))
-    return {"node": node, "tel": node.last_telemetry or {}, "state": node_state(node),
-            "cluster": g.db.get(Area, node.cluster_id), "charts": charts(node),
+    return {**_facts(node), "facts_poll_s": FACTS_POLL_S, "charts": charts(node),
             "desired": state, "slots": slots, "plays": plays, "alerts": alerts,
             "from_ms": from_ms, "actions": ACTIONS}
+
+
+def _facts(node: Node) -> dict:
+    return {"node": node, "tel": node.last_telemetry or {}, "state": node_state(node),
+            "cluster": g.db.get(Area, node.cluster_id)}
+
+
+@bp.get("/partials/nodes/<node_id>/facts")
+@page()
+def node_facts_partial(node_id: str):
+    """The node's state, last report, volume and amplifier, polled by its page."""
+    return conditional(render_template("_node_facts.html", **_facts(visible_node(node_id))))
 
 
 @bp.get("/nodes/<node_id>")

@@ -174,6 +174,22 @@ def test_a_single_report_is_a_dot_and_a_flat_series_a_line_through_the_middle(ap
     assert page.count("Chưa có số liệu.") == 3
 
 
+def test_a_node_pages_state_answers_not_modified_until_the_node_comes_back(app_only, wards):
+    s = app_only
+    node = _nodes(s, wards["mine_cluster"]["id"], ["Loa chợ"])[0]
+    admin = PageUser(s, "admin", ADMIN_PASSWORD)
+    first = admin.get(f"/partials/nodes/{node}/facts")
+    assert first.status_code == 200 and 'data-state="never_connected"' in first.text
+    etag = first.headers["ETag"]
+    assert admin.get(f"/partials/nodes/{node}/facts",
+                     headers={"If-None-Match": etag}).status_code == 304
+    with _db(s) as db:
+        db.execute(update(Node).where(Node.id == node).values(online=True, last_seen=utcnow()))
+        db.commit()
+    back = admin.get(f"/partials/nodes/{node}/facts", headers={"If-None-Match": etag})
+    assert back.status_code == 200 and 'data-state="online"' in back.text
+
+
 def test_a_viewer_sees_a_node_but_no_actions_and_cannot_send_one(app_only, wards):
     s = app_only
     viewer = _user(s, "xem-lc", "viewer", wards["mine"]["id"])
