@@ -279,28 +279,13 @@ def list_nodes():
         q = q.where(Node.cluster_id.in_(area_subtree_ids(g.db, [area])))
     status = request.args.get("status") or None
     if status is not None:
-        if status not in NODE_STATUSES:
+        if status not in node_service.NODE_STATUSES:
             raise bad_request("err.invalid_field", field="status",
-                              detail=" | ".join(NODE_STATUSES))
-        q = q.where(_node_status(status))
+                              detail=" | ".join(node_service.NODE_STATUSES))
+        q = q.where(node_service.status_condition(status))
     nodes = list(g.db.scalars(q))
     alarms = _alarms([n.id for n in nodes])
     return jsonify({"nodes": [node_json(g.db, n, alarms[n.id]) for n in nodes]})
-
-
-# ?status= of the node list: never_connected are the nodes provisioned but never heard from
-# (listed apart: they raise no offline alert); maintenance: in their maintenance window now
-NODE_STATUSES = ("online", "offline", "never_connected", "maintenance")
-
-
-def _node_status(status: str):
-    if status == "online":
-        return Node.online.is_(True)
-    if status == "offline":
-        return Node.online.is_not(True) & Node.last_seen.is_not(None)
-    if status == "never_connected":
-        return Node.last_seen.is_(None) & Node.revoked_at.is_(None)
-    return Node.maintenance_until > utcnow()
 
 
 def _query_id(name: str) -> int | None:
@@ -359,18 +344,7 @@ def update_node(node_id: str):
 def node_desired(node_id: str):
     """What the node should hold now: the body of its newest desired state, and the version it
     reported applying."""
-    node = _node(node_id)
-    recent = g.db.scalars(select(Command).where(
-        Command.type == "desired", Command.node_id == node.id, Command.signed_at.is_not(None))
-        .order_by(Command.created_at.desc()).limit(20)).all()
-    # the newest is the highest version (several may share their creation time)
-    newest = max(recent, key=lambda c: (c.created_at, (c.body or {}).get("version") or 0),
-                 default=None)
-    body = newest.body if newest is not None and newest.body else None
-    return jsonify({"node_id": node.id, "version": (body or {}).get("version"),
-                    "desired_applied": node.desired_applied_version,
-                    "sent_at": iso(newest.published_at) if newest is not None else None,
-                    "body": body})
+    return jsonify(node_service.desired_state(g.db, _node(node_id)))
 
 
 @bp.post("/nodes/<node_id>/revoke")

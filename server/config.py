@@ -107,6 +107,9 @@ class Settings:
     smtp_from: str = "loaphuong@localhost"
     smtp_ca_file: str = ""                 # PEM to verify the SMTP server with; "": system CAs
     outbox_stale_s: int = 30               # /healthz alarms when an unsent command is this old
+    # the fleet map's tiles, a Leaflet URL template ("https://tiles.example/{z}/{x}/{y}.png");
+    # "": no tiles (the map shows the nodes and the areas' outlines on a blank ground)
+    map_tile_url: str = ""
 
     def audio_settings(self, chime: str | None = None):
         """The pipeline's settings from this config (and a ward's chime choice)."""
@@ -257,6 +260,8 @@ _CHECKS: tuple[Check, ...] = (
     _rule(lambda s: all(isinstance(a, str) and "@" in a for a in s.alert_email_to),
           "alert_email_to: a list of e-mail addresses"),
     _alert_routes,
+    _rule(lambda s: not s.map_tile_url or s.map_tile_url.startswith(("http://", "https://", "/")),
+          "map_tile_url: an http(s) URL template or a path on this server"),
     _rule(lambda s: 0 < int(s.smtp_port) < 65536, "smtp_port: {s.smtp_port} is not a port"),
     _rule(lambda s: min(s.session_ttl_h, s.session_idle_min, s.password_min_length) >= 1,
           "session_ttl_h, session_idle_min, password_min_length: at least 1"),

@@ -26,6 +26,7 @@ from .errors import ApiError, bad_request
 from .keys import KeyState
 from .models import (Area, Command, Node, ServerKey, User, area_ancestors, area_zone,
                      node_groups, utcnow)
+from .times import iso
 from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, password_hash
 from .outbox import queue_clear_desired, queue_command
 
@@ -272,6 +273,39 @@ def node_command(db: Session, s: Settings, user: User, node_id: str,
     return queue_command(db, s, user, type_, f"node:{node.id}", body,
                          node_id=node.id, ttl_ms=s.command_ttl_s * 1000,
                          priority=body.get("max_priority", 0) if type_ == "stop" else 0)
+
+
+# ?status= of the node list (the API's and the fleet page's): never_connected are the nodes
+# provisioned but never heard from (listed apart: they raise no offline alert); maintenance: in
+# their maintenance window now
+NODE_STATUSES = ("online", "offline", "never_connected", "maintenance")
+
+
+def status_condition(status: str):
+    """The SQL condition of one of NODE_STATUSES."""
+    if status == "online":
+        return Node.online.is_(True)
+    if status == "offline":
+        return Node.online.is_not(True) & Node.last_seen.is_not(None)
+    if status == "never_connected":
+        return Node.last_seen.is_(None) & Node.revoked_at.is_(None)
+    return Node.maintenance_until > utcnow()
+
+
+def desired_state(db: Session, node: Node) -> dict:
+    """What ``node`` should hold now: the body of its newest signed desired state, and the
+    version it reported applying."""
+    recent = db.scalars(select(Command).where(
+        Command.type == "desired", Command.node_id == node.id, Command.signed_at.is_not(None))
+        .order_by(Command.created_at.desc()).limit(20)).all()
+    # the newest is the highest version (several may share their creation time)
+    newest = max(recent, key=lambda c: (c.created_at, (c.body or {}).get("version") or 0),
+                 default=None)
+    body = newest.body if newest is not None and newest.body else None
+    return {"node_id": node.id, "version": (body or {}).get("version"),
+            "desired_applied": node.desired_applied_version,
+            "sent_at": iso(newest.published_at) if newest is not None else None,
+            "body": body}
 
 
 def count_online(db: Session) -> tuple[int, int]:

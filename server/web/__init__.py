@@ -40,6 +40,8 @@ NAV: list[NavEntry] = [
     NavEntry("web.bulletins", "nav.bulletins"),
     NavEntry("web.new_bulletin", "nav.new_bulletin", "bulletin.write"),
     NavEntry("web.approval_queue", "nav.approval_queue", "bulletin.approve"),
+    NavEntry("web.fleet", "nav.fleet"),
+    NavEntry("web.fleet_map", "nav.fleet_map"),
 ]
 
 
@@ -115,3 +117,4 @@ def page(permission: str | None = None):
 
 
 from . import auth, broadcasts, bulletins, dashboard  # noqa: E402,F401  (their routes on bp)
+from . import fleet  # noqa: E402,F401

@@ -42,13 +42,18 @@ def _alarm_since() -> dt.datetime:
     return utcnow() - ALARM_WINDOW
 
 
+def alarm_condition():
+    """A node in alarm: an alarm event, or a message the server refused, within ALARM_WINDOW."""
+    since = _alarm_since()
+    alarmed = select(Event.node_id).where(Event.type == "alarm", Event.received_at >= since)
+    return or_(Node.id.in_(alarmed), Node.last_rejected_at >= since)
+
+
 def fleet_and_nodes(allowed: set[int] | None) -> tuple[dict, list[Node]]:
     """Online, offline and in-alarm node counts in the user's areas, counted by the database,
     and the first MAX_NODES of those nodes, offline first: one statement, so the line and the
     table agree (the counts are window aggregates over every row, taken before the limit)."""
-    since = _alarm_since()
-    alarmed = select(Event.node_id).where(Event.type == "alarm", Event.received_at >= since)
-    in_alarm = or_(Node.id.in_(alarmed), Node.last_rejected_at >= since)
+    in_alarm = alarm_condition()
     rows = g.db.execute(_in_scope(select(
         Node, func.count().over(), func.sum(case((Node.online, 1), else_=0)).over(),
         func.sum(case((in_alarm, 1), else_=0)).over())
