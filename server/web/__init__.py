@@ -39,6 +39,7 @@ NAV: list[NavEntry] = [
     NavEntry("web.dashboard", "nav.dashboard"),
     NavEntry("web.bulletins", "nav.bulletins"),
     NavEntry("web.new_bulletin", "nav.new_bulletin", "bulletin.write"),
+    NavEntry("web.alerts", "nav.alerts"),
 ]
 
 
@@ -114,3 +115,4 @@ def page(permission: str | None = None):
 
 
 from . import auth, broadcasts, bulletins, dashboard  # noqa: E402,F401  (their routes on bp)
+from . import alerts  # noqa: E402,F401
