@@ -40,6 +40,7 @@ NAV: list[NavEntry] = [
     NavEntry("web.bulletins", "nav.bulletins"),
     NavEntry("web.new_bulletin", "nav.new_bulletin", "bulletin.write"),
     NavEntry("web.alerts", "nav.alerts"),
+    NavEntry("web.emergency", "nav.emergency", "broadcast.emergency"),
 ]
 
 
@@ -115,4 +116,4 @@ def page(permission: str | None = None):
 
 
 from . import auth, broadcasts, bulletins, dashboard  # noqa: E402,F401  (their routes on bp)
-from . import alerts  # noqa: E402,F401
+from . import alerts, emergency  # noqa: E402,F401

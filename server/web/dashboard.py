@@ -20,6 +20,7 @@ from .. import alerts as alert_service
 from ..models import Alert, Area, Broadcast, Event, Node, utcnow
 from . import bp, page
 from .alerts import alert_rows
+from .emergency import awaiting_confirmation
 
 ALARM_WINDOW = dt.timedelta(hours=24)  # a node alarm (or a message refused) counts this long
 MAX_SLOTS = 8
@@ -134,7 +135,8 @@ def dashboard_data() -> dict:
     return {"nodes": nodes, "clusters": clusters, "fleet": counts,
             "more_nodes": counts["total"] - len(nodes),
             "playing": playing_now(allowed), "slots": next_slots_today(g.user),
-            "open_alerts": open_alerts(allowed), "poll_s": POLL_S}
+            "open_alerts": open_alerts(allowed), "awaiting": awaiting_confirmation(),
+            "poll_s": POLL_S}
 
 
 def conditional(html: str):
