@@ -445,6 +445,12 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "emergency.status.held": {"vi": "bị giữ lại", "en": "held"},
     "emergency.status.skipped": {"vi": "bỏ qua", "en": "skipped"},
     "emergency.status.cancelled": {"vi": "đã huỷ", "en": "cancelled"},
+    "emergency.what": {"vi": "Nội dung phát", "en": "What airs"},
+    "emergency.typed": {"vi": "Soạn nội dung mới", "en": "Type a new text"},
+    "emergency.text": {"vi": "Nội dung thông báo", "en": "Announcement text"},
+    "emergency.typed_note": {
+        "vi": "Khi phát, nội dung này được đọc thành giọng nói và được bạn phê duyệt ngay.",
+        "en": "On sending, this text is read into speech and approved by you at once."},
     "alert.severity.warning": {"vi": "Cảnh báo", "en": "Warning"},
     "alert.severity.critical": {"vi": "Nghiêm trọng", "en": "Critical"},
     "alertd.node_offline": {"vi": "Mất kết nối từ {since}.",

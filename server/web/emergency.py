@@ -1,10 +1,12 @@
-"""The emergency panel (permission broadcast.emergency): an approved bulletin sent at once, at
-emergency priority, to the areas ticked in the area tree, after a confirmation step that says
-what airs where; where a ward asks for a second person (its ``emergency_confirm`` setting) the
-broadcast waits until another approver confirms it on their own device (the "waiting for
-confirmation" list here), and nothing airs before. Each broadcast's panel shows its per-node
-progress live and cancels it everywhere. The same domain functions and checks as the API:
-server.broadcasts create_broadcast, confirm_broadcast, cancel_broadcast."""
+"""The emergency panel (permission broadcast.emergency): an approved bulletin (or a text typed
+there, rendered and approved in the same step) sent at once, at emergency priority, to the
+areas ticked in the area tree, after a confirmation step that says what airs where; where a
+ward asks for a second person (its ``emergency_confirm`` setting) the broadcast waits until
+another approver confirms it on their own device (the "waiting for confirmation" list here and
+on the dashboard), and nothing airs before. Each broadcast's panel shows its per-node progress
+live and cancels it everywhere. The same domain functions and checks as the API:
+server.broadcasts create_broadcast, confirm_broadcast, cancel_broadcast; server.bulletins for
+the typed text."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,11 +21,11 @@ from .. import bodies as B
 from .. import bulletins as bulletin_service
 from ..broadcasts import (BroadcastStatus, broadcast_visible, cancel_broadcast,
                           confirm_broadcast, create_broadcast, target_node_ids)
-from ..context import settings
+from ..context import settings, speech
 from ..errors import ApiError, not_found
 from ..i18n import t
 from ..models import Area, Broadcast
-from . import bp, page
+from . import bp, page, read_form
 from .broadcasts import _broadcast_data
 
 RECENT = 10
@@ -56,16 +58,40 @@ def area_tree() -> list[TreeArea]:
     return out
 
 
-def _request_body(form) -> B.BroadcastCreate:
-    """The form as the API's broadcast body: the bulletin, the ticked areas, emergency
-    priority, now."""
+def _areas(form) -> list[int]:
     areas = [int(x) for x in form.getlist("areas") if x.isdecimal()]
     if not areas:
         raise ApiError(400, "no_targets", "err.no_targets")
-    bulletin = form.get("bulletin_id") or ""
+    return areas
+
+
+def _live_bulletin(form, areas: list[int]) -> int:
+    """A text typed in the panel, rendered, submitted and approved in one step by the user
+    (who may approve: the same steps as the bulletin page's "broadcast now"), of the first
+    ticked area, category emergency: its bulletin id."""
+    if not access.can(g.user, "bulletin.approve"):
+        raise ApiError(403, "forbidden", "err.forbidden")
+    req = read_form(B.BulletinCreate, {"title": form.get("title", ""),
+                                       "text": form.get("text", ""), "category": "emergency",
+                                       "area_id": str(areas[0])})
+    b = bulletin_service.create_text_bulletin(g.db, speech(), g.user, req)
+    bulletin_service.transition(g.db, g.user, b, "submit")
+    bulletin_service.transition(g.db, g.user, b, "approve")
+    return b.id
+
+
+def _request_body(form) -> B.BroadcastCreate:
+    """The form as the API's broadcast body: the bulletin (chosen, or the typed text made into
+    an approved one), the ticked areas, emergency priority, now."""
+    areas = _areas(form)
+    if form.get("source") == "text":
+        bulletin: int | str = _live_bulletin(form, areas)
+    else:
+        chosen = form.get("bulletin_id") or ""
+        bulletin = int(chosen) if chosen.isdecimal() else chosen
     return B.parse(B.BroadcastCreate, {
-        "bulletin_id": int(bulletin) if bulletin.isdecimal() else bulletin,
-        "targets": {"areas": areas}, "priority": EMERGENCY}, tz=settings().tz)
+        "bulletin_id": bulletin, "targets": {"areas": areas}, "priority": EMERGENCY},
+        tz=settings().tz)
 
 
 def awaiting_confirmation() -> list[Broadcast]:
@@ -104,18 +130,23 @@ def emergency_send():
     must confirm), checked by creating the broadcast and rolling it back; ``action=send``: it
     is created and its panel opens."""
     form = request.form
-    chosen = {"bulletin_id": form.get("bulletin_id", ""),
+    chosen = {"bulletin_id": form.get("bulletin_id", ""), "source": form.get("source", ""),
+              "title": form.get("title", ""), "text": form.get("text", ""),
               "areas": {x for x in form.getlist("areas")}}
     try:
         body = _request_body(form)
         bc = create_broadcast(g.db, settings(), g.user, body)
         if form.get("action") != "send":
-            review = {"bulletin": bc.bulletin, "nodes": len(target_node_ids(
-                g.db, bc.target_areas, bc.target_nodes)),
-                "areas": [g.db.get(Area, a) for a in bc.target_areas],
-                "second_person": bc.status == BroadcastStatus.AWAITING_CONFIRMATION}
-            g.db.rollback()
-            return render_template("emergency_review.html", review=review,
+            bulletin = bc.bulletin
+            assert bulletin is not None  # the body names a bulletin
+            typed = form.get("source") == "text"
+            review = {"title": bulletin.title, "text": bulletin.text if typed else None,
+                      "media": None if typed else bulletin.media,
+                      "nodes": len(target_node_ids(g.db, bc.target_areas, bc.target_nodes)),
+                      "areas": [g.db.get(Area, a) for a in bc.target_areas],
+                      "second_person": bc.status == BroadcastStatus.AWAITING_CONFIRMATION}
+            g.db.rollback()  # the review keeps nothing: no broadcast, no typed bulletin
+            return render_template("emergency_review.html", review=review, chosen=chosen,
                                    bulletin_id=body.bulletin_id, areas=body.targets.areas)
         g.db.commit()
     except ApiError as err:

@@ -109,3 +109,23 @@ def test_staff_see_no_emergency_panel_and_the_server_refuses_it(app_only, wards)
     b = s.approved_bulletin()
     assert _send(staff, b["id"], wards["mine"]["id"]).status_code == 403
     assert _broadcasts(s) == []
+
+
+def test_a_typed_text_is_read_approved_and_broadcast_in_one_step_and_the_review_keeps_none(
+        app_only, wards):
+    s = app_only
+    approver = PageUser(s, "canbo-lc", PASSWORD)
+    form = {"source": "text", "title": "Cháy chợ Cột Đèn",
+            "text": "Đề nghị bà con tránh xa khu vực chợ.", "areas": [str(wards["mine"]["id"])]}
+    review = approver.post("/emergency", data={**form, "action": "review"})
+    assert review.status_code == 200
+    assert "Cháy chợ Cột Đèn" in review.text and "tránh xa khu vực chợ" in review.text
+    assert s.ok("GET", "/api/v1/bulletins")["bulletins"] == [] and _broadcasts(s) == []
+
+    sent = approver.post("/emergency", data={**form, "action": "send"})
+    assert sent.status_code == 302
+    [bc] = _broadcasts(s)
+    assert bc["priority"] == 9 and bc["status"] == "scheduled"
+    bulletin = s.ok("GET", f"/api/v1/bulletins/{bc['bulletin_id']}")
+    assert bulletin["status"] == "approved" and bulletin["category"] == "emergency"
+    assert bulletin["title"] == "Cháy chợ Cột Đèn"
