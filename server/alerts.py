@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from device_agent.telemetry import DISK_LOW_MB, OVERHEAT_C, REGISTERED
 
-from . import reports, schedule
+from . import audit, reports, schedule
 from .errors import ApiError
 from .i18n import t
 from .models import (Alert, Area, Event, Node, PlayLog, User, area_ancestors, area_zone,
@@ -602,6 +602,32 @@ def usernames(db: Session, alerts: Iterable[Alert]) -> dict[int, str]:
 
 def visible(db: Session, alert: Alert, allowed: set[int] | None) -> bool:
     return allowed is None or alert.area_id in allowed
+
+
+def listing(db: Session, areas: set[int] | None, states: Iterable[str] = (),
+            kind: str | None = None, node: str | None = None, limit: int = 500) -> list[Alert]:
+    """Alerts of ``areas`` (None: every area), newest first, narrowed by state, kind and node:
+    the API's list and the alerts page."""
+    q = select(Alert).order_by(Alert.id.desc()).limit(limit)
+    if areas is not None:
+        q = q.where(Alert.area_id.in_(areas))
+    if states := list(states):
+        q = q.where(Alert.state.in_(states))
+    if kind is not None:
+        q = q.where(Alert.kind == kind)
+    if node:
+        q = q.where(Alert.node_id == node)
+    return list(db.scalars(q))
+
+
+def take_step(db: Session, alert: Alert, action: str, user: User, comment: str | None,
+              now: dt.datetime) -> None:
+    """``act`` and its audit entry (``alerts.ack``, ``alerts.resolve``): what the API and the
+    alerts page do; the caller commits."""
+    act(db, alert, action, user, comment, now)
+    audit.record(db, f"alerts.{action}", ("alert", alert.id),
+                 {"kind": alert.kind, "node_id": alert.node_id, "state": alert.state,
+                  "comment": comment})
 
 
 def act(db: Session, alert: Alert, action: str, user: User, comment: str | None,

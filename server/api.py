@@ -470,24 +470,17 @@ def _alert_list_json(rows: list[Alert]) -> list[dict]:
 def list_alerts():
     """Alerts in the caller's areas, newest first; ?state= (one or more, comma-separated),
     ?area=, ?node=, ?kind=, ?limit=."""
-    q = select(Alert).order_by(Alert.id.desc()).limit(_query_limit(500, 5000))
+    limit = _query_limit(500, 5000)
     areas = _alerts_scope()
-    if areas is not None:
-        q = q.where(Alert.area_id.in_(areas))
     states = [x for x in (request.args.get("state") or "").split(",") if x]
     if any(x not in ALERT_STATES for x in states):
         raise bad_request("err.invalid_field", field="state", detail=" | ".join(ALERT_STATES))
-    if states:
-        q = q.where(Alert.state.in_(states))
     kind = request.args.get("kind") or None
-    if kind is not None:
-        if kind not in {k.value for k in alerts.Kind}:
-            raise bad_request("err.invalid_field", field="kind",
-                              detail=" | ".join(k.value for k in alerts.Kind))
-        q = q.where(Alert.kind == kind)
-    if request.args.get("node"):
-        q = q.where(Alert.node_id == request.args["node"])
-    return jsonify({"alerts": _alert_list_json(list(g.db.scalars(q)))})
+    if kind is not None and kind not in {k.value for k in alerts.Kind}:
+        raise bad_request("err.invalid_field", field="kind",
+                          detail=" | ".join(k.value for k in alerts.Kind))
+    return jsonify({"alerts": _alert_list_json(alerts.listing(
+        g.db, areas, states, kind, request.args.get("node") or None, limit))})
 
 
 def _alert(alert_id: int) -> Alert:
@@ -510,10 +503,7 @@ def _alert_action(alert_id: int, action: str):
     if not isinstance(data, dict):
         raise bad_request("err.not_json", "not_json")
     step = read(B.AlertAction, data)
-    alerts.act(g.db, alert, action, user, step.comment or None, utcnow())
-    audit.record(g.db, f"alerts.{action}", ("alert", alert.id),
-                 {"kind": alert.kind, "node_id": alert.node_id, "state": alert.state,
-                  "comment": step.comment or None})
+    alerts.take_step(g.db, alert, action, user, step.comment or None, utcnow())
     g.db.commit()
     return jsonify(_alert_list_json([alert])[0])
 

@@ -42,6 +42,8 @@ NAV: list[NavEntry] = [
     NavEntry("web.approval_queue", "nav.approval_queue", "bulletin.approve"),
     NavEntry("web.fleet", "nav.fleet"),
     NavEntry("web.fleet_map", "nav.fleet_map"),
+    NavEntry("web.alerts", "nav.alerts"),
+    NavEntry("web.emergency", "nav.emergency", "broadcast.emergency"),
 ]
 
 
@@ -118,3 +120,4 @@ def page(permission: str | None = None):
 
 from . import auth, broadcasts, bulletins, dashboard  # noqa: E402,F401  (their routes on bp)
 from . import fleet  # noqa: E402,F401
+from . import alerts, emergency  # noqa: E402,F401

@@ -1,5 +1,5 @@
 """The home page: what plays now and where, the next slots of today, the fleet in one line, the
-open alarms and the nodes (offline first, at most MAX_NODES), all within the user's areas. Its
+open alerts and the nodes (offline first, at most MAX_NODES), all within the user's areas. Its
 live part is a small partial that the page polls; it answers 304 Not Modified (ETag) while
 nothing it shows has changed, so the live update costs a few hundred bytes on a slow link."""
 from __future__ import annotations
@@ -16,12 +16,15 @@ from device_agent.protocol import PRIORITY_NAMES
 from .. import auth as access
 from .. import schedule
 from ..context import settings
-from ..models import Area, Broadcast, Event, Node, utcnow
+from .. import alerts as alert_service
+from ..models import Alert, Area, Broadcast, Event, Node, utcnow
 from . import bp, page
+from .alerts import alert_rows
+from .emergency import awaiting_confirmation
 
 ALARM_WINDOW = dt.timedelta(hours=24)  # a node alarm (or a message refused) counts this long
 MAX_SLOTS = 8
-MAX_ALARMS = 10
+MAX_ALERTS = 10  # the dashboard's; every alert is the alerts page's
 MAX_NODES = 50  # the dashboard's table; every node is the fleet page's
 # the page's live part: a 304 is about 500 bytes of headers (most of them the security
 # headers), so six a minute cost about 3 KB down while nothing changes
@@ -119,23 +122,15 @@ def next_slots_today(user) -> list[dict]:
             for slot, bc in sorted(seen.values(), key=lambda pair: pair[0])[:MAX_SLOTS]]
 
 
-def open_alarms(allowed: set[int] | None) -> list[dict]:
-    """The nodes' alarms of the last day, newest first, and the nodes whose messages the server
-    refused in that time."""
-    since = _alarm_since()
-    rows = g.db.execute(_in_scope(
-        select(Event, Node).join(Node, Node.id == Event.node_id)
-        .where(Event.type == "alarm", Event.received_at >= since)
-        .order_by(Event.id.desc()).limit(MAX_ALARMS), allowed)).all()
-    out = [{"node": node, "code": ev.payload.get("code") or "", "at": ev.received_at,
-            "detail": ev.payload.get("detail") or ev.payload.get("reason") or ""}
-           for ev, node in rows]
-    refused = g.db.scalars(_in_scope(select(Node).where(Node.last_rejected_at >= since)
-                                     .order_by(Node.last_rejected_at.desc()).limit(MAX_ALARMS),
-                                     allowed))
-    out += [{"node": n, "code": "rejected_messages", "at": n.last_rejected_at,
-             "detail": f"{n.rejected_messages} × {n.last_rejected_reason or ''}"} for n in refused]
-    return sorted(out, key=lambda a: a["at"], reverse=True)[:MAX_ALARMS]
+def open_alerts(allowed: set[int] | None) -> tuple[int, list[dict]]:
+    """How many alerts in the user's areas are not resolved yet (open or acknowledged), and the
+    newest MAX_ALERTS of them, critical first, as the alerts page shows them."""
+    q = select(Alert, func.count().over()).where(Alert.state.in_(alert_service.ACTIVE))
+    if allowed is not None:
+        q = q.where(Alert.area_id.in_(allowed))
+    rows = g.db.execute(q.order_by(case((Alert.severity == alert_service.Severity.CRITICAL, 0),
+                                        else_=1), Alert.id.desc()).limit(MAX_ALERTS)).all()
+    return (rows[0][1] if rows else 0), alert_rows([row[0] for row in rows])
 
 
 def dashboard_data() -> dict:
@@ -145,7 +140,8 @@ def dashboard_data() -> dict:
     return {"nodes": nodes, "clusters": clusters, "fleet": counts,
             "more_nodes": counts["total"] - len(nodes),
             "playing": playing_now(allowed), "slots": next_slots_today(g.user),
-            "alarms": open_alarms(allowed), "poll_s": POLL_S}
+            "open_alerts": open_alerts(allowed), "awaiting": awaiting_confirmation(),
+            "poll_s": POLL_S}
 
 
 def conditional(html: str):

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import update
 
 from server.cli import main as cli
-from server.models import Event, Node, utcnow
+from server import alerts
+from server.models import Event, Node, to_ms, utcnow
 from tests.system import ADMIN_PASSWORD
 from tests.web_helpers import PageUser
 
@@ -29,11 +30,16 @@ def _set_nodes(s, **values) -> None:
 
 
 def _alarm(s, node_id: str) -> None:
+    """A connected node's amplifier alarm, and the alert the dispatcher's pass raises of it."""
     with s.app.extensions["db_sessions"]() as db:
         now = utcnow()
-        db.add(Event(node_id=node_id, event_id="a1", type="alarm", ts_ms=0, received_at=now,
+        db.execute(update(Node).where(Node.id == node_id).values(online=True, last_seen=now))
+        db.add(Event(node_id=node_id, event_id="a1", type="alarm", ts_ms=to_ms(now),
+                     received_at=now,
                      payload={"type": "alarm", "id": "a1", "code": "amp_fault",
                               "detail": "amplifier silent"}))
+        db.flush()
+        alerts.evaluate(db, s.settings, now)
         db.commit()
 
 

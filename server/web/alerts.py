@@ -1,0 +1,88 @@
+"""Alerts: the list (open, acknowledged and resolved tabs, filtered by area and kind) with each
+alert's node, area, what is wrong, first and last seen and how often, who acknowledged or
+resolved it and when; technicians, operators and admins acknowledge and resolve them with a
+comment (the API's checks and audit entries: server.alerts.take_step)."""
+from __future__ import annotations
+
+from flask import flash, g, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from .. import alerts as alert_service
+from .. import auth as access
+from .. import bodies as B
+from ..context import settings
+from ..errors import ApiError, not_found
+from ..i18n import current_language, t
+from ..models import Alert, Area, area_subtree_ids, utcnow
+from . import bp, page, read_form
+
+MAX_ROWS = 200
+TABS = tuple(s.value for s in alert_service.State)
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name) or ""
+    return int(value) if value.isdecimal() else None
+
+
+def visible_alert(alert_id: int) -> Alert:
+    """The alert, when it is in the user's areas (404 otherwise, as the API answers)."""
+    alert = g.db.get(Alert, alert_id)
+    if alert is None or not alert_service.visible(g.db, alert,
+                                                  access.user_area_ids(g.db, g.user)):
+        raise not_found("thing.alert")
+    return alert
+
+
+def alert_rows(alerts: list[Alert]) -> list[dict]:
+    """Alerts as the page shows them: the API's texts in the user's language, and who acted."""
+    names = alert_service.usernames(g.db, alerts)
+    areas = {a.id: a.name for a in g.db.scalars(select(Area))}
+    lang, tz = current_language(), settings().timezone
+    return [{"alert": a, "area": areas.get(a.area_id or 0, ""),
+             "kind_text": t(f"alert.kind.{a.kind}", lang),
+             "text": alert_service.detail_text(a, lang, alert_service.zone(g.db, a, tz)),
+             "acked_by": names.get(a.acknowledged_by or 0),
+             "resolved_by": names.get(a.resolved_by or 0)} for a in alerts]
+
+
+@bp.get("/alerts")
+@page()
+def alerts():
+    state = request.args.get("state") or "open"
+    if state not in TABS:
+        state = "open"
+    allowed = access.user_area_ids(g.db, g.user)
+    areas = [a for a in g.db.scalars(select(Area).order_by(Area.id))
+             if allowed is None or a.id in allowed]
+    area_id = _int_arg("area")
+    scope = allowed
+    if area_id is not None and any(a.id == area_id for a in areas):
+        below = area_subtree_ids(g.db, [area_id])
+        scope = below if allowed is None else below & allowed
+    else:
+        area_id = None
+    kind = request.args.get("kind") or None
+    if kind not in {k.value for k in alert_service.Kind}:
+        kind = None
+    rows = alert_service.listing(g.db, scope, [state], kind, limit=MAX_ROWS)
+    return render_template("alerts.html", rows=alert_rows(rows), state=state, tabs=TABS,
+                           areas=areas, area_id=area_id, kind=kind,
+                           kinds=[k.value for k in alert_service.Kind])
+
+
+@bp.post("/alerts/<int:alert_id>/<any(ack, resolve):action>")
+@page("alert.write")
+def alert_step(alert_id: int, action: str):
+    back = request.form.get("state") if request.form.get("state") in TABS else "open"
+    try:
+        alert = visible_alert(alert_id)
+        step = read_form(B.AlertAction, {"comment": request.form.get("comment", "")})
+        alert_service.take_step(g.db, alert, action, g.user, step.comment or None,
+                                utcnow())
+        g.db.commit()
+        flash(t(f"alerts.done_{action}", id=alert.id))
+    except ApiError as err:
+        g.db.rollback()
+        flash(err.message())
+    return redirect(url_for("web.alerts", state=back))
