@@ -39,6 +39,8 @@ NAV: list[NavEntry] = [
     NavEntry("web.dashboard", "nav.dashboard"),
     NavEntry("web.bulletins", "nav.bulletins"),
     NavEntry("web.new_bulletin", "nav.new_bulletin", "bulletin.write"),
+    NavEntry("web.schedule_week", "nav.schedule"),
+    NavEntry("web.programmes", "nav.programmes"),
 ]
 
 
@@ -114,3 +116,4 @@ def page(permission: str | None = None):
 
 
 from . import auth, broadcasts, bulletins, dashboard  # noqa: E402,F401  (their routes on bp)
+from . import schedule  # noqa: E402,F401

@@ -1,0 +1,164 @@
+"""The programmes and schedule pages without a browser: a daily series made from the form's
+plain choices airs at the chosen local times and is said back in words; a clash is shown before
+anything is saved and an override saves it; the week calendar places each slot on its day with
+its priority's colour and cancels one occurrence or the series; a programme is built, reordered
+and saved with its total length."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from server.cli import main as cli
+from server.models import Broadcast
+from tests.web_helpers import PageUser
+
+PASSWORD = "mat-khau-123"
+
+
+def _editor(s, area_id: int) -> PageUser:
+    assert cli(["--instance", str(s.instance), "user", "bientap", "--role", "staff",
+                "--password", PASSWORD, "--area-id", str(area_id)]) == 0
+    return PageUser(s, "bientap", PASSWORD)
+
+
+def _tomorrow() -> str:
+    return (dt.datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
+            + dt.timedelta(days=1)).isoformat()
+
+
+def _daily(bulletin_id: int, area_id: int, times: str, action: str, **more) -> dict:
+    return {"content": f"bulletin:{bulletin_id}", "areas": str(area_id), "kind": "daily",
+            "times": times, "interval": "1", "start_date": _tomorrow(), "priority": "normal",
+            "action": action, **more}
+
+
+def _broadcasts(s) -> int:
+    with s.app.extensions["db_sessions"]() as db:
+        return db.scalar(select(func.count(Broadcast.id)))
+
+
+def test_a_daily_series_from_the_form_is_said_in_words_and_shows_on_the_calendar(
+        app_only, wards):
+    s = app_only
+    b = s.approved_bulletin("Lịch tiêm chủng")
+    editor = _editor(s, wards["mine"]["id"])
+    form = editor.get("/schedule/new").text
+    assert "Lịch tiêm chủng" in form and "Phường Lê Chân" in form
+    assert "Phường Ngô Quyền" not in form  # only the editor's own areas are targets
+
+    checked = editor.post("/schedule/new", data=_daily(b["id"], wards["mine"]["id"],
+                                                        "06:00, 17:00", "check"))
+    assert checked.status_code == 200
+    assert "Hằng ngày lúc 06:00 và 17:00" in checked.text
+    assert "Không trùng lịch" in checked.text and _broadcasts(s) == 0  # a check keeps nothing
+
+    saved = editor.post("/schedule/new", data=_daily(b["id"], wards["mine"]["id"],
+                                                      "06:00, 17:00", "save"))
+    assert saved.status_code == 302
+    bc = s.ok("GET", "/api/v1/broadcasts")["broadcasts"][0]
+    assert bc["recurrence"] == "FREQ=DAILY;BYHOUR=6,17;BYMINUTE=0"
+
+    week = editor.get(f"/schedule?area={wards['mine']['id']}&week={_tomorrow()}").text
+    day = dt.date.fromisoformat(_tomorrow()).strftime("%d/%m")
+    column = week[week.index(day):]
+    assert "06:00" in column and "17:00" in column and "Lịch tiêm chủng" in column
+    assert "sch-p3" in week and "sch-h6" in week and "sch-h17" in week
+    assert f"/api/v1/areas/{wards['mine']['id']}/schedule.ics" in week
+
+
+def test_a_clash_is_listed_before_saving_and_saves_only_with_an_override(app_only, wards):
+    s = app_only
+    first = s.approved_bulletin("Bản tin sáng")
+    second = s.approved_bulletin("Thông báo thu thuế")
+    editor = _editor(s, wards["mine"]["id"])
+    assert editor.post("/schedule/new", data=_daily(first["id"], wards["mine"]["id"], "06:00",
+                                                    "save")).status_code == 302
+    clash = editor.post("/schedule/new", data=_daily(second["id"], wards["mine"]["id"], "06:00",
+                                                     "check"))
+    assert clash.status_code == 409
+    assert "Các lượt trùng giờ" in clash.text and "Bản tin sáng" in clash.text
+    assert 'name="override"' in clash.text and _broadcasts(s) == 1
+    assert editor.post("/schedule/new", data=_daily(second["id"], wards["mine"]["id"], "06:00",
+                                                    "save")).status_code == 409
+    assert _broadcasts(s) == 1
+    forced = editor.post("/schedule/new", data=_daily(second["id"], wards["mine"]["id"],
+                                                       "06:00", "save", override="1"))
+    assert forced.status_code == 302 and _broadcasts(s) == 2
+
+
+def test_weekly_and_lunar_choices_become_rules_said_back_in_english(app_only, wards):
+    s = app_only
+    b = s.approved_bulletin()
+    editor = _editor(s, wards["mine"]["id"])
+    editor.get("/lang/en")
+    weekly = editor.post("/schedule/new", data={
+        **_daily(b["id"], wards["mine"]["id"], "07:30", "check"), "kind": "weekly",
+        "weekdays": "MO", "until": "2099-12-31"}).text
+    assert "Every week on Monday at 07:30, until 2099-12-31" in weekly
+    lunar = editor.post("/schedule/new", data={
+        **_daily(b["id"], wards["mine"]["id"], "06:00", "check"), "kind": "lunar",
+        "lunar_days": ["1", "15"]}).text
+    assert "Lunar day 1 and day 15 (full moon) of every lunar month at 06:00" in lunar
+
+
+def test_the_calendar_cancels_one_occurrence_then_the_whole_series(app_only, wards):
+    s = app_only
+    b = s.approved_bulletin("Phát thanh buổi sáng")
+    editor = _editor(s, wards["mine"]["id"])
+    editor.post("/schedule/new", data=_daily(b["id"], wards["mine"]["id"], "06:00", "save"))
+    path = f"/schedule?area={wards['mine']['id']}&week={_tomorrow()}"
+    week = editor.get(path).text
+    before = week.count('class="sch-slot')
+    occurrence = re.search(r'name="original_start" value="([^"]+)"', week).group(1)
+    bc_id = s.ok("GET", "/api/v1/broadcasts")["broadcasts"][0]["id"]
+    r = editor.post(f"/broadcasts/{bc_id}/occurrences/cancel",
+                    data={"original_start": occurrence, "next": path})
+    assert r.status_code == 302 and r.headers["Location"].endswith(path)
+    assert editor.get(path).text.count('class="sch-slot') == before - 1
+    assert editor.post(f"/broadcasts/{bc_id}/cancel", data={"next": path}).status_code == 302
+    assert 'class="sch-slot' not in editor.get(path).text
+    assert s.ok("GET", f"/api/v1/broadcasts/{bc_id}")["status"] == "cancelled"
+
+
+def test_a_viewer_sees_the_calendar_without_cancel_buttons_and_may_not_schedule(app_only, wards):
+    s = app_only
+    assert cli(["--instance", str(s.instance), "user", "xem", "--role", "viewer", "--password",
+                PASSWORD, "--area-id", str(wards["mine"]["id"])]) == 0
+    viewer = PageUser(s, "xem", PASSWORD)
+    assert viewer.get("/schedule").status_code == 200
+    assert "sch-cancel" not in viewer.get("/schedule").text
+    assert viewer.get("/schedule/new").status_code == 403
+    assert viewer.get(f"/schedule?area={wards['other']['id']}").status_code == 404
+
+
+def test_a_programme_is_built_reordered_and_saved_with_its_total_length(app_only, wards):
+    s = app_only
+    one = s.approved_bulletin("Mở đầu")
+    two = s.approved_bulletin("Tin chính")
+    editor = _editor(s, wards["mine"]["id"])
+    page = editor.post("/programmes/new", data={"title": "Chương trình sáng", "add": str(one["id"]),
+                                                "move": "add"}).text
+    page = editor.post("/programmes/new", data={"title": "Chương trình sáng",
+                                                "items": [str(one["id"])],
+                                                "add": str(two["id"]), "move": "add"}).text
+    assert page.index("Mở đầu") < page.index("Tin chính", page.index("prog-items"))
+    page = editor.post("/programmes/new", data={"title": "Chương trình sáng",
+                                                "items": [str(one["id"]), str(two["id"])],
+                                                "move": "up:1"}).text
+    items = page[page.index("prog-items"):page.index("prog-total")]
+    assert items.index("Tin chính") < items.index("Mở đầu")
+    assert "Tổng thời lượng" in page
+    saved = editor.post("/programmes/new", data={"title": "Chương trình sáng",
+                                                 "items": [str(two["id"]), str(one["id"])],
+                                                 "move": "save"})
+    assert saved.status_code == 302
+    p = s.ok("GET", "/api/v1/programmes")["programmes"][0]
+    assert [i["bulletin_id"] for i in p["items"]] == [two["id"], one["id"]]
+    listing = editor.get("/programmes").text
+    assert "Chương trình sáng" in listing
+    edit = editor.get(saved.headers["Location"]).text
+    sec = round(p["duration_ms"] / 1000)
+    assert f"{sec // 60}:{sec % 60:02d}" in edit
