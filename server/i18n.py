@@ -482,6 +482,19 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "sched.col_other": {"vi": "Trùng với", "en": "Clashes with"},
     "sched.col_other_time": {"vi": "Thời gian lượt kia", "en": "Its time"},
     "sched.words": {"vi": "Lịch: {words}", "en": "Schedule: {words}"},
+    "sched.conflict": {
+        "vi": "Trùng giờ với {count} lượt phát khác trên cùng thiết bị (liệt kê dưới đây). Đổi "
+              "giờ, chọn mức ưu tiên cao hơn, hoặc đánh dấu \"Vẫn phát dù trùng giờ\" rồi lưu.",
+        "en": "Clashes with {count} other slots on the same nodes (listed below). Change the "
+              "time, choose a higher priority, or tick \"Broadcast despite the clash\" and "
+              "save."},
+    "sched.more_clashes": {"vi": "… và {count} lượt trùng khác.",
+                           "en": "… and {count} more clashing slots."},
+    "prog.conflict": {
+        "vi": "Chương trình dài hơn làm các lịch phát của nó trùng giờ với {count} lượt phát "
+              "khác (liệt kê dưới đây). Đánh dấu \"Vẫn lưu dù trùng giờ\" để lưu.",
+        "en": "The longer programme makes its series clash with {count} other slots (listed "
+              "below). Tick \"Save despite the clash\" to save."},
     "sched.saved": {"vi": "Đã lưu lượt phát #{id}.", "en": "Broadcast #{id} saved."},
     "sched.same_minute": {"vi": "các giờ phát phải cùng số phút",
                           "en": "all times must have the same minutes"},

@@ -23,7 +23,7 @@ from ..bulletins import visible_bulletins
 from ..context import settings
 from ..errors import ApiError, not_found
 from ..i18n import CATALOGUE, current_language, t
-from ..models import Area, Broadcast, area_zone
+from ..models import Area, Broadcast, area_zone, targets_zone
 from . import bp, local_path, page
 
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
@@ -238,14 +238,17 @@ def new_schedule():
         lists = {k: request.form.getlist(k) for k in lists}
         try:
             body = B.parse(B.BroadcastCreate, broadcast_body(form, lists), tz=settings().tz)
+            if body.recurrence is not None and body.start_at is not None:
+                zone = targets_zone(g.db, body.targets.areas, [], settings().timezone)
+                words = rule_words(body.recurrence, schedule.aware(body.start_at), zone)
             bc = create_broadcast(g.db, settings(), g.user, body)
-            if bc.recurrence is not None and bc.start_at is not None:
-                words = rule_words(bc.recurrence, schedule.aware(bc.start_at),
-                                   bc.tz or settings().timezone)
             if form.get("action") == "save":
                 g.db.commit()
                 flash(t("sched.saved", id=bc.id))
-                return redirect(url_for("web.schedule_week", area=bc.target_areas[0]))
+                week = (schedule.aware(bc.start_at).astimezone(ZoneInfo(
+                    area_zone(g.db, bc.target_areas[0], settings().timezone))).date().isoformat()
+                    if bc.start_at else None)
+                return redirect(url_for("web.schedule_week", area=bc.target_areas[0], week=week))
             g.db.rollback()  # only a check: nothing is kept
             checked = True
         except ApiError as err:
@@ -254,6 +257,7 @@ def new_schedule():
             if err.code == "schedule_conflict":
                 tz = area_zone(g.db, int(lists["areas"][0]), settings().timezone)
                 clashes = _clash_rows(err.extra.get("clashes", []), tz)
+                error = t("sched.conflict", count=err.params.get("count", len(clashes)))
     return render_template(
         "schedule_new.html", areas=areas, bulletins=bulletins, programmes=programmes, form=form,
         lists=lists, error=error, clashes=clashes, words=words, checked=checked,
@@ -328,6 +332,7 @@ def _programme_form(programme_id: int | None):
                 error, status = err.message(), err.status
                 if err.code == "schedule_conflict":
                     clashes = _clash_rows(err.extra.get("clashes", []), settings().timezone)
+                    error = t("prog.conflict", count=err.params.get("count", len(clashes)))
     elif p is not None:
         title, items = p.title, [i["bulletin_id"] for i in p.current.items]
     else:

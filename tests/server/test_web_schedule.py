@@ -81,6 +81,8 @@ def test_a_clash_is_listed_before_saving_and_saves_only_with_an_override(app_onl
     assert clash.status_code == 409
     assert "Các lượt trùng giờ" in clash.text and "Bản tin sáng" in clash.text
     assert 'name="override"' in clash.text and _broadcasts(s) == 1
+    assert "Vẫn phát dù trùng giờ" in clash.text  # the page says how to save anyway
+    assert "Hằng ngày lúc 06:00" in clash.text  # and what the new one would be
     assert editor.post("/schedule/new", data=_daily(second["id"], wards["mine"]["id"], "06:00",
                                                     "save")).status_code == 409
     assert _broadcasts(s) == 1
