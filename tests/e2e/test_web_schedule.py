@@ -56,3 +56,26 @@ def test_the_editor_schedules_a_bulletin_daily_and_a_clash_shows_before_saving(w
     web.visit(phone, f"/schedule?area={s.ward['id']}&week={_tomorrow().isoformat()}",
               "schedule-week")
     expect(phone.locator(".sch-slot", has_text="Phát thanh buổi sáng").first).to_be_visible()
+
+
+def test_the_editor_builds_a_programme_on_a_phone_reorders_it_and_sees_its_length(web_system,
+                                                                                   web):
+    s = web_system
+    s.approved_bulletin("Tin đầu giờ")
+    s.approved_bulletin("Tin cuối giờ")
+    page = web.page(s, "staff", "phone")
+    web.visit(page, "/programmes/new", "programme-new")
+    page.fill("input[name=title]", "Chương trình buổi sáng")
+    for title in ("Tin đầu giờ", "Tin cuối giờ"):
+        page.select_option("select[name=add]", label=title)
+        page.click("button[value=add]")
+    items = page.locator(".prog-items li .prog-name")
+    expect(items).to_have_text(["Tin đầu giờ", "Tin cuối giờ"])
+    page.click("button[value='up:1']")
+    expect(items).to_have_text(["Tin cuối giờ", "Tin đầu giờ"])
+    page.click("button[value=save]")
+    expect(page.locator("h1")).to_contain_text("Chương trình buổi sáng")
+    expect(page.locator(".prog-total")).to_contain_text("Tổng thời lượng")
+    web.shot(page, "programme-saved")
+    programme = s.ok("GET", "/api/v1/programmes")["programmes"][0]
+    assert [i["title"] for i in programme["items"]] == ["Tin cuối giờ", "Tin đầu giờ"]

@@ -66,7 +66,12 @@ def test_a_daily_series_from_the_form_is_said_in_words_and_shows_on_the_calendar
     column = week[week.index(day):]
     assert "06:00" in column and "17:00" in column and "Lịch tiêm chủng" in column
     assert "sch-p3" in week and "sch-h6" in week and "sch-h17" in week
-    assert f"/api/v1/areas/{wards['mine']['id']}/schedule.ics" in week
+    ics = re.search(r'href="(/api/v1/areas/[^"]+/schedule\.ics[^"]*)"', week).group(1)
+    calendar = editor.get(ics.replace("&amp;", "&"))
+    assert calendar.status_code == 200 and "text/calendar" in calendar.headers["Content-Type"]
+    # the same week as the page shows
+    assert calendar.text.count("BEGIN:VEVENT") == week.count('class="sch-slot')
+    assert "Lịch tiêm chủng" in calendar.text
 
 
 def test_a_clash_is_listed_before_saving_and_saves_only_with_an_override(app_only, wards):
