@@ -197,7 +197,7 @@ def broadcast_body(form: dict, lists: dict[str, list[str]]) -> dict:
             body["skip_holidays"] = holidays
     if day and clock:
         body["start_at"] = f"{day}T{clock}:00"
-    elif day or clock:
+    else:  # a one-off from this page airs at a time (broadcasting now: the bulletin page)
         raise ApiError(400, "missing_field", "err.missing_field",
                        field="start_time" if day else "start_date")
     if form.get("override"):

@@ -169,3 +169,57 @@ def test_a_programme_is_built_reordered_and_saved_with_its_total_length(app_only
     edit = editor.get(saved.headers["Location"]).text
     sec = round(p["duration_ms"] / 1000)
     assert f"{sec // 60}:{sec % 60:02d}" in edit
+
+
+def test_a_programme_is_edited_by_staff_and_only_read_by_a_viewer(app_only, wards):
+    s = app_only
+    one = s.approved_bulletin("Mở đầu")
+    two = s.approved_bulletin("Tin chính")
+    p = s.ok("POST", "/api/v1/programmes", json={"title": "Buổi sáng", "items": [one["id"]],
+                                                 "area_id": wards["mine"]["id"]})
+    editor = _editor(s, wards["mine"]["id"])
+    page = editor.get(f"/programmes/{p['id']}").text
+    assert 'value="Buổi sáng"' in page and "Mở đầu" in page and 'value="save"' in page
+    saved = editor.post(f"/programmes/{p['id']}", data={
+        "title": "Buổi sáng mới", "items": [str(one["id"]), str(two["id"])], "move": "save"})
+    assert saved.status_code == 302
+    after = s.ok("GET", f"/api/v1/programmes/{p['id']}")
+    assert after["title"] == "Buổi sáng mới" and after["revision"] == 2
+    assert [i["bulletin_id"] for i in after["items"]] == [one["id"], two["id"]]
+
+    assert cli(["--instance", str(s.instance), "user", "xem", "--role", "viewer", "--password",
+                PASSWORD, "--area-id", str(wards["mine"]["id"])]) == 0
+    viewer = PageUser(s, "xem", PASSWORD)
+    read = viewer.get(f"/programmes/{p['id']}").text
+    assert "Buổi sáng mới" in read and 'value="save"' not in read
+    assert viewer.post(f"/programmes/{p['id']}", data={
+        "title": "x", "items": [str(one["id"])], "move": "save"}).status_code == 403
+    assert s.ok("GET", f"/api/v1/programmes/{p['id']}")["revision"] == 2
+
+
+def test_the_calendar_reads_in_english_one_click_away(app_only, wards):
+    s = app_only
+    b = s.approved_bulletin("Morning news")
+    editor = _editor(s, wards["mine"]["id"])
+    editor.post("/schedule/new", data=_daily(b["id"], wards["mine"]["id"], "06:00", "save"))
+    editor.get("/lang/en")
+    week = editor.get(f"/schedule?area={wards['mine']['id']}&week={_tomorrow()}").text
+    assert "Weekly schedule: Phường Lê Chân" in week and "Next week" in week
+    assert "Cancel this one" in week and "Cancel the whole series" in week
+    weekday = dt.date.fromisoformat(_tomorrow()).strftime("%A")
+    assert f"{weekday} {dt.date.fromisoformat(_tomorrow()).strftime('%d/%m')}" in week
+
+
+def test_a_one_off_airs_at_the_chosen_time_and_needs_one(app_only, wards):
+    s = app_only
+    b = s.approved_bulletin("Họp tổ dân phố")
+    editor = _editor(s, wards["mine"]["id"])
+    once = {**_daily(b["id"], wards["mine"]["id"], "", "save"), "kind": "once"}
+    missing = editor.post("/schedule/new", data=once)
+    assert missing.status_code == 400 and "start_time" in missing.text and _broadcasts(s) == 0
+    assert editor.post("/schedule/new", data={**once, "start_time": "19:00"}).status_code == 302
+    bc = s.ok("GET", "/api/v1/broadcasts")["broadcasts"][0]
+    assert bc["recurrence"] is None
+    local = dt.datetime.fromisoformat(bc["start_at"].replace("Z", "+00:00")).astimezone(
+        ZoneInfo("Asia/Ho_Chi_Minh"))
+    assert (local.date().isoformat(), local.strftime("%H:%M")) == (_tomorrow(), "19:00")
