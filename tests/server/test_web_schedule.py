@@ -223,3 +223,33 @@ def test_a_one_off_airs_at_the_chosen_time_and_needs_one(app_only, wards):
     local = dt.datetime.fromisoformat(bc["start_at"].replace("Z", "+00:00")).astimezone(
         ZoneInfo("Asia/Ho_Chi_Minh"))
     assert (local.date().isoformat(), local.strftime("%H:%M")) == (_tomorrow(), "19:00")
+
+
+def test_a_longer_programme_that_makes_its_series_clash_is_shown_and_saved_only_with_override(
+        app_only, wards):
+    s = app_only
+    area = wards["mine"]["id"]
+    one = s.approved_bulletin("Tin thứ nhất", "Ủy ban nhân dân phường thông báo lịch tiêm chủng.")
+    two = s.approved_bulletin("Tin thứ hai", "Nhắc nhở bà con giữ gìn vệ sinh môi trường.")
+    p = s.ok("POST", "/api/v1/programmes", json={"title": "Buổi sáng", "items": [one["id"]],
+                                                 "area_id": area})
+    anchor = dt.datetime.combine(dt.date.fromisoformat(_tomorrow()), dt.time(6),
+                                 ZoneInfo("Asia/Ho_Chi_Minh"))
+    s.ok("POST", "/api/v1/broadcasts", json={
+        "programme_id": p["id"], "targets": {"areas": [area]}, "recurrence": "FREQ=DAILY",
+        "start_at": anchor.isoformat()})
+    # another series starting a second after the programme's slot ends as it stands
+    right_after = anchor + dt.timedelta(seconds=-(-p["duration_ms"] // 1000) + 1)
+    s.ok("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": two["id"], "targets": {"areas": [area]}, "recurrence": "FREQ=DAILY",
+        "start_at": right_after.isoformat()})
+    editor = _editor(s, area)
+    longer = {"title": "Buổi sáng", "items": [str(one["id"]), str(two["id"])], "move": "save"}
+    clash = editor.post(f"/programmes/{p['id']}", data=longer)
+    assert clash.status_code == 409
+    assert "Các lượt trùng giờ" in clash.text and "Tin thứ hai" in clash.text
+    assert 'name="override"' in clash.text
+    assert s.ok("GET", f"/api/v1/programmes/{p['id']}")["revision"] == 1  # nothing kept
+    assert editor.post(f"/programmes/{p['id']}",
+                       data={**longer, "override": "1"}).status_code == 302
+    assert s.ok("GET", f"/api/v1/programmes/{p['id']}")["revision"] == 2
