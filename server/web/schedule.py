@@ -32,10 +32,23 @@ KINDS = ("once", "daily", "weekly", "lunar")
 
 
 def _areas() -> list[Area]:
-    """The areas (not clusters) the user may see, in tree order of ids."""
+    """The areas (not clusters) the user may see, in tree order: each after its parent, the
+    children of one parent by id."""
     allowed = access.user_area_ids(g.db, g.user)
-    return [a for a in g.db.scalars(select(Area).order_by(Area.id))
-            if a.kind != "cluster" and (allowed is None or a.id in allowed)]
+    shown = [a for a in g.db.scalars(select(Area).order_by(Area.id))
+             if a.kind != "cluster" and (allowed is None or a.id in allowed)]
+    ids = {a.id for a in shown}
+    children: dict[int | None, list[Area]] = {}
+    for a in shown:
+        children.setdefault(a.parent_id if a.parent_id in ids else None, []).append(a)
+    ordered: list[Area] = []
+
+    def walk(parent: int | None) -> None:
+        for a in children.get(parent, []):
+            ordered.append(a)
+            walk(a.id)
+    walk(None)
+    return ordered
 
 
 def rule_words(rule: str, start_at: dt.datetime, tz: str) -> str:

@@ -253,3 +253,18 @@ def test_a_longer_programme_that_makes_its_series_clash_is_shown_and_saved_only_
     assert editor.post(f"/programmes/{p['id']}",
                        data={**longer, "override": "1"}).status_code == 302
     assert s.ok("GET", f"/api/v1/programmes/{p['id']}")["revision"] == 2
+
+
+def test_the_targets_are_the_area_tree_each_area_under_its_parent_indented(app_only, wards):
+    s = app_only
+    province = s.ok("GET", f"/api/v1/areas/{wards['mine']['id']}")["parent_id"]
+    late = s.area("Phường Lê Chân mới", "HP-LC-2", "ward", province)  # made last, id highest
+    s.area("Tổ dân phố 5", "HP-LC-TDP5", "ward", wards["mine"]["id"])
+    assert cli(["--instance", str(s.instance), "user", "op", "--role", "operator", "--password",
+                PASSWORD]) == 0
+    page = PageUser(s, "op", PASSWORD).get("/schedule/new").text
+    names = re.findall(r'class="inline-choice sch-d(\d)"><input type="checkbox" name="areas" '
+                       r'value="\d+" > ([^<]+)</label>', page)
+    assert [(int(d), n.strip()) for d, n in names] == [
+        (0, "Thành phố Hải Phòng"), (1, "Phường Lê Chân"), (2, "Tổ dân phố 5"),
+        (1, "Phường Ngô Quyền"), (1, late["name"])]
