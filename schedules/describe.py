@@ -1,7 +1,8 @@
 """A rule in words for the web UI: "Hằng ngày lúc 06:00 và 17:00", "Every week on Monday".
 
-Pure functions over parsed rules. TEXTS holds simple templates per language; the integrator moves
-them into the translation catalogue (server/i18n.py) and passes its lookup in their place.
+Pure functions over parsed rules. TEXTS holds simple templates per language; server/i18n.py takes
+them into the one catalogue as ``rule.<part>`` and the web pages pass the catalogue's texts in
+their place (server/web/schedule.py ``rule_words``).
 """
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, g, has_request_context, request, session
 
+from schedules.describe import TEXTS as _RULE_TEXTS
+
 LANGUAGES = ("vi", "en")
 
 CATALOGUE: dict[str, dict[str, str]] = {
@@ -640,7 +642,106 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "fleet.opened": {"vi": "Phát hiện lúc", "en": "Opened"},
     "fleet.kind": {"vi": "Loại", "en": "Kind"},
     "fleet.severity": {"vi": "Mức độ", "en": "Severity"},
+    # programmes and the schedule (server/web/schedule.py)
+    "nav.schedule": {"vi": "Lịch phát", "en": "Schedule"},
+    "nav.new_schedule": {"vi": "Đặt lịch phát", "en": "Schedule a broadcast"},
+    "nav.programmes": {"vi": "Chương trình", "en": "Programmes"},
+    "sched.title": {"vi": "Lịch phát tuần: {area}", "en": "Weekly schedule: {area}"},
+    "sched.no_areas": {"vi": "Bạn chưa được giao địa bàn nào.",
+                       "en": "You have no area to show."},
+    "sched.area": {"vi": "Địa bàn", "en": "Area"},
+    "sched.show": {"vi": "Xem", "en": "Show"},
+    "sched.prev": {"vi": "← Tuần trước", "en": "← Previous week"},
+    "sched.next": {"vi": "Tuần sau →", "en": "Next week →"},
+    "sched.this_week": {"vi": "Tuần này", "en": "This week"},
+    "sched.ics": {"vi": "Tải lịch (.ics)", "en": "Download calendar (.ics)"},
+    "sched.week_of": {"vi": "Tuần từ {start} đến {end} (múi giờ {tz})",
+                      "en": "Week of {start} to {end} (time zone {tz})"},
+    "sched.empty_day": {"vi": "Không có lượt phát.", "en": "Nothing scheduled."},
+    "sched.series": {"vi": "định kỳ", "en": "recurring"},
+    "sched.cancel_one": {"vi": "Hủy lượt này", "en": "Cancel this one"},
+    "sched.cancel_series": {"vi": "Hủy cả lịch định kỳ", "en": "Cancel the whole series"},
+    "sched.cancel_broadcast": {"vi": "Hủy lượt phát", "en": "Cancel the broadcast"},
+    "sched.occurrence_cancelled": {"vi": "Đã hủy lượt phát này.",
+                                   "en": "This occurrence was cancelled."},
+    "sched.series_cancelled": {"vi": "Đã hủy lượt phát #{id}.", "en": "Broadcast #{id} cancelled."},
+    "sched.new_title": {"vi": "Đặt lịch phát", "en": "Schedule a broadcast"},
+    "sched.content": {"vi": "Nội dung phát", "en": "What to broadcast"},
+    "sched.bulletins": {"vi": "Bản tin đã duyệt", "en": "Approved bulletins"},
+    "sched.programmes": {"vi": "Chương trình", "en": "Programmes"},
+    "sched.targets": {"vi": "Phát tới địa bàn", "en": "Broadcast to"},
+    "sched.when": {"vi": "Thời gian", "en": "When"},
+    "sched.start_date": {"vi": "Ngày bắt đầu", "en": "Start date"},
+    "sched.start_time": {"vi": "Giờ phát (một lần)", "en": "Time (once)"},
+    "sched.kind": {"vi": "Lặp lại", "en": "Repeat"},
+    "sched.kind.once": {"vi": "Một lần", "en": "Once"},
+    "sched.kind.daily": {"vi": "Hằng ngày", "en": "Daily"},
+    "sched.kind.weekly": {"vi": "Các ngày trong tuần", "en": "On weekdays"},
+    "sched.kind.lunar": {"vi": "Theo âm lịch (mùng 1, rằm)", "en": "Lunar (1st, 15th)"},
+    "sched.times": {"vi": "Lúc (giờ:phút, cách nhau dấu phẩy)",
+                    "en": "At (hh:mm, separated by commas)"},
+    "sched.interval": {"vi": "Cứ mấy ngày/tuần một lần", "en": "Every how many days/weeks"},
+    "sched.weekdays": {"vi": "Vào các thứ", "en": "On"},
+    "sched.lunar_days": {"vi": "Ngày âm lịch", "en": "Lunar days"},
+    "sched.until": {"vi": "Đến ngày (không bắt buộc)", "en": "Until (optional)"},
+    "sched.skip": {"vi": "Không phát vào ngày lễ", "en": "Skip these holidays"},
+    "sched.override": {"vi": "Vẫn phát dù trùng giờ", "en": "Broadcast despite the clash"},
+    "sched.check": {"vi": "Kiểm tra trùng lịch", "en": "Check for clashes"},
+    "sched.save": {"vi": "Lưu lịch phát", "en": "Save the schedule"},
+    "sched.no_clash": {"vi": "Không trùng lịch với lượt phát nào.",
+                       "en": "No clash with any other broadcast."},
+    "sched.clashes": {"vi": "Các lượt trùng giờ", "en": "Clashing slots"},
+    "sched.col_node": {"vi": "Thiết bị", "en": "Node"},
+    "sched.col_start": {"vi": "Lượt mới lúc", "en": "New slot at"},
+    "sched.col_other": {"vi": "Trùng với", "en": "Clashes with"},
+    "sched.col_other_time": {"vi": "Thời gian lượt kia", "en": "Its time"},
+    "sched.words": {"vi": "Lịch: {words}", "en": "Schedule: {words}"},
+    "sched.conflict": {
+        "vi": "Trùng giờ với {count} lượt phát khác trên cùng thiết bị (liệt kê dưới đây). Đổi "
+              "giờ, chọn mức ưu tiên cao hơn, hoặc đánh dấu \"Vẫn phát dù trùng giờ\" rồi lưu.",
+        "en": "Clashes with {count} other slots on the same nodes (listed below). Change the "
+              "time, choose a higher priority, or tick \"Broadcast despite the clash\" and "
+              "save."},
+    "sched.more_clashes": {"vi": "… và {count} lượt trùng khác.",
+                           "en": "… and {count} more clashing slots."},
+    "prog.conflict": {
+        "vi": "Chương trình dài hơn làm các lịch phát của nó trùng giờ với {count} lượt phát "
+              "khác (liệt kê dưới đây). Đánh dấu \"Vẫn lưu dù trùng giờ\" để lưu.",
+        "en": "The longer programme makes its series clash with {count} other slots (listed "
+              "below). Tick \"Save despite the clash\" to save."},
+    "sched.saved": {"vi": "Đã lưu lượt phát #{id}.", "en": "Broadcast #{id} saved."},
+    "sched.same_minute": {"vi": "các giờ phát phải cùng số phút",
+                          "en": "all times must have the same minutes"},
+    "holiday.tet": {"vi": "Tết Nguyên đán", "en": "Lunar New Year (Tết)"},
+    "holiday.ram_thang_gieng": {"vi": "Rằm tháng Giêng", "en": "First full moon"},
+    "holiday.gio_to_hung_vuong": {"vi": "Giỗ Tổ Hùng Vương", "en": "Hung Kings' day"},
+    "holiday.vu_lan": {"vi": "Vu Lan", "en": "Vu Lan"},
+    "holiday.trung_thu": {"vi": "Tết Trung thu", "en": "Mid-autumn festival"},
+    "holiday.ong_cong_ong_tao": {"vi": "Ông Công Ông Táo", "en": "Kitchen Gods' day"},
+    "prog.title": {"vi": "Chương trình phát thanh", "en": "Programmes"},
+    "prog.none": {"vi": "Chưa có chương trình nào.", "en": "No programme yet."},
+    "prog.new": {"vi": "Tạo chương trình", "en": "New programme"},
+    "prog.edit": {"vi": "Chương trình: {title}", "en": "Programme: {title}"},
+    "prog.name": {"vi": "Tên chương trình", "en": "Programme title"},
+    "prog.items": {"vi": "Các bản tin theo thứ tự", "en": "Bulletins in order"},
+    "prog.no_items": {"vi": "Chưa có bản tin nào; thêm bản tin đã duyệt bên dưới.",
+                      "en": "No bulletin yet; add approved bulletins below."},
+    "prog.add_label": {"vi": "Thêm bản tin đã duyệt", "en": "Add an approved bulletin"},
+    "prog.add": {"vi": "Thêm", "en": "Add"},
+    "prog.up": {"vi": "Lên", "en": "Up"},
+    "prog.down": {"vi": "Xuống", "en": "Down"},
+    "prog.remove": {"vi": "Bỏ", "en": "Remove"},
+    "prog.total": {"vi": "Tổng thời lượng: {length}", "en": "Total length: {length}"},
+    "prog.length": {"vi": "Thời lượng", "en": "Length"},
+    "prog.revision": {"vi": "Phiên bản", "en": "Revision"},
+    "prog.save": {"vi": "Lưu chương trình", "en": "Save the programme"},
+    "prog.saved": {"vi": "Đã lưu chương trình.", "en": "The programme was saved."},
+    "prog.override": {"vi": "Vẫn lưu dù trùng giờ", "en": "Save despite the clash"},
 }
+
+# A rule in words (schedules/describe.py's sentence parts), under "rule.<part>".
+CATALOGUE.update({f"rule.{part}": {lang: _RULE_TEXTS[lang][part] for lang in LANGUAGES}
+                  for part in _RULE_TEXTS["vi"]})
 
 CATEGORIES = ("admin_reform", "traffic", "flooding", "environment", "health", "security", "urban",
               "emergency", "other")

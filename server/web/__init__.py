@@ -40,10 +40,12 @@ NAV: list[NavEntry] = [
     NavEntry("web.bulletins", "nav.bulletins"),
     NavEntry("web.new_bulletin", "nav.new_bulletin", "bulletin.write"),
     NavEntry("web.approval_queue", "nav.approval_queue", "bulletin.approve"),
+    NavEntry("web.schedule_week", "nav.schedule"),
+    NavEntry("web.programmes", "nav.programmes"),
+    NavEntry("web.emergency", "nav.emergency", "broadcast.emergency"),
     NavEntry("web.fleet", "nav.fleet"),
     NavEntry("web.fleet_map", "nav.fleet_map"),
     NavEntry("web.alerts", "nav.alerts"),
-    NavEntry("web.emergency", "nav.emergency", "broadcast.emergency"),
 ]
 
 
@@ -119,5 +121,4 @@ def page(permission: str | None = None):
 
 
 from . import auth, broadcasts, bulletins, dashboard  # noqa: E402,F401  (their routes on bp)
-from . import fleet  # noqa: E402,F401
-from . import alerts, emergency  # noqa: E402,F401
+from . import alerts, emergency, fleet, schedule  # noqa: E402,F401
