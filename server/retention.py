@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast as typed
 
-from sqlalchemy import (BigInteger, Float, case, cast, delete, func, insert, literal, select,
-                        true)
+from sqlalchemy import (BigInteger, Float, Table, case, cast, delete, func, insert, literal,
+                        select, true)
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
@@ -35,6 +37,9 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "disk_free_mb": ("disk_free_mb",), "clock_offset_ms": ("clock_offset_ms",),
     "mem_used_pct": ("mem_used_pct",), "load1": ("load1",)}
 RESOLUTIONS = ("raw", "hour", "auto")
+# the tables themselves: deletes and inserts in bulk go through core (no ORM RETURNING of ids)
+RAW = typed(Table, Telemetry.__table__)
+HOURLY = typed(Table, TelemetryHourly.__table__)
 
 
 def hour_of(ms: int) -> int:
@@ -63,16 +68,15 @@ def _aggregates() -> dict:
 def aggregate_hour(db: Session, hour_ms: int) -> int:
     """Write every node's row of the hour starting at ``hour_ms`` (replacing what was there);
     the caller commits. Returns how many nodes reported in it."""
-    hourly = TelemetryHourly.__table__
-    db.execute(delete(hourly).where(hourly.c.hour_ms == hour_ms))
+    db.execute(delete(HOURLY).where(HOURLY.c.hour_ms == hour_ms))
     cols = _aggregates()
     query = (select(Telemetry.node_id, literal(hour_ms, BigInteger).label("hour_ms"),
                     *(c.label(n) for n, c in cols.items()))
              .where(Telemetry.ts_ms >= hour_ms, Telemetry.ts_ms < hour_ms + HOUR_MS)
              .group_by(Telemetry.node_id))
-    result = db.execute(insert(hourly).from_select(
+    result = db.execute(insert(HOURLY).from_select(
         ["node_id", "hour_ms", *cols], query))
-    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+    return max(typed(CursorResult, result).rowcount, 0)
 
 
 def frontier(db: Session) -> int | None:
@@ -103,14 +107,14 @@ def rollup(sessions: sessionmaker[Session], now_ms: int, grace_ms: int) -> int:
     return done
 
 
-def _delete_batches(sessions: sessionmaker[Session], model, older, batch: int) -> int:
-    """Delete the rows of ``model`` matching ``older``, at most ``batch`` per transaction."""
+def _delete_batches(sessions: sessionmaker[Session], table: Table, older, batch: int) -> int:
+    """Delete the rows of ``table`` matching ``older``, at most ``batch`` per transaction."""
     total = 0
     while True:
         with sessions() as db:
-            ids = select(model.id).where(older).limit(batch).scalar_subquery()
-            # the table, not the ORM entity: no RETURNING of every id deleted
-            gone = db.execute(delete(model.__table__).where(model.id.in_(ids))).rowcount  # type: ignore
+            ids = select(table.c.id).where(older).limit(batch).scalar_subquery()
+            gone = typed(CursorResult, db.execute(delete(table).where(table.c.id.in_(ids))))\
+                .rowcount
             db.commit()
         total += gone
         if gone < batch:
@@ -134,10 +138,9 @@ def prune(sessions: sessionmaker[Session], settings: Settings, now_ms: int) -> P
     out = Pruned()
     if first_open is not None:
         cut = min(raw_cut, first_open)
-        out.raw = _delete_batches(sessions, Telemetry, Telemetry.ts_ms < cut, batch)
+        out.raw = _delete_batches(sessions, RAW, RAW.c.ts_ms < cut, batch)
     hourly_cut = now_ms - settings.telemetry_hourly_days * DAY_MS
-    out.hourly = _delete_batches(sessions, TelemetryHourly,
-                                 TelemetryHourly.hour_ms < hourly_cut, batch)
+    out.hourly = _delete_batches(sessions, HOURLY, HOURLY.c.hour_ms < hourly_cut, batch)
     return out
 
 
