@@ -74,9 +74,10 @@ def aggregate_hour(db: Session, hour_ms: int) -> int:
                     *(c.label(n) for n, c in cols.items()))
              .where(Telemetry.ts_ms >= hour_ms, Telemetry.ts_ms < hour_ms + HOUR_MS)
              .group_by(Telemetry.node_id))
-    result = db.execute(insert(HOURLY).from_select(
-        ["node_id", "hour_ms", *cols], query))
-    return max(typed(CursorResult, result).rowcount, 0)
+    db.execute(insert(HOURLY).from_select(["node_id", "hour_ms", *cols], query))
+    # counted, not the INSERT's rowcount: PostgreSQL's dialect may add a RETURNING to it
+    return db.scalar(select(func.count()).select_from(HOURLY).where(
+        HOURLY.c.hour_ms == hour_ms)) or 0
 
 
 def frontier(db: Session) -> int | None:

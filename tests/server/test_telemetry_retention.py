@@ -7,6 +7,7 @@ raw or hourly."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from sqlalchemy import event, func, select
@@ -15,7 +16,11 @@ from server import retention
 from server.config import ConfigError, load_settings
 from server.models import Event, PlayLog, Telemetry, TelemetryHourly, from_ms, now_ms
 from server.times import iso
+from tests.e2e.test_postgres import pg_url  # noqa: F401 (a fixture, for app_db)
+from tests.server.conftest import _two_wards
 from tests.server.test_alerts_api import Clock, bridge_of, make_dispatcher, node_ids
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
 HOUR = retention.HOUR_MS
 DAY = retention.DAY_MS
@@ -52,14 +57,32 @@ def at(ms: int) -> Clock:
     return clock
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_db(request, make_app, monkeypatch):
+    """The server on SQLite, and on PostgreSQL too when DATABASE_URL points at one (a schema
+    of its own, dropped afterwards): the aggregates and deletes are portable SQL."""
+    if request.param == "sqlite":
+        yield make_app()
+        return
+    if not DATABASE_URL.startswith("postgresql"):
+        pytest.skip("DATABASE_URL does not point at PostgreSQL")
+    url = request.getfixturevalue("pg_url")
+    monkeypatch.setenv("LOA_DATABASE_URL", url)  # server.cli too (the wards' users)
+    s = make_app(database_url=url)
+    yield s
+    s.app.extensions["db_sessions"].kw["bind"].dispose()  # before its schema is dropped
+
+
 @pytest.fixture
-def fleet(app_only, wards):
-    s = app_only
-    return s, node_ids(s, wards["mine"]["id"])[0], node_ids(s, wards["other"]["id"])[0]
+def fleet(app_db):
+    """Two wards with a node each, and the first ward's technician (tests/server/conftest.py)."""
+    s = app_db
+    wards = _two_wards(s)
+    return s, node_ids(s, wards["mine"]["id"])[0], node_ids(s, wards["other"]["id"])[0], wards
 
 
 def test_each_completed_hour_is_aggregated_per_node_with_count_min_avg_max(fleet):
-    s, a, b = fleet
+    s, a, b, _wards = fleet
     bridge = bridge_of(s)
     report(bridge, a, T0 - 1, cpu_temp_c=99.0)  # the hour before
     report(bridge, a, T0 + 600_000, cpu_temp_c=40.0, volume=80, load1=0.5, mem_used_pct=30.0,
@@ -93,7 +116,7 @@ def test_each_completed_hour_is_aggregated_per_node_with_count_min_avg_max(fleet
 
 
 def test_aggregating_an_hour_again_gives_the_same_rows(fleet):
-    s, a, b = fleet
+    s, a, b, _wards = fleet
     bridge = bridge_of(s)
     for i, temp in enumerate((41.0, 43.0, 48.0)):
         report(bridge, a, T0 + i * 1000, cpu_temp_c=temp, amp_on=i == 0)
@@ -114,7 +137,7 @@ def test_aggregating_an_hour_again_gives_the_same_rows(fleet):
 
 
 def test_prune_keeps_seven_days_raw_and_a_year_of_hours(fleet):
-    s, a, _b = fleet
+    s, a, _b, _wards = fleet
     now = T0 + 30 * 60_000
     add_raw(s, a, [now - 8 * DAY, now - 7 * DAY - 1, now - 7 * DAY + 1, now - HOUR])
     with s.app.extensions["db_sessions"]() as db:
@@ -133,7 +156,7 @@ def test_prune_keeps_seven_days_raw_and_a_year_of_hours(fleet):
 
 
 def test_raw_rows_of_an_hour_not_aggregated_yet_are_not_pruned(fleet):
-    s, a, _b = fleet
+    s, a, _b, _wards = fleet
     add_raw(s, a, [T0 - 30 * DAY, T0 - 29 * DAY])
     # the dispatcher was down for a month: prune alone (before any aggregation) keeps them
     retention.prune(s.app.extensions["db_sessions"], s.settings, T0)
@@ -144,7 +167,7 @@ def test_raw_rows_of_an_hour_not_aggregated_yet_are_not_pruned(fleet):
 
 
 def test_a_large_prune_deletes_in_transactions_of_at_most_the_batch(make_app):
-    s = make_app(telemetry_prune_batch=100)
+    s = make_app(telemetry_prune_batch=100)  # SQLite: the statement hooks are the driver's
     cluster = s.area("Cụm", "P-1", "cluster", s.area("Phường", "P", "ward")["id"])
     a = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa"})["id"]
     add_raw(s, a, [T0 - 9 * DAY + i * 1000 for i in range(350)])
@@ -173,7 +196,7 @@ def test_a_large_prune_deletes_in_transactions_of_at_most_the_batch(make_app):
 
 
 def test_play_logs_and_events_are_never_pruned(fleet):
-    s, a, _b = fleet
+    s, a, _b, _wards = fleet
     old = T0 - 3 * 365 * DAY
     with s.app.extensions["db_sessions"]() as db:
         db.add(PlayLog(node_id=a, item_id="b1", started_at_ms=old, result="completed"))
@@ -207,8 +230,8 @@ def test_hourly_retention_shorter_than_raw_is_refused(tmp_path):
     assert (s.telemetry_raw_days, s.telemetry_hourly_days) == (3, 30)
 
 
-def test_the_telemetry_api_answers_raw_recently_and_hourly_beyond(fleet, wards):
-    s, a, b = fleet
+def test_the_telemetry_api_answers_raw_recently_and_hourly_beyond(fleet):
+    s, a, b, wards = fleet
     now = now_ms()
     bridge = bridge_of(s)
     report(bridge, a, now - 2 * HOUR, cpu_temp_c=41.5, amp_on=True,
