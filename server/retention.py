@@ -51,30 +51,35 @@ def _number(path: tuple[str, ...]):
     return value.as_float()
 
 
-def _aggregates() -> dict:
-    """The hourly table's columns as aggregates over one node's raw rows of an hour."""
-    cols: dict = {"count": func.count(Telemetry.id)}
-    for name, path in FIELDS.items():
-        value = _number(path)
+def _hour_query(hour_ms: int):
+    """Every node's aggregates over the hour starting at ``hour_ms``, as the hourly table's
+    columns. Each number is read out of the JSON once, in a subquery (its OFFSET 0 keeps
+    PostgreSQL from folding it into the outer query, which would parse each row's JSON once
+    per aggregate), and aggregated outside."""
+    amp = Telemetry.payload["amp_on"].as_boolean()
+    values = (select(Telemetry.node_id, *(_number(path).label(name)
+                                         for name, path in FIELDS.items()),
+                     case((amp == true(), 1.0), (amp.is_not(None), 0.0)).label("amp_on"))
+              .where(Telemetry.ts_ms >= hour_ms, Telemetry.ts_ms < hour_ms + HOUR_MS)
+              .offset(0).subquery())
+    cols: dict = {"node_id": values.c.node_id,
+                  "hour_ms": literal(hour_ms, BigInteger), "count": func.count()}
+    for name in FIELDS:
+        value = values.c[name]
         cols[f"{name}_min"] = cast(func.min(value), Float)
         cols[f"{name}_avg"] = cast(func.avg(value), Float)
         cols[f"{name}_max"] = cast(func.max(value), Float)
-    amp = Telemetry.payload["amp_on"].as_boolean()
-    cols["amp_on_share"] = cast(func.avg(case((amp == true(), 1.0), (amp.is_not(None), 0.0))),
-                                Float)
-    return cols
+    cols["amp_on_share"] = cast(func.avg(values.c.amp_on), Float)
+    return list(cols), select(*(c.label(n) for n, c in cols.items())).group_by(
+        values.c.node_id)
 
 
 def aggregate_hour(db: Session, hour_ms: int) -> int:
     """Write every node's row of the hour starting at ``hour_ms`` (replacing what was there);
     the caller commits. Returns how many nodes reported in it."""
     db.execute(delete(HOURLY).where(HOURLY.c.hour_ms == hour_ms))
-    cols = _aggregates()
-    query = (select(Telemetry.node_id, literal(hour_ms, BigInteger).label("hour_ms"),
-                    *(c.label(n) for n, c in cols.items()))
-             .where(Telemetry.ts_ms >= hour_ms, Telemetry.ts_ms < hour_ms + HOUR_MS)
-             .group_by(Telemetry.node_id))
-    db.execute(insert(HOURLY).from_select(["node_id", "hour_ms", *cols], query))
+    names, query = _hour_query(hour_ms)
+    db.execute(insert(HOURLY).from_select(names, query))
     # counted, not the INSERT's rowcount: PostgreSQL's dialect may add a RETURNING to it
     return db.scalar(select(func.count()).select_from(HOURLY).where(
         HOURLY.c.hour_ms == hour_ms)) or 0
