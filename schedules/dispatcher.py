@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from device_agent.protocol import LATE_SLOT_MS
 from schedules.slots import Slot
 from server import (alerts, broadcasts, bulletins, deliveries, notify, outbox, programmes,
-                    releases, schedule, wake)
+                    releases, retention, schedule, wake)
 from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
 from server.keys import KeyRing
@@ -427,6 +427,17 @@ class Dispatcher:
         except Exception:
             log.exception("alert pass failed")
 
+    def retain_telemetry(self) -> retention.Pruned:
+        """Aggregate the completed hours of telemetry, then prune what is past its retention
+        (server.retention), at the dispatcher's clock."""
+        return retention.run(self.sessions, self.settings, self.clock)
+
+    def _retention_job(self) -> None:
+        try:
+            self.retain_telemetry()
+        except Exception:
+            log.exception("telemetry retention pass failed")
+
     def heartbeat(self) -> None:
         with self.sessions() as db:
             row = db.get(WorkerStatus, "dispatcher")
@@ -457,6 +468,9 @@ class Dispatcher:
         self.notifier.start()
         self.scheduler.add_job(self._alerts_job, "interval", seconds=self.settings.alert_eval_s,
                                id="alerts", max_instances=1, coalesce=True)
+        self.scheduler.add_job(self._retention_job, "interval",
+                               seconds=self.settings.telemetry_retention_s, id="retention",
+                               max_instances=1, coalesce=True)
         self.scheduler.start()
         self._wake = wake.Listener(self.settings.instance_path, self.tick)
         self._wake.start()

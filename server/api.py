@@ -13,7 +13,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from schedules.ical import slots_to_ics
 
-from . import alerts, audit, auth, bulletins, programmes, releases, reports, schedule, users
+from . import (alerts, audit, auth, bulletins, programmes, releases, reports, retention,
+               schedule, users)
 from . import bodies as B
 from . import areas as area_service
 from . import broadcasts as broadcast_service
@@ -345,6 +346,35 @@ def node_desired(node_id: str):
     """What the node should hold now: the body of its newest desired state, and the version it
     reported applying."""
     return jsonify(node_service.desired_state(g.db, _node(node_id)))
+
+
+@bp.get("/nodes/<node_id>/telemetry")
+@auth.login_required
+def node_telemetry(node_id: str):
+    """The node's telemetry in [from, to) (to defaults to now, from to a day before it):
+    ``resolution=raw`` every report, ``hour`` the hourly aggregates, ``auto`` (the default) raw
+    while from lies within the raw retention, hourly beyond it (server/retention.py). A span
+    longer than the chosen resolution keeps is cut to it (from moves later)."""
+    node = _node(node_id)
+    s = app_settings()
+    resolution = request.args.get("resolution") or "auto"
+    if resolution not in retention.RESOLUTIONS:
+        raise bad_request("err.invalid_field", field="resolution", detail="raw, hour or auto")
+    tz = area_zone(g.db, node.cluster_id, s.timezone)
+    bounds = {arg: parse_time(request.args.get(arg) or None, arg, ZoneInfo(tz))
+              for arg in ("from", "to")}
+    now = utcnow()
+    end = bounds["to"] or now
+    start = bounds["from"] or end - dt.timedelta(days=1)
+    start_ms, end_ms = to_ms(start), to_ms(end)
+    chosen = retention.choose(resolution, start_ms, to_ms(now), s.telemetry_raw_days)
+    days = s.telemetry_raw_days if chosen == "raw" else s.telemetry_hourly_days
+    start_ms = max(0, start_ms, end_ms - days * retention.DAY_MS)
+    end_ms = max(start_ms, end_ms)  # to before from: an empty period
+    read_points = retention.raw_points if chosen == "raw" else retention.hourly_points
+    return jsonify({"node_id": node.id, "resolution": chosen, "from": iso(from_ms(start_ms)),
+                    "to": iso(from_ms(end_ms)), "fields": list(retention.FIELDS),
+                    "points": read_points(g.db, node.id, start_ms, end_ms)})
 
 
 @bp.post("/nodes/<node_id>/revoke")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,14 @@ class Settings:
     # the fleet map's tiles, a Leaflet URL template ("https://tiles.example/{z}/{x}/{y}.png");
     # "": no tiles (the map shows the nodes and the areas' outlines on a blank ground)
     map_tile_url: str = ""
+    # telemetry retention (server/retention.py), run by the dispatcher every telemetry_retention_s:
+    # raw rows kept this many days, hourly aggregates this many; play logs and events are never
+    # pruned (a setting that would is refused)
+    telemetry_raw_days: int = 7
+    telemetry_hourly_days: int = 365
+    telemetry_prune_batch: int = 5000      # rows deleted per transaction
+    telemetry_retention_s: int = 300
+    telemetry_rollup_grace_s: int = 120    # an hour is aggregated this long after it ended
 
     def audio_settings(self, chime: str | None = None):
         """The pipeline's settings from this config (and a ward's chime choice)."""
@@ -265,9 +274,22 @@ _CHECKS: tuple[Check, ...] = (
     _rule(lambda s: 0 < int(s.smtp_port) < 65536, "smtp_port: {s.smtp_port} is not a port"),
     _rule(lambda s: min(s.session_ttl_h, s.session_idle_min, s.password_min_length) >= 1,
           "session_ttl_h, session_idle_min, password_min_length: at least 1"),
+    _rule(lambda s: 1 <= s.telemetry_raw_days <= s.telemetry_hourly_days,
+          "telemetry_raw_days: at least 1, and telemetry_hourly_days at least as many"),
+    _rule(lambda s: s.telemetry_prune_batch >= 100 and s.telemetry_retention_s >= 10
+          and s.telemetry_rollup_grace_s >= 0,
+          "telemetry_prune_batch: at least 100; telemetry_retention_s: at least 10; "
+          "telemetry_rollup_grace_s: 0 or more"),
     _rule(lambda s: bool(s.topic_prefix) and not s.topic_prefix.endswith("/"),
           "topic_prefix: {s.topic_prefix!r} is not a topic prefix"),
 )
+
+
+# a setting that would prune play logs or events (the evidence of what aired and what nodes
+# said): refused by name rather than as merely unknown
+EVIDENCE_RETENTION = re.compile(
+    r"^(play_?logs?|events?|alarms?|airplay)_.*(days|hours|retention|keep|prune|ttl|age)",
+    re.IGNORECASE)
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -311,12 +333,18 @@ def load_settings(instance_path: str | os.PathLike,
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{file}: {err}") from None
         values.update(data)
+    for name in environ:  # LOA_PLAYLOG_DAYS as playlog_days in config.toml
+        if name.startswith("LOA_") and EVIDENCE_RETENTION.match(name[4:]):
+            values[name[4:].lower()] = environ[name]
     for name in fields:
         env = environ.get("LOA_" + name.upper())
         if env is not None:
             values[name] = env
     values.update(overrides or {})
     for key in values:
+        if EVIDENCE_RETENTION.match(key):
+            raise ConfigError(f"{key}: play logs and events are kept as evidence and never "
+                              "pruned; remove this setting")
         if key not in fields:
             raise ConfigError(f"{key}: unknown setting")
     kwargs = {k: _coerce(k, v, fields[k]) for k, v in values.items()}

@@ -8,8 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String,
-                        Text, UniqueConstraint, create_engine, event, select)
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer,
+                        String, Text, UniqueConstraint, create_engine, event, select)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, mapped_column, relationship,
                             sessionmaker)
@@ -442,11 +442,48 @@ class Event(Base):
 
 
 class Telemetry(Base):
+    """A node's telemetry at full resolution, kept ``telemetry_raw_days`` (server/retention.py)."""
     __tablename__ = "telemetry"
+    __table_args__ = (Index("ix_telemetry_node_ts", "node_id", "ts_ms"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
-    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    ts_ms: Mapped[int] = mapped_column(BigInteger, index=True)
     payload: Mapped[dict] = mapped_column(JSON)
+
+
+class TelemetryHourly(Base):
+    """One node's telemetry over one completed hour (its ``ts`` in [hour_ms, hour_ms + 1 h)):
+    how many reports, and min/avg/max of each number server/retention.py names (None: no
+    report of the hour carried it). Written by the dispatcher, kept ``telemetry_hourly_days``."""
+    __tablename__ = "telemetry_hourly"
+    __table_args__ = (UniqueConstraint("node_id", "hour_ms"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))
+    hour_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    count: Mapped[int] = mapped_column(Integer)
+    cpu_temp_c_min: Mapped[float | None] = mapped_column(Float)
+    cpu_temp_c_avg: Mapped[float | None] = mapped_column(Float)
+    cpu_temp_c_max: Mapped[float | None] = mapped_column(Float)
+    volume_min: Mapped[float | None] = mapped_column(Float)
+    volume_avg: Mapped[float | None] = mapped_column(Float)
+    volume_max: Mapped[float | None] = mapped_column(Float)
+    signal_dbm_min: Mapped[float | None] = mapped_column(Float)
+    signal_dbm_avg: Mapped[float | None] = mapped_column(Float)
+    signal_dbm_max: Mapped[float | None] = mapped_column(Float)
+    disk_free_mb_min: Mapped[float | None] = mapped_column(Float)
+    disk_free_mb_avg: Mapped[float | None] = mapped_column(Float)
+    disk_free_mb_max: Mapped[float | None] = mapped_column(Float)
+    clock_offset_ms_min: Mapped[float | None] = mapped_column(Float)
+    clock_offset_ms_avg: Mapped[float | None] = mapped_column(Float)
+    clock_offset_ms_max: Mapped[float | None] = mapped_column(Float)
+    mem_used_pct_min: Mapped[float | None] = mapped_column(Float)
+    mem_used_pct_avg: Mapped[float | None] = mapped_column(Float)
+    mem_used_pct_max: Mapped[float | None] = mapped_column(Float)
+    load1_min: Mapped[float | None] = mapped_column(Float)
+    load1_avg: Mapped[float | None] = mapped_column(Float)
+    load1_max: Mapped[float | None] = mapped_column(Float)
+    # the share of the hour's reports that said amp_on true (of those that said either)
+    amp_on_share: Mapped[float | None] = mapped_column(Float)
 
 
 class PlayLog(Base):

@@ -17,6 +17,7 @@ from .models import MAX_DB_INT
 from .releases import Progress, RolloutStatus
 from .reports import FIELDS as AIRPLAY_FIELDS
 from .reports import AirStatus, MissReason
+from .retention import FIELDS as TELEMETRY_FIELDS
 from .alerts import Kind as AlertKind
 from .alerts import Severity as AlertSeverity
 from .alerts import State as AlertState
@@ -345,6 +346,18 @@ SCHEMAS = {
     "PlayLog": {"type": "object", "properties": {k: NULLABLE_STR for k in (
         "node_id", "item_id", "cmd_id", "slot_id", "sha256", "scheduled_at", "started_at",
         "ended_at", "result", "reason")}},
+    "TelemetryRawPoint": {"type": "object", "required": ["ts"], "properties": {
+        "ts": {"type": "integer", "description": "the node's timestamp, epoch ms"},
+        **{name: {"type": ["number", "null"]} for name in TELEMETRY_FIELDS},
+        "amp_on": {"type": ["boolean", "null"]}}},
+    "TelemetryHourPoint": {"type": "object", "required": ["ts", "count"], "properties": {
+        "ts": {"type": "integer", "description": "the hour's start, epoch ms"},
+        "count": {"type": "integer", "description": "reports in the hour"},
+        **{name: {"type": "object", "properties": {
+            stat: {"type": ["number", "null"]} for stat in ("min", "avg", "max")}}
+           for name in TELEMETRY_FIELDS},
+        "amp_on_share": {"type": ["number", "null"],
+                         "description": "the share of reports with amp_on true"}}},
 }
 
 _LIST = {"type": "object"}
@@ -496,6 +509,22 @@ PATHS = {
             "desired_applied": {"type": ["integer", "null"]}, "sent_at": NULLABLE_STR,
             "body": {"type": ["object", "null"]}}}),
         params=[_path_param("node_id", NODE_ID)])},
+    "/api/v1/nodes/{node_id}/telemetry": {"get": _op(
+        "The node's telemetry for charts: every report (raw, kept telemetry_raw_days) or "
+        "hourly aggregates (count, min/avg/max of each field, the share of reports with the "
+        "amplifier on; kept telemetry_hourly_days). auto: raw while from lies within the raw "
+        "retention, hourly beyond it. A span longer than the resolution keeps is cut to it",
+        _ok({"type": "object", "properties": {
+            "node_id": {"type": "string"}, "resolution": {"enum": ["raw", "hour"]},
+            "from": {"type": "string"}, "to": {"type": "string"},
+            "fields": {"type": "array", "items": {"type": "string"}},
+            "points": {"type": "array", "items": {"oneOf": [
+                _ref("TelemetryRawPoint"), _ref("TelemetryHourPoint")]}}}}),
+        params=[_path_param("node_id", NODE_ID),
+                _query("from", TIME_OR_EMPTY, "the period's start (default: a day before to)"),
+                _query("to", TIME_OR_EMPTY, "its end (default: now)"),
+                _query("resolution", {"enum": ["raw", "hour", "auto", ""]},
+                       "raw, hour or auto (default)")])},
     "/api/v1/nodes/{node_id}/revoke": {"post": _op(
         "Revoke a node: its broker account and ACL go, its session is cut, its retained "
         "desired state is cleared and broadcasts no longer count it (technician, admin)",

@@ -297,3 +297,26 @@ def media_server(media_dir):
     server = MediaServer(media_dir)
     yield server
     server.close()
+
+
+@pytest.fixture
+def pg_url():
+    """A schema of its own on the PostgreSQL that DATABASE_URL names, as a database URL whose
+    search_path is that schema; dropped afterwards (tests that use it skip without one)."""
+    import os
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        pytest.skip("DATABASE_URL does not point at PostgreSQL")
+    schema = f"loa_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in url else "?"
+    yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()

@@ -2,10 +2,9 @@
 themselves there, when DATABASE_URL points at one (each test gets its own schema, dropped
 afterwards)."""
 import os
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from server import audit
 from server.models import Area, AuditEntry, init_db, make_engine, make_sessionmaker
@@ -16,23 +15,6 @@ from tests.migration_helpers import (audit_head_row, head, init_at_once,
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 pytestmark = pytest.mark.skipif(not DATABASE_URL.startswith("postgresql"),
                                 reason="DATABASE_URL does not point at PostgreSQL")
-
-
-def _driver_url(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg://", 1)
-
-
-@pytest.fixture
-def pg_url():
-    schema = f"loa_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(_driver_url(DATABASE_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in DATABASE_URL else "?"
-    yield f"{DATABASE_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 @pytest.fixture
