@@ -14,6 +14,7 @@ from schedules.dispatcher import Dispatcher
 from server.keys import load_signing_key
 from server.lease import LeaseKeeper, release, try_acquire
 from server.models import Command, Lease, Node, init_db, make_engine, make_sessionmaker, now_ms
+from tests.e2e.test_postgres import DATABASE_URL, pg_url  # noqa: F401  (a fixture)
 from tests.server.test_command_resend import Recorder
 
 TTL_S, RENEW_S = 20.0, 5.0
@@ -35,9 +36,16 @@ class Clock:
         self.ms += int(seconds * 1000)
 
 
-@pytest.fixture
-def sessions(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'lease.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sessions(request, tmp_path):
+    """The lease's database: SQLite, and PostgreSQL when DATABASE_URL points at one."""
+    if request.param == "postgresql":
+        if not DATABASE_URL.startswith("postgresql"):
+            pytest.skip("DATABASE_URL does not point at PostgreSQL")
+        url = request.getfixturevalue("pg_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'lease.db'}"
+    engine = make_engine(url)
     init_db(engine)
     yield make_sessionmaker(engine)
     engine.dispose()
