@@ -118,7 +118,11 @@ class LeaseKeeper:
                     self._holding = True
                     log.warning("lease %s acquired by %s: acting until it is lost", self.name,
                                 self.holder)
-                    self.on_acquired()
+                    try:
+                        self.on_acquired()
+                    except Exception:  # could not start acting: stop, try at the next renewal
+                        log.exception("lease %s: could not start acting", self.name)
+                        self._until = 0.0
         self.check()
         return self.acting()
 
@@ -129,7 +133,13 @@ class LeaseKeeper:
                 self._holding = False
                 log.warning("lease %s lost by %s: not renewed in time, no longer acting",
                             self.name, self.holder)
-                self.on_lost()
+                self._stop_acting()
+
+    def _stop_acting(self) -> None:
+        try:
+            self.on_lost()
+        except Exception:
+            log.exception("lease %s: stopping to act failed", self.name)
 
     # --- threads -----------------------------------------------------------------------------
 
@@ -163,7 +173,7 @@ class LeaseKeeper:
             if self._holding:
                 self._holding = False
                 log.warning("lease %s released by %s", self.name, self.holder)
-                self.on_lost()
+                self._stop_acting()
         try:
             with self.sessions() as db:
                 release(db, self.name, self.holder, self.clock())
