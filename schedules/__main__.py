@@ -1,4 +1,11 @@
-"""``python -m schedules``: the worker process — dispatcher (APScheduler) plus the MQTT bridge."""
+"""``python -m schedules``: the worker process — dispatcher (APScheduler) plus the MQTT bridge.
+
+Two of them may run (on one machine or two, on one database): the one holding the database
+lease ``dispatcher`` (server.lease) connects to the broker, ingests what nodes report and does
+every duty of the dispatcher; the other only tries to take the lease, every ``lease_renew_s``,
+and takes over within ``lease_ttl_s + lease_renew_s`` of the first dying. Both use the one
+broker account, whose client id is its name: the holder's persistent session keeps what nodes
+send while nobody is connected, and the next holder resumes it."""
 from __future__ import annotations
 
 import argparse
@@ -7,11 +14,16 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.orm import Session, sessionmaker
+
 from server.bridge import Bridge, BridgeLimits
-from server.config import ConfigError, load_settings
+from server.config import ConfigError, Settings, load_settings
 from server.keys import active_signing_key
+from server.lease import LeaseKeeper
 from server.models import init_db, make_engine, make_sessionmaker
 from server.transport import MqttTransport
 
@@ -40,23 +52,55 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, RuntimeError) as err:
         print(f"dispatcher: {err}", file=sys.stderr)
         return 2
-    transport = MqttTransport(settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
-                              settings.mqtt_password, client_id=settings.mqtt_username,
-                              tls=settings.mqtt_tls, ca_file=settings.ca_file or None)
-    bridge = Bridge(sessions, transport, settings.topic_prefix,
-                    limits=BridgeLimits.from_settings(settings), tz=settings.timezone)
-    bridge.start()
-    dispatcher = Dispatcher(settings, sessions, transport, key, kid)
-    dispatcher.start()
+    worker = Worker(settings, sessions, key, kid)
+    lease = LeaseKeeper(sessions, "dispatcher", settings.lease_ttl_s, settings.lease_renew_s,
+                        on_acquired=worker.act, on_lost=worker.stand_by)
+    worker.acting = lease.acting
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    logging.info("dispatcher running (broker %s:%s)", settings.mqtt_host, settings.mqtt_port)
+    logging.info("dispatcher %s running (broker %s:%s), acting once it holds the lease",
+                 lease.holder, settings.mqtt_host, settings.mqtt_port)
+    lease.start()
     stop.wait()
-    dispatcher.stop()
-    bridge.stop()
-    transport.stop()
+    lease.stop()  # stops acting, and gives the lease to a standby at once
     return 0
+
+
+class Worker:
+    """What the lease holder runs: the broker connection, the bridge and the dispatcher's
+    duties; ``act`` starts them when the lease is taken, ``stand_by`` ends them when it is lost
+    (first the broker connection, so nothing more is published, then the duties, then the
+    bridge, which writes what it had received)."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session],
+                 key: Ed25519PrivateKey, kid: str):
+        self.settings, self.sessions, self.key, self.kid = settings, sessions, key, kid
+        self.acting: Callable[[], bool] = lambda: True
+        self.transport: MqttTransport | None = None
+        self.bridge: Bridge | None = None
+        self.dispatcher: Dispatcher | None = None
+
+    def act(self) -> None:
+        s = self.settings
+        self.transport = MqttTransport(s.mqtt_host, s.mqtt_port, s.mqtt_username,
+                                       s.mqtt_password, client_id=s.mqtt_username,
+                                       tls=s.mqtt_tls, ca_file=s.ca_file or None)
+        self.bridge = Bridge(self.sessions, self.transport, s.topic_prefix,
+                             limits=BridgeLimits.from_settings(s), tz=s.timezone)
+        self.bridge.start()
+        self.dispatcher = Dispatcher(s, self.sessions, self.transport, self.key, self.kid)
+        self.dispatcher.acting = self.acting
+        self.dispatcher.start()
+
+    def stand_by(self) -> None:
+        if self.transport is not None:
+            self.transport.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+        if self.bridge is not None:
+            self.bridge.stop()
+        self.transport, self.bridge, self.dispatcher = None, None, None
 
 
 if __name__ == "__main__":

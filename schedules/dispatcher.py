@@ -9,13 +9,15 @@ scheduler only calls them on intervals.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import LATE_SLOT_MS
@@ -74,6 +76,9 @@ class Dispatcher:
         self._wake: wake.Listener | None = None
         self.notifier = notify.Notifier(settings)
         self._broker_since: dt.datetime | None = None  # since when the broker connection holds
+        # whether this process may act now: with two dispatchers, whether it holds the lease
+        # (server.lease); every duty asks before each step, so one that lost it stops
+        self.acting: Callable[[], bool] = lambda: True
 
     # --- one pass of each duty ---------------------------------------------------------------
 
@@ -84,12 +89,11 @@ class Dispatcher:
         if not self._lock.acquire(blocking=wait):
             return
         try:
-            self.dispatch_due()
-            self.advance_rollouts()
-            self.refresh_desired()
-            self.sign_pending()
-            self.publish_outbox()
-            self.resend_unreceived()
+            for step in (self.dispatch_due, self.advance_rollouts, self.refresh_desired,
+                         self.sign_pending, self.publish_outbox, self.resend_unreceived):
+                if not self.acting():
+                    return
+                step()
         finally:
             self._lock.release()
 
@@ -318,7 +322,10 @@ class Dispatcher:
 
         The nodes are claimed (their dirty flag cleared) in a commit of its own before anything
         is read for them: a change the web commits while this pass builds marks its nodes dirty
-        again, so it goes out on the next pass instead of being lost under this pass's write."""
+        again, so it goes out on the next pass instead of being lost under this pass's write.
+        The claim also clears their expiry, so a node claimed by a process that dies (or stops
+        acting) before its build commits is picked up again by the next pass, whichever
+        dispatcher runs it."""
         now = self.clock()
         window = self.settings.desired_window_h * 3600 * 1000
         with self.sessions() as db:
@@ -326,10 +333,13 @@ class Dispatcher:
                 Node.desired_dirty.is_(True) | (Node.desired_exp_ms < now + window // 2))))
             if not ids:
                 return 0
-            db.execute(update(Node).where(Node.id.in_(ids)).values(desired_dirty=False))
+            db.execute(update(Node).where(Node.id.in_(ids)).values(desired_dirty=False,
+                                                                    desired_exp_ms=0))
             db.commit()
             try:
                 done = self._build_desired(db, ids, now, window)
+                if not self.acting():
+                    raise RuntimeError("lease lost while building desired states")
                 db.commit()
             except Exception:
                 db.rollback()  # nothing was sent: build them again on the next pass
@@ -345,29 +355,49 @@ class Dispatcher:
         zones: dict[int, str] = {}
         carried: dict[str, list[deliveries.Carried]] = {}
         as_carried: dict[int, deliveries.Carried] = {}  # entries are shared between nodes
+        kid = self.keyring.active(db)[0]
+        valid_until = self._desired_valid_until(db, ids)
+        built = []
         for node in nodes:
             if node.cluster_id not in groups:
                 groups[node.cluster_id] = node_groups(db, node)
                 zones[node.cluster_id] = area_zone(db, node.cluster_id, self.settings.timezone)
-            node.desired_version += 1
             entries = sorted(slots.get(node.id, []), key=lambda e: (e["start_at"], e["slot_id"]))
             shas = dict.fromkeys(e["item"]["media"]["sha256"] for e in entries)
-            body = {"version": node.desired_version, "tz": zones[node.cluster_id],
-                    "volume": node.volume,
+            body = {"tz": zones[node.cluster_id], "volume": node.volume,
                     "quiet_hours": bulletins.quiet_hours(db, node.cluster_id),
                     "groups": groups[node.cluster_id], "schedule": entries,
                     "prefetch": [media[sha] for sha in shas]}
-            self._command(db, "desired", f"node:{node.id}", body, window, None, node.id,
-                          now, retain=True)
+            digest = hashlib.sha256(json.dumps([kid, body], sort_keys=True,
+                                               separators=(",", ":")).encode()).hexdigest()
+            still_valid = valid_until.get(node.id, 0)
+            if digest == node.desired_digest and still_valid >= now + window // 2:
+                # the same as the version the node has (or the outbox still holds): a rebuild
+                # after a claim left unfinished, or a change that moved nothing on this node
+                node.desired_exp_ms = still_valid
+                continue
+            node.desired_version += 1
+            node.desired_digest = digest
+            self._command(db, "desired", f"node:{node.id}", {"version": node.desired_version,
+                                                             **body},
+                          window, None, node.id, now, retain=True)
             node.desired_exp_ms = now + window
+            built.append(node)
             for e in entries:
                 if id(e) not in as_carried:
                     as_carried[id(e)] = _carried(e)
             carried[node.id] = [as_carried[id(e)] for e in entries]
         # which version first carried each slot, for its delivery state (server.deliveries)
-        deliveries.slots_sent(db, {n.id: n.desired_version for n in nodes}, carried,
+        deliveries.slots_sent(db, {n.id: n.desired_version for n in built}, carried,
                               from_ms(now - LATE_SLOT_MS))
-        return len(nodes)
+        return len(built)
+
+    def _desired_valid_until(self, db: Session, ids: list[str]) -> dict[str, int]:
+        """Until when (ms) each node's newest desired state in the outbox is valid."""
+        rows = db.execute(select(Command.node_id, func.max(Command.exp_ms)).where(
+            Command.node_id.in_(ids), Command.type == "desired", Command.failed_at.is_(None),
+            Command.payload.is_not(None)).group_by(Command.node_id)).all()
+        return {node_id: exp for node_id, exp in rows if node_id is not None and exp is not None}
 
     def sign_pending(self) -> int:
         """Sign the commands the web queued (it holds no key): server.outbox.sign_pending."""
@@ -381,6 +411,8 @@ class Dispatcher:
         whole batches went out (a ward's thousand desired states leave in one pass)."""
         sent = 0
         for _ in range(20):
+            if not self.acting():
+                break
             with self.sessions() as db:
                 done = outbox.publish_pending(db, self.transport,
                                               self.settings.mqtt_max_packet_bytes, self.clock,
@@ -422,6 +454,8 @@ class Dispatcher:
         return len(new)
 
     def _alerts_job(self) -> None:
+        if not self.acting():
+            return
         try:
             self.evaluate_alerts()
         except Exception:
@@ -439,6 +473,8 @@ class Dispatcher:
             log.exception("telemetry retention pass failed")
 
     def heartbeat(self) -> None:
+        if not self.acting():
+            return  # the dispatcher that acts reports the broker connection
         with self.sessions() as db:
             row = db.get(WorkerStatus, "dispatcher")
             if row is None:

@@ -48,6 +48,7 @@ AUDITED: dict[str, frozenset[str]] = {
     # what nodes report and the dispatcher counts is not a person's change
     "nodes": frozenset({"online", "last_seen", "last_state", "last_telemetry", "desired_version",
                         "desired_applied_version", "desired_exp_ms", "desired_dirty",
+                        "desired_digest",
                         "rejected_messages", "last_rejected_reason", "last_rejected_at"}),
 }
 SECRETS = frozenset({"password_hash", "token_hash", "mqtt_password_hash"})

@@ -82,6 +82,10 @@ class Settings:
     login_limit_user: str = "5/minute"     # failed logins allowed per username
     password_min_length: int = 10
     worker_stale_s: int = 20               # /healthz: the dispatcher's broker report is this fresh
+    # two dispatchers may run: the one holding the lease (server/lease.py) acts, renewing it
+    # every lease_renew_s for lease_ttl_s; it stops acting lease_renew_s before it would expire
+    lease_ttl_s: float = 20.0
+    lease_renew_s: float = 5.0
     # alerts (server/alerts.py), evaluated by the dispatcher every alert_eval_s
     alert_eval_s: int = 30
     alert_offline_after_s: int = 300       # offline (or silent) this long before an alert
@@ -253,6 +257,8 @@ _CHECKS: tuple[Check, ...] = (
     _rule(lambda s: s.command_ttl_s >= 10, "command_ttl_s: must be at least 10 seconds"),
     _rule(lambda s: s.update_ttl_s >= 60, "update_ttl_s: must be at least 60 seconds"),
     _rule(lambda s: s.airplay_grace_s >= 0, "airplay_grace_s: must be 0 or more seconds"),
+    _rule(lambda s: s.lease_renew_s > 0 and s.lease_ttl_s > 2 * s.lease_renew_s,
+          "lease_renew_s: more than 0; lease_ttl_s: more than twice lease_renew_s"),
     _login_limits,
     _rule(lambda s: s.alert_eval_s >= 1 and min(
         s.alert_offline_after_s, s.alert_offline_critical_after_s, s.alert_notify_retries) >= 0,

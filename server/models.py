@@ -92,6 +92,9 @@ class Node(Base):
     desired_applied_version: Mapped[int | None] = mapped_column(Integer)
     desired_exp_ms: Mapped[int | None] = mapped_column(BigInteger)
     desired_dirty: Mapped[bool] = mapped_column(Boolean, default=True)
+    # sha256 of the last desired state built, but for its version (and the key that signed
+    # it): a rebuild that comes out the same is not sent again as a new version
+    desired_digest: Mapped[str | None] = mapped_column(String(64))
     volume: Mapped[int] = mapped_column(Integer, default=80)
     # messages from the node the bridge refused (too large, malformed, unknown command ...)
     rejected_messages: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -560,6 +563,16 @@ class WorkerStatus(Base):
     heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime)
     mqtt_connected: Mapped[bool] = mapped_column(Boolean)
     detail: Mapped[Any | None] = mapped_column(JSON)
+
+
+class Lease(Base):
+    """Who may act (server/lease.py): one row per lease name, held by ``holder``
+    (host:pid:uuid) until ``expires_at`` unless renewed."""
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    renewed_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
 class AuditEntry(Base):

@@ -103,7 +103,7 @@ def test_a_node_away_when_its_slots_were_sent_catches_up_with_a_later_version(wa
     w, (a, _b) = ward, ward["nodes"]
     build_desired(w["s"], tomorrow_at(4))
     with w["s"].app.extensions["db_sessions"]() as db:  # something changed: version 2
-        db.execute(update(Node).values(desired_dirty=True))
+        db.execute(update(Node).values(volume=Node.volume - 10, desired_dirty=True))
         db.commit()
     build_desired(w["s"], tomorrow_at(5))
     assert states(w)[a] == "scheduled"
