@@ -14,7 +14,7 @@ from schedules.dispatcher import Dispatcher
 from server.keys import load_signing_key
 from server.lease import LeaseKeeper, release, try_acquire
 from server.models import Command, Lease, Node, init_db, make_engine, make_sessionmaker, now_ms
-from tests.e2e.test_postgres import DATABASE_URL, pg_url  # noqa: F401  (a fixture)
+from tests.e2e.test_postgres import DATABASE_URL
 from tests.server.test_command_resend import Recorder
 
 TTL_S, RENEW_S = 20.0, 5.0
