@@ -11,7 +11,8 @@
 #              "mqtt.ca_pem" the broker's CA) or the agent.toml alone. Required on the first
 #              install; later runs keep /etc/loaphuong/agent.toml unless given a new one.
 # --token      with a URL: sent as "Authorization: Bearer TOKEN" (a one-time token); the
-#              answer is fetched once, with curl, and never written anywhere but the config
+#              answer is fetched once, with curl, and never written anywhere but the config.
+#              LOA_PROVISION_TOKEN in the environment does the same, out of `ps`'s sight
 # --config     the agent.toml alone (the same as --provision FILE with a TOML file)
 # --ca         the broker's CA certificate (PEM) when the answer is not JSON
 # --source     the LoaPhuong source tree whose agent distribution (agent/) is built and
@@ -45,7 +46,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SOURCE="$(cd "$HERE/.." && pwd)"
 PROVISION=""
-TOKEN=""
+TOKEN="${LOA_PROVISION_TOKEN:-}"
 CA=""
 PLAYER=""
 WHEEL=""
@@ -62,7 +63,7 @@ USER_NAME=loa
 UNIT=loa-agent.service
 FIRST_VOLUME=85%
 
-usage() { sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 say() { echo "== $*"; }
 abspath() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
 
@@ -126,9 +127,9 @@ if [ -n "$PROVISION" ]; then
     say "provisioning answer"
     case "$PROVISION" in
         http://*|https://*)
-            HEADERS=()
-            [ -z "$TOKEN" ] || HEADERS=(-H "Authorization: Bearer $TOKEN")
-            curl -fsS --retry 3 --max-time 60 "${HEADERS[@]}" -o "$WORK/answer" "$PROVISION" \
+            # the token goes to curl on its stdin (a config), not on its command line
+            { [ -z "$TOKEN" ] || printf 'header = "Authorization: Bearer %s"\n' "$TOKEN"; } \
+                | curl -fsS --retry 3 --max-time 60 -K - -o "$WORK/answer" "$PROVISION" \
                 || { echo "could not fetch the provisioning answer from $PROVISION" >&2; exit 1; }
             ;;
         *) cp "$PROVISION" "$WORK/answer" ;;
