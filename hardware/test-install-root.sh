@@ -40,6 +40,13 @@ done
 step() { echo "== [$(( $(date +%s) - T0 ))s] $*"; }
 [ "$(id -u)" -eq 0 ] || { echo "run as root (debootstrap, chroot and mounts need it)" >&2; exit 1; }
 [ -x "$PY" ] || { echo "no $PY: run make venv first" >&2; exit 1; }
+if [ "$CACHED_ONLY" -eq 1 ]; then   # before anything is installed or mounted on this machine
+    want=base/.loa-base-ok; what="$SUITE root"
+    [ "$WARM" -eq 0 ] || { want=root/.loa-passed; what="$SUITE root of a passed run"; }
+    if ! ls "$CACHE"/"$SUITE"-*/$want >/dev/null 2>&1; then
+        echo "no cached $what in $CACHE: run make test-pi-install once"; exit 77
+    fi
+fi
 
 mirror() {
     if [ -n "${LOA_DEBIAN_MIRROR:-}" ]; then echo "$LOA_DEBIAN_MIRROR"; return; fi
@@ -53,6 +60,7 @@ need() {  # need COMMAND PACKAGE...: install Debian packages when a command is m
     local cmd="$1"; shift
     command -v "$cmd" >/dev/null 2>&1 && return 0
     step "installing $*"
+    apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
 }
 
@@ -102,7 +110,6 @@ fi
 DIR="$CACHE/$SUITE-$ARCH"
 BASE="$DIR/base"
 WORKROOT="$DIR/root"
-mkdir -p "$DIR"
 
 # --- the base root, made once ------------------------------------------------------------------
 if [ ! -f "$BASE/.loa-base-ok" ]; then
@@ -110,6 +117,7 @@ if [ ! -f "$BASE/.loa-base-ok" ]; then
         echo "no cached $SUITE-$ARCH root in $DIR: run make test-pi-install once"; exit 77
     fi
     need debootstrap debootstrap
+    mkdir -p "$DIR"
     if [ ! -x "$BASE/usr/bin/apt-get" ]; then
         rm -rf "$BASE"
         step "debootstrap $SUITE $ARCH (minbase) from $(mirror)"
