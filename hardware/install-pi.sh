@@ -65,7 +65,7 @@ FIRST_VOLUME=85%
 
 usage() { sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 say() { echo "== $*"; }
-abspath() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
+abspath() { local d; d="$(cd "$(dirname "$1")" && pwd)"; echo "${d%/}/$(basename "$1")"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -94,6 +94,9 @@ case "$PROVISION" in
 esac
 [ -z "$TOKEN" ] || case "$PROVISION" in http*) ;; *)
     echo "--token goes with a provisioning URL" >&2; exit 1 ;; esac
+# a token is one word of URL-safe characters (it is written into curl's config below)
+[ -z "$TOKEN" ] || [[ "$TOKEN" =~ ^[A-Za-z0-9._~+/=-]+$ ]] \
+    || { echo "the token holds characters a token never has" >&2; exit 1; }
 if [ -n "$WHEEL" ]; then
     [ -f "$WHEEL" ] || { echo "no such wheel: $WHEEL" >&2; exit 1; }
 else
