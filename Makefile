@@ -18,7 +18,8 @@ TEST_WORKERS ?= 3
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 FAST_WORKERS ?= 2
 
-.PHONY: run test test-fast lint deps test-deps wheelhouse venv bench bench-fanout clean docs
+.PHONY: run test test-fast lint deps test-deps wheelhouse venv bench bench-fanout clean docs \
+	test-pi-install
 
 run: deps $(STAMP)
 	$(PY) scripts/run.py
@@ -56,6 +57,14 @@ $(WHEELHOUSE)/.fetched: agent/pyproject.toml $(STAMP)
 	touch $@
 
 venv: $(STAMP)
+
+# hardware/install-pi.sh run to the end in a debootstrap Debian bookworm root (arm64 under
+# qemu-user where binfmt_misc allows, amd64 otherwise), then its agent plays a signed command
+# from a Mosquitto on this machine (hardware/README.md). Needs root; the first run debootstraps
+# into .cache/pi-root (minutes), later runs copy that root.
+test-pi-install: $(STAMP)
+	@if [ "$$(id -u)" -eq 0 ]; then PYTHON="$(abspath $(PY))" hardware/test-install-root.sh; \
+	else sudo PYTHON="$(abspath $(PY))" hardware/test-install-root.sh; fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -12,6 +12,7 @@ from types import FrameType
 
 from . import __version__
 from .config import PLAYER_KINDS, ConfigError, load_config
+from .watchdog import Notifier
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,9 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"loa-agent: {err}", file=sys.stderr)
         return 2
+    # systemd (Type=notify, WatchdogSec): ready once running, then pinged while the worker turns
+    # (under loa-agent-launcher too: it passes the watchdog on, and the unit has
+    # NotifyAccess=all)
+    notifier = Notifier()
+    notifier.ready(f"node {config.node_id}")
     while not done.wait(0.2) and agent.exit_code is None:
-        pass
+        notifier.ping_if_due(agent.alive())
+    notifier.stopping()
     agent.stop()
+    notifier.close()
     return agent.exit_code or 0
 
 

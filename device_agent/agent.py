@@ -79,6 +79,8 @@ SLOT_MEMORY_MS = 7 * 24 * 3600 * 1000
 PLAYER_JOIN_S = 5.0
 PLAYER_FAILING_AFTER = 3      # plays failed in the player in a row that raise `player_failing`
 MAX_WAIT_S = 1.0
+# the worker wakes at least every MAX_WAIT_S; silent this long, it hangs (no watchdog ping)
+WORKER_STALE_S = 20.0
 
 ACK_FOR_RESULT = {"completed": "finished", "preempted": "preempted", "stopped": "stopped",
                   "failed": "failed", "skipped": "skipped"}
@@ -211,6 +213,7 @@ class Agent:
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._active_alarms: frozenset[str] = frozenset()
         self._player_failures = 0
+        self._beat = time.monotonic()  # the worker's last turn (alive())
 
     # --- lifecycle ------------------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -266,6 +269,10 @@ class Agent:
     def _request_exit(self, code: int) -> None:
         """Ask the process to stop the agent and end with ``code`` (__main__ watches)."""
         self.exit_code = code
+
+    def alive(self) -> bool:
+        """The worker thread still turns: what the systemd watchdog's ping stands for."""
+        return self._worker.is_alive() and time.monotonic() - self._beat < WORKER_STALE_S
 
     @property
     def connected(self) -> bool:
@@ -347,6 +354,7 @@ class Agent:
     # --- the worker -------------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
+            self._beat = time.monotonic()
             timeout = MAX_WAIT_S
             if self._wake_at is not None:
                 timeout = min(MAX_WAIT_S, max(0.01, (self._wake_at - self.now_ms()) / 1000))

@@ -114,7 +114,7 @@ class AgentConfig:
     server_keys: tuple[ServerKey, ...]
     topic_prefix: str = DEFAULT_PREFIX
     groups: tuple[str, ...] = ()
-    state_dir: Path = Path("/var/lib/loa-agent")
+    state_dir: Path = Path("/var/lib/loaphuong/agent")
     telemetry_s: int = 30
     tz: str = "Asia/Ho_Chi_Minh"
     player: PlayerConfig = PlayerConfig()
@@ -183,7 +183,7 @@ def parse_config(data: Mapping[str, Any]) -> AgentConfig:
     node_id = _node_id(data)
     prefix = _topic_prefix(data)
     groups = _groups(data)
-    state_dir = _get(data, "state_dir", "state_dir", str, "/var/lib/loa-agent")
+    state_dir = _get(data, "state_dir", "state_dir", str, "/var/lib/loaphuong/agent")
     if not state_dir:
         raise ConfigError("state_dir", "must not be empty")
     telemetry_s = _get(data, "telemetry_s", "telemetry_s", int, 30)

@@ -74,6 +74,9 @@ BOOT = ("import os, sys\n"
 
 def child_env(releases: Releases, version: str | None) -> dict[str, str]:
     env = dict(os.environ)
+    # systemd's watchdog names the launcher's PID; the agent, its child, is the one that pings
+    # it (the unit's NotifyAccess=all lets it): without this it would keep silent
+    env.pop("WATCHDOG_PID", None)
     env[LAUNCHER_ENV] = str(releases.root)
     env.pop(RELEASE_ENV, None)
     if version is not None:

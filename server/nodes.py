@@ -30,7 +30,8 @@ from .times import iso
 from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, password_hash
 from .outbox import queue_clear_desired, queue_command
 
-AGENT_CA_FILE = "/etc/loa-agent/ca.pem"  # where hardware/install-pi.sh puts mqtt.ca_pem
+AGENT_CA_FILE = "/etc/loaphuong/ca.pem"  # where hardware/install-pi.sh puts mqtt.ca_pem
+AGENT_STATE_DIR = "/var/lib/loaphuong/agent"  # the node's writable folder (install-pi.sh)
 
 
 @contextmanager
@@ -95,7 +96,7 @@ def agent_config(s: Settings, node: Node, password: str, groups: list[str],
     (its desired states carry the zone too, and that one wins)."""
     config = {
         "node_id": node.id, "topic_prefix": s.topic_prefix, "groups": list(groups),
-        "state_dir": "/var/lib/loa-agent", "telemetry_s": s.node_telemetry_s, "tz": tz,
+        "state_dir": AGENT_STATE_DIR, "telemetry_s": s.node_telemetry_s, "tz": tz,
         "mqtt": {"host": s.node_mqtt_host, "port": s.node_mqtt_port, "username": node.id,
                  "password": password, "tls": node_tls(s),
                  # the CA certificate of the provisioning answer's mqtt.ca_pem, saved on the node

@@ -12,7 +12,7 @@ PROVISIONED = """\
 node_id = "hp-01-a"
 topic_prefix = "loa/v1"
 groups = ["area-1", "area-3"]
-state_dir = "/var/lib/loa-agent"
+state_dir = "/var/lib/loaphuong/agent"
 telemetry_s = 30
 tz = "Asia/Ho_Chi_Minh"
 [mqtt]
@@ -54,7 +54,7 @@ def base(**changes) -> dict:
 def test_provisioned_file_loads_into_typed_config(provisioned):
     cfg = load_config(provisioned)
     assert cfg.node_id == "hp-01-a" and cfg.groups == ("area-1", "area-3")
-    assert cfg.state_dir == Path("/var/lib/loa-agent") and cfg.telemetry_s == 30
+    assert cfg.state_dir == Path("/var/lib/loaphuong/agent") and cfg.telemetry_s == 30
     assert cfg.mqtt.port == 1883 and cfg.mqtt.password == "s3cret" and not cfg.mqtt.tls
     assert cfg.server_keys[0].kid == "srv-2026-1"
     assert cfg.player.kind == "auto" and cfg.amp.gpio_pin == 17

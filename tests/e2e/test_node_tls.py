@@ -38,7 +38,7 @@ def test_agent_verifies_the_broker_with_the_provisioned_ca_and_plays_over_tls(tl
     m = answer["mqtt"]
     assert m["tls"] is True and m["port"] == s.broker.tls_port
     assert m["ca_pem"] == Path(s.broker.ca_file).read_text()
-    assert "tls = true" in answer["config"] and 'ca_file = "/etc/loa-agent/ca.pem"' in \
+    assert "tls = true" in answer["config"] and 'ca_file = "/etc/loaphuong/ca.pem"' in \
         answer["config"]
     s.start_agent(answer)
     _online(s, answer["id"])
