@@ -86,6 +86,17 @@ def test_the_agent_started_by_the_launcher_imports_the_current_release_first(tmp
     assert RELEASE_ENV not in child_env(r, None)
 
 
+def test_the_agent_under_the_launcher_pings_systemds_watchdog_itself(tmp_path, monkeypatch):
+    """systemd's WATCHDOG_PID names the launcher; passed on, the agent (its child) would never
+    ping, and systemd would kill a healthy node every WatchdogSec."""
+    from device_agent.watchdog import watchdog_interval_s
+    monkeypatch.setenv("WATCHDOG_USEC", "60000000")
+    monkeypatch.setenv("WATCHDOG_PID", "1")  # the launcher's, as systemd sets it
+    env = child_env(Releases(tmp_path / "releases"), None)
+    assert "WATCHDOG_PID" not in env
+    assert watchdog_interval_s(env, pid=4242) == 30.0
+
+
 def wheel(path, files: dict[str, str]):
     with zipfile.ZipFile(path, "w") as zf:
         for name, text in files.items():
