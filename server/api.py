@@ -502,15 +502,19 @@ def list_alerts():
     ?area=, ?node=, ?kind=, ?limit=."""
     limit = _query_limit(500, 5000)
     areas = _alerts_scope()
-    states = [x for x in (request.args.get("state") or "").split(",") if x]
-    if any(x not in ALERT_STATES for x in states):
+    raw = request.args.get("state") or ""
+    states = raw.split(",") if raw else []
+    if any(x not in ALERT_STATES for x in states):  # ",open" too: as the document's pattern
         raise bad_request("err.invalid_field", field="state", detail=" | ".join(ALERT_STATES))
     kind = request.args.get("kind") or None
     if kind is not None and kind not in {k.value for k in alerts.Kind}:
         raise bad_request("err.invalid_field", field="kind",
                           detail=" | ".join(k.value for k in alerts.Kind))
+    node_id = request.args.get("node") or None
+    if node_id is not None:
+        _node(node_id)  # 404 for a node the caller cannot see, as the airplay report
     return jsonify({"alerts": _alert_list_json(alerts.listing(
-        g.db, areas, states, kind, request.args.get("node") or None, limit))})
+        g.db, areas, states, kind, node_id, limit))})
 
 
 def _alert(alert_id: int) -> Alert:

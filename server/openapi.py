@@ -57,6 +57,8 @@ def _op(summary: str, ok: dict, *, body: dict | None = None, params: list | None
 # What a database integer column holds; ids are never negative.
 ID = {"type": "integer", "minimum": 0, "maximum": MAX_DB_INT}
 NODE_ID = {"type": "string", "pattern": NAME_RE.pattern}
+# ?state= of the alerts: one or more of their states, comma-separated; empty: every state
+ALERT_STATES_RE = r"^((open|acknowledged|resolved)(,(open|acknowledged|resolved))*)?$"
 # A query filter from a page's form: an empty value is no filter.
 TIME_OR_EMPTY = {"anyOf": [TIME, {"const": ""}], "description": "ISO 8601; empty: no bound"}
 def _path_param(name: str, schema: dict | None = None) -> dict:
@@ -480,7 +482,8 @@ PATHS = {
         "player), missed slots, media downloads that keep failing",
         _ok({"type": "object", "properties": {"alerts": {"type": "array",
                                                          "items": _ref("Alert")}}}),
-        params=[_query("state", None, "open, acknowledged, resolved; several comma-separated"),
+        params=[_query("state", {"type": "string", "pattern": ALERT_STATES_RE},
+                       "open, acknowledged, resolved; several comma-separated"),
                 _query("area", ID, "only alerts under this area"),
                 _query("node", NODE_ID, "only this node's"),
                 _query("kind", {"type": "string", "enum": [k.value for k in AlertKind] + [""]},
