@@ -278,7 +278,8 @@ class Bridge:
         self.keep_telemetry = keep_telemetry
         self.limits = limits or BridgeLimits()
         self.quiet = _QuietLog()
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(INGEST_QUEUE)
+        self._queue: queue.Queue[tuple[str, bytes, Callable[[], None] | None] | None] = \
+            queue.Queue(INGEST_QUEUE)
         self._worker: threading.Thread | None = None
         # what a node publishes, by topic kind; what it reports, by event type. A handler
         # returns a Refused when the message is stored for the record but not accepted.
@@ -296,8 +297,8 @@ class Bridge:
             self._worker = threading.Thread(target=self._drain, name="bridge-ingest",
                                             daemon=True)
             self._worker.start()
-        for kind in self.topics:
-            self.transport.subscribe(f"{self.prefix}/nodes/+/{kind}", self.enqueue)
+        for kind in self.topics:  # confirmed to the broker once written (transport acks)
+            self.transport.subscribe(f"{self.prefix}/nodes/+/{kind}", self.enqueue, acks=True)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Write what is queued, then end the worker."""
@@ -306,9 +307,10 @@ class Bridge:
             self._worker.join(timeout)
             self._worker = None
 
-    def enqueue(self, topic: str, payload: bytes) -> None:
-        """Hand one message to the worker (blocks only when INGEST_QUEUE messages wait)."""
-        self._queue.put((topic, bytes(payload or b"")))
+    def enqueue(self, topic: str, payload: bytes, done: Callable[[], None] | None = None) -> None:
+        """Hand one message to the worker (blocks only when INGEST_QUEUE messages wait);
+        ``done`` is called once it is written, so the broker forgets it only then."""
+        self._queue.put((topic, bytes(payload or b""), done))
 
     def _drain(self) -> None:
         while True:
@@ -325,7 +327,10 @@ class Bridge:
                     stop = True
                     break
                 batch.append(item)
-            self.handle_batch(batch)
+            self.handle_batch([(topic, payload) for topic, payload, _ in batch])
+            for _, _, done in batch:  # written (or counted as refused): the broker may forget
+                if done is not None:
+                    done()
             if stop:
                 return
 

@@ -180,6 +180,9 @@ def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
         "log_type warning",
         "log_type notice",
         "max_queued_messages 10000",
+        # the dispatcher's bridge confirms a node's message only once it is written, a batch
+        # at a time (server/transport.py): let a batch's worth be on its way
+        "max_inflight_messages 1000",
         "persistent_client_expiration 14d",
         f"user {getpass.getuser()}",
         "",

@@ -12,7 +12,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 log = logging.getLogger(__name__)
-Handler = Callable[[str, bytes], None]
+# handler(topic, payload), or handler(topic, payload, done) for a subscription with acks
+Handler = Callable[..., None]
 
 
 class Transport(ABC):
@@ -38,8 +39,12 @@ class Transport(ABC):
         return lambda timeout: ok
 
     @abstractmethod
-    def subscribe(self, topic: str, handler: Handler, qos: int = 1) -> None:
-        """Call ``handler(topic, payload)`` for every message on ``topic`` (kept on reconnect)."""
+    def subscribe(self, topic: str, handler: Handler, qos: int = 1, *,
+                  acks: bool = False) -> None:
+        """Call ``handler(topic, payload)`` for every message on ``topic`` (kept on reconnect).
+        ``acks``: ``handler(topic, payload, done)``, and the message is confirmed to the broker
+        only when ``done()`` is called (once it is stored): one the process never got to store
+        (killed meanwhile) is delivered again to the session's next connection."""
 
     @abstractmethod
     def stop(self) -> None: ...
@@ -50,10 +55,13 @@ class MqttTransport(Transport):
 
     def __init__(self, host: str, port: int, username: str, password: str, client_id: str,
                  tls: bool = False, ca_file: str | None = None):
-        self._subs: dict[str, tuple[int, Handler]] = {}
+        self._subs: dict[str, tuple[int, Handler, bool]] = {}
         self._connected = threading.Event()
+        # QoS 1 messages are confirmed by _on_message (at once) or by the handler's done()
+        # (after it stored them): paho's own confirmation comes before a queued message is
+        # written, and a process killed then would lose it
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=False)
+                                  clean_session=False, manual_ack=True)
         self.client.username_pw_set(username, password)
         if tls:
             self.client.tls_set(ca_certs=ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
@@ -78,7 +86,7 @@ class MqttTransport(Transport):
             log.error("broker refused the connection: %s", reason_code)
             return
         self._connected.set()
-        for topic, (qos, _) in self._subs.items():
+        for topic, (qos, _, _) in self._subs.items():
             client.subscribe(topic, qos)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
@@ -86,12 +94,29 @@ class MqttTransport(Transport):
         log.warning("disconnected from broker: %s", reason_code)
 
     def _on_message(self, client, userdata, msg):
-        for pattern, (_, handler) in list(self._subs.items()):
+        deferred = False
+        for pattern, (_, handler, acks) in list(self._subs.items()):
             if mqtt.topic_matches_sub(pattern, msg.topic):
                 try:
-                    handler(msg.topic, msg.payload)
+                    if acks and not deferred:
+                        deferred = True
+                        handler(msg.topic, msg.payload, self._done(msg))
+                    else:
+                        handler(msg.topic, msg.payload)
                 except Exception:  # a bad message must not kill the network thread
                     log.exception("handler for %s failed", msg.topic)
+        if not deferred:
+            self._ack(msg)
+
+    def _done(self, msg) -> Callable[[], None]:
+        return lambda: self._ack(msg)
+
+    def _ack(self, msg) -> None:
+        if msg.qos > 0:
+            try:
+                self.client.ack(msg.mid, msg.qos)
+            except Exception:  # the connection went: the broker delivers it again
+                log.debug("ack of %s not sent", msg.mid, exc_info=True)
 
     def publish(self, topic, payload, qos=1, retain=False, timeout=10.0):
         return self.send(topic, payload, qos=qos, retain=retain)(timeout)
@@ -117,8 +142,8 @@ class MqttTransport(Transport):
             return True
         return False
 
-    def subscribe(self, topic, handler, qos=1):
-        self._subs[topic] = (qos, handler)
+    def subscribe(self, topic, handler, qos=1, *, acks=False):
+        self._subs[topic] = (qos, handler, acks)
         if self.connected:
             self.client.subscribe(topic, qos)
 

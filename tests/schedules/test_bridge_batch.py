@@ -57,16 +57,29 @@ def test_a_batch_stores_each_event_once_and_counts_every_refusal(app_only):
 
 
 def test_the_worker_writes_what_the_transport_hands_it(app_only):
+    """... and confirms each message to the broker only once it is written (a dispatcher killed
+    before that gets it again on its session's next connection)."""
     bridge, (a, _) = _setup(app_only)
+    sessions = app_only.app.extensions["db_sessions"]
+    confirmed: list[tuple[str, bool]] = []
 
     class Transport:
-        def subscribe(self, topic, handler, qos=1):
+        def subscribe(self, topic, handler, qos=1, *, acks=False):
+            assert acks
             self.handler = handler
+
+    def done_for(event_id):
+        def done():
+            with sessions() as db:
+                stored = db.scalar(select(Event.id).where(Event.event_id == event_id))
+            confirmed.append((event_id, stored is not None))
+        return done
     bridge.transport = transport = Transport()
     bridge.start()
     ids = [str(uuid.uuid4()) for _ in range(50)]
     for event_id in ids:
-        transport.handler(*_msg(bridge, a, "events", _alarm(event_id)))
+        transport.handler(*_msg(bridge, a, "events", _alarm(event_id)), done_for(event_id))
     bridge.stop()  # writes what is queued before it returns
-    with app_only.app.extensions["db_sessions"]() as db:
+    assert sorted(confirmed) == sorted((event_id, True) for event_id in ids)
+    with sessions() as db:
         assert sorted(db.scalars(select(Event.event_id))) == sorted(ids)
