@@ -24,6 +24,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # cross-site form cannot send it as JSON
 CSRF_EXEMPT = frozenset({"api.token"})
 LOGIN_ENDPOINTS = ("web.login", "api.token")
+PROVISIONING_ENDPOINT = "api.node_provisioning"
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -89,6 +90,12 @@ def _init_login_limits(app: Flask, settings: Settings) -> None:
         # flask-limiter types its wrapper as maybe async; these views are plain functions
         app.view_functions[endpoint] = per_ip(  # type: ignore[assignment]
             per_user(app.view_functions[endpoint]))
+
+    # a one-time provisioning token is guessed no faster than a password
+    per_ip_fetch = limiter.shared_limit(settings.login_limit_ip, scope="provisioning-ip",
+                                        methods=["GET"], deduct_when=_failed)
+    app.view_functions[PROVISIONING_ENDPOINT] = per_ip_fetch(  # type: ignore[assignment]
+        app.view_functions[PROVISIONING_ENDPOINT])
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(_err):
