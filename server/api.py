@@ -392,7 +392,10 @@ def node_provisioning_token(node_id: str):
     provisioning answer once: hardware/install-pi.sh --provision URL --token TOKEN."""
     user = auth.require("node.write")
     answer = node_service.issue_provisioning_token(g.db, app_settings(), user, _node(node_id))
-    return created(answer)
+    g.db.commit()
+    resp = jsonify(answer)
+    resp.headers["Cache-Control"] = "no-store"  # the token is shown once
+    return resp, 201
 
 
 @bp.get("/nodes/<node_id>/provisioning")

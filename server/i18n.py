@@ -189,6 +189,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
                        "and try again."},
     "err.rate_limited": {"vi": "Đăng nhập sai quá nhiều lần; vui lòng đợi một phút rồi thử lại.",
                          "en": "Too many failed logins; wait a minute and try again."},
+    "err.rate_limited_provisioning": {
+        "vi": "Thử mã cấp phát sai quá nhiều lần; vui lòng đợi một phút rồi thử lại.",
+        "en": "Too many wrong provisioning tokens; wait a minute and try again."},
     "err.password_short": {"vi": "Mật khẩu phải có ít nhất {min} ký tự.",
                            "en": "The password must have at least {min} characters."},
     "err.grant_role": {"vi": "Bạn không thể cấp hoặc sửa tài khoản có vai trò {role}.",

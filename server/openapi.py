@@ -551,8 +551,8 @@ PATHS = {
         "the broker synced. A used, expired, unknown or another node's token: 401 "
         "(invalid_provisioning_token), nothing changed; a revoked node: 410 (node_revoked). "
         "Failed tries are rate-limited per address as logins are (429).",
-        _ok(_ref("Provisioned")), params=[_path_param("node_id", NODE_ID)], secure=False,
-        errors=("401", "410", "429"))},
+        _ok(_ref("Provisioned")), params=[_path_param("node_id", NODE_ID)],
+        errors=("401", "410", "429")) | {"security": [{"provisioningToken": []}]}},
     "/api/v1/nodes/{node_id}/commands": {"post": _op(
         "Send an immediate command to a node", _ok(_ref("Command"), "Queued"),
         body=_ref("CommandCreate"), status="202", params=[_path_param("node_id", NODE_ID)])},
@@ -789,7 +789,11 @@ OPENAPI: dict[str, Any] = {
                             "default (Accept-Language: en or ?lang=en for English)."},
     "servers": [{"url": "/"}],
     "security": [{"bearer": []}],
-    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    "components": {"securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "provisioningToken": {"type": "http", "scheme": "bearer", "description":
+                              "a node's one-time token (POST "
+                              "/api/v1/nodes/{node_id}/provisioning-token)"}},
                    "schemas": SCHEMAS},
     "paths": PATHS,
 }

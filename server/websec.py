@@ -100,5 +100,7 @@ def _init_login_limits(app: Flask, settings: Settings) -> None:
     @app.errorhandler(RateLimitExceeded)
     def _too_many(_err):
         if wants_json():
-            return error_body("rate_limited", t("err.rate_limited"), 429)
+            key = "err.rate_limited_provisioning" if request.endpoint == PROVISIONING_ENDPOINT \
+                else "err.rate_limited"
+            return error_body("rate_limited", t(key), 429)
         return render_template("login.html", error=t("err.rate_limited")), 429

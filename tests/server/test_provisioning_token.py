@@ -47,6 +47,7 @@ def test_a_token_fetches_the_answer_once_and_the_second_use_is_refused(app_only,
     r = s.call("POST", f"/api/v1/nodes/{node['id']}/provisioning-token",
                token=wards["technician"])
     assert r.status_code == 201, r.text
+    assert r.headers["Cache-Control"] == "no-store"
     made = r.json()
     assert made["url"] == (s.settings.public_url.rstrip("/")
                            + f"/api/v1/nodes/{node['id']}/provisioning")
@@ -154,3 +155,6 @@ def test_wrong_tokens_are_rate_limited_like_logins(make_app, tmp_path):
     node = _provisioned(s, s.area("Cụm 1", "P1-1", "cluster", ward["id"])["id"])
     codes = [_fetch(s, node["id"], "wrong-token").status_code for _ in range(4)]
     assert codes == [401, 401, 401, 429]
+    r = _fetch(s, node["id"], "wrong-token")
+    assert r.json()["error"]["code"] == "rate_limited"
+    assert "cấp phát" in r.json()["error"]["message"]  # not a login's message
