@@ -386,6 +386,31 @@ def revoke_node(node_id: str):
     return jsonify({"id": node.id, "revoked_at": iso(node.revoked_at)})
 
 
+@bp.post("/nodes/<node_id>/provisioning-token")
+def node_provisioning_token(node_id: str):
+    """A one-time token (technician, admin of the node's area) that fetches the node's
+    provisioning answer once: hardware/install-pi.sh --provision URL --token TOKEN."""
+    user = auth.require("node.write")
+    answer = node_service.issue_provisioning_token(g.db, app_settings(), user, _node(node_id))
+    g.db.commit()
+    resp = jsonify(answer)
+    resp.headers["Cache-Control"] = "no-store"  # the token is shown once
+    return resp, 201
+
+
+@bp.get("/nodes/<node_id>/provisioning")
+def node_provisioning(node_id: str):
+    """The provisioning answer for the bearer of the node's one-time token (no user login):
+    the token is consumed, the node's broker password rotated and the broker synced."""
+    answer = node_service.fetch_provisioning(g.db, app_settings(), node_id, auth.bearer_token(),
+                                             ip=request.remote_addr)
+    g.db.commit()
+    node_service.sync_broker_accounts(app_settings(), app_sessions())  # its new password
+    resp = jsonify(answer)
+    resp.headers["Cache-Control"] = "no-store"  # it holds the node's password
+    return resp
+
+
 @bp.post("/nodes/<node_id>/commands")
 def node_command(node_id: str):
     user = auth.require("node.command")

@@ -41,6 +41,7 @@ class Settings:
     mosquitto_dir: str = ""                # where passwd/acl live; empty: broker not managed
     node_telemetry_s: int = 30             # what provisioned agents are told
     bulk_max_nodes: int = 10000            # rows of one bulk provisioning or CSV import
+    provision_token_ttl_s: int = 24 * 3600  # a one-time provisioning token (install-pi.sh)
     # the largest message the bridge takes from a node, per topic (bytes; larger is refused)
     node_max_state_bytes: int = 4096
     node_max_telemetry_bytes: int = 16384
@@ -256,6 +257,8 @@ _CHECKS: tuple[Check, ...] = (
     _rule(lambda s: s.bulk_max_nodes >= 1, "bulk_max_nodes: at least 1"),
     _rule(lambda s: s.command_ttl_s >= 10, "command_ttl_s: must be at least 10 seconds"),
     _rule(lambda s: s.update_ttl_s >= 60, "update_ttl_s: must be at least 60 seconds"),
+    _rule(lambda s: s.provision_token_ttl_s >= 60,
+          "provision_token_ttl_s: must be at least 60 seconds"),
     _rule(lambda s: s.airplay_grace_s >= 0, "airplay_grace_s: must be 0 or more seconds"),
     _rule(lambda s: s.lease_renew_s > 0 and s.lease_ttl_s > 2 * s.lease_renew_s,
           "lease_renew_s: more than 0; lease_ttl_s: more than twice lease_renew_s"),

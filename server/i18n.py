@@ -35,6 +35,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "Unknown time zone {zone} (field {field}); use an IANA name such as "
               "Asia/Ho_Chi_Minh."},
     "err.unknown_node": {"vi": "Không có cụm loa/thiết bị {id}.", "en": "There is no node {id}."},
+    "err.invalid_provisioning_token": {
+        "vi": "Mã cấp phát không hợp lệ: đã dùng, đã hết hạn hoặc không phải của thiết bị này. "
+              "Hãy tạo mã mới.",
+        "en": "Invalid provisioning token: already used, expired or not this node's. "
+              "Make a new one."},
+    "err.node_revoked": {"vi": "Thiết bị {id} đã bị thu hồi; không thể cấp phát lại.",
+                         "en": "Node {id} is revoked; it cannot be provisioned again."},
     "err.not_cluster": {"vi": "Địa bàn {id} không phải là cụm loa.",
                         "en": "Area {id} is not a cluster."},
     "err.duplicate": {"vi": "{what} đã tồn tại.", "en": "{what} already exists."},
@@ -182,6 +189,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
                        "and try again."},
     "err.rate_limited": {"vi": "Đăng nhập sai quá nhiều lần; vui lòng đợi một phút rồi thử lại.",
                          "en": "Too many failed logins; wait a minute and try again."},
+    "err.rate_limited_provisioning": {
+        "vi": "Thử mã cấp phát sai quá nhiều lần; vui lòng đợi một phút rồi thử lại.",
+        "en": "Too many wrong provisioning tokens; wait a minute and try again."},
     "err.password_short": {"vi": "Mật khẩu phải có ít nhất {min} ký tự.",
                            "en": "The password must have at least {min} characters."},
     "err.grant_role": {"vi": "Bạn không thể cấp hoặc sửa tài khoản có vai trò {role}.",

@@ -108,6 +108,18 @@ class Node(Base):
     cluster: Mapped[Area] = relationship()
 
 
+class ProvisioningToken(Base):
+    """A one-time token that fetches a node's provisioning answer (GET
+    /api/v1/nodes/{id}/provisioning, as hardware/install-pi.sh does): only its sha256 is
+    stored, and a node has at most one (a new token replaces the old)."""
+    __tablename__ = "provisioning_tokens"
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
 class User(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)

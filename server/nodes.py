@@ -3,6 +3,7 @@ broker's accounts in step with the registry, revoking, and immediate commands to
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import fcntl
 import io
 import os
@@ -13,19 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from device_agent.protocol import valid_name
 
-from . import auth
+from . import audit, auth
 from .areas import slug
 from .bodies import CommandCreate, NodeCreate, parse
 from .config import Settings
 from .errors import ApiError, bad_request
 from .keys import KeyState
-from .models import (Area, Command, Node, ServerKey, User, area_ancestors, area_zone,
-                     node_groups, utcnow)
+from .models import (Area, Command, Node, ProvisioningToken, ServerKey, User, area_ancestors,
+                     area_zone, node_groups, utcnow)
 from .times import iso
 from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, password_hash
 from .outbox import queue_clear_desired, queue_command
@@ -128,7 +129,7 @@ class Provisioner:
 
     db: Session
     s: Settings
-    user: User
+    user: User | None  # None: no person (a one-time token's fetch), allowed no area
     accounts: list[BrokerAccount] = field(default_factory=list)
     _clusters: dict[int, tuple[Area, list[str], str]] = field(default_factory=dict)
     _shared: tuple | None = None
@@ -142,7 +143,8 @@ class Provisioner:
             if node_tls(self.s) and self.s.ca_file:
                 with open(self.s.ca_file, encoding="ascii") as f:
                     ca_pem = f.read()
-            self._shared = (auth.user_area_ids(self.db, self.user), keys, ca_pem)
+            allowed = auth.user_area_ids(self.db, self.user) if self.user is not None else set()
+            self._shared = (allowed, keys, ca_pem)
         return self._shared
 
     def _cluster(self, cluster_id: int) -> tuple[Area, list[str], str]:
@@ -185,11 +187,25 @@ class Provisioner:
         self.db.add(node)
         self.db.flush()
         self.accounts.append(BrokerAccount(node.id, node.mqtt_password_hash, groups))
+        return self._answer(node, password)
+
+    def reprovision(self, node: Node) -> dict:
+        """A new broker password for an existing node (the old one stops working once the
+        caller has committed and synced the broker) and its provisioning answer."""
+        password = secrets.token_urlsafe(24)
+        node.mqtt_password_hash = password_hash(password)
+        return self._answer(node, password)
+
+    def _answer(self, node: Node, password: str) -> dict:
+        """The provisioning answer: the node's broker account, trust and agent config."""
+        s = self.s
+        _cluster, groups, tz = self._cluster(node.cluster_id)
+        _allowed, keys, ca_pem = self._common()
         mqtt = {"host": s.node_mqtt_host, "port": s.node_mqtt_port, "username": node.id,
                 "password": password, "tls": node_tls(s)}
         if ca_pem is not None:
             mqtt["ca_pem"] = ca_pem
-        return {"id": node.id, "name": node.name, "cluster_id": cluster.id, "mqtt": mqtt,
+        return {"id": node.id, "name": node.name, "cluster_id": node.cluster_id, "mqtt": mqtt,
                 "topic_prefix": s.topic_prefix, "groups": list(groups), "server_keys": keys,
                 "config": agent_config(s, node, password, groups, keys, tz)}
 
@@ -200,6 +216,60 @@ def provision_node(db: Session, s: Settings, user: User, body: NodeCreate
     the caller gives add_broker_accounts once it has committed."""
     p = Provisioner(db, s, user)
     return p.provision(body), p.accounts
+
+
+PROVISIONING_PATH = "/api/v1/nodes/{id}/provisioning"  # what install-pi.sh fetches
+PROVISIONING_ACTOR = "provisioning-token"  # the audit log's name for a token's bearer
+
+
+def _live_node(db: Session, node_id: str) -> Node:
+    node = db.get(Node, node_id)
+    if node is None:
+        raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+    if node.revoked_at is not None:
+        raise ApiError(410, "node_revoked", "err.node_revoked", id=node_id)
+    return node
+
+
+def issue_provisioning_token(db: Session, s: Settings, user: User, node: Node) -> dict:
+    """A one-time token that fetches ``node``'s provisioning answer once (hardware/install-pi.sh
+    --provision URL --token TOKEN): random, only its sha256 stored, valid for
+    provision_token_ttl_s; it replaces the node's earlier token. The caller commits."""
+    node = _live_node(db, node.id)
+    token = secrets.token_urlsafe(32)
+    expires = utcnow() + dt.timedelta(seconds=s.provision_token_ttl_s)
+    db.execute(delete(ProvisioningToken).where(ProvisioningToken.node_id == node.id))
+    db.add(ProvisioningToken(node_id=node.id, token_hash=auth.token_hash(token),
+                             created_by=user.id, expires_at=expires))
+    audit.record(db, "node.provisioning_token", ("node", node.id),
+                 {"expires_at": iso(expires)}, actor=user)
+    return {"token": token, "expires_at": iso(expires),
+            "url": s.public_url.rstrip("/") + PROVISIONING_PATH.format(id=node.id)}
+
+
+def fetch_provisioning(db: Session, s: Settings, node_id: str, token: str | None,
+                       ip: str | None = None) -> dict:
+    """The provisioning answer for the bearer of ``node_id``'s one-time token: the token is
+    consumed and the node's broker password rotated (an answer handed out earlier no longer
+    connects). A used, expired, unknown or another node's token is a 401 and changes nothing;
+    a revoked node is a 410. The caller commits, then calls sync_broker_accounts."""
+    invalid = ApiError(401, "invalid_provisioning_token", "err.invalid_provisioning_token")
+    if not token:
+        raise invalid
+    row = db.scalar(select(ProvisioningToken).where(
+        ProvisioningToken.token_hash == auth.token_hash(token)))
+    if row is None or row.node_id != node_id or row.expires_at <= utcnow():
+        raise invalid
+    node = _live_node(db, node_id)
+    # consumed by a conditional delete: of two fetches at once, exactly one deletes the row
+    gone = db.execute(delete(ProvisioningToken).where(
+        ProvisioningToken.node_id == node_id,
+        ProvisioningToken.token_hash == row.token_hash))
+    if getattr(gone, "rowcount", 0) != 1:
+        raise invalid
+    db.info["audit_actor"] = PROVISIONING_ACTOR  # who rotates the password: the token's bearer
+    audit.record(db, "node.provisioning_fetched", ("node", node.id), {"ip": ip})
+    return Provisioner(db, s, None).reprovision(node)
 
 
 @dataclass(frozen=True)

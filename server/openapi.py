@@ -38,7 +38,7 @@ ERRORS = {code: {"description": text, **_json(_ref("Error"))} for code, text in 
     ("403", "the caller's role or area does not allow it"), ("404", "not found"),
     ("409", "conflicts with the current state"), ("413", "the upload is too large"),
     ("415", "the upload is not a supported audio format"),
-    ("422", "the content could not be processed"),
+    ("410", "gone: the node is revoked"), ("422", "the content could not be processed"),
     ("429", "too many failed logins: wait and retry"))}
 
 
@@ -120,6 +120,12 @@ SCHEMAS = {
                                         "import the line in the file"},
                                 "field": {"type": "string"}, "code": {"type": "string"},
                                 "message": {"type": "string"}}},
+    "ProvisioningToken": {"type": "object", "required": ["token", "url", "expires_at"],
+                          "properties": {
+        "token": {"type": "string", "description": "shown once; only its sha256 is stored"},
+        "url": {"type": "string", "description": "public_url + "
+                "/api/v1/nodes/{node_id}/provisioning"},
+        "expires_at": {"type": "string"}}},
     "Provisioned": {"type": "object", "properties": {
         "id": {"type": "string"}, "name": {"type": "string"}, "cluster_id": {"type": "integer"},
         "mqtt": {"type": "object", "properties": {
@@ -534,6 +540,22 @@ PATHS = {
         _ok({"type": "object", "properties": {"id": {"type": "string"},
                                               "revoked_at": {"type": "string"}}}),
         params=[_path_param("node_id", NODE_ID)])},
+    "/api/v1/nodes/{node_id}/provisioning-token": {"post": _op(
+        "A one-time token that fetches the node's provisioning answer once (technician, admin "
+        "of its area): hardware/install-pi.sh --provision URL --token TOKEN. Only its sha256 "
+        "is stored; it expires after provision_token_ttl_s (a day by default) and replaces the "
+        "node's earlier token. A revoked node: 410 (node_revoked).",
+        _ok(_ref("ProvisioningToken"), "Created"), status="201",
+        params=[_path_param("node_id", NODE_ID)], errors=("401", "403", "404", "410"))},
+    "/api/v1/nodes/{node_id}/provisioning": {"get": _op(
+        "The node's provisioning answer (as POST /api/v1/nodes gives it), for the bearer of its "
+        "one-time token (Authorization: Bearer TOKEN; no login): the token is consumed, the "
+        "node's broker password rotated (an answer handed out earlier no longer connects) and "
+        "the broker synced. A used, expired, unknown or another node's token: 401 "
+        "(invalid_provisioning_token), nothing changed; a revoked node: 410 (node_revoked). "
+        "Failed tries are rate-limited per address as logins are (429).",
+        _ok(_ref("Provisioned")), params=[_path_param("node_id", NODE_ID)],
+        errors=("401", "410", "429")) | {"security": [{"provisioningToken": []}]}},
     "/api/v1/nodes/{node_id}/commands": {"post": _op(
         "Send an immediate command to a node", _ok(_ref("Command"), "Queued"),
         body=_ref("CommandCreate"), status="202", params=[_path_param("node_id", NODE_ID)])},
@@ -770,7 +792,11 @@ OPENAPI: dict[str, Any] = {
                             "default (Accept-Language: en or ?lang=en for English)."},
     "servers": [{"url": "/"}],
     "security": [{"bearer": []}],
-    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    "components": {"securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "provisioningToken": {"type": "http", "scheme": "bearer", "description":
+                              "a node's one-time token (POST "
+                              "/api/v1/nodes/{node_id}/provisioning-token)"}},
                    "schemas": SCHEMAS},
     "paths": PATHS,
 }

@@ -24,6 +24,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # cross-site form cannot send it as JSON
 CSRF_EXEMPT = frozenset({"api.token"})
 LOGIN_ENDPOINTS = ("web.login", "api.token")
+PROVISIONING_ENDPOINT = "api.node_provisioning"
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -90,8 +91,16 @@ def _init_login_limits(app: Flask, settings: Settings) -> None:
         app.view_functions[endpoint] = per_ip(  # type: ignore[assignment]
             per_user(app.view_functions[endpoint]))
 
+    # a one-time provisioning token is guessed no faster than a password
+    per_ip_fetch = limiter.shared_limit(settings.login_limit_ip, scope="provisioning-ip",
+                                        methods=["GET"], deduct_when=_failed)
+    app.view_functions[PROVISIONING_ENDPOINT] = per_ip_fetch(  # type: ignore[assignment]
+        app.view_functions[PROVISIONING_ENDPOINT])
+
     @app.errorhandler(RateLimitExceeded)
     def _too_many(_err):
         if wants_json():
-            return error_body("rate_limited", t("err.rate_limited"), 429)
+            key = "err.rate_limited_provisioning" if request.endpoint == PROVISIONING_ENDPOINT \
+                else "err.rate_limited"
+            return error_body("rate_limited", t(key), 429)
         return render_template("login.html", error=t("err.rate_limited")), 429
