@@ -219,8 +219,8 @@ COUNTER_MAX = 2 ** 53  # the server refuses larger integers: past it a counter i
 
 def _counter(value: Any) -> int | None:
     """A byte counter: digits only, below 2^53; None otherwise."""
-    if not isinstance(value, str) or not value.strip().isdigit():
-        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,20}", value.strip()):
+        return None  # (str.isdigit also admits "²", which int() refuses)
     number = int(value.strip())
     return number if number < COUNTER_MAX else None
 
@@ -231,7 +231,7 @@ def mmcli_bearers(text: str) -> list[str]:
     if not isinstance(paths, list):
         return []
     return [p for p in paths if isinstance(p, str) and p.startswith(BEARER_PREFIX)
-            and p[len(BEARER_PREFIX):].isdigit()][:MAX_BEARERS]
+            and re.fullmatch(r"[0-9]{1,9}", p[len(BEARER_PREFIX):])][:MAX_BEARERS]
 
 
 def mmcli_net_port(text: str) -> str | None:
@@ -313,10 +313,10 @@ def parse_iw_link(text: str) -> dict[str, Any]:
         if key == "SSID":
             out["ssid"] = _iw_ssid(value)
         elif key == "signal":
-            m = re.fullmatch(r"(-?\d{1,3})(?: \[[-\d, ]*\])? dBm", value.strip())
+            m = re.fullmatch(r"(-?[0-9]{1,3})(?: \[[-0-9, ]*\])? dBm", value.strip())
             out["wifi_signal_dbm"] = _dbm(m.group(1)) if m else None
         elif key == "tx bitrate":
-            m = re.match(r"(\d{1,7}(?:\.\d)?) MBit/s", value.strip())
+            m = re.match(r"([0-9]{1,7}(?:\.[0-9])?) MBit/s", value.strip())
             rate = float(m.group(1)) if m else None
             out["link_mbps"] = rate if rate and rate <= LINK_MBPS_MAX else None
     return out
@@ -335,7 +335,7 @@ def parse_proc_net_wireless(text: str, iface: str) -> float | None:
 def parse_link_speed(text: str) -> int | None:
     """An Ethernet link's speed in Mbit/s (/sys/class/net/<if>/speed); -1 (unknown) is None."""
     value = text.strip()
-    if not value.isdigit():
+    if not re.fullmatch(r"[0-9]{1,10}", value):
         return None
     speed = int(value)
     return speed if 0 < speed <= LINK_MBPS_MAX else None

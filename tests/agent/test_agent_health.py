@@ -182,7 +182,7 @@ def test_mmcli_bearer_garbage_gives_null_fields(garbage):
     assert mmcli_bearers(garbage) == [] and mmcli_net_port(garbage) is None
 
 
-@pytest.mark.parametrize("garbage", ["", "-1", "abc", "1.5", "0x10", "\x00"])
+@pytest.mark.parametrize("garbage", ["", "-1", "abc", "1.5", "0x10", "\x00", "²", "\u0661"])
 def test_sysfs_garbage_gives_null(garbage):
     assert parse_link_speed(garbage) is None and parse_carrier(garbage) is None
     assert parse_counter(garbage) is None
