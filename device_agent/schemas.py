@@ -152,6 +152,7 @@ NUM_OR_NULL = {"type": ["number", "null"]}
 INT_OR_NULL = {"type": ["integer", "null"]}
 BOOL_OR_NULL = {"type": ["boolean", "null"]}
 TEXT_OR_NULL = {"type": ["string", "null"]}
+COUNTER_OR_NULL = {"oneOf": [{"type": "null"}, {"type": "integer", "minimum": 0}]}
 TELEMETRY: dict[str, Any] = {
     "$id": "telemetry", "title": "Telemetry (node -> server, every telemetry_s seconds)",
     "type": "object", "required": ["v", "ts"],
@@ -170,7 +171,12 @@ TELEMETRY: dict[str, Any] = {
             "registration": TEXT_OR_NULL,
             "signal_pct": {"oneOf": [{"type": "null"},
                                      {"type": "integer", "minimum": 0, "maximum": 100}]},
-            "rsrp_dbm": NUM_OR_NULL, "rsrq_db": NUM_OR_NULL, "sinr_db": NUM_OR_NULL}}]},
+            "rsrp_dbm": NUM_OR_NULL, "rsrq_db": NUM_OR_NULL, "sinr_db": NUM_OR_NULL,
+            "rx_bytes": COUNTER_OR_NULL, "tx_bytes": COUNTER_OR_NULL,
+            "bytes_since": {"enum": ["connected", "boot", None]},
+            "iface": TEXT_OR_NULL, "carrier": BOOL_OR_NULL,
+            "link_mbps": {"oneOf": [{"type": "null"}, {"type": "number", "exclusiveMinimum": 0}]},
+            "ssid": TEXT_OR_NULL, "wifi_signal_dbm": NUM_OR_NULL}}]},
         "power": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
             name: BOOL_OR_NULL for name in (
                 "under_voltage", "freq_capped", "throttled", "soft_temp_limit",

@@ -1,6 +1,8 @@
 """Health readings from the machine itself for the telemetry message: uptime, CPU temperature,
-load, memory, disk, network type, the 4G modem (ModemManager's ``mmcli -J``: state, access
-technology, registration, operator, signal quality, RSRP/RSRQ/SINR), under-voltage and
+load, memory, disk, the network (the default route's interface and type; Wi-Fi's SSID, signal
+and bitrate from ``iw``; Ethernet's speed and carrier from /sys), the 4G modem (ModemManager's
+``mmcli -J``: state, access technology, registration, operator, signal quality, RSRP/RSRQ/SINR,
+data used on its bearer, else the kernel's byte counters of its interface), under-voltage and
 throttling (``vcgencmd get_throttled`` on a Raspberry Pi), clock offset and sync state (chrony,
 else systemd's timedatectl). A value that cannot be read is None (null on the wire), never made
 up: a missing tool, a tool that fails, and output that does not parse all give None.
@@ -207,6 +209,143 @@ def parse_mmcli_signal(text: str) -> dict[str, float | None]:
             "sinr_db": _mm_number(_leaf(signal, "lte", "snr"))}
 
 
+# A bearer (``mmcli -J -b <path>``, {"bearer": {...}}) counts the bytes of its ongoing
+# connection in bearer.stats.bytes-rx/-tx ("--" where the modem gives no statistics, and for 0).
+BEARER_PREFIX = "/org/freedesktop/ModemManager1/Bearer/"
+DATA_FIELDS = ("rx_bytes", "tx_bytes", "bytes_since")
+MAX_BEARERS = 4
+COUNTER_MAX = 2 ** 53  # the server refuses larger integers: past it a counter is unknown
+
+
+def _counter(value: Any) -> int | None:
+    """A byte counter: digits only, below 2^53; None otherwise."""
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,20}", value.strip()):
+        return None  # (str.isdigit also admits "²", which int() refuses)
+    number = int(value.strip())
+    return number if number < COUNTER_MAX else None
+
+
+def mmcli_bearers(text: str) -> list[str]:
+    """The modem's bearer paths (modem.generic.bearers of ``mmcli -J -m any``), at most four."""
+    paths = _leaf(_mmcli_json(text), "generic", "bearers")
+    if not isinstance(paths, list):
+        return []
+    return [p for p in paths if isinstance(p, str) and p.startswith(BEARER_PREFIX)
+            and re.fullmatch(r"[0-9]{1,9}", p[len(BEARER_PREFIX):])][:MAX_BEARERS]
+
+
+def mmcli_net_port(text: str) -> str | None:
+    """The modem's network interface from its ports ("wwan0 (net)"), None when it lists none."""
+    ports = _leaf(_mmcli_json(text), "generic", "ports")
+    for port in ports if isinstance(ports, list) else ():
+        m = re.fullmatch(r"([A-Za-z0-9_.-]{1,15}) \(net\)", port) if isinstance(port, str) else None
+        if m:
+            return m.group(1)
+    return None
+
+
+def parse_mmcli_bearer(text: str) -> dict[str, Any]:
+    """Whether a bearer is connected, its interface, and the bytes received and sent on its
+    ongoing connection, from ``mmcli -J -b <path>``; each None where the output does not say."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    bearer = data.get("bearer") if isinstance(data, dict) else None
+    status = _leaf(bearer, "status")
+    said = _leaf(status, "connected")
+    connected = {"yes": True, "no": False}.get(said) if isinstance(said, str) else None
+    interface = _mm_text(_leaf(status, "interface"))
+    return {"connected": connected,
+            "interface": interface if interface and re.fullmatch(r"[A-Za-z0-9_.-]{1,15}",
+                                                                 interface) else None,
+            "rx_bytes": _counter(_leaf(bearer, "stats", "bytes-rx")),
+            "tx_bytes": _counter(_leaf(bearer, "stats", "bytes-tx"))}
+
+
+def parse_counter(text: str) -> int | None:
+    """A kernel counter (/sys/class/net/<if>/statistics/rx_bytes): one decimal number."""
+    return _counter(text)
+
+
+# --- Wi-Fi and Ethernet ----------------------------------------------------------------------
+# ``iw dev <if> link`` (iw(8)) prints "Not connected." or "Connected to <bssid> (on <if>)" and
+# tab-indented lines: "SSID: <ssid>" (bytes other than printable ASCII as \xNN), "freq: 2437",
+# "signal: -58 dBm", "rx bitrate: 65.0 MBit/s MCS 7", "tx bitrate: 72.2 MBit/s ..." (or
+# "(unknown)"). /proc/net/wireless has a line per interface, "wlan0: 0000   52.  -58.  -256 ...":
+# status, link quality, signal level (dBm), noise.
+LINK_FIELDS = ("iface", "carrier", "link_mbps", "ssid", "wifi_signal_dbm")
+LINK_MBPS_MAX = 1_000_000
+
+
+def _dbm(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if -150 <= value < 0 else None  # a level that is not dBm is not one
+
+
+def _iw_ssid(escaped: str) -> str | None:
+    """The SSID as iw printed it, its \\xNN escapes decoded where they are UTF-8 text."""
+    if not escaped or len(escaped) > 32 * 4 or not (escaped.isascii() and escaped.isprintable()):
+        return None  # iw prints printable ASCII only
+    raw = re.sub(rb"\\x([0-9a-fA-F]{2})", lambda m: bytes([int(m.group(1), 16)]),
+                 escaped.encode("ascii"))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return escaped
+    return text if text.isprintable() else escaped
+
+
+def parse_iw_link(text: str) -> dict[str, Any]:
+    """SSID, signal (dBm) and transmit bitrate (Mbit/s) of a Wi-Fi link from ``iw dev <if>
+    link``; all None when it is not connected or the text is not that output."""
+    out: dict[str, Any] = {"ssid": None, "wifi_signal_dbm": None, "link_mbps": None}
+    lines = text.splitlines()
+    if not lines or not re.match(r"Connected to [0-9a-fA-F:]{17}\b", lines[0]):
+        return out
+    for line in lines[1:]:
+        key, sep, value = line.strip().partition(": ")
+        if not sep:
+            continue
+        if key == "SSID":
+            out["ssid"] = _iw_ssid(value)
+        elif key == "signal":
+            m = re.fullmatch(r"(-?[0-9]{1,3})(?: \[[-0-9, ]*\])? dBm", value.strip())
+            out["wifi_signal_dbm"] = _dbm(m.group(1)) if m else None
+        elif key == "tx bitrate":
+            m = re.match(r"([0-9]{1,7}(?:\.[0-9])?) MBit/s", value.strip())
+            rate = float(m.group(1)) if m else None
+            out["link_mbps"] = rate if rate and rate <= LINK_MBPS_MAX else None
+    return out
+
+
+def parse_proc_net_wireless(text: str, iface: str) -> float | None:
+    """The signal level (dBm) of ``iface`` in /proc/net/wireless."""
+    for line in text.splitlines()[2:]:
+        name, sep, rest = line.partition(":")
+        fields = rest.split()
+        if sep and name.strip() == iface and len(fields) >= 3:
+            return _dbm(fields[2].rstrip("."))
+    return None
+
+
+def parse_link_speed(text: str) -> int | None:
+    """An Ethernet link's speed in Mbit/s (/sys/class/net/<if>/speed); -1 (unknown) is None."""
+    value = text.strip()
+    if not re.fullmatch(r"[0-9]{1,10}", value):
+        return None
+    speed = int(value)
+    return speed if 0 < speed <= LINK_MBPS_MAX else None
+
+
+def parse_carrier(text: str) -> bool | None:
+    """Whether the link has a carrier (/sys/class/net/<if>/carrier: 1 or 0)."""
+    return {"1": True, "0": False}.get(text.strip())
+
+
 # --- Raspberry Pi power ---------------------------------------------------------------------
 # ``vcgencmd get_throttled`` (Raspberry Pi documentation, "vcgencmd") prints
 # ``throttled=0x50005``: a bit field; bits 0-3 hold now, bits 16-19 have held since boot.
@@ -357,7 +496,8 @@ class MachineProbe:
         except OSError:
             return None
 
-    def net_type(self) -> str | None:
+    def net_iface(self) -> str | None:
+        """The interface of the default route, else the first one up (not lo)."""
         route = self._read(self.proc / "net" / "route")
         name = default_route_interface(route) if route else None
         if name is None:
@@ -367,18 +507,76 @@ class MachineProbe:
                 if (self._read(iface / "operstate") or "").strip() == "up":
                     name = iface.name
                     break
+        return name if name and re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", name) else None
+
+    def net_type(self) -> str | None:
+        name = self.net_iface()
         return interface_type(name) if name else None
 
-    def modem(self) -> dict[str, Any]:
-        """The modem's part of ``net`` (MODEM_FIELDS and SIGNAL_FIELDS), None where unknown."""
+    def _sys_net(self, iface: str, *parts: str) -> str | None:
+        return self._read(self.sys.joinpath("class", "net", iface, *parts))
+
+    def link(self, iface: str | None) -> dict[str, Any]:
+        """LINK_FIELDS of the interface in use: its carrier; Ethernet's speed; Wi-Fi's SSID,
+        signal and transmit bitrate (``iw``, else /proc/net/wireless for the signal)."""
+        out: dict[str, Any] = dict.fromkeys(LINK_FIELDS)
+        if iface is None:
+            return out
+        out["iface"] = iface
+        text = self._sys_net(iface, "carrier")
+        out["carrier"] = parse_carrier(text) if text is not None else None
+        kind = interface_type(iface)
+        if kind == "ethernet":
+            text = self._sys_net(iface, "speed")
+            out["link_mbps"] = parse_link_speed(text) if text is not None else None
+        elif kind == "wifi":
+            text = self.run(["iw", "dev", iface, "link"])
+            if text is not None:
+                out.update(parse_iw_link(text))
+            if out["wifi_signal_dbm"] is None:
+                text = self._read(self.proc / "net" / "wireless")
+                out["wifi_signal_dbm"] = parse_proc_net_wireless(text, iface) if text else None
+        return out
+
+    def counters(self, iface: str | None) -> dict[str, Any]:
+        """DATA_FIELDS from the kernel's counters of ``iface`` (since it appeared: boot)."""
+        if iface is None:
+            return dict.fromkeys(DATA_FIELDS)
+        rx, tx = (self._sys_net(iface, "statistics", name) for name in ("rx_bytes", "tx_bytes"))
+        rx_bytes = parse_counter(rx) if rx is not None else None
+        tx_bytes = parse_counter(tx) if tx is not None else None
+        known = rx_bytes is not None and tx_bytes is not None
+        return {"rx_bytes": rx_bytes if known else None, "tx_bytes": tx_bytes if known else None,
+                "bytes_since": "boot" if known else None}
+
+    def modem(self, route_iface: str | None = None) -> dict[str, Any]:
+        """The modem's part of ``net`` (MODEM_FIELDS, SIGNAL_FIELDS and DATA_FIELDS), None where
+        unknown. Data used: the connected bearer's bytes of its ongoing connection
+        (ModemManager), else the kernel's counters of the modem's interface (the bearer's, its
+        net port, or the default route's when that is a 4G one)."""
         status = self.run(["mmcli", "-J", "-m", "any"])
-        out: dict[str, Any] = dict.fromkeys(MODEM_FIELDS + SIGNAL_FIELDS)
+        out: dict[str, Any] = dict.fromkeys(MODEM_FIELDS + SIGNAL_FIELDS + DATA_FIELDS)
+        fallback = route_iface if route_iface and interface_type(route_iface) == "4g" else None
         if status is None:  # no ModemManager, or no modem
+            out.update(self.counters(fallback))
             return out
         out.update(parse_mmcli_modem(status))
         signal = self.run(["mmcli", "-J", "-m", "any", "--signal-get"])
         if signal is not None:
             out.update(parse_mmcli_signal(signal))
+        fallback = mmcli_net_port(status) or fallback
+        for path in mmcli_bearers(status):
+            text = self.run(["mmcli", "-J", "-b", path])
+            bearer = parse_mmcli_bearer(text) if text is not None else {}
+            if not bearer.get("connected"):
+                continue
+            if bearer["rx_bytes"] is not None and bearer["tx_bytes"] is not None:
+                out.update(rx_bytes=bearer["rx_bytes"], tx_bytes=bearer["tx_bytes"],
+                           bytes_since="connected")
+                return out
+            fallback = bearer["interface"] or fallback
+            break
+        out.update(self.counters(fallback))
         return out
 
     def power(self) -> dict[str, bool | None]:
@@ -392,10 +590,12 @@ class MachineProbe:
 
     def sample(self) -> dict[str, Any]:
         """The machine part of a telemetry message (``_clock_unsynced`` is for alarms only)."""
-        net_type = self.net_type()
+        iface = self.net_iface()
         offset, unsynced = self.chrony()
         return {"uptime_s": self.uptime_s(), "cpu_temp_c": self.cpu_temp_c(),
                 "load1": self.load1(), "mem_used_pct": self.mem_used_pct(),
                 "disk_free_mb": self.disk_free_mb(),
-                "net": {"type": net_type, **self.modem()}, "power": self.power(),
+                "net": {"type": interface_type(iface) if iface else None, **self.link(iface),
+                        **self.modem(iface)},
+                "power": self.power(),
                 "clock_offset_ms": offset, "_clock_unsynced": unsynced}

@@ -127,6 +127,9 @@ apt-get install -y -q --no-install-recommends python3 python3-venv ca-certificat
 # ModemManager only where a 4G modem is used; telemetry reports null for signal without it.
 apt-get install -y -q --no-install-recommends modemmanager \
     || echo "(modemmanager not installed: no 4G signal readings)"
+# iw reads a Wi-Fi link's SSID and bitrate for telemetry (Raspberry Pi OS ships it already).
+apt-get install -y -q --no-install-recommends iw \
+    || echo "(iw not installed: no Wi-Fi SSID or bitrate readings)"
 
 # --- the provisioning answer: JSON (config + CA) or the TOML config alone ---------------------
 if [ -n "$PROVISION" ]; then

@@ -5,34 +5,22 @@ is missing or prints garbage, never a crash; and the alarms the node raises abou
 per episode."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from device_agent import schemas
 from device_agent.agent import PLAYER_FAILING_AFTER
 from device_agent.player import Player, PlayOutcome
-from device_agent.telemetry import (MODEM_FIELDS, SIGNAL_FIELDS, THROTTLED_BITS, MachineProbe,
-                                    health_alarms, parse_get_throttled, parse_mmcli_modem,
-                                    parse_mmcli_signal, run_tool)
+from device_agent.telemetry import (DATA_FIELDS, LINK_FIELDS, MODEM_FIELDS, SIGNAL_FIELDS,
+                                    THROTTLED_BITS, MachineProbe, health_alarms,
+                                    mmcli_bearers, mmcli_net_port, parse_carrier, parse_counter,
+                                    parse_get_throttled, parse_iw_link, parse_link_speed,
+                                    parse_mmcli_bearer, parse_mmcli_modem, parse_mmcli_signal,
+                                    parse_proc_net_wireless, run_tool)
+from tests.agent.machine import machine, recorded, replay
 
-FIXTURES = Path(__file__).parent / "fixtures"
-NULL_MODEM = dict.fromkeys(MODEM_FIELDS + SIGNAL_FIELDS)
+# what the probe reports of a machine whose network it cannot read at all
+NULL_MODEM = dict.fromkeys(MODEM_FIELDS + SIGNAL_FIELDS + LINK_FIELDS + DATA_FIELDS)
 NULL_POWER = dict.fromkeys(THROTTLED_BITS)
-
-
-def recorded(name: str) -> str:
-    return (FIXTURES / name).read_text(encoding="utf-8")
-
-
-def replay(**outputs: str | None):
-    """A tool runner that answers from recorded output, None (as run_tool does for a missing
-    or failing tool) for any command not given."""
-    def run(argv: list[str]) -> str | None:
-        if argv[0] == "mmcli":
-            return outputs.get("signal" if "--signal-get" in argv else "modem")
-        return outputs.get(argv[0])
-    return run
 
 
 def probe(tmp_path, **outputs) -> MachineProbe:
@@ -105,7 +93,7 @@ def test_probe_puts_modem_and_power_readings_in_the_sample(tmp_path):
     assert sample["net"] == {"type": None, "modem_state": "connected", "access_tech": "lte",
                              "registration": "home", "operator": "Viettel", "signal_pct": 67,
                              "signal_dbm": -67.0, "rsrp_dbm": -95.0, "rsrq_db": -11.0,
-                             "sinr_db": 10.2}
+                             "sinr_db": 10.2, **dict.fromkeys(LINK_FIELDS + DATA_FIELDS)}
     assert sample["power"]["under_voltage"] is True and sample["power"]["throttled"] is True
     assert sample["clock_offset_ms"] == -1
     # the wire names are the protocol's: every field the probe fills is one the schema names
@@ -138,6 +126,139 @@ def test_tools_printing_garbage_give_null_not_a_crash(tmp_path):
     assert sample["power"] == NULL_POWER
     assert sample["clock_offset_ms"] is None and sample["_clock_unsynced"] is False
     assert health_alarms(sample, frozenset()) == (frozenset(), [])
+
+
+# --- data used, Wi-Fi and Ethernet -----------------------------------------------------------
+
+NULL_WIFI = {"ssid": None, "wifi_signal_dbm": None, "link_mbps": None}
+NULL_BEARER = {"connected": None, "interface": None, "rx_bytes": None, "tx_bytes": None}
+
+
+def test_connected_bearer_gives_the_bytes_of_its_ongoing_connection():
+    assert parse_mmcli_bearer(recorded("mmcli-bearer-connected.json")) == {
+        "connected": True, "interface": "wwan0", "rx_bytes": 1843302512, "tx_bytes": 96512338}
+    status = recorded("mmcli-modem-connected.json")
+    assert mmcli_bearers(status) == ["/org/freedesktop/ModemManager1/Bearer/1"]
+    assert mmcli_net_port(status) == "wwan0"
+
+
+def test_bearer_without_statistics_gives_its_interface_and_no_bytes():
+    assert parse_mmcli_bearer(recorded("mmcli-bearer-ppp-no-stats.json")) == {
+        "connected": True, "interface": "ppp0", "rx_bytes": None, "tx_bytes": None}
+
+
+def test_wifi_link_gives_ssid_signal_and_transmit_bitrate():
+    assert parse_iw_link(recorded("iw-link-connected.txt")) == {
+        "ssid": "UBND Phường 7", "wifi_signal_dbm": -61.0, "link_mbps": 72.2}
+    assert parse_iw_link(recorded("iw-link-not-connected.txt")) == NULL_WIFI
+    assert parse_proc_net_wireless(recorded("proc-net-wireless.txt"), "wlan0") == -61.0
+    assert parse_proc_net_wireless(recorded("proc-net-wireless.txt"), "wlan1") is None
+
+
+def test_an_ssid_that_is_not_utf8_stays_as_iw_escaped_it():
+    text = "Connected to 04:f0:21:1c:3e:8a (on wlan0)\n\tSSID: cafe\\xe9\\x00\n"
+    assert parse_iw_link(text)["ssid"] == "cafe\\xe9\\x00"
+
+
+@pytest.mark.parametrize("garbage", [
+    "", "command failed: No such device (-19)\n", "Connected to nowhere\n",
+    "Connected to 04:f0:21:1c:3e:8a (on wlan0)\n\tSSID: \x00bad\n\tsignal: 40 dBm\n"
+    "\ttx bitrate: (unknown)\n",
+    "Connected to 04:f0:21:1c:3e:8a (on wlan0)\n\tsignal: -999 dBm\n"
+    "\ttx bitrate: 99999999.9 MBit/s\n",
+    "\x00\xff binary"])
+def test_iw_garbage_gives_null_fields(garbage):
+    assert parse_iw_link(garbage) == NULL_WIFI
+    assert parse_proc_net_wireless(garbage, "wlan0") is None
+
+
+@pytest.mark.parametrize("garbage", [
+    "", "{", "[]", '{"bearer": []}', '{"bearer": {"status": "yes", "stats": 5}}',
+    '{"bearer": {"status": {"connected": true, "interface": "wwan0; rm -rf /"}, '
+    '"stats": {"bytes-rx": "-5", "bytes-tx": "9007199254740993"}}}',
+    '{"bearer": {"stats": {"bytes-rx": "1e9", "bytes-tx": "12.5"}}}'])
+def test_mmcli_bearer_garbage_gives_null_fields(garbage):
+    assert parse_mmcli_bearer(garbage) == NULL_BEARER
+    assert mmcli_bearers(garbage) == [] and mmcli_net_port(garbage) is None
+
+
+@pytest.mark.parametrize("garbage", ["", "-1", "abc", "1.5", "0x10", "\x00", "²", "\u0661"])
+def test_sysfs_garbage_gives_null(garbage):
+    assert parse_link_speed(garbage) is None and parse_carrier(garbage) is None
+    assert parse_counter(garbage) is None
+
+
+def test_sysfs_values_are_read():
+    assert parse_link_speed("1000\n") == 1000 and parse_carrier("1\n") is True
+    assert parse_carrier("0\n") is False and parse_counter("123456789\n") == 123456789
+    assert parse_counter(str(2 ** 53)) is None, "the server refuses it: unknown, not wrapped"
+    assert parse_link_speed("4294967295") is None, "SPEED_UNKNOWN read as unsigned"
+
+
+MODEM_CONNECTED = {"modem": recorded("mmcli-modem-connected.json"),
+                   "signal": recorded("mmcli-signal-lte.json")}
+
+
+def test_a_4g_node_reports_the_bytes_of_its_bearers_connection(tmp_path):
+    net = machine(tmp_path, route="wwan0", sys={"wwan0/carrier": "1"},
+                  bearer=recorded("mmcli-bearer-connected.json"), **MODEM_CONNECTED).sample()["net"]
+    assert net["type"] == "4g" and net["iface"] == "wwan0" and net["carrier"] is True
+    assert (net["rx_bytes"], net["tx_bytes"], net["bytes_since"]) == (1843302512, 96512338,
+                                                                      "connected")
+    assert net["ssid"] is None and net["link_mbps"] is None and net["operator"] == "Viettel"
+
+
+def test_a_bearer_without_statistics_falls_back_to_the_kernels_counters(tmp_path):
+    # the modem's net port (wwan0) also counts, but the connected bearer runs over ppp0
+    net = machine(tmp_path, route="ppp0",
+                  sys={"ppp0/statistics/rx_bytes": "52428800",
+                       "ppp0/statistics/tx_bytes": "1048576",
+                       "wwan0/statistics/rx_bytes": "1", "wwan0/statistics/tx_bytes": "1"},
+                  bearer=recorded("mmcli-bearer-ppp-no-stats.json"),
+                  **MODEM_CONNECTED).sample()["net"]
+    assert (net["rx_bytes"], net["tx_bytes"], net["bytes_since"]) == (52428800, 1048576, "boot")
+
+
+def test_without_modemmanager_a_4g_default_route_gives_its_kernel_counters(tmp_path):
+    net = machine(tmp_path, route="usb0", sys={"usb0/statistics/rx_bytes": "700",
+                                               "usb0/statistics/tx_bytes": "300"}).sample()["net"]
+    assert net["type"] == "4g" and net["modem_state"] is None
+    assert (net["rx_bytes"], net["tx_bytes"], net["bytes_since"]) == (700, 300, "boot")
+
+
+def test_a_wifi_node_reports_ssid_signal_and_bitrate(tmp_path):
+    net = machine(tmp_path, route="wlan0", sys={"wlan0/carrier": "1"},
+                  iw=recorded("iw-link-connected.txt")).sample()["net"]
+    assert {k: net[k] for k in LINK_FIELDS} == {
+        "iface": "wlan0", "carrier": True, "link_mbps": 72.2, "ssid": "UBND Phường 7",
+        "wifi_signal_dbm": -61.0}
+    assert net["type"] == "wifi" and net["rx_bytes"] is None and net["bytes_since"] is None
+
+
+def test_without_iw_the_wifi_signal_comes_from_proc_net_wireless(tmp_path):
+    net = machine(tmp_path, route="wlan0",
+                  wireless=recorded("proc-net-wireless.txt")).sample()["net"]
+    assert net["wifi_signal_dbm"] == -61.0
+    assert net["ssid"] is None and net["link_mbps"] is None and net["carrier"] is None
+
+
+def test_an_ethernet_node_reports_link_speed_and_carrier(tmp_path):
+    net = machine(tmp_path, route="eth0", sys={"eth0/speed": "100", "eth0/carrier": "1"},
+                  iw=recorded("iw-link-connected.txt")).sample()["net"]
+    assert {k: net[k] for k in LINK_FIELDS} == {
+        "iface": "eth0", "carrier": True, "link_mbps": 100, "ssid": None,
+        "wifi_signal_dbm": None}
+
+
+def test_network_files_and_tools_printing_garbage_give_null_not_a_crash(tmp_path):
+    sample = machine(tmp_path, route="wlan0", wireless="garbage\n",
+                     sys={"wlan0/carrier": "x", "wlan0/statistics/rx_bytes": "-1"},
+                     iw="command failed: Operation not supported (-95)",
+                     modem=recorded("mmcli-modem-connected.json"), bearer="{").sample()
+    assert sample["net"] == {**NULL_MODEM, "type": "wifi", "iface": "wlan0",
+                             **parse_mmcli_modem(recorded("mmcli-modem-connected.json"))}
+    message = {"v": 1, "ts": 1, **{k: v for k, v in sample.items() if not k.startswith("_")}}
+    assert schemas.first_error(schemas.TELEMETRY, message) is None
 
 
 # --- alarms the node raises itself ------------------------------------------------------------

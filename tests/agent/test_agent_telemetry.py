@@ -81,7 +81,9 @@ def test_machine_probe_reads_a_fake_tree_and_tools(tmp_path):
     assert sample["net"] == {"type": "4g", "signal_dbm": -67.0, "operator": "Vinaphone",
                              "modem_state": None, "access_tech": None, "registration": None,
                              "signal_pct": None, "rsrp_dbm": None, "rsrq_db": None,
-                             "sinr_db": None}
+                             "sinr_db": None, "iface": "wwan0", "carrier": None,
+                             "link_mbps": None, "ssid": None, "wifi_signal_dbm": None,
+                             "rx_bytes": None, "tx_bytes": None, "bytes_since": None}
     assert sample["clock_offset_ms"] == -2 and sample["_clock_unsynced"] is False
 
 
@@ -93,7 +95,9 @@ def test_machine_probe_gives_null_for_what_is_missing(tmp_path):
     assert sample["net"] == {"type": None, "signal_dbm": None, "operator": None,
                              "modem_state": None, "access_tech": None, "registration": None,
                              "signal_pct": None, "rsrp_dbm": None, "rsrq_db": None,
-                             "sinr_db": None}
+                             "sinr_db": None, "iface": None, "carrier": None,
+                             "link_mbps": None, "ssid": None, "wifi_signal_dbm": None,
+                             "rx_bytes": None, "tx_bytes": None, "bytes_since": None}
     assert sample["power"] == {"under_voltage": None, "freq_capped": None, "throttled": None,
                                "soft_temp_limit": None, "under_voltage_since_boot": None,
                                "freq_capped_since_boot": None, "throttled_since_boot": None,

@@ -7,8 +7,11 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
+
 from device_agent import __version__
 from device_agent.telemetry import MachineProbe, health_alarms
+from tests.agent.machine import machine, recorded
 
 FIXTURES = Path(__file__).resolve().parents[1] / "agent" / "fixtures"
 TS = 1764000000000
@@ -46,11 +49,47 @@ def test_recorded_modem_power_and_clock_readings_reach_the_nodes_api(bridge_setu
     assert shown["net"] == {"type": None, "modem_state": "searching", "access_tech": None,
                             "registration": "searching", "operator": None, "signal_pct": 0,
                             "signal_dbm": -67.0, "rsrp_dbm": -95.0, "rsrq_db": -11.0,
-                            "sinr_db": 10.2}
+                            "sinr_db": 10.2, "iface": None, "carrier": None,
+                            "link_mbps": None, "ssid": None, "wifi_signal_dbm": None,
+                            "rx_bytes": None, "tx_bytes": None, "bytes_since": None}
     assert shown["power"]["under_voltage"] is True and shown["power"]["throttled"] is True
     assert shown["power"]["freq_capped"] is False
     assert shown["clock_offset_ms"] == -1 and shown["agent_version"] == __version__
     assert sorted(a["code"] for a in got["alarms"]) == ["modem_unregistered", "under_voltage"]
+
+
+MODEM = {"modem": recorded("mmcli-modem-connected.json"),
+         "signal": recorded("mmcli-signal-lte.json")}
+
+
+@pytest.mark.parametrize("node, expected", [
+    # on Wi-Fi, its 4G modem connected as a backup: the link's quality and the bearer's bytes
+    (dict(route="wlan0", sys={"wlan0/carrier": "1"}, iw=recorded("iw-link-connected.txt"),
+          bearer=recorded("mmcli-bearer-connected.json"), **MODEM),
+     {"type": "wifi", "iface": "wlan0", "carrier": True, "link_mbps": 72.2,
+      "ssid": "UBND Phường 7", "wifi_signal_dbm": -61.0, "rx_bytes": 1843302512,
+      "tx_bytes": 96512338, "bytes_since": "connected"}),
+    # on Ethernet, the modem's bearer over PPP without statistics: the kernel's counters
+    (dict(route="eth0", sys={"eth0/speed": "100", "eth0/carrier": "1",
+                             "ppp0/statistics/rx_bytes": "52428800",
+                             "ppp0/statistics/tx_bytes": "1048576"},
+          bearer=recorded("mmcli-bearer-ppp-no-stats.json"), **MODEM),
+     {"type": "ethernet", "iface": "eth0", "carrier": True, "link_mbps": 100, "ssid": None,
+      "wifi_signal_dbm": None, "rx_bytes": 52428800, "tx_bytes": 1048576,
+      "bytes_since": "boot"}),
+], ids=["wifi-and-bearer-stats", "ethernet-and-kernel-counters"])
+def test_recorded_link_and_data_used_reach_the_nodes_api(bridge_setup, tmp_path, node,
+                                                         expected):
+    system, bridge, node_id = bridge_setup
+    sample = machine(tmp_path, **node).sample()
+    send(bridge, node_id, "telemetry", {"v": 1, "ts": TS, **{
+        k: v for k, v in sample.items() if not k.startswith("_")}})
+
+    got = system.ok("GET", f"/api/v1/nodes/{node_id}")
+    assert got["rejected"]["messages"] == 0
+    net = got["telemetry"]["net"]
+    assert {k: net[k] for k in expected} == expected
+    assert net["operator"] == "Viettel" and net["rsrp_dbm"] == -95.0
 
 
 def test_telemetry_without_the_new_fields_or_with_them_null_is_read_as_before(bridge_setup):
@@ -73,6 +112,14 @@ def test_telemetry_without_the_new_fields_or_with_them_null_is_read_as_before(br
 def test_telemetry_with_a_signal_quality_past_100_is_refused_and_counted(bridge_setup):
     system, bridge, node_id = bridge_setup
     send(bridge, node_id, "telemetry", {"v": 1, "ts": TS, "net": {"signal_pct": 150}})
+    got = system.ok("GET", f"/api/v1/nodes/{node_id}")
+    assert got["rejected"]["messages"] == 1 and got["rejected"]["last_reason"] == "malformed"
+    assert got["telemetry"] is None
+
+
+def test_telemetry_with_a_negative_byte_count_is_refused_and_counted(bridge_setup):
+    system, bridge, node_id = bridge_setup
+    send(bridge, node_id, "telemetry", {"v": 1, "ts": TS, "net": {"rx_bytes": -1}})
     got = system.ok("GET", f"/api/v1/nodes/{node_id}")
     assert got["rejected"]["messages"] == 1 and got["rejected"]["last_reason"] == "malformed"
     assert got["telemetry"] is None
