@@ -57,6 +57,8 @@ def _op(summary: str, ok: dict, *, body: dict | None = None, params: list | None
 # What a database integer column holds; ids are never negative.
 ID = {"type": "integer", "minimum": 0, "maximum": MAX_DB_INT}
 NODE_ID = {"type": "string", "pattern": NAME_RE.pattern}
+# a query's node filter: a node id, or empty as a page's form sends it (no filter)
+NODE_ID_OR_EMPTY = {"anyOf": [NODE_ID, {"type": "string", "maxLength": 0}]}
 # ?state= of the alerts: one or more of their states, comma-separated; empty: every state
 ALERT_STATES_RE = r"^((open|acknowledged|resolved)(,(open|acknowledged|resolved))*)?$"
 # A query filter from a page's form: an empty value is no filter.
@@ -491,7 +493,7 @@ PATHS = {
         params=[_query("state", {"type": "string", "pattern": ALERT_STATES_RE},
                        "open, acknowledged, resolved; several comma-separated"),
                 _query("area", ID, "only alerts under this area"),
-                _query("node", NODE_ID, "only this node's"),
+                _query("node", NODE_ID_OR_EMPTY, "only this node's (empty: every node)"),
                 _query("kind", {"type": "string", "enum": [k.value for k in AlertKind] + [""]},
                        "empty: every kind"),
                 _query("limit", {"type": "integer"}, "at most this many (1-5000)")])},
@@ -729,7 +731,7 @@ PATHS = {
                 "total": _ref("AirplayTotals")}}},
             "text/csv": {"schema": {"type": "string"}}}},
         params=[_query("area", ID, "only nodes under this area"),
-                _query("node", NODE_ID, "only this node"),
+                _query("node", NODE_ID_OR_EMPTY, "only this node (empty: every node)"),
                 _query("from", TIME_OR_EMPTY, "the period's start (default: a day before to)"),
                 _query("to", TIME_OR_EMPTY, "its end (default: now; at most 92 days after "
                        "from)")])},
