@@ -378,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          "username": NODE,
                                                          "password": h.password,
                                                          "tls": False},
-                                    "config": agent_config(s, node, h.password, h.groups, keys)})
+                                    "config": agent_config(s, node, h.password, h.groups, keys,
+                                                           s.timezone)})
         offline = ["--wheel", args.wheel, "--wheelhouse", args.wheelhouse]
         with timings.step("install-pi.sh, first install, from the provisioning URL + token"):
             # the token through the environment (LOA_PROVISION_TOKEN), out of `ps`'s sight
