@@ -259,11 +259,16 @@ say "GPIO (amplifier relay and fault input, hardware/WIRING.md)"
 # [amp] kind = "gpio" drives the relay through libgpiod v2's Python binding, in the agent's venv
 # (Debian's python3-libgpiod is v1). Where no wheel fits, pip builds it: that needs a compiler.
 GPIOD='gpiod>=2.1,<3'
-if ! "$PREFIX/venv/bin/pip" install -q "$GPIOD"; then
-    apt-get install -y -q gcc python3-dev && "$PREFIX/venv/bin/pip" install -q "$GPIOD" \
-        || echo "(gpiod binding not installed: an [amp] kind = \"gpio\" agent will not start)"
+if "$PREFIX/venv/bin/pip" install -q "${PIP_OPTS[@]}" "$GPIOD"; then
+    :
+elif [ -n "$WHEELHOUSE" ]; then  # offline: no index to build it from
+    echo "(gpiod binding not in $WHEELHOUSE: an [amp] kind = \"gpio\" agent will not start)"
+elif ! { apt-get install -y -q gcc python3-dev && "$PREFIX/venv/bin/pip" install -q "$GPIOD"; }
+then
+    echo "(gpiod binding not installed: an [amp] kind = \"gpio\" agent will not start)"
 fi
 # /dev/gpiochip* for the gpio group (Raspberry Pi OS has this rule; plain Debian does not).
+install -d -m 0755 /etc/udev/rules.d
 cat > /etc/udev/rules.d/60-loa-gpiochip.rules <<'EOF'
 SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"
 EOF
