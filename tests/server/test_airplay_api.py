@@ -136,11 +136,12 @@ def test_a_one_off_is_pending_then_aired_when_the_node_reports_its_play(ward):
     s, node, b = ward["s"], ward["node"], ward["bulletin"]
     bc, cmd_id = _one_off(ward)
     assert cmd_id
-    span = window(NOW - dt.timedelta(minutes=5), NOW + dt.timedelta(minutes=5))
+    now = dt.datetime.now(TZ).replace(microsecond=0)  # not NOW: minutes may pass after import
+    span = window(now - dt.timedelta(minutes=5), now + dt.timedelta(minutes=5))
     (item,) = _besides_the_daily_series(ward, report(s, span)["items"])
     assert (item["broadcast_id"], item["cmd_id"], item["slot_id"], item["status"]) == \
         (bc["id"], cmd_id, None, "pending")
-    played(s, node["id"], b["sha256"], NOW, b["duration_ms"], cmd_id=cmd_id)
+    played(s, node["id"], b["sha256"], now, b["duration_ms"], cmd_id=cmd_id)
     (item,) = _besides_the_daily_series(ward, report(s, span)["items"])
     assert (item["status"], item["reason"]) == ("aired", None)
 
