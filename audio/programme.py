@@ -12,7 +12,7 @@ from audio import ff
 from audio.pipeline import FORMATS, AudioSettings
 from audio.store import MediaStore, Stored, probe_duration_ms
 
-__all__ = ["concat_media"]
+__all__ = ["concat_media", "join"]
 
 
 def concat_media(sources: Sequence[str | os.PathLike[str]], settings: AudioSettings,
@@ -20,6 +20,14 @@ def concat_media(sources: Sequence[str | os.PathLike[str]], settings: AudioSetti
                  ) -> tuple[Stored, int]:
     """The files in ``sources``, in order, as one stored file; (stored, duration in ms).
     AudioError when there is nothing to join or ffmpeg fails."""
+    data, duration_ms = join(sources, settings, tmp_dir)
+    return store.put(data, settings.ext), duration_ms
+
+
+def join(sources: Sequence[str | os.PathLike[str]], settings: AudioSettings,
+         tmp_dir: str | os.PathLike[str] | None = None) -> tuple[bytes, int]:
+    """The files in ``sources``, in order, encoded as one file of the pipeline's output format:
+    (its bytes, its duration in ms). AudioError when there is nothing to join or ffmpeg fails."""
     if not sources:
         raise ff.AudioError("a programme needs at least one file")
     rate = settings.sample_rate
@@ -39,6 +47,4 @@ def concat_media(sources: Sequence[str | os.PathLike[str]], settings: AudioSetti
                               "-b:a", f"{settings.kbps}k", "-map_metadata", "-1",
                               "-fflags", "+bitexact", "-flags:a", "+bitexact",
                               "-f", muxer, str(out)), what="ffmpeg (programme)")
-        duration_ms = probe_duration_ms(out)
-        stored = store.put(out.read_bytes(), settings.ext)
-    return stored, duration_ms
+        return out.read_bytes(), probe_duration_ms(out)

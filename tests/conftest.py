@@ -21,6 +21,7 @@ from werkzeug.security import generate_password_hash
 
 import server.auth
 
+import audio.programme
 from audio.pipeline import Pipeline
 from server.mosquitto import (MosquittoFiles, MosquittoProcess, TlsListener, ensure_tls_files,
                               free_port, mosquitto_binary, password_hash)
@@ -114,8 +115,8 @@ def sql_compiled_once():
 
 @pytest.fixture(scope="session")
 def _renders() -> dict:
-    """What the audio pipeline made, by its input (the samples and the render settings), for
-    ``render_each_input_once``."""
+    """What the audio pipeline made, by its input (the samples and the render settings), and
+    the programmes it joined, by their files and settings, for ``render_each_input_once``."""
     return {}
 
 
@@ -124,9 +125,12 @@ def render_each_input_once(_renders, monkeypatch):
     """The audio pipeline's work (trim, loudness, chimes, encoding: ffmpeg) done once per test
     process for each input, then handed out again: the server tests speak the same sentences
     with the same settings hundreds of times, and the pipeline makes the same file from them
-    each time (its own tests, tests/audio, always run it). What is stored, cached and answered
-    around it runs as before. The server and worker tests use it (their conftest.py)."""
+    each time (its own tests, tests/audio, always run it). A programme's join (audio.programme:
+    one ffmpeg encode, bit-exact) likewise, once per process for the same files in the same
+    order with the same settings. What is stored, cached and answered around them runs as
+    before. The server and worker tests use it (their conftest.py)."""
     process = Pipeline._process
+    join = audio.programme.join
 
     def once(self, pcm, settings, tmp, timer):
         key = (hashlib.sha256(pcm.path.read_bytes()).hexdigest(), pcm.sample_fmt, pcm.width,
@@ -135,7 +139,15 @@ def render_each_input_once(_renders, monkeypatch):
             _renders[key] = process(self, pcm, settings, tmp, timer)
         return _renders[key]
 
+    def join_once(sources, settings, tmp_dir=None):
+        key = ("join", tuple(hashlib.sha256(Path(src).read_bytes()).hexdigest()
+                             for src in sources), repr(sorted(settings.render_fields().items())))
+        if key not in _renders:
+            _renders[key] = join(sources, settings, tmp_dir)
+        return _renders[key]
+
     monkeypatch.setattr(Pipeline, "_process", once)
+    monkeypatch.setattr(audio.programme, "join", join_once)
 
 
 @dataclass
