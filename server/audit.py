@@ -283,6 +283,30 @@ def verify(db: Session, anchors: Iterable[tuple[int, str]] = ()) -> tuple[int, i
     return count, last_id, prev
 
 
+def entries(db: Session, *, actor: str | None = None, action: str | None = None,
+            target_type: str | None = None, start: dt.datetime | None = None,
+            end: dt.datetime | None = None, before: int | None = None,
+            limit: int = 100) -> list[AuditEntry]:
+    """Entries newest first, at most ``limit``: by ``actor`` (a username or "system"),
+    ``action`` (itself or its kind: "users" matches users.*), ``target_type``, in [start, end)
+    (naive UTC) and, to page back, with ids below ``before``. The API and the audit page read
+    the log through this."""
+    q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if start is not None:
+        q = q.where(AuditEntry.at >= start)
+    if end is not None:
+        q = q.where(AuditEntry.at < end)
+    if actor:
+        q = q.where(AuditEntry.actor == actor)
+    if action:
+        q = q.where((AuditEntry.action == action) | AuditEntry.action.startswith(action + "."))
+    if target_type:
+        q = q.where(AuditEntry.target_type == target_type)
+    if before is not None:
+        q = q.where(AuditEntry.id < before)
+    return list(db.scalars(q))
+
+
 def entry_json(e: AuditEntry) -> dict:
     return {"id": e.id, "at": e.at.replace(tzinfo=dt.UTC).isoformat()
             .replace("+00:00", "Z"), "actor_id": e.actor_id, "actor": e.actor,
