@@ -24,7 +24,7 @@ from ..bulletins import scoped_area, speech_defaults, update_area_speech
 from ..context import settings
 from ..errors import ApiError
 from ..i18n import LANGUAGES, t
-from ..models import Area, AuditEntry, area_zone, nearest_setting
+from ..models import Area, AuditEntry, User, area_zone, nearest_setting
 from . import bp, page
 from .emergency import area_tree
 
@@ -63,20 +63,29 @@ def _user_form(template: str, error: str | None = None, status: int = 200, **ctx
                            password_min=settings().password_min_length, **ctx), status
 
 
+def _save_user(person: User | None, form: dict):
+    """Create (``person`` None) or change a user from the form, as the API does; the redirect
+    to the list, or the ApiError of what was refused (nothing saved)."""
+    body = _user_body(B.UserWrite if person else B.UserCreate, form, editing=person is not None)
+    try:
+        saved = user_service.save_user(g.db, g.user, person, body,
+                                       password_min=settings().password_min_length)
+        g.db.commit()
+    except ApiError:
+        g.db.rollback()
+        raise
+    flash(t("admin.user_saved" if person else "admin.user_created", name=saved.username))
+    return redirect(url_for("web.admin_users"))
+
+
 @bp.route("/admin/users", methods=["GET", "POST"])
 @page("user.write")
 def admin_users():
     form = request.form.to_dict() if request.method == "POST" else {}
     if request.method == "POST":
         try:
-            new = user_service.save_user(g.db, g.user, None,
-                                         _user_body(B.UserCreate, form, editing=False),
-                                         password_min=settings().password_min_length)
-            g.db.commit()
-            flash(t("admin.user_created", name=new.username))
-            return redirect(url_for("web.admin_users"))
+            return _save_user(None, form)
         except ApiError as err:
-            g.db.rollback()
             return _user_listing(form, err.message(), err.status)
     return _user_listing(form)
 
@@ -97,14 +106,8 @@ def admin_user(user_id: int):
         return _user_form("admin_user.html", person=person, form={})
     form = request.form.to_dict()
     try:
-        user_service.save_user(g.db, g.user, person,
-                               _user_body(B.UserWrite, form, editing=True),
-                               password_min=settings().password_min_length)
-        g.db.commit()
-        flash(t("admin.user_saved", name=person.username))
-        return redirect(url_for("web.admin_users"))
+        return _save_user(person, form)
     except ApiError as err:
-        g.db.rollback()
         g.db.refresh(person)
         return _user_form("admin_user.html", err.message(), err.status, person=person, form=form)
 

@@ -68,7 +68,7 @@ def test_an_admin_creates_a_user_who_logs_in_and_is_then_edited_and_disabled(app
     admin_page.post(f"/admin/users/{made['id']}", data={
         "role": "approver", "area_id": str(wards["mine"]["id"]), "language": "en"})
     assert _users(s)["bientap-lc"]["active"] is False
-    assert 'id="user-%d" class="inactive"' % made["id"] in admin_page.get("/admin/users").text
+    assert f'id="user-{made["id"]}" class="inactive"' in admin_page.get("/admin/users").text
     assert s.call("POST", "/api/v1/auth/token", token=None, json={
         "username": "bientap-lc", "password": "mat-khau-moi-123"}).status_code == 401
 
