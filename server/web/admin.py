@@ -14,7 +14,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import flash, g, redirect, render_template, request, url_for
-from sqlalchemy import select
 
 from .. import audit
 from .. import bodies as B
@@ -207,10 +206,6 @@ def _day(name: str, tz: ZoneInfo, days: int = 0) -> dt.datetime | None:
     return local.astimezone(dt.UTC).replace(tzinfo=None)
 
 
-def _choices(column) -> list[str]:
-    return [v for v in g.db.scalars(select(column).distinct().order_by(column)) if v]
-
-
 def change_lines(entry: AuditEntry) -> list[tuple[str, str]]:
     """What an entry changed, as (field, text) lines: "old → new" for a change, the values of a
     row made or removed, and only the name of a secret."""
@@ -256,7 +251,7 @@ def admin_audit():
     older = found[AUDIT_PAGE - 1].id if len(found) > AUDIT_PAGE else None
     rows = [{"entry": e, "changes": change_lines(e)} for e in found[:AUDIT_PAGE]]
     return render_template("admin_audit.html", rows=rows, args=args, older=older,
-                           newer=bool(before), actors=_choices(AuditEntry.actor),
-                           actions=_choices(AuditEntry.action),
-                           targets=_choices(AuditEntry.target_type),
+                           newer=bool(before), actors=audit.values(g.db, "actor"),
+                           actions=audit.values(g.db, "action"),
+                           targets=audit.values(g.db, "target_type"),
                            page_args={k: v for k, v in args.items() if v})

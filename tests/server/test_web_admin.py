@@ -198,6 +198,11 @@ def test_the_audit_page_shows_who_changed_what_and_filters_and_pages_it(
 
     page = admin_page.get("/admin/audit").text
     assert 'href="/admin/audit"' in page
+    # the filters offer what the log holds
+    assert {"admin", "dieuhanh-lc"} <= set(_options(page, "actor"))
+    assert {"areas.update", "users.insert", "auth.login"} <= set(_options(page, "action"))
+    assert {"areas", "users", "user"} <= set(_options(page, "target"))
+    assert _options(page, "action") == sorted(_options(page, "action"))
     rows = re.findall(r'<tr id="audit-(\d+)" data-action="([^"]+)">', page)
     assert [int(i) for i, _ in rows] == sorted((int(i) for i, _ in rows), reverse=True)
     ward_row = _row(page, "areas.update")
