@@ -757,7 +757,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "admin.username": {"vi": "Tên đăng nhập", "en": "Username"},
     "admin.role": {"vi": "Vai trò", "en": "Role"},
     "admin.area": {"vi": "Địa bàn", "en": "Area"},
-    "admin.area_mine": {"vi": "Địa bàn của tôi", "en": "My area"},
     "admin.every_area": {"vi": "Mọi địa bàn", "en": "Every area"},
     "admin.language": {"vi": "Ngôn ngữ", "en": "Language"},
     "admin.password": {"vi": "Mật khẩu", "en": "Password"},

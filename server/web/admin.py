@@ -101,6 +101,8 @@ def _user_listing(form: dict, error: str | None = None, status: int = 200):
 @page("user.write")
 def admin_user(user_id: int):
     person = user_service.get_user(g.db, g.user, user_id)  # 404 outside the actor's areas
+    if not user_service.may_grant(g.user, person.role):  # save_user's own refusal, up front
+        raise ApiError(403, "forbidden_role", "err.grant_role", role=person.role)
     if request.method == "GET":
         return _user_form("admin_user.html", person=person, form={})
     form = request.form.to_dict()
@@ -184,7 +186,10 @@ def admin_ward(area_id: int):
             g.db.refresh(area)
             error, status = err.message(), err.status
     return render_template("admin_ward.html", area=area, areas=area_tree(), error=error,
-                           form=form, engines=settings().tts_engines, voices=B.VOICES,
+                           form=form, voices=B.VOICES,
+                           # an engine set before the configuration dropped it stays shown
+                           engines=list(dict.fromkeys([*settings().tts_engines,
+                                                       *filter(None, [area.tts_engine])])),
                            chimes=B.CHIMES, from_parent=inherited(area),
                            quiet_text=quiet_hours_text(area.quiet_hours)), status
 

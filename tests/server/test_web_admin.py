@@ -89,6 +89,16 @@ def test_an_operator_is_not_offered_admin_and_the_server_refuses_to_grant_it(app
     assert r.status_code == 403
     assert _error(r.text) == "Bạn không thể cấp hoặc sửa tài khoản có vai trò admin."
     assert "sep" not in _users(s)
+    # a technician may change nodes, which an operator may not: the operator does not manage one
+    assert "technician" not in _options(page, "role")
+    tech = _users(s)["kythuat-lc"]
+    assert f'href="/admin/users/{tech["id"]}"' not in page
+    assert f'href="/admin/users/{_users(s)["canbo-lc"]["id"]}"' in page
+    r = operator.get(f"/admin/users/{tech['id']}")
+    assert r.status_code == 403
+    assert "Bạn không thể cấp hoặc sửa tài khoản có vai trò technician." in r.text
+    r = operator.post(f"/admin/users/{tech['id']}", data={"role": "technician", "active": ""})
+    assert r.status_code == 403 and _users(s)["kythuat-lc"]["active"] is True
     admin_id = _users(s)["admin"]["id"]
     assert operator.get(f"/admin/users/{admin_id}").status_code == 404  # not in its areas
     assert operator.get("/admin/audit").status_code == 403  # the API's audit.read: admin only
@@ -182,6 +192,9 @@ def test_bad_input_is_refused_in_vietnamese_and_nothing_is_saved(app_only, wards
     assert _error(r.text).startswith("Giờ yên lặng không hợp lệ: viết mỗi khoảng dạng GG:PP-GG:PP")
     r = admin_page.post(ward, data=_ward_form(quiet_inherit="", quiet_hours="22:00"))
     assert r.status_code == 400 and "Giờ yên lặng không hợp lệ" in _error(r.text)
+    admin_page.get("/lang/en")  # the same refusal in English, one click away
+    r = admin_page.post(ward, data=_ward_form(quiet_inherit="", quiet_hours="22h-5h"))
+    assert _error(r.text).startswith("Invalid quiet hours: write each span as HH:MM-HH:MM")
     assert s.ok("GET", f"/api/v1/areas/{wards['mine']['id']}") == before
 
 
