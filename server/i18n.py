@@ -762,10 +762,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "admin.password": {"vi": "Mật khẩu", "en": "Password"},
     "admin.new_password": {"vi": "Đặt lại mật khẩu (để trống: giữ nguyên)",
                            "en": "Reset the password (blank: keep it)"},
-    "admin.password_hint": {"vi": "Ít nhất {min} ký tự. Đặt mật khẩu mới sẽ đăng xuất người "
-                                  "này khỏi mọi thiết bị.",
-                            "en": "At least {min} characters. A new password logs this user "
-                                  "out everywhere."},
+    "admin.password_hint": {"vi": "Ít nhất {min} ký tự.", "en": "At least {min} characters."},
+    "admin.reset_hint": {"vi": "Ít nhất {min} ký tự. Đặt mật khẩu mới sẽ đăng xuất người "
+                               "này khỏi mọi thiết bị.",
+                         "en": "At least {min} characters. A new password logs this user "
+                               "out everywhere."},
     "admin.state": {"vi": "Trạng thái", "en": "State"},
     "admin.active": {"vi": "Đang hoạt động", "en": "Active"},
     "admin.disabled": {"vi": "Đã khoá", "en": "Disabled"},
