@@ -30,7 +30,7 @@ import json
 from typing import Any, cast
 from collections.abc import Iterable
 
-from sqlalchemy import Table, event, inspect, insert, select, update
+from sqlalchemy import Table, event, func, inspect, insert, select, update
 from sqlalchemy.orm import Session
 
 from .models import AuditEntry, AuditHead, User, utcnow
@@ -281,6 +281,41 @@ def verify(db: Session, anchors: Iterable[tuple[int, str]] = ()) -> tuple[int, i
         if hashes.get(aid) != ahash:
             raise AuditBroken(aid, f"row {aid}: does not match the anchor written down earlier")
     return count, last_id, prev
+
+
+def entries(db: Session, *, actor: str | None = None, action: str | None = None,
+            target_type: str | None = None, start: dt.datetime | None = None,
+            end: dt.datetime | None = None, before: int | None = None,
+            limit: int = 100) -> list[AuditEntry]:
+    """Entries newest first, at most ``limit``: by ``actor`` (a username or "system"),
+    ``action`` (itself or its kind: "users" matches users.*), ``target_type``, in [start, end)
+    (naive UTC) and, to page back, with ids below ``before``. The API and the audit page read
+    the log through this."""
+    q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if start is not None:
+        q = q.where(AuditEntry.at >= start)
+    if end is not None:
+        q = q.where(AuditEntry.at < end)
+    if actor:
+        q = q.where(AuditEntry.actor == actor)
+    if action:
+        q = q.where((AuditEntry.action == action) | AuditEntry.action.startswith(action + "."))
+    if target_type:
+        q = q.where(AuditEntry.target_type == target_type)
+    if before is not None:
+        q = q.where(AuditEntry.id < before)
+    return list(db.scalars(q))
+
+
+def values(db: Session, name: str) -> list[str]:
+    """The different values of the indexed column ``name`` (actor, action, target_type) in
+    order: a loose index scan (each step the next value up, one index seek), so a log of a
+    million entries costs a few index seeks per value, not a scan of the log."""
+    col = getattr(AuditEntry, name)
+    seen = select(func.min(col).label("v")).cte("seen", recursive=True)
+    step = select(select(func.min(col)).where(col > seen.c.v).scalar_subquery())
+    seen = seen.union_all(step.where(seen.c.v.is_not(None)))
+    return [v for v in db.scalars(select(seen.c.v).where(seen.c.v.is_not(None))) if v]
 
 
 def entry_json(e: AuditEntry) -> dict:

@@ -596,7 +596,7 @@ class AuditEntry(Base):
     actor_id: Mapped[int | None] = mapped_column(Integer)  # no FK: the log outlives users
     actor: Mapped[str] = mapped_column(String(80), index=True)  # username, "system", "dispatcher"
     action: Mapped[str] = mapped_column(String(60), index=True)
-    target_type: Mapped[str | None] = mapped_column(String(40))
+    target_type: Mapped[str | None] = mapped_column(String(40), index=True)  # the page's filter
     target_id: Mapped[str | None] = mapped_column(String(80))
     detail: Mapped[dict] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
