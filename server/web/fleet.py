@@ -272,9 +272,24 @@ def _node_data(node: Node) -> dict:
                               .order_by(PlayLog.id.desc()).limit(RECENT)))
     alerts = list(g.db.scalars(select(Alert).where(Alert.node_id == node.id)
                                .order_by(Alert.opened_at.desc()).limit(RECENT)))
-    return {**_facts(node), "facts_poll_s": FACTS_POLL_S, "charts": charts(node),
+    return {**_facts(node), "net": network(node), "facts_poll_s": FACTS_POLL_S,
+            "charts": charts(node),
             "desired": state, "slots": slots, "plays": plays, "alerts": alerts,
             "from_ms": from_ms, "actions": ACTIONS}
+
+
+# what the node page shows of its telemetry's "net" (docs/protocol.md, Telemetry)
+NET_FIELDS = ("type", "iface", "carrier", "link_mbps", "ssid", "wifi_signal_dbm", "modem_state",
+              "access_tech", "registration", "operator", "signal_pct", "signal_dbm", "rsrp_dbm",
+              "rsrq_db", "sinr_db", "rx_bytes", "tx_bytes", "bytes_since")
+
+
+def network(node: Node) -> dict:
+    """The link and modem of the node's last report, every field present (None: not read),
+    and ``reported``: whether it said anything about its network at all."""
+    net = (node.last_telemetry or {}).get("net")
+    net = net if isinstance(net, dict) else {}
+    return {"reported": bool(net), **{k: net.get(k) for k in NET_FIELDS}}
 
 
 def _facts(node: Node) -> dict:

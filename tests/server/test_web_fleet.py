@@ -237,3 +237,34 @@ def test_a_volume_out_of_range_is_refused_with_the_apis_message(app_only, wards)
     shown = tech.get(f"{target.path}?{target.query}").text
     assert 'class="fleet-command' in shown
     assert re.search(r"Đặt âm lượng</strong>:\s+đang chờ gửi", shown)
+
+
+def test_a_node_page_shows_its_link_its_modem_and_the_4g_data_it_used(app_only, wards):
+    s = app_only
+    wifi, modem, silent = _nodes(s, wards["mine_cluster"]["id"], ["Loa Wi-Fi", "Loa 4G", "Loa im"])
+    with _db(s) as db:
+        db.execute(update(Node).where(Node.id == wifi).values(last_telemetry={
+            "net": {"type": "wifi", "iface": "wlan0", "carrier": True, "link_mbps": 72.2,
+                    "ssid": "UBND Lê Chân", "wifi_signal_dbm": -58}}))
+        db.execute(update(Node).where(Node.id == modem).values(last_telemetry={
+            "net": {"type": "4g", "iface": "wwan0", "modem_state": "connected",
+                    "access_tech": "lte", "registration": "home", "operator": "Viettel",
+                    "signal_pct": 67, "signal_dbm": -71, "rsrp_dbm": -98, "rsrq_db": -11,
+                    "sinr_db": 7.5, "rx_bytes": 152_300_000, "tx_bytes": 8_400_000,
+                    "bytes_since": "connected"}}))
+        db.commit()
+    tech = PageUser(s, "kythuat-lc", PASSWORD)
+
+    def network(node_id: str) -> str:
+        page = tech.get(f"/nodes/{node_id}").text
+        return page[page.index('id="fleet-net-h"'):page.index("</section>",
+                                                              page.index('id="fleet-net-h"'))]
+
+    shown = network(wifi)
+    assert "Wi-Fi" in shown and "<code>wlan0</code>" in shown and "72.2 Mbit/s" in shown
+    assert "UBND Lê Chân · -58 dBm" in shown and "Modem 4G" not in shown
+    shown = network(modem)
+    assert "Viettel · LTE · home · -71 dBm (67%)" in shown
+    assert "RSRP -98 dBm · RSRQ -11 dB · SINR 7.5 dB" in shown
+    assert "↓ 152.3 MB · ↑ 8.4 MB (từ lần kết nối này)" in shown
+    assert "Nút chưa gửi thông tin mạng." in network(silent)
