@@ -42,6 +42,19 @@ CATALOGUE: dict[str, dict[str, str]] = {
               "Make a new one."},
     "err.node_revoked": {"vi": "Thiết bị {id} đã bị thu hồi; không thể cấp phát lại.",
                          "en": "Node {id} is revoked; it cannot be provisioned again."},
+    "err.area_merged": {"vi": "Địa bàn {name} đã được gộp vào địa bàn khác (mã số {into}).",
+                        "en": "Area {name} has been merged into another (area {into})."},
+    "err.area_cycle": {"vi": "Không thể đưa {name} vào {target}: {target} nằm trong chính {name}.",
+                       "en": "Cannot put {name} into {target}: {target} lies within {name}."},
+    "err.merge_kind": {"vi": "Chỉ gộp được hai địa bàn cùng cấp: {name} là {kind}, {target} là "
+                             "{target_kind}.",
+                       "en": "Only two areas of the same kind can be merged: {name} is a "
+                             "{kind}, {target} a {target_kind}."},
+    "err.area_zone_differs": {
+        "vi": "{name} đang dùng múi giờ {zone}, nơi đến dùng {other}: lịch phát sẽ lệch giờ. "
+              "Hãy đặt cùng múi giờ trước.",
+        "en": "{name} is in time zone {zone}, the destination in {other}: its schedules would "
+              "move hours. Set the same zone first."},
     "err.not_cluster": {"vi": "Địa bàn {id} không phải là cụm loa.",
                         "en": "Area {id} is not a cluster."},
     "err.duplicate": {"vi": "{what} đã tồn tại.", "en": "{what} already exists."},
