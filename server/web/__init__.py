@@ -46,6 +46,8 @@ NAV: list[NavEntry] = [
     NavEntry("web.fleet", "nav.fleet"),
     NavEntry("web.fleet_map", "nav.fleet_map"),
     NavEntry("web.alerts", "nav.alerts"),
+    NavEntry("web.provision_form", "nav.provision", "node.write"),
+    NavEntry("web.areas", "nav.areas", "area.write"),
 ]
 
 
@@ -121,4 +123,4 @@ def page(permission: str | None = None):
 
 
 from . import auth, broadcasts, bulletins, dashboard  # noqa: E402,F401  (their routes on bp)
-from . import alerts, emergency, fleet, schedule  # noqa: E402,F401
+from . import alerts, areas, emergency, fleet, schedule  # noqa: E402,F401
