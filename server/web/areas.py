@@ -113,12 +113,15 @@ def area_page(area_id: int):
     live = _live_areas()
     below = area_subtree_ids(g.db, [area.id])
     parents = [a for a in live if a.id not in below]
+    parent = g.db.get(Area, area.parent_id) if area.parent_id else None
+    if parent is not None and parent not in parents:
+        parents.insert(0, parent)  # above the user's own areas: it stays where it is
     peers = [a for a in live if a.kind == area.kind and a.id not in below]
     counts = area_tree(live)
     return render_template("area.html", area=area, parents=parents, peers=peers,
                            kinds=AREA_KINDS, nodes=next((r.nodes for r in counts
                                                          if r.area.id == area.id), 0),
-                           parent=g.db.get(Area, area.parent_id) if area.parent_id else None,
+                           parent=parent,
                            top_level=_scope() is None)
 
 

@@ -3,6 +3,7 @@ real stack: an admin merges two wards from the area tree after reviewing what mo
 tree then counts the merged ward's node under the kept one; a technician on a phone provisions a
 node from the fleet page, downloads its agent config once, and a reload shows it is gone."""
 import tomllib
+from pathlib import Path
 
 from playwright.sync_api import expect
 
@@ -67,7 +68,7 @@ def test_a_technician_provisions_a_node_from_the_fleet_page_and_downloads_its_co
         with page.expect_download() as info:
             answer.locator("a.prov-download").click()
         download = info.value
-        config = tomllib.loads(open(download.path(), encoding="utf-8").read())
+        config = tomllib.loads(Path(download.path()).read_text(encoding="utf-8"))
         node = s.ok("GET", f"/api/v1/nodes/{config['node_id']}")
         assert node["name"] == name and (node["lat"], node["lon"]) == (16.068, 108.224)
         assert download.suggested_filename == f"{config['node_id']}.toml"

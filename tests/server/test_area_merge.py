@@ -14,6 +14,7 @@ from schedules.slots import slot_id
 from server.cli import main as cli
 from server.models import Area, AuditEntry, Broadcast, LexiconEntry, Node, User
 from tests.server.test_airplay_api import _back_date, played, report, window
+from tests.server.test_web_fleet import _desired_pass
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 PASSWORD = "mat-khau-123"
@@ -21,14 +22,6 @@ PASSWORD = "mat-khau-123"
 
 def _db(s):
     return s.app.extensions["db_sessions"]()
-
-
-def _desired_pass(s) -> None:
-    """The dispatcher's desired-state pass over the app's database (no broker here)."""
-    from schedules.dispatcher import Dispatcher
-    from server.keys import load_signing_key
-    kid, key = load_signing_key(s.settings.signing_key_file)
-    Dispatcher(s.settings, s.app.extensions["db_sessions"], None, key, kid).refresh_desired()
 
 
 def _slots_of(s, node_id: str) -> set[int]:
