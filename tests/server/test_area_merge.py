@@ -180,8 +180,26 @@ def test_a_merged_ward_takes_no_second_merge_and_no_new_area(two):
     assert merge(s, b, a).status_code == 200
     again = merge(s, b, a)
     assert again.status_code == 409 and again.json()["error"]["code"] == "area_merged"
-    r = s.call("POST", "/api/v1/areas", json={"name": "Cụm mới", "code": "NQ-9",
-                                              "kind": "cluster", "parent_id": b["id"]})
+    for method, path, body in (
+            ("POST", "/api/v1/areas", {"name": "Cụm mới", "code": "NQ-9", "kind": "cluster",
+                                       "parent_id": b["id"]}),
+            ("POST", "/api/v1/broadcasts", {"bulletin_id": two["bulletin"]["id"],
+                                            "targets": {"areas": [b["id"]]}}),
+            ("POST", "/api/v1/users", {"username": "moi", "password": PASSWORD * 2,
+                                       "role": "staff", "area_id": b["id"]}),
+            ("PATCH", f"/api/v1/areas/{b['id']}", {"name": "Phường mới"})):
+        r = s.call(method, path, json=body)
+        assert r.status_code == 409 and r.json()["error"]["code"] == "area_merged", (path, r.text)
+        assert "đã được gộp vào địa bàn khác" in r.json()["error"]["message"]
+
+
+def test_two_clusters_merge_with_their_nodes_and_the_merged_one_takes_no_new_node(two):
+    s, a1, b1 = two["s"], two["a1"], two["b1"]
+    s.ok("PATCH", f"/api/v1/areas/{b1['id']}", json={"parent_id": two["a"]["id"]})
+    got = merge(s, b1, a1).json()
+    assert got["moved"]["nodes"] == [two["node_b"]["id"]]
+    assert s.ok("GET", f"/api/v1/nodes/{two['node_b']['id']}")["cluster_id"] == a1["id"]
+    r = s.call("POST", "/api/v1/nodes", json={"cluster_id": b1["id"], "name": "Loa mới"})
     assert r.status_code == 409 and r.json()["error"]["code"] == "area_merged"
 
 
