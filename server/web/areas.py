@@ -24,7 +24,8 @@ from ..i18n import t
 from ..models import Area, Node, area_subtree_ids
 from . import bp, page, read_form
 
-ONCE_KEY = "provision_once"  # the session's one-time mark of the provisioning forms
+ONCE_KEY = "provision_once"  # the session's one-time marks of the provisioning forms
+OPEN_FORMS = 5  # how many of them it keeps
 
 
 @dataclass(frozen=True)
@@ -189,18 +190,22 @@ def merge_area(area_id: int):
 # --- provisioning ---------------------------------------------------------------------------
 
 def _once() -> str:
-    """A new one-time mark for a provisioning form."""
+    """A new one-time mark for a provisioning form; the session keeps the last few (forms open
+    in other tabs stay good)."""
     mark = secrets.token_urlsafe(16)
-    session[ONCE_KEY] = mark
+    session[ONCE_KEY] = [*(session.get(ONCE_KEY) or [])[-(OPEN_FORMS - 1):], mark]
     return mark
 
 
 def _take_once() -> bool:
-    """Whether the form's mark is the session's (it is then used up)."""
+    """Whether the form's mark is one the session holds; it is used up then."""
     mark = request.form.get("once") or ""
-    ok = bool(mark) and secrets.compare_digest(mark, session.get(ONCE_KEY) or "")
-    session.pop(ONCE_KEY, None)
-    return ok
+    marks = [m for m in session.get(ONCE_KEY) or [] if isinstance(m, str)]
+    if not mark or mark not in marks:
+        return False
+    marks.remove(mark)
+    session[ONCE_KEY] = marks
+    return True
 
 
 def _clusters() -> list[Area]:

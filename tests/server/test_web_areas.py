@@ -144,6 +144,13 @@ def test_provisioning_shows_the_config_once_and_a_resend_shows_it_gone(app_only,
     assert "không hiện lại" in again.text
     with _db(s) as db:
         assert len(db.scalars(select(Node).where(Node.name == "Loa chợ Cột Đèn")).all()) == 1
+    # a form opened in another tab before is still good once
+    other = tech.get("/provisioning").text
+    newer = tech.get("/provisioning").text
+    for page in (other, newer):
+        mark = re.search(r'name="once" value="([^"]+)"', page).group(1)
+        assert tech.post("/provisioning", data={**data, "name": f"Loa {mark[:4]}",
+                                                "once": mark}).status_code == 200
     # and the node's page never shows it either
     assert 'password = "' not in html.unescape(tech.get(f"/nodes/{node_id}").text)
 
