@@ -653,9 +653,26 @@ def preview():
 @bp.patch("/areas/<int:area_id>")
 def update_area(area_id: int):
     user = auth.require("area.write")
-    area = bulletins.update_area_speech(g.db, app_settings(), user, area_id, read(B.AreaUpdate))
+    area, moved = area_service.update_area(g.db, app_settings(), user, area_id,
+                                           read(B.AreaUpdate))
     g.db.commit()
+    if moved:  # the nodes below have other groups now
+        node_service.sync_broker_accounts(app_settings(), app_sessions())
     return jsonify(area_json(g.db, area, app_settings().timezone))
+
+
+@bp.post("/areas/<int:area_id>/merge")
+def merge_area(area_id: int):
+    """Merge the area into the body's ``into`` (server.areas.merge_areas)."""
+    user = auth.require("area.write")
+    body = read(B.AreaMerge)
+    s = app_settings()
+    moved = area_service.merge_areas(g.db, s.timezone, user, body.into, area_id)
+    g.db.commit()
+    node_service.sync_broker_accounts(s, app_sessions())
+    return jsonify({"area": area_json(g.db, g.db.get(Area, area_id), s.timezone),
+                    "into": area_json(g.db, g.db.get(Area, body.into), s.timezone),
+                    "moved": moved.json()})
 
 
 @bp.get("/areas/<int:area_id>/lexicon")

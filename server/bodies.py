@@ -429,6 +429,12 @@ class AreaUpdate(Body):
     quiet_hours: QuietHours | None = None
     tz: TimeZone | None = None
     name: Annotated[str | None, Text(200)] = None  # not null: an area keeps a name
+    parent_id: DbId | None = None  # moves the area and all below it; null: to the top
+
+
+class AreaMerge(Body):
+    """Merge the area of the path into ``into`` (server.areas.merge_areas)."""
+    into: DbId
 
 
 class NodeCreate(Body):
@@ -844,7 +850,7 @@ class UserCreate(UserWrite):
 
 # Every body the API reads, by the name the OpenAPI document gives its schema.
 MODELS: tuple[type[BaseModel], ...] = (
-    TokenRequest, AreaCreate, AreaUpdate, NodeCreate, NodeList, NodeCsv, CommandCreate,
+    TokenRequest, AreaCreate, AreaUpdate, AreaMerge, NodeCreate, NodeList, NodeCsv, CommandCreate,
     BulletinCreate,
     BulletinUpload, BulletinUpdate, BulletinAction, PreviewCreate, NormalizeRequest,
     LexiconEntryCreate, BroadcastCreate, BroadcastEdit, OccurrenceChange, ProgrammeCreate,

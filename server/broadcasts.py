@@ -18,11 +18,12 @@ from schedules.recurrence import RecurrenceError, RecurrenceErrorCode
 from schedules.slots import Clash, ConflictReport, check_recurrence, is_occurrence, slot_id
 
 from . import auth, deliveries, schedule
+from .areas import live_area
 from .bodies import BroadcastCreate, BroadcastEdit, OccurrenceChange, TetDays
 from .bulletins import current_approval, visible_bulletin
 from .config import Settings
 from .errors import ApiError, bad_request
-from .models import (Area, Broadcast, Bulletin, BulletinApproval, Node, OccurrenceOverride,
+from .models import (Broadcast, Bulletin, BulletinApproval, Node, OccurrenceOverride,
                      Programme, User, area_ancestors, area_subtree_ids, targets_zone, to_ms,
                      utcnow)
 from .outbox import queue_command
@@ -104,10 +105,10 @@ def holiday_skips(chosen: list | None, tet: TetDays | None,
 
 
 def check_targets(db: Session, user: User, areas: list[int], nodes: list[str]) -> None:
-    """404 for an unknown area or node, 403 for one outside the user's scope."""
+    """404 for an unknown area or node, 409 for an area merged into another (it reaches no
+    node: its successor does), 403 for one outside the user's scope."""
     for area_id in areas:
-        if db.get(Area, area_id) is None:
-            raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+        live_area(db, area_id)
         auth.check_area(db, user, area_id)
     for node_id in nodes:
         node = db.get(Node, node_id)

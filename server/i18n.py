@@ -42,6 +42,19 @@ CATALOGUE: dict[str, dict[str, str]] = {
               "Make a new one."},
     "err.node_revoked": {"vi": "Thiết bị {id} đã bị thu hồi; không thể cấp phát lại.",
                          "en": "Node {id} is revoked; it cannot be provisioned again."},
+    "err.area_merged": {"vi": "Địa bàn {name} đã được gộp vào địa bàn khác (mã số {into}).",
+                        "en": "Area {name} has been merged into another (area {into})."},
+    "err.area_cycle": {"vi": "Không thể đưa {name} vào {target}: {target} nằm trong chính {name}.",
+                       "en": "Cannot put {name} into {target}: {target} lies within {name}."},
+    "err.merge_kind": {"vi": "Chỉ gộp được hai địa bàn cùng cấp: {name} là {kind}, {target} là "
+                             "{target_kind}.",
+                       "en": "Only two areas of the same kind can be merged: {name} is a "
+                             "{kind}, {target} a {target_kind}."},
+    "err.area_zone_differs": {
+        "vi": "{name} đang dùng múi giờ {zone}, nơi đến dùng {other}: lịch phát sẽ lệch giờ. "
+              "Hãy đặt cùng múi giờ trước.",
+        "en": "{name} is in time zone {zone}, the destination in {other}: its schedules would "
+              "move hours. Set the same zone first."},
     "err.not_cluster": {"vi": "Địa bàn {id} không phải là cụm loa.",
                         "en": "Area {id} is not a cluster."},
     "err.duplicate": {"vi": "{what} đã tồn tại.", "en": "{what} already exists."},
@@ -572,6 +585,115 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "cat.other": {"vi": "Khác", "en": "Other"},
     # the fleet pages (server/web/fleet.py)
     "nav.fleet": {"vi": "Thiết bị", "en": "Nodes"},
+    # administration: the area tree and provisioning (server/web/areas.py)
+    "nav.areas": {"vi": "Địa bàn", "en": "Areas"},
+    "nav.provision": {"vi": "Cấp phát thiết bị", "en": "Provision"},
+    "area.kind.province": {"vi": "Tỉnh/Thành phố", "en": "Province"},
+    "area.kind.city": {"vi": "Thành phố", "en": "City"},
+    "area.kind.district": {"vi": "Quận/Huyện", "en": "District"},
+    "area.kind.ward": {"vi": "Phường", "en": "Ward"},
+    "area.kind.commune": {"vi": "Xã", "en": "Commune"},
+    "area.kind.town": {"vi": "Thị trấn", "en": "Town"},
+    "area.kind.cluster": {"vi": "Cụm loa", "en": "Cluster"},
+    "area.kind.zone": {"vi": "Khu vực", "en": "Zone"},
+    "areas.title": {"vi": "Cây địa bàn", "en": "Area tree"},
+    "areas.none": {"vi": "Chưa có địa bàn nào.", "en": "No area yet."},
+    "areas.name": {"vi": "Tên", "en": "Name"},
+    "areas.kind": {"vi": "Cấp", "en": "Kind"},
+    "areas.code": {"vi": "Mã", "en": "Code"},
+    "areas.nodes": {"vi": "Số thiết bị", "en": "Nodes"},
+    "areas.parent": {"vi": "Thuộc địa bàn", "en": "Parent"},
+    "areas.top": {"vi": "(cấp cao nhất)", "en": "(top level)"},
+    "areas.add": {"vi": "Thêm địa bàn", "en": "Add an area"},
+    "areas.add_child": {"vi": "Thêm địa bàn con", "en": "Add an area below"},
+    "areas.add_button": {"vi": "Thêm", "en": "Add"},
+    "areas.added": {"vi": "Đã thêm địa bàn {name}.", "en": "Area {name} added."},
+    "areas.back": {"vi": "Về cây địa bàn", "en": "Back to the area tree"},
+    "areas.edit": {"vi": "Đổi tên hoặc chuyển", "en": "Rename or move"},
+    "areas.move_under": {"vi": "Chuyển vào", "en": "Move under"},
+    "areas.save": {"vi": "Lưu", "en": "Save"},
+    "areas.saved": {"vi": "Đã lưu địa bàn {name}.", "en": "Area {name} saved."},
+    "areas.merge": {"vi": "Gộp vào địa bàn khác", "en": "Merge into another area"},
+    "areas.merge_help": {
+        "vi": "Các cụm loa, thiết bị, lịch phát, chương trình, từ điển đọc và người dùng của "
+              "{name} sẽ chuyển sang địa bàn được giữ lại.",
+        "en": "The clusters, nodes, schedules, programmes, lexicon and users of {name} move to "
+              "the area kept."},
+    "areas.merge_into": {"vi": "Gộp vào", "en": "Merge into"},
+    "areas.merge_review": {"vi": "Xem trước khi gộp", "en": "Review the merge"},
+    "areas.merge_title": {"vi": "Xác nhận gộp địa bàn", "en": "Confirm the merge"},
+    "areas.merge_what": {"vi": "Gộp {name} vào {into}", "en": "Merge {name} into {into}"},
+    "areas.merge_areas": {"vi": "{count} địa bàn con (cụm loa) chuyển sang",
+                          "en": "{count} areas below (clusters) move"},
+    "areas.merge_nodes": {"vi": "{count} thiết bị chuyển sang", "en": "{count} nodes move"},
+    "areas.merge_broadcasts": {"vi": "{count} lịch phát chuyển sang",
+                               "en": "{count} broadcasts and series move"},
+    "areas.merge_users": {"vi": "{count} người dùng chuyển sang", "en": "{count} users move"},
+    "areas.merge_other": {
+        "vi": "{programmes} chương trình, {bulletins} bản tin, {lexicon} mục từ điển đọc",
+        "en": "{programmes} programmes, {bulletins} bulletins, {lexicon} lexicon entries"},
+    "areas.merge_lexicon_dropped": {
+        "vi": "Địa bàn giữ lại đã có cách đọc riêng cho: {terms} (giữ cách đọc đó)",
+        "en": "The area kept reads these its own way (kept): {terms}"},
+    "areas.merge_keeps": {
+        "vi": "{name} không bị xoá mà được đánh dấu đã gộp: lịch sử phát và báo cáo cũ vẫn "
+              "giữ nguyên.",
+        "en": "{name} is not deleted but marked merged: its past plays and reports stay."},
+    "areas.merge_confirm": {"vi": "Gộp địa bàn", "en": "Merge"},
+    "areas.cancel": {"vi": "Huỷ", "en": "Cancel"},
+    "areas.merged": {
+        "vi": "Đã gộp {name} vào {into}: {areas} cụm loa, {nodes} thiết bị, {broadcasts} lịch "
+              "phát, {users} người dùng đã chuyển sang.",
+        "en": "{name} merged into {into}: {areas} clusters, {nodes} nodes, {broadcasts} "
+              "broadcasts, {users} users moved."},
+    "areas.merged_list": {"vi": "Địa bàn đã gộp", "en": "Merged areas"},
+    "areas.merged_into": {"vi": "{name}: đã gộp vào {into} ngày {at}",
+                          "en": "{name}: merged into {into} on {at}"},
+    "prov.title": {"vi": "Cấp phát thiết bị loa", "en": "Provision nodes"},
+    "prov.one": {"vi": "Một thiết bị", "en": "One node"},
+    "prov.no_cluster": {"vi": "Chưa có cụm loa nào trong địa bàn của bạn.",
+                        "en": "There is no cluster in your areas yet."},
+    "prov.name": {"vi": "Tên thiết bị", "en": "Node name"},
+    "prov.name_hint": {"vi": "ví dụ: Loa chợ Cột Đèn", "en": "e.g. Market speaker"},
+    "prov.cluster": {"vi": "Cụm loa", "en": "Cluster"},
+    "prov.lat": {"vi": "Vĩ độ", "en": "Latitude"},
+    "prov.lon": {"vi": "Kinh độ", "en": "Longitude"},
+    "prov.submit": {"vi": "Cấp phát", "en": "Provision"},
+    "prov.csv": {"vi": "Nhập nhiều thiết bị từ tệp CSV", "en": "Import many nodes from CSV"},
+    "prov.csv_help": {
+        "vi": "Tệp UTF-8, dòng đầu ghi tên cột: name, cluster (mã số hoặc mã cụm), latitude, "
+              "longitude, và id nếu muốn. Tất cả các dòng được cấp phát, hoặc không dòng nào.",
+        "en": "UTF-8, a header row naming name, cluster (its id or code), latitude, longitude "
+              "and optionally id. Every row is provisioned, or none."},
+    "prov.file": {"vi": "Tệp CSV", "en": "CSV file"},
+    "prov.import": {"vi": "Nhập và cấp phát", "en": "Import and provision"},
+    "prov.row": {"vi": "Dòng", "en": "Line"},
+    "prov.column": {"vi": "Cột", "en": "Column"},
+    "prov.problem": {"vi": "Lỗi", "en": "Problem"},
+    "prov.done_title": {"vi": "Đã cấp phát", "en": "Provisioned"},
+    "prov.once": {
+        "vi": "Tệp cấu hình chứa mật khẩu của thiết bị và chỉ hiện MỘT lần: hãy tải về ngay. "
+              "Tải lại trang sẽ không hiện lại.",
+        "en": "The config file holds the node's password and is shown ONCE: download it now. "
+              "Reloading will not show it again."},
+    "prov.gone": {
+        "vi": "Tệp cấu hình đã được hiện một lần và không hiện lại. Nếu chưa tải về, hãy tạo "
+              "đường dẫn cài đặt một lần từ trang của thiết bị.",
+        "en": "The config file was shown once and is not shown again. If you did not download "
+              "it, make a one-time install URL from the node's page."},
+    "prov.download": {"vi": "Tải tệp cấu hình", "en": "Download the config file"},
+    "prov.show_config": {"vi": "Xem nội dung tệp cấu hình", "en": "Show the config file"},
+    "prov.again": {"vi": "Cấp phát thiết bị khác", "en": "Provision another"},
+    "prov.install_url": {"vi": "Tạo đường dẫn cài đặt một lần",
+                         "en": "Make a one-time install URL"},
+    "prov.install_title": {"vi": "Đường dẫn cài đặt một lần", "en": "One-time install URL"},
+    "prov.install_once": {
+        "vi": "Mã này chỉ hiện một lần, dùng được một lần, đến {at}. Dùng nó sẽ đổi mật khẩu "
+              "của thiết bị (tệp cấu hình cũ không kết nối được nữa).",
+        "en": "This token is shown once and works once, until {at}. Using it changes the "
+              "node's password (an earlier config file no longer connects)."},
+    "prov.install_run": {"vi": "Chạy trên thiết bị (Raspberry Pi):",
+                         "en": "Run on the node (the Raspberry Pi):"},
     "nav.fleet_map": {"vi": "Bản đồ loa", "en": "Map"},
     "fleet.title": {"vi": "Danh sách thiết bị loa", "en": "Speaker nodes"},
     "fleet.map_link": {"vi": "Xem trên bản đồ", "en": "Show on the map"},

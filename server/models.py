@@ -60,7 +60,11 @@ class Area(Base):
     # shown in it); None: the parent's, and at the root the configured zone
     tz: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    parent: Mapped[Area | None] = relationship(remote_side="Area.id")
+    # merged into another area of its kind (server.areas.merge_areas): what it held moved there;
+    # the row stays so its past (broadcasts, alerts, audit entries, reports) keeps its name
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    merged_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    parent: Mapped[Area | None] = relationship(remote_side="Area.id", foreign_keys=[parent_id])
 
 
 class LexiconEntry(Base):

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from device_agent.protocol import valid_name
 
 from . import audit, auth
-from .areas import slug
+from .areas import live_area, slug
 from .bodies import CommandCreate, NodeCreate, parse
 from .config import Settings
 from .errors import ApiError, bad_request
@@ -149,9 +149,7 @@ class Provisioner:
 
     def _cluster(self, cluster_id: int) -> tuple[Area, list[str], str]:
         if cluster_id not in self._clusters:
-            cluster = self.db.get(Area, cluster_id)
-            if cluster is None:
-                raise ApiError(404, "unknown_area", "err.unknown_area", id=cluster_id)
+            cluster = live_area(self.db, cluster_id)  # not one merged into another
             if cluster.kind != "cluster":
                 raise bad_request("err.not_cluster", "not_cluster", id=cluster_id)
             groups = [a.group for a in area_ancestors(self.db, cluster_id)]
@@ -287,6 +285,7 @@ class RowError:
 
 # The field an error without one is about, by its code.
 _ERROR_FIELD = {"unknown_area": "cluster_id", "not_cluster": "cluster_id",
+                "area_merged": "cluster_id",
                 "forbidden_area": "cluster_id", "duplicate": "id"}
 
 

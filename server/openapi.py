@@ -114,7 +114,16 @@ SCHEMAS = {
         "tz": {"type": ["string", "null"], "description": "the area's own IANA time zone; "
                "null: as the area above"},
         "effective_tz": {"type": "string", "description": "the zone the area lives in: its "
-                         "own, else the nearest area's above it, else the configured zone"}}},
+                         "own, else the nearest area's above it, else the configured zone"},
+        "merged_into_id": {"type": ["integer", "null"], "description": "the area it was merged "
+                           "into (POST /areas/{id}/merge); null: in use"},
+        "merged_at": {"type": ["string", "null"], "format": "date-time"}}},
+    "AreaMerged": {"type": "object", "properties": {
+        "area": _ref("Area"), "into": _ref("Area"),
+        "moved": {"type": "object", "description": "the ids of what moved: areas (child "
+                  "areas), nodes, broadcasts (retargeted), series_split ([old, new] pairs), "
+                  "users, programmes, bulletins, lexicon, alerts; lexicon_dropped: terms the "
+                  "kept area reads its own way"}}},
     "ProvisionedList": {"type": "object", "properties": {"nodes": {
         "type": "array", "items": _ref("Provisioned")}}},
     "RowError": {"type": "object", "required": ["row", "field", "code", "message"],
@@ -410,9 +419,24 @@ PATHS = {
                      "reach its nodes' desired states at once; emergency ignores them), or its "
                      "time zone (inherited the same way; its nodes get the new zone and the "
                      "series expanded in it move their future slots to it at once; 422 "
-                     "unknown_time_zone for a zone the zone database does not know)",
+                     "unknown_time_zone for a zone the zone database does not know), or move "
+                     "it with all below it under another parent (parent_id; null: to the top; "
+                     "422 area_cycle under itself or an area of its own, 422 zone_differs when "
+                     "that would change its time zone, 409 area_merged under a merged area). A "
+                     "move changes the MQTT groups of the nodes below: the broker's ACL is "
+                     "rewritten and the nodes get a new desired state with their groups",
                      _ok(_ref("Area")), body=_ref("AreaUpdate"), params=[_path_param("area_id")],
-                     errors=("400", "401", "403", "404", "422"))},
+                     errors=("400", "401", "403", "404", "409", "422"))},
+    "/api/v1/areas/{area_id}/merge": {"post": _op(
+        "Merge the area into another of its kind (two wards that become one; area.write in "
+        "both): its child areas, nodes, users, programmes, bulletins, lexicon entries and open "
+        "alerts move to it; broadcasts not sent yet are retargeted and series on air split now "
+        "(their future slots go to the kept area). The merged area stays, marked merged "
+        "(merged_into_id), so its past broadcasts and reports still name it. One transaction: "
+        "422 area_cycle (into an area of its own), merge_kind (areas of different kinds), "
+        "zone_differs; 409 area_merged (either already merged); nothing changes then",
+        _ok(_ref("AreaMerged")), body=_ref("AreaMerge"), params=[_path_param("area_id")],
+        errors=("400", "401", "403", "404", "409", "422"))},
     "/api/v1/areas/{area_id}/schedule": {"get": _op(
         "The expanded slots of the area and every area below it, from every planned broadcast "
         "(series and timed one-offs) reaching it, in start order; each slot's times also local "

@@ -13,12 +13,13 @@ from .times import iso
 
 def area_json(db: Session, a: Area, default_tz: str) -> dict:
     """An area; ``effective_tz``: its own zone, else the nearest above it, else ``default_tz``
-    (the configured zone)."""
+    (the configured zone); ``merged_into_id``: the area it was merged into (null: in use)."""
     return {"id": a.id, "parent_id": a.parent_id, "kind": a.kind, "name": a.name, "code": a.code,
             "group": a.group, "tts_engine": a.tts_engine, "tts_voice": a.tts_voice,
             "chime": a.chime, "emergency_confirm": a.emergency_confirm,
             "quiet_hours": a.quiet_hours, "tz": a.tz,
-            "effective_tz": area_zone(db, a.id, default_tz)}
+            "effective_tz": area_zone(db, a.id, default_tz),
+            "merged_into_id": a.merged_into_id, "merged_at": iso(a.merged_at)}
 
 
 def node_json(db: Session, n: Node, alarms: list | None = None) -> dict:

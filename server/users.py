@@ -13,10 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
+from .areas import live_area
 from .auth import PERMISSIONS, hash_password, revoke_logins, user_area_ids
 from .bodies import UserWrite
 from .errors import ApiError, bad_request, not_found
-from .models import Area, User
+from .models import User
 from .times import iso
 
 
@@ -120,8 +121,7 @@ def _area_id(db: Session, value: int | None, allowed: set[int] | None) -> int | 
         if allowed is not None:
             raise ApiError(403, "forbidden_unscoped", "err.unscoped_user")
         return None
-    if db.get(Area, value) is None:
-        raise ApiError(404, "unknown_area", "err.unknown_area", id=value)
+    live_area(db, value)  # 404, or 409 for an area merged into another
     if allowed is not None and value not in allowed:
         raise ApiError(403, "forbidden_area", "err.forbidden_area", area=value)
     return value

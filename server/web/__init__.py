@@ -49,6 +49,8 @@ NAV: list[NavEntry] = [
     NavEntry("web.admin_users", "nav.admin_users", "user.write"),
     NavEntry("web.admin_wards", "nav.admin_wards", "area.write"),
     NavEntry("web.admin_audit", "nav.admin_audit", "audit.read"),
+    NavEntry("web.provision_form", "nav.provision", "node.write"),
+    NavEntry("web.areas", "nav.areas", "area.write"),
 ]
 
 
@@ -124,5 +126,4 @@ def page(permission: str | None = None):
 
 
 from . import auth, broadcasts, bulletins, dashboard  # noqa: E402,F401  (their routes on bp)
-from . import alerts, emergency, fleet, schedule  # noqa: E402,F401
-from . import admin  # noqa: E402,F401
+from . import admin, alerts, areas, emergency, fleet, schedule  # noqa: E402,F401
