@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
+from sqlalchemy import select
 
 from .. import auth as access
 from .. import bodies as B
 from ..context import settings
 from ..errors import ApiError
 from ..i18n import LANGUAGES, current_language, local_time, t
+from ..models import Area
 
 bp = Blueprint("web", __name__)
 
@@ -57,6 +59,51 @@ NAV: list[NavEntry] = [
 def nav_for(user) -> list[NavEntry]:
     """The menu entries ``user`` may use."""
     return [e for e in NAV if e.permission is None or access.can(user, e.permission)]
+
+
+@dataclass(frozen=True)
+class TreeArea:
+    """An area of the user's tree, with its depth (for indented lists and checkboxes)."""
+    area: Area
+    depth: int
+
+
+def user_areas(*, clusters: bool = True, by_name: bool = False) -> list[Area]:
+    """The logged-in user's areas (their own and every one below it; every area for an
+    unscoped user) that are in use: a ward merged into another is left out, as it takes
+    nothing new. By id, or by name (case-folded) then id; clusters left out on request."""
+    allowed = access.user_area_ids(g.db, g.user)
+    q = select(Area).where(Area.merged_into_id.is_(None))
+    if allowed is not None:
+        q = q.where(Area.id.in_(allowed))
+    if not clusters:
+        q = q.where(Area.kind != "cluster")
+    found = list(g.db.scalars(q.order_by(Area.id)))
+    if by_name:
+        found.sort(key=lambda a: (a.name.casefold(), a.id))
+    return found
+
+
+def tree_order(shown: list[Area]) -> list[TreeArea]:
+    """``shown`` depth first, each after its parent (an area whose parent is not among them is
+    a root), siblings in the order given."""
+    ids = {a.id for a in shown}
+    children: dict[int | None, list[Area]] = {}
+    for a in shown:
+        children.setdefault(a.parent_id if a.parent_id in ids else None, []).append(a)
+    out: list[TreeArea] = []
+
+    def walk(parent: int | None, depth: int) -> None:
+        for a in children.get(parent, []):
+            out.append(TreeArea(a, depth))
+            walk(a.id, depth + 1)
+    walk(None, 0)
+    return out
+
+
+def area_tree() -> list[TreeArea]:
+    """The user's areas in use as a tree, siblings by name."""
+    return tree_order(user_areas(by_name=True))
 
 
 def read_form(model: type[B.M], form: dict) -> B.M:

@@ -24,8 +24,7 @@ from ..context import settings
 from ..errors import ApiError
 from ..i18n import LANGUAGES, t
 from ..models import Area, AuditEntry, User, area_zone, nearest_setting
-from . import bp, page
-from .emergency import area_tree
+from . import area_tree, bp, page
 
 EVERY_AREA = "all"  # the area select's value for "every area" (area_id null in the API)
 AUDIT_PAGE = 50

@@ -14,7 +14,7 @@ from ..context import settings
 from ..errors import ApiError, not_found
 from ..i18n import current_language, t
 from ..models import Alert, Area, area_subtree_ids, utcnow
-from . import bp, page, read_form
+from . import bp, page, read_form, user_areas
 
 MAX_ROWS = 200
 TABS = tuple(s.value for s in alert_service.State)
@@ -53,8 +53,7 @@ def alerts():
     if state not in TABS:
         state = "open"
     allowed = access.user_area_ids(g.db, g.user)
-    areas = [a for a in g.db.scalars(select(Area).order_by(Area.id))
-             if allowed is None or a.id in allowed]
+    areas = user_areas()
     area_id = _int_arg("area")
     scope = allowed
     if area_id is not None and any(a.id == area_id for a in areas):

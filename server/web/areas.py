@@ -22,7 +22,7 @@ from ..context import sessions, settings
 from ..errors import ApiError, bad_request
 from ..i18n import t
 from ..models import Area, Node, area_subtree_ids
-from . import bp, page, read_form
+from . import bp, page, read_form, tree_order, user_areas
 
 ONCE_KEY = "provision_once"  # the session's one-time marks of the provisioning forms
 OPEN_FORMS = 5  # how many of them it keeps
@@ -41,10 +41,7 @@ def _scope() -> set[int] | None:
 
 def _live_areas() -> list[Area]:
     """The user's areas that are in use (not merged), by id."""
-    allowed = _scope()
-    return [a for a in g.db.scalars(select(Area).where(Area.merged_into_id.is_(None))
-                                    .order_by(Area.id))
-            if allowed is None or a.id in allowed]
+    return user_areas()
 
 
 def area_tree(areas: list[Area]) -> list[TreeRow]:
@@ -52,26 +49,12 @@ def area_tree(areas: list[Area]) -> list[TreeRow]:
     it (one query: the nodes per cluster)."""
     per_cluster = dict(g.db.execute(select(Node.cluster_id, func.count()).where(
         Node.revoked_at.is_(None)).group_by(Node.cluster_id)).all())
-    ids = {a.id for a in areas}
-    children: dict[int | None, list[Area]] = {}
-    for a in areas:
-        children.setdefault(a.parent_id if a.parent_id in ids else None, []).append(a)
-    for kids in children.values():
-        kids.sort(key=lambda a: (a.name.casefold(), a.id))
-
-    def count(a: Area) -> int:
-        return per_cluster.get(a.id, 0) + sum(count(c) for c in children.get(a.id, []))
-
-    rows: list[TreeRow] = []
-
-    def walk(a: Area, depth: int) -> None:
-        rows.append(TreeRow(a, depth, count(a)))
-        for c in children.get(a.id, []):
-            walk(c, depth + 1)
-
-    for root in children.get(None, []):
-        walk(root, 0)
-    return rows
+    rows = tree_order(sorted(areas, key=lambda a: (a.name.casefold(), a.id)))
+    counts = {row.area.id: per_cluster.get(row.area.id, 0) for row in rows}
+    for row in reversed(rows):  # children come after their parent: add them up bottom-up
+        if row.area.parent_id in counts:
+            counts[row.area.parent_id] += counts[row.area.id]
+    return [TreeRow(row.area, row.depth, counts[row.area.id]) for row in rows]
 
 
 @bp.get("/areas")

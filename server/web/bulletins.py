@@ -15,8 +15,8 @@ from ..broadcasts import broadcast_visible, create_broadcast
 from ..context import settings, speech
 from ..errors import ApiError
 from ..i18n import CATEGORIES, t
-from ..models import Area, Broadcast
-from . import bp, local_path, page, read_form
+from ..models import Broadcast
+from . import bp, local_path, page, read_form, user_areas
 
 STATUSES = tuple(bulletin_service.BulletinStatus)
 
@@ -64,9 +64,7 @@ def approval_queue():
 @page("bulletin.write")
 def new_bulletin():
     user = g.user
-    allowed = access.user_area_ids(g.db, user)
-    areas = [a for a in g.db.scalars(select(Area).order_by(Area.id))
-             if a.kind != "cluster" and (allowed is None or a.id in allowed)]
+    areas = user_areas(clusters=False)
     can_approve = access.can(user, "bulletin.approve") and access.can(user, "broadcast.write")
     error, form = None, {}
     if request.method == "POST":

@@ -9,7 +9,6 @@ server.broadcasts create_broadcast, confirm_broadcast, cancel_broadcast; server.
 the typed text."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from flask import flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -25,37 +24,10 @@ from ..context import settings, speech
 from ..errors import ApiError, not_found
 from ..i18n import t
 from ..models import Area, Broadcast
-from . import bp, page, read_form
+from . import area_tree, bp, page, read_form
 from .broadcasts import _broadcast_data
 
 RECENT = 10
-
-
-@dataclass
-class TreeArea:
-    """An area of the user's tree, with its depth for the checkbox list."""
-    area: Area
-    depth: int
-
-
-def area_tree() -> list[TreeArea]:
-    """The user's areas (their own and every area below it; every area for an unscoped user),
-    parents before their children."""
-    allowed = access.user_area_ids(g.db, g.user)
-    areas = [a for a in g.db.scalars(select(Area).order_by(Area.name, Area.id))
-             if allowed is None or a.id in allowed]
-    ids = {a.id for a in areas}
-    children: dict[int | None, list[Area]] = {}
-    for a in areas:
-        children.setdefault(a.parent_id if a.parent_id in ids else None, []).append(a)
-    out: list[TreeArea] = []
-
-    def walk(parent: int | None, depth: int) -> None:
-        for a in children.get(parent, []):
-            out.append(TreeArea(a, depth))
-            walk(a.id, depth + 1)
-    walk(None, 0)
-    return out
 
 
 def _areas(form) -> list[int]:

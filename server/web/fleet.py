@@ -21,7 +21,7 @@ from ..errors import ApiError, bad_request, not_found
 from ..models import (Alert, Area, Command, Node, PlayLog, Telemetry, area_subtree_ids, from_ms,
                       utcnow)
 from ..websec import CSP
-from . import bp, page
+from . import bp, page, user_areas
 from .dashboard import alarm_condition, conditional
 
 PAGE_SIZE = 50
@@ -128,9 +128,9 @@ def filtered_nodes(allowed: set[int] | None) -> dict:
             "page_args": {k: v for k, v in args.items() if v is not None}}
 
 
-def _areas(allowed: set[int] | None) -> list[Area]:
-    q = select(Area).order_by(Area.name)
-    return list(g.db.scalars(q if allowed is None else q.where(Area.id.in_(allowed))))
+def _areas() -> list[Area]:
+    """The filter's areas: the user's, in use, by name."""
+    return user_areas(by_name=True)
 
 
 def node_state(node: Node) -> str:
@@ -147,7 +147,7 @@ def node_state(node: Node) -> str:
 def fleet():
     allowed = access.user_area_ids(g.db, g.user)
     data = filtered_nodes(allowed)
-    areas = _areas(allowed)
+    areas = _areas()
     return render_template("fleet.html", areas=areas, clusters={a.id: a for a in areas},
                            statuses=node_service.NODE_STATUSES, state_of=node_state, **data)
 

@@ -24,7 +24,7 @@ from ..context import settings
 from ..errors import ApiError, not_found
 from ..i18n import CATALOGUE, current_language, t
 from ..models import Area, Broadcast, area_zone, targets_zone
-from . import bp, local_path, page
+from . import bp, local_path, page, tree_order, user_areas
 
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 HOLIDAYS = tuple(str(h) for h in LunarHoliday)
@@ -34,21 +34,7 @@ KINDS = ("once", "daily", "weekly", "lunar")
 def _areas() -> list[Area]:
     """The areas (not clusters) the user may see, in tree order: each after its parent, the
     children of one parent by id."""
-    allowed = access.user_area_ids(g.db, g.user)
-    shown = [a for a in g.db.scalars(select(Area).order_by(Area.id))
-             if a.kind != "cluster" and (allowed is None or a.id in allowed)]
-    ids = {a.id for a in shown}
-    children: dict[int | None, list[Area]] = {}
-    for a in shown:
-        children.setdefault(a.parent_id if a.parent_id in ids else None, []).append(a)
-    ordered: list[Area] = []
-
-    def walk(parent: int | None) -> None:
-        for a in children.get(parent, []):
-            ordered.append(a)
-            walk(a.id)
-    walk(None)
-    return ordered
+    return [row.area for row in tree_order(user_areas(clusters=False))]
 
 
 def rule_words(rule: str, start_at: dt.datetime, tz: str) -> str:
