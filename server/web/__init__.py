@@ -46,6 +46,7 @@ NAV: list[NavEntry] = [
     NavEntry("web.fleet", "nav.fleet"),
     NavEntry("web.fleet_map", "nav.fleet_map"),
     NavEntry("web.alerts", "nav.alerts"),
+    NavEntry("web.reports", "nav.reports"),
 ]
 
 
@@ -121,4 +122,4 @@ def page(permission: str | None = None):
 
 
 from . import auth, broadcasts, bulletins, dashboard  # noqa: E402,F401  (their routes on bp)
-from . import alerts, emergency, fleet, schedule  # noqa: E402,F401
+from . import alerts, emergency, fleet, reports, schedule  # noqa: E402,F401
