@@ -330,7 +330,7 @@ def _chart(pdf, bars: list[tuple[str, int, int]]) -> None:
         pdf.cell(0, 6, t("reports.nothing"), new_x="LMARGIN", new_y="NEXT")
         return
     bars = bars[:12]
-    height, label_h = 50.0, 10.0
+    height, label_h = 50.0, 13.0  # a name takes three lines at most
     if pdf.get_y() + height + label_h + 10 > pdf.h - pdf.b_margin:
         pdf.add_page()
     left, top = pdf.l_margin, pdf.get_y() + 2
@@ -349,7 +349,8 @@ def _chart(pdf, bars: list[tuple[str, int, int]]) -> None:
             pdf.set_xy(x + k * bar_w - 2, top + height - h - 4)
             pdf.cell(bar_w + 4, 4, str(value), align="C")
         pdf.set_xy(left + n * group, top + height + 1)
-        pdf.multi_cell(group, 4, name, align="C", max_line_height=4)
+        pdf.multi_cell(group, 4, name if len(name) <= 40 else name[:39] + "…", align="C",
+                       max_line_height=4)
     y = top + height + label_h + 2
     for k, (label, colour) in enumerate(((t("reports.planned"), BAR_PLANNED),
                                          (t("airstatus.aired"), BAR_AIRED))):
@@ -361,6 +362,7 @@ def _chart(pdf, bars: list[tuple[str, int, int]]) -> None:
 
 
 def _table(pdf, title: str, head: list[str], rows: list[list], widths: tuple) -> None:
+    from fpdf.fonts import FontFace
     pdf.ln(2)
     pdf.set_font("DejaVu", "B", 11)
     pdf.cell(0, 7, title, new_x="LMARGIN", new_y="NEXT")
@@ -368,7 +370,10 @@ def _table(pdf, title: str, head: list[str], rows: list[list], widths: tuple) ->
     if not rows:
         pdf.cell(0, 6, t("reports.nothing"), new_x="LMARGIN", new_y="NEXT")
         return
-    with pdf.table(col_widths=widths, text_align="LEFT", line_height=5,
+    pdf.set_fill_color(255, 255, 255)  # the rows: white; the heading row: its own fill
+    with pdf.table(col_widths=widths, text_align="LEFT", line_height=5, align="LEFT",
+                   cell_fill_mode="NONE", headings_style=FontFace(emphasis="BOLD",
+                                                                  fill_color=(236, 239, 241)),
                    width=min(sum(widths), pdf.w - pdf.l_margin - pdf.r_margin)) as table:
         for cells in [head, *rows]:
             row = table.row()
