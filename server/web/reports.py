@@ -177,15 +177,16 @@ def uptime(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.date
                                                      else_=counted.c.n)))
                     .group_by(counted.c.node_id)):
                 heard[node_id] = heard.get(node_id, 0.0) + float(reports or 0)
+    kept = bool(heard) or _kept(db, start_ms)
     out: dict[str, float | None] = {}
     for node in nodes.values():
         lo = max(start, schedule.aware(node.created_at))
         hi = min(end, now, schedule.aware(node.revoked_at) if node.revoked_at else end)
         hours = (hi - lo).total_seconds() / 3600
-        if hours <= 0 or node.id not in heard:
-            out[node.id] = None if hours <= 0 or not _kept(db, start_ms) else 0.0
-            continue
-        out[node.id] = min(1.0, heard[node.id] / (hours * per_hour))
+        if hours <= 0 or not kept:
+            out[node.id] = None
+        else:
+            out[node.id] = min(1.0, heard.get(node.id, 0.0) / (hours * per_hour))
     return out
 
 

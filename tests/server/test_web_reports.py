@@ -201,10 +201,35 @@ def test_a_wrong_period_or_area_is_refused_in_the_users_language(app_only, wards
     assert "at most 366 days" in admin.get("/reports?from=2024-01-01&to=2026-01-01").text
 
 
-def test_a_six_month_period_is_covered_whole(app_only, data):
-    """A half year (181 days) is more than the API's 92-day window: every day is counted."""
-    admin = PageUser(app_only, "admin", ADMIN_PASSWORD)
+def test_a_six_month_period_is_covered_whole(app_only, wards):
+    """A half year (181 days) is longer than the API's 92-day window: every day is counted."""
+    s = app_only
+    node_id = s.ok("GET", f"/api/v1/nodes?area={wards['mine_cluster']['id']}")["nodes"][0]["id"]
+    _back_date(s, Node, node_id, days=200)
+    began = LAST - dt.timedelta(days=150)
+    bc = s.ok("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": _bulletin(s, "health")["id"], "targets": {"areas": [wards["mine"]["id"]]},
+        "recurrence": "FREQ=DAILY", "start_at": dt.datetime.combine(began, dt.time(6), TZ)
+        .isoformat()})
+    _back_date(s, Broadcast, bc["id"], days=200)
+    admin = PageUser(s, "admin", ADMIN_PASSWORD)
     first = LAST - dt.timedelta(days=180)
     page = admin.get(f"/reports?from={first.isoformat()}&to={LAST.isoformat()}").text
-    mine = _row(page, f"area-{data['mine_cluster']['id']}")
-    assert 'data-planned="3" data-aired="1" data-missed="2"' in mine  # the series began at FIRST
+    mine = _row(page, f"area-{wards['mine_cluster']['id']}")
+    assert 'data-planned="151" data-aired="0" data-missed="151"' in mine  # one a day, unheard
+
+
+def test_a_node_never_heard_from_is_up_0_percent_and_without_any_telemetry_unknown(
+        app_only, wards):
+    s = app_only
+    admin = PageUser(s, "admin", ADMIN_PASSWORD)
+    node_id = s.ok("GET", f"/api/v1/nodes?area={wards['mine_cluster']['id']}")["nodes"][0]["id"]
+    other_id = s.ok("GET", f"/api/v1/nodes?area={wards['other_cluster']['id']}")["nodes"][0][
+        "id"]
+    for n in (node_id, other_id):
+        _back_date(s, Node, n)
+    assert "—" in _row(admin.get(f"/reports?{PERIOD}").text, f"node-{node_id}")
+    _heard(s, other_id, 72, 3600 // s.settings.node_telemetry_s)
+    page = admin.get(f"/reports?{PERIOD}").text
+    assert "0.0 %" in _row(page, f"node-{node_id}")
+    assert "100.0 %" in _row(page, f"node-{other_id}")
