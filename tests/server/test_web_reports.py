@@ -194,7 +194,7 @@ def test_a_wrong_period_or_area_is_refused_in_the_users_language(app_only, wards
                                                                    message):
     admin = PageUser(app_only, "admin", ADMIN_PASSWORD)
     r = admin.get(f"/reports?{query}")
-    assert r.status_code in (400, 404) and message in r.text
+    assert r.status_code in (400, 404, 422) and message in r.text
     assert 'name="from"' in r.text  # the form stays, to correct the period
     assert admin.get(f"/reports/download.csv?{query}").status_code == r.status_code
     admin.get("/lang/en")
@@ -233,3 +233,31 @@ def test_a_node_never_heard_from_is_up_0_percent_and_without_any_telemetry_unkno
     page = admin.get(f"/reports?{PERIOD}").text
     assert "0.0 %" in _row(page, f"node-{node_id}")
     assert "100.0 %" in _row(page, f"node-{other_id}")
+
+
+def test_the_api_gives_the_same_summary_as_json_and_csv(app_only, data):
+    s = app_only
+    got = s.ok("GET", f"/api/v1/reports/summary?{PERIOD}")
+    assert got["from"] == FIRST.isoformat() and got["to"] == LAST.isoformat()
+    areas = {a["area_name"]: (a["planned"], a["aired"], a["missed"]) for a in got["areas"]}
+    assert areas == {"Cụm 1": (3, 1, 2), "Cụm 2": (3, 3, 0)}
+    nodes = {n["node_id"]: n["uptime"] for n in got["nodes"]}
+    assert nodes == {data["nodes"]["mine"]: 0.5, data["nodes"]["other"]: 1.0}
+    assert {(h["category"], h["area_name"], h["hours"]) for h in got["hours"]} == {
+        ("health", "Cụm 1", 0.75), ("traffic", "Cụm 2", 2.25)}
+    assert got["total"]["planned"] == 6
+    mine = s.ok("GET", f"/api/v1/reports/summary?{PERIOD}", token=data["technician"])
+    assert [a["area_name"] for a in mine["areas"]] == ["Cụm 1"]
+    r = s.call("GET", f"/api/v1/reports/summary?{PERIOD}", headers={"Accept": "text/csv"})
+    assert r.status_code == 200 and "Cụm 2" in r.content.decode("utf-8-sig")
+    bad = s.call("GET", "/api/v1/reports/summary?from=2026-06-01&to=2026-01-01")
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "bad_period"
+
+
+def test_without_the_font_the_pdf_is_refused_with_what_to_install(app_only, wards,
+                                                                   monkeypatch, tmp_path):
+    from server import report_summary
+    monkeypatch.setattr(report_summary, "FONT_DIR", str(tmp_path))
+    admin = PageUser(app_only, "admin", ADMIN_PASSWORD)
+    r = admin.get(f"/reports/download.pdf?{PERIOD}")
+    assert r.status_code == 503 and "fonts-dejavu-core" in r.text
