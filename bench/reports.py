@@ -6,7 +6,7 @@ node and hour, the way the dispatcher's rollup keeps them (server/retention.py).
 In-process on SQLite: the instance, areas, nodes, bulletin and both daily series are made
 through the API (Flask's test client, espeak speaking the bulletin); the play logs and hourly
 rows, being what nodes and the dispatcher would write, are inserted in bulk. Then the page's
-``summarise`` (server/web/reports.py), the CSV and the PDF are timed, ``--runs`` times each.
+``summarise`` (server/report_summary.py), the CSV and the PDF are timed, ``--runs`` times each.
 ``--write-docs`` rewrites its section of docs/benchmarks.md. Benchmarks are not tests.
 """
 from __future__ import annotations
@@ -132,7 +132,7 @@ def main() -> int:
     from flask import g
 
     from server.models import User
-    from server.web import reports
+    from server import report_summary as reports
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         app, plays, hourly = build(Path(tmp), args.nodes, args.clusters, args.days)
@@ -161,14 +161,15 @@ def main() -> int:
                       f" csv {csv_t[0]:.3f} s, pdf {pdf_t[0]:.2f} s", flush=True)
     if args.write_docs:
         sys.path.insert(0, str(HERE))
-        from fanout import write_docs
+        from fanout import uptime, write_docs
         lines = [BEGIN, "## Reports: a six-monthly and a yearly report", "",
                  f"`python bench/reports.py --nodes {args.nodes} --clusters {args.clusters} "
                  f"--days {args.days} --write-docs` on the 2-core machine, SQLite, "
                  f"{dt.date.today().isoformat()}: {args.nodes} nodes in {args.clusters} clusters,"
                  f" a bulletin aired twice a day for {args.days} days ({plays} play logs), an "
                  f"hourly telemetry row per node and hour ({hourly} rows). Median of "
-                 f"{args.runs} runs (max in brackets).", "",
+                 f"{args.runs} runs (max in brackets), load average {uptime()} at the end (other "
+                 "work shares the machine: upper bounds).", "",
                  "| period | planned items | the numbers (`summarise`) | CSV | PDF |",
                  "| --- | --- | --- | --- | --- |"]
         for label, planned, page, csv_t, pdf_t in results:
