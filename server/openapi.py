@@ -63,6 +63,10 @@ NODE_ID_OR_EMPTY = {"anyOf": [NODE_ID, {"type": "string", "maxLength": 0}]}
 ALERT_STATES_RE = r"^((open|acknowledged|resolved)(,(open|acknowledged|resolved))*)?$"
 # A query filter from a page's form: an empty value is no filter.
 TIME_OR_EMPTY = {"anyOf": [TIME, {"const": ""}], "description": "ISO 8601; empty: no bound"}
+# the airplay counts of one area (the node's cluster), as both reports give them
+AREA_TOTALS = {"allOf": [_ref("AirplayTotals"), {
+    "type": "object", "properties": {"area_id": {"type": "integer"},
+                                     "area_name": {"type": ["string", "null"]}}}]}
 # a report's day, as a date input sends it; empty: its default
 DATE_OR_EMPTY = {"anyOf": [{"type": "string", "format": "date"}, {"const": ""}],
                  "description": "YYYY-MM-DD; empty: the default"}
@@ -730,9 +734,7 @@ PATHS = {
                 "tz": {"type": "string", "description": "the zone from and to without an "
                        "offset were read in: the area's (area, else the caller's)"},
                 "items": {"type": "array", "items": _ref("AirplayItem")},
-                "totals": {"type": "array", "items": {"allOf": [_ref("AirplayTotals"), {
-                    "type": "object", "properties": {"area_id": {"type": "integer"},
-                                                     "area_name": NULLABLE_STR}}]}},
+                "totals": {"type": "array", "items": AREA_TOTALS},
                 "total": _ref("AirplayTotals")}}},
             "text/csv": {"schema": {"type": "string"}}}},
         params=[_query("area", ID, "only nodes under this area"),
@@ -752,9 +754,7 @@ PATHS = {
                 "from": {"type": "string", "format": "date"},
                 "to": {"type": "string", "format": "date"}, "tz": {"type": "string"},
                 "area_id": {"type": ["integer", "null"]},
-                "areas": {"type": "array", "items": {"allOf": [_ref("AirplayTotals"), {
-                    "type": "object", "properties": {"area_id": {"type": "integer"},
-                                                     "area_name": NULLABLE_STR}}]}},
+                "areas": {"type": "array", "items": AREA_TOTALS},
                 "nodes": {"type": "array", "items": {"allOf": [_ref("AirplayTotals"), {
                     "type": "object", "properties": {
                         "node_id": {"type": "string"}, "name": {"type": "string"},
