@@ -149,7 +149,7 @@ def main() -> int:
 
                 def run(first=first, last=last, made=made):
                     made[:] = [reports.summarise(
-                        db, areas=None, first_day=first, last_day=last,
+                        db, app.config["SETTINGS"], areas=None, first_day=first, last_day=last,
                         tz="Asia/Ho_Chi_Minh", now=dt.datetime.now(dt.UTC))]
                 page = timed(run, args.runs)
                 summary = made[0]

@@ -900,7 +900,7 @@ def summary_report():
     node, hours aired by category and area, node uptime, for whole days from..to (YYYY-MM-DD,
     in the area's zone; at most 366 days) within the caller's areas. Accept: text/csv gives the
     page's CSV."""
-    summary, _name, area_id = report_summary.asked(g.db, g.user, request.args)
+    summary, _name, area_id = report_summary.asked(g.db, app_settings(), g.user, request.args)
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
         return Response(report_summary.csv_text(summary), mimetype="text/csv",
                         headers={"Content-Disposition": "attachment; filename=summary.csv"})

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from . import auth as access
 from . import reports as airplay
 from . import retention, schedule
-from .context import settings
+from .config import Settings
 from .errors import ApiError
 from .i18n import t
 from .models import (MAX_DB_INT, Area, Broadcast, Bulletin, Node, Telemetry, TelemetryHourly, User,
@@ -198,10 +198,10 @@ def _kept(db: Session, start_ms: int) -> bool:
             Telemetry).where(Telemetry.ts_ms >= start_ms)) or False
 
 
-def summarise(db: Session, *, areas: set[int] | None, first_day: dt.date, last_day: dt.date,
-              tz: str, now: dt.datetime) -> Summary:
-    """The report for the nodes in ``areas`` (None: all) over [first_day, last_day] in ``tz``."""
-    s = settings()
+def summarise(db: Session, s: Settings, *, areas: set[int] | None, first_day: dt.date,
+              last_day: dt.date, tz: str, now: dt.datetime) -> Summary:
+    """The report for the nodes in ``areas`` (None: all) over [first_day, last_day] in ``tz``;
+    ``s``: the server's settings (its zone, the airplay grace, the telemetry period)."""
     zone = ZoneInfo(tz)
     start = dt.datetime.combine(first_day, dt.time(), zone).astimezone(dt.UTC)
     end = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), zone
@@ -386,16 +386,18 @@ def _table(pdf, title: str, head: list[str], rows: list[list], widths: tuple) ->
 
 # --- as asked: by the page, its downloads and the API ------------------------------------------
 
-def asked(db: Session, user: User, args: Mapping[str, str]) -> tuple[Summary, str, int | None]:
+def asked(db: Session, s: Settings, user: User, args: Mapping[str, str]
+          ) -> tuple[Summary, str, int | None]:
     """The report the query (from, to: YYYY-MM-DD; area) asks for within the user's areas, the
     name of what it covers, and the chosen area; a ReportError for a wrong period or area."""
     area_id, areas = scope(db, user, args.get("area"))
     home = area_id if area_id is not None else user.area_id
-    tz = area_zone(db, home, settings().timezone) if home is not None else settings().timezone
+    tz = area_zone(db, home, s.timezone) if home is not None else s.timezone
     now = dt.datetime.now(dt.UTC)
     first_day, last_day = period(args.get("from"), args.get("to"),
                                  now.astimezone(ZoneInfo(tz)).date())
-    summary = summarise(db, areas=areas, first_day=first_day, last_day=last_day, tz=tz, now=now)
+    summary = summarise(db, s, areas=areas, first_day=first_day, last_day=last_day, tz=tz,
+                        now=now)
     named = area_id if area_id is not None else user.area_id
     name = summary.area_names.get(named, "") if named is not None else t("reports.all_areas")
     return summary, name, area_id

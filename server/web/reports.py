@@ -23,7 +23,7 @@ from . import bp, page
 # --- the page and its downloads ----------------------------------------------------------------
 
 def _asked() -> tuple[Summary, str, int | None]:
-    return asked(g.db, g.user, request.args)
+    return asked(g.db, settings(), g.user, request.args)
 
 
 def _choices() -> list[Area]:
