@@ -133,13 +133,14 @@ def _categories(db: Session, broadcast_ids: set[int]) -> dict[int, str]:
             for bc_id, programme_id, category in rows}
 
 
-def _add_lines(db: Session, summary: Summary, report: airplay.Report,
-               nodes: dict[str, Node]) -> None:
+def _add_lines(db: Session, summary: Summary, report: airplay.Report) -> None:
+    """One window's judged items added to the summary's counts and hours."""
     kinds = _categories(db, {line.item.broadcast_id for line in report.lines})
     for line in report.lines:
         item = line.item
-        row = summary.nodes[item.node_id]
-        for counts in (summary.by_area.setdefault(item.area_id, _zero()), row.counts,
+        if item.area_id not in summary.by_area:
+            summary.by_area[item.area_id] = _zero()
+        for counts in (summary.by_area[item.area_id], summary.nodes[item.node_id].counts,
                        summary.total):
             counts["planned"] += 1
             counts[line.status.value] += 1
@@ -212,15 +213,15 @@ def summarise(db: Session, s: Settings, *, areas: set[int] | None, first_day: dt
     summary.nodes = {n.id: NodeRow(n.id, n.name, n.cluster_id) for n in
                      sorted(nodes.values(), key=lambda n: (names.get(n.cluster_id, ""), n.id))}
     grace = dt.timedelta(seconds=s.airplay_grace_s)
+    presence = {n.id: airplay.Presence(bool(n.online), schedule.aware(n.last_seen)
+                                       if n.last_seen else None) for n in nodes.values()}
     lo = start
     while lo < end:  # in the API's windows: one window's lines in memory at a time
         hi = min(end, lo + schedule.MAX_LISTING)
         items = airplay.planned_items(db, s.timezone, nodes, lo, hi)
         plays, acks = airplay.reported_rows(db, items)
-        presence = {n.id: airplay.Presence(bool(n.online), schedule.aware(n.last_seen)
-                                           if n.last_seen else None) for n in nodes.values()}
         _add_lines(db, summary, airplay.airplay(items, plays, acks, now=now, grace=grace,
-                                                presence=presence), nodes)
+                                                presence=presence))
         lo = hi
     for node_id, share in uptime(db, nodes, start, end, now, s.node_telemetry_s).items():
         summary.nodes[node_id].uptime = share

@@ -15,8 +15,8 @@ from .. import auth as access
 from ..context import settings
 from ..i18n import t
 from ..models import Area
-from ..report_summary import (MAX_DAYS, STATUSES, ReportError, Summary, asked, csv_text,
-                              hour_rows, pdf_bytes, percent)
+from ..report_summary import (STATUSES, ReportError, Summary, asked, csv_text, hour_rows,
+                              pdf_bytes, percent)
 from . import bp, page
 
 
@@ -59,7 +59,7 @@ def reports():
         "reports.html", summary=summary, scope_name=name, area_id=area_id, areas=_choices(),
         error=error.message() if error else None, first=first, last=last, query=query,
         halves=_halves(today), statuses=STATUSES, hour_rows=hour_rows(summary) if summary
-        else [], percent=percent, max_days=MAX_DAYS)
+        else [], percent=percent)
     return body, error.status if error else 200
 
 
