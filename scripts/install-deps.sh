@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs the system packages LoaPhuong needs when they are missing (Debian/Ubuntu):
-# ffmpeg, espeak-ng, mosquitto, and python3-venv when venv cannot bootstrap pip.
+# ffmpeg, espeak-ng, mosquitto, the DejaVu fonts (the reports' PDF embeds them for Vietnamese
+# diacritics), and python3-venv when venv cannot bootstrap pip.
 # Uses sudo only when not root. Does nothing when everything is there.
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] \
+  && [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || need+=(fonts-dejavu-core)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ "${WITH_CHROMIUM:-0}" = 1 ]; then
   command -v chromium >/dev/null || need+=(chromium)

@@ -13,8 +13,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from schedules.ical import slots_to_ics
 
-from . import (alerts, audit, auth, bulletins, programmes, releases, reports, retention,
-               schedule, users)
+from . import (alerts, audit, auth, bulletins, programmes, releases, report_summary, reports,
+               retention, schedule, users)
 from . import bodies as B
 from . import areas as area_service
 from . import broadcasts as broadcast_service
@@ -908,6 +908,20 @@ def airplay_report():
         return Response(reports.report_csv(report), mimetype="text/csv",
                         headers={"Content-Disposition": "attachment; filename=airplay.csv"})
     return jsonify({**reports.report_json(g.db, report, start, end, now, grace), "tz": tz})
+
+
+@bp.get("/reports/summary")
+@auth.login_required
+def summary_report():
+    """The Reports page's report (server/report_summary.py): planned against aired per area and
+    node, hours aired by category and area, node uptime, for whole days from..to (YYYY-MM-DD,
+    in the area's zone; at most 366 days) within the caller's areas. Accept: text/csv gives the
+    page's CSV."""
+    summary, _name, area_id = report_summary.asked(g.db, app_settings(), g.user, request.args)
+    if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
+        return Response(report_summary.csv_text(summary), mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=summary.csv"})
+    return jsonify(report_summary.summary_json(summary, area_id))
 
 
 # --- audit log ---------------------------------------------------------------------------------

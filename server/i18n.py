@@ -975,6 +975,67 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "admin.audit_newest": {"vi": "← Mới nhất", "en": "← Newest"},
     "admin.secret_changed": {"vi": "(bí mật, đã thay đổi; không ghi giá trị)",
                              "en": "(secret, changed; its value is not recorded)"},
+    # the reports page and its downloads (server/web/reports.py)
+    "nav.reports": {"vi": "Báo cáo", "en": "Reports"},
+    "reports.title": {"vi": "Báo cáo phát thanh", "en": "Broadcast report"},
+    "reports.from": {"vi": "Từ ngày", "en": "From"},
+    "reports.to": {"vi": "Đến ngày", "en": "To"},
+    "reports.area": {"vi": "Địa bàn", "en": "Area"},
+    "reports.all_areas": {"vi": "Mọi địa bàn", "en": "All areas"},
+    "reports.show": {"vi": "Xem báo cáo", "en": "Show the report"},
+    "reports.quick": {"vi": "Kỳ báo cáo 6 tháng", "en": "Six-monthly periods"},
+    "reports.half1": {"vi": "6 tháng đầu năm {year}", "en": "First half of {year}"},
+    "reports.half2": {"vi": "6 tháng cuối năm {year}", "en": "Second half of {year}"},
+    "reports.download_csv": {"vi": "Tải CSV", "en": "Download CSV"},
+    "reports.download_pdf": {"vi": "Tải PDF", "en": "Download PDF"},
+    "reports.period": {"vi": "Kỳ báo cáo", "en": "Period"},
+    "reports.planned": {"vi": "Kế hoạch", "en": "Planned"},
+    "reports.aired_share": {"vi": "Tỉ lệ đã phát", "en": "Aired share"},
+    "reports.hours": {"vi": "Số giờ phát", "en": "Hours aired"},
+    "reports.uptime": {"vi": "Thời gian hoạt động", "en": "Uptime"},
+    "reports.total": {"vi": "Tổng cộng", "en": "Total"},
+    "reports.by_area": {"vi": "Kế hoạch và thực hiện theo địa bàn",
+                        "en": "Planned against aired by area"},
+    "reports.by_node": {"vi": "Theo thiết bị", "en": "By node"},
+    "reports.by_category": {"vi": "Số giờ phát theo lĩnh vực và địa bàn",
+                            "en": "Hours aired by category and area"},
+    "reports.chart": {"vi": "Biểu đồ kế hoạch và đã phát theo địa bàn",
+                      "en": "Planned and aired by area"},
+    "reports.nothing": {"vi": "Không có số liệu trong kỳ này.",
+                        "en": "Nothing in this period."},
+    "reports.programme": {"vi": "Chương trình tổng hợp", "en": "Programme"},
+    "reports.summary": {"vi": "Từ {first} đến {last} ({tz}), {area}: {planned} lượt theo kế "
+                              "hoạch, {aired} đã phát ({share}).",
+                        "en": "From {first} to {last} ({tz}), {area}: {planned} planned, "
+                              "{aired} aired ({share})."},
+    "reports.uptime_note": {"vi": "Thời gian hoạt động tính theo số bản tin trạng thái thiết "
+                                  "bị gửi về mỗi giờ; “—”: không có số liệu lưu cho kỳ này.",
+                            "en": "Uptime counts the status reports a node sent each hour; "
+                                  "“—”: no data kept for this period."},
+    "reports.csv.section": {"vi": "Mục", "en": "Section"},
+    "reports.csv.area": {"vi": "Địa bàn", "en": "Area"},
+    "reports.csv.node": {"vi": "Thiết bị", "en": "Node"},
+    "reports.csv.hours": {"vi": "Giờ phát", "en": "Hours"},
+    "reports.pdf.period": {"vi": "Kỳ báo cáo: từ {first} đến {last} (giờ {tz})",
+                           "en": "Period: {first} to {last} ({tz} time)"},
+    "reports.pdf.scope": {"vi": "Địa bàn: {area}", "en": "Area: {area}"},
+    "reports.pdf.total": {"vi": "Tổng: {planned} lượt theo kế hoạch, {aired} đã phát, {partial} "
+                                "phát không trọn, {missed} không phát; tỉ lệ đã phát {share}.",
+                          "en": "Total: {planned} planned, {aired} aired, {partial} partly "
+                                "aired, {missed} missed; aired share {share}."},
+    "reports.err.bad_date": {"vi": "“{field}” không phải một ngày hợp lệ: {value} (cần dạng "
+                                   "NNNN-TT-NN).",
+                             "en": "“{field}” is not a valid date: {value} (use YYYY-MM-DD)."},
+    "reports.err.order": {"vi": "Ngày bắt đầu phải trước hoặc bằng ngày kết thúc.",
+                          "en": "The first day must not be after the last day."},
+    "reports.err.too_long": {"vi": "Kỳ báo cáo dài nhất {days} ngày.",
+                             "en": "A report covers at most {days} days."},
+    "reports.err.out_of_range": {"vi": "Kỳ báo cáo phải nằm trong các năm {first}–{last}.",
+                                 "en": "A report must fall within the years {first}-{last}."},
+    "reports.err.no_font": {"vi": "Không tạo được PDF: thiếu phông chữ {path} (gói "
+                                  "fonts-dejavu-core).",
+                            "en": "Cannot make the PDF: the font {path} is missing (package "
+                                  "fonts-dejavu-core)."},
 }
 
 # A rule in words (schedules/describe.py's sentence parts), under "rule.<part>".

@@ -63,6 +63,15 @@ NODE_ID_OR_EMPTY = {"anyOf": [NODE_ID, {"type": "string", "maxLength": 0}]}
 ALERT_STATES_RE = r"^((open|acknowledged|resolved)(,(open|acknowledged|resolved))*)?$"
 # A query filter from a page's form: an empty value is no filter.
 TIME_OR_EMPTY = {"anyOf": [TIME, {"const": ""}], "description": "ISO 8601; empty: no bound"}
+# the airplay counts of one area (the node's cluster), as both reports give them
+AREA_TOTALS = {"allOf": [_ref("AirplayTotals"), {
+    "type": "object", "properties": {"area_id": {"type": "integer"},
+                                     "area_name": {"type": ["string", "null"]}}}]}
+# a report's day, as a date input sends it; empty: its default
+DATE_OR_EMPTY = {"anyOf": [{"type": "string", "format": "date"}, {"const": ""}],
+                 "description": "YYYY-MM-DD; empty: the default"}
+
+
 def _path_param(name: str, schema: dict | None = None) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": schema or ID}
 
@@ -749,9 +758,7 @@ PATHS = {
                 "tz": {"type": "string", "description": "the zone from and to without an "
                        "offset were read in: the area's (area, else the caller's)"},
                 "items": {"type": "array", "items": _ref("AirplayItem")},
-                "totals": {"type": "array", "items": {"allOf": [_ref("AirplayTotals"), {
-                    "type": "object", "properties": {"area_id": {"type": "integer"},
-                                                     "area_name": NULLABLE_STR}}]}},
+                "totals": {"type": "array", "items": AREA_TOTALS},
                 "total": _ref("AirplayTotals")}}},
             "text/csv": {"schema": {"type": "string"}}}},
         params=[_query("area", ID, "only nodes under this area"),
@@ -759,6 +766,33 @@ PATHS = {
                 _query("from", TIME_OR_EMPTY, "the period's start (default: a day before to)"),
                 _query("to", TIME_OR_EMPTY, "its end (default: now; at most 92 days after "
                        "from)")])},
+    "/api/v1/reports/summary": {"get": _op(
+        "The Reports page's summary for whole days from..to (read in the zone of area, else "
+        "the caller's; at most 366 days, so a six-monthly report fits): planned against "
+        "aired per area (the node's cluster) and per node, hours aired by category (the "
+        "bulletin's; a programme's is \"programme\") and area, and each node's uptime (the "
+        "share of its telemetry reports received, 0-1; null when none is kept for the period). "
+        "Accept: text/csv gives the page's CSV (one table; its first column names the section)",
+        {"description": "OK", "content": {
+            "application/json": {"schema": {"type": "object", "properties": {
+                "from": {"type": "string", "format": "date"},
+                "to": {"type": "string", "format": "date"}, "tz": {"type": "string"},
+                "area_id": {"type": ["integer", "null"]},
+                "areas": {"type": "array", "items": AREA_TOTALS},
+                "nodes": {"type": "array", "items": {"allOf": [_ref("AirplayTotals"), {
+                    "type": "object", "properties": {
+                        "node_id": {"type": "string"}, "name": {"type": "string"},
+                        "area_id": {"type": "integer"},
+                        "uptime": {"type": ["number", "null"]}}}]}},
+                "hours": {"type": "array", "items": {"type": "object", "properties": {
+                    "category": {"type": "string"}, "area_id": {"type": "integer"},
+                    "area_name": NULLABLE_STR, "hours": {"type": "number"}}}},
+                "total": _ref("AirplayTotals")}}},
+            "text/csv": {"schema": {"type": "string"}}}},
+        params=[_query("area", ID, "only nodes under this area"),
+                _query("from", DATE_OR_EMPTY, "the first day (default: 29 days before to)"),
+                _query("to", DATE_OR_EMPTY, "the last day (default: today)")],
+        errors=("400", "401", "403", "404", "422"))},
     "/api/v1/audit": {"get": _op(
         "The audit log, newest first (admins only): every change, login, approval, broadcast",
         _ok({"type": "object", "properties": {"entries": {"type": "array", "items": {

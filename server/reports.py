@@ -242,7 +242,9 @@ def airplay(items: Iterable[PlannedItem], plays: Iterable[Play], acks: Iterable[
             got, ack = by_slot.get((item.node_id, item.slot_id or ""), []), None
         found = judge(item, got, ack, (presence or {}).get(item.node_id), now, grace)
         report.lines.append(found)
-        for counts in (report.by_area.setdefault(item.area_id, _zero()), report.total):
+        if item.area_id not in report.by_area:
+            report.by_area[item.area_id] = _zero()
+        for counts in (report.by_area[item.area_id], report.total):
             counts["planned"] += 1
             counts[found.status.value] += 1
     return report
@@ -399,9 +401,14 @@ def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
 
 
 def _plays(db: Session, node_ids: set[str], where, media: dict[str, int]) -> list[Play]:
+    """The plays matching ``where``, read as plain rows: a year's report reads tens of
+    thousands, and an ORM object each costs several times the row (bench/reports.py)."""
     return [Play(p.node_id, p.result, p.cmd_id, p.slot_id, p.started_at_ms, p.ended_at_ms,
                  p.reason, _sha_ms(db, p.sha256, media) or None)
-            for p in db.scalars(select(PlayLog).where(where)) if p.node_id in node_ids]
+            for p in db.execute(select(
+                PlayLog.node_id, PlayLog.result, PlayLog.cmd_id, PlayLog.slot_id,
+                PlayLog.started_at_ms, PlayLog.ended_at_ms, PlayLog.reason, PlayLog.sha256)
+                .where(where)) if p.node_id in node_ids]
 
 
 def build(db: Session, default_tz: str, *, areas: set[int] | None, node_id: str | None,

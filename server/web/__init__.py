@@ -48,6 +48,7 @@ NAV: list[NavEntry] = [
     NavEntry("web.fleet", "nav.fleet"),
     NavEntry("web.fleet_map", "nav.fleet_map"),
     NavEntry("web.alerts", "nav.alerts"),
+    NavEntry("web.reports", "nav.reports"),
     NavEntry("web.admin_users", "nav.admin_users", "user.write"),
     NavEntry("web.admin_wards", "nav.admin_wards", "area.write"),
     NavEntry("web.admin_audit", "nav.admin_audit", "audit.read"),
@@ -173,4 +174,4 @@ def page(permission: str | None = None):
 
 
 from . import auth, broadcasts, bulletins, dashboard  # noqa: E402,F401  (their routes on bp)
-from . import admin, alerts, areas, emergency, fleet, schedule  # noqa: E402,F401
+from . import admin, alerts, areas, emergency, fleet, reports, schedule  # noqa: E402,F401

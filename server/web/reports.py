@@ -1,0 +1,82 @@
+"""The Reports page (issue 9): a period (whole days, with the six-monthly periods one click
+away) and an area of the user's, the summary report on the page (server/report_summary.py:
+planned against aired per area and node, hours by category and area, node uptime), and the same
+report downloaded as CSV or PDF. A wrong period or area is said on the page, in the user's
+language, with the form kept to correct it."""
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from flask import Response, g, render_template, request
+from sqlalchemy import select
+
+from .. import auth as access
+from ..context import settings
+from ..i18n import t
+from ..models import Area
+from ..report_summary import (STATUSES, ReportError, Summary, asked, csv_text, hour_rows,
+                              pdf_bytes, percent)
+from . import bp, page
+
+
+# --- the page and its downloads ----------------------------------------------------------------
+
+def _asked() -> tuple[Summary, str, int | None]:
+    return asked(g.db, settings(), g.user, request.args)
+
+
+def _choices() -> list[Area]:
+    """The user's areas, merged wards included: their past broadcasts stay reportable (the
+    pickers of pages that make things use server.web.user_areas, which leaves them out)."""
+    allowed = access.user_area_ids(g.db, g.user)
+    return [a for a in g.db.scalars(select(Area).order_by(Area.id))
+            if allowed is None or a.id in allowed]
+
+
+def _halves(today: dt.date) -> list[tuple[str, dt.date, dt.date]]:
+    """The six-monthly periods people report on: this year's halves so far and last year's."""
+    out = []
+    for year in (today.year, today.year - 1):
+        for half, (a, b) in enumerate(((dt.date(year, 1, 1), dt.date(year, 6, 30)),
+                                       (dt.date(year, 7, 1), dt.date(year, 12, 31))), 1):
+            if a <= today:
+                out.append((t(f"reports.half{half}", year=year), a, b))
+    return out
+
+
+@bp.get("/reports")
+@page()
+def reports():
+    try:
+        summary, name, area_id = _asked()
+        error = None
+    except ReportError as err:
+        summary, name, area_id, error = None, "", None, err
+    today = dt.datetime.now(ZoneInfo(settings().timezone)).date()
+    first = request.args.get("from") or (summary.first_day.isoformat() if summary else "")
+    last = request.args.get("to") or (summary.last_day.isoformat() if summary else "")
+    query = {"from": first, "to": last, "area": request.args.get("area") or None}
+    body = render_template(
+        "reports.html", summary=summary, scope_name=name, area_id=area_id, areas=_choices(),
+        error=error.message() if error else None, first=first, last=last, query=query,
+        halves=_halves(today), statuses=STATUSES, hour_rows=hour_rows(summary) if summary
+        else [], percent=percent)
+    return body, error.status if error else 200
+
+
+@bp.get("/reports/download.<any(csv, pdf):fmt>")
+@page()
+def reports_download(fmt: str):
+    try:
+        summary, name, _ = _asked()
+        filename = f"bao-cao-{summary.first_day.isoformat()}-{summary.last_day.isoformat()}"
+        if fmt == "csv":
+            return Response(csv_text(summary), mimetype="text/csv",
+                            headers={"Content-Disposition":
+                                     f"attachment; filename={filename}.csv"})
+        return Response(pdf_bytes(summary, name), mimetype="application/pdf",
+                        headers={"Content-Disposition": f"attachment; filename={filename}.pdf"})
+    except ReportError as err:
+        return render_template("error.html", message=err.message()), err.status
+
