@@ -160,9 +160,12 @@ class System:
     # --- agents --------------------------------------------------------------------------------
 
     def start_agent(self, provisioned: dict, name: str | None = None,
-                    env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+                    env: dict | None = None, prefix: list[str] | None = None,
+                    state_dir: Path | None = None) -> tuple[subprocess.Popen, Path]:
         """Run the real agent process with the config provisioning returned and a file sink;
-        its reboot command only touches ``rebooted`` in the agent's folder."""
+        its reboot command only touches ``rebooted`` in the agent's folder. ``prefix`` goes
+        before the command (``ip netns exec NAME`` runs it in a network namespace);
+        ``state_dir`` is its state folder (the agent's folder's ``state`` by default)."""
         base = self.tmp / "agents" / (name or provisioned["id"])
         base.mkdir(parents=True, exist_ok=True)
         config = base / "agent.toml"
@@ -172,8 +175,8 @@ class System:
         sink = base / "sink"
         with open(base / "agent.log", "wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
-                [sys.executable, "-m", "device_agent", "--config", str(config), "--state-dir",
-                 str(base / "state"), "--player", "file", "--sink-dir", str(sink)],
+                [*(prefix or []), sys.executable, "-m", "device_agent", "--config", str(config),
+                 "--state-dir", str(state_dir or base / "state"), "--player", "file", "--sink-dir", str(sink)],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
         self.agents.append(proc)
