@@ -194,6 +194,24 @@ class NetnsNode:
             if verb == "add":
                 self.made.append(f"netem:{dev}")
 
+    def link(self, up: bool) -> None:
+        """Both ends of the veth up or down (down: an outage as a lost 4G carrier is); the
+        namespace's default route comes back with the link."""
+        state = "up" if up else "down"
+        _check(IP, "link", "set", self.host_dev, state)
+        _check(IP, "netns", "exec", self.name, IP, "link", "set", self.node_dev, state)
+        if up:
+            _check(IP, "netns", "exec", self.name, IP, "route", "replace", "default", "via",
+                   self.host_ip)
+
+    def has_netem(self) -> bool:
+        """Whether this kernel has the netem qdisc (a kernel without modules may not)."""
+        done = _run(IP, "netns", "exec", self.name, TC, "qdisc", "add", "dev", "lo", "root",
+                    "netem", "delay", "1ms")
+        if done.returncode == 0:
+            _run(IP, "netns", "exec", self.name, TC, "qdisc", "del", "dev", "lo", "root")
+        return done.returncode == 0
+
     def remove(self) -> None:
         _run(IP, "link", "del", self.host_dev)  # takes its peer in the namespace with it
         _run(IP, "netns", "del", self.name)
