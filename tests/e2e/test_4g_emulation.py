@@ -253,8 +253,9 @@ def _stop_agents(s: System) -> None:
 def test_nodes_behind_a_lossy_proxy_ride_out_an_outage(system, broker):
     """The same scenario through TCP proxies on loopback (one for MQTT, one for the media),
     which need no privilege: 300 ms ± 100 ms per chunk each way, 5 % of chunks a retransmission
-    (1 s) late, and an outage of 20 s (not 2 minutes: the namespace test has that) in which
-    nothing moves either way and new connections wait."""
+    (1 s) late, and an outage of 45 s (not 2 minutes: the namespace test has that; long enough
+    for the agents' keepalive to give the connection up and reconnect) in which nothing moves
+    either way and new connections wait."""
     s = system
     proxies = [LinkProxy(("127.0.0.1", broker.port)), LinkProxy(("127.0.0.1", s.port))]
     try:
@@ -262,7 +263,7 @@ def test_nodes_behind_a_lossy_proxy_ride_out_an_outage(system, broker):
         s.settings.node_mqtt_host, s.settings.node_mqtt_port = "127.0.0.1", mqtt.port
         s.settings.public_url = f"http://127.0.0.1:{web.port}"
         record: dict = {}
-        run_scenario(s, ProxyLink(proxies), [[] for _ in range(NODES)], 20.0, record)
+        run_scenario(s, ProxyLink(proxies), [[] for _ in range(NODES)], 45.0, record)
         print("4g-proxy", record)
     finally:
         _stop_agents(s)
