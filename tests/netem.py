@@ -9,10 +9,9 @@ import ipaddress
 import random
 import secrets
 import shutil
-import socket
 import subprocess
+import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -264,19 +263,6 @@ def reachable(prefix: list[str], host: str, port: int, timeout: float = 10.0) ->
     succeeds within ``timeout``."""
     script = (f"import socket; socket.create_connection(({host!r}, {port}), "
               f"timeout={timeout}).close()")
-    import sys
     done = subprocess.run([*prefix, sys.executable, "-c", script], capture_output=True,
                           timeout=timeout + 10)
     return done.returncode == 0
-
-
-def wait_port(host: str, port: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection((host, port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)

@@ -176,13 +176,15 @@ class System:
         with open(base / "agent.log", "wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
                 [*(prefix or []), sys.executable, "-m", "device_agent", "--config", str(config),
-                 "--state-dir", str(state_dir or base / "state"), "--player", "file", "--sink-dir", str(sink)],
+                 "--state-dir", str(state_dir or base / "state"), "--player", "file",
+                 "--sink-dir", str(sink)],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
         self.agents.append(proc)
         return proc, sink
 
-    def stop(self) -> None:
+    def stop_agents(self) -> None:
+        """SIGTERM to every agent still running, then wait for each (killed after 10 s)."""
         for proc in self.agents:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -192,6 +194,9 @@ class System:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+    def stop(self) -> None:
+        self.stop_agents()
         if self.dispatcher:
             self.dispatcher.stop()
         if self.bridge:

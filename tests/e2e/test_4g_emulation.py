@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -231,23 +230,11 @@ def test_nodes_in_network_namespaces_ride_out_a_two_minute_4g_outage(tmp_path, b
                 run_scenario(s, link, [n.exec_prefix() for n in spaces], 120.0, record)
                 print("4g-netns", record)
             finally:
-                _stop_agents(s)  # while their namespaces still exist
+                s.stop_agents()  # while their namespaces still exist
     finally:
         for f in forwarders:
             f.close()
         s.stop()
-
-
-def _stop_agents(s: System) -> None:
-    for proc in s.agents:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in s.agents:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def test_nodes_behind_a_lossy_proxy_ride_out_an_outage(system, broker):
@@ -266,6 +253,6 @@ def test_nodes_behind_a_lossy_proxy_ride_out_an_outage(system, broker):
         run_scenario(s, ProxyLink(proxies), [[] for _ in range(NODES)], 45.0, record)
         print("4g-proxy", record)
     finally:
-        _stop_agents(s)
+        s.stop_agents()
         for p in proxies:
             p.close()
