@@ -257,6 +257,8 @@ def _reading(kind: Kind, tele: Mapping, p: Policy) -> tuple[bool | None, dict, s
 def _from_alarm(alarm: Alarm) -> tuple[dict, str]:
     if alarm.code == "clock_unsynced":
         return _detail("alertd.clock_unsynced"), "unsynced"
+    if alarm.code == "clock_jump":
+        return _detail("alertd.clock_jump", node_says=alarm.detail or "-"), "jump"
     return _detail("alertd.alarm", code=alarm.code, node_says=alarm.detail or "-"), alarm.code
 
 
