@@ -60,7 +60,7 @@ from .selftest import (
     verdict_of,
 )
 from .store import StateStore
-from .telemetry import MachineProbe, health_alarms
+from .telemetry import ClockJumps, MachineProbe, clock_jump_detail, health_alarms
 from .transport import Incoming, MqttTransport
 from .update import RESTART_EXIT, Updater
 
@@ -214,6 +214,7 @@ class Agent:
         self._active_alarms: frozenset[str] = frozenset()
         self._player_failures = 0
         self._beat = time.monotonic()  # the worker's last turn (alive())
+        self._jumps = ClockJumps()
 
     # --- lifecycle ------------------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -365,6 +366,7 @@ class Agent:
             if kind == "stop":
                 break
             try:
+                self._check_clock()
                 self._handle(kind, data)
                 self._tick()
             except Exception:  # noqa: BLE001 - the agent must outlive any one bad message
@@ -373,6 +375,14 @@ class Agent:
             self._interrupt("shutdown")
         except Exception:  # noqa: BLE001
             log.exception("error while stopping playback")
+
+    def _check_clock(self) -> None:
+        """A step of the wall clock (the worker turns at least every MAX_WAIT_S) is a
+        ``clock_jump`` alarm, raised at once (the outbox keeps it while offline)."""
+        step = self._jumps.check(self.now_ms(), int(time.monotonic() * 1000))
+        if step is not None:
+            log.warning("clock jumped by %+d ms", step)
+            self._emit("alarm", code="clock_jump", detail=clock_jump_detail(step))
 
     def _handle(self, kind: str, data: Any) -> None:
         handler = self._inbox_handlers.get(kind)
@@ -709,6 +719,8 @@ class Agent:
             self._store.forget_expired(now)
             self._store.forget_slots_before(now - SLOT_MEMORY_MS)
         self._retry_media(now)
+        if self._store.unstored:  # a full disk: written once it takes them
+            self._store.retry_unstored()
         for _ in range(100):
             now = self.now_ms()
             playing = self._playing.item if self._playing else None

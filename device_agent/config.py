@@ -3,7 +3,9 @@ checked at start with an error that names the bad key (``ConfigError.key``).
 
 Optional keys beyond the provisioned file (with their defaults): ``fetch_timeout_s`` (30),
 ``cache_max_mb`` (2048), ``mqtt.keepalive_s`` (30), ``mqtt.reconnect_min_s`` (1),
-``mqtt.reconnect_max_s`` (60), the ``[amp]`` table's keys but ``kind`` (see AmpConfig),
+``mqtt.reconnect_max_s`` (15: a node is back within it of its 4G link's return, however long
+the outage; tests/e2e/test_4g_emulation.py), the ``[amp]`` table's keys but ``kind`` (see
+AmpConfig),
 ``mic.device`` (``"default"``: the ALSA capture device of the acoustic self-test; ``""``: none)
 and ``mic.min_level_dbfs`` (-50).
 """
@@ -55,7 +57,7 @@ class MqttConfig:
     ca_file: str = ""
     keepalive_s: int = 30
     reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 60.0
+    reconnect_max_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,7 @@ def _mqtt(data: Mapping[str, Any], node_id: str) -> MqttConfig:
         reconnect_min_s=_positive(float(_get(m, "reconnect_min_s", "mqtt.reconnect_min_s",
                                              (int, float), 1)), "mqtt.reconnect_min_s"),
         reconnect_max_s=_positive(float(_get(m, "reconnect_max_s", "mqtt.reconnect_max_s",
-                                             (int, float), 60)), "mqtt.reconnect_max_s"),
+                                             (int, float), 15)), "mqtt.reconnect_max_s"),
     )
     if not mqtt.host:
         raise ConfigError("mqtt.host", "must not be empty")

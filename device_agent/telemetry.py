@@ -26,6 +26,7 @@ from typing import Any, Protocol
 TOOL_TIMEOUT_S = 3
 DISK_LOW_MB = 200
 OVERHEAT_C = 80.0
+CLOCK_JUMP_MS = 5_000  # the wall clock stepped this far against the monotonic one: `clock_jump`
 
 
 def parse_uptime(text: str) -> float | None:
@@ -388,6 +389,32 @@ def health_alarms(sample: Mapping[str, Any], active: frozenset[str],
                                      f"(modem {net.get('modem_state') or 'state unknown'})")
     raised = [(code, detail) for code, detail in now.items() if code not in active]
     return frozenset(now), raised
+
+
+class ClockJumps:
+    """Steps of the wall clock, seen against the monotonic clock (which no one sets): a node
+    whose clock jumps (a failing RTC, an NTP server far off, a person setting it) plays its
+    schedule at wrong times, so the step is an alarm a person must look into. Slewing (what
+    NTP does once in step) never comes near ``threshold_ms``."""
+
+    def __init__(self, threshold_ms: int = CLOCK_JUMP_MS):
+        self.threshold_ms = threshold_ms
+        self._skew: int | None = None
+
+    def check(self, wall_ms: int, monotonic_ms: int) -> int | None:
+        """The step in ms (positive: forward) since the last call when it passes the
+        threshold, else None."""
+        skew = wall_ms - monotonic_ms
+        last, self._skew = self._skew, skew
+        if last is None or abs(skew - last) < self.threshold_ms:
+            return None
+        return skew - last
+
+
+def clock_jump_detail(step_ms: int) -> str:
+    """The ``clock_jump`` alarm's detail: how far, which way."""
+    return (f"the clock jumped {'forward' if step_ms > 0 else 'back'} by {abs(step_ms) // 1000} s "
+            "(wall clock against the monotonic clock); slots are judged by the new time")
 
 
 Runner = Callable[[list[str]], str | None]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages LoaPhuong needs when they are missing (Debian/Ubuntu):
 # ffmpeg, espeak-ng, mosquitto, the DejaVu fonts (the reports' PDF embeds them for Vietnamese
-# diacritics), and python3-venv when venv cannot bootstrap pip.
+# diacritics), and python3-venv when venv cannot bootstrap pip; with WITH_CHROMIUM=1 also what
+# the end-to-end tests use (chromium, faketime).
 # Uses sudo only when not root. Does nothing when everything is there.
 set -euo pipefail
 need=()
@@ -13,6 +14,8 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitt
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ "${WITH_CHROMIUM:-0}" = 1 ]; then
   command -v chromium >/dev/null || need+=(chromium)
+  # libfaketime: tests/e2e/test_faults_node.py jumps a running agent's clock with it
+  command -v faketime >/dev/null || need+=(faketime)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""

@@ -82,7 +82,8 @@ SEVERITY = {Kind.AMP_FAULT: Severity.CRITICAL, Kind.PLAYER_FAILING: Severity.CRI
 # a node's own alarm codes (docs/protocol.md section 6) and the server's clock_off, by kind
 ALARM_CODES: dict[Kind, tuple[str, ...]] = {
     Kind.AMP_FAULT: ("amp_fault",), Kind.DISK_LOW: ("disk_low",), Kind.OVERHEAT: ("overheat",),
-    Kind.CLOCK_OFF: ("clock_off", "clock_unsynced"), Kind.UNDER_VOLTAGE: ("under_voltage",),
+    Kind.CLOCK_OFF: ("clock_off", "clock_unsynced", "clock_jump"),
+    Kind.UNDER_VOLTAGE: ("under_voltage",),
     Kind.MODEM_UNREGISTERED: ("modem_unregistered",), Kind.PLAYER_FAILING: ("player_failing",)}
 # kinds read from the node's latest telemetry: stale while the node is offline
 TELEMETRY_KINDS = (Kind.DISK_LOW, Kind.OVERHEAT, Kind.CLOCK_OFF, Kind.UNDER_VOLTAGE,
@@ -256,6 +257,8 @@ def _reading(kind: Kind, tele: Mapping, p: Policy) -> tuple[bool | None, dict, s
 def _from_alarm(alarm: Alarm) -> tuple[dict, str]:
     if alarm.code == "clock_unsynced":
         return _detail("alertd.clock_unsynced"), "unsynced"
+    if alarm.code == "clock_jump":
+        return _detail("alertd.clock_jump", node_says=alarm.detail or "-"), "jump"
     return _detail("alertd.alarm", code=alarm.code, node_says=alarm.detail or "-"), alarm.code
 
 

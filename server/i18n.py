@@ -538,6 +538,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
                          "en": "The clock is {ms} ms off NTP time (limit {limit} ms)."},
     "alertd.clock_unsynced": {"vi": "Thiết bị báo đồng hồ chưa được đồng bộ.",
                               "en": "The node says its clock is not synchronised."},
+    "alertd.clock_jump": {"vi": "Đồng hồ thiết bị bị nhảy; hãy kiểm tra đồng bộ giờ "
+                                "(NTP, pin đồng hồ): {node_says}",
+                          "en": "The node's clock stepped; check its time sync (NTP, clock "
+                                "battery): {node_says}"},
     "alertd.under_voltage": {"vi": "Điện áp nguồn đang quá thấp.",
                              "en": "The supply voltage is too low now."},
     "alertd.modem_unregistered": {"vi": "Modem 4G chưa đăng ký mạng (trạng thái: {state}).",

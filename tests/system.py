@@ -160,9 +160,12 @@ class System:
     # --- agents --------------------------------------------------------------------------------
 
     def start_agent(self, provisioned: dict, name: str | None = None,
-                    env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+                    env: dict | None = None, prefix: list[str] | None = None,
+                    state_dir: Path | None = None) -> tuple[subprocess.Popen, Path]:
         """Run the real agent process with the config provisioning returned and a file sink;
-        its reboot command only touches ``rebooted`` in the agent's folder."""
+        its reboot command only touches ``rebooted`` in the agent's folder. ``prefix`` goes
+        before the command (``ip netns exec NAME`` runs it in a network namespace);
+        ``state_dir`` is its state folder (the agent's folder's ``state`` by default)."""
         base = self.tmp / "agents" / (name or provisioned["id"])
         base.mkdir(parents=True, exist_ok=True)
         config = base / "agent.toml"
@@ -172,14 +175,16 @@ class System:
         sink = base / "sink"
         with open(base / "agent.log", "wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
-                [sys.executable, "-m", "device_agent", "--config", str(config), "--state-dir",
-                 str(base / "state"), "--player", "file", "--sink-dir", str(sink)],
+                [*(prefix or []), sys.executable, "-m", "device_agent", "--config", str(config),
+                 "--state-dir", str(state_dir or base / "state"), "--player", "file",
+                 "--sink-dir", str(sink)],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
         self.agents.append(proc)
         return proc, sink
 
-    def stop(self) -> None:
+    def stop_agents(self) -> None:
+        """SIGTERM to every agent still running, then wait for each (killed after 10 s)."""
         for proc in self.agents:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -189,6 +194,9 @@ class System:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+    def stop(self) -> None:
+        self.stop_agents()
         if self.dispatcher:
             self.dispatcher.stop()
         if self.bridge:

@@ -1,6 +1,7 @@
 """The clock offset and sync state in telemetry: chrony's CSV tracking line or systemd's
 timedatectl where either answers, null (and no alarm) where neither exists."""
-from device_agent.telemetry import (ClockReading, FixedClock, MachineProbe, SystemClock,
+from device_agent.telemetry import (ClockJumps, ClockReading, FixedClock, MachineProbe,
+                                    SystemClock, clock_jump_detail,
                                     chronyc_unsynced, health_alarms, parse_chronyc_tracking,
                                     parse_timedatectl_show)
 
@@ -89,3 +90,19 @@ def test_missing_tools_give_null(tmp_path):
     assert run_tool([missing, "tracking"]) is None
     probe = MachineProbe(tmp_path, run=lambda argv: run_tool([missing, *argv[1:]]))
     assert probe.sample()["clock_offset_ms"] is None
+
+
+def test_a_step_of_the_wall_clock_against_the_monotonic_one_is_a_clock_jump():
+    jumps = ClockJumps(threshold_ms=5000)
+    base = 1_764_000_000_000
+
+    def at(mono_ms, skew_ms):  # the wall clock ``skew_ms`` off where it started
+        return jumps.check(base + mono_ms + skew_ms, mono_ms)
+    assert at(0, 0) is None                        # the first reading: a baseline
+    assert at(1_000, 0) is None                    # both advanced alike
+    assert at(2_000, 100) is None                  # slewed 100 ms: no step
+    assert at(3_000, 100 + 7_200_000) == 7_200_000     # 2 hours forward
+    assert at(4_000, 100) == -7_200_000            # and back
+    assert at(5_000, 100 - 4_000) is None          # under the threshold
+    assert "forward by 7200 s" in clock_jump_detail(7_200_000)
+    assert "back by 300 s" in clock_jump_detail(-300_000)

@@ -200,6 +200,18 @@ def test_overheat_from_the_alarm_stays_while_telemetry_says_hot_and_resolves_whe
                                ("resolved", "overheat", "warning")]
 
 
+def test_a_clock_jump_alarm_opens_a_clock_alert_that_says_what_to_check():
+    engine = Engine()
+    jump = Alarm("e-jump", to_ms(T0), "clock_jump",
+                 "the clock jumped forward by 7200 s (wall clock against the monotonic clock)")
+    engine.run(T0 + minutes(1), fresh(T0 + minutes(1), alarms=(jump,)))
+    [alert] = engine.of(Kind.CLOCK_OFF)
+    assert alert.state == State.OPEN
+    text = alerts.detail_text(alert, "en", "Asia/Ho_Chi_Minh")
+    assert "clock stepped" in text and "forward by 7200 s" in text
+    assert "Đồng hồ thiết bị bị nhảy" in alerts.detail_text(alert, "vi", "Asia/Ho_Chi_Minh")
+
+
 def test_stale_telemetry_of_an_offline_node_neither_raises_nor_resolves():
     engine = Engine()
     engine.run(T0, node(telemetry=telemetry(T0, disk_free_mb=120)))
