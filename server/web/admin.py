@@ -229,6 +229,24 @@ def change_lines(entry: AuditEntry) -> list[tuple[str, str]]:
     return lines
 
 
+def action_text(action: str) -> str:
+    """An audit action in the user's language: "users.update" as "Sửa tài khoản", a named one
+    ("auth.login") from the catalogue; one the catalogue does not know stays as it is."""
+    named = f"audit.action.{action}"
+    if t(named) != named:
+        return t(named)
+    table, _, op = action.rpartition(".")
+    if t(f"audit.op.{op}") == f"audit.op.{op}":
+        return action
+    return t(f"audit.op.{op}", thing=target_text(table))
+
+
+def target_text(target_type: str) -> str:
+    """A target type (a table's name) in the user's language, or as it is."""
+    key = f"audit.thing.{target_type}"
+    return t(key) if t(key) != key else target_type
+
+
 def _shown(value: Any) -> str:
     if value is None:
         return "—"
@@ -258,4 +276,5 @@ def admin_audit():
                            newer=bool(before), actors=audit.values(g.db, "actor"),
                            actions=audit.values(g.db, "action"),
                            targets=audit.values(g.db, "target_type"),
-                           page_args={k: v for k, v in args.items() if v})
+                           page_args={k: v for k, v in args.items() if v},
+                           action_text=action_text, target_text=target_text)

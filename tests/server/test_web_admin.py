@@ -219,7 +219,9 @@ def test_the_audit_page_shows_who_changed_what_and_filters_and_pages_it(
     rows = re.findall(r'<tr id="audit-(\d+)" data-action="([^"]+)">', page)
     assert [int(i) for i, _ in rows] == sorted((int(i) for i, _ in rows), reverse=True)
     ward_row = _row(page, "areas.update")
-    assert "dieuhanh-lc" in ward_row and f"areas #{wards['mine']['id']}" in ward_row
+    assert "dieuhanh-lc" in ward_row and f"địa bàn #{wards['mine']['id']}" in ward_row
+    assert "Sửa địa bàn" in ward_row  # the action in words, its code beside it
+    assert ">Thêm tài khoản<" in page and ">Đăng nhập<" in page  # the filter's options
     assert "emergency_confirm</strong>: — → có" in ward_row
     user_row = _row(page, "users.insert", "bientap-lc")
     assert ">admin<" in user_row and "bientap-lc" in user_row and "staff" in user_row
