@@ -161,7 +161,7 @@ def uptime(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.date
     rolled_to = min(end_ms, frontier) if frontier is not None else start_ms
     heard: dict[str, float] = {}
     capped = case((TelemetryHourly.count > per_hour, per_hour), else_=TelemetryHourly.count)
-    for chunk in airplay._chunks(ids):
+    for chunk in airplay.chunks(ids):
         for node_id, reports in db.execute(
                 select(TelemetryHourly.node_id, func.sum(capped)).where(
                     TelemetryHourly.node_id.in_(chunk), TelemetryHourly.hour_ms >= start_ms,

@@ -382,20 +382,20 @@ def reported_rows(db: Session, items: list[PlannedItem]) -> tuple[list[Play], li
     node_ids = {i.node_id for i in items}
     plays: list[Play] = []
     media: dict[str, int] = {}
-    for chunk in _chunks(sorted(cmds)):
+    for chunk in chunks(sorted(cmds)):
         plays += _plays(db, node_ids, PlayLog.cmd_id.in_(chunk), media)
-    for chunk in _chunks(sorted(slots)):
+    for chunk in chunks(sorted(slots)):
         plays += _plays(db, node_ids, PlayLog.slot_id.in_(chunk) & PlayLog.cmd_id.is_(None),
                         media)
     acks = []
-    for chunk in _chunks(sorted(cmds)):
+    for chunk in chunks(sorted(cmds)):
         acks += [Ack(d.node_id, d.command_id, d.status, d.reason) for d in db.scalars(
             select(Delivery).where(Delivery.command_id.in_(chunk)))
             if d.node_id in node_ids and d.command_id]
     return plays, acks
 
 
-def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
+def chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
     for n in range(0, len(values), size):
         yield values[n:n + size]
 
@@ -428,7 +428,7 @@ def series_lines(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime, end
     """The report's lines for the slots of one series in [start, end) (aware), on every node
     it reaches: what server.deliveries.slot_state shows staff once the report has judged."""
     reached = sorted(schedule.Reach(db).nodes(bc))
-    nodes = {n.id: n for chunk in _chunks(reached) for n in db.scalars(
+    nodes = {n.id: n for chunk in chunks(reached) for n in db.scalars(
         select(Node).where(Node.id.in_(chunk)))}
     items = _series(db, tz, nodes, start, end, {}, only=bc.id)
     plays, acks = reported_rows(db, items)
@@ -501,7 +501,7 @@ def series_slots_json(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime
         if len(found) > MOST_OCCURRENCES:
             end = found[MOST_OCCURRENCES].start_at
     lines = series_lines(db, tz, bc, start=start, end=end, now=now, grace=grace)
-    stored = {(r.node_id, r.slot_id): r.status for chunk in _chunks(sorted(
+    stored = {(r.node_id, r.slot_id): r.status for chunk in chunks(sorted(
         {line.item.slot_id or "" for line in lines})) for r in db.scalars(
         select(SlotDelivery).where(SlotDelivery.broadcast_id == bc.id,
                                    SlotDelivery.slot_id.in_(chunk)))}
