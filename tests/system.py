@@ -89,6 +89,7 @@ class System:
         self.bridge = None
         self.transport = None
         self.agents: list[subprocess.Popen] = []
+        self.processes: list[subprocess.Popen] = []  # python -m schedules, started by a test
         if start_dispatcher:
             self.start_dispatcher()
 
@@ -96,14 +97,32 @@ class System:
         s = self.settings
         sessions = self.app.extensions["db_sessions"]
         self.transport = MqttTransport(s.mqtt_host, s.mqtt_port, s.mqtt_username, s.mqtt_password,
-                                       client_id=s.mqtt_username)  # the broker forces it
-        assert self.transport.wait_connected(10), "dispatcher could not connect to the broker"
+                                       client_id=s.mqtt_username,  # the broker forces it
+                                       connect=False)  # as python -m schedules: subscribed first
         self.bridge = Bridge(sessions, self.transport, s.topic_prefix,
                              limits=BridgeLimits.from_settings(s), tz=s.timezone)
         self.bridge.start()
+        self.transport.connect()
+        assert self.transport.wait_connected(10), "dispatcher could not connect to the broker"
         kid, key = load_signing_key(s.signing_key_file)
         self.dispatcher = Dispatcher(s, sessions, self.transport, key, kid)
         self.dispatcher.start(interval_s=0.2)
+
+    def start_dispatcher_process(self, name: str) -> tuple[subprocess.Popen, Path]:
+        """A real ``python -m schedules`` on this instance and broker, with this system's lease
+        times; its output in ``dispatcher-{name}.log``. stop() ends it (SIGTERM) if it runs."""
+        s, log = self.settings, self.tmp / f"dispatcher-{name}.log"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "LOA_MQTT_HOST": s.mqtt_host,
+               "LOA_MQTT_PORT": str(s.mqtt_port), "LOA_MQTT_USERNAME": s.mqtt_username,
+               "LOA_MQTT_PASSWORD": s.mqtt_password, "LOA_PUBLIC_URL": self.url,
+               "LOA_MOSQUITTO_DIR": str(s.mosquitto_dir),
+               "LOA_LEASE_TTL_S": str(s.lease_ttl_s), "LOA_LEASE_RENEW_S": str(s.lease_renew_s)}
+        with open(log, "wb") as out:  # the child keeps its own copy
+            proc = subprocess.Popen([sys.executable, "-m", "schedules", "--instance",
+                                     str(self.instance)], cwd=ROOT, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT)
+        self.processes.append(proc)
+        return proc, log
 
     def stop_dispatcher(self) -> None:
         """End the dispatcher and its bridge as a stopped ``python -m schedules`` would: the
@@ -180,15 +199,16 @@ class System:
         return proc, sink
 
     def stop(self) -> None:
-        for proc in self.agents:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.agents:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        for procs, wait in ((self.agents, 10), (self.processes, 15)):
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                try:
+                    proc.wait(wait)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
         if self.dispatcher:
             self.dispatcher.stop()
         if self.bridge:
