@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         settings = load_settings(Path(args.instance))
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, settings.database_busy_timeout_s)
         init_db(engine)
         sessions = make_sessionmaker(engine, actor="dispatcher")
         kid, key = active_signing_key(sessions, settings.signing_key_file)

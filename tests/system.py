@@ -116,7 +116,8 @@ class System:
                "LOA_MQTT_PORT": str(s.mqtt_port), "LOA_MQTT_USERNAME": s.mqtt_username,
                "LOA_MQTT_PASSWORD": s.mqtt_password, "LOA_PUBLIC_URL": self.url,
                "LOA_MOSQUITTO_DIR": str(s.mosquitto_dir),
-               "LOA_LEASE_TTL_S": str(s.lease_ttl_s), "LOA_LEASE_RENEW_S": str(s.lease_renew_s)}
+               "LOA_LEASE_TTL_S": str(s.lease_ttl_s), "LOA_LEASE_RENEW_S": str(s.lease_renew_s),
+               "LOA_DATABASE_BUSY_TIMEOUT_S": str(s.database_busy_timeout_s)}
         with open(log, "wb") as out:  # the child keeps its own copy
             proc = subprocess.Popen([sys.executable, "-m", "schedules", "--instance",
                                      str(self.instance)], cwd=ROOT, env=env, stdout=out,
