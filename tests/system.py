@@ -108,22 +108,36 @@ class System:
         self.dispatcher = Dispatcher(s, sessions, self.transport, key, kid)
         self.dispatcher.start(interval_s=0.2)
 
-    def start_dispatcher_process(self, name: str) -> tuple[subprocess.Popen, Path]:
-        """A real ``python -m schedules`` on this instance and broker, with this system's lease
-        times; its output in ``dispatcher-{name}.log``. stop() ends it (SIGTERM) if it runs."""
-        s, log = self.settings, self.tmp / f"dispatcher-{name}.log"
+    def start_process(self, name: str, module: str, *args: str) -> subprocess.Popen:
+        """A real server process (``python -m {module} --instance …``) on this instance and
+        broker, with this system's lease and database times; its output in ``{name}.log``.
+        stop() ends it (SIGTERM) if it runs."""
+        s = self.settings
         env = {**os.environ, "PYTHONPATH": str(ROOT), "LOA_MQTT_HOST": s.mqtt_host,
                "LOA_MQTT_PORT": str(s.mqtt_port), "LOA_MQTT_USERNAME": s.mqtt_username,
                "LOA_MQTT_PASSWORD": s.mqtt_password, "LOA_PUBLIC_URL": self.url,
                "LOA_MOSQUITTO_DIR": str(s.mosquitto_dir),
                "LOA_LEASE_TTL_S": str(s.lease_ttl_s), "LOA_LEASE_RENEW_S": str(s.lease_renew_s),
-               "LOA_DATABASE_BUSY_TIMEOUT_S": str(s.database_busy_timeout_s)}
-        with open(log, "wb") as out:  # the child keeps its own copy
-            proc = subprocess.Popen([sys.executable, "-m", "schedules", "--instance",
-                                     str(self.instance)], cwd=ROOT, env=env, stdout=out,
-                                    stderr=subprocess.STDOUT)
+               "LOA_DATABASE_BUSY_TIMEOUT_S": str(s.database_busy_timeout_s),
+               "LOA_TTS_ENGINES": ",".join(s.tts_engines)}
+        with open(self.tmp / f"{name}.log", "wb") as out:  # the child keeps its own copy
+            proc = subprocess.Popen([sys.executable, "-m", module, "--instance",
+                                     str(self.instance), *args], cwd=ROOT, env=env,
+                                    stdout=out, stderr=subprocess.STDOUT)
         self.processes.append(proc)
-        return proc, log
+        return proc
+
+    def start_dispatcher_process(self, name: str) -> tuple[subprocess.Popen, Path]:
+        """``python -m schedules`` (start_process); its log is ``dispatcher-{name}.log``."""
+        return self.start_process(f"dispatcher-{name}", "schedules"), \
+            self.tmp / f"dispatcher-{name}.log"
+
+    def start_web_process(self, name: str) -> tuple[subprocess.Popen, str]:
+        """``python -m server`` (waitress, as ``make run`` starts the web) on a port of its
+        own (start_process): the process and its URL. Its log is ``web-{name}.log``."""
+        port = free_port()
+        return self.start_process(f"web-{name}", "server", "--port", str(port)), \
+            f"http://127.0.0.1:{port}"
 
     def stop_dispatcher(self) -> None:
         """End the dispatcher and its bridge as a stopped ``python -m schedules`` would: the

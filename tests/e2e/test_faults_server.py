@@ -6,21 +6,27 @@ Every wait is on a condition with a deadline."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import tomllib
+from pathlib import Path
 
+import requests
 from sqlalchemy import func, select
 
 from schedules.__main__ import Worker
 from schedules.slots import slot_id
 from server.bridge import Bridge
 from server.keys import load_signing_key
-from server.models import Event, PlayLog
+from server.models import Broadcast, Bulletin, Event, Media, PlayLog
 from server.transport import MqttTransport
 from tests.mqtt_helpers import Client
-from tests.system import System, played_events
+from tests.system import ROOT, System, played_events
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 
@@ -179,3 +185,131 @@ def test_database_locked_past_the_busy_timeout_holds_reports_and_stores_each_onc
         assert proc.poll() is None
     finally:
         s.stop()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started that still run (Linux /proc)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _web_up(s: System, url: str) -> bool:
+    try:
+        return requests.get(f"{url}/healthz", timeout=2).status_code in (200, 503)
+    except requests.RequestException:
+        return False
+
+
+def _kill9(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+def test_web_killed_mid_write_leaves_nothing_half_written_and_every_broadcast_plays_once(
+        tmp_path, broker):
+    """A real web process (``python -m server``, waitress) is killed with SIGKILL twice: while
+    it renders a new bulletin's speech (its espeak/ffmpeg child running), and while eight
+    broadcasts are being created at once. After a restart every bulletin that exists has its
+    audio, every broadcast that exists was created whole (an answered one always exists) and
+    plays exactly once on each of its nodes, and the audit log's chain still verifies."""
+    s = System(tmp_path, broker, start_dispatcher=False)
+    try:
+        _proc, log = s.start_dispatcher_process("a")
+        s.wait(lambda: "lease dispatcher acquired" in log.read_text(), 60,
+               "the dispatcher acting")
+        ward = s.area("Phường Lê Chân", "HP-LC", "ward")
+        cluster = s.area("Cụm loa khu phố 3", "HP-LC-3", "cluster", ward["id"])
+        sinks = {}
+        for i in range(2):
+            n = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"],
+                                                    "name": f"Loa {i}"})
+            sinks[n["id"]] = s.start_agent(n)[1]
+        s.wait(lambda: all(s.ok("GET", f"/api/v1/nodes/{n}")["online"] for n in sinks), 30,
+               "the agents online")
+        auth = {"Authorization": f"Bearer {s.token}"}
+
+        # 1. killed while it renders a bulletin's speech
+        web, url = s.start_web_process("1")
+        s.wait(lambda: _web_up(s, url), 60, "the web process serving")
+        title = "Bản tin bị ngắt"
+        create = threading.Thread(target=lambda: _post_quietly(
+            f"{url}/api/v1/bulletins", auth, {"title": title, "category": "other",
+                                              "text": "Thông báo mất điện khu phố ba."}))
+        create.start()
+        s.wait(lambda: _children(web.pid), 30, "the web rendering speech (a child running)")
+        _kill9(web)
+        create.join(30)
+        with s.app.extensions["db_sessions"]() as db:
+            for b in db.scalars(select(Bulletin).where(Bulletin.title == title)):
+                media = db.get(Media, b.media_sha256) if b.media_sha256 else None
+                assert media is not None, "a bulletin without its audio"
+                files = list(Path(s.settings.media_dir).rglob(f"{media.sha256}*"))
+                assert files and hashlib.sha256(files[0].read_bytes()).hexdigest() \
+                    == media.sha256
+
+        # 2. killed while broadcasts are being created
+        web, url = s.start_web_process("2")
+        s.wait(lambda: _web_up(s, url), 60, "the web process serving again")
+        b = s.approved_bulletin("Bản tin", "Một.")
+        answered: list[int] = []
+        first = threading.Event()
+
+        def create_broadcast() -> None:
+            body = _post_quietly(f"{url}/api/v1/broadcasts", auth, {
+                "bulletin_id": b["id"], "targets": {"areas": [ward["id"]]}})
+            if body is not None:
+                answered.append(body["id"])
+                first.set()
+
+        threads = [threading.Thread(target=create_broadcast) for _ in range(8)]
+        for t in threads:
+            t.start()
+        assert first.wait(30), "no broadcast created"
+        _kill9(web)  # the others in flight, answered or not
+        for t in threads:
+            t.join(30)
+        web, url = s.start_web_process("3")
+        s.wait(lambda: _web_up(s, url), 60, "the web process restarted")
+
+        with s.app.extensions["db_sessions"]() as db:
+            made = list(db.scalars(select(Broadcast.id).where(Broadcast.bulletin_id == b["id"])))
+        assert set(answered) <= set(made) and made
+
+        def plays(sink: Path, bc: int) -> list[dict]:
+            return [p for p in played_events(sink) if p["item_id"] == f"bc-{bc}"]
+
+        for bc in made:
+            s.wait(lambda bc=bc: all(plays(sink, bc) for sink in sinks.values()),
+                   60, f"broadcast {bc} played on every node")
+            report = s.wait(lambda bc=bc: (r := s.ok("GET", f"/api/v1/broadcasts/{bc}"))
+                            and len(r["nodes"]) == 2 and all(
+                                n["played"] == "completed" for n in r["nodes"]) and r, 30,
+                            f"broadcast {bc} reported played by both nodes")
+            assert {n["node_id"] for n in report["nodes"]} == set(sinks)
+        for sink in sinks.values():  # nothing twice
+            for bc in made:
+                assert len(plays(sink, bc)) == 1
+        with s.app.extensions["db_sessions"]() as db:
+            assert db.scalar(select(func.count()).select_from(PlayLog).where(
+                PlayLog.broadcast_id.in_(made))) == 2 * len(made)
+        verify = subprocess.run([sys.executable, "-m", "server.cli", "--instance",
+                                 str(s.instance), "audit-verify"], cwd=ROOT, timeout=60,
+                                capture_output=True, text=True)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    finally:
+        s.stop()
+
+
+def _post_quietly(url: str, headers: dict, body: dict) -> dict | None:
+    """The answer's JSON, or None when the process died before answering."""
+    try:
+        r = requests.post(url, headers=headers, json=body, timeout=60)
+    except requests.RequestException:
+        return None
+    assert r.status_code < 300, r.text
+    return r.json()
