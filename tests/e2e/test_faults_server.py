@@ -129,9 +129,10 @@ def test_database_locked_past_the_busy_timeout_holds_reports_and_stores_each_onc
     """Another connection holds SQLite's write lock for longer than the busy timeout while a
     node plays a slot from its cache: the dispatcher (a real process) cannot write, says so
     (an ALARM line, /healthz 503), keeps what the node reports unconfirmed at the broker, and
-    once the lock is gone stores the `played` event exactly once; nothing is refused."""
+    once the lock is gone stores the `played` event exactly once; nothing is refused. A timed
+    broadcast that fell due during the lock is sent after it, and plays once."""
     s = System(tmp_path, broker, start_dispatcher=False, lease_ttl_s=20, lease_renew_s=1,
-               worker_stale_s=6, database_busy_timeout_s=2)
+               worker_stale_s=6, database_busy_timeout_s=2, schedule_lead_s=0)
     try:
         proc, log = s.start_dispatcher_process("a")
         s.wait(lambda: "lease dispatcher acquired" in log.read_text(), 60,
@@ -146,6 +147,10 @@ def test_database_locked_past_the_busy_timeout_holds_reports_and_stores_each_onc
             "bulletin_id": b["id"], "targets": {"nodes": [node["id"]]},
             "recurrence": "FREQ=DAILY", "start_at": at.isoformat()})
         slot = slot_id(bc["id"], at)
+        timed_at = at + dt.timedelta(seconds=2)  # sent at its start (no lead): in the lock
+        timed = s.ok("POST", "/api/v1/broadcasts", json={
+            "bulletin_id": b["id"], "targets": {"nodes": [node["id"]]},
+            "start_at": timed_at.isoformat()})
 
         def holds() -> bool:
             d = s.ok("GET", f"/api/v1/nodes/{node['id']}/desired")
@@ -167,6 +172,9 @@ def test_database_locked_past_the_busy_timeout_holds_reports_and_stores_each_onc
             assert health["checks"]["database"]["ok"]  # it reads; it is the writes that wait
             assert health["checks"]["broker"]["detail"] == "dispatcher heartbeat is stale"
             assert _playlogs(s, node["id"], slot) == []  # held, not lost: nothing written
+            s.wait(lambda: time.time() > timed_at.timestamp() + 1, 30,
+                   "the timed broadcast past due")
+            assert s.ok("GET", f"/api/v1/broadcasts/{timed['id']}")["nodes"] == []  # unsent
         finally:
             lock.rollback()
             lock.close()
@@ -175,6 +183,12 @@ def test_database_locked_past_the_busy_timeout_holds_reports_and_stores_each_onc
         s.wait(lambda: "database available again" in log.read_text(), 30,
                "the dispatcher saying it writes again")
         s.wait(lambda: _health(s)[0] == 200, 30, "/healthz healthy again")
+        report = s.wait(lambda: (r := s.ok("GET", f"/api/v1/broadcasts/{timed['id']}"))
+                        ["nodes"] and r["nodes"][0]["played"] and r, 60,
+                        "the timed broadcast sent after the lock and played")
+        assert report["nodes"][0]["played"] == "completed"
+        assert len([p for p in played_events(sink)
+                    if p["item_id"] == f"bc-{timed['id']}"]) == 1
         (row,) = _playlogs(s, node["id"], slot)
         (play,) = plays()  # played once
         assert row.result == "completed" and row.sha256 == b["sha256"] == play["sha256"]
