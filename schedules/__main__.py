@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         settings = load_settings(Path(args.instance))
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, settings.database_busy_timeout_s)
         init_db(engine)
         sessions = make_sessionmaker(engine, actor="dispatcher")
         kid, key = active_signing_key(sessions, settings.signing_key_file)
@@ -83,12 +83,17 @@ class Worker:
 
     def act(self) -> None:
         s = self.settings
+        # the bridge subscribes before the connection opens: the resumed session hands over
+        # what nodes sent while no holder was connected right after the CONNACK, and a message
+        # that came before its handler was registered would be confirmed and lost
         self.transport = MqttTransport(s.mqtt_host, s.mqtt_port, s.mqtt_username,
                                        s.mqtt_password, client_id=s.mqtt_username,
-                                       tls=s.mqtt_tls, ca_file=s.ca_file or None)
+                                       tls=s.mqtt_tls, ca_file=s.ca_file or None,
+                                       connect=False)
         self.bridge = Bridge(self.sessions, self.transport, s.topic_prefix,
                              limits=BridgeLimits.from_settings(s), tz=s.timezone)
         self.bridge.start()
+        self.transport.connect()
         self.dispatcher = Dispatcher(s, self.sessions, self.transport, self.key, self.kid)
         self.dispatcher.acting = self.acting
         self.dispatcher.start()

@@ -27,7 +27,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     app.config["SETTINGS"] = settings
     app.config["SECRET_KEY"] = settings.secret_key or _instance_secret(instance)
     app.config["MAX_CONTENT_LENGTH"] = 60 * 1024 * 1024
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings.database_busy_timeout_s)
     init_db(engine)
     app.extensions["db_engine"] = engine
     app.extensions["db_sessions"] = make_sessionmaker(engine)

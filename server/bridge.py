@@ -25,7 +25,8 @@ from typing import Any
 from collections.abc import Callable
 
 from sqlalchemy import case, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent import schemas
@@ -56,6 +57,7 @@ LOG_EVERY_S = 60.0
 INGEST_BATCH = 500         # node messages written in one transaction
 INGEST_QUEUE = 100_000     # messages waiting for the worker before the network thread waits
 SLOT_LOOKBACK = dt.timedelta(hours=1)  # a slot begun longer ago is no more delivered or ready
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0  # while the database is unavailable: waits between tries
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,25 @@ class BridgeLimits:
     def for_kind(self, kind: str) -> int:
         return {"state": self.state_bytes, "telemetry": self.telemetry_bytes,
                 "events": self.event_bytes}[kind]
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not take a write (locked past the busy timeout, gone, refusing
+    connections): the messages were not stored and must not be confirmed to the broker.
+    ``written``: how many of the messages at hand were stored before it happened."""
+
+    def __init__(self, cause: BaseException, written: int = 0):
+        super().__init__(str(cause).splitlines()[0][:300] if str(cause) else repr(cause))
+        self.cause = cause
+        self.written = written
+
+
+def unavailable(err: BaseException) -> bool:
+    """Whether ``err`` says the database is unusable for now, not that a message is bad:
+    an operational error (SQLite ``database is locked``, PostgreSQL gone), a dropped
+    connection, no connection free in the pool."""
+    return isinstance(err, (OperationalError, PoolTimeout)) or \
+        isinstance(err, DBAPIError) and err.connection_invalidated
 
 
 class Refused(Exception):
@@ -281,6 +302,7 @@ class Bridge:
         self._queue: queue.Queue[tuple[str, bytes, Callable[[], None] | None] | None] = \
             queue.Queue(INGEST_QUEUE)
         self._worker: threading.Thread | None = None
+        self._halt = threading.Event()  # stop() while the database is unavailable: give up
         # what a node publishes, by topic kind; what it reports, by event type. A handler
         # returns a Refused when the message is stored for the record but not accepted.
         self.topics: dict[str, Callable[[Session, Node, dict], Refused | None]] = {
@@ -294,6 +316,7 @@ class Bridge:
         thread and written by the bridge's own worker, many per transaction, so ingest never
         holds up the network thread that confirms the dispatcher's publishes."""
         if self._worker is None:
+            self._halt.clear()
             self._worker = threading.Thread(target=self._drain, name="bridge-ingest",
                                             daemon=True)
             self._worker.start()
@@ -301,8 +324,11 @@ class Bridge:
             self.transport.subscribe(f"{self.prefix}/nodes/+/{kind}", self.enqueue, acks=True)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then end the worker."""
+        """Write what is queued, then end the worker. While the database is unavailable what
+        is held is given up unconfirmed: the broker delivers it again to the session's next
+        connection (this process's or the next lease holder's)."""
         if self._worker is not None:
+            self._halt.set()
             self._queue.put(None)
             self._worker.join(timeout)
             self._worker = None
@@ -327,16 +353,46 @@ class Bridge:
                     stop = True
                     break
                 batch.append(item)
-            self.handle_batch([(topic, payload) for topic, payload, _ in batch])
-            for _, _, done in batch:  # written (or counted as refused): the broker may forget
+            if not self._store(batch) or stop:
+                return
+
+    def _store(self, batch: list[tuple[str, bytes, Callable[[], None] | None]]) -> bool:
+        """Write the batch and confirm each message once written (or counted as refused), so
+        the broker forgets it only then. While the database is unavailable the rest is held,
+        unconfirmed, and tried again (waits doubling up to RETRY_MAX_S) with an ALARM line
+        saying so; False when stop() gave up on it meanwhile."""
+        held_since, wait = None, RETRY_FIRST_S
+        while batch:
+            try:
+                self.handle_batch([(topic, payload) for topic, payload, _ in batch])
+                written, problem = len(batch), None
+            except DatabaseUnavailable as err:
+                written, problem = err.written, err
+            for _, _, done in batch[:written]:
                 if done is not None:
                     done()
-            if stop:
-                return
+            batch = batch[written:]
+            if problem is None:
+                break
+            if held_since is None:
+                held_since = time.monotonic()
+                log.error("ALARM database unavailable, node messages held: %d waiting, not "
+                          "confirmed to the broker (it keeps them); trying again until the "
+                          "database takes them: %s", len(batch) + self._queue.qsize(), problem)
+            if self._halt.wait(wait):
+                log.warning("bridge stopped with %d node messages held: the broker delivers "
+                            "them again at the next connection", len(batch))
+                return False
+            wait = min(wait * 2, RETRY_MAX_S)
+        if held_since is not None:
+            log.warning("database available again: node messages held for %.0f s are stored",
+                        time.monotonic() - held_since)
+        return True
 
     def handle_batch(self, messages: list[tuple[str, bytes]]) -> None:
         """Record many messages in one transaction; when any of them fails in a way that needs
-        a rollback, the batch is undone and every message recorded on its own instead."""
+        a rollback, the batch is undone and every message recorded on its own instead.
+        DatabaseUnavailable when the database cannot take them (with how many were stored)."""
         if len(messages) > 1:
             try:
                 with self.sessions() as db:
@@ -353,10 +409,15 @@ class Bridge:
                             self._record(db, topic, payload)
                     db.commit()
                 return
-            except Exception:
+            except Exception as err:
+                if unavailable(err):
+                    raise DatabaseUnavailable(err) from err
                 log.debug("batch of %d rolled back; one by one", len(messages), exc_info=True)
-        for topic, payload in messages:
-            self.handle(topic, payload)
+        for written, (topic, payload) in enumerate(messages):
+            try:
+                self.handle(topic, payload)
+            except DatabaseUnavailable as err:
+                raise DatabaseUnavailable(err.cause, written) from err.cause
 
     def _stored_events(self, db: Session, messages: list[tuple[str, bytes]]
                        ) -> set[tuple[str, str]]:
@@ -377,11 +438,16 @@ class Bridge:
             Event.event_id.in_(ids)))}
 
     def handle(self, topic: str, payload: bytes) -> None:
-        """Record one message from a node. Never raises: whatever arrives leaves the database
-        consistent, and what is refused is counted on the node and logged."""
+        """Record one message from a node. Raises only DatabaseUnavailable (nothing stored):
+        whatever arrives leaves the database consistent, and what is refused is counted on
+        the node and logged."""
         try:
             self._handle(topic, bytes(payload or b""))
-        except Exception:  # the last line of defence: a callback must not die
+        except DatabaseUnavailable:
+            raise
+        except Exception as err:  # the last line of defence: a callback must not die
+            if unavailable(err):
+                raise DatabaseUnavailable(err) from err
             self.quiet.warning(("bridge", topic[:200]), "message on %s could not be handled",
                                topic[:200], exc_info=True)
 
@@ -394,6 +460,8 @@ class Bridge:
                 db.rollback()  # the same event twice, stored once already by a racing write
             except Exception as err:
                 db.rollback()
+                if unavailable(err):  # not the message's fault: held, not counted
+                    raise DatabaseUnavailable(err) from err
                 where = parse_topic(self.prefix, topic)
                 if where is not None and where.scope == "node":
                     self._count(db, where.name, where.kind,

@@ -22,6 +22,9 @@ class Settings:
     instance_path: str = "instance"
     secret_key: str = ""
     database_url: str = ""                 # default: sqlite in the instance folder
+    # SQLite: how long a write waits for another process's write lock before it fails (the
+    # bridge then holds what nodes sent, unconfirmed, and tries again)
+    database_busy_timeout_s: float = 30.0
     media_dir: str = ""                    # default: instance/media
     public_url: str = "http://127.0.0.1:8080"  # how nodes reach /media/
     language: str = "vi"
@@ -259,6 +262,8 @@ _CHECKS: tuple[Check, ...] = (
     _rule(lambda s: s.update_ttl_s >= 60, "update_ttl_s: must be at least 60 seconds"),
     _rule(lambda s: s.provision_token_ttl_s >= 60,
           "provision_token_ttl_s: must be at least 60 seconds"),
+    _rule(lambda s: s.database_busy_timeout_s > 0,
+          "database_busy_timeout_s: more than 0 seconds"),
     _rule(lambda s: s.airplay_grace_s >= 0, "airplay_grace_s: must be 0 or more seconds"),
     _rule(lambda s: s.lease_renew_s > 0 and s.lease_ttl_s > 2 * s.lease_renew_s,
           "lease_renew_s: more than 0; lease_ttl_s: more than twice lease_renew_s"),

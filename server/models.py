@@ -620,10 +620,11 @@ def _audit_head_row(table, connection, **_kw):
     connection.execute(table.insert().values(id=1, last_id=0, last_hash="0" * 64))
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, busy_timeout_s: float = 30.0) -> Engine:
     """An engine; SQLite gets WAL and a busy timeout so web and dispatcher share the file."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s,
+                                                  "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):

@@ -51,10 +51,18 @@ class Transport(ABC):
 
 
 class MqttTransport(Transport):
-    """paho-mqtt 2 client with a persistent session, resubscribing in on_connect."""
+    """paho-mqtt 2 client with a persistent session, resubscribing in on_connect.
+
+    ``connect=False``: the connection is opened only by ``connect()``, so a caller subscribes
+    first. A resumed persistent session hands over what waited at the broker right after the
+    CONNACK, before any SUBSCRIBE is sent; a message that arrives before its handler is
+    registered here is confirmed and dropped, so a consumer with acks (the bridge) must be
+    subscribed before the connection opens."""
 
     def __init__(self, host: str, port: int, username: str, password: str, client_id: str,
-                 tls: bool = False, ca_file: str | None = None):
+                 tls: bool = False, ca_file: str | None = None, *, connect: bool = True):
+        self._host, self._port = host, port
+        self._started = False
         self._subs: dict[str, tuple[int, Handler, bool]] = {}
         self._connected = threading.Event()
         # QoS 1 messages are confirmed by _on_message (at once) or by the handler's done()
@@ -71,8 +79,15 @@ class MqttTransport(Transport):
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
-        self.client.connect_async(host, port, keepalive=30)
-        self.client.loop_start()
+        if connect:
+            self.connect()
+
+    def connect(self) -> None:
+        """Open the connection (kept up, reconnecting, until ``stop``); once only."""
+        if not self._started:
+            self._started = True
+            self.client.connect_async(self._host, self._port, keepalive=30)
+            self.client.loop_start()
 
     @property
     def connected(self) -> bool:
@@ -94,9 +109,10 @@ class MqttTransport(Transport):
         log.warning("disconnected from broker: %s", reason_code)
 
     def _on_message(self, client, userdata, msg):
-        deferred = False
+        deferred = matched = False
         for pattern, (_, handler, acks) in list(self._subs.items()):
             if mqtt.topic_matches_sub(pattern, msg.topic):
+                matched = True
                 try:
                     if acks and not deferred:
                         deferred = True
@@ -106,6 +122,9 @@ class MqttTransport(Transport):
                 except Exception:  # a bad message must not kill the network thread
                     log.exception("handler for %s failed", msg.topic)
         if not deferred:
+            if not matched:
+                log.warning("message on %s matches no subscription of this process: confirmed "
+                            "to the broker and dropped", msg.topic[:200])
             self._ack(msg)
 
     def _done(self, msg) -> Callable[[], None]:

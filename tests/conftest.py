@@ -98,8 +98,8 @@ def sql_compiled_once():
     make_engine = server.make_engine
     first: list = []
 
-    def shared(url):
-        engine = make_engine(url)
+    def shared(url, *args):
+        engine = make_engine(url, *args)
         if engine.dialect.name == "sqlite":
             if not first:
                 first.append(engine)

@@ -89,6 +89,7 @@ class System:
         self.bridge = None
         self.transport = None
         self.agents: list[subprocess.Popen] = []
+        self.processes: list[subprocess.Popen] = []  # python -m schedules, started by a test
         if start_dispatcher:
             self.start_dispatcher()
 
@@ -96,14 +97,47 @@ class System:
         s = self.settings
         sessions = self.app.extensions["db_sessions"]
         self.transport = MqttTransport(s.mqtt_host, s.mqtt_port, s.mqtt_username, s.mqtt_password,
-                                       client_id=s.mqtt_username)  # the broker forces it
-        assert self.transport.wait_connected(10), "dispatcher could not connect to the broker"
+                                       client_id=s.mqtt_username,  # the broker forces it
+                                       connect=False)  # as python -m schedules: subscribed first
         self.bridge = Bridge(sessions, self.transport, s.topic_prefix,
                              limits=BridgeLimits.from_settings(s), tz=s.timezone)
         self.bridge.start()
+        self.transport.connect()
+        assert self.transport.wait_connected(10), "dispatcher could not connect to the broker"
         kid, key = load_signing_key(s.signing_key_file)
         self.dispatcher = Dispatcher(s, sessions, self.transport, key, kid)
         self.dispatcher.start(interval_s=0.2)
+
+    def start_process(self, name: str, module: str, *args: str) -> subprocess.Popen:
+        """A real server process (``python -m {module} --instance …``) on this instance and
+        broker, with this system's lease and database times; its output in ``{name}.log``.
+        stop() ends it (SIGTERM) if it runs."""
+        s = self.settings
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "LOA_MQTT_HOST": s.mqtt_host,
+               "LOA_MQTT_PORT": str(s.mqtt_port), "LOA_MQTT_USERNAME": s.mqtt_username,
+               "LOA_MQTT_PASSWORD": s.mqtt_password, "LOA_PUBLIC_URL": self.url,
+               "LOA_MOSQUITTO_DIR": str(s.mosquitto_dir),
+               "LOA_LEASE_TTL_S": str(s.lease_ttl_s), "LOA_LEASE_RENEW_S": str(s.lease_renew_s),
+               "LOA_DATABASE_BUSY_TIMEOUT_S": str(s.database_busy_timeout_s),
+               "LOA_TTS_ENGINES": ",".join(s.tts_engines)}
+        with open(self.tmp / f"{name}.log", "wb") as out:  # the child keeps its own copy
+            proc = subprocess.Popen([sys.executable, "-m", module, "--instance",
+                                     str(self.instance), *args], cwd=ROOT, env=env,
+                                    stdout=out, stderr=subprocess.STDOUT)
+        self.processes.append(proc)
+        return proc
+
+    def start_dispatcher_process(self, name: str) -> tuple[subprocess.Popen, Path]:
+        """``python -m schedules`` (start_process); its log is ``dispatcher-{name}.log``."""
+        return self.start_process(f"dispatcher-{name}", "schedules"), \
+            self.tmp / f"dispatcher-{name}.log"
+
+    def start_web_process(self, name: str) -> tuple[subprocess.Popen, str]:
+        """``python -m server`` (waitress, as ``make run`` starts the web) on a port of its
+        own (start_process): the process and its URL. Its log is ``web-{name}.log``."""
+        port = free_port()
+        return self.start_process(f"web-{name}", "server", "--port", str(port)), \
+            f"http://127.0.0.1:{port}"
 
     def stop_dispatcher(self) -> None:
         """End the dispatcher and its bridge as a stopped ``python -m schedules`` would: the
@@ -185,18 +219,22 @@ class System:
 
     def stop_agents(self) -> None:
         """SIGTERM to every agent still running, then wait for each (killed after 10 s)."""
-        for proc in self.agents:
+        self._stop_all(self.agents, 10)
+
+    def _stop_all(self, procs, wait: float) -> None:
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in self.agents:
+        for proc in procs:
             try:
-                proc.wait(10)
+                proc.wait(wait)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
 
     def stop(self) -> None:
         self.stop_agents()
+        self._stop_all(self.processes, 15)
         if self.dispatcher:
             self.dispatcher.stop()
         if self.bridge:
