@@ -73,7 +73,7 @@ def app_db(request, make_app, monkeypatch):
 
 @pytest.fixture
 def fleet(app_db):
-    """Two wards with a node each, and the first ward's technician (tests/server/conftest.py)."""
+    """Two wards with a node each, and the first ward's technician (tests/server/helpers.py)."""
     s = app_db
     wards = make_two_wards(s)
     return s, node_ids(s, wards["mine"]["id"])[0], node_ids(s, wards["other"]["id"])[0], wards
