@@ -31,6 +31,11 @@ from tests.fuzz_budget import FAST_EXAMPLES, FAST_PROFILE
 # fifth of their examples (tests/fuzz_budget.py); `make test` and a bare pytest run them all.
 settings.register_profile(FAST_PROFILE, max_examples=FAST_EXAMPLES)
 
+# The parts' helper modules (tests/<part>/helpers.py and the like) assert as the tests do: their
+# asserts are rewritten too, so a failing one shows what it compared.
+pytest.register_assert_rewrite("tests.server.helpers", "tests.audio.helpers",
+                               "tests.schedules.helpers")
+
 
 def pytest_collection_finish(session):
     """What the test process holds once its tests are collected (the modules of flask,

@@ -3,10 +3,12 @@ Mosquitto, playing the short MP3s of ``media_server`` (tests/conftest.py)."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
 import device_agent.agent
+from tests.agent import captures
 from tests.agent_harness import NodeHarness
 
 
@@ -54,3 +56,15 @@ def make_node(broker, tmp_path, media_server):
 @pytest.fixture
 def node(make_node) -> NodeHarness:
     return make_node()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Where a module's microphone captures are made (tests/agent/captures.py)."""
+    return tmp_path_factory.mktemp("captures")
+
+
+@pytest.fixture(scope="module")
+def played(folder) -> Path:
+    """The acoustic self-test's tone sequence, the very file the agent plays."""
+    return captures.sequence(folder)

@@ -5,7 +5,6 @@ it a capture (a recorded file behind the Recorder interface, as arecord's would 
 import shutil
 from pathlib import Path
 
-import pytest
 
 from device_agent.amp import RecordingAmplifier
 from device_agent.selftest import Recorder, Recording
@@ -36,16 +35,6 @@ class RecordedMicrophone(Recorder):
         self.asked.append(seconds)
         shutil.copyfile(self.heard, path)
         return _Done(path)
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("heard")
-
-
-@pytest.fixture(scope="module")
-def played(folder) -> Path:
-    return captures.sequence(folder)
 
 
 def test_acoustic_test_of_a_working_horn_acks_ok_with_each_tones_level(

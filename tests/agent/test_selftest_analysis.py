@@ -24,16 +24,6 @@ from device_agent.selftest import (
 from tests.agent import captures
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("captures")
-
-
-@pytest.fixture(scope="module")
-def played(folder) -> Path:
-    return captures.sequence(folder)
-
-
 def judge(folder, played, chain, **kw):
     name = "cap-" + hashlib.sha256(repr((chain, sorted(kw.items()))).encode()).hexdigest()[:12]
     return judge_capture(captures.capture(folder, played, name, chain, **kw))

@@ -2,11 +2,19 @@
 stand-in) and the pipeline (ffmpeg). The API upload test uses ``make_app`` (tests/conftest.py)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 # modules whose files (module-scoped fixtures: ten formats of a tone, a long MP3, damaged
 # copies) take seconds of ffmpeg to make
 WHOLE_MODULES = {"test_audio_upload.py", "test_upload_bounds.py"}
+
+
+@pytest.fixture
+def media(tmp_path) -> Path:
+    """Where a test's media store keeps its files (made when the first is stored)."""
+    return tmp_path / "media"
 
 
 def pytest_collection_modifyitems(items):

@@ -10,7 +10,7 @@ from audio.pipeline import AudioSettings, Pipeline
 from audio.programme import concat_media
 from audio.store import MediaStore
 from audio.tts import build_chain
-from tests.audio.test_audio_pipeline import assert_broadcast_ready
+from tests.audio.helpers import assert_broadcast_ready
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "opus"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from audio.gtts_standin import StandIn
-from tests.audio.test_audio_pipeline import TEXT, assert_broadcast_ready, espeak_wav, ffmpeg
+from tests.audio.helpers import TEXT, assert_broadcast_ready, espeak_wav, ffmpeg
 
 ROOT = Path(__file__).resolve().parents[2]
 

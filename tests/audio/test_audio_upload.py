@@ -10,7 +10,7 @@ from audio.pipeline import AudioSettings, Pipeline
 from audio.probe import UploadError, UploadLimits, inspect
 from audio.store import MediaStore
 from audio.tts import build_chain
-from tests.audio.test_audio_pipeline import ffmpeg, media_files
+from tests.audio.helpers import ffmpeg, media_files
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +46,6 @@ def files(tmp_path_factory) -> dict[str, Path]:
     made["damaged"] = d / "damaged.mp3"
     made["damaged"].write_bytes(bytes(damaged))
     return made
-
-
-@pytest.fixture
-def media(tmp_path) -> Path:
-    return tmp_path / "media"
 
 
 def pipeline(media: Path, **settings) -> Pipeline:

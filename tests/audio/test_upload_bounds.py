@@ -17,7 +17,7 @@ from audio.pipeline import DECODE_MARGIN_S, AudioSettings, Pipeline
 from audio.probe import UploadError
 from audio.store import MediaStore
 from audio.tts import CommandEngine, Speech, TTSError, build_chain
-from tests.audio.test_audio_pipeline import ffmpeg, media_files
+from tests.audio.helpers import ffmpeg, media_files
 
 LIMIT_MIN = 0.1     # 6 s; every crafted file holds 60 s
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from server.models import Command, utcnow
-from tests.server.test_air_safety import approved, db, later, ward_with_users
+from tests.server.helpers import approved, db, later, ward_with_users
 
 
 @pytest.fixture

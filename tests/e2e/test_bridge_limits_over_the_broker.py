@@ -2,7 +2,7 @@
 limits are driven on the bridge directly: tests/schedules/test_bridge_limits.py)."""
 from server.models import Telemetry
 from tests.mqtt_helpers import Client
-from tests.schedules.test_bridge_limits import node_json, rows, telemetry
+from tests.schedules.helpers import node_json, rows, telemetry
 
 
 def test_oversized_telemetry_over_the_broker_is_refused_and_counted(system):

@@ -1,7 +1,7 @@
 """The pages keep working in a real browser (headless Chromium) under the Content-Security-Policy
 that forbids inline scripts and styles: htmx polls and posts (with its CSRF header), and the
 browser reports no violation, while an injected inline script is blocked."""
-from tests.e2e.test_web_ui import WAIT_MS, login, preview_reading
+from tests.e2e.web import WAIT_MS, login, preview_reading
 
 WATCH = """
 window.__csp = [];

@@ -1,12 +1,10 @@
 """The pages in a real browser (Playwright on Debian's Chromium, headless): log in, see the nodes
 live, write a bulletin, approve and broadcast it at once, and watch it reach every node."""
-import re
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
+from tests.e2e.web import WAIT_MS, login, preview_reading
 from tests.system import ADMIN_PASSWORD
-
-WAIT_MS = 30_000
 
 
 def test_staff_logs_in_sees_nodes_and_broadcasts_a_bulletin_to_the_ward(web_system, web):
@@ -62,25 +60,6 @@ def test_pages_switch_to_english(web_system, web):
     page.goto("/login")
     assert "Log in" in page.content() and "Đăng nhập" not in page.content()
     web.shot(page, "login-en")
-
-
-def login(page: Page, username: str = "admin", password: str = ADMIN_PASSWORD) -> None:
-    page.goto("/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/login" not in url)
-
-
-def preview_reading(page: Page):
-    """Write a bulletin's title and text, ask for the preview; its spoken-text box."""
-    page.goto("/bulletins/new")
-    page.fill("input[name=title]", "Họp tổ dân phố")
-    page.fill("textarea[name=text]", "UBND phường họp lúc 7h30.")
-    page.click("[hx-post$='/partials/preview']")
-    spoken = page.locator("textarea[name=spoken_text]")
-    expect(spoken).to_have_value(re.compile("ủy ban nhân dân"), timeout=WAIT_MS)
-    return spoken
 
 
 def test_author_previews_the_reading_fixes_it_and_an_approver_approves(web_system, web):

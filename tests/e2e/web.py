@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import (Browser, BrowserContext, Page, Playwright, expect,
+                                 sync_playwright)
 
 from server.auth import ROLES
 from server.cli import main as cli
@@ -29,6 +30,7 @@ SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 360, "hei
 SCREENS = ROOT / "test-output" / "screens"
 PASSWORD = "mat-khau-e2e-123"
 TIMEOUT_MS = 20_000
+WAIT_MS = 30_000  # for what the running system does behind a page (speech, a broadcast)
 
 
 @pytest.fixture(scope="session")
@@ -185,3 +187,22 @@ def web(chromium, request):
         w.check()
     finally:
         w.close()
+
+
+def login(page: Page, username: str = "admin", password: str = ADMIN_PASSWORD) -> None:
+    page.goto("/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+def preview_reading(page: Page):
+    """Write a bulletin's title and text, ask for the preview; its spoken-text box."""
+    page.goto("/bulletins/new")
+    page.fill("input[name=title]", "Họp tổ dân phố")
+    page.fill("textarea[name=text]", "UBND phường họp lúc 7h30.")
+    page.click("[hx-post$='/partials/preview']")
+    spoken = page.locator("textarea[name=spoken_text]")
+    expect(spoken).to_have_value(re.compile("ủy ban nhân dân"), timeout=WAIT_MS)
+    return spoken

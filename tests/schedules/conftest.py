@@ -3,6 +3,7 @@ database through an in-process ``app_only``, without a broker."""
 import pytest
 
 from server.bridge import Bridge, BridgeLimits
+from tests.schedules.helpers import NodeBridge
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +30,11 @@ def bridge_setup(app_only):
     bridge = Bridge(app_only.app.extensions["db_sessions"], None,
                     app_only.settings.topic_prefix, limits=BridgeLimits())
     return app_only, bridge, node["id"]
+
+
+@pytest.fixture(scope="module")
+def node_bridge(tmp_path_factory):
+    """A bridge on a real SQLite database holding one node, for a whole module's messages."""
+    nb = NodeBridge(tmp_path_factory.mktemp("bridge") / "loa.db")
+    yield nb
+    nb.engine.dispose()

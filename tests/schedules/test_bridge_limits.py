@@ -11,26 +11,12 @@ from sqlalchemy import func, select
 
 from server.bridge import BridgeLimits
 from server.models import Event, Node, PlayLog, Telemetry
-
-TS = 1764000000000
+from tests.schedules.helpers import TS, node_json, rows, telemetry
 
 
 def send(bridge, node_id, kind, payload):
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     bridge.handle(f"{bridge.prefix}/nodes/{node_id}/{kind}", raw)
-
-
-def node_json(system, node_id):
-    return system.ok("GET", f"/api/v1/nodes/{node_id}")
-
-
-def rows(system, model, node_id):
-    with system.app.extensions["db_sessions"]() as db:
-        return db.scalars(select(model).where(model.node_id == node_id)).all()
-
-
-def telemetry(**fields):
-    return {"v": 1, "ts": TS, **fields}
 
 
 def event(type_, **fields):

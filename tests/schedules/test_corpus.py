@@ -11,8 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device_agent.protocol import ProtocolError, canonical_bytes, verify_envelope
-from tests.schedules.test_fuzz_bridge import (KINDS, NodeBridge,
-                                     _bad_message_changes_nothing_but_what_it_may)
+from tests.schedules.helpers import KINDS, bad_message_changes_nothing_but_what_it_may
 
 CORPUS = Path(__file__).parent.parent / "corpus"
 INDEX = json.loads((CORPUS / "index.json").read_text(encoding="utf-8"))
@@ -45,13 +44,6 @@ def test_the_node_refuses_each_corpus_payload_with_its_reason(name):
     assert err.value.reason == INDEX[name]["reason"], err.value
 
 
-@pytest.fixture(scope="module")
-def node_bridge(tmp_path_factory):
-    nb = NodeBridge(tmp_path_factory.mktemp("corpus") / "loa.db")
-    yield nb
-    nb.engine.dispose()
-
-
 CASES = [(name, kind) for name in sorted(INDEX) for kind in KINDS]
 
 
@@ -59,4 +51,4 @@ CASES = [(name, kind) for name in sorted(INDEX) for kind in KINDS]
 def test_the_bridge_survives_each_corpus_payload(node_bridge, name, kind):
     """Never raises, writes at most the one row a message may make (an envelope is, after all,
     valid telemetry: v and ts), and the node's next valid event is still stored."""
-    _bad_message_changes_nothing_but_what_it_may(node_bridge, kind, _payload(name))
+    bad_message_changes_nothing_but_what_it_may(node_bridge, kind, _payload(name))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.cli import main as cli
+from tests.server.helpers import make_two_wards
 
 
 @pytest.fixture(autouse=True)
@@ -22,33 +22,13 @@ def app_only(make_app):
 
 @pytest.fixture
 def wards(app_only):
-    return _two_wards(app_only)
+    return make_two_wards(app_only)
 
 
 @pytest.fixture
 def two_wards(app_only):
     """``wards`` under the name test_users_api.py gives it (its own ``wards`` builds on it)."""
-    return _two_wards(app_only)
-
-
-def _two_wards(s) -> dict:
-    """Two wards of a province, a node in each, and a ward approver and technician of the
-    first ("mine")."""
-    province = s.area("Thành phố Hải Phòng", "HP", "province")
-    mine = s.area("Phường Lê Chân", "HP-LC", "ward", province["id"])
-    mine_cluster = s.area("Cụm 1", "HP-LC-1", "cluster", mine["id"])
-    other = s.area("Phường Ngô Quyền", "HP-NQ", "ward", province["id"])
-    other_cluster = s.area("Cụm 2", "HP-NQ-1", "cluster", other["id"])
-    for cluster in (mine_cluster, other_cluster):
-        s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa"})
-    for name, role in (("canbo-lc", "approver"), ("kythuat-lc", "technician")):
-        assert cli(["--instance", str(s.instance), "user", name, "--role", role, "--password",
-                    "mat-khau-123", "--area-id", str(mine["id"])]) == 0
-    return {"mine": mine, "other": other, "mine_cluster": mine_cluster,
-            "other_cluster": other_cluster,
-            "approver": s.login("canbo-lc", "mat-khau-123"),
-            "technician": s.login("kythuat-lc", "mat-khau-123")}
-
+    return make_two_wards(app_only)
 
 
 FUZZ_API = "test_fuzz_api.py"

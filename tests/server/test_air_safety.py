@@ -9,37 +9,15 @@ import pytest
 from sqlalchemy import select, update
 
 from schedules.dispatcher import Dispatcher
-from server.cli import main as cli
 from server.keys import load_signing_key
 from server.models import Broadcast, Command, utcnow
-from server.transport import Transport
-
-PASSWORD = "mat-khau-123"
-
-
-class NoBroker(Transport):
-    """For passes that never publish (dispatch_due, sign_pending): no broker behind it."""
-
-    connected = False
-
-    def publish(self, *a, **kw):
-        return False
-
-    def subscribe(self, *a, **kw):
-        pass
-
-    def stop(self):
-        pass
+from tests.server.helpers import NoBroker, approved, db, later, ward_with_users
 
 
 def dispatcher(s, transport=None) -> Dispatcher:
     kid, key = load_signing_key(s.settings.signing_key_file)
     return Dispatcher(s.settings, s.app.extensions["db_sessions"], transport or NoBroker(),
                       key, kid)
-
-
-def db(s):
-    return s.app.extensions["db_sessions"]()
 
 
 def backdate(s, model, row_id, **seconds_ago) -> None:
@@ -53,40 +31,6 @@ def backdate(s, model, row_id, **seconds_ago) -> None:
 @pytest.fixture
 def ward(app_only):
     return ward_with_users(app_only)
-
-
-def ward_with_users(s) -> dict:
-    """A province with two wards, a node in each, and staff and approvers of both."""
-    province = s.area("Thành phố Hải Phòng", "HP", "province")
-    ward = s.area("Phường Lê Chân", "HP-LC", "ward", province["id"])
-    cluster = s.area("Cụm 1", "HP-LC-1", "cluster", ward["id"])
-    other = s.area("Phường Ngô Quyền", "HP-NQ", "ward", province["id"])
-    other_cluster = s.area("Cụm 2", "HP-NQ-1", "cluster", other["id"])
-    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
-    s.ok("POST", "/api/v1/nodes", json={"cluster_id": other_cluster["id"], "name": "Loa 2"})
-    users = {}
-    for name, role, area in (("staff-lc", "staff", ward), ("approver-lc", "approver", ward),
-                             ("approver2-lc", "approver", ward), ("staff-nq", "staff", other),
-                             ("approver-nq", "approver", other)):
-        assert cli(["--instance", str(s.instance), "user", name, "--role", role, "--password",
-                    PASSWORD, "--area-id", str(area["id"])]) == 0
-        users[name] = s.login(name, PASSWORD)
-    return {"province": province, "ward": ward, "cluster": cluster, "other": other,
-            "node": node, "tokens": users}
-
-
-def approved(s, token=None, area_id=None, text="Ủy ban nhân dân phường thông báo lịch họp.",
-             approver=None):
-    kw = {"token": token} if token else {}
-    b = s.ok("POST", "/api/v1/bulletins", json={"title": "Họp", "text": text,
-                                                "category": "other", "area_id": area_id}, **kw)
-    s.ok("POST", f"/api/v1/bulletins/{b['id']}/submit", **kw)
-    return s.ok("POST", f"/api/v1/bulletins/{b['id']}/approve",
-                **({"token": approver} if approver else kw))
-
-
-def later(seconds: int) -> str:
-    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat()
 
 
 # --- approval is bound to the audio ------------------------------------------------------------

@@ -6,67 +6,26 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
-import uuid
 
 import pytest
 
 from schedules.slots import slot_id
-from server.bridge import Bridge
 from server.models import Broadcast, Delivery, Node
-
-TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
-NOW = dt.datetime.now(TZ).replace(microsecond=0)
-SIX = dt.datetime.combine(NOW.date() - dt.timedelta(days=3), dt.time(6), TZ)  # 3 days ago
-
-
-def ms(value: dt.datetime) -> int:
-    return int(value.timestamp() * 1000)
-
-
-def _back_date(s, model, key, days=5):
-    """Test set-up: the row made ``days`` ago, so the report plans what fell after it."""
-    with s.app.extensions["db_sessions"]() as db:
-        row = db.get(model, key)
-        row.created_at -= dt.timedelta(days=days)
-        db.commit()
+from tests.server.airplay_helpers import NOW, SIX, back_date, played, report, window
+from tests.server.helpers import TZ, ward_with_a_node
 
 
 @pytest.fixture
 def ward(make_app):
     s = make_app(airplay_grace_s=60)
-    ward = s.area("Phường Lê Chân", "LC", "ward")
-    cluster = s.area("Cụm 1", "LC-1", "cluster", ward["id"])
-    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
-    _back_date(s, Node, node["id"])
+    w = ward_with_a_node(s)
+    back_date(s, Node, w["node"]["id"])
     b = s.approved_bulletin()
     bc = s.ok("POST", "/api/v1/broadcasts", json={
-        "bulletin_id": b["id"], "targets": {"areas": [ward["id"]]},
+        "bulletin_id": b["id"], "targets": {"areas": [w["ward"]["id"]]},
         "recurrence": "FREQ=DAILY", "start_at": SIX.isoformat()})
-    _back_date(s, Broadcast, bc["id"])
-    return {"s": s, "ward": ward, "cluster": cluster, "node": node, "bulletin": b, "bc": bc}
-
-
-def report(s, query="", **kw):
-    return s.ok("GET", f"/api/v1/reports/airplay{query}", **kw)
-
-
-def event(s, node_id, **fields):
-    bridge = Bridge(s.app.extensions["db_sessions"], None, s.settings.topic_prefix,
-                    tz=s.settings.timezone)
-    bridge.handle(f"{s.settings.topic_prefix}/nodes/{node_id}/events", json.dumps({
-        "v": 1, "id": str(uuid.uuid4()), "ts": ms(NOW), **fields}).encode())
-
-
-def played(s, node_id, sha256, at, length_ms, result="completed", reason=None, **ids):
-    event(s, node_id, type="played", item_id="bc-x", sha256=sha256, scheduled_at=ms(at),
-          started_at=ms(at) if length_ms is not None else None,
-          ended_at=ms(at) + length_ms if length_ms is not None else None, result=result,
-          reason=reason, **ids)
-
-
-def window(start, end):
-    return f"?from={start.isoformat().replace('+', '%2B')}&to={end.isoformat().replace('+', '%2B')}"
+    back_date(s, Broadcast, bc["id"])
+    return {**w, "bulletin": b, "bc": bc}
 
 
 def test_slots_of_the_period_aired_skipped_or_unreported(ward):
@@ -223,7 +182,7 @@ def test_a_slot_aired_in_full_before_its_programme_got_longer_stays_aired(ward):
     bc = s.ok("POST", "/api/v1/broadcasts", json={
         "programme_id": p["id"], "targets": {"areas": [ward["ward"]["id"]]},
         "recurrence": "FREQ=DAILY", "start_at": SIX.isoformat()})
-    _back_date(s, Broadcast, bc["id"])
+    back_date(s, Broadcast, bc["id"])
     first = slot_id(bc["id"], SIX)
     played(s, node["id"], p["sha256"], SIX, p["duration_ms"], slot_id=first)
     longer = s.ok("PATCH", f"/api/v1/programmes/{p['id']}",

@@ -18,8 +18,8 @@ from aiosmtpd.controller import Controller
 
 from server import notify
 from server.mosquitto import ensure_tls_files, free_port
-from tests.server.conftest import _two_wards
-from tests.server.test_alerts_api import Clock, bridge_of, make_dispatcher, node_ids, state
+from tests.server.helpers import (Clock, bridge_of, make_dispatcher, make_two_wards, node_ids,
+                                  state)
 
 SECRET = "bi-mat-webhook"
 
@@ -104,7 +104,7 @@ def station(make_app, **settings):
     and a running notifier, and the first ward's node connected: (app, wards, dispatcher,
     clock, bridge, node id)."""
     s = make_app(alert_notify_backoff_s=0.05, alert_notify_timeout_s=5, **settings)
-    wards = _two_wards(s)
+    wards = make_two_wards(s)
     clock = Clock()
     dispatcher = make_dispatcher(s, clock)
     dispatcher.notifier.start()

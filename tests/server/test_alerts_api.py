@@ -5,69 +5,11 @@ maintenance window set through the node API."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 
-from schedules.dispatcher import Dispatcher
-from server.bridge import Bridge, BridgeLimits
 from server.cli import main as cli
-from server.keys import load_signing_key
-from sqlalchemy import update
-
-from server.models import Node, from_ms, now_ms
-from server.transport import Transport
+from tests.server.helpers import Clock, bridge_of, make_dispatcher, node_ids, state
 
 PASSWORD = "mat-khau-123"
-
-
-class OnBroker(Transport):
-    """The dispatcher's broker connection as a pass sees it: up, nothing published."""
-
-    connected = True
-
-    def publish(self, *a, **kw):
-        return True
-
-    def subscribe(self, *a, **kw):
-        pass
-
-    def stop(self):
-        pass
-
-
-class Clock:
-    def __init__(self):
-        self.ms = now_ms()
-
-    def __call__(self) -> int:
-        return self.ms
-
-    def forward(self, **delta) -> None:
-        self.ms += int(dt.timedelta(**delta).total_seconds() * 1000)
-
-
-def make_dispatcher(s, clock: Clock) -> Dispatcher:
-    kid, key = load_signing_key(s.settings.signing_key_file)
-    return Dispatcher(s.settings, s.app.extensions["db_sessions"], OnBroker(), key, kid,
-                      clock=clock)
-
-
-def bridge_of(s) -> Bridge:
-    return Bridge(s.app.extensions["db_sessions"], None, s.settings.topic_prefix,
-                  limits=BridgeLimits())
-
-
-def state(bridge: Bridge, node_id: str, online: bool, clock: Clock) -> None:
-    """What the node's agent says on connecting, or its Last Will when its link drops, heard
-    by the bridge at the test clock's time (the bridge stamps the wall clock's)."""
-    bridge.handle(f"{bridge.prefix}/nodes/{node_id}/state",
-                  json.dumps({"v": 1, "online": online}).encode())
-    with bridge.sessions() as db:
-        db.execute(update(Node).where(Node.id == node_id).values(last_seen=from_ms(clock.ms)))
-        db.commit()
-
-
-def node_ids(s, area_id: int) -> list[str]:
-    return [n["id"] for n in s.ok("GET", f"/api/v1/nodes?area={area_id}")["nodes"]]
 
 
 def _setup(app_only, wards):

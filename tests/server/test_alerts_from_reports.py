@@ -8,16 +8,14 @@ import datetime as dt
 import pytest
 
 from server.models import Delivery
-from tests.server.test_airplay_api import NOW, played
-from tests.server.test_alerts_api import Clock, bridge_of, make_dispatcher, state
+from tests.server.airplay_helpers import NOW, played
+from tests.server.helpers import Clock, bridge_of, make_dispatcher, state, ward_with_a_node
 
 
 @pytest.fixture
 def station(make_app):
     s = make_app(airplay_grace_s=60)
-    ward = s.area("Phường Lê Chân", "LC", "ward")
-    cluster = s.area("Cụm 1", "LC-1", "cluster", ward["id"])
-    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
+    node = ward_with_a_node(s)["node"]
     clock = Clock()
     dispatcher = make_dispatcher(s, clock)
     state(bridge_of(s), node["id"], True, clock)

@@ -13,11 +13,8 @@ from sqlalchemy import select
 from schedules.slots import slot_id
 from server.cli import main as cli
 from server.models import Area, AuditEntry, Broadcast, LexiconEntry, Node, User
-from tests.server.test_airplay_api import _back_date, played, report, window
-from tests.server.test_web_fleet import _desired_pass
-
-TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
-PASSWORD = "mat-khau-123"
+from tests.server.airplay_helpers import back_date, played, report, window
+from tests.server.helpers import PASSWORD, TZ, desired_pass
 
 
 def _db(s):
@@ -43,13 +40,13 @@ def two(make_app):
     node_a = s.ok("POST", "/api/v1/nodes", json={"cluster_id": a1["id"], "name": "Loa A"})
     node_b = s.ok("POST", "/api/v1/nodes", json={"cluster_id": b1["id"], "name": "Loa B"})
     for node in (node_a, node_b):
-        _back_date(s, Node, node["id"])
+        back_date(s, Node, node["id"])
     bulletin = s.approved_bulletin()
     six = dt.datetime.combine(dt.datetime.now(TZ).date() - dt.timedelta(days=3), dt.time(6), TZ)
     series = s.ok("POST", "/api/v1/broadcasts", json={
         "bulletin_id": bulletin["id"], "targets": {"areas": [b["id"]]},
         "recurrence": "FREQ=DAILY", "start_at": six.isoformat()})
-    _back_date(s, Broadcast, series["id"])
+    back_date(s, Broadcast, series["id"])
     later = (dt.datetime.now(TZ) + dt.timedelta(days=2)).replace(hour=9, minute=0, second=0,
                                                                  microsecond=0)
     one_off = s.ok("POST", "/api/v1/broadcasts", json={
@@ -109,11 +106,11 @@ def test_a_merge_moves_clusters_nodes_schedules_users_and_lexicon_to_the_kept_wa
 def test_after_a_merge_the_kept_wards_nodes_get_the_merged_schedules_and_the_broker_its_groups(
         two):
     s, a, b = two["s"], two["a"], two["b"]
-    _desired_pass(s)
+    desired_pass(s)
     assert two["series"]["id"] in _slots_of(s, two["node_b"]["id"])
     assert two["series"]["id"] not in _slots_of(s, two["node_a"]["id"])
     new = merge(s, b, a).json()["moved"]["series_split"][0][1]
-    _desired_pass(s)
+    desired_pass(s)
     for node in (two["node_a"], two["node_b"]):
         assert _slots_of(s, node["id"]) == {new}, node["id"]
     acl = (Path(s.settings.mosquitto_dir) / "acl").read_text(encoding="utf-8")

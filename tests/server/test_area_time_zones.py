@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from server.models import Node
-from tests.server.test_recurring_broadcasts import desired, dispatcher
+from tests.server.series_helpers import desired, dispatcher
 
 BERLIN = ZoneInfo("Europe/Berlin")  # clocks go forward on 28 March 2027 at 02:00
 VN = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from audio.gtts_standin import StandIn
 from audio.loudness import measure_loudness
 from server.models import Base
+from tests.server.helpers import wav
 
 
 @pytest.fixture
@@ -170,18 +171,10 @@ def test_ward_speech_defaults_choose_the_voice(app_only, ward):
     assert bad.status_code == 400 and "tts_voice" in bad.json()["error"]["message"]
 
 
-def _wav(tmp_path, volume_db: float) -> bytes:
-    out = tmp_path / f"tone{volume_db}.wav"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i",
-                    "sine=frequency=440:duration=3", "-af", f"volume={volume_db}dB", "-ac", "2",
-                    str(out)], check=True)
-    return out.read_bytes()
-
-
 def test_uploaded_recording_becomes_a_broadcast_ready_bulletin(app_only, ward, tmp_path):
     s = app_only
     r = s.call("POST", "/api/v1/bulletins", data={"title": "Bản ghi", "category": "other"},
-               files={"file": ("ghi-am.wav", _wav(tmp_path, -35), "audio/wav")})
+               files={"file": ("ghi-am.wav", wav(tmp_path, -35), "audio/wav")})
     assert r.status_code == 201, r.text
     b = r.json()
     assert b["source"] == "upload" and b["status"] == "draft"
@@ -208,7 +201,7 @@ def test_upload_over_the_size_limit_is_refused(tmp_path):
     s = System(tmp_path, None, start_dispatcher=False, max_upload_mb=0.01)
     try:
         r = s.call("POST", "/api/v1/bulletins", data={"title": "Dài", "category": "other"},
-                   files={"file": ("dai.wav", _wav(tmp_path, -20), "audio/wav")})
+                   files={"file": ("dai.wav", wav(tmp_path, -20), "audio/wav")})
         assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
         assert _media_files(s) == []
     finally:

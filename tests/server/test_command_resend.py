@@ -9,33 +9,24 @@ from sqlalchemy import select, update
 from schedules.dispatcher import Dispatcher
 from server.keys import load_signing_key
 from server.models import Command, Delivery, Node, now_ms
-from server.transport import Transport
+from tests.server.helpers import Recorder, ward_with_a_node
 
 
-class Recorder(Transport):
-    connected = True
-
-    def __init__(self):
-        self.sent: list[tuple[str, str]] = []
-        self.published: list[tuple[str, str, bool]] = []
-
-    def publish(self, topic, payload, qos=1, retain=False):
-        self.sent.append((topic, payload))
-        self.published.append((topic, payload, retain))
-        return True
-
-    def subscribe(self, *a, **kw):
-        pass
-
-    def stop(self):
-        pass
+def _resending(s) -> tuple[dict, dict, Dispatcher, Recorder, list[int]]:
+    """A ward with one node, and a dispatcher over the app's database that records what it
+    publishes, its clock now plus ``offset[0]`` ms: (ward, node, dispatcher, recorder, offset)."""
+    w = ward_with_a_node(s, "HP-LC")
+    offset = [0]
+    kid, key = load_signing_key(s.settings.signing_key_file)
+    transport = Recorder()
+    d = Dispatcher(s.settings, s.app.extensions["db_sessions"], transport, key, kid,
+                   clock=lambda: now_ms() + offset[0])
+    return w["ward"], w["node"], d, transport, offset
 
 
 def test_unacked_command_goes_again_to_an_online_node_until_acked_or_expired(app_only):
     s = app_only
-    ward = s.area("Phường Lê Chân", "HP-LC", "ward")
-    cluster = s.area("Cụm 1", "HP-LC-1", "cluster", ward["id"])
-    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
+    ward, node, d, transport, offset = _resending(s)
     sessions = s.app.extensions["db_sessions"]
 
     def set_node(**values):
@@ -46,11 +37,6 @@ def test_unacked_command_goes_again_to_an_online_node_until_acked_or_expired(app
     b = s.approved_bulletin()
     bc = s.ok("POST", "/api/v1/broadcasts", json={"bulletin_id": b["id"],
                                                   "targets": {"areas": [ward["id"]]}})
-    offset = [0]
-    kid, key = load_signing_key(s.settings.signing_key_file)
-    transport = Recorder()
-    d = Dispatcher(s.settings, sessions, transport, key, kid,
-                   clock=lambda: now_ms() + offset[0])
     d.tick()
     [(topic, payload)] = [m for m in transport.sent if "/cmd" in m[0]]
     transport.sent.clear()
@@ -98,15 +84,8 @@ def test_unacked_command_goes_again_to_an_online_node_until_acked_or_expired(app
 
 def test_desired_state_not_applied_goes_again_retained_to_a_node_back(app_only):
     s = app_only
-    ward = s.area("Phường Lê Chân", "HP-LC", "ward")
-    cluster = s.area("Cụm 1", "HP-LC-1", "cluster", ward["id"])
-    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
+    _ward, node, d, transport, offset = _resending(s)
     sessions = s.app.extensions["db_sessions"]
-    offset = [0]
-    kid, key = load_signing_key(s.settings.signing_key_file)
-    transport = Recorder()
-    d = Dispatcher(s.settings, sessions, transport, key, kid,
-                   clock=lambda: now_ms() + offset[0])
     d.tick()
     [(topic, payload, retain)] = [m for m in transport.published if "/desired" in m[0]]
     assert retain

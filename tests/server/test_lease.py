@@ -6,6 +6,7 @@ none lost when the old holder died between claiming a node and building its stat
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 from sqlalchemy import select, update
@@ -14,9 +15,9 @@ from schedules.dispatcher import Dispatcher
 from server.keys import load_signing_key
 from server.lease import LeaseKeeper, release, try_acquire
 from server.models import Command, Lease, Node, init_db, make_engine, make_sessionmaker, now_ms
-from tests.e2e.test_postgres import DATABASE_URL
-from tests.server.test_command_resend import Recorder
+from tests.server.helpers import Recorder, ward_with_a_node
 
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
 TTL_S, RENEW_S = 20.0, 5.0
 
 
@@ -193,9 +194,7 @@ def _desired(sessions, node_id) -> list[Command]:
 
 def test_new_holder_rebuilding_an_unchanged_node_sends_no_new_version(make_app):
     s = make_app()
-    ward = s.area("Phường Lê Chân", "HP-LC", "ward")
-    cluster = s.area("Cụm 1", "HP-LC-1", "cluster", ward["id"])
-    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
+    node = ward_with_a_node(s, "HP-LC")["node"]
     sessions = s.app.extensions["db_sessions"]
     first = Recorder()
     _dispatcher(s, first).tick()
@@ -219,9 +218,8 @@ def test_new_holder_rebuilding_an_unchanged_node_sends_no_new_version(make_app):
 
 def test_node_claimed_by_a_holder_that_died_gets_its_new_state_from_the_next(make_app):
     s = make_app()
-    ward = s.area("Phường Lê Chân", "HP-LC", "ward")
-    cluster = s.area("Cụm 1", "HP-LC-1", "cluster", ward["id"])
-    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
+    w = ward_with_a_node(s, "HP-LC")
+    ward, node = w["ward"], w["node"]
     sessions = s.app.extensions["db_sessions"]
     _dispatcher(s, Recorder()).tick()
     b = s.approved_bulletin()

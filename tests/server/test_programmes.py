@@ -10,19 +10,17 @@ import pytest
 
 from schedules.slots import slot_id
 from server.models import Command
-from tests.server.test_recurring_broadcasts import (desired, dispatcher, played, playlogs,
-                                                     tomorrow_at)
+from tests.server.helpers import ward_with_a_node
+from tests.server.series_helpers import desired, dispatcher, played, playlogs, tomorrow_at
 
 
 @pytest.fixture
 def ward(app_only):
     s = app_only
-    ward = s.area("Phường Lê Chân", "LC", "ward")
-    cluster = s.area("Cụm 1", "LC-1", "cluster", ward["id"])
-    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
+    w = ward_with_a_node(s)
     one = s.approved_bulletin("Tin thứ nhất", "Ủy ban nhân dân phường thông báo lịch tiêm chủng.")
     two = s.approved_bulletin("Tin thứ hai", "Nhắc nhở bà con giữ gìn vệ sinh môi trường.")
-    return {"s": s, "ward": ward, "cluster": cluster, "node": node, "one": one, "two": two}
+    return {**w, "one": one, "two": two}
 
 
 def programme(w, items, title="Chương trình sáng", **extra):

@@ -10,30 +10,14 @@ import pytest
 
 from schedules.slots import slot_id
 from server.models import Broadcast
-
-TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
+from tests.server.helpers import TZ
+from tests.server.series_helpers import (desired, dispatcher, played, playlogs, series,
+                                         tomorrow_at, ward_with_a_bulletin)
 
 
 @pytest.fixture
 def ward(app_only):
-    s = app_only
-    ward = s.area("Phường Lê Chân", "LC", "ward")
-    cluster = s.area("Cụm 1", "LC-1", "cluster", ward["id"])
-    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
-    return {"s": s, "ward": ward, "cluster": cluster, "node": node,
-            "bulletin": s.approved_bulletin()}
-
-
-def tomorrow_at(hour: int, minute: int = 0) -> dt.datetime:
-    day = dt.datetime.now(TZ).date() + dt.timedelta(days=1)
-    return dt.datetime.combine(day, dt.time(hour, minute), TZ)
-
-
-def series(w, rule="FREQ=DAILY;BYHOUR=6;BYMINUTE=0", start=None, **extra):
-    start = start or tomorrow_at(6)
-    return w["s"].call("POST", "/api/v1/broadcasts", json={
-        "bulletin_id": w["bulletin"]["id"], "targets": {"areas": [w["ward"]["id"]]},
-        "recurrence": rule, "start_at": start.isoformat(), **extra})
+    return ward_with_a_bulletin(app_only)
 
 
 def test_a_daily_series_is_stored_with_its_rule_and_skipped_days(ward):
@@ -151,20 +135,6 @@ def test_one_offs_at_the_same_time_still_do_not_conflict(ward):
 
 # --- desired states ------------------------------------------------------------------------------
 
-def dispatcher(s, at: dt.datetime):
-    """The dispatcher over the app's database, its clock at ``at``; only its desired-state pass
-    runs here (nothing is published: there is no broker)."""
-    from schedules.dispatcher import Dispatcher
-    from server.keys import load_signing_key
-    kid, key = load_signing_key(s.settings.signing_key_file)
-    return Dispatcher(s.settings, s.app.extensions["db_sessions"], None, key, kid,
-                      clock=lambda: int(at.timestamp() * 1000))
-
-
-def desired(s, node_id):
-    return s.ok("GET", f"/api/v1/nodes/{node_id}/desired")
-
-
 def test_a_series_fills_the_desired_state_of_every_node_it_reaches(ward):
     s, node = ward["s"], ward["node"]
     start = tomorrow_at(6)
@@ -223,24 +193,6 @@ def test_a_node_outside_the_targets_gets_no_slot(ward):
 
 
 # --- proof of play for slots ---------------------------------------------------------------------
-
-def played(s, node_id, slot, sha256, result="completed"):
-    """A node's ``played`` event for a desired-state slot, through the bridge."""
-    import json
-    import uuid
-    from server.bridge import Bridge
-    bridge = Bridge(s.app.extensions["db_sessions"], None, s.settings.topic_prefix,
-                    tz=s.settings.timezone)
-    ms = int(tomorrow_at(6).timestamp() * 1000)
-    bridge.handle(f"{s.settings.topic_prefix}/nodes/{node_id}/events", json.dumps({
-        "v": 1, "id": str(uuid.uuid4()), "type": "played", "ts": ms, "item_id": "bc-x",
-        "slot_id": slot, "sha256": sha256, "scheduled_at": ms, "started_at": ms,
-        "ended_at": ms + 1000, "result": result}).encode())
-
-
-def playlogs(s, node_id):
-    return s.ok("GET", f"/api/v1/playlogs?node={node_id}")["playlogs"]
-
 
 def test_a_played_slot_of_a_series_targeting_the_node_is_proof_of_play(ward):
     s, node = ward["s"], ward["node"]

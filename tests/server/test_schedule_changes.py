@@ -10,20 +10,16 @@ import pytest
 
 from schedules.slots import slot_id
 from server.cli import main as cli
-from tests.server.test_recurring_broadcasts import (TZ, desired, dispatcher, played, playlogs,
-                                                    series, tomorrow_at)
+from tests.server.helpers import TZ
+from tests.server.series_helpers import (desired, dispatcher, played, playlogs, series,
+                                         tomorrow_at, ward_with_a_bulletin)
 
 
 @pytest.fixture
 def ward(app_only):
-    """A ward with one cluster and node, and an approved bulletin (test_recurring_broadcasts'
-    own fixture, which its helpers take)."""
-    s = app_only
-    ward = s.area("Phường Lê Chân", "LC", "ward")
-    cluster = s.area("Cụm 1", "LC-1", "cluster", ward["id"])
-    node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
-    return {"s": s, "ward": ward, "cluster": cluster, "node": node,
-            "bulletin": s.approved_bulletin()}
+    """A ward with one cluster and node, and an approved bulletin (the ``ward`` the helpers of
+    tests/server/series_helpers.py take)."""
+    return ward_with_a_bulletin(app_only)
 
 
 def change(w, bc, token="default", **body):

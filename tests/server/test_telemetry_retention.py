@@ -16,8 +16,7 @@ from server import retention
 from server.config import ConfigError, load_settings
 from server.models import Event, PlayLog, Telemetry, TelemetryHourly, from_ms, now_ms
 from server.times import iso
-from tests.server.conftest import _two_wards
-from tests.server.test_alerts_api import Clock, bridge_of, make_dispatcher, node_ids
+from tests.server.helpers import Clock, bridge_of, make_dispatcher, make_two_wards, node_ids
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
@@ -74,9 +73,9 @@ def app_db(request, make_app, monkeypatch):
 
 @pytest.fixture
 def fleet(app_db):
-    """Two wards with a node each, and the first ward's technician (tests/server/conftest.py)."""
+    """Two wards with a node each, and the first ward's technician (tests/server/helpers.py)."""
     s = app_db
-    wards = _two_wards(s)
+    wards = make_two_wards(s)
     return s, node_ids(s, wards["mine"]["id"])[0], node_ids(s, wards["other"]["id"])[0], wards
 
 

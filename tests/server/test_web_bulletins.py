@@ -8,7 +8,7 @@ import html
 import re
 
 from server.cli import main as cli
-from tests.server.test_bulletins import _wav
+from tests.server.helpers import wav
 from tests.web_helpers import PageUser
 
 PASSWORD = "mat-khau-123"
@@ -153,7 +153,7 @@ def test_a_recording_uploaded_through_the_form_waits_for_approval_and_a_bad_one_
     assert bad.status_code == 400 and 'role="alert"' in bad.text
     assert s.ok("GET", "/api/v1/bulletins")["bulletins"] == []
     r = staff.post("/bulletins/new", data=form,
-                   files={"file": ("ghi-am.wav", _wav(tmp_path, -30), "audio/wav")})
+                   files={"file": ("ghi-am.wav", wav(tmp_path, -30), "audio/wav")})
     assert r.status_code == 302
     [b] = s.ok("GET", "/api/v1/bulletins")["bulletins"]
     assert b["source"] == "upload" and b["status"] == "pending" and b["sha256"]

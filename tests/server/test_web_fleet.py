@@ -12,6 +12,7 @@ from sqlalchemy import update
 
 from server.cli import main as cli
 from server.models import Alert, Command, Event, Node, PlayLog, Telemetry, utcnow
+from tests.server.helpers import desired_pass
 from tests.system import ADMIN_PASSWORD
 from tests.web_helpers import PageUser
 
@@ -30,14 +31,6 @@ def _db(s):
 
 def _node_ids(page: str) -> list[str]:
     return re.findall(r'<tr id="node-([^"]+)"', page)
-
-
-def _desired_pass(s) -> None:
-    """The dispatcher's desired-state pass over the app's database (no broker here)."""
-    from schedules.dispatcher import Dispatcher
-    from server.keys import load_signing_key
-    kid, key = load_signing_key(s.settings.signing_key_file)
-    Dispatcher(s.settings, s.app.extensions["db_sessions"], None, key, kid).refresh_desired()
 
 
 def _nodes(s, cluster_id: int, names: list[str], **coords) -> list[str]:
@@ -144,7 +137,7 @@ def test_a_node_page_charts_its_telemetry_and_lists_its_slots_plays_and_alerts(a
                      detail_class="x", detail={}, first_seen=utcnow(), last_seen=utcnow(),
                      opened_at=utcnow()))
         db.commit()
-    _desired_pass(s)
+    desired_pass(s)
     page = PageUser(s, "kythuat-lc", PASSWORD).get(f"/nodes/{node}").text
     assert page.count("<polyline") == 5  # volume, temperature, signal, disk, clock
     assert "Nhiệt độ CPU: <strong>40 °C</strong>" in page
