@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages LoaPhuong needs when they are missing (Debian/Ubuntu):
-# ffmpeg, espeak-ng, mosquitto, and python3-venv when venv cannot bootstrap pip.
+# ffmpeg, espeak-ng, mosquitto, and python3-venv when venv cannot bootstrap pip; with
+# WITH_CHROMIUM=1 the browser the web tests drive, with WITH_POSTGRES=1 PostgreSQL's server
+# (scripts/ci-postgres.sh starts one for `make test-postgres` from it).
 # Uses sudo only when not root. Does nothing when everything is there.
 set -euo pipefail
 need=()
@@ -10,6 +12,9 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitt
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ "${WITH_CHROMIUM:-0}" = 1 ]; then
   command -v chromium >/dev/null || need+=(chromium)
+fi
+if [ "${WITH_POSTGRES:-0}" = 1 ]; then
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""

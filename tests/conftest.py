@@ -90,22 +90,24 @@ def url_builders_compiled_once():
 
 @pytest.fixture(autouse=True, scope="session")
 def sql_compiled_once():
-    """The SQLite engines of the apps these tests make share one dialect and its compiled
-    statements: SQLAlchemy keeps what it compiled per engine (keyed by its dialect), so every
-    new app compiled each query it ran again, though all speak the same SQL to the same
-    SQLite library. What runs on each database is the same."""
+    """The engines of the apps these tests make share one dialect and its compiled statements
+    per kind of database: SQLAlchemy keeps what it compiled per engine (keyed by its dialect),
+    so every new app compiled each query it ran again, though all speak the same SQL to the
+    same SQLite library (or the same PostgreSQL server, each in its own schema through the
+    search_path). What runs on each database is the same."""
     import server
     make_engine = server.make_engine
-    first: list = []
+    first: dict = {}
 
     def shared(url):
         engine = make_engine(url)
-        if engine.dialect.name == "sqlite":
-            if not first:
-                first.append(engine)
+        kind = engine.dialect.name
+        if kind in ("sqlite", "postgresql"):
+            if kind not in first:
+                first[kind] = engine
             else:
-                engine.dialect = first[0].dialect
-                engine._compiled_cache = first[0]._compiled_cache
+                engine.dialect = first[kind].dialect
+                engine._compiled_cache = first[kind]._compiled_cache
         return engine
 
     with pytest.MonkeyPatch.context() as mp:

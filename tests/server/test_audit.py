@@ -94,7 +94,7 @@ def test_secrets_never_appear_in_the_log(app_only, capsys):
         secrets = [v for row in conn.execute(text(
             "SELECT password_hash FROM users UNION ALL SELECT token_hash FROM api_tokens "
             "UNION ALL SELECT mqtt_password_hash FROM nodes")) for v in row]
-        log = "\n".join(r[0] for r in conn.execute(text("SELECT CAST(detail AS TEXT) FROM audit_log")))
+        log = "\n".join(conn.scalars(text("SELECT CAST(detail AS TEXT) FROM audit_log")))
     assert len(secrets) >= 5
     for secret in secrets + ["first-secret-pass", "second-secret-pass", api_token, s.token,
                              node["mqtt"]["password"]]:
