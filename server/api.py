@@ -881,8 +881,9 @@ def airplay_report():
     bounds = {arg: parse_time(request.args.get(arg) or None, arg, ZoneInfo(tz))
               for arg in ("from", "to")}
     end = bounds["to"].replace(tzinfo=dt.UTC) if bounds["to"] else now
+    # a day before the end, but never before the first date (a ``to`` on 1 January of year 1)
     start = bounds["from"].replace(tzinfo=dt.UTC) if bounds["from"] else \
-        end - dt.timedelta(days=1)
+        end - min(dt.timedelta(days=1), end - dt.datetime.min.replace(tzinfo=dt.UTC))
     start, end = schedule.listing_window(start, end)
     grace = dt.timedelta(seconds=s.airplay_grace_s)
     report = reports.build(g.db, s.timezone, areas=areas, node_id=node_id, start=start,

@@ -297,8 +297,9 @@ class Broadcast(Base):
     target_nodes: Mapped[list] = mapped_column(JSON, default=list)
     volume: Mapped[int | None] = mapped_column(Integer)
     repeat: Mapped[int] = mapped_column(Integer, default=1)
-    # scheduled, awaiting_confirmation, dispatched, held, skipped, cancelled
-    status: Mapped[str] = mapped_column(String(20), default="scheduled", index=True)
+    # scheduled, awaiting_confirmation, dispatched, held, skipped, cancelled (PostgreSQL
+    # checks the length: awaiting_confirmation is 21)
+    status: Mapped[str] = mapped_column(String(32), default="scheduled", index=True)
     reason: Mapped[str | None] = mapped_column(String(100))  # why held or skipped
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     confirmed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
