@@ -320,19 +320,19 @@ def _test_database_schemas():
     dropped, with LOA_TEST_DATABASE_URL set (tests/database.py)."""
     yield
     if database.TEST_DATABASE_URL:
-        database.drop_made_since(0)
-        database.dispose()
+        database.drop_all()
 
 
 @pytest.fixture(autouse=True)
 def _test_database(request):
     """With LOA_TEST_DATABASE_URL set, the instances a test makes are on PostgreSQL, each in a
-    schema of its own dropped after the test; a test marked ``sqlite`` keeps SQLite."""
+    schema of its own, emptied after the test for the next one; a test marked ``sqlite`` keeps
+    SQLite."""
     if not database.TEST_DATABASE_URL:
         yield
         return
     database.set_on(request.node.get_closest_marker("sqlite") is None)
     count = database.made()
     yield
-    database.drop_made_since(count)
+    database.release_made_since(count)
     database.set_on(True)
