@@ -24,7 +24,7 @@ from .context import settings as app_settings
 from .context import speech
 from .errors import ApiError, bad_request, error_body, not_found, wants_json
 from .i18n import t
-from .models import (MAX_DB_INT, AgentRelease, Alert, Area, AuditEntry, Broadcast, Command, Event,
+from .models import (MAX_DB_ID, AgentRelease, Alert, Area, AuditEntry, Broadcast, Command, Event,
                      LexiconEntry, Node, PlayLog, area_subtree_ids, area_zone, from_ms, to_ms,
                      utcnow)
 from .openapi import document
@@ -293,7 +293,7 @@ def _query_id(name: str) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return None
-    if not raw.isdecimal() or int(raw) > MAX_DB_INT:
+    if not raw.isdecimal() or int(raw) > MAX_DB_ID:
         raise bad_request("err.invalid_field", field=name, detail="an id")
     return int(raw)
 

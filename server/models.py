@@ -15,7 +15,9 @@ from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, mapped_column, rel
                             sessionmaker)
 
 
-MAX_DB_INT = 2**63 - 1  # the largest id or number a database integer column holds
+MAX_DB_INT = 2**63 - 1  # the largest number a database integer column holds (BigInteger)
+# the largest id: the id columns are INTEGER, 32 bits on PostgreSQL (SQLite takes 64)
+MAX_DB_ID = 2**31 - 1
 
 
 def utcnow() -> dt.datetime:

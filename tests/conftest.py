@@ -316,10 +316,10 @@ def pg_url():
 
 @pytest.fixture(autouse=True, scope="session")
 def _test_database_schemas():
-    """The schemas left at the end of the run (a module's or the session's fixtures made them)
-    dropped, with LOA_TEST_DATABASE_URL set (tests/database.py)."""
+    """The schemas left at the end of the run (a module's or the session's fixtures made them,
+    or kept for reuse) dropped, with LOA_TEST_DATABASE_URL set (tests/database.py)."""
     yield
-    if database.TEST_DATABASE_URL:
+    if database.POSTGRES_URL:
         database.drop_all()
 
 

@@ -29,7 +29,7 @@ POSTGRES_URL = os.environ.get("DATABASE_URL", "") or TEST_DATABASE_URL
 if TEST_DATABASE_URL and not TEST_DATABASE_URL.startswith("postgresql://"):
     raise SystemExit(f"LOA_TEST_DATABASE_URL: a postgresql:// URL, not {TEST_DATABASE_URL!r}")
 
-_admin: list[Engine] = []
+_admin: dict[str, Engine] = {}  # an AUTOCOMMIT engine per server URL
 # the schema of each instance folder made while the switch is on, in the order they were made
 _schemas: dict[Path, str] = {}
 # off for a test marked ``sqlite`` (tests/conftest.py)
@@ -46,10 +46,10 @@ def set_on(on: bool) -> None:
 
 
 def _admin_engine(base: str) -> Engine:
-    if not _admin:
-        _admin.append(create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1),
-                                    isolation_level="AUTOCOMMIT", pool_size=1))
-    return _admin[0]
+    if base not in _admin:
+        _admin[base] = create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1),
+                                     isolation_level="AUTOCOMMIT", pool_size=1)
+    return _admin[base]
 
 
 def schema_url(base: str, schema: str) -> str:
@@ -67,13 +67,17 @@ def create_schema(base: str) -> tuple[str, str]:
     return schema, schema_url(base, schema)
 
 
+def _end_sessions(conn, schema: str) -> None:
+    """End the sessions still in ``schema`` (a process a test killed, an engine a test left
+    open), which would hold up its drop or truncation."""
+    conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE application_name = :s AND pid <> pg_backend_pid()"), {"s": schema})
+
+
 def drop_schema(base: str, schema: str) -> None:
-    """Drop ``schema`` and end the sessions still in it first (a process a test killed, an
-    engine a test left open), which would hold the drop up."""
+    """Drop ``schema``, its sessions ended first."""
     with _admin_engine(base).connect() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE application_name = :s AND pid <> pg_backend_pid()"),
-                     {"s": schema})
+        _end_sessions(conn, schema)
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
@@ -136,9 +140,7 @@ def _release(schema: str) -> None:
     """``schema`` emptied back to the migrations' rows and kept for the next instance, or
     dropped when a test changed its shape."""
     with _admin_engine(TEST_DATABASE_URL).connect() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE application_name = :s AND pid <> pg_backend_pid()"),
-                     {"s": schema})
+        _end_sessions(conn, schema)
         if _shape(conn, schema) != (_pristine["version"], _pristine["tables"]):
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
             return
@@ -169,6 +171,6 @@ def drop_all() -> None:
     _schemas.clear()
     _free.clear()
     _pristine.clear()
-    for engine in _admin:
+    for engine in _admin.values():
         engine.dispose()
     _admin.clear()
