@@ -1,6 +1,7 @@
 # LoaPhuong: `make run` brings the whole system up locally; `make test` runs every test in
-# parallel; `make test-fast` all but the end-to-end ones (tests/e2e); `make lint` checks the
-# code (ruff, mypy: settings in pyproject.toml).
+# parallel; `make test-fast` all but the end-to-end ones (tests/e2e); `make test-postgres` the
+# tests that touch the database on PostgreSQL; `make lint` checks the code (ruff, mypy:
+# settings in pyproject.toml).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -18,8 +19,8 @@ TEST_WORKERS ?= 3
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 FAST_WORKERS ?= 2
 
-.PHONY: run test test-fast lint deps test-deps wheelhouse venv bench bench-fanout clean docs \
-	test-pi-install
+.PHONY: run test test-fast test-postgres lint deps test-deps wheelhouse venv bench bench-fanout \
+	clean docs test-pi-install
 
 run: deps $(STAMP)
 	$(PY) scripts/run.py
@@ -32,6 +33,15 @@ TEST_ENV := PYTHONDONTWRITEBYTECODE=
 
 test: test-deps $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# The folders whose tests make a server (and so a database) run again with every instance on
+# PostgreSQL (tests/database.py): the server given as DATABASE_URL, else one that
+# scripts/ci-postgres.sh starts for the run and stops after. tests/agent and tests/audio never
+# touch the database; `make run`'s test makes its own SQLite instance.
+PG_TESTS ?= tests/server tests/schedules tests/e2e --ignore=tests/e2e/test_make_run.py
+test-postgres: test-deps $(STAMP)
+	scripts/ci-postgres.sh sh -c 'LOA_TEST_DATABASE_URL="$$DATABASE_URL" $(TEST_ENV) \
+		$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PG_TESTS)'
 
 test-fast: deps $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -n $(FAST_WORKERS) --dist loadgroup -m "not e2e" \
@@ -47,7 +57,7 @@ deps:
 
 # system packages first (python3-venv may be among them), then the venv and the wheelhouse
 test-deps:
-	@WITH_CHROMIUM=1 scripts/install-deps.sh
+	@WITH_CHROMIUM=1 WITH_POSTGRES=1 scripts/install-deps.sh
 	@$(MAKE) --no-print-directory wheelhouse
 
 wheelhouse: $(WHEELHOUSE)/.fetched

@@ -2,7 +2,8 @@
 # Installs the system packages LoaPhuong needs when they are missing (Debian/Ubuntu):
 # ffmpeg, espeak-ng, mosquitto, the DejaVu fonts (the reports' PDF embeds them for Vietnamese
 # diacritics), and python3-venv when venv cannot bootstrap pip; with WITH_CHROMIUM=1 also what
-# the end-to-end tests use (chromium, faketime).
+# the end-to-end tests use (chromium, faketime), with WITH_POSTGRES=1 PostgreSQL's server
+# (scripts/ci-postgres.sh starts one for `make test-postgres` from it).
 # Uses sudo only when not root. Does nothing when everything is there.
 set -euo pipefail
 need=()
@@ -16,6 +17,9 @@ if [ "${WITH_CHROMIUM:-0}" = 1 ]; then
   command -v chromium >/dev/null || need+=(chromium)
   # libfaketime: tests/e2e/test_faults_node.py jumps a running agent's clock with it
   command -v faketime >/dev/null || need+=(faketime)
+fi
+if [ "${WITH_POSTGRES:-0}" = 1 ]; then
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""

@@ -12,7 +12,7 @@ from werkzeug.routing import IntegerConverter
 from sqlalchemy import select, text
 
 from .config import Settings, load_settings
-from .models import (MAX_DB_INT, AgentRelease, Media, WorkerStatus, init_db, make_engine,
+from .models import (MAX_DB_ID, AgentRelease, Media, WorkerStatus, init_db, make_engine,
                      make_sessionmaker, utcnow)
 
 
@@ -89,7 +89,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
 class _DatabaseInt(IntegerConverter):
     """Ids in paths: only what a database integer can hold matches (a larger one is a 404)."""
 
-    def __init__(self, url_map, fixed_digits=0, min=None, max=MAX_DB_INT, signed=False):
+    def __init__(self, url_map, fixed_digits=0, min=None, max=MAX_DB_ID, signed=False):
         super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 

@@ -24,7 +24,7 @@ from .context import settings as app_settings
 from .context import speech
 from .errors import ApiError, bad_request, error_body, not_found, wants_json
 from .i18n import t
-from .models import (MAX_DB_INT, AgentRelease, Alert, Area, Broadcast, Command, Event,
+from .models import (MAX_DB_ID, AgentRelease, Alert, Area, Broadcast, Command, Event,
                      LexiconEntry, Node, PlayLog, area_subtree_ids, area_zone, from_ms, to_ms,
                      utcnow)
 from .openapi import document
@@ -293,7 +293,7 @@ def _query_id(name: str) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return None
-    if not raw.isdecimal() or int(raw) > MAX_DB_INT:
+    if not raw.isdecimal() or int(raw) > MAX_DB_ID:
         raise bad_request("err.invalid_field", field=name, detail="an id")
     return int(raw)
 
@@ -898,8 +898,9 @@ def airplay_report():
     bounds = {arg: parse_time(request.args.get(arg) or None, arg, ZoneInfo(tz))
               for arg in ("from", "to")}
     end = bounds["to"].replace(tzinfo=dt.UTC) if bounds["to"] else now
+    # a day before the end, but never before the first date (a ``to`` on 1 January of year 1)
     start = bounds["from"].replace(tzinfo=dt.UTC) if bounds["from"] else \
-        end - dt.timedelta(days=1)
+        end - min(dt.timedelta(days=1), end - dt.datetime.min.replace(tzinfo=dt.UTC))
     start, end = schedule.listing_window(start, end)
     grace = dt.timedelta(seconds=s.airplay_grace_s)
     report = reports.build(g.db, s.timezone, areas=areas, node_id=node_id, start=start,

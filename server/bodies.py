@@ -27,7 +27,7 @@ from device_agent.schemas import BODIES
 from .auth import ROLES
 from .errors import ApiError
 from .i18n import CATEGORIES, LANGUAGES
-from .models import MAX_DB_INT
+from .models import MAX_DB_ID, MAX_DB_INT
 from .mosquitto import SERVER_ACCOUNT_PREFIX
 
 # --- vocabularies a request may name --------------------------------------------------------------
@@ -241,10 +241,10 @@ def Pattern(regex: re.Pattern, detail: str, **extra: Any) -> _Check:
 
 # A row's id in a body. Ids are never negative, but a negative one has always been looked up and
 # not found (404) rather than refused as malformed: that stays.
-DbId = Annotated[int, Int(-MAX_DB_INT, MAX_DB_INT)]
+DbId = Annotated[int, Int(-MAX_DB_ID, MAX_DB_ID)]
 # A form writes a number in digits only: no sign (server.bodies.from_form). A field declared
 # ``Annotated[str | None, ...] = None`` below is None when not given, yet refuses a null.
-FormId = Annotated[int | None, Int(0, MAX_DB_INT)]  # None: not given (a form has no null)
+FormId = Annotated[int | None, Int(0, MAX_DB_ID)]  # None: not given (a form has no null)
 Volume = Annotated[int, Int(0, 100, "0-100")]
 
 
@@ -333,7 +333,7 @@ CommandBody = Annotated[dict, _Check(_command_body, {
 def _area_ids(value: Any) -> list[int]:
     value = whole(value) or []  # any empty or false value is no areas
     if not isinstance(value, list) or not all(
-            isinstance(a, int) and not isinstance(a, bool) and 0 < a <= MAX_DB_INT for a in value):
+            isinstance(a, int) and not isinstance(a, bool) and 0 < a <= MAX_DB_ID for a in value):
         raise _invalid("list of area ids")
     return value
 
@@ -348,7 +348,7 @@ def _node_ids(value: Any) -> list[str]:
 # JSON's empty and false values all mean "none" here.
 NONE_GIVEN = [{"enum": [None, False, 0, ""]}, {"type": "object", "maxProperties": 0}]
 AreaIds = Annotated[list, _Check(_area_ids, {"anyOf": [{"type": "array", "items": {
-    "type": "integer", "minimum": 1, "maximum": MAX_DB_INT}}, *NONE_GIVEN]})]
+    "type": "integer", "minimum": 1, "maximum": MAX_DB_ID}}, *NONE_GIVEN]})]
 NodeIds = Annotated[list, _Check(_node_ids, {"anyOf": [
     {"type": "array", "items": {"type": "string"}}, *NONE_GIVEN]})]
 
@@ -731,7 +731,7 @@ MAX_PROGRAMME_ITEMS = 50
 def _bulletin_ids(value: Any) -> list[int]:
     value = whole(value)
     if not isinstance(value, list) or not all(
-            isinstance(b, int) and not isinstance(b, bool) and -MAX_DB_INT <= b <= MAX_DB_INT
+            isinstance(b, int) and not isinstance(b, bool) and -MAX_DB_ID <= b <= MAX_DB_ID
             for b in value):
         raise _invalid("list of bulletin ids")
     if not value:
@@ -743,7 +743,7 @@ def _bulletin_ids(value: Any) -> list[int]:
 
 BulletinIds = Annotated[list[int], _Check(_bulletin_ids, {
     "type": "array", "minItems": 1, "maxItems": MAX_PROGRAMME_ITEMS,
-    "items": {"type": "integer", "minimum": -MAX_DB_INT, "maximum": MAX_DB_INT},
+    "items": {"type": "integer", "minimum": -MAX_DB_ID, "maximum": MAX_DB_ID},
     "description": "approved bulletins, in playing order (one may come more than once)"})]
 
 
@@ -817,7 +817,7 @@ class UserWrite(Body):
     blank_is_missing: ClassVar[bool] = False  # only null or "" (UserCreate)
     username: Annotated[str, Pattern(USERNAME, "1-80 letters, digits, . _ @ -")] | None = None
     role: Annotated[str, OneOf(ROLES, " | ".join(ROLES))] | None = None
-    area_id: Annotated[int, Int(-MAX_DB_INT, MAX_DB_INT, type_detail="an area id or null",
+    area_id: Annotated[int, Int(-MAX_DB_ID, MAX_DB_ID, type_detail="an area id or null",
                                 bool_detail="an area id or null")] | None = None
     language: Annotated[str, OneOf(LANGUAGES, " | ".join(LANGUAGES))] | None = None
     active: Annotated[bool, Flag("true or false")] | None = None

@@ -15,7 +15,9 @@ from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, mapped_column, rel
                             sessionmaker)
 
 
-MAX_DB_INT = 2**63 - 1  # the largest id or number a database integer column holds
+MAX_DB_INT = 2**63 - 1  # the largest number a database integer column holds (BigInteger)
+# the largest id: the id columns are INTEGER, 32 bits on PostgreSQL (SQLite takes 64)
+MAX_DB_ID = 2**31 - 1
 
 
 def utcnow() -> dt.datetime:
@@ -301,8 +303,9 @@ class Broadcast(Base):
     target_nodes: Mapped[list] = mapped_column(JSON, default=list)
     volume: Mapped[int | None] = mapped_column(Integer)
     repeat: Mapped[int] = mapped_column(Integer, default=1)
-    # scheduled, awaiting_confirmation, dispatched, held, skipped, cancelled
-    status: Mapped[str] = mapped_column(String(20), default="scheduled", index=True)
+    # scheduled, awaiting_confirmation, dispatched, held, skipped, cancelled (PostgreSQL
+    # checks the length: awaiting_confirmation is 21)
+    status: Mapped[str] = mapped_column(String(32), default="scheduled", index=True)
     reason: Mapped[str | None] = mapped_column(String(100))  # why held or skipped
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     confirmed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

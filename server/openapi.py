@@ -13,7 +13,7 @@ from .bodies import CONFIGURED, MODELS, TIME
 from .broadcasts import BroadcastStatus
 from .bulletins import BulletinStatus
 from .deliveries import SlotState
-from .models import MAX_DB_INT
+from .models import MAX_DB_ID
 from .releases import Progress, RolloutStatus
 from .reports import FIELDS as AIRPLAY_FIELDS
 from .reports import AirStatus, MissReason
@@ -55,7 +55,7 @@ def _op(summary: str, ok: dict, *, body: dict | None = None, params: list | None
 
 
 # What a database integer column holds; ids are never negative.
-ID = {"type": "integer", "minimum": 0, "maximum": MAX_DB_INT}
+ID = {"type": "integer", "minimum": 0, "maximum": MAX_DB_ID}
 NODE_ID = {"type": "string", "pattern": NAME_RE.pattern}
 # a query's node filter: a node id, or empty as a page's form sends it (no filter)
 NODE_ID_OR_EMPTY = {"anyOf": [NODE_ID, {"type": "string", "maxLength": 0}]}

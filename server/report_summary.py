@@ -34,7 +34,7 @@ from . import retention, schedule
 from .config import Settings
 from .errors import ApiError
 from .i18n import t
-from .models import (MAX_DB_INT, Area, Broadcast, Bulletin, Node, Telemetry, TelemetryHourly, User,
+from .models import (MAX_DB_ID, Area, Broadcast, Bulletin, Node, Telemetry, TelemetryHourly, User,
                      area_subtree_ids, area_zone)
 
 MAX_DAYS = 366
@@ -115,7 +115,7 @@ def scope(db: Session, user, area_arg: str | None) -> tuple[int | None, set[int]
     allowed = access.user_area_ids(db, user)
     if not area_arg:
         return None, allowed
-    if not area_arg.isdecimal() or int(area_arg) > MAX_DB_INT \
+    if not area_arg.isdecimal() or int(area_arg) > MAX_DB_ID \
             or (area := db.get(Area, int(area_arg))) is None \
             or (allowed is not None and area.id not in allowed):
         raise ReportError(404, "unknown_area", "err.unknown_area", id=area_arg)

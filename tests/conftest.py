@@ -25,6 +25,7 @@ import audio.programme
 from audio.pipeline import Pipeline
 from server.mosquitto import (MosquittoFiles, MosquittoProcess, TlsListener, ensure_tls_files,
                               free_port, mosquitto_binary, password_hash)
+from tests import database
 from tests.fuzz_budget import FAST_EXAMPLES, FAST_PROFILE
 
 # `make test-fast` runs ``--hypothesis-profile=fast``: the property tests and the fuzzing run a
@@ -95,22 +96,24 @@ def url_builders_compiled_once():
 
 @pytest.fixture(autouse=True, scope="session")
 def sql_compiled_once():
-    """The SQLite engines of the apps these tests make share one dialect and its compiled
-    statements: SQLAlchemy keeps what it compiled per engine (keyed by its dialect), so every
-    new app compiled each query it ran again, though all speak the same SQL to the same
-    SQLite library. What runs on each database is the same."""
+    """The engines of the apps these tests make share one dialect and its compiled statements
+    per kind of database: SQLAlchemy keeps what it compiled per engine (keyed by its dialect),
+    so every new app compiled each query it ran again, though all speak the same SQL to the
+    same SQLite library (or the same PostgreSQL server, each in its own schema through the
+    search_path). What runs on each database is the same."""
     import server
     make_engine = server.make_engine
-    first: list = []
+    first: dict = {}
 
     def shared(url, *args):
         engine = make_engine(url, *args)
-        if engine.dialect.name == "sqlite":
-            if not first:
-                first.append(engine)
+        kind = engine.dialect.name
+        if kind in ("sqlite", "postgresql"):
+            if kind not in first:
+                first[kind] = engine
             else:
-                engine.dialect = first[0].dialect
-                engine._compiled_cache = first[0]._compiled_cache
+                engine.dialect = first[kind].dialect
+                engine._compiled_cache = first[kind]._compiled_cache
         return engine
 
     with pytest.MonkeyPatch.context() as mp:
@@ -318,22 +321,35 @@ def media_server(media_dir):
 
 @pytest.fixture
 def pg_url():
-    """A schema of its own on the PostgreSQL that DATABASE_URL names, as a database URL whose
-    search_path is that schema; dropped afterwards (tests that use it skip without one)."""
-    import os
-    import uuid
-
-    from sqlalchemy import create_engine, text
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgresql"):
+    """A schema of its own on the PostgreSQL that DATABASE_URL (or LOA_TEST_DATABASE_URL)
+    names, as a database URL whose search_path is that schema; dropped afterwards (tests that
+    use it skip without one)."""
+    if not database.POSTGRES_URL.startswith("postgresql"):
         pytest.skip("DATABASE_URL does not point at PostgreSQL")
-    schema = f"loa_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in url else "?"
-    yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    schema, url = database.create_schema(database.POSTGRES_URL)
+    yield url
+    database.drop_schema(database.POSTGRES_URL, schema)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _test_database_schemas():
+    """The schemas left at the end of the run (a module's or the session's fixtures made them,
+    or kept for reuse) dropped, with LOA_TEST_DATABASE_URL set (tests/database.py)."""
+    yield
+    if database.POSTGRES_URL:
+        database.drop_all()
+
+
+@pytest.fixture(autouse=True)
+def _test_database(request):
+    """With LOA_TEST_DATABASE_URL set, the instances a test makes are on PostgreSQL, each in a
+    schema of its own, emptied after the test for the next one; a test marked ``sqlite`` keeps
+    SQLite."""
+    if not database.TEST_DATABASE_URL:
+        yield
+        return
+    database.set_on(request.node.get_closest_marker("sqlite") is None)
+    count = database.made()
+    yield
+    database.release_made_since(count)
+    database.set_on(True)

@@ -27,7 +27,7 @@ from server.cli import init_instance
 from server.keys import load_signing_key
 from server.mosquitto import free_port
 from server.transport import MqttTransport
-from tests import fake_tts, wsgi_transport
+from tests import database, fake_tts, wsgi_transport
 
 ADMIN_PASSWORD = "admin-test-password"
 # what init_instance reads from the settings to make an instance
@@ -67,6 +67,8 @@ class System:
                       "mqtt_username": broker.server_user, "mqtt_password": broker.server_password,
                       "mosquitto_dir": str(broker.files.directory), "tts_engines": ["espeak"]}
         config.update({"public_url": self.url, "worker_stale_s": 20, "node_telemetry_s": 2})
+        if "database_url" not in overrides:  # PostgreSQL with the tests' switch on
+            overrides = {**database.instance_database(self.instance), **overrides}
         config.update(overrides)
         if template is not None and not INSTANCE_SETTINGS & set(overrides) \
                 and not self.instance.exists():

@@ -1,18 +1,18 @@
 """The same walking skeleton on PostgreSQL, on a schema the migrations built, and the migrations
 themselves there, when DATABASE_URL points at one (each test gets its own schema, dropped
 afterwards)."""
-import os
 
 import pytest
 from sqlalchemy import func, select
 
 from server import audit
+from tests import database
 from server.models import Area, AuditEntry, init_db, make_engine, make_sessionmaker
 from tests.migration_helpers import (audit_head_row, head, init_at_once,
                                      made_before_migrations, revisions, schema_differences,
                                      upgrade_from_empty)
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
+DATABASE_URL = database.POSTGRES_URL  # DATABASE_URL, or LOA_TEST_DATABASE_URL
 pytestmark = pytest.mark.skipif(not DATABASE_URL.startswith("postgresql"),
                                 reason="DATABASE_URL does not point at PostgreSQL")
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from device_agent.protocol import make_event
 from server.bridge import Bridge
 from server.models import Area, Base, Event, Node, init_db, make_engine, make_sessionmaker
+from tests import database
 
 PREFIX = "loa/v1"
 NODE = "loa-cho"
@@ -19,10 +20,12 @@ TS = 1764000000000
 
 
 class NodeBridge:
-    """A bridge on a real SQLite database holding one registered node."""
+    """A bridge on a real database holding one registered node: SQLite at ``path``, or a
+    schema of its own on PostgreSQL with the tests' switch on (tests/database.py)."""
 
     def __init__(self, path):
-        self.engine = make_engine(f"sqlite:///{path}")
+        self.engine = make_engine(database.instance_database(path.parent).get(
+            "database_url", f"sqlite:///{path}"))
         init_db(self.engine)
         self.sessions = make_sessionmaker(self.engine)
         with self.sessions() as db:

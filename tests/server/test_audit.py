@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import threading
-import uuid
 
 import pytest
 import requests
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 
 from server import audit
 from server.cli import init_instance, main as cli
 from server.models import Area, AuditEntry, init_db, make_engine, make_sessionmaker
+from tests import database
 from tests.web_helpers import login_form
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
 
 def _user(system, name: str, role: str, password: str) -> str:
@@ -36,8 +33,9 @@ def _verify(instance, capsys, *extra) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def _db(system) -> sqlite3.Connection:
-    return sqlite3.connect(system.settings.database_url.removeprefix("sqlite:///"))
+def _db(system):
+    """A transaction on the server's database (SQLite or PostgreSQL), committed at its end."""
+    return system.app.extensions["db_engine"].begin()
 
 
 def test_create_approve_and_broadcast_through_the_api_are_logged_with_who_did_it(app_only):
@@ -93,10 +91,10 @@ def test_secrets_never_appear_in_the_log(app_only, capsys):
     cluster = s.area("Cụm 1", "P1-1", "cluster", ward["id"])
     node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
     with _db(s) as conn:
-        secrets = [v for row in conn.execute(
+        secrets = [v for row in conn.execute(text(
             "SELECT password_hash FROM users UNION ALL SELECT token_hash FROM api_tokens "
-            "UNION ALL SELECT mqtt_password_hash FROM nodes") for v in row]
-        log = "\n".join(r[0] for r in conn.execute("SELECT detail FROM audit_log"))
+            "UNION ALL SELECT mqtt_password_hash FROM nodes")) for v in row]
+        log = "\n".join(conn.scalars(text("SELECT CAST(detail AS TEXT) FROM audit_log")))
     assert len(secrets) >= 5
     for secret in secrets + ["first-secret-pass", "second-secret-pass", api_token, s.token,
                              node["mqtt"]["password"]]:
@@ -111,7 +109,7 @@ def test_audit_verify_passes_on_an_untouched_log_and_prints_its_head(app_only, c
     assert code == 0
     with _db(app_only) as conn:
         last_id, last_hash = conn.execute(
-            "SELECT id, hash FROM audit_log ORDER BY id DESC").fetchone()
+            text("SELECT id, hash FROM audit_log ORDER BY id DESC")).first()
     assert f"head: {last_id}:{last_hash}" in out
 
 
@@ -123,10 +121,10 @@ def _log_rows(system, n: int) -> None:
 def test_audit_verify_fails_naming_a_row_whose_detail_was_edited(app_only, capsys):
     _log_rows(app_only, 3)
     with _db(app_only) as conn:
-        row = conn.execute("SELECT id FROM audit_log WHERE action = 'areas.insert' "
-                           "ORDER BY id").fetchone()[0]
-        conn.execute("UPDATE audit_log SET detail = ? WHERE id = ?",
-                     (json.dumps({"new": {"name": "Phường giả"}}), row))
+        row = conn.execute(text("SELECT id FROM audit_log WHERE action = 'areas.insert' "
+                                "ORDER BY id")).first()[0]
+        conn.execute(text("UPDATE audit_log SET detail = :d WHERE id = :id"),
+                     {"d": json.dumps({"new": {"name": "Phường giả"}}), "id": row})
     code, _, err = _verify(app_only.instance, capsys)
     assert code == 1 and f"row {row}:" in err and "edited" in err
 
@@ -134,9 +132,9 @@ def test_audit_verify_fails_naming_a_row_whose_detail_was_edited(app_only, capsy
 def test_audit_verify_fails_naming_the_row_after_a_deleted_middle_row(app_only, capsys):
     _log_rows(app_only, 3)
     with _db(app_only) as conn:
-        ids = [r[0] for r in conn.execute("SELECT id FROM audit_log ORDER BY id")]
+        ids = [r[0] for r in conn.execute(text("SELECT id FROM audit_log ORDER BY id"))]
         middle = ids[len(ids) // 2]
-        conn.execute("DELETE FROM audit_log WHERE id = ?", (middle,))
+        conn.execute(text("DELETE FROM audit_log WHERE id = :id"), {"id": middle})
     code, _, err = _verify(app_only.instance, capsys)
     assert code == 1 and f"row {middle + 1}:" in err and "deleted" in err
 
@@ -144,8 +142,8 @@ def test_audit_verify_fails_naming_the_row_after_a_deleted_middle_row(app_only, 
 def test_audit_verify_fails_when_the_last_row_was_deleted(app_only, capsys):
     _log_rows(app_only, 2)
     with _db(app_only) as conn:
-        last = conn.execute("SELECT max(id) FROM audit_log").fetchone()[0]
-        conn.execute("DELETE FROM audit_log WHERE id = ?", (last,))
+        last = conn.scalar(text("SELECT max(id) FROM audit_log"))
+        conn.execute(text("DELETE FROM audit_log WHERE id = :id"), {"id": last})
     code, _, err = _verify(app_only.instance, capsys)
     assert code == 1 and f"row {last}:" in err and "deleted" in err
 
@@ -154,10 +152,12 @@ def test_a_written_down_head_catches_a_truncation_that_also_rewrote_the_head(app
     code, out, _ = _verify(app_only.instance, capsys)
     anchor = out.split("head: ")[1].split()[0]
     with _db(app_only) as conn:  # drop the last row and move the head back: the chain holds
-        last = conn.execute("SELECT max(id) FROM audit_log").fetchone()[0]
-        prev = conn.execute("SELECT hash FROM audit_log WHERE id = ?", (last - 1,)).fetchone()[0]
-        conn.execute("DELETE FROM audit_log WHERE id = ?", (last,))
-        conn.execute("UPDATE audit_head SET last_id = ?, last_hash = ?", (last - 1, prev))
+        last = conn.scalar(text("SELECT max(id) FROM audit_log"))
+        prev = conn.scalar(text("SELECT hash FROM audit_log WHERE id = :id"),
+                           {"id": last - 1})
+        conn.execute(text("DELETE FROM audit_log WHERE id = :id"), {"id": last})
+        conn.execute(text("UPDATE audit_head SET last_id = :id, last_hash = :h"),
+                     {"id": last - 1, "h": prev})
     assert _verify(app_only.instance, capsys)[0] == 0
     code, _, err = _verify(app_only.instance, capsys, "--anchor", anchor)
     assert code == 1 and f"row {last}:" in err
@@ -205,26 +205,15 @@ def test_two_writers_at_once_on_sqlite_leave_one_unbroken_chain(tmp_path):
     assert _write_concurrently(f"sqlite:///{tmp_path}/loa.db") == 3 * 25 * 2
 
 
-@pytest.mark.skipif(not DATABASE_URL.startswith("postgresql"),
+@pytest.mark.skipif(not database.POSTGRES_URL.startswith("postgresql"),
                     reason="DATABASE_URL does not point at PostgreSQL")
-def test_two_writers_at_once_on_postgresql_leave_one_unbroken_chain():
-    schema = f"loa_audit_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in DATABASE_URL else "?"
-    try:
-        assert _write_concurrently(
-            f"{DATABASE_URL}{sep}options=-csearch_path%3D{schema}") == 3 * 25 * 2
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+def test_two_writers_at_once_on_postgresql_leave_one_unbroken_chain(pg_url):
+    assert _write_concurrently(pg_url) == 3 * 25 * 2
 
 
 def test_init_leaves_a_verifiable_log(tmp_path, capsys):
-    init_instance(tmp_path / "inst", "pw-for-admin", {"tts_engines": ["espeak"]})
+    init_instance(tmp_path / "inst", "pw-for-admin",
+                  {"tts_engines": ["espeak"], **database.instance_database(tmp_path / "inst")})
     code, out, _ = _verify(tmp_path / "inst", capsys)
     assert code == 0 and "entries" in out
 

@@ -20,6 +20,7 @@ from server import auth, create_app
 from server.cli import init_instance
 from server.models import User
 from server.openapi import OPENAPI
+from tests import database
 from tests.fuzz_budget import examples
 
 ADMIN_PASSWORD = "admin-fuzz-password"
@@ -58,7 +59,7 @@ def _seed(client, headers) -> None:
 def fuzz_app(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz-api")
     config = {"tts_engines": ["espeak"], "mosquitto_dir": str(base / "mosquitto"),
-              "public_url": "http://127.0.0.1:9"}
+              "public_url": "http://127.0.0.1:9", **database.instance_database(base / "instance")}
     init_instance(base / "instance", ADMIN_PASSWORD, config)
     app = create_app(config, instance_path=base / "instance")
     client = app.test_client()

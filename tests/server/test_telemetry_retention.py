@@ -7,7 +7,6 @@ raw or hourly."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from sqlalchemy import event, func, select
@@ -16,9 +15,10 @@ from server import retention
 from server.config import ConfigError, load_settings
 from server.models import Event, PlayLog, Telemetry, TelemetryHourly, from_ms, now_ms
 from server.times import iso
+from tests import database
 from tests.server.helpers import Clock, bridge_of, make_dispatcher, make_two_wards, node_ids
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
+DATABASE_URL = database.POSTGRES_URL  # DATABASE_URL, or LOA_TEST_DATABASE_URL
 
 HOUR = retention.HOUR_MS
 DAY = retention.DAY_MS
@@ -55,7 +55,7 @@ def at(ms: int) -> Clock:
     return clock
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=[pytest.param("sqlite", marks=pytest.mark.sqlite), "postgresql"])
 def app_db(request, make_app, monkeypatch):
     """The server on SQLite, and on PostgreSQL too when DATABASE_URL points at one (a schema
     of its own, dropped afterwards): the aggregates and deletes are portable SQL."""
