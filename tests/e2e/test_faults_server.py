@@ -16,6 +16,7 @@ import time
 import tomllib
 from pathlib import Path
 
+import pytest
 import requests
 from sqlalchemy import func, select
 
@@ -124,6 +125,7 @@ def _playlogs(s: System, node_id: str, slot: str) -> list[PlayLog]:
                                                      PlayLog.slot_id == slot)))
 
 
+@pytest.mark.sqlite  # a lock on the SQLite file is the fault
 def test_database_locked_past_the_busy_timeout_holds_reports_and_stores_each_once_after(
         tmp_path, broker):
     """Another connection holds SQLite's write lock for longer than the busy timeout while a

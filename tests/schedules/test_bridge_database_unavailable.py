@@ -10,6 +10,7 @@ import threading
 import time
 from types import SimpleNamespace
 
+import pytest
 from sqlalchemy import func, select
 
 from server.bridge import Bridge, BridgeLimits
@@ -68,6 +69,7 @@ def _held(make_app, caplog, confirmed: list[int]):
     return s, bridge, node_id, lock
 
 
+@pytest.mark.sqlite  # a lock on the SQLite file is the fault
 def test_messages_are_held_unconfirmed_while_the_database_is_locked_and_stored_once_after(
         make_app, caplog):
     confirmed: list[int] = []
@@ -86,6 +88,7 @@ def test_messages_are_held_unconfirmed_while_the_database_is_locked_and_stored_o
         assert db.get(Node, node_id).rejected_messages == 0  # not the node's fault
 
 
+@pytest.mark.sqlite
 def test_a_bridge_stopped_while_the_database_is_locked_confirms_nothing(make_app, caplog):
     confirmed: list[int] = []
     s, bridge, node_id, lock = _held(make_app, caplog, confirmed)
