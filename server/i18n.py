@@ -342,6 +342,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "queue.listen_first": {"vi": "Nghe hết bản tin trước khi duyệt.",
                            "en": "Listen to the bulletin before approving it."},
     "bulletin.created": {"vi": "Đã gửi bản tin đi phát.", "en": "The bulletin was sent out."},
+    "bulletin.broadcast_now": {"vi": "Phát ngay", "en": "Broadcast now"},
+    "bulletin.broadcast_now_go": {"vi": "Phát ngay tới địa bàn này",
+                                  "en": "Broadcast to this area now"},
     "bulletin.submitted": {"vi": "Đã gửi bản tin chờ duyệt.",
                            "en": "The bulletin was sent for approval."},
     # statuses
