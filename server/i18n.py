@@ -287,6 +287,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "bc.bulletin": {"vi": "Bản tin", "en": "Bulletin"},
     "bc.programme": {"vi": "Chương trình", "en": "Programme"},
     "bc.listen": {"vi": "Nghe lại", "en": "Listen"},
+    "bc.unlisted_nodes": {"vi": " và {count} thiết bị khác (xem số đếm theo trạng thái).",
+                          "en": " and {count} more nodes (see the counts by state)."},
     "bulletin.approved": {"vi": "Đã duyệt bản tin.", "en": "The bulletin was approved."},
     "bulletin.rejected": {"vi": "Đã từ chối bản tin.", "en": "The bulletin was rejected."},
     "form.voice": {"vi": "Giọng đọc", "en": "Voice"},

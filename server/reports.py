@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from . import schedule
 from .broadcasts import BroadcastStatus
@@ -356,9 +356,14 @@ def _series(db: Session, default_tz: str, nodes: dict[str, Node], start: dt.date
     return out
 
 
+# what a report reads of a node is its registry row, never its last state and telemetry (JSON
+# decoded per node: a quarter of a second at 1,000 nodes, docs/benchmarks.md)
+WITHOUT_REPORTS = (defer(Node.last_state), defer(Node.last_telemetry))
+
+
 def scoped_nodes(db: Session, areas: set[int] | None, node_id: str | None) -> dict[str, Node]:
     """The nodes a report covers: within ``areas`` (None: all), only ``node_id`` if given."""
-    q = select(Node)
+    q = select(Node).options(*WITHOUT_REPORTS)
     if areas is not None:
         q = q.where(Node.cluster_id.in_(areas))
     if node_id is not None:
@@ -422,7 +427,7 @@ def series_lines(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime, end
     it reaches: what server.deliveries.slot_state shows staff once the report has judged."""
     reached = sorted(schedule.Reach(db).nodes(bc))
     nodes = {n.id: n for chunk in _chunks(reached) for n in db.scalars(
-        select(Node).where(Node.id.in_(chunk)))}
+        select(Node).options(*WITHOUT_REPORTS).where(Node.id.in_(chunk)))}
     items = _series(db, tz, nodes, start, end, {}, only=bc.id)
     plays, acks = reported_rows(db, items)
     return airplay(items, plays, acks, now=now, grace=grace).lines
