@@ -313,21 +313,28 @@ def pct(values: list[float], p: float) -> float:
 
 
 def renders(app, paths, n: int) -> list[dict]:
+    """``n`` rounds, each rendering every page once, after one unmeasured round (templates
+    compiled, the database's pages in the cache): a burst of other work on a shared machine
+    then lands on one render of many pages, not on every render of one."""
     client = app.test_client()
     login(client)
-    out = []
-    for label, path in paths:
-        times, size, status = [], 0, 0
-        for i in range(n + 1):  # the first fills the caches (templates, SQLite pages): unmeasured
+    times: dict[str, list[float]] = {label: [] for label, _ in paths}
+    last: dict[str, tuple[int, int]] = {}
+    for round_ in range(n + 1):
+        for label, path in paths:
             t = time.perf_counter()
             r = client.get(path)
             body = r.get_data()
             ms = (time.perf_counter() - t) * 1000
-            status, size = r.status_code, len(body)
-            if i:
-                times.append(ms)
+            last[label] = (r.status_code, len(body))
+            if round_:
+                times[label].append(ms)
+    out = []
+    for label, path in paths:
+        status, size = last[label]
+        ts = times[label]
         out.append({"label": label, "path": path, "status": status, "bytes": size,
-                    "p50": statistics.median(times), "p95": pct(times, 95), "max": max(times)})
+                    "p50": statistics.median(ts), "p95": pct(ts, 95), "max": max(ts)})
         print(f"  {label:24} {status} {size:>8} B  p50 {out[-1]['p50']:7.1f} ms  "
               f"p95 {out[-1]['p95']:7.1f} ms", flush=True)
     return out
@@ -481,8 +488,8 @@ def report(args, built: dict, rendered: list[dict], onwire: dict, db_bytes: int,
              f" min to insert here); {built['events']:,} events; {built['alerts']:,} alerts "
              f"({built['offline']} open).", "",
              f"Server-side render, as the admin (every menu entry, every node), Flask test "
-             f"client, {args.renders} renders each after one unmeasured (goal p95 < "
-             f"{GOAL_RENDER_MS} ms):", "",
+             f"client, {args.renders} rounds of every page after one unmeasured round (goal "
+             f"p95 < {GOAL_RENDER_MS} ms):", "",
              "| page | path | status | HTML | p50 | p95 | max | goal |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rendered:
