@@ -20,7 +20,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 FAST_WORKERS ?= 2
 
 .PHONY: run test test-fast test-postgres lint deps test-deps wheelhouse venv bench bench-fanout \
-	clean docs test-pi-install
+	bench-pages clean docs test-pi-install
 
 run: deps $(STAMP)
 	$(PY) scripts/run.py
@@ -91,6 +91,11 @@ bench: deps $(STAMP)
 # only the fan-out benchmark (docs/benchmarks.md): a whole system and 1,100 simulated nodes
 bench-fanout: deps $(STAMP)
 	$(PY) bench/fanout.py --write-docs
+
+# only the web pages' benchmark (docs/benchmarks.md): 1,000 nodes, a year of play logs, render
+# times of every page in the menu, the dashboard's poll and a first load's bytes (a few minutes)
+bench-pages: $(STAMP)
+	$(PY) bench/pages.py --write-docs
 
 clean:
 	rm -rf $(VENV) var instance .pytest_cache

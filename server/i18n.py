@@ -300,6 +300,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "bc.bulletin": {"vi": "Bản tin", "en": "Bulletin"},
     "bc.programme": {"vi": "Chương trình", "en": "Programme"},
     "bc.listen": {"vi": "Nghe lại", "en": "Listen"},
+    "bc.unlisted_nodes": {"vi": " và {count} thiết bị khác (xem số đếm theo trạng thái).",
+                          "en": " and {count} more nodes (see the counts by state)."},
     "bulletin.approved": {"vi": "Đã duyệt bản tin.", "en": "The bulletin was approved."},
     "bulletin.rejected": {"vi": "Đã từ chối bản tin.", "en": "The bulletin was rejected."},
     "form.voice": {"vi": "Giọng đọc", "en": "Voice"},
@@ -355,6 +357,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "queue.listen_first": {"vi": "Nghe hết bản tin trước khi duyệt.",
                            "en": "Listen to the bulletin before approving it."},
     "bulletin.created": {"vi": "Đã gửi bản tin đi phát.", "en": "The bulletin was sent out."},
+    "bulletin.broadcast_now": {"vi": "Phát ngay", "en": "Broadcast now"},
+    "bulletin.broadcast_now_go": {"vi": "Phát ngay tới địa bàn này",
+                                  "en": "Broadcast to this area now"},
     "bulletin.submitted": {"vi": "Đã gửi bản tin chờ duyệt.",
                            "en": "The bulletin was sent for approval."},
     # statuses

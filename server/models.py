@@ -511,12 +511,15 @@ class TelemetryHourly(Base):
 class PlayLog(Base):
     """Proof of play: one row per `played` event (the as-run log)."""
     __tablename__ = "playlogs"
+    __table_args__ = (Index("ix_playlogs_slot_id_cmd_id", "slot_id", "cmd_id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
     broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id"), index=True)
     bulletin_id: Mapped[int | None] = mapped_column(ForeignKey("bulletins.id"))
     item_id: Mapped[str] = mapped_column(String(128))
-    cmd_id: Mapped[str | None] = mapped_column(String(64))
+    # indexed, and (slot_id, cmd_id): the airplay report finds the plays of what it planned by
+    # these (revision 0015)
+    cmd_id: Mapped[str | None] = mapped_column(String(64), index=True)
     slot_id: Mapped[str | None] = mapped_column(String(128))
     sha256: Mapped[str | None] = mapped_column(String(64))
     scheduled_at_ms: Mapped[int | None] = mapped_column(BigInteger)

@@ -15,12 +15,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from . import schedule
 from .broadcasts import BroadcastStatus
@@ -313,12 +314,25 @@ def _not_yet_sent(db: Session, nodes: dict[str, Node], start: dt.datetime, end: 
     return out
 
 
-def _revoked_by(node: Node, at: dt.datetime) -> bool:
+class NodeFacts(Protocol):
+    """What planning a series reads of a node: a Node, or a row of just these columns (a
+    thousand Node objects cost a series' page most of its time, docs/benchmarks.md)."""
+    @property
+    def id(self) -> str: ...
+    @property
+    def cluster_id(self) -> int: ...
+    @property
+    def created_at(self) -> dt.datetime: ...
+    @property
+    def revoked_at(self) -> dt.datetime | None: ...
+
+
+def _revoked_by(node: NodeFacts, at: dt.datetime) -> bool:
     """Whether the node had been revoked by ``at`` (aware): nothing is planned for it then."""
     return node.revoked_at is not None and schedule.aware(node.revoked_at) <= at
 
 
-def _series(db: Session, default_tz: str, nodes: dict[str, Node], start: dt.datetime,
+def _series(db: Session, default_tz: str, nodes: Mapping[str, NodeFacts], start: dt.datetime,
             end: dt.datetime, media: dict[str, int], only: int | None = None
             ) -> list[PlannedItem]:
     """Every slot in [start, end) of every series (``only``: of that one), for each node it
@@ -358,9 +372,14 @@ def _series(db: Session, default_tz: str, nodes: dict[str, Node], start: dt.date
     return out
 
 
+# what a report reads of a node is its registry row, never its last state and telemetry (JSON
+# decoded per node: a quarter of a second at 1,000 nodes, docs/benchmarks.md)
+WITHOUT_REPORTS = (defer(Node.last_state), defer(Node.last_telemetry))
+
+
 def scoped_nodes(db: Session, areas: set[int] | None, node_id: str | None) -> dict[str, Node]:
     """The nodes a report covers: within ``areas`` (None: all), only ``node_id`` if given."""
-    q = select(Node)
+    q = select(Node).options(*WITHOUT_REPORTS)
     if areas is not None:
         q = q.where(Node.cluster_id.in_(areas))
     if node_id is not None:
@@ -428,8 +447,9 @@ def series_lines(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime, end
     """The report's lines for the slots of one series in [start, end) (aware), on every node
     it reaches: what server.deliveries.slot_state shows staff once the report has judged."""
     reached = sorted(schedule.Reach(db).nodes(bc))
-    nodes = {n.id: n for chunk in chunks(reached) for n in db.scalars(
-        select(Node).where(Node.id.in_(chunk)))}
+    nodes: dict[str, NodeFacts] = {n.id: n for chunk in chunks(reached) for n in db.execute(
+        select(Node.id, Node.cluster_id, Node.created_at, Node.revoked_at)
+        .where(Node.id.in_(chunk)))}
     items = _series(db, tz, nodes, start, end, {}, only=bc.id)
     plays, acks = reported_rows(db, items)
     return airplay(items, plays, acks, now=now, grace=grace).lines

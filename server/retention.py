@@ -46,7 +46,8 @@ def hour_of(ms: int) -> int:
     return ms - ms % HOUR_MS
 
 
-def _number(path: tuple[str, ...]):
+def payload_number(path: tuple[str, ...]):
+    """The number at ``path`` in a raw report's payload, as SQL (NULL where absent)."""
     value = Telemetry.payload[path[0]] if len(path) == 1 else Telemetry.payload[path]
     return value.as_float()
 
@@ -57,7 +58,7 @@ def _hour_query(hour_ms: int):
     PostgreSQL from folding it into the outer query, which would parse each row's JSON once
     per aggregate), and aggregated outside."""
     amp = Telemetry.payload["amp_on"].as_boolean()
-    values = (select(Telemetry.node_id, *(_number(path).label(name)
+    values = (select(Telemetry.node_id, *(payload_number(path).label(name)
                                          for name, path in FIELDS.items()),
                      case((amp == true(), 1.0), (amp.is_not(None), 0.0)).label("amp_on"))
               .where(Telemetry.ts_ms >= hour_ms, Telemetry.ts_ms < hour_ms + HOUR_MS)

@@ -1,8 +1,9 @@
 """Bulletins: the list (filtered by status, category and words), each bulletin's page (text,
 reading, audio, history), the approval queue, and the form that writes one (text with a preview
-of its reading, or an uploaded recording) and may approve and broadcast it at once. Reviews go
-through the API's own step (server.bulletins.transition): an approval names the audio the
-approver heard and is refused when the bulletin changed since."""
+of its reading, or an uploaded recording) and may approve and broadcast it at once; an approved
+bulletin's page broadcasts it now to an area. Reviews go through the API's own step
+(server.bulletins.transition): an approval names the audio the approver heard and is refused
+when the bulletin changed since."""
 from __future__ import annotations
 
 from flask import flash, g, redirect, render_template, request, url_for
@@ -47,8 +48,26 @@ def bulletin(bulletin_id: int):
     """One bulletin: its text, the reading that is spoken, its audio and its history (who did
     what, when); an approver reviews it here too."""
     b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id)
+    may_broadcast = b.status == "approved" and access.can(g.user, "broadcast.write")
     return render_template("bulletin.html", b=b,
-                           can_approve=access.can(g.user, "bulletin.approve"))
+                           can_approve=access.can(g.user, "bulletin.approve"),
+                           areas=user_areas(clusters=False) if may_broadcast else [])
+
+
+@bp.post("/bulletins/<int:bulletin_id>/broadcast")
+@page("broadcast.write")
+def broadcast_bulletin(bulletin_id: int):
+    """Broadcast an approved bulletin now to one area (the API's POST /broadcasts: its checks
+    of the bulletin, the area and the role), then follow it on its page."""
+    b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id)
+    area = request.form.get("area_id", "")
+    if not area.isdecimal():
+        raise ApiError(400, "no_targets", "err.no_targets")
+    bc = create_broadcast(g.db, settings(), g.user, B.parse(B.BroadcastCreate, {
+        "bulletin_id": b.id, "targets": {"areas": [int(area)]}, "priority": "normal"}))
+    g.db.commit()
+    flash(t("bulletin.created"))
+    return redirect(url_for("web.broadcast", broadcast_id=bc.id))
 
 
 @bp.get("/bulletins/queue")

@@ -68,28 +68,35 @@ def fleet_and_nodes(allowed: set[int] | None) -> tuple[dict, list[Node]]:
 
 @dataclass
 class Playing:
-    """One item playing now and the nodes it plays on."""
+    """One item playing now and the nodes it plays on (their id and name)."""
     title: str
     priority: str
     broadcast_id: int | None
-    nodes: list[Node] = field(default_factory=list)
+    nodes: list = field(default_factory=list)
 
 
 def playing_now(allowed: set[int] | None) -> list[Playing]:
-    """What the online nodes last said they play (their telemetry's ``playing``), by item."""
+    """What the online nodes last said they play (their telemetry's ``playing``), by item. The
+    database picks the nodes that play something and reads only that out of their last
+    report: loading every node's whole report took most of the dashboard's time at 1,000
+    nodes (docs/benchmarks.md, Web pages at 1,000 nodes)."""
+    item_col = Node.last_telemetry[("playing", "item_id")].as_string()
+    priority_col = Node.last_telemetry[("playing", "priority")].as_float()
+    rows = g.db.execute(_in_scope(
+        select(Node.id, Node.name, item_col.label("item"), priority_col.label("priority"))
+        .where(Node.online, item_col.is_not(None)).order_by(Node.id), allowed)).all()
     out: dict[str, Playing] = {}
-    for n in g.db.scalars(_in_scope(select(Node).where(Node.online).order_by(Node.id), allowed)):
-        playing = (n.last_telemetry or {}).get("playing")
-        if not isinstance(playing, dict) or not playing.get("item_id"):
+    for row in rows:
+        item = str(row.item)
+        if not item:
             continue
-        item = str(playing["item_id"])
         if item not in out:
             head, _, number = item.partition("-")
             bc = g.db.get(Broadcast, int(number)) if head == "bc" and number.isdecimal() else None
             out[item] = Playing(schedule.title(bc) if bc else item,
-                                priority_name(int(playing.get("priority") or 0)),
+                                priority_name(int(row.priority or 0)),
                                 bc.id if bc else None)
-        out[item].nodes.append(n)
+        out[item].nodes.append(row)
     return sorted(out.values(), key=lambda p: -PRIORITY_NAMES[p.priority])
 
 

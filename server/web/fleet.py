@@ -20,6 +20,7 @@ from ..context import settings
 from ..errors import ApiError, bad_request, not_found
 from ..models import (Alert, Area, Command, Node, PlayLog, Telemetry, area_subtree_ids, from_ms,
                       utcnow)
+from ..retention import FIELDS, payload_number
 from ..websec import CSP
 from . import bp, page, user_areas
 from .dashboard import alarm_condition, conditional
@@ -53,24 +54,18 @@ class Chart:
 CHART_W, CHART_H = Chart.width, Chart.height
 
 
-# label key, unit, how to read the value from a telemetry payload
+# label key, unit, the number's name in server/retention.py FIELDS (its path in a report)
 SERIES = (
-    ("fleet.chart_volume", "%", lambda p: p.get("volume")),
-    ("fleet.chart_temp", "°C", lambda p: p.get("cpu_temp_c")),
-    ("fleet.chart_signal", "dBm", lambda p: (p.get("net") or {}).get("signal_dbm")),
-    ("fleet.chart_disk", "MB", lambda p: p.get("disk_free_mb")),
-    ("fleet.chart_clock", "ms", lambda p: p.get("clock_offset_ms")),
+    ("fleet.chart_volume", "%", "volume"),
+    ("fleet.chart_temp", "°C", "cpu_temp_c"),
+    ("fleet.chart_signal", "dBm", "signal_dbm"),
+    ("fleet.chart_disk", "MB", "disk_free_mb"),
+    ("fleet.chart_clock", "ms", "clock_offset_ms"),
 )
 
 
 def _scoped(query, allowed: set[int] | None):
     return query if allowed is None else query.where(Node.cluster_id.in_(allowed))
-
-
-def _number(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def _int_arg(name: str, default: int | None = None) -> int | None:
@@ -219,21 +214,24 @@ def fleet_map_data():
 
 def charts(node: Node) -> list[Chart]:
     """The node's telemetry of the last HISTORY as one chart per series: the reports averaged
-    into at most CHART_POINTS time buckets, so a day at 30 s is 120 points, not 2,880."""
+    into at most CHART_POINTS time buckets, so a day at 30 s is 120 points, not 2,880. The
+    database averages them (the numbers read out of each report's JSON in a subquery, as
+    server/retention.py does): reading the day's 2,880 reports into Python took most of the
+    page's time (docs/benchmarks.md, Web pages at 1,000 nodes)."""
     end_ms = int(utcnow().replace(tzinfo=dt.UTC).timestamp() * 1000)
     start_ms = end_ms - int(HISTORY.total_seconds() * 1000)
-    rows = g.db.execute(select(Telemetry.ts_ms, Telemetry.payload).where(
-        Telemetry.node_id == node.id, Telemetry.ts_ms >= start_ms)
-        .order_by(Telemetry.ts_ms)).all()
     bucket_ms = max(1, (end_ms - start_ms) // CHART_POINTS)
+    numbers = (select(((Telemetry.ts_ms - start_ms) // bucket_ms).label("bucket"),
+                      *(payload_number(FIELDS[name]).label(name) for _k, _u, name in SERIES))
+               .where(Telemetry.node_id == node.id, Telemetry.ts_ms >= start_ms)
+               .offset(0).subquery())
+    rows = g.db.execute(select(numbers.c.bucket, *(
+        func.avg(numbers.c[name]).label(name) for _k, _u, name in SERIES))
+        .group_by(numbers.c.bucket).order_by(numbers.c.bucket)).all()
     out = []
-    for key, unit, read in SERIES:
-        sums: dict[int, list[float]] = {}
-        for ts, payload in rows:
-            value = _number(read(payload if isinstance(payload, dict) else {}))
-            if value is not None:
-                sums.setdefault((ts - start_ms) // bucket_ms, []).append(value)
-        values = [(b, sum(v) / len(v)) for b, v in sorted(sums.items())]
+    for key, unit, name in SERIES:
+        values = [(int(row.bucket), float(getattr(row, name))) for row in rows
+                  if getattr(row, name) is not None]
         if not values:
             out.append(Chart(key, unit, "", None, None, None))
             continue

@@ -217,3 +217,25 @@ def test_a_zone_changed_later_leaves_the_slots_that_aired_as_aired(ward):
     after = s.ok("GET", f"/api/v1/broadcasts/{bc['id']}")["next_id"]
     pending = [i for i in got["items"] if i["status"] == "pending"]
     assert pending and {i["broadcast_id"] for i in pending} == {after}  # it goes on, split
+
+
+def test_the_report_finds_the_plays_of_its_slots_and_commands_by_an_index(app_only):
+    """A year of play logs is most of a database: the report must seek a slot's and a command's
+    plays (server.reports.reported_rows), never read them all (revision 0015)."""
+    from sqlalchemy import select
+
+    from server.models import PlayLog
+    engine = app_only.app.extensions["db_engine"]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("reads SQLite's query plan")
+    by_slot = select(PlayLog).where(PlayLog.slot_id.in_(["b1-20261201T230000Z", "b1-x"])
+                                    & PlayLog.cmd_id.is_(None))
+    by_cmd = select(PlayLog).where(PlayLog.cmd_id.in_(["c1", "c2"]))
+    with engine.connect() as conn:
+        for query, index in ((by_slot, "ix_playlogs_slot_id_cmd_id"),
+                             (by_cmd, "ix_playlogs_cmd_id")):
+            compiled = query.compile(conn, compile_kwargs={"render_postcompile": True})
+            params = tuple(compiled.params[name] for name in compiled.positiontup or ())
+            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled}", params))
+            assert f"USING INDEX {index}" in plan, plan

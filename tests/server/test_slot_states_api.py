@@ -4,11 +4,13 @@ window bounded, and an occurrence nobody reported on missed once the report says
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from sqlalchemy import update
 
 from schedules.slots import slot_id
 from server.models import Broadcast, Node
+from server.web import broadcasts as web_broadcasts
 from tests.system import ADMIN_PASSWORD
 from tests.web_helpers import PageUser
 
@@ -86,6 +88,36 @@ def test_the_broadcast_page_shows_each_occurrences_state_per_node(wards, app_onl
     html = page.text
     assert f'id="slot-{slot_id(bc["id"], at_local(1, 6))}"' in html
     assert 'data-state="scheduled"' in html and "Đã lên lịch" in html
+
+
+def test_an_occurrence_on_many_nodes_names_only_those_to_look_at_and_a_poll_costs_a_304(
+        wards, app_only, monkeypatch):
+    s = app_only
+    monkeypatch.setattr(web_broadcasts, "MAX_LISTED", 1)  # a ward of a thousand, in small
+    second = s.ok("POST", "/api/v1/nodes", json={"cluster_id": wards["mine_cluster"]["id"],
+                                                 "name": "Loa chợ"})
+    past = (dt.datetime.now(TZ) - dt.timedelta(hours=3)).replace(minute=0, second=0,
+                                                                 microsecond=0)
+    bc = series(s, wards["mine"]["id"], past)
+    with s.app.extensions["db_sessions"]() as db:  # made two days ago; the second node now
+        two_days_ago = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=2)
+        db.execute(update(Broadcast).where(Broadcast.id == bc["id"]).values(
+            created_at=two_days_ago))
+        db.execute(update(Node).where(Node.id != second["id"]).values(created_at=two_days_ago))
+        db.commit()
+    user = PageUser(s, "admin", ADMIN_PASSWORD)
+    first = user.get(f"/partials/broadcasts/{bc['id']}")
+    html = first.text
+    rows = dict(re.findall(r'<tr id="slot-([^"]+)">(.*?)</tr>', html, re.S))
+    before, after = (rows[slot_id(bc["id"], past + dt.timedelta(days=d))] for d in (0, 1))
+    # three hours ago only the first node was there, and nothing came from it: named, missed
+    assert re.findall(r'data-state="(\w+)"', before) == ["missed"]
+    assert "thiết bị khác" not in before
+    # the next one: both planned, nothing to look at: counted, not named
+    assert 'data-state=' not in after and "và 2 thiết bị khác" in after
+    again = user.get(f"/partials/broadcasts/{bc['id']}",
+                     headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.content == b""
 
 
 def test_a_dense_series_lists_at_most_200_occurrences_and_says_where_it_stopped(

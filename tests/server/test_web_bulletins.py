@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 
+from device_agent.protocol import PRIORITY_NAMES
 from server.cli import main as cli
 from tests.server.helpers import wav
 from tests.web_helpers import PageUser
@@ -159,3 +160,41 @@ def test_a_recording_uploaded_through_the_form_waits_for_approval_and_a_bad_one_
     assert b["source"] == "upload" and b["status"] == "pending" and b["sha256"]
     page = staff.get(f"/bulletins/{b['id']}").text
     assert "Bản ghi âm tải lên" in page and b["audio_url"] in page
+
+
+def test_an_editor_broadcasts_an_approved_bulletin_now_from_its_page(app_only, wards):
+    s = app_only
+    mine, other = wards["mine"]["id"], wards["other"]["id"]
+    approved = _bulletin(s, "Lịch thu gom rác", "Xe rác đến lúc sáu giờ.", mine)
+    s.ok("POST", f"/api/v1/bulletins/{approved['id']}/approve")
+    pending = _bulletin(s, "Họp tổ dân phố", "Họp lúc bảy giờ tối.", mine)
+    staff = _user(s, "bientap-lc", "staff", mine)
+    viewer = _user(s, "xem-lc", "viewer", mine)
+
+    page = staff.get(f"/bulletins/{approved['id']}").text
+    assert "Phát ngay tới địa bàn này" in page
+    # only the editor's own ward and below: the other ward is not offered
+    assert f'<option value="{mine}">' in page and f'<option value="{other}">' not in page
+    assert "Phát ngay tới địa bàn này" not in staff.get(f"/bulletins/{pending['id']}").text
+    assert "Phát ngay tới địa bàn này" not in viewer.get(f"/bulletins/{approved['id']}").text
+
+    def broadcasts() -> list[dict]:
+        return s.ok("GET", "/api/v1/broadcasts")["broadcasts"]
+    refused = [
+        (viewer.post(f"/bulletins/{approved['id']}/broadcast", data={"area_id": mine}), 403),
+        (staff.post(f"/bulletins/{approved['id']}/broadcast", data={"area_id": other}), 403),
+        (staff.post(f"/bulletins/{approved['id']}/broadcast", data={"area_id": ""}), 400),
+        (staff.post(f"/bulletins/{pending['id']}/broadcast", data={"area_id": mine}), 409),
+        (staff.post(f"/bulletins/{approved['id']}/broadcast", with_token=False,
+                    data={"area_id": mine}), 400)]
+    assert [r.status_code for r, _ in refused] == [status for _, status in refused]
+    assert "Bạn không có quyền" in refused[1][0].text
+    assert broadcasts() == []
+
+    r = staff.post(f"/bulletins/{approved['id']}/broadcast", data={"area_id": mine})
+    assert r.status_code == 302
+    [bc] = broadcasts()
+    assert r.headers["Location"].endswith(f"/broadcasts/{bc['id']}")
+    assert bc["bulletin_id"] == approved["id"] and bc["targets"]["areas"] == [mine]
+    assert bc["priority"] == PRIORITY_NAMES["normal"] and bc["start_at"] is None
+    assert "Đã gửi bản tin đi phát." in staff.get(r.headers["Location"]).text
