@@ -1,6 +1,6 @@
 """The web app's defences against other sites and password guessing, set up in one place:
 the session cookie's flags, CSRF tokens (Flask-WTF) on every cookie-authenticated write, login
-rate limits (Flask-Limiter) and the security headers of every response."""
+rate limits (Flask-Limiter, counted in the database) and the security headers of every response."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -11,7 +11,7 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from . import auth
+from . import auth, ratelimit
 from .config import Settings
 from .errors import error_body, wants_json
 from .i18n import t
@@ -79,8 +79,11 @@ def _failed(resp) -> bool:
 
 def _init_login_limits(app: Flask, settings: Settings) -> None:
     """Failed logins are counted per client address and per username, on the page and the API
-    together; past the limit even the right password waits (429)."""
-    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://",
+    together; past the limit even the right password waits (429). They are counted in the
+    database (server/ratelimit.py), so several web processes behind one address count the same
+    attempts."""
+    limiter = Limiter(get_remote_address, app=app, storage_uri=f"{ratelimit.SCHEME}://",
+                      storage_options={"engine": app.extensions["db_engine"]},
                       strategy="moving-window", headers_enabled=True)
     per_ip = limiter.shared_limit(settings.login_limit_ip, scope="login-ip", methods=["POST"],
                                   deduct_when=_failed)
