@@ -10,6 +10,7 @@ from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import auth, ratelimit
 from .config import Settings
@@ -32,6 +33,10 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.config.update(SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SECURE=https, WTF_CSRF_CHECK_DEFAULT=False,
                       WTF_CSRF_TIME_LIMIT=None)
+    if settings.trusted_proxies:
+        # behind a reverse proxy the login limits count the client's address, not the proxy's
+        app.wsgi_app = ProxyFix(app.wsgi_app,  # type: ignore[method-assign]
+                                x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)
     _init_csrf(app)
     _init_login_limits(app, settings)
 
