@@ -120,13 +120,26 @@ def _client() -> requests.Session:
 
 
 @pytest.fixture
-def two_webs(tmp_path, broker):
+def database(request) -> str:
+    """The database both processes share: SQLite (one file), or PostgreSQL when a test asks
+    for it and DATABASE_URL names one (skipped otherwise)."""
+    kind = getattr(request, "param", "sqlite")
+    return request.getfixturevalue("pg_url") if kind == "postgresql" else ""
+
+
+BOTH_DATABASES = pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def two_webs(tmp_path, broker, database):
     instance = tmp_path / "instance"
     ports = [free_port(), free_port()]
     config = {"mqtt_host": "127.0.0.1", "mqtt_port": broker.port,
               "mqtt_username": broker.server_user, "mqtt_password": broker.server_password,
               "mosquitto_dir": str(broker.files.directory), "login_limit_user": "4/minute",
               "login_limit_ip": "100/minute"}
+    if database:
+        config["database_url"] = database
     init_instance(instance, ADMIN_PASSWORD, config)
     # what both processes read: one instance, one config
     (instance / "config.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
@@ -156,6 +169,7 @@ def _api_login(url: str, username: str, password: str) -> requests.Response:
                           json={"username": username, "password": password})
 
 
+@BOTH_DATABASES
 def test_a_browser_login_and_an_api_token_work_on_every_process(two_webs):
     proxy, _procs, ports = two_webs
     browser = _client()
@@ -172,6 +186,7 @@ def test_a_browser_login_and_an_api_token_work_on_every_process(two_webs):
     assert all(n > 0 for n in proxy.served.values()), proxy.served
 
 
+@BOTH_DATABASES
 def test_nodes_provisioned_at_once_through_both_processes_all_connect(two_webs, broker):
     proxy, _procs, ports = two_webs
     token = _api_login(proxy.url, "admin", ADMIN_PASSWORD).json()["token"]
@@ -221,6 +236,7 @@ def test_a_provisioning_form_from_one_process_is_sent_once_through_the_other(two
     assert again.status_code == 410  # a reload of the answer provisions nothing
 
 
+@BOTH_DATABASES
 def test_failed_logins_spread_over_both_processes_still_trip_the_limit(two_webs):
     proxy, _procs, ports = two_webs
     for _ in range(4):  # the limit: 4 a minute for one username, through the proxy
