@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from sqlalchemy.orm import Session
 from .config import Settings, load_settings
 from .models import (MAX_DB_INT, AgentRelease, AppSecret, Media, WorkerStatus, init_db,
                      make_engine, make_sessionmaker, utcnow)
+
+log = logging.getLogger(__name__)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None,
@@ -63,8 +66,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
         if row is None or row.ext != ext:
             from .errors import not_found
             raise not_found("thing.media")
-        from audio.store import MediaStore
-        resp = send_file(MediaStore(settings.media_dir).path(sha256, ext),
+        resp = send_file(_stored_file(settings, sha256, ext, "thing.media"),
                          mimetype="audio/mpeg" if ext == "mp3" else f"audio/{ext}",
                          conditional=True, etag=sha256, max_age=31536000)
         resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
@@ -79,14 +81,27 @@ def create_app(test_config: Mapping[str, Any] | None = None,
         if row is None:
             from .errors import not_found
             raise not_found("thing.release")
-        from audio.store import MediaStore
-        resp = send_file(MediaStore(settings.media_dir).path(sha256, "whl"),
+        resp = send_file(_stored_file(settings, sha256, "whl", "thing.release"),
                          mimetype="application/zip", conditional=True, etag=sha256,
                          max_age=31536000)
         resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return resp
 
     return app
+
+
+def _stored_file(settings: Settings, sha256: str, ext: str, thing: str) -> Path:
+    """The media store's file of a row the database has. Missing means this process does not
+    see the folder the one that stored it wrote to (web processes on several machines need one
+    shared ``media_dir``): a 404 for the caller and an error in the log, not a 500."""
+    from audio.store import MediaStore
+    path = MediaStore(settings.media_dir).path(sha256, ext)
+    if not path.is_file():
+        log.error("%s is in the database but not in media_dir %s: is media_dir shared by every "
+                  "web process?", path.name, settings.media_dir)
+        from .errors import not_found
+        raise not_found(thing)
+    return path
 
 
 class _DatabaseInt(IntegerConverter):
