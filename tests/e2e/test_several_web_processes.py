@@ -178,6 +178,12 @@ def test_a_browser_login_and_an_api_token_work_on_every_process(two_webs):
     for port in ports:  # the same cookie, straight to each process
         assert browser.get(f"http://127.0.0.1:{port}/", timeout=10,
                            allow_redirects=False).status_code == 200
+    # the dashboard's polled part, unchanged, is "304 Not Modified" from the other process too
+    first = browser.get(f"http://127.0.0.1:{ports[0]}/partials/dashboard", timeout=10)
+    assert first.status_code == 200 and first.headers["ETag"]
+    again = browser.get(f"http://127.0.0.1:{ports[1]}/partials/dashboard", timeout=10,
+                        headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
     token = _api_login(proxy.url, "admin", ADMIN_PASSWORD).json()["token"]
     for port in ports:
         r = _client().get(f"http://127.0.0.1:{port}/api/v1/nodes", timeout=10,
