@@ -91,13 +91,28 @@ class RoundRobinProxy:
         self._thread.join(5)
 
 
-def _start_web(instance: Path, port: int, log: Path) -> subprocess.Popen:
+def _spawn(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:  # the child keeps its own copy
-        return subprocess.Popen(
-            [sys.executable, "-m", "server", "--instance", str(instance), "--port", str(port),
-             "--threads", "4"],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)})
+        return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _start_web(instance: Path, port: int, log: Path) -> subprocess.Popen:
+    return _spawn(["server", "--instance", str(instance), "--port", str(port), "--threads", "4"],
+                  log)
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def _wait_listening(proc: subprocess.Popen, port: int, log: Path) -> None:
@@ -153,15 +168,7 @@ def two_webs(tmp_path, broker, database):
         finally:
             proxy.stop()
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        _stop(procs)
 
 
 def _api_login(url: str, username: str, password: str) -> requests.Response:
@@ -274,3 +281,39 @@ def test_a_killed_web_process_leaves_the_other_serving(two_webs, broker):
     assert node.status_code == 201, node.text
     wait_until_accepted(broker.host, broker.port, node.json()["id"],
                         node.json()["mqtt"]["password"])
+
+
+def test_a_web_process_without_the_broker_files_gets_its_nodes_in_through_sync_broker(
+        tmp_path, broker):
+    """A web process on another machine (no ``mosquitto_dir``: it can neither write the broker's
+    files nor signal it) provisions a node; ``sync-broker --every`` on the broker's machine sees
+    the registry change in the database and the node can connect."""
+    home, elsewhere = tmp_path / "instance", tmp_path / "elsewhere"
+    mqtt = {"mqtt_host": "127.0.0.1", "mqtt_port": broker.port,
+            "mqtt_username": broker.server_user, "mqtt_password": broker.server_password}
+    home_config = {**mqtt, "mosquitto_dir": str(broker.files.directory)}
+    init_instance(home, ADMIN_PASSWORD, home_config)
+    (home / "config.toml").write_text(tomli_w.dumps(home_config), encoding="utf-8")
+    elsewhere.mkdir()
+    (elsewhere / "config.toml").write_text(tomli_w.dumps({
+        **mqtt, "mosquitto_dir": "", "database_url": f"sqlite:///{home / 'loa.db'}"}),
+        encoding="utf-8")
+    port = free_port()
+    procs = [_spawn(["server.cli", "--instance", str(home), "sync-broker", "--every", "0.2"],
+                    tmp_path / "sync-broker.log"),
+             _start_web(elsewhere, port, tmp_path / "web.log")]
+    try:
+        _wait_listening(procs[1], port, tmp_path / "web.log")
+        url = f"http://127.0.0.1:{port}"
+        token = _api_login(url, "admin", ADMIN_PASSWORD).json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        cluster = _client().post(f"{url}/api/v1/areas", headers=auth, timeout=10, json={
+            "name": "Cụm 1", "code": "C1", "kind": "cluster"}).json()
+        node = _client().post(f"{url}/api/v1/nodes", headers=auth, timeout=30, json={
+            "cluster_id": cluster["id"], "name": "Loa xa"})
+        assert node.status_code == 201, node.text
+        wait_until_accepted(broker.host, broker.port, node.json()["id"],
+                            node.json()["mqtt"]["password"], timeout=15)
+        assert procs[0].poll() is None, (tmp_path / "sync-broker.log").read_text()
+    finally:
+        _stop(procs)
