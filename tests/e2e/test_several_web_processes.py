@@ -171,6 +171,19 @@ def two_webs(tmp_path, broker, database):
         _stop(procs)
 
 
+def _provision_and_connect(url: str, token: str, broker, timeout: float) -> None:
+    """A cluster and a node made through ``url``; the broker accepts the node within
+    ``timeout`` seconds."""
+    auth = {"Authorization": f"Bearer {token}"}
+    cluster = _client().post(f"{url}/api/v1/areas", headers=auth, timeout=10, json={
+        "name": "Cụm 1", "code": "C1", "kind": "cluster"}).json()
+    node = _client().post(f"{url}/api/v1/nodes", headers=auth, timeout=30, json={
+        "cluster_id": cluster["id"], "name": "Loa mới"})
+    assert node.status_code == 201, node.text
+    wait_until_accepted(broker.host, broker.port, node.json()["id"],
+                        node.json()["mqtt"]["password"], timeout=timeout)
+
+
 def _api_login(url: str, username: str, password: str) -> requests.Response:
     return _client().post(f"{url}/api/v1/auth/token", timeout=10,
                           json={"username": username, "password": password})
@@ -273,14 +286,7 @@ def test_a_killed_web_process_leaves_the_other_serving(two_webs, broker):
     procs[0].wait(5)
     for _ in range(4):  # every request answered, whichever process the proxy tries first
         assert browser.get(f"{proxy.url}/", timeout=10, allow_redirects=False).status_code == 200
-    auth = {"Authorization": f"Bearer {token}"}
-    cluster = _client().post(f"{proxy.url}/api/v1/areas", headers=auth, timeout=10, json={
-        "name": "Cụm 1", "code": "C1", "kind": "cluster"}).json()
-    node = _client().post(f"{proxy.url}/api/v1/nodes", headers=auth, timeout=30, json={
-        "cluster_id": cluster["id"], "name": "Loa sau sự cố"})
-    assert node.status_code == 201, node.text
-    wait_until_accepted(broker.host, broker.port, node.json()["id"],
-                        node.json()["mqtt"]["password"])
+    _provision_and_connect(proxy.url, token, broker, timeout=5)
 
 
 def test_a_web_process_without_the_broker_files_gets_its_nodes_in_through_sync_broker(
@@ -306,14 +312,7 @@ def test_a_web_process_without_the_broker_files_gets_its_nodes_in_through_sync_b
         _wait_listening(procs[1], port, tmp_path / "web.log")
         url = f"http://127.0.0.1:{port}"
         token = _api_login(url, "admin", ADMIN_PASSWORD).json()["token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        cluster = _client().post(f"{url}/api/v1/areas", headers=auth, timeout=10, json={
-            "name": "Cụm 1", "code": "C1", "kind": "cluster"}).json()
-        node = _client().post(f"{url}/api/v1/nodes", headers=auth, timeout=30, json={
-            "cluster_id": cluster["id"], "name": "Loa xa"})
-        assert node.status_code == 201, node.text
-        wait_until_accepted(broker.host, broker.port, node.json()["id"],
-                            node.json()["mqtt"]["password"], timeout=15)
+        _provision_and_connect(url, token, broker, timeout=15)
         assert procs[0].poll() is None, (tmp_path / "sync-broker.log").read_text()
     finally:
         _stop(procs)
