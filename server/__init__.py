@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,15 @@ from collections.abc import Mapping
 from flask import Flask, g, jsonify, send_file
 from werkzeug.routing import IntegerConverter
 from sqlalchemy import select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from .config import Settings, load_settings
-from .models import (MAX_DB_ID, AgentRelease, Media, WorkerStatus, init_db, make_engine,
-                     make_sessionmaker, utcnow)
+from .models import (MAX_DB_ID, AgentRelease, AppSecret, Media, WorkerStatus, init_db,
+                     make_engine, make_sessionmaker, utcnow)
+
+log = logging.getLogger(__name__)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None,
@@ -25,10 +31,10 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     app.url_map.converters["int"] = _DatabaseInt
     settings = load_settings(instance, test_config)
     app.config["SETTINGS"] = settings
-    app.config["SECRET_KEY"] = settings.secret_key or _instance_secret(instance)
     app.config["MAX_CONTENT_LENGTH"] = 60 * 1024 * 1024
     engine = make_engine(settings.database_url, settings.database_busy_timeout_s)
     init_db(engine)
+    app.config["SECRET_KEY"] = settings.secret_key or _shared_secret(engine, instance)
     app.extensions["db_engine"] = engine
     app.extensions["db_sessions"] = make_sessionmaker(engine)
     from . import wake
@@ -60,8 +66,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
         if row is None or row.ext != ext:
             from .errors import not_found
             raise not_found("thing.media")
-        from audio.store import MediaStore
-        resp = send_file(MediaStore(settings.media_dir).path(sha256, ext),
+        resp = send_file(_stored_file(settings, sha256, ext, "thing.media"),
                          mimetype="audio/mpeg" if ext == "mp3" else f"audio/{ext}",
                          conditional=True, etag=sha256, max_age=31536000)
         resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
@@ -76,14 +81,27 @@ def create_app(test_config: Mapping[str, Any] | None = None,
         if row is None:
             from .errors import not_found
             raise not_found("thing.release")
-        from audio.store import MediaStore
-        resp = send_file(MediaStore(settings.media_dir).path(sha256, "whl"),
+        resp = send_file(_stored_file(settings, sha256, "whl", "thing.release"),
                          mimetype="application/zip", conditional=True, etag=sha256,
                          max_age=31536000)
         resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return resp
 
     return app
+
+
+def _stored_file(settings: Settings, sha256: str, ext: str, thing: str) -> Path:
+    """The media store's file of a row the database has. Missing means this process does not
+    see the folder the one that stored it wrote to (web processes on several machines need one
+    shared ``media_dir``): a 404 for the caller and an error in the log, not a 500."""
+    from audio.store import MediaStore
+    path = MediaStore(settings.media_dir).path(sha256, ext)
+    if not path.is_file():
+        log.error("%s is in the database but not in media_dir %s: is media_dir shared by every "
+                  "web process?", path.name, settings.media_dir)
+        from .errors import not_found
+        raise not_found(thing)
+    return path
 
 
 class _DatabaseInt(IntegerConverter):
@@ -93,13 +111,26 @@ class _DatabaseInt(IntegerConverter):
         super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
-def _instance_secret(instance: Path) -> str:
-    path = instance / "secret_key"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(os.urandom(32).hex())
-    return path.read_text().strip()
+SESSION_KEY = "web_session_key"
+
+
+def _shared_secret(engine: Engine, instance: Path) -> str:
+    """The key that signs session cookies and CSRF tokens when the config names none: one row
+    in the database, so every web process behind one address accepts the others' cookies.
+    The first process to start makes it (an instance's older ``secret_key`` file becomes it,
+    so nobody is logged out by the upgrade); processes starting at once agree on the winner."""
+    with Session(engine) as db:
+        row = db.get(AppSecret, SESSION_KEY)
+        if row is not None:
+            return row.value
+        old = instance / "secret_key"
+        value = old.read_text().strip() if old.is_file() else ""
+        db.add(AppSecret(name=SESSION_KEY, value=value or os.urandom(32).hex()))
+        try:
+            db.commit()
+        except IntegrityError:  # another process made it first: theirs
+            db.rollback()
+        return db.execute(select(AppSecret.value).where(AppSecret.name == SESSION_KEY)).scalar_one()
 
 
 def _outbox_check(status: WorkerStatus | None, settings: Settings) -> dict:

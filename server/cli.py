@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("revoke-tokens", help="delete a user's API tokens (all, or by name)")
     p.add_argument("username")
     p.add_argument("--name", help="only tokens of this name (e.g. integration, login)")
-    sub.add_parser("sync-broker", help="rewrite the broker's password file and ACL, reload it")
+    p = sub.add_parser("sync-broker", help="rewrite the broker's password file and ACL, reload it")
+    p.add_argument("--every", type=float, default=0, metavar="SECONDS",
+                   help="keep running: sync again whenever the registry changed, checking every "
+                        "SECONDS (for web processes on machines without the broker)")
     p = sub.add_parser("audit-verify", help="check the audit log's hash chain; print its head")
     p.add_argument("--anchor", action="append", default=[], metavar="ID:HASH",
                    help="a head printed earlier: the log must still hold that row unchanged")
@@ -133,10 +136,33 @@ def main(argv: list[str] | None = None) -> int:
             print(issue_token(db, user, args.days * 24 or None, name=args.name))
             db.commit()
         elif args.cmd == "sync-broker":
-            from .nodes import sync_broker_accounts
-            init_db(engine)  # as the app would at start: a fresh instance has no tables yet
-            reloaded = sync_broker_accounts(settings, make_sessionmaker(engine))
-            print("reloaded" if reloaded else "written (no broker running)")
+            return _sync_broker(settings, engine, args.every)
+    return 0
+
+
+def _sync_broker(settings, engine, every_s: float) -> int:
+    """``sync-broker``: once, or with ``--every`` until SIGTERM or Ctrl-C."""
+    import contextlib
+    import logging
+    import signal
+    import threading
+
+    from .nodes import follow_broker_accounts, sync_broker_accounts
+    init_db(engine)  # as the app would at start: a fresh instance has no tables yet
+    sessions = make_sessionmaker(engine)
+    if every_s <= 0:
+        reloaded = sync_broker_accounts(settings, sessions)
+        print("reloaded" if reloaded else "written (no broker running)")
+        return 0
+    if not settings.mosquitto_dir:
+        print("config: mosquitto_dir: empty, there are no broker files to keep", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s sync-broker %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        follow_broker_accounts(settings, sessions, every_s, stop)
     return 0
 
 

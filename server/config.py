@@ -84,6 +84,9 @@ class Settings:
     session_idle_min: int = 120            # and ends after this long unused
     login_limit_ip: str = "20/minute"      # failed logins allowed per client address
     login_limit_user: str = "5/minute"     # failed logins allowed per username
+    # reverse proxies in front of the web processes whose X-Forwarded-For and -Proto are
+    # believed (0: none; the client is the connection's address, a proxy's if there is one)
+    trusted_proxies: int = 0
     password_min_length: int = 10
     worker_stale_s: int = 20               # /healthz: the dispatcher's broker report is this fresh
     # two dispatchers may run: the one holding the lease (server/lease.py) acts, renewing it
@@ -268,6 +271,7 @@ _CHECKS: tuple[Check, ...] = (
     _rule(lambda s: s.lease_renew_s > 0 and s.lease_ttl_s > 2 * s.lease_renew_s,
           "lease_renew_s: more than 0; lease_ttl_s: more than twice lease_renew_s"),
     _login_limits,
+    _rule(lambda s: 0 <= int(s.trusted_proxies) <= 5, "trusted_proxies: 0 to 5"),
     _rule(lambda s: s.alert_eval_s >= 1 and min(
         s.alert_offline_after_s, s.alert_offline_critical_after_s, s.alert_notify_retries) >= 0,
         "alert_eval_s: at least 1; alert_offline_after_s, alert_offline_critical_after_s, "

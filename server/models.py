@@ -597,6 +597,26 @@ class Lease(Base):
     renewed_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
+class LimitHit(Base):
+    """One counted attempt of a rate limit (server/ratelimit.py: failed logins, wrong
+    provisioning tokens), kept until ``expires_at``: every web process counts the same rows."""
+    __tablename__ = "rate_limit_hits"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255))
+    at: Mapped[float] = mapped_column(Float)  # seconds since the epoch
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+    __table_args__ = (Index("ix_rate_limit_hits_key_at", "key", "at"),)
+
+
+class AppSecret(Base):
+    """A secret every web process must share (``web_session_key``: what signs the session
+    cookie when the config names none), made once by whichever process starts first."""
+    __tablename__ = "app_secrets"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+
+
 class AuditEntry(Base):
     """One entry of the append-only, hash-chained audit log (server/audit.py)."""
     __tablename__ = "audit_log"

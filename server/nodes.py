@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import fcntl
+import hashlib
 import io
+import logging
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from .times import iso
 from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, password_hash
 from .outbox import queue_clear_desired, queue_command
 
+log = logging.getLogger(__name__)
 AGENT_CA_FILE = "/etc/loaphuong/ca.pem"  # where hardware/install-pi.sh puts mqtt.ca_pem
 AGENT_STATE_DIR = "/var/lib/loaphuong/agent"  # the node's writable folder (install-pi.sh)
 
@@ -69,6 +73,41 @@ def sync_broker_accounts(s: Settings, sessions) -> bool:
         return False
     with _broker_files(s) as files:
         return _write_all(s, sessions, files)
+
+
+def registry_digest(sessions) -> str:
+    """A digest of all the broker's files are made of: every live node's id, password hash
+    and cluster, and the area tree's groups. Reading it costs one pass over the nodes, far
+    less than writing the files and the broker re-reading them."""
+    digest = hashlib.sha256()
+    with sessions() as db:
+        for row in db.execute(select(Node.id, Node.mqtt_password_hash, Node.cluster_id)
+                              .where(Node.revoked_at.is_(None)).order_by(Node.id)):
+            digest.update(repr(tuple(row)).encode())
+        digest.update(b"|")
+        for row in db.execute(select(Area.id, Area.parent_id, Area.group).order_by(Area.id)):
+            digest.update(repr(tuple(row)).encode())
+    return digest.hexdigest()
+
+
+def follow_broker_accounts(s: Settings, sessions, every_s: float,
+                           stop: threading.Event) -> None:
+    """``sync-broker --every``, on the broker's machine: rewrite the files and reload the broker
+    whenever the registry changed, for web processes on other machines (``mosquitto_dir = ""``
+    there) that cannot write the files or signal the broker themselves. Until ``stop``."""
+    last = ""
+    while True:
+        try:
+            now = registry_digest(sessions)
+            if now != last:
+                reloaded = sync_broker_accounts(s, sessions)
+                log.info("broker accounts %s", "reloaded" if reloaded else
+                         "written (no broker running)")
+                last = now
+        except Exception:  # the database may be gone a moment: try again next time
+            log.exception("broker accounts not synced")
+        if stop.wait(every_s):
+            return
 
 
 def add_broker_accounts(s: Settings, sessions, accounts: list[BrokerAccount]) -> bool:

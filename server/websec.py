@@ -1,6 +1,6 @@
 """The web app's defences against other sites and password guessing, set up in one place:
 the session cookie's flags, CSRF tokens (Flask-WTF) on every cookie-authenticated write, login
-rate limits (Flask-Limiter) and the security headers of every response."""
+rate limits (Flask-Limiter, counted in the database) and the security headers of every response."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -10,8 +10,9 @@ from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import auth
+from . import auth, ratelimit
 from .config import Settings
 from .errors import error_body, wants_json
 from .i18n import t
@@ -32,6 +33,10 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.config.update(SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SECURE=https, WTF_CSRF_CHECK_DEFAULT=False,
                       WTF_CSRF_TIME_LIMIT=None)
+    if settings.trusted_proxies:
+        # behind a reverse proxy the login limits count the client's address, not the proxy's
+        app.wsgi_app = ProxyFix(app.wsgi_app,  # type: ignore[method-assign]
+                                x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)
     _init_csrf(app)
     _init_login_limits(app, settings)
 
@@ -79,8 +84,11 @@ def _failed(resp) -> bool:
 
 def _init_login_limits(app: Flask, settings: Settings) -> None:
     """Failed logins are counted per client address and per username, on the page and the API
-    together; past the limit even the right password waits (429)."""
-    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://",
+    together; past the limit even the right password waits (429). They are counted in the
+    database (server/ratelimit.py), so several web processes behind one address count the same
+    attempts."""
+    limiter = Limiter(get_remote_address, app=app, storage_uri=f"{ratelimit.SCHEME}://",
+                      storage_options={"engine": app.extensions["db_engine"]},
                       strategy="moving-window", headers_enabled=True)
     per_ip = limiter.shared_limit(settings.login_limit_ip, scope="login-ip", methods=["POST"],
                                   deduct_when=_failed)

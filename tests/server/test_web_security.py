@@ -161,6 +161,28 @@ def test_too_many_failed_logins_from_one_address_are_refused(tmp_path):
         s.stop()
 
 
+def _login_from(s, address: str, username: str):
+    return s.http.post(f"{s.url}/api/v1/auth/token", timeout=10,
+                       headers={"X-Forwarded-For": address},
+                       json={"username": username, "password": "sai-mat-khau"})
+
+
+def test_behind_a_trusted_proxy_failed_logins_count_per_client_not_per_proxy(make_app):
+    s = make_app(login_limit_ip="3/minute", trusted_proxies=1)
+    for name in ("an", "binh", "chi"):
+        assert _login_from(s, "203.0.113.7", name).status_code == 401
+    assert _login_from(s, "203.0.113.7", "dung").status_code == 429
+    # another person behind the same proxy is not locked out by the guesser
+    assert _login_from(s, "198.51.100.2", "dung").status_code == 401
+
+
+def test_without_a_trusted_proxy_a_forged_forwarded_address_does_not_dodge_the_limit(make_app):
+    s = make_app(login_limit_ip="3/minute")
+    for i, name in enumerate(("an", "binh", "chi")):
+        assert _login_from(s, f"203.0.113.{i}", name).status_code == 401
+    assert _login_from(s, "203.0.113.99", "dung").status_code == 429
+
+
 def test_unknown_and_known_usernames_both_cost_a_password_hash_check(app_only, monkeypatch):
     import server.auth
     checked = []
