@@ -54,13 +54,14 @@ def chromium(playwright) -> Browser:
 
 
 @pytest.fixture(scope="module")
-def web_system(tmp_path_factory, _stopping_brokers):
+def web_system(request, tmp_path_factory, _stopping_brokers):
     """One running server (web over HTTP, dispatcher, bridge, a real Mosquitto) for the whole
     test module, with a ward (``web_system.ward``) and one user of every role in it
-    (``web_system.users[role]``, password PASSWORD; ``admin`` is the instance's own)."""
+    (``web_system.users[role]``, password PASSWORD; ``admin`` is the instance's own). A module
+    may set ``WEB_SETTINGS`` (a dict) for its server's settings."""
     tmp = tmp_path_factory.mktemp("web")
     tb = _broker(tmp, tls=False)
-    s = System(tmp, tb)
+    s = System(tmp, tb, **getattr(request.module, "WEB_SETTINGS", {}))
     province = s.area("Thành phố Đà Nẵng", "DN", "province")
     s.ward = s.area("Phường Hải Châu 1", "DN-HC1", "ward", province["id"])
     s.cluster = s.area("Cụm loa chợ Hàn", "DN-HC1-1", "cluster", s.ward["id"])
