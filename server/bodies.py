@@ -25,8 +25,8 @@ from device_agent.protocol import NAME_RE, PRIORITY_NAMES, priority_value, valid
 from device_agent.schemas import BODIES
 
 from .auth import ROLES
-from .errors import ApiError
-from .i18n import CATEGORIES, LANGUAGES
+from .errors import ApiError, storable
+from .i18n import CATEGORIES, LANGUAGES, t
 from .models import MAX_DB_ID, MAX_DB_INT
 from .mosquitto import SERVER_ACCOUNT_PREFIX
 
@@ -70,11 +70,36 @@ M = TypeVar("M", bound="Body")
 
 def parse(model: type[M], data: Any, *, tz: dt.tzinfo | None = None) -> M:
     """``data`` as ``model``, or the ApiError (400) of its first problem. ``tz``: the zone of a
-    time written without one."""
+    time written without one. Text no database could store (server.errors.storable) is refused
+    wherever it is, naming its field."""
+    field = unstorable_field(data)
+    if field is not None:
+        raise ApiError(400, "invalid", "err.invalid_field", field=field,
+                       detail=t("err.unstorable_text"))
     try:
         return model.model_validate(data, strict=True, context={"tz": tz or dt.UTC})
     except ValidationError as err:
         raise api_error(model, err) from None
+
+
+def unstorable_field(data: Any, path: str = "") -> str | None:
+    """The dotted name of the first key or string in ``data`` that no database could store."""
+    if isinstance(data, str):
+        return None if storable(data) else (path or "-")
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            name = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and not storable(key):
+                return path or "-"
+            found = unstorable_field(value, name)
+            if found is not None:
+                return found
+    elif isinstance(data, (list, tuple)):
+        for value in data:
+            found = unstorable_field(value, path)
+            if found is not None:
+                return found
+    return None
 
 
 def api_error(model: type[Body], err: ValidationError) -> ApiError:

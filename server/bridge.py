@@ -34,6 +34,7 @@ from device_agent.protocol import parse_topic
 from schedules.recurrence import DEFAULT_TZ
 
 from . import deliveries, programmes, schedule
+from .errors import storable
 from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, SlotDelivery,
                      Telemetry, area_ancestors, node_groups, utcnow)
 from .outbox import command_acked
@@ -202,7 +203,7 @@ def _bound_float(value: float, key: str) -> float:
 
 
 def _bound_str(value: str, key: str) -> str:
-    if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+    if not storable(value):
         raise Refused("malformed", f"{key or 'a string'} holds NUL or a lone surrogate")
     if key in ID_FIELDS and len(value) > MAX_ID:
         raise Refused("malformed", f"{key} is longer than {MAX_ID}")

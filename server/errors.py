@@ -25,6 +25,24 @@ class ApiError(Exception):
         return t(self.key, **params)
 
 
+def storable(text: str) -> bool:
+    """Whether every database the server runs on can store ``text``: PostgreSQL refuses NUL in
+    text, and a lone surrogate (which JSON's \\ud800 can carry) is no UTF-8 at all."""
+    return "\x00" not in text and not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+def unstorable_input() -> str | None:
+    """The first query, path or form field of this request whose text no database could store
+    (``storable``), or None: such a value would reach the database as a filter or a row."""
+    values = [*request.args.items(multi=True), *(request.view_args or {}).items()]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += list(request.form.items(multi=True))
+    for name, value in values:
+        if not storable(name) or (isinstance(value, str) and not storable(value)):
+            return name if storable(name) else "?"
+    return None
+
+
 def bad_request(key: str, code: str = "invalid", **params) -> ApiError:
     return ApiError(400, code, key, **params)
 
@@ -43,6 +61,16 @@ def wants_json() -> bool:
 
 
 def register(app: Flask) -> None:
+    @app.before_request
+    def _storable_input():
+        field = unstorable_input()
+        if field is not None:
+            err = bad_request("err.invalid_field", field=field, detail=t("err.unstorable_text"))
+            if not wants_json():
+                return t("err.invalid_field", field=field, detail=t("err.unstorable_text")), 400
+            raise err
+        return None
+
     @app.errorhandler(ApiError)
     def _api_error(err: ApiError):
         return error_body(err.code, err.message(), err.status, err.extra)

@@ -26,6 +26,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
                      "en": "The request body must be a JSON object."},
     "err.missing_field": {"vi": "Thiếu trường bắt buộc: {field}.",
                           "en": "Missing required field: {field}."},
+    "err.unstorable_text": {"vi": "có ký tự NUL hoặc ký tự không hợp lệ trong Unicode",
+                            "en": "it holds a NUL or a character that is not valid Unicode"},
     "err.invalid_field": {"vi": "Trường {field} không hợp lệ: {detail}.",
                           "en": "Invalid field {field}: {detail}."},
     "err.unknown_area": {"vi": "Không có địa bàn mã số {id}.", "en": "There is no area {id}."},

@@ -165,3 +165,26 @@ def test_numbers_too_large_for_the_database_are_refused_not_crashed(app_only):
     _assert_error(app_only.call("GET", f"/api/v1/playlogs?area={huge}"), 400, "invalid")
     r = app_only.call("GET", "/api/v1/playlogs?limit=-99999999999999999999")
     assert r.status_code == 200 and r.json()["playlogs"] == []
+
+
+@pytest.mark.parametrize("path,payload,field", [
+    ("/api/v1/bulletins", {"title": "Thông báo\u0000", "text": "Nội dung", "category": "other"},
+     "title"),
+    ("/api/v1/areas", {"name": "Phường \ud800", "code": "X", "kind": "ward"}, "name"),
+    ("/api/v1/broadcasts", {"bulletin_id": 1, "targets": {"nodes": ["loa\u0000"]}},
+     "targets.nodes"),
+])
+def test_text_no_database_can_store_is_refused_naming_its_field(app_only, path, payload, field):
+    # PostgreSQL refuses NUL in text and no database takes a lone surrogate: a 400, not a 500
+    before = _row_counts(app_only)
+    r = app_only.call("POST", path, json=payload)
+    _assert_error(r, 400, "invalid", mentions=field)
+    assert "NUL" in r.json()["error"]["message"]
+    assert _row_counts(app_only) == before
+
+
+@pytest.mark.parametrize("path", ["/api/v1/playlogs?node=%00", "/api/v1/nodes?q=loa%00",
+                                  "/api/v1/reports/airplay?node=a%00b"])
+def test_a_query_holding_nul_is_refused_naming_the_parameter(app_only, path):
+    r = app_only.call("GET", path)
+    _assert_error(r, 400, "invalid", mentions=path.split("?")[1].split("=")[0])
