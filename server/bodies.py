@@ -25,8 +25,8 @@ from device_agent.protocol import NAME_RE, PRIORITY_NAMES, priority_value, valid
 from device_agent.schemas import BODIES
 
 from .auth import ROLES
-from .errors import ApiError, storable
-from .i18n import CATEGORIES, LANGUAGES, t
+from .errors import ApiError, storable, unstorable
+from .i18n import CATEGORIES, LANGUAGES
 from .models import MAX_DB_ID, MAX_DB_INT
 from .mosquitto import SERVER_ACCOUNT_PREFIX
 
@@ -74,8 +74,7 @@ def parse(model: type[M], data: Any, *, tz: dt.tzinfo | None = None) -> M:
     wherever it is, naming its field."""
     field = unstorable_field(data)
     if field is not None:
-        raise ApiError(400, "invalid", "err.invalid_field", field=field,
-                       detail=t("err.unstorable_text"))
+        raise unstorable(field)
     try:
         return model.model_validate(data, strict=True, context={"tz": tz or dt.UTC})
     except ValidationError as err:

@@ -38,9 +38,19 @@ def unstorable_input() -> str | None:
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         values += list(request.form.items(multi=True))
     for name, value in values:
-        if not storable(name) or (isinstance(value, str) and not storable(value)):
-            return name if storable(name) else "?"
+        name = name if isinstance(name, str) else ""  # a multipart part may come unnamed
+        if not storable(name):
+            return "?"
+        if isinstance(value, str) and not storable(value):
+            return name
     return None
+
+
+def unstorable(field: str) -> ApiError:
+    """The error of a field whose text no database could store (``storable``): 422, as the
+    text is well-formed JSON or URL text, only not something the server can keep."""
+    return ApiError(422, "invalid_text", "err.invalid_field", field=field,
+                    detail=t("err.unstorable_text"))
 
 
 def bad_request(key: str, code: str = "invalid", **params) -> ApiError:
@@ -65,9 +75,9 @@ def register(app: Flask) -> None:
     def _storable_input():
         field = unstorable_input()
         if field is not None:
-            err = bad_request("err.invalid_field", field=field, detail=t("err.unstorable_text"))
+            err = unstorable(field)
             if not wants_json():
-                return t("err.invalid_field", field=field, detail=t("err.unstorable_text")), 400
+                return err.message(), err.status
             raise err
         return None
 

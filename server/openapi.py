@@ -38,12 +38,16 @@ ERRORS = {code: {"description": text, **_json(_ref("Error"))} for code, text in 
     ("403", "the caller's role or area does not allow it"), ("404", "not found"),
     ("409", "conflicts with the current state"), ("413", "the upload is too large"),
     ("415", "the upload is not a supported audio format"),
-    ("410", "gone: the node is revoked"), ("422", "the content could not be processed"),
+    ("410", "gone: the node is revoked"),
+    ("422", "the content could not be processed (invalid_text: a text holding NUL or a lone "
+            "surrogate, which no database stores, in any field or parameter)"),
     ("429", "too many failed logins: wait and retry"))}
 
 
 def _op(summary: str, ok: dict, *, body: dict | None = None, params: list | None = None,
         status: str = "200", secure: bool = True, errors=("400", "401", "403", "404")) -> dict:
+    if (body is not None or params) and "422" not in errors:
+        errors = (*errors, "422")  # invalid_text: a text no database stores (NUL, a surrogate)
     op: dict = {"summary": summary, "responses": {status: ok, **{c: ERRORS[c] for c in errors}}}
     if body is not None:
         op["requestBody"] = {"required": True, **_json(body)}

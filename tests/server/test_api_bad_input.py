@@ -175,10 +175,10 @@ def test_numbers_too_large_for_the_database_are_refused_not_crashed(app_only):
      "targets.nodes"),
 ])
 def test_text_no_database_can_store_is_refused_naming_its_field(app_only, path, payload, field):
-    # PostgreSQL refuses NUL in text and no database takes a lone surrogate: a 400, not a 500
+    # PostgreSQL refuses NUL in text and no database takes a lone surrogate: a 422, not a 500
     before = _row_counts(app_only)
     r = app_only.call("POST", path, json=payload)
-    _assert_error(r, 400, "invalid", mentions=field)
+    _assert_error(r, 422, "invalid_text", mentions=field)
     assert "NUL" in r.json()["error"]["message"]
     assert _row_counts(app_only) == before
 
@@ -187,4 +187,4 @@ def test_text_no_database_can_store_is_refused_naming_its_field(app_only, path, 
                                   "/api/v1/reports/airplay?node=a%00b"])
 def test_a_query_holding_nul_is_refused_naming_the_parameter(app_only, path):
     r = app_only.call("GET", path)
-    _assert_error(r, 400, "invalid", mentions=path.split("?")[1].split("=")[0])
+    _assert_error(r, 422, "invalid_text", mentions=path.split("?")[1].split("=")[0])
