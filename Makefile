@@ -18,7 +18,8 @@ TEST_WORKERS ?= 3
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 FAST_WORKERS ?= 2
 
-.PHONY: run test test-fast lint deps test-deps wheelhouse venv bench bench-fanout clean docs \
+.PHONY: run test test-fast lint deps test-deps wheelhouse venv bench bench-fanout bench-load \
+	clean docs \
 	test-pi-install
 
 run: deps $(STAMP)
@@ -81,6 +82,12 @@ bench: deps $(STAMP)
 # only the fan-out benchmark (docs/benchmarks.md): a whole system and 1,100 simulated nodes
 bench-fanout: deps $(STAMP)
 	$(PY) bench/fanout.py --write-docs
+
+# a province on one machine (docs/benchmarks.md, "10,000 nodes on one machine"): about 15
+# minutes; LOAD_NODES=1000 for a smaller run
+LOAD_NODES ?= 10000
+bench-load: deps $(STAMP)
+	$(PY) bench/load.py --nodes $(LOAD_NODES) --write-docs
 
 clean:
 	rm -rf $(VENV) var instance .pytest_cache

@@ -76,9 +76,12 @@ class Playing:
 
 
 def playing_now(allowed: set[int] | None) -> list[Playing]:
-    """What the online nodes last said they play (their telemetry's ``playing``), by item."""
+    """What the online nodes last said they play (their telemetry's ``playing``), by item.
+    The database picks the nodes that play something: a province's idle nodes are not read."""
     out: dict[str, Playing] = {}
-    for n in g.db.scalars(_in_scope(select(Node).where(Node.online).order_by(Node.id), allowed)):
+    plays = Node.last_telemetry[("playing", "item_id")].as_string().is_not(None)
+    for n in g.db.scalars(_in_scope(select(Node).where(Node.online, plays).order_by(Node.id),
+                                    allowed)):
         playing = (n.last_telemetry or {}).get("playing")
         if not isinstance(playing, dict) or not playing.get("item_id"):
             continue
