@@ -674,13 +674,19 @@ def main() -> int:
     ap.add_argument("--spread-runs", type=int, default=3,
                     help="scheduled broadcasts per N whose start spread is measured")
     ap.add_argument("--write-docs", action="store_true")
-    args = ap.parse_args()
+    return run_and_report(ap.parse_args(), lambda args: asyncio.run(bench(args)), report)
+
+
+def run_and_report(args, run, report_fn, begin: str = BEGIN, end: str = END) -> int:
+    """``run(args)`` (the results), then its section of docs/benchmarks.md from
+    ``report_fn(results, args, load before, load after)``: printed, and with --write-docs
+    written between ``begin`` and ``end``."""
     before = uptime()
-    results = asyncio.run(bench(args))
-    section = report(results, args, before, uptime())
+    results = run(args)
+    section = report_fn(results, args, before, uptime())
     print(section)
     if args.write_docs:
-        write_docs(section)
+        write_docs(section, begin, end)
     return 0
 
 

@@ -47,7 +47,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from fanout import (Mqtt, Recorder, SimNode, System, in_thread, machine, pct,  # noqa: E402
-                    raise_fd_limit, uptime, wait_for, write_docs)
+                    raise_fd_limit, run_and_report, uptime, wait_for)
 from provision import Fleet  # noqa: E402
 
 
@@ -154,10 +154,6 @@ def open_files(pid: int) -> int | None:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
-
-
-def loadavg() -> str:
-    return uptime()
 
 
 class Sampler(threading.Thread):
@@ -270,7 +266,7 @@ def timed_gets(sysm: System, path: str, calls: int) -> dict:
         times.append((time.monotonic() - t) * 1000)
         size, status = len(r.content), r.status_code
     return {"path": path, "p50": statistics.median(times), "p95": pct(times, 95),
-            "max": max(times), "bytes": size, "status": status, "load": loadavg()}
+            "max": max(times), "bytes": size, "status": status, "load": uptime()}
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -310,7 +306,7 @@ async def bench(args) -> dict:
     raise_fd_limit(n + 1024)
     base = Path(tempfile.mkdtemp(prefix="loa-bench-load-"))
     print(f"system in {base}", flush=True)
-    out: dict = {"nodes": n, "load": {"start": loadavg()}}
+    out: dict = {"nodes": n, "load": {"start": uptime()}}
     sysm = await in_thread(System, base)
     out["broker_limit"] = sysm.broker.open_files.message if sysm.broker.open_files else ""
     rec, counters = Recorder(), Counters()
@@ -339,9 +335,9 @@ async def bench(args) -> dict:
         nodes = [LoadNode(a, rec, counters) for a in answers]
         out["connect_s"] = await connect_all(nodes, args.ramp, counters)
         out["connected"], out["connect_failed"] = counters.connected, counters.failed[:5]
-        out["load"]["connected"] = loadavg()
+        out["load"]["connected"] = uptime()
         print(f"{counters.connected} of {n} connected in {out['connect_s']:.1f} s "
-              f"({len(counters.failed)} failed) load {loadavg()}", flush=True)
+              f"({len(counters.failed)} failed) load {uptime()}", flush=True)
         live = [nd for nd in nodes if nd.up]
         for i, node in enumerate(live):
             node.telemetry_every(args.telemetry_s, args.telemetry_s * i / len(live))
@@ -363,7 +359,7 @@ async def bench(args) -> dict:
         probe.start()
         steady0 = time.time()
         steady0_ms = int(steady0 * 1000)
-        out["load"]["steady_start"] = loadavg()
+        out["load"]["steady_start"] = uptime()
         now = dt.datetime.now(dt.UTC)
         slot_at = (now + dt.timedelta(seconds=args.slot_lead_s + 59)).replace(
             second=0, microsecond=0)
@@ -375,7 +371,7 @@ async def bench(args) -> dict:
         held = await wait_for(lambda: len(rec.desired[item]) >= len(live), 300, 0.05)
         out["rebuild"] = {"ms": (max(rec.desired[item]) - t0) * 1000 if rec.desired[item]
                           else None, "nodes": len(rec.desired[item]), "all": bool(held),
-                          "slot_at": iso(slot_at), "load": loadavg()}
+                          "slot_at": iso(slot_at), "load": uptime()}
         print(f"series {series['id']}: {out['rebuild']}", flush=True)
         played_sql = "SELECT count(*) FROM playlogs WHERE broadcast_id = ? AND slot_id " \
                      "IS NOT NULL AND result = 'completed'"
@@ -386,7 +382,7 @@ async def bench(args) -> dict:
         out["slot"] = {"played_nodes": sum(1 for nd in live if nd.played_slots),
                        "stored": got, "all_stored": bool(t_done),
             "last_stored_s": (t_done - slot_at.timestamp()) if t_done else None,
-            "load": loadavg()}
+            "load": uptime()}
         print(f"slot: {out['slot']}", flush=True)
         rest = steady0 + args.steady_s - time.time()
         if rest > 0:
@@ -395,7 +391,7 @@ async def bench(args) -> dict:
         probe.stop_flag.set()
         await in_thread(probe.join)
         out["steady_s"] = time.time() - steady0
-        out["load"]["steady_end"] = loadavg()
+        out["load"]["steady_end"] = uptime()
         out["telemetry_lag"] = lag_stats(probe.telemetry)
         out["played_lag"] = lag_stats(await in_thread(played_lags, sysm.db_file, steady0_ms))
         out["sys"] = sys_samples
@@ -408,7 +404,7 @@ async def bench(args) -> dict:
                     "('pending', 'sent', 'cancelled')"
         out["emergency"] = []
         for _ in range(args.emergencies):
-            load = loadavg()
+            load = uptime()
             t0 = time.time()
             bc = await in_thread(sysm.post, "/api/v1/broadcasts", {
                 "bulletin_id": bulletin["id"], "targets": {"areas": [province["id"]]},
@@ -436,7 +432,7 @@ async def bench(args) -> dict:
             print(f"GET {path}: {r}", flush=True)
         out["rejected"] = rec.rejected
         watcher.writer.close()
-        out["load"]["end"] = loadavg()
+        out["load"]["end"] = uptime()
         return out
     finally:
         sampler.stop_flag.set()
@@ -558,13 +554,7 @@ def main() -> int:
     ap.add_argument("--clusters", type=int, default=5, help="clusters a ward")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
-    before = uptime()
-    results = asyncio.run(bench(args))
-    section = report(results, args, before, uptime())
-    print(section)
-    if args.write_docs:
-        write_docs(section, *markers(args.nodes))
-    return 0
+    return run_and_report(args, lambda a: asyncio.run(bench(a)), report, *markers(args.nodes))
 
 
 if __name__ == "__main__":
