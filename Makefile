@@ -20,7 +20,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 FAST_WORKERS ?= 2
 
 .PHONY: run test test-fast test-postgres lint deps test-deps wheelhouse venv bench bench-fanout \
-	bench-pages clean docs test-pi-install
+	bench-pages bench-load clean docs test-pi-install
 
 run: deps $(STAMP)
 	$(PY) scripts/run.py
@@ -96,6 +96,12 @@ bench-fanout: deps $(STAMP)
 # times of every page in the menu, the dashboard's poll and a first load's bytes (a few minutes)
 bench-pages: $(STAMP)
 	$(PY) bench/pages.py --write-docs
+
+# a province on one machine (docs/benchmarks.md, "10,000 nodes on one machine"): about 15
+# minutes; LOAD_NODES=1000 for a smaller run
+LOAD_NODES ?= 10000
+bench-load: deps $(STAMP)
+	$(PY) bench/load.py --nodes $(LOAD_NODES) --write-docs
 
 clean:
 	rm -rf $(VENV) var instance .pytest_cache

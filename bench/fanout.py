@@ -253,7 +253,11 @@ class SimNode:
             self.rec.starts[item["id"]].append((started, start_at))
         loop = asyncio.get_running_loop()
         loop.call_soon(self.ack, cmd_id, "started")
-        loop.call_later(PLAY_S, self.end, cmd_id, item, started, start_at)
+        loop.call_later(self.play_s(item), self.end, cmd_id, item, started, start_at)
+
+    def play_s(self, item: dict) -> float:
+        """How long the node "plays" ``item`` before `finished` and `played`."""
+        return PLAY_S
 
     def ack(self, cmd_id: str, status: str) -> None:
         self.event("ack", cmd_id=cmd_id, status=status)
@@ -278,7 +282,11 @@ class SimNode:
             self.groups = body["groups"]
         for item_id in {e["item"]["id"] for e in body["schedule"]}:
             self.rec.desired[item_id].append(t)
+        self.apply(body)
         self.event("desired_applied", version=body["version"])
+
+    def apply(self, body: dict) -> None:
+        """What a node does with a new desired state beyond holding it (here: nothing)."""
 
 
 # --- the bench side: a running system, provisioned through its API ------------------------------
@@ -336,17 +344,19 @@ class System:
         self.http.headers["Authorization"] = f"Bearer {r.json()['token']}"
         self.local = threading.local()
 
-    def bench_account(self) -> tuple[str, str]:
+    def bench_account(self, read_sys: bool = False) -> tuple[str, str]:
         """An account of the bench's own that may publish to the group topics (the broker
-        makes the username the client id, so the dispatcher's account cannot be borrowed);
-        added after provisioning, which rewrites the files from the registry."""
+        makes the username the client id, so the dispatcher's account cannot be borrowed),
+        and with ``read_sys`` read the broker's own figures ($SYS); added after provisioning,
+        which rewrites the files from the registry."""
         from server.mosquitto import MosquittoFiles, password_hash
         user, password = "loa-bench", secrets.token_urlsafe(16)
         d = self.base / "mosquitto"
         with open(d / "passwd", "a", encoding="utf-8") as f:
             f.write(f"{user}:{password_hash(password)}\n")
         with open(d / "acl", "a", encoding="utf-8") as f:
-            f.write(f"\nuser {user}\ntopic write {PREFIX}/groups/#\n")
+            f.write(f"\nuser {user}\ntopic write {PREFIX}/groups/#\n"
+                    + ("topic read $SYS/#\n" if read_sys else ""))
         MosquittoFiles(d).reload()
         time.sleep(0.5)
         return user, password
@@ -664,13 +674,19 @@ def main() -> int:
     ap.add_argument("--spread-runs", type=int, default=3,
                     help="scheduled broadcasts per N whose start spread is measured")
     ap.add_argument("--write-docs", action="store_true")
-    args = ap.parse_args()
+    return run_and_report(ap.parse_args(), lambda args: asyncio.run(bench(args)), report)
+
+
+def run_and_report(args, run, report_fn, begin: str = BEGIN, end: str = END) -> int:
+    """``run(args)`` (the results), then its section of docs/benchmarks.md from
+    ``report_fn(results, args, load before, load after)``: printed, and with --write-docs
+    written between ``begin`` and ``end``."""
     before = uptime()
-    results = asyncio.run(bench(args))
-    section = report(results, args, before, uptime())
+    results = run(args)
+    section = report_fn(results, args, before, uptime())
     print(section)
     if args.write_docs:
-        write_docs(section)
+        write_docs(section, begin, end)
     return 0
 
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from fanout import (System, cpu_seconds, machine, pct, raise_fd_limit,  # noqa: E402
-                    uptime, write_docs)
+                    run_and_report)
 
 BEGIN, END = "<!-- bench/provision.py:begin -->", "<!-- bench/provision.py:end -->"
 
@@ -214,14 +214,7 @@ def main() -> int:
     ap.add_argument("--singles", type=int, default=100)
     ap.add_argument("--clusters", type=int, default=20)
     ap.add_argument("--write-docs", action="store_true")
-    args = ap.parse_args()
-    before = uptime()
-    results = bench(args)
-    section = report(results, args, before, uptime())
-    print(section)
-    if args.write_docs:
-        write_docs(section, BEGIN, END)
-    return 0
+    return run_and_report(ap.parse_args(), bench, report, BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from server.transport import Transport
 
 log = logging.getLogger(__name__)
 
+DESIRED_BATCH = 250  # nodes whose new desired states are written in one transaction
+
 
 def covering_areas(db: Session, area_ids: list[int]) -> list[int]:
     """Drop every area that lies inside another chosen one, so no node is commanded twice."""
@@ -325,34 +327,51 @@ class Dispatcher:
         again, so it goes out on the next pass instead of being lost under this pass's write.
         The claim also clears their expiry, so a node claimed by a process that dies (or stops
         acting) before its build commits is picked up again by the next pass, whichever
-        dispatcher runs it."""
+        dispatcher runs it.
+
+        The states are written DESIRED_BATCH nodes a transaction: on SQLite one writer holds
+        the database at a time, and a province's pass in one transaction (10,000 states, tens
+        of seconds on a loaded machine) kept the lease's renewal and the bridge's ingest
+        waiting until the lease was lost and the whole pass thrown away, again and again.
+        A batch committed stays sent; the ones not yet committed are marked dirty again."""
         now = self.clock()
         window = self.settings.desired_window_h * 3600 * 1000
         with self.sessions() as db:
             ids = list(db.scalars(select(Node.id).where(Node.revoked_at.is_(None)).where(
-                Node.desired_dirty.is_(True) | (Node.desired_exp_ms < now + window // 2))))
+                Node.desired_dirty.is_(True) | (Node.desired_exp_ms < now + window // 2))
+                .order_by(Node.id)))
             if not ids:
                 return 0
             db.execute(update(Node).where(Node.id.in_(ids)).values(desired_dirty=False,
                                                                     desired_exp_ms=0))
             db.commit()
+            done, left = 0, ids
             try:
-                done = self._build_desired(db, ids, now, window)
-                if not self.acting():
-                    raise RuntimeError("lease lost while building desired states")
-                db.commit()
+                plan = self._slots_by_node(db, now, window)
+                db.rollback()  # end the read: the batches' writes come in transactions of their own
+                while left:
+                    done += self._build_desired(db, left[:DESIRED_BATCH], now, window, plan)
+                    if not self.acting():
+                        raise RuntimeError("lease lost while building desired states")
+                    db.commit()
+                    left = left[DESIRED_BATCH:]
             except Exception:
-                db.rollback()  # nothing was sent: build them again on the next pass
-                db.execute(update(Node).where(Node.id.in_(ids)).values(desired_dirty=True))
+                db.rollback()  # nothing of these was sent: build them again on the next pass
+                db.execute(update(Node).where(Node.id.in_(left)).values(desired_dirty=True))
                 db.commit()
                 raise
         return done
 
-    def _build_desired(self, db: Session, ids: list[str], now: int, window: int) -> int:
+    def _build_desired(self, db: Session, ids: list[str], now: int, window: int,
+                       plan: tuple[dict[str, list[dict]], dict[str, dict]] | None = None
+                       ) -> int:
+        """New desired states for the nodes ``ids`` (not committed); ``plan``: every node's
+        schedule entries and their media (``_slots_by_node``), read here when not given."""
         nodes = db.scalars(select(Node).where(Node.id.in_(ids))).all()
-        slots, media = self._slots_by_node(db, now, window)
-        groups: dict[int, list[str]] = {}  # a ward's nodes share their groups and zone
+        slots, media = plan if plan is not None else self._slots_by_node(db, now, window)
+        groups: dict[int, list[str]] = {}  # a ward's nodes share their groups, zone, quiet hours
         zones: dict[int, str] = {}
+        quiet: dict[int, list[dict[str, str]]] = {}
         carried: dict[str, list[deliveries.Carried]] = {}
         as_carried: dict[int, deliveries.Carried] = {}  # entries are shared between nodes
         kid = self.keyring.active(db)[0]
@@ -362,10 +381,11 @@ class Dispatcher:
             if node.cluster_id not in groups:
                 groups[node.cluster_id] = node_groups(db, node)
                 zones[node.cluster_id] = area_zone(db, node.cluster_id, self.settings.timezone)
+                quiet[node.cluster_id] = bulletins.quiet_hours(db, node.cluster_id)
             entries = sorted(slots.get(node.id, []), key=lambda e: (e["start_at"], e["slot_id"]))
             shas = dict.fromkeys(e["item"]["media"]["sha256"] for e in entries)
             body = {"tz": zones[node.cluster_id], "volume": node.volume,
-                    "quiet_hours": bulletins.quiet_hours(db, node.cluster_id),
+                    "quiet_hours": quiet[node.cluster_id],
                     "groups": groups[node.cluster_id], "schedule": entries,
                     "prefetch": [media[sha] for sha in shas]}
             digest = hashlib.sha256(json.dumps([kid, body], sort_keys=True,

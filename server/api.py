@@ -25,13 +25,18 @@ from .context import speech
 from .errors import ApiError, bad_request, error_body, not_found, wants_json
 from .i18n import t
 from .models import (MAX_DB_ID, AgentRelease, Alert, Area, Broadcast, Command, Event,
-                     LexiconEntry, Node, PlayLog, area_subtree_ids, area_zone, from_ms, to_ms,
-                     utcnow)
+                     LexiconEntry, Node, PlayLog, area_subtree_ids, area_zone, from_ms,
+                     node_groups, to_ms, utcnow)
 from .openapi import document
 from .serializers import area_json, broadcast_json, command_json, node_json
 from .times import iso, parse_time
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# GET /api/v1/nodes answers a page: a province's 10,000 nodes at once took tens of seconds
+NODES_PAGE = 100
+NODES_PAGE_MOST = 1000
+MAX_NODE_ID = 128
 
 
 def body() -> dict:
@@ -271,8 +276,16 @@ def import_nodes():
 @bp.get("/nodes")
 @auth.login_required
 def list_nodes():
+    """A page of nodes in id order: ``?limit=`` of them (NODES_PAGE unless asked) after the
+    node ``?after=`` (the previous page's ``next``), filtered and paged by the database; a
+    province holds 10,000 nodes."""
     allowed = auth.user_area_ids(g.db, g.user)
     q = select(Node).order_by(Node.id)
+    after = request.args.get("after") or None
+    if after is not None:
+        if len(after) > MAX_NODE_ID:
+            raise bad_request("err.invalid_field", field="after", detail="a node id")
+        q = q.where(Node.id > after)
     if allowed is not None:
         q = q.where(Node.cluster_id.in_(allowed))
     area = _query_id("area")
@@ -284,9 +297,18 @@ def list_nodes():
             raise bad_request("err.invalid_field", field="status",
                               detail=" | ".join(node_service.NODE_STATUSES))
         q = q.where(node_service.status_condition(status))
-    nodes = list(g.db.scalars(q))
+    limit = _query_limit(NODES_PAGE, NODES_PAGE_MOST)
+    nodes = list(g.db.scalars(q.limit(limit + 1)))
+    more = len(nodes) > limit
+    nodes = nodes[:limit]
     alarms = _alarms([n.id for n in nodes])
-    return jsonify({"nodes": [node_json(g.db, n, alarms[n.id]) for n in nodes]})
+    groups: dict[int, list[str]] = {}  # a cluster's nodes share their groups
+    for n in nodes:
+        if n.cluster_id not in groups:
+            groups[n.cluster_id] = node_groups(g.db, n)
+    return jsonify({"nodes": [node_json(g.db, n, alarms[n.id], groups[n.cluster_id])
+                              for n in nodes],
+                    "next": nodes[-1].id if more else None})
 
 
 def _query_id(name: str) -> int | None:

@@ -402,6 +402,7 @@ class Bridge:
                                                       for topic, _ in messages) if where}
                     db.info["batch"] = {"deliveries": {}, "events": set(), "commands": {},
                                         "slots": {}, "slot": {},  # read when first needed
+                                        "series": {}, "areas": {}, "broadcasts": {},
                                         "nodes": db.scalars(select(Node).where(
                                             Node.id.in_(names))).all(),  # held: db.get finds them
                                         "stored": self._stored_events(db, messages)}
@@ -671,17 +672,47 @@ class Bridge:
             command_acked(cmd, status, reason, event)
         return None
 
+    def _batch_cache(self, db: Session, name: str) -> dict:
+        """The batch's memo ``name`` (a dict that lives as long as the batch's transaction);
+        outside a batch a fresh one, so nothing is remembered."""
+        batch = db.info.get("batch")
+        return batch[name] if batch is not None else {}
+
+    def _broadcast(self, db: Session, broadcast_id: int) -> Broadcast | None:
+        """The broadcast; in a batch read once (the played events of one broadcast or slot
+        arrive together, from every node of a province)."""
+        cache = self._batch_cache(db, "broadcasts")
+        if broadcast_id not in cache:
+            cache[broadcast_id] = db.get(Broadcast, broadcast_id)
+        return cache[broadcast_id]
+
+    def _slot_series(self, db: Session, slot_id: str) -> tuple[Broadcast | None, str | None]:
+        """The series whose occurrence ``slot_id`` is (None when it is none) and the media that
+        occurrence airs; in a batch worked out once per slot, not once per node."""
+        cache = self._batch_cache(db, "series")
+        if slot_id not in cache:
+            broadcast_id = schedule.slot_broadcast_id(slot_id)
+            bc = self._broadcast(db, broadcast_id) if broadcast_id is not None else None
+            if bc is None or bc.recurrence is None or \
+                    not schedule.is_slot_of(db, bc, slot_id, self.tz):
+                cache[slot_id] = (None, None)
+            else:
+                cache[slot_id] = (bc, schedule.slot_media(db, bc, slot_id))
+        return cache[slot_id]
+
     def _slot_broadcast(self, db: Session, node: Node, slot_id: str) -> Broadcast | None:
         """The series whose occurrence ``slot_id`` is, when that series targets ``node`` (one
         of its areas holds the node's cluster, or it names the node); None otherwise."""
-        broadcast_id = schedule.slot_broadcast_id(slot_id)
-        bc = db.get(Broadcast, broadcast_id) if broadcast_id is not None else None
-        if bc is None or bc.recurrence is None:
+        bc = self._slot_series(db, slot_id)[0]
+        if bc is None:
             return None
-        areas = {a.id for a in area_ancestors(db, node.cluster_id)}
-        if node.id not in (bc.target_nodes or ()) and not areas & set(bc.target_areas or ()):
+        cache = self._batch_cache(db, "areas")  # a cluster's nodes share their areas
+        if node.cluster_id not in cache:
+            cache[node.cluster_id] = {a.id for a in area_ancestors(db, node.cluster_id)}
+        if node.id not in (bc.target_nodes or ()) and \
+                not cache[node.cluster_id] & set(bc.target_areas or ()):
             return None
-        return bc if schedule.is_slot_of(db, bc, slot_id, self.tz) else None
+        return bc
 
     def _played(self, db: Session, node: Node, event: dict) -> Refused | None:
         cmd_id, slot_id = event.get("cmd_id"), event.get("slot_id")
@@ -696,7 +727,7 @@ class Bridge:
                 return Refused("unknown_command", f"played for {cmd_id or slot_id!r}, never "
                                "sent to it")
             # the occurrence may air another bulletin's media
-            expected = schedule.slot_media(db, series, slot_id or "")
+            expected = self._slot_series(db, slot_id or "")[1]
         result, reason, refused = event["result"], event.get("reason"), None
         sha = event.get("sha256")
         if series is not None and series.programme_id is not None and sha is not None \
@@ -710,7 +741,7 @@ class Bridge:
         broadcast_id = cmd.broadcast_id if cmd is not None else series.id if series else None
         bulletin_id = None
         if broadcast_id is not None:
-            bc = db.get(Broadcast, broadcast_id)
+            bc = self._broadcast(db, broadcast_id)
             bulletin_id = bc.bulletin_id if bc else None
         db.add(PlayLog(node_id=node.id, broadcast_id=broadcast_id, bulletin_id=bulletin_id,
                        item_id=event["item_id"], cmd_id=cmd_id, slot_id=slot_id, sha256=sha,

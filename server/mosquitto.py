@@ -84,6 +84,7 @@ DEFAULT_MAX_PACKET = 1024 * 1024  # bytes; a desired state with a full schedule 
 # with a misleading "denied access by tcpd" log line, so the set-up raises the limit.
 BROKER_OWN_FILES = 64
 PROVINCE_NODES = 10_000  # what one server is sized for (issue 10)
+MAX_QUEUED = 10 * PROVINCE_NODES  # messages the broker holds for one client (render_conf)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,10 @@ def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
         "log_type error",
         "log_type warning",
         "log_type notice",
-        "max_queued_messages 10000",
+        # per client: the server's session must hold what a province reports at once (an
+        # emergency to 10,000 nodes brings 40,000 acks and played events within seconds, more
+        # than the bridge writes in that time); past it the broker drops them silently
+        f"max_queued_messages {MAX_QUEUED}",
         # the dispatcher's bridge confirms a node's message only once it is written, a batch
         # at a time (server/transport.py): let a batch's worth be on its way
         "max_inflight_messages 1000",

@@ -488,10 +488,16 @@ PATHS = {
         _ok(_ref("Preview")), body=_ref("PreviewCreate"),
         errors=("400", "401", "403", "404", "422"))},
     "/api/v1/nodes": {
-        "get": _op("Nodes with online state, last telemetry, last seen, alarms",
+        "get": _op("Nodes with online state, last telemetry, last seen, alarms: a page in id "
+                   "order (limit, default 100); next is the after of the following page, null "
+                   "on the last",
                    _ok({"type": "object", "properties": {"nodes": {
-                       "type": "array", "items": _ref("Node")}}}),
+                       "type": "array", "items": _ref("Node")}, "next": NULLABLE_STR}}),
                    params=[_query("area", ID, "only nodes under this area"),
+                           _query("limit", {"type": "integer"},
+                                  "at most this many (1-1000, default 100)"),
+                           _query("after", {"type": "string", "maxLength": 128},
+                                  "the nodes after this node id (the previous page's next)"),
                            _query("status", {"type": "string", "enum": [
                                "online", "offline", "never_connected", "maintenance", ""]},
                                "never_connected: provisioned, never heard from (they raise "

@@ -22,13 +22,17 @@ def area_json(db: Session, a: Area, default_tz: str) -> dict:
             "merged_into_id": a.merged_into_id, "merged_at": iso(a.merged_at)}
 
 
-def node_json(db: Session, n: Node, alarms: list | None = None) -> dict:
+def node_json(db: Session, n: Node, alarms: list | None = None,
+              groups: list[str] | None = None) -> dict:
+    """A node as the API shows it; ``groups``: its groups when the caller has them already
+    (a page of nodes reads each cluster's once)."""
     return {"id": n.id, "name": n.name, "cluster_id": n.cluster_id, "lat": n.lat, "lon": n.lon,
             "online": n.online, "last_seen": iso(n.last_seen), "telemetry": n.last_telemetry,
             "agent_version": running_version(n),
             "desired_version": n.desired_version,
             "desired_applied_version": n.desired_applied_version,
-            "groups": node_groups(db, n), "alarms": alarms or [],
+            "groups": node_groups(db, n) if groups is None else groups,
+            "alarms": alarms or [],
             "never_connected": n.last_seen is None,
             "maintenance_until": iso(n.maintenance_until),
             "rejected": {"messages": n.rejected_messages or 0,

@@ -1,5 +1,6 @@
 """The broker ties each client id to its account and refuses oversized packets (real Mosquitto
 with the config the project renders)."""
+import json
 import threading
 import time
 import uuid
@@ -141,3 +142,34 @@ def test_a_server_account_outside_the_reserved_prefix_is_refused_at_start(tmp_pa
         load_settings(tmp_path, {"mqtt_tls_port": 8883}, environ={})
     s = load_settings(tmp_path, {"mqtt_tls_port": 8883, "ca_file": __file__}, environ={})
     assert s.node_mqtt_port == 8883     # nodes are told the TLS listener
+
+
+def test_the_servers_session_holds_a_provinces_burst_of_events_while_it_catches_up(broker):
+    """An emergency to 10,000 nodes brings 40,000 acks and played events within seconds, more
+    than the bridge writes in that time: the broker holds them in the server's session until it
+    takes them, instead of dropping all past 10,000 (the limit it had)."""
+    from server.mosquitto import MAX_QUEUED
+    burst = 12_000
+    assert MAX_QUEUED >= 4 * 10_000 > burst
+    password = _node(broker, "node-a")
+    server, _ = _connect(broker, broker.server_user, broker.server_password,
+                         broker.server_user, clean=False)
+    server.subscribe(f"{broker.prefix}/nodes/+/events")
+    server.close()  # away, as a bridge busy writing is: what comes now waits in its session
+    node = Client(broker.host, broker.port, "node-a", password, client_id="node-a")
+    node.c.max_inflight_messages_set(1000)
+    assert node.connect()
+    infos = [node.c.publish(f"{broker.prefix}/nodes/node-a/events", f'{{"n": {i}}}', qos=1)
+             for i in range(burst)]
+    for info in infos:
+        info.wait_for_publish(30)
+    node.close()
+    back, _ = _connect(broker, broker.server_user, broker.server_password, broker.server_user,
+                       clean=False)
+    try:
+        with back._cond:
+            assert back._cond.wait_for(lambda: len(back.messages) >= burst, 60), \
+                f"{len(back.messages)} of {burst} events reached the server"
+        assert {json.loads(p)["n"] for _, p, _ in back.messages} == set(range(burst))
+    finally:
+        back.close()

@@ -245,3 +245,74 @@ def test_node_claimed_by_a_holder_that_died_gets_its_new_state_from_the_next(mak
     assert desired["version"] == 2
     assert [m for m in taking_over.published if "/desired" in m[0]]
     assert {e["item"]["id"] for e in desired["body"]["schedule"]} == {f"bc-{bc['id']}"}
+
+
+def _province_nodes(s, n: int) -> list[str]:
+    ward = s.area("Phường Lê Chân", "HP-LC", "ward")
+    cluster = s.area("Cụm 1", "HP-LC-1", "cluster", ward["id"])
+    answer = s.ok("POST", "/api/v1/nodes/bulk", json=[
+        {"cluster_id": cluster["id"], "name": f"Loa {i}"} for i in range(n)])
+    return sorted(a["id"] for a in answer["nodes"])
+
+
+def test_desired_pass_leaves_the_database_to_other_writers_between_batches(make_app,
+                                                                          monkeypatch):
+    """A province's pass is written a batch at a time: before each batch another writer (the
+    lease's renewal, the bridge) gets the database at once instead of waiting out the pass."""
+    import sqlite3
+
+    import schedules.dispatcher as dispatcher_module
+    s = make_app()
+    url = s.app.extensions["db_engine"].url
+    if url.get_backend_name() != "sqlite":
+        pytest.skip("one writer at a time is SQLite's")
+    nodes = _province_nodes(s, 5)
+    monkeypatch.setattr(dispatcher_module, "DESIRED_BATCH", 2)
+    d = _dispatcher(s, Recorder())
+    build, batches = d._build_desired, []
+
+    def other_writer_first(db, ids, *args):
+        con = sqlite3.connect(url.database, timeout=0.2)
+        try:
+            con.execute("BEGIN IMMEDIATE")  # the write lock, or "database is locked"
+            con.rollback()
+        finally:
+            con.close()
+        batches.append(list(ids))
+        return build(db, ids, *args)
+    d._build_desired = other_writer_first  # type: ignore[method-assign]
+    assert d.refresh_desired() == 5
+    assert batches == [nodes[:2], nodes[2:4], nodes[4:]]
+    for node_id in nodes:
+        assert s.ok("GET", f"/api/v1/nodes/{node_id}/desired")["version"] == 1
+
+
+def test_lease_lost_mid_pass_keeps_the_batches_sent_and_builds_only_the_rest(make_app,
+                                                                           monkeypatch):
+    import schedules.dispatcher as dispatcher_module
+    s = make_app()
+    nodes = _province_nodes(s, 5)
+    sessions = s.app.extensions["db_sessions"]
+    monkeypatch.setattr(dispatcher_module, "DESIRED_BATCH", 2)
+    first = _dispatcher(s, Recorder())
+    asked = []
+
+    def lost_after_first_batch() -> bool:
+        asked.append(1)
+        return len(asked) <= 1
+    first.acting = lost_after_first_batch
+    with pytest.raises(RuntimeError, match="lease lost"):
+        first.refresh_desired()
+    assert [len(_desired(sessions, n)) for n in nodes] == [1, 1, 0, 0, 0]
+    with sessions() as db:
+        assert [db.get_one(Node, n).desired_dirty for n in nodes] == [False, False, True, True,
+                                                                      True]
+    taking_over = Recorder()
+    _dispatcher(s, taking_over).tick()
+    assert [len(_desired(sessions, n)) for n in nodes] == [1, 1, 1, 1, 1]
+    # the first batch's states (committed, still in the outbox) go out as they were built
+    sent = sorted(topic.split("/")[3] for topic, _, _ in taking_over.published
+                  if "/desired" in topic)
+    assert sent == nodes
+    for node_id in nodes:
+        assert s.ok("GET", f"/api/v1/nodes/{node_id}/desired")["version"] == 1
