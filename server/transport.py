@@ -46,8 +46,22 @@ class Transport(ABC):
         only when ``done()`` is called (once it is stored): one the process never got to store
         (killed meanwhile) is delivered again to the session's next connection."""
 
+    def unsubscribe(self, topic: str) -> None:
+        """Stop receiving ``topic`` (also a subscription an earlier run of this persistent
+        session made). This default only forgets nothing: a transport without sessions
+        holds no subscription from before."""
+        log.debug("unsubscribe %s: nothing to drop", topic)
+
     @abstractmethod
     def stop(self) -> None: ...
+
+
+def filter_of(subscription: str) -> str:
+    """The topic filter of a subscription: ``$share/<group>/<filter>`` (an MQTT shared
+    subscription, whose messages arrive on their own topic) is ``<filter>``."""
+    if subscription.startswith("$share/"):
+        return subscription.split("/", 2)[2] if subscription.count("/") >= 2 else ""
+    return subscription
 
 
 class MqttTransport(Transport):
@@ -56,6 +70,7 @@ class MqttTransport(Transport):
     def __init__(self, host: str, port: int, username: str, password: str, client_id: str,
                  tls: bool = False, ca_file: str | None = None):
         self._subs: dict[str, tuple[int, Handler, bool]] = {}
+        self._unsubs: set[str] = set()  # dropped from the session at every connect
         self._connected = threading.Event()
         # QoS 1 messages are confirmed by _on_message (at once) or by the handler's done()
         # (after it stored them): paho's own confirmation comes before a queued message is
@@ -86,6 +101,8 @@ class MqttTransport(Transport):
             log.error("broker refused the connection: %s", reason_code)
             return
         self._connected.set()
+        for topic in self._unsubs:
+            client.unsubscribe(topic)
         for topic, (qos, _, _) in self._subs.items():
             client.subscribe(topic, qos)
 
@@ -96,7 +113,7 @@ class MqttTransport(Transport):
     def _on_message(self, client, userdata, msg):
         deferred = False
         for pattern, (_, handler, acks) in list(self._subs.items()):
-            if mqtt.topic_matches_sub(pattern, msg.topic):
+            if mqtt.topic_matches_sub(filter_of(pattern), msg.topic):
                 try:
                     if acks and not deferred:
                         deferred = True
@@ -144,8 +161,15 @@ class MqttTransport(Transport):
 
     def subscribe(self, topic, handler, qos=1, *, acks=False):
         self._subs[topic] = (qos, handler, acks)
+        self._unsubs.discard(topic)
         if self.connected:
             self.client.subscribe(topic, qos)
+
+    def unsubscribe(self, topic):
+        self._subs.pop(topic, None)
+        self._unsubs.add(topic)
+        if self.connected:
+            self.client.unsubscribe(topic)
 
     def stop(self):
         self.client.disconnect()
