@@ -100,6 +100,7 @@ def bridge_worker(settings: Settings, sessions: sessionmaker[Session], number: i
     stop.wait()
     bridge.stop()     # what was received is written and confirmed; what comes after is not,
     transport.stop()  # and the session gets it again at the next start (stored once)
+    logging.info("bridge worker %s stopped: %d messages received", user, bridge.received)
     return 0
 
 

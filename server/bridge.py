@@ -297,6 +297,7 @@ class Bridge:
         self.keep_telemetry = keep_telemetry
         self.limits = limits or BridgeLimits()
         self.quiet = _QuietLog()
+        self.received = 0  # messages handed to the worker (each recorded, or refused, once)
         self._queue: queue.Queue[tuple[str, bytes, Callable[[], None] | None] | None] = \
             queue.Queue(INGEST_QUEUE)
         self._worker: threading.Thread | None = None
@@ -341,6 +342,7 @@ class Bridge:
         """Hand one message to the worker (blocks only when INGEST_QUEUE messages wait);
         ``done`` is called once it is written, so the broker forgets it only then."""
         self._queue.put((topic, bytes(payload or b""), done))
+        self.received += 1
 
     def _drain(self) -> None:
         while True:

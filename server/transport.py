@@ -71,6 +71,8 @@ class MqttTransport(Transport):
                  tls: bool = False, ca_file: str | None = None):
         self._subs: dict[str, tuple[int, Handler, bool]] = {}
         self._unsubs: set[str] = set()  # dropped from the session at every connect
+        self._pending: dict[int, str] = {}  # SUBSCRIBE message id -> its topic, until SUBACK
+        self._pending_lock = threading.Lock()  # a SUBACK may come before subscribe() returns
         self._connected = threading.Event()
         # QoS 1 messages are confirmed by _on_message (at once) or by the handler's done()
         # (after it stored them): paho's own confirmation comes before a queued message is
@@ -86,6 +88,7 @@ class MqttTransport(Transport):
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.connect_async(host, port, keepalive=30)
         self.client.loop_start()
 
@@ -104,7 +107,21 @@ class MqttTransport(Transport):
         for topic in self._unsubs:
             client.unsubscribe(topic)
         for topic, (qos, _, _) in self._subs.items():
-            client.subscribe(topic, qos)
+            self._subscribe(topic, qos)
+
+    def _subscribe(self, topic: str, qos: int) -> None:
+        with self._pending_lock:
+            _, mid = self.client.subscribe(topic, qos)
+            if mid is not None:
+                self._pending[mid] = topic
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        with self._pending_lock:
+            topic = self._pending.pop(mid, "?")
+        if any(code.is_failure for code in reason_codes):
+            log.error("broker refused the subscription to %s: %s", topic, reason_codes)
+        else:  # from now on the broker keeps this session's messages of it
+            log.info("subscribed to %s", topic)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
@@ -163,7 +180,7 @@ class MqttTransport(Transport):
         self._subs[topic] = (qos, handler, acks)
         self._unsubs.discard(topic)
         if self.connected:
-            self.client.subscribe(topic, qos)
+            self._subscribe(topic, qos)
 
     def unsubscribe(self, topic):
         self._subs.pop(topic, None)
