@@ -57,15 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         engine = make_engine(settings.database_url)
         init_db(engine)
         sessions = make_sessionmaker(engine, actor="dispatcher")
-        kid, key = active_signing_key(sessions, settings.signing_key_file)
+        # a bridge worker signs nothing: it needs no signing key (nor may read one)
+        kid, key = active_signing_key(sessions, settings.signing_key_file) \
+            if args.bridge_only is None else ("", None)
     except (ConfigError, RuntimeError) as err:
         print(f"dispatcher: {err}", file=sys.stderr)
         return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    if args.bridge_only is not None:
-        return bridge_worker(settings, sessions, args.bridge_only, stop)
+    if key is None:
+        return bridge_worker(settings, sessions, args.bridge_only or 0, stop)
     worker = Worker(settings, sessions, key, kid)
     lease = LeaseKeeper(sessions, "dispatcher", settings.lease_ttl_s, settings.lease_renew_s,
                         on_acquired=worker.act, on_lost=worker.stand_by)

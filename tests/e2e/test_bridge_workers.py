@@ -33,12 +33,14 @@ NODES = 12
 GROUP = "loa"
 
 
-@pytest.fixture
-def workers(tmp_path, broker):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def workers(request, tmp_path, broker):
     """The web (in-process) with nodes provisioned, no dispatcher, and a way to run bridge
-    worker processes on its instance."""
+    worker processes on its instance; on SQLite, and on PostgreSQL when DATABASE_URL names
+    one (where the workers really write at once: a node's rows are locked per batch)."""
+    db = {} if request.param == "sqlite" else {"database_url": request.getfixturevalue("pg_url")}
     s = System(tmp_path, broker, start_dispatcher=False, bridge_shared_group=GROUP,
-               bridge_workers=2)
+               bridge_workers=2, **db)
     ward = s.area("Phường Lê Chân", "HP-LC", "ward")
     cluster = s.area("Cụm loa khu phố 3", "HP-LC-3", "cluster", ward["id"])
     nodes = s.ok("POST", "/api/v1/nodes/bulk", json=[
@@ -49,7 +51,8 @@ def workers(tmp_path, broker):
            "LOA_MQTT_PORT": str(broker.port), "LOA_MQTT_USERNAME": broker.server_user,
            "LOA_MQTT_PASSWORD": broker.server_password, "LOA_PUBLIC_URL": s.url,
            "LOA_MOSQUITTO_DIR": str(broker.files.directory),
-           "LOA_BRIDGE_SHARED_GROUP": GROUP, "LOA_BRIDGE_WORKERS": "2"}
+           "LOA_BRIDGE_SHARED_GROUP": GROUP, "LOA_BRIDGE_WORKERS": "2",
+           "LOA_DATABASE_URL": s.settings.database_url}
     procs: list[subprocess.Popen] = []
     clients: list[Client] = []
 
