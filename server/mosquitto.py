@@ -195,7 +195,10 @@ def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
         "log_type error",
         "log_type warning",
         "log_type notice",
-        "max_queued_messages 10000",
+        # what waits for a server session while its process is down (a dispatcher's takeover,
+        # a bridge worker's restart: Mosquitto keeps a dead member's share of a shared
+        # subscription for it): ten minutes of a 10,000-node fleet's telemetry, not 30 s
+        "max_queued_messages 200000",
         # the dispatcher's bridge confirms a node's message only once it is written, a batch
         # at a time (server/transport.py): let a batch's worth be on its way
         "max_inflight_messages 1000",
