@@ -372,6 +372,7 @@ class Bridge:
         if len(messages) > 1:
             try:
                 with self.sessions() as db:
+                    self._write_lock(db)
                     # what the batch looks up again and again is read once (see _delivery_of)
                     names = {where.name for where in (parse_topic(self.prefix, topic)
                                                       for topic, _ in messages) if where}
@@ -413,6 +414,15 @@ class Bridge:
         return {(n, e) for n, e in db.execute(select(Event.node_id, Event.event_id).where(
             Event.event_id.in_(ids)))}
 
+    def _write_lock(self, db: Session) -> None:
+        """With other bridge workers, on SQLite: take the write lock before the transaction
+        reads (BEGIN IMMEDIATE), so what it decides from a node's row (newer than the last?)
+        is not undone by another worker's commit in between. SQLite's driver otherwise begins
+        the transaction only at the first write, after the reads. PostgreSQL locks the node's
+        rows instead (FOR UPDATE); one bridge alone needs neither."""
+        if self.shared_group and db.get_bind().dialect.name == "sqlite":
+            db.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
     def _stored_telemetry(self, db: Session, messages: list[tuple[str, bytes]]
                           ) -> set[tuple[str, int]]:
         """(node, ts) of the batch's telemetry stored already, in one query: a message the
@@ -446,6 +456,7 @@ class Bridge:
     def _handle(self, topic: str, payload: bytes) -> None:
         with self.sessions() as db:
             try:
+                self._write_lock(db)
                 self._record(db, topic, payload)
                 db.commit()
             except IntegrityError:

@@ -48,6 +48,19 @@ def sink_files(sink: Path, sha: str) -> list[Path]:
     return [p for p in sink.glob(f"*{sha}*") if p.suffix != ".jsonl"] if sink.exists() else []
 
 
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 15.0) -> None:
+    """SIGTERM every process still running, then wait for each (kill what does not stop)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class System:
     def __init__(self, tmp_path: Path, broker=None, start_dispatcher: bool = True,
                  template: Path | None = None, **overrides):

@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from server.models import Event, Node, Telemetry, now_ms
 from server.nodes import sync_broker_accounts
 from tests.mqtt_helpers import Client, wait_until_accepted
-from tests.system import ROOT, System
+from tests.system import ROOT, System, stop_processes
 
 NODES = 12
 GROUP = "loa"
@@ -77,15 +77,7 @@ def workers(request, tmp_path, broker):
     yield s
     for c in clients:
         c.close()
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    stop_processes(procs)
     s.stop()
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from schedules.slots import slot_id
 from server.models import Command, Lease, PlayLog
-from tests.system import ROOT, System, played_events
+from tests.system import ROOT, System, played_events, stop_processes
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 TTL_S, RENEW_S = 6, 1
@@ -51,15 +51,7 @@ def failover(tmp_path, broker):
 
     s.start_dispatcher_process = start  # type: ignore[attr-defined]
     yield s
-    for proc, _log in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc, _log in procs:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    stop_processes([proc for proc, _log in procs])
     s.stop()
 
 

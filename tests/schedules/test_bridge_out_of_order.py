@@ -38,11 +38,11 @@ def count(system, model, node_id) -> int:
 
 @pytest.fixture
 def two_bridges(bridge_setup):
-    """The setup's bridge and a second one over the same database (another worker)."""
-    system, bridge, node_id = bridge_setup
-    other = Bridge(system.app.extensions["db_sessions"], None, system.settings.topic_prefix,
-                   limits=BridgeLimits())
-    return system, bridge, other, node_id
+    """Two bridges over the same database, as two workers of a shared group are."""
+    system, _, node_id = bridge_setup
+    one, two = (Bridge(system.app.extensions["db_sessions"], None, system.settings.topic_prefix,
+                       limits=BridgeLimits(), shared_group="loa") for _ in range(2))
+    return system, one, two, node_id
 
 
 @pytest.mark.parametrize("batched", [False, True])
