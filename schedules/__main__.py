@@ -93,10 +93,11 @@ def bridge_worker(settings: Settings, sessions: sessionmaker[Session], number: i
         return 2
     user = bridge_accounts(s.mqtt_username, s.bridge_workers)[number - 1]
     transport = MqttTransport(s.mqtt_host, s.mqtt_port, user, s.mqtt_password, client_id=user,
-                              tls=s.mqtt_tls, ca_file=s.ca_file or None)
+                              tls=s.mqtt_tls, ca_file=s.ca_file or None, start=False)
     bridge = Bridge(sessions, transport, s.topic_prefix, limits=BridgeLimits.from_settings(s),
                     tz=s.timezone, shared_group=s.bridge_shared_group, kinds=SHARED_KINDS)
     bridge.start()
+    transport.start()  # the handlers are there before the session's kept messages come
     logging.info("bridge worker %s running (broker %s:%s, group %s)", user, s.mqtt_host,
                  s.mqtt_port, s.bridge_shared_group)
     stop.wait()
@@ -124,12 +125,13 @@ class Worker:
         s = self.settings
         self.transport = MqttTransport(s.mqtt_host, s.mqtt_port, s.mqtt_username,
                                        s.mqtt_password, client_id=s.mqtt_username,
-                                       tls=s.mqtt_tls, ca_file=s.ca_file or None)
+                                       tls=s.mqtt_tls, ca_file=s.ca_file or None, start=False)
         self.bridge = Bridge(self.sessions, self.transport, s.topic_prefix,
                              limits=BridgeLimits.from_settings(s), tz=s.timezone,
                              shared_group=s.bridge_shared_group)
         self.bridge.start()
         self.dispatcher = Dispatcher(s, self.sessions, self.transport, self.key, self.kid)
+        self.transport.start()  # the handlers are there before the session's kept messages
         self.dispatcher.acting = self.acting
         self.dispatcher.start()
 

@@ -68,7 +68,10 @@ class MqttTransport(Transport):
     """paho-mqtt 2 client with a persistent session, resubscribing in on_connect."""
 
     def __init__(self, host: str, port: int, username: str, password: str, client_id: str,
-                 tls: bool = False, ca_file: str | None = None):
+                 tls: bool = False, ca_file: str | None = None, start: bool = True):
+        """``start=False``: connect only when ``start()`` is called, after the subscriptions
+        are registered: a persistent session's broker sends what it kept for it right after
+        the connection is accepted, and a message that finds no handler yet is lost to it."""
         self._subs: dict[str, tuple[int, Handler, bool]] = {}
         self._unsubs: set[str] = set()  # dropped from the session at every connect
         self._pending: dict[int, str] = {}  # SUBSCRIBE message id -> its topic, until SUBACK
@@ -89,7 +92,12 @@ class MqttTransport(Transport):
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
-        self.client.connect_async(host, port, keepalive=30)
+        self._where = (host, port)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        self.client.connect_async(*self._where, keepalive=30)
         self.client.loop_start()
 
     @property

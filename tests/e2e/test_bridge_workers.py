@@ -112,9 +112,19 @@ def _stored(s) -> tuple[dict, dict]:
     return events, rows
 
 
-def _all_stored(s, rounds: int) -> bool:
+def _all_stored(s, rounds: int) -> None:
+    """Wait until every node has ``rounds`` events and telemetry rows stored; say what was
+    stored when it does not come."""
+    def done() -> bool:
+        events, rows = _stored(s)
+        return all(events.get(n["id"], 0) >= rounds and rows.get(n["id"], 0) >= rounds
+                   for n in s.nodes)
+    try:
+        s.wait(done, timeout=30, what="every message stored")
+    except AssertionError as err:
+        raise AssertionError(f"{err}: events, telemetry per node {_stored(s)}") from None
     events, rows = _stored(s)
-    return all(events.get(n["id"]) == rounds and rows.get(n["id"]) == rounds for n in s.nodes)
+    assert set(events.values()) == {rounds} and set(rows.values()) == {rounds}  # once each
 
 
 def _received(log: Path) -> int:
@@ -136,9 +146,7 @@ def test_two_bridge_workers_share_the_ingest_and_store_each_message_once(workers
     rounds = 6
     for r in range(rounds):
         _acked_by_broker(_send_round(s, r))
-    s.wait(lambda: _all_stored(s, rounds), timeout=30, what="every message stored")
-    events, rows = _stored(s)
-    assert set(events.values()) == {rounds} and set(rows.values()) == {rounds}  # once each
+    _all_stored(s, rounds)
     _stop(one)
     _stop(two)
     shares = _received(one_log), _received(two_log)
@@ -166,9 +174,7 @@ def test_a_bridge_worker_killed_mid_stream_loses_nothing_once_it_is_back(workers
     for r in range(2, rounds):  # the broker still gives the dead member its turn
         _acked_by_broker(_send_round(s, r))
     two, two_log = s.start_worker(2, "b")  # the same account, as systemd restarts it
-    s.wait(lambda: _all_stored(s, rounds), timeout=30, what="every message stored")
-    events, rows = _stored(s)
-    assert set(events.values()) == {rounds} and set(rows.values()) == {rounds}  # once each
+    _all_stored(s, rounds)
     _stop(two)
     # everything it got came after the stream ended: its share, kept for it by the broker
     assert _received(two_log) > 0
