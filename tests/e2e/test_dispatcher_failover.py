@@ -71,10 +71,6 @@ def _db_rows(s, query):
         return db.scalars(query).all()
 
 
-@pytest.mark.skip(reason="flaky, a defect to fix: after kill -9 of the active dispatcher a "
-                  "played event sometimes does not reach the database within 20 s (2 of 4 "
-                  "fresh-clone runs on 4 Dec 2026, also on a quiet machine); kept so the next "
-                  "change can be checked against it")
 def test_standby_dispatcher_takes_over_a_killed_one_and_every_slot_plays_once(failover):
     s = failover
     first, first_log = s.start_dispatcher_process("a")
