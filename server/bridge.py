@@ -36,7 +36,7 @@ from schedules.recurrence import DEFAULT_TZ
 from . import deliveries, programmes, schedule
 from .errors import storable
 from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, SlotDelivery,
-                     Telemetry, area_ancestors, node_groups, utcnow)
+                     Telemetry, area_ancestors, node_groups, now_ms, utcnow)
 from .outbox import command_acked
 from .transport import Transport
 
@@ -59,6 +59,8 @@ INGEST_BATCH = 500         # node messages written in one transaction
 INGEST_QUEUE = 100_000     # messages waiting for the worker before the network thread waits
 SLOT_LOOKBACK = dt.timedelta(hours=1)  # a slot begun longer ago is no more delivered or ready
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0  # while the database is unavailable: waits between tries
+# how long ago a batch looks for a media_ready recorded before the desired_applied it follows
+MEDIA_READY_LOOKBACK = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -288,11 +290,28 @@ class _QuietLog:
 
 # --- the bridge ---------------------------------------------------------------------------------
 
+SHARED_KINDS = ("telemetry", "events")  # what a shared subscription splits over the workers
+
+
 class Bridge:
+    """Records what nodes publish. Several may run at once (one in the dispatcher, others in
+    ``python -m schedules --bridge-only N``): with ``shared_group`` set, the busy topics
+    (SHARED_KINDS) are MQTT shared subscriptions ``$share/<group>/...``, so the broker hands
+    each message to one of them; ``kinds`` are the topics this one takes (a bridge-only
+    worker leaves ``state``, retained and few, to the dispatcher's plain subscription: a new
+    shared subscription is not sent retained messages). A node's messages may then be
+    recorded by different workers in any order: every handler is safe against that (a state
+    or telemetry older than the one recorded changes no current value, statuses never move
+    backward, an event is stored once), and a node's row is locked while its messages are
+    recorded (SELECT ... FOR UPDATE on PostgreSQL; SQLite writes one transaction at a time)."""
+
     def __init__(self, sessions: sessionmaker[Session], transport: Transport, prefix: str,
                  keep_telemetry: bool = True, limits: BridgeLimits | None = None,
-                 tz: str = DEFAULT_TZ):
+                 tz: str = DEFAULT_TZ, shared_group: str = "",
+                 kinds: tuple[str, ...] = ("state", "telemetry", "events")):
         self.sessions = sessions
+        self.shared_group = shared_group
+        self.kinds = kinds
         self.tz = tz  # the configured zone (settings.timezone): series are expanded in their
         # areas' zones, this one where no area sets one (server.schedule.zone)
         self.transport = transport
@@ -300,6 +319,7 @@ class Bridge:
         self.keep_telemetry = keep_telemetry
         self.limits = limits or BridgeLimits()
         self.quiet = _QuietLog()
+        self.received = 0  # messages handed to the worker (each recorded, or refused, once)
         self._queue: queue.Queue[tuple[str, bytes, Callable[[], None] | None] | None] = \
             queue.Queue(INGEST_QUEUE)
         self._worker: threading.Thread | None = None
@@ -321,8 +341,19 @@ class Bridge:
             self._worker = threading.Thread(target=self._drain, name="bridge-ingest",
                                             daemon=True)
             self._worker.start()
-        for kind in self.topics:  # confirmed to the broker once written (transport acks)
-            self.transport.subscribe(f"{self.prefix}/nodes/+/{kind}", self.enqueue, acks=True)
+        for kind in self.kinds:  # confirmed to the broker once written (transport acks)
+            plain = f"{self.prefix}/nodes/+/{kind}"
+            topic = self.subscription(kind)
+            if topic != plain:  # the session's subscription from before the group was set
+                self.transport.unsubscribe(plain)
+            self.transport.subscribe(topic, self.enqueue, acks=True)
+
+    def subscription(self, kind: str) -> str:
+        """What this bridge subscribes to for a topic kind: shared or plain."""
+        plain = f"{self.prefix}/nodes/+/{kind}"
+        if self.shared_group and kind in SHARED_KINDS:
+            return f"$share/{self.shared_group}/{plain}"
+        return plain
 
     def stop(self, timeout: float = 10.0) -> None:
         """Write what is queued, then end the worker. While the database is unavailable what
@@ -338,6 +369,7 @@ class Bridge:
         """Hand one message to the worker (blocks only when INGEST_QUEUE messages wait);
         ``done`` is called once it is written, so the broker forgets it only then."""
         self._queue.put((topic, bytes(payload or b""), done))
+        self.received += 1
 
     def _drain(self) -> None:
         while True:
@@ -397,14 +429,20 @@ class Bridge:
         if len(messages) > 1:
             try:
                 with self.sessions() as db:
+                    self._write_lock(db)
                     # what the batch looks up again and again is read once (see _delivery_of)
                     names = {where.name for where in (parse_topic(self.prefix, topic)
                                                       for topic, _ in messages) if where}
                     db.info["batch"] = {"deliveries": {}, "events": set(), "commands": {},
                                         "slots": {}, "slot": {},  # read when first needed
                                         "series": {}, "areas": {}, "broadcasts": {},
+                                        "ready": None, "ready_new": {},
+                                        # held (db.get finds them) and locked: another
+                                        # worker's batch of the same node waits for this one
                                         "nodes": db.scalars(select(Node).where(
-                                            Node.id.in_(names))).all(),  # held: db.get finds them
+                                            Node.id.in_(names)).order_by(Node.id)
+                                            .with_for_update()).all(),
+                                        "telemetry": self._stored_telemetry(db, messages),
                                         "stored": self._stored_events(db, messages)}
                     with db.no_autoflush:  # one flush at the commit, not one per query
                         for topic, payload in messages:
@@ -439,6 +477,36 @@ class Bridge:
         return {(n, e) for n, e in db.execute(select(Event.node_id, Event.event_id).where(
             Event.event_id.in_(ids)))}
 
+    def _write_lock(self, db: Session) -> None:
+        """With other bridge workers, on SQLite: take the write lock before the transaction
+        reads (BEGIN IMMEDIATE), so what it decides from a node's row (newer than the last?)
+        is not undone by another worker's commit in between. SQLite's driver otherwise begins
+        the transaction only at the first write, after the reads. PostgreSQL locks the node's
+        rows instead (FOR UPDATE); one bridge alone needs neither."""
+        if self.shared_group and db.get_bind().dialect.name == "sqlite":
+            db.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+    def _stored_telemetry(self, db: Session, messages: list[tuple[str, bytes]]
+                          ) -> set[tuple[str, int]]:
+        """(node, ts) of the batch's telemetry stored already, in one query: a message the
+        broker delivers again (its worker was killed between commit and confirmation) is
+        recorded once."""
+        keys = set()
+        for topic, payload in messages:
+            if topic.endswith("/telemetry"):
+                where = parse_topic(self.prefix, topic)
+                try:
+                    ts = json.loads(payload).get("ts")
+                except (ValueError, AttributeError, RecursionError):
+                    continue
+                if where is not None and isinstance(ts, int) and 0 <= ts <= MAX_MS:
+                    keys.add((where.name, ts))
+        if not keys:
+            return set()
+        return {(n, ts) for n, ts in db.execute(select(Telemetry.node_id, Telemetry.ts_ms).where(
+            Telemetry.node_id.in_({n for n, _ in keys}),
+            Telemetry.ts_ms.in_({ts for _, ts in keys})))}
+
     def handle(self, topic: str, payload: bytes) -> None:
         """Record one message from a node. Raises only DatabaseUnavailable (nothing stored):
         whatever arrives leaves the database consistent, and what is refused is counted on
@@ -456,6 +524,7 @@ class Bridge:
     def _handle(self, topic: str, payload: bytes) -> None:
         with self.sessions() as db:
             try:
+                self._write_lock(db)
                 self._record(db, topic, payload)
                 db.commit()
             except IntegrityError:
@@ -477,7 +546,8 @@ class Bridge:
         if where is None or where.scope != "node" or where.kind not in self.topics:
             return
         handler = self.topics[where.kind]
-        node = db.get(Node, where.name)
+        # locked until the commit (PostgreSQL): another worker's message of the node waits
+        node = db.get(Node, where.name, with_for_update="batch" not in db.info or None)
         if node is None or not _accepts(node):
             self.quiet.warning(("unknown", where.name), "message from unknown or revoked "
                                "node %s ignored", where.name)
@@ -514,6 +584,13 @@ class Bridge:
     # --- the three topics -----------------------------------------------------------------------
 
     def _state(self, db: Session, node: Node, state: dict) -> None:
+        """The node's online state, in the order the broker delivers them: states are few and
+        retained, so only the dispatcher takes them, on a plain subscription (never shared).
+        The Last Will carries no time: it is stamped with the server's, so telemetry sent
+        before the node dropped, recorded after the Will by another worker, does not bring
+        the node back online (see _telemetry)."""
+        if state.get("ts") is None and not state["online"]:
+            state = {**state, "ts": now_ms()}
         node.online = bool(state["online"])
         node.last_state = state
         node.last_seen = utcnow()
@@ -537,15 +614,30 @@ class Bridge:
                               "detail": detail}))
 
     def _telemetry(self, db: Session, node: Node, data: dict) -> None:
+        """A row per message (once: one delivered again is not stored twice); the node's last
+        values only from telemetry newer than them, and online only when newer than its last
+        state (an offline Will recorded first stands)."""
+        batch = db.info.get("batch")
+        key = (node.id, data["ts"])
+        if batch is not None:
+            if key in batch["telemetry"]:
+                return
+            batch["telemetry"].add(key)
+        elif self.keep_telemetry and db.scalar(select(Telemetry.id).where(
+                Telemetry.node_id == node.id, Telemetry.ts_ms == data["ts"]).limit(1)):
+            return
+        if self.keep_telemetry:
+            db.add(Telemetry(node_id=node.id, ts_ms=data["ts"], payload=data))
+        if _older(data["ts"], node.last_telemetry, or_same=True):
+            return
         offset = self._clock_off(data)
         if offset is not None and self._clock_off(node.last_telemetry) is None:
             self._raise_clock_off(db, node, data["ts"], f"clock {offset} ms off NTP time "
                                   f"(limit {self.limits.clock_offset_ms} ms)")
         node.last_telemetry = data
         node.last_seen = utcnow()
-        node.online = True
-        if self.keep_telemetry:
-            db.add(Telemetry(node_id=node.id, ts_ms=data["ts"], payload=data))
+        if not _older(data["ts"], node.last_state):
+            node.online = True
 
     def _event(self, db: Session, node: Node, event: dict) -> Refused | None:
         batch = db.info.get("batch")
@@ -572,11 +664,37 @@ class Bridge:
         if event["version"] < 0 or event["version"] > (node.desired_version or 0):
             return Refused("unknown_version", f"version {event['version']} was never sent")
         node.desired_applied_version = max(event["version"], node.desired_applied_version or 0)
-        deliveries.slots_applied(self._slot_rows(db, node.id, deliveries.SlotState.SCHEDULED),
-                                 node.desired_applied_version)
+        rows = self._slot_rows(db, node.id, deliveries.SlotState.SCHEDULED)
+        deliveries.slots_applied(rows, node.desired_applied_version)
+        delivered = [r for r in rows if r.status == deliveries.SlotState.DELIVERED]
+        if delivered:  # its media_ready, sent after it, may have been recorded first
+            for sha in self._ready_since(db, node.id, event["ts"]) & {r.sha256 for r in delivered}:
+                deliveries.slot_media_ready(delivered, sha)
         return None
 
+    def _ready_since(self, db: Session, node_id: str, ts: int) -> set[str]:
+        """The media the node said it holds (media_ready) at or after ``ts`` on its clock:
+        stored already, or earlier in this batch. In a batch, those of every node in it
+        (received within MEDIA_READY_LOOKBACK) are read at the first need."""
+        ready = (Event.type == "media_ready",)
+        batch = db.info.get("batch")
+        if batch is None:
+            return {p.get("sha256") for p in db.scalars(select(Event.payload).where(
+                Event.node_id == node_id, Event.ts_ms >= ts, *ready))}
+        if batch["ready"] is None:
+            stored: dict[str, list[tuple[int, str]]] = {}
+            for n, at, p in db.execute(select(Event.node_id, Event.ts_ms, Event.payload).where(
+                    Event.node_id.in_([n.id for n in batch["nodes"]]), *ready,
+                    Event.received_at >= utcnow() - MEDIA_READY_LOOKBACK)):
+                stored.setdefault(n, []).append((at, p.get("sha256")))
+            batch["ready"] = stored
+        return {sha for at, sha in batch["ready"].get(node_id, []) + batch["ready_new"].get(
+            node_id, []) if at >= ts}
+
     def _media_ready(self, db: Session, node: Node, event: dict) -> Refused | None:
+        batch = db.info.get("batch")
+        if batch is not None:  # not flushed yet: what a later desired_applied looks at
+            batch["ready_new"].setdefault(node.id, []).append((event["ts"], event["sha256"]))
         # those delivered earlier in this transaction too (in a batch: not written yet)
         rows = self._slot_rows(db, node.id, deliveries.SlotState.DELIVERED)
         if db.info.get("batch") is not None:
@@ -755,6 +873,15 @@ class Bridge:
         if slot_row is not None:
             deliveries.slot_played(slot_row, result, reason)
         return refused
+
+
+def _older(ts: int, last: dict | None, or_same: bool = False) -> bool:
+    """Whether a message of time ``ts`` is older than the recorded one ``last`` (a node's last
+    state or telemetry, which may carry no time): then it changes no current value."""
+    last_ts = (last or {}).get("ts")
+    if not isinstance(last_ts, int):
+        return False
+    return ts < last_ts or (or_same and ts == last_ts)
 
 
 def _accepts(node: Node) -> bool:

@@ -93,6 +93,12 @@ class Settings:
     # every lease_renew_s for lease_ttl_s; it stops acting lease_renew_s before it would expire
     lease_ttl_s: float = 20.0
     lease_renew_s: float = 5.0
+    # several processes may record what nodes send (docs/scaling.md): with a group name, the
+    # dispatcher and bridge_workers processes (python -m schedules --bridge-only N, broker
+    # account <mqtt_username>-bridge-N) share telemetry and events through the MQTT shared
+    # subscription $share/<group>/...; "": the dispatcher alone, on plain subscriptions
+    bridge_shared_group: str = ""
+    bridge_workers: int = 0
     # alerts (server/alerts.py), evaluated by the dispatcher every alert_eval_s
     alert_eval_s: int = 30
     alert_offline_after_s: int = 300       # offline (or silent) this long before an alert
@@ -268,6 +274,13 @@ _CHECKS: tuple[Check, ...] = (
     _rule(lambda s: s.database_busy_timeout_s > 0,
           "database_busy_timeout_s: more than 0 seconds"),
     _rule(lambda s: s.airplay_grace_s >= 0, "airplay_grace_s: must be 0 or more seconds"),
+    _rule(lambda s: re.fullmatch(r"[A-Za-z0-9_-]{0,32}", s.bridge_shared_group) is not None,
+          "bridge_shared_group: up to 32 letters, digits, - or _ (no / + #), not "
+          "{s.bridge_shared_group!r}"),
+    _rule(lambda s: 0 <= s.bridge_workers <= 64, "bridge_workers: from 0 to 64"),
+    _rule(lambda s: not s.bridge_workers or bool(s.bridge_shared_group),
+          "bridge_workers: needs bridge_shared_group (without it every worker would record "
+          "every message)"),
     _rule(lambda s: s.lease_renew_s > 0 and s.lease_ttl_s > 2 * s.lease_renew_s,
           "lease_renew_s: more than 0; lease_ttl_s: more than twice lease_renew_s"),
     _login_limits,

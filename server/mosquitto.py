@@ -68,10 +68,26 @@ def node_acl_lines(prefix: str, node: str, groups: Iterable[str]) -> list[str]:
     return [f"user {node}", *(f"topic read {prefix}/groups/{group}/cmd" for group in extra)]
 
 
-def render_acl(prefix: str, server_user: str, nodes: Mapping[str, Iterable[str]]) -> str:
-    """The whole ACL file: the patterns every node shares, the server account, then one
-    block per node with a group of its own (node -> its groups)."""
+def bridge_accounts(server_user: str, workers: int) -> list[str]:
+    """The broker accounts of the bridge-only workers 1..workers (each its own account, so
+    its own client id and persistent session: use_username_as_clientid)."""
+    return [f"{server_user}-bridge-{n}" for n in range(1, workers + 1)]
+
+
+def bridge_acl_lines(prefix: str, user: str) -> list[str]:
+    """A bridge worker reads what nodes report and nothing else; Mosquitto 2 checks a shared
+    subscription ``$share/<group>/<filter>`` against ``<filter>``."""
+    return [f"user {user}", *(f"topic read {prefix}/nodes/+/{kind}"
+                              for kind in ("telemetry", "events"))]
+
+
+def render_acl(prefix: str, server_user: str, nodes: Mapping[str, Iterable[str]],
+               bridge_workers: int = 0) -> str:
+    """The whole ACL file: the patterns every node shares, the server account, the bridge
+    workers', then one block per node with a group of its own (node -> its groups)."""
     blocks = [acl_patterns(prefix), [f"user {server_user}", f"topic readwrite {prefix}/#"]]
+    blocks += [bridge_acl_lines(prefix, user)
+               for user in bridge_accounts(server_user, bridge_workers)]
     blocks += [node_acl_lines(prefix, node, groups) for node, groups in sorted(nodes.items())]
     return "\n\n".join("\n".join(b) for b in blocks if b) + "\n"
 
@@ -84,7 +100,7 @@ DEFAULT_MAX_PACKET = 1024 * 1024  # bytes; a desired state with a full schedule 
 # with a misleading "denied access by tcpd" log line, so the set-up raises the limit.
 BROKER_OWN_FILES = 64
 PROVINCE_NODES = 10_000  # what one server is sized for (issue 10)
-MAX_QUEUED = 10 * PROVINCE_NODES  # messages the broker holds for one client (render_conf)
+MAX_QUEUED = 20 * PROVINCE_NODES  # messages the broker holds for one client (render_conf)
 
 
 @dataclass(frozen=True)
@@ -180,9 +196,12 @@ def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
         "log_type error",
         "log_type warning",
         "log_type notice",
-        # per client: the server's session must hold what a province reports at once (an
-        # emergency to 10,000 nodes brings 40,000 acks and played events within seconds, more
-        # than the bridge writes in that time); past it the broker drops them silently
+        # per client: the server's session holds what a province reports at once (an emergency
+        # to 10,000 nodes brings 40,000 acks and played events within seconds, more than the
+        # bridge writes in that time) and what waits while its process is down (a dispatcher's
+        # takeover, a bridge worker's restart: Mosquitto keeps a dead member's share of a shared
+        # subscription for it), ten minutes of a 10,000-node fleet's telemetry; past it the
+        # broker drops them silently
         f"max_queued_messages {MAX_QUEUED}",
         # the dispatcher's bridge confirms a node's message only once it is written, a batch
         # at a time (server/transport.py): let a batch's worth be on its way
@@ -217,11 +236,11 @@ class MosquittoFiles:
         return Path(self.directory) / "mosquitto.pid"
 
     def write(self, accounts: Mapping[str, str], server_user: str,
-              nodes: Mapping[str, Iterable[str]]) -> None:
+              nodes: Mapping[str, Iterable[str]], bridge_workers: int = 0) -> None:
         d = Path(self.directory)
         d.mkdir(parents=True, exist_ok=True)
         write_atomic(d / "passwd", render_passwd(accounts))
-        write_atomic(d / "acl", render_acl(self.prefix, server_user, nodes))
+        write_atomic(d / "acl", render_acl(self.prefix, server_user, nodes, bridge_workers))
 
     def complete(self) -> bool:
         """Whether both files were written whole (by ``write``) and may be appended to."""
@@ -251,8 +270,8 @@ class MosquittoFiles:
         return True
 
     def apply(self, accounts: Mapping[str, str], server_user: str,
-              nodes: Mapping[str, Iterable[str]]) -> bool:
-        self.write(accounts, server_user, nodes)
+              nodes: Mapping[str, Iterable[str]], bridge_workers: int = 0) -> bool:
+        self.write(accounts, server_user, nodes, bridge_workers)
         return self.reload()
 
 

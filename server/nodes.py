@@ -31,7 +31,7 @@ from .keys import KeyState
 from .models import (Area, Command, Node, ProvisioningToken, ServerKey, User, area_ancestors,
                      area_zone, node_groups, utcnow)
 from .times import iso
-from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, password_hash
+from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, bridge_accounts, password_hash
 from .outbox import queue_clear_desired, queue_command
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ def _broker_files(s: Settings) -> Iterator[MosquittoFiles]:
 def _write_all(s: Settings, sessions, files: MosquittoFiles) -> bool:
     with sessions() as db:
         accounts = {s.mqtt_username: password_hash(s.mqtt_password)}
+        for user in bridge_accounts(s.mqtt_username, s.bridge_workers):
+            accounts[user] = password_hash(s.mqtt_password)  # the server's own password
         nodes = {}
         by_cluster: dict[int, list[str]] = {}  # a ward's nodes share their groups
         for node in db.scalars(select(Node).where(Node.revoked_at.is_(None))):
@@ -60,7 +62,7 @@ def _write_all(s: Settings, sessions, files: MosquittoFiles) -> bool:
             if node.cluster_id not in by_cluster:
                 by_cluster[node.cluster_id] = node_groups(db, node)
             nodes[node.id] = by_cluster[node.cluster_id]
-    return files.apply(accounts, s.mqtt_username, nodes)
+    return files.apply(accounts, s.mqtt_username, nodes, s.bridge_workers)
 
 
 def sync_broker_accounts(s: Settings, sessions) -> bool:

@@ -46,8 +46,22 @@ class Transport(ABC):
         only when ``done()`` is called (once it is stored): one the process never got to store
         (killed meanwhile) is delivered again to the session's next connection."""
 
+    def unsubscribe(self, topic: str) -> None:
+        """Stop receiving ``topic`` (also a subscription an earlier run of this persistent
+        session made). This default only forgets nothing: a transport without sessions
+        holds no subscription from before."""
+        log.debug("unsubscribe %s: nothing to drop", topic)
+
     @abstractmethod
     def stop(self) -> None: ...
+
+
+def filter_of(subscription: str) -> str:
+    """The topic filter of a subscription: ``$share/<group>/<filter>`` (an MQTT shared
+    subscription, whose messages arrive on their own topic) is ``<filter>``."""
+    if subscription.startswith("$share/"):
+        return subscription.split("/", 2)[2] if subscription.count("/") >= 2 else ""
+    return subscription
 
 
 class MqttTransport(Transport):
@@ -64,6 +78,9 @@ class MqttTransport(Transport):
         self._host, self._port = host, port
         self._started = False
         self._subs: dict[str, tuple[int, Handler, bool]] = {}
+        self._unsubs: set[str] = set()  # dropped from the session at every connect
+        self._pending: dict[int, str] = {}  # SUBSCRIBE message id -> its topic, until SUBACK
+        self._pending_lock = threading.Lock()  # a SUBACK may come before subscribe() returns
         self._connected = threading.Event()
         # QoS 1 messages are confirmed by _on_message (at once) or by the handler's done()
         # (after it stored them): paho's own confirmation comes before a queued message is
@@ -79,6 +96,7 @@ class MqttTransport(Transport):
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         if connect:
             self.connect()
 
@@ -101,8 +119,24 @@ class MqttTransport(Transport):
             log.error("broker refused the connection: %s", reason_code)
             return
         self._connected.set()
+        for topic in self._unsubs:
+            client.unsubscribe(topic)
         for topic, (qos, _, _) in self._subs.items():
-            client.subscribe(topic, qos)
+            self._subscribe(topic, qos)
+
+    def _subscribe(self, topic: str, qos: int) -> None:
+        with self._pending_lock:
+            _, mid = self.client.subscribe(topic, qos)
+            if mid is not None:
+                self._pending[mid] = topic
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        with self._pending_lock:
+            topic = self._pending.pop(mid, "?")
+        if any(code.is_failure for code in reason_codes):
+            log.error("broker refused the subscription to %s: %s", topic, reason_codes)
+        else:  # from now on the broker keeps this session's messages of it
+            log.info("subscribed to %s", topic)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
@@ -111,7 +145,7 @@ class MqttTransport(Transport):
     def _on_message(self, client, userdata, msg):
         deferred = matched = False
         for pattern, (_, handler, acks) in list(self._subs.items()):
-            if mqtt.topic_matches_sub(pattern, msg.topic):
+            if mqtt.topic_matches_sub(filter_of(pattern), msg.topic):
                 matched = True
                 try:
                     if acks and not deferred:
@@ -163,8 +197,15 @@ class MqttTransport(Transport):
 
     def subscribe(self, topic, handler, qos=1, *, acks=False):
         self._subs[topic] = (qos, handler, acks)
+        self._unsubs.discard(topic)
         if self.connected:
-            self.client.subscribe(topic, qos)
+            self._subscribe(topic, qos)
+
+    def unsubscribe(self, topic):
+        self._subs.pop(topic, None)
+        self._unsubs.add(topic)
+        if self.connected:
+            self.client.unsubscribe(topic)
 
     def stop(self):
         self.client.disconnect()

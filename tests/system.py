@@ -48,6 +48,19 @@ def sink_files(sink: Path, sha: str) -> list[Path]:
     return [p for p in sink.glob(f"*{sha}*") if p.suffix != ".jsonl"] if sink.exists() else []
 
 
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 15.0) -> None:
+    """SIGTERM every process still running, then wait for each (kill what does not stop)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class System:
     def __init__(self, tmp_path: Path, broker=None, start_dispatcher: bool = True,
                  template: Path | None = None, **overrides):
@@ -221,22 +234,11 @@ class System:
 
     def stop_agents(self) -> None:
         """SIGTERM to every agent still running, then wait for each (killed after 10 s)."""
-        self._stop_all(self.agents, 10)
-
-    def _stop_all(self, procs, wait: float) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(wait)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes(self.agents, 10)
 
     def stop(self) -> None:
         self.stop_agents()
-        self._stop_all(self.processes, 15)
+        stop_processes(self.processes, 15)
         if self.dispatcher:
             self.dispatcher.stop()
         if self.bridge:

@@ -1,6 +1,7 @@
 """The broker's ACL, tested by what arrives (Mosquitto silently drops a denied PUBLISH)."""
 import uuid
 
+from server.mosquitto import bridge_accounts, password_hash
 from tests.mqtt_helpers import Client, wait_until_accepted
 
 
@@ -61,3 +62,29 @@ def test_node_cannot_read_another_nodes_topics_or_foreign_groups(broker):
                                                 f"{broker.prefix}/nodes/node-a/cmd"]
     a.close()
     server.close()
+
+
+def test_a_bridge_worker_reads_node_reports_through_the_shared_group_and_nothing_else(broker):
+    a = _node(broker, "node-a")
+    [user] = bridge_accounts(broker.server_user, 1)
+    password = uuid.uuid4().hex
+    accounts = {**broker.accounts, user: password_hash(password),
+                broker.server_user: password_hash(broker.server_password)}
+    broker.files.write(accounts, broker.server_user, broker.nodes, bridge_workers=1)
+    assert broker.files.reload()
+    wait_until_accepted(broker.host, broker.port, user, password)
+    worker = Client(broker.host, broker.port, user, password)
+    assert worker.connect()
+    worker.subscribe(f"$share/loa/{broker.prefix}/nodes/+/events")
+    worker.subscribe(f"{broker.prefix}/nodes/node-a/cmd")
+    a.subscribe(f"{broker.prefix}/nodes/node-a/cmd")
+    worker.publish(f"{broker.prefix}/nodes/node-a/cmd", {"forged": True})
+    server = _server(broker)
+    server.publish(f"{broker.prefix}/nodes/node-a/cmd", {"for": "a"})
+    a.publish(f"{broker.prefix}/nodes/node-a/events", {"event": 1})
+    assert worker.wait_for(lambda t, v: v == {"event": 1}, 5)
+    assert a.wait_for(lambda t, v: v == {"for": "a"}, 5)  # after the forged one: it had its turn
+    assert [m[1] for m in a.messages] == [b'{"for": "a"}']
+    assert [m[0] for m in worker.messages] == [f"{broker.prefix}/nodes/node-a/events"]
+    for c in (a, worker, server):
+        c.close()

@@ -31,7 +31,7 @@ def failover(tmp_path, broker):
     s = System(tmp_path, broker, start_dispatcher=False, lease_ttl_s=TTL_S,
                lease_renew_s=RENEW_S)
     yield s
-    s.stop()
+    s.stop()  # stops the dispatcher processes it started too
 
 
 def _holder(s) -> str | None:

@@ -94,9 +94,29 @@ def test_an_occurrence_goes_scheduled_delivered_ready_played_on_each_node(ward):
 def test_a_media_ready_before_the_node_holds_the_slot_does_not_make_it_ready(ward):
     w, (a, _b) = ward, ward["nodes"]
     build_desired(w["s"], tomorrow_at(5))
-    w["bridge"].handle(*event(w["bridge"], a, "media_ready", sha256=w["sha"]))
-    w["bridge"].handle(*event(w["bridge"], a, "desired_applied", version=1))
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    w["bridge"].handle(*event(w["bridge"], a, "media_ready", sha256=w["sha"], ts=now - 1000))
+    w["bridge"].handle(*event(w["bridge"], a, "desired_applied", version=1, ts=now))
     assert states(w)[a] == "delivered"
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_media_ready_sent_after_the_desired_state_but_recorded_first_makes_it_ready(
+        ward, batched):
+    """Two bridge workers on a shared subscription may record a node's events out of order:
+    what counts is the order the node sent them in (its clock)."""
+    w, (a, _b) = ward, ward["nodes"]
+    build_desired(w["s"], tomorrow_at(5))
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    ready = event(w["bridge"], a, "media_ready", sha256=w["sha"], ts=now + 5)
+    applied = event(w["bridge"], a, "desired_applied", version=1, ts=now)
+    if batched:
+        w["bridge"].handle_batch([ready, applied])
+    else:
+        w["bridge"].handle(*ready)
+        assert states(w)[a] == "scheduled"
+        w["bridge"].handle(*applied)
+    assert states(w)[a] == "ready"
 
 
 def test_a_node_away_when_its_slots_were_sent_catches_up_with_a_later_version(ward):
@@ -126,10 +146,12 @@ def test_a_batch_moves_every_node_as_one_message_at_a_time_would(ward):
     w, (a, b) = ward, ward["nodes"]
     build_desired(w["s"], tomorrow_at(5))
     bridge = w["bridge"]
-    bridge.handle_batch([event(bridge, a, "desired_applied", version=1),
-                         event(bridge, b, "media_ready", sha256=w["sha"]),  # before: no effect
-                         event(bridge, b, "desired_applied", version=1),
-                         event(bridge, a, "media_ready", sha256=w["sha"])])
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)  # the nodes' clock: sent in order
+    bridge.handle_batch([event(bridge, a, "desired_applied", version=1, ts=now),
+                         event(bridge, b, "media_ready", sha256=w["sha"],  # before: no effect
+                               ts=now + 1),
+                         event(bridge, b, "desired_applied", version=1, ts=now + 2),
+                         event(bridge, a, "media_ready", sha256=w["sha"], ts=now + 3)])
     assert states(w) == {a: "ready", b: "delivered"}
 
 

@@ -22,6 +22,9 @@ def test_file_then_environment_then_overrides(tmp_path):
     ({"tts_engines": ["gtts", "siri"]}, "tts_engines"),
     ({"tts_commands": {"piper": {"args": ["piper"]}}}, "tts_commands.piper"),
     ({"audio_format": "wav"}, "audio"),
+    ({"bridge_shared_group": "loa/1"}, "bridge_shared_group"),
+    ({"bridge_workers": 2}, "bridge_workers: needs bridge_shared_group"),
+    ({"bridge_workers": 65, "bridge_shared_group": "loa"}, "bridge_workers"),
 ])
 def test_bad_setting_is_named(tmp_path, values, named):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):

@@ -1,0 +1,108 @@
+"""Several bridge workers on a shared subscription record a node's messages in any order, and
+a worker killed between its commit and its confirmation gets them again: what the server shows
+is the same as one bridge recording them in the order the node sent them, once each (two
+bridges over one real SQLite database, driven directly)."""
+import json
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from server.bridge import Bridge, BridgeLimits
+from server.models import Event, Node, Telemetry
+
+TS = 1764000000000
+
+
+def msg(bridge, node_id, kind, payload):
+    return f"{bridge.prefix}/nodes/{node_id}/{kind}", json.dumps(payload).encode()
+
+
+def record(bridge, messages, batched):
+    if batched:
+        bridge.handle_batch(messages)
+    else:
+        for topic, payload in messages:
+            bridge.handle(topic, payload)
+
+
+def node_row(system, node_id) -> Node:
+    with system.app.extensions["db_sessions"]() as db:
+        return db.get(Node, node_id)
+
+
+def count(system, model, node_id) -> int:
+    with system.app.extensions["db_sessions"]() as db:
+        return db.scalar(select(func.count()).select_from(model).where(model.node_id == node_id))
+
+
+@pytest.fixture
+def two_bridges(bridge_setup):
+    """Two bridges over the same database, as two workers of a shared group are."""
+    system, _, node_id = bridge_setup
+    one, two = (Bridge(system.app.extensions["db_sessions"], None, system.settings.topic_prefix,
+                       limits=BridgeLimits(), shared_group="loa") for _ in range(2))
+    return system, one, two, node_id
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_older_telemetry_recorded_after_newer_leaves_the_newest_values(two_bridges, batched):
+    system, one, two, node_id = two_bridges
+    record(one, [msg(one, node_id, "telemetry", {"v": 1, "ts": TS + 30_000, "volume": 70})],
+           batched)
+    record(two, [msg(two, node_id, "telemetry", {"v": 1, "ts": TS, "volume": 40})], batched)
+    got = system.ok("GET", f"/api/v1/nodes/{node_id}")
+    assert got["telemetry"]["volume"] == 70 and got["telemetry"]["ts"] == TS + 30_000
+    assert count(system, Telemetry, node_id) == 2  # both kept in the history
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_telemetry_sent_before_the_last_will_does_not_bring_the_node_back_online(
+        two_bridges, batched):
+    system, one, two, node_id = two_bridges
+    record(one, [msg(one, node_id, "state", {"v": 1, "online": True, "ts": TS})], batched)
+    # the node dropped: the broker publishes its Last Will (no time), recorded at once ...
+    record(one, [msg(one, node_id, "state", {"v": 1, "online": False})], batched)
+    # ... while another worker still held telemetry the node sent before it dropped
+    record(two, [msg(two, node_id, "telemetry", {"v": 1, "ts": TS + 1000})], batched)
+    assert system.ok("GET", f"/api/v1/nodes/{node_id}")["online"] is False
+    # it comes back: a new online state, then telemetry after it
+    back = node_row(system, node_id).last_state["ts"] + 5000
+    record(one, [msg(one, node_id, "state", {"v": 1, "online": True, "ts": back})], batched)
+    record(two, [msg(two, node_id, "telemetry", {"v": 1, "ts": back + 1})], batched)
+    assert system.ok("GET", f"/api/v1/nodes/{node_id}")["online"] is True
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_telemetry_delivered_again_is_stored_once(two_bridges, batched):
+    system, one, two, node_id = two_bridges
+    first = msg(one, node_id, "telemetry", {"v": 1, "ts": TS, "volume": 40})
+    record(one, [first], batched)
+    record(two, [first, first, msg(two, node_id, "telemetry", {"v": 1, "ts": TS + 1})],
+           batched)
+    assert count(system, Telemetry, node_id) == 2
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_an_event_recorded_by_two_workers_is_stored_once(two_bridges, batched):
+    system, one, two, node_id = two_bridges
+    alarm = msg(one, node_id, "events", {"v": 1, "id": str(uuid.uuid4()), "type": "alarm",
+                                         "ts": TS, "code": "disk_low"})
+    record(one, [alarm], batched)
+    record(two, [alarm], batched)
+    assert count(system, Event, node_id) == 1
+    assert system.ok("GET", f"/api/v1/nodes/{node_id}")["rejected"]["messages"] == 0
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_an_ack_recorded_after_a_later_one_does_not_move_the_command_back(two_bridges, batched):
+    system, one, two, node_id = two_bridges
+    cmd = system.ok("POST", f"/api/v1/nodes/{node_id}/commands",
+                    json={"type": "test", "body": {"kind": "tone"}})
+
+    def ack(bridge, status, ts):
+        return msg(bridge, node_id, "events", {"v": 1, "id": str(uuid.uuid4()), "type": "ack",
+                                               "ts": ts, "cmd_id": cmd["id"], "status": status})
+    record(one, [ack(one, "finished", TS + 2)], batched)
+    record(two, [ack(two, "started", TS + 1), ack(two, "received", TS)], batched)
+    assert system.ok("GET", f"/api/v1/commands/{cmd['id']}")["status"] == "finished"
