@@ -70,15 +70,16 @@ M = TypeVar("M", bound="Body")
 
 def parse(model: type[M], data: Any, *, tz: dt.tzinfo | None = None) -> M:
     """``data`` as ``model``, or the ApiError (400) of its first problem. ``tz``: the zone of a
-    time written without one. Text no database could store (server.errors.storable) is refused
-    wherever it is, naming its field."""
-    field = unstorable_field(data)
-    if field is not None:
-        raise unstorable(field)
+    time written without one. Text no database could store (server.errors.storable) is then
+    refused wherever it is, naming its field."""
     try:
-        return model.model_validate(data, strict=True, context={"tz": tz or dt.UTC})
+        parsed = model.model_validate(data, strict=True, context={"tz": tz or dt.UTC})
     except ValidationError as err:
         raise api_error(model, err) from None
+    field = unstorable_field(data)  # after the model's own checks, whose messages say more
+    if field is not None:
+        raise unstorable(field)
+    return parsed
 
 
 def unstorable_field(data: Any, path: str = "") -> str | None:
