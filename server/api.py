@@ -520,14 +520,7 @@ ALERT_STATES = tuple(state.value for state in alerts.State)
 
 def _alerts_scope() -> set[int] | None:
     """The areas whose alerts the caller sees (its own and below, narrowed by ?area=)."""
-    allowed = auth.user_area_ids(g.db, g.user)
-    area_id = _query_id("area")
-    if area_id is None:
-        return allowed
-    if g.db.get(Area, area_id) is None or (allowed is not None and area_id not in allowed):
-        raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
-    below = area_subtree_ids(g.db, [area_id])
-    return below if allowed is None else below & allowed
+    return auth.area_scope(g.db, g.user, _query_id("area"))
 
 
 def _alert_list_json(rows: list[Alert]) -> list[dict]:
@@ -900,15 +893,8 @@ def airplay_report():
     """Proof of play: every planned slot or command of the nodes in scope (the caller's area,
     ?area= below it, ?node=) in [from, to) against what the nodes reported (server/reports.py).
     to defaults to now, from to a day before to; a longer span is cut to 92 days."""
-    allowed = auth.user_area_ids(g.db, g.user)
-    areas = allowed
     area_id = _query_id("area")
-    if area_id is not None:
-        area = g.db.get(Area, area_id)
-        if area is None or (allowed is not None and area_id not in allowed):
-            raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
-        below = area_subtree_ids(g.db, [area_id])
-        areas = below if allowed is None else below & allowed
+    areas = auth.area_scope(g.db, g.user, area_id)
     node_id = request.args.get("node") or None
     if node_id is not None:
         _node(node_id)

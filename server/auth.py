@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import ApiError
-from .models import ApiToken, User, WebSession, area_subtree_ids, utcnow
+from .models import ApiToken, Area, User, WebSession, area_subtree_ids, utcnow
 
 # viewer: reads what its area holds, changes nothing
 ROLES = ("admin", "approver", "staff", "technician", "operator", "viewer")
@@ -189,6 +189,19 @@ def user_area_ids(db, user: User) -> set[int] | None:
     if user.area_id is None:
         return None
     return area_subtree_ids(db, [user.area_id])
+
+
+def area_scope(db, user: User, area_id: int | None) -> set[int] | None:
+    """The areas a listing covers for ``user``: theirs (None: every area), narrowed to
+    ``area_id`` and everything below it when given. An area the user may not see is answered
+    as one that does not exist (404 unknown_area)."""
+    allowed = user_area_ids(db, user)
+    if area_id is None:
+        return allowed
+    if db.get(Area, area_id) is None or (allowed is not None and area_id not in allowed):
+        raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+    below = area_subtree_ids(db, [area_id])
+    return below if allowed is None else below & allowed
 
 
 def check_area(db, user: User, area_id: int) -> None:

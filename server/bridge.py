@@ -697,7 +697,7 @@ class Bridge:
             batch["ready_new"].setdefault(node.id, []).append((event["ts"], event["sha256"]))
         # those delivered earlier in this transaction too (in a batch: not written yet)
         rows = self._slot_rows(db, node.id, deliveries.SlotState.DELIVERED)
-        if db.info.get("batch") is not None:
+        if batch is not None:
             rows = rows + self._slot_rows(db, node.id, deliveries.SlotState.SCHEDULED)
         deliveries.slot_media_ready(rows, event["sha256"])
         return None
@@ -723,29 +723,34 @@ class Bridge:
                 by_node.setdefault(row.node_id, []).append(row)
         return by_node.get(node_id, [])
 
-    def _slot_row(self, db: Session, node_id: str, slot_id: str) -> SlotDelivery | None:
-        """The node's delivery of the slot. In a batch, every node's delivery of the slot is
-        read at the first `played` for it: the nodes of a ward play a slot together."""
+    def _node_row(self, db: Session, memo: str, key: Any, model: Any, of_key: Any,
+                  node_id: str) -> Any:
+        """The row of ``model`` for ``key`` (the rows ``of_key`` selects) and the node; in a
+        batch every node's row for ``key`` is read at the first need, and kept in the batch's
+        memo ``memo``: the nodes of a ward play a slot, or ack a broadcast, together."""
         batch = db.info.get("batch")
         if batch is None:
-            return db.scalar(select(SlotDelivery).where(SlotDelivery.node_id == node_id,
-                                                        SlotDelivery.slot_id == slot_id))
-        by_node = batch["slot"].get(slot_id)
+            return db.scalar(select(model).where(of_key, model.node_id == node_id))
+        by_node = batch[memo].get(key)
         if by_node is None:
-            by_node = batch["slot"][slot_id] = {row.node_id: row for row in db.scalars(
-                select(SlotDelivery).where(SlotDelivery.slot_id == slot_id))}
+            by_node = batch[memo][key] = {row.node_id: row
+                                          for row in db.scalars(select(model).where(of_key))}
         return by_node.get(node_id)
+
+    def _slot_row(self, db: Session, node_id: str, slot_id: str) -> SlotDelivery | None:
+        """The node's delivery of the slot (in a batch, read with every node's)."""
+        return self._node_row(db, "slot", slot_id, SlotDelivery,
+                              SlotDelivery.slot_id == slot_id, node_id)
 
     def _addressed(self, db: Session, cmd_id: str | None, node: Node) -> Command | None:
         """The command ``cmd_id`` when it was addressed to ``node``: through a delivery of its
         broadcast to the node, its own topic, or a group the node belongs to."""
-        batch = db.info.get("batch")
-        if batch is not None and cmd_id:
-            if cmd_id not in batch["commands"]:  # held for the batch, not looked up per ack
-                batch["commands"][cmd_id] = db.get(Command, cmd_id)
-            cmd = batch["commands"][cmd_id]
-        else:
-            cmd = db.get(Command, cmd_id) if cmd_id else None
+        if not cmd_id:
+            return None
+        commands = self._batch_cache(db, "commands")  # in a batch: not looked up per ack
+        if cmd_id not in commands:
+            commands[cmd_id] = db.get(Command, cmd_id)
+        cmd = commands[cmd_id]
         if cmd is None:
             return None
         if cmd.target == f"node:{node.id}":
@@ -765,18 +770,10 @@ class Bridge:
         return self._delivery_of(db, cmd.broadcast_id, node.id)
 
     def _delivery_of(self, db: Session, broadcast_id: int, node_id: str) -> Delivery | None:
-        """The node's delivery of the broadcast. In a batch, all the broadcast's deliveries
-        are read at the first ack for it: the acks of one broadcast arrive together."""
-        batch = db.info.get("batch")
-        if batch is None:
-            return db.scalar(select(Delivery).where(Delivery.broadcast_id == broadcast_id,
-                                                    Delivery.node_id == node_id))
-        by_node = batch["deliveries"].get(broadcast_id)
-        if by_node is None:
-            by_node = batch["deliveries"][broadcast_id] = {
-                d.node_id: d for d in db.scalars(select(Delivery).where(
-                    Delivery.broadcast_id == broadcast_id))}
-        return by_node.get(node_id)
+        """The node's delivery of the broadcast (in a batch, read with all the broadcast's
+        deliveries at the first ack for it)."""
+        return self._node_row(db, "deliveries", broadcast_id, Delivery,
+                              Delivery.broadcast_id == broadcast_id, node_id)
 
     def _ack(self, db: Session, node: Node, event: dict) -> Refused | None:
         cmd = self._addressed(db, event["cmd_id"], node)

@@ -58,6 +58,13 @@ def _op(summary: str, ok: dict, *, body: dict | None = None, params: list | None
     return op
 
 
+
+def _alert_step(summary: str) -> dict:
+    """An alert's acknowledge or resolve: the alert back, an optional comment."""
+    return _op(summary, _ok(_ref("Alert")), params=[_path_param("alert_id")],
+               errors=("400", "401", "403", "404", "409")) | {"requestBody": {
+                   "required": False, **_json(_ref("AlertAction"))}}
+
 # What a database integer column holds; ids are never negative.
 ID = {"type": "integer", "minimum": 0, "maximum": MAX_DB_ID}
 NODE_ID = {"type": "string", "pattern": NAME_RE.pattern}
@@ -542,19 +549,13 @@ PATHS = {
                 _query("limit", {"type": "integer"}, "at most this many (1-5000)")])},
     "/api/v1/alerts/{alert_id}": {"get": _op("One alert", _ok(_ref("Alert")),
                                              params=[_path_param("alert_id")])},
-    "/api/v1/alerts/{alert_id}/ack": {"post": _op(
+    "/api/v1/alerts/{alert_id}/ack": {"post": _alert_step(
         "Acknowledge an open alert (technician, operator, admin of its area): who and when are "
-        "kept; 409 alert_state when it is acknowledged or resolved already",
-        _ok(_ref("Alert")), params=[_path_param("alert_id")],
-        errors=("400", "401", "403", "404", "409")) | {"requestBody": {
-            "required": False, **_json(_ref("AlertAction"))}}},
-    "/api/v1/alerts/{alert_id}/resolve": {"post": _op(
+        "kept; 409 alert_state when it is acknowledged or resolved already")},
+    "/api/v1/alerts/{alert_id}/resolve": {"post": _alert_step(
         "Resolve an alert by hand (technician, operator, admin of its area); while its "
         "condition still holds no new alert is raised for it until the condition clears; "
-        "409 alert_state when it is resolved already",
-        _ok(_ref("Alert")), params=[_path_param("alert_id")],
-        errors=("400", "401", "403", "404", "409")) | {"requestBody": {
-            "required": False, **_json(_ref("AlertAction"))}}},
+        "409 alert_state when it is resolved already")},
     "/api/v1/nodes/{node_id}/desired": {"get": _op(
         "What the node should hold now: the body of its newest desired state (version, tz, "
         "volume, groups, schedule of slots, prefetch; docs/protocol.md) and the version the "

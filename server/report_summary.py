@@ -35,7 +35,7 @@ from .config import Settings
 from .errors import ApiError
 from .i18n import t
 from .models import (MAX_DB_ID, Area, Broadcast, Bulletin, Node, Telemetry, TelemetryHourly, User,
-                     area_subtree_ids, area_zone)
+                     area_zone)
 
 MAX_DAYS = 366
 DEFAULT_DAYS = 30
@@ -112,15 +112,14 @@ def period(first: str | None, last: str | None, today: dt.date) -> tuple[dt.date
 def scope(db: Session, user, area_arg: str | None) -> tuple[int | None, set[int] | None]:
     """The chosen area (None: all the user's) and the areas the report covers (None: all),
     refused as the API refuses it: an area the user may not see does not exist for them."""
-    allowed = access.user_area_ids(db, user)
     if not area_arg:
-        return None, allowed
-    if not area_arg.isdecimal() or int(area_arg) > MAX_DB_ID \
-            or (area := db.get(Area, int(area_arg))) is None \
-            or (allowed is not None and area.id not in allowed):
-        raise ReportError(404, "unknown_area", "err.unknown_area", id=area_arg)
-    below = area_subtree_ids(db, [area.id])
-    return area.id, below if allowed is None else below & allowed
+        return None, access.user_area_ids(db, user)
+    try:
+        if not area_arg.isdecimal() or int(area_arg) > MAX_DB_ID:
+            raise ApiError(404, "unknown_area", "err.unknown_area", id=area_arg)
+        return int(area_arg), access.area_scope(db, user, int(area_arg))
+    except ApiError:
+        raise ReportError(404, "unknown_area", "err.unknown_area", id=area_arg) from None
 
 
 # --- the numbers -------------------------------------------------------------------------------

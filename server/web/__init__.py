@@ -69,12 +69,14 @@ class TreeArea:
     depth: int
 
 
-def user_areas(*, clusters: bool = True, by_name: bool = False) -> list[Area]:
+def user_areas(*, clusters: bool = True, by_name: bool = False,
+               merged: bool = False) -> list[Area]:
     """The logged-in user's areas (their own and every one below it; every area for an
     unscoped user) that are in use: a ward merged into another is left out, as it takes
-    nothing new. By id, or by name (case-folded) then id; clusters left out on request."""
+    nothing new (``merged``: kept, for what reports on the past). By id, or by name
+    (case-folded) then id; clusters left out on request."""
     allowed = access.user_area_ids(g.db, g.user)
-    q = select(Area).where(Area.merged_into_id.is_(None))
+    q = select(Area) if merged else select(Area).where(Area.merged_into_id.is_(None))
     if allowed is not None:
         q = q.where(Area.id.in_(allowed))
     if not clusters:

@@ -9,15 +9,13 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from flask import Response, g, render_template, request
-from sqlalchemy import select
 
-from .. import auth as access
 from ..context import settings
 from ..i18n import t
 from ..models import Area
 from ..report_summary import (STATUSES, ReportError, Summary, asked, csv_text, hour_rows,
                               pdf_bytes, percent)
-from . import bp, page
+from . import bp, page, user_areas
 
 
 # --- the page and its downloads ----------------------------------------------------------------
@@ -27,11 +25,8 @@ def _asked() -> tuple[Summary, str, int | None]:
 
 
 def _choices() -> list[Area]:
-    """The user's areas, merged wards included: their past broadcasts stay reportable (the
-    pickers of pages that make things use server.web.user_areas, which leaves them out)."""
-    allowed = access.user_area_ids(g.db, g.user)
-    return [a for a in g.db.scalars(select(Area).order_by(Area.id))
-            if allowed is None or a.id in allowed]
+    """The user's areas, merged wards included: their past broadcasts stay reportable."""
+    return user_areas(merged=True)
 
 
 def _halves(today: dt.date) -> list[tuple[str, dt.date, dt.date]]:
