@@ -35,7 +35,10 @@ def unstorable_input() -> str | None:
     """The first query, path or form field of this request whose text no database could store
     (``storable``), or None: such a value would reach the database as a filter or a row."""
     values = [*request.args.items(multi=True), *(request.view_args or {}).items()]
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    # a multipart body (an upload) is left to the view, which reads its fields through the
+    # request models (server.bodies.parse checks them): parsing it here would read a whole
+    # upload before the view has even checked who sends it
+    if request.mimetype == "application/x-www-form-urlencoded":
         values += list(request.form.items(multi=True))
     for name, value in values:
         name = name if isinstance(name, str) else ""  # a multipart part may come unnamed
