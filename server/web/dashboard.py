@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from flask import g, make_response, render_template, request
 from sqlalchemy import case, func, or_, select
+from sqlalchemy.orm import load_only
 
 from device_agent.protocol import PRIORITY_NAMES
 
@@ -26,6 +27,9 @@ ALARM_WINDOW = dt.timedelta(hours=24)  # a node alarm (or a message refused) cou
 MAX_SLOTS = 8
 MAX_ALERTS = 10  # the dashboard's; every alert is the alerts page's
 MAX_NODES = 50  # the dashboard's table; every node is the fleet page's
+# what the table shows of a node (_nodes.html): not its last state, keys or desired state
+TABLE_COLUMNS = (Node.id, Node.name, Node.cluster_id, Node.online, Node.last_seen,
+                 Node.last_telemetry)
 MAX_PLAYING_NAMES = 20  # the names shown under one item playing now; the rest are counted
 # the page's live part: a 304 is about 500 bytes of headers (most of them the security
 # headers), so six a minute cost about 3 KB down while nothing changes
@@ -65,6 +69,7 @@ def fleet_and_nodes(allowed: set[int] | None) -> tuple[dict, list[Node]]:
             .correlate(None).scalar_subquery()
     rows = g.db.execute(_in_scope(select(
         Node, count(), count(Node.online), count(alarm_condition()))
+        .options(load_only(*TABLE_COLUMNS))
         .order_by(Node.online, Node.cluster_id, Node.id).limit(MAX_NODES), allowed)).all()
     total, online, alarm = rows[0][1:] if rows else (0, 0, 0)
     return ({"total": total, "online": online, "offline": total - online, "alarm": alarm},
