@@ -12,9 +12,9 @@ from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, 
                         String, Text, UniqueConstraint, create_engine, event, select)
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, mapped_column, relationship,
                             sessionmaker)
+from sqlalchemy.sql.functions import FunctionElement
 
 
 MAX_DB_INT = 2**63 - 1  # the largest number a database integer column holds (BigInteger)

@@ -63,7 +63,7 @@ def fleet_and_nodes(allowed: set[int] | None) -> tuple[dict, list[Node]]:
     table agree. The counts are subqueries the database answers once from indexes (every and
     the online nodes from ix_nodes_online_cluster_id_id alone, the alarms from the alarm
     events and ix_nodes_last_rejected_at) and the rows the first of that index: window
-    aggregates over every row cost 50 ms at 10,000 nodes (docs/benchmarks.md)."""
+    aggregates over every row cost 50-75 ms at 10,000 nodes (docs/benchmarks.md)."""
     def count(*where):
         return _in_scope(select(func.count()).select_from(Node).where(*where), allowed) \
             .correlate(None).scalar_subquery()

@@ -2,8 +2,8 @@
 (offline first; the first rows by LIMIT off the index) and its online and total counts (the
 index alone), last_rejected_at for its in-alarm count, and (online, what a node plays: its
 last telemetry's ``playing.item_id``, server.models.playing_item) so it reads the few online
-nodes that play, not every node's report. At 10,000 nodes the dashboard took about 80 ms
-in-process without them, 13 ms with them (docs/benchmarks.md).
+nodes that play, not every node's report. At 10,000 nodes a dashboard render cost 79-88 ms
+of CPU without them, 15-17 ms with them and the view's changes (docs/benchmarks.md).
 
 Revision ID: 0019
 Revises: 0018
