@@ -224,14 +224,17 @@ def series_on_air(db: Session) -> list[Broadcast]:
 class Reach:
     """Which nodes a broadcast's targets reach, read once for a whole pass: areas at any depth
     through the area tree as it is now, plus single nodes; revoked nodes never, unless
-    ``with_revoked`` (the airplay report: what they were planned before their revocation)."""
+    ``with_revoked`` (the airplay report: what they were planned before their revocation).
+    ``nodes=False``: the area tree alone (``subtree``), no node read."""
 
-    def __init__(self, db: Session, *, with_revoked: bool = False):
+    def __init__(self, db: Session, *, with_revoked: bool = False, nodes: bool = True):
         self.children: dict[int | None, list[int]] = {}
         for area_id, parent_id in db.execute(select(Area.id, Area.parent_id)):
             self.children.setdefault(parent_id, []).append(area_id)
         self.by_cluster: dict[int, set[str]] = {}
         self.live: set[str] = set()
+        if not nodes:
+            return
         query = select(Node.id, Node.cluster_id)
         if not with_revoked:
             query = query.where(Node.revoked_at.is_(None))
@@ -328,14 +331,20 @@ def listing_window(window_from: dt.datetime, window_to: dt.datetime
 def area_slots(db: Session, default_tz: str, area_id: int, window_from: dt.datetime,
                window_to: dt.datetime) -> list[tuple[Slot, Broadcast]]:
     """The slots in [window_from, window_to) of every planned broadcast that reaches the area or
-    below: one of its nodes, the area itself or an area above it, or one inside it."""
+    below: one of its nodes, the area itself or an area above it, or one inside it. Of the
+    nodes, only the broadcasts' single targets are read (which of them are below), never the
+    whole fleet: the dashboard asks this on every poll."""
     if window_to <= window_from:
         return []
-    reach = Reach(db)
+    reach = Reach(db, nodes=False)
     below = reach.subtree([area_id])
-    nodes_below = set().union(*(reach.by_cluster.get(a, set()) for a in below))
+    plans = planned(db)
+    single = {n for bc in plans for n in bc.target_nodes or ()}
+    nodes_below = set(db.scalars(select(Node.id).where(
+        Node.id.in_(single), Node.cluster_id.in_(below), Node.revoked_at.is_(None)))) \
+        if single else set()
     out: list[tuple[Slot, Broadcast]] = []
-    for bc in planned(db):
+    for bc in plans:
         above_or_below = reach.subtree(bc.target_areas or ())
         if not (area_id in above_or_below or below & set(bc.target_areas or ())
                 or nodes_below & set(bc.target_nodes or ())):

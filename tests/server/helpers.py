@@ -1,14 +1,14 @@
 """Helpers the server tests share (tests/e2e's broker versions of them too): the dispatcher over
 an in-process app's database at a test clock, with a broker connection that publishes nothing or
 records what it publishes; the bridge hearing a node; a ward with staff and approvers; an
-approved bulletin; a recorded tone."""
+approved bulletin; a recorded tone; the statements a request runs; a zone where it is noon."""
 from __future__ import annotations
 
 import datetime as dt
 import json
 import subprocess
 
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from schedules.dispatcher import Dispatcher
 from server.bridge import Bridge, BridgeLimits
@@ -178,3 +178,26 @@ def wav(tmp_path, volume_db: float) -> bytes:
                     "sine=frequency=440:duration=3", "-af", f"volume={volume_db}dB", "-ac", "2",
                     str(out)], check=True)
     return out.read_bytes()
+
+
+def noon_zone() -> str:
+    """A zone where it is now about noon, so "later today" has hours left whenever this runs."""
+    offset = 12 - dt.datetime.now(dt.UTC).hour  # -11 .. +12 hours from UTC
+    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")  # Etc/GMT-5 is UTC+5
+
+
+class Statements:
+    """The SQL statements the app's engine runs while the block runs."""
+
+    def __init__(self, engine):
+        self.engine, self.seen = engine, []
+
+    def _record(self, conn, cursor, statement, *args):
+        self.seen.append(statement)
+
+    def __enter__(self):
+        event.listen(self.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "before_cursor_execute", self._record)

@@ -4,7 +4,8 @@ the database, so one call costs the same few statements whether the fleet holds 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event
+
+from tests.server.helpers import Statements
 
 
 @pytest.fixture
@@ -22,23 +23,6 @@ def _provision(fleet, n: int) -> None:
     r = fleet["s"].call("POST", "/api/v1/nodes/bulk", json=[
         {"cluster_id": clusters[i % len(clusters)]["id"], "name": f"Loa {i}"} for i in range(n)])
     assert r.status_code == 201, r.text
-
-
-class Statements:
-    """The SQL statements the app's engine runs while the block runs."""
-
-    def __init__(self, engine):
-        self.engine, self.seen = engine, []
-
-    def _record(self, conn, cursor, statement, *args):
-        self.seen.append(statement)
-
-    def __enter__(self):
-        event.listen(self.engine, "before_cursor_execute", self._record)
-        return self
-
-    def __exit__(self, *exc):
-        event.remove(self.engine, "before_cursor_execute", self._record)
 
 
 def _page(s, query: str = "") -> tuple[dict, list[str]]:

@@ -11,6 +11,7 @@ from sqlalchemy import update
 from server.cli import main as cli
 from server import alerts
 from server.models import Event, Node, to_ms, utcnow
+from tests.server.helpers import noon_zone
 from tests.system import ADMIN_PASSWORD
 from tests.web_helpers import PageUser
 
@@ -106,14 +107,8 @@ def test_a_node_alarm_shows_on_the_dashboard_and_in_the_fleet_count(app_only, wa
     assert 'data-alarm="1"' in page and "amp_fault" in page and "amplifier silent" in page
 
 
-def _noon_zone() -> str:
-    """A zone where it is now about noon, so "later today" has hours left whenever this runs."""
-    offset = 12 - dt.datetime.now(dt.UTC).hour  # -11 .. +12 hours from UTC
-    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")  # Etc/GMT-5 is UTC+5
-
-
 def test_the_dashboard_says_what_plays_where_and_what_airs_later_today(make_app):
-    zone = _noon_zone()
+    zone = noon_zone()
     s = make_app(timezone=zone)
     province = s.area("Thành phố Hải Phòng", "HP", "province")
     ward = s.area("Phường Lê Chân", "HP-LC", "ward", province["id"])
