@@ -36,6 +36,7 @@ from sqlalchemy import event, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from .errors import first_line, unavailable
 from .models import Lease, from_ms, make_engine, make_sessionmaker, now_ms
 
 log = logging.getLogger(__name__)
@@ -135,9 +136,16 @@ class LeaseKeeper:
             with self.sessions() as db:
                 ok = try_acquire(db, self.name, self.holder, self.clock(),
                                  int(self.ttl_s * 1000))
+            if self._failed:
+                log.warning("lease %s: the database answers again", self.name)
             self._failed = False
-        except Exception:
-            log.exception("lease %s: could not renew", self.name)
+        except Exception as err:
+            if not self._failed:  # once while it lasts, not every attempt
+                if unavailable(err):
+                    log.error("lease %s: could not renew, the database is unavailable: %s",
+                              self.name, first_line(err))
+                else:
+                    log.exception("lease %s: could not renew", self.name)
             ok, self._failed = False, True
         finally:
             self._idle.set()
