@@ -18,11 +18,10 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from schedules.slots import slot_id
 from server.i18n import t
 from server.models import Command, Event, PlayLog, Telemetry
 from tests.pg_server import PostgresServer, Unavailable
-from tests.system import System, played_events
+from tests.system import System, played_events, series_and_timed_broadcast
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 
@@ -72,21 +71,8 @@ def test_postgres_gone_for_seconds_loses_nothing_sends_nothing_twice_and_the_web
         s.wait(lambda: s.ok("GET", f"/api/v1/nodes/{node['id']}")["online"], 30,
                "the agent online")
         at = (dt.datetime.now(TZ) + dt.timedelta(seconds=8)).replace(microsecond=0)
-        bc = s.ok("POST", "/api/v1/broadcasts", json={
-            "bulletin_id": b["id"], "targets": {"nodes": [node["id"]]},
-            "recurrence": "FREQ=DAILY", "start_at": at.isoformat()})
-        slot = slot_id(bc["id"], at)
-        timed_at = at + dt.timedelta(seconds=2)  # due while the database is gone
-        timed = s.ok("POST", "/api/v1/broadcasts", json={
-            "bulletin_id": b["id"], "targets": {"nodes": [node["id"]]},
-            "start_at": timed_at.isoformat()})
-
-        def holds() -> bool:
-            d = s.ok("GET", f"/api/v1/nodes/{node['id']}/desired")
-            held = {e["slot_id"] for e in (d["body"] or {}).get("schedule", [])}
-            return slot in held and d["desired_applied"] == d["version"]
-
-        s.wait(holds, at.timestamp() - time.time() - 1, "the node holding the slot")
+        # the slot and the one-off fall due while the database is gone
+        bc, slot, timed, timed_at = series_and_timed_broadcast(s, node["id"], b["id"], at)
         plays = lambda bc_id: [p for p in played_events(sink)  # noqa: E731
                                if p["item_id"] == f"bc-{bc_id}"]
         assert _get(web_url, "/api/v1/nodes", s.token).status_code == 200
