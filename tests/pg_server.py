@@ -5,8 +5,11 @@ and a test that stops and starts the database itself (tests/e2e/test_faults_post
 its own with ``PostgresServer``. initdb and pg_ctl come from /usr/lib/postgresql/*/bin (the
 newest version; ``scripts/install-deps.sh`` installs them with WITH_POSTGRES=1): a new data
 folder under /tmp, a free port, listening on 127.0.0.1 only with trust authentication, run as
-the ``postgres`` user when this runs as root (initdb refuses root). fsync and synchronous
-commits are off. The server is stopped by its PID and its folder removed at ``close()``."""
+the ``postgres`` user when this runs as root (initdb refuses root). fsync is off, and so are
+synchronous commits unless ``durable``: a server stopped as in a crash (``stop("immediate")``)
+then loses the last commits it acknowledged, which the server's own processes cannot survive
+without sending something twice (a broadcast whose dispatch was undone is dispatched again,
+under a new command id). fsync only matters when the machine itself goes down. The server is stopped by its PID and its folder removed at ``close()``."""
 from __future__ import annotations
 
 import glob
@@ -48,8 +51,9 @@ def _free_port() -> int:
 class PostgresServer:
     """One server: ``start()`` (initdb the first time), ``stop(mode)``, ``close()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
         self.bin = bindir()
+        self.durable = durable
         self.run_as: list[str] = []
         owner = None
         if os.getuid() == 0:
@@ -82,7 +86,8 @@ class PostgresServer:
                   "--wait", "--timeout=60",
                   f"--options=-c listen_addresses=127.0.0.1 -p {self.port} "
                   f"-c unix_socket_directories={self.data} -c fsync=off "
-                  "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                  f"-c synchronous_commit={'on' if self.durable else 'off'} "
+                  "-c full_page_writes=off -c max_connections=200",
                   "start", log="pg_ctl.log")
         self.pid = int((self.data / "db" / "postmaster.pid").read_text().split()[0])
 
