@@ -9,7 +9,8 @@ the ``postgres`` user when this runs as root (initdb refuses root). fsync is off
 synchronous commits unless ``durable``: a server stopped as in a crash (``stop("immediate")``)
 then loses the last commits it acknowledged, which the server's own processes cannot survive
 without sending something twice (a broadcast whose dispatch was undone is dispatched again,
-under a new command id). fsync only matters when the machine itself goes down. The server is stopped by its PID and its folder removed at ``close()``."""
+under a new command id). fsync only matters when the machine itself goes down. The server is
+stopped by its PID and its folder removed at ``close()``."""
 from __future__ import annotations
 
 import glob
