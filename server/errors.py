@@ -1,4 +1,6 @@
-"""API errors as JSON ``{"error": {"code", "message"}}`` with a fitting 4xx status."""
+"""API errors as JSON ``{"error": {"code", "message"}}`` with a fitting 4xx status, and 503 while
+the database is unavailable (``unavailable``: gone, locked past the busy timeout, no connection
+free)."""
 from __future__ import annotations
 
 import time
