@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from server.bridge import SHARED_KINDS, Bridge, BridgeLimits
 from server.config import ConfigError, Settings, load_settings
 from server.keys import active_signing_key
-from server.lease import LeaseKeeper
+from server.lease import LeaseKeeper, lease_sessions
 from server.mosquitto import bridge_accounts
 from server.models import init_db, make_engine, make_sessionmaker
 from server.transport import MqttTransport
@@ -69,8 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     if key is None:
         return bridge_worker(settings, sessions, args.bridge_only or 0, stop)
     worker = Worker(settings, sessions, key, kid)
-    lease = LeaseKeeper(sessions, "dispatcher", settings.lease_ttl_s, settings.lease_renew_s,
+    # the renewal on a connection of its own, and the rest of the process gives way to it
+    # (server.lease): a busy dispatcher keeps its lease
+    lease = LeaseKeeper(lease_sessions(settings.database_url,
+                                       min(settings.lease_renew_s,
+                                           settings.database_busy_timeout_s)),
+                        "dispatcher", settings.lease_ttl_s, settings.lease_renew_s,
                         on_acquired=worker.act, on_lost=worker.stand_by)
+    lease.give_way(sessions)
     worker.acting = lease.acting
     logging.info("dispatcher %s running (broker %s:%s), acting once it holds the lease",
                  lease.holder, settings.mqtt_host, settings.mqtt_port)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -26,6 +27,7 @@ from server import (alerts, broadcasts, bulletins, deliveries, notify, outbox, p
                     releases, retention, schedule, wake)
 from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
+from server.errors import first_line, unavailable
 from server.keys import KeyRing
 from server.models import (Area, Broadcast, BulletinApproval, Command, Media, Node,
                            OccurrenceOverride, ProgrammeRevision, WorkerStatus,
@@ -81,23 +83,46 @@ class Dispatcher:
         # whether this process may act now: with two dispatchers, whether it holds the lease
         # (server.lease); every duty asks before each step, so one that lost it stops
         self.acting: Callable[[], bool] = lambda: True
+        self._unavailable_since: float | None = None  # monotonic: the database gone since
 
     # --- one pass of each duty ---------------------------------------------------------------
 
-    def tick(self, wait: bool = True) -> None:
+    def tick(self, wait: bool = True) -> bool:
         """Everything due now, in order: broadcasts -> desired states -> signing -> publishing.
         ``wait=False`` (the polling tick): return at once when a pass runs already (a wake-up's),
-        so the scheduler's job never waits behind it."""
+        so the scheduler's job never waits behind it. Whether a pass ran."""
         if not self._lock.acquire(blocking=wait):
-            return
+            return False
         try:
             for step in (self.dispatch_due, self.advance_rollouts, self.refresh_desired,
                          self.sign_pending, self.publish_outbox, self.resend_unreceived):
                 if not self.acting():
-                    return
+                    return True
                 step()
+            return True
         finally:
             self._lock.release()
+
+    def _guarded(self, job: Callable[[], object]) -> Callable[[], None]:
+        """``job`` for the scheduler and the wake-up: while the database is unavailable one
+        ALARM line when it goes and one when it is back (the duties simply run again at the
+        next tick: nothing is lost, what was due is done then), not a traceback a tick."""
+        def run() -> None:
+            try:
+                ran = job()
+            except Exception as err:
+                if not unavailable(err):
+                    raise
+                if self._unavailable_since is None:
+                    self._unavailable_since = time.monotonic()
+                    log.error("ALARM database unavailable: the dispatcher's duties wait for it "
+                              "and run again once it is back: %s", first_line(err))
+                return
+            if ran is not False and self._unavailable_since is not None:
+                log.warning("database available again: the dispatcher's duties run again "
+                            "after %.0f s", time.monotonic() - self._unavailable_since)
+                self._unavailable_since = None
+        return run
 
     def dispatch_due(self) -> int:
         """Turn every broadcast whose time has come into deliveries and play commands."""
@@ -517,10 +542,10 @@ class Dispatcher:
     def start(self, interval_s: float = 0.5) -> None:
         """Tick every ``interval_s``, and at once whenever the web wakes us (server.wake)."""
         self.scheduler = BackgroundScheduler(timezone=self.settings.timezone)
-        self.scheduler.add_job(self.tick, "interval", seconds=interval_s, id="tick",
-                               kwargs={"wait": False}, max_instances=1, coalesce=True)
-        self.scheduler.add_job(self.heartbeat, "interval", seconds=5, id="heartbeat",
-                               max_instances=1, coalesce=True)
+        self.scheduler.add_job(self._guarded(lambda: self.tick(wait=False)), "interval",
+                               seconds=interval_s, id="tick", max_instances=1, coalesce=True)
+        self.scheduler.add_job(self._guarded(self.heartbeat), "interval", seconds=5,
+                               id="heartbeat", max_instances=1, coalesce=True)
         self.notifier.start()
         self.scheduler.add_job(self._alerts_job, "interval", seconds=self.settings.alert_eval_s,
                                id="alerts", max_instances=1, coalesce=True)
@@ -528,7 +553,7 @@ class Dispatcher:
                                seconds=self.settings.telemetry_retention_s, id="retention",
                                max_instances=1, coalesce=True)
         self.scheduler.start()
-        self._wake = wake.Listener(self.settings.instance_path, self.tick)
+        self._wake = wake.Listener(self.settings.instance_path, self._guarded(self.tick))
         self._wake.start()
         self.heartbeat()
 

@@ -25,8 +25,7 @@ from typing import Any
 from collections.abc import Callable
 
 from sqlalchemy import case, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent import schemas
@@ -34,7 +33,7 @@ from device_agent.protocol import parse_topic
 from schedules.recurrence import DEFAULT_TZ
 
 from . import deliveries, programmes, schedule
-from .errors import storable
+from .errors import storable, unavailable
 from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, SlotDelivery,
                      Telemetry, area_ancestors, node_groups, now_ms, utcnow)
 from .outbox import command_acked
@@ -99,14 +98,6 @@ class DatabaseUnavailable(Exception):
         super().__init__(str(cause).splitlines()[0][:300] if str(cause) else repr(cause))
         self.cause = cause
         self.written = written
-
-
-def unavailable(err: BaseException) -> bool:
-    """Whether ``err`` says the database is unusable for now, not that a message is bad:
-    an operational error (SQLite ``database is locked``, PostgreSQL gone), a dropped
-    connection, no connection free in the pool."""
-    return isinstance(err, (OperationalError, PoolTimeout)) or \
-        isinstance(err, DBAPIError) and err.connection_invalidated
 
 
 class Refused(Exception):

@@ -1,7 +1,13 @@
-"""API errors as JSON ``{"error": {"code", "message"}}`` with a fitting 4xx status."""
+"""API errors as JSON ``{"error": {"code", "message"}}`` with a fitting 4xx status, and 503 while
+the database is unavailable (``unavailable``: gone, locked past the busy timeout, no connection
+free)."""
 from __future__ import annotations
 
+import time
+
 from flask import Flask, jsonify, request
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from .i18n import t
@@ -23,6 +29,26 @@ class ApiError(Exception):
         params = {k: (t(v) if isinstance(v, str) and v.startswith("thing.") else v)
                   for k, v in self.params.items()}
         return t(self.key, **params)
+
+
+def unavailable(err: BaseException) -> bool:
+    """Whether ``err`` says the database is unusable for now, not that a request or a message
+    is bad: an operational error (SQLite ``database is locked``, PostgreSQL gone), a dropped
+    connection, no connection free in the pool."""
+    return isinstance(err, (OperationalError, PoolTimeout)) or \
+        isinstance(err, DBAPIError) and err.connection_invalidated
+
+
+def first_line(err: BaseException) -> str:
+    """What a log line says of a database error: the driver's first line, at most 300
+    characters (not SQLAlchemy's statement and parameters)."""
+    cause = str(err.orig if isinstance(err, DBAPIError) else err).strip()
+    return cause.splitlines()[0][:300] if cause else repr(err)
+
+
+RETRY_AFTER_S = 5  # what a 503 for an unavailable database asks a client to wait
+LOG_UNAVAILABLE_EVERY_S = 60.0  # one line a minute while it lasts, not one a request
+_logged_unavailable = [float("-inf")]  # monotonic: when this process last said so
 
 
 def storable(text: str) -> bool:
@@ -103,3 +129,25 @@ def register(app: Flask) -> None:
         if not wants_json():
             return t("err.server"), 500
         return error_body("server_error", t("err.server"), 500)
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database(err: SQLAlchemyError):
+        """The database gone, locked past the busy timeout or out of connections: a 503 that
+        says so; anything else the database refused is the unexpected error it is."""
+        return database_unavailable(app, err) if unavailable(err) else _unexpected(err)
+
+
+def database_unavailable(app: Flask, err: BaseException):
+    """A 503 that says the database is unavailable for now (and when to try again), in the
+    caller's language; one ALARM line a minute in the log while it lasts, not a traceback a
+    request."""
+    now = time.monotonic()
+    if now - _logged_unavailable[0] >= LOG_UNAVAILABLE_EVERY_S:
+        _logged_unavailable[0] = now
+        app.logger.error("ALARM database unavailable: requests answered 503 (%s %s): %s",
+                         request.method, request.path, first_line(err))
+    retry = {"Retry-After": str(RETRY_AFTER_S)}
+    if wants_json():
+        body, status = error_body("database_unavailable", t("err.database_unavailable"), 503)
+        return body, status, retry
+    return t("err.database_unavailable"), 503, retry

@@ -196,6 +196,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "vi": "Không thể huỷ đợt cập nhật ở trạng thái {status}.",
         "en": "Cannot cancel a rollout that is {status}."},
     "err.server": {"vi": "Lỗi máy chủ; đã ghi nhật ký.", "en": "Server error; it was logged."},
+    "err.database_unavailable": {
+        "vi": "Cơ sở dữ liệu tạm thời không sẵn sàng; vui lòng thử lại sau ít giây.",
+        "en": "The database is unavailable for now; please try again in a few seconds."},
     "err.method": {"vi": "Phương thức không được hỗ trợ.", "en": "Method not allowed."},
     "err.route": {"vi": "Không có đường dẫn này.", "en": "No such route."},
     "err.csrf": {"vi": "Yêu cầu không hợp lệ hoặc phiên làm việc đã hết hạn; hãy tải lại trang "

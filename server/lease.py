@@ -13,6 +13,14 @@ or not its renewals still get through (a database that is slow or gone, a proces
 So it has stopped before any other contender's clock can see the lease expired; contenders on
 other machines need clocks within ``margin`` of each other (NTP). ``acting()`` is what the
 holder's work asks before each step.
+
+A busy holder keeps its lease (a province's first pass on a starved machine lost it a dozen
+times): the renewal has a connection of its own (``lease_sessions``: never waiting for the
+process's pool) with a busy timeout of about one renewal period, tries again at once when an
+attempt failed on the database, and the process's other transactions give way to it
+(``give_way``): on SQLite one writer holds the file at a time, and its busy handler polls, so
+a renewal waiting behind back-to-back write transactions (each begun the instant the last
+committed) almost never got in before the fence.
 """
 from __future__ import annotations
 
@@ -24,11 +32,12 @@ import time
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import or_, update
+from sqlalchemy import event, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import Lease, from_ms, now_ms
+from .errors import first_line, unavailable
+from .models import Lease, from_ms, make_engine, make_sessionmaker, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +45,13 @@ log = logging.getLogger(__name__)
 def holder_id() -> str:
     """This process as a lease holder: host:pid:uuid (a restarted process is another holder)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def lease_sessions(url: str, busy_timeout_s: float) -> sessionmaker[Session]:
+    """Sessions for the renewal alone: one connection of its own (never waiting behind the
+    process's other work for a pooled one) that waits at most ``busy_timeout_s`` for SQLite's
+    write lock, so an attempt that cannot get through fails soon and the next begins fresh."""
+    return make_sessionmaker(make_engine(url, busy_timeout_s, pool_size=1), actor="dispatcher")
 
 
 def try_acquire(db: Session, name: str, holder: str, now: int, ttl_ms: int) -> bool:
@@ -95,6 +111,18 @@ class LeaseKeeper:
         self._lock = threading.RLock()  # one transition (and its callback) at a time
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._idle = threading.Event()  # no renewal under way (``give_way`` waits for it)
+        self._idle.set()
+        self._failed = False  # the last attempt failed on the database: try again soon
+
+    def give_way(self, sessions: sessionmaker[Session]) -> None:
+        """Make every transaction of ``sessions`` (the process's other work) wait to begin
+        while a renewal is under way, at most one renewal period: a transaction already begun
+        finishes, and the renewal is the next writer. A renewal is a few milliseconds."""
+        @event.listens_for(sessions, "after_begin")
+        def _after_renewal(_session, _transaction, _connection) -> None:
+            if not self._idle.is_set() and threading.current_thread() not in self._threads:
+                self._idle.wait(self.renew_s)
 
     def acting(self) -> bool:
         """Whether this process may act now (never blocks: the work asks before each step)."""
@@ -103,13 +131,24 @@ class LeaseKeeper:
     def step(self) -> bool:
         """Try once to take or renew the lease; then the fence check. Whether we act."""
         began = self.monotonic()
+        self._idle.clear()
         try:
             with self.sessions() as db:
                 ok = try_acquire(db, self.name, self.holder, self.clock(),
                                  int(self.ttl_s * 1000))
-        except Exception:
-            log.exception("lease %s: could not renew", self.name)
-            ok = False
+            if self._failed:
+                log.warning("lease %s: the database answers again", self.name)
+            self._failed = False
+        except Exception as err:
+            if not self._failed:  # once while it lasts, not every attempt
+                if unavailable(err):
+                    log.error("lease %s: could not renew, the database is unavailable: %s",
+                              self.name, first_line(err))
+                else:
+                    log.exception("lease %s: could not renew", self.name)
+            ok, self._failed = False, True
+        finally:
+            self._idle.set()
         until = began + self.ttl_s - self.margin_s
         with self._lock:
             if ok and self.monotonic() < until:
@@ -155,7 +194,10 @@ class LeaseKeeper:
     def _renew_loop(self) -> None:
         while not self._stop.is_set():
             self.step()
-            self._stop.wait(self.renew_s)
+            # an attempt the database failed is tried again soon while we hold: the next
+            # success counts from when it began, so a late one is worth less
+            soon = self._failed and self._holding
+            self._stop.wait(min(self.renew_s, 0.2) if soon else self.renew_s)
 
     def _fence_loop(self) -> None:
         while not self._stop.is_set():

@@ -675,11 +675,14 @@ def _audit_head_row(table, connection, **_kw):
     connection.execute(table.insert().values(id=1, last_id=0, last_hash="0" * 64))
 
 
-def make_engine(url: str, busy_timeout_s: float = 30.0) -> Engine:
-    """An engine; SQLite gets WAL and a busy timeout so web and dispatcher share the file."""
+def make_engine(url: str, busy_timeout_s: float = 30.0, pool_size: int | None = None) -> Engine:
+    """An engine; SQLite gets WAL and a busy timeout so web and dispatcher share the file.
+    ``pool_size``: at most this many connections (none beyond it); the default pool's when
+    None."""
+    pool = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": 0}
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_timeout_s,
-                                                  "check_same_thread": False})
+                                                  "check_same_thread": False}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -691,7 +694,7 @@ def make_engine(url: str, busy_timeout_s: float = 30.0) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def make_sessionmaker(engine: Engine, actor: str = "system") -> sessionmaker[Session]:

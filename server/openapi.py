@@ -860,7 +860,10 @@ OPENAPI: dict[str, Any] = {
     "info": {"title": "LoaPhuong API", "version": "1",
              "description": "REST core of the ward loudspeaker system. Errors are "
                             "{\"error\": {\"code\", \"message\"}}; messages are Vietnamese by "
-                            "default (Accept-Language: en or ?lang=en for English)."},
+                            "default (Accept-Language: en or ?lang=en for English). Any "
+                            "operation answers 503 database_unavailable, with Retry-After: 5, "
+                            "while the database is gone or locked past its busy timeout; the "
+                            "same request works once it is back."},
     "servers": [{"url": "/"}],
     "security": [{"bearer": []}],
     "components": {"securitySchemes": {

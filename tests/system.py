@@ -6,6 +6,7 @@ socket: requests to its URL are served in-process by Flask's test client (tests/
 and speech comes from the fake engine (tests/fake_tts), for tests of what the API accepts."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from werkzeug.serving import make_server
 
 from device_agent.config import local_copy
 from schedules.dispatcher import Dispatcher
+from schedules.slots import slot_id
 from server import create_app
 from server.bridge import Bridge, BridgeLimits
 from server.cli import init_instance
@@ -46,6 +48,30 @@ def played_events(sink: Path) -> list[dict]:
 def sink_files(sink: Path, sha: str) -> list[Path]:
     """The audio files a file-sink agent played of the media ``sha``."""
     return [p for p in sink.glob(f"*{sha}*") if p.suffix != ".jsonl"] if sink.exists() else []
+
+
+def series_and_timed_broadcast(s: System, node_id: str, bulletin_id: int, at: dt.datetime,
+                               timed_after_s: float = 2) -> tuple[dict, str, dict, dt.datetime]:
+    """To one node: a daily series whose first slot is ``at``, and a one-off broadcast
+    ``timed_after_s`` later; returns once the node holds the slot (its desired state applied,
+    so it plays from its cache whatever happens to the server then). (the series, its slot's
+    id, the one-off, the one-off's start)"""
+    bc = s.ok("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": bulletin_id, "targets": {"nodes": [node_id]},
+        "recurrence": "FREQ=DAILY", "start_at": at.isoformat()})
+    slot = slot_id(bc["id"], at)
+    timed_at = at + dt.timedelta(seconds=timed_after_s)
+    timed = s.ok("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": bulletin_id, "targets": {"nodes": [node_id]},
+        "start_at": timed_at.isoformat()})
+
+    def holds() -> bool:
+        d = s.ok("GET", f"/api/v1/nodes/{node_id}/desired")
+        held = {e["slot_id"] for e in (d["body"] or {}).get("schedule", [])}
+        return slot in held and d["desired_applied"] == d["version"]
+
+    s.wait(holds, at.timestamp() - time.time() - 1, "the node holding the slot")
+    return bc, slot, timed, timed_at
 
 
 def stop_processes(procs: list[subprocess.Popen], timeout: float = 15.0) -> None:

@@ -21,13 +21,12 @@ import requests
 from sqlalchemy import func, select
 
 from schedules.__main__ import Worker
-from schedules.slots import slot_id
 from server.bridge import Bridge
 from server.keys import load_signing_key
 from server.models import Broadcast, Bulletin, Event, Media, PlayLog
 from server.transport import MqttTransport
 from tests.mqtt_helpers import Client
-from tests.system import ROOT, System, played_events
+from tests.system import ROOT, System, played_events, series_and_timed_broadcast
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 
@@ -145,21 +144,8 @@ def test_database_locked_past_the_busy_timeout_holds_reports_and_stores_each_onc
                "the agent online")
         b = s.approved_bulletin("Bản tin", "Thông báo.")
         at = (dt.datetime.now(TZ) + dt.timedelta(seconds=12)).replace(microsecond=0)
-        bc = s.ok("POST", "/api/v1/broadcasts", json={
-            "bulletin_id": b["id"], "targets": {"nodes": [node["id"]]},
-            "recurrence": "FREQ=DAILY", "start_at": at.isoformat()})
-        slot = slot_id(bc["id"], at)
-        timed_at = at + dt.timedelta(seconds=2)  # sent at its start (no lead): in the lock
-        timed = s.ok("POST", "/api/v1/broadcasts", json={
-            "bulletin_id": b["id"], "targets": {"nodes": [node["id"]]},
-            "start_at": timed_at.isoformat()})
-
-        def holds() -> bool:
-            d = s.ok("GET", f"/api/v1/nodes/{node['id']}/desired")
-            held = {e["slot_id"] for e in (d["body"] or {}).get("schedule", [])}
-            return slot in held and d["desired_applied"] == d["version"]
-
-        s.wait(holds, at.timestamp() - time.time() - 2, "the node holding the slot")
+        # sent at its start (no lead): in the lock
+        bc, slot, timed, timed_at = series_and_timed_broadcast(s, node["id"], b["id"], at)
         plays = lambda: [p for p in played_events(sink)  # noqa: E731
                          if p["item_id"] == f"bc-{bc['id']}"]
 
