@@ -1,6 +1,8 @@
 """API errors as JSON ``{"error": {"code", "message"}}`` with a fitting 4xx status."""
 from __future__ import annotations
 
+import re
+
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
@@ -25,10 +27,13 @@ class ApiError(Exception):
         return t(self.key, **params)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def storable(text: str) -> bool:
     """Whether every database the server runs on can store ``text``: PostgreSQL refuses NUL in
     text, and a lone surrogate (which JSON's \\ud800 can carry) is no UTF-8 at all."""
-    return "\x00" not in text and not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+    return "\x00" not in text and (text.isascii() or not _SURROGATE.search(text))
 
 
 def unstorable_input() -> str | None:
