@@ -22,7 +22,9 @@ INGEST_BATCH batches exactly as the bridge's drain thread hands them over:
 It prints (and with ``--write-docs`` writes into docs/benchmarks.md) messages a second per
 phase, and checks what was stored: every delivery acked and played, every slot delivery
 played, one play log per `played`, one telemetry row per message. ``--profile FILE`` writes a
-cProfile of the phases (``python -m pstats FILE``). Benchmarks are not tests.
+cProfile of each phase (FILE.1 the `received` acks, ...; ``python -m pstats FILE.1``);
+``--workers N`` splits each phase over N bridge worker processes of a shared group, as
+``bridge_workers`` does. Benchmarks are not tests.
 """
 from __future__ import annotations
 
@@ -40,62 +42,32 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from fanout import machine, uptime, write_docs  # noqa: E402
+from fanout import machine, run_and_report, uptime  # noqa: E402
+from pages import Bench  # noqa: E402
 
 BEGIN, END = "<!-- bench/bridge_ingest.py:begin -->", "<!-- bench/bridge_ingest.py:end -->"
-PASSWORD = "bench-bridge-admin-password"
 GOAL_ACKS_S = 3.0
 GOAL_ACK_RATE, GOAL_PLAYED_RATE = 5000, 3000
 
 
-class Province:
-    """The instance, its database and its fleet, made as the server makes them."""
+class Province(Bench):
+    """The instance, its database and its fleet, made as the server makes them (bench/pages.py's
+    instance and fleet), and the dispatcher's own sessions on it."""
 
     def __init__(self, tmp: Path, args):
-        from server import create_app
-        from server.cli import init_instance
         from server.config import load_settings
         from server.models import make_engine, make_sessionmaker
-        self.args = args
-        instance = tmp / "instance"
-        config = {"mqtt_host": "127.0.0.1", "mqtt_port": 1, "mqtt_password": "no-broker",
-                  "mosquitto_dir": str(tmp / "mosquitto"), "tts_engines": ["espeak"],
-                  "public_url": "http://127.0.0.1:1"}
-        init_instance(instance, PASSWORD, config)
-        self.app = create_app(config, instance_path=instance)
-        self.api = self.app.test_client()
-        token = self._api("POST", "/api/v1/auth/token",
-                          {"username": "admin", "password": PASSWORD}, auth=False)["token"]
-        self.headers = {"Authorization": f"Bearer {token}"}
+        super().__init__(tmp, args)
         # the dispatcher's own engine and sessions (schedules/__main__.py)
-        self.settings = load_settings(instance)
+        self.settings = load_settings(self.instance)
         engine = make_engine(self.settings.database_url, self.settings.database_busy_timeout_s)
         self.sessions = make_sessionmaker(engine, actor="dispatcher")
 
-    def _api(self, method: str, path: str, body=None, auth: bool = True) -> dict:
-        r = self.api.open(path, method=method, json=body,
-                          headers=self.headers if auth else {})
-        if r.status_code >= 300:
-            raise RuntimeError(f"{method} {path}: {r.status_code} {r.get_data(as_text=True)}")
-        return r.get_json()
-
-    def build(self) -> dict:
+    def build(self) -> dict:  # type: ignore[override]
         from schedules.dispatcher import Dispatcher
         from server.keys import active_signing_key
-        a = self.args
         t0 = time.monotonic()
-        province = self._api("POST", "/api/v1/areas", {"name": "Thành phố Hải Phòng",
-                                                       "code": "HP", "kind": "province"})
-        ward = self._api("POST", "/api/v1/areas", {"name": "Phường Lê Chân", "code": "HP-LC",
-                                                   "kind": "ward", "parent_id": province["id"]})
-        clusters = [self._api("POST", "/api/v1/areas", {
-            "name": f"Cụm loa tổ dân phố {i}", "code": f"HP-LC-{i:02d}", "kind": "cluster",
-            "parent_id": ward["id"]})["id"] for i in range(1, a.clusters + 1)]
-        nodes: list[str] = []
-        for start in range(0, a.nodes, 500):
-            rows = [{"cluster_id": clusters[i % len(clusters)], "name": f"Loa số {i + 1}",
-                     "id": f"hp-lc-{i + 1:05d}"} for i in range(start, min(a.nodes, start + 500))]
-            nodes += [n["id"] for n in self._api("POST", "/api/v1/nodes/bulk", rows)["nodes"]]
+        province, _, _, nodes = self.province()
         provisioned_s = time.monotonic() - t0
         b = self._api("POST", "/api/v1/bulletins", {
             "title": "Phát thanh thời sự phường", "category": "other",
@@ -166,8 +138,10 @@ def node_messages(prov: Province, built: dict) -> list[tuple[str, str, list[tupl
                           slot_id=row.slot_id, sha256=row.sha256, scheduled_at=start,
                           started_at=start + 40, ended_at=start + 30_000, result="completed")
 
+    spread = {n: i * 30_000 // len(nodes) for i, n in enumerate(nodes)}  # every 30 s, evenly
+
     def telemetry(n: str) -> dict:
-        return {"v": 1, "ts": now, "uptime_s": 86400, "agent_version": "load-1",
+        return {"v": 1, "ts": now + spread[n], "uptime_s": 86400, "agent_version": "load-1",
                 "cpu_temp_c": 48.5, "load1": 0.1, "mem_used_pct": 31.0, "disk_free_mb": 900,
                 "volume": 80, "amp_on": True, "playing": None,
                 "net": {"type": "4g", "signal_dbm": -85, "operator": "Viettel"},
@@ -198,6 +172,36 @@ def feed(bridge, messages: list[tuple[str, bytes]]) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def _worker(settings, messages: list[tuple[str, bytes]], out) -> None:
+    """One bridge worker process (``python -m schedules --bridge-only N`` does the same): its
+    own engine, a Bridge of the shared group (so on SQLite it takes the write lock first)."""
+    from server.bridge import Bridge, BridgeLimits
+    from server.models import make_engine, make_sessionmaker
+    engine = make_engine(settings.database_url, settings.database_busy_timeout_s)
+    bridge = Bridge(make_sessionmaker(engine, actor="dispatcher"), None,  # type: ignore[arg-type]
+                    settings.topic_prefix, limits=BridgeLimits.from_settings(settings),
+                    tz=settings.timezone, shared_group="loa")
+    out.put(feed(bridge, messages))
+
+
+def feed_workers(settings, messages: list[tuple[str, bytes]], workers: int
+                 ) -> tuple[float, float]:
+    """The messages split over ``workers`` processes, as a shared subscription splits them
+    (round robin); (seconds until all are stored, CPU seconds of the workers together)."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    t0 = time.perf_counter()
+    procs = [ctx.Process(target=_worker, args=(settings, messages[i::workers], out))
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+    done = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(60)
+    return time.perf_counter() - t0, sum(cpu for _, cpu in done)
+
+
 def stored(prov: Province, built: dict) -> dict:
     """What the bridge wrote: checked against what the nodes sent."""
     from sqlalchemy import func, select
@@ -223,27 +227,29 @@ def bench(args) -> dict:
         prov = Province(Path(tmp), args)
         built = prov.build()
         print(f"built: {len(built['nodes'])} nodes in {built['provisioned_s']:.1f} s, desired "
-              f"states {built['desired_s']:.1f} s, emergency dispatched {built['dispatch_s']:.1f} s",
-              flush=True)
+              f"states {built['desired_s']:.1f} s, emergency dispatched "
+              f"{built['dispatch_s']:.1f} s", flush=True)
         phases = node_messages(prov, built)
         bridge = Bridge(prov.sessions, None, prov.settings.topic_prefix,  # type: ignore[arg-type]
                         limits=BridgeLimits.from_settings(prov.settings), tz=prov.settings.timezone)
         load_before = uptime()
-        profiler = cProfile.Profile() if args.profile else None
         results = []
-        for name, kind, messages in phases:
+        for n, (name, _kind, messages) in enumerate(phases, 1):
+            profiler = cProfile.Profile() if args.profile else None
             if profiler:
                 profiler.enable()
-            seconds, cpu = feed(bridge, messages)
+            if args.workers > 1:
+                seconds, cpu = feed_workers(prov.settings, messages, args.workers)
+            else:
+                seconds, cpu = feed(bridge, messages)
             if profiler:
                 profiler.disable()
+                profiler.dump_stats(f"{args.profile}.{n}")
             results.append({"phase": name, "messages": len(messages), "s": seconds,
                             "rate": len(messages) / seconds, "cpu_s": cpu})
             print(f"{name}: {len(messages)} in {seconds:.2f} s, {len(messages) / seconds:,.0f}/s"
                   f" (CPU {cpu:.2f} s, {len(messages) / cpu:,.0f}/s of CPU)", flush=True)
         load_after = uptime()
-        if profiler:
-            profiler.dump_stats(args.profile)
         check = stored(prov, built)
         print("stored:", check, flush=True)
         n = len(built["nodes"])
@@ -252,6 +258,7 @@ def bench(args) -> dict:
         if check != expected:
             raise SystemExit(f"stored {check}, expected {expected}")
         return {"built": {k: v for k, v in built.items() if k != "nodes"}, "nodes": n,
+                "workers": args.workers,
                 "results": results, "load_before": load_before, "load_after": load_after}
 
 
@@ -267,11 +274,15 @@ def report(args, out: dict) -> str:
         f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {machine()}",
         f"- Command: `.venv/bin/python bench/bridge_ingest.py --nodes {out['nodes']} "
-        f"--write-docs` (`make bench-bridge`)",
+        + (f"--workers {out['workers']} " if out["workers"] > 1 else "")
+        + "--write-docs` (`make bench-bridge`)",
         f"- Load average (`uptime`, 1/5/15 min) before: {out['load_before']}; after: "
         f"{out['load_after']}. The machine is shared: other jobs ran.",
         f"- {out['nodes']:,} nodes on SQLite, batches of {INGEST_BATCH} (INGEST_BATCH) through "
-        "`Bridge.handle_batch` on one thread, every message stored and checked afterwards.",
+        "`Bridge.handle_batch`, "
+        + (f"split over {out['workers']} worker processes of a shared group (CPU seconds: "
+           "theirs together)" if out["workers"] > 1 else "on one thread")
+        + ", every message stored and checked afterwards.",
         "",
         "| phase | messages | seconds | messages/s | CPU seconds | messages per CPU second |",
         "|---|---:|---:|---:|---:|---:|",
@@ -295,15 +306,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, default=10_000)
     ap.add_argument("--clusters", type=int, default=100)
-    ap.add_argument("--profile", metavar="FILE", help="write a cProfile of the phases here")
+    ap.add_argument("--profile", metavar="FILE",
+                    help="write a cProfile of each phase to FILE.1, FILE.2, ...")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="bridge worker processes of a shared group (bridge_workers) instead of "
+                    "the one bridge")
     ap.add_argument("--write-docs", action="store_true")
-    args = ap.parse_args()
-    out = bench(args)
-    section = report(args, out)
-    print(section)
-    if args.write_docs:
-        write_docs(section, BEGIN, END)
-    return 0
+    # the load averages written are those around the phases (out's), not the build's
+    return run_and_report(ap.parse_args(), bench, lambda out, args, *_: report(args, out),
+                          BEGIN, END)
 
 
 if __name__ == "__main__":
