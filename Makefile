@@ -20,7 +20,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 FAST_WORKERS ?= 2
 
 .PHONY: run test test-fast test-postgres lint deps test-deps wheelhouse venv bench bench-fanout \
-	bench-pages bench-load clean docs test-pi-install
+	bench-pages bench-load bench-bridge clean docs test-pi-install
 
 run: deps $(STAMP)
 	$(PY) scripts/run.py
@@ -108,6 +108,11 @@ bench-pages: $(STAMP)
 LOAD_NODES ?= 10000
 bench-load: deps $(STAMP)
 	$(PY) bench/load.py --nodes $(LOAD_NODES) --write-docs
+
+# the bridge's ingest in-process (docs/benchmarks.md): 10,000 nodes on SQLite, an emergency's
+# and a slot's events and a round of telemetry through Bridge.handle_batch (a few minutes)
+bench-bridge: $(STAMP)
+	$(PY) bench/bridge_ingest.py --write-docs
 
 clean:
 	rm -rf $(VENV) var instance .pytest_cache

@@ -97,9 +97,10 @@ class Bench:
         self.saved.write_text(json.dumps({"data": self.data, "built": built}))
         return built
 
-    def _build(self) -> dict:
+    def province(self) -> tuple[dict, dict, list[int], list[str]]:
+        """A province, one ward of ``--clusters`` clusters and ``--nodes`` nodes through the
+        API (the bulk one, 500 a call): (province, ward, cluster ids, node ids)."""
         a = self.args
-        t0 = time.monotonic()
         province = self._api("POST", "/api/v1/areas", {"name": "Thành phố Hải Phòng",
                                                        "code": "HP", "kind": "province"})
         ward = self._api("POST", "/api/v1/areas", {"name": "Phường Lê Chân", "code": "HP-LC",
@@ -115,6 +116,12 @@ class Bench:
                      "lon": 106.68 + rng.uniform(-0.02, 0.02)}
                     for i in range(start, min(a.nodes, start + 500))]
             nodes += [n["id"] for n in self._api("POST", "/api/v1/nodes/bulk", rows)["nodes"]]
+        return province, ward, clusters, nodes
+
+    def _build(self) -> dict:
+        a = self.args
+        t0 = time.monotonic()
+        _, ward, clusters, nodes = self.province()
         b = self._api("POST", "/api/v1/bulletins", {
             "title": "Phát thanh thời sự phường", "category": "other",
             "text": "Ủy ban nhân dân phường thông báo lịch thu gom rác thải tuần này."})

@@ -32,6 +32,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Table, event, func, inspect, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
 
 from .models import AuditEntry, AuditHead, User, utcnow
 
@@ -177,9 +178,13 @@ def _changed_values(obj, ignored, secret: list[str]) -> dict[str, list]:
     """An updated row's changed columns as key -> [old, new]; changed secrets go to ``secret``."""
     state = inspect(obj)
     changed = {}
+    modified = state.committed_state  # only an attribute set since the load has a history
     for key, _attr in _columns(obj):
-        hist = state.attrs[key].history
-        if not hist.has_changes() or key in ignored:
+        if key not in modified or key in ignored:
+            continue
+        # what state.attrs[key].history answers, without building every attribute's state
+        hist = state.get_history(key, PASSIVE_NO_INITIALIZE)
+        if not hist.has_changes():
             continue
         if key in SECRETS:
             secret.append(key)

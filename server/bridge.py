@@ -428,16 +428,20 @@ class Bridge:
                                         "slots": {}, "slot": {},  # read when first needed
                                         "series": {}, "areas": {}, "broadcasts": {},
                                         "ready": None, "ready_new": {},
+                                        "rows": {},  # table -> rows to insert (_insert)
                                         # held (db.get finds them) and locked: another
                                         # worker's batch of the same node waits for this one
                                         "nodes": db.scalars(select(Node).where(
                                             Node.id.in_(names)).order_by(Node.id)
                                             .with_for_update()).all(),
+                                        "node_ids": sorted(names),
                                         "telemetry": self._stored_telemetry(db, messages),
                                         "stored": self._stored_events(db, messages)}
                     with db.no_autoflush:  # one flush at the commit, not one per query
                         for topic, payload in messages:
                             self._record(db, topic, payload)
+                    for table, rows in db.info["batch"]["rows"].items():
+                        db.execute(table.insert(), rows)  # one statement, many rows
                     db.commit()
                 return
             except Exception as err:
@@ -494,9 +498,11 @@ class Bridge:
                     keys.add((where.name, ts))
         if not keys:
             return set()
+        # by time alone (its own index: a few rows each, a time in ms), the nodes picked here:
+        # with the nodes in the query too, SQLite probes every node with every time (500 x 500
+        # a batch, about 0.4 s at half a million rows)
         return {(n, ts) for n, ts in db.execute(select(Telemetry.node_id, Telemetry.ts_ms).where(
-            Telemetry.node_id.in_({n for n, _ in keys}),
-            Telemetry.ts_ms.in_({ts for _, ts in keys})))}
+            Telemetry.ts_ms.in_({ts for _, ts in keys}))) if (n, ts) in keys}
 
     def handle(self, topic: str, payload: bytes) -> None:
         """Record one message from a node. Raises only DatabaseUnavailable (nothing stored):
@@ -558,6 +564,18 @@ class Bridge:
         if refused is not None:  # stored for the record, but not accepted as proof
             self._count(db, node_id, where.kind, refused)
 
+    def _insert(self, db: Session, model: Any, **values: Any) -> None:
+        """A new row of ``model`` (an event, play log or telemetry sample, never read back as
+        an object). In a batch it is written with the batch's other rows of its table in one
+        statement before the commit: the ORM would insert them one at a time (on SQLite, to
+        learn each row's id, which nothing here needs). Unflushed either way, a query of the
+        batch does not see it; the batch's memos (events, telemetry) stand in."""
+        batch = db.info.get("batch")
+        if batch is None:
+            db.add(model(**values))
+        else:
+            batch["rows"].setdefault(model.__table__, []).append(values)
+
     def _count(self, db: Session, node_id: str, kind: str, err: Refused,
                exc_info: bool = False) -> None:
         """One more refused message on the node, with why and when; logged, but quietly."""
@@ -600,9 +618,9 @@ class Bridge:
         if db.scalar(select(Event.id).where(Event.node_id == node.id,
                                             Event.event_id == event_id)):
             return
-        db.add(Event(node_id=node.id, event_id=event_id, type="alarm", ts_ms=ts,
+        self._insert(db, Event, node_id=node.id, event_id=event_id, type="alarm", ts_ms=ts,
                      payload={"type": "alarm", "id": event_id, "ts": ts, "code": "clock_off",
-                              "detail": detail}))
+                              "detail": detail})
 
     def _telemetry(self, db: Session, node: Node, data: dict) -> None:
         """A row per message (once: one delivered again is not stored twice); the node's last
@@ -618,7 +636,7 @@ class Bridge:
                 Telemetry.node_id == node.id, Telemetry.ts_ms == data["ts"]).limit(1)):
             return
         if self.keep_telemetry:
-            db.add(Telemetry(node_id=node.id, ts_ms=data["ts"], payload=data))
+            self._insert(db, Telemetry, node_id=node.id, ts_ms=data["ts"], payload=data)
         if _older(data["ts"], node.last_telemetry, or_same=True):
             return
         offset = self._clock_off(data)
@@ -642,8 +660,8 @@ class Bridge:
                                                       Event.event_id == event["id"])) is not None
         if exists:
             return None
-        db.add(Event(node_id=node.id, event_id=event["id"], type=event["type"],
-                     ts_ms=event["ts"], payload=event))
+        self._insert(db, Event, node_id=node.id, event_id=event["id"], type=event["type"],
+                     ts_ms=event["ts"], payload=event)
         node.last_seen = utcnow()
         if event["type"] == "alarm" and event.get("code") == "clock_unsynced":
             self._raise_clock_off(db, node, event["ts"], "the node says its clock is not "
@@ -714,24 +732,25 @@ class Bridge:
                 by_node.setdefault(row.node_id, []).append(row)
         return by_node.get(node_id, [])
 
-    def _node_row(self, db: Session, memo: str, key: Any, model: Any, of_key: Any,
+    def _node_row(self, db: Session, memo: str, key: Any, model: Any, column: Any,
                   node_id: str) -> Any:
-        """The row of ``model`` for ``key`` (the rows ``of_key`` selects) and the node; in a
-        batch every node's row for ``key`` is read at the first need, and kept in the batch's
-        memo ``memo``: the nodes of a ward play a slot, or ack a broadcast, together."""
+        """The row of ``model`` whose ``column`` is ``key``, of the node; in a
+        batch the rows for ``key`` of every node in the batch are read at the first need, and
+        kept in the batch's memo ``memo``: the nodes of a ward play a slot, or ack a
+        broadcast, together. Only the batch's nodes: a province's broadcast has a row for
+        each of 10,000 nodes, and a batch holds a few hundred of them."""
         batch = db.info.get("batch")
         if batch is None:
-            return db.scalar(select(model).where(of_key, model.node_id == node_id))
-        by_node = batch[memo].get(key)
+            return db.scalar(select(model).where(column == key, model.node_id == node_id))
+        by_node = batch[memo].get(key)  # the query is built only when it is not read yet
         if by_node is None:
-            by_node = batch[memo][key] = {row.node_id: row
-                                          for row in db.scalars(select(model).where(of_key))}
+            by_node = batch[memo][key] = {row.node_id: row for row in db.scalars(
+                select(model).where(column == key, model.node_id.in_(batch["node_ids"])))}
         return by_node.get(node_id)
 
     def _slot_row(self, db: Session, node_id: str, slot_id: str) -> SlotDelivery | None:
         """The node's delivery of the slot (in a batch, read with every node's)."""
-        return self._node_row(db, "slot", slot_id, SlotDelivery,
-                              SlotDelivery.slot_id == slot_id, node_id)
+        return self._node_row(db, "slot", slot_id, SlotDelivery, SlotDelivery.slot_id, node_id)
 
     def _addressed(self, db: Session, cmd_id: str | None, node: Node) -> Command | None:
         """The command ``cmd_id`` when it was addressed to ``node``: through a delivery of its
@@ -763,8 +782,8 @@ class Bridge:
     def _delivery_of(self, db: Session, broadcast_id: int, node_id: str) -> Delivery | None:
         """The node's delivery of the broadcast (in a batch, read with all the broadcast's
         deliveries at the first ack for it)."""
-        return self._node_row(db, "deliveries", broadcast_id, Delivery,
-                              Delivery.broadcast_id == broadcast_id, node_id)
+        return self._node_row(db, "deliveries", broadcast_id, Delivery, Delivery.broadcast_id,
+                              node_id)
 
     def _ack(self, db: Session, node: Node, event: dict) -> Refused | None:
         cmd = self._addressed(db, event["cmd_id"], node)
@@ -849,11 +868,11 @@ class Bridge:
         if broadcast_id is not None:
             bc = self._broadcast(db, broadcast_id)
             bulletin_id = bc.bulletin_id if bc else None
-        db.add(PlayLog(node_id=node.id, broadcast_id=broadcast_id, bulletin_id=bulletin_id,
-                       item_id=event["item_id"], cmd_id=cmd_id, slot_id=slot_id, sha256=sha,
-                       scheduled_at_ms=event.get("scheduled_at"),
-                       started_at_ms=event.get("started_at") or event["ts"],
-                       ended_at_ms=event.get("ended_at"), result=result, reason=reason))
+        self._insert(db, PlayLog, node_id=node.id, broadcast_id=broadcast_id,
+                     bulletin_id=bulletin_id, item_id=event["item_id"], cmd_id=cmd_id,
+                     slot_id=slot_id, sha256=sha, scheduled_at_ms=event.get("scheduled_at"),
+                     started_at_ms=event.get("started_at") or event["ts"],
+                     ended_at_ms=event.get("ended_at"), result=result, reason=reason)
         delivery = self._delivery(db, cmd, node) if cmd is not None else None
         if delivery is not None:
             deliveries.played(delivery, result, reason)

@@ -4,6 +4,7 @@ free)."""
 from __future__ import annotations
 
 import time
+import re
 
 from flask import Flask, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
@@ -49,12 +50,13 @@ def first_line(err: BaseException) -> str:
 RETRY_AFTER_S = 5  # what a 503 for an unavailable database asks a client to wait
 LOG_UNAVAILABLE_EVERY_S = 60.0  # one line a minute while it lasts, not one a request
 _logged_unavailable = [float("-inf")]  # monotonic: when this process last said so
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def storable(text: str) -> bool:
     """Whether every database the server runs on can store ``text``: PostgreSQL refuses NUL in
     text, and a lone surrogate (which JSON's \\ud800 can carry) is no UTF-8 at all."""
-    return "\x00" not in text and not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+    return "\x00" not in text and (text.isascii() or not _SURROGATE.search(text))
 
 
 def unstorable_input() -> str | None:

@@ -485,7 +485,7 @@ class Event(Base):
     __table_args__ = (UniqueConstraint("node_id", "event_id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
-    event_id: Mapped[str] = mapped_column(String(128))
+    event_id: Mapped[str] = mapped_column(String(128), index=True)  # the bridge's batch peek
     type: Mapped[str] = mapped_column(String(30), index=True)
     ts_ms: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[dict] = mapped_column(JSON)
