@@ -482,7 +482,10 @@ class RolloutNode(Base):
 class Event(Base):
     """Every event a node sent, stored once per (node, event id)."""
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("node_id", "event_id"),)
+    # (type, received_at): the bridge's look at a batch's nodes' recent media_ready, which by
+    # type alone read every media_ready ever stored (events are kept for good)
+    __table_args__ = (UniqueConstraint("node_id", "event_id"),
+                      Index("ix_events_type_received", "type", "received_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
     event_id: Mapped[str] = mapped_column(String(128), index=True)  # the bridge's batch peek
