@@ -139,14 +139,16 @@ def _categories(db: Session, broadcast_ids: set[int]) -> dict[int, str]:
 def _add_lines(db: Session, summary: Summary, report: airplay.Report) -> None:
     """One window's judged items added to the summary's counts and hours."""
     kinds = _categories(db, {line.item.broadcast_id for line in report.lines})
+    for area_id, found in report.by_area.items():  # the report's own sums, per area and in all
+        for into in (summary.by_area.setdefault(area_id, _zero()), summary.total):
+            for key, n in found.items():
+                into[key] += n
+    nodes = summary.nodes
     for line in report.lines:
         item = line.item
-        if item.area_id not in summary.by_area:
-            summary.by_area[item.area_id] = _zero()
-        for counts in (summary.by_area[item.area_id], summary.nodes[item.node_id].counts,
-                       summary.total):
-            counts["planned"] += 1
-            counts[line.status.value] += 1
+        counts = nodes[item.node_id].counts
+        counts["planned"] += 1
+        counts[line.status.value] += 1
         if line.started_at and line.ended_at and line.status in (airplay.AirStatus.AIRED,
                                                                  airplay.AirStatus.PARTIAL):
             key = (kinds.get(item.broadcast_id, "other"), item.area_id)
