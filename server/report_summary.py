@@ -141,8 +141,8 @@ def _add_lines(db: Session, summary: Summary, report: airplay.Report) -> None:
     kinds = _categories(db, {line.item.broadcast_id for line in report.lines})
     for area_id, found in report.by_area.items():  # the report's own sums, per area and in all
         for into in (summary.by_area.setdefault(area_id, _zero()), summary.total):
-            for key, n in found.items():
-                into[key] += n
+            for column, n in found.items():
+                into[column] += n
     nodes = summary.nodes
     for line in report.lines:
         item = line.item
