@@ -1041,6 +1041,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "reports.by_area": {"vi": "Kế hoạch và thực hiện theo địa bàn",
                         "en": "Planned against aired by area"},
     "reports.by_node": {"vi": "Theo thiết bị", "en": "By node"},
+    "reports.nodes_shown": {"vi": "Thiết bị {first}–{last} trong tổng số {total}; danh sách đầy "
+                                  "đủ có trong tệp CSV và PDF.",
+                            "en": "Nodes {first}–{last} of {total}; every node is in the CSV and "
+                                  "PDF downloads."},
     "reports.by_category": {"vi": "Số giờ phát theo lĩnh vực và địa bàn",
                             "en": "Hours aired by category and area"},
     "reports.chart": {"vi": "Biểu đồ kế hoạch và đã phát theo địa bàn",
@@ -1094,7 +1098,10 @@ def current_language() -> str:
     """?lang=, the session's or user's choice, Accept-Language (API only), then the configured
     one."""
     if has_request_context():
-        lang = request.args.get("lang") or session.get("lang") or getattr(g, "user_lang", None)
+        # not request.args.get(): werkzeug's raises and catches a KeyError for a missing key,
+        # an exception built per t() call (a third of a 10,000-row page's render)
+        asked = request.args["lang"] if "lang" in request.args else None  # noqa: SIM401
+        lang = asked or session.get("lang") or getattr(g, "user_lang", None)
         if lang in LANGUAGES:
             return lang
         # Scripts may ask by header; pages stay Vietnamese unless the user picks English,

@@ -76,6 +76,10 @@ class Summary:
     nodes: dict[str, NodeRow] = field(default_factory=dict)
     hours: dict[tuple[str, int], float] = field(default_factory=dict)  # (category, area): h
     total: dict[str, int] = field(default_factory=_zero)
+    # what uptime_of reads: when the report was made, its areas (None: all) and its nodes
+    now: dt.datetime | None = None
+    areas: set[int] | None = None
+    facts: Mapping[str, airplay.ReportNode] = field(default_factory=dict, repr=False)
 
     def aired_share(self, counts: dict[str, int]) -> str:
         """Aired (fully) over planned, as a percentage people read; "—" with nothing planned."""
@@ -135,14 +139,16 @@ def _categories(db: Session, broadcast_ids: set[int]) -> dict[int, str]:
 def _add_lines(db: Session, summary: Summary, report: airplay.Report) -> None:
     """One window's judged items added to the summary's counts and hours."""
     kinds = _categories(db, {line.item.broadcast_id for line in report.lines})
+    for area_id, found in report.by_area.items():  # the report's own sums, per area and in all
+        for into in (summary.by_area.setdefault(area_id, _zero()), summary.total):
+            for column, n in found.items():
+                into[column] += n
+    nodes = summary.nodes
     for line in report.lines:
         item = line.item
-        if item.area_id not in summary.by_area:
-            summary.by_area[item.area_id] = _zero()
-        for counts in (summary.by_area[item.area_id], summary.nodes[item.node_id].counts,
-                       summary.total):
-            counts["planned"] += 1
-            counts[line.status.value] += 1
+        counts = nodes[item.node_id].counts
+        counts["planned"] += 1
+        counts[line.status.value] += 1
         if line.started_at and line.ended_at and line.status in (airplay.AirStatus.AIRED,
                                                                  airplay.AirStatus.PARTIAL):
             key = (kinds.get(item.broadcast_id, "other"), item.area_id)
@@ -150,34 +156,41 @@ def _add_lines(db: Session, summary: Summary, report: airplay.Report) -> None:
             summary.hours[key] = summary.hours.get(key, 0.0) + hours
 
 
-def uptime(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.datetime,
-           now: dt.datetime, telemetry_s: int) -> dict[str, float | None]:
-    """Each node's share of its hours in [start, end) it was heard from (the module's doc)."""
+def uptime(db: Session, nodes: Mapping[str, airplay.ReportNode], areas: set[int] | None,
+           start: dt.datetime, end: dt.datetime, now: dt.datetime, telemetry_s: int, *,
+           by_id: bool = False) -> dict[str, float | None]:
+    """Each node's share of its hours in [start, end) it was heard from (the module's doc);
+    ``nodes``: those in ``areas`` (None: every node), whose telemetry is summed in one statement
+    per table whatever their number (not in batches of node ids); ``by_id``: ``nodes`` are a
+    page's few, their telemetry read by their ids."""
     per_hour = 3600 / max(telemetry_s, 1)
-    ids = list(nodes)
     start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     frontier = retention.frontier(db)
     rolled_to = min(end_ms, frontier) if frontier is not None else start_ms
     heard: dict[str, float] = {}
+    in_scope = list(nodes) if by_id else select(Node.id).where(Node.cluster_id.in_(areas)) \
+        if areas is not None else None
+
+    def scoped(column):
+        return (column.in_(in_scope),) if in_scope is not None else ()
     capped = case((TelemetryHourly.count > per_hour, per_hour), else_=TelemetryHourly.count)
-    for chunk in airplay.chunks(ids):
-        for node_id, reports in db.execute(
-                select(TelemetryHourly.node_id, func.sum(capped)).where(
-                    TelemetryHourly.node_id.in_(chunk), TelemetryHourly.hour_ms >= start_ms,
-                    TelemetryHourly.hour_ms < rolled_to).group_by(TelemetryHourly.node_id)):
+    for node_id, reports in db.execute(
+            select(TelemetryHourly.node_id, func.sum(capped)).where(
+                *scoped(TelemetryHourly.node_id), TelemetryHourly.hour_ms >= start_ms,
+                TelemetryHourly.hour_ms < rolled_to).group_by(TelemetryHourly.node_id)):
+        heard[node_id] = heard.get(node_id, 0.0) + float(reports or 0)
+    if rolled_to < end_ms:  # the hours the dispatcher has not rolled up yet
+        hour = Telemetry.ts_ms - Telemetry.ts_ms % retention.HOUR_MS
+        counted = (select(Telemetry.node_id, func.count().label("n"))
+                   .where(*scoped(Telemetry.node_id),
+                          Telemetry.ts_ms >= max(rolled_to, start_ms),
+                          Telemetry.ts_ms < end_ms)
+                   .group_by(Telemetry.node_id, hour).subquery())
+        for node_id, reports in db.execute(select(
+                counted.c.node_id, func.sum(case((counted.c.n > per_hour, per_hour),
+                                                 else_=counted.c.n)))
+                .group_by(counted.c.node_id)):
             heard[node_id] = heard.get(node_id, 0.0) + float(reports or 0)
-        if rolled_to < end_ms:  # the hours the dispatcher has not rolled up yet
-            hour = Telemetry.ts_ms - Telemetry.ts_ms % retention.HOUR_MS
-            counted = (select(Telemetry.node_id, func.count().label("n"))
-                       .where(Telemetry.node_id.in_(chunk),
-                              Telemetry.ts_ms >= max(rolled_to, start_ms),
-                              Telemetry.ts_ms < end_ms)
-                       .group_by(Telemetry.node_id, hour).subquery())
-            for node_id, reports in db.execute(select(
-                    counted.c.node_id, func.sum(case((counted.c.n > per_hour, per_hour),
-                                                     else_=counted.c.n)))
-                    .group_by(counted.c.node_id)):
-                heard[node_id] = heard.get(node_id, 0.0) + float(reports or 0)
     kept = bool(heard) or _kept(db, start_ms)
     out: dict[str, float | None] = {}
     for node in nodes.values():
@@ -199,32 +212,47 @@ def _kept(db: Session, start_ms: int) -> bool:
 
 
 def summarise(db: Session, s: Settings, *, areas: set[int] | None, first_day: dt.date,
-              last_day: dt.date, tz: str, now: dt.datetime) -> Summary:
+              last_day: dt.date, tz: str, now: dt.datetime, uptimes: bool = True) -> Summary:
     """The report for the nodes in ``areas`` (None: all) over [first_day, last_day] in ``tz``;
-    ``s``: the server's settings (its zone, the airplay grace, the telemetry period)."""
+    ``s``: the server's settings (its zone, the airplay grace, the telemetry period).
+    ``uptimes`` False: no node's uptime yet (the page asks uptime_of for the rows it shows)."""
     zone = ZoneInfo(tz)
     start = dt.datetime.combine(first_day, dt.time(), zone).astimezone(dt.UTC)
     end = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), zone
                               ).astimezone(dt.UTC)
     nodes = airplay.scoped_nodes(db, areas, None)
     names = {a.id: a.name for a in db.scalars(select(Area))}
-    summary = Summary(start, end, first_day, last_day, tz, names)
+    summary = Summary(start, end, first_day, last_day, tz, names, now=now, areas=areas,
+                      facts=nodes)
     summary.nodes = {n.id: NodeRow(n.id, n.name, n.cluster_id) for n in
                      sorted(nodes.values(), key=lambda n: (names.get(n.cluster_id, ""), n.id))}
     grace = dt.timedelta(seconds=s.airplay_grace_s)
-    presence = {n.id: airplay.Presence(bool(n.online), schedule.aware(n.last_seen)
-                                       if n.last_seen else None) for n in nodes.values()}
     lo = start
     while lo < end:  # in the API's windows: one window's lines in memory at a time
         hi = min(end, lo + schedule.MAX_LISTING)
         items = airplay.planned_items(db, s.timezone, nodes, lo, hi)
         plays, acks = airplay.reported_rows(db, items)
+        # read for one-off commands only (a series' slot is never missed as offline)
+        presence = {n.id: airplay.Presence(bool(n.online), schedule.aware(n.last_seen)
+                                           if n.last_seen else None)
+                    for n in (nodes[i] for i in {i.node_id for i in items if i.cmd_id})}
         _add_lines(db, summary, airplay.airplay(items, plays, acks, now=now, grace=grace,
                                                 presence=presence))
         lo = hi
-    for node_id, share in uptime(db, nodes, start, end, now, s.node_telemetry_s).items():
-        summary.nodes[node_id].uptime = share
+    if uptimes:
+        uptime_of(db, s, summary, list(summary.nodes.values()))
     return summary
+
+
+def uptime_of(db: Session, s: Settings, summary: Summary, rows: list[NodeRow]) -> None:
+    """The uptime of these rows of the summary's (all of them: by its areas, else by their
+    ids: a page of them costs a page's telemetry, not the fleet's)."""
+    every = len(rows) == len(summary.nodes)
+    nodes = summary.facts if every else {r.node_id: summary.facts[r.node_id] for r in rows}
+    assert summary.now is not None
+    for node_id, share in uptime(db, nodes, summary.areas, summary.start, summary.end,
+                                 summary.now, s.node_telemetry_s, by_id=not every).items():
+        summary.nodes[node_id].uptime = share
 
 
 # --- what people read --------------------------------------------------------------------------
@@ -386,7 +414,7 @@ def _table(pdf, title: str, head: list[str], rows: list[list], widths: tuple) ->
 
 # --- as asked: by the page, its downloads and the API ------------------------------------------
 
-def asked(db: Session, s: Settings, user: User, args: Mapping[str, str]
+def asked(db: Session, s: Settings, user: User, args: Mapping[str, str], uptimes: bool = True
           ) -> tuple[Summary, str, int | None]:
     """The report the query (from, to: YYYY-MM-DD; area) asks for within the user's areas, the
     name of what it covers, and the chosen area; a ReportError for a wrong period or area."""
@@ -397,7 +425,7 @@ def asked(db: Session, s: Settings, user: User, args: Mapping[str, str]
     first_day, last_day = period(args.get("from"), args.get("to"),
                                  now.astimezone(ZoneInfo(tz)).date())
     summary = summarise(db, s, areas=areas, first_day=first_day, last_day=last_day, tz=tz,
-                        now=now)
+                        now=now, uptimes=uptimes)
     named = area_id if area_id is not None else user.area_id
     name = summary.area_names.get(named, "") if named is not None else t("reports.all_areas")
     return summary, name, area_id

@@ -15,17 +15,17 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from . import schedule
 from .broadcasts import BroadcastStatus
-from .deliveries import DeliveryStatus, slot_counts, slot_state
+from .deliveries import DeliveryStatus, SlotState, slot_counts, slot_state
 from .models import Area, Broadcast, Delivery, Media, Node, PlayLog, SlotDelivery
 
 
@@ -73,10 +73,11 @@ ACK_HELD = frozenset({DeliveryStatus.RECEIVED, DeliveryStatus.STARTED, DeliveryS
 SHORT_TOLERANCE_MS = 1000
 
 
-@dataclass(frozen=True)
-class PlannedItem:
+class PlannedItem(NamedTuple):
     """One thing a node should have aired: a series slot (slot_id) or its part of a one-off
-    broadcast (cmd_id, None when the command was never made: held, skipped, cancelled)."""
+    broadcast (cmd_id, None when the command was never made: held, skipped, cancelled). A
+    named tuple, as Line: a series on 10,000 nodes makes tens of thousands of each a page, and
+    a frozen dataclass costs several times a tuple to make (docs/benchmarks.md)."""
 
     node_id: str
     area_id: int                  # the node's cluster
@@ -122,8 +123,7 @@ class Presence:
     last_seen: dt.datetime | None  # aware UTC
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
     item: PlannedItem
     status: AirStatus
     reason: MissReason | None = None
@@ -185,6 +185,8 @@ def _offline(item: PlannedItem, ack: Ack | None, presence: Presence | None) -> b
 def judge(item: PlannedItem, plays: list[Play], ack: Ack | None, presence: Presence | None,
           now: dt.datetime, grace: dt.timedelta) -> Line:
     """One planned item against what its node reported."""
+    if not plays:  # most of a fleet's items (pending, missed): no play to read
+        return _unreported(item, ack, presence, now, grace)
     ran = [p for p in plays if _played(p)]
     started = _at(min((p.started_at_ms for p in ran if p.started_at_ms is not None),
                       default=None))
@@ -206,18 +208,24 @@ def judge(item: PlannedItem, plays: list[Play], ack: Ack | None, presence: Prese
         if len(completed) < max(item.repeat, 1) or any(_short(item, p) for p in completed):
             return line(AirStatus.PARTIAL)
         return line(AirStatus.AIRED)
-    if plays:  # reported, but never ran: skipped, failed, preempted or stopped while waiting
-        last = plays[-1]
-        return line(AirStatus.MISSED, reason_for(last.result, last.reason))
+    # reported, but never ran: skipped, failed, preempted or stopped while waiting
+    last = plays[-1]
+    return line(AirStatus.MISSED, reason_for(last.result, last.reason))
+
+
+def _unreported(item: PlannedItem, ack: Ack | None, presence: Presence | None,
+                now: dt.datetime, grace: dt.timedelta) -> Line:
+    """An item its node reported no play of: what the server or the node's ack says, else
+    pending until its end and the grace, then missed."""
     if item.server_reason is not None:
-        return line(AirStatus.MISSED, reason_for(item.server_reason, item.server_reason))
+        return Line(item, AirStatus.MISSED, reason_for(item.server_reason, item.server_reason))
     if ack is not None and ack.status in ACK_FINAL:
-        return line(AirStatus.MISSED, reason_for(ack.status, ack.reason))
+        return Line(item, AirStatus.MISSED, reason_for(ack.status, ack.reason))
     if now < item.end_at + grace:
-        return line(AirStatus.PENDING)
+        return Line(item, AirStatus.PENDING)
     if _offline(item, ack, presence):
-        return line(AirStatus.MISSED, MissReason.OFFLINE)
-    return line(AirStatus.MISSED, MissReason.NO_REPORT)
+        return Line(item, AirStatus.MISSED, MissReason.OFFLINE)
+    return Line(item, AirStatus.MISSED, MissReason.NO_REPORT)
 
 
 def airplay(items: Iterable[PlannedItem], plays: Iterable[Play], acks: Iterable[Ack], *,
@@ -267,8 +275,8 @@ def _sha_ms(db: Session, sha: str | None, cache: dict[str, int]) -> int:
     return cache[sha]
 
 
-def _one_offs(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.datetime,
-              media: dict[str, int]) -> list[PlannedItem]:
+def _one_offs(db: Session, nodes: Mapping[str, NodeFacts], start: dt.datetime,
+              end: dt.datetime, media: dict[str, int]) -> list[PlannedItem]:
     """Every node's delivery of a one-off broadcast due in [start, end) (whether or not the node
     was online); one cancelled before it was dispatched has no delivery and plans nothing."""
     when = func.coalesce(Broadcast.start_at, Broadcast.dispatched_at, Broadcast.due_at)
@@ -290,8 +298,8 @@ def _one_offs(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.d
     return out + _not_yet_sent(db, nodes, start, end, media)
 
 
-def _not_yet_sent(db: Session, nodes: dict[str, Node], start: dt.datetime, end: dt.datetime,
-                  media: dict[str, int]) -> list[PlannedItem]:
+def _not_yet_sent(db: Session, nodes: Mapping[str, NodeFacts], start: dt.datetime,
+                  end: dt.datetime, media: dict[str, int]) -> list[PlannedItem]:
     """A timed one-off the dispatcher has not sent yet (it has no deliveries): planned for the
     nodes its targets reach now (a node revoked since its time: still), so it is pending, and
     missed if it never goes out."""
@@ -332,16 +340,20 @@ def _revoked_by(node: NodeFacts, at: dt.datetime) -> bool:
     return node.revoked_at is not None and schedule.aware(node.revoked_at) <= at
 
 
-def _series(db: Session, default_tz: str, nodes: Mapping[str, NodeFacts], start: dt.datetime,
-            end: dt.datetime, media: dict[str, int], only: int | None = None
-            ) -> list[PlannedItem]:
-    """Every slot in [start, end) of every series (``only``: of that one), for each node it
+# A series' slot as planned: the series, the slot, its media's length, and the nodes it was
+# planned for (id and cluster, in id order).
+PlannedSlot = tuple[Broadcast, "schedule.Slot", int, list[tuple[str, int]]]
+
+
+def _series_slots(db: Session, default_tz: str, nodes: Mapping[str, NodeFacts],
+                  start: dt.datetime, end: dt.datetime, media: dict[str, int],
+                  only: int | None = None) -> Iterable[PlannedSlot]:
+    """Every slot in [start, end) of every series (``only``: of that one), with the nodes it
     reaches, from the series' creation (or confirmation) until it was cancelled, and from the
     node's own provisioning until its revocation (a revoked node was planned what its targets
     gave it before); each series expanded in its own zone (server.schedule.zone;
     ``default_tz``: the configured zone)."""
     reach = schedule.Reach(db, with_revoked=True)
-    out = []
     chosen = (Broadcast.id == only,) if only is not None else ()
     for bc in db.scalars(select(Broadcast).where(
             Broadcast.recurrence.is_not(None), *chosen,
@@ -357,38 +369,59 @@ def _series(db: Session, default_tz: str, nodes: Mapping[str, NodeFacts], start:
         if not targets or lo >= hi:
             continue
         ms = _media_ms(db, bc, media)
+        # each node's (id, cluster, provisioned, revoked) read once, not once a slot
+        lives = [(node_id, node.cluster_id, schedule.aware(node.created_at),
+                  schedule.aware(node.revoked_at) if node.revoked_at is not None else None)
+                 for node_id in targets for node in (nodes[node_id],)]
         for slot in schedule.slots(db, bc, default_tz, lo, hi):
-            if not lo <= slot.start_at < hi:
-                continue
-            for node_id in targets:
-                node = nodes[node_id]
-                if schedule.aware(node.created_at) > slot.start_at \
-                        or _revoked_by(node, slot.start_at):
-                    continue
-                out.append(PlannedItem(
-                    node_id=node_id, area_id=nodes[node_id].cluster_id, broadcast_id=bc.id,
-                    scheduled_at=slot.start_at, end_at=slot.end_at, media_ms=ms,
-                    repeat=bc.repeat or 1, slot_id=slot.slot_id))
-    return out
+            at = slot.start_at
+            if lo <= at < hi:
+                yield bc, slot, ms, [(node_id, cluster_id) for node_id, cluster_id, born, revoked
+                                     in lives if born <= at and (revoked is None or revoked > at)]
 
 
-# what a report reads of a node is its registry row, never its last state and telemetry (JSON
-# decoded per node: a quarter of a second at 1,000 nodes, docs/benchmarks.md)
-WITHOUT_REPORTS = (defer(Node.last_state), defer(Node.last_telemetry))
+def _series(db: Session, default_tz: str, nodes: Mapping[str, NodeFacts], start: dt.datetime,
+            end: dt.datetime, media: dict[str, int], only: int | None = None
+            ) -> list[PlannedItem]:
+    """Each node's item of every slot _series_slots plans."""
+    return [PlannedItem(node_id=node_id, area_id=cluster_id, broadcast_id=bc.id,
+                        scheduled_at=slot.start_at, end_at=slot.end_at, media_ms=ms,
+                        repeat=bc.repeat or 1, slot_id=slot.slot_id)
+            for bc, slot, ms, planned in _series_slots(db, default_tz, nodes, start, end,
+                                                       media, only)
+            for node_id, cluster_id in planned]
 
 
-def scoped_nodes(db: Session, areas: set[int] | None, node_id: str | None) -> dict[str, Node]:
+class ReportNode(NodeFacts, Protocol):
+    """What a report reads of a node: its registry columns and its connection, never its last
+    state and telemetry (JSON decoded per node: a quarter of a second at 1,000 nodes), nor a
+    Node object (10,000 of them took a quarter of a second of the Reports page at 10,000 nodes,
+    docs/benchmarks.md)."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def online(self) -> bool: ...
+    @property
+    def last_seen(self) -> dt.datetime | None: ...
+
+
+REPORT_COLUMNS = (Node.id, Node.name, Node.cluster_id, Node.created_at, Node.revoked_at,
+                  Node.online, Node.last_seen)
+
+
+def scoped_nodes(db: Session, areas: set[int] | None, node_id: str | None
+                 ) -> dict[str, ReportNode]:
     """The nodes a report covers: within ``areas`` (None: all), only ``node_id`` if given."""
-    q = select(Node).options(*WITHOUT_REPORTS)
+    q = select(*REPORT_COLUMNS)
     if areas is not None:
         q = q.where(Node.cluster_id.in_(areas))
     if node_id is not None:
         q = q.where(Node.id == node_id)
-    return {n.id: n for n in db.scalars(q)}
+    return {n.id: n for n in db.execute(q)}
 
 
-def planned_items(db: Session, default_tz: str, nodes: dict[str, Node], start: dt.datetime,
-                  end: dt.datetime) -> list[PlannedItem]:
+def planned_items(db: Session, default_tz: str, nodes: Mapping[str, NodeFacts],
+                  start: dt.datetime, end: dt.datetime) -> list[PlannedItem]:
     media: dict[str, int] = {}
     return (_one_offs(db, nodes, start, end, media)
             + _series(db, default_tz, nodes, start, end, media))
@@ -442,15 +475,24 @@ def build(db: Session, default_tz: str, *, areas: set[int] | None, node_id: str 
     return airplay(items, plays, acks, now=now, grace=grace, presence=presence)
 
 
+def _reached_facts(db: Session, bc: Broadcast) -> dict[str, NodeFacts]:
+    """The planning facts of the (unrevoked) nodes a broadcast's targets reach now."""
+    reach = schedule.Reach(db)
+    reached = reach.nodes(bc)
+    # read by the clusters they are in: one statement whatever the fleet's size (not one per
+    # batch of node ids), a single node's series reading its own cluster's rows
+    clusters = [c for c, ids in reach.by_cluster.items() if not ids.isdisjoint(reached)]
+    nodes: dict[str, NodeFacts] = {n.id: n for n in db.execute(
+        select(Node.id, Node.cluster_id, Node.created_at, Node.revoked_at)
+        .where(Node.cluster_id.in_(clusters))) if n.id in reached}
+    return nodes
+
+
 def series_lines(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime, end: dt.datetime,
                  now: dt.datetime, grace: dt.timedelta) -> list[Line]:
     """The report's lines for the slots of one series in [start, end) (aware), on every node
     it reaches: what server.deliveries.slot_state shows staff once the report has judged."""
-    reached = sorted(schedule.Reach(db).nodes(bc))
-    nodes: dict[str, NodeFacts] = {n.id: n for chunk in chunks(reached) for n in db.execute(
-        select(Node.id, Node.cluster_id, Node.created_at, Node.revoked_at)
-        .where(Node.id.in_(chunk)))}
-    items = _series(db, tz, nodes, start, end, {}, only=bc.id)
+    items = _series(db, tz, _reached_facts(db, bc), start, end, {}, only=bc.id)
     plays, acks = reported_rows(db, items)
     return airplay(items, plays, acks, now=now, grace=grace).lines
 
@@ -511,20 +553,88 @@ def slot_window(now: dt.datetime, start: dt.datetime | None = None,
     return schedule.listing_window(start, min(end, start + SLOTS_MOST))
 
 
+def _occurrences_end(db: Session, tz: str, bc: Broadcast, start: dt.datetime,
+                     end: dt.datetime) -> dt.datetime:
+    """``end``, or before the occurrence past MOST_OCCURRENCES in [start, end)."""
+    if bc.recurrence is not None:
+        found = schedule.slots(db, bc, tz, start, end)
+        if len(found) > MOST_OCCURRENCES:
+            return found[MOST_OCCURRENCES].start_at
+    return end
+
+
+def _stored_states(db: Session, bc: Broadcast, slot_ids: Iterable[str]
+                   ) -> dict[tuple[str, str], str]:
+    """What the dispatcher stored of each (node, slot) of the series' slots."""
+    return {(r.node_id, r.slot_id): r.status for chunk in chunks(sorted(set(slot_ids)))
+            for r in db.execute(select(SlotDelivery.node_id, SlotDelivery.slot_id,
+                                       SlotDelivery.status).where(
+                SlotDelivery.broadcast_id == bc.id, SlotDelivery.slot_id.in_(chunk)))}
+
+
+def series_occurrences(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime,
+                       end: dt.datetime, now: dt.datetime, grace: dt.timedelta,
+                       listed: int, routine: Collection[str]) -> list[dict]:
+    """What a series' page shows of its occurrences in [start, end) (aware): per occurrence,
+    as series_slots_json, its slot id, start, end, media and how many nodes stand at each
+    state, and then instead of every node: every node when there are at most ``listed``,
+    else the first ``listed`` whose state is not ``routine`` ("listed", and "unlisted": how
+    many more). Judged as series_slots_json judges (the same states), but only the nodes that
+    reported a play of a slot become a report line: a series on 10,000 nodes is tens of
+    thousands of node-slots a render, most with nothing reported (docs/benchmarks.md)."""
+    end = _occurrences_end(db, tz, bc, start, end)
+    planned = list(_series_slots(db, tz, _reached_facts(db, bc), start, end, {}, only=bc.id))
+    slot_ids = [slot.slot_id for _, slot, _, _ in planned]
+    node_ids = {node_id for _, _, _, nodes in planned for node_id, _ in nodes}
+    by_slot: dict[tuple[str, str], list[Play]] = {}
+    for chunk in chunks(sorted(set(slot_ids))):
+        for p in sorted(_plays(db, node_ids, PlayLog.slot_id.in_(chunk)
+                               & PlayLog.cmd_id.is_(None), {}),
+                        key=lambda p: p.started_at_ms or 0):
+            by_slot.setdefault((p.node_id, p.slot_id or ""), []).append(p)
+    stored = _stored_states(db, bc, slot_ids)
+    out = []
+    for bc_, slot, ms, nodes in planned:
+        if not nodes:  # reaching no node then: not an occurrence to show
+            continue
+        sid = slot.slot_id
+        quiet = (AirStatus.PENDING, None) if now < slot.end_at + grace \
+            else (AirStatus.MISSED, MissReason.NO_REPORT.value)
+        states: list[tuple[str, SlotState, str | None]] = []
+        counts = dict.fromkeys((s.value for s in SlotState), 0)
+        first: list[tuple[str, SlotState, str | None]] = []
+        for node_id, cluster_id in nodes:
+            plays = by_slot.get((node_id, sid))
+            if plays:
+                line = judge(PlannedItem(node_id, cluster_id, bc_.id, slot.start_at,
+                                         slot.end_at, ms, bc_.repeat or 1, sid),
+                             plays, None, None, now, grace)
+                status, reason = line.status, line.reason.value if line.reason else None
+            else:
+                status, reason = quiet
+            state, why = slot_state(stored.get((node_id, sid)), status, reason)
+            counts[state] += 1
+            if len(first) < listed:
+                first.append((node_id, state, why))
+            if state not in routine and len(states) < listed:
+                states.append((node_id, state, why))
+        shown = first if len(nodes) <= listed else states
+        out.append({"slot_id": sid, "start_at": _iso(slot.start_at), "end_at": _iso(slot.end_at),
+                    "sha256": schedule.slot_media(db, bc, sid), "counts": counts,
+                    "listed": [{"node_id": n, "state": st.value, "reason": why}
+                               for n, st, why in shown],
+                    "unlisted": len(nodes) - len(shown)})
+    return out
+
+
 def series_slots_json(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime,
                       end: dt.datetime, now: dt.datetime, grace: dt.timedelta) -> dict:
     """Per occurrence of the series in [start, end) (aware): its slot id, start, media and
     each node's delivery state (server.deliveries.slot_state), with how many stand at each.
     More than MOST_OCCURRENCES: the window ends before the next one (the answer's ``to``)."""
-    if bc.recurrence is not None:
-        found = schedule.slots(db, bc, tz, start, end)
-        if len(found) > MOST_OCCURRENCES:
-            end = found[MOST_OCCURRENCES].start_at
+    end = _occurrences_end(db, tz, bc, start, end)
     lines = series_lines(db, tz, bc, start=start, end=end, now=now, grace=grace)
-    stored = {(r.node_id, r.slot_id): r.status for chunk in chunks(sorted(
-        {line.item.slot_id or "" for line in lines})) for r in db.scalars(
-        select(SlotDelivery).where(SlotDelivery.broadcast_id == bc.id,
-                                   SlotDelivery.slot_id.in_(chunk)))}
+    stored = _stored_states(db, bc, (line.item.slot_id or "" for line in lines))
     occurrences: dict[str, dict] = {}
     for line in lines:
         item = line.item
@@ -535,7 +645,7 @@ def series_slots_json(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime
                 "slot_id": slot_id, "start_at": _iso(item.scheduled_at),
                 "end_at": _iso(item.end_at), "sha256": schedule.slot_media(db, bc, slot_id),
                 "nodes": []}
-        state, reason = slot_state(stored.get((item.node_id, slot_id)), line.status.value,
+        state, reason = slot_state(stored.get((item.node_id, slot_id)), line.status,
                                    line.reason.value if line.reason else None)
         occurrence["nodes"].append({"node_id": item.node_id, "state": state.value,
                                     "reason": reason})

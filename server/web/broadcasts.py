@@ -1,7 +1,9 @@
 """A broadcast's page: what it airs and its per-node progress (for a series, each occurrence's
 state on each node), refreshed live. An occurrence reaching more than MAX_LISTED nodes names only
 those whose state needs a look (not planned or played), at most MAX_LISTED; its counts by state
-cover every node. The live part answers 304 Not Modified while nothing it shows changed."""
+cover every node (each node judged as the API's slot listing judges it, without a line each:
+server.reports.series_occurrences). The live part answers 304 Not Modified while nothing it shows
+changed."""
 from __future__ import annotations
 
 import datetime as dt
@@ -32,15 +34,13 @@ def _broadcast_data(broadcast_id: int) -> dict:
     if bc.recurrence is not None:  # a series: each occurrence's state on each node
         now = utcnow().replace(tzinfo=dt.UTC)
         start, end = reports.slot_window(now)
-        slots = reports.series_slots_json(g.db, settings().timezone, bc, start=start, end=end,
-                                          now=now,
-                                          grace=dt.timedelta(seconds=settings().airplay_grace_s))
-        for o in slots["occurrences"]:  # shown in the configured zone (local_time)
+        occurrences = reports.series_occurrences(
+            g.db, settings().timezone, bc, start=start, end=end, now=now,
+            grace=dt.timedelta(seconds=settings().airplay_grace_s), listed=MAX_LISTED,
+            routine=ROUTINE)
+        for o in occurrences:  # shown in the configured zone (local_time)
             o["start"] = dt.datetime.fromisoformat(o["start_at"]).replace(tzinfo=None)
-            nodes = o["nodes"]
-            if len(nodes) > MAX_LISTED:
-                nodes = [n for n in nodes if n["state"] not in ROUTINE][:MAX_LISTED]
-            o["listed"], o["unlisted"] = nodes, len(o["nodes"]) - len(nodes)
+        slots = {"occurrences": occurrences}
     return {"bc": bc, "report": report, "bulletin": bc.bulletin, "slots": slots,
             "slot_states": list(SlotState)}
 

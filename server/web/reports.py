@@ -2,11 +2,18 @@
 away) and an area of the user's, the summary report on the page (server/report_summary.py:
 planned against aired per area and node, hours by category and area, node uptime), and the same
 report downloaded as CSV or PDF. A wrong period or area is said on the page, in the user's
-language, with the form kept to correct it."""
+language, with the form kept to correct it.
+
+At a province's size the page stays one a ward office's slow link can take: the areas' table (a
+row per cluster, each linking to that area's own report) in full, the nodes' table a page of
+NODE_PAGE rows at a time (?page=); every node's row stays in the CSV and the PDF. Its whole
+table at 10,000 nodes was 5.4 MB of HTML and most of a 1.7 s render (docs/benchmarks.md)."""
 from __future__ import annotations
 
 import datetime as dt
 from zoneinfo import ZoneInfo
+
+from itertools import islice
 
 from flask import Response, g, render_template, request
 
@@ -14,14 +21,16 @@ from ..context import settings
 from ..i18n import t
 from ..models import Area
 from ..report_summary import (STATUSES, ReportError, Summary, asked, csv_text, hour_rows,
-                              pdf_bytes, percent)
+                              pdf_bytes, percent, uptime_of)
 from . import bp, page, user_areas
+
+NODE_PAGE = 50  # the nodes' table's rows a page
 
 
 # --- the page and its downloads ----------------------------------------------------------------
 
-def _asked() -> tuple[Summary, str, int | None]:
-    return asked(g.db, settings(), g.user, request.args)
+def _asked(uptimes: bool = True) -> tuple[Summary, str, int | None]:
+    return asked(g.db, settings(), g.user, request.args, uptimes)
 
 
 def _choices() -> list[Area]:
@@ -44,7 +53,7 @@ def _halves(today: dt.date) -> list[tuple[str, dt.date, dt.date]]:
 @page()
 def reports():
     try:
-        summary, name, area_id = _asked()
+        summary, name, area_id = _asked(uptimes=False)  # the shown page's rows' only
         error = None
     except ReportError as err:
         summary, name, area_id, error = None, "", None, err
@@ -54,10 +63,26 @@ def reports():
     query = {"from": first, "to": last, "area": request.args.get("area") or None}
     body = render_template(
         "reports.html", summary=summary, scope_name=name, area_id=area_id, areas=_choices(),
+        **_node_page(summary, query),
         error=error.message() if error else None, first=first, last=last, query=query,
         halves=_halves(today), statuses=STATUSES, hour_rows=hour_rows(summary) if summary
         else [], percent=percent)
     return body, error.status if error else 200
+
+
+def _node_page(summary: Summary | None, query: dict) -> dict:
+    """The page of the nodes' table asked for (?page=, from 1; past the last: the last)."""
+    total = len(summary.nodes) if summary else 0
+    pages = max(1, -(-total // NODE_PAGE))
+    arg = request.args.get("page", "")
+    number = min(pages, max(1, int(arg))) if arg.isdecimal() and len(arg) < 10 else 1
+    first = (number - 1) * NODE_PAGE
+    rows = list(islice(summary.nodes.values(), first, first + NODE_PAGE)) if summary else []
+    if summary and rows:
+        uptime_of(g.db, settings(), summary, rows)
+    return {"node_rows": rows, "node_total": total, "node_first": first + 1,
+            "node_last": first + len(rows), "node_page": number, "node_pages": pages,
+            "page_args": {k: v for k, v in query.items() if v}}
 
 
 @bp.get("/reports/download.<any(csv, pdf):fmt>")
