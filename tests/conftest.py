@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import hashlib
 import os
 import secrets
 import shutil
@@ -22,13 +21,11 @@ from werkzeug.security import generate_password_hash
 
 import server.auth
 
-import audio.programme
-from audio.pipeline import Pipeline
 from server.mosquitto import (MosquittoFiles, MosquittoProcess, TlsListener, ensure_tls_files,
                               free_port, mosquitto_binary, password_hash)
 from tests import database
 from tests.fuzz_budget import FAST_EXAMPLES, FAST_PROFILE
-from tests.render_cache import RunRenders
+from tests.render_cache import RunRenders, render_through
 
 # `make test-fast` runs ``--hypothesis-profile=fast``: the property tests and the fuzzing run a
 # fifth of their examples (tests/fuzz_budget.py); `make test` and a bare pytest run them all.
@@ -145,21 +142,8 @@ def render_each_input_once(_renders, monkeypatch):
     (audio.programme: one ffmpeg encode, bit-exact) likewise, once per run for the same files
     in the same order with the same settings. What is stored, cached and answered around them
     runs as before. The server and worker tests use it (their conftest.py)."""
-    process = Pipeline._process
-    join = audio.programme.join
+    render_through(_renders, monkeypatch)
 
-    def once(self, pcm, settings, tmp, timer):
-        key = (hashlib.sha256(pcm.path.read_bytes()).hexdigest(), pcm.sample_fmt, pcm.width,
-               pcm.rate, repr(sorted(settings.render_fields().items())))
-        return _renders.get(key, lambda: process(self, pcm, settings, tmp, timer))
-
-    def join_once(sources, settings, tmp_dir=None):
-        key = ("join", tuple(hashlib.sha256(Path(src).read_bytes()).hexdigest()
-                             for src in sources), repr(sorted(settings.render_fields().items())))
-        return _renders.get(key, lambda: join(sources, settings, tmp_dir))
-
-    monkeypatch.setattr(Pipeline, "_process", once)
-    monkeypatch.setattr(audio.programme, "join", join_once)
 
 
 @dataclass

@@ -16,6 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import audio.programme
+from audio.pipeline import Pipeline
+
 
 class RunRenders:
     def __init__(self, folder: Path):
@@ -42,3 +47,28 @@ class RunRenders:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         self.here[name] = value
         return value
+
+
+def render_through(renders: RunRenders, mp: pytest.MonkeyPatch) -> None:
+    """The audio pipeline's renders and programme joins through ``renders`` while ``mp``
+    holds (``render_each_input_once``; a module's fixtures with a MonkeyPatch of their own).
+    Already so (a module's fixture did it): left as it is, as a render must not wait for
+    itself."""
+    if getattr(Pipeline._process, "renders", None) is renders:
+        return
+    process = Pipeline._process
+    join = audio.programme.join
+
+    def once(self, pcm, settings, tmp, timer):
+        key = (hashlib.sha256(pcm.path.read_bytes()).hexdigest(), pcm.sample_fmt, pcm.width,
+               pcm.rate, repr(sorted(settings.render_fields().items())))
+        return renders.get(key, lambda: process(self, pcm, settings, tmp, timer))
+
+    def join_once(sources, settings, tmp_dir=None):
+        key = ("join", tuple(hashlib.sha256(Path(src).read_bytes()).hexdigest()
+                             for src in sources), repr(sorted(settings.render_fields().items())))
+        return renders.get(key, lambda: join(sources, settings, tmp_dir))
+
+    once.renders = join_once.renders = renders  # type: ignore[attr-defined]
+    mp.setattr(Pipeline, "_process", once)
+    mp.setattr(audio.programme, "join", join_once)
