@@ -14,6 +14,8 @@ WHEELHOUSE := $(VENV)/wheelhouse
 # rest mostly computes (ffmpeg, hypothesis), and two are best for it. test-fast took 109 s
 # wall and 100 s of CPU, against 201 s and 134 s just before the last round (back to back, load
 # average 5-8 from other jobs); 100 s of CPU cannot fit 30 s on two cores (README, Tests).
+# Three fast-tier workers measured again on 5 December at load average 1-2: 99 s, against
+# 95 s with two (README, Tests).
 TEST_WORKERS ?= 3
 # the browser tests drive Debian's chromium (make test-deps), never a downloaded one
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import gc
-import hashlib
+import os
 import secrets
 import shutil
 import subprocess
@@ -21,12 +21,11 @@ from werkzeug.security import generate_password_hash
 
 import server.auth
 
-import audio.programme
-from audio.pipeline import Pipeline
 from server.mosquitto import (MosquittoFiles, MosquittoProcess, TlsListener, ensure_tls_files,
                               free_port, mosquitto_binary, password_hash)
 from tests import database
 from tests.fuzz_budget import FAST_EXAMPLES, FAST_PROFILE
+from tests.render_cache import RunRenders, render_through
 
 # `make test-fast` runs ``--hypothesis-profile=fast``: the property tests and the fuzzing run a
 # fifth of their examples (tests/fuzz_budget.py); `make test` and a bare pytest run them all.
@@ -60,12 +59,14 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True, scope="session")
 def cheap_password_hashes():
-    """Users' password hashes at a lower scrypt work factor (N=2^10, not werkzeug's 2^15): the
-    tests log in and make users hundreds of times, at 70 ms a hash otherwise. The same kind of
-    hash, checked the same way; only the servers these tests start in-process are affected."""
+    """Users' password hashes at a lower scrypt work factor (N=2^7, not werkzeug's 2^15): the
+    tests log in and make users over a thousand times, at 70 ms a hash otherwise (4 ms at
+    2^10, 0.9 ms at 2^7, the least werkzeug's memory bound for scrypt allows). The same kind
+    of hash, checked the same way; only the servers these tests start in-process are
+    affected."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(server.auth, "generate_password_hash",
-                   functools.partial(generate_password_hash, method="scrypt:1024:8:1"))
+                   functools.partial(generate_password_hash, method="scrypt:128:8:1"))
         yield
 
 
@@ -82,7 +83,7 @@ def url_builders_compiled_once():
 
     def once(self, append_unknown=True):
         defaults = self.defaults or {}
-        if any(dynamic and part in defaults for dynamic, part in self._trace):
+        if defaults and any(dynamic and part in defaults for dynamic, part in self._trace):
             return compile_builder(self, append_unknown)
         key = (self.rule, tuple(self._trace), tuple(sorted(defaults)), append_unknown)
         if key not in builders:
@@ -122,40 +123,27 @@ def sql_compiled_once():
 
 
 @pytest.fixture(scope="session")
-def _renders() -> dict:
+def _renders(tmp_path_factory) -> RunRenders:
     """What the audio pipeline made, by its input (the samples and the render settings), and
-    the programmes it joined, by their files and settings, for ``render_each_input_once``."""
-    return {}
+    the programmes it joined, by their files and settings, for ``render_each_input_once``:
+    shared by the run's test processes (tests/render_cache.py), in the folder of the run that
+    holds each worker's own."""
+    base = tmp_path_factory.getbasetemp()
+    return RunRenders((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+                      / "renders")
 
 
 @pytest.fixture
 def render_each_input_once(_renders, monkeypatch):
     """The audio pipeline's work (trim, loudness, chimes, encoding: ffmpeg) done once per test
-    process for each input, then handed out again: the server tests speak the same sentences
-    with the same settings hundreds of times, and the pipeline makes the same file from them
-    each time (its own tests, tests/audio, always run it). A programme's join (audio.programme:
-    one ffmpeg encode, bit-exact) likewise, once per process for the same files in the same
-    order with the same settings. What is stored, cached and answered around them runs as
-    before. The server and worker tests use it (their conftest.py)."""
-    process = Pipeline._process
-    join = audio.programme.join
+    run for each input, then handed out again: the server tests speak the same sentences
+    with the same settings hundreds of times, on every worker, and the pipeline makes the same
+    file from them each time (its own tests, tests/audio, always run it). A programme's join
+    (audio.programme: one ffmpeg encode, bit-exact) likewise, once per run for the same files
+    in the same order with the same settings. What is stored, cached and answered around them
+    runs as before. The server and worker tests use it (their conftest.py)."""
+    render_through(_renders, monkeypatch)
 
-    def once(self, pcm, settings, tmp, timer):
-        key = (hashlib.sha256(pcm.path.read_bytes()).hexdigest(), pcm.sample_fmt, pcm.width,
-               pcm.rate, repr(sorted(settings.render_fields().items())))
-        if key not in _renders:
-            _renders[key] = process(self, pcm, settings, tmp, timer)
-        return _renders[key]
-
-    def join_once(sources, settings, tmp_dir=None):
-        key = ("join", tuple(hashlib.sha256(Path(src).read_bytes()).hexdigest()
-                             for src in sources), repr(sorted(settings.render_fields().items())))
-        if key not in _renders:
-            _renders[key] = join(sources, settings, tmp_dir)
-        return _renders[key]
-
-    monkeypatch.setattr(Pipeline, "_process", once)
-    monkeypatch.setattr(audio.programme, "join", join_once)
 
 
 @dataclass

@@ -9,8 +9,8 @@ from tests.server.helpers import make_two_wards
 
 @pytest.fixture(autouse=True)
 def _render_once(render_each_input_once):
-    """The same speech with the same settings goes through ffmpeg once per test process
-    (tests/conftest.py)."""
+    """The same speech with the same settings goes through ffmpeg once per test run, for
+    all its workers (tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from server.cli import init_instance
 from server.models import User
 from server.openapi import OPENAPI
 from tests import database
+from tests.render_cache import render_through
 from tests.fuzz_budget import examples
 
 ADMIN_PASSWORD = "admin-fuzz-password"
@@ -56,7 +57,15 @@ def _seed(client, headers) -> None:
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(tmp_path_factory):
+def fuzz_app(tmp_path_factory, _renders):
+    with pytest.MonkeyPatch.context() as mp:
+        # the seed's speech through the run's renders, as every server test's
+        # (tests/conftest.py render_each_input_once)
+        render_through(_renders, mp)
+        yield from _fuzz_app(tmp_path_factory)
+
+
+def _fuzz_app(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz-api")
     config = {"tts_engines": ["espeak"], "mosquitto_dir": str(base / "mosquitto"),
               "public_url": "http://127.0.0.1:9", **database.instance_database(base / "instance")}
