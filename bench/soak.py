@@ -94,6 +94,17 @@ class SoakNode(LoadNode):
         if self.up:  # the real agent keeps no telemetry while offline
             super().telemetry()
 
+    def telemetry_every(self, period: float, phase: float) -> None:
+        """LoadNode's, but asking ``up``: while a reconnect opens its socket the client has no
+        writer yet, and LoadNode's tick (asking the writer) would raise and stop for good."""
+        loop = asyncio.get_running_loop()
+
+        def tick(at: float) -> None:
+            self.telemetry()
+            loop.call_at(at + period, tick, at + period)
+        first = loop.time() + phase
+        loop.call_at(first, tick, first)
+
     # --- the schedule, played on the node's own clock -----------------------------------
     def apply(self, body: dict) -> None:
         loop = asyncio.get_running_loop()
@@ -404,9 +415,9 @@ def report(r: dict, args, before: str, after: str) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     n = r["nodes"]
     a = r["account"]
-    cmd = (f".venv/bin/python bench/soak.py --nodes {n} --minutes {args.minutes} --seed "
+    cmd = (f".venv/bin/python bench/soak.py --nodes {n} --minutes {args.minutes:g} --seed "
            f"{args.seed} --write-docs")
-    lines = [BEGIN, f"## A soak: {n:,} nodes for {args.minutes} minutes with links dropping",
+    lines = [BEGIN, f"## A soak: {n:,} nodes for {args.minutes:g} minutes with links dropping",
              "", f"- Date: {now}", f"- Machine: {machine()}",
              f"- Command: `{cmd}` (`make bench-soak`)",
              f"- Load average (`uptime`, 1/5/15 min) before: {before}; at the end of the "
