@@ -22,7 +22,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 FAST_WORKERS ?= 2
 
 .PHONY: run test test-fast test-postgres lint deps test-deps wheelhouse venv bench bench-fanout \
-	bench-pages bench-load bench-bridge clean docs test-pi-install
+	bench-pages bench-load bench-bridge bench-soak clean docs test-pi-install
 
 run: deps $(STAMP)
 	$(PY) scripts/run.py
@@ -115,6 +115,13 @@ bench-load: deps $(STAMP)
 # and a slot's events and a round of telemetry through Bridge.handle_batch (a few minutes)
 bench-bridge: $(STAMP)
 	$(PY) bench/bridge_ingest.py --write-docs
+# a soak (docs/benchmarks.md, "A soak"): 1,000 nodes for 30 minutes with links dropping at
+# random, the servers' memory and open files and every planned slot in the airplay report;
+# about 33 minutes. SOAK_NODES, SOAK_MINUTES for another size
+SOAK_NODES ?= 1000
+SOAK_MINUTES ?= 30
+bench-soak: deps $(STAMP)
+	$(PY) bench/soak.py --nodes $(SOAK_NODES) --minutes $(SOAK_MINUTES) --write-docs
 
 clean:
 	rm -rf $(VENV) var instance .pytest_cache
