@@ -10,6 +10,8 @@ costs the same statements whatever the number of alerts
 (tests/server/test_alerts_page_scale.py)."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
@@ -90,9 +92,10 @@ def alerts():
 @bp.post("/alerts/<int:alert_id>/<any(ack, resolve):action>")
 @page("alert.write")
 def alert_step(alert_id: int, action: str):
-    back = {"state": request.form.get("state") if request.form.get("state") in TABS else "open",
-            "area": _int_arg("area", request.form),
-            "kind": request.form.get("kind") or None, "page": _int_arg("page", request.form)}
+    form = request.form
+    back: dict[str, Any] = {"state": form.get("state") if form.get("state") in TABS else "open",
+                            "area": _int_arg("area", form), "page": _int_arg("page", form),
+                            "kind": form.get("kind") or None}
     if back["kind"] not in {k.value for k in alert_service.Kind}:
         back["kind"] = None
     try:
