@@ -25,6 +25,7 @@ from device_agent.protocol import LATE_SLOT_MS
 from schedules.slots import Slot
 from server import (alerts, broadcasts, bulletins, deliveries, notify, outbox, programmes,
                     releases, retention, schedule, wake)
+from server.reports import chunks
 from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
 from server.errors import first_line, unavailable
@@ -367,8 +368,9 @@ class Dispatcher:
                 .order_by(Node.id)))
             if not ids:
                 return 0
-            db.execute(update(Node).where(Node.id.in_(ids)).values(desired_dirty=False,
-                                                                    desired_exp_ms=0))
+            for batch in chunks(ids, DESIRED_BATCH):  # not a province's ids in one statement
+                db.execute(update(Node).where(Node.id.in_(batch)).values(desired_dirty=False,
+                                                                          desired_exp_ms=0))
             db.commit()
             done, left = 0, ids
             try:
@@ -382,7 +384,8 @@ class Dispatcher:
                     left = left[DESIRED_BATCH:]
             except Exception:
                 db.rollback()  # nothing of these was sent: build them again on the next pass
-                db.execute(update(Node).where(Node.id.in_(left)).values(desired_dirty=True))
+                for batch in chunks(left, DESIRED_BATCH):
+                    db.execute(update(Node).where(Node.id.in_(batch)).values(desired_dirty=True))
                 db.commit()
                 raise
         return done

@@ -607,11 +607,8 @@ def visible(db: Session, alert: Alert, allowed: set[int] | None) -> bool:
     return allowed is None or alert.area_id in allowed
 
 
-def listing(db: Session, areas: set[int] | None, states: Iterable[str] = (),
-            kind: str | None = None, node: str | None = None, limit: int = 500) -> list[Alert]:
-    """Alerts of ``areas`` (None: every area), newest first, narrowed by state, kind and node:
-    the API's list and the alerts page."""
-    q = select(Alert).order_by(Alert.id.desc()).limit(limit)
+def _narrowed(q, areas: set[int] | None, states: Iterable[str], kind: str | None = None,
+              node: str | None = None):
     if areas is not None:
         q = q.where(Alert.area_id.in_(areas))
     if states := list(states):
@@ -620,7 +617,22 @@ def listing(db: Session, areas: set[int] | None, states: Iterable[str] = (),
         q = q.where(Alert.kind == kind)
     if node:
         q = q.where(Alert.node_id == node)
-    return list(db.scalars(q))
+    return q
+
+
+def listing(db: Session, areas: set[int] | None, states: Iterable[str] = (),
+            kind: str | None = None, node: str | None = None, limit: int = 500,
+            offset: int = 0) -> list[Alert]:
+    """Alerts of ``areas`` (None: every area), newest first, narrowed by state, kind and node:
+    the API's list and the alerts page (a page of them: ``offset``)."""
+    q = select(Alert).order_by(Alert.id.desc()).limit(limit).offset(offset)
+    return list(db.scalars(_narrowed(q, areas, states, kind, node)))
+
+
+def kind_counts(db: Session, areas: set[int] | None, states: Iterable[str] = ()) -> dict[str, int]:
+    """How many alerts of ``areas`` in ``states`` there are of each kind (one statement)."""
+    q = select(Alert.kind, func.count()).group_by(Alert.kind)
+    return {k: n for k, n in db.execute(_narrowed(q, areas, states))}
 
 
 def take_step(db: Session, alert: Alert, action: str, user: User, comment: str | None,

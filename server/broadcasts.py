@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Callable
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from device_agent.protocol import PRIORITY_NAMES
@@ -359,9 +359,9 @@ def recurrence_error(code: RecurrenceErrorCode, part: str | None) -> ApiError:
 
 def mark_desired_dirty(db: Session, bc: Broadcast) -> None:
     """The nodes a series reaches get a new desired state on the dispatcher's next pass."""
-    ids = target_node_ids(db, bc.target_areas, bc.target_nodes)
-    if ids:
-        db.execute(update(Node).where(Node.id.in_(ids)).values(desired_dirty=True))
+    if bc.target_areas or bc.target_nodes:
+        db.execute(update(Node).where(_targets(db, bc.target_areas, bc.target_nodes))
+                   .values(desired_dirty=True))
 
 
 def check_broadcast_targets(db: Session, user: User, bc: Broadcast) -> None:
@@ -393,14 +393,17 @@ def confirm_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> No
     bc.due_at = due_time(bc.start_at, now, s.schedule_lead_s)
 
 
-def target_node_ids(db: Session, areas: list[int], nodes: list[str]) -> set[str]:
-    ids = set(nodes)
+def _targets(db: Session, areas: list[int], nodes: list[str]):
+    """The nodes (not revoked) in ``areas``' subtrees or named in ``nodes``, as a condition:
+    by their clusters, not a province's 10,000 node ids as bind parameters."""
+    reached = [Node.id.in_(nodes or [""])]
     if areas:
-        subtree = area_subtree_ids(db, areas)
-        ids |= set(db.scalars(select(Node.id).where(Node.cluster_id.in_(subtree))))
-    revoked = set(db.scalars(select(Node.id).where(Node.id.in_(ids),
-                                                   Node.revoked_at.is_not(None))))
-    return ids - revoked
+        reached.append(Node.cluster_id.in_(area_subtree_ids(db, areas)))
+    return or_(*reached) & Node.revoked_at.is_(None)
+
+
+def target_node_ids(db: Session, areas: list[int], nodes: list[str]) -> set[str]:
+    return set(db.scalars(select(Node.id).where(_targets(db, areas, nodes))))
 
 
 def broadcast_visible(db: Session, user: User, bc: Broadcast) -> bool:

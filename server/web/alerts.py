@@ -1,8 +1,16 @@
 """Alerts: the list (open, acknowledged and resolved tabs, filtered by area and kind) with each
 alert's node, area, what is wrong, first and last seen and how often, who acknowledged or
 resolved it and when; technicians, operators and admins acknowledge and resolve them with a
-comment (the API's checks and audit entries: server.alerts.take_step)."""
+comment (the API's checks and audit entries: server.alerts.take_step), and come back to the
+page, tab and filters they acted from.
+
+A province has hundreds of open alerts: the list shows PAGE alerts a page (?page=, newest
+first), with how many there are of each kind in the tab and area (one grouped count); a page
+costs the same statements whatever the number of alerts
+(tests/server/test_alerts_page_scale.py)."""
 from __future__ import annotations
+
+from typing import Any
 
 from flask import flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -16,13 +24,13 @@ from ..i18n import current_language, t
 from ..models import Alert, Area, area_subtree_ids, utcnow
 from . import bp, page, read_form, user_areas
 
-MAX_ROWS = 200
+PAGE = 50  # alerts a page
 TABS = tuple(s.value for s in alert_service.State)
 
 
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name) or ""
-    return int(value) if value.isdecimal() else None
+def _int_arg(name: str, args=None) -> int | None:
+    value = (request.args if args is None else args).get(name) or ""
+    return int(value) if value.isdecimal() and len(value) < 10 else None
 
 
 def visible_alert(alert_id: int) -> Alert:
@@ -64,18 +72,32 @@ def alerts():
     else:
         area_id = None
     kind = request.args.get("kind") or None
-    if kind not in {k.value for k in alert_service.Kind}:
+    kinds = [k.value for k in alert_service.Kind]
+    if kind not in kinds:
         kind = None
-    rows = alert_service.listing(g.db, scope, [state], kind, limit=MAX_ROWS)
+    counts = alert_service.kind_counts(g.db, scope, [state])
+    total = counts.get(kind, 0) if kind else sum(counts.values())
+    pages = max(1, -(-total // PAGE))
+    number = min(pages, max(1, _int_arg("page") or 1))
+    rows = alert_service.listing(g.db, scope, [state], kind, limit=PAGE,
+                                 offset=(number - 1) * PAGE)
+    first = (number - 1) * PAGE
     return render_template("alerts.html", rows=alert_rows(rows), state=state, tabs=TABS,
-                           areas=areas, area_id=area_id, kind=kind,
-                           kinds=[k.value for k in alert_service.Kind])
+                           areas=areas, area_id=area_id, kind=kind, kinds=kinds,
+                           counts=counts, total=total, page_no=number, pages=pages,
+                           first=first + 1 if rows else 0, last=first + len(rows),
+                           page_args={"state": state, "area": area_id, "kind": kind})
 
 
 @bp.post("/alerts/<int:alert_id>/<any(ack, resolve):action>")
 @page("alert.write")
 def alert_step(alert_id: int, action: str):
-    back = request.form.get("state") if request.form.get("state") in TABS else "open"
+    form = request.form
+    back: dict[str, Any] = {"state": form.get("state") if form.get("state") in TABS else "open",
+                            "area": _int_arg("area", form), "page": _int_arg("page", form),
+                            "kind": form.get("kind") or None}
+    if back["kind"] not in {k.value for k in alert_service.Kind}:
+        back["kind"] = None
     try:
         alert = visible_alert(alert_id)
         step = read_form(B.AlertAction, {"comment": request.form.get("comment", "")})
@@ -86,4 +108,4 @@ def alert_step(alert_id: int, action: str):
     except ApiError as err:
         g.db.rollback()
         flash(err.message())
-    return redirect(url_for("web.alerts", state=back))
+    return redirect(url_for("web.alerts", **back))

@@ -289,6 +289,8 @@ def test_desired_pass_leaves_the_database_to_other_writers_between_batches(make_
 
 def test_lease_lost_mid_pass_keeps_the_batches_sent_and_builds_only_the_rest(make_app,
                                                                            monkeypatch):
+    """(The nodes' dirty flags are cleared and set again DESIRED_BATCH ids a statement too,
+    not a province's ids in one: here 2, so 5 nodes are 3 statements and the 3 left 2.)"""
     import schedules.dispatcher as dispatcher_module
     s = make_app()
     nodes = _province_nodes(s, 5)
