@@ -349,7 +349,8 @@ async def bench(args) -> dict:
     base = Path(tempfile.mkdtemp(prefix="loa-bench-soak-"))
     print(f"system in {base}", flush=True)
     out: dict = {"nodes": n, "load": {"start": uptime()}}
-    sysm = await in_thread(System, base)
+    trace = (Path(args.trace_dispatcher), args.sample_s * 4) if args.trace_dispatcher else None
+    sysm = await in_thread(System, base, True, trace)
     rng = random.Random(args.seed)
     rec, counters = Recorder(), Counters()
     sampler = None
@@ -670,6 +671,9 @@ def main() -> int:
     ap.add_argument("--wards", type=int, default=10)
     ap.add_argument("--clusters", type=int, default=5, help="clusters a ward")
     ap.add_argument("--json", help="write the results (samples too) to this file")
+    ap.add_argument("--trace-dispatcher", metavar="FILE",
+                    help="run the dispatcher under tracemalloc (bench/traced.py), where its "
+                    "memory grew written to FILE every 4 samples; slow: short runs only")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     return run_and_report(args, lambda a: asyncio.run(bench(a)), report, BEGIN, END)
