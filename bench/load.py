@@ -293,11 +293,14 @@ async def connect_all(nodes: list[LoadNode], ramp: int, counters: Counters) -> f
     return time.monotonic() - t0
 
 
-async def sys_watch(sysm: System, samples: list[tuple[float, str, str]]) -> Mqtt:
+async def sys_watch(sysm: System, samples: list[tuple[float, str, str]],
+                    topics: tuple[str, ...] = SYS_TOPICS) -> Mqtt:
+    """A client of the bench's own reading the broker's ``topics`` ($SYS, every
+    sys_interval: 10 s) into ``samples`` as (time received, topic, text)."""
     user, password = await in_thread(sysm.bench_account, True)
     client = Mqtt(lambda topic, payload, t: samples.append((t, topic, payload.decode())))
     await client.connect("127.0.0.1", sysm.mqtt_port, user, user, password, clean=True)
-    await client.subscribe(list(SYS_TOPICS), qos=0)
+    await client.subscribe(list(topics), qos=0)
     return client
 
 

@@ -4,9 +4,16 @@ Brings a whole system up as `make run` does and provisions ``--nodes`` nodes thr
 API (bench/load.py), runs them in this one asyncio process (bench/load.py's LoadNode: the real
 agent protocol, no project imports on the node side) for ``--minutes`` minutes, and meanwhile:
 
-- a programme as a ward would make it: every ``--every-s`` seconds a new daily series to every
-  node through the API, its slot ``--lead-s`` ahead, so the run holds many slots; telemetry
-  every ``--telemetry-s`` seconds from each node that is connected;
+- a programme to every node, made through the API, by ``--programme``:
+  ``steady`` (the default), as a ward's daily programme is: ``--series`` series made once at
+  the start, recurring (``FREQ=HOURLY;BYMINUTE=…;UNTIL=…``) so that together they put a slot
+  every ``--slot-every-min`` minutes from ``--lead-s`` after the start until the last slot the
+  report can judge; after the first minute nothing is made or changed, so the desired states
+  (sent once), the retained messages and the dispatcher's plan stay the same size and what
+  the processes' memory does is theirs. ``growing`` (the first soak's): every ``--every-s``
+  seconds a new daily series, its slot ``--lead-s`` ahead, so every node's desired state and
+  retained message list one more slot each time and the working sets grow with the programme;
+- telemetry every ``--telemetry-s`` seconds from each node that is connected;
 - links drop at random: each node loses its connection after an exponential time (mean
   ``--drop-mean-s``) by closing its socket without a DISCONNECT (the broker fires its Last
   Will), stays away ``--offline-min-s``..``--offline-max-s`` seconds, then reconnects (a failed
@@ -17,9 +24,13 @@ agent protocol, no project imports on the node side) for ``--minutes`` minutes, 
   slot the node learns of more than 60 s late is reported `skipped`, reason `late`
   (docs/protocol.md);
 - every ``--sample-s`` seconds the RSS and open files of web, dispatcher (with the bridge),
-  broker and this tool; at the end a least-squares slope over the run's second half, in MiB
-  and files an hour. The broker's open files follow the connected nodes, so its slope is
-  fitted on open files minus the nodes connected at the sample;
+  broker and this tool, and the broker's own figures ($SYS, every 10 s): its heap
+  (``heap/current``, what Mosquitto's allocator has handed out: RSS rising with a flat heap is
+  fragmentation or the C library keeping freed memory, not Mosquitto holding more), the
+  retained messages and the messages stored (count and bytes). At the end a least-squares
+  slope over the run's second half and over its last third, in MiB and files an hour; memory
+  is flat when both are under FLAT_MIB_H. The broker's open files follow the connected nodes,
+  so its slope is fitted on open files minus the nodes connected at the sample;
 - at the end the links stop dropping, every node reconnects and sends what it held; when the
   server has stored every event sent (or after ``--drain-s``), the airplay report API for the
   run's window: every planned (slot, node) must be aired or missed with a reason, and agree
@@ -51,13 +62,24 @@ sys.path.insert(0, str(HERE.parent))
 
 from fanout import (Mqtt, Recorder, System, in_thread, machine, raise_fd_limit,  # noqa: E402
                     run_and_report, uptime, wait_for)
-from load import Counters, LoadNode, connect_all, count, iso, open_files, rss_kb  # noqa: E402
+from load import (Counters, LoadNode, connect_all, count, iso, open_files, rss_kb,  # noqa: E402
+                  sys_watch)
 from provision import Fleet  # noqa: E402
 
 BEGIN, END = "<!-- bench/soak.py:begin -->", "<!-- bench/soak.py:end -->"
 # their open files follow the nodes connected (a socket each): fitted net of those
 NET_OF_CONNECTED = ("broker", "load tool")
 LATE_S = 60  # a slot learnt of later than this is skipped, reason late (docs/protocol.md)
+# Memory is flat when its slope over the second half and over the last third are both under
+# this: 5 MiB an hour is 120 MiB a day, a week to fill a spare GiB (a small server's margin)
+# and a few times what a 30-minute run can resolve (RSS moves by 1-2 MiB between samples as
+# the allocators take and give back pages, about ±4 MiB/hour on a 15-minute fit).
+FLAT_MIB_H = 5.0
+FLAT_FILES_H = 10.0
+SYS_BROKER = {"heap": "$SYS/broker/heap/current",
+              "retained": "$SYS/broker/retained messages/count",
+              "stored": "$SYS/broker/store/messages/count",
+              "stored_bytes": "$SYS/broker/store/messages/bytes"}
 
 
 class SoakNode(LoadNode):
@@ -74,6 +96,7 @@ class SoakNode(LoadNode):
         self.offline_s = 0.0
         self.did: dict[str, str] = {}   # slot id -> "completed" / "skipped"
         self.plays: Counter[str] = Counter()  # slot id -> times played (twice would be a bug)
+        self.horizon_s = 3600.0  # slots further ahead than this are not timed (the run's span)
 
     # --- events through the outbox ------------------------------------------------------
     def event(self, type_: str, **fields) -> None:
@@ -112,7 +135,7 @@ class SoakNode(LoadNode):
         for entry in body["schedule"]:
             at = entry["start_at"] / 1000
             slot = entry["slot_id"]
-            if slot in self.slots or at > now + 3600 or at < self.booted:
+            if slot in self.slots or at > now + self.horizon_s or at < self.booted:
                 continue
             self.slots.add(slot)
             if at < now - LATE_S:
@@ -174,18 +197,33 @@ class SoakNode(LoadNode):
 
 
 class Sampler(threading.Thread):
-    """Every ``every`` s: RSS and open files of each process, and the nodes connected."""
+    """Every ``every`` s: RSS and open files of each process, the nodes connected and the
+    broker's newest $SYS figures (``sys_seen``: (time, topic, text) as they come)."""
 
-    def __init__(self, pids: dict[str, int], nodes: list[SoakNode], every: float):
+    def __init__(self, pids: dict[str, int], nodes: list[SoakNode], every: float,
+                 sys_seen: list[tuple[float, str, str]]):
         super().__init__(daemon=True, name="soak-sampler")
         self.pids, self.nodes, self.every = pids, nodes, every
+        self.sys_seen = sys_seen
         self.samples: list[dict] = []
         self.stop_flag = threading.Event()
+
+    def broker_sys(self) -> dict[str, int | None]:
+        latest: dict[str, int | None] = dict.fromkeys(SYS_BROKER)
+        by_topic = {topic: key for key, topic in SYS_BROKER.items()}
+        for _t, topic, text in reversed(self.sys_seen[:]):
+            key = by_topic.get(topic)
+            if key is not None and latest[key] is None:
+                latest[key] = int(text) if text.strip().isdecimal() else None
+            if all(v is not None for v in latest.values()):
+                break
+        return latest
 
     def sample(self) -> None:
         s: dict = {"t": time.time(), "up": sum(1 for n in self.nodes if n.up)}
         for name, pid in self.pids.items():
             s[name] = (rss_kb(pid), open_files(pid))
+        s["sys"] = self.broker_sys()
         self.samples.append(s)
 
     def run(self) -> None:
@@ -205,34 +243,57 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float:
     return 0.0 if not den else sum((t - mt) * (v - mv) for t, v in points) / den * 3600
 
 
+def series_trend(samples: list[dict], value) -> dict | None:
+    """``value(sample)`` (or None) over the run: first, last, max, second half's first and
+    last, slopes an hour over the second half and over the last third."""
+    pts = [(s["t"], v) for s in samples if (v := value(s)) is not None]
+    if len(pts) < 2:
+        return None
+    half = [p for p in pts if p[0] >= (pts[0][0] + pts[-1][0]) / 2]
+    third = [p for p in pts if p[0] >= pts[-1][0] - (pts[-1][0] - pts[0][0]) / 3]
+    return {"first": pts[0][1], "last": pts[-1][1], "max": max(v for _, v in pts),
+            "half_first": half[0][1], "half_last": half[-1][1],
+            "slope_half": slope_per_hour(half), "slope_third": slope_per_hour(third),
+            "samples": len(half)}
+
+
 def trends(samples: list[dict], names: list[str]) -> dict:
-    """Per process over the second half: RSS and open files first, last, max, slope an hour
-    and flat or growing. Flat: RSS growing less than max(5 MiB, 5 % of its mean) an hour, open
-    files less than 10 an hour (the broker's and this tool's net of the nodes connected)."""
-    if not samples:
-        return {}
-    t0, t1 = samples[0]["t"], samples[-1]["t"]
-    half = [s for s in samples if s["t"] >= (t0 + t1) / 2]
-    out = {}
+    """Per process: RSS (MiB) and open files (the broker's and this tool's net of the nodes
+    connected) with their slopes over the second half and the last third; flat when both are
+    under FLAT_MIB_H (FLAT_FILES_H for files)."""
+    out: dict = {}
     for name in names:
-        rss = [(s["t"], s[name][0] / 1024) for s in half if s[name][0] is not None]
         net = name in NET_OF_CONNECTED
-        files = [(s["t"], s[name][1] - (s["up"] if net else 0))
-                 for s in half if s[name][1] is not None]
-        if not rss or not files:
+        rss = series_trend(samples, lambda s, n=name: s[n][0] / 1024
+                           if s[n][0] is not None else None)
+        files = series_trend(samples, lambda s, n=name, net=net: s[n][1] - (s["up"] if net else 0)
+                             if s[n][1] is not None else None)
+        raw_files = series_trend(samples, lambda s, n=name: s[n][1])
+        if rss is None or files is None or raw_files is None:
             continue
-        mean = sum(v for _, v in rss) / len(rss)
-        r_slope, f_slope = slope_per_hour(rss), slope_per_hour(files)
-        all_rss = [s[name][0] / 1024 for s in samples if s[name][0] is not None]
-        all_files = [s[name][1] for s in samples if s[name][1] is not None]
         out[name] = {
-            "rss_first": all_rss[0], "rss_last": all_rss[-1], "rss_max": max(all_rss),
-            "rss_half_first": rss[0][1], "rss_half_last": rss[-1][1],
-            "rss_slope": r_slope, "rss_flat": r_slope < max(5.0, 0.05 * mean),
-            "files_first": all_files[0], "files_last": all_files[-1],
-            "files_max": max(all_files), "files_slope": f_slope, "files_flat": f_slope < 10,
-            "net_of_connected": net, "samples": len(half)}
+            "rss": rss, "rss_flat": max(rss["slope_half"], rss["slope_third"]) < FLAT_MIB_H,
+            "files": {**raw_files, "slope_half": files["slope_half"],
+                      "slope_third": files["slope_third"]},
+            "files_flat": max(files["slope_half"], files["slope_third"]) < FLAT_FILES_H,
+            "net_of_connected": net}
     return out
+
+
+def broker_trends(samples: list[dict]) -> dict:
+    """The broker's heap and stored bytes (MiB), retained and stored messages (count) as
+    Mosquitto counts them ($SYS); the heap flat as RSS is."""
+    sys_: dict = {}
+    for key in SYS_BROKER:
+        scale = 1 / 2**20 if key in ("heap", "stored_bytes") else 1
+        tr = series_trend(samples, lambda s, k=key, sc=scale: s.get("sys", {}).get(k) * sc
+                          if s.get("sys", {}).get(k) is not None else None)
+        if tr is not None:
+            sys_[key] = tr
+    if "heap" in sys_:
+        h = sys_["heap"]
+        h["flat"] = max(h["slope_half"], h["slope_third"]) < FLAT_MIB_H
+    return sys_
 
 
 def db_duplicates(db_file: Path) -> dict:
@@ -288,7 +349,8 @@ async def bench(args) -> dict:
     base = Path(tempfile.mkdtemp(prefix="loa-bench-soak-"))
     print(f"system in {base}", flush=True)
     out: dict = {"nodes": n, "load": {"start": uptime()}}
-    sysm = await in_thread(System, base)
+    trace = (Path(args.trace_dispatcher), args.sample_s * 4) if args.trace_dispatcher else None
+    sysm = await in_thread(System, base, True, trace)
     rng = random.Random(args.seed)
     rec, counters = Recorder(), Counters()
     sampler = None
@@ -321,12 +383,16 @@ async def bench(args) -> dict:
         sysm.post(f"/api/v1/bulletins/{bulletin['id']}/submit", None)
         sysm.post(f"/api/v1/bulletins/{bulletin['id']}/approve", None)
 
+        sys_seen: list[tuple[float, str, str]] = []
+        watcher = await sys_watch(sysm, sys_seen, tuple(SYS_BROKER.values()))
         sampler = Sampler({"web": sysm.procs[0].pid, "dispatcher": sysm.procs[1].pid,
                            "broker": sysm.broker.proc.pid, "load tool": os.getpid()},
-                          nodes, args.sample_s)
+                          nodes, args.sample_s, sys_seen)
         sampler.start()
         t0 = time.time()
         until = t0 + args.minutes * 60
+        for nd in nodes:
+            nd.horizon_s = max(nd.horizon_s, until - t0 + 600)
         out["window_from"] = iso(dt.datetime.fromtimestamp(t0, dt.UTC))
         grace = args.grace_s if args.grace_s is not None else 300
         # the last slot leaves time for its end, the grace and the drain before the report
@@ -334,20 +400,8 @@ async def bench(args) -> dict:
         flaky = [asyncio.create_task(nd.flaky(until, args.drop_mean_s,
                                               (args.offline_min_s, args.offline_max_s)))
                  for nd in live]
-        series: list[dict] = []
-        while time.time() < until:
-            at = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(
-                seconds=args.lead_s)
-            if at.timestamp() <= last_slot:
-                bc = await in_thread(sysm.post, "/api/v1/broadcasts", {
-                    "bulletin_id": bulletin["id"], "targets": {"areas": [province["id"]]},
-                    "recurrence": "FREQ=DAILY", "start_at": iso(at)})
-                series.append({"id": bc["id"], "slot_at": iso(at)})
-                up = sum(1 for nd in live if nd.up)
-                print(f"{time.time() - t0:5.0f} s: series {bc['id']} at {iso(at)}; {up} "
-                      f"connected, {sum(nd.drops for nd in live)} drops so far, "
-                      f"load {uptime()}", flush=True)
-            await asyncio.sleep(min(args.every_s, max(0.0, until - time.time())))
+        series = await programme(args, sysm, bulletin["id"], province["id"], live, t0, until,
+                                 last_slot)
         await asyncio.gather(*flaky)
         out["load"]["end"] = uptime()
         print(f"links stop dropping; {sum(1 for nd in live if nd.up)} connected", flush=True)
@@ -367,6 +421,8 @@ async def bench(args) -> dict:
               f"{out['events_sent']}, stored {out['events_stored']}", flush=True)
         sampler.stop_flag.set()
         await in_thread(sampler.join)
+        if watcher.writer is not None:
+            watcher.writer.close()
 
         # --- the airplay report of the run's window ------------------------------------------
         end = dt.datetime.now(dt.UTC)
@@ -388,6 +444,7 @@ async def bench(args) -> dict:
         out["node_did"] = Counter(v for nd in live for v in nd.did.values())
         out["rejected"] = rec.rejected
         out["trends"] = trends(sampler.samples, list(sampler.pids))
+        out["broker_sys"] = broker_trends(sampler.samples)
         out["samples"] = sampler.samples
         out["run_s"] = until - t0
         a = out["account"]
@@ -398,11 +455,65 @@ async def bench(args) -> dict:
             print("disagrees:", d, flush=True)
         for name, tr in out["trends"].items():
             print(name, tr, flush=True)
+        print("broker $SYS", out["broker_sys"], flush=True)
+        if args.json:
+            by = {f"{st} {why or ''}".strip(): c for (st, why), c in a["by"].items()}
+            Path(args.json).write_text(json.dumps({**out, "account": {**a, "by": by}},
+                                                  default=str), encoding="utf-8")
         return out
     finally:
         if sampler is not None:
             sampler.stop_flag.set()
         await in_thread(sysm.stop)
+
+
+async def programme(args, sysm: System, bulletin_id: int, area_id: int, live: list[SoakNode],
+                    t0: float, until: float, last_slot: float) -> list[dict]:
+    """The run's programme (``--programme``) until ``until``; the series made."""
+    def progress(what: str) -> None:
+        print(f"{time.time() - t0:5.0f} s: {what}{sum(1 for nd in live if nd.up)} connected, "
+              f"{sum(nd.drops for nd in live)} drops so far, load {uptime()}", flush=True)
+    series: list[dict] = []
+    if args.programme == "steady":
+        series = await in_thread(steady_programme, sysm, bulletin_id, area_id,
+                                 t0 + args.lead_s, last_slot, args.series, args.slot_every_min)
+        for sr in series:
+            print(f"series {sr['id']}: {sr['rule']} from {sr['slot_at']}", flush=True)
+    while args.programme == "steady" and time.time() < until:
+        await asyncio.sleep(min(300.0, max(0.0, until - time.time())))
+        progress("")
+    while args.programme == "growing" and time.time() < until:
+        at = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=args.lead_s)
+        if at.timestamp() <= last_slot:
+            bc = await in_thread(sysm.post, "/api/v1/broadcasts", {
+                "bulletin_id": bulletin_id, "targets": {"areas": [area_id]},
+                "recurrence": "FREQ=DAILY", "start_at": iso(at)})
+            series.append({"id": bc["id"], "slot_at": iso(at)})
+            progress(f"series {bc['id']} at {iso(at)}; ")
+        await asyncio.sleep(min(args.every_s, max(0.0, until - time.time())))
+    return series
+
+
+def steady_programme(sysm: System, bulletin_id: int, area_id: int, first: float, last: float,
+                     n_series: int, every_min: int) -> list[dict]:
+    """``n_series`` series to the area, made now, that together put a slot every
+    ``every_min`` minutes (each series every ``n_series * every_min`` minutes, at its own
+    minutes of the hour) from ``first`` until ``last`` (UNIX times) and never after."""
+    period = n_series * every_min
+    if 60 % period:
+        raise SystemExit(f"--series × --slot-every-min must divide 60 (got {period})")
+    start = dt.datetime.fromtimestamp(first, dt.UTC).replace(second=0, microsecond=0) \
+        + dt.timedelta(minutes=1)
+    until = dt.datetime.fromtimestamp(last, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    made = []
+    for k in range(n_series):
+        minutes = ",".join(str(m) for m in range(k * every_min, 60, period))
+        rule = f"FREQ=HOURLY;BYMINUTE={minutes};BYSECOND=0;UNTIL={until}"
+        bc = sysm.post("/api/v1/broadcasts", {
+            "bulletin_id": bulletin_id, "targets": {"areas": [area_id]},
+            "recurrence": rule, "start_at": iso(start)})
+        made.append({"id": bc["id"], "slot_at": iso(start), "rule": rule})
+    return made
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -416,7 +527,21 @@ def report(r: dict, args, before: str, after: str) -> str:
     n = r["nodes"]
     a = r["account"]
     cmd = (f".venv/bin/python bench/soak.py --nodes {n} --minutes {args.minutes:g} --seed "
-           f"{args.seed} --write-docs")
+           f"{args.seed}{' --programme growing' if args.programme == 'growing' else ''} "
+           f"--write-docs")
+    if args.programme == "steady":
+        rules = "; ".join(f"`{x['rule']}`" for x in r["series"])
+        programme = (
+            f"a steady programme: {len(r['series'])} series to every node made once at the "
+            f"start ({rules}), together a slot "
+            f"every {args.slot_every_min} minutes from {args.lead_s} s after the start; "
+            f"nothing made or changed after that, so every node's desired state was sent "
+            f"once and the retained messages stayed as many and as large")
+    else:
+        programme = (f"a growing programme: a new daily series to every node every "
+                     f"{args.every_s} s ({len(r['series'])} series, each slot {args.lead_s} s "
+                     f"after the call), so each node's desired state listed one slot more "
+                     f"each time")
     lines = [BEGIN, f"## A soak: {n:,} nodes for {args.minutes:g} minutes with links dropping",
              "", f"- Date: {now}", f"- Machine: {machine()}",
              f"- Command: `{cmd}` (`make bench-soak`)",
@@ -425,9 +550,8 @@ def report(r: dict, args, before: str, after: str) -> str:
              f"ran, so these are figures under load, not a quiet machine's.", "",
              f"{r['connected']:,} of {n:,} nodes connected in {r['connect_s']:.1f} s. Over "
              f"{r['run_s'] / 60:.0f} minutes: telemetry every {args.telemetry_s} s from each "
-             f"connected node; a new daily series to every node every {args.every_s} s "
-             f"({len(r['series'])} series, each slot {args.lead_s} s after the call); each "
-             f"link dropped at random (exponential, mean {args.drop_mean_s} s; socket closed "
+             f"connected node; {programme}; each link dropped at random (exponential, mean "
+             f"{args.drop_mean_s} s; socket closed "
              f"without DISCONNECT, so the Last Will fired), away {args.offline_min_s}-"
              f"{args.offline_max_s} s: {r['drops']:,} drops, {r['offline_s'] / 3600:.1f} "
              f"node-hours offline, {r['reconnect_failures']} reconnects refused or failed "
@@ -435,19 +559,39 @@ def report(r: dict, args, before: str, after: str) -> str:
              f"held offline): {r['resent']:,}. Airplay grace "
              f"{args.grace_s if args.grace_s is not None else 300} s.", "",
              "| what | measured | goal | result |", "| --- | --- | --- | --- |"]
+    flat = f"slopes (second half, last third) under {FLAT_MIB_H:g} MiB/hour"
     for name, tr in r["trends"].items():
         files = "open files (slope net of the nodes connected)" if tr["net_of_connected"] \
             else "open files"
+        m, f = tr["rss"], tr["files"]
         lines.append(
-            f"| {name}: RSS | {tr['rss_first']:.0f} MiB at the start, max "
-            f"{tr['rss_max']:.0f}, {tr['rss_last']:.0f} at the end; second half "
-            f"{tr['rss_half_first']:.0f} → {tr['rss_half_last']:.0f} MiB, slope "
-            f"{tr['rss_slope']:+.1f} MiB/hour | flat | "
+            f"| {name}: RSS | {m['first']:.0f} MiB at the start, max {m['max']:.0f}, "
+            f"{m['last']:.0f} at the end; second half {m['half_first']:.0f} → "
+            f"{m['half_last']:.0f} MiB; slope {m['slope_half']:+.1f} MiB/hour over the "
+            f"second half, {m['slope_third']:+.1f} over the last third | {flat} | "
             f"{'flat' if tr['rss_flat'] else 'growing'} |")
         lines.append(
-            f"| {name}: {files} | {tr['files_first']} at the start, max {tr['files_max']}, "
-            f"{tr['files_last']} at the end; second-half slope {tr['files_slope']:+.1f} "
-            f"files/hour | flat | {'flat' if tr['files_flat'] else 'growing'} |")
+            f"| {name}: {files} | {f['first']:.0f} at the start, max {f['max']:.0f}, "
+            f"{f['last']:.0f} at the end; slope {f['slope_half']:+.1f} files/hour over the "
+            f"second half, {f['slope_third']:+.1f} over the last third | under "
+            f"{FLAT_FILES_H:g} files/hour | {'flat' if tr['files_flat'] else 'growing'} |")
+    bs = r.get("broker_sys", {})
+    if "heap" in bs:
+        h = bs["heap"]
+        lines.append(
+            f"| broker: heap (`$SYS/broker/heap/current`) | {h['first']:.1f} MiB at the "
+            f"start, max {h['max']:.1f}, {h['last']:.1f} at the end; slope "
+            f"{h['slope_half']:+.1f} MiB/hour over the second half, {h['slope_third']:+.1f} "
+            f"over the last third | {flat} | {'flat' if h['flat'] else 'growing'} |")
+    for key, what in (("retained", "retained messages"), ("stored", "messages stored"),
+                      ("stored_bytes", "stored messages' bytes (MiB)")):
+        if key in bs:
+            x = bs[key]
+            lines.append(
+                f"| broker: {what} (`{SYS_BROKER[key]}`) | {x['first']:,.1f} at the start, "
+                f"max {x['max']:,.1f}, {x['last']:,.1f} at the end; slope "
+                f"{x['slope_half']:+,.1f}/hour over the second half, "
+                f"{x['slope_third']:+,.1f} over the last third | (context) | |")
     dup = r["duplicates"]
     lines += [
         f"| held events delivered after the links stopped dropping | every node back and "
@@ -471,15 +615,20 @@ def report(r: dict, args, before: str, after: str) -> str:
         f"{met(not dup['playlogs'] and not dup['events'] and not r['node_played_twice'])} |",
         ""]
     lines += ["RSS and open files every 5 minutes (MiB / files; the broker's and this tool's "
-              "include a socket per node connected, the nodes connected given first):", ""]
+              "include a socket per node connected, the nodes connected given first; then "
+              "the broker's heap in MiB and its retained and stored messages):", ""]
     picked = [s for i, s in enumerate(r["samples"])
               if i == 0 or int((s["t"] - r["samples"][0]["t"]) // 300)
               != int((r["samples"][i - 1]["t"] - r["samples"][0]["t"]) // 300)]
     for s in picked:
         minute = (s["t"] - r["samples"][0]["t"]) / 60
+        sy = s.get("sys") or {}
         lines.append(f"- {minute:4.1f} min, {s['up']:,} connected: " + "; ".join(
             f"{k} {v[0] / 1024:.0f} / {v[1]}" for k, v in s.items()
-            if k not in ("t", "up") and v[0] is not None))
+            if k not in ("t", "up", "sys") and v[0] is not None)
+            + (f"; broker heap {sy['heap'] / 2**20:.1f}, retained {sy['retained']}, stored "
+               f"{sy['stored']}" if all(sy.get(k) is not None
+                                         for k in ("heap", "retained", "stored")) else ""))
     lines.append("")
     did = r["node_did"]
     lines.append(f"What the nodes did with their slots: {did.get('completed', 0):,} played, "
@@ -500,8 +649,16 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=30)
     ap.add_argument("--ramp", type=int, default=500, help="new connections a second, at most")
     ap.add_argument("--telemetry-s", type=int, default=30)
-    ap.add_argument("--every-s", type=int, default=150, help="a new daily series this often")
-    ap.add_argument("--lead-s", type=int, default=90, help="its slot this far ahead")
+    ap.add_argument("--programme", choices=("steady", "growing"), default="steady",
+                    help="steady: a few series made at the start; growing: a new one every "
+                    "--every-s")
+    ap.add_argument("--series", type=int, default=3, help="steady: this many series")
+    ap.add_argument("--slot-every-min", type=int, default=2,
+                    help="steady: a slot this often, the series taking turns")
+    ap.add_argument("--every-s", type=int, default=150,
+                    help="growing: a new daily series this often")
+    ap.add_argument("--lead-s", type=int, default=90,
+                    help="the first slot (steady) or each new one (growing) this far ahead")
     ap.add_argument("--drop-mean-s", type=float, default=450,
                     help="mean time between a node's link drops")
     ap.add_argument("--offline-min-s", type=float, default=5)
@@ -513,6 +670,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=10)
     ap.add_argument("--wards", type=int, default=10)
     ap.add_argument("--clusters", type=int, default=5, help="clusters a ward")
+    ap.add_argument("--json", help="write the results (samples too) to this file")
+    ap.add_argument("--trace-dispatcher", metavar="FILE",
+                    help="run the dispatcher under tracemalloc (bench/traced.py), where its "
+                    "memory grew written to FILE every 4 samples; slow: short runs only")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     return run_and_report(args, lambda a: asyncio.run(bench(a)), report, BEGIN, END)
