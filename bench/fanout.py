@@ -297,7 +297,7 @@ class System:
     def __init__(self, base: Path, dispatcher: bool = True,
                  trace_dispatcher: tuple[Path, float] | None = None):
         """``trace_dispatcher``: (file, seconds) to run the dispatcher under tracemalloc
-        (bench/traced.py), its growth by source line written to the file that often."""
+        (bench/_traced.py), its growth by source line written to the file that often."""
         sys.path.insert(0, str(ROOT))
         import tomli_w
         from server.cli import init_instance
@@ -329,7 +329,7 @@ class System:
                            ("dispatcher", ["-m", "schedules", "--instance",
                                            str(self.instance)]))[:2 if dispatcher else 1]:
             if name == "dispatcher" and trace_dispatcher is not None:
-                args = [str(ROOT / "bench" / "traced.py"), str(trace_dispatcher[0]),
+                args = [str(ROOT / "bench" / "_traced.py"), str(trace_dispatcher[0]),
                         str(trace_dispatcher[1]), *args]
             with open(base / f"{name}.log", "ab") as log:  # the child keeps its own copy
                 self.procs.append(subprocess.Popen([py, *args], cwd=ROOT, stdout=log,

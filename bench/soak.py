@@ -672,7 +672,7 @@ def main() -> int:
     ap.add_argument("--clusters", type=int, default=5, help="clusters a ward")
     ap.add_argument("--json", help="write the results (samples too) to this file")
     ap.add_argument("--trace-dispatcher", metavar="FILE",
-                    help="run the dispatcher under tracemalloc (bench/traced.py), where its "
+                    help="run the dispatcher under tracemalloc (bench/_traced.py), where its "
                     "memory grew written to FILE every 4 samples; slow: short runs only")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()

@@ -1,7 +1,7 @@
 """Run a module under tracemalloc, writing where its memory grew (bench/soak.py
 --trace-dispatcher).
 
-``python bench/traced.py OUT EVERY_S -m MODULE ARGS...`` runs MODULE as ``python -m MODULE
+``python bench/_traced.py OUT EVERY_S -m MODULE ARGS...`` runs MODULE as ``python -m MODULE
 ARGS...`` would, and every EVERY_S seconds appends to OUT the 25 source lines whose allocations
 grew most since the first snapshot (taken EVERY_S seconds in, after start-up), and the traced
 total. Slow (every allocation is traced): for short runs only, never for the figures of a soak.
