@@ -107,7 +107,8 @@ class LoadNode(SimNode):
         loop = asyncio.get_running_loop()
 
         def tick(at: float) -> None:
-            if not self.client.writer.is_closing():
+            writer = self.client.writer  # None while a reconnect still opens its socket
+            if writer is not None and not writer.is_closing():
                 self.telemetry()
             loop.call_at(at + period, tick, at + period)
         first = loop.time() + phase

@@ -117,17 +117,6 @@ class SoakNode(LoadNode):
         if self.up:  # the real agent keeps no telemetry while offline
             super().telemetry()
 
-    def telemetry_every(self, period: float, phase: float) -> None:
-        """LoadNode's, but asking ``up``: while a reconnect opens its socket the client has no
-        writer yet, and LoadNode's tick (asking the writer) would raise and stop for good."""
-        loop = asyncio.get_running_loop()
-
-        def tick(at: float) -> None:
-            self.telemetry()
-            loop.call_at(at + period, tick, at + period)
-        first = loop.time() + phase
-        loop.call_at(first, tick, first)
-
     # --- the schedule, played on the node's own clock -----------------------------------
     def apply(self, body: dict) -> None:
         loop = asyncio.get_running_loop()
