@@ -279,10 +279,17 @@ class NodeHarness:
         return [json.loads(line) for line in path.read_text().splitlines() if line]
 
     def wait_sink(self, predicate, timeout: float = WAIT_S) -> dict:
+        """The first line of the sink that fits. The sink is a file: it is read again whenever
+        a message of the node arrives (each play's line is written before its ``played``
+        event is sent) and at least every 50 ms (offline, nothing arrives), within the bound."""
+        c = self.server
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             for line in self.sink_lines():
                 if predicate(line):
                     return line
-            time.sleep(0.05)  # the sink is a file: poll it, within the bound
-        raise AssertionError(f"no sink line fits; lines: {self.sink_lines()}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no sink line fits; lines: {self.sink_lines()}")
+            with c._cond:
+                c._cond.wait(min(left, 0.05))
