@@ -213,26 +213,26 @@ def test_immediate_play_waits_until_the_relay_has_been_on_for_the_lead_time(make
 
 def test_scheduled_play_starts_on_time_with_the_relay_on_the_lead_time_before(make_node, gpio):
     _, chip, _ = gpio
-    h = node_with_relay(make_node, gpio, lead_ms=600)
-    start_at = int(time.time() * 1000) + 1500
+    h = node_with_relay(make_node, gpio, lead_ms=400)
+    start_at = int(time.time() * 1000) + 1000
     h.play("short", item_id="timed", start_at=start_at)
     line = h.wait_sink(lambda ln: ln["item_id"] == "timed")
     [on_at] = relay_on_times(chip)
-    assert start_at - 600 <= on_at <= start_at - 300       # switched on ahead, not long before
+    assert start_at - 400 <= on_at <= start_at - 200       # switched on ahead, not long before
     assert start_at <= line["started_at"] < start_at + 400  # and the play was not delayed
 
 
 def test_desired_slot_starts_at_its_time_with_the_relay_on_the_lead_time_before(make_node, gpio,
                                                                               media_server):
     _, chip, _ = gpio
-    h = node_with_relay(make_node, gpio, lead_ms=600)
-    start_at = int(time.time() * 1000) + 1500
+    h = node_with_relay(make_node, gpio, lead_ms=400)
+    start_at = int(time.time() * 1000) + 1000
     h.send("desired", {"version": 1, "schedule": [
         {"slot_id": "s-6h", "start_at": start_at, "priority": 3,
          "item": media_server.item("short", item_id="slot-item")}]})
     played = h.wait_event("played", slot_id="s-6h")
     [on_at] = relay_on_times(chip)
-    assert start_at - 600 <= on_at <= start_at - 300
+    assert start_at - 400 <= on_at <= start_at - 200
     assert start_at <= played["started_at"] < start_at + 400
 
 
