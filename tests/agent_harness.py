@@ -48,10 +48,10 @@ class MediaServer:
     def media(self, name: str, *, sha256: str | None = None) -> dict:
         path = self.directory / f"{name}.mp3"
         data = path.read_bytes()
-        seconds = {"long": 3}.get(name, 1)
+        seconds = {"long": 3, "blip": 0.3}.get(name, 1)
         return {"sha256": sha256 or hashlib.sha256(data).hexdigest(),
                 "url": f"{self.base}/{name}.mp3", "bytes": len(data),
-                "duration_ms": seconds * 1000}
+                "duration_ms": int(seconds * 1000)}
 
     def item(self, name: str, item_id: str | None = None, **media_kw) -> dict:
         return {"id": item_id or f"{name}-{uuid.uuid4().hex[:6]}", "title": name,
@@ -132,7 +132,7 @@ class NodeHarness:
             "state_dir": str(self.state), "telemetry_s": telemetry_s, "tz": "Asia/Ho_Chi_Minh",
             "mqtt": {"host": broker.host, "port": broker.port, "username": node,
                      "password": self.password, "tls": False, "ca_file": "",
-                     "reconnect_min_s": 0.2, "reconnect_max_s": 1},
+                     "reconnect_min_s": 0.1, "reconnect_max_s": 0.4},
             "server_keys": [{"kid": self.signer.kid, "public_key": self.signer.public_key}],
             "player": {"kind": "file", "sink_dir": str(self.sink), "realtime": realtime},
             "amp": {"kind": "none", "gpio_pin": 17},
@@ -279,10 +279,17 @@ class NodeHarness:
         return [json.loads(line) for line in path.read_text().splitlines() if line]
 
     def wait_sink(self, predicate, timeout: float = WAIT_S) -> dict:
+        """The first line of the sink that fits. The sink is a file: it is read again whenever
+        a message of the node arrives (each play's line is written before its ``played``
+        event is sent) and at least every 50 ms (offline, nothing arrives), within the bound."""
+        c = self.server
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             for line in self.sink_lines():
                 if predicate(line):
                     return line
-            time.sleep(0.05)  # the sink is a file: poll it, within the bound
-        raise AssertionError(f"no sink line fits; lines: {self.sink_lines()}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no sink line fits; lines: {self.sink_lines()}")
+            with c._cond:
+                c._cond.wait(min(left, 0.05))

@@ -288,11 +288,13 @@ def app_only(tmp_path, broker):
 
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory) -> Path:
-    """Short mono MP3s: ``short`` (1 s), ``other`` (1 s, another tone), ``long`` (3 s)."""
+    """Short mono MP3s: ``short`` (1 s), ``other`` (1 s, another tone), ``long`` (3 s), and
+    ``blip`` (0.3 s) for the real-time sink's plays whose length nothing depends on."""
     if not shutil.which("ffmpeg"):
         pytest.fail("ffmpeg is not installed")
     d = tmp_path_factory.mktemp("media")
-    for name, freq, seconds in (("short", 440, 1), ("other", 880, 1), ("long", 330, 3)):
+    for name, freq, seconds in (("short", 440, 1), ("other", 880, 1), ("long", 330, 3),
+                                ("blip", 660, 0.3)):
         subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                         f"sine=frequency={freq}:duration={seconds}", "-ac", "1", "-b:a", "32k",
                         str(d / f"{name}.mp3")], check=True)

@@ -2,38 +2,44 @@
 Mosquitto, playing the short MP3s of ``media_server`` (tests/conftest.py)."""
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
 import pytest
 
 import device_agent.agent
+import device_agent.selftest
 from tests.agent import captures
 from tests.agent_harness import NodeHarness
 
 
 @pytest.fixture(scope="session")
 def _tones(tmp_path_factory) -> dict:
-    """The test tones the agents made, by their settings, for ``_make_tone_once``."""
+    """The test tones and acoustic test sequences the agents made, by their settings, for
+    ``_make_tones_once``."""
     return {"dir": tmp_path_factory.mktemp("tones")}
 
 
 @pytest.fixture(autouse=True)
-def _make_tone_once(_tones, monkeypatch):
-    """Each agent writes its ``test`` command's tone into its new state folder when it starts,
-    computing it sample by sample (50 ms, at every start of every test); here it is computed
-    once per test process and the agent gets a copy of the same bytes. The tone itself is
-    tested in test_agent_devices.py."""
-    make_tone = device_agent.agent.make_tone
-
-    def once(path, **settings):
-        key = repr(sorted(settings.items()))
+def _make_tones_once(_tones, monkeypatch):
+    """Each agent writes its ``test`` command's tone and the acoustic test's tone sequence into
+    its new state folder when it starts, computing them sample by sample (50 ms and 120 ms, at
+    every start of every test); here each is computed once per test process and the agent gets
+    a copy of the same bytes. The tone itself is tested in test_agent_devices.py, the sequence
+    in test_selftest_analysis.py (which makes its own, tests/agent/captures.py)."""
+    def once(make, path, *args, **settings):
+        key = repr((make.__name__, args, sorted(settings.items())))
         if key not in _tones:
-            _tones[key] = make_tone(_tones["dir"] / f"tone-{len(_tones)}.wav", **settings)
+            _tones[key] = make(_tones["dir"] / f"{make.__name__}-{len(_tones)}.wav", *args,
+                               **settings)
         shutil.copyfile(_tones[key], path)
         return path
 
-    monkeypatch.setattr(device_agent.agent, "make_tone", once)
+    monkeypatch.setattr(device_agent.agent, "make_tone",
+                        functools.partial(once, device_agent.agent.make_tone))
+    monkeypatch.setattr(device_agent.selftest, "make_sequence",
+                        functools.partial(once, device_agent.selftest.make_sequence))
 
 
 @pytest.fixture

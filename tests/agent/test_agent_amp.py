@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from gpiod.line import Direction
 
+from device_agent import amp as amp_module
 from device_agent.agent import Agent
 from device_agent.amp import AmpError, GpiodAmplifier, RecordingAmplifier, make_amplifier
 from device_agent.config import AmpConfig, ConfigError, load_config, parse_config
@@ -201,46 +202,46 @@ def node_with_relay(make_node, gpio, **table_kw):
 
 def test_immediate_play_waits_until_the_relay_has_been_on_for_the_lead_time(make_node, gpio):
     _, chip, _ = gpio
-    h = node_with_relay(make_node, gpio, lead_ms=700)
+    h = node_with_relay(make_node, gpio, lead_ms=300)
     assert relay_on_times(chip) == []                       # off at start, nothing to play
     env = h.play("short", item_id="now")
     line = h.wait_sink(lambda ln: ln["item_id"] == "now")
     [on_at] = relay_on_times(chip)
-    assert line["started_at"] >= on_at + 700               # the amplifier was warm
-    assert h.wait_event("played", cmd_id=env["id"])["started_at"] >= on_at + 700
+    assert line["started_at"] >= on_at + 300               # the amplifier was warm
+    assert h.wait_event("played", cmd_id=env["id"])["started_at"] >= on_at + 300
 
 
 def test_scheduled_play_starts_on_time_with_the_relay_on_the_lead_time_before(make_node, gpio):
     _, chip, _ = gpio
-    h = node_with_relay(make_node, gpio, lead_ms=800)
-    start_at = int(time.time() * 1000) + 2500
+    h = node_with_relay(make_node, gpio, lead_ms=400)
+    start_at = int(time.time() * 1000) + 1000
     h.play("short", item_id="timed", start_at=start_at)
     line = h.wait_sink(lambda ln: ln["item_id"] == "timed")
     [on_at] = relay_on_times(chip)
-    assert start_at - 800 <= on_at <= start_at - 400       # switched on ahead, not long before
+    assert start_at - 400 <= on_at <= start_at - 200       # switched on ahead, not long before
     assert start_at <= line["started_at"] < start_at + 400  # and the play was not delayed
 
 
 def test_desired_slot_starts_at_its_time_with_the_relay_on_the_lead_time_before(make_node, gpio,
                                                                               media_server):
     _, chip, _ = gpio
-    h = node_with_relay(make_node, gpio, lead_ms=800)
-    start_at = int(time.time() * 1000) + 2500
+    h = node_with_relay(make_node, gpio, lead_ms=400)
+    start_at = int(time.time() * 1000) + 1000
     h.send("desired", {"version": 1, "schedule": [
         {"slot_id": "s-6h", "start_at": start_at, "priority": 3,
          "item": media_server.item("short", item_id="slot-item")}]})
     played = h.wait_event("played", slot_id="s-6h")
     [on_at] = relay_on_times(chip)
-    assert start_at - 800 <= on_at <= start_at - 400
+    assert start_at - 400 <= on_at <= start_at - 200
     assert start_at <= played["started_at"] < start_at + 400
 
 
 def test_a_slot_skipped_for_quiet_hours_does_not_power_the_amplifier(make_node, gpio,
                                                                       media_server):
     _, chip, _ = gpio
-    h = node_with_relay(make_node, gpio, lead_ms=300)
+    h = node_with_relay(make_node, gpio, lead_ms=200)
     all_day = [{"from": "00:00", "to": "23:59"}, {"from": "23:59", "to": "00:00"}]
-    start_at = int(time.time() * 1000) + 800
+    start_at = int(time.time() * 1000) + 500
     h.send("desired", {"version": 1, "quiet_hours": all_day, "schedule": [
         {"slot_id": "s-night", "start_at": start_at, "priority": 3,
          "item": media_server.item("short", item_id="night")}]})
@@ -250,12 +251,12 @@ def test_a_slot_skipped_for_quiet_hours_does_not_power_the_amplifier(make_node, 
 
 def test_relay_goes_off_after_the_idle_time_and_not_before(make_node, gpio):
     _, chip, _ = gpio
-    h = node_with_relay(make_node, gpio, lead_ms=100, idle_off_s=0.8)
+    h = node_with_relay(make_node, gpio, lead_ms=100, idle_off_s=0.4)
     h.play("short", item_id="one")
     line = h.wait_sink(lambda ln: ln["item_id"] == "one")
     off_at = wait_for(lambda: [t for t in relay_off_times(chip) if t > relay_on_times(chip)[0]],
                       what="relay off")[0]
-    assert off_at >= line["ended_at"] + 800
+    assert off_at >= line["ended_at"] + 400
     assert h.agent.status()["amp_on"] is False
 
 
@@ -264,20 +265,20 @@ def test_relay_stays_on_between_two_plays_closer_than_the_idle_time(make_node, g
     h = node_with_relay(make_node, gpio, lead_ms=100, idle_off_s=5)
     h.play("short", item_id="first")
     first = h.wait_sink(lambda ln: ln["item_id"] == "first")
-    h.play("short", item_id="second", start_at=first["ended_at"] + 1500)
+    h.play("short", item_id="second", start_at=first["ended_at"] + 500)
     h.wait_sink(lambda ln: ln["item_id"] == "second")
     assert len(relay_on_times(chip)) == 1 and relay_off_times(chip)[1:] == []
 
 
 def test_amp_on_command_switches_on_now_and_the_idle_time_then_switches_off(make_node, gpio):
     _, chip, _ = gpio
-    h = node_with_relay(make_node, gpio, idle_off_s=0.6)
+    h = node_with_relay(make_node, gpio, idle_off_s=0.3)
     env = h.send("amp", {"on": True})
     finished = h.wait_ack(env["id"], "finished")
     [on_at] = relay_on_times(chip)
     assert on_at <= finished["ts"]
     off_at = wait_for(lambda: [t for t in relay_off_times(chip) if t > on_at], what="off")[0]
-    assert off_at >= on_at + 600
+    assert off_at >= on_at + 300
 
 
 def test_amp_off_command_holds_the_amplifier_off_through_playback(make_node, gpio):
@@ -307,8 +308,9 @@ def test_a_relay_that_fails_while_powering_raises_amp_fault_once_and_plays_anywa
 
 # --- the fault input -----------------------------------------------------------------------------
 
-def test_fault_input_raises_amp_fault_once_per_assertion(make_node, gpio):
+def test_fault_input_raises_amp_fault_once_per_assertion(make_node, gpio, monkeypatch):
     _, chip, _ = gpio
+    monkeypatch.setattr(amp_module, "FAULT_POLL_S", 0.05)  # re-read 20 times a second, not 5
     h = node_with_relay(make_node, gpio, fault_line="GPIO27", fault_active_high=False,
                         fault_bias="pull-up")
     wait_for(lambda: h.agent.telemetry()["amp_fault"] is False, what="fault input read")

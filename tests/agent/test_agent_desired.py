@@ -61,7 +61,7 @@ def test_desired_without_groups_keeps_current_list_and_prefetches_media(node, me
 
 def test_offline_node_plays_schedule_from_cache_and_reports_after_reconnect(node, broker,
                                                                            media_server):
-    start_at = now_ms() + 2500
+    start_at = now_ms() + 1200   # the broker is down before then (~0.2 s from now)
     s = slot(media_server, "s-0600", start_at)
     node.send("desired", {"version": 1, "schedule": [s]})
     node.wait_event("desired_applied", version=1)
@@ -82,7 +82,7 @@ def test_offline_node_plays_schedule_from_cache_and_reports_after_reconnect(node
 
 def test_outbox_survives_agent_restart_and_played_slot_is_not_replayed(node, broker,
                                                                        media_server):
-    s = slot(media_server, "s-1700", now_ms() + 2000)
+    s = slot(media_server, "s-1700", now_ms() + 1200)
     node.send("desired", {"version": 1, "schedule": [s]})
     node.wait_event("desired_applied", version=1)
     wait_cached(node, s["item"]["media"]["sha256"])

@@ -63,11 +63,18 @@ def run(argv: list, **kw) -> subprocess.CompletedProcess:
     return done
 
 
+def venv_pip(venv: Path) -> list:
+    """This environment's pip working on ``venv`` (which has none of its own)."""
+    return [sys.executable, "-m", "pip", "--python", venv / "bin" / "python"]
+
+
 @pytest.fixture(scope="module")
 def agent_venv(tmp_path_factory) -> Path:
     """A clean virtualenv with only the agent's wheel and its dependencies, all installed from
     the wheelhouse ``make test-deps`` fetched; the wheel is built from a copy of agent/ and
-    device_agent/ alone, so nothing else of the repository can slip in."""
+    device_agent/ alone, so nothing else of the repository can slip in. The virtualenv is made
+    without pip (ensurepip takes most of ten seconds) and this environment's pip installs into
+    it, so it holds the agent and its dependencies only."""
     wheelhouse = default_dest()
     if not any(wheelhouse.glob("*.whl")):
         pytest.fail(f"no wheelhouse at {wheelhouse}: run `make test-deps` (it fetches the agent's "
@@ -83,9 +90,8 @@ def agent_venv(tmp_path_factory) -> Path:
     wheels = list((base / "dist").glob("loaphuong_agent-*.whl"))
     assert len(wheels) == 1, wheels
     venv = base / "venv"
-    run([sys.executable, "-m", "venv", venv], cwd=base)
-    run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", *offline, wheels[0]],
-        cwd=base)
+    run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=base)
+    run([*venv_pip(venv), "install", "--quiet", *offline, wheels[0]], cwd=base)
     return venv
 
 
@@ -113,7 +119,7 @@ def test_agent_dependencies_are_exactly_what_device_agent_imports():
 @pytest.mark.e2e
 @GROUP
 def test_clean_virtualenv_holds_the_agent_and_nothing_of_the_server(agent_venv):
-    listed = run([agent_venv / "bin" / "python", "-m", "pip", "list", "--format", "json"])
+    listed = run([*venv_pip(agent_venv), "list", "--format", "json"])
     installed = {canonical(d["name"]): d["version"] for d in json.loads(listed.stdout)}
     assert installed.get("loaphuong-agent") == __version__
     assert "loaphuong" not in installed

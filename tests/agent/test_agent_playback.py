@@ -74,7 +74,7 @@ def test_higher_priority_preempts_and_preempted_item_does_not_resume(make_node):
     h = make_node(realtime=True)
     low = h.play("long", priority=3, item_id="low")
     h.wait_ack(low["id"], "started")
-    high = h.play("short", priority=5, item_id="high")
+    high = h.play("blip", priority=5, item_id="high")
     h.wait_ack(low["id"], "preempted")
     h.wait_ack(high["id"], "finished")
     played = h.wait_event("played", cmd_id=low["id"])
@@ -88,9 +88,9 @@ def test_higher_priority_preempts_and_preempted_item_does_not_resume(make_node):
 
 def test_equal_priority_waits_its_turn_in_arrival_order(make_node):
     h = make_node(realtime=True)
-    first = h.play("short", priority=5, item_id="first")
-    second = h.play("short", priority=5, item_id="second")
-    third = h.play("short", priority=3, item_id="third")
+    first = h.play("blip", priority=5, item_id="first")
+    second = h.play("blip", priority=5, item_id="second")
+    third = h.play("blip", priority=3, item_id="third")
     h.wait_ack(third["id"], "finished")
     assert ack_index(h, first["id"], "finished") < ack_index(h, second["id"], "started")
     assert ack_index(h, second["id"], "finished") < ack_index(h, third["id"], "started")
@@ -148,14 +148,14 @@ def test_waiting_command_whose_exp_passes_is_skipped_expired(make_node):
     h = make_node(realtime=True)
     blocker = h.play("long", priority=5)
     h.wait_ack(blocker["id"], "started")
-    short_lived = h.send("play", {"item": h.media.item("short"), "priority": 3}, ttl_ms=1000)
+    short_lived = h.send("play", {"item": h.media.item("short"), "priority": 3}, ttl_ms=600)
     assert h.wait_ack(short_lived["id"], "skipped")["reason"] == "expired"
     assert h.wait_event("played", cmd_id=short_lived["id"])["reason"] == "expired"
     assert h.acks(blocker["id"]) == ["received", "started"]    # still playing
 
 
 def test_future_start_at_waits_until_then(node):
-    start_at = int(time.time() * 1000) + 1500
+    start_at = int(time.time() * 1000) + 600
     env = node.play("short", start_at=start_at)
     started = node.wait_ack(env["id"], "started")
     assert started["ts"] >= start_at

@@ -174,7 +174,9 @@ def test_the_self_test_records_through_arecord_while_the_player_plays_and_judges
     what a microphone in front of a sound horn records."""
     heard = captures.capture(folder, played, "arecord-heard", captures.CLEAN)
     log = tmp_path / "argv"
-    bin_dir = fake_arecord(tmp_path, f'echo "$@" > {log}; sleep 0.5; cp {heard} "${{@: -1}}"')
+    # still running after OPEN_S (here 0.1 s, not 0.3: what it waits for a failure at once)
+    monkeypatch.setattr(ArecordRecorder, "OPEN_S", 0.1)
+    bin_dir = fake_arecord(tmp_path, f'echo "$@" > {log}; sleep 0.3; cp {heard} "${{@: -1}}"')
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     sink = FileSinkPlayer(tmp_path / "sink", realtime=False)
     test = AcousticSelfTest(sink, ArecordRecorder("hw:1,0"), tmp_path)
@@ -191,6 +193,7 @@ def test_the_self_test_records_through_arecord_while_the_player_plays_and_judges
 
 
 def test_a_stopped_self_test_ends_its_recording_and_says_stopped(tmp_path, monkeypatch):
+    monkeypatch.setattr(ArecordRecorder, "OPEN_S", 0.1)
     bin_dir = fake_arecord(tmp_path, f'echo $$ > {tmp_path}/pid; exec sleep 30')
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     cancel = Cancel()
