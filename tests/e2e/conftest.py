@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.web import chromium, playwright, web, web_system  # noqa: F401  (fixtures)
+from tests.e2e.web import chromium, playwright, quick_polls, web, web_system  # noqa: F401
 
 HERE = Path(__file__).parent
 
