@@ -13,7 +13,7 @@ from tests.e2e.web import PASSWORD
 
 WAIT_MS = 30_000
 # a node offline this long raises its alert (production: 5 minutes), judged every second
-WEB_SETTINGS = {"alert_offline_after_s": 20, "alert_eval_s": 1}
+WEB_SETTINGS = {"alert_offline_after_s": 5, "alert_eval_s": 1}
 
 
 def _node_with_agent(system, name: str) -> tuple[dict, object, object]:

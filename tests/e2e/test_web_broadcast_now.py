@@ -11,7 +11,7 @@ from tests.system import played_events, sink_files
 
 WAIT_MS = 30_000
 # long enough to be seen playing: the agents report every 2 s (web_system), the dashboard
-# polls every 10 s (server/web/dashboard.py POLL_S)
+# polls every 10 s in production (server/web/dashboard.py POLL_S; 2 s here, tests/e2e/web.py)
 TEXT = ("Ủy ban nhân dân phường thông báo: từ ngày mười lăm tháng mười hai, xe thu gom rác "
         "thải đi qua các tổ dân phố lúc năm giờ ba mươi sáng và mười tám giờ chiều hằng ngày. "
         "Đề nghị bà con để rác đúng nơi quy định. Xin cảm ơn.")

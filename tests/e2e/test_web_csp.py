@@ -21,7 +21,7 @@ def test_pages_poll_and_post_through_htmx_with_no_policy_violation(app_only, web
     page.context.add_init_script(WATCH)
     login(page)
 
-    # the dashboard refreshes itself (every 10 s)
+    # the dashboard refreshes itself (every 10 s; 2 s in these tests: web.POLL_S)
     page.wait_for_function("() => window.__swaps >= 1", timeout=WAIT_MS)
     assert page.evaluate("window.__csp") == []
     assert page.evaluate("document.querySelectorAll('style').length") == 0

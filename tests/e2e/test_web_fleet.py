@@ -52,7 +52,7 @@ def test_a_technician_on_a_phone_finds_an_offline_node_and_tests_its_horn(web_sy
     expect(result).to_have_attribute("data-status", "finished", timeout=WAIT_MS)
     expect(result).to_contain_text("đạt")
     expect(result).to_contain_text("Hz tone played")
-    expect(page.locator("#fleet-facts [data-state]")).to_have_attribute(  # polled, 10 s
+    expect(page.locator("#fleet-facts [data-state]")).to_have_attribute(  # polled (web.POLL_S)
         "data-state", "online", timeout=WAIT_MS)
     web.shot(page, "node-tone-done")
 

@@ -178,10 +178,26 @@ def no_horizontal_scroll(page: Page) -> bool:
         "document.documentElement.scrollWidth <= document.documentElement.clientWidth")
 
 
+# how often the pages these tests open poll their live parts (the dashboard, a node's facts):
+# production's 10 s made every test that waits for a page to update itself wait up to 10 s a
+# time; what a page shows, and that it updates in place (a 304 while nothing changes), is the
+# same at any period
+POLL_S = 2
+
+
 @pytest.fixture
-def web(chromium, request):
+def quick_polls(monkeypatch):
+    """The in-process servers' pages poll every ``POLL_S`` seconds, not production's 10."""
+    import server.web.dashboard
+    import server.web.fleet
+    monkeypatch.setattr(server.web.dashboard, "POLL_S", POLL_S)
+    monkeypatch.setattr(server.web.fleet, "FACTS_POLL_S", POLL_S)
+
+
+@pytest.fixture
+def web(chromium, request, quick_polls):
     """This test's pages (``Web``); fails the test on any console error or failed request seen
-    in any of them."""
+    in any of them. The pages poll every ``POLL_S`` seconds (``quick_polls``)."""
     w = Web(chromium, request.node.name)
     yield w
     try:
