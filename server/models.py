@@ -426,11 +426,25 @@ class Command(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    failed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)  # given up
+    failed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # given up (indexed below)
     last_error: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str | None] = mapped_column(String(20))      # for node commands: last ack
     reason: Mapped[str | None] = mapped_column(String(100))
     result: Mapped[dict | None] = mapped_column(JSON)
+
+
+# Commands are kept (every desired state of every node, the signed evidence of what was sent),
+# and the dispatcher looks twice a second for the few not yet out: neither published nor given
+# up. With a plain index on failed_at, whose NULL is nearly every row, SQLite (no statistics)
+# chose it for that look and read every command ever sent, a cost growing with the province's
+# history; indexed only where it is set (what failed lately), the look reads the published_at
+# index's few NULLs. A broadcast's deliveries still at sent are what the dispatcher may send
+# again: a province's broadcast has 10,000 deliveries of one command (revision 0022).
+_FAILED = Command.failed_at.is_not(None)
+Index("ix_commands_failed", Command.failed_at, sqlite_where=_FAILED, postgresql_where=_FAILED)
+_UNACKED = Delivery.status == "sent"  # server.deliveries.DeliveryStatus.SENT
+Index("ix_deliveries_sent", Delivery.command_id, sqlite_where=_UNACKED,
+      postgresql_where=_UNACKED)
 
 
 class AgentRelease(Base):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
+from device_agent import schemas
 from device_agent.protocol import make_event
+from server.bridge import Refused, decode, fast_validator
 from tests.fuzz_budget import examples
 from tests.schedules.helpers import KINDS, bad_message_changes_nothing_but_what_it_may
 
@@ -68,3 +70,34 @@ def test_the_same_event_twice_is_stored_once(node_bridge):
     node_bridge.send("events", event)
     node_bridge.send("events", event)
     assert node_bridge.events() == before + 1
+
+
+def _valid(schema: dict):
+    """Messages that fit ``schema``, made from it by schemathesis' generator."""
+    import jsonschema_rs
+    from schemathesis.generation.jsonschema.builder import build
+    return build({k: v for k, v in schema.items() if k != "$id"},
+                 draft=jsonschema_rs.Draft202012, formats={})
+
+
+SCHEMAS = {"events": schemas.EVENT, "telemetry": schemas.TELEMETRY, "state": schemas.STATE}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_bridge_refuses_exactly_what_the_agents_own_schema_check_refuses(kind):
+    """The bridge's quick check (jsonschema-rs) and the agent's (jsonschema, whose words the
+    refusal carries) agree on every message: valid ones made from the schema, schema-shaped
+    ones with hostile fields, and any JSON, as the bridge's parser reads them (it refuses
+    NaN and the infinities before any schema sees them)."""
+    schema = SCHEMAS[kind]
+
+    @FUZZ
+    @given(_valid(schema) | SHAPED[kind] | JSON)
+    def run(value):
+        try:
+            value = decode(json.dumps(value).encode())
+        except Refused:
+            assume(False)
+        assert fast_validator(schema).is_valid(value) == \
+            (schemas.first_error(schema, value) is None), value
+    run()
