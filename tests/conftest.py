@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _pytest.nodeid import NodeId
 from hypothesis import settings
 from werkzeug.routing import Rule
 from werkzeug.security import generate_password_hash
@@ -49,12 +50,28 @@ def pytest_collection_finish(session):
 E2E_FIXTURES = {"system", "tls_broker"}  # the whole running system, or the broker's TLS set-up
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """A test on the whole running system is end-to-end wherever it lives (tests/e2e marks all
-    of its own)."""
+    of its own). Under ``--dist loadgroup``, a test's group goes into its node id (this hook
+    runs after those of tests/audio and tests/server, which mark groups)."""
     for item in items:
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+    if getattr(config.option, "loadgroup", False):
+        _groups_in_node_ids(items)
+
+
+def _groups_in_node_ids(items) -> None:
+    """Each test's ``xdist_group`` in its node id (``...::test@group``), where pytest-xdist's
+    scheduler looks for it, as its worker means to put it: that worker sets ``Node._nodeid``,
+    which pytest 9.2 no longer reads (the id is ``Node._id``), so every group was ignored and
+    a group's tests went to any worker, each building the module's fixtures again."""
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        nodeid = item.nodeid
+        if names and nodeid.rfind("@") <= nodeid.rfind("]"):
+            item._id = NodeId.parse(f"{nodeid}@{'_'.join(names)}")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -16,17 +16,17 @@ from tests.audio.helpers import ffmpeg, media_files
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("uploads")
-    tone = ["-f", "lavfi", "-i", "sine=frequency=440:duration=4"]
-    made = {}
+    # one ffmpeg writes them all (its start-up costs more than encoding seconds of a tone): the
+    # 20 s tone, and its first 4 s in ten formats
+    made = {"long_mp3": d / "long.mp3"}
+    outputs = ["-b:a", "64k", str(made["long_mp3"])]
     for name, opts in {"mp3": ["-b:a", "64k"], "wav": [], "m4a": ["-c:a", "aac"],
                        "aac": ["-c:a", "aac"], "ogg": ["-c:a", "libvorbis"],
                        "opus": ["-c:a", "libopus"], "flac": [], "webm": ["-c:a", "libopus"],
                        "aiff": [], "wma": []}.items():
         made[name] = d / f"tone.{name}"
-        ffmpeg(*tone, *opts, str(made[name]))
-    made["long_mp3"] = d / "long.mp3"
-    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=20", "-b:a", "64k",
-           str(made["long_mp3"]))
+        outputs += ["-t", "4", *opts, str(made[name])]
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=20", *outputs)
     made["video"] = d / "clip.mp4"
     ffmpeg("-f", "lavfi", "-i", "sine=duration=2", "-f", "lavfi", "-i", "testsrc=duration=2",
            "-shortest", str(made["video"]))

@@ -22,11 +22,19 @@ from tests.audio.helpers import ffmpeg, media_files
 LIMIT_MIN = 0.1     # 6 s; every crafted file holds 60 s
 
 
-def _xing_lies(path: Path) -> Path:
-    """A 60 s VBR MP3 whose Xing header says it holds 20 frames (about 1.4 s)."""
-    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=60", "-ac", "1", "-ar", "8000",
-           "-c:a", "libmp3lame", "-q:a", "9", "-id3v2_version", "0", str(path))
-    data = bytearray(path.read_bytes())
+def _minute(d: Path) -> tuple[Path, Path]:
+    """A minute of a 440 Hz tone at 8 kHz mono: a VBR MP3 and a PCM WAV, by one ffmpeg."""
+    mp3, wav = d / "minute.mp3", d / "minute.wav"
+    mono = ["-ac", "1", "-ar", "8000"]
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=60",
+           *mono, "-c:a", "libmp3lame", "-q:a", "9", "-id3v2_version", "0", str(mp3),
+           *mono, "-c:a", "pcm_s16le", str(wav))
+    return mp3, wav
+
+
+def _xing_lies(mp3: Path, path: Path) -> Path:
+    """The 60 s VBR MP3 with its Xing header saying it holds 20 frames (about 1.4 s)."""
+    data = bytearray(mp3.read_bytes())
     at = data.find(b"Xing")
     assert at > 0 and struct.unpack(">I", data[at + 4:at + 8])[0] & 1, "no Xing frame count"
     data[at + 8:at + 12] = struct.pack(">I", 20)
@@ -34,12 +42,9 @@ def _xing_lies(path: Path) -> Path:
     return path
 
 
-def _wav_with_data_size(path: Path, size: int) -> Path:
-    """60 s of 8 kHz PCM behind a WAV header whose data size is ``size`` (0, 0xFFFFFFFF)."""
-    whole = path.with_suffix(".src.wav")
-    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=60", "-ar", "8000", "-ac", "1",
-           "-c:a", "pcm_s16le", str(whole))
-    raw = whole.read_bytes()
+def _wav_with_data_size(wav: Path, path: Path, size: int) -> Path:
+    """The 60 s WAV's PCM behind a header whose data size is ``size`` (0, 0xFFFFFFFF)."""
+    raw = wav.read_bytes()
     at = raw.index(b"data")
     header = raw[:at] + b"data" + struct.pack("<I", size)
     header = header[:4] + struct.pack("<I", (len(header) - 8 + size) & 0xFFFFFFFF) + header[8:]
@@ -50,9 +55,11 @@ def _wav_with_data_size(path: Path, size: int) -> Path:
 @pytest.fixture(scope="module")
 def crafted(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("crafted")
-    return {"xing": _xing_lies(d / "short.mp3"),
-            "wav_zero": _wav_with_data_size(d / "zero.wav", 0),
-            "wav_ffff": _wav_with_data_size(d / "ffff.wav", 0xFFFFFFFF)}
+    mp3, wav = _minute(d)
+    return {"wav": wav,
+            "xing": _xing_lies(mp3, d / "short.mp3"),
+            "wav_zero": _wav_with_data_size(wav, d / "zero.wav", 0),
+            "wav_ffff": _wav_with_data_size(wav, d / "ffff.wav", 0xFFFFFFFF)}
 
 
 def _declared_s(path: Path) -> float:
@@ -111,14 +118,13 @@ def test_api_refuses_a_recording_longer_than_its_header_with_413(crafted, tmp_pa
     assert [p.name for p in scratch.iterdir() if p.name.startswith("loa-")] == []
 
 
-def test_speech_longer_than_the_speech_limit_is_refused_without_decoding_it_all(tmp_path):
+def test_speech_longer_than_the_speech_limit_is_refused_without_decoding_it_all(crafted,
+                                                                               tmp_path):
     long_mp3 = tmp_path / "speech.mp3"
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:duration=60", "-ac", "1", "-b:a", "32k",
            str(long_mp3))
     p, media, work = _pipeline(tmp_path, max_speech_minutes=LIMIT_MIN)
-    for fmt, audio in (("mp3", long_mp3.read_bytes()),
-                       ("wav", _wav_with_data_size(tmp_path / "s.wav", 0).with_suffix(
-                           ".src.wav").read_bytes())):
+    for fmt, audio in (("mp3", long_mp3.read_bytes()), ("wav", crafted["wav"].read_bytes())):
         with pytest.raises(AudioError, match="longer than the limit"):
             p.render_speech(Speech(audio, fmt, "test", "vi-north"))
     assert media_files(media) == [] and list(work.iterdir()) == []
