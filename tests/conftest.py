@@ -101,8 +101,10 @@ def sql_compiled_once():
     per kind of database: SQLAlchemy keeps what it compiled per engine (keyed by its dialect),
     so every new app compiled each query it ran again, though all speak the same SQL to the
     same SQLite library (or the same PostgreSQL server, each in its own schema through the
-    search_path). What runs on each database is the same."""
+    search_path). The CLI's engine (``server.cli.main``: the tests make users through it
+    hundreds of times) shares them too. What runs on each database is the same."""
     import server
+    import server.cli
     make_engine = server.make_engine
     first: dict = {}
 
@@ -119,6 +121,7 @@ def sql_compiled_once():
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(server, "make_engine", shared)
+        mp.setattr(server.cli, "make_engine", shared)
         yield
 
 
