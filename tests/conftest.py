@@ -113,13 +113,47 @@ def url_builders_compiled_once():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def url_rules_parsed_once():
+    """Each URL rule's text parsed once per test process, not at every app: werkzeug parses
+    the ~120 rules again for each app it makes (half of what registering the blueprints costs,
+    a few milliseconds an app). What a parse yields (the rule's parts, its trace and its
+    converters) depends only on the text and on the map's converter classes, so an app with
+    the same ones gets the same results; the converters, which keep the map they were made
+    for but never read it, are shared. Each app still builds its own map and matcher. Only the
+    apps these tests make in-process are affected."""
+    parse_rule = Rule._parse_rule
+    parsed: dict = {}
+
+    def once(self, rule):
+        key = (rule, tuple(self.map.converters.items()))
+        if key not in parsed:
+            before = len(self._trace)
+            parts = list(parse_rule(self, rule))
+            trace = self._trace[before:]
+            parsed[key] = (parts, trace, {name: self._converters[name]
+                                          for dynamic, name in trace if dynamic})
+            return iter(parts)
+        parts, trace, converters = parsed[key]
+        self._trace.extend(trace)
+        self._converters.update(converters)
+        self.arguments.update(converters)
+        return iter(parts)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Rule, "_parse_rule", once)
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def sql_compiled_once():
     """The engines of the apps these tests make share one dialect and its compiled statements
     per kind of database: SQLAlchemy keeps what it compiled per engine (keyed by its dialect),
     so every new app compiled each query it ran again, though all speak the same SQL to the
     same SQLite library (or the same PostgreSQL server, each in its own schema through the
-    search_path). What runs on each database is the same."""
+    search_path). The CLI's engine (``server.cli.main``: the tests make users through it
+    hundreds of times) shares them too. What runs on each database is the same."""
     import server
+    import server.cli
     make_engine = server.make_engine
     first: dict = {}
 
@@ -136,6 +170,7 @@ def sql_compiled_once():
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(server, "make_engine", shared)
+        mp.setattr(server.cli, "make_engine", shared)
         yield
 
 
