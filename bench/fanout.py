@@ -316,9 +316,11 @@ class System:
     """Mosquitto, web (waitress) and dispatcher as `make run` starts them, in a temp folder."""
 
     def __init__(self, base: Path, dispatcher: bool = True,
-                 trace_dispatcher: tuple[Path, float] | None = None):
+                 trace_dispatcher: tuple[Path, float] | None = None, bridge_workers: int = 0):
         """``trace_dispatcher``: (file, seconds) to run the dispatcher under tracemalloc
-        (bench/_traced.py), its growth by source line written to the file that often."""
+        (bench/_traced.py), its growth by source line written to the file that often.
+        ``bridge_workers``: that many bridge-only processes beside the dispatcher, sharing the
+        nodes' telemetry and events with it (docs/scaling.md; procs[2:])."""
         sys.path.insert(0, str(ROOT))
         import tomli_w
         from server.cli import init_instance
@@ -334,6 +336,8 @@ class System:
                   "mqtt_username": "loa-dispatcher", "mqtt_password": self.mqtt_password,
                   "mosquitto_dir": str(base / "mosquitto"), "public_url": self.url,
                   "tts_engines": ["espeak"]}
+        if bridge_workers:
+            config.update(bridge_shared_group="loa", bridge_workers=bridge_workers)
         (self.instance / "config.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
         self.admin_password = secrets.token_urlsafe(16)
         init_instance(self.instance, self.admin_password)
@@ -348,7 +352,11 @@ class System:
         for name, args in (("web", ["-m", "server", "--instance", str(self.instance),
                                     "--port", str(self.web_port)]),
                            ("dispatcher", ["-m", "schedules", "--instance",
-                                           str(self.instance)]))[:2 if dispatcher else 1]:
+                                           str(self.instance)]),
+                           *((f"bridge-{n}", ["-m", "schedules", "--instance", str(self.instance),
+                                               "--bridge-only", str(n)])
+                             for n in range(1, bridge_workers + 1)))[:2 + bridge_workers
+                                                                       if dispatcher else 1]:
             if name == "dispatcher" and trace_dispatcher is not None:
                 args = [str(ROOT / "bench" / "_traced.py"), str(trace_dispatcher[0]),
                         str(trace_dispatcher[1]), *args]

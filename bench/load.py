@@ -315,10 +315,11 @@ async def bench(args) -> dict:
     base = Path(tempfile.mkdtemp(prefix="loa-bench-load-"))
     print(f"system in {base}", flush=True)
     out: dict = {"nodes": n, "load": {"start": uptime()}}
-    sysm = await in_thread(System, base)
+    sysm = await in_thread(lambda: System(base, bridge_workers=args.bridge_workers))
     out["broker_limit"] = sysm.broker.open_files.message if sysm.broker.open_files else ""
     rec, counters = Recorder(), Counters()
     sampler = Sampler({"web": sysm.procs[0].pid, "dispatcher": sysm.procs[1].pid,
+                       **{f"bridge {n}": proc.pid for n, proc in enumerate(sysm.procs[2:], 1)},
                        "broker": sysm.broker.proc.pid, "load tool": os.getpid()},
                       sysm.db_file, counters)
     sampler.start()
@@ -472,7 +473,9 @@ def report(r: dict, args, before: str, after: str) -> str:
     lines = [begin, f"### {n:,} nodes", "",
              f"- Date: {now}", f"- Machine: {machine()}",
              f"- Command: `.venv/bin/python bench/load.py --nodes {n} --steady-s {args.steady_s} "
-             f"--ramp {args.ramp}{' --verify-each' if args.verify_each else ''} --write-docs` "
+             f"--ramp {args.ramp}{' --verify-each' if args.verify_each else ''}"
+             f"{f' --bridge-workers {args.bridge_workers}' if args.bridge_workers else ''} "
+             f"--write-docs` "
              f"(`make bench-load`)",
              f"- Load average (`uptime`, 1/5/15 min) before: {before}; after: {after}. The "
              f"machine is shared: other jobs ran, so these are figures under load, not a "
@@ -525,7 +528,7 @@ def report(r: dict, args, before: str, after: str) -> str:
                      f"{p['status']}) | p50 {p['p50']:.0f} ms, p95 {p['p95']:.0f} ms | "
                      f"{p['load']} | < 300 ms | {'met' if p['p95'] < 300 else 'not met'} |")
     rss = r.get("rss_kb", {})
-    server = sum(v for k, v in rss.items() if k in ("web", "dispatcher"))
+    server = sum(v for k, v in rss.items() if k in ("web", "dispatcher") or k.startswith("bridge"))
     lines.append("| RSS (max over the run) | "
                  + ", ".join(f"{k} {v / 1024:.0f} MiB" for k, v in rss.items())
                  + f" | | server processes < 1 GiB in all | "
@@ -567,6 +570,8 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=20, help="calls of each page timed")
     ap.add_argument("--wards", type=int, default=10)
     ap.add_argument("--clusters", type=int, default=5, help="clusters a ward")
+    ap.add_argument("--bridge-workers", type=int, default=0,
+                    help="bridge-only processes beside the dispatcher (docs/scaling.md)")
     ap.add_argument("--verify-each", action="store_true",
                     help="every node verifies every envelope's signature itself (on this "
                          "process's CPU, shared with the server's), not each distinct one once")

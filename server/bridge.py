@@ -56,6 +56,11 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 ACK_EXTRA = {"result": {"type": ["string", "null"]}, "detail": {"type": ["string", "null"]}}
 LOG_EVERY_S = 60.0
 INGEST_BATCH = 500         # node messages written in one transaction
+# How long the worker waits for more after a message that came alone, so a trickle (a
+# province's telemetry: 330 a second at 10,000 nodes) is written a few dozen a transaction,
+# not one: alone, each cost a session, its look-ups and a commit, 1-2 ms of a loaded core
+# (py-spy: 40% of the bridge's time at 3,000 nodes) against a tenth of that in a batch.
+INGEST_LINGER_S = 0.05
 INGEST_QUEUE = 100_000     # messages waiting for the worker before the network thread waits
 SLOT_LOOKBACK = dt.timedelta(hours=1)  # a slot begun longer ago is no more delivered or ready
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0  # while the database is unavailable: waits between tries
@@ -382,9 +387,10 @@ class Bridge:
             if first is None:
                 return
             batch, stop = [first], False
+            until = time.monotonic() + INGEST_LINGER_S
             while len(batch) < INGEST_BATCH:
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(0.0, until - time.monotonic()))
                 except queue.Empty:
                     break
                 if item is None:

@@ -284,14 +284,20 @@ def _one_offs(db: Session, nodes: Mapping[str, NodeFacts], start: dt.datetime,
     32,766), then kept for ``nodes`` only."""
     when = func.coalesce(Broadcast.start_at, Broadcast.dispatched_at, Broadcast.due_at)
     clusters = {n.cluster_id for n in nodes.values()}
-    rows = db.execute(select(Delivery, Broadcast).join(Broadcast).where(
+    # the deliveries' columns, not Delivery objects (a province's broadcast is 10,000 of them,
+    # read again at every alerts pass), and each broadcast once
+    rows = db.execute(select(Delivery.node_id, Delivery.command_id, Delivery.status,
+                             Delivery.reason, Delivery.broadcast_id).join(Broadcast).where(
         Broadcast.recurrence.is_(None), when >= schedule.naive(start),
         when < schedule.naive(end), Delivery.node_id.in_(
-            select(Node.id).where(Node.cluster_id.in_(clusters)))))
+            select(Node.id).where(Node.cluster_id.in_(clusters))))).all()
+    broadcasts = {bc.id: bc for bc in db.scalars(select(Broadcast).where(
+        Broadcast.id.in_({d.broadcast_id for d in rows})))}
     out = []
-    for d, bc in rows:
+    for d in rows:
         if d.node_id not in nodes:
             continue
+        bc = broadcasts[d.broadcast_id]
         at = schedule.aware(bc.start_at or bc.dispatched_at or bc.due_at)
         ms = _media_ms(db, bc, media)
         server = None
