@@ -145,6 +145,9 @@ class System:
         self.bridge.start()
         self.transport.connect()
         assert self.transport.wait_connected(10), "dispatcher could not connect to the broker"
+        # the bridge's subscriptions confirmed (their log lines written) before a test goes on
+        assert self.transport.wait_subscribed(10), "the broker did not confirm the bridge's " \
+            "subscriptions"
         kid, key = load_signing_key(s.signing_key_file)
         self.dispatcher = Dispatcher(s, sessions, self.transport, key, kid)
         self.dispatcher.start(interval_s=0.2)

@@ -22,7 +22,7 @@ def worker_logging():
 def test_an_idle_dispatcher_writes_no_log_line_per_tick(system, worker_logging, caplog):
     ticks = []
     job = system.dispatcher.scheduler.get_job("tick")
-    caplog.clear()
+    caplog.clear()  # the system started with its subscriptions confirmed (and logged)
     # twenty ticks of an idle dispatcher (0.2 s apart): nothing to send, nothing to say
     system.wait(lambda: ticks.append(job.next_run_time) or len(set(ticks)) > 20,
                 timeout=30, what="twenty dispatcher ticks")
