@@ -37,12 +37,22 @@ from server.transport import MqttTransport
 from .dispatcher import Dispatcher
 
 
+def not_an_overlapping_run(record: logging.LogRecord) -> bool:
+    """A log filter: APScheduler's "skipped: maximum number of running instances reached" is
+    left out. Every job of the worker runs one at a time on purpose (max_instances=1,
+    coalesce): a run that falls due while the last still runs is skipped as designed, and at
+    WARNING it was a line a tick whenever a tick took longer than the interval (a busy
+    machine)."""
+    return "maximum number of running instances reached" not in str(record.msg)
+
+
 def configure_logging() -> None:
     """The worker's log: its own lines at INFO, nothing per scheduler tick."""
     logging.basicConfig(format="%(asctime)s dispatcher %(levelname)s %(message)s")
     logging.getLogger().setLevel(logging.INFO)  # also where handlers were already set up
     # APScheduler logs every run of a job at INFO: twice a second, 60+ MiB a day at idle
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler.scheduler").addFilter(not_an_overlapping_run)  # once
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,11 +27,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import weakref
 from typing import Any, cast
 from collections.abc import Iterable
 
 from sqlalchemy import Table, event, func, inspect, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
 
 from .models import AuditEntry, AuditHead, User, utcnow
@@ -242,10 +243,17 @@ def _after_flush(db: Session, _context) -> None:
     _append(db, rows)
 
 
-def install(maker) -> None:
-    """Record row changes of every session ``maker`` makes."""
-    if not event.contains(maker, "after_flush", _after_flush):
+# the session makers install hooked, as long as they live: not asked of event.contains, which
+# keys its answer by the maker's id() and keeps the key after the maker is gone, so a new maker
+# at a freed one's address looked hooked and its sessions' changes went unrecorded
+_installed: weakref.WeakSet[sessionmaker] = weakref.WeakSet()
+
+
+def install(maker: sessionmaker) -> None:
+    """Record row changes of every session ``maker`` makes (once however often it is called)."""
+    if maker not in _installed:
         event.listen(maker, "after_flush", _after_flush)
+        _installed.add(maker)
 
 
 # --- verifying ------------------------------------------------------------------------------------

@@ -386,6 +386,37 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+def listens(pid: int, port: int) -> bool:
+    """Whether the process ``pid`` itself listens on TCP ``port``, by Linux's /proc (its
+    sockets' inodes among the listening ones'): a port another process took before this one
+    bound it answers a connection too (port_open) while this one exits. Where there is no
+    /proc, port_open on loopback."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return port_open("127.0.0.1", port)
+    sockets = set()
+    for table in tables:
+        try:
+            rows = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:  # sl local_address rem_address st ... inode
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                sockets.add(f"socket:[{fields[9]}]")
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:  # gone
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False
+
+
 @dataclass
 class MosquittoProcess:
     """A Mosquitto we start ourselves on our own port, stopped by its PID."""
@@ -432,8 +463,8 @@ class MosquittoProcess:
                 log = d / "mosquitto.log"
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
                 raise RuntimeError(f"mosquitto exited ({self.proc.returncode}): {err}{tail}")
-            if port_open("127.0.0.1", self.port) and (
-                    self.tls is None or port_open("127.0.0.1", self.tls.port)):
+            ports = [self.port] + ([self.tls.port] if self.tls else [])
+            if all(port_open("127.0.0.1", p) and listens(self.proc.pid, p) for p in ports):
                 return
             time.sleep(0.01)  # it listens within tens of milliseconds
         self.stop()

@@ -86,6 +86,9 @@ class MqttTransport(Transport):
         self._unsubs: set[str] = set()  # dropped from the session at every connect
         self._pending: dict[int, str] = {}  # SUBSCRIBE message id -> its topic, until SUBACK
         self._pending_lock = threading.Lock()  # a SUBACK may come before subscribe() returns
+        # wait_subscribed's: notified at every SUBACK and when on_connect has sent them all
+        self._answered = threading.Condition(self._pending_lock)
+        self._subscribing = False  # on_connect sending this connection's subscriptions
         self._connected = threading.Event()
         # QoS 1 messages are confirmed by _on_message (at once) or by the handler's done()
         # (after it stored them): paho's own confirmation comes before a queued message is
@@ -119,15 +122,28 @@ class MqttTransport(Transport):
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` until the connection is up and the broker has answered every
+        subscription made on it (its SUBACKs, logged: "subscribed to …", or the refusal); from
+        then on the broker keeps this session's messages of every topic subscribed so far."""
+        with self._answered:
+            return self._answered.wait_for(
+                lambda: self.connected and not self._subscribing and not self._pending, timeout)
+
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             log.error("broker refused the connection: %s", reason_code)
             return
+        with self._answered:  # no waiter returns before they are all sent
+            self._subscribing = True
         self._connected.set()
         for topic in self._unsubs:
             client.unsubscribe(topic)
         for topic, (qos, _, _) in self._subs.items():
             self._subscribe(topic, qos)
+        with self._answered:
+            self._subscribing = False
+            self._answered.notify_all()
 
     def _subscribe(self, topic: str, qos: int) -> None:
         with self._pending_lock:
@@ -137,14 +153,19 @@ class MqttTransport(Transport):
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         with self._pending_lock:
-            topic = self._pending.pop(mid, "?")
+            topic = self._pending.get(mid, "?")
         if any(code.is_failure for code in reason_codes):
             log.error("broker refused the subscription to %s: %s", topic, reason_codes)
         else:  # from now on the broker keeps this session's messages of it
             log.info("subscribed to %s", topic)
+        with self._answered:  # answered once its line is written: a waiter may look for it
+            self._pending.pop(mid, None)
+            self._answered.notify_all()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
+        with self._pending_lock:  # the broker answers none of them now
+            self._pending.clear()
         log.warning("disconnected from broker: %s", reason_code)
 
     def _matching(self, topic: str) -> list[str]:

@@ -241,18 +241,24 @@ def _broker(tmp_path, tls: bool):
         mosquitto_binary()
     except RuntimeError as err:
         pytest.fail(str(err))
+    from tests.system import ADDRESS_IN_USE, START_TRIES
     directory = tmp_path / "mosquitto"
     files = MosquittoFiles(directory)
-    listener, ca_file = None, ""
-    if tls:
-        made = ensure_tls_files(tmp_path / "tls", ["127.0.0.1", "localhost"])
-        listener, ca_file = TlsListener(free_port(), made.cert, made.key, "127.0.0.1"), \
-            str(made.ca_cert)
-    process = MosquittoProcess(directory, free_port(), tls=listener)
-    tb = TestBroker(process, files, ca_file=ca_file)
-    tb.write()
-    process.start()
-    return tb
+    made = ensure_tls_files(tmp_path / "tls", ["127.0.0.1", "localhost"]) if tls else None
+    tries = 1
+    while True:  # on other ports when one picked was taken before Mosquitto bound it
+        listener = TlsListener(free_port(), made.cert, made.key, "127.0.0.1") if made else None
+        process = MosquittoProcess(directory, free_port(), tls=listener)
+        tb = TestBroker(process, files, ca_file=str(made.ca_cert) if made else "")
+        tb.write()
+        try:
+            process.start()
+        except RuntimeError as err:
+            if ADDRESS_IN_USE not in str(err) or tries == START_TRIES:
+                raise
+            tries += 1
+        else:
+            return tb
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -27,7 +28,7 @@ from server import create_app
 from server.bridge import Bridge, BridgeLimits
 from server.cli import init_instance
 from server.keys import load_signing_key
-from server.mosquitto import free_port
+from server.mosquitto import free_port, listens
 from server.transport import MqttTransport
 from tests import database, fake_tts, wsgi_transport
 
@@ -85,6 +86,62 @@ def stop_processes(procs: list[subprocess.Popen], timeout: float = 15.0) -> None
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+# A port free_port picked is free then, but a child binds it only after its start-up (seconds on
+# a busy machine), and another process may take it meanwhile: the child exits saying so.
+ADDRESS_IN_USE = "Address already in use"
+START_TRIES = 3  # ports tried for one child before its start fails
+START_TIMEOUT = 60.0  # a web process imports, migrates and listens within seconds
+
+
+def start_listening(start: Callable[[int], tuple[subprocess.Popen, Path]],
+                    serving: Callable[[int], bool], count: int = 1,
+                    timeout: float = START_TIMEOUT) -> list[tuple[subprocess.Popen, int]]:
+    """Start ``count`` children that listen on ports free_port picks (``start(port)``: the
+    child and its log) and wait until each listens there itself and is ``serving(port)``:
+    [(child, port)], in order.
+    A child that exits with ADDRESS_IN_USE in its log is started again on another port (up to
+    START_TRIES ports); one that exits otherwise fails the start at once, with its log, rather
+    than at the deadline; the children are stopped then."""
+    children: list[tuple[int, subprocess.Popen, Path, int]] = []  # port, child, log, tries
+    ready: list[tuple[subprocess.Popen, int] | None] = [None] * count
+    try:
+        for _ in range(count):
+            port = free_port()
+            children.append((port, *start(port), 1))
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, (port, proc, log, tries) in enumerate(children):
+                if ready[i]:
+                    continue
+                if proc.poll() is not None:
+                    out = log.read_text(errors="replace") if log.exists() else ""
+                    assert ADDRESS_IN_USE in out and tries < START_TRIES, \
+                        f"{log.name}: the process exited ({proc.returncode}):\n{out[-3000:]}"
+                    port = free_port()
+                    children[i] = (port, *start(port), tries + 1)
+                elif listens(proc.pid, port) and serving(port):  # not another's port
+                    ready[i] = (proc, port)
+            if all(ready):
+                break
+            if time.monotonic() > deadline:
+                late = [c[2].name for c, r in zip(children, ready, strict=True) if not r]
+                raise AssertionError(f"not serving within {timeout}s: {late}")
+            time.sleep(0.1)
+    except BaseException:
+        stop_processes([proc for _, proc, _, _ in children])
+        raise
+    return [r for r in ready if r]
+
+
+def web_serving(port: int) -> bool:
+    """A web process on ``port`` answers (its health: 200, or 503 without a dispatcher)."""
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code \
+            in (200, 503)
+    except requests.RequestException:
+        return False
 
 
 class System:
@@ -147,6 +204,9 @@ class System:
         self.bridge.start()
         self.transport.connect()
         assert self.transport.wait_connected(10), "dispatcher could not connect to the broker"
+        # the bridge's subscriptions confirmed (their log lines written) before a test goes on
+        assert self.transport.wait_subscribed(10), "the broker did not confirm the bridge's " \
+            "subscriptions"
         kid, key = load_signing_key(s.signing_key_file)
         self.dispatcher = Dispatcher(s, sessions, self.transport, key, kid)
         self.dispatcher.start(interval_s=0.2)
@@ -177,10 +237,14 @@ class System:
 
     def start_web_process(self, name: str) -> tuple[subprocess.Popen, str]:
         """``python -m server`` (waitress, as ``make run`` starts the web) on a port of its
-        own (start_process): the process and its URL. Its log is ``web-{name}.log``."""
-        port = free_port()
-        return self.start_process(f"web-{name}", "server", "--port", str(port)), \
-            f"http://127.0.0.1:{port}"
+        own (start_process, start_listening), once it serves: the process and its URL. Its log
+        is ``web-{name}.log``."""
+        def start(port: int) -> tuple[subprocess.Popen, Path]:
+            return self.start_process(f"web-{name}", "server", "--port", str(port)), \
+                self.tmp / f"web-{name}.log"
+
+        [(proc, port)] = start_listening(start, web_serving)
+        return proc, f"http://127.0.0.1:{port}"
 
     def stop_dispatcher(self) -> None:
         """End the dispatcher and its bridge as a stopped ``python -m schedules`` would: the

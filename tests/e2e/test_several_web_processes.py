@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,10 +22,8 @@ import tomli_w
 from server.cli import init_instance
 from server.mosquitto import free_port
 from tests.mqtt_helpers import wait_until_accepted
-from tests.system import ADMIN_PASSWORD, ROOT
+from tests.system import ADMIN_PASSWORD, ROOT, start_listening, web_serving
 from tests.web_helpers import csrf_from, login_form
-
-START_TIMEOUT = 60.0  # a web process imports, migrates and listens within seconds
 
 
 class RoundRobinProxy:
@@ -115,18 +112,6 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             proc.wait(5)
 
 
-def _wait_listening(proc: subprocess.Popen, port: int, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"web process exited: {log.read_text(errors='replace')}"
-        try:
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-            return  # any answer (503: no dispatcher here) means it serves
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise AssertionError(f"web process on {port} did not listen in {START_TIMEOUT}s")
-
-
 def _client() -> requests.Session:
     """A client that opens a new connection for every request, so the proxy spreads them."""
     http = requests.Session()
@@ -148,7 +133,6 @@ BOTH_DATABASES = pytest.mark.parametrize("database", ["sqlite", "postgresql"], i
 @pytest.fixture
 def two_webs(tmp_path, broker, database):
     instance = tmp_path / "instance"
-    ports = [free_port(), free_port()]
     config = {"mqtt_host": "127.0.0.1", "mqtt_port": broker.port,
               "mqtt_username": broker.server_user, "mqtt_password": broker.server_password,
               "mosquitto_dir": str(broker.files.directory), "login_limit_user": "4/minute",
@@ -158,10 +142,14 @@ def two_webs(tmp_path, broker, database):
     init_instance(instance, ADMIN_PASSWORD, config)
     # what both processes read: one instance, one config
     (instance / "config.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
-    procs = [_start_web(instance, port, tmp_path / f"web-{port}.log") for port in ports]
+
+    def start(port: int) -> tuple[subprocess.Popen, Path]:
+        log = tmp_path / f"web-{port}.log"
+        return _start_web(instance, port, log), log
+
+    started = start_listening(start, web_serving, count=2)  # each on a port of its own
+    procs, ports = [proc for proc, _ in started], [port for _, port in started]
     try:
-        for proc, port in zip(procs, ports, strict=True):
-            _wait_listening(proc, port, tmp_path / f"web-{port}.log")
         proxy = RoundRobinProxy(ports)
         try:
             yield proxy, procs, ports
@@ -304,12 +292,13 @@ def test_a_web_process_without_the_broker_files_gets_its_nodes_in_through_sync_b
     (elsewhere / "config.toml").write_text(tomli_w.dumps({
         **mqtt, "mosquitto_dir": "", "database_url": f"sqlite:///{home / 'loa.db'}"}),
         encoding="utf-8")
-    port = free_port()
     procs = [_spawn(["server.cli", "--instance", str(home), "sync-broker", "--every", "0.2"],
-                    tmp_path / "sync-broker.log"),
-             _start_web(elsewhere, port, tmp_path / "web.log")]
+                    tmp_path / "sync-broker.log")]
     try:
-        _wait_listening(procs[1], port, tmp_path / "web.log")
+        log = tmp_path / "web.log"
+        [(web, port)] = start_listening(lambda port: (_start_web(elsewhere, port, log), log),
+                                        web_serving)
+        procs.append(web)
         url = f"http://127.0.0.1:{port}"
         token = _api_login(url, "admin", ADMIN_PASSWORD).json()["token"]
         _provision_and_connect(url, token, broker, timeout=15)

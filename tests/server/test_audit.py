@@ -2,12 +2,13 @@
 ``python -m server.cli audit-verify`` checks (an edited, deleted or truncated log fails)."""
 from __future__ import annotations
 
+import gc
 import json
 import threading
 
 import pytest
 import requests
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from server import audit
 from server.cli import init_instance, main as cli
@@ -161,6 +162,26 @@ def test_a_written_down_head_catches_a_truncation_that_also_rewrote_the_head(app
     assert _verify(app_only.instance, capsys)[0] == 0
     code, _, err = _verify(app_only.instance, capsys, "--anchor", anchor)
     assert code == 1 and f"row {last}:" in err
+
+
+def test_each_new_session_maker_records_changes_after_earlier_ones_were_freed(tmp_path):
+    """A process may make session makers one after another (each app, each lease held): a new
+    one often lands at the address of one garbage-collected, and it must be hooked all the
+    same (SQLAlchemy's event.contains, keyed by id(), said it already was)."""
+    engine = make_engine(f"sqlite:///{tmp_path}/loa.db")
+    init_db(engine)
+    recorded = []
+    for i in range(30):
+        maker = make_sessionmaker(engine)
+        with maker.begin() as db:
+            db.add(Area(kind="ward", name=f"Phường {i}", code=f"W{i}", group=f"W{i}"))
+        with maker() as db:
+            recorded.append(db.scalar(select(func.count()).select_from(AuditEntry).where(
+                AuditEntry.action == "areas.insert")))
+        del maker, db
+        gc.collect()  # the maker freed: the next one may take its address
+    engine.dispose()
+    assert recorded == list(range(1, 31))
 
 
 # --- concurrency: the chain never forks ---------------------------------------------------------
