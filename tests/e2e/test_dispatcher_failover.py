@@ -106,7 +106,9 @@ def test_standby_dispatcher_takes_over_a_killed_one_and_every_slot_plays_once(fa
     s.wait(lambda: _holds(s, second), timeout=30, what="the standby taking the lease over")
     took_over_s = time.monotonic() - killed_at
     assert took_over_s < 30, took_over_s
-    assert "lease dispatcher acquired" in second_log.read_text()
+    # the line follows the lease's commit, which _holds reads: a moment later, not before
+    s.wait(lambda: "lease dispatcher acquired" in second_log.read_text(), timeout=5,
+           what="the standby's log saying it acquired the lease")
     s.wait(lambda: holds(slots), timeout=late.timestamp() - time.time() - 1,
            what="the node holding the slot planned after the kill")
 
