@@ -261,9 +261,8 @@ def resend_unreceived(db: Session, transport: Transport, clock: Callable[[], int
                 due[cmd_id] = (-priority, created, cmd_id)
     chosen = sorted(due, key=due.__getitem__)[:limit]
     by_id = {c.id: c for c in db.scalars(select(Command).where(Command.id.in_(chosen)))}
-    rows = {cmd_id: by_id[cmd_id] for cmd_id in chosen if cmd_id in by_id}
     sent = 0
-    for cmd in rows.values():
+    for cmd in (by_id[cmd_id] for cmd_id in chosen if cmd_id in by_id):
         assert cmd.payload is not None  # selected as signed
         cmd.attempts += 1
         if not transport.publish(cmd.topic, cmd.payload, qos=1, retain=cmd.retain):

@@ -177,12 +177,12 @@ class MqttTransport(Transport):
         return found
 
     def _rebuild_matcher(self) -> None:
-        matcher = MQTTMatcher()
+        by_filter: dict[str, list[str]] = {}
         for pattern in self._subs:
-            try:
-                matcher[filter_of(pattern)].append(pattern)
-            except KeyError:
-                matcher[filter_of(pattern)] = [pattern]
+            by_filter.setdefault(filter_of(pattern), []).append(pattern)
+        matcher = MQTTMatcher()
+        for topic_filter, patterns in by_filter.items():
+            matcher[topic_filter] = patterns
         self._matcher = matcher  # one assignment: the network thread sees old or new
 
     def _on_message(self, client, userdata, msg):
