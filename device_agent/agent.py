@@ -523,7 +523,7 @@ class Agent:
     # --- simple commands --------------------------------------------------------------------------
     def _switch_amp(self, cmd_id: str, on: bool) -> None:
         try:
-            self._amp.command(on, self.now_ms())
+            self._amp.command(on)
         except AmpError as err:
             self._ack(cmd_id, "failed", "amp_fault", detail=str(err))
             self._emit("alarm", code="amp_fault", detail=str(err), cmd_id=cmd_id)

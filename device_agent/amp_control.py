@@ -64,12 +64,13 @@ class AmpControl:
             return  # automatic: off until something is due
         self.switch(stored_on, now)
 
-    def command(self, on: bool, now: int) -> None:
+    def command(self, on: bool) -> None:
         """An ``amp`` command; AmpError when the relay does not obey (the caller reports it)."""
         self.held_off = not on
         self.amplifier.switch(on)
         self._switched(on)
-        self._idle_since = now if on else None
+        # the idle time counts from when the relay went on, not from when the command was read
+        self._idle_since = self._on_since if on else None
 
     def switch(self, on: bool, now: int) -> bool:
         """Switch, raising ``amp_fault`` once for a relay that does not obey; True when it did."""
