@@ -9,6 +9,11 @@ dispatcher's own passes (``Dispatcher.refresh_desired`` and ``dispatch_due``, no
 them into what the server sends: every node's desired state with the slot (its slot
 deliveries) and the emergency's play commands and deliveries.
 
+Before the burst the database is given a past (``--history N``, default 500,000: N earlier
+events and as many telemetry rows, about a week of a province's events), since every insert
+into a table of many rows touches index pages that are not in the cache, which an empty
+database hides.
+
 Then the messages the nodes would send back (docs/protocol.md: events built with
 ``device_agent.protocol.make_event``, telemetry as bench/load.py's nodes send it), phase by
 phase, each in the nodes' arrival order (shuffled), go through ``Bridge.handle_batch`` in
@@ -48,6 +53,7 @@ from pages import Bench  # noqa: E402
 BEGIN, END = "<!-- bench/bridge_ingest.py:begin -->", "<!-- bench/bridge_ingest.py:end -->"
 GOAL_ACKS_S = 3.0
 GOAL_ACK_RATE, GOAL_PLAYED_RATE = 5000, 3000
+DEFAULT_HISTORY = 500_000  # about a week of a province's events
 
 
 class Province(Bench):
@@ -90,9 +96,42 @@ class Province(Bench):
         dispatched = dispatcher.dispatch_due()
         dispatch_s = time.monotonic() - t1
         assert desired == len(nodes) and dispatched == 1, (desired, dispatched)
+        t1 = time.monotonic()
+        history = self.history(nodes, self.args.history)
         return {"nodes": nodes, "series": series["id"], "emergency": emergency["id"],
                 "provisioned_s": provisioned_s, "desired_s": desired_s,
-                "dispatch_s": dispatch_s}
+                "dispatch_s": dispatch_s, "history": history,
+                "history_s": time.monotonic() - t1, "db_mb": self.db_size() / 2**20}
+
+    def history(self, nodes: list[str], count: int) -> int:
+        """A lived-in database: ``count`` earlier events (acks, played, desired_applied,
+        media_ready: a province sends about seven a node a day) and as many telemetry rows,
+        written in bulk before the burst. Tables of many rows make each insert touch pages
+        that are not in the cache (an empty database hides that)."""
+        import uuid
+
+        from server.models import Event, Telemetry
+        rng = random.Random(11)
+        start = int(time.time() * 1000) - 7 * 86_400_000
+        kinds = ("ack", "ack", "played", "desired_applied", "media_ready")
+
+        def events():
+            for i in range(count):
+                ts = start + i * 7 * 86_400_000 // max(count, 1)
+                yield {"node_id": rng.choice(nodes), "event_id": str(uuid.UUID(
+                    int=rng.getrandbits(128), version=4)), "type": kinds[i % len(kinds)],
+                    "ts_ms": ts, "payload": {"v": 1, "type": kinds[i % len(kinds)], "ts": ts},
+                    "received_at": dt.datetime.fromtimestamp(ts / 1000, dt.UTC)
+                    .replace(tzinfo=None)}
+
+        def telemetry():
+            for i in range(count):
+                ts = start + i * 7 * 86_400_000 // max(count, 1)
+                yield {"node_id": nodes[i % len(nodes)], "ts_ms": ts,
+                       "payload": {"v": 1, "ts": ts, "volume": 80, "cpu_temp_c": 48.5}}
+        self._insert(Event.__table__, events())
+        self._insert(Telemetry.__table__, telemetry())
+        return count
 
 
 def node_messages(prov: Province, built: dict) -> list[tuple[str, str, list[tuple[str, bytes]]]]:
@@ -228,7 +267,9 @@ def bench(args) -> dict:
         built = prov.build()
         print(f"built: {len(built['nodes'])} nodes in {built['provisioned_s']:.1f} s, desired "
               f"states {built['desired_s']:.1f} s, emergency dispatched "
-              f"{built['dispatch_s']:.1f} s", flush=True)
+              f"{built['dispatch_s']:.1f} s, history of {built['history']:,} events and "
+              f"telemetry rows {built['history_s']:.1f} s, database {built['db_mb']:.0f} MB",
+              flush=True)
         phases = node_messages(prov, built)
         bridge = Bridge(prov.sessions, None, prov.settings.topic_prefix,  # type: ignore[arg-type]
                         limits=BridgeLimits.from_settings(prov.settings), tz=prov.settings.timezone)
@@ -254,7 +295,7 @@ def bench(args) -> dict:
         print("stored:", check, flush=True)
         n = len(built["nodes"])
         expected = {"deliveries played": n, "slot deliveries played": n, "play logs": 2 * n,
-                    "telemetry rows": n, "refused": 0}
+                    "telemetry rows": n + built["history"], "refused": 0}
         if check != expected:
             raise SystemExit(f"stored {check}, expected {expected}")
         return {"built": {k: v for k, v in built.items() if k != "nodes"}, "nodes": n,
@@ -275,6 +316,8 @@ def report(args, out: dict) -> str:
         f"- Machine: {machine()}",
         f"- Command: `.venv/bin/python bench/bridge_ingest.py --nodes {out['nodes']} "
         + (f"--workers {out['workers']} " if out["workers"] > 1 else "")
+        + (f"--history {out['built']['history']} "
+           if out["built"]["history"] != DEFAULT_HISTORY else "")
         + "--write-docs` (`make bench-bridge`)",
         f"- Load average (`uptime`, 1/5/15 min) before: {out['load_before']}; after: "
         f"{out['load_after']}. The machine is shared: other jobs ran.",
@@ -283,6 +326,9 @@ def report(args, out: dict) -> str:
         + (f"split over {out['workers']} worker processes of a shared group (CPU seconds: "
            "theirs together)" if out["workers"] > 1 else "on one thread")
         + ", every message stored and checked afterwards.",
+        f"- The database lived in before the burst (`--history {out['built']['history']}`): "
+        f"{out['built']['history']:,} earlier events and as many telemetry rows, "
+        f"{out['built']['db_mb']:.0f} MB.",
         "",
         "| phase | messages | seconds | messages/s | CPU seconds | messages per CPU second |",
         "|---|---:|---:|---:|---:|---:|",
@@ -306,6 +352,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, default=10_000)
     ap.add_argument("--clusters", type=int, default=100)
+    ap.add_argument("--history", type=int, default=DEFAULT_HISTORY,
+                    help="earlier events (and as many telemetry rows) in the database first")
     ap.add_argument("--profile", metavar="FILE",
                     help="write a cProfile of each phase to FILE.1, FILE.2, ...")
     ap.add_argument("--workers", type=int, default=1,

@@ -13,6 +13,7 @@ at most once a minute per node and reason, so one bad node cannot flood the log.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -25,7 +26,7 @@ from typing import Any, cast
 from collections.abc import Callable
 
 import jsonschema_rs
-from sqlalchemy import Table, case, select, update
+from sqlalchemy import Table, TextClause, case, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -298,6 +299,23 @@ class _QuietLog:
         return True
 
 
+def _pairs_query(pairs: list[tuple[str, str]]) -> tuple[TextClause, dict[str, str]]:
+    """Which of these (node, event id) pairs are stored: each pair a probe of the unique
+    (node_id, event_id) index (events have no index on event_id alone, see revision 0023;
+    ``(a, b) IN (VALUES ...)`` is a scan on SQLite). The pairs are padded to a power of two,
+    so a handful of statements is compiled and cached, not one per batch size."""
+    size = 1 << (len(pairs) - 1).bit_length()
+    padded = pairs + [pairs[-1]] * (size - len(pairs))
+    params = {f"{k}{i}": v for i, (n, e) in enumerate(padded) for k, v in (("n", n), ("e", e))}
+    return _pairs_sql(size), params
+
+
+@functools.lru_cache(maxsize=16)
+def _pairs_sql(size: int) -> TextClause:
+    where = " OR ".join(f"(node_id = :n{i} AND event_id = :e{i})" for i in range(size))
+    return text(f"SELECT node_id, event_id FROM events WHERE {where}")
+
+
 # --- the bridge ---------------------------------------------------------------------------------
 
 SHARED_KINDS = ("telemetry", "events")  # what a shared subscription splits over the workers
@@ -485,19 +503,19 @@ class Bridge:
                        ) -> set[tuple[str, str]]:
         """(node, event id) of the batch's events stored already, in one query (a peek at the
         ids only: each message is read and checked properly when it is recorded)."""
-        ids = set()
+        pairs = set()
         for topic, payload in messages:
             if topic.endswith("/events"):
+                where = parse_topic(self.prefix, topic)
                 try:
                     event_id = json.loads(payload).get("id")
                 except (ValueError, AttributeError, RecursionError):
                     continue
-                if isinstance(event_id, str):
-                    ids.add(event_id)
-        if not ids:
+                if where is not None and isinstance(event_id, str):
+                    pairs.add((where.name, event_id))
+        if not pairs:
             return set()
-        return {(n, e) for n, e in db.execute(select(Event.node_id, Event.event_id).where(
-            Event.event_id.in_(ids)))}
+        return {(n, e) for n, e in db.execute(*_pairs_query(sorted(pairs)))}
 
     def _write_lock(self, db: Session) -> None:
         """With other bridge workers, on SQLite: take the write lock before the transaction

@@ -379,7 +379,7 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (UniqueConstraint("broadcast_id", "node_id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id"))  # unique's prefix
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
     command_id: Mapped[str | None] = mapped_column(ForeignKey("commands.id"), index=True)
     status: Mapped[str] = mapped_column(String(20))  # assigned by server.deliveries alone
@@ -501,9 +501,11 @@ class Event(Base):
     __table_args__ = (UniqueConstraint("node_id", "event_id"),
                       Index("ix_events_type_received", "type", "received_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
-    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
-    event_id: Mapped[str] = mapped_column(String(128), index=True)  # the bridge's batch peek
-    type: Mapped[str] = mapped_column(String(30), index=True)
+    # no index of their own (revision 0023): node_id is the unique's prefix, type the
+    # (type, received_at) index's, and the bridge's batch peek looks up (node, event) pairs
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))
+    event_id: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(30))
     ts_ms: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[dict] = mapped_column(JSON)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -514,7 +516,7 @@ class Telemetry(Base):
     __tablename__ = "telemetry"
     __table_args__ = (Index("ix_telemetry_node_ts", "node_id", "ts_ms"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))  # ix_telemetry_node_ts's prefix
     ts_ms: Mapped[int] = mapped_column(BigInteger, index=True)
     payload: Mapped[dict] = mapped_column(JSON)
 
@@ -692,6 +694,10 @@ def _audit_head_row(table, connection, **_kw):
     connection.execute(table.insert().values(id=1, last_id=0, last_hash="0" * 64))
 
 
+SQLITE_CACHE_KIB = 16 * 1024        # a connection's page cache
+SQLITE_CHECKPOINT_PAGES = 10_000    # WAL pages (4 KiB) before it is copied into the database
+
+
 def make_engine(url: str, busy_timeout_s: float = 30.0, pool_size: int | None = None) -> Engine:
     """An engine; SQLite gets WAL and a busy timeout so web and dispatcher share the file.
     ``pool_size``: at most this many connections (none beyond it); the default pool's when
@@ -707,6 +713,13 @@ def make_engine(url: str, busy_timeout_s: float = 30.0, pool_size: int | None = 
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # a province's bursts (10,000 acks, then their events) write into tables of
+            # millions of rows: a page cache of 16 MiB a connection instead of 2, and the WAL
+            # copied back every 40 MB instead of every 4 (a page written again meanwhile is
+            # copied once; each copy ends in an fsync): 500 events a transaction 61 -> 15 ms
+            # with revision 0023 (docs/benchmarks.md, bench/bridge_ingest.py)
+            cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+            cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
             cur.close()
         return engine
     if url.startswith("postgresql://"):

@@ -83,3 +83,21 @@ def test_the_worker_writes_what_the_transport_hands_it(app_only):
     assert sorted(confirmed) == sorted((event_id, True) for event_id in ids)
     with sessions() as db:
         assert sorted(db.scalars(select(Event.event_id))) == sorted(ids)
+
+
+def test_a_batch_of_redelivered_events_is_written_whole_not_one_by_one(app_only, caplog):
+    """The batch looks up which (node, event id) pairs are stored before it writes: events a
+    node sends again after a reconnect are skipped in the one transaction, and an id stored
+    for one node is not taken for another's (without the look, the batch's insert fails on
+    the unique pair and every message is written again on its own)."""
+    bridge, (a, b) = _setup(app_only)
+    sent = [str(uuid.uuid4()) for _ in range(300)]  # more than 256: the look's widest form
+    bridge.handle_batch([_msg(bridge, a, "events", _alarm(e)) for e in sent])
+    new = [str(uuid.uuid4()) for _ in range(5)]
+    caplog.set_level("DEBUG", logger="server.bridge")
+    bridge.handle_batch([_msg(bridge, a, "events", _alarm(e)) for e in sent + new]
+                        + [_msg(bridge, b, "events", _alarm(sent[0]))])
+    assert not [r for r in caplog.records if "one by one" in r.getMessage()]
+    with app_only.app.extensions["db_sessions"]() as db:
+        stored = sorted((e.node_id, e.event_id) for e in db.scalars(select(Event)))
+    assert stored == sorted([(a, e) for e in sent + new] + [(b, sent[0])])
