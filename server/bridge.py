@@ -17,12 +17,12 @@ import functools
 import json
 import logging
 import math
-import queue
 import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, cast
+from collections import deque
 from collections.abc import Callable
 
 import jsonschema_rs
@@ -299,11 +299,15 @@ class _QuietLog:
         return True
 
 
+PAIRS_PER_QUERY = 256
+
+
 def _pairs_query(pairs: list[tuple[str, str]]) -> tuple[TextClause, dict[str, str]]:
     """Which of these (node, event id) pairs are stored: each pair a probe of the unique
     (node_id, event_id) index (events have no index on event_id alone, see revision 0023;
-    ``(a, b) IN (VALUES ...)`` is a scan on SQLite). The pairs are padded to a power of two,
-    so a handful of statements is compiled and cached, not one per batch size."""
+    ``(a, b) IN (VALUES ...)`` is a scan on SQLite). At most PAIRS_PER_QUERY (SQLite refuses
+    an expression deeper than 1,000), padded to a power of two, so a handful of statements is
+    compiled and cached, not one per batch size."""
     size = 1 << (len(pairs) - 1).bit_length()
     padded = pairs + [pairs[-1]] * (size - len(pairs))
     params = {f"{k}{i}": v for i, (n, e) in enumerate(padded) for k, v in (("n", n), ("e", e))}
@@ -314,6 +318,67 @@ def _pairs_query(pairs: list[tuple[str, str]]) -> tuple[TextClause, dict[str, st
 def _pairs_sql(size: int) -> TextClause:
     where = " OR ".join(f"(node_id = :n{i} AND event_id = :e{i})" for i in range(size))
     return text(f"SELECT node_id, event_id FROM events WHERE {where}")
+
+
+# --- the bridge's queue ---------------------------------------------------------------------------
+
+Item = tuple[str, bytes, Callable[[], None] | None]  # topic, payload, confirm once written
+
+
+def urgent(topic: str, payload: bytes) -> bool:
+    """Whether a node message goes to the front of the bridge's queue: a ``received`` ack, a
+    node saying it has a command (an emergency's 10,000 are what its operator watches; the
+    same nodes' ``started`` acks, played events and telemetry follow within seconds and wait
+    their turn). A look at the bytes, not a parse: a message taken for one by mistake is
+    only written sooner, every handler takes a node's messages in any order (Bridge)."""
+    return topic.endswith("/events") and b'"received"' in payload and b'"ack"' in payload
+
+
+class Intake:
+    """What the network thread hands the bridge's worker, ``urgent`` messages first and each
+    kind in arrival order; ``put`` waits while ``size`` messages wait. The worker takes a
+    batch at a time (one lock for many messages, not one for each)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._first: deque[Item | None] = deque()
+        self._rest: deque[Item | None] = deque()
+        self._changed = threading.Condition()
+
+    def qsize(self) -> int:
+        with self._changed:
+            return len(self._first) + len(self._rest)
+
+    def put(self, item: Item | None, first: bool = False) -> None:
+        """Queue ``item`` (None: the worker stops once what was queued before is written)."""
+        with self._changed:
+            while len(self._first) + len(self._rest) >= self.size:
+                self._changed.wait()
+            (self._first if first else self._rest).append(item)
+            self._changed.notify_all()
+
+    def take(self, limit: int, linger_s: float) -> tuple[list[Item], bool]:
+        """(up to ``limit`` messages, whether the worker is to stop after them): waits for the
+        first, then up to ``linger_s`` more for the batch to fill."""
+        batch: list[Item] = []
+        until: float | None = None
+        with self._changed:
+            while True:
+                while len(batch) < limit and (self._first or self._rest):
+                    item = (self._first or self._rest).popleft()
+                    if item is None:
+                        self._changed.notify_all()
+                        return batch, True
+                    batch.append(item)
+                self._changed.notify_all()  # room for the network thread again
+                if len(batch) >= limit:
+                    return batch, False
+                if batch and until is None:
+                    until = time.monotonic() + linger_s
+                left = None if until is None else until - time.monotonic()
+                if left is not None and left <= 0:
+                    return batch, False
+                self._changed.wait(left)
 
 
 # --- the bridge ---------------------------------------------------------------------------------
@@ -348,8 +413,7 @@ class Bridge:
         self.limits = limits or BridgeLimits()
         self.quiet = _QuietLog()
         self.received = 0  # messages handed to the worker (each recorded, or refused, once)
-        self._queue: queue.Queue[tuple[str, bytes, Callable[[], None] | None] | None] = \
-            queue.Queue(INGEST_QUEUE)
+        self._queue = Intake(INGEST_QUEUE)
         self._worker: threading.Thread | None = None
         self._halt = threading.Event()  # stop() while the database is unavailable: give up
         # what a node publishes, by topic kind; what it reports, by event type. A handler
@@ -394,31 +458,20 @@ class Bridge:
             self._worker = None
 
     def enqueue(self, topic: str, payload: bytes, done: Callable[[], None] | None = None) -> None:
-        """Hand one message to the worker (blocks only when INGEST_QUEUE messages wait);
-        ``done`` is called once it is written, so the broker forgets it only then."""
-        self._queue.put((topic, bytes(payload or b""), done))
+        """Hand one message to the worker (blocks only when INGEST_QUEUE messages wait; a
+        ``received`` ack goes before what waits, see ``urgent``); ``done`` is called once it
+        is written, so the broker forgets it only then."""
+        data = bytes(payload or b"")
+        self._queue.put((topic, data, done), first=urgent(topic, data))
         self.received += 1
 
     def _drain(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch, stop = [first], False
-            until = time.monotonic() + INGEST_LINGER_S
-            while len(batch) < INGEST_BATCH:
-                try:
-                    item = self._queue.get(timeout=max(0.0, until - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            if not self._store(batch) or stop:
+            batch, stop = self._queue.take(INGEST_BATCH, INGEST_LINGER_S)
+            if batch and not self._store(batch) or stop:
                 return
 
-    def _store(self, batch: list[tuple[str, bytes, Callable[[], None] | None]]) -> bool:
+    def _store(self, batch: list[Item]) -> bool:
         """Write the batch and confirm each message once written (or counted as refused), so
         the broker forgets it only then. While the database is unavailable the rest is held,
         unconfirmed, and tried again (waits doubling up to RETRY_MAX_S) with an ALARM line
@@ -513,9 +566,9 @@ class Bridge:
                     continue
                 if where is not None and isinstance(event_id, str):
                     pairs.add((where.name, event_id))
-        if not pairs:
-            return set()
-        return {(n, e) for n, e in db.execute(*_pairs_query(sorted(pairs)))}
+        ordered = sorted(pairs)
+        return {(n, e) for start in range(0, len(ordered), PAIRS_PER_QUERY)
+                for n, e in db.execute(*_pairs_query(ordered[start:start + PAIRS_PER_QUERY]))}
 
     def _write_lock(self, db: Session) -> None:
         """With other bridge workers, on SQLite: take the write lock before the transaction

@@ -91,7 +91,7 @@ def test_a_batch_of_redelivered_events_is_written_whole_not_one_by_one(app_only,
     for one node is not taken for another's (without the look, the batch's insert fails on
     the unique pair and every message is written again on its own)."""
     bridge, (a, b) = _setup(app_only)
-    sent = [str(uuid.uuid4()) for _ in range(300)]  # more than 256: the look's widest form
+    sent = [str(uuid.uuid4()) for _ in range(1100)]  # looked up in several queries
     bridge.handle_batch([_msg(bridge, a, "events", _alarm(e)) for e in sent])
     new = [str(uuid.uuid4()) for _ in range(5)]
     caplog.set_level("DEBUG", logger="server.bridge")
