@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent import schemas
-from device_agent.protocol import parse_topic
+from device_agent.protocol import Topic, parse_topic
 from schedules.recurrence import DEFAULT_TZ
 
 from . import deliveries, programmes, schedule
@@ -63,6 +63,7 @@ INGEST_BATCH = 500         # node messages written in one transaction
 # (py-spy: 40% of the bridge's time at 3,000 nodes) against a tenth of that in a batch.
 INGEST_LINGER_S = 0.05
 INGEST_QUEUE = 100_000     # messages waiting for the worker before the network thread waits
+TOPICS_KEPT = 1 << 15      # parsed topics a bridge keeps (a node has three it publishes to)
 SLOT_LOOKBACK = dt.timedelta(hours=1)  # a slot begun longer ago is no more delivered or ready
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0  # while the database is unavailable: waits between tries
 # how long ago a batch looks for a media_ready recorded before the desired_applied it follows
@@ -176,12 +177,20 @@ def _type_rule(schema: dict, type_: Any) -> dict:
 
 
 def event_properties(type_: Any) -> dict:
-    """The fields an event of ``type_`` may carry: the common ones and its type's own."""
+    """The fields an event of ``type_`` may carry: the common ones and its type's own (the
+    same dict for every event of a type: read, never changed)."""
+    if isinstance(type_, str) and type_ in _EVENT_PROPERTIES:
+        return _EVENT_PROPERTIES[type_]
     props = dict(schemas.EVENT["properties"])
     props.update(_type_rule(schemas.EVENT, type_).get("properties", {}))
     if type_ == "ack":
         props.update(ACK_EXTRA)
+    if isinstance(type_, str) and len(_EVENT_PROPERTIES) < 64:  # the schema's types, and a few
+        _EVENT_PROPERTIES[type_] = props
     return props
+
+
+_EVENT_PROPERTIES: dict[str, dict] = {}
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -216,24 +225,35 @@ def _bound(value: Any, key: str = "", depth: int = 0) -> Any:
     """Check numbers and strings so every database takes them; long free text is cut."""
     if depth > 4:
         raise Refused("malformed", "nested too deeply")
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return _bound_int(value, key)
-    if isinstance(value, float):
-        return _bound_float(value, key)
-    if isinstance(value, str):
+    kind = type(value)  # what json.loads makes: exactly these types (bool is not an int here)
+    if kind is str:
         return _bound_str(value, key)
-    if isinstance(value, dict):
+    if kind is int:
+        return _bound_int(value, key)
+    if kind is bool or value is None:
+        return value
+    if kind is float:
+        return _bound_float(value, key)
+    if kind is dict:
         return {k: _bound(v, k, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):  # no field of a node message is a list: the schema refuses it
+    if kind is list:  # no field of a node message is a list: the schema refuses it
         return value
     raise Refused("malformed", f"unexpected value for {key}")
 
 
 def _required(schema: dict, type_: Any) -> set[str]:
     """The fields a message must carry: the schema's, and for an event its type's own."""
-    return set(schema.get("required", ())) | set(_type_rule(schema, type_).get("required", ()))
+    key = (id(schema), type_) if isinstance(type_, str) or type_ is None else None
+    if key is not None and key in _REQUIRED:
+        return _REQUIRED[key]
+    required = set(schema.get("required", ())) | \
+        set(_type_rule(schema, type_).get("required", ()))
+    if key is not None and len(_REQUIRED) < 64:
+        _REQUIRED[key] = required
+    return required
+
+
+_REQUIRED: dict[tuple[int, str | None], set[str]] = {}
 
 
 def _null_is_absent(data: dict, required: set[str]) -> dict:
@@ -412,6 +432,10 @@ class Bridge:
         self.keep_telemetry = keep_telemetry
         self.limits = limits or BridgeLimits()
         self.quiet = _QuietLog()
+        # a batch reads a message's topic three times, and a province's topics are few (three
+        # a node): each parsed once
+        self.where: Callable[[str], Topic | None] = functools.lru_cache(maxsize=TOPICS_KEPT)(
+            functools.partial(parse_topic, prefix))
         self.received = 0  # messages handed to the worker (each recorded, or refused, once)
         self._queue = Intake(INGEST_QUEUE)
         self._worker: threading.Thread | None = None
@@ -513,7 +537,7 @@ class Bridge:
                 with self.sessions() as db:
                     self._write_lock(db)
                     # what the batch looks up again and again is read once (see _delivery_of)
-                    names = {where.name for where in (parse_topic(self.prefix, topic)
+                    names = {where.name for where in (self.where(topic)
                                                       for topic, _ in messages) if where}
                     db.info["batch"] = {"deliveries": {}, "events": set(), "commands": {},
                                         "slots": {}, "slot": {},  # read when first needed
@@ -559,7 +583,7 @@ class Bridge:
         pairs = set()
         for topic, payload in messages:
             if topic.endswith("/events"):
-                where = parse_topic(self.prefix, topic)
+                where = self.where(topic)
                 try:
                     event_id = json.loads(payload).get("id")
                 except (ValueError, AttributeError, RecursionError):
@@ -587,7 +611,7 @@ class Bridge:
         keys = set()
         for topic, payload in messages:
             if topic.endswith("/telemetry"):
-                where = parse_topic(self.prefix, topic)
+                where = self.where(topic)
                 try:
                     ts = json.loads(payload).get("ts")
                 except (ValueError, AttributeError, RecursionError):
@@ -628,7 +652,7 @@ class Bridge:
                 db.rollback()
                 if unavailable(err):  # not the message's fault: held, not counted
                     raise DatabaseUnavailable(err) from err
-                where = parse_topic(self.prefix, topic)
+                where = self.where(topic)
                 if where is not None and where.scope == "node":
                     self._count(db, where.name, where.kind,
                                 Refused("internal_error", str(err)[:200]), exc_info=True)
@@ -637,7 +661,7 @@ class Bridge:
     def _record(self, db: Session, topic: str, payload: bytes) -> None:
         """One message into ``db``'s transaction (not committed). A Refused is counted on the
         node: it is raised before the message wrote anything. Other errors propagate."""
-        where = parse_topic(self.prefix, topic)
+        where = self.where(topic)
         if where is None or where.scope != "node" or where.kind not in self.topics:
             return
         handler = self.topics[where.kind]
