@@ -349,8 +349,10 @@ def urgent(topic: str, payload: bytes) -> bool:
     """Whether a node message goes to the front of the bridge's queue: a ``received`` ack, a
     node saying it has a command (an emergency's 10,000 are what its operator watches; the
     same nodes' ``started`` acks, played events and telemetry follow within seconds and wait
-    their turn). A look at the bytes, not a parse: a message taken for one by mistake is
-    only written sooner, every handler takes a node's messages in any order (Bridge)."""
+    their turn). Only among what the broker has sent (server.mosquitto.MAX_INFLIGHT, a couple
+    of batches): what it still holds comes in its order. A look at the bytes, not a parse: a
+    message taken for one by mistake is only written sooner, every handler takes a node's
+    messages in any order (Bridge)."""
     return topic.endswith("/events") and b'"received"' in payload and b'"ack"' in payload
 
 

@@ -102,10 +102,13 @@ BROKER_OWN_FILES = 64
 PROVINCE_NODES = 10_000  # what one server is sized for (issue 10)
 MAX_QUEUED = 20 * PROVINCE_NODES  # messages the broker holds for one client (render_conf)
 # what the broker may have sent one client unconfirmed: the server's bridge confirms a message
-# once it is written, so this much of what waits is in the bridge's own queue, where a node's
-# `received` ack goes first (server.bridge.Intake); the broker's queue is first in, first out,
-# so at 1,000 an emergency's receipts waited there behind the same nodes' other messages
-MAX_INFLIGHT = 2 * PROVINCE_NODES
+# once it is written, so this is a couple of batches on their way; past it the broker's queue
+# is first in, first out. 20,000 (all of an emergency's receipts and starts in the bridge's
+# queue, where a `received` ack goes first) was tried on 6 December: the broker then pushed
+# every burst into the dispatcher at once, its network thread took the interpreter from the
+# bridge and the desired-state publishing, and a 10,000-node run's telemetry lag p99 went from
+# 3.6 to 9.0 s with the emergency's receipts no sooner (docs/benchmarks.md)
+MAX_INFLIGHT = 1000
 
 
 @dataclass(frozen=True)
@@ -209,8 +212,7 @@ def render_conf(*, port: int, directory: Path, bind: str = "127.0.0.1",
         # broker drops them silently
         f"max_queued_messages {MAX_QUEUED}",
         # the dispatcher's bridge confirms a node's message only once it is written, a batch
-        # at a time (server/transport.py): an emergency's receipts and starts may be on
-        # their way at once (MAX_INFLIGHT)
+        # at a time (server/transport.py): let a batch's worth be on its way (MAX_INFLIGHT)
         f"max_inflight_messages {MAX_INFLIGHT}",
         "persistent_client_expiration 14d",
         f"user {getpass.getuser()}",
