@@ -35,9 +35,19 @@ class ApiError(Exception):
 def unavailable(err: BaseException) -> bool:
     """Whether ``err`` says the database is unusable for now, not that a request or a message
     is bad: an operational error (SQLite ``database is locked``, PostgreSQL gone), a dropped
-    connection, no connection free in the pool."""
+    connection, no connection free in the pool. SQLite also reports a statement it will not
+    run as an operational error (``SQLITE_STATEMENT``): that is a fault of the statement,
+    which waiting would never mend (the bridge would hold its batch for ever)."""
+    if isinstance(err, OperationalError) and SQLITE_STATEMENT.search(str(err.orig)):
+        return False
     return isinstance(err, (OperationalError, PoolTimeout)) or \
         isinstance(err, DBAPIError) and err.connection_invalidated
+
+
+# what sqlite3 raises as OperationalError for the statement itself, not the database's state
+SQLITE_STATEMENT = re.compile(r"syntax error|no such (table|column|function|index)|"
+                              r"too many SQL variables|Expression tree is too large|"
+                              r"too many terms|too many columns|incomplete input")
 
 
 def first_line(err: BaseException) -> str:
