@@ -340,6 +340,11 @@ def _pairs_sql(size: int) -> TextClause:
     return text(f"SELECT node_id, event_id FROM events WHERE {where}")
 
 
+def _waiting(status: str) -> tuple[Any, ...]:
+    """Slot deliveries at ``status`` of slots not begun long ago (SLOT_LOOKBACK)."""
+    return (SlotDelivery.status == status, SlotDelivery.start_at >= utcnow() - SLOT_LOOKBACK)
+
+
 # --- the bridge's queue ---------------------------------------------------------------------------
 
 Item = tuple[str, bytes, Callable[[], None] | None]  # topic, payload, confirm once written
@@ -812,15 +817,16 @@ class Bridge:
         """The media the node said it holds (media_ready) at or after ``ts`` on its clock:
         stored already, or earlier in this batch. In a batch, those of every node in it
         (received within MEDIA_READY_LOOKBACK) are read at the first need."""
-        ready = (Event.type == "media_ready",)
         batch = db.info.get("batch")
         if batch is None:
             return {p.get("sha256") for p in db.scalars(select(Event.payload).where(
-                Event.node_id == node_id, Event.ts_ms >= ts, *ready))}
-        if batch["ready"] is None:
+                Event.node_id == node_id, Event.ts_ms >= ts, Event.type == "media_ready"))}
+        if batch["ready"] is None:  # (a query is built only when it is read: building one
+            # for each of a batch's events was a fifth of a desired_applied's cost)
             stored: dict[str, list[tuple[int, str]]] = {}
             for n, at, p in db.execute(select(Event.node_id, Event.ts_ms, Event.payload).where(
-                    Event.node_id.in_([n.id for n in batch["nodes"]]), *ready,
+                    Event.node_id.in_([n.id for n in batch["nodes"]]),
+                    Event.type == "media_ready",
                     Event.received_at >= utcnow() - MEDIA_READY_LOOKBACK)):
                 stored.setdefault(n, []).append((at, p.get("sha256")))
             batch["ready"] = stored
@@ -843,19 +849,17 @@ class Bridge:
         desired_applied moves; delivered: what a media_ready moves) when the transaction
         began, of slots not begun long ago. In a batch, those of every node in it are read at
         the first event that needs them: a ward's nodes apply a new desired state together."""
-        waiting = (SlotDelivery.status == status,
-                   SlotDelivery.start_at >= utcnow() - SLOT_LOOKBACK)
         batch = db.info.get("batch")
         if batch is None:
             return list(db.scalars(select(SlotDelivery).where(
-                SlotDelivery.node_id == node_id, *waiting)))
+                SlotDelivery.node_id == node_id, *_waiting(status))))
         by_node: dict[str, list[SlotDelivery]] | None = batch["slots"].get(status)
-        if by_node is None:
+        if by_node is None:  # the query is built only when it is read (see _ready_since)
             by_node = {}
             batch["slots"][status] = by_node
             names = [n.id for n in batch["nodes"]]
             for row in db.scalars(select(SlotDelivery).where(SlotDelivery.node_id.in_(names),
-                                                             *waiting)):
+                                                             *_waiting(status))):
                 by_node.setdefault(row.node_id, []).append(row)
         return by_node.get(node_id, [])
 
