@@ -36,6 +36,11 @@ ADMIN_PASSWORD = "admin-test-password"
 # what init_instance reads from the settings to make an instance
 INSTANCE_SETTINGS = {"database_url", "signing_key_file", "signing_kid", "password_min_length"}
 ROOT = Path(__file__).resolve().parent.parent
+# how long a test waits for an agent told to stop (SIGTERM) to exit: its clean stop takes up to
+# about 19 s by its own bounds (device_agent.agent.Agent.stop: the worker 5 + PLAYER_JOIN_S,
+# queued events 2.5, the offline state 2.5, its threads 2 + 2); 15 s failed once under a
+# loaded CI machine (6 December)
+AGENT_STOP_S = 30
 
 
 def played_events(sink: Path) -> list[dict]:

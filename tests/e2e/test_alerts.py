@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from tests.system import System
+from tests.system import AGENT_STOP_S, System
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def test_an_agent_that_stops_raises_node_offline_and_resolves_when_it_runs_again
     assert offline_alerts(s, node["id"]) == []
 
     proc.send_signal(signal.SIGTERM)
-    proc.wait(15)
+    proc.wait(AGENT_STOP_S)
     [alert] = s.wait(lambda: offline_alerts(s, node["id"]), 30, "the node_offline alert")
     assert alert["state"] == "open" and alert["text"].startswith("Mất kết nối")
     acked = s.ok("POST", f"/api/v1/alerts/{alert['id']}/ack")

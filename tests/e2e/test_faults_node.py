@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from schedules.slots import slot_id
 from server.models import Event, PlayLog
-from tests.system import System, played_events
+from tests.system import AGENT_STOP_S, System, played_events
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 ON_TIME_MS = 1500
@@ -145,7 +145,7 @@ def test_a_full_disk_on_a_node_raises_an_alarm_keeps_playing_and_recovers(system
         assert len(_alarms(s, node["id"], "disk_low")) == 1  # once per episode
 
         proc.terminate()
-        assert proc.wait(15) == 0
+        assert proc.wait(AGENT_STOP_S) == 0
         state = sqlite3.connect(disk / "state" / "agent.sqlite")
         try:
             assert state.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from server.cli import main as cli
 from tests.e2e.web import PASSWORD
+from tests.system import AGENT_STOP_S
 
 WAIT_MS = 30_000
 # a node offline this long raises its alert (production: 5 minutes), judged every second
@@ -83,7 +84,7 @@ def test_a_technician_sees_a_node_go_offline_within_a_minute_and_acknowledges_it
     expect(page.locator(".alarms li[data-kind='node_offline']")).to_have_count(0)
     stopped = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    proc.wait(15)
+    proc.wait(AGENT_STOP_S)
     # the alert, raised by the dispatcher once the node has been offline for the hold-off
     expect(page.locator(".alarms li[data-kind='node_offline']")).to_contain_text(
         node["id"], timeout=60_000)

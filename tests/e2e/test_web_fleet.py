@@ -7,6 +7,8 @@ import signal
 
 from playwright.sync_api import expect
 
+from tests.system import AGENT_STOP_S
+
 WAIT_MS = 30_000
 
 
@@ -27,7 +29,7 @@ def test_a_technician_on_a_phone_finds_an_offline_node_and_tests_its_horn(web_sy
     for p in (market, school):
         _online(s, p["id"], True)
     procs[market["id"]].send_signal(signal.SIGTERM)  # its power fails
-    procs[market["id"]].wait(15)
+    procs[market["id"]].wait(AGENT_STOP_S)
     _online(s, market["id"], False)
 
     page = web.page(s, "technician", "phone")
