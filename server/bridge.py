@@ -177,20 +177,12 @@ def _type_rule(schema: dict, type_: Any) -> dict:
 
 
 def event_properties(type_: Any) -> dict:
-    """The fields an event of ``type_`` may carry: the common ones and its type's own (the
-    same dict for every event of a type: read, never changed)."""
-    if isinstance(type_, str) and type_ in _EVENT_PROPERTIES:
-        return _EVENT_PROPERTIES[type_]
+    """The fields an event of ``type_`` may carry: the common ones and its type's own."""
     props = dict(schemas.EVENT["properties"])
     props.update(_type_rule(schemas.EVENT, type_).get("properties", {}))
     if type_ == "ack":
         props.update(ACK_EXTRA)
-    if isinstance(type_, str) and len(_EVENT_PROPERTIES) < 64:  # the schema's types, and a few
-        _EVENT_PROPERTIES[type_] = props
     return props
-
-
-_EVENT_PROPERTIES: dict[str, dict] = {}
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -243,17 +235,23 @@ def _bound(value: Any, key: str = "", depth: int = 0) -> Any:
 
 def _required(schema: dict, type_: Any) -> set[str]:
     """The fields a message must carry: the schema's, and for an event its type's own."""
-    key = (id(schema), type_) if isinstance(type_, str) or type_ is None else None
-    if key is not None and key in _REQUIRED:
-        return _REQUIRED[key]
-    required = set(schema.get("required", ())) | \
-        set(_type_rule(schema, type_).get("required", ()))
-    if key is not None and len(_REQUIRED) < 64:
-        _REQUIRED[key] = required
-    return required
+    return set(schema.get("required", ())) | set(_type_rule(schema, type_).get("required", ()))
 
 
-_REQUIRED: dict[tuple[int, str | None], set[str]] = {}
+def _fields(kind: str, type_: Any) -> tuple[dict, dict, set[str]]:
+    """(schema, fields it names, fields required) of a node message of topic ``kind`` and
+    ``type`` field ``type_``."""
+    if kind == "events":
+        schema, props = schemas.EVENT, event_properties(type_)
+    else:
+        schema = schemas.STATE if kind == "state" else schemas.TELEMETRY
+        props = schema["properties"]
+    return schema, props, _required(schema, type_)
+
+
+# the same for every message of a kind and type: worked out once (read, never changed); a
+# few dozen kept, as a node may name any type
+_known_fields = functools.lru_cache(maxsize=64)(_fields)
 
 
 def _null_is_absent(data: dict, required: set[str]) -> dict:
@@ -268,12 +266,10 @@ def read_message(kind: str, payload: bytes) -> dict:
     data = decode(payload)
     if not isinstance(data, dict):
         raise Refused("malformed", "not a JSON object")
-    if kind == "events":
-        schema, props = schemas.EVENT, event_properties(data.get("type"))
-    else:
-        schema = schemas.STATE if kind == "state" else schemas.TELEMETRY
-        props = schema["properties"]
-    data = _null_is_absent(known_fields(data, props), _required(schema, data.get("type")))
+    type_ = data.get("type")
+    hashable = type_ is None or isinstance(type_, str)
+    schema, props, required = (_known_fields if hashable else _fields)(kind, type_)
+    data = _null_is_absent(known_fields(data, props), required)
     if not fast_validator(schema).is_valid(data):
         # the sentence says what is wrong as the agent's own check would (jsonschema's)
         raise Refused("malformed", schemas.first_error(schema, data) or "does not fit its schema")
