@@ -9,6 +9,8 @@ from typing import Any
 from collections.abc import Mapping
 
 from flask import Flask, g, jsonify, send_file
+from jinja2 import BytecodeCache
+from jinja2.bccache import Bucket
 from werkzeug.routing import IntegerConverter
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
@@ -28,6 +30,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     instance = Path(instance_path or os.environ.get("LOA_INSTANCE") or "instance").resolve()
     instance.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
+    app.jinja_options = {**app.jinja_options, "bytecode_cache": _COMPILED_TEMPLATES}
     app.url_map.converters["int"] = _DatabaseInt
     settings = load_settings(instance, test_config)
     app.config["SETTINGS"] = settings
@@ -102,6 +105,27 @@ def _stored_file(settings: Settings, sha256: str, ext: str, thing: str) -> Path:
         from .errors import not_found
         raise not_found(thing)
     return path
+
+
+class _CompiledTemplates(BytecodeCache):
+    """Compiled templates shared by every app this process builds, by template file and the
+    checksum of its source (an edited template compiles again). Jinja parses and compiles a
+    template once per environment, and every app has its own: a process that builds many apps
+    (the tests build hundreds) compiled the same pages each time, 20 ms each."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, tuple[str, Any]] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        found = self._code.get(bucket.key)
+        if found is not None and found[0] == bucket.checksum:
+            bucket.code = found[1]
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._code[bucket.key] = (bucket.checksum, bucket.code)
+
+
+_COMPILED_TEMPLATES = _CompiledTemplates()
 
 
 class _DatabaseInt(IntegerConverter):
