@@ -37,7 +37,7 @@ from schedules.recurrence import DEFAULT_TZ
 from . import deliveries, programmes, schedule
 from .errors import storable, unavailable
 from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, SlotDelivery,
-                     Telemetry, area_ancestors, node_groups, now_ms, utcnow)
+                     Telemetry, ancestor_ids, node_groups, now_ms, utcnow)
 from .outbox import command_acked
 from .transport import Transport
 
@@ -969,8 +969,11 @@ class Bridge:
         if bc is None:
             return None
         cache = self._batch_cache(db, "areas")  # a cluster's nodes share their areas
-        if node.cluster_id not in cache:
-            cache[node.cluster_id] = {a.id for a in area_ancestors(db, node.cluster_id)}
+        if node.cluster_id not in cache:  # in a batch: every batch node's cluster at once
+            batch = db.info.get("batch")
+            clusters = {n.cluster_id for n in batch["nodes"]} if batch is not None else set()
+            cache.update({area_id: set(chain) for area_id, chain in ancestor_ids(
+                db, clusters | {node.cluster_id}).items()})
         if node.id not in (bc.target_nodes or ()) and \
                 not cache[node.cluster_id] & set(bc.target_areas or ()):
             return None

@@ -6,6 +6,7 @@ All datetimes are naive UTC; protocol timestamps stay integer milliseconds as on
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer,
@@ -768,6 +769,30 @@ def area_ancestors(session: Session, area_id: int) -> list[Area]:
         chain.append(area)
         area = session.get(Area, area.parent_id) if area.parent_id else None
     return chain
+
+
+def ancestor_ids(session: Session, area_ids: Iterable[int]) -> dict[int, list[int]]:
+    """For each of ``area_ids``: it and the ids of the areas above it, nearest first; for many
+    areas at once, a query per level of the tree (area_ancestors loads each area of each chain
+    as an object, and a session keeps those only while they are referenced: a batch of a
+    province's nodes asked for the same ward and province again for every cluster)."""
+    parents: dict[int, int | None] = {}
+    todo = set(area_ids)
+    while todo:
+        rows = session.execute(select(Area.id, Area.parent_id)
+                               .where(Area.id.in_(sorted(todo)))).all()
+        for area_id, parent_id in rows:
+            parents[area_id] = parent_id
+        todo = {p for _, p in rows if p is not None and p not in parents}
+    chains = {}
+    for area_id in area_ids:
+        chain: list[int] = []
+        at: int | None = area_id
+        while at is not None and at in parents and at not in chain:
+            chain.append(at)
+            at = parents[at]
+        chains[area_id] = chain
+    return chains
 
 
 def nearest_setting(session: Session, area_id: int, name: str) -> Any:

@@ -4,11 +4,14 @@ makes it ready, its played event gives the outcome; fed through the bridge as no
 one by one and in a batch."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import uuid
+from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, update
 
 from schedules.dispatcher import Dispatcher
@@ -54,6 +57,29 @@ def event(bridge, node_id, type_, **fields):
     return (f"{bridge.prefix}/nodes/{node_id}/events",
             json.dumps({"v": 1, "id": str(uuid.uuid4()), "type": type_, "ts": ms,
                         **fields}).encode())
+
+
+def slot_played(w, node_id):
+    """The node's `played` event of tomorrow 06:00's occurrence, aired in full."""
+    ms = int(tomorrow_at(6).timestamp() * 1000)
+    return event(w["bridge"], node_id, "played", item_id=f"bc-{w['bc']['id']}",
+                 slot_id=w["slot"], sha256=w["sha"], scheduled_at=ms, started_at=ms,
+                 ended_at=ms + 60_000, result="completed")
+
+
+@contextlib.contextmanager
+def statements(w) -> Iterator[list[str]]:
+    """The SQL statements the app's database runs meanwhile."""
+    engine = w["s"].app.extensions["db_engine"]
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
 
 
 def states(w, slot=None) -> dict[str, str]:
@@ -202,8 +228,6 @@ def test_a_wards_played_events_in_one_batch_read_the_series_once_not_once_a_node
     """A slot airs on every node of a province at once and their `played` events come in
     together: the series, its occurrence and the nodes' areas are read once for the batch
     (10,000 events at one slot took minutes when each read them again)."""
-    from sqlalchemy import event as sa_event
-
     w = ward
     s = w["s"]
     more = s.call("POST", "/api/v1/nodes/bulk", json=[
@@ -211,25 +235,37 @@ def test_a_wards_played_events_in_one_batch_read_the_series_once_not_once_a_node
     assert more.status_code == 201, more.text
     nodes = w["nodes"] + [a["id"] for a in more.json()["nodes"]]
     build_desired(s, tomorrow_at(5))
-    bridge, ms = w["bridge"], int(tomorrow_at(6).timestamp() * 1000)
-
-    def played(node_id):
-        return event(bridge, node_id, "played", item_id=f"bc-{w['bc']['id']}", slot_id=w["slot"],
-                     sha256=w["sha"], scheduled_at=ms, started_at=ms, ended_at=ms + 60_000,
-                     result="completed")
-    engine = s.app.extensions["db_engine"]
     reads: list[list[str]] = []
     for batch in (nodes[:3], nodes[3:]):
-        seen: list[str] = []
-
-        def record(conn, cursor, statement, *args, seen=seen):
-            seen.append(statement)
-        sa_event.listen(engine, "before_cursor_execute", record)
-        try:
-            bridge.handle_batch([played(n) for n in batch])
-        finally:
-            sa_event.remove(engine, "before_cursor_execute", record)
+        with statements(w) as seen:
+            w["bridge"].handle_batch([slot_played(w, n) for n in batch])
         reads.append([q for q in seen if "FROM broadcasts" in q or "FROM areas" in q
                       or "FROM occurrence_overrides" in q])
     assert len(reads[1]) == len(reads[0])  # 27 nodes' events read what 3 nodes' read
     assert set(states(w).values()) == {"played"} and len(states(w)) == 30
+
+
+def test_played_events_from_many_clusters_in_one_batch_read_the_area_tree_a_level_at_a_time(
+        ward):
+    """A batch holds the `played` events of nodes in many clusters: whether the series reaches
+    each node is worked out from the area tree read once for all their clusters, a query per
+    level, not once per cluster; a node of another ward is still refused."""
+    w = ward
+    s = w["s"]
+    ward_id = w["cluster"]["parent_id"]
+    nodes = list(w["nodes"])
+    for n in range(2, 6):
+        cluster = s.area(f"Cụm {n}", f"LC-{n}", "cluster", ward_id)
+        nodes.append(s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"],
+                                                        "name": f"Loa {n}"})["id"])
+    other_ward = s.area("Phường Ngô Quyền", "NQ", "ward")
+    other_cluster = s.area("Cụm 1", "NQ-1", "cluster", other_ward["id"])
+    outsider = s.ok("POST", "/api/v1/nodes", json={"cluster_id": other_cluster["id"],
+                                                   "name": "Loa NQ"})["id"]
+    build_desired(s, tomorrow_at(5))
+    with statements(w) as seen:
+        w["bridge"].handle_batch([slot_played(w, n) for n in nodes + [outsider]])
+    assert len([q for q in seen if "FROM areas" in q]) <= 3  # 6 clusters, 2 levels
+    assert states(w) == {n: "played" for n in nodes}
+    node = s.ok("GET", f"/api/v1/nodes/{outsider}")
+    assert (node["rejected"]["messages"], node["rejected"]["last_reason"]) == (1, "unknown_command")
