@@ -544,6 +544,7 @@ class Bridge:
                                                       for topic, _ in messages) if where}
                     db.info["batch"] = {"deliveries": {}, "events": set(), "commands": {},
                                         "slots": {}, "slot": {},  # read when first needed
+                                        "slot_rows": {},  # every slot row read, by id
                                         "series": {}, "areas": {}, "broadcasts": {},
                                         "ready": None, "ready_new": {}, "seen": set(),
                                         "rows": {},  # table -> rows to insert (_insert)
@@ -563,6 +564,7 @@ class Bridge:
                         db.execute(table.insert(), rows)  # one statement, many rows
                     for moved in batch["deliveries"].values():
                         deliveries.write_rows(db, moved.values())
+                    deliveries.write_slot_rows(db, batch["slot_rows"].values())
                     if batch["seen"]:  # the nodes heard from (events), one statement
                         nodes = cast(Table, Node.__table__)
                         db.execute(update(nodes).where(nodes.c.id.in_(batch["seen"]))
@@ -834,50 +836,50 @@ class Bridge:
         if batch is not None:  # not flushed yet: what a later desired_applied looks at
             batch["ready_new"].setdefault(node.id, []).append((event["ts"], event["sha256"]))
         # those delivered earlier in this transaction too (in a batch: not written yet)
-        rows = self._slot_rows(db, node.id, deliveries.SlotState.DELIVERED)
+        rows: list[SlotDelivery | deliveries.SlotRow] = [
+            *self._slot_rows(db, node.id, deliveries.SlotState.DELIVERED)]
         if batch is not None:
-            rows = rows + self._slot_rows(db, node.id, deliveries.SlotState.SCHEDULED)
+            rows += self._slot_rows(db, node.id, deliveries.SlotState.SCHEDULED)
         deliveries.slot_media_ready(rows, event["sha256"])
         return None
 
-    def _slot_rows(self, db: Session, node_id: str, status: str) -> list[SlotDelivery]:
+    def _slot_rows(self, db: Session, node_id: str, status: str
+                   ) -> list[SlotDelivery] | list[deliveries.SlotRow]:
         """The node's slot deliveries that stood at ``status`` (scheduled: what a
         desired_applied moves; delivered: what a media_ready moves) when the transaction
         began, of slots not begun long ago. In a batch, those of every node in it are read at
-        the first event that needs them: a ward's nodes apply a new desired state together."""
+        the first event that needs them, as plain rows the batch writes back at its end
+        (deliveries.write_slot_rows): a ward's nodes apply a new desired state together."""
         batch = db.info.get("batch")
         if batch is None:
             return list(db.scalars(select(SlotDelivery).where(
                 SlotDelivery.node_id == node_id, *_waiting(status))))
-        by_node: dict[str, list[SlotDelivery]] | None = batch["slots"].get(status)
+        by_node: dict[str, list[deliveries.SlotRow]] | None = batch["slots"].get(status)
         if by_node is None:  # the query is built only when it is read (see _ready_since)
             by_node = {}
             batch["slots"][status] = by_node
             names = [n.id for n in batch["nodes"]]
-            for row in db.scalars(select(SlotDelivery).where(SlotDelivery.node_id.in_(names),
-                                                             *_waiting(status))):
+            for row in deliveries.read_slot_rows(db, batch["slot_rows"],
+                                                 SlotDelivery.node_id.in_(names),
+                                                 *_waiting(status)):
                 by_node.setdefault(row.node_id, []).append(row)
         return by_node.get(node_id, [])
 
-    def _node_row(self, db: Session, memo: str, key: Any, model: Any, column: Any,
-                  node_id: str) -> Any:
-        """The row of ``model`` whose ``column`` is ``key``, of the node; in a
-        batch the rows for ``key`` of every node in the batch are read at the first need, and
-        kept in the batch's memo ``memo``: the nodes of a ward play a slot, or ack a
-        broadcast, together. Only the batch's nodes: a province's broadcast has a row for
-        each of 10,000 nodes, and a batch holds a few hundred of them."""
+    def _slot_row(self, db: Session, node_id: str, slot_id: str
+                  ) -> SlotDelivery | deliveries.SlotRow | None:
+        """The node's delivery of the slot; in a batch read with every batch node's, as plain
+        rows (see _slot_rows: one row is one object however it is found)."""
         batch = db.info.get("batch")
         if batch is None:
-            return db.scalar(select(model).where(column == key, model.node_id == node_id))
-        by_node = batch[memo].get(key)  # the query is built only when it is not read yet
+            return db.scalar(select(SlotDelivery).where(SlotDelivery.slot_id == slot_id,
+                                                        SlotDelivery.node_id == node_id))
+        by_node = batch["slot"].get(slot_id)
         if by_node is None:
-            by_node = batch[memo][key] = {row.node_id: row for row in db.scalars(
-                select(model).where(column == key, model.node_id.in_(batch["node_ids"])))}
+            by_node = batch["slot"][slot_id] = {row.node_id: row for row in (
+                deliveries.read_slot_rows(db, batch["slot_rows"],
+                                          SlotDelivery.slot_id == slot_id,
+                                          SlotDelivery.node_id.in_(batch["node_ids"])))}
         return by_node.get(node_id)
-
-    def _slot_row(self, db: Session, node_id: str, slot_id: str) -> SlotDelivery | None:
-        """The node's delivery of the slot (in a batch, read with every node's)."""
-        return self._node_row(db, "slot", slot_id, SlotDelivery, SlotDelivery.slot_id, node_id)
 
     def _addressed(self, db: Session, cmd_id: str | None, node: Node) -> Command | None:
         """The command ``cmd_id`` when it was addressed to ``node``: through a delivery of its

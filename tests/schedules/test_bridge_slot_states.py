@@ -18,7 +18,7 @@ from schedules.dispatcher import Dispatcher
 from schedules.slots import slot_id
 from server.bridge import Bridge
 from server.keys import load_signing_key
-from server.models import Node
+from server.models import Node, SlotDelivery
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 
@@ -143,6 +143,27 @@ def test_a_media_ready_sent_after_the_desired_state_but_recorded_first_makes_it_
         assert states(w)[a] == "scheduled"
         w["bridge"].handle(*applied)
     assert states(w)[a] == "ready"
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 0, 1)], ids=["in-order", "played-first"])
+def test_a_node_applying_fetching_and_playing_a_slot_within_one_batch_ends_played(ward, order):
+    """Its desired_applied, media_ready and played reach the bridge in one batch (a node back
+    online sends what it held at once; with several bridge workers even out of order): the
+    three events find the same row, the slot ends at its outcome, and the next occurrence,
+    carried by the same version, is left ready."""
+    w, (a, b) = ward, ward["nodes"]
+    build_desired(w["s"], tomorrow_at(5))
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    sent = [event(w["bridge"], a, "desired_applied", version=1, ts=now),
+            event(w["bridge"], a, "media_ready", sha256=w["sha"], ts=now + 1),
+            slot_played(w, a)]
+    w["bridge"].handle_batch([sent[n] for n in order])
+    assert states(w) == {a: "played", b: "scheduled"}
+    with w["s"].app.extensions["db_sessions"]() as db:  # stored so, not only judged so
+        assert db.scalar(select(SlotDelivery.status).where(
+            SlotDelivery.node_id == a, SlotDelivery.slot_id == w["slot"])) == "played"
+    after = slot_id(w["bc"]["id"], tomorrow_at(6) + dt.timedelta(days=1))
+    assert states(w, after) == {a: "ready", b: "scheduled"}
 
 
 def test_a_node_away_when_its_slots_were_sent_catches_up_with_a_later_version(ward):
