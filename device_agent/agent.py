@@ -77,6 +77,12 @@ REBOOT_GRACE_MS = 10_000      # time for the reboot's `received` ack to reach th
 PURGE_EVERY_MS = 60_000
 SLOT_MEMORY_MS = 7 * 24 * 3600 * 1000
 PLAYER_JOIN_S = 5.0
+# A clean stop's steps (the worker and player, the outbox, the offline state, the threads) take
+# at most this long together, whatever each step's own bound: the unit's TimeoutStopSec (20 s)
+# kills what is left, and each step bounded alone added up to about 19 s
+STOP_BUDGET_S = 14.0
+OFFLINE_S = 1.0  # what the retained offline state may wait for however the budget went: a clean
+# disconnect sends no Last Will, so without it the server would see the node online
 PLAYER_FAILING_AFTER = 3      # plays failed in the player in a row that raise `player_failing`
 MAX_WAIT_S = 1.0
 # the worker wakes at least every MAX_WAIT_S; silent this long, it hangs (no watchdog ping)
@@ -238,16 +244,22 @@ class Agent:
         log.info("agent %s for node %s started (player %s, amp %s)", AGENT_VERSION,
                  self.config.node_id, self.player.name, self.amplifier.kind)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, budget: float = STOP_BUDGET_S) -> None:
         """Stop cleanly: end playback, give queued events ``timeout``/2 to reach the broker,
-        publish ``{"v":1,"online":false}`` (retained) and disconnect."""
+        publish ``{"v":1,"online":false}`` (retained) and disconnect; all of it within
+        ``budget`` seconds (a step that finds it spent is cut short, a stuck player no longer
+        waited for), and OFFLINE_S more at most for the offline state."""
         if not self._started:
             return
+        end = time.monotonic() + budget
+
+        def left(bound: float) -> float:
+            return max(0.0, min(bound, end - time.monotonic()))
         self._started = False
         self._stopping.set()
         self._inbox.put(("stop", None))
-        self._worker.join(timeout + PLAYER_JOIN_S)
-        deadline = time.monotonic() + timeout / 2
+        self._worker.join(left(timeout + PLAYER_JOIN_S))
+        deadline = time.monotonic() + left(timeout / 2)
         while self._store.outbox_size() and self._transport.connected \
                 and time.monotonic() < deadline:
             try:
@@ -259,10 +271,10 @@ class Agent:
         if self._transport.connected:
             self._transport.publish_and_wait(
                 self.topics["state"], {"v": 1, "online": False, "ts": self.now_ms()},
-                timeout / 2, retain=True)
+                max(left(timeout / 2), min(OFFLINE_S, timeout / 2)), retain=True)
         self._transport.stop()
-        self._telemetry.join(2)
-        self._fetcher.stop(2)
+        self._telemetry.join(left(2))
+        self._fetcher.stop(left(2))
         self.amplifier.close()
         self._store.close()
         log.info("agent stopped")
