@@ -90,13 +90,31 @@ class SoakNode(LoadNode):
         super().__init__(answer, rec, counters)
         self.rng = rng
         self.outbox: dict[str, bytes] = {}  # event id -> payload, until the broker's PUBACK
-        self.resent = 0        # events sent again after a reconnect
+        self.resent = 0        # events sent again once (re)connected
         self.drops = 0
         self.reconnect_failures = 0
         self.offline_s = 0.0
         self.did: dict[str, str] = {}   # slot id -> "completed" / "skipped"
         self.plays: Counter[str] = Counter()  # slot id -> times played (twice would be a bug)
         self.horizon_s = 3600.0  # slots further ahead than this are not timed (the run's span)
+
+    @property
+    def up(self) -> bool:
+        return getattr(self, "_up", False)
+
+    @up.setter
+    def up(self, value: bool) -> None:
+        """Connected and subscribed: what was held meanwhile goes out now. That includes an
+        event made while the connection was being made (the retained desired state arrives
+        right after the SUBACK, before start() returns): when only a reconnect sent those, the
+        first connection's went out only at the node's first drop, and never from a node whose
+        link never dropped (5 to 8 `desired_applied` a soak, found with the held events'
+        listing)."""
+        was, self._up = self.up, value
+        if value and not was:
+            for event_id, payload in list(self.outbox.items()):
+                self.resent += 1
+                self._send(event_id, payload)
 
     # --- events through the outbox ------------------------------------------------------
     def event(self, type_: str, **fields) -> None:
@@ -166,10 +184,7 @@ class SoakNode(LoadNode):
                     self.client.writer.transport.abort()
                 await asyncio.sleep(backoff * self.rng.uniform(0.5, 1.5))
                 backoff = min(60.0, backoff * 2)
-        self.up = True
-        for event_id, payload in list(self.outbox.items()):
-            self.resent += 1
-            self._send(event_id, payload)
+        self.up = True  # and what was held goes out
 
     async def flaky(self, until: float, mean_s: float, off: tuple[float, float]) -> None:
         """Drops at random until ``until`` (time.time()), each followed by a reconnect."""
@@ -406,6 +421,14 @@ async def bench(args) -> dict:
         out["events_sent"] = counters.events
         out["events_stored"] = count(sysm.db_file, "SELECT count(*) FROM events")
         out["held_left"] = sum(len(nd.outbox) for nd in live)
+        # what is still held, and the state of its node's link, for the report and the log:
+        # a held event whose node is connected means a PUBLISH the broker never acknowledged
+        out["held"] = [{"node": nd.id, "up": nd.up, "event": json.loads(payload),
+                        "link_closed": nd.client.writer is None or nd.client.writer.is_closing(),
+                        "reader_ended": nd.client.task.done(), "unacked": len(nd.client.acks)}
+                       for nd in live for payload in nd.outbox.values()]
+        for held in out["held"]:
+            print("held:", json.dumps(held), flush=True)
         print(f"drained: {out['drained']} in {out['drain_s']:.0f} s; events sent "
               f"{out['events_sent']}, stored {out['events_stored']}", flush=True)
         sampler.stop_flag.set()
@@ -481,6 +504,17 @@ async def programme(args, sysm: System, bulletin_id: int, area_id: int, live: li
             progress(f"series {bc['id']} at {iso(at)}; ")
         await asyncio.sleep(min(args.every_s, max(0.0, until - time.time())))
     return series
+
+
+def held_summary(held: list[dict]) -> str:
+    """What the events still held were and where their nodes stood, for the report."""
+    if not held:
+        return ""
+    types = Counter(h["event"].get("type") for h in held)
+    links = Counter("link up" if h["up"] and not h["link_closed"] and not h["reader_ended"]
+                    else "link down" for h in held)
+    return ": " + ", ".join(f"{n} {t}" for t, n in types.most_common()) + "; " + \
+        ", ".join(f"{n} with the {what}" for what, n in links.most_common())
 
 
 def steady_programme(sysm: System, bulletin_id: int, area_id: int, first: float, last: float,
@@ -586,7 +620,7 @@ def report(r: dict, args, before: str, after: str) -> str:
         f"| held events delivered after the links stopped dropping | every node back and "
         f"{r['events_stored']:,} of {r['events_sent']:,} events stored "
         f"{'after' if r['drained'] else 'not all after'} {r['drain_s']:.0f} s "
-        f"({r['held_left']} still held) | all, once | "
+        f"({r['held_left']} still held{held_summary(r.get('held', []))}) | all, once | "
         f"{met(r['drained'] and not dup['events'])} |",
         f"| planned (slot, node) in the airplay report ({r['window_from']} to "
         f"{r['window_to']}) | {a['planned']:,}: "
