@@ -51,3 +51,19 @@ def test_wildcards_do_not_match_the_brokers_own_topics():
     _deliver(t, "$SYS/broker/uptime")
     _deliver(t, "loa/broker/uptime")
     assert got == ["loa/broker/uptime", "loa/broker/uptime"]
+
+
+def test_the_same_topic_follows_subscriptions_made_and_dropped_after_it_was_seen():
+    """What a topic matches is remembered per topic (a province's three topics a node carry
+    all its messages), and forgotten when the subscriptions change."""
+    t = _transport()
+    got: list[tuple[str, str]] = []
+    t.subscribe("loa/v1/nodes/+/events", lambda topic, payload: got.append(("events", topic)))
+    _deliver(t, "loa/v1/nodes/a/events")
+    t.subscribe("loa/v1/#", lambda topic, payload: got.append(("all", topic)))
+    _deliver(t, "loa/v1/nodes/a/events")
+    t.unsubscribe("loa/v1/nodes/+/events")
+    _deliver(t, "loa/v1/nodes/a/events")
+    assert got == [("events", "loa/v1/nodes/a/events"),
+                   ("events", "loa/v1/nodes/a/events"), ("all", "loa/v1/nodes/a/events"),
+                   ("all", "loa/v1/nodes/a/events")]
