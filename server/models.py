@@ -776,8 +776,9 @@ def ancestor_ids(session: Session, area_ids: Iterable[int]) -> dict[int, list[in
     areas at once, a query per level of the tree (area_ancestors loads each area of each chain
     as an object, and a session keeps those only while they are referenced: a batch of a
     province's nodes asked for the same ward and province again for every cluster)."""
+    wanted = set(area_ids)
     parents: dict[int, int | None] = {}
-    todo = set(area_ids)
+    todo = set(wanted)
     while todo:
         rows = session.execute(select(Area.id, Area.parent_id)
                                .where(Area.id.in_(sorted(todo)))).all()
@@ -785,7 +786,7 @@ def ancestor_ids(session: Session, area_ids: Iterable[int]) -> dict[int, list[in
             parents[area_id] = parent_id
         todo = {p for _, p in rows if p is not None and p not in parents}
     chains = {}
-    for area_id in area_ids:
+    for area_id in wanted:
         chain: list[int] = []
         at: int | None = area_id
         while at is not None and at in parents and at not in chain:

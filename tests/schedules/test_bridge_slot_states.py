@@ -4,14 +4,11 @@ makes it ready, its played event gives the outcome; fed through the bridge as no
 one by one and in a batch."""
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import event as sa_event
 from sqlalchemy import select, update
 
 from schedules.dispatcher import Dispatcher
@@ -19,6 +16,7 @@ from schedules.slots import slot_id
 from server.bridge import Bridge
 from server.keys import load_signing_key
 from server.models import Node, SlotDelivery
+from tests.server.helpers import Statements
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 
@@ -65,21 +63,6 @@ def slot_played(w, node_id):
     return event(w["bridge"], node_id, "played", item_id=f"bc-{w['bc']['id']}",
                  slot_id=w["slot"], sha256=w["sha"], scheduled_at=ms, started_at=ms,
                  ended_at=ms + 60_000, result="completed")
-
-
-@contextlib.contextmanager
-def statements(w) -> Iterator[list[str]]:
-    """The SQL statements the app's database runs meanwhile."""
-    engine = w["s"].app.extensions["db_engine"]
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        seen.append(statement)
-    sa_event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", record)
 
 
 def states(w, slot=None) -> dict[str, str]:
@@ -258,9 +241,9 @@ def test_a_wards_played_events_in_one_batch_read_the_series_once_not_once_a_node
     build_desired(s, tomorrow_at(5))
     reads: list[list[str]] = []
     for batch in (nodes[:3], nodes[3:]):
-        with statements(w) as seen:
+        with Statements(s.app.extensions["db_engine"]) as statements:
             w["bridge"].handle_batch([slot_played(w, n) for n in batch])
-        reads.append([q for q in seen if "FROM broadcasts" in q or "FROM areas" in q
+        reads.append([q for q in statements.seen if "FROM broadcasts" in q or "FROM areas" in q
                       or "FROM occurrence_overrides" in q])
     assert len(reads[1]) == len(reads[0])  # 27 nodes' events read what 3 nodes' read
     assert set(states(w).values()) == {"played"} and len(states(w)) == 30
@@ -284,9 +267,9 @@ def test_played_events_from_many_clusters_in_one_batch_read_the_area_tree_a_leve
     outsider = s.ok("POST", "/api/v1/nodes", json={"cluster_id": other_cluster["id"],
                                                    "name": "Loa NQ"})["id"]
     build_desired(s, tomorrow_at(5))
-    with statements(w) as seen:
+    with Statements(s.app.extensions["db_engine"]) as statements:
         w["bridge"].handle_batch([slot_played(w, n) for n in nodes + [outsider]])
-    assert len([q for q in seen if "FROM areas" in q]) <= 3  # 6 clusters, 2 levels
+    assert len([q for q in statements.seen if "FROM areas" in q]) <= 3  # 6 clusters, 2 levels
     assert states(w) == {n: "played" for n in nodes}
     node = s.ok("GET", f"/api/v1/nodes/{outsider}")
     assert (node["rejected"]["messages"], node["rejected"]["last_reason"]) == (1, "unknown_command")

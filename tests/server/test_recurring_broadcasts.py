@@ -10,7 +10,7 @@ import pytest
 
 from schedules.slots import slot_id
 from server.models import Broadcast
-from tests.server.helpers import TZ
+from tests.server.helpers import TZ, Statements
 from tests.server.series_helpers import (desired, dispatcher, played, playlogs, series,
                                          tomorrow_at, ward_with_a_bulletin)
 
@@ -162,24 +162,15 @@ def test_a_wards_desired_states_take_a_few_statements_not_some_for_every_node(wa
     """A province's pass builds thousands of desired states: the statements it runs grow with
     its batches, not with its nodes (a flush and a key look-up for every node made a 10,000-node
     pass take 17 s instead of 4)."""
-    from sqlalchemy import event
     s = ward["s"]
     more = s.ok("POST", "/api/v1/nodes/bulk", json=[
         {"cluster_id": ward["cluster"]["id"], "name": f"Loa {i}"} for i in range(2, 81)])
     nodes = [ward["node"]["id"]] + [n["id"] for n in more["nodes"]]
     series(ward)
-    statements = []
-    engine = s.app.extensions["db_engine"]
-
-    def count(*_args):
-        statements.append(1)
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with Statements(s.app.extensions["db_engine"]) as statements:
         dispatcher(s, tomorrow_at(5)).refresh_desired()
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     assert all(desired(s, node_id)["version"] == 1 for node_id in nodes)
-    assert len(statements) < len(nodes) // 2, len(statements)
+    assert len(statements.seen) < len(nodes) // 2, len(statements.seen)
 
 
 def test_a_node_added_to_the_ward_later_gets_its_future_slots(ward):
