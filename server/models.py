@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer,
-                        String, Text, UniqueConstraint, create_engine, event, select)
+                        String, Text, UniqueConstraint, and_, create_engine, event, select)
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, mapped_column, relationship,
@@ -446,6 +446,12 @@ Index("ix_commands_failed", Command.failed_at, sqlite_where=_FAILED, postgresql_
 _UNACKED = Delivery.status == "sent"  # server.deliveries.DeliveryStatus.SENT
 Index("ix_deliveries_sent", Delivery.command_id, sqlite_where=_UNACKED,
       postgresql_where=_UNACKED)
+# Commands no node has acked and that are not retained (node commands and a broadcast's
+# commands; not the desired states), by expiry: what the dispatcher may send again is among
+# the unexpired few (server.outbox.resend_unreceived, revision 0024).
+_NOT_ACKED = and_(Command.status.is_(None), Command.retain.is_(False))
+Index("ix_commands_unacked", Command.exp_ms, sqlite_where=_NOT_ACKED,
+      postgresql_where=_NOT_ACKED)
 
 
 class AgentRelease(Base):
