@@ -28,7 +28,7 @@ from collections.abc import Callable
 import jsonschema_rs
 from sqlalchemy import Table, TextClause, case, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from device_agent import schemas
 from device_agent.protocol import Topic, parse_topic
@@ -540,8 +540,8 @@ class Bridge:
                 with self.sessions() as db:
                     self._write_lock(db)
                     # what the batch looks up again and again is read once (see _delivery_of)
-                    names = {where.name for where in (self.where(topic)
-                                                      for topic, _ in messages) if where}
+                    wheres = [w for w in (self.where(topic) for topic, _ in messages) if w]
+                    names = {where.name for where in wheres}
                     db.info["batch"] = {"deliveries": {}, "events": set(), "commands": {},
                                         "slots": {}, "slot": {},  # read when first needed
                                         "slot_rows": {},  # every slot row read, by id
@@ -552,6 +552,7 @@ class Bridge:
                                         # worker's batch of the same node waits for this one
                                         "nodes": db.scalars(select(Node).where(
                                             Node.id.in_(names)).order_by(Node.id)
+                                            .options(*_unread(wheres))
                                             .with_for_update()).all(),
                                         "node_ids": sorted(names),
                                         "telemetry": self._stored_telemetry(db, messages),
@@ -1022,6 +1023,17 @@ class Bridge:
         if slot_row is not None:
             deliveries.slot_played(slot_row, result, reason)
         return refused
+
+
+def _unread(wheres: list[Topic]) -> tuple[Any, ...]:
+    """What a batch leaves unread of its nodes' rows: their last state and telemetry (JSON
+    decoded for every node loaded) when it holds neither, so only events. Only the state and
+    telemetry handlers look at them (a lived-in fleet's nodes carry both: reading them made
+    an emergency's acks cost a third more, docs/benchmarks.md); anything else that asks
+    still gets them, read then."""
+    if any(where.kind in ("state", "telemetry") for where in wheres):
+        return ()
+    return (defer(Node.last_state), defer(Node.last_telemetry))
 
 
 def _older(ts: int, last: dict | None, or_same: bool = False) -> bool:
