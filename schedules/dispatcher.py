@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import LATE_SLOT_MS
@@ -208,7 +208,7 @@ class Dispatcher:
     def _dispatch(self, db: Session, bc: Broadcast) -> None:
         now = self.clock()
         status, reason, approval, media = self._why_not(db, bc, now)
-        targets, by_area = self._targets(db, bc)
+        targets, by_area, reach = self._targets(db, bc)
         if reason is not None:  # not DISPATCHED: _why_not says why
             # nothing is sent; every node it would have reached is reported with the reason
             for node_id in sorted(targets):
@@ -225,34 +225,40 @@ class Dispatcher:
             ttl = max(1000, to_ms(bc.start_at) + LATE_SLOT_MS - now)
         else:
             ttl = self.settings.command_ttl_s * 1000
-        covered: dict[str, str] = {}
+        covered: set[str] = set()
         for area_id in covering_areas(db, bc.target_areas):
             area = db.get_one(Area, area_id)
             cmd = self._command(db, "play", f"group:{area.group}", body, ttl, bc.id, None, now,
                                 priority=bc.priority)
-            for node_id in by_area[area_id]:
-                covered.setdefault(node_id, cmd.id)
+            deliveries.plan_selected(db, bc.id, cmd.id, reach[area_id])
+            covered.update(by_area[area_id])
+        singles: dict[str, str] = {}
         for node_id in bc.target_nodes:
             if node_id not in covered and node_id in targets:
                 cmd = self._command(db, "play", f"node:{node_id}", body, ttl, bc.id, node_id, now,
                                     priority=bc.priority)
-                covered[node_id] = cmd.id
-        deliveries.plan_all(db, bc.id, covered)
+                covered.add(node_id)
+                singles[node_id] = cmd.id
+        deliveries.plan_all(db, bc.id, singles)
         broadcasts.mark_dispatched(bc, from_ms(now))
 
-    def _targets(self, db: Session, bc: Broadcast) -> tuple[set[str], dict[int, list[str]]]:
-        """Every node the broadcast reaches, and the nodes of each covering area."""
+    def _targets(self, db: Session, bc: Broadcast
+                 ) -> tuple[set[str], dict[int, list[str]], dict[int, Select]]:
+        """Every node the broadcast reaches, the nodes of each covering area, and the query
+        that selects them (what its deliveries are planned from)."""
         by_area: dict[int, list[str]] = {}
+        reach: dict[int, Select] = {}
         for area_id in covering_areas(db, bc.target_areas):
             subtree = area_subtree_ids(db, [area_id])
-            by_area[area_id] = list(db.scalars(select(Node.id).where(
-                Node.cluster_id.in_(subtree), Node.revoked_at.is_(None))))
+            reach[area_id] = select(Node.id).where(Node.cluster_id.in_(subtree),
+                                                   Node.revoked_at.is_(None))
+            by_area[area_id] = list(db.scalars(reach[area_id]))
         nodes = {n for ids in by_area.values() for n in ids}
         for node_id in bc.target_nodes:
             node = db.get(Node, node_id)
             if node is not None and node.revoked_at is None:
                 nodes.add(node_id)
-        return nodes, by_area
+        return nodes, by_area, reach
 
     def _command(self, db: Session, type_: str, target: str, body: dict, ttl_ms: int,
                  broadcast_id: int | None, node_id: str | None, now: int,

@@ -14,7 +14,8 @@ from enum import StrEnum
 from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import (DateTime, Select, Table, bindparam, delete, exists, insert, literal,
+                        select, update)
 from sqlalchemy.orm import Session
 
 from .models import Delivery, SlotDelivery, utcnow
@@ -57,9 +58,8 @@ def planned(broadcast_id: int, node_id: str, command_id: str) -> Delivery:
 
 
 def plan_all(db: Session, broadcast_id: int, commands: dict[str, str]) -> None:
-    """``planned`` for many nodes at once (node id -> command id), in one statement: a ward's
-    thousand deliveries are written before its one command goes out, so this is on the way
-    to every speaker."""
+    """``planned`` for many nodes at once (node id -> command id), in one statement (nodes
+    named one by one; a group's nodes go through ``plan_selected``)."""
     if commands:
         now = utcnow()
         table = cast(Table, Delivery.__table__)  # Core: no ORM bookkeeping per row
@@ -67,6 +67,22 @@ def plan_all(db: Session, broadcast_id: int, commands: dict[str, str]) -> None:
             {"broadcast_id": broadcast_id, "node_id": node_id, "command_id": cmd_id,
              "status": DeliveryStatus.PENDING, "updated_at": now}
             for node_id, cmd_id in sorted(commands.items())])
+
+
+def plan_selected(db: Session, broadcast_id: int, command_id: str, node_ids: Select) -> None:
+    """``planned`` for every node ``node_ids`` selects that has no delivery of the broadcast
+    yet, with the one command that reaches them all (a group's), written by the database
+    itself in one INSERT ... SELECT. A province's 10,000 deliveries are written before its
+    command goes out, so this is on the way to every speaker: as rows sent from Python (the
+    driver's parameters for each) it took 0.1-0.3 s of an emergency's first second."""
+    table = cast(Table, Delivery.__table__)
+    picked = node_ids.subquery()
+    rows = select(literal(broadcast_id), picked.c[0], literal(command_id),
+                  literal(DeliveryStatus.PENDING.value), literal(utcnow(), DateTime)).where(
+        ~exists().where(table.c.broadcast_id == broadcast_id,
+                        table.c.node_id == picked.c[0])).order_by(picked.c[0])
+    db.execute(insert(table).from_select(
+        ["broadcast_id", "node_id", "command_id", "status", "updated_at"], rows))
 
 
 def not_sent(broadcast_id: int, node_id: str, skipped: bool, reason: str | None) -> Delivery:
