@@ -153,6 +153,7 @@ class Worker:
         self.transport.connect()
         self.dispatcher = Dispatcher(s, self.sessions, self.transport, self.key, self.kid)
         self.dispatcher.acting = self.acting
+        self.dispatcher.busy = self.bridge.behind
         self.dispatcher.start()
 
     def stand_by(self) -> None:

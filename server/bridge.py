@@ -484,6 +484,11 @@ class Bridge:
             self._worker.join(timeout)
             self._worker = None
 
+    def behind(self) -> bool:
+        """Whether more than a batch waits to be written: node messages arrive faster than
+        the bridge writes them (an emergency's receipts, a slot's played events)."""
+        return self._queue.qsize() > INGEST_BATCH
+
     def enqueue(self, topic: str, payload: bytes, done: Callable[[], None] | None = None) -> None:
         """Hand one message to the worker (blocks only when INGEST_QUEUE messages wait; a
         ``received`` ack goes before what waits, see ``urgent``); ``done`` is called once it

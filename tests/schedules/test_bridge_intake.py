@@ -78,3 +78,14 @@ def test_the_network_thread_waits_while_the_queue_is_full():
     assert queued.wait(5)                  # room again: it goes in
     assert intake.take(1, 0) == ([second], False)
     thread.join(5)
+
+
+def test_the_bridge_is_behind_once_more_than_a_batch_waits_to_be_written():
+    # what the dispatcher's alert and retention passes wait on (schedules.dispatcher.busy)
+    from server.bridge import INGEST_BATCH, Bridge
+    bridge = Bridge(None, None, PREFIX)  # type: ignore[arg-type]  # the worker is not started
+    for i in range(INGEST_BATCH):
+        bridge.enqueue(*_msg(f"n{i}", "telemetry", {"v": 1, "ts": TS + i})[:2])
+    assert not bridge.behind()
+    bridge.enqueue(*_msg("n0", "telemetry", {"v": 1, "ts": TS - 1})[:2])
+    assert bridge.behind()
