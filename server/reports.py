@@ -294,20 +294,24 @@ def _one_offs(db: Session, nodes: Mapping[str, NodeFacts], start: dt.datetime,
     broadcasts = {bc.id: bc for bc in db.scalars(select(Broadcast).where(
         Broadcast.id.in_({d.broadcast_id for d in rows})))}
     out = []
+    timing: dict[int, tuple[dt.datetime, int, dt.datetime]] = {}  # once per broadcast, not node
     for d in rows:
         if d.node_id not in nodes:
             continue
         bc = broadcasts[d.broadcast_id]
-        at = schedule.aware(bc.start_at or bc.dispatched_at or bc.due_at)
-        ms = _media_ms(db, bc, media)
+        if bc.id not in timing:
+            at = schedule.aware(bc.start_at or bc.dispatched_at or bc.due_at)
+            ms = _media_ms(db, bc, media)
+            timing[bc.id] = (at, ms, at + dt.timedelta(milliseconds=ms * (bc.repeat or 1)))
+        at, ms, end_at = timing[bc.id]
         server = None
         if d.command_id is None or d.status == DeliveryStatus.CANCELLED:
             server = d.status if d.status == DeliveryStatus.CANCELLED else \
                 (d.reason or d.status)
         out.append(PlannedItem(
             node_id=d.node_id, area_id=nodes[d.node_id].cluster_id, broadcast_id=bc.id,
-            scheduled_at=at, end_at=at + dt.timedelta(milliseconds=ms * (bc.repeat or 1)),
-            media_ms=ms, repeat=bc.repeat or 1, cmd_id=d.command_id, server_reason=server))
+            scheduled_at=at, end_at=end_at, media_ms=ms, repeat=bc.repeat or 1,
+            cmd_id=d.command_id, server_reason=server))
     return out + _not_yet_sent(db, nodes, start, end, media)
 
 
@@ -453,9 +457,10 @@ def reported_rows(db: Session, items: list[PlannedItem]) -> tuple[list[Play], li
         plays += _plays(db, node_ids, PlayLog.slot_id.in_(chunk) & PlayLog.cmd_id.is_(None),
                         media)
     acks = []
-    for chunk in chunks(sorted(cmds)):
-        acks += [Ack(d.node_id, d.command_id, d.status, d.reason) for d in db.scalars(
-            select(Delivery).where(Delivery.command_id.in_(chunk)))
+    for chunk in chunks(sorted(cmds)):  # plain rows too: a province's broadcast has 10,000
+        acks += [Ack(d.node_id, d.command_id, d.status, d.reason) for d in db.execute(
+            select(Delivery.node_id, Delivery.command_id, Delivery.status, Delivery.reason)
+            .where(Delivery.command_id.in_(chunk)))
             if d.node_id in node_ids and d.command_id]
     return plays, acks
 
