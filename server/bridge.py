@@ -13,10 +13,12 @@ at most once a minute per node and reason, so one bad node cannot flood the log.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import functools
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -344,6 +346,7 @@ def _waiting(status: str) -> tuple[Any, ...]:
 # --- the bridge's queue ---------------------------------------------------------------------------
 
 Item = tuple[str, bytes, Callable[[], None] | None]  # topic, payload, confirm once written
+Reading = dict | Refused | None  # a message read and checked (Bridge._read)
 
 
 def urgent(topic: str, payload: bytes) -> bool:
@@ -441,6 +444,8 @@ class Bridge:
             functools.partial(parse_topic, prefix))
         self.received = 0  # messages handed to the worker (each recorded, or refused, once)
         self._queue = Intake(INGEST_QUEUE)
+        self._turn_fd: int | None = None
+        self._turn_held = False
         self._worker: threading.Thread | None = None
         self._halt = threading.Event()  # stop() while the database is unavailable: give up
         # what a node publishes, by topic kind; what it reports, by event type. A handler
@@ -483,6 +488,9 @@ class Bridge:
             self._queue.put(None)
             self._worker.join(timeout)
             self._worker = None
+        if self._turn_fd is not None and self._worker is None and not self._turn_held:
+            os.close(self._turn_fd)
+            self._turn_fd = None
 
     def behind(self) -> bool:
         """Whether more than a batch waits to be written: node messages arrive faster than
@@ -542,6 +550,9 @@ class Bridge:
         DatabaseUnavailable when the database cannot take them (with how many were stored)."""
         if len(messages) > 1:
             try:
+                # the pure part first, outside the write lock: other bridge workers write
+                # meanwhile (on SQLite one at a time)
+                readings = [self._read(topic, payload) for topic, payload in messages]
                 with self.sessions() as db:
                     self._write_lock(db)
                     # what the batch looks up again and again is read once (see _delivery_of)
@@ -560,11 +571,12 @@ class Bridge:
                                             .options(*_unread(wheres))
                                             .with_for_update()).all(),
                                         "node_ids": sorted(names),
-                                        "telemetry": self._stored_telemetry(db, messages),
-                                        "stored": self._stored_events(db, messages)}
+                                        "telemetry": self._stored_telemetry(
+                                            db, messages, readings),
+                                        "stored": self._stored_events(db, messages, readings)}
                     with db.no_autoflush:  # one flush at the commit, not one per query
-                        for topic, payload in messages:
-                            self._record(db, topic, payload)
+                        for (topic, _), reading in zip(messages, readings, strict=True):
+                            self._record(db, topic, reading)
                     batch = db.info["batch"]
                     for table, rows in batch["rows"].items():
                         db.execute(table.insert(), rows)  # one statement, many rows
@@ -576,8 +588,10 @@ class Bridge:
                         db.execute(update(nodes).where(nodes.c.id.in_(batch["seen"]))
                                    .values(last_seen=utcnow()))
                     db.commit()
+                self._turn_over()
                 return
             except Exception as err:
+                self._turn_over()
                 if unavailable(err):
                     raise DatabaseUnavailable(err) from err
                 log.debug("batch of %d rolled back; one by one", len(messages), exc_info=True)
@@ -587,18 +601,14 @@ class Bridge:
             except DatabaseUnavailable as err:
                 raise DatabaseUnavailable(err.cause, written) from err.cause
 
-    def _stored_events(self, db: Session, messages: list[tuple[str, bytes]]
-                       ) -> set[tuple[str, str]]:
-        """(node, event id) of the batch's events stored already, in one query (a peek at the
-        ids only: each message is read and checked properly when it is recorded)."""
+    def _stored_events(self, db: Session, messages: list[tuple[str, bytes]],
+                       readings: list[Reading]) -> set[tuple[str, str]]:
+        """(node, event id) of the batch's events stored already, in one query."""
         pairs = set()
-        for topic, payload in messages:
-            if topic.endswith("/events"):
+        for (topic, _), reading in zip(messages, readings, strict=True):
+            if topic.endswith("/events") and isinstance(reading, dict):
                 where = self.where(topic)
-                try:
-                    event_id = json.loads(payload).get("id")
-                except (ValueError, AttributeError, RecursionError):
-                    continue
+                event_id = reading.get("id")
                 if where is not None and isinstance(event_id, str):
                     pairs.add((where.name, event_id))
         ordered = sorted(pairs)
@@ -610,23 +620,37 @@ class Bridge:
         reads (BEGIN IMMEDIATE), so what it decides from a node's row (newer than the last?)
         is not undone by another worker's commit in between. SQLite's driver otherwise begins
         the transaction only at the first write, after the reads. PostgreSQL locks the node's
-        rows instead (FOR UPDATE); one bridge alone needs neither."""
+        rows instead (FOR UPDATE); one bridge alone needs neither.
+
+        The workers first take turns on a file lock beside the database (``_turn_over`` ends
+        this one's): a worker waiting for it goes on the moment the other's batch is written.
+        Waiting for SQLite's lock instead is its busy handler's sleeps (1 ms, then longer, up
+        to 100 ms a try), so two workers wrote no faster than one."""
         if self.shared_group and db.get_bind().dialect.name == "sqlite":
+            if self._turn_fd is None:
+                database = db.get_bind().engine.url.database or ""
+                self._turn_fd = os.open(f"{database}-bridge.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._turn_fd, fcntl.LOCK_EX)
+            self._turn_held = True
             db.connection().exec_driver_sql("BEGIN IMMEDIATE")
 
-    def _stored_telemetry(self, db: Session, messages: list[tuple[str, bytes]]
-                          ) -> set[tuple[str, int]]:
+    def _turn_over(self) -> None:
+        """The other bridge workers' turn (see _write_lock): after this one's commit or
+        rollback."""
+        if self._turn_held and self._turn_fd is not None:
+            fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
+            self._turn_held = False
+
+    def _stored_telemetry(self, db: Session, messages: list[tuple[str, bytes]],
+                          readings: list[Reading]) -> set[tuple[str, int]]:
         """(node, ts) of the batch's telemetry stored already, in one query: a message the
         broker delivers again (its worker was killed between commit and confirmation) is
         recorded once."""
         keys = set()
-        for topic, payload in messages:
-            if topic.endswith("/telemetry"):
+        for (topic, _), reading in zip(messages, readings, strict=True):
+            if topic.endswith("/telemetry") and isinstance(reading, dict):
                 where = self.where(topic)
-                try:
-                    ts = json.loads(payload).get("ts")
-                except (ValueError, AttributeError, RecursionError):
-                    continue
+                ts = reading.get("ts")
                 if where is not None and isinstance(ts, int) and 0 <= ts <= MAX_MS:
                     keys.add((where.name, ts))
         if not keys:
@@ -652,10 +676,17 @@ class Bridge:
                                topic[:200], exc_info=True)
 
     def _handle(self, topic: str, payload: bytes) -> None:
+        try:
+            self._handle_one(topic, payload)
+        finally:
+            self._turn_over()
+
+    def _handle_one(self, topic: str, payload: bytes) -> None:
         with self.sessions() as db:
             try:
+                reading = self._read(topic, payload)
                 self._write_lock(db)
-                self._record(db, topic, payload)
+                self._record(db, topic, reading)
                 db.commit()
             except IntegrityError:
                 db.rollback()  # the same event twice, stored once already by a racing write
@@ -669,9 +700,27 @@ class Bridge:
                                 Refused("internal_error", str(err)[:200]), exc_info=True)
                     db.commit()
 
-    def _record(self, db: Session, topic: str, payload: bytes) -> None:
-        """One message into ``db``'s transaction (not committed). A Refused is counted on the
-        node: it is raised before the message wrote anything. Other errors propagate."""
+    def _read(self, topic: str, payload: bytes) -> Reading:
+        """The pure part of recording a message, no database: its checked fields, why it is
+        refused (counted on its node when it is recorded), or None when there is nothing to
+        record (not a node message this bridge takes, a cleared retained state)."""
+        where = self.where(topic)
+        if where is None or where.scope != "node" or where.kind not in self.topics:
+            return None
+        try:
+            if len(payload) > self.limits.for_kind(where.kind):
+                raise Refused("too_large", f"{len(payload)} bytes, limit "
+                              f"{self.limits.for_kind(where.kind)}")
+            if where.kind == "state" and not payload:
+                return None  # a cleared retained message
+            return read_message(where.kind, payload)
+        except Refused as err:
+            return err
+
+    def _record(self, db: Session, topic: str, reading: Reading) -> None:
+        """One message, as ``_read`` made it, into ``db``'s transaction (not committed). A
+        Refused is counted on the node, before the message wrote anything. Other errors
+        propagate."""
         where = self.where(topic)
         if where is None or where.scope != "node" or where.kind not in self.topics:
             return
@@ -683,17 +732,12 @@ class Bridge:
                                "node %s ignored", where.name)
             return
         node_id = node.id
-        try:
-            if len(payload) > self.limits.for_kind(where.kind):
-                raise Refused("too_large", f"{len(payload)} bytes, limit "
-                              f"{self.limits.for_kind(where.kind)}")
-            if where.kind == "state" and not payload:
-                return  # a cleared retained message
-            data = read_message(where.kind, payload)
-        except Refused as err:
-            self._count(db, node_id, where.kind, err)
+        if reading is None:
             return
-        refused = handler(db, node, data)
+        if isinstance(reading, Refused):
+            self._count(db, node_id, where.kind, reading)
+            return
+        refused = handler(db, node, reading)
         if refused is not None:  # stored for the record, but not accepted as proof
             self._count(db, node_id, where.kind, refused)
 

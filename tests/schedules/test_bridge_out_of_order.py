@@ -106,3 +106,27 @@ def test_an_ack_recorded_after_a_later_one_does_not_move_the_command_back(two_br
     record(one, [ack(one, "finished", TS + 2)], batched)
     record(two, [ack(two, "started", TS + 1), ack(two, "received", TS)], batched)
     assert system.ok("GET", f"/api/v1/commands/{cmd['id']}")["status"] == "finished"
+
+
+@pytest.mark.sqlite  # the turns are SQLite's: PostgreSQL locks the batch's node rows instead
+def test_a_workers_batch_waits_for_the_other_workers_turn_and_is_written_once_it_ends(
+        two_bridges):
+    import fcntl
+    import os
+    import threading
+    system, _, two, node_id = two_bridges
+    alarm = msg(two, node_id, "events", {"v": 1, "id": str(uuid.uuid4()), "type": "alarm",
+                                         "ts": TS, "code": "disk_low"})
+    database = system.app.extensions["db_engine"].url.database
+    other = os.open(f"{database}-bridge.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)  # another worker's batch is being written
+        writer = threading.Thread(target=record, args=(two, [alarm, alarm], True))
+        writer.start()
+        writer.join(1.0)  # alone, the batch is written in milliseconds
+        assert writer.is_alive() and count(system, Event, node_id) == 0
+        fcntl.flock(other, fcntl.LOCK_UN)  # that batch is written: this worker's turn
+        writer.join(30)
+        assert not writer.is_alive() and count(system, Event, node_id) == 1
+    finally:
+        os.close(other)
