@@ -12,6 +12,7 @@ at most once a minute per node and reason, so one bad node cannot flood the log.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import functools
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jsonschema_rs
 from sqlalchemy import Table, TextClause, case, select, text, update
@@ -488,7 +489,7 @@ class Bridge:
             self._queue.put(None)
             self._worker.join(timeout)
             self._worker = None
-        if self._turn_fd is not None and self._worker is None and not self._turn_held:
+        if self._turn_fd is not None and not self._turn_held:
             os.close(self._turn_fd)
             self._turn_fd = None
 
@@ -553,7 +554,7 @@ class Bridge:
                 # the pure part first, outside the write lock: other bridge workers write
                 # meanwhile (on SQLite one at a time)
                 readings = [self._read(topic, payload) for topic, payload in messages]
-                with self.sessions() as db:
+                with self._turn(), self.sessions() as db:
                     self._write_lock(db)
                     # what the batch looks up again and again is read once (see _delivery_of)
                     wheres = [w for w in (self.where(topic) for topic, _ in messages) if w]
@@ -588,10 +589,8 @@ class Bridge:
                         db.execute(update(nodes).where(nodes.c.id.in_(batch["seen"]))
                                    .values(last_seen=utcnow()))
                     db.commit()
-                self._turn_over()
                 return
             except Exception as err:
-                self._turn_over()
                 if unavailable(err):
                     raise DatabaseUnavailable(err) from err
                 log.debug("batch of %d rolled back; one by one", len(messages), exc_info=True)
@@ -622,7 +621,7 @@ class Bridge:
         the transaction only at the first write, after the reads. PostgreSQL locks the node's
         rows instead (FOR UPDATE); one bridge alone needs neither.
 
-        The workers first take turns on a file lock beside the database (``_turn_over`` ends
+        The workers first take turns on a file lock beside the database (``_turn`` ends
         this one's): a worker waiting for it goes on the moment the other's batch is written.
         Waiting for SQLite's lock instead is its busy handler's sleeps (1 ms, then longer, up
         to 100 ms a try), so two workers wrote no faster than one."""
@@ -634,12 +633,16 @@ class Bridge:
             self._turn_held = True
             db.connection().exec_driver_sql("BEGIN IMMEDIATE")
 
-    def _turn_over(self) -> None:
-        """The other bridge workers' turn (see _write_lock): after this one's commit or
-        rollback."""
-        if self._turn_held and self._turn_fd is not None:
-            fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
-            self._turn_held = False
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Around a session: the turn _write_lock takes in it is given to the other bridge
+        workers once the session has ended (its commit or rollback)."""
+        try:
+            yield
+        finally:
+            if self._turn_held and self._turn_fd is not None:
+                fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
+                self._turn_held = False
 
     def _stored_telemetry(self, db: Session, messages: list[tuple[str, bytes]],
                           readings: list[Reading]) -> set[tuple[str, int]]:
@@ -676,13 +679,7 @@ class Bridge:
                                topic[:200], exc_info=True)
 
     def _handle(self, topic: str, payload: bytes) -> None:
-        try:
-            self._handle_one(topic, payload)
-        finally:
-            self._turn_over()
-
-    def _handle_one(self, topic: str, payload: bytes) -> None:
-        with self.sessions() as db:
+        with self._turn(), self.sessions() as db:
             try:
                 reading = self._read(topic, payload)
                 self._write_lock(db)
@@ -700,12 +697,19 @@ class Bridge:
                                 Refused("internal_error", str(err)[:200]), exc_info=True)
                     db.commit()
 
+    def _taken(self, topic: str) -> Topic | None:
+        """Where a message comes from, when it is a node's message this bridge records."""
+        where = self.where(topic)
+        if where is None or where.scope != "node" or where.kind not in self.topics:
+            return None
+        return where
+
     def _read(self, topic: str, payload: bytes) -> Reading:
         """The pure part of recording a message, no database: its checked fields, why it is
         refused (counted on its node when it is recorded), or None when there is nothing to
         record (not a node message this bridge takes, a cleared retained state)."""
-        where = self.where(topic)
-        if where is None or where.scope != "node" or where.kind not in self.topics:
+        where = self._taken(topic)
+        if where is None:
             return None
         try:
             if len(payload) > self.limits.for_kind(where.kind):
@@ -721,8 +725,8 @@ class Bridge:
         """One message, as ``_read`` made it, into ``db``'s transaction (not committed). A
         Refused is counted on the node, before the message wrote anything. Other errors
         propagate."""
-        where = self.where(topic)
-        if where is None or where.scope != "node" or where.kind not in self.topics:
+        where = self._taken(topic)
+        if where is None:
             return
         handler = self.topics[where.kind]
         # locked until the commit (PostgreSQL): another worker's message of the node waits
