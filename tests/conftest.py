@@ -5,12 +5,14 @@ Each part has its own conftest.py beside its tests (server, schedules, agent, au
 end-to-end tests (tests/e2e) carry the ``e2e`` marker, so ``-m "not e2e"`` is the fast tier."""
 from __future__ import annotations
 
+import copy
 import functools
 import gc
 import os
 import secrets
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -308,29 +310,61 @@ def system(tmp_path, broker):
     s.stop()
 
 
+# How old a prepared instance may be when a test gets a copy of it: its rows (the admin's login,
+# areas, nodes, users and their logins in the audit log and the rate limiter) are that much
+# older than if the test had made them, and no test's time window (a minute at the least)
+# should see a difference.
+PREPARED_MAX_AGE_S = 20.0
+
+
 @pytest.fixture(scope="session")
-def instance_template(tmp_path_factory) -> Path:
-    """One instance (database, signing key, admin) per test process, copied by ``make_app``:
-    making one costs a schema, a key and a hash each time."""
-    from server.cli import init_instance
-    from tests.system import ADMIN_PASSWORD
-    instance = tmp_path_factory.mktemp("template") / "instance"
-    init_instance(instance, ADMIN_PASSWORD, {"mqtt_password": "no-broker"})
-    return instance
+def prepared_instances(tmp_path_factory):
+    """``prepared(build)``: an instance (database, signing key, admin and the admin's login)
+    where ``build(system)`` then ran, what it returned kept as the snapshot's data, for
+    ``make_app(prepare=build)`` to copy; ``prepared()`` one where nothing more ran. Making one
+    costs a schema, a key, a hash, a login and the build's API calls; a test process makes each
+    again when it is older than PREPARED_MAX_AGE_S. None on PostgreSQL, where every instance
+    has a schema of its own (tests/database.py)."""
+    from tests.system import Snapshot, System
+    made: dict = {}  # build: (its snapshot, when it was made: time.monotonic())
+
+    def prepared(build=None):
+        if database.on_postgres():
+            return None
+        if build not in made or time.monotonic() - made[build][1] > PREPARED_MAX_AGE_S:
+            base = None if build is None else prepared()
+            name = "template" if build is None else build.__name__
+            s = System(tmp_path_factory.mktemp(name), None, start_dispatcher=False,
+                       template=base)
+            try:
+                data = build(s) if build is not None else None
+            finally:
+                s.stop()
+            made[build] = (Snapshot(s.tmp, s.token, data), time.monotonic())
+        return made[build][0]
+
+    return prepared
 
 
 @pytest.fixture
-def make_app(tmp_path, instance_template):
+def make_app(tmp_path, prepared_instances):
     """Factory: ``make_app(**settings)`` is the server without a broker, dispatcher or socket
     (Flask's test client behind its URL, the fake speech engine unless ``tts_engines`` says
-    otherwise), stopped after the test."""
+    otherwise), stopped after the test. ``make_app(prepare=build)`` is one where ``build(app)``
+    has run, its answer in the app's ``prepared``: a copy of an instance where it ran for
+    tests before when the settings allow (``build`` must then give the same for every test:
+    areas, nodes, users and their tokens; ``prepared_instances``), else ``build`` run on this
+    one."""
     from tests.system import System
     made = []
 
-    def factory(**overrides):
-        made.append(System(tmp_path, None, start_dispatcher=False, template=instance_template,
-                           **overrides))
-        return made[-1]
+    def factory(prepare=None, **overrides):
+        template = prepared_instances(prepare)
+        s = System(tmp_path, None, start_dispatcher=False, template=template, **overrides)
+        made.append(s)
+        if prepare is not None:
+            s.prepared = copy.deepcopy(template.data) if s.copied else prepare(s)
+        return s
 
     yield factory
     for s in made:

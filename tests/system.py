@@ -16,7 +16,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 from werkzeug.serving import make_server
@@ -149,11 +151,32 @@ def web_serving(port: int) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A server instance left by a System, copied by another instead of made again (``template``):
+    its folder (the ``instance`` and the broker's files), its admin's API token and what was made
+    in it (``data``, e.g. wards and the tokens of their users)."""
+    folder: Path
+    token: str
+    data: Any = None
+
+
+def preparation(request, table: dict[str, Callable]) -> Callable | None:
+    """The build (``make_app(prepare=...)``) of the fixtures a test takes that ``table`` (a
+    part's conftest's) or its module's ``PREPARED`` names: fixture name to the function that
+    makes it in an app; None when it takes none of them. One per test."""
+    table = {**table, **getattr(request.module, "PREPARED", {})}
+    wanted = {table[name] for name in request.fixturenames if name in table}
+    assert len(wanted) <= 1, f"{request.node.name}: more than one prepared instance"
+    return wanted.pop() if wanted else None
+
+
 class System:
     def __init__(self, tmp_path: Path, broker=None, start_dispatcher: bool = True,
-                 template: Path | None = None, **overrides):
-        """``template``: an instance folder made by ``init_instance`` to copy instead of making
-        one (its database, signing key and admin), when the overrides do not change those."""
+                 template: Snapshot | None = None, **overrides):
+        """``template``: an instance another System left, copied instead of making one (its
+        database, signing key, admin and the admin's login) when the overrides do not change
+        those; ``copied`` says whether it was."""
         self.tmp = tmp_path
         self.broker = broker
         self.instance = tmp_path / "instance"
@@ -171,9 +194,14 @@ class System:
         if "database_url" not in overrides:  # PostgreSQL with the tests' switch on
             overrides = {**database.instance_database(self.instance), **overrides}
         config.update(overrides)
-        if template is not None and not INSTANCE_SETTINGS & set(overrides) \
-                and not self.instance.exists():
-            shutil.copytree(template, self.instance)
+        self.copied = template is not None and not INSTANCE_SETTINGS & set(overrides) \
+            and not self.instance.exists()
+        if template is not None and self.copied:
+            # the broker's files too (password file and ACL, which name no path), when the
+            # template's System wrote them; it never had a broker either
+            for part in ("instance", "mosquitto"):
+                if (template.folder / part).exists():
+                    shutil.copytree(template.folder / part, tmp_path / part)
         else:
             init_instance(self.instance, ADMIN_PASSWORD, config)
         self.app = create_app(config, instance_path=self.instance)
@@ -189,7 +217,9 @@ class System:
         self.http = requests.Session()
         if broker is None:  # served in-process: no proxy or .netrc to look up in the environment
             self.http.trust_env = False  # at every request (a fifth of its cost in requests)
-        self.token = self.login("admin", ADMIN_PASSWORD)
+        self.token = template.token if template is not None and self.copied \
+            else self.login("admin", ADMIN_PASSWORD)
+        self.prepared: Any = None  # what make_app(prepare=...) made in it (tests/conftest.py)
         self.dispatcher = None
         self.bridge = None
         self.transport = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.server.helpers import make_two_wards
+from tests.system import preparation
 
 
 @pytest.fixture(autouse=True)
@@ -13,22 +14,31 @@ def _render_once(render_each_input_once):
     all its workers (tests/conftest.py)."""
 
 
+# fixtures made in the app (``make_app(prepare=...)``) before the test gets it; a module adds
+# its own in a ``PREPARED`` of its own (tests/system.py ``preparation``)
+PREPARED = {"wards": make_two_wards, "two_wards": make_two_wards}
+
+
 @pytest.fixture
-def app_only(make_app):
+def app_only(make_app, request):
     """The server without its dispatcher, broker or socket: Flask's test client behind its URL
-    and the fake speech engine (tests/conftest.py ``make_app``)."""
-    return make_app()
+    and the fake speech engine (tests/conftest.py ``make_app``). For a test that also takes
+    ``wards`` (or ``two_wards``, or what its module's ``PREPARED`` names) it is a copy of an
+    instance where they were made once."""
+    return make_app(prepare=preparation(request, PREPARED))
 
 
 @pytest.fixture
 def wards(app_only):
-    return make_two_wards(app_only)
+    """Two wards of a province, a node in each, a ward approver and technician of the first
+    (tests/server/helpers.py ``make_two_wards``)."""
+    return app_only.prepared
 
 
 @pytest.fixture
 def two_wards(app_only):
     """``wards`` under the name test_users_api.py gives it (its own ``wards`` builds on it)."""
-    return make_two_wards(app_only)
+    return app_only.prepared
 
 
 FUZZ_API = "test_fuzz_api.py"

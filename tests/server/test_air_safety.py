@@ -28,9 +28,12 @@ def backdate(s, model, row_id, **seconds_ago) -> None:
         session.commit()
 
 
+PREPARED = {"ward": ward_with_users}  # made once, copied for each test (tests/server/conftest.py)
+
+
 @pytest.fixture
 def ward(app_only):
-    return ward_with_users(app_only)
+    return app_only.prepared
 
 
 # --- approval is bound to the audio ------------------------------------------------------------
