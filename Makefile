@@ -9,17 +9,15 @@ STAMP := $(VENV)/.installed
 # wheels of the agent distribution's dependencies, for its offline install test (agent/)
 WHEELHOUSE := $(VENV)/wheelhouse
 
-# pytest-xdist workers, measured on the 2-core machine (README, Tests): the end-to-end tests
-# wait on agents, the broker and Chromium, so the whole suite gains from a third worker; the
-# rest mostly computes (ffmpeg, hypothesis), and two are best for it. test-fast took 109 s
-# wall and 100 s of CPU, against 201 s and 134 s just before the last round (back to back, load
-# average 5-8 from other jobs); 100 s of CPU cannot fit 30 s on two cores (README, Tests).
-# Three fast-tier workers measured again on 5 December at load average 1-2: 99 s, against
-# 95 s with two (README, Tests).
-TEST_WORKERS ?= 3
+# pytest-xdist workers, measured on the 2-core machine (README, Tests): the whole suite waits
+# more than it computes (real agents, real time, Chromium, a 2-minute 4G outage): 403 s with 3
+# workers, 361 s with 4, 343 s with 5 (which slowed the browser tests twofold) on 6 December.
+# The fast tier mostly computes (ffmpeg, hypothesis, Flask), but its agent tests wait on real
+# MQTT round trips and playback: 74 s with 2 workers, 66 s with 3.
+TEST_WORKERS ?= 4
 # the browser tests drive Debian's chromium (make test-deps), never a downloaded one
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
-FAST_WORKERS ?= 2
+FAST_WORKERS ?= 3
 
 .PHONY: run test test-fast test-postgres lint deps test-deps wheelhouse venv bench bench-fanout \
 	bench-pages bench-load bench-bridge bench-soak clean docs test-pi-install
