@@ -20,6 +20,12 @@ def ward_with_a_bulletin(s) -> dict:
     return {**ward_with_a_node(s), "bulletin": s.approved_bulletin()}
 
 
+def prepared_ward(s) -> dict:
+    """``ward_with_a_bulletin`` but its "s", for a module's ``PREPARED`` (tests/server/conftest.py):
+    made once in an instance that each test copies; its fixture adds the test's app as "s"."""
+    return {k: v for k, v in ward_with_a_bulletin(s).items() if k != "s"}
+
+
 def tomorrow_at(hour: int, minute: int = 0) -> dt.datetime:
     day = dt.datetime.now(TZ).date() + dt.timedelta(days=1)
     return dt.datetime.combine(day, dt.time(hour, minute), TZ)

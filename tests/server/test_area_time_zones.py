@@ -18,18 +18,26 @@ VN = ZoneInfo("Asia/Ho_Chi_Minh")
 DAILY_SIX = "FREQ=DAILY;BYHOUR=6;BYMINUTE=0"
 
 
-@pytest.fixture
-def berlin(app_only):
-    """A province in the configured zone, a ward below it in Berlin's, its cluster and node."""
-    s = app_only
+def _berlin(s) -> dict:
+    """A province in the configured zone, a ward below it in Berlin's, its cluster and node, an
+    approved bulletin; not its "s" (made once and copied for each test: PREPARED,
+    tests/server/conftest.py)."""
     province = s.area("Tỉnh mẫu", "TM", "province")
     ward = s.ok("POST", "/api/v1/areas", json={"name": "Ortsteil Mitte", "code": "TM-MI",
                                                "kind": "ward", "parent_id": province["id"],
                                                "tz": "Europe/Berlin"})
     cluster = s.area("Cụm 1", "TM-MI-1", "cluster", ward["id"])
     node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa 1"})
-    return {"s": s, "province": province, "ward": ward, "cluster": cluster, "node": node,
+    return {"province": province, "ward": ward, "cluster": cluster, "node": node,
             "bulletin": s.approved_bulletin()}
+
+
+PREPARED = {"berlin": _berlin}
+
+
+@pytest.fixture
+def berlin(app_only):
+    return {"s": app_only, **app_only.prepared}
 
 
 def series(w, targets, start=dt.datetime(2027, 3, 26, 0, 0, tzinfo=BERLIN), rule=DAILY_SIX):

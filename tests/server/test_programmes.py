@@ -14,13 +14,21 @@ from tests.server.helpers import ward_with_a_node
 from tests.server.series_helpers import desired, dispatcher, played, playlogs, tomorrow_at
 
 
-@pytest.fixture
-def ward(app_only):
-    s = app_only
-    w = ward_with_a_node(s)
+def _ward_with_two_bulletins(s) -> dict:
+    """A ward with one cluster and node, and two approved bulletins ("one", "two"); not its "s"
+    (made once and copied for each test: PREPARED, tests/server/conftest.py)."""
+    w = {k: v for k, v in ward_with_a_node(s).items() if k != "s"}
     one = s.approved_bulletin("Tin thứ nhất", "Ủy ban nhân dân phường thông báo lịch tiêm chủng.")
     two = s.approved_bulletin("Tin thứ hai", "Nhắc nhở bà con giữ gìn vệ sinh môi trường.")
     return {**w, "one": one, "two": two}
+
+
+PREPARED = {"ward": _ward_with_two_bulletins}
+
+
+@pytest.fixture
+def ward(app_only):
+    return {"s": app_only, **app_only.prepared}
 
 
 def programme(w, items, title="Chương trình sáng", **extra):

@@ -11,13 +11,18 @@ import pytest
 from schedules.slots import slot_id
 from server.models import Broadcast
 from tests.server.helpers import TZ, Statements
-from tests.server.series_helpers import (desired, dispatcher, played, playlogs, series,
-                                         tomorrow_at, ward_with_a_bulletin)
+from tests.server.series_helpers import (desired, dispatcher, played, playlogs, prepared_ward,
+                                         series, tomorrow_at)
+
+
+PREPARED = {"ward": prepared_ward}  # made once, copied for each test (tests/server/conftest.py)
 
 
 @pytest.fixture
 def ward(app_only):
-    return ward_with_a_bulletin(app_only)
+    """A ward with one cluster and node, and an approved bulletin (the ``ward`` the helpers of
+    tests/server/series_helpers.py take)."""
+    return {"s": app_only, **app_only.prepared}
 
 
 def test_a_daily_series_is_stored_with_its_rule_and_skipped_days(ward):

@@ -11,15 +11,18 @@ import pytest
 from schedules.slots import slot_id
 from server.cli import main as cli
 from tests.server.helpers import TZ
-from tests.server.series_helpers import (desired, dispatcher, played, playlogs, series,
-                                         tomorrow_at, ward_with_a_bulletin)
+from tests.server.series_helpers import (desired, dispatcher, played, playlogs, prepared_ward,
+                                         series, tomorrow_at)
+
+
+PREPARED = {"ward": prepared_ward}  # made once, copied for each test (tests/server/conftest.py)
 
 
 @pytest.fixture
 def ward(app_only):
     """A ward with one cluster and node, and an approved bulletin (the ``ward`` the helpers of
     tests/server/series_helpers.py take)."""
-    return ward_with_a_bulletin(app_only)
+    return {"s": app_only, **app_only.prepared}
 
 
 def change(w, bc, token="default", **body):
