@@ -251,6 +251,25 @@ def count(db_file: Path, sql: str, *args) -> int:
         con.close()
 
 
+async def wait_count(db_file: Path, sql: str, args: tuple, want: int, timeout: float,
+                     step: float) -> float | None:
+    """time.time() when ``sql`` first counted ``want`` rows, None after ``timeout``. Read in a
+    thread on one connection: the fleet's nodes share this process's event loop, and a count
+    run on it (a new connection each time, every 20 ms) held their sending back while the
+    server was still storing what they sent."""
+    con = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=30,
+                          check_same_thread=False)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await in_thread(lambda: con.execute(sql, args).fetchone()[0]) >= want:
+                return time.time()
+            await asyncio.sleep(step)
+        return None
+    finally:
+        con.close()
+
+
 def lag_stats(samples: list[tuple[float, float]]) -> dict:
     if not samples:
         return {"n": 0}
@@ -384,9 +403,8 @@ async def bench(args) -> dict:
         print(f"series {series['id']}: {out['rebuild']}", flush=True)
         played_sql = "SELECT count(*) FROM playlogs WHERE broadcast_id = ? AND slot_id " \
                      "IS NOT NULL AND result = 'completed'"
-        t_done = await wait_for(lambda: count(sysm.db_file, played_sql, series["id"])
-                                >= len(live),
-                                slot_at.timestamp() - time.time() + 120, 0.5)
+        t_done = await wait_count(sysm.db_file, played_sql, (series["id"],), len(live),
+                                  slot_at.timestamp() - time.time() + 120, 0.5)
         got = count(sysm.db_file, played_sql, series["id"])
         out["slot"] = {"played_nodes": sum(1 for nd in live if nd.played_slots),
                        "stored": got, "all_stored": bool(t_done),
@@ -421,8 +439,7 @@ async def bench(args) -> dict:
             t_api = time.time()
             t_recv = await wait_for(lambda b=bc: len(rec.play[f"bc-{b['id']}"]) >= len(live),
                                     60, 0.002)
-            t_acks = await wait_for(lambda b=bc: count(sysm.db_file, acked_sql, b["id"])
-                                    >= len(live), 60, 0.02)
+            t_acks = await wait_count(sysm.db_file, acked_sql, (bc["id"],), len(live), 60, 0.02)
             r = {"status": bc["status"], "api_ms": (t_api - t0) * 1000,
                  "receipt_ms": (t_recv - t0) * 1000 if t_recv else None,
                  "acks_ms": (t_acks - t0) * 1000 if t_acks else None,
