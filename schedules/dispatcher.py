@@ -96,14 +96,22 @@ class Dispatcher:
     # --- one pass of each duty ---------------------------------------------------------------
 
     def tick(self, wait: bool = True) -> bool:
-        """Everything due now, in order: broadcasts -> desired states -> signing -> publishing.
+        """Everything due now, in order: broadcasts (signed and published at once when there
+        were any) -> rollouts -> desired states -> signing -> publishing -> resending.
         ``wait=False`` (the polling tick): return at once when a pass runs already (a wake-up's),
         so the scheduler's job never waits behind it. Whether a pass ran."""
         if not self._lock.acquire(blocking=wait):
             return False
         try:
-            for step in (self.dispatch_due, self.advance_rollouts, self.refresh_desired,
-                         self.sign_pending, self.publish_outbox, self.resend_unreceived):
+            if not self.acting():
+                return True
+            if self.dispatch_due() and self.acting():
+                # what fell due goes out before the rest of the pass: an emergency does not
+                # wait for the rollouts and the desired states (25-75 ms at 10,000 nodes)
+                self.sign_pending()
+                self.publish_outbox()
+            for step in (self.advance_rollouts, self.refresh_desired, self.sign_pending,
+                         self.publish_outbox, self.resend_unreceived):
                 if not self.acting():
                     return True
                 step()
