@@ -350,6 +350,11 @@ Item = tuple[str, bytes, Callable[[], None] | None]  # topic, payload, confirm o
 Reading = dict | Refused | None  # a message read and checked (Bridge._read)
 
 
+def turn_file(database: str) -> str:
+    """The file beside an SQLite database on whose lock its bridge workers take turns."""
+    return f"{database}-bridge.lock"
+
+
 def urgent(topic: str, payload: bytes) -> bool:
     """Whether a node message goes to the front of the bridge's queue: a ``received`` ack, a
     node saying it has a command (an emergency's 10,000 are what its operator watches; the
@@ -627,8 +632,8 @@ class Bridge:
         to 100 ms a try), so two workers wrote no faster than one."""
         if self.shared_group and db.get_bind().dialect.name == "sqlite":
             if self._turn_fd is None:
-                database = db.get_bind().engine.url.database or ""
-                self._turn_fd = os.open(f"{database}-bridge.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                self._turn_fd = os.open(turn_file(db.get_bind().engine.url.database or ""),
+                                        os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(self._turn_fd, fcntl.LOCK_EX)
             self._turn_held = True
             db.connection().exec_driver_sql("BEGIN IMMEDIATE")

@@ -117,8 +117,9 @@ def test_a_workers_batch_waits_for_the_other_workers_turn_and_is_written_once_it
     system, _, two, node_id = two_bridges
     alarm = msg(two, node_id, "events", {"v": 1, "id": str(uuid.uuid4()), "type": "alarm",
                                          "ts": TS, "code": "disk_low"})
-    database = system.app.extensions["db_engine"].url.database
-    other = os.open(f"{database}-bridge.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    from server.bridge import turn_file
+    other = os.open(turn_file(system.app.extensions["db_engine"].url.database),
+                    os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(other, fcntl.LOCK_EX)  # another worker's batch is being written
         writer = threading.Thread(target=record, args=(two, [alarm, alarm], True))
