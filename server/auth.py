@@ -9,7 +9,8 @@ import hashlib
 import secrets
 
 from flask import current_app, g, request, session
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import ApiError
@@ -123,11 +124,20 @@ def revoke_logins(db, user: User) -> None:
     db.execute(delete(ApiToken).where(ApiToken.user_id == user.id, ApiToken.name == LOGIN_TOKEN))
 
 
+# Every request finds its caller by one of these, built once, with the user in the same query
+# (the same profile: finding the caller was a seventh of the API requests' time, a quarter of
+# it the second query for the user)
+_TOKEN_ROW = select(ApiToken).where(ApiToken.token_hash == bindparam("token_hash")) \
+    .options(joinedload(ApiToken.user))
+_SESSION_ROW = select(WebSession).where(WebSession.token_hash == bindparam("token_hash")) \
+    .options(joinedload(WebSession.user))
+
+
 def _session_user(db) -> User | None:
     sid = session.get("sid")
     if not isinstance(sid, str) or not sid:
         return None
-    row = db.scalar(select(WebSession).where(WebSession.token_hash == token_hash(sid)))
+    row = db.scalar(_SESSION_ROW, {"token_hash": token_hash(sid)})
     now = utcnow()
     idle = dt.timedelta(minutes=current_app.config["SETTINGS"].session_idle_min)
     if row is None or row.expires_at <= now or row.last_seen + idle <= now:
@@ -147,8 +157,7 @@ def current_user() -> User | None:
     user = None
     token = bearer_token()
     if token is not None:
-        row = g.db.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token))) \
-            if token else None
+        row = g.db.scalar(_TOKEN_ROW, {"token_hash": token_hash(token)}) if token else None
         if row and (row.expires_at is None or row.expires_at > utcnow()):
             user = row.user
             g.api_token = row
