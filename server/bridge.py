@@ -60,12 +60,6 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 ACK_EXTRA = {"result": {"type": ["string", "null"]}, "detail": {"type": ["string", "null"]}}
 LOG_EVERY_S = 60.0
 INGEST_BATCH = 500         # node messages written in one transaction
-# A node's events move its last_seen only once it is this old. Its state and telemetry set it
-# exactly; an event rewrites the node's row (with its last state and telemetry, a few to a
-# page) only for this: at 10,000 nodes an emergency's acks spent more than a quarter of their
-# time on it (docs/benchmarks.md). Online, last_seen is at most this far behind while the node
-# speaks (the silence alarm waits three telemetry periods); offline, it is when the Will came.
-SEEN_STEP = dt.timedelta(seconds=30)
 # How long the worker waits for more after a message that came alone, so a trickle (a
 # province's telemetry: 330 a second at 10,000 nodes) is written a few dozen a transaction,
 # not one: alone, each cost a session, its look-ups and a commit, 1-2 ms of a loaded core
@@ -595,13 +589,10 @@ class Bridge:
                     for moved in batch["deliveries"].values():
                         deliveries.write_rows(db, moved.values())
                     deliveries.write_slot_rows(db, batch["slot_rows"].values())
-                    now = utcnow()
-                    seen = [node.id for node in batch["nodes"]
-                            if node.id in batch["seen"] and _seen_long_ago(node, now)]
-                    if seen:  # the nodes heard from (events), one statement
+                    if batch["seen"]:  # the nodes heard from (events), one statement
                         nodes = cast(Table, Node.__table__)
-                        db.execute(update(nodes).where(nodes.c.id.in_(seen))
-                                   .values(last_seen=now))
+                        db.execute(update(nodes).where(nodes.c.id.in_(batch["seen"]))
+                                   .values(last_seen=utcnow()))
                     db.commit()
                 return
             except Exception as err:
@@ -859,8 +850,8 @@ class Bridge:
                      ts_ms=event["ts"], payload=event)
         if batch is not None:
             batch["seen"].add(node.id)  # the batch's nodes in one statement at its end
-        elif _seen_long_ago(node, now := utcnow()):
-            node.last_seen = now
+        else:
+            node.last_seen = utcnow()
         if event["type"] == "alarm" and event.get("code") == "clock_unsynced":
             self._raise_clock_off(db, node, event["ts"], "the node says its clock is not "
                                   "synchronised")
@@ -1101,11 +1092,6 @@ def _unread(wheres: list[Topic]) -> tuple[Any, ...]:
     if any(where.kind in ("state", "telemetry") for where in wheres):
         return ()
     return (defer(Node.last_state), defer(Node.last_telemetry))
-
-
-def _seen_long_ago(node: Node, now: dt.datetime) -> bool:
-    """Whether an event from ``node`` moves its last_seen to ``now`` (SEEN_STEP)."""
-    return node.last_seen is None or now - node.last_seen >= SEEN_STEP
 
 
 def _older(ts: int, last: dict | None, or_same: bool = False) -> bool:

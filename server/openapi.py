@@ -174,10 +174,7 @@ SCHEMAS = {
     "Node": {"type": "object", "properties": {
         "id": {"type": "string"}, "name": {"type": "string"}, "cluster_id": {"type": "integer"},
         "lat": {"type": ["number", "null"]}, "lon": {"type": ["number", "null"]},
-        "online": {"type": "boolean"},
-        "last_seen": {**NULLABLE_STR, "description": "when the server last heard from the node: "
-                      "its state and telemetry set it, its events move it once it is 30 s old "
-                      "(so it is at most 30 s behind while the node is online); null: never"},
+        "online": {"type": "boolean"}, "last_seen": NULLABLE_STR,
         "telemetry": {"type": ["object", "null"]}, "groups": {"type": "array"},
         "agent_version": {**NULLABLE_STR, "description": "the agent version the node last "
                           "reported (telemetry, else its online state)"},

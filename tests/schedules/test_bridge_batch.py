@@ -1,15 +1,13 @@
 """The bridge's worker writes many node messages in one transaction: what it records is the
 same as one message at a time (duplicates stored once, refusals counted each), and a batch
 that cannot be written whole is written message by message instead."""
-import datetime as dt
 import json
 import uuid
 
-import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from server.bridge import SEEN_STEP, Bridge, BridgeLimits
-from server.models import Event, Node, utcnow
+from server.bridge import Bridge, BridgeLimits
+from server.models import Event, Node
 
 TS = 1764000000000
 
@@ -103,42 +101,3 @@ def test_a_batch_of_redelivered_events_is_written_whole_not_one_by_one(app_only,
     with app_only.app.extensions["db_sessions"]() as db:
         stored = sorted((e.node_id, e.event_id) for e in db.scalars(select(Event)))
     assert stored == sorted([(a, e) for e in sent + new] + [(b, sent[0])])
-
-
-def _last_seen(app_only, node_id):
-    with app_only.app.extensions["db_sessions"]() as db:
-        return db.get(Node, node_id).last_seen
-
-
-def _set_last_seen(app_only, node_id, value):
-    with app_only.app.extensions["db_sessions"]() as db:
-        db.execute(update(Node).where(Node.id == node_id).values(last_seen=value))
-        db.commit()
-
-
-@pytest.mark.parametrize("batched", [True, False], ids=["batch", "one-by-one"])
-def test_events_move_a_nodes_last_seen_only_once_it_is_a_step_old(app_only, batched):
-    """An event rewrites its node's row for last_seen only when that is SEEN_STEP old or more:
-    a burst of acks does not rewrite 10,000 rows twice, and last_seen is never further behind
-    than the step while the node speaks."""
-    bridge, (a, b) = _setup(app_only)
-
-    def send(*nodes):
-        msgs = [_msg(bridge, n, "events", _alarm(str(uuid.uuid4()))) for n in nodes]
-        if batched:
-            bridge.handle_batch(msgs + [_msg(bridge, "nobody", "events", b"{}")])
-        else:
-            for msg in msgs:
-                bridge.handle(*msg)
-
-    recent = utcnow() - SEEN_STEP / 2
-    old = utcnow() - SEEN_STEP - dt.timedelta(seconds=1)
-    _set_last_seen(app_only, a, recent)
-    _set_last_seen(app_only, b, old)
-    before = utcnow()
-    send(a, b)
-    assert _last_seen(app_only, a) == recent
-    assert _last_seen(app_only, b) >= before
-    _set_last_seen(app_only, a, None)  # never heard from: the first event sets it
-    send(a)
-    assert _last_seen(app_only, a) >= before
