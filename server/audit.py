@@ -117,11 +117,10 @@ def _lock_head(db: Session) -> tuple[int, str]:
     if head is not None:
         return head.last_id, head.last_hash
     # the head row is gone: continue after the last entry, and say so in the log itself
-    table, entries = _HEAD, _ENTRIES
-    last = conn.execute(select(entries.c.id, entries.c.hash)
-                        .order_by(entries.c.id.desc()).limit(1)).first()
+    last = conn.execute(select(_ENTRIES.c.id, _ENTRIES.c.hash)
+                        .order_by(_ENTRIES.c.id.desc()).limit(1)).first()
     last_id, last_hash = (last.id, last.hash) if last else (0, GENESIS)
-    conn.execute(insert(table).values(id=HEAD_ID, last_id=last_id, last_hash=last_hash))
+    conn.execute(insert(_HEAD).values(id=HEAD_ID, last_id=last_id, last_hash=last_hash))
     if last is not None:
         last_id, last_hash = _append_rows(db, last_id, last_hash, [(
             None, "system", "audit.head_restored", "audit_head", str(HEAD_ID),
@@ -141,7 +140,7 @@ def _append_rows(db: Session, last_id: int, last_hash: str,
         row["hash"] = entry_hash(row)
         entries.append(row)
         last_id, last_hash = row["id"], row["hash"]
-    conn.execute(_INSERT_ENTRY, entries[0] if len(entries) == 1 else entries)
+    conn.execute(_INSERT_ENTRY, entries)
     conn.execute(_MOVE_HEAD, {"new_last_id": last_id, "new_last_hash": last_hash})
     return last_id, last_hash
 
