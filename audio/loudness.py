@@ -145,6 +145,32 @@ def parse_ebur128(stderr: str) -> dict[str, Loudness]:
     return out
 
 
+# what a graph's ``counter()`` prints when its stream ends: the samples that went through it
+_SAMPLES = re.compile(r"^\[Parsed_astats_\d+ @ [^\]]+\] Number of samples: (\d+)\s*$", re.M)
+
+
+def counter() -> str:
+    """A filter that passes audio through and counts its samples (``parse_samples`` reads the
+    count): put before an encoder, the count is the encoded file's length to the sample, which
+    a container's duration is not (an MP3's holds the encoder's delay and padding, 40-70 ms)."""
+    return "astats=metadata=0:measure_perchannel=none:measure_overall=Number_of_samples"
+
+
+def parse_samples(stderr: str) -> int | None:
+    """The count ``counter()`` printed; None when ffmpeg printed none (one counter a graph)."""
+    found = _SAMPLES.findall(stderr)
+    return int(found[-1]) if len(found) == 1 else None
+
+
+def counted_ms(stderr: bytes, rate: int, what: str) -> int:
+    """The length in ms that a graph's ``counter()`` at ``rate`` Hz counted; AudioError when
+    ``what`` (the ffmpeg run, for the message) printed no count."""
+    samples = parse_samples(stderr.decode("utf-8", errors="replace"))
+    if not samples:
+        raise ff.AudioError(f"{what} counted no samples: {ff.tail(stderr)}")
+    return round(samples * 1000 / rate)
+
+
 def meter(label: str, true_peak: bool = True) -> str:
     """An ebur128 filter named ``label`` whose summary ``parse_ebur128`` finds."""
     return f"ebur128@{label}=peak={'true' if true_peak else 'none'}:framelog=verbose"

@@ -346,7 +346,7 @@ class Pipeline:
                                    for c in chimes if c)
         for attempt in range(1, MAX_RENDERS + 1):
             # the encoded file is metered while it is being encoded (see _render)
-            result = _render(work, s, plan, chimes, out_path, total_s)
+            result, duration_ms = _render(work, s, plan, chimes, out_path, total_s)
             t = timer.add("encode", t)
             if loudness.acceptable(result, s.target_lufs, s.true_peak_dbtp, s.tolerance_lu):
                 break
@@ -360,7 +360,6 @@ class Pipeline:
         if result.true_peak_dbtp is None:  # the meter runs with peak=true: it always has one
             raise ff.AudioError("ffmpeg (meter) reported no true peak")
         data = out_path.read_bytes()
-        duration_ms = probe_duration_ms(out_path)
         t = timer.add("encode", t)
         return Rendered(data, s.fmt, s.ext, duration_ms, result.integrated_lufs,
                         result.true_peak_dbtp, s.kbps, s.sample_rate, 1, renders=attempt,
@@ -535,10 +534,13 @@ def _trial(work: Path, rate: int, plan: loudness.GainPlan, duration_s: float
 
 def _render(work: Path, s: AudioSettings, plan: loudness.GainPlan,
             chimes: list[tuple[Path, float] | None], out: Path,
-            duration_s: float) -> loudness.Loudness:
+            duration_s: float) -> tuple[loudness.Loudness, int]:
     """Gain (+ limiter), chimes and encoding in one ffmpeg pass; returns the loudness of the
-    encoded file. ffmpeg's tee muxer hands the encoded stream to a second ffmpeg that meters
-    it while the file is written, so the two run on two cores instead of one after the other.
+    encoded file and its length in ms, counted as it was encoded (a player decodes exactly
+    those samples; a container's duration, which ffprobe would read in one more process,
+    holds the encoder's padding). ffmpeg's tee muxer hands the encoded stream to a second
+    ffmpeg that meters it while the file is written, so the two run on two cores instead of
+    one after the other.
     """
     rate = s.sample_rate
     fmt = f"aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts=mono"
@@ -560,18 +562,19 @@ def _render(work: Path, s: AudioSettings, plan: loudness.GainPlan,
         parts.append("[outro]")
     if len(parts) > 1:
         graph.append("".join(parts) + f"concat=n={len(parts)}:v=0:a=1[mix]")
-        final = "[mix]"
+        graph.append(f"[mix]{loudness.counter()}[final]")
     else:
-        final = "[speech]"
+        graph[0] = graph[0].removesuffix("[speech]") + f",{loudness.counter()}[final]"
     _, muxer, codec, _, _ = FORMATS[s.fmt]
-    encode = ff.ffmpeg_args(*inputs, "-filter_complex", ";".join(graph), "-map", final,
+    encode = ff.ffmpeg_args(*inputs, "-filter_complex", ";".join(graph), "-map", "[final]",
                             "-ac", "1", "-ar", str(rate), *codec, "-b:a", f"{s.kbps}k",
                             "-map_metadata", "-1", "-fflags", "+bitexact",
                             "-flags:a", "+bitexact")
     if duration_s < loudness.MIN_MEASURE_S or _TEE_UNSAFE.search(str(out)):
         # short clips are metered looped, which needs a file; odd paths would need escaping
-        ff.run([*encode, "-f", muxer, str(out)], what="ffmpeg (render)")
-        return loudness.measure(out, duration_s)
+        done = ff.run([*encode, "-f", muxer, str(out)], what="ffmpeg (render)")
+        return (loudness.measure(out, duration_s),
+                loudness.counted_ms(done.stderr, rate, "ffmpeg (render)"))
     meter = ff.ffmpeg_args("-f", muxer, "-i", "pipe:0", "-af", loudness.meter("m"),
                            "-f", "null", "-")
     with tempfile.TemporaryFile() as encode_err:
@@ -596,15 +599,16 @@ def _render(work: Path, s: AudioSettings, plan: loudness.GainPlan,
                 proc.kill()
                 proc.wait()
             raise ff.AudioError("ffmpeg (render) took longer than 900 s") from None
+        encode_err.seek(0)
+        enc_err = encode_err.read()
         if enc.returncode != 0:
-            encode_err.seek(0)
             raise ff.AudioError(f"ffmpeg (render) failed (exit {enc.returncode}): "
-                                f"{ff.tail(encode_err.read())}")
+                                f"{ff.tail(enc_err)}")
     found = loudness.parse_ebur128(met_err.decode("utf-8", errors="replace")).get("m")
     if met.returncode != 0 or found is None:
         raise ff.AudioError(f"ffmpeg (meter) failed (exit {met.returncode}): "
                             f"{ff.tail(met_err)}")
-    return found
+    return found, loudness.counted_ms(enc_err, rate, "ffmpeg (render)")
 
 
 @lru_cache(maxsize=32)

@@ -8,9 +8,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from audio import ff
+from audio import ff, loudness
 from audio.pipeline import FORMATS, AudioSettings
-from audio.store import MediaStore, Stored, probe_duration_ms
+from audio.store import MediaStore, Stored
 
 __all__ = ["concat_media", "join"]
 
@@ -38,13 +38,14 @@ def join(sources: Sequence[str | os.PathLike[str]], settings: AudioSettings,
         inputs += ["-i", str(src)]
         graph.append(f"[{i}:a]{fmt}[a{i}]")
     joined = "".join(f"[a{i}]" for i in range(len(sources)))
-    graph.append(f"{joined}concat=n={len(sources)}:v=0:a=1[out]")
+    graph.append(f"{joined}concat=n={len(sources)}:v=0:a=1,{loudness.counter()}[out]")
     _, muxer, codec, _, _ = FORMATS[settings.fmt]
     with tempfile.TemporaryDirectory(prefix="loa-programme-", dir=tmp_dir) as tmp_name:
         out = Path(tmp_name) / f"programme.{settings.ext}"
-        ff.run(ff.ffmpeg_args("-loglevel", "error", *inputs, "-filter_complex", ";".join(graph),
-                              "-map", "[out]", "-ac", "1", "-ar", str(rate), *codec,
-                              "-b:a", f"{settings.kbps}k", "-map_metadata", "-1",
-                              "-fflags", "+bitexact", "-flags:a", "+bitexact",
-                              "-f", muxer, str(out)), what="ffmpeg (programme)")
-        return out.read_bytes(), probe_duration_ms(out)
+        # (at ffmpeg's default log level: the counter's line is an info line)
+        done = ff.run(ff.ffmpeg_args(*inputs, "-filter_complex", ";".join(graph),
+                                     "-map", "[out]", "-ac", "1", "-ar", str(rate), *codec,
+                                     "-b:a", f"{settings.kbps}k", "-map_metadata", "-1",
+                                     "-fflags", "+bitexact", "-flags:a", "+bitexact",
+                                     "-f", muxer, str(out)), what="ffmpeg (programme)")
+        return out.read_bytes(), loudness.counted_ms(done.stderr, rate, "ffmpeg (programme)")

@@ -177,8 +177,8 @@ def report(data: dict) -> str:
         "passes before encoding (analyse; the limiter trial when the peaks need one); *chime* "
         "preparing the chime (its level is measured once per process); *encode* the one "
         "ffmpeg pass that applies gain and limiter, mixes the chime in and encodes, while a "
-        "second ffmpeg meters the encoded stream (the check of the result), plus reading its "
-        "duration; *store* writing it by sha256.",
+        "second ffmpeg meters the encoded stream (the check of the result; the encode pass also "
+        "counts the samples it encodes, the file's length); *store* writing it by sha256.",
         "Mixing the chime happens inside the encode pass; what the chime costs in all is the "
         "difference between the two rows of a bulletin: " + ", ".join(
             f"{label} {1000 * (row['both']['total_s'] - row['none']['total_s']):+.0f} ms"

@@ -23,6 +23,15 @@ def espeak_wav(path: Path, text: str = TEXT) -> Path:
     return path
 
 
+def decoded_ms(path: Path) -> float:
+    """How long a player plays ``path``: ffmpeg decodes it to 48 kHz mono and the samples it
+    gives are counted (a container's declared duration can hold an encoder's padding)."""
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
+                          "-i", str(path), "-ac", "1", "-ar", "48000", "-f", "s16le", "-"],
+                         capture_output=True, check=True, timeout=60)
+    return len(out.stdout) / 2 / 48
+
+
 def stream_info(path: Path) -> dict:
     """The first stream's codec, channels, rate and bit rate, with the file's bit rate
     (``format_bit_rate``) and its duration in seconds as ffprobe reads it, to the millisecond
