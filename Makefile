@@ -104,10 +104,12 @@ bench-pages: $(STAMP)
 	$(PY) bench/pages.py --write-docs
 
 # a province on one machine (docs/benchmarks.md, "10,000 nodes on one machine"): about 15
-# minutes; LOAD_NODES=1000 for a smaller run
+# minutes; LOAD_NODES=1000 for a smaller run. As a province's server runs (docs/scaling.md):
+# one bridge worker beside the dispatcher; LOAD_BRIDGE_WORKERS=0 for the dispatcher's alone
 LOAD_NODES ?= 10000
+LOAD_BRIDGE_WORKERS ?= 1
 bench-load: deps $(STAMP)
-	$(PY) bench/load.py --nodes $(LOAD_NODES) --write-docs
+	$(PY) bench/load.py --nodes $(LOAD_NODES) --bridge-workers $(LOAD_BRIDGE_WORKERS) --write-docs
 
 # the bridge's ingest in-process (docs/benchmarks.md): 10,000 nodes on SQLite, an emergency's
 # and a slot's events and a round of telemetry through Bridge.handle_batch (a few minutes)

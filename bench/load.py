@@ -490,10 +490,11 @@ def report(r: dict, args, before: str, after: str) -> str:
     lines = [begin, f"### {n:,} nodes", "",
              f"- Date: {now}", f"- Machine: {machine()}",
              f"- Command: `.venv/bin/python bench/load.py --nodes {n} --steady-s {args.steady_s} "
-             f"--ramp {args.ramp}{' --verify-each' if args.verify_each else ''}"
-             f"{f' --bridge-workers {args.bridge_workers}' if args.bridge_workers else ''} "
-             f"--write-docs` "
-             f"(`make bench-load`)",
+             f"--ramp {args.ramp} --emergencies {args.emergencies} "
+             f"--bridge-workers {args.bridge_workers}"
+             f"{' --verify-each' if args.verify_each else ''} "
+             f"--write-docs` (`make bench-load` runs it with `--steady-s 300 --emergencies 2 "
+             f"--bridge-workers 1`)",
              f"- Load average (`uptime`, 1/5/15 min) before: {before}; after: {after}. The "
              f"machine is shared: other jobs ran, so these are figures under load, not a "
              f"quiet machine's.",
