@@ -176,6 +176,13 @@ def meter(label: str, true_peak: bool = True) -> str:
     return f"ebur128@{label}=peak={'true' if true_peak else 'none'}:framelog=verbose"
 
 
+def loops(duration_s: float) -> int:
+    """How many times a clip of ``duration_s`` is repeated after itself to be metered (0 for
+    one at least MIN_MEASURE_S long): ffmpeg's ``-stream_loop`` and ``aloop=loop=`` count
+    alike."""
+    return math.ceil(MIN_MEASURE_S / duration_s) if 0 < duration_s < MIN_MEASURE_S else 0
+
+
 def input_args(path: str | os.PathLike[str], duration_s: float | None = None,
                raw: tuple[str, int] | None = None) -> list[str]:
     """ffmpeg input options for ``path``; short clips loop so the gated meter has enough blocks.
@@ -183,8 +190,8 @@ def input_args(path: str | os.PathLike[str], duration_s: float | None = None,
     ``raw`` = (sample format, rate) for headerless mono PCM files.
     """
     args: list[str] = []
-    if duration_s is not None and 0 < duration_s < MIN_MEASURE_S:
-        args += ["-stream_loop", str(math.ceil(MIN_MEASURE_S / duration_s))]
+    if duration_s is not None and loops(duration_s):
+        args += ["-stream_loop", str(loops(duration_s))]
     if raw is not None:
         args += ["-f", raw[0], "-ar", str(raw[1]), "-ac", "1"]
     return args + ["-i", str(path)]

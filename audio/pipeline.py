@@ -491,23 +491,31 @@ def find_sound(pcm: _Pcm, floor_db: float, keep_ms: int,
 
 def _analyse(pcm: _Pcm, span: tuple[int, int], rate: int, tmp: Path
              ) -> tuple[Path, loudness.Loudness]:
-    """Cut to ``span``, resample to ``rate`` and meter, in one pass; (float work file, loudness)."""
+    """Cut to ``span``, resample to ``rate`` and meter, in one pass; (float work file, loudness).
+    A clip too short for the gated meter to be steady is metered looped (``loudness.loops``):
+    the meter's branch repeats the samples the work file gets (aloop), as a second pass over
+    that file with ``-stream_loop`` would, in the same process."""
     work = tmp / "work.f32"
     chain = [f"atrim=start_sample={span[0]}:end_sample={span[1]}", "asetpts=N/SR/TB"]
     if pcm.rate != rate:
         chain.append(f"aresample={rate}")
-    chain.append(loudness.meter("m"))
+    duration_s = (span[1] - span[0]) / pcm.rate
+    loops = loudness.loops(duration_s)
+    if loops:
+        # aloop repeats at most ``size`` samples; at the clip's end it repeats what it holds
+        size = math.ceil(duration_s * rate) + rate
+        graph = ["-filter_complex", f"[0:a]{','.join(chain)},asplit=2[work][m];"
+                 f"[m]aloop=loop={loops}:size={size},{loudness.meter('m')}[metered]",
+                 "-map", "[metered]", "-f", "null", "-", "-map", "[work]"]
+    else:
+        graph = ["-af", ",".join([*chain, loudness.meter("m")])]
     argv = ff.ffmpeg_args("-f", pcm.sample_fmt, "-ar", str(pcm.rate), "-ac", "1",
-                          "-i", str(pcm.path), "-af", ",".join(chain),
+                          "-i", str(pcm.path), *graph,
                           "-c:a", "pcm_f32le", "-f", "f32le", str(work))
     done = ff.run(argv, what="ffmpeg (analyse)")
     found = loudness.parse_ebur128(done.stderr.decode("utf-8", errors="replace")).get("m")
     if found is None:
         raise ff.AudioError("ffmpeg printed no loudness summary")
-    duration_s = (span[1] - span[0]) / pcm.rate
-    if duration_s < loudness.MIN_MEASURE_S:
-        # too short for the gated meter to be steady: measure the clip looped
-        found = loudness.measure(work, duration_s, raw=("f32le", rate))
     return work, found
 
 
