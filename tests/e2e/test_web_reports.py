@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 from playwright.sync_api import expect
 from pypdf import PdfReader
 
+from tests.e2e.web import no_horizontal_scroll, overflowing
+
 WAIT_MS = 30_000
 
 
@@ -34,13 +36,16 @@ def test_a_report_downloads_as_csv_and_pdf(web_system, web):
         web.visit(page, "/reports", "reports")
         page.fill("#r-from", first.isoformat())
         page.fill("#r-to", today.isoformat())
-        page.click(".reports-filter button[type=submit]")
+        # the filter is a GET form: a new page, measured once it has loaded (stylesheet and
+        # scripts: on a busy machine the check once ran before, and found it overflowing)
+        with page.expect_navigation():
+            page.click(".reports-filter button[type=submit]")
         area_row = page.locator(f"#area-{system.cluster['id']}")
         expect(area_row).to_have_attribute("data-aired", "1", timeout=WAIT_MS)
         expect(area_row).to_contain_text("Cụm loa chợ Hàn")
         expect(page.locator(f"#node-{node['id']}")).to_contain_text("Loa chợ Hàn")
-        assert page.evaluate("document.documentElement.scrollWidth "
-                             "<= document.documentElement.clientWidth"), size
+        page.wait_for_load_state("load")
+        assert no_horizontal_scroll(page), (size, overflowing(page))
         web.shot(page, "reports-period")
 
         with page.expect_download() as got_csv:

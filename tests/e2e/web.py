@@ -151,7 +151,8 @@ class Web:
         assert response is not None and response.status == 200, \
             f"{path}: {response.status if response else 'no answer'}"
         page.wait_for_load_state("load")
-        assert no_horizontal_scroll(page), f"{path} scrolls sideways at {page.viewport_size}"
+        assert no_horizontal_scroll(page), \
+            f"{path} scrolls sideways at {page.viewport_size}: {overflowing(page)}"
         assert unlabelled_fields(page) == [], f"{path}: form fields without a label"
         assert page.locator("h1").count() == 1, f"{path}: not one <h1>"
         self.shot(page, label or (path.strip("/").replace("/", "_") or "home"))
@@ -176,6 +177,22 @@ def unlabelled_fields(page: Page) -> list[str]:
 def no_horizontal_scroll(page: Page) -> bool:
     return page.evaluate(
         "document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
+def overflowing(page: Page, most: int = 5) -> list[str]:
+    """What sticks out past the screen's right edge (tag, id or class, its right edge in px):
+    said when a page scrolls sideways, so the failure names the culprit."""
+    return page.evaluate("""(most) => {
+        const width = document.documentElement.clientWidth;
+        return [...document.querySelectorAll('body *')]
+            .map(el => [el, el.getBoundingClientRect().right])
+            .filter(([el, right]) => right > width + 1)
+            .slice(-most)
+            .map(([el, right]) => `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}`
+                 + `${el.className && typeof el.className === 'string'
+                      ? '.' + el.className.trim().split(/\\s+/).join('.') : ''}`
+                 + ` right=${Math.round(right)}px of ${width}`);
+    }""", most)
 
 
 # how often the pages these tests open poll their live parts (the dashboard, a node's facts):
