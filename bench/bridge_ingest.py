@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import datetime as dt
 import json
 import random
@@ -214,45 +215,68 @@ def node_messages(prov: Province, built: dict) -> list[tuple[str, str, list[tupl
     ]
 
 
-def feed(bridge, messages: list[tuple[str, bytes]]) -> tuple[float, float]:
+class GcClock:
+    """Seconds this process spent in Python's cyclic garbage collector since it was made."""
+
+    def __init__(self) -> None:
+        self.seconds, self._since = 0.0, 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._since = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._since
+
+
+def feed(bridge, messages: list[tuple[str, bytes]]) -> tuple[float, float, float]:
     """The messages through the bridge as its drain thread hands them over; (seconds taken,
     CPU seconds of this process meanwhile: on a shared machine the first grows with the
-    other jobs' load, the second much less)."""
+    other jobs' load, the second much less; of those, the seconds in the garbage collector)."""
     from server.bridge import INGEST_BATCH
+    clock = GcClock()
     t0, c0 = time.perf_counter(), time.process_time()
-    for start in range(0, len(messages), INGEST_BATCH):
-        bridge.handle_batch(messages[start:start + INGEST_BATCH])
-    return time.perf_counter() - t0, time.process_time() - c0
+    try:
+        for start in range(0, len(messages), INGEST_BATCH):
+            bridge.handle_batch(messages[start:start + INGEST_BATCH])
+        return time.perf_counter() - t0, time.process_time() - c0, clock.seconds
+    finally:
+        gc.callbacks.remove(clock._callback)
 
 
-def _worker(settings, messages: list[tuple[str, bytes]], out) -> None:
+def _worker(settings, messages: list[tuple[str, bytes]], settled: bool, out) -> None:
     """One bridge worker process (``python -m schedules --bridge-only N`` does the same): its
     own engine, a Bridge of the shared group (so on SQLite it takes the write lock first)."""
     from server.bridge import Bridge, BridgeLimits
+    from server.heap import settle
     from server.models import make_engine, make_sessionmaker
     engine = make_engine(settings.database_url, settings.database_busy_timeout_s)
     bridge = Bridge(make_sessionmaker(engine, actor="dispatcher"), None,  # type: ignore[arg-type]
                     settings.topic_prefix, limits=BridgeLimits.from_settings(settings),
                     tz=settings.timezone, shared_group="loa")
+    if settled:
+        settle()
     out.put(feed(bridge, messages))
 
 
-def feed_workers(settings, messages: list[tuple[str, bytes]], workers: int
-                 ) -> tuple[float, float]:
+def feed_workers(settings, messages: list[tuple[str, bytes]], workers: int, settled: bool
+                 ) -> tuple[float, float, float]:
     """The messages split over ``workers`` processes, as a shared subscription splits them
-    (round robin); (seconds until all are stored, CPU seconds of the workers together)."""
+    (round robin); (seconds until all are stored, CPU seconds of the workers together, and
+    their seconds in the garbage collector)."""
     import multiprocessing
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
     t0 = time.perf_counter()
-    procs = [ctx.Process(target=_worker, args=(settings, messages[i::workers], out))
+    procs = [ctx.Process(target=_worker, args=(settings, messages[i::workers], settled, out))
              for i in range(workers)]
     for p in procs:
         p.start()
     done = [out.get(timeout=600) for _ in procs]
     for p in procs:
         p.join(60)
-    return time.perf_counter() - t0, sum(cpu for _, cpu in done)
+    return (time.perf_counter() - t0, sum(cpu for _, cpu, _ in done),
+            sum(gc_s for _, _, gc_s in done))
 
 
 def stored(prov: Province, built: dict) -> dict:
@@ -276,6 +300,7 @@ def stored(prov: Province, built: dict) -> dict:
 
 def bench(args) -> dict:
     from server.bridge import Bridge, BridgeLimits
+    from server.heap import settle
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
         prov = Province(Path(tmp), args)
         built = prov.build()
@@ -287,6 +312,8 @@ def bench(args) -> dict:
         phases = node_messages(prov, built)
         bridge = Bridge(prov.sessions, None, prov.settings.topic_prefix,  # type: ignore[arg-type]
                         limits=BridgeLimits.from_settings(prov.settings), tz=prov.settings.timezone)
+        if not args.no_settle:  # as every server process does once it is built
+            settle()
         load_before = uptime()
         results = []
         for n, (name, _kind, messages) in enumerate(phases, 1):
@@ -294,16 +321,18 @@ def bench(args) -> dict:
             if profiler:
                 profiler.enable()
             if args.workers > 1:
-                seconds, cpu = feed_workers(prov.settings, messages, args.workers)
+                seconds, cpu, gc_s = feed_workers(prov.settings, messages, args.workers,
+                                                  not args.no_settle)
             else:
-                seconds, cpu = feed(bridge, messages)
+                seconds, cpu, gc_s = feed(bridge, messages)
             if profiler:
                 profiler.disable()
                 profiler.dump_stats(f"{args.profile}.{n}")
             results.append({"phase": name, "messages": len(messages), "s": seconds,
-                            "rate": len(messages) / seconds, "cpu_s": cpu})
+                            "rate": len(messages) / seconds, "cpu_s": cpu, "gc_s": gc_s})
             print(f"{name}: {len(messages)} in {seconds:.2f} s, {len(messages) / seconds:,.0f}/s"
-                  f" (CPU {cpu:.2f} s, {len(messages) / cpu:,.0f}/s of CPU)", flush=True)
+                  f" (CPU {cpu:.2f} s, {len(messages) / cpu:,.0f}/s of CPU; garbage collector "
+                  f"{gc_s:.2f} s)", flush=True)
         load_after = uptime()
         check = stored(prov, built)
         print("stored:", check, flush=True)
@@ -313,7 +342,7 @@ def bench(args) -> dict:
         if check != expected:
             raise SystemExit(f"stored {check}, expected {expected}")
         return {"built": {k: v for k, v in built.items() if k != "nodes"}, "nodes": n,
-                "workers": args.workers,
+                "workers": args.workers, "settled": not args.no_settle,
                 "results": results, "load_before": load_before, "load_after": load_after}
 
 
@@ -332,6 +361,7 @@ def report(args, out: dict) -> str:
         + (f"--workers {out['workers']} " if out["workers"] > 1 else "")
         + (f"--history {out['built']['history']} "
            if out["built"]["history"] != DEFAULT_HISTORY else "")
+        + ("--no-settle " if not out["settled"] else "")
         + "--write-docs` (`make bench-bridge`)",
         f"- Load average (`uptime`, 1/5/15 min) before: {out['load_before']}; after: "
         f"{out['load_after']}. The machine is shared: other jobs ran.",
@@ -339,17 +369,22 @@ def report(args, out: dict) -> str:
         "`Bridge.handle_batch`, "
         + (f"split over {out['workers']} worker processes of a shared group (CPU seconds: "
            "theirs together)" if out["workers"] > 1 else "on one thread")
-        + ", every message stored and checked afterwards.",
+        + ", every message stored and checked afterwards; "
+        + ("the process settled first (`server.heap.settle`, as every server process does once "
+           "it is built: what it holds frozen out of the garbage collector's full passes)."
+           if out["settled"] else "the process not settled (`--no-settle`)."),
         f"- The database lived in before the burst (`--history {out['built']['history']}`): "
         f"{out['built']['history']:,} earlier events and as many telemetry rows, "
         f"{out['built']['db_mb']:.0f} MB.",
         "",
-        "| phase | messages | seconds | messages/s | CPU seconds | messages per CPU second |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| phase | messages | seconds | messages/s | CPU seconds | messages per CPU second "
+        "| of which garbage collector |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res:
         lines.append(f"| {r['phase']} | {r['messages']:,} | {r['s']:.2f} | {r['rate']:,.0f} | "
-                     f"{r['cpu_s']:.2f} | {r['messages'] / r['cpu_s']:,.0f} |")
+                     f"{r['cpu_s']:.2f} | {r['messages'] / r['cpu_s']:,.0f} | "
+                     f"{r['gc_s']:.2f} s |")
     lines += [
         "",
         f"All {acks['messages']:,} `received` acks stored in {acks['s']:.2f} s (goal: within "
@@ -373,6 +408,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1,
                     help="bridge worker processes of a shared group (bridge_workers) instead of "
                     "the one bridge")
+    ap.add_argument("--no-settle", action="store_true",
+                    help="leave the process's heap unfrozen (server.heap.settle), as before")
     ap.add_argument("--write-docs", action="store_true")
     # the load averages written are those around the phases (out's), not the build's
     return run_and_report(ap.parse_args(), bench, lambda out, args, *_: report(args, out),

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.bridge import SHARED_KINDS, Bridge, BridgeLimits
 from server.config import ConfigError, Settings, load_settings
+from server.heap import settle
 from server.keys import active_signing_key
 from server.lease import LeaseKeeper, lease_sessions
 from server.mosquitto import bridge_accounts
@@ -116,6 +117,7 @@ def bridge_worker(settings: Settings, sessions: sessionmaker[Session], number: i
     transport.connect()  # the handlers are there before the session's kept messages come
     logging.info("bridge worker %s running (broker %s:%s, group %s)", user, s.mqtt_host,
                  s.mqtt_port, s.bridge_shared_group)
+    settle()
     stop.wait()
     bridge.stop()     # what was received is written and confirmed; what comes after is not,
     transport.stop()  # and the session gets it again at the next start (stored once)
@@ -155,6 +157,7 @@ class Worker:
         self.dispatcher.acting = self.acting
         self.dispatcher.busy = self.bridge.behind
         self.dispatcher.start()
+        settle()  # what the holder keeps while it acts is built
 
     def stand_by(self) -> None:
         if self.transport is not None:

@@ -10,6 +10,7 @@ from waitress import serve
 
 from . import create_app
 from .config import ConfigError
+from .heap import settle
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"config: {err}", file=sys.stderr)
         return 2
+    settle()
     serve(app, host=args.host, port=args.port, threads=args.threads, ident="LoaPhuong")
     return 0
 
