@@ -190,8 +190,9 @@ def input_args(path: str | os.PathLike[str], duration_s: float | None = None,
     ``raw`` = (sample format, rate) for headerless mono PCM files.
     """
     args: list[str] = []
-    if duration_s is not None and loops(duration_s):
-        args += ["-stream_loop", str(loops(duration_s))]
+    repeats = loops(duration_s) if duration_s is not None else 0
+    if repeats:
+        args += ["-stream_loop", str(repeats)]
     if raw is not None:
         args += ["-f", raw[0], "-ar", str(raw[1]), "-ac", "1"]
     return args + ["-i", str(path)]

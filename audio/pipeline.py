@@ -570,9 +570,7 @@ def _render(work: Path, s: AudioSettings, plan: loudness.GainPlan,
         parts.append("[outro]")
     if len(parts) > 1:
         graph.append("".join(parts) + f"concat=n={len(parts)}:v=0:a=1[mix]")
-        graph.append(f"[mix]{loudness.counter()}[final]")
-    else:
-        graph[0] = graph[0].removesuffix("[speech]") + f",{loudness.counter()}[final]"
+    graph.append(f"{'[mix]' if len(parts) > 1 else '[speech]'}{loudness.counter()}[final]")
     _, muxer, codec, _, _ = FORMATS[s.fmt]
     encode = ff.ffmpeg_args(*inputs, "-filter_complex", ";".join(graph), "-map", "[final]",
                             "-ac", "1", "-ar", str(rate), *codec, "-b:a", f"{s.kbps}k",

@@ -216,11 +216,18 @@ def node_messages(prov: Province, built: dict) -> list[tuple[str, str, list[tupl
 
 
 class GcClock:
-    """Seconds this process spent in Python's cyclic garbage collector since it was made."""
+    """``with GcClock() as clock``: the seconds this process spent in Python's cyclic garbage
+    collector inside the block (``clock.seconds``)."""
 
     def __init__(self) -> None:
         self.seconds, self._since = 0.0, 0.0
+
+    def __enter__(self) -> GcClock:
         gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        gc.callbacks.remove(self._callback)
 
     def _callback(self, phase: str, _info: dict) -> None:
         if phase == "start":
@@ -234,14 +241,11 @@ def feed(bridge, messages: list[tuple[str, bytes]]) -> tuple[float, float, float
     CPU seconds of this process meanwhile: on a shared machine the first grows with the
     other jobs' load, the second much less; of those, the seconds in the garbage collector)."""
     from server.bridge import INGEST_BATCH
-    clock = GcClock()
-    t0, c0 = time.perf_counter(), time.process_time()
-    try:
+    with GcClock() as clock:
+        t0, c0 = time.perf_counter(), time.process_time()
         for start in range(0, len(messages), INGEST_BATCH):
             bridge.handle_batch(messages[start:start + INGEST_BATCH])
-        return time.perf_counter() - t0, time.process_time() - c0, clock.seconds
-    finally:
-        gc.callbacks.remove(clock._callback)
+    return time.perf_counter() - t0, time.process_time() - c0, clock.seconds
 
 
 def _worker(settings, messages: list[tuple[str, bytes]], settled: bool, out) -> None:

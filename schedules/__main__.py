@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    # once, before either kind of process starts its work (not at each lease taken: what a
+    # lost lease's worker leaves behind must stay collectable)
+    settle()
     if key is None:
         return bridge_worker(settings, sessions, args.bridge_only or 0, stop)
     worker = Worker(settings, sessions, key, kid)
@@ -117,7 +120,6 @@ def bridge_worker(settings: Settings, sessions: sessionmaker[Session], number: i
     transport.connect()  # the handlers are there before the session's kept messages come
     logging.info("bridge worker %s running (broker %s:%s, group %s)", user, s.mqtt_host,
                  s.mqtt_port, s.bridge_shared_group)
-    settle()
     stop.wait()
     bridge.stop()     # what was received is written and confirmed; what comes after is not,
     transport.stop()  # and the session gets it again at the next start (stored once)
@@ -157,7 +159,6 @@ class Worker:
         self.dispatcher.acting = self.acting
         self.dispatcher.busy = self.bridge.behind
         self.dispatcher.start()
-        settle()  # what the holder keeps while it acts is built
 
     def stand_by(self) -> None:
         if self.transport is not None:
