@@ -23,7 +23,8 @@ every ``--telemetry-s`` seconds, the fleet's spread evenly over the period. It m
 - an emergency to all N nodes: the API call to every node's `received` ack stored;
 - `GET /api/v1/nodes` (first page, a filtered page) and the dashboard (`/` and its live part),
   ``--calls`` calls each, p50/p95;
-- the RSS of web, dispatcher and broker (VmRSS, sampled every 2 s, max) and the broker's open
+- the RSS of web, dispatcher and broker (VmRSS, each with the processes it started: the
+  dispatcher's pass process; sampled every 2 s, max) and the broker's open
   files.
 
 ``--write-docs`` rewrites its section of docs/benchmarks.md. Benchmarks are not tests.
@@ -154,6 +155,33 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs (the dispatcher's pass process,
+    schedules/background.py): its memory is the dispatcher's too."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children[int(stat.rsplit(")", 1)[1].split()[1])].append(int(entry))
+    out, todo = [], list(children.get(pid, ()))
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo += children.get(child, ())
+    return out
+
+
+def tree_rss_kb(pid: int) -> int | None:
+    """RSS of ``pid`` and every process under it."""
+    own = rss_kb(pid)
+    if own is None:
+        return None
+    return own + sum(rss_kb(child) or 0 for child in descendants(pid))
+
+
 def open_files(pid: int) -> int | None:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
@@ -181,7 +209,8 @@ class Sampler(threading.Thread):
         sent0 = (0, 0)
         while not self.stop_flag.wait(self.every):
             for name, pid in self.pids.items():
-                kb = rss_kb(pid)
+                # a server process with what it started; the load tool started them all
+                kb = rss_kb(pid) if name in ("load tool", "broker") else tree_rss_kb(pid)
                 if kb is not None:
                     self.rss[name].append(kb)
             files = open_files(self.pids["broker"])

@@ -22,8 +22,9 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import LATE_SLOT_MS
+from schedules import background
 from schedules.slots import Slot
-from server import (alerts, broadcasts, bulletins, deliveries, notify, outbox, programmes,
+from server import (broadcasts, bulletins, deliveries, notify, outbox, programmes,
                     releases, retention, schedule, wake)
 from server.reports import chunks
 from server.broadcasts import BroadcastStatus, item_id
@@ -92,6 +93,8 @@ class Dispatcher:
         # bridge's queue): the passes of alerts and retention then wait (_after_burst)
         self.busy: Callable[[], bool] = lambda: False
         self._unavailable_since: float | None = None  # monotonic: the database gone since
+        # the process the alert and retention passes run in once the duties are started
+        self.background: background.Background | None = None
 
     # --- one pass of each duty ---------------------------------------------------------------
 
@@ -520,21 +523,27 @@ class Dispatcher:
         """One pass of the alerts (server.alerts) at the dispatcher's clock, and their
         notifications handed to the notifier's worker (never sent from here). Whether nodes
         are offline is judged only while this process holds its broker connection, and a node
-        still marked online is silent only counting from when that connection began."""
-        now = from_ms(self.clock())
+        still marked online is silent only counting from when that connection began. Once the
+        duties are started the pass runs in the background process (schedules.background),
+        before that here."""
+        now_ms = self.clock()
+        now = from_ms(now_ms)
         connected = self.transport is not None and self.transport.connected
         if not connected:
             self._broker_since = None
         elif self._broker_since is None:
             self._broker_since = now
+        since = to_ms(self._broker_since) if self._broker_since is not None else None
+        if self.background is not None:
+            new: int = self.background.run("alerts", now_ms, connected, since)
+        else:
+            new = background.alerts_pass(self.sessions, self.settings, now_ms, connected, since)
         with self.sessions() as db:
-            new = alerts.evaluate(db, self.settings, now, broker_ok=connected,
-                                  watch_since=self._broker_since)
             messages = notify.take(db, self.settings)
             db.commit()
         for message in messages:
             self.notifier.submit(message)
-        return len(new)
+        return new
 
     def _after_burst(self, interval_s: float) -> None:
         """Wait while node messages burst in, at most PASS_YIELD_S (and half the pass's
@@ -557,8 +566,12 @@ class Dispatcher:
 
     def retain_telemetry(self) -> retention.Pruned:
         """Aggregate the completed hours of telemetry, then prune what is past its retention
-        (server.retention), at the dispatcher's clock."""
-        return retention.run(self.sessions, self.settings, self.clock)
+        (server.retention), at the dispatcher's clock: in the background process once the
+        duties are started (as evaluate_alerts)."""
+        if self.background is not None:
+            pruned: retention.Pruned = self.background.run("retention", self.clock())
+            return pruned
+        return background.retention_pass(self.sessions, self.settings, self.clock())
 
     def _retention_job(self) -> None:
         self._after_burst(self.settings.telemetry_retention_s)
@@ -591,6 +604,7 @@ class Dispatcher:
 
     def start(self, interval_s: float = 0.5) -> None:
         """Tick every ``interval_s``, and at once whenever the web wakes us (server.wake)."""
+        self.background = background.Background(self.settings)  # started at its first pass
         self.scheduler = BackgroundScheduler(timezone=self.settings.timezone)
         self.scheduler.add_job(self._guarded(lambda: self.tick(wait=False)), "interval",
                                seconds=interval_s, id="tick", max_instances=1, coalesce=True)
@@ -614,4 +628,7 @@ class Dispatcher:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
+        if self.background is not None:
+            self.background.stop()
+            self.background = None
         self.notifier.stop()
