@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import traceback
 from collections.abc import Callable
@@ -133,9 +134,13 @@ class Background:
 
 def serve(conn: Connection, settings: Settings, nice: int) -> None:
     """The child: lower its priority, open the database, then run each pass asked for until
-    the pipe closes."""
+    the pipe closes. Ctrl-C in a terminal and systemd's stop signal every process of the
+    dispatcher: the child leaves its ending to the dispatcher (closing the pipe), so a pass
+    under way is not cut off with a traceback."""
     from server.heap import settle
     from server.models import make_engine, make_sessionmaker
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     logging.basicConfig(format="%(asctime)s dispatcher-background %(levelname)s %(message)s",
                         level=logging.INFO)
     try:

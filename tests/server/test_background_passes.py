@@ -69,7 +69,8 @@ def test_the_alert_pass_runs_in_a_child_at_the_lowest_priority_and_raises_the_sa
     assert _gone(child, 10)
 
 
-def test_a_child_that_died_is_started_again_and_a_failing_pass_says_why(app_only, wards):
+def test_a_child_outlives_stop_signals_is_started_again_when_it_died_and_says_why_a_pass_failed(
+        app_only, wards):
     s = app_only
     clock = Clock()
     _offline_nodes(s, wards, clock)
@@ -78,6 +79,10 @@ def test_a_child_that_died_is_started_again_and_a_failing_pass_says_why(app_only
         background.run("retention", clock())
         first = background.pid
         assert first is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, systemd: the dispatcher ends it
+            os.kill(first, sig)
+        assert background.run("alerts", clock(), True, None) == 0
+        assert background.pid == first
         os.kill(first, signal.SIGKILL)  # the child this test started
         assert _gone(first, 10)
         clock.forward(minutes=6)
