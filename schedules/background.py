@@ -134,13 +134,14 @@ class Background:
 
 def serve(conn: Connection, settings: Settings, nice: int) -> None:
     """The child: lower its priority, open the database, then run each pass asked for until
-    the pipe closes. Ctrl-C in a terminal and systemd's stop signal every process of the
-    dispatcher: the child leaves its ending to the dispatcher (closing the pipe), so a pass
-    under way is not cut off with a traceback."""
+    the pipe closes. Ctrl-C in a terminal reaches every process of the dispatcher: the child
+    ignores it and leaves its ending to the dispatcher (closing the pipe). SIGTERM (systemd's
+    stop, multiprocessing's at the dispatcher's exit) ends it at once, quietly: a pass cut off
+    is rolled back and done again by the next dispatcher's."""
     from server.heap import settle
     from server.models import make_engine, make_sessionmaker
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _quit)
     logging.basicConfig(format="%(asctime)s dispatcher-background %(levelname)s %(message)s",
                         level=logging.INFO)
     try:
@@ -167,3 +168,6 @@ def serve(conn: Connection, settings: Settings, nice: int) -> None:
     finally:
         engine.dispose()
 
+
+def _quit(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)

@@ -69,7 +69,7 @@ def test_the_alert_pass_runs_in_a_child_at_the_lowest_priority_and_raises_the_sa
     assert _gone(child, 10)
 
 
-def test_a_child_outlives_stop_signals_is_started_again_when_it_died_and_says_why_a_pass_failed(
+def test_a_child_ignores_ctrl_c_is_started_again_when_it_ended_and_says_why_a_pass_failed(
         app_only, wards):
     s = app_only
     clock = Clock()
@@ -79,15 +79,19 @@ def test_a_child_outlives_stop_signals_is_started_again_when_it_died_and_says_wh
         background.run("retention", clock())
         first = background.pid
         assert first is not None
-        for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, systemd: the dispatcher ends it
-            os.kill(first, sig)
+        os.kill(first, signal.SIGINT)  # Ctrl-C: the dispatcher, not the child, ends it
         assert background.run("alerts", clock(), True, None) == 0
         assert background.pid == first
-        os.kill(first, signal.SIGKILL)  # the child this test started
+        os.kill(first, signal.SIGTERM)  # systemd's stop: at once (the child this test started)
         assert _gone(first, 10)
+        assert background.run("retention", clock()) is not None
+        second = background.pid
+        assert second not in (None, first)
+        os.kill(second, signal.SIGKILL)
+        assert _gone(second, 10)
         clock.forward(minutes=6)
         assert background.run("alerts", clock(), True, None) == 2
-        assert background.pid not in (None, first)
+        assert background.pid not in (None, first, second)
         with pytest.raises(PassFailed, match="TypeError"):
             background.run("retention", "not a time")
         assert background.run("alerts", clock(), True, None) == 0  # and it goes on
@@ -95,12 +99,12 @@ def test_a_child_outlives_stop_signals_is_started_again_when_it_died_and_says_wh
         background.stop()
 
 
-def test_the_child_ends_when_the_dispatcher_is_killed(app_only, wards, tmp_path):
-    """kill -9 of the dispatcher leaves no pass process behind: it reads the end of its pipe."""
-    s = app_only
+def _dispatcher(s, tmp_path, then: str = "") -> list[str]:
+    """The command of a stand-in dispatcher: it runs one alert pass in its child, prints the
+    child's pid, then does ``then``."""
     script = tmp_path / "dispatcher.py"
     script.write_text(textwrap.dedent(f"""
-        import sys, time
+        import time
         from pathlib import Path
         from schedules.background import Background
         from server.config import load_settings
@@ -108,10 +112,29 @@ def test_the_child_ends_when_the_dispatcher_is_killed(app_only, wards, tmp_path)
             background = Background(load_settings(Path({s.settings.instance_path!r})))
             background.run("alerts", {Clock()()}, True, None)
             print(background.pid, flush=True)
-            time.sleep(120)
+            {then}
     """))
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return [sys.executable, str(script)]
+
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def test_a_dispatcher_that_exits_without_stopping_its_child_still_exits(app_only, wards,
+                                                                         tmp_path):
+    """At the interpreter's exit multiprocessing ends its children and waits for them: the
+    child must go (it ignores Ctrl-C, not SIGTERM)."""
+    proc = subprocess.run(_dispatcher(app_only, tmp_path), cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert _gone(int(proc.stdout), 10)
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_child_ends_when_the_dispatcher_is_killed(app_only, wards, tmp_path):
+    """kill -9 of the dispatcher leaves no pass process behind: it reads the end of its pipe."""
+    proc = subprocess.Popen(_dispatcher(app_only, tmp_path, "time.sleep(120)"), cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True, env=ENV)
     try:
         child = int(proc.stdout.readline())
         assert not _gone(child, 0.5)
