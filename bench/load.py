@@ -155,9 +155,8 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
-def descendants(pid: int) -> list[int]:
-    """The processes ``pid`` started, and theirs (the dispatcher's pass process,
-    schedules/background.py): its memory is the dispatcher's too."""
+def process_children() -> dict[int, list[int]]:
+    """Every process's children, by parent pid (read once for a whole sample)."""
     children: dict[int, list[int]] = defaultdict(list)
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -166,20 +165,21 @@ def descendants(pid: int) -> list[int]:
             except OSError:
                 continue
             children[int(stat.rsplit(")", 1)[1].split()[1])].append(int(entry))
-    out, todo = [], list(children.get(pid, ()))
-    while todo:
-        child = todo.pop()
-        out.append(child)
-        todo += children.get(child, ())
-    return out
+    return children
 
 
-def tree_rss_kb(pid: int) -> int | None:
-    """RSS of ``pid`` and every process under it."""
+def tree_rss_kb(pid: int, children: dict[int, list[int]]) -> int | None:
+    """RSS of ``pid`` and every process under it (the dispatcher's pass process,
+    schedules/background.py: its memory is the dispatcher's too)."""
     own = rss_kb(pid)
     if own is None:
         return None
-    return own + sum(rss_kb(child) or 0 for child in descendants(pid))
+    todo = list(children.get(pid, ()))
+    while todo:
+        child = todo.pop()
+        own += rss_kb(child) or 0
+        todo += children.get(child, ())
+    return own
 
 
 def open_files(pid: int) -> int | None:
@@ -223,9 +223,11 @@ class Sampler(threading.Thread):
         tel0 = ev0 = None
         sent0 = (0, 0)
         while not self.stop_flag.wait(self.every):
+            children = process_children()
             for name, pid in self.pids.items():
                 # a server process with what it started; the load tool started them all
-                kb = rss_kb(pid) if name in ("load tool", "broker") else tree_rss_kb(pid)
+                kb = rss_kb(pid) if name in ("load tool", "broker") else \
+                    tree_rss_kb(pid, children)
                 if kb is not None:
                     self.rss[name].append(kb)
             files = open_files(self.pids["broker"])

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -85,7 +86,7 @@ class Dispatcher:
         self._last_resend_ms = 0
         self._wake: wake.Listener | None = None
         self.notifier = notify.Notifier(settings)
-        self._broker_since: dt.datetime | None = None  # since when the broker connection holds
+        self._broker_since_ms: int | None = None  # since when the broker connection holds
         # whether this process may act now: with two dispatchers, whether it holds the lease
         # (server.lease); every duty asks before each step, so one that lost it stops
         self.acting: Callable[[], bool] = lambda: True
@@ -527,17 +528,12 @@ class Dispatcher:
         duties are started the pass runs in the background process (schedules.background),
         before that here."""
         now_ms = self.clock()
-        now = from_ms(now_ms)
         connected = self.transport is not None and self.transport.connected
         if not connected:
-            self._broker_since = None
-        elif self._broker_since is None:
-            self._broker_since = now
-        since = to_ms(self._broker_since) if self._broker_since is not None else None
-        if self.background is not None:
-            new: int = self.background.run("alerts", now_ms, connected, since)
-        else:
-            new = background.alerts_pass(self.sessions, self.settings, now_ms, connected, since)
+            self._broker_since_ms = None
+        elif self._broker_since_ms is None:
+            self._broker_since_ms = now_ms
+        new: int = self._pass("alerts", now_ms, connected, self._broker_since_ms)
         with self.sessions() as db:
             messages = notify.take(db, self.settings)
             db.commit()
@@ -568,10 +564,15 @@ class Dispatcher:
         """Aggregate the completed hours of telemetry, then prune what is past its retention
         (server.retention), at the dispatcher's clock: in the background process once the
         duties are started (as evaluate_alerts)."""
+        pruned: retention.Pruned = self._pass("retention", self.clock())
+        return pruned
+
+    def _pass(self, name: str, *args: Any) -> Any:
+        """Heavy pass ``name`` (schedules.background.PASSES): in the background process once
+        the duties are started, here before that."""
         if self.background is not None:
-            pruned: retention.Pruned = self.background.run("retention", self.clock())
-            return pruned
-        return background.retention_pass(self.sessions, self.settings, self.clock())
+            return self.background.run(name, *args)
+        return background.PASSES[name](self.sessions, self.settings, *args)
 
     def _retention_job(self) -> None:
         self._after_burst(self.settings.telemetry_retention_s)
