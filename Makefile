@@ -106,10 +106,14 @@ bench-pages: $(STAMP)
 # a province on one machine (docs/benchmarks.md, "10,000 nodes on one machine"): about 15
 # minutes; LOAD_NODES=1000 for a smaller run. As a province's server runs (docs/scaling.md):
 # one bridge worker beside the dispatcher; LOAD_BRIDGE_WORKERS=0 for the dispatcher's alone
+# running; LOAD_DATABASE_URL=postgresql://user@host:port/db runs it on a new database of its own on
+# that PostgreSQL server (db is only connected to; its part of docs/benchmarks.md is its own)
 LOAD_NODES ?= 10000
 LOAD_BRIDGE_WORKERS ?= 1
+LOAD_DATABASE_URL ?=
 bench-load: deps $(STAMP)
-	$(PY) bench/load.py --nodes $(LOAD_NODES) --bridge-workers $(LOAD_BRIDGE_WORKERS) --write-docs
+	$(PY) bench/load.py --nodes $(LOAD_NODES) --bridge-workers $(LOAD_BRIDGE_WORKERS) \
+		$(if $(LOAD_DATABASE_URL),--database-url $(LOAD_DATABASE_URL)) --write-docs
 
 # the bridge's ingest in-process (docs/benchmarks.md): 10,000 nodes on SQLite, an emergency's
 # and a slot's events and a round of telemetry through Bridge.handle_batch (a few minutes)

@@ -316,11 +316,14 @@ class System:
     """Mosquitto, web (waitress) and dispatcher as `make run` starts them, in a temp folder."""
 
     def __init__(self, base: Path, dispatcher: bool = True,
-                 trace_dispatcher: tuple[Path, float] | None = None, bridge_workers: int = 0):
+                 trace_dispatcher: tuple[Path, float] | None = None, bridge_workers: int = 0,
+                 database_url: str | None = None):
         """``trace_dispatcher``: (file, seconds) to run the dispatcher under tracemalloc
         (bench/_traced.py), its growth by source line written to the file that often.
         ``bridge_workers``: that many bridge-only processes beside the dispatcher, sharing the
-        nodes' telemetry and events with it (docs/scaling.md; procs[2:])."""
+        nodes' telemetry and events with it (docs/scaling.md; procs[2:]).
+        ``database_url``: an empty PostgreSQL database for the instance instead of its SQLite
+        file; ``db`` is what ``connect_ro`` reads (the file, or that URL)."""
         sys.path.insert(0, str(ROOT))
         import tomli_w
         from server.cli import init_instance
@@ -338,10 +341,14 @@ class System:
                   "tts_engines": ["espeak"]}
         if bridge_workers:
             config.update(bridge_shared_group="loa", bridge_workers=bridge_workers)
+        if database_url:
+            config["database_url"] = database_url
         (self.instance / "config.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
         self.admin_password = secrets.token_urlsafe(16)
         init_instance(self.instance, self.admin_password)
-        self.db_file = Path(load_settings(self.instance).database_url[len("sqlite:///"):])
+        url = load_settings(self.instance).database_url
+        self.db: Path | str = Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") \
+            else url
         py = sys.executable
         subprocess.run([py, "-m", "server.cli", "--instance", str(self.instance), "sync-broker"],
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
@@ -418,9 +425,47 @@ class System:
         self.broker.stop()
 
 
-def acked(db_file: Path, broadcast_id: int) -> int:
+try:
+    import psycopg
+    DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+except ImportError:  # psycopg comes with the server's dependencies; without it, SQLite only
+    DB_ERRORS = (sqlite3.Error,)
+
+
+class PgReader:
+    """A PostgreSQL connection read as the benches read SQLite's: ``execute(sql, args)`` with
+    ``?`` placeholders, each statement its own snapshot (autocommit)."""
+
+    def __init__(self, url: str):
+        self.con = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1),
+                                   autocommit=True)
+
+    def execute(self, sql: str, args: tuple = ()):
+        return self.con.execute(sql.replace("?", "%s"), args)
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def connect_ro(db: Path | str, timeout: float = 30):
+    """A reading connection to the server's database: ``db`` is the SQLite file, or a
+    PostgreSQL URL (``--database-url``). What the benches count and time, never written."""
+    if isinstance(db, str):
+        return PgReader(db)
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=timeout,
+                           check_same_thread=False)
+
+
+def stored_time(value: str | dt.datetime) -> float:
+    """A stored naive UTC time (SQLite gives its text, PostgreSQL a datetime) as time.time()."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.UTC).timestamp()
+
+
+def acked(db_file: Path | str, broadcast_id: int) -> int:
     """Deliveries of the broadcast whose node has acknowledged at least `received`."""
-    con = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=5)
+    con = connect_ro(db_file, timeout=5)
     try:
         return con.execute("SELECT count(*) FROM deliveries WHERE broadcast_id = ? AND status "
                            "NOT IN ('pending', 'sent', 'cancelled')", (broadcast_id,)
@@ -464,7 +509,7 @@ async def fanout_run(sysm: System, rec: Recorder, raw: Mqtt, ward: dict, n: int,
     item = f"bc-{bc['id']}"
     t_api = time.time()
     got_all = await wait_for(lambda: len(rec.play[item]) >= n, 30, 0.001)
-    t_acks = await wait_for(lambda: acked(sysm.db_file, bc["id"]) >= n, 30, 0.01)
+    t_acks = await wait_for(lambda: acked(sysm.db, bc["id"]) >= n, 30, 0.01)
     last = (max(rec.play[item]) - t0) * 1000 if got_all else float("nan")
     await asyncio.sleep(PLAY_S + 1.5)  # the played events go in before the next run
     return {"raw_ms": raw_ms, "last_ms": last, "api_ms": (t_api - t0) * 1000,

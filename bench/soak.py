@@ -47,7 +47,6 @@ import datetime as dt
 import json
 import os
 import random
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -60,7 +59,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from fanout import (Mqtt, Recorder, System, in_thread, machine, raise_fd_limit,  # noqa: E402
+from fanout import (Mqtt, Recorder, System, connect_ro, in_thread, machine, raise_fd_limit,  # noqa: E402
                     run_and_report, uptime, wait_for)
 from load import (Counters, LoadNode, connect_all, count, iso, open_files, rss_kb,  # noqa: E402
                   sys_watch)
@@ -300,8 +299,8 @@ def broker_trends(samples: list[dict]) -> dict:
     return sys_
 
 
-def db_duplicates(db_file: Path) -> dict:
-    con = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=30)
+def db_duplicates(db: Path | str) -> dict:
+    con = connect_ro(db)
     try:
         plays = con.execute(
             "SELECT node_id, slot_id, count(*) FROM playlogs WHERE slot_id IS NOT NULL AND "
@@ -414,12 +413,12 @@ async def bench(args) -> dict:
         t = time.monotonic()
         drained = await wait_for(
             lambda: all(nd.up and not nd.outbox for nd in live)
-            and count(sysm.db_file, "SELECT count(*) FROM events") >= counters.events,
+            and count(sysm.db, "SELECT count(*) FROM events") >= counters.events,
             args.drain_s, 1.0)
         out["drain_s"] = time.monotonic() - t
         out["drained"] = bool(drained)
         out["events_sent"] = counters.events
-        out["events_stored"] = count(sysm.db_file, "SELECT count(*) FROM events")
+        out["events_stored"] = count(sysm.db, "SELECT count(*) FROM events")
         out["held_left"] = sum(len(nd.outbox) for nd in live)
         # what is still held, and the state of its node's link, for the report and the log:
         # a held event whose node is connected means a PUBLISH the broker never acknowledged
@@ -446,7 +445,7 @@ async def bench(args) -> dict:
         report = r.json()
         out["report_total"] = report.get("total")
         out["account"] = account(report.get("items", []), by_id)
-        out["duplicates"] = await in_thread(db_duplicates, sysm.db_file)
+        out["duplicates"] = await in_thread(db_duplicates, sysm.db)
         out["series"] = series
         out["node_played_twice"] = sum(1 for nd in live for c in nd.plays.values() if c > 1)
         out["drops"] = sum(nd.drops for nd in live)
