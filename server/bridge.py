@@ -350,6 +350,15 @@ Item = tuple[str, bytes, Callable[[], None] | None]  # topic, payload, confirm o
 Reading = dict | Refused | None  # a message read and checked (Bridge._read)
 
 
+# How the bridge locks the rows of the nodes whose messages it records, until its commit (on
+# PostgreSQL; SQLite's lock is the whole database's): FOR NO KEY UPDATE, as an UPDATE that
+# leaves the key alone does. Another worker's batch of the same node waits, as it must; but
+# what only refers to a node (a delivery or command the dispatcher makes for it, another
+# worker's event row: their foreign keys take FOR KEY SHARE) does not wait for the batch,
+# which FOR UPDATE made it do.
+NODE_LOCK: dict[str, Any] = {"key_share": True}
+
+
 def turn_file(database: str) -> str:
     """The file beside an SQLite database on whose lock its bridge workers take turns."""
     return f"{database}-bridge.lock"
@@ -428,7 +437,8 @@ class Bridge:
     recorded by different workers in any order: every handler is safe against that (a state
     or telemetry older than the one recorded changes no current value, statuses never move
     backward, an event is stored once), and a node's row is locked while its messages are
-    recorded (SELECT ... FOR UPDATE on PostgreSQL; SQLite writes one transaction at a time)."""
+    recorded (SELECT ... FOR NO KEY UPDATE on PostgreSQL, NODE_LOCK; SQLite writes one
+    transaction at a time)."""
 
     def __init__(self, sessions: sessionmaker[Session], transport: Transport, prefix: str,
                  keep_telemetry: bool = True, limits: BridgeLimits | None = None,
@@ -572,10 +582,11 @@ class Bridge:
                                         "rows": {},  # table -> rows to insert (_insert)
                                         # held (db.get finds them) and locked: another
                                         # worker's batch of the same node waits for this one
+                                        # (NODE_LOCK: not what else refers to the node)
                                         "nodes": db.scalars(select(Node).where(
                                             Node.id.in_(names)).order_by(Node.id)
                                             .options(*_unread(wheres))
-                                            .with_for_update()).all(),
+                                            .with_for_update(**NODE_LOCK)).all(),
                                         "node_ids": sorted(names),
                                         "telemetry": self._stored_telemetry(
                                             db, messages, readings),
@@ -624,7 +635,7 @@ class Bridge:
         reads (BEGIN IMMEDIATE), so what it decides from a node's row (newer than the last?)
         is not undone by another worker's commit in between. SQLite's driver otherwise begins
         the transaction only at the first write, after the reads. PostgreSQL locks the node's
-        rows instead (FOR UPDATE); one bridge alone needs neither.
+        rows instead (NODE_LOCK); one bridge alone needs neither.
 
         The workers first take turns on a file lock beside the database (``_turn`` ends
         this one's): a worker waiting for it goes on the moment the other's batch is written.
@@ -735,7 +746,8 @@ class Bridge:
             return
         handler = self.topics[where.kind]
         # locked until the commit (PostgreSQL): another worker's message of the node waits
-        node = db.get(Node, where.name, with_for_update="batch" not in db.info or None)
+        node = db.get(Node, where.name,
+                      with_for_update=NODE_LOCK if "batch" not in db.info else None)
         if node is None or not _accepts(node):
             self.quiet.warning(("unknown", where.name), "message from unknown or revoked "
                                "node %s ignored", where.name)

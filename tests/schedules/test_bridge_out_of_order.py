@@ -1,7 +1,8 @@
 """Several bridge workers on a shared subscription record a node's messages in any order, and
 a worker killed between its commit and its confirmation gets them again: what the server shows
 is the same as one bridge recording them in the order the node sent them, once each (two
-bridges over one real SQLite database, driven directly)."""
+bridges over one real database, driven directly: SQLite, or PostgreSQL under `make
+test-postgres`)."""
 import json
 import uuid
 
@@ -131,3 +132,48 @@ def test_a_workers_batch_waits_for_the_other_workers_turn_and_is_written_once_it
         assert not writer.is_alive() and count(system, Event, node_id) == 1
     finally:
         os.close(other)
+
+
+def test_a_batch_holding_its_node_holds_back_another_workers_batch_of_it_not_rows_that_refer_to_it(
+        two_bridges):
+    """On PostgreSQL a worker's batch locks its nodes' rows until it commits: a second worker's
+    batch of the same node waits for it (neither undoes what the other decided), but a row that
+    only refers to the node (the dispatcher's delivery or command for it, another process's
+    event or telemetry row: its foreign key) is written meanwhile, not after the batch."""
+    import threading
+
+    from sqlalchemy import text
+    system, one, two, node_id = two_bridges
+    if system.app.extensions["db_engine"].dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite's writer holds the whole database")
+    inside, go_on = threading.Event(), threading.Event()
+
+    def held(db, node, event):  # the first worker's batch stops half-way, its node locked
+        inside.set()
+        go_on.wait(30)
+
+    one.events = {**one.events, "alarm": held}
+
+    def alarm():
+        return msg(one, node_id, "events", {"v": 1, "id": str(uuid.uuid4()), "type": "alarm",
+                                             "ts": TS, "code": "disk_low"})
+    first = threading.Thread(target=record, args=(one, [alarm(), alarm()], True))
+    second = threading.Thread(target=record, args=(two, [alarm(), alarm()], True))
+    first.start()
+    try:
+        assert inside.wait(10)
+        second.start()
+        second.join(1.0)  # alone, a batch is written in milliseconds
+        assert second.is_alive() and count(system, Event, node_id) == 0
+        with system.app.extensions["db_sessions"]() as db:
+            db.execute(text("SET LOCAL lock_timeout = '2s'"))  # else an error, not a wait
+            db.add(Telemetry(node_id=node_id, ts_ms=TS, payload={"v": 1, "ts": TS}))
+            db.commit()
+        assert count(system, Telemetry, node_id) == 1
+    finally:
+        go_on.set()
+        first.join(30)
+        if second.ident is not None:
+            second.join(30)
+    assert not first.is_alive() and not second.is_alive()
+    assert count(system, Event, node_id) == 4
