@@ -47,6 +47,12 @@ import requests
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+try:  # the server's PostgreSQL driver (its `postgres` extra, in `make`'s venv): `--database-url`
+    import psycopg
+    DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+except ImportError:  # SQLite only
+    DB_ERRORS = (sqlite3.Error,)
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench/fanout.py:begin -->", "<!-- bench/fanout.py:end -->"
@@ -425,11 +431,9 @@ class System:
         self.broker.stop()
 
 
-try:
-    import psycopg
-    DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
-except ImportError:  # psycopg comes with the server's dependencies; without it, SQLite only
-    DB_ERRORS = (sqlite3.Error,)
+def libpq_url(url: str) -> str:
+    """A database URL as libpq (psycopg) takes it: without SQLAlchemy's driver name."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 class PgReader:
@@ -437,8 +441,7 @@ class PgReader:
     ``?`` placeholders, each statement its own snapshot (autocommit)."""
 
     def __init__(self, url: str):
-        self.con = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1),
-                                   autocommit=True)
+        self.con = psycopg.connect(libpq_url(url), autocommit=True)
 
     def execute(self, sql: str, args: tuple = ()):
         return self.con.execute(sql.replace("?", "%s"), args)

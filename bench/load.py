@@ -59,8 +59,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from fanout import (DB_ERRORS, Mqtt, Recorder, SimNode, System, connect_ro,  # noqa: E402
-                    in_thread, machine, pct, raise_fd_limit, run_and_report, stored_time, uptime,
-                    wait_for)
+                    in_thread, libpq_url, machine, pct, raise_fd_limit, run_and_report,
+                    stored_time, uptime, wait_for)
 import fanout  # noqa: E402
 from provision import Fleet  # noqa: E402
 
@@ -82,9 +82,13 @@ def own_database(server_url: str | None) -> Iterator[str | None]:
         return
     import psycopg
     name = f"loa_bench_{secrets.token_hex(4)}"
-    url = server_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    url = libpq_url(server_url)
+    try:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as err:
+        raise SystemExit(f"--database-url: cannot make the run's database on {server_url}: "
+                         f"{err}") from err
     try:
         yield urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
     finally:
@@ -102,8 +106,8 @@ def database_version(url: str | None) -> str:
         sync = con.execute("SHOW synchronous_commit").fetchone()[0]
     finally:
         con.close()
-    return (f"PostgreSQL {version.split()[0]} on this machine (`--database-url`, a database of "
-            f"the run's own; synchronous_commit {sync})")
+    return (f"PostgreSQL {version.split()[0]} (`--database-url`, a database of the run's own; "
+            f"synchronous_commit {sync}; its processes are not in the RSS below)")
 
 
 # how often the stored `received` acks of an emergency are counted (2.5 ms of CPU a count at
@@ -357,14 +361,13 @@ def count(db: Path | str, sql: str, *args) -> int:
 async def wait_count(db: Path | str, sql: str, args: tuple, want: int, timeout: float,
                      step: float) -> float | None:
     """time.time() when ``sql`` first counted ``want`` rows, None after ``timeout`` (an upper
-    bound of the time they were written, by at most ``step`` and the count itself). Counted in a
-    thread of its own on one connection, at the server's priority (``observer_priority``): the
-    fleet's nodes share this process's event loop, and a count run on it (a new connection each
-    time, every 20 ms) held their sending back while the server was still storing what they
-    sent; at the fleet's raised priority it took about a tenth of a core from the server."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[float | None] = loop.create_future()
-
+    bound of the time they were written, by at most ``step`` and the count itself). Counted in
+    one of the loop's worker threads on one connection, at the server's priority
+    (``observer_priority``, which that thread keeps: the others' work is the bench's client, not
+    the fleet): the fleet's nodes share this process's event loop, and a count run on it (a new
+    connection each time, every 20 ms) held their sending back while the server was still
+    storing what they sent; at the fleet's raised priority it took about a tenth of a core from
+    the server."""
     def poll() -> float | None:
         observer_priority()
         con = connect_ro(db)
@@ -377,17 +380,7 @@ async def wait_count(db: Path | str, sql: str, args: tuple, want: int, timeout: 
             return None
         finally:
             con.close()
-
-    def run() -> None:
-        try:
-            result = poll()
-        except BaseException as err:  # noqa: BLE001 - handed to the waiting coroutine
-            loop.call_soon_threadsafe(done.set_exception, err)
-        else:
-            loop.call_soon_threadsafe(done.set_result, result)
-
-    threading.Thread(target=run, daemon=True, name="count").start()
-    return await done
+    return await in_thread(poll)
 
 
 def lag_stats(samples: list[tuple[float, float]]) -> dict:
@@ -731,6 +724,9 @@ def main() -> int:
                          "after, instead of SQLite")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
+    if args.database_url and not args.database_url.startswith(("postgresql://",
+                                                               "postgresql+psycopg://")):
+        ap.error(f"--database-url: a postgresql:// URL, not {args.database_url!r}")
     fanout.SHARE_VERIFIED = not args.verify_each
 
     def run(a) -> dict:

@@ -59,8 +59,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from fanout import (Mqtt, Recorder, System, connect_ro, in_thread, machine, raise_fd_limit,  # noqa: E402
-                    run_and_report, uptime, wait_for)
+from fanout import (Mqtt, Recorder, System, connect_ro, in_thread, machine,  # noqa: E402
+                    raise_fd_limit, run_and_report, uptime, wait_for)
 from load import (Counters, LoadNode, connect_all, count, iso, open_files, rss_kb,  # noqa: E402
                   sys_watch)
 from provision import Fleet  # noqa: E402
