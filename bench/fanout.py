@@ -80,16 +80,40 @@ def _packet(first: int, body: bytes) -> bytes:
             return bytes(out) + body
 
 
-class Mqtt:
+def _remaining_length(buf: bytearray, at: int) -> tuple[int, int] | None:
+    """(the packet's remaining length, where its body starts) from the fixed header whose
+    length bytes begin at ``at``; None while they have not all arrived."""
+    n, mult = 0, 1
+    for i in range(at, min(at + 4, len(buf))):
+        byte = buf[i]
+        n += (byte & 0x7F) * mult
+        if not byte & 0x80:
+            return n, i + 1
+        mult *= 128
+    if len(buf) - at >= 4:
+        raise ConnectionError("malformed remaining length")
+    return None
+
+
+class Mqtt(asyncio.Protocol):
     """Just what a node needs: CONNECT (will, persistent session), SUBSCRIBE, PUBLISH QoS 0/1
-    both ways, PUBACK, PINGREQ. ``on_message(topic, payload, t_recv)``."""
+    both ways, PUBACK, PINGREQ. ``on_message(topic, payload, t_recv)``.
+
+    10,000 of these share the server's two cores in one process (real nodes run on CPUs of
+    their own), so a node costs as little as it can: packets are parsed where the bytes arrive
+    (an asyncio Protocol: no reader task woken for each packet), and what a node writes in one
+    turn of the event loop goes out in one send (a command's PUBACK and the acks that answer
+    it: one system call, not three)."""
 
     def __init__(self, on_message):
         self.on_message = on_message
         self.mid = 0
         self.acks: dict[int, asyncio.Future] = {}
         self.connack: asyncio.Future | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.transport: asyncio.Transport | None = None  # None until connected
+        self.closed: asyncio.Future | None = None  # done once the connection is gone
+        self.buf = bytearray()
+        self.out: list[bytes] | None = None  # what waits for this turn's send (_send)
 
     def _next_mid(self) -> int:
         self.mid = self.mid % 65535 + 1
@@ -97,7 +121,9 @@ class Mqtt:
 
     async def connect(self, host, port, client_id, username, password, will=None,
                       clean=False, keepalive=300) -> None:
-        reader, self.writer = await asyncio.open_connection(host, port, limit=2**20)
+        loop = asyncio.get_running_loop()
+        self.connack, self.closed = loop.create_future(), loop.create_future()
+        await loop.create_connection(lambda: self, host, port)
         flags = 0x80 | 0x40 | (0x02 if clean else 0)
         payload = _str(client_id)
         if will:
@@ -105,10 +131,8 @@ class Mqtt:
             flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
             payload += _str(topic) + _str(msg)
         payload += _str(username) + _str(password)
-        self.connack = asyncio.get_running_loop().create_future()
-        self.writer.write(_packet(0x10, _str("MQTT") + bytes([4, flags])
-                                  + struct.pack("!H", keepalive) + payload))
-        self.task = asyncio.create_task(self._read(reader))
+        self._send(_packet(0x10, _str("MQTT") + bytes([4, flags])
+                           + struct.pack("!H", keepalive) + payload))
         code = await asyncio.wait_for(self.connack, 30)
         if code != 0:
             raise ConnectionError(f"CONNACK {code} for {client_id}")
@@ -117,7 +141,7 @@ class Mqtt:
         mid = self._next_mid()
         fut = self.acks[mid] = asyncio.get_running_loop().create_future()
         body = struct.pack("!H", mid) + b"".join(_str(t) + bytes([qos]) for t in topics)
-        self.writer.write(_packet(0x82, body))
+        self._send(_packet(0x82, body))
         await asyncio.wait_for(fut, 30)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1,
@@ -128,43 +152,82 @@ class Mqtt:
             mid = self._next_mid()
             fut = self.acks[mid] = asyncio.get_running_loop().create_future()
             body += struct.pack("!H", mid)
-        self.writer.write(_packet(0x30 | (qos << 1) | (1 if retain else 0), body + payload))
+        self._send(_packet(0x30 | (qos << 1) | (1 if retain else 0), body + payload))
         return fut
 
     def ping(self) -> None:
-        self.writer.write(b"\xc0\x00")
+        self._send(b"\xc0\x00")
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    def up(self) -> bool:
+        """Connected, and the connection not closing."""
+        return self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _send(self, packet: bytes) -> None:
+        """``packet`` goes out with whatever else this client writes in the same turn of the
+        event loop, in one send."""
+        if self.out is None:
+            self.out = [packet]
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            self.out.append(packet)
+
+    def _flush(self) -> None:
+        out, self.out = self.out, None
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.connack is not None and not self.connack.done():
+            self.connack.set_exception(ConnectionError("connection closed before CONNACK"))
+        if self.closed is not None and not self.closed.done():
+            self.closed.set_result(exc)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        at = 0
         try:
-            while True:
-                first = (await reader.readexactly(1))[0]
-                n, mult = 0, 1
-                while True:
-                    byte = (await reader.readexactly(1))[0]
-                    n += (byte & 0x7F) * mult
-                    mult *= 128
-                    if not byte & 0x80:
-                        break
-                body = await reader.readexactly(n) if n else b""
-                kind = first >> 4
-                if kind == 3:  # PUBLISH
-                    t = time.time()
-                    qos = (first >> 1) & 3
-                    tlen = struct.unpack("!H", body[:2])[0]
-                    topic = body[2:2 + tlen].decode("utf-8")
-                    rest = body[2 + tlen:]
-                    if qos:
-                        self.writer.write(b"\x40\x02" + rest[:2])
-                        rest = rest[2:]
-                    self.on_message(topic, rest, t)
-                elif kind == 2:
-                    self.connack.set_result(body[1])
-                elif kind in (4, 9):  # PUBACK, SUBACK
-                    fut = self.acks.pop(struct.unpack("!H", body[:2])[0], None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(time.time())
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return
+            while len(buf) - at >= 2:
+                header = _remaining_length(buf, at + 1)
+                if header is None:
+                    break
+                n, body_at = header
+                if len(buf) < body_at + n:
+                    break
+                self._packet(buf[at], bytes(buf[body_at:body_at + n]))
+                at = body_at + n
+        except ConnectionError:
+            if self.transport is not None:
+                self.transport.abort()
+        del buf[:at]
+
+    def _packet(self, first: int, body: bytes) -> None:
+        kind = first >> 4
+        if kind == 3:  # PUBLISH
+            t = time.time()
+            qos = (first >> 1) & 3
+            tlen = struct.unpack_from("!H", body)[0]
+            topic = body[2:2 + tlen].decode("utf-8")
+            rest = body[2 + tlen:]
+            if qos:
+                self._send(b"\x40\x02" + rest[:2])
+                rest = rest[2:]
+            self.on_message(topic, rest, t)
+        elif kind == 2:  # CONNACK
+            if self.connack is not None and not self.connack.done():
+                self.connack.set_result(body[1])
+        elif kind in (4, 9):  # PUBACK, SUBACK
+            fut = self.acks.pop(struct.unpack_from("!H", body)[0], None)
+            if fut is not None and not fut.done():
+                fut.set_result(time.time())
 
 
 def canonical(env: dict) -> bytes:
@@ -272,15 +335,18 @@ class SimNode:
         loop = asyncio.get_running_loop()
         start_at = body.get("start_at")
         delay = max(0.0, start_at / 1000 - time.time()) if start_at else 0.0
-        loop.call_later(delay, self.begin, cmd_id, item, start_at)
+        if delay:
+            loop.call_later(delay, self.begin, cmd_id, item, start_at)
+        else:  # now: its `started` goes out with the `received` (Mqtt._send)
+            self.begin(cmd_id, item, start_at)
 
     def begin(self, cmd_id: str, item: dict, start_at: int | None) -> None:
         started = time.time()  # first: what the node's clock says when it starts
         if start_at:
             self.rec.starts[item["id"]].append((started, start_at))
-        loop = asyncio.get_running_loop()
-        loop.call_soon(self.ack, cmd_id, "started")
-        loop.call_later(self.play_s(item), self.end, cmd_id, item, started, start_at)
+        self.ack(cmd_id, "started")
+        asyncio.get_running_loop().call_later(self.play_s(item), self.end, cmd_id, item,
+                                              started, start_at)
 
     def play_s(self, item: dict) -> float:
         """How long the node "plays" ``item`` before `finished` and `played`."""

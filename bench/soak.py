@@ -166,9 +166,8 @@ class SoakNode(LoadNode):
         """The link goes: the socket closed without a DISCONNECT (the Last Will fires)."""
         self.up = False
         self.drops += 1
-        transport = self.client.writer.transport if self.client.writer else None
-        if transport is not None:
-            transport.abort()
+        if self.client.transport is not None:
+            self.client.transport.abort()
 
     async def reconnect(self) -> None:
         backoff = 2.0
@@ -179,8 +178,8 @@ class SoakNode(LoadNode):
                 break
             except (TimeoutError, OSError, ConnectionError):
                 self.reconnect_failures += 1
-                if self.client.writer is not None:
-                    self.client.writer.transport.abort()
+                if self.client.transport is not None:
+                    self.client.transport.abort()
                 await asyncio.sleep(backoff * self.rng.uniform(0.5, 1.5))
                 backoff = min(60.0, backoff * 2)
         self.up = True  # and what was held goes out
@@ -423,8 +422,9 @@ async def bench(args) -> dict:
         # what is still held, and the state of its node's link, for the report and the log:
         # a held event whose node is connected means a PUBLISH the broker never acknowledged
         out["held"] = [{"node": nd.id, "up": nd.up, "event": json.loads(payload),
-                        "link_closed": nd.client.writer is None or nd.client.writer.is_closing(),
-                        "reader_ended": nd.client.task.done(), "unacked": len(nd.client.acks)}
+                        "link_closed": not nd.client.up(),
+                        "reader_ended": nd.client.closed is None or nd.client.closed.done(),
+                        "unacked": len(nd.client.acks)}
                        for nd in live for payload in nd.outbox.values()]
         for held in out["held"]:
             print("held:", json.dumps(held), flush=True)
@@ -432,8 +432,7 @@ async def bench(args) -> dict:
               f"{out['events_sent']}, stored {out['events_stored']}", flush=True)
         sampler.stop_flag.set()
         await in_thread(sampler.join)
-        if watcher.writer is not None:
-            watcher.writer.close()
+        watcher.close()
 
         # --- the airplay report of the run's window ------------------------------------------
         end = dt.datetime.now(dt.UTC)
