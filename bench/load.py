@@ -21,7 +21,7 @@ every ``--telemetry-s`` seconds, the fleet's spread evenly over the period. It m
   ahead: the rebuild and publish of N desired states (API call to the last node holding it)
   and every node's `played` of the slot stored at the server;
 - an emergency to all N nodes (``--emergency-text``, by default a storm warning of 94 words
-  read aloud in about half a minute): the API call to every node's `received` ack stored,
+  read aloud in about 40 s): the API call to every node's `received` ack stored,
   with when the nodes received it (first, median, last), how many acks were stored by 1, 1.5,
   2, 2.5 and 3 s, and the CPU the fleet's event loop took meanwhile;
 - `GET /api/v1/nodes` (first page, a filtered page) and the dashboard (`/` and its live part),
@@ -118,7 +118,7 @@ def database_version(url: str | None) -> str:
 # 10,000 nodes): the time is an upper bound by at most this
 ACK_COUNT_EVERY_S = 0.05
 # the emergency broadcast to every node: a storm warning as a province sends one (94 words,
-# about half a minute read aloud), so the nodes' `finished` and `played` come when they have
+# about 40 s read aloud), so the nodes' `finished` and `played` come when they have
 # played it, as on a real node, and not in the first seconds beside the receipts
 EMERGENCY_TEXT = HERE / "texts" / "emergency.txt"
 HORIZON_S = 3600  # a node sets timers only for the slots of the next hour (the bench's span)
@@ -760,7 +760,7 @@ def main() -> int:
     ap.add_argument("--emergencies", type=int, default=2)
     ap.add_argument("--emergency-text", type=Path, default=EMERGENCY_TEXT,
                     metavar="FILE", help="the emergency bulletin's text (default: a storm "
-                    "warning of 94 words, about half a minute read aloud)")
+                    "warning of 94 words, about 40 s read aloud)")
     ap.add_argument("--calls", type=int, default=20, help="calls of each page timed")
     ap.add_argument("--wards", type=int, default=10)
     ap.add_argument("--clusters", type=int, default=5, help="clusters a ward")
