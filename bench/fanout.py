@@ -532,9 +532,9 @@ def stored_time(value: str | dt.datetime) -> float:
     return value.replace(tzinfo=dt.UTC).timestamp()
 
 
-def acked(db_file: Path | str, broadcast_id: int) -> int:
+def acked(db: Path | str, broadcast_id: int) -> int:
     """Deliveries of the broadcast whose node has acknowledged at least `received`."""
-    con = connect_ro(db_file, timeout=5)
+    con = connect_ro(db, timeout=5)
     try:
         return con.execute("SELECT count(*) FROM deliveries WHERE broadcast_id = ? AND status "
                            "NOT IN ('pending', 'sent', 'cancelled')", (broadcast_id,)

@@ -506,13 +506,10 @@ async def bench(args) -> dict:
         out["first_desired_s"] = time.monotonic() - t
         print(f"first desired states held: {bool(ok)} after {out['first_desired_s']:.1f} s",
               flush=True)
-        bulletin = sysm.post("/api/v1/bulletins", {"title": "Thông báo thử tải",
-                                                   "category": "other",
-                                                   "text": "Ủy ban nhân dân tỉnh thông báo."})
-        sysm.post(f"/api/v1/bulletins/{bulletin['id']}/submit", None)
-        sysm.post(f"/api/v1/bulletins/{bulletin['id']}/approve", None)
+        bulletin = approved(sysm, "Thông báo thử tải", "other",
+                            "Ủy ban nhân dân tỉnh thông báo.")
         warning = await in_thread(approved, sysm, "Thông báo khẩn: bão số 5", "emergency",
-                                  args.emergency_text.read_text(encoding="utf-8").strip())
+                                  args.warning)
         out["emergency_clip"] = {"words": len(warning["text"].split()),
                                  "ms": warning["duration_ms"]}
         sys_samples: list[tuple[float, str, str]] = []
@@ -781,6 +778,12 @@ def main() -> int:
     if args.database_url and not args.database_url.startswith(("postgresql://",
                                                                "postgresql+psycopg://")):
         ap.error(f"--database-url: a postgresql:// URL, not {args.database_url!r}")
+    try:  # read now, not after 10,000 nodes were brought up
+        args.warning = args.emergency_text.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        ap.error(f"--emergency-text: cannot read {args.emergency_text}: {err}")
+    if not args.warning:
+        ap.error(f"--emergency-text: {args.emergency_text} is empty")
     fanout.SHARE_VERIFIED = not args.verify_each
 
     def run(a) -> dict:
