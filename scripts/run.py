@@ -26,6 +26,7 @@ from pathlib import Path
 
 import requests
 import tomli_w
+from sqlalchemy import select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,6 +35,7 @@ from server.cli import init_instance  # noqa: E402
 from device_agent.config import local_copy  # noqa: E402
 from server.config import load_settings  # noqa: E402
 from server.files import write_atomic  # noqa: E402
+from server.models import Node, make_engine  # noqa: E402
 from server.mosquitto import (MosquittoProcess, TlsListener, ensure_tls_files,  # noqa: E402
                               free_port, port_open)
 
@@ -196,6 +198,7 @@ def _start_all(procs: list[tuple[str, subprocess.Popen]], broker: MosquittoProce
     wait_http(f"{base}/api/v1/openapi.json")
     if not state.get("demo_nodes"):
         provision_demo(base, password, state)
+    agents_from_ms = int(time.time() * 1000)
     for node_id in state["demo_nodes"]:
         d = AGENTS / node_id
         fix_agent_config(d / "agent.toml", state)
@@ -204,7 +207,33 @@ def _start_all(procs: list[tuple[str, subprocess.Popen]], broker: MosquittoProce
             py, "-m", "device_agent.launcher", "--config", str(d / "agent.toml"),
             "--state-dir", str(d / "state"), "--player", "file",
             "--sink-dir", str(d / "played")], logs / f"{node_id}.log")))
+    wait_nodes_online(state["demo_nodes"], agents_from_ms, logs)
     return base
+
+
+def wait_nodes_online(node_ids: list[str], since_ms: int, logs: Path,
+                      timeout: float = 60.0) -> None:
+    """Until the server has each demo node's "online" state from this start: an agent that has
+    not yet subscribed (its first connect, with no broker session) would miss a broadcast sent
+    now, and hear of it only by the dispatcher's re-send 30 s later. A node that does not come
+    up in time is named with its log, and the rest runs anyway."""
+    engine = make_engine(load_settings(INSTANCE).database_url)
+    query = select(Node.id, Node.online, Node.last_state).where(Node.id.in_(node_ids))
+    late = set(node_ids)
+    deadline = time.monotonic() + timeout
+    try:
+        while late and time.monotonic() < deadline:
+            with engine.connect() as conn:
+                up = {node_id for node_id, online, last in conn.execute(query)
+                      if online and (last or {}).get("ts", 0) >= since_ms}
+            late = set(node_ids) - up
+            if late:
+                time.sleep(0.2)
+    finally:
+        engine.dispose()
+    for node_id in sorted(late):
+        say(f"WARNING: demo node {node_id} is not online after {timeout:.0f} s; "
+            f"see {logs}/{node_id}.log")
 
 
 def _announce(base: str, password: str, state: dict, logs: Path) -> None:

@@ -55,6 +55,8 @@ def test_make_run_plays_a_bulletin_on_three_demo_nodes_and_stops_cleanly(tmp_pat
         h = _token(base, "mat-khau-demo")
         nodes = requests.get(f"{base}/api/v1/nodes", headers=h, timeout=10).json()["nodes"]
         assert len(nodes) == 3
+        # it says it runs once the nodes are up: a broadcast sent at once reaches all three
+        assert all(n["online"] for n in nodes), nodes
         areas = requests.get(f"{base}/api/v1/areas", headers=h, timeout=10).json()["areas"]
         ward = next(a for a in areas if a["kind"] == "ward" and a["code"] == "HP-LECHAN")
         created = time.monotonic()
