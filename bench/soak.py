@@ -528,12 +528,19 @@ def steady_programme(sysm: System, bulletin_id: int, area_id: int, first: float,
     until = dt.datetime.fromtimestamp(last, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     made = []
     for k in range(n_series):
+        # a series whose first slot would come after the last one the run allows is not
+        # made: the API refuses a rule with no occurrence (422)
+        first_slot = start + dt.timedelta(minutes=(k * every_min - start.minute) % period)
+        if first_slot.timestamp() > last:
+            print(f"series {k + 1} of {n_series} not made: its first slot, "
+                  f"{iso(first_slot)}, comes after the run's last", flush=True)
+            continue
         minutes = ",".join(str(m) for m in range(k * every_min, 60, period))
         rule = f"FREQ=HOURLY;BYMINUTE={minutes};BYSECOND=0;UNTIL={until}"
         bc = sysm.post("/api/v1/broadcasts", {
             "bulletin_id": bulletin_id, "targets": {"areas": [area_id]},
             "recurrence": rule, "start_at": iso(start)})
-        made.append({"id": bc["id"], "slot_at": iso(start), "rule": rule})
+        made.append({"id": bc["id"], "slot_at": iso(first_slot), "rule": rule})
     return made
 
 
@@ -697,6 +704,17 @@ def main() -> int:
                     "memory grew written to FILE every 4 samples; slow: short runs only")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
+    # the slots fall between --lead-s after the start and the grace, 30 s and the drain
+    # before its end, on whole minutes: room for at least one, or no programme to soak
+    room_s = args.minutes * 60 - args.lead_s - args.grace_s - 30
+    if args.programme == "steady" and room_s < 60 * (1 + args.slot_every_min):
+        ap.error(f"--minutes {args.minutes:g} leaves {max(room_s, 0):.0f} s for slots after "
+                 f"--lead-s {args.lead_s} and before --grace-s {args.grace_s} + 30 s; a slot "
+                 f"every {args.slot_every_min} min on whole minutes needs "
+                 f"{60 * (1 + args.slot_every_min)} s: give more --minutes or less --grace-s")
+    if args.programme == "growing" and room_s < 0:
+        ap.error(f"--minutes {args.minutes:g} leaves no time for a slot after --lead-s "
+                 f"{args.lead_s} and before --grace-s {args.grace_s} + 30 s")
     return run_and_report(args, lambda a: asyncio.run(bench(a)), report, BEGIN, END)
 
 
