@@ -18,6 +18,10 @@ from schedules.background import NICE, Background, PassFailed
 from tests.server.helpers import Clock, bridge_of, make_dispatcher, node_ids, state
 
 ROOT = Path(__file__).resolve().parents[2]
+# real processes (the pass child, dispatcher processes) and their start-up, up to 5 s a test:
+# end-to-end, as a test that needs the dispatcher's process is (README, Tests), so the fast
+# tier (-m "not e2e") leaves them to make test
+pytestmark = pytest.mark.e2e
 
 
 def _gone(pid: int, within_s: float) -> bool:
