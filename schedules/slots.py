@@ -290,29 +290,42 @@ def find_conflicts(existing: Mapping[str, Sequence[Slot]], new: Mapping[str, Seq
     Slots that have ended by `now` are ignored, and so are a broadcast's own earlier slots
     (an edit is not a conflict with itself). A new slot of higher priority preempts; with
     `override` every other overlap is allowed; otherwise it is a clash.
+
+    Nodes given the same sequence objects (a province's nodes under the same series) are
+    worked out once: sorting and searching 10,000 nodes' identical slots one node at a time
+    was most of an emergency's API call (0.2-0.6 s at 10,000 nodes, on the critical path).
     """
     now = require_aware(now, "now")
-    clashes: list[Clash] = []
-    preempts: list[Clash] = []
-    overridden: list[Clash] = []
+    found: tuple[list[Clash], list[Clash], list[Clash]] = ([], [], [])  # clash, preempt, over
+    outcomes: dict[tuple[int, int], list[tuple[int, Slot, Slot]]] = {}
     for node_id, new_slots in new.items():
-        current = sorted(s for s in existing.get(node_id, ()) if s.end_at > now)
-        if not current:
-            continue
-        starts = [s.start_at for s in current]
-        longest = max(s.end_at - s.start_at for s in current)
-        for slot in sorted(new_slots):
-            if slot.end_at <= now:
-                continue
-            for other in _overlapping(current, starts, longest, slot):
-                if other.broadcast_id == slot.broadcast_id:
-                    continue
-                clash = Clash(node_id, slot, other)
-                if slot.priority > other.priority:
-                    preempts.append(clash)
-                elif override:
-                    overridden.append(clash)
-                else:
-                    clashes.append(clash)
+        theirs = existing.get(node_id, ())
+        key = (id(theirs), id(new_slots))  # both alive in the mappings for the whole loop
+        outcome = outcomes.get(key)
+        if outcome is None:
+            outcome = outcomes[key] = _overlaps(theirs, new_slots, now, override)
+        for kind, slot, other in outcome:
+            found[kind].append(Clash(node_id, slot, other))
+    clashes, preempts, overridden = found
     return ConflictReport(tuple(clashes), tuple(preempts), tuple(overridden))
 
+
+def _overlaps(existing: Sequence[Slot], new_slots: Sequence[Slot], now: dt.datetime,
+              override: bool) -> list[tuple[int, Slot, Slot]]:
+    """One node's overlaps as (0 clash, 1 preempt or 2 overridden; new slot; existing slot),
+    in find_conflicts' order."""
+    current = sorted(s for s in existing if s.end_at > now)
+    if not current:
+        return []
+    starts = [s.start_at for s in current]
+    longest = max(s.end_at - s.start_at for s in current)
+    out: list[tuple[int, Slot, Slot]] = []
+    for slot in sorted(new_slots):
+        if slot.end_at <= now:
+            continue
+        for other in _overlapping(current, starts, longest, slot):
+            if other.broadcast_id == slot.broadcast_id:
+                continue
+            kind = 1 if slot.priority > other.priority else 2 if override else 0
+            out.append((kind, slot, other))
+    return out

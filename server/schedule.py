@@ -279,14 +279,25 @@ def conflicts(db: Session, default_tz: str, bc: Broadcast, *, now: dt.datetime,
            if (only is None or s.slot_id in only) and (not future_only or s.start_at >= now)]
     if not new or not targets:
         return ConflictReport()
-    existing: dict[str, list[Slot]] = {}
+    # the others' slots on each node, in the others' order; nodes that the same others reach
+    # share one list (find_conflicts works each distinct list out once: a province's nodes
+    # under the same series are one)
+    reaching: dict[str, list[int]] = {}
+    theirs: list[list[Slot]] = []
     for other in others:
         shared = reach.nodes(other) & targets
         if not shared:
             continue
-        theirs = slots(db, other, default_tz, now, window_to)
         for node_id in shared:
-            existing.setdefault(node_id, []).extend(theirs)
+            reaching.setdefault(node_id, []).append(len(theirs))
+        theirs.append(slots(db, other, default_tz, now, window_to))
+    lists: dict[tuple[int, ...], list[Slot]] = {}
+    existing: dict[str, list[Slot]] = {}
+    for node_id, which in reaching.items():
+        key = tuple(which)
+        if key not in lists:
+            lists[key] = [s for i in key for s in theirs[i]]
+        existing[node_id] = lists[key]
     return find_conflicts(existing, {n: new for n in sorted(targets)}, now=now,
                           override=override)
 

@@ -189,6 +189,19 @@ def test_a_new_daily_broadcast_against_a_ward_of_a_thousand_nodes():
     assert {c.existing.start_at for c in report.clashes} == {vn(2026, 1, 1, 17, 0)}
 
 
+def test_nodes_sharing_their_slots_get_the_same_clashes_as_nodes_with_their_own():
+    old = broadcast_slots(daily(1), vn(2026, 1, 1), vn(2026, 1, 3))
+    other = broadcast_slots(daily(3, recurrence="FREQ=DAILY;BYHOUR=9;BYMINUTE=0"),
+                            vn(2026, 1, 1), vn(2026, 1, 3))
+    new = broadcast_slots(daily(2), vn(2026, 1, 1), vn(2026, 1, 3))
+    shared = {"a": old, "b": old, "c": other, "d": old}  # one list object for a, b and d
+    own = {n: list(slots) for n, slots in shared.items()}  # a list of its own for each
+    report = find_conflicts(shared, {n: new for n in shared}, now=vn(2026, 1, 1))
+    assert report == find_conflicts(own, {n: list(new) for n in own}, now=vn(2026, 1, 1))
+    # the 6 a.m. and 5 p.m. slots of two days meet on a, b and d, never on c (9 a.m.)
+    assert [c.node_id for c in report.clashes] == ["a"] * 4 + ["b"] * 4 + ["d"] * 4
+
+
 def test_naive_times_are_refused():
     with pytest.raises(RecurrenceError):
         find_conflicts({}, {}, now=dt.datetime(2026, 1, 1))

@@ -108,6 +108,37 @@ def test_overlapping_series_on_one_node_is_a_conflict(ward):
     assert clash["slot"]["start_at"] == clash["existing"]["start_at"]
 
 
+def test_a_series_over_the_ward_clashes_only_on_the_nodes_whose_series_it_meets(ward):
+    """Nodes under different series are told apart, however many share each set of series."""
+    s = ward["s"]
+    east = s.area("Cụm 2", "LC-2", "cluster", ward["ward"]["id"])
+    west = s.area("Cụm 3", "LC-3", "cluster", ward["ward"]["id"])
+    east_nodes = [s.ok("POST", "/api/v1/nodes", json={"cluster_id": east["id"],
+                                                      "name": f"Loa đông {i}"})["id"]
+                  for i in range(3)]
+    west_nodes = [s.ok("POST", "/api/v1/nodes", json={"cluster_id": west["id"],
+                                                      "name": f"Loa tây {i}"})["id"]
+                  for i in range(2)]
+    body = {"bulletin_id": ward["bulletin"]["id"], "recurrence": "FREQ=DAILY;BYHOUR=6;BYMINUTE=0",
+            "start_at": tomorrow_at(6).isoformat()}
+    morning = s.ok("POST", "/api/v1/broadcasts", json={**body, "targets": {"areas": [east["id"]]}})
+    evening = {**body, "recurrence": "FREQ=DAILY;BYHOUR=18;BYMINUTE=0",
+               "start_at": tomorrow_at(18).isoformat()}
+    s.ok("POST", "/api/v1/broadcasts", json={**evening, "targets": {"areas": [west["id"]]}})
+    s.ok("POST", "/api/v1/broadcasts", json={**evening, "targets": {"nodes": [east_nodes[0]]},
+                                             "override": True})
+
+    # one slot over the whole ward, at the east's morning series
+    r = s.call("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": ward["bulletin"]["id"], "targets": {"areas": [ward["ward"]["id"]]},
+        "start_at": tomorrow_at(6).isoformat()})
+    assert r.status_code == 409, r.text
+    clashes = r.json()["error"]["clashes"]
+    assert sorted(c["node_id"] for c in clashes) == sorted(east_nodes)
+    assert {c["existing"]["broadcast_id"] for c in clashes} == {morning["id"]}
+    assert not set(west_nodes) & {c["node_id"] for c in clashes}
+
+
 def test_a_one_off_in_a_series_slot_is_a_conflict_too(ward):
     s = ward["s"]
     series(ward)
