@@ -297,14 +297,14 @@ def find_conflicts(existing: Mapping[str, Sequence[Slot]], new: Mapping[str, Seq
     """
     now = require_aware(now, "now")
     found: tuple[list[Clash], list[Clash], list[Clash]] = ([], [], [])  # clash, preempt, over
-    outcomes: dict[tuple[int, int], list[tuple[int, Slot, Slot]]] = {}
+    # by the two sequences' identity; each entry keeps them alive, so no id is reused
+    outcomes: dict[tuple[int, int], tuple[object, object, list[tuple[int, Slot, Slot]]]] = {}
     for node_id, new_slots in new.items():
         theirs = existing.get(node_id, ())
-        key = (id(theirs), id(new_slots))  # both alive in the mappings for the whole loop
-        outcome = outcomes.get(key)
-        if outcome is None:
-            outcome = outcomes[key] = _overlaps(theirs, new_slots, now, override)
-        for kind, slot, other in outcome:
+        key = (id(theirs), id(new_slots))
+        if key not in outcomes:
+            outcomes[key] = (theirs, new_slots, _overlaps(theirs, new_slots, now, override))
+        for kind, slot, other in outcomes[key][2]:
             found[kind].append(Clash(node_id, slot, other))
     clashes, preempts, overridden = found
     return ConflictReport(tuple(clashes), tuple(preempts), tuple(overridden))
