@@ -497,6 +497,14 @@ class System:
         self.broker.stop()
 
 
+def approved(sysm: System, title: str, category: str, text: str) -> dict:
+    """A bulletin written, submitted and approved through the API, as a ward's staff do: the
+    approved bulletin (its media rendered, ``duration_ms``)."""
+    made = sysm.post("/api/v1/bulletins", {"title": title, "category": category, "text": text})
+    sysm.post(f"/api/v1/bulletins/{made['id']}/submit", None)
+    return sysm.post(f"/api/v1/bulletins/{made['id']}/approve", None)
+
+
 def libpq_url(url: str) -> str:
     """A database URL as libpq (psycopg) takes it: without SQLAlchemy's driver name."""
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
@@ -676,10 +684,7 @@ async def bench(args) -> dict:
         await raw.connect("127.0.0.1", sysm.mqtt_port, user, user, password, clean=True)
         # every node holds its first desired state before anything is measured
         await wait_for(lambda: all(nd.desired_version for nd in nodes), 120, 0.1)
-        bulletin = sysm.post("/api/v1/bulletins", {"title": "Thông báo thử", "category": "other",
-                                                   "text": "Ủy ban nhân dân phường thông báo."})
-        sysm.post(f"/api/v1/bulletins/{bulletin['id']}/submit", None)
-        sysm.post(f"/api/v1/bulletins/{bulletin['id']}/approve", None)
+        bulletin = approved(sysm, "Thông báo thử", "other", "Ủy ban nhân dân phường thông báo.")
         await asyncio.sleep(2)
         results: dict = {"fanout": {}, "spread": {}, "rebuild": []}
         seq = 0

@@ -62,7 +62,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from fanout import (DB_ERRORS, Mqtt, Recorder, SimNode, System, connect_ro,  # noqa: E402
+from fanout import (DB_ERRORS, Mqtt, Recorder, SimNode, System, approved,  # noqa: E402
+                    connect_ro,
                     in_thread, libpq_url, machine, pct, raise_fd_limit, run_and_report,
                     stored_time, uptime, wait_for)
 import fanout  # noqa: E402
@@ -625,14 +626,6 @@ def sys_series(samples: list[tuple[float, str, str]], topic: str) -> list[int]:
 def stored_by(curve: list[tuple[float, int]], t: float) -> int:
     """The last count ``curve`` holds at time ``t`` (0 before its first)."""
     return max((n for when, n in curve if when <= t), default=0)
-
-
-def approved(sysm: System, title: str, category: str, text: str) -> dict:
-    """A bulletin written, submitted and approved through the API, as a ward's staff do: the
-    approved bulletin (its media rendered, ``duration_ms``)."""
-    made = sysm.post("/api/v1/bulletins", {"title": title, "category": category, "text": text})
-    sysm.post(f"/api/v1/bulletins/{made['id']}/submit", None)
-    return sysm.post(f"/api/v1/bulletins/{made['id']}/approve", None)
 
 
 def fmt_ms(v: float | None) -> str:

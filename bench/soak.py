@@ -59,7 +59,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from fanout import (Mqtt, Recorder, System, connect_ro, in_thread, machine,  # noqa: E402
+from fanout import (Mqtt, Recorder, System, approved, connect_ro, in_thread,  # noqa: E402
+                    machine,
                     raise_fd_limit, run_and_report, uptime, wait_for)
 from load import (Counters, LoadNode, connect_all, count, iso, open_files, rss_kb,  # noqa: E402
                   sys_watch)
@@ -69,6 +70,9 @@ BEGIN, END = "<!-- bench/soak.py:begin -->", "<!-- bench/soak.py:end -->"
 # their open files follow the nodes connected (a socket each): fitted net of those
 NET_OF_CONNECTED = ("broker", "load tool")
 LATE_S = 60  # a slot learnt of later than this is skipped, reason late (docs/protocol.md)
+# the run's last slot comes the grace and this long before its end: time for the slot itself
+# and the drain before the report
+LAST_SLOT_MARGIN_S = 30
 # Memory is flat when its slope over the second half and over the last third are both under
 # this: 5 MiB an hour is 120 MiB a day, a week to fill a spare GiB (a small server's margin)
 # and a few times what a 30-minute run can resolve (RSS moves by 1-2 MiB between samples as
@@ -379,11 +383,7 @@ async def bench(args) -> dict:
         for i, node in enumerate(live):
             node.telemetry_every(args.telemetry_s, args.telemetry_s * i / len(live))
         await wait_for(lambda: all(nd.desired_version for nd in live), 300, 0.2)
-        bulletin = sysm.post("/api/v1/bulletins", {"title": "Thông báo thử bền",
-                                                   "category": "other",
-                                                   "text": "Ủy ban nhân dân tỉnh thông báo."})
-        sysm.post(f"/api/v1/bulletins/{bulletin['id']}/submit", None)
-        sysm.post(f"/api/v1/bulletins/{bulletin['id']}/approve", None)
+        bulletin = approved(sysm, "Thông báo thử bền", "other", "Ủy ban nhân dân tỉnh thông báo.")
 
         sys_seen: list[tuple[float, str, str]] = []
         watcher = await sys_watch(sysm, sys_seen, tuple(SYS_BROKER.values()))
@@ -397,8 +397,7 @@ async def bench(args) -> dict:
             nd.horizon_s = max(nd.horizon_s, until - t0 + 600)
         out["window_from"] = iso(dt.datetime.fromtimestamp(t0, dt.UTC))
         grace = args.grace_s if args.grace_s is not None else 300
-        # the last slot leaves time for its end, the grace and the drain before the report
-        last_slot = until - grace - 30
+        last_slot = until - grace - LAST_SLOT_MARGIN_S
         flaky = [asyncio.create_task(nd.flaky(until, args.drop_mean_s,
                                               (args.offline_min_s, args.offline_max_s)))
                  for nd in live]
@@ -704,17 +703,18 @@ def main() -> int:
                     "memory grew written to FILE every 4 samples; slow: short runs only")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
-    # the slots fall between --lead-s after the start and the grace, 30 s and the drain
-    # before its end, on whole minutes: room for at least one, or no programme to soak
-    room_s = args.minutes * 60 - args.lead_s - args.grace_s - 30
+    # the slots fall between --lead-s after the start and the last slot bench() allows, on
+    # whole minutes: room for at least one, or no programme to soak
+    room_s = args.minutes * 60 - args.lead_s - args.grace_s - LAST_SLOT_MARGIN_S
     if args.programme == "steady" and room_s < 60 * (1 + args.slot_every_min):
         ap.error(f"--minutes {args.minutes:g} leaves {max(room_s, 0):.0f} s for slots after "
-                 f"--lead-s {args.lead_s} and before --grace-s {args.grace_s} + 30 s; a slot "
+                 f"--lead-s {args.lead_s} and before --grace-s {args.grace_s} + "
+                 f"{LAST_SLOT_MARGIN_S} s; a slot "
                  f"every {args.slot_every_min} min on whole minutes needs "
                  f"{60 * (1 + args.slot_every_min)} s: give more --minutes or less --grace-s")
     if args.programme == "growing" and room_s < 0:
         ap.error(f"--minutes {args.minutes:g} leaves no time for a slot after --lead-s "
-                 f"{args.lead_s} and before --grace-s {args.grace_s} + 30 s")
+                 f"{args.lead_s} and before --grace-s {args.grace_s} + {LAST_SLOT_MARGIN_S} s")
     return run_and_report(args, lambda a: asyncio.run(bench(a)), report, BEGIN, END)
 
 

@@ -108,7 +108,7 @@ def test_overlapping_series_on_one_node_is_a_conflict(ward):
     assert clash["slot"]["start_at"] == clash["existing"]["start_at"]
 
 
-def test_a_series_over_the_ward_clashes_only_on_the_nodes_whose_series_it_meets(ward):
+def test_a_slot_over_the_ward_clashes_only_on_the_nodes_whose_series_it_meets(ward):
     """Nodes under different series are told apart, however many share each set of series."""
     s = ward["s"]
     east = s.area("Cụm 2", "LC-2", "cluster", ward["ward"]["id"])
