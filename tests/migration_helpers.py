@@ -65,23 +65,32 @@ def audit_head_row(engine: Engine) -> tuple:
         return tuple(conn.execute(text("SELECT id, last_id, last_hash FROM audit_head")).one())
 
 
-# each process imports first, then waits for the go file, so their init_db calls overlap
+# each process imports first, says so (its ready file), then waits for the go file, so their
+# init_db calls overlap
 _STARTER = """
 import os, sys, time
 from server.models import init_db, make_engine
+open(sys.argv[3], "w").close()
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.005)
 init_db(make_engine(sys.argv[1]))
 """
+READY_S = 60.0
 
 
 def init_at_once(url: str, folder: Path, processes: int = 3) -> list[tuple[int, str]]:
     """Run init_db on ``url`` in several processes at the same moment, as the web server and
-    the dispatcher do when started together; each process's (exit code, stderr)."""
+    the dispatcher do when started together; each process's (exit code, stderr). The moment
+    comes once every process has imported the server (and is ready), not after a guess."""
     go = folder / "go"
-    starters = [subprocess.Popen([sys.executable, "-c", _STARTER, url, str(go)],
+    ready = [folder / f"ready-{i}" for i in range(processes)]
+    starters = [subprocess.Popen([sys.executable, "-c", _STARTER, url, str(go), str(mark)],
                                  cwd=Path(__file__).resolve().parents[1],
-                                 stderr=subprocess.PIPE, text=True) for _ in range(processes)]
-    time.sleep(0.5)
+                                 stderr=subprocess.PIPE, text=True) for mark in ready]
+    deadline = time.monotonic() + READY_S
+    while not all(mark.exists() for mark in ready):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in starters), \
+            [(p.poll(), p.stderr.read() if p.poll() is not None else "") for p in starters]
+        time.sleep(0.005)
     go.touch()
     return [(p.wait(60), p.stderr.read()) for p in starters]

@@ -146,6 +146,7 @@ def test_none_amplifier_needs_no_gpio_library(monkeypatch):
     assert isinstance(make_amplifier(AmpConfig(kind="none")), RecordingAmplifier)
 
 
+@pytest.mark.e2e  # the agent as a process of its own (README, Tests)
 def test_agent_with_a_missing_chip_stops_at_start_with_the_key_named(tmp_path):
     """The real binding on this machine (it has no GPIO chip): the agent's command line exits 2
     and says which key is wrong."""

@@ -128,6 +128,7 @@ def test_a_hung_worker_is_not_alive(make_node, monkeypatch):
     assert h.agent.alive()
 
 
+@pytest.mark.e2e  # the agent as a process of its own (README, Tests)
 def test_the_agent_process_says_ready_then_pings_the_watchdog(notify_socket, tmp_path):
     """`loa-agent` as systemd runs it: READY=1 once started (connected or not: a node without
     its network still plays its schedule), then WATCHDOG=1, then STOPPING=1 on SIGTERM."""

@@ -1,10 +1,11 @@
 """Schema migrations on SQLite (server/migrations): the revisions build exactly what the models
 declare, a database made before migrations is adopted with its rows, a second start changes
-nothing, and two programs starting at once migrate once. PostgreSQL: tests/test_postgres.py."""
+nothing, and two programs starting at once migrate once. PostgreSQL: tests/e2e/test_postgres.py."""
 from __future__ import annotations
 
 import threading
 
+import pytest
 from sqlalchemy import func, select, text
 
 from server import audit
@@ -76,6 +77,7 @@ def test_a_second_init_changes_nothing(tmp_path):
     engine.dispose()
 
 
+@pytest.mark.e2e  # processes of their own, as the web server's and the dispatcher's (README, Tests)
 def test_web_server_and_dispatcher_starting_at_once_on_one_file_migrate_once(tmp_path):
     assert init_at_once(f"sqlite:///{tmp_path}/loa.db", tmp_path) == [(0, "")] * 3
     engine = _engine(tmp_path)
