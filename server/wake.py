@@ -21,6 +21,8 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from .files import write_atomic
+
 log = logging.getLogger(__name__)
 PORT_FILE = "dispatcher.wake"
 
@@ -79,9 +81,7 @@ class Listener:
         self._thread = threading.Thread(target=self._run, name="dispatcher-wake", daemon=True)
 
     def start(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(str(self.port), encoding="ascii")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, str(self.port), mode=0o644)  # the web reads it
         self._thread.start()
 
     def _run(self) -> None:
