@@ -72,7 +72,9 @@ def _groups_in_node_ids(items) -> None:
     """Each test's ``xdist_group`` in its node id (``...::test@group``), where pytest-xdist's
     scheduler looks for it, as its worker means to put it: that worker sets ``Node._nodeid``,
     which pytest 9.2 no longer reads (the id is ``Node._id``), so every group was ignored and
-    a group's tests went to any worker, each building the module's fixtures again."""
+    a group's tests went to any worker, each building the module's fixtures again. Upstream:
+    pytest-dev/pytest-xdist#1386 (open in December 2026), its fix #1388: once a release of
+    pytest-xdist has it, this goes."""
     for item in items:
         names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
                         for m in item.iter_markers("xdist_group")})
