@@ -29,13 +29,13 @@ import threading
 import time
 import tomllib
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from device_agent import __version__  # noqa: E402
 from server.config import Settings  # noqa: E402
+from server.models import Node  # noqa: E402
 from server.mosquitto import MosquittoFiles, MosquittoProcess, free_port  # noqa: E402
 from server.nodes import AGENT_STATE_DIR, agent_config  # noqa: E402
 from tests.agent_harness import MediaServer, NodeHarness  # noqa: E402
@@ -365,14 +365,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with timings.step("Mosquitto on the host (loopback), the media, the node's account"):
             broker = start_broker(work)
-            print(f"   mosquitto pid {broker.process.proc.pid} port {broker.port}")
+            print(f"   mosquitto pid {broker.process.pid} port {broker.port}")
             make_media(work / "media")
             media = MediaServer(work / "media")
             h = NodeHarness(broker, work, media, node=NODE)
             s = Settings(topic_prefix=broker.prefix, node_mqtt_host=broker.host,
                          node_mqtt_port=broker.port, node_telemetry_s=5)
             keys = [{"kid": h.signer.kid, "public_key": h.signer.public_key}]
-            node = SimpleNamespace(id=NODE, name="Pi root check")
+            node = Node(id=NODE, name="Pi root check")  # as provisioned, never stored
             answer = OneTimeAnswer({"id": NODE, "mqtt": {"host": broker.host,
                                                          "port": broker.port,
                                                          "username": NODE,

@@ -187,7 +187,7 @@ def _start_all(procs: list[tuple[str, subprocess.Popen]], broker: MosquittoProce
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     broker.start()  # with its open-files limit raised for a province's nodes
     say(f"mosquitto on 127.0.0.1:{state['mqtt_port']}, TLS for nodes on "
-        f"127.0.0.1:{state['mqtt_tls_port']} (CA {tls.ca_cert}; pid {broker.proc.pid})")
+        f"127.0.0.1:{state['mqtt_tls_port']} (CA {tls.ca_cert}; pid {broker.pid})")
     if broker.open_files is not None:
         say(("" if broker.open_files.enough else "WARNING: ") + broker.open_files.message)
     procs.append(("web", spawn("web", [py, "-m", "server", "--instance", str(INSTANCE),

@@ -443,6 +443,13 @@ class MosquittoProcess:
     def conf_path(self) -> Path:
         return Path(self.directory) / "mosquitto.conf"
 
+    @property
+    def pid(self) -> int:
+        """The running broker's PID (a RuntimeError before ``start`` or after ``stop``)."""
+        if self.proc is None:
+            raise RuntimeError("mosquitto is not running")
+        return self.proc.pid
+
     def start(self, timeout: float = 10.0) -> None:
         d = Path(self.directory)
         (d / "data").mkdir(parents=True, exist_ok=True)
