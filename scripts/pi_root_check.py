@@ -39,7 +39,7 @@ from server.models import Node  # noqa: E402
 from server.mosquitto import MosquittoFiles, MosquittoProcess, free_port  # noqa: E402
 from server.nodes import AGENT_STATE_DIR, agent_config  # noqa: E402
 from tests.agent_harness import MediaServer, NodeHarness  # noqa: E402
-from tests.conftest import TestBroker  # noqa: E402
+from tests.brokers import TestBroker  # noqa: E402
 
 INSTALL_DIR = "/tmp/loa-install"       # in the root: hardware/, the wheel, the wheelhouse
 NOTIFY = "/run/loa-notify.sock"        # in the root: systemd's notify socket, played by us

@@ -9,11 +9,9 @@ import copy
 import functools
 import gc
 import os
-import secrets
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -22,10 +20,9 @@ from werkzeug.routing import Rule
 from werkzeug.security import generate_password_hash
 
 import server.auth
-
-from server.mosquitto import (MosquittoFiles, MosquittoProcess, TlsListener, ensure_tls_files,
-                              free_port, mosquitto_binary, password_hash)
+from server.mosquitto import MosquittoProcess
 from tests import database
+from tests.brokers import start_broker, stop_later
 from tests.fuzz_budget import FAST_EXAMPLES, FAST_PROFILE
 from tests.render_cache import RunRenders, render_through
 
@@ -207,69 +204,6 @@ def render_each_input_once(_renders, monkeypatch):
 
 
 
-@dataclass
-class TestBroker:
-    """A running Mosquitto with the project's config; accounts can be added while it runs."""
-
-    process: MosquittoProcess
-    files: MosquittoFiles
-    server_user: str = "loa-server"
-    server_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
-    accounts: dict = field(default_factory=dict)
-    nodes: dict = field(default_factory=dict)
-    host: str = "127.0.0.1"
-    ca_file: str = ""  # the test CA, when the broker has a TLS listener
-
-    @property
-    def port(self) -> int:
-        return self.process.port
-
-    @property
-    def tls_port(self) -> int:
-        return self.process.tls.port if self.process.tls else 0
-
-    @property
-    def prefix(self) -> str:
-        return self.files.prefix
-
-    def write(self) -> None:
-        accounts = dict(self.accounts)
-        accounts[self.server_user] = password_hash(self.server_password)
-        self.files.write(accounts, self.server_user, self.nodes)
-
-    def add_node(self, node: str, password: str, groups=()) -> None:
-        """Give a node its account and ACL, then make the running broker re-read them."""
-        self.accounts[node] = password_hash(password)
-        self.nodes[node] = list(groups)
-        self.write()
-        assert self.files.reload()
-
-
-def _broker(tmp_path, tls: bool):
-    try:
-        mosquitto_binary()
-    except RuntimeError as err:
-        pytest.fail(str(err))
-    from tests.system import ADDRESS_IN_USE, START_TRIES
-    directory = tmp_path / "mosquitto"
-    files = MosquittoFiles(directory)
-    made = ensure_tls_files(tmp_path / "tls", ["127.0.0.1", "localhost"]) if tls else None
-    tries = 1
-    while True:  # on other ports when one picked was taken before Mosquitto bound it
-        listener = TlsListener(free_port(), made.cert, made.key, "127.0.0.1") if made else None
-        process = MosquittoProcess(directory, free_port(), tls=listener)
-        tb = TestBroker(process, files, ca_file=str(made.ca_cert) if made else "")
-        tb.write()
-        try:
-            process.start()
-        except RuntimeError as err:
-            if ADDRESS_IN_USE not in str(err) or tries == START_TRIES:
-                raise
-            tries += 1
-        else:
-            return tb
-
-
 @pytest.fixture(scope="session")
 def _stopping_brokers():
     """Brokers told to stop (SIGTERM) at the end of their test, waited for at the end of the
@@ -281,26 +215,19 @@ def _stopping_brokers():
         process.stop()
 
 
-def _stop_later(tb: TestBroker, stopping: list[MosquittoProcess]) -> None:
-    proc = tb.process.proc
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-    stopping.append(tb.process)
-
-
 @pytest.fixture
 def broker(tmp_path, _stopping_brokers):
-    tb = _broker(tmp_path, tls=False)
+    tb = start_broker(tmp_path, tls=False)
     yield tb
-    _stop_later(tb, _stopping_brokers)
+    stop_later(tb, _stopping_brokers)
 
 
 @pytest.fixture
 def tls_broker(tmp_path, _stopping_brokers):
     """The project's broker with its TLS listener for nodes too, on a test CA (tmp_path/tls)."""
-    tb = _broker(tmp_path, tls=True)
+    tb = start_broker(tmp_path, tls=True)
     yield tb
-    _stop_later(tb, _stopping_brokers)
+    stop_later(tb, _stopping_brokers)
 
 
 @pytest.fixture

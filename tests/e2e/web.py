@@ -22,7 +22,7 @@ from playwright.sync_api import (Browser, BrowserContext, Page, Playwright, expe
 
 from server.auth import ROLES
 from server.cli import main as cli
-from tests.conftest import _broker, _stop_later
+from tests.brokers import start_broker, stop_later
 from tests.system import ADMIN_PASSWORD, ROOT, System
 
 CHROMIUM = "/usr/bin/chromium"
@@ -60,7 +60,7 @@ def web_system(request, tmp_path_factory, _stopping_brokers):
     (``web_system.users[role]``, password PASSWORD; ``admin`` is the instance's own). A module
     may set ``WEB_SETTINGS`` (a dict) for its server's settings."""
     tmp = tmp_path_factory.mktemp("web")
-    tb = _broker(tmp, tls=False)
+    tb = start_broker(tmp, tls=False)
     s = System(tmp, tb, **getattr(request.module, "WEB_SETTINGS", {}))
     province = s.area("Thành phố Đà Nẵng", "DN", "province")
     s.ward = s.area("Phường Hải Châu 1", "DN-HC1", "ward", province["id"])
@@ -75,7 +75,7 @@ def web_system(request, tmp_path_factory, _stopping_brokers):
         s.users[role] = (name, PASSWORD)
     yield s
     s.stop()
-    _stop_later(tb, _stopping_brokers)
+    stop_later(tb, _stopping_brokers)
 
 
 @dataclass
