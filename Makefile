@@ -57,6 +57,7 @@ test-fast: deps $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --no-warn-unused-configs bench
 
 deps:
 	@scripts/install-deps.sh

@@ -70,7 +70,7 @@ class Province(Bench):
         engine = make_engine(self.settings.database_url, self.settings.database_busy_timeout_s)
         self.sessions = make_sessionmaker(engine, actor="dispatcher")
 
-    def build(self) -> dict:  # type: ignore[override]
+    def build(self) -> dict:
         from schedules.dispatcher import Dispatcher
         from server.keys import active_signing_key
         t0 = time.monotonic()
@@ -158,8 +158,9 @@ def node_messages(prov: Province, built: dict) -> list[tuple[str, str, list[tupl
     prefix = prov.settings.topic_prefix
     rng = random.Random(10)
     with prov.sessions() as db:
-        cmd_of = dict(db.execute(select(Delivery.node_id, Delivery.command_id).where(
-            Delivery.broadcast_id == built["emergency"])).all())
+        cmd_of = {node: cmd for node, cmd in db.execute(
+            select(Delivery.node_id, Delivery.command_id).where(
+                Delivery.broadcast_id == built["emergency"])) if cmd is not None}
         bodies = {c.id: c.body for c in db.scalars(select(Command).where(
             Command.id.in_(set(cmd_of.values()))))}
         slots = {r.node_id: r for r in db.scalars(select(SlotDelivery).where(

@@ -475,7 +475,7 @@ class System:
         time.sleep(0.5)
         return user, password
 
-    def post(self, path: str, body: dict | None) -> dict:
+    def post(self, path: str, body: dict | list | None) -> dict:
         http = getattr(self.local, "http", None)
         if http is None:  # one session per thread: provisioning runs a few at once
             http = self.local.http = requests.Session()

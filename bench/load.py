@@ -288,7 +288,8 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         observer_priority()
         con = connect_ro(self.db)
-        tel0 = ev0 = None
+        tel0: int | None = None
+        ev0 = 0
         sent0 = (0, 0)
         while not self.stop_flag.wait(self.every):
             children = process_children()
@@ -466,7 +467,7 @@ async def bench(args) -> dict:
     rec, counters = Recorder(), Counters()
     sampler = Sampler({"web": sysm.procs[0].pid, "dispatcher": sysm.procs[1].pid,
                        **{f"bridge {n}": proc.pid for n, proc in enumerate(sysm.procs[2:], 1)},
-                       "broker": sysm.broker.proc.pid, "load tool": os.getpid()},
+                       "broker": sysm.broker.pid, "load tool": os.getpid()},
                       sysm.db, counters)
     sampler.start()
     try:

@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import cast
 from urllib.parse import urljoin, urlsplit
 
 HERE = Path(__file__).resolve().parent
@@ -158,7 +159,7 @@ class Bench:
         return n, time.monotonic() - t0
 
     def _history(self, first_day: dt.date) -> dict:
-        from sqlalchemy import update
+        from sqlalchemy import Table, update
 
         from server.models import Alert, Event, Node, PlayLog, Telemetry, TelemetryHourly
         h = History(self.args, self.data, first_day)
@@ -168,7 +169,7 @@ class Bench:
         out["raw_nodes"] = min(self.args.raw_nodes, len(self.data["nodes"]))
         out["raw"], out["raw_s"] = self._insert(Telemetry.__table__, h.raw())
         # the fleet's present: most online and reporting, some offline, a few playing now
-        table = Node.__table__
+        table = cast(Table, Node.__table__)  # declarative: always a Table
         with self.engine.begin() as conn:
             for node, values in h.present():
                 conn.execute(update(table).where(table.c.id == node).values(**values))
@@ -460,7 +461,7 @@ def wire(url: str) -> dict:
 
 
 def serve(app, port: int):
-    from waitress import create_server
+    from waitress.server import create_server
     server = create_server(app, host="127.0.0.1", port=port, threads=4, ident="LoaPhuong")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -574,6 +575,7 @@ def main() -> int:
             paths = [(label, path) for label, path in paths if label in args.only.split(",")]
         rendered = renders(bench.app, paths, args.renders)
         port = urlsplit(bench.url).port
+        assert port is not None  # the bench's own http://127.0.0.1:PORT
         # its loop runs in a daemon thread until the process ends: closing waitress under its
         # running loop only makes that loop fail on the closed descriptors
         serve(bench.app, port)

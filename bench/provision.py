@@ -78,7 +78,7 @@ class Fleet:
                 "lat": 20.8 + (i % 1000) / 10000, "lon": 106.6 + (i // 1000) / 1000}
 
     def singles(self, n: int) -> dict:
-        broker_pid = self.sysm.broker.proc.pid
+        broker_pid = self.sysm.broker.pid
         cpu0, times = cpu_seconds(broker_pid), []
         for _ in range(n):
             t = time.monotonic()
@@ -98,8 +98,8 @@ class Fleet:
     def csv(self, n: int) -> float:
         lines = ["name,cluster,latitude,longitude"]
         for _ in range(n):
-            r = self.row()
-            lines.append(f"{r['name']},{r['cluster_id']},{r['lat']},{r['lon']}")
+            row = self.row()
+            lines.append(f"{row['name']},{row['cluster_id']},{row['lat']},{row['lon']}")
         http = self.sysm.http
         t = time.monotonic()
         r = http.post(f"{self.sysm.url}/api/v1/nodes/import", timeout=600,
@@ -143,7 +143,8 @@ def bench(args) -> dict:
         fleet = Fleet(sysm, clusters)
         out["singles"].append(fleet.singles(args.singles))
         print(f"singles at 0: {out['singles'][-1]}", flush=True)
-        bulk_total, last = 0.0, []
+        bulk_total = 0.0
+        last: list[dict] = []
         half = args.nodes // 2
         while fleet.count < args.nodes:
             n = min(args.batch, args.nodes - fleet.count)

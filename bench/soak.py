@@ -316,8 +316,9 @@ def db_duplicates(db: Path | str) -> dict:
 
 
 # what the node did with a slot -> the report's judgements that agree with it
-AGREES = {"completed": {("aired", None)}, "skipped": {("missed", "late")},
-          None: {("missed", "no_report")}}
+AGREES: dict[str | None, set[tuple[str, str | None]]] = {
+    "completed": {("aired", None)}, "skipped": {("missed", "late")},
+    None: {("missed", "no_report")}}
 
 
 def account(items: list[dict], nodes: dict[str, SoakNode]) -> dict:
@@ -388,7 +389,7 @@ async def bench(args) -> dict:
         sys_seen: list[tuple[float, str, str]] = []
         watcher = await sys_watch(sysm, sys_seen, tuple(SYS_BROKER.values()))
         sampler = Sampler({"web": sysm.procs[0].pid, "dispatcher": sysm.procs[1].pid,
-                           "broker": sysm.broker.proc.pid, "load tool": os.getpid()},
+                           "broker": sysm.broker.pid, "load tool": os.getpid()},
                           nodes, args.sample_s, sys_seen)
         sampler.start()
         t0 = time.time()

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -80,9 +81,9 @@ def machine() -> dict:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        ram = f"{kb / 1024 / 1024:.1f} GiB"
-    except (OSError, AttributeError):
+        found = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+        ram = f"{int(found.group(1)) / 1024 / 1024:.1f} GiB" if found else "unknown"
+    except OSError:
         ram = "unknown"
 
     def first_line(argv):
@@ -105,7 +106,7 @@ def run(repeats: int) -> dict:
     results = {}
     for label, path in TEXTS.items():
         text = path.read_text(encoding="utf-8")
-        row = {"words": len(text.split()), "chars": len(text)}
+        row: dict[str, Any] = {"words": len(text.split()), "chars": len(text)}
         for chime in ("none", "both"):
             settings = AudioSettings(chime=chime)
             totals, stage_runs, hits, last = [], [], [], None
@@ -115,6 +116,7 @@ def run(repeats: int) -> dict:
                 stage_runs.append(out.timings)
                 hits += hit_times
                 last = out
+            assert last is not None  # repeats >= 1 (main)
             row[chime] = {
                 "total_s": statistics.median(totals), "max_s": max(totals),
                 "stages": {s: statistics.median(r.get(s, 0.0) for r in stage_runs)
@@ -208,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--write-docs", action="store_true")
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
     for tool in ("espeak-ng", "ffmpeg"):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed", file=sys.stderr)
