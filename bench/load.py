@@ -63,9 +63,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from fanout import (DB_ERRORS, Mqtt, Recorder, SimNode, System, approved,  # noqa: E402
-                    connect_ro,
-                    in_thread, libpq_url, machine, pct, raise_fd_limit, run_and_report,
-                    stored_time, uptime, wait_for)
+                    connect_ro, in_thread, libpq_url, machine, pct, raise_fd_limit,
+                    run_and_report, stored_time, uptime, wait_for)
 import fanout  # noqa: E402
 from provision import Fleet  # noqa: E402
 

@@ -60,8 +60,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from fanout import (Mqtt, Recorder, System, approved, connect_ro, in_thread,  # noqa: E402
-                    machine,
-                    raise_fd_limit, run_and_report, uptime, wait_for)
+                    machine, raise_fd_limit, run_and_report, uptime, wait_for)
 from load import (Counters, LoadNode, connect_all, count, iso, open_files, rss_kb,  # noqa: E402
                   sys_watch)
 from provision import Fleet  # noqa: E402
