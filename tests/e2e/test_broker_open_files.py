@@ -28,9 +28,22 @@ def test_the_broker_child_runs_with_the_raised_open_files_limit(tmp_path):
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     try:
-        assert broker.proc is not None and broker.open_files is not None
-        assert _open_files_limit(broker.proc.pid)[0] == wanted + BROKER_OWN_FILES
+        assert broker.open_files is not None
+        assert _open_files_limit(broker.pid)[0] == wanted + BROKER_OWN_FILES
         assert broker.open_files.enough and "5000 wanted" in broker.open_files.message
         assert f"max_connections {wanted}" in broker.conf_path.read_text()
     finally:
         broker.stop()
+
+
+def test_a_brokers_pid_is_there_only_while_it_runs(tmp_path):
+    broker = MosquittoProcess(tmp_path / "mosquitto", free_port())
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = broker.pid
+    broker.start()
+    try:
+        assert (Path("/proc") / str(broker.pid) / "exe").resolve().name == "mosquitto"
+    finally:
+        broker.stop()
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = broker.pid
