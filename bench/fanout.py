@@ -31,6 +31,7 @@ import os
 import platform
 import resource
 import secrets
+import socket
 import sqlite3
 import statistics
 import struct
@@ -384,6 +385,35 @@ class SimNode:
 
 # --- the bench side: a running system, provisioned through its API ------------------------------
 
+def accepted(port: int, username: str, password: str) -> bool:
+    """One MQTT 3.1.1 CONNECT; whether the broker answers CONNACK 0 (no project imports)."""
+    def s(v: str) -> bytes:
+        b = v.encode()
+        return struct.pack("!H", len(b)) + b
+    body = s("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 30) + s(username) + s(username) + \
+        s(password)
+    length, n = b"", len(body)
+    while True:
+        byte, n = n % 128, n // 128
+        length += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            break
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"\x10" + length + body)
+        reply = sock.recv(4)
+        return len(reply) == 4 and reply[0] == 0x20 and reply[3] == 0
+
+
+def wait_accepted(port: int, username: str, password: str, timeout: float = 60.0) -> float:
+    """Seconds until the broker takes ``username``'s password (a reload reaches it)."""
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        if accepted(port, username, password):
+            return time.monotonic() - t
+        time.sleep(0.01)
+    raise RuntimeError(f"{username} not accepted by the broker within {timeout} s")
+
+
 class System:
     """Mosquitto, web (waitress) and dispatcher as `make run` starts them, in a temp folder."""
 
@@ -472,7 +502,8 @@ class System:
             f.write(f"\nuser {user}\ntopic write {PREFIX}/groups/#\n"
                     + ("topic read $SYS/#\n" if read_sys else ""))
         MosquittoFiles(d).reload()
-        time.sleep(0.5)
+        # the broker reads both files at one reload: once it takes the password, the ACL too
+        wait_accepted(self.mqtt_port, user, password)
         return user, password
 
     def post(self, path: str, body: dict | list | None) -> dict:

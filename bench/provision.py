@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import socket
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -34,37 +32,9 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from fanout import (System, cpu_seconds, machine, pct, raise_fd_limit,  # noqa: E402
-                    run_and_report)
+                    run_and_report, wait_accepted)
 
 BEGIN, END = "<!-- bench/provision.py:begin -->", "<!-- bench/provision.py:end -->"
-
-
-def accepted(port: int, username: str, password: str) -> bool:
-    """One MQTT 3.1.1 CONNECT; whether the broker answers CONNACK 0 (no project imports)."""
-    def s(v: str) -> bytes:
-        b = v.encode()
-        return struct.pack("!H", len(b)) + b
-    body = s("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 30) + s(username) + s(username) + \
-        s(password)
-    length, n = b"", len(body)
-    while True:
-        byte, n = n % 128, n // 128
-        length += bytes([byte | (0x80 if n else 0)])
-        if not n:
-            break
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(b"\x10" + length + body)
-        reply = sock.recv(4)
-        return len(reply) == 4 and reply[0] == 0x20 and reply[3] == 0
-
-
-def wait_accepted(port: int, answer: dict, timeout: float = 60.0) -> float:
-    t = time.monotonic()
-    while time.monotonic() - t < timeout:
-        if accepted(port, answer["id"], answer["mqtt"]["password"]):
-            return time.monotonic() - t
-        time.sleep(0.01)
-    raise RuntimeError(f"{answer['id']} not accepted by the broker within {timeout} s")
 
 
 class Fleet:
@@ -158,7 +128,8 @@ def bench(args) -> dict:
             if fleet.count == half:
                 out["singles"].append(fleet.singles(args.singles))
                 print(f"singles at {half}: {out['singles'][-1]}", flush=True)
-        out["accept_s"] = wait_accepted(sysm.mqtt_port, last[-1])
+        out["accept_s"] = wait_accepted(sysm.mqtt_port, last[-1]["id"],
+                                        last[-1]["mqtt"]["password"])
         out["bulk_total_s"] = bulk_total
         out["singles"].append(fleet.singles(args.singles))
         print(f"singles at {fleet.count - args.singles}: {out['singles'][-1]}", flush=True)
