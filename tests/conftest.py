@@ -62,7 +62,7 @@ def pytest_collection_modifyitems(config, items):
 try:  # pytest 9.2's node id type (private API): where pytest-xdist's group must go (below)
     from _pytest.nodeid import NodeId
 except ImportError:  # another pytest: its ids as they are (the groups may then be ignored)
-    NodeId = None
+    NodeId = None  # type: ignore[misc,assignment]
 
 
 def _groups_in_node_ids(items) -> None:

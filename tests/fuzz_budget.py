@@ -14,7 +14,7 @@ MIN_EXAMPLES = 2
 
 def examples(full: int) -> int:
     """``full`` under the default profile; in proportion (at least 2) under a smaller one."""
-    current = settings.default.max_examples
+    current = settings().max_examples  # a settings object takes the loaded profile's values
     if current >= FULL:
         return full
     return max(MIN_EXAMPLES, full * current // FULL)

@@ -21,7 +21,9 @@ from server.models import Base
 
 
 def head() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    current = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert current is not None, "the migrations have no head"
+    return current
 
 
 def upgrade_from_empty(engine: Engine) -> None:
@@ -88,9 +90,14 @@ def init_at_once(url: str, folder: Path, processes: int = 3) -> list[tuple[int, 
                                  cwd=Path(__file__).resolve().parents[1],
                                  stderr=subprocess.PIPE, text=True) for mark in ready]
     deadline = time.monotonic() + READY_S
+
+    def errors(p: subprocess.Popen) -> str:
+        assert p.stderr is not None
+        return p.stderr.read()
+
     while not all(mark.exists() for mark in ready):
         assert time.monotonic() < deadline and all(p.poll() is None for p in starters), \
-            [(p.poll(), p.stderr.read() if p.poll() is not None else "") for p in starters]
+            [(p.poll(), errors(p) if p.poll() is not None else "") for p in starters]
         time.sleep(0.005)
     go.touch()
-    return [(p.wait(60), p.stderr.read()) for p in starters]
+    return [(p.wait(60), errors(p)) for p in starters]

@@ -59,10 +59,18 @@ class LinkProxy:
         self.delay_s, self.jitter_s, self.loss = delay_s, jitter_s, loss
 
     def cut(self) -> None:
-        self._loop.call_soon_threadsafe(lambda: self._up and self._up.clear())
+        self._loop.call_soon_threadsafe(self._link, False)
 
     def restore(self) -> None:
-        self._loop.call_soon_threadsafe(lambda: self._up and self._up.set())
+        self._loop.call_soon_threadsafe(self._link, True)
+
+    def _link(self, up: bool) -> None:  # in the loop's thread
+        if self._up is None:
+            return
+        if up:
+            self._up.set()
+        else:
+            self._up.clear()
 
     def _hold_s(self) -> float:
         held = max(0.0, self._rng.uniform(self.delay_s - self.jitter_s,
@@ -165,7 +173,7 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     for line in out.splitlines():
         parts = line.split()
         if "inet" in parts:
-            nets.append(ipaddress.ip_interface(parts[parts.index("inet") + 1]).network)
+            nets.append(ipaddress.IPv4Interface(parts[parts.index("inet") + 1]).network)
     return nets
 
 
@@ -219,7 +227,7 @@ class NetnsNode:
 def _free_slash30(rng: random.Random, taken: list[ipaddress.IPv4Network]
                   ) -> ipaddress.IPv4Network:
     for _ in range(1000):
-        net = ipaddress.ip_network(f"10.{rng.randrange(64, 250)}.{rng.randrange(256)}."
+        net = ipaddress.IPv4Network(f"10.{rng.randrange(64, 250)}.{rng.randrange(256)}."
                                    f"{rng.randrange(64) * 4}/30")
         if not any(net.overlaps(t) for t in taken):
             return net

@@ -220,9 +220,9 @@ class System:
         self.token = template.token if template is not None and self.copied \
             else self.login("admin", ADMIN_PASSWORD)
         self.prepared: Any = None  # what make_app(prepare=...) made in it (tests/conftest.py)
-        self.dispatcher = None
-        self.bridge = None
-        self.transport = None
+        self.dispatcher: Dispatcher | None = None
+        self.bridge: Bridge | None = None
+        self.transport: MqttTransport | None = None
         self.agents: list[subprocess.Popen] = []
         self.processes: list[subprocess.Popen] = []  # python -m schedules, started by a test
         if start_dispatcher:
@@ -231,20 +231,21 @@ class System:
     def start_dispatcher(self) -> None:
         s = self.settings
         sessions = self.app.extensions["db_sessions"]
-        self.transport = MqttTransport(s.mqtt_host, s.mqtt_port, s.mqtt_username, s.mqtt_password,
-                                       client_id=s.mqtt_username,  # the broker forces it
-                                       connect=False)  # as python -m schedules: subscribed first
-        self.bridge = Bridge(sessions, self.transport, s.topic_prefix,
+        self.transport = transport = MqttTransport(
+            s.mqtt_host, s.mqtt_port, s.mqtt_username, s.mqtt_password,
+            client_id=s.mqtt_username,  # the broker forces it
+            connect=False)  # as python -m schedules: subscribed first
+        self.bridge = Bridge(sessions, transport, s.topic_prefix,
                              limits=BridgeLimits.from_settings(s), tz=s.timezone)
         self.bridge.start()
-        self.transport.connect()
-        assert self.transport.wait_connected(10), "dispatcher could not connect to the broker"
+        transport.connect()
+        assert transport.wait_connected(10), "dispatcher could not connect to the broker"
         # the bridge's subscriptions confirmed (their log lines written) before a test goes on
-        assert self.transport.wait_subscribed(10), "the broker did not confirm the bridge's " \
+        assert transport.wait_subscribed(10), "the broker did not confirm the bridge's " \
             "subscriptions"
         kid, key = load_signing_key(s.signing_key_file)
-        self.dispatcher = Dispatcher(s, sessions, self.transport, key, kid)
-        self.dispatcher.start(interval_s=0.2)
+        self.dispatcher = dispatcher = Dispatcher(s, sessions, transport, key, kid)
+        dispatcher.start(interval_s=0.2)
 
     def start_process(self, name: str, module: str, *args: str) -> subprocess.Popen:
         """A real server process (``python -m {module} --instance …``) on this instance and

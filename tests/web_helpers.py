@@ -15,6 +15,14 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
+def found(pattern: str, text: str) -> str:
+    """The first group of ``pattern``'s first match in ``text`` (a page, a header); fails the
+    test, naming the pattern, where nothing matches."""
+    match = re.search(pattern, text)
+    assert match, f"nothing matches {pattern!r}"
+    return match.group(1)
+
+
 def login_form(http: requests.Session, url: str, username: str, password: str,
                **params) -> requests.Response:
     """Fill in and send the login page's form, as a person at the browser does."""

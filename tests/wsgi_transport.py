@@ -64,7 +64,7 @@ class WsgiAdapter(BaseAdapter):
         resp.raw = _Raw(raw_headers)
         resp.url = request.url
         resp.request = request
-        resp.connection = self
+        resp.connection = self  # type: ignore[assignment]  # what answered it, as requests does
         extract_cookies_to_jar(resp.cookies, request, resp.raw)
         return resp
 

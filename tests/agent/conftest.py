@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import device_agent.agent
+import device_agent.player
 import device_agent.selftest
 from tests.agent import captures
 from tests.agent_harness import NodeHarness
@@ -37,7 +38,7 @@ def _make_tones_once(_tones, monkeypatch):
         return path
 
     monkeypatch.setattr(device_agent.agent, "make_tone",
-                        functools.partial(once, device_agent.agent.make_tone))
+                        functools.partial(once, device_agent.player.make_tone))
     monkeypatch.setattr(device_agent.selftest, "make_sequence",
                         functools.partial(once, device_agent.selftest.make_sequence))
 

@@ -13,7 +13,7 @@ import pytest
 from device_agent.amp import AmpError, RecordingAmplifier
 from device_agent.media import MediaCache, MediaError
 from device_agent.player import (AplayPlayer, Cancel, FfplayPlayer, FileSinkPlayer, MpvPlayer,
-                                 PlayRequest, make_player, make_tone)
+                                 PlayOutcome, PlayRequest, make_player, make_tone)
 
 
 def request(path, item_id="item-1", volume=70, duration_ms=None):
@@ -22,7 +22,7 @@ def request(path, item_id="item-1", volume=70, duration_ms=None):
 
 
 def play_in_thread(player, req, cancel):
-    result = {}
+    result: dict[str, PlayOutcome] = {}
     t = threading.Thread(target=lambda: result.setdefault("outcome", player.play(req, cancel)))
     t.start()
     return t, result

@@ -168,6 +168,7 @@ def test_installed_agent_plays_a_signed_command_from_a_real_broker(agent_venv, b
                              "--log-level", "WARNING"],
                             cwd=h.dir, env=clean_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
+    assert proc.stderr is not None
     try:
         online = h.wait_message(lambda t, v: t == h.topic("state") and v.get("online") is True)
         assert online, proc.stderr.read().decode() if proc.poll() is not None else "not online"

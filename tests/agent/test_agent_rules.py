@@ -41,7 +41,7 @@ def test_idle_node_starts_best_item_by_priority_then_arrival():
 
 def test_higher_priority_preempts_what_plays():
     step = plan(NOW, cmd("low", 3), [cmd("high", 5, seq=2)], quiet=False)
-    assert step.start.item_id == "high" and step.preempt
+    assert step.start is not None and step.start.item_id == "high" and step.preempt
 
 
 @pytest.mark.parametrize("playing,arriving", [(3, 3), (5, 3), (9, 9)])
@@ -53,7 +53,7 @@ def test_equal_or_lower_priority_waits_and_emergency_never_preempts_emergency(pl
 def test_item_whose_media_is_not_ready_does_not_start():
     step = plan(NOW, None, [cmd("a", 5), cmd("b", 3, seq=2)], quiet=False,
                 ready=lambda i: i.item_id != "a")
-    assert step.start.item_id == "b"
+    assert step.start is not None and step.start.item_id == "b"
 
 
 def test_future_start_waits_and_sets_wake_time():

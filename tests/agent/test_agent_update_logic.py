@@ -50,20 +50,26 @@ def test_a_switch_that_never_completed_is_rolled_back():
     assert d.rollback and "did not complete" in d.reason
 
 
+def pending_of(r: Releases) -> Pending:
+    found = r.pending()
+    assert found is not None, "no release is pending"
+    return found
+
+
 def test_rollback_restores_the_previous_version_and_leaves_the_outcome_to_report(tmp_path):
     r = Releases(tmp_path)
     for v in ("1.0", "2.0"):
         r.path(v).mkdir()
     r.set_current("2.0")
     r.write_pending(pending())
-    r.rollback(r.pending(), "crashed")
+    r.rollback(pending_of(r), "crashed")
     assert r.current() == "1.0" and r.pending() is None
     assert r.failed() == {"2.0"}
     assert r.outcome() == {"cmd_id": "c1", "version": "2.0", "reason": "rolled_back",
                            "detail": "crashed"}
     # back to the installed package when there was no earlier release
     r.write_pending(pending(version="3.0", previous=None))
-    r.rollback(r.pending(), "crashed")
+    r.rollback(pending_of(r), "crashed")
     assert r.current() is None
 
 

@@ -20,6 +20,7 @@ def test_bulletins_join_into_one_broadcast_ready_file(tmp_path, fmt):
     pipeline = Pipeline(store, build_chain(["espeak"]), settings)
     one = pipeline.render_text("Phường thông báo lịch tiêm chủng cho trẻ em.")
     two = pipeline.render_text("Bà con giữ gìn vệ sinh môi trường khu phố.")
+    assert one.stored is not None and two.stored is not None
     paths = [one.stored.path, two.stored.path]
     stored, duration_ms = concat_media(paths, settings, store)
     assert stored.path.is_file() and stored.path.suffix == f".{fmt}"

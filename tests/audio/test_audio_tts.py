@@ -220,7 +220,9 @@ def test_an_engine_can_be_added_by_name():
     register_engine("counting-espeak", lambda **kw: CountingEngine(EspeakEngine(**kw)))
     chain = build_chain(["counting-espeak"], options={"counting-espeak": {"speed_wpm": 170}})
     speech = chain.speak("Xin chào.")
-    assert speech.engine == "espeak" and chain.engines[0].calls == 1
+    counting = chain.engines[0]
+    assert isinstance(counting, CountingEngine)
+    assert speech.engine == "espeak" and counting.calls == 1
     with pytest.raises(ValueError, match="unknown TTS engine 'nope'.*espeak"):
         create_engine("nope")
 

@@ -109,7 +109,7 @@ def test_accepted_upload_is_stored_once(files, media):
     first = p.render_upload(files["flac"])
     again = p.render_upload(files["flac"])
     assert first.sha256 == again.sha256
-    assert media_files(media) == [first.stored.path]
+    assert first.stored is not None and media_files(media) == [first.stored.path]
 
 
 def test_default_limits_are_50_mb_and_30_minutes():

@@ -183,6 +183,7 @@ def test_cli_reads_a_ward_lexicon(tmp_path):
 def test_cli_answers_each_line_before_the_next_arrives():
     proc = subprocess.Popen([sys.executable, "-m", "audio.normalize"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, encoding="utf-8", cwd=ROOT)
+    assert proc.stdin is not None and proc.stdout is not None
     try:
         for line, expected in (("Có 21 hộ", "Có hai mươi mốt hộ"), ("", ""),
                                ("15 km", "mười lăm ki lô mét")):

@@ -32,6 +32,7 @@ def test_agent_process_goes_online_then_offline_by_last_will_on_sigkill(broker, 
                                                                         media_server):
     h = NodeHarness(broker, tmp_path, media_server)
     proc = spawn(h)
+    assert proc.stderr is not None
     try:
         online = state_since(h, 0, True)
         assert online, proc.stderr.read().decode() if proc.poll() is not None else "not online"

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -76,23 +77,32 @@ def build_wheels(base: Path, versions: tuple[str, ...]) -> None:
         assert build.returncode == 0, err.decode()[-3000:]
 
 
+@dataclass
+class ServedReleases:
+    """The wheels in ``dist``, served at ``url``."""
+    dist: Path
+    url: str
+
+    def wheel(self, version: str) -> Path:
+        (wheel,) = self.dist.glob(f"loaphuong_agent-{version}-*.whl")
+        return wheel
+
+    def __call__(self, version: str) -> dict:
+        """The signed body's ``media`` object for ``version``."""
+        wheel = self.wheel(version)
+        data = wheel.read_bytes()
+        return {"sha256": hashlib.sha256(data).hexdigest(), "url": f"{self.url}/{wheel.name}",
+                "bytes": len(data)}
+
+
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory):
     """The good, the broken and the silent release, served over HTTP: ``media(version)`` is
     the signed body's ``media`` object."""
     base = tmp_path_factory.mktemp("releases")
     build_wheels(base, (GOOD, BROKEN, SILENT))
-    served = base / "dist"
-    server = MediaServer(served)
-
-    def media(version: str) -> dict:
-        (wheel,) = served.glob(f"loaphuong_agent-{version}-*.whl")
-        data = wheel.read_bytes()
-        return {"sha256": hashlib.sha256(data).hexdigest(),
-                "url": f"{server.base}/{wheel.name}", "bytes": len(data)}
-
-    media.wheel = lambda version: next(served.glob(f"loaphuong_agent-{version}-*.whl"))
-    yield media
+    server = MediaServer(base / "dist")
+    yield ServedReleases(base / "dist", server.base)
     server.close()
 
 
@@ -115,6 +125,7 @@ class Node:
 
     def why(self) -> str:
         if self.proc is not None and self.proc.poll() is not None:
+            assert self.proc.stderr is not None
             return self.proc.stderr.read().decode()[-3000:]
         return "the node did not go online"
 

@@ -1,6 +1,7 @@
 """The worker's log stays quiet at idle: a line per scheduler tick filled 63 MiB a day."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 
@@ -24,12 +25,16 @@ def worker_logging():
 
 
 def test_an_idle_dispatcher_writes_no_log_line_per_tick(system, worker_logging, caplog):
-    ticks = []
+    ticks: list[dt.datetime] = []
     job = system.dispatcher.scheduler.get_job("tick")
     caplog.clear()  # the system started with its subscriptions confirmed (and logged)
     # twenty ticks of an idle dispatcher (0.2 s apart): nothing to send, nothing to say
-    system.wait(lambda: ticks.append(job.next_run_time) or len(set(ticks)) > 20,
-                timeout=30, what="twenty dispatcher ticks")
+
+    def twenty_ticks() -> bool:
+        ticks.append(job.next_run_time)
+        return len(set(ticks)) > 20
+
+    system.wait(twenty_ticks, timeout=30, what="twenty dispatcher ticks")
     noisy = [r for r in caplog.records if r.levelno >= logging.INFO]
     assert noisy == [], [f"{r.name}: {r.getMessage()}" for r in noisy]
 

@@ -72,7 +72,9 @@ def _alarms(s: System, node_id: str, code: str) -> list[Event]:
 
 def _step_s(alarm: Event) -> int:
     """The seconds a ``clock_jump`` alarm says the clock stepped."""
-    return int(re.search(r"by (\d+) s", alarm.payload["detail"]).group(1))
+    match = re.search(r"by (\d+) s", alarm.payload["detail"])
+    assert match, f"no offset in the alarm's detail: {alarm.payload['detail']!r}"
+    return int(match.group(1))
 
 
 def _at(when: float) -> dt.datetime:

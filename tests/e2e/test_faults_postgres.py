@@ -79,7 +79,8 @@ def test_postgres_gone_for_seconds_loses_nothing_sends_nothing_twice_and_the_web
         bc, slot, timed, timed_at = series_and_timed_broadcast(s, node["id"], b["id"], at)
         plays = lambda bc_id: [p for p in played_events(sink)  # noqa: E731
                                if p["item_id"] == f"bc-{bc_id}"]
-        assert _get(web_url, "/api/v1/nodes", s.token).status_code == 200
+        nodes = _get(web_url, "/api/v1/nodes", s.token)
+        assert nodes is not None and nodes.status_code == 200
         # playing now: received before the database goes, its `finished` ack and `played`
         # event sent while it is gone
         now = s.ok("POST", "/api/v1/broadcasts", json={"bulletin_id": long["id"],

@@ -19,6 +19,7 @@ def _start(var: Path, port: int, env_extra: dict) -> tuple[subprocess.Popen, lis
     env = {**os.environ, "LOA_VAR": str(var), "LOA_PORT": str(port), **env_extra}
     proc = subprocess.Popen([sys.executable, "scripts/run.py"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

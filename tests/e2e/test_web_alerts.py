@@ -4,7 +4,9 @@ it on their own phone (nothing reaches the node before), and a technician sees a
 alert on the dashboard within a minute of its agent stopping, without a reload, and
 acknowledges it."""
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 from playwright.sync_api import expect
 
@@ -17,7 +19,7 @@ WAIT_MS = 30_000
 WEB_SETTINGS = {"alert_offline_after_s": 5, "alert_eval_s": 1}
 
 
-def _node_with_agent(system, name: str) -> tuple[dict, object, object]:
+def _node_with_agent(system, name: str) -> tuple[dict, subprocess.Popen, Path]:
     node = system.ok("POST", "/api/v1/nodes", json={"cluster_id": system.cluster["id"],
                                                     "name": name})
     proc, sink = system.start_agent(node)

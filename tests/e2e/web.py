@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import (Browser, BrowserContext, Page, Playwright, expect,
-                                 sync_playwright)
+from playwright.sync_api import (Browser, BrowserContext, Page, Playwright, ViewportSize,
+                                 expect, sync_playwright)
 
 from server.auth import ROLES
 from server.cli import main as cli
@@ -26,7 +28,8 @@ from tests.brokers import start_broker, stop_later
 from tests.system import ADMIN_PASSWORD, ROOT, System
 
 CHROMIUM = "/usr/bin/chromium"
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 360, "height": 740}}
+SIZES: dict[str, ViewportSize] = {"desktop": {"width": 1280, "height": 800},
+                                  "phone": {"width": 360, "height": 740}}
 SCREENS = ROOT / "test-output" / "screens"
 PASSWORD = "mat-khau-e2e-123"
 TIMEOUT_MS = 20_000
@@ -34,14 +37,14 @@ WAIT_MS = 30_000  # for what the running system does behind a page (speech, a br
 
 
 @pytest.fixture(scope="session")
-def playwright() -> Playwright:
+def playwright() -> Iterator[Playwright]:
     pw = sync_playwright().start()
     yield pw
     pw.stop()
 
 
 @pytest.fixture(scope="session")
-def chromium(playwright) -> Browser:
+def chromium(playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.fail("Debian's chromium is needed: run `make test-deps`")
     browser = playwright.chromium.launch(
@@ -53,6 +56,13 @@ def chromium(playwright) -> Browser:
     browser.close()
 
 
+class WebSystem(System):
+    """A running server with a ward, one of its clusters, and a user of every role."""
+    ward: dict[str, Any]
+    cluster: dict[str, Any]
+    users: dict[str, tuple[str, str]]  # role: (username, password)
+
+
 @pytest.fixture(scope="module")
 def web_system(request, tmp_path_factory, _stopping_brokers):
     """One running server (web over HTTP, dispatcher, bridge, a real Mosquitto) for the whole
@@ -61,7 +71,7 @@ def web_system(request, tmp_path_factory, _stopping_brokers):
     may set ``WEB_SETTINGS`` (a dict) for its server's settings."""
     tmp = tmp_path_factory.mktemp("web")
     tb = start_broker(tmp, tls=False)
-    s = System(tmp, tb, **getattr(request.module, "WEB_SETTINGS", {}))
+    s = WebSystem(tmp, tb, **getattr(request.module, "WEB_SETTINGS", {}))
     province = s.area("Thành phố Đà Nẵng", "DN", "province")
     s.ward = s.area("Phường Hải Châu 1", "DN-HC1", "ward", province["id"])
     s.cluster = s.area("Cụm loa chợ Hàn", "DN-HC1-1", "cluster", s.ward["id"])
@@ -131,7 +141,7 @@ class Web:
         page.click("button[type=submit]")
         page.wait_for_url(lambda url: "/login" not in url)
 
-    def page(self, system: System, role: str, size: str = "desktop") -> Page:
+    def page(self, system: WebSystem, role: str, size: str = "desktop") -> Page:
         """A page logged in as ``system``'s user of ``role``, on its dashboard."""
         page = self.new_page(size, system)
         self.login(page, *system.users[role])

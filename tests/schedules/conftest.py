@@ -5,6 +5,7 @@ import pytest
 from server.bridge import Bridge, BridgeLimits
 from tests.schedules.helpers import NodeBridge
 from tests.system import preparation
+from tests.transports import NoTransport
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +38,7 @@ def app_only(make_app, request):
 def bridge_setup(app_only):
     """A ward with one provisioned node and a bridge over the app's database, driven directly:
     (the app, the bridge, the node's id)."""
-    bridge = Bridge(app_only.app.extensions["db_sessions"], None,
+    bridge = Bridge(app_only.app.extensions["db_sessions"], NoTransport(),
                     app_only.settings.topic_prefix, limits=BridgeLimits())
     return app_only, bridge, app_only.prepared
 

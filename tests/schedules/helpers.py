@@ -12,6 +12,7 @@ from device_agent.protocol import make_event
 from server.bridge import Bridge
 from server.models import Area, Base, Event, Node, init_db, make_engine, make_sessionmaker
 from tests import database
+from tests.transports import NoTransport
 
 PREFIX = "loa/v1"
 NODE = "loa-cho"
@@ -35,7 +36,7 @@ class NodeBridge:
             db.add(Node(id=NODE, cluster_id=area.id, name="Loa chợ", mqtt_password_hash="x"))
             db.commit()
         # handle() only reads the database; the transport is used by start() alone.
-        self.bridge = Bridge(self.sessions, None, PREFIX)
+        self.bridge = Bridge(self.sessions, NoTransport(), PREFIX)
         self.valid_sent = 0
 
     def send(self, kind: str, payload: bytes) -> None:
@@ -48,7 +49,7 @@ class NodeBridge:
 
     def events(self) -> int:
         with self.sessions() as db:
-            return db.scalar(select(func.count()).select_from(Event))
+            return db.execute(select(func.count()).select_from(Event)).scalar_one()
 
     def valid_event_is_still_stored(self) -> None:
         before = self.events()

@@ -17,8 +17,9 @@ HALF_HOUR = dt.timedelta(minutes=30)
 NEWS = Content(ContentKind.BULLETIN, 7)
 
 
-def at(zone: ZoneInfo, *args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=zone)
+def at(zone: dt.tzinfo, year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+       second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=zone)
 
 
 def six_daily(tz: str, start: dt.datetime,

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from server.bridge import Bridge, BridgeLimits
 from server.models import Event, Node
+from tests.transports import NoTransport
 
 TS = 1764000000000
 
@@ -18,7 +19,7 @@ def _setup(app_only):
     ids = [app_only.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"],
                                                       "name": f"Loa {n}"})["id"]
            for n in "AB"]
-    bridge = Bridge(app_only.app.extensions["db_sessions"], None,
+    bridge = Bridge(app_only.app.extensions["db_sessions"], NoTransport(),
                     app_only.settings.topic_prefix, limits=BridgeLimits())
     return bridge, ids
 

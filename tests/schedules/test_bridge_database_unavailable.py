@@ -8,13 +8,13 @@ import logging
 import sqlite3
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
 
 from server.bridge import Bridge, BridgeLimits
 from server.models import Event, Node, Telemetry
+from tests.transports import SubscribeOnly
 
 TS = 1764000000000
 
@@ -24,8 +24,8 @@ def _setup(make_app):
     ward = s.area("Phường Phú Hội", "PH", "ward")
     cluster = s.area("Cụm 1", "PH-1", "cluster", ward["id"])
     node = s.ok("POST", "/api/v1/nodes", json={"cluster_id": cluster["id"], "name": "Loa A"})
-    bridge = Bridge(s.app.extensions["db_sessions"], SimpleNamespace(subscribe=lambda *a, **k: 0),
-                    s.settings.topic_prefix, limits=BridgeLimits())
+    bridge = Bridge(s.app.extensions["db_sessions"], SubscribeOnly(), s.settings.topic_prefix,
+                    limits=BridgeLimits())
     return s, bridge, node["id"]
 
 

@@ -23,6 +23,7 @@ def send(bridge, node_id, kind, payload):
 
 def recorded_tools(argv):
     """The tools of a Pi on 4G with a weak supply, as recorded (None: not installed)."""
+    name: str | None
     if argv[0] == "mmcli":
         name = "mmcli-signal-lte.json" if "--signal-get" in argv else "mmcli-modem-searching.json"
     else:

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from server.bridge import Bridge, BridgeLimits
 from server.models import Event, Node, Telemetry
+from tests.transports import NoTransport
 
 TS = 1764000000000
 
@@ -41,8 +42,9 @@ def count(system, model, node_id) -> int:
 def two_bridges(bridge_setup):
     """Two bridges over the same database, as two workers of a shared group are."""
     system, _, node_id = bridge_setup
-    one, two = (Bridge(system.app.extensions["db_sessions"], None, system.settings.topic_prefix,
-                       limits=BridgeLimits(), shared_group="loa") for _ in range(2))
+    one, two = (Bridge(system.app.extensions["db_sessions"], NoTransport(),
+                       system.settings.topic_prefix, limits=BridgeLimits(), shared_group="loa")
+                for _ in range(2))
     return system, one, two, node_id
 
 
@@ -68,7 +70,9 @@ def test_telemetry_sent_before_the_last_will_does_not_bring_the_node_back_online
     record(two, [msg(two, node_id, "telemetry", {"v": 1, "ts": TS + 1000})], batched)
     assert system.ok("GET", f"/api/v1/nodes/{node_id}")["online"] is False
     # it comes back: a new online state, then telemetry after it
-    back = node_row(system, node_id).last_state["ts"] + 5000
+    last_state = node_row(system, node_id).last_state
+    assert last_state is not None
+    back = last_state["ts"] + 5000
     record(one, [msg(one, node_id, "state", {"v": 1, "online": True, "ts": back})], batched)
     record(two, [msg(two, node_id, "telemetry", {"v": 1, "ts": back + 1})], batched)
     assert system.ok("GET", f"/api/v1/nodes/{node_id}")["online"] is True

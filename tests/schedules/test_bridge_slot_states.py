@@ -17,6 +17,7 @@ from server.bridge import Bridge
 from server.keys import load_signing_key
 from server.models import Node, SlotDelivery
 from tests.server.helpers import Statements
+from tests.transports import NoTransport
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 
@@ -37,7 +38,7 @@ def ward(app_only):
     bc = s.ok("POST", "/api/v1/broadcasts", json={
         "bulletin_id": b["id"], "targets": {"areas": [ward["id"]]},
         "recurrence": "FREQ=DAILY;BYHOUR=6;BYMINUTE=0", "start_at": tomorrow_at(6).isoformat()})
-    bridge = Bridge(s.app.extensions["db_sessions"], None, s.settings.topic_prefix,
+    bridge = Bridge(s.app.extensions["db_sessions"], NoTransport(), s.settings.topic_prefix,
                     tz=s.settings.timezone)
     return {"s": s, "nodes": nodes, "bc": bc, "sha": b["sha256"], "bridge": bridge,
             "cluster": cluster, "slot": slot_id(bc["id"], tomorrow_at(6))}
@@ -46,7 +47,7 @@ def ward(app_only):
 def build_desired(s, at: dt.datetime) -> None:
     """The dispatcher's desired-state pass, its clock at ``at`` (no broker: nothing is sent)."""
     kid, key = load_signing_key(s.settings.signing_key_file)
-    Dispatcher(s.settings, s.app.extensions["db_sessions"], None, key, kid,
+    Dispatcher(s.settings, s.app.extensions["db_sessions"], NoTransport(), key, kid,
                clock=lambda: int(at.timestamp() * 1000)).refresh_desired()
 
 

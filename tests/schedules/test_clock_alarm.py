@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from server.bridge import Bridge, BridgeLimits
+from tests.transports import NoTransport
 
 TS = 1764000000000
 
@@ -21,8 +22,8 @@ def setup(app_only):
 
 
 def bridge_for(system, **limits):
-    return Bridge(system.app.extensions["db_sessions"], None, system.settings.topic_prefix,
-                  limits=BridgeLimits(**limits))
+    return Bridge(system.app.extensions["db_sessions"], NoTransport(),
+                  system.settings.topic_prefix, limits=BridgeLimits(**limits))
 
 
 def send(bridge, node_id, kind, payload):

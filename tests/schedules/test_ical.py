@@ -11,8 +11,9 @@ from schedules.slots import (BroadcastSpec, Content, ContentKind, Override, Prio
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
-def vn(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=VN)
+def vn(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+       second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=VN)
 
 
 SPEC = BroadcastSpec(4, vn(2026, 1, 1), dt.timedelta(minutes=30), Priority.NORMAL,

@@ -16,8 +16,9 @@ D = dt.date
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
-def vn(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=VN)
+def vn(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+       second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=VN)
 
 
 # Tết (lunar 1/1) in Vietnam. 1968, 1985, 2007 and 2030 differ from the Chinese calendar

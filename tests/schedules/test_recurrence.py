@@ -19,8 +19,9 @@ VN = ZoneInfo(DEFAULT_TZ)
 NY = ZoneInfo("America/New_York")
 
 
-def vn(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=VN)
+def vn(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+       second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=VN)
 
 
 def local(values: list[dt.datetime], tz: dt.tzinfo = VN) -> list[str]:

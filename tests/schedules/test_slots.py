@@ -18,8 +18,9 @@ NEWS = Content(ContentKind.BULLETIN, 7)
 MORNING = Content(ContentKind.PROGRAMME, 3)
 
 
-def vn(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=VN)
+def vn(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+       second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=VN)
 
 
 def daily(broadcast_id: int = 1, **changes: object) -> BroadcastSpec:

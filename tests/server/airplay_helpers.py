@@ -9,6 +9,7 @@ import uuid
 
 from server.bridge import Bridge
 from tests.server.helpers import TZ
+from tests.transports import NoTransport
 
 NOW = dt.datetime.now(TZ).replace(microsecond=0)
 SIX = dt.datetime.combine(NOW.date() - dt.timedelta(days=3), dt.time(6), TZ)  # 3 days ago
@@ -31,7 +32,7 @@ def report(s, query="", **kw):
 
 
 def event(s, node_id, **fields):
-    bridge = Bridge(s.app.extensions["db_sessions"], None, s.settings.topic_prefix,
+    bridge = Bridge(s.app.extensions["db_sessions"], NoTransport(), s.settings.topic_prefix,
                     tz=s.settings.timezone)
     bridge.handle(f"{s.settings.topic_prefix}/nodes/{node_id}/events", json.dumps({
         "v": 1, "id": str(uuid.uuid4()), "ts": ms(NOW), **fields}).encode())

@@ -17,6 +17,8 @@ from server.keys import load_signing_key
 from server.models import Node, from_ms, now_ms
 from server.transport import Transport
 
+from tests.transports import NoTransport
+
 PASSWORD = "mat-khau-123"
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
 
@@ -52,7 +54,7 @@ class Recorder(Transport):
         self.sent: list[tuple[str, str]] = []
         self.published: list[tuple[str, str, bool]] = []
 
-    def publish(self, topic, payload, qos=1, retain=False):
+    def publish(self, topic, payload, qos=1, retain=False, timeout=10.0):
         self.sent.append((topic, payload))
         self.published.append((topic, payload, retain))
         return True
@@ -84,11 +86,12 @@ def make_dispatcher(s, clock: Clock) -> Dispatcher:
 def desired_pass(s) -> None:
     """The dispatcher's desired-state pass over the app's database (no broker here)."""
     kid, key = load_signing_key(s.settings.signing_key_file)
-    Dispatcher(s.settings, s.app.extensions["db_sessions"], None, key, kid).refresh_desired()
+    Dispatcher(s.settings, s.app.extensions["db_sessions"], NoTransport(), key,
+               kid).refresh_desired()
 
 
 def bridge_of(s) -> Bridge:
-    return Bridge(s.app.extensions["db_sessions"], None, s.settings.topic_prefix,
+    return Bridge(s.app.extensions["db_sessions"], NoTransport(), s.settings.topic_prefix,
                   limits=BridgeLimits())
 
 

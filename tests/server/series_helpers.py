@@ -12,6 +12,7 @@ from schedules.dispatcher import Dispatcher
 from server.bridge import Bridge
 from server.keys import load_signing_key
 from tests.server.helpers import TZ, ward_with_a_node
+from tests.transports import NoTransport
 
 
 def ward_with_a_bulletin(s) -> dict:
@@ -42,7 +43,7 @@ def dispatcher(s, at: dt.datetime):
     """The dispatcher over the app's database, its clock at ``at``; only its desired-state pass
     runs here (nothing is published: there is no broker)."""
     kid, key = load_signing_key(s.settings.signing_key_file)
-    return Dispatcher(s.settings, s.app.extensions["db_sessions"], None, key, kid,
+    return Dispatcher(s.settings, s.app.extensions["db_sessions"], NoTransport(), key, kid,
                       clock=lambda: int(at.timestamp() * 1000))
 
 
@@ -52,7 +53,7 @@ def desired(s, node_id):
 
 def played(s, node_id, slot, sha256, result="completed"):
     """A node's ``played`` event for a desired-state slot, through the bridge."""
-    bridge = Bridge(s.app.extensions["db_sessions"], None, s.settings.topic_prefix,
+    bridge = Bridge(s.app.extensions["db_sessions"], NoTransport(), s.settings.topic_prefix,
                     tz=s.settings.timezone)
     ms = int(tomorrow_at(6).timestamp() * 1000)
     bridge.handle(f"{s.settings.topic_prefix}/nodes/{node_id}/events", json.dumps({

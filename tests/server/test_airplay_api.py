@@ -13,6 +13,7 @@ from schedules.slots import slot_id
 from server.models import Broadcast, Delivery, Node
 from tests.server.airplay_helpers import NOW, SIX, back_date, played, report, window
 from tests.server.helpers import TZ, ward_with_a_node
+from tests.transports import NoTransport
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def _one_off(ward):
                                                   "targets": {"nodes": [ward["node"]["id"]]},
                                                   "override": True})
     kid, key = load_signing_key(s.settings.signing_key_file)
-    Dispatcher(s.settings, s.app.extensions["db_sessions"], None, key, kid).dispatch_due()
+    Dispatcher(s.settings, s.app.extensions["db_sessions"], NoTransport(), key, kid).dispatch_due()
     with s.app.extensions["db_sessions"]() as db:
         (d,) = db.query(Delivery).filter_by(broadcast_id=bc["id"]).all()
         return bc, d.command_id

@@ -146,7 +146,7 @@ def test_an_alert_is_sent_by_webhook_and_email_when_it_opens_and_when_it_resolve
         assert en["Subject"] == f"[LoaPhuong] Warning: Node offline - Loa ({node})"
         assert "Area: Cụm 1" in en.get_content()
 
-        submitted = []
+        submitted: list[notify.Message] = []
         dispatcher.notifier.submit = submitted.append  # what later passes hand over
         for _ in range(3):
             clock.forward(minutes=5)

@@ -28,8 +28,8 @@ class Engine:
 
     def current(self) -> dict[tuple[str, str], Alert]:
         out: dict[tuple[str, str], Alert] = {}
-        for a in self.alerts:
-            out[(a.node_id, a.kind)] = a
+        for a in self.alerts:  # keyed as server.alerts.newest_alerts keys them
+            out[(a.node_id or "", a.kind)] = a
         return out
 
     def run(self, now: dt.datetime, *facts: NodeFacts, broker_ok: bool = True,

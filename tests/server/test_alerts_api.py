@@ -225,6 +225,11 @@ def test_an_alert_pass_runs_after_its_wait_even_when_the_burst_does_not_end(app_
     monkeypatch.setattr(schedules.dispatcher, "PASS_YIELD_S", 0.3)
     dispatcher, stored = _offline_node_due_an_alert(app_only, wards)
     looks: list[int] = []
-    dispatcher.busy = lambda: looks.append(1) or True  # always behind
+
+    def busy() -> bool:
+        looks.append(1)
+        return True  # always behind
+
+    dispatcher.busy = busy
     dispatcher._alerts_job()
     assert len(looks) > 1 and stored() == 1

@@ -139,6 +139,7 @@ def test_the_child_ends_when_the_dispatcher_is_killed(app_only, wards, tmp_path)
     """kill -9 of the dispatcher leaves no pass process behind: it reads the end of its pipe."""
     proc = subprocess.Popen(_dispatcher(app_only, tmp_path, "time.sleep(120)"), cwd=ROOT,
                             stdout=subprocess.PIPE, text=True, env=ENV)
+    assert proc.stdout is not None
     try:
         child = int(proc.stdout.readline())
         assert not _gone(child, 0.5)

@@ -24,8 +24,8 @@ def test_a_broadcast_that_falls_due_is_published_before_the_desired_states_are_b
             return step()
         return run
 
-    d.advance_rollouts = noting("rollouts", d.advance_rollouts)
-    d.refresh_desired = noting("desired", d.refresh_desired)
+    d.advance_rollouts = noting("rollouts", d.advance_rollouts)  # type: ignore[method-assign]
+    d.refresh_desired = noting("desired", d.refresh_desired)  # type: ignore[method-assign]
     b = s.approved_bulletin()
     s.ok("POST", "/api/v1/broadcasts", json={"bulletin_id": b["id"], "priority": "emergency",
                                             "targets": {"areas": [w["ward"]["id"]]}})

@@ -113,7 +113,8 @@ def _fold_anchored_only(fold):
 def api_schema(fuzz_app):
     """The document as the app serves it, with the generation bounded and repeatable."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(converter, "update_quantifier", _fold_anchored_only(converter.update_quantifier))
+        mp.setattr(converter, "update_quantifier",
+                   _fold_anchored_only(converter.update_quantifier))  # type: ignore[attr-defined]
         yield _api_schema(fuzz_app)
 
 

@@ -181,7 +181,7 @@ def test_conditional_update_takes_the_lease_only_when_free_or_already_ours(sessi
         assert sorted(db.scalars(select(Lease.name))) == ["dispatcher", "other"]
 
 
-def _dispatcher(s, transport):
+def _dispatcher(s, transport) -> Dispatcher:
     kid, key = load_signing_key(s.settings.signing_key_file)
     return Dispatcher(s.settings, s.app.extensions["db_sessions"], transport, key, kid)
 

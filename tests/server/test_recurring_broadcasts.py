@@ -379,7 +379,8 @@ def test_a_series_created_while_the_desired_states_are_built_goes_out_on_the_nex
     s, node = ward["s"], ward["node"]
     first = series(ward).json()
     d = dispatcher(s, tomorrow_at(5))
-    build, created = d._slots_by_node, []
+    build = d._slots_by_node
+    created: list[dict] = []
 
     def build_while_the_web_commits(*args):
         out = build(*args)  # read before the second series exists

@@ -20,6 +20,7 @@ from server.keys import load_signing_key
 from server.models import now_ms
 from server.releases import Progress, next_step, split_stages
 from tests.server.helpers import Recorder
+from tests.transports import NoTransport
 
 
 def wheel(version: str, dist_version: str | None = None) -> bytes:
@@ -115,7 +116,7 @@ class Fleet:
         self.kid = kid
         self.transport = Recorder()
         self.dispatcher = Dispatcher(s.settings, sessions, self.transport, key, kid)
-        self.bridge = Bridge(sessions, None, s.settings.topic_prefix,
+        self.bridge = Bridge(sessions, NoTransport(), s.settings.topic_prefix,
                              tz=s.settings.timezone)
 
     def updates(self) -> dict[str, dict]:

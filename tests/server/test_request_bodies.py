@@ -64,6 +64,7 @@ def test_the_first_problem_reads_as_it_always_has(model, data, message):
 
 
 def test_no_targets_keeps_its_own_code_and_any_empty_value_is_none():
+    empty: object
     for empty in (None, [], False, 0, "", {}):
         assert _error(B.BroadcastCreate, {"bulletin_id": 1, "targets": {"areas": empty}})[1] == \
             "no_targets"

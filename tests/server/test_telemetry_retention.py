@@ -131,7 +131,7 @@ def test_aggregating_an_hour_again_gives_the_same_rows(fleet):
     again = {k: (r.count, r.cpu_temp_c_min, r.cpu_temp_c_avg, r.cpu_temp_c_max, r.amp_on_share)
              for k, r in hourly_rows(s).items()}
     assert again == first
-    assert first[(a, T0)] == (3, 41, pytest.approx(44), 48, pytest.approx(1 / 3))
+    assert first[(a, T0)] == pytest.approx((3, 41, 44, 48, 1 / 3))
 
 
 def test_prune_keeps_seven_days_raw_and_a_year_of_hours(fleet):

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from server.cli import main as cli
 from server.models import Area, Node
 from tests.system import ADMIN_PASSWORD
-from tests.web_helpers import PageUser, csrf_from
+from tests.web_helpers import PageUser, csrf_from, found
 
 PASSWORD = "mat-khau-123"
 
@@ -125,7 +125,7 @@ def test_provisioning_shows_the_config_once_and_a_resend_shows_it_gone(app_only,
     tech = PageUser(s, "kythuat-lc", PASSWORD)
     form = tech.get("/provisioning")
     assert form.headers["Cache-Control"] == "no-store"
-    once = re.search(r'name="once" value="([^"]+)"', form.text).group(1)
+    once = found(r'name="once" value="([^"]+)"', form.text)
     assert f'value="{wards["other_cluster"]["id"]}"' not in form.text  # only its own clusters
     data = {"name": "Loa chợ Cột Đèn", "cluster_id": wards["mine_cluster"]["id"],
             "lat": "20,8449", "lon": "106.6881", "once": once, "csrf_token": csrf_from(form.text)}
@@ -148,7 +148,7 @@ def test_provisioning_shows_the_config_once_and_a_resend_shows_it_gone(app_only,
     other = tech.get("/provisioning").text
     newer = tech.get("/provisioning").text
     for page in (other, newer):
-        mark = re.search(r'name="once" value="([^"]+)"', page).group(1)
+        mark = found(r'name="once" value="([^"]+)"', page)
         assert tech.post("/provisioning", data={**data, "name": f"Loa {mark[:4]}",
                                                 "once": mark}).status_code == 200
     # and the node's page never shows it either
@@ -158,7 +158,7 @@ def test_provisioning_shows_the_config_once_and_a_resend_shows_it_gone(app_only,
 def test_a_bad_provisioning_form_says_why_and_keeps_what_was_typed(app_only, wards):
     tech = PageUser(app_only, "kythuat-lc", PASSWORD)
     form = tech.get("/provisioning").text
-    once = re.search(r'name="once" value="([^"]+)"', form).group(1)
+    once = found(r'name="once" value="([^"]+)"', form)
     r = tech.post("/provisioning", data={"name": "Loa cổng", "lat": "91",
                                          "cluster_id": wards["mine_cluster"]["id"],
                                          "once": once})
@@ -173,7 +173,7 @@ def test_a_one_time_install_url_is_made_from_the_page(app_only, wards):
     assert "Tạo đường dẫn cài đặt một lần" in tech.get(f"/nodes/{node_id}").text
     r = tech.post(f"/nodes/{node_id}/install-url")
     assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
-    token = re.search(r"LOA_PROVISION_TOKEN=(\S+)", r.text).group(1)
+    token = found(r"LOA_PROVISION_TOKEN=(\S+)", r.text)
     fetched = s.call("GET", f"/api/v1/nodes/{node_id}/provisioning", token=token)
     assert fetched.status_code == 200 and fetched.json()["id"] == node_id
     theirs = s.ok("GET", f"/api/v1/nodes?area={wards['other']['id']}")["nodes"][0]["id"]
@@ -185,8 +185,8 @@ def test_csv_import_from_the_page_provisions_every_row_or_names_the_bad_line(app
     tech = PageUser(s, "kythuat-lc", PASSWORD)
 
     def send(text: str):
-        once = re.search(r'name="once" value="([^"]+)"', tech.get("/provisioning").text)
-        return tech.post("/provisioning/import", data={"once": once.group(1)},
+        once = found(r'name="once" value="([^"]+)"', tech.get("/provisioning").text)
+        return tech.post("/provisioning/import", data={"once": once},
                          files={"file": ("loa.csv", text.encode(), "text/csv")})
 
     bad = send("name,cluster,latitude,longitude\nLoa A,HP-LC-1,20.1,106.1\n"

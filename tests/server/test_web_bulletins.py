@@ -10,7 +10,7 @@ import re
 from device_agent.protocol import PRIORITY_NAMES
 from server.cli import main as cli
 from tests.server.helpers import wav
-from tests.web_helpers import PageUser
+from tests.web_helpers import PageUser, found
 
 PASSWORD = "mat-khau-123"
 
@@ -66,7 +66,7 @@ def test_a_bulletins_page_shows_its_text_reading_audio_and_who_did_what(app_only
     b = _bulletin(s, "Họp tổ dân phố", "UBND phường họp lúc 7h30.", ward, token=token)
     approver = PageUser(s, "canbo-lc", PASSWORD)
     page = approver.get(f"/bulletins/{b['id']}").text
-    sha = re.search(r'name="sha256" value="([0-9a-f]{64})"', page).group(1)
+    sha = found(r'name="sha256" value="([0-9a-f]{64})"', page)
     r = approver.post(f"/bulletins/{b['id']}/review", data={
         "action": "reject", "comment": "Ghi rõ địa điểm họp", "sha256": sha,
         "next": f"/bulletins/{b['id']}"})
@@ -123,8 +123,7 @@ def test_approving_is_refused_when_the_text_changed_since_the_approver_heard_it(
     ward = wards["mine"]["id"]
     b = _bulletin(s, "Thu gom rác", "Thu gom rác lúc 17h.", ward)
     approver = PageUser(s, "canbo-lc", PASSWORD)
-    heard = re.search(r'name="sha256" value="([0-9a-f]{64})"',
-                      approver.get("/bulletins/queue").text).group(1)
+    heard = found(r'name="sha256" value="([0-9a-f]{64})"', approver.get("/bulletins/queue").text)
     s.ok("PATCH", f"/api/v1/bulletins/{b['id']}", json={"text": "Thu gom rác lúc 18h."})
     r = approver.post(f"/bulletins/{b['id']}/review", data={
         "action": "approve", "sha256": heard, "next": "/bulletins/queue"})
@@ -134,8 +133,7 @@ def test_approving_is_refused_when_the_text_changed_since_the_approver_heard_it(
     assert f"Bản tin {b['id']} đã được sửa sau khi bạn mở nó" in queue
     assert s.ok("GET", f"/api/v1/bulletins/{b['id']}")["status"] == "pending"
     # the page now carries the new audio; a reject of it without a comment is refused too
-    now = re.search(r'name="sha256" value="([0-9a-f]{64})"',
-                    approver.get("/bulletins/queue").text).group(1)
+    now = found(r'name="sha256" value="([0-9a-f]{64})"', approver.get("/bulletins/queue").text)
     assert now != heard
     approver.post(f"/bulletins/{b['id']}/review", data={"action": "reject", "sha256": now})
     assert "Thiếu trường bắt buộc: comment." in approver.get("/bulletins").text

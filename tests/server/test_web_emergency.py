@@ -5,10 +5,8 @@ approver sees it waiting on their dashboard and confirms it; anywhere else it is
 once and can be cancelled everywhere; staff may not use the panel."""
 from __future__ import annotations
 
-import re
-
 from server.cli import main as cli
-from tests.web_helpers import PageUser
+from tests.web_helpers import PageUser, found
 
 PASSWORD = "mat-khau-123"
 
@@ -54,7 +52,7 @@ def test_in_a_ward_asking_for_a_second_person_it_waits_until_another_approver_co
 
     sent = _send(first, b["id"], wards["mine"]["id"])
     assert sent.status_code == 302
-    bc_id = int(re.search(r"/emergency/(\d+)", sent.headers["Location"]).group(1))
+    bc_id = int(found(r"/emergency/(\d+)", sent.headers["Location"]))
     bc = s.ok("GET", f"/api/v1/broadcasts/{bc_id}")
     assert bc["status"] == "awaiting_confirmation" and bc["priority"] == 9
     panel = first.get(f"/emergency/{bc_id}").text
@@ -78,7 +76,7 @@ def test_without_the_ward_setting_it_is_sent_at_once_and_cancelled_everywhere(ap
     b = s.approved_bulletin("Mất điện diện rộng")
     approver = PageUser(s, "canbo-lc", PASSWORD)
     sent = _send(approver, b["id"], wards["mine"]["id"])
-    bc_id = int(re.search(r"/emergency/(\d+)", sent.headers["Location"]).group(1))
+    bc_id = int(found(r"/emergency/(\d+)", sent.headers["Location"]))
     assert s.ok("GET", f"/api/v1/broadcasts/{bc_id}")["status"] == "scheduled"
     panel = approver.get(f"/emergency/{bc_id}").text
     assert "Đã phát lượt khẩn cấp" in panel and 'hx-get="/partials/broadcasts/' in panel

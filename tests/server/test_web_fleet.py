@@ -14,7 +14,7 @@ from server.cli import main as cli
 from server.models import Alert, Command, Event, Node, PlayLog, Telemetry, utcnow
 from tests.server.helpers import desired_pass
 from tests.system import ADMIN_PASSWORD
-from tests.web_helpers import PageUser
+from tests.web_helpers import PageUser, found
 
 PASSWORD = "mat-khau-123"
 
@@ -162,7 +162,7 @@ def test_a_single_report_is_a_dot_and_a_flat_series_a_line_through_the_middle(ap
         db.commit()
     page = PageUser(s, "admin", ADMIN_PASSWORD).get(f"/nodes/{node}").text
     assert page.count("<circle") == 1 and page.count("<polyline") == 1
-    line = re.search(r'<polyline points="([^"]+)"', page).group(1)
+    line = found(r'<polyline points="([^"]+)"', page)
     assert {p.split(",")[1] for p in line.split()} == {"40.0"}  # half of the 80 px height
     assert page.count("Chưa có số liệu.") == 3
 
@@ -204,7 +204,7 @@ def test_a_test_tone_is_queued_and_its_ack_shows_when_it_arrives(app_only, wards
                   headers={"HX-Request": "true"})
     assert r.status_code == 200 and "đang chờ gửi" in r.text and "hx-trigger" in r.text
     assert "Kiểm tra loa bằng micro" in r.text
-    cmd_id = re.search(r'id="command-([^"]+)"', r.text).group(1)
+    cmd_id = found(r'id="command-([^"]+)"', r.text)
     with _db(s) as db:
         cmd = db.get(Command, cmd_id)
         assert (cmd.type, cmd.body, cmd.node_id) == ("test", {"kind": "acoustic"}, node)

@@ -21,6 +21,7 @@ from server.models import Broadcast, Node, TelemetryHourly
 from server.retention import HOUR_MS
 from tests.system import ADMIN_PASSWORD
 from tests.web_helpers import PageUser
+from tests.transports import NoTransport
 
 PASSWORD = "mat-khau-123"
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
@@ -62,7 +63,7 @@ def _played(s, node_id: str, bulletin: dict, bc: dict, day: int, result="complet
     ``minutes`` (a long programme, so the hours it adds read plainly)."""
     at = SIX + dt.timedelta(days=day)
     ran = result == "completed"
-    bridge = Bridge(s.app.extensions["db_sessions"], None, s.settings.topic_prefix,
+    bridge = Bridge(s.app.extensions["db_sessions"], NoTransport(), s.settings.topic_prefix,
                     tz=s.settings.timezone)
     bridge.handle(f"{s.settings.topic_prefix}/nodes/{node_id}/events", json.dumps({
         "v": 1, "id": str(uuid.uuid4()), "ts": ms(at), "type": "played", "item_id": "bc-x",

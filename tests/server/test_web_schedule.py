@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from server.cli import main as cli
 from server.models import Broadcast
-from tests.web_helpers import PageUser
+from tests.web_helpers import PageUser, found
 
 PASSWORD = "mat-khau-123"
 
@@ -66,7 +66,7 @@ def test_a_daily_series_from_the_form_is_said_in_words_and_shows_on_the_calendar
     column = week[week.index(day):]
     assert "06:00" in column and "17:00" in column and "Lịch tiêm chủng" in column
     assert "sch-p3" in week and "sch-h6" in week and "sch-h17" in week
-    ics = re.search(r'href="(/api/v1/areas/[^"]+/schedule\.ics[^"]*)"', week).group(1)
+    ics = found(r'href="(/api/v1/areas/[^"]+/schedule\.ics[^"]*)"', week)
     calendar = editor.get(ics.replace("&amp;", "&"))
     assert calendar.status_code == 200 and "text/calendar" in calendar.headers["Content-Type"]
     # the same week as the page shows
@@ -119,7 +119,7 @@ def test_the_calendar_cancels_one_occurrence_then_the_whole_series(app_only, war
     path = f"/schedule?area={wards['mine']['id']}&week={_tomorrow()}"
     week = editor.get(path).text
     before = week.count('class="sch-slot')
-    occurrence = re.search(r'name="original_start" value="([^"]+)"', week).group(1)
+    occurrence = found(r'name="original_start" value="([^"]+)"', week)
     bc_id = s.ok("GET", "/api/v1/broadcasts")["broadcasts"][0]["id"]
     r = editor.post(f"/broadcasts/{bc_id}/occurrences/cancel",
                     data={"original_start": occurrence, "next": path})
