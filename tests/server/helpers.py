@@ -1,7 +1,7 @@
 """Helpers the server tests share (tests/e2e's broker versions of them too): the dispatcher over
-an in-process app's database at a test clock, with a broker connection that publishes nothing or
-records what it publishes; the bridge hearing a node; a ward with staff and approvers; an
-approved bulletin; a recorded tone; the statements a request runs; a zone where it is noon."""
+an in-process app's database at a test clock (its broker connections: tests/transports.py); the
+bridge hearing a node; a ward with staff and approvers; an approved bulletin; a recorded tone;
+the statements a request runs; a zone where it is noon."""
 from __future__ import annotations
 
 import datetime as dt
@@ -15,55 +15,10 @@ from server.bridge import Bridge, BridgeLimits
 from server.cli import main as cli
 from server.keys import load_signing_key
 from server.models import Node, from_ms, now_ms
-from server.transport import Transport
-
-from tests.transports import NoTransport
+from tests.transports import NoTransport, OnBroker
 
 PASSWORD = "mat-khau-123"
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh, the configured zone
-
-
-class OnBroker(Transport):
-    """The dispatcher's broker connection as a pass sees it: up, nothing published."""
-
-    connected = True
-
-    def publish(self, *a, **kw):
-        return self.connected
-
-    def subscribe(self, *a, **kw):
-        pass
-
-    def stop(self):
-        pass
-
-
-class NoBroker(OnBroker):
-    """For passes that never publish (dispatch_due, sign_pending): no broker behind it."""
-
-    connected = False
-
-
-class Recorder(Transport):
-    """A broker connection that is up and keeps what is published: ``sent`` (topic, payload),
-    ``published`` (topic, payload, retain)."""
-
-    connected = True
-
-    def __init__(self):
-        self.sent: list[tuple[str, str]] = []
-        self.published: list[tuple[str, str, bool]] = []
-
-    def publish(self, topic, payload, qos=1, retain=False, timeout=10.0):
-        self.sent.append((topic, payload))
-        self.published.append((topic, payload, retain))
-        return True
-
-    def subscribe(self, *a, **kw):
-        pass
-
-    def stop(self):
-        pass
 
 
 class Clock:

@@ -11,7 +11,8 @@ from sqlalchemy import select, update
 from schedules.dispatcher import Dispatcher
 from server.keys import load_signing_key
 from server.models import Broadcast, Command, utcnow
-from tests.server.helpers import NoBroker, approved, db, later, ward_with_users
+from tests.server.helpers import approved, db, later, ward_with_users
+from tests.transports import NoBroker
 
 
 def dispatcher(s, transport=None) -> Dispatcher:

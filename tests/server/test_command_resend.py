@@ -9,7 +9,8 @@ from sqlalchemy import select, update
 from schedules.dispatcher import Dispatcher
 from server.keys import load_signing_key
 from server.models import Command, Delivery, Node, now_ms
-from tests.server.helpers import Recorder, ward_with_a_node
+from tests.server.helpers import ward_with_a_node
+from tests.transports import Recorder
 
 
 def _resending(s) -> tuple[dict, dict, Dispatcher, Recorder, list[int]]:

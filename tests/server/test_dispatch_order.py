@@ -4,7 +4,8 @@ from __future__ import annotations
 from schedules.dispatcher import Dispatcher
 from server.keys import load_signing_key
 from server.models import now_ms
-from tests.server.helpers import Recorder, ward_with_a_node
+from tests.server.helpers import ward_with_a_node
+from tests.transports import Recorder
 
 
 def test_a_broadcast_that_falls_due_is_published_before_the_desired_states_are_built(app_only):

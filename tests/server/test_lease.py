@@ -15,7 +15,8 @@ from schedules.dispatcher import Dispatcher
 from server.keys import load_signing_key
 from server.lease import LeaseKeeper, release, try_acquire
 from server.models import Command, Lease, Node, init_db, make_engine, make_sessionmaker, now_ms
-from tests.server.helpers import Recorder, ward_with_a_node
+from tests.server.helpers import ward_with_a_node
+from tests.transports import Recorder
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 TTL_S, RENEW_S = 20.0, 5.0

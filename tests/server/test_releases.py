@@ -19,8 +19,7 @@ from server.bridge import Bridge
 from server.keys import load_signing_key
 from server.models import now_ms
 from server.releases import Progress, next_step, split_stages
-from tests.server.helpers import Recorder
-from tests.transports import NoTransport
+from tests.transports import NoTransport, Recorder
 
 
 def wheel(version: str, dist_version: str | None = None) -> bytes:
