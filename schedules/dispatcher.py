@@ -63,7 +63,7 @@ def _interrupted(slot: Slot, one_offs: Iterable[Slot]) -> bool:
     return any(o.priority >= slot.priority and o.overlaps(slot) for o in one_offs)
 
 
-def _carried(entry: dict) -> deliveries.Carried:
+def _carried(entry: dict[str, Any]) -> deliveries.Carried:
     """A desired state's schedule entry as its slot's delivery records it."""
     broadcast_id = schedule.slot_broadcast_id(entry["slot_id"])
     assert broadcast_id is not None  # schedules.slots.slot_id names its broadcast
@@ -186,7 +186,7 @@ class Dispatcher:
             log.exception("broadcast %s could not be marked held (%s)", bc.id, detail)
 
     def _play_body(self, db: Session, bc: Broadcast,
-                   approval: BulletinApproval | ProgrammeRevision, media: Media) -> dict:
+                   approval: BulletinApproval | ProgrammeRevision, media: Media) -> dict[str, Any]:
         return {"item": {"id": item_id(bc), "title": approval.title,
                          "media": self._media_json(media)},
                 "priority": bc.priority,
@@ -262,11 +262,11 @@ class Dispatcher:
         broadcasts.mark_dispatched(bc, from_ms(now))
 
     def _targets(self, db: Session, bc: Broadcast
-                 ) -> tuple[set[str], dict[int, list[str]], dict[int, Select]]:
+                 ) -> tuple[set[str], dict[int, list[str]], dict[int, Select[str]]]:
         """Every node the broadcast reaches, the nodes of each covering area, and the query
         that selects them (what its deliveries are planned from)."""
         by_area: dict[int, list[str]] = {}
-        reach: dict[int, Select] = {}
+        reach: dict[int, Select[str]] = {}
         for area_id in covering_areas(db, bc.target_areas):
             subtree = area_subtree_ids(db, [area_id])
             reach[area_id] = select(Node.id).where(Node.cluster_id.in_(subtree),
@@ -279,7 +279,7 @@ class Dispatcher:
                 nodes.add(node_id)
         return nodes, by_area, reach
 
-    def _command(self, db: Session, type_: str, target: str, body: dict, ttl_ms: int,
+    def _command(self, db: Session, type_: str, target: str, body: dict[str, Any], ttl_ms: int,
                  broadcast_id: int | None, node_id: str | None, now: int,
                  retain: bool = False, priority: int = 0) -> Command:
         """A signed command, written to the outbox."""
@@ -290,20 +290,20 @@ class Dispatcher:
         db.flush()
         return cmd
 
-    def _media_json(self, media: Media) -> dict:
+    def _media_json(self, media: Media) -> dict[str, Any]:
         url = f"{self.settings.public_url.rstrip('/')}/media/{media.sha256}.{media.ext}"
         return {"sha256": media.sha256, "url": url, "bytes": media.bytes,
                 "duration_ms": media.duration_ms}
 
     def _slots_by_node(self, db: Session, now: int, window: int
-                       ) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+                       ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
         """Every node's schedule entries in [now - LATE_SLOT_MS, now + window) from the series
         on air, their targets resolved as the area tree is now; and the media by sha256. A
         series whose approval or media is gone plays nothing (one-offs are held the same way)."""
         window_from, window_to = from_ms(now - LATE_SLOT_MS), from_ms(now + window)
         reach = schedule.Reach(db)
-        entries: dict[str, list[dict]] = {}
-        media_by_sha: dict[str, dict] = {}
+        entries: dict[str, list[dict[str, Any]]] = {}
+        media_by_sha: dict[str, dict[str, Any]] = {}
         one_offs = self._one_off_slots(db, reach, window_from, window_to)
         for bc in schedule.series_on_air(db):
             status, _reason, approval, media = self._why_not(db, bc, now, series=True)
@@ -312,7 +312,7 @@ class Dispatcher:
             targets = reach.nodes(bc)
             if not targets:
                 continue
-            items: dict[str | None, dict] = {}  # by the media an occurrence airs
+            items: dict[str | None, dict[str, Any]] = {}  # by the media an occurrence airs
             others = {row.media_sha256: row for row in schedule.override_rows(db, bc)
                       if row.media_sha256}
             for slot in schedule.slots(db, bc, self.settings.timezone,
@@ -336,8 +336,8 @@ class Dispatcher:
 
     def _series_item(self, db: Session, bc: Broadcast,
                      approval: BulletinApproval | ProgrammeRevision, media: Media,
-                     other: OccurrenceOverride | None, media_by_sha: dict[str, dict]
-                     ) -> dict | None:
+                     other: OccurrenceOverride | None, media_by_sha: dict[str, dict[str, Any]]
+                     ) -> dict[str, Any] | None:
         """What a series' slot plays: its own approved media, or the approved media of the
         other bulletin one occurrence was given (None when that approval or media is gone)."""
         if other is not None:
@@ -418,7 +418,8 @@ class Dispatcher:
         return done
 
     def _build_desired(self, db: Session, ids: list[str], now: int, window: int,
-                       plan: tuple[dict[str, list[dict]], dict[str, dict]] | None = None,
+                       plan: tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]
+                       | None = None,
                        clusters: dict[int, tuple[list[str], str, list[dict[str, str]]]]
                        | None = None) -> int:
         """New desired states for the nodes ``ids`` (not committed); ``plan``: every node's

@@ -5,7 +5,7 @@ import datetime as dt
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping
 
 from flask import Flask, g, jsonify, send_file
@@ -21,11 +21,15 @@ from .config import Settings, load_settings
 from .models import (MAX_DB_ID, AgentRelease, AppSecret, Media, WorkerStatus, init_db,
                      make_engine, make_sessionmaker, utcnow)
 
+if TYPE_CHECKING:
+    from flask import Response
+    from werkzeug.routing import Map
+
 log = logging.getLogger(__name__)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None,
-               instance_path: str | os.PathLike | None = None) -> Flask:
+               instance_path: str | os.PathLike[str] | None = None) -> Flask:
     """Build the app. Settings: defaults < instance/config.toml < LOA_* env < ``test_config``."""
     instance = Path(instance_path or os.environ.get("LOA_INSTANCE") or "instance").resolve()
     instance.mkdir(parents=True, exist_ok=True)
@@ -44,11 +48,11 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     wake.install(app.extensions["db_sessions"], instance)  # "broadcast now" leaves at once
 
     @app.before_request
-    def _open_session():
+    def _open_session() -> None:
         g.db = app.extensions["db_sessions"]()
 
     @app.teardown_request
-    def _close_session(_exc):
+    def _close_session(_exc: BaseException | None) -> None:
         db = g.pop("db", None)
         if db is not None:
             db.close()
@@ -60,11 +64,11 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     websec.init_app(app, settings)  # cookie flags, CSRF, login limits, security headers
 
     @app.get("/healthz")
-    def healthz():
+    def healthz() -> tuple[Response, int]:
         return _health(app, settings)
 
     @app.get("/media/<sha256>.<ext>")
-    def media(sha256: str, ext: str):
+    def media(sha256: str, ext: str) -> Response:
         row = g.db.get(Media, sha256) if len(sha256) == 64 else None
         if row is None or row.ext != ext:
             from .errors import not_found
@@ -76,7 +80,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
         return resp
 
     @app.get("/agent-releases/<sha256>.whl")
-    def agent_release(sha256: str):
+    def agent_release(sha256: str) -> Response:
         """An agent release's wheel (server/releases.py), without a token: nodes check the
         sha256 their signed ``update`` command names."""
         row = g.db.scalar(select(AgentRelease).where(AgentRelease.sha256 == sha256)) \
@@ -131,7 +135,8 @@ _COMPILED_TEMPLATES = _CompiledTemplates()
 class _DatabaseInt(IntegerConverter):
     """Ids in paths: only what a database integer can hold matches (a larger one is a 404)."""
 
-    def __init__(self, url_map, fixed_digits=0, min=None, max=MAX_DB_ID, signed=False):
+    def __init__(self, url_map: Map, fixed_digits: int = 0, min: int | None = None,
+                 max: int | None = MAX_DB_ID, signed: bool = False) -> None:
         super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
@@ -157,7 +162,7 @@ def _shared_secret(engine: Engine, instance: Path) -> str:
         return db.execute(select(AppSecret.value).where(AppSecret.name == SESSION_KEY)).scalar_one()
 
 
-def _outbox_check(status: WorkerStatus | None, settings: Settings) -> dict:
+def _outbox_check(status: WorkerStatus | None, settings: Settings) -> dict[str, Any]:
     """The outbox as the dispatcher last measured it, and as the database shows it now: a
     command waiting longer than outbox_stale_s means nothing is going out."""
     from sqlalchemy import func
@@ -176,7 +181,7 @@ def _outbox_check(status: WorkerStatus | None, settings: Settings) -> dict:
             "detail": f"the oldest unsent command is {age:.0f} s old" if stuck else None}
 
 
-def _health(app: Flask, settings: Settings):
+def _health(app: Flask, settings: Settings) -> tuple[Response, int]:
     checks: dict[str, Any] = {}
     try:
         g.db.execute(text("SELECT 1"))

@@ -32,14 +32,16 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from device_agent.telemetry import DISK_LOW_MB, OVERHEAT_C, REGISTERED
 
 from . import audit, reports, schedule
+from .config import Settings
 from .errors import ApiError
 from .i18n import t
 from .models import (Alert, Area, Event, Node, PlayLog, User, area_ancestors, area_zone,
@@ -96,6 +98,7 @@ MISSED_REASONS = frozenset({reports.MissReason.OFFLINE, reports.MissReason.NO_RE
                             reports.MissReason.MEDIA_MISSING, reports.MissReason.FAILED,
                             reports.MissReason.LATE, reports.MissReason.CLOCK_UNSYNCED})
 MAX_EPISODES = 200  # what an alert remembers having counted (the newest)
+_SelectT = TypeVar("_SelectT", bound="Select[*tuple[Any, ...]]")
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class Policy:
     silent_after: dt.timedelta | None = None
 
     @classmethod
-    def from_settings(cls, s) -> Policy:
+    def from_settings(cls, s: Settings) -> Policy:
         offline_after = dt.timedelta(seconds=s.alert_offline_after_s)
         return cls(offline_after,
                    dt.timedelta(seconds=s.alert_offline_critical_after_s)
@@ -162,7 +165,7 @@ class NodeFacts:
     area_id: int
     online: bool = False
     last_seen: dt.datetime | None = None
-    telemetry: Mapping | None = None
+    telemetry: Mapping[str, Any] | None = None
     maintenance_until: dt.datetime | None = None
     revoked: bool = False
     alarms: tuple[Alarm, ...] = ()              # within the lookback, oldest first
@@ -185,7 +188,7 @@ class Condition:
     kind: Kind
     severity: Severity
     detail_class: str
-    detail: dict
+    detail: dict[str, Any]
     since: dt.datetime
     episodes: tuple[str, ...] = ()
 
@@ -203,7 +206,7 @@ def _iso(value: dt.datetime) -> str:
     return schedule.iso(schedule.aware(value))
 
 
-def _detail(key: str, **params) -> dict:
+def _detail(key: str, **params: Any) -> dict[str, Any]:
     return {"key": key, "params": params}
 
 
@@ -232,7 +235,8 @@ def _offline(f: NodeFacts, now: dt.datetime, p: Policy,
                      _detail(key, since=_iso(f.last_seen)), f.last_seen)
 
 
-def _reading(kind: Kind, tele: Mapping, p: Policy) -> tuple[bool | None, dict, str]:
+def _reading(kind: Kind, tele: Mapping[str, Any], p: Policy
+             ) -> tuple[bool | None, dict[str, Any], str]:
     """What the telemetry says of a kind: (holds: None when unknown, detail, detail class)."""
     if kind == Kind.DISK_LOW:
         disk = tele.get("disk_free_mb")
@@ -254,7 +258,7 @@ def _reading(kind: Kind, tele: Mapping, p: Policy) -> tuple[bool | None, dict, s
             _detail("alertd.modem_unregistered", state=registration), kind.value)
 
 
-def _from_alarm(alarm: Alarm) -> tuple[dict, str]:
+def _from_alarm(alarm: Alarm) -> tuple[dict[str, Any], str]:
     if alarm.code == "clock_unsynced":
         return _detail("alertd.clock_unsynced"), "unsynced"
     if alarm.code == "clock_jump":
@@ -269,7 +273,7 @@ def _alarm_condition(f: NodeFacts, kind: Kind, now: dt.datetime, p: Policy
     codes = ALARM_CODES[kind]
     alarm = next((a for a in reversed(f.alarms) if a.code in codes), None)
     holds: bool | None = None
-    detail: dict = {}
+    detail: dict[str, Any] = {}
     klass = kind.value
     tele = f.telemetry or {}
     if kind in TELEMETRY_KINDS and tele:
@@ -540,7 +544,7 @@ def newest_alerts(db: Session) -> dict[tuple[str, str], Alert]:
         Alert.id.in_(newest)))}
 
 
-def evaluate(db: Session, settings, now: dt.datetime, *, broker_ok: bool = True,
+def evaluate(db: Session, settings: Settings, now: dt.datetime, *, broker_ok: bool = True,
              watch_since: dt.datetime | None = None) -> list[Alert]:
     """One pass: find, reconcile, store (the caller commits). The answer: the new alerts."""
     policy = Policy.from_settings(settings)
@@ -575,7 +579,7 @@ def detail_text(alert: Alert, lang: str, tz: str) -> str:
     return t(detail.get("key") or f"alertd.{alert.kind}", lang, **params)
 
 
-def alert_json(alert: Alert, names: Mapping[int, str], lang: str, tz: str) -> dict:
+def alert_json(alert: Alert, names: Mapping[int, str], lang: str, tz: str) -> dict[str, Any]:
     """An alert as the API and the webhook give it; ``names``: usernames by id."""
     def who(user_id: int | None) -> str | None:
         return names.get(user_id) if user_id is not None else None
@@ -612,8 +616,8 @@ def visible(db: Session, alert: Alert, allowed: set[int] | None) -> bool:
     return allowed is None or alert.area_id in allowed
 
 
-def _narrowed(q, areas: set[int] | None, states: Iterable[str], kind: str | None = None,
-              node: str | None = None):
+def _narrowed(q: _SelectT, areas: set[int] | None, states: Iterable[str],
+              kind: str | None = None, node: str | None = None) -> _SelectT:
     if areas is not None:
         q = q.where(Alert.area_id.in_(areas))
     if states := list(states):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -31,6 +32,13 @@ from .openapi import document
 from .serializers import area_json, broadcast_json, command_json, node_json
 from .times import iso, parse_time
 
+if TYPE_CHECKING:
+    from flask.typing import ResponseReturnValue
+
+    from schedules.slots import Slot
+
+    from .models import User
+
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 # GET /api/v1/nodes answers a page: a province's 10,000 nodes at once took tens of seconds
@@ -39,25 +47,25 @@ NODES_PAGE_MOST = 1000
 MAX_NODE_ID = 128
 
 
-def body() -> dict:
+def body() -> dict[str, Any]:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise bad_request("err.not_json", "not_json")
     return data
 
 
-def read(model: type[B.M], data: dict | None = None) -> B.M:
+def read(model: type[B.M], data: dict[str, Any] | None = None) -> B.M:
     """The request's JSON body (or ``data``) as ``model``; a 400 naming its first problem."""
     return B.parse(model, body() if data is None else data, tz=app_settings().tz)
 
 
-def created(payload: dict, status: int = 201):
+def created(payload: dict[str, Any], status: int = 201) -> tuple[Response, int]:
     g.db.commit()
     return jsonify(payload), status
 
 
 @bp.app_errorhandler(MethodNotAllowed)
-def method_not_allowed(err: MethodNotAllowed):
+def method_not_allowed(err: MethodNotAllowed) -> ResponseReturnValue:
     """An id too large for the database is not found whatever the method: the router answers
     405 only because another method's route matched the path before its converter refused."""
     try:
@@ -75,13 +83,13 @@ def method_not_allowed(err: MethodNotAllowed):
 
 
 @bp.get("/openapi.json")
-def openapi():
+def openapi() -> Response:
     settings = app_settings()
     return jsonify(document(settings.tts_engines, settings.password_min_length))
 
 
 @bp.post("/auth/token")
-def token():
+def token() -> Response:
     login = read(B.TokenRequest)
     user = auth.login_attempt(g.db, login.username, login.password, via="api")
     if user is None:
@@ -94,7 +102,7 @@ def token():
 
 @bp.post("/auth/logout")
 @auth.login_required
-def logout():
+def logout() -> tuple[str, int]:
     """Revoke the bearer token of this request (or end the cookie's browser session)."""
     if g.get("api_token") is not None:
         g.db.delete(g.api_token)
@@ -107,13 +115,13 @@ def logout():
 # --- users -------------------------------------------------------------------------------------
 
 @bp.get("/users")
-def list_users():
+def list_users() -> Response:
     user = auth.require("user.write")
     return jsonify({"users": [users.user_json(u) for u in users.visible_users(g.db, user)]})
 
 
 @bp.post("/users")
-def create_user():
+def create_user() -> tuple[Response, int]:
     user = auth.require("user.write")
     new = users.save_user(g.db, user, None, read(B.UserCreate),
                           password_min=app_settings().password_min_length)
@@ -121,13 +129,13 @@ def create_user():
 
 
 @bp.get("/users/<int:user_id>")
-def get_user(user_id: int):
+def get_user(user_id: int) -> Response:
     user = auth.require("user.write")
     return jsonify(users.user_json(users.get_user(g.db, user, user_id)))
 
 
 @bp.patch("/users/<int:user_id>")
-def update_user(user_id: int):
+def update_user(user_id: int) -> Response:
     actor = auth.require("user.write")
     user = users.save_user(g.db, actor, users.get_user(g.db, actor, user_id), read(B.UserWrite),
                            password_min=app_settings().password_min_length)
@@ -139,7 +147,7 @@ def update_user(user_id: int):
 
 @bp.get("/areas")
 @auth.login_required
-def list_areas():
+def list_areas() -> Response:
     allowed = auth.user_area_ids(g.db, g.user)
     areas = g.db.scalars(select(Area).order_by(Area.id))
     tz = app_settings().timezone
@@ -148,7 +156,7 @@ def list_areas():
 
 
 @bp.post("/areas")
-def create_area():
+def create_area() -> tuple[Response, int]:
     user = auth.require("area.write")
     area = area_service.create_area(g.db, user, read(B.AreaCreate))
     return created(area_json(g.db, area, app_settings().timezone))
@@ -156,14 +164,15 @@ def create_area():
 
 @bp.get("/areas/<int:area_id>")
 @auth.login_required
-def get_area(area_id: int):
+def get_area(area_id: int) -> Response:
     area = g.db.get(Area, area_id)
     if area is None:
         raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
     return jsonify(area_json(g.db, area, app_settings().timezone))
 
 
-def _schedule(area_id: int) -> tuple[Area, str, dt.datetime, list]:
+def _schedule(area_id: int
+              ) -> tuple[Area, str, dt.datetime, list[tuple[Slot, Broadcast]]]:
     """The area (404 when the caller may not see it), its zone, now, and its slots in
     ?from=&to= (a time without offset in the area's zone; from defaults to now, to to a week
     after from; a longer span is cut to MAX_LISTING)."""
@@ -184,7 +193,7 @@ def _schedule(area_id: int) -> tuple[Area, str, dt.datetime, list]:
 
 @bp.get("/areas/<int:area_id>/schedule")
 @auth.login_required
-def area_schedule(area_id: int):
+def area_schedule(area_id: int) -> Response:
     area, tz, _now, slots = _schedule(area_id)
     return jsonify({"area_id": area.id, "tz": tz,
                     "slots": [schedule.slot_json(slot, bc, tz=tz) for slot, bc in slots]})
@@ -192,7 +201,7 @@ def area_schedule(area_id: int):
 
 @bp.get("/areas/<int:area_id>/schedule.ics")
 @auth.login_required
-def area_schedule_ics(area_id: int):
+def area_schedule_ics(area_id: int) -> Response:
     area, tz, now, slots = _schedule(area_id)
     titles = {bc.id: schedule.title(bc) for _s, bc in slots}
     text = slots_to_ics([slot for slot, _bc in slots], now=now, calendar_name=area.name,
@@ -204,8 +213,8 @@ def area_schedule_ics(area_id: int):
 
 # --- nodes -------------------------------------------------------------------------------------
 
-def _alarms(node_ids: list[str], limit: int = 5) -> dict[str, list]:
-    out: dict[str, list] = {n: [] for n in node_ids}
+def _alarms(node_ids: list[str], limit: int = 5) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {n: [] for n in node_ids}
     if not node_ids:
         return out
     rows = g.db.scalars(select(Event).where(Event.type == "alarm", Event.node_id.in_(node_ids))
@@ -218,7 +227,7 @@ def _alarms(node_ids: list[str], limit: int = 5) -> dict[str, list]:
 
 
 @bp.post("/nodes")
-def provision_node():
+def provision_node() -> tuple[Response, int]:
     user = auth.require("node.write")
     answer, accounts = node_service.provision_node(g.db, app_settings(), user,
                                                    read(B.NodeCreate))
@@ -227,8 +236,9 @@ def provision_node():
     return jsonify(answer), 201
 
 
-def _provision_rows(user, rows: list, fields: dict[str, str] | None = None,
-                    status: int | None = None):
+def _provision_rows(user: User, rows: list[tuple[int, B.NodeCreate | node_service.RowError]],
+                    fields: dict[str, str] | None = None,
+                    status: int | None = None) -> tuple[Response, int]:
     """Every row provisioned, or none and every bad row named (its number and field); the
     status of a refusal is ``status``, else the first bad row's own."""
     answers, accounts, errors = node_service.provision_nodes(g.db, app_settings(), user, rows)
@@ -243,7 +253,7 @@ def _provision_rows(user, rows: list, fields: dict[str, str] | None = None,
 
 
 @bp.post("/nodes/bulk")
-def provision_nodes():
+def provision_nodes() -> tuple[Response, int]:
     """A JSON list of nodes (each as POST /nodes takes it), all provisioned or none."""
     user = auth.require("node.write")
     data = request.get_json(silent=True)
@@ -253,7 +263,7 @@ def provision_nodes():
     if len(data) > most:
         raise bad_request("err.too_many_rows", "too_many", most=most)
     tz = app_settings().tz
-    rows: list = []
+    rows: list[tuple[int, B.NodeCreate | node_service.RowError]] = []
     for i, item in enumerate(data, start=1):
         try:
             rows.append((i, B.parse(B.NodeCreate, item, tz=tz)))
@@ -263,7 +273,7 @@ def provision_nodes():
 
 
 @bp.post("/nodes/import")
-def import_nodes():
+def import_nodes() -> tuple[Response, int]:
     """A CSV file (UTF-8; columns name, cluster, latitude, longitude, optionally id), all
     provisioned or none; a bad row is named by its line in the file."""
     user = auth.require("node.write")
@@ -275,7 +285,7 @@ def import_nodes():
 
 @bp.get("/nodes")
 @auth.login_required
-def list_nodes():
+def list_nodes() -> Response:
     """A page of nodes in id order: ``?limit=`` of them (NODES_PAGE unless asked) after the
     node ``?after=`` (the previous page's ``next``), filtered and paged by the database; a
     province holds 10,000 nodes."""
@@ -332,7 +342,7 @@ def _query_limit(default: int = 1000, most: int = 10000) -> int:
 
 
 def _node(node_id: str) -> Node:
-    node = g.db.get(Node, node_id)
+    node: Node | None = g.db.get(Node, node_id)
     allowed = auth.user_area_ids(g.db, g.user)
     if node is None or (allowed is not None and node.cluster_id not in allowed):
         raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
@@ -341,13 +351,13 @@ def _node(node_id: str) -> Node:
 
 @bp.get("/nodes/<node_id>")
 @auth.login_required
-def get_node(node_id: str):
+def get_node(node_id: str) -> Response:
     node = _node(node_id)
     return jsonify(node_json(g.db, node, _alarms([node.id], 20)[node.id]))
 
 
 @bp.patch("/nodes/<node_id>")
-def update_node(node_id: str):
+def update_node(node_id: str) -> Response:
     """A technician sets (or ends, with null) the node's maintenance window."""
     auth.require("node.write")
     node = _node(node_id)
@@ -364,7 +374,7 @@ def update_node(node_id: str):
 
 @bp.get("/nodes/<node_id>/desired")
 @auth.login_required
-def node_desired(node_id: str):
+def node_desired(node_id: str) -> Response:
     """What the node should hold now: the body of its newest desired state, and the version it
     reported applying."""
     return jsonify(node_service.desired_state(g.db, _node(node_id)))
@@ -372,7 +382,7 @@ def node_desired(node_id: str):
 
 @bp.get("/nodes/<node_id>/telemetry")
 @auth.login_required
-def node_telemetry(node_id: str):
+def node_telemetry(node_id: str) -> Response:
     """The node's telemetry in [from, to) (to defaults to now, from to a day before it):
     ``resolution=raw`` every report, ``hour`` the hourly aggregates, ``auto`` (the default) raw
     while from lies within the raw retention, hourly beyond it (server/retention.py). A span
@@ -400,7 +410,7 @@ def node_telemetry(node_id: str):
 
 
 @bp.post("/nodes/<node_id>/revoke")
-def revoke_node(node_id: str):
+def revoke_node(node_id: str) -> Response:
     user = auth.require("node.write")
     node = node_service.revoke_node(g.db, app_settings(), user, node_id)
     g.db.commit()
@@ -409,7 +419,7 @@ def revoke_node(node_id: str):
 
 
 @bp.post("/nodes/<node_id>/provisioning-token")
-def node_provisioning_token(node_id: str):
+def node_provisioning_token(node_id: str) -> tuple[Response, int]:
     """A one-time token (technician, admin of the node's area) that fetches the node's
     provisioning answer once: hardware/install-pi.sh --provision URL --token TOKEN."""
     user = auth.require("node.write")
@@ -421,7 +431,7 @@ def node_provisioning_token(node_id: str):
 
 
 @bp.get("/nodes/<node_id>/provisioning")
-def node_provisioning(node_id: str):
+def node_provisioning(node_id: str) -> Response:
     """The provisioning answer for the bearer of the node's one-time token (no user login):
     the token is consumed, the node's broker password rotated and the broker synced."""
     answer = node_service.fetch_provisioning(g.db, app_settings(), node_id, auth.bearer_token(),
@@ -434,7 +444,7 @@ def node_provisioning(node_id: str):
 
 
 @bp.post("/nodes/<node_id>/commands")
-def node_command(node_id: str):
+def node_command(node_id: str) -> tuple[Response, int]:
     user = auth.require("node.command")
     cmd = node_service.node_command(g.db, app_settings(), user, node_id, read(B.CommandCreate))
     return created(command_json(cmd), 202)
@@ -442,7 +452,7 @@ def node_command(node_id: str):
 
 @bp.get("/commands/<command_id>")
 @auth.login_required
-def get_command(command_id: str):
+def get_command(command_id: str) -> Response:
     cmd = g.db.get(Command, command_id)
     if cmd is None or cmd.type == "desired" or cmd.node_id is None:
         raise not_found("thing.command")
@@ -453,7 +463,7 @@ def get_command(command_id: str):
 # --- agent releases and rollouts (updates over the air) ---------------------------------------
 
 @bp.post("/releases")
-def upload_release():
+def upload_release() -> tuple[Response, int]:
     user = auth.require("release.write")
     upload = request.files.get("file") if request.mimetype == "multipart/form-data" else None
     if upload is None:
@@ -464,42 +474,42 @@ def upload_release():
 
 
 @bp.get("/releases")
-def list_releases():
+def list_releases() -> Response:
     auth.require("rollout.read")
     rows = g.db.scalars(select(AgentRelease).order_by(AgentRelease.id.desc()))
     return jsonify({"releases": [releases.release_json(app_settings(), r) for r in rows]})
 
 
 @bp.get("/releases/<int:release_id>")
-def get_release(release_id: int):
+def get_release(release_id: int) -> Response:
     auth.require("rollout.read")
     return jsonify(releases.release_json(app_settings(),
                                          releases.get_release(g.db, release_id)))
 
 
 @bp.post("/rollouts")
-def create_rollout():
+def create_rollout() -> tuple[Response, int]:
     user = auth.require("release.write")
     rollout = releases.create_rollout(g.db, app_settings(), user, read(B.RolloutCreate))
     return created(releases.rollout_json(g.db, app_settings(), user, rollout))
 
 
 @bp.get("/rollouts")
-def list_rollouts():
+def list_rollouts() -> Response:
     user = auth.require("rollout.read")
     return jsonify({"rollouts": [releases.rollout_json(g.db, app_settings(), user, r)
                                  for r in releases.visible_rollouts(g.db)]})
 
 
 @bp.get("/rollouts/<int:rollout_id>")
-def get_rollout(rollout_id: int):
+def get_rollout(rollout_id: int) -> Response:
     user = auth.require("rollout.read")
     return jsonify(releases.rollout_json(g.db, app_settings(), user,
                                          releases.get_rollout(g.db, rollout_id)))
 
 
 @bp.post("/rollouts/<int:rollout_id>/advance")
-def advance_rollout(rollout_id: int):
+def advance_rollout(rollout_id: int) -> Response:
     user = auth.require("release.write")
     rollout = releases.advance(g.db, app_settings(), user,
                                releases.get_rollout(g.db, rollout_id))
@@ -508,7 +518,7 @@ def advance_rollout(rollout_id: int):
 
 
 @bp.post("/rollouts/<int:rollout_id>/cancel")
-def cancel_rollout(rollout_id: int):
+def cancel_rollout(rollout_id: int) -> Response:
     user = auth.require("release.write")
     rollout = releases.cancel(g.db, releases.get_rollout(g.db, rollout_id))
     g.db.commit()
@@ -523,7 +533,7 @@ def _alerts_scope() -> set[int] | None:
     return auth.area_scope(g.db, g.user, _query_id("area"))
 
 
-def _alert_list_json(rows: list[Alert]) -> list[dict]:
+def _alert_list_json(rows: list[Alert]) -> list[dict[str, Any]]:
     from .i18n import current_language
     names = alerts.usernames(g.db, rows)
     zones: dict[int | None, str] = {}  # times in the text: the alert's area's zone
@@ -537,7 +547,7 @@ def _alert_list_json(rows: list[Alert]) -> list[dict]:
 
 @bp.get("/alerts")
 @auth.login_required
-def list_alerts():
+def list_alerts() -> Response:
     """Alerts in the caller's areas, newest first; ?state= (one or more, comma-separated),
     ?area=, ?node=, ?kind=, ?limit=."""
     limit = _query_limit(500, 5000)
@@ -558,7 +568,7 @@ def list_alerts():
 
 
 def _alert(alert_id: int) -> Alert:
-    alert = g.db.get(Alert, alert_id)
+    alert: Alert | None = g.db.get(Alert, alert_id)
     if alert is None or not alerts.visible(g.db, alert, auth.user_area_ids(g.db, g.user)):
         raise not_found("thing.alert")
     return alert
@@ -566,11 +576,11 @@ def _alert(alert_id: int) -> Alert:
 
 @bp.get("/alerts/<int:alert_id>")
 @auth.login_required
-def get_alert(alert_id: int):
+def get_alert(alert_id: int) -> Response:
     return jsonify(_alert_list_json([_alert(alert_id)])[0])
 
 
-def _alert_action(alert_id: int, action: str):
+def _alert_action(alert_id: int, action: str) -> Response:
     user = auth.require("alert.write")
     alert = _alert(alert_id)
     data = request.get_json(silent=True) or {}
@@ -583,19 +593,19 @@ def _alert_action(alert_id: int, action: str):
 
 
 @bp.post("/alerts/<int:alert_id>/ack")
-def ack_alert(alert_id: int):
+def ack_alert(alert_id: int) -> Response:
     return _alert_action(alert_id, "ack")
 
 
 @bp.post("/alerts/<int:alert_id>/resolve")
-def resolve_alert(alert_id: int):
+def resolve_alert(alert_id: int) -> Response:
     return _alert_action(alert_id, "resolve")
 
 
 # --- bulletins ---------------------------------------------------------------------------------
 
 @bp.post("/bulletins")
-def create_bulletin():
+def create_bulletin() -> tuple[Response, int]:
     user = auth.require("bulletin.write")
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
@@ -610,19 +620,19 @@ def create_bulletin():
 
 @bp.get("/bulletins")
 @auth.login_required
-def list_bulletins():
+def list_bulletins() -> Response:
     rows = bulletins.visible_bulletins(g.db, g.user, request.args.get("status"))
     return jsonify({"bulletins": [bulletins.bulletin_json(b) for b in rows]})
 
 
 @bp.get("/bulletins/<int:bulletin_id>")
 @auth.login_required
-def get_bulletin(bulletin_id: int):
+def get_bulletin(bulletin_id: int) -> Response:
     return jsonify(bulletins.bulletin_json(bulletins.get_bulletin(g.db, g.user, bulletin_id)))
 
 
 @bp.patch("/bulletins/<int:bulletin_id>")
-def edit_bulletin(bulletin_id: int):
+def edit_bulletin(bulletin_id: int) -> Response:
     user = auth.require("bulletin.write")
     b = bulletins.get_bulletin(g.db, user, bulletin_id, manage=True)
     bulletins.edit_bulletin(g.db, speech(), user, b, read(B.BulletinUpdate))
@@ -631,7 +641,7 @@ def edit_bulletin(bulletin_id: int):
 
 
 @bp.post("/bulletins/<int:bulletin_id>/<action>")
-def bulletin_action(bulletin_id: int, action: str):
+def bulletin_action(bulletin_id: int, action: str) -> Response:
     if action not in bulletins.TRANSITIONS:
         raise ApiError(404, "not_found", "err.route")
     user = auth.require("bulletin.approve" if action in ("approve", "reject")
@@ -648,7 +658,7 @@ def bulletin_action(bulletin_id: int, action: str):
 
 @bp.post("/normalize")
 @auth.login_required
-def normalize():
+def normalize() -> Response:
     req = read(B.NormalizeRequest)
     if req.area_id is not None:
         bulletins.scoped_area(g.db, g.user, req.area_id)
@@ -656,7 +666,7 @@ def normalize():
 
 
 @bp.post("/previews")
-def preview():
+def preview() -> Response:
     user = auth.require("bulletin.write")
     answer = bulletins.preview(g.db, speech(), user, read(B.PreviewCreate))
     g.db.commit()
@@ -666,7 +676,7 @@ def preview():
 # --- ward speech settings and lexicon ------------------------------------------------------------
 
 @bp.patch("/areas/<int:area_id>")
-def update_area(area_id: int):
+def update_area(area_id: int) -> Response:
     user = auth.require("area.write")
     area, moved = area_service.update_area(g.db, app_settings(), user, area_id,
                                            read(B.AreaUpdate))
@@ -677,7 +687,7 @@ def update_area(area_id: int):
 
 
 @bp.post("/areas/<int:area_id>/merge")
-def merge_area(area_id: int):
+def merge_area(area_id: int) -> Response:
     """Merge the area into the body's ``into`` (server.areas.merge_areas)."""
     user = auth.require("area.write")
     body = read(B.AreaMerge)
@@ -692,7 +702,7 @@ def merge_area(area_id: int):
 
 @bp.get("/areas/<int:area_id>/lexicon")
 @auth.login_required
-def list_lexicon(area_id: int):
+def list_lexicon(area_id: int) -> Response:
     bulletins.scoped_area(g.db, g.user, area_id)
     rows = g.db.scalars(select(LexiconEntry).where(LexiconEntry.area_id == area_id)
                         .order_by(LexiconEntry.term))
@@ -701,14 +711,14 @@ def list_lexicon(area_id: int):
 
 
 @bp.post("/areas/<int:area_id>/lexicon")
-def add_lexicon(area_id: int):
+def add_lexicon(area_id: int) -> tuple[Response, int]:
     user = auth.require("bulletin.write")
     entry = bulletins.add_lexicon_entry(g.db, user, area_id, read(B.LexiconEntryCreate))
     return created(bulletins.lexicon_json(entry))
 
 
 @bp.delete("/areas/<int:area_id>/lexicon/<int:entry_id>")
-def delete_lexicon(area_id: int, entry_id: int):
+def delete_lexicon(area_id: int, entry_id: int) -> tuple[str, int]:
     user = auth.require("bulletin.write")
     bulletins.scoped_area(g.db, user, area_id)
     entry = g.db.get(LexiconEntry, entry_id)
@@ -722,7 +732,7 @@ def delete_lexicon(area_id: int, entry_id: int):
 # --- programmes --------------------------------------------------------------------------------
 
 @bp.post("/programmes")
-def create_programme():
+def create_programme() -> tuple[Response, int]:
     user = auth.require("broadcast.write")
     p = programmes.create_programme(g.db, app_settings(), user, read(B.ProgrammeCreate))
     return created(programmes.programme_json(p))
@@ -730,20 +740,20 @@ def create_programme():
 
 @bp.get("/programmes")
 @auth.login_required
-def list_programmes():
+def list_programmes() -> Response:
     return jsonify({"programmes": [programmes.programme_json(p)
                                    for p in programmes.visible_programmes(g.db, g.user)]})
 
 
 @bp.get("/programmes/<int:programme_id>")
 @auth.login_required
-def get_programme(programme_id: int):
+def get_programme(programme_id: int) -> Response:
     return jsonify(programmes.programme_json(
         programmes.visible_programme(g.db, g.user, programme_id)))
 
 
 @bp.patch("/programmes/<int:programme_id>")
-def edit_programme(programme_id: int):
+def edit_programme(programme_id: int) -> Response:
     user = auth.require("broadcast.write")
     p = programmes.visible_programme(g.db, user, programme_id)
     programmes.edit_programme(g.db, app_settings(), user, p, read(B.ProgrammeUpdate))
@@ -754,7 +764,7 @@ def edit_programme(programme_id: int):
 # --- broadcasts --------------------------------------------------------------------------------
 
 @bp.post("/broadcasts")
-def create_broadcast():
+def create_broadcast() -> tuple[Response, int]:
     user = auth.require("broadcast.write")
     bc = broadcast_service.create_broadcast(g.db, app_settings(), user, read(B.BroadcastCreate))
     return created(broadcast_json(g.db, bc, app_settings().timezone))
@@ -762,7 +772,7 @@ def create_broadcast():
 
 @bp.get("/broadcasts")
 @auth.login_required
-def list_broadcasts():
+def list_broadcasts() -> Response:
     rows = g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(100))
     tz = app_settings().timezone
     return jsonify({"broadcasts": [broadcast_json(g.db, b, tz) for b in rows if _visible(b)]})
@@ -773,7 +783,7 @@ def _visible(bc: Broadcast) -> bool:
 
 
 def _broadcast(broadcast_id: int) -> Broadcast:
-    bc = g.db.get(Broadcast, broadcast_id)
+    bc: Broadcast | None = g.db.get(Broadcast, broadcast_id)
     if bc is None or not _visible(bc):
         raise not_found("thing.broadcast")
     return bc
@@ -781,13 +791,13 @@ def _broadcast(broadcast_id: int) -> Broadcast:
 
 @bp.get("/broadcasts/<int:broadcast_id>")
 @auth.login_required
-def get_broadcast(broadcast_id: int):
+def get_broadcast(broadcast_id: int) -> Response:
     return jsonify(broadcast_json(g.db, _broadcast(broadcast_id), app_settings().timezone))
 
 
 @bp.get("/broadcasts/<int:broadcast_id>/slots")
 @auth.login_required
-def broadcast_slots(broadcast_id: int):
+def broadcast_slots(broadcast_id: int) -> Response:
     """Each occurrence of a series in [from, to) and each node's delivery state of it."""
     bc = _broadcast(broadcast_id)
     s = app_settings()
@@ -800,7 +810,7 @@ def broadcast_slots(broadcast_id: int):
 
 
 @bp.patch("/broadcasts/<int:broadcast_id>")
-def edit_broadcast(broadcast_id: int):
+def edit_broadcast(broadcast_id: int) -> tuple[Response, int]:
     """A series edited from now on: it ends now, and the answer is the new series (201) whose
     previous_id names it."""
     user = auth.require("broadcast.write")
@@ -810,7 +820,7 @@ def edit_broadcast(broadcast_id: int):
 
 
 @bp.post("/broadcasts/<int:broadcast_id>/occurrences")
-def change_occurrence(broadcast_id: int):
+def change_occurrence(broadcast_id: int) -> Response:
     """One occurrence cancelled, moved or airing another bulletin; the answer is the series."""
     user = auth.require("broadcast.write")
     bc = _broadcast(broadcast_id)
@@ -821,7 +831,7 @@ def change_occurrence(broadcast_id: int):
 
 
 @bp.post("/broadcasts/<int:broadcast_id>/confirm")
-def confirm_broadcast(broadcast_id: int):
+def confirm_broadcast(broadcast_id: int) -> Response:
     user = auth.require("broadcast.emergency")
     bc = _broadcast(broadcast_id)
     broadcast_service.confirm_broadcast(g.db, app_settings(), user, bc)
@@ -830,7 +840,7 @@ def confirm_broadcast(broadcast_id: int):
 
 
 @bp.post("/broadcasts/<int:broadcast_id>/cancel")
-def cancel_broadcast(broadcast_id: int):
+def cancel_broadcast(broadcast_id: int) -> Response:
     user = auth.require("broadcast.write")
     bc = _broadcast(broadcast_id)
     broadcast_service.cancel_broadcast(g.db, app_settings(), user, bc)
@@ -846,7 +856,7 @@ PLAYLOG_FIELDS = ("node_id", "broadcast_id", "bulletin_id", "item_id", "cmd_id",
 
 @bp.get("/playlogs")
 @auth.login_required
-def playlogs():
+def playlogs() -> Response:
     limit = _query_limit()
     q = select(PlayLog).order_by(PlayLog.started_at_ms.desc(), PlayLog.id.desc()).limit(limit)
     if request.args.get("node"):
@@ -876,8 +886,8 @@ def playlogs():
     return jsonify({"playlogs": rows})
 
 
-def _playlog_json(p: PlayLog) -> dict:
-    def t(ms):
+def _playlog_json(p: PlayLog) -> dict[str, Any]:
+    def t(ms: int | None) -> str | None:
         return iso(from_ms(ms)) if ms is not None else None
     return {"node_id": p.node_id, "broadcast_id": p.broadcast_id, "bulletin_id": p.bulletin_id,
             "item_id": p.item_id, "cmd_id": p.cmd_id, "slot_id": p.slot_id, "sha256": p.sha256,
@@ -889,7 +899,7 @@ def _playlog_json(p: PlayLog) -> dict:
 
 @bp.get("/reports/airplay")
 @auth.login_required
-def airplay_report():
+def airplay_report() -> Response:
     """Proof of play: every planned slot or command of the nodes in scope (the caller's area,
     ?area= below it, ?node=) in [from, to) against what the nodes reported (server/reports.py).
     to defaults to now, from to a day before to; a longer span is cut to 92 days."""
@@ -921,7 +931,7 @@ def airplay_report():
 
 @bp.get("/reports/summary")
 @auth.login_required
-def summary_report():
+def summary_report() -> Response:
     """The Reports page's report (server/report_summary.py): planned against aired per area and
     node, hours aired by category and area, node uptime, for whole days from..to (YYYY-MM-DD,
     in the area's zone; at most 366 days) within the caller's areas. Accept: text/csv gives the
@@ -936,7 +946,7 @@ def summary_report():
 # --- audit log ---------------------------------------------------------------------------------
 
 @bp.get("/audit")
-def audit_log():
+def audit_log() -> Response:
     auth.require("audit.read")  # no role but admin has it
     limit = _query_limit()
     bounds = {arg: parse_time(request.args[arg], arg, app_settings().tz)

@@ -14,9 +14,10 @@ import unicodedata
 import uuid
 import zoneinfo
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from device_agent.protocol import valid_name
 
@@ -26,6 +27,8 @@ from .config import Settings
 from .errors import ApiError
 from .models import (Alert, Area, Broadcast, Bulletin, LexiconEntry, Node, Programme, User,
                      area_subtree_ids, area_zone, utcnow)
+
+_T = TypeVar("_T")
 
 # The protocol's every-node group, and the prefix of the names the server makes up itself.
 RESERVED_GROUPS = frozenset({"all"})
@@ -166,11 +169,11 @@ class Merge:
     lexicon_dropped: list[str] = field(default_factory=list)  # the kept area has its own
     alerts: list[int] = field(default_factory=list)
 
-    def json(self) -> dict:
+    def json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def _ids(db: Session, column, where) -> list:
+def _ids(db: Session, column: QueryableAttribute[_T], where: ColumnElement[bool]) -> list[_T]:
     return list(db.scalars(select(column).where(where).order_by(column)))
 
 

@@ -28,7 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import weakref
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from collections.abc import Iterable
 
 from sqlalchemy import Table, bindparam, event, func, inspect, insert, select, update
@@ -36,6 +36,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
 
 from .models import AuditEntry, AuditHead, User, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import UOWTransaction
 
 GENESIS = "0" * 64
 HEAD_ID = 1
@@ -54,6 +57,8 @@ AUDITED: dict[str, frozenset[str]] = {
                         "rejected_messages", "last_rejected_reason", "last_rejected_at"}),
 }
 SECRETS = frozenset({"password_hash", "token_hash", "mqtt_password_hash"})
+# an entry to append: (actor id, actor, action, target type, target id, detail)
+_EntryRow = tuple[int | None, str, str, str | None, str | None, dict[str, Any]]
 
 
 class AuditBroken(Exception):
@@ -85,7 +90,7 @@ def canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def entry_hash(row: dict) -> str:
+def entry_hash(row: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of an entry's fields and its prev_hash."""
     fields = {k: row[k] for k in ("id", "actor_id", "actor", "action", "target_type",
                                   "target_id", "detail", "prev_hash")}
@@ -129,7 +134,7 @@ def _lock_head(db: Session) -> tuple[int, str]:
 
 
 def _append_rows(db: Session, last_id: int, last_hash: str,
-                 rows: Iterable[tuple]) -> tuple[int, str]:
+                 rows: Iterable[_EntryRow]) -> tuple[int, str]:
     conn = db.connection()
     at = utcnow()
     entries = []
@@ -145,7 +150,7 @@ def _append_rows(db: Session, last_id: int, last_hash: str,
     return last_id, last_hash
 
 
-def _append(db: Session, rows: list[tuple]) -> None:
+def _append(db: Session, rows: list[_EntryRow]) -> None:
     if rows:
         last_id, last_hash = _lock_head(db)
         _append_rows(db, last_id, last_hash, rows)
@@ -170,7 +175,7 @@ def _actor(db: Session, actor: Any = None) -> tuple[int | None, str]:
 
 
 def record(db: Session, action: str, target: tuple[str, Any] | None = None,
-           detail: dict | None = None, actor: Any = None) -> None:
+           detail: dict[str, Any] | None = None, actor: Any = None) -> None:
     """Append an entry for something that is not a row change (a login, a key rotation).
     It is written in ``db``'s transaction: the caller commits."""
     actor_id, name = _actor(db, actor)
@@ -181,11 +186,12 @@ def record(db: Session, action: str, target: tuple[str, Any] | None = None,
 
 # --- recording row changes ------------------------------------------------------------------------
 
-def _columns(obj) -> list[tuple[str, Any]]:
+def _columns(obj: Any) -> list[tuple[str, Any]]:
     return [(attr.key, attr) for attr in inspect(obj).mapper.column_attrs]
 
 
-def _changed_values(obj, ignored, secret: list[str]) -> dict[str, list]:
+def _changed_values(obj: Any, ignored: frozenset[str], secret: list[str]
+                    ) -> dict[str, list[Any]]:
     """An updated row's changed columns as key -> [old, new]; changed secrets go to ``secret``."""
     state = inspect(obj)
     changed = {}
@@ -207,7 +213,7 @@ def _changed_values(obj, ignored, secret: list[str]) -> dict[str, list]:
     return changed
 
 
-def _row_values(obj, ignored, secret: list[str]) -> dict[str, Any]:
+def _row_values(obj: Any, ignored: frozenset[str], secret: list[str]) -> dict[str, Any]:
     """An inserted or deleted row's columns; its secret columns' names go to ``secret``."""
     state = inspect(obj)
     values = {}
@@ -219,7 +225,7 @@ def _row_values(obj, ignored, secret: list[str]) -> dict[str, Any]:
     return values
 
 
-def _change(obj, kind: str) -> tuple[str, str, dict] | None:
+def _change(obj: Any, kind: str) -> tuple[str, str, dict[str, Any]] | None:
     table = obj.__table__.name
     if table not in AUDITED:
         return None
@@ -228,7 +234,7 @@ def _change(obj, kind: str) -> tuple[str, str, dict] | None:
     ignored = AUDITED[table]
     pk = ",".join(str(v) for v in inspect(obj).mapper.primary_key_from_instance(obj))
     secret: list[str] = []
-    detail: dict
+    detail: dict[str, Any]
     if kind == "update":
         changed = _changed_values(obj, ignored, secret)
         if not changed and not secret:
@@ -241,8 +247,8 @@ def _change(obj, kind: str) -> tuple[str, str, dict] | None:
     return f"{table}.{kind}", pk, detail
 
 
-def _after_flush(db: Session, _context) -> None:
-    rows = []
+def _after_flush(db: Session, _context: UOWTransaction) -> None:
+    rows: list[_EntryRow] = []
     actor_id, actor = _actor(db)
     for kind, objs in (("insert", db.new), ("update", db.dirty), ("delete", db.deleted)):
         for obj in list(objs):
@@ -256,10 +262,10 @@ def _after_flush(db: Session, _context) -> None:
 # the session makers install hooked, as long as they live: not asked of event.contains, which
 # keys its answer by the maker's id() and keeps the key after the maker is gone, so a new maker
 # at a freed one's address looked hooked and its sessions' changes went unrecorded
-_installed: weakref.WeakSet[sessionmaker] = weakref.WeakSet()
+_installed: weakref.WeakSet[sessionmaker[Session]] = weakref.WeakSet()
 
 
-def install(maker: sessionmaker) -> None:
+def install(maker: sessionmaker[Session]) -> None:
     """Record row changes of every session ``maker`` makes (once however often it is called)."""
     if maker not in _installed:
         event.listen(maker, "after_flush", _after_flush)
@@ -341,7 +347,7 @@ def values(db: Session, name: str) -> list[str]:
     return [v for v in db.scalars(select(seen.c.v).where(seen.c.v.is_not(None))) if v]
 
 
-def entry_json(e: AuditEntry) -> dict:
+def entry_json(e: AuditEntry) -> dict[str, Any]:
     return {"id": e.id, "at": e.at.replace(tzinfo=dt.UTC).isoformat()
             .replace("+00:00", "Z"), "actor_id": e.actor_id, "actor": e.actor,
             "action": e.action, "target": {"type": e.target_type, "id": e.target_id},

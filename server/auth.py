@@ -7,10 +7,12 @@ import datetime as dt
 import functools
 import hashlib
 import secrets
+from collections.abc import Callable
+from typing import ParamSpec, TypeGuard, TypeVar
 
 from flask import current_app, g, request, session
 from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import ApiError
@@ -36,6 +38,8 @@ PERMISSIONS = {
     "release.write": set(),
     "rollout.read": {"technician"},
 }
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def hash_password(password: str) -> str:
@@ -47,7 +51,7 @@ def _dummy_hash() -> str:
     return generate_password_hash(secrets.token_urlsafe(16))
 
 
-def verify_password(user: User | None, password: str) -> bool:
+def verify_password(user: User | None, password: str) -> TypeGuard[User]:
     """True when ``password`` is the active user's. An unknown or inactive user costs one hash
     check all the same, so the answer's timing does not tell which usernames exist."""
     stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
@@ -55,7 +59,7 @@ def verify_password(user: User | None, password: str) -> bool:
     return bool(matches and user is not None and user.active)
 
 
-def login_attempt(db, username: str, password: str, via: str) -> User | None:
+def login_attempt(db: Session, username: str, password: str, via: str) -> User | None:
     """The user when the password is theirs, else None; either way an audit entry says who
     tried, from where and through what (``api`` or ``page``). A failure is committed at once so
     it stays on record whatever the caller does next."""
@@ -76,7 +80,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def issue_token(db, user: User, ttl_h: int | None, name: str = LOGIN_TOKEN) -> str:
+def issue_token(db: Session, user: User, ttl_h: int | None, name: str = LOGIN_TOKEN) -> str:
     """A new random token for ``user``; only its hash is stored. ttl_h None: no expiry."""
     token = secrets.token_urlsafe(32)
     expires = utcnow() + dt.timedelta(hours=ttl_h) if ttl_h else None
@@ -90,7 +94,7 @@ def bearer_token() -> str | None:
     return value.strip() if scheme.lower() == "bearer" else None
 
 
-def start_web_session(db, user: User) -> None:
+def start_web_session(db: Session, user: User) -> None:
     """Log the browser in: a new random session id in the cookie, only its hash in the database.
     Whatever the cookie held before (a session id, a CSRF token) is dropped."""
     settings = current_app.config["SETTINGS"]
@@ -104,7 +108,7 @@ def start_web_session(db, user: User) -> None:
     session["sid"] = sid
 
 
-def end_web_session(db) -> None:
+def end_web_session(db: Session) -> None:
     """Log the browser out: its session row is deleted, so a copy of the cookie is worthless.
     The cookie keeps only the chosen language."""
     sid = session.get("sid")
@@ -116,7 +120,7 @@ def end_web_session(db) -> None:
         session["lang"] = lang
 
 
-def revoke_logins(db, user: User) -> None:
+def revoke_logins(db: Session, user: User) -> None:
     """End every browser session and every login token of ``user`` (after a password change or
     deactivation). Integration tokens made with ``cli token`` are kept: they do not come from
     the password; ``cli revoke-tokens`` or deactivating the user ends them."""
@@ -133,7 +137,7 @@ _SESSION_ROW = select(WebSession).where(WebSession.token_hash == bindparam("toke
     .options(joinedload(WebSession.user))
 
 
-def _session_user(db) -> User | None:
+def _session_user(db: Session) -> User | None:
     sid = session.get("sid")
     if not isinstance(sid, str) or not sid:
         return None
@@ -153,8 +157,9 @@ def _session_user(db) -> User | None:
 def current_user() -> User | None:
     """The caller: a bearer token's user, else the logged-in session's; cached per request."""
     if "user" in g:
-        return g.user
-    user = None
+        cached: User | None = g.user
+        return cached
+    user: User | None = None
     token = bearer_token()
     if token is not None:
         row = g.db.scalar(_TOKEN_ROW, {"token_hash": token_hash(token)}) if token else None
@@ -171,9 +176,9 @@ def current_user() -> User | None:
     return user
 
 
-def login_required(view):
+def login_required(view: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(view)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if current_user() is None:
             raise ApiError(401, "unauthorized", "err.unauthorized")
         return view(*args, **kwargs)
@@ -193,14 +198,14 @@ def require(permission: str) -> User:
     return user
 
 
-def user_area_ids(db, user: User) -> set[int] | None:
+def user_area_ids(db: Session, user: User) -> set[int] | None:
     """The areas a user may act on: their area and everything below it; None = all."""
     if user.area_id is None:
         return None
     return area_subtree_ids(db, [user.area_id])
 
 
-def area_scope(db, user: User, area_id: int | None) -> set[int] | None:
+def area_scope(db: Session, user: User, area_id: int | None) -> set[int] | None:
     """The areas a listing covers for ``user``: theirs (None: every area), narrowed to
     ``area_id`` and everything below it when given. An area the user may not see is answered
     as one that does not exist (404 unknown_area)."""
@@ -213,7 +218,7 @@ def area_scope(db, user: User, area_id: int | None) -> set[int] | None:
     return below if allowed is None else below & allowed
 
 
-def check_area(db, user: User, area_id: int) -> None:
+def check_area(db: Session, user: User, area_id: int) -> None:
     allowed = user_area_ids(db, user)
     if allowed is not None and area_id not in allowed:
         raise ApiError(403, "forbidden_area", "err.forbidden_area", area=area_id)

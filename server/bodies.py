@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Self, TypeVar, get_args, get_origin
 from collections.abc import Callable, Iterator, Mapping
 
 import annotated_types as at
@@ -156,7 +156,7 @@ class _Check(at.GroupedMetadata):
 
 def Int(lo: int, hi: int, detail: str = "number out of range", *,
         type_detail: str = "expected int", bool_detail: str = "bool",
-        schema: dict | None = None) -> _Check:
+        schema: dict[str, Any] | None = None) -> _Check:
     """A whole number lo..hi (5.0 is 5; a bool is no number); one a database column cannot
     hold is "out of range" whatever the field's own range."""
     def read(value: Any) -> int:
@@ -195,7 +195,7 @@ NOT_BLANK = r"[^\s\u001c-\u001f\u0085]"
 
 
 def _text_reader(max_len: int | None, blank: bool, one_line: bool = False) -> Callable[[Any], str]:
-    def read(value: Any) -> str:
+    def read(value: object) -> str:
         if not isinstance(value, str):
             raise _invalid("expected str")
         value = value.strip()
@@ -214,7 +214,7 @@ def Text(max_len: int, *, blank: bool = False, one_line: bool = False,
     """Text with spaces stripped, at most max_len long; blank is a missing field unless
     ``blank`` (then it is ""). ``configured``: the setting the served document fills in
     (server.openapi.document)."""
-    schema: dict = {"type": "string", "maxLength": max_len}
+    schema: dict[str, Any] = {"type": "string", "maxLength": max_len}
     if not blank:
         schema |= {"minLength": 1, "pattern": NOT_BLANK}
     if one_line:
@@ -230,7 +230,7 @@ def Choice(values: tuple[str, ...], max_len: int | None, detail: str, *, blank: 
     ``blank``, "" too (a setting cleared)."""
     text = _text_reader(max_len, blank)
 
-    def read(value: Any) -> str:
+    def read(value: object) -> str:
         value = text(value)
         if value not in values and not (blank and value == ""):
             raise _invalid(detail)
@@ -255,7 +255,7 @@ def Flag(detail: str) -> _Check:
     return _Check(read, {"type": "boolean"})
 
 
-def Pattern(regex: re.Pattern, detail: str, **extra: Any) -> _Check:
+def Pattern(regex: re.Pattern[str], detail: str, **extra: Any) -> _Check:
     """Text that matches ``regex`` in full, as it is (no stripping)."""
     def read(value: Any) -> str:
         if not isinstance(value, str) or not regex.fullmatch(value):
@@ -325,7 +325,7 @@ API_TIME = {"description": "ISO 8601 (no zone: the configured zone) or epoch ms"
 ApiTime = Annotated[dt.datetime, _Check(_api_time, API_TIME)]
 
 
-def _node_name(value: Any) -> str:
+def _node_name(value: object) -> str:
     value = _text_reader(63, blank=True)(value)
     if not valid_name(value):
         raise _invalid(NAME_RE.pattern.strip("^$"))
@@ -343,15 +343,16 @@ EngineSetting = Annotated[str, Text(20, blank=True, configured="tts_engines_or_b
                                     description="gtts, espeak, …; \"\" or null: inherit")]
 
 
-def _command_body(value: Any) -> dict:
+def _command_body(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise _invalid("expected dict")
-    return whole(value)
+    body: dict[str, Any] = whole(value)
+    return body
 
 
-CommandBody = Annotated[dict, _Check(_command_body, {
+CommandBody = Annotated[dict[Any, Any], _Check(_command_body, {
     "type": "object", "description": "as in docs/protocol.md for the type"})]
 
 
@@ -372,9 +373,9 @@ def _node_ids(value: Any) -> list[str]:
 
 # JSON's empty and false values all mean "none" here.
 NONE_GIVEN = [{"enum": [None, False, 0, ""]}, {"type": "object", "maxProperties": 0}]
-AreaIds = Annotated[list, _Check(_area_ids, {"anyOf": [{"type": "array", "items": {
+AreaIds = Annotated[list[Any], _Check(_area_ids, {"anyOf": [{"type": "array", "items": {
     "type": "integer", "minimum": 1, "maximum": MAX_DB_ID}}, *NONE_GIVEN]})]
-NodeIds = Annotated[list, _Check(_node_ids, {"anyOf": [
+NodeIds = Annotated[list[Any], _Check(_node_ids, {"anyOf": [
     {"type": "array", "items": {"type": "string"}}, *NONE_GIVEN]})]
 
 
@@ -502,7 +503,7 @@ class NodeCsv(RootModel[str]):
                    "Loa chợ Cột Đèn,HP-LECHAN-KP3,20.8449,106.6881\n"})
 
 
-def _command_variants(schema: dict) -> None:
+def _command_variants(schema: dict[str, Any]) -> None:
     schema["oneOf"] = [{"properties": {"type": {"const": t}, "body": {
         k: v for k, v in BODIES[t].items() if k not in ("$id", "title")}},
         **({"required": ["body"]} if "required" in BODIES[t] or "anyOf" in BODIES[t] else {})}
@@ -531,7 +532,7 @@ class BulletinCreate(SpeechChoice):
     area_id: DbId | None = None
 
 
-def _upload_file(schema: dict) -> None:
+def _upload_file(schema: dict[str, Any]) -> None:
     schema["properties"] = {"file": {"type": "string", "format": "binary", "minLength": 1},
                             **schema["properties"]}
     schema["required"] = ["file", *schema.get("required", [])]
@@ -592,7 +593,7 @@ class Targets(Body):
     nodes: NodeIds = []
 
     @model_validator(mode="after")
-    def _some(self):
+    def _some(self) -> Self:
         if not self.areas and not self.nodes:
             raise PydanticCustomError("no_targets", "no targets")
         return self
@@ -676,7 +677,7 @@ class BroadcastCreate(Body):
 
     @field_validator("repeat", mode="after")
     @classmethod
-    def _once(cls, value):
+    def _once(cls, value: int | None) -> int:
         return value or 1
 
     @model_validator(mode="before")
@@ -694,7 +695,7 @@ class BroadcastCreate(Body):
         return data
 
     @model_validator(mode="after")
-    def _series(self):
+    def _series(self) -> Self:
         if self.recurrence is not None and self.start_at is None:
             raise _missing("start_at")  # a series is anchored at its start
         for name in ("exdates", "skip_holidays", "tet_days"):
@@ -741,7 +742,7 @@ class OccurrenceChange(Body):
     override: Annotated[bool, Flag("true or false")] | None = None
 
     @model_validator(mode="after")
-    def _cancel_alone(self):
+    def _cancel_alone(self) -> Self:
         if self.cancelled and (self.start_at is not None or self.bulletin_id is not None):
             raise PydanticCustomError("invalid_field", "{detail}", {
                 "detail": "cancelled: nothing else", "field": "cancelled"})

@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 from collections import deque
 from collections.abc import Callable, Iterator
 
@@ -43,6 +43,9 @@ from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, SlotDel
                      Telemetry, ancestor_ids, node_groups, now_ms, utcnow)
 from .outbox import command_acked
 from .transport import Transport
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ class BridgeLimits:
     event_bytes: int = 16384
     clock_offset_ms: int = 100
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("state_bytes", "telemetry_bytes", "event_bytes"):
             if getattr(self, name) < 256:
                 raise ValueError(f"{name}: at least 256 bytes")
@@ -91,7 +94,7 @@ class BridgeLimits:
             raise ValueError("clock_offset_ms: at least 1 ms")
 
     @classmethod
-    def from_settings(cls, settings) -> BridgeLimits:
+    def from_settings(cls, settings: Settings) -> BridgeLimits:
         return cls(settings.node_max_state_bytes, settings.node_max_telemetry_bytes,
                    settings.node_max_event_bytes, settings.node_max_clock_offset_ms)
 
@@ -122,7 +125,7 @@ class Refused(Exception):
 
 # --- the pure part: from bytes to the fields the protocol names ---------------------------------
 
-def _reject_constant(text: str):
+def _reject_constant(text: str) -> NoReturn:
     raise Refused("malformed", f"{text} is not a number JSON allows")
 
 
@@ -147,22 +150,23 @@ def decode(payload: bytes) -> Any:
         raise Refused("malformed", f"not JSON: {err}") from None
 
 
-def _object_schema(schema: dict, value: Any) -> dict | None:
+def _object_schema(schema: dict[str, Any], value: Any) -> dict[str, Any] | None:
     """The object branch of ``schema`` that applies to ``value`` (a dict), if any."""
     if not isinstance(value, dict):
         return None
     if "properties" in schema and schema.get("type") in ("object", None):
         return schema
+    branch: dict[str, Any]
     for branch in schema.get("oneOf", ()):
         if branch.get("type") == "object":
             return branch
     return None
 
 
-def known_fields(value: Any, properties: dict) -> dict:
+def known_fields(value: Any, properties: dict[str, Any]) -> dict[str, Any]:
     """Only the fields ``properties`` names, nested objects likewise (PROTOCOL.md: a receiver
     ignores fields it does not know, so they are not stored either)."""
-    out = {}
+    out: dict[str, Any] = {}
     for key, sub in properties.items():
         if key in value:
             item = value[key]
@@ -171,15 +175,16 @@ def known_fields(value: Any, properties: dict) -> dict:
     return out
 
 
-def _type_rule(schema: dict, type_: Any) -> dict:
+def _type_rule(schema: dict[str, Any], type_: Any) -> dict[str, Any]:
     """What the schema adds for a message of ``type_`` (an event's ``then``); {} for none."""
     for rule in schema.get("allOf", ()):
         if rule["if"]["properties"]["type"].get("const") == type_:
-            return rule["then"]
+            then: dict[str, Any] = rule["then"]
+            return then
     return {}
 
 
-def event_properties(type_: Any) -> dict:
+def event_properties(type_: Any) -> dict[str, Any]:
     """The fields an event of ``type_`` may carry: the common ones and its type's own."""
     props = dict(schemas.EVENT["properties"])
     props.update(_type_rule(schemas.EVENT, type_).get("properties", {}))
@@ -236,12 +241,12 @@ def _bound(value: Any, key: str = "", depth: int = 0) -> Any:
     raise Refused("malformed", f"unexpected value for {key}")
 
 
-def _required(schema: dict, type_: Any) -> set[str]:
+def _required(schema: dict[str, Any], type_: Any) -> set[str]:
     """The fields a message must carry: the schema's, and for an event its type's own."""
     return set(schema.get("required", ())) | set(_type_rule(schema, type_).get("required", ()))
 
 
-def _fields(kind: str, type_: Any) -> tuple[dict, dict, set[str]]:
+def _fields(kind: str, type_: Any) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
     """(schema, fields it names, fields required) of a node message of topic ``kind`` and
     ``type`` field ``type_``."""
     if kind == "events":
@@ -257,13 +262,13 @@ def _fields(kind: str, type_: Any) -> tuple[dict, dict, set[str]]:
 _known_fields = functools.lru_cache(maxsize=64)(_fields)
 
 
-def _null_is_absent(data: dict, required: set[str]) -> dict:
+def _null_is_absent(data: dict[str, Any], required: set[str]) -> dict[str, Any]:
     """An optional field sent as null means what its absence means (PROTOCOL.md, edge cases):
     a node written from the protocol alone may send either, and neither may cost its message."""
     return {k: v for k, v in data.items() if v is not None or k in required}
 
 
-def read_message(kind: str, payload: bytes) -> dict:
+def read_message(kind: str, payload: bytes) -> dict[str, Any]:
     """A node's state, telemetry or event reduced to the fields the protocol names, checked
     against its schema and bounded; Refused (with the reason counted) otherwise."""
     data = decode(payload)
@@ -276,7 +281,8 @@ def read_message(kind: str, payload: bytes) -> dict:
     if not fast_validator(schema).is_valid(data):
         # the sentence says what is wrong as the agent's own check would (jsonschema's)
         raise Refused("malformed", schemas.first_error(schema, data) or "does not fit its schema")
-    return _bound(data)
+    bounded: dict[str, Any] = _bound(data)
+    return bounded
 
 
 # the same schemas (draft 2020-12) compiled by jsonschema-rs: whether a message fits takes
@@ -285,7 +291,7 @@ def read_message(kind: str, payload: bytes) -> dict:
 _FAST: dict[int, Any] = {}
 
 
-def fast_validator(schema: dict) -> Any:
+def fast_validator(schema: dict[str, Any]) -> Any:
     validator = _FAST.get(id(schema))
     if validator is None:
         validator = _FAST[id(schema)] = jsonschema_rs.validator_for(schema)
@@ -297,13 +303,15 @@ def fast_validator(schema: dict) -> Any:
 class _QuietLog:
     """At most one line per key every ``every_s``; the next line says how many were held back."""
 
-    def __init__(self, every_s: float = LOG_EVERY_S, clock=time.monotonic):
+    def __init__(self, every_s: float = LOG_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic):
         self.every_s = every_s
         self.clock = clock
-        self._last: dict[tuple, tuple[float, int]] = {}
+        self._last: dict[tuple[Any, ...], tuple[float, int]] = {}
         self._lock = threading.Lock()
 
-    def warning(self, key: tuple, msg: str, *args, exc_info: bool = False) -> bool:
+    def warning(self, key: tuple[Any, ...], msg: str, *args: Any, exc_info: bool = False
+                ) -> bool:
         now = self.clock()
         with self._lock:
             last, held = self._last.get(key, (None, 0))
@@ -347,7 +355,7 @@ def _waiting(status: str) -> tuple[Any, ...]:
 # --- the bridge's queue ---------------------------------------------------------------------------
 
 Item = tuple[str, bytes, Callable[[], None] | None]  # topic, payload, confirm once written
-Reading = dict | Refused | None  # a message read and checked (Bridge._read)
+Reading = dict[str, Any] | Refused | None  # a message read and checked (Bridge._read)
 
 
 # How the bridge locks the rows of the nodes whose messages it records, until its commit (on
@@ -466,9 +474,9 @@ class Bridge:
         self._halt = threading.Event()  # stop() while the database is unavailable: give up
         # what a node publishes, by topic kind; what it reports, by event type. A handler
         # returns a Refused when the message is stored for the record but not accepted.
-        self.topics: dict[str, Callable[[Session, Node, dict], Refused | None]] = {
+        self.topics: dict[str, Callable[[Session, Node, dict[str, Any]], Refused | None]] = {
             "state": self._state, "telemetry": self._telemetry, "events": self._event}
-        self.events: dict[str, Callable[[Session, Node, dict], Refused | None]] = {
+        self.events: dict[str, Callable[[Session, Node, dict[str, Any]], Refused | None]] = {
             "ack": self._ack, "played": self._played, "desired_applied": self._desired_applied,
             "media_ready": self._media_ready}
 
@@ -790,7 +798,7 @@ class Bridge:
 
     # --- the three topics -----------------------------------------------------------------------
 
-    def _state(self, db: Session, node: Node, state: dict) -> None:
+    def _state(self, db: Session, node: Node, state: dict[str, Any]) -> None:
         """The node's online state, in the order the broker delivers them: states are few and
         retained, so only the dispatcher takes them, on a plain subscription (never shared).
         The Last Will carries no time: it is stamped with the server's, so telemetry sent
@@ -802,7 +810,7 @@ class Bridge:
         node.last_state = state
         node.last_seen = utcnow()
 
-    def _clock_off(self, telemetry: dict | None) -> int | None:
+    def _clock_off(self, telemetry: dict[str, Any] | None) -> int | None:
         """The clock offset of a telemetry message when it is past the limit, else None."""
         offset = (telemetry or {}).get("clock_offset_ms")
         if isinstance(offset, int) and abs(offset) > self.limits.clock_offset_ms:
@@ -820,7 +828,7 @@ class Bridge:
                      payload={"type": "alarm", "id": event_id, "ts": ts, "code": "clock_off",
                               "detail": detail})
 
-    def _telemetry(self, db: Session, node: Node, data: dict) -> None:
+    def _telemetry(self, db: Session, node: Node, data: dict[str, Any]) -> None:
         """A row per message (once: one delivered again is not stored twice); the node's last
         values only from telemetry newer than them, and online only when newer than its last
         state (an offline Will recorded first stands)."""
@@ -846,7 +854,7 @@ class Bridge:
         if not _older(data["ts"], node.last_state):
             node.online = True
 
-    def _event(self, db: Session, node: Node, event: dict) -> Refused | None:
+    def _event(self, db: Session, node: Node, event: dict[str, Any]) -> Refused | None:
         batch = db.info.get("batch")
         if batch is not None:
             if (node.id, event["id"]) in batch["events"]:
@@ -870,7 +878,7 @@ class Bridge:
         handler = self.events.get(event["type"])
         return handler(db, node, event) if handler is not None else None
 
-    def _desired_applied(self, db: Session, node: Node, event: dict) -> Refused | None:
+    def _desired_applied(self, db: Session, node: Node, event: dict[str, Any]) -> Refused | None:
         if event["version"] < 0 or event["version"] > (node.desired_version or 0):
             return Refused("unknown_version", f"version {event['version']} was never sent")
         node.desired_applied_version = max(event["version"], node.desired_applied_version or 0)
@@ -902,7 +910,7 @@ class Bridge:
         return {sha for at, sha in batch["ready"].get(node_id, []) + batch["ready_new"].get(
             node_id, []) if at >= ts}
 
-    def _media_ready(self, db: Session, node: Node, event: dict) -> Refused | None:
+    def _media_ready(self, db: Session, node: Node, event: dict[str, Any]) -> Refused | None:
         batch = db.info.get("batch")
         if batch is not None:  # not flushed yet: what a later desired_applied looks at
             batch["ready_new"].setdefault(node.id, []).append((event["ts"], event["sha256"]))
@@ -944,7 +952,7 @@ class Bridge:
         if batch is None:
             return db.scalar(select(SlotDelivery).where(SlotDelivery.slot_id == slot_id,
                                                         SlotDelivery.node_id == node_id))
-        by_node = batch["slot"].get(slot_id)
+        by_node: dict[str, deliveries.SlotRow] | None = batch["slot"].get(slot_id)
         if by_node is None:
             by_node = batch["slot"][slot_id] = {row.node_id: row for row in (
                 deliveries.read_slot_rows(db, batch["slot_rows"],
@@ -957,7 +965,8 @@ class Bridge:
         broadcast to the node, its own topic, or a group the node belongs to."""
         if not cmd_id:
             return None
-        commands = self._batch_cache(db, "commands")  # in a batch: not looked up per ack
+        # in a batch: not looked up per ack
+        commands: dict[str, Command | None] = self._batch_cache(db, "commands")
         if cmd_id not in commands:
             commands[cmd_id] = db.get(Command, cmd_id)
         cmd = commands[cmd_id]
@@ -989,13 +998,13 @@ class Bridge:
         if batch is None:
             return db.scalar(select(Delivery).where(Delivery.broadcast_id == broadcast_id,
                                                     Delivery.node_id == node_id))
-        rows = batch["deliveries"].get(broadcast_id)
+        rows: dict[str, deliveries.DeliveryRow] | None = batch["deliveries"].get(broadcast_id)
         if rows is None:
             rows = batch["deliveries"][broadcast_id] = deliveries.read_rows(
                 db, broadcast_id, batch["node_ids"])
         return rows.get(node_id)
 
-    def _ack(self, db: Session, node: Node, event: dict) -> Refused | None:
+    def _ack(self, db: Session, node: Node, event: dict[str, Any]) -> Refused | None:
         cmd = self._addressed(db, event["cmd_id"], node)
         if cmd is None:
             return Refused("unknown_command", f"ack for {event['cmd_id']!r}, never sent to it")
@@ -1007,7 +1016,7 @@ class Bridge:
             command_acked(cmd, status, reason, event)
         return None
 
-    def _batch_cache(self, db: Session, name: str) -> dict:
+    def _batch_cache(self, db: Session, name: str) -> dict[Any, Any]:
         """The batch's memo ``name`` (a dict that lives as long as the batch's transaction);
         outside a batch a fresh one, so nothing is remembered."""
         batch = db.info.get("batch")
@@ -1016,7 +1025,7 @@ class Bridge:
     def _broadcast(self, db: Session, broadcast_id: int) -> Broadcast | None:
         """The broadcast; in a batch read once (the played events of one broadcast or slot
         arrive together, from every node of a province)."""
-        cache = self._batch_cache(db, "broadcasts")
+        cache: dict[int, Broadcast | None] = self._batch_cache(db, "broadcasts")
         if broadcast_id not in cache:
             cache[broadcast_id] = db.get(Broadcast, broadcast_id)
         return cache[broadcast_id]
@@ -1024,7 +1033,7 @@ class Bridge:
     def _slot_series(self, db: Session, slot_id: str) -> tuple[Broadcast | None, str | None]:
         """The series whose occurrence ``slot_id`` is (None when it is none) and the media that
         occurrence airs; in a batch worked out once per slot, not once per node."""
-        cache = self._batch_cache(db, "series")
+        cache: dict[str, tuple[Broadcast | None, str | None]] = self._batch_cache(db, "series")
         if slot_id not in cache:
             broadcast_id = schedule.slot_broadcast_id(slot_id)
             bc = self._broadcast(db, broadcast_id) if broadcast_id is not None else None
@@ -1041,7 +1050,8 @@ class Bridge:
         bc = self._slot_series(db, slot_id)[0]
         if bc is None:
             return None
-        cache = self._batch_cache(db, "areas")  # a cluster's nodes share their areas
+        # a cluster's nodes share their areas
+        cache: dict[int, set[int]] = self._batch_cache(db, "areas")
         if node.cluster_id not in cache:  # in a batch: every batch node's cluster at once
             batch = db.info.get("batch")
             clusters = {n.cluster_id for n in batch["nodes"]} if batch is not None else set()
@@ -1052,7 +1062,7 @@ class Bridge:
             return None
         return bc
 
-    def _played(self, db: Session, node: Node, event: dict) -> Refused | None:
+    def _played(self, db: Session, node: Node, event: dict[str, Any]) -> Refused | None:
         cmd_id, slot_id = event.get("cmd_id"), event.get("slot_id")
         cmd = self._addressed(db, cmd_id, node) if cmd_id else None
         series = None
@@ -1106,7 +1116,7 @@ def _unread(wheres: list[Topic]) -> tuple[Any, ...]:
     return (defer(Node.last_state), defer(Node.last_telemetry))
 
 
-def _older(ts: int, last: dict | None, or_same: bool = False) -> bool:
+def _older(ts: int, last: dict[str, Any] | None, or_same: bool = False) -> bool:
     """Whether a message of time ``ts`` is older than the recorded one ``last`` (a node's last
     state or telemetry, which may carry no time): then it changes no current value."""
     last_ts = (last or {}).get("ts")

@@ -6,10 +6,11 @@ mark_dispatched and mark_not_sent."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from device_agent.protocol import PRIORITY_NAMES
@@ -95,8 +96,8 @@ def create_broadcast(db: Session, s: Settings, user: User, body: BroadcastCreate
     return bc
 
 
-def holiday_skips(chosen: list | None, tet: TetDays | None,
-                  stored_tet: dict | None = None) -> dict | None:
+def holiday_skips(chosen: Sequence[str] | None, tet: TetDays | None,
+                  stored_tet: dict[str, int] | None = None) -> dict[str, Any] | None:
     """The lunar holidays a series skips as stored (Broadcast.skip_holidays); None: none."""
     if not chosen:
         return None
@@ -144,7 +145,7 @@ def _content(db: Session, user: User, body: BroadcastCreate) -> Bulletin | Progr
     return visible_programme(db, user, body.programme_id)
 
 
-def _airs(db: Session, content: Bulletin | Programme) -> dict:
+def _airs(db: Session, content: Bulletin | Programme) -> dict[str, Any]:
     """The broadcast's columns fixing what airs: the bulletin's approval, or the programme's
     current revision; 409 not_approved when it may not air as it stands."""
     if isinstance(content, Programme):
@@ -311,7 +312,7 @@ def edit_series(db: Session, s: Settings, user: User, bc: Broadcast,
     return new
 
 
-def continue_series(db: Session, bc: Broadcast, now: dt.datetime, **changes) -> Broadcast:
+def continue_series(db: Session, bc: Broadcast, now: dt.datetime, **changes: Any) -> Broadcast:
     """Split the series ``bc`` at ``now``: it ends then (its past slots, their ids and their
     plays stay as they were) and a new series naming it in previous_id plans from then with
     ``changes`` (Broadcast columns); its changed occurrences still to come go with it."""
@@ -393,7 +394,7 @@ def confirm_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> No
     bc.due_at = due_time(bc.start_at, now, s.schedule_lead_s)
 
 
-def _targets(db: Session, areas: list[int], nodes: list[str]):
+def _targets(db: Session, areas: list[int], nodes: list[str]) -> ColumnElement[bool]:
     """The nodes (not revoked) in ``areas``' subtrees or named in ``nodes``, as a condition:
     by their clusters, not a province's 10,000 node ids as bind parameters."""
     reached = [Node.id.in_(nodes or [""])]

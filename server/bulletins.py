@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -83,7 +84,7 @@ class Speech:
 
 # --- ward speech settings and lexicon ------------------------------------------------------------
 
-def speech_defaults(db: Session, s: Settings, area_id: int | None) -> dict:
+def speech_defaults(db: Session, s: Settings, area_id: int | None) -> dict[str, str | None]:
     """Engine, voice and chime for an area: its own, else the nearest ancestor's, else config."""
     out: dict[str, str | None] = {"engine": None, "voice": None, "chime": None}
     for area in area_ancestors(db, area_id) if area_id else []:
@@ -105,11 +106,12 @@ def lexicon_for(db: Session, area_id: int | None) -> dict[str, str]:
     return merged
 
 
-def lexicon_json(e: LexiconEntry) -> dict:
+def lexicon_json(e: LexiconEntry) -> dict[str, Any]:
     return {"id": e.id, "area_id": e.area_id, "term": e.term, "spoken": e.spoken}
 
 
-def add_lexicon_entry(db: Session, user: User, area_id: int, body: LexiconEntryCreate):
+def add_lexicon_entry(db: Session, user: User, area_id: int, body: LexiconEntryCreate
+                      ) -> LexiconEntry:
     area = scoped_area(db, user, area_id)
     term, spoken = body.term, body.spoken
     row = db.scalar(select(LexiconEntry).where(LexiconEntry.area_id == area.id,
@@ -257,7 +259,7 @@ def _apply_render(db: Session, b: Bulletin, r: Rendered) -> None:
         b.spoken_text = r.text
 
 
-def preview(db: Session, speech: Speech, user: User, body: PreviewCreate) -> dict:
+def preview(db: Session, speech: Speech, user: User, body: PreviewCreate) -> dict[str, Any]:
     """The normalised text and its audio, before anything is saved as a bulletin."""
     text, spoken_text, voice, engine = body.text, body.spoken_text, body.voice, body.engine
     _check_engine(speech.settings, "engine", engine)
@@ -274,7 +276,7 @@ def preview(db: Session, speech: Speech, user: User, body: PreviewCreate) -> dic
 
 # --- bulletins --------------------------------------------------------------------------------
 
-def bulletin_json(b: Bulletin) -> dict:
+def bulletin_json(b: Bulletin) -> dict[str, Any]:
     media = b.media
     return {"id": b.id, "title": b.title, "text": b.text, "spoken_text": b.spoken_text,
             "spoken_text_edited": b.spoken_text_edited, "source": b.source,
@@ -304,7 +306,8 @@ def _bulletin_area(db: Session, user: User, area_id: int | None) -> int | None:
     return area_id
 
 
-def _log(db: Session, b: Bulletin, user: User, action: str, comment: str | None = None):
+def _log(db: Session, b: Bulletin, user: User, action: str, comment: str | None = None
+         ) -> None:
     db.add(BulletinEvent(bulletin_id=b.id, action=action, status=b.status, user_id=user.id,
                          comment=comment, revision=b.revision, media_sha256=b.media_sha256))
 
@@ -412,7 +415,7 @@ TRANSITIONS = {"submit": ({_S.DRAFT, _S.REJECTED}, _S.PENDING),
 
 
 def transition(db: Session, user: User, b: Bulletin, action: str, comment: str | None = None,
-               seen_sha256: str | None = None):
+               seen_sha256: str | None = None) -> None:
     """One lifecycle step. ``seen_sha256``: the audio the reviewer heard; when it is not the
     bulletin's audio any more (edited meanwhile) the approval is refused, never given blind."""
     allowed_from, to = TRANSITIONS[action]

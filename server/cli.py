@@ -6,22 +6,28 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import delete, select
 
 from .auth import ROLES, issue_token
 from .config import ConfigError, load_settings
 from .errors import ApiError
 from .i18n import LANGUAGES
 from .keys import create_signing_key, register_public_key
-from .models import ApiToken, User, init_db, make_engine, make_sessionmaker
+from .models import ApiToken, User, init_db, make_engine, make_sessionmaker, rows_changed
 from .bodies import UserCreate, UserWrite, parse
 from .users import save_user
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from .config import Settings
+
 
 def init_instance(instance: Path, admin_password: str | None,
-                  overrides: dict | None = None) -> tuple[str, bool]:
+                  overrides: dict[str, Any] | None = None) -> tuple[str, bool]:
     """Create the database, signing key and admin account unless they exist.
 
     Returns (admin password or "" when the account already existed, created flag)."""
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             q = delete(ApiToken).where(ApiToken.user_id == user.id)
             result = db.execute(q.where(ApiToken.name == args.name) if args.name else q)
-            n = cast(CursorResult, result).rowcount  # a DELETE's result is a cursor's
+            n = rows_changed(result)
             db.commit()
             print(f"{n} token(s) revoked")
         elif args.cmd == "token":
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _sync_broker(settings, engine, every_s: float) -> int:
+def _sync_broker(settings: Settings, engine: Engine, every_s: float) -> int:
     """``sync-broker``: once, or with ``--every`` until SIGTERM or Ctrl-C."""
     import contextlib
     import logging
@@ -166,7 +172,7 @@ def _sync_broker(settings, engine, every_s: float) -> int:
     return 0
 
 
-def _user_command(db, args, password_min: int) -> int:
+def _user_command(db: Session, args: argparse.Namespace, password_min: int) -> int:
     """``user``: only what is given changes; --all-areas (not a missing --area-id) unscopes."""
     user = db.scalar(select(User).where(User.username == args.username))
     data = {name: value for name, value in (("role", args.role), ("password", args.password),
@@ -188,7 +194,8 @@ def _user_command(db, args, password_min: int) -> int:
     return 0
 
 
-def keys_command(settings, sessions, args) -> int:
+def keys_command(settings: Settings, sessions: sessionmaker[Session],
+                 args: argparse.Namespace) -> int:
     """The signing key lifecycle (server/keys.py): list, rotate, activate, revoke."""
     from . import keys
     with sessions() as db:
@@ -222,7 +229,7 @@ def keys_command(settings, sessions, args) -> int:
     return 0
 
 
-def audit_verify(sessions, anchors: list[str]) -> int:
+def audit_verify(sessions: sessionmaker[Session], anchors: list[str]) -> int:
     """Exit 0 and print the head when the chain holds; 1 naming the first bad row."""
     from . import audit
     try:

@@ -8,9 +8,12 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+if TYPE_CHECKING:
+    from audio.pipeline import AudioSettings
 
 
 class ConfigError(ValueError):
@@ -62,12 +65,12 @@ class Settings:
     # before it calls the item missed (no_report); until then it is pending
     airplay_grace_s: int = 300
     # speech
-    tts_engines: list = field(default_factory=lambda: ["gtts", "espeak"])
+    tts_engines: list[str] = field(default_factory=lambda: ["gtts", "espeak"])
     gtts_timeout_s: float = 4.0
     gtts_endpoint: str = ""                # another base URL for gTTS (a proxy; tests)
     # local speech programs usable as engines, e.g. a neural voice the user installs:
     # [tts_commands.piper] argv = ["piper", "--model", "vi.onnx", "--output_file", "-"]
-    tts_commands: dict = field(default_factory=dict)
+    tts_commands: dict[str, dict[str, Any]] = field(default_factory=dict)
     default_voice: str = "vi-north"
     speech_cache_dir: str = ""             # default: instance/cache
     # broadcast-ready audio
@@ -111,9 +114,9 @@ class Settings:
     alert_language: str = ""               # vi or en; "": language
     alert_webhook_url: str = ""
     alert_webhook_secret: str = ""         # HMAC-SHA256 of the body in X-Loa-Signature
-    alert_email_to: list = field(default_factory=list)
+    alert_email_to: list[str] = field(default_factory=list)
     # per area code, for alerts of that area and below: {webhook_url, email_to, language}
-    alert_routes: dict = field(default_factory=dict)
+    alert_routes: dict[str, dict[str, Any]] = field(default_factory=dict)
     alert_notify_timeout_s: float = 10.0
     alert_notify_retries: int = 3          # tries after the first, waiting backoff, 2x, 4x ...
     alert_notify_backoff_s: float = 2.0
@@ -137,7 +140,7 @@ class Settings:
     telemetry_retention_s: int = 300
     telemetry_rollup_grace_s: int = 120    # an hour is aggregated this long after it ended
 
-    def audio_settings(self, chime: str | None = None):
+    def audio_settings(self, chime: str | None = None) -> AudioSettings:
         """The pipeline's settings from this config (and a ward's chime choice)."""
         from audio.pipeline import AudioSettings
         return AudioSettings(target_lufs=self.audio_target_lufs,
@@ -349,7 +352,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         raise ConfigError(f"{name}: {value!r} is not a valid {type(default).__name__}") from None
 
 
-def load_settings(instance_path: str | os.PathLike,
+def load_settings(instance_path: str | os.PathLike[str],
                   overrides: Mapping[str, Any] | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from the sources in order; raise ConfigError naming a bad or unknown key."""

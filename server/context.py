@@ -15,11 +15,13 @@ _pipeline_lock = threading.Lock()
 
 
 def settings() -> Settings:
-    return current_app.config["SETTINGS"]
+    s: Settings = current_app.config["SETTINGS"]
+    return s
 
 
 def sessions() -> sessionmaker[Session]:
-    return current_app.extensions["db_sessions"]
+    maker: sessionmaker[Session] = current_app.extensions["db_sessions"]
+    return maker
 
 
 def speech() -> Speech:

@@ -69,7 +69,8 @@ def plan_all(db: Session, broadcast_id: int, commands: dict[str, str]) -> None:
             for node_id, cmd_id in sorted(commands.items())])
 
 
-def plan_selected(db: Session, broadcast_id: int, command_id: str, node_ids: Select) -> None:
+def plan_selected(db: Session, broadcast_id: int, command_id: str,
+                  node_ids: Select[str]) -> None:
     """``planned`` for every node ``node_ids`` selects that has no delivery of the broadcast
     yet, with the one command that reaches them all (a group's), written by the database
     itself in one INSERT ... SELECT. A province's 10,000 deliveries are written before its
@@ -131,7 +132,7 @@ class DeliveryRow:
     reason: str | None
     played_result: str | None
     updated_at: dt.datetime | None
-    read: tuple = ()  # (status, reason, played_result) as read
+    read: tuple[str | None, ...] = ()  # (status, reason, played_result) as read
 
     def moved(self) -> bool:
         return (self.status, self.reason, self.played_result) != self.read
@@ -190,7 +191,7 @@ def played(d: Delivery | DeliveryRow, result: str, reason: str | None) -> None:
     d.updated_at = utcnow()
 
 
-def summary(deliveries: Iterable[Delivery]) -> dict:
+def summary(deliveries: Iterable[Delivery]) -> dict[str, int]:
     """How many deliveries were sent, acknowledged, played and failed (the broadcast report)."""
     counts = {"total": 0, "sent": 0, "acked": 0, "played": 0, "failed": 0}
     for d in deliveries:
@@ -268,7 +269,7 @@ class SlotRow:
     status: str
     reason: str | None
     updated_at: dt.datetime | None
-    read: tuple = ()  # (status, reason) as read
+    read: tuple[str | None, ...] = ()  # (status, reason) as read
 
     def moved(self) -> bool:
         return (self.status, self.reason) != self.read

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import re
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
@@ -13,16 +14,21 @@ from werkzeug.exceptions import HTTPException
 
 from .i18n import t
 
+if TYPE_CHECKING:
+    from flask import Response
+    from flask.typing import ResponseReturnValue
+
 
 class ApiError(Exception):
     """An error a client caused; ``key`` is the catalogue entry of its message."""
 
-    def __init__(self, http_status: int, code: str, key: str, /, **params):
+    def __init__(self, http_status: int, code: str, key: str, /, **params: Any) -> None:
         super().__init__(code)
         self.status, self.code, self.key, self.params = http_status, code, key, params
-        self.extra: dict = {}  # more members of the error object (e.g. a conflict's slots)
+        # more members of the error object (e.g. a conflict's slots)
+        self.extra: dict[str, Any] = {}
 
-    def with_extra(self, **extra) -> ApiError:
+    def with_extra(self, **extra: Any) -> ApiError:
         self.extra.update(extra)
         return self
 
@@ -94,7 +100,7 @@ def unstorable(field: str) -> ApiError:
                     detail=t("err.unstorable_text"))
 
 
-def bad_request(key: str, code: str = "invalid", **params) -> ApiError:
+def bad_request(key: str, code: str = "invalid", **params: Any) -> ApiError:
     return ApiError(400, code, key, **params)
 
 
@@ -102,7 +108,8 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", "err.not_found", what=what)
 
 
-def error_body(code: str, message: str, status: int, extra: dict | None = None):
+def error_body(code: str, message: str, status: int, extra: dict[str, Any] | None = None
+               ) -> tuple[Response, int]:
     return jsonify({"error": {**(extra or {}), "code": code, "message": message}}), status
 
 
@@ -113,7 +120,7 @@ def wants_json() -> bool:
 
 def register(app: Flask) -> None:
     @app.before_request
-    def _storable_input():
+    def _storable_input() -> tuple[str, int] | None:
         field = unstorable_input()
         if field is not None:
             err = unstorable(field)
@@ -123,11 +130,11 @@ def register(app: Flask) -> None:
         return None
 
     @app.errorhandler(ApiError)
-    def _api_error(err: ApiError):
+    def _api_error(err: ApiError) -> tuple[Response, int]:
         return error_body(err.code, err.message(), err.status, err.extra)
 
     @app.errorhandler(HTTPException)
-    def _http_error(err: HTTPException):
+    def _http_error(err: HTTPException) -> HTTPException | tuple[Response, int]:
         if not wants_json():
             return err
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
@@ -136,20 +143,21 @@ def register(app: Flask) -> None:
         return error_body(code, t(key) if key else (err.description or code), err.code or 400)
 
     @app.errorhandler(Exception)
-    def _unexpected(err: Exception):
+    def _unexpected(err: Exception) -> tuple[str | Response, int]:
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         if not wants_json():
             return t("err.server"), 500
         return error_body("server_error", t("err.server"), 500)
 
     @app.errorhandler(SQLAlchemyError)
-    def _database(err: SQLAlchemyError):
+    def _database(err: SQLAlchemyError) -> ResponseReturnValue:
         """The database gone, locked past the busy timeout or out of connections: a 503 that
         says so; anything else the database refused is the unexpected error it is."""
         return database_unavailable(app, err) if unavailable(err) else _unexpected(err)
 
 
-def database_unavailable(app: Flask, err: BaseException):
+def database_unavailable(app: Flask, err: BaseException
+                         ) -> tuple[str | Response, int, dict[str, str]]:
     """A 503 that says the database is unavailable for now (and when to try again), in the
     caller's language; one ALARM line a minute in the log while it lasts, not a traceback a
     request."""

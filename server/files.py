@@ -7,7 +7,7 @@ import secrets
 from pathlib import Path
 
 
-def write_atomic(path: str | os.PathLike, text: str, mode: int = 0o600) -> None:
+def write_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o600) -> None:
     """Write ``text`` (UTF-8) to a new file beside ``path`` with ``mode``, flush it to disk,
     then rename it over ``path``."""
     path = Path(path)

@@ -3,11 +3,15 @@ Vietnamese (the default) and English. Keys are stable identifiers used in code a
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app, g, has_request_context, request, session
 
 from schedules.describe import TEXTS as _RULE_TEXTS
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 LANGUAGES = ("vi", "en")
 
@@ -1115,12 +1119,13 @@ def current_language() -> str:
             if best and request.accept_languages[0][0] != "*":
                 return best
     try:
-        return current_app.config["SETTINGS"].language
+        settings: Settings = current_app.config["SETTINGS"]
+        return settings.language
     except (RuntimeError, KeyError):
         return "vi"
 
 
-def t(key: str, lang: str | None = None, **params) -> str:
+def t(key: str, lang: str | None = None, **params: Any) -> str:
     """The text for ``key`` in the current language, with ``params`` filled in."""
     entry = CATALOGUE.get(key)
     if entry is None:

@@ -22,6 +22,7 @@ import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
@@ -33,6 +34,9 @@ from device_agent.protocol import (load_private_key,
 from . import audit, outbox
 from .files import write_atomic
 from .models import Command, Event, Node, ServerKey, now_ms, utcnow
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 
 
@@ -55,7 +59,7 @@ class KeyLifecycleError(Exception):
 
 # --- the key file -------------------------------------------------------------------------------
 
-def read_key_file(path: str | os.PathLike) -> dict[str, str]:
+def read_key_file(path: str | os.PathLike[str]) -> dict[str, str]:
     """kid -> base64 private key; a clear error when the file is missing or damaged."""
     try:
         data = json.loads(Path(path).read_text())
@@ -78,15 +82,15 @@ class _FileLock:
     def __init__(self, path: Path):
         self.path = path.with_name(path.name + ".lock")
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self.f = open(self.path, "w")
         fcntl.flock(self.f, fcntl.LOCK_EX)
 
-    def __exit__(self, *_exc):
+    def __exit__(self, *_exc: object) -> None:
         self.f.close()
 
 
-def create_signing_key(path: str | os.PathLike, kid: str) -> None:
+def create_signing_key(path: str | os.PathLike[str], kid: str) -> None:
     """Write a new key file unless one exists (never overwrites: nodes trust the old key)."""
     p = Path(path)
     if p.exists():
@@ -97,7 +101,7 @@ def create_signing_key(path: str | os.PathLike, kid: str) -> None:
             _write_key_file(p, {kid: private_key_b64(Ed25519PrivateKey.generate())})
 
 
-def load_signing_key(path: str | os.PathLike, kid: str | None = None
+def load_signing_key(path: str | os.PathLike[str], kid: str | None = None
                      ) -> tuple[str, Ed25519PrivateKey]:
     """(kid, key) from the key file: the named key, or the only one."""
     keys = read_key_file(path)
@@ -110,7 +114,7 @@ def load_signing_key(path: str | os.PathLike, kid: str | None = None
     return kid, load_private_key(keys[kid])
 
 
-def register_public_key(db: Session, path: str | os.PathLike) -> str | None:
+def register_public_key(db: Session, path: str | os.PathLike[str]) -> str | None:
     """Put the key file's keys in ``server_keys`` (the first one active); the active kid."""
     for kid, priv in read_key_file(path).items():
         if db.get(ServerKey, kid) is None:
@@ -129,11 +133,11 @@ class KeyRing:
     """The active signing key, as the database says now; the key file is re-read when it
     changes. ``default`` serves a database that names no active key (a bare test setup)."""
 
-    def __init__(self, path: str | os.PathLike,
+    def __init__(self, path: str | os.PathLike[str],
                  default: tuple[str, Ed25519PrivateKey] | None = None):
         self.path = Path(path)
         self.default = default
-        self._stamp: tuple | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._keys: dict[str, Ed25519PrivateKey] = {}
 
     def _load(self) -> None:
@@ -157,7 +161,7 @@ class KeyRing:
         return kid, self._keys[kid]
 
 
-def active_signing_key(sessions: sessionmaker[Session], path: str | os.PathLike
+def active_signing_key(sessions: sessionmaker[Session], path: str | os.PathLike[str]
                        ) -> tuple[str, Ed25519PrivateKey]:
     with sessions() as db:
         return KeyRing(path).active(db)
@@ -172,7 +176,8 @@ def _key(db: Session, kid: str) -> ServerKey:
     return row
 
 
-def _keys_command(db: Session, settings, body: dict, node_id: str | None = None) -> Command:
+def _keys_command(db: Session, settings: Settings, body: dict[str, Any],
+                  node_id: str | None = None) -> Command:
     """A ``keys`` command to every node (or one), signed now by the active key, into the
     outbox."""
     target = f"node:{node_id}" if node_id else "group:all"
@@ -181,7 +186,7 @@ def _keys_command(db: Session, settings, body: dict, node_id: str | None = None)
                              KEYS_TTL_MS, node_id=node_id)
 
 
-def rotate(db: Session, settings) -> tuple[ServerKey, Command]:
+def rotate(db: Session, settings: Settings) -> tuple[ServerKey, Command]:
     """A new key in state ``next``, and the command that makes every node trust it."""
     if db.scalar(select(ServerKey.kid).where(ServerKey.state == KeyState.NEXT)):
         raise KeyLifecycleError("a rotation is under way: activate or revoke the next key first")
@@ -217,7 +222,7 @@ def readiness(db: Session, kid: str) -> tuple[int, int, list[str]]:
     return len(nodes) - len(missing), len(nodes), missing
 
 
-def resend(db: Session, settings, kid: str) -> list[str]:
+def resend(db: Session, settings: Settings, kid: str) -> list[str]:
     """Send the key again, to each node that does not trust it yet (say it was never online
     when the key was announced); the ids of those nodes."""
     row = _key(db, kid)
@@ -231,7 +236,7 @@ def resend(db: Session, settings, kid: str) -> list[str]:
     return missing
 
 
-def activate(db: Session, settings, kid: str, force: bool = False) -> tuple[int, int]:
+def activate(db: Session, settings: Settings, kid: str, force: bool = False) -> tuple[int, int]:
     """Sign with ``kid`` from now on (the active key becomes retired); (ready, total nodes).
     Refused while some node has not acked the key, unless ``force``."""
     row = _key(db, kid)
@@ -258,7 +263,7 @@ def activate(db: Session, settings, kid: str, force: bool = False) -> tuple[int,
     return ready, total
 
 
-def revoke(db: Session, settings, kid: str) -> Command:
+def revoke(db: Session, settings: Settings, kid: str) -> Command:
     """Tell every node to drop ``kid`` (signed by the active key); the active key cannot be."""
     row = _key(db, kid)
     if row.state == KeyState.ACTIVE:
@@ -271,7 +276,7 @@ def revoke(db: Session, settings, kid: str) -> Command:
     return cmd
 
 
-def forget_private_key(settings, kid: str) -> None:
+def forget_private_key(settings: Settings, kid: str) -> None:
     """Delete a revoked key's private half from the key file (after the revocation committed)."""
     path = Path(settings.signing_key_file)
     with _FileLock(path):
@@ -281,7 +286,7 @@ def forget_private_key(settings, kid: str) -> None:
             _write_key_file(path, keys)
 
 
-def key_list(db: Session) -> list[dict]:
+def key_list(db: Session) -> list[dict[str, str]]:
     def t(value: dt.datetime | None) -> str:
         return f"{value:%Y-%m-%d %H:%M}" if value else "-"
     out = []

@@ -32,12 +32,12 @@ import time
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import event, or_, update
+from sqlalchemy import Connection, event, or_, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from .errors import first_line, unavailable
-from .models import Lease, from_ms, make_engine, make_sessionmaker, now_ms
+from .models import Lease, from_ms, make_engine, make_sessionmaker, now_ms, rows_changed
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def try_acquire(db: Session, name: str, holder: str, now: int, ttl_ms: int) -> b
     taken = db.execute(update(Lease).where(
         Lease.name == name, or_(Lease.expires_at < from_ms(now), Lease.holder == holder))
         .values(**values).execution_options(synchronize_session=False))
-    if taken.rowcount == 1:  # type: ignore[attr-defined]  # a CursorResult
+    if rows_changed(taken) == 1:
         db.commit()
         return True
     if db.get(Lease, name) is not None:
@@ -79,11 +79,11 @@ def try_acquire(db: Session, name: str, holder: str, now: int, ttl_ms: int) -> b
 
 def release(db: Session, name: str, holder: str, now: int) -> bool:
     """Give the lease up at once (a clean stop), so a standby need not wait for it to expire."""
-    done = db.execute(update(Lease).where(Lease.name == name, Lease.holder == holder)
-                      .values(expires_at=from_ms(now - 1))
-                      .execution_options(synchronize_session=False))
+    done = db.execute(
+        update(Lease).where(Lease.name == name, Lease.holder == holder)
+        .values(expires_at=from_ms(now - 1)).execution_options(synchronize_session=False))
     db.commit()
-    return done.rowcount == 1  # type: ignore[attr-defined]  # a CursorResult
+    return rows_changed(done) == 1
 
 
 class LeaseKeeper:
@@ -120,7 +120,8 @@ class LeaseKeeper:
         while a renewal is under way, at most one renewal period: a transaction already begun
         finishes, and the renewal is the next writer. A renewal is a few milliseconds."""
         @event.listens_for(sessions, "after_begin")
-        def _after_renewal(_session, _transaction, _connection) -> None:
+        def _after_renewal(_session: Session, _transaction: SessionTransaction,
+                           _connection: Connection) -> None:
             if not self._idle.is_set() and threading.current_thread() not in self._threads:
                 self._idle.wait(self.renew_s)
 

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer,
-                        String, Text, UniqueConstraint, and_, create_engine, event, select)
-from sqlalchemy.engine import Engine
+                        String, Table, Text, UniqueConstraint, and_, create_engine, event, select)
+from sqlalchemy.engine import Connection, CursorResult, Engine, Result
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, mapped_column, relationship,
                             sessionmaker)
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 
@@ -60,7 +63,7 @@ class Area(Base):
     emergency_confirm: Mapped[bool | None] = mapped_column(Boolean)
     # quiet hours of the nodes here and below: [{"from": "HH:MM", "to": "HH:MM"}] in the
     # area's zone ([]: none; None: inherit from the parent)
-    quiet_hours: Mapped[list | None] = mapped_column(JSON)
+    quiet_hours: Mapped[list[Any] | None] = mapped_column(JSON)
     # the IANA time zone of the area and below (series expanded, quiet hours judged, times
     # shown in it); None: the parent's, and at the root the configured zone
     tz: Mapped[str | None] = mapped_column(String(64))
@@ -95,8 +98,8 @@ class Node(Base):
     mqtt_password_hash: Mapped[str] = mapped_column(String(255))
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    last_state: Mapped[dict | None] = mapped_column(JSON)
-    last_telemetry: Mapped[dict | None] = mapped_column(JSON)
+    last_state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_telemetry: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     desired_version: Mapped[int] = mapped_column(Integer, default=0)
     desired_applied_version: Mapped[int | None] = mapped_column(Integer)
     desired_exp_ms: Mapped[int | None] = mapped_column(BigInteger)
@@ -128,12 +131,12 @@ class playing_item(FunctionElement[str]):
 
 
 @compiles(playing_item)
-def _playing_item_sqlite(element, compiler, **kw) -> str:
+def _playing_item_sqlite(element: playing_item, compiler: SQLCompiler, **kw: Any) -> str:
     return f"json_extract({compiler.process(element.clauses, **kw)}, '$.playing.item_id')"
 
 
 @compiles(playing_item, "postgresql")
-def _playing_item_postgresql(element, compiler, **kw) -> str:
+def _playing_item_postgresql(element: playing_item, compiler: SQLCompiler, **kw: Any) -> str:
     return f"(({compiler.process(element.clauses, **kw)} -> 'playing') ->> 'item_id')"
 
 
@@ -294,7 +297,7 @@ class ProgrammeRevision(Base):
     revision: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(String(300))
     # [{"bulletin_id": ..., "approval_id": ..., "sha256": ...}, ...] in playing order
-    items: Mapped[list] = mapped_column(JSON)
+    items: Mapped[list[Any]] = mapped_column(JSON)
     media_sha256: Mapped[str] = mapped_column(ForeignKey("media.sha256"))
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -320,17 +323,17 @@ class Broadcast(Base):
     # the zone of its targets (zone_area); None: a one-off. exdates: the skipped occurrences,
     # epoch ms.
     recurrence: Mapped[str | None] = mapped_column(String(500))
-    exdates: Mapped[list | None] = mapped_column(JSON)
+    exdates: Mapped[list[Any] | None] = mapped_column(JSON)
     # a series' zone, fixed when it is created or edited (server.schedule.zone): an area's zone
     # changed later moves no slot of it, so its slot ids and its past stay; None: a one-off, or
     # a series from before revision 0007 (its targets' zone as it is now)
     tz: Mapped[str | None] = mapped_column(String(64))
     # a series' lunar holidays skipped: {"holidays": [names of schedules.lunar.LunarHoliday],
     # "tet_days": {"before": n, "after": m} or null (the default span)}; None: none skipped
-    skip_holidays: Mapped[dict | None] = mapped_column(JSON)
+    skip_holidays: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     due_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)  # when to dispatch
-    target_areas: Mapped[list] = mapped_column(JSON, default=list)
-    target_nodes: Mapped[list] = mapped_column(JSON, default=list)
+    target_areas: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    target_nodes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     volume: Mapped[int | None] = mapped_column(Integer)
     repeat: Mapped[int] = mapped_column(Integer, default=1)
     # scheduled, awaiting_confirmation, dispatched, held, skipped, cancelled (PostgreSQL
@@ -414,7 +417,7 @@ class Command(Base):
     type: Mapped[str] = mapped_column(String(20))
     target: Mapped[str] = mapped_column(String(80))                 # node:x or group:y
     topic: Mapped[str] = mapped_column(String(255))
-    body: Mapped[dict] = mapped_column(JSON)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
     payload: Mapped[str | None] = mapped_column(Text)              # the signed envelope
     signed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     retain: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -431,7 +434,7 @@ class Command(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str | None] = mapped_column(String(20))      # for node commands: last ack
     reason: Mapped[str | None] = mapped_column(String(100))
-    result: Mapped[dict | None] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 # Commands are kept (every desired state of every node, the signed evidence of what was sent),
@@ -474,9 +477,9 @@ class Rollout(Base):
     __tablename__ = "rollouts"
     id: Mapped[int] = mapped_column(primary_key=True)
     release_id: Mapped[int] = mapped_column(ForeignKey("agent_releases.id"), index=True)
-    target_areas: Mapped[list] = mapped_column(JSON, default=list)
-    target_nodes: Mapped[list] = mapped_column(JSON, default=list)
-    stages: Mapped[list] = mapped_column(JSON, default=list)
+    target_areas: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    target_nodes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    stages: Mapped[list[Any]] = mapped_column(JSON, default=list)
     stage: Mapped[int] = mapped_column(Integer, default=0)  # the newest stage started (0-based)
     auto_advance: Mapped[bool] = mapped_column(Boolean, default=True)
     status: Mapped[str] = mapped_column(String(20), default="running", index=True)
@@ -514,7 +517,7 @@ class Event(Base):
     event_id: Mapped[str] = mapped_column(String(128))
     type: Mapped[str] = mapped_column(String(30))
     ts_ms: Mapped[int] = mapped_column(BigInteger)
-    payload: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -525,7 +528,7 @@ class Telemetry(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))  # ix_telemetry_node_ts's prefix
     ts_ms: Mapped[int] = mapped_column(BigInteger, index=True)
-    payload: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class TelemetryHourly(Base):
@@ -597,9 +600,9 @@ class Alert(Base):
     severity: Mapped[str] = mapped_column(String(10))      # warning, critical
     state: Mapped[str] = mapped_column(String(15), index=True)  # open, acknowledged, resolved
     detail_class: Mapped[str] = mapped_column(String(100))  # a change of it is a repeat
-    detail: Mapped[dict] = mapped_column(JSON)              # the catalogue's parameters
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)  # the catalogue's parameters
     # what the alert has counted (alarm event ids, missed slots, failed downloads), newest last
-    episodes: Mapped[list] = mapped_column(JSON, default=list)
+    episodes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     count: Mapped[int] = mapped_column(Integer, default=1)
     first_seen: Mapped[dt.datetime] = mapped_column(DateTime)  # when the condition began
     last_seen: Mapped[dt.datetime] = mapped_column(DateTime)   # the last pass that found it
@@ -683,7 +686,7 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(60), index=True)
     target_type: Mapped[str | None] = mapped_column(String(40), index=True)  # the page's filter
     target_id: Mapped[str | None] = mapped_column(String(80))
-    detail: Mapped[dict] = mapped_column(JSON)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
@@ -697,7 +700,7 @@ class AuditHead(Base):
 
 
 @event.listens_for(AuditHead.__table__, "after_create")
-def _audit_head_row(table, connection, **_kw):
+def _audit_head_row(table: Table, connection: Connection, **_kw: Any) -> None:
     connection.execute(table.insert().values(id=1, last_id=0, last_hash="0" * 64))
 
 
@@ -715,7 +718,7 @@ def make_engine(url: str, busy_timeout_s: float = 30.0, pool_size: int | None = 
                                                   "check_same_thread": False}, **pool)
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):
+        def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
@@ -741,6 +744,12 @@ def make_sessionmaker(engine: Engine, actor: str = "system") -> sessionmaker[Ses
     maker = sessionmaker(engine, expire_on_commit=False, info={"audit_actor": actor})
     audit.install(maker)
     return maker
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed: run through a Session its result is a
+    cursor's, though ``Session.execute`` is typed to answer a plain Result."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def init_db(engine: Engine) -> None:

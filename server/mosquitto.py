@@ -310,7 +310,7 @@ def ensure_tls_files(directory: Path, hosts: Iterable[str], days: int = 3650) ->
     files = TlsFiles(d / "ca.pem", d / "ca.key", d / "broker.crt", d / "broker.key")
     hosts = sorted(set(hosts))
 
-    def write_key(path: Path, key) -> None:
+    def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         write_atomic(path, key.private_bytes(serialization.Encoding.PEM,
                                               serialization.PrivateFormat.PKCS8,
                                               serialization.NoEncryption()).decode())
@@ -383,7 +383,8 @@ def mosquitto_binary() -> str:
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def port_open(host: str, port: int) -> bool:
@@ -436,7 +437,7 @@ class MosquittoProcess:
     tls: TlsListener | None = None
     # how many nodes it should take: its open-files limit is raised for them (``open_files``)
     max_nodes: int = PROVINCE_NODES
-    proc: subprocess.Popen | None = field(default=None, init=False)
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     open_files: OpenFiles | None = field(default=None, init=False)
 
     @property

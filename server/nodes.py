@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import tomli_w
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from device_agent.protocol import valid_name
 
@@ -29,7 +30,7 @@ from .config import Settings
 from .errors import ApiError, bad_request
 from .keys import KeyState
 from .models import (Area, Command, Node, ProvisioningToken, ServerKey, User, area_ancestors,
-                     area_zone, node_groups, utcnow)
+                     area_zone, node_groups, rows_changed, utcnow)
 from .times import iso
 from .mosquitto import SERVER_ACCOUNT_PREFIX, MosquittoFiles, bridge_accounts, password_hash
 from .outbox import queue_clear_desired, queue_command
@@ -50,7 +51,7 @@ def _broker_files(s: Settings) -> Iterator[MosquittoFiles]:
         yield files
 
 
-def _write_all(s: Settings, sessions, files: MosquittoFiles) -> bool:
+def _write_all(s: Settings, sessions: sessionmaker[Session], files: MosquittoFiles) -> bool:
     with sessions() as db:
         accounts = {s.mqtt_username: password_hash(s.mqtt_password)}
         for user in bridge_accounts(s.mqtt_username, s.bridge_workers):
@@ -65,7 +66,7 @@ def _write_all(s: Settings, sessions, files: MosquittoFiles) -> bool:
     return files.apply(accounts, s.mqtt_username, nodes, s.bridge_workers)
 
 
-def sync_broker_accounts(s: Settings, sessions) -> bool:
+def sync_broker_accounts(s: Settings, sessions: sessionmaker[Session]) -> bool:
     """Rewrite Mosquitto's password file and ACL from the committed registry, then SIGHUP it:
     at start (``sync-broker``) and after a revocation. Its cost grows with the fleet.
 
@@ -77,7 +78,7 @@ def sync_broker_accounts(s: Settings, sessions) -> bool:
         return _write_all(s, sessions, files)
 
 
-def registry_digest(sessions) -> str:
+def registry_digest(sessions: sessionmaker[Session]) -> str:
     """A digest of all the broker's files are made of: every live node's id, password hash
     and cluster, and the area tree's groups. Reading it costs one pass over the nodes, far
     less than writing the files and the broker re-reading them."""
@@ -87,12 +88,12 @@ def registry_digest(sessions) -> str:
                               .where(Node.revoked_at.is_(None)).order_by(Node.id)):
             digest.update(repr(tuple(row)).encode())
         digest.update(b"|")
-        for row in db.execute(select(Area.id, Area.parent_id, Area.group).order_by(Area.id)):
-            digest.update(repr(tuple(row)).encode())
+        for area in db.execute(select(Area.id, Area.parent_id, Area.group).order_by(Area.id)):
+            digest.update(repr(tuple(area)).encode())
     return digest.hexdigest()
 
 
-def follow_broker_accounts(s: Settings, sessions, every_s: float,
+def follow_broker_accounts(s: Settings, sessions: sessionmaker[Session], every_s: float,
                            stop: threading.Event) -> None:
     """``sync-broker --every``, on the broker's machine: rewrite the files and reload the broker
     whenever the registry changed, for web processes on other machines (``mosquitto_dir = ""``
@@ -112,7 +113,8 @@ def follow_broker_accounts(s: Settings, sessions, every_s: float,
             return
 
 
-def add_broker_accounts(s: Settings, sessions, accounts: list[BrokerAccount]) -> bool:
+def add_broker_accounts(s: Settings, sessions: sessionmaker[Session],
+                        accounts: list[BrokerAccount]) -> bool:
     """Give the broker newly provisioned nodes: their password lines and ACL blocks are
     appended to the files (what is there stays as it is), then one SIGHUP. Call it after
     committing. Its cost is that of the new nodes, whatever the fleet's size; when the files
@@ -133,7 +135,7 @@ def node_tls(s: Settings) -> bool:
 
 
 def agent_config(s: Settings, node: Node, password: str, groups: list[str],
-                 keys: list[dict], tz: str) -> str:
+                 keys: list[dict[str, str]], tz: str) -> str:
     """The agent's config file (TOML) for a newly provisioned node; ``tz``: its cluster's zone
     (its desired states carry the zone too, and that one wins)."""
     config = {
@@ -162,6 +164,10 @@ class BrokerAccount:
     groups: list[str]
 
 
+# what every node of a batch shares: the caller's areas, the server keys, the CA certificate
+_Shared = tuple[set[int] | None, list[dict[str, str]], str | None]
+
+
 @dataclass
 class Provisioner:
     """Provisions nodes in one session; what every node of a batch shares (the caller's areas,
@@ -173,9 +179,9 @@ class Provisioner:
     user: User | None  # None: no person (a one-time token's fetch), allowed no area
     accounts: list[BrokerAccount] = field(default_factory=list)
     _clusters: dict[int, tuple[Area, list[str], str]] = field(default_factory=dict)
-    _shared: tuple | None = None
+    _shared: _Shared | None = None
 
-    def _common(self) -> tuple:
+    def _common(self) -> _Shared:
         if self._shared is None:
             keys = [{"kid": k.kid, "public_key": k.public_key} for k in self.db.scalars(
                 select(ServerKey).where(ServerKey.state != KeyState.REVOKED)
@@ -208,7 +214,7 @@ class Provisioner:
             node_id = f"{base}-{n}"
         return node_id
 
-    def provision(self, body: NodeCreate) -> dict:
+    def provision(self, body: NodeCreate) -> dict[str, Any]:
         """Register one node in a cluster with broker credentials; the provisioning answer."""
         s = self.s
         cluster, groups, tz = self._cluster(body.cluster_id)
@@ -228,14 +234,14 @@ class Provisioner:
         self.accounts.append(BrokerAccount(node.id, node.mqtt_password_hash, groups))
         return self._answer(node, password)
 
-    def reprovision(self, node: Node) -> dict:
+    def reprovision(self, node: Node) -> dict[str, Any]:
         """A new broker password for an existing node (the old one stops working once the
         caller has committed and synced the broker) and its provisioning answer."""
         password = secrets.token_urlsafe(24)
         node.mqtt_password_hash = password_hash(password)
         return self._answer(node, password)
 
-    def _answer(self, node: Node, password: str) -> dict:
+    def _answer(self, node: Node, password: str) -> dict[str, Any]:
         """The provisioning answer: the node's broker account, trust and agent config."""
         s = self.s
         _cluster, groups, tz = self._cluster(node.cluster_id)
@@ -250,7 +256,7 @@ class Provisioner:
 
 
 def provision_node(db: Session, s: Settings, user: User, body: NodeCreate
-                   ) -> tuple[dict, list[BrokerAccount]]:
+                   ) -> tuple[dict[str, Any], list[BrokerAccount]]:
     """Register a node in a cluster with broker credentials: the provisioning answer and what
     the caller gives add_broker_accounts once it has committed."""
     p = Provisioner(db, s, user)
@@ -270,7 +276,8 @@ def _live_node(db: Session, node_id: str) -> Node:
     return node
 
 
-def issue_provisioning_token(db: Session, s: Settings, user: User, node: Node) -> dict:
+def issue_provisioning_token(db: Session, s: Settings, user: User, node: Node
+                             ) -> dict[str, Any]:
     """A one-time token that fetches ``node``'s provisioning answer once (hardware/install-pi.sh
     --provision URL --token TOKEN): random, only its sha256 stored, valid for
     provision_token_ttl_s; it replaces the node's earlier token. The caller commits."""
@@ -287,7 +294,7 @@ def issue_provisioning_token(db: Session, s: Settings, user: User, node: Node) -
 
 
 def fetch_provisioning(db: Session, s: Settings, node_id: str, token: str | None,
-                       ip: str | None = None) -> dict:
+                       ip: str | None = None) -> dict[str, Any]:
     """The provisioning answer for the bearer of ``node_id``'s one-time token: the token is
     consumed and the node's broker password rotated (an answer handed out earlier no longer
     connects). A used, expired, unknown or another node's token is a 401 and changes nothing;
@@ -304,7 +311,7 @@ def fetch_provisioning(db: Session, s: Settings, node_id: str, token: str | None
     gone = db.execute(delete(ProvisioningToken).where(
         ProvisioningToken.node_id == node_id,
         ProvisioningToken.token_hash == row.token_hash))
-    if getattr(gone, "rowcount", 0) != 1:
+    if rows_changed(gone) != 1:
         raise invalid
     db.info["audit_actor"] = PROVISIONING_ACTOR  # who rotates the password: the token's bearer
     audit.record(db, "node.provisioning_fetched", ("node", node.id), {"ip": ip})
@@ -319,7 +326,7 @@ class RowError:
     field: str
     error: ApiError
 
-    def json(self, fields: dict[str, str] | None = None) -> dict:
+    def json(self, fields: dict[str, str] | None = None) -> dict[str, Any]:
         return {"row": self.row, "field": (fields or {}).get(self.field, self.field),
                 "code": self.error.code, "message": self.error.message()}
 
@@ -337,12 +344,12 @@ def row_error(row: int, err: ApiError) -> RowError:
 
 def provision_nodes(db: Session, s: Settings, user: User,
                     rows: list[tuple[int, NodeCreate | RowError]]
-                    ) -> tuple[list[dict], list[BrokerAccount], list[RowError]]:
+                    ) -> tuple[list[dict[str, Any]], list[BrokerAccount], list[RowError]]:
     """Provision every row (its number, the node or the RowError it already is, e.g. from
     parsing) or none: the answers and broker accounts when no row failed, else every failed
     row. The caller commits only when there are no errors (and rolls back otherwise)."""
     p = Provisioner(db, s, user)
-    answers: list[dict] = []
+    answers: list[dict[str, Any]] = []
     errors: list[RowError] = []
     for i, row in rows:
         if isinstance(row, RowError):
@@ -380,7 +387,7 @@ def node_command(db: Session, s: Settings, user: User, node_id: str,
         raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
     auth.check_area(db, user, node.cluster_id)
     type_ = command.type
-    body: dict = command.body or {}
+    body: dict[str, Any] = command.body or {}
     return queue_command(db, s, user, type_, f"node:{node.id}", body,
                          node_id=node.id, ttl_ms=s.command_ttl_s * 1000,
                          priority=body.get("max_priority", 0) if type_ == "stop" else 0)
@@ -392,7 +399,7 @@ def node_command(db: Session, s: Settings, user: User, node_id: str,
 NODE_STATUSES = ("online", "offline", "never_connected", "maintenance")
 
 
-def status_condition(status: str):
+def status_condition(status: str) -> ColumnElement[bool]:
     """The SQL condition of one of NODE_STATUSES."""
     if status == "online":
         return Node.online.is_(True)
@@ -403,7 +410,7 @@ def status_condition(status: str):
     return Node.maintenance_until > utcnow()
 
 
-def desired_state(db: Session, node: Node) -> dict:
+def desired_state(db: Session, node: Node) -> dict[str, Any]:
     """What ``node`` should hold now: the body of its newest signed desired state, and the
     version it reported applying."""
     recent = db.scalars(select(Command).where(
@@ -435,7 +442,7 @@ def _csv_row(db: Session, line: int, rec: dict[str, str], codes: dict[str, int |
              ) -> NodeCreate | RowError:
     """One CSV record as a NodeCreate (cluster by id or code, coordinates as numbers; an empty
     coordinate is none), or the RowError naming its first bad field."""
-    data: dict = {"name": (rec.get("name") or "").strip()}
+    data: dict[str, Any] = {"name": (rec.get("name") or "").strip()}
     cluster = (rec.get("cluster") or "").strip()
     if cluster.isascii() and cluster.isdecimal():
         data["cluster_id"] = int(cluster)

@@ -36,11 +36,13 @@ import urllib.request
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import alerts
+from .config import Settings
 from .i18n import t
 from .models import Alert, Node
 
@@ -57,12 +59,12 @@ class Message:
     target: str
     subject: str
     text: str
-    payload: dict
+    payload: dict[str, Any]
 
 
 # --- sending -------------------------------------------------------------------------------------
 
-def post_webhook(url: str, payload: dict, timeout: float, secret: str = "") -> None:
+def post_webhook(url: str, payload: dict[str, Any], timeout: float, secret: str = "") -> None:
     """POST the JSON; an answer other than 2xx, or none in time, raises."""
     data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     headers = {"Content-Type": "application/json; charset=utf-8",
@@ -76,7 +78,7 @@ def post_webhook(url: str, payload: dict, timeout: float, secret: str = "") -> N
             raise OSError(f"webhook answered {answer.status}")
 
 
-def send_email(settings, to: list[str], subject: str, text: str) -> None:
+def send_email(settings: Settings, to: list[str], subject: str, text: str) -> None:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = settings.smtp_from, ", ".join(to), subject
     msg["Date"], msg["Message-ID"] = formatdate(localtime=False), make_msgid("loaphuong")
@@ -96,7 +98,7 @@ def send_email(settings, to: list[str], subject: str, text: str) -> None:
 class Notifier:
     """A queue and one worker thread that sends what the dispatcher hands it."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._queue: queue.Queue[Message | None] = queue.Queue(QUEUE_SIZE)
         self._stop = threading.Event()
@@ -168,7 +170,7 @@ class Recipient:
     language: str
 
 
-def recipients(settings, codes: list[str]) -> list[Recipient]:
+def recipients(settings: Settings, codes: list[str]) -> list[Recipient]:
     """The global recipients and those of the areas ``codes`` (the alert's area and above)."""
     lang = settings.alert_language or settings.language
     out = []
@@ -192,7 +194,8 @@ def event_of(alert: Alert) -> str:
     return "opened" if alert.revision <= 1 else "changed"
 
 
-def message(db: Session, settings, alert: Alert, node: Node | None, to: Recipient) -> Message:
+def message(db: Session, settings: Settings, alert: Alert, node: Node | None,
+            to: Recipient) -> Message:
     lang, tz = to.language, alerts.zone(db, alert, settings.timezone)
     body = alerts.alert_json(alert, alerts.usernames(db, [alert]), lang, tz)
     event = event_of(alert)
@@ -214,7 +217,7 @@ def message(db: Session, settings, alert: Alert, node: Node | None, to: Recipien
                     "language": lang})
 
 
-def take(db: Session, settings) -> list[Message]:
+def take(db: Session, settings: Settings) -> list[Message]:
     """The messages for every alert changed since it was last notified, which is marked
     notified (in the caller's transaction)."""
     out = []

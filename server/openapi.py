@@ -25,11 +25,11 @@ from .alerts import State as AlertState
 REF = "#/components/schemas/{model}"
 
 
-def _ref(name: str) -> dict:
+def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict) -> dict:
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
 
@@ -44,11 +44,13 @@ ERRORS = {code: {"description": text, **_json(_ref("Error"))} for code, text in 
     ("429", "too many failed logins: wait and retry"))}
 
 
-def _op(summary: str, ok: dict, *, body: dict | None = None, params: list | None = None,
-        status: str = "200", secure: bool = True, errors=("400", "401", "403", "404")) -> dict:
+def _op(summary: str, ok: dict[str, Any], *, body: dict[str, Any] | None = None,
+        params: list[dict[str, Any]] | None = None, status: str = "200", secure: bool = True,
+        errors: tuple[str, ...] = ("400", "401", "403", "404")) -> dict[str, Any]:
     if (body is not None or params) and "422" not in errors:
         errors = (*errors, "422")  # invalid_text: a text no database stores (NUL, a surrogate)
-    op: dict = {"summary": summary, "responses": {status: ok, **{c: ERRORS[c] for c in errors}}}
+    op: dict[str, Any] = {"summary": summary,
+                          "responses": {status: ok, **{c: ERRORS[c] for c in errors}}}
     if body is not None:
         op["requestBody"] = {"required": True, **_json(body)}
     if params:
@@ -59,7 +61,7 @@ def _op(summary: str, ok: dict, *, body: dict | None = None, params: list | None
 
 
 
-def _alert_step(summary: str) -> dict:
+def _alert_step(summary: str) -> dict[str, Any]:
     """An alert's acknowledge or resolve: the alert back, an optional comment."""
     return _op(summary, _ok(_ref("Alert")), params=[_path_param("alert_id")],
                errors=("400", "401", "403", "404", "409")) | {"requestBody": {
@@ -83,16 +85,17 @@ DATE_OR_EMPTY = {"anyOf": [{"type": "string", "format": "date"}, {"const": ""}],
                  "description": "YYYY-MM-DD; empty: the default"}
 
 
-def _path_param(name: str, schema: dict | None = None) -> dict:
+def _path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema or ID}
 
 
-def _query(name: str, schema: dict | None = None, description: str = "") -> dict:
+def _query(name: str, schema: dict[str, Any] | None = None, description: str = ""
+           ) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False,
             "schema": schema or {"type": "string"}, "description": description}
 
 
-def _ok(schema: dict, description: str = "OK") -> dict:
+def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, **_json(schema)}
 
 
@@ -843,9 +846,9 @@ def _tidy(schema: Any) -> Any:
     return schema
 
 
-def request_schemas() -> dict[str, dict]:
+def request_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schemas of the request models, by model name (nested models by theirs)."""
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     for model in MODELS:
         schema = model.model_json_schema(ref_template=REF)
         out.update(schema.pop("$defs", {}))
@@ -876,7 +879,7 @@ OPENAPI: dict[str, Any] = {
 }
 
 
-def document(engines: list[str], password_min: int = 10) -> dict:
+def document(engines: list[str], password_min: int = 10) -> dict[str, Any]:
     """The document as this server serves it: engine fields name the configured engines, a new
     user's password the configured shortest length."""
     doc = copy.deepcopy(OPENAPI)

@@ -9,6 +9,7 @@ import logging
 import uuid
 from enum import StrEnum
 from collections.abc import Callable
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, literal, select
@@ -48,7 +49,7 @@ class CommandStatus(StrEnum):
 # --- enqueue ------------------------------------------------------------------------------------
 
 def queue_command(db: Session, settings: Settings, user: User | None, type_: str, target: str,
-                  body: dict, *, ttl_ms: int, broadcast_id: int | None = None,
+                  body: dict[str, Any], *, ttl_ms: int, broadcast_id: int | None = None,
                   node_id: str | None = None, retain: bool = False,
                   priority: int = 0) -> Command:
     """Put a command in the outbox; the dispatcher signs and publishes it.
@@ -79,7 +80,7 @@ def queue_clear_desired(db: Session, settings: Settings, user: User, node_id: st
 
 
 def add_signed(db: Session, prefix: str, signer: tuple[str, Ed25519PrivateKey], type_: str,
-               target: str, body: dict, now: int, ttl_ms: int, *,
+               target: str, body: dict[str, Any], now: int, ttl_ms: int, *,
                broadcast_id: int | None = None, node_id: str | None = None,
                retain: bool = False, priority: int = 0,
                created_at: dt.datetime | None = None) -> Command:
@@ -264,7 +265,7 @@ def resend_unreceived(db: Session, transport: Transport, clock: Callable[[], int
             Command.node_id.in_(unapplied[start:start + IDS_PER_QUERY]),
             Command.payload.is_not(None), Command.published_at < cutoff,
             Command.failed_at.is_(None), Command.exp_ms > now, Command.type == "desired"), False))
-    due: dict[str, tuple] = {}
+    due: dict[str, tuple[int, dt.datetime, str]] = {}
     for query, own in looks:
         for cmd_id, priority, created, published, type_, version, node_version, last_state, \
                 broadcast_id in db.execute(query.limit(limit * 20)):
@@ -296,7 +297,7 @@ def resend_unreceived(db: Session, transport: Transport, clock: Callable[[], int
     return sent
 
 
-def health(db: Session) -> dict:
+def health(db: Session) -> dict[str, float]:
     """How the outbox stands: unsent rows, the age of the oldest, rows failed lately."""
     now = utcnow()
     waiting = select(Command).where(Command.published_at.is_(None),
@@ -312,7 +313,7 @@ def health(db: Session) -> dict:
 
 # --- what nodes report ------------------------------------------------------------------------
 
-def command_acked(cmd: Command, status: str, reason: str | None, event: dict) -> None:
+def command_acked(cmd: Command, status: str, reason: str | None, event: dict[str, Any]) -> None:
     """A node's ack of a command addressed to it alone: its status moves forward only."""
     if ack_moves(cmd.status, status):
         cmd.status, cmd.reason = CommandStatus(status), reason

@@ -6,6 +6,8 @@ follows the programme's edits for the slots built after them (its past play logs
 sha256 they played)."""
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -42,7 +44,7 @@ def visible_programmes(db: Session, user: User, limit: int = 200) -> list[Progra
     return list(db.scalars(q))
 
 
-def programme_json(p: Programme) -> dict:
+def programme_json(p: Programme) -> dict[str, Any]:
     rev = p.current
     media = rev.media
     return {"id": p.id, "title": p.title, "area_id": p.area_id, "revision": rev.revision,

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from .models import LimitHit
+from .models import LimitHit, rows_changed
 
 SCHEME = "loa-db"
 
@@ -106,7 +106,7 @@ class DatabaseStorage(Storage, MovingWindowSupport):
 
     def reset(self) -> int | None:
         with Session(self.engine) as db, db.begin():
-            return db.execute(delete(LimitHit)).rowcount  # type: ignore[attr-defined]
+            return rows_changed(db.execute(delete(LimitHit)))
 
     def clear(self, key: str) -> None:
         with Session(self.engine) as db, db.begin():

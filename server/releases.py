@@ -23,6 +23,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from io import BytesIO
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -106,7 +107,7 @@ def release_url(settings: Settings, release: AgentRelease) -> str:
     return f"{settings.public_url.rstrip('/')}/agent-releases/{release.sha256}.{WHEEL_EXT}"
 
 
-def release_json(settings: Settings, release: AgentRelease) -> dict:
+def release_json(settings: Settings, release: AgentRelease) -> dict[str, Any]:
     return {"id": release.id, "version": release.version, "sha256": release.sha256,
             "bytes": release.bytes, "url": release_url(settings, release),
             "notes": release.notes, "uploaded_by": release.uploaded_by,
@@ -280,7 +281,8 @@ def running_version(node: Node) -> str | None:
     return None
 
 
-def rollout_json(db: Session, settings: Settings, user: User, rollout: Rollout) -> dict:
+def rollout_json(db: Session, settings: Settings, user: User, rollout: Rollout
+                 ) -> dict[str, Any]:
     """A rollout and the progress of each node the user may see (all, for an admin)."""
     allowed = auth.user_area_ids(db, user)
     nodes, counts = [], {p.value: 0 for p in Progress}

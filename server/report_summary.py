@@ -23,10 +23,11 @@ import io
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from . import auth as access
 from . import reports as airplay
@@ -36,6 +37,9 @@ from .errors import ApiError
 from .i18n import t
 from .models import (MAX_DB_ID, Area, Broadcast, Bulletin, Node, Telemetry, TelemetryHourly, User,
                      area_zone)
+
+if TYPE_CHECKING:
+    from fpdf import FPDF
 
 MAX_DAYS = 366
 DEFAULT_DAYS = 30
@@ -113,7 +117,7 @@ def period(first: str | None, last: str | None, today: dt.date) -> tuple[dt.date
     return first_day, last_day
 
 
-def scope(db: Session, user, area_arg: str | None) -> tuple[int | None, set[int] | None]:
+def scope(db: Session, user: User, area_arg: str | None) -> tuple[int | None, set[int] | None]:
     """The chosen area (None: all the user's) and the areas the report covers (None: all),
     refused as the API refuses it: an area the user may not see does not exist for them."""
     if not area_arg:
@@ -171,7 +175,7 @@ def uptime(db: Session, nodes: Mapping[str, airplay.ReportNode], areas: set[int]
     in_scope = list(nodes) if by_id else select(Node.id).where(Node.cluster_id.in_(areas)) \
         if areas is not None else None
 
-    def scoped(column):
+    def scoped(column: QueryableAttribute[str]) -> tuple[ColumnElement[bool], ...]:
         return (column.in_(in_scope),) if in_scope is not None else ()
     capped = case((TelemetryHourly.count > per_hour, per_hour), else_=TelemetryHourly.count)
     for node_id, reports in db.execute(
@@ -350,7 +354,7 @@ def pdf_bytes(summary: Summary, scope_name: str) -> bytes:
 BAR_PLANNED, BAR_AIRED = (176, 190, 197), (46, 125, 50)
 
 
-def _chart(pdf, bars: list[tuple[str, int, int]]) -> None:
+def _chart(pdf: FPDF, bars: list[tuple[str, int, int]]) -> None:
     """Planned (grey) and aired (green) side by side per area, with a legend and the numbers."""
     pdf.ln(3)
     pdf.set_font("DejaVu", "B", 11)
@@ -391,7 +395,8 @@ def _chart(pdf, bars: list[tuple[str, int, int]]) -> None:
     pdf.set_xy(left, y + 8)
 
 
-def _table(pdf, title: str, head: list[str], rows: list[list], widths: tuple) -> None:
+def _table(pdf: FPDF, title: str, head: list[str], rows: list[list[Any]],
+           widths: tuple[int, ...]) -> None:
     from fpdf.fonts import FontFace
     pdf.ln(2)
     pdf.set_font("DejaVu", "B", 11)
@@ -431,7 +436,7 @@ def asked(db: Session, s: Settings, user: User, args: Mapping[str, str], uptimes
     return summary, name, area_id
 
 
-def summary_json(summary: Summary, area_id: int | None) -> dict:
+def summary_json(summary: Summary, area_id: int | None) -> dict[str, Any]:
     names = summary.area_names
     return {"from": summary.first_day.isoformat(), "to": summary.last_day.isoformat(),
             "tz": summary.tz, "area_id": area_id,

@@ -18,10 +18,12 @@ import io
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
+
+from schedules.slots import Slot
 
 from . import schedule
 from .broadcasts import BroadcastStatus
@@ -359,7 +361,7 @@ def _revoked_by(node: NodeFacts, at: dt.datetime) -> bool:
 
 # A series' slot as planned: the series, the slot, its media's length, and the nodes it was
 # planned for (id and cluster, in id order).
-PlannedSlot = tuple[Broadcast, "schedule.Slot", int, list[tuple[str, int]]]
+PlannedSlot = tuple[Broadcast, Slot, int, list[tuple[str, int]]]
 
 
 def _series_slots(db: Session, default_tz: str, nodes: Mapping[str, NodeFacts],
@@ -472,7 +474,8 @@ def chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
         yield values[n:n + size]
 
 
-def _plays(db: Session, node_ids: set[str], where, media: dict[str, int]) -> list[Play]:
+def _plays(db: Session, node_ids: set[str], where: ColumnElement[bool], media: dict[str, int]
+           ) -> list[Play]:
     """The plays matching ``where``, read as plain rows: a year's report reads tens of
     thousands, and an ORM object each costs several times the row (bench/reports.py)."""
     return [Play(p.node_id, p.result, p.cmd_id, p.slot_id, p.started_at_ms, p.ended_at_ms,
@@ -527,7 +530,7 @@ def _iso(value: dt.datetime | None) -> str | None:
     return schedule.iso(value) if value is not None else None
 
 
-def line_json(line: Line) -> dict:
+def line_json(line: Line) -> dict[str, Any]:
     i = line.item
     return {"node_id": i.node_id, "area_id": i.area_id, "broadcast_id": i.broadcast_id,
             "slot_id": i.slot_id, "cmd_id": i.cmd_id, "scheduled_at": _iso(i.scheduled_at),
@@ -537,7 +540,7 @@ def line_json(line: Line) -> dict:
 
 
 def report_json(db: Session, report: Report, start: dt.datetime, end: dt.datetime,
-                now: dt.datetime, grace: dt.timedelta) -> dict:
+                now: dt.datetime, grace: dt.timedelta) -> dict[str, Any]:
     names = {area_id: name for area_id, name in db.execute(select(Area.id, Area.name).where(
         Area.id.in_(list(report.by_area) or [-1])))}
     return {"from": _iso(start), "to": _iso(end), "generated_at": _iso(now),
@@ -594,7 +597,7 @@ def _stored_states(db: Session, bc: Broadcast, slot_ids: Iterable[str]
 
 def series_occurrences(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime,
                        end: dt.datetime, now: dt.datetime, grace: dt.timedelta,
-                       listed: int, routine: Collection[str]) -> list[dict]:
+                       listed: int, routine: Collection[str]) -> list[dict[str, Any]]:
     """What a series' page shows of its occurrences in [start, end) (aware): per occurrence,
     as series_slots_json, its slot id, start, end, media and how many nodes stand at each
     state, and then instead of every node: every node when there are at most ``listed``,
@@ -648,14 +651,15 @@ def series_occurrences(db: Session, tz: str, bc: Broadcast, *, start: dt.datetim
 
 
 def series_slots_json(db: Session, tz: str, bc: Broadcast, *, start: dt.datetime,
-                      end: dt.datetime, now: dt.datetime, grace: dt.timedelta) -> dict:
+                      end: dt.datetime, now: dt.datetime, grace: dt.timedelta
+                      ) -> dict[str, Any]:
     """Per occurrence of the series in [start, end) (aware): its slot id, start, media and
     each node's delivery state (server.deliveries.slot_state), with how many stand at each.
     More than MOST_OCCURRENCES: the window ends before the next one (the answer's ``to``)."""
     end = _occurrences_end(db, tz, bc, start, end)
     lines = series_lines(db, tz, bc, start=start, end=end, now=now, grace=grace)
     stored = _stored_states(db, bc, (line.item.slot_id or "" for line in lines))
-    occurrences: dict[str, dict] = {}
+    occurrences: dict[str, dict[str, Any]] = {}
     for line in lines:
         item = line.item
         slot_id = item.slot_id or ""

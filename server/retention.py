@@ -17,15 +17,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from typing import cast as typed
 
-from sqlalchemy import (BigInteger, Float, Table, case, cast, delete, func, insert, literal,
-                        select, true)
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import (BigInteger, ColumnElement, Float, Select, Table, case, cast, delete, func,
+                        insert, literal, select, true)
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
-from .models import Telemetry, TelemetryHourly
+from .models import Telemetry, TelemetryHourly, rows_changed
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,14 @@ def hour_of(ms: int) -> int:
     return ms - ms % HOUR_MS
 
 
-def payload_number(path: tuple[str, ...]):
+def payload_number(path: tuple[str, ...]) -> ColumnElement[float]:
     """The number at ``path`` in a raw report's payload, as SQL (NULL where absent)."""
     value = Telemetry.payload[path[0]] if len(path) == 1 else Telemetry.payload[path]
-    return value.as_float()
+    number: ColumnElement[float] = value.as_float()
+    return number
 
 
-def _hour_query(hour_ms: int):
+def _hour_query(hour_ms: int) -> tuple[list[str], Select[*tuple[Any, ...]]]:
     """Every node's aggregates over the hour starting at ``hour_ms``, as the hourly table's
     columns. Each number is read out of the JSON once, in a subquery (its OFFSET 0 keeps
     PostgreSQL from folding it into the outer query, which would parse each row's JSON once
@@ -63,7 +64,7 @@ def _hour_query(hour_ms: int):
                      case((amp == true(), 1.0), (amp.is_not(None), 0.0)).label("amp_on"))
               .where(Telemetry.ts_ms >= hour_ms, Telemetry.ts_ms < hour_ms + HOUR_MS)
               .offset(0).subquery())
-    cols: dict = {"node_id": values.c.node_id,
+    cols: dict[str, ColumnElement[Any]] = {"node_id": values.c.node_id,
                   "hour_ms": literal(hour_ms, BigInteger), "count": func.count()}
     for name in FIELDS:
         value = values.c[name]
@@ -114,14 +115,14 @@ def rollup(sessions: sessionmaker[Session], now_ms: int, grace_ms: int) -> int:
     return done
 
 
-def _delete_batches(sessions: sessionmaker[Session], table: Table, older, batch: int) -> int:
+def _delete_batches(sessions: sessionmaker[Session], table: Table, older: ColumnElement[bool],
+                    batch: int) -> int:
     """Delete the rows of ``table`` matching ``older``, at most ``batch`` per transaction."""
     total = 0
     while True:
         with sessions() as db:
             ids = select(table.c.id).where(older).limit(batch).scalar_subquery()
-            gone = typed(CursorResult, db.execute(delete(table).where(table.c.id.in_(ids))))\
-                .rowcount
+            gone = rows_changed(db.execute(delete(table).where(table.c.id.in_(ids))))
             db.commit()
         total += gone
         if gone < batch:
@@ -165,20 +166,20 @@ def run(sessions: sessionmaker[Session], settings: Settings, clock: Callable[[],
 
 # --- reading it back (GET /api/v1/nodes/{id}/telemetry) -----------------------------------------
 
-def _raw_value(payload: dict, path: tuple[str, ...]) -> float | int | None:
+def _raw_value(payload: dict[str, Any], path: tuple[str, ...]) -> float | int | None:
     value: object = payload
     for key in path:
         value = value.get(key) if isinstance(value, dict) else None
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def raw_points(db: Session, node_id: str, start_ms: int, end_ms: int) -> list[dict]:
+def raw_points(db: Session, node_id: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
     rows = db.execute(select(Telemetry.ts_ms, Telemetry.payload).where(
         Telemetry.node_id == node_id, Telemetry.ts_ms >= start_ms, Telemetry.ts_ms < end_ms)
         .order_by(Telemetry.ts_ms, Telemetry.id)).all()
     points = []
     for ts, payload in rows:
-        point: dict = {"ts": ts}
+        point: dict[str, Any] = {"ts": ts}
         for name, path in FIELDS.items():
             point[name] = _raw_value(payload, path)
         amp = payload.get("amp_on")
@@ -187,13 +188,13 @@ def raw_points(db: Session, node_id: str, start_ms: int, end_ms: int) -> list[di
     return points
 
 
-def hourly_points(db: Session, node_id: str, start_ms: int, end_ms: int) -> list[dict]:
+def hourly_points(db: Session, node_id: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
     rows = db.scalars(select(TelemetryHourly).where(
         TelemetryHourly.node_id == node_id, TelemetryHourly.hour_ms >= hour_of(start_ms),
         TelemetryHourly.hour_ms < end_ms).order_by(TelemetryHourly.hour_ms)).all()
     points = []
     for row in rows:
-        point: dict = {"ts": row.hour_ms, "count": row.count}
+        point: dict[str, Any] = {"ts": row.hour_ms, "count": row.count}
         for name in FIELDS:
             point[name] = {stat: getattr(row, f"{name}_{stat}") for stat in ("min", "avg", "max")}
         point["amp_on_share"] = row.amp_on_share

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -104,7 +105,7 @@ def title(bc: Broadcast) -> str:
     return bc.bulletin.title if bc.bulletin else ""
 
 
-def tet_span(tet_days: dict | None) -> TetSpan:
+def tet_span(tet_days: dict[str, int] | None) -> TetSpan:
     """The days around mùng 1 Tết as stored ({"before": n, "after": m}; None: the default)."""
     if not tet_days:
         return TetSpan()
@@ -306,12 +307,12 @@ def iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def slot_json(slot: Slot, bc: Broadcast | None = None, *, tz: str | None = None) -> dict:
+def slot_json(slot: Slot, bc: Broadcast | None = None, *, tz: str | None = None) -> dict[str, Any]:
     """A slot (UTC times); with ``tz`` its start and end also as local times with their offset
     in that zone (local_start_at, local_end_at)."""
-    out = {"slot_id": slot.slot_id, "broadcast_id": slot.broadcast_id,
-           "start_at": iso(slot.start_at), "end_at": iso(slot.end_at),
-           "priority": slot.priority}
+    out: dict[str, Any] = {"slot_id": slot.slot_id, "broadcast_id": slot.broadcast_id,
+                           "start_at": iso(slot.start_at), "end_at": iso(slot.end_at),
+                           "priority": slot.priority}
     if tz is not None:
         out |= {"local_start_at": slot.start_at.astimezone(ZoneInfo(tz)).isoformat(),
                 "local_end_at": slot.end_at.astimezone(ZoneInfo(tz)).isoformat()}
@@ -321,7 +322,7 @@ def slot_json(slot: Slot, bc: Broadcast | None = None, *, tz: str | None = None)
     return out
 
 
-def clashes_json(report: ConflictReport) -> list[dict]:
+def clashes_json(report: ConflictReport) -> list[dict[str, Any]]:
     return [{"node_id": c.node_id, "slot": slot_json(c.new), "existing": slot_json(c.existing)}
             for c in report.clashes[:MAX_CLASHES]]
 

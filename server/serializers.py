@@ -1,6 +1,8 @@
 """How areas, nodes, commands and broadcasts appear in the API's JSON answers."""
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -11,7 +13,7 @@ from .releases import running_version
 from .times import iso
 
 
-def area_json(db: Session, a: Area, default_tz: str) -> dict:
+def area_json(db: Session, a: Area, default_tz: str) -> dict[str, Any]:
     """An area; ``effective_tz``: its own zone, else the nearest above it, else ``default_tz``
     (the configured zone); ``merged_into_id``: the area it was merged into (null: in use)."""
     return {"id": a.id, "parent_id": a.parent_id, "kind": a.kind, "name": a.name, "code": a.code,
@@ -22,8 +24,8 @@ def area_json(db: Session, a: Area, default_tz: str) -> dict:
             "merged_into_id": a.merged_into_id, "merged_at": iso(a.merged_at)}
 
 
-def node_json(db: Session, n: Node, alarms: list | None = None,
-              groups: list[str] | None = None) -> dict:
+def node_json(db: Session, n: Node, alarms: list[dict[str, Any]] | None = None,
+              groups: list[str] | None = None) -> dict[str, Any]:
     """A node as the API shows it; ``groups``: its groups when the caller has them already
     (a page of nodes reads each cluster's once)."""
     return {"id": n.id, "name": n.name, "cluster_id": n.cluster_id, "lat": n.lat, "lon": n.lon,
@@ -40,13 +42,13 @@ def node_json(db: Session, n: Node, alarms: list | None = None,
                          "last_at": iso(n.last_rejected_at)}}
 
 
-def command_json(c: Command) -> dict:
+def command_json(c: Command) -> dict[str, Any]:
     return {"id": c.id, "type": c.type, "target": c.target, "body": c.body,
             "created_at": iso(c.created_at), "published_at": iso(c.published_at),
             "status": c.status, "reason": c.reason, "result": c.result}
 
 
-def broadcast_json(db: Session, bc: Broadcast, default_tz: str) -> dict:
+def broadcast_json(db: Session, bc: Broadcast, default_tz: str) -> dict[str, Any]:
     """A broadcast; ``tz``: the zone a series' rule is expanded in (its first target area's,
     or its first node's cluster's; ``default_tz``, the configured zone, when no area sets one)."""
     counts = deliveries.summary(bc.deliveries)
@@ -83,7 +85,7 @@ def broadcast_json(db: Session, bc: Broadcast, default_tz: str) -> dict:
             "summary": counts, "nodes": nodes}
 
 
-def occurrence_json(o: OccurrenceOverride) -> dict:
+def occurrence_json(o: OccurrenceOverride) -> dict[str, Any]:
     """One changed occurrence of a series."""
     return {"original_start": iso(o.original_start), "cancelled": o.cancelled,
             "start_at": iso(o.start_at), "bulletin_id": o.bulletin_id,

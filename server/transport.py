@@ -7,10 +7,15 @@ import ssl
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.matcher import MQTTMatcher
+
+if TYPE_CHECKING:
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 # handler(topic, payload), or handler(topic, payload, done) for a subscription with acks
@@ -84,7 +89,8 @@ class MqttTransport(Transport):
         # (paho's topic_matches_sub builds a matcher on every call: a fifth of the network
         # thread's time in a province's burst of acks), and what each topic matched, kept
         # with the matcher it came from (see _matching)
-        self._routes: tuple[MQTTMatcher, dict[str, tuple[str, ...]]] = (MQTTMatcher(), {})
+        self._routes: tuple[MQTTMatcher, dict[str, tuple[str, ...]]] = (
+            MQTTMatcher(), {})  # type: ignore[no-untyped-call]  # paho's: untyped
         self._unsubs: set[str] = set()  # dropped from the session at every connect
         self._pending: dict[int, str] = {}  # SUBSCRIBE message id -> its topic, until SUBACK
         self._pending_lock = threading.Lock()  # a SUBACK may come before subscribe() returns
@@ -132,7 +138,8 @@ class MqttTransport(Transport):
             return self._answered.wait_for(
                 lambda: self.connected and not self._subscribing and not self._pending, timeout)
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties):
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
             log.error("broker refused the connection: %s", reason_code)
             return
@@ -153,7 +160,8 @@ class MqttTransport(Transport):
             if mid is not None:
                 self._pending[mid] = topic
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         with self._pending_lock:
             topic = self._pending.get(mid, "?")
         if any(code.is_failure for code in reason_codes):
@@ -164,7 +172,8 @@ class MqttTransport(Transport):
             self._pending.pop(mid, None)
             self._answered.notify_all()
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
         self._connected.clear()
         with self._pending_lock:  # the broker answers none of them now
             self._pending.clear()
@@ -178,7 +187,8 @@ class MqttTransport(Transport):
         matcher, known = self._routes
         found = known.get(topic)
         if found is None:
-            matched = [p for patterns in matcher.iter_match(topic) for p in patterns]
+            walk = matcher.iter_match(topic)  # type: ignore[no-untyped-call]  # paho's: untyped
+            matched: list[str] = [p for patterns in walk for p in patterns]
             if len(matched) > 1:
                 order = list(self._subs)
                 matched.sort(key=lambda p: order.index(p) if p in order else len(order))
@@ -191,12 +201,12 @@ class MqttTransport(Transport):
         by_filter: dict[str, list[str]] = {}
         for pattern in self._subs:
             by_filter.setdefault(filter_of(pattern), []).append(pattern)
-        matcher = MQTTMatcher()
+        matcher = MQTTMatcher()  # type: ignore[no-untyped-call]  # paho's: untyped
         for topic_filter, patterns in by_filter.items():
             matcher[topic_filter] = patterns
         self._routes = (matcher, {})  # one assignment: the network thread sees old or new
 
-    def _on_message(self, client, userdata, msg):
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         deferred = matched = False
         for pattern in self._matching(msg.topic):
             sub = self._subs.get(pattern)
@@ -217,20 +227,22 @@ class MqttTransport(Transport):
                             "to the broker and dropped", msg.topic[:200])
             self._ack(msg)
 
-    def _done(self, msg) -> Callable[[], None]:
+    def _done(self, msg: mqtt.MQTTMessage) -> Callable[[], None]:
         return lambda: self._ack(msg)
 
-    def _ack(self, msg) -> None:
+    def _ack(self, msg: mqtt.MQTTMessage) -> None:
         if msg.qos > 0:
             try:
                 self.client.ack(msg.mid, msg.qos)
             except Exception:  # the connection went: the broker delivers it again
                 log.debug("ack of %s not sent", msg.mid, exc_info=True)
 
-    def publish(self, topic, payload, qos=1, retain=False, timeout=10.0):
+    def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False,
+                timeout: float = 10.0) -> bool:
         return self.send(topic, payload, qos=qos, retain=retain)(timeout)
 
-    def send(self, topic, payload, qos=1, retain=False):
+    def send(self, topic: str, payload: str | bytes, qos: int = 1,
+             retain: bool = False) -> Callable[[float], bool]:
         if not self.connected:
             return lambda timeout: False
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
@@ -251,20 +263,21 @@ class MqttTransport(Transport):
             return True
         return False
 
-    def subscribe(self, topic, handler, qos=1, *, acks=False):
+    def subscribe(self, topic: str, handler: Handler, qos: int = 1, *,
+                  acks: bool = False) -> None:
         self._subs[topic] = (qos, handler, acks)
         self._rebuild_matcher()
         self._unsubs.discard(topic)
         if self.connected:
             self._subscribe(topic, qos)
 
-    def unsubscribe(self, topic):
+    def unsubscribe(self, topic: str) -> None:
         self._subs.pop(topic, None)
         self._rebuild_matcher()
         self._unsubs.add(topic)
         if self.connected:
             self.client.unsubscribe(topic)
 
-    def stop(self):
+    def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()

@@ -8,6 +8,7 @@ it is unscoped itself. An update changes only the fields given. A new password o
 ends the user's browser sessions and login tokens."""
 from __future__ import annotations
 
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -21,7 +22,7 @@ from .models import User
 from .times import iso
 
 
-def user_json(u: User) -> dict:
+def user_json(u: User) -> dict[str, Any]:
     """What the API shows of a user: never the password or its hash."""
     return {"id": u.id, "username": u.username, "role": u.role, "area_id": u.area_id,
             "language": u.language, "active": u.active,
@@ -83,7 +84,7 @@ def save_user(db: Session, actor: User | None, user: User | None, body: UserWrit
     return user
 
 
-def _set_profile(db: Session, actor: User | None, user: User, data: dict,
+def _set_profile(db: Session, actor: User | None, user: User, data: dict[str, Any],
                  allowed: set[int] | None) -> None:
     """Username, role, area and language from ``data``, each checked."""
     if "username" in data and data["username"] != user.username:
@@ -100,7 +101,7 @@ def _set_profile(db: Session, actor: User | None, user: User, data: dict,
         user.language = data["language"]
 
 
-def _set_access(user: User, data: dict, creating: bool, password_min: int) -> bool:
+def _set_access(user: User, data: dict[str, Any], creating: bool, password_min: int) -> bool:
     """Active flag and password from ``data``; whether the user's logins must end."""
     revoke = False
     if "active" in data:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, UOWTransaction, sessionmaker
 
 from .files import write_atomic
 
@@ -27,11 +27,11 @@ log = logging.getLogger(__name__)
 PORT_FILE = "dispatcher.wake"
 
 
-def port_file(instance_path: str | os.PathLike) -> Path:
+def port_file(instance_path: str | os.PathLike[str]) -> Path:
     return Path(instance_path) / PORT_FILE
 
 
-def send(instance_path: str | os.PathLike) -> bool:
+def send(instance_path: str | os.PathLike[str]) -> bool:
     """One wake-up datagram to the dispatcher of this instance; False when none listens."""
     try:
         port = int(port_file(instance_path).read_text(encoding="ascii").strip())
@@ -42,17 +42,17 @@ def send(instance_path: str | os.PathLike) -> bool:
         return False
 
 
-def install(maker: sessionmaker[Session], instance_path: str | os.PathLike) -> None:
+def install(maker: sessionmaker[Session], instance_path: str | os.PathLike[str]) -> None:
     """Wake the dispatcher after every commit of ``maker``'s sessions that queued a command,
     wrote a broadcast or marked a node's desired state for rebuilding."""
     from .models import Broadcast, Command, Node
 
-    def wants(obj) -> bool:
+    def wants(obj: object) -> bool:
         return isinstance(obj, (Broadcast, Command)) or \
             isinstance(obj, Node) and bool(obj.desired_dirty)
 
     @event.listens_for(maker, "after_flush")
-    def _note(session: Session, _context) -> None:
+    def _note(session: Session, _context: UOWTransaction) -> None:
         if not session.info.get("wake") and any(
                 wants(obj) for obj in (*session.new, *session.dirty)):
             session.info["wake"] = True
@@ -71,12 +71,12 @@ class Listener:
     """The dispatcher's side: calls ``on_wake`` (from its own thread) when a datagram comes;
     datagrams that arrive while ``on_wake`` runs lead to one more call, not one each."""
 
-    def __init__(self, instance_path: str | os.PathLike, on_wake: Callable[[], None]):
+    def __init__(self, instance_path: str | os.PathLike[str], on_wake: Callable[[], None]):
         self.path = port_file(instance_path)
         self.on_wake = on_wake
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
+        self.port: int = self.sock.getsockname()[1]
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dispatcher-wake", daemon=True)
 

@@ -4,6 +4,7 @@ rate limits (Flask-Limiter, counted in the database) and the security headers of
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from flask import Flask, render_template, request, session
 from flask_limiter import Limiter
@@ -16,6 +17,9 @@ from . import auth, ratelimit
 from .config import Settings
 from .errors import error_body, wants_json
 from .i18n import t
+
+if TYPE_CHECKING:
+    from flask import Response
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "media-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
@@ -41,7 +45,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     _init_login_limits(app, settings)
 
     @app.after_request
-    def _security_headers(resp):
+    def _security_headers(resp: Response) -> Response:
         for name, value in (("Content-Security-Policy", CSP),
                             ("X-Content-Type-Options", "nosniff"),
                             ("X-Frame-Options", "DENY"),
@@ -56,7 +60,7 @@ def _init_csrf(app: Flask) -> None:
     csrf = CSRFProtect(app)
 
     @app.before_request
-    def _check_csrf():
+    def _check_csrf() -> None:
         if request.method in SAFE_METHODS or request.endpoint in CSRF_EXEMPT:
             return
         if auth.bearer_token() is not None:
@@ -66,7 +70,7 @@ def _init_csrf(app: Flask) -> None:
         csrf.protect()
 
     @app.errorhandler(CSRFError)
-    def _csrf_error(_err):
+    def _csrf_error(_err: CSRFError) -> tuple[Response | str, int]:
         if wants_json():
             return error_body("csrf_failed", t("err.csrf"), 400)
         return render_template("error.html", message=t("err.csrf")), 400
@@ -78,7 +82,7 @@ def _username_key() -> str:
     return "user:" + (name.strip().lower()[:80] if isinstance(name, str) else "")
 
 
-def _failed(resp) -> bool:
+def _failed(resp: Response) -> bool:
     return resp.status_code == 401
 
 
@@ -106,7 +110,7 @@ def _init_login_limits(app: Flask, settings: Settings) -> None:
         app.view_functions[PROVISIONING_ENDPOINT])
 
     @app.errorhandler(RateLimitExceeded)
-    def _too_many(_err):
+    def _too_many(_err: RateLimitExceeded) -> tuple[Response | str, int]:
         if wants_json():
             key = "err.rate_limited_provisioning" if request.endpoint == PROVISIONING_ENDPOINT \
                 else "err.rate_limited"

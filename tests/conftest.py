@@ -160,7 +160,7 @@ def sql_compiled_once():
     hundreds of times) shares them too. What runs on each database is the same."""
     import server
     import server.cli
-    make_engine = server.make_engine
+    from server.models import make_engine  # what server and server.cli call by that name
     first: dict = {}
 
     def shared(url, *args):

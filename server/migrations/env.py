@@ -7,12 +7,17 @@ from __future__ import annotations
 import os
 from logging.config import fileConfig
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
 from server.migrations import migration_connection
 from server.models import Base, make_engine
+
+if TYPE_CHECKING:
+    from alembic.operations.ops import MigrationScript
+    from alembic.runtime.migration import MigrationContext
 
 config = context.config
 if config.config_file_name:  # the alembic command line
@@ -27,9 +32,11 @@ def _database_url() -> str:
     return load_settings(Path(os.environ.get("LOA_INSTANCE", "instance"))).database_url
 
 
-def _skip_empty_revision(ctx, _revision, directives) -> None:
+def _skip_empty_revision(ctx: MigrationContext, _revision: object,
+                         directives: list[MigrationScript]) -> None:
     """``alembic revision --autogenerate`` that finds no change writes no file."""
-    if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
+    ops = directives[0].upgrade_ops
+    if getattr(config.cmd_opts, "autogenerate", False) and ops is not None and ops.is_empty():
         directives[:] = []
         print("No change between the models and the database: no revision written.")
 

@@ -10,7 +10,9 @@ page's view becomes that page's error page, with the API's status and message.""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
@@ -23,7 +25,14 @@ from ..errors import ApiError
 from ..i18n import LANGUAGES, current_language, local_time, t
 from ..models import Area
 
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
+
+    from ..models import User
+
 bp = Blueprint("web", __name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ NAV: list[NavEntry] = [
 ]
 
 
-def nav_for(user) -> list[NavEntry]:
+def nav_for(user: User) -> list[NavEntry]:
     """The menu entries ``user`` may use."""
     return [e for e in NAV if e.permission is None or access.can(user, e.permission)]
 
@@ -109,7 +118,7 @@ def area_tree() -> list[TreeArea]:
     return tree_order(user_areas(by_name=True))
 
 
-def read_form(model: type[B.M], form: dict) -> B.M:
+def read_form(model: type[B.M], form: Mapping[str, str]) -> B.M:
     """A page's form as ``model`` reads it: an empty field is one not given, numbers as numbers
     (server.bodies.from_form)."""
     return B.parse(model, B.from_form(model, form, blank_is_absent=True), tz=settings().tz)
@@ -129,7 +138,7 @@ def check_area(area_id: int) -> None:
 
 
 @bp.app_context_processor
-def _globals():
+def _globals() -> dict[str, Any]:
     # csrf_token() comes from Flask-WTF (server/websec.py)
     user = access.current_user() if g.get("db") else None
     return {"t": t, "local_time": local_time, "user": user, "languages": LANGUAGES,
@@ -138,7 +147,7 @@ def _globals():
 
 
 @bp.errorhandler(ApiError)
-def _page_error(err: ApiError):
+def _page_error(err: ApiError) -> tuple[str, int]:
     """What a domain module refused (not found, forbidden, invalid) as a page, in the user's
     language, with the API's status."""
     g.db.rollback()
@@ -159,12 +168,13 @@ def local_path(target: str | None) -> str | None:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def page(permission: str | None = None):
+def page(permission: str | None = None
+         ) -> Callable[[Callable[P, R]], Callable[P, R | Response | tuple[str, int]]]:
     """A page for logged-in users (the others go to the login page); with ``permission``, only
     for the roles the API lets do that (403 otherwise), as the menu shows it."""
-    def decorate(view):
+    def decorate(view: Callable[P, R]) -> Callable[P, R | Response | tuple[str, int]]:
         @functools.wraps(view)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response | tuple[str, int]:
             user = access.current_user()
             if user is None:
                 return redirect(url_for("web.login", next=request.path))

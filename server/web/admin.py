@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from flask import flash, g, redirect, render_template, request, url_for
@@ -26,6 +26,9 @@ from ..i18n import LANGUAGES, t
 from ..models import Area, AuditEntry, User, area_zone, nearest_setting
 from . import area_tree, bp, page
 
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
+
 EVERY_AREA = "all"  # the area select's value for "every area" (area_id null in the API)
 AUDIT_PAGE = 50
 # a ward's quiet hours as a person writes them: "22:00-05:00, 12:00-13:30"
@@ -35,7 +38,8 @@ CONFIRM = {"": None, "yes": True, "no": False}  # the second-person select
 
 # --- users ----------------------------------------------------------------------------------------
 
-def _user_body(model: type[B.UserWrite], form: dict, *, editing: bool) -> B.UserWrite:
+def _user_body(model: type[B.UserWrite], form: dict[str, str], *, editing: bool
+               ) -> B.UserWrite:
     """The user form as the API's UserCreate/UserWrite: an empty field is not given (so an empty
     password is no new password), "every area" is area_id null, and on the edit form the
     unticked "active" box is false."""
@@ -52,7 +56,8 @@ def _user_body(model: type[B.UserWrite], form: dict, *, editing: bool) -> B.User
     return B.parse(model, data, tz=settings().tz)
 
 
-def _user_form(template: str, error: str | None = None, status: int = 200, **ctx):
+def _user_form(template: str, error: str | None = None, status: int = 200, **ctx: Any
+               ) -> tuple[str, int]:
     """A user page with what the actor may choose: the roles it may grant, its areas."""
     return render_template(template, error=error,
                            roles=[r for r in ROLES if user_service.may_grant(g.user, r)],
@@ -61,7 +66,7 @@ def _user_form(template: str, error: str | None = None, status: int = 200, **ctx
                            password_min=settings().password_min_length, **ctx), status
 
 
-def _save_user(person: User | None, form: dict):
+def _save_user(person: User | None, form: dict[str, str]) -> Response:
     """Create (``person`` None) or change a user from the form, as the API does; the redirect
     to the list, or the ApiError of what was refused (nothing saved)."""
     body = _user_body(B.UserWrite if person else B.UserCreate, form, editing=person is not None)
@@ -78,7 +83,7 @@ def _save_user(person: User | None, form: dict):
 
 @bp.route("/admin/users", methods=["GET", "POST"])
 @page("user.write")
-def admin_users():
+def admin_users() -> Response | tuple[str, int]:
     form = request.form.to_dict() if request.method == "POST" else {}
     if request.method == "POST":
         try:
@@ -88,7 +93,8 @@ def admin_users():
     return _user_listing(form)
 
 
-def _user_listing(form: dict, error: str | None = None, status: int = 200):
+def _user_listing(form: dict[str, str], error: str | None = None, status: int = 200
+                  ) -> tuple[str, int]:
     names = {a.area.id: a.area.name for a in area_tree()}
     people = user_service.visible_users(g.db, g.user)
     return _user_form("admin_users.html", error, status, form=form, people=people, person=None,
@@ -98,7 +104,7 @@ def _user_listing(form: dict, error: str | None = None, status: int = 200):
 
 @bp.route("/admin/users/<int:user_id>", methods=["GET", "POST"])
 @page("user.write")
-def admin_user(user_id: int):
+def admin_user(user_id: int) -> Response | tuple[str, int]:
     person = user_service.get_user(g.db, g.user, user_id)  # 404 outside the actor's areas
     if not user_service.may_grant(g.user, person.role):  # save_user's own refusal, up front
         raise ApiError(403, "forbidden_role", "err.grant_role", role=person.role)
@@ -126,11 +132,11 @@ def quiet_hours_from_text(text: str) -> list[dict[str, str]]:
     return out
 
 
-def quiet_hours_text(value: list | None) -> str:
+def quiet_hours_text(value: list[dict[str, Any]] | None) -> str:
     return ", ".join(f"{q['from']}-{q['to']}" for q in value or [])
 
 
-def _ward_body(form: dict) -> B.AreaUpdate:
+def _ward_body(form: dict[str, str]) -> B.AreaUpdate:
     """The ward form as the API's PATCH /api/v1/areas/{id} body: every setting given, "" (or
     "inherit" ticked) clears it to the area above's."""
     data: dict[str, Any] = {k: form.get(k, "") for k in ("tts_engine", "tts_voice", "chime", "tz")}
@@ -162,7 +168,7 @@ def inherited(area: Area) -> dict[str, Any]:
 
 @bp.get("/admin/wards")
 @page("area.write")
-def admin_wards():
+def admin_wards() -> Response | str:
     chosen = request.args.get("area", "")
     if chosen.isdecimal():
         return redirect(url_for("web.admin_ward", area_id=int(chosen)))
@@ -171,7 +177,7 @@ def admin_wards():
 
 @bp.route("/admin/wards/<int:area_id>", methods=["GET", "POST"])
 @page("area.write")
-def admin_ward(area_id: int):
+def admin_ward(area_id: int) -> Response | tuple[str, int]:
     area = scoped_area(g.db, g.user, area_id)  # 404 or 403, as the API answers
     error, status, form = None, 200, request.form.to_dict()
     if request.method == "POST":
@@ -260,7 +266,7 @@ def _shown(value: Any) -> str:
 
 @bp.get("/admin/audit")
 @page("audit.read")  # GET /api/v1/audit's permission: no role but admin has it
-def admin_audit():
+def admin_audit() -> str:
     tz = settings().tz
     args = {k: request.args.get(k, "").strip() for k in ("actor", "action", "target", "from",
                                                          "to")}

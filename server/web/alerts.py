@@ -10,7 +10,8 @@ costs the same statements whatever the number of alerts
 (tests/server/test_alerts_page_scale.py)."""
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from flask import flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -24,25 +25,28 @@ from ..i18n import current_language, t
 from ..models import Alert, Area, area_subtree_ids, utcnow
 from . import bp, page, read_form, user_areas
 
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
+
 PAGE = 50  # alerts a page
 TABS = tuple(s.value for s in alert_service.State)
 
 
-def _int_arg(name: str, args=None) -> int | None:
+def _int_arg(name: str, args: Mapping[str, str] | None = None) -> int | None:
     value = (request.args if args is None else args).get(name) or ""
     return int(value) if value.isdecimal() and len(value) < 10 else None
 
 
 def visible_alert(alert_id: int) -> Alert:
     """The alert, when it is in the user's areas (404 otherwise, as the API answers)."""
-    alert = g.db.get(Alert, alert_id)
+    alert: Alert | None = g.db.get(Alert, alert_id)
     if alert is None or not alert_service.visible(g.db, alert,
                                                   access.user_area_ids(g.db, g.user)):
         raise not_found("thing.alert")
     return alert
 
 
-def alert_rows(alerts: list[Alert]) -> list[dict]:
+def alert_rows(alerts: list[Alert]) -> list[dict[str, Any]]:
     """Alerts as the page shows them: the API's texts in the user's language, and who acted."""
     names = alert_service.usernames(g.db, alerts)
     # the rows themselves, held while the zones are looked up: their walk up the area tree
@@ -58,7 +62,7 @@ def alert_rows(alerts: list[Alert]) -> list[dict]:
 
 @bp.get("/alerts")
 @page()
-def alerts():
+def alerts() -> str:
     state = request.args.get("state") or "open"
     if state not in TABS:
         state = "open"
@@ -91,7 +95,7 @@ def alerts():
 
 @bp.post("/alerts/<int:alert_id>/<any(ack, resolve):action>")
 @page("alert.write")
-def alert_step(alert_id: int, action: str):
+def alert_step(alert_id: int, action: str) -> Response:
     form = request.form
     back: dict[str, Any] = {"state": form.get("state") if form.get("state") in TABS else "open",
                             "area": _int_arg("area", form), "page": _int_arg("page", form),

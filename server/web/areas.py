@@ -8,7 +8,9 @@ and never cached; the form carries a one-time mark (kept in the session), so sen
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from flask import flash, g, make_response, redirect, render_template, request, session, url_for
 from sqlalchemy import func, select
@@ -23,6 +25,10 @@ from ..errors import ApiError, bad_request
 from ..i18n import t
 from ..models import Area, Node, area_subtree_ids
 from . import bp, page, read_form, tree_order, user_areas
+
+if TYPE_CHECKING:
+    from flask.typing import ResponseReturnValue
+    from werkzeug.wrappers import Response
 
 ONCE_KEY = "provision_once"  # the session's one-time marks of the provisioning forms
 OPEN_FORMS = 5  # how many of them it keeps
@@ -59,7 +65,7 @@ def area_tree(areas: list[Area]) -> list[TreeRow]:
 
 @bp.get("/areas")
 @page("area.write")
-def areas():
+def areas() -> str:
     rows = area_tree(_live_areas())
     allowed = _scope()
     merged = [a for a in g.db.scalars(select(Area).where(Area.merged_into_id.is_not(None))
@@ -72,7 +78,7 @@ def areas():
 
 @bp.post("/areas")
 @page("area.write")
-def add_area():
+def add_area() -> Response:
     try:
         body = read_form(B.AreaCreate, request.form)
         area = area_service.create_area(g.db, g.user, body)
@@ -92,7 +98,7 @@ def _area(area_id: int) -> Area:
 
 @bp.get("/areas/<int:area_id>")
 @page("area.write")
-def area_page(area_id: int):
+def area_page(area_id: int) -> str:
     area = _area(area_id)
     live = _live_areas()
     below = area_subtree_ids(g.db, [area.id])
@@ -111,7 +117,7 @@ def area_page(area_id: int):
 
 @bp.post("/areas/<int:area_id>")
 @page("area.write")
-def edit_area(area_id: int):
+def edit_area(area_id: int) -> Response:
     """Rename and move (PATCH /api/v1/areas/{id}'s name and parent_id)."""
     form = {k: v for k, v in request.form.items() if k in ("name", "parent_id")}
     try:
@@ -139,7 +145,7 @@ def _into() -> int:
 
 @bp.get("/areas/<int:area_id>/merge")
 @page("area.write")
-def merge_review(area_id: int):
+def merge_review(area_id: int) -> str:
     """What a merge would move, worked out by the merge itself and rolled back: nothing is
     changed until the confirmation."""
     into = _into()
@@ -155,7 +161,7 @@ def merge_review(area_id: int):
 
 @bp.post("/areas/<int:area_id>/merge")
 @page("area.write")
-def merge_area(area_id: int):
+def merge_area(area_id: int) -> Response:
     into = _into()
     moved = area_service.merge_areas(g.db, settings().timezone, g.user, into, area_id)
     gone, keep = g.db.get(Area, area_id), g.db.get(Area, into)
@@ -195,12 +201,13 @@ def _clusters() -> list[Area]:
     return [a for a in _live_areas() if a.kind == "cluster"]
 
 
-def _form_page(status: int = 200, form: dict | None = None, rows: list | None = None):
+def _form_page(status: int = 200, form: dict[str, str] | None = None,
+               rows: list[dict[str, Any]] | None = None) -> tuple[str, int]:
     return render_template("provision.html", clusters=_clusters(), once=_once(),
                            form=form or {}, rows=rows or []), status
 
 
-def _no_store(resp):
+def _no_store(resp: ResponseReturnValue) -> Response:
     resp = make_response(resp)
     resp.headers["Cache-Control"] = "no-store"
     return resp
@@ -208,11 +215,11 @@ def _no_store(resp):
 
 @bp.get("/provisioning")
 @page("node.write")
-def provision_form():
+def provision_form() -> Response:
     return _no_store(_form_page())
 
 
-def _number(form, name: str) -> float | None:
+def _number(form: Mapping[str, str], name: str) -> float | None:
     raw = (form.get(name) or "").strip().replace(",", ".")  # 21,0285 as a Vietnamese writes it
     if not raw:
         return None
@@ -222,25 +229,25 @@ def _number(form, name: str) -> float | None:
         raise bad_request("err.invalid_field", field=name, detail="a number") from None
 
 
-def _answers_page(answers: list[dict]):
+def _answers_page(answers: list[dict[str, Any]]) -> Response:
     return _no_store(render_template("provisioned.html", answers=answers,
                                      settings=settings()))
 
 
-def _gone():
+def _gone() -> Response:
     return _no_store((render_template("provisioned.html", answers=[], gone=True), 410))
 
 
 @bp.post("/provisioning")
 @page("node.write")
-def provision():
+def provision() -> Response:
     """One node, as POST /api/v1/nodes: its answer (with the agent's config) shown once."""
     if not _take_once():
         return _gone()
     form = request.form
     try:
-        data: dict = {"name": form.get("name", ""), "lat": _number(form, "lat"),
-                      "lon": _number(form, "lon")}
+        data: dict[str, Any] = {"name": form.get("name", ""), "lat": _number(form, "lat"),
+                                "lon": _number(form, "lon")}
         data.update(B.from_form(B.NodeCreate, {"cluster_id": form.get("cluster_id", "")},
                                 blank_is_absent=True))
         answer, accounts = node_service.provision_node(
@@ -257,7 +264,7 @@ def provision():
 
 @bp.post("/provisioning/import")
 @page("node.write")
-def provision_import():
+def provision_import() -> Response:
     """Many nodes from a CSV file, as POST /api/v1/nodes/import: all or none, each bad row
     named by its line and column."""
     if not _take_once():
@@ -284,7 +291,7 @@ def provision_import():
 
 @bp.post("/nodes/<node_id>/install-url")
 @page("node.write")
-def install_url(node_id: str):
+def install_url(node_id: str) -> Response:
     """A one-time install URL for the node (POST /api/v1/nodes/{id}/provisioning-token): the
     token is shown on this answer only."""
     node = g.db.get(Node, node_id)

@@ -1,22 +1,27 @@
 """Logging in and out, and the language switch (Vietnamese by default, English one click away)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import g, redirect, render_template, request, session, url_for
 
 from .. import auth as access
 from ..i18n import LANGUAGES, t
 from . import bp, local_path
 
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
+
 
 @bp.route("/lang/<code>")
-def set_language(code: str):
+def set_language(code: str) -> Response:
     if code in LANGUAGES:
         session["lang"] = code
     return redirect(local_path(request.referrer) or url_for("web.dashboard"))
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login():
+def login() -> Response | tuple[str, int]:
     error = None
     if request.method == "POST":
         user = access.login_attempt(g.db, request.form.get("username", ""),
@@ -30,7 +35,7 @@ def login():
 
 
 @bp.post("/logout")
-def logout():
+def logout() -> Response:
     access.end_web_session(g.db)
     g.db.commit()
     return redirect(url_for("web.login"))

@@ -7,6 +7,7 @@ changed."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, Any
 
 from flask import g, render_template
 
@@ -19,14 +20,17 @@ from ..models import Broadcast, utcnow
 from ..serializers import broadcast_json
 from . import bp, page
 
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
+
 # nodes named per occurrence of a series: every one of a ward's hundred nodes named at each of
 # its occurrences was half a megabyte a render at 1,000 nodes (docs/benchmarks.md)
 MAX_LISTED = 50
 ROUTINE = {SlotState.SCHEDULED, SlotState.DELIVERED, SlotState.READY, SlotState.PLAYED}
 
 
-def _broadcast_data(broadcast_id: int) -> dict:
-    bc = g.db.get(Broadcast, broadcast_id)
+def _broadcast_data(broadcast_id: int) -> dict[str, Any]:
+    bc: Broadcast | None = g.db.get(Broadcast, broadcast_id)
     if bc is None or not broadcast_visible(g.db, g.user, bc):
         raise not_found("thing.broadcast")
     report = broadcast_json(g.db, bc, settings().timezone)
@@ -47,12 +51,12 @@ def _broadcast_data(broadcast_id: int) -> dict:
 
 @bp.get("/broadcasts/<int:broadcast_id>")
 @page()
-def broadcast(broadcast_id: int):
+def broadcast(broadcast_id: int) -> str:
     return render_template("broadcast.html", **_broadcast_data(broadcast_id))
 
 
 @bp.get("/partials/broadcasts/<int:broadcast_id>")
 @page()
-def broadcast_partial(broadcast_id: int):
+def broadcast_partial(broadcast_id: int) -> Response:
     from .dashboard import conditional  # here: the dashboard imports this module's neighbours
     return conditional(render_template("_broadcast.html", **_broadcast_data(broadcast_id)))

@@ -6,6 +6,9 @@ bulletin's page broadcasts it now to an area. Reviews go through the API's own s
 when the bulletin changed since."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 from flask import flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
@@ -19,12 +22,15 @@ from ..i18n import CATEGORIES, t
 from ..models import Broadcast
 from . import bp, local_path, page, read_form, user_areas
 
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
+
 STATUSES = tuple(bulletin_service.BulletinStatus)
 
 
 @bp.get("/bulletins")
 @page()
-def bulletins():
+def bulletins() -> str:
     """The bulletins the user may see, filtered by status, category and words of the title or
     text (a GET form, so a filtered list is a link to share)."""
     filters = {"status": request.args.get("status", ""),
@@ -44,7 +50,7 @@ def bulletins():
 
 @bp.get("/bulletins/<int:bulletin_id>")
 @page()
-def bulletin(bulletin_id: int):
+def bulletin(bulletin_id: int) -> str:
     """One bulletin: its text, the reading that is spoken, its audio and its history (who did
     what, when); an approver reviews it here too."""
     b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id)
@@ -56,7 +62,7 @@ def bulletin(bulletin_id: int):
 
 @bp.post("/bulletins/<int:bulletin_id>/broadcast")
 @page("broadcast.write")
-def broadcast_bulletin(bulletin_id: int):
+def broadcast_bulletin(bulletin_id: int) -> Response:
     """Broadcast an approved bulletin now to one area (the API's POST /broadcasts: its checks
     of the bulletin, the area and the role), then follow it on its page."""
     b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id)
@@ -72,7 +78,7 @@ def broadcast_bulletin(bulletin_id: int):
 
 @bp.get("/bulletins/queue")
 @page("bulletin.approve")
-def approval_queue():
+def approval_queue() -> str:
     """The bulletins waiting for approval, oldest first (the first sent is the first heard), each
     with its reading and its audio, to approve or reject with a comment, from a phone."""
     rows = bulletin_service.visible_bulletins(g.db, g.user, "pending", limit=100)
@@ -81,7 +87,7 @@ def approval_queue():
 
 @bp.route("/bulletins/new", methods=["GET", "POST"])
 @page("bulletin.write")
-def new_bulletin():
+def new_bulletin() -> Response | tuple[str, int]:
     user = g.user
     areas = user_areas(clusters=False)
     can_approve = access.can(user, "bulletin.approve") and access.can(user, "broadcast.write")
@@ -125,7 +131,7 @@ def new_bulletin():
                            form=form), 400 if error else 200
 
 
-def _edited_spoken_text(form: dict, area_id: int | None) -> str | None:
+def _edited_spoken_text(form: Mapping[str, str], area_id: int | None) -> str | None:
     """The spoken form the author corrected in the preview; None when it was left as made."""
     spoken = (form.get("spoken_text") or "").strip()
     if not spoken or not (form.get("text") or "").strip():
@@ -136,7 +142,7 @@ def _edited_spoken_text(form: dict, area_id: int | None) -> str | None:
 
 @bp.post("/partials/preview")
 @page()
-def preview_partial():
+def preview_partial() -> str:
     form = request.form.to_dict()
     try:
         req = read_form(B.PreviewCreate, form)
@@ -151,7 +157,7 @@ def preview_partial():
 
 @bp.post("/bulletins/<int:bulletin_id>/review")
 @page()
-def review_bulletin(bulletin_id: int):
+def review_bulletin(bulletin_id: int) -> Response:
     action = request.form.get("action")
     try:
         if action not in ("approve", "reject") or not access.can(g.user, "bulletin.approve"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import g, make_response, render_template, request
@@ -23,6 +24,14 @@ from . import bp, page
 from .alerts import alert_rows
 from .emergency import awaiting_confirmation
 
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement, ColumnExpressionArgument, Row, ScalarSelect, Select
+    from werkzeug.wrappers import Response
+
+    from schedules.slots import Slot
+
+    from ..models import User
+
 ALARM_WINDOW = dt.timedelta(hours=24)  # a node alarm (or a message refused) counts this long
 MAX_SLOTS = 8
 MAX_ALERTS = 10  # the dashboard's; every alert is the alerts page's
@@ -35,6 +44,8 @@ MAX_PLAYING_NAMES = 20  # the names shown under one item playing now; the rest a
 # headers), so six a minute cost about 3 KB down while nothing changes
 POLL_S = 10
 
+S = TypeVar("S", bound="Select[*tuple[Any, ...]]")
+
 
 def priority_name(priority: int) -> str:
     """The name of a numeric priority (device_agent.protocol.PRIORITY_NAMES), rounded down."""
@@ -42,7 +53,7 @@ def priority_name(priority: int) -> str:
                key=PRIORITY_NAMES.__getitem__, default="normal")
 
 
-def _in_scope(query, allowed: set[int] | None):
+def _in_scope(query: S, allowed: set[int] | None) -> S:
     return query if allowed is None else query.where(Node.cluster_id.in_(allowed))
 
 
@@ -50,21 +61,21 @@ def _alarm_since() -> dt.datetime:
     return utcnow() - ALARM_WINDOW
 
 
-def alarm_condition():
+def alarm_condition() -> ColumnElement[bool]:
     """A node in alarm: an alarm event, or a message the server refused, within ALARM_WINDOW."""
     since = _alarm_since()
     alarmed = select(Event.node_id).where(Event.type == "alarm", Event.received_at >= since)
     return or_(Node.id.in_(alarmed), Node.last_rejected_at >= since)
 
 
-def fleet_and_nodes(allowed: set[int] | None) -> tuple[dict, list[Node]]:
+def fleet_and_nodes(allowed: set[int] | None) -> tuple[dict[str, int], list[Node]]:
     """Online, offline and in-alarm node counts in the user's areas, counted by the database,
     and the first MAX_NODES of those nodes, offline first: one statement, so the line and the
     table agree. The counts are subqueries the database answers once from indexes (every and
     the online nodes from ix_nodes_online_cluster_id_id alone, the alarms from the alarm
     events and ix_nodes_last_rejected_at) and the rows the first of that index: window
     aggregates over every row cost 50-75 ms at 10,000 nodes (docs/benchmarks.md)."""
-    def count(*where):
+    def count(*where: ColumnExpressionArgument[bool]) -> ScalarSelect[int]:
         return _in_scope(select(func.count()).select_from(Node).where(*where), allowed) \
             .correlate(None).scalar_subquery()
     rows = g.db.execute(_in_scope(select(
@@ -84,7 +95,7 @@ class Playing:
     priority: str
     broadcast_id: int | None
     count: int = 0
-    nodes: list = field(default_factory=list)
+    nodes: list[Row[Any]] = field(default_factory=list)
 
 
 def playing_now(allowed: set[int] | None) -> list[Playing]:
@@ -122,7 +133,7 @@ def _local_day_end(now: dt.datetime, tz: str) -> dt.datetime:
     return midnight.astimezone(dt.UTC)
 
 
-def next_slots_today(user) -> list[dict]:
+def next_slots_today(user: User) -> list[dict[str, str]]:
     """The slots still to come today (the configured zone) in the user's area and below; every
     area's for a user of every area."""
     tz = settings().timezone
@@ -130,7 +141,7 @@ def next_slots_today(user) -> list[dict]:
     end = _local_day_end(now, tz)
     roots = [user.area_id] if user.area_id is not None else \
         list(g.db.scalars(select(Area.id).where(Area.parent_id.is_(None))))
-    seen: dict[str, tuple] = {}
+    seen: dict[str, tuple[Slot, Broadcast]] = {}
     for area_id in roots:
         for slot, bc in schedule.area_slots(g.db, tz, area_id, now, end):
             seen.setdefault(slot.slot_id, (slot, bc))
@@ -153,7 +164,7 @@ def _area_names(ids: set[int]) -> dict[int, str]:
             g.db.execute(select(Area.id, Area.name).where(Area.id.in_(ids)))}
 
 
-def open_alerts(allowed: set[int] | None) -> tuple[int, list[dict]]:
+def open_alerts(allowed: set[int] | None) -> tuple[int, list[dict[str, Any]]]:
     """How many alerts in the user's areas are not resolved yet (open or acknowledged), and the
     newest MAX_ALERTS of them, critical first, as the alerts page shows them."""
     q = select(Alert, func.count().over()).where(Alert.state.in_(alert_service.ACTIVE))
@@ -164,7 +175,7 @@ def open_alerts(allowed: set[int] | None) -> tuple[int, list[dict]]:
     return (rows[0][1] if rows else 0), alert_rows([row[0] for row in rows])
 
 
-def dashboard_data() -> dict:
+def dashboard_data() -> dict[str, Any]:
     allowed = access.user_area_ids(g.db, g.user)
     counts, nodes = fleet_and_nodes(allowed)
     clusters = {a.id: a for a in g.db.scalars(
@@ -176,7 +187,7 @@ def dashboard_data() -> dict:
             "poll_s": POLL_S}
 
 
-def conditional(html: str):
+def conditional(html: str) -> Response:
     """``html`` with its ETag; 304 Not Modified when the browser already holds it. The browser
     keeps it but asks again each time (no-cache), per user (Vary: Cookie)."""
     resp = make_response(html)
@@ -188,19 +199,19 @@ def conditional(html: str):
 
 @bp.get("/")
 @page()
-def dashboard():
+def dashboard() -> str:
     return render_template("dashboard.html", **dashboard_data())
 
 
 @bp.get("/partials/dashboard")
 @page()
-def dashboard_partial():
+def dashboard_partial() -> Response:
     return conditional(render_template("_dashboard.html", **dashboard_data()))
 
 
 @bp.get("/partials/nodes")
 @page()
-def nodes_partial():
+def nodes_partial() -> Response:
     data = dashboard_data()
     return conditional(render_template("_fleet.html", **data)
                        + render_template("_nodes.html", **data))

@@ -9,6 +9,7 @@ server.broadcasts create_broadcast, confirm_broadcast, cancel_broadcast; server.
 the typed text."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 
 from flask import flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -27,17 +28,21 @@ from ..models import Area, Broadcast
 from . import area_tree, bp, page, read_form
 from .broadcasts import _broadcast_data
 
+if TYPE_CHECKING:
+    from werkzeug.datastructures import MultiDict
+    from werkzeug.wrappers import Response
+
 RECENT = 10
 
 
-def _areas(form) -> list[int]:
+def _areas(form: MultiDict[str, str]) -> list[int]:
     areas = [int(x) for x in form.getlist("areas") if x.isdecimal()]
     if not areas:
         raise ApiError(400, "no_targets", "err.no_targets")
     return areas
 
 
-def _live_bulletin(form, areas: list[int]) -> int:
+def _live_bulletin(form: MultiDict[str, str], areas: list[int]) -> int:
     """A text typed in the panel, rendered, submitted and approved in one step by the user
     (who may approve: the same steps as the bulletin page's "broadcast now"), of the first
     ticked area, category emergency: its bulletin id."""
@@ -52,7 +57,7 @@ def _live_bulletin(form, areas: list[int]) -> int:
     return b.id
 
 
-def _request_body(form) -> B.BroadcastCreate:
+def _request_body(form: MultiDict[str, str]) -> B.BroadcastCreate:
     """The form as the API's broadcast body: the bulletin (chosen, or the typed text made into
     an approved one), the ticked areas, emergency priority, now."""
     areas = _areas(form)
@@ -76,14 +81,15 @@ def awaiting_confirmation() -> list[Broadcast]:
         .order_by(Broadcast.id)) if broadcast_visible(g.db, g.user, bc)]
 
 
-def _panel_lists() -> dict:
+def _panel_lists() -> dict[str, list[Broadcast]]:
     recent = [bc for bc in g.db.scalars(
         select(Broadcast).where(Broadcast.priority >= EMERGENCY)
         .order_by(Broadcast.id.desc()).limit(50)) if broadcast_visible(g.db, g.user, bc)]
     return {"awaiting": awaiting_confirmation(), "recent": recent[:RECENT]}
 
 
-def _form_page(error: str | None = None, chosen: dict | None = None, status: int = 200):
+def _form_page(error: str | None = None, chosen: dict[str, Any] | None = None,
+               status: int = 200) -> tuple[str, int]:
     approved = bulletin_service.visible_bulletins(g.db, g.user, status="approved", limit=100)
     return render_template("emergency.html", bulletins=approved, tree=area_tree(),
                            error=error, chosen=chosen or {}, **_panel_lists()), status
@@ -91,13 +97,13 @@ def _form_page(error: str | None = None, chosen: dict | None = None, status: int
 
 @bp.get("/emergency")
 @page("broadcast.emergency")
-def emergency():
+def emergency() -> tuple[str, int]:
     return _form_page()
 
 
 @bp.post("/emergency")
 @page("broadcast.emergency")
-def emergency_send():
+def emergency_send() -> str | Response | tuple[str, int]:
     """``action=review``: the confirmation step (what would air where, whether a second person
     must confirm), checked by creating the broadcast and rolling it back; ``action=send``: it
     is created and its panel opens."""
@@ -130,7 +136,7 @@ def emergency_send():
 
 
 def _emergency(broadcast_id: int) -> Broadcast:
-    bc = g.db.get(Broadcast, broadcast_id)
+    bc: Broadcast | None = g.db.get(Broadcast, broadcast_id)
     if bc is None or bc.priority < EMERGENCY or not broadcast_visible(g.db, g.user, bc):
         raise not_found("thing.broadcast")
     return bc
@@ -138,7 +144,7 @@ def _emergency(broadcast_id: int) -> Broadcast:
 
 @bp.get("/emergency/<int:broadcast_id>")
 @page()
-def emergency_panel(broadcast_id: int):
+def emergency_panel(broadcast_id: int) -> str:
     bc = _emergency(broadcast_id)
     return render_template("emergency_panel.html", **_broadcast_data(bc.id),
                            awaiting=bc.status == BroadcastStatus.AWAITING_CONFIRMATION,
@@ -149,7 +155,7 @@ def emergency_panel(broadcast_id: int):
 
 @bp.post("/emergency/<int:broadcast_id>/<any(confirm, cancel):action>")
 @page("broadcast.emergency")
-def emergency_step(broadcast_id: int, action: str):
+def emergency_step(broadcast_id: int, action: str) -> Response:
     """The second person's confirmation, or cancelling everywhere (the API's functions)."""
     try:
         bc = _emergency(broadcast_id)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from urllib.parse import urlsplit
 
@@ -25,6 +27,10 @@ from ..websec import CSP
 from . import bp, page, user_areas
 from .dashboard import alarm_condition, conditional
 
+if TYPE_CHECKING:
+    from sqlalchemy import Select
+    from werkzeug.wrappers import Response
+
 PAGE_SIZE = 50
 HISTORY = dt.timedelta(hours=24)   # the node page's charts
 CHART_POINTS = 120                 # at most this many points a chart (bucket averages)
@@ -35,6 +41,8 @@ FACTS_POLL_S = 10                  # the node's state on its page (a 304 while u
 # an ack status after which nothing more comes (docs/protocol.md, events: ack)
 FINAL = {"finished", "failed", "rejected", "preempted", "stopped", "skipped"}
 ACTIONS = ("set_volume", "amp_on", "amp_off", "tone", "acoustic", "stop", "reboot")
+
+S = TypeVar("S", bound="Select[*tuple[Any, ...]]")
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ SERIES = (
 )
 
 
-def _scoped(query, allowed: set[int] | None):
+def _scoped(query: S, allowed: set[int] | None) -> S:
     return query if allowed is None else query.where(Node.cluster_id.in_(allowed))
 
 
@@ -80,14 +88,14 @@ def _int_arg(name: str, default: int | None = None) -> int | None:
 def visible_node(node_id: str) -> Node:
     """The node if the user may see it (the API's rule: a 404 otherwise, also for a node of
     another area)."""
-    node = g.db.get(Node, node_id)
+    node: Node | None = g.db.get(Node, node_id)
     allowed = access.user_area_ids(g.db, g.user)
     if node is None or (allowed is not None and node.cluster_id not in allowed):
         raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
     return node
 
 
-def filtered_nodes(allowed: set[int] | None) -> dict:
+def filtered_nodes(allowed: set[int] | None) -> dict[str, Any]:
     """The node list's filters from the query string, the page of nodes they select and the
     count of all of them, each counted and cut by the database."""
     area = _int_arg("area")
@@ -139,7 +147,7 @@ def node_state(node: Node) -> str:
 
 @bp.get("/nodes")
 @page()
-def fleet():
+def fleet() -> str:
     allowed = access.user_area_ids(g.db, g.user)
     data = filtered_nodes(allowed)
     areas = _areas()
@@ -151,7 +159,7 @@ def fleet():
 
 @bp.get("/nodes/map")
 @page()
-def fleet_map():
+def fleet_map() -> Response:
     tiles = settings().map_tile_url
     resp = make_response(render_template("fleet_map.html", tiles=tiles))
     origin = urlsplit(tiles)
@@ -168,7 +176,8 @@ def _hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     if len(pts) < 3:
         return pts
 
-    def cross(o, a, b):
+    def cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]
+              ) -> float:
         return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
     lower: list[tuple[float, float]] = []
@@ -186,7 +195,7 @@ def _hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 @bp.get("/nodes/map.json")
 @page()
-def fleet_map_data():
+def fleet_map_data() -> Response:
     """The map's data: each placed node (id, name, state, position, its page) and each area's
     outline, the convex hull of its placed nodes (a cluster's own, a ward's over the clusters
     below it)."""
@@ -248,7 +257,7 @@ def charts(node: Node) -> list[Chart]:
     return out
 
 
-def desired_slots(node: Node) -> tuple[dict, list[dict]]:
+def desired_slots(node: Node) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The node's desired state (GET /nodes/{id}/desired) and its slots of the next day."""
     state = node_service.desired_state(g.db, node)
     now_ms = int(utcnow().replace(tzinfo=dt.UTC).timestamp() * 1000)
@@ -264,7 +273,7 @@ def desired_slots(node: Node) -> tuple[dict, list[dict]]:
     return state, sorted(slots, key=lambda s: s["start"])
 
 
-def _node_data(node: Node) -> dict:
+def _node_data(node: Node) -> dict[str, Any]:
     state, slots = desired_slots(node)
     plays = list(g.db.scalars(select(PlayLog).where(PlayLog.node_id == node.id)
                               .order_by(PlayLog.id.desc()).limit(RECENT)))
@@ -282,7 +291,7 @@ NET_FIELDS = ("type", "iface", "carrier", "link_mbps", "ssid", "wifi_signal_dbm"
               "rsrq_db", "sinr_db", "rx_bytes", "tx_bytes", "bytes_since")
 
 
-def network(node: Node) -> dict:
+def network(node: Node) -> dict[str, Any]:
     """The link and modem of the node's last report, every field present (None: not read),
     and ``reported``: whether it said anything about its network at all."""
     net = (node.last_telemetry or {}).get("net")
@@ -290,37 +299,37 @@ def network(node: Node) -> dict:
     return {"reported": bool(net), **{k: net.get(k) for k in NET_FIELDS}}
 
 
-def _facts(node: Node) -> dict:
+def _facts(node: Node) -> dict[str, Any]:
     return {"node": node, "tel": node.last_telemetry or {}, "state": node_state(node),
             "cluster": g.db.get(Area, node.cluster_id)}
 
 
 @bp.get("/partials/nodes/<node_id>/facts")
 @page()
-def node_facts_partial(node_id: str):
+def node_facts_partial(node_id: str) -> Response:
     """The node's state, last report, volume and amplifier, polled by its page."""
     return conditional(render_template("_node_facts.html", **_facts(visible_node(node_id))))
 
 
 @bp.get("/nodes/<node_id>")
 @page()
-def node_page(node_id: str):
+def node_page(node_id: str) -> str:
     node = visible_node(node_id)
-    extra: dict = {"command": None}
+    extra: dict[str, Any] = {"command": None}
     cmd = g.db.get(Command, request.args.get("command") or "")
     if cmd is not None and cmd.node_id == node.id and cmd.type != "desired":
         extra = {"command": cmd, **command_data(cmd)}  # after a form sent without htmx
     return render_template("node.html", **_node_data(node), **extra)
 
 
-def command_from_form(form) -> B.CommandCreate:
+def command_from_form(form: Mapping[str, str]) -> B.CommandCreate:
     """The action button pressed (``action``) and its field as the API's command body."""
     action = form.get("action")
     if action == "set_volume":
         raw = (form.get("volume") or "").strip()
         if not raw.isdecimal():
             raise bad_request("err.invalid_field", field="volume", detail="0..100")
-        body: dict = {"type": "set_volume", "body": {"volume": int(raw)}}
+        body: dict[str, Any] = {"type": "set_volume", "body": {"volume": int(raw)}}
     elif action in ("amp_on", "amp_off"):
         body = {"type": "amp", "body": {"on": action == "amp_on"}}
     elif action in ("tone", "acoustic"):
@@ -336,7 +345,7 @@ def command_from_form(form) -> B.CommandCreate:
 
 @bp.post("/nodes/<node_id>/commands")
 @page("node.command")
-def node_action(node_id: str):
+def node_action(node_id: str) -> str | Response:
     node = visible_node(node_id)
     cmd = node_service.node_command(g.db, settings(), g.user, node.id,
                                     command_from_form(request.form))
@@ -346,7 +355,7 @@ def node_action(node_id: str):
     return redirect(url_for("web.node_page", node_id=node.id, command=cmd.id))
 
 
-def command_data(cmd: Command) -> dict:
+def command_data(cmd: Command) -> dict[str, Any]:
     """A command's progress for the page: ``final`` once its ack says it ended (a reboot's
     ``received`` too: the node goes down), it failed to send, or it expired unanswered."""
     now_ms = int(utcnow().replace(tzinfo=dt.UTC).timestamp() * 1000)
@@ -359,7 +368,7 @@ def command_data(cmd: Command) -> dict:
 
 @bp.get("/partials/commands/<command_id>")
 @page()
-def command_partial(command_id: str):
+def command_partial(command_id: str) -> str:
     cmd = g.db.get(Command, command_id)
     if cmd is None or cmd.type == "desired" or cmd.node_id is None:
         raise not_found("thing.command")

@@ -11,6 +11,7 @@ table at 10,000 nodes was 5.4 MB of HTML and most of a 1.7 s render (docs/benchm
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from itertools import islice
@@ -51,7 +52,7 @@ def _halves(today: dt.date) -> list[tuple[str, dt.date, dt.date]]:
 
 @bp.get("/reports")
 @page()
-def reports():
+def reports() -> tuple[str, int]:
     try:
         summary, name, area_id = _asked(uptimes=False)  # the shown page's rows' only
         error = None
@@ -70,7 +71,7 @@ def reports():
     return body, error.status if error else 200
 
 
-def _node_page(summary: Summary | None, query: dict) -> dict:
+def _node_page(summary: Summary | None, query: dict[str, str | None]) -> dict[str, Any]:
     """The page of the nodes' table asked for (?page=, from 1; past the last: the last)."""
     total = len(summary.nodes) if summary else 0
     pages = max(1, -(-total // NODE_PAGE))
@@ -87,7 +88,7 @@ def _node_page(summary: Summary | None, query: dict) -> dict:
 
 @bp.get("/reports/download.<any(csv, pdf):fmt>")
 @page()
-def reports_download(fmt: str):
+def reports_download(fmt: str) -> Response | tuple[str, int]:
     try:
         summary, name, _ = _asked()
         filename = f"bao-cao-{summary.first_day.isoformat()}-{summary.last_day.isoformat()}"

@@ -5,6 +5,7 @@ programmes built from approved bulletins. Every write is the API's own domain ca
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from flask import flash, g, redirect, render_template, request, url_for
@@ -25,6 +26,10 @@ from ..errors import ApiError, not_found
 from ..i18n import CATALOGUE, current_language, t
 from ..models import Area, Broadcast, area_zone, targets_zone
 from . import bp, local_path, page, tree_order, user_areas
+
+if TYPE_CHECKING:
+    from werkzeug.datastructures import MultiDict
+    from werkzeug.wrappers import Response
 
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 HOLIDAYS = tuple(str(h) for h in LunarHoliday)
@@ -55,7 +60,7 @@ def _monday(day: dt.date) -> dt.date:
 
 @bp.get("/schedule")
 @page()
-def schedule_week():
+def schedule_week() -> str:
     areas = _areas()
     if not areas:
         return render_template("schedule_week.html", areas=[], area=None, days=[])
@@ -72,7 +77,8 @@ def schedule_week():
     monday = _monday(week)
     start = dt.datetime.combine(monday, dt.time(), zone).astimezone(dt.UTC)
     end = dt.datetime.combine(monday + dt.timedelta(days=7), dt.time(), zone).astimezone(dt.UTC)
-    days: list[dict] = [{"date": monday + dt.timedelta(days=i), "slots": []} for i in range(7)]
+    days: list[dict[str, Any]] = [{"date": monday + dt.timedelta(days=i), "slots": []}
+                                  for i in range(7)]
     for slot, bc in schedule.area_slots(g.db, settings().timezone, area.id, start, end):
         local = slot.start_at.astimezone(zone)
         days[(local.date() - monday).days]["slots"].append({
@@ -88,7 +94,7 @@ def schedule_week():
 
 @bp.post("/broadcasts/<int:broadcast_id>/occurrences/cancel")
 @page("broadcast.write")
-def cancel_occurrence(broadcast_id: int):
+def cancel_occurrence(broadcast_id: int) -> Response:
     bc = _broadcast(broadcast_id)
     change = B.parse(B.OccurrenceChange, {"original_start": request.form.get(
         "original_start", ""), "cancelled": True}, tz=settings().tz)
@@ -100,7 +106,7 @@ def cancel_occurrence(broadcast_id: int):
 
 @bp.post("/broadcasts/<int:broadcast_id>/cancel")
 @page("broadcast.write")
-def cancel_series(broadcast_id: int):
+def cancel_series(broadcast_id: int) -> Response:
     bc = _broadcast(broadcast_id)
     cancel_broadcast(g.db, settings(), g.user, bc)
     g.db.commit()
@@ -109,7 +115,7 @@ def cancel_series(broadcast_id: int):
 
 
 def _broadcast(broadcast_id: int) -> Broadcast:
-    bc = g.db.get(Broadcast, broadcast_id)
+    bc: Broadcast | None = g.db.get(Broadcast, broadcast_id)
     if bc is None or not broadcast_visible(g.db, g.user, bc):
         raise not_found("thing.broadcast")
     return bc
@@ -136,7 +142,8 @@ def _times(text: str) -> list[tuple[int, int]]:
     return sorted(set(out))
 
 
-def build_rule(form: dict, lists: dict[str, list[str]]) -> tuple[str | None, dt.time | None]:
+def build_rule(form: dict[str, str], lists: dict[str, list[str]]
+               ) -> tuple[str | None, dt.time | None]:
     """The RRULE (or lunar rule) the form's plain choices make, and the first time of day;
     None for a one-off."""
     kind = form.get("kind", "once")
@@ -175,7 +182,7 @@ def build_rule(form: dict, lists: dict[str, list[str]]) -> tuple[str | None, dt.
     return ";".join(parts), dt.time(*times[0])
 
 
-def broadcast_body(form: dict, lists: dict[str, list[str]]) -> dict:
+def broadcast_body(form: dict[str, str], lists: dict[str, list[str]]) -> dict[str, Any]:
     """The POST /broadcasts body the page's form describes."""
     what, _, ident = (form.get("content") or "").partition(":")
     if what not in ("bulletin", "programme") or not ident.isdecimal():
@@ -184,8 +191,8 @@ def broadcast_body(form: dict, lists: dict[str, list[str]]) -> dict:
     if not areas:
         raise ApiError(400, "no_targets", "err.no_targets")
     rule, first = build_rule(form, lists)
-    body: dict = {f"{what}_id": int(ident), "targets": {"areas": areas},
-                  "priority": form.get("priority") or "normal"}
+    body: dict[str, Any] = {f"{what}_id": int(ident), "targets": {"areas": areas},
+                            "priority": form.get("priority") or "normal"}
     day, clock = (form.get("start_date") or "").strip(), (form.get("start_time") or "").strip()
     if rule is not None:
         body["recurrence"] = rule
@@ -204,7 +211,7 @@ def broadcast_body(form: dict, lists: dict[str, list[str]]) -> dict:
     return body
 
 
-def _clash_rows(clashes: list[dict], tz: str) -> list[dict]:
+def _clash_rows(clashes: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
     zone = ZoneInfo(tz)
     rows = []
     for c in clashes:
@@ -223,11 +230,12 @@ def _clash_rows(clashes: list[dict], tz: str) -> list[dict]:
 
 @bp.route("/schedule/new", methods=["GET", "POST"])
 @page("broadcast.write")
-def new_schedule():
+def new_schedule() -> Response | tuple[str, int]:
     areas = _areas()
     bulletins = [b for b in visible_bulletins(g.db, g.user, status="approved")]
     programmes = programme_service.visible_programmes(g.db, g.user)
-    form: dict = {"kind": "daily", "times": "06:00", "interval": "1", "priority": "normal"}
+    form: dict[str, str] = {"kind": "daily", "times": "06:00", "interval": "1",
+                            "priority": "normal"}
     lists: dict[str, list[str]] = {"areas": [], "weekdays": [], "lunar_days": ["1", "15"],
                                    "skip_holidays": []}
     error, clashes, words, checked = None, None, None, False
@@ -280,12 +288,12 @@ def _depths(areas: list[Area]) -> dict[int, int]:
 
 @bp.get("/programmes")
 @page()
-def programmes():
+def programmes() -> str:
     return render_template("programmes.html",
                            programmes=programme_service.visible_programmes(g.db, g.user))
 
 
-def _edit_items(form) -> list[int]:
+def _edit_items(form: MultiDict[str, str]) -> list[int]:
     """The items list after the button the user pressed: add, remove, up or down."""
     items = [int(i) for i in form.getlist("items") if i.isdecimal()]
     move = form.get("move", "")
@@ -303,7 +311,7 @@ def _edit_items(form) -> list[int]:
     return items
 
 
-def _programme_form(programme_id: int | None):
+def _programme_form(programme_id: int | None) -> Response | tuple[str, int]:
     p = programme_service.visible_programme(g.db, g.user, programme_id) \
         if programme_id is not None else None
     approved = {b.id: b for b in visible_bulletins(g.db, g.user, status="approved")}
@@ -338,7 +346,7 @@ def _programme_form(programme_id: int | None):
         title, items = "", []
     stored = {i["bulletin_id"]: i for i in p.current.items} if p is not None else {}
     visible = {b.id: b for b in visible_bulletins(g.db, g.user)}
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     for b_id in items:
         b = visible.get(b_id)
         ms = (b.media.duration_ms if b is not None and b.media else
@@ -358,13 +366,13 @@ def _length(ms: int) -> str:
 
 @bp.route("/programmes/new", methods=["GET", "POST"])
 @page("broadcast.write")
-def new_programme():
+def new_programme() -> Response | tuple[str, int]:
     return _programme_form(None)
 
 
 @bp.route("/programmes/<int:programme_id>", methods=["GET", "POST"])
 @page()
-def edit_programme(programme_id: int):
+def edit_programme(programme_id: int) -> Response | tuple[str, int]:
     if request.method == "POST" and not access.can(g.user, "broadcast.write"):
         raise ApiError(403, "forbidden", "err.forbidden")
     return _programme_form(programme_id)

@@ -6,7 +6,6 @@ while nothing changes."""
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 import pytest
 from flask import url_for
@@ -14,6 +13,7 @@ from playwright.sync_api import expect
 
 from server.auth import ROLES
 from server.i18n import t
+from server.models import User
 from server.web import NAV, nav_for
 
 WAIT_MS = 45_000
@@ -37,8 +37,7 @@ def _check_touch_targets(page) -> None:
 def test_every_menu_entry_of_every_role_opens_in_both_languages(web_system, web, size):
     web.watch.allow.add(403)  # the pages outside a role's menu, asked for on purpose
     for role in ROLES:
-        user = SimpleNamespace(role=role)
-        allowed = nav_for(user)
+        allowed = nav_for(User(role=role))  # a model instance needs no session
         page = web.page(web_system, role, size)
         # the first Tab reaches the skip link, shown when focused
         page.keyboard.press("Tab")
