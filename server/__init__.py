@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping
 
-from flask import Flask, g, jsonify, send_file
+from flask import Flask, jsonify, send_file
 from jinja2 import BytecodeCache
 from jinja2.bccache import Bucket
 from werkzeug.routing import IntegerConverter
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from .config import Settings, load_settings
 from .models import (MAX_DB_ID, AgentRelease, AppSecret, Media, WorkerStatus, init_db,
                      make_engine, make_sessionmaker, utcnow)
+from .request_globals import g
 
 if TYPE_CHECKING:
     from flask import Response

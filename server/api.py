@@ -8,7 +8,7 @@ import io
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -29,6 +29,7 @@ from .models import (MAX_DB_ID, AgentRelease, Alert, Area, Broadcast, Command, E
                      LexiconEntry, Node, PlayLog, area_subtree_ids, area_zone, from_ms,
                      node_groups, to_ms, utcnow)
 from .openapi import document
+from .request_globals import g
 from .serializers import area_json, broadcast_json, command_json, node_json
 from .times import iso, parse_time
 
@@ -695,8 +696,9 @@ def merge_area(area_id: int) -> Response:
     moved = area_service.merge_areas(g.db, s.timezone, user, body.into, area_id)
     g.db.commit()
     node_service.sync_broker_accounts(s, app_sessions())
-    return jsonify({"area": area_json(g.db, g.db.get(Area, area_id), s.timezone),
-                    "into": area_json(g.db, g.db.get(Area, body.into), s.timezone),
+    # both are there: merge_areas checked them, and a merged area is marked, not deleted
+    return jsonify({"area": area_json(g.db, g.db.get_one(Area, area_id), s.timezone),
+                    "into": area_json(g.db, g.db.get_one(Area, body.into), s.timezone),
                     "moved": moved.json()})
 
 

@@ -10,13 +10,14 @@ import secrets
 from collections.abc import Callable
 from typing import ParamSpec, TypeGuard, TypeVar
 
-from flask import current_app, g, request, session
+from flask import current_app, request, session
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session, joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import ApiError
 from .models import ApiToken, Area, User, WebSession, area_subtree_ids, utcnow
+from .request_globals import g
 
 # viewer: reads what its area holds, changes nothing
 ROLES = ("admin", "approver", "staff", "technician", "operator", "viewer")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from .. import auth as access
@@ -24,6 +24,7 @@ from ..context import settings
 from ..errors import ApiError
 from ..i18n import LANGUAGES, current_language, local_time, t
 from ..models import Area
+from ..request_globals import g
 
 if TYPE_CHECKING:
     from werkzeug.wrappers import Response

@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 
 from .. import audit
 from .. import bodies as B
@@ -24,6 +24,7 @@ from ..context import settings
 from ..errors import ApiError
 from ..i18n import LANGUAGES, t
 from ..models import Area, AuditEntry, User, area_zone, nearest_setting
+from ..request_globals import g
 from . import area_tree, bp, page
 
 if TYPE_CHECKING:

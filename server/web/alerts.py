@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from .. import alerts as alert_service
@@ -23,6 +23,7 @@ from ..context import settings
 from ..errors import ApiError, not_found
 from ..i18n import current_language, t
 from ..models import Alert, Area, area_subtree_ids, utcnow
+from ..request_globals import g
 from . import bp, page, read_form, user_areas
 
 if TYPE_CHECKING:

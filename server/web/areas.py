@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import flash, g, make_response, redirect, render_template, request, session, url_for
+from flask import flash, make_response, redirect, render_template, request, session, url_for
 from sqlalchemy import func, select
 
 from .. import areas as area_service
@@ -24,6 +24,7 @@ from ..context import sessions, settings
 from ..errors import ApiError, bad_request
 from ..i18n import t
 from ..models import Area, Node, area_subtree_ids
+from ..request_globals import g
 from . import bp, page, read_form, tree_order, user_areas
 
 if TYPE_CHECKING:

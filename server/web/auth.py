@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flask import g, redirect, render_template, request, session, url_for
+from flask import redirect, render_template, request, session, url_for
 
 from .. import auth as access
 from ..i18n import LANGUAGES, t
+from ..request_globals import g
 from . import bp, local_path
 
 if TYPE_CHECKING:

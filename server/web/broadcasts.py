@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from flask import g, render_template
+from flask import render_template
 
 from .. import reports
 from ..broadcasts import broadcast_visible
@@ -17,6 +17,7 @@ from ..context import settings
 from ..deliveries import SlotState
 from ..errors import not_found
 from ..models import Broadcast, utcnow
+from ..request_globals import g
 from ..serializers import broadcast_json
 from . import bp, page
 

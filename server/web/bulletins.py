@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from .. import auth as access
@@ -20,6 +20,7 @@ from ..context import settings, speech
 from ..errors import ApiError
 from ..i18n import CATEGORIES, t
 from ..models import Broadcast
+from ..request_globals import g
 from . import bp, local_path, page, read_form, user_areas
 
 if TYPE_CHECKING:

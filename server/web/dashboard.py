@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from flask import g, make_response, render_template, request
+from flask import make_response, render_template, request
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import load_only
 
@@ -20,6 +20,7 @@ from .. import schedule
 from ..context import settings
 from .. import alerts as alert_service
 from ..models import Alert, Area, Broadcast, Event, Node, playing_item, utcnow
+from ..request_globals import g
 from . import bp, page
 from .alerts import alert_rows
 from .emergency import awaiting_confirmation
@@ -121,7 +122,8 @@ def playing_now(allowed: set[int] | None) -> list[Playing]:
             bc = g.db.get(Broadcast, int(number)) if head == "bc" and number.isdecimal() else None
             out[item] = Playing(schedule.title(bc) if bc else item,
                                 priority_name(int(row.priority or 0)),
-                                bc.id if bc else None, row.count)
+                                bc.id if bc else None,
+                                row._mapping["count"])  # row.count: the tuple's method
         out[item].nodes.append(row)
     return sorted(out.values(), key=lambda p: -PRIORITY_NAMES[p.priority])
 

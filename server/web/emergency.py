@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from device_agent.protocol import EMERGENCY
@@ -25,6 +25,7 @@ from ..context import settings, speech
 from ..errors import ApiError, not_found
 from ..i18n import t
 from ..models import Area, Broadcast
+from ..request_globals import g
 from . import area_tree, bp, page, read_form
 from .broadcasts import _broadcast_data
 

@@ -9,10 +9,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-
 from urllib.parse import urlsplit
 
-from flask import g, jsonify, make_response, redirect, render_template, request, url_for
+from flask import jsonify, make_response, redirect, render_template, request, url_for
 from sqlalchemy import func, or_, select
 
 from .. import auth as access
@@ -22,6 +21,7 @@ from ..context import settings
 from ..errors import ApiError, bad_request, not_found
 from ..models import (Alert, Area, Command, Node, PlayLog, Telemetry, area_subtree_ids, from_ms,
                       utcnow)
+from ..request_globals import g
 from ..retention import FIELDS, payload_number
 from ..websec import CSP
 from . import bp, page, user_areas
@@ -205,6 +205,8 @@ def fleet_map_data() -> Response:
     areas = {a.id: a for a in g.db.scalars(select(Area))}
     by_area: dict[int, list[tuple[float, float]]] = {}
     for n in nodes:
+        if n.lat is None or n.lon is None:  # none is: the query leaves them out
+            continue
         area_id: int | None = n.cluster_id
         while area_id is not None and area_id in areas:
             if allowed is None or area_id in allowed:

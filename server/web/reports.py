@@ -16,13 +16,14 @@ from zoneinfo import ZoneInfo
 
 from itertools import islice
 
-from flask import Response, g, render_template, request
+from flask import Response, render_template, request
 
 from ..context import settings
 from ..i18n import t
 from ..models import Area
 from ..report_summary import (STATUSES, ReportError, Summary, asked, csv_text, hour_rows,
                               pdf_bytes, percent, uptime_of)
+from ..request_globals import g
 from . import bp, page, user_areas
 
 NODE_PAGE = 50  # the nodes' table's rows a page

@@ -8,7 +8,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from schedules.describe import describe
@@ -25,6 +25,7 @@ from ..context import settings
 from ..errors import ApiError, not_found
 from ..i18n import CATALOGUE, current_language, t
 from ..models import Area, Broadcast, area_zone, targets_zone
+from ..request_globals import g
 from . import bp, local_path, page, tree_order, user_areas
 
 if TYPE_CHECKING:
