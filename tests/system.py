@@ -258,7 +258,11 @@ class System:
                "LOA_MOSQUITTO_DIR": str(s.mosquitto_dir),
                "LOA_LEASE_TTL_S": str(s.lease_ttl_s), "LOA_LEASE_RENEW_S": str(s.lease_renew_s),
                "LOA_DATABASE_BUSY_TIMEOUT_S": str(s.database_busy_timeout_s),
-               "LOA_TTS_ENGINES": ",".join(s.tts_engines)}
+               "LOA_TTS_ENGINES": ",".join(s.tts_engines),
+               # its temporary files in the test's folder, not the machine's /tmp: a render
+               # cut short by a kill (tests/e2e/test_faults_server.py) leaves its folder there
+               "TMPDIR": str(self.tmp / f"{name}.tmp")}
+        (self.tmp / f"{name}.tmp").mkdir(exist_ok=True)
         with open(self.tmp / f"{name}.log", "wb") as out:  # the child keeps its own copy
             proc = subprocess.Popen([sys.executable, "-m", module, "--instance",
                                      str(self.instance), *args], cwd=ROOT, env=env,
