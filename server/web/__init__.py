@@ -23,10 +23,11 @@ from .. import bodies as B
 from ..context import settings
 from ..errors import ApiError
 from ..i18n import LANGUAGES, current_language, local_time, t
-from ..models import Area
+from ..models import Area, Node
 from ..request_globals import g
 
 if TYPE_CHECKING:
+    from sqlalchemy import Select
     from werkzeug.wrappers import Response
 
     from ..models import User
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 bp = Blueprint("web", __name__)
 P = ParamSpec("P")
 R = TypeVar("R")
+S = TypeVar("S", bound="Select[*tuple[Any, ...]]")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,11 @@ class TreeArea:
     """An area of the user's tree, with its depth (for indented lists and checkboxes)."""
     area: Area
     depth: int
+
+
+def nodes_in_scope(query: S, allowed: set[int] | None) -> S:
+    """``query`` over nodes, kept to those in the clusters ``allowed`` (None: every node)."""
+    return query if allowed is None else query.where(Node.cluster_id.in_(allowed))
 
 
 def user_areas(*, clusters: bool = True, by_name: bool = False,

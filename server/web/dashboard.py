@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from flask import make_response, render_template, request
@@ -21,12 +21,12 @@ from ..context import settings
 from .. import alerts as alert_service
 from ..models import Alert, Area, Broadcast, Event, Node, playing_item, utcnow
 from ..request_globals import g
-from . import bp, page
+from . import bp, nodes_in_scope, page
 from .alerts import alert_rows
 from .emergency import awaiting_confirmation
 
 if TYPE_CHECKING:
-    from sqlalchemy import ColumnElement, ColumnExpressionArgument, Row, ScalarSelect, Select
+    from sqlalchemy import ColumnElement, ColumnExpressionArgument, Row, ScalarSelect
     from werkzeug.wrappers import Response
 
     from schedules.slots import Slot
@@ -45,17 +45,10 @@ MAX_PLAYING_NAMES = 20  # the names shown under one item playing now; the rest a
 # headers), so six a minute cost about 3 KB down while nothing changes
 POLL_S = 10
 
-S = TypeVar("S", bound="Select[*tuple[Any, ...]]")
-
-
 def priority_name(priority: int) -> str:
     """The name of a numeric priority (device_agent.protocol.PRIORITY_NAMES), rounded down."""
     return max((n for n, v in PRIORITY_NAMES.items() if v <= priority),
                key=PRIORITY_NAMES.__getitem__, default="normal")
-
-
-def _in_scope(query: S, allowed: set[int] | None) -> S:
-    return query if allowed is None else query.where(Node.cluster_id.in_(allowed))
 
 
 def _alarm_since() -> dt.datetime:
@@ -77,9 +70,9 @@ def fleet_and_nodes(allowed: set[int] | None) -> tuple[dict[str, int], list[Node
     events and ix_nodes_last_rejected_at) and the rows the first of that index: window
     aggregates over every row cost 50-75 ms at 10,000 nodes (docs/benchmarks.md)."""
     def count(*where: ColumnExpressionArgument[bool]) -> ScalarSelect[int]:
-        return _in_scope(select(func.count()).select_from(Node).where(*where), allowed) \
+        return nodes_in_scope(select(func.count()).select_from(Node).where(*where), allowed) \
             .correlate(None).scalar_subquery()
-    rows = g.db.execute(_in_scope(select(
+    rows = g.db.execute(nodes_in_scope(select(
         Node, count(), count(Node.online), count(alarm_condition()))
         .options(load_only(*TABLE_COLUMNS))
         .order_by(Node.online, Node.cluster_id, Node.id).limit(MAX_NODES), allowed)).all()
@@ -107,7 +100,7 @@ def playing_now(allowed: set[int] | None) -> list[Playing]:
     plays on the whole fleet at once, and 10,000 names are not read."""
     item_col = playing_item(Node.last_telemetry)
     priority_col = Node.last_telemetry[("playing", "priority")].as_float()
-    playing = _in_scope(select(
+    playing = nodes_in_scope(select(
         Node.id, Node.name, item_col.label("item"), priority_col.label("priority"),
         func.row_number().over(partition_by=item_col, order_by=Node.id).label("rank"),
         func.count().over(partition_by=item_col).label("count"))

@@ -8,7 +8,7 @@ import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flask import jsonify, make_response, redirect, render_template, request, url_for
@@ -24,11 +24,10 @@ from ..models import (Alert, Area, Command, Node, PlayLog, Telemetry, area_subtr
 from ..request_globals import g
 from ..retention import FIELDS, payload_number
 from ..websec import CSP
-from . import bp, page, user_areas
+from . import bp, nodes_in_scope, page, user_areas
 from .dashboard import alarm_condition, conditional
 
 if TYPE_CHECKING:
-    from sqlalchemy import Select
     from werkzeug.wrappers import Response
 
 PAGE_SIZE = 50
@@ -41,9 +40,6 @@ FACTS_POLL_S = 10                  # the node's state on its page (a 304 while u
 # an ack status after which nothing more comes (docs/protocol.md, events: ack)
 FINAL = {"finished", "failed", "rejected", "preempted", "stopped", "skipped"}
 ACTIONS = ("set_volume", "amp_on", "amp_off", "tone", "acoustic", "stop", "reboot")
-
-S = TypeVar("S", bound="Select[*tuple[Any, ...]]")
-
 
 @dataclass(frozen=True)
 class Chart:
@@ -70,10 +66,6 @@ SERIES = (
     ("fleet.chart_disk", "MB", "disk_free_mb"),
     ("fleet.chart_clock", "ms", "clock_offset_ms"),
 )
-
-
-def _scoped(query: S, allowed: set[int] | None) -> S:
-    return query if allowed is None else query.where(Node.cluster_id.in_(allowed))
 
 
 def _int_arg(name: str, default: int | None = None) -> int | None:
@@ -103,7 +95,7 @@ def filtered_nodes(allowed: set[int] | None) -> dict[str, Any]:
     alarm = request.args.get("alarm") == "1"
     text = (request.args.get("q") or "").strip()[:100]
     number = max(1, _int_arg("page", 1) or 1)
-    q = _scoped(select(Node), allowed)
+    q = nodes_in_scope(select(Node), allowed)
     if area is not None:
         q = q.where(Node.cluster_id.in_(area_subtree_ids(g.db, [area])))
     if status is not None:
@@ -200,7 +192,7 @@ def fleet_map_data() -> Response:
     outline, the convex hull of its placed nodes (a cluster's own, a ward's over the clusters
     below it)."""
     allowed = access.user_area_ids(g.db, g.user)
-    nodes = list(g.db.scalars(_scoped(select(Node).where(
+    nodes = list(g.db.scalars(nodes_in_scope(select(Node).where(
         Node.lat.is_not(None), Node.lon.is_not(None), Node.revoked_at.is_(None)), allowed)))
     areas = {a.id: a for a in g.db.scalars(select(Area))}
     by_area: dict[int, list[tuple[float, float]]] = {}
