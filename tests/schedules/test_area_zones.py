@@ -9,17 +9,12 @@ from zoneinfo import ZoneInfo
 from schedules.describe import describe
 from schedules.ical import slots_to_ics
 from schedules.slots import BroadcastSpec, Content, ContentKind, Priority, broadcast_slots
+from tests.schedules.times import VN, at
 
 BERLIN = ZoneInfo("Europe/Berlin")  # CET +01, CEST +02 from 29 March to 25 October 2026
-VN = ZoneInfo("Asia/Ho_Chi_Minh")
 UTC = dt.UTC
 HALF_HOUR = dt.timedelta(minutes=30)
 NEWS = Content(ContentKind.BULLETIN, 7)
-
-
-def at(zone: dt.tzinfo, year: int, month: int, day: int, hour: int = 0, minute: int = 0,
-       second: int = 0) -> dt.datetime:
-    return dt.datetime(year, month, day, hour, minute, second, tzinfo=zone)
 
 
 def six_daily(tz: str, start: dt.datetime,

@@ -2,18 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 from schedules.ical import escape_text, fold, slots_to_ics
 from schedules.slots import (BroadcastSpec, Content, ContentKind, Override, Priority,
                              broadcast_slots)
+from tests.schedules.times import vn
 
-VN = ZoneInfo("Asia/Ho_Chi_Minh")
-
-
-def vn(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
-       second: int = 0) -> dt.datetime:
-    return dt.datetime(year, month, day, hour, minute, second, tzinfo=VN)
 
 
 SPEC = BroadcastSpec(4, vn(2026, 1, 1), dt.timedelta(minutes=30), Priority.NORMAL,

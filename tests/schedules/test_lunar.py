@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -11,14 +10,9 @@ from schedules.lunar import (HOLIDAY_NAMES, HolidayDate, LunarDate, LunarError, 
                              is_lunar_rule, leap_month, lunar_days, month_length,
                              parse_lunar_rule, to_lunar, to_solar)
 from schedules.recurrence import RecurrenceError, RecurrenceErrorCode, expand
+from tests.schedules.times import VN, vn
 
 D = dt.date
-VN = ZoneInfo("Asia/Ho_Chi_Minh")
-
-
-def vn(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
-       second: int = 0) -> dt.datetime:
-    return dt.datetime(year, month, day, hour, minute, second, tzinfo=VN)
 
 
 # Tết (lunar 1/1) in Vietnam. 1968, 1985, 2007 and 2030 differ from the Chinese calendar

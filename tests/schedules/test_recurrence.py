@@ -10,18 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schedules import recurrence
-from schedules.recurrence import (DEFAULT_TZ, RecurrenceError, RecurrenceErrorCode, check_rule,
-                                  expand, first_occurrence, parse_rule)
+from schedules.recurrence import (RecurrenceError, RecurrenceErrorCode, check_rule, expand,
+                                  first_occurrence, parse_rule)
 from tests.fuzz_budget import examples
+from tests.schedules.times import VN, vn
 
 UTC = dt.UTC
-VN = ZoneInfo(DEFAULT_TZ)
 NY = ZoneInfo("America/New_York")
-
-
-def vn(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
-       second: int = 0) -> dt.datetime:
-    return dt.datetime(year, month, day, hour, minute, second, tzinfo=VN)
 
 
 def local(values: list[dt.datetime], tz: dt.tzinfo = VN) -> list[str]:

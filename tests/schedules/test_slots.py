@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -10,17 +9,12 @@ from schedules.recurrence import RecurrenceError, RecurrenceErrorCode
 from schedules.slots import (BroadcastSpec, Content, ContentKind, FixedClock, Override, Priority,
                              Slot, broadcast_slots, build_slots, check_recurrence, expand_rule,
                              find_conflicts, future_only, is_occurrence, slot_id, to_ms)
+from tests.schedules.times import VN, vn
 
-VN = ZoneInfo("Asia/Ho_Chi_Minh")
 UTC = dt.UTC
 MIN = dt.timedelta(minutes=1)
 NEWS = Content(ContentKind.BULLETIN, 7)
 MORNING = Content(ContentKind.PROGRAMME, 3)
-
-
-def vn(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
-       second: int = 0) -> dt.datetime:
-    return dt.datetime(year, month, day, hour, minute, second, tzinfo=VN)
 
 
 def daily(broadcast_id: int = 1, **changes: object) -> BroadcastSpec:
