@@ -21,12 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from agent_wheelhouse import default_dest
 from device_agent import __version__
 from tests.agent_harness import NodeHarness
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-from agent_wheelhouse import default_dest  # noqa: E402
 
 SERVER_ONLY = {"flask", "sqlalchemy", "gtts", "pydub", "apscheduler", "alembic", "waitress",
                "pydantic", "flask-wtf", "flask-limiter", "lunar-vn", "python-dateutil"}

@@ -24,14 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from agent_wheelhouse import default_dest
 from device_agent import __version__
 from device_agent.config import local_copy
 from device_agent.update import Releases
 from tests.agent_harness import MediaServer, NodeHarness, Signer
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-from agent_wheelhouse import default_dest  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("agent-update")
 GOOD, BROKEN, SILENT = "99.0.1", "99.0.2", "99.0.3"

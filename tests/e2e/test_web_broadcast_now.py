@@ -4,15 +4,10 @@ reload. The nodes are `make run`'s three demo nodes (scripts/run.py): real agent
 file-sink players, here connected to the test's Mosquitto without TLS."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from playwright.sync_api import expect
 
+from run import DEMO_NODES
 from tests.system import played_events, sink_files
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from run import DEMO_NODES  # noqa: E402
 
 WAIT_MS = 30_000
 # long enough to be seen playing: the agents report every 2 s (web_system), the dashboard

@@ -1,9 +1,7 @@
 """The docs tell the truth: docs/protocol.md carries exactly the schemas the code validates with."""
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def test_protocol_doc_schemas_match_the_code():
