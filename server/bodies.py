@@ -904,11 +904,14 @@ def from_form(model: type[Body], form: Mapping[str, str], *, blank_is_absent: bo
         value = form.get(name)
         if value is None or (blank_is_absent and not value.strip()):
             continue
-        if not _takes_int(field.annotation):
-            out[name] = value
-        elif value.strip().isdecimal():
-            out[name] = int(value)
-        else:
-            raise ApiError(400, "invalid", "err.invalid_field", field=name, detail="a number")
+        out[name] = form_int(name, value) if _takes_int(field.annotation) else value
     return out
+
+
+def form_int(name: str, value: str) -> int:
+    """A form's number field as the whole number the body takes (its range is the body's to
+    check); other text is a 400 naming the field."""
+    if not value.strip().isdecimal():
+        raise ApiError(400, "invalid", "err.invalid_field", field=name, detail="a number")
+    return int(value)
 

@@ -320,10 +320,8 @@ def command_from_form(form: Mapping[str, str]) -> B.CommandCreate:
     """The action button pressed (``action``) and its field as the API's command body."""
     action = form.get("action")
     if action == "set_volume":
-        raw = (form.get("volume") or "").strip()
-        if not raw.isdecimal():
-            raise bad_request("err.invalid_field", field="volume", detail="0..100")
-        body: dict[str, Any] = {"type": "set_volume", "body": {"volume": int(raw)}}
+        volume = B.form_int("volume", form.get("volume") or "")
+        body: dict[str, Any] = {"type": "set_volume", "body": {"volume": volume}}
     elif action in ("amp_on", "amp_off"):
         body = {"type": "amp", "body": {"on": action == "amp_on"}}
     elif action in ("tone", "acoustic"):
