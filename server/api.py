@@ -17,6 +17,7 @@ from schedules.ical import slots_to_ics
 from . import (alerts, audit, auth, bulletins, programmes, releases, report_summary, reports,
                retention, schedule, users)
 from . import bodies as B
+from . import queries as Q
 from . import areas as area_service
 from . import broadcasts as broadcast_service
 from . import nodes as node_service
@@ -25,13 +26,13 @@ from .context import settings as app_settings
 from .context import speech
 from .errors import ApiError, bad_request, error_body, not_found, wants_json
 from .i18n import t
-from .models import (MAX_DB_ID, AgentRelease, Alert, Area, Broadcast, Command, Event,
+from .models import (AgentRelease, Alert, Area, Broadcast, Command, Event,
                      LexiconEntry, Node, PlayLog, area_subtree_ids, area_zone, from_ms,
                      node_groups, to_ms, utcnow)
 from .openapi import document
 from .request_globals import g
 from .serializers import area_json, broadcast_json, command_json, node_json
-from .times import iso, parse_time
+from .times import iso
 
 if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -41,11 +42,6 @@ if TYPE_CHECKING:
     from .models import User
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
-
-# GET /api/v1/nodes answers a page: a province's 10,000 nodes at once took tens of seconds
-NODES_PAGE = 100
-NODES_PAGE_MOST = 1000
-MAX_NODE_ID = 128
 
 
 def body() -> dict[str, Any]:
@@ -183,11 +179,9 @@ def _schedule(area_id: int
         raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
     tz = area_zone(g.db, area.id, app_settings().timezone)
     now = utcnow().replace(tzinfo=dt.UTC)
-    bounds = {arg: parse_time(request.args.get(arg) or None, arg, ZoneInfo(tz))
-              for arg in ("from", "to")}
-    start = bounds["from"].replace(tzinfo=dt.UTC) if bounds["from"] else now
-    end = bounds["to"].replace(tzinfo=dt.UTC) if bounds["to"] else \
-        start + dt.timedelta(days=7)
+    q = Q.read(Q.ScheduleQuery, request.args, zone=ZoneInfo(tz))
+    start = q.start.replace(tzinfo=dt.UTC) if q.start else now
+    end = q.end.replace(tzinfo=dt.UTC) if q.end else start + dt.timedelta(days=7)
     start, end = schedule.listing_window(start, end)
     return area, tz, now, schedule.area_slots(g.db, app_settings().timezone, area.id, start, end)
 
@@ -287,28 +281,21 @@ def import_nodes() -> tuple[Response, int]:
 @bp.get("/nodes")
 @auth.login_required
 def list_nodes() -> Response:
-    """A page of nodes in id order: ``?limit=`` of them (NODES_PAGE unless asked) after the
-    node ``?after=`` (the previous page's ``next``), filtered and paged by the database; a
-    province holds 10,000 nodes."""
+    """A page of nodes in id order: ``?limit=`` of them (server.queries.NodeQuery: 100 unless
+    asked; a province's 10,000 nodes at once took tens of seconds) after the node ``?after=``
+    (the previous page's ``next``), filtered and paged by the database."""
+    asked = Q.read(Q.NodeQuery, request.args)
     allowed = auth.user_area_ids(g.db, g.user)
     q = select(Node).order_by(Node.id)
-    after = request.args.get("after") or None
-    if after is not None:
-        if len(after) > MAX_NODE_ID:
-            raise bad_request("err.invalid_field", field="after", detail="a node id")
-        q = q.where(Node.id > after)
+    if asked.after is not None:
+        q = q.where(Node.id > asked.after)
     if allowed is not None:
         q = q.where(Node.cluster_id.in_(allowed))
-    area = _query_id("area")
-    if area is not None:
-        q = q.where(Node.cluster_id.in_(area_subtree_ids(g.db, [area])))
-    status = request.args.get("status") or None
-    if status is not None:
-        if status not in node_service.NODE_STATUSES:
-            raise bad_request("err.invalid_field", field="status",
-                              detail=" | ".join(node_service.NODE_STATUSES))
-        q = q.where(node_service.status_condition(status))
-    limit = _query_limit(NODES_PAGE, NODES_PAGE_MOST)
+    if asked.area is not None:
+        q = q.where(Node.cluster_id.in_(area_subtree_ids(g.db, [asked.area])))
+    if asked.status is not None:
+        q = q.where(node_service.status_condition(asked.status))
+    limit = asked.limit
     nodes = list(g.db.scalars(q.limit(limit + 1)))
     more = len(nodes) > limit
     nodes = nodes[:limit]
@@ -320,26 +307,6 @@ def list_nodes() -> Response:
     return jsonify({"nodes": [node_json(g.db, n, alarms[n.id], groups[n.cluster_id])
                               for n in nodes],
                     "next": nodes[-1].id if more else None})
-
-
-def _query_id(name: str) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    if not raw.isdecimal() or int(raw) > MAX_DB_ID:
-        raise bad_request("err.invalid_field", field=name, detail="an id")
-    return int(raw)
-
-
-def _query_limit(default: int = 1000, most: int = 10000) -> int:
-    """``?limit=``: a whole number, held to 1..most; anything else is a 400, not the default."""
-    raw = request.args.get("limit")
-    if raw is None:
-        return default
-    raw = raw.strip()
-    if not (raw.isascii() and raw.lstrip("-").isdigit()):
-        raise bad_request("err.invalid_field", field="limit", detail="a number")
-    return max(1, min(int(raw), most))
 
 
 def _node(node_id: str) -> Node:
@@ -390,15 +357,12 @@ def node_telemetry(node_id: str) -> Response:
     longer than the chosen resolution keeps is cut to it (from moves later)."""
     node = _node(node_id)
     s = app_settings()
-    resolution = request.args.get("resolution") or "auto"
-    if resolution not in retention.RESOLUTIONS:
-        raise bad_request("err.invalid_field", field="resolution", detail="raw, hour or auto")
     tz = area_zone(g.db, node.cluster_id, s.timezone)
-    bounds = {arg: parse_time(request.args.get(arg) or None, arg, ZoneInfo(tz))
-              for arg in ("from", "to")}
+    asked = Q.read(Q.TelemetryQuery, request.args, zone=ZoneInfo(tz))
+    resolution = asked.resolution or "auto"
     now = utcnow()
-    end = bounds["to"] or now
-    start = bounds["from"] or end - dt.timedelta(days=1)
+    end = asked.end or now
+    start = asked.start or end - dt.timedelta(days=1)
     start_ms, end_ms = to_ms(start), to_ms(end)
     chosen = retention.choose(resolution, start_ms, to_ms(now), s.telemetry_raw_days)
     days = s.telemetry_raw_days if chosen == "raw" else s.telemetry_hourly_days
@@ -526,12 +490,6 @@ def cancel_rollout(rollout_id: int) -> Response:
     return jsonify(releases.rollout_json(g.db, app_settings(), user, rollout))
 # --- alerts ------------------------------------------------------------------------------------
 
-ALERT_STATES = tuple(state.value for state in alerts.State)
-
-
-def _alerts_scope() -> set[int] | None:
-    """The areas whose alerts the caller sees (its own and below, narrowed by ?area=)."""
-    return auth.area_scope(g.db, g.user, _query_id("area"))
 
 
 def _alert_list_json(rows: list[Alert]) -> list[dict[str, Any]]:
@@ -551,21 +509,12 @@ def _alert_list_json(rows: list[Alert]) -> list[dict[str, Any]]:
 def list_alerts() -> Response:
     """Alerts in the caller's areas, newest first; ?state= (one or more, comma-separated),
     ?area=, ?node=, ?kind=, ?limit=."""
-    limit = _query_limit(500, 5000)
-    areas = _alerts_scope()
-    raw = request.args.get("state") or ""
-    states = raw.split(",") if raw else []
-    if any(x not in ALERT_STATES for x in states):  # ",open" too: as the document's pattern
-        raise bad_request("err.invalid_field", field="state", detail=" | ".join(ALERT_STATES))
-    kind = request.args.get("kind") or None
-    if kind is not None and kind not in {k.value for k in alerts.Kind}:
-        raise bad_request("err.invalid_field", field="kind",
-                          detail=" | ".join(k.value for k in alerts.Kind))
-    node_id = request.args.get("node") or None
-    if node_id is not None:
-        _node(node_id)  # 404 for a node the caller cannot see, as the airplay report
+    asked = Q.read(Q.AlertQuery, request.args)
+    areas = auth.area_scope(g.db, g.user, asked.area)  # the caller's, narrowed by ?area=
+    if asked.node is not None:
+        _node(asked.node)  # 404 for a node the caller cannot see, as the airplay report
     return jsonify({"alerts": _alert_list_json(alerts.listing(
-        g.db, areas, states, kind, node_id, limit))})
+        g.db, areas, list(asked.state), asked.kind, asked.node, asked.limit))})
 
 
 def _alert(alert_id: int) -> Alert:
@@ -622,7 +571,8 @@ def create_bulletin() -> tuple[Response, int]:
 @bp.get("/bulletins")
 @auth.login_required
 def list_bulletins() -> Response:
-    rows = bulletins.visible_bulletins(g.db, g.user, request.args.get("status"))
+    rows = bulletins.visible_bulletins(g.db, g.user,
+                                       Q.read(Q.BulletinQuery, request.args).status)
     return jsonify({"bulletins": [bulletins.bulletin_json(b) for b in rows]})
 
 
@@ -804,9 +754,9 @@ def broadcast_slots(broadcast_id: int) -> Response:
     bc = _broadcast(broadcast_id)
     s = app_settings()
     now = utcnow().replace(tzinfo=dt.UTC)
-    bounds = {arg: parse_time(request.args.get(arg) or None, arg, s.tz) for arg in ("from", "to")}
+    asked = Q.read(Q.SlotsQuery, request.args, zone=s.tz)
     start, end = reports.slot_window(now, *(when.replace(tzinfo=dt.UTC) if when else None
-                                            for when in (bounds["from"], bounds["to"])))
+                                            for when in (asked.start, asked.end)))
     return jsonify(reports.series_slots_json(g.db, s.timezone, bc, start=start, end=end, now=now,
                                              grace=dt.timedelta(seconds=s.airplay_grace_s)))
 
@@ -859,24 +809,23 @@ PLAYLOG_FIELDS = ("node_id", "broadcast_id", "bulletin_id", "item_id", "cmd_id",
 @bp.get("/playlogs")
 @auth.login_required
 def playlogs() -> Response:
-    limit = _query_limit()
-    q = select(PlayLog).order_by(PlayLog.started_at_ms.desc(), PlayLog.id.desc()).limit(limit)
-    if request.args.get("node"):
-        q = q.where(PlayLog.node_id == request.args["node"])
-    area = _query_id("area")
+    asked = Q.read(Q.PlayLogQuery, request.args, zone=app_settings().tz)
+    q = select(PlayLog).order_by(PlayLog.started_at_ms.desc(), PlayLog.id.desc()) \
+        .limit(asked.limit)
+    if asked.node is not None:
+        q = q.where(PlayLog.node_id == asked.node)
     allowed = auth.user_area_ids(g.db, g.user)
     areas = allowed
-    if area is not None:
-        areas = area_subtree_ids(g.db, [area])
+    if asked.area is not None:
+        areas = area_subtree_ids(g.db, [asked.area])
         if allowed is not None:
             areas = areas & allowed
     if areas is not None:
         q = q.where(PlayLog.node_id.in_(select(Node.id).where(Node.cluster_id.in_(areas))))
-    for arg, op in (("from", "__ge__"), ("to", "__lt__")):
-        value = request.args.get(arg)
-        when = parse_time(value, arg, app_settings().tz) if value else None
-        if when is not None:
-            q = q.where(getattr(PlayLog.started_at_ms, op)(to_ms(when)))
+    if asked.start is not None:
+        q = q.where(PlayLog.started_at_ms >= to_ms(asked.start))
+    if asked.end is not None:
+        q = q.where(PlayLog.started_at_ms < to_ms(asked.end))
     rows = [_playlog_json(p) for p in g.db.scalars(q)]
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
         out = io.StringIO()
@@ -905,21 +854,23 @@ def airplay_report() -> Response:
     """Proof of play: every planned slot or command of the nodes in scope (the caller's area,
     ?area= below it, ?node=) in [from, to) against what the nodes reported (server/reports.py).
     to defaults to now, from to a day before to; a longer span is cut to 92 days."""
-    area_id = _query_id("area")
-    areas = auth.area_scope(g.db, g.user, area_id)
-    node_id = request.args.get("node") or None
+    s = app_settings()
+
+    def zone_name(area_id: int | None) -> str:
+        """Where a time without an offset is read: the zone of ?area=, else the caller's."""
+        home = area_id if area_id is not None else g.user.area_id
+        return area_zone(g.db, home, s.timezone) if home is not None else s.timezone
+    asked = Q.read(Q.AirplayQuery, request.args,
+                   zone=lambda read: ZoneInfo(zone_name(read.get("area"))))
+    areas = auth.area_scope(g.db, g.user, asked.area)
+    node_id = asked.node
     if node_id is not None:
         _node(node_id)
-    s = app_settings()
-    # a time without offset is read in the zone of ?area= (else the caller's area)
-    home = area_id if area_id is not None else g.user.area_id
-    tz = area_zone(g.db, home, s.timezone) if home is not None else s.timezone
+    tz = zone_name(asked.area)
     now = utcnow().replace(tzinfo=dt.UTC)
-    bounds = {arg: parse_time(request.args.get(arg) or None, arg, ZoneInfo(tz))
-              for arg in ("from", "to")}
-    end = bounds["to"].replace(tzinfo=dt.UTC) if bounds["to"] else now
+    end = asked.end.replace(tzinfo=dt.UTC) if asked.end else now
     # a day before the end, but never before the first date (a ``to`` on 1 January of year 1)
-    start = bounds["from"].replace(tzinfo=dt.UTC) if bounds["from"] else \
+    start = asked.start.replace(tzinfo=dt.UTC) if asked.start else \
         end - min(dt.timedelta(days=1), end - dt.datetime.min.replace(tzinfo=dt.UTC))
     start, end = schedule.listing_window(start, end)
     grace = dt.timedelta(seconds=s.airplay_grace_s)
@@ -950,10 +901,7 @@ def summary_report() -> Response:
 @bp.get("/audit")
 def audit_log() -> Response:
     auth.require("audit.read")  # no role but admin has it
-    limit = _query_limit()
-    bounds = {arg: parse_time(request.args[arg], arg, app_settings().tz)
-              if request.args.get(arg) else None for arg in ("from", "to")}
-    found = audit.entries(g.db, actor=request.args.get("actor"),
-                          action=request.args.get("action"), start=bounds["from"],
-                          end=bounds["to"], limit=limit)
+    asked = Q.read(Q.AuditQuery, request.args, zone=app_settings().tz)
+    found = audit.entries(g.db, actor=asked.actor, action=asked.action, start=asked.start,
+                          end=asked.end, limit=asked.limit)
     return jsonify({"entries": [audit.entry_json(e) for e in found]})

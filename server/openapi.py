@@ -1,21 +1,22 @@
 """The OpenAPI 3.1 document of /api/v1, served at /api/v1/openapi.json (a test keeps it true
 to the registered routes). Its request schemas are generated from the request models in
-server/bodies.py (OpenAPI 3.1's schemas are JSON Schema 2020-12); the answers are described
-here."""
+server/bodies.py (OpenAPI 3.1's schemas are JSON Schema 2020-12) and its query parameters from
+the query models in server/queries.py; the answers are described here."""
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-from device_agent.protocol import NAME_RE
+from pydantic import BaseModel
 
-from .bodies import CONFIGURED, MODELS, TIME
+from . import queries as Q
+from .bodies import CONFIGURED, MODELS
 from .broadcasts import BroadcastStatus
 from .bulletins import BulletinStatus
 from .deliveries import SlotState
-from .models import MAX_DB_ID
 from .releases import Progress, RolloutStatus
 from .reports import FIELDS as AIRPLAY_FIELDS
+from .report_summary import SummaryQuery
 from .reports import AirStatus, MissReason
 from .retention import FIELDS as TELEMETRY_FIELDS
 from .alerts import Kind as AlertKind
@@ -67,32 +68,50 @@ def _alert_step(summary: str) -> dict[str, Any]:
                errors=("400", "401", "403", "404", "409")) | {"requestBody": {
                    "required": False, **_json(_ref("AlertAction"))}}
 
-# What a database integer column holds; ids are never negative.
-ID = {"type": "integer", "minimum": 0, "maximum": MAX_DB_ID}
-NODE_ID = {"type": "string", "pattern": NAME_RE.pattern}
-# a query's node filter: a node id, or empty as a page's form sends it (no filter)
-NODE_ID_OR_EMPTY = {"anyOf": [NODE_ID, {"type": "string", "maxLength": 0}]}
-# ?state= of the alerts: one or more of their states, comma-separated; empty: every state
-ALERT_STATES_RE = r"^((open|acknowledged|resolved)(,(open|acknowledged|resolved))*)?$"
-# A query filter from a page's form: an empty value is no filter.
-TIME_OR_EMPTY = {"anyOf": [TIME, {"const": ""}], "description": "ISO 8601; empty: no bound"}
+# What a database integer column holds (ids are never negative); a node's id.
+ID, NODE_ID = Q.ID, Q.NODE_ID
 # the airplay counts of one area (the node's cluster), as both reports give them
 AREA_TOTALS = {"allOf": [_ref("AirplayTotals"), {
     "type": "object", "properties": {"area_id": {"type": "integer"},
                                      "area_name": {"type": ["string", "null"]}}}]}
-# a report's day, as a date input sends it; empty: its default
-DATE_OR_EMPTY = {"anyOf": [{"type": "string", "format": "date"}, {"const": ""}],
-                 "description": "YYYY-MM-DD; empty: the default"}
 
 
 def _path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema or ID}
 
 
-def _query(name: str, schema: dict[str, Any] | None = None, description: str = ""
-           ) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False,
-            "schema": schema or {"type": "string"}, "description": description}
+def _tidy(schema: Any) -> Any:
+    """pydantic's ``anyOf: [X, null]`` of an optional field as ``type: [x, "null"]`` where X is
+    one simple type (the form the document had by hand); a null default says nothing."""
+    if isinstance(schema, list):
+        return [_tidy(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    schema = {k: _tidy(v) for k, v in schema.items() if not (k == "default" and v is None)}
+    branches = schema.get("anyOf")
+    if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches:
+        (inner,) = [b for b in branches if b != {"type": "null"}]
+        if isinstance(inner.get("type"), str) and "anyOf" not in inner:
+            del schema["anyOf"]
+            schema = {**inner, **schema, "type": [inner["type"], "null"]}
+            if "enum" in schema:
+                schema["enum"] = [*schema["enum"], None]
+    return schema
+
+
+def query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """A query model's fields (server/queries.py) as the operation's query parameters, by the
+    names a request gives them: each optional, its description beside its schema."""
+    schema = model.model_json_schema(by_alias=True)
+    out = []
+    for name, field in schema["properties"].items():
+        # a default the query's text can write (a number): not the empty tuple of "all states"
+        field = {k: v for k, v in field.items()
+                 if k != "title" and not (k == "default" and not isinstance(v, int | str))}
+        description = field.pop("description", "")
+        out.append({"name": name, "in": "query", "required": False, "schema": _tidy(field),
+                    "description": description})
+    return out
 
 
 def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -403,10 +422,7 @@ SCHEMAS = {
 }
 
 _LIST = {"type": "object"}
-SCHEDULE_WINDOW = [
-    _query("from", TIME_OR_EMPTY, "the window's start (default: now; without an offset: in "
-           "the area's zone)"),
-    _query("to", TIME_OR_EMPTY, "its end (default: a week after from; at most 92 days after)")]
+SCHEDULE_WINDOW = query_params(Q.ScheduleQuery)
 PATHS = {
     "/api/v1/openapi.json": {"get": _op("This document", _ok({"type": "object"}), secure=False,
                                         errors=())},
@@ -503,15 +519,7 @@ PATHS = {
                    "on the last",
                    _ok({"type": "object", "properties": {"nodes": {
                        "type": "array", "items": _ref("Node")}, "next": NULLABLE_STR}}),
-                   params=[_query("area", ID, "only nodes under this area"),
-                           _query("limit", {"type": "integer"},
-                                  "at most this many (1-1000, default 100)"),
-                           _query("after", {"type": "string", "maxLength": 128},
-                                  "the nodes after this node id (the previous page's next)"),
-                           _query("status", {"type": "string", "enum": [
-                               "online", "offline", "never_connected", "maintenance", ""]},
-                               "never_connected: provisioned, never heard from (they raise "
-                               "no offline alert); maintenance: in a maintenance window")]),
+                   params=query_params(Q.NodeQuery)),
         "post": _op("Provision a node: broker account, ACL, keys and the agent's config",
                     _ok(_ref("Provisioned"), "Created"), body=_ref("NodeCreate"), status="201",
                     errors=("400", "401", "403", "404", "409"))},
@@ -543,13 +551,7 @@ PATHS = {
         "player), missed slots, media downloads that keep failing",
         _ok({"type": "object", "properties": {"alerts": {"type": "array",
                                                          "items": _ref("Alert")}}}),
-        params=[_query("state", {"type": "string", "pattern": ALERT_STATES_RE},
-                       "open, acknowledged, resolved; several comma-separated"),
-                _query("area", ID, "only alerts under this area"),
-                _query("node", NODE_ID_OR_EMPTY, "only this node's (empty: every node)"),
-                _query("kind", {"type": "string", "enum": [k.value for k in AlertKind] + [""]},
-                       "empty: every kind"),
-                _query("limit", {"type": "integer"}, "at most this many (1-5000)")])},
+        params=query_params(Q.AlertQuery))},
     "/api/v1/alerts/{alert_id}": {"get": _op("One alert", _ok(_ref("Alert")),
                                              params=[_path_param("alert_id")])},
     "/api/v1/alerts/{alert_id}/ack": {"post": _alert_step(
@@ -578,11 +580,7 @@ PATHS = {
             "fields": {"type": "array", "items": {"type": "string"}},
             "points": {"type": "array", "items": {"oneOf": [
                 _ref("TelemetryRawPoint"), _ref("TelemetryHourPoint")]}}}}),
-        params=[_path_param("node_id", NODE_ID),
-                _query("from", TIME_OR_EMPTY, "the period's start (default: a day before to)"),
-                _query("to", TIME_OR_EMPTY, "its end (default: now)"),
-                _query("resolution", {"enum": ["raw", "hour", "auto", ""]},
-                       "raw, hour or auto (default)")])},
+        params=[_path_param("node_id", NODE_ID), *query_params(Q.TelemetryQuery)])},
     "/api/v1/nodes/{node_id}/revoke": {"post": _op(
         "Revoke a node: its broker account and ACL go, its session is cut, its retained "
         "desired state is cleared and broadcasts no longer count it (technician, admin)",
@@ -647,7 +645,7 @@ PATHS = {
         errors=("401", "403", "404", "409"))},
     "/api/v1/bulletins": {
         "get": _op("Bulletins, newest first", _ok(_LIST),
-                   params=[_query("status")]),
+                   params=query_params(Q.BulletinQuery)),
         "post": {**_op("Write a text bulletin (its speech is made at once) or upload a "
                        "recording (multipart: file, title, category, area_id?, text?)",
                        _ok(_ref("Bulletin"), "Created"), body=_ref("BulletinCreate"),
@@ -736,11 +734,7 @@ PATHS = {
         "with the report's reason; counts per state per occurrence and overall. Visible as "
         "the broadcast is; a one-off has no occurrences (its deliveries are in the broadcast)",
         _ok(_ref("SlotStates")),
-        params=[_path_param("broadcast_id"),
-                _query("from", TIME_OR_EMPTY, "the window's start (default: a day ago)"),
-                _query("to", TIME_OR_EMPTY, "its end (default: two days from now, or from "
-                       "from; at most 7 days after from, and before the 201st occurrence: "
-                       "the answer's to says where it ends)")])},
+        params=[_path_param("broadcast_id"), *query_params(Q.SlotsQuery)])},
     "/api/v1/broadcasts/{broadcast_id}/confirm": {"post": _op(
         "The second person confirms a live or emergency broadcast held for confirmation "
         "(another user than its creator, with the approver role over every target)",
@@ -755,9 +749,7 @@ PATHS = {
             "application/json": {"schema": {"type": "object", "properties": {
                 "playlogs": {"type": "array", "items": _ref("PlayLog")}}}},
             "text/csv": {"schema": {"type": "string"}}}},
-        params=[_query("node"), _query("area", ID), _query("from", TIME_OR_EMPTY),
-                _query("to", TIME_OR_EMPTY),
-                _query("limit", {"type": "integer"}, "at most this many (1-10000)")])},
+        params=query_params(Q.PlayLogQuery))},
     "/api/v1/reports/airplay": {"get": _op(
         "Proof of play: every planned series slot and one-off delivery of the nodes in scope "
         "(the caller's area; area and node narrow it) in the period, against what the nodes "
@@ -775,11 +767,7 @@ PATHS = {
                 "totals": {"type": "array", "items": AREA_TOTALS},
                 "total": _ref("AirplayTotals")}}},
             "text/csv": {"schema": {"type": "string"}}}},
-        params=[_query("area", ID, "only nodes under this area"),
-                _query("node", NODE_ID_OR_EMPTY, "only this node (empty: every node)"),
-                _query("from", TIME_OR_EMPTY, "the period's start (default: a day before to)"),
-                _query("to", TIME_OR_EMPTY, "its end (default: now; at most 92 days after "
-                       "from)")])},
+        params=query_params(Q.AirplayQuery))},
     "/api/v1/reports/summary": {"get": _op(
         "The Reports page's summary for whole days from..to (read in the zone of area, else "
         "the caller's; at most 366 days, so a six-monthly report fits): planned against "
@@ -803,9 +791,7 @@ PATHS = {
                     "area_name": NULLABLE_STR, "hours": {"type": "number"}}}},
                 "total": _ref("AirplayTotals")}}},
             "text/csv": {"schema": {"type": "string"}}}},
-        params=[_query("area", ID, "only nodes under this area"),
-                _query("from", DATE_OR_EMPTY, "the first day (default: 29 days before to)"),
-                _query("to", DATE_OR_EMPTY, "the last day (default: today)")],
+        params=query_params(SummaryQuery),
         errors=("400", "401", "403", "404", "422"))},
     "/api/v1/audit": {"get": _op(
         "The audit log, newest first (admins only): every change, login, approval, broadcast",
@@ -820,31 +806,9 @@ PATHS = {
                 "detail": {"type": "object", "description": "new/old values or changed "
                            "[old, new]; secret_fields names secrets that changed, never values"},
                 "hash": {"type": "string"}}}}}}),
-        params=[_query("from", TIME_OR_EMPTY), _query("to", TIME_OR_EMPTY),
-                _query("actor", None, "username, system or dispatcher"),
-                _query("action", None, "an action, or its prefix (bulletins)"),
-                _query("limit", {"type": "integer"}, "at most this many (1-10000)")],
+        params=query_params(Q.AuditQuery),
         errors=("400", "401", "403"))},
 }
-
-def _tidy(schema: Any) -> Any:
-    """pydantic's ``anyOf: [X, null]`` of an optional field as ``type: [x, "null"]`` where X is
-    one simple type (the form the document had by hand); a null default says nothing."""
-    if isinstance(schema, list):
-        return [_tidy(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    schema = {k: _tidy(v) for k, v in schema.items() if not (k == "default" and v is None)}
-    branches = schema.get("anyOf")
-    if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches:
-        (inner,) = [b for b in branches if b != {"type": "null"}]
-        if isinstance(inner.get("type"), str) and "anyOf" not in inner:
-            del schema["anyOf"]
-            schema = {**inner, **schema, "type": [inner["type"], "null"]}
-            if "enum" in schema:
-                schema["enum"] = [*schema["enum"], None]
-    return schema
-
 
 def request_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schemas of the request models, by model name (nested models by theirs)."""

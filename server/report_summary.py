@@ -23,8 +23,10 @@ import io
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
+
+from pydantic import Field
 
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import QueryableAttribute, Session
@@ -35,6 +37,8 @@ from . import retention, schedule
 from .config import Settings
 from .errors import ApiError
 from .i18n import t
+from .queries import ID, Query, _text, read
+from .bodies import _Check
 from .models import (MAX_DB_ID, Area, Broadcast, Bulletin, Node, Telemetry, TelemetryHourly, User,
                      area_zone)
 
@@ -101,12 +105,12 @@ def parse_day(value: str, name: str) -> dt.date:
                           field=t(f"reports.{name}")) from None
 
 
-def period(first: str | None, last: str | None, today: dt.date) -> tuple[dt.date, dt.date]:
+def period(first: dt.date | None, last: dt.date | None, today: dt.date
+           ) -> tuple[dt.date, dt.date]:
     """The period's first and last day (inclusive) as asked; by default the last DEFAULT_DAYS
     days up to today."""
-    last_day = parse_day(last, "to") if last else today
-    first_day = parse_day(first, "from") if first else \
-        last_day - dt.timedelta(days=DEFAULT_DAYS - 1)
+    last_day = last or today
+    first_day = first or last_day - dt.timedelta(days=DEFAULT_DAYS - 1)
     if first_day > last_day:
         raise ReportError(422, "bad_period", "reports.err.order")
     if (last_day - first_day).days + 1 > MAX_DAYS:
@@ -117,17 +121,44 @@ def period(first: str | None, last: str | None, today: dt.date) -> tuple[dt.date
     return first_day, last_day
 
 
-def scope(db: Session, user: User, area_arg: str | None) -> tuple[int | None, set[int] | None]:
+def scope(db: Session, user: User, area_id: int | None) -> tuple[int | None, set[int] | None]:
     """The chosen area (None: all the user's) and the areas the report covers (None: all),
     refused as the API refuses it: an area the user may not see does not exist for them."""
-    if not area_arg:
+    if area_id is None:
         return None, access.user_area_ids(db, user)
     try:
-        if not area_arg.isdecimal() or int(area_arg) > MAX_DB_ID:
-            raise ApiError(404, "unknown_area", "err.unknown_area", id=area_arg)
-        return int(area_arg), access.area_scope(db, user, int(area_arg))
+        return area_id, access.area_scope(db, user, area_id)
     except ApiError:
-        raise ReportError(404, "unknown_area", "err.unknown_area", id=area_arg) from None
+        raise ReportError(404, "unknown_area", "err.unknown_area", id=area_id) from None
+
+
+def _area(value: object) -> int | None:
+    """?area=: an area id; empty: all the user's. Other text names no area (404)."""
+    value = _text(value)
+    if not value:
+        return None
+    if not value.isdecimal() or int(value) > MAX_DB_ID:
+        raise ReportError(404, "unknown_area", "err.unknown_area", id=value)
+    return int(value)
+
+
+def _day(name: str) -> _Check:
+    def read_day(value: object) -> dt.date | None:
+        value = _text(value)
+        return parse_day(value, name) if value else None
+    return _Check(read_day, {"anyOf": [{"type": "string", "format": "date"}, {"const": ""}],
+                             "description": "YYYY-MM-DD; empty: the default"})
+
+
+class SummaryQuery(Query):
+    """The report's query (the page's and GET /api/v1/reports/summary's). Its fields raise the
+    report's own errors (ReportError), which the page shows beside its form."""
+    area: Annotated[int | None, _Check(_area, ID),
+                    Field(description="only nodes under this area")] = None
+    first: Annotated[dt.date | None, _day("from")] = Field(
+        None, alias="from", description="the first day (default: 29 days before to)")
+    last: Annotated[dt.date | None, _day("to")] = Field(
+        None, alias="to", description="the last day (default: today)")
 
 
 # --- the numbers -------------------------------------------------------------------------------
@@ -423,12 +454,12 @@ def asked(db: Session, s: Settings, user: User, args: Mapping[str, str], uptimes
           ) -> tuple[Summary, str, int | None]:
     """The report the query (from, to: YYYY-MM-DD; area) asks for within the user's areas, the
     name of what it covers, and the chosen area; a ReportError for a wrong period or area."""
-    area_id, areas = scope(db, user, args.get("area"))
+    query = read(SummaryQuery, args)
+    area_id, areas = scope(db, user, query.area)
     home = area_id if area_id is not None else user.area_id
     tz = area_zone(db, home, s.timezone) if home is not None else s.timezone
     now = dt.datetime.now(dt.UTC)
-    first_day, last_day = period(args.get("from"), args.get("to"),
-                                 now.astimezone(ZoneInfo(tz)).date())
+    first_day, last_day = period(query.first, query.last, now.astimezone(ZoneInfo(tz)).date())
     summary = summarise(db, s, areas=areas, first_day=first_day, last_day=last_day, tz=tz,
                         now=now, uptimes=uptimes)
     named = area_id if area_id is not None else user.area_id

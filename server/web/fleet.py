@@ -17,6 +17,7 @@ from sqlalchemy import func, or_, select
 from .. import auth as access
 from .. import bodies as B
 from .. import nodes as node_service
+from .. import queries
 from ..context import settings
 from ..errors import ApiError, bad_request, not_found
 from ..models import (Alert, Area, Command, Node, PlayLog, Telemetry, area_subtree_ids, from_ms,
@@ -68,15 +69,6 @@ SERIES = (
 )
 
 
-def _int_arg(name: str, default: int | None = None) -> int | None:
-    raw = (request.args.get(name) or "").strip()
-    if not raw:
-        return default
-    if not raw.isdecimal() or len(raw) > 9:
-        raise bad_request("err.invalid_field", field=name, detail="a number")
-    return int(raw)
-
-
 def visible_node(node_id: str) -> Node:
     """The node if the user may see it (the API's rule: a 404 otherwise, also for a node of
     another area)."""
@@ -90,18 +82,13 @@ def visible_node(node_id: str) -> Node:
 def filtered_nodes(allowed: set[int] | None) -> dict[str, Any]:
     """The node list's filters from the query string, the page of nodes they select and the
     count of all of them, each counted and cut by the database."""
-    area = _int_arg("area")
-    status = request.args.get("status") or None
-    alarm = request.args.get("alarm") == "1"
-    text = (request.args.get("q") or "").strip()[:100]
-    number = max(1, _int_arg("page", 1) or 1)
+    asked = queries.read(queries.NodePageQuery, request.args)
+    area, status, alarm, text = asked.area, asked.status, asked.alarm, asked.q
+    number = max(1, asked.page or 1)
     q = nodes_in_scope(select(Node), allowed)
     if area is not None:
         q = q.where(Node.cluster_id.in_(area_subtree_ids(g.db, [area])))
     if status is not None:
-        if status not in node_service.NODE_STATUSES:
-            raise bad_request("err.invalid_field", field="status",
-                              detail=" | ".join(node_service.NODE_STATUSES))
         q = q.where(node_service.status_condition(status))
     if alarm:
         q = q.where(alarm_condition())

@@ -1,0 +1,259 @@
+"""Every query string the API reads, declared once (pydantic, as the request bodies of
+server/bodies.py): the routes read their query through these models, the node list page its
+status filter, and the OpenAPI document's query parameters are generated from them
+(server/openapi.py ``query_params``). ``read`` turns the first problem into the API's error JSON
+as ``server.bodies.parse`` does.
+
+A query value is text: a number is read from its digits, and an empty value is a filter not
+given (a page's form sends its empty fields), except where a number is asked for. What needs
+the database or the caller (whether an area or a node exists and may be seen) stays in the
+routes, which receive the parsed model."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo
+
+from device_agent.protocol import NAME_RE
+
+from .alerts import Kind as AlertKind
+from .alerts import State as AlertState
+from .bodies import TIME, Body, _Check, _invalid, api_error, read_time
+from .models import MAX_DB_ID
+from .nodes import NODE_STATUSES
+from .retention import RESOLUTIONS
+
+MAX_NODE_ID = 128  # ?after=: longer is no node id
+ALERT_STATES = tuple(s.value for s in AlertState)
+
+# The parameters' schemas, as the OpenAPI document shows them.
+ID = {"type": "integer", "minimum": 0, "maximum": MAX_DB_ID}
+NODE_ID = {"type": "string", "pattern": NAME_RE.pattern}
+# a query's node filter: a node id, or empty as a page's form sends it (no filter)
+NODE_ID_OR_EMPTY = {"anyOf": [NODE_ID, {"type": "string", "maxLength": 0}]}
+TIME_OR_EMPTY = {"anyOf": [TIME, {"const": ""}], "description": "ISO 8601; empty: no bound"}
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):  # a query value is always text; a test may pass another
+        raise _invalid("expected str")
+    return value
+
+
+def Id(*, blank: bool = False, detail: str = "an id") -> _Check:
+    """A row's id in digits (at most the largest id a column holds); with ``blank`` (a page's
+    form), spaces around it are dropped and an empty value is no filter (None)."""
+    def read(value: Any) -> int | None:
+        value = _text(value)
+        if blank:
+            value = value.strip()
+            if not value:
+                return None
+        if not value.isdecimal() or int(value) > MAX_DB_ID:
+            raise _invalid(detail)
+        return int(value)
+    return _Check(read, ID)
+
+
+def Limit(most: int) -> _Check:
+    """How many rows at most: a whole number (a sign allowed), held to 1..most; other text is
+    refused, never read as the default."""
+    def read(value: Any) -> int:
+        value = _text(value).strip()
+        if not (value.isascii() and value.lstrip("-").isdigit()):
+            raise _invalid("a number")
+        return max(1, min(int(value), most))
+    return _Check(read, {"type": "integer", "description": f"at most this many (1-{most})"})
+
+
+def Among(values: tuple[str, ...], detail: str | None = None) -> _Check:
+    """One of ``values``, or empty: none (None); anything else is refused naming them."""
+    def read(value: Any) -> str | None:
+        text = _text(value)
+        if not text:
+            return None
+        if text not in values:
+            raise _invalid(detail or " | ".join(values))
+        return text
+    return _Check(read, {"type": "string", "enum": [*values, ""]})
+
+
+def Several(values: tuple[str, ...]) -> _Check:
+    """One or more of ``values``, comma-separated; empty: all of them (an empty tuple)."""
+    one = "|".join(values)
+
+    def read(value: Any) -> tuple[str, ...]:
+        value = _text(value)
+        chosen = tuple(value.split(",")) if value else ()
+        if any(x not in values for x in chosen):  # ",open" too, as the pattern says
+            raise _invalid(" | ".join(values))
+        return chosen
+    return _Check(read, {"type": "string", "pattern": f"^(({one})(,({one}))*)?$"})
+
+
+def Filter(max_len: int | None = None, detail: str = "", schema: dict[str, Any] | None = None
+           ) -> _Check:
+    """Text to filter by, or empty: no filter (None); longer than ``max_len`` is refused with
+    ``detail``. ``schema``: what the document says the value is (the route checks that)."""
+    def read(value: Any) -> str | None:
+        value = _text(value)
+        if max_len is not None and len(value) > max_len:
+            raise _invalid(detail)
+        return value or None
+    return _Check(read, schema or ({"type": "string"} if max_len is None else
+                                   {"type": "string", "maxLength": max_len}))
+
+
+def _time(value: Any, info: ValidationInfo) -> dt.datetime | None:
+    """A bound in time (naive UTC), or empty: no bound. A time without an offset is in the
+    zone ``read`` was given: a zone, or the zone of the parameters read before it."""
+    value = _text(value)
+    if not value:
+        return None
+    zone = (info.context or {}).get("zone") or dt.UTC
+    if callable(zone) and not isinstance(zone, dt.tzinfo):
+        zone = zone(info.data)
+    try:
+        return read_time(value, zone)
+    except ValueError as err:
+        raise _invalid(str(err)) from None
+
+
+Time = Annotated[dt.datetime | None, _Check(_time, TIME_OR_EMPTY)]
+
+
+class Query(Body):
+    """A query string: its parameters are optional, unknown ones are ignored (``lang``), and
+    ``from`` and ``to`` are the fields ``start`` and ``end``."""
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    blank_is_missing: ClassVar[bool] = False
+
+
+Q = TypeVar("Q", bound=Query)
+Zone = dt.tzinfo | Callable[[dict[str, Any]], dt.tzinfo]
+
+
+def read(model: type[Q], args: Mapping[str, str], *, zone: Zone = dt.UTC) -> Q:
+    """``args`` (a request's query: the first value of each name) as ``model``, or the ApiError
+    (400) of its first problem. ``zone``: where a time without an offset is read, or what
+    gives it from the parameters read before the times (``from`` and ``to`` come last)."""
+    try:
+        return model.model_validate(dict(args.items()), strict=True, context={"zone": zone})
+    except ValidationError as err:
+        raise api_error(model, err) from None
+
+
+# --- the queries --------------------------------------------------------------------------------
+
+def _start(description: str) -> Any:
+    return Field(None, alias="from", description=description)
+
+
+def _end(description: str) -> Any:
+    return Field(None, alias="to", description=description)
+
+
+NodeStatus = Annotated[str | None, Among(NODE_STATUSES), Field(
+    description="never_connected: provisioned, never heard from (they raise no offline alert); "
+                "maintenance: in a maintenance window")]
+
+
+class NodeQuery(Query):
+    """GET /nodes: a page of nodes in id order."""
+    area: Annotated[int | None, Id(), Field(description="only nodes under this area")] = None
+    limit: Annotated[int, Limit(1000)] = 100
+    after: Annotated[str | None, Filter(
+        MAX_NODE_ID, "a node id"),
+        Field(description="the nodes after this node id (the previous page's next)")] = None
+    status: NodeStatus = None
+
+
+def _flag(value: Any) -> bool:
+    return _text(value) == "1"
+
+
+def _words(value: Any) -> str:
+    return _text(value).strip()[:100]
+
+
+class NodePageQuery(Query):
+    """The node list page's filters (server/web/fleet.py): the API's status; an area and a page
+    number as its form sends them (empty: none); in alarm only (1); words in the name or id."""
+    area: Annotated[int | None, Id(blank=True, detail="a number")] = None
+    status: NodeStatus = None
+    alarm: Annotated[bool, _Check(_flag, {"enum": ["1", ""]})] = False
+    q: Annotated[str, _Check(_words, {"type": "string"})] = ""
+    page: Annotated[int | None, Id(blank=True, detail="a number")] = None
+
+
+class AlertQuery(Query):
+    """GET /alerts, newest first."""
+    state: Annotated[tuple[str, ...], Several(ALERT_STATES), Field(
+        description=f"{', '.join(ALERT_STATES)}; several comma-separated")] = ()
+    area: Annotated[int | None, Id(), Field(description="only alerts under this area")] = None
+    node: Annotated[str | None, Filter(schema=NODE_ID_OR_EMPTY), Field(
+        description="only this node's (empty: every node)")] = None
+    kind: Annotated[str | None, Among(tuple(k.value for k in AlertKind)),
+                    Field(description="empty: every kind")] = None
+    limit: Annotated[int, Limit(5000)] = 500
+
+
+class TelemetryQuery(Query):
+    """GET /nodes/{node_id}/telemetry: a period and its resolution."""
+    start: Time = _start("the period's start (default: a day before to)")
+    end: Time = _end("its end (default: now)")
+    resolution: Annotated[str | None, Among(RESOLUTIONS, "raw, hour or auto"),
+                          Field(description="raw, hour or auto (default)")] = None
+
+
+class ScheduleQuery(Query):
+    """GET /areas/{area_id}/schedule and its iCalendar: a window in the area's zone."""
+    start: Time = _start("the window's start (default: now; without an offset: in the "
+                         "area's zone)")
+    end: Time = _end("its end (default: a week after from; at most 92 days after)")
+
+
+class SlotsQuery(Query):
+    """GET /broadcasts/{broadcast_id}/slots: a window of a series' occurrences."""
+    start: Time = _start("the window's start (default: a day ago)")
+    end: Time = _end("its end (default: two days from now, or from from; at most 7 days after "
+                     "from, and before the 201st occurrence: the answer's to says where it "
+                     "ends)")
+
+
+class BulletinQuery(Query):
+    """GET /bulletins."""
+    status: Annotated[str | None, Filter(), Field(description="only bulletins in this status "
+                                                              "(empty: every status)")] = None
+
+
+class PlayLogQuery(Query):
+    """GET /playlogs, newest first."""
+    node: Annotated[str | None, Filter(), Field(description="only this node's")] = None
+    area: Annotated[int | None, Id(), Field(description="only nodes under this area")] = None
+    start: Time = _start("plays started at or after this")
+    end: Time = _end("plays started before this")
+    limit: Annotated[int, Limit(10000)] = 1000
+
+
+class AirplayQuery(Query):
+    """GET /reports/airplay: times without an offset are read in the zone of ``area``, else of
+    the caller's area."""
+    area: Annotated[int | None, Id(), Field(description="only nodes under this area")] = None
+    node: Annotated[str | None, Filter(schema=NODE_ID_OR_EMPTY), Field(
+        description="only this node (empty: every node)")] = None
+    start: Time = _start("the period's start (default: a day before to)")
+    end: Time = _end("its end (default: now; at most 92 days after from)")
+
+
+class AuditQuery(Query):
+    """GET /audit, newest first."""
+    start: Time = _start("entries at or after this")
+    end: Time = _end("entries before this")
+    actor: Annotated[str | None, Filter(), Field(
+        description="username, system or dispatcher")] = None
+    action: Annotated[str | None, Filter(), Field(
+        description="an action, or its prefix (bulletins)")] = None
+    limit: Annotated[int, Limit(10000)] = 1000
