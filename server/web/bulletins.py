@@ -55,7 +55,8 @@ def bulletin(bulletin_id: int) -> str:
     """One bulletin: its text, the reading that is spoken, its audio and its history (who did
     what, when); an approver reviews it here too."""
     b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id)
-    may_broadcast = b.status == "approved" and access.can(g.user, "broadcast.write")
+    may_broadcast = b.status == bulletin_service.BulletinStatus.APPROVED \
+        and access.can(g.user, "broadcast.write")
     return render_template("bulletin.html", b=b,
                            can_approve=access.can(g.user, "bulletin.approve"),
                            areas=user_areas(clusters=False) if may_broadcast else [])

@@ -20,6 +20,7 @@ from .. import nodes as node_service
 from .. import queries
 from ..context import settings
 from ..errors import ApiError, bad_request, not_found
+from ..outbox import CommandStatus
 from ..models import (Alert, Area, Command, Node, PlayLog, Telemetry, area_subtree_ids, from_ms,
                       utcnow)
 from ..request_globals import g
@@ -39,7 +40,8 @@ RECENT = 20                        # plays and alerts on the node page
 POLL_S = 2                         # a command's result, polled until final
 FACTS_POLL_S = 10                  # the node's state on its page (a 304 while unchanged)
 # an ack status after which nothing more comes (docs/protocol.md, events: ack)
-FINAL = {"finished", "failed", "rejected", "preempted", "stopped", "skipped"}
+FINAL = {CommandStatus.FINISHED, CommandStatus.FAILED, CommandStatus.REJECTED,
+         CommandStatus.PREEMPTED, CommandStatus.STOPPED, CommandStatus.SKIPPED}
 ACTIONS = ("set_volume", "amp_on", "amp_off", "tone", "acoustic", "stop", "reboot")
 
 @dataclass(frozen=True)
@@ -339,7 +341,7 @@ def command_data(cmd: Command) -> dict[str, Any]:
     ``received`` too: the node goes down), it failed to send, or it expired unanswered."""
     now_ms = int(utcnow().replace(tzinfo=dt.UTC).timestamp() * 1000)
     expired = cmd.exp_ms is not None and now_ms > cmd.exp_ms and cmd.status not in FINAL
-    final = (cmd.status in FINAL or (cmd.type == "reboot" and cmd.status == "received")
+    final = (cmd.status in FINAL or (cmd.type == "reboot" and cmd.status == CommandStatus.RECEIVED)
              or cmd.failed_at is not None or expired)
     return {"cmd": cmd, "final": final, "expired": expired, "poll_s": POLL_S,
             "result": cmd.result or {}}
