@@ -10,14 +10,18 @@ STAMP := $(VENV)/.installed
 WHEELHOUSE := $(VENV)/wheelhouse
 
 # pytest-xdist workers, measured on the 2-core machine (README, Tests): the whole suite waits
-# more than it computes (real agents, real time, Chromium, a 2-minute 4G outage): 403 s with 3
-# workers, 361 s with 4, 343 s with 5 (which slowed the browser tests twofold) on 6 December.
-# The fast tier mostly computes (ffmpeg, hypothesis, Flask), but its agent tests wait on real
-# MQTT round trips and playback: 74 s with 2 workers, 66 s with 3.
-TEST_WORKERS ?= 4
+# more than it computes (real agents, real time, Chromium, a 2-minute 4G outage; about 330 s of
+# CPU for 1,120 s of the tests' own time): on the Intel Xeon of 7 December 318-323 s with 4
+# workers, 246-258 s with 6 (four runs, the browser tests no slower than a tenth), 237 s with 8
+# (the waiting tests then slowed by up to 80 %). The fast tier mostly computes (ffmpeg,
+# hypothesis, Flask), but its agent tests wait on real MQTT round trips and playback: 50-53 s
+# with 3 workers, 47-48 s with 4. test-postgres computes (its server is a process of its own):
+# 173 s with 4 workers, 185 s with 6.
+TEST_WORKERS ?= 6
+PG_WORKERS ?= 4
 # the browser tests drive Debian's chromium (make test-deps), never a downloaded one
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
-FAST_WORKERS ?= 3
+FAST_WORKERS ?= 4
 
 .PHONY: run test test-fast test-postgres lint deps test-deps wheelhouse venv bench bench-fanout \
 	bench-pages bench-load bench-bridge bench-soak clean docs test-pi-install
@@ -47,7 +51,7 @@ PG_E2E := postgres walking_skeleton resilience dispatcher_failover faults_server
 PG_TESTS ?= tests/server tests/schedules $(foreach t,$(PG_E2E),tests/e2e/test_$(t).py)
 test-postgres: test-deps $(STAMP)
 	scripts/ci-postgres.sh sh -c 'LOA_TEST_DATABASE_URL="$$DATABASE_URL" $(TEST_ENV) \
-		$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PG_TESTS)'
+		$(PY) -m pytest -n $(PG_WORKERS) --dist loadgroup $(PG_TESTS)'
 
 test-fast: deps $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -n $(FAST_WORKERS) --dist loadgroup -m "not e2e" \
