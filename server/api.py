@@ -145,7 +145,7 @@ def update_user(user_id: int) -> Response:
 @bp.get("/areas")
 @auth.login_required
 def list_areas() -> Response:
-    allowed = auth.user_area_ids(g.db, g.user)
+    allowed = auth.user_area_ids(g.db, auth.caller())
     areas = g.db.scalars(select(Area).order_by(Area.id))
     tz = app_settings().timezone
     return jsonify({"areas": [area_json(g.db, a, tz) for a in areas
@@ -174,7 +174,7 @@ def _schedule(area_id: int
     ?from=&to= (a time without offset in the area's zone; from defaults to now, to to a week
     after from; a longer span is cut to MAX_LISTING)."""
     area = g.db.get(Area, area_id)
-    allowed = auth.user_area_ids(g.db, g.user)
+    allowed = auth.user_area_ids(g.db, auth.caller())
     if area is None or (allowed is not None and area.id not in allowed):
         raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
     tz = area_zone(g.db, area.id, app_settings().timezone)
@@ -285,7 +285,7 @@ def list_nodes() -> Response:
     asked; a province's 10,000 nodes at once took tens of seconds) after the node ``?after=``
     (the previous page's ``next``), filtered and paged by the database."""
     asked = Q.read(Q.NodeQuery, request.args)
-    allowed = auth.user_area_ids(g.db, g.user)
+    allowed = auth.user_area_ids(g.db, auth.caller())
     q = select(Node).order_by(Node.id)
     if asked.after is not None:
         q = q.where(Node.id > asked.after)
@@ -311,7 +311,7 @@ def list_nodes() -> Response:
 
 def _node(node_id: str) -> Node:
     node: Node | None = g.db.get(Node, node_id)
-    allowed = auth.user_area_ids(g.db, g.user)
+    allowed = auth.user_area_ids(g.db, auth.caller())
     if node is None or (allowed is not None and node.cluster_id not in allowed):
         raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
     return node
@@ -510,7 +510,7 @@ def list_alerts() -> Response:
     """Alerts in the caller's areas, newest first; ?state= (one or more, comma-separated),
     ?area=, ?node=, ?kind=, ?limit=."""
     asked = Q.read(Q.AlertQuery, request.args)
-    areas = auth.area_scope(g.db, g.user, asked.area)  # the caller's, narrowed by ?area=
+    areas = auth.area_scope(g.db, auth.caller(), asked.area)  # the caller's, narrowed by ?area=
     if asked.node is not None:
         _node(asked.node)  # 404 for a node the caller cannot see, as the airplay report
     return jsonify({"alerts": _alert_list_json(alerts.listing(
@@ -519,7 +519,7 @@ def list_alerts() -> Response:
 
 def _alert(alert_id: int) -> Alert:
     alert: Alert | None = g.db.get(Alert, alert_id)
-    if alert is None or not alerts.visible(g.db, alert, auth.user_area_ids(g.db, g.user)):
+    if alert is None or not alerts.visible(g.db, alert, auth.user_area_ids(g.db, auth.caller())):
         raise not_found("thing.alert")
     return alert
 
@@ -571,7 +571,7 @@ def create_bulletin() -> tuple[Response, int]:
 @bp.get("/bulletins")
 @auth.login_required
 def list_bulletins() -> Response:
-    rows = bulletins.visible_bulletins(g.db, g.user,
+    rows = bulletins.visible_bulletins(g.db, auth.caller(),
                                        Q.read(Q.BulletinQuery, request.args).status)
     return jsonify({"bulletins": [bulletins.bulletin_json(b) for b in rows]})
 
@@ -579,7 +579,8 @@ def list_bulletins() -> Response:
 @bp.get("/bulletins/<int:bulletin_id>")
 @auth.login_required
 def get_bulletin(bulletin_id: int) -> Response:
-    return jsonify(bulletins.bulletin_json(bulletins.get_bulletin(g.db, g.user, bulletin_id)))
+    b = bulletins.get_bulletin(g.db, auth.caller(), bulletin_id)
+    return jsonify(bulletins.bulletin_json(b))
 
 
 @bp.patch("/bulletins/<int:bulletin_id>")
@@ -612,7 +613,7 @@ def bulletin_action(bulletin_id: int, action: str) -> Response:
 def normalize() -> Response:
     req = read(B.NormalizeRequest)
     if req.area_id is not None:
-        bulletins.scoped_area(g.db, g.user, req.area_id)
+        bulletins.scoped_area(g.db, auth.caller(), req.area_id)
     return jsonify({"normalized": bulletins.normalized_text(g.db, req.text, req.area_id)})
 
 
@@ -655,7 +656,7 @@ def merge_area(area_id: int) -> Response:
 @bp.get("/areas/<int:area_id>/lexicon")
 @auth.login_required
 def list_lexicon(area_id: int) -> Response:
-    bulletins.scoped_area(g.db, g.user, area_id)
+    bulletins.scoped_area(g.db, auth.caller(), area_id)
     rows = g.db.scalars(select(LexiconEntry).where(LexiconEntry.area_id == area_id)
                         .order_by(LexiconEntry.term))
     return jsonify({"entries": [bulletins.lexicon_json(e) for e in rows],
@@ -694,14 +695,14 @@ def create_programme() -> tuple[Response, int]:
 @auth.login_required
 def list_programmes() -> Response:
     return jsonify({"programmes": [programmes.programme_json(p)
-                                   for p in programmes.visible_programmes(g.db, g.user)]})
+                                   for p in programmes.visible_programmes(g.db, auth.caller())]})
 
 
 @bp.get("/programmes/<int:programme_id>")
 @auth.login_required
 def get_programme(programme_id: int) -> Response:
     return jsonify(programmes.programme_json(
-        programmes.visible_programme(g.db, g.user, programme_id)))
+        programmes.visible_programme(g.db, auth.caller(), programme_id)))
 
 
 @bp.patch("/programmes/<int:programme_id>")
@@ -731,7 +732,7 @@ def list_broadcasts() -> Response:
 
 
 def _visible(bc: Broadcast) -> bool:
-    return broadcast_service.broadcast_visible(g.db, g.user, bc)
+    return broadcast_service.broadcast_visible(g.db, auth.caller(), bc)
 
 
 def _broadcast(broadcast_id: int) -> Broadcast:
@@ -814,7 +815,7 @@ def playlogs() -> Response:
         .limit(asked.limit)
     if asked.node is not None:
         q = q.where(PlayLog.node_id == asked.node)
-    allowed = auth.user_area_ids(g.db, g.user)
+    allowed = auth.user_area_ids(g.db, auth.caller())
     areas = allowed
     if asked.area is not None:
         areas = area_subtree_ids(g.db, [asked.area])
@@ -858,11 +859,11 @@ def airplay_report() -> Response:
 
     def zone_name(area_id: int | None) -> str:
         """Where a time without an offset is read: the zone of ?area=, else the caller's."""
-        home = area_id if area_id is not None else g.user.area_id
+        home = area_id if area_id is not None else auth.caller().area_id
         return area_zone(g.db, home, s.timezone) if home is not None else s.timezone
     asked = Q.read(Q.AirplayQuery, request.args,
                    zone=lambda read: ZoneInfo(zone_name(read.get("area"))))
-    areas = auth.area_scope(g.db, g.user, asked.area)
+    areas = auth.area_scope(g.db, auth.caller(), asked.area)
     node_id = asked.node
     if node_id is not None:
         _node(node_id)
@@ -889,7 +890,8 @@ def summary_report() -> Response:
     node, hours aired by category and area, node uptime, for whole days from..to (YYYY-MM-DD,
     in the area's zone; at most 366 days) within the caller's areas. Accept: text/csv gives the
     page's CSV."""
-    summary, _name, area_id = report_summary.asked(g.db, app_settings(), g.user, request.args)
+    summary, _name, area_id = report_summary.asked(g.db, app_settings(), auth.caller(),
+                                                   request.args)
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
         return Response(report_summary.csv_text(summary), mimetype="text/csv",
                         headers={"Content-Disposition": "attachment; filename=summary.csv"})

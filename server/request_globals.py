@@ -1,7 +1,7 @@
 """Flask's ``g`` as the app fills it, for the type checker: ``g.db`` is the request's database
 session (server/__init__.py opens it before each request and closes it after). The other names
-the request keeps there (the caller, the token or session row) stay untyped. At run time this
-is Flask's own ``g``."""
+the request keeps there (the caller's cache, the token or session row) stay untyped: a view
+reads its caller as ``auth.caller()``, a User. At run time this is Flask's own ``g``."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -92,7 +92,7 @@ def user_areas(*, clusters: bool = True, by_name: bool = False,
     unscoped user) that are in use: a ward merged into another is left out, as it takes
     nothing new (``merged``: kept, for what reports on the past). By id, or by name
     (case-folded) then id; clusters left out on request."""
-    allowed = access.user_area_ids(g.db, g.user)
+    allowed = access.user_area_ids(g.db, access.caller())
     q = select(Area) if merged else select(Area).where(Area.merged_into_id.is_(None))
     if allowed is not None:
         q = q.where(Area.id.in_(allowed))
@@ -142,7 +142,7 @@ def may(permission: str) -> bool:
 def check_area(area_id: int) -> None:
     """The API's area check for the logged-in user: an ApiError (403) outside their areas,
     which a page shows as its error page."""
-    access.check_area(g.db, g.user, area_id)
+    access.check_area(g.db, access.caller(), area_id)
 
 
 @bp.app_context_processor

@@ -24,6 +24,7 @@ from ..context import settings
 from ..errors import ApiError
 from ..i18n import LANGUAGES, t
 from ..models import Area, AuditEntry, User, area_zone, nearest_setting
+from ..auth import caller
 from ..request_globals import g
 from . import area_tree, bp, page
 
@@ -61,8 +62,8 @@ def _user_form(template: str, error: str | None = None, status: int = 200, **ctx
                ) -> tuple[str, int]:
     """A user page with what the actor may choose: the roles it may grant, its areas."""
     return render_template(template, error=error,
-                           roles=[r for r in ROLES if user_service.may_grant(g.user, r)],
-                           areas=area_tree(), every_area=g.user.area_id is None,
+                           roles=[r for r in ROLES if user_service.may_grant(caller(), r)],
+                           areas=area_tree(), every_area=caller().area_id is None,
                            languages=LANGUAGES, EVERY_AREA=EVERY_AREA,
                            password_min=settings().password_min_length, **ctx), status
 
@@ -72,7 +73,7 @@ def _save_user(person: User | None, form: dict[str, str]) -> Response:
     to the list, or the ApiError of what was refused (nothing saved)."""
     body = _user_body(B.UserWrite if person else B.UserCreate, form, editing=person is not None)
     try:
-        saved = user_service.save_user(g.db, g.user, person, body,
+        saved = user_service.save_user(g.db, caller(), person, body,
                                        password_min=settings().password_min_length)
         g.db.commit()
     except ApiError:
@@ -97,17 +98,17 @@ def admin_users() -> Response | tuple[str, int]:
 def _user_listing(form: dict[str, str], error: str | None = None, status: int = 200
                   ) -> tuple[str, int]:
     names = {a.area.id: a.area.name for a in area_tree()}
-    people = user_service.visible_users(g.db, g.user)
+    people = user_service.visible_users(g.db, caller())
     return _user_form("admin_users.html", error, status, form=form, people=people, person=None,
-                      area_names=names, may_manage=lambda u: user_service.may_grant(g.user,
+                      area_names=names, may_manage=lambda u: user_service.may_grant(caller(),
                                                                                     u.role))
 
 
 @bp.route("/admin/users/<int:user_id>", methods=["GET", "POST"])
 @page("user.write")
 def admin_user(user_id: int) -> Response | tuple[str, int]:
-    person = user_service.get_user(g.db, g.user, user_id)  # 404 outside the actor's areas
-    if not user_service.may_grant(g.user, person.role):  # save_user's own refusal, up front
+    person = user_service.get_user(g.db, caller(), user_id)  # 404 outside the actor's areas
+    if not user_service.may_grant(caller(), person.role):  # save_user's own refusal, up front
         raise ApiError(403, "forbidden_role", "err.grant_role", role=person.role)
     if request.method == "GET":
         return _user_form("admin_user.html", person=person, form={})
@@ -179,11 +180,11 @@ def admin_wards() -> Response | str:
 @bp.route("/admin/wards/<int:area_id>", methods=["GET", "POST"])
 @page("area.write")
 def admin_ward(area_id: int) -> Response | tuple[str, int]:
-    area = scoped_area(g.db, g.user, area_id)  # 404 or 403, as the API answers
+    area = scoped_area(g.db, caller(), area_id)  # 404 or 403, as the API answers
     error, status, form = None, 200, request.form.to_dict()
     if request.method == "POST":
         try:
-            update_area_speech(g.db, settings(), g.user, area.id, _ward_body(form))
+            update_area_speech(g.db, settings(), caller(), area.id, _ward_body(form))
             g.db.commit()
             flash(t("admin.ward_saved", name=area.name))
             return redirect(url_for("web.admin_ward", area_id=area.id))

@@ -42,7 +42,7 @@ def visible_alert(alert_id: int) -> Alert:
     """The alert, when it is in the user's areas (404 otherwise, as the API answers)."""
     alert: Alert | None = g.db.get(Alert, alert_id)
     if alert is None or not alert_service.visible(g.db, alert,
-                                                  access.user_area_ids(g.db, g.user)):
+                                                  access.user_area_ids(g.db, access.caller())):
         raise not_found("thing.alert")
     return alert
 
@@ -67,7 +67,7 @@ def alerts() -> str:
     state = request.args.get("state") or "open"
     if state not in TABS:
         state = "open"
-    allowed = access.user_area_ids(g.db, g.user)
+    allowed = access.user_area_ids(g.db, access.caller())
     areas = user_areas()
     area_id = _int_arg("area")
     scope = allowed
@@ -106,7 +106,7 @@ def alert_step(alert_id: int, action: str) -> Response:
     try:
         alert = visible_alert(alert_id)
         step = read_form(B.AlertAction, {"comment": request.form.get("comment", "")})
-        alert_service.take_step(g.db, alert, action, g.user, step.comment or None,
+        alert_service.take_step(g.db, alert, action, access.caller(), step.comment or None,
                                 utcnow())
         g.db.commit()
         flash(t(f"alerts.done_{action}", id=alert.id))

@@ -43,7 +43,7 @@ class TreeRow:
 
 
 def _scope() -> set[int] | None:
-    return access.user_area_ids(g.db, g.user)
+    return access.user_area_ids(g.db, access.caller())
 
 
 def _live_areas() -> list[Area]:
@@ -82,7 +82,7 @@ def areas() -> str:
 def add_area() -> Response:
     try:
         body = read_form(B.AreaCreate, request.form)
-        area = area_service.create_area(g.db, g.user, body)
+        area = area_service.create_area(g.db, access.caller(), body)
         g.db.commit()
         flash(t("areas.added", name=area.name))
     except ApiError as err:
@@ -93,7 +93,7 @@ def add_area() -> Response:
 
 def _area(area_id: int) -> Area:
     area = area_service.live_area(g.db, area_id)
-    access.check_area(g.db, g.user, area.id)
+    access.check_area(g.db, access.caller(), area.id)
     return area
 
 
@@ -126,7 +126,7 @@ def edit_area(area_id: int) -> Response:
         if "parent_id" in request.form and not request.form["parent_id"].strip():
             body = B.parse(B.AreaUpdate, {**body.model_dump(exclude_unset=True),
                                           "parent_id": None})  # "(top level)"
-        area, moved = area_service.update_area(g.db, settings(), g.user, area_id, body)
+        area, moved = area_service.update_area(g.db, settings(), access.caller(), area_id, body)
         g.db.commit()
         if moved:
             node_service.sync_broker_accounts(settings(), sessions())
@@ -153,7 +153,7 @@ def merge_review(area_id: int) -> str:
     gone, keep = _area(area_id), _area(into)
     names = (gone.name, keep.name)
     try:
-        moved = area_service.merge_areas(g.db, settings().timezone, g.user, into, area_id)
+        moved = area_service.merge_areas(g.db, settings().timezone, access.caller(), into, area_id)
     finally:
         g.db.rollback()
     return render_template("area_merge.html", gone_id=area_id, keep_id=into, gone_name=names[0],
@@ -164,7 +164,7 @@ def merge_review(area_id: int) -> str:
 @page("area.write")
 def merge_area(area_id: int) -> Response:
     into = _into()
-    moved = area_service.merge_areas(g.db, settings().timezone, g.user, into, area_id)
+    moved = area_service.merge_areas(g.db, settings().timezone, access.caller(), into, area_id)
     gone, keep = g.db.get(Area, area_id), g.db.get(Area, into)
     assert gone is not None and keep is not None  # merge_areas found both
     message = t("areas.merged", name=gone.name, into=keep.name, areas=len(moved.areas),
@@ -252,7 +252,7 @@ def provision() -> Response:
         data.update(B.from_form(B.NodeCreate, {"cluster_id": form.get("cluster_id", "")},
                                 blank_is_absent=True))
         answer, accounts = node_service.provision_node(
-            g.db, settings(), g.user, B.parse(B.NodeCreate, {k: v for k, v in data.items()
+            g.db, settings(), access.caller(), B.parse(B.NodeCreate, {k: v for k, v in data.items()
                                                             if v is not None}))
     except ApiError as err:
         g.db.rollback()
@@ -274,7 +274,7 @@ def provision_import() -> Response:
     try:
         raw = upload.read() if upload is not None else b""
         rows = node_service.read_node_csv(g.db, raw, settings().bulk_max_nodes)
-        answers, accounts, errors = node_service.provision_nodes(g.db, settings(), g.user,
+        answers, accounts, errors = node_service.provision_nodes(g.db, settings(), access.caller(),
                                                                  rows)
     except ApiError as err:
         g.db.rollback()
@@ -299,6 +299,6 @@ def install_url(node_id: str) -> Response:
     allowed = _scope()
     if node is None or (allowed is not None and node.cluster_id not in allowed):
         raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
-    answer = node_service.issue_provisioning_token(g.db, settings(), g.user, node)
+    answer = node_service.issue_provisioning_token(g.db, settings(), access.caller(), node)
     g.db.commit()
     return _no_store(render_template("install_url.html", node=node, answer=answer))

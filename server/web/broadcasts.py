@@ -17,6 +17,7 @@ from ..context import settings
 from ..deliveries import SlotState
 from ..errors import not_found
 from ..models import Broadcast, utcnow
+from ..auth import caller
 from ..request_globals import g
 from ..serializers import broadcast_json
 from . import bp, page
@@ -32,7 +33,7 @@ ROUTINE = {SlotState.SCHEDULED, SlotState.DELIVERED, SlotState.READY, SlotState.
 
 def _broadcast_data(broadcast_id: int) -> dict[str, Any]:
     bc: Broadcast | None = g.db.get(Broadcast, broadcast_id)
-    if bc is None or not broadcast_visible(g.db, g.user, bc):
+    if bc is None or not broadcast_visible(g.db, caller(), bc):
         raise not_found("thing.broadcast")
     report = broadcast_json(g.db, bc, settings().timezone)
     slots = None

@@ -38,14 +38,15 @@ def bulletins() -> str:
                "category": request.args.get("category", ""),
                "q": request.args.get("q", "").strip()}
     rows = bulletin_service.visible_bulletins(
-        g.db, g.user, filters["status"] if filters["status"] in STATUSES else None, limit=100,
+        g.db, access.caller(), filters["status"] if filters["status"] in STATUSES else None,
+        limit=100,
         category=filters["category"] if filters["category"] in CATEGORIES else None,
         search=filters["q"][:100])
     broadcasts = [bc for bc in g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc())
                                             .limit(50))
-                  if broadcast_visible(g.db, g.user, bc)]
+                  if broadcast_visible(g.db, access.caller(), bc)]
     return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts,
-                           can_approve=access.can(g.user, "bulletin.approve"),
+                           can_approve=access.can(access.caller(), "bulletin.approve"),
                            filters=filters, statuses=STATUSES, categories=CATEGORIES)
 
 
@@ -54,11 +55,11 @@ def bulletins() -> str:
 def bulletin(bulletin_id: int) -> str:
     """One bulletin: its text, the reading that is spoken, its audio and its history (who did
     what, when); an approver reviews it here too."""
-    b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id)
+    b = bulletin_service.get_bulletin(g.db, access.caller(), bulletin_id)
     may_broadcast = b.status == bulletin_service.BulletinStatus.APPROVED \
-        and access.can(g.user, "broadcast.write")
+        and access.can(access.caller(), "broadcast.write")
     return render_template("bulletin.html", b=b,
-                           can_approve=access.can(g.user, "bulletin.approve"),
+                           can_approve=access.can(access.caller(), "bulletin.approve"),
                            areas=user_areas(clusters=False) if may_broadcast else [])
 
 
@@ -67,11 +68,11 @@ def bulletin(bulletin_id: int) -> str:
 def broadcast_bulletin(bulletin_id: int) -> Response:
     """Broadcast an approved bulletin now to one area (the API's POST /broadcasts: its checks
     of the bulletin, the area and the role), then follow it on its page."""
-    b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id)
+    b = bulletin_service.get_bulletin(g.db, access.caller(), bulletin_id)
     area = request.form.get("area_id", "")
     if not area.isdecimal():
         raise ApiError(400, "no_targets", "err.no_targets")
-    bc = create_broadcast(g.db, settings(), g.user, B.parse(B.BroadcastCreate, {
+    bc = create_broadcast(g.db, settings(), access.caller(), B.parse(B.BroadcastCreate, {
         "bulletin_id": b.id, "targets": {"areas": [int(area)]}, "priority": "normal"}))
     g.db.commit()
     flash(t("bulletin.created"))
@@ -83,14 +84,14 @@ def broadcast_bulletin(bulletin_id: int) -> Response:
 def approval_queue() -> str:
     """The bulletins waiting for approval, oldest first (the first sent is the first heard), each
     with its reading and its audio, to approve or reject with a comment, from a phone."""
-    rows = bulletin_service.visible_bulletins(g.db, g.user, "pending", limit=100)
+    rows = bulletin_service.visible_bulletins(g.db, access.caller(), "pending", limit=100)
     return render_template("bulletin_queue.html", bulletins=rows[::-1])
 
 
 @bp.route("/bulletins/new", methods=["GET", "POST"])
 @page("bulletin.write")
 def new_bulletin() -> Response | tuple[str, int]:
-    user = g.user
+    user = access.caller()
     areas = user_areas(clusters=False)
     can_approve = access.can(user, "bulletin.approve") and access.can(user, "broadcast.write")
     error, form = None, {}
@@ -149,7 +150,7 @@ def preview_partial() -> str:
     try:
         req = read_form(B.PreviewCreate, form)
         req.spoken_text = _edited_spoken_text(form, req.area_id)
-        answer = bulletin_service.preview(g.db, speech(), g.user, req)
+        answer = bulletin_service.preview(g.db, speech(), access.caller(), req)
         g.db.commit()
         return render_template("_preview.html", preview=answer, error=None)
     except ApiError as err:
@@ -162,11 +163,12 @@ def preview_partial() -> str:
 def review_bulletin(bulletin_id: int) -> Response:
     action = request.form.get("action")
     try:
-        if action not in ("approve", "reject") or not access.can(g.user, "bulletin.approve"):
+        user = access.caller()
+        if action not in ("approve", "reject") or not access.can(user, "bulletin.approve"):
             raise ApiError(403, "forbidden", "err.forbidden")
-        b = bulletin_service.get_bulletin(g.db, g.user, bulletin_id, manage=True)
+        b = bulletin_service.get_bulletin(g.db, user, bulletin_id, manage=True)
         step = read_form(B.BulletinAction, request.form.to_dict())
-        bulletin_service.transition(g.db, g.user, b, action, step.comment,
+        bulletin_service.transition(g.db, access.caller(), b, action, step.comment,
                                     seen_sha256=step.sha256)
         g.db.commit()
         flash(t({"approve": "bulletin.approved", "reject": "bulletin.rejected"}[action]))

@@ -171,13 +171,13 @@ def open_alerts(allowed: set[int] | None) -> tuple[int, list[dict[str, Any]]]:
 
 
 def dashboard_data() -> dict[str, Any]:
-    allowed = access.user_area_ids(g.db, g.user)
+    allowed = access.user_area_ids(g.db, access.caller())
     counts, nodes = fleet_and_nodes(allowed)
     clusters = {a.id: a for a in g.db.scalars(
         select(Area).where(Area.id.in_({n.cluster_id for n in nodes})))} if nodes else {}
     return {"nodes": nodes, "clusters": clusters, "fleet": counts,
             "more_nodes": counts["total"] - len(nodes),
-            "playing": playing_now(allowed), "slots": next_slots_today(g.user),
+            "playing": playing_now(allowed), "slots": next_slots_today(access.caller()),
             "open_alerts": open_alerts(allowed), "awaiting": awaiting_confirmation(),
             "poll_s": POLL_S}
 

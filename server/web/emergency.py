@@ -47,14 +47,14 @@ def _live_bulletin(form: MultiDict[str, str], areas: list[int]) -> int:
     """A text typed in the panel, rendered, submitted and approved in one step by the user
     (who may approve: the same steps as the bulletin page's "broadcast now"), of the first
     ticked area, category emergency: its bulletin id."""
-    if not access.can(g.user, "bulletin.approve"):
+    if not access.can(access.caller(), "bulletin.approve"):
         raise ApiError(403, "forbidden", "err.forbidden")
     req = read_form(B.BulletinCreate, {"title": form.get("title", ""),
                                        "text": form.get("text", ""), "category": "emergency",
                                        "area_id": str(areas[0])})
-    b = bulletin_service.create_text_bulletin(g.db, speech(), g.user, req)
-    bulletin_service.transition(g.db, g.user, b, "submit")
-    bulletin_service.transition(g.db, g.user, b, "approve")
+    b = bulletin_service.create_text_bulletin(g.db, speech(), access.caller(), req)
+    bulletin_service.transition(g.db, access.caller(), b, "submit")
+    bulletin_service.transition(g.db, access.caller(), b, "approve")
     return b.id
 
 
@@ -75,23 +75,24 @@ def _request_body(form: MultiDict[str, str]) -> B.BroadcastCreate:
 def awaiting_confirmation() -> list[Broadcast]:
     """The emergency broadcasts in the user's areas waiting for a second person (none for a
     user who may not confirm): the panel's and the dashboard's list."""
-    if not access.can(g.user, "broadcast.emergency"):
+    if not access.can(access.caller(), "broadcast.emergency"):
         return []
     return [bc for bc in g.db.scalars(
         select(Broadcast).where(Broadcast.status == BroadcastStatus.AWAITING_CONFIRMATION)
-        .order_by(Broadcast.id)) if broadcast_visible(g.db, g.user, bc)]
+        .order_by(Broadcast.id)) if broadcast_visible(g.db, access.caller(), bc)]
 
 
 def _panel_lists() -> dict[str, list[Broadcast]]:
     recent = [bc for bc in g.db.scalars(
         select(Broadcast).where(Broadcast.priority >= EMERGENCY)
-        .order_by(Broadcast.id.desc()).limit(50)) if broadcast_visible(g.db, g.user, bc)]
+        .order_by(Broadcast.id.desc()).limit(50)) if broadcast_visible(g.db, access.caller(), bc)]
     return {"awaiting": awaiting_confirmation(), "recent": recent[:RECENT]}
 
 
 def _form_page(error: str | None = None, chosen: dict[str, Any] | None = None,
                status: int = 200) -> tuple[str, int]:
-    approved = bulletin_service.visible_bulletins(g.db, g.user, status="approved", limit=100)
+    approved = bulletin_service.visible_bulletins(g.db, access.caller(), status="approved",
+                                                  limit=100)
     return render_template("emergency.html", bulletins=approved, tree=area_tree(),
                            error=error, chosen=chosen or {}, **_panel_lists()), status
 
@@ -114,7 +115,7 @@ def emergency_send() -> str | Response | tuple[str, int]:
               "areas": {x for x in form.getlist("areas")}}
     try:
         body = _request_body(form)
-        bc = create_broadcast(g.db, settings(), g.user, body)
+        bc = create_broadcast(g.db, settings(), access.caller(), body)
         if form.get("action") != "send":
             bulletin = bc.bulletin
             assert bulletin is not None  # the body names a bulletin
@@ -138,7 +139,7 @@ def emergency_send() -> str | Response | tuple[str, int]:
 
 def _emergency(broadcast_id: int) -> Broadcast:
     bc: Broadcast | None = g.db.get(Broadcast, broadcast_id)
-    if bc is None or bc.priority < EMERGENCY or not broadcast_visible(g.db, g.user, bc):
+    if bc is None or bc.priority < EMERGENCY or not broadcast_visible(g.db, access.caller(), bc):
         raise not_found("thing.broadcast")
     return bc
 
@@ -149,7 +150,7 @@ def emergency_panel(broadcast_id: int) -> str:
     bc = _emergency(broadcast_id)
     return render_template("emergency_panel.html", **_broadcast_data(bc.id),
                            awaiting=bc.status == BroadcastStatus.AWAITING_CONFIRMATION,
-                           own=bc.created_by == g.user.id,
+                           own=bc.created_by == access.caller().id,
                            can_cancel=bc.status not in (BroadcastStatus.CANCELLED,
                                                         BroadcastStatus.SKIPPED))
 
@@ -161,9 +162,9 @@ def emergency_step(broadcast_id: int, action: str) -> Response:
     try:
         bc = _emergency(broadcast_id)
         if action == "confirm":
-            confirm_broadcast(g.db, settings(), g.user, bc)
+            confirm_broadcast(g.db, settings(), access.caller(), bc)
         else:
-            cancel_broadcast(g.db, settings(), g.user, bc)
+            cancel_broadcast(g.db, settings(), access.caller(), bc)
         g.db.commit()
         flash(t({"confirm": "emergency.confirmed", "cancel": "emergency.cancelled"}[action],
                 id=bc.id))

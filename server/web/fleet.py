@@ -75,7 +75,7 @@ def visible_node(node_id: str) -> Node:
     """The node if the user may see it (the API's rule: a 404 otherwise, also for a node of
     another area)."""
     node: Node | None = g.db.get(Node, node_id)
-    allowed = access.user_area_ids(g.db, g.user)
+    allowed = access.user_area_ids(g.db, access.caller())
     if node is None or (allowed is not None and node.cluster_id not in allowed):
         raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
     return node
@@ -129,7 +129,7 @@ def node_state(node: Node) -> str:
 @bp.get("/nodes")
 @page()
 def fleet() -> str:
-    allowed = access.user_area_ids(g.db, g.user)
+    allowed = access.user_area_ids(g.db, access.caller())
     data = filtered_nodes(allowed)
     areas = _areas()
     return render_template("fleet.html", areas=areas, clusters={a.id: a for a in areas},
@@ -180,7 +180,7 @@ def fleet_map_data() -> Response:
     """The map's data: each placed node (id, name, state, position, its page) and each area's
     outline, the convex hull of its placed nodes (a cluster's own, a ward's over the clusters
     below it)."""
-    allowed = access.user_area_ids(g.db, g.user)
+    allowed = access.user_area_ids(g.db, access.caller())
     nodes = list(g.db.scalars(nodes_in_scope(select(Node).where(
         Node.lat.is_not(None), Node.lon.is_not(None), Node.revoked_at.is_(None)), allowed)))
     areas = {a.id: a for a in g.db.scalars(select(Area))}
@@ -328,7 +328,7 @@ def command_from_form(form: Mapping[str, str]) -> B.CommandCreate:
 @page("node.command")
 def node_action(node_id: str) -> str | Response:
     node = visible_node(node_id)
-    cmd = node_service.node_command(g.db, settings(), g.user, node.id,
+    cmd = node_service.node_command(g.db, settings(), access.caller(), node.id,
                                     command_from_form(request.form))
     g.db.commit()
     if request.headers.get("HX-Request"):

@@ -23,6 +23,7 @@ from ..i18n import t
 from ..models import Area
 from ..report_summary import (STATUSES, ReportError, Summary, asked, csv_text, hour_rows,
                               pdf_bytes, percent, uptime_of)
+from ..auth import caller
 from ..request_globals import g
 from . import bp, page, user_areas
 
@@ -32,7 +33,7 @@ NODE_PAGE = 50  # the nodes' table's rows a page
 # --- the page and its downloads ----------------------------------------------------------------
 
 def _asked(uptimes: bool = True) -> tuple[Summary, str, int | None]:
-    return asked(g.db, settings(), g.user, request.args, uptimes)
+    return asked(g.db, settings(), caller(), request.args, uptimes)
 
 
 def _choices() -> list[Area]:

@@ -65,7 +65,7 @@ def schedule_week() -> str:
     areas = _areas()
     if not areas:
         return render_template("schedule_week.html", areas=[], area=None, days=[])
-    area_id = request.args.get("area", type=int) or (g.user.area_id or areas[0].id)
+    area_id = request.args.get("area", type=int) or (access.caller().area_id or areas[0].id)
     area = next((a for a in areas if a.id == area_id), None)
     if area is None:
         raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
@@ -99,7 +99,7 @@ def cancel_occurrence(broadcast_id: int) -> Response:
     bc = _broadcast(broadcast_id)
     change = B.parse(B.OccurrenceChange, {"original_start": request.form.get(
         "original_start", ""), "cancelled": True}, tz=settings().tz)
-    change_occurrence(g.db, settings(), g.user, bc, change)
+    change_occurrence(g.db, settings(), access.caller(), bc, change)
     g.db.commit()
     flash(t("sched.occurrence_cancelled"))
     return redirect(_back())
@@ -109,7 +109,7 @@ def cancel_occurrence(broadcast_id: int) -> Response:
 @page("broadcast.write")
 def cancel_series(broadcast_id: int) -> Response:
     bc = _broadcast(broadcast_id)
-    cancel_broadcast(g.db, settings(), g.user, bc)
+    cancel_broadcast(g.db, settings(), access.caller(), bc)
     g.db.commit()
     flash(t("sched.series_cancelled", id=bc.id))
     return redirect(_back())
@@ -117,7 +117,7 @@ def cancel_series(broadcast_id: int) -> Response:
 
 def _broadcast(broadcast_id: int) -> Broadcast:
     bc: Broadcast | None = g.db.get(Broadcast, broadcast_id)
-    if bc is None or not broadcast_visible(g.db, g.user, bc):
+    if bc is None or not broadcast_visible(g.db, access.caller(), bc):
         raise not_found("thing.broadcast")
     return bc
 
@@ -233,8 +233,8 @@ def _clash_rows(clashes: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
 @page("broadcast.write")
 def new_schedule() -> Response | tuple[str, int]:
     areas = _areas()
-    bulletins = [b for b in visible_bulletins(g.db, g.user, status="approved")]
-    programmes = programme_service.visible_programmes(g.db, g.user)
+    bulletins = [b for b in visible_bulletins(g.db, access.caller(), status="approved")]
+    programmes = programme_service.visible_programmes(g.db, access.caller())
     form: dict[str, str] = {"kind": "daily", "times": "06:00", "interval": "1",
                             "priority": "normal"}
     lists: dict[str, list[str]] = {"areas": [], "weekdays": [], "lunar_days": ["1", "15"],
@@ -249,7 +249,7 @@ def new_schedule() -> Response | tuple[str, int]:
             if body.recurrence is not None and body.start_at is not None:
                 zone = targets_zone(g.db, body.targets.areas, [], settings().timezone)
                 words = rule_words(body.recurrence, schedule.aware(body.start_at), zone)
-            bc = create_broadcast(g.db, settings(), g.user, body)
+            bc = create_broadcast(g.db, settings(), access.caller(), body)
             if form.get("action") == "save":
                 g.db.commit()
                 flash(t("sched.saved", id=bc.id))
@@ -291,7 +291,7 @@ def _depths(areas: list[Area]) -> dict[int, int]:
 @page()
 def programmes() -> str:
     return render_template("programmes.html",
-                           programmes=programme_service.visible_programmes(g.db, g.user))
+                           programmes=programme_service.visible_programmes(g.db, access.caller()))
 
 
 def _edit_items(form: MultiDict[str, str]) -> list[int]:
@@ -313,9 +313,10 @@ def _edit_items(form: MultiDict[str, str]) -> list[int]:
 
 
 def _programme_form(programme_id: int | None) -> Response | tuple[str, int]:
-    p = programme_service.visible_programme(g.db, g.user, programme_id) \
+    user = access.caller()
+    p = programme_service.visible_programme(g.db, user, programme_id) \
         if programme_id is not None else None
-    approved = {b.id: b for b in visible_bulletins(g.db, g.user, status="approved")}
+    approved = {b.id: b for b in visible_bulletins(g.db, user, status="approved")}
     error, clashes, status = None, None, 200
     if request.method == "POST":
         title = request.form.get("title", "")
@@ -324,12 +325,12 @@ def _programme_form(programme_id: int | None) -> Response | tuple[str, int]:
             try:
                 if p is None:
                     p = programme_service.create_programme(
-                        g.db, settings(), g.user, B.parse(B.ProgrammeCreate, {
+                        g.db, settings(), user, B.parse(B.ProgrammeCreate, {
                             "title": title, "items": items,
-                            **({"area_id": g.user.area_id} if g.user.area_id else {})}))
+                            **({"area_id": user.area_id} if user.area_id else {})}))
                 else:
                     programme_service.edit_programme(
-                        g.db, settings(), g.user, p, B.parse(B.ProgrammeUpdate, {
+                        g.db, settings(), user, p, B.parse(B.ProgrammeUpdate, {
                             "title": title, "items": items,
                             **({"override": True} if request.form.get("override") else {})}))
                 g.db.commit()
@@ -346,7 +347,7 @@ def _programme_form(programme_id: int | None) -> Response | tuple[str, int]:
     else:
         title, items = "", []
     stored = {i["bulletin_id"]: i for i in p.current.items} if p is not None else {}
-    visible = {b.id: b for b in visible_bulletins(g.db, g.user)}
+    visible = {b.id: b for b in visible_bulletins(g.db, access.caller())}
     rows: list[dict[str, Any]] = []
     for b_id in items:
         b = visible.get(b_id)
@@ -374,6 +375,6 @@ def new_programme() -> Response | tuple[str, int]:
 @bp.route("/programmes/<int:programme_id>", methods=["GET", "POST"])
 @page()
 def edit_programme(programme_id: int) -> Response | tuple[str, int]:
-    if request.method == "POST" and not access.can(g.user, "broadcast.write"):
+    if request.method == "POST" and not access.can(access.caller(), "broadcast.write"):
         raise ApiError(403, "forbidden", "err.forbidden")
     return _programme_form(programme_id)
