@@ -70,10 +70,9 @@ def broadcast_bulletin(bulletin_id: int) -> Response:
     of the bulletin, the area and the role), then follow it on its page."""
     b = bulletin_service.get_bulletin(g.db, access.caller(), bulletin_id)
     area = request.form.get("area_id", "")
-    if not area.isdecimal():
-        raise ApiError(400, "no_targets", "err.no_targets")
+    areas = [int(area)] if area.isdecimal() else []  # none chosen: the body's no_targets
     bc = create_broadcast(g.db, settings(), access.caller(), B.parse(B.BroadcastCreate, {
-        "bulletin_id": b.id, "targets": {"areas": [int(area)]}, "priority": "normal"}))
+        "bulletin_id": b.id, "targets": {"areas": areas}, "priority": "normal"}))
     g.db.commit()
     flash(t("bulletin.created"))
     return redirect(url_for("web.broadcast", broadcast_id=bc.id))
@@ -115,10 +114,9 @@ def new_bulletin() -> Response | tuple[str, int]:
                 if not can_approve:
                     raise ApiError(403, "forbidden", "err.forbidden")
                 bulletin_service.transition(g.db, user, b, "approve")
-                if area_id is None:
-                    raise ApiError(400, "no_targets", "err.no_targets")
                 bc = create_broadcast(g.db, settings(), user, B.parse(B.BroadcastCreate, {
-                    "bulletin_id": b.id, "targets": {"areas": [area_id]},
+                    "bulletin_id": b.id,  # no area: the body's no_targets
+                    "targets": {"areas": [area_id] if area_id is not None else []},
                     "priority": form.get("priority", "normal")}))
                 g.db.commit()
                 flash(t("bulletin.created"))

@@ -187,6 +187,7 @@ def test_an_editor_broadcasts_an_approved_bulletin_now_from_its_page(app_only, w
                     data={"area_id": mine}), 400)]
     assert [r.status_code for r, _ in refused] == [status for _, status in refused]
     assert "Bạn không có quyền" in refused[1][0].text
+    assert "Chưa chọn địa bàn hoặc thiết bị nhận." in refused[2][0].text
     assert broadcasts() == []
 
     r = staff.post(f"/bulletins/{approved['id']}/broadcast", data={"area_id": mine})
@@ -196,3 +197,17 @@ def test_an_editor_broadcasts_an_approved_bulletin_now_from_its_page(app_only, w
     assert bc["bulletin_id"] == approved["id"] and bc["targets"]["areas"] == [mine]
     assert bc["priority"] == PRIORITY_NAMES["normal"] and bc["start_at"] is None
     assert "Đã gửi bản tin đi phát." in staff.get(r.headers["Location"]).text
+
+
+def test_broadcasting_a_new_bulletin_now_without_an_area_is_refused_and_nothing_is_kept(
+        app_only, wards):
+    s = app_only
+    approver = PageUser(s, "canbo-lc", PASSWORD)
+    form = {"source": "text", "title": "Cắt điện", "category": "other", "area_id": "",
+            "text": "Chiều nay cắt điện từ hai giờ.", "action": "broadcast_now"}
+    r = approver.post("/bulletins/new", data=form)
+    assert r.status_code == 400 and "Chưa chọn địa bàn hoặc thiết bị nhận." in r.text
+    assert s.ok("GET", "/api/v1/bulletins")["bulletins"] == []
+    assert s.ok("GET", "/api/v1/broadcasts")["broadcasts"] == []
+    r = approver.post("/bulletins/new", data={**form, "area_id": str(wards["mine"]["id"])})
+    assert r.status_code == 302 and "/broadcasts/" in r.headers["Location"]
