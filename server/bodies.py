@@ -44,7 +44,9 @@ CONFIGURED = "x-configured"
 
 # --- errors ---------------------------------------------------------------------------------------
 
-def _invalid(detail: str) -> PydanticCustomError:
+def invalid(detail: str) -> PydanticCustomError:
+    """A field's problem, ``detail`` saying what was wanted: a 400 "invalid" naming the field
+    (``ERRORS``); the field types here and in server/queries.py raise it."""
     return PydanticCustomError("invalid_field", "{detail}", {"detail": detail})
 
 
@@ -142,7 +144,7 @@ def whole(value: Any) -> Any:
     return value
 
 
-class _Check(at.GroupedMetadata):
+class Check(at.GroupedMetadata):
     """A field's validator and JSON schema as one piece of ``Annotated`` metadata (pydantic
     unpacks it): a model declares ``name: Annotated[str, Text(200)]``, a type a checker reads."""
 
@@ -156,38 +158,38 @@ class _Check(at.GroupedMetadata):
 
 def Int(lo: int, hi: int, detail: str = "number out of range", *,
         type_detail: str = "expected int", bool_detail: str = "bool",
-        schema: dict[str, Any] | None = None) -> _Check:
+        schema: dict[str, Any] | None = None) -> Check:
     """A whole number lo..hi (5.0 is 5; a bool is no number); one a database column cannot
     hold is "out of range" whatever the field's own range."""
     def read(value: Any) -> int:
         value = whole(value)
         if isinstance(value, bool):
-            raise _invalid(bool_detail)
+            raise invalid(bool_detail)
         if not isinstance(value, int):
-            raise _invalid(type_detail)
+            raise invalid(type_detail)
         if not -MAX_DB_INT <= value <= MAX_DB_INT:
-            raise _invalid("number out of range")
+            raise invalid("number out of range")
         if not lo <= value <= hi:
-            raise _invalid(detail)
+            raise invalid(detail)
         return value
-    return _Check(read, schema or {"type": "integer", "minimum": lo, "maximum": hi})
+    return Check(read, schema or {"type": "integer", "minimum": lo, "maximum": hi})
 
 
-def Float(lo: float, hi: float, detail: str) -> _Check:
+def Float(lo: float, hi: float, detail: str) -> Check:
     def read(value: Any) -> float:
         if isinstance(value, bool):
-            raise _invalid("bool")
+            raise invalid("bool")
         if isinstance(value, int):
             try:
                 value = float(value)
             except OverflowError:
-                raise _invalid("number out of range") from None
+                raise invalid("number out of range") from None
         if not isinstance(value, float):
-            raise _invalid("expected float")
+            raise invalid("expected float")
         if not lo <= value <= hi:
-            raise _invalid(detail)
+            raise invalid(detail)
         return value
-    return _Check(read, {"type": "number", "minimum": lo, "maximum": hi})
+    return Check(read, {"type": "number", "minimum": lo, "maximum": hi})
 
 
 # Python's strip() also takes U+001C-U+001F and U+0085 for spaces; ECMA's \s does not.
@@ -197,20 +199,20 @@ NOT_BLANK = r"[^\s\u001c-\u001f\u0085]"
 def _text_reader(max_len: int | None, blank: bool, one_line: bool = False) -> Callable[[Any], str]:
     def read(value: object) -> str:
         if not isinstance(value, str):
-            raise _invalid("expected str")
+            raise invalid("expected str")
         value = value.strip()
         if not value and not blank:
             raise _missing()
         if max_len is not None and len(value) > max_len:
-            raise _invalid(f"longer than {max_len}")
+            raise invalid(f"longer than {max_len}")
         if one_line and any(c in value for c in "\t\n"):
-            raise _invalid("one line")
+            raise invalid("one line")
         return value
     return read
 
 
 def Text(max_len: int, *, blank: bool = False, one_line: bool = False,
-         configured: str | None = None, **extra: Any) -> _Check:
+         configured: str | None = None, **extra: Any) -> Check:
     """Text with spaces stripped, at most max_len long; blank is a missing field unless
     ``blank`` (then it is ""). ``configured``: the setting the served document fills in
     (server.openapi.document)."""
@@ -221,11 +223,11 @@ def Text(max_len: int, *, blank: bool = False, one_line: bool = False,
         schema["pattern"] = r"^[^\t\n]*\S[^\t\n]*$"
     if configured:
         extra = {CONFIGURED: configured, **extra}
-    return _Check(_text_reader(max_len, blank, one_line), schema | extra)
+    return Check(_text_reader(max_len, blank, one_line), schema | extra)
 
 
 def Choice(values: tuple[str, ...], max_len: int | None, detail: str, *, blank: bool = False
-           ) -> _Check:
+           ) -> Check:
     """One of ``values`` (spaces stripped; longer than max_len is refused as such); with
     ``blank``, "" too (a setting cleared)."""
     text = _text_reader(max_len, blank)
@@ -233,35 +235,35 @@ def Choice(values: tuple[str, ...], max_len: int | None, detail: str, *, blank: 
     def read(value: object) -> str:
         value = text(value)
         if value not in values and not (blank and value == ""):
-            raise _invalid(detail)
+            raise invalid(detail)
         return value
-    return _Check(read, {"type": "string", "enum": list(values) + ([""] if blank else [])})
+    return Check(read, {"type": "string", "enum": list(values) + ([""] if blank else [])})
 
 
-def OneOf(values: tuple[str, ...], detail: str) -> _Check:
+def OneOf(values: tuple[str, ...], detail: str) -> Check:
     """Exactly one of ``values``; anything else, of any type, is refused with ``detail``."""
     def read(value: Any) -> str:
         if value not in values or not isinstance(value, str):
-            raise _invalid(detail)
+            raise invalid(detail)
         return value
-    return _Check(read, {"type": "string", "enum": list(values)})
+    return Check(read, {"type": "string", "enum": list(values)})
 
 
-def Flag(detail: str) -> _Check:
+def Flag(detail: str) -> Check:
     def read(value: Any) -> bool:
         if not isinstance(value, bool):
-            raise _invalid(detail)
+            raise invalid(detail)
         return value
-    return _Check(read, {"type": "boolean"})
+    return Check(read, {"type": "boolean"})
 
 
-def Pattern(regex: re.Pattern[str], detail: str, **extra: Any) -> _Check:
+def Pattern(regex: re.Pattern[str], detail: str, **extra: Any) -> Check:
     """Text that matches ``regex`` in full, as it is (no stripping)."""
     def read(value: Any) -> str:
         if not isinstance(value, str) or not regex.fullmatch(value):
-            raise _invalid(detail)
+            raise invalid(detail)
         return value
-    return _Check(read, {"type": "string", "pattern": f"^{regex.pattern}$", **extra})
+    return Check(read, {"type": "string", "pattern": f"^{regex.pattern}$", **extra})
 
 
 # A row's id in a body. Ids are never negative, but a negative one has always been looked up and
@@ -280,10 +282,10 @@ def _priority(value: Any) -> int:
     try:
         return priority_value(whole(value))
     except ValueError:
-        raise _invalid(detail) from None
+        raise invalid(detail) from None
 
 
-Priority = Annotated[int, _Check(_priority, {"oneOf": [
+Priority = Annotated[int, Check(_priority, {"oneOf": [
     {"type": "string", "enum": list(PRIORITY_NAMES)},
     {"type": "integer", "minimum": 0, "maximum": 9}]})]
 
@@ -317,24 +319,24 @@ def _api_time(value: Any, info: ValidationInfo) -> dt.datetime:
     try:
         return read_time(value, (info.context or {}).get("tz") or dt.UTC)
     except ValueError as err:
-        raise _invalid(str(err)) from None
+        raise invalid(str(err)) from None
 
 
 API_TIME = {"description": "ISO 8601 (no zone: the configured zone) or epoch ms",
             "oneOf": [TIME, {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS}]}
-ApiTime = Annotated[dt.datetime, _Check(_api_time, API_TIME)]
+ApiTime = Annotated[dt.datetime, Check(_api_time, API_TIME)]
 
 
 def _node_name(value: object) -> str:
     value = _text_reader(63, blank=True)(value)
     if not valid_name(value):
-        raise _invalid(NAME_RE.pattern.strip("^$"))
+        raise invalid(NAME_RE.pattern.strip("^$"))
     if value.startswith(SERVER_ACCOUNT_PREFIX):
-        raise _invalid(f"{SERVER_ACCOUNT_PREFIX}… is kept for the server's accounts")
+        raise invalid(f"{SERVER_ACCOUNT_PREFIX}… is kept for the server's accounts")
     return value
 
 
-NodeName = Annotated[str, _Check(_node_name, {"type": "string", "pattern": NAME_RE.pattern})]
+NodeName = Annotated[str, Check(_node_name, {"type": "string", "pattern": NAME_RE.pattern})]
 # A speech engine: the served document lists the engines this server is configured with (the
 # domain checks the name against them); an area's setting is cleared with "".
 Engine = Annotated[str, Text(20, blank=True, configured="tts_engines",
@@ -347,12 +349,12 @@ def _command_body(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _invalid("expected dict")
+        raise invalid("expected dict")
     body: dict[str, Any] = whole(value)
     return body
 
 
-CommandBody = Annotated[dict[Any, Any], _Check(_command_body, {
+CommandBody = Annotated[dict[Any, Any], Check(_command_body, {
     "type": "object", "description": "as in docs/protocol.md for the type"})]
 
 
@@ -360,22 +362,22 @@ def _area_ids(value: Any) -> list[int]:
     value = whole(value) or []  # any empty or false value is no areas
     if not isinstance(value, list) or not all(
             isinstance(a, int) and not isinstance(a, bool) and 0 < a <= MAX_DB_ID for a in value):
-        raise _invalid("list of area ids")
+        raise invalid("list of area ids")
     return value
 
 
 def _node_ids(value: Any) -> list[str]:
     value = value or []
     if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
-        raise _invalid("list of node ids")
+        raise invalid("list of node ids")
     return value
 
 
 # JSON's empty and false values all mean "none" here.
 NONE_GIVEN = [{"enum": [None, False, 0, ""]}, {"type": "object", "maxProperties": 0}]
-AreaIds = Annotated[list[Any], _Check(_area_ids, {"anyOf": [{"type": "array", "items": {
+AreaIds = Annotated[list[Any], Check(_area_ids, {"anyOf": [{"type": "array", "items": {
     "type": "integer", "minimum": 1, "maximum": MAX_DB_ID}}, *NONE_GIVEN]})]
-NodeIds = Annotated[list[Any], _Check(_node_ids, {"anyOf": [
+NodeIds = Annotated[list[Any], Check(_node_ids, {"anyOf": [
     {"type": "array", "items": {"type": "string"}}, *NONE_GIVEN]})]
 
 
@@ -425,19 +427,19 @@ def _quiet_hours(value: Any) -> list[dict[str, str]]:
     """PROTOCOL.md's quiet hours: [{"from": "HH:MM", "to": "HH:MM"}], each [from, to) in the
     area's zone, crossing midnight when to < from."""
     if not isinstance(value, list):
-        raise _invalid('list of {"from": "HH:MM", "to": "HH:MM"}')
+        raise invalid('list of {"from": "HH:MM", "to": "HH:MM"}')
     if len(value) > MAX_QUIET:
-        raise _invalid(f"at most {MAX_QUIET}")
+        raise invalid(f"at most {MAX_QUIET}")
     out = []
     for item in value:
         if not isinstance(item, dict) or set(item) != {"from", "to"} or not all(
                 isinstance(item[k], str) and HHMM.fullmatch(item[k]) for k in ("from", "to")):
-            raise _invalid('list of {"from": "HH:MM", "to": "HH:MM"}')
+            raise invalid('list of {"from": "HH:MM", "to": "HH:MM"}')
         out.append({"from": item["from"], "to": item["to"]})
     return out
 
 
-QuietHours = Annotated[list[dict[str, str]], _Check(_quiet_hours, {
+QuietHours = Annotated[list[dict[str, str]], Check(_quiet_hours, {
     "type": "array", "maxItems": MAX_QUIET, "description": (
         "[from, to) in the area's zone, crossing midnight when to < from (22:00-05:00); "
         "[]: none here; null: as the area above"),
@@ -601,27 +603,27 @@ class Targets(Body):
 
 def _api_times(value: Any, info: ValidationInfo) -> list[dt.datetime]:
     if not isinstance(value, list):
-        raise _invalid("list of times")
+        raise invalid("list of times")
     if len(value) > MAX_EXDATES:
-        raise _invalid(f"at most {MAX_EXDATES}")
+        raise invalid(f"at most {MAX_EXDATES}")
     return [_api_time(v, info) for v in value]
 
 
 MAX_EXDATES = 1000
-ApiTimes = Annotated[list[dt.datetime], _Check(_api_times, {
+ApiTimes = Annotated[list[dt.datetime], Check(_api_times, {
     "type": "array", "maxItems": MAX_EXDATES, "items": API_TIME,
     "description": "skipped occurrences (their start)"})]
 def _holidays(value: Any) -> list[LunarHoliday]:
     if not isinstance(value, list):
-        raise _invalid("list of holidays")
+        raise invalid("list of holidays")
     known = {h.value for h in LunarHoliday}
     for name in value:
         if not isinstance(name, str) or name not in known:
-            raise _invalid(f"unknown holiday: {name}")
+            raise invalid(f"unknown holiday: {name}")
     return [LunarHoliday(name) for name in dict.fromkeys(value)]
 
 
-SkipHolidays = Annotated[list[LunarHoliday], _Check(_holidays, {
+SkipHolidays = Annotated[list[LunarHoliday], Check(_holidays, {
     "type": "array", "uniqueItems": True,
     "items": {"type": "string", "enum": [h.value for h in LunarHoliday]},
     "description": "lunar holidays whose days the series skips (tet: the days tet_days says)"})]
@@ -759,15 +761,15 @@ def _bulletin_ids(value: Any) -> list[int]:
     if not isinstance(value, list) or not all(
             isinstance(b, int) and not isinstance(b, bool) and -MAX_DB_ID <= b <= MAX_DB_ID
             for b in value):
-        raise _invalid("list of bulletin ids")
+        raise invalid("list of bulletin ids")
     if not value:
-        raise _invalid("at least one bulletin")
+        raise invalid("at least one bulletin")
     if len(value) > MAX_PROGRAMME_ITEMS:
-        raise _invalid(f"at most {MAX_PROGRAMME_ITEMS} bulletins")
+        raise invalid(f"at most {MAX_PROGRAMME_ITEMS} bulletins")
     return value
 
 
-BulletinIds = Annotated[list[int], _Check(_bulletin_ids, {
+BulletinIds = Annotated[list[int], Check(_bulletin_ids, {
     "type": "array", "minItems": 1, "maxItems": MAX_PROGRAMME_ITEMS,
     "items": {"type": "integer", "minimum": -MAX_DB_ID, "maximum": MAX_DB_ID},
     "description": "approved bulletins, in playing order (one may come more than once)"})]
@@ -778,15 +780,15 @@ MAX_STAGES = 10
 
 def _stage_sizes(value: Any) -> list[int]:
     if not isinstance(value, list) or len(value) > MAX_STAGES:
-        raise _invalid(f"a list of at most {MAX_STAGES} stage sizes")
+        raise invalid(f"a list of at most {MAX_STAGES} stage sizes")
     sizes = [whole(v) for v in value]
     if any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100000
            for v in sizes):
-        raise _invalid("each stage size is a whole number from 1")
+        raise invalid("each stage size is a whole number from 1")
     return sizes
 
 
-StageSizes = Annotated[list[int], _Check(_stage_sizes, {
+StageSizes = Annotated[list[int], Check(_stage_sizes, {
     "type": "array", "maxItems": MAX_STAGES,
     "items": {"type": "integer", "minimum": 1, "maximum": 100000},
     "description": "the sizes of the first stages, nodes in id order; the last stage is every "
@@ -826,14 +828,14 @@ class ProgrammeUpdate(Body):
 
 def _password(value: Any) -> str:
     if not isinstance(value, str) or len(value) > 200:
-        raise _invalid("text")
+        raise invalid("text")
     return value
 
 
 # Not stripped: spaces are characters of a password. Its shortest length is the configuration's.
 PASSWORD_SCHEMA = {"type": "string", "maxLength": 200,
                    "description": "at least password_min_length characters"}
-Password = Annotated[str, _Check(_password, PASSWORD_SCHEMA)]
+Password = Annotated[str, Check(_password, PASSWORD_SCHEMA)]
 
 
 class UserWrite(Body):
@@ -859,7 +861,7 @@ class UserCreate(UserWrite):
     """A new user: username, role and password required."""
     username: Annotated[str, Pattern(USERNAME, "1-80 letters, digits, . _ @ -")]
     role: Annotated[str, OneOf(ROLES, " | ".join(ROLES))]
-    password: Annotated[str, _Check(_password, {**PASSWORD_SCHEMA,
+    password: Annotated[str, Check(_password, {**PASSWORD_SCHEMA,
                                                 CONFIGURED: "password_min_length"})]
 
     @model_validator(mode="before")

@@ -20,7 +20,7 @@ from device_agent.protocol import NAME_RE
 
 from .alerts import Kind as AlertKind
 from .alerts import State as AlertState
-from .bodies import TIME, Body, _Check, _invalid, api_error, read_time
+from .bodies import TIME, Body, Check, invalid, api_error, read_time
 from .models import MAX_DB_ID
 from .nodes import NODE_STATUSES
 from .retention import RESOLUTIONS
@@ -36,80 +36,81 @@ NODE_ID_OR_EMPTY = {"anyOf": [NODE_ID, {"type": "string", "maxLength": 0}]}
 TIME_OR_EMPTY = {"anyOf": [TIME, {"const": ""}], "description": "ISO 8601; empty: no bound"}
 
 
-def _text(value: Any) -> str:
+def query_text(value: Any) -> str:
+    """A query value: text (the field types below and the summary report's read it first)."""
     if not isinstance(value, str):  # a query value is always text; a test may pass another
-        raise _invalid("expected str")
+        raise invalid("expected str")
     return value
 
 
-def Id(*, blank: bool = False, detail: str = "an id") -> _Check:
+def Id(*, blank: bool = False, detail: str = "an id") -> Check:
     """A row's id in digits (at most the largest id a column holds); with ``blank`` (a page's
     form), spaces around it are dropped and an empty value is no filter (None)."""
     def read(value: Any) -> int | None:
-        value = _text(value)
+        value = query_text(value)
         if blank:
             value = value.strip()
             if not value:
                 return None
         if not value.isdecimal() or int(value) > MAX_DB_ID:
-            raise _invalid(detail)
+            raise invalid(detail)
         return int(value)
-    return _Check(read, ID)
+    return Check(read, ID)
 
 
-def Limit(most: int) -> _Check:
+def Limit(most: int) -> Check:
     """How many rows at most: a whole number (a sign allowed), held to 1..most; other text is
     refused, never read as the default."""
     def read(value: Any) -> int:
-        value = _text(value).strip()
+        value = query_text(value).strip()
         if not (value.isascii() and value.lstrip("-").isdigit()):
-            raise _invalid("a number")
+            raise invalid("a number")
         return max(1, min(int(value), most))
-    return _Check(read, {"type": "integer", "description": f"at most this many (1-{most})"})
+    return Check(read, {"type": "integer", "description": f"at most this many (1-{most})"})
 
 
-def Among(values: tuple[str, ...], detail: str | None = None) -> _Check:
+def Among(values: tuple[str, ...], detail: str | None = None) -> Check:
     """One of ``values``, or empty: none (None); anything else is refused naming them."""
     def read(value: Any) -> str | None:
-        text = _text(value)
+        text = query_text(value)
         if not text:
             return None
         if text not in values:
-            raise _invalid(detail or " | ".join(values))
+            raise invalid(detail or " | ".join(values))
         return text
-    return _Check(read, {"type": "string", "enum": [*values, ""]})
+    return Check(read, {"type": "string", "enum": [*values, ""]})
 
 
-def Several(values: tuple[str, ...]) -> _Check:
+def Several(values: tuple[str, ...]) -> Check:
     """One or more of ``values``, comma-separated; empty: all of them (an empty tuple)."""
     one = "|".join(values)
 
     def read(value: Any) -> tuple[str, ...]:
-        value = _text(value)
+        value = query_text(value)
         chosen = tuple(value.split(",")) if value else ()
         if any(x not in values for x in chosen):  # ",open" too, as the pattern says
-            raise _invalid(" | ".join(values))
+            raise invalid(" | ".join(values))
         return chosen
-    return _Check(read, {"type": "string", "pattern": f"^(({one})(,({one}))*)?$"})
+    return Check(read, {"type": "string", "pattern": f"^(({one})(,({one}))*)?$"})
 
 
 def Filter(max_len: int | None = None, detail: str = "", schema: dict[str, Any] | None = None
-           ) -> _Check:
+           ) -> Check:
     """Text to filter by, or empty: no filter (None); longer than ``max_len`` is refused with
     ``detail``. ``schema``: what the document says the value is (the route checks that)."""
     def read(value: Any) -> str | None:
-        value = _text(value)
+        value = query_text(value)
         if max_len is not None and len(value) > max_len:
-            raise _invalid(detail)
+            raise invalid(detail)
         return value or None
-    return _Check(read, schema or ({"type": "string"} if max_len is None else
+    return Check(read, schema or ({"type": "string"} if max_len is None else
                                    {"type": "string", "maxLength": max_len}))
 
 
 def _time(value: Any, info: ValidationInfo) -> dt.datetime | None:
     """A bound in time (naive UTC), or empty: no bound. A time without an offset is in the
     zone ``read`` was given: a zone, or the zone of the parameters read before it."""
-    value = _text(value)
+    value = query_text(value)
     if not value:
         return None
     zone = (info.context or {}).get("zone") or dt.UTC
@@ -118,10 +119,10 @@ def _time(value: Any, info: ValidationInfo) -> dt.datetime | None:
     try:
         return read_time(value, zone)
     except ValueError as err:
-        raise _invalid(str(err)) from None
+        raise invalid(str(err)) from None
 
 
-Time = Annotated[dt.datetime | None, _Check(_time, TIME_OR_EMPTY)]
+Time = Annotated[dt.datetime | None, Check(_time, TIME_OR_EMPTY)]
 
 
 class Query(Body):
@@ -171,11 +172,11 @@ class NodeQuery(Query):
 
 
 def _flag(value: Any) -> bool:
-    return _text(value) == "1"
+    return query_text(value) == "1"
 
 
 def _words(value: Any) -> str:
-    return _text(value).strip()[:100]
+    return query_text(value).strip()[:100]
 
 
 class NodePageQuery(Query):
@@ -183,8 +184,8 @@ class NodePageQuery(Query):
     number as its form sends them (empty: none); in alarm only (1); words in the name or id."""
     area: Annotated[int | None, Id(blank=True, detail="a number")] = None
     status: NodeStatus = None
-    alarm: Annotated[bool, _Check(_flag, {"enum": ["1", ""]})] = False
-    q: Annotated[str, _Check(_words, {"type": "string"})] = ""
+    alarm: Annotated[bool, Check(_flag, {"enum": ["1", ""]})] = False
+    q: Annotated[str, Check(_words, {"type": "string"})] = ""
     page: Annotated[int | None, Id(blank=True, detail="a number")] = None
 
 

@@ -37,8 +37,8 @@ from . import retention, schedule
 from .config import Settings
 from .errors import ApiError
 from .i18n import t
-from .queries import ID, Query, _text, read
-from .bodies import _Check
+from .queries import ID, Query, query_text, read
+from .bodies import Check
 from .models import (MAX_DB_ID, Area, Broadcast, Bulletin, Node, Telemetry, TelemetryHourly, User,
                      area_zone)
 
@@ -134,7 +134,7 @@ def scope(db: Session, user: User, area_id: int | None) -> tuple[int | None, set
 
 def _area(value: object) -> int | None:
     """?area=: an area id; empty: all the user's. Other text names no area (404)."""
-    value = _text(value)
+    value = query_text(value)
     if not value:
         return None
     if not value.isdecimal() or int(value) > MAX_DB_ID:
@@ -142,18 +142,18 @@ def _area(value: object) -> int | None:
     return int(value)
 
 
-def _day(name: str) -> _Check:
+def _day(name: str) -> Check:
     def read_day(value: object) -> dt.date | None:
-        value = _text(value)
+        value = query_text(value)
         return parse_day(value, name) if value else None
-    return _Check(read_day, {"anyOf": [{"type": "string", "format": "date"}, {"const": ""}],
+    return Check(read_day, {"anyOf": [{"type": "string", "format": "date"}, {"const": ""}],
                              "description": "YYYY-MM-DD; empty: the default"})
 
 
 class SummaryQuery(Query):
     """The report's query (the page's and GET /api/v1/reports/summary's). Its fields raise the
     report's own errors (ReportError), which the page shows beside its form."""
-    area: Annotated[int | None, _Check(_area, ID),
+    area: Annotated[int | None, Check(_area, ID),
                     Field(description="only nodes under this area")] = None
     first: Annotated[dt.date | None, _day("from")] = Field(
         None, alias="from", description="the first day (default: 29 days before to)")
