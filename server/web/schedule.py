@@ -188,9 +188,9 @@ def broadcast_body(form: dict[str, str], lists: dict[str, list[str]]) -> dict[st
     what, _, ident = (form.get("content") or "").partition(":")
     if what not in ("bulletin", "programme") or not ident.isdecimal():
         raise ApiError(400, "missing_field", "err.missing_field", field="bulletin_id")
-    areas = [int(a) for a in lists.get("areas", []) if a.isdecimal()]
-    if not areas:
-        raise ApiError(400, "no_targets", "err.no_targets")
+    # read as the body's targets (none: no_targets) before the page's own fields
+    areas = B.parse(B.Targets, {"areas": [int(a) for a in lists.get("areas", [])
+                                          if a.isdecimal()]}).areas
     rule, first = build_rule(form, lists)
     body: dict[str, Any] = {f"{what}_id": int(ident), "targets": {"areas": areas},
                             "priority": form.get("priority") or "normal"}

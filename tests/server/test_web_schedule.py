@@ -268,3 +268,14 @@ def test_the_targets_are_the_area_tree_each_area_under_its_parent_indented(app_o
     assert [(int(d), n.strip()) for d, n in names] == [
         (0, "Thành phố Hải Phòng"), (1, "Phường Lê Chân"), (2, "Tổ dân phố 5"),
         (1, "Phường Ngô Quyền"), (1, late["name"])]
+
+
+def test_a_series_without_an_area_is_refused_before_anything_is_saved(app_only, wards):
+    s = app_only
+    b = s.approved_bulletin("Lịch tiêm chủng")
+    editor = _editor(s, wards["mine"]["id"])
+    form = {k: v for k, v in _daily(b["id"], wards["mine"]["id"], "07:00", "save").items()
+            if k != "areas"}
+    r = editor.post("/schedule/new", data=form)
+    assert r.status_code == 400 and "Chưa chọn địa bàn hoặc thiết bị nhận." in r.text
+    assert _broadcasts(s) == 0
