@@ -36,7 +36,8 @@ AREA_KINDS = ("province", "city", "district", "ward", "commune", "town", "cluste
 NODE_COMMANDS = ("set_volume", "amp", "test", "stop", "reboot")
 VOICES = ("vi-north", "vi-central", "vi-south")
 CHIMES = ("none", "intro", "outro", "both")
-USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,79}")  # fullmatch: no trailing newline
+USERNAME_MAX = 80
+USERNAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._@-]{{0,{USERNAME_MAX - 1}}}")  # fullmatch
 MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 # Markers the served document replaces with this server's configuration (server/openapi.py).
 CONFIGURED = "x-configured"
@@ -265,6 +266,9 @@ def Pattern(regex: re.Pattern[str], detail: str, **extra: Any) -> Check:
         return value
     return Check(read, {"type": "string", "pattern": f"^{regex.pattern}$", **extra})
 
+
+Username = Annotated[str, Pattern(USERNAME, f"1-{USERNAME_MAX} letters, digits, . _ @ -",
+                                  maxLength=USERNAME_MAX)]
 
 # A row's id in a body. Ids are never negative, but a negative one has always been looked up and
 # not found (404) rather than refused as malformed: that stays.
@@ -843,7 +847,7 @@ class UserWrite(Body):
     login tokens); null is a field not given, but area_id null is every area."""
     model_config = ConfigDict(extra="forbid")
     blank_is_missing: ClassVar[bool] = False  # only null or "" (UserCreate)
-    username: Annotated[str, Pattern(USERNAME, "1-80 letters, digits, . _ @ -")] | None = None
+    username: Username | None = None
     role: Annotated[str, OneOf(ROLES, " | ".join(ROLES))] | None = None
     area_id: Annotated[int, Int(-MAX_DB_ID, MAX_DB_ID, type_detail="an area id or null",
                                 bool_detail="an area id or null")] | None = None
@@ -859,7 +863,7 @@ class UserWrite(Body):
 
 class UserCreate(UserWrite):
     """A new user: username, role and password required."""
-    username: Annotated[str, Pattern(USERNAME, "1-80 letters, digits, . _ @ -")]
+    username: Username
     role: Annotated[str, OneOf(ROLES, " | ".join(ROLES))]
     password: Annotated[str, Check(_password, {**PASSWORD_SCHEMA,
                                                 CONFIGURED: "password_min_length"})]

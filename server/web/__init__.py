@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Blueprint, redirect, render_template, request, url_for
+from markupsafe import Markup
 from sqlalchemy import select
 
 from .. import auth as access
+from device_agent.schemas import BODIES
+
 from .. import bodies as B
 from ..context import settings
 from ..errors import ApiError
@@ -130,6 +133,30 @@ def read_form(model: type[B.M], form: Mapping[str, str]) -> B.M:
     """A page's form as ``model`` reads it: an empty field is one not given, numbers as numbers
     (server.bodies.from_form)."""
     return B.parse(model, B.from_form(model, form, blank_is_absent=True), tz=settings().tz)
+
+
+@functools.cache
+def _field_schema(source: str, field: str) -> tuple[tuple[str, Any], ...]:
+    schema = BODIES[source.removeprefix("command:")] if source.startswith("command:") \
+        else getattr(B, source).model_json_schema()
+    prop: dict[str, Any] = schema["properties"][field]
+    for branch in prop.get("anyOf", ()):  # an optional field: what it is when given
+        if branch.get("type") != "null":
+            prop = {**branch, **prop}
+    return tuple(prop.items())
+
+
+INPUT_LIMITS = (("maxLength", "maxlength"), ("minimum", "min"), ("maximum", "max"))
+
+
+@bp.app_template_global("limits")
+def input_limits(source: str, field: str) -> Markup:
+    """The form input attributes (maxlength, min, max) of a request body's field: ``source`` a
+    model of server/bodies.py, or ``command:<type>`` for a node command's body in the protocol.
+    A page's input then holds the same limits its body does, from the one declaration."""
+    prop = dict(_field_schema(source, field))
+    return Markup(" ".join(f'{attr}="{prop[key]}"' for key, attr in INPUT_LIMITS
+                           if key in prop))
 
 
 def may(permission: str) -> bool:

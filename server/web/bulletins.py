@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
 STATUSES = tuple(bulletin_service.BulletinStatus)
+SEARCH_MAX = 100  # the list's search words: the field's length and what is searched
 
 
 @bp.get("/bulletins")
@@ -41,13 +42,14 @@ def bulletins() -> str:
         g.db, access.caller(), filters["status"] if filters["status"] in STATUSES else None,
         limit=100,
         category=filters["category"] if filters["category"] in CATEGORIES else None,
-        search=filters["q"][:100])
+        search=filters["q"][:SEARCH_MAX])
     broadcasts = [bc for bc in g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc())
                                             .limit(50))
                   if broadcast_visible(g.db, access.caller(), bc)]
     return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts,
                            can_approve=access.can(access.caller(), "bulletin.approve"),
-                           filters=filters, statuses=STATUSES, categories=CATEGORIES)
+                           filters=filters, statuses=STATUSES, categories=CATEGORIES,
+                           search_max=SEARCH_MAX)
 
 
 @bp.get("/bulletins/<int:bulletin_id>")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 HOLIDAYS = tuple(str(h) for h in LunarHoliday)
 KINDS = ("once", "daily", "weekly", "lunar")
+INTERVAL_MAX = 52  # the page repeats a series every 1 to this many days or weeks
 
 
 def _areas() -> list[Area]:
@@ -162,8 +163,9 @@ def build_rule(form: dict[str, str], lists: dict[str, list[str]]
         days = [d for d in lists.get("lunar_days", []) if d in ("1", "15")] or ["1", "15"]
         return f"FREQ=LUNARMONTHLY;BYMONTHDAY={','.join(days)};{at}", dt.time(*times[0])
     interval = (form.get("interval") or "1").strip()
-    if not interval.isdecimal() or not 1 <= int(interval) <= 52:
-        raise ApiError(400, "invalid", "err.invalid_field", field="interval", detail="1-52")
+    if not interval.isdecimal() or not 1 <= int(interval) <= INTERVAL_MAX:
+        raise ApiError(400, "invalid", "err.invalid_field", field="interval",
+                       detail=f"1-{INTERVAL_MAX}")
     parts = ["FREQ=DAILY" if kind == "daily" else "FREQ=WEEKLY"]
     if int(interval) > 1:
         parts.append(f"INTERVAL={interval}")
@@ -269,7 +271,7 @@ def new_schedule() -> Response | tuple[str, int]:
     return render_template(
         "schedule_new.html", areas=areas, bulletins=bulletins, programmes=programmes, form=form,
         lists=lists, error=error, clashes=clashes, words=words, checked=checked,
-        weekdays=WEEKDAYS, holidays=HOLIDAYS, kinds=KINDS,
+        weekdays=WEEKDAYS, holidays=HOLIDAYS, kinds=KINDS, interval_max=INTERVAL_MAX,
         depth=_depths(areas)), status
 
 

@@ -4,6 +4,7 @@ areas only, and its live part answers 304 Not Modified until something it shows 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
@@ -162,3 +163,26 @@ def test_a_broadcast_of_another_ward_is_a_page_saying_not_found_in_the_users_lan
     viewer.get("/lang/en")
     assert "broadcast not found." in viewer.get("/broadcasts/999").text
     assert PageUser(s, "admin", ADMIN_PASSWORD).get(f"/broadcasts/{bc['id']}").status_code == 200
+
+
+def _input(page: str, name: str) -> str:
+    """The first ``<input>`` tag of the page named ``name``."""
+    [tag] = re.findall(rf'<input[^>]*\bname="{name}"[^>]*>', page)[:1]
+    return tag
+
+
+def test_a_forms_inputs_hold_the_limits_of_the_body_they_fill(app_only, wards):
+    """A browser stops a text at the length the API takes, and a volume at the protocol's
+    range: the attributes come from the request bodies' own declarations."""
+    from device_agent.schemas import BODIES
+    from server import bodies as B
+    s = app_only
+    admin = PageUser(s, "admin", ADMIN_PASSWORD)
+    title = B.BulletinCreate.model_json_schema()["properties"]["title"]["maxLength"]
+    assert f'maxlength="{title}"' in _input(admin.get("/bulletins/new").text, "title")
+    username = B.UserCreate.model_json_schema()["properties"]["username"]["maxLength"]
+    assert f'maxlength="{username}"' in _input(admin.get("/admin/users").text, "username")
+    node = s.ok("GET", f"/api/v1/nodes?area={wards['mine']['id']}")["nodes"][0]["id"]
+    volume = BODIES["set_volume"]["properties"]["volume"]
+    tag = _input(admin.get(f"/nodes/{node}").text, "volume")
+    assert f'min="{volume["minimum"]}"' in tag and f'max="{volume["maximum"]}"' in tag
