@@ -228,11 +228,36 @@ SLOT_OUTCOMES = frozenset(SlotState) - frozenset(SLOT_ORDER)
 PLAYED_STATE = {"completed": SlotState.PLAYED, "preempted": SlotState.PREEMPTED,
                 "stopped": SlotState.STOPPED, "failed": SlotState.FAILED,
                 "skipped": SlotState.SKIPPED}
-# The airplay report's reason for an item it judged (server.reports.MissReason) as an outcome.
-REPORT_REASON_STATE = {"preempted": SlotState.PREEMPTED, "stopped": SlotState.STOPPED,
-                       "cancelled": SlotState.CANCELLED, "quiet_hours": SlotState.SKIPPED,
-                       "late": SlotState.SKIPPED, "no_report": SlotState.MISSED,
-                       "offline": SlotState.MISSED}
+
+
+# What the airplay report (server/reports.py) judges of a planned item against what its node
+# reported; declared here, beside the slot states they become (``slot_state``).
+class AirStatus(StrEnum):
+    AIRED = "aired"          # played to its end, every repetition
+    PARTIAL = "partial"      # played, but cut (preempted, stopped) or shorter than its media
+    MISSED = "missed"        # not played: the reason says why
+    PENDING = "pending"      # not reported yet, and its end (plus the grace) not yet past
+
+
+class MissReason(StrEnum):
+    OFFLINE = "offline"
+    MEDIA_MISSING = "media_missing"
+    PREEMPTED = "preempted"
+    STOPPED = "stopped"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    QUIET_HOURS = "quiet_hours"
+    LATE = "late"
+    CLOCK_UNSYNCED = "clock_unsynced"
+    NO_REPORT = "no_report"
+
+
+# The airplay report's reason for an item it judged as an outcome.
+REPORT_REASON_STATE: dict[str, SlotState] = {
+    MissReason.PREEMPTED: SlotState.PREEMPTED, MissReason.STOPPED: SlotState.STOPPED,
+    MissReason.CANCELLED: SlotState.CANCELLED, MissReason.QUIET_HOURS: SlotState.SKIPPED,
+    MissReason.LATE: SlotState.SKIPPED, MissReason.NO_REPORT: SlotState.MISSED,
+    MissReason.OFFLINE: SlotState.MISSED}
 
 
 @dataclass(frozen=True)
@@ -382,12 +407,12 @@ def slot_state(stored: str | None, air_status: str, air_reason: str | None
     """A node's state of a slot as staff see it: the airplay report's judgement once it has
     one (so the two never disagree: missed with no report after the end and the grace, the
     outcome of what the node reported), else what is stored (none yet: scheduled).
-    ``air_status``, ``air_reason``: server.reports' AirStatus and MissReason values."""
-    if air_status == "pending":
+    ``air_status``, ``air_reason``: AirStatus and MissReason values."""
+    if air_status == AirStatus.PENDING:
         if stored in SLOT_RANK:
             return SlotState(stored), None
         return SlotState.SCHEDULED, None
-    if air_status == "aired" or (air_status == "partial" and air_reason is None):
+    if air_status == AirStatus.AIRED or (air_status == AirStatus.PARTIAL and air_reason is None):
         return SlotState.PLAYED, None
     return REPORT_REASON_STATE.get(air_reason or "", SlotState.FAILED), air_reason
 

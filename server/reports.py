@@ -17,7 +17,6 @@ import datetime as dt
 import io
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import ColumnElement, func, select
@@ -27,28 +26,11 @@ from schedules.slots import Slot
 
 from . import schedule
 from .broadcasts import BroadcastStatus
+# the report's judgements, declared beside the slot states they become (server/deliveries.py)
+from .deliveries import AirStatus as AirStatus
+from .deliveries import MissReason as MissReason
 from .deliveries import DeliveryStatus, SlotState, slot_counts, slot_state
 from .models import Area, Broadcast, Delivery, Media, Node, PlayLog, SlotDelivery
-
-
-class AirStatus(StrEnum):
-    AIRED = "aired"          # played to its end, every repetition
-    PARTIAL = "partial"      # played, but cut (preempted, stopped) or shorter than its media
-    MISSED = "missed"        # not played: the reason says why
-    PENDING = "pending"      # not reported yet, and its end (plus the grace) not yet past
-
-
-class MissReason(StrEnum):
-    OFFLINE = "offline"
-    MEDIA_MISSING = "media_missing"
-    PREEMPTED = "preempted"
-    STOPPED = "stopped"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-    QUIET_HOURS = "quiet_hours"
-    LATE = "late"
-    CLOCK_UNSYNCED = "clock_unsynced"
-    NO_REPORT = "no_report"
 
 
 # A node's (or the server's) own reason, as the report names it; anything else is `failed`.
