@@ -61,9 +61,10 @@ def _user_body(model: type[B.UserWrite], form: dict[str, str], *, editing: bool
 def _user_form(template: str, error: str | None = None, status: int = 200, **ctx: Any
                ) -> tuple[str, int]:
     """A user page with what the actor may choose: the roles it may grant, its areas."""
+    actor = caller()
     return render_template(template, error=error,
-                           roles=[r for r in ROLES if user_service.may_grant(caller(), r)],
-                           areas=area_tree(), every_area=caller().area_id is None,
+                           roles=[r for r in ROLES if user_service.may_grant(actor, r)],
+                           areas=area_tree(), every_area=actor.area_id is None,
                            languages=LANGUAGES, EVERY_AREA=EVERY_AREA,
                            password_min=settings().password_min_length, **ctx), status
 

@@ -35,19 +35,19 @@ SEARCH_MAX = 100  # the list's search words: the field's length and what is sear
 def bulletins() -> str:
     """The bulletins the user may see, filtered by status, category and words of the title or
     text (a GET form, so a filtered list is a link to share)."""
+    user = access.caller()
     filters = {"status": request.args.get("status", ""),
                "category": request.args.get("category", ""),
                "q": request.args.get("q", "").strip()}
     rows = bulletin_service.visible_bulletins(
-        g.db, access.caller(), filters["status"] if filters["status"] in STATUSES else None,
-        limit=100,
+        g.db, user, filters["status"] if filters["status"] in STATUSES else None, limit=100,
         category=filters["category"] if filters["category"] in CATEGORIES else None,
         search=filters["q"][:SEARCH_MAX])
     broadcasts = [bc for bc in g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc())
                                             .limit(50))
-                  if broadcast_visible(g.db, access.caller(), bc)]
+                  if broadcast_visible(g.db, user, bc)]
     return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts,
-                           can_approve=access.can(access.caller(), "bulletin.approve"),
+                           can_approve=access.can(user, "bulletin.approve"),
                            filters=filters, statuses=STATUSES, categories=CATEGORIES,
                            search_max=SEARCH_MAX)
 

@@ -47,14 +47,15 @@ def _live_bulletin(form: MultiDict[str, str], areas: list[int]) -> int:
     """A text typed in the panel, rendered, submitted and approved in one step by the user
     (who may approve: the same steps as the bulletin page's "broadcast now"), of the first
     ticked area, category emergency: its bulletin id."""
-    if not access.can(access.caller(), "bulletin.approve"):
+    user = access.caller()
+    if not access.can(user, "bulletin.approve"):
         raise ApiError(403, "forbidden", "err.forbidden")
     req = read_form(B.BulletinCreate, {"title": form.get("title", ""),
                                        "text": form.get("text", ""), "category": "emergency",
                                        "area_id": str(areas[0])})
-    b = bulletin_service.create_text_bulletin(g.db, speech(), access.caller(), req)
-    bulletin_service.transition(g.db, access.caller(), b, "submit")
-    bulletin_service.transition(g.db, access.caller(), b, "approve")
+    b = bulletin_service.create_text_bulletin(g.db, speech(), user, req)
+    bulletin_service.transition(g.db, user, b, "submit")
+    bulletin_service.transition(g.db, user, b, "approve")
     return b.id
 
 
@@ -75,17 +76,19 @@ def _request_body(form: MultiDict[str, str]) -> B.BroadcastCreate:
 def awaiting_confirmation() -> list[Broadcast]:
     """The emergency broadcasts in the user's areas waiting for a second person (none for a
     user who may not confirm): the panel's and the dashboard's list."""
-    if not access.can(access.caller(), "broadcast.emergency"):
+    user = access.caller()
+    if not access.can(user, "broadcast.emergency"):
         return []
     return [bc for bc in g.db.scalars(
         select(Broadcast).where(Broadcast.status == BroadcastStatus.AWAITING_CONFIRMATION)
-        .order_by(Broadcast.id)) if broadcast_visible(g.db, access.caller(), bc)]
+        .order_by(Broadcast.id)) if broadcast_visible(g.db, user, bc)]
 
 
 def _panel_lists() -> dict[str, list[Broadcast]]:
+    user = access.caller()
     recent = [bc for bc in g.db.scalars(
         select(Broadcast).where(Broadcast.priority >= EMERGENCY)
-        .order_by(Broadcast.id.desc()).limit(50)) if broadcast_visible(g.db, access.caller(), bc)]
+        .order_by(Broadcast.id.desc()).limit(50)) if broadcast_visible(g.db, user, bc)]
     return {"awaiting": awaiting_confirmation(), "recent": recent[:RECENT]}
 
 

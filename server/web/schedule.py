@@ -234,9 +234,10 @@ def _clash_rows(clashes: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
 @bp.route("/schedule/new", methods=["GET", "POST"])
 @page("broadcast.write")
 def new_schedule() -> Response | tuple[str, int]:
+    user = access.caller()
     areas = _areas()
-    bulletins = [b for b in visible_bulletins(g.db, access.caller(), status="approved")]
-    programmes = programme_service.visible_programmes(g.db, access.caller())
+    bulletins = visible_bulletins(g.db, user, status="approved")
+    programmes = programme_service.visible_programmes(g.db, user)
     form: dict[str, str] = {"kind": "daily", "times": "06:00", "interval": "1",
                             "priority": "normal"}
     lists: dict[str, list[str]] = {"areas": [], "weekdays": [], "lunar_days": ["1", "15"],
@@ -251,7 +252,7 @@ def new_schedule() -> Response | tuple[str, int]:
             if body.recurrence is not None and body.start_at is not None:
                 zone = targets_zone(g.db, body.targets.areas, [], settings().timezone)
                 words = rule_words(body.recurrence, schedule.aware(body.start_at), zone)
-            bc = create_broadcast(g.db, settings(), access.caller(), body)
+            bc = create_broadcast(g.db, settings(), user, body)
             if form.get("action") == "save":
                 g.db.commit()
                 flash(t("sched.saved", id=bc.id))
