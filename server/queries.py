@@ -1,6 +1,6 @@
 """Every query string the API reads, declared once (pydantic, as the request bodies of
-server/bodies.py): the routes read their query through these models, the node list page its
-status filter, and the OpenAPI document's query parameters are generated from them
+server/bodies.py): the routes read their query through these models, the pages their filters
+(the end of this module), and the OpenAPI document's query parameters are generated from them
 (server/openapi.py ``query_params``). ``read`` turns the first problem into the API's error JSON
 as ``server.bodies.parse`` does.
 
@@ -21,12 +21,16 @@ from device_agent.protocol import NAME_RE
 from .alerts import Kind as AlertKind
 from .alerts import State as AlertState
 from .bodies import TIME, Body, Check, invalid, api_error, read_time
+from .bulletins import BulletinStatus
+from .i18n import CATEGORIES
 from .models import MAX_DB_ID
 from .nodes import NODE_STATUSES
 from .retention import RESOLUTIONS
 
 MAX_NODE_ID = 128  # ?after=: longer is no node id
 ALERT_STATES = tuple(s.value for s in AlertState)
+ALERT_KINDS = tuple(k.value for k in AlertKind)
+BULLETIN_STATUSES = tuple(s.value for s in BulletinStatus)
 
 # The parameters' schemas, as the OpenAPI document shows them.
 ID = {"type": "integer", "minimum": 0, "maximum": MAX_DB_ID}
@@ -171,24 +175,6 @@ class NodeQuery(Query):
     status: NodeStatus = None
 
 
-def _flag(value: Any) -> bool:
-    return query_text(value) == "1"
-
-
-def _words(value: Any) -> str:
-    return query_text(value).strip()[:100]
-
-
-class NodePageQuery(Query):
-    """The node list page's filters (server/web/fleet.py): the API's status; an area and a page
-    number as its form sends them (empty: none); in alarm only (1); words in the name or id."""
-    area: Annotated[int | None, Id(blank=True, detail="a number")] = None
-    status: NodeStatus = None
-    alarm: Annotated[bool, Check(_flag, {"enum": ["1", ""]})] = False
-    q: Annotated[str, Check(_words, {"type": "string"})] = ""
-    page: Annotated[int | None, Id(blank=True, detail="a number")] = None
-
-
 class AlertQuery(Query):
     """GET /alerts, newest first."""
     state: Annotated[tuple[str, ...], Several(ALERT_STATES), Field(
@@ -196,7 +182,7 @@ class AlertQuery(Query):
     area: Annotated[int | None, Id(), Field(description="only alerts under this area")] = None
     node: Annotated[str | None, Filter(schema=NODE_ID_OR_EMPTY), Field(
         description="only this node's (empty: every node)")] = None
-    kind: Annotated[str | None, Among(tuple(k.value for k in AlertKind)),
+    kind: Annotated[str | None, Among(ALERT_KINDS),
                     Field(description="empty: every kind")] = None
     limit: Annotated[int, Limit(5000)] = 500
 
@@ -226,8 +212,8 @@ class SlotsQuery(Query):
 
 class BulletinQuery(Query):
     """GET /bulletins."""
-    status: Annotated[str | None, Filter(), Field(description="only bulletins in this status "
-                                                              "(empty: every status)")] = None
+    status: Annotated[str | None, Among(BULLETIN_STATUSES), Field(
+        description="only bulletins in this status (empty: every status)")] = None
 
 
 class PlayLogQuery(Query):
@@ -258,3 +244,109 @@ class AuditQuery(Query):
     action: Annotated[str | None, Filter(), Field(
         description="an action, or its prefix (bulletins)")] = None
     limit: Annotated[int, Limit(10000)] = 1000
+
+
+# --- the pages' filters -------------------------------------------------------------------------
+# What a page's links and GET forms send (server/web/). An empty field is no filter. A value the
+# page never offers is refused with the API's error, which the error page shows naming the
+# parameter: read as no filter, a mistyped link would show the whole list as if it were the
+# filtered one.
+
+SEARCH_MAX = 100  # a list's search words: the field's maxlength, and what is searched
+
+
+def _words(value: Any) -> str:
+    return query_text(value).strip()[:SEARCH_MAX]
+
+
+def _text(value: Any) -> str | None:
+    return query_text(value).strip() or None
+
+
+def _flag(value: Any) -> bool:
+    return query_text(value) == "1"
+
+
+_PAGE_ID = Id(blank=True, detail="a number")
+
+
+def _page_no(value: Any) -> int:
+    return max(1, _PAGE_ID.read(value) or 1)
+
+
+def _day(value: Any) -> dt.date | None:
+    value = query_text(value).strip()
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise invalid("YYYY-MM-DD") from None
+
+
+# words in a list's search field; longer is cut to what the field admits
+Words = Annotated[str, Check(_words, {"type": "string", "maxLength": SEARCH_MAX})]
+# one of a list's choices as a select sends it (an actor, an action), or empty: any
+Choice = Annotated[str | None, Check(_text, {"type": "string"})]
+# an area or a row as a select or a link sends its id, or empty: none
+PageId = Annotated[int | None, _PAGE_ID]
+# a page of a list, from 1 (empty or 0: the first); past the last, the view shows the last
+PageNo = Annotated[int, Check(_page_no, {"type": "integer", "minimum": 0})]
+# a day as a date field sends it, or empty: none
+Day = Annotated[dt.date | None, Check(_day, {"type": "string", "format": "date"})]
+
+
+class NodePageQuery(Query):
+    """The node list page (server/web/fleet.py): the API's status, an area, in alarm only (1),
+    words in the name or id, a page."""
+    area: PageId = None
+    status: NodeStatus = None
+    alarm: Annotated[bool, Check(_flag, {"enum": ["1", ""]})] = False
+    q: Words = ""
+    page: PageNo = 1
+
+
+class AlertPageQuery(Query):
+    """The alerts page (server/web/alerts.py): a tab (empty: open alerts), an area and a kind
+    (empty: all), a page; also the place an acknowledging form comes back to."""
+    state: Annotated[str | None, Among(ALERT_STATES)] = None
+    area: PageId = None
+    kind: Annotated[str | None, Among(ALERT_KINDS)] = None
+    page: PageNo = 1
+
+
+class BulletinPageQuery(Query):
+    """The bulletin list page (server/web/bulletins.py): a status and a category (empty: all),
+    words of the title or text."""
+    status: Annotated[str | None, Among(BULLETIN_STATUSES)] = None
+    category: Annotated[str | None, Among(CATEGORIES)] = None
+    q: Words = ""
+
+
+class AuditPageQuery(Query):
+    """The audit log page (server/web/admin.py): an actor, an action and a kind of thing
+    changed (empty: all), the first and last day (in the server's zone), the entries before
+    an entry's id (the next page)."""
+    actor: Choice = None
+    action: Choice = None
+    target: Choice = None
+    start: Day = Field(None, alias="from")
+    end: Day = Field(None, alias="to")
+    before: PageId = None
+
+
+class AreaPageQuery(Query):
+    """A page about one area, chosen in a list (the ward settings' picker, server/web/admin.py):
+    its id, or empty: none chosen."""
+    area: PageId = None
+
+
+class SchedulePageQuery(AreaPageQuery):
+    """The week calendar (server/web/schedule.py): an area (empty: the user's own) and a day of
+    the week shown (empty: this week)."""
+    week: Day = None
+
+
+class ListPageQuery(Query):
+    """A page of a table below a page's own form (the reports' nodes)."""
+    page: PageNo = 1

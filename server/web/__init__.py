@@ -23,6 +23,7 @@ from .. import auth as access
 from device_agent.schemas import BODIES
 
 from .. import bodies as B
+from .. import queries
 from ..context import settings
 from ..errors import ApiError
 from ..i18n import LANGUAGES, current_language, local_time, t
@@ -137,8 +138,9 @@ def read_form(model: type[B.M], form: Mapping[str, str]) -> B.M:
 
 @functools.cache
 def _field_schema(source: str, field: str) -> tuple[tuple[str, Any], ...]:
-    schema = BODIES[source.removeprefix("command:")] if source.startswith("command:") \
-        else getattr(B, source).model_json_schema()
+    kind, _, name = source.rpartition(":")
+    schema = BODIES[name] if kind == "command" else \
+        getattr(queries if kind == "query" else B, name).model_json_schema()
     prop: dict[str, Any] = schema["properties"][field]
     for branch in prop.get("anyOf", ()):  # an optional field: what it is when given
         if branch.get("type") != "null":
@@ -152,8 +154,9 @@ INPUT_LIMITS = (("maxLength", "maxlength"), ("minimum", "min"), ("maximum", "max
 @bp.app_template_global("limits")
 def input_limits(source: str, field: str) -> Markup:
     """The form input attributes (maxlength, min, max) of a request body's field: ``source`` a
-    model of server/bodies.py, or ``command:<type>`` for a node command's body in the protocol.
-    A page's input then holds the same limits its body does, from the one declaration."""
+    model of server/bodies.py, ``query:<model>`` a query of server/queries.py, or
+    ``command:<type>`` for a node command's body in the protocol. A page's input then holds the
+    same limits its body does, from the one declaration."""
     prop = dict(_field_schema(source, field))
     return Markup(" ".join(f'{attr}="{prop[key]}"' for key, attr in INPUT_LIMITS
                            if key in prop))

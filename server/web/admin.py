@@ -17,6 +17,7 @@ from flask import flash, redirect, render_template, request, url_for
 
 from .. import audit
 from .. import bodies as B
+from .. import queries
 from .. import users as user_service
 from ..auth import ROLES
 from ..bulletins import scoped_area, speech_defaults, update_area_speech
@@ -172,9 +173,9 @@ def inherited(area: Area) -> dict[str, Any]:
 @bp.get("/admin/wards")
 @page("area.write")
 def admin_wards() -> Response | str:
-    chosen = request.args.get("area", "")
-    if chosen.isdecimal():
-        return redirect(url_for("web.admin_ward", area_id=int(chosen)))
+    chosen = queries.read(queries.AreaPageQuery, request.args).area
+    if chosen is not None:
+        return redirect(url_for("web.admin_ward", area_id=chosen))
     return render_template("admin_wards.html", areas=area_tree())
 
 
@@ -204,17 +205,10 @@ def admin_ward(area_id: int) -> Response | tuple[str, int]:
 
 # --- the audit log --------------------------------------------------------------------------------
 
-def _day(name: str, tz: ZoneInfo, days: int = 0) -> dt.datetime | None:
-    """The ?from= or ?to= date (YYYY-MM-DD, in the server's zone) as naive UTC, ``days`` later;
-    None when not given. A malformed date is the API's invalid-field error."""
-    value = request.args.get(name, "")
-    if not value:
+def _utc(day: dt.date | None, tz: ZoneInfo, days: int = 0) -> dt.datetime | None:
+    """The start of ``day`` (in the server's zone; ``days`` later) as naive UTC, or None."""
+    if day is None:
         return None
-    try:
-        day = dt.date.fromisoformat(value)
-    except ValueError:
-        raise ApiError(400, "invalid", "err.invalid_field", field=name,
-                       detail="YYYY-MM-DD") from None
     local = dt.datetime.combine(day + dt.timedelta(days=days), dt.time(), tz)
     return local.astimezone(dt.UTC).replace(tzinfo=None)
 
@@ -271,18 +265,20 @@ def _shown(value: Any) -> str:
 @page("audit.read")  # GET /api/v1/audit's permission: no role but admin has it
 def admin_audit() -> str:
     tz = settings().tz
-    args = {k: request.args.get(k, "").strip() for k in ("actor", "action", "target", "from",
-                                                         "to")}
-    before = request.args.get("before", "")
-    found = audit.entries(g.db, actor=args["actor"] or None, action=args["action"] or None,
-                          target_type=args["target"] or None, start=_day("from", tz),
-                          end=_day("to", tz, days=1),
-                          before=int(before) if before.isdecimal() else None,
+    asked = queries.read(queries.AuditPageQuery, request.args)
+    found = audit.entries(g.db, actor=asked.actor, action=asked.action,
+                          target_type=asked.target, start=_utc(asked.start, tz),
+                          end=_utc(asked.end, tz, days=1), before=asked.before,
                           limit=AUDIT_PAGE + 1)
+    # the filters as the form and the next page's link give them again
+    args = {"actor": asked.actor or "", "action": asked.action or "",
+            "target": asked.target or "",
+            "from": asked.start.isoformat() if asked.start else "",
+            "to": asked.end.isoformat() if asked.end else ""}
     older = found[AUDIT_PAGE - 1].id if len(found) > AUDIT_PAGE else None
     rows = [{"entry": e, "changes": change_lines(e)} for e in found[:AUDIT_PAGE]]
     return render_template("admin_audit.html", rows=rows, args=args, older=older,
-                           newer=bool(before), actors=audit.values(g.db, "actor"),
+                           newer=asked.before is not None, actors=audit.values(g.db, "actor"),
                            actions=audit.values(g.db, "action"),
                            targets=audit.values(g.db, "target_type"),
                            page_args={k: v for k, v in args.items() if v},

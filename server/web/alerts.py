@@ -10,7 +10,6 @@ costs the same statements whatever the number of alerts
 (tests/server/test_alerts_page_scale.py)."""
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flask import flash, redirect, render_template, request, url_for
@@ -19,6 +18,7 @@ from sqlalchemy import select
 from .. import alerts as alert_service
 from .. import auth as access
 from .. import bodies as B
+from .. import queries
 from ..context import settings
 from ..errors import ApiError, not_found
 from ..i18n import current_language, t
@@ -30,12 +30,8 @@ if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
 PAGE = 50  # alerts a page
-TABS = tuple(s.value for s in alert_service.State)
-
-
-def _int_arg(name: str, args: Mapping[str, str] | None = None) -> int | None:
-    value = (request.args if args is None else args).get(name) or ""
-    return int(value) if value.isdecimal() and len(value) < 10 else None
+TABS = queries.ALERT_STATES
+OPEN = alert_service.State.OPEN.value  # the tab shown when none is asked for
 
 
 def visible_alert(alert_id: int) -> Alert:
@@ -64,26 +60,21 @@ def alert_rows(alerts: list[Alert]) -> list[dict[str, Any]]:
 @bp.get("/alerts")
 @page()
 def alerts() -> str:
-    state = request.args.get("state") or "open"
-    if state not in TABS:
-        state = "open"
+    asked = queries.read(queries.AlertPageQuery, request.args)
+    state, kind = asked.state or OPEN, asked.kind
     allowed = access.user_area_ids(g.db, access.caller())
     areas = user_areas()
-    area_id = _int_arg("area")
-    scope = allowed
-    if area_id is not None and any(a.id == area_id for a in areas):
+    area_id, scope = asked.area, allowed
+    if area_id is None or all(a.id != area_id for a in areas):  # not the user's: all of theirs
+        area_id = None
+    else:
         below = area_subtree_ids(g.db, [area_id])
         scope = below if allowed is None else below & allowed
-    else:
-        area_id = None
-    kind = request.args.get("kind") or None
-    kinds = [k.value for k in alert_service.Kind]
-    if kind not in kinds:
-        kind = None
+    kinds = list(queries.ALERT_KINDS)
     counts = alert_service.kind_counts(g.db, scope, [state])
     total = counts.get(kind, 0) if kind else sum(counts.values())
     pages = max(1, -(-total // PAGE))
-    number = min(pages, max(1, _int_arg("page") or 1))
+    number = min(pages, asked.page)
     rows = alert_service.listing(g.db, scope, [state], kind, limit=PAGE,
                                  offset=(number - 1) * PAGE)
     first = (number - 1) * PAGE
@@ -97,12 +88,9 @@ def alerts() -> str:
 @bp.post("/alerts/<int:alert_id>/<any(ack, resolve):action>")
 @page("alert.write")
 def alert_step(alert_id: int, action: str) -> Response:
-    form = request.form
-    back: dict[str, Any] = {"state": form.get("state") if form.get("state") in TABS else "open",
-                            "area": _int_arg("area", form), "page": _int_arg("page", form),
-                            "kind": form.get("kind") or None}
-    if back["kind"] not in {k.value for k in alert_service.Kind}:
-        back["kind"] = None
+    came = queries.read(queries.AlertPageQuery, request.form)  # the list it was sent from
+    back: dict[str, Any] = {"state": came.state or OPEN, "area": came.area, "kind": came.kind,
+                            "page": came.page if came.page > 1 else None}
     try:
         alert = visible_alert(alert_id)
         step = read_form(B.AlertAction, {"comment": request.form.get("comment", "")})

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from .. import auth as access
 from .. import bodies as B
 from .. import bulletins as bulletin_service
+from .. import queries
 from ..broadcasts import broadcast_visible, create_broadcast
 from ..context import settings, speech
 from ..errors import ApiError
@@ -26,8 +27,6 @@ from . import bp, local_path, page, read_form, user_areas
 if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
-STATUSES = tuple(bulletin_service.BulletinStatus)
-SEARCH_MAX = 100  # the list's search words: the field's length and what is searched
 
 
 @bp.get("/bulletins")
@@ -36,20 +35,16 @@ def bulletins() -> str:
     """The bulletins the user may see, filtered by status, category and words of the title or
     text (a GET form, so a filtered list is a link to share)."""
     user = access.caller()
-    filters = {"status": request.args.get("status", ""),
-               "category": request.args.get("category", ""),
-               "q": request.args.get("q", "").strip()}
-    rows = bulletin_service.visible_bulletins(
-        g.db, user, filters["status"] if filters["status"] in STATUSES else None, limit=100,
-        category=filters["category"] if filters["category"] in CATEGORIES else None,
-        search=filters["q"][:SEARCH_MAX])
+    asked = queries.read(queries.BulletinPageQuery, request.args)
+    rows = bulletin_service.visible_bulletins(g.db, user, asked.status, limit=100,
+                                              category=asked.category, search=asked.q)
     broadcasts = [bc for bc in g.db.scalars(select(Broadcast).order_by(Broadcast.id.desc())
                                             .limit(50))
                   if broadcast_visible(g.db, user, bc)]
     return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts,
                            can_approve=access.can(user, "bulletin.approve"),
-                           filters=filters, statuses=STATUSES, categories=CATEGORIES,
-                           search_max=SEARCH_MAX)
+                           filters=asked, statuses=queries.BULLETIN_STATUSES,
+                           categories=CATEGORIES)
 
 
 @bp.get("/bulletins/<int:bulletin_id>")

@@ -86,7 +86,7 @@ def filtered_nodes(allowed: set[int] | None) -> dict[str, Any]:
     count of all of them, each counted and cut by the database."""
     asked = queries.read(queries.NodePageQuery, request.args)
     area, status, alarm, text = asked.area, asked.status, asked.alarm, asked.q
-    number = max(1, asked.page or 1)
+    number = asked.page
     q = nodes_in_scope(select(Node), allowed)
     if area is not None:
         q = q.where(Node.cluster_id.in_(area_subtree_ids(g.db, [area])))

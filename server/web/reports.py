@@ -18,6 +18,7 @@ from itertools import islice
 
 from flask import Response, render_template, request
 
+from .. import queries
 from ..context import settings
 from ..i18n import t
 from ..models import Area
@@ -77,8 +78,7 @@ def _node_page(summary: Summary | None, query: dict[str, str | None]) -> dict[st
     """The page of the nodes' table asked for (?page=, from 1; past the last: the last)."""
     total = len(summary.nodes) if summary else 0
     pages = max(1, -(-total // NODE_PAGE))
-    arg = request.args.get("page", "")
-    number = min(pages, max(1, int(arg))) if arg.isdecimal() and len(arg) < 10 else 1
+    number = min(pages, queries.read(queries.ListPageQuery, request.args).page)
     first = (number - 1) * NODE_PAGE
     rows = list(islice(summary.nodes.values(), first, first + NODE_PAGE)) if summary else []
     if summary and rows:

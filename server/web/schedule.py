@@ -18,6 +18,7 @@ from schedules.recurrence import RecurrenceError
 from .. import auth as access
 from .. import bodies as B
 from .. import programmes as programme_service
+from .. import queries
 from .. import schedule
 from ..broadcasts import broadcast_visible, cancel_broadcast, change_occurrence, create_broadcast
 from ..bulletins import visible_bulletins
@@ -66,17 +67,14 @@ def schedule_week() -> str:
     areas = _areas()
     if not areas:
         return render_template("schedule_week.html", areas=[], area=None, days=[])
-    area_id = request.args.get("area", type=int) or (access.caller().area_id or areas[0].id)
+    asked = queries.read(queries.SchedulePageQuery, request.args)
+    area_id = asked.area or access.caller().area_id or areas[0].id
     area = next((a for a in areas if a.id == area_id), None)
     if area is None:
         raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
     tz = area_zone(g.db, area.id, settings().timezone)
     zone = ZoneInfo(tz)
-    try:
-        week = dt.date.fromisoformat(request.args.get("week", ""))
-    except ValueError:
-        week = dt.datetime.now(zone).date()
-    monday = _monday(week)
+    monday = _monday(asked.week or dt.datetime.now(zone).date())
     start = dt.datetime.combine(monday, dt.time(), zone).astimezone(dt.UTC)
     end = dt.datetime.combine(monday + dt.timedelta(days=7), dt.time(), zone).astimezone(dt.UTC)
     days: list[dict[str, Any]] = [{"date": monday + dt.timedelta(days=i), "slots": []}

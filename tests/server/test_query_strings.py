@@ -1,5 +1,5 @@
 """Query strings, declared once (server/queries.py): what the document says of a parameter is
-what the route does with it, and the node list page reads its filter as the API does."""
+what the route does with it, and the pages read their filters as the API reads its own."""
 from __future__ import annotations
 
 import re
@@ -8,6 +8,7 @@ import pytest
 
 from server.openapi import OPENAPI
 from tests.server.helpers import node_ids
+from tests.system import ADMIN_PASSWORD
 from tests.web_helpers import PageUser
 
 PASSWORD = "mat-khau-123"
@@ -110,3 +111,38 @@ def test_the_node_list_page_refuses_the_status_the_api_refuses(app_only, wards):
     assert page.status_code == 400 and "never_connected" in page.text
     shown = tech.get("/nodes?status=never_connected&area=&page=")
     assert shown.status_code == 200
+
+
+# a page and a value of one of its filters that the page never offers (a mistyped or stale link)
+PAGE_REFUSALS = [
+    ("/nodes?page=2x", "page"), ("/alerts?state=closed", "state"), ("/alerts?kind=fire", "kind"),
+    ("/alerts?area=x", "area"), ("/alerts?page=-1", "page"),
+    ("/bulletins?status=published", "status"), ("/bulletins?category=weather", "category"),
+    ("/schedule?week=tuesday", "week"), ("/schedule?area=x", "area"),
+    ("/reports?page=x", "page"), ("/admin/audit?from=2026-13-01", "from"),
+    ("/admin/audit?before=x", "before"), ("/admin/wards?area=x", "area"),
+]
+
+
+def test_a_page_refuses_a_filter_value_it_never_offers_naming_the_filter(app_only, wards):
+    admin = PageUser(app_only, "admin", ADMIN_PASSWORD)
+    for path, name in PAGE_REFUSALS:
+        page = admin.get(path)
+        assert (page.status_code, f"Trường {name} không hợp lệ" in page.text) == (400, True), path
+
+
+def test_a_pages_empty_filter_fields_are_no_filter(app_only, wards):
+    s = app_only
+    s.ok("POST", "/api/v1/bulletins", json={"title": "Lịch tiêm chủng", "text": "Tiêm chủng.",
+                                            "category": "health"})
+    admin = PageUser(s, "admin", ADMIN_PASSWORD)
+    listed = admin.get("/bulletins?status=&category=&q=")
+    assert listed.status_code == 200 and "Lịch tiêm chủng" in listed.text
+    assert "Lịch tiêm chủng" not in admin.get("/bulletins?status=approved").text
+    def audit_rows(query: str) -> int:
+        return admin.get(f"/admin/audit?{query}").text.count("<tr")
+    assert audit_rows("actor=&action=&target=&from=&to=&before=") == audit_rows("") \
+        > audit_rows("actor=nobody")
+    for path in ("/alerts?state=&area=&kind=&page=", "/schedule?area=&week=", "/reports?page=",
+                 "/admin/wards?area="):
+        assert admin.get(path).status_code == 200, path

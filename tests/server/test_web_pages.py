@@ -172,8 +172,9 @@ def _input(page: str, name: str) -> str:
 
 
 def test_a_forms_inputs_hold_the_limits_of_the_body_they_fill(app_only, wards):
-    """A browser stops a text at the length the API takes, and a volume at the protocol's
-    range: the attributes come from the request bodies' own declarations."""
+    """A browser stops a text at the length the API takes, a volume at the protocol's range
+    and a search at what the list searches: the attributes come from the request bodies' and
+    queries' own declarations."""
     from device_agent.schemas import BODIES
     from server import bodies as B
     s = app_only
@@ -186,3 +187,6 @@ def test_a_forms_inputs_hold_the_limits_of_the_body_they_fill(app_only, wards):
     volume = BODIES["set_volume"]["properties"]["volume"]
     tag = _input(admin.get(f"/nodes/{node}").text, "volume")
     assert f'min="{volume["minimum"]}"' in tag and f'max="{volume["maximum"]}"' in tag
+    from server.queries import SEARCH_MAX  # a list's search words: what the query reads
+    for path in ("/bulletins", "/nodes"):
+        assert f'maxlength="{SEARCH_MAX}"' in _input(admin.get(path).text, "q"), path
