@@ -19,13 +19,12 @@ from .. import audit
 from .. import bodies as B
 from .. import queries
 from .. import users as user_service
-from ..auth import ROLES
+from ..auth import ROLES, caller
 from ..bulletins import scoped_area, speech_defaults, update_area_speech
 from ..context import settings
 from ..errors import ApiError
 from ..i18n import LANGUAGES, t
 from ..models import Area, AuditEntry, User, area_zone, nearest_setting
-from ..auth import caller
 from ..request_globals import g
 from . import area_tree, bp, page
 
@@ -100,17 +99,19 @@ def admin_users() -> Response | tuple[str, int]:
 def _user_listing(form: dict[str, str], error: str | None = None, status: int = 200
                   ) -> tuple[str, int]:
     names = {a.area.id: a.area.name for a in area_tree()}
-    people = user_service.visible_users(g.db, caller())
+    actor = caller()
+    people = user_service.visible_users(g.db, actor)
     return _user_form("admin_users.html", error, status, form=form, people=people, person=None,
-                      area_names=names, may_manage=lambda u: user_service.may_grant(caller(),
-                                                                                    u.role))
+                      area_names=names,
+                      may_manage=lambda u: user_service.may_grant(actor, u.role))
 
 
 @bp.route("/admin/users/<int:user_id>", methods=["GET", "POST"])
 @page("user.write")
 def admin_user(user_id: int) -> Response | tuple[str, int]:
-    person = user_service.get_user(g.db, caller(), user_id)  # 404 outside the actor's areas
-    if not user_service.may_grant(caller(), person.role):  # save_user's own refusal, up front
+    actor = caller()
+    person = user_service.get_user(g.db, actor, user_id)  # 404 outside the actor's areas
+    if not user_service.may_grant(actor, person.role):  # save_user's own refusal, up front
         raise ApiError(403, "forbidden_role", "err.grant_role", role=person.role)
     if request.method == "GET":
         return _user_form("admin_user.html", person=person, form={})

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
 
-
 @bp.get("/bulletins")
 @page()
 def bulletins() -> str:
@@ -52,11 +51,12 @@ def bulletins() -> str:
 def bulletin(bulletin_id: int) -> str:
     """One bulletin: its text, the reading that is spoken, its audio and its history (who did
     what, when); an approver reviews it here too."""
-    b = bulletin_service.get_bulletin(g.db, access.caller(), bulletin_id)
+    user = access.caller()
+    b = bulletin_service.get_bulletin(g.db, user, bulletin_id)
     may_broadcast = b.status == bulletin_service.BulletinStatus.APPROVED \
-        and access.can(access.caller(), "broadcast.write")
+        and access.can(user, "broadcast.write")
     return render_template("bulletin.html", b=b,
-                           can_approve=access.can(access.caller(), "bulletin.approve"),
+                           can_approve=access.can(user, "bulletin.approve"),
                            areas=user_areas(clusters=False) if may_broadcast else [])
 
 
@@ -65,10 +65,11 @@ def bulletin(bulletin_id: int) -> str:
 def broadcast_bulletin(bulletin_id: int) -> Response:
     """Broadcast an approved bulletin now to one area (the API's POST /broadcasts: its checks
     of the bulletin, the area and the role), then follow it on its page."""
-    b = bulletin_service.get_bulletin(g.db, access.caller(), bulletin_id)
+    user = access.caller()
+    b = bulletin_service.get_bulletin(g.db, user, bulletin_id)
     area = request.form.get("area_id", "")
     areas = [int(area)] if area.isdecimal() else []  # none chosen: the body's no_targets
-    bc = create_broadcast(g.db, settings(), access.caller(), B.parse(B.BroadcastCreate, {
+    bc = create_broadcast(g.db, settings(), user, B.parse(B.BroadcastCreate, {
         "bulletin_id": b.id, "targets": {"areas": areas}, "priority": "normal"}))
     g.db.commit()
     flash(t("bulletin.created"))
@@ -163,7 +164,7 @@ def review_bulletin(bulletin_id: int) -> Response:
             raise ApiError(403, "forbidden", "err.forbidden")
         b = bulletin_service.get_bulletin(g.db, user, bulletin_id, manage=True)
         step = read_form(B.BulletinAction, request.form.to_dict())
-        bulletin_service.transition(g.db, access.caller(), b, action, step.comment,
+        bulletin_service.transition(g.db, user, b, action, step.comment,
                                     seen_sha256=step.sha256)
         g.db.commit()
         flash(t({"approve": "bulletin.approved", "reject": "bulletin.rejected"}[action]))
