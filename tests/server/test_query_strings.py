@@ -146,3 +146,10 @@ def test_a_pages_empty_filter_fields_are_no_filter(app_only, wards):
     for path in ("/alerts?state=&area=&kind=&page=", "/schedule?area=&week=", "/reports?page=",
                  "/admin/wards?area="):
         assert admin.get(path).status_code == 200, path
+
+
+def test_the_bulletin_list_refuses_a_status_that_does_not_exist_as_its_page_does(app_only, wards):
+    s = app_only
+    api = s.call("GET", "/api/v1/bulletins?status=published")
+    assert api.status_code == 400 and "pending" in api.json()["error"]["message"]
+    assert s.ok("GET", "/api/v1/bulletins?status=pending") == {"bulletins": []}
