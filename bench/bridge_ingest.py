@@ -153,7 +153,7 @@ def node_messages(prov: Province, built: dict) -> list[tuple[str, str, list[tupl
     """(phase, kind of topic, messages) in the order the nodes would send them."""
     from sqlalchemy import select
 
-    from device_agent.protocol import make_event
+    from device_agent.protocol import EventType, make_event
     from server.models import Command, Delivery, Node, SlotDelivery
     prefix = prov.settings.topic_prefix
     rng = random.Random(10)
@@ -178,18 +178,18 @@ def node_messages(prov: Province, built: dict) -> list[tuple[str, str, list[tupl
                             for n in order]
 
     def ack(status: str):
-        return lambda n: make_event("ack", now, cmd_id=cmd_of[n], status=status)
+        return lambda n: make_event(EventType.ACK, now, cmd_id=cmd_of[n], status=status)
 
     def played_cmd(n: str) -> dict:
         item = bodies[cmd_of[n]]["item"]
-        return make_event("played", now + 30_000, item_id=item["id"], cmd_id=cmd_of[n],
+        return make_event(EventType.PLAYED, now + 30_000, item_id=item["id"], cmd_id=cmd_of[n],
                           sha256=item["media"]["sha256"], started_at=now,
                           ended_at=now + 30_000, result="completed")
 
     def played_slot(n: str) -> dict:
         row = slots[n]
         start = int(row.start_at.replace(tzinfo=dt.UTC).timestamp() * 1000)
-        return make_event("played", start + 30_000, item_id=f"bc-{built['series']}",
+        return make_event(EventType.PLAYED, start + 30_000, item_id=f"bc-{built['series']}",
                           slot_id=row.slot_id, sha256=row.sha256, scheduled_at=start,
                           started_at=start + 40, ended_at=start + 30_000, result="completed")
 
@@ -208,9 +208,9 @@ def node_messages(prov: Province, built: dict) -> list[tuple[str, str, list[tupl
         phase("emergency: `finished` acks", "events", ack("finished")),
         phase("emergency: `played` events", "events", played_cmd),
         phase("slot: `desired_applied` events", "events",
-              lambda n: make_event("desired_applied", now, version=versions[n])),
+              lambda n: make_event(EventType.DESIRED_APPLIED, now, version=versions[n])),
         phase("slot: `media_ready` events", "events",
-              lambda n: make_event("media_ready", now, sha256=slots[n].sha256)),
+              lambda n: make_event(EventType.MEDIA_READY, now, sha256=slots[n].sha256)),
         phase("slot: `played` events", "events", played_slot),
         phase("telemetry", "telemetry", telemetry),
     ]

@@ -27,9 +27,22 @@ from .amp import AmpError, Amplifier, make_amplifier
 from .amp_control import AmpControl
 from .config import AgentConfig, ConfigError
 from .media import Fetcher, MediaCache, MediaError
-from .player import Cancel, NoPlayerError, Player, PlayOutcome, PlayRequest, make_player, make_tone
+from .player import (
+    Cancel,
+    Interruption,
+    NoPlayerError,
+    Player,
+    PlayOutcome,
+    PlayRequest,
+    make_player,
+    make_tone,
+)
 from .protocol import (
+    AckStatus,
+    EventType,
+    PlayResult,
     ProtocolError,
+    RejectReason,
     envelope_json,
     group_topic,
     load_public_key,
@@ -88,8 +101,10 @@ MAX_WAIT_S = 1.0
 # the worker wakes at least every MAX_WAIT_S; silent this long, it hangs (no watchdog ping)
 WORKER_STALE_S = 20.0
 
-ACK_FOR_RESULT = {"completed": "finished", "preempted": "preempted", "stopped": "stopped",
-                  "failed": "failed", "skipped": "skipped"}
+# a command's last ack, by how its play ended
+ACK_FOR_RESULT = {PlayResult.COMPLETED: AckStatus.FINISHED,
+                  PlayResult.PREEMPTED: AckStatus.PREEMPTED, PlayResult.STOPPED: AckStatus.STOPPED,
+                  PlayResult.FAILED: AckStatus.FAILED, PlayResult.SKIPPED: AckStatus.SKIPPED}
 
 
 @dataclass
@@ -323,7 +338,7 @@ class Agent:
             self._seq = max(self._seq, seq)
             item = self._command_item(env, received_at, seq)
             if started:
-                self._end(item, "failed", "interrupted",
+                self._end(item, PlayResult.FAILED, "interrupted",
                           detail="the agent restarted while this played")
             else:
                 self._waiting.append(item)
@@ -384,7 +399,7 @@ class Agent:
             except Exception:  # noqa: BLE001 - the agent must outlive any one bad message
                 log.exception("error while handling %s", kind)
         try:
-            self._interrupt("shutdown")
+            self._interrupt(Interruption.SHUTDOWN)
         except Exception:  # noqa: BLE001
             log.exception("error while stopping playback")
 
@@ -394,7 +409,7 @@ class Agent:
         step = self._jumps.check(self.now_ms(), int(time.monotonic() * 1000))
         if step is not None:
             log.warning("clock jumped by %+d ms", step)
-            self._emit("alarm", code="clock_jump", detail=clock_jump_detail(step))
+            self._emit(EventType.ALARM, code="clock_jump", detail=clock_jump_detail(step))
 
     def _handle(self, kind: str, data: Any) -> None:
         handler = self._inbox_handlers.get(kind)
@@ -421,10 +436,10 @@ class Agent:
 
     def _on_alarms(self, alarms: list[tuple[str, str]]) -> None:
         for code, detail in alarms:
-            self._emit("alarm", code=code, detail=detail)
+            self._emit(EventType.ALARM, code=code, detail=detail)
 
     # --- events and the outbox --------------------------------------------------------------------
-    def _emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+    def _emit(self, type_: EventType, **fields: Any) -> dict[str, Any]:
         """Store an event in the outbox, then hand it to the broker connection if there is one
         (otherwise the next connection does it). It leaves the outbox on the broker's PUBACK."""
         event = make_event(type_, self.now_ms(), **fields)
@@ -439,8 +454,8 @@ class Agent:
         self._handed[event_id] = mid
         self._mid_event[mid] = event_id
 
-    def _ack(self, cmd_id: str, status: str, reason: str | None = None, **extra: Any) -> None:
-        self._emit("ack", cmd_id=cmd_id, status=status, reason=reason, **extra)
+    def _ack(self, cmd_id: str, status: AckStatus, reason: str | None = None, **extra: Any) -> None:
+        self._emit(EventType.ACK, cmd_id=cmd_id, status=status, reason=reason, **extra)
 
     # --- incoming envelopes -----------------------------------------------------------------------
     def _on_incoming(self, msg: Incoming) -> None:
@@ -453,29 +468,31 @@ class Agent:
                                   keys=self._keys, now_ms=now)
         except ProtocolError as err:
             held = self._desired["id"] if self._desired else None
-            if on_desired and err.reason == "expired" and err.cmd_id and err.cmd_id == held:
+            if on_desired and err.reason == RejectReason.EXPIRED and err.cmd_id \
+                    and err.cmd_id == held:
                 return  # the retained copy of the desired state we hold, re-delivered
             self._reject(err.cmd_id, err.reason, err.detail, msg.topic)
             return
         if self._store.seen(env["id"]):
             if not on_desired:  # a retained desired state re-delivered on reconnect is silent
-                self._reject(env["id"], "replayed", "id already accepted", msg.topic, ack=False)
+                self._reject(env["id"], RejectReason.REPLAYED, "id already accepted", msg.topic,
+                             ack=False)
             return
         self._store.remember(env["id"], env["exp"])
         self._dispatch(env, now)
 
-    def _reject(self, cmd_id: str | None, reason: str, detail: str, topic: str,
+    def _reject(self, cmd_id: str | None, reason: RejectReason, detail: str, topic: str,
                 ack: bool = True) -> None:
         log.warning("rejected %s on %s: %s %s", cmd_id, topic, reason, detail)
         if cmd_id and ack:
-            self._ack(cmd_id, "rejected", reason)
-        self._emit("alarm", code="rejected_command", cmd_id=cmd_id, reason=reason, detail=detail,
-                   topic=topic)
+            self._ack(cmd_id, AckStatus.REJECTED, reason)
+        self._emit(EventType.ALARM, code="rejected_command", cmd_id=cmd_id, reason=reason,
+                   detail=detail, topic=topic)
 
     def _dispatch(self, env: Envelope, now: int) -> None:
         handler = self._commands.get(env["type"])
         if handler is None:
-            self._ack(env["id"], "failed", "unsupported_type")
+            self._ack(env["id"], AckStatus.FAILED, "unsupported_type")
             return
         handler(env, now)
 
@@ -484,32 +501,32 @@ class Agent:
         """``play`` and ``test``: remembered until they end, then they wait their turn."""
         item = self._command_item(env, now, self._next_seq())
         self._store.pending_put(item.key, envelope_json(env), now, item.seq)
-        self._ack(env["id"], "received")
+        self._ack(env["id"], AckStatus.RECEIVED)
         self._waiting.append(item)
         self._want_media(item.media)
 
     def _stop_command(self, env: Envelope, now: int) -> None:
         body = env["body"]
-        self._ack(env["id"], "received")
+        self._ack(env["id"], AckStatus.RECEIVED)
         self._stop_items(body.get("item_id"), body.get("max_priority"))
-        self._ack(env["id"], "finished")
+        self._ack(env["id"], AckStatus.FINISHED)
 
     def _set_volume(self, env: Envelope, now: int) -> None:
-        self._ack(env["id"], "received")
+        self._ack(env["id"], AckStatus.RECEIVED)
         self._volume = env["body"]["volume"]
         self._store.put("volume", self._volume)
-        self._ack(env["id"], "finished")
+        self._ack(env["id"], AckStatus.FINISHED)
 
     def _amp_command(self, env: Envelope, now: int) -> None:
-        self._ack(env["id"], "received")
+        self._ack(env["id"], AckStatus.RECEIVED)
         self._switch_amp(env["id"], env["body"]["on"])
 
     def _reboot_command(self, env: Envelope, now: int) -> None:
-        self._ack(env["id"], "received")
+        self._ack(env["id"], AckStatus.RECEIVED)
         self._reboot = _Reboot(env["id"], now + REBOOT_GRACE_MS)
 
     def _keys_command(self, env: Envelope, now: int) -> None:
-        self._ack(env["id"], "received")
+        self._ack(env["id"], AckStatus.RECEIVED)
         self._change_keys(env["id"], env["body"])
 
     def _next_seq(self) -> int:
@@ -537,11 +554,11 @@ class Agent:
         try:
             self._amp.command(on)
         except AmpError as err:
-            self._ack(cmd_id, "failed", "amp_fault", detail=str(err))
-            self._emit("alarm", code="amp_fault", detail=str(err), cmd_id=cmd_id)
+            self._ack(cmd_id, AckStatus.FAILED, "amp_fault", detail=str(err))
+            self._emit(EventType.ALARM, code="amp_fault", detail=str(err), cmd_id=cmd_id)
             return
         self._store.put("amp_on", bool(on))
-        self._ack(cmd_id, "finished")
+        self._ack(cmd_id, AckStatus.FINISHED)
 
     def _change_keys(self, cmd_id: str, body: Mapping[str, Any]) -> None:
         add = body.get("keys", [])
@@ -554,22 +571,22 @@ class Agent:
             state = apply_key_change(self.config.provisioned_keys, self._key_state, add,
                                      body.get("revoke", []))
         except KeyChangeRefused as err:
-            self._ack(cmd_id, "failed", err.reason, detail=err.detail)
+            self._ack(cmd_id, AckStatus.FAILED, err.reason, detail=err.detail)
             return
         self._key_state = state
         self._store.put("keys", state.to_json())
         self._keys = self._load_keys(trusted_keys(self.config.provisioned_keys, state))
         log.info("trusted keys now %s", sorted(self._keys))
-        self._ack(cmd_id, "finished")
+        self._ack(cmd_id, AckStatus.FINISHED)
 
     def _stop_items(self, item_id: str | None, max_priority: int | None) -> None:
         playing = self._playing.item if self._playing else None
         for target in stop_targets(playing, self._waiting, item_id, max_priority):
             if playing is not None and target.key == playing.key:
-                self._interrupt("stopped")
+                self._interrupt(Interruption.STOPPED)
             else:
                 self._waiting.remove(target)
-                self._end(target, "stopped")
+                self._end(target, PlayResult.STOPPED)
 
     def _run_reboot(self, reboot: _Reboot) -> None:
         self._reboot = None
@@ -578,7 +595,7 @@ class Agent:
         try:
             subprocess.run(shlex.split(command), check=True, timeout=60, capture_output=True)
         except (OSError, subprocess.SubprocessError) as err:
-            self._ack(reboot.cmd_id, "failed", "reboot_failed", detail=str(err)[:300])
+            self._ack(reboot.cmd_id, AckStatus.FAILED, "reboot_failed", detail=str(err)[:300])
 
     # --- desired state ----------------------------------------------------------------------------
     def _apply_desired(self, env: Envelope, now: int) -> None:
@@ -590,7 +607,7 @@ class Agent:
         self._desired = {"id": env["id"], "version": version, "exp": env["exp"], "body": body}
         self._store.put("desired", self._desired)
         self._use_desired(body, now, fresh=True)
-        self._emit("desired_applied", version=version)
+        self._emit(EventType.DESIRED_APPLIED, version=version)
         self._report_ready(body)
 
     def _report_ready(self, body: Mapping[str, Any]) -> None:
@@ -609,7 +626,7 @@ class Agent:
     def _media_ready(self, sha: str) -> None:
         if sha in self._unreported:
             self._unreported.discard(sha)
-            self._emit("media_ready", sha256=sha)
+            self._emit(EventType.MEDIA_READY, sha256=sha)
 
     def _use_desired(self, body: Mapping[str, Any], now: int, fresh: bool) -> None:
         tz_name = body.get("tz") or self.config.tz
@@ -699,11 +716,11 @@ class Agent:
         affected = [i for i in self._waiting if i.sha256 == sha and not i.is_slot]
         if error.reason == "media_mismatch":
             for cmd_id in [i.cmd_id for i in affected] or [None]:
-                self._emit("alarm", code="media_mismatch", detail=error.detail, cmd_id=cmd_id,
-                           reason="media_mismatch", sha256=sha)
+                self._emit(EventType.ALARM, code="media_mismatch", detail=error.detail,
+                           cmd_id=cmd_id, reason="media_mismatch", sha256=sha)
         for item in affected:
             self._waiting.remove(item)
-            self._end(item, "failed", error.reason, detail=error.detail)
+            self._end(item, PlayResult.FAILED, error.reason, detail=error.detail)
 
     def _retry_media(self, now: int) -> None:
         for item in list(self._waiting):
@@ -721,7 +738,7 @@ class Agent:
                     self._want_media(item.media)
                 elif due:
                     self._waiting.remove(item)
-                    self._end(item, "failed", state.reason, detail=state.detail)
+                    self._end(item, PlayResult.FAILED, state.reason, detail=state.detail)
 
     # --- the waiting line -------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -742,10 +759,10 @@ class Agent:
                         ready=self._amp.gate(self._ready, now))
             for item, reason in step.skip:
                 self._waiting.remove(item)
-                self._end(item, "skipped", reason)
+                self._end(item, PlayResult.SKIPPED, reason)
             if step.start is not None:
                 if step.preempt:
-                    self._interrupt("preempted")
+                    self._interrupt(Interruption.PREEMPTED)
                 self._waiting.remove(step.start)
                 self._start(step.start)
             self._wake_at = self._amp.wake_at(step.wake_at)
@@ -759,7 +776,7 @@ class Agent:
         now = self.now_ms()
         if rep == 0 and item.cmd_id:
             self._store.pending_started(item.key)
-            self._ack(item.cmd_id, "started")
+            self._ack(item.cmd_id, AckStatus.STARTED)
         path: Path | None
         duration: int | None
         player = self.player
@@ -774,7 +791,8 @@ class Agent:
         if path is None:
             if item.sha256:
                 self._media.pop(item.sha256, None)
-            self._end(item, "failed", "media_unavailable", detail="cached file disappeared")
+            self._end(item, PlayResult.FAILED, "media_unavailable",
+                      detail="cached file disappeared")
             return
         request = PlayRequest(path, item.item_id, item.sha256,
                               effective_volume(item.priority, item.volume, self._volume),
@@ -795,7 +813,7 @@ class Agent:
             outcome = player.play(request, playing.cancel)
         except Exception as err:  # noqa: BLE001 - a player bug is a failed play, not a dead agent
             log.exception("player failed")
-            outcome = PlayOutcome("failed", f"{type(err).__name__}: {err}")
+            outcome = PlayOutcome(PlayResult.FAILED, f"{type(err).__name__}: {err}")
         playing.ended_at = self.now_ms()
         playing.outcome = outcome
         self._inbox.put(("play_done", playing.token))
@@ -805,15 +823,16 @@ class Agent:
         if playing is None or playing.token != token:
             return  # a play we already ended (preempted, stopped)
         self._playing = None
-        self._after_play(playing, playing.outcome or PlayOutcome("failed", "no outcome"))
+        self._after_play(playing, playing.outcome or PlayOutcome(PlayResult.FAILED, "no outcome"))
 
     def _after_play(self, playing: _Playing, outcome: PlayOutcome,
-                    interrupted: str | None = None) -> None:
+                    interrupted: Interruption | None = None) -> None:
         item = playing.item
         ended = playing.ended_at or self.now_ms()
         self._count_player_failures(outcome, interrupted)
-        if outcome.result == "completed":
-            self._report_play(item, "completed", started_at=playing.rep_started, ended_at=ended)
+        if outcome.result == PlayResult.COMPLETED:
+            self._report_play(item, PlayResult.COMPLETED, started_at=playing.rep_started,
+                              ended_at=ended)
             if playing.reps_done + 1 < item.repeat and item.kind != "test":
                 if interrupted is None:
                     self._start(item, playing.reps_done + 1, playing.since)
@@ -821,32 +840,36 @@ class Agent:
                 # the remaining repetitions are what the interruption cut
                 self._end(item, *self._cut_result(interrupted), report=False)
                 return
-            self._end(item, "completed", report=False, verdict=verdict_of(outcome))
-        elif outcome.result == "stopped" or interrupted:
-            self._end(item, *self._cut_result(interrupted or outcome.detail or "stopped"),
+            self._end(item, PlayResult.COMPLETED, report=False, verdict=verdict_of(outcome))
+        elif outcome.result == PlayResult.STOPPED or interrupted:
+            self._end(item, *self._cut_result(interrupted or outcome.detail),
                       started_at=playing.rep_started, ended_at=ended)
         else:
-            self._end(item, "failed", "player_error", started_at=playing.rep_started,
+            self._end(item, PlayResult.FAILED, "player_error", started_at=playing.rep_started,
                       ended_at=ended, detail=outcome.detail)
 
-    def _count_player_failures(self, outcome: PlayOutcome, interrupted: str | None) -> None:
+    def _count_player_failures(self, outcome: PlayOutcome,
+                               interrupted: Interruption | None) -> None:
         """``player_failing`` once when PLAYER_FAILING_AFTER plays in a row failed in the
         player (a dead sound card, a broken player install); again only after one completed."""
-        if outcome.result == "completed":
+        if outcome.result == PlayResult.COMPLETED:
             self._player_failures = 0
-        elif outcome.result == "failed" and interrupted is None:
+        elif outcome.result == PlayResult.FAILED and interrupted is None:
             self._player_failures += 1
             if self._player_failures == PLAYER_FAILING_AFTER:
-                self._emit("alarm", code="player_failing",
+                self._emit(EventType.ALARM, code="player_failing",
                            detail=f"{PLAYER_FAILING_AFTER} plays in a row failed in player "
                                   f"{self.player.name}; the last: {outcome.detail[:300]}")
 
     @staticmethod
-    def _cut_result(why: str) -> tuple[str, str | None]:
-        """(result, reason) of an item cut short: preempted, stopped, or failed at shutdown."""
-        return ("failed", "shutdown") if why == "shutdown" else (why, None)
+    def _cut_result(why: str) -> tuple[PlayResult, str | None]:
+        """(result, reason) of an item cut short (``why``: an Interruption, or a stopped
+        outcome's detail, which is one): preempted, stopped, or failed at shutdown."""
+        if why == Interruption.SHUTDOWN:
+            return PlayResult.FAILED, "shutdown"
+        return (PlayResult.PREEMPTED if why == Interruption.PREEMPTED else PlayResult.STOPPED), None
 
-    def _interrupt(self, why: str) -> None:
+    def _interrupt(self, why: Interruption) -> None:
         """End what plays now: ``preempted``, ``stopped`` or ``shutdown``; waits for the player."""
         playing = self._playing
         if playing is None:
@@ -858,17 +881,18 @@ class Agent:
             if playing.thread.is_alive():
                 log.error("player did not stop within %s s", PLAYER_JOIN_S)
         playing.ended_at = playing.ended_at or self.now_ms()
-        self._after_play(playing, playing.outcome or PlayOutcome("stopped", why), interrupted=why)
+        self._after_play(playing, playing.outcome or PlayOutcome(PlayResult.STOPPED, why),
+                         interrupted=why)
 
-    def _report_play(self, item: QueueItem, result: str, reason: str | None = None,
+    def _report_play(self, item: QueueItem, result: PlayResult, reason: str | None = None,
                      started_at: int | None = None, ended_at: int | None = None) -> None:
         if item.kind == "test":
             return
-        self._emit("played", item_id=item.item_id, cmd_id=item.cmd_id, slot_id=item.slot_id,
+        self._emit(EventType.PLAYED, item_id=item.item_id, cmd_id=item.cmd_id, slot_id=item.slot_id,
                    sha256=item.sha256, scheduled_at=item.scheduled_at, started_at=started_at,
                    ended_at=ended_at, result=result, reason=reason)
 
-    def _end(self, item: QueueItem, result: str, reason: str | None = None, *,
+    def _end(self, item: QueueItem, result: PlayResult, reason: str | None = None, *,
              started_at: int | None = None, ended_at: int | None = None,
              detail: str | None = None, report: bool = True,
              verdict: Verdict | None = None) -> None:
@@ -883,16 +907,16 @@ class Agent:
         assert item.cmd_id is not None, "a command item has its envelope id"
         if item.kind == "test":
             amp = self.amplifier.state()
-            ok = result == "completed" and amp is not False
+            ok = result == PlayResult.COMPLETED and amp is not False
             if verdict is not None:  # an acoustic test that ran: what the microphone heard
                 ok, reason = verdict.passed, verdict.reason
                 detail = verdict.detail + ("; amplifier off" if amp is False else "")
-            elif result == "completed":
+            elif result == PlayResult.COMPLETED:
                 detail = (f"{TONE_S:g} s {TONE_HZ} Hz tone played through {self.player.name}; "
                           f"amplifier {'unknown' if amp is None else 'on' if amp else 'off'}")
             else:
                 detail = detail or reason or result
-            self._ack(item.cmd_id, "finished", None if ok else (reason or result),
+            self._ack(item.cmd_id, AckStatus.FINISHED, None if ok else (reason or result),
                       result="ok" if ok else "fail", detail=detail)
         else:
             self._ack(item.cmd_id, ACK_FOR_RESULT[result], reason, detail=detail)

@@ -21,27 +21,40 @@ import time
 import wave
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
 from .files import atomic_file
+from .schemas import PlayResult
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05
 
 
+class Interruption(StrEnum):
+    """Why a play was cut short from another thread (``Cancel.set``)."""
+    PREEMPTED = "preempted"    # something of a higher priority starts
+    STOPPED = "stopped"        # a stop command
+    SHUTDOWN = "shutdown"      # the agent stops
+
+
 class Cancel:
-    """Ends a play early from another thread; ``reason`` says why (stopped, preempted, ...)."""
+    """Ends a play early from another thread; ``reason`` says why."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
-        self.reason: str | None = None
+        self.reason: Interruption | None = None
 
-    def set(self, reason: str) -> None:
+    def set(self, reason: Interruption) -> None:
         if self.reason is None:
             self.reason = reason
         self._event.set()
+
+    def outcome(self) -> PlayOutcome:
+        """What a play cut short by this cancel ended as: stopped, and why."""
+        return PlayOutcome(PlayResult.STOPPED, self.reason or Interruption.STOPPED)
 
     def is_set(self) -> bool:
         return self._event.is_set()
@@ -61,7 +74,7 @@ class PlayRequest:
 
 @dataclass(frozen=True)
 class PlayOutcome:
-    result: str        # "completed", "stopped" (cancel was set) or "failed"
+    result: PlayResult  # completed, stopped (the cancel was set: detail is why) or failed
     detail: str = ""
 
 
@@ -99,7 +112,7 @@ class SubprocessPlayer(Player):
                 stdin = proc.stdout
         except OSError as err:
             self._kill(procs)
-            return PlayOutcome("failed", f"{self.name}: {err}")
+            return PlayOutcome(PlayResult.FAILED, f"{self.name}: {err}")
         last = procs[-1]
         while last.poll() is None:
             if cancel.wait(POLL_S):
@@ -107,7 +120,7 @@ class SubprocessPlayer(Player):
                 for p in procs:
                     if p.stderr:
                         p.stderr.close()
-                return PlayOutcome("stopped", cancel.reason or "stopped")
+                return cancel.outcome()
         self._kill(procs)
         errors = " ".join((p.stderr.read() if p.stderr else b"").decode(errors="replace").strip()
                           for p in procs).strip()
@@ -116,8 +129,8 @@ class SubprocessPlayer(Player):
                 p.stderr.close()
         codes = [p.returncode for p in procs]
         if all(code == 0 for code in codes) and not self.reports_failure(request, errors):
-            return PlayOutcome("completed")
-        return PlayOutcome("failed", f"{self.name} exited {codes}: {errors[-300:]}")
+            return PlayOutcome(PlayResult.COMPLETED)
+        return PlayOutcome(PlayResult.FAILED, f"{self.name} exited {codes}: {errors[-300:]}")
 
     def reports_failure(self, request: PlayRequest, stderr: str) -> bool:
         """Whether a run that exited 0 still failed, judged from its stderr."""
@@ -222,21 +235,21 @@ class FileSinkPlayer(Player):
         try:
             shutil.copyfile(request.path, self.sink_dir / name)
         except OSError as err:
-            return self._record(request, started, PlayOutcome("failed", str(err)))
+            return self._record(request, started, PlayOutcome(PlayResult.FAILED, str(err)))
         duration = request.duration_ms
         if duration is None:
             duration = wav_duration_ms(request.path) or 0
-        outcome = PlayOutcome("completed")
+        outcome = PlayOutcome(PlayResult.COMPLETED)
         if self.realtime and duration > 0:
             if cancel.wait(duration / 1000):
-                outcome = PlayOutcome("stopped", cancel.reason or "stopped")
+                outcome = cancel.outcome()
         elif cancel.is_set():
-            outcome = PlayOutcome("stopped", cancel.reason or "stopped")
+            outcome = cancel.outcome()
         return self._record(request, started, outcome)
 
     def _record(self, request: PlayRequest, started: int, outcome: PlayOutcome) -> PlayOutcome:
         # The sink writes the cancel reason (preempted, stopped) so a reader sees why it ended.
-        result = outcome.detail if outcome.result == "stopped" else outcome.result
+        result = outcome.detail if outcome.result == PlayResult.STOPPED else outcome.result
         line = {"item_id": request.item_id, "sha256": request.sha256, "started_at": started,
                 "ended_at": int(time.time() * 1000), "volume": request.volume, "result": result}
         with self._lock, open(self.log_path, "a", encoding="utf-8") as f:

@@ -20,6 +20,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from . import schemas
+# the protocol's words, declared in schemas.py beside the schemas that list them
+from .schemas import AckStatus as AckStatus
+from .schemas import EventType as EventType
+from .schemas import PlayResult as PlayResult
+from .schemas import RejectReason as RejectReason
 
 VERSION = 1
 DEFAULT_PREFIX = "loa/v1"
@@ -30,18 +35,11 @@ LATE_SLOT_MS = 60 * 1000
 PRIORITY_NAMES = {"normal": 3, "priority": 5, "live": 7, "emergency": 9}
 EMERGENCY = PRIORITY_NAMES["emergency"]
 
-COMMAND_TYPES = ("play", "stop", "set_volume", "amp", "test", "reboot", "keys", "update")
-ACK_STATUSES = ("received", "rejected", "started", "finished", "failed", "preempted", "stopped",
-                "skipped")
-PLAY_RESULTS = ("completed", "preempted", "stopped", "failed", "skipped")
-REJECT_REASONS = ("malformed", "bad_signature", "unknown_kid", "expired", "future", "wrong_target",
-                  "replayed")
-
 
 class ProtocolError(ValueError):
-    """An envelope that a node must reject; ``reason`` is one of REJECT_REASONS."""
+    """An envelope that a node must reject, and why."""
 
-    def __init__(self, reason: str, detail: str = "", cmd_id: str | None = None):
+    def __init__(self, reason: RejectReason, detail: str = "", cmd_id: str | None = None):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
@@ -145,7 +143,7 @@ def canonical_bytes(envelope: Mapping[str, Any]) -> bytes:
 
 def _no_floats(value: Any, path: str = "") -> None:
     if isinstance(value, float):
-        raise ProtocolError("malformed", f"floating-point number at {path or '/'}")
+        raise ProtocolError(RejectReason.MALFORMED, f"floating-point number at {path or '/'}")
     if isinstance(value, dict):
         for k, v in value.items():
             _no_floats(v, f"{path}/{k}")
@@ -200,7 +198,7 @@ def envelope_json(envelope: Mapping[str, Any]) -> str:
 
 
 def _reject_float(text: str) -> float:
-    raise ProtocolError("malformed", f"floating-point number {text}")
+    raise ProtocolError(RejectReason.MALFORMED, f"floating-point number {text}")
 
 
 def parse_json_no_floats(raw: bytes | str) -> Any:
@@ -210,7 +208,7 @@ def parse_json_no_floats(raw: bytes | str) -> Any:
     except ProtocolError:
         raise
     except (ValueError, UnicodeDecodeError, RecursionError) as err:
-        raise ProtocolError("malformed", f"not JSON: {err}") from None
+        raise ProtocolError(RejectReason.MALFORMED, f"not JSON: {err}") from None
 
 
 def _readable_id(raw: bytes | str) -> str | None:
@@ -236,14 +234,14 @@ def verify_envelope(raw: bytes | str, topic: str, *, prefix: str, node_id: str,
     _check_signature(env, keys, cmd_id)
     _check_target(env, topic, prefix=prefix, node_id=node_id, groups=groups, cmd_id=cmd_id)
     if now_ms > env["exp"]:
-        raise ProtocolError("expired", f"expired {now_ms - env['exp']} ms ago", cmd_id)
+        raise ProtocolError(RejectReason.EXPIRED, f"expired {now_ms - env['exp']} ms ago", cmd_id)
     if env["ts"] > now_ms + FUTURE_TOLERANCE_MS:
-        raise ProtocolError("future", f"ts is {env['ts'] - now_ms} ms ahead", cmd_id)
+        raise ProtocolError(RejectReason.FUTURE, f"ts is {env['ts'] - now_ms} ms ahead", cmd_id)
     body_schema = schemas.BODIES.get(env["type"])
     if body_schema is not None:
         problem = schemas.first_error(body_schema, env["body"])
         if problem:
-            raise ProtocolError("malformed", f"body: {problem}", cmd_id)
+            raise ProtocolError(RejectReason.MALFORMED, f"body: {problem}", cmd_id)
     return env
 
 
@@ -258,7 +256,7 @@ def _parse_envelope(raw: bytes | str) -> tuple[dict[str, Any], str | None]:
         cmd_id = env["id"]
     problem = schemas.first_error(schemas.ENVELOPE, env)
     if problem:
-        raise ProtocolError("malformed", problem, cmd_id)
+        raise ProtocolError(RejectReason.MALFORMED, problem, cmd_id)
     envelope: dict[str, Any] = env
     return envelope, cmd_id
 
@@ -266,15 +264,16 @@ def _parse_envelope(raw: bytes | str) -> tuple[dict[str, Any], str | None]:
 def _check_signature(env: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey],
                      cmd_id: str | None) -> None:
     if "sig" not in env:
-        raise ProtocolError("bad_signature", "no signature", cmd_id)
+        raise ProtocolError(RejectReason.BAD_SIGNATURE, "no signature", cmd_id)
     key = keys.get(env["kid"])
     if key is None:
-        raise ProtocolError("unknown_kid", f"kid {env['kid']!r} is not trusted", cmd_id)
+        raise ProtocolError(RejectReason.UNKNOWN_KID, f"kid {env['kid']!r} is not trusted", cmd_id)
     try:
         sig = base64.b64decode(env["sig"], validate=True)
         key.verify(sig, canonical_bytes(env))
     except (binascii.Error, InvalidSignature, ValueError):
-        raise ProtocolError("bad_signature", "signature does not verify", cmd_id) from None
+        raise ProtocolError(RejectReason.BAD_SIGNATURE, "signature does not verify",
+                            cmd_id) from None
 
 
 def _check_target(env: Mapping[str, Any], topic: str, *, prefix: str, node_id: str,
@@ -283,21 +282,22 @@ def _check_target(env: Mapping[str, Any], topic: str, *, prefix: str, node_id: s
     type belongs on; ProtocolError ``wrong_target`` otherwise."""
     where = parse_topic(prefix, topic)
     if where is None:
-        raise ProtocolError("wrong_target", f"not a command topic: {topic}", cmd_id)
+        raise ProtocolError(RejectReason.WRONG_TARGET, f"not a command topic: {topic}", cmd_id)
     if where.scope == "node":
         fits = where.name == node_id and env["to"] == f"node:{node_id}"
     else:
         fits = env["to"] == f"group:{where.name}" and (where.name == "all"
                                                         or where.name in set(groups))
     if not fits:
-        raise ProtocolError("wrong_target", f"to={env['to']} on {topic}", cmd_id)
+        raise ProtocolError(RejectReason.WRONG_TARGET, f"to={env['to']} on {topic}", cmd_id)
     if (env["type"] == "desired") != (where.kind == "desired"):
-        raise ProtocolError("wrong_target", f"type {env['type']} on {where.kind} topic", cmd_id)
+        raise ProtocolError(RejectReason.WRONG_TARGET, f"type {env['type']} on {where.kind} topic",
+                            cmd_id)
 
 
 # --- events (node -> server) ----------------------------------------------------------------
 
-def make_event(type_: str, now_ms: int, event_id: str | None = None,
+def make_event(type_: EventType, now_ms: int, event_id: str | None = None,
                **fields: Any) -> dict[str, Any]:
     """An event as a node sends it; ``fields`` whose value is None are left out."""
     event: dict[str, Any] = {"v": VERSION, "id": event_id or str(uuid.uuid4()), "type": type_,
@@ -311,10 +311,10 @@ def parse_event(raw: bytes | str) -> dict[str, Any]:
     try:
         event = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as err:  # nesting too deep: malformed
-        raise ProtocolError("malformed", f"not JSON: {err}") from None
+        raise ProtocolError(RejectReason.MALFORMED, f"not JSON: {err}") from None
     problem = schemas.first_error(schemas.EVENT, event)
     if problem:
-        raise ProtocolError("malformed", problem)
+        raise ProtocolError(RejectReason.MALFORMED, problem)
     checked: dict[str, Any] = event
     return checked
 

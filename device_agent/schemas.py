@@ -9,9 +9,64 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 from jsonschema import Draft202012Validator
+
+
+# --- the protocol's words: declared once, the schemas below list them --------------------------
+
+class EventType(StrEnum):
+    """What a node reports on its events topic (an event's ``type``)."""
+    ACK = "ack"
+    PLAYED = "played"
+    DESIRED_APPLIED = "desired_applied"
+    MEDIA_READY = "media_ready"
+    ALARM = "alarm"
+
+
+class AckStatus(StrEnum):
+    """How far a node got with a command (an ``ack`` event's ``status``)."""
+    RECEIVED = "received"
+    REJECTED = "rejected"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+    PREEMPTED = "preempted"
+    STOPPED = "stopped"
+    SKIPPED = "skipped"
+
+
+class PlayResult(StrEnum):
+    """How one play of an item ended (a ``played`` event's ``result``)."""
+    COMPLETED = "completed"
+    PREEMPTED = "preempted"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class RejectReason(StrEnum):
+    """Why a node refused an envelope (a ``rejected`` ack's ``reason``)."""
+    MALFORMED = "malformed"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_KID = "unknown_kid"
+    EXPIRED = "expired"
+    FUTURE = "future"
+    WRONG_TARGET = "wrong_target"
+    REPLAYED = "replayed"
+
+
+def _enum(words: type[StrEnum]) -> dict[str, list[str]]:
+    """A JSON Schema admitting exactly the values of ``words``, in their declared order."""
+    return {"enum": [word.value for word in words]}
+
+
+def _of_type(event: EventType) -> dict[str, Any]:
+    """The ``if`` of EVENT's rule for one event type."""
+    return {"properties": {"type": {"const": event.value}}}
+
 
 NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{1,62}$"}
 MS = {"type": "integer", "minimum": 0}
@@ -120,29 +175,27 @@ _EVENT_BASE = {"v": {"const": 1}, "id": {"type": "string", "minLength": 1, "maxL
 EVENT: dict[str, Any] = {
     "$id": "event", "title": "Event (node -> server, on the events topic)", "type": "object",
     "required": ["v", "id", "type", "ts"],
-    "properties": dict(_EVENT_BASE, type={"enum": ["ack", "played", "desired_applied",
-                                                   "media_ready", "alarm"]}),
+    "properties": dict(_EVENT_BASE, type=_enum(EventType)),
     "allOf": [
-        {"if": {"properties": {"type": {"const": "ack"}}},
+        {"if": _of_type(EventType.ACK),
          "then": {"required": ["cmd_id", "status"], "properties": {
              "cmd_id": {"type": "string"},
-             "status": {"enum": ["received", "rejected", "started", "finished", "failed",
-                                 "preempted", "stopped", "skipped"]},
+             "status": _enum(AckStatus),
              "reason": {"type": ["string", "null"]}}}},
-        {"if": {"properties": {"type": {"const": "played"}}},
+        {"if": _of_type(EventType.PLAYED),
          "then": {"required": ["item_id", "result"], "properties": {
              "item_id": {"type": "string"}, "slot_id": {"type": ["string", "null"]},
              "cmd_id": {"type": ["string", "null"]}, "sha256": {"type": ["string", "null"]},
              "scheduled_at": {"type": ["integer", "null"]},
              "started_at": {"type": ["integer", "null"]},
              "ended_at": {"type": ["integer", "null"]},
-             "result": {"enum": ["completed", "preempted", "stopped", "failed", "skipped"]},
+             "result": _enum(PlayResult),
              "reason": {"type": ["string", "null"]}}}},
-        {"if": {"properties": {"type": {"const": "desired_applied"}}},
+        {"if": _of_type(EventType.DESIRED_APPLIED),
          "then": {"required": ["version"], "properties": {"version": {"type": "integer"}}}},
-        {"if": {"properties": {"type": {"const": "media_ready"}}},
+        {"if": _of_type(EventType.MEDIA_READY),
          "then": {"required": ["sha256"], "properties": {"sha256": SHA256}}},
-        {"if": {"properties": {"type": {"const": "alarm"}}},
+        {"if": _of_type(EventType.ALARM),
          "then": {"required": ["code"], "properties": {
              "code": {"type": "string", "minLength": 1}, "detail": {"type": ["string", "null"]},
              "cmd_id": {"type": ["string", "null"]}, "reason": {"type": ["string", "null"]}}}},

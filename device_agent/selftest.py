@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from .player import POLL_S, Cancel, Player, PlayOutcome, PlayRequest, tone_samples, write_wav
+from .schemas import PlayResult
 
 log = logging.getLogger(__name__)
 
@@ -472,7 +473,7 @@ class AcousticSelfTest(Player):
         except RecorderError as err:
             return self._done(Verdict(err.reason, err.detail), request)
         outcome = self.player.play(request, cancel)
-        if outcome.result != "completed":
+        if outcome.result != PlayResult.COMPLETED:
             recording.cancel()
             return outcome
         deadline = time.monotonic() + seconds + 5
@@ -480,7 +481,7 @@ class AcousticSelfTest(Player):
             while (path := recording.wait(POLL_S)) is None:
                 if cancel.is_set():
                     recording.cancel()
-                    return PlayOutcome("stopped", cancel.reason or "stopped")
+                    return cancel.outcome()
                 if time.monotonic() > deadline:
                     recording.cancel()
                     raise RecorderError(Reason.RECORDING_FAILED,
@@ -492,7 +493,7 @@ class AcousticSelfTest(Player):
     @staticmethod
     def _done(verdict: Verdict, request: PlayRequest) -> AcousticOutcome:
         log.info("acoustic test at volume %s: %s", request.volume, verdict.detail)
-        return AcousticOutcome("completed", verdict=replace(
+        return AcousticOutcome(PlayResult.COMPLETED, verdict=replace(
             verdict, detail=f"volume {request.volume}: {verdict.detail}"))
 
 

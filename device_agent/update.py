@@ -33,13 +33,13 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .files import write_atomic
 from .media import MediaCache, MediaError
-from .protocol import ProtocolError, command_topic, envelope_json, verify_envelope
+from .protocol import AckStatus, ProtocolError, command_topic, envelope_json, verify_envelope
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,11 @@ class Releases:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-Ack = Callable[..., None]
+class Ack(Protocol):
+    """The agent's ``_ack``: an ``ack`` event for a command."""
+
+    def __call__(self, cmd_id: str, status: AckStatus, reason: str | None = None,
+                 **extra: Any) -> None: ...
 
 
 class Updater:
@@ -201,22 +205,22 @@ class Updater:
     def command(self, env: Mapping[str, Any], now: int) -> None:
         cmd_id, version = env["id"], env["body"]["version"]
         if version == self.running:
-            self._ack(cmd_id, "received")
-            self._ack(cmd_id, "finished", detail=version)
+            self._ack(cmd_id, AckStatus.RECEIVED)
+            self._ack(cmd_id, AckStatus.FINISHED, detail=version)
             return
         if version in self.releases.failed():
-            self._ack(cmd_id, "failed", "rolled_back",
+            self._ack(cmd_id, AckStatus.FAILED, "rolled_back",
                       detail=f"{version} was rolled back on this node before")
             return
         if not self.launched:
-            self._ack(cmd_id, "failed", "no_launcher",
+            self._ack(cmd_id, AckStatus.FAILED, "no_launcher",
                       detail="the agent was not started by loa-agent-launcher")
             return
         if self._busy is not None:
-            self._ack(cmd_id, "failed", "busy", detail=f"updating to {self._busy}")
+            self._ack(cmd_id, AckStatus.FAILED, "busy", detail=f"updating to {self._busy}")
             return
         self._busy = version
-        self._ack(cmd_id, "received")
+        self._ack(cmd_id, AckStatus.RECEIVED)
         topic = command_topic(self._prefix, env["type"], env["to"])
         threading.Thread(target=self._fetch_and_install, args=(dict(env), topic),
                          name="loa-update", daemon=True).start()
@@ -245,9 +249,9 @@ class Updater:
         if error is not None:
             self._busy = None
             log.error("update to %s failed: %s %s", version, *error)
-            self._ack(env["id"], "failed", error[0], detail=error[1][:1000])
+            self._ack(env["id"], AckStatus.FAILED, error[0], detail=error[1][:1000])
             return
-        self._ack(env["id"], "started", detail=version)
+        self._ack(env["id"], AckStatus.STARTED, detail=version)
         self._ready = (env, topic)
         self.switch_when_idle()
 
@@ -271,7 +275,7 @@ class Updater:
         """A rollback the launcher made before this start: report it (once)."""
         outcome = self.releases.outcome()
         if outcome and outcome.get("cmd_id"):
-            self._ack(outcome["cmd_id"], "failed", "rolled_back",
+            self._ack(outcome["cmd_id"], AckStatus.FAILED, "rolled_back",
                       detail=str(outcome.get("detail", ""))[:1000])
         self.releases.clear_outcome()
 
@@ -292,4 +296,4 @@ class Updater:
         self.releases.clear_pending()
         self.releases.prune({self.running, pending.previous})
         log.warning("update to %s confirmed healthy", self.running)
-        self._ack(pending.cmd_id, "finished", detail=self.running)
+        self._ack(pending.cmd_id, AckStatus.FINISHED, detail=self.running)

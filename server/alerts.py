@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from device_agent.protocol import EventType, PlayResult
 from device_agent.telemetry import DISK_LOW_MB, OVERHEAT_C, REGISTERED
 
 from . import audit, reports, schedule
@@ -460,7 +461,7 @@ def _reconcile_one(key: tuple[str, str], alert: Alert | None, found: Findings,
 
 def _alarms(db: Session, since_ms: int) -> dict[str, list[Alarm]]:
     out: dict[str, list[Alarm]] = {}
-    for e in db.scalars(select(Event).where(Event.type == "alarm", Event.ts_ms >= since_ms)
+    for e in db.scalars(select(Event).where(Event.type == EventType.ALARM, Event.ts_ms >= since_ms)
                         .order_by(Event.ts_ms, Event.id)):
         code = (e.payload or {}).get("code")
         if isinstance(code, str):
@@ -524,7 +525,7 @@ def collect(db: Session, now: dt.datetime, p: Policy, tz: str,
     media = _media_failures(db, to_ms(now - p.media_window), alarms)
     since = to_ms(now - max(p.alarm_lookback, p.media_window))
     completed = dict(db.execute(select(PlayLog.node_id, func.max(PlayLog.started_at_ms)).where(
-        PlayLog.result == "completed", PlayLog.started_at_ms >= since)
+        PlayLog.result == PlayResult.COMPLETED, PlayLog.started_at_ms >= since)
         .group_by(PlayLog.node_id)).all())
     live = {k: n for k, n in nodes.items() if n.revoked_at is None and n.last_seen is not None}
     missed, ok = _report_lines(db, tz, live, now, p, grace)

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from device_agent.protocol import EventType
 from schedules.ical import slots_to_ics
 
 from . import (alerts, audit, auth, bulletins, programmes, releases, report_summary, reports,
@@ -212,7 +213,8 @@ def _alarms(node_ids: list[str], limit: int = 5) -> dict[str, list[dict[str, Any
     out: dict[str, list[dict[str, Any]]] = {n: [] for n in node_ids}
     if not node_ids:
         return out
-    rows = g.db.scalars(select(Event).where(Event.type == "alarm", Event.node_id.in_(node_ids))
+    rows = g.db.scalars(select(Event)
+                        .where(Event.type == EventType.ALARM, Event.node_id.in_(node_ids))
                         .order_by(Event.id.desc()).limit(limit * len(node_ids)))
     for e in rows:
         if len(out[e.node_id]) < limit:

@@ -258,7 +258,8 @@ def merge_areas(db: Session, default_tz: str, actor: User, keep_id: int, gone_id
         else:
             entry.area_id = keep.id
             done.lexicon.append(entry.id)
-    open_alerts = (Alert.area_id == gone.id) & (Alert.state != "resolved")
+    from .alerts import State  # here: alerts reads reports, which read areas
+    open_alerts = (Alert.area_id == gone.id) & (Alert.state != State.RESOLVED)
     done.alerts = _ids(db, Alert.id, open_alerts)
     db.execute(update(Alert).where(open_alerts).values(area_id=keep.id))
     gone.merged_into_id, gone.merged_at = keep.id, now

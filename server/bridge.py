@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from device_agent import schemas
-from device_agent.protocol import Topic, parse_topic
+from device_agent.protocol import AckStatus, EventType, PlayResult, Topic, parse_topic
 from schedules.recurrence import DEFAULT_TZ
 
 from . import deliveries, programmes, schedule
@@ -188,7 +188,7 @@ def event_properties(type_: Any) -> dict[str, Any]:
     """The fields an event of ``type_`` may carry: the common ones and its type's own."""
     props = dict(schemas.EVENT["properties"])
     props.update(_type_rule(schemas.EVENT, type_).get("properties", {}))
-    if type_ == "ack":
+    if type_ == EventType.ACK:
         props.update(ACK_EXTRA)
     return props
 
@@ -372,6 +372,10 @@ def turn_file(database: str) -> str:
     return f"{database}-bridge.lock"
 
 
+# what ``urgent`` looks for: the words as JSON writes them
+_RECEIVED, _ACK = (json.dumps(word).encode() for word in (AckStatus.RECEIVED, EventType.ACK))
+
+
 def urgent(topic: str, payload: bytes) -> bool:
     """Whether a node message goes to the front of the bridge's queue: a ``received`` ack, a
     node saying it has a command (an emergency's 10,000 are what its operator watches; the
@@ -380,7 +384,7 @@ def urgent(topic: str, payload: bytes) -> bool:
     of batches): what it still holds comes in its order. A look at the bytes, not a parse: a
     message taken for one by mistake is only written sooner, every handler takes a node's
     messages in any order (Bridge)."""
-    return topic.endswith("/events") and b'"received"' in payload and b'"ack"' in payload
+    return topic.endswith("/events") and _RECEIVED in payload and _ACK in payload
 
 
 class Intake:
@@ -477,8 +481,9 @@ class Bridge:
         self.topics: dict[str, Callable[[Session, Node, dict[str, Any]], Refused | None]] = {
             "state": self._state, "telemetry": self._telemetry, "events": self._event}
         self.events: dict[str, Callable[[Session, Node, dict[str, Any]], Refused | None]] = {
-            "ack": self._ack, "played": self._played, "desired_applied": self._desired_applied,
-            "media_ready": self._media_ready}
+            EventType.ACK: self._ack, EventType.PLAYED: self._played,
+            EventType.DESIRED_APPLIED: self._desired_applied,
+            EventType.MEDIA_READY: self._media_ready}
 
     def start(self) -> None:
         """Subscribe to what nodes publish. Messages are queued on the transport's network
@@ -824,9 +829,9 @@ class Bridge:
         if db.scalar(select(Event.id).where(Event.node_id == node.id,
                                             Event.event_id == event_id)):
             return
-        self._insert(db, Event, node_id=node.id, event_id=event_id, type="alarm", ts_ms=ts,
-                     payload={"type": "alarm", "id": event_id, "ts": ts, "code": "clock_off",
-                              "detail": detail})
+        self._insert(db, Event, node_id=node.id, event_id=event_id, type=EventType.ALARM,
+                     ts_ms=ts, payload={"type": EventType.ALARM, "id": event_id, "ts": ts,
+                                        "code": "clock_off", "detail": detail})
 
     def _telemetry(self, db: Session, node: Node, data: dict[str, Any]) -> None:
         """A row per message (once: one delivered again is not stored twice); the node's last
@@ -872,7 +877,7 @@ class Bridge:
             batch["seen"].add(node.id)  # the batch's nodes in one statement at its end
         else:
             node.last_seen = utcnow()
-        if event["type"] == "alarm" and event.get("code") == "clock_unsynced":
+        if event["type"] == EventType.ALARM and event.get("code") == "clock_unsynced":
             self._raise_clock_off(db, node, event["ts"], "the node says its clock is not "
                                   "synchronised")
         handler = self.events.get(event["type"])
@@ -897,13 +902,13 @@ class Bridge:
         batch = db.info.get("batch")
         if batch is None:
             return {p.get("sha256") for p in db.scalars(select(Event.payload).where(
-                Event.node_id == node_id, Event.ts_ms >= ts, Event.type == "media_ready"))}
+                Event.node_id == node_id, Event.ts_ms >= ts, Event.type == EventType.MEDIA_READY))}
         if batch["ready"] is None:  # (a query is built only when it is read: building one
             # for each of a batch's events was a fifth of a desired_applied's cost)
             stored: dict[str, list[tuple[int, str]]] = {}
             for n, at, p in db.execute(select(Event.node_id, Event.ts_ms, Event.payload).where(
                     Event.node_id.in_([n.id for n in batch["nodes"]]),
-                    Event.type == "media_ready",
+                    Event.type == EventType.MEDIA_READY,
                     Event.received_at >= utcnow() - MEDIA_READY_LOOKBACK)):
                 stored.setdefault(n, []).append((at, p.get("sha256")))
             batch["ready"] = stored
@@ -1008,7 +1013,7 @@ class Bridge:
         cmd = self._addressed(db, event["cmd_id"], node)
         if cmd is None:
             return Refused("unknown_command", f"ack for {event['cmd_id']!r}, never sent to it")
-        status, reason = event["status"], event.get("reason")
+        status, reason = AckStatus(event["status"]), event.get("reason")
         delivery = self._delivery(db, cmd, node)
         if delivery is not None:
             deliveries.advance(delivery, status, reason)
@@ -1076,15 +1081,15 @@ class Bridge:
                                "sent to it")
             # the occurrence may air another bulletin's media
             expected = self._slot_series(db, slot_id or "")[1]
-        result, reason, refused = event["result"], event.get("reason"), None
+        result, reason, refused = PlayResult(event["result"]), event.get("reason"), None
         sha = event.get("sha256")
         if series is not None and series.programme_id is not None and sha is not None \
                 and sha in programmes.series_shas(db, series):
             expected = sha  # a programme's older revision, held from before its last edit
         if expected and (sha is not None and sha != expected
-                         or sha is None and result == deliveries.PLAYED_COMPLETED):
+                         or sha is None and result == PlayResult.COMPLETED):
             # not proof that this broadcast played: what played was other audio (or unnamed)
-            result, reason = "failed", "sha256_mismatch"
+            result, reason = PlayResult.FAILED, "sha256_mismatch"
             refused = Refused("sha256_mismatch", f"played {sha} for {expected}")
         broadcast_id = cmd.broadcast_id if cmd is not None else series.id if series else None
         bulletin_id = None

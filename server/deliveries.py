@@ -18,6 +18,8 @@ from sqlalchemy import (DateTime, Select, Table, bindparam, delete, exists, inse
                         select, update)
 from sqlalchemy.orm import Session
 
+from device_agent.protocol import AckStatus, PlayResult
+
 from .models import Delivery, SlotDelivery, utcnow
 
 
@@ -46,9 +48,8 @@ TERMINAL = frozenset({DeliveryStatus.FINISHED, DeliveryStatus.FAILED, DeliverySt
 # The states the broadcast report counts as failed.
 FAILED = frozenset({DeliveryStatus.FAILED, DeliveryStatus.REJECTED, DeliveryStatus.SKIPPED,
                     DeliveryStatus.CANCELLED})
-# A `played` event's results: completed is proof of play; these count as failed.
-PLAYED_COMPLETED = "completed"
-PLAYED_FAILED = ("failed", "skipped")
+# A `played` event's results that count as failed (completed is proof of play).
+PLAYED_FAILED = (PlayResult.FAILED, PlayResult.SKIPPED)
 
 
 def planned(broadcast_id: int, node_id: str, command_id: str) -> Delivery:
@@ -172,7 +173,7 @@ def ack_moves(current: str | None, status: str) -> bool:
     return status in TERMINAL or RANK.get(status, 0) > RANK[current]
 
 
-def advance(d: Delivery | DeliveryRow, status: str, reason: str | None) -> bool:
+def advance(d: Delivery | DeliveryRow, status: AckStatus, reason: str | None) -> bool:
     """A node's ack moves its delivery forward; a status never moves backward, a terminal one
     never changes. Returns whether it moved."""
     if not ack_moves(d.status, status):
@@ -181,12 +182,12 @@ def advance(d: Delivery | DeliveryRow, status: str, reason: str | None) -> bool:
     return True
 
 
-def played(d: Delivery | DeliveryRow, result: str, reason: str | None) -> None:
+def played(d: Delivery | DeliveryRow, result: PlayResult, reason: str | None) -> None:
     """A node's `played` event: the result stands once it is completed (proof of play)."""
-    if d.played_result == PLAYED_COMPLETED:
+    if d.played_result == PlayResult.COMPLETED:
         return
     d.played_result = result
-    if result != PLAYED_COMPLETED and d.reason is None:
+    if result != PlayResult.COMPLETED and d.reason is None:
         d.reason = reason
     d.updated_at = utcnow()
 
@@ -198,7 +199,7 @@ def summary(deliveries: Iterable[Delivery]) -> dict[str, int]:
         counts["total"] += 1
         counts["sent"] += d.status != DeliveryStatus.PENDING
         counts["acked"] += d.status not in (DeliveryStatus.PENDING, DeliveryStatus.SENT)
-        counts["played"] += d.played_result == PLAYED_COMPLETED
+        counts["played"] += d.played_result == PlayResult.COMPLETED
         counts["failed"] += d.status in FAILED or d.played_result in PLAYED_FAILED
     return counts
 
@@ -225,9 +226,9 @@ SLOT_ORDER = (SlotState.SCHEDULED, SlotState.DELIVERED, SlotState.READY)
 SLOT_RANK: dict[str, int] = {state: n for n, state in enumerate(SLOT_ORDER)}
 SLOT_OUTCOMES = frozenset(SlotState) - frozenset(SLOT_ORDER)
 # A `played` event's result as the slot's outcome.
-PLAYED_STATE = {"completed": SlotState.PLAYED, "preempted": SlotState.PREEMPTED,
-                "stopped": SlotState.STOPPED, "failed": SlotState.FAILED,
-                "skipped": SlotState.SKIPPED}
+PLAYED_STATE = {PlayResult.COMPLETED: SlotState.PLAYED, PlayResult.PREEMPTED: SlotState.PREEMPTED,
+                PlayResult.STOPPED: SlotState.STOPPED, PlayResult.FAILED: SlotState.FAILED,
+                PlayResult.SKIPPED: SlotState.SKIPPED}
 
 
 # What the airplay report (server/reports.py) judges of a planned item against what its node
@@ -397,9 +398,9 @@ def slot_media_ready(rows: Iterable[SlotDelivery | SlotRow], sha256: str) -> Non
             _move(row, SlotState.READY)
 
 
-def slot_played(row: SlotDelivery | SlotRow, result: str, reason: str | None) -> None:
+def slot_played(row: SlotDelivery | SlotRow, result: PlayResult, reason: str | None) -> None:
     """The node's `played` event for the slot: its outcome (the first one stands)."""
-    _move(row, PLAYED_STATE.get(result, SlotState.FAILED), reason)
+    _move(row, PLAYED_STATE[result], reason)
 
 
 def slot_state(stored: str | None, air_status: str, air_reason: str | None

@@ -28,8 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from device_agent.protocol import (load_private_key,
-                                   private_key_b64, public_key_b64)
+from device_agent.protocol import EventType, load_private_key, private_key_b64, public_key_b64
 
 from . import audit, outbox
 from .files import write_atomic
@@ -214,7 +213,7 @@ def readiness(db: Session, kid: str) -> tuple[int, int, list[str]]:
     cmd_ids = {c.id for c in db.scalars(select(Command).where(Command.type == "keys"))
                if any(k.get("kid") == kid for k in (c.body or {}).get("keys", []))}
     acked = {e.node_id for e in db.scalars(select(Event).where(
-                 Event.type == "ack", Event.received_at >= row.created_at))
+                 Event.type == EventType.ACK, Event.received_at >= row.created_at))
              if e.payload.get("cmd_id") in cmd_ids
              and e.payload.get("status") == outbox.CommandStatus.FINISHED}
     nodes = db.scalars(select(Node).order_by(Node.id)).all()

@@ -11,9 +11,10 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -393,21 +394,26 @@ def node_command(db: Session, s: Settings, user: User, node_id: str,
                          priority=body.get("max_priority", 0) if type_ == "stop" else 0)
 
 
-# ?status= of the node list (the API's and the fleet page's): never_connected are the nodes
-# provisioned but never heard from (listed apart: they raise no offline alert); maintenance: in
-# their maintenance window now
-NODE_STATUSES = ("online", "offline", "never_connected", "maintenance")
+class NodeListStatus(StrEnum):
+    """?status= of the node list (the API's and the fleet page's)."""
+    ONLINE = "online"
+    OFFLINE = "offline"                  # heard from once, not connected now
+    NEVER_CONNECTED = "never_connected"  # provisioned, never heard from (raise no offline alert)
+    MAINTENANCE = "maintenance"          # in their maintenance window now
+
+
+NODE_STATUSES = tuple(s.value for s in NodeListStatus)
+# each status's SQL condition (a function: maintenance depends on the time it is asked)
+_STATUS_CONDITIONS: dict[str, Callable[[], ColumnElement[bool]]] = {
+    NodeListStatus.ONLINE: lambda: Node.online.is_(True),
+    NodeListStatus.OFFLINE: lambda: Node.online.is_not(True) & Node.last_seen.is_not(None),
+    NodeListStatus.NEVER_CONNECTED: lambda: Node.last_seen.is_(None) & Node.revoked_at.is_(None),
+    NodeListStatus.MAINTENANCE: lambda: Node.maintenance_until > utcnow()}
 
 
 def status_condition(status: str) -> ColumnElement[bool]:
     """The SQL condition of one of NODE_STATUSES."""
-    if status == "online":
-        return Node.online.is_(True)
-    if status == "offline":
-        return Node.online.is_not(True) & Node.last_seen.is_not(None)
-    if status == "never_connected":
-        return Node.last_seen.is_(None) & Node.revoked_at.is_(None)
-    return Node.maintenance_until > utcnow()
+    return _STATUS_CONDITIONS[status]()
 
 
 def desired_state(db: Session, node: Node) -> dict[str, Any]:

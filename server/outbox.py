@@ -16,7 +16,8 @@ from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from device_agent import protocol
-from device_agent.protocol import ProtocolError, command_topic, envelope_json, sign_envelope
+from device_agent.protocol import (AckStatus, ProtocolError, RejectReason, command_topic,
+                                   envelope_json, sign_envelope)
 
 from . import deliveries
 from .config import Settings
@@ -124,7 +125,7 @@ def sign_pending(db: Session, signer: Callable[[Session], tuple[str, Ed25519Priv
         problem = protocol.body_problem(cmd.type, cmd.body)
         try:
             if problem:
-                raise ProtocolError("malformed", problem)
+                raise ProtocolError(RejectReason.MALFORMED, problem)
             env = sign_envelope(key, kid, cmd.type, cmd.target, cmd.body, now,
                                 ttl, msg_id=cmd.id)
             payload = envelope_json(env)
@@ -313,7 +314,8 @@ def health(db: Session) -> dict[str, float]:
 
 # --- what nodes report ------------------------------------------------------------------------
 
-def command_acked(cmd: Command, status: str, reason: str | None, event: dict[str, Any]) -> None:
+def command_acked(cmd: Command, status: AckStatus, reason: str | None,
+                  event: dict[str, Any]) -> None:
     """A node's ack of a command addressed to it alone: its status moves forward only."""
     if ack_moves(cmd.status, status):
         cmd.status, cmd.reason = CommandStatus(status), reason

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from device_agent.protocol import PlayResult
 from schedules.slots import Slot
 
 from . import schedule
@@ -179,8 +180,8 @@ def judge(item: PlannedItem, plays: list[Play], ack: Ack | None, presence: Prese
     def line(status: AirStatus, reason: MissReason | None = None) -> Line:
         return Line(item, status, reason, started, ended)
 
-    completed = [p for p in ran if p.result == "completed"]
-    cut = [p for p in ran if p.result != "completed"]
+    completed = [p for p in ran if p.result == PlayResult.COMPLETED]
+    cut = [p for p in ran if p.result != PlayResult.COMPLETED]
     ack_cut = ack is not None and ack.status in (DeliveryStatus.PREEMPTED,
                                                  DeliveryStatus.STOPPED)
     if completed or cut:

@@ -81,7 +81,8 @@ def broadcast_bulletin(bulletin_id: int) -> Response:
 def approval_queue() -> str:
     """The bulletins waiting for approval, oldest first (the first sent is the first heard), each
     with its reading and its audio, to approve or reject with a comment, from a phone."""
-    rows = bulletin_service.visible_bulletins(g.db, access.caller(), "pending", limit=100)
+    rows = bulletin_service.visible_bulletins(
+        g.db, access.caller(), bulletin_service.BulletinStatus.PENDING, limit=100)
     return render_template("bulletin_queue.html", bulletins=rows[::-1])
 
 

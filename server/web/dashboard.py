@@ -13,7 +13,7 @@ from flask import make_response, render_template, request
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import load_only
 
-from device_agent.protocol import PRIORITY_NAMES
+from device_agent.protocol import PRIORITY_NAMES, EventType
 
 from .. import auth as access
 from .. import schedule
@@ -58,7 +58,7 @@ def _alarm_since() -> dt.datetime:
 def alarm_condition() -> ColumnElement[bool]:
     """A node in alarm: an alarm event, or a message the server refused, within ALARM_WINDOW."""
     since = _alarm_since()
-    alarmed = select(Event.node_id).where(Event.type == "alarm", Event.received_at >= since)
+    alarmed = select(Event.node_id).where(Event.type == EventType.ALARM, Event.received_at >= since)
     return or_(Node.id.in_(alarmed), Node.last_rejected_at >= since)
 
 

@@ -94,8 +94,8 @@ def _panel_lists() -> dict[str, list[Broadcast]]:
 
 def _form_page(error: str | None = None, chosen: dict[str, Any] | None = None,
                status: int = 200) -> tuple[str, int]:
-    approved = bulletin_service.visible_bulletins(g.db, access.caller(), status="approved",
-                                                  limit=100)
+    approved = bulletin_service.visible_bulletins(
+        g.db, access.caller(), status=bulletin_service.BulletinStatus.APPROVED, limit=100)
     return render_template("emergency.html", bulletins=approved, tree=area_tree(),
                            error=error, chosen=chosen or {}, **_panel_lists()), status
 

@@ -21,7 +21,7 @@ from .. import programmes as programme_service
 from .. import queries
 from .. import schedule
 from ..broadcasts import broadcast_visible, cancel_broadcast, change_occurrence, create_broadcast
-from ..bulletins import visible_bulletins
+from ..bulletins import BulletinStatus, visible_bulletins
 from ..context import settings
 from ..errors import ApiError, not_found
 from ..i18n import CATALOGUE, current_language, t
@@ -234,7 +234,7 @@ def _clash_rows(clashes: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
 def new_schedule() -> Response | tuple[str, int]:
     user = access.caller()
     areas = _areas()
-    bulletins = visible_bulletins(g.db, user, status="approved")
+    bulletins = visible_bulletins(g.db, user, status=BulletinStatus.APPROVED)
     programmes = programme_service.visible_programmes(g.db, user)
     form: dict[str, str] = {"kind": "daily", "times": "06:00", "interval": "1",
                             "priority": "normal"}
@@ -317,7 +317,7 @@ def _programme_form(programme_id: int | None) -> Response | tuple[str, int]:
     user = access.caller()
     p = programme_service.visible_programme(g.db, user, programme_id) \
         if programme_id is not None else None
-    approved = {b.id: b for b in visible_bulletins(g.db, user, status="approved")}
+    approved = {b.id: b for b in visible_bulletins(g.db, user, status=BulletinStatus.APPROVED)}
     error, clashes, status = None, None, 200
     if request.method == "POST":
         title = request.form.get("title", "")

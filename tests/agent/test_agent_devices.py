@@ -12,8 +12,8 @@ import pytest
 
 from device_agent.amp import AmpError, RecordingAmplifier
 from device_agent.media import MediaCache, MediaError
-from device_agent.player import (AplayPlayer, Cancel, FfplayPlayer, FileSinkPlayer, MpvPlayer,
-                                 PlayOutcome, PlayRequest, make_player, make_tone)
+from device_agent.player import (AplayPlayer, Cancel, FfplayPlayer, FileSinkPlayer, Interruption,
+                                 MpvPlayer, PlayOutcome, PlayRequest, make_player, make_tone)
 
 
 def request(path, item_id="item-1", volume=70, duration_ms=None):
@@ -50,7 +50,7 @@ def test_realtime_file_sink_takes_the_duration_and_stops_when_cancelled(tmp_path
     assert time.monotonic() - t0 >= 0.6
     cancel = Cancel()
     t, result = play_in_thread(sink, request(media_dir / "long.mp3", duration_ms=30_000), cancel)
-    cancel.set("preempted")
+    cancel.set(Interruption.PREEMPTED)
     t.join(2)
     assert not t.is_alive() and result["outcome"].result == "stopped"
     assert json.loads(sink.log_path.read_text().splitlines()[-1])["result"] == "preempted"
@@ -65,7 +65,7 @@ def test_ffplay_player_plays_in_real_time_and_stops_when_cancelled(monkeypatch, 
     assert time.monotonic() - t0 >= 0.9
     cancel = Cancel()
     t, result = play_in_thread(player, request(media_dir / "long.mp3"), cancel)
-    cancel.set("stopped")
+    cancel.set(Interruption.STOPPED)
     t.join(3)
     assert not t.is_alive() and result["outcome"].result == "stopped"
 

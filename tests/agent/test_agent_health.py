@@ -10,6 +10,7 @@ import pytest
 from device_agent import schemas
 from device_agent.agent import PLAYER_FAILING_AFTER
 from device_agent.player import Player, PlayOutcome
+from device_agent.protocol import PlayResult
 from device_agent.telemetry import (DATA_FIELDS, LINK_FIELDS, MODEM_FIELDS, SIGNAL_FIELDS,
                                     THROTTLED_BITS, MachineProbe, health_alarms,
                                     mmcli_bearers, mmcli_net_port, parse_carrier, parse_counter,
@@ -306,8 +307,9 @@ class SwitchablePlayer(Player):
 
     def play(self, request, cancel):
         if self.broken:
-            return PlayOutcome("failed", "aplay: main:831: audio open error: No such device")
-        return PlayOutcome("completed")
+            return PlayOutcome(PlayResult.FAILED,
+                               "aplay: main:831: audio open error: No such device")
+        return PlayOutcome(PlayResult.COMPLETED)
 
 
 def test_player_failing_after_failed_plays_in_a_row_once_until_a_play_completes(make_node):

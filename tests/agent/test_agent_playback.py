@@ -8,7 +8,9 @@ import wave
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from device_agent.agent import ACK_FOR_RESULT
 from device_agent.amp import RecordingAmplifier
+from device_agent.protocol import PlayResult
 
 
 def index_of(h, pred):
@@ -210,3 +212,7 @@ def test_reboot_acks_received_then_runs_reboot_command(node):
         time.sleep(0.05)
     assert (node.dir / "rebooted").exists()
     assert node.acks(env["id"]) == ["received"]
+
+
+def test_every_way_a_play_ends_gives_its_command_a_last_ack():
+    assert set(ACK_FOR_RESULT) == set(PlayResult)

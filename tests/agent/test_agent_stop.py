@@ -6,6 +6,7 @@ import threading
 import time
 
 from device_agent.player import Cancel, Player, PlayOutcome, PlayRequest
+from device_agent.protocol import PlayResult
 
 
 class StuckPlayer(Player):
@@ -21,7 +22,7 @@ class StuckPlayer(Player):
     def play(self, request: PlayRequest, cancel: Cancel) -> PlayOutcome:
         self.started.set()
         self.release.wait(60)
-        return PlayOutcome("stopped")
+        return PlayOutcome(PlayResult.STOPPED)
 
 
 def test_a_node_stuck_in_its_player_stops_within_its_budget_and_says_it_is_offline(make_node):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.player import Cancel, FileSinkPlayer, PlayRequest
+from device_agent.player import Cancel, FileSinkPlayer, Interruption, PlayRequest
 from device_agent.selftest import (
     AcousticSelfTest,
     ArecordRecorder,
@@ -197,7 +197,7 @@ def test_a_stopped_self_test_ends_its_recording_and_says_stopped(tmp_path, monke
     bin_dir = fake_arecord(tmp_path, f'echo $$ > {tmp_path}/pid; exec sleep 30')
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     cancel = Cancel()
-    cancel.set("preempted")   # an emergency came in while it played
+    cancel.set(Interruption.PREEMPTED)   # an emergency came in while it played
     sink = FileSinkPlayer(tmp_path / "sink", realtime=True)
     test = AcousticSelfTest(sink, ArecordRecorder("hw:1,0"), tmp_path)
     test.prepare()

@@ -8,7 +8,7 @@ import uuid
 
 from sqlalchemy import func, select
 
-from device_agent.protocol import make_event
+from device_agent.protocol import EventType, make_event
 from server.bridge import Bridge
 from server.models import Area, Base, Event, Node, init_db, make_engine, make_sessionmaker
 from tests import database
@@ -54,7 +54,7 @@ class NodeBridge:
     def valid_event_is_still_stored(self) -> None:
         before = self.events()
         event_id = str(uuid.uuid4())
-        self.send("events", json.dumps(make_event("alarm", 1_750_000_000_000, event_id,
+        self.send("events", json.dumps(make_event(EventType.ALARM, 1_750_000_000_000, event_id,
                                                   code="fuzz-check")).encode())
         with self.sessions() as db:
             stored = db.scalar(select(Event).where(Event.event_id == event_id))

@@ -6,11 +6,12 @@ import json
 import threading
 import time
 
-from device_agent.protocol import make_event
+from device_agent.protocol import EventType, make_event
 from server.bridge import Intake, urgent
 
 PREFIX = "loa"
 TS = 1764000000000
+ACK, PLAYED = EventType.ACK, EventType.PLAYED
 
 
 def _msg(node: str, kind: str, body: dict) -> tuple[str, bytes, None]:
@@ -24,9 +25,9 @@ def _put(intake: Intake, item) -> None:
 
 def test_received_acks_are_taken_before_messages_that_came_earlier():
     tele = [_msg(f"n{i}", "telemetry", {"v": 1, "ts": TS + i}) for i in range(2)]
-    played = _msg("n1", "events", make_event("played", TS, item_id="bc-1", result="completed"))
-    started = _msg("n1", "events", make_event("ack", TS, cmd_id="c1", status="started"))
-    received = [_msg(f"n{i}", "events", make_event("ack", TS, cmd_id="c1", status="received"))
+    played = _msg("n1", "events", make_event(PLAYED, TS, item_id="bc-1", result="completed"))
+    started = _msg("n1", "events", make_event(ACK, TS, cmd_id="c1", status="started"))
+    received = [_msg(f"n{i}", "events", make_event(ACK, TS, cmd_id="c1", status="received"))
                 for i in range(2)]
     intake = Intake(100)
     for item in (tele[0], played, received[0], started, tele[1], received[1]):
@@ -36,10 +37,10 @@ def test_received_acks_are_taken_before_messages_that_came_earlier():
 
 
 def test_a_started_ack_or_an_event_naming_received_elsewhere_keeps_its_place():
-    assert not urgent(*_msg("n1", "events", make_event("ack", TS, cmd_id="c", status="started"))
+    assert not urgent(*_msg("n1", "events", make_event(ACK, TS, cmd_id="c", status="started"))
                       [:2])
     assert not urgent(*_msg("n1", "telemetry", {"v": 1, "ts": TS, "note": "received"})[:2])
-    assert urgent(*_msg("n1", "events", make_event("ack", TS, cmd_id="c", status="received"))
+    assert urgent(*_msg("n1", "events", make_event(ACK, TS, cmd_id="c", status="received"))
                   [:2])
 
 

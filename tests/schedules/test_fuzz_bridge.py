@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from device_agent import schemas
-from device_agent.protocol import make_event
+from device_agent.protocol import EventType, make_event
 from server.bridge import Refused, decode, fast_validator
 from tests.fuzz_budget import examples
 from tests.schedules.helpers import KINDS, bad_message_changes_nothing_but_what_it_may
@@ -65,7 +65,7 @@ def test_hostile_json_on_a_node_topic_never_breaks_the_bridge(node_bridge, kind)
 
 
 def test_the_same_event_twice_is_stored_once(node_bridge):
-    event = json.dumps(make_event("alarm", 1_750_000_000_000, code="twice")).encode()
+    event = json.dumps(make_event(EventType.ALARM, 1_750_000_000_000, code="twice")).encode()
     before = node_bridge.events()
     node_bridge.send("events", event)
     node_bridge.send("events", event)

@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 
+from device_agent.protocol import PlayResult
 from server import deliveries
 from server.deliveries import SlotState
 from server.models import SlotDelivery
@@ -50,9 +51,9 @@ def test_a_media_ready_heard_before_delivery_does_not_count():
 
 
 @pytest.mark.parametrize("result, state", [
-    ("completed", SlotState.PLAYED), ("preempted", SlotState.PREEMPTED),
-    ("stopped", SlotState.STOPPED), ("failed", SlotState.FAILED),
-    ("skipped", SlotState.SKIPPED)])
+    (PlayResult.COMPLETED, SlotState.PLAYED), (PlayResult.PREEMPTED, SlotState.PREEMPTED),
+    (PlayResult.STOPPED, SlotState.STOPPED), (PlayResult.FAILED, SlotState.FAILED),
+    (PlayResult.SKIPPED, SlotState.SKIPPED)])
 def test_the_played_event_gives_the_outcome_from_any_earlier_state(result, state):
     for before in (SlotState.SCHEDULED, SlotState.DELIVERED, SlotState.READY):
         slot = row(status=before)
@@ -65,10 +66,10 @@ def test_a_state_never_moves_backward_and_an_outcome_stands():
     slot = row(status=SlotState.READY)
     deliveries.slots_applied([slot], 9)
     assert slot.status == SlotState.READY
-    deliveries.slot_played(slot, "completed", None)
+    deliveries.slot_played(slot, PlayResult.COMPLETED, None)
     deliveries.slots_applied([slot], 9)
     deliveries.slot_media_ready([slot], SHA)
-    deliveries.slot_played(slot, "failed", "player_error")
+    deliveries.slot_played(slot, PlayResult.FAILED, "player_error")
     assert slot.status == SlotState.PLAYED and slot.reason is None
     assert not deliveries.slot_moves(SlotState.READY, SlotState.DELIVERED)
     assert not deliveries.slot_moves(SlotState.DELIVERED, SlotState.DELIVERED)
@@ -105,3 +106,8 @@ def test_every_slot_state_reads_in_both_languages():
     for state in SlotState:
         entry = CATALOGUE[f"slot.{state}"]
         assert set(entry) == {"vi", "en"} and all(entry.values()), state
+
+
+def test_every_result_a_node_may_report_gives_a_slot_outcome():
+    assert set(deliveries.PLAYED_STATE) == set(PlayResult)
+    assert all(state in deliveries.SLOT_OUTCOMES for state in deliveries.PLAYED_STATE.values())
