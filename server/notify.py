@@ -34,6 +34,7 @@ import ssl
 import threading
 import urllib.request
 from dataclasses import dataclass
+from enum import StrEnum
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
@@ -50,12 +51,23 @@ log = logging.getLogger(__name__)
 QUEUE_SIZE = 1000
 
 
+class Channel(StrEnum):
+    WEBHOOK = "webhook"    # the target is its URL
+    EMAIL = "email"        # the target is the addresses, comma-separated
+
+
+class AlertEvent(StrEnum):
+    """What happened to the alert (the webhook body's ``event``, the mail's subject)."""
+    OPENED = "opened"
+    CHANGED = "changed"
+    RESOLVED = "resolved"
+
+
 @dataclass(frozen=True)
 class Message:
-    """One notification to one recipient: ``channel`` webhook (``target``: its URL) or email
-    (``target``: the addresses, comma-separated)."""
+    """One notification to one recipient."""
 
-    channel: str
+    channel: Channel
     target: str
     subject: str
     text: str
@@ -137,7 +149,7 @@ class Notifier:
 
     def send(self, message: Message) -> None:
         s = self.settings
-        if message.channel == "webhook":
+        if message.channel == Channel.WEBHOOK:
             post_webhook(message.target, message.payload, s.alert_notify_timeout_s,
                          s.alert_webhook_secret)
         else:
@@ -165,7 +177,7 @@ class Notifier:
 
 @dataclass(frozen=True)
 class Recipient:
-    channel: str
+    channel: Channel
     target: str
     language: str
 
@@ -182,16 +194,16 @@ def recipients(settings: Settings, codes: list[str]) -> list[Recipient]:
                            route.get("language", lang)))
     for url, to, language in routes:
         if url:
-            out.append(Recipient("webhook", url, language))
+            out.append(Recipient(Channel.WEBHOOK, url, language))
         if to and settings.smtp_host:
-            out.append(Recipient("email", ",".join(to), language))
+            out.append(Recipient(Channel.EMAIL, ",".join(to), language))
     return list(dict.fromkeys(out))
 
 
-def event_of(alert: Alert) -> str:
+def event_of(alert: Alert) -> AlertEvent:
     if alert.state == alerts.State.RESOLVED:
-        return "resolved"
-    return "opened" if alert.revision <= 1 else "changed"
+        return AlertEvent.RESOLVED
+    return AlertEvent.OPENED if alert.revision <= 1 else AlertEvent.CHANGED
 
 
 def message(db: Session, settings: Settings, alert: Alert, node: Node | None,
@@ -208,7 +220,7 @@ def message(db: Session, settings: Settings, alert: Alert, node: Node | None,
              first_seen=alerts._local(body["first_seen"], tz),
              last_seen=alerts._local(body["last_seen"], tz), count=alert.count, id=alert.id,
              url=f"{settings.public_url.rstrip('/')}/api/v1/alerts/{alert.id}")
-    if event == "resolved":
+    if event == AlertEvent.RESOLVED:
         who = body["resolved"]["by"] if body["resolved"] else None
         text += "\n" + (t("alertmail.resolved_by", lang, who=who) if who
                         else t("alertmail.resolved_auto", lang))
