@@ -39,10 +39,12 @@ from .player import (
 )
 from .protocol import (
     AckStatus,
+    CommandType,
     EventType,
     PlayResult,
     ProtocolError,
     RejectReason,
+    TopicKind,
     envelope_json,
     group_topic,
     load_public_key,
@@ -159,8 +161,7 @@ class Agent:
         self._clock = clock
         self._prefix = config.topic_prefix
         node = config.node_id
-        self.topics = {kind: node_topic(self._prefix, node, kind)
-                       for kind in ("desired", "cmd", "state", "telemetry", "events")}
+        self.topics = {kind: node_topic(self._prefix, node, kind) for kind in TopicKind}
         self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stopping = threading.Event()
         self._started = False
@@ -185,7 +186,7 @@ class Agent:
         self._fetcher = Fetcher(self.cache, lambda sha, err: self._inbox.put(("fetched",
                                                                                 (sha, err))))
         self._transport = MqttTransport(
-            config.mqtt, node, will_topic=self.topics["state"],
+            config.mqtt, node, will_topic=self.topics[TopicKind.STATE],
             will_payload=json.dumps({"v": 1, "online": False}, separators=(",", ":")),
             on_connect=self._on_connect, on_message=lambda m: self._inbox.put(("mqtt", m)),
             on_published=lambda mid: self._inbox.put(("published", mid)))
@@ -207,11 +208,11 @@ class Agent:
             "update": self._updater.installed,
         }
         self._commands: dict[str, Callable[[Envelope, int], None]] = {
-            "desired": self._apply_desired, "play": self._queue_command,
-            "test": self._queue_command, "stop": self._stop_command,
-            "set_volume": self._set_volume, "amp": self._amp_command,
-            "reboot": self._reboot_command, "keys": self._keys_command,
-            "update": self._updater.command,
+            CommandType.DESIRED: self._apply_desired, CommandType.PLAY: self._queue_command,
+            CommandType.TEST: self._queue_command, CommandType.STOP: self._stop_command,
+            CommandType.SET_VOLUME: self._set_volume, CommandType.AMP: self._amp_command,
+            CommandType.REBOOT: self._reboot_command, CommandType.KEYS: self._keys_command,
+            CommandType.UPDATE: self._updater.command,
         }
         # worker-owned state
         self._waiting: list[QueueItem] = []
@@ -285,7 +286,7 @@ class Agent:
                 self._handle(kind, data)
         if self._transport.connected:
             self._transport.publish_and_wait(
-                self.topics["state"], {"v": 1, "online": False, "ts": self.now_ms()},
+                self.topics[TopicKind.STATE], {"v": 1, "online": False, "ts": self.now_ms()},
                 max(left(timeout / 2), min(OFFLINE_S, timeout / 2)), retain=True)
         self._transport.stop()
         self._telemetry.join(left(2))
@@ -369,11 +370,11 @@ class Agent:
         groups = [g for g in self._groups if g != "all"]
         stale = set(self._store.get("subscribed_groups", [])) - set(groups) - {"all"}
         self._transport.unsubscribe(group_topic(self._prefix, g) for g in sorted(stale))
-        self._transport.subscribe([self.topics["desired"], self.topics["cmd"],
+        self._transport.subscribe([self.topics[TopicKind.DESIRED], self.topics[TopicKind.CMD],
                                    group_topic(self._prefix, "all")]
                                   + [group_topic(self._prefix, g) for g in groups])
         self._store.put("subscribed_groups", groups)
-        self._transport.publish(self.topics["state"], {"v": 1, "online": True,
+        self._transport.publish(self.topics[TopicKind.STATE], {"v": 1, "online": True,
                                                        "ts": self.now_ms(),
                                                        "agent_version": AGENT_VERSION},
                                 qos=1, retain=True)
@@ -450,7 +451,7 @@ class Agent:
         return event
 
     def _hand(self, event_id: str, payload: str) -> None:
-        mid = self._transport.publish(self.topics["events"], payload, qos=1)
+        mid = self._transport.publish(self.topics[TopicKind.EVENTS], payload, qos=1)
         self._handed[event_id] = mid
         self._mid_event[mid] = event_id
 
@@ -461,7 +462,7 @@ class Agent:
     def _on_incoming(self, msg: Incoming) -> None:
         now = self.now_ms()
         where = parse_topic(self._prefix, msg.topic)
-        on_desired = where is not None and where.kind == "desired"
+        on_desired = where is not None and where.kind == TopicKind.DESIRED
         try:
             env = verify_envelope(msg.payload, msg.topic, prefix=self._prefix,
                                   node_id=self.config.node_id, groups=self._groups,
@@ -535,7 +536,7 @@ class Agent:
 
     def _command_item(self, env: Mapping[str, Any], received_at: int, seq: int) -> QueueItem:
         key = f"cmd:{env['id']}"
-        if env["type"] == "test":
+        if env["type"] == CommandType.TEST:
             item_id = ACOUSTIC_ITEM if env["body"].get("kind") == "acoustic" else "test-tone"
             return QueueItem(key=key, kind="test", item_id=item_id, priority=TEST_PRIORITY,
                              seq=seq, ready_at=received_at, scheduled_at=received_at,
@@ -947,7 +948,8 @@ class Agent:
         while not self._stopping.is_set():
             if self._transport.wait_connected(min(period, 1.0)):
                 try:
-                    self._transport.publish(self.topics["telemetry"], self.telemetry(), qos=0)
+                    self._transport.publish(self.topics[TopicKind.TELEMETRY], self.telemetry(),
+                                            qos=0)
                 except Exception:  # noqa: BLE001
                     log.exception("telemetry failed")
                 self._stopping.wait(period)

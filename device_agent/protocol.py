@@ -22,9 +22,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from . import schemas
 # the protocol's words, declared in schemas.py beside the schemas that list them
 from .schemas import AckStatus as AckStatus
+from .schemas import CommandType as CommandType
 from .schemas import EventType as EventType
 from .schemas import PlayResult as PlayResult
 from .schemas import RejectReason as RejectReason
+from .schemas import TopicKind as TopicKind
 
 VERSION = 1
 DEFAULT_PREFIX = "loa/v1"
@@ -48,14 +50,17 @@ class ProtocolError(ValueError):
 
 # --- topics ---------------------------------------------------------------------------------
 
+_TOPIC_KINDS = frozenset(TopicKind)
+
+
 def valid_name(name: str) -> bool:
     """True when ``name`` may stand for ``{node}`` or ``{group}`` in a topic."""
     return isinstance(name, str) and bool(NAME_RE.match(name))
 
 
 def node_topic(prefix: str, node: str, kind: str) -> str:
-    """``{prefix}/nodes/{node}/{kind}``; kind is desired, cmd, state, telemetry or events."""
-    if kind not in ("desired", "cmd", "state", "telemetry", "events"):
+    """``{prefix}/nodes/{node}/{kind}``; kind is a TopicKind."""
+    if kind not in _TOPIC_KINDS:
         raise ValueError(f"unknown node topic kind {kind!r}")
     if not valid_name(node):
         raise ValueError(f"invalid node id {node!r}")
@@ -76,7 +81,8 @@ def command_topic(prefix: str, type_: str, target: str) -> str:
     if scope == "group":
         return group_topic(prefix, name)
     if scope == "node":
-        return node_topic(prefix, name, "desired" if type_ == "desired" else "cmd")
+        return node_topic(prefix, name, TopicKind.DESIRED if type_ == CommandType.DESIRED
+                          else TopicKind.CMD)
     raise ValueError(f"target must be node:NAME or group:NAME, not {target!r}")
 
 
@@ -84,7 +90,7 @@ def command_topic(prefix: str, type_: str, target: str) -> str:
 class Topic:
     scope: str  # "node" or "group"
     name: str
-    kind: str   # desired, cmd, state, telemetry, events
+    kind: TopicKind
 
 
 def parse_topic(prefix: str, topic: str) -> Topic | None:
@@ -95,10 +101,10 @@ def parse_topic(prefix: str, topic: str) -> Topic | None:
     if len(parts) != 3 or not valid_name(parts[1]):
         return None
     scope, name, kind = parts
-    if scope == "nodes" and kind in ("desired", "cmd", "state", "telemetry", "events"):
-        return Topic("node", name, kind)
-    if scope == "groups" and kind == "cmd":
-        return Topic("group", name, kind)
+    if scope == "nodes" and kind in _TOPIC_KINDS:
+        return Topic("node", name, TopicKind(kind))
+    if scope == "groups" and kind == TopicKind.CMD:
+        return Topic("group", name, TopicKind.CMD)
     return None
 
 
@@ -290,7 +296,7 @@ def _check_target(env: Mapping[str, Any], topic: str, *, prefix: str, node_id: s
                                                         or where.name in set(groups))
     if not fits:
         raise ProtocolError(RejectReason.WRONG_TARGET, f"to={env['to']} on {topic}", cmd_id)
-    if (env["type"] == "desired") != (where.kind == "desired"):
+    if (env["type"] == CommandType.DESIRED) != (where.kind == TopicKind.DESIRED):
         raise ProtocolError(RejectReason.WRONG_TARGET, f"type {env['type']} on {where.kind} topic",
                             cmd_id)
 

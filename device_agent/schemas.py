@@ -17,6 +17,28 @@ from jsonschema import Draft202012Validator
 
 # --- the protocol's words: declared once, the schemas below list them --------------------------
 
+class CommandType(StrEnum):
+    """What a signed envelope asks of a node (its ``type``): each has its body's schema."""
+    PLAY = "play"
+    STOP = "stop"
+    SET_VOLUME = "set_volume"
+    AMP = "amp"
+    TEST = "test"
+    REBOOT = "reboot"
+    KEYS = "keys"
+    UPDATE = "update"
+    DESIRED = "desired"        # the node's whole schedule, on its own retained topic
+
+
+class TopicKind(StrEnum):
+    """The last part of a node's topic ``{prefix}/nodes/{node}/{kind}``."""
+    DESIRED = "desired"        # server -> node, retained
+    CMD = "cmd"                # server -> node
+    STATE = "state"            # node -> server, retained (the Last Will sets it offline)
+    TELEMETRY = "telemetry"    # node -> server
+    EVENTS = "events"          # node -> server
+
+
 class EventType(StrEnum):
     """What a node reports on its events topic (an event's ``type``)."""
     ACK = "ack"
@@ -167,8 +189,9 @@ DESIRED = {
     },
 }
 BODIES: dict[str, dict[str, Any]] = {
-    "play": PLAY, "stop": STOP, "set_volume": SET_VOLUME, "amp": AMP, "test": TEST,
-    "reboot": REBOOT, "keys": KEYS, "update": UPDATE, "desired": DESIRED}
+    CommandType.PLAY: PLAY, CommandType.STOP: STOP, CommandType.SET_VOLUME: SET_VOLUME,
+    CommandType.AMP: AMP, CommandType.TEST: TEST, CommandType.REBOOT: REBOOT,
+    CommandType.KEYS: KEYS, CommandType.UPDATE: UPDATE, CommandType.DESIRED: DESIRED}
 
 _EVENT_BASE = {"v": {"const": 1}, "id": {"type": "string", "minLength": 1, "maxLength": 128},
                "ts": MS}

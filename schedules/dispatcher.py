@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from device_agent.protocol import LATE_SLOT_MS
+from device_agent.protocol import LATE_SLOT_MS, CommandType
 from schedules import background
 from schedules.slots import Slot
 from server import (broadcasts, bulletins, deliveries, notify, outbox, programmes,
@@ -247,15 +247,15 @@ class Dispatcher:
         covered: set[str] = set()
         for area_id in covering_areas(db, bc.target_areas):
             area = db.get_one(Area, area_id)
-            cmd = self._command(db, "play", f"group:{area.group}", body, ttl, bc.id, None, now,
-                                priority=bc.priority)
+            cmd = self._command(db, CommandType.PLAY, f"group:{area.group}", body, ttl, bc.id,
+                                None, now, priority=bc.priority)
             deliveries.plan_selected(db, bc.id, cmd.id, reach[area_id])
             covered.update(by_area[area_id])
         singles: dict[str, str] = {}
         for node_id in bc.target_nodes:
             if node_id not in covered and node_id in targets:
-                cmd = self._command(db, "play", f"node:{node_id}", body, ttl, bc.id, node_id, now,
-                                    priority=bc.priority)
+                cmd = self._command(db, CommandType.PLAY, f"node:{node_id}", body, ttl, bc.id,
+                                    node_id, now, priority=bc.priority)
                 covered.add(node_id)
                 singles[node_id] = cmd.id
         deliveries.plan_all(db, bc.id, singles)
@@ -465,7 +465,7 @@ class Dispatcher:
                     continue
                 node.desired_version += 1
                 node.desired_digest = digest
-                outbox.add_signed(db, self.settings.topic_prefix, signer, "desired",
+                outbox.add_signed(db, self.settings.topic_prefix, signer, CommandType.DESIRED,
                                   f"node:{node.id}", {"version": node.desired_version, **body},
                                   now, window, node_id=node.id, retain=True,
                                   created_at=from_ms(now))
@@ -483,8 +483,9 @@ class Dispatcher:
     def _desired_valid_until(self, db: Session, ids: list[str]) -> dict[str, int]:
         """Until when (ms) each node's newest desired state in the outbox is valid."""
         rows = db.execute(select(Command.node_id, func.max(Command.exp_ms)).where(
-            Command.node_id.in_(ids), Command.type == "desired", Command.failed_at.is_(None),
-            Command.payload.is_not(None)).group_by(Command.node_id)).all()
+            Command.node_id.in_(ids), Command.type == CommandType.DESIRED,
+            Command.failed_at.is_(None), Command.payload.is_not(None))
+            .group_by(Command.node_id)).all()
         return {node_id: exp for node_id, exp in rows if node_id is not None and exp is not None}
 
     def sign_pending(self) -> int:

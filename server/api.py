@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from device_agent.protocol import EventType
+from device_agent.protocol import CommandType, EventType
 from schedules.ical import slots_to_ics
 
 from . import (alerts, audit, auth, bulletins, programmes, releases, report_summary, reports,
@@ -421,7 +421,7 @@ def node_command(node_id: str) -> tuple[Response, int]:
 @auth.login_required
 def get_command(command_id: str) -> Response:
     cmd = g.db.get(Command, command_id)
-    if cmd is None or cmd.type == "desired" or cmd.node_id is None:
+    if cmd is None or cmd.type == CommandType.DESIRED or cmd.node_id is None:
         raise not_found("thing.command")
     _node(cmd.node_id)  # 404 unless the caller may see that node
     return jsonify(command_json(cmd))

@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from schedules.lunar import LunarHoliday
 
-from device_agent.protocol import NAME_RE, PRIORITY_NAMES, priority_value, valid_name
+from device_agent.protocol import NAME_RE, PRIORITY_NAMES, CommandType, priority_value, valid_name
 from device_agent.schemas import BODIES
 
 from .auth import ROLES
@@ -33,7 +33,8 @@ from .mosquitto import SERVER_ACCOUNT_PREFIX
 # --- vocabularies a request may name --------------------------------------------------------------
 
 AREA_KINDS = ("province", "city", "district", "ward", "commune", "town", "cluster", "zone")
-NODE_COMMANDS = ("set_volume", "amp", "test", "stop", "reboot")
+NODE_COMMANDS = tuple(t.value for t in (CommandType.SET_VOLUME, CommandType.AMP, CommandType.TEST,
+                                        CommandType.STOP, CommandType.REBOOT))
 VOICES = ("vi-north", "vi-central", "vi-south")
 CHIMES = ("none", "intro", "outro", "both")
 USERNAME_MAX = 80

@@ -34,7 +34,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from device_agent import schemas
-from device_agent.protocol import AckStatus, EventType, PlayResult, Topic, parse_topic
+from device_agent.protocol import (AckStatus, CommandType, EventType, PlayResult, Topic, TopicKind,
+                                   parse_topic)
 from schedules.recurrence import DEFAULT_TZ
 
 from . import deliveries, programmes, schedule
@@ -98,9 +99,9 @@ class BridgeLimits:
         return cls(settings.node_max_state_bytes, settings.node_max_telemetry_bytes,
                    settings.node_max_event_bytes, settings.node_max_clock_offset_ms)
 
-    def for_kind(self, kind: str) -> int:
-        return {"state": self.state_bytes, "telemetry": self.telemetry_bytes,
-                "events": self.event_bytes}[kind]
+    def for_kind(self, kind: TopicKind) -> int:
+        return {TopicKind.STATE: self.state_bytes, TopicKind.TELEMETRY: self.telemetry_bytes,
+                TopicKind.EVENTS: self.event_bytes}[kind]
 
 
 class DatabaseUnavailable(Exception):
@@ -249,10 +250,10 @@ def _required(schema: dict[str, Any], type_: Any) -> set[str]:
 def _fields(kind: str, type_: Any) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
     """(schema, fields it names, fields required) of a node message of topic ``kind`` and
     ``type`` field ``type_``."""
-    if kind == "events":
+    if kind == TopicKind.EVENTS:
         schema, props = schemas.EVENT, event_properties(type_)
     else:
-        schema = schemas.STATE if kind == "state" else schemas.TELEMETRY
+        schema = schemas.STATE if kind == TopicKind.STATE else schemas.TELEMETRY
         props = schema["properties"]
     return schema, props, _required(schema, type_)
 
@@ -436,7 +437,8 @@ class Intake:
 
 # --- the bridge ---------------------------------------------------------------------------------
 
-SHARED_KINDS = ("telemetry", "events")  # what a shared subscription splits over the workers
+# what a shared subscription splits over the workers
+SHARED_KINDS = (TopicKind.TELEMETRY, TopicKind.EVENTS)
 
 
 class Bridge:
@@ -455,7 +457,7 @@ class Bridge:
     def __init__(self, sessions: sessionmaker[Session], transport: Transport, prefix: str,
                  keep_telemetry: bool = True, limits: BridgeLimits | None = None,
                  tz: str = DEFAULT_TZ, shared_group: str = "",
-                 kinds: tuple[str, ...] = ("state", "telemetry", "events")):
+                 kinds: tuple[str, ...] = (TopicKind.STATE, *SHARED_KINDS)):
         self.sessions = sessions
         self.shared_group = shared_group
         self.kinds = kinds
@@ -479,7 +481,8 @@ class Bridge:
         # what a node publishes, by topic kind; what it reports, by event type. A handler
         # returns a Refused when the message is stored for the record but not accepted.
         self.topics: dict[str, Callable[[Session, Node, dict[str, Any]], Refused | None]] = {
-            "state": self._state, "telemetry": self._telemetry, "events": self._event}
+            TopicKind.STATE: self._state, TopicKind.TELEMETRY: self._telemetry,
+            TopicKind.EVENTS: self._event}
         self.events: dict[str, Callable[[Session, Node, dict[str, Any]], Refused | None]] = {
             EventType.ACK: self._ack, EventType.PLAYED: self._played,
             EventType.DESIRED_APPLIED: self._desired_applied,
@@ -744,7 +747,7 @@ class Bridge:
             if len(payload) > self.limits.for_kind(where.kind):
                 raise Refused("too_large", f"{len(payload)} bytes, limit "
                               f"{self.limits.for_kind(where.kind)}")
-            if where.kind == "state" and not payload:
+            if where.kind == TopicKind.STATE and not payload:
                 return None  # a cleared retained message
             return read_message(where.kind, payload)
         except Refused as err:
@@ -1072,7 +1075,7 @@ class Bridge:
         cmd = self._addressed(db, cmd_id, node) if cmd_id else None
         series = None
         if cmd is not None:
-            item = (cmd.body or {}).get("item") if cmd.type == "play" else None
+            item = (cmd.body or {}).get("item") if cmd.type == CommandType.PLAY else None
             expected = ((item or {}).get("media") or {}).get("sha256")
         else:
             series = self._slot_broadcast(db, node, slot_id) if slot_id and not cmd_id else None
@@ -1116,7 +1119,7 @@ def _unread(wheres: list[Topic]) -> tuple[Any, ...]:
     telemetry handlers look at them (a lived-in fleet's nodes carry both: reading them made
     an emergency's acks cost a third more, docs/benchmarks.md); anything else that asks
     still gets them, read then."""
-    if any(where.kind in ("state", "telemetry") for where in wheres):
+    if any(where.kind in (TopicKind.STATE, TopicKind.TELEMETRY) for where in wheres):
         return ()
     return (defer(Node.last_state), defer(Node.last_telemetry))
 

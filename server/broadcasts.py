@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
-from device_agent.protocol import PRIORITY_NAMES
+from device_agent.protocol import PRIORITY_NAMES, CommandType
 from schedules.lunar import LunarError
 from schedules.recurrence import RecurrenceError, RecurrenceErrorCode
 from schedules.slots import Clash, ConflictReport, check_recurrence, is_occurrence, slot_id
@@ -431,7 +431,7 @@ def cancel_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> Non
         deliveries.cancel(bc.deliveries, now)
     else:
         for node_id in sorted({d.node_id for d in bc.deliveries if d.played_result is None}):
-            queue_command(db, s, user, "stop", f"node:{node_id}",
+            queue_command(db, s, user, CommandType.STOP, f"node:{node_id}",
                           {"item_id": item_id(bc)}, node_id=node_id, broadcast_id=None,
                           priority=bc.priority,
                           ttl_ms=s.command_ttl_s * 1000)

@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from device_agent.protocol import EventType, load_private_key, private_key_b64, public_key_b64
+from device_agent.protocol import (CommandType, EventType, load_private_key, private_key_b64,
+                                   public_key_b64)
 
 from . import audit, outbox
 from .files import write_atomic
@@ -181,7 +182,8 @@ def _keys_command(db: Session, settings: Settings, body: dict[str, Any],
     outbox."""
     target = f"node:{node_id}" if node_id else "group:all"
     signer = KeyRing(settings.signing_key_file).active(db)
-    return outbox.add_signed(db, settings.topic_prefix, signer, "keys", target, body, now_ms(),
+    return outbox.add_signed(db, settings.topic_prefix, signer, CommandType.KEYS, target, body,
+                             now_ms(),
                              KEYS_TTL_MS, node_id=node_id)
 
 
@@ -210,7 +212,7 @@ def readiness(db: Session, kid: str) -> tuple[int, int, list[str]]:
     A node trusts it once it acked ``finished`` to a keys command adding it, or when it was
     provisioned after the key was made (its config lists it)."""
     row = _key(db, kid)
-    cmd_ids = {c.id for c in db.scalars(select(Command).where(Command.type == "keys"))
+    cmd_ids = {c.id for c in db.scalars(select(Command).where(Command.type == CommandType.KEYS))
                if any(k.get("kid") == kid for k in (c.body or {}).get("keys", []))}
     acked = {e.node_id for e in db.scalars(select(Event).where(
                  Event.type == EventType.ACK, Event.received_at >= row.created_at))

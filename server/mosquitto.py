@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterable, Mapping
 
+from device_agent.protocol import TopicKind
+
 from .files import write_atomic
 
 # Broker accounts of the server's own processes start with this; node ids never do, so no node
@@ -46,10 +48,11 @@ def acl_patterns(prefix: str) -> list[str]:
     node id), and read the command topic of group ``all``: one set of lines for the whole
     fleet. Mosquitto does not substitute a name holding ``+``, ``#`` or ``/`` (node ids never
     do), and the server's accounts can do all of it anyway."""
-    lines = [f"pattern read {prefix}/nodes/%u/{kind}" for kind in ("desired", "cmd")]
+    lines = [f"pattern read {prefix}/nodes/%u/{kind}"
+             for kind in (TopicKind.DESIRED, TopicKind.CMD)]
     lines.append(f"pattern read {prefix}/groups/all/cmd")
     lines += [f"pattern write {prefix}/nodes/%u/{kind}"
-              for kind in ("state", "telemetry", "events")]
+              for kind in (TopicKind.STATE, TopicKind.TELEMETRY, TopicKind.EVENTS)]
     return lines
 
 
@@ -78,7 +81,7 @@ def bridge_acl_lines(prefix: str, user: str) -> list[str]:
     """A bridge worker reads what nodes report and nothing else; Mosquitto 2 checks a shared
     subscription ``$share/<group>/<filter>`` against ``<filter>``."""
     return [f"user {user}", *(f"topic read {prefix}/nodes/+/{kind}"
-                              for kind in ("telemetry", "events"))]
+                              for kind in (TopicKind.TELEMETRY, TopicKind.EVENTS))]
 
 
 def render_acl(prefix: str, server_user: str, nodes: Mapping[str, Iterable[str]],

@@ -22,7 +22,7 @@ import tomli_w
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from device_agent.protocol import valid_name
+from device_agent.protocol import CommandType, valid_name
 
 from . import audit, auth
 from .areas import live_area, slug
@@ -391,7 +391,7 @@ def node_command(db: Session, s: Settings, user: User, node_id: str,
     body: dict[str, Any] = command.body or {}
     return queue_command(db, s, user, type_, f"node:{node.id}", body,
                          node_id=node.id, ttl_ms=s.command_ttl_s * 1000,
-                         priority=body.get("max_priority", 0) if type_ == "stop" else 0)
+                         priority=body.get("max_priority", 0) if type_ == CommandType.STOP else 0)
 
 
 class NodeListStatus(StrEnum):
@@ -420,7 +420,8 @@ def desired_state(db: Session, node: Node) -> dict[str, Any]:
     """What ``node`` should hold now: the body of its newest signed desired state, and the
     version it reported applying."""
     recent = db.scalars(select(Command).where(
-        Command.type == "desired", Command.node_id == node.id, Command.signed_at.is_not(None))
+        Command.type == CommandType.DESIRED, Command.node_id == node.id,
+        Command.signed_at.is_not(None))
         .order_by(Command.created_at.desc()).limit(20)).all()
     # the newest is the highest version (several may share their creation time)
     newest = max(recent, key=lambda c: (c.created_at, (c.body or {}).get("version") or 0),

@@ -16,8 +16,8 @@ from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from device_agent import protocol
-from device_agent.protocol import (AckStatus, ProtocolError, RejectReason, command_topic,
-                                   envelope_json, sign_envelope)
+from device_agent.protocol import (AckStatus, CommandType, ProtocolError, RejectReason,
+                                   command_topic, envelope_json, sign_envelope)
 
 from . import deliveries
 from .config import Settings
@@ -72,8 +72,8 @@ def queue_clear_desired(db: Session, settings: Settings, user: User, node_id: st
     """Clear a node's retained desired state: an empty retained message, unsigned (it carries
     no command), published like any other row."""
     target = f"node:{node_id}"
-    cmd = Command(id=str(uuid.uuid4()), type="desired", target=target,
-                  topic=command_topic(settings.topic_prefix, "desired", target),
+    cmd = Command(id=str(uuid.uuid4()), type=CommandType.DESIRED, target=target,
+                  topic=command_topic(settings.topic_prefix, CommandType.DESIRED, target),
                   body={}, payload="", retain=True, node_id=node_id, ttl_ms=0,
                   created_by=user.id)
     db.add(cmd)
@@ -265,14 +265,15 @@ def resend_unreceived(db: Session, transport: Transport, clock: Callable[[], int
         looks.append((select(*light).join(Node, Node.id == Command.node_id).where(
             Command.node_id.in_(unapplied[start:start + IDS_PER_QUERY]),
             Command.payload.is_not(None), Command.published_at < cutoff,
-            Command.failed_at.is_(None), Command.exp_ms > now, Command.type == "desired"), False))
+            Command.failed_at.is_(None), Command.exp_ms > now,
+            Command.type == CommandType.DESIRED), False))
     due: dict[str, tuple[int, dt.datetime, str]] = {}
     for query, own in looks:
         for cmd_id, priority, created, published, type_, version, node_version, last_state, \
                 broadcast_id in db.execute(query.limit(limit * 20)):
             if own and broadcast_id is not None:
                 continue  # a broadcast's command to one node: its delivery says (above)
-            if type_ == "desired" and str(version) != str(node_version):
+            if type_ == CommandType.DESIRED and str(version) != str(node_version):
                 continue  # superseded: the node ignores an older version anyway
             connected_at = (last_state or {}).get("ts")
             assert published is not None  # selected as published

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audio.store import MediaStore
+from device_agent.protocol import CommandType
 
 from . import auth
 from .bodies import RolloutCreate
@@ -217,7 +218,7 @@ def _start_stage(db: Session, settings: Settings, user: User | None, rollout: Ro
     rollout.stage = stage
     for rn in rollout.nodes:
         if rn.stage == stage and rn.command_id is None:
-            cmd = queue_command(db, settings, user, "update", f"node:{rn.node_id}", body,
+            cmd = queue_command(db, settings, user, CommandType.UPDATE, f"node:{rn.node_id}", body,
                                 node_id=rn.node_id, ttl_ms=settings.update_ttl_s * 1000)
             db.flush()
             rn.command_id = cmd.id

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from flask import jsonify, make_response, redirect, render_template, request, url_for
 from sqlalchemy import func, or_, select
 
+from device_agent.protocol import CommandType
+
 from .. import auth as access
 from .. import bodies as B
 from .. import nodes as node_service
@@ -300,7 +302,7 @@ def node_page(node_id: str) -> str:
     node = visible_node(node_id)
     extra: dict[str, Any] = {"command": None}
     cmd = g.db.get(Command, request.args.get("command") or "")
-    if cmd is not None and cmd.node_id == node.id and cmd.type != "desired":
+    if cmd is not None and cmd.node_id == node.id and cmd.type != CommandType.DESIRED:
         extra = {"command": cmd, **command_data(cmd)}  # after a form sent without htmx
     return render_template("node.html", **_node_data(node), **extra)
 
@@ -310,15 +312,15 @@ def command_from_form(form: Mapping[str, str]) -> B.CommandCreate:
     action = form.get("action")
     if action == "set_volume":
         volume = B.form_int("volume", form.get("volume") or "")
-        body: dict[str, Any] = {"type": "set_volume", "body": {"volume": volume}}
+        body: dict[str, Any] = {"type": CommandType.SET_VOLUME, "body": {"volume": volume}}
     elif action in ("amp_on", "amp_off"):
-        body = {"type": "amp", "body": {"on": action == "amp_on"}}
+        body = {"type": CommandType.AMP, "body": {"on": action == "amp_on"}}
     elif action in ("tone", "acoustic"):
-        body = {"type": "test", "body": {"kind": action}}
+        body = {"type": CommandType.TEST, "body": {"kind": action}}
     elif action == "stop":
-        body = {"type": "stop", "body": {"max_priority": 9}}
+        body = {"type": CommandType.STOP, "body": {"max_priority": 9}}
     elif action == "reboot":
-        body = {"type": "reboot", "body": {}}
+        body = {"type": CommandType.REBOOT, "body": {}}
     else:
         raise bad_request("err.invalid_field", field="action", detail=" | ".join(ACTIONS))
     return B.parse(B.CommandCreate, body)
@@ -341,8 +343,8 @@ def command_data(cmd: Command) -> dict[str, Any]:
     ``received`` too: the node goes down), it failed to send, or it expired unanswered."""
     now_ms = int(utcnow().replace(tzinfo=dt.UTC).timestamp() * 1000)
     expired = cmd.exp_ms is not None and now_ms > cmd.exp_ms and cmd.status not in FINAL
-    final = (cmd.status in FINAL or (cmd.type == "reboot" and cmd.status == CommandStatus.RECEIVED)
-             or cmd.failed_at is not None or expired)
+    final = (cmd.status in FINAL or cmd.failed_at is not None or expired
+             or cmd.type == CommandType.REBOOT and cmd.status == CommandStatus.RECEIVED)
     return {"cmd": cmd, "final": final, "expired": expired, "poll_s": POLL_S,
             "result": cmd.result or {}}
 
@@ -351,7 +353,7 @@ def command_data(cmd: Command) -> dict[str, Any]:
 @page()
 def command_partial(command_id: str) -> str:
     cmd = g.db.get(Command, command_id)
-    if cmd is None or cmd.type == "desired" or cmd.node_id is None:
+    if cmd is None or cmd.type == CommandType.DESIRED or cmd.node_id is None:
         raise not_found("thing.command")
     visible_node(cmd.node_id)  # 404 unless the user may see that node
     return render_template("_command.html", **command_data(cmd))
