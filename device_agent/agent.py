@@ -54,6 +54,7 @@ from .protocol import (
     verify_envelope,
 )
 from .rules import (
+    ItemKind,
     KeyChangeRefused,
     KeyState,
     QueueItem,
@@ -538,12 +539,12 @@ class Agent:
         key = f"cmd:{env['id']}"
         if env["type"] == CommandType.TEST:
             item_id = ACOUSTIC_ITEM if env["body"].get("kind") == "acoustic" else "test-tone"
-            return QueueItem(key=key, kind="test", item_id=item_id, priority=TEST_PRIORITY,
+            return QueueItem(key=key, kind=ItemKind.TEST, item_id=item_id, priority=TEST_PRIORITY,
                              seq=seq, ready_at=received_at, scheduled_at=received_at,
                              exp=env["exp"], cmd_id=env["id"])
         body = env["body"]
         item, start_at = body["item"], body.get("start_at")
-        return QueueItem(key=key, kind="play", item_id=item["id"], priority=body["priority"],
+        return QueueItem(key=key, kind=ItemKind.PLAY, item_id=item["id"], priority=body["priority"],
                          seq=seq, ready_at=command_ready_at(start_at, received_at),
                          scheduled_at=start_at if start_at is not None else received_at,
                          exp=env["exp"], cmd_id=env["id"], sha256=item["media"]["sha256"],
@@ -670,7 +671,7 @@ class Agent:
                 continue
             media = slot["item"]["media"]
             seq = existing[key].seq if key in existing else self._next_seq()
-            fresh.append(QueueItem(key=key, kind="slot", item_id=slot["item"]["id"],
+            fresh.append(QueueItem(key=key, kind=ItemKind.SLOT, item_id=slot["item"]["id"],
                                    priority=slot["priority"], seq=seq,
                                    ready_at=slot["start_at"], scheduled_at=slot["start_at"],
                                    slot_id=slot["slot_id"], sha256=media["sha256"],
@@ -784,7 +785,7 @@ class Agent:
         if item.item_id == ACOUSTIC_ITEM:
             player, path, duration = (self._acoustic, self._acoustic.sequence,
                                       self._acoustic.duration_ms)
-        elif item.kind == "test":
+        elif item.kind == ItemKind.TEST:
             path, duration = self._tone, int(TONE_S * 1000)
         else:
             path = self.cache.path(item.sha256) if item.sha256 else None
@@ -834,7 +835,7 @@ class Agent:
         if outcome.result == PlayResult.COMPLETED:
             self._report_play(item, PlayResult.COMPLETED, started_at=playing.rep_started,
                               ended_at=ended)
-            if playing.reps_done + 1 < item.repeat and item.kind != "test":
+            if playing.reps_done + 1 < item.repeat and item.kind != ItemKind.TEST:
                 if interrupted is None:
                     self._start(item, playing.reps_done + 1, playing.since)
                     return
@@ -887,7 +888,7 @@ class Agent:
 
     def _report_play(self, item: QueueItem, result: PlayResult, reason: str | None = None,
                      started_at: int | None = None, ended_at: int | None = None) -> None:
-        if item.kind == "test":
+        if item.kind == ItemKind.TEST:
             return
         self._emit(EventType.PLAYED, item_id=item.item_id, cmd_id=item.cmd_id, slot_id=item.slot_id,
                    sha256=item.sha256, scheduled_at=item.scheduled_at, started_at=started_at,
@@ -901,12 +902,12 @@ class Agent:
         then the command's last ack, or the slot marked done so a restart does not replay it."""
         if report:
             self._report_play(item, result, reason, started_at, ended_at)
-        if item.kind == "slot":
+        if item.kind == ItemKind.SLOT:
             assert item.slot_id is not None, "a slot item has its slot_id"
             self._store.slot_done(item.slot_id, self.now_ms())
             return
         assert item.cmd_id is not None, "a command item has its envelope id"
-        if item.kind == "test":
+        if item.kind == ItemKind.TEST:
             amp = self.amplifier.state()
             ok = result == PlayResult.COMPLETED and amp is not False
             if verdict is not None:  # an acoustic test that ran: what the microphone heard

@@ -9,11 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from enum import StrEnum
 from typing import Any
 
 from .protocol import EMERGENCY, LATE_SLOT_MS
 
 FULL_VOLUME = 100
+
+
+class ItemKind(StrEnum):
+    """What a QueueItem came from."""
+    PLAY = "play"      # a play command
+    SLOT = "slot"      # a slot of the desired state
+    TEST = "test"      # a test command (the tone or the acoustic self-test)
 
 
 @dataclass(frozen=True)
@@ -26,7 +34,7 @@ class QueueItem:
     """
 
     key: str                      # "cmd:<envelope id>" or "slot:<slot_id>"
-    kind: str                     # "play", "slot" or "test"
+    kind: ItemKind
     item_id: str
     priority: int
     seq: int
@@ -42,7 +50,7 @@ class QueueItem:
 
     @property
     def is_slot(self) -> bool:
-        return self.kind == "slot"
+        return self.kind == ItemKind.SLOT
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Self, TypeVar, get_args, get_origin
 from collections.abc import Callable, Iterator, Mapping
 
@@ -32,7 +33,18 @@ from .mosquitto import SERVER_ACCOUNT_PREFIX
 
 # --- vocabularies a request may name --------------------------------------------------------------
 
-AREA_KINDS = ("province", "city", "district", "ward", "commune", "town", "cluster", "zone")
+class AreaKind(StrEnum):
+    PROVINCE = "province"
+    CITY = "city"
+    DISTRICT = "district"
+    WARD = "ward"
+    COMMUNE = "commune"
+    TOWN = "town"
+    CLUSTER = "cluster"    # the loudspeakers of a street or a hamlet: nodes belong to one
+    ZONE = "zone"
+
+
+AREA_KINDS = tuple(k.value for k in AreaKind)
 NODE_COMMANDS = tuple(t.value for t in (CommandType.SET_VOLUME, CommandType.AMP, CommandType.TEST,
                                         CommandType.STOP, CommandType.REBOOT))
 VOICES = ("vi-north", "vi-central", "vi-south")

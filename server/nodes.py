@@ -26,7 +26,7 @@ from device_agent.protocol import CommandType, valid_name
 
 from . import audit, auth
 from .areas import live_area, slug
-from .bodies import CommandCreate, NodeCreate, parse
+from .bodies import AreaKind, CommandCreate, NodeCreate, parse
 from .config import Settings
 from .errors import ApiError, bad_request
 from .keys import KeyState
@@ -198,7 +198,7 @@ class Provisioner:
     def _cluster(self, cluster_id: int) -> tuple[Area, list[str], str]:
         if cluster_id not in self._clusters:
             cluster = live_area(self.db, cluster_id)  # not one merged into another
-            if cluster.kind != "cluster":
+            if cluster.kind != AreaKind.CLUSTER:
                 raise bad_request("err.not_cluster", "not_cluster", id=cluster_id)
             groups = [a.group for a in area_ancestors(self.db, cluster_id)]
             self._clusters[cluster_id] = (cluster, groups,

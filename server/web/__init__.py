@@ -101,7 +101,7 @@ def user_areas(*, clusters: bool = True, by_name: bool = False,
     if allowed is not None:
         q = q.where(Area.id.in_(allowed))
     if not clusters:
-        q = q.where(Area.kind != "cluster")
+        q = q.where(Area.kind != B.AreaKind.CLUSTER)
     found = list(g.db.scalars(q.order_by(Area.id)))
     if by_name:
         found.sort(key=lambda a: (a.name.casefold(), a.id))

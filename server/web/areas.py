@@ -199,7 +199,7 @@ def _take_once() -> bool:
 
 
 def _clusters() -> list[Area]:
-    return [a for a in _live_areas() if a.kind == "cluster"]
+    return [a for a in _live_areas() if a.kind == B.AreaKind.CLUSTER]
 
 
 def _form_page(status: int = 200, form: dict[str, str] | None = None,

@@ -5,9 +5,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from device_agent.rules import (KeyChangeRefused, KeyState, QueueItem, apply_key_change,
-                                command_ready_at, effective_volume, in_quiet_hours, plan,
-                                stop_targets, trusted_keys)
+from device_agent.rules import (ItemKind, KeyChangeRefused, KeyState, QueueItem,
+                                apply_key_change, command_ready_at, effective_volume,
+                                in_quiet_hours, plan, stop_targets, trusted_keys)
 from device_agent.telemetry import (default_route_interface, health_alarms, interface_type,
                                     parse_chronyc_tracking, parse_meminfo, parse_mmcli_modem,
                                     parse_mmcli_signal)
@@ -17,13 +17,14 @@ NOW = 1_800_000_000_000
 
 
 def cmd(name, priority=3, seq=1, ready_at=NOW, exp=NOW + 60_000, **kw):
-    return QueueItem(key=f"cmd:{name}", kind="play", item_id=name, priority=priority, seq=seq,
-                     ready_at=ready_at, scheduled_at=ready_at, exp=exp, cmd_id=name, **kw)
+    return QueueItem(key=f"cmd:{name}", kind=ItemKind.PLAY, item_id=name, priority=priority,
+                     seq=seq, ready_at=ready_at, scheduled_at=ready_at, exp=exp, cmd_id=name,
+                     **kw)
 
 
 def slot(name, start_at, priority=3, seq=1):
-    return QueueItem(key=f"slot:{name}", kind="slot", item_id=name, priority=priority, seq=seq,
-                     ready_at=start_at, scheduled_at=start_at, slot_id=name)
+    return QueueItem(key=f"slot:{name}", kind=ItemKind.SLOT, item_id=name, priority=priority,
+                     seq=seq, ready_at=start_at, scheduled_at=start_at, slot_id=name)
 
 
 def local_ms(hhmm: str) -> int:
