@@ -68,6 +68,12 @@ class State(StrEnum):
     RESOLVED = "resolved"
 
 
+class AlertStep(StrEnum):
+    """What a person does to an alert (POST /alerts/{id}/{step})."""
+    ACK = "ack"
+    RESOLVE = "resolve"
+
+
 class Severity(StrEnum):
     WARNING = "warning"
     CRITICAL = "critical"
@@ -645,7 +651,7 @@ def kind_counts(db: Session, areas: set[int] | None, states: Iterable[str] = ())
     return {k: n for k, n in db.execute(_narrowed(q, areas, states))}
 
 
-def take_step(db: Session, alert: Alert, action: str, user: User, comment: str | None,
+def take_step(db: Session, alert: Alert, action: AlertStep, user: User, comment: str | None,
               now: dt.datetime) -> None:
     """``act`` and its audit entry (``alerts.ack``, ``alerts.resolve``): what the API and the
     alerts page do; the caller commits."""
@@ -655,13 +661,14 @@ def take_step(db: Session, alert: Alert, action: str, user: User, comment: str |
                   "comment": comment})
 
 
-def act(db: Session, alert: Alert, action: str, user: User, comment: str | None,
+def act(db: Session, alert: Alert, action: AlertStep, user: User, comment: str | None,
         now: dt.datetime) -> None:
     """A person acknowledges or resolves an alert; 409 alert_state when it is past that."""
-    if alert.state == State.RESOLVED or action == "ack" and alert.state == State.ACKNOWLEDGED:
+    if alert.state == State.RESOLVED or action == AlertStep.ACK \
+            and alert.state == State.ACKNOWLEDGED:
         raise ApiError(409, "alert_state", "err.alert_state", id=alert.id,
                        state=t(f"alert.state.{alert.state}"))
-    if action == "ack":
+    if action == AlertStep.ACK:
         acknowledge(alert, now, user, comment)
     else:
         resolve(alert, now, user, comment)

@@ -532,7 +532,7 @@ def get_alert(alert_id: int) -> Response:
     return jsonify(_alert_list_json([_alert(alert_id)])[0])
 
 
-def _alert_action(alert_id: int, action: str) -> Response:
+def _alert_action(alert_id: int, action: alerts.AlertStep) -> Response:
     user = auth.require("alert.write")
     alert = _alert(alert_id)
     data = request.get_json(silent=True) or {}
@@ -546,12 +546,12 @@ def _alert_action(alert_id: int, action: str) -> Response:
 
 @bp.post("/alerts/<int:alert_id>/ack")
 def ack_alert(alert_id: int) -> Response:
-    return _alert_action(alert_id, "ack")
+    return _alert_action(alert_id, alerts.AlertStep.ACK)
 
 
 @bp.post("/alerts/<int:alert_id>/resolve")
 def resolve_alert(alert_id: int) -> Response:
-    return _alert_action(alert_id, "resolve")
+    return _alert_action(alert_id, alerts.AlertStep.RESOLVE)
 
 
 # --- bulletins ---------------------------------------------------------------------------------
@@ -598,14 +598,15 @@ def edit_bulletin(bulletin_id: int) -> Response:
 def bulletin_action(bulletin_id: int, action: str) -> Response:
     if action not in bulletins.TRANSITIONS:
         raise ApiError(404, "not_found", "err.route")
-    user = auth.require("bulletin.approve" if action in ("approve", "reject")
+    step_taken = bulletins.BulletinStep(action)
+    user = auth.require("bulletin.approve" if step_taken in bulletins.REVIEW
                         else "bulletin.write")
     b = bulletins.get_bulletin(g.db, user, bulletin_id, manage=True)
     data = request.get_json(silent=True) or {}
     if not isinstance(data, dict):
         raise bad_request("err.not_json", "not_json")
     step = read(B.BulletinAction, data)
-    bulletins.transition(g.db, user, b, action, step.comment, seen_sha256=step.sha256)
+    bulletins.transition(g.db, user, b, step_taken, step.comment, seen_sha256=step.sha256)
     g.db.commit()
     return jsonify(bulletins.bulletin_json(b))
 

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import secrets
 from collections.abc import Callable
+from enum import StrEnum
 from typing import ParamSpec, TypeGuard, TypeVar
 
 from flask import current_app, request, session
@@ -19,25 +20,33 @@ from .errors import ApiError
 from .models import ApiToken, Area, User, WebSession, area_subtree_ids, utcnow
 from .request_globals import g
 
-# viewer: reads what its area holds, changes nothing
-ROLES = ("admin", "approver", "staff", "technician", "operator", "viewer")
+class Role(StrEnum):
+    ADMIN = "admin"            # may do everything
+    APPROVER = "approver"
+    STAFF = "staff"
+    TECHNICIAN = "technician"
+    OPERATOR = "operator"
+    VIEWER = "viewer"          # reads what its area holds, changes nothing
+
+
+ROLES = tuple(r.value for r in Role)
 LOGIN_TOKEN = "login"  # the name of tokens /auth/token issues (a password change revokes them)
-# what each role may do; admin may do everything
-PERMISSIONS = {
-    "bulletin.write": {"approver", "staff", "operator"},
-    "bulletin.approve": {"approver", "operator"},
-    "broadcast.write": {"approver", "staff", "operator"},
+# what each role but admin may do
+PERMISSIONS: dict[str, set[Role]] = {
+    "bulletin.write": {Role.APPROVER, Role.STAFF, Role.OPERATOR},
+    "bulletin.approve": {Role.APPROVER, Role.OPERATOR},
+    "broadcast.write": {Role.APPROVER, Role.STAFF, Role.OPERATOR},
     # live and emergency priority (they preempt everything): not for staff alone
-    "broadcast.emergency": {"approver", "operator"},
-    "node.write": {"technician"},
-    "node.command": {"technician", "approver", "operator"},
-    "alert.write": {"technician", "operator"},  # acknowledge and resolve alerts
-    "area.write": {"operator"},
-    "user.write": {"operator"},  # within its own area, roles no stronger than its own
+    "broadcast.emergency": {Role.APPROVER, Role.OPERATOR},
+    "node.write": {Role.TECHNICIAN},
+    "node.command": {Role.TECHNICIAN, Role.APPROVER, Role.OPERATOR},
+    "alert.write": {Role.TECHNICIAN, Role.OPERATOR},  # acknowledge and resolve alerts
+    "area.write": {Role.OPERATOR},
+    "user.write": {Role.OPERATOR},  # within its own area, roles no stronger than its own
     # agent releases and their rollouts change every node's software: admin only; a
     # technician follows a rollout's progress on the nodes of its area
     "release.write": set(),
-    "rollout.read": {"technician"},
+    "rollout.read": {Role.TECHNICIAN},
 }
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -197,7 +206,7 @@ def login_required(view: Callable[P, R]) -> Callable[P, R]:
 
 
 def can(user: User, permission: str) -> bool:
-    return user.role == "admin" or user.role in PERMISSIONS.get(permission, set())
+    return user.role == Role.ADMIN or user.role in PERMISSIONS.get(permission, set())
 
 
 def require(permission: str) -> User:

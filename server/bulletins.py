@@ -37,6 +37,14 @@ class BulletinStatus(StrEnum):
     ARCHIVED = "archived"
 
 
+class BulletinStep(StrEnum):
+    """A step of the lifecycle a person takes (POST /bulletins/{id}/{action})."""
+    SUBMIT = "submit"
+    APPROVE = "approve"
+    REJECT = "reject"
+    ARCHIVE = "archive"
+
+
 UPLOAD_STATUS = {"too_large": 413, "too_long": 413, "unsupported_format": 415, "not_audio": 415}
 
 
@@ -407,15 +415,17 @@ def get_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool = Fa
     return visible_bulletin(db, user, bulletin_id, manage=manage)
 
 
-_S = BulletinStatus
-TRANSITIONS = {"submit": ({_S.DRAFT, _S.REJECTED}, _S.PENDING),
-               "approve": ({_S.PENDING}, _S.APPROVED),
-               "reject": ({_S.PENDING}, _S.REJECTED),
-               "archive": ({_S.DRAFT, _S.PENDING, _S.APPROVED, _S.REJECTED}, _S.ARCHIVED)}
+_S, _A = BulletinStatus, BulletinStep
+TRANSITIONS = {_A.SUBMIT: ({_S.DRAFT, _S.REJECTED}, _S.PENDING),
+               _A.APPROVE: ({_S.PENDING}, _S.APPROVED),
+               _A.REJECT: ({_S.PENDING}, _S.REJECTED),
+               _A.ARCHIVE: ({_S.DRAFT, _S.PENDING, _S.APPROVED, _S.REJECTED}, _S.ARCHIVED)}
+# the steps that review a bulletin (the approver's)
+REVIEW = (_A.APPROVE, _A.REJECT)
 
 
-def transition(db: Session, user: User, b: Bulletin, action: str, comment: str | None = None,
-               seen_sha256: str | None = None) -> None:
+def transition(db: Session, user: User, b: Bulletin, action: BulletinStep,
+               comment: str | None = None, seen_sha256: str | None = None) -> None:
     """One lifecycle step. ``seen_sha256``: the audio the reviewer heard; when it is not the
     bulletin's audio any more (edited meanwhile) the approval is refused, never given blind."""
     allowed_from, to = TRANSITIONS[action]
@@ -423,22 +433,22 @@ def transition(db: Session, user: User, b: Bulletin, action: str, comment: str |
         raise ApiError(409, "bad_transition", "err.bad_transition", action=action, status=b.status)
     if seen_sha256 is not None and seen_sha256 != b.media_sha256:
         raise ApiError(409, "stale_revision", "err.stale_revision", id=b.id)
-    if action == "reject" and not (comment and comment.strip()):
+    if action == _A.REJECT and not (comment and comment.strip()):
         raise bad_request("err.missing_field", "missing_field", field="comment")
     now = utcnow()
-    if action == "submit":
+    if action == _A.SUBMIT:
         b.submitted_by, b.submitted_at = user.id, now
-    elif action in ("approve", "reject"):
+    elif action in REVIEW:
         b.reviewed_by, b.reviewed_at, b.review_comment = user.id, now, comment
     b.status, b.updated_at = to, now
-    if action == "approve":
+    if action == _A.APPROVE:
         if b.media_sha256 is None:
             raise ApiError(409, "bad_transition", "err.bad_transition", action=action,
                            status=b.status)
         db.add(BulletinApproval(bulletin_id=b.id, revision=b.revision or 1,
                                 media_sha256=b.media_sha256, title=b.title, approved_by=user.id,
                                 approved_at=now))
-    elif action == "archive":
+    elif action == _A.ARCHIVE:
         for a in b.approvals:  # nothing of an archived bulletin airs any more
             if a.revoked_at is None:
                 a.revoked_at, a.revoked_reason = now, "bulletin_archived"

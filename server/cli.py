@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
-from .auth import ROLES, issue_token
+from .auth import ROLES, Role, issue_token
 from .config import ConfigError, load_settings
 from .errors import ApiError
 from .i18n import LANGUAGES
@@ -50,7 +50,7 @@ def init_instance(instance: Path, admin_password: str | None,
         password = admin_password or (os.urandom(9).hex() if created else "")
         if password:
             save_user(db, None, admin, parse(UserCreate, {
-                "username": "admin", "role": "admin", "password": password}) if created
+                "username": "admin", "role": Role.ADMIN, "password": password}) if created
                 else parse(UserWrite, {"password": password}),
                 password_min=settings.password_min_length)
         db.commit()

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
 from .areas import live_area
-from .auth import PERMISSIONS, hash_password, revoke_logins, user_area_ids
+from .auth import PERMISSIONS, Role, hash_password, revoke_logins, user_area_ids
 from .bodies import UserWrite
 from .errors import ApiError, bad_request, not_found
 from .models import User
@@ -30,15 +30,15 @@ def user_json(u: User) -> dict[str, Any]:
 
 
 def role_permissions(role: str) -> set[str]:
-    if role == "admin":
-        return set(PERMISSIONS) | {"admin"}
+    if role == Role.ADMIN:
+        return set(PERMISSIONS) | {Role.ADMIN}
     return {p for p, roles in PERMISSIONS.items() if role in roles}
 
 
 def may_grant(actor: User | None, role: str) -> bool:
     """Whether ``actor`` may give (or manage a user holding) ``role``: only what it can do
     itself."""
-    return actor is None or actor.role == "admin" or \
+    return actor is None or actor.role == Role.ADMIN or \
         role_permissions(role) <= role_permissions(actor.role)
 
 
@@ -71,10 +71,10 @@ def save_user(db: Session, actor: User | None, user: User | None, body: UserWrit
     if user is None:
         user = User(username="", password_hash="", role="",
                     area_id=actor.area_id if actor is not None else None)
-    was_admin = not creating and user.role == "admin" and user.active
+    was_admin = not creating and user.role == Role.ADMIN and user.active
     _set_profile(db, actor, user, data, allowed)
     revoke = _set_access(user, data, creating, password_min)
-    if was_admin and not (user.role == "admin" and user.active) and _other_admins(db, user) == 0:
+    if was_admin and not (user.role == Role.ADMIN and user.active) and _other_admins(db, user) == 0:
         raise ApiError(409, "last_admin", "err.last_admin")
     if creating:
         db.add(user)
@@ -130,4 +130,4 @@ def _area_id(db: Session, value: int | None, allowed: set[int] | None) -> int | 
 
 def _other_admins(db: Session, user: User) -> int:
     return db.scalar(select(func.count()).select_from(User).where(
-        User.role == "admin", User.active.is_(True), User.id != user.id)) or 0
+        User.role == Role.ADMIN, User.active.is_(True), User.id != user.id)) or 0

@@ -94,8 +94,8 @@ def alert_step(alert_id: int, action: str) -> Response:
     try:
         alert = visible_alert(alert_id)
         step = read_form(B.AlertAction, {"comment": request.form.get("comment", "")})
-        alert_service.take_step(g.db, alert, action, access.caller(), step.comment or None,
-                                utcnow())
+        alert_service.take_step(g.db, alert, alert_service.AlertStep(action), access.caller(),
+                                step.comment or None, utcnow())
         g.db.commit()
         flash(t(f"alerts.done_{action}", id=alert.id))
     except ApiError as err:

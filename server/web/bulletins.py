@@ -108,11 +108,11 @@ def new_bulletin() -> Response | tuple[str, int]:
                 req.spoken_text = _edited_spoken_text(form, req.area_id)
                 b = bulletin_service.create_text_bulletin(g.db, speech(), user, req)
                 area_id = req.area_id
-            bulletin_service.transition(g.db, user, b, "submit")
+            bulletin_service.transition(g.db, user, b, bulletin_service.BulletinStep.SUBMIT)
             if form.get("action") == "broadcast_now":
                 if not can_approve:
                     raise ApiError(403, "forbidden", "err.forbidden")
-                bulletin_service.transition(g.db, user, b, "approve")
+                bulletin_service.transition(g.db, user, b, bulletin_service.BulletinStep.APPROVE)
                 bc = create_broadcast(g.db, settings(), user, B.parse(B.BroadcastCreate, {
                     "bulletin_id": b.id,  # no area: the body's no_targets
                     "targets": {"areas": [area_id] if area_id is not None else []},
@@ -161,12 +161,12 @@ def review_bulletin(bulletin_id: int) -> Response:
     action = request.form.get("action")
     try:
         user = access.caller()
-        if action not in ("approve", "reject") or not access.can(user, "bulletin.approve"):
+        if action not in bulletin_service.REVIEW or not access.can(user, "bulletin.approve"):
             raise ApiError(403, "forbidden", "err.forbidden")
         b = bulletin_service.get_bulletin(g.db, user, bulletin_id, manage=True)
         step = read_form(B.BulletinAction, request.form.to_dict())
-        bulletin_service.transition(g.db, user, b, action, step.comment,
-                                    seen_sha256=step.sha256)
+        bulletin_service.transition(g.db, user, b, bulletin_service.BulletinStep(action),
+                                    step.comment, seen_sha256=step.sha256)
         g.db.commit()
         flash(t({"approve": "bulletin.approved", "reject": "bulletin.rejected"}[action]))
     except ApiError as err:

@@ -54,8 +54,8 @@ def _live_bulletin(form: MultiDict[str, str], areas: list[int]) -> int:
                                        "text": form.get("text", ""), "category": "emergency",
                                        "area_id": str(areas[0])})
     b = bulletin_service.create_text_bulletin(g.db, speech(), user, req)
-    bulletin_service.transition(g.db, user, b, "submit")
-    bulletin_service.transition(g.db, user, b, "approve")
+    bulletin_service.transition(g.db, user, b, bulletin_service.BulletinStep.SUBMIT)
+    bulletin_service.transition(g.db, user, b, bulletin_service.BulletinStep.APPROVE)
     return b.id
 
 
