@@ -361,16 +361,17 @@ def node_telemetry(node_id: str) -> Response:
     s = app_settings()
     tz = area_zone(g.db, node.cluster_id, s.timezone)
     asked = Q.read(Q.TelemetryQuery, request.args, zone=ZoneInfo(tz))
-    resolution = asked.resolution or "auto"
+    resolution = asked.resolution or retention.Resolution.AUTO
     now = utcnow()
     end = asked.end or now
     start = asked.start or end - dt.timedelta(days=1)
     start_ms, end_ms = to_ms(start), to_ms(end)
     chosen = retention.choose(resolution, start_ms, to_ms(now), s.telemetry_raw_days)
-    days = s.telemetry_raw_days if chosen == "raw" else s.telemetry_hourly_days
+    raw = chosen == retention.Resolution.RAW
+    days = s.telemetry_raw_days if raw else s.telemetry_hourly_days
     start_ms = max(0, start_ms, end_ms - days * retention.DAY_MS)
     end_ms = max(start_ms, end_ms)  # to before from: an empty period
-    read_points = retention.raw_points if chosen == "raw" else retention.hourly_points
+    read_points = retention.raw_points if raw else retention.hourly_points
     return jsonify({"node_id": node.id, "resolution": chosen, "from": iso(from_ms(start_ms)),
                     "to": iso(from_ms(end_ms)), "fields": list(retention.FIELDS),
                     "points": read_points(g.db, node.id, start_ms, end_ms)})

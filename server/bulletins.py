@@ -37,6 +37,12 @@ class BulletinStatus(StrEnum):
     ARCHIVED = "archived"
 
 
+class BulletinSource(StrEnum):
+    """Where a bulletin's audio comes from."""
+    TEXT = "text"          # spoken from its text
+    UPLOAD = "upload"      # a recording
+
+
 class BulletinStep(StrEnum):
     """A step of the lifecycle a person takes (POST /bulletins/{id}/{action})."""
     SUBMIT = "submit"
@@ -329,7 +335,7 @@ def create_text_bulletin(db: Session, speech: Speech, user: User, body: Bulletin
     b = Bulletin(title=body.title, category=body.category, text=text, spoken_text=spoken_text,
                  spoken_text_edited=bool(spoken_text),
                  voice=voice, engine_requested=engine, area_id=area_id, status=BulletinStatus.DRAFT,
-                 source="text", created_by=user.id)
+                 source=BulletinSource.TEXT, created_by=user.id)
     db.add(b)
     db.flush()
     _apply_render(db, b, r)
@@ -344,7 +350,7 @@ def create_upload_bulletin(db: Session, speech: Speech, user: User, form: Bullet
     area_id = _bulletin_area(db, user, form.area_id)
     r = render_upload(db, speech, area_id, data)
     b = Bulletin(title=form.title, category=form.category, text=form.text, area_id=area_id,
-                 status=BulletinStatus.DRAFT, source="upload", created_by=user.id)
+                 status=BulletinStatus.DRAFT, source=BulletinSource.UPLOAD, created_by=user.id)
     db.add(b)
     db.flush()
     _apply_render(db, b, r)
@@ -367,8 +373,9 @@ def edit_bulletin(db: Session, speech: Speech, user: User, b: Bulletin,
     voice = body.voice if body.given("voice") else b.voice
     engine = body.engine if body.given("engine") else b.engine_requested
     _check_engine(speech.settings, "engine", engine)
-    respeak = b.source == "text" and (text != b.text or voice != b.voice
-                                      or engine != b.engine_requested or body.given("spoken_text"))
+    respeak = b.source == BulletinSource.TEXT and (
+        text != b.text or voice != b.voice or engine != b.engine_requested
+        or body.given("spoken_text"))
     # a text bulletin always has text: the None test is for the type only
     r = speak(db, speech, b.area_id, text, spoken_text, voice, engine) \
         if respeak and text is not None else None

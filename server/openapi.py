@@ -5,20 +5,26 @@ the query models in server/queries.py; the answers are described here."""
 from __future__ import annotations
 
 import copy
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
 
+from device_agent.protocol import CommandType, PlayResult
+
 from . import queries as Q
-from .bodies import CONFIGURED, MODELS
+from .auth import Role
+from .bodies import CONFIGURED, MODELS, AreaKind
 from .broadcasts import BroadcastStatus
-from .bulletins import BulletinStatus
-from .deliveries import SlotState
+from .bulletins import BulletinSource, BulletinStatus, BulletinStep
+from .deliveries import DeliveryStatus, SlotState
+from .outbox import CommandStatus
 from .releases import Progress, RolloutStatus
 from .reports import FIELDS as AIRPLAY_FIELDS
 from .report_summary import SummaryQuery
 from .reports import AirStatus, MissReason
 from .retention import FIELDS as TELEMETRY_FIELDS
+from .retention import Resolution
 from .alerts import Kind as AlertKind
 from .alerts import Severity as AlertSeverity
 from .alerts import State as AlertState
@@ -119,6 +125,13 @@ def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 NULLABLE_STR = {"type": ["string", "null"]}
+
+
+def _nullable_enum(words: type[StrEnum]) -> dict[str, Any]:
+    """One of ``words``' values, or null."""
+    return {"type": ["string", "null"], "enum": [*(w.value for w in words), None]}
+
+
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message"],
@@ -146,8 +159,7 @@ SCHEMAS = {
         "node_id": {"type": "string"}, "slot": _ref("Slot"), "existing": _ref("Slot")}},
     "Area": {"type": "object", "properties": {
         "id": {"type": "integer"}, "parent_id": {"type": ["integer", "null"]},
-        "kind": {"type": "string", "enum": ["province", "city", "district", "ward", "commune",
-                                           "town", "cluster", "zone"]},
+        "kind": {"type": "string", "enum": [k.value for k in AreaKind]},
         "name": {"type": "string"}, "code": {"type": "string"},
         "group": {"type": "string", "description": "the MQTT group name of the area"},
         "quiet_hours": {"type": ["array", "null"], "items": {"type": "object", "properties": {
@@ -235,9 +247,11 @@ SCHEMAS = {
             "at": NULLABLE_STR, "automatic": {"type": "boolean"},
             "comment": NULLABLE_STR}}}},
     "Command": {"type": "object", "properties": {
-        "id": {"type": "string"}, "type": {"type": "string"}, "target": {"type": "string"},
-        "body": {"type": "object"}, "created_at": {"type": "string"},
-        "published_at": NULLABLE_STR, "status": NULLABLE_STR, "reason": NULLABLE_STR,
+        "id": {"type": "string"},
+        "type": {"type": "string", "enum": [t.value for t in CommandType]},
+        "target": {"type": "string"}, "body": {"type": "object"}, "created_at": {"type": "string"},
+        "published_at": NULLABLE_STR, "status": _nullable_enum(CommandStatus),
+        "reason": NULLABLE_STR,
         "result": {"type": ["object", "null"]}}},
     "LexiconEntry": {"type": "object", "properties": {
         "id": {"type": "integer"}, "area_id": {"type": "integer"}, "term": {"type": "string"},
@@ -253,7 +267,8 @@ SCHEMAS = {
         "audio_url": NULLABLE_STR, "sha256": NULLABLE_STR,
         "duration_ms": {"type": ["integer", "null"]}, "engine": NULLABLE_STR,
         "engine_note": NULLABLE_STR, "review_comment": NULLABLE_STR,
-        "spoken_text": NULLABLE_STR, "source": {"type": "string", "enum": ["text", "upload"]},
+        "spoken_text": NULLABLE_STR, "source": {"type": "string", "enum": [
+            s.value for s in BulletinSource]},
         "lufs": {"type": ["number", "null"]}, "true_peak": {"type": ["number", "null"]},
         "revision": {"type": "integer", "description": "+1 on every edit; each revision needs "
                                                        "its own approval"},
@@ -327,10 +342,12 @@ SCHEMAS = {
         "summary": {"type": "object", "properties": {k: {"type": "integer"} for k in (
             "total", "sent", "acked", "played", "failed")}},
         "nodes": {"type": "array", "items": {"type": "object", "properties": {
-            "node_id": {"type": "string"}, "status": {"type": "string"},
-            "reason": NULLABLE_STR, "played": NULLABLE_STR}}}}},
+            "node_id": {"type": "string"},
+            "status": {"type": "string", "enum": [s.value for s in DeliveryStatus]},
+            "reason": NULLABLE_STR, "played": _nullable_enum(PlayResult)}}}}},
     "User": {"type": "object", "description": "never includes the password", "properties": {
-        "id": {"type": "integer"}, "username": {"type": "string"}, "role": {"type": "string"},
+        "id": {"type": "integer"}, "username": {"type": "string"},
+        "role": {"type": "string", "enum": [r.value for r in Role]},
         "area_id": {"type": ["integer", "null"], "description": "null: every area"},
         "language": {"type": "string"}, "active": {"type": "boolean"},
         "created_at": NULLABLE_STR}},
@@ -347,7 +364,7 @@ SCHEMAS = {
         "started_at": {**NULLABLE_STR, "description": "as the node reported it"},
         "ended_at": {**NULLABLE_STR, "description": "as the node reported it"},
         "status": {"type": "string", "enum": [x.value for x in AirStatus]},
-        "reason": {"type": ["string", "null"], "enum": [*(x.value for x in MissReason), None],
+        "reason": {**_nullable_enum(MissReason),
                    "description": "why it was missed or cut (partial); null when aired, "
                    "pending, or a partial play shorter than its media"}}},
     "AirplayTotals": {"type": "object", "properties": {
@@ -364,8 +381,7 @@ SCHEMAS = {
             "nodes": {"type": "array", "items": {"type": "object", "properties": {
                 "node_id": {"type": "string"},
                 "state": {"type": "string", "enum": [x.value for x in SlotState]},
-                "reason": {"type": ["string", "null"],
-                           "enum": [*(x.value for x in MissReason), None],
+                "reason": {**_nullable_enum(MissReason),
                            "description": "the airplay report's reason for an outcome"}}}},
             "counts": _ref("SlotStateCounts")}}},
         "counts": _ref("SlotStateCounts")}},
@@ -575,7 +591,8 @@ PATHS = {
         "amplifier on; kept telemetry_hourly_days). auto: raw while from lies within the raw "
         "retention, hourly beyond it. A span longer than the resolution keeps is cut to it",
         _ok({"type": "object", "properties": {
-            "node_id": {"type": "string"}, "resolution": {"enum": ["raw", "hour"]},
+            "node_id": {"type": "string"}, "resolution": {"enum": [
+                Resolution.RAW.value, Resolution.HOUR.value]},
             "from": {"type": "string"}, "to": {"type": "string"},
             "fields": {"type": "array", "items": {"type": "string"}},
             "points": {"type": "array", "items": {"oneOf": [
@@ -665,7 +682,7 @@ PATHS = {
         "Approval workflow: submit, approve, reject (needs comment), archive",
         _ok(_ref("Bulletin")), params=[_path_param("bulletin_id"), {
             "name": "action", "in": "path", "required": True,
-            "schema": {"type": "string", "enum": ["submit", "approve", "reject", "archive"]}}],
+            "schema": {"type": "string", "enum": [s.value for s in BulletinStep]}}],
         errors=("400", "401", "403", "404", "409")) | {"requestBody": {
             "required": False, **_json(_ref("BulletinAction"))}}},
     "/api/v1/programmes": {

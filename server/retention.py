@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 from typing import cast as typed
 
@@ -36,7 +37,14 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "cpu_temp_c": ("cpu_temp_c",), "volume": ("volume",), "signal_dbm": ("net", "signal_dbm"),
     "disk_free_mb": ("disk_free_mb",), "clock_offset_ms": ("clock_offset_ms",),
     "mem_used_pct": ("mem_used_pct",), "load1": ("load1",)}
-RESOLUTIONS = ("raw", "hour", "auto")
+class Resolution(StrEnum):
+    """How a node's telemetry is read (``?resolution=``)."""
+    RAW = "raw"        # every report
+    HOUR = "hour"      # the hourly aggregates
+    AUTO = "auto"      # raw within the raw retention, hourly beyond it (asked only)
+
+
+RESOLUTIONS = tuple(r.value for r in Resolution)
 # the tables themselves: deletes and inserts in bulk go through core (no ORM RETURNING of ids)
 RAW = typed(Table, Telemetry.__table__)
 HOURLY = typed(Table, TelemetryHourly.__table__)
@@ -202,8 +210,8 @@ def hourly_points(db: Session, node_id: str, start_ms: int, end_ms: int) -> list
     return points
 
 
-def choose(resolution: str, start_ms: int, now_ms: int, raw_days: int) -> str:
+def choose(resolution: str, start_ms: int, now_ms: int, raw_days: int) -> Resolution:
     """``auto``: raw while the period lies within the raw retention, hourly beyond it."""
-    if resolution != "auto":
-        return resolution
-    return "raw" if start_ms >= now_ms - raw_days * DAY_MS else "hour"
+    if resolution != Resolution.AUTO:
+        return Resolution(resolution)
+    return Resolution.RAW if start_ms >= now_ms - raw_days * DAY_MS else Resolution.HOUR

@@ -97,7 +97,7 @@ def new_bulletin() -> Response | tuple[str, int]:
         form = request.form.to_dict()
         try:
             upload = request.files.get("file")
-            if form.get("source") == "upload":
+            if form.get("source") == bulletin_service.BulletinSource.UPLOAD:
                 upload_req = read_form(B.BulletinUpload, {
                     k: v for k, v in form.items() if k in ("title", "category", "area_id")})
                 b = bulletin_service.create_upload_bulletin(g.db, speech(), user, upload_req,

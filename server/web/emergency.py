@@ -63,7 +63,7 @@ def _request_body(form: MultiDict[str, str]) -> B.BroadcastCreate:
     """The form as the API's broadcast body: the bulletin (chosen, or the typed text made into
     an approved one), the ticked areas, emergency priority, now."""
     areas = _areas(form)
-    if form.get("source") == "text":
+    if form.get("source") == bulletin_service.BulletinSource.TEXT:
         bulletin: int | str = _live_bulletin(form, areas)
     else:
         chosen = form.get("bulletin_id") or ""
@@ -122,7 +122,7 @@ def emergency_send() -> str | Response | tuple[str, int]:
         if form.get("action") != "send":
             bulletin = bc.bulletin
             assert bulletin is not None  # the body names a bulletin
-            typed = form.get("source") == "text"
+            typed = form.get("source") == bulletin_service.BulletinSource.TEXT
             review = {"title": bulletin.title, "text": bulletin.text if typed else None,
                       "media": None if typed else bulletin.media,
                       "nodes": len(target_node_ids(g.db, bc.target_areas, bc.target_nodes)),
