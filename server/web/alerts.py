@@ -85,7 +85,7 @@ def alerts() -> str:
                            page_args={"state": state, "area": area_id, "kind": kind})
 
 
-@bp.post("/alerts/<int:alert_id>/<any(ack, resolve):action>")
+@bp.post(f"/alerts/<int:alert_id>/<any({', '.join(alert_service.AlertStep)}):action>")
 @page("alert.write")
 def alert_step(alert_id: int, action: str) -> Response:
     came = queries.read(queries.AlertPageQuery, request.form)  # the list it was sent from
