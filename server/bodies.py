@@ -879,7 +879,7 @@ class UserCreate(UserWrite):
     username: Username
     role: Annotated[str, OneOf(ROLES, " | ".join(ROLES))]
     password: Annotated[str, Check(_password, {**PASSWORD_SCHEMA,
-                                                CONFIGURED: "password_min_length"})]
+                                               CONFIGURED: "password_min_length"})]
 
     @model_validator(mode="before")
     @classmethod

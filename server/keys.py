@@ -183,8 +183,7 @@ def _keys_command(db: Session, settings: Settings, body: dict[str, Any],
     target = f"node:{node_id}" if node_id else "group:all"
     signer = KeyRing(settings.signing_key_file).active(db)
     return outbox.add_signed(db, settings.topic_prefix, signer, CommandType.KEYS, target, body,
-                             now_ms(),
-                             KEYS_TTL_MS, node_id=node_id)
+                             now_ms(), KEYS_TTL_MS, node_id=node_id)
 
 
 def rotate(db: Session, settings: Settings) -> tuple[ServerKey, Command]:

@@ -108,7 +108,7 @@ def Filter(max_len: int | None = None, detail: str = "", schema: dict[str, Any] 
             raise invalid(detail)
         return value or None
     return Check(read, schema or ({"type": "string"} if max_len is None else
-                                   {"type": "string", "maxLength": max_len}))
+                                  {"type": "string", "maxLength": max_len}))
 
 
 def _time(value: Any, info: ValidationInfo) -> dt.datetime | None:
@@ -287,7 +287,7 @@ def _day(value: Any) -> dt.date | None:
 # words in a list's search field; longer is cut to what the field admits
 Words = Annotated[str, Check(_words, {"type": "string", "maxLength": SEARCH_MAX})]
 # one of a list's choices as a select sends it (an actor, an action), or empty: any
-Choice = Annotated[str | None, Check(_text, {"type": "string"})]
+Option = Annotated[str | None, Check(_text, {"type": "string"})]
 # an area or a row as a select or a link sends its id, or empty: none
 PageId = Annotated[int | None, _PAGE_ID]
 # a page of a list, from 1 (empty or 0: the first); past the last, the view shows the last
@@ -327,9 +327,9 @@ class AuditPageQuery(Query):
     """The audit log page (server/web/admin.py): an actor, an action and a kind of thing
     changed (empty: all), the first and last day (in the server's zone), the entries before
     an entry's id (the next page)."""
-    actor: Choice = None
-    action: Choice = None
-    target: Choice = None
+    actor: Option = None
+    action: Option = None
+    target: Option = None
     start: Day = Field(None, alias="from")
     end: Day = Field(None, alias="to")
     before: PageId = None

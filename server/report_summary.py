@@ -147,7 +147,7 @@ def _day(name: str) -> Check:
         value = query_text(value)
         return parse_day(value, name) if value else None
     return Check(read_day, {"anyOf": [{"type": "string", "format": "date"}, {"const": ""}],
-                             "description": "YYYY-MM-DD; empty: the default"})
+                            "description": "YYYY-MM-DD; empty: the default"})
 
 
 class SummaryQuery(Query):

@@ -19,9 +19,9 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy import select
 
-from .. import auth as access
 from device_agent.schemas import BODIES
 
+from .. import auth as access
 from .. import bodies as B
 from .. import queries
 from ..context import settings

@@ -183,11 +183,12 @@ def admin_wards() -> Response | str:
 @bp.route("/admin/wards/<int:area_id>", methods=["GET", "POST"])
 @page("area.write")
 def admin_ward(area_id: int) -> Response | tuple[str, int]:
-    area = scoped_area(g.db, caller(), area_id)  # 404 or 403, as the API answers
+    actor = caller()
+    area = scoped_area(g.db, actor, area_id)  # 404 or 403, as the API answers
     error, status, form = None, 200, request.form.to_dict()
     if request.method == "POST":
         try:
-            update_area_speech(g.db, settings(), caller(), area.id, _ward_body(form))
+            update_area_speech(g.db, settings(), actor, area.id, _ward_body(form))
             g.db.commit()
             flash(t("admin.ward_saved", name=area.name))
             return redirect(url_for("web.admin_ward", area_id=area.id))

@@ -252,8 +252,8 @@ def provision() -> Response:
         data.update(B.from_form(B.NodeCreate, {"cluster_id": form.get("cluster_id", "")},
                                 blank_is_absent=True))
         answer, accounts = node_service.provision_node(
-            g.db, settings(), access.caller(), B.parse(B.NodeCreate, {k: v for k, v in data.items()
-                                                            if v is not None}))
+            g.db, settings(), access.caller(),
+            B.parse(B.NodeCreate, {k: v for k, v in data.items() if v is not None}))
     except ApiError as err:
         g.db.rollback()
         flash(err.message())
@@ -274,8 +274,8 @@ def provision_import() -> Response:
     try:
         raw = upload.read() if upload is not None else b""
         rows = node_service.read_node_csv(g.db, raw, settings().bulk_max_nodes)
-        answers, accounts, errors = node_service.provision_nodes(g.db, settings(), access.caller(),
-                                                                 rows)
+        answers, accounts, errors = node_service.provision_nodes(
+            g.db, settings(), access.caller(), rows)
     except ApiError as err:
         g.db.rollback()
         flash(err.message())
