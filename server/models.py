@@ -222,7 +222,8 @@ class Bulletin(Base):
     true_peak: Mapped[float | None] = mapped_column(Float)
     media_sha256: Mapped[str | None] = mapped_column(ForeignKey("media.sha256"))
     area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
-    status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    # a server.bulletins.BulletinStatus, set there alone
+    status: Mapped[str] = mapped_column(String(20), index=True)
     revision: Mapped[int] = mapped_column(Integer, default=1)  # +1 on every change of content
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -336,9 +337,9 @@ class Broadcast(Base):
     target_nodes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     volume: Mapped[int | None] = mapped_column(Integer)
     repeat: Mapped[int] = mapped_column(Integer, default=1)
-    # scheduled, awaiting_confirmation, dispatched, held, skipped, cancelled (PostgreSQL
-    # checks the length: awaiting_confirmation is 21)
-    status: Mapped[str] = mapped_column(String(32), default="scheduled", index=True)
+    # a server.broadcasts.BroadcastStatus, set there alone (PostgreSQL checks the length:
+    # awaiting_confirmation is 21)
+    status: Mapped[str] = mapped_column(String(32), index=True)
     reason: Mapped[str | None] = mapped_column(String(100))  # why held or skipped
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     confirmed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -482,7 +483,8 @@ class Rollout(Base):
     stages: Mapped[list[Any]] = mapped_column(JSON, default=list)
     stage: Mapped[int] = mapped_column(Integer, default=0)  # the newest stage started (0-based)
     auto_advance: Mapped[bool] = mapped_column(Boolean, default=True)
-    status: Mapped[str] = mapped_column(String(20), default="running", index=True)
+    # a server.releases.RolloutStatus, set there alone
+    status: Mapped[str] = mapped_column(String(20), index=True)
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -629,7 +631,7 @@ class ServerKey(Base):
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     public_key: Mapped[str] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    state: Mapped[str] = mapped_column(String(10), default="active", index=True)
+    state: Mapped[str] = mapped_column(String(10), index=True)  # a server.keys.KeyState
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     activated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
