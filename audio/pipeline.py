@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,17 +33,34 @@ from audio.files import write_atomic
 from audio.chime import INTRO, OUTRO
 from audio.probe import UploadError, UploadLimits, check_decode, inspect
 from audio.store import MediaStore, Stored, probe_duration_ms
-from audio.tts import EngineChain, Speech, TTSError, build_chain
+from audio.tts import DEFAULT_ENGINES, Container, EngineChain, Speech, TTSError, build_chain
 
 PIPELINE_VERSION = 1        # bump when a change makes old cached renders wrong
-FORMATS = {
+
+
+class AudioFormat(StrEnum):
+    """What a rendered bulletin is encoded as."""
+    MP3 = "mp3"
+    OPUS = "opus"  # Ogg Opus
+
+
+class Chime(StrEnum):
+    """Where the chime frames a bulletin."""
+    NONE = "none"
+    INTRO = "intro"
+    OUTRO = "outro"
+    BOTH = "both"
+
+
+FORMATS: dict[str, tuple[str, str, list[str], int, int]] = {
     # fmt: (file extension, ffmpeg muxer, codec args, sample rate, default kbps)
-    "mp3": ("mp3", "mp3", ["-c:a", "libmp3lame", "-id3v2_version", "0", "-write_id3v1", "0"],
-            24000, 48),
-    "opus": ("opus", "ogg", ["-c:a", "libopus", "-application", "audio", "-vbr", "constrained"],
-             48000, 32),
+    AudioFormat.MP3: ("mp3", "mp3",
+                      ["-c:a", "libmp3lame", "-id3v2_version", "0", "-write_id3v1", "0"],
+                      24000, 48),
+    AudioFormat.OPUS: ("opus", "ogg",
+                       ["-c:a", "libopus", "-application", "audio", "-vbr", "constrained"],
+                       48000, 32),
 }
-CHIME_MODES = ("none", "intro", "outro", "both")
 MAX_RENDERS = 3
 DECODE_MARGIN_S = 1.0       # decoded past a limit by this much, to tell "over" from "at" it
 _TEE_UNSAFE = re.compile(r"[|\[\]:=\\',;]")   # characters ffmpeg's tee muxer would need escaped
@@ -56,9 +74,9 @@ class AudioSettings:
     true_peak_dbtp: float = -1.0
     tolerance_lu: float = 0.5          # re-render when the measurement misses by more
     peak_margin_db: float = 1.0        # room kept under the ceiling for encoder overshoot
-    fmt: str = "mp3"                   # "mp3" or "opus"
-    bitrate_kbps: int | None = None    # None: 48 for mp3, 32 for opus
-    chime: str = "none"                # none | intro | outro | both
+    fmt: str = AudioFormat.MP3         # an AudioFormat
+    bitrate_kbps: int | None = None    # None: the format's own (FORMATS)
+    chime: str = Chime.NONE            # a Chime
     chime_intro: str | None = None     # a file; None: the project's own chime
     chime_outro: str | None = None
     chime_gap_ms: int = 300            # silence between chime and speech
@@ -77,7 +95,7 @@ class AudioSettings:
             "peak_margin_db": 0.0 <= self.peak_margin_db <= 6.0,
             "fmt": self.fmt in FORMATS,
             "bitrate_kbps": self.bitrate_kbps is None or 8 <= self.bitrate_kbps <= 320,
-            "chime": self.chime in CHIME_MODES,
+            "chime": self.chime in tuple(Chime),
             "chime_gap_ms": 0 <= self.chime_gap_ms <= 5000,
             "trim_floor_db": 10.0 <= self.trim_floor_db <= 90.0,
             "trim_keep_ms": 0 <= self.trim_keep_ms <= 5000,
@@ -124,8 +142,10 @@ class AudioSettings:
         return UploadLimits(int(self.max_upload_mb * 1024 * 1024), self.max_upload_minutes * 60)
 
     def chime_paths(self) -> tuple[Path | None, Path | None]:
-        intro = Path(self.chime_intro or INTRO) if self.chime in ("intro", "both") else None
-        outro = Path(self.chime_outro or OUTRO) if self.chime in ("outro", "both") else None
+        intro = Path(self.chime_intro or INTRO) if self.chime in (Chime.INTRO, Chime.BOTH) \
+            else None
+        outro = Path(self.chime_outro or OUTRO) if self.chime in (Chime.OUTRO, Chime.BOTH) \
+            else None
         return intro, outro
 
     def render_fields(self) -> dict[str, Any]:
@@ -143,7 +163,7 @@ class Rendered:
     """A broadcast-ready bulletin: the encoded audio and what was measured on it."""
 
     audio: bytes
-    fmt: str                       # "mp3" or "opus" (Ogg Opus)
+    fmt: str                       # an AudioFormat
     ext: str
     duration_ms: int
     lufs: float                    # integrated loudness of the encoded file
@@ -228,7 +248,7 @@ class Pipeline:
             store = MediaStore(Path(cache_dir) / "media")
         self.store = store
         self.chain = chain if chain is not None else build_chain(
-            ["gtts", "espeak"], cache_dir=cache_dir)
+            DEFAULT_ENGINES, cache_dir=cache_dir)
         self.tmp_dir = tmp_dir
 
     # --- entry points ---------------------------------------------------------------------------
@@ -273,7 +293,7 @@ class Pipeline:
         with tempfile.TemporaryDirectory(prefix="loa-audio-", dir=self.tmp_dir) as tmp_name:
             tmp = Path(tmp_name)
             try:
-                pcm = _wav_pcm(speech.audio, tmp) if speech.fmt == "wav" else None
+                pcm = _wav_pcm(speech.audio, tmp) if speech.fmt == Container.WAV else None
                 limit_s = s.max_speech_minutes * 60
                 if pcm is None:
                     src = tmp / f"speech.{speech.fmt}"

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from audio.ff import AudioError
-from audio.pipeline import AudioSettings, Pipeline, render_to_file
+from audio.pipeline import FORMATS, AudioFormat, AudioSettings, Chime, Pipeline, render_to_file
 from audio.probe import UploadError
-from audio.tts import TTSError, build_chain
+from audio.tts import DEFAULT_ENGINES, DEFAULT_VOICE, VOICE_ALIASES, TTSError, Voice, build_chain
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -34,17 +34,21 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="where to write the rendered audio")
     p.add_argument("--in", dest="source", help="an audio file to render instead of text")
-    p.add_argument("--engine", default=os.environ.get("LOA_TTS_ENGINES", "gtts,espeak"),
+    engines = os.environ.get("LOA_TTS_ENGINES", ",".join(DEFAULT_ENGINES))
+    p.add_argument("--engine", default=engines,
                    help="TTS engines to try, in order, comma-separated (default: %(default)s)")
-    p.add_argument("--voice", default=None, help="vi-north (vi), vi-central, vi-south")
+    aliases = [name for name in VOICE_ALIASES if name not in tuple(Voice)]
+    p.add_argument("--voice", default=None, help=f"{', '.join(Voice)} (default {DEFAULT_VOICE}; "
+                   f"aliases: {', '.join(aliases)})")
     p.add_argument("--target-lufs", type=float, default=AudioSettings.target_lufs)
     p.add_argument("--true-peak", type=float, default=AudioSettings.true_peak_dbtp,
                    help="true-peak ceiling in dBTP (default: %(default)s)")
-    p.add_argument("--chime", nargs="?", const="both", default="none",
-                   choices=["none", "intro", "outro", "both"],
+    p.add_argument("--chime", nargs="?", const=Chime.BOTH, default=Chime.NONE,
+                   choices=[c.value for c in Chime],
                    help="frame the bulletin with the chime (alone: both ends)")
-    p.add_argument("--format", default="mp3", choices=["mp3", "opus"])
-    p.add_argument("--bitrate", type=int, default=None, help="kbps (mp3: 48, opus: 32)")
+    p.add_argument("--format", default=AudioSettings.fmt, choices=[f.value for f in AudioFormat])
+    kbps = ", ".join(f"{fmt}: {FORMATS[fmt][4]}" for fmt in AudioFormat)
+    p.add_argument("--bitrate", type=int, default=None, help=f"kbps (default {kbps})")
     p.add_argument("--no-trim", action="store_true", help="keep silence at the ends")
     p.add_argument("--normalised", action="store_true",
                    help="the text is already in spoken form: do not normalise it")

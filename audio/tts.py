@@ -16,6 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -94,10 +95,16 @@ def _read_capped(stdout: IO[bytes], deadline: float, timeout_s: float,
             raise TTSError(f"wrote more than {max_bytes // (1024 * 1024)} MB of audio")
 
 
+class Container(StrEnum):
+    """What an engine hands its speech back in."""
+    WAV = "wav"
+    MP3 = "mp3"
+
+
 @dataclass(frozen=True)
 class Speech:
     audio: bytes
-    fmt: str                 # container of ``audio``: "mp3" or "wav"
+    fmt: str                 # container of ``audio``: a Container
     engine: str              # the engine that spoke
     voice: str               # the voice it spoke with (canonical name)
     notes: tuple[str, ...] = ()  # why earlier engines did not speak
@@ -105,11 +112,18 @@ class Speech:
     key: str = ""            # sha256 of (engine, voice, text): the speech cache key
 
 
-# Canonical Vietnamese voice names, and the aliases users may give.
-VOICE_ALIASES = {"vi": "vi-north", "vi-north": "vi-north", "vi-central": "vi-central",
-                 "vi-south": "vi-south", "north": "vi-north", "central": "vi-central",
-                 "south": "vi-south"}
-DEFAULT_VOICE = "vi-north"
+class Voice(StrEnum):
+    """The canonical Vietnamese voices: one for each region's way of speaking."""
+    NORTH = "vi-north"
+    CENTRAL = "vi-central"
+    SOUTH = "vi-south"
+
+
+# the aliases users may give, and the canonical names themselves
+VOICE_ALIASES: dict[str, Voice] = {"vi": Voice.NORTH, "north": Voice.NORTH,
+                                   "central": Voice.CENTRAL, "south": Voice.SOUTH,
+                                   **{voice.value: voice for voice in Voice}}
+DEFAULT_VOICE = Voice.NORTH
 
 
 def canonical_voice(voice: str | None) -> str:
@@ -202,7 +216,7 @@ class GTTSEngine(TTSEngine):
     parts joined into one audio; a request that does not answer within ``timeout_s`` fails."""
 
     name = "gtts"
-    voices = ("vi-north", "vi-central", "vi-south")   # Google has one Vietnamese voice
+    voices = tuple(Voice)   # Google has one Vietnamese voice
     cooldown_s = 60.0
 
     def __init__(self, timeout_s: float = 4.0, tld: str = "com", endpoint: str | None = None,
@@ -242,8 +256,8 @@ class GTTSEngine(TTSEngine):
         if not parts:
             raise TTSError("no text to speak")
         if len(parts) == 1:
-            return parts[0], "mp3"
-        return join_audio(parts, "mp3"), "wav"
+            return parts[0], Container.MP3
+        return join_audio(parts, Container.MP3), Container.WAV
 
 
 def join_audio(parts: Sequence[bytes], fmt: str, rate: int = 24000) -> bytes:
@@ -269,7 +283,8 @@ def join_audio(parts: Sequence[bytes], fmt: str, rate: int = 24000) -> bytes:
 
 # --- espeak-ng ----------------------------------------------------------------------------------
 
-ESPEAK_VOICES = {"vi-north": "vi", "vi-central": "vi-vn-x-central", "vi-south": "vi-vn-x-south"}
+ESPEAK_VOICES: dict[str, str] = {Voice.NORTH: "vi", Voice.CENTRAL: "vi-vn-x-central",
+                                  Voice.SOUTH: "vi-vn-x-south"}
 
 
 def fix_wav_sizes(wav: bytes) -> bytes:
@@ -322,7 +337,7 @@ class EspeakEngine(TTSEngine):
             raise TTSError(f"espeak-ng {why}") from None
         if code != 0 or len(out) <= 44:
             raise TTSError(f"exit {code}: {err.decode(errors='replace')[:200]}")
-        return fix_wav_sizes(out), "wav"
+        return fix_wav_sizes(out), Container.WAV
 
 
 # --- any local program (e.g. a neural voice such as Piper) ------------------------------------
@@ -331,7 +346,7 @@ class CommandEngine(TTSEngine):
     """A program that reads text on stdin and writes audio on stdout. ``argv`` may hold
     ``{voice}``, replaced by ``voice_args[voice]`` (or the voice name itself)."""
 
-    def __init__(self, name: str, argv: Sequence[str], fmt: str = "wav",
+    def __init__(self, name: str, argv: Sequence[str], fmt: str = Container.WAV,
                  voices: Mapping[str, str] | None = None, timeout_s: float = 300,
                  max_bytes: int = MAX_SPEECH_BYTES):
         self.name = name
@@ -355,14 +370,17 @@ class CommandEngine(TTSEngine):
             raise TTSError(f"{argv[0]} is not installed") from None
         if code != 0 or not out:
             raise TTSError(f"exit {code}: {err.decode(errors='replace')[:200]}")
-        audio = fix_wav_sizes(out) if self.fmt == "wav" else out
+        audio = fix_wav_sizes(out) if self.fmt == Container.WAV else out
         return audio, self.fmt
 
 
 # --- registry -----------------------------------------------------------------------------------
 
 EngineFactory = Callable[..., TTSEngine]
-_REGISTRY: dict[str, EngineFactory] = {"gtts": GTTSEngine, "espeak": EspeakEngine}
+_REGISTRY: dict[str, EngineFactory] = {GTTSEngine.name: GTTSEngine,
+                                       EspeakEngine.name: EspeakEngine}
+# the chain when none is configured: Google's voice while it answers, espeak-ng offline
+DEFAULT_ENGINES = (GTTSEngine.name, EspeakEngine.name)
 ENTRY_POINT_GROUP = "loaphuong.tts_engines"
 
 
@@ -493,9 +511,8 @@ def build_chain(names: Sequence[str], gtts_timeout_s: float = 4.0, *,
     engines; ``cache_dir`` turns the speech cache on.
     """
     options = dict(options or {})
-    gtts_opts = {"timeout_s": gtts_timeout_s, "endpoint": gtts_endpoint,
-                 **options.get("gtts", {})}
-    options["gtts"] = gtts_opts
+    options[GTTSEngine.name] = {"timeout_s": gtts_timeout_s, "endpoint": gtts_endpoint,
+                                **options.get(GTTSEngine.name, {})}
     commands = commands or {}
     engines = [CommandEngine(n, **commands[n]) if n in commands
                else create_engine(n, **options.get(n, {})) for n in names]

@@ -20,6 +20,8 @@ from pydantic import (BaseModel, ConfigDict, PlainValidator, RootModel, Validati
                       ValidationInfo, WithJsonSchema, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
+from audio.pipeline import Chime
+from audio.tts import Voice
 from schedules.lunar import LunarHoliday
 
 from device_agent.protocol import NAME_RE, PRIORITY_NAMES, CommandType, priority_value, valid_name
@@ -47,8 +49,8 @@ class AreaKind(StrEnum):
 AREA_KINDS = tuple(k.value for k in AreaKind)
 NODE_COMMANDS = tuple(t.value for t in (CommandType.SET_VOLUME, CommandType.AMP, CommandType.TEST,
                                         CommandType.STOP, CommandType.REBOOT))
-VOICES = ("vi-north", "vi-central", "vi-south")
-CHIMES = ("none", "intro", "outro", "both")
+VOICES = tuple(v.value for v in Voice)
+CHIMES = tuple(c.value for c in Chime)
 USERNAME_MAX = 80
 USERNAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._@-]{{0,{USERNAME_MAX - 1}}}")  # fullmatch
 MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z

@@ -8,12 +8,17 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from collections.abc import Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-if TYPE_CHECKING:
-    from audio.pipeline import AudioSettings
+from audio.pipeline import AudioFormat, AudioSettings, Chime
+from audio.tts import DEFAULT_ENGINES, DEFAULT_VOICE, Container
+
+
+# the languages of the translation catalogue (server.i18n); the first is the default
+LANGUAGES = ("vi", "en")
+_EITHER_LANGUAGE = " or ".join(LANGUAGES)
 
 
 class ConfigError(ValueError):
@@ -30,7 +35,7 @@ class Settings:
     database_busy_timeout_s: float = 30.0
     media_dir: str = ""                    # default: instance/media
     public_url: str = "http://127.0.0.1:8080"  # how nodes reach /media/
-    language: str = "vi"
+    language: str = LANGUAGES[0]
     timezone: str = "Asia/Ho_Chi_Minh"
     # broker
     mqtt_host: str = "127.0.0.1"
@@ -65,19 +70,19 @@ class Settings:
     # before it calls the item missed (no_report); until then it is pending
     airplay_grace_s: int = 300
     # speech
-    tts_engines: list[str] = field(default_factory=lambda: ["gtts", "espeak"])
+    tts_engines: list[str] = field(default_factory=lambda: list(DEFAULT_ENGINES))
     gtts_timeout_s: float = 4.0
     gtts_endpoint: str = ""                # another base URL for gTTS (a proxy; tests)
     # local speech programs usable as engines, e.g. a neural voice the user installs:
     # [tts_commands.piper] argv = ["piper", "--model", "vi.onnx", "--output_file", "-"]
     tts_commands: dict[str, dict[str, Any]] = field(default_factory=dict)
-    default_voice: str = "vi-north"
+    default_voice: str = DEFAULT_VOICE
     speech_cache_dir: str = ""             # default: instance/cache
     # broadcast-ready audio
     audio_target_lufs: float = -16.0
     audio_true_peak_dbtp: float = -1.0
-    audio_format: str = "mp3"              # mp3 or opus
-    audio_bitrate_kbps: int = 0            # 0: 48 for mp3, 32 for opus
+    audio_format: str = AudioFormat.MP3    # an audio.pipeline.AudioFormat
+    audio_bitrate_kbps: int = 0            # 0: the format's own (audio.pipeline.FORMATS)
     max_upload_mb: float = 50.0
     max_upload_minutes: float = 30.0
     token_ttl_h: int = 24 * 7
@@ -142,11 +147,10 @@ class Settings:
 
     def audio_settings(self, chime: str | None = None) -> AudioSettings:
         """The pipeline's settings from this config (and a ward's chime choice)."""
-        from audio.pipeline import AudioSettings
         return AudioSettings(target_lufs=self.audio_target_lufs,
                              true_peak_dbtp=self.audio_true_peak_dbtp, fmt=self.audio_format,
                              bitrate_kbps=self.audio_bitrate_kbps or None,
-                             chime=chime or "none", max_upload_mb=self.max_upload_mb,
+                             chime=chime or Chime.NONE, max_upload_mb=self.max_upload_mb,
                              max_upload_minutes=self.max_upload_minutes)
 
     @property
@@ -196,8 +200,8 @@ def _tts_commands(s: Settings) -> str | None:
         extra = set(spec) - {"argv", "fmt", "voices", "timeout_s"}
         if extra:
             return f"tts_commands.{name}: unknown keys {sorted(extra)}"
-        if spec.get("fmt", "wav") not in ("wav", "mp3"):
-            return f"tts_commands.{name}.fmt: wav or mp3"
+        if spec.get("fmt", Container.WAV) not in tuple(Container):
+            return f"tts_commands.{name}.fmt: {' or '.join(Container)}"
     return None
 
 
@@ -249,13 +253,14 @@ def _alert_routes(s: Settings) -> str | None:
         to = route.get("email_to", [])
         if not isinstance(to, list) or not all(isinstance(a, str) and "@" in a for a in to):
             return f"alert_routes.{code}.email_to: a list of e-mail addresses"
-        if route.get("language", "vi") not in ("vi", "en"):
-            return f"alert_routes.{code}.language: vi or en"
+        if route.get("language", LANGUAGES[0]) not in LANGUAGES:
+            return f"alert_routes.{code}.language: {_EITHER_LANGUAGE}"
     return None
 
 
 _CHECKS: tuple[Check, ...] = (
-    _rule(lambda s: s.language in ("vi", "en"), "language: must be vi or en, not {s.language!r}"),
+    _rule(lambda s: s.language in LANGUAGES,
+          f"language: must be {_EITHER_LANGUAGE}, not {{s.language!r}}"),
     _timezone,
     _rule(lambda s: 0 < int(s.mqtt_port) < 65536, "mqtt_port: {s.mqtt_port} is not a port"),
     _mqtt_username,
@@ -296,8 +301,8 @@ _CHECKS: tuple[Check, ...] = (
                         s.alert_media_window_h, s.alert_media_failures) >= 1,
           "alert_alarm_lookback_h, alert_missed_lookback_h, alert_media_window_h, "
           "alert_media_failures: at least 1"),
-    _rule(lambda s: s.alert_language in ("", "vi", "en"),
-          "alert_language: vi, en or empty, not {s.alert_language!r}"),
+    _rule(lambda s: s.alert_language in ("", *LANGUAGES),
+          f"alert_language: {', '.join(LANGUAGES)} or empty, not {{s.alert_language!r}}"),
     _rule(lambda s: not s.alert_webhook_url or s.alert_webhook_url.startswith(
         ("http://", "https://")), "alert_webhook_url: an http(s) URL"),
     _rule(lambda s: all(isinstance(a, str) and "@" in a for a in s.alert_email_to),

@@ -3,17 +3,15 @@ Vietnamese (the default) and English. Keys are stable identifiers used in code a
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app, g, has_request_context, request, session
 
 from schedules.describe import TEXTS as _RULE_TEXTS
 
-if TYPE_CHECKING:
-    from .config import Settings
-
-LANGUAGES = ("vi", "en")
+from .config import LANGUAGES as LANGUAGES
+from .config import Settings
 
 CATALOGUE: dict[str, dict[str, str]] = {
     # errors (API and pages)

@@ -20,6 +20,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from .config import LANGUAGES
+
 
 MAX_DB_INT = 2**63 - 1  # the largest number a database integer column holds (BigInteger)
 # the largest id: the id columns are INTEGER, 32 bits on PostgreSQL (SQLite takes 64)
@@ -166,7 +168,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20))  # admin, approver, staff, technician, operator
     area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))  # None: every area
-    language: Mapped[str] = mapped_column(String(5), default="vi")
+    language: Mapped[str] = mapped_column(String(5), default=LANGUAGES[0])
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import pickle
 from collections.abc import Callable
@@ -49,6 +50,12 @@ class RunRenders:
         return value
 
 
+def _fields(settings) -> str:
+    """What of ``settings`` changes a render, as text: the same for the same values, whether a
+    field holds an enum's member (a default) or the string it stands for (from a config)."""
+    return json.dumps(settings.render_fields(), sort_keys=True)
+
+
 def render_through(renders: RunRenders, mp: pytest.MonkeyPatch) -> None:
     """The audio pipeline's renders and programme joins through ``renders`` while ``mp``
     holds (``render_each_input_once``; a module's fixtures with a MonkeyPatch of their own).
@@ -61,12 +68,12 @@ def render_through(renders: RunRenders, mp: pytest.MonkeyPatch) -> None:
 
     def once(self, pcm, settings, tmp, timer):
         key = (hashlib.sha256(pcm.path.read_bytes()).hexdigest(), pcm.sample_fmt, pcm.width,
-               pcm.rate, repr(sorted(settings.render_fields().items())))
+               pcm.rate, _fields(settings))
         return renders.get(key, lambda: process(self, pcm, settings, tmp, timer))
 
     def join_once(sources, settings, tmp_dir=None):
         key = ("join", tuple(hashlib.sha256(Path(src).read_bytes()).hexdigest()
-                             for src in sources), repr(sorted(settings.render_fields().items())))
+                             for src in sources), _fields(settings))
         return renders.get(key, lambda: join(sources, settings, tmp_dir))
 
     once.renders = join_once.renders = renders  # type: ignore[attr-defined]
