@@ -276,6 +276,9 @@ def parse_counter(text: str) -> int | None:
 # "(unknown)"). /proc/net/wireless has a line per interface, "wlan0: 0000   52.  -58.  -256 ...":
 # status, link quality, signal level (dBm), noise.
 LINK_FIELDS = ("iface", "carrier", "link_mbps", "ssid", "wifi_signal_dbm")
+# every field of a sample's "net" (the telemetry schema's, docs/protocol.md): the interface's
+# type, its link, and the modem's (``MachineProbe.sample``)
+NET_FIELDS = ("type", *LINK_FIELDS, *MODEM_FIELDS, *SIGNAL_FIELDS, *DATA_FIELDS)
 LINK_MBPS_MAX = 1_000_000
 
 

@@ -15,6 +15,7 @@ from flask import jsonify, make_response, redirect, render_template, request, ur
 from sqlalchemy import func, or_, select
 
 from device_agent.protocol import CommandType
+from device_agent.telemetry import NET_FIELDS
 
 from .. import auth as access
 from .. import bodies as B
@@ -268,12 +269,6 @@ def _node_data(node: Node) -> dict[str, Any]:
             "charts": charts(node),
             "desired": state, "slots": slots, "plays": plays, "alerts": alerts,
             "from_ms": from_ms, "actions": ACTIONS}
-
-
-# what the node page shows of its telemetry's "net" (docs/protocol.md, Telemetry)
-NET_FIELDS = ("type", "iface", "carrier", "link_mbps", "ssid", "wifi_signal_dbm", "modem_state",
-              "access_tech", "registration", "operator", "signal_pct", "signal_dbm", "rsrp_dbm",
-              "rsrq_db", "sinr_db", "rx_bytes", "tx_bytes", "bytes_since")
 
 
 def network(node: Node) -> dict[str, Any]:
