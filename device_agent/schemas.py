@@ -80,9 +80,24 @@ class RejectReason(StrEnum):
     REPLAYED = "replayed"
 
 
-def _enum(words: type[StrEnum]) -> dict[str, list[str]]:
-    """A JSON Schema admitting exactly the values of ``words``, in their declared order."""
-    return {"enum": [word.value for word in words]}
+class NetType(StrEnum):
+    """The kind of link a node's traffic leaves by (telemetry's ``net.type``)."""
+    ETHERNET = "ethernet"
+    WIFI = "wifi"
+    CELLULAR = "4g"
+
+
+class BytesSince(StrEnum):
+    """Since when a node's byte counters count (telemetry's ``net.bytes_since``)."""
+    CONNECTED = "connected"  # the modem's ongoing connection (ModemManager's bearer)
+    BOOT = "boot"            # the interface appeared (the kernel's counters)
+
+
+def _enum(words: type[StrEnum], *, or_null: bool = False) -> dict[str, list[str | None]]:
+    """A JSON Schema admitting exactly the values of ``words``, in their declared order (and
+    null too, ``or_null``)."""
+    values: list[str | None] = [word.value for word in words]
+    return {"enum": values + [None] if or_null else values}
 
 
 def _of_type(event: EventType) -> dict[str, Any]:
@@ -242,14 +257,14 @@ TELEMETRY: dict[str, Any] = {
             "item_id": {"type": "string"}, "priority": PRIORITY, "since": MS}}]},
         # each field below is optional: absent or null means the node could not read it
         "net": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
-            "type": {"enum": ["ethernet", "wifi", "4g", None]}, "signal_dbm": NUM_OR_NULL,
+            "type": _enum(NetType, or_null=True), "signal_dbm": NUM_OR_NULL,
             "operator": TEXT_OR_NULL, "modem_state": TEXT_OR_NULL, "access_tech": TEXT_OR_NULL,
             "registration": TEXT_OR_NULL,
             "signal_pct": {"oneOf": [{"type": "null"},
                                      {"type": "integer", "minimum": 0, "maximum": 100}]},
             "rsrp_dbm": NUM_OR_NULL, "rsrq_db": NUM_OR_NULL, "sinr_db": NUM_OR_NULL,
             "rx_bytes": COUNTER_OR_NULL, "tx_bytes": COUNTER_OR_NULL,
-            "bytes_since": {"enum": ["connected", "boot", None]},
+            "bytes_since": _enum(BytesSince, or_null=True),
             "iface": TEXT_OR_NULL, "carrier": BOOL_OR_NULL,
             "link_mbps": {"oneOf": [{"type": "null"}, {"type": "number", "exclusiveMinimum": 0}]},
             "ssid": TEXT_OR_NULL, "wifi_signal_dbm": NUM_OR_NULL}}]},

@@ -23,6 +23,8 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .schemas import BytesSince, NetType
+
 TOOL_TIMEOUT_S = 3
 DISK_LOW_MB = 200
 OVERHEAT_C = 80.0
@@ -50,14 +52,14 @@ def parse_meminfo(text: str) -> float | None:
     return round(100.0 * (total - available) / total, 1)
 
 
-def interface_type(name: str) -> str | None:
-    """ethernet, wifi or 4g from a Linux interface name; None for one we cannot tell."""
+def interface_type(name: str) -> NetType | None:
+    """The kind of link from a Linux interface name; None for one we cannot tell."""
     if name.startswith(("wwan", "ppp", "usb")):
-        return "4g"
+        return NetType.CELLULAR
     if name.startswith("wl"):
-        return "wifi"
+        return NetType.WIFI
     if name.startswith("e"):
-        return "ethernet"
+        return NetType.ETHERNET
     return None
 
 
@@ -556,10 +558,10 @@ class MachineProbe:
         text = self._sys_net(iface, "carrier")
         out["carrier"] = parse_carrier(text) if text is not None else None
         kind = interface_type(iface)
-        if kind == "ethernet":
+        if kind == NetType.ETHERNET:
             text = self._sys_net(iface, "speed")
             out["link_mbps"] = parse_link_speed(text) if text is not None else None
-        elif kind == "wifi":
+        elif kind == NetType.WIFI:
             text = self.run(["iw", "dev", iface, "link"])
             if text is not None:
                 out.update(parse_iw_link(text))
@@ -577,7 +579,7 @@ class MachineProbe:
         tx_bytes = parse_counter(tx) if tx is not None else None
         known = rx_bytes is not None and tx_bytes is not None
         return {"rx_bytes": rx_bytes if known else None, "tx_bytes": tx_bytes if known else None,
-                "bytes_since": "boot" if known else None}
+                "bytes_since": BytesSince.BOOT if known else None}
 
     def modem(self, route_iface: str | None = None) -> dict[str, Any]:
         """The modem's part of ``net`` (MODEM_FIELDS, SIGNAL_FIELDS and DATA_FIELDS), None where
@@ -586,7 +588,8 @@ class MachineProbe:
         net port, or the default route's when that is a 4G one)."""
         status = self.run(["mmcli", "-J", "-m", "any"])
         out: dict[str, Any] = dict.fromkeys(MODEM_FIELDS + SIGNAL_FIELDS + DATA_FIELDS)
-        fallback = route_iface if route_iface and interface_type(route_iface) == "4g" else None
+        cellular = route_iface and interface_type(route_iface) == NetType.CELLULAR
+        fallback = route_iface if cellular else None
         if status is None:  # no ModemManager, or no modem
             out.update(self.counters(fallback))
             return out
@@ -602,7 +605,7 @@ class MachineProbe:
                 continue
             if bearer["rx_bytes"] is not None and bearer["tx_bytes"] is not None:
                 out.update(rx_bytes=bearer["rx_bytes"], tx_bytes=bearer["tx_bytes"],
-                           bytes_since="connected")
+                           bytes_since=BytesSince.CONNECTED)
                 return out
             fallback = bearer["interface"] or fallback
             break

@@ -15,6 +15,7 @@ from flask import jsonify, make_response, redirect, render_template, request, ur
 from sqlalchemy import func, or_, select
 
 from device_agent.protocol import CommandType
+from device_agent.schemas import BytesSince, NetType
 from device_agent.telemetry import NET_FIELDS
 
 from .. import auth as access
@@ -272,11 +273,16 @@ def _node_data(node: Node) -> dict[str, Any]:
 
 
 def network(node: Node) -> dict[str, Any]:
-    """The link and modem of the node's last report, every field present (None: not read),
-    and ``reported``: whether it said anything about its network at all."""
+    """The link and modem of the node's last report, every field present (None: not read,
+    or a word of the protocol's vocabularies the page has no text for), and ``reported``:
+    whether it said anything about its network at all."""
     net = (node.last_telemetry or {}).get("net")
     net = net if isinstance(net, dict) else {}
-    return {"reported": bool(net), **{k: net.get(k) for k in NET_FIELDS}}
+    out = {"reported": bool(net), **{k: net.get(k) for k in NET_FIELDS}}
+    for name, words in (("type", NetType), ("bytes_since", BytesSince)):
+        if out[name] not in tuple(words):
+            out[name] = None
+    return out
 
 
 def _facts(node: Node) -> dict[str, Any]:
