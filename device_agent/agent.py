@@ -41,6 +41,7 @@ from .protocol import (
     AckStatus,
     CommandType,
     EventType,
+    HornTest,
     PlayResult,
     ProtocolError,
     RejectReason,
@@ -538,7 +539,7 @@ class Agent:
     def _command_item(self, env: Mapping[str, Any], received_at: int, seq: int) -> QueueItem:
         key = f"cmd:{env['id']}"
         if env["type"] == CommandType.TEST:
-            item_id = ACOUSTIC_ITEM if env["body"].get("kind") == "acoustic" else "test-tone"
+            item_id = ACOUSTIC_ITEM if env["body"].get("kind") == HornTest.ACOUSTIC else "test-tone"
             return QueueItem(key=key, kind=ItemKind.TEST, item_id=item_id, priority=TEST_PRIORITY,
                              seq=seq, ready_at=received_at, scheduled_at=received_at,
                              exp=env["exp"], cmd_id=env["id"])

@@ -23,6 +23,7 @@ from . import schemas
 # the protocol's words, declared in schemas.py beside the schemas that list them
 from .schemas import AckStatus as AckStatus
 from .schemas import CommandType as CommandType
+from .schemas import HornTest as HornTest
 from .schemas import EventType as EventType
 from .schemas import PlayResult as PlayResult
 from .schemas import RejectReason as RejectReason

@@ -80,6 +80,12 @@ class RejectReason(StrEnum):
     REPLAYED = "replayed"
 
 
+class HornTest(StrEnum):
+    """What a ``test`` command asks of a node's horn (its body's ``kind``)."""
+    TONE = "tone"          # play the test tone
+    ACOUSTIC = "acoustic"  # play tones and record them: its last ack says what was heard
+
+
 class NetType(StrEnum):
     """The kind of link a node's traffic leaves by (telemetry's ``net.type``)."""
     ETHERNET = "ethernet"
@@ -162,7 +168,7 @@ SET_VOLUME = {"$id": "set_volume", "title": "body of type set_volume", "type": "
 AMP = {"$id": "amp", "title": "body of type amp", "type": "object", "required": ["on"],
        "properties": {"on": {"type": "boolean"}}}
 TEST = {"$id": "test", "title": "body of type test", "type": "object", "required": ["kind"],
-        "properties": {"kind": {"enum": ["tone", "acoustic"]}}}
+        "properties": {"kind": _enum(HornTest)}}
 REBOOT = {"$id": "reboot", "title": "body of type reboot", "type": "object"}
 KEYS = {
     "$id": "keys", "title": "body of type keys", "type": "object",

@@ -15,7 +15,7 @@ from flask import jsonify, make_response, redirect, render_template, request, ur
 from sqlalchemy import func, or_, select
 
 from device_agent.protocol import CommandType
-from device_agent.schemas import BytesSince, NetType
+from device_agent.schemas import BytesSince, HornTest, NetType
 from device_agent.telemetry import NET_FIELDS
 
 from .. import auth as access
@@ -46,7 +46,8 @@ FACTS_POLL_S = 10                  # the node's state on its page (a 304 while u
 # an ack status after which nothing more comes (docs/protocol.md, events: ack)
 FINAL = {CommandStatus.FINISHED, CommandStatus.FAILED, CommandStatus.REJECTED,
          CommandStatus.PREEMPTED, CommandStatus.STOPPED, CommandStatus.SKIPPED}
-ACTIONS = ("set_volume", "amp_on", "amp_off", "tone", "acoustic", "stop", "reboot")
+# the node page's action buttons; a horn test's button is named after its kind
+ACTIONS = ("set_volume", "amp_on", "amp_off", *(kind.value for kind in HornTest), "stop", "reboot")
 
 @dataclass(frozen=True)
 class Chart:
@@ -316,8 +317,8 @@ def command_from_form(form: Mapping[str, str]) -> B.CommandCreate:
         body: dict[str, Any] = {"type": CommandType.SET_VOLUME, "body": {"volume": volume}}
     elif action in ("amp_on", "amp_off"):
         body = {"type": CommandType.AMP, "body": {"on": action == "amp_on"}}
-    elif action in ("tone", "acoustic"):
-        body = {"type": CommandType.TEST, "body": {"kind": action}}
+    elif action in tuple(HornTest):
+        body = {"type": CommandType.TEST, "body": {"kind": HornTest(action)}}
     elif action == "stop":
         body = {"type": CommandType.STOP, "body": {"max_priority": 9}}
     elif action == "reboot":
