@@ -39,6 +39,7 @@ from .player import (
 )
 from .protocol import (
     AckStatus,
+    AlarmCode,
     CommandType,
     EventType,
     HornTest,
@@ -177,7 +178,7 @@ class Agent:
         self._amp = AmpControl(self.amplifier, lead_ms=config.amp.lead_ms,
                                idle_off_s=config.amp.idle_off_s,
                                alarm=lambda detail: self._inbox.put(
-                                   ("alarms", [("amp_fault", detail)])), clock=self.now_ms)
+                                   ("alarms", [(AlarmCode.AMP_FAULT, detail)])), clock=self.now_ms)
         self._probe: MachineProbe = probe or MachineProbe(state_dir)
         self._store = StateStore(state_dir / "agent.sqlite")
         self.cache = MediaCache(state_dir / "media", config.fetch_timeout_s)
@@ -412,7 +413,7 @@ class Agent:
         step = self._jumps.check(self.now_ms(), int(time.monotonic() * 1000))
         if step is not None:
             log.warning("clock jumped by %+d ms", step)
-            self._emit(EventType.ALARM, code="clock_jump", detail=clock_jump_detail(step))
+            self._emit(EventType.ALARM, code=AlarmCode.CLOCK_JUMP, detail=clock_jump_detail(step))
 
     def _handle(self, kind: str, data: Any) -> None:
         handler = self._inbox_handlers.get(kind)
@@ -489,7 +490,7 @@ class Agent:
         log.warning("rejected %s on %s: %s %s", cmd_id, topic, reason, detail)
         if cmd_id and ack:
             self._ack(cmd_id, AckStatus.REJECTED, reason)
-        self._emit(EventType.ALARM, code="rejected_command", cmd_id=cmd_id, reason=reason,
+        self._emit(EventType.ALARM, code=AlarmCode.REJECTED_COMMAND, cmd_id=cmd_id, reason=reason,
                    detail=detail, topic=topic)
 
     def _dispatch(self, env: Envelope, now: int) -> None:
@@ -558,7 +559,7 @@ class Agent:
             self._amp.command(on)
         except AmpError as err:
             self._ack(cmd_id, AckStatus.FAILED, "amp_fault", detail=str(err))
-            self._emit(EventType.ALARM, code="amp_fault", detail=str(err), cmd_id=cmd_id)
+            self._emit(EventType.ALARM, code=AlarmCode.AMP_FAULT, detail=str(err), cmd_id=cmd_id)
             return
         self._store.put("amp_on", bool(on))
         self._ack(cmd_id, AckStatus.FINISHED)
@@ -719,7 +720,7 @@ class Agent:
         affected = [i for i in self._waiting if i.sha256 == sha and not i.is_slot]
         if error.reason == "media_mismatch":
             for cmd_id in [i.cmd_id for i in affected] or [None]:
-                self._emit(EventType.ALARM, code="media_mismatch", detail=error.detail,
+                self._emit(EventType.ALARM, code=AlarmCode.MEDIA_MISMATCH, detail=error.detail,
                            cmd_id=cmd_id, reason="media_mismatch", sha256=sha)
         for item in affected:
             self._waiting.remove(item)
@@ -860,7 +861,7 @@ class Agent:
         elif outcome.result == PlayResult.FAILED and interrupted is None:
             self._player_failures += 1
             if self._player_failures == PLAYER_FAILING_AFTER:
-                self._emit(EventType.ALARM, code="player_failing",
+                self._emit(EventType.ALARM, code=AlarmCode.PLAYER_FAILING,
                            detail=f"{PLAYER_FAILING_AFTER} plays in a row failed in player "
                                   f"{self.player.name}; the last: {outcome.detail[:300]}")
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from . import schemas
 # the protocol's words, declared in schemas.py beside the schemas that list them
 from .schemas import AckStatus as AckStatus
+from .schemas import AlarmCode as AlarmCode
 from .schemas import CommandType as CommandType
 from .schemas import HornTest as HornTest
 from .schemas import EventType as EventType

@@ -80,6 +80,22 @@ class RejectReason(StrEnum):
     REPLAYED = "replayed"
 
 
+class AlarmCode(StrEnum):
+    """What this project's agent raises an alarm about (an ``alarm`` event's ``code``,
+    docs/protocol.md section 6). The schema admits any code: another maker's node may raise
+    its own, which the server shows as it is."""
+    UNDER_VOLTAGE = "under_voltage"
+    OVERHEAT = "overheat"
+    DISK_LOW = "disk_low"
+    MODEM_UNREGISTERED = "modem_unregistered"
+    CLOCK_UNSYNCED = "clock_unsynced"
+    CLOCK_JUMP = "clock_jump"
+    AMP_FAULT = "amp_fault"
+    PLAYER_FAILING = "player_failing"
+    REJECTED_COMMAND = "rejected_command"
+    MEDIA_MISMATCH = "media_mismatch"
+
+
 class HornTest(StrEnum):
     """What a ``test`` command asks of a node's horn (its body's ``kind``)."""
     TONE = "tone"          # play the test tone

@@ -23,7 +23,7 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .schemas import BytesSince, NetType
+from .schemas import AlarmCode, BytesSince, NetType
 
 TOOL_TIMEOUT_S = 3
 DISK_LOW_MB = 200
@@ -378,19 +378,19 @@ def health_alarms(sample: Mapping[str, Any], active: frozenset[str],
     now: dict[str, str] = {}
     disk = sample.get("disk_free_mb")
     if disk is not None and disk < DISK_LOW_MB:
-        now["disk_low"] = f"{disk} MB free in the state directory"
+        now[AlarmCode.DISK_LOW] = f"{disk} MB free in the state directory"
     temp = sample.get("cpu_temp_c")
     if temp is not None and temp >= OVERHEAT_C:
-        now["overheat"] = f"CPU at {temp} °C"
+        now[AlarmCode.OVERHEAT] = f"CPU at {temp} °C"
     if sample.get("_clock_unsynced"):
-        now["clock_unsynced"] = "the clock is not synchronised (chrony or timedatectl)"
+        now[AlarmCode.CLOCK_UNSYNCED] = "the clock is not synchronised (chrony or timedatectl)"
     power = sample.get("power") or {}
     if power.get("under_voltage"):
-        now["under_voltage"] = "the supply voltage is too low now (vcgencmd get_throttled)"
+        now[AlarmCode.UNDER_VOLTAGE] = "the supply voltage is too low now (vcgencmd get_throttled)"
     net = sample.get("net") or {}
     registration = net.get("registration")
     if registration is not None and registration not in REGISTERED:
-        now["modem_unregistered"] = (f"the 4G modem is not registered: {registration} "
+        now[AlarmCode.MODEM_UNREGISTERED] = (f"the 4G modem is not registered: {registration} "
                                      f"(modem {net.get('modem_state') or 'state unknown'})")
     raised = [(code, detail) for code, detail in now.items() if code not in active]
     return frozenset(now), raised

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from device_agent.protocol import EventType, PlayResult
+from device_agent.protocol import AlarmCode, EventType, PlayResult
 from device_agent.telemetry import DISK_LOW_MB, OVERHEAT_C, REGISTERED
 
 from . import audit, reports, schedule
@@ -90,10 +90,12 @@ CLEARS = {Kind.AMP_FAULT: Clears.HAND, Kind.SLOT_MISSED: Clears.ITEMS}
 SEVERITY = {Kind.AMP_FAULT: Severity.CRITICAL, Kind.PLAYER_FAILING: Severity.CRITICAL}
 # a node's own alarm codes (docs/protocol.md section 6) and the server's clock_off, by kind
 ALARM_CODES: dict[Kind, tuple[str, ...]] = {
-    Kind.AMP_FAULT: ("amp_fault",), Kind.DISK_LOW: ("disk_low",), Kind.OVERHEAT: ("overheat",),
-    Kind.CLOCK_OFF: ("clock_off", "clock_unsynced", "clock_jump"),
-    Kind.UNDER_VOLTAGE: ("under_voltage",),
-    Kind.MODEM_UNREGISTERED: ("modem_unregistered",), Kind.PLAYER_FAILING: ("player_failing",)}
+    Kind.AMP_FAULT: (AlarmCode.AMP_FAULT,), Kind.DISK_LOW: (AlarmCode.DISK_LOW,),
+    Kind.OVERHEAT: (AlarmCode.OVERHEAT,),
+    Kind.CLOCK_OFF: (Kind.CLOCK_OFF, AlarmCode.CLOCK_UNSYNCED, AlarmCode.CLOCK_JUMP),
+    Kind.UNDER_VOLTAGE: (AlarmCode.UNDER_VOLTAGE,),
+    Kind.MODEM_UNREGISTERED: (AlarmCode.MODEM_UNREGISTERED,),
+    Kind.PLAYER_FAILING: (AlarmCode.PLAYER_FAILING,)}
 # kinds read from the node's latest telemetry: stale while the node is offline
 TELEMETRY_KINDS = (Kind.DISK_LOW, Kind.OVERHEAT, Kind.CLOCK_OFF, Kind.UNDER_VOLTAGE,
                    Kind.MODEM_UNREGISTERED)
@@ -266,9 +268,9 @@ def _reading(kind: Kind, tele: Mapping[str, Any], p: Policy
 
 
 def _from_alarm(alarm: Alarm) -> tuple[dict[str, Any], str]:
-    if alarm.code == "clock_unsynced":
+    if alarm.code == AlarmCode.CLOCK_UNSYNCED:
         return _detail("alertd.clock_unsynced"), "unsynced"
-    if alarm.code == "clock_jump":
+    if alarm.code == AlarmCode.CLOCK_JUMP:
         return _detail("alertd.clock_jump", node_says=alarm.detail or "-"), "jump"
     return _detail("alertd.alarm", code=alarm.code, node_says=alarm.detail or "-"), alarm.code
 
@@ -479,7 +481,7 @@ def _alarms(db: Session, since_ms: int) -> dict[str, list[Alarm]]:
 def _media_failures(db: Session, since_ms: int, alarms: dict[str, list[Alarm]]
                     ) -> dict[str, list[MediaFailure]]:
     out: dict[str, list[MediaFailure]] = {}
-    for p in db.scalars(select(PlayLog).where(PlayLog.result == "failed",
+    for p in db.scalars(select(PlayLog).where(PlayLog.result == PlayResult.FAILED,
                                               PlayLog.reason.in_(MEDIA_REASONS),
                                               PlayLog.started_at_ms >= since_ms)):
         key = f"cmd:{p.cmd_id}" if p.cmd_id else f"slot:{p.slot_id or p.item_id}"
@@ -487,7 +489,7 @@ def _media_failures(db: Session, since_ms: int, alarms: dict[str, list[Alarm]]
                                                           p.reason or "media_unavailable"))
     for node_id, found in alarms.items():
         for a in found:
-            if a.code == "media_mismatch" and a.ts_ms >= since_ms:
+            if a.code == AlarmCode.MEDIA_MISMATCH and a.ts_ms >= since_ms:
                 out.setdefault(node_id, []).append(MediaFailure(
                     f"alarm:{a.event_id}", a.ts_ms, "media_mismatch"))
     return out

@@ -34,8 +34,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from device_agent import schemas
-from device_agent.protocol import (AckStatus, CommandType, EventType, PlayResult, Topic, TopicKind,
-                                   parse_topic)
+from device_agent.protocol import (AckStatus, AlarmCode, CommandType, EventType, PlayResult, Topic,
+                                   TopicKind, parse_topic)
 from schedules.recurrence import DEFAULT_TZ
 
 from . import deliveries, programmes, schedule
@@ -880,7 +880,7 @@ class Bridge:
             batch["seen"].add(node.id)  # the batch's nodes in one statement at its end
         else:
             node.last_seen = utcnow()
-        if event["type"] == EventType.ALARM and event.get("code") == "clock_unsynced":
+        if event["type"] == EventType.ALARM and event.get("code") == AlarmCode.CLOCK_UNSYNCED:
             self._raise_clock_off(db, node, event["ts"], "the node says its clock is not "
                                   "synchronised")
         handler = self.events.get(event["type"])
