@@ -43,6 +43,7 @@ from .protocol import (
     CommandType,
     EventType,
     HornTest,
+    NodeReason,
     PlayResult,
     ProtocolError,
     RejectReason,
@@ -342,7 +343,7 @@ class Agent:
             self._seq = max(self._seq, seq)
             item = self._command_item(env, received_at, seq)
             if started:
-                self._end(item, PlayResult.FAILED, "interrupted",
+                self._end(item, PlayResult.FAILED, NodeReason.INTERRUPTED,
                           detail="the agent restarted while this played")
             else:
                 self._waiting.append(item)
@@ -496,7 +497,7 @@ class Agent:
     def _dispatch(self, env: Envelope, now: int) -> None:
         handler = self._commands.get(env["type"])
         if handler is None:
-            self._ack(env["id"], AckStatus.FAILED, "unsupported_type")
+            self._ack(env["id"], AckStatus.FAILED, NodeReason.UNSUPPORTED_TYPE)
             return
         handler(env, now)
 
@@ -558,7 +559,7 @@ class Agent:
         try:
             self._amp.command(on)
         except AmpError as err:
-            self._ack(cmd_id, AckStatus.FAILED, "amp_fault", detail=str(err))
+            self._ack(cmd_id, AckStatus.FAILED, NodeReason.AMP_FAULT, detail=str(err))
             self._emit(EventType.ALARM, code=AlarmCode.AMP_FAULT, detail=str(err), cmd_id=cmd_id)
             return
         self._store.put("amp_on", bool(on))
@@ -571,7 +572,7 @@ class Agent:
                 try:
                     load_public_key(key["public_key"])
                 except ValueError as err:
-                    raise KeyChangeRefused("bad_key", f"{key['kid']}: {err}") from None
+                    raise KeyChangeRefused(NodeReason.BAD_KEY, f"{key['kid']}: {err}") from None
             state = apply_key_change(self.config.provisioned_keys, self._key_state, add,
                                      body.get("revoke", []))
         except KeyChangeRefused as err:
@@ -599,7 +600,8 @@ class Agent:
         try:
             subprocess.run(shlex.split(command), check=True, timeout=60, capture_output=True)
         except (OSError, subprocess.SubprocessError) as err:
-            self._ack(reboot.cmd_id, AckStatus.FAILED, "reboot_failed", detail=str(err)[:300])
+            self._ack(reboot.cmd_id, AckStatus.FAILED, NodeReason.REBOOT_FAILED,
+                      detail=str(err)[:300])
 
     # --- desired state ----------------------------------------------------------------------------
     def _apply_desired(self, env: Envelope, now: int) -> None:
@@ -718,10 +720,10 @@ class Agent:
             return
         self._media[sha] = _MediaFailure(error.reason, error.detail, self.now_ms())
         affected = [i for i in self._waiting if i.sha256 == sha and not i.is_slot]
-        if error.reason == "media_mismatch":
+        if error.reason == NodeReason.MEDIA_MISMATCH:
             for cmd_id in [i.cmd_id for i in affected] or [None]:
                 self._emit(EventType.ALARM, code=AlarmCode.MEDIA_MISMATCH, detail=error.detail,
-                           cmd_id=cmd_id, reason="media_mismatch", sha256=sha)
+                           cmd_id=cmd_id, reason=NodeReason.MEDIA_MISMATCH, sha256=sha)
         for item in affected:
             self._waiting.remove(item)
             self._end(item, PlayResult.FAILED, error.reason, detail=error.detail)
@@ -735,7 +737,7 @@ class Agent:
                 self._want_media(item.media)
             elif isinstance(state, _MediaFailure):
                 due = item.ready_at <= now
-                retry = state.reason == "media_unavailable" and (
+                retry = state.reason == NodeReason.MEDIA_UNAVAILABLE and (
                     state.at < item.ready_at if due else now - state.at >= MEDIA_RETRY_MS)
                 if retry or not item.is_slot:
                     self._media.pop(item.sha256, None)
@@ -795,7 +797,7 @@ class Agent:
         if path is None:
             if item.sha256:
                 self._media.pop(item.sha256, None)
-            self._end(item, PlayResult.FAILED, "media_unavailable",
+            self._end(item, PlayResult.FAILED, NodeReason.MEDIA_UNAVAILABLE,
                       detail="cached file disappeared")
             return
         request = PlayRequest(path, item.item_id, item.sha256,
@@ -849,8 +851,8 @@ class Agent:
             self._end(item, *self._cut_result(interrupted or outcome.detail),
                       started_at=playing.rep_started, ended_at=ended)
         else:
-            self._end(item, PlayResult.FAILED, "player_error", started_at=playing.rep_started,
-                      ended_at=ended, detail=outcome.detail)
+            self._end(item, PlayResult.FAILED, NodeReason.PLAYER_ERROR,
+                      started_at=playing.rep_started, ended_at=ended, detail=outcome.detail)
 
     def _count_player_failures(self, outcome: PlayOutcome,
                                interrupted: Interruption | None) -> None:
@@ -870,7 +872,7 @@ class Agent:
         """(result, reason) of an item cut short (``why``: an Interruption, or a stopped
         outcome's detail, which is one): preempted, stopped, or failed at shutdown."""
         if why == Interruption.SHUTDOWN:
-            return PlayResult.FAILED, "shutdown"
+            return PlayResult.FAILED, NodeReason.SHUTDOWN
         return (PlayResult.PREEMPTED if why == Interruption.PREEMPTED else PlayResult.STOPPED), None
 
     def _interrupt(self, why: Interruption) -> None:

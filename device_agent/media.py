@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 from .files import TEMP_SUFFIX, atomic_file
+from .schemas import NodeReason
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ CHUNK = 64 * 1024
 class MediaError(Exception):
     """A media file that cannot be had; ``reason`` is media_mismatch or media_unavailable."""
 
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: NodeReason, detail: str):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -61,12 +62,13 @@ def _copy_checked(source: BinaryIO, dest: BinaryIO, url: str, sha: str, limit: i
             break
         size += len(chunk)
         if limit and size > limit:
-            raise MediaError("media_mismatch", f"{url} is larger than the {limit} bytes named")
+            raise MediaError(NodeReason.MEDIA_MISMATCH,
+                             f"{url} is larger than the {limit} bytes named")
         h.update(chunk)
         dest.write(chunk)
     digest = h.hexdigest()
     if digest != sha:
-        raise MediaError("media_mismatch", f"{url} has sha256 {digest}, expected {sha}")
+        raise MediaError(NodeReason.MEDIA_MISMATCH, f"{url} has sha256 {digest}, expected {sha}")
 
 
 class MediaCache:
@@ -111,7 +113,7 @@ class MediaCache:
             return cached
         url = media["url"]
         if urlparse(url).scheme not in ("http", "https"):
-            raise MediaError("media_unavailable", f"not an http(s) URL: {url}")
+            raise MediaError(NodeReason.MEDIA_UNAVAILABLE, f"not an http(s) URL: {url}")
         limit = int(media.get("bytes") or 0)
         final = self.directory / f"{sha}{suffix_for(url)}"
         try:
@@ -121,7 +123,7 @@ class MediaCache:
         except MediaError:
             raise
         except (urllib.error.URLError, OSError, ValueError) as err:
-            raise MediaError("media_unavailable", f"{url}: {err}") from None
+            raise MediaError(NodeReason.MEDIA_UNAVAILABLE, f"{url}: {err}") from None
         with self._lock:
             self._verified.add(sha)
         return final
@@ -203,7 +205,7 @@ class Fetcher:
                 error = err
                 log.warning("media %s: %s", media["sha256"][:12], err)
             except Exception as err:  # noqa: BLE001 - one bad download must not kill the thread
-                error = MediaError("media_unavailable", f"{media.get('url')}: {err}")
+                error = MediaError(NodeReason.MEDIA_UNAVAILABLE, f"{media.get('url')}: {err}")
                 log.exception("media download failed")
             with self._lock:
                 self._inflight.discard(media["sha256"])

@@ -12,7 +12,7 @@ from datetime import datetime, tzinfo
 from enum import StrEnum
 from typing import Any
 
-from .protocol import EMERGENCY, LATE_SLOT_MS
+from .protocol import EMERGENCY, LATE_SLOT_MS, NodeReason
 
 FULL_VOLUME = 100
 
@@ -74,17 +74,17 @@ def command_ready_at(start_at: int | None, received_at: int) -> int:
     return max(start_at or 0, received_at)
 
 
-def start_skip_reason(item: QueueItem, now_ms: int, quiet: bool) -> str | None:
+def start_skip_reason(item: QueueItem, now_ms: int, quiet: bool) -> NodeReason | None:
     """Why ``item`` may not start now (``expired``, ``late``, ``quiet_hours``), or None.
 
     Judged when the item would start, so also after it waited behind another one.
     """
     if item.exp is not None and now_ms > item.exp:
-        return "expired"
+        return NodeReason.EXPIRED
     if item.is_slot and item.scheduled_at is not None and now_ms - item.scheduled_at > LATE_SLOT_MS:
-        return "late"
+        return NodeReason.LATE
     if quiet and item.priority < EMERGENCY:
-        return "quiet_hours"
+        return NodeReason.QUIET_HOURS
     return None
 
 
@@ -101,7 +101,7 @@ def plan(now_ms: int, playing: QueueItem | None, waiting: Sequence[QueueItem], *
     alive: list[QueueItem] = []
     for item in waiting:
         if item.exp is not None and now_ms > item.exp:
-            skip.append((item, "expired"))
+            skip.append((item, NodeReason.EXPIRED))
         else:
             alive.append(item)
     start = None
@@ -184,7 +184,7 @@ def in_quiet_hours(now_ms: int, intervals: Iterable[Mapping[str, str]], tz: tzin
 class KeyChangeRefused(ValueError):
     """A ``keys`` command the node refuses; ``reason`` goes into the failed ack."""
 
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: NodeReason, detail: str):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
@@ -224,7 +224,7 @@ def apply_key_change(provisioned: Mapping[str, str], state: KeyState,
     current = trusted_keys(provisioned, state)
     remaining = {kid for kid in current if kid not in set(revoke)}
     if not remaining:
-        raise KeyChangeRefused("last_key", "revoking would leave no trusted key")
+        raise KeyChangeRefused(NodeReason.LAST_KEY, "revoking would leave no trusted key")
     added = {kid: pub for kid, pub in state.added.items() if kid not in set(revoke)}
     revoked = set(state.revoked) | set(revoke)
     for key in add:

@@ -80,6 +80,35 @@ class RejectReason(StrEnum):
     REPLAYED = "replayed"
 
 
+class NodeReason(StrEnum):
+    """Why this project's agent did not do, or did not finish, what it was asked (an ack's or
+    a ``played`` event's ``reason``, docs/protocol.md; a rejection's is a RejectReason). The
+    schema admits any reason: another maker's node may give its own, which the server counts
+    as a failure."""
+    # not started: skipped
+    EXPIRED = "expired"                      # the command's exp passed before it could start
+    LATE = "late"                            # a slot too far past its time (LATE_SLOT_MS)
+    QUIET_HOURS = "quiet_hours"
+    # failed
+    MEDIA_UNAVAILABLE = "media_unavailable"  # its audio could not be downloaded
+    MEDIA_MISMATCH = "media_mismatch"        # what was downloaded is not the audio named
+    PLAYER_ERROR = "player_error"
+    INTERRUPTED = "interrupted"              # the agent restarted while it played
+    SHUTDOWN = "shutdown"                    # the agent stopped while it played
+    UNSUPPORTED_TYPE = "unsupported_type"
+    AMP_FAULT = "amp_fault"
+    REBOOT_FAILED = "reboot_failed"
+    BAD_KEY = "bad_key"
+    LAST_KEY = "last_key"                    # revoking would leave no trusted key
+    # an agent update's
+    ROLLED_BACK = "rolled_back"
+    NO_LAUNCHER = "no_launcher"
+    BUSY = "busy"
+    DOWNLOAD_FAILED = "download_failed"
+    SHA256_MISMATCH = "sha256_mismatch"
+    INSTALL_FAILED = "install_failed"
+
+
 class AlarmCode(StrEnum):
     """What this project's agent raises an alarm about (an ``alarm`` event's ``code``,
     docs/protocol.md section 6). The schema admits any code: another maker's node may raise

@@ -39,14 +39,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .files import write_atomic
 from .media import MediaCache, MediaError
-from .protocol import AckStatus, ProtocolError, command_topic, envelope_json, verify_envelope
+from .protocol import (AckStatus, NodeReason, ProtocolError, command_topic, envelope_json,
+                       verify_envelope)
 
 log = logging.getLogger(__name__)
 
 RESTART_EXIT = 75                  # EX_TEMPFAIL: "start me again, into the release `current` names"
 LAUNCHER_ENV = "LOA_AGENT_LAUNCHER"  # set by the launcher for the agent it starts
 VERSION_RE = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
-FAILURE_FOR_MEDIA = {"media_mismatch": "sha256_mismatch", "media_unavailable": "download_failed"}
+FAILURE_FOR_MEDIA = {NodeReason.MEDIA_MISMATCH: NodeReason.SHA256_MISMATCH,
+                     NodeReason.MEDIA_UNAVAILABLE: NodeReason.DOWNLOAD_FAILED}
 
 
 class InstallError(Exception):
@@ -136,7 +138,7 @@ class Releases:
         self.set_current(pending.previous)
         self.add_failed(pending.version)
         self.write_outcome({"cmd_id": pending.cmd_id, "version": pending.version,
-                            "reason": "rolled_back", "detail": detail})
+                            "reason": NodeReason.ROLLED_BACK, "detail": detail})
         self.clear_pending()
 
     def install(self, wheel: Path, version: str) -> Path:
@@ -209,15 +211,15 @@ class Updater:
             self._ack(cmd_id, AckStatus.FINISHED, detail=version)
             return
         if version in self.releases.failed():
-            self._ack(cmd_id, AckStatus.FAILED, "rolled_back",
+            self._ack(cmd_id, AckStatus.FAILED, NodeReason.ROLLED_BACK,
                       detail=f"{version} was rolled back on this node before")
             return
         if not self.launched:
-            self._ack(cmd_id, AckStatus.FAILED, "no_launcher",
+            self._ack(cmd_id, AckStatus.FAILED, NodeReason.NO_LAUNCHER,
                       detail="the agent was not started by loa-agent-launcher")
             return
         if self._busy is not None:
-            self._ack(cmd_id, AckStatus.FAILED, "busy", detail=f"updating to {self._busy}")
+            self._ack(cmd_id, AckStatus.FAILED, NodeReason.BUSY, detail=f"updating to {self._busy}")
             return
         self._busy = version
         self._ack(cmd_id, AckStatus.RECEIVED)
@@ -233,12 +235,12 @@ class Updater:
             wheel = self._downloads.fetch(body["media"])
             self.releases.install(wheel, body["version"])
         except MediaError as err:
-            error = (FAILURE_FOR_MEDIA.get(err.reason, "download_failed"), err.detail)
+            error = (FAILURE_FOR_MEDIA.get(err.reason, NodeReason.DOWNLOAD_FAILED), err.detail)
         except InstallError as err:
-            error = ("install_failed", str(err))
+            error = (NodeReason.INSTALL_FAILED, str(err))
         except Exception as err:  # noqa: BLE001 - reported, never a dead agent
             log.exception("update failed")
-            error = ("install_failed", f"{type(err).__name__}: {err}")
+            error = (NodeReason.INSTALL_FAILED, f"{type(err).__name__}: {err}")
         self._post((env, topic, error))
 
     def installed(self, result: tuple[dict[str, Any], str, tuple[str, str] | None]) -> None:
@@ -275,7 +277,7 @@ class Updater:
         """A rollback the launcher made before this start: report it (once)."""
         outcome = self.releases.outcome()
         if outcome and outcome.get("cmd_id"):
-            self._ack(outcome["cmd_id"], AckStatus.FAILED, "rolled_back",
+            self._ack(outcome["cmd_id"], AckStatus.FAILED, NodeReason.ROLLED_BACK,
                       detail=str(outcome.get("detail", ""))[:1000])
         self.releases.clear_outcome()
 

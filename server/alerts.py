@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from device_agent.protocol import AlarmCode, EventType, PlayResult
+from device_agent.protocol import AlarmCode, EventType, NodeReason, PlayResult
 from device_agent.telemetry import DISK_LOW_MB, OVERHEAT_C, REGISTERED
 
 from . import audit, reports, schedule
@@ -100,7 +100,7 @@ ALARM_CODES: dict[Kind, tuple[str, ...]] = {
 TELEMETRY_KINDS = (Kind.DISK_LOW, Kind.OVERHEAT, Kind.CLOCK_OFF, Kind.UNDER_VOLTAGE,
                    Kind.MODEM_UNREGISTERED)
 # what a node says when it cannot have a media file (played/ack reasons, device_agent.media)
-MEDIA_REASONS = frozenset({"media_unavailable", "media_mismatch"})
+MEDIA_REASONS = frozenset({NodeReason.MEDIA_UNAVAILABLE, NodeReason.MEDIA_MISMATCH})
 # a missed slot worth an alert: not one a person or a rule decided (cancelled, quiet hours,
 # preempted, stopped)
 MISSED_REASONS = frozenset({reports.MissReason.OFFLINE, reports.MissReason.NO_REPORT,
@@ -486,12 +486,12 @@ def _media_failures(db: Session, since_ms: int, alarms: dict[str, list[Alarm]]
                                               PlayLog.started_at_ms >= since_ms)):
         key = f"cmd:{p.cmd_id}" if p.cmd_id else f"slot:{p.slot_id or p.item_id}"
         out.setdefault(p.node_id, []).append(MediaFailure(key, p.started_at_ms or 0,
-                                                          p.reason or "media_unavailable"))
+                                                          p.reason or NodeReason.MEDIA_UNAVAILABLE))
     for node_id, found in alarms.items():
         for a in found:
             if a.code == AlarmCode.MEDIA_MISMATCH and a.ts_ms >= since_ms:
                 out.setdefault(node_id, []).append(MediaFailure(
-                    f"alarm:{a.event_id}", a.ts_ms, "media_mismatch"))
+                    f"alarm:{a.event_id}", a.ts_ms, NodeReason.MEDIA_MISMATCH))
     return out
 
 

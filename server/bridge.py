@@ -34,8 +34,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from device_agent import schemas
-from device_agent.protocol import (AckStatus, AlarmCode, CommandType, EventType, PlayResult, Topic,
-                                   TopicKind, parse_topic)
+from device_agent.protocol import (AckStatus, AlarmCode, CommandType, EventType, NodeReason,
+                                   PlayResult, Topic, TopicKind, parse_topic)
 from schedules.recurrence import DEFAULT_TZ
 
 from . import deliveries, programmes, schedule
@@ -1092,7 +1092,7 @@ class Bridge:
         if expected and (sha is not None and sha != expected
                          or sha is None and result == PlayResult.COMPLETED):
             # not proof that this broadcast played: what played was other audio (or unnamed)
-            result, reason = PlayResult.FAILED, "sha256_mismatch"
+            result, reason = PlayResult.FAILED, NodeReason.SHA256_MISMATCH
             refused = Refused("sha256_mismatch", f"played {sha} for {expected}")
         broadcast_id = cmd.broadcast_id if cmd is not None else series.id if series else None
         bulletin_id = None

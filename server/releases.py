@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audio.store import MediaStore
-from device_agent.protocol import CommandType
+from device_agent.protocol import CommandType, NodeReason
 
 from . import auth
 from .bodies import RolloutCreate
@@ -147,7 +147,7 @@ def node_progress(cmd: Command | None) -> Progress:
         if cmd.failed_at is not None:
             return Progress.FAILED
         return Progress.SENT if cmd.published_at is not None else Progress.PENDING
-    if cmd.status == CommandStatus.FAILED and cmd.reason == "rolled_back":
+    if cmd.status == CommandStatus.FAILED and cmd.reason == NodeReason.ROLLED_BACK:
         return Progress.ROLLED_BACK
     return {CommandStatus.RECEIVED: Progress.DOWNLOADING, CommandStatus.STARTED:
             Progress.INSTALLED, CommandStatus.FINISHED: Progress.HEALTHY}.get(

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from device_agent.protocol import PlayResult
+from device_agent.protocol import NodeReason, PlayResult
 from schedules.slots import Slot
 
 from . import schedule
@@ -36,13 +36,14 @@ from .models import Area, Broadcast, Delivery, Media, Node, PlayLog, SlotDeliver
 
 # A node's (or the server's) own reason, as the report names it; anything else is `failed`.
 REASONS: dict[str, MissReason] = {
-    "quiet_hours": MissReason.QUIET_HOURS, "late": MissReason.LATE,
-    "expired": MissReason.LATE,  # its time (the command's exp) passed before it could start
-    "clock_unsynced": MissReason.CLOCK_UNSYNCED,
-    "media_unavailable": MissReason.MEDIA_MISSING, "media_missing": MissReason.MEDIA_MISSING,
-    "preempted": MissReason.PREEMPTED, "stopped": MissReason.STOPPED,
-    "cancelled": MissReason.CANCELLED,
-    "media_mismatch": MissReason.FAILED, "sha256_mismatch": MissReason.FAILED,
+    NodeReason.QUIET_HOURS: MissReason.QUIET_HOURS, NodeReason.LATE: MissReason.LATE,
+    NodeReason.EXPIRED: MissReason.LATE,  # its time (the command's exp) passed before it started
+    MissReason.CLOCK_UNSYNCED: MissReason.CLOCK_UNSYNCED,
+    NodeReason.MEDIA_UNAVAILABLE: MissReason.MEDIA_MISSING,
+    MissReason.MEDIA_MISSING: MissReason.MEDIA_MISSING,
+    MissReason.PREEMPTED: MissReason.PREEMPTED, MissReason.STOPPED: MissReason.STOPPED,
+    MissReason.CANCELLED: MissReason.CANCELLED,
+    NodeReason.MEDIA_MISMATCH: MissReason.FAILED, NodeReason.SHA256_MISMATCH: MissReason.FAILED,
 }
 # Results and ack statuses that say on their own why nothing (more) aired.
 RESULTS: dict[str, MissReason] = {
