@@ -43,6 +43,7 @@ from .protocol import (
     CommandType,
     EventType,
     HornTest,
+    HornVerdict,
     NodeReason,
     PlayResult,
     ProtocolError,
@@ -923,7 +924,7 @@ class Agent:
             else:
                 detail = detail or reason or result
             self._ack(item.cmd_id, AckStatus.FINISHED, None if ok else (reason or result),
-                      result="ok" if ok else "fail", detail=detail)
+                      result=HornVerdict.OK if ok else HornVerdict.FAIL, detail=detail)
         else:
             self._ack(item.cmd_id, ACK_FOR_RESULT[result], reason, detail=detail)
         self._store.pending_remove(item.key)

@@ -26,6 +26,7 @@ from .schemas import AlarmCode as AlarmCode
 from .schemas import CommandType as CommandType
 from .schemas import HornTest as HornTest
 from .schemas import EventType as EventType
+from .schemas import HornVerdict as HornVerdict
 from .schemas import NodeReason as NodeReason
 from .schemas import PlayResult as PlayResult
 from .schemas import RejectReason as RejectReason

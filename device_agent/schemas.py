@@ -131,6 +131,12 @@ class HornTest(StrEnum):
     ACOUSTIC = "acoustic"  # play tones and record them: its last ack says what was heard
 
 
+class HornVerdict(StrEnum):
+    """What a horn test found (its ``finished`` ack's ``result``)."""
+    OK = "ok"
+    FAIL = "fail"
+
+
 class NetType(StrEnum):
     """The kind of link a node's traffic leaves by (telemetry's ``net.type``)."""
     ETHERNET = "ethernet"

@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from .player import POLL_S, Cancel, Player, PlayOutcome, PlayRequest, tone_samples, write_wav
-from .schemas import PlayResult
+from .schemas import HornVerdict, PlayResult
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,8 @@ class Verdict:
         return self.reason is None
 
     @property
-    def result(self) -> str:
-        return "ok" if self.passed else "fail"
+    def result(self) -> HornVerdict:
+        return HornVerdict.OK if self.passed else HornVerdict.FAIL
 
 
 @dataclass(frozen=True)

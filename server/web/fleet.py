@@ -15,7 +15,7 @@ from flask import jsonify, make_response, redirect, render_template, request, ur
 from sqlalchemy import func, or_, select
 
 from device_agent.protocol import CommandType
-from device_agent.schemas import BytesSince, HornTest, NetType
+from device_agent.schemas import BytesSince, HornTest, HornVerdict, NetType
 from device_agent.telemetry import NET_FIELDS
 
 from .. import auth as access
@@ -348,7 +348,7 @@ def command_data(cmd: Command) -> dict[str, Any]:
     final = (cmd.status in FINAL or cmd.failed_at is not None or expired
              or cmd.type == CommandType.REBOOT and cmd.status == CommandStatus.RECEIVED)
     return {"cmd": cmd, "final": final, "expired": expired, "poll_s": POLL_S,
-            "result": cmd.result or {}}
+            "result": cmd.result or {}, "verdicts": tuple(HornVerdict)}
 
 
 @bp.get("/partials/commands/<command_id>")
