@@ -30,6 +30,7 @@ from server import (broadcasts, bulletins, deliveries, notify, outbox, programme
 from server.reports import chunks
 from server.broadcasts import BroadcastStatus, item_id
 from server.config import Settings
+from server.deliveries import HoldReason
 from server.errors import first_line, unavailable
 from server.keys import KeyRing
 from server.models import (Area, Broadcast, BulletinApproval, Command, Media, Node,
@@ -162,7 +163,7 @@ class Dispatcher:
                 except Exception as err:
                     db.rollback()
                     log.exception("broadcast %s could not be dispatched", bc.id)
-                    self._give_up(db, bc, "dispatch_failed", str(err))
+                    self._give_up(db, bc, HoldReason.DISPATCH_FAILED, str(err))
         return done
 
     def advance_rollouts(self) -> int:
@@ -173,7 +174,8 @@ class Dispatcher:
             db.commit()
         return moved
 
-    def _give_up(self, db: Session, bc: Broadcast, reason: str, detail: str = "") -> None:
+    def _give_up(self, db: Session, bc: Broadcast, reason: HoldReason, detail: str = ""
+                 ) -> None:
         """A broadcast that cannot be sent is held with a reason, so it never blocks the rest."""
         try:
             fresh = db.get(Broadcast, bc.id)
@@ -194,7 +196,7 @@ class Dispatcher:
                 "volume": bc.volume, "repeat": bc.repeat}
 
     def _why_not(self, db: Session, bc: Broadcast, now: int, series: bool = False
-                 ) -> tuple[BroadcastStatus, str | None,
+                 ) -> tuple[BroadcastStatus, HoldReason | None,
                             BulletinApproval | ProgrammeRevision | None, Media | None]:
         """(status, reason, approval, media): what may be sent, or why nothing is (for a
         programme the approval is its revision: its title and media). A
@@ -209,19 +211,19 @@ class Dispatcher:
             approval = db.get(BulletinApproval, bc.approval_id) if bc.approval_id else None
             if approval is None or approval.bulletin_id != bc.bulletin_id \
                     or approval.media_sha256 != bc.media_sha256:
-                return BroadcastStatus.HELD, "approval_missing", None, None
+                return BroadcastStatus.HELD, HoldReason.APPROVAL_MISSING, None, None
             if approval.revoked_at is not None:
-                return BroadcastStatus.HELD, "approval_revoked", None, None
+                return BroadcastStatus.HELD, HoldReason.APPROVAL_REVOKED, None, None
         media = db.get(Media, approval.media_sha256)
         if media is None:
-            return BroadcastStatus.HELD, "media_missing", None, None
+            return BroadcastStatus.HELD, HoldReason.MEDIA_MISSING, None, None
         if not series:
             if bc.start_at is not None:
                 if now - to_ms(bc.start_at) > LATE_SLOT_MS:
-                    return BroadcastStatus.SKIPPED, "late", None, None
+                    return BroadcastStatus.SKIPPED, HoldReason.LATE, None, None
             elif now - to_ms(bc.confirmed_at or bc.created_at) > \
                     self.settings.command_ttl_s * 1000:
-                return BroadcastStatus.SKIPPED, "expired", None, None
+                return BroadcastStatus.SKIPPED, HoldReason.EXPIRED, None, None
         return BroadcastStatus.DISPATCHED, None, approval, media
 
     def _dispatch(self, db: Session, bc: Broadcast) -> None:

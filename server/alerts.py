@@ -44,7 +44,7 @@ from device_agent.telemetry import DISK_LOW_MB, OVERHEAT_C, REGISTERED
 from . import audit, reports, schedule
 from .config import Settings
 from .errors import ApiError
-from .i18n import t
+from .i18n import Word, t, word
 from .models import (Alert, Area, Event, Node, PlayLog, User, area_ancestors, area_zone,
                      to_ms)
 
@@ -583,8 +583,11 @@ def detail_text(alert: Alert, lang: str, tz: str) -> str:
     for name in TIME_PARAMS:
         if isinstance(params.get(name), str):
             params[name] = _local(params[name], tz)
-    if "reason" in params:
-        params["reason"] = t(f"airreason.{params['reason']}", lang)
+    if "reason" in params:  # a missed slot's (MissReason)
+        params["reason"] = word("airreason", params["reason"], lang)
+    if "reasons" in params:  # failed downloads': the nodes' words (NodeReason), ", "-joined
+        params["reasons"] = ", ".join(word("nodereason", r, lang)
+                                      for r in params["reasons"].split(", "))
     return t(detail.get("key") or f"alertd.{alert.kind}", lang, **params)
 
 
@@ -669,7 +672,7 @@ def act(db: Session, alert: Alert, action: AlertStep, user: User, comment: str |
     if alert.state == State.RESOLVED or action == AlertStep.ACK \
             and alert.state == State.ACKNOWLEDGED:
         raise ApiError(409, "alert_state", "err.alert_state", id=alert.id,
-                       state=t(f"alert.state.{alert.state}"))
+                       state=Word("alert.state", alert.state))
     if action == AlertStep.ACK:
         acknowledge(alert, now, user, comment)
     else:

@@ -25,6 +25,7 @@ from . import audit, auth
 from .bodies import AreaCreate, AreaUpdate
 from .config import Settings
 from .errors import ApiError
+from .i18n import Word
 from .models import (Alert, Area, Broadcast, Bulletin, LexiconEntry, Node, Programme, User,
                      area_subtree_ids, area_zone, utcnow)
 
@@ -233,8 +234,9 @@ def merge_areas(db: Session, default_tz: str, actor: User, keep_id: int, gone_id
     if keep.id in area_subtree_ids(db, [gone.id]):
         raise ApiError(422, "area_cycle", "err.area_cycle", name=gone.name, target=keep.name)
     if keep.kind != gone.kind:
-        raise ApiError(422, "merge_kind", "err.merge_kind", name=gone.name, kind=gone.kind,
-                       target=keep.name, target_kind=keep.kind)
+        raise ApiError(422, "merge_kind", "err.merge_kind", name=gone.name,
+                       kind=Word("area.kind", gone.kind), target=keep.name,
+                       target_kind=Word("area.kind", keep.kind))
     _same_zone(db, default_tz, gone, area_zone(db, keep.id, default_tz))
     now = utcnow()
     done = Merge()

@@ -24,6 +24,7 @@ from .bodies import BroadcastCreate, BroadcastEdit, OccurrenceChange, TetDays
 from .bulletins import current_approval, visible_bulletin
 from .config import Settings
 from .errors import ApiError, bad_request
+from .i18n import Word
 from .models import (Broadcast, Bulletin, BulletinApproval, Node, OccurrenceOverride,
                      Programme, User, area_ancestors, area_subtree_ids, targets_zone, to_ms,
                      utcnow)
@@ -122,7 +123,8 @@ def approved(b: Bulletin) -> BulletinApproval:
     """The bulletin's current approval (what airs), or 409 not_approved."""
     approval = current_approval(b)
     if approval is None:
-        raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=b.id, status=b.status)
+        raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=b.id,
+                       status=Word("status", b.status))
     return approval
 
 
@@ -152,14 +154,15 @@ def _airs(db: Session, content: Bulletin | Programme) -> dict[str, Any]:
         rev = content.current
         reason, ok = revision_problem(db, content.id, rev.id, rev.media_sha256)
         if ok is None:
+            assert reason is not None  # no revision comes with why
             raise ApiError(409, "not_approved", "err.programme_not_approved", id=content.id,
-                           reason=reason)
+                           reason=Word("bcreason", reason))
         return {"programme_id": content.id, "programme_revision_id": rev.id,
                 "media_sha256": rev.media_sha256}
     approval = current_approval(content)
     if approval is None:
         raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=content.id,
-                       status=content.status)
+                       status=Word("status", content.status))
     return {"bulletin_id": content.id, "approval_id": approval.id,
             "media_sha256": approval.media_sha256}
 
@@ -225,7 +228,7 @@ def _editable_series(db: Session, user: User, bc: Broadcast) -> None:
         raise ApiError(409, "not_a_series", "err.not_a_series")
     if bc.status not in EDITABLE or bc.ends_at is not None:
         raise ApiError(409, "cannot_edit", "err.cannot_edit",
-                       status="ended" if bc.ends_at is not None else bc.status)
+                       status=Word("bcstate", "ended" if bc.ends_at is not None else bc.status))
     check_broadcast_targets(db, user, bc)
     if bc.priority >= CONFIRM_PRIORITY and not auth.can(user, "broadcast.emergency"):
         raise ApiError(403, "emergency_forbidden", "err.emergency_forbidden")
@@ -378,7 +381,8 @@ def check_broadcast_targets(db: Session, user: User, bc: Broadcast) -> None:
 def confirm_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> None:
     """The second person's yes to an emergency broadcast: only then is it sent."""
     if bc.status != BroadcastStatus.AWAITING_CONFIRMATION:
-        raise ApiError(409, "cannot_confirm", "err.cannot_confirm", status=bc.status)
+        raise ApiError(409, "cannot_confirm", "err.cannot_confirm",
+                       status=Word("bcstate", bc.status))
     if not auth.can(user, "broadcast.emergency"):
         raise ApiError(403, "forbidden", "err.forbidden")
     if bc.created_by == user.id:
@@ -420,7 +424,8 @@ def broadcast_visible(db: Session, user: User, bc: Broadcast) -> bool:
 def cancel_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> None:
     """Not yet dispatched: cancelled outright. Dispatched: a stop for its item to every node."""
     if bc.status in (BroadcastStatus.CANCELLED, BroadcastStatus.SKIPPED):
-        raise ApiError(409, "cannot_cancel", "err.cannot_cancel", status=bc.status)
+        raise ApiError(409, "cannot_cancel", "err.cannot_cancel",
+                       status=Word("bcstate", bc.status))
     check_broadcast_targets(db, user, bc)
     now = utcnow()
     if bc.recurrence is not None or bc.start_at is not None:
@@ -447,7 +452,7 @@ def mark_dispatched(bc: Broadcast, at: dt.datetime) -> None:
     bc.status, bc.dispatched_at = BroadcastStatus.DISPATCHED, at
 
 
-def mark_not_sent(bc: Broadcast, status: BroadcastStatus, reason: str) -> None:
+def mark_not_sent(bc: Broadcast, status: BroadcastStatus, reason: deliveries.HoldReason) -> None:
     """The dispatcher sends nothing: ``held`` (it cannot be sent) or ``skipped`` (too late),
     with the reason."""
     bc.status, bc.reason = status, reason

@@ -21,6 +21,7 @@ from .bodies import (AreaUpdate, BulletinCreate, BulletinUpdate, BulletinUpload,
                      LexiconEntryCreate, PreviewCreate)
 from .config import Settings
 from .errors import ApiError, bad_request, not_found
+from .i18n import Word
 from .models import (Area, Broadcast, Bulletin, BulletinApproval, BulletinEvent, LexiconEntry,
                      Media, Node, User, area_ancestors, area_subtree_ids, nearest_setting,
                      targets_zone, utcnow, zone_area)
@@ -363,7 +364,8 @@ def edit_bulletin(db: Session, speech: Speech, user: User, b: Bulletin,
     """Change a bulletin; its speech is made again when what is spoken changed. An approved
     bulletin that is edited goes back to pending: what airs is always what was approved."""
     if b.status == BulletinStatus.ARCHIVED:
-        raise ApiError(409, "bad_transition", "err.bad_transition", action="edit", status=b.status)
+        raise ApiError(409, "bad_transition", "err.bad_transition", action=Word("verb", "edit"),
+                       status=Word("status", b.status))
     if not (auth.can(user, "bulletin.write") and (b.created_by == user.id or auth.can(
             user, "bulletin.approve"))):
         raise ApiError(403, "forbidden", "err.forbidden")
@@ -437,7 +439,8 @@ def transition(db: Session, user: User, b: Bulletin, action: BulletinStep,
     bulletin's audio any more (edited meanwhile) the approval is refused, never given blind."""
     allowed_from, to = TRANSITIONS[action]
     if b.status not in allowed_from:
-        raise ApiError(409, "bad_transition", "err.bad_transition", action=action, status=b.status)
+        raise ApiError(409, "bad_transition", "err.bad_transition", action=Word("verb", action),
+                       status=Word("status", b.status))
     if seen_sha256 is not None and seen_sha256 != b.media_sha256:
         raise ApiError(409, "stale_revision", "err.stale_revision", id=b.id)
     if action == _A.REJECT and not (comment and comment.strip()):
@@ -450,8 +453,8 @@ def transition(db: Session, user: User, b: Bulletin, action: BulletinStep,
     b.status, b.updated_at = to, now
     if action == _A.APPROVE:
         if b.media_sha256 is None:
-            raise ApiError(409, "bad_transition", "err.bad_transition", action=action,
-                           status=b.status)
+            raise ApiError(409, "bad_transition", "err.bad_transition",
+                           action=Word("verb", action), status=Word("status", b.status))
         db.add(BulletinApproval(bulletin_id=b.id, revision=b.revision or 1,
                                 media_sha256=b.media_sha256, title=b.title, approved_by=user.id,
                                 approved_at=now))

@@ -37,6 +37,23 @@ class DeliveryStatus(StrEnum):
     CANCELLED = "cancelled"    # the broadcast was cancelled before it was dispatched
 
 
+class HoldReason(StrEnum):
+    """Why the dispatcher sent nothing of a broadcast (``Broadcast.reason``, and the reason of
+    each delivery it would have had): held, it cannot be sent; skipped, too late."""
+    APPROVAL_MISSING = "approval_missing"  # no approval of exactly its media (or revision)
+    APPROVAL_REVOKED = "approval_revoked"  # its bulletin (a programme's item) was archived
+    MEDIA_MISSING = "media_missing"        # the approved audio file is gone
+    LATE = "late"                          # skipped: a timed one, too far past its start
+    EXPIRED = "expired"                    # skipped: an immediate one, past the command ttl
+    DISPATCH_FAILED = "dispatch_failed"    # held: dispatching it raised (logged)
+
+
+class UnsentReason(StrEnum):
+    """Why the outbox gave up on a command (``Command.reason``, and its pending deliveries')."""
+    EXPIRED_UNSENT = "expired_unsent"      # its ttl passed before it was signed or published
+    UNSENDABLE = "unsendable"              # it could not be signed, or the broker refused it
+
+
 # The order of the states that may still move: a delivery never moves back down this list.
 ORDER = (DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.RECEIVED,
          DeliveryStatus.STARTED)
@@ -87,7 +104,7 @@ def plan_selected(db: Session, broadcast_id: int, command_id: str,
         ["broadcast_id", "node_id", "command_id", "status", "updated_at"], rows))
 
 
-def not_sent(broadcast_id: int, node_id: str, skipped: bool, reason: str | None) -> Delivery:
+def not_sent(broadcast_id: int, node_id: str, skipped: bool, reason: HoldReason) -> Delivery:
     """A node's delivery of a broadcast that is not sent at all (too late: skipped; held:
     failed), so the report names every node it would have reached, with the reason."""
     return Delivery(broadcast_id=broadcast_id, node_id=node_id, reason=reason,
@@ -106,7 +123,7 @@ def command_published(db: Session, command_id: str) -> None:
                .execution_options(synchronize_session=False))
 
 
-def command_failed(db: Session, command_id: str, reason: str) -> None:
+def command_failed(db: Session, command_id: str, reason: UnsentReason) -> None:
     """The outbox gave up on the command: its deliveries still pending failed, with why."""
     for d in db.scalars(select(Delivery).where(Delivery.command_id == command_id)):
         if d.status == DeliveryStatus.PENDING:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from .i18n import t
+from .i18n import Word, t
 
 if TYPE_CHECKING:
     from flask import Response
@@ -33,7 +33,9 @@ class ApiError(Exception):
         return self
 
     def message(self) -> str:
-        params = {k: (t(v) if isinstance(v, str) and v.startswith("thing.") else v)
+        """The message in the reader's language, its words (``Word``, a "thing." key) too."""
+        params = {k: v.text() if isinstance(v, Word) else
+                  t(v) if isinstance(v, str) and v.startswith("thing.") else v
                   for k, v in self.params.items()}
         return t(self.key, **params)
 

@@ -3,6 +3,7 @@ Vietnamese (the default) and English. Keys are stable identifiers used in code a
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -84,9 +85,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "err.unknown_area_code": {"vi": "Không có địa bàn mã {code}.",
                               "en": "There is no area with code {code}."},
     "err.bulletin_not_approved": {
-        "vi": "Bản tin {id} chưa được duyệt (trạng thái: {status}); chỉ phát bản tin đã duyệt.",
-        "en": "Bulletin {id} is not approved (status: {status}); only approved bulletins can be "
-              "broadcast."},
+        "vi": "Bản tin {id} chưa được duyệt (trạng thái: \"{status}\"); chỉ phát bản tin đã "
+              "duyệt.",
+        "en": "Bulletin {id} is not approved (status: \"{status}\"); only approved bulletins "
+              "can be broadcast."},
     "err.programme_not_approved": {
         "vi": "Chương trình {id} có bản tin không còn được duyệt ({reason}); hãy sửa chương "
               "trình trước khi phát.",
@@ -97,8 +99,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "The approved audio of bulletin {id} is missing."},
     "err.programme_render": {"vi": "Không ghép được âm thanh của chương trình: {detail}",
                              "en": "The programme's audio could not be joined: {detail}"},
-    "err.bad_transition": {"vi": "Không thể {action} bản tin ở trạng thái {status}.",
-                           "en": "Cannot {action} a bulletin that is {status}."},
+    "err.bad_transition": {"vi": "Không thể {action} bản tin đang ở trạng thái \"{status}\".",
+                           "en": "Cannot {action} a bulletin whose status is \"{status}\"."},
     "err.no_targets": {"vi": "Chưa chọn địa bàn hoặc thiết bị nhận.",
                        "en": "No target areas or nodes given."},
     "err.no_nodes": {"vi": "Địa bàn được chọn chưa có thiết bị nào.",
@@ -168,18 +170,18 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "err.upload.silent": {"vi": "Bản ghi chỉ có im lặng.", "en": "The recording is silent."},
     "err.not_a_series": {"vi": "Lượt phát này không phải lịch phát định kỳ.",
                          "en": "This broadcast is not a series."},
-    "err.cannot_edit": {"vi": "Không thể sửa lịch phát ở trạng thái {status}.",
+    "err.cannot_edit": {"vi": "Không thể sửa lịch phát đang ở trạng thái \"{status}\".",
                         "en": "A series cannot be edited while {status}."},
     "err.not_an_occurrence": {"vi": "Lịch phát không có lượt nào bắt đầu lúc {at}.",
                               "en": "The series has no occurrence starting at {at}."},
-    "err.cannot_cancel": {"vi": "Không thể huỷ lượt phát ở trạng thái {status}.",
+    "err.cannot_cancel": {"vi": "Không thể huỷ lượt phát đang ở trạng thái \"{status}\".",
                           "en": "Cannot cancel a broadcast that is {status}."},
     "err.emergency_forbidden": {
         "vi": "Chỉ lãnh đạo duyệt tin (hoặc theo quy định người thứ hai xác nhận của phường) mới "
               "được phát tin trực tiếp hoặc khẩn cấp.",
         "en": "Live and emergency broadcasts need the approver role (or the ward's second-person "
               "rule)."},
-    "err.cannot_confirm": {"vi": "Không thể xác nhận lượt phát ở trạng thái {status}.",
+    "err.cannot_confirm": {"vi": "Không thể xác nhận lượt phát đang ở trạng thái \"{status}\".",
                            "en": "Cannot confirm a broadcast that is {status}."},
     "err.second_person": {"vi": "Người xác nhận phải là người khác với người tạo lượt phát.",
                           "en": "The confirmation must come from someone other than its creator."},
@@ -191,11 +193,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "vi": "Tệp không phải là gói phần mềm thiết bị loaphuong-agent (wheel): {detail}.",
         "en": "The file is not a loaphuong-agent wheel: {detail}."},
     "err.rollout.cannot_advance": {
-        "vi": "Không thể chuyển sang giai đoạn sau: đợt cập nhật đang ở trạng thái {status} "
+        "vi": "Không thể chuyển sang giai đoạn sau: đợt cập nhật đang ở trạng thái \"{status}\" "
               "hoặc đã ở giai đoạn cuối.",
         "en": "Cannot start the next stage: the rollout is {status} or at its last stage."},
     "err.rollout.cannot_cancel": {
-        "vi": "Không thể huỷ đợt cập nhật ở trạng thái {status}.",
+        "vi": "Không thể huỷ đợt cập nhật đang ở trạng thái \"{status}\".",
         "en": "Cannot cancel a rollout that is {status}."},
     "err.server": {"vi": "Lỗi máy chủ; đã ghi nhật ký.", "en": "Server error; it was logged."},
     "err.database_unavailable": {
@@ -375,6 +377,25 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "status.approved": {"vi": "Đã duyệt", "en": "Approved"},
     "status.rejected": {"vi": "Bị từ chối", "en": "Rejected"},
     "status.archived": {"vi": "Lưu trữ", "en": "Archived"},
+    # a bulletin's lifecycle steps inside a sentence (server.bulletins.BulletinStep, and edit)
+    "verb.edit": {"vi": "sửa", "en": "edit"},
+    "verb.submit": {"vi": "gửi duyệt", "en": "submit"},
+    "verb.approve": {"vi": "duyệt", "en": "approve"},
+    "verb.reject": {"vi": "từ chối", "en": "reject"},
+    "verb.archive": {"vi": "lưu trữ", "en": "archive"},
+    # a broadcast's status inside a sentence (server.broadcasts.BroadcastStatus; ended: a
+    # series an edit replaced)
+    "bcstate.scheduled": {"vi": "đã lên lịch", "en": "scheduled"},
+    "bcstate.awaiting_confirmation": {"vi": "chờ xác nhận", "en": "awaiting confirmation"},
+    "bcstate.dispatched": {"vi": "đã gửi", "en": "dispatched"},
+    "bcstate.held": {"vi": "bị giữ lại", "en": "held"},
+    "bcstate.skipped": {"vi": "bị bỏ qua", "en": "skipped"},
+    "bcstate.cancelled": {"vi": "đã huỷ", "en": "cancelled"},
+    "bcstate.ended": {"vi": "đã kết thúc", "en": "ended"},
+    # a rollout's status inside a sentence (server.releases.RolloutStatus)
+    "rolloutstatus.running": {"vi": "đang chạy", "en": "running"},
+    "rolloutstatus.completed": {"vi": "đã hoàn tất", "en": "completed"},
+    "rolloutstatus.cancelled": {"vi": "đã huỷ", "en": "cancelled"},
     "delivery.pending": {"vi": "Chờ gửi", "en": "Waiting to send"},
     "delivery.sent": {"vi": "Đã gửi", "en": "Sent"},
     "delivery.received": {"vi": "Đã nhận", "en": "Received"},
@@ -421,6 +442,62 @@ CATALOGUE: dict[str, dict[str, str]] = {
                                  "en": "the server could not send it; it was logged"},
     "bcreason.media_missing": {"vi": "thiếu tệp âm thanh đã duyệt",
                                "en": "the approved audio file is missing"},
+    # why the outbox gave up on a command (server.deliveries.UnsentReason)
+    "unsent.expired_unsent": {"vi": "quá hạn trước khi máy chủ gửi được lệnh",
+                              "en": "expired before the server could send the command"},
+    "unsent.unsendable": {"vi": "máy chủ không ký hoặc không gửi được lệnh",
+                          "en": "the server could not sign or send the command"},
+    # why a node refused a command (a rejected ack, device_agent.schemas.RejectReason)
+    "rejectreason.malformed": {"vi": "lệnh sai định dạng", "en": "the command was malformed"},
+    "rejectreason.bad_signature": {"vi": "chữ ký của lệnh không hợp lệ",
+                                   "en": "the command's signature is not valid"},
+    "rejectreason.unknown_kid": {"vi": "lệnh được ký bằng khoá thiết bị không tin cậy",
+                                 "en": "signed with a key the node does not trust"},
+    "rejectreason.expired": {"vi": "lệnh đã hết hạn khi đến thiết bị",
+                             "en": "the command had expired when it arrived"},
+    "rejectreason.future": {"vi": "thời điểm của lệnh ở tương lai (đồng hồ lệch)",
+                            "en": "the command is dated in the future (clocks apart)"},
+    "rejectreason.wrong_target": {"vi": "lệnh không gửi cho thiết bị này",
+                                  "en": "the command is not addressed to this node"},
+    "rejectreason.replayed": {"vi": "lệnh này thiết bị đã nhận trước đó",
+                              "en": "the node had already received this command"},
+    # why a node did not do, or finish, what it was asked (device_agent.schemas.NodeReason)
+    "nodereason.expired": {"vi": "lệnh hết hạn trước khi thiết bị kịp phát",
+                           "en": "the command expired before the node could start it"},
+    "nodereason.late": {"vi": "đã quá giờ phát nên thiết bị bỏ qua",
+                        "en": "too far past its time; the node skipped it"},
+    "nodereason.quiet_hours": {"vi": "trong giờ yên tĩnh", "en": "in quiet hours"},
+    "nodereason.media_unavailable": {"vi": "thiết bị không tải được tệp âm thanh",
+                                     "en": "the node could not download the audio file"},
+    "nodereason.media_mismatch": {"vi": "tệp tải về không phải tệp âm thanh đã duyệt",
+                                  "en": "the file downloaded is not the approved audio"},
+    "nodereason.player_error": {"vi": "lỗi trình phát âm thanh", "en": "the audio player failed"},
+    "nodereason.interrupted": {"vi": "phần mềm thiết bị khởi động lại khi đang phát",
+                               "en": "the node's agent restarted while it played"},
+    "nodereason.shutdown": {"vi": "phần mềm thiết bị dừng khi đang phát",
+                            "en": "the node's agent stopped while it played"},
+    "nodereason.unsupported_type": {"vi": "thiết bị không hỗ trợ lệnh này",
+                                    "en": "the node does not support this command"},
+    "nodereason.amp_fault": {"vi": "lỗi bộ khuếch đại", "en": "amplifier fault"},
+    "nodereason.reboot_failed": {"vi": "thiết bị không khởi động lại được",
+                                 "en": "the node could not reboot"},
+    "nodereason.bad_key": {"vi": "khoá không hợp lệ", "en": "the key is not valid"},
+    "nodereason.last_key": {"vi": "không thể thu hồi khoá tin cậy cuối cùng",
+                            "en": "that would revoke the last trusted key"},
+    "nodereason.rolled_back": {"vi": "phiên bản này đã lỗi và bị quay lui trên thiết bị",
+                               "en": "this version failed and was rolled back on the node"},
+    "nodereason.no_launcher": {"vi": "phần mềm thiết bị không chạy qua trình khởi chạy nên "
+                                     "không tự cập nhật được",
+                               "en": "the agent was not started by its launcher, so it cannot "
+                                     "update itself"},
+    "nodereason.busy": {"vi": "thiết bị đang cập nhật sang phiên bản khác",
+                        "en": "the node is updating to another version"},
+    "nodereason.download_failed": {"vi": "không tải được bản cập nhật",
+                                   "en": "the update could not be downloaded"},
+    "nodereason.sha256_mismatch": {"vi": "bản cập nhật tải về sai mã kiểm tra SHA-256",
+                                   "en": "the update downloaded failed its SHA-256 check"},
+    "nodereason.install_failed": {"vi": "không cài được bản cập nhật",
+                                  "en": "the update could not be installed"},
     # the airplay report (server/reports.py): its statuses and the reasons for a miss
     "airstatus.aired": {"vi": "Đã phát", "en": "Aired"},
     "airstatus.partial": {"vi": "Phát không trọn", "en": "Partly aired"},
@@ -1130,6 +1207,27 @@ def t(key: str, lang: str | None = None, **params: Any) -> str:
         return key
     text = entry.get(lang or current_language()) or entry["vi"]
     return text.format(**params) if params else text
+
+
+def word(kind: str, value: str, lang: str | None = None) -> str:
+    """One of the system's words (a status, a reason, a role) as people read it, ``kind``
+    naming its vocabulary (its catalogue entries' prefix: status, bcreason, nodereason...). A
+    word the catalogue does not hold is shown as it is: another maker's node may give its
+    own reasons."""
+    key = f"{kind}.{value}"
+    return t(key, lang) if key in CATALOGUE else value
+
+
+@dataclass(frozen=True)
+class Word:
+    """A message's parameter that is one of the system's words (``word``): an ApiError's
+    message says it in the reader's language, while the domain module that raised it stays
+    free of translation."""
+    kind: str
+    value: str
+
+    def text(self, lang: str | None = None) -> str:
+        return word(self.kind, self.value, lang)
 
 
 def local_time(value: dt.datetime | None, fmt: str = "%H:%M:%S %d/%m/%Y") -> str:

@@ -17,7 +17,7 @@ from .auth import Role
 from .bodies import CONFIGURED, MODELS, AreaKind
 from .broadcasts import BroadcastStatus
 from .bulletins import BulletinSource, BulletinStatus, BulletinStep
-from .deliveries import DeliveryStatus, SlotState
+from .deliveries import DeliveryStatus, HoldReason, SlotState, UnsentReason
 from .outbox import CommandStatus
 from .releases import Progress, RolloutStatus
 from .reports import FIELDS as AIRPLAY_FIELDS
@@ -304,9 +304,7 @@ SCHEMAS = {
                                               "sha256": {"type": "string"}}},
         "priority": {"type": "integer"}, "status": {"type": "string", "enum": [
             s.value for s in BroadcastStatus]},
-        "reason": {**NULLABLE_STR, "description": "why held or skipped: approval_revoked, "
-                                                  "approval_missing, media_missing, late, "
-                                                  "expired, dispatch_failed"},
+        "reason": {**_nullable_enum(HoldReason), "description": "why held or skipped"},
         "approval": {"type": "object", "description": "the approved revision that airs",
                      "properties": {"id": {"type": ["integer", "null"]}, "sha256": NULLABLE_STR,
                                     "revision": {"type": ["integer", "null"]}}},
@@ -344,7 +342,10 @@ SCHEMAS = {
         "nodes": {"type": "array", "items": {"type": "object", "properties": {
             "node_id": {"type": "string"},
             "status": {"type": "string", "enum": [s.value for s in DeliveryStatus]},
-            "reason": NULLABLE_STR, "played": _nullable_enum(PlayResult)}}}}},
+            "reason": {**NULLABLE_STR, "description": "why it was not sent (the broadcast's "
+                       "reason, or the outbox's: " + ", ".join(UnsentReason) + ") or the node's "
+                       "(its ack's or its play's)"},
+            "played": _nullable_enum(PlayResult)}}}}},
     "User": {"type": "object", "description": "never includes the password", "properties": {
         "id": {"type": "integer"}, "username": {"type": "string"},
         "role": {"type": "string", "enum": [r.value for r in Role]},

@@ -21,7 +21,7 @@ from device_agent.protocol import (AckStatus, CommandType, ProtocolError, Reject
 
 from . import deliveries
 from .config import Settings
-from .deliveries import ack_moves
+from .deliveries import UnsentReason, ack_moves
 from .errors import bad_request
 from .models import Command, Delivery, Node, User, from_ms, to_ms, utcnow
 from .transport import Transport
@@ -143,8 +143,10 @@ def give_up(db: Session, cmd: Command, status: CommandStatus, error: str) -> Non
     """Give up on an outbox row (expired, or failed): it is kept, with why, and its
     deliveries say so."""
     cmd.failed_at, cmd.status, cmd.last_error = utcnow(), status, error[:500]
-    cmd.reason = "expired_unsent" if status == CommandStatus.EXPIRED else "unsendable"
-    deliveries.command_failed(db, cmd.id, cmd.reason)
+    reason = UnsentReason.EXPIRED_UNSENT if status == CommandStatus.EXPIRED \
+        else UnsentReason.UNSENDABLE
+    cmd.reason = reason
+    deliveries.command_failed(db, cmd.id, reason)
     log.error("outbox: command %s (%s to %s) %s: %s", cmd.id, cmd.type, cmd.target, status,
               error)
 

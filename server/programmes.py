@@ -18,7 +18,9 @@ from . import auth
 from .bodies import ProgrammeCreate, ProgrammeUpdate
 from .bulletins import current_approval, media_for_stored, scoped_area, visible_bulletin
 from .config import Settings
+from .deliveries import HoldReason
 from .errors import ApiError, not_found
+from .i18n import Word
 from .models import (Broadcast, BulletinApproval, Media, Programme, ProgrammeRevision, User,
                      utcnow)
 from .times import iso
@@ -65,7 +67,7 @@ def _items(db: Session, user: User, bulletin_ids: list[int]) -> list[BulletinApp
         approval = current_approval(b)
         if approval is None:
             raise ApiError(409, "not_approved", "err.bulletin_not_approved", id=b.id,
-                           status=b.status)
+                           status=Word("status", b.status))
         out.append(approval)
     return out
 
@@ -164,16 +166,17 @@ def follow(db: Session, s: Settings, p: Programme, rev: ProgrammeRevision, *,
 
 
 def revision_problem(db: Session, programme_id: int | None, revision_id: int | None,
-                     media_sha256: str | None) -> tuple[str | None, ProgrammeRevision | None]:
+                     media_sha256: str | None
+                     ) -> tuple[HoldReason | None, ProgrammeRevision | None]:
     """(reason, revision): why a programme's revision cannot air (gone, or not the programme
     and media named; an item's approval revoked: its bulletin was archived), or (None, rev)."""
     rev = db.get(ProgrammeRevision, revision_id) if revision_id else None
     if rev is None or rev.programme_id != programme_id or rev.media_sha256 != media_sha256:
-        return "approval_missing", None
+        return HoldReason.APPROVAL_MISSING, None
     for item in rev.items:
         a = db.get(BulletinApproval, item["approval_id"])
         if a is None or a.revoked_at is not None:
-            return "approval_revoked", None
+            return HoldReason.APPROVAL_REVOKED, None
     return None, rev
 
 

@@ -35,6 +35,7 @@ from . import auth
 from .bodies import RolloutCreate
 from .config import Settings
 from .errors import ApiError, bad_request, not_found
+from .i18n import Word
 from .models import (AgentRelease, Area, Command, Node, Rollout, RolloutNode, User,
                      area_subtree_ids, utcnow)
 from .outbox import CommandStatus, give_up, queue_command
@@ -236,7 +237,7 @@ def advance(db: Session, settings: Settings, user: User, rollout: Rollout) -> Ro
     rollout is not running or is at its last stage)."""
     if rollout.status != RolloutStatus.RUNNING or rollout.stage + 1 >= _stage_count(rollout):
         raise ApiError(409, "cannot_advance", "err.rollout.cannot_advance",
-                       status=rollout.status)
+                       status=Word("rolloutstatus", rollout.status))
     _start_stage(db, settings, user, rollout, rollout.stage + 1)
     return rollout
 
@@ -246,7 +247,7 @@ def cancel(db: Session, rollout: Rollout) -> Rollout:
     that already has its command goes on with it)."""
     if rollout.status != RolloutStatus.RUNNING:
         raise ApiError(409, "cannot_cancel_rollout", "err.rollout.cannot_cancel",
-                       status=rollout.status)
+                       status=Word("rolloutstatus", rollout.status))
     rollout.status, rollout.finished_at = RolloutStatus.CANCELLED, utcnow()
     for rn in rollout.nodes:
         cmd = rn.command

@@ -18,6 +18,7 @@ from .areas import live_area
 from .auth import PERMISSIONS, Role, hash_password, revoke_logins, user_area_ids
 from .bodies import UserWrite
 from .errors import ApiError, bad_request, not_found
+from .i18n import Word
 from .models import User
 from .times import iso
 
@@ -66,7 +67,7 @@ def save_user(db: Session, actor: User | None, user: User | None, body: UserWrit
     data = body.changes()
     creating = user is None
     if user is not None and not may_grant(actor, user.role):
-        raise ApiError(403, "forbidden_role", "err.grant_role", role=user.role)
+        raise ApiError(403, "forbidden_role", "err.grant_role", role=Word("role", user.role))
     allowed = user_area_ids(db, actor) if actor is not None else None
     if user is None:
         user = User(username="", password_hash="", role="",
@@ -93,7 +94,8 @@ def _set_profile(db: Session, actor: User | None, user: User, data: dict[str, An
         user.username = data["username"]
     if "role" in data:
         if not may_grant(actor, data["role"]):
-            raise ApiError(403, "forbidden_role", "err.grant_role", role=data["role"])
+            raise ApiError(403, "forbidden_role", "err.grant_role",
+                           role=Word("role", data["role"]))
         user.role = data["role"]
     if "area_id" in data:
         user.area_id = _area_id(db, data["area_id"], allowed)

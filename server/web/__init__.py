@@ -19,14 +19,15 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy import select
 
-from device_agent.schemas import BODIES
+from device_agent.schemas import BODIES, AckStatus
 
 from .. import auth as access
 from .. import bodies as B
 from .. import queries
 from ..context import settings
+from ..deliveries import UnsentReason
 from ..errors import ApiError
-from ..i18n import LANGUAGES, current_language, local_time, t
+from ..i18n import LANGUAGES, current_language, local_time, t, word
 from ..models import Area, Node
 from ..request_globals import g
 
@@ -160,6 +161,21 @@ def input_limits(source: str, field: str) -> Markup:
     prop = dict(_field_schema(source, field))
     return Markup(" ".join(f'{attr}="{prop[key]}"' for key, attr in INPUT_LIMITS
                            if key in prop))
+
+
+UNSENT = frozenset(UnsentReason)
+
+
+@bp.app_template_global("reason_text")
+def said_reason(reason: str | None, status: str | None, sent: bool = True) -> str:
+    """A delivery's or a command's reason as people read it: the dispatcher's when nothing was
+    ever sent (``sent`` false: no command), the outbox's when it gave up on the command, else
+    the node's, for refusing the command (``status`` rejected) or for not doing it."""
+    if not reason:
+        return ""
+    kind = "bcreason" if not sent else "unsent" if reason in UNSENT else \
+        "rejectreason" if status == AckStatus.REJECTED else "nodereason"
+    return word(kind, reason)
 
 
 def may(permission: str) -> bool:

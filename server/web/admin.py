@@ -23,7 +23,7 @@ from ..auth import ROLES, caller
 from ..bulletins import scoped_area, speech_defaults, update_area_speech
 from ..context import settings
 from ..errors import ApiError
-from ..i18n import LANGUAGES, t
+from ..i18n import LANGUAGES, Word, t
 from ..models import Area, AuditEntry, User, area_zone, nearest_setting
 from ..request_globals import g
 from . import area_tree, bp, page
@@ -112,7 +112,8 @@ def admin_user(user_id: int) -> Response | tuple[str, int]:
     actor = caller()
     person = user_service.get_user(g.db, actor, user_id)  # 404 outside the actor's areas
     if not user_service.may_grant(actor, person.role):  # save_user's own refusal, up front
-        raise ApiError(403, "forbidden_role", "err.grant_role", role=person.role)
+        raise ApiError(403, "forbidden_role", "err.grant_role",
+                       role=Word("role", person.role))
     if request.method == "GET":
         return _user_form("admin_user.html", person=person, form={})
     form = request.form.to_dict()

@@ -11,8 +11,9 @@ from sqlalchemy import select, update
 from schedules.dispatcher import Dispatcher
 from server.keys import load_signing_key
 from server.models import Broadcast, Command, utcnow
-from tests.server.helpers import approved, db, later, ward_with_users
+from tests.server.helpers import PASSWORD, approved, db, later, ward_with_users
 from tests.transports import NoBroker
+from tests.web_helpers import PageUser, found
 
 
 def dispatcher(s, transport=None) -> Dispatcher:
@@ -52,6 +53,15 @@ def test_archiving_a_bulletin_holds_its_scheduled_broadcast_with_a_reason(app_on
     assert [(n["status"], n["reason"]) for n in report["nodes"]] == [("failed", "approval_revoked")]
     with db(s) as session:
         assert not session.scalars(select(Command).where(Command.type == "play")).all()
+    # the page says why, for the broadcast and each node, in the user's words
+    staff = PageUser(s, "staff-lc", PASSWORD)
+    page = staff.get(f"/broadcasts/{bc['id']}").text
+    why = "bản tin đã bị thu hồi phê duyệt (lưu trữ)"
+    assert f"Lượt phát bị giữ lại, không phát: {why}" in page
+    node_row = found(rf'<tr id="delivery-{ward["node"]["id"]}"(.*?)</tr>', page.replace("\n", ""))
+    assert why in node_row and "approval_revoked" not in page
+    english = staff.get(f"/broadcasts/{bc['id']}?lang=en").text
+    assert english.count("the bulletin&#39;s approval was withdrawn (archived)") == 2
 
 
 def test_approving_what_was_edited_since_the_approver_heard_it_is_refused(app_only, ward):

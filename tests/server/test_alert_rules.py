@@ -283,7 +283,11 @@ def test_media_failing_needs_failures_that_keep_coming():
     engine.run(T0 + minutes(21), fresh(T0 + minutes(21), media_failures=three))
     [alert] = engine.of(Kind.MEDIA_FAILING)
     assert alert.count == 3 and alert.detail_class == "media_mismatch,media_unavailable"
-    assert "3 plays could not get their audio file" in alerts.detail_text(alert, "en", "UTC")
+    assert alerts.detail_text(alert, "en", "UTC") == (
+        "3 plays could not get their audio file (the file downloaded is not the approved audio,"
+        " the node could not download the audio file).")
+    assert "(tệp tải về không phải tệp âm thanh đã duyệt, thiết bị không tải được tệp âm thanh)" \
+        in alerts.detail_text(alert, "vi", "UTC")
     # a play completes after the last failure: downloads work again
     engine.run(T0 + minutes(40), fresh(T0 + minutes(40), media_failures=three,
                                       last_completed_ms=to_ms(T0 + minutes(35))))

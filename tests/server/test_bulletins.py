@@ -76,6 +76,19 @@ def test_lifecycle_records_who_and_when_and_only_approved_is_broadcast(app_only,
     assert s.call("POST", f"/api/v1/bulletins/{b['id']}/submit").status_code == 409
 
 
+def test_a_step_the_status_does_not_allow_is_refused_in_the_readers_words(app_only, ward):
+    s = app_only
+    b = _new(s)
+    r = s.call("POST", f"/api/v1/bulletins/{b['id']}/approve")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "bad_transition"
+    assert r.json()["error"]["message"] == 'Không thể duyệt bản tin đang ở trạng thái "Nháp".'
+    en = s.call("POST", f"/api/v1/bulletins/{b['id']}/approve?lang=en").json()["error"]
+    assert en["message"] == 'Cannot approve a bulletin whose status is "Draft".'
+    target = {"targets": {"areas": [ward["ward"]["id"]]}}
+    r = s.call("POST", "/api/v1/broadcasts", json={"bulletin_id": b["id"], **target})
+    assert r.status_code == 409 and '(trạng thái: "Nháp")' in r.json()["error"]["message"]
+
+
 def test_approval_needs_an_approver_role(app_only, ward):
     s = app_only
     from server.cli import main as cli

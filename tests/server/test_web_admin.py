@@ -87,7 +87,7 @@ def test_an_operator_is_not_offered_admin_and_the_server_refuses_to_grant_it(app
     r = operator.post("/admin/users", data={"username": "sep", "role": "admin",
                                             "password": "mot-mat-khau-dai"})
     assert r.status_code == 403
-    assert _error(r.text) == "Bạn không thể cấp hoặc sửa tài khoản có vai trò admin."
+    assert _error(r.text) == "Bạn không thể cấp hoặc sửa tài khoản có vai trò quản trị."
     assert "sep" not in _users(s)
     # a technician may change nodes, which an operator may not: the operator does not manage one
     assert "technician" not in _options(page, "role")
@@ -96,7 +96,7 @@ def test_an_operator_is_not_offered_admin_and_the_server_refuses_to_grant_it(app
     assert f'href="/admin/users/{_users(s)["canbo-lc"]["id"]}"' in page
     r = operator.get(f"/admin/users/{tech['id']}")
     assert r.status_code == 403
-    assert "Bạn không thể cấp hoặc sửa tài khoản có vai trò technician." in r.text
+    assert "Bạn không thể cấp hoặc sửa tài khoản có vai trò kỹ thuật viên." in r.text
     r = operator.post(f"/admin/users/{tech['id']}", data={"role": "technician", "active": ""})
     assert r.status_code == 403 and _users(s)["kythuat-lc"]["active"] is True
     admin_id = _users(s)["admin"]["id"]

@@ -133,6 +133,8 @@ def test_a_node_page_charts_its_telemetry_and_lists_its_slots_plays_and_alerts(a
                 "net": {"signal_dbm": -80 - i}, "disk_free_mb": 900, "clock_offset_ms": 3}))
         db.add(PlayLog(node_id=node, item_id="bc-1", result="completed",
                        started_at_ms=now_ms - 3_600_000))
+        db.add(PlayLog(node_id=node, item_id="bc-2", result="failed", reason="media_unavailable",
+                       started_at_ms=now_ms - 1_800_000))
         db.add(Alert(kind="overheat", node_id=node, severity="warning", state="open",
                      detail_class="x", detail={}, first_seen=utcnow(), last_seen=utcnow(),
                      opened_at=utcnow()))
@@ -143,6 +145,7 @@ def test_a_node_page_charts_its_telemetry_and_lists_its_slots_plays_and_alerts(a
     assert "Nhiệt độ CPU: <strong>40 °C</strong>" in page
     assert "thấp nhất 40, cao nhất 49 °C" in page
     assert "Đã phát xong" in page and "Thiết bị quá nóng" in page
+    assert "thiết bị không tải được tệp âm thanh</td>" in page  # the failed play's reason
     slots = page[page.index('id="fleet-desired-h"'):page.index('id="fleet-plays-h"')]
     assert "Thông báo tiêm chủng" in slots
     assert 'name="action" value="tone"' in page
@@ -216,6 +219,34 @@ def test_a_test_tone_is_queued_and_its_ack_shows_when_it_arrives(app_only, wards
     assert "hx-trigger" not in done  # final: the page stops asking
     other = s.ok("GET", f"/api/v1/nodes?area={wards['other']['id']}")["nodes"][0]["id"]
     assert tech.post(f"/nodes/{other}/commands", data={"action": "tone"}).status_code == 404
+
+
+def test_why_a_command_failed_reads_in_the_users_language(app_only, wards):
+    s = app_only
+    tech = PageUser(s, "kythuat-lc", PASSWORD)
+    node = s.ok("GET", f"/api/v1/nodes?area={wards['mine']['id']}")["nodes"][0]["id"]
+    said = {  # (status, reason, failed by the outbox) -> what the page says after the status
+        ("rejected", "bad_signature", False): "bị từ chối (chữ ký của lệnh không hợp lệ)",
+        ("failed", "amp_fault", False): "thất bại (lỗi bộ khuếch đại)",
+        ("skipped", "expired", False): "bỏ qua (lệnh hết hạn trước khi thiết bị kịp phát)",
+        ("rejected", "expired", False): "bị từ chối (lệnh đã hết hạn khi đến thiết bị)",
+        # another maker's node may give a reason of its own: shown as it is
+        ("failed", "relay_stuck", False): "thất bại (relay_stuck)",
+        ("expired", "expired_unsent", True):
+            "không gửi được (quá hạn trước khi máy chủ gửi được lệnh)"}
+    for (status, reason, unsent), text in said.items():
+        r = tech.post(f"/nodes/{node}/commands", data={"action": "amp_on"},
+                      headers={"HX-Request": "true"})
+        cmd_id = found(r'id="command-([^"]+)"', r.text)
+        with _db(s) as db:
+            cmd = db.get(Command, cmd_id)
+            cmd.status, cmd.reason = status, reason
+            cmd.failed_at = utcnow() if unsent else None
+            db.commit()
+        shown = " ".join(tech.get(f"/partials/commands/{cmd_id}").text.split())
+        assert f"Bật khuếch đại</strong>: {text}" in shown, (status, reason, shown)
+    english = " ".join(tech.get(f"/partials/commands/{cmd_id}?lang=en").text.split())
+    assert "could not be sent (expired before the server could send the command)" in english
 
 
 def test_a_volume_out_of_range_is_refused_with_the_apis_message(app_only, wards):
