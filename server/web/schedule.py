@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from schedules.describe import describe
 from schedules.lunar import LunarHoliday
-from schedules.recurrence import RecurrenceError
+from schedules.recurrence import MAX_INTERVAL, RecurrenceError
 
 from .. import auth as access
 from .. import bodies as B
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 HOLIDAYS = tuple(str(h) for h in LunarHoliday)
 KINDS = ("once", "daily", "weekly", "lunar")
-INTERVAL_MAX = 52  # the page repeats a series every 1 to this many days or weeks
+INTERVAL_MAX = MAX_INTERVAL  # every 1 to this many days or weeks: the rule's own limit
 
 
 def _areas() -> list[Area]:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
+from schedules.recurrence import MAX_INTERVAL
 from server.cli import main as cli
 from server.models import Broadcast
 from tests.web_helpers import PageUser, found
@@ -109,6 +110,25 @@ def test_weekly_and_lunar_choices_become_rules_said_back_in_english(app_only, wa
         **_daily(b["id"], wards["mine"]["id"], "06:00", "check"), "kind": "lunar",
         "lunar_days": ["1", "15"]}).text
     assert "Lunar day 1 and day 15 (full moon) of every lunar month at 06:00" in lunar
+
+
+def test_the_form_repeats_a_series_as_far_apart_as_the_api_allows_and_no_further(
+        app_only, wards):
+    s = app_only
+    b = s.approved_bulletin()
+    editor = _editor(s, wards["mine"]["id"])
+    form = editor.get("/schedule/new").text
+    assert f'name="interval" min="1" max="{MAX_INTERVAL}"' in form
+    every = editor.post("/schedule/new", data={
+        **_daily(b["id"], wards["mine"]["id"], "07:30", "save"), "interval": "60"})
+    assert every.status_code == 302
+    assert s.ok("GET", "/api/v1/broadcasts")["broadcasts"][0]["recurrence"] == \
+        "FREQ=DAILY;INTERVAL=60;BYHOUR=7;BYMINUTE=30"
+    beyond = editor.post("/schedule/new", data={
+        **_daily(b["id"], wards["mine"]["id"], "07:30", "save"),
+        "interval": str(MAX_INTERVAL + 1)})
+    assert beyond.status_code == 400 and f"1-{MAX_INTERVAL}" in beyond.text
+    assert _broadcasts(s) == 1
 
 
 def test_the_calendar_cancels_one_occurrence_then_the_whole_series(app_only, wards):
