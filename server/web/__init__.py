@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
@@ -19,19 +20,26 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy import select
 
-from device_agent.schemas import BODIES, AckStatus
+from device_agent.schemas import BODIES, AckStatus, PlayResult
 
 from .. import auth as access
 from .. import bodies as B
 from .. import queries
+from ..alerts import AlertStep
+from ..alerts import Severity as AlertSeverity
+from ..alerts import State as AlertState
+from ..broadcasts import BroadcastStatus
+from ..bulletins import BulletinSource, BulletinStatus, BulletinStep
 from ..context import settings
 from ..deliveries import UnsentReason
 from ..errors import ApiError
 from ..i18n import LANGUAGES, current_language, local_time, t, word
 from ..models import Area, Node
+from ..nodes import NodeListStatus
 from ..request_globals import g
 
 if TYPE_CHECKING:
+    from flask.blueprints import BlueprintSetupState
     from sqlalchemy import Select
     from werkzeug.wrappers import Response
 
@@ -189,6 +197,21 @@ def check_area(area_id: int) -> None:
     """The API's area check for the logged-in user: an ApiError (403) outside their areas,
     which a page shows as its error page."""
     access.check_area(g.db, access.caller(), area_id)
+
+
+# The domain's words the templates compare with and send, each its one declaration
+# (``b.status == BulletinStatus.PENDING``); tests/server/test_template_words.py fails on a
+# member no vocabulary has, and on a status compared with a bare string.
+TEMPLATE_WORDS: dict[str, type[StrEnum]] = {
+    "AlertSeverity": AlertSeverity, "AlertState": AlertState, "AlertStep": AlertStep,
+    "AreaKind": B.AreaKind, "BroadcastStatus": BroadcastStatus,
+    "BulletinSource": BulletinSource, "BulletinStatus": BulletinStatus,
+    "BulletinStep": BulletinStep, "NodeListStatus": NodeListStatus, "PlayResult": PlayResult}
+
+
+@bp.record_once
+def _words(state: BlueprintSetupState) -> None:
+    state.app.jinja_env.globals.update(TEMPLATE_WORDS)
 
 
 @bp.app_context_processor

@@ -46,8 +46,10 @@ FACTS_POLL_S = 10                  # the node's state on its page (a 304 while u
 # an ack status after which nothing more comes (docs/protocol.md, events: ack)
 FINAL = {CommandStatus.FINISHED, CommandStatus.FAILED, CommandStatus.REJECTED,
          CommandStatus.PREEMPTED, CommandStatus.STOPPED, CommandStatus.SKIPPED}
-# the node page's action buttons; a horn test's button is named after its kind
-ACTIONS = ("set_volume", "amp_on", "amp_off", *(kind.value for kind in HornTest), "stop", "reboot")
+# the node page's action buttons (a horn test's named after its kind); the volume has a form of
+# its own and the reboot a button that asks first
+BUTTONS = ("amp_on", "amp_off", *HornTest, "stop")
+ACTIONS = ("set_volume", *BUTTONS, "reboot")
 
 @dataclass(frozen=True)
 class Chart:
@@ -270,7 +272,7 @@ def _node_data(node: Node) -> dict[str, Any]:
     return {**_facts(node), "net": network(node), "facts_poll_s": FACTS_POLL_S,
             "charts": charts(node),
             "desired": state, "slots": slots, "plays": plays, "alerts": alerts,
-            "from_ms": from_ms, "actions": ACTIONS}
+            "from_ms": from_ms, "buttons": BUTTONS}
 
 
 def network(node: Node) -> dict[str, Any]:
@@ -340,6 +342,16 @@ def node_action(node_id: str) -> str | Response:
     return redirect(url_for("web.node_page", node_id=node.id, command=cmd.id))
 
 
+def command_action(cmd: Command) -> str:
+    """The action (ACTIONS) that sent ``cmd``, as its button names it: ``command_from_form``
+    read back."""
+    if cmd.type == CommandType.TEST:
+        return HornTest(cmd.body["kind"])
+    if cmd.type == CommandType.AMP:
+        return "amp_on" if cmd.body.get("on") else "amp_off"
+    return cmd.type
+
+
 def command_data(cmd: Command) -> dict[str, Any]:
     """A command's progress for the page: ``final`` once its ack says it ended (a reboot's
     ``received`` too: the node goes down), it failed to send, or it expired unanswered."""
@@ -347,8 +359,8 @@ def command_data(cmd: Command) -> dict[str, Any]:
     expired = cmd.exp_ms is not None and now_ms > cmd.exp_ms and cmd.status not in FINAL
     final = (cmd.status in FINAL or cmd.failed_at is not None or expired
              or cmd.type == CommandType.REBOOT and cmd.status == CommandStatus.RECEIVED)
-    return {"cmd": cmd, "final": final, "expired": expired, "poll_s": POLL_S,
-            "result": cmd.result or {}, "verdicts": tuple(HornVerdict)}
+    return {"cmd": cmd, "action": command_action(cmd), "final": final, "expired": expired,
+            "poll_s": POLL_S, "result": cmd.result or {}, "verdicts": tuple(HornVerdict)}
 
 
 @bp.get("/partials/commands/<command_id>")
