@@ -24,6 +24,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -115,10 +116,23 @@ class DatabaseUnavailable(Exception):
         self.written = written
 
 
+class RefusedReason(StrEnum):
+    """Why the bridge did not accept a node's message (counted on the node: its API answer's
+    ``rejected.last_reason``, docs/protocol.md section 8)."""
+    TOO_LARGE = "too_large"
+    NOT_UTF8 = "not_utf8"
+    MALFORMED = "malformed"                # not JSON, or not what its schema says
+    OUT_OF_RANGE = "out_of_range"          # a number past what the database stores
+    UNKNOWN_COMMAND = "unknown_command"    # an ack or a play of a command never sent to it
+    SHA256_MISMATCH = "sha256_mismatch"    # a play of other audio than its command's
+    UNKNOWN_VERSION = "unknown_version"    # a desired state's version never sent
+    INTERNAL_ERROR = "internal_error"      # the server failed on it (logged)
+
+
 class Refused(Exception):
     """A message from a node the bridge does not accept; ``reason`` is counted on the node."""
 
-    def __init__(self, reason: str, detail: str = ""):
+    def __init__(self, reason: RefusedReason, detail: str = ""):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
@@ -127,13 +141,13 @@ class Refused(Exception):
 # --- the pure part: from bytes to the fields the protocol names ---------------------------------
 
 def _reject_constant(text: str) -> NoReturn:
-    raise Refused("malformed", f"{text} is not a number JSON allows")
+    raise Refused(RefusedReason.MALFORMED, f"{text} is not a number JSON allows")
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise Refused("out_of_range", f"number {text[:40]} is too large")
+        raise Refused(RefusedReason.OUT_OF_RANGE, f"number {text[:40]} is too large")
     return value
 
 
@@ -142,13 +156,13 @@ def decode(payload: bytes) -> Any:
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
-        raise Refused("not_utf8", "the payload is not UTF-8") from None
+        raise Refused(RefusedReason.NOT_UTF8, "the payload is not UTF-8") from None
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
-        raise Refused("malformed", "JSON nested too deeply") from None
+        raise Refused(RefusedReason.MALFORMED, "JSON nested too deeply") from None
     except ValueError as err:
-        raise Refused("malformed", f"not JSON: {err}") from None
+        raise Refused(RefusedReason.MALFORMED, f"not JSON: {err}") from None
 
 
 def _object_schema(schema: dict[str, Any], value: Any) -> dict[str, Any] | None:
@@ -200,32 +214,32 @@ def _truncate(text: str, limit: int) -> str:
 
 def _bound_int(value: int, key: str) -> int:
     if key in MS_FIELDS and not 0 <= value <= MAX_MS:
-        raise Refused("out_of_range", f"{key} {value} is not a time in ms")
+        raise Refused(RefusedReason.OUT_OF_RANGE, f"{key} {value} is not a time in ms")
     if not -MAX_JSON_INT <= value <= MAX_JSON_INT:
-        raise Refused("out_of_range", f"{key or 'a number'} is out of range")
+        raise Refused(RefusedReason.OUT_OF_RANGE, f"{key or 'a number'} is out of range")
     return value
 
 
 def _bound_float(value: float, key: str) -> float:
     if not math.isfinite(value) or abs(value) > MAX_JSON_INT:
-        raise Refused("out_of_range", f"{key or 'a number'} is out of range")
+        raise Refused(RefusedReason.OUT_OF_RANGE, f"{key or 'a number'} is out of range")
     return value
 
 
 def _bound_str(value: str, key: str) -> str:
     if not storable(value):
-        raise Refused("malformed", f"{key or 'a string'} holds NUL or a lone surrogate")
+        raise Refused(RefusedReason.MALFORMED, f"{key or 'a string'} holds NUL or a lone surrogate")
     if key in ID_FIELDS and len(value) > MAX_ID:
-        raise Refused("malformed", f"{key} is longer than {MAX_ID}")
+        raise Refused(RefusedReason.MALFORMED, f"{key} is longer than {MAX_ID}")
     if key == "sha256" and not SHA256_RE.match(value):
-        raise Refused("malformed", "sha256 is not 64 lowercase hex digits")
+        raise Refused(RefusedReason.MALFORMED, "sha256 is not 64 lowercase hex digits")
     return _truncate(value, TEXT_LIMITS.get(key, 200))
 
 
 def _bound(value: Any, key: str = "", depth: int = 0) -> Any:
     """Check numbers and strings so every database takes them; long free text is cut."""
     if depth > 4:
-        raise Refused("malformed", "nested too deeply")
+        raise Refused(RefusedReason.MALFORMED, "nested too deeply")
     kind = type(value)  # what json.loads makes: exactly these types (bool is not an int here)
     if kind is str:
         return _bound_str(value, key)
@@ -239,7 +253,7 @@ def _bound(value: Any, key: str = "", depth: int = 0) -> Any:
         return {k: _bound(v, k, depth + 1) for k, v in value.items()}
     if kind is list:  # no field of a node message is a list: the schema refuses it
         return value
-    raise Refused("malformed", f"unexpected value for {key}")
+    raise Refused(RefusedReason.MALFORMED, f"unexpected value for {key}")
 
 
 def _required(schema: dict[str, Any], type_: Any) -> set[str]:
@@ -274,14 +288,15 @@ def read_message(kind: str, payload: bytes) -> dict[str, Any]:
     against its schema and bounded; Refused (with the reason counted) otherwise."""
     data = decode(payload)
     if not isinstance(data, dict):
-        raise Refused("malformed", "not a JSON object")
+        raise Refused(RefusedReason.MALFORMED, "not a JSON object")
     type_ = data.get("type")
     hashable = type_ is None or isinstance(type_, str)
     schema, props, required = (_known_fields if hashable else _fields)(kind, type_)
     data = _null_is_absent(known_fields(data, props), required)
     if not fast_validator(schema).is_valid(data):
         # the sentence says what is wrong as the agent's own check would (jsonschema's)
-        raise Refused("malformed", schemas.first_error(schema, data) or "does not fit its schema")
+        raise Refused(RefusedReason.MALFORMED,
+                      schemas.first_error(schema, data) or "does not fit its schema")
     bounded: dict[str, Any] = _bound(data)
     return bounded
 
@@ -726,7 +741,8 @@ class Bridge:
                 where = self.where(topic)
                 if where is not None and where.scope == "node":
                     self._count(db, where.name, where.kind,
-                                Refused("internal_error", str(err)[:200]), exc_info=True)
+                                Refused(RefusedReason.INTERNAL_ERROR, str(err)[:200]),
+                                exc_info=True)
                     db.commit()
 
     def _taken(self, topic: str) -> Topic | None:
@@ -745,7 +761,7 @@ class Bridge:
             return None
         try:
             if len(payload) > self.limits.for_kind(where.kind):
-                raise Refused("too_large", f"{len(payload)} bytes, limit "
+                raise Refused(RefusedReason.TOO_LARGE, f"{len(payload)} bytes, limit "
                               f"{self.limits.for_kind(where.kind)}")
             if where.kind == TopicKind.STATE and not payload:
                 return None  # a cleared retained message
@@ -888,7 +904,8 @@ class Bridge:
 
     def _desired_applied(self, db: Session, node: Node, event: dict[str, Any]) -> Refused | None:
         if event["version"] < 0 or event["version"] > (node.desired_version or 0):
-            return Refused("unknown_version", f"version {event['version']} was never sent")
+            return Refused(RefusedReason.UNKNOWN_VERSION,
+                           f"version {event['version']} was never sent")
         node.desired_applied_version = max(event["version"], node.desired_applied_version or 0)
         rows = self._slot_rows(db, node.id, deliveries.SlotState.SCHEDULED)
         deliveries.slots_applied(rows, node.desired_applied_version)
@@ -1015,7 +1032,8 @@ class Bridge:
     def _ack(self, db: Session, node: Node, event: dict[str, Any]) -> Refused | None:
         cmd = self._addressed(db, event["cmd_id"], node)
         if cmd is None:
-            return Refused("unknown_command", f"ack for {event['cmd_id']!r}, never sent to it")
+            return Refused(RefusedReason.UNKNOWN_COMMAND,
+                           f"ack for {event['cmd_id']!r}, never sent to it")
         status, reason = AckStatus(event["status"]), event.get("reason")
         delivery = self._delivery(db, cmd, node)
         if delivery is not None:
@@ -1080,8 +1098,8 @@ class Bridge:
         else:
             series = self._slot_broadcast(db, node, slot_id) if slot_id and not cmd_id else None
             if series is None:
-                return Refused("unknown_command", f"played for {cmd_id or slot_id!r}, never "
-                               "sent to it")
+                return Refused(RefusedReason.UNKNOWN_COMMAND,
+                               f"played for {cmd_id or slot_id!r}, never sent to it")
             # the occurrence may air another bulletin's media
             expected = self._slot_series(db, slot_id or "")[1]
         result, reason, refused = PlayResult(event["result"]), event.get("reason"), None
@@ -1093,7 +1111,7 @@ class Bridge:
                          or sha is None and result == PlayResult.COMPLETED):
             # not proof that this broadcast played: what played was other audio (or unnamed)
             result, reason = PlayResult.FAILED, NodeReason.SHA256_MISMATCH
-            refused = Refused("sha256_mismatch", f"played {sha} for {expected}")
+            refused = Refused(RefusedReason.SHA256_MISMATCH, f"played {sha} for {expected}")
         broadcast_id = cmd.broadcast_id if cmd is not None else series.id if series else None
         bulletin_id = None
         if broadcast_id is not None:

@@ -15,6 +15,7 @@ from device_agent.protocol import CommandType, PlayResult
 from . import queries as Q
 from .auth import Role
 from .bodies import CONFIGURED, MODELS, AreaKind
+from .bridge import RefusedReason
 from .broadcasts import BroadcastStatus
 from .bulletins import BulletinSource, BulletinStatus, BulletinStep
 from .deliveries import DeliveryStatus, HoldReason, SlotState, UnsentReason
@@ -221,7 +222,8 @@ SCHEMAS = {
         "rejected": {"type": "object", "description": "messages from the node the server "
                      "refused (too large, malformed, for a command never sent to it)",
                      "properties": {"messages": {"type": "integer"},
-                                    "last_reason": NULLABLE_STR, "last_at": NULLABLE_STR}}}},
+                                    "last_reason": _nullable_enum(RefusedReason),
+                                    "last_at": NULLABLE_STR}}}},
     "Alert": {"type": "object", "properties": {
         "id": {"type": "integer"},
         "kind": {"type": "string", "enum": [k.value for k in AlertKind]},
