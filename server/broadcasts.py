@@ -443,8 +443,18 @@ def cancel_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> Non
     bc.status, bc.cancelled_at = BroadcastStatus.CANCELLED, now
 
 
+ITEM_PREFIX = "bc-"  # a one-off broadcast's item id on the wire: "bc-<id>"
+
+
 def item_id(bc: Broadcast) -> str:
-    return f"bc-{bc.id}"
+    return f"{ITEM_PREFIX}{bc.id}"
+
+
+def item_broadcast_id(item: str) -> int | None:
+    """The broadcast a node's item id names (``item_id`` read back), or None: a slot's, or
+    another maker's node's own."""
+    number = item.removeprefix(ITEM_PREFIX)
+    return int(number) if number != item and number.isdecimal() else None
 
 
 def mark_dispatched(bc: Broadcast, at: dt.datetime) -> None:

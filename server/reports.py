@@ -46,9 +46,10 @@ REASONS: dict[str, MissReason] = {
     NodeReason.MEDIA_MISMATCH: MissReason.FAILED, NodeReason.SHA256_MISMATCH: MissReason.FAILED,
 }
 # Results and ack statuses that say on their own why nothing (more) aired.
+# (a play's result or an ack's status, the same words; cancelled: the server's, its delivery)
 RESULTS: dict[str, MissReason] = {
-    "preempted": MissReason.PREEMPTED, "stopped": MissReason.STOPPED,
-    "cancelled": MissReason.CANCELLED}
+    PlayResult.PREEMPTED: MissReason.PREEMPTED, PlayResult.STOPPED: MissReason.STOPPED,
+    DeliveryStatus.CANCELLED: MissReason.CANCELLED}
 # A node's acks that end a command without a play.
 ACK_FINAL = frozenset({DeliveryStatus.REJECTED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED,
                        DeliveryStatus.PREEMPTED, DeliveryStatus.STOPPED,

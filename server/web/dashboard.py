@@ -19,6 +19,7 @@ from .. import auth as access
 from .. import schedule
 from ..context import settings
 from .. import alerts as alert_service
+from ..broadcasts import item_broadcast_id
 from ..models import Alert, Area, Broadcast, Event, Node, playing_item, utcnow
 from ..request_globals import g
 from . import bp, nodes_in_scope, page
@@ -111,8 +112,8 @@ def playing_now(allowed: set[int] | None) -> list[Playing]:
     for row in rows:
         item = str(row.item)
         if item not in out:  # its first node by id: the priority that node reports
-            head, _, number = item.partition("-")
-            bc = g.db.get(Broadcast, int(number)) if head == "bc" and number.isdecimal() else None
+            bc_id = item_broadcast_id(item)
+            bc = g.db.get(Broadcast, bc_id) if bc_id is not None else None
             out[item] = Playing(schedule.title(bc) if bc else item,
                                 priority_name(int(row.priority or 0)),
                                 bc.id if bc else None,
