@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -38,8 +39,18 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 FUTURE_TOLERANCE_MS = 5 * 60 * 1000
 LATE_SLOT_MS = 60 * 1000
 
-PRIORITY_NAMES = {"normal": 3, "priority": 5, "live": 7, "emergency": 9}
-EMERGENCY = PRIORITY_NAMES["emergency"]
+class PriorityName(StrEnum):
+    """A named priority level (PRIORITY_NAMES): what the API takes besides 0-9, and what the
+    pages call a level."""
+    NORMAL = "normal"
+    PRIORITY = "priority"
+    LIVE = "live"
+    EMERGENCY = "emergency"
+
+
+PRIORITY_NAMES: dict[str, int] = {PriorityName.NORMAL: 3, PriorityName.PRIORITY: 5,
+                                  PriorityName.LIVE: 7, PriorityName.EMERGENCY: 9}
+EMERGENCY = PRIORITY_NAMES[PriorityName.EMERGENCY]
 
 
 class ProtocolError(ValueError):
@@ -327,6 +338,12 @@ def parse_event(raw: bytes | str) -> dict[str, Any]:
         raise ProtocolError(RejectReason.MALFORMED, problem)
     checked: dict[str, Any] = event
     return checked
+
+
+def priority_name(priority: int) -> PriorityName:
+    """The name of a numeric priority, rounded down (4 is normal, 8 live)."""
+    return max((n for n in PriorityName if PRIORITY_NAMES[n] <= priority),
+               key=PRIORITY_NAMES.__getitem__, default=PriorityName.NORMAL)
 
 
 def priority_value(priority: int | str) -> int:

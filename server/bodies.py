@@ -24,7 +24,8 @@ from audio.pipeline import Chime
 from audio.tts import Voice
 from schedules.lunar import LunarHoliday
 
-from device_agent.protocol import NAME_RE, PRIORITY_NAMES, CommandType, priority_value, valid_name
+from device_agent.protocol import (NAME_RE, PRIORITY_NAMES, CommandType, PriorityName,
+                                   priority_value, valid_name)
 from device_agent.schemas import BODIES
 
 from .auth import ROLES
@@ -684,7 +685,7 @@ class BroadcastCreate(Body):
     bulletin_id: DbId | None = None
     programme_id: DbId | None = None
     targets: Targets
-    priority: Priority = PRIORITY_NAMES["normal"]
+    priority: Priority = PRIORITY_NAMES[PriorityName.NORMAL]
     volume: Volume | None = None
     repeat: Annotated[int, Int(0, 20, "1-20", schema={
         "type": "integer", "minimum": 0, "maximum": 20,

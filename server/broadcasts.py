@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
-from device_agent.protocol import PRIORITY_NAMES, CommandType
+from device_agent.protocol import PRIORITY_NAMES, CommandType, PriorityName
 from schedules.lunar import LunarError
 from schedules.recurrence import RecurrenceError, RecurrenceErrorCode
 from schedules.slots import Clash, ConflictReport, check_recurrence, is_occurrence, slot_id
@@ -45,7 +45,8 @@ class BroadcastStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-CONFIRM_PRIORITY = PRIORITY_NAMES["live"]  # live and emergency preempt everything below them
+# live and emergency preempt everything below them
+CONFIRM_PRIORITY = PRIORITY_NAMES[PriorityName.LIVE]
 
 
 def needs_confirmation(db: Session, areas: list[int], nodes: list[str]) -> bool:

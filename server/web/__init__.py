@@ -20,6 +20,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy import select
 
+from device_agent.protocol import PriorityName, priority_name
 from device_agent.schemas import BODIES, AckStatus, PlayResult
 
 from .. import auth as access
@@ -206,12 +207,16 @@ TEMPLATE_WORDS: dict[str, type[StrEnum]] = {
     "AlertSeverity": AlertSeverity, "AlertState": AlertState, "AlertStep": AlertStep,
     "AreaKind": B.AreaKind, "BroadcastStatus": BroadcastStatus,
     "BulletinSource": BulletinSource, "BulletinStatus": BulletinStatus,
-    "BulletinStep": BulletinStep, "NodeListStatus": NodeListStatus, "PlayResult": PlayResult}
+    "BulletinStep": BulletinStep, "NodeListStatus": NodeListStatus, "PlayResult": PlayResult,
+    "PriorityName": PriorityName}
+# the levels a page's form offers: live is for a relay from a microphone, not a recording
+FORM_PRIORITIES = tuple(p for p in PriorityName if p != PriorityName.LIVE)
 
 
 @bp.record_once
 def _words(state: BlueprintSetupState) -> None:
-    state.app.jinja_env.globals.update(TEMPLATE_WORDS)
+    state.app.jinja_env.globals.update(TEMPLATE_WORDS, priority_name=priority_name,
+                                       form_priorities=FORM_PRIORITIES)
 
 
 @bp.app_context_processor

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
+from device_agent.protocol import PriorityName
+
 from .. import auth as access
 from .. import bodies as B
 from .. import bulletins as bulletin_service
@@ -70,7 +72,7 @@ def broadcast_bulletin(bulletin_id: int) -> Response:
     area = request.form.get("area_id", "")
     areas = [int(area)] if area.isdecimal() else []  # none chosen: the body's no_targets
     bc = create_broadcast(g.db, settings(), user, B.parse(B.BroadcastCreate, {
-        "bulletin_id": b.id, "targets": {"areas": areas}, "priority": "normal"}))
+        "bulletin_id": b.id, "targets": {"areas": areas}, "priority": PriorityName.NORMAL}))
     g.db.commit()
     flash(t("bulletin.created"))
     return redirect(url_for("web.broadcast", broadcast_id=bc.id))
@@ -116,7 +118,7 @@ def new_bulletin() -> Response | tuple[str, int]:
                 bc = create_broadcast(g.db, settings(), user, B.parse(B.BroadcastCreate, {
                     "bulletin_id": b.id,  # no area: the body's no_targets
                     "targets": {"areas": [area_id] if area_id is not None else []},
-                    "priority": form.get("priority", "normal")}))
+                    "priority": form.get("priority", PriorityName.NORMAL)}))
                 g.db.commit()
                 flash(t("bulletin.created"))
                 return redirect(url_for("web.broadcast", broadcast_id=bc.id))

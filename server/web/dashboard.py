@@ -13,7 +13,7 @@ from flask import make_response, render_template, request
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import load_only
 
-from device_agent.protocol import PRIORITY_NAMES, EventType
+from device_agent.protocol import PRIORITY_NAMES, EventType, priority_name
 
 from .. import auth as access
 from .. import schedule
@@ -45,12 +45,6 @@ MAX_PLAYING_NAMES = 20  # the names shown under one item playing now; the rest a
 # the page's live part: a 304 is about 500 bytes of headers (most of them the security
 # headers), so six a minute cost about 3 KB down while nothing changes
 POLL_S = 10
-
-def priority_name(priority: int) -> str:
-    """The name of a numeric priority (device_agent.protocol.PRIORITY_NAMES), rounded down."""
-    return max((n for n, v in PRIORITY_NAMES.items() if v <= priority),
-               key=PRIORITY_NAMES.__getitem__, default="normal")
-
 
 def _alarm_since() -> dt.datetime:
     return utcnow() - ALARM_WINDOW

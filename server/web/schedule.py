@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
+from device_agent.protocol import PriorityName
+
 from schedules.describe import describe
 from schedules.lunar import LunarHoliday
 from schedules.recurrence import MAX_INTERVAL, RecurrenceError
@@ -193,7 +195,7 @@ def broadcast_body(form: dict[str, str], lists: dict[str, list[str]]) -> dict[st
                                           if a.isdecimal()]}).areas
     rule, first = build_rule(form, lists)
     body: dict[str, Any] = {f"{what}_id": int(ident), "targets": {"areas": areas},
-                            "priority": form.get("priority") or "normal"}
+                            "priority": form.get("priority") or PriorityName.NORMAL}
     day, clock = (form.get("start_date") or "").strip(), (form.get("start_time") or "").strip()
     if rule is not None:
         body["recurrence"] = rule
@@ -237,7 +239,7 @@ def new_schedule() -> Response | tuple[str, int]:
     bulletins = visible_bulletins(g.db, user, status=BulletinStatus.APPROVED)
     programmes = programme_service.visible_programmes(g.db, user)
     form: dict[str, str] = {"kind": "daily", "times": "06:00", "interval": "1",
-                            "priority": "normal"}
+                            "priority": PriorityName.NORMAL}
     lists: dict[str, list[str]] = {"areas": [], "weekdays": [], "lunar_days": ["1", "15"],
                                    "skip_holidays": []}
     error, clashes, words, checked = None, None, None, False

@@ -148,6 +148,7 @@ def test_a_node_page_charts_its_telemetry_and_lists_its_slots_plays_and_alerts(a
     assert "thiết bị không tải được tệp âm thanh</td>" in page  # the failed play's reason
     slots = page[page.index('id="fleet-desired-h"'):page.index('id="fleet-plays-h"')]
     assert "Thông báo tiêm chủng" in slots
+    assert '<td data-label="Mức ưu tiên">Thường</td>' in slots  # its level's name, not 3
     assert 'name="action" value="tone"' in page
 
 

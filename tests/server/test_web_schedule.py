@@ -217,6 +217,20 @@ def test_a_programme_is_edited_by_staff_and_only_read_by_a_viewer(app_only, ward
     assert s.ok("GET", f"/api/v1/programmes/{p['id']}")["revision"] == 2
 
 
+def test_the_calendar_names_a_level_between_two_by_the_one_below(app_only, wards):
+    s = app_only
+    b = s.approved_bulletin("Thông báo mức 6")
+    editor = _editor(s, wards["mine"]["id"])
+    start = dt.datetime.combine(dt.date.fromisoformat(_tomorrow()), dt.time(9, 0),
+                                ZoneInfo("Asia/Ho_Chi_Minh"))
+    s.ok("POST", "/api/v1/broadcasts", json={
+        "bulletin_id": b["id"], "targets": {"areas": [wards["mine"]["id"]]}, "priority": 6,
+        "start_at": start.isoformat()})
+    week = editor.get(f"/schedule?area={wards['mine']['id']}&week={_tomorrow()}").text
+    slot = week[week.index("Thông báo mức 6"):]
+    assert re.match(r"Thông báo mức 6</a>\s*<small>Ưu tiên</small>", slot), slot[:120]
+
+
 def test_the_calendar_reads_in_english_one_click_away(app_only, wards):
     s = app_only
     b = s.approved_bulletin("Morning news")
