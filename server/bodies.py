@@ -30,7 +30,7 @@ from device_agent.schemas import BODIES
 
 from .auth import ROLES
 from .errors import ApiError, storable, unstorable
-from .i18n import CATEGORIES, LANGUAGES
+from .i18n import LANGUAGES
 from .models import MAX_DB_ID, MAX_DB_INT
 from .mosquitto import SERVER_ACCOUNT_PREFIX
 
@@ -48,6 +48,22 @@ class AreaKind(StrEnum):
 
 
 AREA_KINDS = tuple(k.value for k in AreaKind)
+
+
+class Category(StrEnum):
+    """What a bulletin is about (its catalogue entries: cat.<category>)."""
+    ADMIN_REFORM = "admin_reform"
+    TRAFFIC = "traffic"
+    FLOODING = "flooding"
+    ENVIRONMENT = "environment"
+    HEALTH = "health"
+    SECURITY = "security"
+    URBAN = "urban"
+    EMERGENCY = "emergency"
+    OTHER = "other"
+
+
+CATEGORIES = tuple(c.value for c in Category)
 NODE_COMMANDS = tuple(t.value for t in (CommandType.SET_VOLUME, CommandType.AMP, CommandType.TEST,
                                         CommandType.STOP, CommandType.REBOOT))
 VOICES = tuple(v.value for v in Voice)

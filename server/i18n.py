@@ -1173,10 +1173,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
 CATALOGUE.update({f"rule.{part}": {lang: _RULE_TEXTS[lang][part] for lang in LANGUAGES}
                   for part in _RULE_TEXTS["vi"]})
 
-CATEGORIES = ("admin_reform", "traffic", "flooding", "environment", "health", "security", "urban",
-              "emergency", "other")
-
-
 def current_language() -> str:
     """?lang=, the session's or user's choice, Accept-Language (API only), then the configured
     one."""

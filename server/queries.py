@@ -20,9 +20,8 @@ from device_agent.protocol import NAME_RE
 
 from .alerts import Kind as AlertKind
 from .alerts import State as AlertState
-from .bodies import TIME, Body, Check, invalid, api_error, read_time
+from .bodies import CATEGORIES, TIME, Body, Check, invalid, api_error, read_time
 from .bulletins import BulletinStatus
-from .i18n import CATEGORIES
 from .models import MAX_DB_ID
 from .nodes import NODE_STATUSES
 from .retention import RESOLUTIONS

@@ -6,7 +6,7 @@ area, and each node's uptime. The page is server/web/reports.py.
 - A period may span up to MAX_DAYS (a six-monthly report is 181-184 days): the airplay report is
   built in windows of server.schedule.MAX_LISTING (92 days, what the API allows at once) and
   the counts added up, so no window is longer than the API's and memory holds one window's lines.
-- A category is the bulletin's (Bulletin.category, server.i18n.CATEGORIES); a programme's
+- A category is the bulletin's (Bulletin.category, server.bodies.Category); a programme's
   broadcast counts as "programme" (its items may be of several categories). Hours are what the
   nodes reported airing: each aired or partly aired item from its first start to its last end.
 - Uptime is read from the telemetry a node sends every ``node_telemetry_s``: per hour, the
@@ -38,7 +38,7 @@ from .config import Settings
 from .errors import ApiError
 from .i18n import t
 from .queries import ID, Query, query_text, read
-from .bodies import Check
+from .bodies import Category, Check
 from .models import (MAX_DB_ID, Area, Broadcast, Bulletin, Node, Telemetry, TelemetryHourly, User,
                      area_zone)
 
@@ -167,7 +167,7 @@ def _categories(db: Session, broadcast_ids: set[int]) -> dict[int, str]:
     rows = db.execute(select(Broadcast.id, Broadcast.programme_id, Bulletin.category)
                       .outerjoin(Bulletin, Bulletin.id == Broadcast.bulletin_id)
                       .where(Broadcast.id.in_(broadcast_ids or [-1])))
-    return {bc_id: PROGRAMME if programme_id is not None else (category or "other")
+    return {bc_id: PROGRAMME if programme_id is not None else (category or Category.OTHER)
             for bc_id, programme_id, category in rows}
 
 
@@ -186,7 +186,7 @@ def _add_lines(db: Session, summary: Summary, report: airplay.Report) -> None:
         counts[line.status.value] += 1
         if line.started_at and line.ended_at and line.status in (airplay.AirStatus.AIRED,
                                                                  airplay.AirStatus.PARTIAL):
-            key = (kinds.get(item.broadcast_id, "other"), item.area_id)
+            key = (kinds.get(item.broadcast_id, Category.OTHER), item.area_id)
             hours = (line.ended_at - line.started_at).total_seconds() / 3600
             summary.hours[key] = summary.hours.get(key, 0.0) + hours
 

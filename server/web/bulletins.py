@@ -21,7 +21,7 @@ from .. import queries
 from ..broadcasts import broadcast_visible, create_broadcast
 from ..context import settings, speech
 from ..errors import ApiError
-from ..i18n import CATEGORIES, t
+from ..i18n import t
 from ..models import Broadcast
 from ..request_globals import g
 from . import bp, local_path, page, read_form, user_areas
@@ -45,7 +45,7 @@ def bulletins() -> str:
     return render_template("bulletins.html", bulletins=rows, broadcasts=broadcasts,
                            can_approve=access.can(user, "bulletin.approve"),
                            filters=asked, statuses=queries.BULLETIN_STATUSES,
-                           categories=CATEGORIES)
+                           categories=B.CATEGORIES)
 
 
 @bp.get("/bulletins/<int:bulletin_id>")
@@ -128,7 +128,7 @@ def new_bulletin() -> Response | tuple[str, int]:
         except ApiError as err:
             g.db.rollback()
             error = err.message()
-    return render_template("bulletin_form.html", areas=areas, categories=CATEGORIES,
+    return render_template("bulletin_form.html", areas=areas, categories=B.CATEGORIES,
                            voices=B.VOICES, can_approve=can_approve, error=error,
                            form=form), 400 if error else 200
 

@@ -51,7 +51,8 @@ def _live_bulletin(form: MultiDict[str, str], areas: list[int]) -> int:
     if not access.can(user, "bulletin.approve"):
         raise ApiError(403, "forbidden", "err.forbidden")
     req = read_form(B.BulletinCreate, {"title": form.get("title", ""),
-                                       "text": form.get("text", ""), "category": "emergency",
+                                       "text": form.get("text", ""),
+                                       "category": B.Category.EMERGENCY,
                                        "area_id": str(areas[0])})
     b = bulletin_service.create_text_bulletin(g.db, speech(), user, req)
     bulletin_service.transition(g.db, user, b, bulletin_service.BulletinStep.SUBMIT)

@@ -10,7 +10,7 @@ from flask import Flask
 
 from device_agent.schemas import NodeReason, RejectReason
 from server.auth import Role
-from server.bodies import AreaKind
+from server.bodies import AreaKind, Category
 from server.broadcasts import BroadcastStatus
 from server.bulletins import BulletinStatus, BulletinStep
 from server.deliveries import HoldReason, UnsentReason
@@ -23,7 +23,7 @@ VOCABULARIES: list[tuple[str, type[StrEnum]]] = [
     ("status", BulletinStatus), ("verb", BulletinStep), ("bcstate", BroadcastStatus),
     ("bcreason", HoldReason), ("unsent", UnsentReason), ("rejectreason", RejectReason),
     ("nodereason", NodeReason), ("rolloutstatus", RolloutStatus), ("role", Role),
-    ("area.kind", AreaKind)]
+    ("area.kind", AreaKind), ("cat", Category)]
 
 
 @pytest.mark.parametrize(("kind", "words"), VOCABULARIES, ids=[k for k, _ in VOCABULARIES])
