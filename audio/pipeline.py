@@ -31,7 +31,7 @@ from audio import ff, loudness
 from audio.cache import RenderCache, digest
 from audio.files import write_atomic
 from audio.chime import INTRO, OUTRO
-from audio.probe import UploadError, UploadLimits, check_decode, inspect
+from audio.probe import UploadError, UploadLimits, UploadProblem, check_decode, inspect
 from audio.store import MediaStore, Stored, probe_duration_ms
 from audio.tts import DEFAULT_ENGINES, Container, EngineChain, Speech, TTSError, build_chain
 
@@ -340,12 +340,12 @@ class Pipeline:
         t = time.perf_counter()
         span = find_sound(pcm, s.trim_floor_db, s.trim_keep_ms) if s.trim else (0, pcm.samples)
         if span is None:
-            raise UploadError("silent", "the recording is silent")
+            raise UploadError(UploadProblem.SILENT, "the recording is silent")
         t = timer.add("trim", t)
 
         work, measured = _analyse(pcm, span, s.sample_rate, tmp)
         if measured.silent:
-            raise UploadError("silent", "the recording is silent")
+            raise UploadError(UploadProblem.SILENT, "the recording is silent")
         duration_s = (span[1] - span[0]) / pcm.rate
         plan = loudness.plan_gain(measured, s.target_lufs, s.true_peak_dbtp, s.peak_margin_db)
         slope = 1.0
@@ -454,9 +454,10 @@ def _decode(src: Path, tmp: Path, rate: int, max_s: float) -> tuple[_Pcm, bytes,
     try:
         done = subprocess.run(argv, capture_output=True, timeout=900, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise UploadError("corrupt", "decoding took too long") from None
+        raise UploadError(UploadProblem.CORRUPT, "decoding took too long") from None
     if done.returncode != 0 or not path.exists():
-        raise UploadError("corrupt", f"the audio cannot be decoded: {ff.tail(done.stderr, 200)}")
+        raise UploadError(UploadProblem.CORRUPT,
+                          f"the audio cannot be decoded: {ff.tail(done.stderr, 200)}")
     pcm = _Pcm(path, "s32le", 4, rate)
     return pcm, done.stderr, pcm.samples / rate
 

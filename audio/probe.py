@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +29,22 @@ ACCEPTED = {
 }
 ACCEPTED_LABELS = "mp3, wav, m4a/aac, ogg/opus, flac"
 
-CODES = ("empty", "too_large", "not_audio", "unsupported_format", "corrupt", "too_long",
-         "silent")
+class UploadProblem(StrEnum):
+    """Why a recording is refused (an UploadError's ``code``; the API's error code too)."""
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    NOT_AUDIO = "not_audio"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    CORRUPT = "corrupt"
+    TOO_LONG = "too_long"
+    SILENT = "silent"
 
 
 class UploadError(ff.AudioError):
-    """A recording refused before storing; ``code`` is one of CODES."""
+    """A recording refused before storing, and why."""
 
-    def __init__(self, code: str, message: str, **details: Any):
+    def __init__(self, code: UploadProblem, message: str, **details: Any):
         super().__init__(f"{code}: {message}")
-        assert code in CODES, code
         self.code = code
         self.message = message
         self.details = details
@@ -94,33 +101,34 @@ def inspect(path: str | os.PathLike[str], limits: UploadLimits = UploadLimits())
     try:
         size = path.stat().st_size
     except OSError:
-        raise UploadError("empty", "the file could not be read") from None
+        raise UploadError(UploadProblem.EMPTY, "the file could not be read") from None
     if size == 0:
-        raise UploadError("empty", "the file is empty (0 bytes)")
+        raise UploadError(UploadProblem.EMPTY, "the file is empty (0 bytes)")
     if size > limits.max_bytes:
-        raise UploadError("too_large", f"the file is {size / MB:.1f} MB; the limit is "
+        raise UploadError(UploadProblem.TOO_LARGE, f"the file is {size / MB:.1f} MB; the limit is "
                           f"{limits.max_bytes / MB:.1f} MB", size=size, limit=limits.max_bytes)
     info = _ffprobe(path)
     if not info or not info.get("format"):
-        raise UploadError("not_audio", "this file is not audio ffmpeg can read")
+        raise UploadError(UploadProblem.NOT_AUDIO, "this file is not audio ffmpeg can read")
     streams = info.get("streams") or []
     audio = [s for s in streams if s.get("codec_type") == "audio"]
     video = [s for s in streams if s.get("codec_type") == "video"
              and not (s.get("disposition") or {}).get("attached_pic")]
     if not audio:
-        raise UploadError("not_audio", "the file holds no audio")
+        raise UploadError(UploadProblem.NOT_AUDIO, "the file holds no audio")
     fmt_name = info["format"].get("format_name", "")
     stream = audio[0]
     codec = stream.get("codec_name", "")
     accepted = ACCEPTED.get(fmt_name)
     if video or accepted is None or codec not in accepted[1]:
         what = "a video" if video else f"{fmt_name}/{codec}"
-        raise UploadError("unsupported_format", f"{what} is not taken; upload "
+        raise UploadError(UploadProblem.UNSUPPORTED_FORMAT, f"{what} is not taken; upload "
                           f"{ACCEPTED_LABELS}", format=fmt_name, codec=codec)
     duration = _float(stream.get("duration")) or _float(info["format"].get("duration")) or 0.0
     if duration > limits.max_duration_s:
-        raise UploadError("too_long", f"the recording lasts {duration / 60:.1f} min; the limit "
-                          f"is {limits.max_duration_s / 60:.1f} min", duration_s=duration,
+        raise UploadError(UploadProblem.TOO_LONG,
+                          f"the recording lasts {duration / 60:.1f} min; the limit is "
+                          f"{limits.max_duration_s / 60:.1f} min", duration_s=duration,
                           limit_s=limits.max_duration_s)
     return ProbeInfo(path, size, accepted[0], codec, duration,
                      int(_float(stream.get("sample_rate")) or 0), int(stream.get("channels") or 0))
@@ -140,20 +148,20 @@ def check_decode(info: ProbeInfo, stderr: bytes, decoded_s: float,
     container said it would (a truncated file), mean corrupt; an empty decode means empty."""
     errors = stderr.decode("utf-8", errors="replace").count("Error while decoding")
     if decoded_s <= 0:
-        raise UploadError("empty", "the file holds no sound")
+        raise UploadError(UploadProblem.EMPTY, "the file holds no sound")
     # Two glitches are forgiven: some encoders leave a broken last frame.
     if errors > 2:
-        raise UploadError("corrupt", f"the audio is damaged ({errors} undecodable frames)",
-                          errors=errors)
+        raise UploadError(UploadProblem.CORRUPT,
+                          f"the audio is damaged ({errors} undecodable frames)", errors=errors)
     if info.duration_s > 1.0 and decoded_s < info.duration_s * 0.97 - 0.5:
         how = (f"the audio is damaged ({errors} undecodable frames)" if errors
                else "the file is cut short")
-        raise UploadError("corrupt", f"{how}: {decoded_s:.1f} s of the {info.duration_s:.1f} s "
-                          "it declares", errors=errors, decoded_s=decoded_s,
-                          declared_s=info.duration_s)
+        raise UploadError(UploadProblem.CORRUPT,
+                          f"{how}: {decoded_s:.1f} s of the {info.duration_s:.1f} s it declares",
+                          errors=errors, decoded_s=decoded_s, declared_s=info.duration_s)
     if decoded_s > limits.max_duration_s:
         # the decode stopped just past the limit: the recording lasts at least this long
-        raise UploadError("too_long", f"the recording lasts more than "
+        raise UploadError(UploadProblem.TOO_LONG, f"the recording lasts more than "
                           f"{limits.max_duration_s / 60:.1f} min, the limit (its header "
                           f"declares {info.duration_s / 60:.1f} min)", duration_s=decoded_s,
                           limit_s=limits.max_duration_s)

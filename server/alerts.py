@@ -43,7 +43,7 @@ from device_agent.telemetry import DISK_LOW_MB, OVERHEAT_C, REGISTERED
 
 from . import audit, reports, schedule
 from .config import Settings
-from .errors import ApiError
+from .errors import ApiError, ErrorCode
 from .i18n import Word, t, word
 from .models import (Alert, Area, Event, Node, PlayLog, User, area_ancestors, area_zone,
                      to_ms)
@@ -671,7 +671,7 @@ def act(db: Session, alert: Alert, action: AlertStep, user: User, comment: str |
     """A person acknowledges or resolves an alert; 409 alert_state when it is past that."""
     if alert.state == State.RESOLVED or action == AlertStep.ACK \
             and alert.state == State.ACKNOWLEDGED:
-        raise ApiError(409, "alert_state", "err.alert_state", id=alert.id,
+        raise ApiError(409, ErrorCode.ALERT_STATE, "err.alert_state", id=alert.id,
                        state=Word("alert.state", alert.state))
     if action == AlertStep.ACK:
         acknowledge(alert, now, user, comment)

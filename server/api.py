@@ -25,7 +25,7 @@ from . import nodes as node_service
 from .context import sessions as app_sessions
 from .context import settings as app_settings
 from .context import speech
-from .errors import ApiError, bad_request, error_body, not_found, wants_json
+from .errors import ApiError, ErrorCode, bad_request, error_body, not_found, wants_json
 from .i18n import t
 from .models import (AgentRelease, Alert, Area, Broadcast, Command, Event,
                      LexiconEntry, Node, PlayLog, area_subtree_ids, area_zone, from_ms,
@@ -48,7 +48,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 def body() -> dict[str, Any]:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        raise bad_request("err.not_json", "not_json")
+        raise bad_request("err.not_json", ErrorCode.NOT_JSON)
     return data
 
 
@@ -72,12 +72,12 @@ def method_not_allowed(err: MethodNotAllowed) -> ResponseReturnValue:
     except NotFound:
         if not wants_json():
             return NotFound()
-        return error_body("not_found", t("err.route"), 404)
+        return error_body(ErrorCode.NOT_FOUND, t("err.route"), 404)
     except Exception:  # any other routing answer: keep the 405
         pass
     if not wants_json():
         return err
-    return error_body("method_not_allowed", t("err.method"), 405)
+    return error_body(ErrorCode.METHOD_NOT_ALLOWED, t("err.method"), 405)
 
 
 @bp.get("/openapi.json")
@@ -91,7 +91,7 @@ def token() -> Response:
     login = read(B.TokenRequest)
     user = auth.login_attempt(g.db, login.username, login.password, via="api")
     if user is None:
-        raise ApiError(401, "bad_credentials", "err.bad_credentials")
+        raise ApiError(401, ErrorCode.BAD_CREDENTIALS, "err.bad_credentials")
     tok = auth.issue_token(g.db, user, app_settings().token_ttl_h)
     g.db.commit()
     return jsonify({"token": tok, "user": {"username": user.username, "role": user.role,
@@ -165,7 +165,7 @@ def create_area() -> tuple[Response, int]:
 def get_area(area_id: int) -> Response:
     area = g.db.get(Area, area_id)
     if area is None:
-        raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+        raise ApiError(404, ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
     return jsonify(area_json(g.db, area, app_settings().timezone))
 
 
@@ -177,7 +177,7 @@ def _schedule(area_id: int
     area = g.db.get(Area, area_id)
     allowed = auth.user_area_ids(g.db, auth.caller())
     if area is None or (allowed is not None and area.id not in allowed):
-        raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+        raise ApiError(404, ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
     tz = area_zone(g.db, area.id, app_settings().timezone)
     now = utcnow().replace(tzinfo=dt.UTC)
     q = Q.read(Q.ScheduleQuery, request.args, zone=ZoneInfo(tz))
@@ -241,7 +241,7 @@ def _provision_rows(user: User, rows: list[tuple[int, B.NodeCreate | node_servic
     answers, accounts, errors = node_service.provision_nodes(g.db, app_settings(), user, rows)
     if errors:
         g.db.rollback()
-        raise ApiError(status or errors[0].error.status, "invalid_rows", "err.invalid_rows",
+        raise ApiError(status or errors[0].error.status, ErrorCode.INVALID_ROWS, "err.invalid_rows",
                        count=len(errors), total=len(rows)).with_extra(
             rows=[e.json(fields) for e in errors])
     g.db.commit()
@@ -255,10 +255,10 @@ def provision_nodes() -> tuple[Response, int]:
     user = auth.require("node.write")
     data = request.get_json(silent=True)
     if not isinstance(data, list) or not data:
-        raise bad_request("err.not_json_list", "not_json")
+        raise bad_request("err.not_json_list", ErrorCode.NOT_JSON)
     most = app_settings().bulk_max_nodes  # B.NodeList documents the default
     if len(data) > most:
-        raise bad_request("err.too_many_rows", "too_many", most=most)
+        raise bad_request("err.too_many_rows", ErrorCode.TOO_MANY, most=most)
     tz = app_settings().tz
     rows: list[tuple[int, B.NodeCreate | node_service.RowError]] = []
     for i, item in enumerate(data, start=1):
@@ -275,7 +275,7 @@ def import_nodes() -> tuple[Response, int]:
     provisioned or none; a bad row is named by its line in the file."""
     user = auth.require("node.write")
     if request.mimetype != "text/csv":
-        raise ApiError(415, "not_csv", "err.not_csv")
+        raise ApiError(415, ErrorCode.NOT_CSV, "err.not_csv")
     rows = node_service.read_node_csv(g.db, request.get_data(), app_settings().bulk_max_nodes)
     return _provision_rows(user, rows, node_service.CSV_FIELDS, 422)
 
@@ -315,7 +315,7 @@ def _node(node_id: str) -> Node:
     node: Node | None = g.db.get(Node, node_id)
     allowed = auth.user_area_ids(g.db, auth.caller())
     if node is None or (allowed is not None and node.cluster_id not in allowed):
-        raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+        raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
     return node
 
 
@@ -435,7 +435,7 @@ def upload_release() -> tuple[Response, int]:
     user = auth.require("release.write")
     upload = request.files.get("file") if request.mimetype == "multipart/form-data" else None
     if upload is None:
-        raise bad_request("err.missing_field", "missing_field", field="file")
+        raise bad_request("err.missing_field", ErrorCode.MISSING_FIELD, field="file")
     form = read(B.ReleaseUpload, B.from_form(B.ReleaseUpload, request.form))
     release = releases.store_release(g.db, app_settings(), user, upload.read(), form.notes)
     return created(releases.release_json(app_settings(), release))
@@ -538,7 +538,7 @@ def _alert_action(alert_id: int, action: alerts.AlertStep) -> Response:
     alert = _alert(alert_id)
     data = request.get_json(silent=True) or {}
     if not isinstance(data, dict):
-        raise bad_request("err.not_json", "not_json")
+        raise bad_request("err.not_json", ErrorCode.NOT_JSON)
     step = read(B.AlertAction, data)
     alerts.take_step(g.db, alert, action, user, step.comment or None, utcnow())
     g.db.commit()
@@ -563,7 +563,7 @@ def create_bulletin() -> tuple[Response, int]:
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
-            raise bad_request("err.missing_field", "missing_field", field="file")
+            raise bad_request("err.missing_field", ErrorCode.MISSING_FIELD, field="file")
         form = read(B.BulletinUpload, B.from_form(B.BulletinUpload, request.form))
         b = bulletins.create_upload_bulletin(g.db, speech(), user, form, upload.read())
     else:
@@ -598,14 +598,14 @@ def edit_bulletin(bulletin_id: int) -> Response:
 @bp.post("/bulletins/<int:bulletin_id>/<action>")
 def bulletin_action(bulletin_id: int, action: str) -> Response:
     if action not in bulletins.TRANSITIONS:
-        raise ApiError(404, "not_found", "err.route")
+        raise ApiError(404, ErrorCode.NOT_FOUND, "err.route")
     step_taken = bulletins.BulletinStep(action)
     user = auth.require("bulletin.approve" if step_taken in bulletins.REVIEW
                         else "bulletin.write")
     b = bulletins.get_bulletin(g.db, user, bulletin_id, manage=True)
     data = request.get_json(silent=True) or {}
     if not isinstance(data, dict):
-        raise bad_request("err.not_json", "not_json")
+        raise bad_request("err.not_json", ErrorCode.NOT_JSON)
     step = read(B.BulletinAction, data)
     bulletins.transition(g.db, user, b, step_taken, step.comment, seen_sha256=step.sha256)
     g.db.commit()

@@ -29,7 +29,7 @@ from device_agent.protocol import (NAME_RE, PRIORITY_NAMES, CommandType, Priorit
 from device_agent.schemas import BODIES
 
 from .auth import ROLES
-from .errors import ApiError, storable, unstorable
+from .errors import ApiError, ErrorCode, storable, unstorable
 from .i18n import LANGUAGES
 from .models import MAX_DB_ID, MAX_DB_INT
 from .mosquitto import SERVER_ACCOUNT_PREFIX
@@ -90,14 +90,14 @@ def _missing(field: str | None = None) -> PydanticCustomError:
 # pydantic error type -> (error code, catalogue key, detail when the error carries none). The
 # field types below raise invalid_field with their own detail, so their messages read as the
 # hand-written checks' did; the rest are pydantic's own.
-ERRORS: dict[str, tuple[str, str, str | None]] = {
-    "missing": ("missing_field", "err.missing_field", None),
-    "missing_field": ("missing_field", "err.missing_field", None),
-    "no_targets": ("no_targets", "err.no_targets", None),
-    "invalid_field": ("invalid", "err.invalid_field", None),
-    "invalid_null": ("invalid", "err.invalid_field", None),  # a null not read as "not given"
-    "extra_forbidden": ("invalid", "err.invalid_field", "unknown field"),
-    "model_type": ("invalid", "err.invalid_field", "expected dict"),
+ERRORS: dict[str, tuple[ErrorCode, str, str | None]] = {
+    "missing": (ErrorCode.MISSING_FIELD, "err.missing_field", None),
+    "missing_field": (ErrorCode.MISSING_FIELD, "err.missing_field", None),
+    "no_targets": (ErrorCode.NO_TARGETS, "err.no_targets", None),
+    "invalid_field": (ErrorCode.INVALID, "err.invalid_field", None),
+    "invalid_null": (ErrorCode.INVALID, "err.invalid_field", None),  # null, not "not given"
+    "extra_forbidden": (ErrorCode.INVALID, "err.invalid_field", "unknown field"),
+    "model_type": (ErrorCode.INVALID, "err.invalid_field", "expected dict"),
 }
 
 M = TypeVar("M", bound="Body")
@@ -148,13 +148,13 @@ def api_error(model: type[Body], err: ValidationError) -> ApiError:
     loc = [str(p) for p in first["loc"] if not isinstance(p, int)]
     ctx = first.get("ctx") or {}
     field = ctx.get("field") or ".".join(loc) or "-"
-    code, key, detail = ERRORS.get(first["type"], ("invalid", "err.invalid_field", None))
+    code, key, detail = ERRORS.get(first["type"], (ErrorCode.INVALID, "err.invalid_field", None))
     # A field given as null, or a required one given as blank text, is a missing field.
     top = len(first["loc"]) == 1 and loc[0] in model.model_fields
     if top and first["type"] != "invalid_null" and (first["input"] is None or (
             model.blank_is_missing and isinstance(first["input"], str)
             and not first["input"].strip() and model.model_fields[loc[0]].is_required())):
-        code, key = "missing_field", "err.missing_field"
+        code, key = ErrorCode.MISSING_FIELD, "err.missing_field"
     if key == "err.invalid_field":
         return ApiError(400, code, key, field=field,
                         detail=ctx.get("detail") or detail or first["msg"])
@@ -950,6 +950,6 @@ def form_int(name: str, value: str) -> int:
     """A form's number field as the whole number the body takes (its range is the body's to
     check); other text is a 400 naming the field."""
     if not value.strip().isdecimal():
-        raise ApiError(400, "invalid", "err.invalid_field", field=name, detail="a number")
+        raise ApiError(400, ErrorCode.INVALID, "err.invalid_field", field=name, detail="a number")
     return int(value)
 

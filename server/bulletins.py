@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from audio.pipeline import Pipeline, Rendered
-from audio.probe import UploadError
+from audio.probe import UploadError, UploadProblem
 from audio.store import AudioError, MediaStore, Stored
 from audio.tts import TTSError, build_chain
 
@@ -20,7 +20,7 @@ from .areas import check_zone
 from .bodies import (AreaUpdate, BulletinCreate, BulletinUpdate, BulletinUpload,
                      LexiconEntryCreate, PreviewCreate)
 from .config import Settings
-from .errors import ApiError, bad_request, not_found
+from .errors import ApiError, ErrorCode, bad_request, not_found
 from .i18n import Word
 from .models import (Area, Broadcast, Bulletin, BulletinApproval, BulletinEvent, LexiconEntry,
                      Media, Node, User, area_ancestors, area_subtree_ids, nearest_setting,
@@ -52,7 +52,8 @@ class BulletinStep(StrEnum):
     ARCHIVE = "archive"
 
 
-UPLOAD_STATUS = {"too_large": 413, "too_long": 413, "unsupported_format": 415, "not_audio": 415}
+UPLOAD_STATUS = {UploadProblem.TOO_LARGE: 413, UploadProblem.TOO_LONG: 413,
+                 UploadProblem.UNSUPPORTED_FORMAT: 415, UploadProblem.NOT_AUDIO: 415}
 
 
 def visible_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool = False
@@ -66,7 +67,7 @@ def visible_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool 
                      and b.area_id not in allowed):
         raise not_found("thing.bulletin")
     if manage and allowed is not None and b.area_id is None:
-        raise ApiError(403, "forbidden_area", "err.forbidden_area", area="-")
+        raise ApiError(403, ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area="-")
     return b
 
 
@@ -197,7 +198,7 @@ def scoped_area(db: Session, user: User, area_id: int) -> Area:
     """The area, when it exists and the user may act on it (404 or 403 otherwise)."""
     area = db.get(Area, area_id)
     if area is None:
-        raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+        raise ApiError(404, ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
     auth.check_area(db, user, area_id)
     return area
 
@@ -231,7 +232,7 @@ def speak(db: Session, speech: Speech, area_id: int | None, text: str,
                                            settings=s.audio_settings(d["chime"]),
                                            lexicon=lexicon_for(db, area_id) or None)
     except (TTSError, AudioError) as err:
-        raise ApiError(422, "speech_failed", "err.speech_failed", detail=str(err)) from None
+        raise ApiError(422, ErrorCode.SPEECH_FAILED, "err.speech_failed", detail=str(err)) from None
 
 
 def render_upload(db: Session, speech: Speech, area_id: int | None, data: bytes) -> Rendered:
@@ -240,10 +241,10 @@ def render_upload(db: Session, speech: Speech, area_id: int | None, data: bytes)
         return speech.pipeline.render_upload(
             data, settings=speech.settings.audio_settings(d["chime"]))
     except UploadError as err:
-        raise ApiError(UPLOAD_STATUS.get(err.code, 400), err.code, f"err.upload.{err.code}",
-                       detail=err.message) from None
+        raise ApiError(UPLOAD_STATUS.get(err.code, 400), ErrorCode(err.code),
+                       f"err.upload.{err.code}", detail=err.message) from None
     except AudioError as err:
-        raise ApiError(422, "audio_failed", "err.upload.corrupt", detail=str(err)) from None
+        raise ApiError(422, ErrorCode.AUDIO_FAILED, "err.upload.corrupt", detail=str(err)) from None
 
 
 def media_for(db: Session, r: Rendered) -> Media:
@@ -347,7 +348,7 @@ def create_text_bulletin(db: Session, speech: Speech, user: User, body: Bulletin
 def create_upload_bulletin(db: Session, speech: Speech, user: User, form: BulletinUpload,
                            data: bytes | None) -> Bulletin:
     if not data:
-        raise ApiError(400, "empty", "err.upload.empty", detail="")
+        raise ApiError(400, ErrorCode.EMPTY, "err.upload.empty", detail="")
     area_id = _bulletin_area(db, user, form.area_id)
     r = render_upload(db, speech, area_id, data)
     b = Bulletin(title=form.title, category=form.category, text=form.text, area_id=area_id,
@@ -364,11 +365,12 @@ def edit_bulletin(db: Session, speech: Speech, user: User, b: Bulletin,
     """Change a bulletin; its speech is made again when what is spoken changed. An approved
     bulletin that is edited goes back to pending: what airs is always what was approved."""
     if b.status == BulletinStatus.ARCHIVED:
-        raise ApiError(409, "bad_transition", "err.bad_transition", action=Word("verb", "edit"),
+        raise ApiError(409, ErrorCode.BAD_TRANSITION,
+                       "err.bad_transition", action=Word("verb", "edit"),
                        status=Word("status", b.status))
     if not (auth.can(user, "bulletin.write") and (b.created_by == user.id or auth.can(
             user, "bulletin.approve"))):
-        raise ApiError(403, "forbidden", "err.forbidden")
+        raise ApiError(403, ErrorCode.FORBIDDEN, "err.forbidden")
     text = body.text if body.given("text") else b.text
     spoken_text = body.spoken_text if body.given("spoken_text") else (
         b.spoken_text if b.spoken_text_edited else None)
@@ -439,12 +441,13 @@ def transition(db: Session, user: User, b: Bulletin, action: BulletinStep,
     bulletin's audio any more (edited meanwhile) the approval is refused, never given blind."""
     allowed_from, to = TRANSITIONS[action]
     if b.status not in allowed_from:
-        raise ApiError(409, "bad_transition", "err.bad_transition", action=Word("verb", action),
+        raise ApiError(409, ErrorCode.BAD_TRANSITION,
+                       "err.bad_transition", action=Word("verb", action),
                        status=Word("status", b.status))
     if seen_sha256 is not None and seen_sha256 != b.media_sha256:
-        raise ApiError(409, "stale_revision", "err.stale_revision", id=b.id)
+        raise ApiError(409, ErrorCode.STALE_REVISION, "err.stale_revision", id=b.id)
     if action == _A.REJECT and not (comment and comment.strip()):
-        raise bad_request("err.missing_field", "missing_field", field="comment")
+        raise bad_request("err.missing_field", ErrorCode.MISSING_FIELD, field="comment")
     now = utcnow()
     if action == _A.SUBMIT:
         b.submitted_by, b.submitted_at = user.id, now
@@ -453,7 +456,7 @@ def transition(db: Session, user: User, b: Bulletin, action: BulletinStep,
     b.status, b.updated_at = to, now
     if action == _A.APPROVE:
         if b.media_sha256 is None:
-            raise ApiError(409, "bad_transition", "err.bad_transition",
+            raise ApiError(409, ErrorCode.BAD_TRANSITION, "err.bad_transition",
                            action=Word("verb", action), status=Word("status", b.status))
         db.add(BulletinApproval(bulletin_id=b.id, revision=b.revision or 1,
                                 media_sha256=b.media_sha256, title=b.title, approved_by=user.id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import re
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, jsonify, request
@@ -19,10 +20,88 @@ if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
 
 
+class ErrorCode(StrEnum):
+    """Every API error's ``code`` (``{"error": {"code", "message"}}``): what a script branches
+    on, so a code is never renamed. The OpenAPI document lists them (Zulip's ErrorCode is the
+    model); the message says the same in the caller's language."""
+    # the request itself
+    INVALID = "invalid"                        # a field's value (the message names the field)
+    MISSING_FIELD = "missing_field"
+    INVALID_TEXT = "invalid_text"              # text no database stores (NUL, lone surrogate)
+    NOT_JSON = "not_json"
+    NOT_CSV = "not_csv"
+    INVALID_CSV = "invalid_csv"
+    INVALID_ROWS = "invalid_rows"              # bulk: the rows refused, each with its error
+    TOO_MANY = "too_many"
+    NO_TARGETS = "no_targets"
+    NO_NODES = "no_nodes"                      # the targets reach no node
+    NOT_CLUSTER = "not_cluster"
+    INVALID_RECURRENCE = "invalid_recurrence"
+    UNKNOWN_TIME_ZONE = "unknown_time_zone"
+    CSRF_FAILED = "csrf_failed"
+    BAD_REQUEST = "bad_request"                # a request the web server could not read
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    HTTP_ERROR = "http_error"                  # any other HTTP error before the API's code
+    # who asks
+    UNAUTHORIZED = "unauthorized"
+    BAD_CREDENTIALS = "bad_credentials"
+    INVALID_PROVISIONING_TOKEN = "invalid_provisioning_token"
+    RATE_LIMITED = "rate_limited"
+    FORBIDDEN = "forbidden"
+    FORBIDDEN_AREA = "forbidden_area"
+    FORBIDDEN_ROLE = "forbidden_role"
+    FORBIDDEN_UNSCOPED = "forbidden_unscoped"
+    EMERGENCY_FORBIDDEN = "emergency_forbidden"
+    SECOND_PERSON = "second_person"
+    LAST_ADMIN = "last_admin"
+    # what it names
+    NOT_FOUND = "not_found"
+    UNKNOWN_AREA = "unknown_area"
+    UNKNOWN_NODE = "unknown_node"
+    NODE_REVOKED = "node_revoked"
+    DUPLICATE = "duplicate"
+    # the state it finds
+    BAD_TRANSITION = "bad_transition"
+    STALE_REVISION = "stale_revision"
+    NOT_APPROVED = "not_approved"
+    MEDIA_MISSING = "media_missing"
+    SCHEDULE_CONFLICT = "schedule_conflict"
+    NOT_A_SERIES = "not_a_series"
+    NOT_AN_OCCURRENCE = "not_an_occurrence"
+    CANNOT_EDIT = "cannot_edit"
+    CANNOT_CONFIRM = "cannot_confirm"
+    CANNOT_CANCEL = "cannot_cancel"
+    CANNOT_ADVANCE = "cannot_advance"
+    CANNOT_CANCEL_ROLLOUT = "cannot_cancel_rollout"
+    ALERT_STATE = "alert_state"
+    AREA_CYCLE = "area_cycle"
+    AREA_MERGED = "area_merged"
+    MERGE_KIND = "merge_kind"
+    ZONE_DIFFERS = "zone_differs"
+    # a report's period or area (server.report_summary)
+    BAD_DATE = "bad_date"
+    BAD_PERIOD = "bad_period"
+    # uploads and speech (an upload's are audio.probe.UploadProblem's words)
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    TOO_LONG = "too_long"
+    NOT_AUDIO = "not_audio"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    CORRUPT = "corrupt"
+    SILENT = "silent"
+    AUDIO_FAILED = "audio_failed"
+    SPEECH_FAILED = "speech_failed"
+    NOT_AGENT_WHEEL = "not_agent_wheel"
+    # the server
+    SERVER_ERROR = "server_error"
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    NO_FONT = "no_font"                        # a PDF report without its font installed
+
+
 class ApiError(Exception):
     """An error a client caused; ``key`` is the catalogue entry of its message."""
 
-    def __init__(self, http_status: int, code: str, key: str, /, **params: Any) -> None:
+    def __init__(self, http_status: int, code: ErrorCode, key: str, /, **params: Any) -> None:
         super().__init__(code)
         self.status, self.code, self.key, self.params = http_status, code, key, params
         # more members of the error object (e.g. a conflict's slots)
@@ -98,19 +177,19 @@ def unstorable_input() -> str | None:
 def unstorable(field: str) -> ApiError:
     """The error of a field whose text no database could store (``storable``): 422, as the
     text is well-formed JSON or URL text, only not something the server can keep."""
-    return ApiError(422, "invalid_text", "err.invalid_field", field=field,
+    return ApiError(422, ErrorCode.INVALID_TEXT, "err.invalid_field", field=field,
                     detail=t("err.unstorable_text"))
 
 
-def bad_request(key: str, code: str = "invalid", **params: Any) -> ApiError:
+def bad_request(key: str, code: ErrorCode = ErrorCode.INVALID, **params: Any) -> ApiError:
     return ApiError(400, code, key, **params)
 
 
 def not_found(what: str) -> ApiError:
-    return ApiError(404, "not_found", "err.not_found", what=what)
+    return ApiError(404, ErrorCode.NOT_FOUND, "err.not_found", what=what)
 
 
-def error_body(code: str, message: str, status: int, extra: dict[str, Any] | None = None
+def error_body(code: ErrorCode, message: str, status: int, extra: dict[str, Any] | None = None
                ) -> tuple[Response, int]:
     return jsonify({"error": {**(extra or {}), "code": code, "message": message}}), status
 
@@ -139,8 +218,9 @@ def register(app: Flask) -> None:
     def _http_error(err: HTTPException) -> HTTPException | tuple[Response, int]:
         if not wants_json():
             return err
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
-                400: "bad_request"}.get(err.code or 400, "http_error")
+        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED,
+                413: ErrorCode.TOO_LARGE, 400: ErrorCode.BAD_REQUEST}.get(err.code or 400,
+                                                                        ErrorCode.HTTP_ERROR)
         key = {404: "err.route", 405: "err.method"}.get(err.code or 400)
         return error_body(code, t(key) if key else (err.description or code), err.code or 400)
 
@@ -149,7 +229,7 @@ def register(app: Flask) -> None:
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         if not wants_json():
             return t("err.server"), 500
-        return error_body("server_error", t("err.server"), 500)
+        return error_body(ErrorCode.SERVER_ERROR, t("err.server"), 500)
 
     @app.errorhandler(SQLAlchemyError)
     def _database(err: SQLAlchemyError) -> ResponseReturnValue:
@@ -170,6 +250,7 @@ def database_unavailable(app: Flask, err: BaseException
                          request.method, request.path, first_line(err))
     retry = {"Retry-After": str(RETRY_AFTER_S)}
     if wants_json():
-        body, status = error_body("database_unavailable", t("err.database_unavailable"), 503)
+        body, status = error_body(ErrorCode.DATABASE_UNAVAILABLE,
+                                  t("err.database_unavailable"), 503)
         return body, status, retry
     return t("err.database_unavailable"), 503, retry

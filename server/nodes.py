@@ -28,7 +28,7 @@ from . import audit, auth
 from .areas import live_area, slug
 from .bodies import AreaKind, CommandCreate, NodeCreate, parse
 from .config import Settings
-from .errors import ApiError, bad_request
+from .errors import ApiError, ErrorCode, bad_request
 from .keys import KeyState
 from .models import (Area, Command, Node, ProvisioningToken, ServerKey, User, area_ancestors,
                      area_zone, node_groups, rows_changed, utcnow)
@@ -199,7 +199,7 @@ class Provisioner:
         if cluster_id not in self._clusters:
             cluster = live_area(self.db, cluster_id)  # not one merged into another
             if cluster.kind != AreaKind.CLUSTER:
-                raise bad_request("err.not_cluster", "not_cluster", id=cluster_id)
+                raise bad_request("err.not_cluster", ErrorCode.NOT_CLUSTER, id=cluster_id)
             groups = [a.group for a in area_ancestors(self.db, cluster_id)]
             self._clusters[cluster_id] = (cluster, groups,
                                           area_zone(self.db, cluster_id, self.s.timezone))
@@ -221,12 +221,12 @@ class Provisioner:
         cluster, groups, tz = self._cluster(body.cluster_id)
         allowed, keys, ca_pem = self._common()
         if allowed is not None and cluster.id not in allowed:
-            raise ApiError(403, "forbidden_area", "err.forbidden_area", area=cluster.id)
+            raise ApiError(403, ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area=cluster.id)
         node_id = body.id
         if node_id is None:
             node_id = self._new_id(cluster, body.name)
         elif node_id == s.mqtt_username or self.db.get(Node, node_id) is not None:
-            raise ApiError(409, "duplicate", "err.duplicate", what="thing.node_id")
+            raise ApiError(409, ErrorCode.DUPLICATE, "err.duplicate", what="thing.node_id")
         password = secrets.token_urlsafe(24)
         node = Node(id=node_id, cluster_id=cluster.id, name=body.name, lat=body.lat,
                     lon=body.lon, mqtt_password_hash=password_hash(password), desired_dirty=True)
@@ -271,9 +271,9 @@ PROVISIONING_ACTOR = "provisioning-token"  # the audit log's name for a token's 
 def _live_node(db: Session, node_id: str) -> Node:
     node = db.get(Node, node_id)
     if node is None:
-        raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+        raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
     if node.revoked_at is not None:
-        raise ApiError(410, "node_revoked", "err.node_revoked", id=node_id)
+        raise ApiError(410, ErrorCode.NODE_REVOKED, "err.node_revoked", id=node_id)
     return node
 
 
@@ -300,7 +300,7 @@ def fetch_provisioning(db: Session, s: Settings, node_id: str, token: str | None
     consumed and the node's broker password rotated (an answer handed out earlier no longer
     connects). A used, expired, unknown or another node's token is a 401 and changes nothing;
     a revoked node is a 410. The caller commits, then calls sync_broker_accounts."""
-    invalid = ApiError(401, "invalid_provisioning_token", "err.invalid_provisioning_token")
+    invalid = ApiError(401, ErrorCode.INVALID_PROVISIONING_TOKEN, "err.invalid_provisioning_token")
     if not token:
         raise invalid
     row = db.scalar(select(ProvisioningToken).where(
@@ -333,9 +333,9 @@ class RowError:
 
 
 # The field an error without one is about, by its code.
-_ERROR_FIELD = {"unknown_area": "cluster_id", "not_cluster": "cluster_id",
-                "area_merged": "cluster_id",
-                "forbidden_area": "cluster_id", "duplicate": "id"}
+_ERROR_FIELD = {ErrorCode.UNKNOWN_AREA: "cluster_id", ErrorCode.NOT_CLUSTER: "cluster_id",
+                ErrorCode.AREA_MERGED: "cluster_id", ErrorCode.FORBIDDEN_AREA: "cluster_id",
+                ErrorCode.DUPLICATE: "id"}
 
 
 def row_error(row: int, err: ApiError) -> RowError:
@@ -370,7 +370,7 @@ def revoke_node(db: Session, s: Settings, user: User, node_id: str) -> Node:
     (an empty retained message, unsigned: it carries no command). Revoking twice is a no-op."""
     node = db.get(Node, node_id)
     if node is None:
-        raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+        raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
     auth.check_area(db, user, node.cluster_id)
     if node.revoked_at is not None:
         return node
@@ -385,7 +385,7 @@ def node_command(db: Session, s: Settings, user: User, node_id: str,
     """An immediate command to one node; queue_command checks its body against the protocol."""
     node = db.get(Node, node_id)
     if node is None:
-        raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+        raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
     auth.check_area(db, user, node.cluster_id)
     type_ = command.type
     body: dict[str, Any] = command.body or {}
@@ -458,7 +458,7 @@ def _csv_row(db: Session, line: int, rec: dict[str, str], codes: dict[str, int |
             codes[cluster] = db.scalar(select(Area.id).where(Area.code == cluster))
         if codes[cluster] is None:
             return RowError(line, "cluster_id", ApiError(
-                404, "unknown_area", "err.unknown_area_code", code=cluster))
+                404, ErrorCode.UNKNOWN_AREA, "err.unknown_area_code", code=cluster))
         data["cluster_id"] = codes[cluster]
     for key, column in (("lat", "latitude"), ("lon", "longitude")):
         raw = (rec.get(column) or "").strip()
@@ -486,25 +486,26 @@ def read_node_csv(db: Session, raw: bytes, most: int
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ApiError(422, "invalid_csv", "err.csv_encoding", at=err.start) from None
+        raise ApiError(422, ErrorCode.INVALID_CSV, "err.csv_encoding", at=err.start) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip().lower() for h in next(reader, [])]
         missing = [c for c in CSV_REQUIRED if c not in header]
         if missing:
-            raise ApiError(422, "invalid_csv", "err.csv_columns", missing=", ".join(missing))
+            raise ApiError(422, ErrorCode.INVALID_CSV,
+                           "err.csv_columns", missing=", ".join(missing))
         rows: list[tuple[int, NodeCreate | RowError]] = []
         codes: dict[str, int | None] = {}
         for fields in reader:
             if not any(f.strip() for f in fields):
                 continue  # a blank line (a sheet's trailing ones)
             if len(rows) >= most:
-                raise bad_request("err.too_many_rows", "too_many", most=most)
+                raise bad_request("err.too_many_rows", ErrorCode.TOO_MANY, most=most)
             record = dict(zip(header, fields, strict=False))
             rows.append((reader.line_num, _csv_row(db, reader.line_num, record, codes)))
     except csv.Error as err:
-        raise ApiError(422, "invalid_csv", "err.csv_syntax", line=reader.line_num,
+        raise ApiError(422, ErrorCode.INVALID_CSV, "err.csv_syntax", line=reader.line_num,
                        detail=str(err)) from None
     if not rows:
-        raise ApiError(422, "invalid_csv", "err.csv_empty")
+        raise ApiError(422, ErrorCode.INVALID_CSV, "err.csv_empty")
     return rows

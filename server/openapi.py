@@ -18,6 +18,7 @@ from .bodies import CONFIGURED, MODELS, AreaKind
 from .bridge import RefusedReason
 from .broadcasts import BroadcastStatus
 from .bulletins import BulletinSource, BulletinStatus, BulletinStep
+from .errors import ErrorCode
 from .deliveries import DeliveryStatus, HoldReason, SlotState, UnsentReason
 from .outbox import CommandStatus
 from .releases import Progress, RolloutStatus
@@ -136,7 +137,9 @@ def _nullable_enum(words: type[StrEnum]) -> dict[str, Any]:
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message"],
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+        "properties": {"code": {"type": "string", "enum": [c.value for c in ErrorCode],
+                                "description": "what a script branches on; never renamed"},
+                       "message": {"type": "string"},
                        "problem": {"type": "string", "description": "invalid_recurrence: "
                                    "what is wrong with the rule (too_frequent, never_occurs, …)"},
                        "part": {**NULLABLE_STR, "description": "invalid_recurrence: the rule's "

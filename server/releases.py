@@ -34,7 +34,7 @@ from device_agent.protocol import CommandType, NodeReason
 from . import auth
 from .bodies import RolloutCreate
 from .config import Settings
-from .errors import ApiError, bad_request, not_found
+from .errors import ApiError, ErrorCode, bad_request, not_found
 from .i18n import Word
 from .models import (AgentRelease, Area, Command, Node, Rollout, RolloutNode, User,
                      area_subtree_ids, utcnow)
@@ -69,7 +69,8 @@ class Progress(StrEnum):
 def wheel_version(data: bytes) -> str:
     """The agent version a wheel holds; a 422 when it is not a ``loaphuong-agent`` wheel."""
     def refuse(detail: str) -> ApiError:
-        return ApiError(422, "not_agent_wheel", "err.release.not_agent_wheel", detail=detail)
+        return ApiError(422, ErrorCode.NOT_AGENT_WHEEL,
+                        "err.release.not_agent_wheel", detail=detail)
     try:
         with zipfile.ZipFile(BytesIO(data)) as zf:
             names = set(zf.namelist())
@@ -90,13 +91,13 @@ def store_release(db: Session, settings: Settings, user: User, data: bytes,
                   notes: str | None) -> AgentRelease:
     """Store an uploaded wheel as a release (the caller commits). Only an admin uploads."""
     if not data:
-        raise bad_request("err.upload.empty", "empty")
+        raise bad_request("err.upload.empty", ErrorCode.EMPTY)
     if len(data) > MAX_RELEASE_BYTES:
-        raise ApiError(413, "too_large", "err.upload.too_large",
+        raise ApiError(413, ErrorCode.TOO_LARGE, "err.upload.too_large",
                        detail=f"{len(data)} > {MAX_RELEASE_BYTES} bytes")
     version = wheel_version(data)
     if db.scalar(select(AgentRelease).where(AgentRelease.version == version)):
-        raise ApiError(409, "duplicate", "err.duplicate", what="thing.release")
+        raise ApiError(409, ErrorCode.DUPLICATE, "err.duplicate", what="thing.release")
     stored = MediaStore(settings.media_dir).put(data, WHEEL_EXT)
     release = AgentRelease(version=version, sha256=stored.sha256, bytes=stored.bytes,
                            notes=notes, uploaded_by=user.id, uploaded_at=utcnow())
@@ -172,13 +173,13 @@ def _target_nodes(db: Session, areas: list[int], nodes: list[str]) -> set[str]:
     found: set[str] = set()
     for area_id in areas:
         if db.get(Area, area_id) is None:
-            raise ApiError(404, "unknown_area", "err.unknown_area", id=area_id)
+            raise ApiError(404, ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
         found |= set(db.scalars(select(Node.id).where(
             Node.cluster_id.in_(area_subtree_ids(db, [area_id])), Node.revoked_at.is_(None))))
     for node_id in nodes:
         node = db.get(Node, node_id)
         if node is None:
-            raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+            raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
         if node.revoked_at is None:
             found.add(node_id)
     return found
@@ -190,7 +191,7 @@ def create_rollout(db: Session, settings: Settings, user: User, body: RolloutCre
     release = get_release(db, body.release_id)
     targets = _target_nodes(db, body.targets.areas, body.targets.nodes)
     if not targets:
-        raise bad_request("err.no_nodes", "no_nodes")
+        raise bad_request("err.no_nodes", ErrorCode.NO_NODES)
     stages = split_stages(targets, body.stages)
     rollout = Rollout(release_id=release.id, target_areas=body.targets.areas,
                       target_nodes=body.targets.nodes, stages=list(body.stages), stage=0,
@@ -236,7 +237,7 @@ def advance(db: Session, settings: Settings, user: User, rollout: Rollout) -> Ro
     """An admin starts the next stage now, whatever the current one's state (a 409 when the
     rollout is not running or is at its last stage)."""
     if rollout.status != RolloutStatus.RUNNING or rollout.stage + 1 >= _stage_count(rollout):
-        raise ApiError(409, "cannot_advance", "err.rollout.cannot_advance",
+        raise ApiError(409, ErrorCode.CANNOT_ADVANCE, "err.rollout.cannot_advance",
                        status=Word("rolloutstatus", rollout.status))
     _start_stage(db, settings, user, rollout, rollout.stage + 1)
     return rollout
@@ -246,7 +247,7 @@ def cancel(db: Session, rollout: Rollout) -> Rollout:
     """Stop a rollout: no further stage, and update commands not yet out are given up (a node
     that already has its command goes on with it)."""
     if rollout.status != RolloutStatus.RUNNING:
-        raise ApiError(409, "cannot_cancel_rollout", "err.rollout.cannot_cancel",
+        raise ApiError(409, ErrorCode.CANNOT_CANCEL_ROLLOUT, "err.rollout.cannot_cancel",
                        status=Word("rolloutstatus", rollout.status))
     rollout.status, rollout.finished_at = RolloutStatus.CANCELLED, utcnow()
     for rn in rollout.nodes:

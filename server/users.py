@@ -17,7 +17,7 @@ from werkzeug.security import check_password_hash
 from .areas import live_area
 from .auth import PERMISSIONS, Role, hash_password, revoke_logins, user_area_ids
 from .bodies import UserWrite
-from .errors import ApiError, bad_request, not_found
+from .errors import ApiError, ErrorCode, bad_request, not_found
 from .i18n import Word
 from .models import User
 from .times import iso
@@ -67,7 +67,8 @@ def save_user(db: Session, actor: User | None, user: User | None, body: UserWrit
     data = body.changes()
     creating = user is None
     if user is not None and not may_grant(actor, user.role):
-        raise ApiError(403, "forbidden_role", "err.grant_role", role=Word("role", user.role))
+        raise ApiError(403, ErrorCode.FORBIDDEN_ROLE,
+                       "err.grant_role", role=Word("role", user.role))
     allowed = user_area_ids(db, actor) if actor is not None else None
     if user is None:
         user = User(username="", password_hash="", role="",
@@ -76,7 +77,7 @@ def save_user(db: Session, actor: User | None, user: User | None, body: UserWrit
     _set_profile(db, actor, user, data, allowed)
     revoke = _set_access(user, data, creating, password_min)
     if was_admin and not (user.role == Role.ADMIN and user.active) and _other_admins(db, user) == 0:
-        raise ApiError(409, "last_admin", "err.last_admin")
+        raise ApiError(409, ErrorCode.LAST_ADMIN, "err.last_admin")
     if creating:
         db.add(user)
     elif revoke:
@@ -90,11 +91,11 @@ def _set_profile(db: Session, actor: User | None, user: User, data: dict[str, An
     """Username, role, area and language from ``data``, each checked."""
     if "username" in data and data["username"] != user.username:
         if db.scalar(select(User.id).where(User.username == data["username"])) is not None:
-            raise ApiError(409, "duplicate", "err.duplicate", what="thing.user")
+            raise ApiError(409, ErrorCode.DUPLICATE, "err.duplicate", what="thing.user")
         user.username = data["username"]
     if "role" in data:
         if not may_grant(actor, data["role"]):
-            raise ApiError(403, "forbidden_role", "err.grant_role",
+            raise ApiError(403, ErrorCode.FORBIDDEN_ROLE, "err.grant_role",
                            role=Word("role", data["role"]))
         user.role = data["role"]
     if "area_id" in data:
@@ -112,7 +113,7 @@ def _set_access(user: User, data: dict[str, Any], creating: bool, password_min: 
     if "password" in data:
         password = data["password"]
         if len(password) < password_min:
-            raise bad_request("err.password_short", "invalid", min=password_min)
+            raise bad_request("err.password_short", ErrorCode.INVALID, min=password_min)
         if creating or not check_password_hash(user.password_hash, password):
             user.password_hash = hash_password(password)
             revoke = True  # setting the same password again is no change
@@ -122,11 +123,11 @@ def _set_access(user: User, data: dict[str, Any], creating: bool, password_min: 
 def _area_id(db: Session, value: int | None, allowed: set[int] | None) -> int | None:
     if value is None:
         if allowed is not None:
-            raise ApiError(403, "forbidden_unscoped", "err.unscoped_user")
+            raise ApiError(403, ErrorCode.FORBIDDEN_UNSCOPED, "err.unscoped_user")
         return None
     live_area(db, value)  # 404, or 409 for an area merged into another
     if allowed is not None and value not in allowed:
-        raise ApiError(403, "forbidden_area", "err.forbidden_area", area=value)
+        raise ApiError(403, ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area=value)
     return value
 
 

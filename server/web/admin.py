@@ -22,7 +22,7 @@ from .. import users as user_service
 from ..auth import ROLES, caller
 from ..bulletins import scoped_area, speech_defaults, update_area_speech
 from ..context import settings
-from ..errors import ApiError
+from ..errors import ApiError, ErrorCode
 from ..i18n import LANGUAGES, Word, t
 from ..models import Area, AuditEntry, User, area_zone, nearest_setting
 from ..request_globals import g
@@ -112,7 +112,7 @@ def admin_user(user_id: int) -> Response | tuple[str, int]:
     actor = caller()
     person = user_service.get_user(g.db, actor, user_id)  # 404 outside the actor's areas
     if not user_service.may_grant(actor, person.role):  # save_user's own refusal, up front
-        raise ApiError(403, "forbidden_role", "err.grant_role",
+        raise ApiError(403, ErrorCode.FORBIDDEN_ROLE, "err.grant_role",
                        role=Word("role", person.role))
     if request.method == "GET":
         return _user_form("admin_user.html", person=person, form={})

@@ -21,7 +21,7 @@ from .. import bodies as B
 from .. import nodes as node_service
 from ..bodies import AREA_KINDS
 from ..context import sessions, settings
-from ..errors import ApiError, bad_request
+from ..errors import ApiError, ErrorCode, bad_request
 from ..i18n import t
 from ..models import Area, Node, area_subtree_ids
 from ..request_globals import g
@@ -298,7 +298,7 @@ def install_url(node_id: str) -> Response:
     node = g.db.get(Node, node_id)
     allowed = _scope()
     if node is None or (allowed is not None and node.cluster_id not in allowed):
-        raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+        raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
     answer = node_service.issue_provisioning_token(g.db, settings(), access.caller(), node)
     g.db.commit()
     return _no_store(render_template("install_url.html", node=node, answer=answer))

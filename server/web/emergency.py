@@ -22,7 +22,7 @@ from .. import bulletins as bulletin_service
 from ..broadcasts import (BroadcastStatus, broadcast_visible, cancel_broadcast,
                           confirm_broadcast, create_broadcast, target_node_ids)
 from ..context import settings, speech
-from ..errors import ApiError, not_found
+from ..errors import ApiError, ErrorCode, not_found
 from ..i18n import t
 from ..models import Area, Broadcast
 from ..request_globals import g
@@ -49,7 +49,7 @@ def _live_bulletin(form: MultiDict[str, str], areas: list[int]) -> int:
     ticked area, category emergency: its bulletin id."""
     user = access.caller()
     if not access.can(user, "bulletin.approve"):
-        raise ApiError(403, "forbidden", "err.forbidden")
+        raise ApiError(403, ErrorCode.FORBIDDEN, "err.forbidden")
     req = read_form(B.BulletinCreate, {"title": form.get("title", ""),
                                        "text": form.get("text", ""),
                                        "category": B.Category.EMERGENCY,

@@ -23,7 +23,7 @@ from .. import bodies as B
 from .. import nodes as node_service
 from .. import queries
 from ..context import settings
-from ..errors import ApiError, bad_request, not_found
+from ..errors import ApiError, ErrorCode, bad_request, not_found
 from ..outbox import CommandStatus
 from ..models import (Alert, Area, Command, Node, PlayLog, Telemetry, area_subtree_ids, from_ms,
                       utcnow)
@@ -84,7 +84,7 @@ def visible_node(node_id: str) -> Node:
     node: Node | None = g.db.get(Node, node_id)
     allowed = access.user_area_ids(g.db, access.caller())
     if node is None or (allowed is not None and node.cluster_id not in allowed):
-        raise ApiError(404, "unknown_node", "err.unknown_node", id=node_id)
+        raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
     return node
 
 

@@ -14,7 +14,7 @@ from server.bodies import AreaKind, Category
 from server.broadcasts import BroadcastStatus
 from server.bulletins import BulletinStatus, BulletinStep
 from server.deliveries import HoldReason, UnsentReason
-from server.errors import ApiError
+from server.errors import ApiError, ErrorCode
 from server.i18n import CATALOGUE, Word, word
 from server.releases import RolloutStatus
 
@@ -40,7 +40,7 @@ def test_a_word_the_catalogue_does_not_hold_is_shown_as_it_is():
 
 def test_an_errors_words_are_said_in_the_language_it_is_read_in():
     app = Flask(__name__)
-    err = ApiError(409, "cannot_cancel", "err.cannot_cancel",
+    err = ApiError(409, ErrorCode.CANNOT_CANCEL, "err.cannot_cancel",
                    status=Word("bcstate", BroadcastStatus.SKIPPED))
     with app.test_request_context("/api/v1/broadcasts/1?lang=vi"):
         assert err.message() == 'Không thể huỷ lượt phát đang ở trạng thái "bị bỏ qua".'
