@@ -156,15 +156,23 @@ def node_progress(cmd: Command | None) -> Progress:
         CommandStatus(cmd.status), Progress.FAILED)
 
 
-def next_step(stage: int, stages: int, progress: Sequence[Progress], auto: bool) -> str:
+class RolloutStep(StrEnum):
+    """What a running rollout does next (``next_step``)."""
+    WAIT = "wait"
+    ADVANCE = "advance"
+    COMPLETE = "complete"
+
+
+def next_step(stage: int, stages: int, progress: Sequence[Progress], auto: bool
+              ) -> RolloutStep:
     """After stage ``stage`` (0-based) of ``stages`` with its nodes at ``progress``:
     ``complete`` (the last stage is all healthy), ``advance`` (all healthy and ``auto``), or
     ``wait`` (nodes still updating, a failure an admin must look at, or no auto advance)."""
     if not all(p == Progress.HEALTHY for p in progress):
-        return "wait"
+        return RolloutStep.WAIT
     if stage + 1 >= stages:
-        return "complete"
-    return "advance" if auto else "wait"
+        return RolloutStep.COMPLETE
+    return RolloutStep.ADVANCE if auto else RolloutStep.WAIT
 
 
 # --- rollouts -----------------------------------------------------------------------------------
@@ -266,10 +274,10 @@ def advance_due(db: Session, settings: Settings) -> int:
         progress = [node_progress(rn.command) for rn in rollout.nodes
                     if rn.stage == rollout.stage]
         step = next_step(rollout.stage, _stage_count(rollout), progress, rollout.auto_advance)
-        if step == "advance":
+        if step == RolloutStep.ADVANCE:
             _start_stage(db, settings, None, rollout, rollout.stage + 1)
             moved += 1
-        elif step == "complete":
+        elif step == RolloutStep.COMPLETE:
             rollout.status, rollout.finished_at = RolloutStatus.COMPLETED, utcnow()
             moved += 1
     return moved

@@ -24,6 +24,7 @@ from .. import nodes as node_service
 from .. import queries
 from ..context import settings
 from ..errors import ApiError, ErrorCode, bad_request, not_found
+from ..nodes import NodeListStatus
 from ..outbox import CommandStatus
 from ..models import (Alert, Area, Command, Node, PlayLog, Telemetry, area_subtree_ids, from_ms,
                       utcnow)
@@ -124,13 +125,13 @@ def _areas() -> list[Area]:
     return user_areas(by_name=True)
 
 
-def node_state(node: Node) -> str:
+def node_state(node: Node) -> NodeListStatus:
     """One word for a node's state, as the list's status filter names them."""
     if node.maintenance_until is not None and node.maintenance_until > utcnow():
-        return "maintenance"
+        return NodeListStatus.MAINTENANCE
     if node.online:
-        return "online"
-    return "never_connected" if node.last_seen is None else "offline"
+        return NodeListStatus.ONLINE
+    return NodeListStatus.NEVER_CONNECTED if node.last_seen is None else NodeListStatus.OFFLINE
 
 
 @bp.get("/nodes")
