@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -114,6 +115,25 @@ ACK_FOR_RESULT = {PlayResult.COMPLETED: AckStatus.FINISHED,
                   PlayResult.FAILED: AckStatus.FAILED, PlayResult.SKIPPED: AckStatus.SKIPPED}
 
 
+class Inbox(StrEnum):
+    """What the agent's one worker thread is told (its inbox: every other thread only puts)."""
+    MQTT = "mqtt"              # a message arrived
+    PUBLISHED = "published"    # the broker has one of ours (PUBACK)
+    CONNECTED = "connected"
+    FETCHED = "fetched"        # a media download ended
+    PLAY_DONE = "play_done"
+    ALARMS = "alarms"
+    UPDATE = "update"          # an agent update's install ended
+    STOP = "stop"
+    TICK = "tick"              # nothing came within the wait: time alone moves things
+
+
+class MediaState(StrEnum):
+    """Where a media file the agent needs stands (a failed one is a _MediaFailure)."""
+    FETCHING = "fetching"
+    READY = "ready"
+
+
 @dataclass
 class _MediaFailure:
     reason: str
@@ -167,7 +187,7 @@ class Agent:
         self._prefix = config.topic_prefix
         node = config.node_id
         self.topics = {kind: node_topic(self._prefix, node, kind) for kind in TopicKind}
-        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._inbox: queue.Queue[tuple[Inbox, Any]] = queue.Queue()
         self._stopping = threading.Event()
         self._started = False
         self._ran = False
@@ -180,7 +200,8 @@ class Agent:
         self._amp = AmpControl(self.amplifier, lead_ms=config.amp.lead_ms,
                                idle_off_s=config.amp.idle_off_s,
                                alarm=lambda detail: self._inbox.put(
-                                   ("alarms", [(AlarmCode.AMP_FAULT, detail)])), clock=self.now_ms)
+                                   (Inbox.ALARMS, [(AlarmCode.AMP_FAULT, detail)])),
+                               clock=self.now_ms)
         self._probe: MachineProbe = probe or MachineProbe(state_dir)
         self._store = StateStore(state_dir / "agent.sqlite")
         self.cache = MediaCache(state_dir / "media", config.fetch_timeout_s)
@@ -188,17 +209,17 @@ class Agent:
         self._acoustic = AcousticSelfTest(
             self.player, recorder or make_recorder(config.mic.device), state_dir,
             limits=Limits(min_level_dbfs=config.mic.min_level_dbfs))
-        self._fetcher = Fetcher(self.cache, lambda sha, err: self._inbox.put(("fetched",
+        self._fetcher = Fetcher(self.cache, lambda sha, err: self._inbox.put((Inbox.FETCHED,
                                                                                 (sha, err))))
         self._transport = MqttTransport(
             config.mqtt, node, will_topic=self.topics[TopicKind.STATE],
             will_payload=json.dumps({"v": 1, "online": False}, separators=(",", ":")),
-            on_connect=self._on_connect, on_message=lambda m: self._inbox.put(("mqtt", m)),
-            on_published=lambda mid: self._inbox.put(("published", mid)))
+            on_connect=self._on_connect, on_message=lambda m: self._inbox.put((Inbox.MQTT, m)),
+            on_published=lambda mid: self._inbox.put((Inbox.PUBLISHED, mid)))
         self.exit_code: int | None = None  # set when the agent asks its process to end
         self._updater = Updater(
             state_dir, running=AGENT_VERSION, node_id=node, prefix=self._prefix,
-            ack=self._ack, post=lambda result: self._inbox.put(("update", result)),
+            ack=self._ack, post=lambda result: self._inbox.put((Inbox.UPDATE, result)),
             keys=lambda: self._keys, request_restart=lambda: self._request_exit(RESTART_EXIT),
             clock_ms=self.now_ms, idle=lambda: self._playing is None,
             timeout_s=config.fetch_timeout_s)
@@ -206,11 +227,11 @@ class Agent:
         self._telemetry = threading.Thread(target=self._telemetry_loop, name="loa-telemetry",
                                            daemon=True)
         # what the worker does with each kind of inbox message, and with each envelope type
-        self._inbox_handlers: dict[str, Callable[[Any], None]] = {
-            "mqtt": self._on_mqtt, "published": self._on_published,
-            "connected": self._on_connected, "fetched": self._on_fetched,
-            "play_done": self._on_play_done, "alarms": self._on_alarms,
-            "update": self._updater.installed,
+        self._inbox_handlers: dict[Inbox, Callable[[Any], None]] = {
+            Inbox.MQTT: self._on_mqtt, Inbox.PUBLISHED: self._on_published,
+            Inbox.CONNECTED: self._on_connected, Inbox.FETCHED: self._on_fetched,
+            Inbox.PLAY_DONE: self._on_play_done, Inbox.ALARMS: self._on_alarms,
+            Inbox.UPDATE: self._updater.installed,
         }
         self._commands: dict[str, Callable[[Envelope, int], None]] = {
             CommandType.DESIRED: self._apply_desired, CommandType.PLAY: self._queue_command,
@@ -222,7 +243,7 @@ class Agent:
         # worker-owned state
         self._waiting: list[QueueItem] = []
         self._playing: _Playing | None = None
-        self._media: dict[str, str | _MediaFailure] = {}
+        self._media: dict[str, MediaState | _MediaFailure] = {}
         self._seq = 0
         self._token = 0
         self._wake_at: int | None = None
@@ -278,7 +299,7 @@ class Agent:
             return max(0.0, min(bound, end - time.monotonic()))
         self._started = False
         self._stopping.set()
-        self._inbox.put(("stop", None))
+        self._inbox.put((Inbox.STOP, None))
         self._worker.join(left(timeout + PLAYER_JOIN_S))
         deadline = time.monotonic() + left(timeout / 2)
         while self._store.outbox_size() and self._transport.connected \
@@ -287,7 +308,7 @@ class Agent:
                 kind, data = self._inbox.get(timeout=0.05)
             except queue.Empty:
                 continue
-            if kind in ("published", "connected"):
+            if kind in (Inbox.PUBLISHED, Inbox.CONNECTED):
                 self._handle(kind, data)
         if self._transport.connected:
             self._transport.publish_and_wait(
@@ -353,7 +374,7 @@ class Agent:
         if self._desired:
             self._use_desired(self._desired["body"], now, fresh=False)
             for sha in sorted(self._unreported):  # downloaded just before the agent stopped
-                if self._media.get(sha) == "ready":
+                if self._media.get(sha) == MediaState.READY:
                     self._media_ready(sha)
             self._store.put("media_unreported", sorted(self._unreported))
         self._amp.restore(store.get("amp_on"), now)
@@ -383,7 +404,7 @@ class Agent:
                                                        "ts": self.now_ms(),
                                                        "agent_version": AGENT_VERSION},
                                 qos=1, retain=True)
-        self._inbox.put(("connected", None))
+        self._inbox.put((Inbox.CONNECTED, None))
 
     # --- the worker -------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -395,8 +416,8 @@ class Agent:
             try:
                 kind, data = self._inbox.get(timeout=timeout)
             except queue.Empty:
-                kind, data = "tick", None
-            if kind == "stop":
+                kind, data = Inbox.TICK, None
+            if kind == Inbox.STOP:
                 break
             try:
                 self._check_clock()
@@ -417,7 +438,7 @@ class Agent:
             log.warning("clock jumped by %+d ms", step)
             self._emit(EventType.ALARM, code=AlarmCode.CLOCK_JUMP, detail=clock_jump_detail(step))
 
-    def _handle(self, kind: str, data: Any) -> None:
+    def _handle(self, kind: Inbox, data: Any) -> None:
         handler = self._inbox_handlers.get(kind)
         if handler is not None:
             handler(data)
@@ -626,7 +647,7 @@ class Agent:
                              + [m["sha256"] for m in body.get("prefetch", [])])
         self._unreported = set(shas)
         for sha in shas:
-            if self._media.get(sha) == "ready":
+            if self._media.get(sha) == MediaState.READY:
                 self._media_ready(sha)
         self._store.put("media_unreported", sorted(self._unreported))
 
@@ -700,21 +721,21 @@ class Agent:
         if not media:
             return
         sha = media["sha256"]
-        if self._media.get(sha) in ("ready", "fetching"):
+        if self._media.get(sha) in (MediaState.READY, MediaState.FETCHING):
             return
         if self.cache.has(sha):
-            self._media[sha] = "ready"
+            self._media[sha] = MediaState.READY
             return
-        self._media[sha] = "fetching"
+        self._media[sha] = MediaState.FETCHING
         self._fetcher.request(media)
 
     def _ready(self, item: QueueItem) -> bool:
-        return item.sha256 is None or self._media.get(item.sha256) == "ready"
+        return item.sha256 is None or self._media.get(item.sha256) == MediaState.READY
 
     def _on_fetched(self, result: tuple[str, MediaError | None]) -> None:
         sha, error = result
         if error is None:
-            self._media[sha] = "ready"
+            self._media[sha] = MediaState.READY
             if sha in self._unreported:
                 self._media_ready(sha)
                 self._store.put("media_unreported", sorted(self._unreported))
@@ -823,7 +844,7 @@ class Agent:
             outcome = PlayOutcome(PlayResult.FAILED, f"{type(err).__name__}: {err}")
         playing.ended_at = self.now_ms()
         playing.outcome = outcome
-        self._inbox.put(("play_done", playing.token))
+        self._inbox.put((Inbox.PLAY_DONE, playing.token))
 
     def _on_play_done(self, token: int) -> None:
         playing = self._playing
@@ -937,7 +958,7 @@ class Agent:
         self._active_alarms, raised = health_alarms({**sample, "_clock_unsynced": unsynced},
                                                     self._active_alarms)
         if raised:
-            self._inbox.put(("alarms", raised))
+            self._inbox.put((Inbox.ALARMS, raised))
         status = self.status()
         try:
             cache_bytes = self.cache.total_bytes()
