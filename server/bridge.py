@@ -40,6 +40,7 @@ from device_agent.protocol import (AckStatus, AlarmCode, CommandType, EventType,
 from schedules.recurrence import DEFAULT_TZ
 
 from . import deliveries, programmes, schedule
+from .alerts import Kind as AlertKind
 from .errors import storable, unavailable
 from .models import (Broadcast, Command, Delivery, Event, Node, PlayLog, SlotDelivery,
                      Telemetry, ancestor_ids, node_groups, now_ms, utcnow)
@@ -844,13 +845,13 @@ class Bridge:
     def _raise_clock_off(self, db: Session, node: Node, ts: int, detail: str) -> None:
         """The server's own ``clock_off`` alarm on the node, listed with the node's alarms: a
         node that starts broadcasts on its own clock plays out of step with its neighbours."""
-        event_id = f"server:clock_off:{ts}"
+        event_id = f"server:{AlertKind.CLOCK_OFF}:{ts}"
         if db.scalar(select(Event.id).where(Event.node_id == node.id,
                                             Event.event_id == event_id)):
             return
         self._insert(db, Event, node_id=node.id, event_id=event_id, type=EventType.ALARM,
                      ts_ms=ts, payload={"type": EventType.ALARM, "id": event_id, "ts": ts,
-                                        "code": "clock_off", "detail": detail})
+                                        "code": AlertKind.CLOCK_OFF, "detail": detail})
 
     def _telemetry(self, db: Session, node: Node, data: dict[str, Any]) -> None:
         """A row per message (once: one delivered again is not stored twice); the node's last
