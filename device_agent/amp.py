@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .config import AmpConfig, ConfigError
+from .config import AmpConfig, AmpKind, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class RecordingAmplifier(Amplifier):
     ``has_relay`` True makes it stand for a relay, so the agent powers it around playback.
     """
 
-    kind = "none"
+    kind = AmpKind.NONE
 
     def __init__(self, initial: bool | None = None, fail_with: str | None = None,
                  has_relay: bool = False):
@@ -154,7 +154,7 @@ class GpiodAmplifier(Amplifier):
     configured bias and debounce, its active level the fault's. ``gpiod`` is the binding module
     (tests pass a fake); ``dev`` where the chips' device files are."""
 
-    kind = "gpio"
+    kind = AmpKind.GPIO
 
     def __init__(self, config: AmpConfig, gpiod: Any = None, dev: Path = Path("/dev")):
         self._gpiod = gpiod if gpiod is not None else load_gpiod()
@@ -317,6 +317,6 @@ class GpiodAmplifier(Amplifier):
 
 def make_amplifier(config: AmpConfig) -> Amplifier:
     """The amplifier ``config.kind`` names (ConfigError when its chip or lines are wrong)."""
-    if config.kind == "gpio":
+    if config.kind == AmpKind.GPIO:
         return GpiodAmplifier(config)
     return RecordingAmplifier()

@@ -16,6 +16,7 @@ import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,8 +28,25 @@ from .protocol import DEFAULT_PREFIX, load_public_key, valid_name
 
 log = logging.getLogger(__name__)
 
-PLAYER_KINDS = ("auto", "file", "mpv", "ffplay", "aplay")
-AMP_KINDS = ("none", "gpio")
+
+
+class PlayerKind(StrEnum):
+    """``player.kind``: the program that plays (device_agent.player.make_player)."""
+    AUTO = "auto"          # the first of mpv, ffplay, aplay installed
+    FILE = "file"          # no sound: each play written to ``sink_dir`` (tests, emulation)
+    MPV = "mpv"
+    FFPLAY = "ffplay"
+    APLAY = "aplay"
+
+
+class AmpKind(StrEnum):
+    """``amp.kind``: what switches the amplifier (device_agent.amp.make_amplifier)."""
+    NONE = "none"          # nothing to switch
+    GPIO = "gpio"          # a relay and a fault input through libgpiod v2
+
+
+PLAYER_KINDS = tuple(k.value for k in PlayerKind)
+AMP_KINDS = tuple(k.value for k in AmpKind)
 BIASES = ("as-is", "pull-up", "pull-down", "disabled")
 
 
@@ -62,7 +80,7 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class PlayerConfig:
-    kind: str = "auto"
+    kind: str = PlayerKind.AUTO
     sink_dir: str = ""
     realtime: bool = True
 
@@ -79,7 +97,7 @@ class AmpConfig:
     before a play starts and off after ``idle_off_s`` with nothing playing or due.
     """
 
-    kind: str = "none"
+    kind: str = AmpKind.NONE
     gpio_pin: int = 17
     active_high: bool = True
     chip: str = "gpiochip0"
@@ -292,7 +310,7 @@ def _server_keys(data: Mapping[str, Any]) -> tuple[ServerKey, ...]:
 
 def _player(data: Mapping[str, Any]) -> PlayerConfig:
     p = _table(data, "player", {"kind", "sink_dir", "realtime"})
-    return PlayerConfig(kind=_get(p, "kind", "player.kind", str, "auto"),
+    return PlayerConfig(kind=_get(p, "kind", "player.kind", str, PlayerKind.AUTO),
                         sink_dir=_get(p, "sink_dir", "player.sink_dir", str, ""),
                         realtime=_get(p, "realtime", "player.realtime", bool, True))
 
@@ -304,7 +322,7 @@ AMP_KEYS = {"kind", "gpio_pin", "active_high", "chip", "relay_line", "fault_line
 def _amp(data: Mapping[str, Any]) -> AmpConfig:
     a = _table(data, "amp", AMP_KEYS)
     amp = AmpConfig(
-        kind=_get(a, "kind", "amp.kind", str, "none"),
+        kind=_get(a, "kind", "amp.kind", str, AmpKind.NONE),
         gpio_pin=_get(a, "gpio_pin", "amp.gpio_pin", int, 17),
         active_high=_get(a, "active_high", "amp.active_high", bool, True),
         chip=_get(a, "chip", "amp.chip", str, "gpiochip0"),
@@ -363,7 +381,7 @@ def check(config: AgentConfig) -> None:
     if config.player.kind not in PLAYER_KINDS:
         raise ConfigError("player.kind", f"must be one of {', '.join(PLAYER_KINDS)}, "
                                          f"not {config.player.kind!r}")
-    if config.player.kind == "file" and not config.player.sink_dir:
+    if config.player.kind == PlayerKind.FILE and not config.player.sink_dir:
         raise ConfigError("player.sink_dir", "is required when player.kind is \"file\"")
     if config.amp.kind not in AMP_KINDS:
         raise ConfigError("amp.kind", f"must be one of {', '.join(AMP_KINDS)}, "

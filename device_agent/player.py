@@ -25,6 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
+from .config import PlayerKind
 from .files import atomic_file
 from .schemas import PlayResult
 
@@ -258,7 +259,7 @@ class FileSinkPlayer(Player):
 
 
 REAL_PLAYERS: dict[str, type[SubprocessPlayer]] = {
-    "mpv": MpvPlayer, "ffplay": FfplayPlayer, "aplay": AplayPlayer}
+    PlayerKind.MPV: MpvPlayer, PlayerKind.FFPLAY: FfplayPlayer, PlayerKind.APLAY: AplayPlayer}
 
 
 class NoPlayerError(RuntimeError):
@@ -267,9 +268,9 @@ class NoPlayerError(RuntimeError):
 
 def make_player(kind: str, sink_dir: str | Path = "", realtime: bool = True) -> Player:
     """The player ``kind`` names; ``auto`` picks the first of mpv, ffplay, aplay installed."""
-    if kind == "file":
+    if kind == PlayerKind.FILE:
         return FileSinkPlayer(sink_dir, realtime)
-    if kind == "auto":
+    if kind == PlayerKind.AUTO:
         for cls in REAL_PLAYERS.values():
             if cls.available():
                 return cls()

@@ -22,6 +22,7 @@ import tomli_w
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from device_agent.config import AmpKind, PlayerKind
 from device_agent.protocol import CommandType, valid_name
 
 from . import audit, auth
@@ -146,8 +147,8 @@ def agent_config(s: Settings, node: Node, password: str, groups: list[str],
                  "password": password, "tls": node_tls(s),
                  # the CA certificate of the provisioning answer's mqtt.ca_pem, saved on the node
                  "ca_file": AGENT_CA_FILE if node_tls(s) and s.ca_file else ""},
-        "player": {"kind": "auto", "sink_dir": "", "realtime": True},
-        "amp": {"kind": "none", "gpio_pin": 17},
+        "player": {"kind": PlayerKind.AUTO, "sink_dir": "", "realtime": True},
+        "amp": {"kind": AmpKind.NONE, "gpio_pin": 17},
         "system": {"reboot_command": "systemctl reboot"},
     }
     if keys:
