@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .config import AmpConfig, AmpKind, ConfigError
+from .config import AmpConfig, AmpKind, Bias, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +209,9 @@ class GpiodAmplifier(Amplifier):
 
     def _fault_settings(self) -> Any:
         g = self._gpiod
-        bias = {"as-is": g.line.Bias.AS_IS, "pull-up": g.line.Bias.PULL_UP,
-                "pull-down": g.line.Bias.PULL_DOWN,
-                "disabled": g.line.Bias.DISABLED}[self.config.fault_bias]
+        bias = {Bias.AS_IS: g.line.Bias.AS_IS, Bias.PULL_UP: g.line.Bias.PULL_UP,
+                Bias.PULL_DOWN: g.line.Bias.PULL_DOWN,
+                Bias.DISABLED: g.line.Bias.DISABLED}[Bias(self.config.fault_bias)]
         return g.LineSettings(direction=g.line.Direction.INPUT, edge_detection=g.line.Edge.BOTH,
                               bias=bias, active_low=not self.config.fault_active_high,
                               debounce_period=timedelta(milliseconds=self.config.fault_debounce_ms))

@@ -29,7 +29,6 @@ from .protocol import DEFAULT_PREFIX, load_public_key, valid_name
 log = logging.getLogger(__name__)
 
 
-
 class PlayerKind(StrEnum):
     """``player.kind``: the program that plays (device_agent.player.make_player)."""
     AUTO = "auto"          # the first of mpv, ffplay, aplay installed
@@ -47,7 +46,17 @@ class AmpKind(StrEnum):
 
 PLAYER_KINDS = tuple(k.value for k in PlayerKind)
 AMP_KINDS = tuple(k.value for k in AmpKind)
-BIASES = ("as-is", "pull-up", "pull-down", "disabled")
+
+
+class Bias(StrEnum):
+    """``amp.fault_bias``: the fault input line's bias (libgpiod's)."""
+    AS_IS = "as-is"
+    PULL_UP = "pull-up"
+    PULL_DOWN = "pull-down"
+    DISABLED = "disabled"
+
+
+BIASES = tuple(b.value for b in Bias)
 
 
 class ConfigError(ValueError):
@@ -104,7 +113,7 @@ class AmpConfig:
     relay_line: int | str | None = None
     fault_line: int | str | None = None
     fault_active_high: bool = False
-    fault_bias: str = "pull-up"
+    fault_bias: str = Bias.PULL_UP
     fault_debounce_ms: int = 20
     lead_ms: int = 500
     idle_off_s: float = 60.0
@@ -329,7 +338,7 @@ def _amp(data: Mapping[str, Any]) -> AmpConfig:
         relay_line=_line(a, "relay_line"),
         fault_line=_line(a, "fault_line"),
         fault_active_high=_get(a, "fault_active_high", "amp.fault_active_high", bool, False),
-        fault_bias=_get(a, "fault_bias", "amp.fault_bias", str, "pull-up"),
+        fault_bias=_get(a, "fault_bias", "amp.fault_bias", str, Bias.PULL_UP),
         fault_debounce_ms=_get(a, "fault_debounce_ms", "amp.fault_debounce_ms", int, 20),
         lead_ms=_get(a, "lead_ms", "amp.lead_ms", int, 500),
         idle_off_s=float(_get(a, "idle_off_s", "amp.idle_off_s", (int, float), 60)))
