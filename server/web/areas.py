@@ -138,10 +138,9 @@ def edit_area(area_id: int) -> Response:
 
 
 def _into() -> int:
-    raw = (request.values.get("into") or "").strip()
-    if not raw.isdecimal() or len(raw) > 9:
-        raise bad_request("err.missing_field", field="into")
-    return int(raw)
+    """The area to merge into, as the API's merge body reads it (the review's link sends it
+    in the query string, the confirmation in the form)."""
+    return read_form(B.AreaMerge, request.values).into
 
 
 @bp.get("/areas/<int:area_id>/merge")

@@ -114,6 +114,13 @@ def test_a_merge_the_server_refuses_is_shown_with_its_reason(app_only, wards):
     assert r.status_code == 422
     assert "Chỉ gộp được hai địa bàn cùng cấp" in r.text
     assert s.ok("GET", f"/api/v1/areas/{wards['other_cluster']['id']}")["merged_into_id"] is None
+    # the area to merge into is read as the API's merge body reads it
+    gone = wards["other"]["id"]
+    assert "into" in admin.post(f"/areas/{gone}/merge", data={}).text
+    for into in ("abc", str(2 ** 63)):
+        r = admin.get(f"/areas/{gone}/merge?into={into}")
+        assert r.status_code == 400 and "into" in r.text, into
+    assert s.ok("GET", f"/api/v1/areas/{gone}")["merged_into_id"] is None
 
 
 def _answer_ids(page: str) -> list[str]:
