@@ -207,8 +207,7 @@ TEMPLATE_WORDS: dict[str, type[StrEnum]] = {
     "AlertSeverity": AlertSeverity, "AlertState": AlertState, "AlertStep": AlertStep,
     "AreaKind": B.AreaKind, "BroadcastStatus": BroadcastStatus,
     "BulletinSource": BulletinSource, "BulletinStatus": BulletinStatus,
-    "BulletinStep": BulletinStep, "NodeListStatus": NodeListStatus, "PlayResult": PlayResult,
-    "PriorityName": PriorityName}
+    "BulletinStep": BulletinStep, "NodeListStatus": NodeListStatus, "PlayResult": PlayResult}
 # the levels a page's form offers: live is for a relay from a microphone, not a recording
 FORM_PRIORITIES = tuple(p for p in PriorityName if p != PriorityName.LIVE)
 
