@@ -451,7 +451,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "rejectreason.malformed": {"vi": "lệnh sai định dạng", "en": "the command was malformed"},
     "rejectreason.bad_signature": {"vi": "chữ ký của lệnh không hợp lệ",
                                    "en": "the command's signature is not valid"},
-    "rejectreason.unknown_kid": {"vi": "lệnh được ký bằng khoá thiết bị không tin cậy",
+    "rejectreason.unknown_kid": {"vi": "lệnh được ký bằng khoá mà thiết bị không tin cậy",
                                  "en": "signed with a key the node does not trust"},
     "rejectreason.expired": {"vi": "lệnh đã hết hạn khi đến thiết bị",
                              "en": "the command had expired when it arrived"},
