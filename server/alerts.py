@@ -583,6 +583,8 @@ def detail_text(alert: Alert, lang: str, tz: str) -> str:
     for name in TIME_PARAMS:
         if isinstance(params.get(name), str):
             params[name] = _local(params[name], tz)
+    if "code" in params:  # a node's alarm (AlarmCode; another maker's as it is)
+        params["code"] = word("alarmcode", params["code"], lang)
     if "reason" in params:  # a missed slot's (MissReason)
         params["reason"] = word("airreason", params["reason"], lang)
     if "reasons" in params:  # failed downloads': the nodes' words (NodeReason), ", "-joined

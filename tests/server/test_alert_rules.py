@@ -226,6 +226,10 @@ def test_an_amplifier_fault_is_resolved_by_hand_only_and_a_new_alarm_raises_it_a
     engine.run(T0 + minutes(1), node(alarms=(first,)))
     [alert] = engine.of(Kind.AMP_FAULT)
     assert alert.severity == "critical"
+    assert alerts.detail_text(alert, "vi", "UTC") == \
+        "Thiết bị báo lỗi bộ khuếch đại: amp_fault detail"
+    assert alerts.detail_text(alert, "en", "UTC") == \
+        "The node reports amplifier fault: amp_fault detail"
     engine.run(T0 + dt.timedelta(days=2), fresh(T0 + dt.timedelta(days=2)))  # alarm aged out
     assert alert.state == State.OPEN
     alerts.resolve(alert, T0 + dt.timedelta(days=2), TECH)

@@ -8,7 +8,7 @@ from enum import StrEnum
 import pytest
 from flask import Flask
 
-from device_agent.schemas import NodeReason, RejectReason
+from device_agent.schemas import AlarmCode, NodeReason, RejectReason
 from server.auth import Role
 from server.bodies import AreaKind, Category
 from server.broadcasts import BroadcastStatus
@@ -23,7 +23,7 @@ VOCABULARIES: list[tuple[str, type[StrEnum]]] = [
     ("status", BulletinStatus), ("verb", BulletinStep), ("bcstate", BroadcastStatus),
     ("bcreason", HoldReason), ("unsent", UnsentReason), ("rejectreason", RejectReason),
     ("nodereason", NodeReason), ("rolloutstatus", RolloutStatus), ("role", Role),
-    ("area.kind", AreaKind), ("cat", Category)]
+    ("area.kind", AreaKind), ("cat", Category), ("alarmcode", AlarmCode)]
 
 
 @pytest.mark.parametrize(("kind", "words"), VOCABULARIES, ids=[k for k, _ in VOCABULARIES])
