@@ -140,6 +140,13 @@ def parse_timedatectl_show(text: str) -> bool | None:
 # MMModem3gppRegistrationState); any other known state is a node cut off from its broker.
 REGISTERED = frozenset({"home", "roaming", "home-csfb-not-preferred",
                         "roaming-csfb-not-preferred"})
+# The states mmcli names (MMModemState, MMModem3gppRegistrationState), which the node page
+# and the alerts say in the reader's words (catalogue entries mmstate.*, mmreg.*).
+MM_STATES = ("failed", "unknown", "initializing", "locked", "disabled", "disabling", "enabling",
+             "enabled", "searching", "registered", "disconnecting", "connecting", "connected")
+MM_REGISTRATIONS = ("idle", "home", "searching", "denied", "unknown", "roaming", "home-sms-only",
+                    "roaming-sms-only", "emergency-only", "home-csfb-not-preferred",
+                    "roaming-csfb-not-preferred", "attached-rlos")
 MODEM_FIELDS = ("modem_state", "access_tech", "registration", "operator", "signal_pct")
 SIGNAL_FIELDS = ("signal_dbm", "rsrp_dbm", "rsrq_db", "sinr_db")
 

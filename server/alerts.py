@@ -574,6 +574,9 @@ def _local(value: str, tz: str) -> str:
 
 
 TIME_PARAMS = ("since", "at")
+# the detail parameters that are a vocabulary's words (server.i18n.word): a node's alarm code
+# (AlarmCode), a missed slot's reason (MissReason), the modem's 3GPP registration state
+WORD_PARAMS = {"code": "alarmcode", "reason": "airreason", "state": "mmreg"}
 
 
 def detail_text(alert: Alert, lang: str, tz: str) -> str:
@@ -583,10 +586,9 @@ def detail_text(alert: Alert, lang: str, tz: str) -> str:
     for name in TIME_PARAMS:
         if isinstance(params.get(name), str):
             params[name] = _local(params[name], tz)
-    if "code" in params:  # a node's alarm (AlarmCode; another maker's as it is)
-        params["code"] = word("alarmcode", params["code"], lang)
-    if "reason" in params:  # a missed slot's (MissReason)
-        params["reason"] = word("airreason", params["reason"], lang)
+    for name, kind in WORD_PARAMS.items():
+        if isinstance(params.get(name), str):
+            params[name] = word(kind, params[name], lang)
     if "reasons" in params:  # failed downloads': the nodes' words (NodeReason), ", "-joined
         params["reasons"] = ", ".join(word("nodereason", r, lang)
                                       for r in params["reasons"].split(", "))

@@ -215,7 +215,7 @@ FORM_PRIORITIES = tuple(p for p in PriorityName if p != PriorityName.LIVE)
 @bp.record_once
 def _words(state: BlueprintSetupState) -> None:
     state.app.jinja_env.globals.update(TEMPLATE_WORDS, priority_name=priority_name,
-                                       form_priorities=FORM_PRIORITIES)
+                                       form_priorities=FORM_PRIORITIES, word=word)
 
 
 @bp.app_context_processor

@@ -182,6 +182,18 @@ def alarm(at: dt.datetime, code: str, n: int = 1) -> Alarm:
     return Alarm(f"e-{code}-{n}", to_ms(at), code, f"{code} detail")
 
 
+def test_an_unregistered_modem_is_said_in_the_readers_words():
+    engine = Engine()
+    lost = alarm(T0, "modem_unregistered")
+    engine.run(T0 + minutes(0.1), node(alarms=(lost,), telemetry=telemetry(
+        T0, net={"registration": "denied", "modem_state": "enabled"})))
+    [alert] = engine.of(Kind.MODEM_UNREGISTERED)
+    assert alerts.detail_text(alert, "vi", "UTC") == \
+        "Modem 4G chưa đăng ký mạng (trạng thái: bị nhà mạng từ chối)."
+    assert alerts.detail_text(alert, "en", "UTC") == \
+        "The 4G modem is not registered (state: denied by the operator)."
+
+
 def test_overheat_from_the_alarm_stays_while_telemetry_says_hot_and_resolves_when_cool():
     engine = Engine()
     hot = alarm(T0, "overheat")

@@ -9,6 +9,7 @@ import pytest
 from flask import Flask
 
 from device_agent.schemas import AlarmCode, NodeReason, RejectReason
+from device_agent.telemetry import MM_REGISTRATIONS, MM_STATES, REGISTERED
 from server.auth import Role
 from server.bodies import AreaKind, Category
 from server.broadcasts import BroadcastStatus
@@ -19,11 +20,12 @@ from server.i18n import CATALOGUE, Word, word
 from server.releases import RolloutStatus
 
 # each vocabulary and the prefix of its catalogue entries (server.i18n.word)
-VOCABULARIES: list[tuple[str, type[StrEnum]]] = [
+VOCABULARIES: list[tuple[str, type[StrEnum] | tuple[str, ...]]] = [
     ("status", BulletinStatus), ("verb", BulletinStep), ("bcstate", BroadcastStatus),
     ("bcreason", HoldReason), ("unsent", UnsentReason), ("rejectreason", RejectReason),
     ("nodereason", NodeReason), ("rolloutstatus", RolloutStatus), ("role", Role),
-    ("area.kind", AreaKind), ("cat", Category), ("alarmcode", AlarmCode)]
+    ("area.kind", AreaKind), ("cat", Category), ("alarmcode", AlarmCode),
+    ("mmstate", MM_STATES), ("mmreg", MM_REGISTRATIONS)]
 
 
 @pytest.mark.parametrize(("kind", "words"), VOCABULARIES, ids=[k for k, _ in VOCABULARIES])
@@ -32,6 +34,10 @@ def test_every_word_of_a_vocabulary_reads_in_both_languages(kind, words):
         entry = CATALOGUE.get(f"{kind}.{w}")
         assert entry is not None and set(entry) == {"vi", "en"} and all(entry.values()), w
         assert word(kind, w, "vi") == entry["vi"] and word(kind, w, "en") == entry["en"]
+
+
+def test_the_registrations_that_carry_data_are_among_those_the_catalogue_says():
+    assert set(MM_REGISTRATIONS) >= REGISTERED
 
 
 def test_a_word_the_catalogue_does_not_hold_is_shown_as_it_is():

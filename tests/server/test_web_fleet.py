@@ -290,7 +290,7 @@ def test_a_node_page_shows_its_link_its_modem_and_the_4g_data_it_used(app_only, 
     assert "Wi-Fi" in shown and "<code>wlan0</code>" in shown and "72.2 Mbit/s" in shown
     assert "UBND Lê Chân · -58 dBm" in shown and "Modem 4G" not in shown
     shown = network(modem)
-    assert "Viettel · LTE · home · -71 dBm (67%)" in shown
+    assert "Viettel · LTE · mạng nhà · -71 dBm (67%)" in shown  # registration: home
     assert "RSRP -98 dBm · RSRQ -11 dB · SINR 7.5 dB" in shown
     assert "↓ 152.3 MB · ↑ 8.4 MB (từ lần kết nối này)" in shown
     assert "Nút chưa gửi thông tin mạng." in network(silent)
