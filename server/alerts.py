@@ -675,7 +675,7 @@ def act(db: Session, alert: Alert, action: AlertStep, user: User, comment: str |
     """A person acknowledges or resolves an alert; 409 alert_state when it is past that."""
     if alert.state == State.RESOLVED or action == AlertStep.ACK \
             and alert.state == State.ACKNOWLEDGED:
-        raise ApiError(409, ErrorCode.ALERT_STATE, "err.alert_state", id=alert.id,
+        raise ApiError(ErrorCode.ALERT_STATE, "err.alert_state", id=alert.id,
                        state=Word("alert.state", alert.state))
     if action == AlertStep.ACK:
         acknowledge(alert, now, user, comment)

@@ -72,12 +72,12 @@ def method_not_allowed(err: MethodNotAllowed) -> ResponseReturnValue:
     except NotFound:
         if not wants_json():
             return NotFound()
-        return error_body(ErrorCode.NOT_FOUND, t("err.route"), 404)
+        return error_body(ErrorCode.NOT_FOUND, t("err.route"))
     except Exception:  # any other routing answer: keep the 405
         pass
     if not wants_json():
         return err
-    return error_body(ErrorCode.METHOD_NOT_ALLOWED, t("err.method"), 405)
+    return error_body(ErrorCode.METHOD_NOT_ALLOWED, t("err.method"))
 
 
 @bp.get("/openapi.json")
@@ -91,7 +91,7 @@ def token() -> Response:
     login = read(B.TokenRequest)
     user = auth.login_attempt(g.db, login.username, login.password, via="api")
     if user is None:
-        raise ApiError(401, ErrorCode.BAD_CREDENTIALS, "err.bad_credentials")
+        raise ApiError(ErrorCode.BAD_CREDENTIALS, "err.bad_credentials")
     tok = auth.issue_token(g.db, user, app_settings().token_ttl_h)
     g.db.commit()
     return jsonify({"token": tok, "user": {"username": user.username, "role": user.role,
@@ -165,7 +165,7 @@ def create_area() -> tuple[Response, int]:
 def get_area(area_id: int) -> Response:
     area = g.db.get(Area, area_id)
     if area is None:
-        raise ApiError(404, ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
+        raise ApiError(ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
     return jsonify(area_json(g.db, area, app_settings().timezone))
 
 
@@ -177,7 +177,7 @@ def _schedule(area_id: int
     area = g.db.get(Area, area_id)
     allowed = auth.user_area_ids(g.db, auth.caller())
     if area is None or (allowed is not None and area.id not in allowed):
-        raise ApiError(404, ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
+        raise ApiError(ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
     tz = area_zone(g.db, area.id, app_settings().timezone)
     now = utcnow().replace(tzinfo=dt.UTC)
     q = Q.read(Q.ScheduleQuery, request.args, zone=ZoneInfo(tz))
@@ -241,8 +241,8 @@ def _provision_rows(user: User, rows: list[tuple[int, B.NodeCreate | node_servic
     answers, accounts, errors = node_service.provision_nodes(g.db, app_settings(), user, rows)
     if errors:
         g.db.rollback()
-        raise ApiError(status or errors[0].error.status, ErrorCode.INVALID_ROWS, "err.invalid_rows",
-                       count=len(errors), total=len(rows)).with_extra(
+        raise ApiError(ErrorCode.INVALID_ROWS, "err.invalid_rows", count=len(errors),
+                       total=len(rows), http_status=status or errors[0].error.status).with_extra(
             rows=[e.json(fields) for e in errors])
     g.db.commit()
     node_service.add_broker_accounts(app_settings(), app_sessions(), accounts)
@@ -275,7 +275,7 @@ def import_nodes() -> tuple[Response, int]:
     provisioned or none; a bad row is named by its line in the file."""
     user = auth.require("node.write")
     if request.mimetype != "text/csv":
-        raise ApiError(415, ErrorCode.NOT_CSV, "err.not_csv")
+        raise ApiError(ErrorCode.NOT_CSV, "err.not_csv")
     rows = node_service.read_node_csv(g.db, request.get_data(), app_settings().bulk_max_nodes)
     return _provision_rows(user, rows, node_service.CSV_FIELDS, 422)
 
@@ -315,7 +315,7 @@ def _node(node_id: str) -> Node:
     node: Node | None = g.db.get(Node, node_id)
     allowed = auth.user_area_ids(g.db, auth.caller())
     if node is None or (allowed is not None and node.cluster_id not in allowed):
-        raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
+        raise ApiError(ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
     return node
 
 
@@ -598,7 +598,7 @@ def edit_bulletin(bulletin_id: int) -> Response:
 @bp.post("/bulletins/<int:bulletin_id>/<action>")
 def bulletin_action(bulletin_id: int, action: str) -> Response:
     if action not in bulletins.TRANSITIONS:
-        raise ApiError(404, ErrorCode.NOT_FOUND, "err.route")
+        raise ApiError(ErrorCode.NOT_FOUND, "err.route")
     step_taken = bulletins.BulletinStep(action)
     user = auth.require("bulletin.approve" if step_taken in bulletins.REVIEW
                         else "bulletin.write")

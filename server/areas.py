@@ -52,7 +52,7 @@ def check_zone(name: str | None) -> None:
     """A 422 unknown_time_zone naming ``name`` unless the zone database knows it (None or "":
     no zone of its own, nothing to check)."""
     if name and name not in _known_zones():
-        raise ApiError(422, ErrorCode.UNKNOWN_TIME_ZONE,
+        raise ApiError(ErrorCode.UNKNOWN_TIME_ZONE,
                        "err.unknown_time_zone", zone=name, field="tz")
 
 
@@ -63,9 +63,9 @@ def create_area(db: Session, user: User, body: AreaCreate) -> Area:
         live_area(db, parent_id)
         auth.check_area(db, user, parent_id)
     elif user.area_id is not None:
-        raise ApiError(403, ErrorCode.FORBIDDEN, "err.forbidden")
+        raise ApiError(ErrorCode.FORBIDDEN, "err.forbidden")
     if db.scalar(select(Area).where(Area.code == code)):
-        raise ApiError(409, ErrorCode.DUPLICATE, "err.duplicate", what="thing.area_code")
+        raise ApiError(ErrorCode.DUPLICATE, "err.duplicate", what="thing.area_code")
     wanted = slug(code)
     group = wanted if group_name_free(db, wanted) else None  # None: filled from the id below
     area = Area(parent_id=parent_id, kind=kind, name=name, code=code, tz=body.tz or None,
@@ -94,9 +94,9 @@ def live_area(db: Session, area_id: int) -> Area:
     """The area, unless there is none (404) or it was merged into another (409)."""
     area = db.get(Area, area_id)
     if area is None:
-        raise ApiError(404, ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
+        raise ApiError(ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
     if area.merged_into_id is not None:
-        raise ApiError(409, ErrorCode.AREA_MERGED, "err.area_merged", name=area.name,
+        raise ApiError(ErrorCode.AREA_MERGED, "err.area_merged", name=area.name,
                        into=area.merged_into_id)
     return area
 
@@ -106,7 +106,7 @@ def _same_zone(db: Session, default_tz: str, area: Area, zone_after: str) -> Non
     move to other hours (set the zones alike first)."""
     before = area_zone(db, area.id, default_tz)
     if before != zone_after:
-        raise ApiError(422, ErrorCode.ZONE_DIFFERS, "err.area_zone_differs", name=area.name,
+        raise ApiError(ErrorCode.ZONE_DIFFERS, "err.area_zone_differs", name=area.name,
                        zone=before, other=zone_after)
 
 
@@ -123,13 +123,13 @@ def move_area(db: Session, default_tz: str, user: User, area: Area,
         return False
     if parent_id is None:
         if user.area_id is not None:
-            raise ApiError(403, ErrorCode.FORBIDDEN, "err.forbidden")
+            raise ApiError(ErrorCode.FORBIDDEN, "err.forbidden")
         zone_after = area.tz or default_tz
     else:
         parent = live_area(db, parent_id)
         auth.check_area(db, user, parent.id)
         if parent.id in area_subtree_ids(db, [area.id]):
-            raise ApiError(422, ErrorCode.AREA_CYCLE, "err.area_cycle", name=area.name,
+            raise ApiError(ErrorCode.AREA_CYCLE, "err.area_cycle", name=area.name,
                            target=parent.name)
         zone_after = area.tz or area_zone(db, parent.id, default_tz)
     _same_zone(db, default_tz, area, zone_after)
@@ -233,10 +233,10 @@ def merge_areas(db: Session, default_tz: str, actor: User, keep_id: int, gone_id
     auth.check_area(db, actor, gone.id)
     auth.check_area(db, actor, keep.id)
     if keep.id in area_subtree_ids(db, [gone.id]):
-        raise ApiError(422, ErrorCode.AREA_CYCLE,
+        raise ApiError(ErrorCode.AREA_CYCLE,
                        "err.area_cycle", name=gone.name, target=keep.name)
     if keep.kind != gone.kind:
-        raise ApiError(422, ErrorCode.MERGE_KIND, "err.merge_kind", name=gone.name,
+        raise ApiError(ErrorCode.MERGE_KIND, "err.merge_kind", name=gone.name,
                        kind=Word("area.kind", gone.kind), target=keep.name,
                        target_kind=Word("area.kind", keep.kind))
     _same_zone(db, default_tz, gone, area_zone(db, keep.id, default_tz))

@@ -192,7 +192,7 @@ def caller() -> User:
     it; a 401 where nobody is logged in."""
     user = current_user()
     if user is None:
-        raise ApiError(401, ErrorCode.UNAUTHORIZED, "err.unauthorized")
+        raise ApiError(ErrorCode.UNAUTHORIZED, "err.unauthorized")
     return user
 
 
@@ -200,7 +200,7 @@ def login_required(view: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if current_user() is None:
-            raise ApiError(401, ErrorCode.UNAUTHORIZED, "err.unauthorized")
+            raise ApiError(ErrorCode.UNAUTHORIZED, "err.unauthorized")
         return view(*args, **kwargs)
     return wrapper
 
@@ -212,9 +212,9 @@ def can(user: User, permission: str) -> bool:
 def require(permission: str) -> User:
     user = current_user()
     if user is None:
-        raise ApiError(401, ErrorCode.UNAUTHORIZED, "err.unauthorized")
+        raise ApiError(ErrorCode.UNAUTHORIZED, "err.unauthorized")
     if not can(user, permission):
-        raise ApiError(403, ErrorCode.FORBIDDEN, "err.forbidden")
+        raise ApiError(ErrorCode.FORBIDDEN, "err.forbidden")
     return user
 
 
@@ -233,7 +233,7 @@ def area_scope(db: Session, user: User, area_id: int | None) -> set[int] | None:
     if area_id is None:
         return allowed
     if db.get(Area, area_id) is None or (allowed is not None and area_id not in allowed):
-        raise ApiError(404, ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
+        raise ApiError(ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
     below = area_subtree_ids(db, [area_id])
     return below if allowed is None else below & allowed
 
@@ -241,4 +241,4 @@ def area_scope(db: Session, user: User, area_id: int | None) -> set[int] | None:
 def check_area(db: Session, user: User, area_id: int) -> None:
     allowed = user_area_ids(db, user)
     if allowed is not None and area_id not in allowed:
-        raise ApiError(403, ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area=area_id)
+        raise ApiError(ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area=area_id)

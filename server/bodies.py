@@ -156,11 +156,11 @@ def api_error(model: type[Body], err: ValidationError) -> ApiError:
             and not first["input"].strip() and model.model_fields[loc[0]].is_required())):
         code, key = ErrorCode.MISSING_FIELD, "err.missing_field"
     if key == "err.invalid_field":
-        return ApiError(400, code, key, field=field,
+        return ApiError(code, key, field=field,
                         detail=ctx.get("detail") or detail or first["msg"])
     if key == "err.missing_field":
-        return ApiError(400, code, key, field=field)
-    return ApiError(400, code, key)
+        return ApiError(code, key, field=field)
+    return ApiError(code, key)
 
 
 # --- reusable field types -------------------------------------------------------------------------
@@ -950,6 +950,6 @@ def form_int(name: str, value: str) -> int:
     """A form's number field as the whole number the body takes (its range is the body's to
     check); other text is a 400 naming the field."""
     if not value.strip().isdecimal():
-        raise ApiError(400, ErrorCode.INVALID, "err.invalid_field", field=name, detail="a number")
+        raise ApiError(ErrorCode.INVALID, "err.invalid_field", field=name, detail="a number")
     return int(value)
 

@@ -116,7 +116,7 @@ def check_targets(db: Session, user: User, areas: list[int], nodes: list[str]) -
     for node_id in nodes:
         node = db.get(Node, node_id)
         if node is None:
-            raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
+            raise ApiError(ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
         auth.check_area(db, user, node.cluster_id)
 
 
@@ -124,7 +124,7 @@ def approved(b: Bulletin) -> BulletinApproval:
     """The bulletin's current approval (what airs), or 409 not_approved."""
     approval = current_approval(b)
     if approval is None:
-        raise ApiError(409, ErrorCode.NOT_APPROVED, "err.bulletin_not_approved", id=b.id,
+        raise ApiError(ErrorCode.NOT_APPROVED, "err.bulletin_not_approved", id=b.id,
                        status=Word("status", b.status))
     return approval
 
@@ -138,7 +138,7 @@ def initial_status(db: Session, user: User, priority: int, areas: list[int],
             # nothing airs until a second person confirms
             return BroadcastStatus.AWAITING_CONFIRMATION
         if not auth.can(user, "broadcast.emergency"):
-            raise ApiError(403, ErrorCode.EMERGENCY_FORBIDDEN, "err.emergency_forbidden")
+            raise ApiError(ErrorCode.EMERGENCY_FORBIDDEN, "err.emergency_forbidden")
     return BroadcastStatus.SCHEDULED
 def _content(db: Session, user: User, body: BroadcastCreate) -> Bulletin | Programme:
     """What the body names to air, when the user may see it (404 otherwise)."""
@@ -156,13 +156,13 @@ def _airs(db: Session, content: Bulletin | Programme) -> dict[str, Any]:
         reason, ok = revision_problem(db, content.id, rev.id, rev.media_sha256)
         if ok is None:
             assert reason is not None  # no revision comes with why
-            raise ApiError(409, ErrorCode.NOT_APPROVED, "err.programme_not_approved", id=content.id,
+            raise ApiError(ErrorCode.NOT_APPROVED, "err.programme_not_approved", id=content.id,
                            reason=Word("bcreason", reason))
         return {"programme_id": content.id, "programme_revision_id": rev.id,
                 "media_sha256": rev.media_sha256}
     approval = current_approval(content)
     if approval is None:
-        raise ApiError(409, ErrorCode.NOT_APPROVED, "err.bulletin_not_approved", id=content.id,
+        raise ApiError(ErrorCode.NOT_APPROVED, "err.bulletin_not_approved", id=content.id,
                        status=Word("status", content.status))
     return {"bulletin_id": content.id, "approval_id": approval.id,
             "media_sha256": approval.media_sha256}
@@ -182,7 +182,7 @@ def check_conflicts(db: Session, s: Settings, bc: Broadcast, now: dt.datetime,
 def refuse_clashes(report: ConflictReport, message: str = "err.schedule_conflict") -> None:
     """409 schedule_conflict naming the clashing slots, when the report has any."""
     if not report.ok:
-        raise ApiError(409, ErrorCode.SCHEDULE_CONFLICT, message,
+        raise ApiError(ErrorCode.SCHEDULE_CONFLICT, message,
                        count=len(report.clashes)).with_extra(
             clashes=schedule.clashes_json(report))
 
@@ -226,13 +226,13 @@ def _editable_series(db: Session, user: User, bc: Broadcast) -> None:
     """409 unless ``bc`` is a series still planning (not cancelled, not ended by an edit); 403
     unless the user may act on all its targets, and on its priority (live, emergency)."""
     if bc.recurrence is None:
-        raise ApiError(409, ErrorCode.NOT_A_SERIES, "err.not_a_series")
+        raise ApiError(ErrorCode.NOT_A_SERIES, "err.not_a_series")
     if bc.status not in EDITABLE or bc.ends_at is not None:
-        raise ApiError(409, ErrorCode.CANNOT_EDIT, "err.cannot_edit",
+        raise ApiError(ErrorCode.CANNOT_EDIT, "err.cannot_edit",
                        status=Word("bcstate", "ended" if bc.ends_at is not None else bc.status))
     check_broadcast_targets(db, user, bc)
     if bc.priority >= CONFIRM_PRIORITY and not auth.can(user, "broadcast.emergency"):
-        raise ApiError(403, ErrorCode.EMERGENCY_FORBIDDEN, "err.emergency_forbidden")
+        raise ApiError(ErrorCode.EMERGENCY_FORBIDDEN, "err.emergency_forbidden")
 
 
 def change_occurrence(db: Session, s: Settings, user: User, bc: Broadcast,
@@ -244,12 +244,12 @@ def change_occurrence(db: Session, s: Settings, user: User, bc: Broadcast,
     original = schedule.aware(body.original_start)
     if body.start_at is not None and not (
             schedule.EARLIEST <= schedule.aware(body.start_at) <= schedule.LATEST):
-        raise ApiError(422, ErrorCode.INVALID, "err.invalid_field", field="start_at",
+        raise ApiError(ErrorCode.INVALID, "err.invalid_field", http_status=422, field="start_at",
                        detail=f"{schedule.EARLIEST.year}-{schedule.LATEST.year}")
     if not schedule.EARLIEST <= original <= schedule.LATEST \
             or not schedule.in_bounds(bc, original) or not is_occurrence(
             schedule.spec(db, bc, s.timezone, original), original):
-        raise ApiError(422, ErrorCode.NOT_AN_OCCURRENCE, "err.not_an_occurrence",
+        raise ApiError(ErrorCode.NOT_AN_OCCURRENCE, "err.not_an_occurrence",
                        at=schedule.iso(original))
     approval = None
     if body.bulletin_id is not None:
@@ -358,7 +358,7 @@ def check_series(rule: str, start_at: dt.datetime, tz: str) -> None:
 def recurrence_error(code: RecurrenceErrorCode, part: str | None) -> ApiError:
     # 422, not 400: the body is as the document describes it, the rule's meaning is refused
     # (the API answers 400 only for what its schema already refuses)
-    return ApiError(422, ErrorCode.INVALID_RECURRENCE, f"err.recurrence.{code}",
+    return ApiError(ErrorCode.INVALID_RECURRENCE, f"err.recurrence.{code}",
                     part=part or "recurrence").with_extra(problem=str(code), part=part)
 
 
@@ -382,12 +382,12 @@ def check_broadcast_targets(db: Session, user: User, bc: Broadcast) -> None:
 def confirm_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> None:
     """The second person's yes to an emergency broadcast: only then is it sent."""
     if bc.status != BroadcastStatus.AWAITING_CONFIRMATION:
-        raise ApiError(409, ErrorCode.CANNOT_CONFIRM, "err.cannot_confirm",
+        raise ApiError(ErrorCode.CANNOT_CONFIRM, "err.cannot_confirm",
                        status=Word("bcstate", bc.status))
     if not auth.can(user, "broadcast.emergency"):
-        raise ApiError(403, ErrorCode.FORBIDDEN, "err.forbidden")
+        raise ApiError(ErrorCode.FORBIDDEN, "err.forbidden")
     if bc.created_by == user.id:
-        raise ApiError(403, ErrorCode.SECOND_PERSON, "err.second_person")
+        raise ApiError(ErrorCode.SECOND_PERSON, "err.second_person")
     check_broadcast_targets(db, user, bc)
     now = utcnow()
     bc.status, bc.confirmed_by, bc.confirmed_at = BroadcastStatus.SCHEDULED, user.id, now
@@ -425,7 +425,7 @@ def broadcast_visible(db: Session, user: User, bc: Broadcast) -> bool:
 def cancel_broadcast(db: Session, s: Settings, user: User, bc: Broadcast) -> None:
     """Not yet dispatched: cancelled outright. Dispatched: a stop for its item to every node."""
     if bc.status in (BroadcastStatus.CANCELLED, BroadcastStatus.SKIPPED):
-        raise ApiError(409, ErrorCode.CANNOT_CANCEL, "err.cannot_cancel",
+        raise ApiError(ErrorCode.CANNOT_CANCEL, "err.cannot_cancel",
                        status=Word("bcstate", bc.status))
     check_broadcast_targets(db, user, bc)
     now = utcnow()

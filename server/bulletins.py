@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from audio.pipeline import Pipeline, Rendered
-from audio.probe import UploadError, UploadProblem
+from audio.probe import UploadError
 from audio.store import AudioError, MediaStore, Stored
 from audio.tts import TTSError, build_chain
 
@@ -52,8 +52,6 @@ class BulletinStep(StrEnum):
     ARCHIVE = "archive"
 
 
-UPLOAD_STATUS = {UploadProblem.TOO_LARGE: 413, UploadProblem.TOO_LONG: 413,
-                 UploadProblem.UNSUPPORTED_FORMAT: 415, UploadProblem.NOT_AUDIO: 415}
 
 
 def visible_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool = False
@@ -67,7 +65,7 @@ def visible_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool 
                      and b.area_id not in allowed):
         raise not_found("thing.bulletin")
     if manage and allowed is not None and b.area_id is None:
-        raise ApiError(403, ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area="-")
+        raise ApiError(ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area="-")
     return b
 
 
@@ -198,7 +196,7 @@ def scoped_area(db: Session, user: User, area_id: int) -> Area:
     """The area, when it exists and the user may act on it (404 or 403 otherwise)."""
     area = db.get(Area, area_id)
     if area is None:
-        raise ApiError(404, ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
+        raise ApiError(ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
     auth.check_area(db, user, area_id)
     return area
 
@@ -232,7 +230,7 @@ def speak(db: Session, speech: Speech, area_id: int | None, text: str,
                                            settings=s.audio_settings(d["chime"]),
                                            lexicon=lexicon_for(db, area_id) or None)
     except (TTSError, AudioError) as err:
-        raise ApiError(422, ErrorCode.SPEECH_FAILED, "err.speech_failed", detail=str(err)) from None
+        raise ApiError(ErrorCode.SPEECH_FAILED, "err.speech_failed", detail=str(err)) from None
 
 
 def render_upload(db: Session, speech: Speech, area_id: int | None, data: bytes) -> Rendered:
@@ -241,10 +239,10 @@ def render_upload(db: Session, speech: Speech, area_id: int | None, data: bytes)
         return speech.pipeline.render_upload(
             data, settings=speech.settings.audio_settings(d["chime"]))
     except UploadError as err:
-        raise ApiError(UPLOAD_STATUS.get(err.code, 400), ErrorCode(err.code),
-                       f"err.upload.{err.code}", detail=err.message) from None
+        raise ApiError(ErrorCode(err.code), f"err.upload.{err.code}",
+                       detail=err.message) from None
     except AudioError as err:
-        raise ApiError(422, ErrorCode.AUDIO_FAILED, "err.upload.corrupt", detail=str(err)) from None
+        raise ApiError(ErrorCode.AUDIO_FAILED, "err.upload.corrupt", detail=str(err)) from None
 
 
 def media_for(db: Session, r: Rendered) -> Media:
@@ -348,7 +346,7 @@ def create_text_bulletin(db: Session, speech: Speech, user: User, body: Bulletin
 def create_upload_bulletin(db: Session, speech: Speech, user: User, form: BulletinUpload,
                            data: bytes | None) -> Bulletin:
     if not data:
-        raise ApiError(400, ErrorCode.EMPTY, "err.upload.empty", detail="")
+        raise ApiError(ErrorCode.EMPTY, "err.upload.empty", detail="")
     area_id = _bulletin_area(db, user, form.area_id)
     r = render_upload(db, speech, area_id, data)
     b = Bulletin(title=form.title, category=form.category, text=form.text, area_id=area_id,
@@ -365,12 +363,12 @@ def edit_bulletin(db: Session, speech: Speech, user: User, b: Bulletin,
     """Change a bulletin; its speech is made again when what is spoken changed. An approved
     bulletin that is edited goes back to pending: what airs is always what was approved."""
     if b.status == BulletinStatus.ARCHIVED:
-        raise ApiError(409, ErrorCode.BAD_TRANSITION,
+        raise ApiError(ErrorCode.BAD_TRANSITION,
                        "err.bad_transition", action=Word("verb", "edit"),
                        status=Word("status", b.status))
     if not (auth.can(user, "bulletin.write") and (b.created_by == user.id or auth.can(
             user, "bulletin.approve"))):
-        raise ApiError(403, ErrorCode.FORBIDDEN, "err.forbidden")
+        raise ApiError(ErrorCode.FORBIDDEN, "err.forbidden")
     text = body.text if body.given("text") else b.text
     spoken_text = body.spoken_text if body.given("spoken_text") else (
         b.spoken_text if b.spoken_text_edited else None)
@@ -441,11 +439,11 @@ def transition(db: Session, user: User, b: Bulletin, action: BulletinStep,
     bulletin's audio any more (edited meanwhile) the approval is refused, never given blind."""
     allowed_from, to = TRANSITIONS[action]
     if b.status not in allowed_from:
-        raise ApiError(409, ErrorCode.BAD_TRANSITION,
+        raise ApiError(ErrorCode.BAD_TRANSITION,
                        "err.bad_transition", action=Word("verb", action),
                        status=Word("status", b.status))
     if seen_sha256 is not None and seen_sha256 != b.media_sha256:
-        raise ApiError(409, ErrorCode.STALE_REVISION, "err.stale_revision", id=b.id)
+        raise ApiError(ErrorCode.STALE_REVISION, "err.stale_revision", id=b.id)
     if action == _A.REJECT and not (comment and comment.strip()):
         raise bad_request("err.missing_field", ErrorCode.MISSING_FIELD, field="comment")
     now = utcnow()
@@ -456,7 +454,7 @@ def transition(db: Session, user: User, b: Bulletin, action: BulletinStep,
     b.status, b.updated_at = to, now
     if action == _A.APPROVE:
         if b.media_sha256 is None:
-            raise ApiError(409, ErrorCode.BAD_TRANSITION, "err.bad_transition",
+            raise ApiError(ErrorCode.BAD_TRANSITION, "err.bad_transition",
                            action=Word("verb", action), status=Word("status", b.status))
         db.add(BulletinApproval(bulletin_id=b.id, revision=b.revision or 1,
                                 media_sha256=b.media_sha256, title=b.title, approved_by=user.id,

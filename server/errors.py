@@ -98,12 +98,51 @@ class ErrorCode(StrEnum):
     NO_FONT = "no_font"                        # a PDF report without its font installed
 
 
-class ApiError(Exception):
-    """An error a client caused; ``key`` is the catalogue entry of its message."""
+# Each code's HTTP status, declared once with it: a script may branch on either. A raise
+# passes ``http_status`` only where one code answers with another (a bulk refusal takes
+# its rows' status).
+STATUS: dict[ErrorCode, int] = {
+    **dict.fromkeys((
+        ErrorCode.INVALID, ErrorCode.MISSING_FIELD, ErrorCode.NOT_JSON, ErrorCode.INVALID_ROWS,
+        ErrorCode.TOO_MANY, ErrorCode.NO_TARGETS, ErrorCode.NO_NODES, ErrorCode.NOT_CLUSTER,
+        ErrorCode.CSRF_FAILED, ErrorCode.BAD_REQUEST, ErrorCode.HTTP_ERROR, ErrorCode.BAD_DATE,
+        ErrorCode.EMPTY, ErrorCode.CORRUPT, ErrorCode.SILENT), 400),
+    **dict.fromkeys((ErrorCode.UNAUTHORIZED, ErrorCode.BAD_CREDENTIALS,
+                     ErrorCode.INVALID_PROVISIONING_TOKEN), 401),
+    **dict.fromkeys((
+        ErrorCode.FORBIDDEN, ErrorCode.FORBIDDEN_AREA, ErrorCode.FORBIDDEN_ROLE,
+        ErrorCode.FORBIDDEN_UNSCOPED, ErrorCode.EMERGENCY_FORBIDDEN, ErrorCode.SECOND_PERSON), 403),
+    **dict.fromkeys((ErrorCode.NOT_FOUND, ErrorCode.UNKNOWN_AREA, ErrorCode.UNKNOWN_NODE), 404),
+    **dict.fromkeys((ErrorCode.METHOD_NOT_ALLOWED,), 405),
+    **dict.fromkeys((
+        ErrorCode.LAST_ADMIN, ErrorCode.DUPLICATE, ErrorCode.BAD_TRANSITION,
+        ErrorCode.STALE_REVISION, ErrorCode.NOT_APPROVED, ErrorCode.MEDIA_MISSING,
+        ErrorCode.SCHEDULE_CONFLICT, ErrorCode.NOT_A_SERIES, ErrorCode.CANNOT_EDIT,
+        ErrorCode.CANNOT_CONFIRM, ErrorCode.CANNOT_CANCEL, ErrorCode.CANNOT_ADVANCE,
+        ErrorCode.CANNOT_CANCEL_ROLLOUT, ErrorCode.ALERT_STATE, ErrorCode.AREA_MERGED), 409),
+    **dict.fromkeys((ErrorCode.NODE_REVOKED,), 410),
+    **dict.fromkeys((ErrorCode.TOO_LARGE, ErrorCode.TOO_LONG), 413),
+    **dict.fromkeys((ErrorCode.NOT_CSV, ErrorCode.NOT_AUDIO, ErrorCode.UNSUPPORTED_FORMAT), 415),
+    **dict.fromkeys((
+        ErrorCode.INVALID_TEXT, ErrorCode.INVALID_CSV, ErrorCode.INVALID_RECURRENCE,
+        ErrorCode.UNKNOWN_TIME_ZONE, ErrorCode.NOT_AN_OCCURRENCE, ErrorCode.AREA_CYCLE,
+        ErrorCode.MERGE_KIND, ErrorCode.ZONE_DIFFERS, ErrorCode.BAD_PERIOD, ErrorCode.AUDIO_FAILED,
+        ErrorCode.SPEECH_FAILED, ErrorCode.NOT_AGENT_WHEEL), 422),
+    **dict.fromkeys((ErrorCode.RATE_LIMITED,), 429),
+    **dict.fromkeys((ErrorCode.SERVER_ERROR,), 500),
+    **dict.fromkeys((ErrorCode.DATABASE_UNAVAILABLE, ErrorCode.NO_FONT), 503),
+}
 
-    def __init__(self, http_status: int, code: ErrorCode, key: str, /, **params: Any) -> None:
+
+class ApiError(Exception):
+    """An error a client caused; ``key`` is the catalogue entry of its message, its status the
+    code's (STATUS) unless ``http_status`` says otherwise."""
+
+    def __init__(self, code: ErrorCode, key: str, /, *, http_status: int | None = None,
+                 **params: Any) -> None:
         super().__init__(code)
-        self.status, self.code, self.key, self.params = http_status, code, key, params
+        self.status, self.code, self.key, self.params = \
+            http_status or STATUS[code], code, key, params
         # more members of the error object (e.g. a conflict's slots)
         self.extra: dict[str, Any] = {}
 
@@ -177,21 +216,23 @@ def unstorable_input() -> str | None:
 def unstorable(field: str) -> ApiError:
     """The error of a field whose text no database could store (``storable``): 422, as the
     text is well-formed JSON or URL text, only not something the server can keep."""
-    return ApiError(422, ErrorCode.INVALID_TEXT, "err.invalid_field", field=field,
+    return ApiError(ErrorCode.INVALID_TEXT, "err.invalid_field", field=field,
                     detail=t("err.unstorable_text"))
 
 
 def bad_request(key: str, code: ErrorCode = ErrorCode.INVALID, **params: Any) -> ApiError:
-    return ApiError(400, code, key, **params)
+    return ApiError(code, key, **params)
 
 
 def not_found(what: str) -> ApiError:
-    return ApiError(404, ErrorCode.NOT_FOUND, "err.not_found", what=what)
+    return ApiError(ErrorCode.NOT_FOUND, "err.not_found", what=what)
 
 
-def error_body(code: ErrorCode, message: str, status: int, extra: dict[str, Any] | None = None
-               ) -> tuple[Response, int]:
-    return jsonify({"error": {**(extra or {}), "code": code, "message": message}}), status
+def error_body(code: ErrorCode, message: str, status: int | None = None,
+               extra: dict[str, Any] | None = None) -> tuple[Response, int]:
+    """The error JSON with the code's status (STATUS), or ``status``."""
+    return jsonify({"error": {**(extra or {}), "code": code, "message": message}}), \
+        status or STATUS[code]
 
 
 def wants_json() -> bool:
@@ -229,7 +270,7 @@ def register(app: Flask) -> None:
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         if not wants_json():
             return t("err.server"), 500
-        return error_body(ErrorCode.SERVER_ERROR, t("err.server"), 500)
+        return error_body(ErrorCode.SERVER_ERROR, t("err.server"))
 
     @app.errorhandler(SQLAlchemyError)
     def _database(err: SQLAlchemyError) -> ResponseReturnValue:
@@ -250,7 +291,6 @@ def database_unavailable(app: Flask, err: BaseException
                          request.method, request.path, first_line(err))
     retry = {"Retry-After": str(RETRY_AFTER_S)}
     if wants_json():
-        body, status = error_body(ErrorCode.DATABASE_UNAVAILABLE,
-                                  t("err.database_unavailable"), 503)
+        body, status = error_body(ErrorCode.DATABASE_UNAVAILABLE, t("err.database_unavailable"))
         return body, status, retry
     return t("err.database_unavailable"), 503, retry

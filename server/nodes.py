@@ -222,12 +222,12 @@ class Provisioner:
         cluster, groups, tz = self._cluster(body.cluster_id)
         allowed, keys, ca_pem = self._common()
         if allowed is not None and cluster.id not in allowed:
-            raise ApiError(403, ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area=cluster.id)
+            raise ApiError(ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area=cluster.id)
         node_id = body.id
         if node_id is None:
             node_id = self._new_id(cluster, body.name)
         elif node_id == s.mqtt_username or self.db.get(Node, node_id) is not None:
-            raise ApiError(409, ErrorCode.DUPLICATE, "err.duplicate", what="thing.node_id")
+            raise ApiError(ErrorCode.DUPLICATE, "err.duplicate", what="thing.node_id")
         password = secrets.token_urlsafe(24)
         node = Node(id=node_id, cluster_id=cluster.id, name=body.name, lat=body.lat,
                     lon=body.lon, mqtt_password_hash=password_hash(password), desired_dirty=True)
@@ -272,9 +272,9 @@ PROVISIONING_ACTOR = "provisioning-token"  # the audit log's name for a token's 
 def _live_node(db: Session, node_id: str) -> Node:
     node = db.get(Node, node_id)
     if node is None:
-        raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
+        raise ApiError(ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
     if node.revoked_at is not None:
-        raise ApiError(410, ErrorCode.NODE_REVOKED, "err.node_revoked", id=node_id)
+        raise ApiError(ErrorCode.NODE_REVOKED, "err.node_revoked", id=node_id)
     return node
 
 
@@ -301,7 +301,7 @@ def fetch_provisioning(db: Session, s: Settings, node_id: str, token: str | None
     consumed and the node's broker password rotated (an answer handed out earlier no longer
     connects). A used, expired, unknown or another node's token is a 401 and changes nothing;
     a revoked node is a 410. The caller commits, then calls sync_broker_accounts."""
-    invalid = ApiError(401, ErrorCode.INVALID_PROVISIONING_TOKEN, "err.invalid_provisioning_token")
+    invalid = ApiError(ErrorCode.INVALID_PROVISIONING_TOKEN, "err.invalid_provisioning_token")
     if not token:
         raise invalid
     row = db.scalar(select(ProvisioningToken).where(
@@ -371,7 +371,7 @@ def revoke_node(db: Session, s: Settings, user: User, node_id: str) -> Node:
     (an empty retained message, unsigned: it carries no command). Revoking twice is a no-op."""
     node = db.get(Node, node_id)
     if node is None:
-        raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
+        raise ApiError(ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
     auth.check_area(db, user, node.cluster_id)
     if node.revoked_at is not None:
         return node
@@ -386,7 +386,7 @@ def node_command(db: Session, s: Settings, user: User, node_id: str,
     """An immediate command to one node; queue_command checks its body against the protocol."""
     node = db.get(Node, node_id)
     if node is None:
-        raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
+        raise ApiError(ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
     auth.check_area(db, user, node.cluster_id)
     type_ = command.type
     body: dict[str, Any] = command.body or {}
@@ -459,7 +459,7 @@ def _csv_row(db: Session, line: int, rec: dict[str, str], codes: dict[str, int |
             codes[cluster] = db.scalar(select(Area.id).where(Area.code == cluster))
         if codes[cluster] is None:
             return RowError(line, "cluster_id", ApiError(
-                404, ErrorCode.UNKNOWN_AREA, "err.unknown_area_code", code=cluster))
+                ErrorCode.UNKNOWN_AREA, "err.unknown_area_code", code=cluster))
         data["cluster_id"] = codes[cluster]
     for key, column in (("lat", "latitude"), ("lon", "longitude")):
         raw = (rec.get(column) or "").strip()
@@ -487,13 +487,13 @@ def read_node_csv(db: Session, raw: bytes, most: int
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ApiError(422, ErrorCode.INVALID_CSV, "err.csv_encoding", at=err.start) from None
+        raise ApiError(ErrorCode.INVALID_CSV, "err.csv_encoding", at=err.start) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip().lower() for h in next(reader, [])]
         missing = [c for c in CSV_REQUIRED if c not in header]
         if missing:
-            raise ApiError(422, ErrorCode.INVALID_CSV,
+            raise ApiError(ErrorCode.INVALID_CSV,
                            "err.csv_columns", missing=", ".join(missing))
         rows: list[tuple[int, NodeCreate | RowError]] = []
         codes: dict[str, int | None] = {}
@@ -505,8 +505,8 @@ def read_node_csv(db: Session, raw: bytes, most: int
             record = dict(zip(header, fields, strict=False))
             rows.append((reader.line_num, _csv_row(db, reader.line_num, record, codes)))
     except csv.Error as err:
-        raise ApiError(422, ErrorCode.INVALID_CSV, "err.csv_syntax", line=reader.line_num,
+        raise ApiError(ErrorCode.INVALID_CSV, "err.csv_syntax", line=reader.line_num,
                        detail=str(err)) from None
     if not rows:
-        raise ApiError(422, ErrorCode.INVALID_CSV, "err.csv_empty")
+        raise ApiError(ErrorCode.INVALID_CSV, "err.csv_empty")
     return rows

@@ -18,7 +18,7 @@ from .bodies import CONFIGURED, MODELS, AreaKind
 from .bridge import RefusedReason
 from .broadcasts import BroadcastStatus
 from .bulletins import BulletinSource, BulletinStatus, BulletinStep
-from .errors import ErrorCode
+from .errors import STATUS, ErrorCode
 from .deliveries import DeliveryStatus, HoldReason, SlotState, UnsentReason
 from .outbox import CommandStatus
 from .releases import Progress, RolloutStatus
@@ -42,7 +42,13 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-ERRORS = {code: {"description": text, **_json(_ref("Error"))} for code, text in (
+def _codes(status: str) -> str:
+    """The error codes (server.errors.ErrorCode) that answer with ``status``."""
+    return ", ".join(c for c, st in STATUS.items() if str(st) == status)
+
+
+ERRORS = {code: {"description": f"{text} (codes: {_codes(code)})", **_json(_ref("Error"))}
+          for code, text in (
     ("400", "bad input: the message says which field"), ("401", "no valid token or login"),
     ("403", "the caller's role or area does not allow it"), ("404", "not found"),
     ("409", "conflicts with the current state"), ("413", "the upload is too large"),

@@ -66,7 +66,7 @@ def _items(db: Session, user: User, bulletin_ids: list[int]) -> list[BulletinApp
         b = visible_bulletin(db, user, bulletin_id)
         approval = current_approval(b)
         if approval is None:
-            raise ApiError(409, ErrorCode.NOT_APPROVED, "err.bulletin_not_approved", id=b.id,
+            raise ApiError(ErrorCode.NOT_APPROVED, "err.bulletin_not_approved", id=b.id,
                            status=Word("status", b.status))
         out.append(approval)
     return out
@@ -80,13 +80,13 @@ def _render(db: Session, s: Settings, approvals: list[BulletinApproval]) -> Medi
         media = db.get(Media, a.media_sha256)
         path = store.path(a.media_sha256, media.ext) if media else None
         if path is None or not path.is_file():
-            raise ApiError(409, ErrorCode.MEDIA_MISSING,
+            raise ApiError(ErrorCode.MEDIA_MISSING,
                            "err.programme_media_missing", id=a.bulletin_id)
         paths.append(path)
     try:
         stored, duration_ms = concat_media(paths, s.audio_settings(), store)
     except AudioError as err:
-        raise ApiError(422, ErrorCode.AUDIO_FAILED,
+        raise ApiError(ErrorCode.AUDIO_FAILED,
                        "err.programme_render", detail=str(err)) from None
     return media_for_stored(db, stored, duration_ms)
 
@@ -127,7 +127,7 @@ def edit_programme(db: Session, s: Settings, user: User, p: Programme,
     if p.area_id is not None:
         auth.check_area(db, user, p.area_id)
     elif auth.user_area_ids(db, user) is not None:
-        raise ApiError(403, ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area="-")
+        raise ApiError(ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area="-")
     current = p.current
     ids = body.items if body.items is not None else [i["bulletin_id"] for i in current.items]
     if body.items is not None:

@@ -69,7 +69,7 @@ class Progress(StrEnum):
 def wheel_version(data: bytes) -> str:
     """The agent version a wheel holds; a 422 when it is not a ``loaphuong-agent`` wheel."""
     def refuse(detail: str) -> ApiError:
-        return ApiError(422, ErrorCode.NOT_AGENT_WHEEL,
+        return ApiError(ErrorCode.NOT_AGENT_WHEEL,
                         "err.release.not_agent_wheel", detail=detail)
     try:
         with zipfile.ZipFile(BytesIO(data)) as zf:
@@ -93,11 +93,11 @@ def store_release(db: Session, settings: Settings, user: User, data: bytes,
     if not data:
         raise bad_request("err.upload.empty", ErrorCode.EMPTY)
     if len(data) > MAX_RELEASE_BYTES:
-        raise ApiError(413, ErrorCode.TOO_LARGE, "err.upload.too_large",
+        raise ApiError(ErrorCode.TOO_LARGE, "err.upload.too_large",
                        detail=f"{len(data)} > {MAX_RELEASE_BYTES} bytes")
     version = wheel_version(data)
     if db.scalar(select(AgentRelease).where(AgentRelease.version == version)):
-        raise ApiError(409, ErrorCode.DUPLICATE, "err.duplicate", what="thing.release")
+        raise ApiError(ErrorCode.DUPLICATE, "err.duplicate", what="thing.release")
     stored = MediaStore(settings.media_dir).put(data, WHEEL_EXT)
     release = AgentRelease(version=version, sha256=stored.sha256, bytes=stored.bytes,
                            notes=notes, uploaded_by=user.id, uploaded_at=utcnow())
@@ -181,13 +181,13 @@ def _target_nodes(db: Session, areas: list[int], nodes: list[str]) -> set[str]:
     found: set[str] = set()
     for area_id in areas:
         if db.get(Area, area_id) is None:
-            raise ApiError(404, ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
+            raise ApiError(ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
         found |= set(db.scalars(select(Node.id).where(
             Node.cluster_id.in_(area_subtree_ids(db, [area_id])), Node.revoked_at.is_(None))))
     for node_id in nodes:
         node = db.get(Node, node_id)
         if node is None:
-            raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
+            raise ApiError(ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
         if node.revoked_at is None:
             found.add(node_id)
     return found
@@ -245,7 +245,7 @@ def advance(db: Session, settings: Settings, user: User, rollout: Rollout) -> Ro
     """An admin starts the next stage now, whatever the current one's state (a 409 when the
     rollout is not running or is at its last stage)."""
     if rollout.status != RolloutStatus.RUNNING or rollout.stage + 1 >= _stage_count(rollout):
-        raise ApiError(409, ErrorCode.CANNOT_ADVANCE, "err.rollout.cannot_advance",
+        raise ApiError(ErrorCode.CANNOT_ADVANCE, "err.rollout.cannot_advance",
                        status=Word("rolloutstatus", rollout.status))
     _start_stage(db, settings, user, rollout, rollout.stage + 1)
     return rollout
@@ -255,7 +255,7 @@ def cancel(db: Session, rollout: Rollout) -> Rollout:
     """Stop a rollout: no further stage, and update commands not yet out are given up (a node
     that already has its command goes on with it)."""
     if rollout.status != RolloutStatus.RUNNING:
-        raise ApiError(409, ErrorCode.CANNOT_CANCEL_ROLLOUT, "err.rollout.cannot_cancel",
+        raise ApiError(ErrorCode.CANNOT_CANCEL_ROLLOUT, "err.rollout.cannot_cancel",
                        status=Word("rolloutstatus", rollout.status))
     rollout.status, rollout.finished_at = RolloutStatus.CANCELLED, utcnow()
     for rn in rollout.nodes:

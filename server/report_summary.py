@@ -101,7 +101,7 @@ def parse_day(value: str, name: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise ReportError(400, ErrorCode.BAD_DATE, "reports.err.bad_date", value=value,
+        raise ReportError(ErrorCode.BAD_DATE, "reports.err.bad_date", value=value,
                           field=t(f"reports.{name}")) from None
 
 
@@ -112,11 +112,11 @@ def period(first: dt.date | None, last: dt.date | None, today: dt.date
     last_day = last or today
     first_day = first or last_day - dt.timedelta(days=DEFAULT_DAYS - 1)
     if first_day > last_day:
-        raise ReportError(422, ErrorCode.BAD_PERIOD, "reports.err.order")
+        raise ReportError(ErrorCode.BAD_PERIOD, "reports.err.order")
     if (last_day - first_day).days + 1 > MAX_DAYS:
-        raise ReportError(422, ErrorCode.BAD_PERIOD, "reports.err.too_long", days=MAX_DAYS)
+        raise ReportError(ErrorCode.BAD_PERIOD, "reports.err.too_long", days=MAX_DAYS)
     if first_day < schedule.EARLIEST.date() or last_day >= schedule.LATEST.date():
-        raise ReportError(422, ErrorCode.BAD_PERIOD, "reports.err.out_of_range",
+        raise ReportError(ErrorCode.BAD_PERIOD, "reports.err.out_of_range",
                           first=schedule.EARLIEST.year, last=schedule.LATEST.year)
     return first_day, last_day
 
@@ -129,7 +129,7 @@ def scope(db: Session, user: User, area_id: int | None) -> tuple[int | None, set
     try:
         return area_id, access.area_scope(db, user, area_id)
     except ApiError:
-        raise ReportError(404, ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id) from None
+        raise ReportError(ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id) from None
 
 
 def _area(value: object) -> int | None:
@@ -138,7 +138,7 @@ def _area(value: object) -> int | None:
     if not value:
         return None
     if not value.isdecimal() or int(value) > MAX_DB_ID:
-        raise ReportError(404, ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=value)
+        raise ReportError(ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=value)
     return int(value)
 
 
@@ -345,7 +345,7 @@ def pdf_bytes(summary: Summary, scope_name: str) -> bytes:
     fonts = [os.path.join(FONT_DIR, name) for name in (FONT, FONT_BOLD)]
     missing = [f for f in fonts if not os.path.isfile(f)]
     if missing:
-        raise ReportError(503, ErrorCode.NO_FONT, "reports.err.no_font", path=missing[0])
+        raise ReportError(ErrorCode.NO_FONT, "reports.err.no_font", path=missing[0])
     pdf = FPDF(orientation="P", unit="mm", format="A4")
     pdf.set_title(t("reports.title"))
     pdf.add_font("DejaVu", "", fonts[0])

@@ -67,7 +67,7 @@ def save_user(db: Session, actor: User | None, user: User | None, body: UserWrit
     data = body.changes()
     creating = user is None
     if user is not None and not may_grant(actor, user.role):
-        raise ApiError(403, ErrorCode.FORBIDDEN_ROLE,
+        raise ApiError(ErrorCode.FORBIDDEN_ROLE,
                        "err.grant_role", role=Word("role", user.role))
     allowed = user_area_ids(db, actor) if actor is not None else None
     if user is None:
@@ -77,7 +77,7 @@ def save_user(db: Session, actor: User | None, user: User | None, body: UserWrit
     _set_profile(db, actor, user, data, allowed)
     revoke = _set_access(user, data, creating, password_min)
     if was_admin and not (user.role == Role.ADMIN and user.active) and _other_admins(db, user) == 0:
-        raise ApiError(409, ErrorCode.LAST_ADMIN, "err.last_admin")
+        raise ApiError(ErrorCode.LAST_ADMIN, "err.last_admin")
     if creating:
         db.add(user)
     elif revoke:
@@ -91,11 +91,11 @@ def _set_profile(db: Session, actor: User | None, user: User, data: dict[str, An
     """Username, role, area and language from ``data``, each checked."""
     if "username" in data and data["username"] != user.username:
         if db.scalar(select(User.id).where(User.username == data["username"])) is not None:
-            raise ApiError(409, ErrorCode.DUPLICATE, "err.duplicate", what="thing.user")
+            raise ApiError(ErrorCode.DUPLICATE, "err.duplicate", what="thing.user")
         user.username = data["username"]
     if "role" in data:
         if not may_grant(actor, data["role"]):
-            raise ApiError(403, ErrorCode.FORBIDDEN_ROLE, "err.grant_role",
+            raise ApiError(ErrorCode.FORBIDDEN_ROLE, "err.grant_role",
                            role=Word("role", data["role"]))
         user.role = data["role"]
     if "area_id" in data:
@@ -123,11 +123,11 @@ def _set_access(user: User, data: dict[str, Any], creating: bool, password_min: 
 def _area_id(db: Session, value: int | None, allowed: set[int] | None) -> int | None:
     if value is None:
         if allowed is not None:
-            raise ApiError(403, ErrorCode.FORBIDDEN_UNSCOPED, "err.unscoped_user")
+            raise ApiError(ErrorCode.FORBIDDEN_UNSCOPED, "err.unscoped_user")
         return None
     live_area(db, value)  # 404, or 409 for an area merged into another
     if allowed is not None and value not in allowed:
-        raise ApiError(403, ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area=value)
+        raise ApiError(ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area=value)
     return value
 
 

@@ -72,7 +72,7 @@ def _init_csrf(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf_error(_err: CSRFError) -> tuple[Response | str, int]:
         if wants_json():
-            return error_body(ErrorCode.CSRF_FAILED, t("err.csrf"), 400)
+            return error_body(ErrorCode.CSRF_FAILED, t("err.csrf"))
         return render_template("error.html", message=t("err.csrf")), 400
 
 
@@ -114,5 +114,5 @@ def _init_login_limits(app: Flask, settings: Settings) -> None:
         if wants_json():
             key = "err.rate_limited_provisioning" if request.endpoint == PROVISIONING_ENDPOINT \
                 else "err.rate_limited"
-            return error_body(ErrorCode.RATE_LIMITED, t(key), 429)
+            return error_body(ErrorCode.RATE_LIMITED, t(key))
         return render_template("login.html", error=t("err.rate_limited")), 429

@@ -112,7 +112,7 @@ def admin_user(user_id: int) -> Response | tuple[str, int]:
     actor = caller()
     person = user_service.get_user(g.db, actor, user_id)  # 404 outside the actor's areas
     if not user_service.may_grant(actor, person.role):  # save_user's own refusal, up front
-        raise ApiError(403, ErrorCode.FORBIDDEN_ROLE, "err.grant_role",
+        raise ApiError(ErrorCode.FORBIDDEN_ROLE, "err.grant_role",
                        role=Word("role", person.role))
     if request.method == "GET":
         return _user_form("admin_user.html", person=person, form={})
@@ -153,7 +153,8 @@ def _ward_body(form: dict[str, str]) -> B.AreaUpdate:
         return B.parse(B.AreaUpdate, data, tz=settings().tz)
     except ApiError as err:
         if err.params.get("field") in ("quiet_hours", "tz"):  # say it in the page's words
-            raise ApiError(err.status, err.code, f"admin.err.{err.params['field']}") from None
+            raise ApiError(err.code, f"admin.err.{err.params['field']}",
+                           http_status=err.status) from None
         raise
 
 

@@ -297,7 +297,7 @@ def install_url(node_id: str) -> Response:
     node = g.db.get(Node, node_id)
     allowed = _scope()
     if node is None or (allowed is not None and node.cluster_id not in allowed):
-        raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
+        raise ApiError(ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
     answer = node_service.issue_provisioning_token(g.db, settings(), access.caller(), node)
     g.db.commit()
     return _no_store(render_template("install_url.html", node=node, answer=answer))

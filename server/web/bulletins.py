@@ -113,7 +113,7 @@ def new_bulletin() -> Response | tuple[str, int]:
             bulletin_service.transition(g.db, user, b, bulletin_service.BulletinStep.SUBMIT)
             if form.get("action") == "broadcast_now":
                 if not can_approve:
-                    raise ApiError(403, ErrorCode.FORBIDDEN, "err.forbidden")
+                    raise ApiError(ErrorCode.FORBIDDEN, "err.forbidden")
                 bulletin_service.transition(g.db, user, b, bulletin_service.BulletinStep.APPROVE)
                 bc = create_broadcast(g.db, settings(), user, B.parse(B.BroadcastCreate, {
                     "bulletin_id": b.id,  # no area: the body's no_targets
@@ -164,7 +164,7 @@ def review_bulletin(bulletin_id: int) -> Response:
     try:
         user = access.caller()
         if action not in bulletin_service.REVIEW or not access.can(user, "bulletin.approve"):
-            raise ApiError(403, ErrorCode.FORBIDDEN, "err.forbidden")
+            raise ApiError(ErrorCode.FORBIDDEN, "err.forbidden")
         b = bulletin_service.get_bulletin(g.db, user, bulletin_id, manage=True)
         step = read_form(B.BulletinAction, request.form.to_dict())
         bulletin_service.transition(g.db, user, b, bulletin_service.BulletinStep(action),

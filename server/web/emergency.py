@@ -49,7 +49,7 @@ def _live_bulletin(form: MultiDict[str, str], areas: list[int]) -> int:
     ticked area, category emergency: its bulletin id."""
     user = access.caller()
     if not access.can(user, "bulletin.approve"):
-        raise ApiError(403, ErrorCode.FORBIDDEN, "err.forbidden")
+        raise ApiError(ErrorCode.FORBIDDEN, "err.forbidden")
     req = read_form(B.BulletinCreate, {"title": form.get("title", ""),
                                        "text": form.get("text", ""),
                                        "category": B.Category.EMERGENCY,

@@ -85,7 +85,7 @@ def visible_node(node_id: str) -> Node:
     node: Node | None = g.db.get(Node, node_id)
     allowed = access.user_area_ids(g.db, access.caller())
     if node is None or (allowed is not None and node.cluster_id not in allowed):
-        raise ApiError(404, ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
+        raise ApiError(ErrorCode.UNKNOWN_NODE, "err.unknown_node", id=node_id)
     return node
 
 

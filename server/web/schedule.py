@@ -73,7 +73,7 @@ def schedule_week() -> str:
     area_id = asked.area or access.caller().area_id or areas[0].id
     area = next((a for a in areas if a.id == area_id), None)
     if area is None:
-        raise ApiError(404, ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
+        raise ApiError(ErrorCode.UNKNOWN_AREA, "err.unknown_area", id=area_id)
     tz = area_zone(g.db, area.id, settings().timezone)
     zone = ZoneInfo(tz)
     monday = _monday(asked.week or dt.datetime.now(zone).date())
@@ -138,7 +138,7 @@ def _times(text: str) -> list[tuple[int, int]]:
         try:
             when = dt.time.fromisoformat(part if len(part) > 2 else f"{part}:00")
         except ValueError:
-            raise ApiError(400, ErrorCode.INVALID, "err.invalid_field", field="times",
+            raise ApiError(ErrorCode.INVALID, "err.invalid_field", field="times",
                            detail="HH:MM") from None
         out.append((when.hour, when.minute))
     return sorted(set(out))
@@ -153,9 +153,9 @@ def build_rule(form: dict[str, str], lists: dict[str, list[str]]
         return None, None
     times = _times(form.get("times", ""))
     if not times:
-        raise ApiError(400, ErrorCode.MISSING_FIELD, "err.missing_field", field="times")
+        raise ApiError(ErrorCode.MISSING_FIELD, "err.missing_field", field="times")
     if len({m for _h, m in times}) > 1:  # BYHOUR × BYMINUTE: every hour at every minute
-        raise ApiError(400, ErrorCode.INVALID, "err.invalid_field", field="times",
+        raise ApiError(ErrorCode.INVALID, "err.invalid_field", field="times",
                        detail=t("sched.same_minute"))
     hours = ",".join(str(h) for h in sorted({h for h, _m in times}))
     at = f"BYHOUR={hours};BYMINUTE={times[0][1]}"
@@ -164,7 +164,7 @@ def build_rule(form: dict[str, str], lists: dict[str, list[str]]
         return f"FREQ=LUNARMONTHLY;BYMONTHDAY={','.join(days)};{at}", dt.time(*times[0])
     interval = (form.get("interval") or "1").strip()
     if not interval.isdecimal() or not 1 <= int(interval) <= INTERVAL_MAX:
-        raise ApiError(400, ErrorCode.INVALID, "err.invalid_field", field="interval",
+        raise ApiError(ErrorCode.INVALID, "err.invalid_field", field="interval",
                        detail=f"1-{INTERVAL_MAX}")
     parts = ["FREQ=DAILY" if kind == "daily" else "FREQ=WEEKLY"]
     if int(interval) > 1:
@@ -172,7 +172,7 @@ def build_rule(form: dict[str, str], lists: dict[str, list[str]]
     if kind == "weekly":
         days = [d for d in WEEKDAYS if d in lists.get("weekdays", [])]
         if not days:
-            raise ApiError(400, ErrorCode.MISSING_FIELD, "err.missing_field", field="weekdays")
+            raise ApiError(ErrorCode.MISSING_FIELD, "err.missing_field", field="weekdays")
         parts.append(f"BYDAY={','.join(days)}")
     parts.append(at)
     until = (form.get("until") or "").strip()
@@ -180,7 +180,7 @@ def build_rule(form: dict[str, str], lists: dict[str, list[str]]
         try:
             parts.append("UNTIL=" + dt.date.fromisoformat(until).strftime("%Y%m%d"))
         except ValueError:
-            raise ApiError(400, ErrorCode.INVALID, "err.invalid_field", field="until",
+            raise ApiError(ErrorCode.INVALID, "err.invalid_field", field="until",
                            detail="YYYY-MM-DD") from None
     return ";".join(parts), dt.time(*times[0])
 
@@ -189,7 +189,7 @@ def broadcast_body(form: dict[str, str], lists: dict[str, list[str]]) -> dict[st
     """The POST /broadcasts body the page's form describes."""
     what, _, ident = (form.get("content") or "").partition(":")
     if what not in ("bulletin", "programme") or not ident.isdecimal():
-        raise ApiError(400, ErrorCode.MISSING_FIELD, "err.missing_field", field="bulletin_id")
+        raise ApiError(ErrorCode.MISSING_FIELD, "err.missing_field", field="bulletin_id")
     # read as the body's targets (none: no_targets) before the page's own fields
     areas = B.parse(B.Targets, {"areas": [int(a) for a in lists.get("areas", [])
                                           if a.isdecimal()]}).areas
@@ -207,7 +207,7 @@ def broadcast_body(form: dict[str, str], lists: dict[str, list[str]]) -> dict[st
     if day and clock:
         body["start_at"] = f"{day}T{clock}:00"
     else:  # a one-off from this page airs at a time (broadcasting now: the bulletin page)
-        raise ApiError(400, ErrorCode.MISSING_FIELD, "err.missing_field",
+        raise ApiError(ErrorCode.MISSING_FIELD, "err.missing_field",
                        field="start_time" if day else "start_date")
     if form.get("override"):
         body["override"] = True
@@ -379,5 +379,5 @@ def new_programme() -> Response | tuple[str, int]:
 @page()
 def edit_programme(programme_id: int) -> Response | tuple[str, int]:
     if request.method == "POST" and not access.can(access.caller(), "broadcast.write"):
-        raise ApiError(403, ErrorCode.FORBIDDEN, "err.forbidden")
+        raise ApiError(ErrorCode.FORBIDDEN, "err.forbidden")
     return _programme_form(programme_id)

@@ -46,7 +46,7 @@ def test_a_word_the_catalogue_does_not_hold_is_shown_as_it_is():
 
 def test_an_errors_words_are_said_in_the_language_it_is_read_in():
     app = Flask(__name__)
-    err = ApiError(409, ErrorCode.CANNOT_CANCEL, "err.cannot_cancel",
+    err = ApiError(ErrorCode.CANNOT_CANCEL, "err.cannot_cancel",
                    status=Word("bcstate", BroadcastStatus.SKIPPED))
     with app.test_request_context("/api/v1/broadcasts/1?lang=vi"):
         assert err.message() == 'Không thể huỷ lượt phát đang ở trạng thái "bị bỏ qua".'

@@ -45,3 +45,12 @@ def test_every_json_request_body_is_one_of_the_request_models(tmp_path):
     for where, schema in bodies.items():
         assert set(schema) == {"$ref"}, where
         assert schema["$ref"].rpartition("/")[2] in models, where
+
+
+def test_every_error_code_has_one_status_and_the_document_names_it_there():
+    from server.errors import STATUS, ErrorCode
+    from server.openapi import ERRORS
+    assert set(STATUS) == set(ErrorCode)
+    for code, status in STATUS.items():
+        if str(status) in ERRORS:  # the statuses an operation documents (not 405, 500, 503)
+            assert re.search(rf"[ (]{code}[,)]", ERRORS[str(status)]["description"]), code
