@@ -660,12 +660,17 @@ def kind_counts(db: Session, areas: set[int] | None, states: Iterable[str] = ())
     return {k: n for k, n in db.execute(_narrowed(q, areas, states))}
 
 
+# a person's step on an alert as its audit entry's action
+STEP_ACTION = {AlertStep.ACK: audit.Action.ALERTS_ACK,
+               AlertStep.RESOLVE: audit.Action.ALERTS_RESOLVE}
+
+
 def take_step(db: Session, alert: Alert, action: AlertStep, user: User, comment: str | None,
               now: dt.datetime) -> None:
     """``act`` and its audit entry (``alerts.ack``, ``alerts.resolve``): what the API and the
     alerts page do; the caller commits."""
     act(db, alert, action, user, comment, now)
-    audit.record(db, f"alerts.{action}", ("alert", alert.id),
+    audit.record(db, STEP_ACTION[action], (audit.Target.ALERT, alert.id),
                  {"kind": alert.kind, "node_id": alert.node_id, "state": alert.state,
                   "comment": comment})
 

@@ -269,7 +269,7 @@ def merge_areas(db: Session, default_tz: str, actor: User, keep_id: int, gone_id
     gone.merged_into_id, gone.merged_at = keep.id, now
     db.flush()
     _mark_dirty(db, keep.id)  # new groups for the nodes moved, new slots for all of them
-    audit.record(db, "area.merge", ("area", gone.id),
+    audit.record(db, audit.Action.AREA_MERGE, (audit.Target.AREA, gone.id),
                  {"into": keep.id, "name": gone.name, "into_name": keep.name, **done.json()},
                  actor=actor)
     return done

@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import weakref
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, cast
 from collections.abc import Iterable
 
@@ -57,6 +58,30 @@ AUDITED: dict[str, frozenset[str]] = {
                         "rejected_messages", "last_rejected_reason", "last_rejected_at"}),
 }
 SECRETS = frozenset({"password_hash", "token_hash", "mqtt_password_hash"})
+
+
+class Action(StrEnum):
+    """What an entry ``record`` writes says happened (a row change's is "<table>.<op>")."""
+    AREA_MERGE = "area.merge"
+    AUTH_LOGIN = "auth.login"
+    AUTH_LOGIN_FAILED = "auth.login_failed"
+    KEYS_ROTATE = "keys.rotate"
+    KEYS_RESEND = "keys.resend"
+    KEYS_ACTIVATE = "keys.activate"
+    KEYS_REVOKE = "keys.revoke"
+    NODE_PROVISIONING_TOKEN = "node.provisioning_token"
+    NODE_PROVISIONING_FETCHED = "node.provisioning_fetched"
+    ALERTS_ACK = "alerts.ack"
+    ALERTS_RESOLVE = "alerts.resolve"
+
+
+class Target(StrEnum):
+    """The kind of thing an entry ``record`` writes is about (a row change's: its table)."""
+    AREA = "area"
+    USER = "user"
+    NODE = "node"
+    SERVER_KEY = "server_key"
+    ALERT = "alert"
 # an entry to append: (actor id, actor, action, target type, target id, detail)
 _EntryRow = tuple[int | None, str, str, str | None, str | None, dict[str, Any]]
 
@@ -174,7 +199,7 @@ def _actor(db: Session, actor: Any = None) -> tuple[int | None, str]:
     return (own.id, own.username) if isinstance(own, User) else (None, own)
 
 
-def record(db: Session, action: str, target: tuple[str, Any] | None = None,
+def record(db: Session, action: Action, target: tuple[Target, Any] | None = None,
            detail: dict[str, Any] | None = None, actor: Any = None) -> None:
     """Append an entry for something that is not a row change (a login, a key rotation).
     It is written in ``db``'s transaction: the caller commits."""

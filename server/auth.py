@@ -77,11 +77,12 @@ def login_attempt(db: Session, username: str, password: str, via: str) -> User |
     user = db.scalar(select(User).where(User.username == username))
     where = {"ip": request.remote_addr, "via": via}
     if not verify_password(user, password):
-        audit.record(db, "auth.login_failed", ("user", user.id if user else None),
+        audit.record(db, audit.Action.AUTH_LOGIN_FAILED,
+                     (audit.Target.USER, user.id if user else None),
                      {"username": username, **where}, actor="anonymous")
         db.commit()
         return None
-    audit.record(db, "auth.login", ("user", user.id), where, actor=user)
+    audit.record(db, audit.Action.AUTH_LOGIN, (audit.Target.USER, user.id), where, actor=user)
     db.info["audit_actor"] = user  # what the login writes (its token or session) is the user's
     return user
 

@@ -201,7 +201,8 @@ def rotate(db: Session, settings: Settings) -> tuple[ServerKey, Command]:
     db.add(row)
     cmd = _keys_command(db, settings, {"keys": [{"kid": kid, "public_key": row.public_key}],
                                        "revoke": []})
-    audit.record(db, "keys.rotate", ("server_key", kid), {"command_id": cmd.id})
+    audit.record(db, audit.Action.KEYS_ROTATE,
+                 (audit.Target.SERVER_KEY, kid), {"command_id": cmd.id})
     return row, cmd
 
 
@@ -232,7 +233,8 @@ def resend(db: Session, settings: Settings, kid: str) -> list[str]:
     for node_id in missing:
         _keys_command(db, settings, {"keys": [{"kid": kid, "public_key": row.public_key}],
                                      "revoke": []}, node_id)
-    audit.record(db, "keys.resend", ("server_key", kid), {"nodes": missing[:100]})
+    audit.record(db, audit.Action.KEYS_RESEND,
+                 (audit.Target.SERVER_KEY, kid), {"nodes": missing[:100]})
     return missing
 
 
@@ -258,8 +260,8 @@ def activate(db: Session, settings: Settings, kid: str, force: bool = False) -> 
     row.state, row.active, row.activated_at = KeyState.ACTIVE, True, now
     for node in db.scalars(select(Node)):
         node.desired_dirty = True  # re-sign every retained desired state with the new key
-    audit.record(db, "keys.activate", ("server_key", kid), {"ready": ready, "total": total,
-                                                             "missing": missing[:100]})
+    audit.record(db, audit.Action.KEYS_ACTIVATE, (audit.Target.SERVER_KEY, kid),
+                 {"ready": ready, "total": total, "missing": missing[:100]})
     return ready, total
 
 
@@ -272,7 +274,8 @@ def revoke(db: Session, settings: Settings, kid: str) -> Command:
         raise KeyLifecycleError(f"{kid} is already revoked")
     cmd = _keys_command(db, settings, {"keys": [], "revoke": [kid]})
     row.state, row.active, row.revoked_at = KeyState.REVOKED, False, utcnow()
-    audit.record(db, "keys.revoke", ("server_key", kid), {"command_id": cmd.id})
+    audit.record(db, audit.Action.KEYS_REVOKE,
+                 (audit.Target.SERVER_KEY, kid), {"command_id": cmd.id})
     return cmd
 
 

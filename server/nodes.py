@@ -289,7 +289,7 @@ def issue_provisioning_token(db: Session, s: Settings, user: User, node: Node
     db.execute(delete(ProvisioningToken).where(ProvisioningToken.node_id == node.id))
     db.add(ProvisioningToken(node_id=node.id, token_hash=auth.token_hash(token),
                              created_by=user.id, expires_at=expires))
-    audit.record(db, "node.provisioning_token", ("node", node.id),
+    audit.record(db, audit.Action.NODE_PROVISIONING_TOKEN, (audit.Target.NODE, node.id),
                  {"expires_at": iso(expires)}, actor=user)
     return {"token": token, "expires_at": iso(expires),
             "url": s.public_url.rstrip("/") + PROVISIONING_PATH.format(id=node.id)}
@@ -316,7 +316,8 @@ def fetch_provisioning(db: Session, s: Settings, node_id: str, token: str | None
     if rows_changed(gone) != 1:
         raise invalid
     db.info["audit_actor"] = PROVISIONING_ACTOR  # who rotates the password: the token's bearer
-    audit.record(db, "node.provisioning_fetched", ("node", node.id), {"ip": ip})
+    audit.record(db, audit.Action.NODE_PROVISIONING_FETCHED,
+                 (audit.Target.NODE, node.id), {"ip": ip})
     return Provisioner(db, s, None).reprovision(node)
 
 

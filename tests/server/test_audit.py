@@ -206,7 +206,7 @@ def _write_concurrently(url: str) -> int:
                                 group=f"{tag}-{i}"))
                     db.commit()
                 with maker() as db:
-                    audit.record(db, "test.event", ("thread", tag), {"i": i})
+                    audit.record(db, audit.Action.AREA_MERGE, (audit.Target.AREA, tag), {"i": i})
                     db.commit()
         except BaseException as err:  # reported by the main thread
             errors.append(err)

@@ -10,6 +10,7 @@ from flask import Flask
 
 from device_agent.schemas import AlarmCode, NodeReason, RejectReason
 from device_agent.telemetry import MM_REGISTRATIONS, MM_STATES, REGISTERED
+from server import audit
 from server.auth import Role
 from server.bodies import AreaKind, Category
 from server.broadcasts import BroadcastStatus
@@ -25,10 +26,12 @@ VOCABULARIES: list[tuple[str, type[StrEnum] | tuple[str, ...]]] = [
     ("bcreason", HoldReason), ("unsent", UnsentReason), ("rejectreason", RejectReason),
     ("nodereason", NodeReason), ("rolloutstatus", RolloutStatus), ("role", Role),
     ("area.kind", AreaKind), ("cat", Category), ("alarmcode", AlarmCode),
-    ("mmstate", MM_STATES), ("mmreg", MM_REGISTRATIONS)]
+    ("mmstate", MM_STATES), ("mmreg", MM_REGISTRATIONS), ("audit.action", audit.Action),
+    ("audit.thing", audit.Target), ("audit.thing", tuple(audit.AUDITED))]
 
 
-@pytest.mark.parametrize(("kind", "words"), VOCABULARIES, ids=[k for k, _ in VOCABULARIES])
+@pytest.mark.parametrize(("kind", "words"), VOCABULARIES,
+                         ids=[f"{k}-{getattr(w, '__name__', 'list')}" for k, w in VOCABULARIES])
 def test_every_word_of_a_vocabulary_reads_in_both_languages(kind, words):
     for w in words:
         entry = CATALOGUE.get(f"{kind}.{w}")

@@ -226,6 +226,8 @@ def test_the_audit_page_shows_who_changed_what_and_filters_and_pages_it(
     user_row = _row(page, "users.insert", "bientap-lc")
     assert ">admin<" in user_row and "bientap-lc" in user_row and "staff" in user_row
     assert "password_hash</strong>: (bí mật" in user_row and "pbkdf2" not in page
+    login_row = _row(page, "auth.login", "dieuhanh-lc")  # a named entry: its kind of thing too
+    assert ">Đăng nhập <code" in login_row and "tài khoản #" in login_row
     today = dt.datetime.now(s.app.config["SETTINGS"].tz).date()
     assert re.search(r"\d\d:\d\d:\d\d " + today.strftime("%d/%m/%Y"), ward_row)  # local time
 
