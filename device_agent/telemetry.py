@@ -397,8 +397,9 @@ def health_alarms(sample: Mapping[str, Any], active: frozenset[str],
     net = sample.get("net") or {}
     registration = net.get("registration")
     if registration is not None and registration not in REGISTERED:
-        now[AlarmCode.MODEM_UNREGISTERED] = (f"the 4G modem is not registered: {registration} "
-                                     f"(modem {net.get('modem_state') or 'state unknown'})")
+        now[AlarmCode.MODEM_UNREGISTERED] = (
+            f"the 4G modem is not registered: {registration} "
+            f"(modem {net.get('modem_state') or 'state unknown'})")
     raised = [(code, detail) for code, detail in now.items() if code not in active]
     return frozenset(now), raised
 

@@ -73,8 +73,8 @@ def create_app(test_config: Mapping[str, Any] | None = None,
         row = g.db.get(Media, sha256) if len(sha256) == 64 else None
         if row is None or row.ext != ext:
             from .errors import not_found
-            raise not_found("thing.media")
-        resp = send_file(_stored_file(settings, sha256, ext, "thing.media"),
+            raise not_found("media")
+        resp = send_file(_stored_file(settings, sha256, ext, "media"),
                          mimetype="audio/mpeg" if ext == "mp3" else f"audio/{ext}",
                          conditional=True, etag=sha256, max_age=31536000)
         resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
@@ -88,8 +88,8 @@ def create_app(test_config: Mapping[str, Any] | None = None,
             if len(sha256) == 64 else None
         if row is None:
             from .errors import not_found
-            raise not_found("thing.release")
-        resp = send_file(_stored_file(settings, sha256, "whl", "thing.release"),
+            raise not_found("release")
+        resp = send_file(_stored_file(settings, sha256, "whl", "release"),
                          mimetype="application/zip", conditional=True, etag=sha256,
                          max_age=31536000)
         resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"

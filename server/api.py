@@ -423,7 +423,7 @@ def node_command(node_id: str) -> tuple[Response, int]:
 def get_command(command_id: str) -> Response:
     cmd = g.db.get(Command, command_id)
     if cmd is None or cmd.type == CommandType.DESIRED or cmd.node_id is None:
-        raise not_found("thing.command")
+        raise not_found("command")
     _node(cmd.node_id)  # 404 unless the caller may see that node
     return jsonify(command_json(cmd))
 
@@ -523,7 +523,7 @@ def list_alerts() -> Response:
 def _alert(alert_id: int) -> Alert:
     alert: Alert | None = g.db.get(Alert, alert_id)
     if alert is None or not alerts.visible(g.db, alert, auth.user_area_ids(g.db, auth.caller())):
-        raise not_found("thing.alert")
+        raise not_found("alert")
     return alert
 
 
@@ -680,7 +680,7 @@ def delete_lexicon(area_id: int, entry_id: int) -> tuple[str, int]:
     bulletins.scoped_area(g.db, user, area_id)
     entry = g.db.get(LexiconEntry, entry_id)
     if entry is None or entry.area_id != area_id:
-        raise not_found("thing.lexicon")
+        raise not_found("lexicon")
     g.db.delete(entry)
     g.db.commit()
     return "", 204
@@ -742,7 +742,7 @@ def _visible(bc: Broadcast) -> bool:
 def _broadcast(broadcast_id: int) -> Broadcast:
     bc: Broadcast | None = g.db.get(Broadcast, broadcast_id)
     if bc is None or not _visible(bc):
-        raise not_found("thing.broadcast")
+        raise not_found("broadcast")
     return bc
 
 

@@ -65,7 +65,7 @@ def create_area(db: Session, user: User, body: AreaCreate) -> Area:
     elif user.area_id is not None:
         raise ApiError(ErrorCode.FORBIDDEN, "err.forbidden")
     if db.scalar(select(Area).where(Area.code == code)):
-        raise ApiError(ErrorCode.DUPLICATE, "err.duplicate", what="thing.area_code")
+        raise ApiError(ErrorCode.DUPLICATE, "err.duplicate", what=Word("thing", "area_code"))
     wanted = slug(code)
     group = wanted if group_name_free(db, wanted) else None  # None: filled from the id below
     area = Area(parent_id=parent_id, kind=kind, name=name, code=code, tz=body.tz or None,

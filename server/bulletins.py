@@ -63,7 +63,7 @@ def visible_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool 
     allowed = auth.user_area_ids(db, user)
     if b is None or (allowed is not None and b.area_id is not None
                      and b.area_id not in allowed):
-        raise not_found("thing.bulletin")
+        raise not_found("bulletin")
     if manage and allowed is not None and b.area_id is None:
         raise ApiError(ErrorCode.FORBIDDEN_AREA, "err.forbidden_area", area="-")
     return b

@@ -151,10 +151,8 @@ class ApiError(Exception):
         return self
 
     def message(self) -> str:
-        """The message in the reader's language, its words (``Word``, a "thing." key) too."""
-        params = {k: v.text() if isinstance(v, Word) else
-                  t(v) if isinstance(v, str) and v.startswith("thing.") else v
-                  for k, v in self.params.items()}
+        """The message in the reader's language, its words (``Word``) too."""
+        params = {k: v.text() if isinstance(v, Word) else v for k, v in self.params.items()}
         return t(self.key, **params)
 
 
@@ -224,8 +222,9 @@ def bad_request(key: str, code: ErrorCode = ErrorCode.INVALID, **params: Any) ->
     return ApiError(code, key, **params)
 
 
-def not_found(what: str) -> ApiError:
-    return ApiError(ErrorCode.NOT_FOUND, "err.not_found", what=what)
+def not_found(thing: str) -> ApiError:
+    """404 not_found naming ``thing`` (its catalogue entry: thing.<thing>)."""
+    return ApiError(ErrorCode.NOT_FOUND, "err.not_found", what=Word("thing", thing))
 
 
 def error_body(code: ErrorCode, message: str, status: int | None = None,

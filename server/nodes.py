@@ -30,6 +30,7 @@ from .areas import live_area, slug
 from .bodies import AreaKind, CommandCreate, NodeCreate, parse
 from .config import Settings
 from .errors import ApiError, ErrorCode, bad_request
+from .i18n import Word
 from .keys import KeyState
 from .models import (Area, Command, Node, ProvisioningToken, ServerKey, User, area_ancestors,
                      area_zone, node_groups, rows_changed, utcnow)
@@ -227,7 +228,7 @@ class Provisioner:
         if node_id is None:
             node_id = self._new_id(cluster, body.name)
         elif node_id == s.mqtt_username or self.db.get(Node, node_id) is not None:
-            raise ApiError(ErrorCode.DUPLICATE, "err.duplicate", what="thing.node_id")
+            raise ApiError(ErrorCode.DUPLICATE, "err.duplicate", what=Word("thing", "node_id"))
         password = secrets.token_urlsafe(24)
         node = Node(id=node_id, cluster_id=cluster.id, name=body.name, lat=body.lat,
                     lon=body.lon, mqtt_password_hash=password_hash(password), desired_dirty=True)

@@ -33,7 +33,7 @@ def visible_programme(db: Session, user: User, programme_id: int) -> Programme:
     allowed = auth.user_area_ids(db, user)
     if p is None or (allowed is not None and p.area_id is not None
                      and p.area_id not in allowed):
-        raise not_found("thing.programme")
+        raise not_found("programme")
     return p
 
 

@@ -97,7 +97,7 @@ def store_release(db: Session, settings: Settings, user: User, data: bytes,
                        detail=f"{len(data)} > {MAX_RELEASE_BYTES} bytes")
     version = wheel_version(data)
     if db.scalar(select(AgentRelease).where(AgentRelease.version == version)):
-        raise ApiError(ErrorCode.DUPLICATE, "err.duplicate", what="thing.release")
+        raise ApiError(ErrorCode.DUPLICATE, "err.duplicate", what=Word("thing", "release"))
     stored = MediaStore(settings.media_dir).put(data, WHEEL_EXT)
     release = AgentRelease(version=version, sha256=stored.sha256, bytes=stored.bytes,
                            notes=notes, uploaded_by=user.id, uploaded_at=utcnow())
@@ -120,7 +120,7 @@ def release_json(settings: Settings, release: AgentRelease) -> dict[str, Any]:
 def get_release(db: Session, release_id: int) -> AgentRelease:
     release = db.get(AgentRelease, release_id)
     if release is None:
-        raise not_found("thing.release")
+        raise not_found("release")
     return release
 
 
@@ -237,7 +237,7 @@ def _start_stage(db: Session, settings: Settings, user: User | None, rollout: Ro
 def get_rollout(db: Session, rollout_id: int) -> Rollout:
     rollout = db.get(Rollout, rollout_id)
     if rollout is None:
-        raise not_found("thing.rollout")
+        raise not_found("rollout")
     return rollout
 
 

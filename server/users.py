@@ -56,7 +56,7 @@ def get_user(db: Session, actor: User, user_id: int) -> User:
     user = db.get(User, user_id)
     allowed = user_area_ids(db, actor)
     if user is None or (allowed is not None and user.area_id not in allowed):
-        raise not_found("thing.user")
+        raise not_found("user")
     return user
 
 
@@ -91,7 +91,7 @@ def _set_profile(db: Session, actor: User | None, user: User, data: dict[str, An
     """Username, role, area and language from ``data``, each checked."""
     if "username" in data and data["username"] != user.username:
         if db.scalar(select(User.id).where(User.username == data["username"])) is not None:
-            raise ApiError(ErrorCode.DUPLICATE, "err.duplicate", what="thing.user")
+            raise ApiError(ErrorCode.DUPLICATE, "err.duplicate", what=Word("thing", "user"))
         user.username = data["username"]
     if "role" in data:
         if not may_grant(actor, data["role"]):

@@ -23,7 +23,7 @@ from ..auth import ROLES, caller
 from ..bulletins import scoped_area, speech_defaults, update_area_speech
 from ..context import settings
 from ..errors import ApiError, ErrorCode
-from ..i18n import LANGUAGES, Word, t
+from ..i18n import CATALOGUE, LANGUAGES, Word, t, word
 from ..models import Area, AuditEntry, User, area_zone, nearest_setting
 from ..request_globals import g
 from . import area_tree, bp, page
@@ -239,19 +239,17 @@ def change_lines(entry: AuditEntry) -> list[tuple[str, str]]:
 def action_text(action: str) -> str:
     """An audit action in the user's language: "users.update" as "Sửa tài khoản", a named one
     ("auth.login") from the catalogue; one the catalogue does not know stays as it is."""
-    named = f"audit.action.{action}"
-    if t(named) != named:
-        return t(named)
+    if f"audit.action.{action}" in CATALOGUE:
+        return word("audit.action", action)
     table, _, op = action.rpartition(".")
-    if t(f"audit.op.{op}") == f"audit.op.{op}":
+    if f"audit.op.{op}" not in CATALOGUE:
         return action
     return t(f"audit.op.{op}", thing=target_text(table))
 
 
 def target_text(target_type: str) -> str:
     """A target type (a table's name) in the user's language, or as it is."""
-    key = f"audit.thing.{target_type}"
-    return t(key) if t(key) != key else target_type
+    return word("audit.thing", target_type)
 
 
 def _shown(value: Any) -> str:

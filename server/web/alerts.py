@@ -39,7 +39,7 @@ def visible_alert(alert_id: int) -> Alert:
     alert: Alert | None = g.db.get(Alert, alert_id)
     if alert is None or not alert_service.visible(g.db, alert,
                                                   access.user_area_ids(g.db, access.caller())):
-        raise not_found("thing.alert")
+        raise not_found("alert")
     return alert
 
 

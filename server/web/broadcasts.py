@@ -34,7 +34,7 @@ ROUTINE = {SlotState.SCHEDULED, SlotState.DELIVERED, SlotState.READY, SlotState.
 def _broadcast_data(broadcast_id: int) -> dict[str, Any]:
     bc: Broadcast | None = g.db.get(Broadcast, broadcast_id)
     if bc is None or not broadcast_visible(g.db, caller(), bc):
-        raise not_found("thing.broadcast")
+        raise not_found("broadcast")
     report = broadcast_json(g.db, bc, settings().timezone)
     slots = None
     if bc.recurrence is not None:  # a series: each occurrence's state on each node

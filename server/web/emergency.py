@@ -144,7 +144,7 @@ def emergency_send() -> str | Response | tuple[str, int]:
 def _emergency(broadcast_id: int) -> Broadcast:
     bc: Broadcast | None = g.db.get(Broadcast, broadcast_id)
     if bc is None or bc.priority < EMERGENCY or not broadcast_visible(g.db, access.caller(), bc):
-        raise not_found("thing.broadcast")
+        raise not_found("broadcast")
     return bc
 
 

@@ -369,6 +369,6 @@ def command_data(cmd: Command) -> dict[str, Any]:
 def command_partial(command_id: str) -> str:
     cmd = g.db.get(Command, command_id)
     if cmd is None or cmd.type == CommandType.DESIRED or cmd.node_id is None:
-        raise not_found("thing.command")
+        raise not_found("command")
     visible_node(cmd.node_id)  # 404 unless the user may see that node
     return render_template("_command.html", **command_data(cmd))

@@ -119,7 +119,7 @@ def cancel_series(broadcast_id: int) -> Response:
 def _broadcast(broadcast_id: int) -> Broadcast:
     bc: Broadcast | None = g.db.get(Broadcast, broadcast_id)
     if bc is None or not broadcast_visible(g.db, access.caller(), bc):
-        raise not_found("thing.broadcast")
+        raise not_found("broadcast")
     return bc
 
 
