@@ -1,10 +1,11 @@
 /* The fleet map (server/templates/fleet_map.html): the nodes of the user's areas as circles
    coloured by state, each area's outline (the convex hull of its placed nodes, from the server;
-   a padded box around one or two nodes), and tiles only when the server names a tile source. */
+   a padded box around one or two nodes), and tiles only when the server names a tile source.
+   It knows no state or kind by name: a marker's colour and an outline's stroke come from the
+   classes named after them (server/static/app.css, beside the legend's), the label from the
+   page (one data-label-* attribute per state, in the reader's language). */
 (function () {
   "use strict";
-  var COLOURS = {online: "#1a7f37", offline: "#c62828", never_connected: "#6b7280",
-                 maintenance: "#b26a00"};
 
   function start() {
     var box = document.getElementById("fleet-map");
@@ -21,30 +22,28 @@
       .catch(function (e) { status.textContent = String(e); });
   }
 
-  function outline(points) {
-    if (points.length >= 3) { return L.polygon(points); }
+  function outline(points, style) {
+    if (points.length >= 3) { return L.polygon(points, style); }
     var bounds = L.latLngBounds(points).pad(0.5);
     if (bounds.getNorth() === bounds.getSouth()) {  // one place: a small box around it
       bounds = L.latLngBounds([points[0][0] - 0.002, points[0][1] - 0.002],
                               [points[0][0] + 0.002, points[0][1] + 0.002]);
     }
-    return L.rectangle(bounds);
+    return L.rectangle(bounds, style);
   }
 
   function draw(map, box, status, data) {
     var all = [];
     data.areas.forEach(function (area) {
       if (!area.outline.length) { return; }
-      var shape = outline(area.outline);
-      shape.setStyle({color: "#1d4ed8", weight: area.kind === "cluster" ? 2 : 1,
-                      fillOpacity: 0.05, dashArray: area.kind === "cluster" ? null : "4 4"});
+      var shape = outline(area.outline, {className: "fleet-area fleet-area-" + area.kind});
       shape.bindTooltip(area.name);
       shape.addTo(map);
     });
     data.nodes.forEach(function (node) {
       var marker = L.circleMarker([node.lat, node.lon], {
-        radius: 9, color: "#fff", weight: 2, fillColor: COLOURS[node.state] || "#6b7280",
-        fillOpacity: 1, className: "fleet-marker fleet-marker-" + node.state});
+        radius: 9, weight: 2, fillOpacity: 1,
+        className: "fleet-marker fleet-state-" + node.state});
       var label = box.dataset["label" + node.state.replace(/(^|_)(\w)/g, function (m, u, c) {
         return c.toUpperCase(); })] || node.state;
       var link = document.createElement("a");

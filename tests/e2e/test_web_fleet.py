@@ -75,4 +75,26 @@ def test_the_map_draws_the_nodes_without_a_tile_server(web_system, web):
         # the cluster's and the ward's outlines, and no tile was asked for
         assert page.locator("path.leaflet-interactive").count() >= placed + 2
         assert page.locator("img.leaflet-tile").count() == 0
+        # each marker wears its state's colour in the legend, not Leaflet's own blue
+        for fill, legend in page.evaluate(MARKER_AND_LEGEND_COLOURS):
+            assert fill == legend and fill != LEAFLET_BLUE, (fill, legend)
+        # the cluster's outline is solid, the ward's around it dashed
+        dashes = page.evaluate(OUTLINE_DASHES)
+        assert dashes["cluster"] == ["none"] and "none" not in dashes["ward"], dashes
         web.shot(page, "map-markers")
+
+
+LEAFLET_BLUE = "rgb(51, 136, 255)"  # Leaflet's default path colour, #3388ff
+MARKER_AND_LEGEND_COLOURS = """() => [...document.querySelectorAll("path.fleet-marker")].map(m => {
+    const state = [...m.classList].find(c => c.startsWith("fleet-state-"));
+    const dot = document.querySelector(".fleet-legend .fleet-dot." + state);
+    return [getComputedStyle(m).fill, dot ? getComputedStyle(dot).backgroundColor : null];
+})"""
+OUTLINE_DASHES = """() => {
+    const dashes = {};
+    for (const p of document.querySelectorAll("path.fleet-area")) {
+        const kind = [...p.classList].find(c => c.startsWith("fleet-area-")).slice(11);
+        (dashes[kind] = dashes[kind] || []).push(getComputedStyle(p).strokeDasharray);
+    }
+    return dashes;
+}"""
