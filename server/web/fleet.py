@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -47,10 +47,29 @@ FACTS_POLL_S = 10                  # the node's state on its page (a 304 while u
 # an ack status after which nothing more comes (docs/protocol.md, events: ack)
 FINAL = {CommandStatus.FINISHED, CommandStatus.FAILED, CommandStatus.REJECTED,
          CommandStatus.PREEMPTED, CommandStatus.STOPPED, CommandStatus.SKIPPED}
-# the node page's action buttons (a horn test's named after its kind); the volume has a form of
-# its own and the reboot a button that asks first
+# the node page's actions, each with the command body it sends (its form's fields in, the API's
+# body out): ``command_from_form`` looks them up here
+CommandMaker = Callable[[Mapping[str, str]], dict[str, Any]]
+
+
+def _horn_test(kind: HornTest) -> CommandMaker:
+    return lambda _: {"type": CommandType.TEST, "body": {"kind": kind}}
+
+
+ACTION_COMMANDS: dict[str, CommandMaker] = {
+    "set_volume": lambda form: {"type": CommandType.SET_VOLUME, "body": {
+        "volume": B.form_int("volume", form.get("volume") or "")}},
+    "amp_on": lambda _: {"type": CommandType.AMP, "body": {"on": True}},
+    "amp_off": lambda _: {"type": CommandType.AMP, "body": {"on": False}},
+    **{kind: _horn_test(kind) for kind in HornTest},
+    "stop": lambda _: {"type": CommandType.STOP, "body": {"max_priority": 9}},
+    "reboot": lambda _: {"type": CommandType.REBOOT, "body": {}},
+}
+ACTIONS = tuple(ACTION_COMMANDS)
+# its row of buttons (a horn test's named after its kind); the volume has a form of its own and
+# the reboot a button that asks first
 BUTTONS = ("amp_on", "amp_off", *HornTest, "stop")
-ACTIONS = ("set_volume", *BUTTONS, "reboot")
+
 
 @dataclass(frozen=True)
 class Chart:
@@ -314,21 +333,10 @@ def node_page(node_id: str) -> str:
 
 def command_from_form(form: Mapping[str, str]) -> B.CommandCreate:
     """The action button pressed (``action``) and its field as the API's command body."""
-    action = form.get("action")
-    if action == "set_volume":
-        volume = B.form_int("volume", form.get("volume") or "")
-        body: dict[str, Any] = {"type": CommandType.SET_VOLUME, "body": {"volume": volume}}
-    elif action in ("amp_on", "amp_off"):
-        body = {"type": CommandType.AMP, "body": {"on": action == "amp_on"}}
-    elif action in tuple(HornTest):
-        body = {"type": CommandType.TEST, "body": {"kind": HornTest(action)}}
-    elif action == "stop":
-        body = {"type": CommandType.STOP, "body": {"max_priority": 9}}
-    elif action == "reboot":
-        body = {"type": CommandType.REBOOT, "body": {}}
-    else:
+    make = ACTION_COMMANDS.get(form.get("action") or "")
+    if make is None:
         raise bad_request("err.invalid_field", field="action", detail=" | ".join(ACTIONS))
-    return B.parse(B.CommandCreate, body)
+    return B.parse(B.CommandCreate, make(form))
 
 
 @bp.post("/nodes/<node_id>/commands")

@@ -250,6 +250,32 @@ def test_why_a_command_failed_reads_in_the_users_language(app_only, wards):
     assert "could not be sent (expired before the server could send the command)" in english
 
 
+def test_each_action_of_the_node_page_sends_its_command_and_an_unknown_one_is_refused(
+        app_only, wards):
+    s = app_only
+    tech = PageUser(s, "kythuat-lc", PASSWORD)
+    node = s.ok("GET", f"/api/v1/nodes?area={wards['mine']['id']}")["nodes"][0]["id"]
+    sent: dict[str, tuple[str, dict[str, object]]] = {
+        "amp_on": ("amp", {"on": True}), "amp_off": ("amp", {"on": False}),
+        "tone": ("test", {"kind": "tone"}), "acoustic": ("test", {"kind": "acoustic"}),
+        "stop": ("stop", {"max_priority": 9}), "reboot": ("reboot", {}),
+        "set_volume": ("set_volume", {"volume": 35})}
+    for action, (kind, body) in sent.items():
+        r = tech.post(f"/nodes/{node}/commands", data={"action": action, "volume": "35"},
+                      headers={"HX-Request": "true"})
+        assert r.status_code == 200, (action, r.text)
+        with _db(s) as db:
+            cmd = db.get(Command, found(r'id="command-([^"]+)"', r.text))
+            assert cmd.type == kind and body.items() <= cmd.body.items(), (action, cmd.body)
+    with _db(s) as db:
+        before = db.query(Command).count()
+    for action in ("explode", ""):
+        r = tech.post(f"/nodes/{node}/commands", data={"action": action})
+        assert r.status_code == 400 and "action" in r.text and "amp_on" in r.text, action
+    with _db(s) as db:
+        assert db.query(Command).count() == before
+
+
 def test_a_volume_out_of_range_is_refused_with_the_apis_message(app_only, wards):
     s = app_only
     tech = PageUser(s, "kythuat-lc", PASSWORD)
