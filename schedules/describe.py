@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 
 from .lunar import LunarRule, is_lunar_rule, parse_lunar_rule
-from .recurrence import DEFAULT_TZ, Recurrence, parse_rule, zone
+from .recurrence import DEFAULT_TZ, WEEKDAYS, Freq, Recurrence, parse_rule, zone
 
 TEXTS: dict[str, dict[str, str]] = {
     "vi": {
@@ -99,22 +99,19 @@ def _monthday(day: int, t: Mapping[str, str]) -> str:
     return t["monthday"].format(day=day)
 
 
-_WEEKDAY_CODES = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
-
-
 def _days(rec: Recurrence, local_start: dt.datetime, t: Mapping[str, str]) -> str | None:
     """The days part of the sentence; what the rule leaves open comes from its start, as in
     the expansion; None for daily rules without a day filter."""
     months, monthdays = rec.ints("BYMONTH"), rec.ints("BYMONTHDAY")
     if not monthdays and not rec.part("BYDAY"):
-        if rec.freq == "YEARLY":
+        if rec.freq == Freq.YEARLY:
             months = months or [local_start.month]
             monthdays = [local_start.day]
-        elif rec.freq == "MONTHLY":
+        elif rec.freq == Freq.MONTHLY:
             monthdays = [local_start.day]
-        elif rec.freq == "WEEKLY":
-            return t[_WEEKDAY_CODES[local_start.weekday()]]
-    if rec.freq == "YEARLY" and months and monthdays and all(d > 0 for d in monthdays):
+        elif rec.freq == Freq.WEEKLY:
+            return t[WEEKDAYS[local_start.weekday()]]
+    if rec.freq == Freq.YEARLY and months and monthdays and all(d > 0 for d in monthdays):
         return _join([t["yearday"].format(day=d, month=m) for m in months for d in monthdays], t)
     if monthdays:
         if len(monthdays) > 1 and all(d > 0 for d in monthdays):
@@ -139,9 +136,9 @@ def _limits(what: str, rec: Recurrence, zone_info: dt.tzinfo, t: Mapping[str, st
 def _describe_rrule(rec: Recurrence, local_start: dt.datetime, zone_info: dt.tzinfo,
                     t: Mapping[str, str]) -> str:
     interval = int(rec.part("INTERVAL") or 1)
-    if not set(dict(rec.parts)) <= _SAYABLE or (rec.freq == "HOURLY" and (
+    if not set(dict(rec.parts)) <= _SAYABLE or (rec.freq == Freq.HOURLY and (
             rec.part("BYHOUR") or rec.part("BYDAY") or rec.part("BYMONTHDAY"))) or (
-            rec.freq != "YEARLY" and rec.part("BYMONTH")):
+            rec.freq != Freq.YEARLY and rec.part("BYMONTH")):
         return t["custom"].format(rule=rec.text)
     freq = t[rec.freq] if interval == 1 else t[rec.freq + "_n"].format(n=interval)
     days = _days(rec, local_start, t)
@@ -149,7 +146,7 @@ def _describe_rrule(rec: Recurrence, local_start: dt.datetime, zone_info: dt.tzi
         what = freq
     else:
         what = t["with_days" if interval == 1 else "with_days_n"].format(days=days, freq=freq)
-    if rec.freq == "HOURLY":
+    if rec.freq == Freq.HOURLY:
         minutes = rec.ints("BYMINUTE") or [local_start.minute]
         what = t["at_minute"].format(what=what, minutes=_join([f"{m:02d}" for m in minutes], t))
     else:

@@ -53,9 +53,18 @@ class RecurrenceError(ValueError):
         self.part = part
 
 
-_FREQS = ("YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY")
+class Freq(StrEnum):
+    """The frequencies (RFC 5545 FREQ) a rule may have here; MINUTELY and SECONDLY are refused
+    as too frequent, a lunar rule's FREQ=LUNARMONTHLY is schedules/lunar.py's."""
+    YEARLY = "YEARLY"
+    MONTHLY = "MONTHLY"
+    WEEKLY = "WEEKLY"
+    DAILY = "DAILY"
+    HOURLY = "HOURLY"
+
+
 _TOO_FREQUENT_FREQS = ("MINUTELY", "SECONDLY")
-_WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")  # BYDAY and WKST, Monday first
 # (low, high, zero and negatives allowed) for each integer list part, as RFC 5545 §3.3.10.
 _INT_LISTS: dict[str, tuple[int, int, bool]] = {
     "BYSECOND": (0, 59, False), "BYMINUTE": (0, 59, False), "BYHOUR": (0, 23, False),
@@ -80,8 +89,8 @@ class Recurrence:
     until_local: dt.datetime | None = None
 
     @property
-    def freq(self) -> str:
-        return self.part("FREQ") or ""
+    def freq(self) -> Freq:
+        return Freq(self.part("FREQ") or "")  # parse_rule admits no rule without one
 
     def part(self, name: str) -> str | None:
         return dict(self.parts).get(name)
@@ -164,7 +173,7 @@ def _check_byday(value: str, freq: str) -> None:
         if not match:
             raise _fail(RecurrenceErrorCode.INVALID_VALUE, f"BYDAY={value} is malformed", "BYDAY")
         if match.group(2) is not None:
-            if freq not in ("MONTHLY", "YEARLY"):
+            if freq not in (Freq.MONTHLY, Freq.YEARLY):
                 raise _fail(RecurrenceErrorCode.INVALID_VALUE,
                             "a numbered BYDAY (e.g. 1MO) needs FREQ=MONTHLY or YEARLY", "BYDAY")
             if not 1 <= int(match.group(2)) <= 53:
@@ -201,12 +210,12 @@ def _never_by_month_day(months: list[int], days: list[int]) -> bool:
 
 
 def _check_combinations(parts: Mapping[str, str], freq: str) -> None:
-    if "BYWEEKNO" in parts and freq != "YEARLY":
+    if "BYWEEKNO" in parts and freq != Freq.YEARLY:
         raise _fail(RecurrenceErrorCode.INVALID_VALUE, "BYWEEKNO needs FREQ=YEARLY", "BYWEEKNO")
-    if "BYYEARDAY" in parts and freq in ("DAILY", "WEEKLY", "MONTHLY"):
+    if "BYYEARDAY" in parts and freq in (Freq.DAILY, Freq.WEEKLY, Freq.MONTHLY):
         raise _fail(RecurrenceErrorCode.INVALID_VALUE,
                     f"BYYEARDAY does not go with FREQ={freq}", "BYYEARDAY")
-    if "BYMONTHDAY" in parts and freq == "WEEKLY":
+    if "BYMONTHDAY" in parts and freq == Freq.WEEKLY:
         raise _fail(RecurrenceErrorCode.INVALID_VALUE,
                     "BYMONTHDAY does not go with FREQ=WEEKLY", "BYMONTHDAY")
     if "BYSETPOS" in parts and not any(n.startswith("BY") and n != "BYSETPOS" for n in parts):
@@ -242,7 +251,7 @@ def parse_rule(text: str) -> Recurrence:
     if freq in _TOO_FREQUENT_FREQS:
         raise _fail(RecurrenceErrorCode.TOO_FREQUENT,
                     f"FREQ={freq} fires more than once a minute", "FREQ")
-    if freq not in _FREQS:
+    if freq not in tuple(Freq):
         raise _fail(RecurrenceErrorCode.INVALID_VALUE, f"FREQ={freq} is unknown", "FREQ")
     until_utc = until_local = None
     for name, value in pairs:
@@ -254,7 +263,7 @@ def parse_rule(text: str) -> Recurrence:
             _int(name, value, 1, 10**9)
         elif name == "BYDAY":
             _check_byday(value, freq)
-        elif name == "WKST" and value not in _WEEKDAYS:
+        elif name == "WKST" and value not in WEEKDAYS:
             raise _fail(RecurrenceErrorCode.INVALID_VALUE, f"WKST={value} is not a weekday", name)
         elif name == "UNTIL":
             until_utc, until_local = _parse_until(value)
@@ -300,16 +309,16 @@ def _add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(day.year + years, month + 1, 1)
 
 
-def _period_start(freq: str, wall_start: dt.datetime, periods: int, wkst: int) -> dt.datetime:
+def _period_start(freq: Freq, wall_start: dt.datetime, periods: int, wkst: int) -> dt.datetime:
     """The start of the period `periods` whole periods after the one holding `wall_start`."""
     day = wall_start.date()
-    if freq == "HOURLY":
+    if freq == Freq.HOURLY:
         return wall_start.replace(minute=0, second=0) + dt.timedelta(hours=periods)
-    if freq == "DAILY":
+    if freq == Freq.DAILY:
         day += dt.timedelta(days=periods)
-    elif freq == "WEEKLY":
+    elif freq == Freq.WEEKLY:
         day += dt.timedelta(days=7 * periods - (day.weekday() - wkst) % 7)
-    elif freq == "MONTHLY":
+    elif freq == Freq.MONTHLY:
         day = _add_months(day, periods)
     else:
         day = dt.date(day.year + periods, 1, 1)
@@ -317,9 +326,9 @@ def _period_start(freq: str, wall_start: dt.datetime, periods: int, wkst: int) -
 
 
 # The longest each period can be, so that the count of whole periods is never overestimated.
-_PERIOD = {"HOURLY": dt.timedelta(hours=1), "DAILY": dt.timedelta(days=1),
-           "WEEKLY": dt.timedelta(days=7), "MONTHLY": dt.timedelta(days=31),
-           "YEARLY": dt.timedelta(days=366)}
+_PERIOD = {Freq.HOURLY: dt.timedelta(hours=1), Freq.DAILY: dt.timedelta(days=1),
+           Freq.WEEKLY: dt.timedelta(days=7), Freq.MONTHLY: dt.timedelta(days=31),
+           Freq.YEARLY: dt.timedelta(days=366)}
 
 
 def _fast_forward(rec: Recurrence, wall_start: dt.datetime,
@@ -339,17 +348,17 @@ def _fast_forward(rec: Recurrence, wall_start: dt.datetime,
         return parts, wall_start
     explicit = dict(parts)
     defaults = {"BYMINUTE": str(wall_start.minute), "BYSECOND": str(wall_start.second)}
-    if rec.freq != "HOURLY":
+    if rec.freq != Freq.HOURLY:
         defaults["BYHOUR"] = str(wall_start.hour)
     if not any(n in explicit for n in ("BYWEEKNO", "BYYEARDAY", "BYMONTHDAY", "BYDAY")):
-        if rec.freq == "WEEKLY":
-            defaults["BYDAY"] = _WEEKDAYS[wall_start.weekday()]
-        elif rec.freq in ("MONTHLY", "YEARLY"):
+        if rec.freq == Freq.WEEKLY:
+            defaults["BYDAY"] = WEEKDAYS[wall_start.weekday()]
+        elif rec.freq in (Freq.MONTHLY, Freq.YEARLY):
             defaults["BYMONTHDAY"] = str(wall_start.day)
-        if rec.freq == "YEARLY":
+        if rec.freq == Freq.YEARLY:
             defaults["BYMONTH"] = str(wall_start.month)
     parts += [(n, v) for n, v in defaults.items() if n not in explicit]
-    wkst = _WEEKDAYS.index(rec.part("WKST") or "MO")
+    wkst = WEEKDAYS.index(rec.part("WKST") or "MO")
     return parts, _period_start(rec.freq, wall_start, periods * interval, wkst)
 
 

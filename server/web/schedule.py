@@ -14,8 +14,8 @@ from sqlalchemy import select
 from device_agent.protocol import PriorityName
 
 from schedules.describe import describe
-from schedules.lunar import LunarHoliday
-from schedules.recurrence import MAX_INTERVAL, RecurrenceError
+from schedules.lunar import LUNAR_FREQ, LunarHoliday
+from schedules.recurrence import MAX_INTERVAL, WEEKDAYS, Freq, RecurrenceError
 
 from .. import auth as access
 from .. import bodies as B
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from werkzeug.datastructures import MultiDict
     from werkzeug.wrappers import Response
 
-WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 HOLIDAYS = tuple(str(h) for h in LunarHoliday)
 KINDS = ("once", "daily", "weekly", "lunar")
 INTERVAL_MAX = MAX_INTERVAL  # every 1 to this many days or weeks: the rule's own limit
@@ -161,12 +160,12 @@ def build_rule(form: dict[str, str], lists: dict[str, list[str]]
     at = f"BYHOUR={hours};BYMINUTE={times[0][1]}"
     if kind == "lunar":
         days = [d for d in lists.get("lunar_days", []) if d in ("1", "15")] or ["1", "15"]
-        return f"FREQ=LUNARMONTHLY;BYMONTHDAY={','.join(days)};{at}", dt.time(*times[0])
+        return f"FREQ={LUNAR_FREQ};BYMONTHDAY={','.join(days)};{at}", dt.time(*times[0])
     interval = (form.get("interval") or "1").strip()
     if not interval.isdecimal() or not 1 <= int(interval) <= INTERVAL_MAX:
         raise ApiError(ErrorCode.INVALID, "err.invalid_field", field="interval",
                        detail=f"1-{INTERVAL_MAX}")
-    parts = ["FREQ=DAILY" if kind == "daily" else "FREQ=WEEKLY"]
+    parts = [f"FREQ={Freq.DAILY if kind == 'daily' else Freq.WEEKLY}"]
     if int(interval) > 1:
         parts.append(f"INTERVAL={interval}")
     if kind == "weekly":

@@ -10,6 +10,7 @@ from flask import Flask
 
 from device_agent.schemas import AlarmCode, NodeReason, RejectReason
 from device_agent.telemetry import MM_REGISTRATIONS, MM_STATES, REGISTERED
+from schedules.recurrence import WEEKDAYS, Freq
 from server import audit
 from server.auth import Role
 from server.bodies import AreaKind, Category
@@ -27,7 +28,9 @@ VOCABULARIES: list[tuple[str, type[StrEnum] | tuple[str, ...]]] = [
     ("nodereason", NodeReason), ("rolloutstatus", RolloutStatus), ("role", Role),
     ("area.kind", AreaKind), ("cat", Category), ("alarmcode", AlarmCode),
     ("mmstate", MM_STATES), ("mmreg", MM_REGISTRATIONS), ("audit.action", audit.Action),
-    ("audit.thing", audit.Target), ("audit.thing", tuple(audit.AUDITED))]
+    ("audit.thing", audit.Target), ("audit.thing", tuple(audit.AUDITED)),
+    # a repeating rule's frequency (once and every n) and weekdays, as the schedule says them
+    ("rule", Freq), ("rule", tuple(f"{f}_n" for f in Freq)), ("rule", WEEKDAYS)]
 
 
 @pytest.mark.parametrize(("kind", "words"), VOCABULARIES,
