@@ -144,9 +144,11 @@ def _open(instance: Path) -> tuple[Settings, Engine]:
 def _session(instance: Path) -> Iterator[Session]:
     """A session of the instance's database."""
     _, engine = _open(instance)
-    with make_sessionmaker(engine)() as db:
-        yield db
-    engine.dispose()
+    try:
+        with make_sessionmaker(engine)() as db:
+            yield db
+    finally:
+        engine.dispose()
 
 
 def _init(args: argparse.Namespace, instance: Path) -> int:
