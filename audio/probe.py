@@ -29,6 +29,7 @@ ACCEPTED = {
 }
 ACCEPTED_LABELS = "mp3, wav, m4a/aac, ogg/opus, flac"
 
+
 class UploadProblem(StrEnum):
     """Why a recording is refused (an UploadError's ``code``; the API's error code too)."""
     EMPTY = "empty"

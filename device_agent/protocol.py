@@ -39,6 +39,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 FUTURE_TOLERANCE_MS = 5 * 60 * 1000
 LATE_SLOT_MS = 60 * 1000
 
+
 class PriorityName(StrEnum):
     """A named priority level (PRIORITY_NAMES): what the API takes besides 0-9, and what the
     pages call a level."""

@@ -140,6 +140,8 @@ def initial_status(db: Session, user: User, priority: int, areas: list[int],
         if not auth.can(user, "broadcast.emergency"):
             raise ApiError(ErrorCode.EMERGENCY_FORBIDDEN, "err.emergency_forbidden")
     return BroadcastStatus.SCHEDULED
+
+
 def _content(db: Session, user: User, body: BroadcastCreate) -> Bulletin | Programme:
     """What the body names to air, when the user may see it (404 otherwise)."""
     if body.bulletin_id is not None:

@@ -52,8 +52,6 @@ class BulletinStep(StrEnum):
     ARCHIVE = "archive"
 
 
-
-
 def visible_bulletin(db: Session, user: User, bulletin_id: int, *, manage: bool = False
                      ) -> Bulletin:
     """The bulletin when the user may see it (404 otherwise). A user scoped to an area sees

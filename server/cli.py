@@ -141,7 +141,7 @@ def _open(instance: Path) -> tuple[Settings, Engine]:
 
 
 @contextlib.contextmanager
-def _session(instance: Path) -> Iterator[Session]:
+def instance_session(instance: Path) -> Iterator[Session]:
     """A session of the instance's database."""
     _, engine = _open(instance)
     try:
@@ -166,7 +166,7 @@ def _named_user(db: Session, username: str) -> User | None:
 
 def _token(args: argparse.Namespace, instance: Path) -> int:
     """``token``: a long-lived API token, printed once."""
-    with _session(instance) as db:
+    with instance_session(instance) as db:
         user = _named_user(db, args.username)
         if user is None:
             return 1
@@ -177,7 +177,7 @@ def _token(args: argparse.Namespace, instance: Path) -> int:
 
 def _revoke_tokens(args: argparse.Namespace, instance: Path) -> int:
     """``revoke-tokens``: a user's tokens, all or those of one name."""
-    with _session(instance) as db:
+    with instance_session(instance) as db:
         user = _named_user(db, args.username)
         if user is None:
             return 1
@@ -298,15 +298,13 @@ def _audit_verify(args: argparse.Namespace, instance: Path) -> int:
     """``audit-verify``: exit 0 and print the head when the chain holds; 1 naming the first bad
     row."""
     from . import audit
-    _, engine = _open(instance)
-    sessions = make_sessionmaker(engine)
     anchors: list[str] = args.anchor
     try:
         pairs = [(int(a.split(":", 1)[0]), a.split(":", 1)[1]) for a in anchors]
     except (ValueError, IndexError):
         print("--anchor takes ID:HASH", file=sys.stderr)
         return 2
-    with sessions() as db:
+    with instance_session(instance) as db:
         try:
             count, last_id, last_hash = audit.verify(db, pairs)
         except audit.AuditBroken as err:

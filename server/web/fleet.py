@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from flask import jsonify, make_response, redirect, render_template, request, url_for
 from sqlalchemy import func, or_, select
 
-from device_agent.protocol import CommandType
+from device_agent.protocol import EMERGENCY, CommandType
 from device_agent.schemas import BytesSince, HornTest, HornVerdict, NetType
 from device_agent.telemetry import NET_FIELDS
 
@@ -62,7 +62,7 @@ ACTION_COMMANDS: dict[str, CommandMaker] = {
     "amp_on": lambda _: {"type": CommandType.AMP, "body": {"on": True}},
     "amp_off": lambda _: {"type": CommandType.AMP, "body": {"on": False}},
     **{kind: _horn_test(kind) for kind in HornTest},
-    "stop": lambda _: {"type": CommandType.STOP, "body": {"max_priority": 9}},
+    "stop": lambda _: {"type": CommandType.STOP, "body": {"max_priority": EMERGENCY}},
     "reboot": lambda _: {"type": CommandType.REBOOT, "body": {}},
 }
 ACTIONS = tuple(ACTION_COMMANDS)

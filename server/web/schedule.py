@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 HOLIDAYS = tuple(str(h) for h in LunarHoliday)
 KINDS = ("once", "daily", "weekly", "lunar")
-INTERVAL_MAX = MAX_INTERVAL  # every 1 to this many days or weeks: the rule's own limit
 
 
 def _areas() -> list[Area]:
@@ -162,9 +161,9 @@ def build_rule(form: dict[str, str], lists: dict[str, list[str]]
         days = [d for d in lists.get("lunar_days", []) if d in ("1", "15")] or ["1", "15"]
         return f"FREQ={LUNAR_FREQ};BYMONTHDAY={','.join(days)};{at}", dt.time(*times[0])
     interval = (form.get("interval") or "1").strip()
-    if not interval.isdecimal() or not 1 <= int(interval) <= INTERVAL_MAX:
+    if not interval.isdecimal() or not 1 <= int(interval) <= MAX_INTERVAL:
         raise ApiError(ErrorCode.INVALID, "err.invalid_field", field="interval",
-                       detail=f"1-{INTERVAL_MAX}")
+                       detail=f"1-{MAX_INTERVAL}")
     parts = [f"FREQ={Freq.DAILY if kind == 'daily' else Freq.WEEKLY}"]
     if int(interval) > 1:
         parts.append(f"INTERVAL={interval}")
@@ -271,7 +270,7 @@ def new_schedule() -> Response | tuple[str, int]:
     return render_template(
         "schedule_new.html", areas=areas, bulletins=bulletins, programmes=programmes, form=form,
         lists=lists, error=error, clashes=clashes, words=words, checked=checked,
-        weekdays=WEEKDAYS, holidays=HOLIDAYS, kinds=KINDS, interval_max=INTERVAL_MAX,
+        weekdays=WEEKDAYS, holidays=HOLIDAYS, kinds=KINDS, interval_max=MAX_INTERVAL,
         depth=_depths(areas)), status
 
 

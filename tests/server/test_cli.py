@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from server.cli import init_instance, main as cli
-from server.config import load_settings
-from server.models import ApiToken, User, make_engine, make_sessionmaker
+from server.cli import init_instance, instance_session, main as cli
+from server.models import ApiToken, User
 
 
 @pytest.fixture
@@ -25,21 +24,16 @@ def _run(instance, capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def _users(instance) -> dict[str, User]:
-    engine = make_engine(load_settings(instance).database_url)
-    with make_sessionmaker(engine)() as db:
+    with instance_session(instance) as db:
         users = {u.username: u for u in db.scalars(select(User))}
         for u in users.values():
             db.expunge(u)
-    engine.dispose()
     return users
 
 
 def _tokens(instance) -> list[str]:
-    engine = make_engine(load_settings(instance).database_url)
-    with make_sessionmaker(engine)() as db:
-        names = list(db.scalars(select(ApiToken.name)))
-    engine.dispose()
-    return names
+    with instance_session(instance) as db:
+        return list(db.scalars(select(ApiToken.name)))
 
 
 @pytest.mark.parametrize("argv", [
