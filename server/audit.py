@@ -82,6 +82,8 @@ class Target(StrEnum):
     NODE = "node"
     SERVER_KEY = "server_key"
     ALERT = "alert"
+
+
 # an entry to append: (actor id, actor, action, target type, target id, detail)
 _EntryRow = tuple[int | None, str, str, str | None, str | None, dict[str, Any]]
 

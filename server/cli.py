@@ -134,21 +134,30 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def _open(instance: Path) -> tuple[Settings, Engine]:
-    """The instance's settings and its database (ConfigError when the settings are wrong)."""
+@contextlib.contextmanager
+def _opened(instance: Path) -> Iterator[tuple[Settings, Engine]]:
+    """The instance's settings and its database (ConfigError when the settings are wrong);
+    the engine is disposed when the command is done, whether it succeeded or not."""
     settings = load_settings(instance)
-    return settings, make_engine(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        yield settings, engine
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _settings_session(instance: Path) -> Iterator[tuple[Settings, Session]]:
+    """The instance's settings and a session of its database."""
+    with _opened(instance) as (settings, engine), make_sessionmaker(engine)() as db:
+        yield settings, db
 
 
 @contextlib.contextmanager
 def instance_session(instance: Path) -> Iterator[Session]:
     """A session of the instance's database."""
-    _, engine = _open(instance)
-    try:
-        with make_sessionmaker(engine)() as db:
-            yield db
-    finally:
-        engine.dispose()
+    with _settings_session(instance) as (_, db):
+        yield db
 
 
 def _init(args: argparse.Namespace, instance: Path) -> int:
@@ -195,30 +204,30 @@ def _sync_broker(args: argparse.Namespace, instance: Path) -> int:
     import threading
 
     from .nodes import follow_broker_accounts, sync_broker_accounts
-    settings, engine = _open(instance)
     every_s: float = args.every
-    init_db(engine)  # as the app would at start: a fresh instance has no tables yet
-    sessions = make_sessionmaker(engine)
-    if every_s <= 0:
-        reloaded = sync_broker_accounts(settings, sessions)
-        print("reloaded" if reloaded else "written (no broker running)")
-        return 0
-    if not settings.mosquitto_dir:
-        print("config: mosquitto_dir: empty, there are no broker files to keep", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s sync-broker %(levelname)s %(message)s")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with contextlib.suppress(KeyboardInterrupt):
-        follow_broker_accounts(settings, sessions, every_s, stop)
+    with _opened(instance) as (settings, engine):
+        init_db(engine)  # as the app would at start: a fresh instance has no tables yet
+        sessions = make_sessionmaker(engine)
+        if every_s <= 0:
+            reloaded = sync_broker_accounts(settings, sessions)
+            print("reloaded" if reloaded else "written (no broker running)")
+            return 0
+        if not settings.mosquitto_dir:
+            print("config: mosquitto_dir: empty, there are no broker files to keep",
+                  file=sys.stderr)
+            return 2
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s sync-broker %(levelname)s %(message)s")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            follow_broker_accounts(settings, sessions, every_s, stop)
     return 0
 
 
 def _user(args: argparse.Namespace, instance: Path) -> int:
     """``user``: only what is given changes; --all-areas (not a missing --area-id) unscopes."""
-    settings, engine = _open(instance)
-    with make_sessionmaker(engine)() as db:
+    with _settings_session(instance) as (settings, db):
         return _save_user(db, args, settings.password_min_length)
 
 
@@ -250,8 +259,7 @@ def _keys(step: KeyStep) -> Callable[[argparse.Namespace, Path], int]:
     """A ``keys`` command's handler: ``step`` in a session of the instance's database, a refusal
     of the key lifecycle (server/keys.py) printed as such."""
     def run(args: argparse.Namespace, instance: Path) -> int:
-        settings, engine = _open(instance)
-        with make_sessionmaker(engine)() as db:
+        with _settings_session(instance) as (settings, db):
             try:
                 step(db, settings, args)
             except (keys.KeyLifecycleError, RuntimeError) as err:

@@ -3,6 +3,10 @@ wrong in one line and exits non-zero (2 for the instance's settings, 1 for the r
 refused command changes nothing."""
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
+
 import pytest
 from sqlalchemy import select
 
@@ -49,6 +53,32 @@ def test_every_command_on_an_instance_with_a_bad_setting_exits_2_naming_it(insta
     assert err.strip() == "config: speaker_count: unknown setting"
     (instance / "config.toml").unlink()
     assert set(_users(instance)) == {"admin"} and _tokens(instance) == []
+
+
+def _open_files(folder) -> list[str]:
+    """The files below ``folder`` this process holds open."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own, closed by now
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return sorted(f for f in found if f.startswith(str(folder)))
+
+
+@pytest.mark.parametrize("argv", [
+    ["user", "canbo", "--role", "staff", "--password", "staff-pass-1"], ["user", "canbo"],
+    ["token", "admin"], ["revoke-tokens", "admin"], ["audit-verify"], ["keys", "list"],
+    ["keys", "activate", "no-such-key"], ["sync-broker"],
+], ids=lambda argv: " ".join(argv[:3]))
+def test_a_command_run_in_process_leaves_no_database_file_open(instance, capsys, argv):
+    """What runs the CLI in its own process (a test, a script) keeps no connection to the
+    instance's database once a command is done, whether it succeeded or was refused."""
+    before = _open_files(instance)
+    gc.disable()  # an unreferenced engine's connections would close when collected
+    try:
+        _run(instance, capsys, *argv)
+        assert _open_files(instance) == before
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("command", ["token", "revoke-tokens"])
