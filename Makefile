@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # wheels of the agent distribution's dependencies, for its offline install test (agent/)
 WHEELHOUSE := $(VENV)/wheelhouse
 
-# pytest-xdist workers, measured on the 2-core machine (README, Tests): the whole suite waits
+# pytest-xdist workers, measured on the 2-core machine (docs/test-timing.md): the whole suite waits
 # more than it computes (real agents, real time, Chromium, a 2-minute 4G outage; about 330 s of
 # CPU for 1,120 s of the tests' own time): on the Intel Xeon of 7 December 318-323 s with 4
 # workers, 246-258 s with 6 (four runs, the browser tests no slower than a tenth), 237 s with 8
@@ -32,7 +32,7 @@ run: deps $(STAMP)
 # Python keeps the bytecode of what it compiles (__pycache__, ignored by git) even where the
 # environment says otherwise (PYTHONDONTWRITEBYTECODE): without it every test process, and
 # every agent or CLI process a test starts, compiles the project's modules and pytest rewrites
-# each test module again, about 2 s of CPU per process (README, Tests).
+# each test module again, about 2 s of CPU per process (docs/test-timing.md).
 TEST_ENV := PYTHONDONTWRITEBYTECODE=
 
 test: test-deps $(STAMP)
