@@ -14,14 +14,16 @@ WHEELHOUSE := $(VENV)/wheelhouse
 # CPU for 1,120 s of the tests' own time): on the Intel Xeon of 7 December 318-323 s with 4
 # workers, 246-258 s with 6 (four runs, the browser tests no slower than a tenth), 237 s with 8
 # (the waiting tests then slowed by up to 80 %). The fast tier mostly computes (ffmpeg,
-# hypothesis, Flask), but its agent tests wait on real MQTT round trips and playback: 50-53 s
-# with 3 workers, 47-48 s with 4. test-postgres computes (its server is a process of its own):
-# 173 s with 4 workers, 185 s with 6.
+# hypothesis, Flask), but its agent tests wait on real MQTT round trips and playback: on the
+# Intel Xeon 50-56 s with 3 workers, 47-58 s with 4; on the AMD EPYC of 7 December 21:50 UTC
+# 69-75 s with 3 (about 126 s of CPU), 72-83 s with 4 (about 148 s: a fourth process on two
+# cores costs CPU of its own), so 3. test-postgres computes (its server is a process of its
+# own): 173 s with 4 workers, 185 s with 6.
 TEST_WORKERS ?= 6
 PG_WORKERS ?= 4
 # the browser tests drive Debian's chromium (make test-deps), never a downloaded one
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
-FAST_WORKERS ?= 4
+FAST_WORKERS ?= 3
 
 .PHONY: run test test-fast test-postgres lint deps test-deps wheelhouse venv bench bench-fanout \
 	bench-pages bench-load bench-bridge bench-soak clean docs test-pi-install
