@@ -189,6 +189,9 @@ class Agent:
         self.topics = {kind: node_topic(self._prefix, node, kind) for kind in TopicKind}
         self._inbox: queue.Queue[tuple[Inbox, Any]] = queue.Queue()
         self._stopping = threading.Event()
+        # held while telemetry or the offline state goes out: none follows, or is newer than,
+        # the offline state
+        self._last_word = threading.Lock()
         self._started = False
         self._ran = False
         # collaborators: everything the threads use exists before start()
@@ -310,10 +313,11 @@ class Agent:
                 continue
             if kind in (Inbox.PUBLISHED, Inbox.CONNECTED):
                 self._handle(kind, data)
-        if self._transport.connected:
-            self._transport.publish_and_wait(
-                self.topics[TopicKind.STATE], {"v": 1, "online": False, "ts": self.now_ms()},
-                max(left(timeout / 2), min(OFFLINE_S, timeout / 2)), retain=True)
+        with self._last_word:  # after any telemetry the thread had read, and newer
+            if self._transport.connected:
+                self._transport.publish_and_wait(
+                    self.topics[TopicKind.STATE], {"v": 1, "online": False, "ts": self.now_ms()},
+                    max(left(timeout / 2), min(OFFLINE_S, timeout / 2)), retain=True)
         self._transport.stop()
         self._telemetry.join(left(2))
         self._fetcher.stop(left(2))
@@ -975,8 +979,12 @@ class Agent:
         while not self._stopping.is_set():
             if self._transport.wait_connected(min(period, 1.0)):
                 try:
-                    self._transport.publish(self.topics[TopicKind.TELEMETRY], self.telemetry(),
-                                            qos=0)
+                    message = self.telemetry()
+                    with self._last_word:  # never after the offline state of a stop meanwhile
+                        if self._stopping.is_set():
+                            return
+                        self._transport.publish(self.topics[TopicKind.TELEMETRY], message,
+                                                qos=0)
                 except Exception:  # noqa: BLE001
                     log.exception("telemetry failed")
                 self._stopping.wait(period)

@@ -876,7 +876,9 @@ class Bridge:
                                   f"(limit {self.limits.clock_offset_ms} ms)")
         node.last_telemetry = data
         node.last_seen = utcnow()
-        if not _older(data["ts"], node.last_state):
+        # strictly newer: a node stopping sends its offline state last, and telemetry read in
+        # the same millisecond as that state is from before it
+        if not _older(data["ts"], node.last_state, or_same=True):
             node.online = True
 
     def _event(self, db: Session, node: Node, event: dict[str, Any]) -> Refused | None:

@@ -115,12 +115,13 @@ class NodeHarness:
     def __init__(self, broker, tmp_path: Path, media: MediaServer, *, node: str = "hp-01-a",
                  groups=("area-1",), realtime: bool = False, telemetry_s: int = 30,
                  amplifier=None, signer: Signer | None = None, player=None, recorder=None,
-                 **extra):
+                 probe=None, **extra):
         self.broker, self.media, self.node = broker, media, node
         self.groups = list(groups)
         self.amplifier = amplifier
         self.player = player  # a Player to use instead of the config's file sink
         self.recorder = recorder  # a Recorder for the acoustic test instead of arecord
+        self.probe = probe  # a MachineProbe for telemetry instead of one on this machine
         self.signer = signer or Signer()
         self.password = uuid.uuid4().hex
         self.dir = tmp_path / f"node-{node}"
@@ -165,7 +166,7 @@ class NodeHarness:
     def start_agent(self, wait_online: bool = True) -> Agent:
         mark = len(self.server.messages)
         self.agent = Agent(load_config(self.config_path), amplifier=self.amplifier,
-                           player=self.player, recorder=self.recorder)
+                           player=self.player, recorder=self.recorder, probe=self.probe)
         self.agent.start()
         if wait_online:
             assert self.wait_message(lambda t, v: t == self.topic("state")

@@ -79,6 +79,22 @@ def test_telemetry_sent_before_the_last_will_does_not_bring_the_node_back_online
 
 
 @pytest.mark.parametrize("batched", [False, True])
+def test_telemetry_of_the_same_millisecond_as_a_stopping_nodes_offline_state_leaves_it_offline(
+        two_bridges, batched):
+    system, one, two, node_id = two_bridges
+    record(one, [msg(one, node_id, "state", {"v": 1, "online": True, "ts": TS})], batched)
+    # the node is told to stop: its offline state is the last thing it says; telemetry it read
+    # in the same millisecond is recorded after it by another worker
+    record(one, [msg(one, node_id, "state", {"v": 1, "online": False, "ts": TS + 1000})],
+           batched)
+    record(two, [msg(two, node_id, "telemetry", {"v": 1, "ts": TS + 1000, "volume": 55})],
+           batched)
+    got = system.ok("GET", f"/api/v1/nodes/{node_id}")
+    assert got["online"] is False
+    assert got["telemetry"]["volume"] == 55  # its readings are kept all the same
+
+
+@pytest.mark.parametrize("batched", [False, True])
 def test_telemetry_delivered_again_is_stored_once(two_bridges, batched):
     system, one, two, node_id = two_bridges
     first = msg(one, node_id, "telemetry", {"v": 1, "ts": TS, "volume": 40})
