@@ -105,11 +105,15 @@ def test_sentences_are_packed_up_to_the_request_limit():
     assert split_sentences("  \n ") == []
 
 
-@pytest.mark.parametrize("mode, reason", [("error", "500"), ("hang", "no answer within 0.5 s"),
-                                          ("no_audio", "No audio stream")])
-def test_failing_gtts_falls_back_to_espeak_and_says_why(standin, mode, reason):
+# The stand-in answers "error" and "no_audio" at once; the client's timeout is short only where
+# running out of it is what the test is about ("hang"), so that a loaded machine, where the
+# stand-in's thread waits its turn, cannot turn another failure into a timeout.
+@pytest.mark.parametrize("mode, timeout_s, reason", [
+    ("error", 30, "500"), ("hang", 0.5, "no answer within 0.5 s"),
+    ("no_audio", 30, "No audio stream")])
+def test_failing_gtts_falls_back_to_espeak_and_says_why(standin, mode, timeout_s, reason):
     standin.mode = mode
-    chain = build_chain(["gtts", "espeak"], gtts_timeout_s=0.5, gtts_endpoint=standin.url)
+    chain = build_chain(["gtts", "espeak"], gtts_timeout_s=timeout_s, gtts_endpoint=standin.url)
     speech = chain.speak("Mất điện từ tám giờ đến mười giờ.")
     assert speech.engine == "espeak" and speech.fmt == "wav"
     assert len(speech.notes) == 1 and speech.notes[0].startswith("gtts: ")
@@ -133,7 +137,9 @@ def test_unreachable_gtts_falls_back_to_espeak():
 
 def test_failed_online_engine_is_skipped_until_its_cooldown_ends(standin):
     now = [1000.0]
-    gtts = CountingEngine(GTTSEngine(timeout_s=0.5, endpoint=standin.url))
+    # a timeout well beyond what the stand-in takes to speak (espeak-ng and ffmpeg) on a loaded
+    # machine: the cooldown is what is tested, and a late answer would look like a failure
+    gtts = CountingEngine(GTTSEngine(timeout_s=30, endpoint=standin.url))
     gtts.cooldown_s = 60
     chain = EngineChain([gtts, EspeakEngine()], clock=lambda: now[0])
     standin.mode = "error"
